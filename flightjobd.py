@@ -1,0 +1,2940 @@
+#!/usr/bin/env python3
+"""flightjobd: a web job manager for HPC login nodes.
+
+A user logs in with their cluster username and password, creates job scripts
+from templates by answering questions, edits them, submits them to the
+scheduler (Slurm, or the embedded `local` scheduler), watches their jobs,
+cancels them and reads their results, in a browser or as JSON with curl.
+
+Running it:
+
+    flightjobd.py                       single-user mode on 127.0.0.1:8080
+    flightjobd.py --multi-user          every user of the machine (root only)
+    flightjobd.py --check-config        validate the configuration and exit
+
+The configuration is TOML, by default /etc/flight-job/flight-job.toml (see
+etc/flight-job.toml, which lists every key at its default).
+
+Privilege model: the process that serves HTTP (root in multi-user mode) never
+opens a path inside a user's home and never runs a scheduler command. Those
+run in the user's *worker*: this same file started with `--worker` as the
+user (uid, gid, supplementary groups, clean environment, cwd = home, umask
+077), spoken to over pipes with one JSON message per line.
+
+Layout in a user's home (`storage.state_dir`, default
+~/.local/share/flight-job):
+
+    scripts/ID/meta.json    name, template, answers, times, version
+    scripts/ID/script.sh    the script
+    scripts/ID/notes.md     the notes
+    jobs/ID/meta.json       state, scheduler id, times, answers, options
+    jobs/ID/script.sh       the exact script that was submitted
+    local/N/                the local scheduler's run of job N
+    .lock                   flock taken for every read-modify-write
+
+Every metadata file carries a format version; every write is atomic.
+"""
+
+__version__ = "0.1.0"
+
+# Imports ####################################################################
+
+import argparse
+import base64
+import contextlib
+import datetime
+import errno
+import fcntl
+import grp
+import hashlib
+import hmac
+import json
+import logging
+import os
+import pwd
+import re
+import secrets
+import select
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+
+import bottle
+
+log = logging.getLogger("flightjobd")
+
+# Constants ##################################################################
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DEFAULT_CONFIG = "/etc/flight-job/flight-job.toml"
+FORMAT = 1  # the format version written into every metadata file
+
+STATES = ("PENDING", "RUNNING", "COMPLETED", "FAILED", "CANCELLED", "UNKNOWN")
+UNFINISHED = ("PENDING", "RUNNING")
+FINISHED = ("COMPLETED", "FAILED", "CANCELLED", "UNKNOWN")
+
+QUESTION_TYPES = ("text", "multiline", "integer", "number", "select",
+                  "multiselect", "boolean", "time", "email", "path")
+QUESTION_KEYS = {"id", "text", "description", "type", "default", "options",
+                 "required", "min", "max", "pattern", "pattern_error",
+                 "ask_when", "options_from", "option"}
+TEMPLATE_KEYS = {"name", "synopsis", "description", "priority", "tags",
+                 "script", "question", "submission_question"}
+
+# Errors #####################################################################
+
+
+class FlightJobError(Exception):
+    """A domain error: carries an HTTP status, a code and a plain message."""
+
+    status = 500
+    code = "internal"
+
+    def __init__(self, message, fields=None):
+        super().__init__(message)
+        self.message = message
+        self.fields = fields or {}
+
+    def as_dict(self):
+        return {"code": self.code, "message": self.message,
+                "fields": self.fields}
+
+
+class BadRequest(FlightJobError):
+    status, code = 400, "bad_request"
+
+
+class Unauthorized(FlightJobError):
+    status, code = 401, "unauthorized"
+
+
+class Forbidden(FlightJobError):
+    status, code = 403, "forbidden"
+
+
+class NotFound(FlightJobError):
+    status, code = 404, "not_found"
+
+
+class Conflict(FlightJobError):
+    status, code = 409, "conflict"
+
+
+class PreconditionFailed(FlightJobError):
+    status, code = 412, "stale"
+
+
+class TooLarge(FlightJobError):
+    status, code = 413, "too_large"
+
+
+class Invalid(FlightJobError):
+    status, code = 422, "invalid"
+
+
+class Throttled(FlightJobError):
+    status, code = 429, "throttled"
+
+
+class Unavailable(FlightJobError):
+    status, code = 503, "unavailable"
+
+
+class SchedulerError(Unavailable):
+    """A scheduler command failed or timed out; never changes a job's state."""
+
+    code = "scheduler"
+
+    def __init__(self, message, stderr="", returncode=None):
+        super().__init__(message)
+        self.stderr = stderr
+        self.returncode = returncode
+
+
+class SchedulerRefused(SchedulerError):
+    """The scheduler answered and refused the request (its own message)."""
+
+    status, code = 422, "refused"
+
+
+ERRORS = {cls.code: cls for cls in (
+    FlightJobError, BadRequest, Unauthorized, Forbidden, NotFound, Conflict,
+    PreconditionFailed, TooLarge, Invalid, Throttled, Unavailable,
+    SchedulerError, SchedulerRefused)}
+
+
+def error_from_dict(data):
+    """Rebuild a domain error sent across the worker pipe."""
+    cls = ERRORS.get(data.get("code"), FlightJobError)
+    err = cls(str(data.get("message", "error")), data.get("fields") or {})
+    if data.get("conflict") is not None:
+        err.conflict = data["conflict"]
+    return err
+
+
+# Configuration ##############################################################
+
+
+def _bool(value):
+    if isinstance(value, bool):
+        return value
+    raise ValueError("expected true or false")
+
+
+def _int(low=None, high=None):
+    def convert(value):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError("expected a whole number")
+        if low is not None and value < low:
+            raise ValueError("must be at least %d" % low)
+        if high is not None and value > high:
+            raise ValueError("must be at most %d" % high)
+        return value
+    return convert
+
+
+def _str(value):
+    if not isinstance(value, str):
+        raise ValueError("expected a string")
+    return value
+
+
+def _choice(*choices):
+    def convert(value):
+        if value not in choices:
+            raise ValueError("expected one of %s" % ", ".join(choices))
+        return value
+    return convert
+
+
+def _strings(value):
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError("expected a list of strings")
+    return value
+
+
+def _env_table(value):
+    if not isinstance(value, dict) or not all(
+            isinstance(v, str) and re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", k)
+            for k, v in value.items()):
+        raise ValueError("expected a table of NAME = \"value\"")
+    return value
+
+
+def _listen(value):
+    host, sep, port = _str(value).rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError("expected HOST:PORT")
+    return value
+
+
+# section -> key -> (default, converter, help). The shipped etc/flight-job.toml
+# lists every key here at its default; a test keeps the two the same.
+SCHEMA = {
+    "server": {
+        "listen": ("127.0.0.1:8080", _listen, "Address and port to serve HTTP on."),
+        "multi_user": (False, _bool, "Serve every user of the machine (needs root); otherwise only the user running the daemon."),
+        "base_url": ("", _str, "Public URL of the site, used in printed links; https:// makes cookies Secure."),
+        "threads": (8, _int(1, 256), "Waitress threads serving requests."),
+        "max_body": (1048576, _int(1024), "Largest request body accepted, in bytes."),
+    },
+    "auth": {
+        "pam_service": ("flight-job", _str, "PAM service used to check passwords (etc/pam.d/flight-job)."),
+        "min_uid": (1000, _int(1), "Multi-user mode refuses users with a lower uid (and root always)."),
+        "session_idle": (3600, _int(10), "Seconds of inactivity after which a session ends."),
+        "session_max": (43200, _int(10), "Seconds after login after which a session ends whatever happens."),
+        "basic_cache": (60, _int(0), "Seconds a successful HTTP Basic check is remembered (a hash, never the password)."),
+        "throttle_failures": (5, _int(1), "Failed logins per user or per client address before logins are refused for a while."),
+        "throttle_window": (300, _int(1), "Seconds over which failed logins are counted, and how long the refusal lasts."),
+        "secure_cookies": ("auto", _choice("auto", "always", "never"), "Mark cookies Secure: auto follows base_url's scheme."),
+    },
+    "worker": {
+        "idle_timeout": (600, _int(1), "Seconds without requests after which a user's worker ends."),
+        "request_timeout": (60, _int(1), "Seconds a request may take in a worker before the worker is ended and 503 answered."),
+        "python": ("", _str, "Python interpreter for workers and local jobs; empty: the daemon's own."),
+        "path": ("/usr/local/bin:/usr/bin:/bin", _str, "PATH in a worker's environment (and so for scheduler commands and local jobs)."),
+        "lang": ("C.UTF-8", _str, "LANG in a worker's environment."),
+    },
+    "scheduler": {
+        "type": ("auto", _choice("auto", "slurm", "local"), "auto: Slurm when its commands answer, else local."),
+        "timeout": (20, _int(1), "Seconds a scheduler command may take before it counts as not answering."),
+        "refresh_interval": (5, _int(0), "Seconds between two status refreshes of one user's jobs."),
+        "background_refresh": (60, _int(0), "Seconds between background refreshes of users with unfinished jobs; 0 turns it off."),
+        "unknown_grace": (600, _int(0), "Seconds a job may be missing from the scheduler before it is shown as UNKNOWN."),
+        "environment": ({}, _env_table, "Extra variables for scheduler commands, e.g. SLURM_CONF."),
+        "probe_user": ("nobody", _str, "Unprivileged user that answers /api/health's scheduler check in multi-user mode."),
+    },
+    "storage": {
+        "state_dir": ("~/.local/share/flight-job", _str, "Where a user's scripts and jobs live, in their home."),
+        "user_templates": ("~/.config/flight-job/templates", _str, "A user's own job-script templates."),
+        "max_script_bytes": (1048576, _int(1024), "Largest script or notes a user may save, in bytes."),
+    },
+    "templates": {
+        "site_dirs": (["/etc/flight-job/templates"], _strings, "Site template directories, searched after the shipped ones."),
+    },
+}
+
+
+class Config:
+    """Settings: one attribute per section, each a dict of key -> value."""
+
+    def __init__(self, values=None, path=None):
+        self.path = path
+        self.values = {s: {k: spec[0] for k, spec in keys.items()}
+                       for s, keys in SCHEMA.items()}
+        for section, keys in (values or {}).items():
+            self.values[section].update(keys)
+
+    def __getitem__(self, section):
+        return self.values[section]
+
+    def to_dict(self):
+        return json.loads(json.dumps(self.values))
+
+
+class ConfigError(Exception):
+    pass
+
+
+def _toml():
+    try:
+        import tomllib
+    except ImportError:  # Python < 3.11
+        import tomli as tomllib
+    return tomllib
+
+
+def check_config(data, source="<config>"):
+    """Validate parsed TOML against SCHEMA; unknown keys and bad values fail."""
+    values = {}
+    for section, keys in data.items():
+        if section not in SCHEMA:
+            raise ConfigError("%s: unknown section [%s]" % (source, section))
+        if not isinstance(keys, dict):
+            raise ConfigError("%s: [%s] must be a table" % (source, section))
+        for key, value in keys.items():
+            if key not in SCHEMA[section]:
+                raise ConfigError("%s: unknown key %s.%s" % (source, section, key))
+            try:
+                values.setdefault(section, {})[key] = SCHEMA[section][key][1](value)
+            except ValueError as e:
+                raise ConfigError("%s: bad value for %s.%s: %r (%s)"
+                                  % (source, section, key, value, e))
+    return values
+
+
+def load_config(path, overrides=None, required=False):
+    """Read the TOML file at path (missing is fine unless required)."""
+    data = {}
+    if path and (required or os.path.exists(path)):
+        try:
+            with open(path, "rb") as f:
+                data = _toml().load(f)
+        except OSError as e:
+            raise ConfigError("%s: cannot read: %s" % (path, e.strerror))
+        except ValueError as e:
+            raise ConfigError("%s: not valid TOML: %s" % (path, e))
+    values = check_config(data, path or "<config>")
+    for section, keys in check_config(overrides or {}, "command line").items():
+        values.setdefault(section, {}).update(keys)
+    return Config(values, path)
+
+
+# Paths and files ############################################################
+
+ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+
+
+def check_id(value, what="item"):
+    """The one gate for user-supplied names: ids are [A-Za-z0-9_-], no dots,
+    no slashes, at most 64 characters. Anything else is 404, as a missing
+    item is, so probing says nothing."""
+    if not isinstance(value, str) or not ID_RE.match(value):
+        raise NotFound("No such %s." % what)
+    return value
+
+
+def check_relpath(path):
+    """Gate a path inside a results directory: relative, no '..', no NUL.
+    Refused paths are 404; the worker also resolves symlinks (see Store)."""
+    if (not isinstance(path, str) or not path or "\0" in path
+            or path.startswith("/") or len(path) > 4096):
+        raise NotFound("No such file.")
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    if not parts or ".." in parts:
+        raise NotFound("No such file.")
+    return "/".join(parts)
+
+
+def new_id():
+    """A URL-safe id that sorts by creation time."""
+    now = time.time()
+    return "%s%03d-%s" % (time.strftime("%Y%m%d-%H%M%S", time.gmtime(now)),
+                          int(now * 1000) % 1000, secrets.token_hex(3))
+
+
+def now_iso(ts=None):
+    ts = time.time() if ts is None else ts
+    return datetime.datetime.fromtimestamp(ts, datetime.timezone.utc).strftime(
+        "%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_iso(text):
+    if not text:
+        return None
+    return datetime.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(
+        tzinfo=datetime.timezone.utc).timestamp()
+
+
+def atomic_write(path, data, mode=0o600):
+    """Write bytes or text to path atomically: temp file in the same
+    directory, fsync, os.replace, fsync the directory."""
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    directory = os.path.dirname(path)
+    tmp = os.path.join(directory, ".%s.%s.tmp" % (os.path.basename(path),
+                                                  secrets.token_hex(4)))
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    fsync_dir(directory)
+
+
+def fsync_dir(directory):
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_json(path, data):
+    atomic_write(path, json.dumps(data, indent=1, sort_keys=True) + "\n")
+
+
+def read_json(path):
+    with open(path, "rb") as f:
+        return json.loads(f.read().decode("utf-8"))
+
+
+@contextlib.contextmanager
+def locked(path):
+    """Hold an exclusive flock on path (created if missing) for the block."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def disk_error(e):
+    """Turn a failed write into a clear error for the user."""
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return Unavailable("Your home directory is full (or over quota): "
+                           "nothing was changed. Free some space and try again.")
+    return Unavailable("Could not write to your home directory: %s. Nothing "
+                       "was changed." % (e.strerror or e))
+
+
+# Templates and questions ####################################################
+
+TIME_RE = re.compile(r"^(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?$")
+EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+QUESTION_ID_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+TEMPLATE_ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+TIME_HELP = "use D-HH:MM:SS, HH:MM:SS or minutes"
+
+
+def time_limit_seconds(text):
+    """Seconds in a Slurm time limit, None for UNLIMITED; ValueError if bad.
+    Forms: M, M:S, H:M:S, D-H, D-H:M, D-H:M:S."""
+    text = text.strip()
+    if text.upper() in ("UNLIMITED", "INFINITE"):
+        return None
+    m = TIME_RE.match(text)
+    if not m:
+        raise ValueError(TIME_HELP)
+    days, a, b, c = m.groups()
+    a, b, c = int(a), int(b or 0), int(c or 0)
+    if days is not None:  # D-H[:M[:S]]
+        seconds = int(days) * 86400 + a * 3600 + b * 60 + c
+        if a > 23 or b > 59 or c > 59:
+            raise ValueError(TIME_HELP)
+    elif m.group(4) is not None:  # H:M:S
+        seconds, bad = a * 3600 + b * 60 + c, b > 59 or c > 59
+        if bad:
+            raise ValueError(TIME_HELP)
+    elif m.group(3) is not None:  # M:S
+        seconds = a * 60 + b
+        if b > 59:
+            raise ValueError(TIME_HELP)
+    else:  # minutes
+        seconds = a * 60
+    return seconds
+
+
+def sbatch_quote(value):
+    """Quote a value for an #SBATCH line the way sbatch reads it: inside
+    double quotes, backslash escapes the next character."""
+    value = str(value)
+    return '"%s"' % value.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def _option_values(question):
+    return [o["value"] for o in question.get("options", [])]
+
+
+def convert_answer(question, raw, home):
+    """Typed value of one answer, or ValueError with the reason in words.
+    `raw` is what a form or JSON gave; None or "" means no answer."""
+    kind = question["type"]
+    empty = raw is None or raw == "" or raw == []
+    if empty:
+        if question.get("required"):
+            raise ValueError("an answer is required")
+        return {"integer": None, "number": None, "boolean": False,
+                "multiselect": []}.get(kind, "")
+    if kind == "boolean":
+        if isinstance(raw, bool):
+            return raw
+        word = str(raw).strip().lower()
+        if word in ("true", "on", "yes", "1"):
+            return True
+        if word in ("false", "off", "no", "0"):
+            return False
+        raise ValueError("answer yes or no")
+    if kind == "multiselect":
+        values = raw if isinstance(raw, list) else [raw]
+        if not all(isinstance(v, str) for v in values):
+            raise ValueError("choose from the list")
+        allowed = _option_values(question)
+        bad = [v for v in values if v not in allowed]
+        if bad:
+            raise ValueError("%r is not one of the choices" % bad[0])
+        return [v for v in allowed if v in values]  # in the options' order
+    if kind in ("integer", "number"):
+        if isinstance(raw, bool) or not isinstance(raw, (int, float, str)):
+            raise ValueError("enter a number")
+        try:
+            if kind == "integer":
+                value = int(raw) if not isinstance(raw, float) else None
+                if value is None or (isinstance(raw, str) and not re.match(r"^\s*[-+]?\d{1,18}\s*$", raw)):
+                    raise ValueError
+            else:
+                value = float(raw)
+                if value != value or value in (float("inf"), float("-inf")):
+                    raise ValueError
+        except (ValueError, OverflowError):
+            raise ValueError("enter a whole number" if kind == "integer" else "enter a number")
+        if "min" in question and value < question["min"]:
+            raise ValueError("must be at least %s" % question["min"])
+        if "max" in question and value > question["max"]:
+            raise ValueError("must be at most %s" % question["max"])
+        return value
+    if not isinstance(raw, str):
+        raise ValueError("enter text")
+    if kind == "multiline":
+        if len(raw) > 65536 or re.search(r"[\x00-\x08\x0b-\x1f\x7f]", raw.replace("\r\n", "\n")):
+            raise ValueError("too long, or holds control characters")
+        return raw.replace("\r\n", "\n")
+    value = raw.strip()
+    if len(value) > 1024 or CONTROL_RE.search(value):
+        raise ValueError("must be one line of at most 1024 characters")
+    if kind == "select":
+        allowed = _option_values(question)
+        if question.get("options_from"):
+            if allowed and value not in allowed:
+                raise ValueError("%r is not one of the choices" % value)
+            if not re.match(r"^[A-Za-z0-9_.,-]+$", value):
+                raise ValueError("not a valid name")
+        elif value not in allowed:
+            raise ValueError("%r is not one of the choices" % value)
+    elif kind == "time":
+        time_limit_seconds(value)
+    elif kind == "email" and not EMAIL_RE.match(value):
+        raise ValueError("enter an email address such as name@example.org")
+    elif kind == "path":
+        if value == "~" or value.startswith("~/"):
+            value = home + value[1:]
+        elif not value.startswith("/"):
+            value = os.path.join(home, value)
+        value = os.path.normpath(value)
+    if question.get("pattern") and not re.search(question["pattern"], value):
+        raise ValueError(question.get("pattern_error") or "does not have the expected form")
+    return value
+
+
+def question_applies(question, values):
+    """Whether a question is asked, given the answers before it (ask_when)."""
+    cond = question.get("ask_when")
+    if not cond:
+        return True
+    other = values.get(cond["question"])
+    if "equals" in cond:
+        return other == cond["equals"]
+    choices = cond["one_of"]
+    if isinstance(other, list):
+        return any(v in choices for v in other)
+    return other in choices
+
+
+def check_answers(questions, answers, home):
+    """Typed values for every question (defaults for those not asked), or
+    Invalid with one message per failing question id."""
+    if not isinstance(answers, dict):
+        raise Invalid("Answers must be an object of question id to answer.")
+    unknown = [k for k in answers if k not in {q["id"] for q in questions}]
+    if unknown:
+        raise Invalid("Unknown question %r." % unknown[0],
+                      {unknown[0]: "not a question of this template"})
+    values, errors = {}, {}
+    for q in questions:
+        asked = question_applies(q, values)
+        raw = answers.get(q["id"], q["default"]) if asked else q["default"]
+        try:
+            values[q["id"]] = convert_answer(q, raw, home)
+        except ValueError as e:
+            if asked:
+                errors[q["id"]] = "%s: %s" % (q["text"], e)
+            values[q["id"]] = convert_answer(dict(q, required=False), None, home)
+    if errors:
+        raise Invalid(" ".join(errors.values()), errors)
+    return values
+
+
+class TemplateProblem(Exception):
+    pass
+
+
+def _check_question(q, seen, where):
+    if not isinstance(q, dict):
+        raise TemplateProblem("%s: each question must be a table" % where)
+    qid = q.get("id")
+    if not isinstance(qid, str) or not QUESTION_ID_RE.match(qid):
+        raise TemplateProblem("%s: question id %r must be lowercase letters, digits, _" % (where, qid))
+    where = "%s question %r" % (where, qid)
+    if qid in seen:
+        raise TemplateProblem("%s: the id is used twice" % where)
+    extra = set(q) - QUESTION_KEYS
+    if extra:
+        raise TemplateProblem("%s: unknown field %s" % (where, sorted(extra)[0]))
+    if q.get("type") not in QUESTION_TYPES:
+        raise TemplateProblem("%s: unknown type %r" % (where, q.get("type")))
+    for key in ("text", "description"):
+        if not isinstance(q.get(key), str) or not q[key].strip():
+            raise TemplateProblem("%s: %s is missing" % (where, key))
+    if "default" not in q:
+        raise TemplateProblem("%s: default is missing" % where)
+    q = dict(q)
+    if q["type"] in ("select", "multiselect"):
+        opts = q.get("options", [])
+        if not isinstance(opts, list) or (not opts and not q.get("options_from")):
+            raise TemplateProblem("%s: options must be a non-empty list" % where)
+        norm = []
+        for o in opts:
+            if isinstance(o, str):
+                o = {"value": o, "label": o}
+            if not isinstance(o, dict) or not isinstance(o.get("value"), str):
+                raise TemplateProblem("%s: an option must be a string or {value, label}" % where)
+            norm.append({"value": o["value"], "label": str(o.get("label", o["value"]))})
+        q["options"] = norm
+    if q.get("options_from") not in (None, "partitions", "accounts"):
+        raise TemplateProblem("%s: options_from must be partitions or accounts" % where)
+    if "pattern" in q:
+        try:
+            re.compile(q["pattern"])
+        except (re.error, TypeError) as e:
+            raise TemplateProblem("%s: bad pattern: %s" % (where, e))
+    cond = q.get("ask_when")
+    if cond is not None:
+        if (not isinstance(cond, dict) or cond.get("question") not in seen
+                or not (set(cond) == {"question", "equals"}
+                        or (set(cond) == {"question", "one_of"} and isinstance(cond["one_of"], list)))):
+            raise TemplateProblem("%s: ask_when must name an earlier question, with equals or one_of" % where)
+    q["required"] = bool(q.get("required", False))
+    try:
+        convert_answer(dict(q, required=False, options_from=None), q["default"], "/home/x")
+    except ValueError as e:
+        raise TemplateProblem("%s: the default is not a valid answer: %s" % (where, e))
+    seen.add(qid)
+    return q
+
+
+def load_template(directory, source):
+    """Read and check one template directory; TemplateProblem if broken."""
+    tid = os.path.basename(directory)
+    if not TEMPLATE_ID_RE.match(tid):
+        raise TemplateProblem("the directory name is not a valid template id")
+    path = os.path.join(directory, "template.toml")
+    try:
+        with open(path, "rb") as f:
+            data = _toml().load(f)
+    except OSError as e:
+        raise TemplateProblem("cannot read template.toml: %s" % e.strerror)
+    except ValueError as e:
+        raise TemplateProblem("template.toml is not valid TOML: %s" % e)
+    extra = set(data) - TEMPLATE_KEYS
+    if extra:
+        raise TemplateProblem("template.toml: unknown field %s" % sorted(extra)[0])
+    for key in ("name", "synopsis", "description"):
+        if not isinstance(data.get(key), str) or not data[key].strip():
+            raise TemplateProblem("template.toml: %s is missing" % key)
+    seen = set()
+    questions = [_check_question(q, seen, "template.toml") for q in data.get("question", [])]
+    submission = [_check_question(q, seen, "template.toml") for q in data.get("submission_question", [])]
+    script_name = data.get("script", "script.sh")
+    if not isinstance(script_name, str) or "/" in script_name or script_name.startswith("."):
+        raise TemplateProblem("template.toml: script must be a file name")
+    try:
+        with open(os.path.join(directory, script_name), encoding="utf-8") as f:
+            source_text = f.read()
+        notes = ""
+        if os.path.exists(os.path.join(directory, "notes.md")):
+            with open(os.path.join(directory, "notes.md"), encoding="utf-8") as f:
+                notes = f.read()
+    except (OSError, UnicodeDecodeError) as e:
+        raise TemplateProblem("cannot read %s: %s" % (script_name, e))
+    template = {
+        "id": tid, "name": data["name"], "synopsis": data["synopsis"],
+        "description": data["description"], "source": source,
+        "priority": data.get("priority", 100) if isinstance(data.get("priority", 100), int) else 100,
+        "tags": [t for t in data.get("tags", []) if isinstance(t, str)],
+        "questions": questions, "submission_questions": submission,
+        "script_source": source_text, "notes": notes,
+    }
+    try:  # a template must render with every default
+        render_script(template, check_answers(questions, {}, "/home/user"))
+    except (Invalid, TemplateProblem) as e:
+        raise TemplateProblem("does not render with the defaults: %s" % e)
+    return template
+
+
+def render_script(template, values):
+    """The script text for checked answers; TemplateProblem if it fails.
+    Escaping is off: templates quote shell words with q() and directive
+    values with sq()."""
+    variables = dict(values, answers=values, q=shlex.quote, sq=sbatch_quote)
+    try:
+        return bottle.SimpleTemplate(template["script_source"],
+                                     noescape=True).render(**variables)
+    except Exception as e:  # a template is user code: report, never crash
+        raise TemplateProblem("%s: %s" % (type(e).__name__, e))
+
+
+def template_summary(t):
+    return {k: t[k] for k in ("id", "name", "synopsis", "description",
+                              "priority", "tags", "source")}
+
+
+# Schedulers #################################################################
+
+SHORT_OPTIONS = {"-J": "job-name", "-o": "output", "-e": "error", "-D": "chdir",
+                 "-t": "time", "-a": "array", "-p": "partition", "-N": "nodes",
+                 "-n": "ntasks", "-c": "cpus-per-task", "-A": "account",
+                 "-G": "gpus", "-q": "qos", "-w": "nodelist"}
+
+
+def run(argv, timeout, env=None, cwd=None):
+    """The one way a scheduler command runs: an argv list, never a shell, in
+    its own session so a hung command and its children can be killed.
+    Returns stdout; raises SchedulerError (carrying stderr) on a non-zero
+    exit, a time-out, or a command that cannot start."""
+    try:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, env=env, cwd=cwd,
+                                start_new_session=True)
+    except OSError as e:
+        raise SchedulerError("Cannot run %s: %s" % (argv[0], e.strerror or e))
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(OSError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise SchedulerError("The scheduler did not answer: %s timed out after %s seconds."
+                             % (os.path.basename(argv[0]), timeout))
+    out, err = out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
+    if proc.returncode != 0:
+        raise SchedulerError("%s failed: %s" % (os.path.basename(argv[0]),
+                                               err.strip() or "exit code %d" % proc.returncode),
+                             err, proc.returncode)
+    return out
+
+
+def split_directive(text):
+    """Split an #SBATCH line's arguments as sbatch does: double quotes group,
+    a backslash escapes the next character."""
+    words, word, quoted, escaped, started = [], [], False, False, False
+    for ch in text:
+        if escaped:
+            word.append(ch)
+            escaped = False
+        elif ch == "\\":
+            escaped = started = True
+        elif ch == '"':
+            quoted, started = not quoted, True
+        elif ch.isspace() and not quoted:
+            if started:
+                words.append("".join(word))
+            word, started = [], False
+        else:
+            word.append(ch)
+            started = True
+    if started:
+        words.append("".join(word))
+    return words
+
+
+def parse_options(args):
+    """[(name, value)] from sbatch-style arguments; a flag's value is True."""
+    out, i = [], 0
+    while i < len(args):
+        arg = args[i]
+        if arg.startswith("--"):
+            name, eq, value = arg[2:].partition("=")
+            out.append((name, value if eq else True))
+        elif arg[:2] in SHORT_OPTIONS:
+            name = SHORT_OPTIONS[arg[:2]]
+            if len(arg) > 2:
+                out.append((name, arg[2:].lstrip("=")))
+            elif i + 1 < len(args):
+                out.append((name, args[i + 1]))
+                i += 1
+        i += 1
+    return out
+
+
+def parse_directives(script):
+    """The #SBATCH options of a script, read as sbatch reads them: from the
+    top, until the first line that is not blank or a comment."""
+    args = []
+    for line in script.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("#SBATCH"):
+            args.extend(split_directive(stripped[len("#SBATCH"):]))
+        elif stripped and not stripped.startswith("#"):
+            break
+    return parse_options(args)
+
+
+def submission_options(questions, values):
+    """sbatch command-line options from checked submission answers."""
+    options = []
+    for q in questions:
+        value, name = values.get(q["id"]), q.get("option")
+        if not name or value in (None, "", [], False):
+            continue
+        if value is True:
+            options.append("--%s" % name)
+        else:
+            value = ",".join(value) if isinstance(value, list) else value
+            options.append("--%s=%s" % (name, value))
+    return options
+
+
+def effective_options(script, options):
+    """name -> value of the script's directives overridden by options."""
+    merged = dict(parse_directives(script))
+    merged.update(parse_options(options))
+    return merged
+
+
+def expand_pattern(pattern, job_id, name, user, task=None):
+    """A Slurm output file name pattern with %j %x %u %A %a %N %% filled in."""
+    table = {"j": str(job_id) if task is None else "%s_%s" % (job_id, task),
+             "J": str(job_id), "x": name, "u": user, "A": str(job_id),
+             "a": "" if task is None else str(task),
+             "N": os.uname().nodename.split(".")[0], "%": "%"}
+    return re.sub(r"%(\d*)([jJxuAaN%])",
+                  lambda m: table[m.group(2)].zfill(int(m.group(1) or 0)), pattern)
+
+
+def array_tasks(spec):
+    """Task ids of a Slurm array spec such as 1-10, 1,3,5, 0-15:4 or 1-100%10."""
+    spec = str(spec).split("%")[0]
+    tasks = []
+    for part in spec.split(","):
+        m = re.match(r"^(\d+)(?:-(\d+)(?::(\d+))?)?$", part.strip())
+        if not m:
+            raise ValueError("bad array range %r" % part)
+        lo, hi, step = int(m.group(1)), int(m.group(2) or m.group(1)), int(m.group(3) or 1)
+        if hi < lo or step < 1 or hi - lo > 100000:
+            raise ValueError("bad array range %r" % part)
+        tasks.extend(range(lo, hi + 1, step))
+    return sorted(set(tasks))
+
+
+def job_outputs(script, options, job_id, user, home, tasks=None):
+    """Where a job's output goes: its directory and stdout/stderr paths
+    (for an array, the first task's), from directives and options."""
+    opts = effective_options(script, options)
+    workdir = opts.get("chdir") or home
+    workdir = workdir if workdir.startswith("/") else os.path.join(home, workdir)
+    name = opts.get("job-name") if isinstance(opts.get("job-name"), str) else "script.sh"
+    first = tasks[0] if tasks else None
+    out_pattern = opts.get("output") or ("slurm-%A_%a.out" if tasks else "slurm-%j.out")
+    err_pattern = opts.get("error") or out_pattern
+
+    def where(pattern):
+        path = expand_pattern(pattern, job_id, name, user, first)
+        return os.path.normpath(os.path.join(workdir, path))
+    return {"results_dir": os.path.normpath(workdir), "stdout_path": where(out_pattern),
+            "stderr_path": where(err_pattern), "job_name": name}
+
+
+def _memory_mb(text):
+    m = re.match(r"^(\d+(?:\.\d+)?)([KMGT]?)B?$", str(text).strip().upper())
+    if not m:
+        raise ValueError("bad memory size %r" % text)
+    return float(m.group(1)) * {"K": 1 / 1024, "": 1, "M": 1, "G": 1024, "T": 1024 ** 2}[m.group(2)]
+
+
+def machine_memory_mb():
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) // 1024
+    return 0
+
+
+class LocalScheduler:
+    """Runs jobs as the user's own detached processes on this machine, with
+    Slurm's directives as far as one machine allows. Each job has a
+    directory local/N with spec.json (what to run) and status.json (written
+    by the job's supervisor, so a job that ends while the daemon is down
+    still has its exact state)."""
+
+    name = "local"
+    IGNORED = {"partition": "the local scheduler has one partition, 'local'",
+               "account": "accounts do not apply to the local scheduler",
+               "mem": "memory is not limited by the local scheduler",
+               "gpus": "GPUs are not allocated by the local scheduler",
+               "exclusive": "the local scheduler does not reserve the machine",
+               "mail-user": "the local scheduler sends no email",
+               "mail-type": "the local scheduler sends no email"}
+
+    def __init__(self, state_dir, python, user, timeout=20):
+        self.root = os.path.join(state_dir, "local")
+        self.python = python
+        self.user = user
+        self.timeout = timeout
+        self.counters = {}
+
+    def available(self):
+        return True
+
+    def info(self):
+        return {"partitions": [{"name": "local", "default": True, "max_time": None,
+                                "nodes": 1, "cpus": os.cpu_count() or 1,
+                                "memory_mb": machine_memory_mb(), "state": "up"}],
+                "accounts": []}
+
+    def command(self, script_path, options):
+        return ["bash", script_path]
+
+    def notes(self, script, options):
+        """What this scheduler cannot honour, in words, for the summary."""
+        opts = effective_options(script, options)
+        notes = ["%s (--%s=%s)" % (why, k, opts[k] if opts[k] is not True else "")
+                 .replace("=)", ")") for k, why in self.IGNORED.items()
+                 if k in opts and opts[k] not in ("local", False)]
+        for key in ("nodes", "ntasks"):
+            if str(opts.get(key, "1")) not in ("1", "1-1"):
+                notes.append("the local scheduler runs one task on one node (--%s=%s)" % (key, opts[key]))
+        return notes
+
+    def submit(self, script_path, options, cwd):
+        with open(script_path, encoding="utf-8") as f:
+            script = f.read()
+        opts = effective_options(script, options)
+        limit = None
+        if opts.get("time") not in (None, True):
+            try:
+                limit = time_limit_seconds(opts["time"])
+            except ValueError:
+                raise SchedulerRefused("Invalid time limit specification: %s" % opts["time"])
+        if opts.get("mem") not in (None, True):
+            try:
+                wanted = _memory_mb(opts["mem"])
+            except ValueError:
+                raise SchedulerRefused("Invalid --mem specification: %s" % opts["mem"])
+            if wanted > machine_memory_mb():
+                raise SchedulerRefused(
+                    "Memory specification can not be satisfied: asked for %dM, "
+                    "this machine has %dM." % (wanted, machine_memory_mb()))
+        cpus = opts.get("cpus-per-task", "1")
+        if not str(cpus).isdigit() or int(cpus) > (os.cpu_count() or 1):
+            raise SchedulerRefused("Requested node configuration is not available: "
+                                   "%s CPUs per task, this machine has %d."
+                                   % (cpus, os.cpu_count() or 1))
+        tasks = None
+        if opts.get("array") not in (None, True):
+            try:
+                tasks = array_tasks(opts["array"])
+            except ValueError as e:
+                raise SchedulerRefused("Invalid job array specification: %s" % e)
+        os.makedirs(self.root, 0o700, exist_ok=True)
+        with locked(os.path.join(self.root, ".lock")):
+            counter = os.path.join(self.root, "next_id")
+            try:
+                with open(counter) as f:
+                    number = int(f.read().strip() or 1)
+            except (OSError, ValueError):
+                number = 1
+            while os.path.exists(os.path.join(self.root, str(number))):
+                number += 1
+            atomic_write(counter, "%d\n" % (number + 1))
+            jobdir = os.path.join(self.root, str(number))
+            os.mkdir(jobdir, 0o700)
+        with open(os.path.join(jobdir, "script.sh"), "w", encoding="utf-8") as f:
+            f.write(script)
+        home = os.path.expanduser("~")
+        spec = {"format": FORMAT, "id": str(number), "user": self.user, "cwd": cwd,
+                "time_limit": limit, "tasks": tasks, "cpus": int(cpus),
+                "outputs": [job_outputs(script, options, number, self.user, home, [t] if tasks else None)
+                            for t in (tasks or [None])]}
+        write_json(os.path.join(jobdir, "spec.json"), spec)
+        self._bump("submit")
+        subprocess.Popen([self.python, os.path.join(HERE, "flightjobd.py"), "--local-job", jobdir],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL, cwd=home, start_new_session=True,
+                         close_fds=True)
+        return str(number)
+
+    def _bump(self, what):
+        self.counters[what] = self.counters.get(what, 0) + 1
+
+    def status(self, ids):
+        self._bump("status")
+        found = {}
+        for sid in ids:
+            jobdir = os.path.join(self.root, check_id(str(sid), "local job"))
+            try:
+                status = read_json(os.path.join(jobdir, "status.json"))
+            except (OSError, ValueError):
+                if os.path.exists(os.path.join(jobdir, "spec.json")):
+                    found[sid] = {"state": "PENDING", "raw_state": "PENDING",
+                                  "reason": "Starting", "reason_text": "starting"}
+                continue
+            if status["state"] in UNFINISHED and not _alive(status.get("supervisor"), jobdir):
+                status.update(state="FAILED", raw_state="NODE_FAIL", reason="SupervisorDied",
+                              reason_text="the job's supervising process ended unexpectedly",
+                              ended_at=status.get("ended_at") or now_iso())
+            found[sid] = status
+        return found
+
+    def cancel(self, sid):
+        self._bump("cancel")
+        jobdir = os.path.join(self.root, check_id(str(sid), "local job"))
+        if not os.path.isdir(jobdir):
+            raise NotFound("The scheduler does not know job %s." % sid)
+        atomic_write(os.path.join(jobdir, "cancel"), now_iso())
+        try:
+            status = read_json(os.path.join(jobdir, "status.json"))
+        except (OSError, ValueError):
+            return  # not started yet: the supervisor sees the marker first
+        if status.get("pgid") and status["state"] in UNFINISHED:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(status["pgid"], signal.SIGTERM)
+
+
+def _alive(pid, jobdir):
+    """Whether pid is still the supervisor of jobdir (pids get reused)."""
+    try:
+        with open("/proc/%d/cmdline" % int(pid), "rb") as f:
+            return jobdir.encode() in f.read()
+    except (OSError, TypeError, ValueError):
+        return False
+
+
+def local_job_main(jobdir):
+    """The supervisor of one local job: runs each task of the job in its own
+    process group with the job's time limit, and records the outcome in
+    status.json. Started detached by LocalScheduler.submit."""
+    spec = read_json(os.path.join(jobdir, "spec.json"))
+    status_path = os.path.join(jobdir, "status.json")
+    status = {"format": FORMAT, "state": "RUNNING", "raw_state": "RUNNING", "reason": "None",
+              "reason_text": "", "supervisor": os.getpid(), "started_at": now_iso(),
+              "exit_code": None, "ended_at": None, "tasks": []}
+    cancelled = lambda: os.path.exists(os.path.join(jobdir, "cancel"))  # noqa: E731
+    if cancelled():
+        status.update(state="CANCELLED", raw_state="CANCELLED", reason="CancelledByUser",
+                      reason_text="cancelled before it started", started_at=None, ended_at=now_iso())
+        write_json(status_path, status)
+        return 0
+    write_json(status_path, status)
+    signal.signal(signal.SIGTERM, lambda *a: None)  # a cancel is for the job, not us
+    deadline = time.time() + spec["time_limit"] if spec["time_limit"] is not None else None
+    env = dict(os.environ, SLURM_JOB_ID=spec["id"], SLURM_JOBID=spec["id"],
+               SLURM_SUBMIT_DIR=spec["cwd"], SLURM_CPUS_PER_TASK=str(spec["cpus"]),
+               SLURM_NTASKS="1", SLURM_JOB_NUM_NODES="1", SLURM_NNODES="1",
+               SLURM_JOB_NODELIST=os.uname().nodename.split(".")[0],
+               SLURM_JOB_PARTITION="local")
+    outcome = ("COMPLETED", "COMPLETED", "", 0)
+    for task, out in zip(spec["tasks"] or [None], spec["outputs"]):
+        env["SLURM_JOB_NAME"] = out["job_name"]
+        if task is not None:
+            env.update(SLURM_ARRAY_JOB_ID=spec["id"], SLURM_ARRAY_TASK_ID=str(task))
+        result = _run_local_task(jobdir, out, env, deadline, status, status_path, cancelled)
+        if task is not None:
+            status["tasks"].append({"id": "%s_%s" % (spec["id"], task), "state": result[0],
+                                    "raw_state": result[1], "exit_code": result[3],
+                                    "reason_text": result[2]})
+        if result[0] != "COMPLETED" and outcome[0] == "COMPLETED":
+            outcome = result if task is None else (
+                result[0], result[1], "task %s: %s" % (task, result[2]), result[3])
+        if result[1] in ("TIMEOUT", "CANCELLED"):
+            break
+    state, raw, text, code = outcome
+    status.update(state=state, raw_state=raw, reason_text=text, exit_code=code,
+                  ended_at=now_iso(), pgid=None,
+                  reason={"COMPLETED": "None", "TIMEOUT": "TimeLimit", "CANCELLED": "CancelledByUser",
+                          "FAILED": "NonZeroExitCode"}.get(raw, raw))
+    write_json(status_path, status)
+    return 0
+
+
+def _run_local_task(jobdir, out, env, deadline, status, status_path, cancelled):
+    """Run one task; (state, raw_state, reason_text, exit_code)."""
+    try:
+        os.makedirs(os.path.dirname(out["stdout_path"]), exist_ok=True)
+        stdout = open(out["stdout_path"], "ab")
+        stderr = stdout if out["stderr_path"] == out["stdout_path"] else open(out["stderr_path"], "ab")
+        proc = subprocess.Popen(["/bin/bash", os.path.join(jobdir, "script.sh")],
+                                stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr,
+                                cwd=out["results_dir"], env=env, start_new_session=True)
+    except OSError as e:
+        return ("FAILED", "FAILED", "could not start: %s" % (e.strerror or e), None)
+    status["pgid"] = proc.pid
+    write_json(status_path, status)
+    timed_out = False
+    while proc.poll() is None:
+        if deadline is not None and time.time() >= deadline and not timed_out:
+            timed_out = True
+            _stop_group(proc)
+        elif cancelled():
+            _stop_group(proc)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(0.2)
+    _stop_group(proc, grace=0)  # leftovers of the task's process group
+    stdout.close()
+    if stderr is not stdout:
+        stderr.close()
+    code = proc.returncode
+    if timed_out:
+        return ("FAILED", "TIMEOUT", "ran out of time", None)
+    if cancelled():
+        return ("CANCELLED", "CANCELLED", "cancelled by the user", None)
+    if code == 0:
+        return ("COMPLETED", "COMPLETED", "", 0)
+    if code < 0:
+        return ("FAILED", "FAILED", "killed by signal %d" % -code, 128 - code)
+    return ("FAILED", "FAILED", "exit code %d" % code, code)
+
+
+def _stop_group(proc, grace=5):
+    """SIGTERM a task's process group, then SIGKILL after grace seconds."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    end = time.time() + grace
+    while grace and proc.poll() is None and time.time() < end:
+        time.sleep(0.1)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+class SlurmScheduler:
+    """Placeholder until the Slurm adapter lands."""
+
+    name = "slurm"
+
+    def __init__(self, timeout=20.0, run=run, env=None):
+        self.timeout, self.env = timeout, env
+
+    def available(self):
+        raise SchedulerError("Slurm support is not built yet.")
+
+
+# Store: scripts and jobs, in the user's home (worker side) ##################
+
+# Used for a script whose template has since gone away.
+GENERIC_SUBMISSION = [
+    {"id": "partition", "text": "Partition", "type": "select", "options": [],
+     "options_from": "partitions", "default": "", "option": "partition", "required": False,
+     "description": "The group of nodes to run on; empty for the cluster's default."},
+    {"id": "time", "text": "Time limit", "type": "time", "default": "", "option": "time",
+     "required": False, "description": "How long the job may run (D-HH:MM:SS, HH:MM:SS or minutes); "
+                                       "empty for the partition's default."},
+]
+
+
+def _meta_or_broken(path, kind):
+    """A metadata dict, or raise ValueError saying why it cannot be used."""
+    try:
+        meta = read_json(path)
+    except FileNotFoundError:
+        raise ValueError("%s.json is missing" % kind)
+    except (OSError, ValueError, UnicodeDecodeError) as e:
+        raise ValueError("meta.json cannot be read: %s" % e)
+    if not isinstance(meta, dict):
+        raise ValueError("meta.json is not an object")
+    if meta.get("format") != FORMAT:
+        raise ValueError("meta.json has format %r, this version reads %d"
+                         % (meta.get("format"), FORMAT))
+    return meta
+
+
+class Store:
+    """A user's scripts and jobs. Lives in the user's worker and runs as the
+    user: every path here is inside the user's state directory or reached
+    with the user's own permissions."""
+
+    def __init__(self, config, user):
+        self.config = config
+        self.user = user
+        self.home = os.path.expanduser("~")
+        self.root = os.path.expanduser(config["storage"]["state_dir"])
+        self.scripts_dir = os.path.join(self.root, "scripts")
+        self.jobs_dir = os.path.join(self.root, "jobs")
+        self.lock_path = os.path.join(self.root, ".lock")
+        self.scheduler = make_scheduler(config, user, self.root)
+        self.last_refresh = 0.0
+        self.notice = None  # the scheduler's last failure, shown on pages
+        self._jobs = {}  # id -> (mtime_ns, size, meta): a cache of parsed files
+        self._templates = (None, None)
+
+    def _ensure(self):
+        for d in (self.root, self.scripts_dir, self.jobs_dir):
+            try:
+                os.makedirs(d, 0o700, exist_ok=True)
+            except OSError as e:
+                raise disk_error(e)
+
+    @contextlib.contextmanager
+    def _writing(self):
+        """The lock for a read-modify-write, with disk errors made clear."""
+        self._ensure()
+        try:
+            with locked(self.lock_path):
+                yield
+        except OSError as e:
+            raise disk_error(e)
+
+    def _create_dir(self, parent, make_files):
+        """Make a new item directory with its files, atomically: written in a
+        hidden directory, then renamed into place. make_files(id) gives
+        name -> content."""
+        item_id = new_id()
+        tmp = os.path.join(parent, ".new-%s" % item_id)
+        with self._writing():
+            os.mkdir(tmp, 0o700)
+            try:
+                for name, data in make_files(item_id).items():
+                    atomic_write(os.path.join(tmp, name), data)
+                os.rename(tmp, os.path.join(parent, item_id))
+                fsync_dir(parent)
+            except BaseException:
+                _remove_tree(tmp)
+                raise
+        return item_id
+
+    def _remove_dir(self, path):
+        """Remove an item directory: renamed away first, so it is gone at once."""
+        gone = os.path.join(os.path.dirname(path), ".gone-%s" % secrets.token_hex(6))
+        os.rename(path, gone)
+        _remove_tree(gone)
+
+    # templates
+
+    def _template_dirs(self):
+        dirs = [(os.path.join(HERE, "share", "job-templates"), "shipped")]
+        dirs += [(d, "site") for d in self.config["templates"]["site_dirs"]]
+        dirs.append((os.path.expanduser(self.config["storage"]["user_templates"]), "user"))
+        return dirs
+
+    def templates(self):
+        """(id -> template, problems), re-read when a file changes."""
+        signature = []
+        for directory, _ in self._template_dirs():
+            with contextlib.suppress(OSError):
+                for entry in sorted(os.scandir(directory), key=lambda e: e.name):
+                    for name in ("template.toml", "script.sh", "notes.md", ""):
+                        with contextlib.suppress(OSError):
+                            signature.append((entry.path, name, os.stat(os.path.join(entry.path, name)).st_mtime_ns))
+        if self._templates[0] == signature:
+            return self._templates[1]
+        found, problems = {}, []
+        for directory, source in self._template_dirs():
+            try:
+                entries = sorted(os.scandir(directory), key=lambda e: e.name)
+            except OSError:
+                continue
+            for entry in entries:
+                if entry.name.startswith(".") or not entry.is_dir():
+                    continue
+                try:
+                    found[entry.name] = load_template(entry.path, source)
+                    problems = [p for p in problems if p["id"] != entry.name]
+                except TemplateProblem as e:
+                    log.warning("template %s left out: %s", entry.path, e)
+                    problems.append({"id": entry.name, "path": entry.path, "source": source,
+                                     "error": str(e)})
+        self._templates = (signature, (found, problems))
+        return found, problems
+
+    def templates_list(self):
+        found, problems = self.templates()
+        items = sorted(found.values(), key=lambda t: (t["priority"], t["name"].lower()))
+        return {"templates": [template_summary(t) for t in items], "problems": problems}
+
+    def _template(self, tid):
+        found, _ = self.templates()
+        if not isinstance(tid, str) or tid not in found:
+            raise NotFound("No such template.")
+        return found[tid]
+
+    def template_get(self, id):
+        t = self._template(id)
+        out = template_summary(t)
+        out.update(questions=self._live_questions(t["questions"]),
+                   submission_questions=self._live_questions(t["submission_questions"]),
+                   notes=t["notes"])
+        return out
+
+    def _live_questions(self, questions):
+        """Questions with options from the scheduler filled in."""
+        if not any(q.get("options_from") for q in questions):
+            return questions
+        try:
+            info = self.scheduler.info()
+            self.notice = None
+        except SchedulerError as e:
+            self.notice = e.message
+            info = {"partitions": [], "accounts": []}
+        live = []
+        for q in questions:
+            if q.get("options_from") == "partitions":
+                q = dict(q, options=[{"value": "", "label": "(the cluster's default)"}] + [
+                    {"value": p["name"], "label": p["name"] + (" (default)" if p.get("default") else "")
+                     + (", up to %s" % p["max_time"] if p.get("max_time") else "")}
+                    for p in info["partitions"]])
+            elif q.get("options_from") == "accounts":
+                q = dict(q, options=[{"value": "", "label": "(your default account)"}] + [
+                    {"value": a, "label": a} for a in info.get("accounts", [])])
+            live.append(q)
+        return live
+
+    # scripts
+
+    def _script_path(self, sid, name=""):
+        return os.path.join(self.scripts_dir, check_id(sid, "script"), name)
+
+    def _script_meta(self, sid):
+        path = self._script_path(sid)
+        if not os.path.isdir(path):
+            raise NotFound("No such script.")
+        try:
+            return _meta_or_broken(os.path.join(path, "meta.json"), "meta")
+        except ValueError as e:
+            raise Conflict("This script is broken and cannot be used: %s." % e)
+
+    def _script_public(self, meta, full=False):
+        out = {k: meta.get(k) for k in ("id", "name", "template_id", "template_name",
+                                       "answers", "created_at", "updated_at", "version")}
+        out["etag"] = '"%d"' % meta["version"]
+        if full:
+            out["content"] = self._read_text(self._script_path(meta["id"], "script.sh"))
+            out["notes"] = self._read_text(self._script_path(meta["id"], "notes.md"))
+        return out
+
+    def _read_text(self, path):
+        try:
+            with open(path, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except FileNotFoundError:
+            return ""
+
+    def _check_text(self, value, what):
+        if not isinstance(value, str):
+            raise Invalid("%s must be text." % what, {what.lower(): "must be text"})
+        if len(value.encode("utf-8", "surrogatepass")) > self.config["storage"]["max_script_bytes"]:
+            raise TooLarge("%s is larger than %d bytes." % (what, self.config["storage"]["max_script_bytes"]))
+        if "\0" in value:
+            raise Invalid("%s holds a NUL character." % what, {what.lower(): "holds a NUL character"})
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise Invalid("%s is not valid text." % what, {what.lower(): "not valid text"})
+        return value
+
+    def _check_name(self, name):
+        if not isinstance(name, str) or not name.strip():
+            raise Invalid("Name: give the script a name.", {"name": "Name: give the script a name."})
+        name = name.strip()
+        if len(name) > 200 or CONTROL_RE.search(name):
+            raise Invalid("Name: one line of at most 200 characters.",
+                          {"name": "Name: one line of at most 200 characters."})
+        self._check_text(name, "Name")
+        return name
+
+    def scripts_list(self):
+        items = []
+        with contextlib.suppress(FileNotFoundError):
+            for entry in os.scandir(self.scripts_dir):
+                if entry.name.startswith(".") or not ID_RE.match(entry.name):
+                    continue
+                try:
+                    items.append(self._script_public(
+                        _meta_or_broken(os.path.join(entry.path, "meta.json"), "meta")))
+                except ValueError as e:
+                    items.append({"id": entry.name, "broken": True, "reason": str(e)})
+        items.sort(key=lambda s: s.get("updated_at") or "", reverse=True)
+        return {"scripts": items}
+
+    def script_render(self, template, name, answers):
+        """Check answers and render, without saving: the text and typed values."""
+        t = self._template(template)
+        errors = {}
+        try:
+            name = self._check_name(name if name not in (None, "") else t["name"])
+        except Invalid as e:
+            errors.update(e.fields)
+        try:
+            values = check_answers(t["questions"], answers if answers is not None else {}, self.home)
+        except Invalid as e:
+            errors.update(e.fields)
+        if errors:
+            raise Invalid(" ".join(errors.values()), errors)
+        try:
+            content = render_script(t, values)
+        except TemplateProblem as e:
+            raise Invalid("The template could not make a script from these answers: %s" % e)
+        return t, name, values, content
+
+    def script_create(self, template, name=None, answers=None, notes=None):
+        t, name, values, content = self.script_render(template, name, answers)
+        notes = t["notes"] if notes is None else self._check_text(notes, "Notes")
+        now = now_iso()
+        meta = {"format": FORMAT, "name": name, "template_id": t["id"], "template_name": t["name"],
+                "answers": values, "created_at": now, "updated_at": now, "version": 1}
+        def files(sid):
+            meta["id"] = sid
+            return {"script.sh": content, "notes.md": notes,
+                    "meta.json": json.dumps(meta, indent=1, sort_keys=True) + "\n"}
+        self._create_dir(self.scripts_dir, files)
+        return self._script_public(meta, full=True)
+
+    def script_get(self, id):
+        return self._script_public(self._script_meta(id), full=True)
+
+    def script_update(self, id, content=None, notes=None, name=None, if_match=None):
+        """Change content, notes or name. If if_match is given and is not the
+        current etag, nothing changes: PreconditionFailed carries the
+        current version so the user sees both."""
+        if content is None and notes is None and name is None:
+            raise BadRequest("Nothing to change: give content, notes or name.")
+        if content is not None:
+            content = self._check_text(content, "Content").replace("\r\n", "\n")
+        if notes is not None:
+            notes = self._check_text(notes, "Notes").replace("\r\n", "\n")
+        if name is not None:
+            name = self._check_name(name)
+        with self._writing():
+            meta = self._script_meta(id)
+            current = self._script_public(meta, full=True)
+            if if_match not in (None, "", "*") and if_match.strip() != current["etag"]:
+                err = PreconditionFailed("This script was changed elsewhere since you opened it "
+                                         "(now version %d). Your text was not saved." % meta["version"])
+                err.conflict = current
+                raise err
+            d = self._script_path(id)
+            if content is not None:
+                atomic_write(os.path.join(d, "script.sh"), content)
+            if notes is not None:
+                atomic_write(os.path.join(d, "notes.md"), notes)
+            if name is not None:
+                meta["name"] = name
+            meta.update(version=meta["version"] + 1, updated_at=now_iso())
+            write_json(os.path.join(d, "meta.json"), meta)
+        return self._script_public(meta, full=True)
+
+    def script_delete(self, id):
+        with self._writing():
+            path = self._script_path(id)
+            if not os.path.isdir(path):
+                raise NotFound("No such script.")
+            self._remove_dir(path)
+        return {"deleted": id}
+
+    # submission
+
+    def _submission_questions(self, meta):
+        found, _ = self.templates()
+        t = found.get(meta.get("template_id"))
+        return self._live_questions(t["submission_questions"] if t else GENERIC_SUBMISSION)
+
+    def submission(self, id):
+        meta = self._script_meta(id)
+        return {"script": self._script_public(meta), "questions": self._submission_questions(meta),
+                "scheduler": self._scheduler_state()}
+
+    def preview(self, script, answers=None):
+        """What a submit would do: checked answers, the options they become,
+        the exact command and where output goes; Invalid for bad answers."""
+        meta = self._script_meta(script)
+        questions = self._submission_questions(meta)
+        values = check_answers(questions, answers or {}, self.home)
+        options = submission_options(questions, values)
+        content = self._read_text(self._script_path(script, "script.sh"))
+        opts = effective_options(content, options)
+        tasks = None
+        if opts.get("array") not in (None, True):
+            with contextlib.suppress(ValueError):
+                tasks = array_tasks(opts["array"])[:1]
+        outputs = job_outputs(content, options, "%j", self.user, self.home, tasks)
+        cmd = self.scheduler.command(os.path.join(self.jobs_dir, "<job>", "script.sh"), options)
+        notes = self.scheduler.notes(content, options) if hasattr(self.scheduler, "notes") else []
+        return {"script": self._script_public(meta), "questions": questions, "answers": values,
+                "options": options, "command": cmd, "command_text": " ".join(shlex.quote(a) for a in cmd),
+                "outputs": outputs, "notes": notes, "scheduler": self.scheduler.name}
+
+    def job_submit(self, script, answers=None):
+        """Submit a script: the job keeps a snapshot of the script. A refusal
+        by the scheduler is a FAILED job carrying the scheduler's message."""
+        plan = self.preview(script, answers)
+        content = self._read_text(self._script_path(script, "script.sh"))
+        now = now_iso()
+        meta = {"format": FORMAT, "script_id": script, "script_name": plan["script"]["name"],
+                "scheduler": self.scheduler.name, "scheduler_id": None, "state": "PENDING",
+                "raw_state": "SUBMITTING", "reason": "Submitting", "reason_text": "being submitted",
+                "exit_code": None, "submitted_at": now, "started_at": None,
+                "estimated_start_at": None, "ended_at": None, "answers": plan["answers"],
+                "options": plan["options"], "command": None, "notes": plan["notes"],
+                "results_dir": None, "stdout_path": None, "stderr_path": None, "tasks": [],
+                "updated_at": now}
+        def files(jid):
+            meta["id"] = jid
+            return {"script.sh": content, "meta.json": json.dumps(meta, indent=1, sort_keys=True) + "\n"}
+        jid = self._create_dir(self.jobs_dir, files)
+        jobdir = os.path.join(self.jobs_dir, jid)
+        script_path = os.path.join(jobdir, "script.sh")
+        meta["command"] = self.scheduler.command(script_path, plan["options"])
+        try:
+            sid = self.scheduler.submit(script_path, plan["options"], self.home)
+        except SchedulerError as e:
+            refused = isinstance(e, SchedulerRefused)
+            changes = {"state": "FAILED", "raw_state": "REFUSED" if refused else "SUBMIT_FAILED",
+                       "reason": "SubmissionRefused" if refused else "SubmitFailed",
+                       "reason_text": ("the scheduler refused the job: " if refused else
+                                       "the job could not be submitted: ") + e.message,
+                       "ended_at": now_iso()}
+        else:
+            opts = effective_options(content, plan["options"])
+            tasks = None
+            if opts.get("array") not in (None, True):
+                with contextlib.suppress(ValueError):
+                    tasks = array_tasks(opts["array"])
+            changes = dict(job_outputs(content, plan["options"], sid, self.user, self.home, tasks),
+                           scheduler_id=sid, raw_state="PENDING", reason="None",
+                           reason_text="submitted")
+            changes.pop("job_name")
+        changes["command"] = meta["command"]
+        return self._public_job(self._update_job(jid, changes))
+
+    # jobs
+
+    def _job_path(self, jid, name=""):
+        return os.path.join(self.jobs_dir, check_id(jid, "job"), name)
+
+    def _job_meta(self, jid, cached=True):
+        path = self._job_path(jid, "meta.json")
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            if os.path.isdir(self._job_path(jid)):
+                raise Conflict("This job record is broken: meta.json is missing.")
+            raise NotFound("No such job.")
+        hit = self._jobs.get(jid)
+        if cached and hit and hit[0] == st.st_mtime_ns and hit[1] == st.st_size:
+            return hit[2]
+        try:
+            meta = _meta_or_broken(path, "meta")
+        except ValueError as e:
+            raise Conflict("This job record is broken: %s." % e)
+        self._jobs[jid] = (st.st_mtime_ns, st.st_size, meta)
+        return meta
+
+    def _update_job(self, jid, changes):
+        """Apply changes to a job's metadata under the lock, re-read first so
+        a second daemon's change is not lost."""
+        with self._writing():
+            meta = dict(self._job_meta(jid, cached=False))
+            meta.update(changes, updated_at=now_iso())
+            write_json(self._job_path(jid, "meta.json"), meta)
+        self._jobs.pop(jid, None)
+        return meta
+
+    def _public_job(self, meta):
+        out = dict(meta)
+        out.pop("format", None)
+        out["finished"] = meta["state"] in FINISHED
+        return out
+
+    def _all_jobs(self):
+        """(metas, broken) for every job, using the parse cache."""
+        metas, broken = [], []
+        try:
+            names = [e.name for e in os.scandir(self.jobs_dir)
+                     if not e.name.startswith(".") and ID_RE.match(e.name)]
+        except FileNotFoundError:
+            names = []
+        for name in names:
+            try:
+                metas.append(self._job_meta(name))
+            except (Conflict, NotFound) as e:
+                broken.append({"id": name, "broken": True, "reason": e.message})
+        return metas, broken
+
+    def _scheduler_state(self):
+        return {"type": self.scheduler.name, "ok": self.notice is None, "message": self.notice}
+
+    def refresh(self, force=False):
+        """Bring unfinished jobs up to date with ONE status call. A failing
+        or hung scheduler changes no job: it only sets the notice."""
+        interval = self.config["scheduler"]["refresh_interval"]
+        if not force and time.time() - self.last_refresh < interval:
+            return self._scheduler_state()
+        metas, _ = self._all_jobs()
+        pending = [m for m in metas if m["state"] in UNFINISHED and m.get("scheduler_id")]
+        self.last_refresh = time.time()
+        if not pending:
+            return dict(self._scheduler_state(), unfinished=0)
+        try:
+            found = self.scheduler.status([m["scheduler_id"] for m in pending])
+            self.notice = None
+        except SchedulerError as e:
+            self.notice = e.message
+            log.warning("status refresh failed: %s", e.message)
+            return dict(self._scheduler_state(), unfinished=len(pending))
+        grace = self.config["scheduler"]["unknown_grace"]
+        unfinished = 0
+        for m in pending:
+            status = found.get(m["scheduler_id"])
+            if status is None:
+                since = parse_iso(m.get("missing_since")) or time.time()
+                changes = {"missing_since": now_iso(since)}
+                if time.time() - since >= grace:
+                    changes.update(state="UNKNOWN", raw_state="UNKNOWN", reason="Unknown",
+                                   reason_text="the scheduler no longer knows this job")
+            else:
+                changes = {k: v for k, v in status.items() if k not in ("format", "supervisor", "pgid")}
+                changes["missing_since"] = None
+            if any(m.get(k) != v for k, v in changes.items()):
+                m = self._update_job(m["id"], changes)
+            unfinished += m["state"] in UNFINISHED
+        return dict(self._scheduler_state(), unfinished=unfinished)
+
+    def jobs_list(self, state=None, page=1, per_page=50):
+        if state is not None and state not in STATES:
+            raise Invalid("Unknown state %r: use one of %s." % (state, ", ".join(STATES)),
+                          {"state": "unknown state"})
+        if not isinstance(page, int) or not isinstance(per_page, int) or page < 1 or not 1 <= per_page <= 500:
+            raise Invalid("page must be 1 or more and per_page 1 to 500.", {"page": "out of range"})
+        scheduler = self.refresh()
+        metas, broken = self._all_jobs()
+        if state:
+            metas = [m for m in metas if m["state"] == state]
+        metas.sort(key=lambda m: m["id"], reverse=True)
+        start = (page - 1) * per_page
+        return {"jobs": [self._public_job(m) for m in metas[start:start + per_page]],
+                "broken": broken, "total": len(metas), "page": page, "per_page": per_page,
+                "scheduler": scheduler}
+
+    def job_get(self, id, script=False):
+        self._job_meta(id)  # 404 before any scheduler call
+        scheduler = self.refresh()
+        out = self._public_job(self._job_meta(id))
+        out["scheduler_state"] = scheduler
+        if script:
+            out["script_content"] = self._read_text(self._job_path(id, "script.sh"))
+        return out
+
+    def job_cancel(self, id):
+        meta = self._job_meta(id)
+        if meta["state"] in UNFINISHED and meta.get("scheduler_id"):
+            self.scheduler.cancel(meta["scheduler_id"])
+            self._update_job(id, {"cancel_requested_at": now_iso()})
+            for _ in range(20):  # the true state, once the scheduler has it
+                self.refresh(force=True)
+                if self._job_meta(id)["state"] not in UNFINISHED:
+                    break
+                time.sleep(0.1)
+        return self._public_job(self._job_meta(id))
+
+    def job_delete(self, id):
+        """Remove a finished job's record; results are never touched."""
+        with self._writing():
+            meta = self._job_meta(id, cached=False)
+            if meta["state"] in UNFINISHED:
+                raise Conflict("This job has not finished: cancel it first, or wait.")
+            self._remove_dir(self._job_path(id))
+        self._jobs.pop(id, None)
+        return {"deleted": id}
+
+    # results
+
+    def _results_root(self, meta):
+        if not meta.get("results_dir"):
+            raise NotFound("This job has no results directory.")
+        return meta["results_dir"]
+
+    def _resolve(self, meta, path):
+        """A path inside the job's results directory, symlinks resolved:
+        outside it is 403, missing is 404."""
+        root = os.path.realpath(self._results_root(meta))
+        full = os.path.realpath(os.path.join(root, check_relpath(path))) if path else root
+        if full != root and not full.startswith(root.rstrip("/") + "/"):
+            raise Forbidden("That path leads outside the job's results directory.")
+        return full
+
+    def job_files(self, id, path=""):
+        meta = self._job_meta(id)
+        full = self._resolve(meta, path)
+        try:
+            entries = list(os.scandir(full))
+        except FileNotFoundError:
+            raise NotFound("No such directory.")
+        except PermissionError:
+            raise Forbidden("You may not read that directory.")
+        except NotADirectoryError:
+            raise NotFound("Not a directory.")
+        own = {meta.get("stdout_path"), meta.get("stderr_path")}
+        files = []
+        for e in entries[:5000]:
+            try:
+                st = e.stat()
+            except OSError:
+                continue
+            files.append({"name": e.name, "path": os.path.join(path, e.name) if path else e.name,
+                          "type": "dir" if e.is_dir() else "file", "size": st.st_size,
+                          "modified_at": now_iso(st.st_mtime), "output": e.path in own,
+                          "new": st.st_mtime >= (parse_iso(meta["submitted_at"]) or 0) - 1})
+        files.sort(key=lambda f: (not f["output"], not f["new"], f["type"] != "dir", f["name"]))
+        return {"path": path, "results_dir": meta["results_dir"], "files": files,
+                "truncated": len(entries) > 5000}
+
+    def job_file(self, id, path=None, which=None, offset=0, length=None, tail=None):
+        """Bytes of a results file (base64), or of the job's stdout/stderr
+        (which=...), from offset, or the last `tail` bytes; 1 MiB a call."""
+        meta = self._job_meta(id)
+        if which in ("stdout", "stderr"):
+            full = meta.get("%s_path" % which)
+            if not full:
+                raise NotFound("This job has no %s file." % which)
+        else:
+            full = self._resolve(meta, path)
+        try:
+            fd = os.open(full, os.O_RDONLY | os.O_NONBLOCK)
+        except FileNotFoundError:
+            raise NotFound("No such file (yet).")
+        except PermissionError:
+            raise Forbidden("You may not read that file.")
+        with os.fdopen(fd, "rb") as f:
+            st = os.fstat(f.fileno())
+            if not (st.st_mode & 0o170000 == 0o100000):
+                raise NotFound("Not a regular file.")
+            size = st.st_size
+            chunk = 1 << 20
+            if tail is not None:
+                length = min(max(int(tail), 0), chunk)
+                offset = max(size - length, 0)
+            length = chunk if length is None else min(max(int(length), 0), chunk)
+            offset = min(max(int(offset), 0), size)
+            f.seek(offset)
+            data = f.read(length)
+        return {"name": os.path.basename(full), "size": size, "offset": offset,
+                "modified_at": now_iso(st.st_mtime), "data": base64.b64encode(data).decode("ascii"),
+                "eof": offset + len(data) >= size}
+
+    # for tests and health
+
+    def whoami(self):
+        mask = os.umask(0)
+        os.umask(mask)
+        return {"uid": os.getuid(), "gid": os.getgid(), "groups": sorted(os.getgroups()),
+                "pid": os.getpid(), "cwd": os.getcwd(), "umask": mask, "home": self.home,
+                "user": self.user}
+
+    def probe(self):
+        ok = False
+        try:
+            ok = bool(self.scheduler.available())
+            message = None
+        except SchedulerError as e:
+            message = e.message
+        return {"type": self.scheduler.name, "answers": ok, "message": message}
+
+
+def _remove_tree(path):
+    import shutil
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def detect_scheduler(config):
+    """'slurm' when sbatch is on the worker's PATH and sinfo answers."""
+    import shutil
+    env = worker_env_scheduler(config)
+    if not shutil.which("sbatch", path=config["worker"]["path"]):
+        return "local"
+    try:
+        run(["sinfo", "--noheader", "--format=%P"], config["scheduler"]["timeout"], env=env)
+        return "slurm"
+    except SchedulerError:
+        return "local"
+
+
+def worker_env_scheduler(config):
+    return dict(os.environ, **config["scheduler"]["environment"])
+
+
+def make_scheduler(config, user, state_dir):
+    kind = config["scheduler"]["type"]
+    if kind == "auto":
+        kind = detect_scheduler(config)
+    timeout = config["scheduler"]["timeout"]
+    if kind == "slurm":
+        return SlurmScheduler(timeout=timeout, env=worker_env_scheduler(config))
+    return LocalScheduler(state_dir, config["worker"]["python"] or sys.executable, user, timeout)
+
+
+# Worker #####################################################################
+
+WORKER_OPS = {
+    "templates.list": "templates_list", "templates.get": "template_get",
+    "scripts.list": "scripts_list", "scripts.get": "script_get",
+    "scripts.create": "script_create",
+    "scripts.update": "script_update", "scripts.delete": "script_delete",
+    "scripts.submission": "submission", "jobs.preview": "preview",
+    "jobs.submit": "job_submit", "jobs.list": "jobs_list", "jobs.get": "job_get",
+    "jobs.cancel": "job_cancel", "jobs.delete": "job_delete", "jobs.refresh": "refresh",
+    "jobs.files": "job_files", "jobs.file": "job_file",
+    "whoami": "whoami", "probe": "probe",
+}
+
+
+def worker_main():
+    """The user's side of the pipe: read one JSON request a line, answer one
+    JSON line. The first line carries the configuration and the user."""
+    proto = os.fdopen(os.dup(1), "w", encoding="utf-8")
+    os.dup2(2, 1)  # nothing else may write on the protocol's stream
+    first = sys.stdin.readline()
+    if not first:
+        return 0
+    init = json.loads(first)
+    store = Store(Config(init["config"]), init["user"])
+    for line in sys.stdin:
+        request = {}
+        try:
+            request = json.loads(line)
+            method = getattr(store, WORKER_OPS[request["op"]])
+            reply = {"id": request.get("id"), "result": method(**request.get("args", {}))}
+        except FlightJobError as e:
+            reply = {"id": request.get("id"), "error": dict(e.as_dict(), conflict=getattr(e, "conflict", None))}
+        except Exception:
+            log.exception("worker request failed: %s", request.get("op"))
+            reply = {"id": request.get("id"), "error": {"code": "internal",
+                                                        "message": "The request failed inside your worker."}}
+        proto.write(json.dumps(reply) + "\n")
+        proto.flush()
+    return 0
+
+
+class Worker:
+    """The root side of one user's worker process."""
+
+    def __init__(self, user, config, switch_user):
+        self.user = user
+        self.config = config
+        self.switch_user = switch_user
+        self.proc = None
+        self.lock = threading.Lock()
+        self.buffer = b""
+        self.last_used = time.time()
+        self.unfinished = 0
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def start(self):
+        try:
+            pw = pwd.getpwnam(self.user)
+        except KeyError:
+            raise Unauthorized("No such user.")
+        env = {"HOME": pw.pw_dir, "USER": pw.pw_name, "LOGNAME": pw.pw_name,
+               "PATH": self.config["worker"]["path"], "SHELL": pw.pw_shell or "/bin/sh",
+               "LANG": self.config["worker"]["lang"]}
+        env.update(self.config["scheduler"]["environment"])
+        ids = {}
+        if self.switch_user:
+            ids = {"user": pw.pw_uid, "group": pw.pw_gid,
+                   "extra_groups": os.getgrouplist(pw.pw_name, pw.pw_gid)}
+        python = self.config["worker"]["python"] or sys.executable
+        cwd = pw.pw_dir if os.path.isdir(pw.pw_dir) else "/"
+        try:
+            self.proc = subprocess.Popen(
+                [python, os.path.join(HERE, "flightjobd.py"), "--worker"],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=cwd, env=env,
+                umask=0o077, close_fds=True, **ids)
+        except OSError as e:
+            raise Unavailable("Could not start your worker process: %s" % (e.strerror or e))
+        self.buffer = b""
+        init = {"config": self.config.to_dict(), "user": pw.pw_name}
+        self.proc.stdin.write((json.dumps(init) + "\n").encode())
+        self.proc.stdin.flush()
+        log.info("worker for %s started, pid %d", self.user, self.proc.pid)
+
+    def stop(self):
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return
+        with contextlib.suppress(OSError):
+            proc.stdin.close()
+        try:
+            proc.wait(2)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        with contextlib.suppress(OSError):
+            proc.stdout.close()
+
+    def call(self, op, args=None, timeout=None, touch=True):
+        """Send one request and wait for its answer, bounded in time: a worker
+        that is busy past the bound, hangs or dies gives 503, and a hung
+        one is ended so the next request gets a fresh worker."""
+        timeout = timeout or self.config["worker"]["request_timeout"]
+        deadline = time.time() + timeout
+        if not self.lock.acquire(timeout=timeout):
+            raise Unavailable("Your worker is busy with a request that is taking too long; try again.")
+        try:
+            if touch:
+                self.last_used = time.time()
+            if not self.alive():
+                self.stop()
+                self.start()
+            try:
+                self.proc.stdin.write((json.dumps({"op": op, "args": args or {}}) + "\n").encode())
+                self.proc.stdin.flush()
+                line = self._readline(deadline)
+            except (OSError, ValueError):
+                line = None
+            if line is None:
+                hung = self.alive()
+                self.stop()
+                raise Unavailable("Your worker %s; it will be restarted. Try again."
+                                  % ("did not answer in %d seconds" % timeout if hung
+                                     else "ended unexpectedly"))
+        finally:
+            self.lock.release()
+        reply = json.loads(line)
+        if "error" in reply:
+            raise error_from_dict(reply["error"])
+        return reply["result"]
+
+    def _readline(self, deadline):
+        fd = self.proc.stdout.fileno()
+        while b"\n" not in self.buffer:
+            left = deadline - time.time()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                return None
+            chunk = os.read(fd, 1 << 20)
+            if not chunk:
+                return None
+            self.buffer += chunk
+        line, self.buffer = self.buffer.split(b"\n", 1)
+        return line.decode("utf-8")
+
+
+class WorkerPool:
+    """One worker per user, started on first need, ended when idle."""
+
+    def __init__(self, config, switch_user):
+        self.config = config
+        self.switch_user = switch_user
+        self.workers = {}
+        self.lock = threading.Lock()
+        self.active = set()  # users known to have unfinished jobs
+
+    def get(self, user):
+        with self.lock:
+            worker = self.workers.get(user)
+            if worker is None:
+                worker = self.workers[user] = Worker(user, self.config, self.switch_user)
+            return worker
+
+    def call(self, user, op, args=None, **kw):
+        result = self.get(user).call(op, args, **kw)
+        if isinstance(result, dict) and "unfinished" in result:
+            (self.active.add if result["unfinished"] else self.active.discard)(user)
+        elif isinstance(result, dict) and isinstance(result.get("scheduler"), dict) \
+                and "unfinished" in result["scheduler"]:
+            (self.active.add if result["scheduler"]["unfinished"] else self.active.discard)(user)
+        return result
+
+    def reap(self):
+        """End workers idle longer than worker.idle_timeout."""
+        limit = time.time() - self.config["worker"]["idle_timeout"]
+        with self.lock:
+            idle = [u for u, w in self.workers.items() if w.last_used < limit]
+            stopped = [self.workers.pop(u) for u in idle]
+        for worker in stopped:
+            with worker.lock:
+                worker.stop()
+            log.info("worker for %s ended after being idle", worker.user)
+
+    def refresh_active(self):
+        """Background refresh for users with unfinished jobs, so jobs that end
+        while nobody looks get their true final state."""
+        for user in list(self.active):
+            try:
+                self.call(user, "jobs.refresh", {"force": True}, touch=False)
+            except FlightJobError as e:
+                log.warning("background refresh for %s failed: %s", user, e.message)
+
+    def stop_all(self):
+        with self.lock:
+            workers, self.workers = list(self.workers.values()), {}
+        for worker in workers:
+            worker.stop()
+
+    def pids(self):
+        return {u: w.proc.pid for u, w in self.workers.items() if w.alive()}
+
+
+# Authentication and sessions ################################################
+
+
+class Session:
+    __slots__ = ("id", "user", "csrf", "created", "seen")
+
+    def __init__(self, user):
+        self.id = secrets.token_urlsafe(32)
+        self.user = user
+        self.csrf = secrets.token_urlsafe(32)
+        self.created = self.seen = time.time()
+
+
+class Auth:
+    """PAM logins, server-side sessions, the Basic-auth cache, the one-time
+    login token and the failed-login throttle."""
+
+    def __init__(self, config, daemon_user):
+        self.config = config
+        self.daemon_user = daemon_user
+        self.sessions = {}
+        self.basic = {}  # sha256(secret + user + password) -> (user, expires)
+        self.failures = {}  # ("user"|"addr", key) -> [times]
+        self.secret = secrets.token_bytes(32)
+        self.login_token = secrets.token_urlsafe(24)
+        self.lock = threading.Lock()
+
+    def allowed(self, user):
+        """Who may log in: multi-user mode refuses root, uids under min_uid
+        and unknown users; single-user mode only the daemon's own user.
+        Refusals are 401 with the same words as a wrong password, except
+        for the throttle."""
+        try:
+            pw = pwd.getpwnam(user)
+        except (KeyError, ValueError, UnicodeError):
+            return False
+        if not self.config["server"]["multi_user"]:
+            return pw.pw_name == self.daemon_user
+        return pw.pw_uid != 0 and pw.pw_uid >= self.config["auth"]["min_uid"]
+
+    def _throttled(self, keys):
+        window = self.config["auth"]["throttle_window"]
+        limit = self.config["auth"]["throttle_failures"]
+        now = time.time()
+        with self.lock:
+            for key in keys:
+                times = [t for t in self.failures.get(key, []) if now - t < window]
+                self.failures[key] = times
+                if len(times) >= limit:
+                    return True
+        return False
+
+    def check_password(self, user, password, addr):
+        """The user's name if PAM accepts the password and the account (an
+        expired account fails pam_acct_mgmt); otherwise Unauthorized, or
+        Throttled after too many failures for this user or address."""
+        if not isinstance(user, str) or not isinstance(password, str) or not user or len(user) > 256 \
+                or len(password) > 4096 or "\0" in user + password:
+            raise Unauthorized("Wrong username or password.")
+        keys = [("user", user), ("addr", addr)]
+        if self._throttled(keys):
+            raise Throttled("Too many failed logins; wait a few minutes and try again.")
+        ok = self.allowed(user) and self._pam(user, password)
+        if not ok:
+            with self.lock:
+                for key in keys:
+                    self.failures.setdefault(key, []).append(time.time())
+            raise Unauthorized("Wrong username or password.")
+        return pwd.getpwnam(user).pw_name
+
+    def _pam(self, user, password):
+        import pamela
+        try:
+            pamela.authenticate(user, password, service=self.config["auth"]["pam_service"],
+                                check=True)
+            return True
+        except pamela.PAMError as e:
+            log.info("login refused for %s: %s", user, e)
+            return False
+
+    def check_basic(self, header, addr):
+        """The user of an HTTP Basic header, cached briefly by a hash."""
+        try:
+            user, _, password = base64.b64decode(header.split(" ", 1)[1]).decode("utf-8").partition(":")
+        except (ValueError, IndexError, UnicodeError):
+            raise Unauthorized("Malformed Basic authorization header.")
+        key = hashlib.sha256(self.secret + json.dumps([user, password]).encode()).hexdigest()
+        hit = self.basic.get(key)
+        if hit and hit[1] > time.time():
+            return hit[0]
+        name = self.check_password(user, password, addr)
+        if self.config["auth"]["basic_cache"]:
+            self.basic[key] = (name, time.time() + self.config["auth"]["basic_cache"])
+        return name
+
+    def create(self, user):
+        session = Session(user)
+        with self.lock:
+            self.sessions[session.id] = session
+        return session
+
+    def get(self, sid):
+        """The live session for a cookie value, or None (expired, unknown)."""
+        if not sid:
+            return None
+        with self.lock:
+            session = self.sessions.get(sid)
+            if session is None:
+                return None
+            now = time.time()
+            if (now - session.seen > self.config["auth"]["session_idle"]
+                    or now - session.created > self.config["auth"]["session_max"]):
+                del self.sessions[sid]
+                return None
+            session.seen = now
+            return session
+
+    def end(self, sid):
+        with self.lock:
+            self.sessions.pop(sid, None)
+
+    def use_login_token(self, token):
+        """The single-user one-time login URL: valid once."""
+        with self.lock:
+            if self.login_token and isinstance(token, str) and hmac.compare_digest(token, self.login_token):
+                self.login_token = None
+                return True
+        return False
+
+    def expire(self):
+        now = time.time()
+        with self.lock:
+            for sid in [s.id for s in self.sessions.values()
+                        if now - s.seen > self.config["auth"]["session_idle"]
+                        or now - s.created > self.config["auth"]["session_max"]]:
+                del self.sessions[sid]
+            self.basic = {k: v for k, v in self.basic.items() if v[1] > now}
+
+
+# Web application ############################################################
+
+COOKIE = "flightjob_session"
+PRE_COOKIE = "flightjob_login"
+
+
+def ago(iso, now=None):
+    """'3 minutes ago' / 'in 5 minutes' for an ISO time; '' for none."""
+    ts = parse_iso(iso) if iso else None
+    if ts is None:
+        return ""
+    delta = (now or time.time()) - ts
+    future, delta = delta < 0, abs(delta)
+    for size, unit in ((86400, "day"), (3600, "hour"), (60, "minute"), (1, "second")):
+        if delta >= size or size == 1:
+            n = int(delta // size)
+            words = "%d %s%s" % (n, unit, "" if n == 1 else "s")
+            return ("in " + words) if future else (words + " ago")
+
+
+def duration(seconds):
+    """'1 h 5 min' for a number of seconds."""
+    if seconds is None:
+        return ""
+    seconds = int(seconds)
+    parts = [(seconds // 86400, "d"), (seconds % 86400 // 3600, "h"),
+             (seconds % 3600 // 60, "min"), (seconds % 60, "s")]
+    shown = [("%d %s" % (n, u)) for n, u in parts if n][:2]
+    return " ".join(shown) or "0 s"
+
+
+def human_size(n):
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return ("%d %s" if unit == "B" else "%.1f %s") % (n, unit)
+        n /= 1024.0
+
+
+class App:
+    """The HTTP side: sessions, CSRF, rendering; every user action goes to
+    the user's worker. Build one with make_app(config)."""
+
+    def __init__(self, config, pool=None, daemon_user=None):
+        self.config = config
+        self.daemon_user = daemon_user or pwd.getpwuid(os.getuid()).pw_name
+        switch = config["server"]["multi_user"] and os.getuid() == 0
+        self.pool = pool or WorkerPool(config, switch)
+        self.auth = Auth(config, self.daemon_user)
+        self.started = time.time()
+        self.health = (0.0, None)
+        self.bottle = bottle.Bottle()
+        self.views = bottle.TEMPLATE_PATH[:0] + [os.path.join(HERE, "templates")]
+        self.secure = (config["auth"]["secure_cookies"] == "always" or (
+            config["auth"]["secure_cookies"] == "auto"
+            and config["server"]["base_url"].startswith("https://")))
+
+    # requests
+
+    def client_addr(self):
+        return bottle.request.remote_addr or "?"
+
+    def user_for(self, api):
+        """(user, session) for this request. Pages take the session cookie;
+        the API also takes HTTP Basic (then session is None). None when not
+        logged in."""
+        session = self.auth.get(bottle.request.get_cookie(COOKIE))
+        if session:
+            return session.user, session
+        header = bottle.request.headers.get("Authorization", "")
+        if api and header.lower().startswith("basic "):
+            return self.auth.check_basic(header, self.client_addr()), None
+        return None, None
+
+    def check_csrf(self, session, api):
+        """Refuse a state-changing request (403) whose CSRF token is missing or
+        wrong. API calls authenticated by HTTP Basic carry no cookie and
+        need none."""
+        if session is None:
+            return
+        given = (bottle.request.headers.get("X-CSRF-Token") if api
+                 else bottle.request.forms.get("csrf")) or ""
+        if not hmac.compare_digest(given.encode("utf-8", "replace"), session.csrf.encode()):
+            raise Forbidden("The request's CSRF token is missing or wrong: reload the page and try again.")
+
+    def body_json(self):
+        """The request's JSON object: 413 when too large, 400 when it is not
+        UTF-8 JSON, 415-style 400 when not sent as JSON."""
+        length = bottle.request.content_length
+        limit = self.config["server"]["max_body"]
+        if length > limit:
+            raise TooLarge("The request body is larger than %d bytes." % limit)
+        raw = bottle.request.body.read(limit + 1)
+        if len(raw) > limit:
+            raise TooLarge("The request body is larger than %d bytes." % limit)
+        if not raw:
+            return {}
+        if "json" not in (bottle.request.content_type or ""):
+            raise BadRequest("Send the body as JSON (Content-Type: application/json).")
+        try:
+            data = json.loads(raw.decode("utf-8"))
+        except (ValueError, UnicodeDecodeError, RecursionError) as e:
+            raise BadRequest("The body is not valid JSON: %s" % str(e)[:200])
+        if not isinstance(data, dict):
+            raise BadRequest("The body must be a JSON object.")
+        return data
+
+    def form(self):
+        length = bottle.request.content_length
+        if length > self.config["server"]["max_body"]:
+            raise TooLarge("The form is larger than %d bytes." % self.config["server"]["max_body"])
+        try:
+            return bottle.request.forms.decode("utf-8")
+        except UnicodeError:
+            raise BadRequest("The form is not valid UTF-8.")
+
+    def call(self, user, op, **args):
+        return self.pool.call(user, op, args)
+
+    def set_session_cookie(self, session):
+        bottle.response.set_cookie(COOKIE, session.id, path="/", httponly=True,
+                                   samesite="lax", secure=self.secure,
+                                   max_age=self.config["auth"]["session_max"])
+
+    def login(self, user):
+        """A fresh session (never one the client chose), cookie set."""
+        old = bottle.request.get_cookie(COOKIE)
+        if old:
+            self.auth.end(old)
+        session = self.auth.create(user)
+        self.set_session_cookie(session)
+        return session
+
+    # rendering
+
+    def render(self, name, status=200, **values):
+        user, session = values.get("user"), values.get("session")
+        values.setdefault("crumbs", [])
+        values.setdefault("notice", None)
+        values.update(ago=ago, duration=duration, human_size=human_size, quote=urllib.parse.quote,
+                      visible=visible_questions)
+        values["page"] = {"title": values.get("title", "Flight Job"), "user": user,
+                          "csrf": session.csrf if session else "", "crumbs": values["crumbs"],
+                          "notice": values["notice"], "version": __version__}
+        bottle.response.status = status
+        bottle.response.set_header("Content-Type", "text/html; charset=utf-8")
+        return bottle.template(name, template_lookup=self.views, **values)
+
+    def json(self, data, status=200):
+        bottle.response.status = status
+        bottle.response.set_header("Content-Type", "application/json")
+        bottle.response.set_header("Cache-Control", "no-store")
+        return json.dumps(data)
+
+    def error_json(self, err):
+        body = {"error": err.as_dict()}
+        if getattr(err, "conflict", None) is not None:
+            body["error"]["current"] = err.conflict
+        if isinstance(err, Unauthorized):
+            bottle.response.set_header("WWW-Authenticate", 'Basic realm="flight-job"')
+        return self.json(body, err.status)
+
+    def error_page(self, err, user=None, session=None):
+        return self.render("error", status=err.status, user=user, session=session, error=err,
+                           title="Error")
+
+    # route wrappers
+
+    def route(self, path, method="GET", api=False, login=True):
+        """Register a handler: handler(user, session, **url_args). Logins and
+        CSRF are checked here; domain errors become JSON or an error page;
+        anything unexpected is logged and answered with a plain 500."""
+        def decorate(handler):
+            def callback(**kw):
+                user = session = None
+                bottle.response.set_header("X-Content-Type-Options", "nosniff")
+                bottle.response.set_header("X-Frame-Options", "DENY")
+                bottle.response.set_header("Referrer-Policy", "same-origin")
+                if not api:
+                    bottle.response.set_header(
+                        "Content-Security-Policy",
+                        "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'")
+                try:
+                    if login:
+                        user, session = self.user_for(api)
+                        if user is None:
+                            if api:
+                                raise Unauthorized("Log in first (session cookie or HTTP Basic).")
+                            target = bottle.request.fullpath
+                            if bottle.request.query_string:
+                                target += "?" + bottle.request.query_string
+                            return bottle.redirect("/login?next=" + urllib.parse.quote(target))
+                        if method != "GET":
+                            self.check_csrf(session, api)
+                    return handler(user, session, **kw)
+                except bottle.HTTPResponse:
+                    raise
+                except FlightJobError as e:
+                    if api:
+                        return self.error_json(e)
+                    return self.error_page(e, user, session)
+                except Exception:
+                    log.exception("request %s %s failed", method, bottle.request.path)
+                    err = FlightJobError("Something went wrong on the server; it has been logged.")
+                    return self.error_json(err) if api else self.error_page(err, user, session)
+            self.bottle.route(path, method, callback)
+            return handler
+        return decorate
+
+    def background(self, stop):
+        """Reap idle workers, expire sessions, refresh users with unfinished
+        jobs; until stop is set."""
+        last_refresh = time.time()
+        every = self.config["scheduler"]["background_refresh"]
+        while not stop.wait(min(5, self.config["worker"]["idle_timeout"])):
+            self.pool.reap()
+            self.auth.expire()
+            if every and time.time() - last_refresh >= every:
+                last_refresh = time.time()
+                self.pool.refresh_active()
+
+    def probe(self):
+        """The scheduler check for /api/health, cached 30 s, run in a worker
+        (root never runs a scheduler command)."""
+        at, result = self.health
+        if result is None or time.time() - at > 30:
+            user = self.daemon_user if not self.config["server"]["multi_user"] \
+                else self.config["scheduler"]["probe_user"]
+            try:
+                result = self.pool.call(user, "probe", {}, timeout=self.config["scheduler"]["timeout"] + 5)
+            except FlightJobError as e:
+                result = {"type": self.config["scheduler"]["type"], "answers": False, "message": e.message}
+            self.health = (time.time(), result)
+        return result
+
+
+# Routes #####################################################################
+
+
+def _int_query(name, default):
+    value = bottle.request.query.get(name)
+    if value in (None, ""):
+        return default
+    if not re.match(r"^\d{1,9}$", value):
+        raise Invalid("%s must be a whole number." % name, {name: "must be a whole number"})
+    return int(value)
+
+
+def _answers_from_form(form, questions):
+    """Answers as typed in a page's form: checkboxes send 'false' then
+    'true' when ticked, so the last value wins; multiselects send a list."""
+    answers = {}
+    for q in questions:
+        values = form.getall("q_" + q["id"])
+        if q["type"] == "multiselect":
+            answers[q["id"]] = [v for v in values if v]
+        elif values:
+            answers[q["id"]] = values[-1]
+    return answers
+
+
+def visible_questions(questions, answers):
+    """Ids of the questions asked, given raw answers (None: the defaults),
+    so pages without JavaScript show exactly the questions that apply."""
+    values, shown = {}, set()
+    for q in questions:
+        raw = q["default"] if answers is None else answers.get(q["id"], q["default"])
+        if question_applies(q, values):
+            shown.add(q["id"])
+        else:
+            raw = q["default"]
+        try:
+            values[q["id"]] = convert_answer(dict(q, required=False, options_from=None), raw, "/")
+        except ValueError:
+            values[q["id"]] = raw
+    return shown
+
+
+def add_routes(a):
+    """Every URL of the daemon, grouped by page, in URL order."""
+    route, call, render = a.route, a.call, a.render
+
+    # static files and health
+
+    @route("/static/<path:path>", login=False)
+    def static(user, session, path):
+        return bottle.static_file(check_relpath(path), root=os.path.join(HERE, "share", "static"))
+
+    @route("/api/health", api=True, login=False)
+    def health(user, session):
+        probe = a.probe()
+        return a.json({"status": "ok", "version": __version__, "scheduler": probe["type"],
+                       "scheduler_answers": probe["answers"], "scheduler_message": probe.get("message"),
+                       "multi_user": a.config["server"]["multi_user"],
+                       "uptime_s": int(time.time() - a.started)})
+
+    # login and logout
+
+    def login_page(error=None, status=200, next_url="/"):
+        token = secrets.token_urlsafe(16)
+        bottle.response.set_cookie(PRE_COOKIE, token, path="/login", httponly=True,
+                                   samesite="strict", secure=a.secure)
+        return render("login", status=status, error=error, login_csrf=token, next_url=next_url,
+                      title="Log in", multi_user=a.config["server"]["multi_user"])
+
+    def safe_next(url):
+        return url if isinstance(url, str) and url.startswith("/") and not url.startswith("//") \
+            and "\\" not in url else "/"
+
+    @route("/login", login=False)
+    def login_get(user, session):
+        token = bottle.request.query.get("token")
+        if token is not None:
+            if not a.config["server"]["multi_user"] and a.auth.use_login_token(token):
+                a.login(a.daemon_user)
+                return bottle.redirect("/")
+            return login_page("That login link has already been used or is not valid; "
+                              "log in with your password.", 401)
+        return login_page(next_url=safe_next(bottle.request.query.get("next")))
+
+    @route("/login", "POST", login=False)
+    def login_post(user, session):
+        form = a.form()
+        next_url = safe_next(form.get("next"))
+        pre = bottle.request.get_cookie(PRE_COOKIE) or ""
+        if not pre or not hmac.compare_digest(pre.encode(), (form.get("login_csrf") or "").encode()):
+            return login_page("Your login form had expired; please try again.", 403, next_url)
+        try:
+            name = a.auth.check_password(form.get("username", "").strip(), form.get("password", ""),
+                                         a.client_addr())
+        except (Unauthorized, Throttled) as e:
+            return login_page(e.message, e.status, next_url)
+        a.login(name)
+        return bottle.redirect(next_url)
+
+    @route("/logout", "POST")
+    def logout(user, session):
+        a.auth.end(session.id)
+        bottle.response.delete_cookie(COOKIE, path="/")
+        return bottle.redirect("/login")
+
+    @route("/api/login", "POST", api=True, login=False)
+    def api_login(user, session):
+        data = a.body_json()
+        name = a.auth.check_password(data.get("username"), data.get("password"), a.client_addr())
+        session = a.login(name)
+        return a.json({"user": name, "csrf_token": session.csrf})
+
+    @route("/api/logout", "POST", api=True)
+    def api_logout(user, session):
+        if session:
+            a.auth.end(session.id)
+        bottle.response.delete_cookie(COOKIE, path="/")
+        return a.json({"logged_out": True})
+
+    @route("/api/session", api=True)
+    def api_session(user, session):
+        return a.json({"user": user, "csrf_token": session.csrf if session else None})
+
+    # the management page
+
+    @route("/")
+    def home(user, session):
+        return render("home", user=user, session=session, title="Job manager")
+
+    # templates -> create script
+
+    @route("/api/templates", api=True)
+    def api_templates(user, session):
+        return a.json(call(user, "templates.list"))
+
+    @route("/api/templates/<id>", api=True)
+    def api_template(user, session, id):
+        return a.json(call(user, "templates.get", id=id))
+
+    @route("/templates")
+    def templates(user, session):
+        return render("templates", user=user, session=session, title="Script templates",
+                      crumbs=[("Templates", None)], **call(user, "templates.list"))
+
+    def create_form(user, session, template, answers=None, name="", notes=None, errors=None, status=200):
+        return render("create", status=status, user=user, session=session, template=template,
+                      answers=answers, name=name, notes=notes, errors=errors or {},
+                      title="Create script: " + template["name"],
+                      crumbs=[("Templates", "/templates"), (template["name"], None)])
+
+    @route("/templates/<id>/create")
+    def create_get(user, session, id):
+        t = call(user, "templates.get", id=id)
+        return create_form(user, session, t, name=t["name"], notes=t["notes"])
+
+    @route("/templates/<id>/create", "POST")
+    def create_post(user, session, id):
+        form = a.form()
+        t = call(user, "templates.get", id=id)
+        answers = _answers_from_form(form, t["questions"])
+        name, notes = form.get("name", ""), form.get("notes")
+        if form.get("action") == "update":  # no-JavaScript: re-show with ask_when applied
+            return create_form(user, session, t, answers, name, notes)
+        try:
+            script = call(user, "scripts.create", template=id, name=name, answers=answers, notes=notes)
+        except Invalid as e:
+            return create_form(user, session, t, answers, name, notes, e.fields or {"": e.message}, 422)
+        return bottle.redirect("/scripts/%s" % script["id"])
+
+    # scripts
+
+    @route("/api/scripts", api=True)
+    def api_scripts(user, session):
+        return a.json(call(user, "scripts.list"))
+
+    @route("/api/scripts", "POST", api=True)
+    def api_script_create(user, session):
+        data = a.body_json()
+        script = call(user, "scripts.create", template=data.get("template"), name=data.get("name"),
+                      answers=data.get("answers"), notes=data.get("notes"))
+        bottle.response.set_header("ETag", script["etag"])
+        return a.json(script, 201)
+
+    @route("/api/scripts/<id>", api=True)
+    def api_script(user, session, id):
+        script = call(user, "scripts.get", id=id)
+        bottle.response.set_header("ETag", script["etag"])
+        return a.json(script)
+
+    @route("/api/scripts/<id>", "PATCH", api=True)
+    def api_script_update(user, session, id):
+        data = a.body_json()
+        extra = set(data) - {"content", "notes", "name"}
+        if extra:
+            raise BadRequest("Unknown field %r: give content, notes or name." % sorted(extra)[0])
+        script = call(user, "scripts.update", id=id, content=data.get("content"), notes=data.get("notes"),
+                      name=data.get("name"), if_match=bottle.request.headers.get("If-Match"))
+        bottle.response.set_header("ETag", script["etag"])
+        return a.json(script)
+
+    @route("/api/scripts/<id>", "DELETE", api=True)
+    def api_script_delete(user, session, id):
+        call(user, "scripts.delete", id=id)
+        bottle.response.status = 204
+        return ""
+
+    @route("/api/scripts/<id>/submission", api=True)
+    def api_submission(user, session, id):
+        return a.json(call(user, "scripts.submission", id=id))
+
+    @route("/api/scripts/<id>/preview", "POST", api=True)
+    def api_preview(user, session, id):
+        return a.json(call(user, "jobs.preview", script=id, answers=a.body_json().get("answers")))
+
+    @route("/scripts")
+    def scripts(user, session):
+        return render("scripts", user=user, session=session, title="Scripts",
+                      crumbs=[("Scripts", None)], **call(user, "scripts.list"))
+
+    def script_page(user, session, id, edit=None, draft=None, conflict=None, status=200, error=None):
+        script = call(user, "scripts.get", id=id)
+        return render("script", status=status, user=user, session=session, script=script, edit=edit,
+                      draft=draft, conflict=conflict, error=error, title=script["name"],
+                      crumbs=[("Scripts", "/scripts"), (script["name"], None)])
+
+    @route("/scripts/<id>")
+    def script(user, session, id):
+        edit = bottle.request.query.get("edit")
+        return script_page(user, session, id, edit if edit in ("content", "notes", "name") else None)
+
+    @route("/scripts/<id>/edit", "POST")
+    def script_edit(user, session, id):
+        form = a.form()
+        field = form.get("field")
+        if field not in ("content", "notes", "name"):
+            raise BadRequest("Unknown field to edit.")
+        text = form.get("text", "")
+        try:
+            call(user, "scripts.update", id=id, if_match=form.get("etag"), **{field: text})
+        except PreconditionFailed as e:
+            return script_page(user, session, id, field, text, e.message, 409)
+        except (Invalid, TooLarge) as e:
+            return script_page(user, session, id, field, text, None, e.status, e.message)
+        return bottle.redirect("/scripts/%s" % id)
+
+    @route("/scripts/<id>/delete")
+    def script_delete_confirm(user, session, id):
+        script = call(user, "scripts.get", id=id)
+        return render("confirm", user=user, session=session, title="Delete script",
+                      question="Delete the script “%s”? Its jobs and their results stay." % script["name"],
+                      action="/scripts/%s/delete" % id, button="Delete", back="/scripts/%s" % id,
+                      crumbs=[("Scripts", "/scripts"), (script["name"], "/scripts/%s" % id), ("Delete", None)])
+
+    @route("/scripts/<id>/delete", "POST")
+    def script_delete(user, session, id):
+        call(user, "scripts.delete", id=id)
+        return bottle.redirect("/scripts")
+
+    # submit: questions -> summary -> job
+
+    def submit_page(user, session, id, answers=None, errors=None, status=200):
+        sub = call(user, "scripts.submission", id=id)
+        name = sub["script"]["name"]
+        return render("submit", status=status, user=user, session=session, sub=sub, answers=answers,
+                      errors=errors or {}, title="Submit " + name,
+                      crumbs=[("Scripts", "/scripts"), (name, "/scripts/%s" % id), ("Submit", None)])
+
+    @route("/scripts/<id>/submit")
+    def submit_get(user, session, id):
+        return submit_page(user, session, id)
+
+    @route("/scripts/<id>/submit", "POST")
+    def submit_post(user, session, id):
+        form = a.form()
+        sub = call(user, "scripts.submission", id=id)
+        answers = _answers_from_form(form, sub["questions"])
+        action = form.get("action")
+        if action == "update":
+            return submit_page(user, session, id, answers)
+        if action == "submit":
+            job = call(user, "jobs.submit", script=id, answers=answers)
+            return bottle.redirect("/jobs/%s" % job["id"])
+        try:
+            plan = call(user, "jobs.preview", script=id, answers=answers)
+        except Invalid as e:
+            return submit_page(user, session, id, answers, e.fields or {"": e.message}, 422)
+        name = plan["script"]["name"]
+        return render("summary", user=user, session=session, plan=plan, raw_answers=answers,
+                      title="Summary: " + name,
+                      crumbs=[("Scripts", "/scripts"), (name, "/scripts/%s" % id),
+                              ("Submit", "/scripts/%s/submit" % id), ("Summary", None)])
+
+    # jobs
+
+    @route("/api/jobs", api=True)
+    def api_jobs(user, session):
+        return a.json(call(user, "jobs.list", state=bottle.request.query.get("state") or None,
+                           page=_int_query("page", 1), per_page=_int_query("per_page", 50)))
+
+    @route("/api/jobs", "POST", api=True)
+    def api_submit(user, session):
+        data = a.body_json()
+        return a.json(call(user, "jobs.submit", script=data.get("script"), answers=data.get("answers")), 201)
+
+    @route("/api/jobs/<id>", api=True)
+    def api_job(user, session, id):
+        return a.json(call(user, "jobs.get", id=id, script=bottle.request.query.get("script") == "1"))
+
+    @route("/api/jobs/<id>", "DELETE", api=True)
+    def api_job_delete(user, session, id):
+        call(user, "jobs.delete", id=id)
+        bottle.response.status = 204
+        return ""
+
+    @route("/api/jobs/<id>/cancel", "POST", api=True)
+    def api_cancel(user, session, id):
+        return a.json(call(user, "jobs.cancel", id=id))
+
+    @route("/api/jobs/<id>/files", api=True)
+    def api_files(user, session, id):
+        return a.json(call(user, "jobs.files", id=id))
+
+    def send_file(user, id, download, **where):
+        """Stream a file from the worker in 1 MiB pieces."""
+        tail = bottle.request.query.get("tail")
+        if tail is not None:
+            piece = call(user, "jobs.file", id=id, tail=_int_query("tail", 0), **where)
+            chunks = iter([base64.b64decode(piece["data"])])
+        else:
+            piece = call(user, "jobs.file", id=id, offset=0, **where)
+
+            def more(piece=piece):
+                while True:
+                    yield base64.b64decode(piece["data"])
+                    if piece["eof"] or not piece["data"]:
+                        return
+                    piece = call(user, "jobs.file", id=id, offset=piece["offset"] + len(
+                        base64.b64decode(piece["data"])), **where)
+            chunks = more()
+        bottle.response.set_header("Content-Type", "application/octet-stream" if download
+                                   else "text/plain; charset=utf-8")
+        bottle.response.set_header("X-File-Size", str(piece["size"]))
+        if download:
+            bottle.response.set_header("Content-Disposition", "attachment; filename*=UTF-8''%s"
+                                       % urllib.parse.quote(piece["name"]))
+        return chunks
+
+    @route("/api/jobs/<id>/files/<path:path>", api=True)
+    def api_file(user, session, id, path):
+        listing = bottle.request.query.get("list") == "1"
+        if listing:
+            return a.json(call(user, "jobs.files", id=id, path=path))
+        return send_file(user, id, True, path=path)
+
+    @route("/api/jobs/<id>/output/<which:re:stdout|stderr>", api=True)
+    def api_output(user, session, id, which):
+        return send_file(user, id, False, which=which)
+
+    @route("/jobs")
+    def jobs(user, session):
+        state = bottle.request.query.get("state") or None
+        listing = call(user, "jobs.list", state=state, page=_int_query("page", 1), per_page=50)
+        return render("jobs", user=user, session=session, title="Jobs", state=state, states=STATES,
+                      crumbs=[("Jobs", None)], **listing)
+
+    def job_crumbs(job, last=None):
+        name = "Job %s" % (job.get("scheduler_id") or job["id"])
+        crumbs = [("Jobs", "/jobs"), (name, "/jobs/%s" % job["id"] if last else None)]
+        return crumbs + ([(last, None)] if last else [])
+
+    @route("/jobs/<id>")
+    def job(user, session, id):
+        job = call(user, "jobs.get", id=id, script=True)
+        files = outputs = None
+        if job.get("results_dir") and job["state"] != "CANCELLED":
+            with contextlib.suppress(FlightJobError):
+                files = call(user, "jobs.files", id=id)
+        outputs = {}
+        for which in ("stdout", "stderr"):
+            if job.get(which + "_path") and (which == "stdout" or job["stderr_path"] != job["stdout_path"]):
+                with contextlib.suppress(FlightJobError):
+                    piece = call(user, "jobs.file", id=id, which=which, tail=16384)
+                    outputs[which] = dict(piece, text=base64.b64decode(piece["data"]).decode("utf-8", "replace"))
+        return render("job", user=user, session=session, job=job, files=files, outputs=outputs,
+                      title="Job %s" % (job.get("scheduler_id") or id), crumbs=job_crumbs(job))
+
+    def confirm_job(user, session, id, verb):
+        job = call(user, "jobs.get", id=id)
+        words = {"cancel": ("Cancel", "Cancel job %s? It stops at once and its results may be incomplete."),
+                 "remove": ("Remove", "Remove job %s from the list? Its result files are kept.")}[verb]
+        return render("confirm", user=user, session=session, title=words[0] + " job",
+                      question=words[1] % (job.get("scheduler_id") or id), button=words[0],
+                      action="/jobs/%s/%s" % (id, verb), back="/jobs/%s" % id,
+                      crumbs=job_crumbs(job, words[0]))
+
+    @route("/jobs/<id>/cancel")
+    def cancel_confirm(user, session, id):
+        return confirm_job(user, session, id, "cancel")
+
+    @route("/jobs/<id>/cancel", "POST")
+    def cancel(user, session, id):
+        call(user, "jobs.cancel", id=id)
+        return bottle.redirect("/jobs/%s" % id)
+
+    @route("/jobs/<id>/remove")
+    def remove_confirm(user, session, id):
+        return confirm_job(user, session, id, "remove")
+
+    @route("/jobs/<id>/remove", "POST")
+    def remove(user, session, id):
+        call(user, "jobs.delete", id=id)
+        return bottle.redirect("/jobs")
+
+    @route("/jobs/<id>/files/<path:path>")
+    def file_view(user, session, id, path):
+        job = call(user, "jobs.get", id=id)
+        whole = bottle.request.query.get("all") == "1"
+        try:
+            listing = call(user, "jobs.files", id=id, path=path)
+        except NotFound:
+            listing = None
+        piece = None
+        if listing is None:
+            piece = call(user, "jobs.file", id=id, path=path, **({"offset": 0} if whole else {"tail": 65536}))
+            piece["text"] = base64.b64decode(piece["data"]).decode("utf-8", "replace")
+        return render("file", user=user, session=session, job=job, path=path, listing=listing,
+                      piece=piece, title=path, crumbs=job_crumbs(job, path))
+
+    @route("/jobs/<id>/download/<path:path>")
+    def download(user, session, id, path):
+        return send_file(user, id, True, path=path)
+
+    # errors that never reached a handler
+
+    def plain_error(status, message):
+        def handler(error):
+            err = FlightJobError(message)
+            err.status = status
+            err.code = {404: "not_found", 405: "method_not_allowed"}.get(status, "internal")
+            if bottle.request.path.startswith("/api/"):
+                return a.error_json(err)
+            return a.error_page(err)
+        return handler
+
+    a.bottle.error_handler.update({
+        404: plain_error(404, "There is no such page."),
+        405: plain_error(405, "That method is not allowed here."),
+        500: plain_error(500, "Something went wrong on the server; it has been logged."),
+    })
+
+
+def make_app(config, pool=None, daemon_user=None):
+    """A fresh application: (the App, its Bottle WSGI app)."""
+    a = App(config, pool, daemon_user)
+    add_routes(a)
+    return a
+
+
+# Main #######################################################################
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="flightjobd", description="A web job manager for HPC login nodes.")
+    parser.add_argument("--config", help="TOML configuration file (default %s)" % DEFAULT_CONFIG)
+    parser.add_argument("--check-config", action="store_true", help="validate the configuration and exit")
+    parser.add_argument("--version", action="version", version="flightjobd " + __version__)
+    parser.add_argument("--listen", metavar="HOST:PORT", help="address to serve on (server.listen)")
+    parser.add_argument("--multi-user", action="store_true", help="serve every user of the machine (root only)")
+    parser.add_argument("--scheduler", choices=("auto", "slurm", "local"), help="scheduler.type")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--local-job", metavar="DIR", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s flightjobd[%(process)d] %(levelname)s %(message)s")
+    if args.worker:
+        return worker_main()
+    if args.local_job:
+        return local_job_main(args.local_job)
+    overrides = {"server": {}, "scheduler": {}}  # only what was given
+    if args.listen:
+        overrides["server"]["listen"] = args.listen
+    if args.multi_user:
+        overrides["server"]["multi_user"] = True
+    if args.scheduler:
+        overrides["scheduler"]["type"] = args.scheduler
+    path = args.config or os.environ.get("FLIGHTJOB_CONFIG") or DEFAULT_CONFIG
+    try:
+        config = load_config(path, overrides, required=bool(args.config))
+    except ConfigError as e:
+        print("flightjobd: %s" % e, file=sys.stderr)
+        return 2
+    if args.check_config:
+        print("%s: configuration is valid" % (path if os.path.exists(path) else "defaults"))
+        return 0
+    if config["server"]["multi_user"] and os.getuid() != 0:
+        print("flightjobd: multi-user mode needs root (it starts workers as each user)", file=sys.stderr)
+        return 2
+    if not config["server"]["multi_user"] and os.getuid() == 0:
+        log.warning("single-user mode as root: only root may log in; use --multi-user to serve users")
+    return serve(config)
+
+
+def serve(config):
+    from waitress import create_server
+    a = make_app(config)
+    probe = a.probe()
+    config["scheduler"]["type"] = probe["type"]  # 'auto' resolved once, by a worker
+    log.info("scheduler: %s (%s)", probe["type"], "answers" if probe["answers"] else
+             "does not answer: %s" % probe.get("message"))
+    host, _, port = config["server"]["listen"].rpartition(":")
+    server = create_server(a.bottle, host=host.strip("[]"), port=int(port),
+                           threads=config["server"]["threads"], ident="flightjobd",
+                           max_request_body_size=config["server"]["max_body"] + 4096)
+    stop = threading.Event()
+    threading.Thread(target=a.background, args=(stop,), daemon=True).start()
+
+    def shutdown(signum, frame):
+        stop.set()
+        server.close()
+        raise SystemExit(0)
+    signal.signal(signal.SIGTERM, shutdown)
+    base = config["server"]["base_url"].rstrip("/") or "http://%s:%s" % (host, server.effective_port)
+    log.info("serving on %s:%s (%s mode)", host, server.effective_port,
+             "multi-user" if config["server"]["multi_user"] else "single-user")
+    if not config["server"]["multi_user"]:
+        print("flightjobd: log in as %s at %s/login?token=%s" % (a.daemon_user, base, a.auth.login_token),
+              flush=True)
+    try:
+        server.run()
+    except (KeyboardInterrupt, SystemExit):
+        pass
+    finally:
+        stop.set()
+        a.pool.stop_all()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,33 @@
+% rebase('base', page=page)
+<h1>Create script: {{template['name']}}</h1>
+<p class="lead">{{template['description']}}</p>
+% if errors:
+<p class="error" role="alert">Some answers need another look: see the messages beside them. Your answers are kept.</p>
+% end
+% if errors.get(''):
+<p class="error">{{errors['']}}</p>
+% end
+% shown = visible(template['questions'], answers)
+<form method="post" action="/templates/{{template['id']}}/create" class="questions">
+  <input type="hidden" name="csrf" value="{{page['csrf']}}">
+  <div class="question{{' has-error' if errors.get('name') else ''}}">
+    <label for="name">Script name</label>
+    <input id="name" name="name" value="{{name}}" aria-describedby="name-help" required>
+    <p class="help" id="name-help">A name to recognise this script by in your list.</p>
+    % if errors.get('name'):
+    <p class="field-error" role="alert">{{errors['name']}}</p>
+    % end
+  </div>
+  % for q in template['questions']:
+  % include('question', q=q)
+  % end
+  <div class="question">
+    <label for="notes">Notes</label>
+    <textarea id="notes" name="notes" rows="4" aria-describedby="notes-help">{{notes or ''}}</textarea>
+    <p class="help" id="notes-help">Anything you want to remember about this script.</p>
+  </div>
+  <div class="actions">
+    <button type="submit" name="action" value="update" class="js-hide">Update questions</button>
+    <button type="submit" name="action" value="create" class="primary">Create script</button>
+  </div>
+</form>

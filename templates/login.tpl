@@ -1,0 +1,18 @@
+% rebase('base', page=page)
+<section class="login card">
+<h1>Log in</h1>
+<p>Flight Job manages your cluster job scripts and jobs. Log in with the same
+username and password you use for the cluster's command line.</p>
+% if error:
+<p class="error" role="alert">{{error}}</p>
+% end
+<form method="post" action="/login">
+  <input type="hidden" name="login_csrf" value="{{login_csrf}}">
+  <input type="hidden" name="next" value="{{next_url}}">
+  <label for="username">Username</label>
+  <input id="username" name="username" autocomplete="username" required autofocus>
+  <label for="password">Password</label>
+  <input id="password" name="password" type="password" autocomplete="current-password" required>
+  <button type="submit" class="primary">Log in</button>
+</form>
+</section>

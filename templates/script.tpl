@@ -1,0 +1,73 @@
+% rebase('base', page=page)
+<h1>{{script['name']}}</h1>
+<p class="meta">From template {{script['template_name'] or script['template_id']}} ·
+  created <time datetime="{{script['created_at']}}" title="{{script['created_at']}}" data-ago>{{ago(script['created_at'])}}</time> ·
+  last changed <time datetime="{{script['updated_at']}}" title="{{script['updated_at']}}" data-ago>{{ago(script['updated_at'])}}</time></p>
+<div class="actions">
+  <a class="button primary" href="/scripts/{{script['id']}}/submit"><span aria-hidden="true">🚀</span> Submit</a>
+  <a class="button danger" href="/scripts/{{script['id']}}/delete" data-confirm="Delete the script “{{script['name']}}”? Its jobs and their results stay.">Delete</a>
+  % if edit != 'name':
+  <a class="button" href="/scripts/{{script['id']}}?edit=name">Rename</a>
+  % end
+</div>
+% if error:
+<p class="error" role="alert">{{error}} Your text is below, not saved.</p>
+% end
+% if conflict:
+<div class="error" role="alert">
+  <p>{{conflict}}</p>
+  <p>Below: your text (editable) and the version saved now. Saving again replaces the saved version with yours.</p>
+</div>
+% end
+% if edit == 'name':
+<form method="post" action="/scripts/{{script['id']}}/edit" class="card">
+  <input type="hidden" name="csrf" value="{{page['csrf']}}"><input type="hidden" name="field" value="name">
+  <input type="hidden" name="etag" value="{{script['etag']}}">
+  <label for="text">Script name</label>
+  <input id="text" name="text" value="{{draft if draft is not None else script['name']}}" required>
+  <div class="actions"><button class="primary" type="submit">Save name</button> <a href="/scripts/{{script['id']}}">Cancel</a></div>
+</form>
+% end
+<div class="columns">
+<section class="script" aria-labelledby="script-h">
+  <div class="section-head"><h2 id="script-h">Script</h2>
+  % if edit != 'content':
+  <a class="button small" href="/scripts/{{script['id']}}?edit=content">Edit<span class="visually-hidden"> the script</span></a>
+  % end
+  </div>
+  % if edit == 'content':
+  <form method="post" action="/scripts/{{script['id']}}/edit">
+    <input type="hidden" name="csrf" value="{{page['csrf']}}"><input type="hidden" name="field" value="content">
+    <input type="hidden" name="etag" value="{{script['etag']}}">
+    <label for="text" class="visually-hidden">Script content</label>
+    <textarea id="text" name="text" class="code" rows="24" spellcheck="false" data-keep-tabs>{{draft if draft is not None else script['content']}}</textarea>
+    <div class="actions"><button class="primary" type="submit">Save script</button> <a href="/scripts/{{script['id']}}">Cancel</a></div>
+  </form>
+  % end
+  % if edit != 'content' or conflict:
+  % if conflict:
+  <h3>Saved version</h3>
+  % end
+  <pre class="code numbered"><code>{{!''.join('<span class="line">%s\n</span>' % line for line in __import__('html').escape(script['content']).split('\n'))}}</code></pre>
+  % end
+</section>
+<section class="notes" aria-labelledby="notes-h">
+  <div class="section-head"><h2 id="notes-h">Notes</h2>
+  % if edit != 'notes':
+  <a class="button small" href="/scripts/{{script['id']}}?edit=notes">Edit<span class="visually-hidden"> the notes</span></a>
+  % end
+  </div>
+  % if edit == 'notes':
+  <form method="post" action="/scripts/{{script['id']}}/edit">
+    <input type="hidden" name="csrf" value="{{page['csrf']}}"><input type="hidden" name="field" value="notes">
+    <input type="hidden" name="etag" value="{{script['etag']}}">
+    <label for="text" class="visually-hidden">Notes</label>
+    <textarea id="text" name="text" rows="12">{{draft if draft is not None else script['notes']}}</textarea>
+    <div class="actions"><button class="primary" type="submit">Save notes</button> <a href="/scripts/{{script['id']}}">Cancel</a></div>
+  </form>
+  % end
+  % if edit != 'notes' or conflict:
+  <div class="notes-text">{{script['notes'] or 'No notes yet.'}}</div>
+  % end
+</section>
+</div>

@@ -1,0 +1,35 @@
+% rebase('base', page=page)
+<h1>Summary</h1>
+<p class="lead">Check the details, then submit. <strong>{{plan['script']['name']}}</strong> goes to the
+{{plan['scheduler']}} scheduler.</p>
+<dl class="facts">
+% for q in plan['questions']:
+  <dt>{{q['text']}}</dt><dd>{{ ', '.join(plan['answers'][q['id']]) if isinstance(plan['answers'][q['id']], list) else ('yes' if plan['answers'][q['id']] is True else ('no' if plan['answers'][q['id']] is False else (plan['answers'][q['id']] if plan['answers'][q['id']] not in (None, '') else '(default)'))) }}</dd>
+% end
+  <dt>Scheduler options</dt><dd>{{' '.join(plan['options']) or '(none: the script\'s own directives apply)'}}</dd>
+  <dt>Command</dt><dd><code>{{plan['command_text']}}</code></dd>
+  <dt>Runs in</dt><dd><code>{{plan['outputs']['results_dir']}}</code></dd>
+  <dt>Output</dt><dd><code>{{plan['outputs']['stdout_path']}}</code></dd>
+  % if plan['outputs']['stderr_path'] != plan['outputs']['stdout_path']:
+  <dt>Errors</dt><dd><code>{{plan['outputs']['stderr_path']}}</code></dd>
+  % end
+</dl>
+% if plan['notes']:
+<div class="notice warn" role="status"><p>Not honoured here:</p><ul>
+% for n in plan['notes']:
+<li>{{n}}</li>
+% end
+</ul></div>
+% end
+<form method="post" action="/scripts/{{plan['script']['id']}}/submit">
+  <input type="hidden" name="csrf" value="{{page['csrf']}}">
+  % for key, value in raw_answers.items():
+  % for v in (value if isinstance(value, list) else [value]):
+  <input type="hidden" name="q_{{key}}" value="{{v}}">
+  % end
+  % end
+  <div class="actions">
+    <button type="submit" name="action" value="update">Change answers</button>
+    <button type="submit" name="action" value="submit" class="primary"><span aria-hidden="true">🚀</span> Submit</button>
+  </div>
+</form>

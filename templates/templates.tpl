@@ -1,0 +1,21 @@
+% rebase('base', page=page)
+<h1>Script templates</h1>
+<p class="lead">Choose the template that fits your work and click <strong>Create script</strong>.
+You will be asked a few questions (each has an explanation and a default answer);
+your answers shape the job script, which you can still edit afterwards.</p>
+% for p in problems:
+<p class="notice warn" role="status">Template <code>{{p['id']}}</code> ({{p['source']}}) could not be used: {{p['error']}}</p>
+% end
+<ul class="cards">
+% for t in templates:
+  <li class="card template">
+    <h2>{{t['name']}}</h2>
+    <p class="synopsis">{{t['synopsis']}}</p>
+    <p>{{t['description']}}</p>
+    <a class="button primary" href="/templates/{{t['id']}}/create">Create script<span class="visually-hidden"> from {{t['name']}}</span></a>
+  </li>
+% end
+</ul>
+% if not templates:
+<p class="empty">No templates are installed. Ask your site's administrators, or add your own under <code>~/.config/flight-job/templates</code>.</p>
+% end
