@@ -63,13 +63,16 @@ import threading
 import time
 import urllib.parse
 
-import bottle
+HERE = os.path.dirname(os.path.abspath(__file__))
+if os.path.isdir(os.path.join(HERE, "vendor")):  # dependencies vendored by `make install`
+    sys.path.insert(0, os.path.join(HERE, "vendor"))
+
+import bottle  # noqa: E402
 
 log = logging.getLogger("flightjobd")
 
 # Constants ##################################################################
 
-HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_CONFIG = "/etc/flight-job/flight-job.toml"
 FORMAT = 1  # the format version written into every metadata file
 
@@ -256,6 +259,7 @@ SCHEMA = {
         "idle_timeout": (600, _int(1), "Seconds without requests after which a user's worker ends."),
         "request_timeout": (60, _int(1), "Seconds a request may take in a worker before the worker is ended and 503 answered."),
         "python": ("", _str, "Python interpreter for workers and local jobs; empty: the daemon's own."),
+        "program": ("", _str, "The flightjobd.py that workers run; empty: the daemon's own file."),
         "path": ("/usr/local/bin:/usr/bin:/bin", _str, "PATH in a worker's environment (and so for scheduler commands and local jobs)."),
         "lang": ("C.UTF-8", _str, "LANG in a worker's environment."),
     },
@@ -1009,7 +1013,7 @@ class LocalScheduler:
                             for t in (tasks or [None])]}
         write_json(os.path.join(jobdir, "spec.json"), spec)
         self._bump("submit")
-        subprocess.Popen([self.python, os.path.join(HERE, "flightjobd.py"), "--local-job", jobdir],
+        subprocess.Popen([self.python, os.path.abspath(__file__), "--local-job", jobdir],
                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                          stderr=subprocess.DEVNULL, cwd=home, start_new_session=True,
                          close_fds=True)
@@ -1897,7 +1901,7 @@ class Worker:
         cwd = pw.pw_dir if os.path.isdir(pw.pw_dir) else "/"
         try:
             self.proc = subprocess.Popen(
-                [python, os.path.join(HERE, "flightjobd.py"), "--worker"],
+                [python, self.config["worker"]["program"] or os.path.abspath(__file__), "--worker"],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=cwd, env=env,
                 umask=0o077, close_fds=True, **ids)
         except OSError as e:

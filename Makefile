@@ -1,0 +1,56 @@
+# flightjobd: `make run` to try it, `make test` to test it.
+PYTHON ?= python3
+VENV ?= .venv
+LISTEN ?= 127.0.0.1:8080
+PREFIX ?= /usr/local
+DESTDIR ?=
+LIBDIR = $(PREFIX)/lib/flight-job
+PY = $(VENV)/bin/python
+
+.PHONY: run test test-unit lint bench install clean
+
+# The virtual environment, rebuilt when a requirements file changes.
+$(VENV)/stamp: requirements.txt requirements-dev.txt requirements-e2e.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -r requirements-dev.txt -r requirements-e2e.txt
+	touch $@
+
+run: $(VENV)/stamp
+	$(PY) flightjobd.py --config etc/flight-job.toml --listen $(LISTEN)
+
+test: $(VENV)/stamp
+	$(PY) -m pytest tests
+
+# The unit tests alone under another interpreter: make test-unit PYTHON=python3.9
+test-unit:
+	$(MAKE) $(VENV)-unit-$(notdir $(PYTHON))/stamp-unit VENV=$(VENV)-unit-$(notdir $(PYTHON))
+	$(VENV)-unit-$(notdir $(PYTHON))/bin/python -m pytest -m "not e2e and not slurm" tests
+
+$(VENV)-unit-%/stamp-unit: requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(@D)
+	$(@D)/bin/pip install -q -r requirements-dev.txt
+	touch $@
+
+lint: $(VENV)/stamp
+	$(VENV)/bin/ruff check --target-version py39 flightjobd.py tests
+
+bench: $(VENV)/stamp
+	$(PY) tests/bench.py
+
+# Installs the daemon with its Python dependencies vendored beside it.
+install:
+	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)/etc/flight-job/templates \
+		$(DESTDIR)/etc/pam.d $(DESTDIR)/lib/systemd/system
+	install -m 755 flightjobd.py $(DESTDIR)$(LIBDIR)/flightjobd.py
+	cp -R templates share $(DESTDIR)$(LIBDIR)/
+	chmod -R u=rwX,go=rX $(DESTDIR)$(LIBDIR)
+	$(PYTHON) -m pip install -q --no-compile --target $(DESTDIR)$(LIBDIR)/vendor -r requirements.txt
+	chmod -R u=rwX,go=rX $(DESTDIR)$(LIBDIR)/vendor
+	ln -sf ../lib/flight-job/flightjobd.py $(DESTDIR)$(PREFIX)/sbin/flightjobd
+	test -e $(DESTDIR)/etc/flight-job/flight-job.toml || install -m 644 etc/flight-job.toml $(DESTDIR)/etc/flight-job/flight-job.toml
+	install -m 644 etc/pam.d/flight-job $(DESTDIR)/etc/pam.d/flight-job
+	sed 's|@LIBDIR@|$(LIBDIR)|g' systemd/flightjobd.service > $(DESTDIR)/lib/systemd/system/flightjobd.service
+
+clean:
+	rm -rf $(VENV) $(VENV)-unit-* test-output .pytest_cache .ruff_cache
