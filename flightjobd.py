@@ -1259,6 +1259,7 @@ class Store:
 
     def _remove_dir(self, path):
         """Remove an item directory: renamed away first, so it is gone at once."""
+        path = path.rstrip("/")
         gone = os.path.join(os.path.dirname(path), ".gone-%s" % secrets.token_hex(6))
         os.rename(path, gone)
         _remove_tree(gone)
@@ -2358,7 +2359,7 @@ class App:
                             target = bottle.request.fullpath
                             if bottle.request.query_string:
                                 target += "?" + bottle.request.query_string
-                            return bottle.redirect("/login?next=" + urllib.parse.quote(target))
+                            return bottle.redirect("/login?next=" + urllib.parse.quote(target), 303)
                         if method != "GET":
                             self.check_csrf(session, api)
                     return handler(user, session, **kw)
@@ -2482,7 +2483,7 @@ def add_routes(a):
         if token is not None:
             if not a.config["server"]["multi_user"] and a.auth.use_login_token(token):
                 a.login(a.daemon_user)
-                return bottle.redirect("/")
+                return bottle.redirect("/", 303)
             return login_page("That login link has already been used or is not valid; "
                               "log in with your password.", 401)
         return login_page(next_url=safe_next(bottle.request.query.get("next")))
@@ -2500,13 +2501,13 @@ def add_routes(a):
         except (Unauthorized, Throttled) as e:
             return login_page(e.message, e.status, next_url)
         a.login(name)
-        return bottle.redirect(next_url)
+        return bottle.redirect(next_url, 303)
 
     @route("/logout", "POST")
     def logout(user, session):
         a.auth.end(session.id)
         bottle.response.delete_cookie(COOKIE, path="/")
-        return bottle.redirect("/login")
+        return bottle.redirect("/login", 303)
 
     @route("/api/login", "POST", api=True, login=False)
     def api_login(user, session):
@@ -2570,7 +2571,7 @@ def add_routes(a):
             script = call(user, "scripts.create", template=id, name=name, answers=answers, notes=notes)
         except Invalid as e:
             return create_form(user, session, t, answers, name, notes, e.fields or {"": e.message}, 422)
-        return bottle.redirect("/scripts/%s" % script["id"])
+        return bottle.redirect("/scripts/%s" % script["id"], 303)
 
     # scripts
 
@@ -2646,7 +2647,7 @@ def add_routes(a):
             return script_page(user, session, id, field, text, e.message, 409)
         except (Invalid, TooLarge) as e:
             return script_page(user, session, id, field, text, None, e.status, e.message)
-        return bottle.redirect("/scripts/%s" % id)
+        return bottle.redirect("/scripts/%s" % id, 303)
 
     @route("/scripts/<id>/delete")
     def script_delete_confirm(user, session, id):
@@ -2659,7 +2660,7 @@ def add_routes(a):
     @route("/scripts/<id>/delete", "POST")
     def script_delete(user, session, id):
         call(user, "scripts.delete", id=id)
-        return bottle.redirect("/scripts")
+        return bottle.redirect("/scripts", 303)
 
     # submit: questions -> summary -> job
 
@@ -2684,7 +2685,7 @@ def add_routes(a):
             return submit_page(user, session, id, answers)
         if action == "submit":
             job = call(user, "jobs.submit", script=id, answers=answers)
-            return bottle.redirect("/jobs/%s" % job["id"])
+            return bottle.redirect("/jobs/%s" % job["id"], 303)
         try:
             plan = call(user, "jobs.preview", script=id, answers=answers)
         except Invalid as e:
@@ -2805,7 +2806,7 @@ def add_routes(a):
     @route("/jobs/<id>/cancel", "POST")
     def cancel(user, session, id):
         call(user, "jobs.cancel", id=id)
-        return bottle.redirect("/jobs/%s" % id)
+        return bottle.redirect("/jobs/%s" % id, 303)
 
     @route("/jobs/<id>/remove")
     def remove_confirm(user, session, id):
@@ -2814,7 +2815,7 @@ def add_routes(a):
     @route("/jobs/<id>/remove", "POST")
     def remove(user, session, id):
         call(user, "jobs.delete", id=id)
-        return bottle.redirect("/jobs")
+        return bottle.redirect("/jobs", 303)
 
     @route("/jobs/<id>/files/<path:path>")
     def file_view(user, session, id, path):

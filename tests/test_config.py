@@ -1,0 +1,87 @@
+"""Configuration: one schema, the shipped file covers it, bad input named."""
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+import flightjobd
+from conftest import ROOT
+
+
+def shipped_keys():
+    """(section, key, value text) for every commented key in etc/flight-job.toml."""
+    found, section = [], None
+    for line in open(os.path.join(ROOT, "etc", "flight-job.toml")):
+        m = re.match(r"^\[(\w+)\]", line)
+        if m:
+            section = m.group(1)
+        m = re.match(r"^#(\w+) = (.*)$", line)
+        if m:
+            found.append((section, m.group(1), m.group(2)))
+    return found
+
+
+def test_shipped_config_lists_every_key_at_its_default():
+    shipped = shipped_keys()
+    assert {(s, k) for s, k, _ in shipped} == {(s, k) for s in flightjobd.SCHEMA for k in flightjobd.SCHEMA[s]}
+    # uncommented, the file parses and gives exactly the defaults
+    text = "".join(("[%s]\n" % s if i == 0 or shipped[i - 1][0] != s else "") + "%s = %s\n" % (k, v)
+                   for i, (s, k, v) in enumerate(shipped))
+    values = flightjobd.check_config(flightjobd._toml().loads(text))
+    defaults = flightjobd.Config()
+    for s, k, _ in shipped:
+        assert values[s][k] == defaults[s][k], (s, k)
+
+
+def test_shipped_file_is_valid_as_is():
+    config = flightjobd.load_config(os.path.join(ROOT, "etc", "flight-job.toml"), required=True)
+    assert config["server"]["listen"] == "127.0.0.1:8080"
+
+
+@pytest.mark.parametrize("text, words", [
+    ("[server]\nlistn = \"127.0.0.1:1\"\n", ["server.listn", "unknown key"]),
+    ("[sever]\nlisten = \"127.0.0.1:1\"\n", ["[sever]", "unknown section"]),
+    ("[auth]\nmin_uid = \"many\"\n", ["auth.min_uid", "'many'"]),
+    ("[scheduler]\ntype = \"pbs\"\n", ["scheduler.type", "'pbs'", "slurm"]),
+    ("[server]\nlisten = \"nowhere\"\n", ["server.listen", "'nowhere'"]),
+    ("[server\n", ["not valid TOML"]),
+])
+def test_bad_config_names_file_key_and_value(tmp_path, text, words):
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(flightjobd.ConfigError) as e:
+        flightjobd.load_config(str(path), required=True)
+    assert str(path) in str(e.value)
+    for w in words:
+        assert w in str(e.value)
+
+
+def test_check_config_command(tmp_path):
+    good = tmp_path / "good.toml"
+    good.write_text("[scheduler]\ntype = \"local\"\n")
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "flightjobd.py"), "--config", str(good),
+                        "--check-config"], capture_output=True, text=True)
+    assert r.returncode == 0 and "valid" in r.stdout
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[worker]\nidle_timeout = -3\n")
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "flightjobd.py"), "--config", str(bad),
+                        "--check-config"], capture_output=True, text=True)
+    assert r.returncode == 2
+    assert "worker.idle_timeout" in r.stderr and "-3" in r.stderr and str(bad) in r.stderr
+
+
+def test_version_and_multi_user_needs_root(tmp_path):
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "flightjobd.py"), "--version"],
+                       capture_output=True, text=True)
+    assert flightjobd.__version__ in r.stdout
+
+
+def test_command_line_overrides_config(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text("[server]\nlisten = \"127.0.0.1:1234\"\n")
+    config = flightjobd.load_config(str(path), {"server": {"listen": "127.0.0.1:999"},
+                                                "scheduler": {"type": "local"}})
+    assert config["server"]["listen"] == "127.0.0.1:999"
+    assert config["scheduler"]["type"] == "local"
