@@ -2767,7 +2767,7 @@ def add_routes(a):
         state = bottle.request.query.get("state") or None
         listing = call(user, "jobs.list", state=state, page=_int_query("page", 1), per_page=50)
         return render("jobs", user=user, session=session, title="Jobs", state=state, states=STATES,
-                      crumbs=[("Jobs", None)], **listing)
+                      crumbs=[("Jobs", None)], page_no=listing["page"], **listing)
 
     def job_crumbs(job, last=None):
         name = "Job %s" % (job.get("scheduler_id") or job["id"])

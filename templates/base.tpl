@@ -4,6 +4,9 @@
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{{page['title']}} · Flight Job</title>
+% if page['user']:
+<meta name="csrf-token" content="{{page['csrf']}}">
+% end
 <link rel="stylesheet" href="/static/style.css">
 <script src="/static/app.js" defer></script>
 </head>
@@ -12,14 +15,15 @@
 <header class="top">
   <a class="brand" href="/">Flight Job</a>
   % if page['user']:
+  % section = page['crumbs'][0][0] if page['crumbs'] else ''
   <nav aria-label="Main">
-    <a href="/templates">Templates</a>
-    <a href="/scripts">Scripts</a>
-    <a href="/jobs">Jobs</a>
+    % for label, href in (('Templates', '/templates'), ('Scripts', '/scripts'), ('Jobs', '/jobs')):
+    <a href="{{href}}"{{!' aria-current="page"' if section == label and len(page['crumbs']) == 1 else (' aria-current="true"' if section == label else '')}}>{{label}}</a>
+    % end
   </nav>
   <form class="logout" method="post" action="/logout">
     <input type="hidden" name="csrf" value="{{page['csrf']}}">
-    <span class="who">{{page['user']}}</span>
+    <span class="who"><span class="visually-hidden">Logged in as </span>{{page['user']}}</span>
     <button type="submit" class="link">Log out</button>
   </form>
   % end

@@ -4,7 +4,9 @@
 <p>{{question}}</p>
 <form method="post" action="{{action}}">
   <input type="hidden" name="csrf" value="{{page['csrf']}}">
-  <button type="submit" class="danger">{{button}}</button>
-  <a class="button" href="{{back}}">Keep it</a>
+  <div class="actions">
+    <button type="submit" class="danger">{{button}}</button>
+    <a class="button" href="{{back}}">Keep it</a>
+  </div>
 </form>
 </section>

@@ -5,7 +5,7 @@
 <p class="error" role="alert">Some answers need another look: see the messages beside them. Your answers are kept.</p>
 % end
 % if errors.get(''):
-<p class="error">{{errors['']}}</p>
+<p class="error" role="alert">{{errors['']}}</p>
 % end
 % shown = visible(template['questions'], answers)
 <form method="post" action="/templates/{{template['id']}}/create" class="questions">

@@ -30,7 +30,7 @@
   % else:
   <input id="{{qid}}" name="{{qid}}" value="{{'' if value is None else value}}" aria-describedby="{{qid}}-help"
     type="{{ {'integer': 'number', 'number': 'number', 'email': 'email'}.get(q['type'], 'text') }}"
-    {{'step=any' if q['type'] == 'number' else ''}} {{'required' if q.get('required') and q['id'] in shown else ''}}>
+    {{'step=any' if q['type'] == 'number' else ''}} {{'required' if q.get('required') and q['id'] in shown else ''}} {{'data-required' if q.get('required') else ''}}>
   % end
 % end
   <p class="help" id="{{qid}}-help">{{q['description']}}</p>

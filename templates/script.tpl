@@ -1,11 +1,11 @@
 % rebase('base', page=page)
 <h1>{{script['name']}}</h1>
-<p class="meta">From template {{script['template_name'] or script['template_id']}} ·
+<p class="meta">From the template {{script['template_name'] or script['template_id']}} ·
   created <time datetime="{{script['created_at']}}" title="{{script['created_at']}}" data-ago>{{ago(script['created_at'])}}</time> ·
   last changed <time datetime="{{script['updated_at']}}" title="{{script['updated_at']}}" data-ago>{{ago(script['updated_at'])}}</time></p>
 <div class="actions">
   <a class="button primary" href="/scripts/{{script['id']}}/submit"><span aria-hidden="true">🚀</span> Submit</a>
-  <a class="button danger" href="/scripts/{{script['id']}}/delete" data-confirm="Delete the script “{{script['name']}}”? Its jobs and their results stay.">Delete</a>
+  <a class="button danger" href="/scripts/{{script['id']}}/delete" data-confirm="Delete the script “{{script['name']}}”? Its jobs and their results stay." data-post="/scripts/{{script['id']}}/delete">Delete</a>
   % if edit != 'name':
   <a class="button" href="/scripts/{{script['id']}}?edit=name">Rename</a>
   % end
@@ -20,7 +20,7 @@
 </div>
 % end
 % if edit == 'name':
-<form method="post" action="/scripts/{{script['id']}}/edit" class="card">
+<form method="post" action="/scripts/{{script['id']}}/edit" class="card rename">
   <input type="hidden" name="csrf" value="{{page['csrf']}}"><input type="hidden" name="field" value="name">
   <input type="hidden" name="etag" value="{{script['etag']}}">
   <label for="text">Script name</label>
@@ -40,7 +40,8 @@
     <input type="hidden" name="csrf" value="{{page['csrf']}}"><input type="hidden" name="field" value="content">
     <input type="hidden" name="etag" value="{{script['etag']}}">
     <label for="text" class="visually-hidden">Script content</label>
-    <textarea id="text" name="text" class="code" rows="24" spellcheck="false" data-keep-tabs>{{draft if draft is not None else script['content']}}</textarea>
+    <p class="help js-only" id="text-help" hidden>The Tab key types a tab. To move on with the keyboard, press Esc, then Tab.</p>
+    <textarea id="text" name="text" class="code" rows="24" spellcheck="false" autocapitalize="off" aria-describedby="text-help" data-keep-tabs>{{draft if draft is not None else script['content']}}</textarea>
     <div class="actions"><button class="primary" type="submit">Save script</button> <a href="/scripts/{{script['id']}}">Cancel</a></div>
   </form>
   % end
@@ -67,7 +68,7 @@
   </form>
   % end
   % if edit != 'notes' or conflict:
-  <div class="notes-text">{{script['notes'] or 'No notes yet.'}}</div>
+  <div class="notes-text{{'' if script['notes'] else ' empty-notes'}}">{{script['notes'] or 'No notes yet: use Edit to add some.'}}</div>
   % end
 </section>
 </div>

@@ -8,6 +8,9 @@ script's own <code>#SBATCH</code> lines for this submission only. Next you will 
 % if errors:
 <p class="error" role="alert">Some answers need another look: see the messages beside them.</p>
 % end
+% if errors.get(''):
+<p class="error" role="alert">{{errors['']}}</p>
+% end
 % answers = answers
 % shown = visible(sub['questions'], answers)
 <form method="post" action="/scripts/{{sub['script']['id']}}/submit" class="questions">

@@ -6,16 +6,28 @@ your answers shape the job script, which you can still edit afterwards.</p>
 % for p in problems:
 <p class="notice warn" role="status">Template <code>{{p['id']}}</code> ({{p['source']}}) could not be used: {{p['error']}}</p>
 % end
+% if templates:
 <ul class="cards">
 % for t in templates:
   <li class="card template">
     <h2>{{t['name']}}</h2>
     <p class="synopsis">{{t['synopsis']}}</p>
     <p>{{t['description']}}</p>
+    % if t.get('tags'):
+    <ul class="tags" aria-label="Tags">
+      % for tag in t['tags']:
+      <li>{{tag}}</li>
+      % end
+    </ul>
+    % end
     <a class="button primary" href="/templates/{{t['id']}}/create">Create script<span class="visually-hidden"> from {{t['name']}}</span></a>
   </li>
 % end
 </ul>
-% if not templates:
-<p class="empty">No templates are installed. Ask your site's administrators, or add your own under <code>~/.config/flight-job/templates</code>.</p>
+% else:
+<div class="empty card" data-icon="&#9776;">
+  <h2>No templates are installed</h2>
+  <p>Ask your site's administrators to install some, or add your own as directories
+  under <code>~/.config/flight-job/templates</code>.</p>
+</div>
 % end

@@ -1,0 +1,116 @@
+"""Per-user workers: the right uid, separate processes, bounded failures."""
+import os
+import signal
+import threading
+import time
+
+import pytest
+
+pytestmark = pytest.mark.root
+
+
+def proc_ids(pid):
+    status = open("/proc/%d/status" % pid).read()
+    line = lambda key: [l for l in status.splitlines() if l.startswith(key + ":")][0].split()[1:]  # noqa: E731
+    return int(line("Uid")[0]), int(line("Gid")[0]), sorted(int(g) for g in line("Groups"))
+
+
+def logged_in(make, unix_users, **sections):
+    a, web = make(**sections)
+    u = unix_users.create()
+    token = web.post_json("/api/login", {"username": u.name, "password": u.password}).json["csrf_token"]
+    return a, web, u, {"X-CSRF-Token": token}
+
+
+def sleeping_template(user, seconds):
+    """A user template whose rendering sleeps: a request that takes time in
+    the user's own worker."""
+    d = os.path.join(user.home, ".config", "flight-job", "templates", "slow")
+    os.makedirs(d)
+    with open(os.path.join(d, "template.toml"), "w") as f:
+        f.write('name = "Slow"\nsynopsis = "s"\ndescription = "d"\n'
+                '[[question]]\nid = "nap"\ntext = "Nap"\ndescription = "d"\ntype = "integer"\ndefault = 0\n')
+    with open(os.path.join(d, "script.sh"), "w") as f:
+        f.write("% import time\n% time.sleep(nap)\n#!/bin/bash\necho slept\n")
+    for root, dirs, files in os.walk(os.path.join(user.home, ".config")):
+        for name in dirs + files + [""]:
+            os.chown(os.path.join(root, name), user.uid, user.uid)
+
+
+def test_worker_runs_as_the_user(multi_app, unix_users):
+    a, web, u, csrf = logged_in(multi_app, unix_users)
+    me = a.pool.call(u.name, "whoami")
+    assert (me["uid"], me["gid"]) == (u.uid, u.uid)
+    assert me["cwd"] == u.home and me["umask"] == 0o077 and me["home"] == u.home
+    uid, gid, groups = proc_ids(a.pool.pids()[u.name])
+    assert (uid, gid) == (u.uid, u.uid)
+    assert 0 not in groups  # root's groups are not inherited
+    env = open("/proc/%d/environ" % a.pool.pids()[u.name], "rb").read().split(b"\0")
+    names = sorted(e.split(b"=")[0].decode() for e in env if e)
+    assert names == ["HOME", "LANG", "LOGNAME", "PATH", "SHELL", "USER"]
+
+
+def test_files_written_by_the_worker_belong_to_the_user(multi_app, unix_users):
+    a, web, u, csrf = logged_in(multi_app, unix_users)
+    sid = web.post_json("/api/scripts", {"template": "serial"}, headers=csrf, status=201).json["id"]
+    path = os.path.join(u.home, ".local", "share", "flight-job", "scripts", sid, "script.sh")
+    st = os.stat(path)
+    assert (st.st_uid, st.st_gid) == (u.uid, u.uid)
+    assert st.st_mode & 0o077 == 0  # umask 077
+
+
+def test_two_users_have_separate_workers(multi_app, unix_users):
+    a, web, u, csrf = logged_in(multi_app, unix_users)
+    v = unix_users.create()
+    web.get("/api/scripts")
+    a.pool.call(v.name, "whoami")
+    pids = a.pool.pids()
+    assert pids[u.name] != pids[v.name]
+    assert proc_ids(pids[v.name])[0] == v.uid and proc_ids(pids[u.name])[0] == u.uid
+
+
+def test_killed_worker_gives_503_and_the_next_request_works(multi_app, unix_users):
+    a, web, u, csrf = logged_in(multi_app, unix_users)
+    sleeping_template(u, 3)
+    web.get("/api/scripts")
+    pid = a.pool.pids()[u.name]
+    result = {}
+
+    def slow():
+        result["r"] = web.post_json("/api/scripts", {"template": "slow", "answers": {"nap": 3}},
+                                    headers=csrf, expect_errors=True)
+    t = threading.Thread(target=slow)
+    t.start()
+    time.sleep(1)
+    os.kill(pid, signal.SIGKILL)
+    t.join(10)
+    r = result["r"]
+    assert r.status_int == 503 and "ended unexpectedly" in r.json["error"]["message"]
+    assert web.get("/api/scripts").status_int == 200
+    assert a.pool.pids()[u.name] != pid
+
+
+def test_hung_worker_gives_503_in_bounded_time(multi_app, unix_users):
+    a, web, u, csrf = logged_in(multi_app, unix_users, worker={"request_timeout": 2})
+    sleeping_template(u, 30)
+    pid = (web.get("/api/scripts"), a.pool.pids()[u.name])[1]
+    start = time.time()
+    r = web.post_json("/api/scripts", {"template": "slow", "answers": {"nap": 30}}, headers=csrf, status=503)
+    assert time.time() - start < 5
+    assert "did not answer" in r.json["error"]["message"]
+    assert not os.path.exists("/proc/%d" % pid) or open("/proc/%d/stat" % pid).read().split()[2] == "Z"
+    assert web.get("/api/scripts").status_int == 200
+
+
+def test_idle_worker_is_reaped(multi_app, unix_users):
+    a, web, u, csrf = logged_in(multi_app, unix_users, worker={"idle_timeout": 1})
+    web.get("/api/scripts")
+    pid = a.pool.pids()[u.name]
+    a.pool.reap()
+    assert u.name in a.pool.pids()  # not idle yet
+    time.sleep(1.2)
+    a.pool.reap()
+    assert u.name not in a.pool.pids()
+    time.sleep(0.2)
+    assert not os.path.exists("/proc/%d" % pid)
+    web.get("/api/scripts", status=200)  # and it comes back on demand
