@@ -2303,7 +2303,7 @@ class App:
 
     # rendering
 
-    def render(self, name, status=200, **values):
+    def render(self, view, status=200, **values):
         user, session = values.get("user"), values.get("session")
         values.setdefault("crumbs", [])
         values.setdefault("notice", None)
@@ -2314,7 +2314,7 @@ class App:
                           "notice": values["notice"], "version": __version__}
         bottle.response.status = status
         bottle.response.set_header("Content-Type", "text/html; charset=utf-8")
-        return bottle.template(name, template_lookup=self.views, **values)
+        return bottle.template(view, template_lookup=self.views, **values)
 
     def json(self, data, status=200):
         bottle.response.status = status

@@ -1,24 +1,39 @@
 % rebase('base', page=page)
-<h1>{{path}}</h1>
+<h1><span class="visually-hidden">File </span>{{path}}</h1>
+<p class="meta">From the results of <a href="/jobs/{{job['id']}}">job {{job.get('scheduler_id') or job['id']}}</a>
+% if piece is not None:
+  · {{human_size(piece['size'])}} · modified <time datetime="{{piece['modified_at']}}" title="{{piece['modified_at']}}" data-ago>{{ago(piece['modified_at'])}}</time>
+% end
+</p>
 % if listing is not None:
+% if listing['files']:
+<div class="table-wrap">
 <table class="list"><thead><tr><th scope="col">File</th><th scope="col">Size</th><th scope="col">Modified</th></tr></thead><tbody>
 % for f in listing['files'][:500]:
-<tr><td><a href="/jobs/{{job['id']}}/files/{{quote(f['path'])}}">{{f['name']}}{{'/' if f['type'] == 'dir' else ''}}</a></td>
+<tr><td class="wrap"><a href="/jobs/{{job['id']}}/files/{{quote(f['path'])}}">{{f['name']}}{{'/' if f['type'] == 'dir' else ''}}</a></td>
 <td>{{human_size(f['size']) if f['type'] == 'file' else ''}}</td>
 <td><time datetime="{{f['modified_at']}}" title="{{f['modified_at']}}" data-ago>{{ago(f['modified_at'])}}</time></td></tr>
 % end
 </tbody></table>
+</div>
 % else:
-<p class="meta">{{human_size(piece['size'])}} · modified <time datetime="{{piece['modified_at']}}" title="{{piece['modified_at']}}" data-ago>{{ago(piece['modified_at'])}}</time> ·
-  <a href="/jobs/{{job['id']}}/download/{{quote(path)}}">Download</a>
-% if piece['offset'] > 0:
-  · <a href="/jobs/{{job['id']}}/files/{{quote(path)}}?all=1">Show from the start</a>
+<p class="notice">This directory is empty.</p>
 % end
-</p>
+% else:
+<div class="actions">
+  <a class="button primary" href="/jobs/{{job['id']}}/download/{{quote(path)}}">Download</a>
+% if piece['offset'] > 0:
+  <a class="button" href="/jobs/{{job['id']}}/files/{{quote(path)}}?all=1">Show from the start</a>
+% end
+</div>
 % if piece['offset'] > 0:
 <p class="muted">Showing the last {{human_size(piece['size'] - piece['offset'])}}.</p>
 % elif not piece['eof']:
 <p class="muted">Showing the first {{human_size(len(piece['text'].encode()))}}; download for the whole file.</p>
 % end
-<pre class="code">{{piece['text']}}</pre>
+% if piece['text']:
+<pre class="code" tabindex="0" aria-label="Contents of {{path}}">{{piece['text']}}</pre>
+% else:
+<p class="notice">This file is empty.</p>
+% end
 % end
