@@ -953,9 +953,8 @@ class LocalScheduler:
     def notes(self, script, options):
         """What this scheduler cannot honour, in words, for the summary."""
         opts = effective_options(script, options)
-        notes = ["%s (--%s=%s)" % (why, k, opts[k] if opts[k] is not True else "")
-                 .replace("=)", ")") for k, why in self.IGNORED.items()
-                 if k in opts and opts[k] not in ("local", False)]
+        notes = ["%s (--%s%s)" % (why, k, "" if opts[k] is True else "=%s" % opts[k])
+                 for k, why in self.IGNORED.items() if k in opts and opts[k] not in ("local", False)]
         for key in ("nodes", "ntasks"):
             if str(opts.get(key, "1")) not in ("1", "1-1"):
                 notes.append("the local scheduler runs one task on one node (--%s=%s)" % (key, opts[key]))
@@ -2845,7 +2844,11 @@ def add_routes(a):
             err.code = {404: "not_found", 405: "method_not_allowed"}.get(status, "internal")
             if bottle.request.path.startswith("/api/"):
                 return a.error_json(err)
-            return a.error_page(err)
+            try:  # the same header and navigation as every page, when logged in
+                user, session = a.user_for(False)
+            except Exception:
+                user = session = None
+            return a.error_page(err, user, session)
         return handler
 
     a.bottle.error_handler.update({

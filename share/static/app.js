@@ -1,0 +1,352 @@
+/* flightjobd pages: small additions on top of pages that work without it.
+ *
+ * - live job states on the jobs list and a job's page, by polling the JSON API;
+ * - relative times ("3 minutes ago") that tick;
+ * - confirm dialogs for delete / cancel / remove;
+ * - ask_when questions shown and hidden as answers change;
+ * - a running job's output followed live;
+ * - Tab in the script editor types a tab.
+ *
+ * Why polling and not server-sent events: the daemon is served by waitress,
+ * which has a small fixed pool of threads, and an SSE stream holds one
+ * thread for as long as a tab stays open. A handful of open tabs would
+ * starve everyone else. Polling with backoff (2 s, doubling to 30 s while
+ * nothing changes) costs one short request now and then, and stops as soon
+ * as every job shown has finished.
+ *
+ * The page's Content-Security-Policy is default-src 'self': no inline
+ * scripts or handlers, so everything is wired up here.
+ */
+(function () {
+  "use strict";
+
+  var FINISHED = { COMPLETED: 1, FAILED: 1, CANCELLED: 1, UNKNOWN: 1 };
+  var LABELS = { PENDING: "Pending", RUNNING: "Running", COMPLETED: "Completed",
+                 FAILED: "Failed", CANCELLED: "Cancelled", UNKNOWN: "Unknown" };
+  var SHOWN_RAW = { SUSPENDED: 1, COMPLETING: 1, CONFIGURING: 1, REQUEUED: 1, STOPPED: 1 };
+  var MIN_DELAY = 2000, MAX_DELAY = 30000;
+
+  function $all(sel, root) { return Array.prototype.slice.call((root || document).querySelectorAll(sel)); }
+
+  function capitalize(s) { return s.charAt(0) + s.slice(1).toLowerCase(); }
+
+  /* ---- relative times ------------------------------------------------- */
+
+  // Same words as the server's ago(): "3 minutes ago", "in 5 minutes".
+  function ago(iso, now) {
+    var t = Date.parse(iso);
+    if (isNaN(t)) { return ""; }
+    var delta = ((now || Date.now()) - t) / 1000;
+    var future = delta < 0;
+    delta = Math.abs(delta);
+    var units = [[86400, "day"], [3600, "hour"], [60, "minute"], [1, "second"]];
+    for (var i = 0; i < units.length; i++) {
+      if (delta >= units[i][0] || units[i][0] === 1) {
+        var n = Math.floor(delta / units[i][0]);
+        var words = n + " " + units[i][1] + (n === 1 ? "" : "s");
+        return future ? "in " + words : words + " ago";
+      }
+    }
+    return "";
+  }
+
+  function tickTimes() {
+    var now = Date.now();
+    $all("time[data-ago]").forEach(function (el) {
+      var text = ago(el.getAttribute("datetime"), now);
+      if (text && el.textContent !== text) { el.textContent = text; }
+    });
+  }
+
+  function timeElement(iso) {
+    var el = document.createElement("time");
+    el.setAttribute("datetime", iso);
+    el.setAttribute("title", iso);
+    el.setAttribute("data-ago", "");
+    el.textContent = ago(iso);
+    return el;
+  }
+
+  // Put a <time> for iso (or nothing) into a cell; true if it changed.
+  function setTime(cell, iso) {
+    if (!cell) { return false; }
+    var old = cell.querySelector("time");
+    var oldIso = old ? old.getAttribute("datetime") : null;
+    if ((oldIso || null) === (iso || null)) { return false; }
+    cell.textContent = "";
+    if (iso) { cell.appendChild(timeElement(iso)); }
+    return true;
+  }
+
+  /* ---- live job states ------------------------------------------------ */
+
+  function setBadge(badge, job) {
+    if (!badge) { return; }
+    var text = LABELS[job.state] || capitalize(job.state);
+    if (job.raw_state && SHOWN_RAW[job.raw_state]) {
+      text += " \u00b7 " + job.raw_state.replace(/_/g, " ").toLowerCase();
+    }
+    badge.className = "badge state-" + job.state.toLowerCase();
+    if (badge.textContent !== text) { badge.textContent = text; }
+  }
+
+  function getJSON(url) {
+    return fetch(url, { credentials: "same-origin", headers: { "Accept": "application/json" } })
+      .then(function (r) {
+        if (!r.ok) { throw new Error("HTTP " + r.status); }
+        return r.json();
+      });
+  }
+
+  // Calls step() (which returns a promise of "changed?") with backoff; stops
+  // when step resolves to null. Waits while the tab is hidden.
+  function poll(step) {
+    var delay = MIN_DELAY, timer = null;
+    function schedule() { timer = setTimeout(run, delay); }
+    function run() {
+      timer = null;
+      if (document.hidden) { schedule(); return; }
+      step().then(function (changed) {
+        if (changed === null) { return; }
+        delay = changed ? MIN_DELAY : Math.min(delay * 2, MAX_DELAY);
+        schedule();
+      }, function () {
+        delay = Math.min(delay * 2, MAX_DELAY);  // the daemon may be restarting
+        schedule();
+      });
+    }
+    document.addEventListener("visibilitychange", function () {
+      if (!document.hidden && timer !== null) {  // back to the tab: look now
+        clearTimeout(timer);
+        delay = MIN_DELAY;
+        run();
+      }
+    });
+    schedule();
+  }
+
+  function liveJobsList(table) {
+    function unfinishedRows() {
+      return $all("tr[data-job]", table).filter(function (tr) { return !FINISHED[tr.getAttribute("data-state")]; });
+    }
+    if (!unfinishedRows().length) { return; }
+    var params = new URLSearchParams(location.search);
+    var url = "/api/jobs?page=" + encodeURIComponent(params.get("page") || "1");
+    if (params.get("state")) { url += "&state=" + encodeURIComponent(params.get("state")); }
+    poll(function () {
+      return getJSON(url).then(function (data) {
+        var byId = {}, changed = false;
+        (data.jobs || []).forEach(function (j) { byId[j.id] = j; });
+        $all("tr[data-job]", table).forEach(function (tr) {
+          var job = byId[tr.getAttribute("data-job")];
+          if (!job) { return; }
+          if (tr.getAttribute("data-state") !== job.state) {
+            tr.setAttribute("data-state", job.state);
+            changed = true;
+          }
+          setBadge(tr.querySelector('[data-field="state"]'), job);
+          ["submitted_at", "started_at", "ended_at"].forEach(function (key) {
+            changed = setTime(tr.querySelector('[data-field="' + key + '"]'), job[key]) || changed;
+          });
+        });
+        return unfinishedRows().length ? changed : null;
+      });
+    });
+  }
+
+  function liveJob(box) {
+    var id = box.getAttribute("data-live-job");
+    if (FINISHED[box.getAttribute("data-state")]) { return; }
+    var reloadKey = "flightjob-reloaded-" + id;
+    poll(function () {
+      return getJSON("/api/jobs/" + encodeURIComponent(id)).then(function (job) {
+        var changed = box.getAttribute("data-state") !== job.state;
+        box.setAttribute("data-state", job.state);
+        setBadge(box.querySelector('h1 [data-field="state"]'), job);
+        var stateText = box.querySelector('[data-field="state-text"]');
+        if (stateText) {
+          var text = capitalize(job.state) +
+            (job.reason_text && job.state !== "COMPLETED" ? " \u2014 " + job.reason_text : "");
+          if (stateText.textContent !== text) { stateText.textContent = text; changed = true; }
+        }
+        ["started_at", "ended_at", "estimated_start_at"].forEach(function (key) {
+          var row = box.querySelector('[data-row="' + key + '"]');
+          var iso = key === "estimated_start_at" && job.state !== "PENDING" ? null : job[key];
+          if (setTime(box.querySelector('dd[data-field="' + key + '"]'), iso)) { changed = true; }
+          if (row) { row.hidden = !iso; }
+        });
+        var exitRow = box.querySelector('[data-row="exit_code"]');
+        if (exitRow && job.exit_code !== null && job.exit_code !== undefined) {
+          exitRow.hidden = false;
+          exitRow.querySelector("dd").textContent = String(job.exit_code);
+        }
+        if (FINISHED[job.state]) {
+          // Reload once so the results, run time and Remove button appear.
+          // The mark in sessionStorage stops a reload loop should the page
+          // ever come back still saying the job runs.
+          var done = null;
+          try { done = sessionStorage.getItem(reloadKey); } catch (e) { /* private mode */ }
+          if (done !== job.state) {
+            try { sessionStorage.setItem(reloadKey, job.state); } catch (e) { /* ignore */ }
+            setTimeout(function () { location.reload(); }, 600);
+          }
+          return null;
+        }
+        return changed;
+      });
+    });
+  }
+
+  /* ---- following a running job's output -------------------------------- */
+
+  function follow(pre) {
+    var box = pre.closest("[data-live-job]");
+    if (!box || FINISHED[box.getAttribute("data-state")]) { return; }
+    var url = "/api/jobs/" + encodeURIComponent(pre.getAttribute("data-job")) + "/output/" +
+      encodeURIComponent(pre.getAttribute("data-follow")) + "?tail=65536";
+    var label = pre.parentNode.querySelector("[data-following]");
+    if (label) { label.hidden = false; }
+    poll(function () {
+      if (FINISHED[box.getAttribute("data-state")]) {
+        if (label) { label.hidden = true; }
+        return Promise.resolve(null);
+      }
+      return fetch(url, { credentials: "same-origin" }).then(function (r) {
+        if (r.status === 404) { return false; }  // no output file yet
+        if (!r.ok) { throw new Error("HTTP " + r.status); }
+        return r.text().then(function (text) {
+          if (text === pre.textContent) { return false; }
+          var atBottom = pre.scrollHeight - pre.scrollTop - pre.clientHeight < 24;
+          pre.textContent = text;
+          if (atBottom) { pre.scrollTop = pre.scrollHeight; }
+          return true;
+        });
+      });
+    });
+  }
+
+  /* ---- confirm dialogs ------------------------------------------------ */
+
+  function csrfToken() {
+    var meta = document.querySelector('meta[name="csrf-token"]');
+    if (meta) { return meta.getAttribute("content"); }
+    var input = document.querySelector('form.logout input[name="csrf"]');
+    return input ? input.value : "";
+  }
+
+  function postTo(url) {
+    var form = document.createElement("form");
+    form.method = "post";
+    form.action = url;
+    form.hidden = true;
+    var input = document.createElement("input");
+    input.type = "hidden";
+    input.name = "csrf";
+    input.value = csrfToken();
+    form.appendChild(input);
+    document.body.appendChild(form);
+    form.submit();
+  }
+
+  document.addEventListener("click", function (event) {
+    var link = event.target.closest ? event.target.closest("[data-confirm]") : null;
+    if (!link || event.defaultPrevented || event.button !== 0 ||
+        event.ctrlKey || event.metaKey || event.shiftKey || event.altKey) {
+      return;  // new-tab clicks go to the confirmation page, which asks too
+    }
+    event.preventDefault();
+    if (!window.confirm(link.getAttribute("data-confirm"))) { return; }
+    var target = link.getAttribute("data-post");
+    if (target) { postTo(target); } else { location.href = link.href; }
+  });
+
+  /* ---- ask_when questions --------------------------------------------- */
+
+  // The current answer to question id, as the server would read the form:
+  // a boolean checkbox gives "true"/"false", a group of checkboxes a list.
+  function answerOf(form, id) {
+    var fields = $all('[name="q_' + id + '"]', form);
+    var boxes = fields.filter(function (f) { return f.type === "checkbox"; });
+    var hiddenFalse = fields.some(function (f) { return f.type === "hidden"; });
+    if (boxes.length === 1 && hiddenFalse) { return boxes[0].checked ? "true" : "false"; }
+    if (boxes.length) { return boxes.filter(function (b) { return b.checked; }).map(function (b) { return b.value; }); }
+    var radios = fields.filter(function (f) { return f.type === "radio"; });
+    if (radios.length) {
+      var on = radios.filter(function (r) { return r.checked; })[0];
+      return on ? on.value : "";
+    }
+    var field = fields.filter(function (f) { return f.type !== "hidden"; })[0] || fields[0];
+    return field ? field.value : "";
+  }
+
+  function applies(values, answer) {
+    if (values === "true" || values === "false") {
+      var truthy = ["true", "on", "yes", "1"].indexOf(String(answer).toLowerCase()) >= 0;
+      return truthy === (values === "true");
+    }
+    var choices = values.split("|");
+    if (Array.isArray(answer)) { return answer.some(function (v) { return choices.indexOf(v) >= 0; }); }
+    return choices.indexOf(answer) >= 0;
+  }
+
+  function updateQuestions(form) {
+    // In page order, so a question hidden because of an earlier one also
+    // hides the questions that depend on it.
+    $all(".question[data-ask-question]", form).forEach(function (div) {
+      var id = div.getAttribute("data-ask-question");
+      var controller = form.querySelector("#field-" + CSS.escape(id));
+      var show = !(controller && controller.hidden) &&
+        applies(div.getAttribute("data-ask-values"), answerOf(form, id));
+      if (div.hidden === !show) { return; }
+      div.hidden = !show;
+      $all("[data-required]", div).forEach(function (f) { f.required = show; });
+    });
+  }
+
+  function askWhen(form) {
+    if (!form.querySelector(".question[data-ask-question]")) { return; }
+    updateQuestions(form);
+    form.addEventListener("change", function () { updateQuestions(form); });
+    form.addEventListener("input", function () { updateQuestions(form); });
+  }
+
+  /* ---- a textarea that keeps tabs --------------------------------------- */
+
+  function keepTabs(area) {
+    var escaped = false;
+    area.addEventListener("keydown", function (event) {
+      if (event.key === "Escape") { escaped = true; return; }
+      if (event.key !== "Tab" || event.shiftKey || event.ctrlKey || event.altKey || event.metaKey) {
+        escaped = false;
+        return;
+      }
+      if (escaped) { escaped = false; return; }  // Esc then Tab: leave the field
+      event.preventDefault();
+      var start = area.selectionStart, end = area.selectionEnd;
+      area.setRangeText("\t", start, end, "end");
+      area.dispatchEvent(new Event("input", { bubbles: true }));
+    });
+    area.addEventListener("blur", function () { escaped = false; });
+  }
+
+  /* ---- start ------------------------------------------------------------ */
+
+  function start() {
+    document.documentElement.classList.add("js");
+    $all(".js-hide").forEach(function (el) { el.hidden = true; });
+    $all(".js-only").forEach(function (el) { el.hidden = false; });
+    tickTimes();
+    setInterval(tickTimes, 15000);
+    $all("table[data-live-jobs]").forEach(liveJobsList);
+    $all("[data-live-job]").forEach(liveJob);
+    $all("pre[data-follow][data-job]").forEach(follow);
+    $all("form").forEach(askWhen);
+    $all("textarea[data-keep-tabs]").forEach(keepTabs);
+  }
+
+  if (document.readyState === "loading") {
+    document.addEventListener("DOMContentLoaded", start);
+  } else {
+    start();
+  }
+}());

@@ -1,0 +1,263 @@
+"""Submit, monitor, cancel, remove and results on the real local scheduler."""
+import os
+import time
+
+import pytest
+
+import flightjobd
+
+
+def script_with(client, tmp_path, body, name="job", extra=""):
+    """A script from the serial template whose work is `body`, running in
+    tmp_path/work with output job-%j.out."""
+    work = tmp_path / "work"
+    work.mkdir(exist_ok=True)
+    s = client.create_script("serial", name=name, answers={"working_dir": str(work)})
+    content = ('#!/bin/bash\n#SBATCH --chdir="%s"\n#SBATCH --job-name=%s\n#SBATCH --output=job-%%j.out\n%s\n%s\n'
+               % (work, name, extra, body))
+    client.api("PATCH", "/api/scripts/" + s["id"], {"content": content})
+    return s["id"]
+
+
+def test_job_completes_with_results(client, tmp_path):
+    sid = script_with(client, tmp_path, "echo hello from $SLURM_JOB_ID\necho data > result.txt")
+    job = client.submit(sid)
+    assert job["state"] in ("PENDING", "RUNNING") and job["scheduler_id"]
+    assert job["stdout_path"] == str(tmp_path / "work" / ("job-%s.out" % job["scheduler_id"]))
+    job = client.wait_job(job["id"])
+    assert (job["state"], job["exit_code"]) == ("COMPLETED", 0)
+    assert job["started_at"] and job["ended_at"] and job["submitted_at"] <= job["ended_at"]
+    assert client.output(job["id"]) == "hello from %s\n" % job["scheduler_id"]
+    files = client.api("GET", "/api/jobs/%s/files" % job["id"]).json["files"]
+    names = [f["name"] for f in files]
+    assert names[0] == "job-%s.out" % job["scheduler_id"] and "result.txt" in names
+    assert files[0]["output"] and files[0]["size"] > 0
+    assert client.api("GET", "/api/jobs/%s/files/result.txt" % job["id"]).body == b"data\n"
+    assert client.api("GET", "/api/jobs/%s/files/result.txt?tail=2" % job["id"]).body == b"a\n"
+    page = client.web.get("/jobs/" + job["id"])
+    assert "Completed" in page.text and "Results directory" in page.text and "result.txt" in page.text
+    assert "Time to completion" in page.text and "hello from" in page.text
+    view = client.web.get("/jobs/%s/files/result.txt" % job["id"])
+    assert "data" in view.text and "Download" in view.text
+    assert client.web.get("/jobs/%s/download/result.txt" % job["id"]).headers["Content-Disposition"].startswith("attachment")
+
+
+def test_job_snapshot_is_kept(client, tmp_path):
+    sid = script_with(client, tmp_path, "echo original")
+    job = client.wait_job(client.submit(sid)["id"])
+    client.api("PATCH", "/api/scripts/" + sid, {"content": "#!/bin/bash\necho changed\n"})
+    client.api("DELETE", "/api/scripts/" + sid, status=204)
+    again = client.api("GET", "/api/jobs/%s?script=1" % job["id"]).json
+    assert "echo original" in again["script_content"]
+    assert "echo original" in client.web.get("/jobs/" + job["id"]).text
+
+
+def test_nonzero_exit_is_failed_with_the_code(client, tmp_path):
+    job = client.wait_job(client.submit(script_with(client, tmp_path, "echo oops >&2\nexit 3"))["id"])
+    assert (job["state"], job["exit_code"], job["reason_text"]) == ("FAILED", 3, "exit code 3")
+    page = client.web.get("/jobs/" + job["id"])
+    assert "exit code 3" in page.text and "Remove" in page.text
+
+
+def test_time_limit_is_enforced(client, tmp_path):
+    sid = script_with(client, tmp_path, "echo start\nsleep 60\necho never")
+    start = time.time()
+    job = client.wait_job(client.submit(sid, {"time": "0:02"})["id"], timeout=30)
+    assert time.time() - start < 15
+    assert (job["state"], job["raw_state"], job["reason_text"]) == ("FAILED", "TIMEOUT", "ran out of time")
+    assert client.output(job["id"]) == "start\n"
+
+
+def test_cancel_running_job(client, tmp_path):
+    sid = script_with(client, tmp_path, "echo started\nsleep 60")
+    job = client.submit(sid)
+    job = client.wait_job(job["id"], until=("RUNNING",))
+    assert job["state"] == "RUNNING"
+    client.api("DELETE", "/api/jobs/" + job["id"], status=409)
+    job = client.api("POST", "/api/jobs/%s/cancel" % job["id"]).json
+    assert job["state"] == "CANCELLED" and job["ended_at"]
+    status = flightjobd.read_json(str(tmp_path / "state" / "local" / job["scheduler_id"] / "status.json"))
+    assert not os.path.exists("/proc/%d" % status["supervisor"]) or open("/proc/%d/stat" % status["supervisor"]).read().split()[2] == "Z"
+    page = client.web.get("/jobs/" + job["id"])
+    assert "Time since cancellation" in page.text and "no results" in page.text
+    assert "Results directory" not in page.text
+    # cancelling a finished job reports its state, not an error
+    assert client.api("POST", "/api/jobs/%s/cancel" % job["id"]).json["state"] == "CANCELLED"
+
+
+def test_cancel_through_the_pages(client, tmp_path):
+    job = client.wait_job(client.submit(script_with(client, tmp_path, "sleep 60"))["id"], until=("RUNNING",))
+    confirm = client.web.get("/jobs/%s/cancel" % job["id"])
+    assert "Cancel job" in confirm.text
+    confirm.forms[1].submit(status=303)
+    assert client.api("GET", "/api/jobs/" + job["id"]).json["state"] == "CANCELLED"
+    client.web.get("/jobs/%s/remove" % job["id"]).forms[1].submit(status=303)
+    client.api("GET", "/api/jobs/" + job["id"], status=404)
+
+
+def test_remove_only_when_finished_and_results_stay(client, tmp_path):
+    sid = script_with(client, tmp_path, "sleep 1\necho done")
+    job = client.submit(sid)
+    client.api("DELETE", "/api/jobs/" + job["id"], status=409)
+    job = client.wait_job(job["id"])
+    out = job["stdout_path"]
+    client.api("DELETE", "/api/jobs/" + job["id"], status=204)
+    client.api("GET", "/api/jobs/" + job["id"], status=404)
+    assert open(out).read() == "done\n"
+
+
+def test_refused_submission_is_a_failed_job(client, tmp_path):
+    sid = script_with(client, tmp_path, "echo never")
+    job = client.submit(sid, {"mem": "100000000M"})
+    assert job["state"] == "FAILED" and job["scheduler_id"] is None
+    assert "Memory specification can not be satisfied" in job["reason_text"]
+    assert "refused" in client.web.get("/jobs/" + job["id"]).text
+    listed = client.api("GET", "/api/jobs").json["jobs"]
+    assert [j["id"] for j in listed] == [job["id"]]
+
+
+def test_submission_questions_summary_and_job_page(client, tmp_path):
+    sid = script_with(client, tmp_path, "echo hi")
+    sub = client.api("GET", "/api/scripts/%s/submission" % sid).json
+    ids = [q["id"] for q in sub["questions"]]
+    assert "partition" in ids and "time" in ids
+    part = [q for q in sub["questions"] if q["id"] == "partition"][0]
+    assert "local" in [o["value"] for o in part["options"]]  # options from the scheduler
+    page = client.web.get("/scripts/%s/submit" % sid)
+    f = page.forms[1]
+    f["q_time"] = "soon"
+    r = f.submit("action", value="review", status=422)
+    assert "Time limit: use D-HH:MM:SS" in r.text and "soon" in r.text
+    f = r.forms[1]
+    f["q_time"] = "0-00:10:00"
+    f["q_partition"] = "local"
+    summary = f.submit("action", value="review")
+    assert "--time=0-00:10:00" in summary.text and "Command" in summary.text
+    assert "job-%j.out" in summary.text
+    job_page = summary.forms[1].submit("action", value="submit", status=303).follow()
+    jid = job_page.request.path.split("/")[-1]
+    job = client.wait_job(jid)
+    assert job["options"] == ["--partition=local", "--time=0-00:10:00"]
+    assert job["answers"]["time"] == "0-00:10:00"
+
+
+def test_local_notes_what_it_cannot_honour(client, tmp_path):
+    s = client.create_script("mpi", answers={"working_dir": str(tmp_path)})
+    plan = client.api("POST", "/api/scripts/%s/preview" % s["id"], {"answers": {"nodes": 4, "mem": "1G"}}).json
+    text = " ".join(plan["notes"])
+    assert "one node" in text and "--nodes=4" in text and "memory is not limited" in text
+    assert "one node" in client.web.post("/scripts/%s/submit" % s["id"], {
+        "csrf": client.csrf, "action": "review", "q_nodes": "4"}).text
+
+
+def test_array_job_runs_every_task(client, tmp_path):
+    sid = script_with(client, tmp_path, 'echo "task $SLURM_ARRAY_TASK_ID"\n[ "$SLURM_ARRAY_TASK_ID" != 2 ]',
+                      extra="#SBATCH --array=1-3\n#SBATCH --output=arr-%A_%a.out")
+    job = client.wait_job(client.submit(sid)["id"])
+    assert job["state"] == "FAILED" and "task 2" in job["reason_text"]
+    assert [(t["id"].split("_")[1], t["state"]) for t in job["tasks"]] == [
+        ("1", "COMPLETED"), ("2", "FAILED"), ("3", "COMPLETED")]
+    work = tmp_path / "work"
+    assert (work / ("arr-%s_3.out" % job["scheduler_id"])).read_text() == "task 3\n"
+    assert "Array tasks" in client.web.get("/jobs/" + job["id"]).text
+
+
+def test_jobs_list_filter_and_pages(client, tmp_path):
+    good = script_with(client, tmp_path, "true", name="good")
+    bad = script_with(client, tmp_path, "false", name="bad")
+    ids = [client.submit(good)["id"], client.submit(bad)["id"], client.submit(good)["id"]]
+    for jid in ids:
+        client.wait_job(jid)
+    listing = client.api("GET", "/api/jobs?per_page=2").json
+    assert listing["total"] == 3 and [j["id"] for j in listing["jobs"]] == ids[::-1][:2]
+    assert [j["id"] for j in client.api("GET", "/api/jobs?per_page=2&page=2").json["jobs"]] == [ids[0]]
+    assert [j["id"] for j in client.api("GET", "/api/jobs?state=FAILED").json["jobs"]] == [ids[1]]
+    client.api("GET", "/api/jobs?state=BOGUS", status=422)
+    client.api("GET", "/api/jobs?page=x", status=422)
+    page = client.web.get("/jobs?state=COMPLETED")
+    assert page.text.count('data-job="') == 2 and "ago" in page.text
+
+
+def test_failed_status_call_changes_no_state(make_config, tmp_path, monkeypatch):
+    """Fault injection beside the real local scheduler: its status call
+    fails, and nothing is marked finished."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    store = flightjobd.Store(make_config(), "me")
+    s = store.script_create("serial", answers={"working_dir": str(tmp_path)})
+    store.script_update(s["id"], content="#!/bin/bash\nsleep 30\n")
+    job = store.job_submit(s["id"], {})
+    real = store.scheduler.status
+
+    def broken(ids):
+        raise flightjobd.SchedulerError("The scheduler did not answer: squeue timed out after 20 seconds.")
+    store.scheduler.status = broken
+    store.config["scheduler"]["unknown_grace"] = 0
+    result = store.refresh(force=True)
+    assert result["ok"] is False and "did not answer" in result["message"]
+    assert store.job_get(job["id"])["state"] == "PENDING"
+    listing = store.jobs_list()
+    assert listing["scheduler"]["ok"] is False and listing["jobs"][0]["state"] == "PENDING"
+    store.scheduler.status = real
+    assert store.refresh(force=True)["ok"] is True
+    store.scheduler.cancel(job["scheduler_id"])
+
+
+def test_job_that_ends_while_the_daemon_is_down(make_daemon, tmp_path):
+    import http.cookiejar
+    import json
+    import urllib.request
+    d = make_daemon()
+    jar = http.cookiejar.CookieJar()
+    web = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+    web.open(d.login_url).read()
+
+    def api(method, path, body=None):
+        csrf = json.load(web.open(d.url + "/api/session"))["csrf_token"]
+        req = urllib.request.Request(d.url + path, method=method, data=json.dumps(body).encode() if body else None,
+                                     headers={"Content-Type": "application/json", "X-CSRF-Token": csrf})
+        return json.load(web.open(req))
+    s = api("POST", "/api/scripts", {"template": "serial", "answers": {"working_dir": str(tmp_path)}})
+    api("PATCH", "/api/scripts/" + s["id"], {"content": "#!/bin/bash\nsleep 2\nexit 7\n"})
+    job = api("POST", "/api/jobs", {"script": s["id"], "answers": {}})
+    d.stop()
+    time.sleep(3.5)  # the job ends while nobody is there
+    d.start()
+    jar.clear()
+    web.open(d.login_url).read()
+    job = api("GET", "/api/jobs/" + job["id"])
+    assert (job["state"], job["exit_code"], job["reason_text"]) == ("FAILED", 7, "exit code 7")
+
+
+@pytest.mark.root
+def test_results_path_and_symlink_attacks(multi_app, unix_users):
+    a, web = multi_app()
+    alice, bob = unix_users.create(), unix_users.create()
+    token = web.post_json("/api/login", {"username": alice.name, "password": alice.password}).json["csrf_token"]
+    h = {"X-CSRF-Token": token}
+    sid = web.post_json("/api/scripts", {"template": "serial"}, headers=h).json["id"]
+    web.patch_json("/api/scripts/" + sid, {"content": (
+        "#!/bin/bash\n#SBATCH --chdir=%s/out\n#SBATCH --output=job.out\n"
+        "ln -s /etc/shadow shadow\nln -s %s/secret bobs\nln -s .. up\necho ok\n") % (alice.home, bob.home)}, headers=h)
+    os.makedirs(alice.home + "/out")
+    os.chown(alice.home + "/out", alice.uid, alice.uid)
+    with open(bob.home + "/secret", "w") as f:
+        f.write("bob's secret")
+    os.chmod(bob.home, 0o700)
+    jid = web.post_json("/api/jobs", {"script": sid, "answers": {}}, headers=h).json["id"]
+    for _ in range(100):
+        if web.get("/api/jobs/" + jid).json["state"] == "COMPLETED":
+            break
+        time.sleep(0.1)
+    assert web.get("/api/jobs/%s/files/job.out" % jid).body == b"ok\n"
+    for path, status in (("shadow", 403), ("bobs", 403), ("up/.bashrc", 403), ("../.bashrc", 404),
+                         ("%2Fetc%2Fpasswd", 404), ("a/../../x", 404), ("nosuch", 404)):
+        r = web.get("/api/jobs/%s/files/%s" % (jid, path), status=status)
+        assert b"root:" not in r.body and b"secret" not in r.body.replace(b"secret", b"") or status != 200
+    # another user sees nothing of alice's job
+    b = web.__class__(a.bottle)
+    bt = b.post_json("/api/login", {"username": bob.name, "password": bob.password}).json["csrf_token"]
+    b.get("/api/jobs/" + jid, status=404)
+    b.get("/api/jobs/%s/files/job.out" % jid, status=404)
+    b.post("/api/jobs/%s/cancel" % jid, headers={"X-CSRF-Token": bt}, status=404)
+    b.delete("/api/jobs/" + jid, headers={"X-CSRF-Token": bt}, status=404)
+    assert b.get("/api/jobs").json["total"] == 0
