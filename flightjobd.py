@@ -45,7 +45,6 @@ import contextlib
 import datetime
 import errno
 import fcntl
-import grp
 import hashlib
 import hmac
 import json

@@ -11,7 +11,8 @@
 %   end
 % end
 <div data-live-job="{{job['id']}}" data-state="{{job['state']}}">
-<h1>Job {{sid}} % include('badge', job=job)
+<h1>Job {{sid}}
+% include('badge', job=job)
 </h1>
 % if not job['scheduler_state']['ok']:
 <p class="notice warn" role="status">The scheduler did not answer, so this state may be out of date: {{job['scheduler_state']['message']}}</p>
@@ -33,15 +34,21 @@
   <div><dt>State</dt><dd data-field="state-text">{{job['state'].capitalize()}}{{(' — ' + job['reason_text']) if job.get('reason_text') and job['state'] != 'COMPLETED' else ''}}</dd></div>
   <div data-row="exit_code"{{!'' if job.get('exit_code') is not None else ' hidden'}}><dt>Exit code</dt><dd data-field="exit_code">{{'' if job.get('exit_code') is None else job['exit_code']}}</dd></div>
   <div><dt>Submitted</dt><dd data-field="submitted_at"><time datetime="{{job['submitted_at']}}" title="{{job['submitted_at']}}" data-ago>{{ago(job['submitted_at'])}}</time></dd></div>
-  <div data-row="estimated_start_at"{{!'' if job['state'] == 'PENDING' and job.get('estimated_start_at') else ' hidden'}}><dt>Estimated start</dt><dd data-field="estimated_start_at">% if job.get('estimated_start_at'):
-<time datetime="{{job['estimated_start_at']}}" title="{{job['estimated_start_at']}}" data-ago>{{ago(job['estimated_start_at'])}}</time>% end
-</dd></div>
-  <div data-row="started_at"{{!'' if job.get('started_at') else ' hidden'}}><dt>Started</dt><dd data-field="started_at">% if job.get('started_at'):
-<time datetime="{{job['started_at']}}" title="{{job['started_at']}}" data-ago>{{ago(job['started_at'])}}</time>% end
-</dd></div>
-  <div data-row="ended_at"{{!'' if job.get('ended_at') else ' hidden'}}><dt>{{'Cancelled' if job['state'] == 'CANCELLED' else 'Ended'}}</dt><dd data-field="ended_at">% if job.get('ended_at'):
-<time datetime="{{job['ended_at']}}" title="{{job['ended_at']}}" data-ago>{{ago(job['ended_at'])}}</time>% end
-</dd></div>
+  <div data-row="estimated_start_at"{{!'' if job['state'] == 'PENDING' and job.get('estimated_start_at') else ' hidden'}}><dt>Estimated start</dt><dd data-field="estimated_start_at">
+  % if job.get('estimated_start_at'):
+  <time datetime="{{job['estimated_start_at']}}" title="{{job['estimated_start_at']}}" data-ago>{{ago(job['estimated_start_at'])}}</time>
+  % end
+  </dd></div>
+  <div data-row="started_at"{{!'' if job.get('started_at') else ' hidden'}}><dt>Started</dt><dd data-field="started_at">
+  % if job.get('started_at'):
+  <time datetime="{{job['started_at']}}" title="{{job['started_at']}}" data-ago>{{ago(job['started_at'])}}</time>
+  % end
+  </dd></div>
+  <div data-row="ended_at"{{!'' if job.get('ended_at') else ' hidden'}}><dt>{{'Cancelled' if job['state'] == 'CANCELLED' else 'Ended'}}</dt><dd data-field="ended_at">
+  % if job.get('ended_at'):
+  <time datetime="{{job['ended_at']}}" title="{{job['ended_at']}}" data-ago>{{ago(job['ended_at'])}}</time>
+  % end
+  </dd></div>
   % if job['state'] in ('COMPLETED', 'FAILED') and job.get('ended_at') and job.get('submitted_at'):
   <div><dt>Time to completion</dt><dd>{{duration(seconds_between(job['submitted_at'], job['ended_at']))}}</dd></div>
   % elif job['state'] == 'CANCELLED' and job.get('ended_at'):
@@ -75,7 +82,8 @@
 <div class="table-wrap">
 <table class="list"><thead><tr><th scope="col">Task</th><th scope="col">State</th><th scope="col">Exit code</th><th scope="col">Reason</th></tr></thead><tbody>
 % for t in job['tasks']:
-<tr><td>{{t['id']}}</td><td>% include('badge', job=t)
+<tr><td>{{t['id']}}</td><td>
+% include('badge', job=t)
 </td><td>{{'' if t.get('exit_code') is None else t['exit_code']}}</td><td class="wrap">{{t.get('reason_text') or ''}}</td></tr>
 % end
 </tbody></table>
@@ -118,9 +126,11 @@
   <td class="wrap"><a href="/jobs/{{job['id']}}/files/{{quote(f['path'])}}">{{f['name']}}{{'/' if f['type'] == 'dir' else ''}}</a>{{' (job output)' if f['output'] else ''}}</td>
   <td>{{human_size(f['size']) if f['type'] == 'file' else ''}}</td>
   <td class="opt"><time datetime="{{f['modified_at']}}" title="{{f['modified_at']}}" data-ago>{{ago(f['modified_at'])}}</time></td>
-  <td>% if f['type'] == 'file':
-<a href="/jobs/{{job['id']}}/download/{{quote(f['path'])}}">Download<span class="visually-hidden"> {{f['name']}}</span></a>% end
-</td>
+  <td>
+  % if f['type'] == 'file':
+  <a href="/jobs/{{job['id']}}/download/{{quote(f['path'])}}">Download<span class="visually-hidden"> {{f['name']}}</span></a>
+  % end
+  </td>
 </tr>
 % end
 </tbody></table>

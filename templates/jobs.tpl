@@ -48,12 +48,15 @@
 <tr data-job="{{job['id']}}" data-state="{{job['state']}}">
   <td><a href="/jobs/{{job['id']}}">{{job.get('scheduler_id') or job['id']}}</a></td>
   <td class="wrap">{{job['script_name']}}</td>
-  <td>% include('badge', job=job)
-</td>
+  <td>
+  % include('badge', job=job)
+  </td>
   % for key in ('submitted_at', 'started_at', 'ended_at'):
-  <td data-field="{{key}}"{{!' class="opt"' if key == 'started_at' else ''}}>% if job.get(key):
-<time datetime="{{job[key]}}" title="{{job[key]}}" data-ago>{{ago(job[key])}}</time>% end
-</td>
+  <td data-field="{{key}}"{{!' class="opt"' if key == 'started_at' else ''}}>
+  % if job.get(key):
+  <time datetime="{{job[key]}}" title="{{job[key]}}" data-ago>{{ago(job[key])}}</time>
+  % end
+  </td>
   % end
 </tr>
 % end

@@ -11,7 +11,7 @@ pytestmark = pytest.mark.root
 
 def proc_ids(pid):
     status = open("/proc/%d/status" % pid).read()
-    line = lambda key: [l for l in status.splitlines() if l.startswith(key + ":")][0].split()[1:]  # noqa: E731
+    line = lambda key: [x for x in status.splitlines() if x.startswith(key + ":")][0].split()[1:]
     return int(line("Uid")[0]), int(line("Gid")[0]), sorted(int(g) for g in line("Groups"))
 
 
