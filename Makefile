@@ -23,14 +23,13 @@ test: $(VENV)/stamp
 	$(PY) -m pytest tests
 
 # The unit tests alone under another interpreter: make test-unit PYTHON=python3.9
+# (its own venv, .venv-3.9, rebuilt when a requirements file changes).
 test-unit:
-	$(MAKE) $(VENV)-unit-$(notdir $(PYTHON))/stamp-unit VENV=$(VENV)-unit-$(notdir $(PYTHON))
-	$(VENV)-unit-$(notdir $(PYTHON))/bin/python -m pytest -m "not e2e and not slurm" tests
-
-$(VENV)-unit-%/stamp-unit: requirements.txt requirements-dev.txt
-	$(PYTHON) -m venv $(@D)
-	$(@D)/bin/pip install -q -r requirements-dev.txt
-	touch $@
+	@v=.venv-$$($(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])'); \
+	if [ ! -f $$v/stamp ] || [ requirements-dev.txt -nt $$v/stamp ] || [ requirements.txt -nt $$v/stamp ]; then \
+		$(PYTHON) -m venv $$v && $$v/bin/pip install -q -r requirements-dev.txt && touch $$v/stamp || exit 1; \
+	fi; \
+	$$v/bin/python -m pytest -m "not e2e and not slurm" --ignore=tests/e2e tests
 
 lint: $(VENV)/stamp
 	$(VENV)/bin/ruff check --target-version py39 flightjobd.py tests
@@ -53,4 +52,4 @@ install:
 	sed 's|@LIBDIR@|$(LIBDIR)|g' systemd/flightjobd.service > $(DESTDIR)/lib/systemd/system/flightjobd.service
 
 clean:
-	rm -rf $(VENV) $(VENV)-unit-* test-output .pytest_cache .ruff_cache
+	rm -rf $(VENV) .venv-3.* test-output .pytest_cache .ruff_cache

@@ -7,6 +7,7 @@
 % if page['user']:
 <meta name="csrf-token" content="{{page['csrf']}}">
 % end
+<link rel="icon" href="/static/favicon.svg" type="image/svg+xml">
 <link rel="stylesheet" href="/static/style.css">
 <script src="/static/app.js" defer></script>
 </head>

@@ -30,6 +30,6 @@
   % end
   <div class="actions">
     <button type="submit" name="action" value="update">Change answers</button>
-    <button type="submit" name="action" value="submit" class="primary"><span aria-hidden="true">🚀</span> Submit</button>
+    <button type="submit" name="action" value="submit" class="primary"><svg class="icon" aria-hidden="true" focusable="false" viewBox="0 0 24 24" width="18" height="18"><path fill="currentColor" d="M12 1.5c3.6 2.1 5.6 5.8 5.6 9.8 0 1.3-.2 2.6-.6 3.7l2.3 3.6-3.6-.7-1 2.1H9.3l-1-2.1-3.6.7L7 15c-.4-1.1-.6-2.4-.6-3.7 0-4 2-7.7 5.6-9.8zm0 6.3a2.1 2.1 0 100 4.2 2.1 2.1 0 000-4.2zM10.4 21h3.2L12 23.2z"/></svg> Submit</button>
   </div>
 </form>

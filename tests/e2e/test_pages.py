@@ -1,0 +1,298 @@
+"""The pages as a person meets them, in a real Chromium, against the daemon
+running for real: every flow of the user documentation, an axe-core check
+of every page, and a screenshot of each key page in test-output/screenshots.
+"""
+import re
+
+import pytest
+from playwright.sync_api import expect
+
+pytestmark = pytest.mark.e2e
+
+SLEEP = "sleep 3\necho 'all done'"
+
+
+def test_login_form_home_and_logout(site):
+    page = site.page
+    site.go("/jobs")  # not logged in: sent to the login form, coming back after
+    expect(page).to_have_url(re.compile(r"/login\?next=/jobs"))
+    expect(page.locator("label[for=username]")).to_have_text("Username")
+    site.check_a11y("login")
+    site.shot("01-login")
+
+    page.fill("#username", site.user.name)
+    page.fill("#password", "not the password")
+    page.click("button[type=submit]")
+    expect(page.locator(".error")).to_be_visible()
+    site.check_a11y("login with an error")
+    site.shot("01-login-failed")
+
+    page.fill("#username", site.user.name)
+    page.fill("#password", site.user.password)
+    page.click("button[type=submit]")
+    expect(page).to_have_url(site.url + "/jobs")  # where the user was going
+    expect(page.locator(".empty")).to_contain_text("You have not submitted any jobs yet")
+    site.check_a11y("jobs, empty")
+    site.shot("02-jobs-empty")
+
+    page.click("header .brand")
+    expect(page.locator("h1")).to_have_text("Job manager")
+    expect(page.locator("header .who")).to_contain_text(site.user.name)
+    for entry in ("Browse script templates", "Browse scripts", "Monitor jobs"):
+        expect(page.get_by_role("link", name=re.compile(entry))).to_be_visible()
+    site.check_a11y("home")
+    site.shot("03-home")
+
+    page.click("text=Log out")
+    expect(page).to_have_url(site.url + "/login")
+    site.go("/scripts")
+    expect(page).to_have_url(re.compile(r"/login\?next="))
+
+
+def test_create_view_and_edit_a_script(logged_in):
+    site, page = logged_in, logged_in.page
+    site.go("/scripts")
+    expect(page.locator(".empty")).to_contain_text("no job scripts yet")
+    site.check_a11y("scripts, empty")
+    site.shot("04-scripts-empty")
+
+    page.click("text=Create a job script")
+    expect(page).to_have_url(site.url + "/templates")
+    expect(page.locator(".template h2").first).to_be_visible()
+    site.check_a11y("templates")
+    site.shot("05-templates")
+
+    page.click("text=Create script from Serial job")
+    expect(page.locator("h1")).to_contain_text("Serial job")
+    expect(page.locator("button[value=update]")).to_be_hidden()  # the no-JavaScript fallback
+    email = page.locator("#field-email")
+    expect(email).to_be_hidden()
+    page.fill("#name", "My analysis")
+    page.check("#q_notify")  # the email questions appear as the box is ticked
+    expect(email).to_be_visible()
+    expect(page.locator("#field-mail_events")).to_be_visible()
+    page.fill("#q_email", "me@example.org")
+    page.uncheck("#q_merge_output")
+    expect(page.locator("#field-error_file")).to_be_visible()
+    page.check("#q_merge_output")
+    expect(page.locator("#field-error_file")).to_be_hidden()
+    site.check_a11y("create")
+    site.shot("06-create")
+
+    page.click("button[value=create]")
+    expect(page).to_have_url(re.compile(r"/scripts/[\w-]+$"))
+    expect(page.locator("h1")).to_have_text("My analysis")
+    expect(page.locator("pre.numbered")).to_contain_text("--mail-user")
+    site.check_a11y("script")
+    site.shot("07-script")
+
+    # notes
+    page.click("text=Edit the notes")
+    page.fill("#text", "Runs the weekly analysis.\nCheck the output file.")
+    site.check_a11y("notes edit")
+    page.click("text=Save notes")
+    expect(page.locator(".notes-text")).to_contain_text("Runs the weekly analysis.")
+
+    # the script: Tab types a tab; Esc then Tab leaves the editor
+    page.click("text=Edit the script")
+    editor = page.locator("textarea#text")
+    expect(page.locator("#text-help")).to_be_visible()
+    editor.press("End")
+    editor.press("Control+End")
+    editor.type("\n")
+    editor.press("Tab")
+    editor.type("echo tabbed")
+    assert "\n\techo tabbed" in editor.input_value()
+    editor.press("Escape")
+    editor.press("Tab")
+    expect(editor).not_to_be_focused()
+    site.check_a11y("script edit")
+    site.shot("08-script-edit")
+    page.click("text=Save script")
+    expect(page.locator("pre.numbered")).to_contain_text("echo tabbed")
+    lines = page.locator("pre.numbered .line").count()
+    assert lines > 10
+
+    page.click("text=Rename")
+    page.fill("#text", "Weekly analysis")
+    page.click("text=Save name")
+    expect(page.locator("h1")).to_have_text("Weekly analysis")
+
+    page.click("nav[aria-label=Main] >> text=Scripts")
+    expect(page.locator("table.list")).to_contain_text("Weekly analysis")
+    site.check_a11y("scripts")
+    site.shot("09-scripts")
+
+
+def test_submit_with_questions_and_watch_it_complete(logged_in):
+    site, page = logged_in, logged_in.page
+    script = site.make_script("Sleepy", SLEEP)
+    site.go("/scripts/%s" % script["id"])
+    page.click("text=Submit")
+    expect(page.locator("h1")).to_have_text("Submit Sleepy")
+    page.fill("#q_time", "0-00:10:00")
+    site.check_a11y("submit")
+    site.shot("10-submit")
+
+    page.click("button[value=review]")
+    expect(page.locator("h1")).to_have_text("Summary")
+    expect(page.locator(".facts")).to_contain_text("--time=0-00:10:00")
+    site.check_a11y("summary")
+    site.shot("11-summary")
+
+    page.click("button[value=submit]")
+    expect(page).to_have_url(re.compile(r"/jobs/[\w-]+$"))
+    badge = page.locator("h1 .badge")
+    expect(badge).to_have_text(re.compile("Pending|Running"))
+    site.check_a11y("job, unfinished")
+    site.shot("12-job-running")
+
+    # No reload by the test: the page's script polls, updates the badge and
+    # then reloads once by itself so the results appear.
+    expect(page.locator("[data-live-job]")).to_have_attribute("data-state", "RUNNING", timeout=10000)
+    expect(badge).to_have_text("Running")
+    expect(badge).to_have_text("Completed", timeout=40000)
+    job_id = page.url.rsplit("/", 1)[1]
+    assert page.evaluate("sessionStorage.getItem('flightjob-reloaded-%s')" % job_id) == "COMPLETED"
+    expect(page.locator("pre[data-follow=stdout]")).to_contain_text("all done")
+    expect(page.locator("[data-field=exit_code]")).to_have_text("0")
+    expect(page.locator(".facts")).to_contain_text("Time to completion")
+    site.check_a11y("job, completed")
+    site.shot("13-job-completed")
+
+    page.click("#results-h ~ .table-wrap a:has-text('.out') >> nth=0")
+    expect(page.locator("pre.code")).to_contain_text("all done")
+    expect(page.locator("nav.crumbs")).to_contain_text("Jobs")
+    site.check_a11y("file view")
+    site.shot("14-file")
+
+    page.click("nav.crumbs >> text=Jobs")
+    expect(page.locator("tr[data-job]")).to_have_count(1)
+    expect(page.locator("tr[data-job] .badge")).to_have_text("Completed")
+    site.check_a11y("jobs")
+    site.shot("15-jobs")
+
+
+def test_jobs_list_updates_without_reload(logged_in):
+    site, page = logged_in, logged_in.page
+    script = site.make_script("Short", "sleep 2")
+    site.submit(script["id"])
+    site.go("/jobs")
+    row = page.locator("tr[data-job]")
+    expect(row.locator(".badge")).to_have_text(re.compile("Pending|Running"))
+    page.evaluate("window.notReloaded = true")
+    expect(row.locator(".badge")).to_have_text("Completed", timeout=40000)
+    expect(row.locator("[data-field=ended_at] time")).to_have_count(1)
+    assert page.evaluate("window.notReloaded") is True
+    expect(row.locator("time[data-ago]").first).to_have_text(re.compile(r"ago$"))
+
+
+def test_cancel_a_job_and_remove_it(logged_in):
+    site, page = logged_in, logged_in.page
+    script = site.make_script("Long", "sleep 300")
+    job = site.submit(script["id"])
+    site.go("/jobs/%s" % job["id"])
+    expect(page.locator("h1 .badge")).to_have_text(re.compile("Pending|Running"))
+
+    # the confirmation page, for browsers without JavaScript
+    site.go("/jobs/%s/cancel" % job["id"])
+    expect(page.locator("h1")).to_have_text("Cancel job")
+    site.check_a11y("cancel confirmation")
+    site.shot("16-confirm-cancel")
+    page.click("text=Keep it")
+
+    # dismissing the dialog keeps the job running
+    page.once("dialog", lambda d: d.dismiss())
+    page.click("text=Cancel job")
+    page.wait_for_timeout(300)
+    expect(page.locator("h1 .badge")).to_have_text(re.compile("Pending|Running"))
+
+    questions = []
+    page.once("dialog", lambda d: (questions.append(d.message), d.accept()))
+    page.click("text=Cancel job")
+    expect(page.locator("h1 .badge")).to_have_text("Cancelled")
+    assert "Cancel job" in questions[0]
+    expect(page.locator(".facts")).to_contain_text("Time since cancellation")
+    expect(page.locator("main")).to_contain_text("no results to show")
+    site.check_a11y("job, cancelled")
+    site.shot("17-job-cancelled")
+
+    site.go("/jobs/%s/remove" % job["id"])
+    expect(page.locator("h1")).to_have_text("Remove job")
+    site.check_a11y("remove confirmation")
+    site.shot("18-confirm-remove")
+    page.click("text=Keep it")
+
+    page.once("dialog", lambda d: d.accept())
+    page.click("a:has-text('Remove')")
+    expect(page).to_have_url(site.url + "/jobs")
+    expect(page.locator(".empty")).to_be_visible()
+
+
+def test_a_failed_job_says_why(logged_in):
+    site, page = logged_in, logged_in.page
+    script = site.make_script("Broken", "exit 3")
+    job = site.submit(script["id"])
+    site.go("/jobs/%s" % job["id"])
+    expect(page.locator("h1 .badge")).to_have_text("Failed", timeout=40000)
+    expect(page.locator("p.error")).to_contain_text("3")
+    expect(page.locator("[data-field=exit_code]")).to_have_text("3")
+    site.check_a11y("job, failed")
+    site.shot("19-job-failed")
+
+
+def test_delete_a_script_with_confirmation(logged_in):
+    site, page = logged_in, logged_in.page
+    keep = site.make_script("Keeper")
+    doomed = site.make_script("Doomed")
+
+    site.go("/scripts/%s/delete" % doomed["id"])
+    expect(page.locator(".confirm")).to_contain_text("Doomed")
+    site.check_a11y("delete confirmation")
+    site.shot("20-confirm-delete")
+
+    site.go("/scripts/%s" % doomed["id"])
+    page.once("dialog", lambda d: d.dismiss())
+    page.click("a:has-text('Delete')")
+    page.wait_for_timeout(300)
+    expect(page).to_have_url(site.url + "/scripts/%s" % doomed["id"])
+
+    page.once("dialog", lambda d: d.accept())
+    page.click("a:has-text('Delete')")
+    expect(page).to_have_url(site.url + "/scripts")
+    expect(page.locator("table.list")).not_to_contain_text("Doomed")
+    expect(page.locator("table.list")).to_contain_text(keep["name"])
+
+
+def test_error_pages_help(logged_in):
+    site, page = logged_in, logged_in.page
+    response = site.go("/jobs/20200101-000000000-abcdef")
+    assert response.status == 404
+    expect(page.locator("h1")).to_have_text("Not found")
+    expect(page.locator("nav[aria-label=Main]")).to_be_visible()
+    site.check_a11y("error page (404)")
+    site.shot("21-error-404")
+
+    response = site.go("/no/such/page")
+    assert response.status == 404
+    expect(page.locator("nav[aria-label=Main]")).to_be_visible()
+    expect(page.get_by_role("link", name="Go to the home page")).to_be_visible()
+
+
+def test_phone_sized_pages(logged_in):
+    site, page = logged_in, logged_in.page
+    page.set_viewport_size({"width": 390, "height": 844})
+    script = site.make_script("On the go", "exit 0")
+    job = site.submit(script["id"])
+    site.go("/jobs/%s" % job["id"])
+    expect(page.locator("h1 .badge")).to_have_text("Completed", timeout=40000)
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 400, "the job page scrolls sideways on a phone (%dpx)" % width
+    site.check_a11y("job on a phone")
+    site.shot("22-phone-job")
+    site.go("/")
+    site.shot("22-phone-home")
+    site.go("/scripts/%s" % script["id"])
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 400, "the script page scrolls sideways on a phone (%dpx)" % width
+    site.shot("22-phone-script")

@@ -1,0 +1,449 @@
+"""Unit tests of the Slurm adapter's parsers on real Slurm 22.05 output.
+
+The files in tests/data/slurm/ were captured from the single-node test
+cluster (tests/slurm/cluster) by submitting, as an ordinary user, the jobs
+named in jobs.json; see tests/data/slurm/README.md for what each holds.
+"""
+
+import json
+import os
+import time
+
+import pytest
+
+import slurm_adapter_draft as sa
+
+DATA = os.path.join(os.path.dirname(__file__), "data", "slurm")
+JOBS = json.load(open(os.path.join(DATA, "jobs.json")))
+
+
+def data(name):
+    with open(os.path.join(DATA, name)) as f:
+        return f.read()
+
+
+@pytest.fixture(autouse=True)
+def utc_and_capture_time(monkeypatch):
+    """Slurm printed these times in UTC; "now" is just after the capture."""
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    monkeypatch.setattr(sa, "_now", lambda: sa.iso_to_epoch("2026-11-25T15:39:10Z"))
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+class FakeRun:
+    """Stands in for flightjobd's run(): answers from captured files."""
+
+    def __init__(self, answers):
+        self.answers = answers  # command name -> text, or exception
+        self.calls = []
+
+    def __call__(self, argv, timeout, cwd=None, env=None):
+        self.calls.append(argv)
+        answer = self.answers[argv[0]]
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+
+def error(stderr, returncode=1):
+    e = sa.SchedulerError("command failed: " + stderr.strip(), stderr)
+    e.returncode = returncode
+    return e
+
+
+def scheduler(squeue, sacct="", accounting=True, **more):
+    config = data("scontrol_show_config.txt")
+    if not accounting:
+        config = config.replace("accounting_storage/slurmdbd", "accounting_storage/none")
+    answers = {"squeue": squeue, "sacct": sacct, "scontrol": config}
+    answers.update(more)
+    fake = FakeRun(answers)
+    return sa.SlurmScheduler(run=fake), fake
+
+
+# ---------------------------------------------------------------- basics ----
+
+
+def test_parse_slurm_time_converts_local_time_to_utc(monkeypatch):
+    assert sa.parse_slurm_time("2026-11-25T15:33:04") == "2026-11-25T15:33:04Z"
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    assert sa.parse_slurm_time("2026-11-25T15:33:04") == "2026-11-25T20:33:04Z"
+    assert sa.parse_slurm_time("2026-07-01T12:00:00") == "2026-07-01T16:00:00Z"  # DST
+    for empty in ("N/A", "Unknown", "None", "", None):
+        assert sa.parse_slurm_time(empty) is None
+
+
+@pytest.mark.parametrize("text, seconds", [
+    ("0:00", 0), ("1:01", 61), ("1:00", 60), ("5:00", 300), ("1:00:00", 3600),
+    ("01:00:00", 3600), ("00:01:00", 60), ("2-00:00:00", 172800),
+    ("3-00:00:00", 259200), ("00:00.004", 0), ("01:02.600", 63),
+    ("1-02:03:04", 93784), ("2-3", 2 * 86400 + 3 * 3600), ("5", 300),
+    ("UNLIMITED", None), ("Partition_Limit", None), ("INVALID", None),
+    ("", None), (None, None),
+])
+def test_parse_duration(text, seconds):
+    assert sa.parse_duration(text) == seconds
+
+
+def test_format_duration():
+    assert sa.format_duration(60) == "0:01:00"
+    assert sa.format_duration(3600) == "1:00:00"
+    assert sa.format_duration(172800) == "2-00:00:00"
+    assert sa.format_duration(None) is None
+
+
+@pytest.mark.parametrize("text, mb", [
+    ("256M", 256.0), ("10000000M", 10000000.0), ("4648K", 4648 / 1024),
+    ("397072K", 397072 / 1024), ("4.50M", 4.5), ("1.50G", 1536.0),
+    ("2T", 2 * 1024 * 1024.0), ("256Mc", 256.0), ("0", 0.0),
+    ("16?", None), ("", None), (None, None),
+])
+def test_parse_mem(text, mb):
+    assert sa.parse_mem(text) == pytest.approx(mb) if mb is not None else sa.parse_mem(text) is None
+
+
+def test_parse_mem_default_unit_for_maxrss():
+    assert sa.parse_mem("2048", default_unit="K") == 2.0
+
+
+def test_parse_tres_mem():
+    assert sa.parse_tres_mem("cpu=2,mem=600M,node=1,billing=2") == 600.0
+    assert sa.parse_tres_mem("cpu=1,node=1") is None
+
+
+def test_parse_sbatch():
+    assert sa.parse_sbatch(data("sbatch_ok.txt")) == JOBS["timeout"]
+    assert sa.parse_sbatch("123;flightjob\n") == "123"
+    with pytest.raises(ValueError):
+        sa.parse_sbatch("")
+
+
+def test_sbatch_error_message_on_real_refusals():
+    assert sa.sbatch_error_message(data("sbatch_refused_mem.stderr.txt")) == (
+        "Memory specification can not be satisfied; "
+        "Batch job submission failed: Requested node configuration is not available")
+    assert sa.sbatch_error_message(data("sbatch_refused_partition.stderr.txt")) == (
+        "invalid partition specified: nosuch; "
+        "Batch job submission failed: Invalid partition name specified")
+    assert sa.sbatch_error_message(data("sbatch_refused_time.stderr.txt")) == (
+        "Invalid --time specification")
+
+
+def test_every_slurm_state_is_mapped():
+    pending_or_running = [
+        "PENDING", "CONFIGURING", "RUNNING", "SUSPENDED", "COMPLETING", "STOPPED",
+        "RESIZING", "REQUEUED", "REQUEUE_HOLD", "SPECIAL_EXIT", "SIGNALING", "STAGE_OUT"]
+    for s in pending_or_running:
+        assert sa.STATE_MAP[s] in ("PENDING", "RUNNING"), s
+    assert sa.STATE_MAP["COMPLETED"] == "COMPLETED"
+    assert sa.STATE_MAP["CANCELLED"] == "CANCELLED"
+    for s in ["FAILED", "OUT_OF_MEMORY", "TIMEOUT", "NODE_FAIL", "BOOT_FAIL",
+              "PREEMPTED", "DEADLINE", "REVOKED"]:
+        assert sa.STATE_MAP[s] == "FAILED", s
+    for reason in ["Resources", "Priority", "Dependency", "DependencyNeverSatisfied",
+                   "JobHeldUser", "JobHeldAdmin", "BeginTime", "ReqNodeNotAvail",
+                   "PartitionTimeLimit", "PartitionNodeLimit", "QOSMaxJobsPerUserLimit",
+                   "AssocGrpCpuLimit", "launch failed requeued held"]:
+        assert sa.REASON_TEXT[reason], reason
+    assert sa.REASON_TEXT["None"] is None
+
+
+def test_parse_scontrol_config():
+    conf = sa.parse_scontrol_config(data("scontrol_show_config.txt"))
+    assert conf["AccountingStorageType"] == "accounting_storage/slurmdbd"
+    assert conf["MinJobAge"] == "300 sec"
+
+
+def test_parse_sinfo():
+    assert sa.parse_sinfo(data("sinfo.txt")) == [
+        {"name": "debug", "default": True, "max_time": "1:00:00", "nodes": 1,
+         "cpus": 2, "memory_mb": 21694, "state": "up"},
+        {"name": "long", "default": False, "max_time": "2-00:00:00", "nodes": 1,
+         "cpus": 2, "memory_mb": 21694, "state": "up"},
+    ]
+
+
+# ---------------------------------------------------------------- squeue ----
+
+
+def test_parse_squeue_pending_jobs_and_array_tasks():
+    rows = {r["id"]: r for r in sa.parse_squeue(data("squeue_1_submitted.txt"))}
+    # --array lists each pending task; JobID is still the parent's id then
+    assert [i for i in rows if i.startswith(JOBS["array"] + "_")] == [
+        "4_1", "4_2", "4_3", "4_4"]
+    assert rows["4_2"]["parent"] == "4" and rows["4_2"]["task"] == "2"
+    assert rows[JOBS["held"]]["reason"] == "JobHeldUser"
+    assert rows[JOBS["dependency"]]["reason"] == "Dependency"
+    assert rows[JOBS["begintime"]]["start"] == "2026-11-25T16:39:07Z"
+    assert rows[JOBS["bigcpu"]]["requested_mem_mb"] == 600.0  # 2 CPUs x 300M
+    assert rows[JOBS["timeout"]]["time_limit_s"] == 60
+    assert rows[JOBS["completed"]]["uid"] == 1001
+
+
+def test_parse_squeue_exit_code_is_a_wait_status():
+    rows = {r["id"]: r for r in sa.parse_squeue(data("squeue_6_final.txt"))}
+    assert (rows[JOBS["exit3"]]["exit_code"], rows[JOBS["exit3"]]["signal"]) == (3, 0)
+    assert (rows["4_3"]["exit_code"], rows["4_3"]["raw_id"]) == (2, "17")
+    assert (rows[JOBS["oom"]]["exit_code"], rows[JOBS["oom"]]["signal"]) == (0, 9)
+    assert rows[JOBS["timeout"]]["raw_state"] == "TIMEOUT"
+    assert rows[JOBS["timeout"]]["reason"] == "TimeLimit"
+
+
+def test_parse_sacct_folds_steps_and_reads_cancelled_by():
+    jobs = {j["id"]: j for j in sa.parse_sacct(data("sacct_6_final.txt"))}
+    oom = jobs[JOBS["oom"]]
+    assert oom["raw_state"] == "FAILED" and (oom["exit_code"], oom["signal"]) == (0, 9)
+    assert oom["max_rss_mb"] == pytest.approx(397072 / 1024)  # from 5.batch
+    assert oom["requested_mem_mb"] == 100.0
+    assert jobs[JOBS["usercancel"]]["cancelled_by"] == 1001
+    assert jobs[JOBS["admincancel"]]["cancelled_by"] == 0
+    assert jobs[JOBS["admincancel"]]["start"] is None
+    assert jobs[JOBS["held"]]["time_limit_s"] is None  # "Partition_Limit"
+    assert jobs["4_3"]["exit_code"] == 2 and jobs["4_3"]["raw_id"] == "17"
+    assert jobs[JOBS["timeout"]]["elapsed_s"] == 74
+    assert jobs[JOBS["killed"]]["max_rss_mb"] == 4.5  # "4.50M"
+
+
+def test_parse_sacct_expands_a_pending_array_range():
+    jobs = [j["id"] for j in sa.parse_sacct(data("sacct_2_array_running.txt"))]
+    assert [j for j in jobs if j.startswith("4_")] == ["4_1", "4_2", "4_3", "4_4"]
+
+
+def test_parse_sacct_empty():
+    # just after submission sacct does not know the jobs yet
+    assert sa.parse_sacct(data("sacct_1_submitted.txt")) == []
+    assert sa.parse_sacct(data("sacct_unknown_ids.txt")) == []
+
+
+# ---------------------------------------------------------------- status ----
+
+
+def test_status_pending_reasons_and_estimated_start():
+    s, fake = scheduler(data("squeue_1_submitted.txt"), data("sacct_1_submitted.txt"))
+    st = s.status(list(JOBS.values()))
+    assert st[JOBS["held"]]["reason_text"] == "held by the user"
+    assert st[JOBS["dependency"]]["reason_text"] == "waiting for the jobs it depends on"
+    assert st[JOBS["completed"]]["reason_text"] == "waiting for higher-priority jobs"
+    begin = st[JOBS["begintime"]]
+    assert begin["state"] == "PENDING" and begin["reason"] == "BeginTime"
+    assert begin["estimated_start_at"] == "2026-11-25T16:39:07Z"
+    assert begin["started_at"] is None and begin["elapsed_s"] is None
+    array = st[JOBS["array"]]
+    assert array["state"] == "PENDING" and len(array["tasks"]) == 4
+    # the two jobs submitted later in the capture are simply missing
+    assert JOBS["suspended"] not in st
+    assert [a[0] for a in fake.calls] == ["squeue", "scontrol", "sacct"]
+
+
+def test_status_running_array_rolls_up():
+    s, fake = scheduler(data("squeue_2_array_running.txt"), data("sacct_2_array_running.txt"))
+    st = s.status([JOBS["array"], JOBS["timeout"], JOBS["completed"]])
+    array = st[JOBS["array"]]
+    assert array["state"] == "RUNNING"
+    assert [(t["id"], t["state"]) for t in array["tasks"]] == [
+        ("4_1", "RUNNING"), ("4_2", "PENDING"), ("4_3", "PENDING"), ("4_4", "PENDING")]
+    assert array["started_at"] is not None and array["ended_at"] is None
+    assert st[JOBS["timeout"]]["state"] == "RUNNING"
+    assert st[JOBS["timeout"]]["started_at"] == "2026-11-25T15:39:08Z"
+    assert st[JOBS["completed"]]["state"] == "COMPLETED"
+    assert st[JOBS["completed"]]["exit_code"] == 0
+
+
+def test_status_suspended_and_admin_held():
+    s, _ = scheduler(data("squeue_4_suspended.txt"), data("sacct_4_suspended.txt"))
+    st = s.status([JOBS["suspended"], JOBS["adminheld"]])
+    assert st[JOBS["suspended"]]["state"] == "RUNNING"
+    assert st[JOBS["suspended"]]["raw_state"] == "SUSPENDED"
+    assert st[JOBS["adminheld"]]["reason_text"] == "held by an administrator"
+
+
+def final_status(accounting):
+    s, fake = scheduler(data("squeue_6_final.txt"), data("sacct_6_final.txt"),
+                        accounting=accounting)
+    st = s.status(list(JOBS.values()))
+    return st, s, fake
+
+
+@pytest.mark.parametrize("accounting", [True, False])
+def test_status_final_states(accounting):
+    st, s, fake = final_status(accounting)
+    assert set(st) == set(JOBS.values())
+
+    ok = st[JOBS["completed"]]
+    assert (ok["state"], ok["exit_code"], ok["reason_text"]) == ("COMPLETED", 0, None)
+    assert ok["started_at"] == "2026-11-25T15:39:08Z"
+    assert ok["ended_at"] == "2026-11-25T15:39:10Z"
+    assert ok["elapsed_s"] == 2 and ok["time_limit"] == "1:00:00"
+
+    exit3 = st[JOBS["exit3"]]
+    assert (exit3["state"], exit3["reason"], exit3["reason_text"], exit3["exit_code"]) == (
+        "FAILED", "NonZeroExitCode", "exit code 3", 3)
+
+    tmo = st[JOBS["timeout"]]
+    assert (tmo["state"], tmo["raw_state"], tmo["reason"], tmo["reason_text"]) == (
+        "FAILED", "TIMEOUT", "TimeLimit", "ran out of time")
+    assert tmo["time_limit"] == "0:01:00"
+
+    array = st[JOBS["array"]]
+    assert array["state"] == "FAILED"
+    assert array["reason_text"] == "task 4_3: exit code 2"
+    assert array["exit_code"] == 2
+    assert [(t["id"], t["state"], t["exit_code"]) for t in array["tasks"]] == [
+        ("4_1", "COMPLETED", 0), ("4_2", "COMPLETED", 0), ("4_3", "FAILED", 2),
+        ("4_4", "COMPLETED", 0)]
+    assert array["started_at"] == "2026-11-25T15:39:14Z"
+    assert array["ended_at"] == "2026-11-25T15:39:33Z"
+
+    killed = st[JOBS["killed"]]
+    assert (killed["state"], killed["signal"]) == ("FAILED", 9)
+    assert killed["reason_text"] == "killed by signal 9 (SIGKILL)"
+
+    oom = st[JOBS["oom"]]
+    assert (oom["state"], oom["raw_state"], oom["signal"]) == ("FAILED", "FAILED", 9)
+    assert oom["requested_mem_mb"] == 100.0
+
+    never_started = st[JOBS["admincancel"]]
+    assert never_started["state"] == "CANCELLED"
+    assert never_started["started_at"] is None
+    assert never_started["ended_at"] == "2026-11-25T15:39:14Z"
+
+    squeue_calls = [c for c in fake.calls if c[0] == "squeue"]
+    sacct_calls = [c for c in fake.calls if c[0] == "sacct"]
+    assert len(squeue_calls) == 1 and len(sacct_calls) <= 1
+    assert s.counters["squeue"] == 1
+
+    if accounting:
+        # only sacct's MaxRSS shows the SIGKILL was the memory limit
+        assert (oom["reason"], oom["reason_text"]) == ("OutOfMemory", "ran out of memory")
+        assert oom["max_rss_mb"] > 100
+        assert st[JOBS["usercancel"]]["reason_text"] == "cancelled by the user"
+        assert never_started["reason_text"] == "cancelled by an administrator"
+        assert len(sacct_calls) == 1
+    else:
+        assert oom["reason_text"] == "killed by signal 9 (SIGKILL)"
+        assert st[JOBS["usercancel"]]["reason_text"] == "cancelled"
+        assert oom["max_rss_mb"] is None
+        assert sacct_calls == []
+
+
+def test_status_sacct_for_ids_squeue_no_longer_lists():
+    # squeue has forgotten every job (MinJobAge passed): sacct answers alone
+    s, fake = scheduler("", data("sacct_6_final.txt"))
+    st = s.status([JOBS["exit3"], JOBS["array"], "99999"])
+    assert st[JOBS["exit3"]]["reason_text"] == "exit code 3"
+    assert st[JOBS["array"]]["state"] == "FAILED"
+    assert "99999" not in st
+    sacct = [c for c in fake.calls if c[0] == "sacct"]
+    assert sacct and sacct[0][3] == "--jobs=3,4,99999"
+
+
+def test_status_all_unknown_ids_is_not_an_error():
+    s, fake = scheduler(error(data("squeue_one_unknown_id.stderr.txt")),
+                        data("sacct_unknown_ids.txt"))
+    assert s.status(["99999"]) == {}
+    s, fake = scheduler(data("squeue_two_unknown_ids.txt"), data("sacct_unknown_ids.txt"),
+                        accounting=False)
+    assert s.status(["99998", "99999"]) == {}
+
+
+def test_status_when_squeue_fails_raises():
+    s, _ = scheduler(error("squeue: error: Unable to contact slurm controller (connect failure)"))
+    with pytest.raises(sa.SchedulerError):
+        s.status(["1"])
+
+
+def test_status_when_sacct_fails_and_was_needed_raises():
+    s, _ = scheduler("", error("sacct: error: Problem talking to the database"))
+    with pytest.raises(sa.SchedulerError):
+        s.status([JOBS["exit3"]])
+
+
+def test_status_when_sacct_fails_but_was_only_detail():
+    s, _ = scheduler(data("squeue_6_final.txt"), error("sacct: error: slurmdbd down"))
+    st = s.status([JOBS["exit3"]])
+    assert st[JOBS["exit3"]]["reason_text"] == "exit code 3"
+
+
+def test_accounting_detected_once():
+    s, fake = scheduler(data("squeue_6_final.txt"), data("sacct_6_final.txt"))
+    s.status([JOBS["exit3"]])
+    s.status([JOBS["exit3"]])
+    assert [c[0] for c in fake.calls].count("scontrol") == 1
+    assert s.counters == {"squeue": 2, "scontrol": 1, "sacct": 2}
+
+
+# ------------------------------------------------------ submit and others ---
+
+
+def test_command():
+    s = sa.SlurmScheduler(run=FakeRun({}))
+    assert s.command("/home/u/job.sh", ["--time=5", "--mem=1G"]) == [
+        "sbatch", "--parsable", "--time=5", "--mem=1G", "/home/u/job.sh"]
+
+
+def test_submit_returns_job_id_and_uses_cwd():
+    fake = FakeRun({"sbatch": data("sbatch_ok.txt")})
+    calls = []
+
+    def run(argv, timeout, cwd=None, env=None):
+        calls.append(cwd)
+        return fake(argv, timeout)
+
+    s = sa.SlurmScheduler(run=run)
+    assert s.submit("/home/u/job.sh", [], cwd="/home/u/results") == JOBS["timeout"]
+    assert calls == ["/home/u/results"]
+    assert s.counters == {"sbatch": 1}
+
+
+def test_submit_refused_with_sbatch_own_words():
+    stderr = data("sbatch_refused_mem.stderr.txt")
+    s = sa.SlurmScheduler(run=FakeRun({"sbatch": error(stderr)}))
+    with pytest.raises(sa.SchedulerRefused) as e:
+        s.submit("/home/u/job.sh", ["--mem=10000000"], cwd="/home/u")
+    assert str(e.value) == (
+        "Memory specification can not be satisfied; "
+        "Batch job submission failed: Requested node configuration is not available")
+    assert e.value.stderr == stderr
+
+
+def test_submit_controller_down_is_not_a_refusal():
+    stderr = data("sbatch_controller_down.stderr.txt")
+    s = sa.SlurmScheduler(run=FakeRun({"sbatch": error(stderr)}))
+    with pytest.raises(sa.SchedulerError) as e:
+        s.submit("/home/u/job.sh", [], cwd="/home/u")
+    assert not isinstance(e.value, sa.SchedulerRefused)
+    assert "did not answer" in str(e.value)
+
+
+def test_submit_timeout_is_not_a_refusal():
+    timeout = sa.SchedulerError("sbatch did not answer within 20s")
+    s = sa.SlurmScheduler(run=FakeRun({"sbatch": timeout}))
+    with pytest.raises(sa.SchedulerError) as e:
+        s.submit("/home/u/job.sh", [], cwd="/home/u")
+    assert not isinstance(e.value, sa.SchedulerRefused)
+
+
+def test_cancel_finished_job_is_not_an_error():
+    done = error("scancel: error: Kill job error on job id 2: "
+                 "Job/step already completing or completed")
+    s = sa.SlurmScheduler(run=FakeRun({"scancel": done}))
+    s.cancel("2")
+    s = sa.SlurmScheduler(run=FakeRun({"scancel": error("scancel: error: Unable to contact slurm controller")}))
+    with pytest.raises(sa.SchedulerError):
+        s.cancel("2")
+
+
+def test_info_and_available():
+    s, fake = scheduler("", sinfo=data("sinfo.txt"), sacctmgr=data("sacctmgr_accounts.txt"))
+    info = s.info()
+    assert [p["name"] for p in info["partitions"]] == ["debug", "long"]
+    assert info["accounts"] == ["fjother", "fjtest"]
+    assert s.available()
+    s, fake = scheduler("", accounting=False, sinfo=data("sinfo.txt"))
+    assert s.info()["accounts"] == []
+    s = sa.SlurmScheduler(run=FakeRun({"sinfo": sa.SchedulerError("sinfo did not answer")}))
+    assert not s.available()
