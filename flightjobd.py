@@ -899,13 +899,6 @@ def job_outputs(script, options, job_id, user, home, tasks=None):
             "stderr_path": where(err_pattern), "job_name": name}
 
 
-def _memory_mb(text):
-    m = re.match(r"^(\d+(?:\.\d+)?)([KMGT]?)B?$", str(text).strip().upper())
-    if not m:
-        raise ValueError("bad memory size %r" % text)
-    return float(m.group(1)) * {"K": 1 / 1024, "": 1, "M": 1, "G": 1024, "T": 1024 ** 2}[m.group(2)]
-
-
 def machine_memory_mb():
     with open("/proc/meminfo") as f:
         for line in f:
@@ -970,9 +963,8 @@ class LocalScheduler:
             except ValueError:
                 raise SchedulerRefused("Invalid time limit specification: %s" % opts["time"])
         if opts.get("mem") not in (None, True):
-            try:
-                wanted = _memory_mb(opts["mem"])
-            except ValueError:
+            wanted = parse_mem(str(opts["mem"]).upper().rstrip("B"))
+            if wanted is None:
                 raise SchedulerRefused("Invalid --mem specification: %s" % opts["mem"])
             if wanted > machine_memory_mb():
                 raise SchedulerRefused(
@@ -1160,16 +1152,777 @@ def _stop_group(proc, grace=5):
     proc.wait()
 
 
+# Slurm job state -> flightjobd state.  Requeued/held jobs wait again, so they
+# are PENDING; anything holding resources is RUNNING (the page shows raw_state
+# for SUSPENDED, COMPLETING, CONFIGURING...).
+STATE_MAP = {
+    "PENDING": "PENDING",
+    "REQUEUED": "PENDING",
+    "REQUEUE_HOLD": "PENDING",
+    "REQUEUE_FED": "PENDING",
+    "SPECIAL_EXIT": "PENDING",
+    "RESV_DEL_HOLD": "PENDING",
+    "CONFIGURING": "RUNNING",
+    "RUNNING": "RUNNING",
+    "SUSPENDED": "RUNNING",
+    "COMPLETING": "RUNNING",
+    "STOPPED": "RUNNING",
+    "RESIZING": "RUNNING",
+    "SIGNALING": "RUNNING",
+    "STAGE_OUT": "RUNNING",
+    "UPDATE_DB": "RUNNING",
+    "COMPLETED": "COMPLETED",
+    "CANCELLED": "CANCELLED",
+    "FAILED": "FAILED",
+    "OUT_OF_MEMORY": "FAILED",
+    "TIMEOUT": "FAILED",
+    "NODE_FAIL": "FAILED",
+    "BOOT_FAIL": "FAILED",
+    "PREEMPTED": "FAILED",
+    "DEADLINE": "FAILED",
+    "REVOKED": "FAILED",
+}
+
+FINAL_STATES = ("COMPLETED", "FAILED", "CANCELLED")
+
+# Final Slurm states that carry their own cause: raw state -> (reason, words).
+FAILURE_CAUSES = {
+    "OUT_OF_MEMORY": ("OutOfMemory", "ran out of memory"),
+    "TIMEOUT": ("TimeLimit", "ran out of time"),
+    "NODE_FAIL": ("NodeFail", "node failure"),
+    "BOOT_FAIL": ("BootFail", "the node failed to boot"),
+    "PREEMPTED": ("Preempted", "preempted by another job"),
+    "DEADLINE": ("DeadLine", "missed its deadline"),
+    "REVOKED": ("Revoked", "revoked (moved to another cluster)"),
+}
+
+# Slurm reason codes in plain words (pending reasons and a few end reasons).
+REASON_TEXT = {
+    "None": None,
+    "Resources": "waiting for resources",
+    "Priority": "waiting for higher-priority jobs",
+    "Dependency": "waiting for the jobs it depends on",
+    "DependencyNeverSatisfied": "will never run: a job it depends on failed",
+    "JobHeldUser": "held by the user",
+    "JobHeldAdmin": "held by an administrator",
+    "BeginTime": "waiting for its start time",
+    "ReqNodeNotAvail": "the requested nodes are not available",
+    "PartitionTimeLimit": "the time limit is more than the partition allows",
+    "PartitionNodeLimit": "more nodes than the partition allows",
+    "PartitionConfig": "the partition cannot satisfy the request",
+    "PartitionDown": "the partition is down",
+    "PartitionInactive": "the partition is inactive",
+    "NodeDown": "a required node is down",
+    "BadConstraints": "the cluster cannot satisfy the requested resources",
+    "QOSMaxJobsPerUserLimit": "the user already has the most jobs allowed",
+    "QOSMaxSubmitJobPerUserLimit": "the user has submitted the most jobs allowed",
+    "QOSMaxCpuPerUserLimit": "the user is using the most CPUs allowed",
+    "QOSResourceLimit": "a quality-of-service limit was reached",
+    "QOSGrpCpuLimit": "a group CPU limit was reached",
+    "AssocGrpCpuLimit": "the account's CPU limit was reached",
+    "AssocGrpMemLimit": "the account's memory limit was reached",
+    "AssocGrpJobsLimit": "the account's job limit was reached",
+    "AssocMaxJobsLimit": "the most jobs allowed for the account are running",
+    "AssocGrpCPUMinutesLimit": "the account's CPU time allocation is used up",
+    "InvalidAccount": "the account is not valid",
+    "InvalidQOS": "the quality of service is not valid",
+    "Reservation": "waiting for its reservation",
+    "Licenses": "waiting for licenses",
+    "JobLaunchFailure": "the job could not be launched",
+    "launch failed requeued held": "launch failed; requeued and held",
+    "NonZeroExitCode": "non-zero exit code",
+    "TimeLimit": "ran out of time",
+    "OutOfMemory": "ran out of memory",
+    "SystemFailure": "system failure",
+    "Cleaning": "waiting for the previous run to clean up",
+    "Prolog": "running the prolog",
+    "NodeFail": "node failure",
+}
+
+# squeue --Format fields, each followed by "|".  tres-alloc gives the total
+# memory (MinMemory may be per CPU) and, for a pending job, what it asks for.
+SQUEUE_FIELDS = [
+    "JobID", "ArrayJobID", "ArrayTaskID", "State", "Reason", "exit_code",
+    "StartTime", "EndTime", "SubmitTime", "TimeUsed", "TimeLimit",
+    "tres-alloc", "UserID", "Partition",
+]
+SQUEUE_FORMAT = ",".join(f + ":|" for f in SQUEUE_FIELDS)
+
+# sacct --format fields (--parsable2: "|"-separated, no trailing "|").
+SACCT_FIELDS = [
+    "JobID", "JobIDRaw", "State", "ExitCode", "Reason", "Start", "End",
+    "Submit", "ElapsedRaw", "TotalCPU", "MaxRSS", "ReqMem", "Timelimit",
+    "UID", "Partition",
+]
+SACCT_FORMAT = ",".join(SACCT_FIELDS)
+
+SINFO_FORMAT = "%N|%P|%a|%l|%c|%m"
+
+# stderr phrases meaning the controller (not the request) is the problem.
+CONTACT_ERRORS = (
+    "Unable to contact slurm controller",
+    "Socket timed out",
+    "Connection refused",
+    "Zero Bytes were transmitted",
+    "Communication connection failure",
+    "Munge",
+    "munge",
+    "Protocol authentication error",
+    "Slurm backup controller in standby mode",
+)
+
+_EMPTY = ("", "N/A", "Unknown", "None", "(null)", "n/a")
+
+# The clock, replaceable in tests (decides whether a start time is "future").
+_now = time.time
+
+
+def parse_slurm_time(text):
+    """Slurm's local "2026-11-25T15:33:04" -> "2026-11-25T15:33:04Z" (UTC).
+
+    "N/A", "Unknown", "None", "" -> None."""
+    text = (text or "").strip()
+    if text in _EMPTY:
+        return None
+    try:
+        local = time.strptime(text, "%Y-%m-%dT%H:%M:%S")
+    except ValueError:
+        return None
+    epoch = time.mktime(local[:8] + (-1,))  # -1: let libc decide DST
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+
+
+def parse_duration(text):
+    """A Slurm duration -> seconds (int), or None.
+
+    Accepts what Slurm prints: "0:00" (M:SS), "1:00:00", "3-00:00:00",
+    "00:00.004" (TotalCPU, fractions rounded), "61" from *Raw fields is not
+    passed here.  A lone number is minutes, as in sbatch --time.
+    "UNLIMITED", "INVALID", "Partition_Limit", "N/A" -> None."""
+    text = (text or "").strip()
+    if not text or not (text[0].isdigit()):
+        return None
+    days = 0
+    if "-" in text:
+        d, text = text.split("-", 1)
+        days = int(d)
+        parts = text.split(":")
+        # D-H, D-H:M, D-H:M:S
+        while len(parts) < 3:
+            parts.append("0")
+    else:
+        parts = text.split(":")
+        if len(parts) == 1:  # minutes
+            parts = ["0", parts[0], "0"]
+        elif len(parts) == 2:  # M:S
+            parts = ["0"] + parts
+    try:
+        h, m, s = int(parts[0]), int(parts[1]), float(parts[2])
+    except (ValueError, IndexError):
+        return None
+    return int(round(days * 86400 + h * 3600 + m * 60 + s))
+
+
+def format_duration(seconds):
+    """Seconds -> Slurm-style "H:MM:SS" or "D-HH:MM:SS"; None -> None."""
+    if seconds is None:
+        return None
+    d, rest = divmod(int(seconds), 86400)
+    h, rest = divmod(rest, 3600)
+    m, s = divmod(rest, 60)
+    if d:
+        return "%d-%02d:%02d:%02d" % (d, h, m, s)
+    return "%d:%02d:%02d" % (h, m, s)
+
+
+_MEM_UNITS = {"K": 1.0 / 1024, "M": 1.0, "G": 1024.0, "T": 1024.0 * 1024, "P": 1024.0 ** 3}
+
+
+def parse_mem(text, default_unit="M"):
+    """A Slurm memory size -> MB (float), or None.
+
+    "256M" -> 256.0, "4648K" -> 4.539..., "1.50G" -> 1536.0, "0" -> 0.0.
+    A trailing "n"/"c" (per node/CPU, older Slurm) is ignored.  Anything
+    else (e.g. "16?" seen from sacct for a suspended job) -> None."""
+    text = (text or "").strip()
+    m = re.match(r"^([0-9]+(?:\.[0-9]+)?)([KMGTP]?)[nc]?$", text)
+    if not m:
+        return None
+    return float(m.group(1)) * _MEM_UNITS[m.group(2) or default_unit]
+
+
+def parse_tres_mem(text):
+    """"cpu=2,mem=600M,node=1,billing=2" -> 600.0 (MB), or None."""
+    for item in (text or "").split(","):
+        key, _, value = item.partition("=")
+        if key == "mem":
+            return parse_mem(value)
+    return None
+
+
+def parse_sbatch(text):
+    """sbatch --parsable output "123" or "123;cluster" -> "123"."""
+    for line in (text or "").splitlines():
+        line = line.strip()
+        if line:
+            job_id = line.split(";", 1)[0]
+            if re.match(r"^[0-9]+$", job_id):
+                return job_id
+    raise ValueError("no job id in sbatch output: %r" % (text,))
+
+
+def sbatch_error_message(stderr):
+    """sbatch's stderr -> its own words, without "sbatch: error: " prefixes.
+
+    "sbatch: error: Memory specification can not be satisfied\\n
+     sbatch: error: Batch job submission failed: Requested node ..."
+    -> "Memory specification can not be satisfied; Batch job submission
+        failed: Requested node configuration is not available"."""
+    lines = []
+    for line in (stderr or "").splitlines():
+        line = line.strip()
+        for prefix in ("sbatch: error: ", "sbatch: fatal: ", "sbatch: "):
+            if line.startswith(prefix):
+                line = line[len(prefix):]
+                break
+        if line and line not in lines:
+            lines.append(line)
+    return "; ".join(lines)
+
+
+def _split(line, fields, trailing):
+    """Split a "|"-delimited line into a dict; None if it does not fit."""
+    parts = line.split("|")
+    if trailing:  # squeue -O puts "|" after every field
+        if parts and parts[-1] == "":
+            parts = parts[:-1]
+    if len(parts) != len(fields):
+        return None
+    return dict(zip(fields, parts))
+
+
+def _wait_status(text):
+    """squeue's exit_code (a raw wait status) -> (exit code, signal)."""
+    try:
+        status = int(text)
+    except (TypeError, ValueError):
+        return None, None
+    return (status >> 8) & 0xFF, status & 0x7F
+
+
+def _exit_signal(text):
+    """sacct's "3:0" -> (3, 0)."""
+    code, _, sig = (text or "").partition(":")
+    try:
+        return int(code), int(sig or 0)
+    except ValueError:
+        return None, None
+
+
+def _split_state(text):
+    """"CANCELLED by 1001" -> ("CANCELLED", 1001); "RUNNING" -> ("RUNNING", None)."""
+    words = (text or "").split()
+    if not words:
+        return "", None
+    by = None
+    if len(words) >= 3 and words[1] == "by":
+        try:
+            by = int(words[2])
+        except ValueError:
+            pass
+    return words[0].rstrip("+"), by
+
+
+def _expand_task_ids(spec):
+    """"[2-4%1]" or "2-4" or "[1,3,5-6]" -> ["2", "3", "4"] ..."""
+    return [str(t) for t in array_tasks(spec.strip("[]"))]
+
+
+def parse_squeue(text):
+    """squeue --noheader --array --Format=SQUEUE_FORMAT output -> list of rows.
+
+    Each row: {"id": "5" or "4_1", "parent": "5" or "4", "task": None or "1",
+    "raw_id", "raw_state", "reason", "exit_code", "signal", "submitted_at",
+    "start", "end", "elapsed_s", "time_limit_s", "requested_mem_mb", "uid",
+    "partition"}.  start/end are UTC ISO strings or None; their meaning
+    depends on the state (expected times for pending/running jobs)."""
+    rows = []
+    for line in (text or "").splitlines():
+        if not line.strip():
+            continue
+        f = _split(line.rstrip("\n"), SQUEUE_FIELDS, trailing=True)
+        if f is None:
+            continue
+        parent = f["ArrayJobID"] or f["JobID"]
+        task = f["ArrayTaskID"]
+        if task in _EMPTY:
+            task = None
+        raw_state, _ = _split_state(f["State"])
+        exit_code, sig = _wait_status(f["exit_code"])
+        try:
+            uid = int(f["UserID"])
+        except ValueError:
+            uid = None
+        # Without --array a pending array's remaining tasks are one line with
+        # a range ("2-4"); expand it so callers always see single tasks.
+        tasks = _expand_task_ids(task) if task and not task.isdigit() else [task]
+        for t in tasks:
+            rows.append({
+                "id": parent + "_" + t if t else parent,
+                "parent": parent,
+                "task": t,
+                "raw_id": f["JobID"],
+                "raw_state": raw_state,
+                "reason": f["Reason"] if f["Reason"] not in _EMPTY else None,
+                "exit_code": exit_code,
+                "signal": sig,
+                "submitted_at": parse_slurm_time(f["SubmitTime"]),
+                "start": parse_slurm_time(f["StartTime"]),
+                "end": parse_slurm_time(f["EndTime"]),
+                "elapsed_s": parse_duration(f["TimeUsed"]),
+                "time_limit_s": parse_duration(f["TimeLimit"]),
+                "requested_mem_mb": parse_tres_mem(f["tres-alloc"]),
+                "uid": uid,
+                "partition": f["Partition"],
+            })
+    return rows
+
+
+def parse_sacct(text):
+    """sacct --noheader --parsable2 --format=SACCT_FORMAT output -> list of jobs.
+
+    One entry per job or array task: {"id": "5" or "4_1", "parent", "task",
+    "raw_id", "raw_state", "cancelled_by" (uid or None), "reason",
+    "exit_code", "signal", "submitted_at", "start", "end", "elapsed_s",
+    "cpu_time_s", "max_rss_mb" (max over steps), "requested_mem_mb",
+    "time_limit_s", "uid", "partition"}.  Step rows (5.batch, 5.extern, 5.0)
+    are folded into their job."""
+    jobs = {}
+    order = []
+    for line in (text or "").splitlines():
+        if not line.strip():
+            continue
+        f = _split(line.rstrip("\n"), SACCT_FIELDS, trailing=False)
+        if f is None:
+            continue
+        job_part, _, step = f["JobID"].partition(".")
+        if step:
+            job = jobs.get(job_part)
+            if job is None:
+                continue
+            rss = parse_mem(f["MaxRSS"], default_unit="K")
+            if rss is not None and (job["max_rss_mb"] is None or rss > job["max_rss_mb"]):
+                job["max_rss_mb"] = rss
+            continue
+        parent, _, task = job_part.partition("_")
+        raw_state, by = _split_state(f["State"])
+        exit_code, sig = _exit_signal(f["ExitCode"])
+        try:
+            uid = int(f["UID"])
+        except ValueError:
+            uid = None
+        try:
+            elapsed = int(f["ElapsedRaw"])
+        except ValueError:
+            elapsed = None
+        # a pending array's remaining tasks come as one "4_[2-4]" line
+        tasks = _expand_task_ids(task) if task and not task.isdigit() else [task or None]
+        for t in tasks:
+            jid = parent + "_" + t if t else parent
+            if jid not in jobs:
+                order.append(jid)
+            jobs[jid] = {
+                "id": jid,
+                "parent": parent,
+                "task": t,
+                "raw_id": f["JobIDRaw"],
+                "raw_state": raw_state,
+                "cancelled_by": by,
+                "reason": f["Reason"] if f["Reason"] not in _EMPTY else None,
+                "exit_code": exit_code,
+                "signal": sig,
+                "submitted_at": parse_slurm_time(f["Submit"]),
+                "start": parse_slurm_time(f["Start"]),
+                "end": parse_slurm_time(f["End"]),
+                "elapsed_s": elapsed,
+                "cpu_time_s": parse_duration(f["TotalCPU"]),
+                "max_rss_mb": None,
+                "requested_mem_mb": parse_mem(f["ReqMem"]),
+                "time_limit_s": parse_duration(f["Timelimit"]),
+                "uid": uid,
+                "partition": f["Partition"],
+            }
+        # step rows are keyed by the text before "." -- also for ranges
+        if tasks and len(tasks) > 1:
+            jobs[job_part] = jobs[parent + "_" + tasks[0]]
+    return [jobs[j] for j in order]
+
+
+def parse_sinfo(text):
+    """sinfo --noheader --Node --format=SINFO_FORMAT -> partitions list.
+
+    memory_mb is the largest node's memory (the most one job can ask for on
+    one node); cpus and nodes are totals."""
+    parts = {}
+    order = []
+    for line in (text or "").splitlines():
+        f = line.strip().split("|")
+        if len(f) != 6:
+            continue
+        node, name, avail, limit, cpus, mem = f
+        default = name.endswith("*")
+        name = name.rstrip("*")
+        p = parts.get(name)
+        if p is None:
+            p = parts[name] = {
+                "name": name, "default": default,
+                "max_time": format_duration(parse_duration(limit)),
+                "nodes": 0, "cpus": 0, "memory_mb": 0, "state": avail,
+                "_nodes": set(),
+            }
+            order.append(name)
+        if node not in p["_nodes"]:
+            p["_nodes"].add(node)
+            p["nodes"] += 1
+            p["cpus"] += int(cpus.rstrip("+") or 0)
+            p["memory_mb"] = max(p["memory_mb"], int(mem.rstrip("+") or 0))
+    out = []
+    for name in order:
+        p = parts[name]
+        del p["_nodes"]
+        out.append(p)
+    return out
+
+
+def parse_scontrol_config(text):
+    """`scontrol show config` -> {"Key": "value"}."""
+    conf = {}
+    for line in (text or "").splitlines():
+        key, sep, value = line.partition("=")
+        if sep:
+            conf[key.strip()] = value.strip()
+    return conf
+
+
+def _signal_name(sig):
+    try:
+        return signal.Signals(sig).name
+    except ValueError:
+        return "signal %d" % sig
+
+
+def _explain_failure(raw_state, reason, exit_code, sig, max_rss_mb, mem_mb):
+    """-> (reason, reason_text) for a job that ended FAILED (or similar)."""
+    if raw_state in FAILURE_CAUSES:
+        return FAILURE_CAUSES[raw_state]
+    # OverMemoryKill (no cgroups) ends a job FAILED by SIGKILL; the sampled
+    # RSS above the request is the only sign it was the memory limit.
+    if sig == 9 and max_rss_mb is not None and mem_mb and max_rss_mb > mem_mb:
+        return "OutOfMemory", "ran out of memory"
+    if exit_code:
+        return "NonZeroExitCode", "exit code %d" % exit_code
+    if sig:
+        return "Signal", "killed by signal %d (%s)" % (sig, _signal_name(sig))
+    if reason and reason not in ("NonZeroExitCode", "JobLaunchFailure"):
+        return reason, REASON_TEXT.get(reason) or reason
+    return reason or "Failed", "failed"
+
+
+def _status(row, owner=None):
+    """One parsed squeue or sacct row -> a status dict."""
+    raw = row["raw_state"]
+    state = STATE_MAP.get(raw)
+    if state is None:  # a state newer than this code: do not call it final
+        state = "RUNNING" if row["start"] else "PENDING"
+    final = state in FINAL_STATES
+    reason, reason_text = row["reason"], REASON_TEXT.get(row["reason"], row["reason"])
+    exit_code = row["exit_code"] if final else None
+    sig = (row["signal"] or None) if final else None
+
+    if state == "COMPLETED":
+        reason, reason_text = None, None
+    elif state == "FAILED":
+        reason, reason_text = _explain_failure(
+            raw, row["reason"], row["exit_code"], row["signal"],
+            row.get("max_rss_mb"), row["requested_mem_mb"])
+    elif state == "CANCELLED":
+        reason = "Cancelled"
+        by = row.get("cancelled_by")
+        if by is None:
+            reason_text = "cancelled"
+        elif by == (owner if owner is not None else row["uid"]):
+            # the owner: the worker's own uid (sacct reports uid 0 for a job
+            # cancelled before it started)
+            reason_text = "cancelled by the user"
+        else:
+            reason_text = "cancelled by an administrator"
+    elif state == "PENDING":
+        if reason is None:  # just submitted: the scheduler has not looked yet
+            reason_text = "waiting to be scheduled"
+    elif state == "RUNNING":
+        if raw == "SUSPENDED":
+            reason_text = "suspended"
+        elif raw == "COMPLETING":
+            reason_text = "finishing"
+        elif raw == "CONFIGURING":
+            reason_text = "starting (nodes are being prepared)"
+        elif reason_text is None:
+            reason = None
+
+    started = row["start"] if state != "PENDING" else None
+    if (state == "CANCELLED" and started and started == row["end"]
+            and not row["elapsed_s"]):
+        # squeue gives a job cancelled while pending start = end = the
+        # moment of cancelling; it never started.
+        started = None
+    estimated = None
+    if state == "PENDING" and row["start"] and parse_iso(row["start"]) > _now():
+        estimated = row["start"]
+    ended = row["end"] if final else None
+    elapsed = row["elapsed_s"] if started else None
+
+    return {
+        "state": state,
+        "raw_state": raw,
+        "reason": reason,
+        "reason_text": reason_text,
+        "exit_code": exit_code,
+        "signal": sig,
+        "started_at": started,
+        "estimated_start_at": estimated,
+        "ended_at": ended,
+        "elapsed_s": elapsed,
+        "cpu_time_s": row.get("cpu_time_s"),
+        "max_rss_mb": row.get("max_rss_mb"),
+        "requested_mem_mb": row["requested_mem_mb"],
+        "time_limit": format_duration(row["time_limit_s"]),
+    }
+
+
+def _task_num(task_id):
+    try:
+        return int(task_id.rsplit("_", 1)[1])
+    except (IndexError, ValueError):
+        return 0
+
+
+def rollup(tasks):
+    """[(task_id, status), ...] of one array job -> the parent's status."""
+    tasks = sorted(tasks, key=lambda t: _task_num(t[0]))
+    states = [s["state"] for _, s in tasks]
+    first = tasks[0][1]
+    out = dict(first)
+
+    def pick(state):
+        return [(tid, s) for tid, s in tasks if s["state"] == state]
+
+    failed, cancelled = pick("FAILED"), pick("CANCELLED")
+    if "RUNNING" in states:
+        tid, s = pick("RUNNING")[0]
+        out.update(state="RUNNING", raw_state=s["raw_state"], reason=s["reason"],
+                   reason_text="%d of %d tasks running" % (len(pick("RUNNING")), len(tasks)))
+    elif "PENDING" in states:
+        tid, s = pick("PENDING")[0]
+        out.update(state="PENDING", raw_state=s["raw_state"], reason=s["reason"],
+                   reason_text=s["reason_text"])
+    elif failed:
+        tid, s = failed[0]
+        words = ["task %s: %s" % (t, x["reason_text"]) for t, x in failed]
+        if cancelled:
+            words.append("%d cancelled" % len(cancelled))
+        out.update(state="FAILED", raw_state=s["raw_state"], reason=s["reason"],
+                   reason_text="; ".join(words))
+    elif cancelled:
+        tid, s = cancelled[0]
+        out.update(state="CANCELLED", raw_state=s["raw_state"], reason=s["reason"],
+                   reason_text=s["reason_text"])
+    else:
+        out.update(state="COMPLETED", raw_state="COMPLETED", reason=None, reason_text=None)
+
+    final = out["state"] in FINAL_STATES
+    starts = [s["started_at"] for _, s in tasks if s["started_at"]]
+    ends = [s["ended_at"] for _, s in tasks if s["ended_at"]]
+    estimates = [s["estimated_start_at"] for _, s in tasks if s["estimated_start_at"]]
+    codes = [s["exit_code"] for _, s in tasks if s["exit_code"] is not None]
+    sigs = [s["signal"] for _, s in tasks if s["signal"]]
+    cpu = [s["cpu_time_s"] for _, s in tasks if s["cpu_time_s"] is not None]
+    rss = [s["max_rss_mb"] for _, s in tasks if s["max_rss_mb"] is not None]
+    out["started_at"] = min(starts) if starts else None
+    out["estimated_start_at"] = min(estimates) if (estimates and not starts) else None
+    out["ended_at"] = max(ends) if (final and ends) else None
+    if out["started_at"] and out["ended_at"]:
+        out["elapsed_s"] = parse_iso(out["ended_at"]) - parse_iso(out["started_at"])
+    elif out["started_at"]:
+        out["elapsed_s"] = max(s["elapsed_s"] or 0 for _, s in tasks)
+    else:
+        out["elapsed_s"] = None
+    out["exit_code"] = max(codes) if (final and codes) else None
+    out["signal"] = sigs[0] if (final and sigs) else None
+    out["cpu_time_s"] = sum(cpu) if cpu else None
+    out["max_rss_mb"] = max(rss) if rss else None
+    out["tasks"] = [
+        {"id": tid, "state": s["state"], "raw_state": s["raw_state"],
+         "exit_code": s["exit_code"], "reason_text": s["reason_text"]}
+        for tid, s in tasks
+    ]
+    return out
+
+
+def _is_contact_error(stderr):
+    return any(p in (stderr or "") for p in CONTACT_ERRORS)
+
+
 class SlurmScheduler:
-    """Placeholder until the Slurm adapter lands."""
+    """flightjobd's interface to Slurm through its command-line tools."""
 
     name = "slurm"
 
-    def __init__(self, timeout=20.0, run=run, env=None):
-        self.timeout, self.env = timeout, env
+    def __init__(self, timeout=20.0, run=run, env=None, owner=None):
+        self.owner = owner
+        self.timeout = timeout
+        self._run_fn = run
+        self.env = env
+        self.counters = {}
+        self._accounting = None  # learnt once from scontrol show config
+
+    def _run(self, argv, cwd=None):
+        self.counters[argv[0]] = self.counters.get(argv[0], 0) + 1
+        kwargs = {}
+        if cwd is not None:
+            kwargs["cwd"] = cwd
+        if self.env is not None:
+            kwargs["env"] = self.env
+        return self._run_fn(argv, self.timeout, **kwargs)
+
+    # -- cluster --------------------------------------------------------
 
     def available(self):
-        raise SchedulerError("Slurm support is not built yet.")
+        try:
+            self._run(["sinfo", "--noheader", "--format=%P"])
+        except SchedulerError:
+            return False
+        return True
+
+    def accounting(self):
+        """Whether sacct has anything to say (AccountingStorageType)."""
+        if self._accounting is None:
+            conf = parse_scontrol_config(self._run(["scontrol", "show", "config"]))
+            storage = conf.get("AccountingStorageType", "accounting_storage/none")
+            self._accounting = storage not in ("accounting_storage/none", "(null)", "")
+        return self._accounting
+
+    def info(self):
+        out = self._run(["sinfo", "--noheader", "--Node", "--format=" + SINFO_FORMAT])
+        accounts = []
+        if self.accounting():
+            text = self._run(["sacctmgr", "--noheader", "--parsable2",
+                              "show", "account", "format=account"])
+            # "root" is the top of Slurm's account tree, not one to submit to
+            accounts = [a.strip() for a in text.splitlines()
+                        if a.strip() and a.strip() != "root"]
+        return {"partitions": parse_sinfo(out), "accounts": accounts}
+
+    # -- jobs -----------------------------------------------------------
+
+    def command(self, script_path, options):
+        return ["sbatch", "--parsable"] + list(options) + [script_path]
+
+    def submit(self, script_path, options, cwd):
+        argv = self.command(script_path, options)
+        try:
+            out = self._run(argv, cwd=cwd)
+        except SchedulerError as e:
+            stderr = getattr(e, "stderr", "") or ""
+            if getattr(e, "returncode", None) is None or _is_contact_error(stderr):
+                raise SchedulerError(
+                    "could not submit: the Slurm controller did not answer (%s)"
+                    % (sbatch_error_message(stderr) or e), stderr)
+            raise SchedulerRefused(sbatch_error_message(stderr) or str(e), stderr)
+        try:
+            return parse_sbatch(out)
+        except ValueError as e:
+            raise SchedulerError(str(e), "")
+
+    def cancel(self, id):
+        try:
+            self._run(["scancel", str(id)])
+        except SchedulerError as e:
+            stderr = getattr(e, "stderr", "") or ""
+            # already finished (or long forgotten): nothing to cancel
+            if ("already completing or completed" in stderr
+                    or "Invalid job id specified" in stderr):
+                return
+            raise
+
+    def status(self, ids):
+        """{id: status} for the ids Slurm still knows; see the module doc.
+
+        One squeue call; then, with accounting, at most one sacct call for
+        the ids squeue did not list or lists as finished (sacct adds MaxRSS,
+        CPU time and who cancelled).  Raises SchedulerError when squeue
+        fails, or when sacct fails and some id depended on it."""
+        ids = [str(i) for i in dict.fromkeys(ids)]
+        if not ids:
+            return {}
+        try:
+            text = self._run(["squeue", "--noheader", "--array", "--states=all",
+                              "--jobs=" + ",".join(ids), "--Format=" + SQUEUE_FORMAT])
+        except SchedulerError as e:
+            # squeue given one unknown id exits 1 with this; it means "none"
+            if "Invalid job id specified" in (getattr(e, "stderr", "") or ""):
+                text = ""
+            else:
+                raise
+        found = self._collect(ids, parse_squeue(text))
+        result = {i: self._combine(i, rows) for i, rows in found.items()}
+
+        if not self.accounting():
+            return result
+        ask = [i for i in ids if i not in result or result[i]["state"] in FINAL_STATES]
+        if not ask:
+            return result
+        try:
+            text = self._run(["sacct", "--noheader", "--parsable2",
+                              "--jobs=" + ",".join(ask), "--format=" + SACCT_FORMAT])
+        except SchedulerError:
+            if any(i not in result for i in ask):
+                raise
+            return result  # sacct was only to add detail
+        for i, rows in self._collect(ask, parse_sacct(text)).items():
+            better = self._combine(i, rows)
+            old = result.get(i)
+            if old is None:
+                result[i] = better
+            elif better["state"] in FINAL_STATES and len(better.get("tasks", [])) >= len(old.get("tasks", [])):
+                # sacct agrees the job is over: take its detail (MaxRSS, CPU
+                # time, who cancelled), filling gaps such as the time limit
+                # ("Partition_Limit" in sacct) from squeue.
+                for key, value in old.items():
+                    if better.get(key) is None and key not in ("started_at", "elapsed_s"):
+                        better[key] = value
+                result[i] = better
+            # else sacct lags behind the controller (an array's tasks not all
+            # recorded yet, the parent's row standing for its last task):
+            # keep squeue's word
+        return result
+
+    @staticmethod
+    def _collect(ids, rows):
+        """Group parsed rows under the requested ids (parent, raw or task id)."""
+        wanted = set(ids)
+        found = {}
+        for row in rows:
+            for key in (row["parent"], row["id"], row["raw_id"]):
+                if key in wanted:
+                    found.setdefault(key, []).append(row)
+                    break
+        return found
+
+    def _combine(self, job_id, rows):
+        tasks = [r for r in rows if r["task"] is not None and r["id"] != job_id]
+        if not tasks:
+            return _status(rows[0], self.owner)
+        return rollup([(r["id"], _status(r, self.owner)) for r in tasks])
 
 
 # Store: scripts and jobs, in the user's home (worker side) ##################
@@ -1323,12 +2076,15 @@ class Store:
         """Questions with options from the scheduler filled in."""
         if not any(q.get("options_from") for q in questions):
             return questions
-        try:
-            info = self.scheduler.info()
-            self.notice = None
-        except SchedulerError as e:
-            self.notice = e.message
-            info = {"partitions": [], "accounts": []}
+        at, info = getattr(self, "_info", (0.0, None))
+        if info is None or time.monotonic() - at > 30:  # cached: Slurm's sinfo + sacctmgr take ~190 ms
+            try:
+                info = self.scheduler.info()
+                self._info = (time.monotonic(), info)
+                self.notice = None
+            except SchedulerError as e:
+                self.notice = e.message
+                info = {"partitions": [], "accounts": []}
         live = []
         for q in questions:
             if q.get("options_from") == "partitions":
@@ -1572,6 +2328,8 @@ class Store:
             if os.path.isdir(self._job_path(jid)):
                 raise Conflict("This job record is broken: meta.json is missing.")
             raise NotFound("No such job.")
+        except OSError as e:  # e.g. a symlink into a directory the user may not read
+            raise Conflict("This job record cannot be read: %s." % (e.strerror or e))
         hit = self._jobs.get(jid)
         if cached and hit and hit[0] == st.st_mtime_ns and hit[1] == st.st_size:
             return hit[2]
@@ -1607,6 +2365,10 @@ class Store:
         except FileNotFoundError:
             names = []
         for name in names:
+            hit = self._jobs.get(name)
+            if hit and hit[2]["state"] in FINISHED:  # final: no stat (10,000 jobs: 35 ms a list)
+                metas.append(hit[2])
+                continue
             try:
                 metas.append(self._job_meta(name))
             except (Conflict, NotFound) as e:
@@ -1623,6 +2385,19 @@ class Store:
         if not force and time.time() - self.last_refresh < interval:
             return self._scheduler_state()
         metas, _ = self._all_jobs()
+        # a submit cut short (daemon or worker killed between writing the record
+        # and recording the scheduler's answer) would stay "being submitted"
+        # forever, neither cancellable nor removable: past any submit's time
+        # bound, say so (UNKNOWN: the scheduler may or may not have it)
+        bound = self.config["worker"]["request_timeout"] + self.config["scheduler"]["timeout"]
+        for m in metas:
+            if m["state"] in UNFINISHED and not m.get("scheduler_id") and m.get("raw_state") == "SUBMITTING" \
+                    and time.time() - (parse_iso(m.get("submitted_at")) or 0) > bound:
+                self._update_job(m["id"], {
+                    "state": "UNKNOWN", "raw_state": "SUBMIT_INTERRUPTED", "reason": "SubmitInterrupted",
+                    "reason_text": "the submission was interrupted (the service stopped while submitting): "
+                                   "the scheduler may or may not have run this job; check its output",
+                    "ended_at": now_iso()})
         pending = [m for m in metas if m["state"] in UNFINISHED and m.get("scheduler_id")]
         self.last_refresh = time.time()
         if not pending:
@@ -1633,7 +2408,7 @@ class Store:
         except SchedulerError as e:
             self.notice = e.message
             log.warning("status refresh failed: %s", e.message)
-            return dict(self._scheduler_state(), unfinished=len(pending))
+            return dict(self._scheduler_state(), unfinished=len(pending), calls=dict(self.scheduler.counters))
         grace = self.config["scheduler"]["unknown_grace"]
         unfinished = 0
         for m in pending:
@@ -1650,7 +2425,7 @@ class Store:
             if any(m.get(k) != v for k, v in changes.items()):
                 m = self._update_job(m["id"], changes)
             unfinished += m["state"] in UNFINISHED
-        return dict(self._scheduler_state(), unfinished=unfinished)
+        return dict(self._scheduler_state(), unfinished=unfinished, calls=dict(self.scheduler.counters))
 
     def jobs_list(self, state=None, page=1, per_page=50):
         if state is not None and state not in STATES:
@@ -1821,7 +2596,7 @@ def make_scheduler(config, user, state_dir):
         kind = detect_scheduler(config)
     timeout = config["scheduler"]["timeout"]
     if kind == "slurm":
-        return SlurmScheduler(timeout=timeout, env=worker_env_scheduler(config))
+        return SlurmScheduler(timeout=timeout, env=worker_env_scheduler(config), owner=os.getuid())
     return LocalScheduler(state_dir, config["worker"]["python"] or sys.executable, user, timeout)
 
 
@@ -1858,6 +2633,11 @@ def worker_main():
             reply = {"id": request.get("id"), "result": method(**request.get("args", {}))}
         except FlightJobError as e:
             reply = {"id": request.get("id"), "error": dict(e.as_dict(), conflict=getattr(e, "conflict", None))}
+        except OSError as e:  # the user's own files: unreadable, full, gone (NFS): say so, not 500
+            log.warning("worker request %s: %s", request.get("op"), e)
+            err = Forbidden("You may not read or change %s: %s." % (e.filename, e.strerror)) \
+                if isinstance(e, PermissionError) else disk_error(e)
+            reply = {"id": request.get("id"), "error": err.as_dict()}
         except Exception:
             log.exception("worker request failed: %s", request.get("op"))
             reply = {"id": request.get("id"), "error": {"code": "internal",
@@ -1900,7 +2680,10 @@ class Worker:
         cwd = pw.pw_dir if os.path.isdir(pw.pw_dir) else "/"
         try:
             self.proc = subprocess.Popen(
-                [python, self.config["worker"]["program"] or os.path.abspath(__file__), "--worker"],
+                # run_path, not `python FILE`: CPython keeps a script's AST (~4 MB here) for its lifetime
+                [python, "-c", "import sys, runpy; sys.argv = sys.argv[1:]; sys.path[0] = sys.argv[0]"
+                 ".rpartition('/')[0]; runpy.run_path(sys.argv[0], run_name='__main__')",
+                 self.config["worker"]["program"] or os.path.abspath(__file__), "--worker"],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=cwd, env=env,
                 umask=0o077, close_fds=True, **ids)
         except OSError as e:
@@ -1991,7 +2774,9 @@ class WorkerPool:
 
     def call(self, user, op, args=None, **kw):
         result = self.get(user).call(op, args, **kw)
-        if isinstance(result, dict) and "unfinished" in result:
+        if op == "jobs.submit":
+            self.active.add(user)
+        elif isinstance(result, dict) and "unfinished" in result:
             (self.active.add if result["unfinished"] else self.active.discard)(user)
         elif isinstance(result, dict) and isinstance(result.get("scheduler"), dict) \
                 and "unfinished" in result["scheduler"]:
@@ -2066,7 +2851,8 @@ class Auth:
             return False
         if not self.config["server"]["multi_user"]:
             return pw.pw_name == self.daemon_user
-        return pw.pw_uid != 0 and pw.pw_uid >= self.config["auth"]["min_uid"]
+        # 65534 is nobody/nfsnobody (the overflow uid): a system account above min_uid
+        return pw.pw_uid not in (0, 65534) and pw.pw_uid >= self.config["auth"]["min_uid"]
 
     def _throttled(self, keys):
         window = self.config["auth"]["throttle_window"]
@@ -2325,7 +3111,10 @@ class App:
         if getattr(err, "conflict", None) is not None:
             body["error"]["current"] = err.conflict
         if isinstance(err, Unauthorized):
-            bottle.response.set_header("WWW-Authenticate", 'Basic realm="flight-job"')
+            # Not "Basic": a browser would prompt and then replay cached Basic
+            # credentials on cross-site requests, which carry no CSRF token.
+            # curl -u sends Basic without being asked.
+            bottle.response.set_header("WWW-Authenticate", 'Session realm="flight-job"')
         return self.json(body, err.status)
 
     def error_page(self, err, user=None, session=None):
@@ -2880,6 +3669,9 @@ def main(argv=None):
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s flightjobd[%(process)d] %(levelname)s %(message)s")
+    with contextlib.suppress(Exception):  # run as a script, this file is compiled at every start:
+        import ctypes  # give the compiler's freed memory back to the OS (glibc; ~7 MB a process)
+        ctypes.CDLL(None).malloc_trim(0)
     if args.worker:
         return worker_main()
     if args.local_job:
@@ -2933,6 +3725,8 @@ def serve(config):
     if not config["server"]["multi_user"]:
         print("flightjobd: log in as %s at %s/login?token=%s" % (a.daemon_user, base, a.auth.login_token),
               flush=True)
+    else:  # a line on stdout in both modes, for whoever waits for the start
+        print("flightjobd: serving at %s (multi-user mode)" % base, flush=True)
     try:
         server.run()
     except (KeyboardInterrupt, SystemExit):

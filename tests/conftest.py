@@ -321,3 +321,83 @@ def make_daemon(tmp_path):
     yield make
     for d in daemons:
         d.stop()
+
+
+class SlurmCluster:
+    """The real single-node test cluster of tests/slurm/cluster: munge,
+    slurmctld, slurmd, and slurmdbd with MariaDB when accounting is on."""
+
+    script = os.path.join(ROOT, "tests", "slurm", "cluster")
+
+    def __init__(self):
+        self.accounting = None
+        self.conf = None
+
+    def ensure(self, accounting=True, min_job_age=300):
+        if self.accounting == (accounting, min_job_age):
+            return self
+        argv = [self.script, "start"] + ([] if accounting else ["--no-accounting"])
+        env = dict(os.environ, FLIGHTJOB_SLURM_MINJOBAGE=str(min_job_age))
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=300, env=env)
+        if r.returncode != 0:
+            self.accounting = None
+            need(False, "the Slurm test cluster did not come up:\n" + r.stderr[-3000:])
+        self.conf = r.stdout.strip().split("SLURM_CONF=", 1)[1].split()[0]
+        self.accounting = (accounting, min_job_age)
+        return self
+
+    def scheduler(self, **extra):
+        """The [scheduler] config section for this cluster."""
+        return dict({"type": "slurm", "environment": {"SLURM_CONF": self.conf},
+                     "refresh_interval": 0, "background_refresh": 0, "timeout": 20}, **extra)
+
+    def run(self, *argv):
+        return subprocess.run(list(argv), capture_output=True, text=True, timeout=60,
+                              env=dict(os.environ, SLURM_CONF=self.conf)).stdout
+
+    def stop(self):
+        subprocess.run([self.script, "stop"], capture_output=True, timeout=120)
+        self.accounting = None
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster():
+    """The real Slurm cluster; tests call .ensure(accounting=...) first.
+    To run these outside CI: as root, with Debian's slurm-wlm, slurmdbd,
+    munge and mariadb-server installed."""
+    need(os.geteuid() == 0 and shutil.which("slurmctld") and shutil.which("slurmdbd")
+         and shutil.which("munged") and shutil.which("mysqld_safe"),
+         "Slurm tests need root and Debian's slurm-wlm, slurmdbd, munge, mariadb-server "
+         "(apt-get install them, or run with CI=true to make this a failure)")
+    cluster = SlurmCluster()
+    yield cluster
+    cluster.stop()
+
+
+class Http:
+    """A tiny HTTP client for a daemon running as a process (Basic auth)."""
+
+    def __init__(self, base, user=None, password=None):
+        self.base = base
+        self.headers = {}
+        if user:
+            token = base64.b64encode(("%s:%s" % (user, password)).encode()).decode()
+            self.headers["Authorization"] = "Basic " + token
+
+    def __call__(self, method, path, body=None, status=None):
+        import urllib.error
+        import urllib.request
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.base + path, data=data, method=method,
+                                     headers=dict(self.headers, **({"Content-Type": "application/json"} if data else {})))
+        try:
+            with urllib.request.urlopen(req, timeout=60) as r:
+                code, raw = r.status, r.read()
+        except urllib.error.HTTPError as e:
+            code, raw = e.code, e.read()
+        if status is not None:
+            assert code == status, (code, raw[:500])
+        try:
+            return json.loads(raw) if raw else None
+        except ValueError:
+            return raw

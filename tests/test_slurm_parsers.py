@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-import slurm_adapter_draft as sa
+import flightjobd as sa
 
 DATA = os.path.join(os.path.dirname(__file__), "data", "slurm")
 JOBS = json.load(open(os.path.join(DATA, "jobs.json")))
@@ -27,7 +27,7 @@ def utc_and_capture_time(monkeypatch):
     """Slurm printed these times in UTC; "now" is just after the capture."""
     monkeypatch.setenv("TZ", "UTC")
     time.tzset()
-    monkeypatch.setattr(sa, "_now", lambda: sa.iso_to_epoch("2026-11-25T15:39:10Z"))
+    monkeypatch.setattr(sa, "_now", lambda: sa.parse_iso("2026-11-25T15:39:10Z"))
     yield
     monkeypatch.undo()
     time.tzset()

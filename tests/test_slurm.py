@@ -1,0 +1,262 @@
+"""The Slurm adapter against a real single-node cluster, as real users
+through the web app and their workers. Slow jobs (the time limit) are
+submitted first, so that the waits overlap."""
+import os
+import shutil
+import tempfile
+import time
+
+import pytest
+import webtest
+
+import flightjobd
+from conftest import Http, UnixUsers, merge
+
+pytestmark = [pytest.mark.slurm, pytest.mark.root]
+
+
+class Site:
+    """One multi-user app on the cluster and one real user, logged in with
+    HTTP Basic (as curl -u would)."""
+
+    def __init__(self, runtime, cluster, user, **sections):
+        values = merge({"server": {"multi_user": True}, "worker": runtime,
+                        "scheduler": cluster.scheduler(), "templates": {"site_dirs": []}}, sections)
+        self.app = flightjobd.make_app(flightjobd.Config(values))
+        self.web = webtest.TestApp(self.app.bottle, extra_environ={"REMOTE_ADDR": "127.0.0.1"})
+        self.user = user
+        self.pages = webtest.TestApp(self.app.bottle, extra_environ={"REMOTE_ADDR": "127.0.0.1"})
+        self.pages.post_json("/api/login", {"username": user.name, "password": user.password})
+
+    def api(self, method, path, body=None, status=None):
+        call = getattr(self.web, method.lower() + ("_json" if body is not None else ""))
+        args = (path, body) if body is not None else (path,)
+        r = call(*args, headers=self.user.basic(), status=status)
+        return r.json if r.body else None
+
+    def script(self, body, directives="", template="serial"):
+        s = self.api("POST", "/api/scripts", {"template": template, "name": "slurm test"}, status=201)
+        content = "#!/bin/bash\n#SBATCH --output=job-%%j.out\n%s\n%s\n" % (directives, body)
+        self.api("PATCH", "/api/scripts/" + s["id"], {"content": content})
+        return s["id"]
+
+    def submit(self, body, directives="", answers=None):
+        return self.api("POST", "/api/jobs", {"script": self.script(body, directives),
+                                              "answers": answers or {}}, status=201)
+
+    def wait(self, job, until=flightjobd.FINISHED, timeout=120):
+        end = time.time() + timeout
+        while True:
+            job = self.api("GET", "/api/jobs/" + job["id"])
+            if job["state"] in until or time.time() > end:
+                return job
+            time.sleep(0.5)
+
+    def close(self):
+        self.app.pool.stop_all()
+
+
+@pytest.fixture(scope="module")
+def site(slurm_cluster, runtime, pam_service):
+    slurm_cluster.ensure(accounting=True)
+    users = UnixUsers()
+    s = Site(runtime, slurm_cluster, users.create())
+    s.slow = s.submit("echo start; sleep 300", answers={"time": "1"})  # a one-minute limit
+    yield s
+    s.close()
+    slurm_cluster.run("scancel", "--user", s.user.name)
+    users.remove_all()
+
+
+def test_partitions_come_from_the_scheduler(site):
+    sid = site.script("true")
+    sub = site.api("GET", "/api/scripts/%s/submission" % sid)
+    part = [q for q in sub["questions"] if q["id"] == "partition"][0]
+    assert {"debug", "long"} <= {o["value"] for o in part["options"]}
+    assert "debug (default), up to 1:00:00" in [o["label"] for o in part["options"]]
+
+
+def test_job_completes_with_accounting_details(site):
+    job = site.submit("echo hello from $SLURM_JOB_ID; sleep 2", answers={"mem": "200M"})
+    assert job["scheduler"] == "slurm" and job["scheduler_id"].isdigit()
+    assert job["command"][:2] == ["sbatch", "--parsable"] and "--mem=200M" in job["command"]
+    job = site.wait(job)
+    assert (job["state"], job["exit_code"]) == ("COMPLETED", 0)
+    assert job["started_at"] and job["ended_at"] and job["elapsed_s"] >= 2
+    assert job["requested_mem_mb"] == 200 and job["max_rss_mb"] is not None
+    out = site.web.get("/api/jobs/%s/output/stdout" % job["id"], headers=site.user.basic()).text
+    assert out == "hello from %s\n" % job["scheduler_id"]
+    files = site.api("GET", "/api/jobs/%s/files" % job["id"])["files"]
+    assert files[0]["name"] == "job-%s.out" % job["scheduler_id"]
+    assert os.stat(job["stdout_path"]).st_uid == site.user.uid  # written by the job, as the user
+    page = site.pages.get("/jobs/" + job["id"])
+    assert "Completed" in page.text and "Memory used" in page.text and "of 200 MiB requested" in page.text
+
+
+def test_nonzero_exit(site):
+    job = site.wait(site.submit("exit 3"))
+    assert (job["state"], job["exit_code"], job["reason_text"], job["raw_state"]) == ("FAILED", 3, "exit code 3", "FAILED")
+
+
+def test_out_of_memory(site):
+    """The test cluster has no cgroups: JobAcctGatherParams=OverMemoryKill
+    kills the job by SIGKILL, and sacct's MaxRSS above the request tells
+    it was memory."""
+    job = site.wait(site.submit("python3 -c 'a = bytearray(700 << 20); import time; time.sleep(20)'",
+                                answers={"mem": "100M"}))
+    assert job["state"] == "FAILED" and job["reason_text"] == "ran out of memory", job
+
+
+def test_more_memory_than_the_node_has_is_refused_at_submit(site):
+    job = site.submit("true", answers={"mem": "100000000M"})
+    assert job["state"] == "FAILED" and job["raw_state"] == "REFUSED"
+    assert "Memory specification can not be satisfied" in job["reason_text"]
+    page = site.pages.get("/jobs/" + job["id"])
+    assert "Memory specification can not be satisfied" in page.text
+
+
+def test_cancel_pending_job_with_an_estimated_start(site):
+    job = site.wait(site.submit("true", "#SBATCH --begin=now+1hour"), until=("PENDING",))
+    job = site.api("GET", "/api/jobs/" + job["id"])
+    assert job["state"] == "PENDING" and job["reason_text"] == "waiting for its start time"
+    assert flightjobd.parse_iso(job["estimated_start_at"]) > time.time() + 3000
+    job = site.api("POST", "/api/jobs/%s/cancel" % job["id"])
+    assert job["state"] == "CANCELLED" and job["started_at"] is None
+    assert site.wait(job)["reason_text"] == "cancelled by the user"
+
+
+def test_cancel_running_job(site):
+    job = site.wait(site.submit("echo up; sleep 300"), until=("RUNNING",))
+    assert job["state"] == "RUNNING" and job["started_at"]
+    site.api("DELETE", "/api/jobs/" + job["id"], status=409)
+    job = site.api("POST", "/api/jobs/%s/cancel" % job["id"])
+    job = site.wait(job)
+    assert job["state"] == "CANCELLED" and job["ended_at"]
+    page = site.pages.get("/jobs/" + job["id"])
+    assert "Time since cancellation" in page.text
+    site.api("DELETE", "/api/jobs/" + job["id"], status=204)
+
+
+def test_array_of_four_with_one_failing(site):
+    job = site.wait(site.submit('echo "task $SLURM_ARRAY_TASK_ID"; [ "$SLURM_ARRAY_TASK_ID" != 3 ] || exit 2',
+                                "#SBATCH --array=1-4\n#SBATCH --output=arr-%A_%a.out"))
+    assert job["state"] == "FAILED" and "task %s_3: exit code 2" % job["scheduler_id"] in job["reason_text"], job
+    states = {t["id"]: t["state"] for t in job["tasks"]}
+    sid = job["scheduler_id"]
+    assert states == {"%s_1" % sid: "COMPLETED", "%s_2" % sid: "COMPLETED",
+                      "%s_3" % sid: "FAILED", "%s_4" % sid: "COMPLETED"}
+    assert job["stdout_path"].endswith("arr-%s_1.out" % sid)
+    names = [f["name"] for f in site.api("GET", "/api/jobs/%s/files" % job["id"])["files"]]
+    assert {"arr-%s_%d.out" % (sid, i) for i in range(1, 5)} <= set(names)
+    assert "Array tasks" in site.pages.get("/jobs/" + job["id"]).text
+
+
+def fake_bin(name, body):
+    """A directory, reachable by the test user, holding a fake command."""
+    d = tempfile.mkdtemp(prefix="flightjob-fakebin-", dir="/tmp")
+    os.chmod(d, 0o755)
+    with open(os.path.join(d, name), "w") as f:
+        f.write("#!/bin/bash\n" + body + "\n")
+    os.chmod(os.path.join(d, name), 0o755)
+    return d
+
+
+@pytest.mark.parametrize("behaviour, words", [
+    ('echo "squeue: error: slurm_load_jobs error: Socket timed out on send/recv operation" >&2; exit 1',
+     "Socket timed out"),
+    ("sleep 60", "did not answer"),
+])
+def test_failing_or_hanging_squeue_changes_nothing(site, slurm_cluster, runtime, behaviour, words):
+    running = site.wait(site.submit("sleep 300"), until=("RUNNING",))
+    fake = fake_bin("squeue", behaviour)
+    path = fake + ":/usr/local/bin:/usr/bin:/bin"
+    broken = Site(runtime, slurm_cluster, site.user, worker={"path": path},
+                  scheduler=slurm_cluster.scheduler(timeout=2, unknown_grace=0))
+    try:
+        start = time.time()
+        listing = broken.api("GET", "/api/jobs?per_page=500")
+        assert time.time() - start < 10
+        assert listing["scheduler"]["ok"] is False and words in listing["scheduler"]["message"]
+        assert {j["id"]: j["state"] for j in listing["jobs"]}[running["id"]] == "RUNNING"
+        page = broken.pages.get("/jobs")
+        assert "The scheduler did not answer" in page.text
+        assert broken.api("GET", "/api/jobs/" + running["id"])["state"] == "RUNNING"
+    finally:
+        broken.close()
+        shutil.rmtree(fake)
+    site.api("POST", "/api/jobs/%s/cancel" % running["id"])
+    assert site.wait(running)["state"] == "CANCELLED"  # and all recovers
+
+
+def test_one_squeue_and_at_most_one_sacct_per_refresh(site, slurm_cluster):
+    sid = site.script("true", "#SBATCH --hold")
+    jobs = [site.api("POST", "/api/jobs", {"script": sid, "answers": {}}, status=201) for _ in range(50)]
+    site.api("GET", "/api/jobs")
+    before = site.app.pool.call(site.user.name, "jobs.refresh", {"force": True})
+    after = site.app.pool.call(site.user.name, "jobs.refresh", {"force": True})
+    calls = {k: after["calls"].get(k, 0) - before["calls"].get(k, 0) for k in after["calls"]}
+    assert calls.get("squeue") == 1 and calls.get("sacct", 0) <= 1 and sum(calls.values()) <= 2, calls
+    assert after["unfinished"] >= 50
+    held = site.api("GET", "/api/jobs/" + jobs[0]["id"])
+    assert held["state"] == "PENDING" and held["reason_text"] == "held by the user"
+    slurm_cluster.run("scancel", *[j["scheduler_id"] for j in jobs])
+
+
+def test_time_limit(site):
+    job = site.wait(site.slow, timeout=150)
+    assert (job["state"], job["raw_state"], job["reason_text"]) == ("FAILED", "TIMEOUT", "ran out of time")
+
+
+def daemon_flow(make_daemon, runtime, slurm_cluster, user, **scheduler):
+    d = make_daemon(server={"multi_user": True}, worker=runtime,
+                    storage={"state_dir": "~/.local/share/flight-job"},
+                    scheduler=slurm_cluster.scheduler(**scheduler))
+    http = Http(d.url, user.name, user.password)
+    s = http("POST", "/api/scripts", {"template": "serial"}, status=201)
+    http("PATCH", "/api/scripts/" + s["id"], {"content": "#!/bin/bash\nsleep 2\nexit 5\n"}, status=200)
+    return d, http, http("POST", "/api/jobs", {"script": s["id"], "answers": {}}, status=201)
+
+
+def test_job_that_ends_while_the_daemon_is_stopped(site, make_daemon, runtime, slurm_cluster):
+    d, http, job = daemon_flow(make_daemon, runtime, slurm_cluster, site.user)
+    d.stop()
+    time.sleep(8)
+    d.start()
+    job = http("GET", "/api/jobs/" + job["id"])
+    assert (job["state"], job["exit_code"], job["reason_text"]) == ("FAILED", 5, "exit code 5")
+
+
+# without accounting (the cluster is restarted without slurmdbd)
+
+
+@pytest.fixture(scope="module")
+def plain_site(site, slurm_cluster, runtime):
+    slurm_cluster.ensure(accounting=False, min_job_age=10)
+    s = Site(runtime, slurm_cluster, site.user)
+    yield s
+    s.close()
+
+
+def test_without_accounting_states_come_from_squeue(plain_site):
+    job = plain_site.wait(plain_site.submit("echo hi; exit 3"))
+    assert (job["state"], job["exit_code"]) == ("FAILED", 3)
+    calls = plain_site.app.pool.call(plain_site.user.name, "jobs.refresh", {"force": True})["calls"]
+    assert calls.get("squeue", 0) >= 1 and "sacct" not in calls
+
+
+def test_without_accounting_a_stopped_daemon_still_gets_the_true_state(plain_site, make_daemon, runtime, slurm_cluster):
+    d, http, job = daemon_flow(make_daemon, runtime, slurm_cluster, plain_site.user)
+    d.stop()
+    time.sleep(5)  # the job ends; Slurm keeps it MinJobAge (10 s)
+    d.start()
+    job = http("GET", "/api/jobs/" + job["id"])
+    assert (job["state"], job["exit_code"]) == ("FAILED", 5)
+
+
+def test_background_refresh_catches_the_end_before_slurm_forgets(plain_site, make_daemon, runtime, slurm_cluster):
+    d, http, job = daemon_flow(make_daemon, runtime, slurm_cluster, plain_site.user,
+                               background_refresh=1, unknown_grace=0)
+    time.sleep(16)  # nobody looks: the job ends and Slurm forgets it (MinJobAge 10 s)
+    assert slurm_cluster.run("squeue", "--noheader", "--jobs", job["scheduler_id"]).strip() == ""
+    job = http("GET", "/api/jobs/" + job["id"])
+    assert (job["state"], job["exit_code"]) == ("FAILED", 5)
