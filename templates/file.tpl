@@ -32,7 +32,7 @@
 <p class="muted">Showing the first {{human_size(len(piece['text'].encode()))}}; download for the whole file.</p>
 % end
 % if piece['text']:
-<pre class="code" tabindex="0" aria-label="Contents of {{path}}">{{piece['text']}}</pre>
+<pre class="code" tabindex="0" role="region" aria-label="Contents of {{path}}">{{piece['text']}}</pre>
 % else:
 <p class="notice">This file is empty.</p>
 % end

@@ -44,15 +44,13 @@
   <time datetime="{{job['started_at']}}" title="{{job['started_at']}}" data-ago>{{ago(job['started_at'])}}</time>
   % end
   </dd></div>
-  <div data-row="ended_at"{{!'' if job.get('ended_at') else ' hidden'}}><dt>{{'Cancelled' if job['state'] == 'CANCELLED' else 'Ended'}}</dt><dd data-field="ended_at">
+  <div data-row="ended_at"{{!'' if job.get('ended_at') else ' hidden'}}><dt>{{'Time since cancellation' if job['state'] == 'CANCELLED' else 'Ended'}}</dt><dd data-field="ended_at">
   % if job.get('ended_at'):
   <time datetime="{{job['ended_at']}}" title="{{job['ended_at']}}" data-ago>{{ago(job['ended_at'])}}</time>
   % end
   </dd></div>
   % if job['state'] in ('COMPLETED', 'FAILED') and job.get('ended_at') and job.get('submitted_at'):
   <div><dt>Time to completion</dt><dd>{{duration(seconds_between(job['submitted_at'], job['ended_at']))}}</dd></div>
-  % elif job['state'] == 'CANCELLED' and job.get('ended_at'):
-  <div><dt>Time since cancellation</dt><dd><time datetime="{{job['ended_at']}}" title="{{job['ended_at']}}" data-ago>{{ago(job['ended_at'])}}</time></dd></div>
   % end
   % if job.get('elapsed_s') is not None:
   <div><dt>Run time</dt><dd>{{duration(job['elapsed_s'])}}{{(' of ' + job['time_limit'] + ' allowed') if job.get('time_limit') else ''}}</dd></div>
@@ -106,7 +104,7 @@
   % if text and text['size'] > len(text['data']) * 3 // 4:
   <p class="muted">Showing the last part of {{human_size(text['size'])}}.</p>
   % end
-  <pre class="code output" tabindex="0" aria-labelledby="{{which}}-h" data-follow="{{which}}" data-job="{{job['id']}}">{{text['text'] if text else ''}}</pre>
+  <pre class="code output" tabindex="0" role="region" aria-labelledby="{{which}}-h" data-follow="{{which}}" data-job="{{job['id']}}">{{text['text'] if text else ''}}</pre>
 </section>
 % end
 % end
@@ -143,9 +141,11 @@
 <p class="muted">No results directory to show.</p>
 % end
 % end
-<section aria-labelledby="script-h">
+<section class="submitted" aria-labelledby="script-h">
 <h2 id="script-h">Submitted script</h2>
-<pre class="code numbered" tabindex="0" aria-labelledby="script-h"><code>{{!''.join('<span class="line">%s\n</span>' % line for line in __import__('html').escape(job.get('script_content') or '').split('\n'))}}</code></pre>
+<details>
+<summary>Show the exact script and answers this job was submitted with</summary>
+<pre class="code numbered" tabindex="0" role="region" aria-labelledby="script-h"><code>{{!''.join('<span class="line">%s\n</span>' % line for line in __import__('html').escape(job.get('script_content') or '').split('\n'))}}</code></pre>
 % if job.get('answers'):
 <h3>Submission answers</h3>
 <dl class="facts">
@@ -154,5 +154,6 @@
 % end
 </dl>
 % end
+</details>
 </section>
 </div>

@@ -36,7 +36,7 @@
   % end
   </div>
   % if edit == 'content':
-  <form method="post" action="/scripts/{{script['id']}}/edit">
+  <form method="post" action="/scripts/{{script['id']}}/edit" data-warn-unsaved>
     <input type="hidden" name="csrf" value="{{page['csrf']}}"><input type="hidden" name="field" value="content">
     <input type="hidden" name="etag" value="{{script['etag']}}">
     <label for="text" class="visually-hidden">Script content</label>
@@ -49,7 +49,7 @@
   % if conflict:
   <h3>Saved version</h3>
   % end
-  <pre class="code numbered"><code>{{!''.join('<span class="line">%s\n</span>' % line for line in __import__('html').escape(script['content']).split('\n'))}}</code></pre>
+  <pre class="code numbered" tabindex="0" role="region" aria-labelledby="script-h"><code>{{!''.join('<span class="line">%s\n</span>' % line for line in __import__('html').escape(script['content']).split('\n'))}}</code></pre>
   % end
 </section>
 <section class="notes" aria-labelledby="notes-h">
@@ -59,7 +59,7 @@
   % end
   </div>
   % if edit == 'notes':
-  <form method="post" action="/scripts/{{script['id']}}/edit">
+  <form method="post" action="/scripts/{{script['id']}}/edit" data-warn-unsaved>
     <input type="hidden" name="csrf" value="{{page['csrf']}}"><input type="hidden" name="field" value="notes">
     <input type="hidden" name="etag" value="{{script['etag']}}">
     <label for="text" class="visually-hidden">Notes</label>

@@ -107,6 +107,7 @@
       timer = null;
       if (document.hidden) { schedule(); return; }
       step().then(function (changed) {
+        tickTimes();  // keep every relative time on the page in step
         if (changed === null) { return; }
         delay = changed ? MIN_DELAY : Math.min(delay * 2, MAX_DELAY);
         schedule();
@@ -329,6 +330,17 @@
     area.addEventListener("blur", function () { escaped = false; });
   }
 
+  /* ---- not losing an edit by leaving the page ---------------------------- */
+
+  function warnUnsaved(form) {
+    var dirty = false;
+    form.addEventListener("input", function () { dirty = true; });
+    form.addEventListener("submit", function () { dirty = false; });
+    window.addEventListener("beforeunload", function (event) {
+      if (dirty) { event.preventDefault(); event.returnValue = ""; }
+    });
+  }
+
   /* ---- start ------------------------------------------------------------ */
 
   function start() {
@@ -336,12 +348,13 @@
     $all(".js-hide").forEach(function (el) { el.hidden = true; });
     $all(".js-only").forEach(function (el) { el.hidden = false; });
     tickTimes();
-    setInterval(tickTimes, 15000);
+    setInterval(tickTimes, 5000);
     $all("table[data-live-jobs]").forEach(liveJobsList);
     $all("[data-live-job]").forEach(liveJob);
     $all("pre[data-follow][data-job]").forEach(follow);
     $all("form").forEach(askWhen);
     $all("textarea[data-keep-tabs]").forEach(keepTabs);
+    $all("form[data-warn-unsaved]").forEach(warnUnsaved);
   }
 
   if (document.readyState === "loading") {

@@ -12,6 +12,14 @@ pytestmark = pytest.mark.e2e
 SLEEP = "sleep 3\necho 'all done'"
 
 
+def wait_finished(page, text, timeout=40000):
+    """The badge changes live; then the page reloads itself once, after
+    which the server-rendered Remove button is there."""
+    expect(page.locator("h1 .badge")).to_have_text(text, timeout=timeout)
+    expect(page.locator("a.button:has-text('Remove')")).to_be_visible()
+    page.wait_for_load_state()
+
+
 def test_login_form_home_and_logout(site):
     page = site.page
     site.go("/jobs")  # not logged in: sent to the login form, coming back after
@@ -136,7 +144,7 @@ def test_submit_with_questions_and_watch_it_complete(logged_in):
 
     page.click("button[value=review]")
     expect(page.locator("h1")).to_have_text("Summary")
-    expect(page.locator(".facts")).to_contain_text("--time=0-00:10:00")
+    expect(page.locator(".facts").first).to_contain_text("--time=0-00:10:00")
     site.check_a11y("summary")
     site.shot("11-summary")
 
@@ -151,12 +159,12 @@ def test_submit_with_questions_and_watch_it_complete(logged_in):
     # then reloads once by itself so the results appear.
     expect(page.locator("[data-live-job]")).to_have_attribute("data-state", "RUNNING", timeout=10000)
     expect(badge).to_have_text("Running")
-    expect(badge).to_have_text("Completed", timeout=40000)
+    wait_finished(page, "Completed")
     job_id = page.url.rsplit("/", 1)[1]
     assert page.evaluate("sessionStorage.getItem('flightjob-reloaded-%s')" % job_id) == "COMPLETED"
     expect(page.locator("pre[data-follow=stdout]")).to_contain_text("all done")
     expect(page.locator("[data-field=exit_code]")).to_have_text("0")
-    expect(page.locator(".facts")).to_contain_text("Time to completion")
+    expect(page.locator(".facts").first).to_contain_text("Time to completion")
     site.check_a11y("job, completed")
     site.shot("13-job-completed")
 
@@ -212,7 +220,7 @@ def test_cancel_a_job_and_remove_it(logged_in):
     page.click("text=Cancel job")
     expect(page.locator("h1 .badge")).to_have_text("Cancelled")
     assert "Cancel job" in questions[0]
-    expect(page.locator(".facts")).to_contain_text("Time since cancellation")
+    expect(page.locator(".facts").first).to_contain_text("Time since cancellation")
     expect(page.locator("main")).to_contain_text("no results to show")
     site.check_a11y("job, cancelled")
     site.shot("17-job-cancelled")
@@ -234,7 +242,7 @@ def test_a_failed_job_says_why(logged_in):
     script = site.make_script("Broken", "exit 3")
     job = site.submit(script["id"])
     site.go("/jobs/%s" % job["id"])
-    expect(page.locator("h1 .badge")).to_have_text("Failed", timeout=40000)
+    wait_finished(page, "Failed")
     expect(page.locator("p.error")).to_contain_text("3")
     expect(page.locator("[data-field=exit_code]")).to_have_text("3")
     site.check_a11y("job, failed")
@@ -285,7 +293,7 @@ def test_phone_sized_pages(logged_in):
     script = site.make_script("On the go", "exit 0")
     job = site.submit(script["id"])
     site.go("/jobs/%s" % job["id"])
-    expect(page.locator("h1 .badge")).to_have_text("Completed", timeout=40000)
+    wait_finished(page, "Completed")
     width = page.evaluate("document.documentElement.scrollWidth")
     assert width <= 400, "the job page scrolls sideways on a phone (%dpx)" % width
     site.check_a11y("job on a phone")
@@ -296,3 +304,62 @@ def test_phone_sized_pages(logged_in):
     width = page.evaluate("document.documentElement.scrollWidth")
     assert width <= 400, "the script page scrolls sideways on a phone (%dpx)" % width
     site.shot("22-phone-script")
+
+
+def test_everything_works_without_javascript(site, browser):
+    """The same flows with JavaScript off: the fallback buttons and the
+    confirmation pages do the work."""
+    context = browser.new_context(java_script_enabled=False, viewport={"width": 1280, "height": 860})
+    page = context.new_page()
+    site.page = page
+    try:
+        site.login()
+        site.go("/templates/serial/create")
+        update = page.locator("button[value=update]")
+        expect(update).to_be_visible()
+        expect(page.locator("#field-email")).to_be_hidden()
+        page.fill("#name", "No script here")
+        page.check("#q_notify")
+        update.click()  # the server shows the questions that now apply
+        expect(page.locator("#field-email")).to_be_visible()
+        expect(page.locator("#name")).to_have_value("No script here")
+        page.fill("#q_email", "me@example.org")
+        page.click("button[value=create]")
+        expect(page.locator("h1")).to_have_text("No script here")
+        script_url = page.url
+
+        page.click("a:has-text('Submit')")
+        page.click("button[value=review]")
+        page.click("button[value=submit]")
+        expect(page.locator("h1 .badge")).to_be_visible()
+        page.click("a:has-text('Cancel job')")  # a confirmation page, then the real thing
+        expect(page.locator("h1")).to_have_text("Cancel job")
+        page.click("button:has-text('Cancel')")
+        expect(page.locator("h1 .badge")).to_have_text(re.compile("Cancelled|Completed"))
+        page.click("a:has-text('Remove')")
+        page.click("button:has-text('Remove')")
+        expect(page).to_have_url(site.url + "/jobs")
+
+        page.goto(script_url)
+        page.click("a:has-text('Delete')")
+        expect(page.locator("h1")).to_have_text("Delete script")
+        page.click("button:has-text('Delete')")
+        expect(page).to_have_url(site.url + "/scripts")
+        expect(page.locator(".empty")).to_be_visible()
+    finally:
+        context.close()
+
+
+def test_a_running_jobs_output_is_followed(logged_in):
+    site, page = logged_in, logged_in.page
+    script = site.make_script("Chatty", "sleep 20")
+    job = site.submit(script["id"])
+    site.go("/jobs/%s" % job["id"])
+    page.evaluate("window.notReloaded = true")
+    output = page.locator("pre[data-follow=stdout]")
+    expect(page.locator("[data-following]")).to_be_visible()
+    expect(output).to_contain_text("Step 3 of 3", timeout=20000)
+    assert page.evaluate("window.notReloaded") is True
+    expect(page.locator("h1 .badge")).to_have_text("Running")
+    site.shot("12-job-following")
+    site.api("POST", "/api/jobs/%s/cancel" % job["id"])
