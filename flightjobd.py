@@ -899,259 +899,6 @@ def job_outputs(script, options, job_id, user, home, tasks=None):
             "stderr_path": where(err_pattern), "job_name": name}
 
 
-def machine_memory_mb():
-    with open("/proc/meminfo") as f:
-        for line in f:
-            if line.startswith("MemTotal:"):
-                return int(line.split()[1]) // 1024
-    return 0
-
-
-class LocalScheduler:
-    """Runs jobs as the user's own detached processes on this machine, with
-    Slurm's directives as far as one machine allows. Each job has a
-    directory local/N with spec.json (what to run) and status.json (written
-    by the job's supervisor, so a job that ends while the daemon is down
-    still has its exact state)."""
-
-    name = "local"
-    IGNORED = {"partition": "the local scheduler has one partition, 'local'",
-               "account": "accounts do not apply to the local scheduler",
-               "mem": "memory is not limited by the local scheduler",
-               "gpus": "GPUs are not allocated by the local scheduler",
-               "exclusive": "the local scheduler does not reserve the machine",
-               "mail-user": "the local scheduler sends no email",
-               "mail-type": "the local scheduler sends no email"}
-
-    def __init__(self, state_dir, python, user, timeout=20):
-        self.root = os.path.join(state_dir, "local")
-        self.python = python
-        self.user = user
-        self.timeout = timeout
-        self.counters = {}
-
-    def available(self):
-        return True
-
-    def info(self):
-        return {"partitions": [{"name": "local", "default": True, "max_time": None,
-                                "nodes": 1, "cpus": os.cpu_count() or 1,
-                                "memory_mb": machine_memory_mb(), "state": "up"}],
-                "accounts": []}
-
-    def command(self, script_path, options):
-        return ["bash", script_path]
-
-    def notes(self, script, options):
-        """What this scheduler cannot honour, in words, for the summary."""
-        opts = effective_options(script, options)
-        notes = ["%s (--%s%s)" % (why, k, "" if opts[k] is True else "=%s" % opts[k])
-                 for k, why in self.IGNORED.items() if k in opts and opts[k] not in ("local", False)]
-        for key in ("nodes", "ntasks"):
-            if str(opts.get(key, "1")) not in ("1", "1-1"):
-                notes.append("the local scheduler runs one task on one node (--%s=%s)" % (key, opts[key]))
-        return notes
-
-    def submit(self, script_path, options, cwd):
-        with open(script_path, encoding="utf-8") as f:
-            script = f.read()
-        opts = effective_options(script, options)
-        limit = None
-        if opts.get("time") not in (None, True):
-            try:
-                limit = time_limit_seconds(opts["time"])
-            except ValueError:
-                raise SchedulerRefused("Invalid time limit specification: %s" % opts["time"])
-        if opts.get("mem") not in (None, True):
-            wanted = parse_mem(str(opts["mem"]).upper().rstrip("B"))
-            if wanted is None:
-                raise SchedulerRefused("Invalid --mem specification: %s" % opts["mem"])
-            if wanted > machine_memory_mb():
-                raise SchedulerRefused(
-                    "Memory specification can not be satisfied: asked for %dM, "
-                    "this machine has %dM." % (wanted, machine_memory_mb()))
-        cpus = opts.get("cpus-per-task", "1")
-        if not str(cpus).isdigit() or int(cpus) > (os.cpu_count() or 1):
-            raise SchedulerRefused("Requested node configuration is not available: "
-                                   "%s CPUs per task, this machine has %d."
-                                   % (cpus, os.cpu_count() or 1))
-        tasks = None
-        if opts.get("array") not in (None, True):
-            try:
-                tasks = array_tasks(opts["array"])
-            except ValueError as e:
-                raise SchedulerRefused("Invalid job array specification: %s" % e)
-        os.makedirs(self.root, 0o700, exist_ok=True)
-        with locked(os.path.join(self.root, ".lock")):
-            counter = os.path.join(self.root, "next_id")
-            try:
-                with open(counter) as f:
-                    number = int(f.read().strip() or 1)
-            except (OSError, ValueError):
-                number = 1
-            while os.path.exists(os.path.join(self.root, str(number))):
-                number += 1
-            atomic_write(counter, "%d\n" % (number + 1))
-            jobdir = os.path.join(self.root, str(number))
-            os.mkdir(jobdir, 0o700)
-        with open(os.path.join(jobdir, "script.sh"), "w", encoding="utf-8") as f:
-            f.write(script)
-        home = os.path.expanduser("~")
-        spec = {"format": FORMAT, "id": str(number), "user": self.user, "cwd": cwd,
-                "time_limit": limit, "tasks": tasks, "cpus": int(cpus),
-                "outputs": [job_outputs(script, options, number, self.user, home, [t] if tasks else None)
-                            for t in (tasks or [None])]}
-        write_json(os.path.join(jobdir, "spec.json"), spec)
-        self._bump("submit")
-        subprocess.Popen([self.python, os.path.abspath(__file__), "--local-job", jobdir],
-                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                         stderr=subprocess.DEVNULL, cwd=home, start_new_session=True,
-                         close_fds=True)
-        return str(number)
-
-    def _bump(self, what):
-        self.counters[what] = self.counters.get(what, 0) + 1
-
-    def status(self, ids):
-        self._bump("status")
-        found = {}
-        for sid in ids:
-            jobdir = os.path.join(self.root, check_id(str(sid), "local job"))
-            try:
-                status = read_json(os.path.join(jobdir, "status.json"))
-            except (OSError, ValueError):
-                if os.path.exists(os.path.join(jobdir, "spec.json")):
-                    found[sid] = {"state": "PENDING", "raw_state": "PENDING",
-                                  "reason": "Starting", "reason_text": "starting"}
-                continue
-            if status["state"] in UNFINISHED and not _alive(status.get("supervisor"), jobdir):
-                status.update(state="FAILED", raw_state="NODE_FAIL", reason="SupervisorDied",
-                              reason_text="the job's supervising process ended unexpectedly",
-                              ended_at=status.get("ended_at") or now_iso())
-            found[sid] = status
-        return found
-
-    def cancel(self, sid):
-        self._bump("cancel")
-        jobdir = os.path.join(self.root, check_id(str(sid), "local job"))
-        if not os.path.isdir(jobdir):
-            raise NotFound("The scheduler does not know job %s." % sid)
-        atomic_write(os.path.join(jobdir, "cancel"), now_iso())
-        try:
-            status = read_json(os.path.join(jobdir, "status.json"))
-        except (OSError, ValueError):
-            return  # not started yet: the supervisor sees the marker first
-        if status.get("pgid") and status["state"] in UNFINISHED:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(status["pgid"], signal.SIGTERM)
-
-
-def _alive(pid, jobdir):
-    """Whether pid is still the supervisor of jobdir (pids get reused)."""
-    try:
-        with open("/proc/%d/cmdline" % int(pid), "rb") as f:
-            return jobdir.encode() in f.read()
-    except (OSError, TypeError, ValueError):
-        return False
-
-
-def local_job_main(jobdir):
-    """The supervisor of one local job: runs each task of the job in its own
-    process group with the job's time limit, and records the outcome in
-    status.json. Started detached by LocalScheduler.submit."""
-    spec = read_json(os.path.join(jobdir, "spec.json"))
-    status_path = os.path.join(jobdir, "status.json")
-    status = {"format": FORMAT, "state": "RUNNING", "raw_state": "RUNNING", "reason": "None",
-              "reason_text": "", "supervisor": os.getpid(), "started_at": now_iso(),
-              "exit_code": None, "ended_at": None, "tasks": []}
-    cancelled = lambda: os.path.exists(os.path.join(jobdir, "cancel"))  # noqa: E731
-    if cancelled():
-        status.update(state="CANCELLED", raw_state="CANCELLED", reason="CancelledByUser",
-                      reason_text="cancelled before it started", started_at=None, ended_at=now_iso())
-        write_json(status_path, status)
-        return 0
-    write_json(status_path, status)
-    signal.signal(signal.SIGTERM, lambda *a: None)  # a cancel is for the job, not us
-    deadline = time.time() + spec["time_limit"] if spec["time_limit"] is not None else None
-    env = dict(os.environ, SLURM_JOB_ID=spec["id"], SLURM_JOBID=spec["id"],
-               SLURM_SUBMIT_DIR=spec["cwd"], SLURM_CPUS_PER_TASK=str(spec["cpus"]),
-               SLURM_NTASKS="1", SLURM_JOB_NUM_NODES="1", SLURM_NNODES="1",
-               SLURM_JOB_NODELIST=os.uname().nodename.split(".")[0],
-               SLURM_JOB_PARTITION="local")
-    outcome = ("COMPLETED", "COMPLETED", "", 0)
-    for task, out in zip(spec["tasks"] or [None], spec["outputs"]):
-        env["SLURM_JOB_NAME"] = out["job_name"]
-        if task is not None:
-            env.update(SLURM_ARRAY_JOB_ID=spec["id"], SLURM_ARRAY_TASK_ID=str(task))
-        result = _run_local_task(jobdir, out, env, deadline, status, status_path, cancelled)
-        if task is not None:
-            status["tasks"].append({"id": "%s_%s" % (spec["id"], task), "state": result[0],
-                                    "raw_state": result[1], "exit_code": result[3],
-                                    "reason_text": result[2]})
-        if result[0] != "COMPLETED" and outcome[0] == "COMPLETED":
-            outcome = result if task is None else (
-                result[0], result[1], "task %s: %s" % (task, result[2]), result[3])
-        if result[1] in ("TIMEOUT", "CANCELLED"):
-            break
-    state, raw, text, code = outcome
-    status.update(state=state, raw_state=raw, reason_text=text, exit_code=code,
-                  ended_at=now_iso(), pgid=None,
-                  reason={"COMPLETED": "None", "TIMEOUT": "TimeLimit", "CANCELLED": "CancelledByUser",
-                          "FAILED": "NonZeroExitCode"}.get(raw, raw))
-    write_json(status_path, status)
-    return 0
-
-
-def _run_local_task(jobdir, out, env, deadline, status, status_path, cancelled):
-    """Run one task; (state, raw_state, reason_text, exit_code)."""
-    try:
-        os.makedirs(os.path.dirname(out["stdout_path"]), exist_ok=True)
-        stdout = open(out["stdout_path"], "ab")
-        stderr = stdout if out["stderr_path"] == out["stdout_path"] else open(out["stderr_path"], "ab")
-        proc = subprocess.Popen(["/bin/bash", os.path.join(jobdir, "script.sh")],
-                                stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr,
-                                cwd=out["results_dir"], env=env, start_new_session=True)
-    except OSError as e:
-        return ("FAILED", "FAILED", "could not start: %s" % (e.strerror or e), None)
-    status["pgid"] = proc.pid
-    write_json(status_path, status)
-    timed_out = False
-    while proc.poll() is None:
-        if deadline is not None and time.time() >= deadline and not timed_out:
-            timed_out = True
-            _stop_group(proc)
-        elif cancelled():
-            _stop_group(proc)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(0.2)
-    _stop_group(proc, grace=0)  # leftovers of the task's process group
-    stdout.close()
-    if stderr is not stdout:
-        stderr.close()
-    code = proc.returncode
-    if timed_out:
-        return ("FAILED", "TIMEOUT", "ran out of time", None)
-    if cancelled():
-        return ("CANCELLED", "CANCELLED", "cancelled by the user", None)
-    if code == 0:
-        return ("COMPLETED", "COMPLETED", "", 0)
-    if code < 0:
-        return ("FAILED", "FAILED", "killed by signal %d" % -code, 128 - code)
-    return ("FAILED", "FAILED", "exit code %d" % code, code)
-
-
-def _stop_group(proc, grace=5):
-    """SIGTERM a task's process group, then SIGKILL after grace seconds."""
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    end = time.time() + grace
-    while grace and proc.poll() is None and time.time() < end:
-        time.sleep(0.1)
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-
-
 # Slurm job state -> flightjobd state.  Requeued/held jobs wait again, so they
 # are PENDING; anything holding resources is RUNNING (the page shows raw_state
 # for SUSPENDED, COMPLETING, CONFIGURING...).
@@ -1925,6 +1672,259 @@ class SlurmScheduler:
         return rollup([(r["id"], _status(r, self.owner)) for r in tasks])
 
 
+def machine_memory_mb():
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) // 1024
+    return 0
+
+
+class LocalScheduler:
+    """Runs jobs as the user's own detached processes on this machine, with
+    Slurm's directives as far as one machine allows. Each job has a
+    directory local/N with spec.json (what to run) and status.json (written
+    by the job's supervisor, so a job that ends while the daemon is down
+    still has its exact state)."""
+
+    name = "local"
+    IGNORED = {"partition": "the local scheduler has one partition, 'local'",
+               "account": "accounts do not apply to the local scheduler",
+               "mem": "memory is not limited by the local scheduler",
+               "gpus": "GPUs are not allocated by the local scheduler",
+               "exclusive": "the local scheduler does not reserve the machine",
+               "mail-user": "the local scheduler sends no email",
+               "mail-type": "the local scheduler sends no email"}
+
+    def __init__(self, state_dir, python, user, timeout=20):
+        self.root = os.path.join(state_dir, "local")
+        self.python = python
+        self.user = user
+        self.timeout = timeout
+        self.counters = {}
+
+    def available(self):
+        return True
+
+    def info(self):
+        return {"partitions": [{"name": "local", "default": True, "max_time": None,
+                                "nodes": 1, "cpus": os.cpu_count() or 1,
+                                "memory_mb": machine_memory_mb(), "state": "up"}],
+                "accounts": []}
+
+    def command(self, script_path, options):
+        return ["bash", script_path]
+
+    def notes(self, script, options):
+        """What this scheduler cannot honour, in words, for the summary."""
+        opts = effective_options(script, options)
+        notes = ["%s (--%s%s)" % (why, k, "" if opts[k] is True else "=%s" % opts[k])
+                 for k, why in self.IGNORED.items() if k in opts and opts[k] not in ("local", False)]
+        for key in ("nodes", "ntasks"):
+            if str(opts.get(key, "1")) not in ("1", "1-1"):
+                notes.append("the local scheduler runs one task on one node (--%s=%s)" % (key, opts[key]))
+        return notes
+
+    def submit(self, script_path, options, cwd):
+        with open(script_path, encoding="utf-8") as f:
+            script = f.read()
+        opts = effective_options(script, options)
+        limit = None
+        if opts.get("time") not in (None, True):
+            try:
+                limit = time_limit_seconds(opts["time"])
+            except ValueError:
+                raise SchedulerRefused("Invalid time limit specification: %s" % opts["time"])
+        if opts.get("mem") not in (None, True):
+            wanted = parse_mem(str(opts["mem"]).upper().rstrip("B"))
+            if wanted is None:
+                raise SchedulerRefused("Invalid --mem specification: %s" % opts["mem"])
+            if wanted > machine_memory_mb():
+                raise SchedulerRefused(
+                    "Memory specification can not be satisfied: asked for %dM, "
+                    "this machine has %dM." % (wanted, machine_memory_mb()))
+        cpus = opts.get("cpus-per-task", "1")
+        if not str(cpus).isdigit() or int(cpus) > (os.cpu_count() or 1):
+            raise SchedulerRefused("Requested node configuration is not available: "
+                                   "%s CPUs per task, this machine has %d."
+                                   % (cpus, os.cpu_count() or 1))
+        tasks = None
+        if opts.get("array") not in (None, True):
+            try:
+                tasks = array_tasks(opts["array"])
+            except ValueError as e:
+                raise SchedulerRefused("Invalid job array specification: %s" % e)
+        os.makedirs(self.root, 0o700, exist_ok=True)
+        with locked(os.path.join(self.root, ".lock")):
+            counter = os.path.join(self.root, "next_id")
+            try:
+                with open(counter) as f:
+                    number = int(f.read().strip() or 1)
+            except (OSError, ValueError):
+                number = 1
+            while os.path.exists(os.path.join(self.root, str(number))):
+                number += 1
+            atomic_write(counter, "%d\n" % (number + 1))
+            jobdir = os.path.join(self.root, str(number))
+            os.mkdir(jobdir, 0o700)
+        with open(os.path.join(jobdir, "script.sh"), "w", encoding="utf-8") as f:
+            f.write(script)
+        home = os.path.expanduser("~")
+        spec = {"format": FORMAT, "id": str(number), "user": self.user, "cwd": cwd,
+                "time_limit": limit, "tasks": tasks, "cpus": int(cpus),
+                "outputs": [job_outputs(script, options, number, self.user, home, [t] if tasks else None)
+                            for t in (tasks or [None])]}
+        write_json(os.path.join(jobdir, "spec.json"), spec)
+        self._bump("submit")
+        subprocess.Popen([self.python, os.path.abspath(__file__), "--local-job", jobdir],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL, cwd=home, start_new_session=True,
+                         close_fds=True)
+        return str(number)
+
+    def _bump(self, what):
+        self.counters[what] = self.counters.get(what, 0) + 1
+
+    def status(self, ids):
+        self._bump("status")
+        found = {}
+        for sid in ids:
+            jobdir = os.path.join(self.root, check_id(str(sid), "local job"))
+            try:
+                status = read_json(os.path.join(jobdir, "status.json"))
+            except (OSError, ValueError):
+                if os.path.exists(os.path.join(jobdir, "spec.json")):
+                    found[sid] = {"state": "PENDING", "raw_state": "PENDING",
+                                  "reason": "Starting", "reason_text": "starting"}
+                continue
+            if status["state"] in UNFINISHED and not _alive(status.get("supervisor"), jobdir):
+                status.update(state="FAILED", raw_state="NODE_FAIL", reason="SupervisorDied",
+                              reason_text="the job's supervising process ended unexpectedly",
+                              ended_at=status.get("ended_at") or now_iso())
+            found[sid] = status
+        return found
+
+    def cancel(self, sid):
+        self._bump("cancel")
+        jobdir = os.path.join(self.root, check_id(str(sid), "local job"))
+        if not os.path.isdir(jobdir):
+            raise NotFound("The scheduler does not know job %s." % sid)
+        atomic_write(os.path.join(jobdir, "cancel"), now_iso())
+        try:
+            status = read_json(os.path.join(jobdir, "status.json"))
+        except (OSError, ValueError):
+            return  # not started yet: the supervisor sees the marker first
+        if status.get("pgid") and status["state"] in UNFINISHED:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(status["pgid"], signal.SIGTERM)
+
+
+def _alive(pid, jobdir):
+    """Whether pid is still the supervisor of jobdir (pids get reused)."""
+    try:
+        with open("/proc/%d/cmdline" % int(pid), "rb") as f:
+            return jobdir.encode() in f.read()
+    except (OSError, TypeError, ValueError):
+        return False
+
+
+def local_job_main(jobdir):
+    """The supervisor of one local job: runs each task of the job in its own
+    process group with the job's time limit, and records the outcome in
+    status.json. Started detached by LocalScheduler.submit."""
+    spec = read_json(os.path.join(jobdir, "spec.json"))
+    status_path = os.path.join(jobdir, "status.json")
+    status = {"format": FORMAT, "state": "RUNNING", "raw_state": "RUNNING", "reason": "None",
+              "reason_text": "", "supervisor": os.getpid(), "started_at": now_iso(),
+              "exit_code": None, "ended_at": None, "tasks": []}
+    cancelled = lambda: os.path.exists(os.path.join(jobdir, "cancel"))  # noqa: E731
+    if cancelled():
+        status.update(state="CANCELLED", raw_state="CANCELLED", reason="CancelledByUser",
+                      reason_text="cancelled before it started", started_at=None, ended_at=now_iso())
+        write_json(status_path, status)
+        return 0
+    write_json(status_path, status)
+    signal.signal(signal.SIGTERM, lambda *a: None)  # a cancel is for the job, not us
+    deadline = time.time() + spec["time_limit"] if spec["time_limit"] is not None else None
+    env = dict(os.environ, SLURM_JOB_ID=spec["id"], SLURM_JOBID=spec["id"],
+               SLURM_SUBMIT_DIR=spec["cwd"], SLURM_CPUS_PER_TASK=str(spec["cpus"]),
+               SLURM_NTASKS="1", SLURM_JOB_NUM_NODES="1", SLURM_NNODES="1",
+               SLURM_JOB_NODELIST=os.uname().nodename.split(".")[0],
+               SLURM_JOB_PARTITION="local")
+    outcome = ("COMPLETED", "COMPLETED", "", 0)
+    for task, out in zip(spec["tasks"] or [None], spec["outputs"]):
+        env["SLURM_JOB_NAME"] = out["job_name"]
+        if task is not None:
+            env.update(SLURM_ARRAY_JOB_ID=spec["id"], SLURM_ARRAY_TASK_ID=str(task))
+        result = _run_local_task(jobdir, out, env, deadline, status, status_path, cancelled)
+        if task is not None:
+            status["tasks"].append({"id": "%s_%s" % (spec["id"], task), "state": result[0],
+                                    "raw_state": result[1], "exit_code": result[3],
+                                    "reason_text": result[2]})
+        if result[0] != "COMPLETED" and outcome[0] == "COMPLETED":
+            outcome = result if task is None else (
+                result[0], result[1], "task %s: %s" % (task, result[2]), result[3])
+        if result[1] in ("TIMEOUT", "CANCELLED"):
+            break
+    state, raw, text, code = outcome
+    status.update(state=state, raw_state=raw, reason_text=text, exit_code=code,
+                  ended_at=now_iso(), pgid=None,
+                  reason={"COMPLETED": "None", "TIMEOUT": "TimeLimit", "CANCELLED": "CancelledByUser",
+                          "FAILED": "NonZeroExitCode"}.get(raw, raw))
+    write_json(status_path, status)
+    return 0
+
+
+def _run_local_task(jobdir, out, env, deadline, status, status_path, cancelled):
+    """Run one task; (state, raw_state, reason_text, exit_code)."""
+    try:
+        os.makedirs(os.path.dirname(out["stdout_path"]), exist_ok=True)
+        stdout = open(out["stdout_path"], "ab")
+        stderr = stdout if out["stderr_path"] == out["stdout_path"] else open(out["stderr_path"], "ab")
+        proc = subprocess.Popen(["/bin/bash", os.path.join(jobdir, "script.sh")],
+                                stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr,
+                                cwd=out["results_dir"], env=env, start_new_session=True)
+    except OSError as e:
+        return ("FAILED", "FAILED", "could not start: %s" % (e.strerror or e), None)
+    status["pgid"] = proc.pid
+    write_json(status_path, status)
+    timed_out = False
+    while proc.poll() is None:
+        if deadline is not None and time.time() >= deadline and not timed_out:
+            timed_out = True
+            _stop_group(proc)
+        elif cancelled():
+            _stop_group(proc)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(0.2)
+    _stop_group(proc, grace=0)  # leftovers of the task's process group
+    stdout.close()
+    if stderr is not stdout:
+        stderr.close()
+    code = proc.returncode
+    if timed_out:
+        return ("FAILED", "TIMEOUT", "ran out of time", None)
+    if cancelled():
+        return ("CANCELLED", "CANCELLED", "cancelled by the user", None)
+    if code == 0:
+        return ("COMPLETED", "COMPLETED", "", 0)
+    if code < 0:
+        return ("FAILED", "FAILED", "killed by signal %d" % -code, 128 - code)
+    return ("FAILED", "FAILED", "exit code %d" % code, code)
+
+
+def _stop_group(proc, grace=5):
+    """SIGTERM a task's process group, then SIGKILL after grace seconds."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    end = time.time() + grace
+    while grace and proc.poll() is None and time.time() < end:
+        time.sleep(0.1)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
 # Store: scripts and jobs, in the user's home (worker side) ##################
 
 # Used for a script whose template has since gone away.
@@ -2401,14 +2401,14 @@ class Store:
         pending = [m for m in metas if m["state"] in UNFINISHED and m.get("scheduler_id")]
         self.last_refresh = time.time()
         if not pending:
-            return dict(self._scheduler_state(), unfinished=0)
+            return self._refreshed(0)
         try:
             found = self.scheduler.status([m["scheduler_id"] for m in pending])
             self.notice = None
         except SchedulerError as e:
             self.notice = e.message
             log.warning("status refresh failed: %s", e.message)
-            return dict(self._scheduler_state(), unfinished=len(pending), calls=dict(self.scheduler.counters))
+            return self._refreshed(len(pending))
         grace = self.config["scheduler"]["unknown_grace"]
         unfinished = 0
         for m in pending:
@@ -2425,6 +2425,11 @@ class Store:
             if any(m.get(k) != v for k, v in changes.items()):
                 m = self._update_job(m["id"], changes)
             unfinished += m["state"] in UNFINISHED
+        return self._refreshed(unfinished)
+
+    def _refreshed(self, unfinished):
+        """What a refresh tells: the scheduler's state, the unfinished jobs
+        (for the background refresher) and the scheduler calls made so far."""
         return dict(self._scheduler_state(), unfinished=unfinished, calls=dict(self.scheduler.counters))
 
     def jobs_list(self, state=None, page=1, per_page=50):
