@@ -116,10 +116,14 @@
 % if unfinished:
 <p class="muted">The job has not finished: results may still change.</p>
 % end
-% if files['files']:
+% shown = [f for f in files['files'] if f['output'] or not f['name'].startswith('.')]
+% if len(shown) < len(files['files']):
+<p class="muted">Hidden files (names starting with a dot) are not listed.</p>
+% end
+% if shown:
 <div class="table-wrap">
 <table class="list"><thead><tr><th scope="col">File</th><th scope="col">Size</th><th scope="col" class="opt">Modified</th><th scope="col"><span class="visually-hidden">Download</span></th></tr></thead><tbody>
-% for f in files['files'][:200]:
+% for f in shown[:200]:
 <tr{{!' class="new"' if f['new'] else ''}}>
   <td class="wrap"><a href="/jobs/{{job['id']}}/files/{{quote(f['path'])}}">{{f['name']}}{{'/' if f['type'] == 'dir' else ''}}</a>{{' (job output)' if f['output'] else ''}}</td>
   <td>{{human_size(f['size']) if f['type'] == 'file' else ''}}</td>
