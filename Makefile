@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV ?= .venv
 LISTEN ?= 127.0.0.1:8080
 PREFIX ?= /usr/local
+# The interpreter the installed daemon runs with (its dependencies are
+# vendored for it).
+INSTALL_PYTHON ?= /usr/bin/python3
 DESTDIR ?=
 LIBDIR = $(PREFIX)/lib/flight-job
 PY = $(VENV)/bin/python
@@ -38,18 +41,21 @@ bench: $(VENV)/stamp
 	$(PY) tests/bench.py
 
 # Installs the daemon with its Python dependencies vendored beside it.
-install:
+install: $(VENV)/stamp
 	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)/etc/flight-job/templates \
 		$(DESTDIR)/etc/pam.d $(DESTDIR)/lib/systemd/system
 	install -m 755 flightjobd.py $(DESTDIR)$(LIBDIR)/flightjobd.py
 	cp -R templates share $(DESTDIR)$(LIBDIR)/
 	chmod -R u=rwX,go=rX $(DESTDIR)$(LIBDIR)
-	$(PYTHON) -m pip install -q --no-compile --target $(DESTDIR)$(LIBDIR)/vendor -r requirements.txt
+	$(VENV)/bin/pip install -q --no-compile --only-binary=:all: --target $(DESTDIR)$(LIBDIR)/vendor \
+		--python-version $$($(INSTALL_PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])') \
+		-r requirements.txt
 	chmod -R u=rwX,go=rX $(DESTDIR)$(LIBDIR)/vendor
 	ln -sf ../lib/flight-job/flightjobd.py $(DESTDIR)$(PREFIX)/sbin/flightjobd
 	test -e $(DESTDIR)/etc/flight-job/flight-job.toml || install -m 644 etc/flight-job.toml $(DESTDIR)/etc/flight-job/flight-job.toml
 	install -m 644 etc/pam.d/flight-job $(DESTDIR)/etc/pam.d/flight-job
-	sed 's|@LIBDIR@|$(LIBDIR)|g' systemd/flightjobd.service > $(DESTDIR)/lib/systemd/system/flightjobd.service
+	sed -e 's|@LIBDIR@|$(LIBDIR)|g' -e 's|@PYTHON@|$(INSTALL_PYTHON)|g' systemd/flightjobd.service \
+		> $(DESTDIR)/lib/systemd/system/flightjobd.service
 
 clean:
 	rm -rf $(VENV) .venv-3.* test-output .pytest_cache .ruff_cache

@@ -251,13 +251,13 @@ class Daemon:
         self.config_path, self.log_path, self.port = config_path, log_path, port
         self.url = "http://127.0.0.1:%d" % port
         self.extra_env = extra_env or {}
+        self.argv = [sys.executable, os.path.join(ROOT, "flightjobd.py")]
         self.proc = None
 
     def start(self, timeout=20):
         env = dict(os.environ, **self.extra_env)
         log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "flightjobd.py"),
-                                      "--config", self.config_path,
+        self.proc = subprocess.Popen(self.argv + ["--config", self.config_path,
                                       "--listen", "127.0.0.1:%d" % self.port],
                                      stdout=subprocess.PIPE, stderr=log, env=env)
         end = time.time() + timeout
