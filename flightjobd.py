@@ -53,7 +53,6 @@ import os
 import pwd
 import re
 import secrets
-import select
 import shlex
 import signal
 import subprocess
@@ -2660,8 +2659,9 @@ class Worker:
         self.config = config
         self.switch_user = switch_user
         self.proc = None
-        self.lock = threading.Lock()
-        self.buffer = b""
+        self.lock = threading.Lock()  # held briefly: to start, send, or stop
+        self.pending = {}
+        self.serial = 0
         self.last_used = time.time()
         self.unfinished = 0
 
@@ -2693,10 +2693,11 @@ class Worker:
                 umask=0o077, close_fds=True, **ids)
         except OSError as e:
             raise Unavailable("Could not start your worker process: %s" % (e.strerror or e))
-        self.buffer = b""
         init = {"config": self.config.to_dict(), "user": pw.pw_name}
         self.proc.stdin.write((json.dumps(init) + "\n").encode())
         self.proc.stdin.flush()
+        self.pending = {}  # request id -> [Event, reply], in the order sent
+        threading.Thread(target=self._read, args=(self.proc, self.pending), daemon=True).start()
         log.info("worker for %s started, pid %d", self.user, self.proc.pid)
 
     def stop(self):
@@ -2714,50 +2715,65 @@ class Worker:
             proc.stdout.close()
 
     def call(self, op, args=None, timeout=None, touch=True):
-        """Send one request and wait for its answer, bounded in time: a worker
-        that is busy past the bound, hangs or dies gives 503, and a hung
-        one is ended so the next request gets a fresh worker."""
+        """Send one request and wait for its answer, bounded in time.
+        Requests are pipelined: several threads may have one in flight, and
+        the worker answers them in order. A worker that dies gives 503; one
+        stuck on a request past the bound is ended (503) so the next request
+        gets a fresh worker; a request queued behind a slow one gives 503
+        and leaves the worker alone."""
         timeout = timeout or self.config["worker"]["request_timeout"]
-        deadline = time.time() + timeout
-        if not self.lock.acquire(timeout=timeout):
-            raise Unavailable("Your worker is busy with a request that is taking too long; try again.")
-        try:
+        slot = [threading.Event(), None]
+        with self.lock:
             if touch:
                 self.last_used = time.time()
             if not self.alive():
                 self.stop()
                 self.start()
+            self.serial += 1
+            rid, proc, pending = self.serial, self.proc, self.pending
+            pending[rid] = slot
             try:
-                self.proc.stdin.write((json.dumps({"op": op, "args": args or {}}) + "\n").encode())
-                self.proc.stdin.flush()
-                line = self._readline(deadline)
+                proc.stdin.write((json.dumps({"id": rid, "op": op, "args": args or {}}) + "\n").encode())
+                proc.stdin.flush()
             except (OSError, ValueError):
-                line = None
-            if line is None:
-                hung = self.alive()
+                pending.pop(rid, None)
                 self.stop()
-                raise Unavailable("Your worker %s; it will be restarted. Try again."
-                                  % ("did not answer in %d seconds" % timeout if hung
-                                     else "ended unexpectedly"))
-        finally:
-            self.lock.release()
-        reply = json.loads(line)
+                raise Unavailable("Your worker ended unexpectedly; it will be restarted. Try again.")
+        if not slot[0].wait(timeout):
+            with self.lock:
+                stuck = next(iter(pending), None) == rid
+                pending.pop(rid, None)
+                if stuck and self.proc is proc:
+                    self.stop()
+            if stuck:
+                raise Unavailable("Your worker did not answer in %d seconds; it will be restarted. "
+                                  "Try again." % timeout)
+            raise Unavailable("Your worker is busy with a request that is taking too long; try again.")
+        reply = slot[1]
+        if reply is None:
+            raise Unavailable("Your worker ended unexpectedly; it will be restarted. Try again.")
         if "error" in reply:
             raise error_from_dict(reply["error"])
         return reply["result"]
 
-    def _readline(self, deadline):
-        fd = self.proc.stdout.fileno()
-        while b"\n" not in self.buffer:
-            left = deadline - time.time()
-            if left <= 0 or not select.select([fd], [], [], left)[0]:
-                return None
-            chunk = os.read(fd, 1 << 20)
-            if not chunk:
-                return None
-            self.buffer += chunk
-        line, self.buffer = self.buffer.split(b"\n", 1)
-        return line.decode("utf-8")
+    def _read(self, proc, pending):
+        """Hand each answer of one worker process to the request waiting for
+        it; when the process ends, wake every request still waiting."""
+        try:
+            for line in proc.stdout:
+                reply = json.loads(line)
+                with self.lock:
+                    slot = pending.pop(reply.get("id"), None)
+                if slot:
+                    slot[1] = reply
+                    slot[0].set()
+        except (OSError, ValueError):
+            pass
+        with self.lock:
+            slots = list(pending.values())
+            pending.clear()
+        for slot in slots:
+            slot[0].set()
 
 
 class WorkerPool:
@@ -2792,7 +2808,7 @@ class WorkerPool:
         """End workers idle longer than worker.idle_timeout."""
         limit = time.time() - self.config["worker"]["idle_timeout"]
         with self.lock:
-            idle = [u for u, w in self.workers.items() if w.last_used < limit]
+            idle = [u for u, w in self.workers.items() if w.last_used < limit and not w.pending]
             stopped = [self.workers.pop(u) for u in idle]
         for worker in stopped:
             with worker.lock:

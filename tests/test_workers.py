@@ -31,7 +31,8 @@ def sleeping_template(user, seconds):
         f.write('name = "Slow"\nsynopsis = "s"\ndescription = "d"\n'
                 '[[question]]\nid = "nap"\ntext = "Nap"\ndescription = "d"\ntype = "integer"\ndefault = 0\n')
     with open(os.path.join(d, "script.sh"), "w") as f:
-        f.write("% import time\n% time.sleep(nap)\n#!/bin/bash\necho slept\n")
+        f.write("% import os, time\n% nap and open(os.path.expanduser('~/napping'), 'w').close()\n"
+                "% time.sleep(nap)\n#!/bin/bash\necho slept\n")
     for root, dirs, files in os.walk(os.path.join(user.home, ".config")):
         for name in dirs + files + [""]:
             os.chown(os.path.join(root, name), user.uid, user.uid)
@@ -81,7 +82,11 @@ def test_killed_worker_gives_503_and_the_next_request_works(multi_app, unix_user
                                     headers=csrf, expect_errors=True)
     t = threading.Thread(target=slow)
     t.start()
-    time.sleep(1)
+    napping = os.path.join(u.home, "napping")
+    for _ in range(200):  # until the worker is inside the request
+        if os.path.exists(napping):
+            break
+        time.sleep(0.05)
     os.kill(pid, signal.SIGKILL)
     t.join(10)
     r = result["r"]
