@@ -51,6 +51,7 @@ import json
 import logging
 import os
 import pwd
+import queue
 import re
 import secrets
 import shlex
@@ -2634,21 +2635,26 @@ def worker_main():
         try:
             request = json.loads(line)
             method = getattr(store, WORKER_OPS[request["op"]])
-            reply = {"id": request.get("id"), "result": method(**request.get("args", {}))}
+            kind, body = "ok", method(**request.get("args", {}))
         except FlightJobError as e:
-            reply = {"id": request.get("id"), "error": dict(e.as_dict(), conflict=getattr(e, "conflict", None))}
+            kind, body = "err", dict(e.as_dict(), conflict=getattr(e, "conflict", None))
         except OSError as e:  # the user's own files: unreadable, full, gone (NFS): say so, not 500
             log.warning("worker request %s: %s", request.get("op"), e)
             err = Forbidden("You may not read or change %s: %s." % (e.filename, e.strerror)) \
                 if isinstance(e, PermissionError) else disk_error(e)
-            reply = {"id": request.get("id"), "error": err.as_dict()}
+            kind, body = "err", err.as_dict()
         except Exception:
             log.exception("worker request failed: %s", request.get("op"))
-            reply = {"id": request.get("id"), "error": {"code": "internal",
-                                                        "message": "The request failed inside your worker."}}
-        proto.write(json.dumps(reply) + "\n")
+            kind, body = "err", {"code": "internal", "message": "The request failed inside your worker."}
+        # "ID ok|err JSON": the reader dispatches on the id without parsing the
+        # body, which a route may pass on to the client as it is.
+        proto.write("%s %s %s\n" % (int(request.get("id") or 0), kind, json.dumps(body)))
         proto.flush()
     return 0
+
+
+class RawJSON(str):
+    """A worker's answer as JSON text, sent to the client as it is."""
 
 
 class Worker:
@@ -2659,7 +2665,8 @@ class Worker:
         self.config = config
         self.switch_user = switch_user
         self.proc = None
-        self.lock = threading.Lock()  # held briefly: to start, send, or stop
+        self.lock = threading.Lock()  # held to start, send to, or stop the process
+        self.pending_lock = threading.Lock()  # held only to touch `pending`
         self.pending = {}
         self.serial = 0
         self.last_used = time.time()
@@ -2714,16 +2721,19 @@ class Worker:
         with contextlib.suppress(OSError):
             proc.stdout.close()
 
-    def call(self, op, args=None, timeout=None, touch=True):
-        """Send one request and wait for its answer, bounded in time.
+    def call(self, op, args=None, timeout=None, touch=True, raw=False):
+        """Send one request and wait for its answer (as RawJSON text with
+        raw=True, for a route to send on unparsed), bounded in time.
         Requests are pipelined: several threads may have one in flight, and
         the worker answers them in order. A worker that dies gives 503; one
         stuck on a request past the bound is ended (503) so the next request
         gets a fresh worker; a request queued behind a slow one gives 503
         and leaves the worker alone."""
         timeout = timeout or self.config["worker"]["request_timeout"]
-        slot = [threading.Event(), None]
-        with self.lock:
+        slot = queue.SimpleQueue()  # the reader puts the answer, or None
+        if not self.lock.acquire(timeout=timeout):  # a write blocked on a stuck worker
+            raise Unavailable("Your worker is busy with a request that is taking too long; try again.")
+        try:
             if touch:
                 self.last_used = time.time()
             if not self.alive():
@@ -2731,49 +2741,53 @@ class Worker:
                 self.start()
             self.serial += 1
             rid, proc, pending = self.serial, self.proc, self.pending
-            pending[rid] = slot
+            with self.pending_lock:
+                pending[rid] = slot
             try:
                 proc.stdin.write((json.dumps({"id": rid, "op": op, "args": args or {}}) + "\n").encode())
                 proc.stdin.flush()
             except (OSError, ValueError):
-                pending.pop(rid, None)
                 self.stop()
                 raise Unavailable("Your worker ended unexpectedly; it will be restarted. Try again.")
-        if not slot[0].wait(timeout):
-            with self.lock:
+        finally:
+            self.lock.release()
+        try:
+            reply = slot.get(timeout=timeout)
+        except queue.Empty:
+            with self.pending_lock:
                 stuck = next(iter(pending), None) == rid
                 pending.pop(rid, None)
-                if stuck and self.proc is proc:
+            if not stuck:
+                raise Unavailable("Your worker is busy with a request that is taking too long; try again.")
+            with self.lock:
+                if self.proc is proc:
                     self.stop()
-            if stuck:
-                raise Unavailable("Your worker did not answer in %d seconds; it will be restarted. "
-                                  "Try again." % timeout)
-            raise Unavailable("Your worker is busy with a request that is taking too long; try again.")
-        reply = slot[1]
+            raise Unavailable("Your worker did not answer in %d seconds; it will be restarted. "
+                              "Try again." % timeout)
         if reply is None:
             raise Unavailable("Your worker ended unexpectedly; it will be restarted. Try again.")
-        if "error" in reply:
-            raise error_from_dict(reply["error"])
-        return reply["result"]
+        kind, body = reply
+        if kind == "err":
+            raise error_from_dict(json.loads(body))
+        return RawJSON(body) if raw else json.loads(body)
 
     def _read(self, proc, pending):
         """Hand each answer of one worker process to the request waiting for
         it; when the process ends, wake every request still waiting."""
         try:
             for line in proc.stdout:
-                reply = json.loads(line)
-                with self.lock:
-                    slot = pending.pop(reply.get("id"), None)
+                rid, kind, body = line.decode("utf-8").split(" ", 2)
+                with self.pending_lock:
+                    slot = pending.pop(int(rid), None)
                 if slot:
-                    slot[1] = reply
-                    slot[0].set()
+                    slot.put((kind, body))
         except (OSError, ValueError):
             pass
-        with self.lock:
+        with self.pending_lock:
             slots = list(pending.values())
             pending.clear()
         for slot in slots:
-            slot[0].set()
+            slot.put(None)
 
 
 class WorkerPool:
@@ -3092,6 +3106,10 @@ class App:
     def call(self, user, op, **args):
         return self.pool.call(user, op, args)
 
+    def call_raw(self, user, op, **args):
+        """The worker's answer as JSON text, for a route that sends it on."""
+        return self.pool.call(user, op, args, raw=True)
+
     def set_session_cookie(self, session):
         bottle.response.set_cookie(COOKIE, session.id, path="/", httponly=True,
                                    samesite="lax", secure=self.secure,
@@ -3125,7 +3143,7 @@ class App:
         bottle.response.status = status
         bottle.response.set_header("Content-Type", "application/json")
         bottle.response.set_header("Cache-Control", "no-store")
-        return json.dumps(data)
+        return data if isinstance(data, RawJSON) else json.dumps(data)
 
     def error_json(self, err):
         body = {"error": err.as_dict()}
@@ -3256,7 +3274,7 @@ def visible_questions(questions, answers):
 
 def add_routes(a):
     """Every URL of the daemon, grouped by page, in URL order."""
-    route, call, render = a.route, a.call, a.render
+    route, call, call_raw, render = a.route, a.call, a.call_raw, a.render
 
     # static files and health
 
@@ -3345,11 +3363,11 @@ def add_routes(a):
 
     @route("/api/templates", api=True)
     def api_templates(user, session):
-        return a.json(call(user, "templates.list"))
+        return a.json(call_raw(user, "templates.list"))
 
     @route("/api/templates/<id>", api=True)
     def api_template(user, session, id):
-        return a.json(call(user, "templates.get", id=id))
+        return a.json(call_raw(user, "templates.get", id=id))
 
     @route("/templates")
     def templates(user, session):
@@ -3385,7 +3403,7 @@ def add_routes(a):
 
     @route("/api/scripts", api=True)
     def api_scripts(user, session):
-        return a.json(call(user, "scripts.list"))
+        return a.json(call_raw(user, "scripts.list"))
 
     @route("/api/scripts", "POST", api=True)
     def api_script_create(user, session):
@@ -3420,7 +3438,7 @@ def add_routes(a):
 
     @route("/api/scripts/<id>/submission", api=True)
     def api_submission(user, session, id):
-        return a.json(call(user, "scripts.submission", id=id))
+        return a.json(call_raw(user, "scripts.submission", id=id))
 
     @route("/api/scripts/<id>/preview", "POST", api=True)
     def api_preview(user, session, id):
@@ -3518,7 +3536,7 @@ def add_routes(a):
 
     @route("/api/jobs/<id>", api=True)
     def api_job(user, session, id):
-        return a.json(call(user, "jobs.get", id=id, script=bottle.request.query.get("script") == "1"))
+        return a.json(call_raw(user, "jobs.get", id=id, script=bottle.request.query.get("script") == "1"))
 
     @route("/api/jobs/<id>", "DELETE", api=True)
     def api_job_delete(user, session, id):
@@ -3532,7 +3550,7 @@ def add_routes(a):
 
     @route("/api/jobs/<id>/files", api=True)
     def api_files(user, session, id):
-        return a.json(call(user, "jobs.files", id=id))
+        return a.json(call_raw(user, "jobs.files", id=id))
 
     def send_file(user, id, download, **where):
         """Stream a file from the worker in 1 MiB pieces."""
