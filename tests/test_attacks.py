@@ -1,0 +1,551 @@
+"""Attacks, one a test: other users' items by id, path, `..` and symlink;
+tampered metadata; CSRF on every state-changing route; XSS in every field a
+page shows; session fixation, reuse, forgery; brute force; template code
+trying to act as root; root and system users. (Earlier tests cover the
+basics: tests/test_auth.py, test_scripts.py, test_jobs_local.py.)"""
+import base64
+import json
+import os
+import pwd
+import re
+import secrets
+import shlex
+import subprocess
+import time
+import urllib.parse
+
+import pytest
+import webtest
+
+import flightjobd
+
+XSS = ['<script>alert(1)</script>', '"><img src=x onerror=alert(2)>', "'><svg onload=alert(3)>"]
+PAYLOAD = " ".join(XSS)
+
+
+def login(web, u):
+    token = web.post_json("/api/login", {"username": u.name, "password": u.password}).json["csrf_token"]
+    return {"X-CSRF-Token": token}
+
+
+def chown_tree(path, uid):
+    for root, dirs, files in os.walk(path):
+        for name in dirs + files:
+            os.lchown(os.path.join(root, name), uid, uid)
+    os.lchown(path, uid, uid)
+
+
+def makedirs_as(path, user):
+    """mkdir -p as the user would (every new directory owned by them)."""
+    missing = []
+    while not os.path.exists(path):
+        missing.append(path)
+        path = os.path.dirname(path)
+    for d in reversed(missing):
+        os.mkdir(d, 0o700)
+        os.chown(d, user.uid, user.uid)
+
+
+def state(user):
+    return os.path.join(user.home, ".local", "share", "flight-job")
+
+
+def wait_finished(web, jid, timeout=20):
+    end = time.time() + timeout
+    while time.time() < end:
+        job = web.get("/api/jobs/" + jid).json
+        if job["state"] in flightjobd.FINISHED:
+            return job
+        time.sleep(0.1)
+    raise AssertionError("job %s did not finish" % jid)
+
+
+# another user's things, by id, path and symlink
+
+
+@pytest.mark.root
+def test_symlinks_into_another_users_state_lead_nowhere(multi_app, unix_users):
+    a, web = multi_app()
+    alice, bob = unix_users.create(), unix_users.create()
+    bweb = webtest.TestApp(a.bottle, extra_environ={"REMOTE_ADDR": "127.0.0.1"})
+    bh = login(bweb, bob)
+    bsid = bweb.post_json("/api/scripts", {"template": "serial", "name": "bob's", "notes": "bob secret notes"},
+                          headers=bh).json["id"]
+    bjid = bweb.post_json("/api/jobs", {"script": bsid, "answers": {}}, headers=bh).json["id"]
+    wait_finished(bweb, bjid)
+    bob_script = os.path.join(state(bob), "scripts", bsid)
+    before = {n: open(os.path.join(bob_script, n), "rb").read() for n in os.listdir(bob_script)}
+
+    ah = login(web, alice)
+    web.post_json("/api/scripts", {"template": "serial", "name": "alice's"}, headers=ah)
+    # alice (or anyone with her account) plants symlinks in her own state
+    for kind, bid in (("scripts", bsid), ("jobs", bjid)):
+        for name in (bid, "link-" + kind):
+            link = os.path.join(state(alice), kind, name)
+            os.symlink(os.path.join(state(bob), kind, bid), link)
+            os.lchown(link, alice.uid, alice.uid)
+    for sid in (bsid, "link-scripts"):
+        for status, call in ((404, lambda: web.get("/api/scripts/" + sid, expect_errors=True)),
+                             (404, lambda: web.get("/scripts/" + sid, expect_errors=True)),
+                             (None, lambda: web.patch_json("/api/scripts/" + sid, {"notes": "pwned"},
+                                                           headers=dict(ah, **{"If-Match": "*"}), expect_errors=True)),
+                             (None, lambda: web.post_json("/api/jobs", {"script": sid, "answers": {}}, headers=ah,
+                                                          expect_errors=True)),
+                             (None, lambda: web.delete("/api/scripts/" + sid, headers=ah, expect_errors=True))):
+            r = call()
+            assert r.status_int in (403, 404, 409, 503) if status is None else r.status_int == status, r
+            assert b"secret" not in r.body and b"Traceback" not in r.body
+    for jid in (bjid, "link-jobs"):
+        for path in ("", "/files", "/files/job.out", "/output/stdout"):
+            r = web.get("/api/jobs/" + jid + path, expect_errors=True)
+            assert r.status_int in (404, 409), (path, r)
+        r = web.post("/api/jobs/%s/cancel" % jid, headers=ah, expect_errors=True)
+        assert r.status_int in (404, 409)
+        r = web.delete("/api/jobs/" + jid, headers=ah, expect_errors=True)
+        assert r.status_int in (404, 409), r
+    listing = web.get("/api/scripts").json["scripts"]
+    assert [s["name"] for s in listing if not s.get("broken")] == ["alice's"]
+    assert all("secret" not in json.dumps(s) for s in listing)
+    jobs = web.get("/api/jobs").json
+    assert jobs["total"] == 0 and all(b.get("broken") for b in jobs["broken"])
+    assert "Scripts" in web.get("/scripts").text and "Jobs" in web.get("/jobs").text
+    # bob's things are untouched
+    assert {n: open(os.path.join(bob_script, n), "rb").read() for n in os.listdir(bob_script)} == before
+    assert bweb.get("/api/jobs/" + bjid).json["state"] == "COMPLETED"
+
+
+@pytest.mark.root
+def test_whole_state_dir_symlinked_to_another_user(multi_app, unix_users):
+    a, web = multi_app()
+    alice, bob = unix_users.create(), unix_users.create()
+    bweb = webtest.TestApp(a.bottle, extra_environ={"REMOTE_ADDR": "127.0.0.1"})
+    bsid = bweb.post_json("/api/scripts", {"template": "serial", "notes": "bob secret"}, headers=login(bweb, bob)).json["id"]
+    makedirs_as(os.path.dirname(state(alice)), alice)
+    os.symlink(state(bob), state(alice))
+    os.lchown(state(alice), alice.uid, alice.uid)
+    ah = login(web, alice)
+    for path in ("/api/scripts", "/api/jobs", "/api/scripts/" + bsid, "/scripts", "/jobs"):
+        r = web.get(path, expect_errors=True)
+        assert r.status_int in (200, 403, 404, 503) and b"secret" not in r.body, (path, r.status)
+        if r.status_int == 200 and path == "/api/scripts":
+            assert all(s.get("broken") for s in r.json["scripts"])
+    r = web.post_json("/api/scripts", {"template": "serial"}, headers=ah, expect_errors=True)
+    assert r.status_int in (403, 503) and "Traceback" not in r.text
+    assert os.listdir(os.path.join(state(bob), "scripts")) == [bsid]
+
+
+@pytest.mark.root
+def test_template_dir_symlinked_to_another_users_and_a_template_reading_shadow(multi_app, unix_users):
+    a, web = multi_app()
+    alice, bob = unix_users.create(), unix_users.create()
+    bob_templates = os.path.join(bob.home, ".config", "flight-job", "templates")
+    makedirs_as(os.path.join(bob_templates, "bobs"), bob)
+    with open(os.path.join(bob_templates, "bobs", "template.toml"), "w") as f:
+        f.write('name = "Bob secret template"\nsynopsis = "s"\ndescription = "d"\n')
+    with open(os.path.join(bob_templates, "bobs", "script.sh"), "w") as f:
+        f.write("#!/bin/bash\necho bob\n")
+    chown_tree(bob_templates, bob.uid)
+    os.chmod(bob.home, 0o700)
+    alice_config = os.path.join(alice.home, ".config", "flight-job")
+    makedirs_as(alice_config, alice)
+    os.symlink(bob_templates, os.path.join(alice_config, "templates"))
+    os.lchown(os.path.join(alice_config, "templates"), alice.uid, alice.uid)
+    login(web, alice)
+    listing = web.get("/api/templates").json
+    assert "bobs" not in [t["id"] for t in listing["templates"]] + [p["id"] for p in listing["problems"]]
+    web.get("/api/templates/bobs", status=404)
+    web.get("/templates/bobs/create", status=404)
+    assert "Bob secret" not in web.get("/templates").text
+    # her own template whose script is a symlink to /etc/shadow: left out, nothing leaks
+    os.unlink(os.path.join(alice_config, "templates"))
+    makedirs_as(os.path.join(alice_config, "templates", "shadow"), alice)
+    d = os.path.join(alice_config, "templates", "shadow")
+    with open(os.path.join(d, "template.toml"), "w") as f:
+        f.write('name = "Shadow"\nsynopsis = "s"\ndescription = "d"\n')
+    os.symlink("/etc/shadow", os.path.join(d, "script.sh"))
+    os.symlink("/etc/shadow", os.path.join(d, "notes.md"))
+    chown_tree(d, alice.uid)
+    listing = web.get("/api/templates").json
+    problem = [p for p in listing["problems"] if p["id"] == "shadow"]
+    assert problem and "root:" not in json.dumps(listing)
+    assert "root:" not in web.get("/templates").text
+
+
+@pytest.mark.root
+def test_tampered_job_metadata_cannot_reach_shadow_or_another_user(multi_app, unix_users):
+    a, web = multi_app()
+    alice, bob = unix_users.create(), unix_users.create()
+    with open(os.path.join(bob.home, "secret"), "w") as f:
+        f.write("bob's secret\n")
+    os.chmod(bob.home, 0o700)
+    h = login(web, alice)
+    sid = web.post_json("/api/scripts", {"template": "serial"}, headers=h).json["id"]
+    jid = web.post_json("/api/jobs", {"script": sid, "answers": {}}, headers=h).json["id"]
+    wait_finished(web, jid)
+    meta_path = os.path.join(state(alice), "jobs", jid, "meta.json")
+    for results, stdout in (("/etc", "/etc/shadow"), (bob.home, bob.home + "/secret"), ("/root", "/root/.bashrc")):
+        meta = json.load(open(meta_path))
+        meta.update(results_dir=results, stdout_path=stdout, stderr_path=stdout)
+        with open(meta_path, "w") as f:  # alice owns the file: she may write anything in it
+            json.dump(meta, f)
+        for path in ("/output/stdout", "/output/stderr", "/files/shadow", "/files/secret", "/files/.bashrc",
+                     "/files/../shadow"):
+            r = web.get("/api/jobs/" + jid + path, expect_errors=True)
+            assert r.status_int in (403, 404), (results, path, r.status)
+            assert b"root:" not in r.body and b"secret" not in r.body.replace(b"/secret", b"")
+        r = web.get("/jobs/" + jid)
+        assert "root:" not in r.text and "bob&#039;s secret" not in r.text and "bob's secret" not in r.text
+        if results != "/etc":  # /etc is listable by anyone anyway
+            web.get("/api/jobs/%s/files" % jid, status=403)
+
+
+@pytest.mark.root
+def test_forged_process_group_cannot_signal_another_user(multi_app, unix_users):
+    """Cancel signals the pgid in the user's own status file: as the user, so a
+    forged pgid pointing at another user's processes does nothing."""
+    a, web = multi_app()
+    alice, bob = unix_users.create(), unix_users.create()
+    victim = subprocess.Popen(["sleep", "60"], user=bob.uid, group=bob.uid, start_new_session=True)
+    try:
+        h = login(web, alice)
+        sid = web.post_json("/api/scripts", {"template": "serial"}, headers=h).json["id"]
+        jid = web.post_json("/api/jobs", {"script": sid, "answers": {}}, headers=h).json["id"]
+        wait_finished(web, jid)
+        job_meta = os.path.join(state(alice), "jobs", jid, "meta.json")
+        meta = json.load(open(job_meta))
+        local = os.path.join(state(alice), "local", "99")
+        makedirs_as(local, alice)
+        for path, data in ((os.path.join(local, "spec.json"), {"format": 1, "id": "99"}),
+                           (os.path.join(local, "status.json"), {"format": 1, "state": "RUNNING", "pgid": victim.pid,
+                                                                 "supervisor": os.getpid()}),
+                           (job_meta, dict(meta, state="RUNNING", scheduler_id="99", ended_at=None))):
+            with open(path, "w") as f:
+                json.dump(data, f)
+            os.chown(path, alice.uid, alice.uid)
+        web.post("/api/jobs/%s/cancel" % jid, headers=h)
+        time.sleep(0.3)
+        assert victim.poll() is None, "bob's process was signalled by alice's cancel"
+    finally:
+        victim.kill()
+        victim.wait()
+
+
+@pytest.mark.root
+def test_other_users_items_through_the_pages(multi_app, unix_users):
+    a, web = multi_app()
+    alice, bob = unix_users.create(), unix_users.create()
+    h = login(web, alice)
+    sid = web.post_json("/api/scripts", {"template": "serial", "notes": "alice notes"}, headers=h).json["id"]
+    jid = web.post_json("/api/jobs", {"script": sid, "answers": {}}, headers=h).json["id"]
+    wait_finished(web, jid)
+    b = webtest.TestApp(a.bottle, extra_environ={"REMOTE_ADDR": "127.0.0.1"})
+    token = login(b, bob)["X-CSRF-Token"]
+    for path in ("/scripts/%s/edit" % sid, "/scripts/%s/delete" % sid, "/scripts/%s/submit" % sid,
+                 "/jobs/%s/cancel" % jid, "/jobs/%s/remove" % jid, "/templates/serial/create"):
+        fields = {"csrf": token, "field": "notes", "text": "bob was here", "action": "submit",
+                  "name": "x"}
+        r = b.post(path, fields, expect_errors=True)
+        assert r.status_int in (303, 404) and "alice notes" not in r.text
+        if path.startswith("/templates"):  # creates bob's own script, not alice's
+            assert r.status_int == 303
+    for path in ("/scripts/" + sid, "/scripts/%s/submit" % sid, "/jobs/" + jid, "/jobs/%s/files/x" % jid,
+                 "/jobs/%s/download/x" % jid, "/jobs/%s/remove" % jid):
+        b.get(path, status=404)
+    assert web.get("/api/scripts/" + sid).json["notes"] == "alice notes"
+    assert web.get("/api/jobs/" + jid).json["state"] == "COMPLETED"
+    assert [s["id"] for s in web.get("/api/scripts").json["scripts"]] == [sid]
+    # by path: a user name or home in the URL means nothing
+    for path in ("/api/scripts/..%2F" + sid, "/api/scripts/%s%%2F..%%2F..%%2F%s" % (bob.name, sid),
+                 "/api/jobs/..%2F..%2F" + bob.name, "/api/jobs/%s/files/%%2Fhome%%2F%s" % (jid, alice.name)):
+        r = b.get(path, expect_errors=True)
+        assert r.status_int == 404, path
+
+
+def test_fifo_and_device_in_results_do_not_hang(client, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    sid = client.create_script()["id"]
+    client.api("PATCH", "/api/scripts/" + sid, {"content": (
+        "#!/bin/bash\n#SBATCH --chdir=%s\n#SBATCH --output=job.out\n"
+        "mkfifo pipe\nln -s /dev/zero zero\nln -s /proc/self/environ env\necho done\n") % out})
+    jid = client.submit(sid)["id"]
+    assert client.wait_job(jid)["state"] == "COMPLETED"
+    started = time.time()
+    for path, status in (("pipe", 404), ("zero", 403), ("env", 403)):
+        client.api("GET", "/api/jobs/%s/files/%s" % (jid, path), status=status)
+        client.web.get("/jobs/%s/files/%s" % (jid, path), status=status)
+    assert time.time() - started < 5
+
+
+# CSRF on every state-changing route
+
+
+def state_changing_routes(app):
+    return [(r.method, r.rule) for r in app.bottle.routes
+            if r.method != "GET" and r.rule not in ("/login", "/api/login")]
+
+
+def test_csrf_on_every_state_changing_route(client, tmp_path):
+    """Every route that changes state refuses a cookie session without the
+    token, or with another session's token; the login routes have their own
+    guard (below and in test_auth)."""
+    app = client.app
+    routes = state_changing_routes(app)
+    assert len(routes) >= 13
+    sid = client.create_script(notes="kept")["id"]
+    jid = client.submit(sid)["id"]
+    client.wait_job(jid)
+    other = app.auth.create(app.daemon_user)  # a second, valid session's token
+    ids = {"id": sid}
+    for method, rule in routes:
+        path = re.sub(r"<(\w+)[^>]*>", lambda m: {"id": jid if "/jobs" in rule else ids["id"]}[m.group(1)], rule)
+        for token in (None, "", other.csrf, client.csrf[:-1]):
+            if rule.startswith("/api/"):
+                headers = {"X-CSRF-Token": token} if token is not None else {}
+                r = client.web.request(path, method=method, headers=headers, body=b'{"notes": "pwned", '
+                                       b'"template": "serial", "script": "%s", "answers": {}}' % sid.encode(),
+                                       content_type="application/json", expect_errors=True)
+                assert r.status_int == 403 and r.json["error"]["code"] == "forbidden", (method, path, token, r)
+            else:
+                fields = {"field": "notes", "text": "pwned", "action": "submit", "name": "pwned"}
+                if token is not None:
+                    fields["csrf"] = token
+                r = client.web.post(path, fields, expect_errors=True)
+                assert r.status_int == 403 and "CSRF" in r.text, (method, path, token, r)
+    # nothing happened: still logged in, one script, one job, notes unchanged
+    assert client.api("GET", "/api/scripts/" + sid).json["notes"] == "kept"
+    assert len(client.api("GET", "/api/scripts").json["scripts"]) == 1
+    assert client.api("GET", "/api/jobs").json["total"] == 1
+    # the login routes: the form needs its own token; the API only takes JSON,
+    # which a cross-site form cannot send
+    r = client.web.post("/api/login", "username=x&password=y", content_type="text/plain", expect_errors=True)
+    assert r.status_int == 400
+    r = client.web.post("/api/login", {"username": "x", "password": "y"}, expect_errors=True)
+    assert r.status_int == 400
+
+
+# XSS in every field a page shows
+
+
+XSS_TOML = '''name = %(p)s
+synopsis = %(p)s
+description = %(p)s
+tags = [%(p)s]
+[[question]]
+id = "label"
+text = %(p)s
+description = %(p)s
+type = "text"
+default = %(p)s
+[[question]]
+id = "pick"
+text = %(p)s
+description = %(p)s
+type = "select"
+default = "a"
+options = [{ value = "a", label = %(p)s }, { value = %(p)s, label = "b" }]
+[[submission_question]]
+id = "comment"
+text = %(p)s
+description = %(p)s
+type = "text"
+default = %(p)s
+'''
+
+
+def test_xss_in_every_shown_field(make_app, tmp_path):
+    client = make_app()
+    d = tmp_path / "user-templates" / "xss"
+    d.mkdir(parents=True)
+    (d / "template.toml").write_text(XSS_TOML % {"p": json.dumps(PAYLOAD)})
+    (d / "script.sh").write_text("#!/bin/bash\n# {{label}}\n")
+    (d / "notes.md").write_text(PAYLOAD)
+    out = tmp_path / "out"
+    out.mkdir()
+    t = client.api("GET", "/api/templates/xss").json
+    assert t["name"] == PAYLOAD
+    s = client.create_script("xss", name=PAYLOAD, notes=PAYLOAD, answers={"label": PAYLOAD, "pick": PAYLOAD})
+    sid = s["id"]
+    client.api("PATCH", "/api/scripts/" + sid, {"content": (
+        "#!/bin/bash\n#SBATCH --chdir=%s\n#SBATCH --output=job.out\n#SBATCH --job-name=x\n"
+        "touch %s\necho %s\necho %s >&2\n# %s\n") % (out, *[shlex.quote(x) for x in (XSS[1], PAYLOAD, PAYLOAD)],
+                                                    PAYLOAD)})
+    job = client.submit(sid, {"comment": PAYLOAD})
+    jid = job["id"]
+    assert client.wait_job(jid)["state"] == "COMPLETED"
+    assert os.path.exists(out / XSS[1])
+    pages = ["/templates", "/templates/xss/create", "/scripts", "/scripts/" + sid,
+             "/scripts/%s?edit=content" % sid, "/scripts/%s?edit=notes" % sid, "/scripts/%s?edit=name" % sid,
+             "/scripts/%s/delete" % sid, "/scripts/%s/submit" % sid, "/jobs", "/jobs/" + jid,
+             "/jobs/%s/cancel" % jid, "/jobs/%s/remove" % jid, "/jobs/%s/files/job.out" % jid,
+             "/jobs/%s/files/%s" % (jid, urllib.parse.quote(XSS[1], safe="")),
+             "/login?next=" + urllib.parse.quote(PAYLOAD),
+             "/nosuch" + urllib.parse.quote(XSS[0]),
+             "/scripts/" + urllib.parse.quote(XSS[0], safe="")]
+    shown = {}
+    for path in pages:
+        r = client.web.get(path, expect_errors=True)
+        assert r.status_int in (200, 401, 404), (path, r.status)
+        for p in XSS:
+            assert p not in r.text, (path, p)
+        shown[path] = r.text
+        if r.status_int == 200:
+            assert "script-src" in r.headers.get("Content-Security-Policy", "") or \
+                "default-src 'self'" in r.headers["Content-Security-Policy"]
+    escaped = "&lt;script&gt;alert(1)&lt;/script&gt;"
+    for path in ("/templates", "/scripts/" + sid, "/jobs/" + jid, "/jobs/%s/files/job.out" % jid):
+        assert escaped in shown[path], path  # shown, as text
+    # the summary page shows the answers given at submit, and the command
+    r = client.form("/scripts/%s/submit" % sid, {"q_comment": PAYLOAD, "action": "preview"})
+    assert all(p not in r.text for p in XSS) and escaped in r.text
+    # a form re-shown with errors echoes the typed text escaped
+    r = client.form("/templates/xss/create", {"name": PAYLOAD + "\x01", "q_label": PAYLOAD}, status=422)
+    assert all(p not in r.text for p in XSS)
+    r = client.form("/scripts/%s/edit" % sid, {"field": "name", "text": PAYLOAD + "\x01", "etag": s["etag"]},
+                    status=422)
+    assert all(p not in r.text for p in XSS)
+    # raw output and downloads are never HTML
+    r = client.api("GET", "/api/jobs/%s/output/stdout" % jid)
+    assert r.content_type == "text/plain" and r.headers["X-Content-Type-Options"] == "nosniff"
+    r = client.api("GET", "/api/jobs/%s/files/job.out" % jid)
+    assert r.headers["Content-Disposition"].startswith("attachment") and r.content_type == "application/octet-stream"
+    r = client.web.get("/jobs/%s/download/job.out" % jid)
+    assert r.headers["Content-Disposition"].startswith("attachment")
+
+
+# sessions
+
+
+@pytest.mark.root
+def test_session_fixation_and_reuse_through_the_pages(multi_app, unix_users):
+    a, web = multi_app()
+    alice, bob = unix_users.create(), unix_users.create()
+    web.set_cookie(flightjobd.COOKIE, "attacker-chosen")
+    form = web.get("/login").forms[0]
+    form["username"], form["password"] = alice.name, alice.password
+    form.submit(status=303)
+    sid = web.cookies[flightjobd.COOKIE]
+    assert sid != "attacker-chosen" and sid in a.auth.sessions and "attacker-chosen" not in a.auth.sessions
+    # logging in again (as someone else) in the same browser ends the old session
+    login(web, bob)
+    assert sid not in a.auth.sessions and web.cookies[flightjobd.COOKIE] != sid
+    stolen = webtest.TestApp(a.bottle)
+    stolen.set_cookie(flightjobd.COOKIE, sid)
+    stolen.get("/api/scripts", status=401)
+    # the logout form ends the session for good, wherever its cookie was copied
+    sid2 = web.cookies[flightjobd.COOKIE]
+    csrf = web.get("/api/session").json["csrf_token"]
+    copy = webtest.TestApp(a.bottle)
+    copy.set_cookie(flightjobd.COOKIE, sid2)
+    assert copy.get("/api/session").json["user"] == bob.name
+    web.post("/logout", {"csrf": csrf}, status=303)
+    copy.get("/api/scripts", status=401)
+    copy.get("/scripts", status=303)
+    copy.post("/logout", {"csrf": csrf}, status=303)  # to the login page, not a second logout
+    assert sid2 not in a.auth.sessions
+
+
+def test_forged_and_expired_session_cookies(client, make_config):
+    web, app = client.web, client.app
+    real = web.cookies[flightjobd.COOKIE]
+    other_app = flightjobd.make_app(make_config())  # a session of another daemon means nothing here
+    foreign = other_app.auth.create(app.daemon_user).id
+    flipped = real[:-1] + ("A" if real[-1] != "A" else "B")
+    for forged in (secrets.token_urlsafe(32), flipped, real[:-1], real + "x", foreign, "", '"' + real + '"',
+                   "x" * 5000, "../../etc/passwd", real.upper()):
+        anon = webtest.TestApp(app.bottle)
+        anon.set_cookie(flightjobd.COOKIE, forged)
+        anon.get("/api/scripts", status=401)
+        anon.get("/scripts", status=303)
+        r = anon.post("/api/scripts", '{"template": "serial"}', content_type="application/json", status=401)
+        assert "Traceback" not in r.text
+    # expired: past the absolute limit the server forgets it, and the cookie is dead
+    app.auth.sessions[real].created -= app.config["auth"]["session_max"] + 1
+    web.get("/api/scripts", status=401)
+    assert real not in app.auth.sessions
+    web.get("/scripts", status=303)
+    web.set_cookie(flightjobd.COOKIE, real)
+    web.get("/api/scripts", status=401)
+    other_app.pool.stop_all()
+
+
+@pytest.mark.root
+def test_brute_force_is_throttled_on_every_login_path(multi_app, unix_users, monkeypatch):
+    a, web = multi_app(auth={"throttle_failures": 3, "throttle_window": 60, "basic_cache": 0})
+    u = unix_users.create()
+    calls = []
+    real_pam = flightjobd.Auth._pam
+    monkeypatch.setattr(flightjobd.Auth, "_pam", lambda self, user, pw: calls.append(user) or real_pam(self, user, pw))
+    bad = {"Authorization": "Basic " + base64.b64encode(("%s:wrong" % u.name).encode()).decode()}
+    web.get("/api/scripts", headers=bad, status=401)
+    web.post_json("/api/login", {"username": u.name, "password": "wrong"}, status=401)
+    form = web.get("/login").forms[0]
+    form["username"], form["password"] = u.name, "wrong"
+    form.submit(status=401)
+    assert len(calls) == 3
+    # now every path refuses, even with the right password, without asking PAM
+    web.get("/api/scripts", headers=u.basic(), status=429)
+    web.post_json("/api/login", {"username": u.name, "password": u.password}, status=429)
+    form = web.get("/login").forms[0]
+    form["username"], form["password"] = u.name, u.password
+    assert "Too many" in form.submit(status=429).text
+    assert len(calls) == 3
+    # a thousand tries cost nothing more and let nobody in
+    for i in range(200):
+        web.post_json("/api/login", {"username": u.name, "password": "guess%d" % i}, status=429)
+    assert len(calls) == 3
+
+
+# code in templates, and who may log in
+
+
+@pytest.mark.root
+def test_user_template_code_runs_as_the_user_never_root(multi_app, unix_users, monkeypatch):
+    a, web = multi_app()
+    alice = unix_users.create()
+    d = os.path.join(alice.home, ".config", "flight-job", "templates", "evil")
+    makedirs_as(d, alice)
+    with open(os.path.join(d, "template.toml"), "w") as f:
+        f.write('name = "Evil"\nsynopsis = "s"\ndescription = "d"\n')
+    marker = "/etc/flightjob-pwned-%d" % os.getpid()
+    with open(os.path.join(d, "script.sh"), "w") as f:
+        f.write("% import os\n"
+                "% ok = os.access('/etc', os.W_OK) or os.access('/etc/shadow', os.R_OK)\n"
+                "#!/bin/bash\n# uid={{os.getuid()}} euid={{os.geteuid()}} groups={{os.getgroups()}} "
+                "root-access={{ok}}\n% os.system('touch " + marker + " 2>/dev/null')\n")
+    chown_tree(d, alice.uid)
+    seen = []
+    real_load = flightjobd.load_template
+    monkeypatch.setattr(flightjobd, "load_template", lambda d, s: seen.append(d) or real_load(d, s))
+    h = login(web, alice)
+    content = web.post_json("/api/scripts", {"template": "evil"}, headers=h, status=201).json["content"]
+    m = re.search(r"uid=(\d+) euid=(\d+) groups=\[([\d, ]*)\] root-access=(\w+)", content)
+    assert m, content
+    assert int(m.group(1)) == int(m.group(2)) == alice.uid
+    assert 0 not in [int(g) for g in m.group(3).split(",") if g.strip()]
+    assert m.group(4) == "False"
+    assert not os.path.exists(marker)
+    assert seen == []  # the daemon (root) never loaded the template
+    worker_pid = a.pool.pids()[alice.name]
+    assert os.stat("/proc/%d" % worker_pid).st_uid == alice.uid
+
+
+@pytest.mark.root
+def test_root_and_system_users_refused_even_with_the_right_password(multi_app, monkeypatch):
+    a, web = multi_app()
+    monkeypatch.setattr(flightjobd.Auth, "_pam", lambda self, user, pw: True)  # every password "right"
+    system = [p.pw_name for p in pwd.getpwall() if p.pw_uid < 1000 or p.pw_uid == 65534]
+    system = [n for n in system if n in ("root", "daemon", "bin", "sys", "nobody")] + system[5:10]
+    assert "root" in system and "nobody" in system
+    for name in system:
+        a.auth.failures.clear()
+        web.post_json("/api/login", {"username": name, "password": "x"}, status=401)
+        basic = {"Authorization": "Basic " + base64.b64encode(("%s:x" % name).encode()).decode()}
+        web.get("/api/scripts", headers=basic, status=401)
+        form = web.get("/login").forms[0]
+        form["username"], form["password"] = name, "x"
+        form.submit(status=401)
+    for odd in ("root ", " root", "ROOT", "0", "root\n", "root:x", "#0"):
+        a.auth.failures.clear()
+        web.post_json("/api/login", {"username": odd, "password": "x"}, status=401)
+    assert a.pool.pids() == {}  # no worker was ever started for them
