@@ -772,9 +772,11 @@ def run(argv, timeout, env=None, cwd=None):
                              % (os.path.basename(argv[0]), timeout))
     out, err = out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
     if proc.returncode != 0:
-        raise SchedulerError("%s failed: %s" % (os.path.basename(argv[0]),
-                                               err.strip() or "exit code %d" % proc.returncode),
-                             err, proc.returncode)
+        e = SchedulerError("%s failed: %s" % (os.path.basename(argv[0]),
+                                             err.strip() or "exit code %d" % proc.returncode),
+                           err, proc.returncode)
+        e.stdout = out  # what it printed before failing (sbatch: perhaps a job id)
+        raise e
     return out
 
 
@@ -1580,6 +1582,11 @@ class SlurmScheduler:
             out = self._run(argv, cwd=cwd)
         except SchedulerError as e:
             stderr = getattr(e, "stderr", "") or ""
+            with contextlib.suppress(ValueError):
+                # it printed a job id, then failed: the job exists, keep it
+                job_id = parse_sbatch(getattr(e, "stdout", ""))
+                log.warning("sbatch failed after submitting job %s: %s", job_id, e.message)
+                return job_id
             if getattr(e, "returncode", None) is None or _is_contact_error(stderr):
                 raise SchedulerError(
                     "could not submit: the Slurm controller did not answer (%s)"
@@ -1972,6 +1979,18 @@ class Store:
         self.notice = None  # the scheduler's last failure, shown on pages
         self._jobs = {}  # id -> (mtime_ns, size, meta): a cache of parsed files
         self._templates = (None, None)
+        self._sweep()
+
+    def _sweep(self, age=3600):
+        """Remove what a crash left behind: half-made (.new-*) and
+        half-removed (.gone-*) item directories older than `age` seconds.
+        They are never listed; this only gives the space back."""
+        for parent in (self.scripts_dir, self.jobs_dir):
+            with contextlib.suppress(OSError):
+                for entry in os.scandir(parent):
+                    if entry.name.startswith((".new-", ".gone-")) and \
+                            time.time() - entry.stat(follow_symlinks=False).st_mtime > age:
+                        _remove_tree(entry.path)
 
     def _ensure(self):
         for d in (self.root, self.scripts_dir, self.jobs_dir):
@@ -2422,6 +2441,8 @@ class Store:
             else:
                 changes = {k: v for k, v in status.items() if k not in ("format", "supervisor", "pgid")}
                 changes["missing_since"] = None
+                if changes.get("reason_text") == "cancelled" and m.get("cancel_requested_at"):
+                    changes["reason_text"] = "cancelled by the user"  # through us; sacct may lag
             if any(m.get(k) != v for k, v in changes.items()):
                 m = self._update_job(m["id"], changes)
             unfinished += m["state"] in UNFINISHED

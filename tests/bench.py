@@ -668,13 +668,21 @@ def bench_listing(work, table, quick):
 
 # Slurm ######################################################################
 
+STARTED = []  # the cluster script, when this run started the cluster (stopped at the end)
+
+
 def slurm_ready():
     """(env, None) when the test cluster answers and the adapter exists,
     else (None, why)."""
     import flightjobd
+    env = dict(os.environ, SLURM_CONF=SLURM_CONF)
+    script = os.path.join(ROOT, "tests", "slurm", "cluster")
+    if os.geteuid() == 0 and subprocess.run([script, "status"], capture_output=True, env=env).returncode != 0:
+        log("starting the test Slurm cluster (tests/slurm/cluster start)")
+        if subprocess.run([script, "start"], capture_output=True, timeout=300).returncode == 0:
+            STARTED.append(script)
     if not os.path.exists(SLURM_CONF):
         return None, "the test Slurm cluster is not started (tests/slurm/cluster start)"
-    env = dict(os.environ, SLURM_CONF=SLURM_CONF)
     end = time.time() + 90  # the tests restart the shared cluster: give it time to come back
     while True:
         try:
@@ -882,6 +890,8 @@ def main():
     print(table.markdown())
     print()
     print("(%.0f s in all)" % (time.time() - started))
+    for script in STARTED:
+        subprocess.run([script, "stop"], capture_output=True, timeout=120)
 
 
 def version():

@@ -581,3 +581,21 @@ def test_local_job_whose_supervisor_dies_is_failed_not_completed(client, tmp_pat
     client.api("PATCH", "/api/scripts/" + sid, {"content": job_script(out, 2)})
     assert client.wait_job(client.submit(sid)["id"])["state"] == "COMPLETED"
     assert client.api("GET", "/api/jobs").json["total"] == 2
+
+
+def test_worker_start_sweeps_what_a_crash_left(make_config, tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    store = flightjobd.Store(make_config(), "me")
+    kept = store.script_create("serial")
+    old_new = tmp_path / "state" / "scripts" / ".new-20200101-000000000-abcdef"
+    old_gone = tmp_path / "state" / "jobs" / ".gone-0123456789ab"
+    fresh = tmp_path / "state" / "scripts" / ".new-fresh"
+    for d in (old_new, old_gone, fresh):
+        d.mkdir(parents=True)
+        (d / "meta.json").write_text("{}")
+    for d in (old_new, old_gone):
+        os.utime(d, (time.time() - 7200, time.time() - 7200))
+    flightjobd.Store(make_config(), "me")  # a new worker starts
+    assert not old_new.exists() and not old_gone.exists()
+    assert fresh.exists()  # perhaps another daemon's creation in progress
+    assert flightjobd.Store(make_config(), "me").script_get(kept["id"])["name"] == kept["name"]

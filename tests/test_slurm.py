@@ -3,6 +3,7 @@ through the web app and their workers. Slow jobs (the time limit) are
 submitted first, so that the waits overlap."""
 import os
 import shutil
+import subprocess
 import tempfile
 import time
 
@@ -205,6 +206,40 @@ def test_one_squeue_and_at_most_one_sacct_per_refresh(site, slurm_cluster):
 def test_time_limit(site):
     job = site.wait(site.slow, timeout=150)
     assert (job["state"], job["raw_state"], job["reason_text"]) == ("FAILED", "TIMEOUT", "ran out of time")
+
+
+def test_controller_down_then_back(site, slurm_cluster):
+    running = site.wait(site.submit("sleep 300"), until=("RUNNING",))
+    subprocess.run([slurm_cluster.script, "stop-ctld"], check=True, capture_output=True)
+    try:
+        listing = site.api("GET", "/api/jobs?per_page=500")
+        assert listing["scheduler"]["ok"] is False and "Unable to contact slurm controller" in listing["scheduler"]["message"]
+        assert {j["id"]: j["state"] for j in listing["jobs"]}[running["id"]] == "RUNNING"
+        assert "The scheduler did not answer" in site.pages.get("/jobs/" + running["id"]).text
+        refused = site.submit("true")
+        assert refused["state"] == "FAILED" and refused["raw_state"] == "SUBMIT_FAILED"
+        assert "the Slurm controller did not answer" in refused["reason_text"]
+    finally:
+        subprocess.run([slurm_cluster.script, "start-ctld"], check=True, capture_output=True)
+    job = site.api("GET", "/api/jobs/" + running["id"])
+    assert job["state"] == "RUNNING" and job["scheduler_state"]["ok"] is True  # all recovers
+    site.api("POST", "/api/jobs/%s/cancel" % running["id"])
+    assert site.wait(running)["state"] == "CANCELLED"
+
+
+def test_sbatch_crashing_after_printing_a_job_id_keeps_the_job(site, slurm_cluster, runtime):
+    fake = fake_bin("sbatch", 'out=$(/usr/bin/sbatch "$@") || exit $?\necho "$out"\n'
+                              'echo "sbatch: fatal: Segmentation fault (simulated)" >&2\nexit 139')
+    crashy = Site(runtime, slurm_cluster, site.user, worker={"path": fake + ":/usr/local/bin:/usr/bin:/bin"})
+    try:
+        job = crashy.submit("echo survived")
+        assert job["scheduler_id"] and job["scheduler_id"].isdigit() and job["state"] == "PENDING"
+        job = crashy.wait(job)
+        assert (job["state"], job["exit_code"]) == ("COMPLETED", 0)
+        assert open(job["stdout_path"]).read() == "survived\n"
+    finally:
+        crashy.close()
+        shutil.rmtree(fake)
 
 
 def daemon_flow(make_daemon, runtime, slurm_cluster, user, **scheduler):
