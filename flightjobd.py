@@ -1977,7 +1977,10 @@ class Store:
         self.scheduler = make_scheduler(config, user, self.root)
         self.last_refresh = 0.0
         self.notice = None  # the scheduler's last failure, shown on pages
-        self._jobs = {}  # id -> (mtime_ns, size, meta): a cache of parsed files
+        # id -> (mtime_ns, size, meta) of parsed job files; a finished job's
+        # entry keeps only its id and state (10,000 full records would be
+        # ~45 MB), the full record is read again when shown
+        self._jobs = {}
         self._templates = (None, None)
         self._sweep()
 
@@ -2350,13 +2353,14 @@ class Store:
         except OSError as e:  # e.g. a symlink into a directory the user may not read
             raise Conflict("This job record cannot be read: %s." % (e.strerror or e))
         hit = self._jobs.get(jid)
-        if cached and hit and hit[0] == st.st_mtime_ns and hit[1] == st.st_size:
+        if cached and hit and hit[0] == st.st_mtime_ns and hit[1] == st.st_size and "format" in hit[2]:
             return hit[2]
         try:
             meta = _meta_or_broken(path, "meta")
         except ValueError as e:
             raise Conflict("This job record is broken: %s." % e)
-        self._jobs[jid] = (st.st_mtime_ns, st.st_size, meta)
+        light = {"id": meta["id"], "state": meta["state"]} if meta["state"] in FINISHED else meta
+        self._jobs[jid] = (st.st_mtime_ns, st.st_size, light)
         return meta
 
     def _update_job(self, jid, changes):
@@ -2376,7 +2380,8 @@ class Store:
         return out
 
     def _all_jobs(self):
-        """(metas, broken) for every job, using the parse cache."""
+        """(metas, broken) for every job, using the parse cache: unfinished
+        jobs in full, finished ones as {id, state} (see _jobs)."""
         metas, broken = [], []
         try:
             names = [e.name for e in os.scandir(self.jobs_dir)
@@ -2389,7 +2394,8 @@ class Store:
                 metas.append(hit[2])
                 continue
             try:
-                metas.append(self._job_meta(name))
+                self._job_meta(name)
+                metas.append(self._jobs[name][2])
             except (Conflict, NotFound) as e:
                 broken.append({"id": name, "broken": True, "reason": e.message})
         return metas, broken
@@ -2465,7 +2471,11 @@ class Store:
             metas = [m for m in metas if m["state"] == state]
         metas.sort(key=lambda m: m["id"], reverse=True)
         start = (page - 1) * per_page
-        return {"jobs": [self._public_job(m) for m in metas[start:start + per_page]],
+        shown = []
+        for m in metas[start:start + per_page]:
+            with contextlib.suppress(Conflict, NotFound):  # removed meanwhile by another daemon
+                shown.append(self._public_job(self._job_meta(m["id"])))
+        return {"jobs": shown,
                 "broken": broken, "total": len(metas), "page": page, "per_page": per_page,
                 "scheduler": scheduler}
 

@@ -7,7 +7,7 @@ import sys
 import pytest
 
 import flightjobd
-from conftest import ROOT
+from support import ROOT
 
 
 def shipped_keys():

@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 import flightjobd
-from conftest import need
+from support import need
 
 pytestmark = pytest.mark.root
 

@@ -3,7 +3,7 @@ import os
 import subprocess
 import sys
 
-from conftest import ROOT, Daemon, free_port, need, write_toml
+from support import ROOT, Daemon, free_port, need, write_toml
 
 
 def test_make_install_gives_a_working_daemon(tmp_path):

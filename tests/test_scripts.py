@@ -7,7 +7,7 @@ import subprocess
 import pytest
 
 import flightjobd
-from conftest import ROOT
+from support import ROOT
 
 TEMPLATES = sorted(os.listdir(os.path.join(ROOT, "share", "job-templates")))
 XSS = '<script>alert("x")</script>'

@@ -11,7 +11,7 @@ import pytest
 import webtest
 
 import flightjobd
-from conftest import Http, UnixUsers, merge
+from support import Http, UnixUsers, merge
 
 pytestmark = [pytest.mark.slurm, pytest.mark.root]
 

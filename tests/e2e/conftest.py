@@ -15,6 +15,8 @@ import subprocess
 
 import pytest
 
+from support import need
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 CI = os.environ.get("CI") == "true"
@@ -23,14 +25,6 @@ AXE = os.path.join(HERE, "node_modules", "axe-core", "axe.min.js")
 SHOTS = os.path.join(ROOT, "test-output", "screenshots")
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run"]
-
-
-def need(condition, why):
-    """As tests/conftest.py's need(): skip, or fail with CI=true."""
-    if not condition:
-        if CI:
-            pytest.fail("%s (CI=true: a missing real component is a failure)" % why)
-        pytest.skip(why)
 
 
 @pytest.fixture(scope="session")

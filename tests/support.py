@@ -1,0 +1,406 @@
+"""Fixtures and helpers for flightjobd's tests, named for what they give.
+
+tests/conftest.py registers everything here with pytest; test modules
+import helpers from `support` (not `conftest`: tests/e2e has its own).
+
+Real components where a user would have them: real PAM users created with
+useradd/chpasswd (root only), real worker processes, the real local
+scheduler, a real Slurm cluster (tests/slurm/cluster) and a real Chromium.
+Outside CI a missing component skips with one line saying why; with
+CI=true it fails.
+"""
+import base64
+import contextlib
+import json
+import os
+import pwd
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+import webtest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+import flightjobd  # noqa: E402
+
+CI = os.environ.get("CI") == "true"
+SYSTEM_PYTHON = "/usr/bin/python3"
+
+
+def need(condition, why):
+    """Skip when a real component is missing; in CI, fail instead."""
+    if not condition:
+        if CI:
+            pytest.fail("%s (CI=true: a missing real component is a failure)" % why)
+        pytest.skip(why)
+
+
+def pytest_configure(config):
+    for name, doc in (("slurm", "needs the real Slurm test cluster"),
+                      ("e2e", "drives a real Chromium"),
+                      ("root", "needs root (real Unix users, PAM)"),
+                      ("slow", "long-running")):
+        config.addinivalue_line("markers", "%s: %s" % (name, doc))
+
+
+def merge(base, extra):
+    out = {k: dict(v) for k, v in base.items()}
+    for section, keys in extra.items():
+        out.setdefault(section, {}).update(keys)
+    return out
+
+
+@pytest.fixture
+def make_config(tmp_path):
+    """make_config(section={key: value}) -> Config for one test, with its
+    state in tmp_path and the local scheduler."""
+    def make(**sections):
+        base = {"storage": {"state_dir": str(tmp_path / "state"),
+                            "user_templates": str(tmp_path / "user-templates")},
+                "scheduler": {"type": "local", "refresh_interval": 0, "background_refresh": 0},
+                "templates": {"site_dirs": [str(tmp_path / "site-templates")]}}
+        return flightjobd.Config(merge(base, sections))
+    return make
+
+
+class Client:
+    """A WebTest client logged in with a session cookie, knowing its CSRF
+    token, with JSON helpers for the API."""
+
+    def __init__(self, app, testapp):
+        self.app = app
+        self.web = testapp
+        self.csrf = None
+
+    def login_token(self):
+        self.web.get("/login?token=" + self.app.auth.login_token, status=303)
+        self.csrf = self.web.get("/api/session").json["csrf_token"]
+        return self
+
+    def login(self, user, password, status=200):
+        r = self.web.post_json("/api/login", {"username": user, "password": password}, status=status)
+        if status == 200:
+            self.csrf = r.json["csrf_token"]
+        return r
+
+    def api(self, method, path, body=None, status=None, headers=None, **kw):
+        headers = dict(headers or {})
+        if self.csrf and method != "GET":
+            headers.setdefault("X-CSRF-Token", self.csrf)
+        call = getattr(self.web, method.lower() + ("_json" if body is not None else ""))
+        args = (path, body) if body is not None else (path,)
+        return call(*args, headers=headers, status=status, **kw)
+
+    def form(self, path, fields, status=None):
+        fields = dict(fields)
+        fields.setdefault("csrf", self.csrf)
+        return self.web.post(path, fields, status=status)
+
+    def create_script(self, template="serial", name="test script", answers=None, **kw):
+        return self.api("POST", "/api/scripts", {"template": template, "name": name,
+                                                 "answers": answers or {}, **kw}, status=201).json
+
+    def submit(self, script_id, answers=None, status=201):
+        return self.api("POST", "/api/jobs", {"script": script_id, "answers": answers or {}},
+                        status=status).json
+
+    def wait_job(self, job_id, until=flightjobd.FINISHED, timeout=30):
+        end = time.time() + timeout
+        while True:
+            job = self.api("GET", "/api/jobs/%s" % job_id).json
+            if job["state"] in until or time.time() > end:
+                return job
+            time.sleep(0.2)
+
+    def output(self, job_id, which="stdout"):
+        return self.api("GET", "/api/jobs/%s/output/%s" % (job_id, which)).body.decode()
+
+
+@pytest.fixture
+def make_app(make_config):
+    """make_app(**config sections) -> a fresh App (single-user, as whoever
+    runs the tests) with a logged-in Client; workers stopped afterwards."""
+    apps = []
+
+    def make(**sections):
+        a = flightjobd.make_app(make_config(**sections))
+        apps.append(a)
+        return Client(a, webtest.TestApp(a.bottle, extra_environ={"REMOTE_ADDR": "127.0.0.1"})).login_token()
+    yield make
+    for a in apps:
+        a.pool.stop_all()
+
+
+@pytest.fixture
+def client(make_app):
+    """A logged-in client of a fresh single-user app on the local scheduler."""
+    return make_app()
+
+
+@pytest.fixture(scope="session")
+def runtime(tmp_path_factory):
+    """A world-readable copy of the daemon (flightjobd.py, templates, share
+    and its pure-Python dependencies in vendor/) run by the system Python,
+    so workers running as test users can execute it wherever the checkout
+    and the virtualenv live. Gives the config section for workers."""
+    need(os.path.exists(SYSTEM_PYTHON), "%s is needed to run workers as other users" % SYSTEM_PYTHON)
+    base = "/tmp/flightjob-runtime-%d" % os.getpid()
+    shutil.rmtree(base, ignore_errors=True)
+    os.makedirs(base)
+    shutil.copy(os.path.join(ROOT, "flightjobd.py"), base)
+    for d in ("templates", "share"):
+        shutil.copytree(os.path.join(ROOT, d), os.path.join(base, d))
+    vendor = os.path.join(base, "vendor")
+    os.makedirs(vendor)
+    import bottle
+    import pamela
+    import waitress
+    for mod in (bottle, pamela):
+        shutil.copy(mod.__file__, vendor)
+    shutil.copytree(os.path.dirname(waitress.__file__), os.path.join(vendor, "waitress"))
+    subprocess.run(["chmod", "-R", "a+rX", base], check=True)
+    os.chmod("/tmp/" if False else base, 0o755)
+    yield {"python": SYSTEM_PYTHON, "program": os.path.join(base, "flightjobd.py")}
+    shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def pam_service():
+    """The project's PAM service file installed as /etc/pam.d/flight-job."""
+    need(os.geteuid() == 0, "real PAM users need root")
+    target = "/etc/pam.d/flight-job"
+    ours = open(os.path.join(ROOT, "etc", "pam.d", "flight-job")).read()
+    if not os.path.exists(target) or open(target).read() != ours:
+        with open(target, "w") as f:
+            f.write(ours)
+    return "flight-job"
+
+
+class UnixUsers:
+    """Creates real Unix users with passwords; removes them afterwards."""
+
+    def __init__(self):
+        self.created = []
+
+    def create(self, prefix="fjt", uid=None, password=None):
+        name = "%s%s" % (prefix, secrets.token_hex(3))
+        password = password or "pw-" + secrets.token_urlsafe(9)
+        argv = ["useradd", "--create-home", "--shell", "/bin/bash"]
+        if uid is not None:
+            argv += ["--uid", str(uid)]
+        subprocess.run(argv + [name], check=True, capture_output=True)
+        self.created.append(name)
+        subprocess.run(["chpasswd"], input="%s:%s" % (name, password), text=True, check=True)
+        pw = pwd.getpwnam(name)
+        return User(name, password, pw.pw_uid, pw.pw_dir)
+
+    def remove_all(self):
+        for name in self.created:
+            subprocess.run(["pkill", "-KILL", "-u", name], capture_output=True)
+            subprocess.run(["userdel", "--remove", name], capture_output=True)
+
+
+class User:
+    def __init__(self, name, password, uid, home):
+        self.name, self.password, self.uid, self.home = name, password, uid, home
+
+    def basic(self):
+        token = base64.b64encode(("%s:%s" % (self.name, self.password)).encode()).decode()
+        return {"Authorization": "Basic " + token}
+
+
+@pytest.fixture
+def unix_users(pam_service):
+    users = UnixUsers()
+    yield users
+    users.remove_all()
+
+
+@pytest.fixture
+def multi_app(runtime, pam_service, tmp_path):
+    """make(**config sections) -> (App, TestApp) in multi-user mode as root:
+    real PAM, workers switching to each user, state in each user's home."""
+    apps = []
+
+    def make(**sections):
+        values = merge({"server": {"multi_user": True},
+                        "worker": runtime,
+                        "scheduler": {"type": "local", "refresh_interval": 0, "background_refresh": 0},
+                        "templates": {"site_dirs": []}}, sections)
+        a = flightjobd.make_app(flightjobd.Config(values))
+        apps.append(a)
+        return a, webtest.TestApp(a.bottle, extra_environ={"REMOTE_ADDR": "127.0.0.1"})
+    yield make
+    for a in apps:
+        a.pool.stop_all()
+
+
+def free_port():
+    with contextlib.closing(socket.socket()) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Daemon:
+    """flightjobd running for real as a process (waitress on loopback)."""
+
+    def __init__(self, config_path, log_path, port, extra_env=None):
+        self.config_path, self.log_path, self.port = config_path, log_path, port
+        self.url = "http://127.0.0.1:%d" % port
+        self.extra_env = extra_env or {}
+        self.argv = [sys.executable, os.path.join(ROOT, "flightjobd.py")]
+        self.proc = None
+
+    def start(self, timeout=20):
+        env = dict(os.environ, **self.extra_env)
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(self.argv + ["--config", self.config_path,
+                                      "--listen", "127.0.0.1:%d" % self.port],
+                                     stdout=subprocess.PIPE, stderr=log, env=env)
+        end = time.time() + timeout
+        line = b""
+        while time.time() < end:
+            line = self.proc.stdout.readline()
+            if b"login" in line or b"serving" in line or not line:
+                break
+        self.login_url = line.decode().split(" at ", 1)[-1].strip() if b"token=" in line else None
+        import urllib.request
+        while time.time() < end:
+            with contextlib.suppress(OSError):
+                urllib.request.urlopen(self.url + "/api/health", timeout=2).read()
+                return self
+            if self.proc.poll() is not None:
+                raise RuntimeError("flightjobd exited: see %s" % self.log_path)
+            time.sleep(0.1)
+        raise RuntimeError("flightjobd did not answer in %ds: see %s" % (timeout, self.log_path))
+
+    def stop(self, sig=15):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+
+def write_toml(path, sections):
+    lines = []
+    for section, keys in sections.items():
+        lines.append("[%s]" % section)
+        for k, v in keys.items():
+            if isinstance(v, dict):
+                v = "{ %s }" % ", ".join("%s = %s" % (a, json.dumps(b)) for a, b in v.items())
+            else:
+                v = json.dumps(v) if not isinstance(v, bool) else ("true" if v else "false")
+            lines.append("%s = %s" % (k, v))
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+@pytest.fixture
+def make_daemon(tmp_path):
+    """make_daemon(**config sections) -> a started Daemon (single-user, local
+    scheduler, state in tmp_path); stopped afterwards."""
+    daemons = []
+
+    def make(start=True, extra_env=None, **sections):
+        port = free_port()
+        values = merge({"storage": {"state_dir": str(tmp_path / "state")},
+                        "scheduler": {"type": "local", "refresh_interval": 0, "background_refresh": 2}},
+                       sections)
+        path = str(tmp_path / ("daemon-%d.toml" % port))
+        write_toml(path, values)
+        d = Daemon(path, str(tmp_path / "daemon.log"), port, extra_env)
+        daemons.append(d)
+        return d.start() if start else d
+    yield make
+    for d in daemons:
+        d.stop()
+
+
+class SlurmCluster:
+    """The real single-node test cluster of tests/slurm/cluster: munge,
+    slurmctld, slurmd, and slurmdbd with MariaDB when accounting is on."""
+
+    script = os.path.join(ROOT, "tests", "slurm", "cluster")
+
+    def __init__(self):
+        self.accounting = None
+        self.conf = None
+
+    def ensure(self, accounting=True, min_job_age=300):
+        if self.accounting == (accounting, min_job_age):
+            return self
+        argv = [self.script, "start"] + ([] if accounting else ["--no-accounting"])
+        env = dict(os.environ, FLIGHTJOB_SLURM_MINJOBAGE=str(min_job_age))
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=300, env=env)
+        if r.returncode != 0:
+            self.accounting = None
+            need(False, "the Slurm test cluster did not come up:\n" + r.stderr[-3000:])
+        self.conf = r.stdout.strip().split("SLURM_CONF=", 1)[1].split()[0]
+        self.accounting = (accounting, min_job_age)
+        return self
+
+    def scheduler(self, **extra):
+        """The [scheduler] config section for this cluster."""
+        return dict({"type": "slurm", "environment": {"SLURM_CONF": self.conf},
+                     "refresh_interval": 0, "background_refresh": 0, "timeout": 20}, **extra)
+
+    def run(self, *argv):
+        return subprocess.run(list(argv), capture_output=True, text=True, timeout=60,
+                              env=dict(os.environ, SLURM_CONF=self.conf)).stdout
+
+    def stop(self):
+        subprocess.run([self.script, "stop"], capture_output=True, timeout=120)
+        self.accounting = None
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster():
+    """The real Slurm cluster; tests call .ensure(accounting=...) first.
+    To run these outside CI: as root, with Debian's slurm-wlm, slurmdbd,
+    munge and mariadb-server installed."""
+    need(os.geteuid() == 0 and shutil.which("slurmctld") and shutil.which("slurmdbd")
+         and shutil.which("munged") and shutil.which("mysqld_safe"),
+         "Slurm tests need root and Debian's slurm-wlm, slurmdbd, munge, mariadb-server "
+         "(apt-get install them, or run with CI=true to make this a failure)")
+    cluster = SlurmCluster()
+    yield cluster
+    cluster.stop()
+
+
+class Http:
+    """A tiny HTTP client for a daemon running as a process (Basic auth)."""
+
+    def __init__(self, base, user=None, password=None):
+        self.base = base
+        self.headers = {}
+        if user:
+            token = base64.b64encode(("%s:%s" % (user, password)).encode()).decode()
+            self.headers["Authorization"] = "Basic " + token
+
+    def __call__(self, method, path, body=None, status=None):
+        import urllib.error
+        import urllib.request
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.base + path, data=data, method=method,
+                                     headers=dict(self.headers, **({"Content-Type": "application/json"} if data else {})))
+        try:
+            with urllib.request.urlopen(req, timeout=60) as r:
+                code, raw = r.status, r.read()
+        except urllib.error.HTTPError as e:
+            code, raw = e.code, e.read()
+        if status is not None:
+            assert code == status, (code, raw[:500])
+        try:
+            return json.loads(raw) if raw else None
+        except ValueError:
+            return raw
