@@ -25,14 +25,15 @@ run: $(VENV)/stamp
 test: $(VENV)/stamp
 	$(PY) -m pytest tests
 
-# The unit tests alone under another interpreter: make test-unit PYTHON=python3.9
+# The unit tests alone (no browser, Slurm, fuzz or long runs) under another
+# interpreter: make test-unit PYTHON=python3.9
 # (its own venv, .venv-3.9, rebuilt when a requirements file changes).
 test-unit:
 	@v=.venv-$$($(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])'); \
 	if [ ! -f $$v/stamp ] || [ requirements-dev.txt -nt $$v/stamp ] || [ requirements.txt -nt $$v/stamp ]; then \
 		$(PYTHON) -m venv $$v && $$v/bin/pip install -q -r requirements-dev.txt && touch $$v/stamp || exit 1; \
 	fi; \
-	$$v/bin/python -m pytest -m "not e2e and not slurm" --ignore=tests/e2e tests
+	$$v/bin/python -m pytest -m "not e2e and not slurm and not slow" --ignore=tests/e2e --ignore=tests/test_fuzz.py tests
 
 lint: $(VENV)/stamp
 	$(VENV)/bin/ruff check --target-version py39 flightjobd.py tests
