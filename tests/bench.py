@@ -32,7 +32,9 @@ import tempfile
 import threading
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from support import ROOT, children, free_port, write_toml  # noqa: E402
+
 DAEMON = os.path.join(ROOT, "flightjobd.py")
 PY = sys.executable
 SLURM_DIR = os.environ.get("FLIGHTJOB_SLURM_DIR", "/tmp/flightjob-slurm")
@@ -40,30 +42,6 @@ SLURM_CONF = os.path.join(SLURM_DIR, "etc", "slurm.conf")
 
 
 # Small helpers ##############################################################
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def write_toml(path, sections):
-    lines = []
-    for section, keys in sections.items():
-        lines.append("[%s]" % section)
-        for k, v in keys.items():
-            if isinstance(v, dict):
-                v = "{ %s }" % ", ".join("%s = %s" % (a, json.dumps(b)) for a, b in v.items())
-            elif isinstance(v, bool):
-                v = "true" if v else "false"
-            else:
-                v = json.dumps(v)
-            lines.append("%s = %s" % (k, v))
-    with open(path, "w") as f:
-        f.write("\n".join(lines) + "\n")
-
 
 def rss_mb(pid):
     with open("/proc/%d/status" % pid) as f:
@@ -82,25 +60,6 @@ def uss_mb(pid):
             if line.startswith(("Private_Clean:", "Private_Dirty:")):
                 total += int(line.split()[1])
     return total / 1024.0
-
-
-def children(pid, marker):
-    """Pids of pid's children whose command line holds marker."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open("/proc/%s/stat" % entry) as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-            if ppid != pid:
-                continue
-            with open("/proc/%s/cmdline" % entry, "rb") as f:
-                if marker.encode() in f.read():
-                    found.append(int(entry))
-        except (OSError, ValueError, IndexError):
-            continue
-    return found
 
 
 def pct(values, p):
@@ -668,6 +627,21 @@ def bench_listing(work, table, quick):
 
 # Slurm ######################################################################
 
+def slurm_store(state, ids, out):
+    """A Store on the real cluster whose state holds one PENDING job record
+    for each Slurm job id in ids."""
+    import flightjobd
+    os.makedirs(os.path.join(state, "jobs"), 0o700)
+    base = time.time() - 600
+    for i, sid in enumerate(ids):
+        write_job(os.path.join(state, "jobs"), make_meta(job_id(base + i, i), base + i, "slurm", sid, "PENDING", out))
+    config = flightjobd.Config({"storage": {"state_dir": state},
+                                "scheduler": {"type": "slurm", "refresh_interval": 0,
+                                              "environment": {"SLURM_CONF": SLURM_CONF}},
+                                "templates": {"site_dirs": []}})
+    return flightjobd.Store(config, "root")
+
+
 STARTED = []  # the cluster script, when this run started the cluster (stopped at the end)
 
 
@@ -719,7 +693,6 @@ def sbatch_held(env, out, n):
 
 def bench_slurm(work, table, quick):
     """Figure 3 (scheduler load) and figure 4 on Slurm."""
-    import flightjobd
     env, why = slurm_ready()
     sizes = (1, 50, 500)
     if env is None:
@@ -736,17 +709,7 @@ def bench_slurm(work, table, quick):
         for n in sizes:
             ids = sbatch_held(env, out, n)
             submitted += ids
-            state = os.path.join(work, "state-slurm-%d" % n)
-            os.makedirs(os.path.join(state, "jobs"), 0o700)
-            base = time.time() - 600
-            for i, sid in enumerate(ids):
-                write_job(os.path.join(state, "jobs"),
-                          make_meta(job_id(base + i, i), base + i, "slurm", sid, "PENDING", out))
-            config = flightjobd.Config({"storage": {"state_dir": state},
-                                        "scheduler": {"type": "slurm", "refresh_interval": 0,
-                                                      "environment": {"SLURM_CONF": SLURM_CONF}},
-                                        "templates": {"site_dirs": []}})
-            store = flightjobd.Store(config, "root")
+            store = slurm_store(os.path.join(work, "state-slurm-%d" % n), ids, out)
             store.refresh(force=True)  # first refresh writes the jobs' states
             rounds = 3 if n == 500 else 5
             calls, walls = [], []
@@ -777,17 +740,7 @@ def bench_slurm(work, table, quick):
         # 50 unfinished of which 25 ended since the last refresh: the sacct path
         ids = sbatch_held(env, out, 50)
         submitted += ids
-        state = os.path.join(work, "state-slurm-ended")
-        os.makedirs(os.path.join(state, "jobs"), 0o700)
-        base = time.time() - 600
-        for i, sid in enumerate(ids):
-            write_job(os.path.join(state, "jobs"),
-                      make_meta(job_id(base + i, i), base + i, "slurm", sid, "PENDING", out))
-        config = flightjobd.Config({"storage": {"state_dir": state},
-                                    "scheduler": {"type": "slurm", "refresh_interval": 0,
-                                                  "environment": {"SLURM_CONF": SLURM_CONF}},
-                                    "templates": {"site_dirs": []}})
-        store = flightjobd.Store(config, "root")
+        store = slurm_store(os.path.join(work, "state-slurm-ended"), ids, out)
         store.refresh(force=True)
         subprocess.run(["scancel"] + ids[:25], env=env, check=True, capture_output=True)
         time.sleep(1)

@@ -291,6 +291,24 @@ class Daemon:
         self.proc = None
 
 
+def children(pid, marker="--worker"):
+    """Pids of pid's child processes whose command line holds marker."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % entry) as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            with open("/proc/%s/cmdline" % entry, "rb") as f:
+                cmd = f.read()
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == pid and marker.encode() in cmd:
+            found.append(int(entry))
+    return found
+
+
 def write_toml(path, sections):
     lines = []
     for section, keys in sections.items():

@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 import flightjobd
-from support import need
+from support import children, need
 
 pytestmark = pytest.mark.root
 
@@ -79,24 +79,6 @@ class Api:
         except ValueError:
             data = raw
         return status, data
-
-
-def children(pid, marker=b"--worker"):
-    """Pids of pid's child processes whose command line holds marker."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open("/proc/%s/stat" % entry) as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-            with open("/proc/%s/cmdline" % entry, "rb") as f:
-                cmd = f.read()
-        except (OSError, ValueError, IndexError):
-            continue
-        if ppid == pid and marker in cmd:
-            found.append(int(entry))
-    return found
 
 
 def rss_kb(pid):
