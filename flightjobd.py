@@ -1978,8 +1978,8 @@ class Store:
         self.last_refresh = 0.0
         self.notice = None  # the scheduler's last failure, shown on pages
         # id -> (mtime_ns, size, meta) of parsed job files; a finished job's
-        # entry keeps only its id and state (10,000 full records would be
-        # ~45 MB), the full record is read again when shown
+        # entry is only its state, a string (10,000 full records would be
+        # ~45 MB): its full record is read again when shown
         self._jobs = {}
         self._templates = (None, None)
         self._sweep()
@@ -2353,14 +2353,14 @@ class Store:
         except OSError as e:  # e.g. a symlink into a directory the user may not read
             raise Conflict("This job record cannot be read: %s." % (e.strerror or e))
         hit = self._jobs.get(jid)
-        if cached and hit and hit[0] == st.st_mtime_ns and hit[1] == st.st_size and "format" in hit[2]:
+        if cached and isinstance(hit, tuple) and hit[0] == st.st_mtime_ns and hit[1] == st.st_size:
             return hit[2]
         try:
             meta = _meta_or_broken(path, "meta")
         except ValueError as e:
             raise Conflict("This job record is broken: %s." % e)
-        light = {"id": meta["id"], "state": meta["state"]} if meta["state"] in FINISHED else meta
-        self._jobs[jid] = (st.st_mtime_ns, st.st_size, light)
+        finished = meta["state"] in FINISHED
+        self._jobs[jid] = sys.intern(meta["state"]) if finished else (st.st_mtime_ns, st.st_size, meta)
         return meta
 
     def _update_job(self, jid, changes):
@@ -2390,12 +2390,12 @@ class Store:
             names = []
         for name in names:
             hit = self._jobs.get(name)
-            if hit and hit[2]["state"] in FINISHED:  # final: no stat (10,000 jobs: 35 ms a list)
-                metas.append(hit[2])
+            if isinstance(hit, str):  # finished: no stat (10,000 jobs: 35 ms a list)
+                metas.append({"id": name, "state": hit})
                 continue
             try:
-                self._job_meta(name)
-                metas.append(self._jobs[name][2])
+                meta = self._job_meta(name)
+                metas.append(meta if meta["state"] in UNFINISHED else {"id": name, "state": meta["state"]})
             except (Conflict, NotFound) as e:
                 broken.append({"id": name, "broken": True, "reason": e.message})
         return metas, broken
