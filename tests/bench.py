@@ -32,8 +32,12 @@ import tempfile
 import threading
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from support import ROOT, children, free_port, write_toml  # noqa: E402
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if "--bare" not in sys.argv and "--load" not in sys.argv:
+    # not in the bare process (its footprint is the yardstick) nor the load
+    # generator: support imports pytest, WebTest and flightjobd
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from support import children, free_port, write_toml  # noqa: E402
 
 DAEMON = os.path.join(ROOT, "flightjobd.py")
 PY = sys.executable
