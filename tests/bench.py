@@ -166,10 +166,10 @@ class Daemon:
     def start(self):
         """Start; returns seconds from process start to /api/health answering."""
         t0 = time.perf_counter()
-        self.proc = subprocess.Popen([PY, DAEMON, "--config", self.config,
+        self.proc = subprocess.Popen([PY, "-m", "flightjobd", "--config", self.config,
                                       "--listen", "127.0.0.1:%d" % self.port],
                                      stdout=subprocess.PIPE, stderr=open(self.log, "ab"),
-                                     env=self.env)
+                                     env=self.env, cwd=ROOT)  # -m, as make run does
         t1 = wait_http(self.port, "/api/health", t0 + 60, self.proc)
         self.token = None
         line = self.proc.stdout.readline().decode()

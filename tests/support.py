@@ -254,7 +254,8 @@ class Daemon:
         self.config_path, self.log_path, self.port = config_path, log_path, port
         self.url = "http://127.0.0.1:%d" % port
         self.extra_env = extra_env or {}
-        self.argv = [sys.executable, os.path.join(ROOT, "flightjobd.py")]
+        self.argv = [sys.executable, "-m", "flightjobd"]  # as make run and the unit do
+        self.cwd = ROOT
         self.proc = None
 
     def start(self, timeout=20):
@@ -262,7 +263,7 @@ class Daemon:
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(self.argv + ["--config", self.config_path,
                                       "--listen", "127.0.0.1:%d" % self.port],
-                                     stdout=subprocess.PIPE, stderr=log, env=env)
+                                     stdout=subprocess.PIPE, stderr=log, env=env, cwd=self.cwd)
         end = time.time() + timeout
         line = b""
         while time.time() < end:

@@ -17,7 +17,7 @@ def test_make_install_gives_a_working_daemon(tmp_path):
                  lib / "vendor/bottle.py", dest / "etc/flight-job/flight-job.toml", dest / "etc/pam.d/flight-job"):
         assert path.exists(), path
     unit = (dest / "lib/systemd/system/flightjobd.service").read_text()
-    assert "ExecStart=/usr/bin/python3 /usr/local/lib/flight-job/flightjobd.py --multi-user" in unit
+    assert "WorkingDirectory=/usr/local/lib/flight-job\nExecStart=/usr/bin/python3 -m flightjobd --multi-user" in unit
     assert os.readlink(dest / "usr/local/sbin/flightjobd") == "../lib/flight-job/flightjobd.py"
     config = str(dest / "etc/flight-job/flight-job.toml")
     r = subprocess.run(["/usr/bin/python3", "-I", str(lib / "flightjobd.py"), "--config", config, "--check-config"],
@@ -27,7 +27,7 @@ def test_make_install_gives_a_working_daemon(tmp_path):
     override = tmp_path / "run.toml"
     write_toml(str(override), {"storage": {"state_dir": str(tmp_path / "state")}, "scheduler": {"type": "local"}})
     d = Daemon(str(override), str(tmp_path / "log"), port)
-    d.argv = ["/usr/bin/python3", "-I", str(lib / "flightjobd.py")]
+    d.argv, d.cwd = ["/usr/bin/python3", "-m", "flightjobd"], str(lib)  # as the unit runs it
     try:
         d.start()
         assert d.login_url and "/login?token=" in d.login_url
