@@ -1945,12 +1945,12 @@ GENERIC_SUBMISSION = [
 ]
 
 
-def _meta_or_broken(path, kind):
+def _meta_or_broken(path):
     """A metadata dict, or raise ValueError saying why it cannot be used."""
     try:
         meta = read_json(path)
     except FileNotFoundError:
-        raise ValueError("%s.json is missing" % kind)
+        raise ValueError("meta.json is missing")
     except (OSError, ValueError, UnicodeDecodeError) as e:
         raise ValueError("meta.json cannot be read: %s" % e)
     if not isinstance(meta, dict):
@@ -2130,7 +2130,7 @@ class Store:
         if not os.path.isdir(path):
             raise NotFound("No such script.")
         try:
-            return _meta_or_broken(os.path.join(path, "meta.json"), "meta")
+            return _meta_or_broken(os.path.join(path, "meta.json"))
         except ValueError as e:
             raise Conflict("This script is broken and cannot be used: %s." % e)
 
@@ -2181,7 +2181,7 @@ class Store:
                     continue
                 try:
                     items.append(self._script_public(
-                        _meta_or_broken(os.path.join(entry.path, "meta.json"), "meta")))
+                        _meta_or_broken(os.path.join(entry.path, "meta.json"))))
                 except ValueError as e:
                     items.append({"id": entry.name, "broken": True, "reason": str(e)})
         items.sort(key=lambda s: s.get("updated_at") or "", reverse=True)
@@ -2356,7 +2356,7 @@ class Store:
         if cached and isinstance(hit, tuple) and hit[0] == st.st_mtime_ns and hit[1] == st.st_size:
             return hit[2]
         try:
-            meta = _meta_or_broken(path, "meta")
+            meta = _meta_or_broken(path)
         except ValueError as e:
             raise Conflict("This job record is broken: %s." % e)
         finished = meta["state"] in FINISHED
@@ -3070,7 +3070,7 @@ class App:
         self.started = time.time()
         self.health = (0.0, None)
         self.bottle = bottle.Bottle()
-        self.views = bottle.TEMPLATE_PATH[:0] + [os.path.join(HERE, "templates")]
+        self.views = [os.path.join(HERE, "templates")]
         self.secure = (config["auth"]["secure_cookies"] == "always" or (
             config["auth"]["secure_cookies"] == "auto"
             and config["server"]["base_url"].startswith("https://")))
