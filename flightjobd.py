@@ -1139,15 +1139,31 @@ def sbatch_error_message(stderr):
     return "; ".join(lines)
 
 
-def _split(line, fields, trailing):
-    """Split a "|"-delimited line into a dict; None if it does not fit."""
-    parts = line.split("|")
-    if trailing:  # squeue -O puts "|" after every field
-        if parts and parts[-1] == "":
+def _records(text, fields, trailing):
+    """Each "|"-delimited line of text as a dict of fields; blank lines and
+    lines that do not fit are skipped. trailing: squeue -O ends every field
+    with "|"."""
+    for line in (text or "").splitlines():
+        parts = line.split("|")
+        if trailing and parts and parts[-1] == "":
             parts = parts[:-1]
-    if len(parts) != len(fields):
+        if line.strip() and len(parts) == len(fields):
+            yield dict(zip(fields, parts))
+
+
+def _int_or_none(text):
+    try:
+        return int(text)
+    except (TypeError, ValueError):
         return None
-    return dict(zip(fields, parts))
+
+
+def _task_ids(task):
+    """An array task field as single task ids: "3" -> ["3"], a pending
+    range "2-4" or "[2-4%1]" -> ["2", "3", "4"], none -> [None]."""
+    if task in _EMPTY or task is None:
+        return [None]
+    return [task] if task.isdigit() else [str(t) for t in array_tasks(task.strip("[]"))]
 
 
 def _wait_status(text):
@@ -1182,11 +1198,6 @@ def _split_state(text):
     return words[0].rstrip("+"), by
 
 
-def _expand_task_ids(spec):
-    """"[2-4%1]" or "2-4" or "[1,3,5-6]" -> ["2", "3", "4"] ..."""
-    return [str(t) for t in array_tasks(spec.strip("[]"))]
-
-
 def parse_squeue(text):
     """squeue --noheader --array --Format=SQUEUE_FORMAT output -> list of rows.
 
@@ -1196,26 +1207,14 @@ def parse_squeue(text):
     "partition"}.  start/end are UTC ISO strings or None; their meaning
     depends on the state (expected times for pending/running jobs)."""
     rows = []
-    for line in (text or "").splitlines():
-        if not line.strip():
-            continue
-        f = _split(line.rstrip("\n"), SQUEUE_FIELDS, trailing=True)
-        if f is None:
-            continue
+    for f in _records(text, SQUEUE_FIELDS, trailing=True):
         parent = f["ArrayJobID"] or f["JobID"]
-        task = f["ArrayTaskID"]
-        if task in _EMPTY:
-            task = None
         raw_state, _ = _split_state(f["State"])
         exit_code, sig = _wait_status(f["exit_code"])
-        try:
-            uid = int(f["UserID"])
-        except ValueError:
-            uid = None
+        uid = _int_or_none(f["UserID"])
         # Without --array a pending array's remaining tasks are one line with
         # a range ("2-4"); expand it so callers always see single tasks.
-        tasks = _expand_task_ids(task) if task and not task.isdigit() else [task]
-        for t in tasks:
+        for t in _task_ids(f["ArrayTaskID"]):
             rows.append({
                 "id": parent + "_" + t if t else parent,
                 "parent": parent,
@@ -1248,12 +1247,7 @@ def parse_sacct(text):
     are folded into their job."""
     jobs = {}
     order = []
-    for line in (text or "").splitlines():
-        if not line.strip():
-            continue
-        f = _split(line.rstrip("\n"), SACCT_FIELDS, trailing=False)
-        if f is None:
-            continue
+    for f in _records(text, SACCT_FIELDS, trailing=False):
         job_part, _, step = f["JobID"].partition(".")
         if step:
             job = jobs.get(job_part)
@@ -1266,16 +1260,9 @@ def parse_sacct(text):
         parent, _, task = job_part.partition("_")
         raw_state, by = _split_state(f["State"])
         exit_code, sig = _exit_signal(f["ExitCode"])
-        try:
-            uid = int(f["UID"])
-        except ValueError:
-            uid = None
-        try:
-            elapsed = int(f["ElapsedRaw"])
-        except ValueError:
-            elapsed = None
+        uid, elapsed = _int_or_none(f["UID"]), _int_or_none(f["ElapsedRaw"])
         # a pending array's remaining tasks come as one "4_[2-4]" line
-        tasks = _expand_task_ids(task) if task and not task.isdigit() else [task or None]
+        tasks = _task_ids(task or None)
         for t in tasks:
             jid = parent + "_" + t if t else parent
             if jid not in jobs:
