@@ -71,6 +71,16 @@ class Site:
         os.makedirs(SHOTS, exist_ok=True)
         self.page.screenshot(path=os.path.join(SHOTS, name + ".png"), full_page=full_page)
 
+    def confirmation_page(self, path, title, shot):
+        """The no-JavaScript confirmation page at path: its heading, axe,
+        a screenshot; then back out with "Keep it"."""
+        from playwright.sync_api import expect
+        self.go(path)
+        expect(self.page.locator("h1")).to_have_text(title)
+        self.check_a11y(title.lower() + " confirmation")
+        self.shot(shot)
+        self.page.click("text=Keep it")
+
     def check_a11y(self, what):
         """axe-core on the page as it is: no serious or critical violations."""
         # Not page.add_script_tag(): the pages' CSP (default-src 'self')

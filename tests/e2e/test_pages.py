@@ -203,11 +203,7 @@ def test_cancel_a_job_and_remove_it(logged_in):
     expect(page.locator("h1 .badge")).to_have_text(re.compile("Pending|Running"))
 
     # the confirmation page, for browsers without JavaScript
-    site.go("/jobs/%s/cancel" % job["id"])
-    expect(page.locator("h1")).to_have_text("Cancel job")
-    site.check_a11y("cancel confirmation")
-    site.shot("16-confirm-cancel")
-    page.click("text=Keep it")
+    site.confirmation_page("/jobs/%s/cancel" % job["id"], "Cancel job", "16-confirm-cancel")
 
     # dismissing the dialog keeps the job running
     page.once("dialog", lambda d: d.dismiss())
@@ -225,11 +221,7 @@ def test_cancel_a_job_and_remove_it(logged_in):
     site.check_a11y("job, cancelled")
     site.shot("17-job-cancelled")
 
-    site.go("/jobs/%s/remove" % job["id"])
-    expect(page.locator("h1")).to_have_text("Remove job")
-    site.check_a11y("remove confirmation")
-    site.shot("18-confirm-remove")
-    page.click("text=Keep it")
+    site.confirmation_page("/jobs/%s/remove" % job["id"], "Remove job", "18-confirm-remove")
 
     page.once("dialog", lambda d: d.accept())
     page.click("a:has-text('Remove')")
