@@ -1948,6 +1948,17 @@ def _meta_or_broken(path):
     return meta
 
 
+OPERATIONS = {}  # worker operation (what the routes send) -> the Store method that does it
+
+
+def operation(name):
+    """Declare the Store method below the worker operation `name`."""
+    def declare(method):
+        OPERATIONS[name] = method
+        return method
+    return declare
+
+
 class Store:
     """A user's scripts and jobs. Lives in the user's worker and runs as the
     user: every path here is inside the user's state directory or reached
@@ -2062,6 +2073,7 @@ class Store:
         self._templates = (signature, (found, problems))
         return found, problems
 
+    @operation("templates.list")
     def templates_list(self):
         found, problems = self.templates()
         items = sorted(found.values(), key=lambda t: (t["priority"], t["name"].lower()))
@@ -2073,6 +2085,7 @@ class Store:
             raise NotFound("No such template.")
         return found[tid]
 
+    @operation("templates.get")
     def template_get(self, id):
         t = self._template(id)
         out = template_summary(t)
@@ -2160,6 +2173,7 @@ class Store:
         self._check_text(name, "Name")
         return name
 
+    @operation("scripts.list")
     def scripts_list(self):
         items = []
         with contextlib.suppress(FileNotFoundError):
@@ -2194,6 +2208,7 @@ class Store:
             raise Invalid("The template could not make a script from these answers: %s" % e)
         return t, name, values, content
 
+    @operation("scripts.create")
     def script_create(self, template, name=None, answers=None, notes=None):
         t, name, values, content = self.script_render(template, name, answers)
         notes = t["notes"] if notes is None else self._check_text(notes, "Notes")
@@ -2207,9 +2222,11 @@ class Store:
         self._create_dir(self.scripts_dir, files)
         return self._script_public(meta, full=True)
 
+    @operation("scripts.get")
     def script_get(self, id):
         return self._script_public(self._script_meta(id), full=True)
 
+    @operation("scripts.update")
     def script_update(self, id, content=None, notes=None, name=None, if_match=None):
         """Change content, notes or name. If if_match is given and is not the
         current etag, nothing changes: PreconditionFailed carries the
@@ -2241,6 +2258,7 @@ class Store:
             write_json(os.path.join(d, "meta.json"), meta)
         return self._script_public(meta, full=True)
 
+    @operation("scripts.delete")
     def script_delete(self, id):
         with self._writing():
             path = self._script_path(id)
@@ -2256,11 +2274,13 @@ class Store:
         t = found.get(meta.get("template_id"))
         return self._live_questions(t["submission_questions"] if t else GENERIC_SUBMISSION)
 
+    @operation("scripts.submission")
     def submission(self, id):
         meta = self._script_meta(id)
         return {"script": self._script_public(meta), "questions": self._submission_questions(meta),
                 "scheduler": self._scheduler_state()}
 
+    @operation("jobs.preview")
     def preview(self, script, answers=None):
         """What a submit would do: checked answers, the options they become,
         the exact command and where output goes; Invalid for bad answers."""
@@ -2281,6 +2301,7 @@ class Store:
                 "options": options, "command": cmd, "command_text": " ".join(shlex.quote(a) for a in cmd),
                 "outputs": outputs, "notes": notes, "scheduler": self.scheduler.name}
 
+    @operation("jobs.submit")
     def job_submit(self, script, answers=None):
         """Submit a script: the job keeps a snapshot of the script. A refusal
         by the scheduler is a FAILED job carrying the scheduler's message."""
@@ -2390,6 +2411,7 @@ class Store:
     def _scheduler_state(self):
         return {"type": self.scheduler.name, "ok": self.notice is None, "message": self.notice}
 
+    @operation("jobs.refresh")
     def refresh(self, force=False):
         """Bring unfinished jobs up to date with ONE status call. A failing
         or hung scheduler changes no job: it only sets the notice."""
@@ -2446,6 +2468,7 @@ class Store:
         (for the background refresher) and the scheduler calls made so far."""
         return dict(self._scheduler_state(), unfinished=unfinished, calls=dict(self.scheduler.counters))
 
+    @operation("jobs.list")
     def jobs_list(self, state=None, page=1, per_page=50):
         if state is not None and state not in STATES:
             raise Invalid("Unknown state %r: use one of %s." % (state, ", ".join(STATES)),
@@ -2466,6 +2489,7 @@ class Store:
                 "broken": broken, "total": len(metas), "page": page, "per_page": per_page,
                 "scheduler": scheduler}
 
+    @operation("jobs.get")
     def job_get(self, id, script=False):
         self._job_meta(id)  # 404 before any scheduler call
         scheduler = self.refresh()
@@ -2475,6 +2499,7 @@ class Store:
             out["script_content"] = self._read_text(self._job_path(id, "script.sh"))
         return out
 
+    @operation("jobs.cancel")
     def job_cancel(self, id):
         meta = self._job_meta(id)
         if meta["state"] in UNFINISHED and meta.get("scheduler_id"):
@@ -2487,6 +2512,7 @@ class Store:
                 time.sleep(0.1)
         return self._public_job(self._job_meta(id))
 
+    @operation("jobs.delete")
     def job_delete(self, id):
         """Remove a finished job's record; results are never touched."""
         with self._writing():
@@ -2513,6 +2539,7 @@ class Store:
             raise Forbidden("That path leads outside the job's results directory.")
         return full
 
+    @operation("jobs.files")
     def job_files(self, id, path=""):
         meta = self._job_meta(id)
         full = self._resolve(meta, path)
@@ -2539,6 +2566,7 @@ class Store:
         return {"path": path, "results_dir": meta["results_dir"], "files": files,
                 "truncated": len(entries) > 5000}
 
+    @operation("jobs.file")
     def job_file(self, id, path=None, which=None, offset=0, length=None, tail=None):
         """Bytes of a results file (base64), or of the job's stdout/stderr
         (which=...), from offset, or the last `tail` bytes; 1 MiB a call."""
@@ -2574,6 +2602,7 @@ class Store:
 
     # for tests and health
 
+    @operation("whoami")
     def whoami(self):
         mask = os.umask(0)
         os.umask(mask)
@@ -2581,6 +2610,7 @@ class Store:
                 "pid": os.getpid(), "cwd": os.getcwd(), "umask": mask, "home": self.home,
                 "user": self.user}
 
+    @operation("probe")
     def probe(self):
         ok = False
         try:
@@ -2625,19 +2655,6 @@ def make_scheduler(config, user, state_dir):
 
 # Worker #####################################################################
 
-WORKER_OPS = {
-    "templates.list": "templates_list", "templates.get": "template_get",
-    "scripts.list": "scripts_list", "scripts.get": "script_get",
-    "scripts.create": "script_create",
-    "scripts.update": "script_update", "scripts.delete": "script_delete",
-    "scripts.submission": "submission", "jobs.preview": "preview",
-    "jobs.submit": "job_submit", "jobs.list": "jobs_list", "jobs.get": "job_get",
-    "jobs.cancel": "job_cancel", "jobs.delete": "job_delete", "jobs.refresh": "refresh",
-    "jobs.files": "job_files", "jobs.file": "job_file",
-    "whoami": "whoami", "probe": "probe",
-}
-
-
 def worker_main():
     """The user's side of the pipe: read one JSON request a line, answer one
     JSON line. The first line carries the configuration and the user."""
@@ -2652,8 +2669,10 @@ def worker_main():
         request = {}
         try:
             request = json.loads(line)
-            method = getattr(store, WORKER_OPS[request["op"]])
-            kind, body = "ok", method(**request.get("args", {}))
+            op = str(request.get("op"))
+            if op not in OPERATIONS:
+                raise BadRequest("No such worker operation: %s." % op)
+            kind, body = "ok", OPERATIONS[op](store, **request.get("args", {}))
         except FlightJobError as e:
             kind, body = "err", dict(e.as_dict(), conflict=getattr(e, "conflict", None))
         except OSError as e:  # the user's own files: unreadable, full, gone (NFS): say so, not 500

@@ -6,6 +6,8 @@ import time
 
 import pytest
 
+import flightjobd
+
 pytestmark = pytest.mark.root
 
 
@@ -119,3 +121,12 @@ def test_idle_worker_is_reaped(multi_app, unix_users):
     time.sleep(0.2)
     assert not os.path.exists("/proc/%d" % pid)
     web.get("/api/scripts", status=200)  # and it comes back on demand
+
+
+def test_an_undeclared_operation_is_a_clear_error(client):
+    me = client.app.daemon_user
+    with pytest.raises(flightjobd.BadRequest, match="No such worker operation: no.such"):
+        client.app.pool.call(me, "no.such")
+    with pytest.raises(flightjobd.BadRequest, match="No such worker operation: _template"):
+        client.app.pool.call(me, "_template", {"template_id": "serial"})  # a method, but not an operation
+    assert client.app.pool.call(me, "whoami")["user"] == me  # the same worker answers on
