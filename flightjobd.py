@@ -1975,12 +1975,22 @@ class Store:
         self.scheduler = make_scheduler(config, user, self.root)
         self.last_refresh = 0.0
         self.notice = None  # the scheduler's last failure, shown on pages
+        self.has_unfinished = None  # what the current operation found (see perform)
         # id -> (mtime_ns, size, meta) of parsed job files; a finished job's
         # entry is only its state, a string (10,000 full records would be
         # ~45 MB): its full record is read again when shown
         self._jobs = {}
         self._templates = (None, None)
         self._sweep()
+
+    def perform(self, op, args):
+        """Do one declared operation: (its answer, whether this user has
+        unfinished jobs: True or False as the operation found them, None
+        when it did not look)."""
+        if op not in OPERATIONS:
+            raise BadRequest("No such worker operation: %s." % op)
+        self.has_unfinished = None
+        return OPERATIONS[op](self, **args), self.has_unfinished
 
     def _sweep(self, age=3600):
         """Remove what a crash left behind: half-made (.new-*) and
@@ -2343,7 +2353,10 @@ class Store:
                            reason_text="submitted")
             changes.pop("job_name")
         changes["command"] = meta["command"]
-        return self._public_job(self._update_job(jid, changes))
+        job = self._public_job(self._update_job(jid, changes))
+        if not job["finished"]:
+            self.has_unfinished = True
+        return job
 
     # jobs
 
@@ -2466,6 +2479,7 @@ class Store:
     def _refreshed(self, unfinished):
         """What a refresh tells: the scheduler's state, the unfinished jobs
         (for the background refresher) and the scheduler calls made so far."""
+        self.has_unfinished = unfinished > 0
         return dict(self._scheduler_state(), unfinished=unfinished, calls=dict(self.scheduler.counters))
 
     @operation("jobs.list")
@@ -2655,6 +2669,14 @@ def make_scheduler(config, user, state_dir):
 
 # Worker #####################################################################
 
+# A reply is one line, "ID ok|err UNFINISHED JSON". UNFINISHED tells whether
+# the user has unfinished jobs, as the operation found them: "1", "0", or "-"
+# when it did not look (the pool refreshes users with unfinished jobs in the
+# background). The reader dispatches on the id without parsing the JSON,
+# which a route may pass on to the client as it is.
+UNFINISHED_WORDS = {True: "1", False: "0", None: "-"}
+
+
 def worker_main():
     """The user's side of the pipe: read one JSON request a line, answer one
     JSON line. The first line carries the configuration and the user."""
@@ -2666,13 +2688,11 @@ def worker_main():
     init = json.loads(first)
     store = Store(Config(init["config"]), init["user"])
     for line in sys.stdin:
-        request = {}
+        request, unfinished = {}, None
         try:
             request = json.loads(line)
-            op = str(request.get("op"))
-            if op not in OPERATIONS:
-                raise BadRequest("No such worker operation: %s." % op)
-            kind, body = "ok", OPERATIONS[op](store, **request.get("args", {}))
+            body, unfinished = store.perform(str(request.get("op")), request.get("args", {}))
+            kind = "ok"
         except FlightJobError as e:
             kind, body = "err", dict(e.as_dict(), conflict=getattr(e, "conflict", None))
         except OSError as e:  # the user's own files: unreadable, full, gone (NFS): say so, not 500
@@ -2683,9 +2703,8 @@ def worker_main():
         except Exception:
             log.exception("worker request failed: %s", request.get("op"))
             kind, body = "err", {"code": "internal", "message": "The request failed inside your worker."}
-        # "ID ok|err JSON": the reader dispatches on the id without parsing the
-        # body, which a route may pass on to the client as it is.
-        proto.write("%s %s %s\n" % (int(request.get("id") or 0), kind, json.dumps(body)))
+        proto.write("%d %s %s %s\n" % (int(request.get("id") or 0), kind, UNFINISHED_WORDS[unfinished],
+                                        json.dumps(body)))
         proto.flush()
     return 0
 
@@ -2707,7 +2726,6 @@ class Worker:
         self.pending = {}
         self.serial = 0
         self.last_used = time.time()
-        self.unfinished = 0
 
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
@@ -2759,8 +2777,9 @@ class Worker:
             proc.stdout.close()
 
     def call(self, op, args=None, timeout=None, touch=True, raw=False):
-        """Send one request and wait for its answer (as RawJSON text with
-        raw=True, for a route to send on unparsed), bounded in time.
+        """Send one request and wait for (its answer, whether the user has
+        unfinished jobs: True, False or None), bounded in time. The answer
+        is RawJSON text with raw=True, for a route to send on unparsed.
         Requests are pipelined: several threads may have one in flight, and
         the worker answers them in order. A worker that dies gives 503; one
         stuck on a request past the bound is ended (503) so the next request
@@ -2803,21 +2822,21 @@ class Worker:
                               "Try again." % timeout)
         if reply is None:
             raise Unavailable("Your worker ended unexpectedly; it will be restarted. Try again.")
-        kind, body = reply
+        kind, unfinished, body = reply
         if kind == "err":
             raise error_from_dict(json.loads(body))
-        return RawJSON(body) if raw else json.loads(body)
+        return RawJSON(body) if raw else json.loads(body), {"1": True, "0": False}.get(unfinished)
 
     def _read(self, proc, pending):
         """Hand each answer of one worker process to the request waiting for
         it; when the process ends, wake every request still waiting."""
         try:
             for line in proc.stdout:
-                rid, kind, body = line.decode("utf-8").split(" ", 2)
+                rid, kind, unfinished, body = line.decode("utf-8").split(" ", 3)
                 with self.pending_lock:
                     slot = pending.pop(int(rid), None)
                 if slot:
-                    slot.put((kind, body))
+                    slot.put((kind, unfinished, body))
         except (OSError, ValueError):
             pass
         with self.pending_lock:
@@ -2845,14 +2864,11 @@ class WorkerPool:
             return worker
 
     def call(self, user, op, args=None, **kw):
-        result = self.get(user).call(op, args, **kw)
-        if op == "jobs.submit":
-            self.active.add(user)
-        elif isinstance(result, dict) and "unfinished" in result:
-            (self.active.add if result["unfinished"] else self.active.discard)(user)
-        elif isinstance(result, dict) and isinstance(result.get("scheduler"), dict) \
-                and "unfinished" in result["scheduler"]:
-            (self.active.add if result["scheduler"]["unfinished"] else self.active.discard)(user)
+        """Worker.call for `user`; what the reply says of unfinished jobs
+        keeps `active` up to date."""
+        result, unfinished = self.get(user).call(op, args, **kw)
+        if unfinished is not None:
+            (self.active.add if unfinished else self.active.discard)(user)
         return result
 
     def reap(self):

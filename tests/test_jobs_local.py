@@ -202,6 +202,27 @@ def test_failed_status_call_changes_no_state(make_config, tmp_path, monkeypatch)
     store.scheduler.cancel(job["scheduler_id"])
 
 
+def test_the_pool_knows_who_has_unfinished_jobs(client, tmp_path):
+    """The background refresh visits the users whose last reply said they
+    have unfinished jobs: a submit, a job page and a list all say so."""
+    me, active = client.app.daemon_user, client.app.pool.active
+    client.submit(script_with(client, tmp_path, "exit 0", extra="#SBATCH --mem=999999G"))  # refused
+    assert me not in active
+    job = client.submit(script_with(client, tmp_path, "sleep 1"))
+    assert me in active
+    assert client.wait_job(job["id"])["state"] == "COMPLETED"
+    assert me not in active  # the job page's refresh found it finished
+    job = client.submit(script_with(client, tmp_path, "sleep 30"))
+    active.clear()
+    client.api("GET", "/api/jobs")
+    assert me in active
+    active.clear()
+    client.app.pool.call(me, "jobs.refresh", {"force": True})
+    assert me in active
+    assert client.api("POST", "/api/jobs/%s/cancel" % job["id"]).json["state"] == "CANCELLED"
+    assert me not in active
+
+
 def test_job_that_ends_while_the_daemon_is_down(make_daemon, tmp_path):
     import http.cookiejar
     import json
