@@ -105,6 +105,10 @@ class FlightJobError(Exception):
         return {"code": self.code, "message": self.message,
                 "fields": self.fields}
 
+    @classmethod
+    def from_dict(cls, data):
+        return cls(str(data.get("message", "error")), data.get("fields") or {})
+
 
 class BadRequest(FlightJobError):
     status, code = 400, "bad_request"
@@ -127,7 +131,26 @@ class Conflict(FlightJobError):
 
 
 class PreconditionFailed(FlightJobError):
+    """What was to be changed was changed elsewhere first; `current` is it
+    now, so the user sees both."""
+
     status, code = 412, "stale"
+
+    def __init__(self, message, fields=None, current=None):
+        super().__init__(message, fields)
+        self.current = current
+
+    def as_dict(self):
+        out = super().as_dict()
+        if self.current is not None:
+            out["current"] = self.current
+        return out
+
+    @classmethod
+    def from_dict(cls, data):
+        err = super().from_dict(data)
+        err.current = data.get("current")
+        return err
 
 
 class TooLarge(FlightJobError):
@@ -171,11 +194,7 @@ ERRORS = {cls.code: cls for cls in (
 
 def error_from_dict(data):
     """Rebuild a domain error sent across the worker pipe."""
-    cls = ERRORS.get(data.get("code"), FlightJobError)
-    err = cls(str(data.get("message", "error")), data.get("fields") or {})
-    if data.get("conflict") is not None:
-        err.conflict = data["conflict"]
-    return err
+    return ERRORS.get(data.get("code"), FlightJobError).from_dict(data)
 
 
 # Configuration ##############################################################
@@ -2253,10 +2272,9 @@ class Store:
             meta = self._script_meta(id)
             current = self._script_public(meta, full=True)
             if if_match not in (None, "", "*") and if_match.strip() != current["etag"]:
-                err = PreconditionFailed("This script was changed elsewhere since you opened it "
-                                         "(now version %d). Your text was not saved." % meta["version"])
-                err.conflict = current
-                raise err
+                raise PreconditionFailed("This script was changed elsewhere since you opened it "
+                                         "(now version %d). Your text was not saved." % meta["version"],
+                                         current=current)
             d = self._script_path(id)
             if content is not None:
                 atomic_write(os.path.join(d, "script.sh"), content)
@@ -2694,7 +2712,7 @@ def worker_main():
             body, unfinished = store.perform(str(request.get("op")), request.get("args", {}))
             kind = "ok"
         except FlightJobError as e:
-            kind, body = "err", dict(e.as_dict(), conflict=getattr(e, "conflict", None))
+            kind, body = "err", e.as_dict()
         except OSError as e:  # the user's own files: unreadable, full, gone (NFS): say so, not 500
             log.warning("worker request %s: %s", request.get("op"), e)
             err = Forbidden("You may not read or change %s: %s." % (e.filename, e.strerror)) \
@@ -3200,8 +3218,6 @@ class App:
 
     def error_json(self, err):
         body = {"error": err.as_dict()}
-        if getattr(err, "conflict", None) is not None:
-            body["error"]["current"] = err.conflict
         if isinstance(err, Unauthorized):
             # Not "Basic": a browser would prompt and then replay cached Basic
             # credentials on cross-site requests, which carry no CSRF token.
