@@ -1938,17 +1938,7 @@ def _stop_group(proc, grace=5):
     proc.wait()
 
 
-# Store: scripts and jobs, in the user's home (worker side) ##################
-
-# Used for a script whose template has since gone away.
-GENERIC_SUBMISSION = [
-    {"id": "partition", "text": "Partition", "type": "select", "options": [],
-     "options_from": "partitions", "default": "", "option": "partition", "required": False,
-     "description": "The group of nodes to run on; empty for the cluster's default."},
-    {"id": "time", "text": "Time limit", "type": "time", "default": "", "option": "time",
-     "required": False, "description": "How long the job may run (D-HH:MM:SS, HH:MM:SS or minutes); "
-                                       "empty for the partition's default."},
-]
+# Store: shared plumbing of its parts (worker side) ##########################
 
 
 def _meta_or_broken(path):
@@ -1978,10 +1968,12 @@ def operation(name):
     return declare
 
 
-class Store:
-    """A user's scripts and jobs. Lives in the user's worker and runs as the
-    user: every path here is inside the user's state directory or reached
-    with the user's own permissions."""
+class StorePart:
+    """What every part of the Store shares: its state, the paths in the
+    user's state directory, the lock, atomic item directories, the sweep.
+    The Store lives in the user's worker and runs as the user: every path
+    here is inside the user's state directory or reached with the user's
+    own permissions."""
 
     def __init__(self, config, user):
         self.config = config
@@ -2064,7 +2056,22 @@ class Store:
         os.rename(path, gone)
         _remove_tree(gone)
 
-    # templates
+    def _read_text(self, path):
+        try:
+            with open(path, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except FileNotFoundError:
+            return ""
+
+    def _scheduler_state(self):
+        return {"type": self.scheduler.name, "ok": self.notice is None, "message": self.notice}
+
+
+# Store: templates catalogue #################################################
+
+
+class TemplatesPart(StorePart):
+    """The job-script templates this user may use: shipped, site and their own."""
 
     def _template_dirs(self):
         dirs = [(os.path.join(HERE, "share", "job-templates"), "shipped")]
@@ -2149,7 +2156,12 @@ class Store:
             live.append(q)
         return live
 
-    # scripts
+
+# Store: scripts #############################################################
+
+
+class ScriptsPart(StorePart):
+    """The user's job scripts: made from a template, edited, removed."""
 
     def _script_path(self, sid, name=""):
         return os.path.join(self.scripts_dir, check_id(sid, "script"), name)
@@ -2171,13 +2183,6 @@ class Store:
             out["content"] = self._read_text(self._script_path(meta["id"], "script.sh"))
             out["notes"] = self._read_text(self._script_path(meta["id"], "notes.md"))
         return out
-
-    def _read_text(self, path):
-        try:
-            with open(path, "rb") as f:
-                return f.read().decode("utf-8", "replace")
-        except FileNotFoundError:
-            return ""
 
     def _check_text(self, value, what):
         if not isinstance(value, str):
@@ -2295,7 +2300,23 @@ class Store:
             self._remove_dir(path)
         return {"deleted": id}
 
-    # submission
+
+# Store: jobs ################################################################
+
+# Used for a script whose template has since gone away.
+GENERIC_SUBMISSION = [
+    {"id": "partition", "text": "Partition", "type": "select", "options": [],
+     "options_from": "partitions", "default": "", "option": "partition", "required": False,
+     "description": "The group of nodes to run on; empty for the cluster's default."},
+    {"id": "time", "text": "Time limit", "type": "time", "default": "", "option": "time",
+     "required": False, "description": "How long the job may run (D-HH:MM:SS, HH:MM:SS or minutes); "
+                                       "empty for the partition's default."},
+]
+
+
+class JobsPart(StorePart):
+    """The user's jobs: submitted from a script, kept up to date with the
+    scheduler, cancelled, removed."""
 
     def _submission_questions(self, meta):
         found, _ = self.templates()
@@ -2376,8 +2397,6 @@ class Store:
             self.has_unfinished = True
         return job
 
-    # jobs
-
     def _job_path(self, jid, name=""):
         return os.path.join(self.jobs_dir, check_id(jid, "job"), name)
 
@@ -2438,9 +2457,6 @@ class Store:
             except (Conflict, NotFound) as e:
                 broken.append({"id": name, "broken": True, "reason": e.message})
         return metas, broken
-
-    def _scheduler_state(self):
-        return {"type": self.scheduler.name, "ok": self.notice is None, "message": self.notice}
 
     @operation("jobs.refresh")
     def refresh(self, force=False):
@@ -2555,7 +2571,12 @@ class Store:
         self._jobs.pop(id, None)
         return {"deleted": id}
 
-    # results
+
+# Store: results #############################################################
+
+
+class ResultsPart(StorePart):
+    """A job's results directory and output files, read as the user."""
 
     def _results_root(self, meta):
         if not meta.get("results_dir"):
@@ -2632,7 +2653,13 @@ class Store:
                 "modified_at": now_iso(st.st_mtime), "data": base64.b64encode(data).decode("ascii"),
                 "eof": offset + len(data) >= size}
 
-    # for tests and health
+
+# Store: the facade ##########################################################
+
+
+class Store(TemplatesPart, ScriptsPart, JobsPart, ResultsPart):
+    """A user's templates, scripts, jobs and results: the object the worker
+    serves, each operation declared with @operation in its part."""
 
     @operation("whoami")
     def whoami(self):
