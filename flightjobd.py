@@ -2466,19 +2466,7 @@ class JobsPart(StorePart):
         if not force and time.time() - self.last_refresh < interval:
             return self._scheduler_state()
         metas, _ = self._all_jobs()
-        # a submit cut short (daemon or worker killed between writing the record
-        # and recording the scheduler's answer) would stay "being submitted"
-        # forever, neither cancellable nor removable: past any submit's time
-        # bound, say so (UNKNOWN: the scheduler may or may not have it)
-        bound = self.config["worker"]["request_timeout"] + self.config["scheduler"]["timeout"]
-        for m in metas:
-            if m["state"] in UNFINISHED and not m.get("scheduler_id") and m.get("raw_state") == "SUBMITTING" \
-                    and time.time() - (parse_iso(m.get("submitted_at")) or 0) > bound:
-                self._update_job(m["id"], {
-                    "state": "UNKNOWN", "raw_state": "SUBMIT_INTERRUPTED", "reason": "SubmitInterrupted",
-                    "reason_text": "the submission was interrupted (the service stopped while submitting): "
-                                   "the scheduler may or may not have run this job; check its output",
-                    "ended_at": now_iso()})
+        self._expire_interrupted_submits(metas)
         pending = [m for m in metas if m["state"] in UNFINISHED and m.get("scheduler_id")]
         self.last_refresh = time.time()
         if not pending:
@@ -2490,6 +2478,28 @@ class JobsPart(StorePart):
             self.notice = e.message
             log.warning("status refresh failed: %s", e.message)
             return self._refreshed(len(pending))
+        return self._refreshed(self._apply_statuses(pending, found))
+
+    def _expire_interrupted_submits(self, metas):
+        """A submit cut short (daemon or worker killed between writing the
+        record and recording the scheduler's answer) would stay "being
+        submitted" forever, neither cancellable nor removable: past any
+        submit's time bound, say so (UNKNOWN: the scheduler may or may not
+        have it)."""
+        bound = self.config["worker"]["request_timeout"] + self.config["scheduler"]["timeout"]
+        for m in metas:
+            if m["state"] in UNFINISHED and not m.get("scheduler_id") and m.get("raw_state") == "SUBMITTING" \
+                    and time.time() - (parse_iso(m.get("submitted_at")) or 0) > bound:
+                self._update_job(m["id"], {
+                    "state": "UNKNOWN", "raw_state": "SUBMIT_INTERRUPTED", "reason": "SubmitInterrupted",
+                    "reason_text": "the submission was interrupted (the service stopped while submitting): "
+                                   "the scheduler may or may not have run this job; check its output",
+                    "ended_at": now_iso()})
+
+    def _apply_statuses(self, pending, found):
+        """Record the scheduler's status (found: scheduler id -> status) of
+        the pending jobs; one it no longer lists is UNKNOWN after
+        scheduler.unknown_grace. Returns how many are still unfinished."""
         grace = self.config["scheduler"]["unknown_grace"]
         unfinished = 0
         for m in pending:
@@ -2508,7 +2518,7 @@ class JobsPart(StorePart):
             if any(m.get(k) != v for k, v in changes.items()):
                 m = self._update_job(m["id"], changes)
             unfinished += m["state"] in UNFINISHED
-        return self._refreshed(unfinished)
+        return unfinished
 
     def _refreshed(self, unfinished):
         """What a refresh tells: the scheduler's state, the unfinished jobs
