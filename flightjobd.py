@@ -2031,23 +2031,25 @@ class StorePart:
         except OSError as e:
             raise disk_error(e)
 
-    def _create_dir(self, parent, make_files):
-        """Make a new item directory with its files, atomically: written in a
-        hidden directory, then renamed into place. make_files(id) gives
-        name -> content."""
+    def _create_dir(self, parent, make):
+        """Make a new item directory atomically: written in a hidden
+        directory, then renamed into place. make(id) gives (meta, name ->
+        text): the meta goes to meta.json and is returned."""
         item_id = new_id()
         tmp = os.path.join(parent, ".new-%s" % item_id)
         with self._writing():
             os.mkdir(tmp, 0o700)
             try:
-                for name, data in make_files(item_id).items():
-                    atomic_write(os.path.join(tmp, name), data)
+                meta, files = make(item_id)
+                for name, text in files.items():
+                    atomic_write(os.path.join(tmp, name), text)
+                write_json(os.path.join(tmp, "meta.json"), meta)
                 os.rename(tmp, os.path.join(parent, item_id))
                 fsync_dir(parent)
             except BaseException:
                 _remove_tree(tmp)
                 raise
-        return item_id
+        return meta
 
     def _remove_dir(self, path):
         """Remove an item directory: renamed away first, so it is gone at once."""
@@ -2249,11 +2251,8 @@ class ScriptsPart(StorePart):
         now = now_iso()
         meta = {"format": FORMAT, "name": name, "template_id": t["id"], "template_name": t["name"],
                 "answers": values, "created_at": now, "updated_at": now, "version": 1}
-        def files(sid):
-            meta["id"] = sid
-            return {"script.sh": content, "notes.md": notes,
-                    "meta.json": json.dumps(meta, indent=1, sort_keys=True) + "\n"}
-        self._create_dir(self.scripts_dir, files)
+        meta = self._create_dir(self.scripts_dir, lambda script_id: (
+            dict(meta, id=script_id), {"script.sh": content, "notes.md": notes}))
         return self._script_public(meta, full=True)
 
     @operation("scripts.get")
@@ -2314,6 +2313,29 @@ GENERIC_SUBMISSION = [
 ]
 
 
+def new_job_record(job_id, plan, scheduler, command, now):
+    """A job being submitted, with every field a job record has. The
+    scheduler's answer fills in its id and where output goes; refresh
+    keeps the state up to date with the scheduler's status, which may add
+    its own fields (Slurm: signal, elapsed_s, cpu_time_s, max_rss_mb,
+    requested_mem_mb, time_limit)."""
+    return {
+        "format": FORMAT, "id": job_id, "updated_at": now,
+        # what was submitted (plan: see JobsPart.preview)
+        "script_id": plan["script"]["id"], "script_name": plan["script"]["name"],
+        "answers": plan["answers"], "options": plan["options"], "command": command,
+        "notes": plan["notes"], "scheduler": scheduler, "submitted_at": now,
+        # the scheduler's answer
+        "scheduler_id": None, "results_dir": None, "stdout_path": None, "stderr_path": None,
+        # the state, from the scheduler's status
+        "state": "PENDING", "raw_state": "SUBMITTING", "reason": "Submitting",
+        "reason_text": "being submitted", "exit_code": None, "started_at": None,
+        "estimated_start_at": None, "ended_at": None, "tasks": [],
+        "missing_since": None,  # since when the scheduler has not listed it
+        "cancel_requested_at": None,  # when the user cancelled it here
+    }
+
+
 class JobsPart(StorePart):
     """The user's jobs: submitted from a script, kept up to date with the
     scheduler, cancelled, removed."""
@@ -2338,12 +2360,7 @@ class JobsPart(StorePart):
         values = check_answers(questions, answers or {}, self.home)
         options = submission_options(questions, values)
         content = self._read_text(self._script_path(script, "script.sh"))
-        opts = effective_options(content, options)
-        tasks = None
-        if opts.get("array") not in (None, True):
-            with contextlib.suppress(ValueError):
-                tasks = array_tasks(opts["array"])[:1]
-        outputs = job_outputs(content, options, "%j", self.user, self.home, tasks)
+        outputs = self._outputs(content, options, "%j")
         cmd = self.scheduler.command(os.path.join(self.jobs_dir, "<job>", "script.sh"), options)
         notes = self.scheduler.notes(content, options) if hasattr(self.scheduler, "notes") else []
         return {"script": self._script_public(meta), "questions": questions, "answers": values,
@@ -2356,24 +2373,14 @@ class JobsPart(StorePart):
         by the scheduler is a FAILED job carrying the scheduler's message."""
         plan = self.preview(script, answers)
         content = self._read_text(self._script_path(script, "script.sh"))
-        now = now_iso()
-        meta = {"format": FORMAT, "script_id": script, "script_name": plan["script"]["name"],
-                "scheduler": self.scheduler.name, "scheduler_id": None, "state": "PENDING",
-                "raw_state": "SUBMITTING", "reason": "Submitting", "reason_text": "being submitted",
-                "exit_code": None, "submitted_at": now, "started_at": None,
-                "estimated_start_at": None, "ended_at": None, "answers": plan["answers"],
-                "options": plan["options"], "command": None, "notes": plan["notes"],
-                "results_dir": None, "stdout_path": None, "stderr_path": None, "tasks": [],
-                "updated_at": now}
-        def files(jid):
-            meta["id"] = jid
-            return {"script.sh": content, "meta.json": json.dumps(meta, indent=1, sort_keys=True) + "\n"}
-        jid = self._create_dir(self.jobs_dir, files)
-        jobdir = os.path.join(self.jobs_dir, jid)
-        script_path = os.path.join(jobdir, "script.sh")
-        meta["command"] = self.scheduler.command(script_path, plan["options"])
+
+        def make(job_id):
+            command = self.scheduler.command(self._job_path(job_id, "script.sh"), plan["options"])
+            return (new_job_record(job_id, plan, self.scheduler.name, command, now_iso()),
+                    {"script.sh": content})
+        job_id = self._create_dir(self.jobs_dir, make)["id"]
         try:
-            sid = self.scheduler.submit(script_path, plan["options"], self.home)
+            scheduler_id = self.scheduler.submit(self._job_path(job_id, "script.sh"), plan["options"], self.home)
         except SchedulerError as e:
             refused = isinstance(e, SchedulerRefused)
             changes = {"state": "FAILED", "raw_state": "REFUSED" if refused else "SUBMIT_FAILED",
@@ -2382,20 +2389,24 @@ class JobsPart(StorePart):
                                        "the job could not be submitted: ") + e.message,
                        "ended_at": now_iso()}
         else:
-            opts = effective_options(content, plan["options"])
-            tasks = None
-            if opts.get("array") not in (None, True):
-                with contextlib.suppress(ValueError):
-                    tasks = array_tasks(opts["array"])
-            changes = dict(job_outputs(content, plan["options"], sid, self.user, self.home, tasks),
-                           scheduler_id=sid, raw_state="PENDING", reason="None",
+            changes = dict(self._outputs(content, plan["options"], scheduler_id),
+                           scheduler_id=scheduler_id, raw_state="PENDING", reason="None",
                            reason_text="submitted")
             changes.pop("job_name")
-        changes["command"] = meta["command"]
-        job = self._public_job(self._update_job(jid, changes))
+        job = self._public_job(self._update_job(job_id, changes))
         if not job["finished"]:
             self.has_unfinished = True
         return job
+
+    def _outputs(self, content, options, job_id):
+        """Where the job's output goes (job_outputs); an array job's tasks
+        from its range (a bad range: none, the scheduler will say why)."""
+        spec = effective_options(content, options).get("array")
+        tasks = None
+        if spec not in (None, True):
+            with contextlib.suppress(ValueError):
+                tasks = array_tasks(spec)
+        return job_outputs(content, options, job_id, self.user, self.home, tasks)
 
     def _job_path(self, jid, name=""):
         return os.path.join(self.jobs_dir, check_id(jid, "job"), name)
