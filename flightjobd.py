@@ -2117,11 +2117,11 @@ class TemplatesPart(StorePart):
         items = sorted(found.values(), key=lambda t: (t["priority"], t["name"].lower()))
         return {"templates": [template_summary(t) for t in items], "problems": problems}
 
-    def _template(self, tid):
+    def _template(self, template_id):
         found, _ = self.templates()
-        if not isinstance(tid, str) or tid not in found:
+        if not isinstance(template_id, str) or template_id not in found:
             raise NotFound("No such template.")
-        return found[tid]
+        return found[template_id]
 
     @operation("templates.get")
     def template_get(self, id):
@@ -2154,7 +2154,7 @@ class TemplatesPart(StorePart):
                     for p in info["partitions"]])
             elif q.get("options_from") == "accounts":
                 q = dict(q, options=[{"value": "", "label": "(your default account)"}] + [
-                    {"value": a, "label": a} for a in info.get("accounts", [])])
+                    {"value": account, "label": account} for account in info.get("accounts", [])])
             live.append(q)
         return live
 
@@ -2165,11 +2165,11 @@ class TemplatesPart(StorePart):
 class ScriptsPart(StorePart):
     """The user's job scripts: made from a template, edited, removed."""
 
-    def _script_path(self, sid, name=""):
-        return os.path.join(self.scripts_dir, check_id(sid, "script"), name)
+    def _script_path(self, script_id, name=""):
+        return os.path.join(self.scripts_dir, check_id(script_id, "script"), name)
 
-    def _script_meta(self, sid):
-        path = self._script_path(sid)
+    def _script_meta(self, script_id):
+        path = self._script_path(script_id)
         if not os.path.isdir(path):
             raise NotFound("No such script.")
         try:
@@ -2279,15 +2279,14 @@ class ScriptsPart(StorePart):
                 raise PreconditionFailed("This script was changed elsewhere since you opened it "
                                          "(now version %d). Your text was not saved." % meta["version"],
                                          current=current)
-            d = self._script_path(id)
             if content is not None:
-                atomic_write(os.path.join(d, "script.sh"), content)
+                atomic_write(self._script_path(id, "script.sh"), content)
             if notes is not None:
-                atomic_write(os.path.join(d, "notes.md"), notes)
+                atomic_write(self._script_path(id, "notes.md"), notes)
             if name is not None:
                 meta["name"] = name
             meta.update(version=meta["version"] + 1, updated_at=now_iso())
-            write_json(os.path.join(d, "meta.json"), meta)
+            write_json(self._script_path(id, "meta.json"), meta)
         return self._script_public(meta, full=True)
 
     @operation("scripts.delete")
@@ -2408,20 +2407,20 @@ class JobsPart(StorePart):
                 tasks = array_tasks(spec)
         return job_outputs(content, options, job_id, self.user, self.home, tasks)
 
-    def _job_path(self, jid, name=""):
-        return os.path.join(self.jobs_dir, check_id(jid, "job"), name)
+    def _job_path(self, job_id, name=""):
+        return os.path.join(self.jobs_dir, check_id(job_id, "job"), name)
 
-    def _job_meta(self, jid, cached=True):
-        path = self._job_path(jid, "meta.json")
+    def _job_meta(self, job_id, cached=True):
+        path = self._job_path(job_id, "meta.json")
         try:
             st = os.stat(path)
         except FileNotFoundError:
-            if os.path.isdir(self._job_path(jid)):
+            if os.path.isdir(self._job_path(job_id)):
                 raise Conflict("This job record is broken: meta.json is missing.")
             raise NotFound("No such job.")
         except OSError as e:  # e.g. a symlink into a directory the user may not read
             raise Conflict("This job record cannot be read: %s." % (e.strerror or e))
-        hit = self._jobs.get(jid)
+        hit = self._jobs.get(job_id)
         if cached and isinstance(hit, tuple) and hit[0] == st.st_mtime_ns and hit[1] == st.st_size:
             return hit[2]
         try:
@@ -2429,17 +2428,17 @@ class JobsPart(StorePart):
         except ValueError as e:
             raise Conflict("This job record is broken: %s." % e)
         finished = meta["state"] in FINISHED
-        self._jobs[jid] = sys.intern(meta["state"]) if finished else (st.st_mtime_ns, st.st_size, meta)
+        self._jobs[job_id] = sys.intern(meta["state"]) if finished else (st.st_mtime_ns, st.st_size, meta)
         return meta
 
-    def _update_job(self, jid, changes):
+    def _update_job(self, job_id, changes):
         """Apply changes to a job's metadata under the lock, re-read first so
         a second daemon's change is not lost."""
         with self._writing():
-            meta = dict(self._job_meta(jid, cached=False))
+            meta = dict(self._job_meta(job_id, cached=False))
             meta.update(changes, updated_at=now_iso())
-            write_json(self._job_path(jid, "meta.json"), meta)
-        self._jobs.pop(jid, None)
+            write_json(self._job_path(job_id, "meta.json"), meta)
+        self._jobs.pop(job_id, None)
         return meta
 
     def _public_job(self, meta):
