@@ -2312,7 +2312,7 @@ GENERIC_SUBMISSION = [
 ]
 
 
-def new_job_record(job_id, plan, scheduler, command, now):
+def new_job_record(job_id, plan, scheduler_name, command, now):
     """A job being submitted, with every field a job record has. The
     scheduler's answer fills in its id and where output goes; refresh
     keeps the state up to date with the scheduler's status, which may add
@@ -2323,7 +2323,7 @@ def new_job_record(job_id, plan, scheduler, command, now):
         # what was submitted (plan: see JobsPart.preview)
         "script_id": plan["script"]["id"], "script_name": plan["script"]["name"],
         "answers": plan["answers"], "options": plan["options"], "command": command,
-        "notes": plan["notes"], "scheduler": scheduler, "submitted_at": now,
+        "notes": plan["notes"], "scheduler": scheduler_name, "submitted_at": now,
         # the scheduler's answer
         "scheduler_id": None, "results_dir": None, "stdout_path": None, "stderr_path": None,
         # the state, from the scheduler's status
@@ -2398,8 +2398,8 @@ class JobsPart(StorePart):
         return job
 
     def _outputs(self, content, options, job_id):
-        """Where the job's output goes (job_outputs); an array job's tasks
-        from its range (a bad range: none, the scheduler will say why)."""
+        """Where a job's output goes (job_outputs), for an array job its
+        first task's; a bad array range is left to the scheduler to refuse."""
         spec = effective_options(content, options).get("array")
         tasks = None
         if spec not in (None, True):
@@ -2538,7 +2538,7 @@ class JobsPart(StorePart):
                           {"state": "unknown state"})
         if not isinstance(page, int) or not isinstance(per_page, int) or page < 1 or not 1 <= per_page <= 500:
             raise Invalid("page must be 1 or more and per_page 1 to 500.", {"page": "out of range"})
-        scheduler = self.refresh()
+        scheduler_state = self.refresh()
         metas, broken = self._all_jobs()
         if state:
             metas = [m for m in metas if m["state"] == state]
@@ -2550,14 +2550,14 @@ class JobsPart(StorePart):
                 shown.append(self._public_job(self._job_meta(m["id"])))
         return {"jobs": shown,
                 "broken": broken, "total": len(metas), "page": page, "per_page": per_page,
-                "scheduler": scheduler}
+                "scheduler": scheduler_state}
 
     @operation("jobs.get")
     def job_get(self, id, script=False):
         self._job_meta(id)  # 404 before any scheduler call
-        scheduler = self.refresh()
+        scheduler_state = self.refresh()
         out = self._public_job(self._job_meta(id))
-        out["scheduler_state"] = scheduler
+        out["scheduler_state"] = scheduler_state
         if script:
             out["script_content"] = self._read_text(self._job_path(id, "script.sh"))
         return out
@@ -2621,14 +2621,14 @@ class ResultsPart(StorePart):
             raise NotFound("Not a directory.")
         own = {meta.get("stdout_path"), meta.get("stderr_path")}
         files = []
-        for e in entries[:5000]:
+        for entry in entries[:5000]:
             try:
-                st = e.stat()
+                st = entry.stat()
             except OSError:
                 continue
-            files.append({"name": e.name, "path": os.path.join(path, e.name) if path else e.name,
-                          "type": "dir" if e.is_dir() else "file", "size": st.st_size,
-                          "modified_at": now_iso(st.st_mtime), "output": e.path in own,
+            files.append({"name": entry.name, "path": os.path.join(path, entry.name) if path else entry.name,
+                          "type": "dir" if entry.is_dir() else "file", "size": st.st_size,
+                          "modified_at": now_iso(st.st_mtime), "output": entry.path in own,
                           "new": st.st_mtime >= (parse_iso(meta["submitted_at"]) or 0) - 1})
         files.sort(key=lambda f: (not f["output"], not f["new"], f["type"] != "dir", f["name"]))
         return {"path": path, "results_dir": meta["results_dir"], "files": files,
@@ -2678,6 +2678,7 @@ class Store(TemplatesPart, ScriptsPart, JobsPart, ResultsPart):
 
     @operation("whoami")
     def whoami(self):
+        """Who and where the worker runs, for tests."""
         mask = os.umask(0)
         os.umask(mask)
         return {"uid": os.getuid(), "gid": os.getgid(), "groups": sorted(os.getgroups()),
@@ -2686,6 +2687,7 @@ class Store(TemplatesPart, ScriptsPart, JobsPart, ResultsPart):
 
     @operation("probe")
     def probe(self):
+        """Whether the scheduler answers, for /api/health."""
         ok = False
         try:
             ok = bool(self.scheduler.available())
