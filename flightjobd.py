@@ -743,41 +743,12 @@ def template_summary(t):
                               "priority", "tags", "source")}
 
 
-# Schedulers #################################################################
+# #SBATCH options ############################################################
 
 SHORT_OPTIONS = {"-J": "job-name", "-o": "output", "-e": "error", "-D": "chdir",
                  "-t": "time", "-a": "array", "-p": "partition", "-N": "nodes",
                  "-n": "ntasks", "-c": "cpus-per-task", "-A": "account",
                  "-G": "gpus", "-q": "qos", "-w": "nodelist"}
-
-
-def run(argv, timeout, env=None, cwd=None):
-    """The one way a scheduler command runs: an argv list, never a shell, in
-    its own session so a hung command and its children can be killed.
-    Returns stdout; raises SchedulerError (carrying stderr) on a non-zero
-    exit, a time-out, or a command that cannot start."""
-    try:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, env=env, cwd=cwd,
-                                start_new_session=True)
-    except OSError as e:
-        raise SchedulerError("Cannot run %s: %s" % (argv[0], e.strerror or e))
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(OSError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
-        raise SchedulerError("The scheduler did not answer: %s timed out after %s seconds."
-                             % (os.path.basename(argv[0]), timeout))
-    out, err = out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
-    if proc.returncode != 0:
-        e = SchedulerError("%s failed: %s" % (os.path.basename(argv[0]),
-                                             err.strip() or "exit code %d" % proc.returncode),
-                           err, proc.returncode)
-        e.stdout = out  # what it printed before failing (sbatch: perhaps a job id)
-        raise e
-    return out
 
 
 def split_directive(text):
@@ -901,124 +872,7 @@ def job_outputs(script, options, job_id, user, home, tasks=None):
             "stderr_path": where(err_pattern), "job_name": name}
 
 
-# Slurm job state -> flightjobd state.  Requeued/held jobs wait again, so they
-# are PENDING; anything holding resources is RUNNING (the page shows raw_state
-# for SUSPENDED, COMPLETING, CONFIGURING...).
-STATE_MAP = {
-    "PENDING": "PENDING",
-    "REQUEUED": "PENDING",
-    "REQUEUE_HOLD": "PENDING",
-    "REQUEUE_FED": "PENDING",
-    "SPECIAL_EXIT": "PENDING",
-    "RESV_DEL_HOLD": "PENDING",
-    "CONFIGURING": "RUNNING",
-    "RUNNING": "RUNNING",
-    "SUSPENDED": "RUNNING",
-    "COMPLETING": "RUNNING",
-    "STOPPED": "RUNNING",
-    "RESIZING": "RUNNING",
-    "SIGNALING": "RUNNING",
-    "STAGE_OUT": "RUNNING",
-    "UPDATE_DB": "RUNNING",
-    "COMPLETED": "COMPLETED",
-    "CANCELLED": "CANCELLED",
-    "FAILED": "FAILED",
-    "OUT_OF_MEMORY": "FAILED",
-    "TIMEOUT": "FAILED",
-    "NODE_FAIL": "FAILED",
-    "BOOT_FAIL": "FAILED",
-    "PREEMPTED": "FAILED",
-    "DEADLINE": "FAILED",
-    "REVOKED": "FAILED",
-}
-
-FINAL_STATES = ("COMPLETED", "FAILED", "CANCELLED")
-
-# Final Slurm states that carry their own cause: raw state -> (reason, words).
-FAILURE_CAUSES = {
-    "OUT_OF_MEMORY": ("OutOfMemory", "ran out of memory"),
-    "TIMEOUT": ("TimeLimit", "ran out of time"),
-    "NODE_FAIL": ("NodeFail", "node failure"),
-    "BOOT_FAIL": ("BootFail", "the node failed to boot"),
-    "PREEMPTED": ("Preempted", "preempted by another job"),
-    "DEADLINE": ("DeadLine", "missed its deadline"),
-    "REVOKED": ("Revoked", "revoked (moved to another cluster)"),
-}
-
-# Slurm reason codes in plain words (pending reasons and a few end reasons).
-REASON_TEXT = {
-    "None": None,
-    "Resources": "waiting for resources",
-    "Priority": "waiting for higher-priority jobs",
-    "Dependency": "waiting for the jobs it depends on",
-    "DependencyNeverSatisfied": "will never run: a job it depends on failed",
-    "JobHeldUser": "held by the user",
-    "JobHeldAdmin": "held by an administrator",
-    "BeginTime": "waiting for its start time",
-    "ReqNodeNotAvail": "the requested nodes are not available",
-    "PartitionTimeLimit": "the time limit is more than the partition allows",
-    "PartitionNodeLimit": "more nodes than the partition allows",
-    "PartitionConfig": "the partition cannot satisfy the request",
-    "PartitionDown": "the partition is down",
-    "PartitionInactive": "the partition is inactive",
-    "NodeDown": "a required node is down",
-    "BadConstraints": "the cluster cannot satisfy the requested resources",
-    "QOSMaxJobsPerUserLimit": "the user already has the most jobs allowed",
-    "QOSMaxSubmitJobPerUserLimit": "the user has submitted the most jobs allowed",
-    "QOSMaxCpuPerUserLimit": "the user is using the most CPUs allowed",
-    "QOSResourceLimit": "a quality-of-service limit was reached",
-    "QOSGrpCpuLimit": "a group CPU limit was reached",
-    "AssocGrpCpuLimit": "the account's CPU limit was reached",
-    "AssocGrpMemLimit": "the account's memory limit was reached",
-    "AssocGrpJobsLimit": "the account's job limit was reached",
-    "AssocMaxJobsLimit": "the most jobs allowed for the account are running",
-    "AssocGrpCPUMinutesLimit": "the account's CPU time allocation is used up",
-    "InvalidAccount": "the account is not valid",
-    "InvalidQOS": "the quality of service is not valid",
-    "Reservation": "waiting for its reservation",
-    "Licenses": "waiting for licenses",
-    "JobLaunchFailure": "the job could not be launched",
-    "launch failed requeued held": "launch failed; requeued and held",
-    "NonZeroExitCode": "non-zero exit code",
-    "TimeLimit": "ran out of time",
-    "OutOfMemory": "ran out of memory",
-    "SystemFailure": "system failure",
-    "Cleaning": "waiting for the previous run to clean up",
-    "Prolog": "running the prolog",
-    "NodeFail": "node failure",
-}
-
-# squeue --Format fields, each followed by "|".  tres-alloc gives the total
-# memory (MinMemory may be per CPU) and, for a pending job, what it asks for.
-SQUEUE_FIELDS = [
-    "JobID", "ArrayJobID", "ArrayTaskID", "State", "Reason", "exit_code",
-    "StartTime", "EndTime", "SubmitTime", "TimeUsed", "TimeLimit",
-    "tres-alloc", "UserID", "Partition",
-]
-SQUEUE_FORMAT = ",".join(f + ":|" for f in SQUEUE_FIELDS)
-
-# sacct --format fields (--parsable2: "|"-separated, no trailing "|").
-SACCT_FIELDS = [
-    "JobID", "JobIDRaw", "State", "ExitCode", "Reason", "Start", "End",
-    "Submit", "ElapsedRaw", "TotalCPU", "MaxRSS", "ReqMem", "Timelimit",
-    "UID", "Partition",
-]
-SACCT_FORMAT = ",".join(SACCT_FIELDS)
-
-SINFO_FORMAT = "%N|%P|%a|%l|%c|%m"
-
-# stderr phrases meaning the controller (not the request) is the problem.
-CONTACT_ERRORS = (
-    "Unable to contact slurm controller",
-    "Socket timed out",
-    "Connection refused",
-    "Zero Bytes were transmitted",
-    "Communication connection failure",
-    "Munge",
-    "munge",
-    "Protocol authentication error",
-    "Slurm backup controller in standby mode",
-)
+# Slurm output -> status #####################################################
 
 _EMPTY = ("", "N/A", "Unknown", "None", "(null)", "n/a")
 
@@ -1109,34 +963,24 @@ def parse_tres_mem(text):
     return None
 
 
-def parse_sbatch(text):
-    """sbatch --parsable output "123" or "123;cluster" -> "123"."""
-    for line in (text or "").splitlines():
-        line = line.strip()
-        if line:
-            job_id = line.split(";", 1)[0]
-            if re.match(r"^[0-9]+$", job_id):
-                return job_id
-    raise ValueError("no job id in sbatch output: %r" % (text,))
+# squeue --Format fields, each followed by "|".  tres-alloc gives the total
+# memory (MinMemory may be per CPU) and, for a pending job, what it asks for.
+SQUEUE_FIELDS = [
+    "JobID", "ArrayJobID", "ArrayTaskID", "State", "Reason", "exit_code",
+    "StartTime", "EndTime", "SubmitTime", "TimeUsed", "TimeLimit",
+    "tres-alloc", "UserID", "Partition",
+]
+SQUEUE_FORMAT = ",".join(f + ":|" for f in SQUEUE_FIELDS)
 
+# sacct --format fields (--parsable2: "|"-separated, no trailing "|").
+SACCT_FIELDS = [
+    "JobID", "JobIDRaw", "State", "ExitCode", "Reason", "Start", "End",
+    "Submit", "ElapsedRaw", "TotalCPU", "MaxRSS", "ReqMem", "Timelimit",
+    "UID", "Partition",
+]
+SACCT_FORMAT = ",".join(SACCT_FIELDS)
 
-def sbatch_error_message(stderr):
-    """sbatch's stderr -> its own words, without "sbatch: error: " prefixes.
-
-    "sbatch: error: Memory specification can not be satisfied\\n
-     sbatch: error: Batch job submission failed: Requested node ..."
-    -> "Memory specification can not be satisfied; Batch job submission
-        failed: Requested node configuration is not available"."""
-    lines = []
-    for line in (stderr or "").splitlines():
-        line = line.strip()
-        for prefix in ("sbatch: error: ", "sbatch: fatal: ", "sbatch: "):
-            if line.startswith(prefix):
-                line = line[len(prefix):]
-                break
-        if line and line not in lines:
-            lines.append(line)
-    return "; ".join(lines)
+SINFO_FORMAT = "%N|%P|%a|%l|%c|%m"
 
 
 def _records(text, fields, trailing):
@@ -1340,6 +1184,142 @@ def parse_scontrol_config(text):
     return conf
 
 
+def parse_sbatch(text):
+    """sbatch --parsable output "123" or "123;cluster" -> "123"."""
+    for line in (text or "").splitlines():
+        line = line.strip()
+        if line:
+            job_id = line.split(";", 1)[0]
+            if re.match(r"^[0-9]+$", job_id):
+                return job_id
+    raise ValueError("no job id in sbatch output: %r" % (text,))
+
+
+def sbatch_error_message(stderr):
+    """sbatch's stderr -> its own words, without "sbatch: error: " prefixes.
+
+    "sbatch: error: Memory specification can not be satisfied\\n
+     sbatch: error: Batch job submission failed: Requested node ..."
+    -> "Memory specification can not be satisfied; Batch job submission
+        failed: Requested node configuration is not available"."""
+    lines = []
+    for line in (stderr or "").splitlines():
+        line = line.strip()
+        for prefix in ("sbatch: error: ", "sbatch: fatal: ", "sbatch: "):
+            if line.startswith(prefix):
+                line = line[len(prefix):]
+                break
+        if line and line not in lines:
+            lines.append(line)
+    return "; ".join(lines)
+
+
+# stderr phrases meaning the controller (not the request) is the problem.
+CONTACT_ERRORS = (
+    "Unable to contact slurm controller",
+    "Socket timed out",
+    "Connection refused",
+    "Zero Bytes were transmitted",
+    "Communication connection failure",
+    "Munge",
+    "munge",
+    "Protocol authentication error",
+    "Slurm backup controller in standby mode",
+)
+
+
+def _is_contact_error(stderr):
+    return any(p in (stderr or "") for p in CONTACT_ERRORS)
+
+
+# Slurm job state -> flightjobd state.  Requeued/held jobs wait again, so they
+# are PENDING; anything holding resources is RUNNING (the page shows raw_state
+# for SUSPENDED, COMPLETING, CONFIGURING...).
+STATE_MAP = {
+    "PENDING": "PENDING",
+    "REQUEUED": "PENDING",
+    "REQUEUE_HOLD": "PENDING",
+    "REQUEUE_FED": "PENDING",
+    "SPECIAL_EXIT": "PENDING",
+    "RESV_DEL_HOLD": "PENDING",
+    "CONFIGURING": "RUNNING",
+    "RUNNING": "RUNNING",
+    "SUSPENDED": "RUNNING",
+    "COMPLETING": "RUNNING",
+    "STOPPED": "RUNNING",
+    "RESIZING": "RUNNING",
+    "SIGNALING": "RUNNING",
+    "STAGE_OUT": "RUNNING",
+    "UPDATE_DB": "RUNNING",
+    "COMPLETED": "COMPLETED",
+    "CANCELLED": "CANCELLED",
+    "FAILED": "FAILED",
+    "OUT_OF_MEMORY": "FAILED",
+    "TIMEOUT": "FAILED",
+    "NODE_FAIL": "FAILED",
+    "BOOT_FAIL": "FAILED",
+    "PREEMPTED": "FAILED",
+    "DEADLINE": "FAILED",
+    "REVOKED": "FAILED",
+}
+
+FINAL_STATES = ("COMPLETED", "FAILED", "CANCELLED")
+
+# Final Slurm states that carry their own cause: raw state -> (reason, words).
+FAILURE_CAUSES = {
+    "OUT_OF_MEMORY": ("OutOfMemory", "ran out of memory"),
+    "TIMEOUT": ("TimeLimit", "ran out of time"),
+    "NODE_FAIL": ("NodeFail", "node failure"),
+    "BOOT_FAIL": ("BootFail", "the node failed to boot"),
+    "PREEMPTED": ("Preempted", "preempted by another job"),
+    "DEADLINE": ("DeadLine", "missed its deadline"),
+    "REVOKED": ("Revoked", "revoked (moved to another cluster)"),
+}
+
+# Slurm reason codes in plain words (pending reasons and a few end reasons).
+REASON_TEXT = {
+    "None": None,
+    "Resources": "waiting for resources",
+    "Priority": "waiting for higher-priority jobs",
+    "Dependency": "waiting for the jobs it depends on",
+    "DependencyNeverSatisfied": "will never run: a job it depends on failed",
+    "JobHeldUser": "held by the user",
+    "JobHeldAdmin": "held by an administrator",
+    "BeginTime": "waiting for its start time",
+    "ReqNodeNotAvail": "the requested nodes are not available",
+    "PartitionTimeLimit": "the time limit is more than the partition allows",
+    "PartitionNodeLimit": "more nodes than the partition allows",
+    "PartitionConfig": "the partition cannot satisfy the request",
+    "PartitionDown": "the partition is down",
+    "PartitionInactive": "the partition is inactive",
+    "NodeDown": "a required node is down",
+    "BadConstraints": "the cluster cannot satisfy the requested resources",
+    "QOSMaxJobsPerUserLimit": "the user already has the most jobs allowed",
+    "QOSMaxSubmitJobPerUserLimit": "the user has submitted the most jobs allowed",
+    "QOSMaxCpuPerUserLimit": "the user is using the most CPUs allowed",
+    "QOSResourceLimit": "a quality-of-service limit was reached",
+    "QOSGrpCpuLimit": "a group CPU limit was reached",
+    "AssocGrpCpuLimit": "the account's CPU limit was reached",
+    "AssocGrpMemLimit": "the account's memory limit was reached",
+    "AssocGrpJobsLimit": "the account's job limit was reached",
+    "AssocMaxJobsLimit": "the most jobs allowed for the account are running",
+    "AssocGrpCPUMinutesLimit": "the account's CPU time allocation is used up",
+    "InvalidAccount": "the account is not valid",
+    "InvalidQOS": "the quality of service is not valid",
+    "Reservation": "waiting for its reservation",
+    "Licenses": "waiting for licenses",
+    "JobLaunchFailure": "the job could not be launched",
+    "launch failed requeued held": "launch failed; requeued and held",
+    "NonZeroExitCode": "non-zero exit code",
+    "TimeLimit": "ran out of time",
+    "OutOfMemory": "ran out of memory",
+    "SystemFailure": "system failure",
+    "Cleaning": "waiting for the previous run to clean up",
+    "Prolog": "running the prolog",
+    "NodeFail": "node failure",
+}
+
+
 def _signal_name(sig):
     try:
         return signal.Signals(sig).name
@@ -1504,8 +1484,143 @@ def rollup(tasks):
     return out
 
 
-def _is_contact_error(stderr):
-    return any(p in (stderr or "") for p in CONTACT_ERRORS)
+# Local job supervisor #######################################################
+
+def _alive(pid, jobdir):
+    """Whether pid is still the supervisor of jobdir (pids get reused)."""
+    try:
+        with open("/proc/%d/cmdline" % int(pid), "rb") as f:
+            return jobdir.encode() in f.read()
+    except (OSError, TypeError, ValueError):
+        return False
+
+
+def local_job_main(jobdir):
+    """The supervisor of one local job: runs each task of the job in its own
+    process group with the job's time limit, and records the outcome in
+    status.json. Started detached by LocalScheduler.submit."""
+    spec = read_json(os.path.join(jobdir, "spec.json"))
+    status_path = os.path.join(jobdir, "status.json")
+    status = {"format": FORMAT, "state": "RUNNING", "raw_state": "RUNNING", "reason": "None",
+              "reason_text": "", "supervisor": os.getpid(), "started_at": now_iso(),
+              "exit_code": None, "ended_at": None, "tasks": []}
+    cancelled = lambda: os.path.exists(os.path.join(jobdir, "cancel"))  # noqa: E731
+    if cancelled():
+        status.update(state="CANCELLED", raw_state="CANCELLED", reason="CancelledByUser",
+                      reason_text="cancelled before it started", started_at=None, ended_at=now_iso())
+        write_json(status_path, status)
+        return 0
+    write_json(status_path, status)
+    signal.signal(signal.SIGTERM, lambda *a: None)  # a cancel is for the job, not us
+    deadline = time.time() + spec["time_limit"] if spec["time_limit"] is not None else None
+    env = dict(os.environ, SLURM_JOB_ID=spec["id"], SLURM_JOBID=spec["id"],
+               SLURM_SUBMIT_DIR=spec["cwd"], SLURM_CPUS_PER_TASK=str(spec["cpus"]),
+               SLURM_NTASKS="1", SLURM_JOB_NUM_NODES="1", SLURM_NNODES="1",
+               SLURM_JOB_NODELIST=os.uname().nodename.split(".")[0],
+               SLURM_JOB_PARTITION="local")
+    outcome = ("COMPLETED", "COMPLETED", "", 0)
+    for task, out in zip(spec["tasks"] or [None], spec["outputs"]):
+        env["SLURM_JOB_NAME"] = out["job_name"]
+        if task is not None:
+            env.update(SLURM_ARRAY_JOB_ID=spec["id"], SLURM_ARRAY_TASK_ID=str(task))
+        result = _run_local_task(jobdir, out, env, deadline, status, status_path, cancelled)
+        if task is not None:
+            status["tasks"].append({"id": "%s_%s" % (spec["id"], task), "state": result[0],
+                                    "raw_state": result[1], "exit_code": result[3],
+                                    "reason_text": result[2]})
+        if result[0] != "COMPLETED" and outcome[0] == "COMPLETED":
+            outcome = result if task is None else (
+                result[0], result[1], "task %s: %s" % (task, result[2]), result[3])
+        if result[1] in ("TIMEOUT", "CANCELLED"):
+            break
+    state, raw, text, code = outcome
+    status.update(state=state, raw_state=raw, reason_text=text, exit_code=code,
+                  ended_at=now_iso(), pgid=None,
+                  reason={"COMPLETED": "None", "TIMEOUT": "TimeLimit", "CANCELLED": "CancelledByUser",
+                          "FAILED": "NonZeroExitCode"}.get(raw, raw))
+    write_json(status_path, status)
+    return 0
+
+
+def _run_local_task(jobdir, out, env, deadline, status, status_path, cancelled):
+    """Run one task; (state, raw_state, reason_text, exit_code)."""
+    try:
+        os.makedirs(os.path.dirname(out["stdout_path"]), exist_ok=True)
+        stdout = open(out["stdout_path"], "ab")
+        stderr = stdout if out["stderr_path"] == out["stdout_path"] else open(out["stderr_path"], "ab")
+        proc = subprocess.Popen(["/bin/bash", os.path.join(jobdir, "script.sh")],
+                                stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr,
+                                cwd=out["results_dir"], env=env, start_new_session=True)
+    except OSError as e:
+        return ("FAILED", "FAILED", "could not start: %s" % (e.strerror or e), None)
+    status["pgid"] = proc.pid
+    write_json(status_path, status)
+    timed_out = False
+    while proc.poll() is None:
+        if deadline is not None and time.time() >= deadline and not timed_out:
+            timed_out = True
+            _stop_group(proc)
+        elif cancelled():
+            _stop_group(proc)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(0.2)
+    _stop_group(proc, grace=0)  # leftovers of the task's process group
+    stdout.close()
+    if stderr is not stdout:
+        stderr.close()
+    code = proc.returncode
+    if timed_out:
+        return ("FAILED", "TIMEOUT", "ran out of time", None)
+    if cancelled():
+        return ("CANCELLED", "CANCELLED", "cancelled by the user", None)
+    if code == 0:
+        return ("COMPLETED", "COMPLETED", "", 0)
+    if code < 0:
+        return ("FAILED", "FAILED", "killed by signal %d" % -code, 128 - code)
+    return ("FAILED", "FAILED", "exit code %d" % code, code)
+
+
+def _stop_group(proc, grace=5):
+    """SIGTERM a task's process group, then SIGKILL after grace seconds."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    end = time.time() + grace
+    while grace and proc.poll() is None and time.time() < end:
+        time.sleep(0.1)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+# Scheduler adapters #########################################################
+
+def run(argv, timeout, env=None, cwd=None):
+    """The one way a scheduler command runs: an argv list, never a shell, in
+    its own session so a hung command and its children can be killed.
+    Returns stdout; raises SchedulerError (carrying stderr) on a non-zero
+    exit, a time-out, or a command that cannot start."""
+    try:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, env=env, cwd=cwd,
+                                start_new_session=True)
+    except OSError as e:
+        raise SchedulerError("Cannot run %s: %s" % (argv[0], e.strerror or e))
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(OSError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise SchedulerError("The scheduler did not answer: %s timed out after %s seconds."
+                             % (os.path.basename(argv[0]), timeout))
+    out, err = out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
+    if proc.returncode != 0:
+        e = SchedulerError("%s failed: %s" % (os.path.basename(argv[0]),
+                                             err.strip() or "exit code %d" % proc.returncode),
+                           err, proc.returncode)
+        e.stdout = out  # what it printed before failing (sbatch: perhaps a job id)
+        raise e
+    return out
 
 
 class SlurmScheduler:
@@ -1813,110 +1928,31 @@ class LocalScheduler:
                 os.killpg(status["pgid"], signal.SIGTERM)
 
 
-def _alive(pid, jobdir):
-    """Whether pid is still the supervisor of jobdir (pids get reused)."""
+def detect_scheduler(config):
+    """'slurm' when sbatch is on the worker's PATH and sinfo answers."""
+    import shutil
+    env = worker_env_scheduler(config)
+    if not shutil.which("sbatch", path=config["worker"]["path"]):
+        return "local"
     try:
-        with open("/proc/%d/cmdline" % int(pid), "rb") as f:
-            return jobdir.encode() in f.read()
-    except (OSError, TypeError, ValueError):
-        return False
+        run(["sinfo", "--noheader", "--format=%P"], config["scheduler"]["timeout"], env=env)
+        return "slurm"
+    except SchedulerError:
+        return "local"
 
 
-def local_job_main(jobdir):
-    """The supervisor of one local job: runs each task of the job in its own
-    process group with the job's time limit, and records the outcome in
-    status.json. Started detached by LocalScheduler.submit."""
-    spec = read_json(os.path.join(jobdir, "spec.json"))
-    status_path = os.path.join(jobdir, "status.json")
-    status = {"format": FORMAT, "state": "RUNNING", "raw_state": "RUNNING", "reason": "None",
-              "reason_text": "", "supervisor": os.getpid(), "started_at": now_iso(),
-              "exit_code": None, "ended_at": None, "tasks": []}
-    cancelled = lambda: os.path.exists(os.path.join(jobdir, "cancel"))  # noqa: E731
-    if cancelled():
-        status.update(state="CANCELLED", raw_state="CANCELLED", reason="CancelledByUser",
-                      reason_text="cancelled before it started", started_at=None, ended_at=now_iso())
-        write_json(status_path, status)
-        return 0
-    write_json(status_path, status)
-    signal.signal(signal.SIGTERM, lambda *a: None)  # a cancel is for the job, not us
-    deadline = time.time() + spec["time_limit"] if spec["time_limit"] is not None else None
-    env = dict(os.environ, SLURM_JOB_ID=spec["id"], SLURM_JOBID=spec["id"],
-               SLURM_SUBMIT_DIR=spec["cwd"], SLURM_CPUS_PER_TASK=str(spec["cpus"]),
-               SLURM_NTASKS="1", SLURM_JOB_NUM_NODES="1", SLURM_NNODES="1",
-               SLURM_JOB_NODELIST=os.uname().nodename.split(".")[0],
-               SLURM_JOB_PARTITION="local")
-    outcome = ("COMPLETED", "COMPLETED", "", 0)
-    for task, out in zip(spec["tasks"] or [None], spec["outputs"]):
-        env["SLURM_JOB_NAME"] = out["job_name"]
-        if task is not None:
-            env.update(SLURM_ARRAY_JOB_ID=spec["id"], SLURM_ARRAY_TASK_ID=str(task))
-        result = _run_local_task(jobdir, out, env, deadline, status, status_path, cancelled)
-        if task is not None:
-            status["tasks"].append({"id": "%s_%s" % (spec["id"], task), "state": result[0],
-                                    "raw_state": result[1], "exit_code": result[3],
-                                    "reason_text": result[2]})
-        if result[0] != "COMPLETED" and outcome[0] == "COMPLETED":
-            outcome = result if task is None else (
-                result[0], result[1], "task %s: %s" % (task, result[2]), result[3])
-        if result[1] in ("TIMEOUT", "CANCELLED"):
-            break
-    state, raw, text, code = outcome
-    status.update(state=state, raw_state=raw, reason_text=text, exit_code=code,
-                  ended_at=now_iso(), pgid=None,
-                  reason={"COMPLETED": "None", "TIMEOUT": "TimeLimit", "CANCELLED": "CancelledByUser",
-                          "FAILED": "NonZeroExitCode"}.get(raw, raw))
-    write_json(status_path, status)
-    return 0
+def worker_env_scheduler(config):
+    return dict(os.environ, **config["scheduler"]["environment"])
 
 
-def _run_local_task(jobdir, out, env, deadline, status, status_path, cancelled):
-    """Run one task; (state, raw_state, reason_text, exit_code)."""
-    try:
-        os.makedirs(os.path.dirname(out["stdout_path"]), exist_ok=True)
-        stdout = open(out["stdout_path"], "ab")
-        stderr = stdout if out["stderr_path"] == out["stdout_path"] else open(out["stderr_path"], "ab")
-        proc = subprocess.Popen(["/bin/bash", os.path.join(jobdir, "script.sh")],
-                                stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr,
-                                cwd=out["results_dir"], env=env, start_new_session=True)
-    except OSError as e:
-        return ("FAILED", "FAILED", "could not start: %s" % (e.strerror or e), None)
-    status["pgid"] = proc.pid
-    write_json(status_path, status)
-    timed_out = False
-    while proc.poll() is None:
-        if deadline is not None and time.time() >= deadline and not timed_out:
-            timed_out = True
-            _stop_group(proc)
-        elif cancelled():
-            _stop_group(proc)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(0.2)
-    _stop_group(proc, grace=0)  # leftovers of the task's process group
-    stdout.close()
-    if stderr is not stdout:
-        stderr.close()
-    code = proc.returncode
-    if timed_out:
-        return ("FAILED", "TIMEOUT", "ran out of time", None)
-    if cancelled():
-        return ("CANCELLED", "CANCELLED", "cancelled by the user", None)
-    if code == 0:
-        return ("COMPLETED", "COMPLETED", "", 0)
-    if code < 0:
-        return ("FAILED", "FAILED", "killed by signal %d" % -code, 128 - code)
-    return ("FAILED", "FAILED", "exit code %d" % code, code)
-
-
-def _stop_group(proc, grace=5):
-    """SIGTERM a task's process group, then SIGKILL after grace seconds."""
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    end = time.time() + grace
-    while grace and proc.poll() is None and time.time() < end:
-        time.sleep(0.1)
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+def make_scheduler(config, user, state_dir):
+    kind = config["scheduler"]["type"]
+    if kind == "auto":
+        kind = detect_scheduler(config)
+    timeout = config["scheduler"]["timeout"]
+    if kind == "slurm":
+        return SlurmScheduler(timeout=timeout, env=worker_env_scheduler(config), owner=os.getuid())
+    return LocalScheduler(state_dir, config["worker"]["python"] or sys.executable, user, timeout)
 
 
 # Store: scripts and jobs, in the user's home (worker side) ##################
@@ -2594,33 +2630,6 @@ class Store:
 def _remove_tree(path):
     import shutil
     shutil.rmtree(path, ignore_errors=True)
-
-
-def detect_scheduler(config):
-    """'slurm' when sbatch is on the worker's PATH and sinfo answers."""
-    import shutil
-    env = worker_env_scheduler(config)
-    if not shutil.which("sbatch", path=config["worker"]["path"]):
-        return "local"
-    try:
-        run(["sinfo", "--noheader", "--format=%P"], config["scheduler"]["timeout"], env=env)
-        return "slurm"
-    except SchedulerError:
-        return "local"
-
-
-def worker_env_scheduler(config):
-    return dict(os.environ, **config["scheduler"]["environment"])
-
-
-def make_scheduler(config, user, state_dir):
-    kind = config["scheduler"]["type"]
-    if kind == "auto":
-        kind = detect_scheduler(config)
-    timeout = config["scheduler"]["timeout"]
-    if kind == "slurm":
-        return SlurmScheduler(timeout=timeout, env=worker_env_scheduler(config), owner=os.getuid())
-    return LocalScheduler(state_dir, config["worker"]["python"] or sys.executable, user, timeout)
 
 
 # Worker #####################################################################
