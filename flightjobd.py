@@ -1623,21 +1623,89 @@ def run(argv, timeout, env=None, cwd=None):
     return out
 
 
-class SlurmScheduler:
+class Scheduler:
+    """What flightjobd needs of a scheduler. An adapter subclasses this and
+    is named in SCHEDULERS; one instance serves one user's worker. A method
+    that asks the scheduler raises SchedulerError when it does not answer,
+    SchedulerRefused when it answers no; none of them changes a job record
+    (that is the Store's work)."""
+
+    name = None  # its SCHEDULERS key, shown on pages and kept in job records
+
+    def __init__(self, timeout=20.0):
+        self.timeout = timeout  # seconds one scheduler command may take
+        self.counters = {}  # calls made, by command: refresh answers and the bench report them
+
+    @classmethod
+    def detect(cls, config):
+        """Whether scheduler.type "auto" may pick this scheduler here."""
+        return False
+
+    @classmethod
+    def from_config(cls, config, user, state_dir):
+        """The scheduler for user's worker; state_dir is the user's state directory."""
+        raise NotImplementedError
+
+    def _count(self, what):
+        self.counters[what] = self.counters.get(what, 0) + 1
+
+    def available(self):
+        """Whether the scheduler answers now (the health check)."""
+        raise NotImplementedError
+
+    def info(self):
+        """What submission questions offer: {"partitions": [{"name", "default",
+        "max_time", "nodes", "cpus", "memory_mb", "state"}], "accounts": [name]}."""
+        raise NotImplementedError
+
+    def command(self, script_path, options):
+        """The argv a submit of script_path with options runs, as pages show it."""
+        raise NotImplementedError
+
+    def ignored_options(self, script, options):
+        """The directives and options this scheduler does not honour, each in
+        words, for the summary before a submit: none by default."""
+        return []
+
+    def submit(self, script_path, options, cwd):
+        """Submit the script with sbatch-style options from cwd; its job id (a string)."""
+        raise NotImplementedError
+
+    def status(self, job_ids):
+        """{job id: status} for the job ids the scheduler still knows."""
+        raise NotImplementedError
+
+    def cancel(self, job_id):
+        """Cancel a job; one that has already finished is not an error."""
+        raise NotImplementedError
+
+
+class SlurmScheduler(Scheduler):
     """flightjobd's interface to Slurm through its command-line tools."""
 
     name = "slurm"
 
     def __init__(self, timeout=20.0, run=run, env=None, owner=None):
+        super().__init__(timeout)
         self.owner = owner
-        self.timeout = timeout
         self._run_fn = run
         self.env = env
-        self.counters = {}
         self._accounting = None  # learnt once from scontrol show config
 
+    @classmethod
+    def detect(cls, config):
+        """sbatch is on the worker's PATH and sinfo answers."""
+        import shutil
+        return bool(shutil.which("sbatch", path=config["worker"]["path"])) \
+            and cls.from_config(config, None, None).available()
+
+    @classmethod
+    def from_config(cls, config, user, state_dir):
+        return cls(timeout=config["scheduler"]["timeout"], owner=os.getuid(),
+                   env=dict(os.environ, **config["scheduler"]["environment"]))
+
     def _run(self, argv, cwd=None):
-        self.counters[argv[0]] = self.counters.get(argv[0], 0) + 1
+        self._count(argv[0])
         kwargs = {}
         if cwd is not None:
             kwargs["cwd"] = cwd
@@ -1789,7 +1857,7 @@ def machine_memory_mb():
     return 0
 
 
-class LocalScheduler:
+class LocalScheduler(Scheduler):
     """Runs jobs as the user's own detached processes on this machine, with
     Slurm's directives as far as one machine allows. Each job has a
     directory local/N with spec.json (what to run) and status.json (written
@@ -1806,11 +1874,19 @@ class LocalScheduler:
                "mail-type": "the local scheduler sends no email"}
 
     def __init__(self, state_dir, python, user, timeout=20):
+        super().__init__(timeout)
         self.root = os.path.join(state_dir, "local")
         self.python = python
         self.user = user
-        self.timeout = timeout
-        self.counters = {}
+
+    @classmethod
+    def detect(cls, config):
+        return True  # the fallback: it runs on any Linux machine
+
+    @classmethod
+    def from_config(cls, config, user, state_dir):
+        return cls(state_dir, config["worker"]["python"] or sys.executable, user,
+                   config["scheduler"]["timeout"])
 
     def available(self):
         return True
@@ -1824,15 +1900,14 @@ class LocalScheduler:
     def command(self, script_path, options):
         return ["bash", script_path]
 
-    def notes(self, script, options):
-        """What this scheduler cannot honour, in words, for the summary."""
+    def ignored_options(self, script, options):
         opts = effective_options(script, options)
-        notes = ["%s (--%s%s)" % (why, k, "" if opts[k] is True else "=%s" % opts[k])
+        ignored = ["%s (--%s%s)" % (why, k, "" if opts[k] is True else "=%s" % opts[k])
                  for k, why in self.IGNORED.items() if k in opts and opts[k] not in ("local", False)]
         for key in ("nodes", "ntasks"):
             if str(opts.get(key, "1")) not in ("1", "1-1"):
-                notes.append("the local scheduler runs one task on one node (--%s=%s)" % (key, opts[key]))
-        return notes
+                ignored.append("the local scheduler runs one task on one node (--%s=%s)" % (key, opts[key]))
+        return ignored
 
     def submit(self, script_path, options, cwd):
         with open(script_path, encoding="utf-8") as f:
@@ -1884,18 +1959,15 @@ class LocalScheduler:
                 "outputs": [job_outputs(script, options, number, self.user, home, [t] if tasks else None)
                             for t in (tasks or [None])]}
         write_json(os.path.join(jobdir, "spec.json"), spec)
-        self._bump("submit")
+        self._count("submit")
         subprocess.Popen([self.python, os.path.abspath(__file__), "--local-job", jobdir],
                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                          stderr=subprocess.DEVNULL, cwd=home, start_new_session=True,
                          close_fds=True)
         return str(number)
 
-    def _bump(self, what):
-        self.counters[what] = self.counters.get(what, 0) + 1
-
     def status(self, ids):
-        self._bump("status")
+        self._count("status")
         found = {}
         for sid in ids:
             jobdir = os.path.join(self.root, check_id(str(sid), "local job"))
@@ -1914,7 +1986,7 @@ class LocalScheduler:
         return found
 
     def cancel(self, sid):
-        self._bump("cancel")
+        self._count("cancel")
         jobdir = os.path.join(self.root, check_id(str(sid), "local job"))
         if not os.path.isdir(jobdir):
             raise NotFound("The scheduler does not know job %s." % sid)
@@ -1928,31 +2000,21 @@ class LocalScheduler:
                 os.killpg(status["pgid"], signal.SIGTERM)
 
 
+# scheduler.type -> adapter; "auto" takes the first one whose detect() agrees
+SCHEDULERS = {"slurm": SlurmScheduler, "local": LocalScheduler}
+
+
 def detect_scheduler(config):
-    """'slurm' when sbatch is on the worker's PATH and sinfo answers."""
-    import shutil
-    env = worker_env_scheduler(config)
-    if not shutil.which("sbatch", path=config["worker"]["path"]):
-        return "local"
-    try:
-        run(["sinfo", "--noheader", "--format=%P"], config["scheduler"]["timeout"], env=env)
-        return "slurm"
-    except SchedulerError:
-        return "local"
-
-
-def worker_env_scheduler(config):
-    return dict(os.environ, **config["scheduler"]["environment"])
+    """The name of the first scheduler in SCHEDULERS usable here."""
+    return next(name for name, cls in SCHEDULERS.items() if cls.detect(config))
 
 
 def make_scheduler(config, user, state_dir):
+    """The scheduler of user's worker, as scheduler.type says."""
     kind = config["scheduler"]["type"]
     if kind == "auto":
         kind = detect_scheduler(config)
-    timeout = config["scheduler"]["timeout"]
-    if kind == "slurm":
-        return SlurmScheduler(timeout=timeout, env=worker_env_scheduler(config), owner=os.getuid())
-    return LocalScheduler(state_dir, config["worker"]["python"] or sys.executable, user, timeout)
+    return SCHEDULERS[kind].from_config(config, user, state_dir)
 
 
 # Store: scripts and jobs, in the user's home (worker side) ##################
@@ -2312,7 +2374,7 @@ class Store:
                 tasks = array_tasks(opts["array"])[:1]
         outputs = job_outputs(content, options, "%j", self.user, self.home, tasks)
         cmd = self.scheduler.command(os.path.join(self.jobs_dir, "<job>", "script.sh"), options)
-        notes = self.scheduler.notes(content, options) if hasattr(self.scheduler, "notes") else []
+        notes = self.scheduler.ignored_options(content, options)
         return {"script": self._script_public(meta), "questions": questions, "answers": values,
                 "options": options, "command": cmd, "command_text": " ".join(shlex.quote(a) for a in cmd),
                 "outputs": outputs, "notes": notes, "scheduler": self.scheduler.name}
