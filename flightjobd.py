@@ -150,11 +150,12 @@ class SchedulerError(Unavailable):
     """A scheduler command failed or timed out; never changes a job's state."""
 
     code = "scheduler"
+    stdout = stderr = ""  # what the command printed
+    returncode = None  # its exit status; None if it could not start or timed out
 
-    def __init__(self, message, stderr="", returncode=None):
-        super().__init__(message)
-        self.stderr = stderr
-        self.returncode = returncode
+    def __init__(self, message, fields=None, *, stdout="", stderr="", returncode=None):
+        super().__init__(message, fields)
+        self.stdout, self.stderr, self.returncode = stdout, stderr, returncode
 
 
 class SchedulerRefused(SchedulerError):
@@ -1615,11 +1616,10 @@ def run(argv, timeout, env=None, cwd=None):
                              % (os.path.basename(argv[0]), timeout))
     out, err = out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
     if proc.returncode != 0:
-        e = SchedulerError("%s failed: %s" % (os.path.basename(argv[0]),
-                                             err.strip() or "exit code %d" % proc.returncode),
-                           err, proc.returncode)
-        e.stdout = out  # what it printed before failing (sbatch: perhaps a job id)
-        raise e
+        # stdout too: what it printed before failing (sbatch: perhaps a job id)
+        raise SchedulerError("%s failed: %s" % (os.path.basename(argv[0]),
+                                                err.strip() or "exit code %d" % proc.returncode),
+                             stdout=out, stderr=err, returncode=proc.returncode)
     return out
 
 
@@ -1653,9 +1653,18 @@ class Scheduler:
         """Whether the scheduler answers now (the health check)."""
         raise NotImplementedError
 
+    last_info = (0.0, None)  # (time.monotonic(), answer) of the last info()
+
     def info(self):
         """What submission questions offer: {"partitions": [{"name", "default",
-        "max_time", "nodes", "cpus", "memory_mb", "state"}], "accounts": [name]}."""
+        "max_time", "nodes", "cpus", "memory_mb", "state"}], "accounts": [name]},
+        also kept in last_info for callers that reuse it a while."""
+        answer = self.read_info()
+        self.last_info = (time.monotonic(), answer)
+        return answer
+
+    def read_info(self):
+        """info()'s answer, asked of the scheduler."""
         raise NotImplementedError
 
     def command(self, script_path, options):
@@ -1730,7 +1739,7 @@ class SlurmScheduler(Scheduler):
             self._accounting = storage not in ("accounting_storage/none", "(null)", "")
         return self._accounting
 
-    def info(self):
+    def read_info(self):
         out = self._run(["sinfo", "--noheader", "--Node", "--format=" + SINFO_FORMAT])
         accounts = []
         if self.accounting():
@@ -1751,30 +1760,29 @@ class SlurmScheduler(Scheduler):
         try:
             out = self._run(argv, cwd=cwd)
         except SchedulerError as e:
-            stderr = getattr(e, "stderr", "") or ""
             with contextlib.suppress(ValueError):
                 # it printed a job id, then failed: the job exists, keep it
-                job_id = parse_sbatch(getattr(e, "stdout", ""))
+                job_id = parse_sbatch(e.stdout)
                 log.warning("sbatch failed after submitting job %s: %s", job_id, e.message)
                 return job_id
-            if getattr(e, "returncode", None) is None or _is_contact_error(stderr):
+            if e.returncode is None or _is_contact_error(e.stderr):
                 raise SchedulerError(
                     "could not submit: the Slurm controller did not answer (%s)"
-                    % (sbatch_error_message(stderr) or e), stderr)
-            raise SchedulerRefused(sbatch_error_message(stderr) or str(e), stderr)
+                    % (sbatch_error_message(e.stderr) or e), stderr=e.stderr, returncode=e.returncode)
+            raise SchedulerRefused(sbatch_error_message(e.stderr) or str(e),
+                                   stderr=e.stderr, returncode=e.returncode)
         try:
             return parse_sbatch(out)
         except ValueError as e:
-            raise SchedulerError(str(e), "")
+            raise SchedulerError(str(e), stdout=out)
 
     def cancel(self, id):
         try:
             self._run(["scancel", str(id)])
         except SchedulerError as e:
-            stderr = getattr(e, "stderr", "") or ""
             # already finished (or long forgotten): nothing to cancel
-            if ("already completing or completed" in stderr
-                    or "Invalid job id specified" in stderr):
+            if ("already completing or completed" in e.stderr
+                    or "Invalid job id specified" in e.stderr):
                 return
             raise
 
@@ -1793,7 +1801,7 @@ class SlurmScheduler(Scheduler):
                               "--jobs=" + ",".join(ids), "--Format=" + SQUEUE_FORMAT])
         except SchedulerError as e:
             # squeue given one unknown id exits 1 with this; it means "none"
-            if "Invalid job id specified" in (getattr(e, "stderr", "") or ""):
+            if "Invalid job id specified" in e.stderr:
                 text = ""
             else:
                 raise
@@ -1891,7 +1899,7 @@ class LocalScheduler(Scheduler):
     def available(self):
         return True
 
-    def info(self):
+    def read_info(self):
         return {"partitions": [{"name": "local", "default": True, "max_time": None,
                                 "nodes": 1, "cpus": os.cpu_count() or 1,
                                 "memory_mb": machine_memory_mb(), "state": "up"}],
@@ -2183,11 +2191,10 @@ class Store:
         """Questions with options from the scheduler filled in."""
         if not any(q.get("options_from") for q in questions):
             return questions
-        at, info = getattr(self, "_info", (0.0, None))
+        at, info = self.scheduler.last_info
         if info is None or time.monotonic() - at > 30:  # cached: Slurm's sinfo + sacctmgr take ~190 ms
             try:
                 info = self.scheduler.info()
-                self._info = (time.monotonic(), info)
                 self.notice = None
             except SchedulerError as e:
                 self.notice = e.message

@@ -49,9 +49,7 @@ class FakeRun:
 
 
 def error(stderr, returncode=1):
-    e = sa.SchedulerError("command failed: " + stderr.strip(), stderr)
-    e.returncode = returncode
-    return e
+    return sa.SchedulerError("command failed: " + stderr.strip(), stderr=stderr, returncode=returncode)
 
 
 def scheduler(squeue, sacct="", accounting=True, **more):
@@ -425,6 +423,15 @@ def test_submit_timeout_is_not_a_refusal():
     with pytest.raises(sa.SchedulerError) as e:
         s.submit("/home/u/job.sh", [], cwd="/home/u")
     assert not isinstance(e.value, sa.SchedulerRefused)
+
+
+def test_scheduler_errors_cross_the_worker_pipe_as_themselves():
+    for cls in (sa.SchedulerError, sa.SchedulerRefused):
+        sent = cls("sbatch failed", stdout="5", stderr="sbatch: error: x", returncode=1)
+        got = sa.error_from_dict(sent.as_dict())
+        assert type(got) is cls and (got.message, got.fields) == ("sbatch failed", {})
+        # the command's output stays in the worker
+        assert (got.stdout, got.stderr, got.returncode) == ("", "", None)
 
 
 def test_cancel_finished_job_is_not_an_error():
