@@ -1345,7 +1345,7 @@ def _explain_failure(raw_state, reason, exit_code, sig, max_rss_mb, mem_mb):
     return reason or "Failed", "failed"
 
 
-def _status(row, owner=None):
+def _status(row):
     """One parsed squeue or sacct row -> a status dict."""
     raw = row["raw_state"]
     state = STATE_MAP.get(raw)
@@ -1367,9 +1367,7 @@ def _status(row, owner=None):
         by = row.get("cancelled_by")
         if by is None:
             reason_text = "cancelled"
-        elif by == (owner if owner is not None else row["uid"]):
-            # the owner: the worker's own uid (sacct reports uid 0 for a job
-            # cancelled before it started)
+        elif by == row["uid"]:  # the job's owner, as Slurm reports it
             reason_text = "cancelled by the user"
         else:
             reason_text = "cancelled by an administrator"
@@ -1623,6 +1621,9 @@ def run(argv, timeout, env=None, cwd=None):
     return out
 
 
+JOB_ID_RE = re.compile(r"^[0-9]+(?:_[0-9]+)?$")  # a scheduler's job id: "5", an array task "4_1"
+
+
 class Scheduler:
     """What flightjobd needs of a scheduler. An adapter subclasses this and
     is named in SCHEDULERS; one instance serves one user's worker. A method
@@ -1681,8 +1682,20 @@ class Scheduler:
         raise NotImplementedError
 
     def status(self, job_ids):
-        """{job id: status} for the job ids the scheduler still knows."""
+        """{job id: status} for the job ids the scheduler still knows, with
+        one round of scheduler calls for any number of ids: a user's
+        unfinished jobs, or every user's (a shared status poll). An id it
+        does not know, or that cannot be one of its job ids, is left out:
+        the caller decides when a job is lost. A status is job record
+        fields: state (one of UNFINISHED or FINAL_STATES), raw_state,
+        reason, reason_text, exit_code, started_at, ended_at, ... and, for
+        an array job, tasks [{id, state, raw_state, exit_code, reason_text}]."""
         raise NotImplementedError
+
+    @staticmethod
+    def _job_ids(job_ids):
+        """The distinct ids, as strings, that can be job ids."""
+        return [i for i in dict.fromkeys(str(i) for i in job_ids) if JOB_ID_RE.match(i)]
 
     def cancel(self, job_id):
         """Cancel a job; one that has already finished is not an error."""
@@ -1694,9 +1707,8 @@ class SlurmScheduler(Scheduler):
 
     name = "slurm"
 
-    def __init__(self, timeout=20.0, run=run, env=None, owner=None):
+    def __init__(self, timeout=20.0, run=run, env=None):
         super().__init__(timeout)
-        self.owner = owner
         self._run_fn = run
         self.env = env
         self._accounting = None  # learnt once from scontrol show config
@@ -1710,7 +1722,7 @@ class SlurmScheduler(Scheduler):
 
     @classmethod
     def from_config(cls, config, user, state_dir):
-        return cls(timeout=config["scheduler"]["timeout"], owner=os.getuid(),
+        return cls(timeout=config["scheduler"]["timeout"],
                    env=dict(os.environ, **config["scheduler"]["environment"]))
 
     def _run(self, argv, cwd=None):
@@ -1786,14 +1798,12 @@ class SlurmScheduler(Scheduler):
                 return
             raise
 
-    def status(self, ids):
-        """{id: status} for the ids Slurm still knows; see the module doc.
-
-        One squeue call; then, with accounting, at most one sacct call for
+    def status(self, job_ids):
+        """One squeue call; then, with accounting, at most one sacct call for
         the ids squeue did not list or lists as finished (sacct adds MaxRSS,
         CPU time and who cancelled).  Raises SchedulerError when squeue
         fails, or when sacct fails and some id depended on it."""
-        ids = [str(i) for i in dict.fromkeys(ids)]
+        ids = self._job_ids(job_ids)
         if not ids:
             return {}
         try:
@@ -1853,8 +1863,8 @@ class SlurmScheduler(Scheduler):
     def _combine(self, job_id, rows):
         tasks = [r for r in rows if r["task"] is not None and r["id"] != job_id]
         if not tasks:
-            return _status(rows[0], self.owner)
-        return rollup([(r["id"], _status(r, self.owner)) for r in tasks])
+            return _status(rows[0])
+        return rollup([(r["id"], _status(r)) for r in tasks])
 
 
 def machine_memory_mb():
@@ -1974,11 +1984,13 @@ class LocalScheduler(Scheduler):
                          close_fds=True)
         return str(number)
 
-    def status(self, ids):
+    def status(self, job_ids):
+        """Each job's status.json as its supervisor last wrote it, less the
+        supervisor's own fields."""
         self._count("status")
         found = {}
-        for sid in ids:
-            jobdir = os.path.join(self.root, check_id(str(sid), "local job"))
+        for sid in self._job_ids(job_ids):
+            jobdir = os.path.join(self.root, sid)
             try:
                 status = read_json(os.path.join(jobdir, "status.json"))
             except (OSError, ValueError):
@@ -1990,7 +2002,7 @@ class LocalScheduler(Scheduler):
                 status.update(state="FAILED", raw_state="NODE_FAIL", reason="SupervisorDied",
                               reason_text="the job's supervising process ended unexpectedly",
                               ended_at=status.get("ended_at") or now_iso())
-            found[sid] = status
+            found[sid] = {k: v for k, v in status.items() if k not in ("format", "supervisor", "pgid")}
         return found
 
     def cancel(self, sid):

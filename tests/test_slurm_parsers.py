@@ -339,6 +339,16 @@ def test_status_sacct_for_ids_squeue_no_longer_lists():
     assert sacct and sacct[0][3] == "--jobs=3,4,99999"
 
 
+def test_status_asks_once_for_distinct_well_formed_ids():
+    s, fake = scheduler(data("squeue_6_final.txt"), data("sacct_6_final.txt"))
+    st = s.status([JOBS["exit3"], int(JOBS["exit3"]), "4_3", "3,4", "--all", "", "../1"])
+    assert set(st) == {JOBS["exit3"], "4_3"}
+    squeue = [c for c in fake.calls if c[0] == "squeue"]
+    assert len(squeue) == 1 and "--jobs=3,4_3" in squeue[0]
+    s, fake = scheduler(data("squeue_6_final.txt"))
+    assert s.status(["--all"]) == {} and fake.calls == []
+
+
 def test_status_all_unknown_ids_is_not_an_error():
     s, fake = scheduler(error(data("squeue_one_unknown_id.stderr.txt")),
                         data("sacct_unknown_ids.txt"))
