@@ -899,17 +899,16 @@ def parse_slurm_time(text):
 def parse_duration(text):
     """A Slurm duration -> seconds (int), or None.
 
-    Accepts what Slurm prints: "0:00" (M:SS), "1:00:00", "3-00:00:00",
-    "00:00.004" (TotalCPU, fractions rounded), "61" from *Raw fields is not
-    passed here.  A lone number is minutes, as in sbatch --time.
+    Reads what Slurm prints: "0:00" (M:SS), "1:00:00", "3-00:00:00",
+    "00:00.004" (TotalCPU; fractions rounded).  A lone number is minutes,
+    as in sbatch --time (the *Raw fields, plain seconds, are not read here).
     "UNLIMITED", "INVALID", "Partition_Limit", "N/A" -> None."""
     text = (text or "").strip()
     if not text or not (text[0].isdigit()):
         return None
-    days = 0
+    days = "0"
     if "-" in text:
-        d, text = text.split("-", 1)
-        days = int(d)
+        days, text = text.split("-", 1)
         parts = text.split(":")
         # D-H, D-H:M, D-H:M:S
         while len(parts) < 3:
@@ -921,10 +920,10 @@ def parse_duration(text):
         elif len(parts) == 2:  # M:S
             parts = ["0"] + parts
     try:
-        h, m, s = int(parts[0]), int(parts[1]), float(parts[2])
+        d, h, m, s = int(days), int(parts[0]), int(parts[1]), float(parts[2])
     except (ValueError, IndexError):
         return None
-    return int(round(days * 86400 + h * 3600 + m * 60 + s))
+    return int(round(d * 86400 + h * 3600 + m * 60 + s))
 
 
 def format_duration(seconds):
@@ -1596,8 +1595,9 @@ def _stop_group(proc, grace=5):
 def run(argv, timeout, env=None, cwd=None):
     """The one way a scheduler command runs: an argv list, never a shell, in
     its own session so a hung command and its children can be killed.
-    Returns stdout; raises SchedulerError (carrying stderr) on a non-zero
-    exit, a time-out, or a command that cannot start."""
+    Returns stdout; raises SchedulerError on a non-zero exit (carrying the
+    command's stdout, stderr and exit status), a time-out, or a command
+    that cannot start."""
     try:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, env=env, cwd=cwd,
@@ -1621,7 +1621,8 @@ def run(argv, timeout, env=None, cwd=None):
     return out
 
 
-JOB_ID_RE = re.compile(r"^[0-9]+(?:_[0-9]+)?$")  # a scheduler's job id: "5", an array task "4_1"
+# A scheduler's job id (a job record's scheduler_id): "5", an array task "4_1".
+SCHEDULER_ID_RE = re.compile(r"^[0-9]+(?:_[0-9]+)?$")
 
 
 class Scheduler:
@@ -1632,6 +1633,7 @@ class Scheduler:
     (that is the Store's work)."""
 
     name = None  # its SCHEDULERS key, shown on pages and kept in job records
+    last_info = (0.0, None)  # (time.monotonic(), answer) of the last info()
 
     def __init__(self, timeout=20.0):
         self.timeout = timeout  # seconds one scheduler command may take
@@ -1647,14 +1649,9 @@ class Scheduler:
         """The scheduler for user's worker; state_dir is the user's state directory."""
         raise NotImplementedError
 
-    def _count(self, what):
-        self.counters[what] = self.counters.get(what, 0) + 1
-
     def available(self):
         """Whether the scheduler answers now (the health check)."""
         raise NotImplementedError
-
-    last_info = (0.0, None)  # (time.monotonic(), answer) of the last info()
 
     def info(self):
         """What submission questions offer: {"partitions": [{"name", "default",
@@ -1692,14 +1689,19 @@ class Scheduler:
         an array job, tasks [{id, state, raw_state, exit_code, reason_text}]."""
         raise NotImplementedError
 
-    @staticmethod
-    def _job_ids(job_ids):
-        """The distinct ids, as strings, that can be job ids."""
-        return [i for i in dict.fromkeys(str(i) for i in job_ids) if JOB_ID_RE.match(i)]
-
     def cancel(self, job_id):
         """Cancel a job; one that has already finished is not an error."""
         raise NotImplementedError
+
+    # for adapters
+
+    def _count(self, what):
+        self.counters[what] = self.counters.get(what, 0) + 1
+
+    @staticmethod
+    def _job_ids(job_ids):
+        """The distinct ids, as strings, that can be job ids."""
+        return [i for i in dict.fromkeys(str(i) for i in job_ids) if SCHEDULER_ID_RE.match(i)]
 
 
 class SlurmScheduler(Scheduler):
@@ -1727,12 +1729,7 @@ class SlurmScheduler(Scheduler):
 
     def _run(self, argv, cwd=None):
         self._count(argv[0])
-        kwargs = {}
-        if cwd is not None:
-            kwargs["cwd"] = cwd
-        if self.env is not None:
-            kwargs["env"] = self.env
-        return self._run_fn(argv, self.timeout, **kwargs)
+        return self._run_fn(argv, self.timeout, env=self.env, cwd=cwd)
 
     # -- cluster --------------------------------------------------------
 
@@ -1788,9 +1785,9 @@ class SlurmScheduler(Scheduler):
         except ValueError as e:
             raise SchedulerError(str(e), stdout=out)
 
-    def cancel(self, id):
+    def cancel(self, job_id):
         try:
-            self._run(["scancel", str(id)])
+            self._run(["scancel", str(job_id)])
         except SchedulerError as e:
             # already finished (or long forgotten): nothing to cancel
             if ("already completing or completed" in e.stderr
@@ -1883,7 +1880,7 @@ class LocalScheduler(Scheduler):
     still has its exact state)."""
 
     name = "local"
-    IGNORED = {"partition": "the local scheduler has one partition, 'local'",
+    IGNORED_OPTIONS = {"partition": "the local scheduler has one partition, 'local'",
                "account": "accounts do not apply to the local scheduler",
                "mem": "memory is not limited by the local scheduler",
                "gpus": "GPUs are not allocated by the local scheduler",
@@ -1921,7 +1918,7 @@ class LocalScheduler(Scheduler):
     def ignored_options(self, script, options):
         opts = effective_options(script, options)
         ignored = ["%s (--%s%s)" % (why, k, "" if opts[k] is True else "=%s" % opts[k])
-                 for k, why in self.IGNORED.items() if k in opts and opts[k] not in ("local", False)]
+                 for k, why in self.IGNORED_OPTIONS.items() if k in opts and opts[k] not in ("local", False)]
         for key in ("nodes", "ntasks"):
             if str(opts.get(key, "1")) not in ("1", "1-1"):
                 ignored.append("the local scheduler runs one task on one node (--%s=%s)" % (key, opts[key]))
@@ -1989,27 +1986,27 @@ class LocalScheduler(Scheduler):
         supervisor's own fields."""
         self._count("status")
         found = {}
-        for sid in self._job_ids(job_ids):
-            jobdir = os.path.join(self.root, sid)
+        for job_id in self._job_ids(job_ids):
+            jobdir = os.path.join(self.root, job_id)
             try:
                 status = read_json(os.path.join(jobdir, "status.json"))
             except (OSError, ValueError):
                 if os.path.exists(os.path.join(jobdir, "spec.json")):
-                    found[sid] = {"state": "PENDING", "raw_state": "PENDING",
+                    found[job_id] = {"state": "PENDING", "raw_state": "PENDING",
                                   "reason": "Starting", "reason_text": "starting"}
                 continue
             if status["state"] in UNFINISHED and not _alive(status.get("supervisor"), jobdir):
                 status.update(state="FAILED", raw_state="NODE_FAIL", reason="SupervisorDied",
                               reason_text="the job's supervising process ended unexpectedly",
                               ended_at=status.get("ended_at") or now_iso())
-            found[sid] = {k: v for k, v in status.items() if k not in ("format", "supervisor", "pgid")}
+            found[job_id] = {k: v for k, v in status.items() if k not in ("format", "supervisor", "pgid")}
         return found
 
-    def cancel(self, sid):
+    def cancel(self, job_id):
         self._count("cancel")
-        jobdir = os.path.join(self.root, check_id(str(sid), "local job"))
+        jobdir = os.path.join(self.root, check_id(str(job_id), "local job"))
         if not os.path.isdir(jobdir):
-            raise NotFound("The scheduler does not know job %s." % sid)
+            raise NotFound("The scheduler does not know job %s." % job_id)
         atomic_write(os.path.join(jobdir, "cancel"), now_iso())
         try:
             status = read_json(os.path.join(jobdir, "status.json"))
