@@ -1786,6 +1786,8 @@ class SlurmScheduler(Scheduler):
             raise SchedulerError(str(e), stdout=out)
 
     def cancel(self, job_id):
+        if not self._job_ids([job_id]):
+            return  # no job can have that id, as scancel would say; and no option reaches it
         try:
             self._run(["scancel", str(job_id)])
         except SchedulerError as e:

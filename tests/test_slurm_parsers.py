@@ -452,6 +452,8 @@ def test_cancel_finished_job_is_not_an_error():
     s = sa.SlurmScheduler(run=FakeRun({"scancel": error("scancel: error: Unable to contact slurm controller")}))
     with pytest.raises(sa.SchedulerError):
         s.cancel("2")
+    s.cancel("--user=fjtest_x")  # a record's scheduler id is the user's to edit: it never reaches scancel
+    assert s.counters == {"scancel": 1}
 
 
 def test_info_and_available():
