@@ -1042,6 +1042,48 @@ def _split_state(text):
     return words[0].rstrip("+"), by
 
 
+def _text_or_none(text):
+    return None if text in _EMPTY else text
+
+
+# Row key -> (field, reader) of what squeue and sacct rows read field by
+# field; the parsers add id, parent, task, raw_state, exit_code and signal
+# (and sacct cancelled_by and max_rss_mb, from its step rows).
+SQUEUE_ROW = {
+    "raw_id": ("JobID", str),
+    "reason": ("Reason", _text_or_none),
+    "submitted_at": ("SubmitTime", parse_slurm_time),
+    "start": ("StartTime", parse_slurm_time),
+    "end": ("EndTime", parse_slurm_time),
+    "elapsed_s": ("TimeUsed", parse_duration),
+    "time_limit_s": ("TimeLimit", parse_duration),
+    "requested_mem_mb": ("tres-alloc", parse_tres_mem),
+    "uid": ("UserID", _int_or_none),
+    "partition": ("Partition", str),
+}
+SACCT_ROW = {
+    "raw_id": ("JobIDRaw", str),
+    "reason": ("Reason", _text_or_none),
+    "submitted_at": ("Submit", parse_slurm_time),
+    "start": ("Start", parse_slurm_time),
+    "end": ("End", parse_slurm_time),
+    "elapsed_s": ("ElapsedRaw", _int_or_none),
+    "cpu_time_s": ("TotalCPU", parse_duration),
+    "requested_mem_mb": ("ReqMem", parse_mem),
+    "time_limit_s": ("Timelimit", parse_duration),
+    "uid": ("UID", _int_or_none),
+    "partition": ("Partition", str),
+}
+
+
+def _rows(record, reading, parent, task):
+    """The row(s) of one record: one per task id in its task field (one for
+    a plain job), each with its id, parent and task."""
+    row = {key: read(record[field]) for key, (field, read) in reading.items()}
+    return [dict(row, id=parent + "_" + t if t else parent, parent=parent, task=t)
+            for t in _task_ids(task)]
+
+
 def parse_squeue(text):
     """squeue --noheader --array --Format=SQUEUE_FORMAT output -> list of rows.
 
@@ -1052,31 +1094,12 @@ def parse_squeue(text):
     depends on the state (expected times for pending/running jobs)."""
     rows = []
     for f in _records(text, SQUEUE_FIELDS, trailing=True):
-        parent = f["ArrayJobID"] or f["JobID"]
-        raw_state, _ = _split_state(f["State"])
-        exit_code, sig = _wait_status(f["exit_code"])
-        uid = _int_or_none(f["UserID"])
         # Without --array a pending array's remaining tasks are one line with
-        # a range ("2-4"); expand it so callers always see single tasks.
-        for t in _task_ids(f["ArrayTaskID"]):
-            rows.append({
-                "id": parent + "_" + t if t else parent,
-                "parent": parent,
-                "task": t,
-                "raw_id": f["JobID"],
-                "raw_state": raw_state,
-                "reason": f["Reason"] if f["Reason"] not in _EMPTY else None,
-                "exit_code": exit_code,
-                "signal": sig,
-                "submitted_at": parse_slurm_time(f["SubmitTime"]),
-                "start": parse_slurm_time(f["StartTime"]),
-                "end": parse_slurm_time(f["EndTime"]),
-                "elapsed_s": parse_duration(f["TimeUsed"]),
-                "time_limit_s": parse_duration(f["TimeLimit"]),
-                "requested_mem_mb": parse_tres_mem(f["tres-alloc"]),
-                "uid": uid,
-                "partition": f["Partition"],
-            })
+        # a range ("2-4"); _rows expands it so callers always see single tasks.
+        for row in _rows(f, SQUEUE_ROW, f["ArrayJobID"] or f["JobID"], f["ArrayTaskID"]):
+            row["raw_state"], _ = _split_state(f["State"])
+            row["exit_code"], row["signal"] = _wait_status(f["exit_code"])
+            rows.append(row)
     return rows
 
 
@@ -1102,39 +1125,18 @@ def parse_sacct(text):
                 job["max_rss_mb"] = rss
             continue
         parent, _, task = job_part.partition("_")
-        raw_state, by = _split_state(f["State"])
-        exit_code, sig = _exit_signal(f["ExitCode"])
-        uid, elapsed = _int_or_none(f["UID"]), _int_or_none(f["ElapsedRaw"])
         # a pending array's remaining tasks come as one "4_[2-4]" line
-        tasks = _task_ids(task or None)
-        for t in tasks:
-            jid = parent + "_" + t if t else parent
-            if jid not in jobs:
-                order.append(jid)
-            jobs[jid] = {
-                "id": jid,
-                "parent": parent,
-                "task": t,
-                "raw_id": f["JobIDRaw"],
-                "raw_state": raw_state,
-                "cancelled_by": by,
-                "reason": f["Reason"] if f["Reason"] not in _EMPTY else None,
-                "exit_code": exit_code,
-                "signal": sig,
-                "submitted_at": parse_slurm_time(f["Submit"]),
-                "start": parse_slurm_time(f["Start"]),
-                "end": parse_slurm_time(f["End"]),
-                "elapsed_s": elapsed,
-                "cpu_time_s": parse_duration(f["TotalCPU"]),
-                "max_rss_mb": None,
-                "requested_mem_mb": parse_mem(f["ReqMem"]),
-                "time_limit_s": parse_duration(f["Timelimit"]),
-                "uid": uid,
-                "partition": f["Partition"],
-            }
+        rows = _rows(f, SACCT_ROW, parent, task or None)
+        for row in rows:
+            row["raw_state"], row["cancelled_by"] = _split_state(f["State"])
+            row["exit_code"], row["signal"] = _exit_signal(f["ExitCode"])
+            row["max_rss_mb"] = None
+            if row["id"] not in jobs:
+                order.append(row["id"])
+            jobs[row["id"]] = row
         # step rows are keyed by the text before "." -- also for ranges
-        if tasks and len(tasks) > 1:
-            jobs[job_part] = jobs[parent + "_" + tasks[0]]
+        if len(rows) > 1:
+            jobs[job_part] = rows[0]
     return [jobs[j] for j in order]
 
 
