@@ -1629,8 +1629,9 @@ SCHEDULER_ID_RE = re.compile(r"^[0-9]+(?:_[0-9]+)?$")
 
 class Scheduler:
     """What flightjobd needs of a scheduler. An adapter subclasses this and
-    is named in SCHEDULERS; one instance serves one user's worker. A method
-    that asks the scheduler raises SchedulerError when it does not answer,
+    is named in SCHEDULERS; one instance serves one user's worker (status
+    alone may also serve a poll of every user's jobs). A method that asks
+    the scheduler raises SchedulerError when it does not answer,
     SchedulerRefused when it answers no; none of them changes a job record
     (that is the Store's work)."""
 
