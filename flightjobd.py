@@ -1346,8 +1346,9 @@ def _explain_failure(raw_state, reason, exit_code, sig, max_rss_mb, mem_mb):
     return reason or "Failed", "failed"
 
 
-def _status(row):
-    """One parsed squeue or sacct row -> a status dict."""
+def _status(row, owner=None):
+    """One parsed squeue or sacct row -> a status dict. owner: the job's
+    owner's uid when known better than the row's (see SlurmScheduler.status)."""
     raw = row["raw_state"]
     state = STATE_MAP.get(raw)
     if state is None:  # a state newer than this code: do not call it final
@@ -1368,7 +1369,7 @@ def _status(row):
         by = row.get("cancelled_by")
         if by is None:
             reason_text = "cancelled"
-        elif by == row["uid"]:  # the job's owner, as Slurm reports it
+        elif by == (row["uid"] if owner is None else owner):
             reason_text = "cancelled by the user"
         else:
             reason_text = "cancelled by an administrator"
@@ -1819,6 +1820,9 @@ class SlurmScheduler(Scheduler):
                 raise
         found = self._collect(ids, parse_squeue(text))
         result = {i: self._combine(i, rows) for i, rows in found.items()}
+        # sacct's record of a job cancelled while pending says uid 0 until
+        # slurmdbd completes it: squeue's uid is the owner's
+        owners = {i: rows[0]["uid"] for i, rows in found.items()}
 
         if not self.accounting():
             return result
@@ -1833,7 +1837,7 @@ class SlurmScheduler(Scheduler):
                 raise
             return result  # sacct was only to add detail
         for i, rows in self._collect(ask, parse_sacct(text)).items():
-            better = self._combine(i, rows)
+            better = self._combine(i, rows, owners.get(i))
             old = result.get(i)
             if old is None:
                 result[i] = better
@@ -1862,11 +1866,12 @@ class SlurmScheduler(Scheduler):
                     break
         return found
 
-    def _combine(self, job_id, rows):
+    @staticmethod
+    def _combine(job_id, rows, owner=None):
         tasks = [r for r in rows if r["task"] is not None and r["id"] != job_id]
         if not tasks:
-            return _status(rows[0])
-        return rollup([(r["id"], _status(r)) for r in tasks])
+            return _status(rows[0], owner)
+        return rollup([(r["id"], _status(r, owner)) for r in tasks])
 
 
 def machine_memory_mb():

@@ -328,6 +328,16 @@ def test_status_final_states(accounting):
         assert sacct_calls == []
 
 
+def test_status_owner_of_a_job_cancelled_while_pending_is_squeue_s_word():
+    # sacct says UID 0 until slurmdbd completes the record; judged by that,
+    # the owner's own cancel would read as an administrator's
+    s, _ = scheduler(data("squeue_7_cancelled_while_pending.txt"),
+                     data("sacct_7_cancelled_while_pending.txt"))
+    st = s.status(["3"])["3"]
+    assert (st["state"], st["reason_text"]) == ("CANCELLED", "cancelled by the user")
+    assert st["requested_mem_mb"] == 256.0 and st["time_limit"] == "1:00:00"  # sacct's gaps, from squeue
+
+
 def test_status_sacct_for_ids_squeue_no_longer_lists():
     # squeue has forgotten every job (MinJobAge passed): sacct answers alone
     s, fake = scheduler("", data("sacct_6_final.txt"))
