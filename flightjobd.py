@@ -173,11 +173,12 @@ class SchedulerError(Unavailable):
     """A scheduler command failed or timed out; never changes a job's state."""
 
     code = "scheduler"
+    stdout = stderr = ""  # what the command printed
+    returncode = None  # its exit status; None if it could not start or timed out
 
-    def __init__(self, message, stderr="", returncode=None):
-        super().__init__(message)
-        self.stderr = stderr
-        self.returncode = returncode
+    def __init__(self, message, fields=None, *, stdout="", stderr="", returncode=None):
+        super().__init__(message, fields)
+        self.stdout, self.stderr, self.returncode = stdout, stderr, returncode
 
 
 class SchedulerRefused(SchedulerError):
@@ -762,41 +763,12 @@ def template_summary(t):
                               "priority", "tags", "source")}
 
 
-# Schedulers #################################################################
+# #SBATCH options ############################################################
 
 SHORT_OPTIONS = {"-J": "job-name", "-o": "output", "-e": "error", "-D": "chdir",
                  "-t": "time", "-a": "array", "-p": "partition", "-N": "nodes",
                  "-n": "ntasks", "-c": "cpus-per-task", "-A": "account",
                  "-G": "gpus", "-q": "qos", "-w": "nodelist"}
-
-
-def run(argv, timeout, env=None, cwd=None):
-    """The one way a scheduler command runs: an argv list, never a shell, in
-    its own session so a hung command and its children can be killed.
-    Returns stdout; raises SchedulerError (carrying stderr) on a non-zero
-    exit, a time-out, or a command that cannot start."""
-    try:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, env=env, cwd=cwd,
-                                start_new_session=True)
-    except OSError as e:
-        raise SchedulerError("Cannot run %s: %s" % (argv[0], e.strerror or e))
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(OSError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
-        raise SchedulerError("The scheduler did not answer: %s timed out after %s seconds."
-                             % (os.path.basename(argv[0]), timeout))
-    out, err = out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
-    if proc.returncode != 0:
-        e = SchedulerError("%s failed: %s" % (os.path.basename(argv[0]),
-                                             err.strip() or "exit code %d" % proc.returncode),
-                           err, proc.returncode)
-        e.stdout = out  # what it printed before failing (sbatch: perhaps a job id)
-        raise e
-    return out
 
 
 def split_directive(text):
@@ -920,6 +892,367 @@ def job_outputs(script, options, job_id, user, home, tasks=None):
             "stderr_path": where(err_pattern), "job_name": name}
 
 
+# Slurm output -> status #####################################################
+
+_EMPTY = ("", "N/A", "Unknown", "None", "(null)", "n/a")
+
+# The clock, replaceable in tests (decides whether a start time is "future").
+_now = time.time
+
+
+def parse_slurm_time(text):
+    """Slurm's local "2026-11-25T15:33:04" -> "2026-11-25T15:33:04Z" (UTC).
+
+    "N/A", "Unknown", "None", "" -> None."""
+    text = (text or "").strip()
+    if text in _EMPTY:
+        return None
+    try:
+        local = time.strptime(text, "%Y-%m-%dT%H:%M:%S")
+    except ValueError:
+        return None
+    epoch = time.mktime(local[:8] + (-1,))  # -1: let libc decide DST
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+
+
+def parse_duration(text):
+    """A Slurm duration -> seconds (int), or None.
+
+    Reads what Slurm prints: "0:00" (M:SS), "1:00:00", "3-00:00:00",
+    "00:00.004" (TotalCPU; fractions rounded).  A lone number is minutes,
+    as in sbatch --time (the *Raw fields, plain seconds, are not read here).
+    "UNLIMITED", "INVALID", "Partition_Limit", "N/A" -> None."""
+    text = (text or "").strip()
+    if not text or not (text[0].isdigit()):
+        return None
+    days = "0"
+    if "-" in text:
+        days, text = text.split("-", 1)
+        parts = text.split(":")
+        # D-H, D-H:M, D-H:M:S
+        while len(parts) < 3:
+            parts.append("0")
+    else:
+        parts = text.split(":")
+        if len(parts) == 1:  # minutes
+            parts = ["0", parts[0], "0"]
+        elif len(parts) == 2:  # M:S
+            parts = ["0"] + parts
+    try:
+        d, h, m, s = int(days), int(parts[0]), int(parts[1]), float(parts[2])
+    except (ValueError, IndexError):
+        return None
+    return int(round(d * 86400 + h * 3600 + m * 60 + s))
+
+
+def format_duration(seconds):
+    """Seconds -> Slurm-style "H:MM:SS" or "D-HH:MM:SS"; None -> None."""
+    if seconds is None:
+        return None
+    d, rest = divmod(int(seconds), 86400)
+    h, rest = divmod(rest, 3600)
+    m, s = divmod(rest, 60)
+    if d:
+        return "%d-%02d:%02d:%02d" % (d, h, m, s)
+    return "%d:%02d:%02d" % (h, m, s)
+
+
+_MEM_UNITS = {"K": 1.0 / 1024, "M": 1.0, "G": 1024.0, "T": 1024.0 * 1024, "P": 1024.0 ** 3}
+
+
+def parse_mem(text, default_unit="M"):
+    """A Slurm memory size -> MB (float), or None.
+
+    "256M" -> 256.0, "4648K" -> 4.539..., "1.50G" -> 1536.0, "0" -> 0.0.
+    A trailing "n"/"c" (per node/CPU, older Slurm) is ignored.  Anything
+    else (e.g. "16?" seen from sacct for a suspended job) -> None."""
+    text = (text or "").strip()
+    m = re.match(r"^([0-9]+(?:\.[0-9]+)?)([KMGTP]?)[nc]?$", text)
+    if not m:
+        return None
+    return float(m.group(1)) * _MEM_UNITS[m.group(2) or default_unit]
+
+
+def parse_tres_mem(text):
+    """"cpu=2,mem=600M,node=1,billing=2" -> 600.0 (MB), or None."""
+    for item in (text or "").split(","):
+        key, _, value = item.partition("=")
+        if key == "mem":
+            return parse_mem(value)
+    return None
+
+
+# squeue --Format fields, each followed by "|".  tres-alloc gives the total
+# memory (MinMemory may be per CPU) and, for a pending job, what it asks for.
+SQUEUE_FIELDS = [
+    "JobID", "ArrayJobID", "ArrayTaskID", "State", "Reason", "exit_code",
+    "StartTime", "EndTime", "SubmitTime", "TimeUsed", "TimeLimit",
+    "tres-alloc", "UserID", "Partition",
+]
+SQUEUE_FORMAT = ",".join(f + ":|" for f in SQUEUE_FIELDS)
+
+# sacct --format fields (--parsable2: "|"-separated, no trailing "|").
+SACCT_FIELDS = [
+    "JobID", "JobIDRaw", "State", "ExitCode", "Reason", "Start", "End",
+    "Submit", "ElapsedRaw", "TotalCPU", "MaxRSS", "ReqMem", "Timelimit",
+    "UID", "Partition",
+]
+SACCT_FORMAT = ",".join(SACCT_FIELDS)
+
+SINFO_FORMAT = "%N|%P|%a|%l|%c|%m"
+
+
+def _records(text, fields, trailing):
+    """Each "|"-delimited line of text as a dict of fields; blank lines and
+    lines that do not fit are skipped. trailing: squeue -O ends every field
+    with "|"."""
+    for line in (text or "").splitlines():
+        parts = line.split("|")
+        if trailing and parts and parts[-1] == "":
+            parts = parts[:-1]
+        if line.strip() and len(parts) == len(fields):
+            yield dict(zip(fields, parts))
+
+
+def _int_or_none(text):
+    try:
+        return int(text)
+    except (TypeError, ValueError):
+        return None
+
+
+def _task_ids(task):
+    """An array task field as single task ids: "3" -> ["3"], a pending
+    range "2-4" or "[2-4%1]" -> ["2", "3", "4"], none -> [None]."""
+    if task in _EMPTY or task is None:
+        return [None]
+    return [task] if task.isdigit() else [str(t) for t in array_tasks(task.strip("[]"))]
+
+
+def _wait_status(text):
+    """squeue's exit_code (a raw wait status) -> (exit code, signal)."""
+    try:
+        status = int(text)
+    except (TypeError, ValueError):
+        return None, None
+    return (status >> 8) & 0xFF, status & 0x7F
+
+
+def _exit_signal(text):
+    """sacct's "3:0" -> (3, 0)."""
+    code, _, sig = (text or "").partition(":")
+    try:
+        return int(code), int(sig or 0)
+    except ValueError:
+        return None, None
+
+
+def _split_state(text):
+    """"CANCELLED by 1001" -> ("CANCELLED", 1001); "RUNNING" -> ("RUNNING", None)."""
+    words = (text or "").split()
+    if not words:
+        return "", None
+    by = None
+    if len(words) >= 3 and words[1] == "by":
+        try:
+            by = int(words[2])
+        except ValueError:
+            pass
+    return words[0].rstrip("+"), by
+
+
+def _text_or_none(text):
+    return None if text in _EMPTY else text
+
+
+# Row key -> (field, reader) of what squeue and sacct rows read field by
+# field; the parsers add id, parent, task, raw_state, exit_code and signal
+# (and sacct cancelled_by and max_rss_mb, from its step rows).
+SQUEUE_ROW = {
+    "raw_id": ("JobID", str),
+    "reason": ("Reason", _text_or_none),
+    "submitted_at": ("SubmitTime", parse_slurm_time),
+    "start": ("StartTime", parse_slurm_time),
+    "end": ("EndTime", parse_slurm_time),
+    "elapsed_s": ("TimeUsed", parse_duration),
+    "time_limit_s": ("TimeLimit", parse_duration),
+    "requested_mem_mb": ("tres-alloc", parse_tres_mem),
+    "uid": ("UserID", _int_or_none),
+    "partition": ("Partition", str),
+}
+SACCT_ROW = {
+    "raw_id": ("JobIDRaw", str),
+    "reason": ("Reason", _text_or_none),
+    "submitted_at": ("Submit", parse_slurm_time),
+    "start": ("Start", parse_slurm_time),
+    "end": ("End", parse_slurm_time),
+    "elapsed_s": ("ElapsedRaw", _int_or_none),
+    "cpu_time_s": ("TotalCPU", parse_duration),
+    "requested_mem_mb": ("ReqMem", parse_mem),
+    "time_limit_s": ("Timelimit", parse_duration),
+    "uid": ("UID", _int_or_none),
+    "partition": ("Partition", str),
+}
+
+
+def _rows(record, reading, parent, task):
+    """The row(s) of one record: one per task id in its task field (one for
+    a plain job), each with its id, parent and task."""
+    row = {key: read(record[field]) for key, (field, read) in reading.items()}
+    return [dict(row, id=parent + "_" + t if t else parent, parent=parent, task=t)
+            for t in _task_ids(task)]
+
+
+def parse_squeue(text):
+    """squeue --noheader --array --Format=SQUEUE_FORMAT output -> list of rows.
+
+    Each row: {"id": "5" or "4_1", "parent": "5" or "4", "task": None or "1",
+    "raw_id", "raw_state", "reason", "exit_code", "signal", "submitted_at",
+    "start", "end", "elapsed_s", "time_limit_s", "requested_mem_mb", "uid",
+    "partition"}.  start/end are UTC ISO strings or None; their meaning
+    depends on the state (expected times for pending/running jobs)."""
+    rows = []
+    for f in _records(text, SQUEUE_FIELDS, trailing=True):
+        # Without --array a pending array's remaining tasks are one line with
+        # a range ("2-4"); _rows expands it so callers always see single tasks.
+        for row in _rows(f, SQUEUE_ROW, f["ArrayJobID"] or f["JobID"], f["ArrayTaskID"]):
+            row["raw_state"], _ = _split_state(f["State"])
+            row["exit_code"], row["signal"] = _wait_status(f["exit_code"])
+            rows.append(row)
+    return rows
+
+
+def parse_sacct(text):
+    """sacct --noheader --parsable2 --format=SACCT_FORMAT output -> list of jobs.
+
+    One entry per job or array task: {"id": "5" or "4_1", "parent", "task",
+    "raw_id", "raw_state", "cancelled_by" (uid or None), "reason",
+    "exit_code", "signal", "submitted_at", "start", "end", "elapsed_s",
+    "cpu_time_s", "max_rss_mb" (max over steps), "requested_mem_mb",
+    "time_limit_s", "uid", "partition"}.  Step rows (5.batch, 5.extern, 5.0)
+    are folded into their job."""
+    jobs = {}
+    order = []
+    for f in _records(text, SACCT_FIELDS, trailing=False):
+        job_part, _, step = f["JobID"].partition(".")
+        if step:
+            job = jobs.get(job_part)
+            if job is None:
+                continue
+            rss = parse_mem(f["MaxRSS"], default_unit="K")
+            if rss is not None and (job["max_rss_mb"] is None or rss > job["max_rss_mb"]):
+                job["max_rss_mb"] = rss
+            continue
+        parent, _, task = job_part.partition("_")
+        # a pending array's remaining tasks come as one "4_[2-4]" line
+        rows = _rows(f, SACCT_ROW, parent, task or None)
+        for row in rows:
+            row["raw_state"], row["cancelled_by"] = _split_state(f["State"])
+            row["exit_code"], row["signal"] = _exit_signal(f["ExitCode"])
+            row["max_rss_mb"] = None
+            if row["id"] not in jobs:
+                order.append(row["id"])
+            jobs[row["id"]] = row
+        # step rows are keyed by the text before "." -- also for ranges
+        if len(rows) > 1:
+            jobs[job_part] = rows[0]
+    return [jobs[j] for j in order]
+
+
+def parse_sinfo(text):
+    """sinfo --noheader --Node --format=SINFO_FORMAT -> partitions list.
+
+    memory_mb is the largest node's memory (the most one job can ask for on
+    one node); cpus and nodes are totals."""
+    parts = {}
+    order = []
+    for line in (text or "").splitlines():
+        f = line.strip().split("|")
+        if len(f) != 6:
+            continue
+        node, name, avail, limit, cpus, mem = f
+        default = name.endswith("*")
+        name = name.rstrip("*")
+        p = parts.get(name)
+        if p is None:
+            p = parts[name] = {
+                "name": name, "default": default,
+                "max_time": format_duration(parse_duration(limit)),
+                "nodes": 0, "cpus": 0, "memory_mb": 0, "state": avail,
+                "_nodes": set(),
+            }
+            order.append(name)
+        if node not in p["_nodes"]:
+            p["_nodes"].add(node)
+            p["nodes"] += 1
+            p["cpus"] += int(cpus.rstrip("+") or 0)
+            p["memory_mb"] = max(p["memory_mb"], int(mem.rstrip("+") or 0))
+    out = []
+    for name in order:
+        p = parts[name]
+        del p["_nodes"]
+        out.append(p)
+    return out
+
+
+def parse_scontrol_config(text):
+    """`scontrol show config` -> {"Key": "value"}."""
+    conf = {}
+    for line in (text or "").splitlines():
+        key, sep, value = line.partition("=")
+        if sep:
+            conf[key.strip()] = value.strip()
+    return conf
+
+
+def parse_sbatch(text):
+    """sbatch --parsable output "123" or "123;cluster" -> "123"."""
+    for line in (text or "").splitlines():
+        line = line.strip()
+        if line:
+            job_id = line.split(";", 1)[0]
+            if re.match(r"^[0-9]+$", job_id):
+                return job_id
+    raise ValueError("no job id in sbatch output: %r" % (text,))
+
+
+def sbatch_error_message(stderr):
+    """sbatch's stderr -> its own words, without "sbatch: error: " prefixes.
+
+    "sbatch: error: Memory specification can not be satisfied\\n
+     sbatch: error: Batch job submission failed: Requested node ..."
+    -> "Memory specification can not be satisfied; Batch job submission
+        failed: Requested node configuration is not available"."""
+    lines = []
+    for line in (stderr or "").splitlines():
+        line = line.strip()
+        for prefix in ("sbatch: error: ", "sbatch: fatal: ", "sbatch: "):
+            if line.startswith(prefix):
+                line = line[len(prefix):]
+                break
+        if line and line not in lines:
+            lines.append(line)
+    return "; ".join(lines)
+
+
+# stderr phrases meaning the controller (not the request) is the problem.
+CONTACT_ERRORS = (
+    "Unable to contact slurm controller",
+    "Socket timed out",
+    "Connection refused",
+    "Zero Bytes were transmitted",
+    "Communication connection failure",
+    "Munge",
+    "munge",
+    "Protocol authentication error",
+    "Slurm backup controller in standby mode",
+)
+
+
+def _is_contact_error(stderr):
+    return any(p in (stderr or "") for p in CONTACT_ERRORS)
+
+
 # Slurm job state -> flightjobd state.  Requeued/held jobs wait again, so they
 # are PENDING; anything holding resources is RUNNING (the page shows raw_state
 # for SUSPENDED, COMPLETING, CONFIGURING...).
@@ -1007,357 +1340,6 @@ REASON_TEXT = {
     "NodeFail": "node failure",
 }
 
-# squeue --Format fields, each followed by "|".  tres-alloc gives the total
-# memory (MinMemory may be per CPU) and, for a pending job, what it asks for.
-SQUEUE_FIELDS = [
-    "JobID", "ArrayJobID", "ArrayTaskID", "State", "Reason", "exit_code",
-    "StartTime", "EndTime", "SubmitTime", "TimeUsed", "TimeLimit",
-    "tres-alloc", "UserID", "Partition",
-]
-SQUEUE_FORMAT = ",".join(f + ":|" for f in SQUEUE_FIELDS)
-
-# sacct --format fields (--parsable2: "|"-separated, no trailing "|").
-SACCT_FIELDS = [
-    "JobID", "JobIDRaw", "State", "ExitCode", "Reason", "Start", "End",
-    "Submit", "ElapsedRaw", "TotalCPU", "MaxRSS", "ReqMem", "Timelimit",
-    "UID", "Partition",
-]
-SACCT_FORMAT = ",".join(SACCT_FIELDS)
-
-SINFO_FORMAT = "%N|%P|%a|%l|%c|%m"
-
-# stderr phrases meaning the controller (not the request) is the problem.
-CONTACT_ERRORS = (
-    "Unable to contact slurm controller",
-    "Socket timed out",
-    "Connection refused",
-    "Zero Bytes were transmitted",
-    "Communication connection failure",
-    "Munge",
-    "munge",
-    "Protocol authentication error",
-    "Slurm backup controller in standby mode",
-)
-
-_EMPTY = ("", "N/A", "Unknown", "None", "(null)", "n/a")
-
-# The clock, replaceable in tests (decides whether a start time is "future").
-_now = time.time
-
-
-def parse_slurm_time(text):
-    """Slurm's local "2026-11-25T15:33:04" -> "2026-11-25T15:33:04Z" (UTC).
-
-    "N/A", "Unknown", "None", "" -> None."""
-    text = (text or "").strip()
-    if text in _EMPTY:
-        return None
-    try:
-        local = time.strptime(text, "%Y-%m-%dT%H:%M:%S")
-    except ValueError:
-        return None
-    epoch = time.mktime(local[:8] + (-1,))  # -1: let libc decide DST
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
-
-
-def parse_duration(text):
-    """A Slurm duration -> seconds (int), or None.
-
-    Accepts what Slurm prints: "0:00" (M:SS), "1:00:00", "3-00:00:00",
-    "00:00.004" (TotalCPU, fractions rounded), "61" from *Raw fields is not
-    passed here.  A lone number is minutes, as in sbatch --time.
-    "UNLIMITED", "INVALID", "Partition_Limit", "N/A" -> None."""
-    text = (text or "").strip()
-    if not text or not (text[0].isdigit()):
-        return None
-    days = 0
-    if "-" in text:
-        d, text = text.split("-", 1)
-        days = int(d)
-        parts = text.split(":")
-        # D-H, D-H:M, D-H:M:S
-        while len(parts) < 3:
-            parts.append("0")
-    else:
-        parts = text.split(":")
-        if len(parts) == 1:  # minutes
-            parts = ["0", parts[0], "0"]
-        elif len(parts) == 2:  # M:S
-            parts = ["0"] + parts
-    try:
-        h, m, s = int(parts[0]), int(parts[1]), float(parts[2])
-    except (ValueError, IndexError):
-        return None
-    return int(round(days * 86400 + h * 3600 + m * 60 + s))
-
-
-def format_duration(seconds):
-    """Seconds -> Slurm-style "H:MM:SS" or "D-HH:MM:SS"; None -> None."""
-    if seconds is None:
-        return None
-    d, rest = divmod(int(seconds), 86400)
-    h, rest = divmod(rest, 3600)
-    m, s = divmod(rest, 60)
-    if d:
-        return "%d-%02d:%02d:%02d" % (d, h, m, s)
-    return "%d:%02d:%02d" % (h, m, s)
-
-
-_MEM_UNITS = {"K": 1.0 / 1024, "M": 1.0, "G": 1024.0, "T": 1024.0 * 1024, "P": 1024.0 ** 3}
-
-
-def parse_mem(text, default_unit="M"):
-    """A Slurm memory size -> MB (float), or None.
-
-    "256M" -> 256.0, "4648K" -> 4.539..., "1.50G" -> 1536.0, "0" -> 0.0.
-    A trailing "n"/"c" (per node/CPU, older Slurm) is ignored.  Anything
-    else (e.g. "16?" seen from sacct for a suspended job) -> None."""
-    text = (text or "").strip()
-    m = re.match(r"^([0-9]+(?:\.[0-9]+)?)([KMGTP]?)[nc]?$", text)
-    if not m:
-        return None
-    return float(m.group(1)) * _MEM_UNITS[m.group(2) or default_unit]
-
-
-def parse_tres_mem(text):
-    """"cpu=2,mem=600M,node=1,billing=2" -> 600.0 (MB), or None."""
-    for item in (text or "").split(","):
-        key, _, value = item.partition("=")
-        if key == "mem":
-            return parse_mem(value)
-    return None
-
-
-def parse_sbatch(text):
-    """sbatch --parsable output "123" or "123;cluster" -> "123"."""
-    for line in (text or "").splitlines():
-        line = line.strip()
-        if line:
-            job_id = line.split(";", 1)[0]
-            if re.match(r"^[0-9]+$", job_id):
-                return job_id
-    raise ValueError("no job id in sbatch output: %r" % (text,))
-
-
-def sbatch_error_message(stderr):
-    """sbatch's stderr -> its own words, without "sbatch: error: " prefixes.
-
-    "sbatch: error: Memory specification can not be satisfied\\n
-     sbatch: error: Batch job submission failed: Requested node ..."
-    -> "Memory specification can not be satisfied; Batch job submission
-        failed: Requested node configuration is not available"."""
-    lines = []
-    for line in (stderr or "").splitlines():
-        line = line.strip()
-        for prefix in ("sbatch: error: ", "sbatch: fatal: ", "sbatch: "):
-            if line.startswith(prefix):
-                line = line[len(prefix):]
-                break
-        if line and line not in lines:
-            lines.append(line)
-    return "; ".join(lines)
-
-
-def _records(text, fields, trailing):
-    """Each "|"-delimited line of text as a dict of fields; blank lines and
-    lines that do not fit are skipped. trailing: squeue -O ends every field
-    with "|"."""
-    for line in (text or "").splitlines():
-        parts = line.split("|")
-        if trailing and parts and parts[-1] == "":
-            parts = parts[:-1]
-        if line.strip() and len(parts) == len(fields):
-            yield dict(zip(fields, parts))
-
-
-def _int_or_none(text):
-    try:
-        return int(text)
-    except (TypeError, ValueError):
-        return None
-
-
-def _task_ids(task):
-    """An array task field as single task ids: "3" -> ["3"], a pending
-    range "2-4" or "[2-4%1]" -> ["2", "3", "4"], none -> [None]."""
-    if task in _EMPTY or task is None:
-        return [None]
-    return [task] if task.isdigit() else [str(t) for t in array_tasks(task.strip("[]"))]
-
-
-def _wait_status(text):
-    """squeue's exit_code (a raw wait status) -> (exit code, signal)."""
-    try:
-        status = int(text)
-    except (TypeError, ValueError):
-        return None, None
-    return (status >> 8) & 0xFF, status & 0x7F
-
-
-def _exit_signal(text):
-    """sacct's "3:0" -> (3, 0)."""
-    code, _, sig = (text or "").partition(":")
-    try:
-        return int(code), int(sig or 0)
-    except ValueError:
-        return None, None
-
-
-def _split_state(text):
-    """"CANCELLED by 1001" -> ("CANCELLED", 1001); "RUNNING" -> ("RUNNING", None)."""
-    words = (text or "").split()
-    if not words:
-        return "", None
-    by = None
-    if len(words) >= 3 and words[1] == "by":
-        try:
-            by = int(words[2])
-        except ValueError:
-            pass
-    return words[0].rstrip("+"), by
-
-
-def parse_squeue(text):
-    """squeue --noheader --array --Format=SQUEUE_FORMAT output -> list of rows.
-
-    Each row: {"id": "5" or "4_1", "parent": "5" or "4", "task": None or "1",
-    "raw_id", "raw_state", "reason", "exit_code", "signal", "submitted_at",
-    "start", "end", "elapsed_s", "time_limit_s", "requested_mem_mb", "uid",
-    "partition"}.  start/end are UTC ISO strings or None; their meaning
-    depends on the state (expected times for pending/running jobs)."""
-    rows = []
-    for f in _records(text, SQUEUE_FIELDS, trailing=True):
-        parent = f["ArrayJobID"] or f["JobID"]
-        raw_state, _ = _split_state(f["State"])
-        exit_code, sig = _wait_status(f["exit_code"])
-        uid = _int_or_none(f["UserID"])
-        # Without --array a pending array's remaining tasks are one line with
-        # a range ("2-4"); expand it so callers always see single tasks.
-        for t in _task_ids(f["ArrayTaskID"]):
-            rows.append({
-                "id": parent + "_" + t if t else parent,
-                "parent": parent,
-                "task": t,
-                "raw_id": f["JobID"],
-                "raw_state": raw_state,
-                "reason": f["Reason"] if f["Reason"] not in _EMPTY else None,
-                "exit_code": exit_code,
-                "signal": sig,
-                "submitted_at": parse_slurm_time(f["SubmitTime"]),
-                "start": parse_slurm_time(f["StartTime"]),
-                "end": parse_slurm_time(f["EndTime"]),
-                "elapsed_s": parse_duration(f["TimeUsed"]),
-                "time_limit_s": parse_duration(f["TimeLimit"]),
-                "requested_mem_mb": parse_tres_mem(f["tres-alloc"]),
-                "uid": uid,
-                "partition": f["Partition"],
-            })
-    return rows
-
-
-def parse_sacct(text):
-    """sacct --noheader --parsable2 --format=SACCT_FORMAT output -> list of jobs.
-
-    One entry per job or array task: {"id": "5" or "4_1", "parent", "task",
-    "raw_id", "raw_state", "cancelled_by" (uid or None), "reason",
-    "exit_code", "signal", "submitted_at", "start", "end", "elapsed_s",
-    "cpu_time_s", "max_rss_mb" (max over steps), "requested_mem_mb",
-    "time_limit_s", "uid", "partition"}.  Step rows (5.batch, 5.extern, 5.0)
-    are folded into their job."""
-    jobs = {}
-    order = []
-    for f in _records(text, SACCT_FIELDS, trailing=False):
-        job_part, _, step = f["JobID"].partition(".")
-        if step:
-            job = jobs.get(job_part)
-            if job is None:
-                continue
-            rss = parse_mem(f["MaxRSS"], default_unit="K")
-            if rss is not None and (job["max_rss_mb"] is None or rss > job["max_rss_mb"]):
-                job["max_rss_mb"] = rss
-            continue
-        parent, _, task = job_part.partition("_")
-        raw_state, by = _split_state(f["State"])
-        exit_code, sig = _exit_signal(f["ExitCode"])
-        uid, elapsed = _int_or_none(f["UID"]), _int_or_none(f["ElapsedRaw"])
-        # a pending array's remaining tasks come as one "4_[2-4]" line
-        tasks = _task_ids(task or None)
-        for t in tasks:
-            jid = parent + "_" + t if t else parent
-            if jid not in jobs:
-                order.append(jid)
-            jobs[jid] = {
-                "id": jid,
-                "parent": parent,
-                "task": t,
-                "raw_id": f["JobIDRaw"],
-                "raw_state": raw_state,
-                "cancelled_by": by,
-                "reason": f["Reason"] if f["Reason"] not in _EMPTY else None,
-                "exit_code": exit_code,
-                "signal": sig,
-                "submitted_at": parse_slurm_time(f["Submit"]),
-                "start": parse_slurm_time(f["Start"]),
-                "end": parse_slurm_time(f["End"]),
-                "elapsed_s": elapsed,
-                "cpu_time_s": parse_duration(f["TotalCPU"]),
-                "max_rss_mb": None,
-                "requested_mem_mb": parse_mem(f["ReqMem"]),
-                "time_limit_s": parse_duration(f["Timelimit"]),
-                "uid": uid,
-                "partition": f["Partition"],
-            }
-        # step rows are keyed by the text before "." -- also for ranges
-        if tasks and len(tasks) > 1:
-            jobs[job_part] = jobs[parent + "_" + tasks[0]]
-    return [jobs[j] for j in order]
-
-
-def parse_sinfo(text):
-    """sinfo --noheader --Node --format=SINFO_FORMAT -> partitions list.
-
-    memory_mb is the largest node's memory (the most one job can ask for on
-    one node); cpus and nodes are totals."""
-    parts = {}
-    order = []
-    for line in (text or "").splitlines():
-        f = line.strip().split("|")
-        if len(f) != 6:
-            continue
-        node, name, avail, limit, cpus, mem = f
-        default = name.endswith("*")
-        name = name.rstrip("*")
-        p = parts.get(name)
-        if p is None:
-            p = parts[name] = {
-                "name": name, "default": default,
-                "max_time": format_duration(parse_duration(limit)),
-                "nodes": 0, "cpus": 0, "memory_mb": 0, "state": avail,
-                "_nodes": set(),
-            }
-            order.append(name)
-        if node not in p["_nodes"]:
-            p["_nodes"].add(node)
-            p["nodes"] += 1
-            p["cpus"] += int(cpus.rstrip("+") or 0)
-            p["memory_mb"] = max(p["memory_mb"], int(mem.rstrip("+") or 0))
-    out = []
-    for name in order:
-        p = parts[name]
-        del p["_nodes"]
-        out.append(p)
-    return out
-
-
-def parse_scontrol_config(text):
-    """`scontrol show config` -> {"Key": "value"}."""
-    conf = {}
-    for line in (text or "").splitlines():
-        key, sep, value = line.partition("=")
-        if sep:
-            conf[key.strip()] = value.strip()
-    return conf
-
 
 def _signal_name(sig):
     try:
@@ -1384,7 +1366,8 @@ def _explain_failure(raw_state, reason, exit_code, sig, max_rss_mb, mem_mb):
 
 
 def _status(row, owner=None):
-    """One parsed squeue or sacct row -> a status dict."""
+    """One parsed squeue or sacct row -> a status dict. owner: the job's
+    owner's uid when known better than the row's (see SlurmScheduler.status)."""
     raw = row["raw_state"]
     state = STATE_MAP.get(raw)
     if state is None:  # a state newer than this code: do not call it final
@@ -1405,9 +1388,7 @@ def _status(row, owner=None):
         by = row.get("cancelled_by")
         if by is None:
             reason_text = "cancelled"
-        elif by == (owner if owner is not None else row["uid"]):
-            # the owner: the worker's own uid (sacct reports uid 0 for a job
-            # cancelled before it started)
+        elif by == (row["uid"] if owner is None else owner):
             reason_text = "cancelled by the user"
         else:
             reason_text = "cancelled by an administrator"
@@ -1523,314 +1504,7 @@ def rollup(tasks):
     return out
 
 
-def _is_contact_error(stderr):
-    return any(p in (stderr or "") for p in CONTACT_ERRORS)
-
-
-class SlurmScheduler:
-    """flightjobd's interface to Slurm through its command-line tools."""
-
-    name = "slurm"
-
-    def __init__(self, timeout=20.0, run=run, env=None, owner=None):
-        self.owner = owner
-        self.timeout = timeout
-        self._run_fn = run
-        self.env = env
-        self.counters = {}
-        self._accounting = None  # learnt once from scontrol show config
-
-    def _run(self, argv, cwd=None):
-        self.counters[argv[0]] = self.counters.get(argv[0], 0) + 1
-        kwargs = {}
-        if cwd is not None:
-            kwargs["cwd"] = cwd
-        if self.env is not None:
-            kwargs["env"] = self.env
-        return self._run_fn(argv, self.timeout, **kwargs)
-
-    # -- cluster --------------------------------------------------------
-
-    def available(self):
-        try:
-            self._run(["sinfo", "--noheader", "--format=%P"])
-        except SchedulerError:
-            return False
-        return True
-
-    def accounting(self):
-        """Whether sacct has anything to say (AccountingStorageType)."""
-        if self._accounting is None:
-            conf = parse_scontrol_config(self._run(["scontrol", "show", "config"]))
-            storage = conf.get("AccountingStorageType", "accounting_storage/none")
-            self._accounting = storage not in ("accounting_storage/none", "(null)", "")
-        return self._accounting
-
-    def info(self):
-        out = self._run(["sinfo", "--noheader", "--Node", "--format=" + SINFO_FORMAT])
-        accounts = []
-        if self.accounting():
-            text = self._run(["sacctmgr", "--noheader", "--parsable2",
-                              "show", "account", "format=account"])
-            # "root" is the top of Slurm's account tree, not one to submit to
-            accounts = [a.strip() for a in text.splitlines()
-                        if a.strip() and a.strip() != "root"]
-        return {"partitions": parse_sinfo(out), "accounts": accounts}
-
-    # -- jobs -----------------------------------------------------------
-
-    def command(self, script_path, options):
-        return ["sbatch", "--parsable"] + list(options) + [script_path]
-
-    def submit(self, script_path, options, cwd):
-        argv = self.command(script_path, options)
-        try:
-            out = self._run(argv, cwd=cwd)
-        except SchedulerError as e:
-            stderr = getattr(e, "stderr", "") or ""
-            with contextlib.suppress(ValueError):
-                # it printed a job id, then failed: the job exists, keep it
-                job_id = parse_sbatch(getattr(e, "stdout", ""))
-                log.warning("sbatch failed after submitting job %s: %s", job_id, e.message)
-                return job_id
-            if getattr(e, "returncode", None) is None or _is_contact_error(stderr):
-                raise SchedulerError(
-                    "could not submit: the Slurm controller did not answer (%s)"
-                    % (sbatch_error_message(stderr) or e), stderr)
-            raise SchedulerRefused(sbatch_error_message(stderr) or str(e), stderr)
-        try:
-            return parse_sbatch(out)
-        except ValueError as e:
-            raise SchedulerError(str(e), "")
-
-    def cancel(self, id):
-        try:
-            self._run(["scancel", str(id)])
-        except SchedulerError as e:
-            stderr = getattr(e, "stderr", "") or ""
-            # already finished (or long forgotten): nothing to cancel
-            if ("already completing or completed" in stderr
-                    or "Invalid job id specified" in stderr):
-                return
-            raise
-
-    def status(self, ids):
-        """{id: status} for the ids Slurm still knows; see the module doc.
-
-        One squeue call; then, with accounting, at most one sacct call for
-        the ids squeue did not list or lists as finished (sacct adds MaxRSS,
-        CPU time and who cancelled).  Raises SchedulerError when squeue
-        fails, or when sacct fails and some id depended on it."""
-        ids = [str(i) for i in dict.fromkeys(ids)]
-        if not ids:
-            return {}
-        try:
-            text = self._run(["squeue", "--noheader", "--array", "--states=all",
-                              "--jobs=" + ",".join(ids), "--Format=" + SQUEUE_FORMAT])
-        except SchedulerError as e:
-            # squeue given one unknown id exits 1 with this; it means "none"
-            if "Invalid job id specified" in (getattr(e, "stderr", "") or ""):
-                text = ""
-            else:
-                raise
-        found = self._collect(ids, parse_squeue(text))
-        result = {i: self._combine(i, rows) for i, rows in found.items()}
-
-        if not self.accounting():
-            return result
-        ask = [i for i in ids if i not in result or result[i]["state"] in FINAL_STATES]
-        if not ask:
-            return result
-        try:
-            text = self._run(["sacct", "--noheader", "--parsable2",
-                              "--jobs=" + ",".join(ask), "--format=" + SACCT_FORMAT])
-        except SchedulerError:
-            if any(i not in result for i in ask):
-                raise
-            return result  # sacct was only to add detail
-        for i, rows in self._collect(ask, parse_sacct(text)).items():
-            better = self._combine(i, rows)
-            old = result.get(i)
-            if old is None:
-                result[i] = better
-            elif better["state"] in FINAL_STATES and len(better.get("tasks", [])) >= len(old.get("tasks", [])):
-                # sacct agrees the job is over: take its detail (MaxRSS, CPU
-                # time, who cancelled), filling gaps such as the time limit
-                # ("Partition_Limit" in sacct) from squeue.
-                for key, value in old.items():
-                    if better.get(key) is None and key not in ("started_at", "elapsed_s"):
-                        better[key] = value
-                result[i] = better
-            # else sacct lags behind the controller (an array's tasks not all
-            # recorded yet, the parent's row standing for its last task):
-            # keep squeue's word
-        return result
-
-    @staticmethod
-    def _collect(ids, rows):
-        """Group parsed rows under the requested ids (parent, raw or task id)."""
-        wanted = set(ids)
-        found = {}
-        for row in rows:
-            for key in (row["parent"], row["id"], row["raw_id"]):
-                if key in wanted:
-                    found.setdefault(key, []).append(row)
-                    break
-        return found
-
-    def _combine(self, job_id, rows):
-        tasks = [r for r in rows if r["task"] is not None and r["id"] != job_id]
-        if not tasks:
-            return _status(rows[0], self.owner)
-        return rollup([(r["id"], _status(r, self.owner)) for r in tasks])
-
-
-def machine_memory_mb():
-    with open("/proc/meminfo") as f:
-        for line in f:
-            if line.startswith("MemTotal:"):
-                return int(line.split()[1]) // 1024
-    return 0
-
-
-class LocalScheduler:
-    """Runs jobs as the user's own detached processes on this machine, with
-    Slurm's directives as far as one machine allows. Each job has a
-    directory local/N with spec.json (what to run) and status.json (written
-    by the job's supervisor, so a job that ends while the daemon is down
-    still has its exact state)."""
-
-    name = "local"
-    IGNORED = {"partition": "the local scheduler has one partition, 'local'",
-               "account": "accounts do not apply to the local scheduler",
-               "mem": "memory is not limited by the local scheduler",
-               "gpus": "GPUs are not allocated by the local scheduler",
-               "exclusive": "the local scheduler does not reserve the machine",
-               "mail-user": "the local scheduler sends no email",
-               "mail-type": "the local scheduler sends no email"}
-
-    def __init__(self, state_dir, python, user, timeout=20):
-        self.root = os.path.join(state_dir, "local")
-        self.python = python
-        self.user = user
-        self.timeout = timeout
-        self.counters = {}
-
-    def available(self):
-        return True
-
-    def info(self):
-        return {"partitions": [{"name": "local", "default": True, "max_time": None,
-                                "nodes": 1, "cpus": os.cpu_count() or 1,
-                                "memory_mb": machine_memory_mb(), "state": "up"}],
-                "accounts": []}
-
-    def command(self, script_path, options):
-        return ["bash", script_path]
-
-    def notes(self, script, options):
-        """What this scheduler cannot honour, in words, for the summary."""
-        opts = effective_options(script, options)
-        notes = ["%s (--%s%s)" % (why, k, "" if opts[k] is True else "=%s" % opts[k])
-                 for k, why in self.IGNORED.items() if k in opts and opts[k] not in ("local", False)]
-        for key in ("nodes", "ntasks"):
-            if str(opts.get(key, "1")) not in ("1", "1-1"):
-                notes.append("the local scheduler runs one task on one node (--%s=%s)" % (key, opts[key]))
-        return notes
-
-    def submit(self, script_path, options, cwd):
-        with open(script_path, encoding="utf-8") as f:
-            script = f.read()
-        opts = effective_options(script, options)
-        limit = None
-        if opts.get("time") not in (None, True):
-            try:
-                limit = time_limit_seconds(opts["time"])
-            except ValueError:
-                raise SchedulerRefused("Invalid time limit specification: %s" % opts["time"])
-        if opts.get("mem") not in (None, True):
-            wanted = parse_mem(str(opts["mem"]).upper().rstrip("B"))
-            if wanted is None:
-                raise SchedulerRefused("Invalid --mem specification: %s" % opts["mem"])
-            if wanted > machine_memory_mb():
-                raise SchedulerRefused(
-                    "Memory specification can not be satisfied: asked for %dM, "
-                    "this machine has %dM." % (wanted, machine_memory_mb()))
-        cpus = opts.get("cpus-per-task", "1")
-        if not str(cpus).isdigit() or int(cpus) > (os.cpu_count() or 1):
-            raise SchedulerRefused("Requested node configuration is not available: "
-                                   "%s CPUs per task, this machine has %d."
-                                   % (cpus, os.cpu_count() or 1))
-        tasks = None
-        if opts.get("array") not in (None, True):
-            try:
-                tasks = array_tasks(opts["array"])
-            except ValueError as e:
-                raise SchedulerRefused("Invalid job array specification: %s" % e)
-        os.makedirs(self.root, 0o700, exist_ok=True)
-        with locked(os.path.join(self.root, ".lock")):
-            counter = os.path.join(self.root, "next_id")
-            try:
-                with open(counter) as f:
-                    number = int(f.read().strip() or 1)
-            except (OSError, ValueError):
-                number = 1
-            while os.path.exists(os.path.join(self.root, str(number))):
-                number += 1
-            atomic_write(counter, "%d\n" % (number + 1))
-            jobdir = os.path.join(self.root, str(number))
-            os.mkdir(jobdir, 0o700)
-        with open(os.path.join(jobdir, "script.sh"), "w", encoding="utf-8") as f:
-            f.write(script)
-        home = os.path.expanduser("~")
-        spec = {"format": FORMAT, "id": str(number), "user": self.user, "cwd": cwd,
-                "time_limit": limit, "tasks": tasks, "cpus": int(cpus),
-                "outputs": [job_outputs(script, options, number, self.user, home, [t] if tasks else None)
-                            for t in (tasks or [None])]}
-        write_json(os.path.join(jobdir, "spec.json"), spec)
-        self._bump("submit")
-        subprocess.Popen([self.python, os.path.abspath(__file__), "--local-job", jobdir],
-                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                         stderr=subprocess.DEVNULL, cwd=home, start_new_session=True,
-                         close_fds=True)
-        return str(number)
-
-    def _bump(self, what):
-        self.counters[what] = self.counters.get(what, 0) + 1
-
-    def status(self, ids):
-        self._bump("status")
-        found = {}
-        for sid in ids:
-            jobdir = os.path.join(self.root, check_id(str(sid), "local job"))
-            try:
-                status = read_json(os.path.join(jobdir, "status.json"))
-            except (OSError, ValueError):
-                if os.path.exists(os.path.join(jobdir, "spec.json")):
-                    found[sid] = {"state": "PENDING", "raw_state": "PENDING",
-                                  "reason": "Starting", "reason_text": "starting"}
-                continue
-            if status["state"] in UNFINISHED and not _alive(status.get("supervisor"), jobdir):
-                status.update(state="FAILED", raw_state="NODE_FAIL", reason="SupervisorDied",
-                              reason_text="the job's supervising process ended unexpectedly",
-                              ended_at=status.get("ended_at") or now_iso())
-            found[sid] = status
-        return found
-
-    def cancel(self, sid):
-        self._bump("cancel")
-        jobdir = os.path.join(self.root, check_id(str(sid), "local job"))
-        if not os.path.isdir(jobdir):
-            raise NotFound("The scheduler does not know job %s." % sid)
-        atomic_write(os.path.join(jobdir, "cancel"), now_iso())
-        try:
-            status = read_json(os.path.join(jobdir, "status.json"))
-        except (OSError, ValueError):
-            return  # not started yet: the supervisor sees the marker first
-        if status.get("pgid") and status["state"] in UNFINISHED:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(status["pgid"], signal.SIGTERM)
-
+# Local job supervisor #######################################################
 
 def _alive(pid, jobdir):
     """Whether pid is still the supervisor of jobdir (pids get reused)."""
@@ -1936,6 +1610,457 @@ def _stop_group(proc, grace=5):
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
+
+
+# Scheduler adapters #########################################################
+
+def run(argv, timeout, env=None, cwd=None):
+    """The one way a scheduler command runs: an argv list, never a shell, in
+    its own session so a hung command and its children can be killed.
+    Returns stdout; raises SchedulerError on a non-zero exit (carrying the
+    command's stdout, stderr and exit status), a time-out, or a command
+    that cannot start."""
+    try:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, env=env, cwd=cwd,
+                                start_new_session=True)
+    except OSError as e:
+        raise SchedulerError("Cannot run %s: %s" % (argv[0], e.strerror or e))
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(OSError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise SchedulerError("The scheduler did not answer: %s timed out after %s seconds."
+                             % (os.path.basename(argv[0]), timeout))
+    out, err = out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
+    if proc.returncode != 0:
+        # stdout too: what it printed before failing (sbatch: perhaps a job id)
+        raise SchedulerError("%s failed: %s" % (os.path.basename(argv[0]),
+                                                err.strip() or "exit code %d" % proc.returncode),
+                             stdout=out, stderr=err, returncode=proc.returncode)
+    return out
+
+
+# A scheduler's job id (a job record's scheduler_id): "5", an array task "4_1".
+SCHEDULER_ID_RE = re.compile(r"^[0-9]+(?:_[0-9]+)?$")
+
+
+class Scheduler:
+    """What flightjobd needs of a scheduler. An adapter subclasses this and
+    is named in SCHEDULERS; one instance serves one user's worker (status
+    alone may also serve a poll of every user's jobs). A method that asks
+    the scheduler raises SchedulerError when it does not answer,
+    SchedulerRefused when it answers no; none of them changes a job record
+    (that is the Store's work)."""
+
+    name = None  # its SCHEDULERS key, shown on pages and kept in job records
+    last_info = (0.0, None)  # (time.monotonic(), answer) of the last info()
+
+    def __init__(self, timeout=20.0):
+        self.timeout = timeout  # seconds one scheduler command may take
+        self.counters = {}  # calls made, by command: refresh answers and the bench report them
+
+    @classmethod
+    def detect(cls, config):
+        """Whether scheduler.type "auto" may pick this scheduler here."""
+        return False
+
+    @classmethod
+    def from_config(cls, config, user, state_dir):
+        """The scheduler for user's worker; state_dir is the user's state directory."""
+        raise NotImplementedError
+
+    def available(self):
+        """Whether the scheduler answers now (the health check)."""
+        raise NotImplementedError
+
+    def info(self):
+        """What submission questions offer: {"partitions": [{"name", "default",
+        "max_time", "nodes", "cpus", "memory_mb", "state"}], "accounts": [name]},
+        also kept in last_info for callers that reuse it a while."""
+        answer = self.read_info()
+        self.last_info = (time.monotonic(), answer)
+        return answer
+
+    def read_info(self):
+        """info()'s answer, asked of the scheduler."""
+        raise NotImplementedError
+
+    def command(self, script_path, options):
+        """The argv a submit of script_path with options runs, as pages show it."""
+        raise NotImplementedError
+
+    def ignored_options(self, script, options):
+        """The directives and options this scheduler does not honour, each in
+        words, for the summary before a submit: none by default."""
+        return []
+
+    def submit(self, script_path, options, cwd):
+        """Submit the script with sbatch-style options from cwd; its job id (a string)."""
+        raise NotImplementedError
+
+    def status(self, job_ids):
+        """{job id: status} for the job ids the scheduler still knows, with
+        one round of scheduler calls for any number of ids: a user's
+        unfinished jobs, or every user's (a shared status poll). An id it
+        does not know, or that cannot be one of its job ids, is left out:
+        the caller decides when a job is lost. A status is job record
+        fields: state (one of UNFINISHED or FINAL_STATES), raw_state,
+        reason, reason_text, exit_code, started_at, ended_at, ... and, for
+        an array job, tasks [{id, state, raw_state, exit_code, reason_text}]."""
+        raise NotImplementedError
+
+    def cancel(self, job_id):
+        """Cancel a job; one that has already finished is not an error."""
+        raise NotImplementedError
+
+    # for adapters
+
+    def _count(self, what):
+        self.counters[what] = self.counters.get(what, 0) + 1
+
+    @staticmethod
+    def _job_ids(job_ids):
+        """The distinct ids, as strings, that can be job ids."""
+        return [i for i in dict.fromkeys(str(i) for i in job_ids) if SCHEDULER_ID_RE.match(i)]
+
+
+class SlurmScheduler(Scheduler):
+    """flightjobd's interface to Slurm through its command-line tools."""
+
+    name = "slurm"
+
+    def __init__(self, timeout=20.0, run=run, env=None):
+        super().__init__(timeout)
+        self._run_fn = run
+        self.env = env
+        self._accounting = None  # learnt once from scontrol show config
+
+    @classmethod
+    def detect(cls, config):
+        """sbatch is on the worker's PATH and sinfo answers."""
+        import shutil
+        return bool(shutil.which("sbatch", path=config["worker"]["path"])) \
+            and cls.from_config(config, None, None).available()
+
+    @classmethod
+    def from_config(cls, config, user, state_dir):
+        return cls(timeout=config["scheduler"]["timeout"],
+                   env=dict(os.environ, **config["scheduler"]["environment"]))
+
+    def _run(self, argv, cwd=None):
+        self._count(argv[0])
+        return self._run_fn(argv, self.timeout, env=self.env, cwd=cwd)
+
+    # -- cluster --------------------------------------------------------
+
+    def available(self):
+        try:
+            self._run(["sinfo", "--noheader", "--format=%P"])
+        except SchedulerError:
+            return False
+        return True
+
+    def accounting(self):
+        """Whether sacct has anything to say (AccountingStorageType)."""
+        if self._accounting is None:
+            conf = parse_scontrol_config(self._run(["scontrol", "show", "config"]))
+            storage = conf.get("AccountingStorageType", "accounting_storage/none")
+            self._accounting = storage not in ("accounting_storage/none", "(null)", "")
+        return self._accounting
+
+    def read_info(self):
+        out = self._run(["sinfo", "--noheader", "--Node", "--format=" + SINFO_FORMAT])
+        accounts = []
+        if self.accounting():
+            text = self._run(["sacctmgr", "--noheader", "--parsable2",
+                              "show", "account", "format=account"])
+            # "root" is the top of Slurm's account tree, not one to submit to
+            accounts = [a.strip() for a in text.splitlines()
+                        if a.strip() and a.strip() != "root"]
+        return {"partitions": parse_sinfo(out), "accounts": accounts}
+
+    # -- jobs -----------------------------------------------------------
+
+    def command(self, script_path, options):
+        return ["sbatch", "--parsable"] + list(options) + [script_path]
+
+    def submit(self, script_path, options, cwd):
+        argv = self.command(script_path, options)
+        try:
+            out = self._run(argv, cwd=cwd)
+        except SchedulerError as e:
+            with contextlib.suppress(ValueError):
+                # it printed a job id, then failed: the job exists, keep it
+                job_id = parse_sbatch(e.stdout)
+                log.warning("sbatch failed after submitting job %s: %s", job_id, e.message)
+                return job_id
+            if e.returncode is None or _is_contact_error(e.stderr):
+                raise SchedulerError(
+                    "could not submit: the Slurm controller did not answer (%s)"
+                    % (sbatch_error_message(e.stderr) or e), stderr=e.stderr, returncode=e.returncode)
+            raise SchedulerRefused(sbatch_error_message(e.stderr) or str(e),
+                                   stderr=e.stderr, returncode=e.returncode)
+        try:
+            return parse_sbatch(out)
+        except ValueError as e:
+            raise SchedulerError(str(e), stdout=out)
+
+    def cancel(self, job_id):
+        if not self._job_ids([job_id]):
+            return  # no job can have that id, as scancel would say; and no option reaches it
+        try:
+            self._run(["scancel", str(job_id)])
+        except SchedulerError as e:
+            # already finished (or long forgotten): nothing to cancel
+            if ("already completing or completed" in e.stderr
+                    or "Invalid job id specified" in e.stderr):
+                return
+            raise
+
+    def status(self, job_ids):
+        """One squeue call; then, with accounting, at most one sacct call for
+        the ids squeue did not list or lists as finished (sacct adds MaxRSS,
+        CPU time and who cancelled).  Raises SchedulerError when squeue
+        fails, or when sacct fails and some id depended on it."""
+        ids = self._job_ids(job_ids)
+        if not ids:
+            return {}
+        try:
+            text = self._run(["squeue", "--noheader", "--array", "--states=all",
+                              "--jobs=" + ",".join(ids), "--Format=" + SQUEUE_FORMAT])
+        except SchedulerError as e:
+            # squeue given one unknown id exits 1 with this; it means "none"
+            if "Invalid job id specified" in e.stderr:
+                text = ""
+            else:
+                raise
+        found = self._collect(ids, parse_squeue(text))
+        result = {i: self._combine(i, rows) for i, rows in found.items()}
+        # sacct's record of a job cancelled while pending says uid 0 until
+        # slurmdbd completes it: squeue's uid is the owner's
+        owners = {i: rows[0]["uid"] for i, rows in found.items()}
+
+        if not self.accounting():
+            return result
+        ask = [i for i in ids if i not in result or result[i]["state"] in FINAL_STATES]
+        if not ask:
+            return result
+        try:
+            text = self._run(["sacct", "--noheader", "--parsable2",
+                              "--jobs=" + ",".join(ask), "--format=" + SACCT_FORMAT])
+        except SchedulerError:
+            if any(i not in result for i in ask):
+                raise
+            return result  # sacct was only to add detail
+        for i, rows in self._collect(ask, parse_sacct(text)).items():
+            better = self._combine(i, rows, owners.get(i))
+            old = result.get(i)
+            if old is None:
+                result[i] = better
+            elif better["state"] in FINAL_STATES and len(better.get("tasks", [])) >= len(old.get("tasks", [])):
+                # sacct agrees the job is over: take its detail (MaxRSS, CPU
+                # time, who cancelled), filling gaps such as the time limit
+                # ("Partition_Limit" in sacct) from squeue.
+                for key, value in old.items():
+                    if better.get(key) is None and key not in ("started_at", "elapsed_s"):
+                        better[key] = value
+                result[i] = better
+            # else sacct lags behind the controller (an array's tasks not all
+            # recorded yet, the parent's row standing for its last task):
+            # keep squeue's word
+        return result
+
+    @staticmethod
+    def _collect(ids, rows):
+        """Group parsed rows under the requested ids (parent, raw or task id)."""
+        wanted = set(ids)
+        found = {}
+        for row in rows:
+            for key in (row["parent"], row["id"], row["raw_id"]):
+                if key in wanted:
+                    found.setdefault(key, []).append(row)
+                    break
+        return found
+
+    @staticmethod
+    def _combine(job_id, rows, owner=None):
+        tasks = [r for r in rows if r["task"] is not None and r["id"] != job_id]
+        if not tasks:
+            return _status(rows[0], owner)
+        return rollup([(r["id"], _status(r, owner)) for r in tasks])
+
+
+def machine_memory_mb():
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) // 1024
+    return 0
+
+
+class LocalScheduler(Scheduler):
+    """Runs jobs as the user's own detached processes on this machine, with
+    Slurm's directives as far as one machine allows. Each job has a
+    directory local/N with spec.json (what to run) and status.json (written
+    by the job's supervisor, so a job that ends while the daemon is down
+    still has its exact state)."""
+
+    name = "local"
+    IGNORED_OPTIONS = {"partition": "the local scheduler has one partition, 'local'",
+               "account": "accounts do not apply to the local scheduler",
+               "mem": "memory is not limited by the local scheduler",
+               "gpus": "GPUs are not allocated by the local scheduler",
+               "exclusive": "the local scheduler does not reserve the machine",
+               "mail-user": "the local scheduler sends no email",
+               "mail-type": "the local scheduler sends no email"}
+
+    def __init__(self, state_dir, python, user, timeout=20):
+        super().__init__(timeout)
+        self.root = os.path.join(state_dir, "local")
+        self.python = python
+        self.user = user
+
+    @classmethod
+    def detect(cls, config):
+        return True  # the fallback: it runs on any Linux machine
+
+    @classmethod
+    def from_config(cls, config, user, state_dir):
+        return cls(state_dir, config["worker"]["python"] or sys.executable, user,
+                   config["scheduler"]["timeout"])
+
+    def available(self):
+        return True
+
+    def read_info(self):
+        return {"partitions": [{"name": "local", "default": True, "max_time": None,
+                                "nodes": 1, "cpus": os.cpu_count() or 1,
+                                "memory_mb": machine_memory_mb(), "state": "up"}],
+                "accounts": []}
+
+    def command(self, script_path, options):
+        return ["bash", script_path]
+
+    def ignored_options(self, script, options):
+        opts = effective_options(script, options)
+        ignored = ["%s (--%s%s)" % (why, k, "" if opts[k] is True else "=%s" % opts[k])
+                 for k, why in self.IGNORED_OPTIONS.items() if k in opts and opts[k] not in ("local", False)]
+        for key in ("nodes", "ntasks"):
+            if str(opts.get(key, "1")) not in ("1", "1-1"):
+                ignored.append("the local scheduler runs one task on one node (--%s=%s)" % (key, opts[key]))
+        return ignored
+
+    def submit(self, script_path, options, cwd):
+        with open(script_path, encoding="utf-8") as f:
+            script = f.read()
+        opts = effective_options(script, options)
+        limit = None
+        if opts.get("time") not in (None, True):
+            try:
+                limit = time_limit_seconds(opts["time"])
+            except ValueError:
+                raise SchedulerRefused("Invalid time limit specification: %s" % opts["time"])
+        if opts.get("mem") not in (None, True):
+            wanted = parse_mem(str(opts["mem"]).upper().rstrip("B"))
+            if wanted is None:
+                raise SchedulerRefused("Invalid --mem specification: %s" % opts["mem"])
+            if wanted > machine_memory_mb():
+                raise SchedulerRefused(
+                    "Memory specification can not be satisfied: asked for %dM, "
+                    "this machine has %dM." % (wanted, machine_memory_mb()))
+        cpus = opts.get("cpus-per-task", "1")
+        if not str(cpus).isdigit() or int(cpus) > (os.cpu_count() or 1):
+            raise SchedulerRefused("Requested node configuration is not available: "
+                                   "%s CPUs per task, this machine has %d."
+                                   % (cpus, os.cpu_count() or 1))
+        tasks = None
+        if opts.get("array") not in (None, True):
+            try:
+                tasks = array_tasks(opts["array"])
+            except ValueError as e:
+                raise SchedulerRefused("Invalid job array specification: %s" % e)
+        os.makedirs(self.root, 0o700, exist_ok=True)
+        with locked(os.path.join(self.root, ".lock")):
+            counter = os.path.join(self.root, "next_id")
+            try:
+                with open(counter) as f:
+                    number = int(f.read().strip() or 1)
+            except (OSError, ValueError):
+                number = 1
+            while os.path.exists(os.path.join(self.root, str(number))):
+                number += 1
+            atomic_write(counter, "%d\n" % (number + 1))
+            jobdir = os.path.join(self.root, str(number))
+            os.mkdir(jobdir, 0o700)
+        with open(os.path.join(jobdir, "script.sh"), "w", encoding="utf-8") as f:
+            f.write(script)
+        home = os.path.expanduser("~")
+        spec = {"format": FORMAT, "id": str(number), "user": self.user, "cwd": cwd,
+                "time_limit": limit, "tasks": tasks, "cpus": int(cpus),
+                "outputs": [job_outputs(script, options, number, self.user, home, [t] if tasks else None)
+                            for t in (tasks or [None])]}
+        write_json(os.path.join(jobdir, "spec.json"), spec)
+        self._count("submit")
+        subprocess.Popen([self.python, os.path.abspath(__file__), "--local-job", jobdir],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL, cwd=home, start_new_session=True,
+                         close_fds=True)
+        return str(number)
+
+    def status(self, job_ids):
+        """Each job's status.json as its supervisor last wrote it, less the
+        supervisor's own fields."""
+        self._count("status")
+        found = {}
+        for job_id in self._job_ids(job_ids):
+            jobdir = os.path.join(self.root, job_id)
+            try:
+                status = read_json(os.path.join(jobdir, "status.json"))
+            except (OSError, ValueError):
+                if os.path.exists(os.path.join(jobdir, "spec.json")):
+                    found[job_id] = {"state": "PENDING", "raw_state": "PENDING",
+                                  "reason": "Starting", "reason_text": "starting"}
+                continue
+            if status["state"] in UNFINISHED and not _alive(status.get("supervisor"), jobdir):
+                status.update(state="FAILED", raw_state="NODE_FAIL", reason="SupervisorDied",
+                              reason_text="the job's supervising process ended unexpectedly",
+                              ended_at=status.get("ended_at") or now_iso())
+            found[job_id] = {k: v for k, v in status.items() if k not in ("format", "supervisor", "pgid")}
+        return found
+
+    def cancel(self, job_id):
+        self._count("cancel")
+        jobdir = os.path.join(self.root, check_id(str(job_id), "local job"))
+        if not os.path.isdir(jobdir):
+            raise NotFound("The scheduler does not know job %s." % job_id)
+        atomic_write(os.path.join(jobdir, "cancel"), now_iso())
+        try:
+            status = read_json(os.path.join(jobdir, "status.json"))
+        except (OSError, ValueError):
+            return  # not started yet: the supervisor sees the marker first
+        if status.get("pgid") and status["state"] in UNFINISHED:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(status["pgid"], signal.SIGTERM)
+
+
+# scheduler.type -> adapter; "auto" takes the first one whose detect() agrees
+SCHEDULERS = {"slurm": SlurmScheduler, "local": LocalScheduler}
+
+
+def detect_scheduler(config):
+    """The name of the first scheduler in SCHEDULERS usable here."""
+    return next(name for name, cls in SCHEDULERS.items() if cls.detect(config))
+
+
+def make_scheduler(config, user, state_dir):
+    """The scheduler of user's worker, as scheduler.type says."""
+    kind = config["scheduler"]["type"]
+    if kind == "auto":
+        kind = detect_scheduler(config)
+    return SCHEDULERS[kind].from_config(config, user, state_dir)
 
 
 # Store: shared plumbing of its parts (worker side) ##########################
@@ -2140,11 +2265,10 @@ class TemplatesPart(StorePart):
         """Questions with options from the scheduler filled in."""
         if not any(q.get("options_from") for q in questions):
             return questions
-        at, info = getattr(self, "_info", (0.0, None))
+        at, info = self.scheduler.last_info
         if info is None or time.monotonic() - at > 30:  # cached: Slurm's sinfo + sacctmgr take ~190 ms
             try:
                 info = self.scheduler.info()
-                self._info = (time.monotonic(), info)
                 self.notice = None
             except SchedulerError as e:
                 self.notice = e.message
@@ -2361,7 +2485,7 @@ class JobsPart(StorePart):
         content = self._read_text(self._script_path(script, "script.sh"))
         outputs = self._outputs(content, options, "%j")
         cmd = self.scheduler.command(os.path.join(self.jobs_dir, "<job>", "script.sh"), options)
-        notes = self.scheduler.notes(content, options) if hasattr(self.scheduler, "notes") else []
+        notes = self.scheduler.ignored_options(content, options)
         return {"script": self._script_public(meta), "questions": questions, "answers": values,
                 "options": options, "command": cmd, "command_text": " ".join(shlex.quote(a) for a in cmd),
                 "outputs": outputs, "notes": notes, "scheduler": self.scheduler.name}
@@ -2700,33 +2824,6 @@ class Store(TemplatesPart, ScriptsPart, JobsPart, ResultsPart):
 def _remove_tree(path):
     import shutil
     shutil.rmtree(path, ignore_errors=True)
-
-
-def detect_scheduler(config):
-    """'slurm' when sbatch is on the worker's PATH and sinfo answers."""
-    import shutil
-    env = worker_env_scheduler(config)
-    if not shutil.which("sbatch", path=config["worker"]["path"]):
-        return "local"
-    try:
-        run(["sinfo", "--noheader", "--format=%P"], config["scheduler"]["timeout"], env=env)
-        return "slurm"
-    except SchedulerError:
-        return "local"
-
-
-def worker_env_scheduler(config):
-    return dict(os.environ, **config["scheduler"]["environment"])
-
-
-def make_scheduler(config, user, state_dir):
-    kind = config["scheduler"]["type"]
-    if kind == "auto":
-        kind = detect_scheduler(config)
-    timeout = config["scheduler"]["timeout"]
-    if kind == "slurm":
-        return SlurmScheduler(timeout=timeout, env=worker_env_scheduler(config), owner=os.getuid())
-    return LocalScheduler(state_dir, config["worker"]["python"] or sys.executable, user, timeout)
 
 
 # Worker #####################################################################

@@ -49,9 +49,7 @@ class FakeRun:
 
 
 def error(stderr, returncode=1):
-    e = sa.SchedulerError("command failed: " + stderr.strip(), stderr)
-    e.returncode = returncode
-    return e
+    return sa.SchedulerError("command failed: " + stderr.strip(), stderr=stderr, returncode=returncode)
 
 
 def scheduler(squeue, sacct="", accounting=True, **more):
@@ -330,6 +328,16 @@ def test_status_final_states(accounting):
         assert sacct_calls == []
 
 
+def test_status_owner_of_a_job_cancelled_while_pending_is_squeue_s_word():
+    # sacct says UID 0 until slurmdbd completes the record; judged by that,
+    # the owner's own cancel would read as an administrator's
+    s, _ = scheduler(data("squeue_7_cancelled_while_pending.txt"),
+                     data("sacct_7_cancelled_while_pending.txt"))
+    st = s.status(["3"])["3"]
+    assert (st["state"], st["reason_text"]) == ("CANCELLED", "cancelled by the user")
+    assert st["requested_mem_mb"] == 256.0 and st["time_limit"] == "1:00:00"  # sacct's gaps, from squeue
+
+
 def test_status_sacct_for_ids_squeue_no_longer_lists():
     # squeue has forgotten every job (MinJobAge passed): sacct answers alone
     s, fake = scheduler("", data("sacct_6_final.txt"))
@@ -339,6 +347,16 @@ def test_status_sacct_for_ids_squeue_no_longer_lists():
     assert "99999" not in st
     sacct = [c for c in fake.calls if c[0] == "sacct"]
     assert sacct and sacct[0][3] == "--jobs=3,4,99999"
+
+
+def test_status_asks_once_for_distinct_well_formed_ids():
+    s, fake = scheduler(data("squeue_6_final.txt"), data("sacct_6_final.txt"))
+    st = s.status([JOBS["exit3"], int(JOBS["exit3"]), "4_3", "3,4", "--all", "", "../1"])
+    assert set(st) == {JOBS["exit3"], "4_3"}
+    squeue = [c for c in fake.calls if c[0] == "squeue"]
+    assert len(squeue) == 1 and "--jobs=3,4_3" in squeue[0]
+    s, fake = scheduler(data("squeue_6_final.txt"))
+    assert s.status(["--all"]) == {} and fake.calls == []
 
 
 def test_status_all_unknown_ids_is_not_an_error():
@@ -427,6 +445,15 @@ def test_submit_timeout_is_not_a_refusal():
     assert not isinstance(e.value, sa.SchedulerRefused)
 
 
+def test_scheduler_errors_cross_the_worker_pipe_as_themselves():
+    for cls in (sa.SchedulerError, sa.SchedulerRefused):
+        sent = cls("sbatch failed", stdout="5", stderr="sbatch: error: x", returncode=1)
+        got = sa.error_from_dict(sent.as_dict())
+        assert type(got) is cls and (got.message, got.fields) == ("sbatch failed", {})
+        # the command's output stays in the worker
+        assert (got.stdout, got.stderr, got.returncode) == ("", "", None)
+
+
 def test_cancel_finished_job_is_not_an_error():
     done = error("scancel: error: Kill job error on job id 2: "
                  "Job/step already completing or completed")
@@ -435,6 +462,8 @@ def test_cancel_finished_job_is_not_an_error():
     s = sa.SlurmScheduler(run=FakeRun({"scancel": error("scancel: error: Unable to contact slurm controller")}))
     with pytest.raises(sa.SchedulerError):
         s.cancel("2")
+    s.cancel("--user=fjtest_x")  # a record's scheduler id is the user's to edit: it never reaches scancel
+    assert s.counters == {"scancel": 1}
 
 
 def test_info_and_available():
