@@ -47,6 +47,7 @@ import errno
 import fcntl
 import hashlib
 import hmac
+import html
 import json
 import logging
 import os
@@ -78,6 +79,18 @@ FORMAT = 1  # the format version written into every metadata file
 STATES = ("PENDING", "RUNNING", "COMPLETED", "FAILED", "CANCELLED", "UNKNOWN")
 UNFINISHED = ("PENDING", "RUNNING")
 FINISHED = ("COMPLETED", "FAILED", "CANCELLED", "UNKNOWN")
+# The words pages use (templates through App.render, app.js through the
+# data-vocabulary attribute of base.tpl): each state's label, the scheduler's
+# own states worth adding to it ("Running · suspended"), and what a page asks
+# before it acts: (page title, button, question about the item).
+STATE_LABELS = {"PENDING": "Pending", "RUNNING": "Running", "COMPLETED": "Completed",
+                "FAILED": "Failed", "CANCELLED": "Cancelled", "UNKNOWN": "Unknown"}
+SHOWN_RAW_STATES = ("SUSPENDED", "COMPLETING", "CONFIGURING", "REQUEUED", "STOPPED")
+CONFIRM = {
+    "cancel": ("Cancel job", "Cancel", "Cancel job %s? It stops at once and its results may be incomplete."),
+    "remove": ("Remove job", "Remove", "Remove job %s from the list? Its result files are kept."),
+    "delete": ("Delete script", "Delete", "Delete the script “%s”? Its jobs and their results stay."),
+}
 
 QUESTION_TYPES = ("text", "multiline", "integer", "number", "select",
                   "multiselect", "boolean", "time", "email", "path")
@@ -3062,6 +3075,45 @@ def visible_questions(questions, answers):
     return shown
 
 
+def state_label(job):
+    """'Running', or 'Running · suspended' where the scheduler's own state
+    says more (SHOWN_RAW_STATES); the same words as app.js's stateLabel."""
+    label = STATE_LABELS.get(job["state"], job["state"].capitalize())
+    raw = job.get("raw_state")
+    return label + (" · " + raw.replace("_", " ").lower() if raw in SHOWN_RAW_STATES else "")
+
+
+def state_text(job):
+    """'Failed — out of memory': the label and why, for a job's page; the
+    same words as app.js's stateText."""
+    reason = job.get("reason_text") if job["state"] != "COMPLETED" else None
+    return STATE_LABELS.get(job["state"], job["state"].capitalize()) + (" — " + reason if reason else "")
+
+
+def confirm_question(action, name):
+    return CONFIRM[action][2] % name
+
+
+def seconds_between(start, end):
+    """Seconds from one ISO time to another; None if either is missing."""
+    try:
+        return parse_iso(end) - parse_iso(start)
+    except (TypeError, ValueError):
+        return None
+
+
+def numbered_lines(text):
+    """A script as HTML lines that style.css numbers, escaped."""
+    return "".join('<span class="line">%s\n</span>' % line for line in html.escape(text).split("\n"))
+
+
+VIEW_HELPERS = {"ago": ago, "duration": duration, "human_size": human_size, "quote": urllib.parse.quote,
+                "visible": visible_questions, "state_label": state_label, "state_text": state_text,
+                "confirm_question": confirm_question, "seconds_between": seconds_between,
+                "numbered_lines": numbered_lines, "STATE_LABELS": STATE_LABELS, "UNFINISHED": UNFINISHED}
+VOCABULARY = json.dumps({"labels": STATE_LABELS, "shown_raw": SHOWN_RAW_STATES, "finished": FINISHED})
+
+
 def security_headers():
     """Set the headers every response carries, error pages and static files
     included: the Content-Security-Policy (no inline script or style, no
@@ -3212,13 +3264,14 @@ class App:
         call, and `page` (title, crumbs, and this request's user and CSRF
         token, for the frame in base.tpl)."""
         user, session = self.who()
-        values.setdefault("crumbs", [])
+        values["crumbs"] = crumbs = list(values.get("crumbs", ()))
+        if crumbs:  # the last is this page: not a link
+            crumbs[-1] = (crumbs[-1][0], None)
         values.setdefault("notice", None)
-        values.update(ago=ago, duration=duration, human_size=human_size, quote=urllib.parse.quote,
-                      visible=visible_questions)
+        values.update(VIEW_HELPERS)
         values["page"] = {"title": values.get("title", "Flight Job"), "user": user,
                           "csrf": session.csrf if session else "", "crumbs": values["crumbs"],
-                          "notice": values["notice"], "version": __version__}
+                          "notice": values["notice"], "version": __version__, "vocabulary": VOCABULARY}
         bottle.response.status = status
         bottle.response.set_header("Content-Type", "text/html; charset=utf-8")
         return bottle.template(view, template_lookup=self.views, **values)
@@ -3604,13 +3657,20 @@ def script_edit(app, user, id):
     return bottle.redirect("/scripts/%s" % id, 303)
 
 
+def confirm_page(app, action, name, url, crumbs):
+    """The page that asks before url acts (CONFIRM[action]), for browsers
+    without JavaScript (app.js asks the same in a dialog); "Keep it" goes
+    back to the last of crumbs."""
+    title, button, question = CONFIRM[action]
+    return app.render("confirm", title=title, question=question % name, button=button, action=url,
+                      back=crumbs[-1][1], crumbs=crumbs + [(button, None)])
+
+
 @route("/scripts/<id>/delete")
 def script_delete_confirm(app, user, id):
     script = app.call(user, "scripts.get", id=id)
-    return app.render("confirm", title="Delete script",
-                      question="Delete the script “%s”? Its jobs and their results stay." % script["name"],
-                      action="/scripts/%s/delete" % id, button="Delete", back="/scripts/%s" % id,
-                      crumbs=[("Scripts", "/scripts"), (script["name"], "/scripts/%s" % id), ("Delete", None)])
+    return confirm_page(app, "delete", script["name"], "/scripts/%s/delete" % id,
+                        [("Scripts", "/scripts"), (script["name"], "/scripts/%s" % id)])
 
 
 @route("/scripts/<id>/delete", "POST")
@@ -3741,10 +3801,8 @@ def jobs(app, user):
                       page_no=listing["page"], **listing)
 
 
-def job_crumbs(job, last=None):
-    name = "Job %s" % (job.get("scheduler_id") or job["id"])
-    crumbs = [("Jobs", "/jobs"), (name, "/jobs/%s" % job["id"] if last else None)]
-    return crumbs + ([(last, None)] if last else [])
+def job_crumbs(job):
+    return [("Jobs", "/jobs"), ("Job %s" % (job.get("scheduler_id") or job["id"]), "/jobs/%s" % job["id"])]
 
 
 @route("/jobs/<id>")
@@ -3764,14 +3822,10 @@ def job(app, user, id):
                       title="Job %s" % (job.get("scheduler_id") or id), crumbs=job_crumbs(job))
 
 
-def confirm_job(app, user, id, verb):
+def confirm_job(app, user, id, action):
     job = app.call(user, "jobs.get", id=id)
-    words = {"cancel": ("Cancel", "Cancel job %s? It stops at once and its results may be incomplete."),
-             "remove": ("Remove", "Remove job %s from the list? Its result files are kept.")}[verb]
-    return app.render("confirm", title=words[0] + " job",
-                      question=words[1] % (job.get("scheduler_id") or id), button=words[0],
-                      action="/jobs/%s/%s" % (id, verb), back="/jobs/%s" % id,
-                      crumbs=job_crumbs(job, words[0]))
+    return confirm_page(app, action, job.get("scheduler_id") or id, "/jobs/%s/%s" % (id, action),
+                        job_crumbs(job))
 
 
 @route("/jobs/<id>/cancel")
@@ -3809,7 +3863,7 @@ def file_view(app, user, id, path):
         piece = app.call(user, "jobs.file", id=id, path=path, **({"offset": 0} if whole else {"tail": 65536}))
         piece["text"] = base64.b64decode(piece["data"]).decode("utf-8", "replace")
     return app.render("file", job=job, path=path, listing=listing, piece=piece, title=path,
-                      crumbs=job_crumbs(job, path))
+                      crumbs=job_crumbs(job) + [(path, None)])
 
 
 @route("/jobs/<id>/download/<path:path>")

@@ -1,15 +1,6 @@
 % rebase('base', page=page)
 % sid = job.get('scheduler_id') or job['id']
-% unfinished = job['state'] in ('PENDING', 'RUNNING')
-% import datetime
-% def seconds_between(a, b):
-%   try:
-%     p = lambda t: datetime.datetime.strptime(t[:19], '%Y-%m-%dT%H:%M:%S')
-%     return (p(b) - p(a)).total_seconds()
-%   except ValueError:
-%     return None
-%   end
-% end
+% unfinished = job['state'] in UNFINISHED
 <div data-live-job="{{job['id']}}" data-state="{{job['state']}}">
 <h1>Job {{sid}}
 % include('badge', job=job)
@@ -22,16 +13,16 @@
 % end
 <div class="actions">
 % if unfinished:
-  <a class="button danger" href="/jobs/{{job['id']}}/cancel" data-confirm="Cancel job {{sid}}? It stops at once and its results may be incomplete." data-post="/jobs/{{job['id']}}/cancel">Cancel job</a>
+  <a class="button danger" href="/jobs/{{job['id']}}/cancel" data-confirm="{{confirm_question('cancel', sid)}}" data-post="/jobs/{{job['id']}}/cancel">Cancel job</a>
 % else:
-  <a class="button danger" href="/jobs/{{job['id']}}/remove" data-confirm="Remove job {{sid}} from the list? Its result files are kept." data-post="/jobs/{{job['id']}}/remove">Remove</a>
+  <a class="button danger" href="/jobs/{{job['id']}}/remove" data-confirm="{{confirm_question('remove', sid)}}" data-post="/jobs/{{job['id']}}/remove">Remove</a>
 % end
   <a class="button" href="/scripts/{{job['script_id']}}/submit">Submit the script again</a>
 </div>
 <dl class="facts">
   <div><dt>ID</dt><dd>{{sid}} <span class="muted">(on the {{job['scheduler']}} scheduler; ours: {{job['id']}})</span></dd></div>
   <div><dt>Script</dt><dd><a href="/scripts/{{job['script_id']}}">{{job['script_name']}}</a></dd></div>
-  <div><dt>State</dt><dd data-field="state-text">{{job['state'].capitalize()}}{{(' — ' + job['reason_text']) if job.get('reason_text') and job['state'] != 'COMPLETED' else ''}}</dd></div>
+  <div><dt>State</dt><dd data-field="state-text">{{state_text(job)}}</dd></div>
   <div data-row="exit_code"{{!'' if job.get('exit_code') is not None else ' hidden'}}><dt>Exit code</dt><dd data-field="exit_code">{{'' if job.get('exit_code') is None else job['exit_code']}}</dd></div>
   <div><dt>Submitted</dt><dd data-field="submitted_at"><time datetime="{{job['submitted_at']}}" title="{{job['submitted_at']}}" data-ago>{{ago(job['submitted_at'])}}</time></dd></div>
   <div data-row="estimated_start_at"{{!'' if job['state'] == 'PENDING' and job.get('estimated_start_at') else ' hidden'}}><dt>Estimated start</dt><dd data-field="estimated_start_at">
@@ -149,7 +140,7 @@
 <h2 id="script-h">Submitted script</h2>
 <details>
 <summary>Show the exact script and answers this job was submitted with</summary>
-<pre class="code numbered" tabindex="0" role="region" aria-labelledby="script-h"><code>{{!''.join('<span class="line">%s\n</span>' % line for line in __import__('html').escape(job.get('script_content') or '').split('\n'))}}</code></pre>
+<pre class="code numbered" tabindex="0" role="region" aria-labelledby="script-h"><code>{{!numbered_lines(job.get('script_content') or '')}}</code></pre>
 % if job.get('answers'):
 <h3>Submission answers</h3>
 <dl class="facts">

@@ -7,7 +7,7 @@
   <select id="state" name="state">
     <option value="">all jobs</option>
     % for s in states:
-    <option value="{{s}}" {{'selected' if s == state else ''}}>{{s.lower()}}</option>
+    <option value="{{s}}" {{'selected' if s == state else ''}}>{{STATE_LABELS[s].lower()}}</option>
     % end
   </select>
   <button type="submit">Filter</button>
