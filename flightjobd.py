@@ -3052,6 +3052,7 @@ def duration(seconds):
 
 
 def human_size(n):
+    """'12.3 MiB' for a number of bytes."""
     for unit in ("B", "KiB", "MiB", "GiB"):
         if n < 1024 or unit == "GiB":
             return ("%d %s" if unit == "B" else "%.1f %s") % (n, unit)
@@ -3267,11 +3268,10 @@ class App:
         values["crumbs"] = crumbs = list(values.get("crumbs", ()))
         if crumbs:  # the last is this page: not a link
             crumbs[-1] = (crumbs[-1][0], None)
-        values.setdefault("notice", None)
         values.update(VIEW_HELPERS)
         values["page"] = {"title": values.get("title", "Flight Job"), "user": user,
-                          "csrf": session.csrf if session else "", "crumbs": values["crumbs"],
-                          "notice": values["notice"], "version": __version__, "vocabulary": VOCABULARY}
+                          "csrf": session.csrf if session else "", "crumbs": crumbs,
+                          "version": __version__, "vocabulary": VOCABULARY}
         bottle.response.status = status
         bottle.response.set_header("Content-Type", "text/html; charset=utf-8")
         return bottle.template(view, template_lookup=self.views, **values)
@@ -3755,7 +3755,9 @@ def api_files(app, user, id):
 
 
 def send_file(app, user, id, download, **where):
-    """Stream a file from the worker in 1 MiB pieces."""
+    """A job's file (where: path=, or which= stdout/stderr) streamed from the
+    worker in its 1 MiB pieces, or with ?tail=N its last N bytes; as an
+    attachment for download, else as UTF-8 text."""
     tail = bottle.request.query.get("tail")
     if tail is not None:
         piece = app.call(user, "jobs.file", id=id, tail=_int_query("tail", 0), **where)
@@ -3808,7 +3810,7 @@ def job_crumbs(job):
 @route("/jobs/<id>")
 def job(app, user, id):
     job = app.call(user, "jobs.get", id=id, script=True)
-    files = outputs = None
+    files = None
     if job.get("results_dir") and job["state"] != "CANCELLED":
         with contextlib.suppress(FlightJobError):
             files = app.call(user, "jobs.files", id=id)

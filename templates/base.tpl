@@ -42,9 +42,6 @@
   % end
 </ol></nav>
 % end
-% if page['notice']:
-<p class="notice" role="status">{{page['notice']}}</p>
-% end
 {{!base}}
 </main>
 <footer>flightjobd {{page['version']}}</footer>
