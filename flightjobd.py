@@ -3103,12 +3103,20 @@ def seconds_between(start, end):
         return None
 
 
+def time_tag(iso):
+    """A <time> saying 'N minutes ago' (app.js keeps it ticking); '' for none."""
+    if not iso:
+        return ""
+    return '<time datetime="%s" title="%s" data-ago>%s</time>' % (html.escape(iso), html.escape(iso),
+                                                                   html.escape(ago(iso)))
+
+
 def numbered_lines(text):
     """A script as HTML lines that style.css numbers, escaped."""
     return "".join('<span class="line">%s\n</span>' % line for line in html.escape(text).split("\n"))
 
 
-VIEW_HELPERS = {"ago": ago, "duration": duration, "human_size": human_size, "quote": urllib.parse.quote,
+VIEW_HELPERS = {"time_tag": time_tag, "duration": duration, "human_size": human_size, "quote": urllib.parse.quote,
                 "visible": visible_questions, "state_label": state_label, "state_text": state_text,
                 "confirm_question": confirm_question, "seconds_between": seconds_between,
                 "numbered_lines": numbered_lines, "STATE_LABELS": STATE_LABELS, "UNFINISHED": UNFINISHED}
@@ -3282,6 +3290,10 @@ class App:
         bottle.response.set_header("Cache-Control", "no-store")
         return data if isinstance(data, RawJSON) else json.dumps(data)
 
+    def no_content(self):
+        bottle.response.status = 204
+        return ""
+
     def error_json(self, err):
         body = {"error": err.as_dict()}
         if getattr(err, "conflict", None) is not None:
@@ -3406,6 +3418,11 @@ def _int_query(name, default):
     if not re.match(r"^\d{1,9}$", value):
         raise Invalid("%s must be a whole number." % name, {name: "must be a whole number"})
     return int(value)
+
+
+def form_errors(e):
+    """An Invalid's messages by field, for a form shown again ('': the form's)."""
+    return e.fields or {"": e.message}
 
 
 def _answers_from_form(form, questions):
@@ -3569,8 +3586,17 @@ def create_post(app, user, id):
     try:
         script = app.call(user, "scripts.create", template=id, name=name, answers=answers, notes=notes)
     except Invalid as e:
-        return create_form(app, t, answers, name, notes, e.fields or {"": e.message}, 422)
+        return create_form(app, t, answers, name, notes, form_errors(e), 422)
     return bottle.redirect("/scripts/%s" % script["id"], 303)
+
+
+SCRIPT_FIELDS = ("content", "notes", "name")  # what a user may edit in a script
+
+
+def script_json(app, script, status=200):
+    """A script as JSON, its ETag (for If-Match) in the header too."""
+    bottle.response.set_header("ETag", script["etag"])
+    return app.json(script, status)
 
 
 @route("/api/scripts", api=True)
@@ -3583,34 +3609,29 @@ def api_script_create(app, user):
     data = app.body_json()
     script = app.call(user, "scripts.create", template=data.get("template"), name=data.get("name"),
                       answers=data.get("answers"), notes=data.get("notes"))
-    bottle.response.set_header("ETag", script["etag"])
-    return app.json(script, 201)
+    return script_json(app, script, 201)
 
 
 @route("/api/scripts/<id>", api=True)
 def api_script(app, user, id):
-    script = app.call(user, "scripts.get", id=id)
-    bottle.response.set_header("ETag", script["etag"])
-    return app.json(script)
+    return script_json(app, app.call(user, "scripts.get", id=id))
 
 
 @route("/api/scripts/<id>", "PATCH", api=True)
 def api_script_update(app, user, id):
     data = app.body_json()
-    extra = set(data) - {"content", "notes", "name"}
+    extra = set(data) - set(SCRIPT_FIELDS)
     if extra:
         raise BadRequest("Unknown field %r: give content, notes or name." % sorted(extra)[0])
     script = app.call(user, "scripts.update", id=id, content=data.get("content"), notes=data.get("notes"),
                       name=data.get("name"), if_match=bottle.request.headers.get("If-Match"))
-    bottle.response.set_header("ETag", script["etag"])
-    return app.json(script)
+    return script_json(app, script)
 
 
 @route("/api/scripts/<id>", "DELETE", api=True)
 def api_script_delete(app, user, id):
     app.call(user, "scripts.delete", id=id)
-    bottle.response.status = 204
-    return ""
+    return app.no_content()
 
 
 @route("/api/scripts/<id>/submission", api=True)
@@ -3638,14 +3659,14 @@ def script_page(app, user, id, edit=None, draft=None, conflict=None, status=200,
 @route("/scripts/<id>")
 def script(app, user, id):
     edit = bottle.request.query.get("edit")
-    return script_page(app, user, id, edit if edit in ("content", "notes", "name") else None)
+    return script_page(app, user, id, edit if edit in SCRIPT_FIELDS else None)
 
 
 @route("/scripts/<id>/edit", "POST")
 def script_edit(app, user, id):
     form = app.form()
     field = form.get("field")
-    if field not in ("content", "notes", "name"):
+    if field not in SCRIPT_FIELDS:
         raise BadRequest("Unknown field to edit.")
     text = form.get("text", "")
     try:
@@ -3710,7 +3731,7 @@ def submit_post(app, user, id):
     try:
         plan = app.call(user, "jobs.preview", script=id, answers=answers)
     except Invalid as e:
-        return submit_page(app, user, id, answers, e.fields or {"": e.message}, 422)
+        return submit_page(app, user, id, answers, form_errors(e), 422)
     name = plan["script"]["name"]
     return app.render("summary", plan=plan, raw_answers=answers, title="Summary: " + name,
                       crumbs=[("Scripts", "/scripts"), (name, "/scripts/%s" % id),
@@ -3740,8 +3761,7 @@ def api_job(app, user, id):
 @route("/api/jobs/<id>", "DELETE", api=True)
 def api_job_delete(app, user, id):
     app.call(user, "jobs.delete", id=id)
-    bottle.response.status = 204
-    return ""
+    return app.no_content()
 
 
 @route("/api/jobs/<id>/cancel", "POST", api=True)
@@ -3752,6 +3772,11 @@ def api_cancel(app, user, id):
 @route("/api/jobs/<id>/files", api=True)
 def api_files(app, user, id):
     return app.json(app.call_raw(user, "jobs.files", id=id))
+
+
+def with_text(piece):
+    """A piece of a file from the worker, with its bytes as text to show."""
+    return dict(piece, text=base64.b64decode(piece["data"]).decode("utf-8", "replace"))
 
 
 def send_file(app, user, id, download, **where):
@@ -3767,11 +3792,11 @@ def send_file(app, user, id, download, **where):
 
         def more(piece=piece):
             while True:
-                yield base64.b64decode(piece["data"])
-                if piece["eof"] or not piece["data"]:
+                data = base64.b64decode(piece["data"])
+                yield data
+                if piece["eof"] or not data:
                     return
-                piece = app.call(user, "jobs.file", id=id, offset=piece["offset"] + len(
-                    base64.b64decode(piece["data"])), **where)
+                piece = app.call(user, "jobs.file", id=id, offset=piece["offset"] + len(data), **where)
         chunks = more()
     bottle.response.set_header("Content-Type", "application/octet-stream" if download
                                else "text/plain; charset=utf-8")
@@ -3814,36 +3839,27 @@ def job(app, user, id):
     if job.get("results_dir") and job["state"] != "CANCELLED":
         with contextlib.suppress(FlightJobError):
             files = app.call(user, "jobs.files", id=id)
-    outputs = {}
+    outputs = {}  # stdout, and stderr if it is another file: its tail, None while unreadable
     for which in ("stdout", "stderr"):
         if job.get(which + "_path") and (which == "stdout" or job["stderr_path"] != job["stdout_path"]):
+            outputs[which] = None
             with contextlib.suppress(FlightJobError):
-                piece = app.call(user, "jobs.file", id=id, which=which, tail=16384)
-                outputs[which] = dict(piece, text=base64.b64decode(piece["data"]).decode("utf-8", "replace"))
+                outputs[which] = with_text(app.call(user, "jobs.file", id=id, which=which, tail=16384))
     return app.render("job", job=job, files=files, outputs=outputs,
                       title="Job %s" % (job.get("scheduler_id") or id), crumbs=job_crumbs(job))
 
 
-def confirm_job(app, user, id, action):
+@route("/jobs/<id>/<action:re:cancel|remove>")
+def job_confirm(app, user, id, action):
     job = app.call(user, "jobs.get", id=id)
     return confirm_page(app, action, job.get("scheduler_id") or id, "/jobs/%s/%s" % (id, action),
                         job_crumbs(job))
-
-
-@route("/jobs/<id>/cancel")
-def cancel_confirm(app, user, id):
-    return confirm_job(app, user, id, "cancel")
 
 
 @route("/jobs/<id>/cancel", "POST")
 def cancel(app, user, id):
     app.call(user, "jobs.cancel", id=id)
     return bottle.redirect("/jobs/%s" % id, 303)
-
-
-@route("/jobs/<id>/remove")
-def remove_confirm(app, user, id):
-    return confirm_job(app, user, id, "remove")
 
 
 @route("/jobs/<id>/remove", "POST")
@@ -3862,8 +3878,8 @@ def file_view(app, user, id, path):
         listing = None
     piece = None
     if listing is None:
-        piece = app.call(user, "jobs.file", id=id, path=path, **({"offset": 0} if whole else {"tail": 65536}))
-        piece["text"] = base64.b64decode(piece["data"]).decode("utf-8", "replace")
+        piece = with_text(app.call(user, "jobs.file", id=id, path=path,
+                                   **({"offset": 0} if whole else {"tail": 65536})))
     return app.render("file", job=job, path=path, listing=listing, piece=piece, title=path,
                       crumbs=job_crumbs(job) + [(path, None)])
 

@@ -358,7 +358,7 @@ def test_security_headers_on_every_response(client, monkeypatch):
         values = {"id": jid if route.rule.startswith("/api/jobs") or route.rule.startswith("/jobs")
                   else "serial" if "/templates/" in route.rule else sid,
                   "path": "style.css" if route.rule.startswith("/static/") else path,
-                  "which": "stdout"}
+                  "which": "stdout", "action": "cancel"}
         url = re.sub(r"<(\w+)[^>]*>", lambda m: values[m.group(1)], route.rule)
         if route.rule in ("/logout", "/api/logout") or route.method == "DELETE" or "/remove" in route.rule:
             check(client.web, route.method, url)  # refused for want of a CSRF token: nothing ends
