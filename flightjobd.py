@@ -47,6 +47,7 @@ import errno
 import fcntl
 import hashlib
 import hmac
+import html
 import json
 import logging
 import os
@@ -78,6 +79,18 @@ FORMAT = 1  # the format version written into every metadata file
 STATES = ("PENDING", "RUNNING", "COMPLETED", "FAILED", "CANCELLED", "UNKNOWN")
 UNFINISHED = ("PENDING", "RUNNING")
 FINISHED = ("COMPLETED", "FAILED", "CANCELLED", "UNKNOWN")
+# The words pages use (templates through App.render, app.js through the
+# data-vocabulary attribute of base.tpl): each state's label, the scheduler's
+# own states worth adding to it ("Running · suspended"), and what a page asks
+# before it acts: (page title, button, question about the item).
+STATE_LABELS = {"PENDING": "Pending", "RUNNING": "Running", "COMPLETED": "Completed",
+                "FAILED": "Failed", "CANCELLED": "Cancelled", "UNKNOWN": "Unknown"}
+SHOWN_RAW_STATES = ("SUSPENDED", "COMPLETING", "CONFIGURING", "REQUEUED", "STOPPED")
+CONFIRM = {
+    "cancel": ("Cancel job", "Cancel", "Cancel job %s? It stops at once and its results may be incomplete."),
+    "remove": ("Remove job", "Remove", "Remove job %s from the list? Its result files are kept."),
+    "delete": ("Delete script", "Delete", "Delete the script “%s”? Its jobs and their results stay."),
+}
 
 QUESTION_TYPES = ("text", "multiline", "integer", "number", "select",
                   "multiselect", "boolean", "time", "email", "path")
@@ -3204,6 +3217,7 @@ class Auth:
 
 COOKIE = "flightjob_session"
 PRE_COOKIE = "flightjob_login"
+CSP = "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'"
 
 
 def ago(iso, now=None):
@@ -3232,15 +3246,107 @@ def duration(seconds):
 
 
 def human_size(n):
+    """'12.3 MiB' for a number of bytes."""
     for unit in ("B", "KiB", "MiB", "GiB"):
         if n < 1024 or unit == "GiB":
             return ("%d %s" if unit == "B" else "%.1f %s") % (n, unit)
         n /= 1024.0
 
 
+def visible_questions(questions, answers):
+    """Ids of the questions asked, given raw answers (None: the defaults),
+    so pages without JavaScript show exactly the questions that apply."""
+    values, shown = {}, set()
+    for q in questions:
+        raw = q["default"] if answers is None else answers.get(q["id"], q["default"])
+        if question_applies(q, values):
+            shown.add(q["id"])
+        else:
+            raw = q["default"]
+        try:
+            values[q["id"]] = convert_answer(dict(q, required=False, options_from=None), raw, "/")
+        except ValueError:
+            values[q["id"]] = raw
+    return shown
+
+
+def state_label(job):
+    """'Running', or 'Running · suspended' where the scheduler's own state
+    says more (SHOWN_RAW_STATES); the same words as app.js's stateLabel."""
+    label = STATE_LABELS.get(job["state"], job["state"].capitalize())
+    raw = job.get("raw_state")
+    return label + (" · " + raw.replace("_", " ").lower() if raw in SHOWN_RAW_STATES else "")
+
+
+def state_text(job):
+    """'Failed — out of memory': the label and why, for a job's page; the
+    same words as app.js's stateText."""
+    reason = job.get("reason_text") if job["state"] != "COMPLETED" else None
+    return STATE_LABELS.get(job["state"], job["state"].capitalize()) + (" — " + reason if reason else "")
+
+
+def confirm_question(action, name):
+    return CONFIRM[action][2] % name
+
+
+def seconds_between(start, end):
+    """Seconds from one ISO time to another; None if either is missing."""
+    try:
+        return parse_iso(end) - parse_iso(start)
+    except (TypeError, ValueError):
+        return None
+
+
+def time_tag(iso):
+    """A <time> saying 'N minutes ago' (app.js keeps it ticking); '' for none."""
+    if not iso:
+        return ""
+    return '<time datetime="%s" title="%s" data-ago>%s</time>' % (html.escape(iso), html.escape(iso),
+                                                                   html.escape(ago(iso)))
+
+
+def numbered_lines(text):
+    """A script as HTML lines that style.css numbers, escaped."""
+    return "".join('<span class="line">%s\n</span>' % line for line in html.escape(text).split("\n"))
+
+
+VIEW_HELPERS = {"time_tag": time_tag, "duration": duration, "human_size": human_size, "quote": urllib.parse.quote,
+                "visible": visible_questions, "state_label": state_label, "state_text": state_text,
+                "confirm_question": confirm_question, "seconds_between": seconds_between,
+                "numbered_lines": numbered_lines, "STATE_LABELS": STATE_LABELS, "UNFINISHED": UNFINISHED}
+VOCABULARY = json.dumps({"labels": STATE_LABELS, "shown_raw": SHOWN_RAW_STATES, "finished": FINISHED})
+
+
+def security_headers():
+    """Set the headers every response carries, error pages and static files
+    included: the Content-Security-Policy (no inline script or style, no
+    framing, forms post only here), no MIME sniffing, no framing, no
+    Referer to other sites. An after_request hook, and called again by the
+    error handlers: Bottle answers an exception that escapes a route with a
+    fresh HTTPError whose headers replace those the hook set."""
+    bottle.response.set_header("Content-Security-Policy", CSP)
+    bottle.response.set_header("X-Content-Type-Options", "nosniff")
+    bottle.response.set_header("X-Frame-Options", "DENY")
+    bottle.response.set_header("Referrer-Policy", "same-origin")
+
+
+PLAIN_ERRORS = {404: ("not_found", "There is no such page."),
+                405: ("method_not_allowed", "That method is not allowed here."),
+                500: ("internal", "Something went wrong on the server; it has been logged.")}
+
+
+def plain_error(status):
+    """The domain error for a status of PLAIN_ERRORS, which no handler chose."""
+    code, message = PLAIN_ERRORS[status]
+    err = FlightJobError(message)
+    err.status, err.code = status, code
+    return err
+
+
 class App:
-    """The HTTP side: sessions, CSRF, rendering; every user action goes to
-    the user's worker. Build one with make_app(config)."""
+    """The HTTP side: settings, logins and sessions, request parsing,
+    rendering; every user action goes to the user's worker. make_app(config)
+    builds one with its routes bound; handlers reach it as `app`."""
 
     def __init__(self, config, pool=None, daemon_user=None):
         self.config = config
@@ -3251,6 +3357,7 @@ class App:
         self.started = time.time()
         self.health = (0.0, None)
         self.bottle = bottle.Bottle()
+        self.bottle.add_hook("after_request", security_headers)
         self.views = [os.path.join(HERE, "templates")]
         self.secure = (config["auth"]["secure_cookies"] == "always" or (
             config["auth"]["secure_cookies"] == "auto"
@@ -3336,17 +3443,37 @@ class App:
         self.set_session_cookie(session)
         return session
 
+    def logout(self):
+        """End this request's session, if any, and forget its cookie."""
+        session = self.who()[1]
+        if session:
+            self.auth.end(session.id)
+        bottle.response.delete_cookie(COOKIE, path="/")
+
+    def identify(self, api):
+        """(user, session) of this request, as user_for finds them,
+        remembered for render and the error pages."""
+        bottle.request.environ["flightjob.who"] = who = self.user_for(api)
+        return who
+
+    def who(self):
+        """(user, session) found for this request; (None, None) before."""
+        return bottle.request.environ.get("flightjob.who", (None, None))
+
     # rendering
 
     def render(self, view, status=200, **values):
-        user, session = values.get("user"), values.get("session")
-        values.setdefault("crumbs", [])
-        values.setdefault("notice", None)
-        values.update(ago=ago, duration=duration, human_size=human_size, quote=urllib.parse.quote,
-                      visible=visible_questions)
+        """An HTML page: the view with values, the helpers every view may
+        call, and `page` (title, crumbs, and this request's user and CSRF
+        token, for the frame in base.tpl)."""
+        user, session = self.who()
+        values["crumbs"] = crumbs = list(values.get("crumbs", ()))
+        if crumbs:  # the last is this page: not a link
+            crumbs[-1] = (crumbs[-1][0], None)
+        values.update(VIEW_HELPERS)
         values["page"] = {"title": values.get("title", "Flight Job"), "user": user,
-                          "csrf": session.csrf if session else "", "crumbs": values["crumbs"],
-                          "notice": values["notice"], "version": __version__}
+                          "csrf": session.csrf if session else "", "crumbs": crumbs,
+                          "version": __version__, "vocabulary": VOCABULARY}
         bottle.response.status = status
         bottle.response.set_header("Content-Type", "text/html; charset=utf-8")
         return bottle.template(view, template_lookup=self.views, **values)
@@ -3357,6 +3484,10 @@ class App:
         bottle.response.set_header("Cache-Control", "no-store")
         return data if isinstance(data, RawJSON) else json.dumps(data)
 
+    def no_content(self):
+        bottle.response.status = 204
+        return ""
+
     def error_json(self, err):
         body = {"error": err.as_dict()}
         if isinstance(err, Unauthorized):
@@ -3366,52 +3497,21 @@ class App:
             bottle.response.set_header("WWW-Authenticate", 'Session realm="flight-job"')
         return self.json(body, err.status)
 
-    def error_page(self, err, user=None, session=None):
-        return self.render("error", status=err.status, user=user, session=session, error=err,
-                           title="Error")
+    def error_page(self, err):
+        return self.render("error", status=err.status, error=err, title="Error")
 
-    # route wrappers
+    def error_response(self, err, api):
+        return self.error_json(err) if api else self.error_page(err)
 
-    def route(self, path, method="GET", api=False, login=True):
-        """Register a handler: handler(user, session, **url_args). Logins and
-        CSRF are checked here; domain errors become JSON or an error page;
-        anything unexpected is logged and answered with a plain 500."""
-        def decorate(handler):
-            def callback(**kw):
-                user = session = None
-                bottle.response.set_header("X-Content-Type-Options", "nosniff")
-                bottle.response.set_header("X-Frame-Options", "DENY")
-                bottle.response.set_header("Referrer-Policy", "same-origin")
-                if not api:
-                    bottle.response.set_header(
-                        "Content-Security-Policy",
-                        "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'")
-                try:
-                    if login:
-                        user, session = self.user_for(api)
-                        if user is None:
-                            if api:
-                                raise Unauthorized("Log in first (session cookie or HTTP Basic).")
-                            target = bottle.request.fullpath
-                            if bottle.request.query_string:
-                                target += "?" + bottle.request.query_string
-                            return bottle.redirect("/login?next=" + urllib.parse.quote(target), 303)
-                        if method != "GET":
-                            self.check_csrf(session, api)
-                    return handler(user, session, **kw)
-                except bottle.HTTPResponse:
-                    raise
-                except FlightJobError as e:
-                    if api:
-                        return self.error_json(e)
-                    return self.error_page(e, user, session)
-                except Exception:
-                    log.exception("request %s %s failed", method, bottle.request.path)
-                    err = FlightJobError("Something went wrong on the server; it has been logged.")
-                    return self.error_json(err) if api else self.error_page(err, user, session)
-            self.bottle.route(path, method, callback)
-            return handler
-        return decorate
+    def bottle_error(self, error):
+        """The answer to an error Bottle meets itself: no route (404), a
+        wrong method (405), an exception outside RoutePlugin (500)."""
+        security_headers()
+        api = bottle.request.path.startswith("/api/")
+        if not api:
+            with contextlib.suppress(Exception):  # the page frame shows who is logged in
+                self.identify(False)
+        return self.error_response(plain_error(error.status_code), api)
 
     def background(self, stop):
         """Reap idle workers, expire sessions, refresh users with unfinished
@@ -3440,7 +3540,67 @@ class App:
         return result
 
 
-# Routes #####################################################################
+class RoutePlugin:
+    """Logins, CSRF and errors for every route, as the route's own config
+    asks (bottle.py's JSONPlugin reads route.config the same way):
+
+    - login (default True): without a session a page redirects to
+      /login?next=..., an API call is 401; False: open to anyone.
+    - api (default False): errors are JSON, HTTP Basic is accepted, and a
+      state-changing call made with a session cookie carries its CSRF token
+      in the X-CSRF-Token header (pages: the form field `csrf`); 403 when
+      it is missing or wrong. Basic-auth calls need none.
+
+    The handler is called as handler(app, user, **url_args). Domain errors
+    become JSON or an error page with their status; anything unexpected is
+    logged with its traceback and answered with a plain 500."""
+
+    name = "flightjob"
+    api = 2
+
+    def __init__(self, app):
+        self.app = app
+
+    def apply(self, callback, route):
+        app = self.app
+        api, login = route.config.get("api", False), route.config.get("login", True)
+
+        def wrapper(**url_args):
+            bottle.request.environ["flightjob.who"] = (None, None)
+            try:
+                user = None
+                if login:
+                    user, session = app.identify(api)
+                    if user is None:
+                        if api:
+                            raise Unauthorized("Log in first (session cookie or HTTP Basic).")
+                        target = bottle.request.fullpath
+                        if bottle.request.query_string:
+                            target += "?" + bottle.request.query_string
+                        return bottle.redirect("/login?next=" + urllib.parse.quote(target), 303)
+                    if route.method != "GET":
+                        app.check_csrf(session, api)
+                return callback(app, user, **url_args)
+            except bottle.HTTPResponse:
+                raise
+            except FlightJobError as e:
+                return app.error_response(e, api)
+            except Exception:
+                log.exception("request %s %s failed", route.method, bottle.request.path)
+                return app.error_response(plain_error(500), api)
+        return wrapper
+
+
+ROUTES = []  # (path, method, config, handler), in the order declared below
+
+
+def route(path, method="GET", **config):
+    """Declare a handler, handler(app, user, **url_args), for make_app to
+    bind to each new App; config (api, login) is read by RoutePlugin."""
+    def declare(handler):
+        ROUTES.append((path, method, config, handler))
+        return handler
+    return declare
 
 
 def _int_query(name, default):
@@ -3450,6 +3610,11 @@ def _int_query(name, default):
     if not re.match(r"^\d{1,9}$", value):
         raise Invalid("%s must be a whole number." % name, {name: "must be a whole number"})
     return int(value)
+
+
+def form_errors(e):
+    """An Invalid's messages by field, for a form shown again ('': the form's)."""
+    return e.fields or {"": e.message}
 
 
 def _answers_from_form(form, questions):
@@ -3465,441 +3630,455 @@ def _answers_from_form(form, questions):
     return answers
 
 
-def visible_questions(questions, answers):
-    """Ids of the questions asked, given raw answers (None: the defaults),
-    so pages without JavaScript show exactly the questions that apply."""
-    values, shown = {}, set()
-    for q in questions:
-        raw = q["default"] if answers is None else answers.get(q["id"], q["default"])
-        if question_applies(q, values):
-            shown.add(q["id"])
-        else:
-            raw = q["default"]
-        try:
-            values[q["id"]] = convert_answer(dict(q, required=False, options_from=None), raw, "/")
-        except ValueError:
-            values[q["id"]] = raw
-    return shown
+def make_app(config, pool=None, daemon_user=None):
+    """A fresh App, its Bottle application (app.bottle, the WSGI app) with
+    RoutePlugin installed, every route of the "Routes" banners bound and
+    the error pages Bottle sends itself: a test builds one each."""
+    app = App(config, pool, daemon_user)
+    app.bottle.install(RoutePlugin(app))
+    for path, method, route_config, handler in ROUTES:
+        app.bottle.route(path, method, handler, **route_config)
+    for status in PLAIN_ERRORS:
+        app.bottle.error_handler[status] = app.bottle_error
+    return app
 
 
-def add_routes(a):
-    """Every URL of the daemon, grouped by page, in URL order."""
-    route, call, call_raw, render = a.route, a.call, a.call_raw, a.render
+# Routes: static and health ##################################################
 
-    # static files and health
 
-    @route("/static/<path:path>", login=False)
-    def static(user, session, path):
-        return bottle.static_file(check_relpath(path), root=os.path.join(HERE, "share", "static"))
+@route("/static/<path:path>", login=False)
+def static(app, user, path):
+    return bottle.static_file(check_relpath(path), root=os.path.join(HERE, "share", "static"))
 
-    @route("/api/health", api=True, login=False)
-    def health(user, session):
-        probe = a.probe()
-        return a.json({"status": "ok", "version": __version__, "scheduler": probe["type"],
-                       "scheduler_answers": probe["answers"], "scheduler_message": probe.get("message"),
-                       "multi_user": a.config["server"]["multi_user"],
-                       "uptime_s": int(time.time() - a.started)})
 
-    # login and logout
+@route("/api/health", api=True, login=False)
+def health(app, user):
+    probe = app.probe()
+    return app.json({"status": "ok", "version": __version__, "scheduler": probe["type"],
+                     "scheduler_answers": probe["answers"], "scheduler_message": probe.get("message"),
+                     "multi_user": app.config["server"]["multi_user"],
+                     "uptime_s": int(time.time() - app.started)})
 
-    def login_page(error=None, status=200, next_url="/"):
-        token = secrets.token_urlsafe(16)
-        bottle.response.set_cookie(PRE_COOKIE, token, path="/login", httponly=True,
-                                   samesite="strict", secure=a.secure)
-        return render("login", status=status, error=error, login_csrf=token, next_url=next_url,
-                      title="Log in", multi_user=a.config["server"]["multi_user"])
 
-    def safe_next(url):
-        return url if isinstance(url, str) and url.startswith("/") and not url.startswith("//") \
-            and "\\" not in url else "/"
+# Routes: login ##############################################################
 
-    @route("/login", login=False)
-    def login_get(user, session):
-        token = bottle.request.query.get("token")
-        if token is not None:
-            if not a.config["server"]["multi_user"] and a.auth.use_login_token(token):
-                a.login(a.daemon_user)
-                return bottle.redirect("/", 303)
-            return login_page("That login link has already been used or is not valid; "
-                              "log in with your password.", 401)
-        return login_page(next_url=safe_next(bottle.request.query.get("next")))
 
-    @route("/login", "POST", login=False)
-    def login_post(user, session):
-        form = a.form()
-        next_url = safe_next(form.get("next"))
-        pre = bottle.request.get_cookie(PRE_COOKIE) or ""
-        if not pre or not hmac.compare_digest(pre.encode(), (form.get("login_csrf") or "").encode()):
-            return login_page("Your login form had expired; please try again.", 403, next_url)
-        try:
-            name = a.auth.check_password(form.get("username", "").strip(), form.get("password", ""),
-                                         a.client_addr())
-        except (Unauthorized, Throttled) as e:
-            return login_page(e.message, e.status, next_url)
-        a.login(name)
-        return bottle.redirect(next_url, 303)
+def login_page(app, error=None, status=200, next_url="/"):
+    token = secrets.token_urlsafe(16)
+    bottle.response.set_cookie(PRE_COOKIE, token, path="/login", httponly=True,
+                               samesite="strict", secure=app.secure)
+    return app.render("login", status=status, error=error, login_csrf=token, next_url=next_url,
+                      title="Log in", multi_user=app.config["server"]["multi_user"])
 
-    @route("/logout", "POST")
-    def logout(user, session):
-        a.auth.end(session.id)
-        bottle.response.delete_cookie(COOKIE, path="/")
-        return bottle.redirect("/login", 303)
 
-    @route("/api/login", "POST", api=True, login=False)
-    def api_login(user, session):
-        data = a.body_json()
-        name = a.auth.check_password(data.get("username"), data.get("password"), a.client_addr())
-        session = a.login(name)
-        return a.json({"user": name, "csrf_token": session.csrf})
+def safe_next(url):
+    """Where to go after logging in: a path on this site, else /."""
+    return url if isinstance(url, str) and url.startswith("/") and not url.startswith("//") \
+        and "\\" not in url else "/"
 
-    @route("/api/logout", "POST", api=True)
-    def api_logout(user, session):
-        if session:
-            a.auth.end(session.id)
-        bottle.response.delete_cookie(COOKIE, path="/")
-        return a.json({"logged_out": True})
 
-    @route("/api/session", api=True)
-    def api_session(user, session):
-        return a.json({"user": user, "csrf_token": session.csrf if session else None})
+@route("/login", login=False)
+def login_get(app, user):
+    token = bottle.request.query.get("token")
+    if token is not None:
+        if not app.config["server"]["multi_user"] and app.auth.use_login_token(token):
+            app.login(app.daemon_user)
+            return bottle.redirect("/", 303)
+        return login_page(app, "That login link has already been used or is not valid; "
+                          "log in with your password.", 401)
+    return login_page(app, next_url=safe_next(bottle.request.query.get("next")))
 
-    # the management page
 
-    @route("/")
-    def home(user, session):
-        return render("home", user=user, session=session, title="Job manager")
+@route("/login", "POST", login=False)
+def login_post(app, user):
+    form = app.form()
+    next_url = safe_next(form.get("next"))
+    pre = bottle.request.get_cookie(PRE_COOKIE) or ""
+    if not pre or not hmac.compare_digest(pre.encode(), (form.get("login_csrf") or "").encode()):
+        return login_page(app, "Your login form had expired; please try again.", 403, next_url)
+    try:
+        name = app.auth.check_password(form.get("username", "").strip(), form.get("password", ""),
+                                       app.client_addr())
+    except (Unauthorized, Throttled) as e:
+        return login_page(app, e.message, e.status, next_url)
+    app.login(name)
+    return bottle.redirect(next_url, 303)
 
-    # templates -> create script
 
-    @route("/api/templates", api=True)
-    def api_templates(user, session):
-        return a.json(call_raw(user, "templates.list"))
+@route("/logout", "POST")
+def logout(app, user):
+    app.logout()
+    return bottle.redirect("/login", 303)
 
-    @route("/api/templates/<id>", api=True)
-    def api_template(user, session, id):
-        return a.json(call_raw(user, "templates.get", id=id))
 
-    @route("/templates")
-    def templates(user, session):
-        return render("templates", user=user, session=session, title="Script templates",
-                      crumbs=[("Templates", None)], **call(user, "templates.list"))
+@route("/api/login", "POST", api=True, login=False)
+def api_login(app, user):
+    data = app.body_json()
+    name = app.auth.check_password(data.get("username"), data.get("password"), app.client_addr())
+    session = app.login(name)
+    return app.json({"user": name, "csrf_token": session.csrf})
 
-    def create_form(user, session, template, answers=None, name="", notes=None, errors=None, status=200):
-        return render("create", status=status, user=user, session=session, template=template,
-                      answers=answers, name=name, notes=notes, errors=errors or {},
-                      title="Create script: " + template["name"],
+
+@route("/api/logout", "POST", api=True)
+def api_logout(app, user):
+    app.logout()
+    return app.json({"logged_out": True})
+
+
+@route("/api/session", api=True)
+def api_session(app, user):
+    session = app.who()[1]
+    return app.json({"user": user, "csrf_token": session.csrf if session else None})
+
+
+@route("/")
+def home(app, user):
+    return app.render("home", title="Job manager")
+
+
+# Routes: templates and scripts ##############################################
+
+
+@route("/api/templates", api=True)
+def api_templates(app, user):
+    return app.json(app.call_raw(user, "templates.list"))
+
+
+@route("/api/templates/<id>", api=True)
+def api_template(app, user, id):
+    return app.json(app.call_raw(user, "templates.get", id=id))
+
+
+@route("/templates")
+def templates(app, user):
+    return app.render("templates", title="Script templates", crumbs=[("Templates", None)],
+                      **app.call(user, "templates.list"))
+
+
+def create_form(app, template, answers=None, name="", notes=None, errors=None, status=200):
+    return app.render("create", status=status, template=template, answers=answers, name=name,
+                      notes=notes, errors=errors or {}, title="Create script: " + template["name"],
                       crumbs=[("Templates", "/templates"), (template["name"], None)])
 
-    @route("/templates/<id>/create")
-    def create_get(user, session, id):
-        t = call(user, "templates.get", id=id)
-        return create_form(user, session, t, name=t["name"], notes=t["notes"])
 
-    @route("/templates/<id>/create", "POST")
-    def create_post(user, session, id):
-        form = a.form()
-        t = call(user, "templates.get", id=id)
-        answers = _answers_from_form(form, t["questions"])
-        name, notes = form.get("name", ""), form.get("notes")
-        if form.get("action") == "update":  # no-JavaScript: re-show with ask_when applied
-            return create_form(user, session, t, answers, name, notes)
-        try:
-            script = call(user, "scripts.create", template=id, name=name, answers=answers, notes=notes)
-        except Invalid as e:
-            return create_form(user, session, t, answers, name, notes, e.fields or {"": e.message}, 422)
-        return bottle.redirect("/scripts/%s" % script["id"], 303)
+@route("/templates/<id>/create")
+def create_get(app, user, id):
+    t = app.call(user, "templates.get", id=id)
+    return create_form(app, t, name=t["name"], notes=t["notes"])
 
-    # scripts
 
-    @route("/api/scripts", api=True)
-    def api_scripts(user, session):
-        return a.json(call_raw(user, "scripts.list"))
+@route("/templates/<id>/create", "POST")
+def create_post(app, user, id):
+    form = app.form()
+    t = app.call(user, "templates.get", id=id)
+    answers = _answers_from_form(form, t["questions"])
+    name, notes = form.get("name", ""), form.get("notes")
+    if form.get("action") == "update":  # no-JavaScript: re-show with ask_when applied
+        return create_form(app, t, answers, name, notes)
+    try:
+        script = app.call(user, "scripts.create", template=id, name=name, answers=answers, notes=notes)
+    except Invalid as e:
+        return create_form(app, t, answers, name, notes, form_errors(e), 422)
+    return bottle.redirect("/scripts/%s" % script["id"], 303)
 
-    @route("/api/scripts", "POST", api=True)
-    def api_script_create(user, session):
-        data = a.body_json()
-        script = call(user, "scripts.create", template=data.get("template"), name=data.get("name"),
+
+SCRIPT_FIELDS = ("content", "notes", "name")  # what a user may edit in a script
+
+
+def script_json(app, script, status=200):
+    """A script as JSON, its ETag (for If-Match) in the header too."""
+    bottle.response.set_header("ETag", script["etag"])
+    return app.json(script, status)
+
+
+@route("/api/scripts", api=True)
+def api_scripts(app, user):
+    return app.json(app.call_raw(user, "scripts.list"))
+
+
+@route("/api/scripts", "POST", api=True)
+def api_script_create(app, user):
+    data = app.body_json()
+    script = app.call(user, "scripts.create", template=data.get("template"), name=data.get("name"),
                       answers=data.get("answers"), notes=data.get("notes"))
-        bottle.response.set_header("ETag", script["etag"])
-        return a.json(script, 201)
+    return script_json(app, script, 201)
 
-    @route("/api/scripts/<id>", api=True)
-    def api_script(user, session, id):
-        script = call(user, "scripts.get", id=id)
-        bottle.response.set_header("ETag", script["etag"])
-        return a.json(script)
 
-    @route("/api/scripts/<id>", "PATCH", api=True)
-    def api_script_update(user, session, id):
-        data = a.body_json()
-        extra = set(data) - {"content", "notes", "name"}
-        if extra:
-            raise BadRequest("Unknown field %r: give content, notes or name." % sorted(extra)[0])
-        script = call(user, "scripts.update", id=id, content=data.get("content"), notes=data.get("notes"),
+@route("/api/scripts/<id>", api=True)
+def api_script(app, user, id):
+    return script_json(app, app.call(user, "scripts.get", id=id))
+
+
+@route("/api/scripts/<id>", "PATCH", api=True)
+def api_script_update(app, user, id):
+    data = app.body_json()
+    extra = set(data) - set(SCRIPT_FIELDS)
+    if extra:
+        raise BadRequest("Unknown field %r: give content, notes or name." % sorted(extra)[0])
+    script = app.call(user, "scripts.update", id=id, content=data.get("content"), notes=data.get("notes"),
                       name=data.get("name"), if_match=bottle.request.headers.get("If-Match"))
-        bottle.response.set_header("ETag", script["etag"])
-        return a.json(script)
+    return script_json(app, script)
 
-    @route("/api/scripts/<id>", "DELETE", api=True)
-    def api_script_delete(user, session, id):
-        call(user, "scripts.delete", id=id)
-        bottle.response.status = 204
-        return ""
 
-    @route("/api/scripts/<id>/submission", api=True)
-    def api_submission(user, session, id):
-        return a.json(call_raw(user, "scripts.submission", id=id))
+@route("/api/scripts/<id>", "DELETE", api=True)
+def api_script_delete(app, user, id):
+    app.call(user, "scripts.delete", id=id)
+    return app.no_content()
 
-    @route("/api/scripts/<id>/preview", "POST", api=True)
-    def api_preview(user, session, id):
-        return a.json(call(user, "jobs.preview", script=id, answers=a.body_json().get("answers")))
 
-    @route("/scripts")
-    def scripts(user, session):
-        return render("scripts", user=user, session=session, title="Scripts",
-                      crumbs=[("Scripts", None)], **call(user, "scripts.list"))
+@route("/api/scripts/<id>/submission", api=True)
+def api_submission(app, user, id):
+    return app.json(app.call_raw(user, "scripts.submission", id=id))
 
-    def script_page(user, session, id, edit=None, draft=None, conflict=None, status=200, error=None):
-        script = call(user, "scripts.get", id=id)
-        return render("script", status=status, user=user, session=session, script=script, edit=edit,
-                      draft=draft, conflict=conflict, error=error, title=script["name"],
-                      crumbs=[("Scripts", "/scripts"), (script["name"], None)])
 
-    @route("/scripts/<id>")
-    def script(user, session, id):
-        edit = bottle.request.query.get("edit")
-        return script_page(user, session, id, edit if edit in ("content", "notes", "name") else None)
+@route("/api/scripts/<id>/preview", "POST", api=True)
+def api_preview(app, user, id):
+    return app.json(app.call(user, "jobs.preview", script=id, answers=app.body_json().get("answers")))
 
-    @route("/scripts/<id>/edit", "POST")
-    def script_edit(user, session, id):
-        form = a.form()
-        field = form.get("field")
-        if field not in ("content", "notes", "name"):
-            raise BadRequest("Unknown field to edit.")
-        text = form.get("text", "")
-        try:
-            call(user, "scripts.update", id=id, if_match=form.get("etag"), **{field: text})
-        except PreconditionFailed as e:
-            return script_page(user, session, id, field, text, e.message, 409)
-        except (Invalid, TooLarge) as e:
-            return script_page(user, session, id, field, text, None, e.status, e.message)
-        return bottle.redirect("/scripts/%s" % id, 303)
 
-    @route("/scripts/<id>/delete")
-    def script_delete_confirm(user, session, id):
-        script = call(user, "scripts.get", id=id)
-        return render("confirm", user=user, session=session, title="Delete script",
-                      question="Delete the script “%s”? Its jobs and their results stay." % script["name"],
-                      action="/scripts/%s/delete" % id, button="Delete", back="/scripts/%s" % id,
-                      crumbs=[("Scripts", "/scripts"), (script["name"], "/scripts/%s" % id), ("Delete", None)])
+@route("/scripts")
+def scripts(app, user):
+    return app.render("scripts", title="Scripts", crumbs=[("Scripts", None)],
+                      **app.call(user, "scripts.list"))
 
-    @route("/scripts/<id>/delete", "POST")
-    def script_delete(user, session, id):
-        call(user, "scripts.delete", id=id)
-        return bottle.redirect("/scripts", 303)
 
-    # submit: questions -> summary -> job
+def script_page(app, user, id, edit=None, draft=None, conflict=None, status=200, error=None):
+    script = app.call(user, "scripts.get", id=id)
+    return app.render("script", status=status, script=script, edit=edit, draft=draft, conflict=conflict,
+                      error=error, title=script["name"], crumbs=[("Scripts", "/scripts"), (script["name"], None)])
 
-    def submit_page(user, session, id, answers=None, errors=None, status=200):
-        sub = call(user, "scripts.submission", id=id)
-        name = sub["script"]["name"]
-        return render("submit", status=status, user=user, session=session, sub=sub, answers=answers,
-                      errors=errors or {}, title="Submit " + name,
+
+@route("/scripts/<id>")
+def script(app, user, id):
+    edit = bottle.request.query.get("edit")
+    return script_page(app, user, id, edit if edit in SCRIPT_FIELDS else None)
+
+
+@route("/scripts/<id>/edit", "POST")
+def script_edit(app, user, id):
+    form = app.form()
+    field = form.get("field")
+    if field not in SCRIPT_FIELDS:
+        raise BadRequest("Unknown field to edit.")
+    text = form.get("text", "")
+    try:
+        app.call(user, "scripts.update", id=id, if_match=form.get("etag"), **{field: text})
+    except PreconditionFailed as e:
+        return script_page(app, user, id, field, text, e.message, 409)
+    except (Invalid, TooLarge) as e:
+        return script_page(app, user, id, field, text, None, e.status, e.message)
+    return bottle.redirect("/scripts/%s" % id, 303)
+
+
+def confirm_page(app, action, name, url, crumbs):
+    """The page that asks before url acts (CONFIRM[action]), for browsers
+    without JavaScript (app.js asks the same in a dialog); "Keep it" goes
+    back to the last of crumbs."""
+    title, button, question = CONFIRM[action]
+    return app.render("confirm", title=title, question=question % name, button=button, action=url,
+                      back=crumbs[-1][1], crumbs=crumbs + [(button, None)])
+
+
+@route("/scripts/<id>/delete")
+def script_delete_confirm(app, user, id):
+    script = app.call(user, "scripts.get", id=id)
+    return confirm_page(app, "delete", script["name"], "/scripts/%s/delete" % id,
+                        [("Scripts", "/scripts"), (script["name"], "/scripts/%s" % id)])
+
+
+@route("/scripts/<id>/delete", "POST")
+def script_delete(app, user, id):
+    app.call(user, "scripts.delete", id=id)
+    return bottle.redirect("/scripts", 303)
+
+
+# Routes: submit #############################################################
+
+
+def submit_page(app, user, id, answers=None, errors=None, status=200):
+    sub = app.call(user, "scripts.submission", id=id)
+    name = sub["script"]["name"]
+    return app.render("submit", status=status, sub=sub, answers=answers, errors=errors or {},
+                      title="Submit " + name,
                       crumbs=[("Scripts", "/scripts"), (name, "/scripts/%s" % id), ("Submit", None)])
 
-    @route("/scripts/<id>/submit")
-    def submit_get(user, session, id):
-        return submit_page(user, session, id)
 
-    @route("/scripts/<id>/submit", "POST")
-    def submit_post(user, session, id):
-        form = a.form()
-        sub = call(user, "scripts.submission", id=id)
-        answers = _answers_from_form(form, sub["questions"])
-        action = form.get("action")
-        if action == "update":
-            return submit_page(user, session, id, answers)
-        if action == "submit":
-            job = call(user, "jobs.submit", script=id, answers=answers)
-            return bottle.redirect("/jobs/%s" % job["id"], 303)
-        try:
-            plan = call(user, "jobs.preview", script=id, answers=answers)
-        except Invalid as e:
-            return submit_page(user, session, id, answers, e.fields or {"": e.message}, 422)
-        name = plan["script"]["name"]
-        return render("summary", user=user, session=session, plan=plan, raw_answers=answers,
-                      title="Summary: " + name,
+@route("/scripts/<id>/submit")
+def submit_get(app, user, id):
+    return submit_page(app, user, id)
+
+
+@route("/scripts/<id>/submit", "POST")
+def submit_post(app, user, id):
+    """The questions (update: re-shown), then the summary, then submit."""
+    form = app.form()
+    sub = app.call(user, "scripts.submission", id=id)
+    answers = _answers_from_form(form, sub["questions"])
+    action = form.get("action")
+    if action == "update":
+        return submit_page(app, user, id, answers)
+    if action == "submit":
+        job = app.call(user, "jobs.submit", script=id, answers=answers)
+        return bottle.redirect("/jobs/%s" % job["id"], 303)
+    try:
+        plan = app.call(user, "jobs.preview", script=id, answers=answers)
+    except Invalid as e:
+        return submit_page(app, user, id, answers, form_errors(e), 422)
+    name = plan["script"]["name"]
+    return app.render("summary", plan=plan, raw_answers=answers, title="Summary: " + name,
                       crumbs=[("Scripts", "/scripts"), (name, "/scripts/%s" % id),
                               ("Submit", "/scripts/%s/submit" % id), ("Summary", None)])
 
-    # jobs
 
-    @route("/api/jobs", api=True)
-    def api_jobs(user, session):
-        return a.json(call(user, "jobs.list", state=bottle.request.query.get("state") or None,
-                           page=_int_query("page", 1), per_page=_int_query("per_page", 50)))
+# Routes: jobs and files #####################################################
 
-    @route("/api/jobs", "POST", api=True)
-    def api_submit(user, session):
-        data = a.body_json()
-        return a.json(call(user, "jobs.submit", script=data.get("script"), answers=data.get("answers")), 201)
 
-    @route("/api/jobs/<id>", api=True)
-    def api_job(user, session, id):
-        return a.json(call_raw(user, "jobs.get", id=id, script=bottle.request.query.get("script") == "1"))
+@route("/api/jobs", api=True)
+def api_jobs(app, user):
+    return app.json(app.call(user, "jobs.list", state=bottle.request.query.get("state") or None,
+                             page=_int_query("page", 1), per_page=_int_query("per_page", 50)))
 
-    @route("/api/jobs/<id>", "DELETE", api=True)
-    def api_job_delete(user, session, id):
-        call(user, "jobs.delete", id=id)
-        bottle.response.status = 204
-        return ""
 
-    @route("/api/jobs/<id>/cancel", "POST", api=True)
-    def api_cancel(user, session, id):
-        return a.json(call(user, "jobs.cancel", id=id))
+@route("/api/jobs", "POST", api=True)
+def api_submit(app, user):
+    data = app.body_json()
+    return app.json(app.call(user, "jobs.submit", script=data.get("script"), answers=data.get("answers")), 201)
 
-    @route("/api/jobs/<id>/files", api=True)
-    def api_files(user, session, id):
-        return a.json(call_raw(user, "jobs.files", id=id))
 
-    def send_file(user, id, download, **where):
-        """Stream a file from the worker in 1 MiB pieces."""
-        tail = bottle.request.query.get("tail")
-        if tail is not None:
-            piece = call(user, "jobs.file", id=id, tail=_int_query("tail", 0), **where)
-            chunks = iter([base64.b64decode(piece["data"])])
-        else:
-            piece = call(user, "jobs.file", id=id, offset=0, **where)
+@route("/api/jobs/<id>", api=True)
+def api_job(app, user, id):
+    return app.json(app.call_raw(user, "jobs.get", id=id, script=bottle.request.query.get("script") == "1"))
 
-            def more(piece=piece):
-                while True:
-                    yield base64.b64decode(piece["data"])
-                    if piece["eof"] or not piece["data"]:
-                        return
-                    piece = call(user, "jobs.file", id=id, offset=piece["offset"] + len(
-                        base64.b64decode(piece["data"])), **where)
-            chunks = more()
-        bottle.response.set_header("Content-Type", "application/octet-stream" if download
-                                   else "text/plain; charset=utf-8")
-        bottle.response.set_header("X-File-Size", str(piece["size"]))
-        if download:
-            bottle.response.set_header("Content-Disposition", "attachment; filename*=UTF-8''%s"
-                                       % urllib.parse.quote(piece["name"]))
-        return chunks
 
-    @route("/api/jobs/<id>/files/<path:path>", api=True)
-    def api_file(user, session, id, path):
-        listing = bottle.request.query.get("list") == "1"
-        if listing:
-            return a.json(call(user, "jobs.files", id=id, path=path))
-        return send_file(user, id, True, path=path)
+@route("/api/jobs/<id>", "DELETE", api=True)
+def api_job_delete(app, user, id):
+    app.call(user, "jobs.delete", id=id)
+    return app.no_content()
 
-    @route("/api/jobs/<id>/output/<which:re:stdout|stderr>", api=True)
-    def api_output(user, session, id, which):
-        return send_file(user, id, False, which=which)
 
-    @route("/jobs")
-    def jobs(user, session):
-        state = bottle.request.query.get("state") or None
-        listing = call(user, "jobs.list", state=state, page=_int_query("page", 1), per_page=50)
-        return render("jobs", user=user, session=session, title="Jobs", state=state, states=STATES,
-                      crumbs=[("Jobs", None)], page_no=listing["page"], **listing)
+@route("/api/jobs/<id>/cancel", "POST", api=True)
+def api_cancel(app, user, id):
+    return app.json(app.call(user, "jobs.cancel", id=id))
 
-    def job_crumbs(job, last=None):
-        name = "Job %s" % (job.get("scheduler_id") or job["id"])
-        crumbs = [("Jobs", "/jobs"), (name, "/jobs/%s" % job["id"] if last else None)]
-        return crumbs + ([(last, None)] if last else [])
 
-    @route("/jobs/<id>")
-    def job(user, session, id):
-        job = call(user, "jobs.get", id=id, script=True)
-        files = outputs = None
-        if job.get("results_dir") and job["state"] != "CANCELLED":
+@route("/api/jobs/<id>/files", api=True)
+def api_files(app, user, id):
+    return app.json(app.call_raw(user, "jobs.files", id=id))
+
+
+def with_text(piece):
+    """A piece of a file from the worker, with its bytes as text to show."""
+    return dict(piece, text=base64.b64decode(piece["data"]).decode("utf-8", "replace"))
+
+
+def send_file(app, user, id, download, **where):
+    """A job's file (where: path=, or which= stdout/stderr) streamed from the
+    worker in its 1 MiB pieces, or with ?tail=N its last N bytes; as an
+    attachment for download, else as UTF-8 text."""
+    tail = bottle.request.query.get("tail")
+    if tail is not None:
+        piece = app.call(user, "jobs.file", id=id, tail=_int_query("tail", 0), **where)
+        chunks = iter([base64.b64decode(piece["data"])])
+    else:
+        piece = app.call(user, "jobs.file", id=id, offset=0, **where)
+
+        def more(piece=piece):
+            while True:
+                data = base64.b64decode(piece["data"])
+                yield data
+                if piece["eof"] or not data:
+                    return
+                piece = app.call(user, "jobs.file", id=id, offset=piece["offset"] + len(data), **where)
+        chunks = more()
+    bottle.response.set_header("Content-Type", "application/octet-stream" if download
+                               else "text/plain; charset=utf-8")
+    bottle.response.set_header("X-File-Size", str(piece["size"]))
+    if download:
+        bottle.response.set_header("Content-Disposition", "attachment; filename*=UTF-8''%s"
+                                   % urllib.parse.quote(piece["name"]))
+    return chunks
+
+
+@route("/api/jobs/<id>/files/<path:path>", api=True)
+def api_file(app, user, id, path):
+    listing = bottle.request.query.get("list") == "1"
+    if listing:
+        return app.json(app.call(user, "jobs.files", id=id, path=path))
+    return send_file(app, user, id, True, path=path)
+
+
+@route("/api/jobs/<id>/output/<which:re:stdout|stderr>", api=True)
+def api_output(app, user, id, which):
+    return send_file(app, user, id, False, which=which)
+
+
+@route("/jobs")
+def jobs(app, user):
+    state = bottle.request.query.get("state") or None
+    listing = app.call(user, "jobs.list", state=state, page=_int_query("page", 1), per_page=50)
+    return app.render("jobs", title="Jobs", state=state, states=STATES, crumbs=[("Jobs", None)],
+                      page_no=listing["page"], **listing)
+
+
+def job_crumbs(job):
+    return [("Jobs", "/jobs"), ("Job %s" % (job.get("scheduler_id") or job["id"]), "/jobs/%s" % job["id"])]
+
+
+@route("/jobs/<id>")
+def job(app, user, id):
+    job = app.call(user, "jobs.get", id=id, script=True)
+    files = None
+    if job.get("results_dir") and job["state"] != "CANCELLED":
+        with contextlib.suppress(FlightJobError):
+            files = app.call(user, "jobs.files", id=id)
+    outputs = {}  # stdout, and stderr if it is another file: its tail, None while unreadable
+    for which in ("stdout", "stderr"):
+        if job.get(which + "_path") and (which == "stdout" or job["stderr_path"] != job["stdout_path"]):
+            outputs[which] = None
             with contextlib.suppress(FlightJobError):
-                files = call(user, "jobs.files", id=id)
-        outputs = {}
-        for which in ("stdout", "stderr"):
-            if job.get(which + "_path") and (which == "stdout" or job["stderr_path"] != job["stdout_path"]):
-                with contextlib.suppress(FlightJobError):
-                    piece = call(user, "jobs.file", id=id, which=which, tail=16384)
-                    outputs[which] = dict(piece, text=base64.b64decode(piece["data"]).decode("utf-8", "replace"))
-        return render("job", user=user, session=session, job=job, files=files, outputs=outputs,
+                outputs[which] = with_text(app.call(user, "jobs.file", id=id, which=which, tail=16384))
+    return app.render("job", job=job, files=files, outputs=outputs,
                       title="Job %s" % (job.get("scheduler_id") or id), crumbs=job_crumbs(job))
 
-    def confirm_job(user, session, id, verb):
-        job = call(user, "jobs.get", id=id)
-        words = {"cancel": ("Cancel", "Cancel job %s? It stops at once and its results may be incomplete."),
-                 "remove": ("Remove", "Remove job %s from the list? Its result files are kept.")}[verb]
-        return render("confirm", user=user, session=session, title=words[0] + " job",
-                      question=words[1] % (job.get("scheduler_id") or id), button=words[0],
-                      action="/jobs/%s/%s" % (id, verb), back="/jobs/%s" % id,
-                      crumbs=job_crumbs(job, words[0]))
 
-    @route("/jobs/<id>/cancel")
-    def cancel_confirm(user, session, id):
-        return confirm_job(user, session, id, "cancel")
-
-    @route("/jobs/<id>/cancel", "POST")
-    def cancel(user, session, id):
-        call(user, "jobs.cancel", id=id)
-        return bottle.redirect("/jobs/%s" % id, 303)
-
-    @route("/jobs/<id>/remove")
-    def remove_confirm(user, session, id):
-        return confirm_job(user, session, id, "remove")
-
-    @route("/jobs/<id>/remove", "POST")
-    def remove(user, session, id):
-        call(user, "jobs.delete", id=id)
-        return bottle.redirect("/jobs", 303)
-
-    @route("/jobs/<id>/files/<path:path>")
-    def file_view(user, session, id, path):
-        job = call(user, "jobs.get", id=id)
-        whole = bottle.request.query.get("all") == "1"
-        try:
-            listing = call(user, "jobs.files", id=id, path=path)
-        except NotFound:
-            listing = None
-        piece = None
-        if listing is None:
-            piece = call(user, "jobs.file", id=id, path=path, **({"offset": 0} if whole else {"tail": 65536}))
-            piece["text"] = base64.b64decode(piece["data"]).decode("utf-8", "replace")
-        return render("file", user=user, session=session, job=job, path=path, listing=listing,
-                      piece=piece, title=path, crumbs=job_crumbs(job, path))
-
-    @route("/jobs/<id>/download/<path:path>")
-    def download(user, session, id, path):
-        return send_file(user, id, True, path=path)
-
-    # errors that never reached a handler
-
-    def plain_error(status, message):
-        def handler(error):
-            err = FlightJobError(message)
-            err.status = status
-            err.code = {404: "not_found", 405: "method_not_allowed"}.get(status, "internal")
-            if bottle.request.path.startswith("/api/"):
-                return a.error_json(err)
-            try:  # the same header and navigation as every page, when logged in
-                user, session = a.user_for(False)
-            except Exception:
-                user = session = None
-            return a.error_page(err, user, session)
-        return handler
-
-    a.bottle.error_handler.update({
-        404: plain_error(404, "There is no such page."),
-        405: plain_error(405, "That method is not allowed here."),
-        500: plain_error(500, "Something went wrong on the server; it has been logged."),
-    })
+@route("/jobs/<id>/<action:re:cancel|remove>")
+def job_confirm(app, user, id, action):
+    job = app.call(user, "jobs.get", id=id)
+    return confirm_page(app, action, job.get("scheduler_id") or id, "/jobs/%s/%s" % (id, action),
+                        job_crumbs(job))
 
 
-def make_app(config, pool=None, daemon_user=None):
-    """A fresh application: (the App, its Bottle WSGI app)."""
-    a = App(config, pool, daemon_user)
-    add_routes(a)
-    return a
+@route("/jobs/<id>/cancel", "POST")
+def cancel(app, user, id):
+    app.call(user, "jobs.cancel", id=id)
+    return bottle.redirect("/jobs/%s" % id, 303)
+
+
+@route("/jobs/<id>/remove", "POST")
+def remove(app, user, id):
+    app.call(user, "jobs.delete", id=id)
+    return bottle.redirect("/jobs", 303)
+
+
+@route("/jobs/<id>/files/<path:path>")
+def file_view(app, user, id, path):
+    job = app.call(user, "jobs.get", id=id)
+    whole = bottle.request.query.get("all") == "1"
+    try:
+        listing = app.call(user, "jobs.files", id=id, path=path)
+    except NotFound:
+        listing = None
+    piece = None
+    if listing is None:
+        piece = with_text(app.call(user, "jobs.file", id=id, path=path,
+                                   **({"offset": 0} if whole else {"tail": 65536})))
+    return app.render("file", job=job, path=path, listing=listing, piece=piece, title=path,
+                      crumbs=job_crumbs(job) + [(path, None)])
+
+
+@route("/jobs/<id>/download/<path:path>")
+def download(app, user, id, path):
+    return send_file(app, user, id, True, path=path)
 
 
 # Main #######################################################################

@@ -1,1 +1,1 @@
-<span class="badge state-{{job['state'].lower()}}" data-field="state">{{ {'PENDING': 'Pending', 'RUNNING': 'Running', 'COMPLETED': 'Completed', 'FAILED': 'Failed', 'CANCELLED': 'Cancelled', 'UNKNOWN': 'Unknown'}.get(job['state'], job['state'].capitalize()) }}{{ (' · ' + job['raw_state'].replace('_', ' ').lower()) if job.get('raw_state') in ('SUSPENDED', 'COMPLETING', 'CONFIGURING', 'REQUEUED', 'STOPPED') else '' }}</span>
+<span class="badge state-{{job['state'].lower()}}" data-field="state">{{state_label(job)}}</span>

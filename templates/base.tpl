@@ -11,7 +11,7 @@
 <link rel="stylesheet" href="/static/style.css">
 <script src="/static/app.js" defer></script>
 </head>
-<body>
+<body data-vocabulary="{{page['vocabulary']}}">
 <a class="skip" href="#main">Skip to content</a>
 <header class="top">
   <a class="brand" href="/">Flight Job</a>
@@ -41,9 +41,6 @@
   % end
   % end
 </ol></nav>
-% end
-% if page['notice']:
-<p class="notice" role="status">{{page['notice']}}</p>
 % end
 {{!base}}
 </main>

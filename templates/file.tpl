@@ -2,7 +2,7 @@
 <h1><span class="visually-hidden">File </span>{{path}}</h1>
 <p class="meta">From the results of <a href="/jobs/{{job['id']}}">job {{job.get('scheduler_id') or job['id']}}</a>
 % if piece is not None:
-  · {{human_size(piece['size'])}} · modified <time datetime="{{piece['modified_at']}}" title="{{piece['modified_at']}}" data-ago>{{ago(piece['modified_at'])}}</time>
+  · {{human_size(piece['size'])}} · modified {{!time_tag(piece['modified_at'])}}
 % end
 </p>
 % if listing is not None:
@@ -12,7 +12,7 @@
 % for f in listing['files'][:500]:
 <tr><td class="wrap"><a href="/jobs/{{job['id']}}/files/{{quote(f['path'])}}">{{f['name']}}{{'/' if f['type'] == 'dir' else ''}}</a></td>
 <td>{{human_size(f['size']) if f['type'] == 'file' else ''}}</td>
-<td><time datetime="{{f['modified_at']}}" title="{{f['modified_at']}}" data-ago>{{ago(f['modified_at'])}}</time></td></tr>
+<td>{{!time_tag(f['modified_at'])}}</td></tr>
 % end
 </tbody></table>
 </div>

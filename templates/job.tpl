@@ -1,15 +1,6 @@
 % rebase('base', page=page)
 % sid = job.get('scheduler_id') or job['id']
-% unfinished = job['state'] in ('PENDING', 'RUNNING')
-% import datetime
-% def seconds_between(a, b):
-%   try:
-%     p = lambda t: datetime.datetime.strptime(t[:19], '%Y-%m-%dT%H:%M:%S')
-%     return (p(b) - p(a)).total_seconds()
-%   except ValueError:
-%     return None
-%   end
-% end
+% unfinished = job['state'] in UNFINISHED
 <div data-live-job="{{job['id']}}" data-state="{{job['state']}}">
 <h1>Job {{sid}}
 % include('badge', job=job)
@@ -22,33 +13,21 @@
 % end
 <div class="actions">
 % if unfinished:
-  <a class="button danger" href="/jobs/{{job['id']}}/cancel" data-confirm="Cancel job {{sid}}? It stops at once and its results may be incomplete." data-post="/jobs/{{job['id']}}/cancel">Cancel job</a>
+  <a class="button danger" href="/jobs/{{job['id']}}/cancel" data-confirm="{{confirm_question('cancel', sid)}}" data-post="/jobs/{{job['id']}}/cancel">Cancel job</a>
 % else:
-  <a class="button danger" href="/jobs/{{job['id']}}/remove" data-confirm="Remove job {{sid}} from the list? Its result files are kept." data-post="/jobs/{{job['id']}}/remove">Remove</a>
+  <a class="button danger" href="/jobs/{{job['id']}}/remove" data-confirm="{{confirm_question('remove', sid)}}" data-post="/jobs/{{job['id']}}/remove">Remove</a>
 % end
   <a class="button" href="/scripts/{{job['script_id']}}/submit">Submit the script again</a>
 </div>
 <dl class="facts">
   <div><dt>ID</dt><dd>{{sid}} <span class="muted">(on the {{job['scheduler']}} scheduler; ours: {{job['id']}})</span></dd></div>
   <div><dt>Script</dt><dd><a href="/scripts/{{job['script_id']}}">{{job['script_name']}}</a></dd></div>
-  <div><dt>State</dt><dd data-field="state-text">{{job['state'].capitalize()}}{{(' — ' + job['reason_text']) if job.get('reason_text') and job['state'] != 'COMPLETED' else ''}}</dd></div>
+  <div><dt>State</dt><dd data-field="state-text">{{state_text(job)}}</dd></div>
   <div data-row="exit_code"{{!'' if job.get('exit_code') is not None else ' hidden'}}><dt>Exit code</dt><dd data-field="exit_code">{{'' if job.get('exit_code') is None else job['exit_code']}}</dd></div>
-  <div><dt>Submitted</dt><dd data-field="submitted_at"><time datetime="{{job['submitted_at']}}" title="{{job['submitted_at']}}" data-ago>{{ago(job['submitted_at'])}}</time></dd></div>
-  <div data-row="estimated_start_at"{{!'' if job['state'] == 'PENDING' and job.get('estimated_start_at') else ' hidden'}}><dt>Estimated start</dt><dd data-field="estimated_start_at">
-  % if job.get('estimated_start_at'):
-  <time datetime="{{job['estimated_start_at']}}" title="{{job['estimated_start_at']}}" data-ago>{{ago(job['estimated_start_at'])}}</time>
-  % end
-  </dd></div>
-  <div data-row="started_at"{{!'' if job.get('started_at') else ' hidden'}}><dt>Started</dt><dd data-field="started_at">
-  % if job.get('started_at'):
-  <time datetime="{{job['started_at']}}" title="{{job['started_at']}}" data-ago>{{ago(job['started_at'])}}</time>
-  % end
-  </dd></div>
-  <div data-row="ended_at"{{!'' if job.get('ended_at') else ' hidden'}}><dt>{{'Time since cancellation' if job['state'] == 'CANCELLED' else 'Ended'}}</dt><dd data-field="ended_at">
-  % if job.get('ended_at'):
-  <time datetime="{{job['ended_at']}}" title="{{job['ended_at']}}" data-ago>{{ago(job['ended_at'])}}</time>
-  % end
-  </dd></div>
+  <div><dt>Submitted</dt><dd data-field="submitted_at">{{!time_tag(job['submitted_at'])}}</dd></div>
+  <div data-row="estimated_start_at"{{!'' if job['state'] == 'PENDING' and job.get('estimated_start_at') else ' hidden'}}><dt>Estimated start</dt><dd data-field="estimated_start_at">{{!time_tag(job.get('estimated_start_at'))}}</dd></div>
+  <div data-row="started_at"{{!'' if job.get('started_at') else ' hidden'}}><dt>Started</dt><dd data-field="started_at">{{!time_tag(job.get('started_at'))}}</dd></div>
+  <div data-row="ended_at"{{!'' if job.get('ended_at') else ' hidden'}}><dt>{{'Time since cancellation' if job['state'] == 'CANCELLED' else 'Ended'}}</dt><dd data-field="ended_at">{{!time_tag(job.get('ended_at'))}}</dd></div>
   % if job['state'] in ('COMPLETED', 'FAILED') and job.get('ended_at') and job.get('submitted_at'):
   <div><dt>Time to completion</dt><dd>{{duration(seconds_between(job['submitted_at'], job['ended_at']))}}</dd></div>
   % end
@@ -90,9 +69,7 @@
 % if job['state'] == 'CANCELLED':
 <p class="notice">This job was cancelled, so there are no results to show.</p>
 % else:
-% for which in ('stdout', 'stderr'):
-% if job.get(which + '_path') and (which == 'stdout' or job.get('stderr_path') != job.get('stdout_path')):
-% text = outputs.get(which)
+% for which, text in outputs.items():
 % if text or unfinished:
 <section class="output" aria-labelledby="{{which}}-h">
   <div class="section-head"><h2 id="{{which}}-h">{{'Output' if which == 'stdout' else 'Errors'}}</h2>
@@ -106,7 +83,6 @@
   % end
   <pre class="code output" tabindex="0" role="region" aria-labelledby="{{which}}-h" data-follow="{{which}}" data-job="{{job['id']}}">{{text['text'] if text else ''}}</pre>
 </section>
-% end
 % end
 % end
 % if files:
@@ -127,7 +103,7 @@
 <tr{{!' class="new"' if f['new'] else ''}}>
   <td class="wrap"><a href="/jobs/{{job['id']}}/files/{{quote(f['path'])}}">{{f['name']}}{{'/' if f['type'] == 'dir' else ''}}</a>{{' (job output)' if f['output'] else ''}}</td>
   <td>{{human_size(f['size']) if f['type'] == 'file' else ''}}</td>
-  <td class="opt"><time datetime="{{f['modified_at']}}" title="{{f['modified_at']}}" data-ago>{{ago(f['modified_at'])}}</time></td>
+  <td class="opt">{{!time_tag(f['modified_at'])}}</td>
   <td>
   % if f['type'] == 'file':
   <a href="/jobs/{{job['id']}}/download/{{quote(f['path'])}}">Download<span class="visually-hidden"> {{f['name']}}</span></a>
@@ -149,7 +125,7 @@
 <h2 id="script-h">Submitted script</h2>
 <details>
 <summary>Show the exact script and answers this job was submitted with</summary>
-<pre class="code numbered" tabindex="0" role="region" aria-labelledby="script-h"><code>{{!''.join('<span class="line">%s\n</span>' % line for line in __import__('html').escape(job.get('script_content') or '').split('\n'))}}</code></pre>
+<pre class="code numbered" tabindex="0" role="region" aria-labelledby="script-h"><code>{{!numbered_lines(job.get('script_content') or '')}}</code></pre>
 % if job.get('answers'):
 <h3>Submission answers</h3>
 <dl class="facts">

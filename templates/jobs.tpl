@@ -7,7 +7,7 @@
   <select id="state" name="state">
     <option value="">all jobs</option>
     % for s in states:
-    <option value="{{s}}" {{'selected' if s == state else ''}}>{{s.lower()}}</option>
+    <option value="{{s}}" {{'selected' if s == state else ''}}>{{STATE_LABELS[s].lower()}}</option>
     % end
   </select>
   <button type="submit">Filter</button>
@@ -52,11 +52,7 @@
   % include('badge', job=job)
   </td>
   % for key in ('submitted_at', 'started_at', 'ended_at'):
-  <td data-field="{{key}}"{{!' class="opt"' if key == 'started_at' else ''}}>
-  % if job.get(key):
-  <time datetime="{{job[key]}}" title="{{job[key]}}" data-ago>{{ago(job[key])}}</time>
-  % end
-  </td>
+  <td data-field="{{key}}"{{!' class="opt"' if key == 'started_at' else ''}}>{{!time_tag(job.get(key))}}</td>
   % end
 </tr>
 % end

@@ -1,11 +1,11 @@
 % rebase('base', page=page)
 <h1>{{script['name']}}</h1>
 <p class="meta">From the template {{script['template_name'] or script['template_id']}} ·
-  created <time datetime="{{script['created_at']}}" title="{{script['created_at']}}" data-ago>{{ago(script['created_at'])}}</time> ·
-  last changed <time datetime="{{script['updated_at']}}" title="{{script['updated_at']}}" data-ago>{{ago(script['updated_at'])}}</time></p>
+  created {{!time_tag(script['created_at'])}} ·
+  last changed {{!time_tag(script['updated_at'])}}</p>
 <div class="actions">
   <a class="button primary" href="/scripts/{{script['id']}}/submit"><svg class="icon" aria-hidden="true" focusable="false" viewBox="0 0 24 24" width="18" height="18"><path fill="currentColor" d="M12 1.5c3.6 2.1 5.6 5.8 5.6 9.8 0 1.3-.2 2.6-.6 3.7l2.3 3.6-3.6-.7-1 2.1H9.3l-1-2.1-3.6.7L7 15c-.4-1.1-.6-2.4-.6-3.7 0-4 2-7.7 5.6-9.8zm0 6.3a2.1 2.1 0 100 4.2 2.1 2.1 0 000-4.2zM10.4 21h3.2L12 23.2z"/></svg> Submit</a>
-  <a class="button danger" href="/scripts/{{script['id']}}/delete" data-confirm="Delete the script “{{script['name']}}”? Its jobs and their results stay." data-post="/scripts/{{script['id']}}/delete">Delete</a>
+  <a class="button danger" href="/scripts/{{script['id']}}/delete" data-confirm="{{confirm_question('delete', script['name'])}}" data-post="/scripts/{{script['id']}}/delete">Delete</a>
   % if edit != 'name':
   <a class="button" href="/scripts/{{script['id']}}?edit=name">Rename</a>
   % end
@@ -49,7 +49,7 @@
   % if conflict:
   <h3>Saved version</h3>
   % end
-  <pre class="code numbered" tabindex="0" role="region" aria-labelledby="script-h"><code>{{!''.join('<span class="line">%s\n</span>' % line for line in __import__('html').escape(script['content']).split('\n'))}}</code></pre>
+  <pre class="code numbered" tabindex="0" role="region" aria-labelledby="script-h"><code>{{!numbered_lines(script['content'])}}</code></pre>
   % end
 </section>
 <section class="notes" aria-labelledby="notes-h">

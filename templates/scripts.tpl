@@ -25,8 +25,8 @@
 <tr>
   <td class="wrap"><a href="/scripts/{{s['id']}}">{{s['name']}}</a></td>
   <td>{{s['template_name']}}</td>
-  <td class="opt"><time datetime="{{s['created_at']}}" title="{{s['created_at']}}" data-ago>{{ago(s['created_at'])}}</time></td>
-  <td><time datetime="{{s['updated_at']}}" title="{{s['updated_at']}}" data-ago>{{ago(s['updated_at'])}}</time></td>
+  <td class="opt">{{!time_tag(s['created_at'])}}</td>
+  <td>{{!time_tag(s['updated_at'])}}</td>
 </tr>
 % end
 % end

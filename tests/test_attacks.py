@@ -324,6 +324,67 @@ def test_csrf_on_every_state_changing_route(client, tmp_path):
     assert r.status_int == 400
 
 
+# security headers on every response
+
+
+def assert_secured(r, what):
+    """The headers of flightjobd.security_headers(), on any response."""
+    assert r.headers.get("Content-Security-Policy") == flightjobd.CSP, (what, r.status, r.headers)
+    assert r.headers.get("X-Content-Type-Options") == "nosniff", (what, r.status)
+    assert r.headers.get("X-Frame-Options") == "DENY", (what, r.status)
+    assert r.headers.get("Referrer-Policy") == "same-origin", (what, r.status)
+
+
+def test_security_headers_on_every_response(client, monkeypatch):
+    """Every route, logged in and not, with and without its CSRF token, and
+    the responses no route gives: 404, 405, a domain error, a 500 from a
+    route and a 500 from Bottle itself (an exception outside our plugin),
+    static files and their 404s. Each carries the security headers."""
+    app = client.app
+    sid = client.create_script()["id"]
+    jid = client.submit(sid)["id"]
+    client.wait_job(jid)
+    listed = client.api("GET", "/api/jobs/%s/files" % jid).json["files"]
+    path = [f["path"] for f in listed if f["type"] == "file"][0]
+    anon = webtest.TestApp(app.bottle, extra_environ={"REMOTE_ADDR": "127.0.0.1"})
+    seen = set()
+
+    def check(web, method, url, **kw):
+        r = web.request(url, method=method, expect_errors=True, **kw)
+        assert_secured(r, (method, url))
+        seen.add(r.status_int)
+
+    for route in app.bottle.routes:
+        values = {"id": jid if route.rule.startswith("/api/jobs") or route.rule.startswith("/jobs")
+                  else "serial" if "/templates/" in route.rule else sid,
+                  "path": "style.css" if route.rule.startswith("/static/") else path,
+                  "which": "stdout", "action": "cancel"}
+        url = re.sub(r"<(\w+)[^>]*>", lambda m: values[m.group(1)], route.rule)
+        if route.rule in ("/logout", "/api/logout") or route.method == "DELETE" or "/remove" in route.rule:
+            check(client.web, route.method, url)  # refused for want of a CSRF token: nothing ends
+        elif route.method == "GET":
+            check(client.web, "GET", url)
+        else:
+            check(client.web, route.method, url, headers={"X-CSRF-Token": client.csrf},
+                  body=("csrf=" + client.csrf).encode(), content_type="application/x-www-form-urlencoded")
+        check(anon, route.method, url)
+    for url in ("/no-such-page", "/api/no-such-thing", "/static/no-such.css", "/static/../flightjobd.py",
+                "/scripts/no-such-script", "/api/jobs/no-such-job", "/jobs/%s/files/no-such-file" % jid):
+        check(client.web, "GET", url)
+        check(anon, "GET", url)
+    for method, url in (("PUT", "/scripts"), ("DELETE", "/jobs"), ("PATCH", "/api/jobs")):
+        check(client.web, method, url)
+
+    def boom(*args, **kw):
+        raise RuntimeError("forced")
+    app.bottle.route("/forced-500", callback=boom, skip=True)  # outside the plugin: Bottle's 500
+    check(client.web, "GET", "/forced-500")
+    monkeypatch.setattr(app.pool, "call", boom)  # inside a route: our 500
+    check(client.web, "GET", "/scripts")
+    check(client.web, "GET", "/api/scripts")
+    assert {200, 303, 400, 401, 403, 404, 405, 500} <= seen, seen
+
+
 # XSS in every field a page shows
 
 

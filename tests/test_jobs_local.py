@@ -1,4 +1,5 @@
 """Submit, monitor, cancel, remove and results on the real local scheduler."""
+import json
 import os
 import time
 
@@ -87,8 +88,13 @@ def test_cancel_running_job(client, tmp_path):
 
 def test_cancel_through_the_pages(client, tmp_path):
     job = client.wait_job(client.submit(script_with(client, tmp_path, "sleep 60"))["id"], until=("RUNNING",))
+    page = client.web.get("/jobs/%s" % job["id"]).html
+    assert page.select_one("h1 .badge").text == flightjobd.STATE_LABELS["RUNNING"]
+    assert json.loads(page.body["data-vocabulary"])["labels"] == flightjobd.STATE_LABELS  # for app.js
     confirm = client.web.get("/jobs/%s/cancel" % job["id"])
-    assert "Cancel job" in confirm.text
+    assert confirm.html.h1.text == "Cancel job"
+    # one wording: app.js's dialog asks what the page without JavaScript asks
+    assert confirm.html.select_one(".confirm p").text == page.select_one("[data-confirm]")["data-confirm"]
     confirm.forms[1].submit(status=303)
     assert client.api("GET", "/api/jobs/" + job["id"]).json["state"] == "CANCELLED"
     client.web.get("/jobs/%s/remove" % job["id"]).forms[1].submit(status=303)

@@ -20,15 +20,29 @@
 (function () {
   "use strict";
 
-  var FINISHED = { COMPLETED: 1, FAILED: 1, CANCELLED: 1, UNKNOWN: 1 };
-  var LABELS = { PENDING: "Pending", RUNNING: "Running", COMPLETED: "Completed",
-                 FAILED: "Failed", CANCELLED: "Cancelled", UNKNOWN: "Unknown" };
-  var SHOWN_RAW = { SUSPENDED: 1, COMPLETING: 1, CONFIGURING: 1, REQUEUED: 1, STOPPED: 1 };
   var MIN_DELAY = 2000, MAX_DELAY = 30000;
+  // The state words, from flightjobd.py (STATE_LABELS, SHOWN_RAW_STATES,
+  // FINISHED) through base.tpl's data-vocabulary; read in start().
+  var VOCABULARY = { labels: {}, shown_raw: [], finished: [] };
 
   function $all(sel, root) { return Array.prototype.slice.call((root || document).querySelectorAll(sel)); }
 
-  function capitalize(s) { return s.charAt(0) + s.slice(1).toLowerCase(); }
+  function finished(state) { return VOCABULARY.finished.indexOf(state) >= 0; }
+
+  function labelOf(state) {
+    return VOCABULARY.labels[state] || state.charAt(0) + state.slice(1).toLowerCase();
+  }
+
+  // The same words as the server's state_label() and state_text().
+  function stateLabel(job) {
+    var raw = job.raw_state;
+    return labelOf(job.state) + (raw && VOCABULARY.shown_raw.indexOf(raw) >= 0 ?
+      " \u00b7 " + raw.replace(/_/g, " ").toLowerCase() : "");
+  }
+
+  function stateText(job) {
+    return labelOf(job.state) + (job.reason_text && job.state !== "COMPLETED" ? " \u2014 " + job.reason_text : "");
+  }
 
   /* ---- relative times ------------------------------------------------- */
 
@@ -82,10 +96,7 @@
 
   function setBadge(badge, job) {
     if (!badge) { return; }
-    var text = LABELS[job.state] || capitalize(job.state);
-    if (job.raw_state && SHOWN_RAW[job.raw_state]) {
-      text += " \u00b7 " + job.raw_state.replace(/_/g, " ").toLowerCase();
-    }
+    var text = stateLabel(job);
     badge.className = "badge state-" + job.state.toLowerCase();
     if (badge.textContent !== text) { badge.textContent = text; }
   }
@@ -128,7 +139,7 @@
 
   function liveJobsList(table) {
     function unfinishedRows() {
-      return $all("tr[data-job]", table).filter(function (tr) { return !FINISHED[tr.getAttribute("data-state")]; });
+      return $all("tr[data-job]", table).filter(function (tr) { return !finished(tr.getAttribute("data-state")); });
     }
     if (!unfinishedRows().length) { return; }
     var params = new URLSearchParams(location.search);
@@ -157,18 +168,17 @@
 
   function liveJob(box) {
     var id = box.getAttribute("data-live-job");
-    if (FINISHED[box.getAttribute("data-state")]) { return; }
+    if (finished(box.getAttribute("data-state"))) { return; }
     var reloadKey = "flightjob-reloaded-" + id;
     poll(function () {
       return getJSON("/api/jobs/" + encodeURIComponent(id)).then(function (job) {
         var changed = box.getAttribute("data-state") !== job.state;
         box.setAttribute("data-state", job.state);
         setBadge(box.querySelector('h1 [data-field="state"]'), job);
-        var stateText = box.querySelector('[data-field="state-text"]');
-        if (stateText) {
-          var text = capitalize(job.state) +
-            (job.reason_text && job.state !== "COMPLETED" ? " \u2014 " + job.reason_text : "");
-          if (stateText.textContent !== text) { stateText.textContent = text; changed = true; }
+        var textCell = box.querySelector('[data-field="state-text"]');
+        if (textCell) {
+          var text = stateText(job);
+          if (textCell.textContent !== text) { textCell.textContent = text; changed = true; }
         }
         ["started_at", "ended_at", "estimated_start_at"].forEach(function (key) {
           var row = box.querySelector('[data-row="' + key + '"]');
@@ -181,7 +191,7 @@
           exitRow.hidden = false;
           exitRow.querySelector("dd").textContent = String(job.exit_code);
         }
-        if (FINISHED[job.state]) {
+        if (finished(job.state)) {
           // Reload once so the results, run time and Remove button appear.
           // The mark in sessionStorage stops a reload loop should the page
           // ever come back still saying the job runs.
@@ -202,13 +212,13 @@
 
   function follow(pre) {
     var box = pre.closest("[data-live-job]");
-    if (!box || FINISHED[box.getAttribute("data-state")]) { return; }
+    if (!box || finished(box.getAttribute("data-state"))) { return; }
     var url = "/api/jobs/" + encodeURIComponent(pre.getAttribute("data-job")) + "/output/" +
       encodeURIComponent(pre.getAttribute("data-follow")) + "?tail=65536";
     var label = pre.parentNode.querySelector("[data-following]");
     if (label) { label.hidden = false; }
     poll(function () {
-      if (FINISHED[box.getAttribute("data-state")]) {
+      if (finished(box.getAttribute("data-state"))) {
         if (label) { label.hidden = true; }
         return Promise.resolve(null);
       }
@@ -344,6 +354,7 @@
   /* ---- start ------------------------------------------------------------ */
 
   function start() {
+    VOCABULARY = JSON.parse(document.body.getAttribute("data-vocabulary") || "null") || VOCABULARY;
     document.documentElement.classList.add("js");
     $all(".js-hide").forEach(function (el) { el.hidden = true; });
     $all(".js-only").forEach(function (el) { el.hidden = false; });
