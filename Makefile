@@ -20,7 +20,7 @@ $(VENV)/stamp: requirements.txt requirements-dev.txt requirements-e2e.txt
 	touch $@
 
 # -m, not the file as a script: CPython keeps a script's syntax tree alive
-# while it runs (~9 MB of this daemon's memory).
+# while it runs (~8 MB for this file).
 run: $(VENV)/stamp
 	$(PY) -m flightjobd --config etc/flight-job.toml --listen $(LISTEN)
 

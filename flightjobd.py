@@ -2460,7 +2460,7 @@ def new_job_record(job_id, plan, scheduler_name, command, now):
         # what was submitted (plan: see JobsPart.preview)
         "script_id": plan["script"]["id"], "script_name": plan["script"]["name"],
         "answers": plan["answers"], "options": plan["options"], "command": command,
-        "notes": plan["notes"], "scheduler": scheduler_name, "submitted_at": now,
+        "ignored_options": plan["ignored_options"], "scheduler": scheduler_name, "submitted_at": now,
         # the scheduler's answer
         "scheduler_id": None, "results_dir": None, "stdout_path": None, "stderr_path": None,
         # the state, from the scheduler's status
@@ -2498,10 +2498,10 @@ class JobsPart(StorePart):
         content = self._read_text(self._script_path(script, "script.sh"))
         outputs = self._outputs(content, options, "%j")
         cmd = self.scheduler.command(os.path.join(self.jobs_dir, "<job>", "script.sh"), options)
-        notes = self.scheduler.ignored_options(content, options)
+        ignored = self.scheduler.ignored_options(content, options)
         return {"script": self._script_public(meta), "questions": questions, "answers": values,
                 "options": options, "command": cmd, "command_text": " ".join(shlex.quote(a) for a in cmd),
-                "outputs": outputs, "notes": notes, "scheduler": self.scheduler.name}
+                "outputs": outputs, "ignored_options": ignored, "scheduler": self.scheduler.name}
 
     @operation("jobs.submit")
     def job_submit(self, script, answers=None):
@@ -2581,6 +2581,7 @@ class JobsPart(StorePart):
     def _public_job(self, meta):
         out = dict(meta)
         out.pop("format", None)
+        out.setdefault("ignored_options", out.pop("notes", []))  # older records called it notes
         out["finished"] = meta["state"] in FINISHED
         return out
 
@@ -4098,7 +4099,7 @@ def main(argv=None):
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s flightjobd[%(process)d] %(levelname)s %(message)s")
     with contextlib.suppress(Exception):  # run as a script, this file is compiled at every start:
-        import ctypes  # give the compiler's freed memory back to the OS (glibc; ~7 MB a process)
+        import ctypes  # return the compiler's freed syntax tree to the OS (~8 MB)
         ctypes.CDLL(None).malloc_trim(0)
     if args.worker:
         return worker_main()

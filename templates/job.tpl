@@ -47,9 +47,9 @@
   <div><dt>Command</dt><dd><code>{{' '.join(job['command'])}}</code></dd></div>
   % end
 </dl>
-% if job.get('notes'):
+% if job.get('ignored_options'):
 <div class="notice" role="status"><p>Not honoured by this scheduler:</p><ul>
-% for n in job['notes']:
+% for n in job['ignored_options']:
 <li>{{n}}</li>
 % end
 </ul></div>

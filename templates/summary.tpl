@@ -14,9 +14,9 @@
   <dt>Errors</dt><dd><code>{{plan['outputs']['stderr_path']}}</code></dd>
   % end
 </dl>
-% if plan['notes']:
+% if plan['ignored_options']:
 <div class="notice warn" role="status"><p>Not honoured here:</p><ul>
-% for n in plan['notes']:
+% for n in plan['ignored_options']:
 <li>{{n}}</li>
 % end
 </ul></div>

@@ -344,7 +344,7 @@ def make_meta(jid, ts, scheduler, sid, state, results):
             "answers": {"time": "0-00:10:00", "partition": ""},
             "options": ["--time=0-00:10:00"], "command": ["sbatch", "--time=0-00:10:00",
                                                           "script.sh"],
-            "notes": [], "results_dir": results,
+            "ignored_options": [], "results_dir": results,
             "stdout_path": os.path.join(results, "bench-%s.out" % sid),
             "stderr_path": os.path.join(results, "bench-%s.out" % sid),
             "tasks": [], "updated_at": iso(ts + 65), "missing_since": None}

@@ -150,7 +150,7 @@ def test_submission_questions_summary_and_job_page(client, tmp_path):
 def test_local_notes_what_it_cannot_honour(client, tmp_path):
     s = client.create_script("mpi", answers={"working_dir": str(tmp_path)})
     plan = client.api("POST", "/api/scripts/%s/preview" % s["id"], {"answers": {"nodes": 4, "mem": "1G"}}).json
-    text = " ".join(plan["notes"])
+    text = " ".join(plan["ignored_options"])
     assert "one node" in text and "--nodes=4" in text and "memory is not limited" in text
     assert "one node" in client.web.post("/scripts/%s/submit" % s["id"], {
         "csrf": client.csrf, "action": "review", "q_nodes": "4"}).text
