@@ -33,6 +33,35 @@ Layout in a user's home (`storage.state_dir`, default
     .lock                   flock taken for every read-modify-write
 
 Every metadata file carries a format version; every write is atomic.
+
+Finding your way: the file is cut into banner sections, primitives on top,
+the request flow at the bottom; `grep -n '^# .* ####' flightjobd.py` lists
+them. Each section uses only those above it.
+
+    Constants, Errors           states and their words; FlightJobError and kin
+    Configuration               SCHEMA: every config key, its default and help
+    Paths and files             the path gate, atomic_write, locked
+    Templates and questions     template.toml, answers, render_script
+    #SBATCH options             directives, submission options, output paths
+    Slurm output -> status      squeue/sacct/sinfo parsers, state tables
+    Local job supervisor        the detached process that runs a local job
+    Scheduler adapters          Scheduler, SlurmScheduler, LocalScheduler,
+                                SCHEDULERS, make_scheduler
+    Store: ...                  the worker side: a user's templates, scripts,
+                                jobs and results, each part under its banner
+    Worker                      worker_main; Worker and WorkerPool (root side)
+    Authentication and sessions PAM, throttling, sessions
+    Web application             App, RoutePlugin, security headers, render
+    Routes: ...                 the handlers, by page, in URL order
+    Main                        command line, serve()
+
+Where to add things:
+    a scheduler        a Scheduler subclass in "Scheduler adapters", named
+                       in SCHEDULERS (and in the scheduler.type choices)
+    a route            a function with @route(...) under its "Routes:" banner
+    a worker operation a Store part method with @operation("name"), called
+                       from a route with app.call(user, "name", ...)
+    a job field        new_job_record ("Store: jobs"), which names them all
 """
 
 __version__ = "0.1.0"
