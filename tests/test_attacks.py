@@ -4,6 +4,7 @@ page shows; session fixation, reuse, forgery; brute force; template code
 trying to act as root; root and system users. (Earlier tests cover the
 basics: tests/test_auth.py, test_scripts.py, test_jobs_local.py.)"""
 import base64
+import html
 import json
 import os
 import pwd
@@ -327,83 +328,119 @@ def test_csrf_on_every_state_changing_route(client, tmp_path):
 # XSS in every field a page shows
 
 
-XSS_TOML = '''name = %(p)s
-synopsis = %(p)s
-description = %(p)s
-tags = [%(p)s]
+def tagged(field):
+    """The payload, marked with the field it was typed into, so that a page's
+    escaped text tells which field the page printed."""
+    return "%s %s-field" % (PAYLOAD, field)
+
+
+def escaped_in(text, page):
+    """Whether page shows text escaped (Bottle's {{}} or html.escape)."""
+    return flightjobd.bottle.html_escape(text) in page or html.escape(text) in page
+
+
+XSS_TOML = '''name = %(tname)s
+synopsis = %(synopsis)s
+description = %(tdesc)s
+tags = [%(tag)s]
 [[question]]
 id = "label"
-text = %(p)s
-description = %(p)s
+text = %(qtext)s
+description = %(qdesc)s
 type = "text"
-default = %(p)s
+default = %(qdefault)s
 [[question]]
 id = "pick"
-text = %(p)s
-description = %(p)s
+text = %(ptext)s
+description = %(pdesc)s
 type = "select"
 default = "a"
-options = [{ value = "a", label = %(p)s }, { value = %(p)s, label = "b" }]
+options = [{ value = "a", label = %(optlabel)s }, { value = %(optvalue)s, label = "b" }]
 [[submission_question]]
 id = "comment"
-text = %(p)s
-description = %(p)s
+text = %(sqtext)s
+description = %(sqdesc)s
 type = "text"
-default = %(p)s
+default = %(sqdefault)s
 '''
+XSS_FIELDS = ("tname", "synopsis", "tdesc", "tag", "qtext", "qdesc", "qdefault", "ptext", "pdesc", "optlabel",
+              "optvalue", "sqtext", "sqdesc", "sqdefault", "tnotes", "name", "notes", "answer", "content",
+              "stdout", "comment", "next")
+FILE_NAME = XSS[1] + " file"  # a file name may hold anything but "/"
 
 
 def test_xss_in_every_shown_field(make_app, tmp_path):
+    """Every page that prints a field someone chose shows it, escaped, with
+    200; error pages (exact status) never echo it raw."""
     client = make_app()
     d = tmp_path / "user-templates" / "xss"
     d.mkdir(parents=True)
-    (d / "template.toml").write_text(XSS_TOML % {"p": json.dumps(PAYLOAD)})
+    (d / "template.toml").write_text(XSS_TOML % {f: json.dumps(tagged(f)) for f in XSS_FIELDS})
     (d / "script.sh").write_text("#!/bin/bash\n# {{label}}\n")
-    (d / "notes.md").write_text(PAYLOAD)
+    (d / "notes.md").write_text(tagged("tnotes"))
     out = tmp_path / "out"
     out.mkdir()
     t = client.api("GET", "/api/templates/xss").json
-    assert t["name"] == PAYLOAD
-    s = client.create_script("xss", name=PAYLOAD, notes=PAYLOAD, answers={"label": PAYLOAD, "pick": PAYLOAD})
+    assert t["name"] == tagged("tname")
+    s = client.create_script("xss", name=tagged("name"), notes=tagged("notes"),
+                             answers={"label": tagged("answer"), "pick": tagged("optvalue")})
     sid = s["id"]
-    client.api("PATCH", "/api/scripts/" + sid, {"content": (
+    r = client.web.get("/scripts/" + sid, status=200)  # the answer, rendered into the script
+    assert escaped_in(tagged("answer"), r.text) and not any(p in r.text for p in XSS)
+    s = client.api("PATCH", "/api/scripts/" + sid, {"content": (
         "#!/bin/bash\n#SBATCH --chdir=%s\n#SBATCH --output=job.out\n#SBATCH --job-name=x\n"
-        "touch %s\necho %s\necho %s >&2\n# %s\n") % (out, *[shlex.quote(x) for x in (XSS[1], PAYLOAD, PAYLOAD)],
-                                                    PAYLOAD)})
-    job = client.submit(sid, {"comment": PAYLOAD})
+        "mkdir d\ntouch %s d/%s\necho %s\necho %s >&2\n# %s\n") % (
+            out, *[shlex.quote(x) for x in (FILE_NAME, FILE_NAME, tagged("stdout"), tagged("stdout"))],
+            tagged("content"))}).json
+    job = client.submit(sid, {"comment": tagged("comment")})
     jid = job["id"]
     assert client.wait_job(jid)["state"] == "COMPLETED"
-    assert os.path.exists(out / XSS[1])
-    pages = ["/templates", "/templates/xss/create", "/scripts", "/scripts/" + sid,
-             "/scripts/%s?edit=content" % sid, "/scripts/%s?edit=notes" % sid, "/scripts/%s?edit=name" % sid,
-             "/scripts/%s/delete" % sid, "/scripts/%s/submit" % sid, "/jobs", "/jobs/" + jid,
-             "/jobs/%s/cancel" % jid, "/jobs/%s/remove" % jid, "/jobs/%s/files/job.out" % jid,
-             "/jobs/%s/files/%s" % (jid, urllib.parse.quote(XSS[1], safe="")),
-             "/login?next=" + urllib.parse.quote(PAYLOAD),
-             "/nosuch" + urllib.parse.quote(XSS[0]),
-             "/scripts/" + urllib.parse.quote(XSS[0], safe="")]
-    shown = {}
-    for path in pages:
-        r = client.web.get(path, expect_errors=True)
-        assert r.status_int in (200, 401, 404), (path, r.status)
+    assert os.path.exists(out / FILE_NAME)
+    quoted = urllib.parse.quote(FILE_NAME, safe="")
+    script_page = ["tname", "name", "notes", "content"]
+    pages = {  # path: (status, what it shows, escaped)
+        "/templates": (200, ["tname", "synopsis", "tdesc", "tag"]),
+        "/templates/xss/create": (200, ["tname", "tdesc", "qtext", "qdesc", "qdefault", "ptext", "pdesc",
+                                        "optlabel", "optvalue", "tnotes"]),
+        "/scripts": (200, ["tname", "name"]),
+        "/scripts/" + sid: (200, script_page),
+        "/scripts/%s?edit=content" % sid: (200, script_page),
+        "/scripts/%s?edit=notes" % sid: (200, script_page),
+        "/scripts/%s?edit=name" % sid: (200, script_page),
+        "/scripts/%s/delete" % sid: (200, ["name"]),
+        "/scripts/%s/submit" % sid: (200, ["name", "sqtext", "sqdesc", "sqdefault"]),
+        "/jobs": (200, ["name"]),
+        "/jobs/" + jid: (200, ["name", "content", "stdout", "comment", FILE_NAME]),
+        "/jobs/%s/cancel" % jid: (200, []),  # the scheduler's job number is all they show
+        "/jobs/%s/remove" % jid: (200, []),
+        "/jobs/%s/files/job.out" % jid: (200, ["stdout"]),
+        "/jobs/%s/files/%s" % (jid, quoted): (200, [FILE_NAME]),
+        "/jobs/%s/files/d" % jid: (200, [FILE_NAME]),  # a directory's listing
+        "/login?next=" + urllib.parse.quote("/" + tagged("next")): (200, ["next"]),
+        "/nosuch" + urllib.parse.quote(XSS[0]): (404, []),
+        "/scripts/" + urllib.parse.quote(XSS[0], safe=""): (404, []),
+        "/jobs/%s/files/%s" % (jid, urllib.parse.quote(XSS[0], safe="")): (404, []),
+    }
+    for path, (status, fields) in pages.items():
+        r = client.web.get(path, status=status)
         for p in XSS:
             assert p not in r.text, (path, p)
-        shown[path] = r.text
-        if r.status_int == 200:
-            assert "script-src" in r.headers.get("Content-Security-Policy", "") or \
-                "default-src 'self'" in r.headers["Content-Security-Policy"]
-    escaped = "&lt;script&gt;alert(1)&lt;/script&gt;"
-    for path in ("/templates", "/scripts/" + sid, "/jobs/" + jid, "/jobs/%s/files/job.out" % jid):
-        assert escaped in shown[path], path  # shown, as text
+        for field in fields:
+            assert escaped_in(field if field == FILE_NAME else tagged(field), r.text), (path, field)
+        if status == 200:  # error pages: the security-header test (issue 13)
+            assert "default-src 'self'" in r.headers["Content-Security-Policy"], path
     # the summary page shows the answers given at submit, and the command
-    r = client.form("/scripts/%s/submit" % sid, {"q_comment": PAYLOAD, "action": "preview"})
-    assert all(p not in r.text for p in XSS) and escaped in r.text
+    r = client.form("/scripts/%s/submit" % sid, {"q_comment": tagged("comment"), "action": "preview"}, status=200)
+    assert all(p not in r.text for p in XSS)
+    assert escaped_in(tagged("comment"), r.text) and escaped_in(tagged("name"), r.text)
     # a form re-shown with errors echoes the typed text escaped
-    r = client.form("/templates/xss/create", {"name": PAYLOAD + "\x01", "q_label": PAYLOAD}, status=422)
-    assert all(p not in r.text for p in XSS)
-    r = client.form("/scripts/%s/edit" % sid, {"field": "name", "text": PAYLOAD + "\x01", "etag": s["etag"]},
+    r = client.form("/templates/xss/create", {"name": tagged("name") + "\x01", "q_label": tagged("answer")},
                     status=422)
-    assert all(p not in r.text for p in XSS)
+    assert all(p not in r.text for p in XSS) and escaped_in(tagged("answer"), r.text)
+    assert escaped_in(tagged("name") + "\x01", r.text)
+    r = client.form("/scripts/%s/edit" % sid, {"field": "name", "text": tagged("typed") + "\x01", "etag": s["etag"]},
+                    status=422)
+    assert all(p not in r.text for p in XSS) and escaped_in(tagged("typed") + "\x01", r.text)
     # raw output and downloads are never HTML
     r = client.api("GET", "/api/jobs/%s/output/stdout" % jid)
     assert r.content_type == "text/plain" and r.headers["X-Content-Type-Options"] == "nosniff"
