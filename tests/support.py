@@ -49,6 +49,28 @@ def pytest_configure(config):
         config.addinivalue_line("markers", "%s: %s" % (name, doc))
 
 
+def wait_for(condition, timeout=60, what="the awaited event", interval=0.1):
+    """condition()'s first truthy value. Polls until timeout seconds, a
+    generous ceiling for a busy machine: the wait ends as soon as the event
+    happens. Fails the test naming what did not happen."""
+    end = time.time() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.time() > end:
+            raise AssertionError("%s did not happen within %s seconds" % (what, timeout))
+        time.sleep(interval)
+
+
+def wait_finished(web, jid, timeout=60):
+    """The job, once finished, through the JSON API of a WebTest app."""
+    def finished():
+        job = web.get("/api/jobs/" + jid).json
+        return job if job["state"] in flightjobd.FINISHED else None
+    return wait_for(finished, timeout, "job %s finishing" % jid)
+
+
 def merge(base, extra):
     out = {k: dict(v) for k, v in base.items()}
     for section, keys in extra.items():

@@ -5,6 +5,7 @@ import time
 import pytest
 
 import flightjobd
+from support import wait_finished
 
 
 def script_with(client, tmp_path, body, name="job", extra=""):
@@ -244,15 +245,15 @@ def test_results_path_and_symlink_attacks(multi_app, unix_users):
         f.write("bob's secret")
     os.chmod(bob.home, 0o700)
     jid = web.post_json("/api/jobs", {"script": sid, "answers": {}}, headers=h).json["id"]
-    for _ in range(100):
-        if web.get("/api/jobs/" + jid).json["state"] == "COMPLETED":
-            break
-        time.sleep(0.1)
+    assert wait_finished(web, jid)["state"] == "COMPLETED"
     assert web.get("/api/jobs/%s/files/job.out" % jid).body == b"ok\n"
-    for path, status in (("shadow", 403), ("bobs", 403), ("up/.bashrc", 403), ("../.bashrc", 404),
-                         ("%2Fetc%2Fpasswd", 404), ("a/../../x", 404), ("nosuch", 404)):
+    for path, status, code in (("shadow", 403, "forbidden"), ("bobs", 403, "forbidden"),
+                               ("up/.bashrc", 403, "forbidden"), ("../.bashrc", 404, "not_found"),
+                               ("%2Fetc%2Fpasswd", 404, "not_found"), ("a/../../x", 404, "not_found"),
+                               ("nosuch", 404, "not_found")):
         r = web.get("/api/jobs/%s/files/%s" % (jid, path), status=status)
-        assert b"root:" not in r.body and b"secret" not in r.body.replace(b"secret", b"") or status != 200
+        assert r.json["error"]["code"] == code, (path, r.json)
+        assert b"root:" not in r.body and b"bob's secret" not in r.body, path
     # another user sees nothing of alice's job
     b = web.__class__(a.bottle)
     bt = b.post_json("/api/login", {"username": bob.name, "password": bob.password}).json["csrf_token"]

@@ -205,17 +205,15 @@ def test_cancel_a_job_and_remove_it(logged_in):
     # the confirmation page, for browsers without JavaScript
     site.confirmation_page("/jobs/%s/cancel" % job["id"], "Cancel job", "16-confirm-cancel")
 
-    # dismissing the dialog keeps the job running
-    page.once("dialog", lambda d: d.dismiss())
-    page.click("text=Cancel job")
-    page.wait_for_timeout(300)
+    # dismissing the dialog sends nothing, and the job runs on
+    cancel = "/jobs/%s/cancel" % job["id"]
+    assert site.dismiss_confirm("text=Cancel job", cancel).startswith("Cancel job")
+    assert site.api("GET", "/api/jobs/%s" % job["id"])["state"] in ("PENDING", "RUNNING")
     expect(page.locator("h1 .badge")).to_have_text(re.compile("Pending|Running"))
 
-    questions = []
-    page.once("dialog", lambda d: (questions.append(d.message), d.accept()))
-    page.click("text=Cancel job")
+    assert site.accept_confirm("text=Cancel job", cancel).startswith("Cancel job")
     expect(page.locator("h1 .badge")).to_have_text("Cancelled")
-    assert "Cancel job" in questions[0]
+    assert site.api("GET", "/api/jobs/%s" % job["id"])["state"] == "CANCELLED"
     expect(page.locator(".facts").first).to_contain_text("Time since cancellation")
     expect(page.locator("main")).to_contain_text("no results to show")
     site.check_a11y("job, cancelled")
@@ -223,8 +221,7 @@ def test_cancel_a_job_and_remove_it(logged_in):
 
     site.confirmation_page("/jobs/%s/remove" % job["id"], "Remove job", "18-confirm-remove")
 
-    page.once("dialog", lambda d: d.accept())
-    page.click("a:has-text('Remove')")
+    assert site.accept_confirm("a:has-text('Remove')", "/jobs/%s/remove" % job["id"]).startswith("Remove job")
     expect(page).to_have_url(site.url + "/jobs")
     expect(page.locator(".empty")).to_be_visible()
 
@@ -252,13 +249,12 @@ def test_delete_a_script_with_confirmation(logged_in):
     site.shot("20-confirm-delete")
 
     site.go("/scripts/%s" % doomed["id"])
-    page.once("dialog", lambda d: d.dismiss())
-    page.click("a:has-text('Delete')")
-    page.wait_for_timeout(300)
+    delete = "/scripts/%s/delete" % doomed["id"]
+    assert "Doomed" in site.dismiss_confirm("a:has-text('Delete')", delete)
     expect(page).to_have_url(site.url + "/scripts/%s" % doomed["id"])
+    assert site.api("GET", "/api/scripts/%s" % doomed["id"])["name"] == "Doomed"  # still there
 
-    page.once("dialog", lambda d: d.accept())
-    page.click("a:has-text('Delete')")
+    assert "Doomed" in site.accept_confirm("a:has-text('Delete')", delete)
     expect(page).to_have_url(site.url + "/scripts")
     expect(page.locator("table.list")).not_to_contain_text("Doomed")
     expect(page.locator("table.list")).to_contain_text(keep["name"])
