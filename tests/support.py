@@ -15,6 +15,7 @@ import json
 import os
 import pwd
 import secrets
+import shlex
 import shutil
 import socket
 import subprocess
@@ -61,6 +62,27 @@ def wait_for(condition, timeout=60, what="the awaited event", interval=0.1):
         if time.time() > end:
             raise AssertionError("%s did not happen within %s seconds" % (what, timeout))
         time.sleep(interval)
+
+
+def gone(pid):
+    """Whether process pid has ended (no such process, or a zombie)."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def wait_gone(pids, timeout=60):
+    wait_for(lambda: all(gone(p) for p in pids), timeout, "the end of process(es) %s" % list(pids), 0.05)
+
+
+def gate(path):
+    """(shell lines that wait, at most 10 minutes, until the gate at path is
+    opened; a function that opens it): a job holds still until the test has
+    seen what it needs, however busy the machine."""
+    wait = "for i in $(seq 3000); do [ -e %s ] && break; sleep 0.2; done" % shlex.quote(str(path))
+    return wait, lambda: open(str(path), "w").close()
 
 
 def wait_finished(web, jid, timeout=60):
@@ -132,7 +154,7 @@ class Client:
         return self.api("POST", "/api/jobs", {"script": script_id, "answers": answers or {}},
                         status=status).json
 
-    def wait_job(self, job_id, until=flightjobd.FINISHED, timeout=30):
+    def wait_job(self, job_id, until=flightjobd.FINISHED, timeout=60):
         end = time.time() + timeout
         while True:
             job = self.api("GET", "/api/jobs/%s" % job_id).json
@@ -280,7 +302,7 @@ class Daemon:
         self.cwd = ROOT
         self.proc = None
 
-    def start(self, timeout=20):
+    def start(self, timeout=60):
         env = dict(os.environ, **self.extra_env)
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(self.argv + ["--config", self.config_path,

@@ -5,7 +5,7 @@ import time
 import pytest
 
 import flightjobd
-from support import wait_finished
+from support import gate, wait_finished, wait_for, wait_gone
 
 
 def script_with(client, tmp_path, body, name="job", extra=""):
@@ -61,10 +61,10 @@ def test_nonzero_exit_is_failed_with_the_code(client, tmp_path):
 
 
 def test_time_limit_is_enforced(client, tmp_path):
-    sid = script_with(client, tmp_path, "echo start\nsleep 60\necho never")
+    sid = script_with(client, tmp_path, "echo start\nsleep 600\necho never")
     start = time.time()
-    job = client.wait_job(client.submit(sid, {"time": "0:02"})["id"], timeout=30)
-    assert time.time() - start < 15
+    job = client.wait_job(client.submit(sid, {"time": "0:02"})["id"], timeout=120)
+    assert time.time() - start < 120  # a 2 s limit, far from the job's own 600 s
     assert (job["state"], job["raw_state"], job["reason_text"]) == ("FAILED", "TIMEOUT", "ran out of time")
     assert client.output(job["id"]) == "start\n"
 
@@ -78,7 +78,7 @@ def test_cancel_running_job(client, tmp_path):
     job = client.api("POST", "/api/jobs/%s/cancel" % job["id"]).json
     assert job["state"] == "CANCELLED" and job["ended_at"]
     status = flightjobd.read_json(str(tmp_path / "state" / "local" / job["scheduler_id"] / "status.json"))
-    assert not os.path.exists("/proc/%d" % status["supervisor"]) or open("/proc/%d/stat" % status["supervisor"]).read().split()[2] == "Z"
+    wait_gone([status["supervisor"]])
     page = client.web.get("/jobs/" + job["id"])
     assert "Time since cancellation" in page.text and "no results" in page.text
     assert "Results directory" not in page.text
@@ -97,9 +97,11 @@ def test_cancel_through_the_pages(client, tmp_path):
 
 
 def test_remove_only_when_finished_and_results_stay(client, tmp_path):
-    sid = script_with(client, tmp_path, "sleep 1\necho done")
+    held, release = gate(tmp_path / "gate")
+    sid = script_with(client, tmp_path, held + "\necho done")
     job = client.submit(sid)
-    client.api("DELETE", "/api/jobs/" + job["id"], status=409)
+    client.api("DELETE", "/api/jobs/" + job["id"], status=409)  # held: surely unfinished
+    release()
     job = client.wait_job(job["id"])
     out = job["stdout_path"]
     client.api("DELETE", "/api/jobs/" + job["id"], status=204)
@@ -221,7 +223,14 @@ def test_job_that_ends_while_the_daemon_is_down(make_daemon, tmp_path):
     api("PATCH", "/api/scripts/" + s["id"], {"content": "#!/bin/bash\nsleep 2\nexit 7\n"})
     job = api("POST", "/api/jobs", {"script": s["id"], "answers": {}})
     d.stop()
-    time.sleep(3.5)  # the job ends while nobody is there
+    status = str(tmp_path / "state" / "local" / job["scheduler_id"] / "status.json")
+
+    def ended():
+        try:
+            return flightjobd.read_json(status)["state"] in flightjobd.FINISHED
+        except (OSError, ValueError):
+            return False
+    wait_for(ended, 60, "the job ending while nobody is there")
     d.start()
     jar.clear()
     web.open(d.login_url).read()

@@ -15,7 +15,7 @@ import subprocess
 
 import pytest
 
-from support import need
+from support import gate, need
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -111,6 +111,11 @@ class Site:
             self.page.click(link)
         assert asked, "%s asked nothing" % link
         return asked[0]
+
+    def gate(self, name):
+        """support.gate() in the user's home: a job that stays RUNNING until
+        the test has seen it so."""
+        return gate(os.path.join(self.user.home, "gate-" + name))
 
     def check_a11y(self, what):
         """axe-core on the page as it is: no serious or critical violations."""
