@@ -227,12 +227,23 @@ def pam_service():
 
 
 class UnixUsers:
-    """Creates real Unix users with passwords; removes them afterwards."""
+    """Creates real Unix users with passwords, and groups; removes them
+    afterwards."""
 
     def __init__(self):
         self.created = []
+        self.groups = []
 
-    def create(self, prefix="fjt", uid=None, password=None):
+    def group(self, prefix="fjg"):
+        """A new group's name."""
+        name = "%s%s" % (prefix, secrets.token_hex(3))
+        subprocess.run(["groupadd", name], check=True, capture_output=True)
+        self.groups.append(name)
+        return name
+
+    def create(self, prefix="fjt", uid=None, password=None, groups=()):
+        """A new user (its own primary group, as useradd makes it), also
+        in the given supplementary groups."""
         name = "%s%s" % (prefix, secrets.token_hex(3))
         password = password or "pw-" + secrets.token_urlsafe(9)
         argv = ["useradd", "--create-home", "--shell", "/bin/bash"]
@@ -241,18 +252,22 @@ class UnixUsers:
         subprocess.run(argv + [name], check=True, capture_output=True)
         self.created.append(name)
         subprocess.run(["chpasswd"], input="%s:%s" % (name, password), text=True, check=True)
+        if groups:
+            subprocess.run(["usermod", "-aG", ",".join(groups), name], check=True, capture_output=True)
         pw = pwd.getpwnam(name)
-        return User(name, password, pw.pw_uid, pw.pw_dir)
+        return User(name, password, pw.pw_uid, pw.pw_gid, pw.pw_dir)
 
     def remove_all(self):
         for name in self.created:
             subprocess.run(["pkill", "-KILL", "-u", name], capture_output=True)
             subprocess.run(["userdel", "--remove", name], capture_output=True)
+        for name in self.groups:
+            subprocess.run(["groupdel", name], capture_output=True)
 
 
 class User:
-    def __init__(self, name, password, uid, home):
-        self.name, self.password, self.uid, self.home = name, password, uid, home
+    def __init__(self, name, password, uid, gid, home):
+        self.name, self.password, self.uid, self.gid, self.home = name, password, uid, gid, home
 
     def basic(self):
         token = base64.b64encode(("%s:%s" % (self.name, self.password)).encode()).decode()

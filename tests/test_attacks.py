@@ -31,11 +31,11 @@ def login(web, u):
     return {"X-CSRF-Token": token}
 
 
-def chown_tree(path, uid):
+def chown_tree(path, user):
     for root, dirs, files in os.walk(path):
         for name in dirs + files:
-            os.lchown(os.path.join(root, name), uid, uid)
-    os.lchown(path, uid, uid)
+            os.lchown(os.path.join(root, name), user.uid, user.gid)
+    os.lchown(path, user.uid, user.gid)
 
 
 def makedirs_as(path, user):
@@ -46,7 +46,7 @@ def makedirs_as(path, user):
         path = os.path.dirname(path)
     for d in reversed(missing):
         os.mkdir(d, 0o700)
-        os.chown(d, user.uid, user.uid)
+        os.chown(d, user.uid, user.gid)
 
 
 def state(user):
@@ -87,7 +87,7 @@ def test_symlinks_into_another_users_state_lead_nowhere(multi_app, unix_users):
         for name in (bid, "link-" + kind):
             link = os.path.join(state(alice), kind, name)
             os.symlink(os.path.join(state(bob), kind, bid), link)
-            os.lchown(link, alice.uid, alice.uid)
+            os.lchown(link, alice.uid, alice.gid)
     for sid in (bsid, "link-scripts"):
         for r in (web.get("/api/scripts/" + sid, status=404),
                   web.get("/scripts/" + sid, status=404),
@@ -124,7 +124,7 @@ def test_whole_state_dir_symlinked_to_another_user(multi_app, unix_users):
     bsid = bweb.post_json("/api/scripts", {"template": "serial", "notes": "bob secret"}, headers=login(bweb, bob)).json["id"]
     makedirs_as(os.path.dirname(state(alice)), alice)
     os.symlink(state(bob), state(alice))
-    os.lchown(state(alice), alice.uid, alice.uid)
+    os.lchown(state(alice), alice.uid, alice.gid)
     ah = login(web, alice)
     # her lists cannot be read (403); bob's script by its id is not hers (404)
     for path, status in (("/api/scripts", 403), ("/api/jobs", 403), ("/api/scripts/" + bsid, 404),
@@ -148,12 +148,12 @@ def test_template_dir_symlinked_to_another_users_and_a_template_reading_shadow(m
         f.write('name = "Bob secret template"\nsynopsis = "s"\ndescription = "d"\n')
     with open(os.path.join(bob_templates, "bobs", "script.sh"), "w") as f:
         f.write("#!/bin/bash\necho bob\n")
-    chown_tree(bob_templates, bob.uid)
+    chown_tree(bob_templates, bob)
     os.chmod(bob.home, 0o700)
     alice_config = os.path.join(alice.home, ".config", "flight-job")
     makedirs_as(alice_config, alice)
     os.symlink(bob_templates, os.path.join(alice_config, "templates"))
-    os.lchown(os.path.join(alice_config, "templates"), alice.uid, alice.uid)
+    os.lchown(os.path.join(alice_config, "templates"), alice.uid, alice.gid)
     login(web, alice)
     listing = web.get("/api/templates").json
     assert "bobs" not in [t["id"] for t in listing["templates"]] + [p["id"] for p in listing["problems"]]
@@ -168,7 +168,7 @@ def test_template_dir_symlinked_to_another_users_and_a_template_reading_shadow(m
         f.write('name = "Shadow"\nsynopsis = "s"\ndescription = "d"\n')
     os.symlink("/etc/shadow", os.path.join(d, "script.sh"))
     os.symlink("/etc/shadow", os.path.join(d, "notes.md"))
-    chown_tree(d, alice.uid)
+    chown_tree(d, alice)
     listing = web.get("/api/templates").json
     problem = [p for p in listing["problems"] if p["id"] == "shadow"]
     assert problem and "root:" not in json.dumps(listing)
@@ -212,7 +212,7 @@ def test_forged_process_group_cannot_signal_another_user(multi_app, unix_users):
     does send the signal, and bob's process is spared only by permissions."""
     a, web = multi_app()
     alice, bob = unix_users.create(), unix_users.create()
-    victims = {u.name: subprocess.Popen(["sleep", "600"], user=u.uid, group=u.uid, start_new_session=True)
+    victims = {u.name: subprocess.Popen(["sleep", "600"], user=u.uid, group=u.gid, start_new_session=True)
                for u in (alice, bob)}
     try:
         h = login(web, alice)
@@ -231,7 +231,7 @@ def test_forged_process_group_cannot_signal_another_user(multi_app, unix_users):
                                (job_meta, dict(meta, state="RUNNING", scheduler_id=local_id, ended_at=None))):
                 with open(path, "w") as f:
                     json.dump(data, f)
-                os.chown(path, alice.uid, alice.uid)
+                os.chown(path, alice.uid, alice.gid)
             r = web.post("/api/jobs/%s/cancel" % jid, headers=h, status=200)
             assert (r.json["id"], r.json["scheduler_id"]) == (jid, local_id) and r.json["cancel_requested_at"]
         # alice's own process got the signal (after bob's cancel was answered)...
@@ -570,7 +570,7 @@ def test_user_template_code_runs_as_the_user_never_root(multi_app, unix_users, m
                 "% ok = os.access('/etc', os.W_OK) or os.access('/etc/shadow', os.R_OK)\n"
                 "#!/bin/bash\n# uid={{os.getuid()}} euid={{os.geteuid()}} groups={{os.getgroups()}} "
                 "root-access={{ok}}\n% os.system('touch " + marker + " 2>/dev/null')\n")
-    chown_tree(d, alice.uid)
+    chown_tree(d, alice)
     seen = []
     real_load = flightjobd.load_template
     monkeypatch.setattr(flightjobd, "load_template", lambda d, s: seen.append(d) or real_load(d, s))

@@ -249,7 +249,7 @@ def test_results_path_and_symlink_attacks(multi_app, unix_users):
         "#!/bin/bash\n#SBATCH --chdir=%s/out\n#SBATCH --output=job.out\n"
         "ln -s /etc/shadow shadow\nln -s %s/secret bobs\nln -s .. up\necho ok\n") % (alice.home, bob.home)}, headers=h)
     os.makedirs(alice.home + "/out")
-    os.chown(alice.home + "/out", alice.uid, alice.uid)
+    os.chown(alice.home + "/out", alice.uid, alice.gid)
     with open(bob.home + "/secret", "w") as f:
         f.write("bob's secret")
     os.chmod(bob.home, 0o700)

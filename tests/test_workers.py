@@ -1,4 +1,6 @@
-"""Per-user workers: the right uid, separate processes, bounded failures."""
+"""Per-user workers: the right uid, gid and groups, separate processes,
+bounded failures."""
+import grp
 import os
 import signal
 import threading
@@ -12,14 +14,18 @@ pytestmark = pytest.mark.root
 
 
 def proc_ids(pid):
+    """(uid, gid, sorted groups) of a process, from /proc; the real,
+    effective, saved and filesystem ids must agree."""
     status = open("/proc/%d/status" % pid).read()
-    line = lambda key: [x for x in status.splitlines() if x.startswith(key + ":")][0].split()[1:]
-    return int(line("Uid")[0]), int(line("Gid")[0]), sorted(int(g) for g in line("Groups"))
+    line = lambda key: [int(v) for v in [x for x in status.splitlines() if x.startswith(key + ":")][0].split()[1:]]
+    uids, gids = line("Uid"), line("Gid")
+    assert len(set(uids)) == 1 and len(set(gids)) == 1, (uids, gids)
+    return uids[0], gids[0], sorted(line("Groups"))
 
 
-def logged_in(make, unix_users, **sections):
+def logged_in(make, unix_users, groups=(), **sections):
     a, web = make(**sections)
-    u = unix_users.create()
+    u = unix_users.create(groups=groups)
     token = web.post_json("/api/login", {"username": u.name, "password": u.password}).json["csrf_token"]
     return a, web, u, {"X-CSRF-Token": token}
 
@@ -38,17 +44,20 @@ def sleeping_template(user):
                 "% time.sleep(nap)\n#!/bin/bash\necho slept\n")
     for root, dirs, files in os.walk(os.path.join(user.home, ".config")):
         for name in dirs + files + [""]:
-            os.chown(os.path.join(root, name), user.uid, user.uid)
+            os.chown(os.path.join(root, name), user.uid, user.gid)
 
 
 def test_worker_runs_as_the_user(multi_app, unix_users):
-    a, web, u, csrf = logged_in(multi_app, unix_users)
+    """The user's uid, primary gid and exactly their groups: their own and
+    two supplementary ones, none of root's."""
+    extra = [unix_users.group(), unix_users.group()]
+    a, web, u, csrf = logged_in(multi_app, unix_users, groups=extra)
+    expected = sorted([u.gid] + [grp.getgrnam(g).gr_gid for g in extra])
+    assert len(set(expected)) == 3 and u.gid != 0
     me = a.pool.call(u.name, "whoami")
-    assert (me["uid"], me["gid"]) == (u.uid, u.uid)
+    assert (me["uid"], me["gid"], me["groups"]) == (u.uid, u.gid, expected)
     assert me["cwd"] == u.home and me["umask"] == 0o077 and me["home"] == u.home
-    uid, gid, groups = proc_ids(a.pool.pids()[u.name])
-    assert (uid, gid) == (u.uid, u.uid)
-    assert 0 not in groups  # root's groups are not inherited
+    assert proc_ids(a.pool.pids()[u.name]) == (u.uid, u.gid, expected)
     env = open("/proc/%d/environ" % a.pool.pids()[u.name], "rb").read().split(b"\0")
     names = sorted(e.split(b"=")[0].decode() for e in env if e)
     assert names == ["HOME", "LANG", "LOGNAME", "PATH", "SHELL", "USER"]
@@ -59,7 +68,7 @@ def test_files_written_by_the_worker_belong_to_the_user(multi_app, unix_users):
     sid = web.post_json("/api/scripts", {"template": "serial"}, headers=csrf, status=201).json["id"]
     path = os.path.join(u.home, ".local", "share", "flight-job", "scripts", sid, "script.sh")
     st = os.stat(path)
-    assert (st.st_uid, st.st_gid) == (u.uid, u.uid)
+    assert (st.st_uid, st.st_gid) == (u.uid, u.gid)
     assert st.st_mode & 0o077 == 0  # umask 077
 
 
