@@ -526,6 +526,32 @@ def test_forged_and_expired_session_cookies(client, make_config):
     other_app.pool.stop_all()
 
 
+@pytest.mark.parametrize("base_url, setting, secure", [
+    ("https://jobs.example.org/", "auto", True),
+    ("http://jobs.example.org/", "auto", False),
+    ("", "auto", False),
+    ("http://jobs.example.org/", "always", True),
+    ("https://jobs.example.org/", "never", False),
+])
+def test_cookies_are_secure_when_the_site_is_served_over_https(make_config, base_url, setting, secure):
+    """server.base_url's scheme decides (auth.secure_cookies = auto), for the
+    session cookie and the login form's own cookie alike."""
+    app = flightjobd.make_app(make_config(server={"base_url": base_url}, auth={"secure_cookies": setting}))
+    web = webtest.TestApp(app.bottle)
+    try:
+        cookies = {}
+        for r in (web.get("/login?token=" + app.auth.login_token, status=303), web.get("/login", status=200)):
+            for k, v in r.headerlist:
+                if k == "Set-Cookie":
+                    cookies[v.split("=", 1)[0]] = [a.strip().lower() for a in v.split(";")[1:]]
+        assert set(cookies) == {flightjobd.COOKIE, flightjobd.PRE_COOKIE}
+        for name, attributes in cookies.items():
+            assert ("secure" in attributes) == secure, (name, attributes)
+            assert "httponly" in attributes, (name, attributes)
+    finally:
+        app.pool.stop_all()
+
+
 @pytest.mark.root
 def test_brute_force_is_throttled_on_every_login_path(multi_app, unix_users, monkeypatch):
     a, web = multi_app(auth={"throttle_failures": 3, "throttle_window": 60, "basic_cache": 0})
