@@ -55,10 +55,10 @@ def state(user):
 
 # another user's things, by id, path and symlink
 
-# The README promises 404 for another user's job by symlink; the daemon
-# answers 409, as for any record of the user's own it cannot read (a broken
-# job: see the report of the tests helper). Asserted exactly, so that a change
-# either way is seen.
+# The README promises 404 for another user's job by symlink (a script by
+# symlink is 404); the daemon answers 409, as for any job record of the
+# user's own it cannot read. Asserted exactly, so that the day the daemon
+# keeps the promise this line changes to 404 (issue 17).
 JOB_BY_SYMLINK = 409
 
 
