@@ -15,6 +15,7 @@ import json
 import os
 import pwd
 import secrets
+import shlex
 import shutil
 import socket
 import subprocess
@@ -47,6 +48,49 @@ def pytest_configure(config):
                       ("root", "needs root (real Unix users, PAM)"),
                       ("slow", "long-running")):
         config.addinivalue_line("markers", "%s: %s" % (name, doc))
+
+
+def wait_for(condition, timeout=60, what="the awaited event", interval=0.1):
+    """condition()'s first truthy value. Polls until timeout seconds, a
+    generous ceiling for a busy machine: the wait ends as soon as the event
+    happens. Fails the test naming what did not happen."""
+    end = time.time() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.time() > end:
+            raise AssertionError("%s did not happen within %s seconds" % (what, timeout))
+        time.sleep(interval)
+
+
+def gone(pid):
+    """Whether process pid has ended (no such process, or a zombie)."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def wait_gone(pids, timeout=60):
+    wait_for(lambda: all(gone(p) for p in pids), timeout, "the end of process(es) %s" % list(pids), 0.05)
+
+
+def gate(path):
+    """(shell lines that wait, at most 10 minutes, until the gate at path is
+    opened; a function that opens it): a job holds still until the test has
+    seen what it needs, however busy the machine."""
+    wait = "for i in $(seq 3000); do [ -e %s ] && break; sleep 0.2; done" % shlex.quote(str(path))
+    return wait, lambda: open(str(path), "w").close()
+
+
+def wait_finished(web, jid, timeout=60):
+    """The job, once finished, through the JSON API of a WebTest app."""
+    def finished():
+        job = web.get("/api/jobs/" + jid).json
+        return job if job["state"] in flightjobd.FINISHED else None
+    return wait_for(finished, timeout, "job %s finishing" % jid)
 
 
 def merge(base, extra):
@@ -110,7 +154,7 @@ class Client:
         return self.api("POST", "/api/jobs", {"script": script_id, "answers": answers or {}},
                         status=status).json
 
-    def wait_job(self, job_id, until=flightjobd.FINISHED, timeout=30):
+    def wait_job(self, job_id, until=flightjobd.FINISHED, timeout=60):
         end = time.time() + timeout
         while True:
             job = self.api("GET", "/api/jobs/%s" % job_id).json
@@ -183,12 +227,23 @@ def pam_service():
 
 
 class UnixUsers:
-    """Creates real Unix users with passwords; removes them afterwards."""
+    """Creates real Unix users with passwords, and groups; removes them
+    afterwards."""
 
     def __init__(self):
         self.created = []
+        self.groups = []
 
-    def create(self, prefix="fjt", uid=None, password=None):
+    def group(self, prefix="fjg"):
+        """A new group's name."""
+        name = "%s%s" % (prefix, secrets.token_hex(3))
+        subprocess.run(["groupadd", name], check=True, capture_output=True)
+        self.groups.append(name)
+        return name
+
+    def create(self, prefix="fjt", uid=None, password=None, groups=()):
+        """A new user (its own primary group, as useradd makes it), also
+        in the given supplementary groups."""
         name = "%s%s" % (prefix, secrets.token_hex(3))
         password = password or "pw-" + secrets.token_urlsafe(9)
         argv = ["useradd", "--create-home", "--shell", "/bin/bash"]
@@ -197,18 +252,22 @@ class UnixUsers:
         subprocess.run(argv + [name], check=True, capture_output=True)
         self.created.append(name)
         subprocess.run(["chpasswd"], input="%s:%s" % (name, password), text=True, check=True)
+        if groups:
+            subprocess.run(["usermod", "-aG", ",".join(groups), name], check=True, capture_output=True)
         pw = pwd.getpwnam(name)
-        return User(name, password, pw.pw_uid, pw.pw_dir)
+        return User(name, password, pw.pw_uid, pw.pw_gid, pw.pw_dir)
 
     def remove_all(self):
         for name in self.created:
             subprocess.run(["pkill", "-KILL", "-u", name], capture_output=True)
             subprocess.run(["userdel", "--remove", name], capture_output=True)
+        for name in self.groups:
+            subprocess.run(["groupdel", name], capture_output=True)
 
 
 class User:
-    def __init__(self, name, password, uid, home):
-        self.name, self.password, self.uid, self.home = name, password, uid, home
+    def __init__(self, name, password, uid, gid, home):
+        self.name, self.password, self.uid, self.gid, self.home = name, password, uid, gid, home
 
     def basic(self):
         token = base64.b64encode(("%s:%s" % (self.name, self.password)).encode()).decode()
@@ -258,7 +317,7 @@ class Daemon:
         self.cwd = ROOT
         self.proc = None
 
-    def start(self, timeout=20):
+    def start(self, timeout=60):
         env = dict(os.environ, **self.extra_env)
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(self.argv + ["--config", self.config_path,

@@ -4,12 +4,14 @@ page shows; session fixation, reuse, forgery; brute force; template code
 trying to act as root; root and system users. (Earlier tests cover the
 basics: tests/test_auth.py, test_scripts.py, test_jobs_local.py.)"""
 import base64
+import html
 import json
 import os
 import pwd
 import re
 import secrets
 import shlex
+import signal
 import subprocess
 import time
 import urllib.parse
@@ -18,6 +20,7 @@ import pytest
 import webtest
 
 import flightjobd
+from support import wait_finished
 
 XSS = ['<script>alert(1)</script>', '"><img src=x onerror=alert(2)>', "'><svg onload=alert(3)>"]
 PAYLOAD = " ".join(XSS)
@@ -28,11 +31,11 @@ def login(web, u):
     return {"X-CSRF-Token": token}
 
 
-def chown_tree(path, uid):
+def chown_tree(path, user):
     for root, dirs, files in os.walk(path):
         for name in dirs + files:
-            os.lchown(os.path.join(root, name), uid, uid)
-    os.lchown(path, uid, uid)
+            os.lchown(os.path.join(root, name), user.uid, user.gid)
+    os.lchown(path, user.uid, user.gid)
 
 
 def makedirs_as(path, user):
@@ -43,24 +46,26 @@ def makedirs_as(path, user):
         path = os.path.dirname(path)
     for d in reversed(missing):
         os.mkdir(d, 0o700)
-        os.chown(d, user.uid, user.uid)
+        os.chown(d, user.uid, user.gid)
 
 
 def state(user):
     return os.path.join(user.home, ".local", "share", "flight-job")
 
 
-def wait_finished(web, jid, timeout=20):
-    end = time.time() + timeout
-    while time.time() < end:
-        job = web.get("/api/jobs/" + jid).json
-        if job["state"] in flightjobd.FINISHED:
-            return job
-        time.sleep(0.1)
-    raise AssertionError("job %s did not finish" % jid)
-
-
 # another user's things, by id, path and symlink
+
+# The README promises 404 for another user's job by symlink (a script by
+# symlink is 404); the daemon answers 409, as for any job record of the
+# user's own it cannot read. Asserted exactly, so that the day the daemon
+# keeps the promise this line changes to 404 (issue 17).
+JOB_BY_SYMLINK = 409
+
+
+def tree(path):
+    """{relative name: bytes} of every file under path."""
+    return {os.path.relpath(os.path.join(root, n), path): open(os.path.join(root, n), "rb").read()
+            for root, dirs, files in os.walk(path) for n in files}
 
 
 @pytest.mark.root
@@ -73,8 +78,7 @@ def test_symlinks_into_another_users_state_lead_nowhere(multi_app, unix_users):
                           headers=bh).json["id"]
     bjid = bweb.post_json("/api/jobs", {"script": bsid, "answers": {}}, headers=bh).json["id"]
     wait_finished(bweb, bjid)
-    bob_script = os.path.join(state(bob), "scripts", bsid)
-    before = {n: open(os.path.join(bob_script, n), "rb").read() for n in os.listdir(bob_script)}
+    before = tree(state(bob))
 
     ah = login(web, alice)
     web.post_json("/api/scripts", {"template": "serial", "name": "alice's"}, headers=ah)
@@ -83,34 +87,32 @@ def test_symlinks_into_another_users_state_lead_nowhere(multi_app, unix_users):
         for name in (bid, "link-" + kind):
             link = os.path.join(state(alice), kind, name)
             os.symlink(os.path.join(state(bob), kind, bid), link)
-            os.lchown(link, alice.uid, alice.uid)
+            os.lchown(link, alice.uid, alice.gid)
     for sid in (bsid, "link-scripts"):
-        for status, call in ((404, lambda: web.get("/api/scripts/" + sid, expect_errors=True)),
-                             (404, lambda: web.get("/scripts/" + sid, expect_errors=True)),
-                             (None, lambda: web.patch_json("/api/scripts/" + sid, {"notes": "pwned"},
-                                                           headers=dict(ah, **{"If-Match": "*"}), expect_errors=True)),
-                             (None, lambda: web.post_json("/api/jobs", {"script": sid, "answers": {}}, headers=ah,
-                                                          expect_errors=True)),
-                             (None, lambda: web.delete("/api/scripts/" + sid, headers=ah, expect_errors=True))):
-            r = call()
-            assert r.status_int in (403, 404, 409, 503) if status is None else r.status_int == status, r
-            assert b"secret" not in r.body and b"Traceback" not in r.body
+        for r in (web.get("/api/scripts/" + sid, status=404),
+                  web.get("/scripts/" + sid, status=404),
+                  web.patch_json("/api/scripts/" + sid, {"notes": "pwned"}, headers=dict(ah, **{"If-Match": "*"}),
+                                 status=404),
+                  web.post_json("/api/jobs", {"script": sid, "answers": {}}, headers=ah, status=404),
+                  web.delete("/api/scripts/" + sid, headers=ah, status=404)):
+            assert b"secret" not in r.body and b"Traceback" not in r.body, r.request.path
     for jid in (bjid, "link-jobs"):
-        for path in ("", "/files", "/files/job.out", "/output/stdout"):
-            r = web.get("/api/jobs/" + jid + path, expect_errors=True)
-            assert r.status_int in (404, 409), (path, r)
-        r = web.post("/api/jobs/%s/cancel" % jid, headers=ah, expect_errors=True)
-        assert r.status_int in (404, 409)
-        r = web.delete("/api/jobs/" + jid, headers=ah, expect_errors=True)
-        assert r.status_int in (404, 409), r
+        for r in [web.get("/api/jobs/" + jid + path, status=JOB_BY_SYMLINK)
+                  for path in ("", "/files", "/files/job.out", "/output/stdout")] + [
+                web.post("/api/jobs/%s/cancel" % jid, headers=ah, status=JOB_BY_SYMLINK),
+                web.delete("/api/jobs/" + jid, headers=ah, status=JOB_BY_SYMLINK)]:
+            assert b"secret" not in r.body and b"job.out" not in r.body, r.request.path
+    # in her lists: her own script, and each link as a broken item saying why
     listing = web.get("/api/scripts").json["scripts"]
     assert [s["name"] for s in listing if not s.get("broken")] == ["alice's"]
+    assert sorted(s["id"] for s in listing if s.get("broken")) == sorted([bsid, "link-scripts"])
     assert all("secret" not in json.dumps(s) for s in listing)
     jobs = web.get("/api/jobs").json
-    assert jobs["total"] == 0 and all(b.get("broken") for b in jobs["broken"])
-    assert "Scripts" in web.get("/scripts").text and "Jobs" in web.get("/jobs").text
+    assert jobs["total"] == 0 and sorted(b["id"] for b in jobs["broken"]) == sorted([bjid, "link-jobs"])
+    assert all(b["broken"] and "cannot be read" in b["reason"] for b in jobs["broken"])
+    assert "Scripts" in web.get("/scripts", status=200).text and "Jobs" in web.get("/jobs", status=200).text
     # bob's things are untouched
-    assert {n: open(os.path.join(bob_script, n), "rb").read() for n in os.listdir(bob_script)} == before
+    assert tree(state(bob)) == before
     assert bweb.get("/api/jobs/" + bjid).json["state"] == "COMPLETED"
 
 
@@ -122,15 +124,17 @@ def test_whole_state_dir_symlinked_to_another_user(multi_app, unix_users):
     bsid = bweb.post_json("/api/scripts", {"template": "serial", "notes": "bob secret"}, headers=login(bweb, bob)).json["id"]
     makedirs_as(os.path.dirname(state(alice)), alice)
     os.symlink(state(bob), state(alice))
-    os.lchown(state(alice), alice.uid, alice.uid)
+    os.lchown(state(alice), alice.uid, alice.gid)
     ah = login(web, alice)
-    for path in ("/api/scripts", "/api/jobs", "/api/scripts/" + bsid, "/scripts", "/jobs"):
-        r = web.get(path, expect_errors=True)
-        assert r.status_int in (200, 403, 404, 503) and b"secret" not in r.body, (path, r.status)
-        if r.status_int == 200 and path == "/api/scripts":
-            assert all(s.get("broken") for s in r.json["scripts"])
-    r = web.post_json("/api/scripts", {"template": "serial"}, headers=ah, expect_errors=True)
-    assert r.status_int in (403, 503) and "Traceback" not in r.text
+    # her lists cannot be read (403); bob's script by its id is not hers (404)
+    for path, status in (("/api/scripts", 403), ("/api/jobs", 403), ("/api/scripts/" + bsid, 404),
+                         ("/scripts", 403), ("/jobs", 403)):
+        r = web.get(path, status=status)
+        assert b"secret" not in r.body and bsid.encode() not in r.body, path
+    # creating fails whole; 503 ("could not write ... File exists") today,
+    # where 403 would say better that it will not work on a retry
+    r = web.post_json("/api/scripts", {"template": "serial"}, headers=ah, status=503)
+    assert "Traceback" not in r.text and r.json["error"]["code"] == "unavailable"
     assert os.listdir(os.path.join(state(bob), "scripts")) == [bsid]
 
 
@@ -144,12 +148,12 @@ def test_template_dir_symlinked_to_another_users_and_a_template_reading_shadow(m
         f.write('name = "Bob secret template"\nsynopsis = "s"\ndescription = "d"\n')
     with open(os.path.join(bob_templates, "bobs", "script.sh"), "w") as f:
         f.write("#!/bin/bash\necho bob\n")
-    chown_tree(bob_templates, bob.uid)
+    chown_tree(bob_templates, bob)
     os.chmod(bob.home, 0o700)
     alice_config = os.path.join(alice.home, ".config", "flight-job")
     makedirs_as(alice_config, alice)
     os.symlink(bob_templates, os.path.join(alice_config, "templates"))
-    os.lchown(os.path.join(alice_config, "templates"), alice.uid, alice.uid)
+    os.lchown(os.path.join(alice_config, "templates"), alice.uid, alice.gid)
     login(web, alice)
     listing = web.get("/api/templates").json
     assert "bobs" not in [t["id"] for t in listing["templates"]] + [p["id"] for p in listing["problems"]]
@@ -164,7 +168,7 @@ def test_template_dir_symlinked_to_another_users_and_a_template_reading_shadow(m
         f.write('name = "Shadow"\nsynopsis = "s"\ndescription = "d"\n')
     os.symlink("/etc/shadow", os.path.join(d, "script.sh"))
     os.symlink("/etc/shadow", os.path.join(d, "notes.md"))
-    chown_tree(d, alice.uid)
+    chown_tree(d, alice)
     listing = web.get("/api/templates").json
     problem = [p for p in listing["problems"] if p["id"] == "shadow"]
     assert problem and "root:" not in json.dumps(listing)
@@ -190,10 +194,11 @@ def test_tampered_job_metadata_cannot_reach_shadow_or_another_user(multi_app, un
             json.dump(meta, f)
         for path in ("/output/stdout", "/output/stderr", "/files/shadow", "/files/secret", "/files/.bashrc",
                      "/files/../shadow"):
-            r = web.get("/api/jobs/" + jid + path, expect_errors=True)
-            assert r.status_int in (403, 404), (results, path, r.status)
+            # unreadable is 403; missing (or `..`) is 404
+            missing = path == "/files/../shadow" or (results == "/etc" and path in ("/files/secret", "/files/.bashrc"))
+            r = web.get("/api/jobs/" + jid + path, status=404 if missing else 403)
             assert b"root:" not in r.body and b"secret" not in r.body.replace(b"/secret", b"")
-        r = web.get("/jobs/" + jid)
+        r = web.get("/jobs/" + jid, status=200)
         assert "root:" not in r.text and "bob&#039;s secret" not in r.text and "bob's secret" not in r.text
         if results != "/etc":  # /etc is listable by anyone anyway
             web.get("/api/jobs/%s/files" % jid, status=403)
@@ -202,10 +207,13 @@ def test_tampered_job_metadata_cannot_reach_shadow_or_another_user(multi_app, un
 @pytest.mark.root
 def test_forged_process_group_cannot_signal_another_user(multi_app, unix_users):
     """Cancel signals the pgid in the user's own status file: as the user, so a
-    forged pgid pointing at another user's processes does nothing."""
+    forged pgid pointing at another user's processes does nothing. The same
+    forgery pointing at the user's own process group ends it: the cancel
+    does send the signal, and bob's process is spared only by permissions."""
     a, web = multi_app()
     alice, bob = unix_users.create(), unix_users.create()
-    victim = subprocess.Popen(["sleep", "60"], user=bob.uid, group=bob.uid, start_new_session=True)
+    victims = {u.name: subprocess.Popen(["sleep", "600"], user=u.uid, group=u.gid, start_new_session=True)
+               for u in (alice, bob)}
     try:
         h = login(web, alice)
         sid = web.post_json("/api/scripts", {"template": "serial"}, headers=h).json["id"]
@@ -213,21 +221,28 @@ def test_forged_process_group_cannot_signal_another_user(multi_app, unix_users):
         wait_finished(web, jid)
         job_meta = os.path.join(state(alice), "jobs", jid, "meta.json")
         meta = json.load(open(job_meta))
-        local = os.path.join(state(alice), "local", "99")
-        makedirs_as(local, alice)
-        for path, data in ((os.path.join(local, "spec.json"), {"format": 1, "id": "99"}),
-                           (os.path.join(local, "status.json"), {"format": 1, "state": "RUNNING", "pgid": victim.pid,
-                                                                 "supervisor": os.getpid()}),
-                           (job_meta, dict(meta, state="RUNNING", scheduler_id="99", ended_at=None))):
-            with open(path, "w") as f:
-                json.dump(data, f)
-            os.chown(path, alice.uid, alice.uid)
-        web.post("/api/jobs/%s/cancel" % jid, headers=h)
-        time.sleep(0.3)
-        assert victim.poll() is None, "bob's process was signalled by alice's cancel"
+        for owner, local_id in ((bob, "99"), (alice, "98")):
+            local = os.path.join(state(alice), "local", local_id)
+            makedirs_as(local, alice)
+            for path, data in ((os.path.join(local, "spec.json"), {"format": 1, "id": local_id}),
+                               (os.path.join(local, "status.json"), {
+                                   "format": 1, "state": "RUNNING", "pgid": victims[owner.name].pid,
+                                   "supervisor": os.getpid()}),
+                               (job_meta, dict(meta, state="RUNNING", scheduler_id=local_id, ended_at=None))):
+                with open(path, "w") as f:
+                    json.dump(data, f)
+                os.chown(path, alice.uid, alice.gid)
+            r = web.post("/api/jobs/%s/cancel" % jid, headers=h, status=200)
+            assert (r.json["id"], r.json["scheduler_id"]) == (jid, local_id) and r.json["cancel_requested_at"]
+        # alice's own process got the signal (after bob's cancel was answered)...
+        assert victims[alice.name].wait(timeout=30) == -signal.SIGTERM
+        # ...bob's never did
+        with pytest.raises(subprocess.TimeoutExpired):
+            victims[bob.name].wait(timeout=2)
     finally:
-        victim.kill()
-        victim.wait()
+        for victim in victims.values():
+            victim.kill()
+            victim.wait()
 
 
 @pytest.mark.root
@@ -238,21 +253,27 @@ def test_other_users_items_through_the_pages(multi_app, unix_users):
     sid = web.post_json("/api/scripts", {"template": "serial", "notes": "alice notes"}, headers=h).json["id"]
     jid = web.post_json("/api/jobs", {"script": sid, "answers": {}}, headers=h).json["id"]
     wait_finished(web, jid)
+
+    def alices():
+        job = web.get("/api/jobs/" + jid).json
+        job.pop("scheduler_state")  # the scheduler's counters, not the job
+        return web.get("/api/scripts/" + sid).json, job, tree(state(alice))
+    before = alices()
     b = webtest.TestApp(a.bottle, extra_environ={"REMOTE_ADDR": "127.0.0.1"})
     token = login(b, bob)["X-CSRF-Token"]
+    fields = {"csrf": token, "field": "notes", "text": "bob was here", "action": "submit", "name": "x"}
     for path in ("/scripts/%s/edit" % sid, "/scripts/%s/delete" % sid, "/scripts/%s/submit" % sid,
-                 "/jobs/%s/cancel" % jid, "/jobs/%s/remove" % jid, "/templates/serial/create"):
-        fields = {"csrf": token, "field": "notes", "text": "bob was here", "action": "submit",
-                  "name": "x"}
-        r = b.post(path, fields, expect_errors=True)
-        assert r.status_int in (303, 404) and "alice notes" not in r.text
-        if path.startswith("/templates"):  # creates bob's own script, not alice's
-            assert r.status_int == 303
+                 "/jobs/%s/cancel" % jid, "/jobs/%s/remove" % jid):
+        r = b.post(path, fields, status=404)  # never the success redirect (303)
+        assert "alice notes" not in r.text and "Not found" in r.text, path
+    # the same form on a template creates bob's own script, not alice's
+    r = b.post("/templates/serial/create", fields, status=303)
+    assert [s["id"] for s in b.get("/api/scripts").json["scripts"]] == [r.location.rsplit("/", 1)[1]]
     for path in ("/scripts/" + sid, "/scripts/%s/submit" % sid, "/jobs/" + jid, "/jobs/%s/files/x" % jid,
                  "/jobs/%s/download/x" % jid, "/jobs/%s/remove" % jid):
         b.get(path, status=404)
-    assert web.get("/api/scripts/" + sid).json["notes"] == "alice notes"
-    assert web.get("/api/jobs/" + jid).json["state"] == "COMPLETED"
+    assert alices() == before
+    assert before[0]["notes"] == "alice notes" and before[1]["state"] == "COMPLETED"
     assert [s["id"] for s in web.get("/api/scripts").json["scripts"]] == [sid]
     # by path: a user name or home in the URL means nothing
     for path in ("/api/scripts/..%2F" + sid, "/api/scripts/%s%%2F..%%2F..%%2F%s" % (bob.name, sid),
@@ -274,7 +295,7 @@ def test_fifo_and_device_in_results_do_not_hang(client, tmp_path):
     for path, status in (("pipe", 404), ("zero", 403), ("env", 403)):
         client.api("GET", "/api/jobs/%s/files/%s" % (jid, path), status=status)
         client.web.get("/jobs/%s/files/%s" % (jid, path), status=status)
-    assert time.time() - started < 5
+    assert time.time() - started < 30  # a read that blocked would wait for request_timeout (60 s) each
 
 
 # CSRF on every state-changing route
@@ -388,83 +409,119 @@ def test_security_headers_on_every_response(client, monkeypatch):
 # XSS in every field a page shows
 
 
-XSS_TOML = '''name = %(p)s
-synopsis = %(p)s
-description = %(p)s
-tags = [%(p)s]
+def tagged(field):
+    """The payload, marked with the field it was typed into, so that a page's
+    escaped text tells which field the page printed."""
+    return "%s %s-field" % (PAYLOAD, field)
+
+
+def escaped_in(text, page):
+    """Whether page shows text escaped (Bottle's {{}} or html.escape)."""
+    return flightjobd.bottle.html_escape(text) in page or html.escape(text) in page
+
+
+XSS_TOML = '''name = %(tname)s
+synopsis = %(synopsis)s
+description = %(tdesc)s
+tags = [%(tag)s]
 [[question]]
 id = "label"
-text = %(p)s
-description = %(p)s
+text = %(qtext)s
+description = %(qdesc)s
 type = "text"
-default = %(p)s
+default = %(qdefault)s
 [[question]]
 id = "pick"
-text = %(p)s
-description = %(p)s
+text = %(ptext)s
+description = %(pdesc)s
 type = "select"
 default = "a"
-options = [{ value = "a", label = %(p)s }, { value = %(p)s, label = "b" }]
+options = [{ value = "a", label = %(optlabel)s }, { value = %(optvalue)s, label = "b" }]
 [[submission_question]]
 id = "comment"
-text = %(p)s
-description = %(p)s
+text = %(sqtext)s
+description = %(sqdesc)s
 type = "text"
-default = %(p)s
+default = %(sqdefault)s
 '''
+XSS_FIELDS = ("tname", "synopsis", "tdesc", "tag", "qtext", "qdesc", "qdefault", "ptext", "pdesc", "optlabel",
+              "optvalue", "sqtext", "sqdesc", "sqdefault", "tnotes", "name", "notes", "answer", "content",
+              "stdout", "comment", "next")
+FILE_NAME = XSS[1] + " file"  # a file name may hold anything but "/"
 
 
 def test_xss_in_every_shown_field(make_app, tmp_path):
+    """Every page that prints a field someone chose shows it, escaped, with
+    200; error pages (exact status) never echo it raw."""
     client = make_app()
     d = tmp_path / "user-templates" / "xss"
     d.mkdir(parents=True)
-    (d / "template.toml").write_text(XSS_TOML % {"p": json.dumps(PAYLOAD)})
+    (d / "template.toml").write_text(XSS_TOML % {f: json.dumps(tagged(f)) for f in XSS_FIELDS})
     (d / "script.sh").write_text("#!/bin/bash\n# {{label}}\n")
-    (d / "notes.md").write_text(PAYLOAD)
+    (d / "notes.md").write_text(tagged("tnotes"))
     out = tmp_path / "out"
     out.mkdir()
     t = client.api("GET", "/api/templates/xss").json
-    assert t["name"] == PAYLOAD
-    s = client.create_script("xss", name=PAYLOAD, notes=PAYLOAD, answers={"label": PAYLOAD, "pick": PAYLOAD})
+    assert t["name"] == tagged("tname")
+    s = client.create_script("xss", name=tagged("name"), notes=tagged("notes"),
+                             answers={"label": tagged("answer"), "pick": tagged("optvalue")})
     sid = s["id"]
-    client.api("PATCH", "/api/scripts/" + sid, {"content": (
+    r = client.web.get("/scripts/" + sid, status=200)  # the answer, rendered into the script
+    assert escaped_in(tagged("answer"), r.text) and not any(p in r.text for p in XSS)
+    s = client.api("PATCH", "/api/scripts/" + sid, {"content": (
         "#!/bin/bash\n#SBATCH --chdir=%s\n#SBATCH --output=job.out\n#SBATCH --job-name=x\n"
-        "touch %s\necho %s\necho %s >&2\n# %s\n") % (out, *[shlex.quote(x) for x in (XSS[1], PAYLOAD, PAYLOAD)],
-                                                    PAYLOAD)})
-    job = client.submit(sid, {"comment": PAYLOAD})
+        "mkdir d\ntouch %s d/%s\necho %s\necho %s >&2\n# %s\n") % (
+            out, *[shlex.quote(x) for x in (FILE_NAME, FILE_NAME, tagged("stdout"), tagged("stdout"))],
+            tagged("content"))}).json
+    job = client.submit(sid, {"comment": tagged("comment")})
     jid = job["id"]
     assert client.wait_job(jid)["state"] == "COMPLETED"
-    assert os.path.exists(out / XSS[1])
-    pages = ["/templates", "/templates/xss/create", "/scripts", "/scripts/" + sid,
-             "/scripts/%s?edit=content" % sid, "/scripts/%s?edit=notes" % sid, "/scripts/%s?edit=name" % sid,
-             "/scripts/%s/delete" % sid, "/scripts/%s/submit" % sid, "/jobs", "/jobs/" + jid,
-             "/jobs/%s/cancel" % jid, "/jobs/%s/remove" % jid, "/jobs/%s/files/job.out" % jid,
-             "/jobs/%s/files/%s" % (jid, urllib.parse.quote(XSS[1], safe="")),
-             "/login?next=" + urllib.parse.quote(PAYLOAD),
-             "/nosuch" + urllib.parse.quote(XSS[0]),
-             "/scripts/" + urllib.parse.quote(XSS[0], safe="")]
-    shown = {}
-    for path in pages:
-        r = client.web.get(path, expect_errors=True)
-        assert r.status_int in (200, 401, 404), (path, r.status)
+    assert os.path.exists(out / FILE_NAME)
+    quoted = urllib.parse.quote(FILE_NAME, safe="")
+    script_page = ["tname", "name", "notes", "content"]
+    pages = {  # path: (status, what it shows, escaped)
+        "/templates": (200, ["tname", "synopsis", "tdesc", "tag"]),
+        "/templates/xss/create": (200, ["tname", "tdesc", "qtext", "qdesc", "qdefault", "ptext", "pdesc",
+                                        "optlabel", "optvalue", "tnotes"]),
+        "/scripts": (200, ["tname", "name"]),
+        "/scripts/" + sid: (200, script_page),
+        "/scripts/%s?edit=content" % sid: (200, script_page),
+        "/scripts/%s?edit=notes" % sid: (200, script_page),
+        "/scripts/%s?edit=name" % sid: (200, script_page),
+        "/scripts/%s/delete" % sid: (200, ["name"]),
+        "/scripts/%s/submit" % sid: (200, ["name", "sqtext", "sqdesc", "sqdefault"]),
+        "/jobs": (200, ["name"]),
+        "/jobs/" + jid: (200, ["name", "content", "stdout", "comment", FILE_NAME]),
+        "/jobs/%s/cancel" % jid: (200, []),  # the scheduler's job number is all they show
+        "/jobs/%s/remove" % jid: (200, []),
+        "/jobs/%s/files/job.out" % jid: (200, ["stdout"]),
+        "/jobs/%s/files/%s" % (jid, quoted): (200, [FILE_NAME]),
+        "/jobs/%s/files/d" % jid: (200, [FILE_NAME]),  # a directory's listing
+        "/login?next=" + urllib.parse.quote("/" + tagged("next")): (200, ["next"]),
+        "/nosuch" + urllib.parse.quote(XSS[0]): (404, []),
+        "/scripts/" + urllib.parse.quote(XSS[0], safe=""): (404, []),
+        "/jobs/%s/files/%s" % (jid, urllib.parse.quote(XSS[0], safe="")): (404, []),
+    }
+    for path, (status, fields) in pages.items():
+        r = client.web.get(path, status=status)
         for p in XSS:
             assert p not in r.text, (path, p)
-        shown[path] = r.text
-        if r.status_int == 200:
-            assert "script-src" in r.headers.get("Content-Security-Policy", "") or \
-                "default-src 'self'" in r.headers["Content-Security-Policy"]
-    escaped = "&lt;script&gt;alert(1)&lt;/script&gt;"
-    for path in ("/templates", "/scripts/" + sid, "/jobs/" + jid, "/jobs/%s/files/job.out" % jid):
-        assert escaped in shown[path], path  # shown, as text
+        for field in fields:
+            assert escaped_in(field if field == FILE_NAME else tagged(field), r.text), (path, field)
+        if status == 200:  # error pages: the security-header test (issue 13)
+            assert "default-src 'self'" in r.headers["Content-Security-Policy"], path
     # the summary page shows the answers given at submit, and the command
-    r = client.form("/scripts/%s/submit" % sid, {"q_comment": PAYLOAD, "action": "preview"})
-    assert all(p not in r.text for p in XSS) and escaped in r.text
+    r = client.form("/scripts/%s/submit" % sid, {"q_comment": tagged("comment"), "action": "preview"}, status=200)
+    assert all(p not in r.text for p in XSS)
+    assert escaped_in(tagged("comment"), r.text) and escaped_in(tagged("name"), r.text)
     # a form re-shown with errors echoes the typed text escaped
-    r = client.form("/templates/xss/create", {"name": PAYLOAD + "\x01", "q_label": PAYLOAD}, status=422)
-    assert all(p not in r.text for p in XSS)
-    r = client.form("/scripts/%s/edit" % sid, {"field": "name", "text": PAYLOAD + "\x01", "etag": s["etag"]},
+    r = client.form("/templates/xss/create", {"name": tagged("name") + "\x01", "q_label": tagged("answer")},
                     status=422)
-    assert all(p not in r.text for p in XSS)
+    assert all(p not in r.text for p in XSS) and escaped_in(tagged("answer"), r.text)
+    assert escaped_in(tagged("name") + "\x01", r.text)
+    r = client.form("/scripts/%s/edit" % sid, {"field": "name", "text": tagged("typed") + "\x01", "etag": s["etag"]},
+                    status=422)
+    assert all(p not in r.text for p in XSS) and escaped_in(tagged("typed") + "\x01", r.text)
     # raw output and downloads are never HTML
     r = client.api("GET", "/api/jobs/%s/output/stdout" % jid)
     assert r.content_type == "text/plain" and r.headers["X-Content-Type-Options"] == "nosniff"
@@ -530,6 +587,32 @@ def test_forged_and_expired_session_cookies(client, make_config):
     other_app.pool.stop_all()
 
 
+@pytest.mark.parametrize("base_url, setting, secure", [
+    ("https://jobs.example.org/", "auto", True),
+    ("http://jobs.example.org/", "auto", False),
+    ("", "auto", False),
+    ("http://jobs.example.org/", "always", True),
+    ("https://jobs.example.org/", "never", False),
+])
+def test_cookies_are_secure_when_the_site_is_served_over_https(make_config, base_url, setting, secure):
+    """server.base_url's scheme decides (auth.secure_cookies = auto), for the
+    session cookie and the login form's own cookie alike."""
+    app = flightjobd.make_app(make_config(server={"base_url": base_url}, auth={"secure_cookies": setting}))
+    web = webtest.TestApp(app.bottle)
+    try:
+        cookies = {}
+        for r in (web.get("/login?token=" + app.auth.login_token, status=303), web.get("/login", status=200)):
+            for k, v in r.headerlist:
+                if k == "Set-Cookie":
+                    cookies[v.split("=", 1)[0]] = [a.strip().lower() for a in v.split(";")[1:]]
+        assert set(cookies) == {flightjobd.COOKIE, flightjobd.PRE_COOKIE}
+        for name, attributes in cookies.items():
+            assert ("secure" in attributes) == secure, (name, attributes)
+            assert "httponly" in attributes, (name, attributes)
+    finally:
+        app.pool.stop_all()
+
+
 @pytest.mark.root
 def test_brute_force_is_throttled_on_every_login_path(multi_app, unix_users, monkeypatch):
     a, web = multi_app(auth={"throttle_failures": 3, "throttle_window": 60, "basic_cache": 0})
@@ -574,7 +657,7 @@ def test_user_template_code_runs_as_the_user_never_root(multi_app, unix_users, m
                 "% ok = os.access('/etc', os.W_OK) or os.access('/etc/shadow', os.R_OK)\n"
                 "#!/bin/bash\n# uid={{os.getuid()}} euid={{os.geteuid()}} groups={{os.getgroups()}} "
                 "root-access={{ok}}\n% os.system('touch " + marker + " 2>/dev/null')\n")
-    chown_tree(d, alice.uid)
+    chown_tree(d, alice)
     seen = []
     real_load = flightjobd.load_template
     monkeypatch.setattr(flightjobd, "load_template", lambda d, s: seen.append(d) or real_load(d, s))

@@ -1,13 +1,15 @@
 """Configuration: one schema, the shipped file covers it, bad input named."""
 import os
+import pwd
 import re
+import shutil
 import subprocess
 import sys
 
 import pytest
 
 import flightjobd
-from support import ROOT
+from support import ROOT, free_port, need
 
 
 def shipped_keys():
@@ -72,10 +74,28 @@ def test_check_config_command(tmp_path):
     assert "worker.idle_timeout" in r.stderr and "-3" in r.stderr and str(bad) in r.stderr
 
 
-def test_version_and_multi_user_needs_root(tmp_path):
+def test_version(tmp_path):
     r = subprocess.run([sys.executable, os.path.join(ROOT, "flightjobd.py"), "--version"],
                        capture_output=True, text=True)
-    assert flightjobd.__version__ in r.stdout
+    assert r.returncode == 0 and r.stdout.strip() == "flightjobd " + flightjobd.__version__
+
+
+@pytest.mark.root
+def test_multi_user_needs_root(runtime):
+    """--multi-user as an ordinary user (nobody, through setpriv) refuses to
+    start, saying why, before it serves anything."""
+    need(os.geteuid() == 0 and shutil.which("setpriv"), "switching to nobody needs root and setpriv")
+    nobody = pwd.getpwnam("nobody")
+    as_nobody = ["setpriv", "--reuid=%d" % nobody.pw_uid, "--regid=%d" % nobody.pw_gid, "--clear-groups"]
+    argv = [runtime["python"], runtime["program"], "--config", "/dev/null", "--listen", "127.0.0.1:%d" % free_port()]
+    r = subprocess.run(as_nobody + argv + ["--multi-user"], capture_output=True, text=True, cwd="/", timeout=60)
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    assert "flightjobd: multi-user mode needs root (it starts workers as each user)" in r.stderr
+    assert "Traceback" not in r.stderr
+    # the same command otherwise fine: the refusal is about the user
+    r = subprocess.run(as_nobody + argv + ["--multi-user", "--check-config"], capture_output=True, text=True,
+                       cwd="/", timeout=60)
+    assert r.returncode == 0, r.stderr
 
 
 def test_command_line_overrides_config(tmp_path):

@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 import flightjobd
-from support import children, need
+from support import children, need, wait_for, wait_gone
 
 pytestmark = pytest.mark.root
 
@@ -86,16 +86,6 @@ def rss_kb(pid):
         return int([line for line in f if line.startswith("VmRSS:")][0].split()[1])
 
 
-def wait_gone(pids, timeout=15):
-    end = time.time() + timeout
-    while time.time() < end:
-        if not any(os.path.exists("/proc/%d" % p) and open("/proc/%d/stat" % p).read().split(") ")[1][0] != "Z"
-                   for p in pids):
-            return True
-        time.sleep(0.05)
-    return False
-
-
 def job_script(out, n):
     return "#!/bin/bash\n#SBATCH --chdir=%s\n#SBATCH --output=job-%%j.out\necho run %d\n" % (out, n)
 
@@ -148,7 +138,7 @@ def test_kill_daemon_and_worker_during_a_stream_of_operations(make_daemon, tmp_p
         """After the daemon was killed: let its orphaned worker finish (it
         sees end of input after its current request), start a new one."""
         d.proc.wait()
-        assert wait_gone(orphans)
+        wait_gone(orphans)
         del orphans[:]
         d.start()
         api.login()
@@ -400,11 +390,13 @@ def test_two_daemons_twenty_clients_no_lost_update_no_lost_job(make_daemon, tmp_
                         created.append(job["id"])
                 if r % 3 == 2 and mine:
                     jid = mine[0]
-                    for _ in range(100):
-                        status, data = api("DELETE", "/api/jobs/" + jid)
-                        if status != 409:
-                            break
-                        time.sleep(0.1)
+                    answer = {}
+
+                    def delete():
+                        answer["r"] = api("DELETE", "/api/jobs/" + jid)
+                        return answer["r"][0] != 409  # 409: not finished yet
+                    wait_for(delete, 120, "job %s finishing, to be removed" % jid)
+                    status, data = answer["r"]
                     assert status == 204, (status, data)
                     mine.pop(0)
                     with lock:
@@ -502,11 +494,7 @@ def test_hundred_users_steady_load_then_reaped_and_memory_back(make_daemon, unix
     assert most >= len(users) * 0.9, "a worker each, at once: only %d" % most
     assert anon("GET", "/api/health")[0] == 200
     during = len(children(d.proc.pid))
-    end = time.time() + 30
-    while children(d.proc.pid) and time.time() < end:
-        time.sleep(0.5)
-    left = children(d.proc.pid)
-    assert left == [], "%d workers not reaped" % len(left)
+    wait_for(lambda: not children(d.proc.pid), 120, "every idle worker being reaped", 0.5)
     after = rss_kb(d.proc.pid)
     print("load: %d users, %.0f s, %s, workers at most %d, at the end %d, rss baseline %d KiB, peak %d, after %d"
           % (len(users), time.time() - started, statuses, most, during, baseline, peak, after))
@@ -553,8 +541,8 @@ def test_local_job_whose_supervisor_dies_is_failed_not_completed(client, tmp_pat
     status = json.loads(status_path.read_text())
     os.kill(status["supervisor"], signal.SIGKILL)
     try:
-        assert wait_gone([status["supervisor"]])
-        failed = client.wait_job(job["id"], timeout=10)
+        wait_gone([status["supervisor"]])
+        failed = client.wait_job(job["id"])
         assert failed["state"] == "FAILED" and "ended unexpectedly" in failed["reason_text"], failed
         assert "ended unexpectedly" in client.web.get("/jobs/" + job["id"]).text
     finally:

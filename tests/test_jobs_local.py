@@ -6,6 +6,7 @@ import time
 import pytest
 
 import flightjobd
+from support import gate, wait_finished, wait_for, wait_gone
 
 
 def script_with(client, tmp_path, body, name="job", extra=""):
@@ -61,10 +62,10 @@ def test_nonzero_exit_is_failed_with_the_code(client, tmp_path):
 
 
 def test_time_limit_is_enforced(client, tmp_path):
-    sid = script_with(client, tmp_path, "echo start\nsleep 60\necho never")
+    sid = script_with(client, tmp_path, "echo start\nsleep 600\necho never")
     start = time.time()
-    job = client.wait_job(client.submit(sid, {"time": "0:02"})["id"], timeout=30)
-    assert time.time() - start < 15
+    job = client.wait_job(client.submit(sid, {"time": "0:02"})["id"], timeout=120)
+    assert time.time() - start < 120  # a 2 s limit, far from the job's own 600 s
     assert (job["state"], job["raw_state"], job["reason_text"]) == ("FAILED", "TIMEOUT", "ran out of time")
     assert client.output(job["id"]) == "start\n"
 
@@ -78,7 +79,7 @@ def test_cancel_running_job(client, tmp_path):
     job = client.api("POST", "/api/jobs/%s/cancel" % job["id"]).json
     assert job["state"] == "CANCELLED" and job["ended_at"]
     status = flightjobd.read_json(str(tmp_path / "state" / "local" / job["scheduler_id"] / "status.json"))
-    assert not os.path.exists("/proc/%d" % status["supervisor"]) or open("/proc/%d/stat" % status["supervisor"]).read().split()[2] == "Z"
+    wait_gone([status["supervisor"]])
     page = client.web.get("/jobs/" + job["id"])
     assert "Time since cancellation" in page.text and "no results" in page.text
     assert "Results directory" not in page.text
@@ -102,9 +103,11 @@ def test_cancel_through_the_pages(client, tmp_path):
 
 
 def test_remove_only_when_finished_and_results_stay(client, tmp_path):
-    sid = script_with(client, tmp_path, "sleep 1\necho done")
+    held, release = gate(tmp_path / "gate")
+    sid = script_with(client, tmp_path, held + "\necho done")
     job = client.submit(sid)
-    client.api("DELETE", "/api/jobs/" + job["id"], status=409)
+    client.api("DELETE", "/api/jobs/" + job["id"], status=409)  # held: surely unfinished
+    release()
     job = client.wait_job(job["id"])
     out = job["stdout_path"]
     client.api("DELETE", "/api/jobs/" + job["id"], status=204)
@@ -247,7 +250,14 @@ def test_job_that_ends_while_the_daemon_is_down(make_daemon, tmp_path):
     api("PATCH", "/api/scripts/" + s["id"], {"content": "#!/bin/bash\nsleep 2\nexit 7\n"})
     job = api("POST", "/api/jobs", {"script": s["id"], "answers": {}})
     d.stop()
-    time.sleep(3.5)  # the job ends while nobody is there
+    status = str(tmp_path / "state" / "local" / job["scheduler_id"] / "status.json")
+
+    def ended():
+        try:
+            return flightjobd.read_json(status)["state"] in flightjobd.FINISHED
+        except (OSError, ValueError):
+            return False
+    wait_for(ended, 60, "the job ending while nobody is there")
     d.start()
     jar.clear()
     web.open(d.login_url).read()
@@ -266,20 +276,20 @@ def test_results_path_and_symlink_attacks(multi_app, unix_users):
         "#!/bin/bash\n#SBATCH --chdir=%s/out\n#SBATCH --output=job.out\n"
         "ln -s /etc/shadow shadow\nln -s %s/secret bobs\nln -s .. up\necho ok\n") % (alice.home, bob.home)}, headers=h)
     os.makedirs(alice.home + "/out")
-    os.chown(alice.home + "/out", alice.uid, alice.uid)
+    os.chown(alice.home + "/out", alice.uid, alice.gid)
     with open(bob.home + "/secret", "w") as f:
         f.write("bob's secret")
     os.chmod(bob.home, 0o700)
     jid = web.post_json("/api/jobs", {"script": sid, "answers": {}}, headers=h).json["id"]
-    for _ in range(100):
-        if web.get("/api/jobs/" + jid).json["state"] == "COMPLETED":
-            break
-        time.sleep(0.1)
+    assert wait_finished(web, jid)["state"] == "COMPLETED"
     assert web.get("/api/jobs/%s/files/job.out" % jid).body == b"ok\n"
-    for path, status in (("shadow", 403), ("bobs", 403), ("up/.bashrc", 403), ("../.bashrc", 404),
-                         ("%2Fetc%2Fpasswd", 404), ("a/../../x", 404), ("nosuch", 404)):
+    for path, status, code in (("shadow", 403, "forbidden"), ("bobs", 403, "forbidden"),
+                               ("up/.bashrc", 403, "forbidden"), ("../.bashrc", 404, "not_found"),
+                               ("%2Fetc%2Fpasswd", 404, "not_found"), ("a/../../x", 404, "not_found"),
+                               ("nosuch", 404, "not_found")):
         r = web.get("/api/jobs/%s/files/%s" % (jid, path), status=status)
-        assert b"root:" not in r.body and b"secret" not in r.body.replace(b"secret", b"") or status != 200
+        assert r.json["error"]["code"] == code, (path, r.json)
+        assert b"root:" not in r.body and b"bob's secret" not in r.body, path
     # another user sees nothing of alice's job
     b = web.__class__(a.bottle)
     bt = b.post_json("/api/login", {"username": bob.name, "password": bob.password}).json["csrf_token"]

@@ -1,22 +1,20 @@
 """The job-script templates shipped in share/job-templates/.
 
-Standalone: checks each template's template.toml against the template
-format, renders its script template with Bottle's SimpleTemplate (escaping
-off) the way the daemon does, and checks the result with bash (syntax, and
-that the placeholder work runs) and with sbatch's own directive rules.
-
-`render_script` is the one place that imitates the daemon's rendering; switch
-it to flightjobd's function once that exists.
+Checks each template's template.toml against the template format (stricter
+than the daemon's loader: the shipped ones are examples), loads it and
+renders its script with the daemon's own functions (`load_template`,
+`check_answers`, `render_script`), and checks the result with bash (syntax,
+and that the placeholder work runs) and with sbatch's own directive rules.
 """
 
 import os
 import re
-import shlex
 import subprocess
 from pathlib import Path
 
 import pytest
-from bottle import SimpleTemplate
+
+import flightjobd
 
 try:
     import tomllib
@@ -27,13 +25,10 @@ except ImportError:  # Python < 3.11
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "share" / "job-templates"
 SHIPPED = ["serial", "array", "smp", "mpi", "exclusive", "gpu"]
 
-TEMPLATE_KEYS = {"name", "synopsis", "description", "priority", "tags", "script",
-                 "question", "submission_question"}
-QUESTION_KEYS = {"id", "text", "description", "type", "default", "required",
-                 "options", "min", "max", "pattern", "pattern_error", "ask_when"}
-SUBMISSION_KEYS = QUESTION_KEYS | {"option", "options_from"}
-TYPES = {"text", "multiline", "integer", "number", "select", "multiselect",
-         "boolean", "time", "email", "path"}
+TEMPLATE_KEYS = flightjobd.TEMPLATE_KEYS
+SUBMISSION_KEYS = flightjobd.QUESTION_KEYS
+QUESTION_KEYS = SUBMISSION_KEYS - {"option", "options_from"}  # generation questions set no option
+TYPES = set(flightjobd.QUESTION_TYPES)
 # Names the script template sees besides the answers (ours and Bottle's).
 RESERVED_IDS = {"answers", "q", "sq", "get", "setdefault", "defined", "include",
                 "rebase"}
@@ -59,54 +54,21 @@ SAMPLE_TEXT = {
 }
 
 
-# --- Rendering (switch to flightjobd's own function later) ##################
+# --- Rendering: the daemon's own functions ##################################
 
-def sq(value):
-    """Quote a value for an #SBATCH directive (double quotes, \\ escapes)."""
-    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def render_script(template_dir, meta, answers):
-    """Render a template's script with generation `answers` (already typed)."""
-    source = (template_dir / meta.get("script", "script.sh")).read_text()
-    return SimpleTemplate(source, noescape=True).render(
-        answers=dict(answers), q=shlex.quote, sq=sq, **answers)
+sq = flightjobd.sbatch_quote
+render_script = flightjobd.render_script
 
 
-def expand_path(value, home):
-    """Path answers as the daemon stores them: ~ and relative mean home."""
-    if value == "":
-        return ""
-    if value == "~":
-        return str(home)
-    if value.startswith("~/"):
-        return str(home / value[2:])
-    return str(home / value) if not value.startswith("/") else value
+def loaded(template_id):
+    """The shipped template as the daemon loads it (checked, normalised)."""
+    return flightjobd.load_template(str(TEMPLATES_DIR / template_id), "shipped")
 
 
-def is_asked(question, answers):
-    """Whether a question's ask_when holds for the answers so far."""
-    cond = question.get("ask_when")
-    if cond is None:
-        return True
-    other = answers.get(cond["question"])
-    if "equals" in cond:
-        return other == cond["equals"]
-    return other in cond["one_of"]
-
-
-def answer_set(questions, home, overrides=None):
-    """Defaults with `overrides`, only for the questions actually asked."""
-    overrides = overrides or {}
-    answers = {}
-    for question in questions:
-        if not is_asked(question, answers):
-            continue
-        value = overrides.get(question["id"], question["default"])
-        if question["type"] == "path":
-            value = expand_path(value, home)
-        answers[question["id"]] = value
-    return answers
+def answer_set(template, home, overrides=None):
+    """The typed answers the daemon keeps for `overrides` (defaults for the
+    rest, and for the questions not asked); Invalid if one is refused."""
+    return flightjobd.check_answers(template["questions"], overrides or {}, str(home))
 
 
 # --- sbatch's directive rules (src/sbatch/opt.c) ############################
@@ -391,13 +353,13 @@ def test_array_pattern(value, ok):
 
 # --- Rendering ##############################################################
 
-def rendered_cases(meta, home):
+def rendered_cases(template, home):
     """(label, answers) pairs covering defaults, edge answers and filled ones."""
-    questions = meta["question"]
-    yield "defaults", answer_set(questions, home)
+    questions = template["questions"]
+    yield "defaults", answer_set(template, home)
     empty = {q["id"]: "" for q in questions
              if not q.get("required") and q["type"] in ("text", "path")}
-    yield "edge", answer_set(questions, home, dict(
+    yield "edge", answer_set(template, home, dict(
         empty, working_dir=ODD_DIR, merge_output=False, notify=True,
         email="someone@example.org", mail_events=["BEGIN", "END", "FAIL"]))
     filled = {q["id"]: SAMPLE_TEXT.get(q["id"], ODD_DIR + "/inputs.txt")
@@ -405,19 +367,18 @@ def rendered_cases(meta, home):
     for question in questions:
         if question["type"] == "select":
             for option in question["options"]:
-                value = option["value"] if isinstance(option, dict) else option
-                yield (f"{question['id']}={value}",
-                       answer_set(questions, home, dict(filled, **{question["id"]: value})))
+                yield (f"{question['id']}={option['value']}",
+                       answer_set(template, home, dict(filled, **{question["id"]: option["value"]})))
         elif question["type"] == "boolean" and question["id"] not in COMMON_GENERATION:
             yield (f"{question['id']}=flipped", answer_set(
-                questions, home, dict(filled, **{question["id"]: not question["default"]})))
-    yield "filled", answer_set(questions, home, filled)
+                template, home, dict(filled, **{question["id"]: not question["default"]})))
+    yield "filled", answer_set(template, home, filled)
 
 
 def test_renders_valid_scripts(template, home, tmp_path):
-    _, directory, meta = template
-    for label, answers in rendered_cases(meta, home):
-        script = render_script(directory, meta, answers)
+    template_id = template[0]
+    for label, answers in rendered_cases(loaded(template_id), home):
+        script = render_script(loaded(template_id), answers)
         assert script.startswith("#!/bin/bash\n"), label
         assert "{{" not in script and "}}" not in script, label
         bash_syntax_ok(script, tmp_path)
@@ -445,10 +406,10 @@ def test_renders_valid_scripts(template, home, tmp_path):
 
 def test_answers_reach_the_script_quoted(home, tmp_path):
     """Shell words built from answers come back unchanged when bash reads them."""
-    meta = load("mpi")
-    answers = answer_set(meta["question"], home, {
+    mpi = loaded("mpi")
+    answers = answer_set(mpi, home, {
         "modules": "gcc/12 openmpi", "program": "printf", "program_args": "[%s] $HOME a;b"})
-    script = render_script(TEMPLATES_DIR / "mpi", meta, answers)
+    script = render_script(mpi, answers)
     result = run_script(script, home)
     assert result.returncode == 0, result.stderr
     assert "[$HOME][a;b]" in result.stdout
@@ -457,21 +418,21 @@ def test_answers_reach_the_script_quoted(home, tmp_path):
 # --- The placeholder work runs anywhere #####################################
 
 def test_default_script_runs(template, home):
-    _, directory, meta = template
+    shipped = loaded(template[0])
     for label in ("defaults", "edge"):
-        answers = dict(rendered_cases(meta, home))[label]
-        script = render_script(directory, meta, answers)
+        answers = dict(rendered_cases(shipped, home))[label]
+        script = render_script(shipped, answers)
         result = run_script(script, home, {"SLURM_CPUS_PER_TASK": "3"})
         assert result.returncode == 0, (label, result.stdout, result.stderr)
         assert "finished" in result.stdout, label
 
 
 def test_array_task_reads_its_line(home):
-    meta = load("array")
+    array = loaded("array")
     inputs = home / "inputs.txt"
     inputs.write_text("first.dat\nsecond.dat\nthird.dat\n")
-    answers = answer_set(meta["question"], home, {"task_list": "inputs.txt"})
-    script = render_script(TEMPLATES_DIR / "array", meta, answers)
+    answers = answer_set(array, home, {"task_list": "inputs.txt"})
+    script = render_script(array, answers)
     result = run_script(script, home, {"SLURM_ARRAY_TASK_ID": "2"})
     assert result.returncode == 0, result.stderr
     assert "This task's input: second.dat" in result.stdout
@@ -480,8 +441,8 @@ def test_array_task_reads_its_line(home):
 
 
 def test_mpi_missing_program_fails_clearly(home):
-    meta = load("mpi")
-    answers = answer_set(meta["question"], home, {"program": "./no-such-solver"})
-    result = run_script(render_script(TEMPLATES_DIR / "mpi", meta, answers), home)
+    mpi = loaded("mpi")
+    answers = answer_set(mpi, home, {"program": "./no-such-solver"})
+    result = run_script(render_script(mpi, answers), home)
     assert result.returncode == 1
     assert "cannot find the MPI program ./no-such-solver" in result.stderr

@@ -15,7 +15,7 @@ import subprocess
 
 import pytest
 
-from support import need
+from support import gate, need
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -80,6 +80,42 @@ class Site:
         self.check_a11y(title.lower() + " confirmation")
         self.shot(shot)
         self.page.click("text=Keep it")
+
+    def dismiss_confirm(self, link, action, listen_ms=3000):
+        """Click link, dismiss its confirm dialog, and listen listen_ms for
+        a request to action (the URL an accepted dialog posts to at once, or
+        the confirmation page without JavaScript): none may go out. Returns
+        the dialog's question."""
+        asked, sent = [], []
+
+        def on_request(request):
+            if request.url.split("?")[0] == self.url + action:
+                sent.append("%s %s" % (request.method, request.url))
+        self.page.on("request", on_request)
+        try:
+            self.page.once("dialog", lambda d: (asked.append(d.message), d.dismiss()))
+            self.page.click(link)
+            self.page.wait_for_timeout(listen_ms)
+        finally:
+            self.page.remove_listener("request", on_request)
+        assert asked, "%s asked nothing" % link
+        assert not sent, "the dismissed dialog still sent %s" % sent
+        return asked[0]
+
+    def accept_confirm(self, link, action):
+        """Click link and accept its confirm dialog: the POST to action goes
+        out. Returns the dialog's question."""
+        asked = []
+        self.page.once("dialog", lambda d: (asked.append(d.message), d.accept()))
+        with self.page.expect_request(lambda r: r.method == "POST" and r.url == self.url + action):
+            self.page.click(link)
+        assert asked, "%s asked nothing" % link
+        return asked[0]
+
+    def gate(self, name):
+        """support.gate() in the user's home: a job that stays RUNNING until
+        the test has seen it so."""
+        return gate(os.path.join(self.user.home, "gate-" + name))
 
     def check_a11y(self, what):
         """axe-core on the page as it is: no serious or critical violations."""

@@ -9,12 +9,11 @@ from playwright.sync_api import expect
 
 pytestmark = pytest.mark.e2e
 
-SLEEP = "sleep 3\necho 'all done'"
 
-
-def wait_finished(page, text, timeout=40000):
-    """The badge changes live; then the page reloads itself once, after
-    which the server-rendered Remove button is there."""
+def wait_finished(page, text, timeout=45000):
+    """The badge changes live (the page polls with backoff, at most every
+    30 s); then the page reloads itself once, after which the
+    server-rendered Remove button is there."""
     expect(page.locator("h1 .badge")).to_have_text(text, timeout=timeout)
     expect(page.locator("a.button:has-text('Remove')")).to_be_visible()
     page.wait_for_load_state()
@@ -134,7 +133,8 @@ def test_create_view_and_edit_a_script(logged_in):
 
 def test_submit_with_questions_and_watch_it_complete(logged_in):
     site, page = logged_in, logged_in.page
-    script = site.make_script("Sleepy", SLEEP)
+    held, release = site.gate("sleepy")
+    script = site.make_script("Sleepy", held + "\necho 'all done'")
     site.go("/scripts/%s" % script["id"])
     page.click("text=Submit")
     expect(page.locator("h1")).to_have_text("Submit Sleepy")
@@ -156,9 +156,11 @@ def test_submit_with_questions_and_watch_it_complete(logged_in):
     site.shot("12-job-running")
 
     # No reload by the test: the page's script polls, updates the badge and
-    # then reloads once by itself so the results appear.
-    expect(page.locator("[data-live-job]")).to_have_attribute("data-state", "RUNNING", timeout=10000)
+    # then reloads once by itself so the results appear. The job runs until
+    # the test has seen it running (the poll backs off up to 30 s).
+    expect(page.locator("[data-live-job]")).to_have_attribute("data-state", "RUNNING", timeout=45000)
     expect(badge).to_have_text("Running")
+    release()
     wait_finished(page, "Completed")
     job_id = page.url.rsplit("/", 1)[1]
     assert page.evaluate("sessionStorage.getItem('flightjob-reloaded-%s')" % job_id) == "COMPLETED"
@@ -183,13 +185,15 @@ def test_submit_with_questions_and_watch_it_complete(logged_in):
 
 def test_jobs_list_updates_without_reload(logged_in):
     site, page = logged_in, logged_in.page
-    script = site.make_script("Short", "sleep 2")
+    held, release = site.gate("short")
+    script = site.make_script("Short", held)
     site.submit(script["id"])
     site.go("/jobs")
     row = page.locator("tr[data-job]")
     expect(row.locator(".badge")).to_have_text(re.compile("Pending|Running"))
     page.evaluate("window.notReloaded = true")
-    expect(row.locator(".badge")).to_have_text("Completed", timeout=40000)
+    release()
+    expect(row.locator(".badge")).to_have_text("Completed", timeout=45000)
     expect(row.locator("[data-field=ended_at] time")).to_have_count(1)
     assert page.evaluate("window.notReloaded") is True
     expect(row.locator("time[data-ago]").first).to_have_text(re.compile(r"ago$"))
@@ -205,17 +209,15 @@ def test_cancel_a_job_and_remove_it(logged_in):
     # the confirmation page, for browsers without JavaScript
     site.confirmation_page("/jobs/%s/cancel" % job["id"], "Cancel job", "16-confirm-cancel")
 
-    # dismissing the dialog keeps the job running
-    page.once("dialog", lambda d: d.dismiss())
-    page.click("text=Cancel job")
-    page.wait_for_timeout(300)
+    # dismissing the dialog sends nothing, and the job runs on
+    cancel = "/jobs/%s/cancel" % job["id"]
+    assert site.dismiss_confirm("text=Cancel job", cancel).startswith("Cancel job")
+    assert site.api("GET", "/api/jobs/%s" % job["id"])["state"] in ("PENDING", "RUNNING")
     expect(page.locator("h1 .badge")).to_have_text(re.compile("Pending|Running"))
 
-    questions = []
-    page.once("dialog", lambda d: (questions.append(d.message), d.accept()))
-    page.click("text=Cancel job")
+    assert site.accept_confirm("text=Cancel job", cancel).startswith("Cancel job")
     expect(page.locator("h1 .badge")).to_have_text("Cancelled")
-    assert "Cancel job" in questions[0]
+    assert site.api("GET", "/api/jobs/%s" % job["id"])["state"] == "CANCELLED"
     expect(page.locator(".facts").first).to_contain_text("Time since cancellation")
     expect(page.locator("main")).to_contain_text("no results to show")
     site.check_a11y("job, cancelled")
@@ -223,8 +225,7 @@ def test_cancel_a_job_and_remove_it(logged_in):
 
     site.confirmation_page("/jobs/%s/remove" % job["id"], "Remove job", "18-confirm-remove")
 
-    page.once("dialog", lambda d: d.accept())
-    page.click("a:has-text('Remove')")
+    assert site.accept_confirm("a:has-text('Remove')", "/jobs/%s/remove" % job["id"]).startswith("Remove job")
     expect(page).to_have_url(site.url + "/jobs")
     expect(page.locator(".empty")).to_be_visible()
 
@@ -252,13 +253,12 @@ def test_delete_a_script_with_confirmation(logged_in):
     site.shot("20-confirm-delete")
 
     site.go("/scripts/%s" % doomed["id"])
-    page.once("dialog", lambda d: d.dismiss())
-    page.click("a:has-text('Delete')")
-    page.wait_for_timeout(300)
+    delete = "/scripts/%s/delete" % doomed["id"]
+    assert "Doomed" in site.dismiss_confirm("a:has-text('Delete')", delete)
     expect(page).to_have_url(site.url + "/scripts/%s" % doomed["id"])
+    assert site.api("GET", "/api/scripts/%s" % doomed["id"])["name"] == "Doomed"  # still there
 
-    page.once("dialog", lambda d: d.accept())
-    page.click("a:has-text('Delete')")
+    assert "Doomed" in site.accept_confirm("a:has-text('Delete')", delete)
     expect(page).to_have_url(site.url + "/scripts")
     expect(page.locator("table.list")).not_to_contain_text("Doomed")
     expect(page.locator("table.list")).to_contain_text(keep["name"])
@@ -344,13 +344,14 @@ def test_everything_works_without_javascript(site, browser):
 
 def test_a_running_jobs_output_is_followed(logged_in):
     site, page = logged_in, logged_in.page
-    script = site.make_script("Chatty", "sleep 20")
+    held, _ = site.gate("chatty")  # never opened: the job runs until cancelled
+    script = site.make_script("Chatty", held)
     job = site.submit(script["id"])
     site.go("/jobs/%s" % job["id"])
     page.evaluate("window.notReloaded = true")
     output = page.locator("pre[data-follow=stdout]")
     expect(page.locator("[data-following]")).to_be_visible()
-    expect(output).to_contain_text("Step 3 of 3", timeout=20000)
+    expect(output).to_contain_text("Step 3 of 3", timeout=45000)
     assert page.evaluate("window.notReloaded") is True
     expect(page.locator("h1 .badge")).to_have_text("Running")
     site.shot("12-job-following")
