@@ -510,6 +510,10 @@ def disk_error(e):
     if e.errno in (errno.ENOSPC, errno.EDQUOT):
         return Unavailable("Your home directory is full (or over quota): "
                            "nothing was changed. Free some space and try again.")
+    if e.errno in (errno.EACCES, errno.EPERM, errno.EEXIST, errno.ENOTDIR, errno.ELOOP):
+        # a retry will not help: not yours to write, or not a directory (a symlink elsewhere)
+        return Forbidden("You may not write %s: %s. Nothing was changed."
+                         % (e.filename or "there", e.strerror or e))
     return Unavailable("Could not write to your home directory: %s. Nothing "
                        "was changed." % (e.strerror or e))
 
@@ -2584,7 +2588,9 @@ class JobsPart(StorePart):
             if os.path.isdir(self._job_path(job_id)):
                 raise Conflict("This job record is broken: meta.json is missing.")
             raise NotFound("No such job.")
-        except OSError as e:  # e.g. a symlink into a directory the user may not read
+        except PermissionError:  # e.g. a symlink into another user's directory: as for a script
+            raise NotFound("No such job: its record cannot be read.")
+        except OSError as e:  # a symlink loop, an I/O error
             raise Conflict("This job record cannot be read: %s." % (e.strerror or e))
         hit = self._jobs.get(job_id)
         if cached and isinstance(hit, tuple) and hit[0] == st.st_mtime_ns and hit[1] == st.st_size:

@@ -55,11 +55,8 @@ def state(user):
 
 # another user's things, by id, path and symlink
 
-# The README promises 404 for another user's job by symlink (a script by
-# symlink is 404); the daemon answers 409, as for any job record of the
-# user's own it cannot read. Asserted exactly, so that the day the daemon
-# keeps the promise this line changes to 404 (issue 17).
-JOB_BY_SYMLINK = 409
+# Another user's job reached by a symlink is 404, as a script is (README).
+JOB_BY_SYMLINK = 404
 
 
 def tree(path):
@@ -131,10 +128,9 @@ def test_whole_state_dir_symlinked_to_another_user(multi_app, unix_users):
                          ("/scripts", 403), ("/jobs", 403)):
         r = web.get(path, status=status)
         assert b"secret" not in r.body and bsid.encode() not in r.body, path
-    # creating fails whole; 503 ("could not write ... File exists") today,
-    # where 403 would say better that it will not work on a retry
-    r = web.post_json("/api/scripts", {"template": "serial"}, headers=ah, status=503)
-    assert "Traceback" not in r.text and r.json["error"]["code"] == "unavailable"
+    # creating fails whole, and says a retry will not help (403)
+    r = web.post_json("/api/scripts", {"template": "serial"}, headers=ah, status=403)
+    assert "Traceback" not in r.text and r.json["error"]["code"] == "forbidden"
     assert os.listdir(os.path.join(state(bob), "scripts")) == [bsid]
 
 
