@@ -3439,12 +3439,17 @@ class App:
             raise TooLarge("The request body is larger than %d bytes." % limit)
         if not raw:
             return {}
-        if "json" not in (bottle.request.content_type or ""):
+        # application/json exactly, charset at most: never a type that merely
+        # contains the word (text/plain;a=json is sent cross-site unasked)
+        media, _, params = (bottle.request.content_type or "").partition(";")
+        params = params.strip().lower().replace(" ", "")
+        if media.strip().lower() != "application/json" or params not in ("", "charset=utf-8"):
             raise BadRequest("Send the body as JSON (Content-Type: application/json).")
         try:
             data = json.loads(raw.decode("utf-8"))
-        except (ValueError, UnicodeDecodeError, RecursionError) as e:
-            raise BadRequest("The body is not valid JSON: %s" % str(e)[:200])
+            json.dumps(data, ensure_ascii=False).encode("utf-8")  # "\ud800" parses, but is no text
+        except (ValueError, UnicodeError, RecursionError) as e:
+            raise BadRequest("The body is not valid JSON text: %s" % str(e)[:200])
         if not isinstance(data, dict):
             raise BadRequest("The body must be a JSON object.")
         return data
@@ -3613,7 +3618,7 @@ class RoutePlugin:
                         target = bottle.request.fullpath
                         if bottle.request.query_string:
                             target += "?" + bottle.request.query_string
-                        return bottle.redirect("/login?next=" + urllib.parse.quote(target), 303)
+                        return see_other("/login?next=" + urllib.parse.quote(target))
                     if route.method != "GET":
                         app.check_csrf(session, api)
                 return callback(app, user, **url_args)
@@ -3671,6 +3676,8 @@ def make_app(config, pool=None, daemon_user=None):
     RoutePlugin installed, every route of the "Routes" banners bound and
     the error pages Bottle sends itself: a test builds one each."""
     app = App(config, pool, daemon_user)
+    app.bottle.config["flightjob.base"] = urllib.parse.urlsplit(config["server"]["base_url"])._replace(
+        path="", query="", fragment="").geturl()  # "" (relative Locations) or "https://host[:port]"
     app.bottle.install(RoutePlugin(app))
     for path, method, route_config, handler in ROUTES:
         app.bottle.route(path, method, handler, **route_config)
@@ -3707,10 +3714,31 @@ def login_page(app, error=None, status=200, next_url="/"):
                       title="Log in", multi_user=app.config["server"]["multi_user"])
 
 
+# A path on this site, with its query: printable URL characters only (no
+# tab, newline or backslash, which browsers and urljoin drop or turn into
+# "/"), and not "//", which would name another host.
+LOCAL_PATH_RE = re.compile(r"^/(?![/\\])[A-Za-z0-9._~!$&'()*+,;=:@/%-]*(?:\?[A-Za-z0-9._~!$&'()*+,;=:@/?%-]*)?$")
+
+
 def safe_next(url):
-    """Where to go after logging in: a path on this site, else /."""
-    return url if isinstance(url, str) and url.startswith("/") and not url.startswith("//") \
-        and "\\" not in url else "/"
+    """Where to go after logging in: a path on this site, rebuilt by us with
+    every other character percent-encoded (a tab, a backslash, a quote),
+    else /."""
+    try:
+        url = urllib.parse.quote(url, safe="/?=&;:@!$'()*+,~%-._")
+    except (TypeError, UnicodeError):
+        return "/"
+    return url if len(url) < 4096 and LOCAL_PATH_RE.match(url) else "/"
+
+
+def see_other(path):
+    """A 303 to a path on this site that we built: relative, or under
+    server.base_url when set; never a host taken from the request."""
+    assert LOCAL_PATH_RE.match(path), path
+    response = bottle.response.copy(cls=bottle.HTTPResponse)  # with the cookies set so far
+    response.status, response.body = 303, ""
+    response.set_header("Location", bottle.request.app.config["flightjob.base"] + path)
+    raise response
 
 
 @route("/login", login=False)
@@ -3719,7 +3747,7 @@ def login_get(app, user):
     if token is not None:
         if not app.config["server"]["multi_user"] and app.auth.use_login_token(token):
             app.login(app.daemon_user)
-            return bottle.redirect("/", 303)
+            return see_other("/")
         return login_page(app, "That login link has already been used or is not valid; "
                           "log in with your password.", 401)
     return login_page(app, next_url=safe_next(bottle.request.query.get("next")))
@@ -3738,13 +3766,13 @@ def login_post(app, user):
     except (Unauthorized, Throttled) as e:
         return login_page(app, e.message, e.status, next_url)
     app.login(name)
-    return bottle.redirect(next_url, 303)
+    return see_other(next_url)
 
 
 @route("/logout", "POST")
 def logout(app, user):
     app.logout()
-    return bottle.redirect("/login", 303)
+    return see_other("/login")
 
 
 @route("/api/login", "POST", api=True, login=False)
@@ -3815,7 +3843,7 @@ def create_post(app, user, id):
         script = app.call(user, "scripts.create", template=id, name=name, answers=answers, notes=notes)
     except Invalid as e:
         return create_form(app, t, answers, name, notes, form_errors(e), 422)
-    return bottle.redirect("/scripts/%s" % script["id"], 303)
+    return see_other("/scripts/%s" % script["id"])
 
 
 SCRIPT_FIELDS = ("content", "notes", "name")  # what a user may edit in a script
@@ -3903,7 +3931,7 @@ def script_edit(app, user, id):
         return script_page(app, user, id, field, text, e.message, 409)
     except (Invalid, TooLarge) as e:
         return script_page(app, user, id, field, text, None, e.status, e.message)
-    return bottle.redirect("/scripts/%s" % id, 303)
+    return see_other("/scripts/%s" % id)
 
 
 def confirm_page(app, action, name, url, crumbs):
@@ -3925,7 +3953,7 @@ def script_delete_confirm(app, user, id):
 @route("/scripts/<id>/delete", "POST")
 def script_delete(app, user, id):
     app.call(user, "scripts.delete", id=id)
-    return bottle.redirect("/scripts", 303)
+    return see_other("/scripts")
 
 
 # Routes: submit #############################################################
@@ -3955,7 +3983,7 @@ def submit_post(app, user, id):
         return submit_page(app, user, id, answers)
     if action == "submit":
         job = app.call(user, "jobs.submit", script=id, answers=answers)
-        return bottle.redirect("/jobs/%s" % job["id"], 303)
+        return see_other("/jobs/%s" % job["id"])
     try:
         plan = app.call(user, "jobs.preview", script=id, answers=answers)
     except Invalid as e:
@@ -4087,13 +4115,13 @@ def job_confirm(app, user, id, action):
 @route("/jobs/<id>/cancel", "POST")
 def cancel(app, user, id):
     app.call(user, "jobs.cancel", id=id)
-    return bottle.redirect("/jobs/%s" % id, 303)
+    return see_other("/jobs/%s" % id)
 
 
 @route("/jobs/<id>/remove", "POST")
 def remove(app, user, id):
     app.call(user, "jobs.delete", id=id)
-    return bottle.redirect("/jobs", 303)
+    return see_other("/jobs")
 
 
 @route("/jobs/<id>/files/<path:path>")

@@ -493,7 +493,7 @@ def test_xss_in_every_shown_field(make_app, tmp_path):
         "/jobs/%s/files/job.out" % jid: (200, ["stdout"]),
         "/jobs/%s/files/%s" % (jid, quoted): (200, [FILE_NAME]),
         "/jobs/%s/files/d" % jid: (200, [FILE_NAME]),  # a directory's listing
-        "/login?next=" + urllib.parse.quote("/" + tagged("next")): (200, ["next"]),
+        "/login?next=" + urllib.parse.quote("/" + tagged("next")): (200, []),  # kept %-encoded: below
         "/nosuch" + urllib.parse.quote(XSS[0]): (404, []),
         "/scripts/" + urllib.parse.quote(XSS[0], safe=""): (404, []),
         "/jobs/%s/files/%s" % (jid, urllib.parse.quote(XSS[0], safe="")): (404, []),
@@ -506,6 +506,10 @@ def test_xss_in_every_shown_field(make_app, tmp_path):
             assert escaped_in(field if field == FILE_NAME else tagged(field), r.text), (path, field)
         if status == 200:  # error pages: the security-header test (issue 13)
             assert "default-src 'self'" in r.headers["Content-Security-Policy"], path
+    # the page to go to after logging in is carried %-encoded, as we rebuilt it
+    r = client.web.get("/login?next=" + urllib.parse.quote("/" + tagged("next")), status=200)
+    assert 'value="%s"' % flightjobd.bottle.html_escape(flightjobd.safe_next("/" + tagged("next"))) in r.text
+    assert flightjobd.safe_next("/" + tagged("next")).startswith("/%3Cscript%3E")
     # the summary page shows the answers given at submit, and the command
     r = client.form("/scripts/%s/submit" % sid, {"q_comment": tagged("comment"), "action": "preview"}, status=200)
     assert all(p not in r.text for p in XSS)
