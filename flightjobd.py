@@ -3081,9 +3081,9 @@ class SessionStore:
     share the directory share them. A file is named by the sha256 of the
     session id, never the id, is written once, atomically, and holds the
     user, the CSRF token, the creation time and the shadow fingerprint:
-    nothing a reader can log in with. Its mtime is when the session was last
-    used (touched at most every minute): a touch cannot bring back a file
-    another node has just removed, as a rewrite could."""
+    nothing a reader can log in with. When the session was last used is the
+    file's mtime, touched at most every minute: a touch cannot bring back a
+    file another node has just removed, as a rewrite could."""
 
     def __init__(self, directory):
         self.dir = directory
@@ -3107,15 +3107,13 @@ class SessionStore:
         self._ensure()
         atomic_write(self.path(session.id), json.dumps(
             {"format": FORMAT, "user": session.user, "csrf": session.csrf,
-             "created": session.created, "seen": session.seen, "shadow": session.shadow}))
+             "created": session.created, "shadow": session.shadow}))
 
     def read(self, sid):
         """The Session stored for sid, or None (missing, unreadable)."""
         try:
             data = read_json(self.path(sid))
-            session = Session(data["user"], data.get("shadow"), sid, data["csrf"], float(data["created"]))
-            session.seen = float(data["seen"])
-            return session
+            return Session(data["user"], data.get("shadow"), sid, data["csrf"], float(data["created"]))
         except (OSError, ValueError, KeyError, TypeError):
             return None
 
@@ -3156,7 +3154,7 @@ class SessionStore:
                     continue
                 try:
                     data = read_json(path)
-                    gone = over(float(data["created"]), max(float(data["seen"]), mtime))
+                    gone = over(float(data["created"]), mtime)
                 except (ValueError, KeyError, TypeError):
                     gone = True
                 if gone:
