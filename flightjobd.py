@@ -2831,6 +2831,11 @@ class Worker:
                     slot.put((kind, body))
         except (OSError, ValueError):
             pass
+        try:  # reaped before anyone is told, so the next call finds it dead and starts another
+            proc.wait(2)
+        except subprocess.TimeoutExpired:  # alive without its protocol stream: of no use
+            proc.kill()
+            proc.wait()
         with self.pending_lock:
             slots = list(pending.values())
             pending.clear()
