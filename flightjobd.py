@@ -74,9 +74,11 @@ import contextlib
 import datetime
 import errno
 import fcntl
+import grp
 import hashlib
 import hmac
 import html
+import ipaddress
 import json
 import logging
 import os
@@ -261,6 +263,20 @@ def _int(low=None, high=None):
     return convert
 
 
+def _number(low=0):
+    def convert(value):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < low:
+            raise ValueError("expected a number of at least %s" % low)
+        return float(value)
+    return convert
+
+
+def _networks(value):
+    for net in _strings(value):
+        ipaddress.ip_network(net, strict=False)  # ValueError names the bad one
+    return value
+
+
 def _str(value):
     if not isinstance(value, str):
         raise ValueError("expected a string")
@@ -305,6 +321,7 @@ SCHEMA = {
         "base_url": ("", _str, "Public URL of the site, used in printed links; https:// makes cookies Secure."),
         "threads": (8, _int(1, 256), "Waitress threads serving requests."),
         "max_body": (1048576, _int(1024), "Largest request body accepted, in bytes."),
+        "trusted_proxies": ([], _networks, "Reverse proxies (addresses, CIDRs) whose X-Forwarded-For names the client."),
     },
     "auth": {
         "pam_service": ("flight-job", _str, "PAM service used to check passwords (etc/pam.d/flight-job)."),
@@ -312,9 +329,22 @@ SCHEMA = {
         "session_idle": (3600, _int(10), "Seconds of inactivity after which a session ends."),
         "session_max": (43200, _int(10), "Seconds after login after which a session ends whatever happens."),
         "basic_cache": (60, _int(0), "Seconds a successful HTTP Basic check is remembered (a hash, never the password)."),
-        "throttle_failures": (5, _int(1), "Failed logins per user or per client address before logins are refused for a while."),
-        "throttle_window": (300, _int(1), "Seconds over which failed logins are counted, and how long the refusal lasts."),
+        "throttle_window": (900, _int(1), "Seconds after its last failure that a failed-login record is forgotten."),
         "secure_cookies": ("auto", _choice("auto", "always", "never"), "Mark cookies Secure: auto follows base_url's scheme."),
+        "allow_groups": ([], _strings, "Multi-user mode: only members of these groups may log in; empty: every user from min_uid up."),
+        "deny_shells": (["/usr/sbin/nologin", "/sbin/nologin", "/bin/false", "/usr/bin/false"], _strings,
+                        "Multi-user mode refuses accounts with these shells (system accounts), before PAM."),
+        "session_dir": ("", _str, "Root-only directory of session files; login nodes sharing it share sessions. Empty: see README."),
+        "recheck_interval": (30, _int(1, 59), "Seconds between re-checks of logged-in accounts (new password, lock, expiry)."),
+        "failure_delay": (2.0, _number(0), "Seconds every failed login takes, whatever the cause, so timing tells nothing."),
+        "login_slots": (4, _int(1, 256), "Logins checked at once; when all are busy a login is answered 503 at once."),
+        "throttle_free": (3, _int(0), "Failed logins for one user name from one address before that pair is refused for a while."),
+        "throttle_delay": (2.0, _number(0), "Seconds the pair is refused after its next failure; doubled with each further one."),
+        "throttle_cap": (300, _int(1), "Longest refusal of one user name from one address, in seconds."),
+        "throttle_address": (30, _int(1), "Failed logins from one address (any user names) before it is refused for throttle_window."),
+        "throttle_user": (10, _int(1), "Failed logins for one user name (any addresses) before its logins are slowed, never refused."),
+        "throttle_user_delay": (3.0, _number(0), "Seconds each login for such a user name waits before its password is checked."),
+        "throttle_table": (20000, _int(100), "Most failed-login records kept in memory; the oldest are forgotten first."),
     },
     "worker": {
         "idle_timeout": (600, _int(1), "Seconds without requests after which a user's worker ends."),
@@ -3047,6 +3077,11 @@ class Worker:
                     slot.put((kind, unfinished, body))
         except (OSError, ValueError):
             pass
+        try:  # reaped before anyone is told, so the next call finds it dead and starts another
+            proc.wait(2)
+        except subprocess.TimeoutExpired:  # alive without its protocol stream: of no use
+            proc.kill()
+            proc.wait()
         with self.pending_lock:
             slots = list(pending.values())
             pending.clear()
@@ -3111,74 +3146,350 @@ class WorkerPool:
 
 # Authentication and sessions ################################################
 
+WRONG_LOGIN = "Wrong username or password."
+SHADOW = "/etc/shadow"
+# Forwarding headers other than X-Forwarded-For: dropped before Bottle sees them.
+PROXY_HEADERS = ("HTTP_X_FORWARDED_HOST", "HTTP_X_FORWARDED_PROTO", "HTTP_X_FORWARDED_PORT",
+                 "HTTP_X_FORWARDED_BY", "HTTP_FORWARDED")
+
+
+def client_address(environ, proxies):
+    """The client's address, as the throttle counts it: the TCP peer, unless
+    the peer is in server.trusted_proxies; then X-Forwarded-For is read from
+    the right, past every trusted proxy, and the first other address is the
+    client. Entries further left were written by the client and are never
+    used; from an untrusted peer the header is ignored."""
+    addr = environ.get("REMOTE_ADDR") or "?"
+    hops = environ.get("HTTP_X_FORWARDED_FOR", "").split(",")
+    while hops and _trusted(addr, proxies):
+        try:
+            addr = str(ipaddress.ip_address(hops.pop().strip().strip("[]")))
+        except ValueError:  # a proxy that wrote no or a garbled address: stop at the proxy
+            break
+    return addr
+
+
+def _trusted(addr, proxies):
+    try:
+        ip = ipaddress.ip_address(addr)
+    except ValueError:
+        return False
+    ip = getattr(ip, "ipv4_mapped", None) or ip
+    return any(ip in net for net in proxies)
+
+
+def forwarded_for_only(app):
+    """The WSGI app as waitress serves it. Waitress is told to pass proxy
+    headers through (clear_untrusted_proxy_headers=False) so client_address
+    can read X-Forwarded-For itself, with a list of proxies and networks
+    (waitress trusts one address); the other forwarding headers are dropped
+    here, as waitress would, so no URL is ever built from them."""
+    def app_without_proxy_headers(environ, start_response):
+        for name in PROXY_HEADERS:
+            environ.pop(name, None)
+        return app(environ, start_response)
+    return app_without_proxy_headers
+
+
+def shadow_fingerprints(users, path=SHADOW):
+    """user -> a digest of the shadow entry's password field and last-change
+    day, for those of users that have an entry: a new password, a lock (`!`
+    before the hash) or a forced change alters it. Empty when the file cannot
+    be read (not root; accounts in LDAP have no entry, and only PAM's account
+    check applies to them). Parsed directly: the spwd module is gone in 3.13."""
+    wanted = {u.encode("utf-8", "replace") for u in users}
+    try:
+        with open(path, "rb") as f:
+            lines = f.read().split(b"\n")
+    except OSError:
+        return {}
+    found = {}
+    for line in lines:
+        fields = line.split(b":")
+        if len(fields) > 2 and fields[0] in wanted:
+            digest = hashlib.sha256(b"\0".join([b"flightjob-shadow", fields[1], fields[2]]))
+            found[fields[0].decode("utf-8")] = digest.hexdigest()[:32]
+    return found
+
+
+def _changed(then, now):
+    """Whether a shadow fingerprint changed (unknown either side: no)."""
+    return then is not None and now is not None and then != now
+
+
+class Throttle:
+    """Failed logins, counted per (user name, address), per address and per
+    user name, each as (count, time of the last failure), forgotten
+    throttle_window seconds after that (throttle_cap, if longer). At most
+    throttle_table records: past that, those whose last failure is oldest go
+    first. Only the pair and the address ever refuse a login (refusal); the
+    user name's count only slows its logins (slowdown), so failures from
+    elsewhere never lock a user out of an address that did not fail."""
+
+    def __init__(self, config):
+        self.config = config
+        self.records = {}  # key -> (count, last failure); in order of last failure
+        self.lock = threading.Lock()
+
+    def __len__(self):
+        return len(self.records)
+
+    def clear(self):
+        with self.lock:
+            self.records.clear()
+
+    def _keep(self):
+        return max(self.config["auth"]["throttle_window"], self.config["auth"]["throttle_cap"])
+
+    def _get(self, key, now):
+        record = self.records.get(key)
+        return record if record and now - record[1] < self._keep() else (0, 0.0)
+
+    def refusal(self, user, addr):
+        """Seconds until this user name may be tried from this address (0:
+        now): once the pair has failed more than throttle_free times, for
+        throttle_delay seconds after its next failure, doubling with each
+        further one up to throttle_cap; once the address has failed
+        throttle_address times (any names), until throttle_window has passed
+        since its last failure."""
+        c, now = self.config["auth"], time.time()
+        with self.lock:
+            count, last = self._get(("pair", user, addr), now)
+            over = count - c["throttle_free"]
+            wait = last + min(c["throttle_cap"], c["throttle_delay"] * 2 ** min(over - 1, 30)) - now \
+                if over > 0 else 0.0
+            count, last = self._get(("addr", addr), now)
+            if count >= c["throttle_address"]:
+                wait = max(wait, last + c["throttle_window"] - now)
+        return max(0.0, wait)
+
+    def slowdown(self, user):
+        """Seconds a login for this user name waits before its password is
+        checked: throttle_user_delay once the name has failed throttle_user
+        times, from any addresses."""
+        c = self.config["auth"]
+        with self.lock:
+            count = self._get(("user", user), time.time())[0]
+        return c["throttle_user_delay"] if count >= c["throttle_user"] else 0.0
+
+    def failed(self, user, addr):
+        now = time.time()
+        with self.lock:
+            for key in (("pair", user, addr), ("addr", addr), ("user", user)):
+                count = self._get(key, now)[0]
+                self.records.pop(key, None)
+                self.records[key] = (count + 1, now)
+            while len(self.records) > self.config["auth"]["throttle_table"]:
+                del self.records[next(iter(self.records))]
+
+    def succeeded(self, user, addr):
+        with self.lock:
+            self.records.pop(("pair", user, addr), None)
+
+    def expire(self):
+        cutoff = time.time() - self._keep()
+        with self.lock:
+            while self.records:
+                key = next(iter(self.records))
+                if self.records[key][1] >= cutoff:
+                    break
+                del self.records[key]
+
 
 class Session:
-    __slots__ = ("id", "user", "csrf", "created", "seen")
+    """A login: the cookie's random id, the user, the CSRF token, when it was
+    made and last used, and the user's shadow fingerprint then (None when
+    unknown)."""
 
-    def __init__(self, user):
-        self.id = secrets.token_urlsafe(32)
+    __slots__ = ("id", "user", "csrf", "created", "seen", "shadow")
+
+    def __init__(self, user, shadow=None, sid=None, csrf=None, created=None):
+        self.id = sid or secrets.token_urlsafe(32)
         self.user = user
-        self.csrf = secrets.token_urlsafe(32)
-        self.created = self.seen = time.time()
+        self.csrf = csrf or secrets.token_urlsafe(32)
+        self.created = self.seen = created or time.time()
+        self.shadow = shadow
+
+
+def session_dir(config):
+    """auth.session_dir, or its default: /var/lib/flight-job/sessions in
+    multi-user mode, the user's own $XDG_STATE_HOME/flight-job/sessions
+    (~/.local/state/...) in single-user mode."""
+    path = config["auth"]["session_dir"]
+    if not path and config["server"]["multi_user"]:
+        return "/var/lib/flight-job/sessions"
+    if not path:
+        path = os.path.join(os.environ.get("XDG_STATE_HOME") or "~/.local/state", "flight-job", "sessions")
+    return os.path.expanduser(path)
+
+
+class SessionStore:
+    """Sessions as small files in a directory only the daemon's user can
+    open (0700, files 0600), so they survive a restart and login nodes that
+    share the directory share them. A file is named by the sha256 of the
+    session id, never the id, is written once, atomically, and holds the
+    user, the CSRF token, the creation time and the shadow fingerprint:
+    nothing a reader can log in with. When the session was last used is the
+    file's mtime, touched at most every minute: a touch cannot bring back a
+    file another node has just removed, as a rewrite could."""
+
+    def __init__(self, directory):
+        self.dir = directory
+        self.ready = False
+
+    def path(self, sid):
+        return os.path.join(self.dir, hashlib.sha256(sid.encode("utf-8", "replace")).hexdigest())
+
+    def _ensure(self):
+        if self.ready:
+            return
+        os.makedirs(self.dir, 0o700, exist_ok=True)
+        st = os.lstat(self.dir)
+        if os.path.islink(self.dir) or not os.path.isdir(self.dir) or st.st_uid != os.geteuid():
+            raise OSError(errno.EPERM, "not a directory owned by the daemon's user", self.dir)
+        if st.st_mode & 0o077:
+            os.chmod(self.dir, 0o700)
+        self.ready = True
+
+    def write(self, session):
+        self._ensure()
+        atomic_write(self.path(session.id), json.dumps(
+            {"format": FORMAT, "user": session.user, "csrf": session.csrf,
+             "created": session.created, "shadow": session.shadow}))
+
+    def read(self, sid):
+        """The Session stored for sid, or None (missing, unreadable)."""
+        try:
+            data = read_json(self.path(sid))
+            return Session(data["user"], data.get("shadow"), sid, data["csrf"], float(data["created"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def last_used(self, sid):
+        """The file's mtime, or None when the session is gone."""
+        try:
+            return os.stat(self.path(sid)).st_mtime
+        except OSError:
+            return None
+
+    def touch(self, sid, now):
+        """Record a use; False when the file is gone (ended elsewhere)."""
+        try:
+            os.utime(self.path(sid), (now, now))
+            return True
+        except OSError:
+            return False
+
+    def remove(self, sid):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path(sid))
+
+    def sweep(self, over):
+        """Remove the files of sessions over(created, last used) says are
+        over, unreadable ones, and temporary files a crash left."""
+        try:
+            names = os.listdir(self.dir)
+        except OSError:
+            return
+        now = time.time()
+        for name in names:
+            path = os.path.join(self.dir, name)
+            try:
+                mtime = os.stat(path).st_mtime
+                if name.startswith("."):
+                    if now - mtime > 60:
+                        os.unlink(path)
+                    continue
+                try:
+                    data = read_json(path)
+                    gone = over(float(data["created"]), mtime)
+                except (ValueError, KeyError, TypeError):
+                    gone = True
+                if gone:
+                    os.unlink(path)
+            except OSError:
+                continue
 
 
 class Auth:
-    """PAM logins, server-side sessions, the Basic-auth cache, the one-time
-    login token and the failed-login throttle."""
+    """Who may log in, the PAM check with its throttle, fixed failure time
+    and bounded slots, sessions (in a SessionStore, cached here by id), the
+    Basic-auth cache, the scheduled re-check of logged-in accounts and the
+    single-user one-time login token."""
 
     def __init__(self, config, daemon_user):
         self.config = config
         self.daemon_user = daemon_user
-        self.sessions = {}
-        self.basic = {}  # sha256(secret + user + password) -> (user, expires)
-        self.failures = {}  # ("user"|"addr", key) -> [times]
+        self.sessions = {}  # session id -> Session: those this process has seen, a cache of the store
+        self.store = SessionStore(session_dir(config))
+        self.basic = {}  # sha256(secret + user + password) -> (user, expires, shadow fingerprint)
+        self.failures = Throttle(config)
+        self.slots = threading.BoundedSemaphore(config["auth"]["login_slots"])
+        self.proxies = [ipaddress.ip_network(p, strict=False) for p in config["server"]["trusted_proxies"]]
         self.secret = secrets.token_bytes(32)
         self.login_token = secrets.token_urlsafe(24)
         self.lock = threading.Lock()
+        self.rechecked = time.time()
+        self.swept = 0.0
 
     def allowed(self, user):
-        """Who may log in: multi-user mode refuses root, uids under min_uid
-        and unknown users; single-user mode only the daemon's own user.
-        Refusals are 401 with the same words as a wrong password, except
-        for the throttle."""
+        """The password entry of a user who may log in, else None. Multi-user
+        mode refuses unknown users, root, uids under min_uid, nobody, login
+        shells in auth.deny_shells (system accounts such as Debian's slurm)
+        and, when auth.allow_groups is set, users in none of those groups;
+        single-user mode admits only the daemon's own user. Refusals are 401
+        with the same words and time as a wrong password, PAM never asked."""
         try:
             pw = pwd.getpwnam(user)
         except (KeyError, ValueError, UnicodeError):
-            return False
+            return None
         if not self.config["server"]["multi_user"]:
-            return pw.pw_name == self.daemon_user
+            return pw if pw.pw_name == self.daemon_user else None
+        c = self.config["auth"]
         # 65534 is nobody/nfsnobody (the overflow uid): a system account above min_uid
-        return pw.pw_uid not in (0, 65534) and pw.pw_uid >= self.config["auth"]["min_uid"]
+        if pw.pw_uid in (0, 65534) or pw.pw_uid < c["min_uid"] or pw.pw_shell in c["deny_shells"]:
+            return None
+        if c["allow_groups"] and not set(c["allow_groups"]) & self._groups(pw):
+            return None
+        return pw
 
-    def _throttled(self, keys):
-        window = self.config["auth"]["throttle_window"]
-        limit = self.config["auth"]["throttle_failures"]
-        now = time.time()
-        with self.lock:
-            for key in keys:
-                times = [t for t in self.failures.get(key, []) if now - t < window]
-                self.failures[key] = times
-                if len(times) >= limit:
-                    return True
-        return False
+    @staticmethod
+    def _groups(pw):
+        names = set()
+        for gid in os.getgrouplist(pw.pw_name, pw.pw_gid):
+            with contextlib.suppress(KeyError):
+                names.add(grp.getgrgid(gid).gr_name)
+        return names
 
     def check_password(self, user, password, addr):
-        """The user's name if PAM accepts the password and the account (an
-        expired account fails pam_acct_mgmt); otherwise Unauthorized, or
-        Throttled after too many failures for this user or address."""
+        """The user's name if the account may log in (allowed) and PAM
+        accepts the password and the account (pam_acct_mgmt: an expired
+        account is refused). Otherwise, at once: Throttled (429) while this
+        name from this address, or this address, is held back (Throttle);
+        Unavailable (503) when all auth.login_slots are busy, so at most that
+        many HTTP threads wait on logins. Or Unauthorized (401), whatever the
+        cause, auth.failure_delay seconds after the check began (or when PAM
+        answers, if later), so the time tells nothing."""
         if not isinstance(user, str) or not isinstance(password, str) or not user or len(user) > 256 \
                 or len(password) > 4096 or "\0" in user + password:
-            raise Unauthorized("Wrong username or password.")
-        keys = [("user", user), ("addr", addr)]
-        if self._throttled(keys):
-            raise Throttled("Too many failed logins; wait a few minutes and try again.")
-        ok = self.allowed(user) and self._pam(user, password)
-        if not ok:
-            with self.lock:
-                for key in keys:
-                    self.failures.setdefault(key, []).append(time.time())
-            raise Unauthorized("Wrong username or password.")
-        return pwd.getpwnam(user).pw_name
+            raise Unauthorized(WRONG_LOGIN)
+        wait = self.failures.refusal(user, addr)
+        if wait:
+            raise Throttled("Too many failed logins; try again in %d seconds." % (int(wait) + 1))
+        if not self.slots.acquire(blocking=False):
+            raise Unavailable("Too many logins in progress; try again in a moment.")
+        try:
+            start = time.monotonic()
+            time.sleep(self.failures.slowdown(user))
+            pw = self.allowed(user)
+            if pw and self._pam(user, password):
+                self.failures.succeeded(user, addr)
+                return pw.pw_name
+            self.failures.failed(user, addr)
+            time.sleep(max(0.0, self.config["auth"]["failure_delay"] - (time.monotonic() - start)))
+        finally:
+            self.slots.release()
+        raise Unauthorized(WRONG_LOGIN)
 
     def _pam(self, user, password):
         import pamela
@@ -3190,8 +3501,34 @@ class Auth:
             log.info("login refused for %s: %s", user, e)
             return False
 
+    def _pam_account(self, user):
+        """PAM's account check alone (pam_acct_mgmt: expired, or refused by
+        the site's account stack)."""
+        import pamela
+        try:
+            pamela.check_account(user, service=self.config["auth"]["pam_service"])
+            return True
+        except pamela.PAMError as e:
+            log.info("account %s refused: %s", user, e)
+            return False
+
+    def _shadow(self, user):
+        if not self.config["server"]["multi_user"]:
+            return None
+        return shadow_fingerprints([user]).get(user)
+
+    def _accounts(self, users):
+        """(those of users who may no longer log in, user -> shadow
+        fingerprint now). Multi-user mode asks PAM's account check;
+        single-user mode only whether it is still the daemon's user."""
+        multi = self.config["server"]["multi_user"]
+        dead = {u for u in users if not self.allowed(u) or (multi and not self._pam_account(u))}
+        return dead, (shadow_fingerprints(users) if multi else {})
+
     def check_basic(self, header, addr):
-        """The user of an HTTP Basic header, cached briefly by a hash."""
+        """The user of an HTTP Basic header: checked as a login, then
+        remembered auth.basic_cache seconds by a keyed hash of the name and
+        password (never the password itself), unless recheck ends it first."""
         try:
             user, _, password = base64.b64decode(header.split(" ", 1)[1]).decode("utf-8").partition(":")
         except (ValueError, IndexError, UnicodeError):
@@ -3202,34 +3539,114 @@ class Auth:
             return hit[0]
         name = self.check_password(user, password, addr)
         if self.config["auth"]["basic_cache"]:
-            self.basic[key] = (name, time.time() + self.config["auth"]["basic_cache"])
+            entry = (name, time.time() + self.config["auth"]["basic_cache"], self._shadow(name))
+            with self.lock:
+                self.basic[key] = entry
         return name
 
     def create(self, user):
-        session = Session(user)
+        """A new session, written to the store (503 when it cannot be)."""
+        session = Session(user, self._shadow(user))
+        try:
+            self.store.write(session)
+        except OSError as e:
+            log.error("cannot write the session store %s: %s", self.store.dir, e)
+            raise Unavailable("Could not record your session; the site's administrators have been told.")
         with self.lock:
             self.sessions[session.id] = session
         return session
 
+    def _touch_every(self):
+        """How often a session's last use is written: at most every minute,
+        and often enough for short idle limits."""
+        return min(60.0, self.config["auth"]["session_idle"] / 4.0)
+
+    def _over(self, created, seen, now, grace=0.0):
+        return (now - seen > self.config["auth"]["session_idle"] + grace
+                or now - created > self.config["auth"]["session_max"])
+
     def get(self, sid):
-        """The live session for a cookie value, or None (expired, unknown)."""
-        if not sid:
+        """The live session for a cookie value, or None: unknown, ended (here
+        or by another process sharing the store), idle for session_idle or
+        older than session_max. A session new to this process (after a
+        restart, or made on another login node) is first checked as recheck
+        would check it."""
+        if not isinstance(sid, str) or not sid or len(sid) > 128:
             return None
+        used = self.store.last_used(sid)
         with self.lock:
+            if used is None:
+                self.sessions.pop(sid, None)
+                return None
             session = self.sessions.get(sid)
+        if session is None:
+            session = self.store.read(sid)
             if session is None:
                 return None
-            now = time.time()
-            if (now - session.seen > self.config["auth"]["session_idle"]
-                    or now - session.created > self.config["auth"]["session_max"]):
-                del self.sessions[sid]
+            dead, shadow = self._accounts([session.user])
+            if dead or _changed(session.shadow, shadow.get(session.user)):
+                self.end(sid)
                 return None
-            session.seen = now
-            return session
+            with self.lock:
+                session = self.sessions.setdefault(sid, session)
+        now = time.time()
+        session.seen = max(session.seen, used)
+        if self._over(session.created, session.seen, now):
+            self.end(sid)
+            return None
+        if now - used >= self._touch_every() and not self.store.touch(sid, now):
+            self.end(sid)
+            return None
+        session.seen = now
+        return session
 
     def end(self, sid):
+        if not isinstance(sid, str) or not sid or len(sid) > 128:
+            return
         with self.lock:
             self.sessions.pop(sid, None)
+        self.store.remove(sid)
+
+    def end_user(self, users, shadow=None):
+        """End the sessions and forget the Basic checks of users, or only
+        those made when the user's shadow fingerprint differed from shadow's."""
+        def stale(user, then):
+            return user in users and (shadow is None or _changed(then, shadow.get(user)))
+        with self.lock:
+            ended = [s.id for s in self.sessions.values() if stale(s.user, s.shadow)]
+            self.basic = {k: v for k, v in self.basic.items() if not stale(v[0], v[2])}
+        for sid in ended:
+            self.end(sid)
+        return len(ended)
+
+    def watch(self, stop):
+        """Until stop is set, every second: expire, recheck. Its own thread,
+        started by App.background, so that a slow job refresh there never
+        delays the re-check of accounts."""
+        while not stop.wait(1):
+            try:
+                self.expire()
+                self.recheck()
+            except Exception:
+                log.exception("session upkeep failed")
+
+    def recheck(self):
+        """Every auth.recheck_interval seconds, in multi-user mode: end the
+        sessions and cached Basic checks of users who may no longer log in
+        (allowed, PAM's account check: expired, or refused by the site's
+        stack) or whose shadow entry changed since (a new password, usermod
+        -L). So such a change ends them within recheck_interval + 1 s (31 s
+        by default)."""
+        now = time.time()
+        if not self.config["server"]["multi_user"] or now - self.rechecked < self.config["auth"]["recheck_interval"]:
+            return
+        self.rechecked = now
+        with self.lock:
+            users = {s.user for s in self.sessions.values()} | {v[0] for v in self.basic.values()}
+        dead, shadow = self._accounts(users)
+        ended = self.end_user(dead) + self.end_user(users - dead, shadow)
+        if ended:
+            log.info("ended %d sessions of changed or refused accounts", ended)
 
     def use_login_token(self, token):
         """The single-user one-time login URL: valid once."""
@@ -3240,13 +3657,26 @@ class Auth:
         return False
 
     def expire(self):
+        """Forget expired sessions, Basic checks and failed-login records;
+        once a minute also sweep the store: files of sessions over on every
+        process (idle, with the touch interval as grace), and temporary files
+        a crash left."""
         now = time.time()
         with self.lock:
-            for sid in [s.id for s in self.sessions.values()
-                        if now - s.seen > self.config["auth"]["session_idle"]
-                        or now - s.created > self.config["auth"]["session_max"]]:
-                del self.sessions[sid]
+            for sid in [s.id for s in self.sessions.values() if self._over(s.created, s.seen, now)]:
+                del self.sessions[sid]  # its file goes at the sweep, unless another node still uses it
             self.basic = {k: v for k, v in self.basic.items() if v[1] > now}
+        self.failures.expire()
+        if now - self.swept >= 60:
+            self.swept = now
+            grace = self._touch_every()
+            self.store.sweep(lambda created, seen: self._over(created, seen, now, grace))
+            with self.lock:
+                cached = list(self.sessions)
+            for sid in cached:
+                if self.store.last_used(sid) is None:
+                    with self.lock:
+                        self.sessions.pop(sid, None)
 
 
 # Web application ############################################################
@@ -3402,7 +3832,7 @@ class App:
     # requests
 
     def client_addr(self):
-        return bottle.request.remote_addr or "?"
+        return client_address(bottle.request.environ, self.auth.proxies)
 
     def user_for(self, api):
         """(user, session) for this request. Pages take the session cookie;
@@ -3559,9 +3989,9 @@ class App:
         jobs; until stop is set."""
         last_refresh = time.time()
         every = self.config["scheduler"]["background_refresh"]
+        threading.Thread(target=self.auth.watch, args=(stop,), daemon=True).start()
         while not stop.wait(min(5, self.config["worker"]["idle_timeout"])):
             self.pool.reap()
-            self.auth.expire()
             if every and time.time() - last_refresh >= every:
                 last_refresh = time.time()
                 self.pool.refresh_active()
@@ -4200,8 +4630,9 @@ def serve(config):
     log.info("scheduler: %s (%s)", probe["type"], "answers" if probe["answers"] else
              "does not answer: %s" % probe.get("message"))
     host, _, port = config["server"]["listen"].rpartition(":")
-    server = create_server(a.bottle, host=host.strip("[]"), port=int(port),
+    server = create_server(forwarded_for_only(a.bottle), host=host.strip("[]"), port=int(port),
                            threads=config["server"]["threads"], ident="flightjobd",
+                           clear_untrusted_proxy_headers=False,
                            max_request_body_size=config["server"]["max_body"] + 4096)
     stop = threading.Event()
     threading.Thread(target=a.background, args=(stop,), daemon=True).start()

@@ -107,6 +107,7 @@ def make_config(tmp_path):
     def make(**sections):
         base = {"storage": {"state_dir": str(tmp_path / "state"),
                             "user_templates": str(tmp_path / "user-templates")},
+                "auth": {"session_dir": str(tmp_path / ("sessions-" + secrets.token_hex(3)))},
                 "scheduler": {"type": "local", "refresh_interval": 0, "background_refresh": 0},
                 "templates": {"site_dirs": [str(tmp_path / "site-templates")]}}
         return flightjobd.Config(merge(base, sections))
@@ -289,6 +290,7 @@ def multi_app(runtime, pam_service, tmp_path):
 
     def make(**sections):
         values = merge({"server": {"multi_user": True},
+                        "auth": {"session_dir": str(tmp_path / ("sessions-" + secrets.token_hex(3)))},
                         "worker": runtime,
                         "scheduler": {"type": "local", "refresh_interval": 0, "background_refresh": 0},
                         "templates": {"site_dirs": []}}, sections)
@@ -392,6 +394,7 @@ def make_daemon(tmp_path):
     def make(start=True, extra_env=None, **sections):
         port = free_port()
         values = merge({"storage": {"state_dir": str(tmp_path / "state")},
+                        "auth": {"session_dir": str(tmp_path / ("sessions-%d" % port))},
                         "scheduler": {"type": "local", "refresh_interval": 0, "background_refresh": 2}},
                        sections)
         path = str(tmp_path / ("daemon-%d.toml" % port))

@@ -615,7 +615,7 @@ def test_cookies_are_secure_when_the_site_is_served_over_https(make_config, base
 
 @pytest.mark.root
 def test_brute_force_is_throttled_on_every_login_path(multi_app, unix_users, monkeypatch):
-    a, web = multi_app(auth={"throttle_failures": 3, "throttle_window": 60, "basic_cache": 0})
+    a, web = multi_app(auth={"throttle_free": 2, "throttle_delay": 60, "basic_cache": 0})
     u = unix_users.create()
     calls = []
     real_pam = flightjobd.Auth._pam
@@ -676,7 +676,7 @@ def test_user_template_code_runs_as_the_user_never_root(multi_app, unix_users, m
 
 @pytest.mark.root
 def test_root_and_system_users_refused_even_with_the_right_password(multi_app, monkeypatch):
-    a, web = multi_app()
+    a, web = multi_app(auth={"failure_delay": 0})
     monkeypatch.setattr(flightjobd.Auth, "_pam", lambda self, user, pw: True)  # every password "right"
     system = [p.pw_name for p in pwd.getpwall() if p.pw_uid < 1000 or p.pw_uid == 65534]
     system = [n for n in system if n in ("root", "daemon", "bin", "sys", "nobody")] + system[5:10]

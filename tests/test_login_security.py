@@ -1,0 +1,477 @@
+"""Logins an attacker cannot bend, against a real root multi-user daemon
+with real PAM users: the failed-login throttle and trusted proxies, one
+failure time whatever the cause, bounded login slots, accounts that change
+while logged in, accounts that are not people, and sessions kept in a
+root-only store that survives a restart and is shared by two daemons."""
+import base64
+import grp
+import hashlib
+import http.client
+import ipaddress
+import json
+import os
+import pwd
+import secrets
+import statistics
+import subprocess
+import threading
+import time
+import tracemalloc
+
+import pytest
+import webtest
+
+import flightjobd
+from support import ROOT
+
+pytestmark = pytest.mark.root
+
+
+@pytest.fixture
+def pam(pam_service):
+    """The project's PAM service file under a name of this test's own, so
+    that no other checkout's copy of /etc/pam.d/flight-job is in play."""
+    name = "flightjob-test-%s" % secrets.token_hex(4)
+    with open(os.path.join(ROOT, "etc", "pam.d", "flight-job")) as src, open("/etc/pam.d/" + name, "w") as dst:
+        dst.write(src.read())
+    yield name
+    os.unlink("/etc/pam.d/" + name)
+
+
+@pytest.fixture
+def daemon(make_daemon, runtime, pam):
+    """daemon(**auth keys) -> a root multi-user daemon process behind a
+    trusted proxy at 127.0.0.1 (so each test client names its own address
+    in X-Forwarded-For)."""
+    def make(server=None, **auth):
+        return make_daemon(server=dict({"multi_user": True, "trusted_proxies": ["127.0.0.1"]}, **(server or {})),
+                           worker=runtime, auth=dict({"pam_service": pam}, **auth),
+                           storage={"state_dir": "~/.local/share/flight-job"}, templates={"site_dirs": []})
+    return make
+
+
+class Web:
+    """One HTTP client of a daemon process: from the address it names in
+    X-Forwarded-For, with its session cookie (or HTTP Basic)."""
+
+    def __init__(self, d, addr="198.51.100.1", basic=None):
+        self.d, self.addr, self.basic = d, addr, basic
+        self.cookie = self.csrf = None
+
+    def __call__(self, method, path, body=None, headers=None):
+        """(status, JSON or text, headers, seconds taken)."""
+        headers = dict(headers or {})
+        if self.addr:
+            headers["X-Forwarded-For"] = self.addr
+        if self.cookie:
+            headers["Cookie"] = "%s=%s" % (flightjobd.COOKIE, self.cookie)
+            if method != "GET" and self.csrf:
+                headers["X-CSRF-Token"] = self.csrf
+        if self.basic:
+            headers["Authorization"] = "Basic " + base64.b64encode(("%s:%s" % self.basic).encode()).decode()
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        conn = http.client.HTTPConnection("127.0.0.1", self.d.port, timeout=60)
+        start = time.monotonic()
+        try:
+            conn.request(method, path, body=data, headers=headers)
+            r = conn.getresponse()
+            raw = r.read()
+        finally:
+            conn.close()
+        took = time.monotonic() - start
+        for k, v in r.getheaders():
+            if k.lower() == "set-cookie" and v.startswith(flightjobd.COOKIE + "="):
+                self.cookie = v.split(";")[0].split("=", 1)[1].strip('"') or None
+        try:
+            content = json.loads(raw)
+        except ValueError:
+            content = raw.decode("utf-8", "replace")
+        return r.status, content, dict(r.getheaders()), took
+
+    def login(self, user, password):
+        status, body, _, took = self("POST", "/api/login", {"username": user, "password": password})
+        if status == 200:
+            self.csrf = body["csrf_token"]
+        return status, took
+
+    def status(self, method, path, body=None):
+        return self(method, path, body)[0]
+
+
+def free_system_uid():
+    return next(uid for uid in range(900, 1000) if uid not in {p.pw_uid for p in pwd.getpwall()})
+
+
+def wait_for(predicate, bound, step=0.25):
+    """Seconds until predicate() held, or None if not within bound."""
+    start = time.monotonic()
+    while time.monotonic() - start < bound:
+        if predicate():
+            return time.monotonic() - start
+        time.sleep(step)
+    return None
+
+
+# client addresses and trusted proxies
+
+
+def test_client_address_reads_forwarded_for_only_from_trusted_proxies():
+    nets = [ipaddress.ip_network(n) for n in ("127.0.0.1", "10.0.0.0/8", "2001:db8::/32")]
+
+    def addr(peer, xff=None, proxies=nets):
+        environ = {"REMOTE_ADDR": peer}
+        if xff is not None:
+            environ["HTTP_X_FORWARDED_FOR"] = xff
+        return flightjobd.client_address(environ, proxies)
+    assert addr("127.0.0.1", "203.0.113.9", proxies=[]) == "127.0.0.1"  # nobody trusted: the header means nothing
+    assert addr("192.0.2.7", "203.0.113.9") == "192.0.2.7"  # from an untrusted peer, ignored
+    assert addr("127.0.0.1", "203.0.113.9") == "203.0.113.9"
+    assert addr("127.0.0.1", "6.6.6.6, 203.0.113.9") == "203.0.113.9"  # the client's own entries never count
+    assert addr("127.0.0.1", "6.6.6.6, 198.51.100.7, 10.1.2.3") == "198.51.100.7"  # past every trusted hop
+    assert addr("::ffff:127.0.0.1", "203.0.113.9") == "203.0.113.9"
+    assert addr("2001:db8::1", "[2001:db8:1::5], 2001:db8::2") == "2001:db8:1::5"
+    assert addr("127.0.0.1", "not-an-address") == "127.0.0.1"  # a garbled hop: the proxy itself
+    assert addr("127.0.0.1") == "127.0.0.1" and addr("127.0.0.1", "") == "127.0.0.1"
+    with pytest.raises(flightjobd.ConfigError) as e:
+        flightjobd.check_config({"server": {"trusted_proxies": ["10.0.0.0/33"]}})
+    assert "server.trusted_proxies" in str(e.value)
+
+
+def test_a_forwarded_for_header_from_an_untrusted_peer_changes_nothing(multi_app, unix_users, pam):
+    a, web = multi_app(auth={"throttle_free": 2, "throttle_delay": 60, "failure_delay": 0, "pam_service": pam})
+    u = unix_users.create()
+    for i in range(3):
+        web.post_json("/api/login", {"username": u.name, "password": "bad"},
+                      headers={"X-Forwarded-For": "203.0.113.%d" % i}, status=401)
+    web.post_json("/api/login", {"username": u.name, "password": u.password},
+                  headers={"X-Forwarded-For": "203.0.113.99"}, status=429)  # still 127.0.0.1 to us
+
+
+# the throttle
+
+
+def test_failures_from_one_address_never_lock_out_another(daemon, unix_users):
+    d = daemon(failure_delay=0.2)
+    alice = unix_users.create()
+    attacker = Web(d, "203.0.113.5")
+    seen = [attacker.login(alice.name, "guess%d" % i)[0] for i in range(8)]
+    assert seen[:3] == [401, 401, 401] and seen[-1] == 429, seen  # the pair is held back
+    assert attacker.login(alice.name, alice.password)[0] == 429  # even the right password, from there
+    bad_basic = Web(d, "203.0.113.5", basic=(alice.name, alice.password))
+    assert bad_basic.status("GET", "/api/session") == 429
+    # from an address that did not fail, alice logs in at once, by form, API and Basic
+    alice_web = Web(d, "198.51.100.20")
+    status, took = alice_web.login(alice.name, alice.password)
+    assert status == 200 and took < 1.5
+    assert alice_web.status("GET", "/api/session") == 200
+    assert Web(d, "198.51.100.21", basic=(alice.name, alice.password)).status("GET", "/api/session") == 200
+    # the proxy's own address took no blame: waitress passed X-Forwarded-For through
+    assert Web(d, None).login(alice.name, alice.password)[0] == 200
+    # and no other forwarding header reaches a URL the daemon builds
+    status, _, headers, _ = Web(d, "198.51.100.22")("GET", "/scripts", headers={
+        "X-Forwarded-Host": "evil.example", "X-Forwarded-Proto": "gopher", "Forwarded": "host=evil.example"})
+    assert status == 303 and "evil.example" not in headers["Location"] and "gopher" not in headers["Location"]
+
+
+def test_a_spray_across_many_names_from_one_address_is_refused(daemon, unix_users):
+    d = daemon(failure_delay=0)
+    alice = unix_users.create()
+    sprayer = Web(d, "203.0.113.50")
+    seen = [sprayer.login("fjspray%02d" % i, "Winter2024!")[0] for i in range(50)]
+    assert seen[:30] == [401] * 30 and seen[30:] == [429] * 20, seen
+    assert sprayer.login(alice.name, alice.password)[0] == 429  # that address, for every name
+    assert Web(d, "203.0.113.51").login(alice.name, alice.password)[0] == 200  # its neighbour is fine
+
+
+def test_blocks_grow_then_cap_and_records_expire(make_config):
+    config = make_config(auth={"throttle_free": 3, "throttle_delay": 2, "throttle_cap": 10, "throttle_window": 900})
+    t = flightjobd.Throttle(config)
+    waits = []
+    for _ in range(8):
+        t.failed("alice", "203.0.113.5")
+        waits.append(round(t.refusal("alice", "203.0.113.5")))
+    assert waits == [0, 0, 0, 2, 4, 8, 10, 10]
+    assert t.refusal("alice", "203.0.113.6") == 0 and t.refusal("bob", "203.0.113.5") == 0
+    t.succeeded("alice", "203.0.113.5")  # a right password clears the pair
+    assert t.refusal("alice", "203.0.113.5") == 0
+    assert t.slowdown("alice") == 0
+    for i in range(2):
+        t.failed("alice", "192.0.2.%d" % i)
+    assert t.slowdown("alice") == config["auth"]["throttle_user_delay"]  # 10 failures: slowed, never refused
+    config["auth"]["throttle_window"] = config["auth"]["throttle_cap"] = 1
+    time.sleep(1.1)
+    t.expire()
+    assert len(t) == 0
+
+
+def test_a_name_under_attack_is_slowed_never_refused(multi_app, unix_users, pam):
+    a, web = multi_app(auth={"throttle_user": 5, "throttle_user_delay": 1.0, "failure_delay": 0, "pam_service": pam})
+    u = unix_users.create()
+    for i in range(8):  # a botnet: each address tries twice
+        bot = webtest.TestApp(a.bottle, extra_environ={"REMOTE_ADDR": "203.0.113.%d" % (i // 2)})
+        bot.post_json("/api/login", {"username": u.name, "password": "bad%d" % i}, status=401)
+    clean = webtest.TestApp(a.bottle, extra_environ={"REMOTE_ADDR": "198.51.100.9"})
+    start = time.monotonic()
+    clean.post_json("/api/login", {"username": u.name, "password": u.password}, status=200)
+    assert time.monotonic() - start >= 1.0
+
+
+def test_failed_login_records_are_bounded(multi_app):
+    a, web = multi_app(server={"trusted_proxies": ["127.0.0.1"]}, auth={"failure_delay": 0})
+    cap = a.config["auth"]["throttle_table"]
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    for i in range(100000):
+        a.auth.failures.failed("user%d" % i, "10.%d.%d.%d" % (i >> 16, (i >> 8) & 255, i & 255))
+    grown = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    print("100,000 failed logins: %d records, %.1f MB" % (len(a.auth.failures), grown / 2 ** 20))
+    assert len(a.auth.failures) <= cap
+    assert grown < 12 * 1024 * 1024, grown
+    assert ("user", "user99999") in a.auth.failures.records  # the newest are kept
+    assert ("user", "user0") not in a.auth.failures.records  # the oldest went first
+    # through the login route too, with small numbers
+    a.config["auth"]["throttle_table"] = 100
+    for i in range(300):
+        web.post_json("/api/login", {"username": "fjnobody%d" % i, "password": "x"},
+                      headers={"X-Forwarded-For": "192.0.2.%d" % (i % 250)}, status=(401, 429))
+    assert len(a.auth.failures) <= 100
+
+
+# one failure time, bounded slots
+
+
+def test_failed_logins_take_the_same_time_whatever_the_cause(daemon, unix_users):
+    d = daemon(failure_delay=1.0)
+    right, expired, locked, shell = (unix_users.create() for _ in range(4))
+    subprocess.run(["chage", "-E", "0", expired.name], check=True)
+    subprocess.run(["usermod", "-L", locked.name], check=True)
+    subprocess.run(["usermod", "-s", "/usr/sbin/nologin", shell.name], check=True)
+    low_user = unix_users.create(prefix="fjsys", uid=free_system_uid())
+    causes = {"unknown user": ("fjnosuch" + secrets.token_hex(3), "whatever"),
+              "wrong password": (right.name, "wrong" + right.password),
+              "expired, right password": (expired.name, expired.password),
+              "expired, wrong password": (expired.name, "wrong"),
+              "locked, right password": (locked.name, locked.password),
+              "nologin shell, right password": (shell.name, shell.password),
+              "uid under min_uid, right password": (low_user.name, low_user.password)}
+    times = {c: [] for c in causes}
+    for round_ in range(3):
+        for cause, (name, password) in causes.items():
+            status, took = Web(d, "198.51.100.%d" % round_).login(name, password)
+            assert status == 401, (cause, status)
+            times[cause].append(took)
+    medians = {c: statistics.median(t) for c, t in times.items()}
+    spread = max(medians.values()) - min(medians.values())
+    print("failed-login times (median of 3):", {c: round(m, 3) for c, m in medians.items()})
+    assert min(medians.values()) >= 1.0 and spread < 0.1, medians
+    status, took = Web(d, "198.51.100.9").login(right.name, right.password)
+    assert status == 200 and took < 0.9  # the floor is for failures only
+
+
+def test_logins_in_progress_never_hold_more_than_their_slots(daemon, unix_users):
+    d = daemon(login_slots=4, throttle_free=1000, throttle_address=100000)
+    bob, carol = unix_users.create(), unix_users.create()
+    bob_web = Web(d, "198.51.100.2")
+    assert bob_web.login(bob.name, bob.password)[0] == 200
+    carol_basic = Web(d, "198.51.100.3", basic=(carol.name, carol.password))
+    assert carol_basic.status("GET", "/api/scripts") == 200  # her worker is up, her Basic check cached
+    stop = time.monotonic() + 5
+    statuses, lock = {}, threading.Lock()
+
+    def hammer(i):
+        n = 0
+        while time.monotonic() < stop:
+            status, body, _, _ = Web(d, "203.0.113.%d" % i)("POST", "/api/login", {
+                "username": "fjflood%d-%d" % (i, n), "password": "x"})
+            n += 1
+            with lock:
+                statuses[status] = statuses.get(status, 0) + 1
+                if status == 503 and "Too many logins in progress" not in body["error"]["message"]:
+                    statuses["wrong 503"] = body
+    threads = [threading.Thread(target=hammer, args=(i,)) for i in range(40)]
+    for t in threads:
+        t.start()
+    time.sleep(1)
+    answers = []
+    while time.monotonic() < stop - 0.5:
+        for web, path in ((bob_web, "/api/session"), (carol_basic, "/api/scripts")):
+            status, _, _, took = web("GET", path)
+            answers.append((path, status, took))
+        time.sleep(0.2)
+    for t in threads:
+        t.join()
+    assert answers and all(status == 200 and took < 1.0 for path, status, took in answers), answers
+    assert statuses.get(503, 0) > 40, statuses  # the others were answered at once
+    # 4 slots of 2 s each for 5 s (and the last ones finishing): at most 4 * 3 failures got a slot
+    assert 4 <= statuses.get(401, 0) <= 16, statuses
+    assert set(statuses) <= {401, 503}, statuses
+
+
+# accounts that change while logged in
+
+
+@pytest.mark.parametrize("change", ["password", "lock", "expiry", "shell"])
+def test_a_changed_account_ends_its_sessions_and_basic_checks(daemon, unix_users, change):
+    d = daemon(recheck_interval=1, failure_delay=0.2, basic_cache=300)
+    u, other = unix_users.create(), unix_users.create()
+    web, others = Web(d, "198.51.100.30"), Web(d, "198.51.100.31")
+    basic = Web(d, "198.51.100.32", basic=(u.name, u.password))
+    assert web.login(u.name, u.password)[0] == 200 and others.login(other.name, other.password)[0] == 200
+    assert basic.status("GET", "/api/session") == 200  # checked, now cached for 300 s
+    new_password = "pw-" + secrets.token_urlsafe(9)
+    argv = {"password": ["chpasswd"], "lock": ["usermod", "-L", u.name], "expiry": ["chage", "-E", "0", u.name],
+            "shell": ["usermod", "-s", "/bin/false", u.name]}[change]
+    subprocess.run(argv, input="%s:%s" % (u.name, new_password), text=True, check=True)
+    bound = 1 + 1  # recheck_interval + the upkeep thread's tick
+    took = wait_for(lambda: web.status("GET", "/api/session") == 401, bound + 3)
+    assert took is not None and took <= bound + 1.5, took
+    assert basic.status("GET", "/api/session") == 401  # the old password no longer passes
+    assert web.status("GET", "/api/scripts") == 401
+    assert others.status("GET", "/api/session") == 200  # the re-check ended nobody else's session
+    if change == "password":
+        assert Web(d, "198.51.100.33", basic=(u.name, new_password)).status("GET", "/api/session") == 200
+
+
+# accounts that are not people
+
+
+def test_system_accounts_and_other_groups_are_refused_before_pam(multi_app, unix_users, monkeypatch, pam):
+    calls = []
+    real_pam = flightjobd.Auth._pam
+    monkeypatch.setattr(flightjobd.Auth, "_pam", lambda self, user, pw: calls.append(user) or real_pam(self, user, pw))
+    a, web = multi_app(auth={"failure_delay": 0, "pam_service": pam})
+    nologin, false, person = unix_users.create(), unix_users.create(), unix_users.create()
+    subprocess.run(["usermod", "-s", "/usr/sbin/nologin", nologin.name], check=True)
+    subprocess.run(["usermod", "-s", "/bin/false", false.name], check=True)
+    for u in (nologin, false):
+        web.post_json("/api/login", {"username": u.name, "password": u.password}, status=401)
+        web.get("/api/session", headers=u.basic(), status=401)
+    try:
+        slurm = pwd.getpwnam("slurm")  # Debian's slurm account: uid 64030, above min_uid
+    except KeyError:
+        slurm = None
+    if slurm is not None:
+        assert slurm.pw_uid >= 1000
+        web.post_json("/api/login", {"username": "slurm", "password": "x"}, status=401)
+    assert calls == []  # PAM was never asked
+    web.post_json("/api/login", {"username": person.name, "password": person.password}, status=200)
+    assert calls == [person.name]
+    # auth.allow_groups: members only
+    group = "fjg" + secrets.token_hex(3)
+    subprocess.run(["groupadd", group], check=True)
+    try:
+        subprocess.run(["usermod", "-aG", group, person.name], check=True)
+        a2, web2 = multi_app(auth={"allow_groups": [group], "failure_delay": 0, "pam_service": pam})
+        web2.post_json("/api/login", {"username": person.name, "password": person.password}, status=200)
+        web2.post_json("/api/login", {"username": nologin.name, "password": nologin.password}, status=401)
+        outsider = unix_users.create()
+        calls.clear()
+        web2.post_json("/api/login", {"username": outsider.name, "password": outsider.password}, status=401)
+        assert calls == []
+        assert grp.getgrnam(group).gr_mem == [person.name]
+    finally:
+        subprocess.run(["groupdel", group], check=True)
+
+
+# the session store
+
+
+def session_files(directory):
+    return sorted(n for n in os.listdir(directory) if not n.startswith("."))
+
+
+def test_sessions_survive_a_restart_and_hold_nothing_to_log_in_with(daemon, unix_users, tmp_path):
+    store = tmp_path / "store"
+    d = daemon(session_dir=str(store))
+    u, changed = unix_users.create(), unix_users.create()
+    web, web2 = Web(d, "198.51.100.40"), Web(d, "198.51.100.41")
+    assert web.login(u.name, u.password)[0] == 200 and web2.login(changed.name, changed.password)[0] == 200
+    sid = web.cookie
+    assert web.status("POST", "/api/scripts", {"template": "serial", "name": "before"}) == 201
+    d.stop()
+    subprocess.run(["chpasswd"], input="%s:%s" % (changed.name, "pw-" + secrets.token_urlsafe(9)),
+                   text=True, check=True)
+    d.start()
+    status, body, _, _ = web("GET", "/api/session")
+    assert status == 200 and body == {"user": u.name, "csrf_token": web.csrf}
+    assert web.status("POST", "/api/scripts", {"template": "serial", "name": "after"}) == 201  # same CSRF token
+    assert web2.status("GET", "/api/session") == 401  # its password changed while the daemon was down
+    # root-only, named by a hash, nothing in clear a reader could log in with
+    assert os.stat(store).st_mode & 0o777 == 0o700
+    names = session_files(store)
+    assert names == [hashlib.sha256(sid.encode()).hexdigest()]
+    for name in names:
+        path = store / name
+        assert os.stat(path).st_mode & 0o777 == 0o600 and os.stat(path).st_uid == 0
+        text = path.read_text()
+        assert sid not in text and u.password not in text and json.loads(text)["user"] == u.name
+    assert web.status("POST", "/api/logout") == 200
+    assert session_files(store) == []
+    web.cookie = sid
+    assert web.status("GET", "/api/session") == 401
+
+
+def test_two_daemons_sharing_a_session_dir_share_sessions(daemon, unix_users, tmp_path):
+    store = str(tmp_path / "shared")
+    d1, d2 = daemon(session_dir=store), daemon(session_dir=store)
+    u = unix_users.create()
+    on1 = Web(d1, "198.51.100.50")
+    assert on1.login(u.name, u.password)[0] == 200
+    on2 = Web(d2, "198.51.100.50")
+    on2.cookie, on2.csrf = on1.cookie, on1.csrf
+    assert on2("GET", "/api/session")[1]["user"] == u.name  # made on one, works on the other
+    assert on2.status("POST", "/api/scripts", {"template": "serial"}) == 201
+    assert on2.status("POST", "/api/logout") == 200  # ended on the other...
+    assert on1.status("GET", "/api/session") == 401  # ...ends on the first at once
+    # and the other way round
+    assert on2.login(u.name, u.password)[0] == 200
+    on1.cookie, on1.csrf = on2.cookie, on2.csrf
+    assert on1.status("GET", "/api/session") == 200
+    sid = on1.cookie
+    assert on1.status("POST", "/api/logout") == 200
+    on2.cookie = sid
+    assert on2.status("GET", "/api/session") == 401
+
+
+def test_session_store_writes_rarely_and_sweeps_what_ended(make_app, tmp_path):
+    client = make_app(auth={"session_idle": 40})  # a use is written at most every 10 s
+    app = client.app
+    store = app.auth.store.dir
+    [name] = session_files(store)
+    path = os.path.join(store, name)
+    before = os.stat(path)
+    for _ in range(20):
+        client.api("GET", "/api/session")
+    after = os.stat(path)
+    assert (after.st_ino, after.st_mtime) == (before.st_ino, before.st_mtime)  # no write per request
+    os.utime(path, (time.time() - 11, time.time() - 11))
+    client.api("GET", "/api/session")
+    assert time.time() - os.stat(path).st_mtime < 2  # touched, not rewritten
+    assert os.stat(path).st_ino == before.st_ino
+    # the sweep: idle on every node, past session_max, broken, and a crash's temporary file
+    idle = app.auth.create(app.daemon_user)
+    old = app.auth.create(app.daemon_user)
+    broken = app.auth.create(app.daemon_user)
+    os.utime(app.auth.store.path(idle.id), (time.time() - 100, time.time() - 100))
+    data = json.loads(open(app.auth.store.path(old.id)).read())
+    data["created"] -= app.config["auth"]["session_max"] + 1
+    flightjobd.atomic_write(app.auth.store.path(old.id), json.dumps(data))
+    with open(app.auth.store.path(broken.id), "w") as f:
+        f.write("{half")
+    tmp = os.path.join(store, ".%s.abcd.tmp" % name)
+    open(tmp, "w").close()
+    os.utime(tmp, (time.time() - 120, time.time() - 120))
+    app.auth.swept = 0
+    app.auth.expire()
+    assert session_files(store) == [name] and not os.path.exists(tmp)
+    client.api("GET", "/api/session", status=200)
+    for s in (idle, old, broken):
+        assert app.auth.get(s.id) is None
+    # expiry removes the entry at once when the session is used
+    app.auth.sessions[client.web.cookies[flightjobd.COOKIE]].created -= app.config["auth"]["session_max"] + 1
+    client.api("GET", "/api/session", status=401)
+    assert session_files(store) == []
