@@ -4193,7 +4193,7 @@ def login_post(app, user):
     try:
         name = app.auth.check_password(form.get("username", "").strip(), form.get("password", ""),
                                        app.client_addr())
-    except (Unauthorized, Throttled) as e:
+    except (Unauthorized, Throttled, Unavailable) as e:  # Unavailable: all login slots busy
         return login_page(app, e.message, e.status, next_url)
     app.login(name)
     return see_other(next_url)
