@@ -33,6 +33,11 @@ Layout in a user's home (`storage.state_dir`, default
     .lock                   flock taken for every read-modify-write
 
 Every metadata file carries a format version; every write is atomic.
+
+Tests only: FLIGHTJOB_TEST_FAULT, set in a worker's environment through
+scheduler.environment, stops the worker dead at one named step of a write, a
+rename or a submit (FAULT_POINTS), so tests can crash it exactly there. Never
+set it in production.
 """
 
 __version__ = "0.1.0"
@@ -393,6 +398,53 @@ def parse_iso(text):
         tzinfo=datetime.timezone.utc).timestamp()
 
 
+# Test-only fault points: the named steps where a crash is tested. Unset, as
+# in production, fault() does nothing. FLIGHTJOB_TEST_FAULT="STEP" (or
+# "STEP:MARKER") in a worker's environment makes the worker stop dead the
+# first time it reaches STEP: it writes "STEP PID" to the file MARKER and
+# stops itself (SIGSTOP), so a test sees it frozen at exactly that step,
+# kills it and checks what a crash there leaves. The worker reads it once, at
+# start; its environment is built clean (Worker.start), so the variable only
+# reaches it when a config names it in scheduler.environment, as the tests do.
+FAULT_ENV = "FLIGHTJOB_TEST_FAULT"
+FAULT_POINTS = {
+    "write.before_write": "atomic_write: the temp file made, nothing written to it",
+    "write.after_write": "atomic_write: the data written, not fsynced",
+    "write.after_fsync": "atomic_write: fsynced, not yet renamed over the file",
+    "write.after_replace": "atomic_write: renamed into place, the directory not fsynced",
+    "create.before_rename": "a new item's files written in .new-ID, not renamed into place",
+    "create.after_rename": "a new item renamed into place, its parent not fsynced",
+    "remove.after_rename": "an item renamed to .gone-*, not yet deleted",
+    "submit.after_record": "a job's record written (being submitted), the scheduler not asked",
+    "submit.before_answer": "the scheduler has the job, its answer (the id) not recorded",
+    "submit.after_answer": "the scheduler's answer recorded, the reply not yet sent",
+}
+_fault_armed = []  # [step, marker] in a worker whose environment named one
+
+
+def arm_fault(value):
+    """Arm the fault point FLIGHTJOB_TEST_FAULT names (tests only). A name
+    that is no fault point ends the worker at once: a typo must not let a
+    crash test pass without its crash."""
+    if not value:
+        return
+    step, _, marker = value.partition(":")
+    if step not in FAULT_POINTS:
+        raise SystemExit("flightjobd worker: %s=%r names no fault point (%s)"
+                         % (FAULT_ENV, value, ", ".join(FAULT_POINTS)))
+    log.warning("TEST ONLY: %s is set: this worker stops dead at %s", FAULT_ENV, step)
+    _fault_armed[:] = [step, marker]
+
+
+def fault(step):
+    """A named step of FAULT_POINTS: stop dead here if a test armed it."""
+    if _fault_armed and _fault_armed[0] == step:
+        if _fault_armed[1]:
+            with open(_fault_armed[1], "w") as f:
+                f.write("%s %d\n" % (step, os.getpid()))
+        os.kill(os.getpid(), signal.SIGSTOP)
+
+
 def atomic_write(path, data, mode=0o600):
     """Write bytes or text to path atomically: temp file in the same
     directory, fsync, os.replace, fsync the directory."""
@@ -404,14 +456,18 @@ def atomic_write(path, data, mode=0o600):
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
     try:
         with os.fdopen(fd, "wb") as f:
+            fault("write.before_write")
             f.write(data)
             f.flush()
+            fault("write.after_write")
             os.fsync(f.fileno())
+        fault("write.after_fsync")
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+    fault("write.after_replace")
     fsync_dir(directory)
 
 
@@ -2010,7 +2066,9 @@ class Store:
             try:
                 for name, data in make_files(item_id).items():
                     atomic_write(os.path.join(tmp, name), data)
+                fault("create.before_rename")
                 os.rename(tmp, os.path.join(parent, item_id))
+                fault("create.after_rename")
                 fsync_dir(parent)
             except BaseException:
                 _remove_tree(tmp)
@@ -2022,6 +2080,7 @@ class Store:
         path = path.rstrip("/")
         gone = os.path.join(os.path.dirname(path), ".gone-%s" % secrets.token_hex(6))
         os.rename(path, gone)
+        fault("remove.after_rename")
         _remove_tree(gone)
 
     # templates
@@ -2299,6 +2358,7 @@ class Store:
             meta["id"] = jid
             return {"script.sh": content, "meta.json": json.dumps(meta, indent=1, sort_keys=True) + "\n"}
         jid = self._create_dir(self.jobs_dir, files)
+        fault("submit.after_record")
         jobdir = os.path.join(self.jobs_dir, jid)
         script_path = os.path.join(jobdir, "script.sh")
         meta["command"] = self.scheduler.command(script_path, plan["options"])
@@ -2312,6 +2372,7 @@ class Store:
                                        "the job could not be submitted: ") + e.message,
                        "ended_at": now_iso()}
         else:
+            fault("submit.before_answer")
             opts = effective_options(content, plan["options"])
             tasks = None
             if opts.get("array") not in (None, True):
@@ -2322,7 +2383,9 @@ class Store:
                            reason_text="submitted")
             changes.pop("job_name")
         changes["command"] = meta["command"]
-        return self._public_job(self._update_job(jid, changes))
+        meta = self._update_job(jid, changes)
+        fault("submit.after_answer")
+        return self._public_job(meta)
 
     # jobs
 
@@ -2643,6 +2706,7 @@ def worker_main():
     JSON line. The first line carries the configuration and the user."""
     proto = os.fdopen(os.dup(1), "w", encoding="utf-8")
     os.dup2(2, 1)  # nothing else may write on the protocol's stream
+    arm_fault(os.environ.get(FAULT_ENV))  # tests only: see FAULT_POINTS
     first = sys.stdin.readline()
     if not first:
         return 0
