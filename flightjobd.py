@@ -2706,6 +2706,8 @@ def worker_main():
     JSON line. The first line carries the configuration and the user."""
     proto = os.fdopen(os.dup(1), "w", encoding="utf-8")
     os.dup2(2, 1)  # nothing else may write on the protocol's stream
+    with contextlib.suppress(OSError):  # as the user: root never enters a home (Worker.start)
+        os.chdir(os.path.expanduser("~"))
     arm_fault(os.environ.get(FAULT_ENV))  # tests only: see FAULT_POINTS
     first = sys.stdin.readline()
     if not first:
@@ -2771,14 +2773,15 @@ class Worker:
             ids = {"user": pw.pw_uid, "group": pw.pw_gid,
                    "extra_groups": os.getgrouplist(pw.pw_name, pw.pw_gid)}
         python = self.config["worker"]["python"] or sys.executable
-        cwd = pw.pw_dir if os.path.isdir(pw.pw_dir) else "/"
         try:
             self.proc = subprocess.Popen(
                 # run_path, not `python FILE`: CPython keeps a script's AST (~4 MB here) for its lifetime
                 [python, "-c", "import sys, runpy; sys.argv = sys.argv[1:]; sys.path[0] = sys.argv[0]"
                  ".rpartition('/')[0]; runpy.run_path(sys.argv[0], run_name='__main__')",
                  self.config["worker"]["program"] or os.path.abspath(__file__), "--worker"],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=cwd, env=env,
+                # cwd "/": the child changes directory before it drops root, and
+                # root may not enter a home (NFS root_squash); the worker enters it
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd="/", env=env,
                 umask=0o077, close_fds=True, **ids)
         except OSError as e:
             raise Unavailable("Could not start your worker process: %s" % (e.strerror or e))
