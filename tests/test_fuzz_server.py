@@ -15,7 +15,6 @@ import http.client
 import json
 import os
 import pwd
-import re
 import secrets
 import time
 import urllib.parse
@@ -25,7 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import flightjobd
-from test_fuzz import ANSWER_KEYS, FIELDS, QUERY, ROUTES, Response, check, encode_form, form_body, json_body, make_path
+from test_fuzz import ANSWER_KEYS, FIELDS, ROUTES, Response, check, draw_path, encode_form, form_body, json_body
 from test_fuzz import text as fuzz_text
 
 pytestmark = pytest.mark.root
@@ -151,25 +150,13 @@ def strays_in_tmp(uid):
 
 
 def fuzz_route(world, method, rule, examples):
-    names = re.findall(r"<(\w+)", rule)
-
     @settings(max_examples=examples, deadline=None, database=None, suppress_health_check=list(HealthCheck))
     @given(st.data())
     def one(data):
         mode = data.draw(st.sampled_from(MODES), label="mode")
         if mode in ("session", "bad_csrf") and world.cookie is None:
             world.login()
-        params = {n: data.draw(world.ids(method, rule) if n == "id" else
-                               st.one_of(st.sampled_from(["stdout", "stderr", "job-1.out", "data.txt",
-                                                          "../../../etc/passwd", "a/../../x", "", "sub/"]),
-                                         text), label=n) for n in names}
-        params["raw"] = data.draw(st.booleans(), label="raw path")
-        if "which" in params:
-            params["which"] = data.draw(st.sampled_from(["stdout", "stderr"]))
-        path = make_path(rule, params)
-        query = data.draw(st.dictionaries(st.sampled_from(QUERY), text, max_size=3), label="query")
-        if query:
-            path += "?" + urllib.parse.urlencode({k: v.encode("utf-8", "surrogatepass") for k, v in query.items()})
+        path = draw_path(data, rule, world.ids(method, rule), text, output="job-1.out")
         headers = {}
         if mode in ("session", "bad_csrf"):
             headers["Cookie"] = "%s=%s" % (flightjobd.COOKIE, world.cookie)
