@@ -200,7 +200,8 @@ def run_audited(make_daemon, runtime, unix_users, tmp_path, scheduler, slow_scri
     check_log(read_log(log), user, runtime)
 
 
-def test_root_never_touches_a_home_nor_runs_a_scheduler_command(make_daemon, runtime, unix_users, tmp_path):
+def test_root_never_touches_a_home_nor_runs_a_scheduler_command(unix_users, runtime, make_daemon, tmp_path):
+    # (unix_users first: its teardown, which deletes the user, runs after the daemon's)
     run_audited(make_daemon, runtime, unix_users, tmp_path,
                 {"type": "local", "refresh_interval": 0, "background_refresh": 1},
                 "#!/bin/bash\necho start\nsleep 60\n")
@@ -208,7 +209,7 @@ def test_root_never_touches_a_home_nor_runs_a_scheduler_command(make_daemon, run
 
 @pytest.mark.slurm
 def test_root_never_touches_a_home_nor_runs_a_scheduler_command_on_slurm(
-        make_daemon, runtime, unix_users, tmp_path, slurm_cluster):
+        unix_users, runtime, make_daemon, tmp_path, slurm_cluster):
     slurm_cluster.ensure(accounting=True)
     try:
         run_audited(make_daemon, runtime, unix_users, tmp_path,

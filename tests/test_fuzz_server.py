@@ -231,7 +231,8 @@ def bait_sweep(world):
         assert r.status_int in (201, 404, 422), (answers, r.status, r.body[:300])
 
 
-def test_fuzz_through_the_real_server_as_root(make_daemon, runtime, unix_users):
+def test_fuzz_through_the_real_server_as_root(unix_users, runtime, make_daemon):
+    # (unix_users first: its teardown, which deletes the user, runs after the daemon's)
     user = unix_users.create()
     d = make_daemon(server={"multi_user": True}, worker=runtime, templates={"site_dirs": []},
                     storage={"state_dir": "~/.local/share/flight-job"},
