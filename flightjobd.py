@@ -62,6 +62,11 @@ Where to add things:
     a worker operation a Store part method with @operation("name"), called
                        from a route with app.call(user, "name", ...)
     a job field        new_job_record ("Store: jobs"), which names them all
+
+Tests only: FLIGHTJOB_TEST_FAULT, set in a worker's environment through
+scheduler.environment, stops the worker dead at one named step of a write, a
+rename or a submit (FAULT_POINTS), so tests can crash it exactly there. Never
+set it in production.
 """
 
 __version__ = "0.1.0"
@@ -485,6 +490,53 @@ def parse_iso(text):
         tzinfo=datetime.timezone.utc).timestamp()
 
 
+# Test-only fault points: the named steps where a crash is tested. Unset, as
+# in production, fault() does nothing. FLIGHTJOB_TEST_FAULT="STEP" (or
+# "STEP:MARKER") in a worker's environment makes the worker stop dead the
+# first time it reaches STEP: it writes "STEP PID" to the file MARKER and
+# stops itself (SIGSTOP), so a test sees it frozen at exactly that step,
+# kills it and checks what a crash there leaves. The worker reads it once, at
+# start; its environment is built clean (Worker.start), so the variable only
+# reaches it when a config names it in scheduler.environment, as the tests do.
+FAULT_ENV = "FLIGHTJOB_TEST_FAULT"
+FAULT_POINTS = {
+    "write.before_write": "atomic_write: the temp file made, nothing written to it",
+    "write.after_write": "atomic_write: the data written, not fsynced",
+    "write.after_fsync": "atomic_write: fsynced, not yet renamed over the file",
+    "write.after_replace": "atomic_write: renamed into place, the directory not fsynced",
+    "create.before_rename": "a new item's files written in .new-ID, not renamed into place",
+    "create.after_rename": "a new item renamed into place, its parent not fsynced",
+    "remove.after_rename": "an item renamed to .gone-*, not yet deleted",
+    "submit.after_record": "a job's record written (being submitted), the scheduler not asked",
+    "submit.before_answer": "the scheduler has the job, its answer (the id) not recorded",
+    "submit.after_answer": "the scheduler's answer recorded, the reply not yet sent",
+}
+_fault_armed = []  # [step, marker] in a worker whose environment named one
+
+
+def arm_fault(value):
+    """Arm the fault point FLIGHTJOB_TEST_FAULT names (tests only). A name
+    that is no fault point ends the worker at once: a typo must not let a
+    crash test pass without its crash."""
+    if not value:
+        return
+    step, _, marker = value.partition(":")
+    if step not in FAULT_POINTS:
+        raise SystemExit("flightjobd worker: %s=%r names no fault point (%s)"
+                         % (FAULT_ENV, value, ", ".join(FAULT_POINTS)))
+    log.warning("TEST ONLY: %s is set: this worker stops dead at %s", FAULT_ENV, step)
+    _fault_armed[:] = [step, marker]
+
+
+def fault(step):
+    """A named step of FAULT_POINTS: stop dead here if a test armed it."""
+    if _fault_armed and _fault_armed[0] == step:
+        if _fault_armed[1]:
+            with open(_fault_armed[1], "w") as f:
+                f.write("%s %d\n" % (step, os.getpid()))
+        os.kill(os.getpid(), signal.SIGSTOP)
+
+
 def atomic_write(path, data, mode=0o600):
     """Write bytes or text to path atomically: temp file in the same
     directory, fsync, os.replace, fsync the directory."""
@@ -496,14 +548,18 @@ def atomic_write(path, data, mode=0o600):
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
     try:
         with os.fdopen(fd, "wb") as f:
+            fault("write.before_write")
             f.write(data)
             f.flush()
+            fault("write.after_write")
             os.fsync(f.fileno())
+        fault("write.after_fsync")
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+    fault("write.after_replace")
     fsync_dir(directory)
 
 
@@ -2245,7 +2301,9 @@ class StorePart:
                 for name, text in files.items():
                     atomic_write(os.path.join(tmp, name), text)
                 write_json(os.path.join(tmp, "meta.json"), meta)
+                fault("create.before_rename")
                 os.rename(tmp, os.path.join(parent, item_id))
+                fault("create.after_rename")
                 fsync_dir(parent)
             except BaseException:
                 _remove_tree(tmp)
@@ -2257,6 +2315,7 @@ class StorePart:
         path = path.rstrip("/")
         gone = os.path.join(os.path.dirname(path), ".gone-%s" % secrets.token_hex(6))
         os.rename(path, gone)
+        fault("remove.after_rename")
         _remove_tree(gone)
 
     def _item_ids(self, parent):
@@ -2578,6 +2637,7 @@ class JobsPart(StorePart):
             return (new_job_record(job_id, plan, self.scheduler.name, command, now_iso()),
                     {"script.sh": content})
         job_id = self._create_dir(self.jobs_dir, make)["id"]
+        fault("submit.after_record")
         try:
             scheduler_id = self.scheduler.submit(self._job_path(job_id, "script.sh"), plan["options"], self.home)
         except SchedulerError as e:
@@ -2588,11 +2648,13 @@ class JobsPart(StorePart):
                                        "the job could not be submitted: ") + e.message,
                        "ended_at": now_iso()}
         else:
+            fault("submit.before_answer")
             changes = dict(self._outputs(content, plan["options"], scheduler_id),
                            scheduler_id=scheduler_id, raw_state="PENDING", reason="None",
                            reason_text="submitted")
             changes.pop("job_name")
         job = self._public_job(self._update_job(job_id, changes))
+        fault("submit.after_answer")
         if not job["finished"]:
             self.has_unfinished = True
         return job
@@ -2920,6 +2982,9 @@ def worker_main():
     JSON line. The first line carries the configuration and the user."""
     proto = os.fdopen(os.dup(1), "w", encoding="utf-8")
     os.dup2(2, 1)  # nothing else may write on the protocol's stream
+    with contextlib.suppress(OSError):  # as the user: root never enters a home (Worker.start)
+        os.chdir(os.path.expanduser("~"))
+    arm_fault(os.environ.get(FAULT_ENV))  # tests only: see FAULT_POINTS
     first = sys.stdin.readline()
     if not first:
         return 0
@@ -2982,14 +3047,15 @@ class Worker:
             ids = {"user": pw.pw_uid, "group": pw.pw_gid,
                    "extra_groups": os.getgrouplist(pw.pw_name, pw.pw_gid)}
         python = self.config["worker"]["python"] or sys.executable
-        cwd = pw.pw_dir if os.path.isdir(pw.pw_dir) else "/"
         try:
             self.proc = subprocess.Popen(
                 # run_path, not `python FILE`: CPython keeps a script's AST (~4 MB here) for its lifetime
                 [python, "-c", "import sys, runpy; sys.argv = sys.argv[1:]; sys.path[0] = sys.argv[0]"
                  ".rpartition('/')[0]; runpy.run_path(sys.argv[0], run_name='__main__')",
                  self.config["worker"]["program"] or os.path.abspath(__file__), "--worker"],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=cwd, env=env,
+                # cwd "/": the child changes directory before it drops root, and
+                # root may not enter a home (NFS root_squash); the worker enters it
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd="/", env=env,
                 umask=0o077, close_fds=True, **ids)
         except OSError as e:
             raise Unavailable("Could not start your worker process: %s" % (e.strerror or e))

@@ -213,24 +213,29 @@ def test_fuzz_route(world, method, rule):
     run_fuzz(world, method, rule)
 
 
-def run_fuzz(world, method, rule):
-    names = re.findall(r"<(\w+)", rule)
+def draw_path(data, rule, ids, text=text, output="job.out"):
+    """A path for rule, its parameters and query string drawn: ids for
+    <id>, file names (output: the job's output file) or text for paths."""
+    params = {n: data.draw(ids if n == "id" else
+                           st.one_of(st.sampled_from(["stdout", "stderr", output, "data.txt",
+                                                      "../../../etc/passwd", "a/../../x", "", "sub/"]),
+                                     text), label=n) for n in re.findall(r"<(\w+)", rule)}
+    params["raw"] = data.draw(st.booleans(), label="raw path")
+    if "which" in params:
+        params["which"] = data.draw(st.sampled_from(["stdout", "stderr"]))
+    path = make_path(rule, params)
+    query = data.draw(st.dictionaries(st.sampled_from(QUERY), text, max_size=3), label="query")
+    if query:
+        path += "?" + urllib.parse.urlencode({k: v.encode("utf-8", "surrogatepass") for k, v in query.items()})
+    return path
 
+
+def run_fuzz(world, method, rule):
     @SETTINGS
     @given(st.data())
     def one(data):
         csrf = world.fresh_session()
-        params = {n: data.draw(world.ids() if n == "id" else
-                               st.one_of(st.sampled_from(["stdout", "stderr", "job.out", "data.txt",
-                                                          "../../../etc/passwd", "a/../../x", "", "sub/"]),
-                                         text), label=n) for n in names}
-        params["raw"] = data.draw(st.booleans(), label="raw path")
-        if "which" in params:
-            params["which"] = data.draw(st.sampled_from(["stdout", "stderr"]))
-        path = make_path(rule, params)
-        query = data.draw(st.dictionaries(st.sampled_from(QUERY), text, max_size=3), label="query")
-        if query:
-            path += "?" + urllib.parse.urlencode({k: v.encode("utf-8", "surrogatepass") for k, v in query.items()})
+        path = draw_path(data, rule, world.ids())
         headers = {}
         if data.draw(st.booleans(), label="with csrf"):
             headers["X-CSRF-Token"] = csrf
