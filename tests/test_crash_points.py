@@ -17,8 +17,8 @@ import time
 import pytest
 
 import flightjobd
-from support import children
-from test_hardening import Api, Lost, wait_gone
+from support import children, wait_for, wait_gone
+from test_hardening import Api, Lost
 
 WRITE_STEPS = ["write.before_write", "write.after_write", "write.after_fsync", "write.after_replace"]
 QUIET = {"type": "local", "refresh_interval": 0, "background_refresh": 0}
@@ -40,16 +40,6 @@ def which(text, **known):
     texts: no diff of 200 KiB in the failure message)."""
     names = [name for name, value in known.items() if text == value]
     return names[0] if names else "neither (%d bytes: %r...)" % (len(text), text[:80])
-
-
-def wait_for(what, check, timeout=30):
-    end = time.time() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        assert time.time() < end, "timed out waiting for " + what
-        time.sleep(0.05)
 
 
 class World:
@@ -107,21 +97,20 @@ class World:
                 answer.append("lost")
         thread = threading.Thread(target=send)
         thread.start()
-        text = wait_for("the worker to reach %s" % step,
-                        lambda: self.marker.exists() and self.marker.read_text().endswith("\n")
-                        and self.marker.read_text())
+        text = wait_for(lambda: self.marker.exists() and self.marker.read_text().endswith("\n")
+                        and self.marker.read_text(), 30, "the worker to reach %s" % step, 0.05)
         name, pid = text.split()
         pid = int(pid)
         assert name == step
         assert pid in children(d.proc.pid), "the marker is not from the daemon's worker"
-        wait_for("the worker to stop", lambda: proc_state(pid) == "T")
+        wait_for(lambda: proc_state(pid) == "T", 30, "the worker to stop", 0.05)
         assert d.proc.poll() is None and not answer, "the request ended before the kill"
         if frozen:
             frozen()
         d.proc.send_signal(signal.SIGKILL)  # the daemon first: the client gets no answer at all
         d.proc.wait()
         os.kill(pid, signal.SIGKILL)  # the worker never runs past the step
-        assert wait_gone([pid])
+        wait_gone([pid])
         thread.join(30)
         assert answer == ["lost"], answer
 
@@ -194,7 +183,7 @@ def test_job_record_update_killed_inside_atomic_write_leaves_old_or_new(world, s
     status, job = api("POST", "/api/jobs", {"script": s["id"], "answers": {}})
     assert status == 201 and job["scheduler_id"] == "1" and job["state"] == "PENDING", job
     d.stop()  # before any refresh: the record still says PENDING
-    wait_for("the local job to finish", lambda: world.local_finished("1"))
+    wait_for(lambda: world.local_finished("1"), 30, "the local job to finish", 0.05)
     meta = world.state / "jobs" / job["id"] / "meta.json"
     assert flightjobd.read_json(meta)["state"] == "PENDING"
     replaced = step == "write.after_replace"
@@ -282,7 +271,7 @@ def test_job_remove_killed_after_the_rename_is_gone_whole_results_kept(world):
     s = world.script(api)
     status, job = api("POST", "/api/jobs", {"script": s["id"], "answers": {}})
     assert status == 201
-    wait_for("the job to finish", lambda: api("GET", "/api/jobs/" + job["id"])[1]["state"] == "COMPLETED")
+    wait_for(lambda: api("GET", "/api/jobs/" + job["id"])[1]["state"] == "COMPLETED", 30, "the job to finish", 0.05)
     d.stop()
     output = world.out / "job-1.out"
     assert output.read_text() == "done\n"
@@ -331,7 +320,7 @@ def test_submit_killed_at_each_step_is_never_lost_never_duplicated(world, step):
     job = listing[0]
     assert job["script_id"] == s["id"]
     if step == "submit.after_answer":
-        job = wait_for("the job to complete", lambda: [j for j in world.jobs(api) if j["state"] == "COMPLETED"])[0]
+        job = wait_for(lambda: [j for j in world.jobs(api) if j["state"] == "COMPLETED"], 30, "the job to complete", 0.05)[0]
         assert job["scheduler_id"] == "1"
     else:
         assert time.time() - killed_at < 600
@@ -339,7 +328,7 @@ def test_submit_killed_at_each_step_is_never_lost_never_duplicated(world, step):
         d.stop()
         # past a short bound (1 s + 1 s): UNKNOWN, still once, removable
         d, api = world.start(worker={"request_timeout": 1}, timeout=1, unknown_grace=1)
-        wait_for("the bound", lambda: time.time() - flightjobd.parse_iso(job["submitted_at"]) > 2.5)
+        wait_for(lambda: time.time() - flightjobd.parse_iso(job["submitted_at"]) > 2.5, 30, "the bound", 0.05)
         status, job = api("GET", "/api/jobs/" + job["id"])
         assert status == 200
         assert (job["state"], job["raw_state"]) == ("UNKNOWN", "SUBMIT_INTERRUPTED"), job
@@ -347,7 +336,7 @@ def test_submit_killed_at_each_step_is_never_lost_never_duplicated(world, step):
         assert [j["id"] for j in world.jobs(api)] == [job["id"]]
     # the scheduler ran it exactly once if it was asked, never if not
     if asked:
-        wait_for("the local job to finish", lambda: world.local_finished("1"))
+        wait_for(lambda: world.local_finished("1"), 30, "the local job to finish", 0.05)
     assert world.local_ids() == (["1"] if asked else [])
     assert world.runs() == (1 if asked else 0)
     if job["state"] == "UNKNOWN":
