@@ -236,7 +236,9 @@ def test_fuzz_through_the_real_server_as_root(unix_users, runtime, make_daemon):
     user = unix_users.create()
     d = make_daemon(server={"multi_user": True}, worker=runtime, templates={"site_dirs": []},
                     storage={"state_dir": "~/.local/share/flight-job"},
-                    auth={"throttle_failures": 100000},  # fuzzed logins must not lock the run's own out
+                    # fuzzed logins must not lock the run's own out, nor wait 2 s each
+                    auth={"throttle_free": 100000, "throttle_address": 100000, "throttle_user": 100000,
+                          "failure_delay": 0, "login_slots": 16},
                     scheduler={"type": "local", "refresh_interval": 0, "background_refresh": 0})
     world = World(d, user)
     home_before = snapshot(user.home, skip=(world.state, world.out))
