@@ -2895,9 +2895,12 @@ class Worker:
         timeout = timeout or self.config["worker"]["request_timeout"]
         deadline = time.monotonic() + timeout
         slot = queue.SimpleQueue()  # the reader puts the answer, or the error
+        busy = "Your worker is busy with a request that is taking too long; try again."
         if not self.lock.acquire(timeout=timeout):  # another thread's write to a stuck worker
-            raise Unavailable("Your worker is busy with a request that is taking too long; try again.")
+            raise Unavailable(busy)
         try:
+            if time.monotonic() >= deadline:  # no time left to start or send anything
+                raise Unavailable(busy)
             if touch:
                 self.last_used = time.time()
             if not self.alive():
@@ -2925,7 +2928,7 @@ class Worker:
             if answered:
                 reply = slot.get()
             elif not stuck:
-                raise Unavailable("Your worker is busy with a request that is taking too long; try again.")
+                raise Unavailable(busy)
             else:
                 self._end(proc)
                 raise Unavailable("Your worker did not answer in %d seconds (template code or a pattern "
@@ -3527,7 +3530,8 @@ def visible_questions(questions, answers):
         else:
             raw = q["default"]
         try:
-            values[q["id"]] = convert_answer(dict(q, required=False, options_from=None), raw, "/")
+            # pattern=None: a template's pattern is user code that may never end; never in root
+            values[q["id"]] = convert_answer(dict(q, required=False, options_from=None, pattern=None), raw, "/")
         except ValueError:
             values[q["id"]] = raw
     return shown
