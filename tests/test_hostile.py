@@ -107,6 +107,25 @@ def user_template(user, tid, script, questions=""):
     chown_tree(os.path.join(user.home, ".config"), user.uid)
 
 
+def job_in(client, body, finished=True):
+    """A job of the user's that runs `body` (bash) in ~/out, its results
+    directory, with job.out and job.err there: (script, job, out). Waits for
+    it to finish unless told not to."""
+    out = os.path.join(client.user.home, "out")
+    os.makedirs(out)
+    chown_tree(out, client.user.uid)
+    script = client.json("POST", "/api/scripts", {"template": "serial"}, status=201)
+    client.json("PATCH", "/api/scripts/" + script["id"], {"content": (
+        "#!/bin/bash\n#SBATCH --chdir=%s\n#SBATCH --output=job.out\n#SBATCH --error=job.err\n%s\n"
+        % (out, body))})
+    job = client.json("POST", "/api/jobs", {"script": script["id"]}, status=201)
+    end = time.time() + 30
+    while finished and time.time() < end and \
+            client.json("GET", "/api/jobs/" + job["id"])["state"] in ("PENDING", "RUNNING"):
+        time.sleep(0.2)
+    return script, job, out
+
+
 def peak_kb(pid):
     """The process's peak resident size so far (VmHWM), KiB."""
     with open("/proc/%d/status" % pid) as f:
@@ -247,16 +266,9 @@ def test_worker_has_its_own_session_no_terminal_and_only_its_pipes(daemon):
     assert not re.search(r"^2030-01-01", logged, re.M)
 
 
-def test_local_jobs_inherit_only_their_output_files(daemon, tmp_path):
+def test_local_jobs_inherit_only_their_output_files(daemon):
     d, alice, bob = daemon()
-    out = os.path.join(alice.user.home, "out")
-    script = alice.json("POST", "/api/scripts", {"template": "serial"}, status=201)
-    alice.json("PATCH", "/api/scripts/" + script["id"], {"content": (
-        "#!/bin/bash\n#SBATCH --chdir=%s\n#SBATCH --output=job.out\n#SBATCH --error=job.err\n"
-        "mkdir -p %s\nsleep 30\n") % (out, out)})
-    os.makedirs(out)
-    chown_tree(out, alice.user.uid)
-    job = alice.json("POST", "/api/jobs", {"script": script["id"]}, status=201)
+    script, job, out = job_in(alice, "sleep 30", finished=False)
     supervisor = task = None
     end = time.time() + 15
     while time.time() < end and not task:
@@ -285,18 +297,8 @@ def test_local_jobs_inherit_only_their_output_files(daemon, tmp_path):
 def test_huge_files_and_floods_leave_root_flat(daemon):
     d, alice, bob = daemon()
     big = 10 << 30
-    script = alice.json("POST", "/api/scripts", {"template": "serial"}, status=201)
+    script, job, out = job_in(alice, "truncate -s %d big.bin" % big)
     folder = os.path.join(state(alice.user), "scripts", script["id"])
-    out = os.path.join(alice.user.home, "out")
-    alice.json("PATCH", "/api/scripts/" + script["id"], {"content": (
-        "#!/bin/bash\n#SBATCH --chdir=%s\n#SBATCH --output=job.out\ntruncate -s %d big.bin\n") % (out, big)})
-    os.makedirs(out)
-    chown_tree(out, alice.user.uid)
-    job = alice.json("POST", "/api/jobs", {"script": script["id"]}, status=201)
-    end = time.time() + 20
-    while alice.json("GET", "/api/jobs/" + job["id"])["state"] not in ("COMPLETED", "FAILED") \
-            and time.time() < end:
-        time.sleep(0.2)
     assert os.path.getsize(os.path.join(out, "big.bin")) == big
     floods = {  # template code: endless output without a newline, on stdout, then on the answers' pipe
         "stdout": "% import sys\n% while True:\n%   sys.stdout.write('x' * 65536)\n% end\n",
@@ -343,6 +345,30 @@ def test_huge_files_and_floods_leave_root_flat(daemon):
     print("root's peak RSS (VmHWM, KiB): %s; download %.0f MiB/s" % (figures, rate))
     assert peak_kb(d.proc.pid) - figures["baseline"] < 40 << 10, figures
     assert alice.json("GET", "/api/scripts/" + script["id"])["content"] == "\0" * 10
+
+
+@pytest.mark.slow
+def test_whole_10gb_download_leaves_root_flat(daemon):
+    """All of a sparse 10 GB result file, streamed: some minutes."""
+    d, alice, bob = daemon()
+    big = 10 << 30
+    job = job_in(alice, "truncate -s %d big.bin" % big)[1]
+    before = peak_kb(d.proc.pid)
+    with served_meanwhile(bob):
+        conn = http.client.HTTPConnection("127.0.0.1", d.port, timeout=30)
+        conn.request("GET", "/api/jobs/%s/files/big.bin" % job["id"], headers={"Cookie": alice.cookie})
+        r = conn.getresponse()
+        got, started = 0, time.monotonic()
+        while True:
+            piece = r.read(1 << 20)
+            if not piece:
+                break
+            got += len(piece)
+        conn.close()
+    print("root's peak RSS (VmHWM) %d KiB before, %d KiB after 10 GiB in %.0f s"
+          % (before, peak_kb(d.proc.pid), time.monotonic() - started))
+    assert got == big
+    assert peak_kb(d.proc.pid) - before < 40 << 10
 
 
 # no user holds more than a fair share of the threads; every wait is bounded
@@ -479,18 +505,8 @@ def test_state_directory_on_a_symlink_loop_is_a_clear_error(daemon):
 
 def test_results_directory_of_200000_files_is_listed_bounded(daemon):
     d, alice, bob = daemon()
-    out = os.path.join(alice.user.home, "out")
-    os.makedirs(out)
-    script = alice.json("POST", "/api/scripts", {"template": "serial"}, status=201)
-    alice.json("PATCH", "/api/scripts/" + script["id"], {"content": (
-        "#!/bin/bash\n#SBATCH --chdir=%s\n#SBATCH --output=job.out\necho done\n") % out})
-    for i in range(200000):
-        os.close(os.open(os.path.join(out, "f%06d" % i), os.O_CREAT | os.O_WRONLY, 0o644))
-    chown_tree(out, alice.user.uid)
-    job = alice.json("POST", "/api/jobs", {"script": script["id"]}, status=201)
-    end = time.time() + 20
-    while alice.json("GET", "/api/jobs/" + job["id"])["state"] != "COMPLETED" and time.time() < end:
-        time.sleep(0.2)
+    job = job_in(alice, "python3 -c 'import os\nfor i in range(200000): os.close(os.open(\"f%06d\" % i, os.O_CREAT))'")[1]
+    assert len(os.listdir(os.path.join(alice.user.home, "out"))) == 200002
     with served_meanwhile(bob):
         status, seconds, data = alice.timed("GET", "/api/jobs/%s/files" % job["id"])
         assert status == 200 and seconds < TIMEOUT, (status, seconds)
