@@ -2715,30 +2715,29 @@ class RawJSON(str):
 
 
 class Lines:
-    """Bytes cut into lines as they arrive, a line held up to `limit` bytes:
-    push(chunk) gives the complete lines as (bytes, cut), cut when the line
-    was longer than the limit (the rest was dropped, never held);
-    `overflow` is true while the unfinished line is past the limit."""
+    """Bytes cut into lines as they arrive, a line held up to `limit` bytes
+    in one bytearray (no copies of a long line): push(chunk) gives the
+    complete lines as (bytearray, cut), cut when the line was longer than
+    the limit (the rest was dropped, never held); `overflow` is true while
+    the unfinished line is past the limit."""
 
     def __init__(self, limit):
-        self.limit, self.parts, self.size, self.overflow = limit, [], 0, False
+        self.limit, self.line, self.overflow = limit, bytearray(), False
 
     def push(self, chunk):
-        lines, start = [], 0
+        lines, start, view = [], 0, memoryview(chunk)
         while start < len(chunk):
             end = chunk.find(b"\n", start)
             stop = len(chunk) if end < 0 else end
-            room = self.limit - self.size
+            room = self.limit - len(self.line)
             if stop - start > room:
                 self.overflow = True
                 stop = start + room
-            if stop > start:
-                self.parts.append(chunk[start:stop])
-                self.size += stop - start
+            self.line += view[start:stop]
             if end < 0:
                 break
-            lines.append((b"".join(self.parts), self.overflow))
-            self.parts, self.size, self.overflow = [], 0, False
+            lines.append((self.line, self.overflow))
+            self.line, self.overflow = bytearray(), False
             start = end + 1
         return lines
 
@@ -2776,6 +2775,21 @@ class StderrLog:
             if self.logged <= STDERR_LINES:
                 text = CONTROL_RE.sub(lambda m: "\\x%02x" % ord(m.group()), line.decode("utf-8", "replace"))
                 log.info("worker of %s: %s%s", self.user, text, " [cut]" if cut else "")
+
+
+def parse_answer(body, limit):
+    """A worker's answer parsed, refused (503) when parsing it would take
+    more than 4 x limit bytes: JSON of tiny values ([{},{},...]) costs up
+    to ~25 times its size as Python objects, each value (one a ',' or ':')
+    at most ~72 bytes. Real answers are far below (a listing of 5,000 files:
+    about 6 times)."""
+    if len(body) * 73 > 4 * limit and len(body) + 72 * (body.count(b",") + body.count(b":")) > 4 * limit:
+        raise Unavailable("Your worker sent an answer too large to read (more than %d MB as objects); "
+                          "try again." % (4 * limit >> 20))
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError):
+        raise Unavailable("Your worker sent an answer that is not JSON; try again.")
 
 
 class Worker:
@@ -2939,10 +2953,7 @@ class Worker:
         kind, body = reply
         if raw and kind == "ok":
             return RawJSON(body.decode("utf-8", "replace"))
-        try:
-            data = json.loads(body)
-        except (ValueError, RecursionError):
-            raise Unavailable("Your worker sent an answer that is not JSON; try again.")
+        data = parse_answer(body, self.config["worker"]["max_message"])
         if kind == "ok":
             return data
         if not isinstance(data, dict):
@@ -3011,19 +3022,21 @@ class Worker:
                     stream.close()
 
     def _deliver(self, pending, line):
-        """Hand one answer line to the request waiting for it; False if the
-        line is no answer."""
+        """Hand one answer line to the request waiting for it, as (kind,
+        body), the header cut off the bytearray in place; False if the line
+        is no answer."""
         try:
-            rid, kind, body = line.split(b" ", 2)
-            rid, kind = int(rid), kind.decode("ascii")
+            rid, kind, _ = bytes(line[:64]).split(b" ", 2)
+            rid, kind, head = int(rid), kind.decode("ascii"), len(rid) + len(kind) + 2
         except ValueError:
             return False
         if kind not in ("ok", "err"):
             return False
+        del line[:head]
         with self.pending_lock:
             slot = pending.pop(rid, None)
         if slot:
-            slot.put((kind, body))
+            slot.put((kind, line))
         return True
 
 

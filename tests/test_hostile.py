@@ -119,9 +119,9 @@ def job_in(client, body, finished=True):
         "#!/bin/bash\n#SBATCH --chdir=%s\n#SBATCH --output=job.out\n#SBATCH --error=job.err\n%s\n"
         % (out, body))})
     job = client.json("POST", "/api/jobs", {"script": script["id"]}, status=201)
-    end = time.time() + 30
-    while finished and time.time() < end and \
-            client.json("GET", "/api/jobs/" + job["id"])["state"] in ("PENDING", "RUNNING"):
+    end = time.time() + 120
+    while finished and client.json("GET", "/api/jobs/" + job["id"])["state"] in ("PENDING", "RUNNING"):
+        assert time.time() < end, "the job did not finish"
         time.sleep(0.2)
     return script, job, out
 
@@ -300,11 +300,21 @@ def test_huge_files_and_floods_leave_root_flat(daemon):
     script, job, out = job_in(alice, "truncate -s %d big.bin" % big)
     folder = os.path.join(state(alice.user), "scripts", script["id"])
     assert os.path.getsize(os.path.join(out, "big.bin")) == big
-    floods = {  # template code: endless output without a newline, on stdout, then on the answers' pipe
-        "stdout": "% import sys\n% while True:\n%   sys.stdout.write('x' * 65536)\n% end\n",
-        "the answers": ("% import os\n% answers = [int(n) for n in os.listdir('/proc/self/fd') if int(n) > 2]\n"
-                        "% while True:\n%   for fd in answers:\n%     try:\n%       os.write(fd, b'x' * 65536)\n"
-                        "%     except OSError:\n%       pass\n%     end\n%   end\n% end\n")}
+    floods = [  # template code: endless output without a newline on stdout, then on the answers'
+        # pipe; then a forged answer to the request, 8 MiB of tiny values ([{},{},...]: 200 MB as objects)
+        ("stdout", "did not answer", "% import sys\n% while True:\n%   sys.stdout.write('x' * 65536)\n% end\n"),
+        ("the answers", "larger than 8388608 bytes", (
+            "% import os\n% answers = [int(n) for n in os.listdir('/proc/self/fd') if int(n) > 2]\n"
+            "% while True:\n%   for fd in answers:\n%     try:\n%       os.write(fd, b'x' * 65536)\n"
+            "%     except OSError:\n%       pass\n%     end\n%   end\n% end\n")),
+        ("a forged answer", "too large to read", (
+            "% import os, sys\n% frame, rid = sys._getframe(), None\n% while frame is not None:\n"
+            "%   for value in list(frame.f_locals.values()):\n"
+            "%     if isinstance(value, dict) and 'op' in value and 'id' in value:\n%       rid = value['id']\n"
+            "%     end\n%   end\n%   frame = frame.f_back\n% end\n"
+            "% line = b'%d ok [' % rid + b'{},' * (8388500 // 3) + b'{}]\\n'\n"
+            "% for fd in [int(n) for n in os.listdir('/proc/self/fd') if int(n) > 2]:\n"
+            "%   try:\n%     os.write(fd, line)\n%   except OSError:\n%     pass\n%   end\n% end\n"))]
     figures = {"baseline": peak_kb(d.proc.pid)}
     with served_meanwhile(bob):
         for size in (100 << 20, big):  # a sparse script.sh, then sparse notes
@@ -336,7 +346,7 @@ def test_huge_files_and_floods_leave_root_flat(daemon):
         rate = got / (time.monotonic() - started) / (1 << 20)
         conn.close()
         figures["512 MiB of a 10 GB download"] = peak_kb(d.proc.pid)
-        for (where, code), why in zip(floods.items(), ("did not answer", "larger than 8388608 bytes")):
+        for where, why, code in floods:
             user_template(alice.user, "flood", code)  # runs as it loads: in every template request
             status, seconds, data = alice.timed("POST", "/api/scripts", {"template": "flood"})
             assert status == 503 and seconds < FREED and why in data["error"]["message"], (status, seconds, data)
