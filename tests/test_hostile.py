@@ -18,12 +18,15 @@ import resource
 import shutil
 import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
+import urllib.parse
 
 import pytest
 
-from support import children
+from support import ROOT, children, write_toml
 
 pytestmark = pytest.mark.root
 
@@ -56,7 +59,6 @@ class Client:
         if body is not None:
             data, headers["Content-Type"] = json.dumps(body).encode(), "application/json"
         if form is not None:
-            import urllib.parse
             data = urllib.parse.urlencode(dict(form, csrf=self.csrf)).encode()
             headers["Content-Type"] = "application/x-www-form-urlencoded"
         conn = http.client.HTTPConnection("127.0.0.1", self.daemon.port, timeout=timeout)
@@ -523,3 +525,16 @@ def test_results_directory_of_200000_files_is_listed_bounded(daemon):
         assert data["truncated"] and len(data["files"]) == 5000
         status, _, page = alice.request("GET", "/jobs/" + job["id"])
         assert status == 200
+
+
+# the bounds that involve two keys
+
+
+def test_bounds_that_involve_two_keys_are_checked_at_start(tmp_path):
+    for sections, words in (({"server": {"threads": 4, "reserved_threads": 4}}, "server.reserved_threads (4)"),
+                            ({"storage": {"max_script_bytes": 4 << 20}}, "worker.max_message (8388608)")):
+        path = str(tmp_path / "bad.toml")
+        write_toml(path, sections)
+        r = subprocess.run([sys.executable, os.path.join(ROOT, "flightjobd.py"), "--config", path, "--check-config"],
+                           capture_output=True, text=True)
+        assert r.returncode == 2 and words in r.stderr, r.stderr
