@@ -2880,10 +2880,8 @@ class Worker:
     def _send(self, proc, data, deadline):
         """Write data to the process's non-blocking stdin by the deadline
         (monotonic); False if it would not take it all by then or is gone."""
-        view = memoryview(data)
-        fd = proc.stdin.fileno()
-        with selectors.DefaultSelector() as waiting:  # epoll: descriptors past 1024
-            waiting.register(fd, selectors.EVENT_WRITE)
+        view, fd, waiting = memoryview(data), proc.stdin.fileno(), None
+        try:
             while view:
                 try:
                     view = view[os.write(fd, view):]
@@ -2892,10 +2890,16 @@ class Worker:
                     pass
                 except OSError:  # it closed its stdin or died
                     return False
+                if waiting is None:  # the pipe is full: wait for room, to the deadline
+                    waiting = selectors.DefaultSelector()  # epoll: descriptors past 1024
+                    waiting.register(fd, selectors.EVENT_WRITE)
                 left = deadline - time.monotonic()
                 if left <= 0 or not waiting.select(left):
                     return False
-        return True
+            return True
+        finally:
+            if waiting is not None:
+                waiting.close()
 
     def call(self, op, args=None, timeout=None, touch=True, raw=False):
         """Send one request and wait for its answer (as RawJSON text with
@@ -2974,6 +2978,7 @@ class Worker:
         waiting = selectors.DefaultSelector()
         waiting.register(proc.stdout, selectors.EVENT_READ, answers)
         stderr_open, reading_stderr, closing = True, False, False
+        buffer = bytearray(16384)  # read into, again and again: no allocation a read
         try:
             while True:
                 pause = stderr.pause()
@@ -2988,7 +2993,7 @@ class Worker:
                 if not events and (closing or proc.poll() is not None):
                     return
                 for key, _ in events:
-                    chunk = os.read(key.fd, 65536)
+                    chunk = buffer[:os.readv(key.fd, [buffer])]
                     if key.data is stderr:
                         stderr.feed(chunk)
                         stderr_open = bool(chunk)
