@@ -91,6 +91,7 @@ import pwd
 import queue
 import re
 import secrets
+import selectors
 import shlex
 import signal
 import subprocess
@@ -326,6 +327,12 @@ SCHEMA = {
         "base_url": ("", _str, "Public URL of the site, used in printed links; https:// makes cookies Secure."),
         "threads": (8, _int(1, 256), "Waitress threads serving requests."),
         "max_body": (1048576, _int(1024), "Largest request body accepted, in bytes."),
+        "reserved_threads": (2, _int(0), "Multi-user mode: threads kept for requests needing no worker (the rest: 503 busy)."),
+        "connection_limit": (1000, _int(10), "Client connections held open at most; beyond, new ones wait in the listen backlog."),
+        "channel_timeout": (30, _int(1), "Seconds an idle client connection (no data, no request in progress) stays open."),
+        "cleanup_interval": (10, _int(1), "Seconds between two sweeps for connections idle past server.channel_timeout."),
+        "backlog": (1024, _int(1), "Connections the kernel queues while the daemon is not accepting (listen backlog)."),
+        "max_header_bytes": (65536, _int(4096), "Largest request line and headers, in bytes (431 beyond): what one connection may buffer."),
         "trusted_proxies": ([], _networks, "Reverse proxies (addresses, CIDRs) whose X-Forwarded-For names the client."),
     },
     "auth": {
@@ -358,6 +365,8 @@ SCHEMA = {
         "program": ("", _str, "The flightjobd.py that workers run; empty: the daemon's own file."),
         "path": ("/usr/local/bin:/usr/bin:/bin", _str, "PATH in a worker's environment (and so for scheduler commands and local jobs)."),
         "lang": ("C.UTF-8", _str, "LANG in a worker's environment."),
+        "max_message": (8388608, _int(65536), "Largest answer a worker may send, in bytes, counted as it arrives (more: ended, 503)."),
+        "max_requests_per_user": (0, _int(0), "Multi-user mode: one user's requests in a worker at once (more: 503 busy); 0: threads/4."),
     },
     "scheduler": {
         "type": ("auto", _choice("auto", "slurm", "local"), "auto: Slurm when its commands answer, else local."),
@@ -2326,11 +2335,23 @@ class StorePart:
             return []
 
     def _read_text(self, path):
+        """A script's or notes' text ("" when missing). Refused (409) when it
+        is not a regular file (a FIFO would block, a device never end) or is
+        larger than storage.max_script_bytes (a sparse file may be any size):
+        never more than that is read."""
+        limit = self.config["storage"]["max_script_bytes"]
         try:
-            with open(path, "rb") as f:
-                return f.read().decode("utf-8", "replace")
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
         except FileNotFoundError:
             return ""
+        with os.fdopen(fd, "rb") as f:
+            if os.fstat(fd).st_mode & 0o170000 != 0o100000:
+                raise Conflict("%s is not a regular file, so it cannot be used." % os.path.basename(path))
+            data = f.read(limit + 1)
+        if len(data) > limit:
+            raise Conflict("%s is larger than %d bytes (storage.max_script_bytes), so it cannot be "
+                           "used here; shorten it outside the job manager." % (os.path.basename(path), limit))
+        return data.decode("utf-8", "replace")
 
     def _scheduler_state(self):
         return {"type": self.scheduler.name, "ok": self.notice is None, "message": self.notice}
@@ -2977,10 +2998,16 @@ def _remove_tree(path):
 UNFINISHED_WORDS = {True: "1", False: "0", None: "-"}
 
 
+class Busy(Unavailable):
+    """Too many requests wait on workers: answered at once, never queued."""
+
+    code = "busy"
+
+
 def worker_main():
     """The user's side of the pipe: read one JSON request a line, answer one
     JSON line. The first line carries the configuration and the user."""
-    proto = os.fdopen(os.dup(1), "w", encoding="utf-8")
+    proto = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # nothing else may write on the protocol's stream
     with contextlib.suppress(OSError):  # as the user: root never enters a home (Worker.start)
         os.chdir(os.path.expanduser("~"))
@@ -2990,6 +3017,7 @@ def worker_main():
         return 0
     init = json.loads(first)
     store = Store(Config(init["config"]), init["user"])
+    limit = store.config["worker"]["max_message"]
     for line in sys.stdin:
         request, unfinished = {}, None
         try:
@@ -3006,34 +3034,132 @@ def worker_main():
         except Exception:
             log.exception("worker request failed: %s", request.get("op"))
             kind, body = "err", {"code": "internal", "message": "The request failed inside your worker."}
-        proto.write("%d %s %s %s\n" % (int(request.get("id") or 0), kind, UNFINISHED_WORDS[unfinished],
-                                        json.dumps(body)))
+        proto.write(worker_answer(int(request.get("id") or 0), kind, unfinished, body, limit))
         proto.flush()
     return 0
+
+
+def worker_answer(rid, kind, unfinished, body, limit):
+    """One answer line, "ID ok|err UNFINISHED JSON": the reader dispatches
+    on the id without parsing the body, which a route may pass on to the
+    client as it is; UNFINISHED (UNFINISHED_WORDS) says whether the user has
+    unfinished jobs, when the operation learnt it. An answer root would
+    refuse (over worker.max_message) becomes an error that says so, and the
+    worker lives on."""
+    text = json.dumps(body)  # ASCII: non-ASCII and lone surrogates escaped
+    if len(text) + 32 > limit:
+        kind, text = "err", json.dumps(Unavailable(
+            "The answer to this request is %d bytes, more than the %d bytes a worker may "
+            "send (worker.max_message)." % (len(text), limit)).as_dict())
+    return ("%d %s %s %s\n" % (rid, kind, UNFINISHED_WORDS[unfinished], text)).encode("ascii")
 
 
 class RawJSON(str):
     """A worker's answer as JSON text, sent to the client as it is."""
 
 
+class Lines:
+    """Bytes cut into lines as they arrive, a line held up to `limit` bytes
+    in one bytearray (no copies of a long line): push(chunk) gives the
+    complete lines as (bytearray, cut), cut when the line was longer than
+    the limit (the rest was dropped, never held); `overflow` is true while
+    the unfinished line is past the limit."""
+
+    def __init__(self, limit):
+        self.limit, self.line, self.overflow = limit, bytearray(), False
+
+    def push(self, chunk):
+        lines, start, view = [], 0, memoryview(chunk)
+        while start < len(chunk):
+            end = chunk.find(b"\n", start)
+            stop = len(chunk) if end < 0 else end
+            room = self.limit - len(self.line)
+            if stop - start > room:
+                self.overflow = True
+                stop = start + room
+            self.line += view[start:stop]
+            if end < 0:
+                break
+            lines.append((self.line, self.overflow))
+            self.line, self.overflow = bytearray(), False
+            start = end + 1
+        return lines
+
+
+# What root reads of a worker's stderr (the worker's log, and whatever the
+# user's template code prints): lines cut to STDERR_LINE bytes, at most
+# STDERR_LINES lines logged and STDERR_BYTES read every STDERR_WINDOW
+# seconds. Past that root stops reading until the window ends: a worker that
+# floods its stderr blocks itself, never root.
+STDERR_LINE, STDERR_LINES, STDERR_BYTES, STDERR_WINDOW = 1000, 100, 1 << 20, 60
+
+
+class StderrLog:
+    """A worker's stderr, logged with its user's name within the STDERR_*
+    bounds, control characters escaped (no forged log lines)."""
+
+    def __init__(self, user):
+        self.user, self.lines = user, Lines(STDERR_LINE)
+        self.window, self.taken, self.logged = time.monotonic(), 0, 0
+
+    def pause(self):
+        """Seconds until more may be read (0: now)."""
+        now = time.monotonic()
+        if now - self.window >= STDERR_WINDOW:
+            if self.logged > STDERR_LINES:
+                log.warning("worker of %s: %d more lines on stderr not logged",
+                            self.user, self.logged - STDERR_LINES)
+            self.window, self.taken, self.logged = now, 0, 0
+        return 0 if self.taken < STDERR_BYTES else self.window + STDERR_WINDOW - now
+
+    def feed(self, chunk):
+        self.taken += len(chunk)
+        for line, cut in self.lines.push(chunk):
+            self.logged += 1
+            if self.logged <= STDERR_LINES:
+                text = CONTROL_RE.sub(lambda m: "\\x%02x" % ord(m.group()), line.decode("utf-8", "replace"))
+                log.info("worker of %s: %s%s", self.user, text, " [cut]" if cut else "")
+
+
+def parse_answer(body, limit):
+    """A worker's answer parsed, refused (503) when parsing it would take
+    more than 4 x limit bytes: JSON of tiny values ([{},{},...]) costs up
+    to ~25 times its size as Python objects, each value (one a ',' or ':')
+    at most ~72 bytes. Real answers are far below (a listing of 5,000 files:
+    about 6 times)."""
+    if len(body) * 73 > 4 * limit and len(body) + 72 * (body.count(b",") + body.count(b":")) > 4 * limit:
+        raise Unavailable("Your worker sent an answer too large to read (more than %d MB as objects); "
+                          "try again." % (4 * limit >> 20))
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError):
+        raise Unavailable("Your worker sent an answer that is not JSON; try again.")
+
+
 class Worker:
-    """The root side of one user's worker process."""
+    """The root side of one user's worker process. The user's own template
+    code runs in that process, so it is treated as hostile: it gets nothing
+    of root's but its pipes, everything it sends is bounded as it arrives
+    (worker.max_message, STDERR_*), and every wait on it (lock, write,
+    answer) ends by worker.request_timeout."""
 
     def __init__(self, user, config, switch_user):
         self.user = user
         self.config = config
         self.switch_user = switch_user
         self.proc = None
-        self.lock = threading.Lock()  # held to start, send to, or stop the process
+        self.ended = None  # the process last ended for misbehaving (no lock needed)
+        self.lock = threading.Lock()  # held to start the process or write to it
         self.pending_lock = threading.Lock()  # held only to touch `pending`
         self.pending = {}
         self.serial = 0
         self.last_used = time.time()
+        self.inflight = 0  # calls between WorkerPool's slot and their answer (the pool's lock)
 
     def alive(self):
-        return self.proc is not None and self.proc.poll() is None
+        return self.proc is not None and self.proc is not self.ended and self.proc.poll() is None
 
-    def start(self):
+    def start(self, deadline):
         try:
             pw = pwd.getpwnam(self.user)
         except KeyError:
@@ -3056,107 +3182,223 @@ class Worker:
                 # cwd "/": the child changes directory before it drops root, and
                 # root may not enter a home (NFS root_squash); the worker enters it
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd="/", env=env,
+                # nothing of root's but these pipes: its own session (no controlling
+                # terminal to push keystrokes into), stderr to root's reader, every
+                # other descriptor closed
+                stderr=subprocess.PIPE, start_new_session=True,
                 umask=0o077, close_fds=True, **ids)
         except OSError as e:
             raise Unavailable("Could not start your worker process: %s" % (e.strerror or e))
-        init = {"config": self.config.to_dict(), "user": pw.pw_name}
-        self.proc.stdin.write((json.dumps(init) + "\n").encode())
-        self.proc.stdin.flush()
-        self.pending = {}  # request id -> [Event, reply], in the order sent
+        os.set_blocking(self.proc.stdin.fileno(), False)  # writes wait in _send, to a deadline
+        self.pending = {}  # request id -> slot, in the order sent
         threading.Thread(target=self._read, args=(self.proc, self.pending), daemon=True).start()
         log.info("worker for %s started, pid %d", self.user, self.proc.pid)
+        init = {"config": self.config.to_dict(), "user": pw.pw_name}
+        if not self._send(self.proc, (json.dumps(init) + "\n").encode(), deadline):
+            self._end(self.proc)
+            raise Unavailable("Your worker did not start in time; try again.")
 
-    def stop(self):
+    def stop(self, grace=2):
+        """End the process: its stdin closed, killed if it lingers `grace`
+        seconds (its reader reaps it)."""
         proc, self.proc = self.proc, None
         if proc is None:
             return
         with contextlib.suppress(OSError):
             proc.stdin.close()
         try:
-            proc.wait(2)
+            proc.wait(grace)
         except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+            self._end(proc)
+
+    def _end(self, proc):
+        """Kill a process that broke the protocol or stopped answering; the
+        next call starts a fresh one. Waits at most a second for it to go
+        (a process stuck in the kernel, on a hung NFS server, say, is left
+        to its reader to reap)."""
+        self.ended = proc
         with contextlib.suppress(OSError):
-            proc.stdout.close()
+            proc.kill()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(1)
+
+    def _send(self, proc, data, deadline):
+        """Write data to the process's non-blocking stdin by the deadline
+        (monotonic); False if it would not take it all by then or is gone."""
+        view, fd, waiting = memoryview(data), proc.stdin.fileno(), None
+        try:
+            while view:
+                try:
+                    view = view[os.write(fd, view):]
+                    continue
+                except BlockingIOError:
+                    pass
+                except OSError:  # it closed its stdin or died
+                    return False
+                if waiting is None:  # the pipe is full: wait for room, to the deadline
+                    waiting = selectors.DefaultSelector()  # epoll: descriptors past 1024
+                    waiting.register(fd, selectors.EVENT_WRITE)
+                left = deadline - time.monotonic()
+                if left <= 0 or not waiting.select(left):
+                    return False
+            return True
+        finally:
+            if waiting is not None:
+                waiting.close()
 
     def call(self, op, args=None, timeout=None, touch=True, raw=False):
         """Send one request and wait for (its answer, whether the user has
-        unfinished jobs: True, False or None), bounded in time. The answer
-        is RawJSON text with raw=True, for a route to send on unparsed.
+        unfinished jobs: True, False or None), all by one deadline. The
+        answer is RawJSON text with raw=True, for a route to send on unparsed.
         Requests are pipelined: several threads may have one in flight, and
-        the worker answers them in order. A worker that dies gives 503; one
-        stuck on a request past the bound is ended (503) so the next request
+        the worker answers them in order. A worker that dies, sends too
+        much or garbage gives 503; one that does not take the request or is
+        stuck on it past the deadline is killed (503) so the next request
         gets a fresh worker; a request queued behind a slow one gives 503
         and leaves the worker alone."""
         timeout = timeout or self.config["worker"]["request_timeout"]
-        slot = queue.SimpleQueue()  # the reader puts the answer, or None
-        if not self.lock.acquire(timeout=timeout):  # a write blocked on a stuck worker
-            raise Unavailable("Your worker is busy with a request that is taking too long; try again.")
+        deadline = time.monotonic() + timeout
+        slot = queue.SimpleQueue()  # the reader puts the answer, or the error
+        busy = "Your worker is busy with a request that is taking too long; try again."
+        if not self.lock.acquire(timeout=timeout):  # another thread's write to a stuck worker
+            raise Unavailable(busy)
         try:
+            if time.monotonic() >= deadline:  # no time left to start or send anything
+                raise Unavailable(busy)
             if touch:
                 self.last_used = time.time()
             if not self.alive():
-                self.stop()
-                self.start()
+                self.stop(grace=0)
+                self.start(deadline)
             self.serial += 1
             rid, proc, pending = self.serial, self.proc, self.pending
             with self.pending_lock:
                 pending[rid] = slot
-            try:
-                proc.stdin.write((json.dumps({"id": rid, "op": op, "args": args or {}}) + "\n").encode())
-                proc.stdin.flush()
-            except (OSError, ValueError):
-                self.stop()
-                raise Unavailable("Your worker ended unexpectedly; it will be restarted. Try again.")
+            request = (json.dumps({"id": rid, "op": op, "args": args or {}}) + "\n").encode()
+            if not self._send(proc, request, deadline):
+                with self.pending_lock:
+                    pending.pop(rid, None)
+                self._end(proc)
+                raise Unavailable("Your worker did not take the request in %d seconds; it was ended "
+                                  "and will be restarted. Try again." % timeout)
         finally:
             self.lock.release()
         try:
-            reply = slot.get(timeout=timeout)
+            reply = slot.get(timeout=max(0.0, deadline - time.monotonic()))
         except queue.Empty:
             with self.pending_lock:
                 stuck = next(iter(pending), None) == rid
-                pending.pop(rid, None)
-            if not stuck:
-                raise Unavailable("Your worker is busy with a request that is taking too long; try again.")
-            with self.lock:
-                if self.proc is proc:
-                    self.stop()
-            raise Unavailable("Your worker did not answer in %d seconds; it will be restarted. "
-                              "Try again." % timeout)
-        if reply is None:
-            raise Unavailable("Your worker ended unexpectedly; it will be restarted. Try again.")
+                answered = pending.pop(rid, None) is None  # just now, by the reader
+            if answered:
+                reply = slot.get()
+            elif not stuck:
+                raise Unavailable(busy)
+            else:
+                self._end(proc)
+                raise Unavailable("Your worker did not answer in %d seconds (template code or a pattern "
+                                  "that does not finish, or a file that blocks, such as a FIFO, can do "
+                                  "this); it was ended and will be restarted. Try again." % timeout)
+        if isinstance(reply, FlightJobError):
+            raise reply
         kind, unfinished, body = reply
-        if kind == "err":
-            raise error_from_dict(json.loads(body))
-        return RawJSON(body) if raw else json.loads(body), {"1": True, "0": False}.get(unfinished)
+        unfinished = {b"1": True, b"0": False}.get(unfinished)
+        if raw and kind == "ok":
+            return RawJSON(body.decode("utf-8", "replace")), unfinished
+        data = parse_answer(body, self.config["worker"]["max_message"])
+        if kind == "ok":
+            return data, unfinished
+        if not isinstance(data, dict):
+            raise Unavailable("Your worker sent an error that is not one; try again.")
+        raise error_from_dict(data)
 
     def _read(self, proc, pending):
-        """Hand each answer of one worker process to the request waiting for
-        it; when the process ends, wake every request still waiting."""
+        """The one reader of a process's stdout and stderr. Each answer line
+        goes to the request waiting for it; a line is held only up to
+        worker.max_message bytes, counted as they arrive, and a worker that
+        sends more, or a line that is no answer, is ended. Stderr goes to
+        StderrLog. When stdout ends (or the process has ended and a child
+        it left holds the pipes), the process is killed and reaped and every
+        request still waiting is woken with the reason."""
+        limit = self.config["worker"]["max_message"]
+        answers, stderr = Lines(limit), StderrLog(self.user)
+        failure = "Your worker ended unexpectedly; it will be restarted. Try again."
+        waiting = selectors.DefaultSelector()
+        waiting.register(proc.stdout, selectors.EVENT_READ, answers)
+        stderr_open, reading_stderr, closing = True, False, False
+        buffer = bytearray(16384)  # read into, again and again: no allocation a read
         try:
-            for line in proc.stdout:
-                rid, kind, unfinished, body = line.decode("utf-8").split(" ", 3)
-                with self.pending_lock:
-                    slot = pending.pop(int(rid), None)
-                if slot:
-                    slot.put((kind, unfinished, body))
-        except (OSError, ValueError):
+            while True:
+                pause = stderr.pause()
+                if reading_stderr != (stderr_open and not pause):
+                    reading_stderr = not reading_stderr
+                    if reading_stderr:
+                        waiting.register(proc.stderr, selectors.EVENT_READ, stderr)
+                    else:
+                        waiting.unregister(proc.stderr)
+                # closing: only what stderr already holds (a traceback, say)
+                events = waiting.select(0 if closing else min(pause or 1.0, 1.0))
+                if not events and (closing or proc.poll() is not None):
+                    return
+                for key, _ in events:
+                    chunk = buffer[:os.readv(key.fd, [buffer])]
+                    if key.data is stderr:
+                        stderr.feed(chunk)
+                        stderr_open = bool(chunk)
+                    elif not chunk:
+                        waiting.unregister(proc.stdout)
+                        closing = True
+                    else:
+                        for line, cut in answers.push(chunk):
+                            if cut or not self._deliver(pending, line):
+                                failure = ("Your worker sent something that is not an answer; it was "
+                                           "ended and will be restarted. Try again.")
+                                return
+                        if answers.overflow:
+                            failure = ("Your worker sent an answer larger than %d bytes (worker.max_message); "
+                                       "it was ended and will be restarted. Try again." % limit)
+                            log.warning("worker of %s ended: an answer past worker.max_message", self.user)
+                            return
+        except OSError:
             pass
-        try:  # reaped before anyone is told, so the next call finds it dead and starts another
-            proc.wait(2)
-        except subprocess.TimeoutExpired:  # alive without its protocol stream: of no use
-            proc.kill()
+        finally:
+            waiting.close()
+            self._end(proc)
+            with self.pending_lock:
+                slots = list(pending.values())
+                pending.clear()
+            for slot in slots:
+                slot.put(Unavailable(failure))
             proc.wait()
+            for stream in (proc.stdout, proc.stderr):
+                with contextlib.suppress(OSError):
+                    stream.close()
+
+    def _deliver(self, pending, line):
+        """Hand one answer line to the request waiting for it, as (kind,
+        unfinished, body), the header cut off the bytearray in place; False
+        if the line is no answer."""
+        try:
+            rid, kind, unfinished, _ = bytes(line[:64]).split(b" ", 3)
+            head = len(rid) + len(kind) + len(unfinished) + 3
+            rid, kind = int(rid), kind.decode("ascii")
+        except ValueError:
+            return False
+        if kind not in ("ok", "err") or unfinished not in (b"0", b"1", b"-"):
+            return False
+        del line[:head]
         with self.pending_lock:
-            slots = list(pending.values())
-            pending.clear()
-        for slot in slots:
-            slot.put(None)
+            slot = pending.pop(rid, None)
+        if slot:
+            slot.put((kind, unfinished, line))
+        return True
 
 
 class WorkerPool:
-    """One worker per user, started on first need, ended when idle."""
+    """One worker per user, started on first need, ended when idle. In
+    multi-user mode no user holds more than a fair share of the HTTP
+    threads: each user has at most worker.max_requests_per_user calls in
+    flight, and all users together server.threads minus
+    server.reserved_threads; beyond either, 503 busy at once."""
 
     def __init__(self, config, switch_user):
         self.config = config
@@ -3164,31 +3406,54 @@ class WorkerPool:
         self.workers = {}
         self.lock = threading.Lock()
         self.active = set()  # users known to have unfinished jobs
+        self.busy = 0  # calls in flight, all users
+        threads = config["server"]["threads"]
+        self.limits = None
+        if config["server"]["multi_user"]:
+            self.limits = (config["worker"]["max_requests_per_user"] or max(1, threads // 4),
+                           max(1, threads - config["server"]["reserved_threads"]))
 
-    def get(self, user):
+    @contextlib.contextmanager
+    def _slot(self, user):
+        """The user's worker, with this call counted in flight: Busy at once
+        when the user or everyone is at the limit."""
         with self.lock:
             worker = self.workers.get(user)
             if worker is None:
                 worker = self.workers[user] = Worker(user, self.config, self.switch_user)
-            return worker
+            if self.limits and worker.inflight >= self.limits[0]:
+                raise Busy("Busy: you already have %d requests in progress; try again when they "
+                           "have finished." % worker.inflight)
+            if self.limits and self.busy >= self.limits[1]:
+                raise Busy("Busy: the server is answering as many requests as it can; try again "
+                           "in a moment.")
+            worker.inflight += 1
+            self.busy += 1
+        try:
+            yield worker
+        finally:
+            with self.lock:
+                worker.inflight -= 1
+                self.busy -= 1
 
     def call(self, user, op, args=None, **kw):
-        """Worker.call for `user`; what the reply says of unfinished jobs
-        keeps `active` up to date."""
-        result, unfinished = self.get(user).call(op, args, **kw)
+        """Worker.call for `user`, in one of its slots; what the reply says
+        of unfinished jobs keeps `active` up to date."""
+        with self._slot(user) as worker:
+            result, unfinished = worker.call(op, args, **kw)
         if unfinished is not None:
             (self.active.add if unfinished else self.active.discard)(user)
         return result
 
     def reap(self):
-        """End workers idle longer than worker.idle_timeout."""
+        """End workers idle longer than worker.idle_timeout (none in use:
+        a call holds its worker counted in flight)."""
         limit = time.time() - self.config["worker"]["idle_timeout"]
         with self.lock:
-            idle = [u for u, w in self.workers.items() if w.last_used < limit and not w.pending]
+            idle = [u for u, w in self.workers.items() if w.last_used < limit and not w.inflight]
             stopped = [self.workers.pop(u) for u in idle]
         for worker in stopped:
-            with worker.lock:
-                worker.stop()
+            worker.stop()
             log.info("worker for %s ended after being idle", worker.user)
 
     def refresh_active(self):
@@ -3796,7 +4061,8 @@ def visible_questions(questions, answers):
         else:
             raw = q["default"]
         try:
-            values[q["id"]] = convert_answer(dict(q, required=False, options_from=None), raw, "/")
+            # pattern=None: a template's pattern is user code that may never end; never in root
+            values[q["id"]] = convert_answer(dict(q, required=False, options_from=None, pattern=None), raw, "/")
         except ValueError:
             values[q["id"]] = raw
     return shown
@@ -4674,6 +4940,7 @@ def main(argv=None):
     path = args.config or os.environ.get("FLIGHTJOB_CONFIG") or DEFAULT_CONFIG
     try:
         config = load_config(path, overrides, required=bool(args.config))
+        check_bounds(config)
     except ConfigError as e:
         print("flightjobd: %s" % e, file=sys.stderr)
         return 2
@@ -4688,18 +4955,55 @@ def main(argv=None):
     return serve(config)
 
 
+def check_bounds(config):
+    """The bounds that involve two keys (ConfigError naming them): a
+    reserve of threads below the threads, room in a worker's answer for
+    the largest script and notes."""
+    server, worker = config["server"], config["worker"]
+    if server["reserved_threads"] >= server["threads"]:
+        raise ConfigError("server.reserved_threads (%d) must be less than server.threads (%d)"
+                          % (server["reserved_threads"], server["threads"]))
+    least = 6 * config["storage"]["max_script_bytes"] + (1 << 20)
+    if worker["max_message"] < least:
+        raise ConfigError("worker.max_message (%d) must be at least 6 x storage.max_script_bytes + 1 MiB "
+                          "(%d): a script and its notes, escaped as JSON" % (worker["max_message"], least))
+
+
+def raise_file_limit(wanted):
+    """Let this process open `wanted` descriptors (client connections, three
+    pipes a worker) as far as the hard limit allows."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    if target < wanted:
+        log.warning("the file descriptor limit (%d) is below server.connection_limit plus room for "
+                    "workers (%d): raise LimitNOFILE", hard, wanted)
+
+
 def serve(config):
     from waitress import create_server
+    raise_file_limit(config["server"]["connection_limit"] + 4096)
     a = make_app(config)
     probe = a.probe()
     config["scheduler"]["type"] = probe["type"]  # 'auto' resolved once, by a worker
     log.info("scheduler: %s (%s)", probe["type"], "answers" if probe["answers"] else
              "does not answer: %s" % probe.get("message"))
     host, _, port = config["server"]["listen"].rpartition(":")
+    limits = config["server"]
+    # a slow or idle client costs a connection, never a thread: waitress reads
+    # requests whole before a thread sees them; poll(), not select(), so
+    # descriptors past 1024 work
     server = create_server(forwarded_for_only(a.bottle), host=host.strip("[]"), port=int(port),
-                           threads=config["server"]["threads"], ident="flightjobd",
+                           threads=limits["threads"], ident="flightjobd",
                            clear_untrusted_proxy_headers=False,
-                           max_request_body_size=config["server"]["max_body"] + 4096)
+                           max_request_body_size=limits["max_body"] + 4096,
+                           max_request_header_size=limits["max_header_bytes"],
+                           connection_limit=limits["connection_limit"],
+                           channel_timeout=limits["channel_timeout"],
+                           cleanup_interval=limits["cleanup_interval"],
+                           backlog=limits["backlog"], asyncore_use_poll=True)
     stop = threading.Event()
     threading.Thread(target=a.background, args=(stop,), daemon=True).start()
 

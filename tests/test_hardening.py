@@ -442,7 +442,8 @@ def test_two_daemons_twenty_clients_no_lost_update_no_lost_job(make_daemon, tmp_
 @pytest.mark.slow
 def test_hundred_users_steady_load_then_reaped_and_memory_back(make_daemon, unix_users, runtime):
     users = [unix_users.create(prefix="fjl") for _ in range(int(os.environ.get("LOAD_USERS", "100")))]
-    d = make_daemon(server={"multi_user": True, "threads": 16}, worker=dict(runtime, idle_timeout=5),
+    # 20 threads: 16 clients at once stay under the cap on worker calls (threads - reserved_threads)
+    d = make_daemon(server={"multi_user": True, "threads": 20}, worker=dict(runtime, idle_timeout=5),
                     storage={"state_dir": "~/.local/share/flight-job"},
                     scheduler={"type": "local", "refresh_interval": 2, "background_refresh": 0},
                     auth={"basic_cache": 300, "login_slots": 16})  # 100 first logins at once

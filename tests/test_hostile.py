@@ -1,0 +1,540 @@
+"""The root process treats every worker and every client as hostile.
+
+Each test attacks a real root multi-user daemon (waitress on loopback, real
+PAM users, workers switching to each user) the way a user of the machine,
+or anyone who can reach the port, could: through the user's own template
+code (it runs in their worker), the files in their home (any size or type),
+their worker stopped or flooding, slow clients. Each asserts both that the
+attack gets nowhere and that another user, at the same time, is served
+normally and quickly (every answer 200 in under a second), and that root's
+memory stays flat (VmHWM, the daemon's peak resident size).
+"""
+import contextlib
+import http.client
+import json
+import os
+import re
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+
+import pytest
+
+from support import ROOT, children, write_toml
+
+pytestmark = pytest.mark.root
+
+TIMEOUT = 3  # worker.request_timeout of these daemons
+FREED = TIMEOUT + 1.5  # by when a thread waiting on a worker must be free
+QUICK = 1.0  # what "served quickly" means for the bystander
+
+
+class Client:
+    """A user's HTTP client of the daemon: a session cookie and its CSRF
+    token, one connection a request."""
+
+    def __init__(self, daemon, user):
+        self.daemon, self.user = daemon, user
+        self.cookie = self.csrf = None
+        status, headers, body = self.request("POST", "/api/login",
+                                             {"username": user.name, "password": user.password})
+        assert status == 200, body
+        self.cookie = [v.split(";")[0] for k, v in headers
+                       if k.lower() == "set-cookie" and v.startswith("flightjob_session=")][0]
+        self.csrf = json.loads(body)["csrf_token"]
+
+    def request(self, method, path, body=None, form=None, timeout=60):
+        headers = {}
+        if self.cookie:
+            headers["Cookie"] = self.cookie
+            if method != "GET":
+                headers["X-CSRF-Token"] = self.csrf
+        data = None
+        if body is not None:
+            data, headers["Content-Type"] = json.dumps(body).encode(), "application/json"
+        if form is not None:
+            data = urllib.parse.urlencode(dict(form, csrf=self.csrf)).encode()
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+        conn = http.client.HTTPConnection("127.0.0.1", self.daemon.port, timeout=timeout)
+        try:
+            conn.request(method, path, body=data, headers=headers)
+            r = conn.getresponse()
+            return r.status, r.getheaders(), r.read()
+        finally:
+            conn.close()
+
+    def timed(self, method, path, body=None, form=None):
+        """(status, seconds, JSON body or None)."""
+        started = time.monotonic()
+        status, _, raw = self.request(method, path, body, form)
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            data = None
+        return status, time.monotonic() - started, data
+
+    def json(self, method, path, body=None, status=200):
+        got, _, data = self.timed(method, path, body)
+        assert got == status, (got, data)
+        return data
+
+
+def chown_tree(path, uid):
+    for root, dirs, files in os.walk(path):
+        for name in dirs + files:
+            os.lchown(os.path.join(root, name), uid, uid)
+    os.lchown(path, uid, uid)
+
+
+def state(user):
+    return os.path.join(user.home, ".local", "share", "flight-job")
+
+
+def user_template(user, tid, script, questions=""):
+    """A template of the user's own, in ~/.config/flight-job/templates: its
+    script.sh is Bottle SimpleTemplate, whose `%` lines are Python run in
+    the user's worker."""
+    d = os.path.join(user.home, ".config", "flight-job", "templates", tid)
+    os.makedirs(d)
+    with open(os.path.join(d, "template.toml"), "w") as f:
+        f.write('name = "%s"\nsynopsis = "s"\ndescription = "d"\n%s' % (tid, questions))
+    with open(os.path.join(d, "script.sh"), "w") as f:
+        f.write(script)
+    chown_tree(os.path.join(user.home, ".config"), user.uid)
+
+
+def job_in(client, body, finished=True):
+    """A job of the user's that runs `body` (bash) in ~/out, its results
+    directory, with job.out and job.err there: (script, job, out). Waits for
+    it to finish unless told not to."""
+    out = os.path.join(client.user.home, "out")
+    os.makedirs(out)
+    chown_tree(out, client.user.uid)
+    script = client.json("POST", "/api/scripts", {"template": "serial"}, status=201)
+    client.json("PATCH", "/api/scripts/" + script["id"], {"content": (
+        "#!/bin/bash\n#SBATCH --chdir=%s\n#SBATCH --output=job.out\n#SBATCH --error=job.err\n%s\n"
+        % (out, body))})
+    job = client.json("POST", "/api/jobs", {"script": script["id"]}, status=201)
+    end = time.time() + 120
+    while finished and client.json("GET", "/api/jobs/" + job["id"])["state"] in ("PENDING", "RUNNING"):
+        assert time.time() < end, "the job did not finish"
+        time.sleep(0.2)
+    return script, job, out
+
+
+def peak_kb(pid):
+    """The process's peak resident size so far (VmHWM), KiB."""
+    with open("/proc/%d/status" % pid) as f:
+        return int([line for line in f if line.startswith("VmHWM:")][0].split()[1])
+
+
+def worker_of(daemon, user):
+    """The pid of the user's worker, a child of the daemon running as them."""
+    for pid in children(daemon.proc.pid):
+        with contextlib.suppress(OSError):
+            if os.stat("/proc/%d" % pid).st_uid == user.uid:
+                return pid
+    return None
+
+
+def stat_fields(pid):
+    """/proc/PID/stat after the command name: state, ppid, pgrp, session, tty_nr, ..."""
+    with open("/proc/%d/stat" % pid) as f:
+        return f.read().rsplit(")", 1)[1].split()
+
+
+def fds(pid):
+    """fd number -> what it is (readlink of /proc/PID/fd/N)."""
+    base = "/proc/%d/fd" % pid
+    return {int(n): os.readlink(os.path.join(base, n)) for n in os.listdir(base)}
+
+
+@contextlib.contextmanager
+def served_meanwhile(client, paths=("/api/session", "/api/scripts")):
+    """Another user, all through the block: each path again and again.
+    Afterwards every answer must have been 200 in under QUICK seconds."""
+    stop, seen = threading.Event(), []
+
+    def loop():
+        while not stop.is_set():
+            for path in paths:
+                try:
+                    status, seconds, _ = client.timed("GET", path)
+                except OSError as e:
+                    status, seconds = repr(e), 99
+                seen.append((path, status, round(seconds, 3)))
+            stop.wait(0.1)
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    try:
+        yield seen
+    finally:
+        stop.set()
+        thread.join(30)
+    slow = [s for s in seen if s[1] != 200 or s[2] >= QUICK]
+    assert len(seen) >= len(paths), seen
+    assert not slow, "the bystander was not served normally and quickly: %s of %d" % (slow[:10], len(seen))
+
+
+def at_once(client, n, method, path, body=None):
+    """n requests of one user at the same moment: [(status, seconds, data)]."""
+    results = [None] * n
+    gate = threading.Barrier(n)
+
+    def one(i):
+        gate.wait()
+        try:
+            results[i] = client.timed(method, path, body)
+        except OSError as e:
+            results[i] = (repr(e), 99, None)
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    return results
+
+
+@pytest.fixture
+def daemon(make_daemon, unix_users, runtime):
+    """start(**config sections) -> (Daemon, attacker Client, bystander
+    Client): a root multi-user daemon with two real users logged in, both
+    workers started."""
+    def start(**sections):
+        values = {"server": {"multi_user": True},
+                  "worker": dict(runtime, request_timeout=TIMEOUT),
+                  "storage": {"state_dir": "~/.local/share/flight-job"},
+                  "scheduler": {"type": "local", "refresh_interval": 0, "background_refresh": 0},
+                  "templates": {"site_dirs": []}}
+        for section, keys in sections.items():
+            values.setdefault(section, {}).update(keys)
+        d = make_daemon(**values)
+        clients = [Client(d, unix_users.create(prefix="fjh")) for _ in range(2)]
+        for c in clients:
+            c.json("GET", "/api/scripts")
+        return (d,) + tuple(clients)
+    return start
+
+
+# a worker inherits nothing of root's but its pipes
+
+
+def test_worker_has_its_own_session_no_terminal_and_only_its_pipes(daemon):
+    d, alice, bob = daemon()
+    user_template(alice.user, "forger", (
+        "% import fcntl, os, sys, termios\n"
+        "% sys.stderr.write('2030-01-01 00:00:00,000 flightjobd[1] INFO login of root accepted\\r\\x1b[2K\\n')\n"
+        "% sys.stderr.flush()\n"
+        "% reached = []\n"
+        "% for fd in range(64):\n"
+        "%   try:\n"
+        "%     fcntl.ioctl(fd, termios.TIOCSTI, b'x')\n"
+        "%     reached.append('sti%d' % fd)\n"
+        "%   except OSError:\n"
+        "%     pass\n"
+        "%   end\n"
+        "% end\n"
+        "% try:\n"
+        "%   os.open('/dev/tty', os.O_RDWR)\n"
+        "%   reached.append('tty')\n"
+        "% except OSError:\n"
+        "%   pass\n"
+        "% end\n"
+        "#!/bin/bash\n# reached: {{','.join(reached) or 'nothing'}}\n"))
+    with served_meanwhile(bob):
+        content = alice.json("POST", "/api/scripts", {"template": "forger"}, status=201)["content"]
+    assert "# reached: nothing" in content  # no terminal to push keystrokes into
+    pid = worker_of(d, alice.user)
+    assert os.getsid(pid) == pid  # its own session...
+    assert stat_fields(pid)[4] == "0"  # ...with no controlling terminal
+    mine = fds(pid)
+    assert sorted(mine) == [0, 1, 2, 3], mine  # stdin, stderr (twice), the answers: nothing else
+    assert all(v.startswith("pipe:") for v in mine.values()), mine
+    assert mine[1] == mine[2]  # what template code prints goes to stderr, not the answers
+    roots = fds(d.proc.pid)
+    assert roots[2] not in mine.values()  # not root's stderr (its log file here)...
+    assert set(mine.values()) <= set(roots.values())  # ...only pipes to root
+    # what it wrote on stderr reached the log under the user's name, escaped
+    with open(d.log_path) as f:
+        logged = f.read()
+    assert "worker of %s: 2030-01-01 00:00:00,000 flightjobd[1] INFO login of root accepted\\x0d\\x1b[2K" \
+        % alice.user.name in logged
+    assert not re.search(r"^2030-01-01", logged, re.M)
+
+
+def test_local_jobs_inherit_only_their_output_files(daemon):
+    d, alice, bob = daemon()
+    script, job, out = job_in(alice, "sleep 30", finished=False)
+    supervisor = task = None
+    end = time.time() + 15
+    while time.time() < end and not task:
+        for pid in children(worker_of(d, alice.user), "--local-job"):
+            supervisor = pid
+            task = (children(pid, "script.sh") or [None])[0]
+        time.sleep(0.1)
+    assert supervisor and task
+    with served_meanwhile(bob):
+        for pid in (supervisor, task):
+            assert os.getsid(pid) == pid and stat_fields(pid)[4] == "0"
+            opened = fds(pid)
+            assert opened[0] == "/dev/null", opened
+            assert not [v for v in opened.values() if v.startswith(("pipe:", "socket:"))], opened
+        assert {k: v for k, v in fds(supervisor).items() if k < 3} == {0: "/dev/null", 1: "/dev/null",
+                                                                         2: "/dev/null"}
+        task_fds = fds(task)
+        assert (task_fds[1], task_fds[2]) == (os.path.join(out, "job.out"), os.path.join(out, "job.err"))
+        assert set(task_fds) <= {0, 1, 2, 255}, task_fds  # 255: bash keeps its script open
+    alice.json("POST", "/api/jobs/%s/cancel" % job["id"])
+
+
+# every message from a worker is bounded; root's memory stays flat
+
+
+def test_huge_files_and_floods_leave_root_flat(daemon):
+    d, alice, bob = daemon()
+    big = 10 << 30
+    script, job, out = job_in(alice, "truncate -s %d big.bin" % big)
+    folder = os.path.join(state(alice.user), "scripts", script["id"])
+    assert os.path.getsize(os.path.join(out, "big.bin")) == big
+    floods = [  # template code: endless output without a newline on stdout, then on the answers'
+        # pipe; then a forged answer to the request, 8 MiB of tiny values ([{},{},...]: 200 MB as objects)
+        ("stdout", "did not answer", "% import sys\n% while True:\n%   sys.stdout.write('x' * 65536)\n% end\n"),
+        ("the answers", "larger than 8388608 bytes", (
+            "% import os\n% answers = [int(n) for n in os.listdir('/proc/self/fd') if int(n) > 2]\n"
+            "% while True:\n%   for fd in answers:\n%     try:\n%       os.write(fd, b'x' * 65536)\n"
+            "%     except OSError:\n%       pass\n%     end\n%   end\n% end\n")),
+        ("a forged answer", "too large to read", (
+            "% import os, sys\n% frame, rid = sys._getframe(), None\n% while frame is not None:\n"
+            "%   for value in list(frame.f_locals.values()):\n"
+            "%     if isinstance(value, dict) and 'op' in value and 'id' in value:\n%       rid = value['id']\n"
+            "%     end\n%   end\n%   frame = frame.f_back\n% end\n"
+            "% line = b'%d ok [' % rid + b'{},' * (8388500 // 3) + b'{}]\\n'\n"
+            "% for fd in [int(n) for n in os.listdir('/proc/self/fd') if int(n) > 2]:\n"
+            "%   try:\n%     os.write(fd, line)\n%   except OSError:\n%     pass\n%   end\n% end\n"))]
+    figures = {"baseline": peak_kb(d.proc.pid)}
+    with served_meanwhile(bob):
+        for size in (100 << 20, big):  # a sparse script.sh, then sparse notes
+            for name in ("script.sh", "notes.md"):
+                path = os.path.join(folder, name)
+                with open(path, "wb") as f:
+                    f.truncate(size)
+                os.chown(path, alice.user.uid, alice.user.uid)
+                status, seconds, data = alice.timed("GET", "/api/scripts/" + script["id"])
+                assert status == 409 and seconds < QUICK, (status, seconds, data)
+                assert "%s is larger than 1048576 bytes (storage.max_script_bytes)" % name \
+                    in data["error"]["message"]
+                status, _, page = alice.request("GET", "/scripts/" + script["id"])
+                assert status == 409 and b"storage.max_script_bytes" in page
+                os.truncate(path, 10)
+        figures["sparse script and notes"] = peak_kb(d.proc.pid)
+        status, _, body = alice.request("GET", "/api/jobs/%s/files/big.bin?tail=5000000" % job["id"])
+        assert status == 200 and len(body) == 1 << 20  # a tail is at most one chunk
+        figures["tail of a 10 GB file"] = peak_kb(d.proc.pid)
+        conn = http.client.HTTPConnection("127.0.0.1", d.port, timeout=30)
+        conn.request("GET", "/api/jobs/%s/files/big.bin" % job["id"], headers={"Cookie": alice.cookie})
+        r = conn.getresponse()
+        assert r.status == 200 and int(r.getheader("X-File-Size")) == big
+        got, started = 0, time.monotonic()
+        while got < 512 << 20:
+            piece = r.read(1 << 20)
+            assert piece
+            got += len(piece)
+        rate = got / (time.monotonic() - started) / (1 << 20)
+        conn.close()
+        figures["512 MiB of a 10 GB download"] = peak_kb(d.proc.pid)
+        for where, why, code in floods:
+            user_template(alice.user, "flood", code)  # runs as it loads: in every template request
+            status, seconds, data = alice.timed("POST", "/api/scripts", {"template": "flood"})
+            assert status == 503 and seconds < FREED and why in data["error"]["message"], (status, seconds, data)
+            figures["template code writing endlessly to " + where] = peak_kb(d.proc.pid)
+            shutil.rmtree(os.path.join(alice.user.home, ".config"))
+    print("root's peak RSS (VmHWM, KiB): %s; download %.0f MiB/s" % (figures, rate))
+    assert peak_kb(d.proc.pid) - figures["baseline"] < 40 << 10, figures
+    assert alice.json("GET", "/api/scripts/" + script["id"])["content"] == "\0" * 10
+
+
+@pytest.mark.slow
+def test_whole_10gb_download_leaves_root_flat(daemon):
+    """All of a sparse 10 GB result file, streamed: some minutes."""
+    d, alice, bob = daemon()
+    big = 10 << 30
+    job = job_in(alice, "truncate -s %d big.bin" % big)[1]
+    before = peak_kb(d.proc.pid)
+    with served_meanwhile(bob):
+        conn = http.client.HTTPConnection("127.0.0.1", d.port, timeout=30)
+        conn.request("GET", "/api/jobs/%s/files/big.bin" % job["id"], headers={"Cookie": alice.cookie})
+        r = conn.getresponse()
+        got, started = 0, time.monotonic()
+        while True:
+            piece = r.read(1 << 20)
+            if not piece:
+                break
+            got += len(piece)
+        conn.close()
+    print("root's peak RSS (VmHWM) %d KiB before, %d KiB after 10 GiB in %.0f s"
+          % (before, peak_kb(d.proc.pid), time.monotonic() - started))
+    assert got == big
+    assert peak_kb(d.proc.pid) - before < 40 << 10
+
+
+# no user holds more than a fair share of the threads; every wait is bounded
+
+
+def assert_freed(results):
+    """Every attacker request ended by the bound, with a clear 503."""
+    for status, seconds, data in results:
+        assert status == 503 and seconds < FREED, (status, seconds, data)
+        assert data["error"]["code"] in ("busy", "unavailable"), data
+
+
+def test_fifo_for_metadata_and_many_requests_hold_no_threads(daemon):
+    d, alice, bob = daemon()
+    folder = os.path.join(state(alice.user), "scripts", "20240101-000000000-fifo00")
+    os.makedirs(folder)
+    os.mkfifo(os.path.join(folder, "meta.json"))
+    chown_tree(os.path.join(alice.user.home, ".local"), alice.user.uid)
+    with served_meanwhile(bob):
+        for _ in range(2):
+            results = at_once(alice, 12, "GET", "/api/scripts")
+            assert_freed(results)
+            codes = [r[2]["error"]["code"] for r in results]
+            assert codes.count("busy") >= 8, results  # at most 2 (threads // 4) waited on the worker
+            assert any("did not answer" in r[2]["error"]["message"] for r in results), results
+
+
+def test_stopped_worker_holds_no_thread_and_is_replaced(daemon):
+    d, alice, bob = daemon()
+    script = alice.json("POST", "/api/scripts", {"template": "serial"}, status=201)
+    path = "/api/scripts/" + script["id"]
+    with served_meanwhile(bob):
+        # stopped: requests written, never answered; then one larger than a
+        # pipe's buffer, so that the write itself cannot finish
+        for method, body, n, why in (("GET", None, 6, "did not answer"),
+                                     ("PATCH", {"content": "#!/bin/bash\n" + "#" * 900000}, 1, "did not take")):
+            alice.json("GET", path)
+            pid = worker_of(d, alice.user)
+            os.kill(pid, signal.SIGSTOP)
+            results = at_once(alice, n, method, path, body)
+            assert_freed(results)
+            assert any(why in r[2]["error"]["message"] for r in results), results
+            assert not os.path.exists("/proc/%d" % pid)  # ended, to be replaced
+    assert alice.json("GET", path)["version"] == 1
+    assert worker_of(d, alice.user) not in (None, pid)
+
+
+def test_all_worker_slots_taken_leaves_requests_without_a_worker_quick(daemon, unix_users):
+    d, alice, bob = daemon()
+    users = [alice] + [Client(d, unix_users.create(prefix="fjh")) for _ in range(3)]
+    for c in users:
+        folder = os.path.join(state(c.user), "scripts", "20240101-000000000-fifo00")
+        os.makedirs(folder)
+        os.mkfifo(os.path.join(folder, "meta.json"))
+        chown_tree(os.path.join(c.user.home, ".local"), c.user.uid)
+    held = []
+    threads = [threading.Thread(target=lambda c=c: held.extend(at_once(c, 2, "GET", "/api/scripts")))
+               for c in users[:3]]  # 3 users x 2 = 6 = threads (8) - reserved_threads (2)
+    with served_meanwhile(bob, paths=("/api/session", "/api/health", "/login", "/static/style.css")):
+        for t in threads:
+            t.start()
+        time.sleep(1)
+        status, seconds, data = users[3].timed("GET", "/api/scripts")
+        assert status == 503 and data["error"]["code"] == "busy" and seconds < QUICK, (status, seconds, data)
+        for t in threads:
+            t.join(30)
+    assert_freed(held)
+
+
+# slow and idle clients, no account needed
+
+
+def test_hundreds_of_slow_and_idle_clients_do_not_shut_users_out(daemon):
+    d, alice, bob = daemon(server={"channel_timeout": 3, "cleanup_interval": 1})
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 4096)), hard))
+    idle, trickling = [], []
+    try:
+        with served_meanwhile(bob), served_meanwhile(alice, paths=("/api/session",)):
+            for i in range(300):
+                idle.append(socket.create_connection(("127.0.0.1", d.port)))
+                s = socket.create_connection(("127.0.0.1", d.port))
+                s.sendall(b"GET /api/session HTTP/1.1\r\nHost: x\r\n")
+                trickling.append(s)
+            end = time.monotonic() + 8
+            while time.monotonic() < end:
+                for i, s in enumerate(trickling):
+                    s.sendall(b"X-Slow-%d: x\r\n" % i)  # a header line every 2 s: never idle
+                time.sleep(2)
+        for s in idle:  # closed by the daemon after server.channel_timeout
+            s.settimeout(5)
+            with contextlib.suppress(ConnectionResetError):
+                assert s.recv(1) == b""
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        for s in idle + trickling:
+            s.close()
+
+
+# a template pattern that backtracks; odd state and results directories
+
+
+CATASTROPHIC = ('[[question]]\nid = "word"\ntext = "Word"\ndescription = "d"\ntype = "text"\n'
+                'default = "a"\npattern = "^(a+)+$"\n')
+
+
+def test_catastrophic_pattern_ends_in_the_worker_and_never_reaches_root(daemon):
+    d, alice, bob = daemon()
+    user_template(alice.user, "regex", "#!/bin/bash\necho {{word}}\n", CATASTROPHIC)
+    evil = "a" * 40 + "!"
+    with served_meanwhile(bob):
+        status, seconds, data = alice.timed("POST", "/api/scripts", {"template": "regex", "answers": {"word": evil}})
+        assert status == 503 and seconds < FREED, (status, seconds, data)
+        assert "a pattern that does not finish" in data["error"]["message"]
+        # the create page re-shown with the answer (no JavaScript): root only
+        # decides which questions show; it never runs the template's pattern
+        status, seconds, _ = alice.timed("POST", "/templates/regex/create",
+                                         form={"action": "update", "q_word": evil, "name": "x"})
+        assert status == 200 and seconds < QUICK, (status, seconds)
+    assert alice.json("POST", "/api/scripts", {"template": "regex", "answers": {"word": "aaa"}}, status=201)
+
+
+def test_state_directory_on_a_symlink_loop_is_a_clear_error(daemon):
+    d, alice, bob = daemon()
+    alice.json("POST", "/api/scripts", {"template": "serial"}, status=201)
+    os.rename(state(alice.user), state(alice.user) + ".old")
+    os.symlink("flight-job", state(alice.user))  # itself
+    with served_meanwhile(bob):
+        for path in ("/api/scripts", "/api/jobs"):
+            status, seconds, data = alice.timed("GET", path)
+            assert status == 503 and seconds < QUICK, (status, seconds, data)
+            assert "Too many levels of symbolic links" in data["error"]["message"]
+
+
+def test_results_directory_of_200000_files_is_listed_bounded(daemon):
+    d, alice, bob = daemon()
+    job = job_in(alice, "python3 -c 'import os\nfor i in range(200000): os.close(os.open(\"f%06d\" % i, os.O_CREAT))'")[1]
+    assert len(os.listdir(os.path.join(alice.user.home, "out"))) == 200002
+    with served_meanwhile(bob):
+        status, seconds, data = alice.timed("GET", "/api/jobs/%s/files" % job["id"])
+        assert status == 200 and seconds < TIMEOUT, (status, seconds)
+        assert data["truncated"] and len(data["files"]) == 5000
+        status, _, page = alice.request("GET", "/jobs/" + job["id"])
+        assert status == 200
+
+
+# the bounds that involve two keys
+
+
+def test_bounds_that_involve_two_keys_are_checked_at_start(tmp_path):
+    for sections, words in (({"server": {"threads": 4, "reserved_threads": 4}}, "server.reserved_threads (4)"),
+                            ({"storage": {"max_script_bytes": 4 << 20}}, "worker.max_message (8388608)")):
+        path = str(tmp_path / "bad.toml")
+        write_toml(path, sections)
+        r = subprocess.run([sys.executable, os.path.join(ROOT, "flightjobd.py"), "--config", path, "--check-config"],
+                           capture_output=True, text=True)
+        assert r.returncode == 2 and words in r.stderr, r.stderr
