@@ -607,8 +607,8 @@ def disk_error(e):
                            "nothing was changed. Free some space and try again.")
     if e.errno in (errno.EACCES, errno.EPERM, errno.EEXIST, errno.ENOTDIR, errno.ELOOP):
         # a retry will not help: not yours to write, or not a directory (a symlink elsewhere)
-        return Forbidden("You may not write %s: %s. Nothing was changed."
-                         % (e.filename or "there", e.strerror or e))
+        return Forbidden("%s cannot be used: %s. Nothing was changed."
+                         % (e.filename or "A file in your home", e.strerror or e))
     return Unavailable("Could not write to your home directory: %s. Nothing "
                        "was changed." % (e.strerror or e))
 
