@@ -17,6 +17,7 @@ import subprocess
 import threading
 import time
 import tracemalloc
+import urllib.parse
 
 import pytest
 import webtest
@@ -475,3 +476,77 @@ def test_session_store_writes_rarely_and_sweeps_what_ended(make_app, tmp_path):
     app.auth.sessions[client.web.cookies[flightjobd.COOKIE]].created -= app.config["auth"]["session_max"] + 1
     client.api("GET", "/api/session", status=401)
     assert session_files(store) == []
+
+
+# redirects and request bodies
+
+NEXT_ATTEMPTS = ["/%09/evil.example/phish", "/\t/evil.example/phish", "/\n/evil.example", "//evil.example/x",
+                 "/\\evil.example", "\\\\evil.example", "https://evil.example/", "javascript:alert(1)",
+                 "/%2F%2Fevil.example", " //evil.example", "/\r\nLocation: https://evil.example/"]
+
+
+def form_login(web, user, next_url, **extra_environ):
+    """Log in through the form, as a browser: (the login page, the answer)."""
+    page = web.get("/login", {"next": next_url}, extra_environ=extra_environ, status=200)
+    token = page.html.find("input", {"name": "login_csrf"})["value"]
+    shown_next = page.html.find("input", {"name": "next"})["value"]
+    answer = web.post("/login", {"username": user.name, "password": user.password, "next": next_url,
+                                 "login_csrf": token}, extra_environ=extra_environ, status=303)
+    return shown_next, answer
+
+
+@pytest.mark.root
+def test_every_redirect_is_a_path_we_built(multi_app, unix_users, pam):
+    """After login the browser goes to a path on this site, rebuilt by us,
+    whatever `next` says (a tab, a newline, a backslash, a scheme); the
+    Location never names the Host the request gave."""
+    user = unix_users.create()
+    _, web = multi_app(auth={"pam_service": pam, "failure_delay": 0})
+    evil_host = {"HTTP_HOST": "evil.example"}
+    for attempt in NEXT_ATTEMPTS:
+        shown, answer = form_login(web, user, attempt)
+        location = answer.headers["Location"]
+        parts = urllib.parse.urlsplit(location)
+        assert parts.scheme == "" and parts.netloc == "" and location.startswith("/"), (attempt, location)
+        assert not location.startswith("//") and "evil.example" not in parts.netloc, (attempt, location)
+        assert not any(c in location for c in "\t\r\n\\ "), (attempt, location)
+        assert urllib.parse.urlsplit(urllib.parse.urljoin("http://here.example/x", location)).netloc \
+            == "here.example", (attempt, location)  # as a browser resolves it
+        assert flightjobd.LOCAL_PATH_RE.match(shown), (attempt, shown)
+        web.reset()
+    # a path of our own, with its query, is kept; the login redirect of a page carries it there
+    _, answer = form_login(web, user, "/jobs?state=RUNNING")
+    assert answer.headers["Location"] == "/jobs?state=RUNNING"
+    web.reset()
+    assert web.get("/scripts?x=1", extra_environ=evil_host, status=303).headers["Location"] \
+        == "/login?next=" + urllib.parse.quote("/scripts?x=1")
+    # with server.base_url, absolute Locations under it, never under the Host given
+    _, based = multi_app(auth={"pam_service": pam, "failure_delay": 0},
+                         server={"multi_user": True, "base_url": "https://jobs.example.org/"})
+    _, answer = form_login(based, user, "/%09/evil.example/phish", **{"wsgi.url_scheme": "https"})  # Secure cookies
+    assert answer.headers["Location"] == "https://jobs.example.org/%09/evil.example/phish"  # a path here
+    assert based.get("/jobs", extra_environ=evil_host, status=303).headers["Location"] \
+        == "https://jobs.example.org/login?next=/jobs"
+
+
+@pytest.mark.root
+def test_json_routes_take_application_json_exactly(multi_app, unix_users, pam):
+    """A body a browser may send cross-site without asking first
+    (text/plain, even with 'json' in it) is refused before the password is
+    looked at: no login CSRF. application/json, with a UTF-8 charset, works."""
+    user = unix_users.create()
+    _, web = multi_app(auth={"pam_service": pam, "failure_delay": 0})
+    body = json.dumps({"username": user.name, "password": user.password}).encode()
+    for kind in ("text/plain; charset=json", "text/plain", "application/jsonp", "text/json",
+                 "application/x-www-form-urlencoded; a=application/json", "multipart/form-data; json",
+                 "application/json; charset=latin-1", "application/json-patch+json"):
+        r = web.post("/api/login", body, headers={"Content-Type": kind}, status=400)
+        assert "Content-Type: application/json" in r.json["error"]["message"], kind
+        assert "Set-Cookie" not in r.headers, kind
+    for kind in ("application/json", "application/json; charset=utf-8", "Application/JSON; charset=UTF-8"):
+        r = web.post("/api/login", body, headers={"Content-Type": kind}, status=200)
+        web.post("/api/logout", headers={"X-CSRF-Token": r.json["csrf_token"]}, status=(200, 204))
+    # a lone surrogate parses as JSON but is no text: a clear 400, never a 500
+    r = web.post("/api/login", b'{"username": "\\ud800", "password": "x"}',
+                 headers={"Content-Type": "application/json"}, status=400)
+    assert "not valid JSON text" in r.json["error"]["message"]
