@@ -1755,12 +1755,18 @@ def _stop_group(proc, grace=5):
 
 # Scheduler adapters #########################################################
 
+class SchedulerNoAnswer(SchedulerError):
+    """A scheduler command whose effect is not known: it timed out, its
+    answer was lost on the way, or its output could not be read. A submit
+    that ends so may have made a job (see JobsPart._settle_submits)."""
+
+
 def run(argv, timeout, env=None, cwd=None):
     """The one way a scheduler command runs: an argv list, never a shell, in
     its own session so a hung command and its children can be killed.
     Returns stdout; raises SchedulerError on a non-zero exit (carrying the
-    command's stdout, stderr and exit status), a time-out, or a command
-    that cannot start."""
+    command's stdout, stderr and exit status) or a command that cannot
+    start, SchedulerNoAnswer on a time-out (with what it printed before)."""
     try:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, env=env, cwd=cwd,
@@ -1772,9 +1778,10 @@ def run(argv, timeout, env=None, cwd=None):
     except subprocess.TimeoutExpired:
         with contextlib.suppress(OSError):
             os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
-        raise SchedulerError("The scheduler did not answer: %s timed out after %s seconds."
-                             % (os.path.basename(argv[0]), timeout))
+        out, err = proc.communicate()
+        raise SchedulerNoAnswer("The scheduler did not answer: %s timed out after %s seconds."
+                                % (os.path.basename(argv[0]), timeout),
+                                stdout=out.decode("utf-8", "replace"), stderr=err.decode("utf-8", "replace"))
     out, err = out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
     if proc.returncode != 0:
         # stdout too: what it printed before failing (sbatch: perhaps a job id)
@@ -1782,6 +1789,23 @@ def run(argv, timeout, env=None, cwd=None):
                                                 err.strip() or "exit code %d" % proc.returncode),
                              stdout=out, stderr=err, returncode=proc.returncode)
     return out
+
+
+def unreadable(command, out):
+    """The error for a scheduler command's output that cannot be read."""
+    return SchedulerNoAnswer("%s answered with output flightjobd cannot read: %r"
+                             % (os.path.basename(command), out.strip()[:80]), stdout=out)
+
+
+def parse_squeue_commands(text):
+    """squeue --noheader --Format=ArrayJobID:|,Command:| -> [(job id, command)]
+    (for a batch job, the script's path as sbatch was given it)."""
+    rows = []
+    for line in (text or "").splitlines():
+        job_id, sep, command = line.partition("|")
+        if sep and command.endswith("|") and re.match(r"^[0-9]+$", job_id):
+            rows.append((job_id, command[:-1]))
+    return rows
 
 
 # A scheduler's job id (a job record's scheduler_id): "5", an array task "4_1".
@@ -1857,6 +1881,13 @@ class Scheduler:
         """Cancel a job; one that has already finished is not an error."""
         raise NotImplementedError
 
+    def find_submitted(self, scripts):
+        """{script path: job id} for the scheduler's jobs of this user whose
+        batch script is one of scripts (paths given to submit), to find the
+        job of a submit whose outcome is not known. One that cannot look
+        finds none."""
+        return {}
+
     # for adapters
 
     def _count(self, what):
@@ -1895,6 +1926,15 @@ class SlurmScheduler(Scheduler):
         self._count(argv[0])
         return self._run_fn(argv, self.timeout, env=self.env, cwd=cwd)
 
+    @staticmethod
+    def _read(parse, text, command):
+        """parse(text), refusing output with nothing parse can read in it:
+        garbage is not "no jobs"."""
+        rows = parse(text)
+        if text.strip() and not rows:
+            raise unreadable(command, text)
+        return rows
+
     # -- cluster --------------------------------------------------------
 
     def available(self):
@@ -1928,44 +1968,71 @@ class SlurmScheduler(Scheduler):
     def command(self, script_path, options):
         return ["sbatch", "--parsable"] + list(options) + [script_path]
 
+    # sbatch's stderr when slurmctld may have made the job but its answer was lost
+    ANSWER_LOST = ("Socket timed out", "Zero Bytes were transmitted")
+
     def submit(self, script_path, options, cwd):
+        """The job id; SchedulerNoAnswer when slurmctld may have the job
+        (sbatch timed out, its answer was lost, or exit 0 without an id),
+        SchedulerError when it surely has not, SchedulerRefused when it
+        said no."""
         argv = self.command(script_path, options)
         try:
             out = self._run(argv, cwd=cwd)
         except SchedulerError as e:
             with contextlib.suppress(ValueError):
-                # it printed a job id, then failed: the job exists, keep it
+                # it printed a job id, then failed or hung: the job exists, keep it
                 job_id = parse_sbatch(e.stdout)
                 log.warning("sbatch failed after submitting job %s: %s", job_id, e.message)
                 return job_id
+            if isinstance(e, SchedulerNoAnswer):
+                raise
+            words = sbatch_error_message(e.stderr)
+            if any(p in e.stderr for p in self.ANSWER_LOST):
+                raise SchedulerNoAnswer("sbatch's answer was lost: %s" % words, stderr=e.stderr,
+                                        returncode=e.returncode)
             if e.returncode is None or _is_contact_error(e.stderr):
                 raise SchedulerError(
                     "could not submit: the Slurm controller did not answer (%s)"
-                    % (sbatch_error_message(e.stderr) or e), stderr=e.stderr, returncode=e.returncode)
-            raise SchedulerRefused(sbatch_error_message(e.stderr) or str(e),
-                                   stderr=e.stderr, returncode=e.returncode)
+                    % (words or e), stderr=e.stderr, returncode=e.returncode)
+            raise SchedulerRefused(words or str(e), stderr=e.stderr, returncode=e.returncode)
         try:
             return parse_sbatch(out)
-        except ValueError as e:
-            raise SchedulerError(str(e), stdout=out)
+        except ValueError:  # exit 0: it says it submitted, but not which job
+            raise unreadable("sbatch", out)
 
     def cancel(self, job_id):
         if not self._job_ids([job_id]):
             return  # no job can have that id, as scancel would say; and no option reaches it
         try:
-            self._run(["scancel", str(job_id)])
+            out = self._run(["scancel", str(job_id)])
         except SchedulerError as e:
             # already finished (or long forgotten): nothing to cancel
             if ("already completing or completed" in e.stderr
                     or "Invalid job id specified" in e.stderr):
                 return
             raise
+        if out.strip():  # it says nothing when it has done its work
+            raise unreadable("scancel", out)
+
+    def find_submitted(self, scripts):
+        """One squeue call for this user's jobs (slurmctld keeps the script's
+        path as the job's command); the lowest id for each script."""
+        wanted = set(scripts)
+        text = self._run(["squeue", "--noheader", "--states=all", "--user=%d" % os.getuid(),
+                          "--Format=ArrayJobID:|,Command:|"])
+        found = {}
+        for job_id, script in self._read(parse_squeue_commands, text, "squeue"):
+            if script in wanted and (script not in found or int(job_id) < int(found[script])):
+                found[script] = job_id
+        return found
 
     def status(self, job_ids):
         """One squeue call; then, with accounting, at most one sacct call for
         the ids squeue did not list or lists as finished (sacct adds MaxRSS,
         CPU time and who cancelled).  Raises SchedulerError when squeue
-        fails, or when sacct fails and some id depended on it."""
+        fails or answers garbage, or when sacct does and some id depended
+        on it."""
         ids = self._job_ids(job_ids)
         if not ids:
             return {}
@@ -1978,7 +2045,7 @@ class SlurmScheduler(Scheduler):
                 text = ""
             else:
                 raise
-        found = self._collect(ids, parse_squeue(text))
+        found = self._collect(ids, self._read(parse_squeue, text, "squeue"))
         result = {i: self._combine(i, rows) for i, rows in found.items()}
         # sacct's record of a job cancelled while pending says uid 0 until
         # slurmdbd completes it: squeue's uid is the owner's
@@ -1992,11 +2059,12 @@ class SlurmScheduler(Scheduler):
         try:
             text = self._run(["sacct", "--noheader", "--parsable2",
                               "--jobs=" + ",".join(ask), "--format=" + SACCT_FORMAT])
+            rows = self._read(parse_sacct, text, "sacct")
         except SchedulerError:
             if any(i not in result for i in ask):
                 raise
             return result  # sacct was only to add detail
-        for i, rows in self._collect(ask, parse_sacct(text)).items():
+        for i, rows in self._collect(ask, rows).items():
             better = self._combine(i, rows, owners.get(i))
             old = result.get(i)
             if old is None:
@@ -2661,6 +2729,10 @@ class JobsPart(StorePart):
         fault("submit.after_record")
         try:
             scheduler_id = self.scheduler.submit(self._job_path(job_id, "script.sh"), plan["options"], self.home)
+        except SchedulerNoAnswer as e:  # it may have the job: refresh looks for it (_settle_submits)
+            changes = {"reason": "SubmitUnanswered",
+                       "reason_text": "the outcome of the submission is not known yet (%s): looking for "
+                                      "the job in the scheduler's queue" % e.message}
         except SchedulerError as e:
             refused = isinstance(e, SchedulerRefused)
             changes = {"state": "FAILED", "raw_state": "REFUSED" if refused else "SUBMIT_FAILED",
@@ -2670,15 +2742,19 @@ class JobsPart(StorePart):
                        "ended_at": now_iso()}
         else:
             fault("submit.before_answer")
-            changes = dict(self._outputs(content, plan["options"], scheduler_id),
-                           scheduler_id=scheduler_id, raw_state="PENDING", reason="None",
-                           reason_text="submitted")
-            changes.pop("job_name")
+            changes = self._submitted(content, plan["options"], scheduler_id)
         job = self._public_job(self._update_job(job_id, changes))
         fault("submit.after_answer")
         if not job["finished"]:
             self.has_unfinished = True
         return job
+
+    def _submitted(self, content, options, scheduler_id):
+        """A job record's changes once the scheduler has it as scheduler_id."""
+        changes = dict(self._outputs(content, options, scheduler_id), scheduler_id=scheduler_id,
+                       raw_state="PENDING", reason="None", reason_text="submitted")
+        changes.pop("job_name")
+        return changes
 
     def _outputs(self, content, options, job_id):
         """Where a job's output goes (job_outputs), for an array job its
@@ -2751,40 +2827,60 @@ class JobsPart(StorePart):
 
     @operation("jobs.refresh")
     def refresh(self, force=False):
-        """Bring unfinished jobs up to date with ONE status call. A failing
-        or hung scheduler changes no job: it only sets the notice."""
+        """Bring unfinished jobs up to date with ONE status call (and one
+        more while a submit's outcome is not known). A failing or hung
+        scheduler changes no job: it only sets the notice."""
         interval = self.config["scheduler"]["refresh_interval"]
         if not force and time.time() - self.last_refresh < interval:
             return self._scheduler_state()
-        metas, _ = self._all_jobs()
-        self._expire_interrupted_submits(metas)
-        pending = [m for m in metas if m["state"] in UNFINISHED and m.get("scheduler_id")]
         self.last_refresh = time.time()
-        if not pending:
-            return self._refreshed(0)
-        try:
-            found = self.scheduler.status([m["scheduler_id"] for m in pending])
-            self.notice = None
-        except SchedulerError as e:
-            self.notice = e.message
-            log.warning("status refresh failed: %s", e.message)
-            return self._refreshed(len(pending))
-        return self._refreshed(self._apply_statuses(pending, found))
+        problems = []
+        metas, _ = self._all_jobs()
+        unsure = [m for m in metas if m["state"] in UNFINISHED and not m.get("scheduler_id")]
+        if unsure:
+            try:
+                self._settle_submits(unsure)
+            except SchedulerError as e:
+                problems.append(e.message)
+            metas, _ = self._all_jobs()
+        pending = [m for m in metas if m["state"] in UNFINISHED and m.get("scheduler_id")]
+        unfinished = sum(m["state"] in UNFINISHED and not m.get("scheduler_id") for m in metas)
+        if pending:
+            try:
+                found = self.scheduler.status([m["scheduler_id"] for m in pending])
+            except SchedulerError as e:
+                problems.append(e.message)
+                unfinished += len(pending)
+            else:
+                unfinished += self._apply_statuses(pending, found)
+        if unsure or pending:
+            self.notice = "; ".join(problems) or None
+            for problem in problems:
+                log.warning("status refresh failed: %s", problem)
+        return self._refreshed(unfinished)
 
-    def _expire_interrupted_submits(self, metas):
-        """A submit cut short (daemon or worker killed between writing the
-        record and recording the scheduler's answer) would stay "being
-        submitted" forever, neither cancellable nor removable: past any
-        submit's time bound, say so (UNKNOWN: the scheduler may or may not
-        have it)."""
+    def _settle_submits(self, unsure):
+        """Submits whose outcome is not known (the scheduler did not answer,
+        or the daemon or worker was killed in between) would stay "being
+        submitted" forever. A job the scheduler has for the record's script
+        becomes the record's (a submit is never repeated); past any submit's
+        time bound, one it does not have is UNKNOWN: it may or may not have
+        run. A scheduler that does not answer decides nothing."""
+        scripts = {m["id"]: self._job_path(m["id"], "script.sh") for m in unsure}
+        found = self.scheduler.find_submitted(list(scripts.values()))
         bound = self.config["worker"]["request_timeout"] + self.config["scheduler"]["timeout"]
-        for m in metas:
-            if m["state"] in UNFINISHED and not m.get("scheduler_id") and m.get("raw_state") == "SUBMITTING" \
-                    and time.time() - (parse_iso(m.get("submitted_at")) or 0) > bound:
+        for m in unsure:
+            scheduler_id = found.get(scripts[m["id"]])
+            if scheduler_id:
+                log.warning("job %s found in the scheduler as %s", m["id"], scheduler_id)
+                self._update_job(m["id"], self._submitted(self._read_text(scripts[m["id"]]),
+                                                          m.get("options", []), scheduler_id))
+            elif time.time() - (parse_iso(m.get("submitted_at")) or 0) > bound:
                 self._update_job(m["id"], {
                     "state": "UNKNOWN", "raw_state": "SUBMIT_INTERRUPTED", "reason": "SubmitInterrupted",
-                    "reason_text": "the submission was interrupted (the service stopped while submitting): "
-                                   "the scheduler may or may not have run this job; check its output",
+                    "reason_text": "the submission was interrupted (the scheduler did not answer, or the "
+                                   "service stopped while submitting) and the scheduler does not list the "
+                                   "job: it may or may not have run; check its output",
                     "ended_at": now_iso()})
 
     def _apply_statuses(self, pending, found):

@@ -677,7 +677,8 @@ def test_user_template_code_runs_as_the_user_never_root(multi_app, unix_users, m
 @pytest.mark.root
 def test_root_and_system_users_refused_even_with_the_right_password(multi_app, monkeypatch):
     a, web = multi_app(auth={"failure_delay": 0})
-    monkeypatch.setattr(flightjobd.Auth, "_pam", lambda self, user, pw: True)  # every password "right"
+    asked = []
+    monkeypatch.setattr(flightjobd.Auth, "_pam", lambda self, user, pw: asked.append(user) or True)  # every password "right"
     system = [p.pw_name for p in pwd.getpwall() if p.pw_uid < 1000 or p.pw_uid == 65534]
     system = [n for n in system if n in ("root", "daemon", "bin", "sys", "nobody")] + system[5:10]
     assert "root" in system and "nobody" in system
@@ -693,3 +694,4 @@ def test_root_and_system_users_refused_even_with_the_right_password(multi_app, m
         a.auth.failures.clear()
         web.post_json("/api/login", {"username": odd, "password": "x"}, status=401)
     assert a.pool.pids() == {}  # no worker was ever started for them
+    assert asked == []  # and PAM was never asked

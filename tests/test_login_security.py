@@ -231,7 +231,7 @@ def test_failed_login_records_are_bounded(multi_app):
     tracemalloc.stop()
     print("100,000 failed logins: %d records, %.1f MB" % (len(a.auth.failures), grown / 2 ** 20))
     assert len(a.auth.failures) <= cap
-    assert grown < 12 * 1024 * 1024, grown
+    assert grown < 6 * 1024 * 1024, grown  # the README says ~4 MB (4.3 MB measured on Python 3.11)
     assert ("user", "user99999") in a.auth.failures.records  # the newest are kept
     assert ("user", "user0") not in a.auth.failures.records  # the oldest went first
     # through the login route too, with small numbers

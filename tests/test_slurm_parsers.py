@@ -386,6 +386,26 @@ def test_status_when_sacct_fails_but_was_only_detail():
     assert st[JOBS["exit3"]]["reason_text"] == "exit code 3"
 
 
+GARBAGE = "<html>502 Bad Gateway</html>\n\x01\ufffd|7|RUNNING|\n"
+
+
+def test_status_when_squeue_answers_garbage_raises():
+    # not "no jobs": sacct (or the grace) would decide from nothing
+    s, fake = scheduler(GARBAGE, data("sacct_6_final.txt"))
+    with pytest.raises(sa.SchedulerNoAnswer) as e:
+        s.status([JOBS["exit3"]])
+    assert "squeue answered with output flightjobd cannot read" in e.value.message
+    assert [c[0] for c in fake.calls] == ["squeue"]
+
+
+def test_status_when_sacct_answers_garbage():
+    s, _ = scheduler("", GARBAGE)  # squeue has forgotten the job: sacct was needed
+    with pytest.raises(sa.SchedulerNoAnswer):
+        s.status([JOBS["exit3"]])
+    s, _ = scheduler(data("squeue_6_final.txt"), GARBAGE)  # only detail: squeue's word stands
+    assert s.status([JOBS["exit3"]])[JOBS["exit3"]]["reason_text"] == "exit code 3"
+
+
 def test_accounting_detected_once():
     s, fake = scheduler(data("squeue_6_final.txt"), data("sacct_6_final.txt"))
     s.status([JOBS["exit3"]])
@@ -445,6 +465,42 @@ def test_submit_timeout_is_not_a_refusal():
     assert not isinstance(e.value, sa.SchedulerRefused)
 
 
+def test_submit_whose_outcome_is_not_known():
+    lost = data("sbatch_controller_down.stderr.txt").replace(
+        "Unable to contact slurm controller (connect failure)", "Socket timed out on send/recv operation")
+    for answer in (sa.SchedulerNoAnswer("The scheduler did not answer: sbatch timed out after 2 seconds."),
+                   error(lost), "Submitted batch job\n", GARBAGE):
+        s = sa.SlurmScheduler(run=FakeRun({"sbatch": answer}))
+        with pytest.raises(sa.SchedulerNoAnswer):  # slurmctld may have the job
+            s.submit("/home/u/job.sh", [], cwd="/home/u")
+    hung = sa.SchedulerNoAnswer("The scheduler did not answer: sbatch timed out after 2 seconds.",
+                                stdout=data("sbatch_ok.txt"))
+    s = sa.SlurmScheduler(run=FakeRun({"sbatch": hung}))
+    assert s.submit("/home/u/job.sh", [], cwd="/home/u") == JOBS["timeout"]  # it said which before it hung
+
+
+def test_a_timed_out_command_keeps_what_it_printed():
+    with pytest.raises(sa.SchedulerNoAnswer) as e:
+        sa.run(["bash", "-c", "echo 5; exec sleep 60"], 1)
+    assert e.value.stdout == "5\n" and "timed out after 1 seconds" in e.value.message
+
+
+def test_find_submitted_by_script_path():
+    text = data("squeue_commands.txt")
+    assert sa.parse_squeue_commands(text)[0] == (
+        "1", "/home/fjprobe/.local/share/flight-job/jobs/20261126-080000000-aaaaaa/script.sh")
+    s, fake = scheduler(text)
+    wanted = ["/home/fjprobe/.local/share/flight-job/jobs/20261126-080001000-bbbbbb/script.sh",
+              "/home/fjprobe/.local/share/flight-job/jobs/20261126-080002000-cccccc/script.sh"]
+    assert s.find_submitted(wanted) == {wanted[0]: "2"}  # an array is its parent's id; none for the other
+    assert fake.calls[0][:3] == ["squeue", "--noheader", "--states=all"]
+    s, _ = scheduler("")
+    assert s.find_submitted(wanted) == {}  # the user has no jobs
+    s, _ = scheduler(GARBAGE)
+    with pytest.raises(sa.SchedulerNoAnswer):
+        s.find_submitted(wanted)
+
+
 def test_scheduler_errors_cross_the_worker_pipe_as_themselves():
     for cls in (sa.SchedulerError, sa.SchedulerRefused):
         sent = cls("sbatch failed", stdout="5", stderr="sbatch: error: x", returncode=1)
@@ -464,6 +520,9 @@ def test_cancel_finished_job_is_not_an_error():
         s.cancel("2")
     s.cancel("--user=fjtest_x")  # a record's scheduler id is the user's to edit: it never reaches scancel
     assert s.counters == {"scancel": 1}
+    s = sa.SlurmScheduler(run=FakeRun({"scancel": GARBAGE}))  # it prints nothing when it has cancelled
+    with pytest.raises(sa.SchedulerNoAnswer):
+        s.cancel("2")
 
 
 def test_info_and_available():
