@@ -3596,6 +3596,23 @@ def client_address(environ, proxies):
     return addr
 
 
+def address_key(addr):
+    """The address as the throttle and the login slots count it: one key for
+    all of loopback (a local user may connect from any 127.x.y.z) and one
+    for an IPv6 /64 (what one site or host is handed); an IPv4 address as
+    it is."""
+    try:
+        ip = ipaddress.ip_address(addr)
+    except ValueError:
+        return str(addr)
+    ip = getattr(ip, "ipv4_mapped", None) or ip
+    if ip.is_loopback:
+        return "loopback"
+    if ip.version == 6:
+        return str(ipaddress.ip_network("%s/64" % ip, strict=False))
+    return str(ip)
+
+
 def _trusted(addr, proxies):
     try:
         ip = ipaddress.ip_address(addr)
@@ -3708,6 +3725,11 @@ class Throttle:
                 self.records[key] = (count + 1, now)
             while len(self.records) > self.config["auth"]["throttle_table"]:
                 del self.records[next(iter(self.records))]
+
+    def has_failed(self, addr):
+        """Whether this address failed a login within throttle_window."""
+        with self.lock:
+            return self._get(("addr", addr), time.time())[0] > 0
 
     def succeeded(self, user, addr):
         with self.lock:
@@ -3851,7 +3873,7 @@ class Auth:
         self.store = SessionStore(session_dir(config))
         self.basic = {}  # sha256(secret + user + password) -> (user, expires, shadow fingerprint)
         self.failures = Throttle(config)
-        self.slots = threading.BoundedSemaphore(config["auth"]["login_slots"])
+        self.in_flight = {}  # address_key -> logins being checked
         self.proxies = [ipaddress.ip_network(p, strict=False) for p in config["server"]["trusted_proxies"]]
         self.secret = secrets.token_bytes(32)
         self.login_token = secrets.token_urlsafe(24)
@@ -3900,12 +3922,11 @@ class Auth:
         if not isinstance(user, str) or not isinstance(password, str) or not user or len(user) > 256 \
                 or len(password) > 4096 or "\0" in user + password:
             raise Unauthorized(WRONG_LOGIN)
+        addr = address_key(addr)
         wait = self.failures.refusal(user, addr)
         if wait:
             raise Throttled("Too many failed logins; try again in %d seconds." % (int(wait) + 1))
-        if not self.slots.acquire(blocking=False):
-            raise Unavailable("Too many logins in progress; try again in a moment.")
-        try:
+        with self._login_slot(addr):
             start = time.monotonic()
             time.sleep(self.failures.slowdown(user))
             pw = self.allowed(user)
@@ -3914,9 +3935,32 @@ class Auth:
                 return pw.pw_name
             self.failures.failed(user, addr)
             time.sleep(max(0.0, self.config["auth"]["failure_delay"] - (time.monotonic() - start)))
-        finally:
-            self.slots.release()
         raise Unauthorized(WRONG_LOGIN)
+
+    @contextlib.contextmanager
+    def _login_slot(self, addr):
+        """One of auth.login_slots for a login from addr, or at once 503. One
+        address (address_key) never holds the last slot; one that failed
+        recently gets one login at a time (429 for a second) and never the
+        last free slot, so a guesser, from however many addresses, cannot
+        keep others from logging in."""
+        slots = self.config["auth"]["login_slots"]
+        with self.lock:
+            busy = sum(self.in_flight.values())
+            failing = self.failures.has_failed(addr)
+            mine = self.in_flight.get(addr, 0)
+            if (failing and mine) or (slots > 1 and mine >= slots - 1):
+                raise Throttled("A login from your address is already being checked; try again in a moment.")
+            if busy >= slots or (failing and slots > 1 and busy >= slots - 1):
+                raise Unavailable("Too many logins in progress; try again in a moment.")
+            self.in_flight[addr] = self.in_flight.get(addr, 0) + 1
+        try:
+            yield
+        finally:
+            with self.lock:
+                self.in_flight[addr] -= 1
+                if not self.in_flight[addr]:
+                    del self.in_flight[addr]
 
     def _pam(self, user, password):
         import pamela

@@ -446,7 +446,7 @@ def test_hundred_users_steady_load_then_reaped_and_memory_back(make_daemon, unix
     d = make_daemon(server={"multi_user": True, "threads": 20}, worker=dict(runtime, idle_timeout=5),
                     storage={"state_dir": "~/.local/share/flight-job"},
                     scheduler={"type": "local", "refresh_interval": 2, "background_refresh": 0},
-                    auth={"basic_cache": 300, "login_slots": 16})  # 100 first logins at once
+                    auth={"basic_cache": 300, "login_slots": 64})  # 100 first logins at once
     anon = Api(d, basic={})
     time.sleep(0.5)
     baseline = rss_kb(d.proc.pid)

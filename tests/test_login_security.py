@@ -550,3 +550,46 @@ def test_json_routes_take_application_json_exactly(multi_app, unix_users, pam):
     r = web.post("/api/login", b'{"username": "\\ud800", "password": "x"}',
                  headers={"Content-Type": "application/json"}, status=400)
     assert "not valid JSON text" in r.json["error"]["message"]
+
+
+def test_a_guesser_with_many_addresses_never_keeps_others_from_logging_in(daemon, unix_users):
+    """A local user may connect from any 127.x.y.z and a remote one may hold
+    a whole IPv6 /64: those count as one address. An address that failed
+    gets one login at a time and never the last free slot, so a correct
+    login from elsewhere always finds one."""
+    assert flightjobd.address_key("127.0.3.4") == flightjobd.address_key("127.9.9.9") == "loopback"
+    assert flightjobd.address_key("2001:db8::1") == flightjobd.address_key("2001:db8::ffff") == "2001:db8::/64"
+    assert flightjobd.address_key("198.51.100.7") == "198.51.100.7"
+    d = daemon(login_slots=4, failure_delay=2)
+    carol = unix_users.create()
+    stop = time.monotonic() + 6
+    statuses, lock = {}, threading.Lock()
+
+    def guess(i):
+        n = 0
+        while time.monotonic() < stop:
+            conn = http.client.HTTPConnection("127.0.0.1", d.port, timeout=30,
+                                              source_address=("127.0.%d.%d" % (i, n % 250 + 2), 0))
+            try:  # straight to the daemon, not through the trusted proxy at 127.0.0.1
+                conn.request("POST", "/api/login", json.dumps({"username": "fjnobody%d" % n, "password": "x"}),
+                             {"Content-Type": "application/json"})
+                status = conn.getresponse().status
+            finally:
+                conn.close()
+            n += 1
+            with lock:
+                statuses[status] = statuses.get(status, 0) + 1
+    threads = [threading.Thread(target=guess, args=(i,)) for i in range(1, 7)]
+    for t in threads:
+        t.start()
+    time.sleep(1)
+    logins = []
+    while time.monotonic() < stop - 0.5:
+        logins.append(Web(d, "198.51.100.%d" % (len(logins) + 10)).login(carol.name, carol.password))
+        time.sleep(0.3)
+    for t in threads:
+        t.join()
+    assert logins and all(status == 200 and took < 1.5 for status, took in logins), logins
+    # one failing address: one login at a time, 2 s each, over 6 s
+    assert statuses.get(401, 0) <= 5, statuses
+    assert set(statuses) <= {401, 429}, statuses
