@@ -3833,17 +3833,19 @@ class SessionStore:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path(sid))
 
-    def sweep(self, over):
+    def sweep(self, over, stale=None):
         """Remove the files of sessions over(created, last used) says are
-        over, unreadable ones, and temporary files a crash left."""
+        over, of sessions stale(users)(user, shadow fingerprint) says belong
+        to an account that changed or may no longer log in, unreadable ones,
+        and temporary files a crash left."""
         try:
             names = os.listdir(self.dir)
         except OSError:
             return
-        now = time.time()
+        now, kept = time.time(), []
         for name in names:
             path = os.path.join(self.dir, name)
-            try:
+            with contextlib.suppress(OSError):
                 mtime = os.stat(path).st_mtime
                 if name.startswith("."):
                     if now - mtime > 60:
@@ -3851,13 +3853,17 @@ class SessionStore:
                     continue
                 try:
                     data = read_json(path)
-                    gone = over(float(data["created"]), mtime)
+                    if not over(float(data["created"]), mtime):
+                        kept.append((path, str(data["user"]), data.get("shadow")))
+                        continue
                 except (ValueError, KeyError, TypeError):
-                    gone = True
-                if gone:
+                    pass
+                os.unlink(path)
+        ended = stale({user for _, user, _ in kept}) if stale and kept else None
+        for path, user, shadow in kept:
+            if ended and ended(user, shadow):
+                with contextlib.suppress(OSError):
                     os.unlink(path)
-            except OSError:
-                continue
 
 
 class Auth:
@@ -4138,16 +4144,26 @@ class Auth:
                 del self.sessions[sid]  # its file goes at the sweep, unless another node still uses it
             self.basic = {k: v for k, v in self.basic.items() if v[1] > now}
         self.failures.expire()
-        if now - self.swept >= 60:
+        if now - self.swept >= min(60, self.config["auth"]["recheck_interval"]):
             self.swept = now
             grace = self._touch_every()
-            self.store.sweep(lambda created, seen: self._over(created, seen, now, grace))
+            self.store.sweep(lambda created, seen: self._over(created, seen, now, grace),
+                             self._stale if self.config["server"]["multi_user"] else None)
             with self.lock:
                 cached = list(self.sessions)
             for sid in cached:
                 if self.store.last_used(sid) is None:
                     with self.lock:
                         self.sessions.pop(sid, None)
+
+    def _stale(self, users):
+        """For the store's sweep: whether a stored session of one of users
+        belongs to an account that may no longer log in or whose shadow entry
+        changed since, so sessions no process has in memory (made before a
+        restart, on another node) end too, and a lock lifted again later
+        cannot bring them back."""
+        dead, shadow = self._accounts(users)
+        return lambda user, then: user in dead or _changed(then, shadow.get(user))
 
 
 # Web application ############################################################

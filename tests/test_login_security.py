@@ -593,3 +593,20 @@ def test_a_guesser_with_many_addresses_never_keeps_others_from_logging_in(daemon
     # one failing address: one login at a time, 2 s each, over 6 s
     assert statuses.get(401, 0) <= 5, statuses
     assert set(statuses) <= {401, 429}, statuses
+
+
+def test_a_lock_ends_stored_sessions_no_process_holds_and_unlocking_brings_none_back(daemon, unix_users, tmp_path):
+    """A session made before a restart (so in no process's memory) ends too
+    when its account is locked; unlocking does not bring it back."""
+    store = tmp_path / "store"
+    d = daemon(session_dir=str(store), recheck_interval=1)
+    u, other = unix_users.create(), unix_users.create()
+    web, others = Web(d, "198.51.100.50"), Web(d, "198.51.100.51")
+    assert web.login(u.name, u.password)[0] == 200 and others.login(other.name, other.password)[0] == 200
+    d.stop()
+    d.start()  # neither session is in the new process's memory; both are in the store
+    subprocess.run(["usermod", "-L", u.name], check=True)
+    assert wait_for(lambda: len(session_files(store)) == 1, 10) is not None, session_files(store)
+    subprocess.run(["usermod", "-U", u.name], check=True)
+    assert web.status("GET", "/api/session") == 401
+    assert others.status("GET", "/api/session") == 200
