@@ -4310,6 +4310,7 @@ class App:
         self.auth = Auth(config, self.daemon_user)
         self.started = time.time()
         self.health = (0.0, None)
+        self.traceback_quota = Quota(TRACEBACKS_PER_MINUTE)
         self.bottle = bottle.Bottle()
         self.bottle.add_hook("after_request", security_headers)
         self.views = [os.path.join(HERE, "templates")]
@@ -4499,6 +4500,29 @@ class App:
         return result
 
 
+class Quota:
+    """At most `limit` events a key in each minute: allow(key) says whether
+    this one may happen (a bounded table, oldest keys forgotten)."""
+
+    def __init__(self, limit, keys=10000):
+        self.limit, self.keys, self.counts, self.lock = limit, keys, {}, threading.Lock()
+
+    def allow(self, key):
+        minute = int(time.time() // 60)
+        with self.lock:
+            if len(self.counts) >= self.keys:
+                self.counts = {k: v for k, v in self.counts.items() if v[0] == minute}
+            at, n = self.counts.get(key, (minute, 0))
+            n = n + 1 if at == minute else 1
+            self.counts[key] = (minute, n)
+        if n == self.limit + 1:
+            log.warning("more failures for %s this minute: their tracebacks are not logged", key)
+        return n <= self.limit
+
+
+TRACEBACKS_PER_MINUTE = 10
+
+
 class RoutePlugin:
     """Logins, CSRF and errors for every route, as the route's own config
     asks (bottle.py's JSONPlugin reads route.config the same way):
@@ -4545,7 +4569,11 @@ class RoutePlugin:
             except FlightJobError as e:
                 return app.error_response(e, api)
             except Exception:
-                log.exception("request %s %s failed", route.method, bottle.request.path)
+                # a user's worker may answer anything: its tracebacks are
+                # logged at most TRACEBACKS_PER_MINUTE a user, so no one floods the log
+                who = user or app.client_addr()
+                if app.traceback_quota.allow(who):
+                    log.exception("request %s %s of %s failed", route.method, bottle.request.path, who)
                 return app.error_response(plain_error(500), api)
         return wrapper
 
@@ -5141,6 +5169,12 @@ def raise_file_limit(wanted):
 def serve(config):
     from waitress import create_server
     raise_file_limit(config["server"]["connection_limit"] + 4096)
+    if config["server"]["multi_user"] and any(
+            ipaddress.ip_network(p, strict=False).overlaps(ipaddress.ip_network("127.0.0.0/8"))
+            for p in config["server"]["trusted_proxies"] if ":" not in p):
+        log.warning("server.trusted_proxies includes a loopback address: every local user can reach "
+                    "the daemon there and name any client address in X-Forwarded-For, past the login "
+                    "throttle. Listen on an address only the proxy reaches, or trust the proxy's own.")
     a = make_app(config)
     probe = a.probe()
     config["scheduler"]["type"] = probe["type"]  # 'auto' resolved once, by a worker

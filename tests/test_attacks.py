@@ -695,3 +695,18 @@ def test_root_and_system_users_refused_even_with_the_right_password(multi_app, m
         web.post_json("/api/login", {"username": odd, "password": "x"}, status=401)
     assert a.pool.pids() == {}  # no worker was ever started for them
     assert asked == []  # and PAM was never asked
+
+
+def test_a_worker_answering_nonsense_cannot_flood_the_log(client, caplog, monkeypatch):
+    """A user's worker may answer anything (their template code runs
+    there); a page that cannot use the answer is a plain 500, and its
+    traceback is logged at most TRACEBACKS_PER_MINUTE times a minute for
+    that user, with one line saying the rest were not."""
+    monkeypatch.setattr(client.app.pool, "call", lambda *a, **k: ["not", "a", "script", "list"])
+    caplog.set_level("INFO", logger="flightjobd")
+    for _ in range(3 * flightjobd.TRACEBACKS_PER_MINUTE):
+        r = client.web.get("/scripts", status=500)
+        assert "Traceback" not in r.text
+    tracebacks = [rec for rec in caplog.records if rec.exc_info]
+    assert 1 <= len(tracebacks) <= flightjobd.TRACEBACKS_PER_MINUTE + 1  # +1: the minute may turn
+    assert sum("are not logged" in rec.getMessage() for rec in caplog.records) >= 1
