@@ -333,6 +333,8 @@ SCHEMA = {
         "cleanup_interval": (10, _int(1), "Seconds between two sweeps for connections idle past server.channel_timeout."),
         "backlog": (1024, _int(1), "Connections the kernel queues while the daemon is not accepting (listen backlog)."),
         "max_header_bytes": (65536, _int(4096), "Largest request line and headers, in bytes (431 beyond): what one connection may buffer."),
+        "request_read_timeout": (30, _int(1), "Seconds a request may take to arrive whole from its first byte."),
+        "connections_per_address": (100, _int(1), "Connections one address (loopback, an IPv6 /64: one) may hold; proxies excepted."),
         "trusted_proxies": ([], _networks, "Reverse proxies (addresses, CIDRs) whose X-Forwarded-For names the client."),
     },
     "auth": {
@@ -5153,6 +5155,50 @@ def check_bounds(config):
                           "(%d): a script and its notes, escaped as JSON" % (worker["max_message"], least))
 
 
+def bound_clients(server, limits, proxies):
+    """Two bounds waitress lacks, for clients that trickle: a request must
+    arrive whole within server.request_read_timeout of its first byte (a
+    header line every few seconds keeps a connection from ever being idle),
+    and one address (address_key; trusted proxies excepted) holds at most
+    server.connections_per_address connections, so neither a slow client
+    nor many of them from one place shut others out."""
+    from waitress.channel import HTTPChannel
+
+    class Channel(HTTPChannel):
+        began = None  # when the first byte of the request now arriving came
+
+        def received(self, data):
+            if data and self.request is None:
+                self.began = time.time()
+            return HTTPChannel.received(self, data)
+
+    accept, maintenance = server.handle_accept, server.maintenance
+
+    def handle_accept():
+        before = set(server.active_channels)
+        accept()
+        for fd in set(server.active_channels) - before:
+            channel = server.active_channels[fd]
+            peer = channel.addr[0] if isinstance(channel.addr, tuple) else ""
+            if _trusted(peer, proxies):
+                continue
+            key = address_key(peer)
+            same = sum(1 for c in list(server.active_channels.values()) if isinstance(c.addr, tuple)
+                       and address_key(c.addr[0]) == key and not _trusted(c.addr[0], proxies))
+            if same > limits["connections_per_address"]:
+                channel.will_close = True  # closed by the loop, before a byte of it is read
+
+    def bounded_maintenance(now):
+        maintenance(now)
+        cutoff = now - limits["request_read_timeout"]
+        for channel in list(server.active_channels.values()):
+            if channel.request is not None and (getattr(channel, "began", None) or now) < cutoff:
+                channel.will_close = True
+
+    server.channel_class = Channel
+    server.handle_accept, server.maintenance = handle_accept, bounded_maintenance
+
+
 def raise_file_limit(wanted):
     """Let this process open `wanted` descriptors (client connections, three
     pipes a worker) as far as the hard limit allows."""
@@ -5194,6 +5240,7 @@ def serve(config):
                            channel_timeout=limits["channel_timeout"],
                            cleanup_interval=limits["cleanup_interval"],
                            backlog=limits["backlog"], asyncore_use_poll=True)
+    bound_clients(server, limits, a.auth.proxies)
     stop = threading.Event()
     threading.Thread(target=a.background, args=(stop,), daemon=True).start()
 

@@ -454,29 +454,67 @@ def test_all_worker_slots_taken_leaves_requests_without_a_worker_quick(daemon, u
 
 
 def test_hundreds_of_slow_and_idle_clients_do_not_shut_users_out(daemon):
-    d, alice, bob = daemon(server={"channel_timeout": 3, "cleanup_interval": 1})
+    """300 idle and 300 trickling connections from one place (any 127.x is
+    loopback, one address): past server.connections_per_address they are
+    closed at once, a request trickling past server.request_read_timeout is
+    closed, idle ones after server.channel_timeout; the users, through the
+    trusted proxy at 127.0.0.1, are served in under a second throughout."""
+    d, alice, bob = daemon(server={"channel_timeout": 3, "cleanup_interval": 1, "request_read_timeout": 5,
+                                   "connections_per_address": 100, "trusted_proxies": ["127.0.0.1"]})
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 4096)), hard))
     idle, trickling = [], []
+
+    def attacker():
+        return socket.create_connection(("127.0.0.1", d.port), source_address=("127.0.0.%d" % (2 + len(idle) % 200), 0))
     try:
         with served_meanwhile(bob), served_meanwhile(alice, paths=("/api/session",)):
             for i in range(300):
-                idle.append(socket.create_connection(("127.0.0.1", d.port)))
-                s = socket.create_connection(("127.0.0.1", d.port))
-                s.sendall(b"GET /api/session HTTP/1.1\r\nHost: x\r\n")
+                idle.append(attacker())
+                s = attacker()
+                with contextlib.suppress(OSError):
+                    s.sendall(b"GET /api/session HTTP/1.1\r\nHost: x\r\n")
                 trickling.append(s)
-            end = time.monotonic() + 8
+            end, closed = time.monotonic() + 9, set()
             while time.monotonic() < end:
                 for i, s in enumerate(trickling):
-                    s.sendall(b"X-Slow-%d: x\r\n" % i)  # a header line every 2 s: never idle
+                    try:
+                        s.sendall(b"X-Slow-%d: x\r\n" % i)  # a header line every 2 s: never idle
+                    except OSError:
+                        closed.add(i)
                 time.sleep(2)
-        for s in idle:  # closed by the daemon after server.channel_timeout
+            # the read bound closed every trickler (the first ones kept past the cap too)
+            assert len(closed) == len(trickling), len(closed)
+        for s in idle:  # closed by the daemon: past the cap at once, the others after channel_timeout
             s.settimeout(5)
             with contextlib.suppress(ConnectionResetError):
                 assert s.recv(1) == b""
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
         for s in idle + trickling:
+            s.close()
+
+
+def test_one_address_holds_at_most_its_share_of_connections(daemon):
+    d, alice, bob = daemon(server={"connections_per_address": 20, "trusted_proxies": ["127.0.0.1"]})
+    held = []
+    try:
+        with served_meanwhile(bob):
+            for i in range(60):
+                held.append(socket.create_connection(("127.0.0.1", d.port), source_address=("127.0.1.%d" % (i + 2), 0)))
+            time.sleep(1)
+            open_ones = 0
+            for s in held:
+                s.settimeout(0.2)
+                try:
+                    open_ones += s.recv(1) != b""
+                except socket.timeout:
+                    open_ones += 1  # still open: nothing to read
+                except OSError:
+                    pass
+            assert open_ones == 20, open_ones
+    finally:
+        for s in held:
             s.close()
 
 
