@@ -24,9 +24,10 @@ user (uid, gid, supplementary groups, clean environment, cwd = home, umask
 Layout in a user's home (`storage.state_dir`, default
 ~/.local/share/flight-job):
 
-    scripts/ID/meta.json    name, template, answers, times, version
-    scripts/ID/script.sh    the script
-    scripts/ID/notes.md     the notes
+    scripts/ID/meta.json    name, template, answers, times, version, and
+                            the names of the script and notes files
+    scripts/ID/script-vN-XXXXXXXX.sh, notes-vN-XXXXXXXX.md
+                            the script and its notes (SCRIPT_FORMAT)
     jobs/ID/meta.json       state, scheduler id, times, answers, options
     jobs/ID/script.sh       the exact script that was submitted
     local/N/                the local scheduler's run of job N
@@ -2142,8 +2143,9 @@ def make_scheduler(config, user, state_dir):
 # Store: shared plumbing of its parts (worker side) ##########################
 
 
-def _meta_or_broken(path):
-    """A metadata dict, or raise ValueError saying why it cannot be used."""
+def _meta_or_broken(path, formats=(FORMAT,)):
+    """A metadata dict of one of formats, or raise ValueError saying why it
+    cannot be used."""
     try:
         meta = read_json(path)
     except FileNotFoundError:
@@ -2152,10 +2154,14 @@ def _meta_or_broken(path):
         raise ValueError("meta.json cannot be read: %s" % e)
     if not isinstance(meta, dict):
         raise ValueError("meta.json is not an object")
-    if meta.get("format") != FORMAT:
-        raise ValueError("meta.json has format %r, this version reads %d"
-                         % (meta.get("format"), FORMAT))
+    if meta.get("format") not in formats:
+        raise ValueError("meta.json has format %r, this version reads %s"
+                         % (meta.get("format"), " or ".join(map(str, formats))))
     return meta
+
+
+# atomic_write's temporary file, left behind when the writer was killed
+TMP_RE = re.compile(r"^\..+\.[0-9a-f]{8}\.tmp$")
 
 
 OPERATIONS = {}  # worker operation (what the routes send) -> the Store method that does it
@@ -2207,13 +2213,31 @@ class StorePart:
     def _sweep(self, age=3600):
         """Remove what a crash left behind: half-made (.new-*) and
         half-removed (.gone-*) item directories older than `age` seconds.
-        They are never listed; this only gives the space back."""
+        They are never listed; this only gives the space back. At worker
+        start, without the lock: `age` is what keeps a write in progress on
+        another login node safe. (The parts sweep inside their items too:
+        scripts here, jobs each time their record is written.)"""
         for parent in (self.scripts_dir, self.jobs_dir):
             with contextlib.suppress(OSError):
                 for entry in os.scandir(parent):
                     if entry.name.startswith((".new-", ".gone-")) and \
                             time.time() - entry.stat(follow_symlinks=False).st_mtime > age:
                         _remove_tree(entry.path)
+
+    def _sweep_item(self, path, age=None, unreferenced=None):
+        """Remove what a crash left inside one item directory: atomic_write's
+        temporary files, and the names unreferenced(name) says meta.json no
+        longer refers to. Only those older than `age` seconds; age None
+        (every one) only while holding the lock, when no write can be in
+        progress."""
+        now = time.time()
+        with contextlib.suppress(OSError), os.scandir(path) as entries:
+            for entry in entries:
+                if (TMP_RE.match(entry.name) or (unreferenced and unreferenced(entry.name))) \
+                        and not entry.is_dir(follow_symlinks=False) \
+                        and (age is None or now - entry.stat(follow_symlinks=False).st_mtime > age):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(entry.path)
 
     def _ensure(self):
         for d in (self.root, self.scripts_dir, self.jobs_dir):
@@ -2366,29 +2390,112 @@ class TemplatesPart(StorePart):
 # Store: scripts #############################################################
 
 
+# A script's content and notes are files that meta.json names (content_file,
+# notes_file) and that are never rewritten: a change writes new ones, then
+# meta.json, the one atomic switch, so content, notes, name and version
+# change together or not at all; the files it replaced are removed after.
+# Format 1 (still read; its first change moves it to 2) had them in
+# script.sh and notes.md.
+SCRIPT_FORMAT = 2
+SCRIPT_BODIES = {"content": ("script", ".sh"), "notes": ("notes", ".md")}  # field -> its file's (stem, suffix)
+LEGACY_BODIES = {"content": "script.sh", "notes": "notes.md"}
+BODY_RE = re.compile(r"^(script-v[0-9]{1,15}-[0-9a-f]{8}\.sh|notes-v[0-9]{1,15}-[0-9a-f]{8}\.md)$")
+
+
+def body_name(field, version):
+    """A new, never reused name for a script's content or notes file."""
+    stem, suffix = SCRIPT_BODIES[field]
+    return "%s-v%d-%s%s" % (stem, version, secrets.token_hex(4), suffix)
+
+
+def script_bodies(meta):
+    """field -> the name of the file holding it, as a script's meta.json
+    says; ValueError for a name we would not have written (tampered)."""
+    if meta["format"] == 1:
+        return dict(LEGACY_BODIES)
+    names = {field: meta.get(field + "_file") for field in SCRIPT_BODIES}
+    for field, name in names.items():
+        if not isinstance(name, str) or not BODY_RE.match(name) or not name.startswith(SCRIPT_BODIES[field][0]):
+            raise ValueError("meta.json names no valid %s file" % field)
+    return names
+
+
 class ScriptsPart(StorePart):
     """The user's job scripts: made from a template, edited, removed."""
 
     def _script_path(self, script_id, name=""):
         return os.path.join(self.scripts_dir, check_id(script_id, "script"), name)
 
+    def _read_script_meta(self, script_id):
+        """A script's meta.json, the names of its files checked; ValueError
+        saying why it cannot be used."""
+        meta = _meta_or_broken(self._script_path(script_id, "meta.json"), (1, SCRIPT_FORMAT))
+        script_bodies(meta)
+        return meta
+
     def _script_meta(self, script_id):
-        path = self._script_path(script_id)
-        if not os.path.isdir(path):
+        if not os.path.isdir(self._script_path(script_id)):
             raise NotFound("No such script.")
         try:
-            return _meta_or_broken(os.path.join(path, "meta.json"))
+            return self._read_script_meta(script_id)
         except ValueError as e:
             raise Conflict("This script is broken and cannot be used: %s." % e)
 
     def _script_public(self, meta, full=False):
+        """A script for the routes; full adds its content and notes, read
+        as one pair (see _script_body)."""
+        body = {}
+        if full:
+            meta, body = self._script_body(meta)
         out = {k: meta.get(k) for k in ("id", "name", "template_id", "template_name",
                                        "answers", "created_at", "updated_at", "version")}
         out["etag"] = '"%d"' % meta["version"]
-        if full:
-            out["content"] = self._read_text(self._script_path(meta["id"], "script.sh"))
-            out["notes"] = self._read_text(self._script_path(meta["id"], "notes.md"))
+        out.update(body)
         return out
+
+    def _script_body(self, meta):
+        """(meta, {content, notes}), the pair that meta.json names. Read
+        without the lock: a change may replace the files between reading
+        meta.json and reading them, and a file gone means read meta.json
+        again."""
+        for _ in range(5):
+            body = {}
+            try:
+                for field, name in script_bodies(meta).items():
+                    path = self._script_path(meta["id"], name)
+                    if meta["format"] == 1:
+                        body[field] = self._read_text(path)  # a missing file was empty
+                        continue
+                    with open(path, "rb") as f:
+                        body[field] = f.read().decode("utf-8", "replace")
+                return meta, body
+            except FileNotFoundError as e:
+                newer = self._script_meta(meta["id"])
+                if newer["version"] == meta["version"]:
+                    raise Conflict("This script is broken and cannot be used: %s is missing."
+                                   % os.path.basename(e.filename or "a file"))
+                meta = newer
+        raise Unavailable("This script kept changing while it was read; try again.")
+
+    def _unreferenced(self, script_id):
+        """A test of whether a name in the script's directory is a content or
+        notes file its meta.json does not name (replaced, or written by a
+        change a crash interrupted); None when meta.json cannot be read."""
+        try:
+            keep = set(script_bodies(self._read_script_meta(script_id)).values())
+        except ValueError:
+            return None
+        return lambda name: name not in keep and bool(BODY_RE.match(name) or name in LEGACY_BODIES.values())
+
+    def _sweep(self, age=3600):
+        """The shared sweep, and inside each script what a crash left
+        (scripts are few: this is cheap at worker start). Without the lock:
+        content and notes files have names never used twice, and one a
+        change is about to switch to is younger than `age`."""
+        super()._sweep(age)
+        with contextlib.suppress(OSError):  # unreadable: its list says so, the worker starts
+            for script_id in self._item_ids(self.scripts_dir):
+                self._sweep_item(self._script_path(script_id), age, self._unreferenced(script_id))
 
     def _check_text(self, value, what):
         if not isinstance(value, str):
@@ -2418,7 +2525,7 @@ class ScriptsPart(StorePart):
         items = []
         for script_id in self._item_ids(self.scripts_dir):
             try:
-                items.append(self._script_public(_meta_or_broken(self._script_path(script_id, "meta.json"))))
+                items.append(self._script_public(self._read_script_meta(script_id)))
             except ValueError as e:
                 items.append({"id": script_id, "broken": True, "reason": str(e)})
         items.sort(key=lambda s: s.get("updated_at") or "", reverse=True)
@@ -2449,10 +2556,12 @@ class ScriptsPart(StorePart):
         t, name, values, content = self.script_render(template, name, answers)
         notes = t["notes"] if notes is None else self._check_text(notes, "Notes")
         now = now_iso()
-        meta = {"format": FORMAT, "name": name, "template_id": t["id"], "template_name": t["name"],
-                "answers": values, "created_at": now, "updated_at": now, "version": 1}
+        names = {field: body_name(field, 1) for field in SCRIPT_BODIES}
+        meta = {"format": SCRIPT_FORMAT, "name": name, "template_id": t["id"], "template_name": t["name"],
+                "answers": values, "created_at": now, "updated_at": now, "version": 1,
+                "content_file": names["content"], "notes_file": names["notes"]}
         meta = self._create_dir(self.scripts_dir, lambda script_id: (
-            dict(meta, id=script_id), {"script.sh": content, "notes.md": notes}))
+            dict(meta, id=script_id), {names["content"]: content, names["notes"]: notes}))
         return self._script_public(meta, full=True)
 
     @operation("scripts.get")
@@ -2461,7 +2570,9 @@ class ScriptsPart(StorePart):
 
     @operation("scripts.update")
     def script_update(self, id, content=None, notes=None, name=None, if_match=None):
-        """Change content, notes or name. If if_match is given and is not the
+        """Change content, notes or name, all or none (see SCRIPT_FORMAT): a
+        crash at any point leaves the old script or the new one, never new
+        content with old notes. If if_match is given and is not the
         current etag, nothing changes: PreconditionFailed carries the
         current version so the user sees both."""
         if content is None and notes is None and name is None:
@@ -2479,15 +2590,22 @@ class ScriptsPart(StorePart):
                 raise PreconditionFailed("This script was changed elsewhere since you opened it "
                                          "(now version %d). Your text was not saved." % meta["version"],
                                          current=current)
-            if content is not None:
-                atomic_write(self._script_path(id, "script.sh"), content)
-            if notes is not None:
-                atomic_write(self._script_path(id, "notes.md"), notes)
+            new = dict(meta, format=SCRIPT_FORMAT, version=meta["version"] + 1, updated_at=now_iso())
             if name is not None:
-                meta["name"] = name
-            meta.update(version=meta["version"] + 1, updated_at=now_iso())
-            write_json(self._script_path(id, "meta.json"), meta)
-        return self._script_public(meta, full=True)
+                new["name"] = name
+            changes = {"content": content, "notes": notes}
+            if meta["format"] == 1:  # its first change moves both into files of their own
+                changes = {field: current[field] if text is None else text for field, text in changes.items()}
+            try:
+                for field, kept in script_bodies(meta).items():
+                    new[field + "_file"] = kept
+                    if changes[field] is not None:
+                        new[field + "_file"] = body_name(field, new["version"])
+                        atomic_write(self._script_path(id, new[field + "_file"]), changes[field])
+                write_json(self._script_path(id, "meta.json"), new)  # the switch
+            finally:  # under the lock: the files that the meta.json now in place does not name
+                self._sweep_item(self._script_path(id), None, self._unreferenced(id))
+        return self._script_public(new, full=True)
 
     @operation("scripts.delete")
     def script_delete(self, id):
@@ -2558,7 +2676,7 @@ class JobsPart(StorePart):
         questions = self._submission_questions(meta)
         values = check_answers(questions, answers or {}, self.home)
         options = submission_options(questions, values)
-        content = self._read_text(self._script_path(script, "script.sh"))
+        content = self._script_public(meta, full=True)["content"]
         outputs = self._outputs(content, options, "%j")
         cmd = self.scheduler.command(os.path.join(self.jobs_dir, "<job>", "script.sh"), options)
         ignored = self.scheduler.ignored_options(content, options)
@@ -2571,7 +2689,7 @@ class JobsPart(StorePart):
         """Submit a script: the job keeps a snapshot of the script. A refusal
         by the scheduler is a FAILED job carrying the scheduler's message."""
         plan = self.preview(script, answers)
-        content = self._read_text(self._script_path(script, "script.sh"))
+        content = self._script_public(self._script_meta(script), full=True)["content"]
 
         def make(job_id):
             command = self.scheduler.command(self._job_path(job_id, "script.sh"), plan["options"])
@@ -2635,10 +2753,14 @@ class JobsPart(StorePart):
 
     def _update_job(self, job_id, changes):
         """Apply changes to a job's metadata under the lock, re-read first so
-        a second daemon's change is not lost."""
+        a second daemon's change is not lost. What an interrupted write left
+        in the job's directory goes then: a record is written while the job
+        is unfinished and once more when it ends, so one that a crash
+        interrupted is always written again."""
         with self._writing():
             meta = dict(self._job_meta(job_id, cached=False))
             meta.update(changes, updated_at=now_iso())
+            self._sweep_item(self._job_path(job_id))
             write_json(self._job_path(job_id, "meta.json"), meta)
         self._jobs.pop(job_id, None)
         return meta
