@@ -3805,6 +3805,7 @@ class Auth:
 
 COOKIE = "flightjob_session"
 PRE_COOKIE = "flightjob_login"
+LOGIN_FIELDS = ("login_csrf", "next", "username", "password")  # the login form's own
 CSP = "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'"
 
 
@@ -4006,10 +4007,11 @@ class App:
             raise BadRequest("The body must be a JSON object.")
         return data
 
-    def form(self):
+    def form(self, limit=None):
+        limit = limit or self.config["server"]["max_body"]
         length = bottle.request.content_length
-        if length > self.config["server"]["max_body"]:
-            raise TooLarge("The form is larger than %d bytes." % self.config["server"]["max_body"])
+        if length > limit:
+            raise TooLarge("The form is larger than %d bytes." % limit)
         try:
             return bottle.request.forms.decode("utf-8")
         except UnicodeError:
@@ -4028,12 +4030,14 @@ class App:
                                    max_age=self.config["auth"]["session_max"])
 
     def login(self, user):
-        """A fresh session (never one the client chose), cookie set."""
+        """A fresh session (never one the client chose), cookie set, and
+        this request's from now on (a page rendered after shows it)."""
         old = bottle.request.get_cookie(COOKIE)
         if old:
             self.auth.end(old)
         session = self.auth.create(user)
         self.set_session_cookie(session)
+        bottle.request.environ["flightjob.who"] = (user, session)
         return session
 
     def logout(self):
@@ -4070,6 +4074,50 @@ class App:
         bottle.response.status = status
         bottle.response.set_header("Content-Type", "text/html; charset=utf-8")
         return bottle.template(view, template_lookup=self.views, **values)
+
+    def login_page(self, error=None, status=200, next_url="/", kept=()):
+        """The login form, with its own CSRF token in a cookie only /login
+        gets. kept: the fields of a form whose session had ended, carried
+        through the login to next_url (see keep_form)."""
+        token = secrets.token_urlsafe(16)
+        bottle.response.set_cookie(PRE_COOKIE, token, path="/login", httponly=True,
+                                   samesite="strict", secure=self.secure)
+        return self.render("login", status=status, error=error, login_csrf=token, next_url=next_url,
+                           kept=kept, title="Log in", multi_user=self.config["server"]["multi_user"])
+
+    def resume_page(self, kept, action, why, status=200):
+        """The page that asks to send again a form that could not be done
+        (see keep_form): its fields, shown and in hidden inputs, with this
+        session's CSRF token, posting to action, a path on this site."""
+        return self.render("resume", status=status, kept=kept, action=safe_next(action), why=why,
+                           title="Send what you typed?")
+
+    def keep_form(self, session_ended):
+        """The answer to a page's form post that cannot be done now, so
+        that nothing typed into it is lost; None when it holds nothing but
+        its CSRF token (a logout, a delete) or cannot be read (too large,
+        not UTF-8), to be answered as before.
+
+        session_ended (no valid session: a restart without the session
+        store, an expiry, a logout in another tab): the login page (401)
+        carrying the fields (escaped, at most server.max_body, as the form
+        was) and the form's own path; logging in then shows resume_page.
+        Otherwise (a session, but the token of an earlier one: logged out
+        and in again elsewhere): resume_page at once (403: nothing done).
+        Either way nothing is done until the user presses Send on our page
+        with the token of the session now: a login CSRF cannot become a
+        write, and a forged form is shown before anything happens."""
+        try:
+            kept = kept_fields(self.form())
+        except FlightJobError:
+            return None
+        if not kept:
+            return None
+        target = bottle.request.fullpath + ("?" + bottle.request.query_string if bottle.request.query_string else "")
+        if session_ended:
+            return self.login_page(None, 401, safe_next(target), kept)
+        return self.resume_page(kept, target, "This form came from a page of an earlier session (its CSRF "
+                                "token is no longer valid), so what you sent was not saved or done.", 403)
 
     def json(self, data, status=200):
         bottle.response.status = status
@@ -4143,6 +4191,9 @@ class RoutePlugin:
       state-changing call made with a session cookie carries its CSRF token
       in the X-CSRF-Token header (pages: the form field `csrf`); 403 when
       it is missing or wrong. Basic-auth calls need none.
+    - A page's form post without a session, or with the token of an
+      earlier one, is not done, but what was typed into it is kept: see
+      App.keep_form.
 
     The handler is called as handler(app, user, **url_args). Domain errors
     become JSON or an error page with their status; anything unexpected is
@@ -4167,12 +4218,21 @@ class RoutePlugin:
                     if user is None:
                         if api:
                             raise Unauthorized("Log in first (session cookie or HTTP Basic).")
+                        kept = app.keep_form(True) if route.method != "GET" else None
+                        if kept is not None:
+                            return kept
                         target = bottle.request.fullpath
                         if bottle.request.query_string:
                             target += "?" + bottle.request.query_string
                         return see_other("/login?next=" + urllib.parse.quote(target))
                     if route.method != "GET":
-                        app.check_csrf(session, api)
+                        try:
+                            app.check_csrf(session, api)
+                        except Forbidden:
+                            kept = None if api else app.keep_form(False)
+                            if kept is None:
+                                raise
+                            return kept
                 return callback(app, user, **url_args)
             except bottle.HTTPResponse:
                 raise
@@ -4203,6 +4263,13 @@ def _int_query(name, default):
     if not re.match(r"^\d{1,9}$", value):
         raise Invalid("%s must be a whole number." % name, {name: "must be a whole number"})
     return int(value)
+
+
+def kept_fields(form):
+    """The fields of a form post worth keeping when it cannot be done now
+    (App.keep_form): every one, in order, but the CSRF token and the login
+    form's own."""
+    return [(k, v) for k, v in form.allitems() if k != "csrf" and k not in LOGIN_FIELDS]
 
 
 def form_errors(e):
@@ -4258,14 +4325,6 @@ def health(app, user):
 # Routes: login ##############################################################
 
 
-def login_page(app, error=None, status=200, next_url="/"):
-    token = secrets.token_urlsafe(16)
-    bottle.response.set_cookie(PRE_COOKIE, token, path="/login", httponly=True,
-                               samesite="strict", secure=app.secure)
-    return app.render("login", status=status, error=error, login_csrf=token, next_url=next_url,
-                      title="Log in", multi_user=app.config["server"]["multi_user"])
-
-
 # A path on this site, with its query: printable URL characters only (no
 # tab, newline or backslash, which browsers and urljoin drop or turn into
 # "/"), and not "//", which would name another host.
@@ -4300,24 +4359,31 @@ def login_get(app, user):
         if not app.config["server"]["multi_user"] and app.auth.use_login_token(token):
             app.login(app.daemon_user)
             return see_other("/")
-        return login_page(app, "That login link has already been used or is not valid; "
-                          "log in with your password.", 401)
-    return login_page(app, next_url=safe_next(bottle.request.query.get("next")))
+        return app.login_page("That login link has already been used or is not valid; "
+                              "log in with your password.", 401)
+    return app.login_page(next_url=safe_next(bottle.request.query.get("next")))
 
 
 @route("/login", "POST", login=False)
 def login_post(app, user):
-    form = app.form()
+    """Log in. A form kept through the login (App.keep_form) is shown to
+    be sent again (resume_page), never sent from here; it stays in the
+    login page while the login fails."""
+    form = app.form(app.config["server"]["max_body"] + 4096)  # a kept form is at most max_body
     next_url = safe_next(form.get("next"))
+    kept = kept_fields(form)
     pre = bottle.request.get_cookie(PRE_COOKIE) or ""
     if not pre or not hmac.compare_digest(pre.encode(), (form.get("login_csrf") or "").encode()):
-        return login_page(app, "Your login form had expired; please try again.", 403, next_url)
+        return app.login_page("Your login form had expired; please try again.", 403, next_url, kept)
     try:
         name = app.auth.check_password(form.get("username", "").strip(), form.get("password", ""),
                                        app.client_addr())
     except (Unauthorized, Throttled, Unavailable) as e:  # Unavailable: all login slots busy
-        return login_page(app, e.message, e.status, next_url)
+        return app.login_page(e.message, e.status, next_url, kept)
     app.login(name)
+    if kept:
+        return app.resume_page(kept, next_url, "You are logged in again. What you sent before was not "
+                               "saved or done, because your session had ended.")
     return see_other(next_url)
 
 
