@@ -4047,6 +4047,11 @@ class App:
             self.auth.end(session.id)
         bottle.response.delete_cookie(COOKIE, path="/")
 
+    def request_target(self):
+        """This request's path and query, as sent (for safe_next to rebuild)."""
+        query = bottle.request.query_string
+        return bottle.request.fullpath + ("?" + query if query else "")
+
     def identify(self, api):
         """(user, session) of this request, as user_for finds them,
         remembered for render and the error pages."""
@@ -4113,7 +4118,7 @@ class App:
             return None
         if not kept:
             return None
-        target = bottle.request.fullpath + ("?" + bottle.request.query_string if bottle.request.query_string else "")
+        target = self.request_target()
         if session_ended:
             return self.login_page(None, 401, safe_next(target), kept)
         return self.resume_page(kept, target, "This form came from a page of an earlier session (its CSRF "
@@ -4221,10 +4226,7 @@ class RoutePlugin:
                         kept = app.keep_form(True) if route.method != "GET" else None
                         if kept is not None:
                             return kept
-                        target = bottle.request.fullpath
-                        if bottle.request.query_string:
-                            target += "?" + bottle.request.query_string
-                        return see_other("/login?next=" + urllib.parse.quote(target))
+                        return see_other("/login?next=" + urllib.parse.quote(app.request_target()))
                     if route.method != "GET":
                         try:
                             app.check_csrf(session, api)
