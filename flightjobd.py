@@ -24,9 +24,10 @@ user (uid, gid, supplementary groups, clean environment, cwd = home, umask
 Layout in a user's home (`storage.state_dir`, default
 ~/.local/share/flight-job):
 
-    scripts/ID/meta.json    name, template, answers, times, version
-    scripts/ID/script.sh    the script
-    scripts/ID/notes.md     the notes
+    scripts/ID/meta.json    name, template, answers, times, version, and
+                            the names of the script and notes files
+    scripts/ID/script-vN-XXXXXXXX.sh, notes-vN-XXXXXXXX.md
+                            the script and its notes (SCRIPT_FORMAT)
     jobs/ID/meta.json       state, scheduler id, times, answers, options
     jobs/ID/script.sh       the exact script that was submitted
     local/N/                the local scheduler's run of job N
@@ -2277,8 +2278,9 @@ def make_scheduler(config, user, state_dir):
 # Store: shared plumbing of its parts (worker side) ##########################
 
 
-def _meta_or_broken(path):
-    """A metadata dict, or raise ValueError saying why it cannot be used."""
+def _meta_or_broken(path, formats=(FORMAT,)):
+    """A metadata dict of one of formats, or raise ValueError saying why it
+    cannot be used."""
     try:
         meta = read_json(path)
     except FileNotFoundError:
@@ -2287,10 +2289,14 @@ def _meta_or_broken(path):
         raise ValueError("meta.json cannot be read: %s" % e)
     if not isinstance(meta, dict):
         raise ValueError("meta.json is not an object")
-    if meta.get("format") != FORMAT:
-        raise ValueError("meta.json has format %r, this version reads %d"
-                         % (meta.get("format"), FORMAT))
+    if meta.get("format") not in formats:
+        raise ValueError("meta.json has format %r, this version reads %s"
+                         % (meta.get("format"), " or ".join(map(str, formats))))
     return meta
+
+
+# atomic_write's temporary file, left behind when the writer was killed
+TMP_RE = re.compile(r"^\..+\.[0-9a-f]{8}\.tmp$")
 
 
 OPERATIONS = {}  # worker operation (what the routes send) -> the Store method that does it
@@ -2342,13 +2348,31 @@ class StorePart:
     def _sweep(self, age=3600):
         """Remove what a crash left behind: half-made (.new-*) and
         half-removed (.gone-*) item directories older than `age` seconds.
-        They are never listed; this only gives the space back."""
+        They are never listed; this only gives the space back. At worker
+        start, without the lock: `age` is what keeps a write in progress on
+        another login node safe. (The parts sweep inside their items too:
+        scripts here, jobs each time their record is written.)"""
         for parent in (self.scripts_dir, self.jobs_dir):
             with contextlib.suppress(OSError):
                 for entry in os.scandir(parent):
                     if entry.name.startswith((".new-", ".gone-")) and \
                             time.time() - entry.stat(follow_symlinks=False).st_mtime > age:
                         _remove_tree(entry.path)
+
+    def _sweep_item(self, path, age=None, unreferenced=None):
+        """Remove what a crash left inside one item directory: atomic_write's
+        temporary files, and the names unreferenced(name) says meta.json no
+        longer refers to. Only those older than `age` seconds; age None
+        (every one) only while holding the lock, when no write can be in
+        progress."""
+        now = time.time()
+        with contextlib.suppress(OSError), os.scandir(path) as entries:
+            for entry in entries:
+                if (TMP_RE.match(entry.name) or (unreferenced and unreferenced(entry.name))) \
+                        and not entry.is_dir(follow_symlinks=False) \
+                        and (age is None or now - entry.stat(follow_symlinks=False).st_mtime > age):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(entry.path)
 
     def _ensure(self):
         for d in (self.root, self.scripts_dir, self.jobs_dir):
@@ -2516,29 +2540,112 @@ class TemplatesPart(StorePart):
 # Store: scripts #############################################################
 
 
+# A script's content and notes are files that meta.json names (content_file,
+# notes_file) and that are never rewritten: a change writes new ones, then
+# meta.json, the one atomic switch, so content, notes, name and version
+# change together or not at all; the files it replaced are removed after.
+# Format 1 (still read; its first change moves it to 2) had them in
+# script.sh and notes.md.
+SCRIPT_FORMAT = 2
+SCRIPT_BODIES = {"content": ("script", ".sh"), "notes": ("notes", ".md")}  # field -> its file's (stem, suffix)
+LEGACY_BODIES = {"content": "script.sh", "notes": "notes.md"}
+BODY_RE = re.compile(r"^(script-v[0-9]{1,15}-[0-9a-f]{8}\.sh|notes-v[0-9]{1,15}-[0-9a-f]{8}\.md)$")
+
+
+def body_name(field, version):
+    """A new, never reused name for a script's content or notes file."""
+    stem, suffix = SCRIPT_BODIES[field]
+    return "%s-v%d-%s%s" % (stem, version, secrets.token_hex(4), suffix)
+
+
+def script_bodies(meta):
+    """field -> the name of the file holding it, as a script's meta.json
+    says; ValueError for a name we would not have written (tampered)."""
+    if meta["format"] == 1:
+        return dict(LEGACY_BODIES)
+    names = {field: meta.get(field + "_file") for field in SCRIPT_BODIES}
+    for field, name in names.items():
+        if not isinstance(name, str) or not BODY_RE.match(name) or not name.startswith(SCRIPT_BODIES[field][0]):
+            raise ValueError("meta.json names no valid %s file" % field)
+    return names
+
+
 class ScriptsPart(StorePart):
     """The user's job scripts: made from a template, edited, removed."""
 
     def _script_path(self, script_id, name=""):
         return os.path.join(self.scripts_dir, check_id(script_id, "script"), name)
 
+    def _read_script_meta(self, script_id):
+        """A script's meta.json, the names of its files checked; ValueError
+        saying why it cannot be used."""
+        meta = _meta_or_broken(self._script_path(script_id, "meta.json"), (1, SCRIPT_FORMAT))
+        script_bodies(meta)
+        return meta
+
     def _script_meta(self, script_id):
-        path = self._script_path(script_id)
-        if not os.path.isdir(path):
+        if not os.path.isdir(self._script_path(script_id)):
             raise NotFound("No such script.")
         try:
-            return _meta_or_broken(os.path.join(path, "meta.json"))
+            return self._read_script_meta(script_id)
         except ValueError as e:
             raise Conflict("This script is broken and cannot be used: %s." % e)
 
     def _script_public(self, meta, full=False):
+        """A script for the routes; full adds its content and notes, read
+        as one pair (see _script_body)."""
+        body = {}
+        if full:
+            meta, body = self._script_body(meta)
         out = {k: meta.get(k) for k in ("id", "name", "template_id", "template_name",
                                        "answers", "created_at", "updated_at", "version")}
         out["etag"] = '"%d"' % meta["version"]
-        if full:
-            out["content"] = self._read_text(self._script_path(meta["id"], "script.sh"))
-            out["notes"] = self._read_text(self._script_path(meta["id"], "notes.md"))
+        out.update(body)
         return out
+
+    def _script_body(self, meta):
+        """(meta, {content, notes}), the pair that meta.json names. Read
+        without the lock: a change may replace the files between reading
+        meta.json and reading them, and a file gone means read meta.json
+        again."""
+        for _ in range(5):
+            body = {}
+            try:
+                for field, name in script_bodies(meta).items():
+                    path = self._script_path(meta["id"], name)
+                    if meta["format"] == 1:
+                        body[field] = self._read_text(path)  # a missing file was empty
+                        continue
+                    with open(path, "rb") as f:
+                        body[field] = f.read().decode("utf-8", "replace")
+                return meta, body
+            except FileNotFoundError as e:
+                newer = self._script_meta(meta["id"])
+                if newer["version"] == meta["version"]:
+                    raise Conflict("This script is broken and cannot be used: %s is missing."
+                                   % os.path.basename(e.filename or "a file"))
+                meta = newer
+        raise Unavailable("This script kept changing while it was read; try again.")
+
+    def _unreferenced(self, script_id):
+        """A test of whether a name in the script's directory is a content or
+        notes file its meta.json does not name (replaced, or written by a
+        change a crash interrupted); None when meta.json cannot be read."""
+        try:
+            keep = set(script_bodies(self._read_script_meta(script_id)).values())
+        except ValueError:
+            return None
+        return lambda name: name not in keep and bool(BODY_RE.match(name) or name in LEGACY_BODIES.values())
+
+    def _sweep(self, age=3600):
+        """The shared sweep, and inside each script what a crash left
+        (scripts are few: this is cheap at worker start). Without the lock:
+        content and notes files have names never used twice, and one a
+        change is about to switch to is younger than `age`."""
+        super()._sweep(age)
+        with contextlib.suppress(OSError):  # unreadable: its list says so, the worker starts
+            for script_id in self._item_ids(self.scripts_dir):
+                self._sweep_item(self._script_path(script_id), age, self._unreferenced(script_id))
 
     def _check_text(self, value, what):
         if not isinstance(value, str):
@@ -2568,7 +2675,7 @@ class ScriptsPart(StorePart):
         items = []
         for script_id in self._item_ids(self.scripts_dir):
             try:
-                items.append(self._script_public(_meta_or_broken(self._script_path(script_id, "meta.json"))))
+                items.append(self._script_public(self._read_script_meta(script_id)))
             except ValueError as e:
                 items.append({"id": script_id, "broken": True, "reason": str(e)})
         items.sort(key=lambda s: s.get("updated_at") or "", reverse=True)
@@ -2599,10 +2706,12 @@ class ScriptsPart(StorePart):
         t, name, values, content = self.script_render(template, name, answers)
         notes = t["notes"] if notes is None else self._check_text(notes, "Notes")
         now = now_iso()
-        meta = {"format": FORMAT, "name": name, "template_id": t["id"], "template_name": t["name"],
-                "answers": values, "created_at": now, "updated_at": now, "version": 1}
+        names = {field: body_name(field, 1) for field in SCRIPT_BODIES}
+        meta = {"format": SCRIPT_FORMAT, "name": name, "template_id": t["id"], "template_name": t["name"],
+                "answers": values, "created_at": now, "updated_at": now, "version": 1,
+                "content_file": names["content"], "notes_file": names["notes"]}
         meta = self._create_dir(self.scripts_dir, lambda script_id: (
-            dict(meta, id=script_id), {"script.sh": content, "notes.md": notes}))
+            dict(meta, id=script_id), {names["content"]: content, names["notes"]: notes}))
         return self._script_public(meta, full=True)
 
     @operation("scripts.get")
@@ -2611,7 +2720,9 @@ class ScriptsPart(StorePart):
 
     @operation("scripts.update")
     def script_update(self, id, content=None, notes=None, name=None, if_match=None):
-        """Change content, notes or name. If if_match is given and is not the
+        """Change content, notes or name, all or none (see SCRIPT_FORMAT): a
+        crash at any point leaves the old script or the new one, never new
+        content with old notes. If if_match is given and is not the
         current etag, nothing changes: PreconditionFailed carries the
         current version so the user sees both."""
         if content is None and notes is None and name is None:
@@ -2629,15 +2740,22 @@ class ScriptsPart(StorePart):
                 raise PreconditionFailed("This script was changed elsewhere since you opened it "
                                          "(now version %d). Your text was not saved." % meta["version"],
                                          current=current)
-            if content is not None:
-                atomic_write(self._script_path(id, "script.sh"), content)
-            if notes is not None:
-                atomic_write(self._script_path(id, "notes.md"), notes)
+            new = dict(meta, format=SCRIPT_FORMAT, version=meta["version"] + 1, updated_at=now_iso())
             if name is not None:
-                meta["name"] = name
-            meta.update(version=meta["version"] + 1, updated_at=now_iso())
-            write_json(self._script_path(id, "meta.json"), meta)
-        return self._script_public(meta, full=True)
+                new["name"] = name
+            changes = {"content": content, "notes": notes}
+            if meta["format"] == 1:  # its first change moves both into files of their own
+                changes = {field: current[field] if text is None else text for field, text in changes.items()}
+            try:
+                for field, kept in script_bodies(meta).items():
+                    new[field + "_file"] = kept
+                    if changes[field] is not None:
+                        new[field + "_file"] = body_name(field, new["version"])
+                        atomic_write(self._script_path(id, new[field + "_file"]), changes[field])
+                write_json(self._script_path(id, "meta.json"), new)  # the switch
+            finally:  # under the lock: the files that the meta.json now in place does not name
+                self._sweep_item(self._script_path(id), None, self._unreferenced(id))
+        return self._script_public(new, full=True)
 
     @operation("scripts.delete")
     def script_delete(self, id):
@@ -2708,7 +2826,7 @@ class JobsPart(StorePart):
         questions = self._submission_questions(meta)
         values = check_answers(questions, answers or {}, self.home)
         options = submission_options(questions, values)
-        content = self._read_text(self._script_path(script, "script.sh"))
+        content = self._script_public(meta, full=True)["content"]
         outputs = self._outputs(content, options, "%j")
         cmd = self.scheduler.command(os.path.join(self.jobs_dir, "<job>", "script.sh"), options)
         ignored = self.scheduler.ignored_options(content, options)
@@ -2721,7 +2839,7 @@ class JobsPart(StorePart):
         """Submit a script: the job keeps a snapshot of the script. A refusal
         by the scheduler is a FAILED job carrying the scheduler's message."""
         plan = self.preview(script, answers)
-        content = self._read_text(self._script_path(script, "script.sh"))
+        content = self._script_public(self._script_meta(script), full=True)["content"]
 
         def make(job_id):
             command = self.scheduler.command(self._job_path(job_id, "script.sh"), plan["options"])
@@ -2796,10 +2914,14 @@ class JobsPart(StorePart):
 
     def _update_job(self, job_id, changes):
         """Apply changes to a job's metadata under the lock, re-read first so
-        a second daemon's change is not lost."""
+        a second daemon's change is not lost. What an interrupted write left
+        in the job's directory goes then: a record is written while the job
+        is unfinished and once more when it ends, so one that a crash
+        interrupted is always written again."""
         with self._writing():
             meta = dict(self._job_meta(job_id, cached=False))
             meta.update(changes, updated_at=now_iso())
+            self._sweep_item(self._job_path(job_id))
             write_json(self._job_path(job_id, "meta.json"), meta)
         self._jobs.pop(job_id, None)
         return meta
@@ -4172,6 +4294,7 @@ class Auth:
 
 COOKIE = "flightjob_session"
 PRE_COOKIE = "flightjob_login"
+LOGIN_FIELDS = ("login_csrf", "next", "username", "password")  # the login form's own
 CSP = "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'"
 
 
@@ -4375,10 +4498,11 @@ class App:
             raise BadRequest("The body must be a JSON object.")
         return data
 
-    def form(self):
+    def form(self, limit=None):
+        limit = limit or self.config["server"]["max_body"]
         length = bottle.request.content_length
-        if length > self.config["server"]["max_body"]:
-            raise TooLarge("The form is larger than %d bytes." % self.config["server"]["max_body"])
+        if length > limit:
+            raise TooLarge("The form is larger than %d bytes." % limit)
         try:
             return bottle.request.forms.decode("utf-8")
         except UnicodeError:
@@ -4397,12 +4521,14 @@ class App:
                                    max_age=self.config["auth"]["session_max"])
 
     def login(self, user):
-        """A fresh session (never one the client chose), cookie set."""
+        """A fresh session (never one the client chose), cookie set, and
+        this request's from now on (a page rendered after shows it)."""
         old = bottle.request.get_cookie(COOKIE)
         if old:
             self.auth.end(old)
         session = self.auth.create(user)
         self.set_session_cookie(session)
+        bottle.request.environ["flightjob.who"] = (user, session)
         return session
 
     def logout(self):
@@ -4411,6 +4537,11 @@ class App:
         if session:
             self.auth.end(session.id)
         bottle.response.delete_cookie(COOKIE, path="/")
+
+    def request_target(self):
+        """This request's path and query, as sent (for safe_next to rebuild)."""
+        query = bottle.request.query_string
+        return bottle.request.fullpath + ("?" + query if query else "")
 
     def identify(self, api):
         """(user, session) of this request, as user_for finds them,
@@ -4439,6 +4570,50 @@ class App:
         bottle.response.status = status
         bottle.response.set_header("Content-Type", "text/html; charset=utf-8")
         return bottle.template(view, template_lookup=self.views, **values)
+
+    def login_page(self, error=None, status=200, next_url="/", kept=()):
+        """The login form, with its own CSRF token in a cookie only /login
+        gets. kept: the fields of a form whose session had ended, carried
+        through the login to next_url (see keep_form)."""
+        token = secrets.token_urlsafe(16)
+        bottle.response.set_cookie(PRE_COOKIE, token, path="/login", httponly=True,
+                                   samesite="strict", secure=self.secure)
+        return self.render("login", status=status, error=error, login_csrf=token, next_url=next_url,
+                           kept=kept, title="Log in", multi_user=self.config["server"]["multi_user"])
+
+    def resume_page(self, kept, action, why, status=200):
+        """The page that asks to send again a form that could not be done
+        (see keep_form): its fields, shown and in hidden inputs, with this
+        session's CSRF token, posting to action, a path on this site."""
+        return self.render("resume", status=status, kept=kept, action=safe_next(action), why=why,
+                           title="Send what you typed?")
+
+    def keep_form(self, session_ended):
+        """The answer to a page's form post that cannot be done now, so
+        that nothing typed into it is lost; None when it holds nothing but
+        its CSRF token (a logout, a delete) or cannot be read (too large,
+        not UTF-8), to be answered as before.
+
+        session_ended (no valid session: a restart without the session
+        store, an expiry, a logout in another tab): the login page (401)
+        carrying the fields (escaped, at most server.max_body, as the form
+        was) and the form's own path; logging in then shows resume_page.
+        Otherwise (a session, but the token of an earlier one: logged out
+        and in again elsewhere): resume_page at once (403: nothing done).
+        Either way nothing is done until the user presses Send on our page
+        with the token of the session now: a login CSRF cannot become a
+        write, and a forged form is shown before anything happens."""
+        try:
+            kept = kept_fields(self.form())
+        except FlightJobError:
+            return None
+        if not kept:
+            return None
+        target = self.request_target()
+        if session_ended:
+            return self.login_page(None, 401, safe_next(target), kept)
+        return self.resume_page(kept, target, "This form came from a page of an earlier session (its CSRF "
+                                "token is no longer valid), so what you sent was not saved or done.", 403)
 
     def json(self, data, status=200):
         bottle.response.status = status
@@ -4535,6 +4710,9 @@ class RoutePlugin:
       state-changing call made with a session cookie carries its CSRF token
       in the X-CSRF-Token header (pages: the form field `csrf`); 403 when
       it is missing or wrong. Basic-auth calls need none.
+    - A page's form post without a session, or with the token of an
+      earlier one, is not done, but what was typed into it is kept: see
+      App.keep_form.
 
     The handler is called as handler(app, user, **url_args). Domain errors
     become JSON or an error page with their status; anything unexpected is
@@ -4559,12 +4737,18 @@ class RoutePlugin:
                     if user is None:
                         if api:
                             raise Unauthorized("Log in first (session cookie or HTTP Basic).")
-                        target = bottle.request.fullpath
-                        if bottle.request.query_string:
-                            target += "?" + bottle.request.query_string
-                        return see_other("/login?next=" + urllib.parse.quote(target))
+                        kept = app.keep_form(True) if route.method != "GET" else None
+                        if kept is not None:
+                            return kept
+                        return see_other("/login?next=" + urllib.parse.quote(app.request_target()))
                     if route.method != "GET":
-                        app.check_csrf(session, api)
+                        try:
+                            app.check_csrf(session, api)
+                        except Forbidden:
+                            kept = None if api else app.keep_form(False)
+                            if kept is None:
+                                raise
+                            return kept
                 return callback(app, user, **url_args)
             except bottle.HTTPResponse:
                 raise
@@ -4599,6 +4783,13 @@ def _int_query(name, default):
     if not re.match(r"^\d{1,9}$", value):
         raise Invalid("%s must be a whole number." % name, {name: "must be a whole number"})
     return int(value)
+
+
+def kept_fields(form):
+    """The fields of a form post worth keeping when it cannot be done now
+    (App.keep_form): every one, in order, but the CSRF token and the login
+    form's own."""
+    return [(k, v) for k, v in form.allitems() if k != "csrf" and k not in LOGIN_FIELDS]
 
 
 def form_errors(e):
@@ -4654,14 +4845,6 @@ def health(app, user):
 # Routes: login ##############################################################
 
 
-def login_page(app, error=None, status=200, next_url="/"):
-    token = secrets.token_urlsafe(16)
-    bottle.response.set_cookie(PRE_COOKIE, token, path="/login", httponly=True,
-                               samesite="strict", secure=app.secure)
-    return app.render("login", status=status, error=error, login_csrf=token, next_url=next_url,
-                      title="Log in", multi_user=app.config["server"]["multi_user"])
-
-
 # A path on this site, with its query: printable URL characters only (no
 # tab, newline or backslash, which browsers and urljoin drop or turn into
 # "/"), and not "//", which would name another host.
@@ -4696,24 +4879,31 @@ def login_get(app, user):
         if not app.config["server"]["multi_user"] and app.auth.use_login_token(token):
             app.login(app.daemon_user)
             return see_other("/")
-        return login_page(app, "That login link has already been used or is not valid; "
-                          "log in with your password.", 401)
-    return login_page(app, next_url=safe_next(bottle.request.query.get("next")))
+        return app.login_page("That login link has already been used or is not valid; "
+                              "log in with your password.", 401)
+    return app.login_page(next_url=safe_next(bottle.request.query.get("next")))
 
 
 @route("/login", "POST", login=False)
 def login_post(app, user):
-    form = app.form()
+    """Log in. A form kept through the login (App.keep_form) is shown to
+    be sent again (resume_page), never sent from here; it stays in the
+    login page while the login fails."""
+    form = app.form(app.config["server"]["max_body"] + 4096)  # a kept form is at most max_body
     next_url = safe_next(form.get("next"))
+    kept = kept_fields(form)
     pre = bottle.request.get_cookie(PRE_COOKIE) or ""
     if not pre or not hmac.compare_digest(pre.encode(), (form.get("login_csrf") or "").encode()):
-        return login_page(app, "Your login form had expired; please try again.", 403, next_url)
+        return app.login_page("Your login form had expired; please try again.", 403, next_url, kept)
     try:
         name = app.auth.check_password(form.get("username", "").strip(), form.get("password", ""),
                                        app.client_addr())
     except (Unauthorized, Throttled, Unavailable) as e:  # Unavailable: all login slots busy
-        return login_page(app, e.message, e.status, next_url)
+        return app.login_page(e.message, e.status, next_url, kept)
     app.login(name)
+    if kept:
+        return app.resume_page(kept, next_url, "You are logged in again. What you sent before was not "
+                               "saved or done, because your session had ended.")
     return see_other(next_url)
 
 

@@ -3,12 +3,19 @@
 <h1>Log in</h1>
 <p>Flight Job manages your cluster job scripts and jobs. Log in with the same
 username and password you use for the cluster's command line.</p>
+% if kept:
+<p class="notice warn" role="status" id="kept-note">Your session had ended, so what you sent was not saved or
+done. It is kept in this page: log in, and you will be asked to send it again.</p>
+% end
 % if error:
 <p class="error" role="alert">{{error}}</p>
 % end
 <form method="post" action="/login">
   <input type="hidden" name="login_csrf" value="{{login_csrf}}">
   <input type="hidden" name="next" value="{{next_url}}">
+  % for name, value in kept:
+  <input type="hidden" name="{{name}}" value="{{value}}">
+  % end
   <label for="username">Username</label>
   <input id="username" name="username" autocomplete="username" required autofocus>
   <label for="password">Password</label>

@@ -1,5 +1,5 @@
 % rebase('base', page=page)
-<h1>{{script['name']}}</h1>
+<h1 data-drafts="{{page['user']}}/{{script['id']}}" data-etag="{{script['etag']}}">{{script['name']}}</h1>
 <p class="meta">From the template {{script['template_name'] or script['template_id']}} ·
   created {{!time_tag(script['created_at'])}} ·
   last changed {{!time_tag(script['updated_at'])}}</p>
@@ -20,7 +20,7 @@
 </div>
 % end
 % if edit == 'name':
-<form method="post" action="/scripts/{{script['id']}}/edit" class="card rename">
+<form method="post" action="/scripts/{{script['id']}}/edit" class="card rename" data-draft="{{page['user']}}/{{script['id']}}/name">
   <input type="hidden" name="csrf" value="{{page['csrf']}}"><input type="hidden" name="field" value="name">
   <input type="hidden" name="etag" value="{{script['etag']}}">
   <label for="text">Script name</label>
@@ -36,7 +36,7 @@
   % end
   </div>
   % if edit == 'content':
-  <form method="post" action="/scripts/{{script['id']}}/edit" data-warn-unsaved>
+  <form method="post" action="/scripts/{{script['id']}}/edit" data-warn-unsaved data-draft="{{page['user']}}/{{script['id']}}/content">
     <input type="hidden" name="csrf" value="{{page['csrf']}}"><input type="hidden" name="field" value="content">
     <input type="hidden" name="etag" value="{{script['etag']}}">
     <label for="text" class="visually-hidden">Script content</label>
@@ -59,7 +59,7 @@
   % end
   </div>
   % if edit == 'notes':
-  <form method="post" action="/scripts/{{script['id']}}/edit" data-warn-unsaved>
+  <form method="post" action="/scripts/{{script['id']}}/edit" data-warn-unsaved data-draft="{{page['user']}}/{{script['id']}}/notes">
     <input type="hidden" name="csrf" value="{{page['csrf']}}"><input type="hidden" name="field" value="notes">
     <input type="hidden" name="etag" value="{{script['etag']}}">
     <label for="text" class="visually-hidden">Notes</label>

@@ -11,6 +11,7 @@ import secrets
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 import urllib.parse
@@ -570,3 +571,170 @@ def test_worker_start_sweeps_what_a_crash_left(make_config, tmp_path, monkeypatc
     assert not old_new.exists() and not old_gone.exists()
     assert fresh.exists()  # perhaps another daemon's creation in progress
     assert flightjobd.Store(make_config(), "me").script_get(kept["id"])["name"] == kept["name"]
+
+
+# a change of content and notes together, killed at every step
+
+# A worker's Store in a process of its own, killed (SIGKILL: nothing runs
+# after) at the given os.replace of one script_update: "before" it (the
+# temporary file written, not yet in place) or "after" it.
+KILLED_UPDATE = r"""
+import json, os, signal, sys
+sys.path.insert(0, sys.argv[1])
+import flightjobd
+config, sid, at, when, change = json.loads(sys.argv[2])
+store = flightjobd.Store(flightjobd.Config(config), "me")
+real, calls = os.replace, []
+def replace(src, dst):
+    calls.append(dst)
+    if len(calls) == at and when == "before":
+        os.kill(os.getpid(), signal.SIGKILL)
+    real(src, dst)
+    if len(calls) == at and when == "after":
+        os.kill(os.getpid(), signal.SIGKILL)
+os.replace = replace
+store.script_update(sid, **change)
+print(json.dumps(calls))
+"""
+
+
+def killed_update(config, sid, at, when, change):
+    """Run script_update(sid, **change) killed at os.replace number `at`;
+    the paths it replaced when it ran to the end, else None."""
+    r = subprocess.run([sys.executable, "-c", KILLED_UPDATE, os.path.dirname(flightjobd.__file__),
+                        json.dumps([config.to_dict(), sid, at, when, change])],
+                       capture_output=True, text=True, timeout=60)
+    if r.returncode == -signal.SIGKILL:
+        return None
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def script_files(tmp_path, sid):
+    return sorted(os.listdir(tmp_path / "state" / "scripts" / sid))
+
+
+def test_content_and_notes_change_as_a_pair_whatever_the_kill(make_config, tmp_path, monkeypatch):
+    """A PATCH of content and notes killed before or after each of its
+    renames leaves the old pair or the new pair, never one of each, and
+    no version that names the other; what the kill left is swept."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    config = make_config()
+    store = flightjobd.Store(config, "me")
+    sid = store.script_create("serial", notes="notes 0")["id"]
+    store.script_update(sid, content="content 0\n")
+    replaced = killed_update(config, sid, 99, "never", {"content": "probe\n", "notes": "probe"})
+    assert [os.path.basename(p).split("-")[0] for p in replaced] == ["script", "notes", "meta.json"]
+    seen = set()
+    for n, (at, when) in enumerate([(at, when) for at in range(1, len(replaced) + 1) for when in ("before", "after")]):
+        old = flightjobd.Store(config, "me").script_get(sid)
+        new = {"content": "content %d\n" % (n + 1), "notes": "notes %d" % (n + 1)}
+        assert killed_update(config, sid, at, when, new) is None
+        store = flightjobd.Store(config, "me")  # the next worker
+        now = store.script_get(sid)
+        pair = (now["content"], now["notes"], now["version"])
+        assert pair in ((old["content"], old["notes"], old["version"]),
+                        (new["content"], new["notes"], old["version"] + 1)), (at, when, pair)
+        seen.add(now["version"] == old["version"])
+        # the kill left a temporary file or the files of one of the pairs,
+        # kept while young (a change may be under way on another node)...
+        meta = json.loads((tmp_path / "state" / "scripts" / sid / "meta.json").read_text())
+        named = sorted(["meta.json", meta["content_file"], meta["notes_file"]])
+        left = script_files(tmp_path, sid)
+        assert set(left) > set(named), (at, when, left)
+        # ...and removed once old enough, or by the next change (under the lock)
+        if n % 2:
+            store._sweep(age=0)
+            assert script_files(tmp_path, sid) == named
+            assert store.script_get(sid) == now
+        else:
+            store.script_update(sid, name="after %d" % n)
+            meta = json.loads((tmp_path / "state" / "scripts" / sid / "meta.json").read_text())
+            assert script_files(tmp_path, sid) == sorted(["meta.json", meta["content_file"], meta["notes_file"]])
+    assert seen == {True, False}  # both outcomes happened
+
+
+def test_a_change_that_fails_half_way_changes_nothing(make_config, tmp_path, monkeypatch):
+    """The notes' write fails (a full disk, say) after the content's: the
+    old pair stays, and the content's new file is not left behind."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    store = flightjobd.Store(make_config(), "me")
+    before = store.script_update(store.script_create("serial", notes="old notes")["id"], content="old\n")
+    sid = before["id"]
+    real = flightjobd.atomic_write
+
+    def failing(path, data, mode=0o600):
+        if os.path.basename(path).startswith("notes-"):
+            raise OSError(28, "No space left on device", path)
+        return real(path, data, mode)
+    monkeypatch.setattr(flightjobd, "atomic_write", failing)
+    with pytest.raises(flightjobd.Unavailable, match="full"):
+        store.script_update(sid, content="new\n", notes="new notes")
+    monkeypatch.setattr(flightjobd, "atomic_write", real)
+    assert store.script_get(sid) == before
+    meta = json.loads((tmp_path / "state" / "scripts" / sid / "meta.json").read_text())
+    assert script_files(tmp_path, sid) == sorted(["meta.json", meta["content_file"], meta["notes_file"]])
+
+
+def test_scripts_of_the_older_format_are_read_and_moved_on_their_first_change(make_config, tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    store = flightjobd.Store(make_config(), "me")
+    d = tmp_path / "state" / "scripts" / "20240101-000000000-abcdef"
+    d.mkdir(parents=True)
+    (d / "meta.json").write_text(json.dumps({
+        "format": 1, "id": d.name, "name": "old one", "template_id": "serial", "template_name": "Serial",
+        "answers": {}, "created_at": "2024-01-01T00:00:00Z", "updated_at": "2024-01-01T00:00:00Z", "version": 4}))
+    (d / "script.sh").write_text("#!/bin/bash\necho old\n")
+    (d / "notes.md").write_text("old notes")
+    old = store.script_get(d.name)
+    assert (old["content"], old["notes"], old["etag"]) == ("#!/bin/bash\necho old\n", "old notes", '"4"')
+    assert [s["name"] for s in store.scripts_list()["scripts"]] == ["old one"]
+    new = store.script_update(d.name, content="#!/bin/bash\necho new\n", if_match='"4"')
+    assert (new["content"], new["notes"], new["version"]) == ("#!/bin/bash\necho new\n", "old notes", 5)
+    meta = json.loads((d / "meta.json").read_text())
+    assert meta["format"] == flightjobd.SCRIPT_FORMAT
+    assert script_files(tmp_path, d.name) == sorted(["meta.json", meta["content_file"], meta["notes_file"]])
+    # submitting reads the new content
+    job = store.job_submit(d.name)
+    assert "echo new" in store.job_get(job["id"], script=True)["script_content"]
+    # a meta.json naming a file of its own choosing is broken, not followed
+    for bad in ("../../../etc/passwd", "notes.md", "script-v1-zzzzzzzz.sh", meta["notes_file"]):
+        (d / "meta.json").write_text(json.dumps(dict(meta, content_file=bad)))
+        with pytest.raises(flightjobd.Conflict, match="broken"):
+            store.script_get(d.name)
+        assert store.scripts_list()["scripts"][0]["broken"]
+
+
+def test_stray_temporary_files_inside_items_are_swept(make_config, tmp_path, monkeypatch):
+    """What a killed atomic_write leaves inside a script's or a job's
+    directory: a script's at worker start once older than the age bound (a
+    younger one may be another node's write in progress), a job's the next
+    time its record is written, which an interrupted write always is."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    store = flightjobd.Store(make_config(), "me")
+    script = store.script_create("serial")
+    sdir = tmp_path / "state" / "scripts" / script["id"]
+    files = script_files(tmp_path, script["id"])
+    hour_ago = time.time() - 7200
+    old_tmp, young_tmp = sdir / ".meta.json.0123abcd.tmp", sdir / ".notes-v2-0123abcd.md.89abcdef.tmp"
+    old_body, legacy = sdir / "script-v2-0badc0de.sh", sdir / "script.sh"
+    mine = sdir / "my-own-file.txt"  # not ours: never touched
+    for path in (old_tmp, young_tmp, old_body, legacy, mine):
+        path.write_text("left")
+    for path in (old_tmp, old_body, legacy, mine, *[sdir / f for f in files]):
+        os.utime(path, (hour_ago, hour_ago))
+    flightjobd.Store(make_config(), "me")  # a new worker starts
+    assert script_files(tmp_path, script["id"]) == sorted(files + [young_tmp.name, mine.name])
+    assert flightjobd.Store(make_config(), "me").script_get(script["id"]) == script
+    # a job: gated so it stays unfinished until the stray is in place
+    gate = tmp_path / "gate"
+    store.script_update(script["id"], content="#!/bin/bash\nwhile [ ! -e %s ]; do sleep 0.1; done\n" % gate)
+    job = store.job_submit(script["id"])
+    jdir = tmp_path / "state" / "jobs" / job["id"]
+    stray = jdir / ".meta.json.fedcba98.tmp"
+    stray.write_text("{")
+    flightjobd.Store(make_config(), "me")  # not at worker start: jobs are many, see _update_job
+    assert stray.exists()
+    gate.write_text("")
+    wait_for(lambda: store.job_get(job["id"])["finished"], 30, "the job finishing")
+    assert sorted(os.listdir(jdir)) == ["meta.json", "script.sh"]

@@ -610,3 +610,104 @@ def test_a_lock_ends_stored_sessions_no_process_holds_and_unlocking_brings_none_
     subprocess.run(["usermod", "-U", u.name], check=True)
     assert web.status("GET", "/api/session") == 401
     assert others.status("GET", "/api/session") == 200
+
+
+# no edit is lost to an ended session
+
+TYPED = 'echo "<b>&amp;</b>" \'quoted\'\n\tindented</textarea><script>alert(1)</script>\nlast line é\n'
+
+
+def edit_form(web, sid):
+    page = web.get("/scripts/%s?edit=content" % sid)
+    form = [f for f in page.forms.values() if f.action == "/scripts/%s/edit" % sid][0]
+    form["text"] = TYPED
+    return form
+
+
+def login_form(page):
+    return [f for f in page.forms.values() if f.action == "/login"][0]
+
+
+def test_a_form_posted_after_its_session_ended_is_kept_through_the_login(multi_app, unix_users):
+    """The no-JavaScript path: the edit form posted without a session is
+    answered with the login page carrying it (escaped); a failed login
+    keeps it; the login shows it to be sent again with the new session's
+    token, and nothing is saved until the user presses Send."""
+    a, web = multi_app()
+    u = unix_users.create()
+    api = webtest.TestApp(a.bottle, extra_environ={"REMOTE_ADDR": "127.0.0.1"})
+    old_csrf = web.post_json("/api/login", {"username": u.name, "password": u.password}).json["csrf_token"]
+    sid = web.post_json("/api/scripts", {"template": "serial"}, headers={"X-CSRF-Token": old_csrf}).json["id"]
+    before = api.get("/api/scripts/" + sid, headers=u.basic()).json
+    form = edit_form(web, sid)
+    web.post("/logout", {"csrf": old_csrf}, status=303)  # in another tab
+    page = form.submit(status=401)
+    assert "Your session had ended" in page.text and "<script>alert" not in page.text
+    kept = login_form(page)
+    assert (kept["field"].value, kept["text"].value, kept["etag"].value) == ("content", TYPED, before["etag"])
+    assert "csrf" not in kept.fields
+    kept["username"], kept["password"] = u.name, "wrong-" + u.password
+    page = kept.submit(status=401)  # a typo: still kept
+    kept = login_form(page)
+    assert kept["text"].value == TYPED and "Your session had ended" in page.text
+    kept["username"], kept["password"] = u.name, u.password
+    page = kept.submit(status=200)
+    assert api.get("/api/scripts/" + sid, headers=u.basic()).json == before  # not saved by the login
+    resume = [f for f in page.forms.values() if f.action == "/scripts/%s/edit" % sid][0]
+    new_csrf = web.get("/api/session").json["csrf_token"]
+    assert resume["csrf"].value == new_csrf != old_csrf
+    assert (resume["field"].value, resume["text"].value, resume["etag"].value) == ("content", TYPED, before["etag"])
+    assert "<script>alert" not in page.text and "&lt;script&gt;alert(1)" in page.text  # shown, escaped
+    resume.submit(status=303)
+    assert api.get("/api/scripts/" + sid, headers=u.basic()).json["content"] == TYPED
+
+
+def test_a_form_with_the_token_of_an_earlier_session_is_kept(multi_app, unix_users):
+    """Logged out and in again in another tab: the old page's form carries
+    a token no longer valid. Refused (403), but shown to be sent again with
+    the token of the session now."""
+    a, web = multi_app()
+    u = unix_users.create()
+    csrf = web.post_json("/api/login", {"username": u.name, "password": u.password}).json["csrf_token"]
+    sid = web.post_json("/api/scripts", {"template": "serial"}, headers={"X-CSRF-Token": csrf}).json["id"]
+    form = edit_form(web, sid)
+    web.post("/logout", {"csrf": csrf}, status=303)
+    new_csrf = web.post_json("/api/login", {"username": u.name, "password": u.password}).json["csrf_token"]
+    page = form.submit(status=403)
+    assert "CSRF" in page.text and web.get("/api/scripts/" + sid).json["content"] != TYPED
+    resume = [f for f in page.forms.values() if f.action == "/scripts/%s/edit" % sid][0]
+    assert resume["csrf"].value == new_csrf and resume["text"].value == TYPED
+    resume.submit(status=303)
+    assert web.get("/api/scripts/" + sid).json["content"] == TYPED
+    # a form holding nothing but its token (a logout, a delete) is refused as before
+    web.post("/scripts/%s/delete" % sid, {"csrf": csrf}, status=403)
+    anon = webtest.TestApp(a.bottle, extra_environ={"REMOTE_ADDR": "127.0.0.1"})
+    r = anon.post("/scripts/%s/delete" % sid, {"csrf": csrf}, status=303)
+    assert r.location.endswith("/login?next=/scripts/%s/delete" % sid)
+
+
+def test_a_kept_form_goes_only_to_a_path_of_this_site_and_only_when_sent(multi_app, unix_users):
+    """A forged form kept through the login (a cross-site post carries no
+    cookie) is shown, never sent by the login itself, and only ever to a
+    path of this site; bounded as any form (server.max_body)."""
+    a, _ = multi_app()
+    u = unix_users.create()
+    sent = None
+    for next_url, action in (("/templates/serial/create", "/templates/serial/create"),
+                             ("//evil.example/x", "/"), ("/\t/evil.example/x", "/%09/evil.example/x"),  # a path here
+                             ("https://evil.example/", "/"), ("javascript:alert(1)", "/")):
+        web = webtest.TestApp(a.bottle, extra_environ={"REMOTE_ADDR": "127.0.0.1"})
+        kept = login_form(web.post("/templates/serial/create", {"name": "forged", "notes": "x"}, status=401))
+        assert (kept["next"].value, kept["name"].value) == ("/templates/serial/create", "forged")
+        kept["next"], kept["username"], kept["password"] = next_url, u.name, u.password
+        page = kept.submit(status=200)
+        resume = [f for f in page.forms.values() if "name" in f.fields][0]
+        assert resume.action == action and resume["name"].value == "forged", next_url
+        assert web.get("/api/scripts").json["scripts"] == []  # the login did not create it
+        sent = sent if next_url != action else (web, resume)
+    web, resume = sent
+    resume.submit(status=303)  # the user pressed Send: now it is done
+    assert [s["name"] for s in web.get("/api/scripts").json["scripts"]] == ["forged"]
+    anon = webtest.TestApp(a.bottle, extra_environ={"REMOTE_ADDR": "127.0.0.1"})
+    r = anon.post("/templates/serial/create", {"name": "x" * a.config["server"]["max_body"]}, status=303)
+    assert "/login?next=" in r.location  # larger than any form may be: not kept, as it could not be done

@@ -67,10 +67,12 @@ def test_worker_runs_as_the_user(multi_app, unix_users):
 def test_files_written_by_the_worker_belong_to_the_user(multi_app, unix_users):
     a, web, u, csrf = logged_in(multi_app, unix_users)
     sid = web.post_json("/api/scripts", {"template": "serial"}, headers=csrf, status=201).json["id"]
-    path = os.path.join(u.home, ".local", "share", "flight-job", "scripts", sid, "script.sh")
-    st = os.stat(path)
-    assert (st.st_uid, st.st_gid) == (u.uid, u.gid)
-    assert st.st_mode & 0o077 == 0  # umask 077
+    d = os.path.join(u.home, ".local", "share", "flight-job", "scripts", sid)
+    assert len(os.listdir(d)) == 3  # meta.json and the files it names: the content and the notes
+    for name in os.listdir(d):
+        st = os.stat(os.path.join(d, name))
+        assert (st.st_uid, st.st_gid) == (u.uid, u.gid)
+        assert st.st_mode & 0o077 == 0  # umask 077
 
 
 def test_two_users_have_separate_workers(multi_app, unix_users):

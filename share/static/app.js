@@ -5,7 +5,8 @@
  * - confirm dialogs for delete / cancel / remove;
  * - ask_when questions shown and hidden as answers change;
  * - a running job's output followed live;
- * - Tab in the script editor types a tab.
+ * - Tab in the script editor types a tab;
+ * - an edit of a script kept in this browser until it is saved.
  *
  * Why polling and not server-sent events: the daemon is served by waitress,
  * which has a small fixed pool of threads, and an SSE stream holds one
@@ -351,6 +352,128 @@
     });
   }
 
+  /* ---- drafts: an edit kept in this browser until it is saved ----------- */
+
+  // A script's edit form (form[data-draft="USER/SCRIPT/FIELD"]) keeps what
+  // is typed in localStorage, with the version it was based on, so that
+  // neither an ended session, a restart of the daemon, a closed tab nor a
+  // crashed browser loses it. (Without JavaScript the server keeps a form
+  // posted after its session ended: see App.keep_form.) A draft goes when
+  // its save is confirmed: the first page of that script after submitting
+  // the form shows a newer version and no form for that field (not a
+  // conflict, an error or the login page). Or by Discard, Cancel, logging
+  // out (a shared computer), or after DRAFT_DAYS. An edit page opened while
+  // a draft is kept restores it and says so; it keeps the version it was
+  // based on, so saving it over a newer one is the conflict page, never a
+  // silent overwrite.
+  var DRAFT = "flightjob-draft:", SAVING = "flightjob-saving:", DRAFT_DAYS = 30;
+  var FIELD_WORDS = { content: "the script", notes: "the notes", name: "the name" };
+
+  function storage(kind) {
+    try { return window[kind]; } catch (e) { return null; }  // blocked by the browser's settings
+  }
+
+  function readDraft(key) {
+    var ls = storage("localStorage");
+    try { return ls ? JSON.parse(ls.getItem(DRAFT + key) || "null") : null; } catch (e) { return null; }
+  }
+
+  function writeDraft(key, draft) {
+    try { localStorage.setItem(DRAFT + key, JSON.stringify(draft)); } catch (e) { /* full or blocked */ }
+  }
+
+  function dropDraft(key) {
+    try { localStorage.removeItem(DRAFT + key); } catch (e) { /* blocked */ }
+    try { sessionStorage.removeItem(SAVING + key); } catch (e) { /* blocked */ }
+  }
+
+  // Drafts older than DRAFT_DAYS, or under prefix (all of one user's).
+  function dropDrafts(prefix) {
+    var ls = storage("localStorage");
+    if (!ls) { return; }
+    var oldest = Date.now() - DRAFT_DAYS * 86400000, keys = [];
+    for (var i = 0; i < ls.length; i++) { keys.push(ls.key(i)); }
+    keys.forEach(function (k) {
+      if (!k || k.indexOf(DRAFT) !== 0) { return; }
+      var draft = readDraft(k.slice(DRAFT.length));
+      if (!draft || !(draft.at > oldest) || (prefix && k.indexOf(DRAFT + prefix) === 0)) { ls.removeItem(k); }
+    });
+  }
+
+  function draftNote(text, actions) {
+    var p = document.createElement("p");
+    p.className = "notice warn draft-note";
+    p.setAttribute("role", "status");
+    p.appendChild(document.createTextNode(text + " "));
+    actions.forEach(function (el) { p.appendChild(el); });
+    return p;
+  }
+
+  // On every page of a script (its h1[data-drafts]): settle the drafts a
+  // save confirmed; say which others are kept, for the fields not being edited.
+  function settleDrafts(head) {
+    var base = head.getAttribute("data-drafts"), etag = head.getAttribute("data-etag");
+    var kept = [];
+    Object.keys(FIELD_WORDS).forEach(function (field) {
+      var key = base + "/" + field, draft = readDraft(key), saving = null;
+      var editing = document.querySelector('form[data-draft="' + CSS.escape(key) + '"]');
+      try { saving = sessionStorage.getItem(SAVING + key); } catch (e) { /* blocked */ }
+      if (saving !== null) {  // the first page of this script since the form was sent decides
+        try { sessionStorage.removeItem(SAVING + key); } catch (e) { /* blocked */ }
+        if (draft && !editing && draft.etag !== etag) { dropDraft(key); return; }
+      }
+      if (draft && !editing) { kept.push(field); }
+    });
+    kept.forEach(function (field) {
+      var link = document.createElement("a");
+      link.href = location.pathname + "?edit=" + field;
+      link.textContent = "Edit " + FIELD_WORDS[field] + " to go on with it";
+      head.parentNode.insertBefore(draftNote("An unsaved draft of " + FIELD_WORDS[field] +
+        " is kept in this browser.", [link]), head.nextSibling);
+    });
+  }
+
+  function keepDraft(form) {
+    var key = form.getAttribute("data-draft");
+    var text = form.querySelector("[name=text]"), etag = form.querySelector("[name=etag]");
+    if (!text || !etag) { return; }
+    var timer = null;
+    function save() {
+      if (timer) { clearTimeout(timer); }
+      timer = null;
+      writeDraft(key, { text: text.value, etag: etag.value, at: Date.now() });
+    }
+    var draft = readDraft(key);
+    if (draft && typeof draft.text === "string" && draft.text !== text.value) {
+      var shown = { text: text.value, etag: etag.value };
+      text.value = draft.text;
+      etag.value = draft.etag;
+      var discard = document.createElement("button");
+      discard.type = "button";
+      discard.className = "button small";
+      discard.textContent = "Discard the draft";
+      var note = draftNote("Restored your unsaved draft of " + FIELD_WORDS[key.split("/").pop()] + ", from " +
+        new Date(draft.at).toLocaleString() + ". It is not saved yet: press Save to keep it.", [discard]);
+      discard.addEventListener("click", function () {
+        text.value = shown.text;
+        etag.value = shown.etag;
+        dropDraft(key);
+        note.remove();
+        text.focus();
+      });
+      form.parentNode.insertBefore(note, form);
+      text.dispatchEvent(new Event("input", { bubbles: true }));  // unsaved: warn before leaving
+    }
+    form.addEventListener("input", function () { if (!timer) { timer = setTimeout(save, 300); } });
+    form.addEventListener("submit", function () {
+      save();
+      try { sessionStorage.setItem(SAVING + key, etag.value); } catch (e) { /* blocked */ }
+    });
+    $all(".actions a", form).forEach(function (cancel) {  // Cancel: the user gives the edit up
+      cancel.addEventListener("click", function () { if (timer) { clearTimeout(timer); timer = null; } dropDraft(key); });
+    });
+  }
+
   /* ---- start ------------------------------------------------------------ */
 
   function start() {
@@ -366,6 +489,12 @@
     $all("form").forEach(askWhen);
     $all("textarea[data-keep-tabs]").forEach(keepTabs);
     $all("form[data-warn-unsaved]").forEach(warnUnsaved);
+    dropDrafts(null);
+    $all("h1[data-drafts]").forEach(settleDrafts);
+    $all("form[data-draft]").forEach(keepDraft);
+    $all("form.logout[data-user]").forEach(function (form) {
+      form.addEventListener("submit", function () { dropDrafts(form.getAttribute("data-user") + "/"); });
+    });
   }
 
   if (document.readyState === "loading") {
