@@ -2428,15 +2428,18 @@ class StorePart:
         except FileNotFoundError:
             return []
 
-    def _read_text(self, path):
-        """A script's or notes' text ("" when missing). Refused (409) when it
-        is not a regular file (a FIFO would block, a device never end) or is
-        larger than storage.max_script_bytes (a sparse file may be any size):
-        never more than that is read."""
+    def _read_text(self, path, missing_ok=True):
+        """A script's or notes' text ("" when missing and missing_ok, else
+        FileNotFoundError). Refused (409) when it is not a regular file (a
+        FIFO would block, a device never end) or is larger than
+        storage.max_script_bytes (a sparse file may be any size): never more
+        than that is read."""
         limit = self.config["storage"]["max_script_bytes"]
         try:
             fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
         except FileNotFoundError:
+            if not missing_ok:
+                raise
             return ""
         with os.fdopen(fd, "rb") as f:
             if os.fstat(fd).st_mode & 0o170000 != 0o100000:
@@ -2613,11 +2616,8 @@ class ScriptsPart(StorePart):
             try:
                 for field, name in script_bodies(meta).items():
                     path = self._script_path(meta["id"], name)
-                    if meta["format"] == 1:
-                        body[field] = self._read_text(path)  # a missing file was empty
-                        continue
-                    with open(path, "rb") as f:
-                        body[field] = f.read().decode("utf-8", "replace")
+                    # format 1: a missing file was empty; 2: it was replaced meanwhile
+                    body[field] = self._read_text(path, missing_ok=meta["format"] == 1)
                 return meta, body
             except FileNotFoundError as e:
                 newer = self._script_meta(meta["id"])

@@ -320,7 +320,9 @@ def test_huge_files_and_floods_leave_root_flat(daemon):
     figures = {"baseline": peak_kb(d.proc.pid)}
     with served_meanwhile(bob):
         for size in (100 << 20, big):  # a sparse script.sh, then sparse notes
-            for name in ("script.sh", "notes.md"):
+            with open(os.path.join(folder, "meta.json")) as f:
+                meta = json.load(f)
+            for name in (meta["content_file"], meta["notes_file"]):
                 path = os.path.join(folder, name)
                 with open(path, "wb") as f:
                     f.truncate(size)
