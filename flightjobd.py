@@ -600,17 +600,21 @@ def locked(path):
         os.close(fd)
 
 
-def disk_error(e):
-    """Turn a failed write into a clear error for the user."""
-    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+def disk_error(e, writing=True):
+    """Turn a failed write (writing=True) or read in the user's home into a
+    clear error for the user: a full disk or quota (a write), a path that
+    cannot be used (403: a retry will not help), else 503 saying whether it
+    could not write or could not read. Only a write says nothing changed."""
+    unchanged = " Nothing was changed." if writing else ""
+    if writing and e.errno in (errno.ENOSPC, errno.EDQUOT):
         return Unavailable("Your home directory is full (or over quota): "
                            "nothing was changed. Free some space and try again.")
     if e.errno in (errno.EACCES, errno.EPERM, errno.EEXIST, errno.ENOTDIR, errno.ELOOP):
-        # a retry will not help: not yours to write, or not a directory (a symlink elsewhere)
-        return Forbidden("%s cannot be used: %s. Nothing was changed."
-                         % (e.filename or "A file in your home", e.strerror or e))
-    return Unavailable("Could not write to your home directory: %s. Nothing "
-                       "was changed." % (e.strerror or e))
+        # a retry will not help: not yours, or not a directory (a symlink elsewhere)
+        return Forbidden("%s cannot be used: %s.%s"
+                         % (e.filename or "A file in your home", e.strerror or e, unchanged))
+    return Unavailable("Could not %s your home directory: %s.%s"
+                       % ("write to" if writing else "read from", e.strerror or e, unchanged))
 
 
 # Templates and questions ####################################################
@@ -2224,12 +2228,16 @@ def _meta_or_broken(path):
 
 
 OPERATIONS = {}  # worker operation (what the routes send) -> the Store method that does it
+WRITING = set()  # the operations that change the user's files (the others only read)
 
 
-def operation(name):
-    """Declare the Store method below the worker operation `name`."""
+def operation(name, writes=False):
+    """Declare the Store method below the worker operation `name`; writes:
+    it changes the user's files (so a failure says nothing was written)."""
     def declare(method):
         OPERATIONS[name] = method
+        if writes:
+            WRITING.add(name)
         return method
     return declare
 
@@ -2524,7 +2532,7 @@ class ScriptsPart(StorePart):
             raise Invalid("The template could not make a script from these answers: %s" % e)
         return t, name, values, content
 
-    @operation("scripts.create")
+    @operation("scripts.create", writes=True)
     def script_create(self, template, name=None, answers=None, notes=None):
         t, name, values, content = self.script_render(template, name, answers)
         notes = t["notes"] if notes is None else self._check_text(notes, "Notes")
@@ -2539,7 +2547,7 @@ class ScriptsPart(StorePart):
     def script_get(self, id):
         return self._script_public(self._script_meta(id), full=True)
 
-    @operation("scripts.update")
+    @operation("scripts.update", writes=True)
     def script_update(self, id, content=None, notes=None, name=None, if_match=None):
         """Change content, notes or name. If if_match is given and is not the
         current etag, nothing changes: PreconditionFailed carries the
@@ -2569,7 +2577,7 @@ class ScriptsPart(StorePart):
             write_json(self._script_path(id, "meta.json"), meta)
         return self._script_public(meta, full=True)
 
-    @operation("scripts.delete")
+    @operation("scripts.delete", writes=True)
     def script_delete(self, id):
         with self._writing():
             path = self._script_path(id)
@@ -2646,7 +2654,7 @@ class JobsPart(StorePart):
                 "options": options, "command": cmd, "command_text": " ".join(shlex.quote(a) for a in cmd),
                 "outputs": outputs, "ignored_options": ignored, "scheduler": self.scheduler.name}
 
-    @operation("jobs.submit")
+    @operation("jobs.submit", writes=True)
     def job_submit(self, script, answers=None):
         """Submit a script: the job keeps a snapshot of the script. A refusal
         by the scheduler is a FAILED job carrying the scheduler's message."""
@@ -2848,7 +2856,7 @@ class JobsPart(StorePart):
             out["script_content"] = self._read_text(self._job_path(id, "script.sh"))
         return out
 
-    @operation("jobs.cancel")
+    @operation("jobs.cancel", writes=True)
     def job_cancel(self, id):
         meta = self._job_meta(id)
         if meta["state"] in UNFINISHED and meta.get("scheduler_id"):
@@ -2861,7 +2869,7 @@ class JobsPart(StorePart):
                 time.sleep(0.1)
         return self._public_job(self._job_meta(id))
 
-    @operation("jobs.delete")
+    @operation("jobs.delete", writes=True)
     def job_delete(self, id):
         """Remove a finished job's record; results are never touched."""
         with self._writing():
@@ -3029,7 +3037,7 @@ def worker_main():
         except OSError as e:  # the user's own files: unreadable, full, gone (NFS): say so, not 500
             log.warning("worker request %s: %s", request.get("op"), e)
             err = Forbidden("You may not read or change %s: %s." % (e.filename, e.strerror)) \
-                if isinstance(e, PermissionError) else disk_error(e)
+                if isinstance(e, PermissionError) else disk_error(e, writing=str(request.get("op")) in WRITING)
             kind, body = "err", err.as_dict()
         except Exception:
             log.exception("worker request failed: %s", request.get("op"))

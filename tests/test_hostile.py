@@ -538,3 +538,30 @@ def test_bounds_that_involve_two_keys_are_checked_at_start(tmp_path):
         r = subprocess.run([sys.executable, os.path.join(ROOT, "flightjobd.py"), "--config", path, "--check-config"],
                            capture_output=True, text=True)
         assert r.returncode == 2 and words in r.stderr, r.stderr
+
+
+# errors say what failed: a read, or a write
+
+
+def test_a_failed_read_says_read_and_a_failed_write_says_write(daemon):
+    d, alice, bob = daemon()
+    script, job, out = job_in(alice, "true")
+    socks = []
+    for path in (os.path.join(state(alice.user), "scripts", script["id"], "script.sh"), os.path.join(out, "sock")):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        s = socket.socket(socket.AF_UNIX)
+        s.bind(path)  # opening a socket fails: ENXIO, an error that no permission explains
+        os.chown(path, alice.user.uid, alice.user.uid)
+        socks.append(s)
+    with served_meanwhile(bob):
+        for method, path, body in (("GET", "/api/scripts/" + script["id"], None),
+                                   ("GET", "/api/jobs/%s/files/sock" % job["id"], None)):
+            status, seconds, data = alice.timed(method, path, body)
+            assert status == 503 and seconds < QUICK, (status, data)
+            assert data["error"]["message"] == "Could not read from your home directory: No such device or address."
+        status, _, data = alice.timed("PATCH", "/api/scripts/" + script["id"], {"name": "renamed"})
+        assert status == 503 and data["error"]["message"] == (
+            "Could not write to your home directory: No such device or address. Nothing was changed."), data
+    for s in socks:
+        s.close()
