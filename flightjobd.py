@@ -3007,7 +3007,9 @@ UNFINISHED_WORDS = {True: "1", False: "0", None: "-"}
 
 
 class Busy(Unavailable):
-    """Too many requests wait on workers: answered at once, never queued."""
+    """Too many requests wait on workers (answered at once, never queued),
+    or the user's worker is busy with another request past this one's
+    deadline: try again."""
 
     code = "busy"
 
@@ -3263,16 +3265,16 @@ class Worker:
         much or garbage gives 503; one that does not take the request or is
         stuck on it past the deadline is killed (503) so the next request
         gets a fresh worker; a request queued behind a slow one gives 503
-        and leaves the worker alone."""
+        busy and leaves the worker alone."""
         timeout = timeout or self.config["worker"]["request_timeout"]
         deadline = time.monotonic() + timeout
         slot = queue.SimpleQueue()  # the reader puts the answer, or the error
         busy = "Your worker is busy with a request that is taking too long; try again."
         if not self.lock.acquire(timeout=timeout):  # another thread's write to a stuck worker
-            raise Unavailable(busy)
+            raise Busy(busy)
         try:
             if time.monotonic() >= deadline:  # no time left to start or send anything
-                raise Unavailable(busy)
+                raise Busy(busy)
             if touch:
                 self.last_used = time.time()
             if not self.alive():
@@ -3300,7 +3302,7 @@ class Worker:
             if answered:
                 reply = slot.get()
             elif not stuck:
-                raise Unavailable(busy)
+                raise Busy(busy)
             else:
                 self._end(proc)
                 raise Unavailable("Your worker did not answer in %d seconds (template code or a pattern "
@@ -4161,7 +4163,8 @@ class App:
         self.pool = pool or WorkerPool(config, switch)
         self.auth = Auth(config, self.daemon_user)
         self.started = time.time()
-        self.health = (0.0, None)
+        self.health = (0.0, None)  # (when, the last scheduler check) for probe
+        self.probing = threading.Lock()  # held by the one thread that checks
         self.bottle = bottle.Bottle()
         self.bottle.add_hook("after_request", security_headers)
         self.views = [os.path.join(HERE, "templates")]
@@ -4337,18 +4340,30 @@ class App:
                 self.pool.refresh_active()
 
     def probe(self):
-        """The scheduler check for /api/health, cached 30 s, run in a worker
-        (root never runs a scheduler command)."""
+        """The scheduler check for /api/health, run in a worker (root never
+        runs a scheduler command), cached 30 s. When it is due, one thread
+        checks while the others answer at once with the last result. A
+        check that could not be made because the worker was busy (503 busy)
+        says so and is not cached: the next request checks again."""
         at, result = self.health
-        if result is None or time.time() - at > 30:
+        if result is not None and time.time() - at <= 30:
+            return result
+        unknown = {"type": self.config["scheduler"]["type"], "answers": False}
+        if not self.probing.acquire(blocking=False):  # another thread is checking
+            return result or dict(unknown, message="The scheduler is being checked; ask again in a moment.")
+        try:
             user = self.daemon_user if not self.config["server"]["multi_user"] \
                 else self.config["scheduler"]["probe_user"]
             try:
                 result = self.pool.call(user, "probe", {}, timeout=self.config["scheduler"]["timeout"] + 5)
+            except Busy as e:
+                return result or dict(unknown, message=e.message)
             except FlightJobError as e:
-                result = {"type": self.config["scheduler"]["type"], "answers": False, "message": e.message}
+                result = dict(unknown, message=e.message)
             self.health = (time.time(), result)
-        return result
+            return result
+        finally:
+            self.probing.release()
 
 
 class RoutePlugin:

@@ -565,3 +565,50 @@ def test_a_failed_read_says_read_and_a_failed_write_says_write(daemon):
             "Could not write to your home directory: No such device or address. Nothing was changed."), data
     for s in socks:
         s.close()
+
+
+# the health check asks one worker at a time
+
+
+def test_health_checks_the_scheduler_once_at_a_time_and_never_caches_busy(multi_app, unix_users):
+    """In the daemon's own process (the cache can be expired there): real
+    root, a real probe user and its real worker; the pool's call is only
+    counted, and slowed by a second so that the checks overlap."""
+    import webtest
+    prober = unix_users.create(prefix="fjh")
+    app, web = multi_app(scheduler={"type": "local", "probe_user": prober.name, "refresh_interval": 0,
+                                    "background_refresh": 0})
+    assert web.get("/api/health").json["scheduler_answers"] is True
+    calls, real_call = [], app.pool.call
+
+    def counted(user, op, args=None, **kw):
+        if op == "probe":
+            calls.append(user)
+            time.sleep(1)
+        return real_call(user, op, args, **kw)
+    app.pool.call = counted
+    app.health = (0.0, app.health[1])  # the 30 s are over
+    results = [None] * 8
+    gate = threading.Barrier(8)
+
+    def check(i):
+        client = webtest.TestApp(app.bottle, extra_environ={"REMOTE_ADDR": "127.0.0.1"})
+        gate.wait()
+        started = time.monotonic()
+        results[i] = (client.get("/api/health").json["scheduler_answers"], time.monotonic() - started)
+    threads = [threading.Thread(target=check, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert calls == [prober.name], calls  # one check, not eight
+    assert all(answers is True for answers, _ in results), results
+    assert sorted(seconds for _, seconds in results)[6] < 0.5, results  # the seven others: the last result, at once
+    # the probe user's worker busy (both of its slots taken): said, not cached
+    app.health = (0.0, None)
+    with app.pool._slot(prober.name), app.pool._slot(prober.name):
+        busy = web.get("/api/health").json
+    assert busy["scheduler_answers"] is False and "Busy" in busy["scheduler_message"], busy
+    assert app.health == (0.0, None)
+    assert web.get("/api/health").json["scheduler_answers"] is True  # checked again at once
+    assert calls == [prober.name] * 3
