@@ -84,6 +84,7 @@ import hashlib
 import hmac
 import html
 import ipaddress
+import itertools
 import json
 import logging
 import os
@@ -584,9 +585,39 @@ def write_json(path, data):
     atomic_write(path, json.dumps(data, indent=1, sort_keys=True) + "\n")
 
 
-def read_json(path):
-    with open(path, "rb") as f:
-        return json.loads(f.read().decode("utf-8"))
+# The most read of a metadata or template file: far above any real one (a
+# job record with 10,000 array tasks is about 2 MB), the size of the largest
+# answer a worker may send (worker.max_message's default).
+MAX_SMALL_FILE = 8 << 20
+
+
+class UnusableFile(ValueError):
+    """A file that is no regular file, or larger than the bound read."""
+
+    def __init__(self, message, too_large=False):
+        super().__init__(message)
+        self.too_large = too_large
+
+
+def read_file(path, limit):
+    """The bytes of the regular file at path, never more than limit: opened
+    without blocking and refused (UnusableFile) when it is no regular file
+    (a FIFO would hold the reader until a writer comes, a device never
+    ends) or is larger than limit bytes (a sparse file may be any size).
+    OSError when it cannot be opened (missing, forbidden, a socket)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as f:
+        if os.fstat(fd).st_mode & 0o170000 != 0o100000:
+            raise UnusableFile("%s is not a regular file" % os.path.basename(path))
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise UnusableFile("%s is larger than %d bytes" % (os.path.basename(path), limit), too_large=True)
+    return data
+
+
+def read_json(path, limit=MAX_SMALL_FILE):
+    """The JSON in the file at path (read_file: bounded, never blocking)."""
+    return json.loads(read_file(path, limit).decode("utf-8"))
 
 
 @contextlib.contextmanager
@@ -847,12 +878,12 @@ def load_template(directory, source):
     tid = os.path.basename(directory)
     if not TEMPLATE_ID_RE.match(tid):
         raise TemplateProblem("the directory name is not a valid template id")
-    path = os.path.join(directory, "template.toml")
     try:
-        with open(path, "rb") as f:
-            data = _toml().load(f)
+        data = _toml().loads(read_file(os.path.join(directory, "template.toml"), MAX_SMALL_FILE).decode("utf-8"))
     except OSError as e:
         raise TemplateProblem("cannot read template.toml: %s" % e.strerror)
+    except UnusableFile as e:  # a FIFO, a device, a sparse file of any size
+        raise TemplateProblem(str(e))
     except ValueError as e:
         raise TemplateProblem("template.toml is not valid TOML: %s" % e)
     extra = set(data) - TEMPLATE_KEYS
@@ -867,15 +898,19 @@ def load_template(directory, source):
     script_name = data.get("script", "script.sh")
     if not isinstance(script_name, str) or "/" in script_name or script_name.startswith("."):
         raise TemplateProblem("template.toml: script must be a file name")
-    try:
-        with open(os.path.join(directory, script_name), encoding="utf-8") as f:
-            source_text = f.read()
-        notes = ""
-        if os.path.exists(os.path.join(directory, "notes.md")):
-            with open(os.path.join(directory, "notes.md"), encoding="utf-8") as f:
-                notes = f.read()
-    except (OSError, UnicodeDecodeError) as e:
-        raise TemplateProblem("cannot read %s: %s" % (script_name, e))
+    texts = {}
+    for name in (script_name, "notes.md"):
+        try:
+            texts[name] = read_file(os.path.join(directory, name), MAX_SMALL_FILE).decode("utf-8")
+        except FileNotFoundError:
+            if name == script_name:
+                raise TemplateProblem("cannot read %s: it is missing" % name)
+            texts[name] = ""
+        except UnusableFile as e:
+            raise TemplateProblem(str(e))
+        except (OSError, UnicodeDecodeError) as e:
+            raise TemplateProblem("cannot read %s: %s" % (name, e))
+    source_text, notes = texts[script_name], texts["notes.md"]
     template = {
         "id": tid, "name": data["name"], "synopsis": data["synopsis"],
         "description": data["description"], "source": source,
@@ -2217,6 +2252,8 @@ def _meta_or_broken(path):
         meta = read_json(path)
     except FileNotFoundError:
         raise ValueError("meta.json is missing")
+    except UnusableFile as e:  # a FIFO, a device, a sparse file of any size
+        raise ValueError(str(e))
     except (OSError, ValueError, UnicodeDecodeError) as e:
         raise ValueError("meta.json cannot be read: %s" % e)
     if not isinstance(meta, dict):
@@ -2347,19 +2384,13 @@ class StorePart:
         is not a regular file (a FIFO would block, a device never end) or is
         larger than storage.max_script_bytes (a sparse file may be any size):
         never more than that is read."""
-        limit = self.config["storage"]["max_script_bytes"]
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+            return read_file(path, self.config["storage"]["max_script_bytes"]).decode("utf-8", "replace")
         except FileNotFoundError:
             return ""
-        with os.fdopen(fd, "rb") as f:
-            if os.fstat(fd).st_mode & 0o170000 != 0o100000:
-                raise Conflict("%s is not a regular file, so it cannot be used." % os.path.basename(path))
-            data = f.read(limit + 1)
-        if len(data) > limit:
-            raise Conflict("%s is larger than %d bytes (storage.max_script_bytes), so it cannot be "
-                           "used here; shorten it outside the job manager." % (os.path.basename(path), limit))
-        return data.decode("utf-8", "replace")
+        except UnusableFile as e:
+            raise Conflict("%s (storage.max_script_bytes), so it cannot be used here; shorten it outside "
+                           "the job manager." % e if e.too_large else "%s, so it cannot be used." % e)
 
     def _scheduler_state(self):
         return {"type": self.scheduler.name, "ok": self.notice is None, "message": self.notice}
@@ -2884,6 +2915,10 @@ class JobsPart(StorePart):
 # Store: results #############################################################
 
 
+LISTED_FILES = 5000  # the most entries of a results directory listed
+COUNTED_FILES = 1000000  # the most entries past those counted (more: "at least")
+
+
 class ResultsPart(StorePart):
     """A job's results directory and output files, read as the user."""
 
@@ -2903,30 +2938,41 @@ class ResultsPart(StorePart):
 
     @operation("jobs.files")
     def job_files(self, id, path=""):
+        """A directory of the job's results: the first LISTED_FILES entries
+        the directory gives (never all of them held: it may hold millions),
+        and the job's stdout and stderr files when they are here, sorted;
+        `more` counts the entries left out (up to COUNTED_FILES)."""
         meta = self._job_meta(id)
         full = self._resolve(meta, path)
         try:
-            entries = list(os.scandir(full))
+            with os.scandir(full) as listing:
+                taken = [(entry.name, entry.path) for entry in itertools.islice(listing, LISTED_FILES)]
+                more = sum(1 for _ in itertools.islice(listing, COUNTED_FILES))
         except FileNotFoundError:
             raise NotFound("No such directory.")
         except PermissionError:
             raise Forbidden("You may not read that directory.")
         except NotADirectoryError:
             raise NotFound("Not a directory.")
-        own = {meta.get("stdout_path"), meta.get("stderr_path")}
-        files = []
-        for entry in entries[:5000]:
+        own = {meta.get("stdout_path"), meta.get("stderr_path")} - {None}
+        if more:  # the job's own output, when the directory gave it past the first entries
+            left_out = sorted(p for p in own - {p for _, p in taken}
+                              if os.path.dirname(p) == full and os.path.lexists(p))
+            taken += [(os.path.basename(p), p) for p in left_out]
+            more = max(more - len(left_out), 0)
+        files, since = [], (parse_iso(meta["submitted_at"]) or 0) - 1
+        for name, entry_path in taken:
             try:
-                st = entry.stat()
+                st = os.stat(entry_path)
             except OSError:
                 continue
-            files.append({"name": entry.name, "path": os.path.join(path, entry.name) if path else entry.name,
-                          "type": "dir" if entry.is_dir() else "file", "size": st.st_size,
-                          "modified_at": now_iso(st.st_mtime), "output": entry.path in own,
-                          "new": st.st_mtime >= (parse_iso(meta["submitted_at"]) or 0) - 1})
+            files.append({"name": name, "path": os.path.join(path, name) if path else name,
+                          "type": "dir" if st.st_mode & 0o170000 == 0o040000 else "file", "size": st.st_size,
+                          "modified_at": now_iso(st.st_mtime), "output": entry_path in own,
+                          "new": st.st_mtime >= since})
         files.sort(key=lambda f: (not f["output"], not f["new"], f["type"] != "dir", f["name"]))
-        return {"path": path, "results_dir": meta["results_dir"], "files": files,
-                "truncated": len(entries) > 5000}
+        return {"path": path, "results_dir": meta["results_dir"], "files": files, "more": more,
+                "truncated": more > 0}
 
     @operation("jobs.file")
     def job_file(self, id, path=None, which=None, offset=0, length=None, tail=None):

@@ -18,6 +18,7 @@ import resource
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import threading
@@ -393,15 +394,18 @@ def assert_freed(results):
         assert data["error"]["code"] in ("busy", "unavailable"), data
 
 
-def test_fifo_for_metadata_and_many_requests_hold_no_threads(daemon):
+def stalled(user):
+    """A template of the user's whose code never ends: every request that
+    loads the templates (GET /api/templates) holds their worker."""
+    user_template(user, "stall", "% import time\n% time.sleep(3600)\n#!/bin/bash\n")
+
+
+def test_a_stalled_worker_and_many_requests_hold_no_threads(daemon):
     d, alice, bob = daemon()
-    folder = os.path.join(state(alice.user), "scripts", "20240101-000000000-fifo00")
-    os.makedirs(folder)
-    os.mkfifo(os.path.join(folder, "meta.json"))
-    chown_tree(os.path.join(alice.user.home, ".local"), alice.user.uid)
+    stalled(alice.user)
     with served_meanwhile(bob):
         for _ in range(2):
-            results = at_once(alice, 12, "GET", "/api/scripts")
+            results = at_once(alice, 12, "GET", "/api/templates")
             assert_freed(results)
             codes = [r[2]["error"]["code"] for r in results]
             assert codes.count("busy") >= 8, results  # at most 2 (threads // 4) waited on the worker
@@ -432,18 +436,15 @@ def test_all_worker_slots_taken_leaves_requests_without_a_worker_quick(daemon, u
     d, alice, bob = daemon()
     users = [alice] + [Client(d, unix_users.create(prefix="fjh")) for _ in range(3)]
     for c in users:
-        folder = os.path.join(state(c.user), "scripts", "20240101-000000000-fifo00")
-        os.makedirs(folder)
-        os.mkfifo(os.path.join(folder, "meta.json"))
-        chown_tree(os.path.join(c.user.home, ".local"), c.user.uid)
+        stalled(c.user)
     held = []
-    threads = [threading.Thread(target=lambda c=c: held.extend(at_once(c, 2, "GET", "/api/scripts")))
+    threads = [threading.Thread(target=lambda c=c: held.extend(at_once(c, 2, "GET", "/api/templates")))
                for c in users[:3]]  # 3 users x 2 = 6 = threads (8) - reserved_threads (2)
     with served_meanwhile(bob, paths=("/api/session", "/api/health", "/login", "/static/style.css")):
         for t in threads:
             t.start()
         time.sleep(1)
-        status, seconds, data = users[3].timed("GET", "/api/scripts")
+        status, seconds, data = users[3].timed("GET", "/api/templates")
         assert status == 503 and data["error"]["code"] == "busy" and seconds < QUICK, (status, seconds, data)
         for t in threads:
             t.join(30)
@@ -515,6 +516,64 @@ def test_state_directory_on_a_symlink_loop_is_a_clear_error(daemon):
             assert "Too many levels of symbolic links" in data["error"]["message"]
 
 
+def odd_file(path, kind, uid):
+    """At path, owned by uid: a FIFO, a character device (/dev/zero's
+    numbers: it never ends) or a sparse file of 100 MB."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "device":
+        os.mknod(path, 0o600 | stat.S_IFCHR, os.makedev(1, 5))
+    else:
+        with open(path, "wb") as f:
+            f.truncate(100 << 20)
+    os.lchown(path, uid, uid)
+
+
+def test_metadata_and_templates_that_block_or_never_end_are_broken_items_at_once(daemon):
+    d, alice, bob = daemon()
+    good = alice.json("POST", "/api/scripts", {"template": "serial", "name": "good"}, status=201)
+    job = alice.json("POST", "/api/jobs", {"script": good["id"]}, status=201)
+    kinds = ("fifo", "device", "sparse")
+    for i, kind in enumerate(kinds):
+        for part in ("scripts", "jobs"):
+            odd_file(os.path.join(state(alice.user), part, "20240101-00000000%d-odd000" % i, "meta.json"),
+                     kind, alice.user.uid)
+        user_template(alice.user, "odd-toml-%s" % kind, "#!/bin/bash\n")
+        user_template(alice.user, "odd-script-%s" % kind, "#!/bin/bash\n")
+        user_template(alice.user, "odd-notes-%s" % kind, "#!/bin/bash\n")
+        base = os.path.join(alice.user.home, ".config", "flight-job", "templates")
+        for tid, name in (("odd-toml-%s" % kind, "template.toml"), ("odd-script-%s" % kind, "script.sh"),
+                          ("odd-notes-%s" % kind, "notes.md")):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(base, tid, name))
+            odd_file(os.path.join(base, tid, name), kind, alice.user.uid)
+    chown_tree(os.path.join(alice.user.home, ".local"), alice.user.uid)
+    why = {"fifo": "is not a regular file", "device": "is not a regular file", "sparse": "is larger than 8388608 bytes"}
+    with served_meanwhile(bob):
+        for _ in range(2):  # a fresh worker, then its caches
+            status, seconds, data = alice.timed("GET", "/api/scripts")
+            assert status == 200 and seconds < QUICK, (status, seconds, data)
+            assert [s["name"] for s in data["scripts"] if not s.get("broken")] == ["good"]
+            broken = {s["id"][:18]: s["reason"] for s in data["scripts"] if s.get("broken")}
+            assert broken == {"20240101-00000000%d" % i: "meta.json " + why[k] for i, k in enumerate(kinds)}, broken
+            status, seconds, data = alice.timed("GET", "/api/jobs")
+            assert status == 200 and seconds < QUICK and [j["id"] for j in data["jobs"]] == [job["id"]], data
+            assert sorted(b["reason"] for b in data["broken"]) == sorted(
+                "This job record is broken: meta.json %s." % why[k] for k in kinds), data["broken"]
+            status, seconds, data = alice.timed("GET", "/api/templates")
+            assert status == 200 and seconds < QUICK, (status, seconds)
+            assert "serial" in [t["id"] for t in data["templates"]]
+            problems = {p["id"]: p["error"] for p in data["problems"]}
+            for kind in kinds:
+                for tid, name in (("odd-toml-%s" % kind, "template.toml"), ("odd-script-%s" % kind, "script.sh"),
+                                  ("odd-notes-%s" % kind, "notes.md")):
+                    assert problems[tid] == "%s %s" % (name, why[kind]), (tid, problems[tid])
+            for page in ("/scripts", "/jobs", "/templates"):
+                status, seconds, _ = alice.timed("GET", page)
+                assert status == 200 and seconds < QUICK, (page, status, seconds)
+
+
 def test_results_directory_of_200000_files_is_listed_bounded(daemon):
     d, alice, bob = daemon()
     job = job_in(alice, "python3 -c 'import os\nfor i in range(200000): os.close(os.open(\"f%06d\" % i, os.O_CREAT))'")[1]
@@ -522,9 +581,14 @@ def test_results_directory_of_200000_files_is_listed_bounded(daemon):
     with served_meanwhile(bob):
         status, seconds, data = alice.timed("GET", "/api/jobs/%s/files" % job["id"])
         assert status == 200 and seconds < TIMEOUT, (status, seconds)
-        assert data["truncated"] and len(data["files"]) == 5000
-        status, _, page = alice.request("GET", "/jobs/" + job["id"])
-        assert status == 200
+        names = [f["name"] for f in data["files"]]
+        # the first 5,000 the directory gives, and the job's output wherever it is
+        assert 5000 <= len(names) <= 5002 and names[:2] == ["job.err", "job.out"], names[:5]
+        assert data["truncated"] and data["more"] == 200002 - len(names)
+        assert names[2:] == sorted(names[2:])
+        status, seconds, page = alice.request("GET", "/jobs/" + job["id"])
+        assert status == 200 and b"job.out" in page
+        assert b"%d more entries are not listed" % (data["more"] + len(names) - 200) in page.replace(b",", b"")
 
 
 # the bounds that involve two keys
