@@ -4189,6 +4189,15 @@ PLAIN_ERRORS = {404: ("not_found", "There is no such page."),
                 500: ("internal", "Something went wrong on the server; it has been logged.")}
 
 
+def form_limit(config):
+    """The largest page form accepted, in bytes: percent-encoding takes at
+    most three bytes for each byte of the JSON that the API takes in
+    server.max_body (a newline: %0D%0A for a browser, \\n in JSON), so every
+    text the API accepts fits, with 4 KiB for the form's other fields.
+    Waitress refuses larger bodies before they are read."""
+    return 3 * config["server"]["max_body"] + 4096
+
+
 def plain_error(status):
     """The domain error for a status of PLAIN_ERRORS, which no handler chose."""
     code, message = PLAIN_ERRORS[status]
@@ -4242,7 +4251,7 @@ class App:
         if session is None:
             return
         given = (bottle.request.headers.get("X-CSRF-Token") if api
-                 else bottle.request.forms.get("csrf")) or ""
+                 else self.form().get("csrf")) or ""
         if not hmac.compare_digest(given.encode("utf-8", "replace"), session.csrf.encode()):
             raise Forbidden("The request's CSRF token is missing or wrong: reload the page and try again.")
 
@@ -4274,13 +4283,37 @@ class App:
         return data
 
     def form(self):
-        length = bottle.request.content_length
-        if length > self.config["server"]["max_body"]:
-            raise TooLarge("The form is larger than %d bytes." % self.config["server"]["max_body"])
-        try:
-            return bottle.request.forms.decode("utf-8")
-        except UnicodeError:
-            raise BadRequest("The form is not valid UTF-8.")
+        """The page form posted with this request, parsed once (the CSRF
+        check and the route share it), its values UTF-8 text with the
+        browser's CRLF newlines made LF. A logged-in user's form may be as
+        large as form_limit says, so a page accepts every text the API
+        accepts (anyone's, the login form: server.max_body); beyond, 413
+        with a clear page (never Bottle's bare one: its own parser stops
+        at 100 KB). 400 when it is not UTF-8, is multipart or has more
+        than 10,000 fields."""
+        environ = bottle.request.environ
+        if "flightjob.form" not in environ:
+            limit = form_limit(self.config) if self.who()[0] else self.config["server"]["max_body"]
+            if (bottle.request.content_type or "").lower().startswith("multipart/"):
+                raise BadRequest("Send the form url-encoded (application/x-www-form-urlencoded).")
+            if bottle.request.content_length > limit:
+                raise TooLarge("The form is larger than %d bytes." % limit)
+            raw = bottle.request.body.read(limit + 1)
+            if len(raw) > limit:
+                raise TooLarge("The form is larger than %d bytes." % limit)
+            form = bottle.FormsDict()
+            form.recode_unicode = False  # already text
+            try:  # each byte a character, escaped or not, then the bytes read as UTF-8 (as Bottle does)
+                for key, value in urllib.parse.parse_qsl(raw.decode("latin-1"), keep_blank_values=True,
+                                                         encoding="latin-1", max_num_fields=10000):
+                    form.append(key.encode("latin-1").decode("utf-8"),
+                                value.encode("latin-1").decode("utf-8").replace("\r\n", "\n"))
+            except UnicodeError:
+                raise BadRequest("The form is not valid UTF-8.")
+            except ValueError:
+                raise BadRequest("The form has more than 10,000 fields.")
+            environ["flightjob.form"] = form
+        return environ["flightjob.form"]
 
     def call(self, user, op, **args):
         return self.pool.call(user, op, args)
@@ -5067,7 +5100,7 @@ def serve(config):
     server = create_server(forwarded_for_only(a.bottle), host=host.strip("[]"), port=int(port),
                            threads=limits["threads"], ident="flightjobd",
                            clear_untrusted_proxy_headers=False,
-                           max_request_body_size=limits["max_body"] + 4096,
+                           max_request_body_size=form_limit(config),
                            max_request_header_size=limits["max_header_bytes"],
                            connection_limit=limits["connection_limit"],
                            channel_timeout=limits["channel_timeout"],

@@ -591,6 +591,39 @@ def test_results_directory_of_200000_files_is_listed_bounded(daemon):
         assert b"%d more entries are not listed" % (data["more"] + len(names) - 200) in page.replace(b",", b"")
 
 
+# the page forms accept what the API accepts
+
+
+def test_the_script_form_accepts_what_the_api_accepts_with_the_same_clear_errors(daemon):
+    d, alice, bob = daemon()
+    script = alice.json("POST", "/api/scripts", {"template": "serial"}, status=201)
+    path = "/api/scripts/" + script["id"]
+    line = "srun ./solver --input=data/%05d.in --tol=1e-6 # step & check\n"  # 62 bytes, much escaped in a form
+    with served_meanwhile(bob):
+        # 150 KB, then ~1 MB (as much as a JSON body of server.max_body holds), sent as a browser sends a
+        # textarea (CRLF newlines): saved as the API saves it
+        for size in (150000, 1000000):
+            content = "#!/bin/bash\n" + "".join(line % i for i in range(size // 62))
+            etag = alice.json("GET", path)["etag"]
+            status, headers, page = alice.request("POST", "/scripts/%s/edit" % script["id"], form={
+                "field": "content", "etag": etag, "text": content.replace("\n", "\r\n")})
+            assert status == 303, (size, status, page[:300])
+            assert alice.json("GET", path)["content"] == content
+            assert alice.json("PATCH", path, {"content": content})["content"] == content
+        # over storage.max_script_bytes: the same clear words, on the page (the text kept) and in JSON
+        content = "#!/bin/bash\n" + "x" * 1100000
+        etag = alice.json("GET", path)["etag"]
+        status, _, page = alice.request("POST", "/scripts/%s/edit" % script["id"], form={
+            "field": "content", "etag": etag, "text": content})
+        assert status == 413 and b"Content is larger than 1048576 bytes. Your text is below, not saved." in page
+        assert page.count(b"x" * 1000) >= 1000  # the draft, shown again
+        status, _, data = alice.timed("PATCH", path, {"content": content})  # here server.max_body says it first
+        assert status == 413 and data["error"]["message"] == "The request body is larger than 1048576 bytes.", data
+        status, _, data = alice.timed("PATCH", path, {"content": content + "x" * 1000000})  # past 2 MB: still ours
+        assert status == 413 and data["error"]["message"] == "The request body is larger than 1048576 bytes.", data
+    assert alice.json("GET", path)["content"].startswith("#!/bin/bash\nsrun")
+
+
 # the bounds that involve two keys
 
 
