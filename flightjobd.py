@@ -480,6 +480,35 @@ def check_relpath(path):
     return "/".join(parts)
 
 
+# A name on disk is any bytes but NUL and "/". Pages print it, URLs carry it
+# and JSON sends it as text: name_text writes each byte that is no UTF-8 text
+# or is a control character (C0, DEL, C1) as \xHH, and a backslash as \x5c
+# where what follows would read as such an escape; name_path reads that text
+# back into the name. Everything else is left as it is, so ordinary names
+# are their own text and no text names two files.
+_ESCAPED = r"(?:0[1-9a-f]|1[0-9a-f]|5c|7f|[89a-f][0-9a-f])"  # what \xHH stands for: never NUL nor "/"
+_NO_TEXT_RE = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]|\\(?=x%s)" % _ESCAPED)
+_ESCAPE_RE = re.compile((r"\\x(%s)" % _ESCAPED).encode())
+
+
+def _escaped(match):
+    try:  # a byte that was no UTF-8 (os.fsdecode made it U+DC80-U+DCFF), a control character, "\\"
+        return "".join("\\x%02x" % b for b in match.group().encode("utf-8", "surrogateescape"))
+    except UnicodeEncodeError:  # any other lone surrogate (from JSON, not the file system): no bytes
+        return "\ufffd"
+
+
+def name_text(name):
+    """A name or path from the file system as text (see above)."""
+    return _NO_TEXT_RE.sub(_escaped, name)
+
+
+def name_path(text):
+    """The name or path name_text gave as text (UnicodeError: none can be)."""
+    return os.fsdecode(_ESCAPE_RE.sub(lambda m: bytes([int(m.group(1), 16)]),
+                                      text.encode("utf-8", "surrogateescape")))
+
+
 def new_id():
     """A URL-safe id that sorts by creation time."""
     now = time.time()
@@ -2770,6 +2799,9 @@ class JobsPart(StorePart):
         out.pop("format", None)
         out.setdefault("ignored_options", out.pop("notes", []))  # older records called it notes
         out["finished"] = meta["state"] in FINISHED
+        for key in ("results_dir", "stdout_path", "stderr_path"):  # any bytes: as text
+            if isinstance(out.get(key), str):
+                out[key] = name_text(out[key])
         return out
 
     def _all_jobs(self):
@@ -2928,10 +2960,13 @@ class ResultsPart(StorePart):
         return meta["results_dir"]
 
     def _resolve(self, meta, path):
-        """A path inside the job's results directory, symlinks resolved:
-        outside it is 403, missing is 404."""
+        """A path inside the job's results directory, given as name_text
+        wrote it, symlinks resolved: outside it is 403, missing is 404."""
         root = os.path.realpath(self._results_root(meta))
-        full = os.path.realpath(os.path.join(root, check_relpath(path))) if path else root
+        try:
+            full = os.path.realpath(os.path.join(root, name_path(check_relpath(path)))) if path else root
+        except UnicodeError:  # a lone surrogate: no name is that
+            raise NotFound("No such file.")
         if full != root and not full.startswith(root.rstrip("/") + "/"):
             raise Forbidden("That path leads outside the job's results directory.")
         return full
@@ -2966,12 +3001,13 @@ class ResultsPart(StorePart):
                 st = os.stat(entry_path)
             except OSError:
                 continue
-            files.append({"name": name, "path": os.path.join(path, name) if path else name,
+            text = name_text(name)  # any bytes: shown, and asked for again, as this text
+            files.append({"name": text, "path": os.path.join(path, text) if path else text,
                           "type": "dir" if st.st_mode & 0o170000 == 0o040000 else "file", "size": st.st_size,
                           "modified_at": now_iso(st.st_mtime), "output": entry_path in own,
                           "new": st.st_mtime >= since})
         files.sort(key=lambda f: (not f["output"], not f["new"], f["type"] != "dir", f["name"]))
-        return {"path": path, "results_dir": meta["results_dir"], "files": files, "more": more,
+        return {"path": path, "results_dir": name_text(meta["results_dir"]), "files": files, "more": more,
                 "truncated": more > 0}
 
     @operation("jobs.file")
@@ -3004,7 +3040,7 @@ class ResultsPart(StorePart):
             offset = min(max(int(offset), 0), size)
             f.seek(offset)
             data = f.read(length)
-        return {"name": os.path.basename(full), "size": size, "offset": offset,
+        return {"name": name_text(os.path.basename(full)), "size": size, "offset": offset,
                 "modified_at": now_iso(st.st_mtime), "data": base64.b64encode(data).decode("ascii"),
                 "eof": offset + len(data) >= size}
 
@@ -4069,6 +4105,7 @@ class Auth:
 # Web application ############################################################
 
 COOKIE = "flightjob_session"
+SURROGATE_RE = re.compile(r"[\ud800-\udfff]")
 PRE_COOKIE = "flightjob_login"
 CSP = "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'"
 
@@ -4369,7 +4406,9 @@ class App:
                           "version": __version__, "vocabulary": VOCABULARY}
         bottle.response.status = status
         bottle.response.set_header("Content-Type", "text/html; charset=utf-8")
-        return bottle.template(view, template_lookup=self.views, **values)
+        # text read from a user's files may carry lone surrogates (a hand-edited
+        # meta.json's "\ud800"): no UTF-8 says them, so U+FFFD says there was one
+        return SURROGATE_RE.sub("\ufffd", bottle.template(view, template_lookup=self.views, **values))
 
     def json(self, data, status=200):
         bottle.response.status = status
