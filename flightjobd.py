@@ -95,6 +95,7 @@ import secrets
 import selectors
 import shlex
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -327,13 +328,15 @@ SCHEMA = {
         "multi_user": (False, _bool, "Serve every user of the machine (needs root); otherwise only the user running the daemon."),
         "base_url": ("", _str, "Public URL of the site, used in printed links; https:// makes cookies Secure."),
         "threads": (8, _int(1, 256), "Waitress threads serving requests."),
-        "max_body": (1048576, _int(1024), "Largest request body accepted, in bytes."),
+        "max_body": (1048576, _int(1024), "Largest JSON request body, in bytes (a page's form: 3 x this + 4 KiB, percent-encoded)."),
         "reserved_threads": (2, _int(0), "Multi-user mode: threads kept for requests needing no worker (the rest: 503 busy)."),
         "connection_limit": (1000, _int(10), "Client connections held open at most; beyond, new ones wait in the listen backlog."),
         "channel_timeout": (30, _int(1), "Seconds an idle client connection (no data, no request in progress) stays open."),
         "cleanup_interval": (10, _int(1), "Seconds between two sweeps for connections idle past server.channel_timeout."),
         "backlog": (1024, _int(1), "Connections the kernel queues while the daemon is not accepting (listen backlog)."),
         "max_header_bytes": (65536, _int(4096), "Largest request line and headers, in bytes (431 beyond): what one connection may buffer."),
+        "download_timeout": (600, _int(1), "Seconds a download may take; then its connection is closed (a slow reader's thread freed)."),
+        "downloads_per_user": (2, _int(1), "Multi-user mode: one user's file downloads at once (more: 503 busy)."),
         "trusted_proxies": ([], _networks, "Reverse proxies (addresses, CIDRs) whose X-Forwarded-For names the client."),
     },
     "auth": {
@@ -3247,6 +3250,7 @@ class Worker:
         self.serial = 0
         self.last_used = time.time()
         self.inflight = 0  # calls between WorkerPool's slot and their answer (the pool's lock)
+        self.downloads = 0  # downloads streaming from this worker (WorkerPool.download; the pool's lock)
 
     def alive(self):
         return self.proc is not None and self.proc is not self.ended and self.proc.poll() is None
@@ -3489,8 +3493,10 @@ class WorkerPool:
     """One worker per user, started on first need, ended when idle. In
     multi-user mode no user holds more than a fair share of the HTTP
     threads: each user has at most worker.max_requests_per_user calls in
-    flight, and all users together server.threads minus
-    server.reserved_threads; beyond either, 503 busy at once."""
+    flight and server.downloads_per_user downloads (a download holds its
+    thread while the client takes the file), all users together
+    server.threads minus server.reserved_threads, of which downloads at
+    most half; beyond any, 503 busy at once."""
 
     def __init__(self, config, switch_user):
         self.config = config
@@ -3498,35 +3504,52 @@ class WorkerPool:
         self.workers = {}
         self.lock = threading.Lock()
         self.active = set()  # users known to have unfinished jobs
-        self.busy = 0  # calls in flight, all users
+        self.busy = 0  # calls and downloads in flight, all users
+        self.downloads = 0  # downloads in flight, all users
         threads = config["server"]["threads"]
-        self.limits = None
+        self.limits = None  # (calls a user, downloads a user, all calls and downloads, all downloads)
         if config["server"]["multi_user"]:
+            total = max(1, threads - config["server"]["reserved_threads"])
             self.limits = (config["worker"]["max_requests_per_user"] or max(1, threads // 4),
-                           max(1, threads - config["server"]["reserved_threads"]))
+                           config["server"]["downloads_per_user"], total, max(1, total // 2))
 
     @contextlib.contextmanager
-    def _slot(self, user):
-        """The user's worker, with this call counted in flight: Busy at once
-        when the user or everyone is at the limit."""
+    def _slot(self, user, download=False):
+        """The user's worker, with this call (or download) counted in
+        flight: Busy at once when the user or everyone is at the limit."""
         with self.lock:
             worker = self.workers.get(user)
             if worker is None:
                 worker = self.workers[user] = Worker(user, self.config, self.switch_user)
-            if self.limits and worker.inflight >= self.limits[0]:
-                raise Busy("Busy: you already have %d requests in progress; try again when they "
-                           "have finished." % worker.inflight)
-            if self.limits and self.busy >= self.limits[1]:
+            mine = worker.downloads if download else worker.inflight
+            if self.limits and mine >= self.limits[download]:
+                raise Busy("Busy: you already have %d %s in progress; try again when they have finished."
+                           % (mine, "downloads" if download else "requests"))
+            if self.limits and (self.busy >= self.limits[2] or download and self.downloads >= self.limits[3]):
                 raise Busy("Busy: the server is answering as many requests as it can; try again "
                            "in a moment.")
-            worker.inflight += 1
-            self.busy += 1
+            self._count(worker, download, 1)
         try:
             yield worker
         finally:
             with self.lock:
-                worker.inflight -= 1
-                self.busy -= 1
+                self._count(worker, download, -1)
+
+    def _count(self, worker, download, step):
+        if download:
+            worker.downloads += step
+            self.downloads += step
+        else:
+            worker.inflight += step
+        self.busy += step
+
+    @contextlib.contextmanager
+    def download(self, user):
+        """A download's slot, held while it streams (its thread waits on the
+        client as much as on the worker), Busy at once beyond the limits:
+        yields call(op, args), the user's worker called within this slot."""
+        with self._slot(user, download=True) as worker:
+            yield lambda op, args: worker.call(op, args)[0]
 
     def call(self, user, op, args=None, **kw):
         """Worker.call for `user`, in one of its slots; what the reply says
@@ -3542,7 +3565,8 @@ class WorkerPool:
         a call holds its worker counted in flight)."""
         limit = time.time() - self.config["worker"]["idle_timeout"]
         with self.lock:
-            idle = [u for u, w in self.workers.items() if w.last_used < limit and not w.inflight]
+            idle = [u for u, w in self.workers.items()
+                    if w.last_used < limit and not w.inflight and not w.downloads]
             stopped = [self.workers.pop(u) for u in idle]
         for worker in stopped:
             worker.stop()
@@ -4224,6 +4248,42 @@ def security_headers():
 PLAIN_ERRORS = {404: ("not_found", "There is no such page."),
                 405: ("method_not_allowed", "That method is not allowed here."),
                 500: ("internal", "Something went wrong on the server; it has been logged.")}
+
+
+def close_connection_later(environ, seconds, why):
+    """Close this request's client connection `seconds` from now, whatever
+    the thread serving it is doing then (waiting in waitress for a client
+    that does not read what it was sent: waitress waits without a bound once
+    16 MiB are buffered): a timer shuts the socket down, waitress's loop
+    sees it closed and wakes the thread (ClientDisconnected). Returns
+    cancel(), for when the request is done. Waitress's environ names the
+    connection only through its client_disconnected check, a method of it;
+    under another server nothing is closed."""
+    channel = getattr(environ.get("waitress.client_disconnected"), "__self__", None)
+    sock = getattr(channel, "socket", None)
+    if sock is None:
+        return lambda: None
+    lock, done = threading.Lock(), []
+
+    def close():
+        with lock:
+            if done:
+                return
+            done.append(True)
+        log.warning("%s: closed after %d seconds", why, seconds)
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+        with contextlib.suppress(Exception):
+            channel.server.pull_trigger()  # the loop looks at the connection now
+
+    def cancel():
+        with lock:
+            done.append(True)
+        timer.cancel()
+    timer = threading.Timer(seconds, close)
+    timer.daemon = True
+    timer.start()
+    return cancel
 
 
 def form_limit(config):
@@ -4939,24 +4999,30 @@ def with_text(piece):
 
 
 def send_file(app, user, id, download, **where):
-    """A job's file (where: path=, or which= stdout/stderr) streamed from the
-    worker in its 1 MiB pieces, or with ?tail=N its last N bytes; as an
-    attachment for download, else as UTF-8 text."""
+    """A job's file (where: path=, or which= stdout/stderr) as it is when
+    asked (Content-Length: its size then), streamed from the worker in its
+    1 MiB pieces, or with ?tail=N its last N bytes; as an attachment for
+    download, else as UTF-8 text. A whole file is a download: it holds
+    one of the user's download slots (WorkerPool.download; 503 busy beyond)
+    and its thread for at most server.download_timeout seconds, then its
+    connection is closed (the client sees fewer bytes than announced)."""
     tail = bottle.request.query.get("tail")
     if tail is not None:
         piece = app.call(user, "jobs.file", id=id, tail=_int_query("tail", 0), **where)
         chunks = iter([base64.b64decode(piece["data"])])
     else:
-        piece = app.call(user, "jobs.file", id=id, offset=0, **where)
-
-        def more(piece=piece):
-            while True:
-                data = base64.b64decode(piece["data"])
-                yield data
-                if piece["eof"] or not data:
-                    return
-                piece = app.call(user, "jobs.file", id=id, offset=piece["offset"] + len(data), **where)
-        chunks = more()
+        held = contextlib.ExitStack()
+        call = held.enter_context(app.pool.download(user))
+        try:
+            piece = call("jobs.file", dict(where, id=id, offset=0))
+        except BaseException:
+            held.close()
+            raise
+        seconds = app.config["server"]["download_timeout"]
+        held.callback(close_connection_later(bottle.request.environ, seconds, "download of %s's %s %s" % (
+            user, id, where.get("path") or where.get("which"))))
+        chunks = streamed(held, call, piece, dict(where, id=id), time.monotonic() + seconds)
+        bottle.response.set_header("Content-Length", str(piece["size"]))
     bottle.response.set_header("Content-Type", "application/octet-stream" if download
                                else "text/plain; charset=utf-8")
     bottle.response.set_header("X-File-Size", str(piece["size"]))
@@ -4964,6 +5030,22 @@ def send_file(app, user, id, download, **where):
         bottle.response.set_header("Content-Disposition", "attachment; filename*=UTF-8''%s"
                                    % urllib.parse.quote(piece["name"]))
     return chunks
+
+
+def streamed(held, call, piece, args, deadline):
+    """The pieces of a file from its first, asked of the worker one after
+    another (call), up to the size the first gave or the deadline; held
+    (the download's slot and timer) is released when it ends however it
+    ends (its last piece, an error, the connection closed)."""
+    with held:
+        offset, size = 0, piece["size"]
+        while piece["offset"] == offset:  # else the file shrank meanwhile: the client sees it cut short
+            data = base64.b64decode(piece["data"])[:size - offset]
+            yield data
+            offset += len(data)
+            if piece["eof"] or not data or offset >= size or time.monotonic() > deadline:
+                return
+            piece = call("jobs.file", dict(args, offset=offset, length=size - offset))
 
 
 @route("/api/jobs/<id>/files/<path:path>", api=True)

@@ -451,6 +451,83 @@ def test_all_worker_slots_taken_leaves_requests_without_a_worker_quick(daemon, u
     assert_freed(held)
 
 
+BOUND = 5  # server.download_timeout of the download test's daemon
+
+
+def never_reading(daemon, client, path):
+    """A socket that asks for path as client and then never reads."""
+    s = socket.create_connection(("127.0.0.1", daemon.port))
+    s.sendall(("GET %s HTTP/1.1\r\nHost: x\r\nCookie: %s\r\n\r\n" % (path, client.cookie)).encode())
+    return s
+
+
+def peeked_status(s):
+    """The status of the answer waiting on socket s, peeked: nothing read."""
+    s.settimeout(QUICK)
+    return int(s.recv(12, socket.MSG_PEEK).split()[1])
+
+
+def test_downloads_to_readers_that_never_read_hold_no_thread_past_the_bound(daemon, unix_users):
+    d, alice, bob = daemon(server={"download_timeout": BOUND})
+    others = [Client(d, unix_users.create(prefix="fjh")) for _ in range(3)]
+    files = {}
+    for c in [alice] + others:
+        files[c.user.name] = "/api/jobs/%s/files/" % job_in(c, "truncate -s 1G big.bin\necho small > small.txt")[1]["id"]
+    figures = {"root VmHWM before (KiB)": peak_kb(d.proc.pid)}
+
+    def attack(attackers):
+        """8 readers that never read, from the attackers: how many answers
+        of each status, by when the slots they held were free again."""
+        started = time.monotonic()
+        readers = [never_reading(d, c, files[c.user.name] + "big.bin") for c in attackers]
+        time.sleep(QUICK)
+        statuses = [peeked_status(s) for s in readers]  # every answer there within a second
+        held = {c.user.name for c, code in zip(attackers, statuses) if code == 200}
+        freed = {}
+        while len(freed) < len(held):
+            for c in attackers:
+                if c.user.name in held and c.user.name not in freed:
+                    status, _, body = c.request("GET", files[c.user.name] + "small.txt")
+                    if status == 200:  # a download slot of theirs is free again
+                        freed[c.user.name] = time.monotonic() - started
+                    else:
+                        assert status == 503, status
+            assert time.monotonic() - started < BOUND + 5, (freed, held)
+            time.sleep(0.1)
+        for s, code in zip(readers, statuses):  # the held ones: cut short, their connection closed
+            if code == 200:
+                s.settimeout(10)
+                got = 0
+                with contextlib.suppress(ConnectionResetError):
+                    while True:
+                        piece = s.recv(1 << 20)
+                        if not piece:
+                            break
+                        got += len(piece)
+                assert 0 < got < 1 << 30
+            s.close()
+        return statuses, freed
+
+    with served_meanwhile(bob, paths=("/api/session", "/api/scripts", "/api/jobs")) as seen:
+        # one user, 8 readers: 2 (server.downloads_per_user) held to the bound, 6 refused at once
+        statuses, freed = attack([alice] * 8)
+        assert sorted(statuses) == [200] * 2 + [503] * 6, statuses
+        assert BOUND - 1 < max(freed.values()) < BOUND + 1.5, freed
+        figures["one user, 8 readers"] = "2 held until %.1f s, 6 refused at once" % max(freed.values())
+        figures["root VmHWM after one user (KiB)"] = peak_kb(d.proc.pid)
+        # four users, 2 readers each: 3 (half of threads - reserved_threads) held, 5 refused at once
+        statuses, freed = attack([c for c in [alice] + others for _ in range(2)])
+        assert sorted(statuses) == [200] * 3 + [503] * 5, statuses
+        assert BOUND - 1 < max(freed.values()) < BOUND + 1.5, freed
+        figures["four users, 2 readers each"] = "3 held until %.1f s, 5 refused at once" % max(freed.values())
+    figures["bystander's requests"] = "%d, slowest %.3f s" % (len(seen), max(x[2] for x in seen))
+    figures["root VmHWM after (KiB)"] = peak_kb(d.proc.pid)
+    print("readers that never read (server.download_timeout %d s): %s" % (BOUND, figures))
+    # a download's pieces pass through a few threads (~6 MB each at once, kept by their malloc arenas):
+    # bounded by the caps, never by the file (1 GB) nor by what waitress buffers (16 MiB a connection, on disk)
+    assert figures["root VmHWM after (KiB)"] - figures["root VmHWM before (KiB)"] < 64 << 10, figures
+
+
 # slow and idle clients, no account needed
 
 
