@@ -2278,8 +2278,57 @@ def make_scheduler(config, user, state_dir):
 # Store: shared plumbing of its parts (worker side) ##########################
 
 
-def _meta_or_broken(path):
-    """A metadata dict, or raise ValueError saying why it cannot be used."""
+def _text(value):
+    return isinstance(value, str)
+
+
+def _whole(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _texts(value):
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+def _time(value):
+    try:
+        return isinstance(value, str) and parse_iso(value) is not None
+    except ValueError:
+        return False
+
+
+def _state(value):
+    return isinstance(value, str) and value in STATES
+
+
+def _tasks(value):
+    return isinstance(value, list) and all(isinstance(t, dict) and _state(t.get("state")) for t in value)
+
+
+def _or_none(check):
+    return lambda value: value is None or check(value)
+
+
+# What the fields of a metadata file must be for the pages and routes that
+# show them (a file edited by hand may hold anything): field -> check of its
+# value (None when missing). Any other makes the item broken, with the reason.
+SCRIPT_META = {"name": _text, "template_id": _text, "template_name": _or_none(_text),
+               "answers": lambda v: isinstance(v, dict), "created_at": _time, "updated_at": _time,
+               "version": _whole}
+JOB_META = dict({key: _or_none(_text) for key in (
+    "script_name", "scheduler", "scheduler_id", "results_dir", "stdout_path", "stderr_path", "raw_state",
+    "reason", "reason_text")}, **{key: _or_none(_time) for key in (
+        "updated_at", "started_at", "estimated_start_at", "ended_at", "missing_since", "cancel_requested_at")},
+    script_id=_text, state=_state, submitted_at=_time, answers=_or_none(lambda v: isinstance(v, dict)),
+    options=_or_none(_texts), command=_or_none(_texts), ignored_options=_or_none(_texts),
+    exit_code=_or_none(_whole), tasks=_or_none(_tasks))
+
+
+def _meta_or_broken(path, fields):
+    """The metadata dict at path (an item's directory/meta.json; its id is
+    the directory's), or raise ValueError saying why it cannot be used: it
+    cannot be read, is not JSON, has another format or a field that is not
+    what `fields` (SCRIPT_META, JOB_META) says."""
     try:
         meta = read_json(path)
     except FileNotFoundError:
@@ -2293,6 +2342,11 @@ def _meta_or_broken(path):
     if meta.get("format") != FORMAT:
         raise ValueError("meta.json has format %r, this version reads %d"
                          % (meta.get("format"), FORMAT))
+    bad = sorted(key for key, check in fields.items() if not check(meta.get(key)))
+    if bad:
+        raise ValueError("meta.json: %s %s not what this version reads"
+                         % (", ".join(bad), "is" if len(bad) == 1 else "are"))
+    meta["id"] = os.path.basename(os.path.dirname(path))
     return meta
 
 
@@ -2528,7 +2582,7 @@ class ScriptsPart(StorePart):
         if not os.path.isdir(path):
             raise NotFound("No such script.")
         try:
-            return _meta_or_broken(os.path.join(path, "meta.json"))
+            return _meta_or_broken(os.path.join(path, "meta.json"), SCRIPT_META)
         except ValueError as e:
             raise Conflict("This script is broken and cannot be used: %s." % e)
 
@@ -2569,7 +2623,8 @@ class ScriptsPart(StorePart):
         items = []
         for script_id in self._item_ids(self.scripts_dir):
             try:
-                items.append(self._script_public(_meta_or_broken(self._script_path(script_id, "meta.json"))))
+                items.append(self._script_public(_meta_or_broken(self._script_path(script_id, "meta.json"),
+                                                                 SCRIPT_META)))
             except ValueError as e:
                 items.append({"id": script_id, "broken": True, "reason": str(e)})
         items.sort(key=lambda s: s.get("updated_at") or "", reverse=True)
@@ -2780,7 +2835,7 @@ class JobsPart(StorePart):
         if cached and isinstance(hit, tuple) and hit[0] == st.st_mtime_ns and hit[1] == st.st_size:
             return hit[2]
         try:
-            meta = _meta_or_broken(path)
+            meta = _meta_or_broken(path, JOB_META)
         except ValueError as e:
             raise Conflict("This job record is broken: %s." % e)
         finished = meta["state"] in FINISHED

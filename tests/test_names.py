@@ -144,3 +144,31 @@ def test_what_a_client_sends_that_is_no_text_is_refused(client):
     for fields in ({"field": "name", "text": b"\xed\xa0\x80"}, {"field": "notes", "text": b"\xff"}):
         page = client.web.post("/scripts/%s/edit" % sid, dict(fields, csrf=client.csrf), status=400)
         assert "not valid UTF-8" in page.text
+
+
+def test_metadata_of_any_shape_is_a_broken_item_never_a_500(client, tmp_path):
+    """A meta.json edited by hand may hold anything in any field: the item
+    is a 409 naming the field (a script: listed as broken), never a 500."""
+    script, job, _ = finished_job(client, tmp_path)
+    for kind, item, pages in (
+            ("scripts", script["id"], ["/scripts", "/scripts/{}", "/scripts/{}/submit", "/scripts/{}/delete",
+                                       "/api/scripts", "/api/scripts/{}", "/api/scripts/{}/submission"]),
+            ("jobs", job["id"], ["/jobs", "/jobs/{}", "/jobs/{}/remove", "/api/jobs", "/api/jobs/{}",
+                                 "/api/jobs/{}/files", "/api/jobs/{}/output/stdout"])):
+        path = tmp_path / "state" / kind / item / "meta.json"
+        good = json.loads(path.read_text())
+        for key in sorted(set(good) - {"format"}):
+            for bad in ("garbage", -5, None, [1], {"a": 1}, True):
+                path.write_text(json.dumps(dict(good, **{key: bad})))
+                for page in pages:
+                    r = client.web.get(page.format(item), expect_errors=True)
+                    assert r.status_int < 500, (key, bad, page, r.status_int)
+                r = client.api("GET", "/api/%s/%s" % (kind, item), expect_errors=True)
+                assert r.status_int in (200, 409), (key, bad, r.status_int)
+                if r.status_int == 409:  # the field named; in the script list, that item alone broken
+                    assert key in r.json["error"]["message"], (key, bad, r.json)
+                    if kind == "scripts":
+                        assert [s["reason"] for s in client.api("GET", "/api/scripts").json["scripts"]] == [
+                            "meta.json: %s is not what this version reads" % key]
+        path.write_text(json.dumps(good))
+        assert client.api("GET", "/api/%s/%s" % (kind, item)).json["id"] == item
