@@ -85,6 +85,7 @@ import hashlib
 import hmac
 import html
 import ipaddress
+import itertools
 import json
 import logging
 import os
@@ -95,6 +96,7 @@ import secrets
 import selectors
 import shlex
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -327,7 +329,7 @@ SCHEMA = {
         "multi_user": (False, _bool, "Serve every user of the machine (needs root); otherwise only the user running the daemon."),
         "base_url": ("", _str, "Public URL of the site, used in printed links; https:// makes cookies Secure."),
         "threads": (8, _int(1, 256), "Waitress threads serving requests."),
-        "max_body": (1048576, _int(1024), "Largest request body accepted, in bytes."),
+        "max_body": (1048576, _int(1024), "Largest JSON request body, in bytes (a page's form: 3 x this + 4 KiB, percent-encoded)."),
         "reserved_threads": (2, _int(0), "Multi-user mode: threads kept for requests needing no worker (the rest: 503 busy)."),
         "connection_limit": (1000, _int(10), "Client connections held open at most; beyond, new ones wait in the listen backlog."),
         "channel_timeout": (30, _int(1), "Seconds an idle client connection (no data, no request in progress) stays open."),
@@ -336,6 +338,8 @@ SCHEMA = {
         "max_header_bytes": (65536, _int(4096), "Largest request line and headers, in bytes (431 beyond): what one connection may buffer."),
         "request_read_timeout": (30, _int(1), "Seconds a request may take to arrive whole from its first byte."),
         "connections_per_address": (100, _int(1), "Connections one address (loopback, an IPv6 /64: one) may hold; proxies excepted."),
+        "download_timeout": (600, _int(1), "Seconds a download may take; then its connection is closed (a slow reader's thread freed)."),
+        "downloads_per_user": (2, _int(1), "Multi-user mode: one user's file downloads at once (more: 503 busy)."),
         "trusted_proxies": ([], _networks, "Reverse proxies (addresses, CIDRs) whose X-Forwarded-For names the client."),
     },
     "auth": {
@@ -482,6 +486,35 @@ def check_relpath(path):
     return "/".join(parts)
 
 
+# A name on disk is any bytes but NUL and "/". Pages print it, URLs carry it
+# and JSON sends it as text: name_text writes each byte that is no UTF-8 text
+# or is a control character (C0, DEL, C1) as \xHH, and a backslash as \x5c
+# where what follows would read as such an escape; name_path reads that text
+# back into the name. Everything else is left as it is, so ordinary names
+# are their own text and no text names two files.
+_ESCAPED = r"(?:0[1-9a-f]|1[0-9a-f]|5c|7f|[89a-f][0-9a-f])"  # what \xHH stands for: never NUL nor "/"
+_NO_TEXT_RE = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]|\\(?=x%s)" % _ESCAPED)
+_ESCAPE_RE = re.compile((r"\\x(%s)" % _ESCAPED).encode())
+
+
+def _escaped(match):
+    try:  # a byte that was no UTF-8 (os.fsdecode made it U+DC80-U+DCFF), a control character, "\\"
+        return "".join("\\x%02x" % b for b in match.group().encode("utf-8", "surrogateescape"))
+    except UnicodeEncodeError:  # any other lone surrogate (from JSON, not the file system): no bytes
+        return "\ufffd"
+
+
+def name_text(name):
+    """A name or path from the file system as text (see above)."""
+    return _NO_TEXT_RE.sub(_escaped, name)
+
+
+def name_path(text):
+    """The name or path name_text gave as text (UnicodeError: none can be)."""
+    return os.fsdecode(_ESCAPE_RE.sub(lambda m: bytes([int(m.group(1), 16)]),
+                                      text.encode("utf-8", "surrogateescape")))
+
+
 def new_id():
     """A URL-safe id that sorts by creation time."""
     now = time.time()
@@ -587,9 +620,39 @@ def write_json(path, data):
     atomic_write(path, json.dumps(data, indent=1, sort_keys=True) + "\n")
 
 
-def read_json(path):
-    with open(path, "rb") as f:
-        return json.loads(f.read().decode("utf-8"))
+# The most read of a metadata or template file: far above any real one (a
+# job record with 10,000 array tasks is about 2 MB), the size of the largest
+# answer a worker may send (worker.max_message's default).
+MAX_SMALL_FILE = 8 << 20
+
+
+class UnusableFile(ValueError):
+    """A file that is no regular file, or larger than the bound read."""
+
+    def __init__(self, message, too_large=False):
+        super().__init__(message)
+        self.too_large = too_large
+
+
+def read_file(path, limit):
+    """The bytes of the regular file at path, never more than limit: opened
+    without blocking and refused (UnusableFile) when it is no regular file
+    (a FIFO would hold the reader until a writer comes, a device never
+    ends) or is larger than limit bytes (a sparse file may be any size).
+    OSError when it cannot be opened (missing, forbidden, a socket)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as f:
+        if os.fstat(fd).st_mode & 0o170000 != 0o100000:
+            raise UnusableFile("%s is not a regular file" % os.path.basename(path))
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise UnusableFile("%s is larger than %d bytes" % (os.path.basename(path), limit), too_large=True)
+    return data
+
+
+def read_json(path, limit=MAX_SMALL_FILE):
+    """The JSON in the file at path (read_file: bounded, never blocking)."""
+    return json.loads(read_file(path, limit).decode("utf-8"))
 
 
 @contextlib.contextmanager
@@ -603,17 +666,21 @@ def locked(path):
         os.close(fd)
 
 
-def disk_error(e):
-    """Turn a failed write into a clear error for the user."""
-    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+def disk_error(e, writing=True):
+    """Turn a failed write (writing=True) or read in the user's home into a
+    clear error for the user: a full disk or quota (a write), a path that
+    cannot be used (403: a retry will not help), else 503 saying whether it
+    could not write or could not read. Only a write says nothing changed."""
+    unchanged = " Nothing was changed." if writing else ""
+    if writing and e.errno in (errno.ENOSPC, errno.EDQUOT):
         return Unavailable("Your home directory is full (or over quota): "
                            "nothing was changed. Free some space and try again.")
     if e.errno in (errno.EACCES, errno.EPERM, errno.EEXIST, errno.ENOTDIR, errno.ELOOP):
-        # a retry will not help: not yours to write, or not a directory (a symlink elsewhere)
-        return Forbidden("%s cannot be used: %s. Nothing was changed."
-                         % (e.filename or "A file in your home", e.strerror or e))
-    return Unavailable("Could not write to your home directory: %s. Nothing "
-                       "was changed." % (e.strerror or e))
+        # a retry will not help: not yours, or not a directory (a symlink elsewhere)
+        return Forbidden("%s cannot be used: %s.%s"
+                         % (e.filename or "A file in your home", e.strerror or e, unchanged))
+    return Unavailable("Could not %s your home directory: %s.%s"
+                       % ("write to" if writing else "read from", e.strerror or e, unchanged))
 
 
 # Templates and questions ####################################################
@@ -846,12 +913,12 @@ def load_template(directory, source):
     tid = os.path.basename(directory)
     if not TEMPLATE_ID_RE.match(tid):
         raise TemplateProblem("the directory name is not a valid template id")
-    path = os.path.join(directory, "template.toml")
     try:
-        with open(path, "rb") as f:
-            data = _toml().load(f)
+        data = _toml().loads(read_file(os.path.join(directory, "template.toml"), MAX_SMALL_FILE).decode("utf-8"))
     except OSError as e:
         raise TemplateProblem("cannot read template.toml: %s" % e.strerror)
+    except UnusableFile as e:  # a FIFO, a device, a sparse file of any size
+        raise TemplateProblem(str(e))
     except ValueError as e:
         raise TemplateProblem("template.toml is not valid TOML: %s" % e)
     extra = set(data) - TEMPLATE_KEYS
@@ -866,15 +933,19 @@ def load_template(directory, source):
     script_name = data.get("script", "script.sh")
     if not isinstance(script_name, str) or "/" in script_name or script_name.startswith("."):
         raise TemplateProblem("template.toml: script must be a file name")
-    try:
-        with open(os.path.join(directory, script_name), encoding="utf-8") as f:
-            source_text = f.read()
-        notes = ""
-        if os.path.exists(os.path.join(directory, "notes.md")):
-            with open(os.path.join(directory, "notes.md"), encoding="utf-8") as f:
-                notes = f.read()
-    except (OSError, UnicodeDecodeError) as e:
-        raise TemplateProblem("cannot read %s: %s" % (script_name, e))
+    texts = {}
+    for name in (script_name, "notes.md"):
+        try:
+            texts[name] = read_file(os.path.join(directory, name), MAX_SMALL_FILE).decode("utf-8")
+        except FileNotFoundError:
+            if name == script_name:
+                raise TemplateProblem("cannot read %s: it is missing" % name)
+            texts[name] = ""
+        except UnusableFile as e:
+            raise TemplateProblem(str(e))
+        except (OSError, UnicodeDecodeError) as e:
+            raise TemplateProblem("cannot read %s: %s" % (name, e))
+    source_text, notes = texts[script_name], texts["notes.md"]
     template = {
         "id": tid, "name": data["name"], "synopsis": data["synopsis"],
         "description": data["description"], "source": source,
@@ -2278,13 +2349,63 @@ def make_scheduler(config, user, state_dir):
 # Store: shared plumbing of its parts (worker side) ##########################
 
 
-def _meta_or_broken(path, formats=(FORMAT,)):
-    """A metadata dict of one of formats, or raise ValueError saying why it
-    cannot be used."""
+def _text(value):
+    return isinstance(value, str)
+
+
+def _whole(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _texts(value):
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+def _time(value):
+    try:
+        return isinstance(value, str) and parse_iso(value) is not None
+    except ValueError:
+        return False
+
+
+def _state(value):
+    return isinstance(value, str) and value in STATES
+
+
+def _tasks(value):
+    return isinstance(value, list) and all(isinstance(t, dict) and _state(t.get("state")) for t in value)
+
+
+def _or_none(check):
+    return lambda value: value is None or check(value)
+
+
+# What the fields of a metadata file must be for the pages and routes that
+# show them (a file edited by hand may hold anything): field -> check of its
+# value (None when missing). Any other makes the item broken, with the reason.
+SCRIPT_META = {"name": _text, "template_id": _text, "template_name": _or_none(_text),
+               "answers": lambda v: isinstance(v, dict), "created_at": _time, "updated_at": _time,
+               "version": _whole}
+JOB_META = dict({key: _or_none(_text) for key in (
+    "script_name", "scheduler", "scheduler_id", "results_dir", "stdout_path", "stderr_path", "raw_state",
+    "reason", "reason_text")}, **{key: _or_none(_time) for key in (
+        "updated_at", "started_at", "estimated_start_at", "ended_at", "missing_since", "cancel_requested_at")},
+    script_id=_text, state=_state, submitted_at=_time, answers=_or_none(lambda v: isinstance(v, dict)),
+    options=_or_none(_texts), command=_or_none(_texts), ignored_options=_or_none(_texts),
+    exit_code=_or_none(_whole), tasks=_or_none(_tasks))
+
+
+def _meta_or_broken(path, fields, formats=(FORMAT,)):
+    """The metadata dict at path (an item's directory/meta.json; its id is
+    the directory's), or raise ValueError saying why it cannot be used: it
+    cannot be read, is not JSON, has another format or a field that is not
+    what `fields` (SCRIPT_META, JOB_META) says; formats: those it reads."""
     try:
         meta = read_json(path)
     except FileNotFoundError:
         raise ValueError("meta.json is missing")
+    except UnusableFile as e:  # a FIFO, a device, a sparse file of any size
+        raise ValueError(str(e))
     except (OSError, ValueError, UnicodeDecodeError) as e:
         raise ValueError("meta.json cannot be read: %s" % e)
     if not isinstance(meta, dict):
@@ -2292,6 +2413,11 @@ def _meta_or_broken(path, formats=(FORMAT,)):
     if meta.get("format") not in formats:
         raise ValueError("meta.json has format %r, this version reads %s"
                          % (meta.get("format"), " or ".join(map(str, formats))))
+    bad = sorted(key for key, check in fields.items() if not check(meta.get(key)))
+    if bad:
+        raise ValueError("meta.json: %s %s not what this version reads"
+                         % (", ".join(bad), "is" if len(bad) == 1 else "are"))
+    meta["id"] = os.path.basename(os.path.dirname(path))
     return meta
 
 
@@ -2300,12 +2426,16 @@ TMP_RE = re.compile(r"^\..+\.[0-9a-f]{8}\.tmp$")
 
 
 OPERATIONS = {}  # worker operation (what the routes send) -> the Store method that does it
+WRITING = set()  # the operations that change the user's files (the others only read)
 
 
-def operation(name):
-    """Declare the Store method below the worker operation `name`."""
+def operation(name, writes=False):
+    """Declare the Store method below the worker operation `name`; writes:
+    it changes the user's files (so a failure says nothing was written)."""
     def declare(method):
         OPERATIONS[name] = method
+        if writes:
+            WRITING.add(name)
         return method
     return declare
 
@@ -2434,21 +2564,15 @@ class StorePart:
         FIFO would block, a device never end) or is larger than
         storage.max_script_bytes (a sparse file may be any size): never more
         than that is read."""
-        limit = self.config["storage"]["max_script_bytes"]
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+            return read_file(path, self.config["storage"]["max_script_bytes"]).decode("utf-8", "replace")
         except FileNotFoundError:
             if not missing_ok:
                 raise
             return ""
-        with os.fdopen(fd, "rb") as f:
-            if os.fstat(fd).st_mode & 0o170000 != 0o100000:
-                raise Conflict("%s is not a regular file, so it cannot be used." % os.path.basename(path))
-            data = f.read(limit + 1)
-        if len(data) > limit:
-            raise Conflict("%s is larger than %d bytes (storage.max_script_bytes), so it cannot be "
-                           "used here; shorten it outside the job manager." % (os.path.basename(path), limit))
-        return data.decode("utf-8", "replace")
+        except UnusableFile as e:
+            raise Conflict("%s (storage.max_script_bytes), so it cannot be used here; shorten it outside "
+                           "the job manager." % e if e.too_large else "%s, so it cannot be used." % e)
 
     def _scheduler_state(self):
         return {"type": self.scheduler.name, "ok": self.notice is None, "message": self.notice}
@@ -2582,7 +2706,7 @@ class ScriptsPart(StorePart):
     def _read_script_meta(self, script_id):
         """A script's meta.json, the names of its files checked; ValueError
         saying why it cannot be used."""
-        meta = _meta_or_broken(self._script_path(script_id, "meta.json"), (1, SCRIPT_FORMAT))
+        meta = _meta_or_broken(self._script_path(script_id, "meta.json"), SCRIPT_META, (1, SCRIPT_FORMAT))
         script_bodies(meta)
         return meta
 
@@ -2701,7 +2825,7 @@ class ScriptsPart(StorePart):
             raise Invalid("The template could not make a script from these answers: %s" % e)
         return t, name, values, content
 
-    @operation("scripts.create")
+    @operation("scripts.create", writes=True)
     def script_create(self, template, name=None, answers=None, notes=None):
         t, name, values, content = self.script_render(template, name, answers)
         notes = t["notes"] if notes is None else self._check_text(notes, "Notes")
@@ -2718,7 +2842,7 @@ class ScriptsPart(StorePart):
     def script_get(self, id):
         return self._script_public(self._script_meta(id), full=True)
 
-    @operation("scripts.update")
+    @operation("scripts.update", writes=True)
     def script_update(self, id, content=None, notes=None, name=None, if_match=None):
         """Change content, notes or name, all or none (see SCRIPT_FORMAT): a
         crash at any point leaves the old script or the new one, never new
@@ -2757,7 +2881,7 @@ class ScriptsPart(StorePart):
                 self._sweep_item(self._script_path(id), None, self._unreferenced(id))
         return self._script_public(new, full=True)
 
-    @operation("scripts.delete")
+    @operation("scripts.delete", writes=True)
     def script_delete(self, id):
         with self._writing():
             path = self._script_path(id)
@@ -2834,7 +2958,7 @@ class JobsPart(StorePart):
                 "options": options, "command": cmd, "command_text": " ".join(shlex.quote(a) for a in cmd),
                 "outputs": outputs, "ignored_options": ignored, "scheduler": self.scheduler.name}
 
-    @operation("jobs.submit")
+    @operation("jobs.submit", writes=True)
     def job_submit(self, script, answers=None):
         """Submit a script: the job keeps a snapshot of the script. A refusal
         by the scheduler is a FAILED job carrying the scheduler's message."""
@@ -2905,7 +3029,7 @@ class JobsPart(StorePart):
         if cached and isinstance(hit, tuple) and hit[0] == st.st_mtime_ns and hit[1] == st.st_size:
             return hit[2]
         try:
-            meta = _meta_or_broken(path)
+            meta = _meta_or_broken(path, JOB_META)
         except ValueError as e:
             raise Conflict("This job record is broken: %s." % e)
         finished = meta["state"] in FINISHED
@@ -2931,6 +3055,9 @@ class JobsPart(StorePart):
         out.pop("format", None)
         out.setdefault("ignored_options", out.pop("notes", []))  # older records called it notes
         out["finished"] = meta["state"] in FINISHED
+        for key in ("results_dir", "stdout_path", "stderr_path"):  # any bytes: as text
+            if isinstance(out.get(key), str):
+                out[key] = name_text(out[key])
         return out
 
     def _all_jobs(self):
@@ -3068,7 +3195,7 @@ class JobsPart(StorePart):
             out["script_content"] = self._read_text(self._job_path(id, "script.sh"))
         return out
 
-    @operation("jobs.cancel")
+    @operation("jobs.cancel", writes=True)
     def job_cancel(self, id):
         meta = self._job_meta(id)
         if meta["state"] in UNFINISHED and meta.get("scheduler_id"):
@@ -3081,7 +3208,7 @@ class JobsPart(StorePart):
                 time.sleep(0.1)
         return self._public_job(self._job_meta(id))
 
-    @operation("jobs.delete")
+    @operation("jobs.delete", writes=True)
     def job_delete(self, id):
         """Remove a finished job's record; results are never touched."""
         with self._writing():
@@ -3096,6 +3223,10 @@ class JobsPart(StorePart):
 # Store: results #############################################################
 
 
+LISTED_FILES = 5000  # the most entries of a results directory listed
+COUNTED_FILES = 1000000  # the most entries past those counted (more: "at least")
+
+
 class ResultsPart(StorePart):
     """A job's results directory and output files, read as the user."""
 
@@ -3105,40 +3236,55 @@ class ResultsPart(StorePart):
         return meta["results_dir"]
 
     def _resolve(self, meta, path):
-        """A path inside the job's results directory, symlinks resolved:
-        outside it is 403, missing is 404."""
+        """A path inside the job's results directory, given as name_text
+        wrote it, symlinks resolved: outside it is 403, missing is 404."""
         root = os.path.realpath(self._results_root(meta))
-        full = os.path.realpath(os.path.join(root, check_relpath(path))) if path else root
+        try:
+            full = os.path.realpath(os.path.join(root, name_path(check_relpath(path)))) if path else root
+        except UnicodeError:  # a lone surrogate: no name is that
+            raise NotFound("No such file.")
         if full != root and not full.startswith(root.rstrip("/") + "/"):
             raise Forbidden("That path leads outside the job's results directory.")
         return full
 
     @operation("jobs.files")
     def job_files(self, id, path=""):
+        """A directory of the job's results: the first LISTED_FILES entries
+        the directory gives (never all of them held: it may hold millions),
+        and the job's stdout and stderr files when they are here, sorted;
+        `more` counts the entries left out (up to COUNTED_FILES)."""
         meta = self._job_meta(id)
         full = self._resolve(meta, path)
         try:
-            entries = list(os.scandir(full))
+            with os.scandir(full) as listing:
+                taken = [(entry.name, entry.path) for entry in itertools.islice(listing, LISTED_FILES)]
+                more = sum(1 for _ in itertools.islice(listing, COUNTED_FILES))
         except FileNotFoundError:
             raise NotFound("No such directory.")
         except PermissionError:
             raise Forbidden("You may not read that directory.")
         except NotADirectoryError:
             raise NotFound("Not a directory.")
-        own = {meta.get("stdout_path"), meta.get("stderr_path")}
-        files = []
-        for entry in entries[:5000]:
+        own = {meta.get("stdout_path"), meta.get("stderr_path")} - {None}
+        if more:  # the job's own output, when the directory gave it past the first entries
+            left_out = sorted(p for p in own - {p for _, p in taken}
+                              if os.path.dirname(p) == full and os.path.lexists(p))
+            taken += [(os.path.basename(p), p) for p in left_out]
+            more = max(more - len(left_out), 0)
+        files, since = [], (parse_iso(meta["submitted_at"]) or 0) - 1
+        for name, entry_path in taken:
             try:
-                st = entry.stat()
+                st = os.stat(entry_path)
             except OSError:
                 continue
-            files.append({"name": entry.name, "path": os.path.join(path, entry.name) if path else entry.name,
-                          "type": "dir" if entry.is_dir() else "file", "size": st.st_size,
-                          "modified_at": now_iso(st.st_mtime), "output": entry.path in own,
-                          "new": st.st_mtime >= (parse_iso(meta["submitted_at"]) or 0) - 1})
+            text = name_text(name)  # any bytes: shown, and asked for again, as this text
+            files.append({"name": text, "path": os.path.join(path, text) if path else text,
+                          "type": "dir" if st.st_mode & 0o170000 == 0o040000 else "file", "size": st.st_size,
+                          "modified_at": now_iso(st.st_mtime), "output": entry_path in own,
+                          "new": st.st_mtime >= since})
         files.sort(key=lambda f: (not f["output"], not f["new"], f["type"] != "dir", f["name"]))
-        return {"path": path, "results_dir": meta["results_dir"], "files": files,
-                "truncated": len(entries) > 5000}
+        return {"path": path, "results_dir": name_text(meta["results_dir"]), "files": files, "more": more,
+                "truncated": more > 0}
 
     @operation("jobs.file")
     def job_file(self, id, path=None, which=None, offset=0, length=None, tail=None):
@@ -3170,7 +3316,7 @@ class ResultsPart(StorePart):
             offset = min(max(int(offset), 0), size)
             f.seek(offset)
             data = f.read(length)
-        return {"name": os.path.basename(full), "size": size, "offset": offset,
+        return {"name": name_text(os.path.basename(full)), "size": size, "offset": offset,
                 "modified_at": now_iso(st.st_mtime), "data": base64.b64encode(data).decode("ascii"),
                 "eof": offset + len(data) >= size}
 
@@ -3219,7 +3365,9 @@ UNFINISHED_WORDS = {True: "1", False: "0", None: "-"}
 
 
 class Busy(Unavailable):
-    """Too many requests wait on workers: answered at once, never queued."""
+    """Too many requests wait on workers (answered at once, never queued),
+    or the user's worker is busy with another request past this one's
+    deadline: try again."""
 
     code = "busy"
 
@@ -3249,7 +3397,7 @@ def worker_main():
         except OSError as e:  # the user's own files: unreadable, full, gone (NFS): say so, not 500
             log.warning("worker request %s: %s", request.get("op"), e)
             err = Forbidden("You may not read or change %s: %s." % (e.filename, e.strerror)) \
-                if isinstance(e, PermissionError) else disk_error(e)
+                if isinstance(e, PermissionError) else disk_error(e, writing=str(request.get("op")) in WRITING)
             kind, body = "err", err.as_dict()
         except Exception:
             log.exception("worker request failed: %s", request.get("op"))
@@ -3375,6 +3523,7 @@ class Worker:
         self.serial = 0
         self.last_used = time.time()
         self.inflight = 0  # calls between WorkerPool's slot and their answer (the pool's lock)
+        self.downloads = 0  # downloads streaming from this worker (WorkerPool.download; the pool's lock)
 
     def alive(self):
         return self.proc is not None and self.proc is not self.ended and self.proc.poll() is None
@@ -3475,16 +3624,16 @@ class Worker:
         much or garbage gives 503; one that does not take the request or is
         stuck on it past the deadline is killed (503) so the next request
         gets a fresh worker; a request queued behind a slow one gives 503
-        and leaves the worker alone."""
+        busy and leaves the worker alone."""
         timeout = timeout or self.config["worker"]["request_timeout"]
         deadline = time.monotonic() + timeout
         slot = queue.SimpleQueue()  # the reader puts the answer, or the error
         busy = "Your worker is busy with a request that is taking too long; try again."
         if not self.lock.acquire(timeout=timeout):  # another thread's write to a stuck worker
-            raise Unavailable(busy)
+            raise Busy(busy)
         try:
             if time.monotonic() >= deadline:  # no time left to start or send anything
-                raise Unavailable(busy)
+                raise Busy(busy)
             if touch:
                 self.last_used = time.time()
             if not self.alive():
@@ -3512,7 +3661,7 @@ class Worker:
             if answered:
                 reply = slot.get()
             elif not stuck:
-                raise Unavailable(busy)
+                raise Busy(busy)
             else:
                 self._end(proc)
                 raise Unavailable("Your worker did not answer in %d seconds (template code or a pattern "
@@ -3617,8 +3766,10 @@ class WorkerPool:
     """One worker per user, started on first need, ended when idle. In
     multi-user mode no user holds more than a fair share of the HTTP
     threads: each user has at most worker.max_requests_per_user calls in
-    flight, and all users together server.threads minus
-    server.reserved_threads; beyond either, 503 busy at once."""
+    flight and server.downloads_per_user downloads (a download holds its
+    thread while the client takes the file), all users together
+    server.threads minus server.reserved_threads, of which downloads at
+    most half; beyond any, 503 busy at once."""
 
     def __init__(self, config, switch_user):
         self.config = config
@@ -3626,35 +3777,52 @@ class WorkerPool:
         self.workers = {}
         self.lock = threading.Lock()
         self.active = set()  # users known to have unfinished jobs
-        self.busy = 0  # calls in flight, all users
+        self.busy = 0  # calls and downloads in flight, all users
+        self.downloads = 0  # downloads in flight, all users
         threads = config["server"]["threads"]
-        self.limits = None
+        self.limits = None  # (calls a user, downloads a user, all calls and downloads, all downloads)
         if config["server"]["multi_user"]:
+            total = max(1, threads - config["server"]["reserved_threads"])
             self.limits = (config["worker"]["max_requests_per_user"] or max(1, threads // 4),
-                           max(1, threads - config["server"]["reserved_threads"]))
+                           config["server"]["downloads_per_user"], total, max(1, total // 2))
 
     @contextlib.contextmanager
-    def _slot(self, user):
-        """The user's worker, with this call counted in flight: Busy at once
-        when the user or everyone is at the limit."""
+    def _slot(self, user, download=False):
+        """The user's worker, with this call (or download) counted in
+        flight: Busy at once when the user or everyone is at the limit."""
         with self.lock:
             worker = self.workers.get(user)
             if worker is None:
                 worker = self.workers[user] = Worker(user, self.config, self.switch_user)
-            if self.limits and worker.inflight >= self.limits[0]:
-                raise Busy("Busy: you already have %d requests in progress; try again when they "
-                           "have finished." % worker.inflight)
-            if self.limits and self.busy >= self.limits[1]:
+            mine = worker.downloads if download else worker.inflight
+            if self.limits and mine >= self.limits[download]:
+                raise Busy("Busy: you already have %d %s in progress; try again when they have finished."
+                           % (mine, "downloads" if download else "requests"))
+            if self.limits and (self.busy >= self.limits[2] or download and self.downloads >= self.limits[3]):
                 raise Busy("Busy: the server is answering as many requests as it can; try again "
                            "in a moment.")
-            worker.inflight += 1
-            self.busy += 1
+            self._count(worker, download, 1)
         try:
             yield worker
         finally:
             with self.lock:
-                worker.inflight -= 1
-                self.busy -= 1
+                self._count(worker, download, -1)
+
+    def _count(self, worker, download, step):
+        if download:
+            worker.downloads += step
+            self.downloads += step
+        else:
+            worker.inflight += step
+        self.busy += step
+
+    @contextlib.contextmanager
+    def download(self, user):
+        """A download's slot, held while it streams (its thread waits on the
+        client as much as on the worker), Busy at once beyond the limits:
+        yields call(op, args), the user's worker called within this slot."""
+        with self._slot(user, download=True) as worker:
+            yield lambda op, args: worker.call(op, args)[0]
 
     def call(self, user, op, args=None, **kw):
         """Worker.call for `user`, in one of its slots; what the reply says
@@ -3670,7 +3838,8 @@ class WorkerPool:
         a call holds its worker counted in flight)."""
         limit = time.time() - self.config["worker"]["idle_timeout"]
         with self.lock:
-            idle = [u for u, w in self.workers.items() if w.last_used < limit and not w.inflight]
+            idle = [u for u, w in self.workers.items()
+                    if w.last_used < limit and not w.inflight and not w.downloads]
             stopped = [self.workers.pop(u) for u in idle]
         for worker in stopped:
             worker.stop()
@@ -4293,6 +4462,7 @@ class Auth:
 # Web application ############################################################
 
 COOKIE = "flightjob_session"
+SURROGATE_RE = re.compile(r"[\ud800-\udfff]")
 PRE_COOKIE = "flightjob_login"
 LOGIN_FIELDS = ("login_csrf", "next", "username", "password")  # the login form's own
 CSP = "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'"
@@ -4414,6 +4584,51 @@ PLAIN_ERRORS = {404: ("not_found", "There is no such page."),
                 500: ("internal", "Something went wrong on the server; it has been logged.")}
 
 
+def close_connection_later(environ, seconds, why):
+    """Close this request's client connection `seconds` from now, whatever
+    the thread serving it is doing then (waiting in waitress for a client
+    that does not read what it was sent: waitress waits without a bound once
+    16 MiB are buffered): a timer shuts the socket down, waitress's loop
+    sees it closed and wakes the thread (ClientDisconnected). Returns
+    cancel(), for when the request is done. Waitress's environ names the
+    connection only through its client_disconnected check, a method of it;
+    under another server nothing is closed."""
+    channel = getattr(environ.get("waitress.client_disconnected"), "__self__", None)
+    sock = getattr(channel, "socket", None)
+    if sock is None:
+        return lambda: None
+    lock, done = threading.Lock(), []
+
+    def close():
+        with lock:
+            if done:
+                return
+            done.append(True)
+        log.warning("%s: closed after %d seconds", why, seconds)
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+        with contextlib.suppress(Exception):
+            channel.server.pull_trigger()  # the loop looks at the connection now
+
+    def cancel():
+        with lock:
+            done.append(True)
+        timer.cancel()
+    timer = threading.Timer(seconds, close)
+    timer.daemon = True
+    timer.start()
+    return cancel
+
+
+def form_limit(config):
+    """The largest page form accepted, in bytes: percent-encoding takes at
+    most three bytes for each byte of the JSON that the API takes in
+    server.max_body (a newline: %0D%0A for a browser, \\n in JSON), so every
+    text the API accepts fits, with 4 KiB for the form's other fields.
+    Waitress refuses larger bodies before they are read."""
+    return 3 * config["server"]["max_body"] + 4096
+
+
 def plain_error(status):
     """The domain error for a status of PLAIN_ERRORS, which no handler chose."""
     code, message = PLAIN_ERRORS[status]
@@ -4434,7 +4649,8 @@ class App:
         self.pool = pool or WorkerPool(config, switch)
         self.auth = Auth(config, self.daemon_user)
         self.started = time.time()
-        self.health = (0.0, None)
+        self.health = (0.0, None)  # (when, the last scheduler check) for probe
+        self.probing = threading.Lock()  # held by the one thread that checks
         self.traceback_quota = Quota(TRACEBACKS_PER_MINUTE)
         self.bottle = bottle.Bottle()
         self.bottle.add_hook("after_request", security_headers)
@@ -4467,7 +4683,7 @@ class App:
         if session is None:
             return
         given = (bottle.request.headers.get("X-CSRF-Token") if api
-                 else bottle.request.forms.get("csrf")) or ""
+                 else self.form().get("csrf")) or ""
         if not hmac.compare_digest(given.encode("utf-8", "replace"), session.csrf.encode()):
             raise Forbidden("The request's CSRF token is missing or wrong: reload the page and try again.")
 
@@ -4498,15 +4714,38 @@ class App:
             raise BadRequest("The body must be a JSON object.")
         return data
 
-    def form(self, limit=None):
-        limit = limit or self.config["server"]["max_body"]
-        length = bottle.request.content_length
-        if length > limit:
-            raise TooLarge("The form is larger than %d bytes." % limit)
-        try:
-            return bottle.request.forms.decode("utf-8")
-        except UnicodeError:
-            raise BadRequest("The form is not valid UTF-8.")
+    def form(self):
+        """The page form posted with this request, parsed once (the CSRF
+        check and the route share it), its values UTF-8 text with the
+        browser's CRLF newlines made LF. A logged-in user's form may be as
+        large as form_limit says, so a page accepts every text the API
+        accepts (anyone's, the login form: server.max_body); beyond, 413
+        with a clear page (never Bottle's bare one: its own parser stops
+        at 100 KB). 400 when it is not UTF-8, is multipart or has more
+        than 10,000 fields."""
+        environ = bottle.request.environ
+        if "flightjob.form" not in environ:
+            limit = form_limit(self.config) if self.who()[0] else self.config["server"]["max_body"]
+            if (bottle.request.content_type or "").lower().startswith("multipart/"):
+                raise BadRequest("Send the form url-encoded (application/x-www-form-urlencoded).")
+            if bottle.request.content_length > limit:
+                raise TooLarge("The form is larger than %d bytes." % limit)
+            raw = bottle.request.body.read(limit + 1)
+            if len(raw) > limit:
+                raise TooLarge("The form is larger than %d bytes." % limit)
+            form = bottle.FormsDict()
+            form.recode_unicode = False  # already text
+            try:  # each byte a character, escaped or not, then the bytes read as UTF-8 (as Bottle does)
+                for key, value in urllib.parse.parse_qsl(raw.decode("latin-1"), keep_blank_values=True,
+                                                         encoding="latin-1", max_num_fields=10000):
+                    form.append(key.encode("latin-1").decode("utf-8"),
+                                value.encode("latin-1").decode("utf-8").replace("\r\n", "\n"))
+            except UnicodeError:
+                raise BadRequest("The form is not valid UTF-8.")
+            except ValueError:
+                raise BadRequest("The form has more than 10,000 fields.")
+            environ["flightjob.form"] = form
+        return environ["flightjob.form"]
 
     def call(self, user, op, **args):
         return self.pool.call(user, op, args)
@@ -4569,7 +4808,9 @@ class App:
                           "version": __version__, "vocabulary": VOCABULARY}
         bottle.response.status = status
         bottle.response.set_header("Content-Type", "text/html; charset=utf-8")
-        return bottle.template(view, template_lookup=self.views, **values)
+        # text read from a user's files may carry lone surrogates (a hand-edited
+        # meta.json's "\ud800"): no UTF-8 says them, so U+FFFD says there was one
+        return SURROGATE_RE.sub("\ufffd", bottle.template(view, template_lookup=self.views, **values))
 
     def login_page(self, error=None, status=200, next_url="/", kept=()):
         """The login form, with its own CSRF token in a cookie only /login
@@ -4663,18 +4904,30 @@ class App:
                 self.pool.refresh_active()
 
     def probe(self):
-        """The scheduler check for /api/health, cached 30 s, run in a worker
-        (root never runs a scheduler command)."""
+        """The scheduler check for /api/health, run in a worker (root never
+        runs a scheduler command), cached 30 s. When it is due, one thread
+        checks while the others answer at once with the last result. A
+        check that could not be made because the worker was busy (503 busy)
+        says so and is not cached: the next request checks again."""
         at, result = self.health
-        if result is None or time.time() - at > 30:
+        if result is not None and time.time() - at <= 30:
+            return result
+        unknown = {"type": self.config["scheduler"]["type"], "answers": False}
+        if not self.probing.acquire(blocking=False):  # another thread is checking
+            return result or dict(unknown, message="The scheduler is being checked; ask again in a moment.")
+        try:
             user = self.daemon_user if not self.config["server"]["multi_user"] \
                 else self.config["scheduler"]["probe_user"]
             try:
                 result = self.pool.call(user, "probe", {}, timeout=self.config["scheduler"]["timeout"] + 5)
+            except Busy as e:
+                return result or dict(unknown, message=e.message)
             except FlightJobError as e:
-                result = {"type": self.config["scheduler"]["type"], "answers": False, "message": e.message}
+                result = dict(unknown, message=e.message)
             self.health = (time.time(), result)
-        return result
+            return result
+        finally:
+            self.probing.release()
 
 
 class Quota:
@@ -5174,24 +5427,30 @@ def with_text(piece):
 
 
 def send_file(app, user, id, download, **where):
-    """A job's file (where: path=, or which= stdout/stderr) streamed from the
-    worker in its 1 MiB pieces, or with ?tail=N its last N bytes; as an
-    attachment for download, else as UTF-8 text."""
+    """A job's file (where: path=, or which= stdout/stderr) as it is when
+    asked (Content-Length: its size then), streamed from the worker in its
+    1 MiB pieces, or with ?tail=N its last N bytes; as an attachment for
+    download, else as UTF-8 text. A whole file is a download: it holds
+    one of the user's download slots (WorkerPool.download; 503 busy beyond)
+    and its thread for at most server.download_timeout seconds, then its
+    connection is closed (the client sees fewer bytes than announced)."""
     tail = bottle.request.query.get("tail")
     if tail is not None:
         piece = app.call(user, "jobs.file", id=id, tail=_int_query("tail", 0), **where)
         chunks = iter([base64.b64decode(piece["data"])])
     else:
-        piece = app.call(user, "jobs.file", id=id, offset=0, **where)
-
-        def more(piece=piece):
-            while True:
-                data = base64.b64decode(piece["data"])
-                yield data
-                if piece["eof"] or not data:
-                    return
-                piece = app.call(user, "jobs.file", id=id, offset=piece["offset"] + len(data), **where)
-        chunks = more()
+        held = contextlib.ExitStack()
+        call = held.enter_context(app.pool.download(user))
+        try:
+            piece = call("jobs.file", dict(where, id=id, offset=0))
+        except BaseException:
+            held.close()
+            raise
+        seconds = app.config["server"]["download_timeout"]
+        held.callback(close_connection_later(bottle.request.environ, seconds, "download of %s's %s %s" % (
+            user, id, where.get("path") or where.get("which"))))
+        chunks = streamed(held, call, piece, dict(where, id=id), time.monotonic() + seconds)
+        bottle.response.set_header("Content-Length", str(piece["size"]))
     bottle.response.set_header("Content-Type", "application/octet-stream" if download
                                else "text/plain; charset=utf-8")
     bottle.response.set_header("X-File-Size", str(piece["size"]))
@@ -5199,6 +5458,22 @@ def send_file(app, user, id, download, **where):
         bottle.response.set_header("Content-Disposition", "attachment; filename*=UTF-8''%s"
                                    % urllib.parse.quote(piece["name"]))
     return chunks
+
+
+def streamed(held, call, piece, args, deadline):
+    """The pieces of a file from its first, asked of the worker one after
+    another (call), up to the size the first gave or the deadline; held
+    (the download's slot and timer) is released when it ends however it
+    ends (its last piece, an error, the connection closed)."""
+    with held:
+        offset, size = 0, piece["size"]
+        while piece["offset"] == offset:  # else the file shrank meanwhile: the client sees it cut short
+            data = base64.b64decode(piece["data"])[:size - offset]
+            yield data
+            offset += len(data)
+            if piece["eof"] or not data or offset >= size or time.monotonic() > deadline:
+                return
+            piece = call("jobs.file", dict(args, offset=offset, length=size - offset))
 
 
 @route("/api/jobs/<id>/files/<path:path>", api=True)
@@ -5424,7 +5699,7 @@ def serve(config):
     server = create_server(forwarded_for_only(a.bottle), host=host.strip("[]"), port=int(port),
                            threads=limits["threads"], ident="flightjobd",
                            clear_untrusted_proxy_headers=False,
-                           max_request_body_size=limits["max_body"] + 4096,
+                           max_request_body_size=form_limit(config),
                            max_request_header_size=limits["max_header_bytes"],
                            connection_limit=limits["connection_limit"],
                            channel_timeout=limits["channel_timeout"],

@@ -113,6 +113,10 @@
 % end
 </tbody></table>
 </div>
+% left = max(len(shown) - 200, 0) + files.get('more', 0)
+% if left:
+<p class="muted">{{'{:,}'.format(left)}} more entries are not listed: open the directory from a terminal to see them all.</p>
+% end
 % else:
 <p class="muted">The directory is empty.</p>
 % end

@@ -18,6 +18,7 @@ import resource
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import threading
@@ -395,15 +396,18 @@ def assert_freed(results):
         assert data["error"]["code"] in ("busy", "unavailable"), data
 
 
-def test_fifo_for_metadata_and_many_requests_hold_no_threads(daemon):
+def stalled(user):
+    """A template of the user's whose code never ends: every request that
+    loads the templates (GET /api/templates) holds their worker."""
+    user_template(user, "stall", "% import time\n% time.sleep(3600)\n#!/bin/bash\n")
+
+
+def test_a_stalled_worker_and_many_requests_hold_no_threads(daemon):
     d, alice, bob = daemon()
-    folder = os.path.join(state(alice.user), "scripts", "20240101-000000000-fifo00")
-    os.makedirs(folder)
-    os.mkfifo(os.path.join(folder, "meta.json"))
-    chown_tree(os.path.join(alice.user.home, ".local"), alice.user.uid)
+    stalled(alice.user)
     with served_meanwhile(bob):
         for _ in range(2):
-            results = at_once(alice, 12, "GET", "/api/scripts")
+            results = at_once(alice, 12, "GET", "/api/templates")
             assert_freed(results)
             codes = [r[2]["error"]["code"] for r in results]
             assert codes.count("busy") >= 8, results  # at most 2 (threads // 4) waited on the worker
@@ -434,22 +438,96 @@ def test_all_worker_slots_taken_leaves_requests_without_a_worker_quick(daemon, u
     d, alice, bob = daemon()
     users = [alice] + [Client(d, unix_users.create(prefix="fjh")) for _ in range(3)]
     for c in users:
-        folder = os.path.join(state(c.user), "scripts", "20240101-000000000-fifo00")
-        os.makedirs(folder)
-        os.mkfifo(os.path.join(folder, "meta.json"))
-        chown_tree(os.path.join(c.user.home, ".local"), c.user.uid)
+        stalled(c.user)
     held = []
-    threads = [threading.Thread(target=lambda c=c: held.extend(at_once(c, 2, "GET", "/api/scripts")))
+    threads = [threading.Thread(target=lambda c=c: held.extend(at_once(c, 2, "GET", "/api/templates")))
                for c in users[:3]]  # 3 users x 2 = 6 = threads (8) - reserved_threads (2)
     with served_meanwhile(bob, paths=("/api/session", "/api/health", "/login", "/static/style.css")):
         for t in threads:
             t.start()
         time.sleep(1)
-        status, seconds, data = users[3].timed("GET", "/api/scripts")
+        status, seconds, data = users[3].timed("GET", "/api/templates")
         assert status == 503 and data["error"]["code"] == "busy" and seconds < QUICK, (status, seconds, data)
         for t in threads:
             t.join(30)
     assert_freed(held)
+
+
+BOUND = 5  # server.download_timeout of the download test's daemon
+
+
+def never_reading(daemon, client, path):
+    """A socket that asks for path as client and then never reads."""
+    s = socket.create_connection(("127.0.0.1", daemon.port))
+    s.sendall(("GET %s HTTP/1.1\r\nHost: x\r\nCookie: %s\r\n\r\n" % (path, client.cookie)).encode())
+    return s
+
+
+def peeked_status(s):
+    """The status of the answer waiting on socket s, peeked: nothing read."""
+    s.settimeout(QUICK)
+    return int(s.recv(12, socket.MSG_PEEK).split()[1])
+
+
+def test_downloads_to_readers_that_never_read_hold_no_thread_past_the_bound(daemon, unix_users):
+    d, alice, bob = daemon(server={"download_timeout": BOUND})
+    others = [Client(d, unix_users.create(prefix="fjh")) for _ in range(3)]
+    files = {}
+    for c in [alice] + others:
+        files[c.user.name] = "/api/jobs/%s/files/" % job_in(c, "truncate -s 1G big.bin\necho small > small.txt")[1]["id"]
+    figures = {"root VmHWM before (KiB)": peak_kb(d.proc.pid)}
+
+    def attack(attackers):
+        """8 readers that never read, from the attackers: how many answers
+        of each status, by when the slots they held were free again."""
+        started = time.monotonic()
+        readers = [never_reading(d, c, files[c.user.name] + "big.bin") for c in attackers]
+        time.sleep(QUICK)
+        statuses = [peeked_status(s) for s in readers]  # every answer there within a second
+        held = {c.user.name for c, code in zip(attackers, statuses) if code == 200}
+        freed = {}
+        while len(freed) < len(held):
+            for c in attackers:
+                if c.user.name in held and c.user.name not in freed:
+                    status, _, body = c.request("GET", files[c.user.name] + "small.txt")
+                    if status == 200:  # a download slot of theirs is free again
+                        freed[c.user.name] = time.monotonic() - started
+                    else:
+                        assert status == 503, status
+            assert time.monotonic() - started < BOUND + 5, (freed, held)
+            time.sleep(0.1)
+        for s, code in zip(readers, statuses):  # the held ones: cut short, their connection closed
+            if code == 200:
+                s.settimeout(10)
+                got = 0
+                with contextlib.suppress(ConnectionResetError):
+                    while True:
+                        piece = s.recv(1 << 20)
+                        if not piece:
+                            break
+                        got += len(piece)
+                assert 0 < got < 1 << 30
+            s.close()
+        return statuses, freed
+
+    with served_meanwhile(bob, paths=("/api/session", "/api/scripts", "/api/jobs")) as seen:
+        # one user, 8 readers: 2 (server.downloads_per_user) held to the bound, 6 refused at once
+        statuses, freed = attack([alice] * 8)
+        assert sorted(statuses) == [200] * 2 + [503] * 6, statuses
+        assert BOUND - 1 < max(freed.values()) < BOUND + 1.5, freed
+        figures["one user, 8 readers"] = "2 held until %.1f s, 6 refused at once" % max(freed.values())
+        figures["root VmHWM after one user (KiB)"] = peak_kb(d.proc.pid)
+        # four users, 2 readers each: 3 (half of threads - reserved_threads) held, 5 refused at once
+        statuses, freed = attack([c for c in [alice] + others for _ in range(2)])
+        assert sorted(statuses) == [200] * 3 + [503] * 5, statuses
+        assert BOUND - 1 < max(freed.values()) < BOUND + 1.5, freed
+        figures["four users, 2 readers each"] = "3 held until %.1f s, 5 refused at once" % max(freed.values())
+    figures["bystander's requests"] = "%d, slowest %.3f s" % (len(seen), max(x[2] for x in seen))
+    figures["root VmHWM after (KiB)"] = peak_kb(d.proc.pid)
+    print("readers that never read (server.download_timeout %d s): %s" % (BOUND, figures))
+    # a download's pieces pass through a few threads (~6 MB each at once, kept by their malloc arenas):
+    # bounded by the caps, never by the file (1 GB) nor by what waitress buffers (16 MiB a connection, on disk)
+    assert figures["root VmHWM after (KiB)"] - figures["root VmHWM before (KiB)"] < 64 << 10, figures
 
 
 # slow and idle clients, no account needed
@@ -555,6 +633,64 @@ def test_state_directory_on_a_symlink_loop_is_a_clear_error(daemon):
             assert "Too many levels of symbolic links" in data["error"]["message"]
 
 
+def odd_file(path, kind, uid):
+    """At path, owned by uid: a FIFO, a character device (/dev/zero's
+    numbers: it never ends) or a sparse file of 100 MB."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "device":
+        os.mknod(path, 0o600 | stat.S_IFCHR, os.makedev(1, 5))
+    else:
+        with open(path, "wb") as f:
+            f.truncate(100 << 20)
+    os.lchown(path, uid, uid)
+
+
+def test_metadata_and_templates_that_block_or_never_end_are_broken_items_at_once(daemon):
+    d, alice, bob = daemon()
+    good = alice.json("POST", "/api/scripts", {"template": "serial", "name": "good"}, status=201)
+    job = alice.json("POST", "/api/jobs", {"script": good["id"]}, status=201)
+    kinds = ("fifo", "device", "sparse")
+    for i, kind in enumerate(kinds):
+        for part in ("scripts", "jobs"):
+            odd_file(os.path.join(state(alice.user), part, "20240101-00000000%d-odd000" % i, "meta.json"),
+                     kind, alice.user.uid)
+        user_template(alice.user, "odd-toml-%s" % kind, "#!/bin/bash\n")
+        user_template(alice.user, "odd-script-%s" % kind, "#!/bin/bash\n")
+        user_template(alice.user, "odd-notes-%s" % kind, "#!/bin/bash\n")
+        base = os.path.join(alice.user.home, ".config", "flight-job", "templates")
+        for tid, name in (("odd-toml-%s" % kind, "template.toml"), ("odd-script-%s" % kind, "script.sh"),
+                          ("odd-notes-%s" % kind, "notes.md")):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(base, tid, name))
+            odd_file(os.path.join(base, tid, name), kind, alice.user.uid)
+    chown_tree(os.path.join(alice.user.home, ".local"), alice.user.uid)
+    why = {"fifo": "is not a regular file", "device": "is not a regular file", "sparse": "is larger than 8388608 bytes"}
+    with served_meanwhile(bob):
+        for _ in range(2):  # a fresh worker, then its caches
+            status, seconds, data = alice.timed("GET", "/api/scripts")
+            assert status == 200 and seconds < QUICK, (status, seconds, data)
+            assert [s["name"] for s in data["scripts"] if not s.get("broken")] == ["good"]
+            broken = {s["id"][:18]: s["reason"] for s in data["scripts"] if s.get("broken")}
+            assert broken == {"20240101-00000000%d" % i: "meta.json " + why[k] for i, k in enumerate(kinds)}, broken
+            status, seconds, data = alice.timed("GET", "/api/jobs")
+            assert status == 200 and seconds < QUICK and [j["id"] for j in data["jobs"]] == [job["id"]], data
+            assert sorted(b["reason"] for b in data["broken"]) == sorted(
+                "This job record is broken: meta.json %s." % why[k] for k in kinds), data["broken"]
+            status, seconds, data = alice.timed("GET", "/api/templates")
+            assert status == 200 and seconds < QUICK, (status, seconds)
+            assert "serial" in [t["id"] for t in data["templates"]]
+            problems = {p["id"]: p["error"] for p in data["problems"]}
+            for kind in kinds:
+                for tid, name in (("odd-toml-%s" % kind, "template.toml"), ("odd-script-%s" % kind, "script.sh"),
+                                  ("odd-notes-%s" % kind, "notes.md")):
+                    assert problems[tid] == "%s %s" % (name, why[kind]), (tid, problems[tid])
+            for page in ("/scripts", "/jobs", "/templates"):
+                status, seconds, _ = alice.timed("GET", page)
+                assert status == 200 and seconds < QUICK, (page, status, seconds)
+
+
 def test_results_directory_of_200000_files_is_listed_bounded(daemon):
     d, alice, bob = daemon()
     job = job_in(alice, "python3 -c 'import os\nfor i in range(200000): os.close(os.open(\"f%06d\" % i, os.O_CREAT))'")[1]
@@ -562,9 +698,47 @@ def test_results_directory_of_200000_files_is_listed_bounded(daemon):
     with served_meanwhile(bob):
         status, seconds, data = alice.timed("GET", "/api/jobs/%s/files" % job["id"])
         assert status == 200 and seconds < TIMEOUT, (status, seconds)
-        assert data["truncated"] and len(data["files"]) == 5000
-        status, _, page = alice.request("GET", "/jobs/" + job["id"])
-        assert status == 200
+        names = [f["name"] for f in data["files"]]
+        # the first 5,000 the directory gives, and the job's output wherever it is
+        assert 5000 <= len(names) <= 5002 and names[:2] == ["job.err", "job.out"], names[:5]
+        assert data["truncated"] and data["more"] == 200002 - len(names)
+        assert names[2:] == sorted(names[2:])
+        status, seconds, page = alice.request("GET", "/jobs/" + job["id"])
+        assert status == 200 and b"job.out" in page
+        assert b"%d more entries are not listed" % (data["more"] + len(names) - 200) in page.replace(b",", b"")
+
+
+# the page forms accept what the API accepts
+
+
+def test_the_script_form_accepts_what_the_api_accepts_with_the_same_clear_errors(daemon):
+    d, alice, bob = daemon()
+    script = alice.json("POST", "/api/scripts", {"template": "serial"}, status=201)
+    path = "/api/scripts/" + script["id"]
+    line = "srun ./solver --input=data/%05d.in --tol=1e-6 # step & check\n"  # 62 bytes, much escaped in a form
+    with served_meanwhile(bob):
+        # 150 KB, then ~1 MB (as much as a JSON body of server.max_body holds), sent as a browser sends a
+        # textarea (CRLF newlines): saved as the API saves it
+        for size in (150000, 1000000):
+            content = "#!/bin/bash\n" + "".join(line % i for i in range(size // 62))
+            etag = alice.json("GET", path)["etag"]
+            status, headers, page = alice.request("POST", "/scripts/%s/edit" % script["id"], form={
+                "field": "content", "etag": etag, "text": content.replace("\n", "\r\n")})
+            assert status == 303, (size, status, page[:300])
+            assert alice.json("GET", path)["content"] == content
+            assert alice.json("PATCH", path, {"content": content})["content"] == content
+        # over storage.max_script_bytes: the same clear words, on the page (the text kept) and in JSON
+        content = "#!/bin/bash\n" + "x" * 1100000
+        etag = alice.json("GET", path)["etag"]
+        status, _, page = alice.request("POST", "/scripts/%s/edit" % script["id"], form={
+            "field": "content", "etag": etag, "text": content})
+        assert status == 413 and b"Content is larger than 1048576 bytes. Your text is below, not saved." in page
+        assert page.count(b"x" * 1000) >= 1000  # the draft, shown again
+        status, _, data = alice.timed("PATCH", path, {"content": content})  # here server.max_body says it first
+        assert status == 413 and data["error"]["message"] == "The request body is larger than 1048576 bytes.", data
+        status, _, data = alice.timed("PATCH", path, {"content": content + "x" * 1000000})  # past 2 MB: still ours
+        assert status == 413 and data["error"]["message"] == "The request body is larger than 1048576 bytes.", data
+    assert alice.json("GET", path)["content"].startswith("#!/bin/bash\nsrun")
 
 
 # the bounds that involve two keys
@@ -578,3 +752,77 @@ def test_bounds_that_involve_two_keys_are_checked_at_start(tmp_path):
         r = subprocess.run([sys.executable, os.path.join(ROOT, "flightjobd.py"), "--config", path, "--check-config"],
                            capture_output=True, text=True)
         assert r.returncode == 2 and words in r.stderr, r.stderr
+
+
+# errors say what failed: a read, or a write
+
+
+def test_a_failed_read_says_read_and_a_failed_write_says_write(daemon):
+    d, alice, bob = daemon()
+    script, job, out = job_in(alice, "true")
+    socks = []
+    for path in (os.path.join(state(alice.user), "scripts", script["id"], "script.sh"), os.path.join(out, "sock")):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        s = socket.socket(socket.AF_UNIX)
+        s.bind(path)  # opening a socket fails: ENXIO, an error that no permission explains
+        os.chown(path, alice.user.uid, alice.user.uid)
+        socks.append(s)
+    with served_meanwhile(bob):
+        for method, path, body in (("GET", "/api/scripts/" + script["id"], None),
+                                   ("GET", "/api/jobs/%s/files/sock" % job["id"], None)):
+            status, seconds, data = alice.timed(method, path, body)
+            assert status == 503 and seconds < QUICK, (status, data)
+            assert data["error"]["message"] == "Could not read from your home directory: No such device or address."
+        status, _, data = alice.timed("PATCH", "/api/scripts/" + script["id"], {"name": "renamed"})
+        assert status == 503 and data["error"]["message"] == (
+            "Could not write to your home directory: No such device or address. Nothing was changed."), data
+    for s in socks:
+        s.close()
+
+
+# the health check asks one worker at a time
+
+
+def test_health_checks_the_scheduler_once_at_a_time_and_never_caches_busy(multi_app, unix_users):
+    """In the daemon's own process (the cache can be expired there): real
+    root, a real probe user and its real worker; the pool's call is only
+    counted, and slowed by a second so that the checks overlap."""
+    import webtest
+    prober = unix_users.create(prefix="fjh")
+    app, web = multi_app(scheduler={"type": "local", "probe_user": prober.name, "refresh_interval": 0,
+                                    "background_refresh": 0})
+    assert web.get("/api/health").json["scheduler_answers"] is True
+    calls, real_call = [], app.pool.call
+
+    def counted(user, op, args=None, **kw):
+        if op == "probe":
+            calls.append(user)
+            time.sleep(1)
+        return real_call(user, op, args, **kw)
+    app.pool.call = counted
+    app.health = (0.0, app.health[1])  # the 30 s are over
+    results = [None] * 8
+    gate = threading.Barrier(8)
+
+    def check(i):
+        client = webtest.TestApp(app.bottle, extra_environ={"REMOTE_ADDR": "127.0.0.1"})
+        gate.wait()
+        started = time.monotonic()
+        results[i] = (client.get("/api/health").json["scheduler_answers"], time.monotonic() - started)
+    threads = [threading.Thread(target=check, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert calls == [prober.name], calls  # one check, not eight
+    assert all(answers is True for answers, _ in results), results
+    assert sorted(seconds for _, seconds in results)[6] < 0.5, results  # the seven others: the last result, at once
+    # the probe user's worker busy (both of its slots taken): said, not cached
+    app.health = (0.0, None)
+    with app.pool._slot(prober.name), app.pool._slot(prober.name):
+        busy = web.get("/api/health").json
+    assert busy["scheduler_answers"] is False and "Busy" in busy["scheduler_message"], busy
+    assert app.health == (0.0, None)
+    assert web.get("/api/health").json["scheduler_answers"] is True  # checked again at once
+    assert calls == [prober.name] * 3
