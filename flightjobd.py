@@ -2693,7 +2693,7 @@ def script_bodies(meta):
     names = {field: meta.get(field + "_file") for field in SCRIPT_BODIES}
     for field, name in names.items():
         if not isinstance(name, str) or not BODY_RE.match(name) or not name.startswith(SCRIPT_BODIES[field][0]):
-            raise ValueError("meta.json names no valid %s file" % field)
+            raise ValueError("meta.json: %s_file is not what this version reads" % field)  # tampered
     return names
 
 
@@ -4714,7 +4714,7 @@ class App:
             raise BadRequest("The body must be a JSON object.")
         return data
 
-    def form(self):
+    def form(self, limit=None):
         """The page form posted with this request, parsed once (the CSRF
         check and the route share it), its values UTF-8 text with the
         browser's CRLF newlines made LF. A logged-in user's form may be as
@@ -4725,7 +4725,7 @@ class App:
         than 10,000 fields."""
         environ = bottle.request.environ
         if "flightjob.form" not in environ:
-            limit = form_limit(self.config) if self.who()[0] else self.config["server"]["max_body"]
+            limit = limit or (form_limit(self.config) if self.who()[0] else self.config["server"]["max_body"])
             if (bottle.request.content_type or "").lower().startswith("multipart/"):
                 raise BadRequest("Send the form url-encoded (application/x-www-form-urlencoded).")
             if bottle.request.content_length > limit:
@@ -5142,7 +5142,7 @@ def login_post(app, user):
     """Log in. A form kept through the login (App.keep_form) is shown to
     be sent again (resume_page), never sent from here; it stays in the
     login page while the login fails."""
-    form = app.form(app.config["server"]["max_body"] + 4096)  # a kept form is at most max_body
+    form = app.form(form_limit(app.config))  # it may carry a kept page form (App.keep_form)
     next_url = safe_next(form.get("next"))
     kept = kept_fields(form)
     pre = bottle.request.get_cookie(PRE_COOKIE) or ""

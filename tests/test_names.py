@@ -108,8 +108,9 @@ def test_text_that_is_no_text_in_a_users_files_is_shown_replaced(client, tmp_pat
     meta = json.loads(meta_path.read_text())
     meta.update(name="bad \ud800 name \x1b[31m", answers=dict(meta["answers"], job_name="\udcff\x07"))
     meta_path.write_text(json.dumps(meta))  # as a hand edit may leave it: lone surrogates, escaped
-    (state / "scripts" / script["id"] / "notes.md").write_bytes(b"notes \xff\xfe \x1b end")
-    (state / "scripts" / script["id"] / "script.sh").write_bytes(b"#!/bin/bash\necho \xff\xc3\n")
+    bodies = flightjobd.script_bodies(meta)  # the files meta.json names
+    (state / "scripts" / script["id"] / bodies["notes"]).write_bytes(b"notes \xff\xfe \x1b end")
+    (state / "scripts" / script["id"] / bodies["content"]).write_bytes(b"#!/bin/bash\necho \xff\xc3\n")
     job_meta_path = state / "jobs" / job["id"] / "meta.json"
     job_meta = json.loads(job_meta_path.read_text())
     job_meta.update(script_name="job of \udfff", stdout_path=os.fsdecode(work + b"/out\xff.txt"),
