@@ -4462,10 +4462,10 @@ class Auth:
 # Web application ############################################################
 
 COOKIE = "flightjob_session"
-SURROGATE_RE = re.compile(r"[\ud800-\udfff]")
 PRE_COOKIE = "flightjob_login"
 LOGIN_FIELDS = ("login_csrf", "next", "username", "password")  # the login form's own
 CSP = "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'"
+SURROGATE_RE = re.compile(r"[\ud800-\udfff]")  # what no UTF-8 page can say (render)
 
 
 def ago(iso, now=None):
@@ -5448,7 +5448,7 @@ def send_file(app, user, id, download, **where):
             raise
         seconds = app.config["server"]["download_timeout"]
         held.callback(close_connection_later(bottle.request.environ, seconds, "download of %s's %s %s" % (
-            user, id, where.get("path") or where.get("which"))))
+            user, id, name_text(where.get("path") or where.get("which")))))  # no control characters logged
         chunks = streamed(held, call, piece, dict(where, id=id), time.monotonic() + seconds)
         bottle.response.set_header("Content-Length", str(piece["size"]))
     bottle.response.set_header("Content-Type", "application/octet-stream" if download
