@@ -83,7 +83,10 @@ class World:
                 conn.putheader(k, v)
             if body is not None:
                 conn.putheader("Content-Length", str(len(body)))
-            conn.endheaders(body)
+            try:
+                conn.endheaders(body)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # refused before it was all read (a 4xx, then closed): its answer follows
             r = conn.getresponse()
             return Response("%d %s" % (r.status, r.reason), r.getheaders(), r.read())
         finally:
