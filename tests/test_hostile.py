@@ -27,6 +27,7 @@ import urllib.parse
 
 import pytest
 
+import flightjobd
 from support import ROOT, children, write_toml
 
 pytestmark = pytest.mark.root
@@ -761,7 +762,10 @@ def test_a_failed_read_says_read_and_a_failed_write_says_write(daemon):
     d, alice, bob = daemon()
     script, job, out = job_in(alice, "true")
     socks = []
-    for path in (os.path.join(state(alice.user), "scripts", script["id"], "script.sh"), os.path.join(out, "sock")):
+    folder = os.path.join(state(alice.user), "scripts", script["id"])
+    with open(os.path.join(folder, "meta.json")) as f:
+        content_file = flightjobd.script_bodies(json.load(f))["content"]
+    for path in (os.path.join(folder, content_file), os.path.join(out, "sock")):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
         s = socket.socket(socket.AF_UNIX)
