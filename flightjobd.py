@@ -1344,8 +1344,9 @@ def parse_sacct(text):
     "raw_id", "raw_state", "cancelled_by" (uid or None), "reason",
     "exit_code", "signal", "submitted_at", "start", "end", "elapsed_s",
     "cpu_time_s", "max_rss_mb" (max over steps), "requested_mem_mb",
-    "time_limit_s", "uid", "partition"}.  Step rows (5.batch, 5.extern, 5.0)
-    are folded into their job."""
+    "time_limit_s", "uid", "partition", "steps_done"}.  Step rows (5.batch,
+    5.extern, 5.0) are folded into their job: steps_done is None while it
+    has none, else whether all of them have ended."""
     jobs = {}
     order = []
     for f in _records(text, SACCT_FIELDS, trailing=False):
@@ -1357,6 +1358,9 @@ def parse_sacct(text):
             rss = parse_mem(f["MaxRSS"], default_unit="K")
             if rss is not None and (job["max_rss_mb"] is None or rss > job["max_rss_mb"]):
                 job["max_rss_mb"] = rss
+            step_state, _ = _split_state(f["State"])
+            step_done = STATE_MAP.get(step_state) in FINAL_STATES
+            job["steps_done"] = step_done if job["steps_done"] is None else (job["steps_done"] and step_done)
             continue
         parent, _, task = job_part.partition("_")
         # a pending array's remaining tasks come as one "4_[2-4]" line
@@ -1365,6 +1369,7 @@ def parse_sacct(text):
             row["raw_state"], row["cancelled_by"] = _split_state(f["State"])
             row["exit_code"], row["signal"] = _exit_signal(f["ExitCode"])
             row["max_rss_mb"] = None
+            row["steps_done"] = None  # no step row yet
             if row["id"] not in jobs:
                 order.append(row["id"])
             jobs[row["id"]] = row
@@ -2138,12 +2143,19 @@ class SlurmScheduler(Scheduler):
             if any(i not in result for i in ask):
                 raise
             return result  # sacct was only to add detail
-        for i, rows in self._collect(ask, rows).items():
-            better = self._combine(i, rows, owners.get(i))
-            old = result.get(i)
-            if old is None:
+        found = self._collect(ask, rows)
+        for i in ask:
+            old, mine = result.get(i), found.get(i)
+            if not mine:  # sacct does not have it yet
+                if old is not None:
+                    result[i] = self._finishing(old)
+                continue
+            better = self._combine(i, mine, owners.get(i))
+            if not self._settled(mine):
+                result[i] = self._finishing(better if old is None else old)
+            elif old is None:
                 result[i] = better
-            elif better["state"] in FINAL_STATES and len(better.get("tasks", [])) >= len(old.get("tasks", [])):
+            elif len(better.get("tasks", [])) >= len(old.get("tasks", [])):
                 # sacct agrees the job is over: take its detail (MaxRSS, CPU
                 # time, who cancelled), filling gaps such as the time limit
                 # ("Partition_Limit" in sacct) from squeue.
@@ -2155,6 +2167,33 @@ class SlurmScheduler(Scheduler):
             # recorded yet, the parent's row standing for its last task):
             # keep squeue's word
         return result
+
+    # slurmdbd records a job's end a moment after slurmctld does (seen: the
+    # job's row final while its batch step's row, with MaxRSS and CPU time,
+    # still says RUNNING).  Until sacct has the whole record, a job squeue
+    # calls final is shown finishing, so that its final state comes once,
+    # with the reason the record tells (memory, who cancelled); but never
+    # longer than this many seconds after its end.
+    ACCOUNTING_LAG = 30
+
+    @staticmethod
+    def _settled(rows):
+        """Whether sacct's rows of one job hold its whole record: final, and
+        every step of a job that started has ended."""
+        return bool(rows) and all(
+            STATE_MAP.get(r["raw_state"]) in FINAL_STATES and (r["steps_done"] or not _status(r)["started_at"])
+            for r in rows)
+
+    def _finishing(self, status):
+        """A final status from squeue that sacct has not caught up with yet:
+        shown as finishing while that is recent."""
+        ended = parse_iso(status.get("ended_at"))
+        if status["state"] not in FINAL_STATES or not status.get("started_at") or (
+                ended is None or _now() - ended > self.ACCOUNTING_LAG):
+            return status
+        return dict(status, state="RUNNING", raw_state="COMPLETING", reason=None,
+                    reason_text="finishing (the accounting record is being written)",
+                    exit_code=None, signal=None, ended_at=None)
 
     @staticmethod
     def _collect(ids, rows):

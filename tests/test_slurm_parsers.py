@@ -535,3 +535,49 @@ def test_info_and_available():
     assert s.info()["accounts"] == []
     s = sa.SlurmScheduler(run=FakeRun({"sinfo": sa.SchedulerError("sinfo did not answer")}))
     assert not s.available()
+
+
+def sacct_lagging(job_id, batch_state):
+    """sacct_6_final.txt as slurmdbd has it a moment after the job ended:
+    the job's row final, its batch step's row still batch_state (None: no
+    step row yet) with no MaxRSS or CPU time."""
+    lines = []
+    for line in data("sacct_6_final.txt").splitlines():
+        f = line.split("|")
+        if f[0] == job_id + ".batch":
+            if batch_state is None:
+                continue
+            f[2], f[10], f[11] = batch_state, "00:00:00", ""
+        lines.append("|".join(f))
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("batch_state", ["RUNNING", None, "missing job"])
+def test_a_final_state_waits_for_the_accounting_record(monkeypatch, batch_state):
+    """squeue says FAILED the moment slurmctld does; slurmdbd records the
+    batch step (MaxRSS: it was memory) a moment later. Until sacct has the
+    whole record the job is finishing, so its final state comes once, with
+    the right reason; past SlurmScheduler.ACCOUNTING_LAG squeue's word stands."""
+    oom = JOBS["oom"]
+    if batch_state == "missing job":
+        lagging = "".join(line + "\n" for line in data("sacct_6_final.txt").splitlines()
+                          if line.split("|")[0].split(".")[0] != oom)
+    else:
+        lagging = sacct_lagging(oom, batch_state)
+    ended = sa.parse_iso("2026-11-25T15:39:35Z")
+    monkeypatch.setattr(sa, "_now", lambda: ended + 5)
+    s, _ = scheduler(data("squeue_6_final.txt"), lagging)
+    st = s.status([oom, JOBS["exit3"]])
+    assert (st[oom]["state"], st[oom]["raw_state"], st[oom]["ended_at"], st[oom]["signal"]) == (
+        "RUNNING", "COMPLETING", None, None)
+    assert st[oom]["reason_text"].startswith("finishing")
+    assert st[JOBS["exit3"]]["reason_text"] == "exit code 3"  # its record is whole
+
+    s, _ = scheduler(data("squeue_6_final.txt"), data("sacct_6_final.txt"))  # slurmdbd caught up
+    assert s.status([oom])[oom]["reason_text"] == "ran out of memory"
+
+    monkeypatch.setattr(sa, "_now", lambda: ended + sa.SlurmScheduler.ACCOUNTING_LAG + 1)
+    s, _ = scheduler(data("squeue_6_final.txt"), lagging)
+    st = s.status([oom])[oom]
+    assert (st["state"], st["reason_text"], st["ended_at"]) == (
+        "FAILED", "killed by signal 9 (SIGKILL)", "2026-11-25T15:39:35Z")
