@@ -382,6 +382,10 @@ SCHEMA = {
         "background_refresh": (60, _int(0), "Seconds between background refreshes of users with unfinished jobs; 0 turns it off."),
         "unknown_grace": (600, _int(0), "Seconds a job may be missing from the scheduler before it is shown as UNKNOWN."),
         "environment": ({}, _env_table, "Extra variables for scheduler commands, e.g. SLURM_CONF."),
+        "shared_poll": (True, _bool, "Multi-user Slurm: one status poll for all users' jobs, as status_user; "
+                        "false: each user's worker polls."),
+        "status_user": ("nobody", _str, "Account of the shared status poll; must see every user's jobs "
+                        "(with PrivateData=jobs: SlurmUser, root or an operator)."),
         "probe_user": ("nobody", _str, "Unprivileged user that answers /api/health's scheduler check in multi-user mode."),
     },
     "storage": {
@@ -1988,6 +1992,7 @@ class SlurmScheduler(Scheduler):
         self._run_fn = run
         self.env = env
         self._accounting = None  # learnt once from scontrol show config
+        self._conf = None  # scontrol show config, as read last
 
     @classmethod
     def detect(cls, config):
@@ -2026,10 +2031,32 @@ class SlurmScheduler(Scheduler):
     def accounting(self):
         """Whether sacct has anything to say (AccountingStorageType)."""
         if self._accounting is None:
-            conf = parse_scontrol_config(self._run(["scontrol", "show", "config"]))
-            storage = conf.get("AccountingStorageType", "accounting_storage/none")
+            storage = self._cluster_config().get("AccountingStorageType", "accounting_storage/none")
             self._accounting = storage not in ("accounting_storage/none", "(null)", "")
         return self._accounting
+
+    def _cluster_config(self, fresh=False):
+        if self._conf is None or fresh:
+            self._conf = parse_scontrol_config(self._run(["scontrol", "show", "config"]))
+        return self._conf
+
+    def hidden_jobs(self):
+        """None when this account sees every user's jobs; else why it does
+        not: PrivateData=jobs (or all) shows others' jobs only to root, the
+        SlurmUser and Slurm operators and administrators. Asked afresh."""
+        private = self._cluster_config(fresh=True).get("PrivateData", "").lower()
+        if "jobs" not in private and "all" not in private:
+            return None
+        me = pwd.getpwuid(os.getuid()).pw_name
+        if os.getuid() == 0 or me == self._conf.get("SlurmUser", "").split("(")[0]:
+            return None
+        with contextlib.suppress(SchedulerError):
+            level = self._run(["sacctmgr", "--noheader", "--parsable2", "show", "user", me,
+                               "format=adminlevel"]).strip().lower()
+            if level in ("operator", "administrator"):
+                return None
+        return ("Slurm's PrivateData=%s hides other users' jobs from scheduler.status_user (%s): "
+                "set it to the SlurmUser, root or a Slurm operator" % (private, me))
 
     def read_info(self):
         out = self._run(["sinfo", "--noheader", "--Node", "--format=" + SINFO_FORMAT])
@@ -2966,6 +2993,9 @@ def new_job_record(job_id, plan, scheduler_name, command, now):
     }
 
 
+POLLED_IDS = 2000  # the most of one user's unfinished jobs the shared poll follows (the newest)
+
+
 class JobsPart(StorePart):
     """The user's jobs: submitted from a script, kept up to date with the
     scheduler, cancelled, removed."""
@@ -3116,12 +3146,18 @@ class JobsPart(StorePart):
         return metas, broken
 
     @operation("jobs.refresh")
-    def refresh(self, force=False):
-        """Bring unfinished jobs up to date with ONE status call (and one
-        more while a submit's outcome is not known). A failing or hung
-        scheduler changes no job: it only sets the notice."""
+    def refresh(self, force=False, statuses=None, notice=None, own=False):
+        """Bring unfinished jobs up to date. With `statuses` (scheduler id
+        -> status, from the daemon's shared status poll: see StatusPoll)
+        the worker records them, as only it may write in the home; when
+        that poll failed, `notice` says why and no job changes. Without,
+        the worker asks the scheduler itself, with ONE status call -- for
+        the local scheduler, in single-user mode, or when the daemon says
+        so (own) -- except where the shared poll serves the user: a page's
+        refresh then records nothing new (submits of unknown outcome are
+        still settled: they need the user's own squeue)."""
         interval = self.config["scheduler"]["refresh_interval"]
-        if not force and time.time() - self.last_refresh < interval:
+        if statuses is None and notice is None and not force and time.time() - self.last_refresh < interval:
             return self._scheduler_state()
         self.last_refresh = time.time()
         problems = []
@@ -3135,7 +3171,12 @@ class JobsPart(StorePart):
             metas, _ = self._all_jobs()
         pending = [m for m in metas if m["state"] in UNFINISHED and m.get("scheduler_id")]
         unfinished = sum(m["state"] in UNFINISHED and not m.get("scheduler_id") for m in metas)
-        if pending:
+        shared = self.shared_poll() and not own
+        if statuses is not None:  # None: polled, not found; ids not in it were not polled
+            asked = [m for m in pending if m["scheduler_id"] in statuses]
+            unfinished += len(pending) - len(asked) + self._apply_statuses(
+                asked, {i: st for i, st in statuses.items() if st is not None})
+        elif pending and not shared:
             try:
                 found = self.scheduler.status([m["scheduler_id"] for m in pending])
             except SchedulerError as e:
@@ -3143,11 +3184,21 @@ class JobsPart(StorePart):
                 unfinished += len(pending)
             else:
                 unfinished += self._apply_statuses(pending, found)
-        if unsure or pending:
-            self.notice = "; ".join(problems) or None
+        else:
+            unfinished += len(pending)
+        if notice is not None:
+            problems.append(notice)
+        if problems or statuses is not None or (pending and not shared):  # a shared poll's notice
+            self.notice = "; ".join(problems) or None  # stays until the next poll's answer
             for problem in problems:
                 log.warning("status refresh failed: %s", problem)
         return self._refreshed(unfinished)
+
+    def shared_poll(self):
+        """Whether the daemon's shared status poll brings this user's jobs up
+        to date (multi-user mode, Slurm, scheduler.shared_poll)."""
+        return (self.config["server"]["multi_user"] and self.config["scheduler"]["shared_poll"]
+                and self.scheduler.name == "slurm")
 
     def _settle_submits(self, unsure):
         """Submits whose outcome is not known (the scheduler did not answer,
@@ -3198,10 +3249,14 @@ class JobsPart(StorePart):
         return unfinished
 
     def _refreshed(self, unfinished):
-        """What a refresh tells: the scheduler's state, the unfinished jobs
-        (for the background refresher) and the scheduler calls made so far."""
+        """What a refresh tells: the scheduler's state, how many jobs are
+        unfinished, the scheduler ids of those the scheduler has (the shared
+        poll's; the newest POLLED_IDS) and the scheduler calls made so far."""
         self.has_unfinished = unfinished > 0
-        return dict(self._scheduler_state(), unfinished=unfinished, calls=dict(self.scheduler.counters))
+        ids = sorted(((m["id"], m["scheduler_id"]) for m in self._all_jobs()[0]
+                      if m["state"] in UNFINISHED and m.get("scheduler_id")), reverse=True)
+        return dict(self._scheduler_state(), unfinished=unfinished, calls=dict(self.scheduler.counters),
+                    ids=[i for _, i in ids[:POLLED_IDS]])
 
     @operation("jobs.list")
     def jobs_list(self, state=None, page=1, per_page=50):
@@ -3240,8 +3295,10 @@ class JobsPart(StorePart):
         if meta["state"] in UNFINISHED and meta.get("scheduler_id"):
             self.scheduler.cancel(meta["scheduler_id"])
             self._update_job(id, {"cancel_requested_at": now_iso()})
-            for _ in range(20):  # the true state, once the scheduler has it
-                self.refresh(force=True)
+            for _ in range(20):  # the true state, once the scheduler has it (asked
+                meta = self._job_meta(id)  # here, for this job: the user's own action)
+                with contextlib.suppress(SchedulerError):
+                    self._apply_statuses([meta], self.scheduler.status([meta["scheduler_id"]]))
                 if self._job_meta(id)["state"] not in UNFINISHED:
                     break
                 time.sleep(0.1)
@@ -3423,7 +3480,10 @@ def worker_main():
     if not first:
         return 0
     init = json.loads(first)
-    store = Store(Config(init["config"]), init["user"])
+    if init.get("role") == "status":  # the shared status poll's process (StatusPoll)
+        store = StatusSource(Config(init["config"]))
+    else:
+        store = Store(Config(init["config"]), init["user"])
     limit = store.config["worker"]["max_message"]
     for line in sys.stdin:
         request, unfinished = {}, None
@@ -3550,10 +3610,11 @@ class Worker:
     (worker.max_message, STDERR_*), and every wait on it (lock, write,
     answer) ends by worker.request_timeout."""
 
-    def __init__(self, user, config, switch_user):
+    def __init__(self, user, config, switch_user, role=None):
         self.user = user
         self.config = config
         self.switch_user = switch_user
+        self.role = role  # None: the user's store; "status": the shared status poll's source
         self.proc = None
         self.ended = None  # the process last ended for misbehaving (no lock needed)
         self.lock = threading.Lock()  # held to start the process or write to it
@@ -3601,7 +3662,7 @@ class Worker:
         self.pending = {}  # request id -> slot, in the order sent
         threading.Thread(target=self._read, args=(self.proc, self.pending), daemon=True).start()
         log.info("worker for %s started, pid %d", self.user, self.proc.pid)
-        init = {"config": self.config.to_dict(), "user": pw.pw_name}
+        init = {"config": self.config.to_dict(), "user": pw.pw_name, "role": self.role}
         if not self._send(self.proc, (json.dumps(init) + "\n").encode(), deadline):
             self._end(self.proc)
             raise Unavailable("Your worker did not start in time; try again.")
@@ -3816,6 +3877,7 @@ class WorkerPool:
         self.workers = {}
         self.lock = threading.Lock()
         self.active = set()  # users known to have unfinished jobs
+        self.poll = StatusPoll(config, self) if config["server"]["multi_user"] else None
         self.busy = 0  # calls and downloads in flight, all users
         self.downloads = 0  # downloads in flight, all users
         threads = config["server"]["threads"]
@@ -3870,6 +3932,8 @@ class WorkerPool:
             result, unfinished = worker.call(op, args, **kw)
         if unfinished is not None:
             (self.active.add if unfinished else self.active.discard)(user)
+        if self.poll and op != "jobs.refresh":
+            self.poll.heard(user, op, unfinished, kw.get("touch", True))
         return result
 
     def reap(self):
@@ -3886,7 +3950,10 @@ class WorkerPool:
 
     def refresh_active(self):
         """Background refresh for users with unfinished jobs, so jobs that end
-        while nobody looks get their true final state."""
+        while nobody looks get their true final state (users whose jobs the
+        shared status poll follows excepted)."""
+        if self.poll and self.poll.serving():
+            return
         for user in list(self.active):
             try:
                 self.call(user, "jobs.refresh", {"force": True}, touch=False)
@@ -3894,6 +3961,8 @@ class WorkerPool:
                 log.warning("background refresh for %s failed: %s", user, e.message)
 
     def stop_all(self):
+        if self.poll:
+            self.poll.close()
         with self.lock:
             workers, self.workers = list(self.workers.values()), {}
         for worker in workers:
@@ -3901,6 +3970,216 @@ class WorkerPool:
 
     def pids(self):
         return {u: w.proc.pid for u, w in self.workers.items() if w.alive()}
+
+
+# Shared status poll #########################################################
+
+# What a status from the poll's process may hold: field -> check (JOB_META's
+# where it has one). Anything else, and the whole answer is refused.
+STATUS_FIELDS = dict({key: JOB_META[key] for key in (
+    "state", "raw_state", "reason", "reason_text", "exit_code", "started_at", "ended_at",
+    "estimated_start_at", "tasks")}, time_limit=_or_none(_text), **{key: _or_none(
+        lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)) for key in (
+        "signal", "elapsed_s", "cpu_time_s", "max_rss_mb", "requested_mem_mb")})
+STATUS_TEXT = 1000  # the longest text a status field may hold
+POLL_TICK = 0.5  # seconds between two looks at whether a poll is due
+WATCHING = 30  # seconds a user's look at their jobs counts as someone watching
+
+
+def checked_statuses(answer, ids):
+    """The poll process's answer -> {id: status or None (polled, not
+    found)} for the ids asked, or ValueError: an answer that is not
+    statuses of those ids, field by field, is not used at all."""
+    statuses = answer.get("statuses") if isinstance(answer, dict) else None
+    if not isinstance(statuses, dict) or not set(statuses) <= set(ids):
+        raise ValueError("not statuses of the jobs asked for")
+    for st in statuses.values():
+        if not isinstance(st, dict) or not set(st) <= set(STATUS_FIELDS) or st.get("state") not in STATES \
+                or not all(check(st.get(key)) for key, check in STATUS_FIELDS.items()) \
+                or any(isinstance(v, str) and len(v) > STATUS_TEXT for v in st.values()):
+            raise ValueError("a status that is not one")
+    return {i: statuses.get(i) for i in ids}
+
+
+class StatusSource:
+    """The shared status poll's own process, as scheduler.status_user:
+    one scheduler status call (squeue, then sacct for what squeue does not
+    list or lists as finished) for the validated numeric job ids root
+    sends. Nothing else of any user reaches it; it writes nothing."""
+
+    def __init__(self, config):
+        self.config = config
+        self.scheduler = make_scheduler(config, None, None)
+        self.checked = (None, -1e9)  # (why others' jobs are hidden from it, or None; when learnt)
+        with contextlib.suppress(Exception):  # no other process of this account may trace it
+            import ctypes
+            ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE, 0
+
+    def perform(self, op, args):
+        if op != "status.poll":
+            raise BadRequest("No such operation of the status poll: %s." % op)
+        ids = args.get("ids")
+        if not isinstance(ids, list) or len(ids) > MAX_POLL_IDS or not all(
+                isinstance(i, str) and SCHEDULER_ID_RE.match(i) for i in ids):
+            raise Invalid("ids must be a list of at most %d job ids." % MAX_POLL_IDS)
+        if time.monotonic() - self.checked[1] > 600:  # PrivateData, again every 10 minutes
+            self.checked = (self.scheduler.hidden_jobs(), time.monotonic())
+        if self.checked[0]:
+            return {"hidden": self.checked[0]}, None
+        before = dict(self.scheduler.counters)
+        statuses = self.scheduler.status(ids)
+        return {"statuses": statuses, "calls": {k: v - before.get(k, 0) for k, v in
+                                                self.scheduler.counters.items()}}, None
+
+
+MAX_POLL_IDS = 20000  # the most job ids in one poll (all users); past it, the newest users' first
+
+
+class StatusPoll:
+    """The daemon's one status poll for every user's Slurm jobs (multi-user
+    mode; DESIGN.md's one exception to "root never runs a scheduler
+    command"). A thread looks every POLL_TICK seconds: when some user has
+    unfinished jobs and a poll is due (scheduler.refresh_interval while
+    someone has looked at their jobs in the last WATCHING seconds, else
+    scheduler.background_refresh; never while nobody has unfinished jobs),
+    one call to its process (StatusSource, a worker of status_user, bounded
+    as any worker) gives the status of every user's unfinished jobs with
+    one squeue and at most one sacct; each user's worker is then handed the
+    statuses of its own jobs (only when they changed, or some job is
+    missing: the UNKNOWN grace runs in the worker) and records them, as
+    only it may write in the home. A poll that fails hands workers the
+    notice instead and no job changes. Pages never wait on the scheduler:
+    they read what the workers recorded. While the status user cannot see
+    every user's jobs (PrivateData), each worker polls for itself as before,
+    and the log says why."""
+
+    def __init__(self, config, pool):
+        self.config, self.pool = config, pool
+        self.source = Worker(config["scheduler"]["status_user"], config, pool.switch_user, role="status")
+        self.lock = threading.Lock()
+        self.ids = {}  # user -> scheduler ids of their unfinished jobs; None: to ask their worker
+        self.sent = {}  # user -> the statuses (or notice) their worker was last handed
+        self.watched = {}  # user -> when (monotonic) they last looked at their jobs
+        self.last = -1e9  # when the last poll began (monotonic)
+        self.hidden = (None, 0)  # (why the status user cannot see every user's jobs, since):
+        # meanwhile each worker polls for itself, handed {"own": True}
+        self.counters = {"polls": 0, "failed": 0}  # and the scheduler commands the polls ran
+        self.rounds = threading.Condition()  # notified after each poll that was due
+        self.round = 0
+        self.thread, self.stopping = None, threading.Event()
+
+    def serving(self):
+        """Whether this poll follows users' jobs (else their workers do)."""
+        return self.config["scheduler"]["shared_poll"] and self.config["scheduler"]["type"] == "slurm"
+
+    def heard(self, user, op, unfinished, looked):
+        """A worker's answer to `op`: a user with unfinished jobs is followed
+        (their ids asked again after anything but a look, a submit say);
+        a look at their jobs makes polls fast."""
+        if looked and op.startswith("jobs."):
+            self.watched[user] = time.monotonic()
+        if unfinished and (op not in ("jobs.list", "jobs.get") or user not in self.ids):
+            self.ids[user] = None
+        if unfinished and self.thread is None and self.serving():
+            with self.lock:
+                if self.thread is None:
+                    self.thread = threading.Thread(target=self._run, daemon=True)
+                    self.thread.start()
+
+    def close(self):
+        self.stopping.set()
+        self.source.stop(grace=0)
+
+    def wait_round(self, timeout):
+        """Wait until a poll that begins after this call has ended (for the
+        tests and the bench); False if none did in timeout seconds."""
+        with self.rounds:
+            first = self.round
+            return self.rounds.wait_for(lambda: self.round >= first + 2, timeout)
+
+    def _run(self):
+        while not self.stopping.wait(POLL_TICK):
+            try:
+                self.tick()
+            except Exception:
+                log.exception("status poll failed")
+
+    def due(self, now):
+        users = [u for u in self.pool.active]
+        if not users or not self.serving():
+            return []
+        scheduler = self.config["scheduler"]
+        watched = any(now - self.watched.get(u, -1e9) < WATCHING for u in users)
+        interval = scheduler["refresh_interval"] if watched else scheduler["background_refresh"]
+        if (not watched and not interval) or now - self.last < interval:
+            return []
+        return users
+
+    def tick(self):
+        """One poll, when one is due."""
+        users = self.due(time.monotonic())
+        if not users:
+            return
+        self.last = time.monotonic()
+        try:
+            self._poll(users)
+        finally:
+            with self.rounds:
+                self.round += 1
+                self.rounds.notify_all()
+
+    def _poll(self, users):
+        if self.hidden[0] and time.monotonic() - self.hidden[1] < 600:
+            for user in users:
+                self._hand(user, {"own": True})
+            return
+        for user in users:  # learn what to ask for: from the user's worker (no scheduler call)
+            if self.ids.get(user) is None:
+                self._hand(user, {})
+        wanted = {u: self.ids.get(u) or [] for u in users if u in self.pool.active}
+        ids = list(dict.fromkeys(i for u in wanted for i in wanted[u]))[:MAX_POLL_IDS]
+        if not ids:
+            return
+        self.counters["polls"] += 1
+        try:
+            answer, _ = self.source.call("status.poll", {"ids": ids}, touch=False)
+            if isinstance(answer, dict) and answer.get("hidden"):
+                self.hidden = (str(answer["hidden"])[:STATUS_TEXT], time.monotonic())
+                log.warning("shared status poll off for 10 minutes, each user's worker polls: %s",
+                            self.hidden[0])
+                for user in users:
+                    self._hand(user, {"own": True})
+                return
+            self.hidden = (None, 0)
+            statuses = checked_statuses(answer, ids)
+            for command, n in answer.get("calls", {}).items():
+                if isinstance(n, int) and command in ("squeue", "sacct", "scontrol", "sacctmgr"):
+                    self.counters[command] = self.counters.get(command, 0) + n
+        except (FlightJobError, ValueError) as e:
+            self.counters["failed"] += 1
+            notice = getattr(e, "message", None) or "The status poll's answer was refused: %s." % e
+            log.warning("shared status poll failed: %s", notice)
+            for user in wanted:
+                if self.sent.get(user) != notice:
+                    self._hand(user, {"notice": notice}, notice)
+            return
+        for user, theirs in wanted.items():
+            mine = {i: statuses[i] for i in theirs if i in statuses}
+            if mine and (self.sent.get(user) != mine or None in mine.values()):
+                self._hand(user, {"statuses": mine}, mine)
+
+    def _hand(self, user, args, sent=None):
+        """Call the user's worker's jobs.refresh with args: what it answers
+        tells the ids of its unfinished jobs."""
+        try:
+            reply = self.pool.call(user, "jobs.refresh", dict(args, force=True), touch=False)
+        except FlightJobError as e:
+            log.warning("status poll: the worker of %s: %s", user, e.message)
+            return
+        self.sent[user] = sent
+        ids = reply.get("ids") if isinstance(reply, dict) else None
+        self.ids[user] = [i for i in ids if isinstance(i, str) and SCHEDULER_ID_RE.match(i)][:POLLED_IDS] \
+            if isinstance(ids, list) else []
 
 
 # Authentication and sessions ################################################

@@ -145,8 +145,9 @@ def test_a_status_fault_changes_no_job_and_says_so(site, faults, slurm_cluster, 
         faults.set("squeue", FORGOTTEN)  # only sacct can tell, and it does not
     faults.set(command, fault)
     start = time.time()
-    listing = site.api("GET", "/api/jobs?per_page=500")
+    site.polled()  # the shared poll, in the background, meets the fault
     assert time.time() - start < 60  # the 2 s scheduler timeout, not the 300 s hang
+    listing = site.api("GET", "/api/jobs?per_page=500")
     assert listing["scheduler"]["ok"] is False and words in listing["scheduler"]["message"]
     assert {j["id"]: j["state"] for j in listing["jobs"]}[job["id"]] == "RUNNING"
     one = site.api("GET", "/api/jobs/" + job["id"])
@@ -156,6 +157,7 @@ def test_a_status_fault_changes_no_job_and_says_so(site, faults, slurm_cluster, 
         text = site.pages.get(page, status=200).text
         assert "The scheduler did not answer" in text and "Running" in text
     faults.clear()
+    site.polled()
     one = site.api("GET", "/api/jobs/" + job["id"])
     assert one["state"] == "RUNNING" and one["scheduler_state"]["ok"] is True  # all recovers
     cancel_and_wait(site, job)
@@ -169,7 +171,7 @@ def test_a_sacct_fault_leaves_squeue_the_last_word_on_an_ended_job(site, faults,
     job = site.submit("exit 4")
     wait_slurm_state(slurm_cluster, job["scheduler_id"], "FAILED", 120)  # the daemon has not looked
     faults.set("sacct", fault)
-    job = site.api("GET", "/api/jobs/" + job["id"])
+    job = site.wait(job, timeout=60)
     assert (job["state"], job["exit_code"], job["reason_text"]) == ("FAILED", 4, "exit code 4")
 
 
