@@ -3302,6 +3302,7 @@ class JobsPart(StorePart):
                 if self._job_meta(id)["state"] not in UNFINISHED:
                     break
                 time.sleep(0.1)
+            self.has_unfinished = any(m["state"] in UNFINISHED for m in self._all_jobs()[0])
         return self._public_job(self._job_meta(id))
 
     @operation("jobs.delete", writes=True)

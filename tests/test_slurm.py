@@ -141,6 +141,7 @@ def test_more_memory_than_the_node_has_is_refused_at_submit(site):
 
 def test_cancel_pending_job_with_an_estimated_start(site):
     job = site.wait(site.submit("true", "#SBATCH --begin=now+1hour"), until=("PENDING",))
+    site.polled()
     job = site.api("GET", "/api/jobs/" + job["id"])
     assert job["state"] == "PENDING" and job["reason_text"] == "waiting for its start time"
     assert flightjobd.parse_iso(job["estimated_start_at"]) > time.time() + 3000
