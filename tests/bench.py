@@ -813,9 +813,9 @@ def bench_submit_slurm(work, table, env, quick):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer samples")
-    parser.add_argument("--only", choices=("small", "listing", "slurm"), action="append")
+    parser.add_argument("--only", choices=("small", "listing", "slurm", "poll"), action="append")
     args, rest = parser.parse_known_args()
-    only = set(args.only or ("small", "listing", "slurm"))
+    only = set(args.only or ("small", "listing", "slurm", "poll"))
     started = time.time()
     load_at_start = " ".join(open("/proc/loadavg").read().split()[:3])
     work = tempfile.mkdtemp(prefix="flightjob-bench-")
@@ -833,6 +833,9 @@ def main():
             bench_listing(work, table, args.quick)
         if "slurm" in only:
             bench_slurm(work, table, args.quick)
+        if "poll" in only:
+            from bench_poll import bench_poll  # the shared status poll (issue 14)
+            bench_poll(work, table, args.quick, slurm_ready, verdict, log)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print()

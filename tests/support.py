@@ -196,6 +196,12 @@ def runtime(tmp_path_factory):
     and the virtualenv live. Gives the config section for workers."""
     need(os.path.exists(SYSTEM_PYTHON), "%s is needed to run workers as other users" % SYSTEM_PYTHON)
     base = "/tmp/flightjob-runtime-%d" % os.getpid()
+    yield make_runtime(base)
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def make_runtime(base):
+    """The runtime fixture's copy of the daemon, in base (for the bench too)."""
     shutil.rmtree(base, ignore_errors=True)
     os.makedirs(base)
     shutil.copy(os.path.join(ROOT, "flightjobd.py"), base)
@@ -210,9 +216,8 @@ def runtime(tmp_path_factory):
         shutil.copy(mod.__file__, vendor)
     shutil.copytree(os.path.dirname(waitress.__file__), os.path.join(vendor, "waitress"))
     subprocess.run(["chmod", "-R", "a+rX", base], check=True)
-    os.chmod("/tmp/" if False else base, 0o755)
-    yield {"python": SYSTEM_PYTHON, "program": os.path.join(base, "flightjobd.py")}
-    shutil.rmtree(base, ignore_errors=True)
+    os.chmod(base, 0o755)
+    return {"python": SYSTEM_PYTHON, "program": os.path.join(base, "flightjobd.py")}
 
 
 @pytest.fixture(scope="session")

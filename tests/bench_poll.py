@@ -1,0 +1,169 @@
+"""`make bench` rows of the shared status poll (issue 14), on the real test
+Slurm cluster with real Unix users, each with one unfinished job whose page
+they keep open (a look every 2 s, as the job page does):
+
+- slurmctld's RPCs per minute (sdiag, every message type) at 1, 10 and 100
+  users, with each worker polling for its own user (scheduler.shared_poll =
+  false: the old path, kept) and with the shared poll, in the same run;
+- the time from a job's end to its page showing the final state, p50 and
+  max, at 100 users.
+
+Run by tests/bench.py (`--only poll`); needs root (users, a multi-user app)."""
+import os
+import re
+import statistics
+import subprocess
+import threading
+import time
+
+import flightjobd
+from support import UnixUsers, make_runtime
+
+RPC_RE = re.compile(r"^\s*(\w+)\s+\(\s*\d+\)\s+count:(\d+)", re.M)
+SIZES = (1, 10, 100)
+LOOK_EVERY = 2.0  # seconds between two looks of one user at their job's page
+
+
+def rpc_total(env):
+    """All RPCs slurmctld has counted, every message type."""
+    text = subprocess.run(["sdiag"], env=env, capture_output=True, text=True, check=True).stdout
+    part = text.split("Remote Procedure Call statistics by message type")[1].split(
+        "Remote Procedure Call statistics by user")[0]
+    return sum(int(n) for _, n in RPC_RE.findall(part))
+
+
+def make_app(runtime, env, shared):
+    config = flightjobd.Config({
+        "server": {"multi_user": True, "threads": 64},
+        "worker": dict(runtime, idle_timeout=3600, max_requests_per_user=4),
+        "templates": {"site_dirs": []},
+        "scheduler": {"type": "slurm", "environment": {"SLURM_CONF": env["SLURM_CONF"]},
+                      "shared_poll": shared, "timeout": 30}})
+    return flightjobd.make_app(config)
+
+
+def submit(app, user, body):
+    s = app.pool.call(user, "scripts.create", {"template": "serial", "name": "bench"})
+    app.pool.call(user, "scripts.update", {"id": s["id"], "content": "#!/bin/bash\n%s\n" % body})
+    return app.pool.call(user, "jobs.submit", {"script": s["id"], "answers": {}})
+
+
+class Watchers:
+    """One thread looks at each user's job page (jobs.get) every LOOK_EVERY
+    seconds, spread over the interval; seen[user] = when it first showed a
+    final state."""
+
+    def __init__(self, app, jobs):
+        self.app, self.jobs, self.seen, self.stop = app, jobs, {}, threading.Event()
+        self.errors = 0
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        users = list(self.jobs)
+        gap = LOOK_EVERY / max(1, len(users))
+        while not self.stop.is_set():
+            for user in users:
+                if self.stop.is_set():
+                    return
+                t = time.time()
+                try:
+                    job = self.app.pool.call(user, "jobs.get", {"id": self.jobs[user]["id"]})
+                    if job["state"] in flightjobd.FINISHED and user not in self.seen:
+                        self.seen[user] = time.time()
+                except flightjobd.FlightJobError:
+                    self.errors += 1
+                time.sleep(max(0.0, gap - (time.time() - t)))
+
+    def close(self):
+        self.stop.set()
+        self.thread.join()
+
+
+def rpcs_per_minute(env, app, users, seconds):
+    jobs = {u.name: submit(app, u.name, "#SBATCH --hold\ntrue") for u in users}
+    watchers = Watchers(app, jobs)
+    try:
+        time.sleep(LOOK_EVERY * 2)  # every worker started, the poll following all
+        before, t = rpc_total(env), time.time()
+        time.sleep(seconds)
+        return (rpc_total(env) - before) * 60.0 / (time.time() - t), watchers.errors
+    finally:
+        watchers.close()
+        subprocess.run(["scancel"] + [j["scheduler_id"] for j in jobs.values()], env=env, capture_output=True)
+
+
+def end_to_page(env, app, users, ends_in):
+    """Every user's job ends within a few seconds of the others; each job
+    writes the moment it ends; the watchers note when its page first shows
+    it finished. (seconds per job, errors)"""
+    marks = {}
+    jobs = {}
+    for i, u in enumerate(users):
+        mark = os.path.join(u.home, "ended-at")
+        marks[u.name] = mark
+        jobs[u.name] = submit(app, u.name, "sleep %d; date +%%s.%%N > %s" % (ends_in + i % 5, mark))
+    watchers = Watchers(app, jobs)
+    try:
+        deadline = time.time() + ends_in + 120
+        while len(watchers.seen) < len(users) and time.time() < deadline:
+            time.sleep(0.5)
+    finally:
+        watchers.close()
+    lags = []
+    for name, mark in marks.items():
+        if name in watchers.seen and os.path.exists(mark):
+            lags.append(watchers.seen[name] - float(open(mark).read().strip()))
+    return lags, len(users) - len(lags)
+
+
+def bench_poll(work, table, quick, slurm_ready, verdict, log):
+    env, why = slurm_ready()
+    rows = ["Scheduler load: slurmctld RPCs per minute (sdiag, all types), %d users each watching "
+            "an unfinished job" % n for n in SIZES]
+    lag_row = "Time from a job's end to its page showing it, 100 users (shared poll)"
+    if env is None or os.geteuid() != 0:
+        for row in rows + [lag_row]:
+            table.na(row, why or "needs root (real users)")
+        return
+    seconds = 20 if quick else 45
+    made = UnixUsers()
+    runtime = make_runtime(os.path.join(work, "runtime"))
+    try:
+        users = [made.create(prefix="fjb") for _ in range(max(SIZES))]
+        results = {}
+        for shared in (False, True):
+            for n in SIZES:
+                app = make_app(runtime, env, shared)
+                try:
+                    log("poll: %d users, %s" % (n, "shared poll" if shared else "a poll per worker"))
+                    results[shared, n] = rpcs_per_minute(env, app, users[:n], seconds)
+                finally:
+                    app.pool.stop_all()
+        idle_before = rpc_total(env)
+        time.sleep(seconds / 3)
+        idle = (rpc_total(env) - idle_before) * 60.0 / (seconds / 3)
+        after = [results[True, n][0] for n in SIZES]
+        for n, row in zip(SIZES, rows):
+            (per_worker, e1), (shared, e2) = results[False, n], results[True, n]
+            table.add(row, "%.0f with the shared poll%s" % (shared, " (%d failed looks)" % e2 if e2 else ""),
+                      "%.0f with a poll per worker (the old path, same run); %.0f with nobody watching"
+                      % (per_worker, idle),
+                      verdict(max(after) <= 1.1 * min(after) + 10 and shared <= 60,
+                              "flat from 1 to 100 users (10 %), <= 60 a minute"))
+        app = make_app(runtime, env, True)
+        try:
+            log("poll: the time from a job's end to its page, 100 users")
+            lags, missed = end_to_page(env, app, users, 5)
+        finally:
+            app.pool.stop_all()
+        interval = app.config["scheduler"]["refresh_interval"]
+        if lags:
+            table.add(lag_row, "p50 %.1f s, max %.1f s%s" % (
+                statistics.median(lags), max(lags), " (%d never shown)" % missed if missed else ""),
+                "scheduler.refresh_interval = %d s" % interval,
+                verdict(max(lags) <= 2 * interval and not missed, "<= 2 refresh intervals"))
+        else:
+            table.na(lag_row, "no job was seen to end")
+    finally:
+        made.remove_all()

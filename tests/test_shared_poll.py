@@ -1,0 +1,136 @@
+"""The shared status poll on the real Slurm cluster: one squeue (and at
+most one sacct) per interval for all users, counted at the command boundary
+and by slurmctld itself (sdiag); what scheduler.status_user does under
+Slurm's PrivateData=jobs."""
+import os
+import re
+import subprocess
+import time
+
+import pytest
+import webtest
+
+import flightjobd
+from support import UnixUsers, merge
+
+pytestmark = [pytest.mark.slurm, pytest.mark.root]
+
+USERS = 20
+INTERVAL = 1  # scheduler.refresh_interval of these apps
+RPC_RE = re.compile(r"^\s*(REQUEST_\w+)\s+\(\s*\d+\)\s+count:(\d+)", re.M)
+
+
+def sdiag(cluster):
+    """slurmctld's RPC counts by message type."""
+    text = cluster.run("sdiag")
+    by_type = text.split("Remote Procedure Call statistics by message type")[1].split(
+        "Remote Procedure Call statistics by user")[0]
+    return {name: int(n) for name, n in RPC_RE.findall(by_type)}
+
+
+class Many:
+    """One multi-user app on the cluster; its users log in with HTTP Basic."""
+
+    def __init__(self, runtime, cluster, **scheduler):
+        values = merge({"server": {"multi_user": True}, "worker": runtime, "templates": {"site_dirs": []},
+                        "scheduler": cluster.scheduler(refresh_interval=INTERVAL, **scheduler)}, {})
+        self.app = flightjobd.make_app(flightjobd.Config(values))
+        self.web = webtest.TestApp(self.app.bottle, extra_environ={"REMOTE_ADDR": "127.0.0.1"})
+
+    def api(self, user, method, path, body=None, status=None):
+        call = getattr(self.web, method.lower() + ("_json" if body is not None else ""))
+        r = call(*((path, body) if body is not None else (path,)), headers=user.basic(), status=status)
+        return r.json if r.body else None
+
+    def submit(self, user, body):
+        s = self.api(user, "POST", "/api/scripts", {"template": "serial", "name": "poll test"}, status=201)
+        self.api(user, "PATCH", "/api/scripts/" + s["id"], {"content": "#!/bin/bash\n%s\n" % body})
+        return self.api(user, "POST", "/api/jobs", {"script": s["id"], "answers": {}}, status=201)
+
+    def wait(self, user, job, timeout=90):
+        end = time.time() + timeout
+        while True:
+            job = self.api(user, "GET", "/api/jobs/" + job["id"])
+            if job["state"] in flightjobd.FINISHED or time.time() > end:
+                return job
+            time.sleep(0.5)
+
+    def close(self):
+        self.app.pool.stop_all()
+
+
+@pytest.fixture(scope="module")
+def users(slurm_cluster, pam_service):
+    slurm_cluster.ensure(accounting=True)
+    u = UnixUsers()
+    made = [u.create() for _ in range(USERS)]
+    yield made
+    for user in made:
+        slurm_cluster.run("scancel", "--user", user.name)
+    u.remove_all()
+
+
+def test_twenty_users_watching_cost_one_squeue_per_interval(users, runtime, slurm_cluster):
+    many = Many(runtime, slurm_cluster)
+    try:
+        jobs = [many.submit(user, "#SBATCH --hold\ntrue") for user in users]
+        poll = many.app.pool.poll
+        assert poll.wait_round(60)
+        held = [many.api(user, "GET", "/api/jobs/" + job["id"]) for user, job in zip(users, jobs)]
+        assert {(j["state"], j["reason_text"]) for j in held} == {("PENDING", "held by the user")}
+        counted, rpcs, start = dict(poll.counters), sdiag(slurm_cluster), time.monotonic()
+        while time.monotonic() - start < 8:  # every user keeps their job's page open
+            for user, job in zip(users, jobs):
+                many.api(user, "GET", "/api/jobs/" + job["id"])
+            time.sleep(0.5)
+        window = time.monotonic() - start
+        after, rpcs_after = dict(poll.counters), sdiag(slurm_cluster)
+        polls = after["polls"] - counted["polls"]
+        calls = {c: after.get(c, 0) - counted.get(c, 0) for c in ("squeue", "sacct", "scontrol", "sacctmgr")}
+        # one squeue a poll (none of the workers asked), a poll an interval
+        assert 1 <= polls <= window / INTERVAL + 1 and calls["squeue"] == polls, (polls, calls)
+        assert calls["sacct"] <= polls and calls["scontrol"] == calls["sacctmgr"] == 0, calls
+        for user in users:
+            mine = many.app.pool.call(user.name, "jobs.refresh", {"force": True})
+            assert "squeue" not in mine["calls"] and "sacct" not in mine["calls"], mine
+        # slurmctld's own count: job-info RPCs of all kinds, not one per user
+        job_info = sum(rpcs_after.get(k, 0) - rpcs.get(k, 0) for k in rpcs_after if k.startswith("REQUEST_JOB_INFO"))
+        assert job_info <= polls + 2, (job_info, polls, rpcs_after)
+    finally:
+        many.close()
+
+
+def private_data(cluster, value):
+    """Set (or with None remove) PrivateData in the running cluster's slurm.conf."""
+    with open(cluster.conf) as f:
+        lines = [line for line in f if not line.startswith("PrivateData=")]
+    if value:
+        lines.append("PrivateData=%s\n" % value)
+    with open(cluster.conf, "w") as f:
+        f.writelines(lines)
+    subprocess.run(["scontrol", "reconfigure"], check=True, capture_output=True, timeout=60,
+                   env=dict(os.environ, SLURM_CONF=cluster.conf))
+
+
+@pytest.mark.parametrize("status_user, shared", [("nobody", False), ("root", True)])
+def test_private_data_jobs_and_the_status_user(users, runtime, slurm_cluster, status_user, shared):
+    """With PrivateData=jobs "nobody" sees no one's jobs: the poll says so
+    and every user's worker polls for itself (jobs still end right); the
+    SlurmUser, root or an operator sees them all and the shared poll serves."""
+    private_data(slurm_cluster, "jobs")
+    many = Many(runtime, slurm_cluster, status_user=status_user)
+    try:
+        user, other = users[0], users[1]
+        jobs = [(u, many.submit(u, "sleep 2; exit 3")) for u in (user, other)]
+        for u, job in jobs:
+            job = many.wait(u, job)
+            assert (job["state"], job["exit_code"]) == ("FAILED", 3), job
+        poll = many.app.pool.poll
+        if shared:
+            assert poll.hidden[0] is None and poll.counters.get("squeue", 0) >= 1
+        else:
+            assert "PrivateData=jobs" in poll.hidden[0] and "status_user (nobody)" in poll.hidden[0]
+            assert poll.counters.get("squeue", 0) == 0
+    finally:
+        many.close()
+        private_data(slurm_cluster, None)
