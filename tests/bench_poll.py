@@ -146,7 +146,8 @@ def bench_poll(work, table, quick, slurm_ready, verdict, log):
         after = [results[True, n][0] for n in SIZES]
         for n, row in zip(SIZES, rows):
             (per_worker, e1), (shared, e2) = results[False, n], results[True, n]
-            table.add(row, "%.0f with the shared poll%s" % (shared, " (%d failed looks)" % e2 if e2 else ""),
+            failed = " (%d failed looks)" % (e1 + e2) if e1 + e2 else ""
+            table.add(row, "%.0f with the shared poll%s" % (shared, failed),
                       "%.0f with a poll per worker (the old path, same run); %.0f with nobody watching"
                       % (per_worker, idle),
                       verdict(max(after) <= 1.1 * min(after) + 10 and shared <= 60,
