@@ -3176,7 +3176,7 @@ class JobsPart(StorePart):
             asked = [m for m in pending if m["scheduler_id"] in statuses]
             unfinished += len(pending) - len(asked) + self._apply_statuses(
                 asked, {i: st for i, st in statuses.items() if st is not None})
-        elif pending and not shared:
+        elif pending and not shared and notice is None:
             try:
                 found = self.scheduler.status([m["scheduler_id"] for m in pending])
             except SchedulerError as e:
@@ -3188,7 +3188,7 @@ class JobsPart(StorePart):
             unfinished += len(pending)
         if notice is not None:
             problems.append(notice)
-        if problems or statuses is not None or (pending and not shared):  # a shared poll's notice
+        if problems or statuses is not None or (pending and not shared and notice is None):  # a shared poll's notice
             self.notice = "; ".join(problems) or None  # stays until the next poll's answer
             for problem in problems:
                 log.warning("status refresh failed: %s", problem)

@@ -1,0 +1,81 @@
+"""The shared status poll's two trust boundaries, without a cluster: what
+root accepts from the poll's process (checked_statuses), and what a worker
+records when handed statuses (JobsPart.refresh with statuses or notice).
+The poll against real Slurm: tests/test_shared_poll.py."""
+import copy
+
+import pytest
+
+import flightjobd
+
+RUNNING = {"state": "RUNNING", "raw_state": "RUNNING", "reason": None, "reason_text": None,
+           "exit_code": None, "signal": None, "started_at": "2026-11-26T09:00:00Z",
+           "estimated_start_at": None, "ended_at": None, "elapsed_s": 60, "cpu_time_s": None,
+           "max_rss_mb": None, "requested_mem_mb": 256.0, "time_limit": "1:00:00"}
+DONE = dict(RUNNING, state="COMPLETED", raw_state="COMPLETED", exit_code=0,
+            ended_at="2026-11-26T09:01:00Z")
+
+
+def test_a_poll_answer_is_checked_field_by_field():
+    ids = ["7", "8", "9_2"]
+    got = flightjobd.checked_statuses({"statuses": {"7": RUNNING, "9_2": DONE}, "calls": {}}, ids)
+    assert got == {"7": RUNNING, "8": None, "9_2": DONE}  # 8: polled, not found
+    for bad in (
+        None, [], {"statuses": []}, {"statuses": {"7": "RUNNING"}},
+        {"statuses": {"10": RUNNING}},  # an id nobody asked for (another user's job, say)
+        {"statuses": {"7": dict(RUNNING, state="DONE")}},
+        {"statuses": {"7": dict(RUNNING, reason_text="x" * 5000)}},
+        {"statuses": {"7": dict(RUNNING, exit_code="0")}},
+        {"statuses": {"7": dict(RUNNING, started_at="yesterday")}},
+        {"statuses": {"7": dict(RUNNING, elapsed_s=True)}},
+        {"statuses": {"7": dict(RUNNING, results_dir="/etc")}},  # a field no status has
+        {"statuses": {"7": dict(RUNNING, tasks=[{"id": 1}])}},
+    ):
+        with pytest.raises(ValueError):
+            flightjobd.checked_statuses(bad, ids)
+
+
+def submitted(store, tmp_path, n):
+    jobs = []
+    for _ in range(n):
+        s = store.script_create("serial", answers={"working_dir": str(tmp_path)})
+        store.script_update(s["id"], content="#!/bin/bash\nsleep 30\n")
+        jobs.append(store.job_submit(s["id"], {}))
+    return jobs
+
+
+def test_a_worker_records_only_what_was_polled(make_config, tmp_path, monkeypatch):
+    """A worker handed statuses records them for its own jobs that were
+    polled (None: polled, not listed: the UNKNOWN grace starts), leaves its
+    other jobs alone, and ignores ids that are not its jobs; a notice sets
+    the scheduler's state and changes no job. The scheduler is never asked."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    # pages' own refreshes wait an hour: only the handed statuses change jobs
+    store = flightjobd.Store(make_config(scheduler={"refresh_interval": 3600}), "me")
+    first, second, third = submitted(store, tmp_path, 3)
+    asked = []
+    real = store.scheduler.status
+    store.scheduler.status = lambda ids: asked.append(ids) or {}
+    try:
+        sid = {j["id"]: j["scheduler_id"] for j in (first, second, third)}
+        result = store.refresh(statuses={sid[first["id"]]: copy.deepcopy(DONE), sid[second["id"]]: None,
+                                         "424242": copy.deepcopy(DONE)})
+        assert asked == [] and result["ok"] is True
+        states = {j["id"]: store.job_get(j["id"]) for j in (first, second, third)}
+        assert (states[first["id"]]["state"], states[first["id"]]["exit_code"]) == ("COMPLETED", 0)
+        assert states[second["id"]]["state"] in flightjobd.UNFINISHED
+        assert states[second["id"]]["missing_since"] is not None  # the grace runs
+        assert states[third["id"]]["state"] in flightjobd.UNFINISHED
+        assert states[third["id"]]["missing_since"] is None  # not polled: untouched
+        assert set(result["ids"]) == {sid[second["id"]], sid[third["id"]]}
+
+        result = store.refresh(notice="The scheduler did not answer: squeue timed out after 20 seconds.")
+        assert result["ok"] is False and "did not answer" in result["message"]
+        assert store.jobs_list()["scheduler"]["ok"] is False
+        assert {j["id"]: j["state"] for j in store.jobs_list()["jobs"]} == {
+            j: s["state"] for j, s in states.items()}
+        assert asked == []
+    finally:
+        store.scheduler.status = real
+        for j in (first, second, third):
+            store.scheduler.cancel(j["scheduler_id"])
