@@ -1893,6 +1893,9 @@ def parse_squeue_commands(text):
 
 # A scheduler's job id (a job record's scheduler_id): "5", an array task "4_1".
 SCHEDULER_ID_RE = re.compile(r"^[0-9]+(?:_[0-9]+)?$")
+# A user name the shared status poll may pass to squeue --users (POSIX's
+# portable names, as useradd makes them).
+USER_NAME_RE = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}$")
 
 
 class Scheduler:
@@ -2139,29 +2142,51 @@ class SlurmScheduler(Scheduler):
         CPU time and who cancelled).  Raises SchedulerError when squeue
         fails or answers garbage, or when sacct does and some id depended
         on it."""
+        return self.poll(job_ids, ())[0]
+
+    def poll(self, job_ids, users):
+        """status() of job_ids for the shared status poll, squeue selecting
+        the jobs of `users` (user names) instead of the ids, so that it
+        lists their jobs submitted outside flightjobd as well: (statuses,
+        owners {id: uid}, others {uid: {job id: status}} of the jobs listed
+        that are not among job_ids)."""
         ids = self._job_ids(job_ids)
-        if not ids:
-            return {}
+        users = [u for u in dict.fromkeys(users) if USER_NAME_RE.match(u)]
+        if not ids and not users:
+            return {}, {}, {}
         try:
             text = self._run(["squeue", "--noheader", "--array", "--states=all",
-                              "--jobs=" + ",".join(ids), "--Format=" + SQUEUE_FORMAT])
+                              "--users=" + ",".join(users) if users else "--jobs=" + ",".join(ids),
+                              "--Format=" + SQUEUE_FORMAT])
         except SchedulerError as e:
             # squeue given one unknown id exits 1 with this; it means "none"
             if "Invalid job id specified" in e.stderr:
                 text = ""
             else:
                 raise
-        found = self._collect(ids, self._read(parse_squeue, text, "squeue"))
+        listed = self._read(parse_squeue, text, "squeue")
+        found = self._collect(ids, listed)
         result = {i: self._combine(i, rows) for i, rows in found.items()}
         # sacct's record of a job cancelled while pending says uid 0 until
         # slurmdbd completes it: squeue's uid is the owner's
         owners = {i: rows[0]["uid"] for i, rows in found.items()}
+        others = {}
+        for row in listed:
+            if not ({row["parent"], row["id"], row["raw_id"]} & set(ids)):
+                others.setdefault(row["parent"], []).append(row)
+        outside = {}
+        for parent, rows in others.items():
+            outside.setdefault(rows[0]["uid"], {})[parent] = self._combine(parent, rows)
+        self._poll_detail(ids, result, owners)
+        return result, owners, outside
 
+    def _poll_detail(self, ids, result, owners):
+        """sacct's part of a status round: adds to result (and owners)."""
         if not self.accounting():
-            return result
+            return
         ask = [i for i in ids if i not in result or result[i]["state"] in FINAL_STATES]
         if not ask:
-            return result
+            return
         try:
             text = self._run(["sacct", "--noheader", "--parsable2",
                               "--jobs=" + ",".join(ask), "--format=" + SACCT_FORMAT])
@@ -2169,7 +2194,7 @@ class SlurmScheduler(Scheduler):
         except SchedulerError:
             if any(i not in result for i in ask):
                 raise
-            return result  # sacct was only to add detail
+            return  # sacct was only to add detail
         found = self._collect(ask, rows)
         for i in ask:
             old, mine = result.get(i), found.get(i)
@@ -2180,8 +2205,10 @@ class SlurmScheduler(Scheduler):
             better = self._combine(i, mine, owners.get(i))
             if not self._settled(mine):
                 result[i] = self._finishing(better if old is None else old)
+                owners.setdefault(i, mine[0]["uid"])
             elif old is None:
                 result[i] = better
+                owners[i] = mine[0]["uid"]
             elif len(better.get("tasks", [])) >= len(old.get("tasks", [])):
                 # sacct agrees the job is over: take its detail (MaxRSS, CPU
                 # time, who cancelled), filling gaps such as the time limit
@@ -2193,7 +2220,6 @@ class SlurmScheduler(Scheduler):
             # else sacct lags behind the controller (an array's tasks not all
             # recorded yet, the parent's row standing for its last task):
             # keep squeue's word
-        return result
 
     # slurmdbd records a job's end a moment after slurmctld does (seen: the
     # job's row final while its batch step's row, with MaxRSS and CPU time,
