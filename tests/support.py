@@ -354,8 +354,10 @@ class Daemon:
 
 
 def children(pid, marker="--worker"):
-    """Pids of pid's child processes whose command line holds marker."""
-    found = []
+    """Pids of pid's child processes whose command line holds marker; a
+    daemon's workers forked by its fork server (children of that child,
+    with its command line) count as its --worker children."""
+    found, table = [], {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -366,8 +368,11 @@ def children(pid, marker="--worker"):
                 cmd = f.read()
         except (OSError, ValueError, IndexError):
             continue
-        if ppid == pid and marker.encode() in cmd:
-            found.append(int(entry))
+        table[int(entry)] = (ppid, cmd)
+    servers = {p for p, (ppid, cmd) in table.items() if ppid == pid and b"--fork-server" in cmd}
+    for p, (ppid, cmd) in table.items():
+        if ppid == pid and marker.encode() in cmd or marker == "--worker" and ppid in servers:
+            found.append(p)
     return found
 
 
