@@ -196,6 +196,13 @@ def runtime(tmp_path_factory):
     and the virtualenv live. Gives the config section for workers."""
     need(os.path.exists(SYSTEM_PYTHON), "%s is needed to run workers as other users" % SYSTEM_PYTHON)
     base = "/tmp/flightjob-runtime-%d" % os.getpid()
+    yield make_runtime(base)
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def make_runtime(base):
+    """The runtime fixture's copy, made in base (removed first): the config
+    section for workers. The bench uses it too."""
     shutil.rmtree(base, ignore_errors=True)
     os.makedirs(base)
     shutil.copy(os.path.join(ROOT, "flightjobd.py"), base)
@@ -211,14 +218,17 @@ def runtime(tmp_path_factory):
     shutil.copytree(os.path.dirname(waitress.__file__), os.path.join(vendor, "waitress"))
     subprocess.run(["chmod", "-R", "a+rX", base], check=True)
     os.chmod("/tmp/" if False else base, 0o755)
-    yield {"python": SYSTEM_PYTHON, "program": os.path.join(base, "flightjobd.py")}
-    shutil.rmtree(base, ignore_errors=True)
+    return {"python": SYSTEM_PYTHON, "program": os.path.join(base, "flightjobd.py")}
 
 
 @pytest.fixture(scope="session")
 def pam_service():
     """The project's PAM service file installed as /etc/pam.d/flight-job."""
     need(os.geteuid() == 0, "real PAM users need root")
+    return install_pam_service()
+
+
+def install_pam_service():
     target = "/etc/pam.d/flight-job"
     ours = open(os.path.join(ROOT, "etc", "pam.d", "flight-job")).read()
     if not os.path.exists(target) or open(target).read() != ours:
