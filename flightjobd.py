@@ -3568,34 +3568,39 @@ FORK_REQUEST = 65536
 
 
 def fork_server_main():
-    """The fork server's loop: one fork an answered request, children
-    reaped, the end when root closes the socket."""
+    """The fork server's loop: one fork an answered request, each child
+    reaped as soon as it ends (its own pidfd), the end when root closes the
+    socket."""
     import gc
-    import select
     sock = socket.socket(fileno=os.dup(0))
     _toml()  # what every worker loads later, loaded once here
     gc.freeze()  # the objects so far never touched by the collector: their pages stay shared
+    waiting = selectors.DefaultSelector()
+    waiting.register(sock, selectors.EVENT_READ)
     while True:
-        ready = select.select([sock], [], [], 1.0)[0]
-        with contextlib.suppress(ChildProcessError):
-            while os.waitpid(-1, os.WNOHANG)[0]:
-                pass
-        if not ready:
-            continue
-        try:
-            data = sock.recv(FORK_REQUEST + 1)
-        except OSError:
-            return 0
-        if not data:
-            return 0
-        answer, fds = _fork_worker(data)
-        try:
-            socket.send_fds(sock, [json.dumps(answer).encode()], fds)
-        except OSError:
-            return 0
-        finally:
-            for fd in fds:
-                os.close(fd)
+        for key, _ in waiting.select():
+            if key.fileobj is not sock:  # a child ended
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(key.data, 0)
+                waiting.unregister(key.fileobj)
+                os.close(key.fileobj)
+                continue
+            try:
+                data = sock.recv(FORK_REQUEST + 1)
+            except OSError:
+                return 0
+            if not data:
+                return 0
+            answer, fds = _fork_worker(data)
+            if fds:
+                waiting.register(os.dup(fds[3]), selectors.EVENT_READ, answer["pid"])
+            try:
+                socket.send_fds(sock, [json.dumps(answer).encode()], fds)
+            except OSError:
+                return 0
+            finally:
+                for fd in fds:
+                    os.close(fd)
 
 
 def _fork_worker(data):
