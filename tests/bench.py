@@ -193,15 +193,7 @@ class Daemon:
     def kill_worker(self):
         pid = self.worker_pid()
         if pid:
-            os.kill(pid, signal.SIGKILL)
-            while True:  # until it is a zombie (or reaped): the daemon sees it died
-                try:
-                    with open("/proc/%d/stat" % pid) as f:
-                        if f.read().rsplit(")", 1)[1].split()[0] in "ZX":
-                            break
-                except OSError:
-                    break
-                time.sleep(0.005)
+            kill_and_wait(pid)
 
     def stop(self):
         if self.http:
