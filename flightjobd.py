@@ -374,6 +374,7 @@ SCHEMA = {
         "lang": ("C.UTF-8", _str, "LANG in a worker's environment."),
         "max_message": (8388608, _int(65536), "Largest answer a worker may send, in bytes, counted as it arrives (more: ended, 503)."),
         "max_requests_per_user": (0, _int(0), "Multi-user mode: one user's requests in a worker at once (more: 503 busy); 0: threads/4."),
+        "fork_server": (True, _bool, "Multi-user mode: fork workers from a loaded template process (shared memory); false: new ones."),
     },
     "scheduler": {
         "type": ("auto", _choice("auto", "slurm", "local"), "auto: Slurm when its commands answer, else local."),
@@ -3458,7 +3459,7 @@ class Store(TemplatesPart, ScriptsPart, JobsPart, ResultsPart):
         os.umask(mask)
         return {"uid": os.getuid(), "gid": os.getgid(), "groups": sorted(os.getgroups()),
                 "pid": os.getpid(), "cwd": os.getcwd(), "umask": mask, "home": self.home,
-                "user": self.user}
+                "user": self.user, "environ": sorted(os.environ)}
 
     @operation("probe")
     def probe(self):
@@ -3630,6 +3631,276 @@ def parse_answer(body, limit):
         raise Unavailable("Your worker sent an answer that is not JSON; try again.")
 
 
+def program_argv(config, mode):
+    """The argv that runs this file in `mode` (--worker, --fork-server)
+    with worker.python and worker.program: run_path, not `python FILE`, as
+    CPython keeps a script's AST (~4 MB here) for its lifetime."""
+    return [config["worker"]["python"] or sys.executable, "-c",
+            "import sys, runpy; sys.argv = sys.argv[1:]; sys.path[0] = sys.argv[0]"
+            ".rpartition('/')[0]; runpy.run_path(sys.argv[0], run_name='__main__')",
+            config["worker"]["program"] or os.path.abspath(__file__), mode]
+
+
+# The fork server (multi-user mode, worker.fork_server): a template process,
+# this file loaded and its objects frozen, that forks each worker so the
+# interpreter and imports stay shared copy-on-write. Root starts it as a
+# fresh exec with nothing of its own but a SOCK_SEQPACKET socket on fd 0, so
+# it never holds a session, secret or PAM state however late it is
+# (re)started. Root sends one request a message, at most FORK_REQUEST bytes:
+# {"user", "uid", "gid", "groups", "env"}; the answer is {"pid"} with four
+# descriptors (SCM_RIGHTS): the worker's stdin, stdout and stderr pipe ends
+# and a pidfd, by which root sees it end and kills it (the fork server reaps
+# it); or {"error"} with none.
+FORK_REQUEST = 65536
+
+
+def fork_server_main():
+    """The fork server's loop: one fork an answered request, each child
+    reaped as soon as it ends (its own pidfd), the end when root closes the
+    socket."""
+    import gc
+    sock = socket.socket(fileno=os.dup(0))
+    _toml()  # what every worker loads later, loaded once here
+    gc.freeze()  # the objects so far never touched by the collector: their pages stay shared
+    waiting = selectors.DefaultSelector()
+    waiting.register(sock, selectors.EVENT_READ)
+    while True:
+        for key, _ in waiting.select():
+            if key.fileobj is not sock:  # a child ended
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(key.data, 0)
+                waiting.unregister(key.fileobj)
+                os.close(key.fileobj)
+                continue
+            try:
+                data = sock.recv(FORK_REQUEST + 1)
+            except OSError:
+                return 0
+            if not data:
+                return 0
+            answer, fds = _fork_worker(data)
+            if fds:
+                waiting.register(os.dup(fds[3]), selectors.EVENT_READ, answer["pid"])
+            try:
+                socket.send_fds(sock, [json.dumps(answer).encode()], fds)
+            except OSError:
+                return 0
+            finally:
+                for fd in fds:
+                    os.close(fd)
+
+
+def _fork_worker(data):
+    """Fork the worker a request asks for: ({"pid"}, the root ends of its
+    pipes and its pidfd), or ({"error"}, []) for a request over
+    FORK_REQUEST bytes, malformed, for uid or gid 0, or a failed fork."""
+    try:
+        if len(data) > FORK_REQUEST:
+            raise ValueError("request over %d bytes" % FORK_REQUEST)
+        request = json.loads(data)
+        ids = [request["uid"], request["gid"]] + request["groups"]
+        if not all(type(i) is int and 0 < i < 1 << 32 for i in ids) or not isinstance(request["env"], dict) \
+                or not all(isinstance(v, str) for kv in request["env"].items() for v in kv):
+            raise ValueError("bad ids or environment")
+    except (ValueError, KeyError, TypeError) as e:
+        return {"error": "refused request: %s" % e}, []
+    pipes = [os.pipe() for _ in range(3)]
+    sys.stderr.flush()
+    try:
+        pid = os.fork()
+    except OSError as e:
+        pid, error = None, "fork: %s" % e.strerror
+    if pid == 0:
+        _become_worker(request, pipes)
+    ours = [pipes[0][1], pipes[1][0], pipes[2][0]]
+    for fd in (pipes[0][0], pipes[1][1], pipes[2][1]):
+        os.close(fd)
+    if pid is not None:
+        try:
+            return {"pid": pid}, ours + [os.pidfd_open(pid)]
+        except (OSError, AttributeError) as e:  # Linux < 5.3 or Python < 3.9: the pool spawns
+            os.kill(pid, signal.SIGKILL)
+            error = "pidfd_open: %s" % e
+    for fd in ours:
+        os.close(fd)
+    return {"error": error}, []
+
+
+def _become_worker(request, pipes):
+    """In the forked child: the pipes as 0, 1, 2 and every other descriptor
+    closed, its own session, umask 077, the user's groups, gid and uid
+    (checked: exit otherwise), exactly the environment root built; then
+    worker_main. Never returns."""
+    code = 1
+    try:
+        for target, fd in enumerate((pipes[0][0], pipes[1][1], pipes[2][1])):
+            os.dup2(fd, target)
+        for name in os.listdir("/proc/self/fd"):
+            if int(name) > 2:
+                with contextlib.suppress(OSError):
+                    os.close(int(name))
+        os.setsid()
+        os.umask(0o077)
+        uid, gid, groups = request["uid"], request["gid"], sorted(set(request["groups"]))
+        os.setgroups(groups)
+        os.setgid(gid)
+        os.setuid(uid)
+        if os.getresuid() != (uid,) * 3 or os.getresgid() != (gid,) * 3 or sorted(set(os.getgroups())) != groups:
+            print("flightjobd: the forked worker of %s is not exactly uid %d, gid %d, groups %s: ended"
+                  % (request["user"], uid, gid, groups), file=sys.stderr)
+            return
+        os.environ.clear()
+        os.environ.update(request["env"])
+        code = worker_main()
+    except BaseException:
+        import traceback
+        traceback.print_exc()
+    finally:
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+            sys.stderr.flush()
+        os._exit(code)
+
+
+class Forked:
+    """A worker from the fork server, as much of Popen as Worker uses:
+    pid, stdin, stdout, stderr, poll, wait, kill. It is the fork server's
+    child, so root watches and kills it through its pidfd, and never learns
+    its exit status: returncode is -1 once it has ended."""
+
+    def __init__(self, pid, fds):
+        stdin, stdout, stderr, self.pidfd = fds
+        self.pid, self.returncode = pid, None
+        self.stdin = open(stdin, "wb", buffering=0)
+        self.stdout = open(stdout, "rb", buffering=0)
+        self.stderr = open(stderr, "rb", buffering=0)
+        self.lock = threading.Lock()  # the pidfd is closed once under it, never used after
+
+    def _ended(self, wait):
+        """Whether the process has ended, waiting up to `wait` seconds."""
+        import select
+        with self.lock:
+            if self.returncode is not None:
+                return True
+            fd = os.dup(self.pidfd)  # a number no other thread's close can hand to another file
+        try:
+            poller = select.poll()
+            poller.register(fd, select.POLLIN)
+            ended = bool(poller.poll(None if wait is None else max(0, int(wait * 1000))))
+        finally:
+            os.close(fd)
+        if ended:
+            with self.lock:
+                if self.returncode is None:
+                    self.returncode = -1
+                    os.close(self.pidfd)
+        return ended
+
+    def poll(self):
+        self._ended(0)
+        return self.returncode
+
+    def wait(self, timeout=None):
+        if not self._ended(timeout):
+            raise subprocess.TimeoutExpired("worker %d" % self.pid, timeout)
+        return self.returncode
+
+    def kill(self):
+        with self.lock:
+            if self.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
+
+    def __del__(self):
+        with contextlib.suppress(Exception):
+            if self.returncode is None:
+                os.close(self.pidfd)
+
+
+class ForkServer:
+    """Root's side of the fork server (see FORK_REQUEST): started at once,
+    restarted when it has died or fails to answer by the deadline, and when
+    that fails too, the pool spawns the worker the old way (logged)."""
+
+    def __init__(self, config):
+        self.config = config
+        self.lock = threading.Lock()  # one request and its answer at a time
+        self.proc = self.sock = None
+        try:
+            self._launch()
+        except OSError as e:  # tried again at the first worker's start
+            log.warning("the fork server did not start: %s", e)
+
+    def _launch(self):
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            self.proc = subprocess.Popen(
+                program_argv(self.config, "--fork-server"), stdin=theirs, stdout=subprocess.DEVNULL,
+                cwd="/", env={"PATH": self.config["worker"]["path"], "LANG": self.config["worker"]["lang"]},
+                start_new_session=True, close_fds=True)
+        except OSError:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        self.sock = ours
+        log.info("fork server started, pid %d", self.proc.pid)
+
+    def _drop(self):
+        if self.sock is not None:
+            self.sock.close()
+        if self.proc is not None:
+            with contextlib.suppress(OSError):
+                self.proc.kill()
+            self.proc.wait()
+        self.proc = self.sock = None
+
+    def stop(self):
+        with self.lock:
+            self._drop()
+
+    def fork(self, user, ids, env, deadline):
+        """A Forked worker for `user` (ids as Worker.start gives Popen), or
+        None when the fork server gave none by the deadline, even restarted
+        (logged: the caller spawns one)."""
+        request = json.dumps({"user": user, "uid": ids["user"], "gid": ids["group"],
+                              "groups": ids["extra_groups"], "env": env}).encode()
+        if len(request) > FORK_REQUEST or not self.lock.acquire(timeout=max(0, deadline - time.monotonic())):
+            return None
+        try:
+            why = None
+            for _ in range(2):
+                try:
+                    if self.proc is None or self.proc.poll() is not None:
+                        if self.proc is not None:
+                            log.warning("the fork server ended (%s); restarting it", self.proc.returncode)
+                        self._drop()
+                        self._launch()
+                    self.sock.settimeout(max(0.001, deadline - time.monotonic()))
+                    self.sock.send(request)
+                    data, fds, _, _ = socket.recv_fds(self.sock, 4096, 4, socket.MSG_CMSG_CLOEXEC)
+                except OSError as e:  # gone, or no answer in time (socket.timeout)
+                    why = "no answer: %s" % e
+                    self._drop()
+                    continue
+                try:
+                    answer = json.loads(data)
+                except ValueError:
+                    answer = {}
+                if len(fds) == 4 and isinstance(answer.get("pid"), int):
+                    return Forked(answer["pid"], fds)
+                for fd in fds:
+                    os.close(fd)
+                why = answer.get("error") or "no answer"
+                if data:
+                    break  # it answered: a fork that failed is not cured by a restart
+                self._drop()
+            log.warning("the fork server gave no worker for %s (%s): starting one as a new process", user, why)
+            return None
+        finally:
+            self.lock.release()
+
+
 class Worker:
     """The root side of one user's worker process. The user's own template
     code runs in that process, so it is treated as hostile: it gets nothing
@@ -3637,10 +3908,11 @@ class Worker:
     (worker.max_message, STDERR_*), and every wait on it (lock, write,
     answer) ends by worker.request_timeout."""
 
-    def __init__(self, user, config, switch_user, role=None):
+    def __init__(self, user, config, switch_user, forks=None, role=None):
         self.user = user
         self.config = config
         self.switch_user = switch_user
+        self.forks = forks  # the ForkServer workers come from; None: spawned (Popen)
         self.role = role  # None: the user's store; "status": the shared status poll's source
         self.proc = None
         self.ended = None  # the process last ended for misbehaving (no lock needed)
@@ -3668,13 +3940,10 @@ class Worker:
         if self.switch_user:
             ids = {"user": pw.pw_uid, "group": pw.pw_gid,
                    "extra_groups": os.getgrouplist(pw.pw_name, pw.pw_gid)}
-        python = self.config["worker"]["python"] or sys.executable
+        self.proc = self.forks.fork(pw.pw_name, ids, env, deadline) if self.forks is not None else None
         try:
-            self.proc = subprocess.Popen(
-                # run_path, not `python FILE`: CPython keeps a script's AST (~4 MB here) for its lifetime
-                [python, "-c", "import sys, runpy; sys.argv = sys.argv[1:]; sys.path[0] = sys.argv[0]"
-                 ".rpartition('/')[0]; runpy.run_path(sys.argv[0], run_name='__main__')",
-                 self.config["worker"]["program"] or os.path.abspath(__file__), "--worker"],
+            self.proc = self.proc or subprocess.Popen(
+                program_argv(self.config, "--worker"),
                 # cwd "/": the child changes directory before it drops root, and
                 # root may not enter a home (NFS root_squash); the worker enters it
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd="/", env=env,
@@ -3901,6 +4170,8 @@ class WorkerPool:
     def __init__(self, config, switch_user):
         self.config = config
         self.switch_user = switch_user
+        # started now, whatever the app holds later: a fresh exec that never sees root's memory
+        self.forks = ForkServer(config) if switch_user and config["worker"]["fork_server"] else None
         self.workers = {}
         self.lock = threading.Lock()
         self.active = set()  # users known to have unfinished jobs
@@ -3921,7 +4192,7 @@ class WorkerPool:
         with self.lock:
             worker = self.workers.get(user)
             if worker is None:
-                worker = self.workers[user] = Worker(user, self.config, self.switch_user)
+                worker = self.workers[user] = Worker(user, self.config, self.switch_user, self.forks)
             mine = worker.downloads if download else worker.inflight
             if self.limits and mine >= self.limits[download]:
                 raise Busy("Busy: you already have %d %s in progress; try again when they have finished."
@@ -3994,6 +4265,8 @@ class WorkerPool:
             workers, self.workers = list(self.workers.values()), {}
         for worker in workers:
             worker.stop()
+        if self.forks is not None:
+            self.forks.stop()
 
     def pids(self):
         return {u: w.proc.pid for u, w in self.workers.items() if w.alive()}
@@ -4082,7 +4355,7 @@ class StatusPoll:
 
     def __init__(self, config, pool):
         self.config, self.pool = config, pool
-        self.source = Worker(config["scheduler"]["status_user"], config, pool.switch_user, role="status")
+        self.source = Worker(config["scheduler"]["status_user"], config, pool.switch_user, pool.forks, role="status")
         self.lock = threading.Lock()
         self.ids = {}  # user -> scheduler ids of their unfinished jobs; None: to ask their worker
         self.sent = {}  # user -> the statuses (or notice) their worker was last handed
@@ -5915,6 +6188,7 @@ def main(argv=None):
     parser.add_argument("--multi-user", action="store_true", help="serve every user of the machine (root only)")
     parser.add_argument("--scheduler", choices=("auto", "slurm", "local"), help="scheduler.type")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--fork-server", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--local-job", metavar="DIR", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
@@ -5924,6 +6198,8 @@ def main(argv=None):
         ctypes.CDLL(None).malloc_trim(0)
     if args.worker:
         return worker_main()
+    if args.fork_server:
+        return fork_server_main()
     if args.local_job:
         return local_job_main(args.local_job)
     overrides = {"server": {}, "scheduler": {}}  # only what was given

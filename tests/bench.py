@@ -37,7 +37,7 @@ if "--bare" not in sys.argv and "--load" not in sys.argv:
     # not in the bare process (its footprint is the yardstick) nor the load
     # generator: support imports pytest, WebTest and flightjobd
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from support import children, free_port, write_toml  # noqa: E402
+    from support import UnixUsers, children, free_port, install_pam_service, make_runtime, write_toml  # noqa: E402
 
 DAEMON = os.path.join(ROOT, "flightjobd.py")
 PY = sys.executable
@@ -193,15 +193,7 @@ class Daemon:
     def kill_worker(self):
         pid = self.worker_pid()
         if pid:
-            os.kill(pid, signal.SIGKILL)
-            while True:  # until it is a zombie (or reaped): the daemon sees it died
-                try:
-                    with open("/proc/%d/stat" % pid) as f:
-                        if f.read().rsplit(")", 1)[1].split()[0] in "ZX":
-                            break
-                except OSError:
-                    break
-                time.sleep(0.005)
+            kill_and_wait(pid)
 
     def stop(self):
         if self.http:
@@ -542,6 +534,116 @@ def bench_throughput_footprint(work, table, quick):
     return d
 
 
+def proc_memory(pid):
+    """(RSS, USS, PSS) in MB, from /proc/PID/smaps_rollup."""
+    kb = {}
+    with open("/proc/%d/smaps_rollup" % pid) as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) == 3 and parts[2] == "kB":
+                kb[parts[0].rstrip(":")] = int(parts[1])
+    return (kb["Rss"] / 1024.0, (kb["Private_Clean"] + kb["Private_Dirty"]) / 1024.0, kb["Pss"] / 1024.0)
+
+
+def basic_get(port, user, path):
+    """GET path as user with HTTP Basic: seconds taken (200 expected)."""
+    import base64
+    token = base64.b64encode(("%s:%s" % (user.name, user.password)).encode()).decode()
+    t0 = time.perf_counter()
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    try:
+        conn.request("GET", path, headers={"Authorization": "Basic " + token})
+        r = conn.getresponse()
+        body = r.read()
+    finally:
+        conn.close()
+    if r.status != 200:
+        raise RuntimeError("GET %s as %s: %d %s" % (path, user.name, r.status, body[:200]))
+    return time.perf_counter() - t0
+
+
+def worker_of(daemon_pid, user):
+    for pid in children(daemon_pid):
+        try:
+            if os.stat("/proc/%d" % pid).st_uid == user.uid:
+                return pid
+        except OSError:
+            pass
+    return None
+
+
+def kill_and_wait(pid):
+    """SIGKILL, then until it is a zombie or gone (its pidfd or reader sees it)."""
+    os.kill(pid, signal.SIGKILL)
+    while True:
+        try:
+            with open("/proc/%d/stat" % pid) as f:
+                if f.read().rsplit(")", 1)[1].split()[0] in "ZX":
+                    return
+        except OSError:
+            return
+        time.sleep(0.005)
+
+
+def bench_workers(work, table, quick):
+    """Worker start time and memory, spawned (worker.fork_server = false) vs
+    forked from the template process, root multi-user with real users."""
+    if os.geteuid() != 0 or not os.path.exists("/usr/bin/python3"):
+        table.na("Workers: start time and memory, spawn vs fork", "needs root (real users) and /usr/bin/python3")
+        return
+    install_pam_service()
+    runtime = make_runtime(os.path.join(work, "runtime"))
+    count = int(os.environ.get("BENCH_USERS", "5" if quick else "20"))
+    starts = 5 if quick else 15
+    users = UnixUsers()
+    figures = {}
+    try:
+        people = [users.create(prefix="fjb") for _ in range(count)]
+        for mode in ("spawn", "fork"):
+            sections = {"server": {"multi_user": True, "threads": 16},
+                        "worker": dict(runtime, fork_server=mode == "fork"),
+                        "auth": {"session_dir": os.path.join(work, "sessions-" + mode), "basic_cache": 600,
+                                 "login_slots": 16},
+                        "storage": {"state_dir": "~/.local/share/flight-job"},
+                        "scheduler": {"type": "local", "refresh_interval": 0, "background_refresh": 0},
+                        "templates": {"site_dirs": []}}
+            d = Daemon(work, "workers-" + mode, sections)
+            try:
+                d.start()
+                first = people[0]
+                basic_get(d.port, first, "/api/scripts")
+                time.sleep(0.5)
+                one = proc_memory(worker_of(d.proc.pid, first))
+                warm = statistics.median(basic_get(d.port, first, "/api/scripts") for _ in range(starts))
+                cold = []
+                for _ in range(starts):
+                    kill_and_wait(worker_of(d.proc.pid, first))
+                    cold.append(basic_get(d.port, first, "/api/scripts"))
+                for u in people[1:]:
+                    basic_get(d.port, u, "/api/scripts")
+                time.sleep(0.5)
+                mems = [proc_memory(worker_of(d.proc.pid, u)) for u in people]
+                servers = children(d.proc.pid, "--fork-server")
+                total = sum(m[2] for m in mems) + proc_memory(d.proc.pid)[2] + sum(proc_memory(p)[2] for p in servers)
+                figures[mode] = (statistics.median(cold) - warm, warm, one,
+                                 [statistics.median(m[i] for m in mems) for i in range(3)], total)
+            finally:
+                d.stop()
+    finally:
+        users.remove_all()
+    log("workers measured")
+    spawn, fork = figures["spawn"], figures["fork"]
+    table.add("Worker start: first request to a fresh worker minus a warm one (p50 of %d)" % starts,
+              "fork %.0f ms" % ms(fork[0]), "spawn %.0f ms (warm request: %.1f / %.1f ms)"
+              % (ms(spawn[0]), ms(fork[1]), ms(spawn[1])), verdict(fork[0] < spawn[0], "faster than spawn"))
+    for label, i in (("1 user", 2), ("%d users (median worker)" % count, 3)):
+        f, s = fork[i], spawn[i]
+        table.add("Worker memory at %s: RSS / USS / PSS" % label, "fork %.1f / %.1f / %.1f MB" % tuple(f),
+                  "spawn %.1f / %.1f / %.1f MB" % tuple(s), verdict(f[1] <= 4, "USS <= 4 MB"))
+    table.add("Memory, daemon + fork server + all workers at %d users (sum of PSS)" % count,
+              "fork %.0f MB" % fork[4], "spawn %.0f MB" % spawn[4], "(the sum of what they cost)")
+
+
 def bench_submit_local(work, table, d, quick):
     """Figure 4 on the local scheduler: POST /api/jobs vs LocalScheduler.submit."""
     import flightjobd
@@ -813,9 +915,9 @@ def bench_submit_slurm(work, table, env, quick):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer samples")
-    parser.add_argument("--only", choices=("small", "listing", "slurm", "poll"), action="append")
+    parser.add_argument("--only", choices=("small", "listing", "slurm", "workers", "poll"), action="append")
     args, rest = parser.parse_known_args()
-    only = set(args.only or ("small", "listing", "slurm", "poll"))
+    only = set(args.only or ("small", "listing", "slurm", "workers", "poll"))
     started = time.time()
     load_at_start = " ".join(open("/proc/loadavg").read().split()[:3])
     work = tempfile.mkdtemp(prefix="flightjob-bench-")
@@ -833,6 +935,8 @@ def main():
             bench_listing(work, table, args.quick)
         if "slurm" in only:
             bench_slurm(work, table, args.quick)
+        if "workers" in only:
+            bench_workers(work, table, args.quick)
         if "poll" in only:
             from bench_poll import bench_poll  # the shared status poll (issue 14)
             bench_poll(work, table, args.quick, slurm_ready, verdict, log)

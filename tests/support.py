@@ -201,7 +201,8 @@ def runtime(tmp_path_factory):
 
 
 def make_runtime(base):
-    """The runtime fixture's copy of the daemon, in base (for the bench too)."""
+    """The runtime fixture's copy, made in base (removed first): the config
+    section for workers. The bench uses it too."""
     shutil.rmtree(base, ignore_errors=True)
     os.makedirs(base)
     shutil.copy(os.path.join(ROOT, "flightjobd.py"), base)
@@ -224,6 +225,10 @@ def make_runtime(base):
 def pam_service():
     """The project's PAM service file installed as /etc/pam.d/flight-job."""
     need(os.geteuid() == 0, "real PAM users need root")
+    return install_pam_service()
+
+
+def install_pam_service():
     target = "/etc/pam.d/flight-job"
     ours = open(os.path.join(ROOT, "etc", "pam.d", "flight-job")).read()
     if not os.path.exists(target) or open(target).read() != ours:
@@ -359,8 +364,10 @@ class Daemon:
 
 
 def children(pid, marker="--worker"):
-    """Pids of pid's child processes whose command line holds marker."""
-    found = []
+    """Pids of pid's child processes whose command line holds marker; a
+    daemon's workers forked by its fork server (children of that child,
+    with its command line) count as its --worker children."""
+    found, table = [], {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -371,8 +378,11 @@ def children(pid, marker="--worker"):
                 cmd = f.read()
         except (OSError, ValueError, IndexError):
             continue
-        if ppid == pid and marker.encode() in cmd:
-            found.append(int(entry))
+        table[int(entry)] = (ppid, cmd)
+    servers = {p for p, (ppid, cmd) in table.items() if ppid == pid and b"--fork-server" in cmd}
+    for p, (ppid, cmd) in table.items():
+        if ppid == pid and marker.encode() in cmd or marker == "--worker" and ppid in servers:
+            found.append(p)
     return found
 
 

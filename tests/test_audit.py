@@ -185,7 +185,8 @@ def check_log(records, user, runtime):
         assert isinstance(argv, list) and not SCHEDULER_COMMANDS & {os.path.basename(a) for a in argv}, r
         if argv == LIBRARY_LOOKUP:
             continue
-        assert argv[:2] == [runtime["python"], "-c"] and argv[-2:] == [runtime["program"], "--worker"], r
+        assert argv[:2] == [runtime["python"], "-c"] and argv[-2] == runtime["program"] \
+            and argv[-1] in ("--worker", "--fork-server"), r  # a worker, or the template workers fork from
         assert not inside(r.get("cwd") or "/", user.home), "a worker started in the home, as root: %s" % r
 
 
