@@ -1968,6 +1968,12 @@ class Scheduler:
         """Cancel a job; one that has already finished is not an error."""
         raise NotImplementedError
 
+    def describe(self, job_ids):
+        """{job id: {"name", "workdir", "stdout", "stderr", "command"}} of
+        this user's jobs submitted outside flightjobd (shown on its pages),
+        as far as the scheduler tells; {} when it cannot."""
+        return {}
+
     def find_submitted(self, scripts):
         """{script path: job id} for the scheduler's jobs of this user whose
         batch script is one of scripts (paths given to submit), to find the
@@ -2124,6 +2130,23 @@ class SlurmScheduler(Scheduler):
             raise
         if out.strip():  # it says nothing when it has done its work
             raise unreadable("scancel", out)
+
+    DESCRIBE = ("JobID", "Name", "WorkDir", "STDOUT", "STDERR", "Command")
+
+    def describe(self, job_ids):
+        """One squeue call, as the user: a line whose fields hold a "|" is
+        left out (its job is shown without them)."""
+        ids = self._job_ids(job_ids)
+        if not ids:
+            return {}
+        text = self._run(["squeue", "--noheader", "--states=all", "--jobs=" + ",".join(ids),
+                          "--Format=" + ",".join(f + ":|" for f in self.DESCRIBE)])
+        out = {}
+        for f in _records(text, self.DESCRIBE, trailing=True):
+            if f["JobID"] in ids:
+                out[f["JobID"]] = {"name": f["Name"], "workdir": f["WorkDir"], "stdout": f["STDOUT"],
+                                   "stderr": f["STDERR"], "command": f["Command"]}
+        return out
 
     def find_submitted(self, scripts):
         """One squeue call for this user's jobs (slurmctld keeps the script's
@@ -2485,7 +2508,7 @@ JOB_META = dict({key: _or_none(_text) for key in (
         "updated_at", "started_at", "estimated_start_at", "ended_at", "missing_since", "cancel_requested_at")},
     script_id=_text, state=_state, submitted_at=_time, answers=_or_none(lambda v: isinstance(v, dict)),
     options=_or_none(_texts), command=_or_none(_texts), ignored_options=_or_none(_texts),
-    exit_code=_or_none(_whole), tasks=_or_none(_tasks))
+    exit_code=_or_none(_whole), tasks=_or_none(_tasks), origin=_or_none(lambda v: v == "outside"))
 
 
 def _meta_or_broken(path, fields, formats=(FORMAT,)):
@@ -3023,6 +3046,22 @@ def new_job_record(job_id, plan, scheduler_name, command, now):
 POLLED_IDS = 2000  # the most of one user's unfinished jobs the shared poll follows (the newest)
 
 
+def outside_job_record(job_id, scheduler_name, scheduler_id, status, detail, now):
+    """A job the user submitted outside flightjobd (sbatch in a shell) that
+    the shared status poll saw: a record like ours, origin "outside", with
+    no script of ours, tracked until it ends."""
+    name = detail.get("name") or "job %s" % scheduler_id
+    plan = {"script": {"id": "", "name": name}, "answers": {}, "options": [], "ignored_options": []}
+    record = new_job_record(job_id, plan, scheduler_name, None, now)
+    stdout = detail.get("stdout") or None
+    record.update(status, origin="outside", scheduler_id=scheduler_id, results_dir=detail.get("workdir") or None,
+                  stdout_path=stdout, stderr_path=detail.get("stderr") or stdout)
+    return record
+
+
+OUTSIDE_IMPORTS = 100  # the most outside jobs a refresh takes in
+
+
 class JobsPart(StorePart):
     """The user's jobs: submitted from a script, kept up to date with the
     scheduler, cancelled, removed."""
@@ -3173,7 +3212,7 @@ class JobsPart(StorePart):
         return metas, broken
 
     @operation("jobs.refresh")
-    def refresh(self, force=False, statuses=None, notice=None, own=False):
+    def refresh(self, force=False, statuses=None, notice=None, own=False, outside=None):
         """Bring unfinished jobs up to date. With `statuses` (scheduler id
         -> status, from the daemon's shared status poll: see StatusPoll)
         the worker records them, as only it may write in the home; when
@@ -3182,7 +3221,9 @@ class JobsPart(StorePart):
         the local scheduler, in single-user mode, or when the daemon says
         so (own) -- except where the shared poll serves the user: a page's
         refresh then records nothing new (submits of unknown outcome are
-        still settled: they need the user's own squeue)."""
+        still settled: they need the user's own squeue). `outside`: the
+        user's unfinished jobs the poll saw that are not flightjobd's (job id
+        -> status): each becomes a record of its own (outside_job_record)."""
         interval = self.config["scheduler"]["refresh_interval"]
         if statuses is None and notice is None and not force and time.time() - self.last_refresh < interval:
             return self._scheduler_state()
@@ -3213,6 +3254,11 @@ class JobsPart(StorePart):
                 unfinished += self._apply_statuses(pending, found)
         else:
             unfinished += len(pending)
+        if outside and not unsure:  # a submit not settled could be one of them
+            try:
+                unfinished += self._take_outside(outside, {m["scheduler_id"] for m in pending})
+            except SchedulerError as e:
+                problems.append(e.message)
         if notice is not None:
             problems.append(notice)
         if problems or statuses is not None or (pending and not shared and notice is None):  # a shared poll's notice
@@ -3226,6 +3272,27 @@ class JobsPart(StorePart):
         to date (multi-user mode, Slurm, scheduler.shared_poll)."""
         return (self.config["server"]["multi_user"] and self.config["scheduler"]["shared_poll"]
                 and self.scheduler.name == "slurm")
+
+    def _take_outside(self, outside, known):
+        """Record the user's jobs submitted outside flightjobd that the poll
+        saw unfinished and no record follows (at most OUTSIDE_IMPORTS a
+        time); one whose batch script is in our jobs directory is ours (a
+        submit being settled) and is left alone. How many it took."""
+        new = [i for i, st in sorted(outside.items()) if i not in known and SCHEDULER_ID_RE.match(i)
+               and isinstance(st, dict) and st.get("state") in UNFINISHED][:OUTSIDE_IMPORTS]
+        if not new:
+            return 0
+        detail = self.scheduler.describe(new)
+        taken = 0
+        for scheduler_id in new:
+            d = detail.get(scheduler_id, {})
+            if d.get("command", "").startswith(self.jobs_dir + os.sep):
+                continue
+            record = outside_job_record(None, self.scheduler.name, scheduler_id, outside[scheduler_id], d, now_iso())
+            self._create_dir(self.jobs_dir, lambda job_id: (dict(record, id=job_id), {}))
+            log.info("job %s submitted outside flightjobd is followed", scheduler_id)
+            taken += 1
+        return taken
 
     def _settle_submits(self, unsure):
         """Submits whose outcome is not known (the scheduler did not answer,
@@ -3313,7 +3380,8 @@ class JobsPart(StorePart):
         out = self._public_job(self._job_meta(id))
         out["scheduler_state"] = scheduler_state
         if script:
-            out["script_content"] = self._read_text(self._job_path(id, "script.sh"))
+            out["script_content"] = None if out.get("origin") == "outside" else \
+                self._read_text(self._job_path(id, "script.sh"))
         return out
 
     @operation("jobs.cancel", writes=True)
@@ -4286,19 +4354,32 @@ POLL_TICK = 0.5  # seconds between two looks at whether a poll is due
 WATCHING = 30  # seconds a user's look at their jobs counts as someone watching
 
 
+def _status_ok(st):
+    return isinstance(st, dict) and set(st) <= set(STATUS_FIELDS) and st.get("state") in STATES \
+        and all(check(st.get(key)) for key, check in STATUS_FIELDS.items()) \
+        and not any(isinstance(v, str) and len(v) > STATUS_TEXT for v in st.values())
+
+
 def checked_statuses(answer, ids):
-    """The poll process's answer -> {id: status or None (polled, not
-    found)} for the ids asked, or ValueError: an answer that is not
-    statuses of those ids, field by field, is not used at all."""
+    """The poll process's answer -> (statuses {id: status or None (polled,
+    not found)} for the ids asked, owners {id: uid}, outside {uid: {job id:
+    status}}), or ValueError: an answer that is not statuses of those ids
+    and their owners, field by field, is not used at all."""
     statuses = answer.get("statuses") if isinstance(answer, dict) else None
-    if not isinstance(statuses, dict) or not set(statuses) <= set(ids):
+    if not isinstance(statuses, dict) or not set(statuses) <= set(ids) \
+            or not all(_status_ok(st) for st in statuses.values()):
         raise ValueError("not statuses of the jobs asked for")
-    for st in statuses.values():
-        if not isinstance(st, dict) or not set(st) <= set(STATUS_FIELDS) or st.get("state") not in STATES \
-                or not all(check(st.get(key)) for key, check in STATUS_FIELDS.items()) \
-                or any(isinstance(v, str) and len(v) > STATUS_TEXT for v in st.values()):
-            raise ValueError("a status that is not one")
-    return {i: statuses.get(i) for i in ids}
+    owners = answer.get("owners", {})
+    if not isinstance(owners, dict) or not all(
+            i in statuses and type(uid) is int for i, uid in owners.items()):
+        raise ValueError("not the owners of the jobs asked for")
+    outside = answer.get("outside", {})
+    if not isinstance(outside, dict) or not all(
+            uid.isdigit() and isinstance(jobs, dict) and all(
+                SCHEDULER_ID_RE.match(i) and _status_ok(st) for i, st in jobs.items())
+            for uid, jobs in outside.items()):
+        raise ValueError("not jobs of the users asked for")
+    return {i: statuses.get(i) for i in ids}, owners, {int(uid): jobs for uid, jobs in outside.items()}
 
 
 class StatusSource:
@@ -4318,21 +4399,25 @@ class StatusSource:
     def perform(self, op, args):
         if op != "status.poll":
             raise BadRequest("No such operation of the status poll: %s." % op)
-        ids = args.get("ids")
+        ids, users = args.get("ids"), args.get("users", [])
         if not isinstance(ids, list) or len(ids) > MAX_POLL_IDS or not all(
                 isinstance(i, str) and SCHEDULER_ID_RE.match(i) for i in ids):
             raise Invalid("ids must be a list of at most %d job ids." % MAX_POLL_IDS)
+        if not isinstance(users, list) or len(users) > MAX_POLL_USERS or not all(
+                isinstance(u, str) and USER_NAME_RE.match(u) for u in users):
+            raise Invalid("users must be a list of at most %d user names." % MAX_POLL_USERS)
         if time.monotonic() - self.checked[1] > 600:  # PrivateData, again every 10 minutes
             self.checked = (self.scheduler.hidden_jobs(), time.monotonic())
         if self.checked[0]:
             return {"hidden": self.checked[0]}, None
         before = dict(self.scheduler.counters)
-        statuses = self.scheduler.status(ids)
-        return {"statuses": statuses, "calls": {k: v - before.get(k, 0) for k, v in
-                                                self.scheduler.counters.items()}}, None
+        statuses, owners, outside = self.scheduler.poll(ids, users)
+        return {"statuses": statuses, "owners": owners, "outside": outside,
+                "calls": {k: v - before.get(k, 0) for k, v in self.scheduler.counters.items()}}, None
 
 
 MAX_POLL_IDS = 20000  # the most job ids in one poll (all users); past it, the newest users' first
+MAX_POLL_USERS = 2000  # the most users whose jobs one poll lists
 
 
 class StatusPoll:
@@ -4375,12 +4460,14 @@ class StatusPoll:
     def heard(self, user, op, unfinished, looked):
         """A worker's answer to `op`: a user with unfinished jobs is followed
         (their ids asked again after anything but a look, a submit say);
-        a look at their jobs makes polls fast."""
-        if looked and op.startswith("jobs."):
+        a look at their jobs makes polls fast, and brings their jobs
+        submitted outside flightjobd in."""
+        looking = looked and op.startswith("jobs.")
+        if looking:
             self.watched[user] = time.monotonic()
         if unfinished and (op not in ("jobs.list", "jobs.get") or user not in self.ids):
             self.ids[user] = None
-        if unfinished and self.thread is None and self.serving():
+        if (unfinished or looking) and self.thread is None and self.serving():
             with self.lock:
                 if self.thread is None:
                     self.thread = threading.Thread(target=self._run, daemon=True)
@@ -4405,15 +4492,21 @@ class StatusPoll:
                 log.exception("status poll failed")
 
     def due(self, now):
-        users = [u for u in self.pool.active]
-        if not users or not self.serving():
+        """The users a poll is for now ([] when none is due): those with
+        unfinished jobs, and those looking at their jobs (whose jobs
+        submitted outside flightjobd it may find)."""
+        active = set(self.pool.active)
+        watching = {u for u, at in list(self.watched.items()) if now - at < WATCHING}
+        for table in (self.watched, self.ids, self.sent):  # forget who is gone
+            for user in [u for u in list(table) if u not in active and u not in watching]:
+                table.pop(user, None)
+        if not (active or watching) or not self.serving():
             return []
         scheduler = self.config["scheduler"]
-        watched = any(now - self.watched.get(u, -1e9) < WATCHING for u in users)
-        interval = scheduler["refresh_interval"] if watched else scheduler["background_refresh"]
-        if (not watched and not interval) or now - self.last < interval:
+        interval = scheduler["refresh_interval"] if active & watching else scheduler["background_refresh"]
+        if (not active & watching and not interval) or now - self.last < interval:
             return []
-        return users
+        return sorted(active | watching)
 
     def tick(self):
         """One poll, when one is due."""
@@ -4429,29 +4522,37 @@ class StatusPoll:
                 self.rounds.notify_all()
 
     def _poll(self, users):
+        active = [u for u in users if u in self.pool.active]
         if self.hidden[0] and time.monotonic() - self.hidden[1] < 600:
-            for user in users:
+            for user in active:
                 self._hand(user, {"own": True})
             return
-        for user in users:  # learn what to ask for: from the user's worker (no scheduler call)
+        for user in active:  # learn what to ask for: from the user's worker (no scheduler call)
             if self.ids.get(user) is None:
                 self._hand(user, {})
-        wanted = {u: self.ids.get(u) or [] for u in users if u in self.pool.active}
+        uids = {}
+        for user in users:
+            with contextlib.suppress(KeyError):
+                uids[user] = pwd.getpwnam(user).pw_uid
+        wanted = {u: self.ids.get(u) or [] for u in users if u in uids}
         ids = list(dict.fromkeys(i for u in wanted for i in wanted[u]))[:MAX_POLL_IDS]
-        if not ids:
+        # squeue lists by user (so their other jobs show) only if that lists every id asked for
+        names = sorted(wanted) if len(wanted) <= MAX_POLL_USERS and all(
+            USER_NAME_RE.match(u) for u in wanted) else []
+        if not ids and not names:
             return
         self.counters["polls"] += 1
         try:
-            answer, _ = self.source.call("status.poll", {"ids": ids}, touch=False)
+            answer, _ = self.source.call("status.poll", {"ids": ids, "users": names}, touch=False)
             if isinstance(answer, dict) and answer.get("hidden"):
                 self.hidden = (str(answer["hidden"])[:STATUS_TEXT], time.monotonic())
                 log.warning("shared status poll off for 10 minutes, each user's worker polls: %s",
                             self.hidden[0])
-                for user in users:
+                for user in active:
                     self._hand(user, {"own": True})
                 return
             self.hidden = (None, 0)
-            statuses = checked_statuses(answer, ids)
+            statuses, owners, outside = checked_statuses(answer, ids)
             for command, n in answer.get("calls", {}).items():
                 if isinstance(n, int) and command in ("squeue", "sacct", "scontrol", "sacctmgr"):
                     self.counters[command] = self.counters.get(command, 0) + n
@@ -4459,14 +4560,19 @@ class StatusPoll:
             self.counters["failed"] += 1
             notice = getattr(e, "message", None) or "The status poll's answer was refused: %s." % e
             log.warning("shared status poll failed: %s", notice)
-            for user in wanted:
+            for user in active:
                 if self.sent.get(user) != notice:
                     self._hand(user, {"notice": notice}, notice)
             return
         for user, theirs in wanted.items():
-            mine = {i: statuses[i] for i in theirs if i in statuses}
-            if mine and (self.sent.get(user) != mine or None in mine.values()):
-                self._hand(user, {"statuses": mine}, mine)
+            # a status is handed only to its owner: a record naming another
+            # user's job id learns nothing of it (it is "not found")
+            mine = {i: statuses[i] if owners.get(i) == uids[user] else None for i in theirs if i in statuses}
+            others = {i: st for i, st in sorted(outside.get(uids[user], {}).items())
+                      if st["state"] in UNFINISHED and i not in theirs}
+            if others or (mine and (self.sent.get(user) != mine or None in mine.values())):
+                self._hand(user, {"statuses": mine, "outside": dict(list(others.items())[:OUTSIDE_IMPORTS])},
+                           mine)
 
     def _hand(self, user, args, sent=None):
         """Call the user's worker's jobs.refresh with args: what it answers

@@ -17,11 +17,20 @@
 % else:
   <a class="button danger" href="/jobs/{{job['id']}}/remove" data-confirm="{{confirm_question('remove', sid)}}" data-post="/jobs/{{job['id']}}/remove">Remove</a>
 % end
+% if job.get('script_id'):
   <a class="button" href="/scripts/{{job['script_id']}}/submit">Submit the script again</a>
+% end
 </div>
+% if job.get('origin') == 'outside':
+<p class="notice" role="status">This job was submitted outside flightjobd (with <code>sbatch</code>, say); it is shown and followed here until it ends.</p>
+% end
 <dl class="facts">
   <div><dt>ID</dt><dd>{{sid}} <span class="muted">(on the {{job['scheduler']}} scheduler; ours: {{job['id']}})</span></dd></div>
+  % if job.get('script_id'):
   <div><dt>Script</dt><dd><a href="/scripts/{{job['script_id']}}">{{job['script_name']}}</a></dd></div>
+  % else:
+  <div><dt>Job name</dt><dd>{{job['script_name']}} <span class="muted">(submitted outside flightjobd)</span></dd></div>
+  % end
   <div><dt>State</dt><dd data-field="state-text">{{state_text(job)}}</dd></div>
   <div data-row="exit_code"{{!'' if job.get('exit_code') is not None else ' hidden'}}><dt>Exit code</dt><dd data-field="exit_code">{{'' if job.get('exit_code') is None else job['exit_code']}}</dd></div>
   <div><dt>Submitted</dt><dd data-field="submitted_at">{{!time_tag(job['submitted_at'])}}</dd></div>
@@ -125,6 +134,7 @@
 <p class="muted">No results directory to show.</p>
 % end
 % end
+% if job.get('script_content') is not None:
 <section class="submitted" aria-labelledby="script-h">
 <h2 id="script-h">Submitted script</h2>
 <details>
@@ -140,4 +150,5 @@
 % end
 </details>
 </section>
+% end
 </div>

@@ -47,7 +47,7 @@
 % for job in jobs:
 <tr data-job="{{job['id']}}" data-state="{{job['state']}}">
   <td><a href="/jobs/{{job['id']}}">{{job.get('scheduler_id') or job['id']}}</a></td>
-  <td class="wrap">{{job['script_name']}}</td>
+  <td class="wrap">{{job['script_name']}}{{!' <span class="muted" data-origin="outside">(outside flightjobd)</span>' if job.get('origin') == 'outside' else ''}}</td>
   <td>
   % include('badge', job=job)
   </td>

@@ -134,3 +134,56 @@ def test_private_data_jobs_and_the_status_user(users, runtime, slurm_cluster, st
     finally:
         many.close()
         private_data(slurm_cluster, None)
+
+
+def sbatch_as(cluster, user, *argv):
+    """sbatch run by the user in a shell of their own, not through flightjobd."""
+    r = subprocess.run(["runuser", "-u", user.name, "--", "env", "SLURM_CONF=" + cluster.conf,
+                        "sbatch", "--parsable"] + list(argv), cwd=user.home,
+                       capture_output=True, text=True, timeout=60, check=True)
+    return r.stdout.strip().split(";")[0]
+
+
+def test_a_job_submitted_outside_flightjobd_shows_and_is_followed(users, runtime, slurm_cluster):
+    """The user's own sbatch jobs that the shared poll sees are on Monitor
+    jobs, marked, with their state, times, output path and cancel; each is
+    followed until it ends, with its true final state. Another user's
+    outside job never shows for them."""
+    many = Many(runtime, slurm_cluster, background_refresh=1)
+    user, other = users[3], users[4]
+    pages = webtest.TestApp(many.app.bottle, extra_environ={"REMOTE_ADDR": "127.0.0.1"})
+    pages.post_json("/api/login", {"username": user.name, "password": user.password})
+    try:
+        long = sbatch_as(slurm_cluster, user, "--job-name=by hand", "--output=%s/hand-%%j.out" % user.home,
+                         "--wrap=sleep 300")
+        short = sbatch_as(slurm_cluster, user, "--job-name=fails", "--wrap=sleep 4; exit 3")
+        theirs = sbatch_as(slurm_cluster, other, "--job-name=not yours", "--wrap=sleep 300")
+        end = time.time() + 60
+        while True:  # the user has Monitor jobs open
+            listed = {j["scheduler_id"]: j for j in many.api(user, "GET", "/api/jobs")["jobs"]}
+            if {long, short} <= set(listed) or time.time() > end:
+                break
+            time.sleep(0.5)
+        assert {long, short} <= set(listed), listed
+        assert theirs not in listed
+        hand = listed[long]
+        assert hand["origin"] == "outside" and hand["script_name"] == "by hand" and hand["script_id"] == ""
+        assert hand["stdout_path"] == "%s/hand-%s.out" % (user.home, long)
+        assert hand["state"] in flightjobd.UNFINISHED and hand["submitted_at"]
+        text = pages.get("/jobs").text
+        assert "by hand" in text and "(outside flightjobd)" in text
+        page = pages.get("/jobs/" + hand["id"]).text
+        assert "submitted outside flightjobd" in page and "Submit the script again" not in page
+        assert "Cancel job" in page
+        failed = many.wait(user, listed[short])
+        assert (failed["state"], failed["exit_code"], failed["reason_text"]) == ("FAILED", 3, "exit code 3"), failed
+        cancelled = many.api(user, "POST", "/api/jobs/%s/cancel" % hand["id"])
+        cancelled = many.wait(user, cancelled)
+        assert (cancelled["state"], cancelled["reason_text"]) == ("CANCELLED", "cancelled by the user"), cancelled
+        # followed once: no second record of either, ever
+        time.sleep(3)
+        ids = [j["scheduler_id"] for j in many.api(user, "GET", "/api/jobs?per_page=500")["jobs"]]
+        assert ids.count(long) == 1 and ids.count(short) == 1
+    finally:
+        many.close()
+        slurm_cluster.run("scancel", long, short, theirs)

@@ -18,9 +18,16 @@ DONE = dict(RUNNING, state="COMPLETED", raw_state="COMPLETED", exit_code=0,
 
 def test_a_poll_answer_is_checked_field_by_field():
     ids = ["7", "8", "9_2"]
-    got = flightjobd.checked_statuses({"statuses": {"7": RUNNING, "9_2": DONE}, "calls": {}}, ids)
-    assert got == {"7": RUNNING, "8": None, "9_2": DONE}  # 8: polled, not found
+    got = flightjobd.checked_statuses({"statuses": {"7": RUNNING, "9_2": DONE}, "owners": {"7": 1001, "9_2": 1002},
+                                       "outside": {"1001": {"12": RUNNING}}, "calls": {}}, ids)
+    assert got == ({"7": RUNNING, "8": None, "9_2": DONE},  # 8: polled, not found
+                   {"7": 1001, "9_2": 1002}, {1001: {"12": RUNNING}})
     for bad in (
+        {"statuses": {"7": RUNNING}, "owners": {"8": 1001}},  # the owner of a job not listed
+        {"statuses": {"7": RUNNING}, "owners": {"7": "1001"}},
+        {"statuses": {}, "outside": {"alice": {"12": RUNNING}}},
+        {"statuses": {}, "outside": {"1001": {"12; rm": RUNNING}}},
+        {"statuses": {}, "outside": {"1001": {"12": dict(RUNNING, state="GONE")}}},
         None, [], {"statuses": []}, {"statuses": {"7": "RUNNING"}},
         {"statuses": {"10": RUNNING}},  # an id nobody asked for (another user's job, say)
         {"statuses": {"7": dict(RUNNING, state="DONE")}},
