@@ -1968,6 +1968,8 @@ class Scheduler:
         """Cancel a job; one that has already finished is not an error."""
         raise NotImplementedError
 
+    ACCOUNTING_LAG = 0  # seconds after a job's end that its detail may still come (detail_pending)
+
     def describe(self, job_ids):
         """{job id: {"name", "workdir", "stdout", "stderr", "command"}} of
         this user's jobs submitted outside flightjobd (shown on its pages),
@@ -2218,20 +2220,22 @@ class SlurmScheduler(Scheduler):
         except SchedulerError:
             if any(i not in result for i in ask):
                 raise
-            return  # sacct was only to add detail
+            for i in ask:  # sacct was only to add detail: asked again
+                result[i] = self._pending_detail(result[i])
+            return
         found = self._collect(ask, rows)
         for i in ask:
             old, mine = result.get(i), found.get(i)
             if not mine:  # sacct does not have it yet
                 if old is not None:
-                    result[i] = self._finishing(old)
+                    result[i] = self._pending_detail(old)
                 continue
             better = self._combine(i, mine, owners.get(i))
             if not self._settled(mine):
-                result[i] = self._finishing(better if old is None else old)
+                result[i] = self._pending_detail(better if old is None else old)
                 owners.setdefault(i, mine[0]["uid"])
             elif old is None:
-                result[i] = better
+                result[i] = dict(better, detail_pending=False)
                 owners[i] = mine[0]["uid"]
             elif len(better.get("tasks", [])) >= len(old.get("tasks", [])):
                 # sacct agrees the job is over: take its detail (MaxRSS, CPU
@@ -2240,18 +2244,19 @@ class SlurmScheduler(Scheduler):
                 for key, value in old.items():
                     if better.get(key) is None and key not in ("started_at", "elapsed_s"):
                         better[key] = value
-                result[i] = better
+                result[i] = dict(better, detail_pending=False)
             # else sacct lags behind the controller (an array's tasks not all
             # recorded yet, the parent's row standing for its last task):
             # keep squeue's word
 
     # slurmdbd records a job's end a moment after slurmctld does (seen: the
     # job's row final while its batch step's row, with MaxRSS and CPU time,
-    # still says RUNNING).  Until sacct has the whole record, a job squeue
-    # calls final is shown finishing, so that its final state comes once,
-    # with the reason the record tells (memory, who cancelled); but never
-    # longer than this many seconds after its end.
-    ACCOUNTING_LAG = 30
+    # still says RUNNING; with 100 jobs ending at once, many seconds).  A job
+    # squeue calls final is final at once; until sacct has its whole record
+    # its status says detail_pending, and it is asked again, so that the
+    # reason the record tells (memory, who cancelled) and its figures come
+    # when they are there; but not past this many seconds after its end.
+    ACCOUNTING_LAG = 60
 
     @staticmethod
     def _settled(rows):
@@ -2261,16 +2266,13 @@ class SlurmScheduler(Scheduler):
             STATE_MAP.get(r["raw_state"]) in FINAL_STATES and (r["steps_done"] or not _status(r)["started_at"])
             for r in rows)
 
-    def _finishing(self, status):
-        """A final status from squeue that sacct has not caught up with yet:
-        shown as finishing while that is recent."""
+    def _pending_detail(self, status):
+        """A final status whose sacct record is not whole yet: marked
+        detail_pending while its end is recent."""
         ended = parse_iso(status.get("ended_at"))
-        if status["state"] not in FINAL_STATES or not status.get("started_at") or (
-                ended is None or _now() - ended > self.ACCOUNTING_LAG):
-            return status
-        return dict(status, state="RUNNING", raw_state="COMPLETING", reason=None,
-                    reason_text="finishing (the accounting record is being written)",
-                    exit_code=None, signal=None, ended_at=None)
+        recent = ended is not None and _now() - ended <= self.ACCOUNTING_LAG
+        return dict(status, detail_pending=bool(
+            status["state"] in FINAL_STATES and status.get("started_at") and recent))
 
     @staticmethod
     def _collect(ids, rows):
@@ -2508,7 +2510,8 @@ JOB_META = dict({key: _or_none(_text) for key in (
         "updated_at", "started_at", "estimated_start_at", "ended_at", "missing_since", "cancel_requested_at")},
     script_id=_text, state=_state, submitted_at=_time, answers=_or_none(lambda v: isinstance(v, dict)),
     options=_or_none(_texts), command=_or_none(_texts), ignored_options=_or_none(_texts),
-    exit_code=_or_none(_whole), tasks=_or_none(_tasks), origin=_or_none(lambda v: v == "outside"))
+    exit_code=_or_none(_whole), tasks=_or_none(_tasks), origin=_or_none(lambda v: v == "outside"),
+    detail_pending=_or_none(lambda v: isinstance(v, bool)))
 
 
 def _meta_or_broken(path, fields, formats=(FORMAT,)):
@@ -3167,7 +3170,7 @@ class JobsPart(StorePart):
             meta = _meta_or_broken(path, JOB_META)
         except ValueError as e:
             raise Conflict("This job record is broken: %s." % e)
-        finished = meta["state"] in FINISHED
+        finished = meta["state"] in FINISHED and not meta.get("detail_pending")
         self._jobs[job_id] = sys.intern(meta["state"]) if finished else (st.st_mtime_ns, st.st_size, meta)
         return meta
 
@@ -3206,7 +3209,8 @@ class JobsPart(StorePart):
                 continue
             try:
                 meta = self._job_meta(job_id)
-                metas.append(meta if meta["state"] in UNFINISHED else {"id": job_id, "state": meta["state"]})
+                metas.append(meta if meta["state"] in UNFINISHED or meta.get("detail_pending")
+                             else {"id": job_id, "state": meta["state"]})
             except (Conflict, NotFound) as e:
                 broken.append({"id": job_id, "broken": True, "reason": e.message})
         return metas, broken
@@ -3237,7 +3241,8 @@ class JobsPart(StorePart):
             except SchedulerError as e:
                 problems.append(e.message)
             metas, _ = self._all_jobs()
-        pending = [m for m in metas if m["state"] in UNFINISHED and m.get("scheduler_id")]
+        pending = [m for m in metas if m.get("scheduler_id") and (
+            m["state"] in UNFINISHED or m.get("detail_pending") and not self._detail_given_up(m))]
         unfinished = sum(m["state"] in UNFINISHED and not m.get("scheduler_id") for m in metas)
         shared = self.shared_poll() and not own
         if statuses is not None:  # None: polled, not found; ids not in it were not polled
@@ -3266,6 +3271,16 @@ class JobsPart(StorePart):
             for problem in problems:
                 log.warning("status refresh failed: %s", problem)
         return self._refreshed(unfinished)
+
+    def _detail_given_up(self, meta):
+        """A finished job whose accounting detail has not come in twice the
+        scheduler's ACCOUNTING_LAG: it is left as it is (True; the mark is
+        cleared)."""
+        lag = self.scheduler.ACCOUNTING_LAG
+        if time.time() - (parse_iso(meta.get("ended_at")) or 0) <= 2 * lag:
+            return False
+        self._update_job(meta["id"], {"detail_pending": False})
+        return True
 
     def shared_poll(self):
         """Whether the daemon's shared status poll brings this user's jobs up
@@ -3326,21 +3341,28 @@ class JobsPart(StorePart):
         unfinished = 0
         for m in pending:
             status = found.get(m["scheduler_id"])
-            if status is None:
+            if m["state"] not in UNFINISHED:  # finished, waiting for sacct's detail: never unfinished again
+                changes = self._status_changes(m, status) if status and status["state"] in FINAL_STATES \
+                    else {"detail_pending": False}
+            elif status is None:
                 since = parse_iso(m.get("missing_since")) or time.time()
                 changes = {"missing_since": now_iso(since)}
                 if time.time() - since >= grace:
                     changes.update(state="UNKNOWN", raw_state="UNKNOWN", reason="Unknown",
                                    reason_text="the scheduler no longer knows this job")
             else:
-                changes = {k: v for k, v in status.items() if k not in ("format", "supervisor", "pgid")}
-                changes["missing_since"] = None
-                if changes.get("reason_text") == "cancelled" and m.get("cancel_requested_at"):
-                    changes["reason_text"] = "cancelled by the user"  # through us; sacct may lag
+                changes = dict(self._status_changes(m, status), missing_since=None)
             if any(m.get(k) != v for k, v in changes.items()):
                 m = self._update_job(m["id"], changes)
-            unfinished += m["state"] in UNFINISHED
+            unfinished += m["state"] in UNFINISHED or bool(m.get("detail_pending"))
         return unfinished
+
+    @staticmethod
+    def _status_changes(meta, status):
+        changes = {k: v for k, v in status.items() if k not in ("format", "supervisor", "pgid")}
+        if changes.get("reason_text") == "cancelled" and meta.get("cancel_requested_at"):
+            changes["reason_text"] = "cancelled by the user"  # through us; sacct may lag
+        return changes
 
     def _refreshed(self, unfinished):
         """What a refresh tells: the scheduler's state, how many jobs are
@@ -3348,7 +3370,8 @@ class JobsPart(StorePart):
         poll's; the newest POLLED_IDS) and the scheduler calls made so far."""
         self.has_unfinished = unfinished > 0
         ids = sorted(((m["id"], m["scheduler_id"]) for m in self._all_jobs()[0]
-                      if m["state"] in UNFINISHED and m.get("scheduler_id")), reverse=True)
+                      if (m["state"] in UNFINISHED or m.get("detail_pending")) and m.get("scheduler_id")),
+                     reverse=True)
         return dict(self._scheduler_state(), unfinished=unfinished, calls=dict(self.scheduler.counters),
                     ids=[i for _, i in ids[:POLLED_IDS]])
 
@@ -4348,7 +4371,8 @@ STATUS_FIELDS = dict({key: JOB_META[key] for key in (
     "state", "raw_state", "reason", "reason_text", "exit_code", "started_at", "ended_at",
     "estimated_start_at", "tasks")}, time_limit=_or_none(_text), **{key: _or_none(
         lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)) for key in (
-        "signal", "elapsed_s", "cpu_time_s", "max_rss_mb", "requested_mem_mb")})
+        "signal", "elapsed_s", "cpu_time_s", "max_rss_mb", "requested_mem_mb")},
+    detail_pending=_or_none(lambda v: isinstance(v, bool)))
 STATUS_TEXT = 1000  # the longest text a status field may hold
 POLL_TICK = 0.5  # seconds between two looks at whether a poll is due
 WATCHING = 30  # seconds a user's look at their jobs counts as someone watching

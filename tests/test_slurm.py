@@ -63,11 +63,13 @@ class Site:
         return self.api("POST", "/api/jobs", {"script": self.script(body, directives),
                                               "answers": answers or {}}, status=201)
 
-    def wait(self, job, until=flightjobd.FINISHED, timeout=120):
+    def wait(self, job, until=flightjobd.FINISHED, timeout=120, detail=False):
+        """The job once its state is in `until` (and, with detail, once
+        sacct's whole record is in: no longer detail_pending)."""
         end = time.time() + timeout
         while True:
             job = self.api("GET", "/api/jobs/" + job["id"])
-            if job["state"] in until or time.time() > end:
+            if job["state"] in until and not (detail and job.get("detail_pending")) or time.time() > end:
                 return job
             time.sleep(0.5)
 
@@ -104,7 +106,7 @@ def test_job_completes_with_accounting_details(site):
     job = site.submit("echo hello from $SLURM_JOB_ID; sleep 2", answers={"mem": "200M"})
     assert job["scheduler"] == "slurm" and job["scheduler_id"].isdigit()
     assert job["command"][:2] == ["sbatch", "--parsable"] and "--mem=200M" in job["command"]
-    job = site.wait(job)
+    job = site.wait(job, detail=True)
     assert (job["state"], job["exit_code"]) == ("COMPLETED", 0)
     assert job["started_at"] and job["ended_at"] and job["elapsed_s"] >= 2
     assert job["requested_mem_mb"] == 200 and job["max_rss_mb"] is not None
@@ -125,9 +127,10 @@ def test_nonzero_exit(site):
 def test_out_of_memory(site):
     """The test cluster has no cgroups: JobAcctGatherParams=OverMemoryKill
     kills the job by SIGKILL, and sacct's MaxRSS above the request tells
-    it was memory."""
+    it was memory (once slurmdbd has the record: the job is FAILED at once,
+    its reason comes with sacct's detail)."""
     job = site.wait(site.submit("python3 -c 'a = bytearray(700 << 20); import time; time.sleep(20)'",
-                                answers={"mem": "100M"}))
+                                answers={"mem": "100M"}), detail=True)
     assert job["state"] == "FAILED" and job["reason_text"] == "ran out of memory", job
 
 

@@ -555,9 +555,10 @@ def sacct_lagging(job_id, batch_state):
 @pytest.mark.parametrize("batch_state", ["RUNNING", None, "missing job"])
 def test_a_final_state_waits_for_the_accounting_record(monkeypatch, batch_state):
     """squeue says FAILED the moment slurmctld does; slurmdbd records the
-    batch step (MaxRSS: it was memory) a moment later. Until sacct has the
-    whole record the job is finishing, so its final state comes once, with
-    the right reason; past SlurmScheduler.ACCOUNTING_LAG squeue's word stands."""
+    batch step (MaxRSS: it was memory) a moment later. The job is final at
+    once, marked detail_pending so that it is asked again until sacct has
+    the whole record (then the reason is the record's); past
+    SlurmScheduler.ACCOUNTING_LAG it is no longer marked."""
     oom = JOBS["oom"]
     if batch_state == "missing job":
         lagging = "".join(line + "\n" for line in data("sacct_6_final.txt").splitlines()
@@ -568,16 +569,18 @@ def test_a_final_state_waits_for_the_accounting_record(monkeypatch, batch_state)
     monkeypatch.setattr(sa, "_now", lambda: ended + 5)
     s, _ = scheduler(data("squeue_6_final.txt"), lagging)
     st = s.status([oom, JOBS["exit3"]])
-    assert (st[oom]["state"], st[oom]["raw_state"], st[oom]["ended_at"], st[oom]["signal"]) == (
-        "RUNNING", "COMPLETING", None, None)
-    assert st[oom]["reason_text"].startswith("finishing")
+    assert (st[oom]["state"], st[oom]["ended_at"], st[oom]["signal"], st[oom]["detail_pending"]) == (
+        "FAILED", "2026-11-25T15:39:35Z", 9, True)
+    assert st[oom]["reason_text"] == "killed by signal 9 (SIGKILL)"  # squeue's word, for now
     assert st[JOBS["exit3"]]["reason_text"] == "exit code 3"  # its record is whole
+    assert st[JOBS["exit3"]]["detail_pending"] is False
 
     s, _ = scheduler(data("squeue_6_final.txt"), data("sacct_6_final.txt"))  # slurmdbd caught up
-    assert s.status([oom])[oom]["reason_text"] == "ran out of memory"
+    st = s.status([oom])[oom]
+    assert (st["reason_text"], st["detail_pending"]) == ("ran out of memory", False)
 
     monkeypatch.setattr(sa, "_now", lambda: ended + sa.SlurmScheduler.ACCOUNTING_LAG + 1)
     s, _ = scheduler(data("squeue_6_final.txt"), lagging)
     st = s.status([oom])[oom]
-    assert (st["state"], st["reason_text"], st["ended_at"]) == (
-        "FAILED", "killed by signal 9 (SIGKILL)", "2026-11-25T15:39:35Z")
+    assert (st["state"], st["reason_text"], st["detail_pending"]) == (
+        "FAILED", "killed by signal 9 (SIGKILL)", False)

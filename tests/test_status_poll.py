@@ -86,3 +86,34 @@ def test_a_worker_records_only_what_was_polled(make_config, tmp_path, monkeypatc
         store.scheduler.status = real
         for j in (first, second, third):
             store.scheduler.cancel(j["scheduler_id"])
+
+
+def test_a_finished_job_waiting_for_its_detail_is_never_unfinished_again(make_config, tmp_path, monkeypatch):
+    """A job Slurm has ended whose accounting is not whole yet is final at
+    once (detail_pending) and stays followed; sacct's record then brings its
+    reason; a status that is not final, or none, never makes it unfinished
+    or UNKNOWN: it only ends the wait."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    store = flightjobd.Store(make_config(scheduler={"refresh_interval": 3600, "unknown_grace": 0}), "me")
+    store.scheduler.ACCOUNTING_LAG = 60  # as Slurm's: the local scheduler has no accounting to wait for
+    first, second = submitted(store, tmp_path, 2)
+    store.scheduler.cancel(first["scheduler_id"])
+    store.scheduler.cancel(second["scheduler_id"])
+    now = flightjobd.now_iso()
+    killed = dict(DONE, state="FAILED", raw_state="FAILED", exit_code=0, signal=9, ended_at=now,
+                  reason="Signal", reason_text="killed by signal 9 (SIGKILL)", detail_pending=True)
+    sid = {first["scheduler_id"]: first["id"], second["scheduler_id"]: second["id"]}
+    result = store.refresh(statuses={s: copy.deepcopy(killed) for s in sid})
+    assert set(result["ids"]) == set(sid) and result["unfinished"] == 2  # still followed
+    for job_id in sid.values():
+        job = store.job_get(job_id)
+        assert (job["state"], job["finished"], job["detail_pending"]) == ("FAILED", True, True)
+    oom = dict(killed, reason="OutOfMemory", reason_text="ran out of memory", max_rss_mb=700.0,
+               detail_pending=False)
+    a, b = sorted(sid)
+    result = store.refresh(statuses={a: oom, b: dict(RUNNING)})
+    assert result["ids"] == [] and result["unfinished"] == 0
+    assert store.job_get(sid[a])["reason_text"] == "ran out of memory"
+    late = store.job_get(sid[b])
+    assert (late["state"], late["detail_pending"], late["reason_text"]) == (
+        "FAILED", False, "killed by signal 9 (SIGKILL)")
