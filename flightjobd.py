@@ -16,10 +16,18 @@ The configuration is TOML, by default /etc/flight-job/flight-job.toml (see
 etc/flight-job.toml, which lists every key at its default).
 
 Privilege model: the process that serves HTTP (root in multi-user mode) never
-opens a path inside a user's home and never runs a scheduler command. Those
-run in the user's *worker*: this same file started with `--worker` as the
-user (uid, gid, supplementary groups, clean environment, cwd = home, umask
-077), spoken to over pipes with one JSON message per line.
+opens a path inside a user's home and never runs a scheduler command for a
+user. Those run in the user's *worker*: this same file as the user (uid, gid,
+supplementary groups, clean environment, cwd = home, umask 077), spoken to
+over pipes with one JSON message per line. In multi-user mode workers are
+forked from a *fork server* (`--fork-server`: this file started with nothing
+but a socket, before any session or secret exists), which drops to the user
+in the child; else each is started with `--worker`. The one exception to "no
+scheduler command" is the shared status poll (StatusPoll, multi-user Slurm):
+a worker of `scheduler.status_user` that runs squeue/sacct read-only, argv
+only, with numeric job ids and checked user names; root checks its answer
+field by field and hands each user's worker the statuses of that user's own
+jobs (by Slurm's owner uid), which the worker records.
 
 Layout in a user's home (`storage.state_dir`, default
 ~/.local/share/flight-job):
@@ -50,7 +58,9 @@ them. Each section uses only those above it.
                                 SCHEDULERS, make_scheduler
     Store: ...                  the worker side: a user's templates, scripts,
                                 jobs and results, each part under its banner
-    Worker                      worker_main; Worker and WorkerPool (root side)
+    Worker                      worker_main, the fork server; Worker and
+                                WorkerPool (root side)
+    Shared status poll          StatusSource (its process), StatusPoll (root)
     Authentication and sessions PAM, throttling, sessions
     Web application             App, RoutePlugin, security headers, render
     Routes: ...                 the handlers, by page, in URL order
@@ -4266,7 +4276,7 @@ class WorkerPool:
         self.workers = {}
         self.lock = threading.Lock()
         self.active = set()  # users known to have unfinished jobs
-        self.poll = StatusPoll(config, self) if config["server"]["multi_user"] else None
+        self.poll = None  # the shared status poll (multi-user mode: App gives it)
         self.busy = 0  # calls and downloads in flight, all users
         self.downloads = 0  # downloads in flight, all users
         threads = config["server"]["threads"]
@@ -5395,6 +5405,8 @@ class App:
         self.daemon_user = daemon_user or pwd.getpwuid(os.getuid()).pw_name
         switch = config["server"]["multi_user"] and os.getuid() == 0
         self.pool = pool or WorkerPool(config, switch)
+        if config["server"]["multi_user"] and self.pool.poll is None:
+            self.pool.poll = StatusPoll(config, self.pool)
         self.auth = Auth(config, self.daemon_user)
         self.started = time.time()
         self.health = (0.0, None)  # (when, the last scheduler check) for probe

@@ -593,7 +593,7 @@ def bench_workers(work, table, quick):
         return
     install_pam_service()
     runtime = make_runtime(os.path.join(work, "runtime"))
-    count = int(os.environ.get("BENCH_USERS", "5" if quick else "20"))
+    count = int(os.environ.get("BENCH_USERS", "5" if quick else "100"))
     starts = 5 if quick else 15
     users = UnixUsers()
     figures = {}
