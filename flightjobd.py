@@ -3310,9 +3310,13 @@ class JobsPart(StorePart):
         detail = self.scheduler.describe(new)
         taken = 0
         for scheduler_id in new:
-            d = detail.get(scheduler_id, {})
+            d = dict(detail.get(scheduler_id, {}))
             if d.get("command", "").startswith(self.jobs_dir + os.sep):
                 continue
+            for key in ("stdout", "stderr"):  # squeue may show the pattern as given to sbatch
+                if d.get(key):
+                    path = expand_pattern(d[key], scheduler_id, d.get("name") or "", self.user)
+                    d[key] = os.path.join(d.get("workdir") or self.home, path)
             record = outside_job_record(None, self.scheduler.name, scheduler_id, outside[scheduler_id], d, now_iso())
             self._create_dir(self.jobs_dir, lambda job_id: (dict(record, id=job_id), {}))
             log.info("job %s submitted outside flightjobd is followed", scheduler_id)

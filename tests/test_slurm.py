@@ -124,6 +124,13 @@ def test_nonzero_exit(site):
     assert (job["state"], job["exit_code"], job["reason_text"], job["raw_state"]) == ("FAILED", 3, "exit code 3", "FAILED")
 
 
+def site_sacct(site, scheduler_id):
+    """What sacct says of a job now, every row (for a failure's message)."""
+    return subprocess.run(["sacct", "--parsable2", "--jobs", scheduler_id, "--format=" + flightjobd.SACCT_FORMAT],
+                          capture_output=True, text=True, timeout=60,
+                          env=dict(os.environ, SLURM_CONF=site.app.config["scheduler"]["environment"]["SLURM_CONF"])).stdout
+
+
 def test_out_of_memory(site):
     """The test cluster has no cgroups: JobAcctGatherParams=OverMemoryKill
     kills the job by SIGKILL, and sacct's MaxRSS above the request tells
@@ -131,7 +138,10 @@ def test_out_of_memory(site):
     its reason comes with sacct's detail)."""
     job = site.wait(site.submit("python3 -c 'a = bytearray(700 << 20); import time; time.sleep(20)'",
                                 answers={"mem": "100M"}), detail=True)
-    assert job["state"] == "FAILED" and job["reason_text"] == "ran out of memory", job
+    seen = {k: job.get(k) for k in ("state", "raw_state", "reason_text", "signal", "max_rss_mb",
+                                    "requested_mem_mb", "detail_pending", "ended_at")}
+    assert job["state"] == "FAILED" and job["reason_text"] == "ran out of memory", (
+        seen, site_sacct(site, job["scheduler_id"]))
 
 
 def test_more_memory_than_the_node_has_is_refused_at_submit(site):
