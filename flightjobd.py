@@ -2271,9 +2271,11 @@ class SlurmScheduler(Scheduler):
     @staticmethod
     def _settled(rows):
         """Whether sacct's rows of one job hold its whole record: final, and
-        every step of a job that started has ended."""
+        every step of a job that started has ended with its figures (MaxRSS:
+        none where JobAcctGatherType=none, which then waits ACCOUNTING_LAG)."""
         return bool(rows) and all(
-            STATE_MAP.get(r["raw_state"]) in FINAL_STATES and (r["steps_done"] or not _status(r)["started_at"])
+            STATE_MAP.get(r["raw_state"]) in FINAL_STATES and (
+                r["steps_done"] and r["max_rss_mb"] is not None or not _status(r)["started_at"])
             for r in rows)
 
     def _pending_detail(self, status):
