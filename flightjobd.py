@@ -86,6 +86,7 @@ __version__ = "0.1.0"
 
 import argparse
 import base64
+import concurrent.futures
 import contextlib
 import datetime
 import errno
@@ -3273,7 +3274,7 @@ class JobsPart(StorePart):
             unfinished += len(pending)
         if outside and not unsure:  # a submit not settled could be one of them
             try:
-                unfinished += self._take_outside(outside, {m["scheduler_id"] for m in pending})
+                unfinished += self._take_outside(outside, metas, pending)
             except SchedulerError as e:
                 problems.append(e.message)
         if notice is not None:
@@ -3300,11 +3301,17 @@ class JobsPart(StorePart):
         return (self.config["server"]["multi_user"] and self.config["scheduler"]["shared_poll"]
                 and self.scheduler.name == "slurm")
 
-    def _take_outside(self, outside, known):
+    def _take_outside(self, outside, metas, pending):
         """Record the user's jobs submitted outside flightjobd that the poll
         saw unfinished and no record follows (at most OUTSIDE_IMPORTS a
         time); one whose batch script is in our jobs directory is ours (a
-        submit being settled) and is left alone. How many it took."""
+        submit being settled), and one a record lost (UNKNOWN) is that
+        record's: both are left alone. How many it took."""
+        known = {m["scheduler_id"] for m in pending}
+        for m in metas:  # the lost are few: read in full
+            if m["state"] == "UNKNOWN":
+                with contextlib.suppress(Conflict, NotFound):
+                    known.add(self._job_meta(m["id"]).get("scheduler_id"))
         new = [i for i, st in sorted(outside.items()) if i not in known and SCHEDULER_ID_RE.match(i)
                and isinstance(st, dict) and st.get("state") in UNFINISHED][:OUTSIDE_IMPORTS]
         if not new:
@@ -4391,6 +4398,8 @@ STATUS_FIELDS = dict({key: JOB_META[key] for key in (
     detail_pending=_or_none(lambda v: isinstance(v, bool)))
 STATUS_TEXT = 1000  # the longest text a status field may hold
 POLL_TICK = 0.5  # seconds between two looks at whether a poll is due
+POLL_WAIT = 10  # seconds a poll waits for workers to say which jobs to ask about
+HAND_THREADS = 16  # threads handing workers their statuses (one per user at a time)
 WATCHING = 30  # seconds a user's look at their jobs counts as someone watching
 
 
@@ -4490,8 +4499,12 @@ class StatusPoll:
         # meanwhile each worker polls for itself, handed {"own": True}
         self.counters = {"polls": 0, "failed": 0}  # and the scheduler commands the polls ran
         self.rounds = threading.Condition()  # notified after each poll that was due
-        self.round = 0
+        self.round, self.round_hands = 0, []
         self.thread, self.stopping = None, threading.Event()
+        # workers are handed their statuses from a few threads, one call per
+        # user at a time: a stopped or slow worker holds up its own user only
+        self.hands = concurrent.futures.ThreadPoolExecutor(HAND_THREADS, thread_name_prefix="poll-hand")
+        self.handing = set()  # users with a hand in flight
 
     def serving(self):
         """Whether this poll follows users' jobs (else their workers do)."""
@@ -4516,13 +4529,19 @@ class StatusPoll:
     def close(self):
         self.stopping.set()
         self.source.stop(grace=0)
+        self.hands.shutdown(wait=False)
 
     def wait_round(self, timeout):
-        """Wait until a poll that begins after this call has ended (for the
-        tests and the bench); False if none did in timeout seconds."""
+        """Wait until a poll that begins after this call has ended and the
+        workers have recorded what it handed them (for the tests and the
+        bench); False if that did not happen in timeout seconds."""
+        end = time.monotonic() + timeout
         with self.rounds:
             first = self.round
-            return self.rounds.wait_for(lambda: self.round >= first + 2, timeout)
+            if not self.rounds.wait_for(lambda: self.round >= first + 2, timeout):
+                return False
+            hands = self.round_hands
+        return not concurrent.futures.wait(hands, timeout=max(0, end - time.monotonic())).not_done
 
     def _run(self):
         while not self.stopping.wait(POLL_TICK):
@@ -4554,22 +4573,23 @@ class StatusPoll:
         if not users:
             return
         self.last = time.monotonic()
+        hands = []
         try:
-            self._poll(users)
+            hands = self._poll(users)
         finally:
             with self.rounds:
                 self.round += 1
+                self.round_hands = [h for h in hands if h]
                 self.rounds.notify_all()
 
     def _poll(self, users):
+        """One poll for users; the hands it started (futures)."""
         active = [u for u in users if u in self.pool.active]
         if self.hidden[0] and time.monotonic() - self.hidden[1] < 600:
-            for user in active:
-                self._hand(user, {"own": True})
-            return
-        for user in active:  # learn what to ask for: from the user's worker (no scheduler call)
-            if self.ids.get(user) is None:
-                self._hand(user, {})
+            return [self._send(user, {"own": True}) for user in active]
+        # learn what to ask for from the workers that have not said (no scheduler call)
+        asking = [self._send(user, {}) for user in active if self.ids.get(user) is None]
+        concurrent.futures.wait([f for f in asking if f], timeout=POLL_WAIT)
         uids = {}
         for user in users:
             with contextlib.suppress(KeyError):
@@ -4580,7 +4600,7 @@ class StatusPoll:
         names = sorted(wanted) if len(wanted) <= MAX_POLL_USERS and all(
             USER_NAME_RE.match(u) for u in wanted) else []
         if not ids and not names:
-            return
+            return []
         self.counters["polls"] += 1
         try:
             answer, _ = self.source.call("status.poll", {"ids": ids, "users": names}, touch=False)
@@ -4588,9 +4608,7 @@ class StatusPoll:
                 self.hidden = (str(answer["hidden"])[:STATUS_TEXT], time.monotonic())
                 log.warning("shared status poll off for 10 minutes, each user's worker polls: %s",
                             self.hidden[0])
-                for user in active:
-                    self._hand(user, {"own": True})
-                return
+                return [self._send(user, {"own": True}) for user in active]
             self.hidden = (None, 0)
             statuses, owners, outside = checked_statuses(answer, ids)
             for command, n in answer.get("calls", {}).items():
@@ -4600,10 +4618,9 @@ class StatusPoll:
             self.counters["failed"] += 1
             notice = getattr(e, "message", None) or "The status poll's answer was refused: %s." % e
             log.warning("shared status poll failed: %s", notice)
-            for user in active:
-                if self.sent.get(user) != notice:
-                    self._hand(user, {"notice": notice}, notice)
-            return
+            return [self._send(user, {"notice": notice}, notice) for user in active
+                    if self.sent.get(user) != notice]
+        hands = []
         for user, theirs in wanted.items():
             # a status is handed only to its owner: a record naming another
             # user's job id learns nothing of it (it is "not found")
@@ -4611,8 +4628,30 @@ class StatusPoll:
             others = {i: st for i, st in sorted(outside.get(uids[user], {}).items())
                       if st["state"] in UNFINISHED and i not in theirs}
             if others or (mine and (self.sent.get(user) != mine or None in mine.values())):
-                self._hand(user, {"statuses": mine, "outside": dict(list(others.items())[:OUTSIDE_IMPORTS])},
-                           mine)
+                hands.append(self._send(
+                    user, {"statuses": mine, "outside": dict(list(others.items())[:OUTSIDE_IMPORTS])}, mine))
+        return hands
+
+    def _send(self, user, args, sent=None):
+        """_hand in one of the hand threads, unless one for the user is in
+        flight: the future, or None."""
+        with self.lock:
+            if user in self.handing or self.stopping.is_set():
+                return None
+            self.handing.add(user)
+
+        def hand():
+            try:
+                self._hand(user, args, sent)
+            finally:
+                with self.lock:
+                    self.handing.discard(user)
+        try:
+            return self.hands.submit(hand)
+        except RuntimeError:  # shut down
+            with self.lock:
+                self.handing.discard(user)
+            return None
 
     def _hand(self, user, args, sent=None):
         """Call the user's worker's jobs.refresh with args: what it answers
