@@ -2749,8 +2749,8 @@ def literal_template(text):
         return "{{%s}}" % json.dumps(chars)
     text = text.replace("{{", quoted("{{"))
     text = STPL_LINE_RE.sub(lambda m: m.group(1) + quoted(m.group(2)[0]) + m.group(2)[1:], text)
-    if text.endswith("\\\n"):
-        text = text[:-1] + quoted("\n")
+    if text.endswith("\\\n") or not text:  # SimpleTemplate refuses an empty template
+        text = text[:-1] + quoted("\n" if text else "")
     return text
 
 
@@ -3065,8 +3065,8 @@ class ScriptsPart(StorePart):
         def make(script_id):  # under the lock: no other script takes the name meanwhile
             for other in self.scripts_list()["scripts"]:
                 if other.get("name", "").casefold() == name.casefold():
-                    raise Conflict("Name: you have a script named %r already; choose another name." % other["name"],
-                                   {"name": "Name: you have a script with this name already."})
+                    message = "Name: you have a script named %r already; choose another name." % other["name"]
+                    raise Conflict(message, {"name": message})
             now = now_iso()
             names = {field: body_name(field, 1) for field in SCRIPT_BODIES}
             meta = {"format": SCRIPT_FORMAT, "id": script_id, "name": name, "template_id": source["template_id"],
@@ -3112,13 +3112,14 @@ class ScriptsPart(StorePart):
                            "with it are not known. Nothing was saved." % script["template_id"])
         clash = found.get(template_id) or next((p for p in problems if p["id"] == template_id), None)
         if clash:
-            raise Conflict("Id: a template with the id %r exists already (%s, from the %s templates); "
-                           "choose another id." % (template_id, clash.get("name", "broken"), clash["source"]),
-                           {"id": "Id: a template has this id already."})
+            message = "Id: a template with the id %r exists already (%s, from the %s templates); choose " \
+                      "another id." % (template_id, clash.get("name", "broken"), clash["source"])
+            raise Conflict(message, {"id": message})
         for other in found.values():
             if other["name"].casefold() == name.casefold():
-                raise Conflict("Name: a template named %r exists already (id %s); choose another name."
-                               % (other["name"], other["id"]), {"name": "Name: a template has this name already."})
+                message = "Name: a template named %r exists already (id %s); choose another name." \
+                          % (other["name"], other["id"])
+                raise Conflict(message, {"name": message})
         fields = {"name": name, "synopsis": "Your own template, saved from the script %s" % script["name"],
                   "description": "Saved on %s from your script \u201c%s\u201d, made from the template \u201c%s\u201d. "
                                  "Its script is that script's text as it was then; the questions are those of "
@@ -3146,8 +3147,8 @@ class ScriptsPart(StorePart):
                     raise Conflict("This script's text would not come back exactly from a template. "
                                    "Nothing was saved.")
                 if os.path.lexists(os.path.join(directory, template_id)):  # made meanwhile, broken or not
-                    raise Conflict("Id: %r exists already in your templates; choose another id." % template_id,
-                                   {"id": "Id: a template has this id already."})
+                    message = "Id: %r exists already in your templates; choose another id." % template_id
+                    raise Conflict(message, {"id": message})
                 os.rename(staged, os.path.join(directory, template_id))
                 fsync_dir(directory)
             finally:
@@ -6293,7 +6294,7 @@ def _script_form(app, user, id, edit, op, args):
         made = app.call(user, op, id=id, **args(values))
     except (Invalid, Conflict) as e:
         return script_page(app, user, id, edit, status=e.status, fields=dict(values, errors=form_errors(e)))
-    return see_other("/scripts/%s" % made["id"] if edit == "copy" else "/templates#template-%s" % made["id"])
+    return see_other("/scripts/%s" % made["id"] if edit == "copy" else "/templates")
 
 
 @route("/scripts/<id>/copy", "POST")
