@@ -2713,6 +2713,50 @@ class StorePart:
 # Store: templates catalogue #################################################
 
 
+def toml_value(value):
+    """A value of a template's question as TOML: text, whole and real
+    numbers, yes/no, lists and (inline) tables of them."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):  # a basic string: quote, backslash and control characters escaped
+        return '"%s"' % re.sub(r'["\\\x00-\x1f\x7f]', lambda m: "\\u%04x" % ord(m.group()), value)
+    if isinstance(value, list):
+        return "[%s]" % ", ".join(toml_value(v) for v in value)
+    if isinstance(value, dict):
+        return "{ %s }" % ", ".join("%s = %s" % (toml_value(k), toml_value(v)) for k, v in value.items())
+    raise TypeError("no TOML for %r" % type(value).__name__)
+
+
+def toml_template(fields, tables):
+    """A template.toml: top-level fields, then (table name, [table]) as
+    arrays of tables ([[question]], [[submission_question]])."""
+    lines = ["%s = %s" % (key, toml_value(v)) for key, v in fields.items()]
+    for name, items in tables:
+        for item in items:
+            lines += ["", "[[%s]]" % name] + ["%s = %s" % (key, toml_value(v))
+                                               for key, v in item.items() if v is not None]
+    return "\n".join(lines) + "\n"
+
+
+STPL_LINE_RE = re.compile(r"(?m)^([ \t]*)(\\?<?%)")  # a line SimpleTemplate reads as code or an escape
+
+
+def literal_template(text):
+    """A script template that renders to exactly `text` whatever the
+    answers: each "{{" and each line start SimpleTemplate would read
+    (%, <%, and their escapes \\%, \\<%) written as an inline string, and a
+    final backslash-newline (which it would drop) too."""
+    def quoted(chars):
+        return "{{%s}}" % json.dumps(chars)
+    text = text.replace("{{", quoted("{{"))
+    text = STPL_LINE_RE.sub(lambda m: m.group(1) + quoted(m.group(2)[0]) + m.group(2)[1:], text)
+    if text.endswith("\\\n") or not text:  # SimpleTemplate refuses an empty template
+        text = text[:-1] + quoted("\n" if text else "")
+    return text
+
+
 class TemplatesPart(StorePart):
     """The job-script templates this user may use: shipped, site and their own."""
 
@@ -2916,9 +2960,9 @@ class ScriptsPart(StorePart):
             raise Invalid("%s is not valid text." % what, {what.lower(): "not valid text"})
         return value
 
-    def _check_name(self, name):
+    def _check_name(self, name, what="script"):
         if not isinstance(name, str) or not name.strip():
-            raise Invalid("Name: give the script a name.", {"name": "Name: give the script a name."})
+            raise Invalid("Name: give the %s a name." % what, {"name": "Name: give the %s a name." % what})
         name = name.strip()
         if len(name) > 200 or CONTROL_RE.search(name):
             raise Invalid("Name: one line of at most 200 characters.",
@@ -3013,6 +3057,109 @@ class ScriptsPart(StorePart):
                 self._sweep_item(self._script_path(id), None, self._unreferenced(id))
         return self._script_public(new, full=True)
 
+    @operation("scripts.copy", writes=True)
+    def script_copy(self, id, name=None):
+        """A new script with this one's content, notes, template and
+        answers under a new name: Invalid (422) for a bad name, Conflict
+        (409) for a name one of the user's scripts has."""
+        name = self._check_name(name)
+        source = self._script_public(self._script_meta(id), full=True)
+
+        def make(script_id):  # under the lock: no other script takes the name meanwhile
+            for other in self.scripts_list()["scripts"]:
+                if other.get("name", "").casefold() == name.casefold():
+                    message = "Name: you have a script named %r already; choose another name." % other["name"]
+                    raise Conflict(message, {"name": message})
+            now = now_iso()
+            names = {field: body_name(field, 1) for field in SCRIPT_BODIES}
+            meta = {"format": SCRIPT_FORMAT, "id": script_id, "name": name, "template_id": source["template_id"],
+                    "template_name": source["template_name"], "answers": source["answers"], "created_at": now,
+                    "updated_at": now, "version": 1, "content_file": names["content"], "notes_file": names["notes"]}
+            return meta, {names[field]: source[field] for field in SCRIPT_BODIES}
+        return self._script_public(self._create_dir(self.scripts_dir, make), full=True)
+
+    def _new_template_names(self, name, template_id):
+        """(name, id) checked for a new template of the user's, the id made
+        from the name when not given: Invalid naming each bad field."""
+        errors = {}
+        try:
+            name = self._check_name(name, "template")
+        except Invalid as e:
+            errors.update(e.fields)
+        if template_id in (None, "") and not errors:
+            template_id = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:64].strip("-_")
+            if not template_id:
+                errors["id"] = "Id: give the template an id (the name gives none)."
+        if "id" not in errors and (not isinstance(template_id, str) or not TEMPLATE_ID_RE.match(template_id)):
+            errors["id"] = ("Id: at most 64 lowercase letters, digits, - and _, "
+                            "starting with a letter or digit.")
+        if errors:
+            raise Invalid(" ".join(errors.values()), errors)
+        return name, template_id
+
+    @operation("scripts.save_template", writes=True)
+    def script_save_template(self, id, name=None, template_id=None):
+        """Save a script as the user's own template (storage.user_templates):
+        the questions of the template it was made from, the script's notes,
+        and its content as the template text, escaped (literal_template) so
+        it renders to exactly that content. Invalid (422) for a bad name or
+        id, Conflict (409) for an id or name a template has, each naming
+        the field. Written in a hidden directory, loaded and rendered
+        there, then renamed into place: on any error nothing is left."""
+        script = self._script_public(self._script_meta(id), full=True)
+        name, template_id = self._new_template_names(name, template_id)
+        found, problems = self.templates()
+        source = found.get(script["template_id"])
+        if source is None:
+            raise Conflict("The template this script was made from (%s) is gone, so the questions to save "
+                           "with it are not known. Nothing was saved." % script["template_id"])
+        clash = found.get(template_id) or next((p for p in problems if p["id"] == template_id), None)
+        if clash:
+            message = "Id: a template with the id %r exists already (%s, from the %s templates); choose " \
+                      "another id." % (template_id, clash.get("name", "broken"), clash["source"])
+            raise Conflict(message, {"id": message})
+        for other in found.values():
+            if other["name"].casefold() == name.casefold():
+                message = "Name: a template named %r exists already (id %s); choose another name." \
+                          % (other["name"], other["id"])
+                raise Conflict(message, {"name": message})
+        fields = {"name": name, "synopsis": "Your own template, saved from the script %s" % script["name"],
+                  "description": "Saved on %s from your script \u201c%s\u201d, made from the template \u201c%s\u201d. "
+                                 "Its script is that script's text as it was then; the questions are those of "
+                                 "\u201c%s\u201d." % (now_iso()[:10], script["name"], source["name"], source["name"]),
+                  "priority": source["priority"], "tags": source["tags"], "script": "script.sh"}
+        files = {"template.toml": toml_template(fields, [("question", source["questions"]),
+                                                         ("submission_question", source["submission_questions"])]),
+                 "script.sh": literal_template(script["content"]), "notes.md": script["notes"]}
+        directory = os.path.expanduser(self.config["storage"]["user_templates"])
+        with self._writing():
+            os.makedirs(directory, 0o700, exist_ok=True)
+            tmp = os.path.join(directory, ".new-%s" % secrets.token_hex(6))
+            os.mkdir(tmp, 0o700)
+            try:
+                staged = os.path.join(tmp, template_id)
+                os.mkdir(staged, 0o700)
+                for file_name, text in files.items():
+                    atomic_write(os.path.join(staged, file_name), text)
+                try:
+                    t = load_template(staged, "user")
+                    same = render_script(t, check_answers(t["questions"], {}, self.home)) == script["content"]
+                except (TemplateProblem, Invalid) as e:
+                    raise Conflict("This script could not be saved as a template: %s. Nothing was saved." % e)
+                if not same:
+                    raise Conflict("This script's text would not come back exactly from a template. "
+                                   "Nothing was saved.")
+                if os.path.lexists(os.path.join(directory, template_id)):  # made meanwhile, broken or not
+                    message = "Id: %r exists already in your templates; choose another id." % template_id
+                    raise Conflict(message, {"id": message})
+                os.rename(staged, os.path.join(directory, template_id))
+                fsync_dir(directory)
+            finally:
+                _remove_tree(tmp)
+        out = template_summary(t)
+        out.update(questions=t["questions"], submission_questions=t["submission_questions"], notes=t["notes"])
+        return out
+
     @operation("scripts.delete", writes=True)
     def script_delete(self, id):
         with self._writing():
@@ -3088,10 +3235,39 @@ class JobsPart(StorePart):
         return self._live_questions(t["submission_questions"] if t else GENERIC_SUBMISSION)
 
     @operation("scripts.submission")
-    def submission(self, id):
+    def submission(self, id, from_job=None):
+        """The submission questions; from_job: with the answers of that job
+        of this script as their defaults (see _answers_of)."""
         meta = self._script_meta(id)
-        return {"script": self._script_public(meta), "questions": self._submission_questions(meta),
+        questions, source = self._submission_questions(meta), None
+        if from_job is not None:
+            questions, source = self._answers_of(id, from_job, questions)
+        return {"script": self._script_public(meta), "questions": questions, "from_job": source,
                 "scheduler": self._scheduler_state()}
+
+    def _answers_of(self, script_id, job_id, questions):
+        """(questions with job_id's answers as defaults, {id, scheduler_id,
+        submitted_at, dropped}): NotFound unless it is a job of this user
+        submitted from this script. An answer that no longer fits (its
+        question gone, or no longer a valid answer to it) is dropped and
+        listed with the reason; its question keeps its default."""
+        job = self._job_meta(check_id(job_id, "job"))
+        if job.get("script_id") != script_id:
+            raise NotFound("No such job of this script.")
+        answers, by_id, dropped = job.get("answers") or {}, {q["id"]: q for q in questions}, []
+        kept = {}
+        for qid, value in answers.items():
+            if qid not in by_id:
+                dropped.append({"id": qid, "text": qid, "value": value, "reason": "no longer asked"})
+                continue
+            try:
+                convert_answer(dict(by_id[qid], required=False), value, self.home)
+                kept[qid] = value
+            except ValueError as e:
+                dropped.append({"id": qid, "text": by_id[qid]["text"], "value": value, "reason": str(e)})
+        return ([dict(q, default=kept[q["id"]]) if q["id"] in kept else q for q in questions],
+                {"id": job["id"], "scheduler_id": job.get("scheduler_id"), "submitted_at": job["submitted_at"],
+                 "dropped": dropped})
 
     @operation("jobs.preview")
     def preview(self, script, answers=None):
@@ -6088,7 +6264,23 @@ def api_script_delete(app, user, id):
 
 @route("/api/scripts/<id>/submission", api=True)
 def api_submission(app, user, id):
-    return app.json(app.call_raw(user, "scripts.submission", id=id))
+    return app.json(app.call_raw(user, "scripts.submission", id=id,
+                                 from_job=bottle.request.query.get("from_job") or None))
+
+
+@route("/api/scripts/<id>/copy", "POST", api=True)
+def api_script_copy(app, user, id):
+    return script_json(app, app.call(user, "scripts.copy", id=id, name=app.body_json().get("name")), 201)
+
+
+@route("/api/scripts/<id>/save-as-template", "POST", api=True)
+def api_save_as_template(app, user, id):
+    data = app.body_json()
+    extra = set(data) - {"name", "id"}
+    if extra:
+        raise BadRequest("Unknown field %r: give name and, if you like, id." % sorted(extra)[0])
+    return app.json(app.call(user, "scripts.save_template", id=id, name=data.get("name"),
+                             template_id=data.get("id")), 201)
 
 
 @route("/api/scripts/<id>/preview", "POST", api=True)
@@ -6102,16 +6294,23 @@ def scripts(app, user):
                       **app.call(user, "scripts.list"))
 
 
-def script_page(app, user, id, edit=None, draft=None, conflict=None, status=200, error=None):
+SCRIPT_FORMS = SCRIPT_FIELDS + ("copy", "template")  # ?edit=: a field, or the copy / save-as-template form
+
+
+def script_page(app, user, id, edit=None, draft=None, conflict=None, status=200, error=None, fields=None):
+    """A script's page; edit: the form of SCRIPT_FORMS shown, draft what
+    was typed into it; fields: the copy / save-as-template form's values
+    and errors (errors: field -> message)."""
     script = app.call(user, "scripts.get", id=id)
     return app.render("script", status=status, script=script, edit=edit, draft=draft, conflict=conflict,
-                      error=error, title=script["name"], crumbs=[("Scripts", "/scripts"), (script["name"], None)])
+                      error=error, fields=fields or {}, title=script["name"],
+                      crumbs=[("Scripts", "/scripts"), (script["name"], None)])
 
 
 @route("/scripts/<id>")
 def script(app, user, id):
     edit = bottle.request.query.get("edit")
-    return script_page(app, user, id, edit if edit in SCRIPT_FIELDS else None)
+    return script_page(app, user, id, edit if edit in SCRIPT_FORMS else None)
 
 
 @route("/scripts/<id>/edit", "POST")
@@ -6128,6 +6327,30 @@ def script_edit(app, user, id):
     except (Invalid, TooLarge) as e:
         return script_page(app, user, id, field, text, None, e.status, e.message)
     return see_other("/scripts/%s" % id)
+
+
+def _script_form(app, user, id, edit, op, args):
+    """Do a copy (edit "copy") or save-as-template ("template") form of the
+    script page, args(form values) giving the operation's: on to what it
+    made, or the page again with what was typed and the errors beside it."""
+    form = app.form()
+    values = {key: form.get(key, "") for key in ("name", "id")}
+    try:
+        made = app.call(user, op, id=id, **args(values))
+    except (Invalid, Conflict) as e:
+        return script_page(app, user, id, edit, status=e.status, fields=dict(values, errors=form_errors(e)))
+    return see_other("/scripts/%s" % made["id"] if edit == "copy" else "/templates")
+
+
+@route("/scripts/<id>/copy", "POST")
+def script_copy(app, user, id):
+    return _script_form(app, user, id, "copy", "scripts.copy", lambda v: {"name": v["name"]})
+
+
+@route("/scripts/<id>/save-as-template", "POST")
+def script_save_as_template(app, user, id):
+    return _script_form(app, user, id, "template", "scripts.save_template",
+                        lambda v: {"name": v["name"], "template_id": v["id"]})
 
 
 def confirm_page(app, action, name, url, crumbs):
@@ -6155,8 +6378,11 @@ def script_delete(app, user, id):
 # Routes: submit #############################################################
 
 
-def submit_page(app, user, id, answers=None, errors=None, status=200):
-    sub = app.call(user, "scripts.submission", id=id)
+def submit_page(app, user, id, answers=None, errors=None, status=200, from_job=None):
+    """The submission questions; from_job (a job of this script): its
+    answers are the values, and the page says so, with a way back to the
+    defaults."""
+    sub = app.call(user, "scripts.submission", id=id, from_job=from_job or None)
     name = sub["script"]["name"]
     return app.render("submit", status=status, sub=sub, answers=answers, errors=errors or {},
                       title="Submit " + name,
@@ -6165,7 +6391,7 @@ def submit_page(app, user, id, answers=None, errors=None, status=200):
 
 @route("/scripts/<id>/submit")
 def submit_get(app, user, id):
-    return submit_page(app, user, id)
+    return submit_page(app, user, id, from_job=bottle.request.query.get("from_job"))
 
 
 @route("/scripts/<id>/submit", "POST")
@@ -6176,14 +6402,14 @@ def submit_post(app, user, id):
     answers = _answers_from_form(form, sub["questions"])
     action = form.get("action")
     if action == "update":
-        return submit_page(app, user, id, answers)
+        return submit_page(app, user, id, answers, from_job=form.get("from_job"))
     if action == "submit":
         job = app.call(user, "jobs.submit", script=id, answers=answers)
         return see_other("/jobs/%s" % job["id"])
     try:
         plan = app.call(user, "jobs.preview", script=id, answers=answers)
     except Invalid as e:
-        return submit_page(app, user, id, answers, form_errors(e), 422)
+        return submit_page(app, user, id, answers, form_errors(e), 422, form.get("from_job"))
     name = plan["script"]["name"]
     return app.render("summary", plan=plan, raw_answers=answers, title="Summary: " + name,
                       crumbs=[("Scripts", "/scripts"), (name, "/scripts/%s" % id),

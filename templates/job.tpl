@@ -18,7 +18,8 @@
   <a class="button danger" href="/jobs/{{job['id']}}/remove" data-confirm="{{confirm_question('remove', sid)}}" data-post="/jobs/{{job['id']}}/remove">Remove</a>
 % end
 % if job.get('script_id'):
-  <a class="button" href="/scripts/{{job['script_id']}}/submit">Submit the script again</a>
+  <a class="button" href="/scripts/{{job['script_id']}}/submit?from_job={{job['id']}}">Submit the script again with these answers</a>
+  <a class="button" href="/scripts/{{job['script_id']}}/submit">Submit the script again with the defaults</a>
 % end
 </div>
 % if job.get('origin') == 'outside':

@@ -9,6 +9,12 @@
   % if edit != 'name':
   <a class="button" href="/scripts/{{script['id']}}?edit=name">Rename</a>
   % end
+  % if edit != 'copy':
+  <a class="button" href="/scripts/{{script['id']}}?edit=copy">Copy</a>
+  % end
+  % if edit != 'template':
+  <a class="button" href="/scripts/{{script['id']}}?edit=template">Save as template</a>
+  % end
 </div>
 % if error:
 <p class="error" role="alert">{{error}} Your text is below, not saved.</p>
@@ -27,6 +33,9 @@
   <input id="text" name="text" value="{{draft if draft is not None else script['name']}}" required>
   <div class="actions"><button class="primary" type="submit">Save name</button> <a href="/scripts/{{script['id']}}">Cancel</a></div>
 </form>
+% end
+% if edit in ('copy', 'template'):
+% include('script_form', script=script, edit=edit, fields=fields)
 % end
 <div class="columns">
 <section class="script" aria-labelledby="script-h">

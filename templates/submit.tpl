@@ -5,6 +5,23 @@ script's own <code>#SBATCH</code> lines for this submission only. Next you will 
 % if not sub['scheduler']['ok']:
 <p class="notice warn" role="status">The scheduler did not answer: {{sub['scheduler']['message']}}</p>
 % end
+% src = sub.get('from_job')
+% if src:
+<div class="notice values-source" role="status" id="values-source">
+  <p>Values from the answers of job {{src['scheduler_id'] or src['id']}}, submitted {{!time_tag(src['submitted_at'])}}.
+  <a href="/scripts/{{sub['script']['id']}}/submit">Reset to the defaults</a></p>
+  % if src['dropped']:
+  <p>Not used, as they no longer fit the questions:</p>
+  <ul>
+  % for d in src['dropped']:
+    <li>{{d['text']}}: {{', '.join(map(str, d['value'])) if isinstance(d['value'], list) else d['value']}} ({{d['reason']}})</li>
+  % end
+  </ul>
+  % end
+</div>
+% elif answers is None:
+<p class="notice values-source" role="status" id="values-source">Values: the defaults.</p>
+% end
 % if errors:
 <p class="error" role="alert">Some answers need another look: see the messages beside them.</p>
 % end
@@ -15,6 +32,9 @@ script's own <code>#SBATCH</code> lines for this submission only. Next you will 
 % shown = visible(sub['questions'], answers)
 <form method="post" action="/scripts/{{sub['script']['id']}}/submit" class="questions">
   <input type="hidden" name="csrf" value="{{page['csrf']}}">
+  % if src:
+  <input type="hidden" name="from_job" value="{{src['id']}}">
+  % end
   % for q in sub['questions']:
   % include('question', q=q)
   % end

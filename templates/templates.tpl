@@ -9,8 +9,11 @@ your answers shape the job script, which you can still edit afterwards.</p>
 % if templates:
 <ul class="cards">
 % for t in templates:
-  <li class="card template">
+  <li class="card template" id="template-{{t['id']}}">
     <h2>{{t['name']}}</h2>
+    % if t['source'] == 'user':
+    <p class="meta yours">Your own template</p>
+    % end
     <p class="synopsis">{{t['synopsis']}}</p>
     <p>{{t['description']}}</p>
     % if t.get('tags'):

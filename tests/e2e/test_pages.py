@@ -356,3 +356,33 @@ def test_a_running_jobs_output_is_followed(logged_in):
     expect(page.locator("h1 .badge")).to_have_text("Running")
     site.shot("12-job-following")
     site.api("POST", "/api/jobs/%s/cancel" % job["id"])
+
+
+def test_submit_again_copy_and_save_as_template(logged_in):
+    site, page = logged_in, logged_in.page
+    script = site.make_script("Again")
+    job = site.api("POST", "/api/jobs", {"script": script["id"], "answers": {"time": "0-00:05:00"}})
+    site.go("/jobs/%s" % job["id"])
+    page.click("text=Submit the script again with these answers")
+    expect(page.locator("#values-source")).to_contain_text("Values from the answers of job")
+    expect(page.locator("#q_time")).to_have_value("0-00:05:00")
+    site.check_a11y("submit with a job's answers")
+    site.shot("13-submit-again")
+    page.click("text=Reset to the defaults")
+    expect(page.locator("#values-source")).to_have_text("Values: the defaults.")
+    expect(page.locator("#q_time")).to_have_value("0-01:00:00")
+
+    site.go("/scripts/%s" % script["id"])
+    page.click("a.button:has-text('Copy')")
+    page.fill("#copy-name", "Again, copied")
+    site.check_a11y("copy a script")
+    page.click("#copy-form button[type=submit]")
+    expect(page.locator("h1")).to_have_text("Again, copied")
+
+    page.click("text=Save as template")
+    page.fill("#copy-name", "My own serial")
+    site.check_a11y("save as template")
+    site.shot("14-save-as-template")
+    page.click("#save-template-form button[type=submit]")
+    expect(page).to_have_url(site.url + "/templates")
+    expect(page.locator("#template-my-own-serial .yours")).to_have_text("Your own template")
