@@ -4607,6 +4607,14 @@ def checked_statuses(answer, ids):
     return {i: statuses.get(i) for i in ids}, owners, {int(uid): jobs for uid, jobs in outside.items()}
 
 
+def _gist(statuses):
+    """Statuses as compared with those a worker was handed last: a running
+    job's run time grows every poll, but the pages count it on from its
+    start, so it alone is no reason to hand them again (and write)."""
+    return {i: st if st is None or st["state"] not in UNFINISHED else
+            {k: v for k, v in st.items() if k != "elapsed_s"} for i, st in statuses.items()}
+
+
 class StatusSource:
     """The shared status poll's own process, as scheduler.status_user:
     one scheduler status call (squeue, then sacct for what squeue does not
@@ -4803,9 +4811,10 @@ class StatusPoll:
             mine = {i: statuses[i] if owners.get(i) == uids[user] else None for i in theirs if i in statuses}
             others = {i: st for i, st in sorted(outside.get(uids[user], {}).items())
                       if st["state"] in UNFINISHED and i not in theirs}
-            if others or (mine and (self.sent.get(user) != mine or None in mine.values())):
+            gist = _gist(mine)
+            if others or (mine and (self.sent.get(user) != gist or None in mine.values())):
                 hands.append(self._send(
-                    user, {"statuses": mine, "outside": dict(list(others.items())[:OUTSIDE_IMPORTS])}, mine))
+                    user, {"statuses": mine, "outside": dict(list(others.items())[:OUTSIDE_IMPORTS])}, gist))
         return hands
 
     def _send(self, user, args, sent=None):
@@ -5540,7 +5549,7 @@ def numbered_lines(text):
 
 VIEW_HELPERS = {"time_tag": time_tag, "duration": duration, "human_size": human_size, "quote": urllib.parse.quote,
                 "visible": visible_questions, "state_label": state_label, "state_text": state_text,
-                "confirm_question": confirm_question, "seconds_between": seconds_between,
+                "confirm_question": confirm_question, "seconds_between": seconds_between, "now_iso": now_iso,
                 "numbered_lines": numbered_lines, "STATE_LABELS": STATE_LABELS, "UNFINISHED": UNFINISHED}
 VOCABULARY = json.dumps({"labels": STATE_LABELS, "shown_raw": SHOWN_RAW_STATES, "finished": FINISHED})
 

@@ -41,8 +41,10 @@
   % if job['state'] in ('COMPLETED', 'FAILED') and job.get('ended_at') and job.get('submitted_at'):
   <div><dt>Time to completion</dt><dd>{{duration(seconds_between(job['submitted_at'], job['ended_at']))}}</dd></div>
   % end
-  % if job.get('elapsed_s') is not None:
-  <div><dt>Run time</dt><dd>{{duration(job['elapsed_s'])}}{{(' of ' + job['time_limit'] + ' allowed') if job.get('time_limit') else ''}}</dd></div>
+  % # a running job's run time counts on from its start (the record's is as of its last change)
+  % run = seconds_between(job['started_at'], now_iso()) if job.get('raw_state') == 'RUNNING' and job.get('started_at') else job.get('elapsed_s')
+  % if run is not None:
+  <div><dt>Run time</dt><dd>{{duration(run)}}{{(' of ' + job['time_limit'] + ' allowed') if job.get('time_limit') else ''}}</dd></div>
   % end
   % if job.get('max_rss_mb') is not None:
   <div><dt>Memory used</dt><dd>{{'%.0f MiB' % job['max_rss_mb']}}{{(' of %.0f MiB requested' % job['requested_mem_mb']) if job.get('requested_mem_mb') else ''}}</dd></div>

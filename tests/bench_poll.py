@@ -101,6 +101,8 @@ def rpcs_per_minute(env, app, users, seconds):
     watchers = Watchers(app, jobs)
     try:
         time.sleep(LOOK_EVERY * 2)  # every worker started, the poll following all
+        if app.pool.poll and app.pool.poll.serving():  # its process started, its first checks made
+            app.pool.poll.wait_round(120)
         before, t = rpc_total(env), time.time()
         time.sleep(seconds)
         return (rpc_total(env) - before) * 60.0 / (time.time() - t), watchers.errors
