@@ -1081,12 +1081,15 @@ def effective_options(script, options):
 
 
 def expand_pattern(pattern, job_id, name, user, task=None):
-    """A Slurm output file name pattern with %j %x %u %A %a %N %% filled in."""
+    """A Slurm output file name pattern with %j %x %u %A %a %N %n %s %t %%
+    filled in as Slurm does for a batch script (its step "batch", node and
+    task 0; %a of a job that is no array: 4294967294; %N: this node's name,
+    a guess where the job ran elsewhere)."""
     table = {"j": str(job_id) if task is None else "%s_%s" % (job_id, task),
              "J": str(job_id), "x": name, "u": user, "A": str(job_id),
-             "a": "" if task is None else str(task),
-             "N": os.uname().nodename.split(".")[0], "%": "%"}
-    return re.sub(r"%(\d*)([jJxuAaN%])",
+             "a": "4294967294" if task is None else str(task),
+             "N": os.uname().nodename.split(".")[0], "n": "0", "s": "batch", "t": "0", "%": "%"}
+    return re.sub(r"%(\d*)([jJxuAaNnst%])",
                   lambda m: table[m.group(2)].zfill(int(m.group(1) or 0)), pattern)
 
 
@@ -1904,10 +1907,8 @@ def parse_squeue_commands(text):
 
 
 # A scheduler's job id (a job record's scheduler_id): "5", an array task "4_1".
-SCHEDULER_ID_RE = re.compile(r"^[0-9]+(?:_[0-9]+)?$")
-# A user name the shared status poll may pass to squeue --users (POSIX's
-# portable names, as useradd makes them).
-USER_NAME_RE = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}$")
+# Slurm's are 32-bit (4294967294 at most), task ids below MaxArraySize.
+SCHEDULER_ID_RE = re.compile(r"^[0-9]{1,10}(?:_[0-9]{1,7})?$")
 
 
 class Scheduler:
@@ -2179,21 +2180,48 @@ class SlurmScheduler(Scheduler):
         CPU time and who cancelled).  Raises SchedulerError when squeue
         fails or answers garbage, or when sacct does and some id depended
         on it."""
-        return self.poll(job_ids, ())[0]
-
-    def poll(self, job_ids, users):
-        """status() of job_ids for the shared status poll, squeue selecting
-        the jobs of `users` (user names) instead of the ids, so that it
-        lists their jobs submitted outside flightjobd as well: (statuses,
-        owners {id: uid}, others {uid: {job id: status}} of the jobs listed
-        that are not among job_ids)."""
         ids = self._job_ids(job_ids)
-        users = [u for u in dict.fromkeys(users) if USER_NAME_RE.match(u)]
-        if not ids and not users:
-            return {}, {}, {}
+        if not ids:
+            return {}
+        result, owners, _ = self._listed(ids, "--jobs=" + ",".join(ids))
+        self._poll_detail(ids, result, owners)
+        return result
+
+    def poll(self, followed):
+        """The shared status poll's round: followed = {uid: [job ids flightjobd
+        follows for that user]}. One squeue of those users' jobs (by uid: so it
+        also lists their jobs submitted outside flightjobd), then at most one
+        sacct. Returns (statuses {id: status}, owners {id: uid}, outside
+        {uid: {job id: status}} of each user's unfinished jobs that user's
+        ids do not name, undecided {id: why}: the ids only sacct could tell
+        of when it failed, left out for this round -- one user's ids never
+        fail the round for others). Raises SchedulerError when squeue fails."""
+        followed = {int(uid): set(self._job_ids(ids)) for uid, ids in followed.items()}
+        ids = self._job_ids(i for mine in followed.values() for i in sorted(mine))
+        if not followed:
+            return {}, {}, {}, {}
+        result, owners, listed = self._listed(ids, "--users=" + ",".join(str(u) for u in sorted(followed)))
+        others = {}
+        for row in listed:
+            if row["uid"] in followed and not ({row["parent"], row["id"], row["raw_id"]} & followed[row["uid"]]):
+                others.setdefault((row["uid"], row["parent"]), []).append(row)
+        outside = {}
+        for (uid, parent), rows in others.items():
+            st = self._combine(parent, rows)
+            if st["state"] in UNFINISHED:
+                outside.setdefault(uid, {})[parent] = st
+        undecided = {}
         try:
-            text = self._run(["squeue", "--noheader", "--array", "--states=all",
-                              "--users=" + ",".join(users) if users else "--jobs=" + ",".join(ids),
+            self._poll_detail(ids, result, owners)
+        except SchedulerError as e:
+            undecided = {i: e.message for i in ids if i not in result}
+        return result, owners, outside, undecided
+
+    def _listed(self, ids, select):
+        """One squeue (select: --jobs= or --users=): (statuses of the ids it
+        lists, their owners, every row)."""
+        try:
+            text = self._run(["squeue", "--noheader", "--array", "--states=all", select,
                               "--Format=" + SQUEUE_FORMAT])
         except SchedulerError as e:
             # squeue given one unknown id exits 1 with this; it means "none"
@@ -2203,19 +2231,10 @@ class SlurmScheduler(Scheduler):
                 raise
         listed = self._read(parse_squeue, text, "squeue")
         found = self._collect(ids, listed)
-        result = {i: self._combine(i, rows) for i, rows in found.items()}
         # sacct's record of a job cancelled while pending says uid 0 until
         # slurmdbd completes it: squeue's uid is the owner's
-        owners = {i: rows[0]["uid"] for i, rows in found.items()}
-        others = {}
-        for row in listed:
-            if not ({row["parent"], row["id"], row["raw_id"]} & set(ids)):
-                others.setdefault(row["parent"], []).append(row)
-        outside = {}
-        for parent, rows in others.items():
-            outside.setdefault(rows[0]["uid"], {})[parent] = self._combine(parent, rows)
-        self._poll_detail(ids, result, owners)
-        return result, owners, outside
+        return ({i: self._combine(i, rows) for i, rows in found.items()},
+                {i: rows[0]["uid"] for i, rows in found.items()}, listed)
 
     def _poll_detail(self, ids, result, owners):
         """sacct's part of a status round: adds to result (and owners)."""
@@ -4587,9 +4606,10 @@ def _status_ok(st):
 
 def checked_statuses(answer, ids):
     """The poll process's answer -> (statuses {id: status or None (polled,
-    not found)} for the ids asked, owners {id: uid}, outside {uid: {job id:
-    status}}), or ValueError: an answer that is not statuses of those ids
-    and their owners, field by field, is not used at all."""
+    not found)} for the ids asked that it could decide, owners {id: uid},
+    outside {uid: {job id: status}}, undecided {id: why}), or ValueError:
+    an answer that is not statuses of those ids and their owners, field by
+    field, is not used at all."""
     statuses = answer.get("statuses") if isinstance(answer, dict) else None
     if not isinstance(statuses, dict) or not set(statuses) <= set(ids) \
             or not all(_status_ok(st) for st in statuses.values()):
@@ -4604,7 +4624,13 @@ def checked_statuses(answer, ids):
                 SCHEDULER_ID_RE.match(i) and _status_ok(st) for i, st in jobs.items())
             for uid, jobs in outside.items()):
         raise ValueError("not jobs of the users asked for")
-    return {i: statuses.get(i) for i in ids}, owners, {int(uid): jobs for uid, jobs in outside.items()}
+    undecided = answer.get("undecided", {})
+    if not isinstance(undecided, dict) or not all(
+            i in ids and i not in statuses and isinstance(why, str) and len(why) <= STATUS_TEXT
+            for i, why in undecided.items()):
+        raise ValueError("not the jobs the poll could not decide")
+    return ({i: statuses.get(i) for i in ids if i not in undecided}, owners,
+            {int(uid): jobs for uid, jobs in outside.items()}, undecided)
 
 
 def _gist(statuses):
@@ -4632,24 +4658,27 @@ class StatusSource:
     def perform(self, op, args):
         if op != "status.poll":
             raise BadRequest("No such operation of the status poll: %s." % op)
-        ids, users = args.get("ids"), args.get("users", [])
-        if not isinstance(ids, list) or len(ids) > MAX_POLL_IDS or not all(
-                isinstance(i, str) and SCHEDULER_ID_RE.match(i) for i in ids):
-            raise Invalid("ids must be a list of at most %d job ids." % MAX_POLL_IDS)
-        if not isinstance(users, list) or len(users) > MAX_POLL_USERS or not all(
-                isinstance(u, str) and USER_NAME_RE.match(u) for u in users):
-            raise Invalid("users must be a list of at most %d user names." % MAX_POLL_USERS)
+        followed = args.get("followed")
+        if not isinstance(followed, dict) or len(followed) > MAX_POLL_USERS or not all(
+                uid.isdigit() and len(uid) <= 10 and isinstance(ids, list) and all(
+                    isinstance(i, str) and SCHEDULER_ID_RE.match(i) for i in ids)
+                for uid, ids in followed.items()) or sum(map(len, followed.values())) > MAX_POLL_IDS:
+            raise Invalid("followed must map at most %d uids to at most %d job ids in all."
+                          % (MAX_POLL_USERS, MAX_POLL_IDS))
         if time.monotonic() - self.checked[1] > 600:  # PrivateData, again every 10 minutes
             self.checked = (self.scheduler.hidden_jobs(), time.monotonic())
         if self.checked[0]:
             return {"hidden": self.checked[0]}, None
         before = dict(self.scheduler.counters)
-        statuses, owners, outside = self.scheduler.poll(ids, users)
-        return {"statuses": statuses, "owners": owners, "outside": outside,
+        statuses, owners, outside, undecided = self.scheduler.poll(followed)
+        return {"statuses": statuses, "owners": owners, "outside": outside, "undecided": undecided,
                 "calls": {k: v - before.get(k, 0) for k, v in self.scheduler.counters.items()}}, None
 
 
-MAX_POLL_IDS = 20000  # the most job ids in one poll (all users); past it, the newest users' first
+# What one poll asks about: at most this many ids in all (their --jobs= for
+# sacct stays far below Linux's 128 KiB limit on one argument), taken from
+# every user in turn, newest first, so no one's crowd of jobs starves others.
+MAX_POLL_IDS = 5000
 MAX_POLL_USERS = 2000  # the most users whose jobs one poll lists
 
 
@@ -4778,23 +4807,23 @@ class StatusPoll:
         for user in users:
             with contextlib.suppress(KeyError):
                 uids[user] = pwd.getpwnam(user).pw_uid
-        wanted = {u: self.ids.get(u) or [] for u in users if u in uids}
-        ids = list(dict.fromkeys(i for u in wanted for i in wanted[u]))[:MAX_POLL_IDS]
-        # squeue lists by user (so their other jobs show) only if that lists every id asked for
-        names = sorted(wanted) if len(wanted) <= MAX_POLL_USERS and all(
-            USER_NAME_RE.match(u) for u in wanted) else []
-        if not ids and not names:
+        asked = self._fair_share({u: self.ids.get(u) or [] for u in users if u in uids})
+        followed = {}
+        for user, mine in asked.items():
+            followed.setdefault(str(uids[user]), []).extend(mine)
+        if not followed:
             return []
         self.counters["polls"] += 1
         try:
-            answer, _ = self.source.call("status.poll", {"ids": ids, "users": names}, touch=False)
+            answer, _ = self.source.call("status.poll", {"followed": followed}, touch=False)
             if isinstance(answer, dict) and answer.get("hidden"):
                 self.hidden = (str(answer["hidden"])[:STATUS_TEXT], time.monotonic())
                 log.warning("shared status poll off for 10 minutes, each user's worker polls: %s",
                             self.hidden[0])
                 return [self._send(user, {"own": True}) for user in active]
             self.hidden = (None, 0)
-            statuses, owners, outside = checked_statuses(answer, ids)
+            statuses, owners, outside, undecided = checked_statuses(
+                answer, [i for mine in followed.values() for i in mine])
             for command, n in answer.get("calls", {}).items():
                 if isinstance(n, int) and command in ("squeue", "sacct", "scontrol", "sacctmgr"):
                     self.counters[command] = self.counters.get(command, 0) + n
@@ -4802,20 +4831,37 @@ class StatusPoll:
             self.counters["failed"] += 1
             notice = getattr(e, "message", None) or "The status poll's answer was refused: %s." % e
             log.warning("shared status poll failed: %s", notice)
+            for user in active:  # asked again next time: what they follow may be what failed
+                self.ids[user] = None
             return [self._send(user, {"notice": notice}, notice) for user in active
                     if self.sent.get(user) != notice]
         hands = []
-        for user, theirs in wanted.items():
+        for user, theirs in asked.items():
             # a status is handed only to its owner: a record naming another
             # user's job id learns nothing of it (it is "not found")
             mine = {i: statuses[i] if owners.get(i) == uids[user] else None for i in theirs if i in statuses}
             others = {i: st for i, st in sorted(outside.get(uids[user], {}).items())
-                      if st["state"] in UNFINISHED and i not in theirs}
-            gist = _gist(mine)
-            if others or (mine and (self.sent.get(user) != gist or None in mine.values())):
-                hands.append(self._send(
-                    user, {"statuses": mine, "outside": dict(list(others.items())[:OUTSIDE_IMPORTS])}, gist))
+                      if st["state"] in UNFINISHED and i not in (self.ids.get(user) or ())}
+            why = sorted({undecided[i] for i in theirs if i in undecided})
+            args = {"statuses": mine, "outside": dict(list(others.items())[:OUTSIDE_IMPORTS])}
+            if why:
+                args["notice"] = "; ".join(why)[:STATUS_TEXT]
+            gist = (_gist(mine), args.get("notice"))
+            if others or (mine or why) and (self.sent.get(user) != gist or None in mine.values()):
+                hands.append(self._send(user, args, gist))
         return hands
+
+    @staticmethod
+    def _fair_share(wanted):
+        """{user: ids} cut to MAX_POLL_IDS in all, taken from each user in
+        turn (each user's list is newest first): the poll's ids, by user."""
+        asked, taken = {u: [] for u in wanted}, 0
+        for row in itertools.zip_longest(*[[(u, i) for i in ids] for u, ids in wanted.items()]):
+            for item in row:
+                if item is not None and taken < MAX_POLL_IDS:
+                    asked[item[0]].append(item[1])
+                    taken += 1
+        return asked
 
     def _send(self, user, args, sent=None):
         """_hand in one of the hand threads, unless one for the user is in

@@ -584,3 +584,19 @@ def test_a_final_state_waits_for_the_accounting_record(monkeypatch, batch_state)
     st = s.status([oom])[oom]
     assert (st["state"], st["reason_text"], st["detail_pending"]) == (
         "FAILED", "killed by signal 9 (SIGKILL)", False)
+
+
+def test_poll_lists_by_uid_and_gives_each_owner_their_other_jobs():
+    """The shared poll's round: squeue by uid; a job one user's ids name
+    but another user owns is still that owner's outside job (a forged
+    record hides nothing), statuses carry Slurm's owner; when sacct fails,
+    only the ids that needed it are undecided."""
+    line = "{id}|{id}|N/A|RUNNING|None|0|2026-11-25T15:39:08|2026-11-25T16:39:08|2026-11-25T15:39:07|0:02|1:00:00|cpu=1,mem=256M,node=1,billing=1|{uid}|debug|\n"
+    squeue = line.format(id=5, uid=1001) + line.format(id=6, uid=1001) + line.format(id=7, uid=1002)
+    s, fake = scheduler(squeue, error("sacct: error: Problem talking to the database"))
+    statuses, owners, outside, undecided = s.poll({"1001": ["5"], "1002": ["6", "99"]})
+    argv = [c for c in fake.calls if c[0] == "squeue"][0]
+    assert "--users=1001,1002" in argv and not any(a.startswith("--jobs") for a in argv)
+    assert owners == {"5": 1001, "6": 1001} and statuses["6"]["state"] == "RUNNING"
+    assert set(outside[1001]) == {"6"} and set(outside[1002]) == {"7"}  # 6 is 1001's, whoever names it
+    assert set(undecided) == {"99"} and "Problem talking to the database" in undecided["99"]

@@ -21,13 +21,19 @@ def test_a_poll_answer_is_checked_field_by_field():
     got = flightjobd.checked_statuses({"statuses": {"7": RUNNING, "9_2": DONE}, "owners": {"7": 1001, "9_2": 1002},
                                        "outside": {"1001": {"12": RUNNING}}, "calls": {}}, ids)
     assert got == ({"7": RUNNING, "8": None, "9_2": DONE},  # 8: polled, not found
-                   {"7": 1001, "9_2": 1002}, {1001: {"12": RUNNING}})
+                   {"7": 1001, "9_2": 1002}, {1001: {"12": RUNNING}}, {})
+    # sacct failed for 8, the only source of its state: left out, with why
+    got = flightjobd.checked_statuses({"statuses": {"7": RUNNING}, "undecided": {"8": "sacct timed out"}}, ids)
+    assert got[0] == {"7": RUNNING, "9_2": None} and got[3] == {"8": "sacct timed out"}
     for bad in (
         {"statuses": {"7": RUNNING}, "owners": {"8": 1001}},  # the owner of a job not listed
         {"statuses": {"7": RUNNING}, "owners": {"7": "1001"}},
         {"statuses": {}, "outside": {"alice": {"12": RUNNING}}},
         {"statuses": {}, "outside": {"1001": {"12; rm": RUNNING}}},
         {"statuses": {}, "outside": {"1001": {"12": dict(RUNNING, state="GONE")}}},
+        {"statuses": {"7": RUNNING}, "undecided": {"7": "decided after all"}},
+        {"statuses": {}, "undecided": {"10": "not asked"}},
+        {"statuses": {}, "undecided": {"8": ["not", "text"]}},
         None, [], {"statuses": []}, {"statuses": {"7": "RUNNING"}},
         {"statuses": {"10": RUNNING}},  # an id nobody asked for (another user's job, say)
         {"statuses": {"7": dict(RUNNING, state="DONE")}},
@@ -117,3 +123,23 @@ def test_a_finished_job_waiting_for_its_detail_is_never_unfinished_again(make_co
     late = store.job_get(sid[b])
     assert (late["state"], late["detail_pending"], late["reason_text"]) == (
         "FAILED", False, "killed by signal 9 (SIGKILL)")
+
+
+def test_a_poll_takes_every_user_in_turn_within_its_bound():
+    """No user's crowd of ids (a forged record list, say) crowds out the
+    others, and one poll never asks about more than MAX_POLL_IDS ids; a
+    Slurm id is at most 10 digits (a task id 7), so --jobs stays short."""
+    bound = flightjobd.MAX_POLL_IDS
+    wanted = {"aaron": [str(i) for i in range(10 ** 6, 10 ** 6 + 3 * bound)], "zoe": ["7", "8"],
+              "mia": [str(i) for i in range(100, 110)]}
+    asked = flightjobd.StatusPoll._fair_share(wanted)
+    assert asked["zoe"] == ["7", "8"] and asked["mia"] == wanted["mia"]
+    assert sum(map(len, asked.values())) == bound and asked["aaron"] == wanted["aaron"][:bound - 12]
+    assert flightjobd.SCHEDULER_ID_RE.match("4294967294_9999999")
+    for bad in ("7" * 11, "7_" + "1" * 8, "7" * 200000, "-1", "7,8", ""):
+        assert not flightjobd.SCHEDULER_ID_RE.match(bad)
+    source = flightjobd.StatusSource.__new__(flightjobd.StatusSource)  # its checks alone
+    with pytest.raises(flightjobd.Invalid):
+        source.perform("status.poll", {"followed": {"1001": [str(i) for i in range(bound + 1)]}})
+    with pytest.raises(flightjobd.Invalid):
+        source.perform("status.poll", {"followed": {"alice": ["7"]}})
