@@ -591,7 +591,8 @@ def test_poll_lists_by_uid_and_gives_each_owner_their_other_jobs():
     but another user owns is still that owner's outside job (a forged
     record hides nothing), statuses carry Slurm's owner; when sacct fails,
     only the ids that needed it are undecided."""
-    line = "{id}|{id}|N/A|RUNNING|None|0|2026-11-25T15:39:08|2026-11-25T16:39:08|2026-11-25T15:39:07|0:02|1:00:00|cpu=1,mem=256M,node=1,billing=1|{uid}|debug|\n"
+    line = ("{id}|{id}|N/A|RUNNING|None|0|2026-11-25T15:39:08|2026-11-25T16:39:08|2026-11-25T15:39:07|0:02|"
+            "1:00:00|cpu=1,mem=256M,node=1,billing=1|{uid}|debug|\n")
     squeue = line.format(id=5, uid=1001) + line.format(id=6, uid=1001) + line.format(id=7, uid=1002)
     s, fake = scheduler(squeue, error("sacct: error: Problem talking to the database"))
     statuses, owners, outside, undecided = s.poll({"1001": ["5"], "1002": ["6", "99"]})
