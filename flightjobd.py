@@ -1601,13 +1601,17 @@ def _signal_name(sig):
         return "signal %d" % sig
 
 
+def _over_memory(sig, max_rss_mb, mem_mb):
+    """OverMemoryKill (no cgroups) ends a job FAILED by SIGKILL; the sampled
+    RSS above the request is the only sign it was the memory limit."""
+    return sig == 9 and max_rss_mb is not None and bool(mem_mb) and max_rss_mb > mem_mb
+
+
 def _explain_failure(raw_state, reason, exit_code, sig, max_rss_mb, mem_mb):
     """-> (reason, reason_text) for a job that ended FAILED (or similar)."""
     if raw_state in FAILURE_CAUSES:
         return FAILURE_CAUSES[raw_state]
-    # OverMemoryKill (no cgroups) ends a job FAILED by SIGKILL; the sampled
-    # RSS above the request is the only sign it was the memory limit.
-    if sig == 9 and max_rss_mb is not None and mem_mb and max_rss_mb > mem_mb:
+    if _over_memory(sig, max_rss_mb, mem_mb):
         return "OutOfMemory", "ran out of memory"
     if exit_code:
         return "NonZeroExitCode", "exit code %d" % exit_code
@@ -2288,6 +2292,10 @@ class SlurmScheduler(Scheduler):
                 for key, value in old.items():
                     if better.get(key) is None and key not in ("started_at", "elapsed_s"):
                         better[key] = value
+                if better["state"] == "FAILED" and better["reason"] == "Signal" and _over_memory(
+                        better.get("signal"), better.get("max_rss_mb"), better.get("requested_mem_mb")):
+                    # sacct's MaxRSS with squeue's request (seen: sacct's ReqMem not in yet)
+                    better.update(reason="OutOfMemory", reason_text="ran out of memory")
                 result[i] = dict(better, detail_pending=False)
             # else sacct lags behind the controller (an array's tasks not all
             # recorded yet, the parent's row standing for its last task):

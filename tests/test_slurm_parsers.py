@@ -601,3 +601,20 @@ def test_poll_lists_by_uid_and_gives_each_owner_their_other_jobs():
     assert owners == {"5": 1001, "6": 1001} and statuses["6"]["state"] == "RUNNING"
     assert set(outside[1001]) == {"6"} and set(outside[1002]) == {"7"}  # 6 is 1001's, whoever names it
     assert set(undecided) == {"99"} and "Problem talking to the database" in undecided["99"]
+
+
+def test_out_of_memory_from_sacct_s_maxrss_and_squeue_s_request():
+    """Seen on the test cluster: sacct's record whole (the batch step's
+    MaxRSS in) but its ReqMem not yet: the request squeue gave still tells
+    the SIGKILL was the memory limit."""
+    oom = JOBS["oom"]
+    lines = []
+    for line in data("sacct_6_final.txt").splitlines():
+        f = line.split("|")
+        if f[0] == oom:
+            f[11] = ""  # ReqMem
+        lines.append("|".join(f))
+    s, _ = scheduler(data("squeue_6_final.txt"), "\n".join(lines) + "\n")
+    st = s.status([oom])[oom]
+    assert (st["state"], st["reason_text"], st["requested_mem_mb"], st["detail_pending"]) == (
+        "FAILED", "ran out of memory", 100.0, False)
