@@ -35,7 +35,7 @@ test-unit:
 	if [ ! -f $$v/stamp ] || [ requirements-dev.txt -nt $$v/stamp ] || [ requirements.txt -nt $$v/stamp ]; then \
 		$(PYTHON) -m venv $$v && $$v/bin/pip install -q -r requirements-dev.txt && touch $$v/stamp || exit 1; \
 	fi; \
-	$$v/bin/python -m pytest -m "not e2e and not slurm and not slow" --ignore=tests/e2e --ignore=tests/test_fuzz.py tests
+	$$v/bin/python -m pytest -m "not e2e and not slurm and not slow" --ignore=tests/e2e --ignore=tests/test_fuzz.py --ignore=tests/test_fuzz_server.py tests
 
 lint: $(VENV)/stamp
 	$(VENV)/bin/ruff check --target-version py39 flightjobd.py tests

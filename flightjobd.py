@@ -3514,9 +3514,10 @@ class JobsPart(StorePart):
 
     def shared_poll(self):
         """Whether the daemon's shared status poll brings this user's jobs up
-        to date (multi-user mode, Slurm, scheduler.shared_poll)."""
-        return (self.config["server"]["multi_user"] and self.config["scheduler"]["shared_poll"]
-                and self.scheduler.name == "slurm")
+        to date (multi-user mode, scheduler.shared_poll): then a page never
+        waits on the scheduler (for the local scheduler the poll has the
+        worker refresh on its schedule, `own`)."""
+        return self.config["server"]["multi_user"] and self.config["scheduler"]["shared_poll"]
 
     def _take_outside(self, outside, metas, pending):
         """Record the user's jobs submitted outside flightjobd that the poll
@@ -4719,8 +4720,10 @@ class StatusPoll:
     only it may write in the home. A poll that fails hands workers the
     notice instead and no job changes. Pages never wait on the scheduler:
     they read what the workers recorded. While the status user cannot see
-    every user's jobs (PrivateData), each worker polls for itself as before,
-    and the log says why."""
+    every user's jobs (PrivateData), each worker polls for itself on the
+    same schedule (handed {"own": True}), and the log says why; so does
+    each worker on the local scheduler, whose states are files in the
+    homes (no controller to spare, and root does not read there)."""
 
     def __init__(self, config, pool):
         self.config, self.pool = config, pool
@@ -4743,7 +4746,7 @@ class StatusPoll:
 
     def serving(self):
         """Whether this poll follows users' jobs (else their workers do)."""
-        return self.config["scheduler"]["shared_poll"] and self.config["scheduler"]["type"] == "slurm"
+        return self.config["scheduler"]["shared_poll"]
 
     def heard(self, user, op, unfinished, looked):
         """A worker's answer to `op`: a user with unfinished jobs is followed
@@ -4820,7 +4823,11 @@ class StatusPoll:
     def _poll(self, users):
         """One poll for users; the hands it started (futures)."""
         active = [u for u in users if u in self.pool.active]
-        if self.hidden[0] and time.monotonic() - self.hidden[1] < 600:
+        if self.config["scheduler"]["type"] != "slurm" or (
+                self.hidden[0] and time.monotonic() - self.hidden[1] < 600):
+            # the local scheduler's states are files in each home, read by its
+            # worker (no controller to spare): the same schedule, a pass each
+            # ("auto" is resolved by serve(); unresolved, each worker knows)
             return [self._send(user, {"own": True}) for user in active]
         # learn what to ask for from the workers that have not said (no scheduler call)
         asking = [self._send(user, {}) for user in active if self.ids.get(user) is None]

@@ -3,6 +3,7 @@ root accepts from the poll's process (checked_statuses), and what a worker
 records when handed statuses (JobsPart.refresh with statuses or notice).
 The poll against real Slurm: tests/test_shared_poll.py."""
 import copy
+import time
 
 import pytest
 
@@ -143,3 +144,34 @@ def test_a_poll_takes_every_user_in_turn_within_its_bound():
         source.perform("status.poll", {"followed": {"1001": [str(i) for i in range(bound + 1)]}})
     with pytest.raises(flightjobd.Invalid):
         source.perform("status.poll", {"followed": {"alice": ["7"]}})
+
+
+@pytest.mark.root
+def test_local_jobs_follow_the_same_schedule_and_pages_never_wait(multi_app, unix_users):
+    """Multi-user on the local scheduler: pages ask the scheduler nothing;
+    the poll's schedule has each worker make its pass (root reads no home),
+    so a job that ends shows it on its page; another user is served."""
+    a, web = multi_app(scheduler={"refresh_interval": 1})
+    users = [unix_users.create() for _ in range(2)]
+    basic = [u.basic() for u in users]
+    jobs = []
+    for u, auth in zip(users, basic):
+        s = web.post_json("/api/scripts", {"template": "serial", "answers": {"working_dir": u.home}},
+                          headers=auth).json
+        web.patch_json("/api/scripts/" + s["id"], {"content": "#!/bin/bash\nsleep 2\nexit 4\n"}, headers=auth)
+        jobs.append(web.post_json("/api/jobs", {"script": s["id"], "answers": {}}, headers=auth).json)
+    end = time.time() + 60
+    while True:
+        seen = [web.get("/api/jobs/" + j["id"], headers=auth).json for j, auth in zip(jobs, basic)]
+        if all(j["finished"] for j in seen) or time.time() > end:
+            break
+        time.sleep(0.3)
+    assert [(j["state"], j["exit_code"]) for j in seen] == [("FAILED", 4)] * 2, seen
+    assert a.pool.poll.round >= 2 and a.pool.poll.serving()
+    # the poll stopped, a page's refresh asks the local scheduler nothing
+    a.pool.poll.close()
+    before = a.pool.call(users[0].name, "jobs.refresh", {"force": True})["calls"].get("status", 0)
+    for _ in range(3):
+        web.get("/api/jobs", headers=basic[0])
+        web.get("/api/jobs/" + jobs[0]["id"], headers=basic[0])
+    assert a.pool.call(users[0].name, "jobs.refresh", {"force": True})["calls"].get("status", 0) == before
