@@ -5453,13 +5453,13 @@ class Auth:
         return len(ended)
 
     def watch(self, stop):
-        """Until stop is set, every second: expire, recheck. Its own thread,
+        """Until stop is set, every second: recheck, expire. Its own thread,
         started by App.background, so that a slow job refresh there never
         delays the re-check of accounts."""
         while not stop.wait(1):
             try:
-                self.expire()
                 self.recheck()
+                self.expire()
             except Exception:
                 log.exception("session upkeep failed")
 
@@ -5517,8 +5517,12 @@ class Auth:
         belongs to an account that may no longer log in or whose shadow entry
         changed since, so sessions no process has in memory (made before a
         restart, on another node) end too, and a lock lifted again later
-        cannot bring them back."""
+        cannot bring them back. Those users' sessions in memory and Basic
+        checks end first, as recheck would end them, so no request finds the
+        one gone and the other still passing."""
         dead, shadow = self._accounts(users)
+        self.end_user(dead)
+        self.end_user(set(users) - dead, shadow)
         return lambda user, then: user in dead or _changed(then, shadow.get(user))
 
 
