@@ -141,6 +141,8 @@ CONFIRM = {
     "cancel": ("Cancel job", "Cancel", "Cancel job %s? It stops at once and its results may be incomplete."),
     "remove": ("Remove job", "Remove", "Remove job %s from the list? Its result files are kept."),
     "delete": ("Delete script", "Delete", "Delete the script “%s”? Its jobs and their results stay."),
+    "cancel_task": ("Cancel task", "Cancel task", "Cancel array task %s? It stops at once; the job's other "
+                    "tasks go on."),
 }
 
 QUESTION_TYPES = ("text", "multiline", "integer", "number", "select",
@@ -1469,8 +1471,9 @@ def parse_sbatch(text):
     raise ValueError("no job id in sbatch output: %r" % (text,))
 
 
-def sbatch_error_message(stderr):
-    """sbatch's stderr -> its own words, without "sbatch: error: " prefixes.
+def sbatch_error_message(stderr, command="sbatch"):
+    """sbatch's (or command's) stderr -> its own words, without
+    "sbatch: error: " prefixes (scontrol's: also "slurm_update error: ").
 
     "sbatch: error: Memory specification can not be satisfied\\n
      sbatch: error: Batch job submission failed: Requested node ..."
@@ -1479,7 +1482,7 @@ def sbatch_error_message(stderr):
     lines = []
     for line in (stderr or "").splitlines():
         line = line.strip()
-        for prefix in ("sbatch: error: ", "sbatch: fatal: ", "sbatch: "):
+        for prefix in (command + ": error: ", command + ": fatal: ", "slurm_update error: ", command + ": "):
             if line.startswith(prefix):
                 line = line[len(prefix):]
                 break
@@ -1772,43 +1775,138 @@ def _alive(pid, jobdir):
         return False
 
 
+# Dependency types a submission may choose ("start after one of my jobs"),
+# as Slurm's --dependency=TYPE:JOB names them: (the choice in words, what
+# the job waits for, why it never will).
+DEPENDENCY_TYPES = {
+    "afterok": ("after it succeeds", "succeed", "that job did not succeed"),
+    "afterany": ("after it ends in any way", "finish", "that job is gone"),
+    "afternotok": ("after it fails", "fail", "that job did not fail"),
+}
+DEPENDENCY_RE = re.compile(r"^(afterok|afterany|afternotok):([0-9]{1,10})$")
+
+
+def local_status(jobdir):
+    """A local job's status.json as its supervisor last wrote it (None
+    before it has), an unfinished one whose supervisor is gone FAILED."""
+    try:
+        status = read_json(os.path.join(jobdir, "status.json"))
+    except (OSError, ValueError):
+        return None
+    if status.get("state") in UNFINISHED and not _alive(status.get("supervisor"), jobdir):
+        status.update(state="FAILED", raw_state="NODE_FAIL", reason="SupervisorDied",
+                      reason_text="the job's supervising process ended unexpectedly",
+                      ended_at=status.get("ended_at") or now_iso())
+    return status
+
+
+def dependency_met(kind, state):
+    """Whether a dependency of kind on a job now in state is met: True,
+    False (never will be) or None (not yet)."""
+    if state in UNFINISHED:
+        return None
+    return {"afterok": state == "COMPLETED", "afterany": True,
+            "afternotok": state in ("FAILED", "CANCELLED")}[kind]
+
+
+def local_waiting(jobdir, spec):
+    """Why a local job that has not started waits, as (reason, reason_text),
+    or None when it may start: held by the user (a "hold" marker), or its
+    dependency (spec["dependency"]: on another local job) not met yet or
+    never to be."""
+    if os.path.exists(os.path.join(jobdir, "hold")):
+        return "JobHeldUser", REASON_TEXT["JobHeldUser"]
+    dep = spec.get("dependency")
+    if dep:
+        otherdir = os.path.join(os.path.dirname(jobdir), dep["id"])
+        other = local_status(otherdir)
+        if other is None:  # not started yet, or gone
+            other = {"state": "PENDING" if os.path.exists(os.path.join(otherdir, "spec.json")) else "UNKNOWN"}
+        met = dependency_met(dep["type"], other["state"])
+        if met is False:
+            return "DependencyNeverSatisfied", REASON_TEXT["DependencyNeverSatisfied"]
+        if met is None:
+            return "Dependency", REASON_TEXT["Dependency"]
+    return None
+
+
+def local_time_limit(jobdir, spec):
+    """A local job's time limit in seconds (None: none): the one set while
+    it was pending ("time_limit" file), else the one it was submitted with."""
+    try:
+        with open(os.path.join(jobdir, "time_limit")) as f:
+            return int(f.read().strip())
+    except (OSError, ValueError):
+        return spec["time_limit"]
+
+
 def local_job_main(jobdir):
-    """The supervisor of one local job: runs each task of the job in its own
+    """The supervisor of one local job: waits while the job is held or its
+    dependency is not met (for ever if it never will be, as Slurm does,
+    until it is cancelled), then runs each task of the job in its own
     process group with the job's time limit, and records the outcome in
-    status.json. Started detached by LocalScheduler.submit."""
+    status.json. Started detached by LocalScheduler.submit. While the job
+    waits, status.json is changed under the job's .lock only (the
+    scheduler's hold and release change it too)."""
     spec = read_json(os.path.join(jobdir, "spec.json"))
     status_path = os.path.join(jobdir, "status.json")
-    status = {"format": FORMAT, "state": "RUNNING", "raw_state": "RUNNING", "reason": "None",
-              "reason_text": "", "supervisor": os.getpid(), "started_at": now_iso(),
-              "exit_code": None, "ended_at": None, "tasks": []}
+    tasks = ["%s_%s" % (spec["id"], t) for t in spec["tasks"] or []]
+    status = {"format": FORMAT, "state": "PENDING", "raw_state": "PENDING", "reason": "None",
+              "reason_text": "", "supervisor": os.getpid(), "started_at": None,
+              "exit_code": None, "ended_at": None,
+              "time_limit": format_duration(local_time_limit(jobdir, spec)),
+              "tasks": [{"id": t, "state": "PENDING", "raw_state": "PENDING", "exit_code": None,
+                         "reason_text": ""} for t in tasks]}
     cancelled = lambda: os.path.exists(os.path.join(jobdir, "cancel"))  # noqa: E731
-    if cancelled():
-        status.update(state="CANCELLED", raw_state="CANCELLED", reason="CancelledByUser",
-                      reason_text="cancelled before it started", started_at=None, ended_at=now_iso())
-        write_json(status_path, status)
-        return 0
-    write_json(status_path, status)
     signal.signal(signal.SIGTERM, lambda *a: None)  # a cancel is for the job, not us
-    deadline = time.time() + spec["time_limit"] if spec["time_limit"] is not None else None
+    while True:
+        with locked(os.path.join(jobdir, ".lock")):
+            if cancelled():
+                status.update(state="CANCELLED", raw_state="CANCELLED", reason="CancelledByUser",
+                              reason_text="cancelled before it started", started_at=None,
+                              ended_at=now_iso(), tasks=[dict(t, state="CANCELLED", raw_state="CANCELLED")
+                                                         for t in status["tasks"]])
+                write_json(status_path, status)
+                return 0
+            waiting = local_waiting(jobdir, spec)
+            limit = local_time_limit(jobdir, spec)
+            status["time_limit"] = format_duration(limit)
+            if waiting is None:
+                status.update(state="RUNNING", raw_state="RUNNING", reason="None", reason_text="",
+                              started_at=now_iso())
+                write_json(status_path, status)
+                break
+            status["reason"], status["reason_text"] = waiting
+            write_json(status_path, status)
+        time.sleep(0.5)
+    deadline = time.time() + limit if limit is not None else None
     env = dict(os.environ, SLURM_JOB_ID=spec["id"], SLURM_JOBID=spec["id"],
                SLURM_SUBMIT_DIR=spec["cwd"], SLURM_CPUS_PER_TASK=str(spec["cpus"]),
                SLURM_NTASKS="1", SLURM_JOB_NUM_NODES="1", SLURM_NNODES="1",
                SLURM_JOB_NODELIST=os.uname().nodename.split(".")[0],
                SLURM_JOB_PARTITION="local")
     outcome = ("COMPLETED", "COMPLETED", "", 0)
-    for task, out in zip(spec["tasks"] or [None], spec["outputs"]):
+    for i, (task, out) in enumerate(zip(spec["tasks"] or [None], spec["outputs"])):
         env["SLURM_JOB_NAME"] = out["job_name"]
+        stop = cancelled
         if task is not None:
             env.update(SLURM_ARRAY_JOB_ID=spec["id"], SLURM_ARRAY_TASK_ID=str(task))
-        result = _run_local_task(jobdir, out, env, deadline, status, status_path, cancelled)
+            marker = os.path.join(jobdir, "cancel-%s" % task)  # this task alone (LocalScheduler.cancel)
+            stop = lambda: cancelled() or os.path.exists(marker)  # noqa: E731
+            status["tasks"][i].update(state="RUNNING", raw_state="RUNNING")
+        if task is not None and stop():
+            result = ("CANCELLED", "CANCELLED", "cancelled by the user", None)
+        else:
+            result = _run_local_task(jobdir, out, env, deadline, status, status_path, stop)
         if task is not None:
-            status["tasks"].append({"id": "%s_%s" % (spec["id"], task), "state": result[0],
-                                    "raw_state": result[1], "exit_code": result[3],
-                                    "reason_text": result[2]})
+            status["tasks"][i].update(state=result[0], raw_state=result[1], exit_code=result[3],
+                                      reason_text=result[2])
         if result[0] != "COMPLETED" and outcome[0] == "COMPLETED":
             outcome = result if task is None else (
                 result[0], result[1], "task %s: %s" % (task, result[2]), result[3])
-        if result[1] in ("TIMEOUT", "CANCELLED"):
+        if result[1] == "TIMEOUT" or cancelled():
+            for t in status["tasks"][i + 1:]:
+                t.update(state="CANCELLED", raw_state="CANCELLED", reason_text="not run")
             break
     state, raw, text, code = outcome
     status.update(state=state, raw_state=raw, reason_text=text, exit_code=code,
@@ -1995,7 +2093,23 @@ class Scheduler:
         raise NotImplementedError
 
     def cancel(self, job_id):
-        """Cancel a job; one that has already finished is not an error."""
+        """Cancel a job, or one task of an array job ("4_1"); one that has
+        already finished is not an error."""
+        raise NotImplementedError
+
+    def hold(self, job_id):
+        """Keep a pending job from starting until it is released;
+        SchedulerRefused when it is no longer pending."""
+        raise NotImplementedError
+
+    def release(self, job_id):
+        """Let a held job start again; SchedulerRefused as for hold."""
+        raise NotImplementedError
+
+    def set_time_limit(self, job_id, seconds):
+        """Change a pending job's time limit (seconds; None: unlimited).
+        As Slurm allows its users: lowered only, SchedulerRefused with the
+        scheduler's words otherwise."""
         raise NotImplementedError
 
     ACCOUNTING_LAG = 0  # seconds after a job's end that its detail may still come (detail_pending)
@@ -2162,6 +2276,32 @@ class SlurmScheduler(Scheduler):
             raise
         if out.strip():  # it says nothing when it has done its work
             raise unreadable("scancel", out)
+
+    def _control(self, job_id, make):
+        """scontrol make(job_id)... for the job job_id (a checked id):
+        SchedulerRefused with Slurm's own words (bounded) when slurmctld
+        answers no."""
+        if not self._job_ids([job_id]):
+            raise NotFound("The scheduler does not know job %s." % job_id)
+        try:
+            out = self._run(["scontrol"] + make(str(job_id)))
+        except SchedulerError as e:
+            if isinstance(e, SchedulerNoAnswer) or e.returncode is None or _is_contact_error(e.stderr):
+                raise
+            words = sbatch_error_message(e.stderr, "scontrol")[:500]
+            raise SchedulerRefused(words or e.message, stderr=e.stderr, returncode=e.returncode)
+        if out.strip():  # it says nothing when it has done its work
+            raise unreadable("scontrol", out)
+
+    def hold(self, job_id):
+        self._control(job_id, lambda i: ["hold", i])
+
+    def release(self, job_id):
+        self._control(job_id, lambda i: ["release", i])
+
+    def set_time_limit(self, job_id, seconds):
+        limit = "UNLIMITED" if seconds is None else format_duration(seconds)
+        self._control(job_id, lambda i: ["update", "JobId=" + i, "TimeLimit=" + limit])
 
     DESCRIBE = ("JobID", "Name", "WorkDir", "STDOUT", "STDERR", "Command")
 
@@ -2437,6 +2577,16 @@ class LocalScheduler(Scheduler):
                 tasks = array_tasks(opts["array"])
             except ValueError as e:
                 raise SchedulerRefused("Invalid job array specification: %s" % e)
+        dependency = None
+        if opts.get("dependency") not in (None, True):
+            m = DEPENDENCY_RE.match(str(opts["dependency"]))
+            if not m:
+                raise SchedulerRefused("Job dependency problem: the local scheduler honours one "
+                                       "afterok, afterany or afternotok dependency on one job, "
+                                       "not %s" % opts["dependency"])
+            if not os.path.isfile(os.path.join(self.root, m.group(2), "spec.json")):
+                raise SchedulerRefused("Job dependency problem: there is no job %s" % m.group(2))
+            dependency = {"type": m.group(1), "id": m.group(2)}
         os.makedirs(self.root, 0o700, exist_ok=True)
         with locked(os.path.join(self.root, ".lock")):
             counter = os.path.join(self.root, "next_id")
@@ -2454,7 +2604,7 @@ class LocalScheduler(Scheduler):
             f.write(script)
         home = os.path.expanduser("~")
         spec = {"format": FORMAT, "id": str(number), "user": self.user, "cwd": cwd,
-                "time_limit": limit, "tasks": tasks, "cpus": int(cpus),
+                "time_limit": limit, "tasks": tasks, "cpus": int(cpus), "dependency": dependency,
                 "outputs": [job_outputs(script, options, number, self.user, home, [t] if tasks else None)
                             for t in (tasks or [None])]}
         write_json(os.path.join(jobdir, "spec.json"), spec)
@@ -2471,26 +2621,87 @@ class LocalScheduler(Scheduler):
         self._count("status")
         found = {}
         for job_id in self._job_ids(job_ids):
+            if "_" in job_id:
+                continue  # a task is reported within its job's status
             jobdir = os.path.join(self.root, job_id)
-            try:
-                status = read_json(os.path.join(jobdir, "status.json"))
-            except (OSError, ValueError):
+            status = local_status(jobdir)
+            if status is None:
                 if os.path.exists(os.path.join(jobdir, "spec.json")):
                     found[job_id] = {"state": "PENDING", "raw_state": "PENDING",
                                   "reason": "Starting", "reason_text": "starting"}
                 continue
-            if status["state"] in UNFINISHED and not _alive(status.get("supervisor"), jobdir):
-                status.update(state="FAILED", raw_state="NODE_FAIL", reason="SupervisorDied",
-                              reason_text="the job's supervising process ended unexpectedly",
-                              ended_at=status.get("ended_at") or now_iso())
+            for t in status.get("tasks") or [] if status["state"] in UNFINISHED else []:
+                # a task cancelled before its turn: the supervisor skips it when it comes
+                if t["state"] == "PENDING" and os.path.exists(
+                        os.path.join(jobdir, "cancel-%s" % t["id"].rpartition("_")[2])):
+                    t.update(state="CANCELLED", raw_state="CANCELLED", reason_text="cancelled by the user")
             found[job_id] = {k: v for k, v in status.items() if k not in ("format", "supervisor", "pgid")}
         return found
 
+    def _jobdir(self, job_id):
+        """(job directory, task or None) of a job id or an array task id
+        ("5_3"); NotFound for one the scheduler does not know."""
+        job_id = str(job_id)
+        if not SCHEDULER_ID_RE.match(job_id):
+            raise NotFound("The scheduler does not know job %s." % job_id)
+        number, _, task = job_id.partition("_")
+        jobdir = os.path.join(self.root, number)
+        try:
+            spec = read_json(os.path.join(jobdir, "spec.json"))
+        except (OSError, ValueError):
+            raise NotFound("The scheduler does not know job %s." % job_id)
+        if task and int(task) not in (spec.get("tasks") or []):
+            raise NotFound("Job %s has no task %s." % (number, task))
+        return jobdir, spec, task or None
+
+    def _pending(self, jobdir, job_id, change):
+        """Under the job's lock, refused unless it has not started (Slurm's
+        words): change(), then the status the supervisor keeps while the job
+        waits says why it waits now."""
+        with locked(os.path.join(jobdir, ".lock")):
+            status = local_status(jobdir)
+            if status is not None and (status["state"] != "PENDING" or status.get("started_at")):
+                raise SchedulerRefused("Job is no longer pending execution for job %s" % job_id)
+            change()
+            if status is not None:
+                spec = read_json(os.path.join(jobdir, "spec.json"))
+                status["reason"], status["reason_text"] = local_waiting(jobdir, spec) or ("None", "")
+                status["time_limit"] = format_duration(local_time_limit(jobdir, spec))
+                write_json(os.path.join(jobdir, "status.json"), status)
+
+    def hold(self, job_id):
+        self._count("hold")
+        jobdir, _, _ = self._jobdir(job_id)
+        self._pending(jobdir, job_id, lambda: atomic_write(os.path.join(jobdir, "hold"), now_iso()))
+
+    def release(self, job_id):
+        self._count("release")
+        jobdir, _, _ = self._jobdir(job_id)
+
+        def release():
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(jobdir, "hold"))
+        self._pending(jobdir, job_id, release)
+
+    def set_time_limit(self, job_id, seconds):
+        """As Slurm does for a user who is not an operator: lowered only."""
+        self._count("time_limit")
+        jobdir, spec, _ = self._jobdir(job_id)
+
+        def lower():
+            now = local_time_limit(jobdir, spec)
+            if seconds is None and now is not None or seconds is not None and now is not None and seconds > now:
+                raise SchedulerRefused("Access/permission denied: a job's time limit may only be lowered "
+                                       "(job %s may run %s)" % (job_id, format_duration(now)))
+            atomic_write(os.path.join(jobdir, "time_limit"), "%d\n" % seconds if seconds is not None else "")
+        self._pending(jobdir, job_id, lower)
+
     def cancel(self, job_id):
         self._count("cancel")
-        jobdir = os.path.join(self.root, check_id(str(job_id), "local job"))
-        if not os.path.isdir(jobdir):
-            raise NotFound("The scheduler does not know job %s." % job_id)
+        jobdir, _, task = self._jobdir(job_id)
+        if task is not None:  # the supervisor stops that task (or skips it) within a moment
+            atomic_write(os.path.join(jobdir, "cancel-%s" % task), now_iso())
+            return
         atomic_write(os.path.join(jobdir, "cancel"), now_iso())
         try:
             status = read_json(os.path.join(jobdir, "status.json"))
@@ -3244,7 +3455,21 @@ def new_job_record(job_id, plan, scheduler_name, command, now):
         "estimated_start_at": None, "ended_at": None, "tasks": [],
         "missing_since": None,  # since when the scheduler has not listed it
         "cancel_requested_at": None,  # when the user cancelled it here
+        # {"type", "job_id", "scheduler_id"}: it starts after that job of the user's (JobsPart._dependency)
+        "dependency": plan.get("dependency"),
     }
+
+
+AFTER_CHOICES = 30  # the most of a user's jobs offered to start a submission after
+
+
+def dependency_words(dependency, reason):
+    """A pending job's reason in words that name the job it waits for."""
+    dep_id = dependency.get("scheduler_id") or dependency.get("job_id")
+    _, waits, never = DEPENDENCY_TYPES.get(dependency.get("type"), ("", "finish", "it never will"))
+    if reason == "DependencyNeverSatisfied":
+        return "will never run: it was to start once job %s would %s, and %s" % (dep_id, waits, never)
+    return "waiting for job %s to %s" % (dep_id, waits)
 
 
 POLLED_IDS = 2000  # the most of one user's unfinished jobs the shared poll follows (the newest)
@@ -3284,7 +3509,52 @@ class JobsPart(StorePart):
         if from_job is not None:
             questions, source = self._answers_of(id, from_job, questions)
         return {"script": self._script_public(meta), "questions": questions, "from_job": source,
-                "scheduler": self._scheduler_state()}
+                "scheduler": self._scheduler_state(), "after_choices": self._after_choices(),
+                "dependency_types": [(k, v[0]) for k, v in DEPENDENCY_TYPES.items()]}
+
+    def _after_choices(self):
+        """The jobs a submission may start after: the user's newest
+        AFTER_CHOICES that the scheduler has (unfinished ones first)."""
+        metas, _ = self._all_jobs()
+        metas.sort(key=lambda m: m["id"], reverse=True)
+        metas.sort(key=lambda m: m["state"] not in UNFINISHED)  # stable: newest first in each
+        out = []
+        for m in metas:
+            if len(out) >= AFTER_CHOICES:
+                break
+            with contextlib.suppress(Conflict, NotFound):
+                m = self._job_meta(m["id"])
+                if m.get("scheduler_id") and m.get("scheduler") == self.scheduler.name:
+                    out.append({"id": m["id"], "scheduler_id": m["scheduler_id"], "state": m["state"],
+                                "script_name": name_text(m.get("script_name") or ""),
+                                "submitted_at": m.get("submitted_at")})
+        return out
+
+    def _dependency(self, after):
+        """after: {"job": one of the user's job ids, "type": one of
+        DEPENDENCY_TYPES}, or None/{} for none -> the record's dependency
+        ({"type", "job_id", "scheduler_id"}) or None. The scheduler's id is
+        the one of the user's own record: never one the client names.
+        Invalid, naming the field (after_job, after_type), otherwise."""
+        if after in (None, {}, ""):
+            return None
+        if not isinstance(after, dict) or set(after) - {"job", "type"}:
+            raise Invalid("after must be an object {job, type}.", {"after_job": "not understood"})
+        job, kind = after.get("job"), after.get("type") or "afterok"
+        if job in (None, ""):
+            return None
+        if kind not in DEPENDENCY_TYPES:
+            raise Invalid("Start after: the kind must be one of %s." % ", ".join(DEPENDENCY_TYPES),
+                          {"after_type": "must be one of %s" % ", ".join(DEPENDENCY_TYPES)})
+        try:
+            meta = self._job_meta(check_id(job, "job"))
+        except (NotFound, Conflict):
+            meta = None
+        if not meta or not meta.get("scheduler_id") or meta.get("scheduler") != self.scheduler.name \
+                or "_" in meta["scheduler_id"]:
+            raise Invalid("Start after: that is not one of your jobs the scheduler has.",
+                          {"after_job": "not one of your jobs the scheduler has"})
+        return {"type": kind, "job_id": meta["id"], "scheduler_id": meta["scheduler_id"]}
 
     def _answers_of(self, script_id, job_id, questions):
         """(questions with job_id's answers as defaults, {id, scheduler_id,
@@ -3311,26 +3581,42 @@ class JobsPart(StorePart):
                  "dropped": dropped})
 
     @operation("jobs.preview")
-    def preview(self, script, answers=None):
+    def preview(self, script, answers=None, after=None):
         """What a submit would do: checked answers, the options they become,
-        the exact command and where output goes; Invalid for bad answers."""
+        the exact command and where output goes; Invalid for bad answers.
+        after: start after one of the user's jobs (see _dependency)."""
         meta = self._script_meta(script)
         questions = self._submission_questions(meta)
-        values = check_answers(questions, answers or {}, self.home)
+        problem = None
+        try:
+            values = check_answers(questions, answers or {}, self.home)
+        except Invalid as e:
+            problem = e
+        try:
+            dependency = self._dependency(after)
+        except Invalid as e:  # said together with the answers' own
+            if problem is None:
+                raise
+            problem = Invalid(problem.message + " " + e.message, dict(problem.fields, **e.fields))
+        if problem is not None:
+            raise problem
         options = submission_options(questions, values)
+        if dependency:
+            options.append("--dependency=%s:%s" % (dependency["type"], dependency["scheduler_id"]))
         content = self._script_public(meta, full=True)["content"]
         outputs = self._outputs(content, options, "%j")
         cmd = self.scheduler.command(os.path.join(self.jobs_dir, "<job>", "script.sh"), options)
         ignored = self.scheduler.ignored_options(content, options)
         return {"script": self._script_public(meta), "questions": questions, "answers": values,
                 "options": options, "command": cmd, "command_text": " ".join(shlex.quote(a) for a in cmd),
-                "outputs": outputs, "ignored_options": ignored, "scheduler": self.scheduler.name}
+                "outputs": outputs, "ignored_options": ignored, "scheduler": self.scheduler.name,
+                "dependency": dependency}
 
     @operation("jobs.submit", writes=True)
-    def job_submit(self, script, answers=None):
+    def job_submit(self, script, answers=None, after=None):
         """Submit a script: the job keeps a snapshot of the script. A refusal
         by the scheduler is a FAILED job carrying the scheduler's message."""
-        plan = self.preview(script, answers)
+        plan = self.preview(script, answers, after)
         content = self._script_public(self._script_meta(script), full=True)["content"]
 
         def make(job_id):
@@ -3603,6 +3889,9 @@ class JobsPart(StorePart):
         changes = {k: v for k, v in status.items() if k not in ("format", "supervisor", "pgid")}
         if changes.get("reason_text") == "cancelled" and meta.get("cancel_requested_at"):
             changes["reason_text"] = "cancelled by the user"  # through us; sacct may lag
+        if meta.get("dependency") and changes.get("state") == "PENDING" and \
+                changes.get("reason") in ("Dependency", "DependencyNeverSatisfied"):
+            changes["reason_text"] = dependency_words(meta["dependency"], changes["reason"])
         return changes
 
     def _refreshed(self, unfinished):
@@ -3646,7 +3935,24 @@ class JobsPart(StorePart):
         if script:
             out["script_content"] = None if out.get("origin") == "outside" else \
                 self._read_text(self._job_path(id, "script.sh"))
+            self._task_outputs(out)
         return out
+
+    def _task_outputs(self, job):
+        """Each array task's output file, as a path in the job's results
+        directory (for /jobs/ID/files/PATH, through its path gate), or None
+        where it is not in there."""
+        if not job.get("tasks") or not job.get("script_content") or not job.get("results_dir"):
+            return
+        root = job["results_dir"].rstrip("/") + "/"
+        for t in job["tasks"]:
+            _, _, task = str(t.get("id")).partition("_")
+            t["output"] = None
+            if task.isdigit():
+                where = job_outputs(job["script_content"], job.get("options") or [], job["scheduler_id"],
+                                    self.user, self.home, [int(task)])
+                if where["stdout_path"].startswith(root):
+                    t["output"] = name_text(where["stdout_path"][len(root):])
 
     @operation("jobs.cancel", writes=True)
     def job_cancel(self, id):
@@ -3663,6 +3969,69 @@ class JobsPart(StorePart):
                 time.sleep(0.1)
             self.has_unfinished = any(m["state"] in UNFINISHED for m in self._all_jobs()[0])
         return self._public_job(self._job_meta(id))
+
+    def _restatus(self, id):
+        """The job's record brought up to date with the scheduler's status
+        at once (the user's own action), whatever the refresh interval."""
+        meta = self._job_meta(id)
+        with contextlib.suppress(SchedulerError):
+            self._apply_statuses([meta], self.scheduler.status([meta["scheduler_id"]]))
+        return self._public_job(self._job_meta(id))
+
+    def _pending_job(self, id, what):
+        """The record of a job the scheduler has that has not started;
+        Conflict, saying so, for another."""
+        meta = self._job_meta(id)
+        if meta["state"] != "PENDING" or not meta.get("scheduler_id"):
+            raise Conflict("Only a pending job can be %s: this one is %s." % (what, meta["state"].lower()))
+        return meta
+
+    @operation("jobs.hold", writes=True)
+    def job_hold(self, id):
+        """Keep a pending job from starting (scheduler's hold)."""
+        self.scheduler.hold(self._pending_job(id, "held")["scheduler_id"])
+        return self._restatus(id)
+
+    @operation("jobs.release", writes=True)
+    def job_release(self, id):
+        """Let a held job start (scheduler's release)."""
+        self.scheduler.release(self._pending_job(id, "released")["scheduler_id"])
+        return self._restatus(id)
+
+    @operation("jobs.time_limit", writes=True)
+    def job_time_limit(self, id, time_limit=None):
+        """Change a pending job's time limit (a Slurm time, as the time
+        question takes it): Invalid naming time_limit for a bad one; the
+        scheduler's refusal (a user may only lower it) as SchedulerRefused."""
+        meta = self._pending_job(id, "given a new time limit")
+        try:
+            if not isinstance(time_limit, str) or not time_limit.strip():
+                raise ValueError("give the new time limit (%s)" % TIME_HELP)
+            seconds = time_limit_seconds(time_limit[:40])
+        except ValueError as e:
+            raise Invalid("Time limit: %s." % e, {"time_limit": "Time limit: %s" % e})
+        self.scheduler.set_time_limit(meta["scheduler_id"], seconds)
+        return self._restatus(id)
+
+    @operation("jobs.cancel_task", writes=True)
+    def job_cancel_task(self, id, task=None):
+        """Cancel one task of an array job: task is its number, one of the
+        record's unfinished tasks (NotFound for another, Conflict when it
+        has finished)."""
+        meta = self._job_meta(id)
+        found = [t for t in meta.get("tasks") or [] if isinstance(task, str) and re.match(r"^[0-9]{1,7}$", task)
+                 and t.get("id") == "%s_%s" % (meta.get("scheduler_id"), task)]
+        if not found:
+            raise NotFound("This job has no task %s." % name_text(str(task))[:20])
+        if found[0]["state"] not in UNFINISHED or meta["state"] not in UNFINISHED:
+            raise Conflict("Task %s has already finished." % task)
+        self.scheduler.cancel(found[0]["id"])
+        for _ in range(20):  # its true state, once the scheduler has it
+            job = self._restatus(id)
+            if any(t["id"] == found[0]["id"] and t["state"] not in UNFINISHED for t in job.get("tasks") or []):
+                break
+            time.sleep(0.1)
+        return job
 
     @operation("jobs.delete", writes=True)
     def job_delete(self, id):
@@ -5629,7 +5998,8 @@ def numbered_lines(text):
 VIEW_HELPERS = {"time_tag": time_tag, "duration": duration, "human_size": human_size, "quote": urllib.parse.quote,
                 "visible": visible_questions, "state_label": state_label, "state_text": state_text,
                 "confirm_question": confirm_question, "seconds_between": seconds_between, "now_iso": now_iso,
-                "numbered_lines": numbered_lines, "STATE_LABELS": STATE_LABELS, "UNFINISHED": UNFINISHED}
+                "numbered_lines": numbered_lines, "STATE_LABELS": STATE_LABELS, "UNFINISHED": UNFINISHED,
+                "DEPENDENCY_TYPES": DEPENDENCY_TYPES}
 VOCABULARY = json.dumps({"labels": STATE_LABELS, "shown_raw": SHOWN_RAW_STATES, "finished": FINISHED})
 
 
@@ -6466,13 +6836,19 @@ def script_delete(app, user, id):
 # Routes: submit #############################################################
 
 
-def submit_page(app, user, id, answers=None, errors=None, status=200, from_job=None):
+def _after_from_form(form):
+    """The "start after one of my jobs" choice as typed: {job, type}."""
+    return {"job": form.get("after_job") or "", "type": form.get("after_type") or "afterok"}
+
+
+def submit_page(app, user, id, answers=None, errors=None, status=200, from_job=None, after=None):
     """The submission questions; from_job (a job of this script): its
     answers are the values, and the page says so, with a way back to the
-    defaults."""
+    defaults. after: the "start after" choice as typed."""
     sub = app.call(user, "scripts.submission", id=id, from_job=from_job or None)
     name = sub["script"]["name"]
     return app.render("submit", status=status, sub=sub, answers=answers, errors=errors or {},
+                      after=after or {"job": "", "type": "afterok"},
                       title="Submit " + name,
                       crumbs=[("Scripts", "/scripts"), (name, "/scripts/%s" % id), ("Submit", None)])
 
@@ -6488,18 +6864,19 @@ def submit_post(app, user, id):
     form = app.form()
     sub = app.call(user, "scripts.submission", id=id)
     answers = _answers_from_form(form, sub["questions"])
+    after = _after_from_form(form)
     action = form.get("action")
     if action == "update":
-        return submit_page(app, user, id, answers, from_job=form.get("from_job"))
-    if action == "submit":
-        job = app.call(user, "jobs.submit", script=id, answers=answers)
-        return see_other("/jobs/%s" % job["id"])
+        return submit_page(app, user, id, answers, from_job=form.get("from_job"), after=after)
     try:
-        plan = app.call(user, "jobs.preview", script=id, answers=answers)
+        if action == "submit":
+            job = app.call(user, "jobs.submit", script=id, answers=answers, after=after)
+            return see_other("/jobs/%s" % job["id"])
+        plan = app.call(user, "jobs.preview", script=id, answers=answers, after=after)
     except Invalid as e:
-        return submit_page(app, user, id, answers, form_errors(e), 422, form.get("from_job"))
+        return submit_page(app, user, id, answers, form_errors(e), 422, form.get("from_job"), after)
     name = plan["script"]["name"]
-    return app.render("summary", plan=plan, raw_answers=answers, title="Summary: " + name,
+    return app.render("summary", plan=plan, raw_answers=answers, after=after, title="Summary: " + name,
                       crumbs=[("Scripts", "/scripts"), (name, "/scripts/%s" % id),
                               ("Submit", "/scripts/%s/submit" % id), ("Summary", None)])
 
@@ -6516,7 +6893,8 @@ def api_jobs(app, user):
 @route("/api/jobs", "POST", api=True)
 def api_submit(app, user):
     data = app.body_json()
-    return app.json(app.call(user, "jobs.submit", script=data.get("script"), answers=data.get("answers")), 201)
+    return app.json(app.call(user, "jobs.submit", script=data.get("script"), answers=data.get("answers"),
+                             after=data.get("after")), 201)
 
 
 @route("/api/jobs/<id>", api=True)
@@ -6533,6 +6911,21 @@ def api_job_delete(app, user, id):
 @route("/api/jobs/<id>/cancel", "POST", api=True)
 def api_cancel(app, user, id):
     return app.json(app.call(user, "jobs.cancel", id=id))
+
+
+@route("/api/jobs/<id>/<action:re:hold|release>", "POST", api=True)
+def api_hold(app, user, id, action):
+    return app.json(app.call(user, "jobs." + action, id=id))
+
+
+@route("/api/jobs/<id>/time-limit", "POST", api=True)
+def api_time_limit(app, user, id):
+    return app.json(app.call(user, "jobs.time_limit", id=id, time_limit=app.body_json().get("time_limit")))
+
+
+@route("/api/jobs/<id>/tasks/<task>/cancel", "POST", api=True)
+def api_cancel_task(app, user, id, task):
+    return app.json(app.call(user, "jobs.cancel_task", id=id, task=task))
 
 
 @route("/api/jobs/<id>/files", api=True)
@@ -6622,6 +7015,12 @@ def job_crumbs(job):
 
 @route("/jobs/<id>")
 def job(app, user, id):
+    return job_page(app, user, id)
+
+
+def job_page(app, user, id, status=200, problem=None, limit=None):
+    """A job's page; problem: why the action just asked for was not done
+    ({field or "": message}), limit: the time limit as typed, kept."""
     job = app.call(user, "jobs.get", id=id, script=True)
     files = None
     if job.get("results_dir") and job["state"] != "CANCELLED":
@@ -6633,8 +7032,8 @@ def job(app, user, id):
             outputs[which] = None
             with contextlib.suppress(FlightJobError):
                 outputs[which] = with_text(app.call(user, "jobs.file", id=id, which=which, tail=16384))
-    return app.render("job", job=job, files=files, outputs=outputs,
-                      title="Job %s" % (job.get("scheduler_id") or id), crumbs=job_crumbs(job))
+    return app.render("job", status=status, job=job, files=files, outputs=outputs, problem=problem or {},
+                      limit=limit, title="Job %s" % (job.get("scheduler_id") or id), crumbs=job_crumbs(job))
 
 
 @route("/jobs/<id>/<action:re:cancel|remove>")
@@ -6647,6 +7046,38 @@ def job_confirm(app, user, id, action):
 @route("/jobs/<id>/cancel", "POST")
 def cancel(app, user, id):
     app.call(user, "jobs.cancel", id=id)
+    return see_other("/jobs/%s" % id)
+
+
+@route("/jobs/<id>/<action:re:hold|release>", "POST")
+def hold(app, user, id, action):
+    try:
+        app.call(user, "jobs." + action, id=id)
+    except (Conflict, SchedulerRefused) as e:
+        return job_page(app, user, id, e.status, {"": e.message})
+    return see_other("/jobs/%s" % id)
+
+
+@route("/jobs/<id>/time-limit", "POST")
+def time_limit(app, user, id):
+    typed = app.form().get("time_limit") or ""
+    try:
+        app.call(user, "jobs.time_limit", id=id, time_limit=typed)
+    except (Invalid, Conflict, SchedulerRefused) as e:
+        return job_page(app, user, id, e.status, e.fields or {"time_limit": e.message}, typed)
+    return see_other("/jobs/%s" % id)
+
+
+@route("/jobs/<id>/tasks/<task>/cancel")
+def task_confirm(app, user, id, task):
+    job = app.call(user, "jobs.get", id=id)
+    return confirm_page(app, "cancel_task", "%s_%s" % (job.get("scheduler_id"), check_id(task, "task")),
+                        "/jobs/%s/tasks/%s/cancel" % (id, task), job_crumbs(job))
+
+
+@route("/jobs/<id>/tasks/<task>/cancel", "POST")
+def cancel_task(app, user, id, task):
+    app.call(user, "jobs.cancel_task", id=id, task=task)
     return see_other("/jobs/%s" % id)
 
 

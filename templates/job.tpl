@@ -11,11 +11,34 @@
 % if job['state'] == 'FAILED' and job.get('reason_text'):
 <p class="error">This job failed: {{job['reason_text']}}.</p>
 % end
+% if problem.get(''):
+<p class="error" role="alert" id="job-problem">{{problem['']}}</p>
+% end
+% pending = job['state'] == 'PENDING' and job.get('scheduler_id')
+% if pending and job.get('reason') == 'DependencyNeverSatisfied':
+<div class="notice warn" role="status" id="never-runs">
+  <p>This job {{job.get('reason_text') or 'will never run: the job it depends on did not end as required'}}. It stays in the queue until you cancel it.</p>
+  <form method="post" action="/jobs/{{job['id']}}/cancel">
+    <input type="hidden" name="csrf" value="{{page['csrf']}}">
+    <button type="submit" class="danger">Cancel this job</button>
+  </form>
+</div>
+% end
 <div class="actions">
 % if unfinished:
   <a class="button danger" href="/jobs/{{job['id']}}/cancel" data-confirm="{{confirm_question('cancel', sid)}}" data-post="/jobs/{{job['id']}}/cancel">Cancel job</a>
 % else:
   <a class="button danger" href="/jobs/{{job['id']}}/remove" data-confirm="{{confirm_question('remove', sid)}}" data-post="/jobs/{{job['id']}}/remove">Remove</a>
+% end
+% if pending:
+  <form method="post" action="/jobs/{{job['id']}}/{{'release' if job.get('reason') == 'JobHeldUser' else 'hold'}}" class="inline">
+    <input type="hidden" name="csrf" value="{{page['csrf']}}">
+    % if job.get('reason') == 'JobHeldUser':
+    <button type="submit" id="release">Release (let it start)</button>
+    % else:
+    <button type="submit" id="hold">Hold (keep it from starting)</button>
+    % end
+  </form>
 % end
 % if job.get('script_id'):
   <a class="button" href="/scripts/{{job['script_id']}}/submit?from_job={{job['id']}}">Submit the script again with these answers</a>
@@ -33,6 +56,23 @@
   <div><dt>Job name</dt><dd>{{job['script_name']}} <span class="muted">(submitted outside flightjobd)</span></dd></div>
   % end
   <div><dt>State</dt><dd data-field="state-text">{{state_text(job)}}</dd></div>
+  % dep = job.get('dependency')
+  % if dep:
+  <div id="dependency"><dt>Starts after</dt><dd><a href="/jobs/{{dep['job_id']}}">job {{dep['scheduler_id']}}</a> {{DEPENDENCY_TYPES.get(dep['type'], ('',))[0]}} <span class="muted">({{dep['type']}})</span></dd></div>
+  % end
+  % if pending:
+  <div id="time-limit"><dt>Time limit</dt><dd>{{job.get('time_limit') or 'the partition\'s default'}}
+    <form method="post" action="/jobs/{{job['id']}}/time-limit" class="inline{{' has-error' if problem.get('time_limit') else ''}}">
+      <input type="hidden" name="csrf" value="{{page['csrf']}}">
+      <label for="time_limit">New time limit</label>
+      <input id="time_limit" name="time_limit" value="{{limit if limit is not None else (job.get('time_limit') or '')}}" aria-describedby="time_limit-help" size="12">
+      <button type="submit">Change</button>
+      <p class="help" id="time_limit-help">D-HH:MM:SS, HH:MM:SS or minutes. While the job waits it can be lowered; only an administrator can raise it.</p>
+      % if problem.get('time_limit'):
+      <p class="field-error" role="alert">{{problem['time_limit']}}</p>
+      % end
+    </form></dd></div>
+  % end
   <div data-row="exit_code"{{!'' if job.get('exit_code') is not None else ' hidden'}}><dt>Exit code</dt><dd data-field="exit_code">{{'' if job.get('exit_code') is None else job['exit_code']}}</dd></div>
   <div><dt>Submitted</dt><dd data-field="submitted_at">{{!time_tag(job['submitted_at'])}}</dd></div>
   <div data-row="estimated_start_at"{{!'' if job['state'] == 'PENDING' and job.get('estimated_start_at') else ' hidden'}}><dt>Estimated start</dt><dd data-field="estimated_start_at">{{!time_tag(job.get('estimated_start_at'))}}</dd></div>
@@ -69,11 +109,21 @@
 % if job.get('tasks'):
 <h2>Array tasks</h2>
 <div class="table-wrap">
-<table class="list"><thead><tr><th scope="col">Task</th><th scope="col">State</th><th scope="col">Exit code</th><th scope="col">Reason</th></tr></thead><tbody>
+<table class="list"><thead><tr><th scope="col">Task</th><th scope="col">State</th><th scope="col">Exit code</th><th scope="col">Reason</th><th scope="col">Output</th><th scope="col"><span class="visually-hidden">Cancel</span></th></tr></thead><tbody>
 % for t in job['tasks']:
-<tr><td>{{t['id']}}</td><td>
+% num = t['id'].rpartition('_')[2]
+<tr data-task="{{t['id']}}"><td>{{t['id']}}</td><td>
 % include('badge', job=t)
-</td><td>{{'' if t.get('exit_code') is None else t['exit_code']}}</td><td class="wrap">{{t.get('reason_text') or ''}}</td></tr>
+</td><td>{{'' if t.get('exit_code') is None else t['exit_code']}}</td><td class="wrap">{{t.get('reason_text') or ''}}</td>
+<td class="wrap">
+% if t.get('output') and (t['state'] != 'PENDING'):
+<a href="/jobs/{{job['id']}}/files/{{quote(t['output'])}}">{{t['output']}}</a>
+% end
+</td><td>
+% if unfinished and t['state'] in UNFINISHED and num.isdigit():
+<a class="button danger" href="/jobs/{{job['id']}}/tasks/{{num}}/cancel" data-confirm="{{confirm_question('cancel_task', t['id'])}}" data-post="/jobs/{{job['id']}}/tasks/{{num}}/cancel">Cancel task<span class="visually-hidden"> {{t['id']}}</span></a>
+% end
+</td></tr>
 % end
 </tbody></table>
 </div>

@@ -41,6 +41,30 @@ script's own <code>#SBATCH</code> lines for this submission only. Next you will 
   % if not sub['questions']:
   <p>This script has no questions to answer at submission.</p>
   % end
+  % if sub.get('after_choices') or after['job']:
+  <fieldset class="question{{' has-error' if errors.get('after_job') or errors.get('after_type') else ''}}" id="field-after" aria-describedby="after-help">
+    <legend>Start after one of my jobs</legend>
+    <label for="after_job">Job</label>
+    <select id="after_job" name="after_job">
+      <option value="">No: start when the scheduler can</option>
+      % for c in sub['after_choices']:
+      <option value="{{c['id']}}" {{'selected' if c['id'] == after['job'] else ''}}>Job {{c['scheduler_id']}}: {{c['script_name']}} ({{STATE_LABELS.get(c['state'], c['state']).lower()}})</option>
+      % end
+    </select>
+    <label for="after_type">Start it</label>
+    <select id="after_type" name="after_type">
+      % for kind, words in sub['dependency_types']:
+      <option value="{{kind}}" {{'selected' if kind == after['type'] else ''}}>{{words}} ({{kind}})</option>
+      % end
+    </select>
+    <p class="help" id="after-help">The job waits in the queue until the chosen job has ended as chosen; if it cannot end so, the job never runs and you can cancel it.</p>
+    % for f in ('after_job', 'after_type'):
+    % if errors.get(f):
+    <p class="field-error" role="alert">{{errors[f]}}</p>
+    % end
+    % end
+  </fieldset>
+  % end
   <div class="actions">
     <button type="submit" name="action" value="update" class="js-hide">Update questions</button>
     <button type="submit" name="action" value="review" class="primary">Review</button>

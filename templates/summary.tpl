@@ -6,6 +6,10 @@
 % for q in plan['questions']:
   <dt>{{q['text']}}</dt><dd>{{ ', '.join(plan['answers'][q['id']]) if isinstance(plan['answers'][q['id']], list) else ('yes' if plan['answers'][q['id']] is True else ('no' if plan['answers'][q['id']] is False else (plan['answers'][q['id']] if plan['answers'][q['id']] not in (None, '') else '(default)'))) }}</dd>
 % end
+  % dep = plan.get('dependency')
+  % if dep:
+  <dt>Starts after</dt><dd>job {{dep['scheduler_id']}} {{DEPENDENCY_TYPES[dep['type']][0]}} <span class="muted">({{dep['type']}})</span></dd>
+  % end
   <dt>Scheduler options</dt><dd>{{' '.join(plan['options']) or '(none: the script\'s own directives apply)'}}</dd>
   <dt>Command</dt><dd><code>{{plan['command_text']}}</code></dd>
   <dt>Runs in</dt><dd><code>{{plan['outputs']['results_dir']}}</code></dd>
@@ -27,6 +31,10 @@
   % for v in (value if isinstance(value, list) else [value]):
   <input type="hidden" name="q_{{key}}" value="{{v}}">
   % end
+  % end
+  % if after.get('job'):
+  <input type="hidden" name="after_job" value="{{after['job']}}">
+  <input type="hidden" name="after_type" value="{{after['type']}}">
   % end
   <div class="actions">
     <button type="submit" name="action" value="update">Change answers</button>
