@@ -38,7 +38,8 @@ Layout in a user's home (`storage.state_dir`, default
                             the script and its notes (SCRIPT_FORMAT)
     jobs/ID/meta.json       state, scheduler id, times, answers, options
     jobs/ID/script.sh       the exact script that was submitted
-    local/N/                the local scheduler's run of job N
+    local/N/                the local scheduler's run of job N (spec.json, status.json,
+                            markers: cancel, cancel-TASK, hold, time_limit)
     .lock                   flock taken for every read-modify-write
 
 Every metadata file carries a format version; every write is atomic.
