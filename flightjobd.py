@@ -3946,13 +3946,14 @@ class JobsPart(StorePart):
         if not job.get("tasks") or not job.get("script_content") or not job.get("results_dir"):
             return
         root = job["results_dir"].rstrip("/") + "/"
+        look = len(job["tasks"]) <= 2000  # else linked unseen: a stat each is too many
         for t in job["tasks"]:
             _, _, task = str(t.get("id")).partition("_")
             t["output"] = None
             if task.isdigit():
                 where = job_outputs(job["script_content"], job.get("options") or [], job["scheduler_id"],
                                     self.user, self.home, [int(task)])
-                if where["stdout_path"].startswith(root):
+                if where["stdout_path"].startswith(root) and (not look or os.path.lexists(where["stdout_path"])):
                     t["output"] = name_text(where["stdout_path"][len(root):])
 
     @operation("jobs.cancel", writes=True)
@@ -7024,7 +7025,10 @@ def job_page(app, user, id, status=200, problem=None, limit=None):
     ({field or "": message}), limit: the time limit as typed, kept."""
     job = app.call(user, "jobs.get", id=id, script=True)
     files = None
-    if job.get("results_dir") and job["state"] != "CANCELLED":
+    # a cancelled job has no results, unless it is an array some of whose tasks ran to their end
+    job["no_results"] = job["state"] == "CANCELLED" and not any(
+        t.get("state") in ("COMPLETED", "FAILED") for t in job.get("tasks") or [])
+    if job.get("results_dir") and not job["no_results"]:
         with contextlib.suppress(FlightJobError):
             files = app.call(user, "jobs.files", id=id)
     outputs = {}  # stdout, and stderr if it is another file: its tail, None while unreadable

@@ -116,7 +116,7 @@
 % include('badge', job=t)
 </td><td>{{'' if t.get('exit_code') is None else t['exit_code']}}</td><td class="wrap">{{t.get('reason_text') or ''}}</td>
 <td class="wrap">
-% if t.get('output') and (t['state'] != 'PENDING'):
+% if t.get('output'):
 <a href="/jobs/{{job['id']}}/files/{{quote(t['output'])}}">{{t['output']}}</a>
 % end
 </td><td>
@@ -128,7 +128,7 @@
 </tbody></table>
 </div>
 % end
-% if job['state'] == 'CANCELLED':
+% if job['no_results']:
 <p class="notice">This job was cancelled, so there are no results to show.</p>
 % else:
 % for which, text in outputs.items():

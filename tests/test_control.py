@@ -227,6 +227,8 @@ def test_array_task_output_links_and_cancel_one_task(client, tmp_path):
     out = row.find("a", href="/jobs/%s/files/arr-%s_3.out" % (job["id"], sched))
     assert out is not None
     assert client.web.get(out["href"]).text.count("task 3") == 1
+    assert not page.html.find("tr", attrs={"data-task": "%s_2" % sched}).find("a")  # no output: it never ran
+    assert "Results directory" in page.text and "no results to show" not in page.text  # two tasks ran
     assert "/tasks/" not in page.text  # all over: nothing to cancel
 
 
