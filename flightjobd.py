@@ -2631,17 +2631,19 @@ class LocalScheduler(Scheduler):
                     found[job_id] = {"state": "PENDING", "raw_state": "PENDING",
                                   "reason": "Starting", "reason_text": "starting"}
                 continue
-            for t in status.get("tasks") or [] if status["state"] in UNFINISHED else []:
+            if status["state"] in UNFINISHED and status.get("tasks"):
                 # a task cancelled before its turn: the supervisor skips it when it comes
-                if t["state"] == "PENDING" and os.path.exists(
-                        os.path.join(jobdir, "cancel-%s" % t["id"].rpartition("_")[2])):
-                    t.update(state="CANCELLED", raw_state="CANCELLED", reason_text="cancelled by the user")
+                with contextlib.suppress(OSError):
+                    marked = {n[len("cancel-"):] for n in os.listdir(jobdir) if n.startswith("cancel-")}
+                    for t in status["tasks"]:
+                        if t["state"] == "PENDING" and t["id"].rpartition("_")[2] in marked:
+                            t.update(state="CANCELLED", raw_state="CANCELLED", reason_text="cancelled by the user")
             found[job_id] = {k: v for k, v in status.items() if k not in ("format", "supervisor", "pgid")}
         return found
 
     def _jobdir(self, job_id):
-        """(job directory, task or None) of a job id or an array task id
-        ("5_3"); NotFound for one the scheduler does not know."""
+        """(job directory, spec, task or None) of a job id or an array task
+        id ("5_3"); NotFound for one the scheduler does not know."""
         job_id = str(job_id)
         if not SCHEDULER_ID_RE.match(job_id):
             raise NotFound("The scheduler does not know job %s." % job_id)

@@ -315,7 +315,8 @@ def test_csrf_on_every_state_changing_route(client, tmp_path):
     other = app.auth.create(app.daemon_user)  # a second, valid session's token
     ids = {"id": sid}
     for method, rule in routes:
-        path = re.sub(r"<(\w+)[^>]*>", lambda m: {"id": jid if "/jobs" in rule else ids["id"]}[m.group(1)], rule)
+        path = re.sub(r"<(\w+)[^>]*>", lambda m: {"id": jid if "/jobs" in rule else ids["id"],
+                                                          "action": "hold", "task": "1"}[m.group(1)], rule)
         for token in (None, "", other.csrf, client.csrf[:-1]):
             if rule.startswith("/api/"):
                 headers = {"X-CSRF-Token": token} if token is not None else {}
@@ -375,7 +376,7 @@ def test_security_headers_on_every_response(client, monkeypatch):
         values = {"id": jid if route.rule.startswith("/api/jobs") or route.rule.startswith("/jobs")
                   else "serial" if "/templates/" in route.rule else sid,
                   "path": "style.css" if route.rule.startswith("/static/") else path,
-                  "which": "stdout", "action": "cancel"}
+                  "which": "stdout", "action": "cancel", "task": "1"}
         url = re.sub(r"<(\w+)[^>]*>", lambda m: values[m.group(1)], route.rule)
         if route.rule in ("/logout", "/api/logout") or route.method == "DELETE" or "/remove" in route.rule:
             check(client.web, route.method, url)  # refused for want of a CSRF token: nothing ends
