@@ -32,8 +32,10 @@ jobs (by Slurm's owner uid), which the worker records.
 Layout in a user's home (`storage.state_dir`, default
 ~/.local/share/flight-job):
 
-    scripts/ID/meta.json    name, template, answers, times, version, and
-                            the names of the script and notes files
+    scripts/ID/meta.json    name, template, answers, times, version, the
+                            names of the script and notes files, and an
+                            imported script's origin (its file; whether
+                            it runs where it is)
     scripts/ID/script-vN-XXXXXXXX.sh, notes-vN-XXXXXXXX.md
                             the script and its notes (SCRIPT_FORMAT)
     jobs/ID/meta.json       state, scheduler id, times, answers, options
