@@ -3198,6 +3198,10 @@ class ScriptsPart(StorePart):
         name, template_id = self._new_template_names(name, template_id)
         found, problems = self.templates()
         source = found.get(script["template_id"])
+        if script.get("origin"):  # imported: no template; those asked of imported scripts (their #SBATCH
+            # lines, in the script text, still apply)
+            source = {"name": "Imported", "priority": 100, "tags": [], "questions": [],
+                      "submission_questions": IMPORTED_SUBMISSION}
         if source is None:
             raise Conflict("The template this script was made from (%s) is gone, so the questions to save "
                            "with it are not known. Nothing was saved." % script["template_id"])

@@ -338,3 +338,14 @@ def test_import_needs_the_csrf_token(alice):
         assert r.status_int == 403 or "Send what you typed?" in r.text
     assert scripts(web, h) == []
     web.post_json("/api/import", {"path": "ok.sh"}, headers=h, status=201)
+
+
+def test_an_imported_script_saved_as_a_template(alice):
+    web, h, alice, _ = alice
+    s = web.post_json("/api/import", {"content": SCRIPT, "name": "mine"}, headers=h, status=201).json
+    t = web.post_json("/api/scripts/%s/save-as-template" % s["id"], {"name": "From import"}, headers=h,
+                      status=201).json
+    assert t["id"] == "from-import" and t["questions"] == []
+    assert [q["id"] for q in t["submission_questions"]] == [q["id"] for q in flightjobd.IMPORTED_SUBMISSION]
+    made = web.post_json("/api/scripts", {"template": "from-import", "name": "again"}, headers=h, status=201).json
+    assert made["content"] == SCRIPT
