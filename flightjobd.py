@@ -1221,6 +1221,30 @@ def parse_mem(text, default_unit="M"):
     return float(m.group(1)) * _MEM_UNITS[m.group(2) or default_unit]
 
 
+def parse_req_mem(text, cpus, nodes):
+    """sacct's ReqMem -> the job's whole request in MB, or None.  Slurm
+    21.08 and later print the total ("600M" for -c 2 --mem-per-cpu=300);
+    older ones a per-CPU ("300Mc") or per-node ("4000Mn") figure, which is
+    multiplied out by AllocCPUS or NNodes (None when that is not known)."""
+    text = (text or "").strip()
+    mb = parse_mem(text)
+    if mb is None or not text[-1:] in ("c", "n"):
+        return mb
+    times = cpus if text.endswith("c") else nodes
+    return mb * times if isinstance(times, int) and times > 0 else None
+
+
+def step_mem_mb(ave_rss, ntasks, max_rss):
+    """A job step's memory, all its tasks together, in MB: AveRSS (the mean
+    of the tasks' peaks) x NTasks, i.e. the sum of each task's peak; for a
+    step of one task (or when NTasks is not given) its MaxRSS. None when
+    sacct has no figure (JobAcctGatherType=none)."""
+    ave = parse_mem(ave_rss, default_unit="K")
+    if ave is not None and isinstance(ntasks, int) and ntasks > 0:
+        return ave * ntasks
+    return parse_mem(max_rss, default_unit="K")
+
+
 def parse_tres_mem(text):
     """"cpu=2,mem=600M,node=1,billing=2" -> 600.0 (MB), or None."""
     for item in (text or "").split(","):
@@ -1239,11 +1263,13 @@ SQUEUE_FIELDS = [
 ]
 SQUEUE_FORMAT = ",".join(f + ":|" for f in SQUEUE_FIELDS)
 
-# sacct --format fields (--parsable2: "|"-separated, no trailing "|").
+# sacct --format fields (--parsable2: "|"-separated, no trailing "|").  On a
+# step row MaxRSS is the largest task's peak and AveRSS the mean of its tasks'
+# peaks, so AveRSS x NTasks is what its tasks used together (step_mem_mb).
 SACCT_FIELDS = [
     "JobID", "JobIDRaw", "State", "ExitCode", "Reason", "Start", "End",
     "Submit", "ElapsedRaw", "TotalCPU", "MaxRSS", "ReqMem", "Timelimit",
-    "UID", "Partition",
+    "UID", "Partition", "AllocCPUS", "NNodes", "NTasks", "AveRSS",
 ]
 SACCT_FORMAT = ",".join(SACCT_FIELDS)
 
@@ -1336,10 +1362,10 @@ SACCT_ROW = {
     "end": ("End", parse_slurm_time),
     "elapsed_s": ("ElapsedRaw", _int_or_none),
     "cpu_time_s": ("TotalCPU", parse_duration),
-    "requested_mem_mb": ("ReqMem", parse_mem),
     "time_limit_s": ("Timelimit", parse_duration),
     "uid": ("UID", _int_or_none),
     "partition": ("Partition", str),
+    "alloc_cpus": ("AllocCPUS", _int_or_none),
 }
 
 
@@ -1376,7 +1402,10 @@ def parse_sacct(text):
     One entry per job or array task: {"id": "5" or "4_1", "parent", "task",
     "raw_id", "raw_state", "cancelled_by" (uid or None), "reason",
     "exit_code", "signal", "submitted_at", "start", "end", "elapsed_s",
-    "cpu_time_s", "max_rss_mb" (max over steps), "requested_mem_mb",
+    "cpu_time_s", "max_rss_mb" (the largest task's peak, over all steps),
+    "mem_used_mb" and "mem_tasks" (the step whose tasks together used the
+    most: the sum of its tasks' peaks, see step_mem_mb, and its task
+    count), "requested_mem_mb" (the whole request), "alloc_cpus",
     "time_limit_s", "uid", "partition", "steps_done"}.  Step rows (5.batch,
     5.extern, 5.0) are folded into their job: steps_done is None while it
     has none, else whether all of them have ended."""
@@ -1391,6 +1420,10 @@ def parse_sacct(text):
             rss = parse_mem(f["MaxRSS"], default_unit="K")
             if rss is not None and (job["max_rss_mb"] is None or rss > job["max_rss_mb"]):
                 job["max_rss_mb"] = rss
+            ntasks = _int_or_none(f["NTasks"])
+            used = step_mem_mb(f["AveRSS"], ntasks, f["MaxRSS"])
+            if used is not None and (job["mem_used_mb"] is None or used > job["mem_used_mb"]):
+                job["mem_used_mb"], job["mem_tasks"] = used, ntasks if ntasks and ntasks > 0 else 1
             step_state, _ = _split_state(f["State"])
             step_done = STATE_MAP.get(step_state) in FINAL_STATES
             job["steps_done"] = step_done if job["steps_done"] is None else (job["steps_done"] and step_done)
@@ -1401,7 +1434,8 @@ def parse_sacct(text):
         for row in rows:
             row["raw_state"], row["cancelled_by"] = _split_state(f["State"])
             row["exit_code"], row["signal"] = _exit_signal(f["ExitCode"])
-            row["max_rss_mb"] = None
+            row["requested_mem_mb"] = parse_req_mem(f["ReqMem"], row["alloc_cpus"], _int_or_none(f["NNodes"]))
+            row["max_rss_mb"] = row["mem_used_mb"] = row["mem_tasks"] = None
             row["steps_done"] = None  # no step row yet
             if row["id"] not in jobs:
                 order.append(row["id"])
@@ -1673,6 +1707,7 @@ def _status(row, owner=None):
         estimated = row["start"]
     ended = row["end"] if final else None
     elapsed = row["elapsed_s"] if started else None
+    cpus = row.get("alloc_cpus") or None
 
     return {
         "state": state,
@@ -1687,6 +1722,11 @@ def _status(row, owner=None):
         "elapsed_s": elapsed,
         "cpu_time_s": row.get("cpu_time_s"),
         "max_rss_mb": row.get("max_rss_mb"),
+        "mem_used_mb": row.get("mem_used_mb"),
+        "mem_tasks": row.get("mem_tasks"),
+        "alloc_cpus": cpus if started else None,
+        # what the job held: its CPUs for its run time (efficiency's divisor)
+        "cpu_alloc_s": elapsed * cpus if final and started and elapsed is not None and cpus else None,
         "requested_mem_mb": row["requested_mem_mb"],
         "time_limit": format_duration(row["time_limit_s"]),
     }
@@ -1753,6 +1793,15 @@ def rollup(tasks):
     out["signal"] = sigs[0] if (final and sigs) else None
     out["cpu_time_s"] = sum(cpu) if cpu else None
     out["max_rss_mb"] = max(rss) if rss else None
+    # each task has its own CPUs and memory: held CPU time adds up, memory
+    # is the largest task's (its CPU count, the largest, for the advice)
+    held = [s["cpu_alloc_s"] for _, s in tasks if s.get("cpu_alloc_s") is not None]
+    out["cpu_alloc_s"] = sum(held) if final and held and len(held) == len(cpu) else None
+    cpus = [s["alloc_cpus"] for _, s in tasks if s.get("alloc_cpus")]
+    out["alloc_cpus"] = max(cpus) if cpus else None
+    used = [s for _, s in tasks if s.get("mem_used_mb") is not None]
+    most = max(used, key=lambda s: s["mem_used_mb"]) if used else {}
+    out["mem_used_mb"], out["mem_tasks"] = most.get("mem_used_mb"), most.get("mem_tasks")
     out["tasks"] = [
         {"id": tid, "state": s["state"], "raw_state": s["raw_state"],
          "exit_code": s["exit_code"], "reason_text": s["reason_text"]}
@@ -1788,6 +1837,7 @@ def local_job_main(jobdir):
         write_json(status_path, status)
         return 0
     write_json(status_path, status)
+    began = time.time()
     signal.signal(signal.SIGTERM, lambda *a: None)  # a cancel is for the job, not us
     deadline = time.time() + spec["time_limit"] if spec["time_limit"] is not None else None
     env = dict(os.environ, SLURM_JOB_ID=spec["id"], SLURM_JOBID=spec["id"],
@@ -1811,12 +1861,28 @@ def local_job_main(jobdir):
         if result[1] in ("TIMEOUT", "CANCELLED"):
             break
     state, raw, text, code = outcome
+    status.update(_local_usage(spec, began))
     status.update(state=state, raw_state=raw, reason_text=text, exit_code=code,
                   ended_at=now_iso(), pgid=None,
                   reason={"COMPLETED": "None", "TIMEOUT": "TimeLimit", "CANCELLED": "CancelledByUser",
                           "FAILED": "NonZeroExitCode"}.get(raw, raw))
     write_json(status_path, status)
     return 0
+
+
+def _local_usage(spec, began):
+    """What a local job used, for its efficiency: the CPU time of every
+    process of its tasks that was waited for (getrusage of the supervisor's
+    children), held CPUs for its run time, and the largest single
+    process's peak memory (all the local scheduler can measure)."""
+    import resource
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    elapsed = max(0.0, time.time() - began)
+    peak = usage.ru_maxrss / 1024.0  # KiB on Linux
+    return {"elapsed_s": int(round(elapsed)), "cpu_time_s": round(usage.ru_utime + usage.ru_stime, 2),
+            "alloc_cpus": spec["cpus"], "cpu_alloc_s": round(elapsed * spec["cpus"], 2), "max_rss_mb": peak,
+            "mem_used_mb": peak, "mem_tasks": 1,
+            "time_limit": format_duration(spec["time_limit"]) if spec["time_limit"] else None}
 
 
 def _run_local_task(jobdir, out, env, deadline, status, status_path, cancelled):
@@ -3247,6 +3313,96 @@ def new_job_record(job_id, plan, scheduler_name, command, now):
     }
 
 
+def mem_words(mb):
+    """600.0 -> "600 MiB", 18432.0 -> "18 GiB", 1536.0 -> "1.5 GiB"."""
+    if mb < 1024:
+        return "%d MiB" % round(mb)
+    return ("%.1f GiB" % (mb / 1024.0)).replace(".0 GiB", " GiB")
+
+
+def _figure(value):
+    """A job record's number (a record may be edited by hand: anything else is None)."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < 1e15
+    return value if ok else None
+
+
+def _percent(part, whole):
+    return round(100.0 * part / whole, 1) if part is not None and whole else None
+
+
+# What makes advice worth a line: a memory request at least twice what would
+# do and at least this much more; CPUs at most half used; a limit at least
+# EFFICIENCY_TIME_LIMIT seconds of which at most a quarter was used.
+EFFICIENCY_SPARE_MB = 1024
+EFFICIENCY_TIME_LIMIT = 2 * 3600
+
+
+def job_efficiency(meta):
+    """How well a finished job used what it asked for, from its record's
+    scheduler figures (Slurm's accounting), or None when it has none:
+    {"cpu_percent": CPU time / (run time x allocated CPUs), "cores_used",
+    "alloc_cpus", "cpu_time_s", "cpu_alloc_s", "mem_used_mb" (all its tasks
+    together, mem_what says exactly what it is), "mem_requested_mb",
+    "mem_percent", "max_task_rss_mb", "time_used_s", "time_limit_s",
+    "time_percent", "advice": [one line per resource worth changing]}.
+    Not given while the accounting record is still coming (detail_pending)."""
+    if meta.get("state") not in FINAL_STATES or not meta.get("started_at") or meta.get("detail_pending"):
+        return None
+    cpu, held = _figure(meta.get("cpu_time_s")), _figure(meta.get("cpu_alloc_s"))
+    cpus = _figure(meta.get("alloc_cpus"))
+    used, asked = _figure(meta.get("mem_used_mb")), _figure(meta.get("requested_mem_mb"))
+    tasks, peak = _figure(meta.get("mem_tasks")), _figure(meta.get("max_rss_mb"))
+    arrays = bool(meta.get("tasks"))
+    run = None if arrays else _figure(meta.get("elapsed_s"))  # an array's is a span, not a run
+    limit = parse_duration(meta["time_limit"]) if isinstance(meta.get("time_limit"), str) else None
+    if cpu is None or not held:
+        cpu = held = None
+    out = {"cpu_time_s": cpu, "cpu_alloc_s": held, "alloc_cpus": cpus,
+           "cpu_percent": _percent(cpu, held),
+           "cores_used": round(cpu * cpus / held, 2) if held and cpus else None,
+           "mem_used_mb": used, "mem_requested_mb": asked or None, "mem_percent": _percent(used, asked),
+           "max_task_rss_mb": peak, "mem_what": None,
+           "time_used_s": run, "time_limit_s": limit if run is not None else None,
+           "time_percent": _percent(run, limit) if run is not None else None, "advice": []}
+    if used is not None:
+        where = "its largest array task's largest step" if arrays else "its largest step"
+        if tasks and tasks > 1:
+            out["mem_what"] = ("the peaks of the %d tasks of %s added up (sacct's AveRSS x NTasks); "
+                               "the largest single task peaked at %s" % (tasks, where, mem_words(peak or 0)))
+        elif meta.get("scheduler") == "local":
+            out["mem_what"] = "the peak of its largest single process (all the local scheduler measures)"
+        else:
+            out["mem_what"] = "the peak of %s, one task (sacct's MaxRSS)" % where
+    if out["cpu_percent"] is None and used is None and out["time_percent"] is None:
+        return None
+    advice = out["advice"]
+    if meta.get("reason") == "OutOfMemory" and asked:
+        advice.append("It ran out of the %s asked for: ask for more next time (~%s)."
+                      % (mem_words(asked), mem_words(_mem_suggestion(asked * 1.5))))
+    elif used is not None and asked:
+        enough = _mem_suggestion(used * 1.2)
+        if asked >= 2 * enough and asked - enough >= EFFICIENCY_SPARE_MB:
+            advice.append("Used %d %% of the %s asked for: next time ~%s would do."
+                          % (round(out["mem_percent"]), mem_words(asked), mem_words(enough)))
+    if out["cores_used"] is not None and cpus >= 2 and out["cores_used"] <= cpus / 2.0:
+        n = out["cores_used"]
+        advice.append("Used %s of %d cores: ask for %d next time, or make the program use them all."
+                      % ("%d" % round(n) if n >= 0.5 else "less than 1", cpus, max(1, int(-(-n // 1)))))
+    if (out["time_percent"] is not None and meta.get("state") == "COMPLETED" and limit >= EFFICIENCY_TIME_LIMIT
+            and out["time_percent"] <= 25):
+        shorter = max(-(-run * 1.5 // 3600) * 3600, 3600)
+        advice.append("Ran %s of its %s limit: a limit of %s would do, and a shorter limit can start sooner."
+                      % (format_duration(run), format_duration(limit), format_duration(shorter)))
+    return out
+
+
+def _mem_suggestion(mb):
+    """A request of at least mb, rounded up: whole GiB from 1 GiB, else 64 MiB steps."""
+    if mb >= 1024:
+        return -(-mb // 1024) * 1024.0
+    return max(64.0, -(-mb // 64) * 64.0)
+
+
 POLLED_IDS = 2000  # the most of one user's unfinished jobs the shared poll follows (the newest)
 
 
@@ -3423,6 +3579,7 @@ class JobsPart(StorePart):
         out.pop("format", None)
         out.setdefault("ignored_options", out.pop("notes", []))  # older records called it notes
         out["finished"] = meta["state"] in FINISHED
+        out["efficiency"] = job_efficiency(meta)
         for key in ("results_dir", "stdout_path", "stderr_path"):  # any bytes: as text
             if isinstance(out.get(key), str):
                 out[key] = name_text(out[key])
@@ -4612,7 +4769,8 @@ STATUS_FIELDS = dict({key: JOB_META[key] for key in (
     "state", "raw_state", "reason", "reason_text", "exit_code", "started_at", "ended_at",
     "estimated_start_at", "tasks")}, time_limit=_or_none(_text), **{key: _or_none(
         lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)) for key in (
-        "signal", "elapsed_s", "cpu_time_s", "max_rss_mb", "requested_mem_mb")},
+        "signal", "elapsed_s", "cpu_time_s", "max_rss_mb", "requested_mem_mb", "mem_used_mb",
+        "mem_tasks", "alloc_cpus", "cpu_alloc_s")},
     detail_pending=_or_none(lambda v: isinstance(v, bool)))
 STATUS_TEXT = 1000  # the longest text a status field may hold
 POLL_TICK = 0.5  # seconds between two looks at whether a poll is due
@@ -5626,7 +5784,8 @@ def numbered_lines(text):
     return "".join('<span class="line">%s\n</span>' % line for line in html.escape(text).split("\n"))
 
 
-VIEW_HELPERS = {"time_tag": time_tag, "duration": duration, "human_size": human_size, "quote": urllib.parse.quote,
+VIEW_HELPERS = {"time_tag": time_tag, "duration": duration, "human_size": human_size, "mem_words": mem_words,
+                "quote": urllib.parse.quote,
                 "visible": visible_questions, "state_label": state_label, "state_text": state_text,
                 "confirm_question": confirm_question, "seconds_between": seconds_between, "now_iso": now_iso,
                 "numbered_lines": numbered_lines, "STATE_LABELS": STATE_LABELS, "UNFINISHED": UNFINISHED}

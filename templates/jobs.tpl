@@ -42,7 +42,7 @@
 <div class="table-wrap">
 <table class="list" data-live-jobs>
 <caption class="visually-hidden">Your jobs, newest first</caption>
-<thead><tr><th scope="col">Job</th><th scope="col">Script</th><th scope="col">State</th><th scope="col">Submitted</th><th scope="col" class="opt">Started</th><th scope="col">Ended</th></tr></thead>
+<thead><tr><th scope="col">Job</th><th scope="col">Script</th><th scope="col">State</th><th scope="col">Submitted</th><th scope="col" class="opt">Started</th><th scope="col">Ended</th><th scope="col" class="opt"><abbr title="CPU efficiency: CPU time / (run time x CPUs)">CPU</abbr></th><th scope="col" class="opt"><abbr title="Memory used of the memory asked for">Memory</abbr></th><th scope="col" class="opt"><abbr title="Run time of the time limit">Time</abbr></th></tr></thead>
 <tbody>
 % for job in jobs:
 <tr data-job="{{job['id']}}" data-state="{{job['state']}}">
@@ -53,6 +53,10 @@
   </td>
   % for key in ('submitted_at', 'started_at', 'ended_at'):
   <td data-field="{{key}}"{{!' class="opt"' if key == 'started_at' else ''}}>{{!time_tag(job.get(key))}}</td>
+  % end
+  % eff = job.get('efficiency') or {}
+  % for key in ('cpu_percent', 'mem_percent', 'time_percent'):
+  <td class="opt" data-field="{{key}}">{{'' if eff.get(key) is None else '%g %%' % round(eff[key])}}</td>
   % end
 </tr>
 % end

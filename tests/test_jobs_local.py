@@ -44,6 +44,32 @@ def test_job_completes_with_results(client, tmp_path):
     assert client.web.get("/jobs/%s/download/result.txt" % job["id"]).headers["Content-Disposition"].startswith("attachment")
 
 
+def test_efficiency_of_a_busy_and_an_idle_local_job(client, tmp_path):
+    """The local scheduler records CPU time (its tasks' processes) and the
+    largest process's peak: a CPU-bound job is near 100 %, a sleeping one
+    near 0 %, on the job page and as Monitor jobs columns."""
+    busy = client.submit(script_with(client, tmp_path, "timeout 3 sh -c 'while :; do :; done'; true",
+                                     name="busy"))
+    idle = client.submit(script_with(client, tmp_path, "sleep 3", name="idle",
+                                     extra="#SBATCH --cpus-per-task=2"))
+    busy, idle = client.wait_job(busy["id"]), client.wait_job(idle["id"])
+    eb, ei = busy["efficiency"], idle["efficiency"]
+    # a busy loop gets what the machine spares (the test machine is shared): not 100 %, but far from idle
+    assert eb["alloc_cpus"] == 1 and 10 <= eb["cpu_percent"] <= 110 and eb["cpu_time_s"] >= 0.3
+    assert ei["alloc_cpus"] == 2 and ei["cpu_percent"] <= 5 and ei["cpu_alloc_s"] >= 6
+    assert ei["advice"] == ["Used less than 1 of 2 cores: ask for 1 next time, or make the program use them all."]
+    assert busy["time_limit"] and eb["time_limit_s"] == flightjobd.parse_duration(busy["time_limit"])
+    assert eb["time_percent"] < 1 and eb["mem_used_mb"] > 0
+    assert "largest single process" in eb["mem_what"]
+    page = client.web.get("/jobs/" + idle["id"])
+    assert "Efficiency" in page.html.select_one("#efficiency-h").text
+    assert page.html.select_one('[data-field="cpu_percent"]').text.strip() == "%g %%" % round(ei["cpu_percent"])
+    assert "Used less than 1 of 2 cores" in page.html.select_one(".advice").text
+    rows = {tr["data-job"]: tr for tr in client.web.get("/jobs").html.select("tr[data-job]")}
+    cell = rows[busy["id"]].select_one('[data-field="cpu_percent"]').text
+    assert cell == "%g %%" % round(eb["cpu_percent"])
+
+
 def test_job_snapshot_is_kept(client, tmp_path):
     sid = script_with(client, tmp_path, "echo original")
     job = client.wait_job(client.submit(sid)["id"])
