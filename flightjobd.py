@@ -1482,6 +1482,150 @@ def parse_sinfo(text):
     return out
 
 
+# What a submit page shows of each partition (the shared poll's summary):
+# sinfo per node and partition, squeue's pending jobs, scontrol's access rules.
+SINFO_FREE_FIELDS = ["NodeList", "Partition", "Available", "StateCompact", "CPUsState", "Gres", "GresUsed"]
+SINFO_FREE_FORMAT = ",".join(f + ":0|" for f in SINFO_FREE_FIELDS)  # ":0": no padding
+PARTITION_RE = re.compile(r"^[A-Za-z0-9_.+-]{1,64}$")
+MAX_PARTITIONS = 200  # the most partitions a summary holds
+MAX_RULE_NAMES = 200  # the most names one access rule of one partition holds
+ACCESS_RULES = {"allow_groups": "AllowGroups", "allow_accounts": "AllowAccounts",
+                "deny_accounts": "DenyAccounts", "allow_qos": "AllowQos", "deny_qos": "DenyQos"}
+_GPU_RE = re.compile(r"(?:^|,)gpu(?::[^:(,]+)?:([0-9]{1,6})")
+
+
+def _gpus(gres):
+    """GPUs in sinfo's Gres or GresUsed: "gpu:a40:4(S:0-1),shard:8" -> 4,
+    "gpu:a40:1(IDX:0)" -> 1, "gpu:2" -> 2, "(null)" -> 0."""
+    return sum(int(n) for n in _GPU_RE.findall(gres or ""))
+
+
+def _cpus_state(text):
+    """sinfo's CPUsState "allocated/idle/other/total" -> (idle, total), or None."""
+    parts = (text or "").split("/")
+    if len(parts) != 4 or not all(p.isdigit() and len(p) <= 9 for p in parts):
+        return None
+    return int(parts[1]), int(parts[3])
+
+
+def parse_sinfo_free(text):
+    """sinfo --noheader --Node --Format=SINFO_FREE_FORMAT -> [{"name",
+    "default", "state", "cpus_free", "cpus_total", "nodes_free" (idle
+    nodes), "nodes_total", "gpus_free", "gpus_total"}] per partition, in
+    sinfo's order. A partition that is not up has nothing free; a node
+    that is not idle or mixed (allocated, drained, down) no free GPUs."""
+    parts, order = {}, []
+    for f in _records(text, SINFO_FREE_FIELDS, trailing=True):
+        name = f["Partition"].strip()
+        default = name.endswith("*")
+        name = name.rstrip("*")
+        cpus = _cpus_state(f["CPUsState"])
+        if not PARTITION_RE.match(name) or cpus is None:
+            continue
+        p = parts.get(name)
+        if p is None:
+            if len(order) >= MAX_PARTITIONS:
+                continue
+            p = parts[name] = {"name": name, "default": default, "state": f["Available"].strip()[:20],
+                               "cpus_free": 0, "cpus_total": 0, "nodes_free": 0, "nodes_total": 0,
+                               "gpus_free": 0, "gpus_total": 0, "_nodes": set()}
+            order.append(name)
+        node = f["NodeList"].strip()
+        if node in p["_nodes"]:
+            continue
+        p["_nodes"].add(node)
+        up = p["state"] == "up"
+        state = f["StateCompact"].strip().rstrip("$@^-#!%*~")
+        gpus = _gpus(f["Gres"])
+        p["nodes_total"] += 1
+        p["cpus_total"] += cpus[1]
+        p["gpus_total"] += gpus
+        if up:
+            p["nodes_free"] += state == "idle"
+            p["cpus_free"] += cpus[0]
+            if state in ("idle", "mix", "mixed"):
+                p["gpus_free"] += max(0, gpus - _gpus(f["GresUsed"]))
+    for p in parts.values():
+        del p["_nodes"]
+    return [parts[n] for n in order]
+
+
+def parse_pending_partitions(text):
+    """squeue --noheader --states=PENDING --Format=Partition:0| -> {partition:
+    jobs waiting}; a job waiting for any of several partitions ("debug,long")
+    counts for each."""
+    waiting = {}
+    for line in (text or "").splitlines():
+        for name in line.strip().rstrip("|").split(","):
+            if PARTITION_RE.match(name):
+                waiting[name] = waiting.get(name, 0) + 1
+    return waiting
+
+
+def _rule(value):
+    """An access rule's value -> None (no rule: "ALL", or not given) or the names."""
+    if value in (None, "", "ALL", "(null)"):
+        return None
+    return [n for n in value.split(",") if n][:MAX_RULE_NAMES]
+
+
+def parse_scontrol_partitions(text):
+    """scontrol show partition --oneliner -> {name: {"allow_groups",
+    "allow_accounts", "deny_accounts", "allow_qos", "deny_qos": None (no
+    rule) or [names], "root_only": bool}}."""
+    out = {}
+    for line in (text or "").splitlines():
+        fields = dict(word.partition("=")[::2] for word in line.split() if "=" in word)
+        name = fields.get("PartitionName", "")
+        if PARTITION_RE.match(name) and len(out) < MAX_PARTITIONS:
+            out[name] = {key: _rule(fields.get(word)) for key, word in ACCESS_RULES.items()}
+            out[name]["root_only"] = fields.get("RootOnly", "NO") == "YES"
+    return out
+
+
+def partition_summary(sinfo_text, squeue_text, scontrol_text):
+    """The three commands' output -> the partitions a submit page shows: each
+    of parse_sinfo_free's, with "waiting" (pending jobs, or None when not
+    known) and its access rules (parse_scontrol_partitions; no rule when
+    scontrol does not list it)."""
+    waiting = parse_pending_partitions(squeue_text) if squeue_text is not None else None
+    rules = parse_scontrol_partitions(scontrol_text)
+    none = dict({key: None for key in ACCESS_RULES}, root_only=False)
+    return [dict(p, waiting=None if waiting is None else waiting.get(p["name"], 0),
+                 **rules.get(p["name"], none)) for p in parse_sinfo_free(sinfo_text)]
+
+
+def partition_usable(p, uid, groups, assoc):
+    """Whether a user may submit to partition p (a partition_summary entry):
+    uid, the names of their groups, assoc {"accounts": [...], "qos": [...]}
+    from Slurm's associations (None when not known, e.g. no accounting:
+    then accounts and QOS rules are left to Slurm)."""
+    if p.get("root_only") and uid != 0:
+        return False
+    if p.get("allow_groups") is not None and not set(groups) & set(p["allow_groups"]):
+        return False
+    for kind, allow, deny in (("accounts", "allow_accounts", "deny_accounts"), ("qos", "allow_qos", "deny_qos")):
+        mine = (assoc or {}).get(kind)
+        if not mine:
+            continue
+        usable = [n for n in mine if (p.get(allow) is None or n in p[allow]) and n not in (p.get(deny) or ())]
+        if not usable:
+            return False
+    return True
+
+
+def parse_assoc(text):
+    """sacctmgr --noheader --parsable2 show assoc user=NAME format=account,qos
+    -> {"accounts": [...], "qos": [...]} (each name once)."""
+    accounts, qos = [], []
+    for line in (text or "").splitlines()[:1000]:
+        account, _, names = line.strip().partition("|")
+        if account and account not in accounts:
+            accounts.append(account)
+        qos.extend(n for n in names.split(",") if n and n not in qos)
+    return {"accounts": accounts, "qos": qos}
+
+
 def parse_scontrol_config(text):
     """`scontrol show config` -> {"Key": "value"}."""
     conf = {}
@@ -2036,6 +2180,12 @@ class Scheduler:
         """info()'s answer, asked of the scheduler."""
         raise NotImplementedError
 
+    def partition_summary(self):
+        """What a submit page shows of each partition: partition_summary()'s
+        entries (free and total CPUs, nodes and GPUs, jobs waiting, access
+        rules), or None when this scheduler cannot tell."""
+        return None
+
     def command(self, script_path, options):
         """The argv a submit of script_path with options runs, as pages show it."""
         raise NotImplementedError
@@ -2175,7 +2325,22 @@ class SlurmScheduler(Scheduler):
             # "root" is the top of Slurm's account tree, not one to submit to
             accounts = [a.strip() for a in text.splitlines()
                         if a.strip() and a.strip() != "root"]
-        return {"partitions": parse_sinfo(out), "accounts": accounts}
+        assoc = None
+        if self.accounting():
+            # the user's own associations: which accounts and QOS a partition's rules let them use
+            me = pwd.getpwuid(os.getuid()).pw_name
+            assoc = parse_assoc(self._run(["sacctmgr", "--noheader", "--parsable2", "show", "assoc",
+                                           "user=" + me, "format=account,qos"]))
+        return {"partitions": parse_sinfo(out), "accounts": accounts, "assoc": assoc}
+
+    def partition_summary(self):
+        """Three read-only calls for every user at once (the shared poll makes
+        them once per round): sinfo per node, squeue's pending jobs, scontrol's
+        partition table."""
+        sinfo = self._run(["sinfo", "--noheader", "--Node", "--Format=" + SINFO_FREE_FORMAT])
+        squeue = self._run(["squeue", "--noheader", "--states=PENDING", "--Format=Partition:|"])
+        scontrol = self._run(["scontrol", "show", "partition", "--oneliner"])
+        return self._read(lambda text: partition_summary(text, squeue, scontrol), sinfo, "sinfo")
 
     # -- jobs -----------------------------------------------------------
 
@@ -2460,7 +2625,16 @@ class LocalScheduler(Scheduler):
         return {"partitions": [{"name": "local", "default": True, "max_time": None,
                                 "nodes": 1, "cpus": os.cpu_count() or 1,
                                 "memory_mb": machine_memory_mb(), "state": "up"}],
-                "accounts": []}
+                "accounts": [], "assoc": None}
+
+    def partition_summary(self):
+        """The machine: its cores, those the load average leaves idle; one
+        node, free when nothing runs; jobs never wait here."""
+        cpus = os.cpu_count() or 1
+        idle = max(0, cpus - int(round(os.getloadavg()[0])))
+        return [dict({key: None for key in ACCESS_RULES}, name="local", default=True, state="up",
+                     cpus_free=idle, cpus_total=cpus, nodes_free=int(idle == cpus), nodes_total=1,
+                     gpus_free=0, gpus_total=0, waiting=0, root_only=False)]
 
     def command(self, script_path, options):
         return ["bash", script_path]
@@ -2697,6 +2871,7 @@ class StorePart:
         self.scheduler = make_scheduler(config, user, self.root)
         self.last_refresh = 0.0
         self.notice = None  # the scheduler's last failure, shown on pages
+        self._summary = (-1e9, None)  # (when, the scheduler's partition summary) when the worker asks itself
         self.has_unfinished = None  # what the current operation found (see perform)
         # id -> (mtime_ns, size, meta) of parsed job files; a finished job's
         # entry is only its state, a string (10,000 full records would be
@@ -2921,25 +3096,70 @@ class TemplatesPart(StorePart):
                    notes=t["notes"])
         return out
 
-    def _live_questions(self, questions):
-        """Questions with options from the scheduler filled in."""
-        if not any(q.get("options_from") for q in questions):
-            return questions
+    def _info(self):
+        """The scheduler's info(), cached 30 s (Slurm's sinfo + sacctmgr take ~190 ms)."""
         at, info = self.scheduler.last_info
-        if info is None or time.monotonic() - at > 30:  # cached: Slurm's sinfo + sacctmgr take ~190 ms
+        if info is None or time.monotonic() - at > 30:
             try:
                 info = self.scheduler.info()
                 self.notice = None
             except SchedulerError as e:
                 self.notice = e.message
                 info = {"partitions": [], "accounts": []}
+        return info
+
+    def _partition_view(self, cluster=None):
+        """{"partitions": those of the scheduler's partition summary this user
+        may use (AllowGroups, AllowAccounts, AllowQos, DenyAccounts, DenyQos,
+        RootOnly), "at": when it was made, "shared": whether it is the shared
+        poll's}, or None when not known. In multi-user mode with Slurm the
+        daemon hands it (cluster: the shared poll's summary, or None while it
+        has none yet): no scheduler call per user; else (and while the poll
+        has none) the worker asks itself, at most every 30 s. The user's
+        groups are this process's (the worker runs with them); their
+        accounts and QOS are from info()."""
+        shared = self.shared_poll() and self.scheduler.name == "slurm" and cluster is not None
+        if shared:
+            summary = cluster
+        else:
+            at, summary = self._summary
+            if summary is None or time.monotonic() - at > 30:
+                try:
+                    found = self.scheduler.partition_summary()
+                    summary = None if found is None else {"partitions": found, "at": now_iso()}
+                except SchedulerError as e:
+                    log.warning("partition summary: %s", e.message)
+                    summary = None
+                self._summary = (time.monotonic(), summary)
+        if not isinstance(summary, dict) or not isinstance(summary.get("partitions"), list):
+            return None
+        groups = []
+        for gid in set(os.getgroups()) | {os.getgid()}:
+            with contextlib.suppress(KeyError):
+                groups.append(grp.getgrgid(gid).gr_name)
+        ruled = any(isinstance(p, dict) and any(p.get(k) for k in ACCESS_RULES if k != "allow_groups")
+                    for p in summary["partitions"])
+        assoc = self._info().get("assoc") if ruled else None  # accounts and QOS matter only then
+        return {"partitions": [p for p in summary["partitions"] if partition_usable(p, os.getuid(), groups, assoc)],
+                "at": summary.get("at"), "shared": shared}
+
+    def _live_questions(self, questions, view=None):
+        """Questions with options from the scheduler filled in; view (see
+        _partition_view): only the partitions the user may use are offered,
+        each with what is free in it."""
+        if not any(q.get("options_from") for q in questions):
+            return questions
+        info = self._info()
+        usable = None if view is None else {p["name"]: p for p in view["partitions"]}
         live = []
         for q in questions:
             if q.get("options_from") == "partitions":
                 q = dict(q, options=[{"value": "", "label": "(the cluster's default)"}] + [
                     {"value": p["name"], "label": p["name"] + (" (default)" if p.get("default") else "")
-                     + (", up to %s" % p["max_time"] if p.get("max_time") else "")}
-                    for p in info["partitions"]])
+                     + (", up to %s" % p["max_time"] if p.get("max_time") else "")
+                     + (", %d of %d cores free" % (usable[p["name"]]["cpus_free"], usable[p["name"]]["cpus_total"])
+                        if usable and p["name"] in usable else "")}
+                    for p in info["partitions"] if usable is None or p["name"] in usable])
             elif q.get("options_from") == "accounts":
                 q = dict(q, options=[{"value": "", "label": "(your default account)"}] + [
                     {"value": account, "label": account} for account in info.get("accounts", [])])
@@ -3426,21 +3646,26 @@ class JobsPart(StorePart):
     """The user's jobs: submitted from a script, kept up to date with the
     scheduler, cancelled, removed."""
 
-    def _submission_questions(self, meta):
+    def _submission_questions(self, meta, cluster=None):
+        """(the script's submission questions, live; the partition view)."""
         found, _ = self.templates()
         t = found.get(meta.get("template_id"))
-        return self._live_questions(t["submission_questions"] if t else GENERIC_SUBMISSION)
+        view = self._partition_view(cluster)
+        return self._live_questions(t["submission_questions"] if t else GENERIC_SUBMISSION, view), view
 
     @operation("scripts.submission")
-    def submission(self, id, from_job=None):
+    def submission(self, id, from_job=None, cluster=None):
         """The submission questions; from_job: with the answers of that job
-        of this script as their defaults (see _answers_of)."""
+        of this script as their defaults (see _answers_of); cluster: the
+        shared poll's partition summary (see _partition_view), given by the
+        daemon. "cluster" in the answer: the partitions the user may use,
+        with what is free in each (None when not known)."""
         meta = self._script_meta(id)
-        questions, source = self._submission_questions(meta), None
+        (questions, view), source = self._submission_questions(meta, cluster), None
         if from_job is not None:
             questions, source = self._answers_of(id, from_job, questions)
         return {"script": self._script_public(meta), "questions": questions, "from_job": source,
-                "scheduler": self._scheduler_state()}
+                "scheduler": self._scheduler_state(), "cluster": view}
 
     def _answers_of(self, script_id, job_id, questions):
         """(questions with job_id's answers as defaults, {id, scheduler_id,
@@ -3467,11 +3692,12 @@ class JobsPart(StorePart):
                  "dropped": dropped})
 
     @operation("jobs.preview")
-    def preview(self, script, answers=None):
+    def preview(self, script, answers=None, cluster=None):
         """What a submit would do: checked answers, the options they become,
-        the exact command and where output goes; Invalid for bad answers."""
+        the exact command and where output goes; Invalid for bad answers
+        (a partition the user may not use among them)."""
         meta = self._script_meta(script)
-        questions = self._submission_questions(meta)
+        questions, _ = self._submission_questions(meta, cluster)
         values = check_answers(questions, answers or {}, self.home)
         options = submission_options(questions, values)
         content = self._script_public(meta, full=True)["content"]
@@ -3483,10 +3709,10 @@ class JobsPart(StorePart):
                 "outputs": outputs, "ignored_options": ignored, "scheduler": self.scheduler.name}
 
     @operation("jobs.submit", writes=True)
-    def job_submit(self, script, answers=None):
+    def job_submit(self, script, answers=None, cluster=None):
         """Submit a script: the job keeps a snapshot of the script. A refusal
         by the scheduler is a FAILED job carrying the scheduler's message."""
-        plan = self.preview(script, answers)
+        plan = self.preview(script, answers, cluster)
         content = self._script_public(self._script_meta(script), full=True)["content"]
 
         def make(job_id):
@@ -4715,6 +4941,8 @@ class WorkerPool:
     def call(self, user, op, args=None, **kw):
         """Worker.call for `user`, in one of its slots; what the reply says
         of unfinished jobs keeps `active` up to date."""
+        if op in CLUSTER_OPS and self.poll and self.poll.serving() and self.config["scheduler"]["type"] == "slurm":
+            args = dict(args or {}, cluster=self.poll.cluster_summary())
         with self._slot(user) as worker:
             result, unfinished = worker.call(op, args, **kw)
         if unfinished is not None:
@@ -4822,6 +5050,33 @@ def _gist(statuses):
             {k: v for k, v in st.items() if k != "elapsed_s"} for i, st in statuses.items()}
 
 
+def _names(value):
+    return value is None or isinstance(value, list) and len(value) <= MAX_RULE_NAMES and all(
+        isinstance(n, str) and 0 < len(n) <= 256 for n in value)
+
+
+def _count(value):
+    return type(value) is int and 0 <= value < 10 ** 9
+
+
+# What a partition of the poll's summary may hold: field -> check.
+PARTITION_FIELDS = dict({key: _names for key in ACCESS_RULES}, **{key: _count for key in (
+    "cpus_free", "cpus_total", "nodes_free", "nodes_total", "gpus_free", "gpus_total")},
+    name=lambda v: isinstance(v, str) and bool(PARTITION_RE.match(v)), default=lambda v: isinstance(v, bool),
+    state=lambda v: isinstance(v, str) and len(v) <= 20, waiting=_or_none(_count),
+    root_only=lambda v: isinstance(v, bool))
+
+
+def checked_partitions(answer):
+    """The poll process's partition summary, field by field, or ValueError."""
+    found = answer.get("partitions") if isinstance(answer, dict) else None
+    if not isinstance(found, list) or len(found) > MAX_PARTITIONS or not all(
+            isinstance(p, dict) and set(p) == set(PARTITION_FIELDS)
+            and all(check(p[key]) for key, check in PARTITION_FIELDS.items()) for p in found):
+        raise ValueError("not a partition summary")
+    return found
+
+
 class StatusSource:
     """The shared status poll's own process, as scheduler.status_user:
     one scheduler status call (squeue, then sacct for what squeue does not
@@ -4837,6 +5092,8 @@ class StatusSource:
             ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE, 0
 
     def perform(self, op, args):
+        if op == "status.partitions":  # no argument: nothing of any user reaches it
+            return {"partitions": self.scheduler.partition_summary()}, None
         if op != "status.poll":
             raise BadRequest("No such operation of the status poll: %s." % op)
         followed = args.get("followed")
@@ -4861,6 +5118,12 @@ class StatusSource:
 # every user in turn, newest first, so no one's crowd of jobs starves others.
 MAX_POLL_IDS = 5000
 MAX_POLL_USERS = 2000  # the most users whose jobs one poll lists
+
+
+# The worker operations whose questions offer partitions: the daemon hands
+# them the shared poll's partition summary (multi-user Slurm), so a worker
+# asks no scheduler for it.
+CLUSTER_OPS = ("scripts.submission", "jobs.preview", "jobs.submit")
 
 
 class StatusPoll:
@@ -4901,6 +5164,35 @@ class StatusPoll:
         # user at a time: a stopped or slow worker holds up its own user only
         self.hands = concurrent.futures.ThreadPoolExecutor(HAND_THREADS, thread_name_prefix="poll-hand")
         self.handing = set()  # users with a hand in flight
+        # the partitions' summary for submit pages: {"partitions", "at"} or
+        # None; made at most every refresh_interval while someone was shown
+        # one in the last WATCHING seconds; failed: the last one is kept
+        self.cluster, self.cluster_made, self.cluster_wanted = None, -1e9, -1e9
+
+    def cluster_summary(self):
+        """The partitions' summary a submit page shows (None until the poll
+        has made one): asking for it keeps it fresh for WATCHING seconds.
+        No scheduler call here: the poll's thread makes it."""
+        self.cluster_wanted = time.monotonic()
+        if self.thread is None and self.serving():
+            with self.lock:
+                if self.thread is None:
+                    self.thread = threading.Thread(target=self._run, daemon=True)
+                    self.thread.start()
+        return self.cluster
+
+    def _cluster_tick(self, now):
+        """One partition summary, when a page wanted one and it is due."""
+        if now - self.cluster_wanted >= WATCHING or now - self.cluster_made < self.config["scheduler"]["refresh_interval"] \
+                or self.config["scheduler"]["type"] != "slurm":
+            return
+        self.cluster_made = now
+        try:
+            answer, _ = self.source.call("status.partitions", {}, touch=False)
+            self.cluster = {"partitions": checked_partitions(answer), "at": now_iso()}
+            self.counters["partitions"] = self.counters.get("partitions", 0) + 1
+        except (FlightJobError, ValueError) as e:
+            log.warning("partition summary failed: %s", getattr(e, "message", None) or e)
 
     def serving(self):
         """Whether this poll follows users' jobs (else their workers do)."""
@@ -4964,7 +5256,8 @@ class StatusPoll:
         return sorted(active | watching)
 
     def tick(self):
-        """One poll, when one is due."""
+        """One poll, when one is due (and the partitions' summary, when due)."""
+        self._cluster_tick(time.monotonic())
         users = self.due(time.monotonic())
         if not users:
             return

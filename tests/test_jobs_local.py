@@ -151,6 +151,22 @@ def test_refused_submission_is_a_failed_job(client, tmp_path):
     assert [j["id"] for j in listed] == [job["id"]]
 
 
+def test_submit_page_shows_the_machine_s_free_cores(client, tmp_path):
+    """Will it start soon: the local scheduler's one partition is this
+    machine, its cores and those its load average leaves idle."""
+    sid = script_with(client, tmp_path, "echo hi")
+    cluster = client.api("GET", "/api/scripts/%s/submission" % sid).json["cluster"]
+    local, = cluster["partitions"]
+    cores = os.cpu_count()
+    assert (local["name"], local["cpus_total"], local["waiting"], cluster["shared"]) == ("local", cores, 0, False)
+    assert 0 <= local["cpus_free"] <= cores
+    page = client.web.get("/scripts/%s/submit" % sid)
+    row = page.html.select_one('[data-cluster] tr[data-partition="local"]')
+    assert row.select_one('[data-field="cores"]').text == "%d of %d" % (local["cpus_free"], cores)
+    assert "load average" in page.text
+    assert "cores free" in page.html.select_one('select option[value="local"]').text
+
+
 def test_submission_questions_summary_and_job_page(client, tmp_path):
     sid = script_with(client, tmp_path, "echo hi")
     sub = client.api("GET", "/api/scripts/%s/submission" % sid).json

@@ -761,3 +761,108 @@ def test_efficiency_of_an_array_adds_up_its_tasks():
     assert array["alloc_cpus"] == 1 and array["cpu_alloc_s"] is not None
     eff = sa.job_efficiency(dict(array, id="x"))
     assert eff["time_percent"] is None and eff["cpu_percent"] is not None
+
+
+# --------------------------------------------------- will it start soon ----
+
+# sinfo --noheader --Node --Format=SINFO_FREE_FORMAT (Slurm 22.05's layout:
+# each field followed by "|"): a GPU partition of two nodes, one partly
+# used, one drained; a CPU partition sharing a node; a partition that is down.
+SINFO_FREE = """\
+gpu01|gpu|up|mix|8/24/0/32|gpu:a100:4(S:0-1)|gpu:a100:1(IDX:0)|
+gpu02|gpu|up|drain|0/0/32/32|gpu:a100:4(S:0-1)|gpu:a100:0(IDX:N/A)|
+cpu01|batch*|up|idle|0/64/0/64|(null)|gpu:0|
+cpu02|batch*|up|alloc|64/0/0/64|(null)|gpu:0|
+gpu01|batch*|up|mix|8/24/0/32|gpu:a100:4(S:0-1)|gpu:a100:1(IDX:0)|
+cpu03|old|down|idle|0/64/0/64|(null)|gpu:0|
+cpu03|staff|up|idle|0/64/0/64|(null)|gpu:0|
+"""
+# squeue --noheader --states=PENDING --Format=Partition:|
+SQUEUE_PENDING = "batch|\nbatch|\ngpu|\nbatch,gpu|\n"
+# scontrol show partition --oneliner (long lines cut to the fields that matter)
+SCONTROL_PARTITIONS = """\
+PartitionName=batch AllowGroups=ALL AllowAccounts=ALL AllowQos=ALL AllocNodes=ALL Default=YES QoS=N/A DefaultTime=NONE Hidden=NO MaxTime=1-00:00:00 Nodes=cpu0[1-2],gpu01 RootOnly=NO State=UP TotalCPUs=160 TotalNodes=3
+PartitionName=gpu AllowGroups=ALL AllowAccounts=gpuusers,admin AllowQos=ALL AllocNodes=ALL Default=NO QoS=N/A Hidden=NO MaxTime=2-00:00:00 Nodes=gpu0[1-2] RootOnly=NO State=UP TotalCPUs=64 TotalNodes=2
+PartitionName=old AllowGroups=ALL DenyAccounts=guests AllowQos=ALL AllocNodes=ALL Default=NO Hidden=NO Nodes=cpu03 RootOnly=NO State=DOWN
+PartitionName=staff AllowGroups=staff,wheel AllowAccounts=ALL AllowQos=high AllocNodes=ALL Default=NO Hidden=NO Nodes=cpu03 RootOnly=NO State=UP
+"""
+
+
+def test_partition_summary_free_and_total_cores_nodes_gpus_and_waiting():
+    summary = {p["name"]: p for p in sa.partition_summary(SINFO_FREE, SQUEUE_PENDING, SCONTROL_PARTITIONS)}
+    assert list(summary) == ["gpu", "batch", "old", "staff"]
+    gpu = summary["gpu"]
+    assert (gpu["cpus_free"], gpu["cpus_total"], gpu["nodes_free"], gpu["nodes_total"]) == (24, 64, 0, 2)
+    assert (gpu["gpus_free"], gpu["gpus_total"], gpu["waiting"]) == (3, 8, 2)  # the drained node's 4 are not free
+    batch = summary["batch"]
+    assert batch["default"] and (batch["cpus_free"], batch["cpus_total"], batch["nodes_free"]) == (88, 160, 1)
+    assert (batch["gpus_free"], batch["gpus_total"], batch["waiting"]) == (3, 4, 3)
+    old = summary["old"]
+    assert old["state"] == "down" and (old["cpus_free"], old["nodes_free"], old["cpus_total"]) == (0, 0, 64)
+    assert gpu["allow_accounts"] == ["gpuusers", "admin"] and gpu["allow_groups"] is None
+    assert summary["staff"]["allow_groups"] == ["staff", "wheel"] and summary["staff"]["allow_qos"] == ["high"]
+    assert old["deny_accounts"] == ["guests"] and summary["batch"]["waiting"] == 3
+    for p in summary.values():  # what the poll's answer is checked against
+        assert set(p) == set(sa.PARTITION_FIELDS)
+    assert sa.checked_partitions({"partitions": list(summary.values())}) == list(summary.values())
+
+
+def test_partition_summary_reads_defensively():
+    assert sa.parse_sinfo_free("garbage\n|||\nn1|p;rm|up|idle|0/1/0/1|||\nn1|p|up|idle|x/1/0/1|||\n") == []
+    assert sa.parse_pending_partitions("batch|\n$(x)|\n\n") == {"batch": 1}
+    assert sa.parse_scontrol_partitions("No partitions in the system\n") == {}
+    assert sa._gpus("gpu:tesla:2(S:0-1),shard:8,gpu:1") == 3 and sa._gpus("(null)") == 0
+    many = "".join("n|p%d|up|idle|0/1/0/1|(null)|(null)|\n" % i for i in range(sa.MAX_PARTITIONS + 5))
+    assert len(sa.parse_sinfo_free(many)) == sa.MAX_PARTITIONS
+
+
+@pytest.mark.parametrize("bad", [
+    None, {"partitions": "all"}, {"partitions": [{"name": "x"}]},
+    {"partitions": [dict(name="a;b")]},
+])
+def test_a_partition_summary_from_the_poll_is_checked(bad):
+    with pytest.raises(ValueError):
+        sa.checked_partitions(bad)
+    good = sa.partition_summary(SINFO_FREE, SQUEUE_PENDING, SCONTROL_PARTITIONS)[0]
+    for field, value in (("cpus_free", -1), ("cpus_free", "3"), ("allow_groups", "ALL"), ("name", "a b"),
+                         ("waiting", True), ("allow_groups", ["x" * 300])):
+        with pytest.raises(ValueError):
+            sa.checked_partitions({"partitions": [dict(good, **{field: value})]})
+    with pytest.raises(ValueError):
+        sa.checked_partitions({"partitions": [dict(good, extra=1)]})
+
+
+def test_partitions_a_user_may_not_use_are_not_usable():
+    """Open OnDemand #3932 offered them and the submit failed."""
+    summary = {p["name"]: p for p in sa.partition_summary(SINFO_FREE, SQUEUE_PENDING, SCONTROL_PARTITIONS)}
+    usable = lambda p, groups, assoc, uid=1001: sa.partition_usable(summary[p], uid, groups, assoc)  # noqa: E731
+    mine = {"accounts": ["physics"], "qos": ["normal"]}
+    assert usable("batch", ["users"], mine)
+    assert not usable("staff", ["users"], mine)  # AllowGroups
+    assert not usable("staff", ["users", "wheel"], mine)  # in the group, but AllowQos=high
+    assert usable("staff", ["wheel"], {"accounts": ["physics"], "qos": ["normal", "high"]})
+    assert not usable("gpu", ["users"], mine)  # AllowAccounts
+    assert usable("gpu", ["users"], {"accounts": ["physics", "gpuusers"], "qos": []})
+    assert not usable("old", ["users"], {"accounts": ["guests"], "qos": []})  # DenyAccounts
+    assert usable("old", ["users"], {"accounts": ["guests", "physics"], "qos": []})
+    assert usable("gpu", ["users"], None)  # no accounting: accounts and QOS are Slurm's to judge
+    root_only = dict(summary["batch"], root_only=True)
+    assert not sa.partition_usable(root_only, 1001, [], None) and sa.partition_usable(root_only, 0, [], None)
+
+
+def test_parse_assoc():
+    assert sa.parse_assoc("fjtest|normal\nfjother|normal,high\n\n") == {
+        "accounts": ["fjtest", "fjother"], "qos": ["normal", "high"]}
+
+
+def test_partition_summary_is_three_read_only_calls():
+    s, fake = scheduler("", sinfo=SINFO_FREE, scontrol=SCONTROL_PARTITIONS)
+    fake.answers["squeue"] = SQUEUE_PENDING
+    summary = s.partition_summary()
+    assert [p["name"] for p in summary] == ["gpu", "batch", "old", "staff"]
+    assert [c[0] for c in fake.calls] == ["sinfo", "squeue", "scontrol"]
+    assert fake.calls[0][-1] == "--Format=" + sa.SINFO_FREE_FORMAT
+    assert "--states=PENDING" in fake.calls[1] and fake.calls[2][1:] == ["show", "partition", "--oneliner"]
+    s, _ = scheduler("", sinfo="what\n", scontrol="")  # garbage is not "no partitions"
+    with pytest.raises(sa.SchedulerNoAnswer):
+        s.partition_summary()
