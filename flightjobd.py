@@ -27,7 +27,8 @@ scheduler command" is the shared status poll (StatusPoll, multi-user Slurm):
 a worker of `scheduler.status_user` that runs squeue/sacct read-only, argv
 only, with numeric job ids and checked user names; root checks its answer
 field by field and hands each user's worker the statuses of that user's own
-jobs (by Slurm's owner uid), which the worker records.
+jobs (by Slurm's owner uid), which the worker records. It also makes the
+one partition summary (sinfo, squeue, scontrol) submit pages show.
 
 Layout in a user's home (`storage.state_dir`, default
 ~/.local/share/flight-job):
@@ -1228,7 +1229,7 @@ def parse_req_mem(text, cpus, nodes):
     multiplied out by AllocCPUS or NNodes (None when that is not known)."""
     text = (text or "").strip()
     mb = parse_mem(text)
-    if mb is None or not text[-1:] in ("c", "n"):
+    if mb is None or text[-1:] not in ("c", "n"):
         return mb
     times = cpus if text.endswith("c") else nodes
     return mb * times if isinstance(times, int) and times > 0 else None
@@ -3515,7 +3516,8 @@ def new_job_record(job_id, plan, scheduler_name, command, now):
     scheduler's answer fills in its id and where output goes; refresh
     keeps the state up to date with the scheduler's status, which may add
     its own fields (Slurm: signal, elapsed_s, cpu_time_s, max_rss_mb,
-    requested_mem_mb, time_limit)."""
+    mem_used_mb, mem_tasks, alloc_cpus, cpu_alloc_s, requested_mem_mb,
+    time_limit; see job_efficiency)."""
     return {
         "format": FORMAT, "id": job_id, "updated_at": now,
         # what was submitted (plan: see JobsPart.preview)

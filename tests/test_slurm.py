@@ -102,6 +102,35 @@ def test_partitions_come_from_the_scheduler(site):
     assert "debug (default), up to 1:00:00" in [o["label"] for o in part["options"]]
 
 
+def test_submit_page_shows_free_cores_and_offers_only_usable_partitions(site):
+    """Will it start soon: each partition the user may use with its free and
+    total cores, nodes and GPUs and the jobs waiting, from the shared poll's
+    one summary; "staff" (AllowGroups=root) is not offered, and a submit
+    naming it is refused naming the field (Open OnDemand #3932 offered it)."""
+    sid = site.script("true")
+    wait_for(lambda: (site.api("GET", "/api/scripts/%s/submission" % sid)["cluster"] or {}).get("shared"), 30,
+             "the shared poll's partition summary")
+    sub = site.api("GET", "/api/scripts/%s/submission" % sid)
+    parts = {p["name"]: p for p in sub["cluster"]["partitions"]}
+    assert {"debug", "long"} <= set(parts) and "staff" not in parts
+    cores = int(subprocess.run(["sinfo", "--noheader", "--Node", "--partition=debug", "--format=%c"],
+                               capture_output=True, text=True, timeout=60, check=True,
+                               env=dict(os.environ, SLURM_CONF=site.app.config["scheduler"]["environment"]["SLURM_CONF"])
+                               ).stdout.split()[0])
+    debug = parts["debug"]
+    assert debug["cpus_total"] == cores and 0 <= debug["cpus_free"] <= cores and debug["nodes_total"] == 1
+    assert debug["default"] and debug["state"] == "up" and debug["waiting"] >= 0 and debug["gpus_total"] == 0
+    part = [q for q in sub["questions"] if q["id"] == "partition"][0]
+    assert "staff" not in [o["value"] for o in part["options"]]
+    page = site.pages.get("/scripts/%s/submit" % sid)
+    row = page.html.select_one('[data-cluster] tr[data-partition="debug"]')
+    assert row.select_one('[data-field="cores"]').text.endswith("of %d" % cores)
+    assert not page.html.select('option[value="staff"]') and "the same figures for every user" in page.text
+    r = site.api("POST", "/api/jobs", {"script": sid, "answers": {"partition": "staff"}}, status=422)
+    assert "partition" in r["error"]["fields"]
+    assert site.app.pool.poll.counters.get("partitions", 0) >= 1
+
+
 def test_job_completes_with_accounting_details(site):
     job = site.submit("echo hello from $SLURM_JOB_ID; sleep 2", answers={"mem": "200M"})
     assert job["scheduler"] == "slurm" and job["scheduler_id"].isdigit()

@@ -780,12 +780,16 @@ cpu03|staff|up|idle|0/64/0/64|(null)|gpu:0|
 # squeue --noheader --states=PENDING --Format=Partition:|
 SQUEUE_PENDING = "batch|\nbatch|\ngpu|\nbatch,gpu|\n"
 # scontrol show partition --oneliner (long lines cut to the fields that matter)
-SCONTROL_PARTITIONS = """\
-PartitionName=batch AllowGroups=ALL AllowAccounts=ALL AllowQos=ALL AllocNodes=ALL Default=YES QoS=N/A DefaultTime=NONE Hidden=NO MaxTime=1-00:00:00 Nodes=cpu0[1-2],gpu01 RootOnly=NO State=UP TotalCPUs=160 TotalNodes=3
-PartitionName=gpu AllowGroups=ALL AllowAccounts=gpuusers,admin AllowQos=ALL AllocNodes=ALL Default=NO QoS=N/A Hidden=NO MaxTime=2-00:00:00 Nodes=gpu0[1-2] RootOnly=NO State=UP TotalCPUs=64 TotalNodes=2
-PartitionName=old AllowGroups=ALL DenyAccounts=guests AllowQos=ALL AllocNodes=ALL Default=NO Hidden=NO Nodes=cpu03 RootOnly=NO State=DOWN
-PartitionName=staff AllowGroups=staff,wheel AllowAccounts=ALL AllowQos=high AllocNodes=ALL Default=NO Hidden=NO Nodes=cpu03 RootOnly=NO State=UP
-"""
+SCONTROL_PARTITIONS = "".join(line + "\n" for line in [
+    "PartitionName=batch AllowGroups=ALL AllowAccounts=ALL AllowQos=ALL AllocNodes=ALL Default=YES QoS=N/A "
+    "DefaultTime=NONE Hidden=NO MaxTime=1-00:00:00 Nodes=cpu0[1-2],gpu01 RootOnly=NO State=UP TotalCPUs=160 TotalNodes=3",
+    "PartitionName=gpu AllowGroups=ALL AllowAccounts=gpuusers,admin AllowQos=ALL AllocNodes=ALL Default=NO QoS=N/A "
+    "Hidden=NO MaxTime=2-00:00:00 Nodes=gpu0[1-2] RootOnly=NO State=UP TotalCPUs=64 TotalNodes=2",
+    "PartitionName=old AllowGroups=ALL DenyAccounts=guests AllowQos=ALL AllocNodes=ALL "
+    "Default=NO Hidden=NO Nodes=cpu03 RootOnly=NO State=DOWN",
+    "PartitionName=staff AllowGroups=staff,wheel AllowAccounts=ALL AllowQos=high AllocNodes=ALL "
+    "Default=NO Hidden=NO Nodes=cpu03 RootOnly=NO State=UP",
+])
 
 
 def test_partition_summary_free_and_total_cores_nodes_gpus_and_waiting():
