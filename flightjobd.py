@@ -6003,10 +6003,12 @@ def ago(iso, now=None):
 
 
 def duration(seconds):
-    """'1 h 5 min' for a number of seconds."""
-    if seconds is None:
+    """'1 h 5 min' for a number of seconds; '' for none (or, in a record
+    edited by hand, what is not a number)."""
+    try:
+        seconds = int(seconds)
+    except (TypeError, ValueError, OverflowError):
         return ""
-    seconds = int(seconds)
     parts = [(seconds // 86400, "d"), (seconds % 86400 // 3600, "h"),
              (seconds % 3600 // 60, "min"), (seconds % 60, "s")]
     shown = [("%d %s" % (n, u)) for n, u in parts if n][:2]

@@ -44,7 +44,7 @@
   % # a running job's run time counts on from its start (the record's is as of its last change)
   % run = seconds_between(job['started_at'], now_iso()) if job.get('raw_state') == 'RUNNING' and job.get('started_at') else job.get('elapsed_s')
   % if run is not None:
-  <div><dt>Run time</dt><dd>{{duration(run)}}{{(' of ' + job['time_limit'] + ' allowed') if job.get('time_limit') else ''}}</dd></div>
+  <div><dt>Run time</dt><dd>{{duration(run)}}{{(' of %s allowed' % job['time_limit']) if job.get('time_limit') else ''}}</dd></div>
   % end
   % eff = job.get('efficiency')
   % if not eff and job.get('cpu_time_s') is not None:
@@ -62,7 +62,7 @@
 <h2 id="efficiency-h">Efficiency</h2>
 <dl class="facts">
   % if eff['cpu_percent'] is not None:
-  <div><dt>CPU</dt><dd><strong data-field="cpu_percent">{{'%g %%' % round(eff['cpu_percent'])}}</strong> <span class="muted">({{duration(eff['cpu_time_s'])}} of CPU time in {{duration(eff['cpu_alloc_s'])}} held: {{eff['alloc_cpus']}} {{'CPU' if eff['alloc_cpus'] == 1 else 'CPUs'}} for its run time; on average {{'%g' % eff['cores_used']}} busy)</span></dd></div>
+  <div><dt>CPU</dt><dd><strong data-field="cpu_percent">{{'%g %%' % round(eff['cpu_percent'])}}</strong> <span class="muted">({{duration(eff['cpu_time_s'])}} of CPU time in {{duration(eff['cpu_alloc_s'])}} held{{(': %g %s for its run time; on average %g of them busy' % (eff['alloc_cpus'], 'CPU' if eff['alloc_cpus'] == 1 else 'CPUs', eff['cores_used'])) if eff['cores_used'] is not None else ''}})</span></dd></div>
   % end
   % if eff['mem_used_mb'] is not None:
   <div><dt>Memory</dt><dd><strong data-field="mem_used">{{mem_words(eff['mem_used_mb'])}}</strong>{{(' of %s asked for (%g %%)' % (mem_words(eff['mem_requested_mb']), round(eff['mem_percent']))) if eff['mem_requested_mb'] else ''}} <span class="muted">(what it is: {{eff['mem_what']}})</span></dd></div>
