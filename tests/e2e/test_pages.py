@@ -392,3 +392,42 @@ def test_submit_again_copy_and_save_as_template(logged_in):
     page.click("#save-template-form button[type=submit]")
     expect(page).to_have_url(site.url + "/templates")
     expect(page.locator("#template-my-own-serial .yours")).to_have_text("Your own template")
+
+
+def test_import_a_script_from_the_home_and_run_it_where_it_is(logged_in):
+    import os
+    site, page = logged_in, logged_in.page
+    user = site.user
+    data = os.path.join(user.home, "project")
+    os.mkdir(data)
+    for name, text in (("run.sh", "#!/bin/bash\n#SBATCH --job-name=analyse\n#SBATCH --time=0-00:20:00\n"
+                                  "#SBATCH --output=analyse-%j.out\necho analysed $(cat input.dat)\n"),
+                       ("input.dat", "42\n")):
+        with open(os.path.join(data, name), "w") as f:
+            f.write(text)
+    for path in (data, os.path.join(data, "run.sh"), os.path.join(data, "input.dat")):
+        os.chown(path, user.uid, user.gid)
+    site.go("/scripts")
+    page.click("text=Import a script you have")
+    expect(page.locator("h1")).to_have_text("Import a script")
+    page.click("#home-files a:has-text('project/')")
+    page.click("#home-files a:has-text('run.sh')")
+    page.check("#in_place")
+    site.check_a11y("import")
+    site.shot("23-import")
+    page.click("#import-file button[type=submit]")
+    expect(page.locator("h1")).to_have_text("run.sh")
+    expect(page.locator("#in-place")).to_contain_text("Runs where it is")
+    site.check_a11y("imported script")
+    page.click("text=Submit")
+    expect(page.locator("#from-script")).to_contain_text("Time limit")
+    expect(page.locator("#q_time")).to_have_value("0-00:20:00")
+    page.click("button[value=review]")
+    expect(page.locator("#runs-in-place")).to_contain_text(data + "/run.sh")
+    page.click("button[value=submit]")
+    expect(page).to_have_url(re.compile(r"/jobs/[\w-]+$"))
+    wait_finished(page, "Completed")
+    expect(page.locator("#ran-in-place")).to_contain_text(data)
+    expect(page.locator("pre[data-follow=stdout]")).to_contain_text("analysed 42")
+    site.check_a11y("job run where it is")
+    site.shot("24-job-run-in-place")
