@@ -3154,11 +3154,11 @@ class TemplatesPart(StorePart):
         RootOnly), "at": when it was made, "shared": whether it is the shared
         poll's}, or None when not known. In multi-user mode with Slurm the
         daemon hands it (cluster: the shared poll's summary, or None while it
-        has none yet): no scheduler call per user; else (and while the poll
-        has none) the worker asks itself, at most every 30 s. The user's
-        groups are this process's (the worker runs with them); their
-        accounts and QOS are from info()."""
-        shared = self.shared_poll() and self.scheduler.name == "slurm" and cluster is not None
+        has none yet: nothing is filtered then, and Slurm judges a submit):
+        no scheduler call per user; else the worker asks itself, at most
+        every 30 s. The user's groups are this process's (the worker runs
+        with them); their accounts and QOS are from info()."""
+        shared = self.shared_poll() and self.scheduler.name == "slurm"
         if shared:
             summary = cluster
         else:
@@ -5201,7 +5201,8 @@ class WorkerPool:
         """Worker.call for `user`, in one of its slots; what the reply says
         of unfinished jobs keeps `active` up to date."""
         if op in CLUSTER_OPS and self.poll and self.poll.serving() and self.config["scheduler"]["type"] == "slurm":
-            args = dict(args or {}, cluster=self.poll.cluster_summary())
+            # only a page showing the questions keeps the summary coming
+            args = dict(args or {}, cluster=self.poll.cluster_summary(want=op == "scripts.submission"))
         with self._slot(user) as worker:
             result, unfinished = worker.call(op, args, **kw)
         if unfinished is not None:
@@ -5428,10 +5429,13 @@ class StatusPoll:
         # one in the last WATCHING seconds; failed: the last one is kept
         self.cluster, self.cluster_made, self.cluster_wanted = None, -1e9, -1e9
 
-    def cluster_summary(self):
+    def cluster_summary(self, want=True):
         """The partitions' summary a submit page shows (None until the poll
-        has made one): asking for it keeps it fresh for WATCHING seconds.
-        No scheduler call here: the poll's thread makes it."""
+        has made one); want: keep it fresh for WATCHING seconds (a page
+        shown, not an API submit). No scheduler call here: the poll's
+        thread makes it."""
+        if not want:
+            return self.cluster
         self.cluster_wanted = time.monotonic()
         if self.thread is None and self.serving():
             with self.lock:

@@ -233,10 +233,13 @@ def test_the_poll_makes_one_partition_summary_for_everyone_while_wanted(make_con
                 raise answer
             return answer, None
     poll.source = Source()
+    poll.thread = "its thread"  # (running)
+    assert poll.cluster_summary(want=False) is None  # an API submit: the summary as it is, no demand
     now = time.monotonic()
     poll._cluster_tick(now)
     assert poll.cluster is None  # nobody wanted one: no call
-    poll.cluster_wanted = now
+    assert poll.cluster_summary() is None  # a page wants one
+    now = poll.cluster_wanted
     answers.append({"partitions": copy.deepcopy(SUMMARY)})
     poll._cluster_tick(now)
     assert [p["name"] for p in poll.cluster["partitions"]] == ["batch", "staff", "gpu"]
