@@ -2223,6 +2223,11 @@ class Scheduler:
         rules), or None when this scheduler cannot tell."""
         return None
 
+    def associations(self):
+        """{"accounts": [...], "qos": [...]} the user may submit with, or
+        None when the scheduler has no such thing."""
+        return None
+
     def command(self, script_path, options):
         """The argv a submit of script_path with options runs, as pages show it."""
         raise NotImplementedError
@@ -2362,13 +2367,17 @@ class SlurmScheduler(Scheduler):
             # "root" is the top of Slurm's account tree, not one to submit to
             accounts = [a.strip() for a in text.splitlines()
                         if a.strip() and a.strip() != "root"]
-        assoc = None
-        if self.accounting():
-            # the user's own associations: which accounts and QOS a partition's rules let them use
-            me = pwd.getpwuid(os.getuid()).pw_name
-            assoc = parse_assoc(self._run(["sacctmgr", "--noheader", "--parsable2", "show", "assoc",
-                                           "user=" + me, "format=account,qos"]))
-        return {"partitions": parse_sinfo(out), "accounts": accounts, "assoc": assoc}
+        return {"partitions": parse_sinfo(out), "accounts": accounts}
+
+    def associations(self):
+        """This user's own associations (run in their worker, as them): the
+        accounts and QOS a partition's rules may let them use; None without
+        accounting."""
+        if not self.accounting():
+            return None
+        me = pwd.getpwuid(os.getuid()).pw_name
+        return parse_assoc(self._run(["sacctmgr", "--noheader", "--parsable2", "show", "assoc",
+                                      "user=" + me, "format=account,qos"]))
 
     def partition_summary(self):
         """Three read-only calls for every user at once (the shared poll makes
@@ -2662,7 +2671,7 @@ class LocalScheduler(Scheduler):
         return {"partitions": [{"name": "local", "default": True, "max_time": None,
                                 "nodes": 1, "cpus": os.cpu_count() or 1,
                                 "memory_mb": machine_memory_mb(), "state": "up"}],
-                "accounts": [], "assoc": None}
+                "accounts": []}
 
     def partition_summary(self):
         """The machine: its cores, those the load average leaves idle; one
@@ -2912,6 +2921,7 @@ class StorePart:
         self.last_refresh = 0.0
         self.notice = None  # the scheduler's last failure, shown on pages
         self._summary = (-1e9, None)  # (when, the scheduler's partition summary) when the worker asks itself
+        self._assoc = (-1e9, None)  # (when, the user's accounts and QOS) for partitions' access rules
         self.has_unfinished = None  # what the current operation found (see perform)
         # id -> (mtime_ns, size, meta) of parsed job files; a finished job's
         # entry is only its state, a string (10,000 full records would be
@@ -3148,6 +3158,19 @@ class TemplatesPart(StorePart):
                 info = {"partitions": [], "accounts": []}
         return info
 
+    def _associations(self):
+        """The scheduler's associations() of this user, cached 30 s; None
+        when it cannot tell (then accounts and QOS rules are Slurm's to judge)."""
+        at, assoc = self._assoc
+        if time.monotonic() - at > 30:
+            try:
+                assoc = self.scheduler.associations()
+            except SchedulerError as e:
+                log.warning("associations: %s", e.message)
+                assoc = None
+            self._assoc = (time.monotonic(), assoc)
+        return assoc
+
     def _partition_view(self, cluster=None):
         """{"partitions": those of the scheduler's partition summary this user
         may use (AllowGroups, AllowAccounts, AllowQos, DenyAccounts, DenyQos,
@@ -3157,7 +3180,8 @@ class TemplatesPart(StorePart):
         has none yet: nothing is filtered then, and Slurm judges a submit):
         no scheduler call per user; else the worker asks itself, at most
         every 30 s. The user's groups are this process's (the worker runs
-        with them); their accounts and QOS are from info()."""
+        with them); their accounts and QOS are from associations(), asked
+        only when some partition has a rule on them."""
         shared = self.shared_poll() and self.scheduler.name == "slurm"
         if shared:
             summary = cluster
@@ -3179,7 +3203,7 @@ class TemplatesPart(StorePart):
                 groups.append(grp.getgrgid(gid).gr_name)
         ruled = any(isinstance(p, dict) and any(p.get(k) for k in ACCESS_RULES if k != "allow_groups")
                     for p in summary["partitions"])
-        assoc = self._info().get("assoc") if ruled else None  # accounts and QOS matter only then
+        assoc = self._associations() if ruled else None  # accounts and QOS matter only then
         return {"partitions": [p for p in summary["partitions"] if partition_usable(p, os.getuid(), groups, assoc)],
                 "at": summary.get("at"), "shared": shared}
 

@@ -859,6 +859,15 @@ def test_parse_assoc():
         "accounts": ["fjtest", "fjother"], "qos": ["normal", "high"]}
 
 
+def test_associations_are_the_user_s_own_and_need_accounting():
+    s, fake = scheduler("", sacctmgr="fjtest|normal\n")
+    assert s.associations() == {"accounts": ["fjtest"], "qos": ["normal"]}
+    argv = [c for c in fake.calls if c[0] == "sacctmgr"][0]
+    assert argv[-2:] == ["user=" + sa.pwd.getpwuid(os.getuid()).pw_name, "format=account,qos"]
+    s, fake = scheduler("", accounting=False)
+    assert s.associations() is None and not [c for c in fake.calls if c[0] == "sacctmgr"]
+
+
 def test_partition_summary_is_three_read_only_calls():
     s, fake = scheduler("", sinfo=SINFO_FREE, scontrol=SCONTROL_PARTITIONS)
     fake.answers["squeue"] = SQUEUE_PENDING

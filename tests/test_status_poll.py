@@ -193,7 +193,8 @@ def test_a_worker_offers_only_the_partitions_its_user_may_use(make_config, tmp_p
     store = flightjobd.Store(make_config(), "me")
     store.scheduler.read_info = lambda: {"partitions": [{"name": n, "default": n == "batch", "max_time": None}
                                                         for n in ("batch", "staff", "gpu")],
-                                         "accounts": ["physics"], "assoc": {"accounts": ["physics"], "qos": []}}
+                                         "accounts": ["physics"]}
+    store.scheduler.associations = lambda: {"accounts": ["physics"], "qos": []}
     asked = []
     store.scheduler.partition_summary = lambda: asked.append(1) or copy.deepcopy(SUMMARY)
     s = store.script_create("serial", answers={"working_dir": str(tmp_path)})
