@@ -27,7 +27,8 @@ scheduler command" is the shared status poll (StatusPoll, multi-user Slurm):
 a worker of `scheduler.status_user` that runs squeue/sacct read-only, argv
 only, with numeric job ids and checked user names; root checks its answer
 field by field and hands each user's worker the statuses of that user's own
-jobs (by Slurm's owner uid), which the worker records.
+jobs (by Slurm's owner uid), which the worker records. It also makes the
+one partition summary (sinfo, squeue, scontrol) submit pages show.
 
 Layout in a user's home (`storage.state_dir`, default
 ~/.local/share/flight-job):
@@ -1257,6 +1258,30 @@ def parse_mem(text, default_unit="M"):
     return float(m.group(1)) * _MEM_UNITS[m.group(2) or default_unit]
 
 
+def parse_req_mem(text, cpus, nodes):
+    """sacct's ReqMem -> the job's whole request in MB, or None.  Slurm
+    21.08 and later print the total ("600M" for -c 2 --mem-per-cpu=300);
+    older ones a per-CPU ("300Mc") or per-node ("4000Mn") figure, which is
+    multiplied out by AllocCPUS or NNodes (None when that is not known)."""
+    text = (text or "").strip()
+    mb = parse_mem(text)
+    if mb is None or text[-1:] not in ("c", "n"):
+        return mb
+    times = cpus if text.endswith("c") else nodes
+    return mb * times if isinstance(times, int) and times > 0 else None
+
+
+def step_mem_mb(ave_rss, ntasks, max_rss):
+    """A job step's memory, all its tasks together, in MB: AveRSS (the mean
+    of the tasks' peaks) x NTasks, i.e. the sum of each task's peak; for a
+    step of one task (or when NTasks is not given) its MaxRSS. None when
+    sacct has no figure (JobAcctGatherType=none)."""
+    ave = parse_mem(ave_rss, default_unit="K")
+    if ave is not None and isinstance(ntasks, int) and ntasks > 0:
+        return ave * ntasks
+    return parse_mem(max_rss, default_unit="K")
+
+
 def parse_tres_mem(text):
     """"cpu=2,mem=600M,node=1,billing=2" -> 600.0 (MB), or None."""
     for item in (text or "").split(","):
@@ -1275,11 +1300,13 @@ SQUEUE_FIELDS = [
 ]
 SQUEUE_FORMAT = ",".join(f + ":|" for f in SQUEUE_FIELDS)
 
-# sacct --format fields (--parsable2: "|"-separated, no trailing "|").
+# sacct --format fields (--parsable2: "|"-separated, no trailing "|").  On a
+# step row MaxRSS is the largest task's peak and AveRSS the mean of its tasks'
+# peaks, so AveRSS x NTasks is what its tasks used together (step_mem_mb).
 SACCT_FIELDS = [
     "JobID", "JobIDRaw", "State", "ExitCode", "Reason", "Start", "End",
     "Submit", "ElapsedRaw", "TotalCPU", "MaxRSS", "ReqMem", "Timelimit",
-    "UID", "Partition",
+    "UID", "Partition", "AllocCPUS", "NNodes", "NTasks", "AveRSS",
 ]
 SACCT_FORMAT = ",".join(SACCT_FIELDS)
 
@@ -1372,10 +1399,10 @@ SACCT_ROW = {
     "end": ("End", parse_slurm_time),
     "elapsed_s": ("ElapsedRaw", _int_or_none),
     "cpu_time_s": ("TotalCPU", parse_duration),
-    "requested_mem_mb": ("ReqMem", parse_mem),
     "time_limit_s": ("Timelimit", parse_duration),
     "uid": ("UID", _int_or_none),
     "partition": ("Partition", str),
+    "alloc_cpus": ("AllocCPUS", _int_or_none),
 }
 
 
@@ -1412,7 +1439,10 @@ def parse_sacct(text):
     One entry per job or array task: {"id": "5" or "4_1", "parent", "task",
     "raw_id", "raw_state", "cancelled_by" (uid or None), "reason",
     "exit_code", "signal", "submitted_at", "start", "end", "elapsed_s",
-    "cpu_time_s", "max_rss_mb" (max over steps), "requested_mem_mb",
+    "cpu_time_s", "max_rss_mb" (the largest task's peak, over all steps),
+    "mem_used_mb" and "mem_tasks" (the step whose tasks together used the
+    most: the sum of its tasks' peaks, see step_mem_mb, and its task
+    count), "requested_mem_mb" (the whole request), "alloc_cpus",
     "time_limit_s", "uid", "partition", "steps_done"}.  Step rows (5.batch,
     5.extern, 5.0) are folded into their job: steps_done is None while it
     has none, else whether all of them have ended."""
@@ -1427,6 +1457,10 @@ def parse_sacct(text):
             rss = parse_mem(f["MaxRSS"], default_unit="K")
             if rss is not None and (job["max_rss_mb"] is None or rss > job["max_rss_mb"]):
                 job["max_rss_mb"] = rss
+            ntasks = _int_or_none(f["NTasks"])
+            used = step_mem_mb(f["AveRSS"], ntasks, f["MaxRSS"])
+            if used is not None and (job["mem_used_mb"] is None or used > job["mem_used_mb"]):
+                job["mem_used_mb"], job["mem_tasks"] = used, ntasks if ntasks and ntasks > 0 else 1
             step_state, _ = _split_state(f["State"])
             step_done = STATE_MAP.get(step_state) in FINAL_STATES
             job["steps_done"] = step_done if job["steps_done"] is None else (job["steps_done"] and step_done)
@@ -1437,7 +1471,8 @@ def parse_sacct(text):
         for row in rows:
             row["raw_state"], row["cancelled_by"] = _split_state(f["State"])
             row["exit_code"], row["signal"] = _exit_signal(f["ExitCode"])
-            row["max_rss_mb"] = None
+            row["requested_mem_mb"] = parse_req_mem(f["ReqMem"], row["alloc_cpus"], _int_or_none(f["NNodes"]))
+            row["max_rss_mb"] = row["mem_used_mb"] = row["mem_tasks"] = None
             row["steps_done"] = None  # no step row yet
             if row["id"] not in jobs:
                 order.append(row["id"])
@@ -1482,6 +1517,150 @@ def parse_sinfo(text):
         del p["_nodes"]
         out.append(p)
     return out
+
+
+# What a submit page shows of each partition (the shared poll's summary):
+# sinfo per node and partition, squeue's pending jobs, scontrol's access rules.
+SINFO_FREE_FIELDS = ["NodeList", "Partition", "Available", "StateCompact", "CPUsState", "Gres", "GresUsed"]
+SINFO_FREE_FORMAT = ",".join(f + ":0|" for f in SINFO_FREE_FIELDS)  # ":0": no padding
+PARTITION_RE = re.compile(r"^[A-Za-z0-9_.+-]{1,64}$")
+MAX_PARTITIONS = 200  # the most partitions a summary holds
+MAX_RULE_NAMES = 200  # the most names one access rule of one partition holds
+ACCESS_RULES = {"allow_groups": "AllowGroups", "allow_accounts": "AllowAccounts",
+                "deny_accounts": "DenyAccounts", "allow_qos": "AllowQos", "deny_qos": "DenyQos"}
+_GPU_RE = re.compile(r"(?:^|,)gpu(?::[^:(,]+)?:([0-9]{1,6})")
+
+
+def _gpus(gres):
+    """GPUs in sinfo's Gres or GresUsed: "gpu:a40:4(S:0-1),shard:8" -> 4,
+    "gpu:a40:1(IDX:0)" -> 1, "gpu:2" -> 2, "(null)" -> 0."""
+    return sum(int(n) for n in _GPU_RE.findall(gres or ""))
+
+
+def _cpus_state(text):
+    """sinfo's CPUsState "allocated/idle/other/total" -> (idle, total), or None."""
+    parts = (text or "").split("/")
+    if len(parts) != 4 or not all(p.isdigit() and len(p) <= 9 for p in parts):
+        return None
+    return int(parts[1]), int(parts[3])
+
+
+def parse_sinfo_free(text):
+    """sinfo --noheader --Node --Format=SINFO_FREE_FORMAT -> [{"name",
+    "default", "state", "cpus_free", "cpus_total", "nodes_free" (idle
+    nodes), "nodes_total", "gpus_free", "gpus_total"}] per partition, in
+    sinfo's order. A partition that is not up has nothing free; a node
+    that is not idle or mixed (allocated, drained, down) no free GPUs."""
+    parts, order = {}, []
+    for f in _records(text, SINFO_FREE_FIELDS, trailing=True):
+        name = f["Partition"].strip()
+        default = name.endswith("*")
+        name = name.rstrip("*")
+        cpus = _cpus_state(f["CPUsState"])
+        if not PARTITION_RE.match(name) or cpus is None:
+            continue
+        p = parts.get(name)
+        if p is None:
+            if len(order) >= MAX_PARTITIONS:
+                continue
+            p = parts[name] = {"name": name, "default": default, "state": f["Available"].strip()[:20],
+                               "cpus_free": 0, "cpus_total": 0, "nodes_free": 0, "nodes_total": 0,
+                               "gpus_free": 0, "gpus_total": 0, "_nodes": set()}
+            order.append(name)
+        node = f["NodeList"].strip()
+        if node in p["_nodes"]:
+            continue
+        p["_nodes"].add(node)
+        up = p["state"] == "up"
+        state = f["StateCompact"].strip().rstrip("$@^-#!%*~")
+        gpus = _gpus(f["Gres"])
+        p["nodes_total"] += 1
+        p["cpus_total"] += cpus[1]
+        p["gpus_total"] += gpus
+        if up:
+            p["nodes_free"] += state == "idle"
+            p["cpus_free"] += cpus[0]
+            if state in ("idle", "mix", "mixed"):
+                p["gpus_free"] += max(0, gpus - _gpus(f["GresUsed"]))
+    for p in parts.values():
+        del p["_nodes"]
+    return [parts[n] for n in order]
+
+
+def parse_pending_partitions(text):
+    """squeue --noheader --states=PENDING --Format=Partition:0| -> {partition:
+    jobs waiting}; a job waiting for any of several partitions ("debug,long")
+    counts for each."""
+    waiting = {}
+    for line in (text or "").splitlines():
+        for name in line.strip().rstrip("|").split(","):
+            if PARTITION_RE.match(name):
+                waiting[name] = waiting.get(name, 0) + 1
+    return waiting
+
+
+def _rule(value):
+    """An access rule's value -> None (no rule: "ALL", or not given) or the names."""
+    if value in (None, "", "ALL", "(null)"):
+        return None
+    return [n for n in value.split(",") if n][:MAX_RULE_NAMES]
+
+
+def parse_scontrol_partitions(text):
+    """scontrol show partition --oneliner -> {name: {"allow_groups",
+    "allow_accounts", "deny_accounts", "allow_qos", "deny_qos": None (no
+    rule) or [names], "root_only": bool}}."""
+    out = {}
+    for line in (text or "").splitlines():
+        fields = dict(word.partition("=")[::2] for word in line.split() if "=" in word)
+        name = fields.get("PartitionName", "")
+        if PARTITION_RE.match(name) and len(out) < MAX_PARTITIONS:
+            out[name] = {key: _rule(fields.get(word)) for key, word in ACCESS_RULES.items()}
+            out[name]["root_only"] = fields.get("RootOnly", "NO") == "YES"
+    return out
+
+
+def partition_summary(sinfo_text, squeue_text, scontrol_text):
+    """The three commands' output -> the partitions a submit page shows: each
+    of parse_sinfo_free's, with "waiting" (pending jobs, or None when not
+    known) and its access rules (parse_scontrol_partitions; no rule when
+    scontrol does not list it)."""
+    waiting = parse_pending_partitions(squeue_text) if squeue_text is not None else None
+    rules = parse_scontrol_partitions(scontrol_text)
+    none = dict({key: None for key in ACCESS_RULES}, root_only=False)
+    return [dict(p, waiting=None if waiting is None else waiting.get(p["name"], 0),
+                 **rules.get(p["name"], none)) for p in parse_sinfo_free(sinfo_text)]
+
+
+def partition_usable(p, uid, groups, assoc):
+    """Whether a user may submit to partition p (a partition_summary entry):
+    uid, the names of their groups, assoc {"accounts": [...], "qos": [...]}
+    from Slurm's associations (None when not known, e.g. no accounting:
+    then accounts and QOS rules are left to Slurm)."""
+    if p.get("root_only") and uid != 0:
+        return False
+    if p.get("allow_groups") is not None and not set(groups) & set(p["allow_groups"]):
+        return False
+    for kind, allow, deny in (("accounts", "allow_accounts", "deny_accounts"), ("qos", "allow_qos", "deny_qos")):
+        mine = (assoc or {}).get(kind)
+        if not mine:
+            continue
+        usable = [n for n in mine if (p.get(allow) is None or n in p[allow]) and n not in (p.get(deny) or ())]
+        if not usable:
+            return False
+    return True
+
+
+def parse_assoc(text):
+    """sacctmgr --noheader --parsable2 show assoc user=NAME format=account,qos
+    -> {"accounts": [...], "qos": [...]} (each name once)."""
+    accounts, qos = [], []
+    for line in (text or "").splitlines()[:1000]:
+        account, _, names = line.strip().partition("|")
+        if account and account not in accounts:
+            accounts.append(account)
+        qos.extend(n for n in names.split(",") if n and n not in qos)
+    return {"accounts": accounts, "qos": qos}
 
 
 def parse_scontrol_config(text):
@@ -1709,6 +1888,7 @@ def _status(row, owner=None):
         estimated = row["start"]
     ended = row["end"] if final else None
     elapsed = row["elapsed_s"] if started else None
+    cpus = row.get("alloc_cpus") or None
 
     return {
         "state": state,
@@ -1723,6 +1903,11 @@ def _status(row, owner=None):
         "elapsed_s": elapsed,
         "cpu_time_s": row.get("cpu_time_s"),
         "max_rss_mb": row.get("max_rss_mb"),
+        "mem_used_mb": row.get("mem_used_mb"),
+        "mem_tasks": row.get("mem_tasks"),
+        "alloc_cpus": cpus if started else None,
+        # what the job held: its CPUs for its run time (efficiency's divisor)
+        "cpu_alloc_s": elapsed * cpus if final and started and elapsed is not None and cpus else None,
         "requested_mem_mb": row["requested_mem_mb"],
         "time_limit": format_duration(row["time_limit_s"]),
     }
@@ -1789,6 +1974,15 @@ def rollup(tasks):
     out["signal"] = sigs[0] if (final and sigs) else None
     out["cpu_time_s"] = sum(cpu) if cpu else None
     out["max_rss_mb"] = max(rss) if rss else None
+    # each task has its own CPUs and memory: held CPU time adds up, memory
+    # is the largest task's (its CPU count, the largest, for the advice)
+    held = [s["cpu_alloc_s"] for _, s in tasks if s.get("cpu_alloc_s") is not None]
+    out["cpu_alloc_s"] = sum(held) if final and held and len(held) == len(cpu) else None
+    cpus = [s["alloc_cpus"] for _, s in tasks if s.get("alloc_cpus")]
+    out["alloc_cpus"] = max(cpus) if cpus else None
+    used = [s for _, s in tasks if s.get("mem_used_mb") is not None]
+    most = max(used, key=lambda s: s["mem_used_mb"]) if used else {}
+    out["mem_used_mb"], out["mem_tasks"] = most.get("mem_used_mb"), most.get("mem_tasks")
     out["tasks"] = [
         {"id": tid, "state": s["state"], "raw_state": s["raw_state"],
          "exit_code": s["exit_code"], "reason_text": s["reason_text"]}
@@ -1824,6 +2018,7 @@ def local_job_main(jobdir):
         write_json(status_path, status)
         return 0
     write_json(status_path, status)
+    began = time.time()
     signal.signal(signal.SIGTERM, lambda *a: None)  # a cancel is for the job, not us
     deadline = time.time() + spec["time_limit"] if spec["time_limit"] is not None else None
     env = dict(os.environ, SLURM_JOB_ID=spec["id"], SLURM_JOBID=spec["id"],
@@ -1847,12 +2042,28 @@ def local_job_main(jobdir):
         if result[1] in ("TIMEOUT", "CANCELLED"):
             break
     state, raw, text, code = outcome
+    status.update(_local_usage(spec, began))
     status.update(state=state, raw_state=raw, reason_text=text, exit_code=code,
                   ended_at=now_iso(), pgid=None,
                   reason={"COMPLETED": "None", "TIMEOUT": "TimeLimit", "CANCELLED": "CancelledByUser",
                           "FAILED": "NonZeroExitCode"}.get(raw, raw))
     write_json(status_path, status)
     return 0
+
+
+def _local_usage(spec, began):
+    """What a local job used, for its efficiency: the CPU time of every
+    process of its tasks that was waited for (getrusage of the supervisor's
+    children), held CPUs for its run time, and the largest single
+    process's peak memory (all the local scheduler can measure)."""
+    import resource
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    elapsed = max(0.0, time.time() - began)
+    peak = usage.ru_maxrss / 1024.0  # KiB on Linux
+    return {"elapsed_s": int(round(elapsed)), "cpu_time_s": round(usage.ru_utime + usage.ru_stime, 2),
+            "alloc_cpus": spec["cpus"], "cpu_alloc_s": round(elapsed * spec["cpus"], 2), "max_rss_mb": peak,
+            "mem_used_mb": peak, "mem_tasks": 1,
+            "time_limit": format_duration(spec["time_limit"]) if spec["time_limit"] else None}
 
 
 def _run_local_task(jobdir, out, env, deadline, status, status_path, cancelled):
@@ -2006,6 +2217,17 @@ class Scheduler:
         """info()'s answer, asked of the scheduler."""
         raise NotImplementedError
 
+    def partition_summary(self):
+        """What a submit page shows of each partition: partition_summary()'s
+        entries (free and total CPUs, nodes and GPUs, jobs waiting, access
+        rules), or None when this scheduler cannot tell."""
+        return None
+
+    def associations(self):
+        """{"accounts": [...], "qos": [...]} the user may submit with, or
+        None when the scheduler has no such thing."""
+        return None
+
     def command(self, script_path, options):
         """The argv a submit of script_path with options runs, as pages show it."""
         raise NotImplementedError
@@ -2146,6 +2368,25 @@ class SlurmScheduler(Scheduler):
             accounts = [a.strip() for a in text.splitlines()
                         if a.strip() and a.strip() != "root"]
         return {"partitions": parse_sinfo(out), "accounts": accounts}
+
+    def associations(self):
+        """This user's own associations (run in their worker, as them): the
+        accounts and QOS a partition's rules may let them use; None without
+        accounting."""
+        if not self.accounting():
+            return None
+        me = pwd.getpwuid(os.getuid()).pw_name
+        return parse_assoc(self._run(["sacctmgr", "--noheader", "--parsable2", "show", "assoc",
+                                      "user=" + me, "format=account,qos"]))
+
+    def partition_summary(self):
+        """Three read-only calls for every user at once (the shared poll makes
+        them once per round): sinfo per node, squeue's pending jobs, scontrol's
+        partition table."""
+        sinfo = self._run(["sinfo", "--noheader", "--Node", "--Format=" + SINFO_FREE_FORMAT])
+        squeue = self._run(["squeue", "--noheader", "--states=PENDING", "--Format=Partition:|"])
+        scontrol = self._run(["scontrol", "show", "partition", "--oneliner"])
+        return self._read(lambda text: partition_summary(text, squeue, scontrol), sinfo, "sinfo")
 
     # -- jobs -----------------------------------------------------------
 
@@ -2432,6 +2673,15 @@ class LocalScheduler(Scheduler):
                                 "memory_mb": machine_memory_mb(), "state": "up"}],
                 "accounts": []}
 
+    def partition_summary(self):
+        """The machine: its cores, those the load average leaves idle; one
+        node, free when nothing runs; jobs never wait here."""
+        cpus = os.cpu_count() or 1
+        idle = max(0, cpus - int(round(os.getloadavg()[0])))
+        return [dict({key: None for key in ACCESS_RULES}, name="local", default=True, state="up",
+                     cpus_free=idle, cpus_total=cpus, nodes_free=int(idle == cpus), nodes_total=1,
+                     gpus_free=0, gpus_total=0, waiting=0, root_only=False)]
+
     def command(self, script_path, options):
         return ["bash", script_path]
 
@@ -2670,6 +2920,8 @@ class StorePart:
         self.scheduler = make_scheduler(config, user, self.root)
         self.last_refresh = 0.0
         self.notice = None  # the scheduler's last failure, shown on pages
+        self._summary = (-1e9, None)  # (when, the scheduler's partition summary) when the worker asks itself
+        self._assoc = (-1e9, None)  # (when, the user's accounts and QOS) for partitions' access rules
         self.has_unfinished = None  # what the current operation found (see perform)
         # id -> (mtime_ns, size, meta) of parsed job files; a finished job's
         # entry is only its state, a string (10,000 full records would be
@@ -2894,25 +3146,84 @@ class TemplatesPart(StorePart):
                    notes=t["notes"])
         return out
 
-    def _live_questions(self, questions):
-        """Questions with options from the scheduler filled in."""
-        if not any(q.get("options_from") for q in questions):
-            return questions
+    def _info(self):
+        """The scheduler's info(), cached 30 s (Slurm's sinfo + sacctmgr take ~190 ms)."""
         at, info = self.scheduler.last_info
-        if info is None or time.monotonic() - at > 30:  # cached: Slurm's sinfo + sacctmgr take ~190 ms
+        if info is None or time.monotonic() - at > 30:
             try:
                 info = self.scheduler.info()
                 self.notice = None
             except SchedulerError as e:
                 self.notice = e.message
                 info = {"partitions": [], "accounts": []}
+        return info
+
+    def _associations(self):
+        """The scheduler's associations() of this user, cached 30 s; None
+        when it cannot tell (then accounts and QOS rules are Slurm's to judge)."""
+        at, assoc = self._assoc
+        if time.monotonic() - at > 30:
+            try:
+                assoc = self.scheduler.associations()
+            except SchedulerError as e:
+                log.warning("associations: %s", e.message)
+                assoc = None
+            self._assoc = (time.monotonic(), assoc)
+        return assoc
+
+    def _partition_view(self, cluster=None):
+        """{"partitions": those of the scheduler's partition summary this user
+        may use (AllowGroups, AllowAccounts, AllowQos, DenyAccounts, DenyQos,
+        RootOnly), "at": when it was made, "shared": whether it is the shared
+        poll's}, or None when not known. In multi-user mode with Slurm the
+        daemon hands it (cluster: the shared poll's summary, or None while it
+        has none yet: nothing is filtered then, and Slurm judges a submit):
+        no scheduler call per user; else the worker asks itself, at most
+        every 30 s. The user's groups are this process's (the worker runs
+        with them); their accounts and QOS are from associations(), asked
+        only when some partition has a rule on them."""
+        shared = self.shared_poll() and self.scheduler.name == "slurm"
+        if shared:
+            summary = cluster
+        else:
+            at, summary = self._summary
+            if summary is None or time.monotonic() - at > 30:
+                try:
+                    found = self.scheduler.partition_summary()
+                    summary = None if found is None else {"partitions": found, "at": now_iso()}
+                except SchedulerError as e:
+                    log.warning("partition summary: %s", e.message)
+                    summary = None
+                self._summary = (time.monotonic(), summary)
+        if not isinstance(summary, dict) or not isinstance(summary.get("partitions"), list):
+            return None
+        groups = []
+        for gid in set(os.getgroups()) | {os.getgid()}:
+            with contextlib.suppress(KeyError):
+                groups.append(grp.getgrgid(gid).gr_name)
+        ruled = any(isinstance(p, dict) and any(p.get(k) for k in ACCESS_RULES if k != "allow_groups")
+                    for p in summary["partitions"])
+        assoc = self._associations() if ruled else None  # accounts and QOS matter only then
+        return {"partitions": [p for p in summary["partitions"] if partition_usable(p, os.getuid(), groups, assoc)],
+                "at": summary.get("at"), "shared": shared}
+
+    def _live_questions(self, questions, view=None):
+        """Questions with options from the scheduler filled in; view (see
+        _partition_view): only the partitions the user may use are offered,
+        each with what is free in it."""
+        if not any(q.get("options_from") for q in questions):
+            return questions
+        info = self._info()
+        usable = None if view is None else {p["name"]: p for p in view["partitions"]}
         live = []
         for q in questions:
             if q.get("options_from") == "partitions":
                 q = dict(q, options=[{"value": "", "label": "(the cluster's default)"}] + [
                     {"value": p["name"], "label": p["name"] + (" (default)" if p.get("default") else "")
-                     + (", up to %s" % p["max_time"] if p.get("max_time") else "")}
-                    for p in info["partitions"]])
+                     + (", up to %s" % p["max_time"] if p.get("max_time") else "")
+                     + (", %d of %d cores free" % (usable[p["name"]]["cpus_free"], usable[p["name"]]["cpus_total"])
+                        if usable and p["name"] in usable else "")}
+                    for p in info["partitions"] if usable is None or p["name"] in usable])
             elif q.get("options_from") == "accounts":
                 q = dict(q, options=[{"value": "", "label": "(your default account)"}] + [
                     {"value": account, "label": account} for account in info.get("accounts", [])])
@@ -3301,7 +3612,8 @@ def new_job_record(job_id, plan, scheduler_name, command, now):
     scheduler's answer fills in its id and where output goes; refresh
     keeps the state up to date with the scheduler's status, which may add
     its own fields (Slurm: signal, elapsed_s, cpu_time_s, max_rss_mb,
-    requested_mem_mb, time_limit)."""
+    mem_used_mb, mem_tasks, alloc_cpus, cpu_alloc_s, requested_mem_mb,
+    time_limit; see job_efficiency)."""
     return {
         "format": FORMAT, "id": job_id, "updated_at": now,
         # what was submitted (plan: see JobsPart.preview)
@@ -3319,6 +3631,96 @@ def new_job_record(job_id, plan, scheduler_name, command, now):
         "missing_since": None,  # since when the scheduler has not listed it
         "cancel_requested_at": None,  # when the user cancelled it here
     }
+
+
+def mem_words(mb):
+    """600.0 -> "600 MiB", 18432.0 -> "18 GiB", 1536.0 -> "1.5 GiB"."""
+    if mb < 1024:
+        return "%d MiB" % round(mb)
+    return ("%.1f GiB" % (mb / 1024.0)).replace(".0 GiB", " GiB")
+
+
+def _figure(value):
+    """A job record's number (a record may be edited by hand: anything else is None)."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < 1e15
+    return value if ok else None
+
+
+def _percent(part, whole):
+    return round(100.0 * part / whole, 1) if part is not None and whole else None
+
+
+# What makes advice worth a line: a memory request at least twice what would
+# do and at least this much more; CPUs at most half used; a limit at least
+# EFFICIENCY_TIME_LIMIT seconds of which at most a quarter was used.
+EFFICIENCY_SPARE_MB = 1024
+EFFICIENCY_TIME_LIMIT = 2 * 3600
+
+
+def job_efficiency(meta):
+    """How well a finished job used what it asked for, from its record's
+    scheduler figures (Slurm's accounting), or None when it has none:
+    {"cpu_percent": CPU time / (run time x allocated CPUs), "cores_used",
+    "alloc_cpus", "cpu_time_s", "cpu_alloc_s", "mem_used_mb" (all its tasks
+    together, mem_what says exactly what it is), "mem_requested_mb",
+    "mem_percent", "max_task_rss_mb", "time_used_s", "time_limit_s",
+    "time_percent", "advice": [one line per resource worth changing]}.
+    Not given while the accounting record is still coming (detail_pending)."""
+    if meta.get("state") not in FINAL_STATES or not meta.get("started_at") or meta.get("detail_pending"):
+        return None
+    cpu, held = _figure(meta.get("cpu_time_s")), _figure(meta.get("cpu_alloc_s"))
+    cpus = _figure(meta.get("alloc_cpus"))
+    used, asked = _figure(meta.get("mem_used_mb")), _figure(meta.get("requested_mem_mb"))
+    tasks, peak = _figure(meta.get("mem_tasks")), _figure(meta.get("max_rss_mb"))
+    arrays = bool(meta.get("tasks"))
+    run = None if arrays else _figure(meta.get("elapsed_s"))  # an array's is a span, not a run
+    limit = parse_duration(meta["time_limit"]) if isinstance(meta.get("time_limit"), str) else None
+    if cpu is None or not held:
+        cpu = held = None
+    out = {"cpu_time_s": cpu, "cpu_alloc_s": held, "alloc_cpus": cpus,
+           "cpu_percent": _percent(cpu, held),
+           "cores_used": round(cpu * cpus / held, 2) if held and cpus else None,
+           "mem_used_mb": used, "mem_requested_mb": asked or None, "mem_percent": _percent(used, asked),
+           "max_task_rss_mb": peak, "mem_what": None,
+           "time_used_s": run, "time_limit_s": limit if run is not None else None,
+           "time_percent": _percent(run, limit) if run is not None else None, "advice": []}
+    if used is not None:
+        where = "its largest array task's largest step" if arrays else "its largest step"
+        if tasks and tasks > 1:
+            out["mem_what"] = ("the peaks of the %d tasks of %s added up (sacct's AveRSS x NTasks); "
+                               "the largest single task peaked at %s" % (tasks, where, mem_words(peak or 0)))
+        elif meta.get("scheduler") == "local":
+            out["mem_what"] = "the peak of its largest single process (all the local scheduler measures)"
+        else:
+            out["mem_what"] = "the peak of %s, one task (sacct's MaxRSS)" % where
+    if out["cpu_percent"] is None and used is None and out["time_percent"] is None:
+        return None
+    advice = out["advice"]
+    if meta.get("reason") == "OutOfMemory" and asked:
+        advice.append("It ran out of the %s asked for: ask for more next time (~%s)."
+                      % (mem_words(asked), mem_words(_mem_suggestion(asked * 1.5))))
+    elif used is not None and asked:
+        enough = _mem_suggestion(used * 1.2)
+        if asked >= 2 * enough and asked - enough >= EFFICIENCY_SPARE_MB:
+            advice.append("Used %d %% of the %s asked for: next time ~%s would do."
+                          % (round(out["mem_percent"]), mem_words(asked), mem_words(enough)))
+    if out["cores_used"] is not None and cpus >= 2 and out["cores_used"] <= cpus / 2.0:
+        n = out["cores_used"]
+        advice.append("Used %s of %d cores: ask for %d next time, or make the program use them all."
+                      % ("%d" % round(n) if n >= 0.5 else "less than 1", cpus, max(1, int(-(-n // 1)))))
+    if (out["time_percent"] is not None and meta.get("state") == "COMPLETED" and limit >= EFFICIENCY_TIME_LIMIT
+            and out["time_percent"] <= 25):
+        shorter = max(-(-run * 1.5 // 3600) * 3600, 3600)
+        advice.append("Ran %s of its %s limit: a limit of %s would do, and a shorter limit can start sooner."
+                      % (format_duration(run), format_duration(limit), format_duration(shorter)))
+    return out
+
+
+def _mem_suggestion(mb):
+    """A request of at least mb, rounded up: whole GiB from 1 GiB, else 64 MiB steps."""
+    if mb >= 1024:
+        return -(-mb // 1024) * 1024.0
+    return max(64.0, -(-mb // 64) * 64.0)
 
 
 POLLED_IDS = 2000  # the most of one user's unfinished jobs the shared poll follows (the newest)
@@ -3344,29 +3746,33 @@ class JobsPart(StorePart):
     """The user's jobs: submitted from a script, kept up to date with the
     scheduler, cancelled, removed."""
 
-    def _submission_questions(self, meta, content=None):
-        """The questions a submit of the script asks: its template's (the
-        generic ones when it is gone); an imported script's, with its
-        #SBATCH values as the defaults (content: the text it runs, when
-        already read)."""
+    def _submission_questions(self, meta, content=None, cluster=None):
+        """(the questions a submit of the script asks, live; the partition
+        view, see _partition_view): its template's (the generic ones when
+        it is gone); an imported script's, with its #SBATCH values as the
+        defaults (content: the text it runs, when already read)."""
+        view = self._partition_view(cluster)
         if meta.get("origin"):
             if content is None:
                 content = self._run_source(meta)[0]
-            return directive_defaults(self._live_questions(IMPORTED_SUBMISSION), content, self.home)
+            return directive_defaults(self._live_questions(IMPORTED_SUBMISSION, view), content, self.home), view
         found, _ = self.templates()
         t = found.get(meta.get("template_id"))
-        return self._live_questions(t["submission_questions"] if t else GENERIC_SUBMISSION)
+        return self._live_questions(t["submission_questions"] if t else GENERIC_SUBMISSION, view), view
 
     @operation("scripts.submission")
-    def submission(self, id, from_job=None):
+    def submission(self, id, from_job=None, cluster=None):
         """The submission questions; from_job: with the answers of that job
-        of this script as their defaults (see _answers_of)."""
+        of this script as their defaults (see _answers_of); cluster: the
+        shared poll's partition summary (see _partition_view), given by the
+        daemon. "cluster" in the answer: the partitions the user may use,
+        with what is free in each (None when not known)."""
         meta = self._script_meta(id)
-        questions, source = self._submission_questions(meta), None
+        (questions, view), source = self._submission_questions(meta, cluster=cluster), None
         if from_job is not None:
             questions, source = self._answers_of(id, from_job, questions)
         return {"script": self._script_public(meta), "questions": questions, "from_job": source,
-                "scheduler": self._scheduler_state()}
+                "scheduler": self._scheduler_state(), "cluster": view}
 
     def _answers_of(self, script_id, job_id, questions):
         """(questions with job_id's answers as defaults, {id, scheduler_id,
@@ -3393,18 +3799,19 @@ class JobsPart(StorePart):
                  "dropped": dropped})
 
     @operation("jobs.preview")
-    def preview(self, script, answers=None):
+    def preview(self, script, answers=None, cluster=None):
         """What a submit would do: checked answers, the options they become,
-        the exact command and where output goes; Invalid for bad answers."""
-        return self._plan(script, answers)[0]
+        the exact command and where output goes; Invalid for bad answers
+        (a partition the user may not use among them)."""
+        return self._plan(script, answers, cluster)[0]
 
-    def _plan(self, script, answers):
+    def _plan(self, script, answers, cluster=None):
         """(preview's answer, the content a submit sends): the script's, or
         for one that runs where it is, its file as it is now (_run_source),
         in its directory (--chdir, after the answers' options)."""
         meta = self._script_meta(script)
         content, chdir, run_in = self._run_source(meta)
-        questions = self._submission_questions(meta, content)
+        questions, _ = self._submission_questions(meta, content, cluster)
         values = check_answers(questions, answers or {}, self.home)
         options = submission_options(questions, values) + chdir
         outputs = self._outputs(content, options, "%j")
@@ -3417,12 +3824,12 @@ class JobsPart(StorePart):
                  "run_in": name_text(run_in) if run_in else None}, content)
 
     @operation("jobs.submit", writes=True)
-    def job_submit(self, script, answers=None):
+    def job_submit(self, script, answers=None, cluster=None):
         """Submit a script: the job keeps a snapshot of the script (for one
         that runs where it is, of its file as it was read for this submit).
         A refusal by the scheduler is a FAILED job carrying the scheduler's
         message."""
-        plan, content = self._plan(script, answers)
+        plan, content = self._plan(script, answers, cluster)
 
         def make(job_id):
             command = self.scheduler.command(self._job_path(job_id, "script.sh"), plan["options"])
@@ -3514,6 +3921,7 @@ class JobsPart(StorePart):
         out.pop("format", None)
         out.setdefault("ignored_options", out.pop("notes", []))  # older records called it notes
         out["finished"] = meta["state"] in FINISHED
+        out["efficiency"] = job_efficiency(meta)
         for key in ("results_dir", "stdout_path", "stderr_path"):  # any bytes: as text
             if isinstance(out.get(key), str):
                 out[key] = name_text(out[key])
@@ -4816,6 +5224,9 @@ class WorkerPool:
     def call(self, user, op, args=None, **kw):
         """Worker.call for `user`, in one of its slots; what the reply says
         of unfinished jobs keeps `active` up to date."""
+        if op in CLUSTER_OPS and self.poll and self.poll.serving() and self.config["scheduler"]["type"] == "slurm":
+            # only a page showing the questions keeps the summary coming
+            args = dict(args or {}, cluster=self.poll.cluster_summary(want=op == "scripts.submission"))
         with self._slot(user) as worker:
             result, unfinished = worker.call(op, args, **kw)
         if unfinished is not None:
@@ -4870,7 +5281,8 @@ STATUS_FIELDS = dict({key: JOB_META[key] for key in (
     "state", "raw_state", "reason", "reason_text", "exit_code", "started_at", "ended_at",
     "estimated_start_at", "tasks")}, time_limit=_or_none(_text), **{key: _or_none(
         lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)) for key in (
-        "signal", "elapsed_s", "cpu_time_s", "max_rss_mb", "requested_mem_mb")},
+        "signal", "elapsed_s", "cpu_time_s", "max_rss_mb", "requested_mem_mb", "mem_used_mb",
+        "mem_tasks", "alloc_cpus", "cpu_alloc_s")},
     detail_pending=_or_none(lambda v: isinstance(v, bool)))
 STATUS_TEXT = 1000  # the longest text a status field may hold
 POLL_TICK = 0.5  # seconds between two looks at whether a poll is due
@@ -4922,6 +5334,33 @@ def _gist(statuses):
             {k: v for k, v in st.items() if k != "elapsed_s"} for i, st in statuses.items()}
 
 
+def _names(value):
+    return value is None or isinstance(value, list) and len(value) <= MAX_RULE_NAMES and all(
+        isinstance(n, str) and 0 < len(n) <= 256 for n in value)
+
+
+def _count(value):
+    return type(value) is int and 0 <= value < 10 ** 9
+
+
+# What a partition of the poll's summary may hold: field -> check.
+PARTITION_FIELDS = dict({key: _names for key in ACCESS_RULES}, **{key: _count for key in (
+    "cpus_free", "cpus_total", "nodes_free", "nodes_total", "gpus_free", "gpus_total")},
+    name=lambda v: isinstance(v, str) and bool(PARTITION_RE.match(v)), default=lambda v: isinstance(v, bool),
+    state=lambda v: isinstance(v, str) and len(v) <= 20, waiting=_or_none(_count),
+    root_only=lambda v: isinstance(v, bool))
+
+
+def checked_partitions(answer):
+    """The poll process's partition summary, field by field, or ValueError."""
+    found = answer.get("partitions") if isinstance(answer, dict) else None
+    if not isinstance(found, list) or len(found) > MAX_PARTITIONS or not all(
+            isinstance(p, dict) and set(p) == set(PARTITION_FIELDS)
+            and all(check(p[key]) for key, check in PARTITION_FIELDS.items()) for p in found):
+        raise ValueError("not a partition summary")
+    return found
+
+
 class StatusSource:
     """The shared status poll's own process, as scheduler.status_user:
     one scheduler status call (squeue, then sacct for what squeue does not
@@ -4937,6 +5376,8 @@ class StatusSource:
             ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE, 0
 
     def perform(self, op, args):
+        if op == "status.partitions":  # no argument: nothing of any user reaches it
+            return {"partitions": self.scheduler.partition_summary()}, None
         if op != "status.poll":
             raise BadRequest("No such operation of the status poll: %s." % op)
         followed = args.get("followed")
@@ -4961,6 +5402,12 @@ class StatusSource:
 # every user in turn, newest first, so no one's crowd of jobs starves others.
 MAX_POLL_IDS = 5000
 MAX_POLL_USERS = 2000  # the most users whose jobs one poll lists
+
+
+# The worker operations whose questions offer partitions: the daemon hands
+# them the shared poll's partition summary (multi-user Slurm), so a worker
+# asks no scheduler for it.
+CLUSTER_OPS = ("scripts.submission", "jobs.preview", "jobs.submit")
 
 
 class StatusPoll:
@@ -5001,6 +5448,38 @@ class StatusPoll:
         # user at a time: a stopped or slow worker holds up its own user only
         self.hands = concurrent.futures.ThreadPoolExecutor(HAND_THREADS, thread_name_prefix="poll-hand")
         self.handing = set()  # users with a hand in flight
+        # the partitions' summary for submit pages: {"partitions", "at"} or
+        # None; made at most every refresh_interval while someone was shown
+        # one in the last WATCHING seconds; failed: the last one is kept
+        self.cluster, self.cluster_made, self.cluster_wanted = None, -1e9, -1e9
+
+    def cluster_summary(self, want=True):
+        """The partitions' summary a submit page shows (None until the poll
+        has made one); want: keep it fresh for WATCHING seconds (a page
+        shown, not an API submit). No scheduler call here: the poll's
+        thread makes it."""
+        if not want:
+            return self.cluster
+        self.cluster_wanted = time.monotonic()
+        if self.thread is None and self.serving():
+            with self.lock:
+                if self.thread is None:
+                    self.thread = threading.Thread(target=self._run, daemon=True)
+                    self.thread.start()
+        return self.cluster
+
+    def _cluster_tick(self, now):
+        """One partition summary, when a page wanted one and it is due."""
+        if now - self.cluster_wanted >= WATCHING or now - self.cluster_made < self.config["scheduler"]["refresh_interval"] \
+                or self.config["scheduler"]["type"] != "slurm":
+            return
+        self.cluster_made = now
+        try:
+            answer, _ = self.source.call("status.partitions", {}, touch=False)
+            self.cluster = {"partitions": checked_partitions(answer), "at": now_iso()}
+            self.counters["partitions"] = self.counters.get("partitions", 0) + 1
+        except (FlightJobError, ValueError) as e:
+            log.warning("partition summary failed: %s", getattr(e, "message", None) or e)
 
     def serving(self):
         """Whether this poll follows users' jobs (else their workers do)."""
@@ -5064,7 +5543,8 @@ class StatusPoll:
         return sorted(active | watching)
 
     def tick(self):
-        """One poll, when one is due."""
+        """One poll, when one is due (and the partitions' summary, when due)."""
+        self._cluster_tick(time.monotonic())
         users = self.due(time.monotonic())
         if not users:
             return
@@ -5808,10 +6288,12 @@ def ago(iso, now=None):
 
 
 def duration(seconds):
-    """'1 h 5 min' for a number of seconds."""
-    if seconds is None:
+    """'1 h 5 min' for a number of seconds; '' for none (or, in a record
+    edited by hand, what is not a number)."""
+    try:
+        seconds = int(seconds)
+    except (TypeError, ValueError, OverflowError):
         return ""
-    seconds = int(seconds)
     parts = [(seconds // 86400, "d"), (seconds % 86400 // 3600, "h"),
              (seconds % 3600 // 60, "min"), (seconds % 60, "s")]
     shown = [("%d %s" % (n, u)) for n, u in parts if n][:2]
@@ -5884,7 +6366,8 @@ def numbered_lines(text):
     return "".join('<span class="line">%s\n</span>' % line for line in html.escape(text).split("\n"))
 
 
-VIEW_HELPERS = {"time_tag": time_tag, "duration": duration, "human_size": human_size, "quote": urllib.parse.quote,
+VIEW_HELPERS = {"time_tag": time_tag, "duration": duration, "human_size": human_size, "mem_words": mem_words,
+                "quote": urllib.parse.quote,
                 "visible": visible_questions, "state_label": state_label, "state_text": state_text,
                 "confirm_question": confirm_question, "seconds_between": seconds_between, "now_iso": now_iso,
                 "numbered_lines": numbered_lines, "STATE_LABELS": STATE_LABELS, "UNFINISHED": UNFINISHED}

@@ -47,12 +47,10 @@
   % # a running job's run time counts on from its start (the record's is as of its last change)
   % run = seconds_between(job['started_at'], now_iso()) if job.get('raw_state') == 'RUNNING' and job.get('started_at') else job.get('elapsed_s')
   % if run is not None:
-  <div><dt>Run time</dt><dd>{{duration(run)}}{{(' of ' + job['time_limit'] + ' allowed') if job.get('time_limit') else ''}}</dd></div>
+  <div><dt>Run time</dt><dd>{{duration(run)}}{{(' of %s allowed' % job['time_limit']) if job.get('time_limit') else ''}}</dd></div>
   % end
-  % if job.get('max_rss_mb') is not None:
-  <div><dt>Memory used</dt><dd>{{'%.0f MiB' % job['max_rss_mb']}}{{(' of %.0f MiB requested' % job['requested_mem_mb']) if job.get('requested_mem_mb') else ''}}</dd></div>
-  % end
-  % if job.get('cpu_time_s') is not None:
+  % eff = job.get('efficiency')
+  % if not eff and job.get('cpu_time_s') is not None:
   <div><dt>CPU time</dt><dd>{{duration(job['cpu_time_s'])}}</dd></div>
   % end
   % if job.get('options'):
@@ -62,6 +60,29 @@
   <div><dt>Command</dt><dd><code>{{' '.join(job['command'])}}</code></dd></div>
   % end
 </dl>
+% if eff:
+<section class="efficiency" aria-labelledby="efficiency-h">
+<h2 id="efficiency-h">Efficiency</h2>
+<dl class="facts">
+  % if eff['cpu_percent'] is not None:
+  <div><dt>CPU</dt><dd><strong data-field="cpu_percent">{{'%g %%' % round(eff['cpu_percent'])}}</strong> <span class="muted">({{duration(eff['cpu_time_s'])}} of CPU time in {{duration(eff['cpu_alloc_s'])}} held{{(': %g %s for its run time; on average %g of them busy' % (eff['alloc_cpus'], 'CPU' if eff['alloc_cpus'] == 1 else 'CPUs', eff['cores_used'])) if eff['cores_used'] is not None else ''}})</span></dd></div>
+  % end
+  % if eff['mem_used_mb'] is not None:
+  <div><dt>Memory</dt><dd><strong data-field="mem_used">{{mem_words(eff['mem_used_mb'])}}</strong>{{(' of %s asked for (%g %%)' % (mem_words(eff['mem_requested_mb']), round(eff['mem_percent']))) if eff['mem_requested_mb'] else ''}} <span class="muted">(what it is: {{eff['mem_what']}})</span></dd></div>
+  % end
+  % if eff['time_percent'] is not None:
+  <div><dt>Time</dt><dd><strong data-field="time_percent">{{'%g %%' % round(eff['time_percent'])}}</strong> of its time limit <span class="muted">({{duration(eff['time_used_s'])}} of {{duration(eff['time_limit_s'])}})</span></dd></div>
+  % end
+</dl>
+% if eff['advice']:
+<ul class="advice">
+% for line in eff['advice']:
+<li>{{line}}</li>
+% end
+</ul>
+% end
+</section>
+% end
 % if job.get('ignored_options'):
 <div class="notice" role="status"><p>Not honoured by this scheduler:</p><ul>
 % for n in job['ignored_options']:

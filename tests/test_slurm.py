@@ -102,6 +102,35 @@ def test_partitions_come_from_the_scheduler(site):
     assert "debug (default), up to 1:00:00" in [o["label"] for o in part["options"]]
 
 
+def test_submit_page_shows_free_cores_and_offers_only_usable_partitions(site):
+    """Will it start soon: each partition the user may use with its free and
+    total cores, nodes and GPUs and the jobs waiting, from the shared poll's
+    one summary; "staff" (AllowGroups=root) is not offered, and a submit
+    naming it is refused naming the field (Open OnDemand #3932 offered it)."""
+    sid = site.script("true")
+    wait_for(lambda: (site.api("GET", "/api/scripts/%s/submission" % sid)["cluster"] or {}).get("shared"), 30,
+             "the shared poll's partition summary")
+    sub = site.api("GET", "/api/scripts/%s/submission" % sid)
+    parts = {p["name"]: p for p in sub["cluster"]["partitions"]}
+    assert {"debug", "long"} <= set(parts) and "staff" not in parts
+    cores = int(subprocess.run(["sinfo", "--noheader", "--Node", "--partition=debug", "--format=%c"],
+                               capture_output=True, text=True, timeout=60, check=True,
+                               env=dict(os.environ, SLURM_CONF=site.app.config["scheduler"]["environment"]["SLURM_CONF"])
+                               ).stdout.split()[0])
+    debug = parts["debug"]
+    assert debug["cpus_total"] == cores and 0 <= debug["cpus_free"] <= cores and debug["nodes_total"] == 1
+    assert debug["default"] and debug["state"] == "up" and debug["waiting"] >= 0 and debug["gpus_total"] == 0
+    part = [q for q in sub["questions"] if q["id"] == "partition"][0]
+    assert "staff" not in [o["value"] for o in part["options"]]
+    page = site.pages.get("/scripts/%s/submit" % sid)
+    row = page.html.select_one('[data-cluster] tr[data-partition="debug"]')
+    assert row.select_one('[data-field="cores"]').text.endswith("of %d" % cores)
+    assert not page.html.select('option[value="staff"]') and "the same figures for every user" in page.text
+    r = site.api("POST", "/api/jobs", {"script": sid, "answers": {"partition": "staff"}}, status=422)
+    assert "partition" in r["error"]["fields"]
+    assert site.app.pool.poll.counters.get("partitions", 0) >= 1
+
+
 def test_job_completes_with_accounting_details(site):
     job = site.submit("echo hello from $SLURM_JOB_ID; sleep 2", answers={"mem": "200M"})
     assert job["scheduler"] == "slurm" and job["scheduler_id"].isdigit()
@@ -116,7 +145,42 @@ def test_job_completes_with_accounting_details(site):
     assert files[0]["name"] == "job-%s.out" % job["scheduler_id"]
     assert os.stat(job["stdout_path"]).st_uid == site.user.uid  # written by the job, as the user
     page = site.pages.get("/jobs/" + job["id"])
-    assert "Completed" in page.text and "Memory used" in page.text and "of 200 MiB requested" in page.text
+    assert "Completed" in page.text and "Efficiency" in page.text and "of 200 MiB asked for" in page.text
+
+
+def test_memory_of_a_multi_task_job_is_all_its_tasks(site):
+    """srun -n 4, each task holding 100 MB: the job used ~400 MB, not the
+    ~100 MB of one task that MaxRSS says (reportseff's bug #41)."""
+    job = site.submit("srun -n 4 python3 -c 'a = b\"1\" * (100 << 20); import time; time.sleep(4)'",
+                      directives="#SBATCH --ntasks=4", answers={"mem": "4G"})
+    job = site.wait(job, detail=True)
+    eff = job["efficiency"]
+    seen = (job["state"], job.get("mem_used_mb"), job.get("mem_tasks"), job.get("max_rss_mb"), eff)
+    assert job["state"] == "COMPLETED" and eff is not None, (seen, site_sacct(site, job["scheduler_id"]))
+    assert 380 <= eff["mem_used_mb"] <= 560 and job["mem_tasks"] == 4, (seen, site_sacct(site, job["scheduler_id"]))
+    assert 95 <= eff["max_task_rss_mb"] <= 150  # one task's peak
+    assert eff["mem_requested_mb"] == 4096 and eff["alloc_cpus"] == 4
+    assert eff["advice"][0].startswith("Used ") and "of the 4 GiB asked for: next time ~" in eff["advice"][0]
+    page = site.pages.get("/jobs/" + job["id"])
+    assert "the peaks of the 4 tasks of its largest step added up" in page.text
+    assert page.html.select_one('[data-field="mem_used"]').text == flightjobd.mem_words(eff["mem_used_mb"])
+
+
+def test_cpu_efficiency_of_a_busy_and_an_idle_job(site):
+    """CPU time / (run time x CPUs): a CPU-bound job near 100 %, a sleeping
+    one holding 2 CPUs near 0 %, told it used less than 1 of 2 cores; both
+    as columns on Monitor jobs."""
+    busy = site.submit("timeout 8 sh -c 'while :; do :; done'; true")
+    idle = site.submit("sleep 8", directives="#SBATCH --cpus-per-task=2")
+    busy, idle = site.wait(busy, detail=True), site.wait(idle, detail=True)
+    eb, ei = busy["efficiency"], idle["efficiency"]
+    assert eb and eb["alloc_cpus"] == 1 and eb["cpu_percent"] >= 60, (busy, site_sacct(site, busy["scheduler_id"]))
+    assert ei and ei["alloc_cpus"] == 2 and ei["cpu_percent"] <= 5, (idle, site_sacct(site, idle["scheduler_id"]))
+    assert "Used less than 1 of 2 cores" in ei["advice"][-1]
+    assert eb["time_limit_s"] == 3600 and eb["time_percent"] <= 1  # the template's one-hour default
+    rows = {tr["data-job"]: tr for tr in site.pages.get("/jobs").html.select("tr[data-job]")}
+    for job, eff in ((busy, eb), (idle, ei)):
+        assert rows[job["id"]].select_one('[data-field="cpu_percent"]').text == "%g %%" % round(eff["cpu_percent"])
 
 
 def test_nonzero_exit(site):

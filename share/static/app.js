@@ -161,6 +161,16 @@
           ["submitted_at", "started_at", "ended_at"].forEach(function (key) {
             changed = setTime(tr.querySelector('[data-field="' + key + '"]'), job[key]) || changed;
           });
+          var eff = job.efficiency || {};
+          ["cpu_percent", "mem_percent", "time_percent"].forEach(function (key) {
+            var cell = tr.querySelector('[data-field="' + key + '"]');
+            if (cell) { cell.textContent = eff[key] == null ? "" : Math.round(eff[key]) + " %"; }
+          });
+          var mem = tr.querySelector('[data-field="mem_percent"]');
+          if (mem && eff.mem_percent == null && eff.mem_used_mb != null) {  // nothing asked for: what it used
+            mem.textContent = eff.mem_used_mb < 1024 ? Math.round(eff.mem_used_mb) + " MiB"
+              : (eff.mem_used_mb / 1024).toFixed(1).replace(/\.0$/, "") + " GiB";
+          }
         });
         return unfinishedRows().length ? changed : null;
       });

@@ -139,6 +139,8 @@ def test_submit_with_questions_and_watch_it_complete(logged_in):
     page.click("text=Submit")
     expect(page.locator("h1")).to_have_text("Submit Sleepy")
     page.fill("#q_time", "0-00:10:00")
+    # will it start soon: the local scheduler's one partition, this machine
+    expect(page.locator('[data-cluster] tr[data-partition="local"] [data-field=cores]')).to_contain_text(" of ")
     site.check_a11y("submit")
     site.shot("10-submit")
 
@@ -167,6 +169,9 @@ def test_submit_with_questions_and_watch_it_complete(logged_in):
     expect(page.locator("pre[data-follow=stdout]")).to_contain_text("all done")
     expect(page.locator("[data-field=exit_code]")).to_have_text("0")
     expect(page.locator(".facts").first).to_contain_text("Time to completion")
+    # efficiency: the local scheduler records CPU time and its largest process's peak
+    expect(page.locator("#efficiency-h")).to_have_text("Efficiency")
+    expect(page.locator(".efficiency [data-field=cpu_percent]")).to_contain_text("%")
     site.check_a11y("job, completed")
     site.shot("13-job-completed")
 
@@ -179,6 +184,7 @@ def test_submit_with_questions_and_watch_it_complete(logged_in):
     page.click("nav.crumbs >> text=Jobs")
     expect(page.locator("tr[data-job]")).to_have_count(1)
     expect(page.locator("tr[data-job] .badge")).to_have_text("Completed")
+    expect(page.locator("tr[data-job] [data-field=time_percent]")).to_contain_text("%")
     site.check_a11y("jobs")
     site.shot("15-jobs")
 
