@@ -3276,6 +3276,15 @@ def outside_job_record(job_id, scheduler_name, scheduler_id, status, detail, now
 OUTSIDE_IMPORTS = 100  # the most outside jobs a refresh takes in
 
 
+ACTIVITY_JOBS = 100  # unfinished jobs a page's tab is told of, and jobs it may ask after (jobs.activity)
+
+
+def _brief_job(meta):
+    """A job as a tab's title and notifications name it."""
+    return {"id": meta["id"], "scheduler_id": meta.get("scheduler_id"), "name": meta.get("script_name"),
+            "state": meta["state"], "reason_text": meta.get("reason_text")}
+
+
 class JobsPart(StorePart):
     """The user's jobs: submitted from a script, kept up to date with the
     scheduler, cancelled, removed."""
@@ -3647,6 +3656,30 @@ class JobsPart(StorePart):
                 "broken": broken, "total": len(metas), "page": page, "per_page": per_page,
                 "scheduler": scheduler_state}
 
+    @operation("jobs.activity")
+    def jobs_activity(self, watch=None):
+        """What every page's tab shows of the user's jobs (the title, the
+        icon, notifications): how many are pending and running, the newest
+        ACTIVITY_JOBS of them, and the state now of each job in `watch`
+        (ids the page last saw unfinished, at most ACTIVITY_JOBS; one
+        removed since is left out), each briefly."""
+        watch = [] if watch is None else watch
+        if not _texts(watch) or len(watch) > ACTIVITY_JOBS:
+            raise Invalid("watch must be at most %d job ids." % ACTIVITY_JOBS, {"watch": "at most %d job ids"
+                                                                                % ACTIVITY_JOBS})
+        scheduler_state = self.refresh()
+        unfinished = sorted((m for m in self._all_jobs()[0] if m["state"] in UNFINISHED),
+                            key=lambda m: m["id"], reverse=True)
+        shown = {m["id"] for m in unfinished[:ACTIVITY_JOBS]}
+        watched = []
+        for job_id in dict.fromkeys(watch):
+            if ID_RE.match(job_id) and job_id not in shown:
+                with contextlib.suppress(Conflict, NotFound):  # removed, or broken, since
+                    watched.append(self._job_meta(job_id))
+        return {"counts": {state: sum(m["state"] == state for m in unfinished) for state in UNFINISHED},
+                "unfinished": [_brief_job(m) for m in unfinished[:ACTIVITY_JOBS]],
+                "watched": [_brief_job(m) for m in watched], "scheduler": scheduler_state}
+
     @operation("jobs.get")
     def job_get(self, id, script=False):
         self._job_meta(id)  # 404 before any scheduler call
@@ -3783,7 +3816,10 @@ class ResultsArchive:
                         self.notes.append("%s: shrank while it was archived; %d bytes are missing"
                                           % (arcname, left))
             if self.notes:
-                info = zipfile.ZipInfo(ARCHIVE_NOTE, _zip_time(time.time()))
+                note, taken = ARCHIVE_NOTE, {arcname for arcname, _, _ in files}
+                while note in taken:  # a file of the results has that name: the note goes beside it
+                    note = "_" + note
+                info = zipfile.ZipInfo(note, _zip_time(time.time()))
                 info.external_attr = 0o100600 << 16
                 archive.writestr(info, "Left out of this archive by flight-job:\n\n%s\n" % "\n".join(
                     self.notes[:ARCHIVE_FILES]))
@@ -3902,13 +3938,17 @@ class ResultsPart(StorePart):
         """What an archive of the chosen paths (relative to the results
         directory, through check_relpath; none: the whole directory) holds:
         (files as (arcname, path, size), empty directories, notes of what is
-        left out). Symlinks are never followed (one on the way to a chosen
+        left out). Hidden names (a leading dot) in a directory are left out,
+        as the page's listing leaves them out (a results directory may be
+        the home), unless chosen by name. Symlinks are never followed (one on the way to a chosen
         path too): left out with a note, as are FIFOs, sockets and devices
         (never opened). Sizes are apparent sizes (a sparse file counts
         whole). Refused: a chosen path that is not there (404), more than
         ARCHIVE_FILES entries or a total over storage.max_archive_bytes (413,
         naming both)."""
         root = os.path.realpath(self._results_root(meta))
+        if not os.path.isdir(root):
+            raise NotFound("The job's results directory is not there (any more): %s." % name_text(root))
         limit = self.config["storage"]["max_archive_bytes"]
         stack = []
         for given in paths or [""]:
@@ -3928,7 +3968,7 @@ class ResultsPart(StorePart):
                 raise missing
             else:
                 stack.append((rel, full))
-        files, dirs, notes, seen, total, count = [], [], [], set(), 0, len(stack)
+        files, dirs, notes, seen, total, count, hidden = [], [], [], set(), 0, len(stack), 0
         while stack:
             if count > ARCHIVE_FILES:  # every entry counted as it is listed: the walk stays bounded
                 raise TooLarge("The files chosen are more than %d files and directories, more than one archive "
@@ -3953,15 +3993,20 @@ class ResultsPart(StorePart):
                 except OSError as e:
                     notes.append("%s/: not read: %s" % (arc or ".", e.strerror or e))
                     continue
+                shown = [name for name in names if not name.startswith(".")]
+                hidden += len(names) - len(shown)
                 if not names and arc:
                     dirs.append(arc)
-                count += len(names)
-                for name in names:
+                count += len(shown)
+                for name in shown:
                     stack.append(((arc + "/" if arc else "") + name_text(name), os.path.join(full, name)))
             elif kind == 0o120000:
                 notes.append("%s: a symbolic link, not followed" % arc)
             else:
                 notes.append("%s: not a regular file (a FIFO, socket or device)" % arc)
+        if hidden:
+            notes.append("%d hidden files and directories (names starting with a dot) in the directories "
+                         "chosen: choose them by name to have them" % hidden)
         if total > limit:
             raise TooLarge("The files chosen add up to %s (%s bytes in %d files), more than the %s (%s bytes) one "
                            "archive may hold (storage.max_archive_bytes): choose fewer files, or download them "
@@ -6735,6 +6780,14 @@ def submit_post(app, user, id):
 # Routes: jobs and files #####################################################
 
 
+@route("/api/activity", api=True)
+def api_activity(app, user):
+    """The user's unfinished jobs in brief, and the state now of the jobs
+    in ?watch=ID (repeatable): what a page's tab polls for its title, icon
+    and notifications (share/static/app.js)."""
+    return app.json(app.call(user, "jobs.activity", watch=_query_texts("watch")))
+
+
 @route("/api/jobs", api=True)
 def api_jobs(app, user):
     return app.json(app.call(user, "jobs.list", state=bottle.request.query.get("state") or None,
@@ -6840,7 +6893,7 @@ def send_archive(app, user, id, paths):
         held.close()
         raise
     seconds = app.config["server"]["download_timeout"]
-    held.callback(close_connection_later(bottle.request.environ, seconds, "archive of %s's %s" % (user, id)))
+    held.callback(close_connection_later(bottle.request.environ, seconds, "archive of %s's %s" % (user, name_text(id))))
     bottle.response.set_header("Content-Type", "application/zip")
     bottle.response.set_header("Content-Disposition", "attachment; filename*=UTF-8''%s"
                                % urllib.parse.quote(piece["name"]))

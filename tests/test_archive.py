@@ -45,6 +45,8 @@ def tree(work):
     (work / "sub" / "deep.bin").write_bytes(os.urandom(3 << 20))  # several pieces of the stream
     (work / "empty").mkdir()
     (work / "odd name 'é' \"q\" & ;.txt").write_bytes(b"odd\n")
+    (work / ".hidden").mkdir()
+    (work / ".hidden" / "cache.bin").write_bytes(b"x" * (4 << 20))  # never walked, never counted
     os.mkfifo(str(work / "fifo"))
 
 
@@ -57,6 +59,7 @@ def test_whole_results_directory_unzips_to_exactly_its_files(client, tmp_path):
     files = unzip(r.body)
     note = files.pop("SKIPPED-by-flight-job.txt").decode()
     assert "fifo: not a regular file (a FIFO, socket or device)" in note
+    assert "1 hidden files and directories (names starting with a dot)" in note
     assert files == {"job.out": b"done\n", "result.txt": b"data\n", "sub/deep.bin": (work / "sub" / "deep.bin").read_bytes(),
                      "empty/": b"", "odd name 'é' \"q\" & ;.txt": b"odd\n"}
     # the page's "Download all" link is the same archive
@@ -74,6 +77,9 @@ def test_chosen_files_only_by_api_and_by_the_page_form(client, tmp_path):
     chosen = ["result.txt", "odd name 'é' \"q\" & ;.txt"]
     r = client.api("POST", "/api/jobs/%s/archive" % job["id"], {"paths": chosen})
     assert unzip(r.body) == {"result.txt": b"data\n", "odd name 'é' \"q\" & ;.txt": b"odd\n"}
+    # a hidden one too, when chosen by name
+    assert unzip(client.api("GET", "/api/jobs/%s/archive?path=.hidden" % job["id"]).body) == \
+        {".hidden/cache.bin": b"x" * (4 << 20)}
     page = client.web.get("/jobs/" + job["id"])
     form = page.forms[[k for k, f in page.forms.items() if f.action.endswith("/archive")][0]]
     for box in form.fields["path"]:
@@ -134,6 +140,11 @@ def test_symlinks_are_not_followed(client, tmp_path):
     for name in ("link-out", "link-in", "dir-out"):
         assert "%s: a symbolic link, not followed" % name in note
     assert b"outside" not in b"".join(files.values())
+    # a results file named as the note keeps its name; the note goes beside it
+    (tmp_path / "work" / "SKIPPED-by-flight-job.txt").write_bytes(b"mine\n")
+    files = unzip(client.api("GET", "/api/jobs/%s/archive" % job["id"]).body)
+    assert files["SKIPPED-by-flight-job.txt"] == b"mine\n" and b"link-out" in files["_SKIPPED-by-flight-job.txt"]
+    os.unlink(str(tmp_path / "work" / "SKIPPED-by-flight-job.txt"))
     # chosen by name, or through a symlinked directory: not followed either
     for chosen in (["link-out"], ["dir-out/secret.txt"]):
         files = unzip(client.api("POST", "/api/jobs/%s/archive" % job["id"], {"paths": chosen}).body)
