@@ -45,6 +45,8 @@ def tree(work):
     (work / "sub" / "deep.bin").write_bytes(os.urandom(3 << 20))  # several pieces of the stream
     (work / "empty").mkdir()
     (work / "odd name 'é' \"q\" & ;.txt").write_bytes(b"odd\n")
+    with open(os.path.join(os.fsencode(str(work)), b"bad-\xff\n.txt"), "wb") as f:  # no UTF-8, a newline
+        f.write(b"bytes\n")
     (work / ".hidden").mkdir()
     (work / ".hidden" / "cache.bin").write_bytes(b"x" * (4 << 20))  # never walked, never counted
     os.mkfifo(str(work / "fifo"))
@@ -61,7 +63,7 @@ def test_whole_results_directory_unzips_to_exactly_its_files(client, tmp_path):
     assert "fifo: not a regular file (a FIFO, socket or device)" in note
     assert "1 hidden files and directories (names starting with a dot)" in note
     assert files == {"job.out": b"done\n", "result.txt": b"data\n", "sub/deep.bin": (work / "sub" / "deep.bin").read_bytes(),
-                     "empty/": b"", "odd name 'é' \"q\" & ;.txt": b"odd\n"}
+                     "empty/": b"", "odd name 'é' \"q\" & ;.txt": b"odd\n", "bad-\\xff\\x0a.txt": b"bytes\n"}
     # the page's "Download all" link is the same archive
     page = client.web.get("/jobs/" + job["id"])
     assert 'href="/jobs/%s/archive"' % job["id"] in page.text and "Download all as .zip" in page.text
@@ -74,9 +76,12 @@ def test_whole_results_directory_unzips_to_exactly_its_files(client, tmp_path):
 
 def test_chosen_files_only_by_api_and_by_the_page_form(client, tmp_path):
     job = finished_job(client, tmp_path, tree)
-    chosen = ["result.txt", "odd name 'é' \"q\" & ;.txt"]
+    listed = {f["name"] for f in client.api("GET", "/api/jobs/%s/files" % job["id"]).json["files"]}
+    chosen = ["result.txt", "odd name 'é' \"q\" & ;.txt", "bad-\\xff\\x0a.txt"]  # as the listing names them
+    assert set(chosen) <= listed
     r = client.api("POST", "/api/jobs/%s/archive" % job["id"], {"paths": chosen})
-    assert unzip(r.body) == {"result.txt": b"data\n", "odd name 'é' \"q\" & ;.txt": b"odd\n"}
+    assert unzip(r.body) == {"result.txt": b"data\n", "odd name 'é' \"q\" & ;.txt": b"odd\n",
+                             "bad-\\xff\\x0a.txt": b"bytes\n"}
     # a hidden one too, when chosen by name
     assert unzip(client.api("GET", "/api/jobs/%s/archive?path=.hidden" % job["id"]).body) == \
         {".hidden/cache.bin": b"x" * (4 << 20)}
