@@ -2,6 +2,7 @@
 by root a piece at a time; the whole directory or chosen files, a size limit
 from the config, symlinks never followed, FIFOs never opened."""
 import base64
+import http.client
 import io
 import os
 import pwd
@@ -202,3 +203,46 @@ def test_pieces_are_bounded_and_an_unfinished_archive_can_be_dropped(client, tmp
     assert closed == {"token": first["token"], "closed": True}
     with pytest.raises(flightjobd.NotFound, match="no longer being written"):
         client.app.pool.call(user, "jobs.archive", {"token": first["token"]})
+
+
+@pytest.mark.root
+def test_a_large_archive_streams_through_root_in_pieces(daemon):
+    """120 MB of results that do not compress, as one .zip through the real
+    server: root's peak memory stays flat (pieces in flight, never the
+    archive), another user is served meanwhile, and a reader that goes away
+    half-way leaves the worker serving the next archive."""
+    d, alice, bob = daemon()
+    size = 120 << 20
+    job = job_in(alice, "head -c %d /dev/urandom > big.bin" % size)[1]
+    before = test_hostile.peak_kb(d.proc.pid)
+    with served_meanwhile(bob):
+        conn = http.client.HTTPConnection("127.0.0.1", d.port, timeout=60)
+        conn.request("GET", "/api/jobs/%s/archive?path=big.bin" % job["id"], headers={"Cookie": alice.cookie})
+        r = conn.getresponse()
+        assert r.status == 200 and r.getheader("Content-Length") is None
+        body = bytearray()
+        while True:
+            piece = r.read(1 << 20)
+            if not piece:
+                break
+            body += piece
+        conn.close()
+    grown = test_hostile.peak_kb(d.proc.pid) - before
+    print("root's peak RSS (VmHWM) grew %d KiB for a %d-byte archive" % (grown, len(body)))
+    with zipfile.ZipFile(io.BytesIO(bytes(body))) as z:
+        assert [(i.filename, i.file_size) for i in z.infolist()] == [("big.bin", size)]
+        with z.open("big.bin") as f, open(os.path.join(alice.user.home, "out", "big.bin"), "rb") as mine:
+            while True:
+                a, b = f.read(1 << 20), mine.read(1 << 20)
+                assert a == b
+                if not a:
+                    break
+    assert grown < 40 << 10
+    # half-way gone: the worker drops that archive and serves the next
+    conn = http.client.HTTPConnection("127.0.0.1", d.port, timeout=60)
+    conn.request("GET", "/api/jobs/%s/archive?path=big.bin" % job["id"], headers={"Cookie": alice.cookie})
+    r = conn.getresponse()
+    assert r.status == 200 and len(r.read(3 << 20)) == 3 << 20
+    conn.close()
+    status, _, body = alice.request("GET", "/api/jobs/%s/archive?path=job.out" % job["id"], timeout=30)
+    assert status == 200 and list(unzip(body)) == ["job.out"]
