@@ -407,6 +407,7 @@ SCHEMA = {
         "state_dir": ("~/.local/share/flight-job", _str, "Where a user's scripts and jobs live, in their home."),
         "user_templates": ("~/.config/flight-job/templates", _str, "A user's own job-script templates."),
         "max_script_bytes": (1048576, _int(1024), "Largest script or notes a user may save, in bytes."),
+        "max_archive_bytes": (1073741824, _int(1), "Largest results download as one .zip: the files' sizes added up, in bytes."),
     },
     "templates": {
         "site_dirs": (["/etc/flight-job/templates"], _strings, "Site template directories, searched after the shipped ones."),
@@ -550,6 +551,12 @@ def resolve_inside(root, path, outside):
     if full != root and not full.startswith(root.rstrip("/") + "/"):
         raise Forbidden(outside)
     return full
+def human_size(n):
+    """'12.3 MiB' for a number of bytes."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return ("%d %s" if unit == "B" else "%.1f %s") % (n, unit)
+        n /= 1024.0
 
 
 def new_id():
@@ -2928,6 +2935,7 @@ class StorePart:
         # ~45 MB): its full record is read again when shown
         self._jobs = {}
         self._templates = (None, None)
+        self._archives = {}  # token -> ResultsArchive streaming to root (ResultsPart.job_archive)
         self._sweep()
 
     def perform(self, op, args):
@@ -3742,6 +3750,15 @@ def outside_job_record(job_id, scheduler_name, scheduler_id, status, detail, now
 OUTSIDE_IMPORTS = 100  # the most outside jobs a refresh takes in
 
 
+ACTIVITY_JOBS = 100  # unfinished jobs a page's tab is told of, and jobs it may ask after (jobs.activity)
+
+
+def _brief_job(meta):
+    """A job as a tab's title and notifications name it."""
+    return {"id": meta["id"], "scheduler_id": meta.get("scheduler_id"), "name": meta.get("script_name"),
+            "state": meta["state"], "reason_text": meta.get("reason_text")}
+
+
 class JobsPart(StorePart):
     """The user's jobs: submitted from a script, kept up to date with the
     scheduler, cancelled, removed."""
@@ -4136,6 +4153,30 @@ class JobsPart(StorePart):
                 "broken": broken, "total": len(metas), "page": page, "per_page": per_page,
                 "scheduler": scheduler_state}
 
+    @operation("jobs.activity")
+    def jobs_activity(self, watch=None):
+        """What every page's tab shows of the user's jobs (the title, the
+        icon, notifications): how many are pending and running, the newest
+        ACTIVITY_JOBS of them, and the state now of each job in `watch`
+        (ids the page last saw unfinished, at most ACTIVITY_JOBS; one
+        removed since is left out), each briefly."""
+        watch = [] if watch is None else watch
+        if not _texts(watch) or len(watch) > ACTIVITY_JOBS:
+            raise Invalid("watch must be at most %d job ids." % ACTIVITY_JOBS, {"watch": "at most %d job ids"
+                                                                                % ACTIVITY_JOBS})
+        scheduler_state = self.refresh()
+        unfinished = sorted((m for m in self._all_jobs()[0] if m["state"] in UNFINISHED),
+                            key=lambda m: m["id"], reverse=True)
+        shown = {m["id"] for m in unfinished[:ACTIVITY_JOBS]}
+        watched = []
+        for job_id in dict.fromkeys(watch):
+            if ID_RE.match(job_id) and job_id not in shown:
+                with contextlib.suppress(Conflict, NotFound):  # removed, or broken, since
+                    watched.append(self._job_meta(job_id))
+        return {"counts": {state: sum(m["state"] == state for m in unfinished) for state in UNFINISHED},
+                "unfinished": [_brief_job(m) for m in unfinished[:ACTIVITY_JOBS]],
+                "watched": [_brief_job(m) for m in watched], "scheduler": scheduler_state}
+
     @operation("jobs.get")
     def job_get(self, id, script=False):
         self._job_meta(id)  # 404 before any scheduler call
@@ -4180,6 +4221,121 @@ class JobsPart(StorePart):
 
 LISTED_FILES = 5000  # the most entries of a results directory listed
 COUNTED_FILES = 1000000  # the most entries past those counted (more: "at least")
+
+# A results archive (jobs.archive) is a .zip the worker writes as the user
+# while root relays it: planned whole first (every name and size, so the
+# limit is checked before a byte is sent), then handed over in pieces of at
+# most ARCHIVE_PIECE bytes, one a request, each request reading at most
+# ARCHIVE_READ bytes of the files (a sparse file compresses to nothing: the
+# request still ends). A worker keeps ARCHIVES_OPEN archives at most, the
+# oldest dropped beyond, and drops one not asked for in
+# server.download_timeout seconds.
+ARCHIVE_PIECE = 1 << 20
+ARCHIVE_READ = 16 << 20
+ARCHIVE_FILES = 100000  # files and directories in one archive at most
+ARCHIVES_OPEN = 4
+ARCHIVE_NOTE = "SKIPPED-by-flight-job.txt"  # what was left out, and why; only when something was
+
+
+class ArchiveSink:
+    """Where zipfile writes the archive: bytes held until taken (no tell or
+    seek, so zipfile writes a streamed zip, sizes after each file)."""
+
+    def __init__(self):
+        self.data = bytearray()
+
+    def write(self, data):
+        self.data += data
+        return len(data)
+
+    def flush(self):
+        pass
+
+    def take(self, most):
+        piece = bytes(self.data[:most])
+        del self.data[:most]
+        return piece
+
+
+def _zip_time(mtime):
+    """A modification time as a zip entry's (local time, 1980 to 2107)."""
+    return time.localtime(min(max(mtime, 315576000), 4354819200))[:6]
+
+
+class ResultsArchive:
+    """One archive being written: the planned files (arcname, path, size),
+    the empty directories and the notes of what was left out; pieces are
+    taken with next_piece() until eof."""
+
+    def __init__(self, files, dirs, notes):
+        import zipfile
+        self.zipfile = zipfile
+        self.sink = ArchiveSink()
+        self.notes = notes
+        self.steps = self._write(files, dirs)
+        self.done = False
+        self.touched = time.monotonic()
+
+    def _write(self, files, dirs):
+        """Write the archive into the sink, yielding after each read of a
+        file (so the caller can stop when a piece is full)."""
+        zipfile = self.zipfile
+        with zipfile.ZipFile(self.sink, "w", zipfile.ZIP_DEFLATED, allowZip64=True) as archive:
+            for arcname in dirs:
+                info = zipfile.ZipInfo(arcname + "/", _zip_time(time.time()))
+                info.external_attr = (0o040700 << 16) | 0x10
+                archive.writestr(info, b"")
+            for arcname, path, size in files:
+                try:  # never a symlink followed, never a FIFO waited on (swapped in since the plan)
+                    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
+                except OSError as e:
+                    self.notes.append("%s: not read: %s" % (arcname, e.strerror or e))
+                    continue
+                with os.fdopen(fd, "rb") as f:
+                    st = os.fstat(fd)
+                    if st.st_mode & 0o170000 != 0o100000:
+                        self.notes.append("%s: not a regular file any more" % arcname)
+                        continue
+                    info = zipfile.ZipInfo(arcname, _zip_time(st.st_mtime))
+                    info.compress_type = zipfile.ZIP_DEFLATED
+                    info.external_attr = (0o100000 | (st.st_mode & 0o777)) << 16
+                    info.file_size = size  # what was counted: a file that grew is cut there
+                    with archive.open(info, "w", force_zip64=size > (1 << 30)) as out:
+                        left = size
+                        while left > 0:
+                            data = f.read(min(left, ARCHIVE_PIECE))
+                            if not data:
+                                break
+                            out.write(data)
+                            left -= len(data)
+                            yield len(data)
+                    if left > 0:
+                        self.notes.append("%s: shrank while it was archived; %d bytes are missing"
+                                          % (arcname, left))
+            if self.notes:
+                note, taken = ARCHIVE_NOTE, {arcname for arcname, _, _ in files}
+                while note in taken:  # a file of the results has that name: the note goes beside it
+                    note = "_" + note
+                info = zipfile.ZipInfo(note, _zip_time(time.time()))
+                info.external_attr = 0o100600 << 16
+                archive.writestr(info, "Left out of this archive by flight-job:\n\n%s\n" % "\n".join(
+                    self.notes[:ARCHIVE_FILES]))
+
+    def next_piece(self):
+        """(bytes, eof): at most ARCHIVE_PIECE bytes, from at most
+        ARCHIVE_READ bytes of the files read."""
+        self.touched = time.monotonic()
+        read = 0
+        while not self.done and len(self.sink.data) < ARCHIVE_PIECE and read < ARCHIVE_READ:
+            try:
+                read += next(self.steps)
+            except StopIteration:
+                self.done = True
+        piece = self.sink.take(ARCHIVE_PIECE)
+        return piece, self.done and not self.sink.data
+
+    def close(self):
+        self.steps.close()  # the open file, if any, closed
 
 
 class ResultsPart(StorePart):
@@ -4268,6 +4424,120 @@ class ResultsPart(StorePart):
         return {"name": name_text(os.path.basename(full)), "size": size, "offset": offset,
                 "modified_at": now_iso(st.st_mtime), "data": base64.b64encode(data).decode("ascii"),
                 "eof": offset + len(data) >= size}
+
+    def _archive_plan(self, meta, paths):
+        """What an archive of the chosen paths (relative to the results
+        directory, through check_relpath; none: the whole directory) holds:
+        (files as (arcname, path, size), empty directories, notes of what is
+        left out). Hidden names (a leading dot) in a directory are left out,
+        as the page's listing leaves them out (a results directory may be
+        the home), unless chosen by name. Symlinks are never followed (one on the way to a chosen
+        path too): left out with a note, as are FIFOs, sockets and devices
+        (never opened). Sizes are apparent sizes (a sparse file counts
+        whole). Refused: a chosen path that is not there (404), more than
+        ARCHIVE_FILES entries or a total over storage.max_archive_bytes (413,
+        naming both)."""
+        root = os.path.realpath(self._results_root(meta))
+        if not os.path.isdir(root):
+            raise NotFound("The job's results directory is not there (any more): %s." % name_text(root))
+        limit = self.config["storage"]["max_archive_bytes"]
+        stack = []
+        for given in paths or [""]:
+            missing = NotFound("No such file in the job's results: %s." % name_text(str(given))[:300],
+                               {"paths": "no such file: %s" % name_text(str(given))[:300]})
+            if given == "":
+                stack.append(("", root))
+                continue
+            try:
+                rel = check_relpath(given)
+                full = os.path.join(root, name_path(rel))
+            except (NotFound, UnicodeError):
+                raise missing
+            if os.path.realpath(full) != full:  # a symlink on the way: not followed
+                stack.append((rel, None))
+            elif not os.path.lexists(full):
+                raise missing
+            else:
+                stack.append((rel, full))
+        files, dirs, notes, seen, total, count, hidden = [], [], [], set(), 0, len(stack), 0
+        while stack:
+            if count > ARCHIVE_FILES:  # every entry counted as it is listed: the walk stays bounded
+                raise TooLarge("The files chosen are more than %d files and directories, more than one archive "
+                               "may hold; choose fewer." % ARCHIVE_FILES, {"paths": "too many files"})
+            arc, full = stack.pop()
+            if arc in seen:
+                continue
+            seen.add(arc)
+            try:
+                st = os.lstat(full) if full else None
+            except OSError as e:
+                notes.append("%s: not read: %s" % (arc, e.strerror or e))
+                continue
+            kind = st.st_mode & 0o170000 if st else 0o120000
+            if kind == 0o100000:
+                files.append((arc, full, st.st_size))
+                total += st.st_size
+            elif kind == 0o040000:
+                try:
+                    with os.scandir(full) as listing:
+                        names = [entry.name for entry in itertools.islice(listing, ARCHIVE_FILES + 1)]
+                except OSError as e:
+                    notes.append("%s/: not read: %s" % (arc or ".", e.strerror or e))
+                    continue
+                shown = [name for name in names if not name.startswith(".")]
+                hidden += len(names) - len(shown)
+                if not names and arc:
+                    dirs.append(arc)
+                count += len(shown)
+                for name in shown:
+                    stack.append(((arc + "/" if arc else "") + name_text(name), os.path.join(full, name)))
+            elif kind == 0o120000:
+                notes.append("%s: a symbolic link, not followed" % arc)
+            else:
+                notes.append("%s: not a regular file (a FIFO, socket or device)" % arc)
+        if hidden:
+            notes.append("%d hidden files and directories (names starting with a dot) in the directories "
+                         "chosen: choose them by name to have them" % hidden)
+        if total > limit:
+            raise TooLarge("The files chosen add up to %s (%s bytes in %d files), more than the %s (%s bytes) one "
+                           "archive may hold (storage.max_archive_bytes): choose fewer files, or download them "
+                           "one by one." % (human_size(total), "{:,}".format(total), len(files), human_size(limit),
+                                            "{:,}".format(limit)), {"paths": "more than %s in all" % human_size(limit)})
+        return sorted(files), sorted(dirs), notes
+
+    @operation("jobs.archive")
+    def job_archive(self, id=None, paths=None, token=None, close=False):
+        """A .zip of a job's results (ResultsArchive), piece by piece: the
+        first call (id, paths: see _archive_plan) plans it and answers its
+        token, name and first piece (base64); each call with the token the
+        next piece, until eof; close=True drops it."""
+        idle = self.config["server"]["download_timeout"]
+        for old in [t for t, a in self._archives.items() if time.monotonic() - a.touched > idle]:
+            self._archives.pop(old).close()
+        if token is not None:
+            archive = self._archives.get(str(token))
+            if close:
+                if archive:
+                    self._archives.pop(str(token)).close()
+                return {"token": token, "closed": True}
+            if archive is None:
+                raise NotFound("This archive is no longer being written; ask for it again.")
+            answer = {"token": token}
+        else:
+            meta = self._job_meta(id)
+            if paths is not None and not _texts(paths):
+                raise Invalid("paths must be a list of file names.", {"paths": "must be a list of file names"})
+            files, dirs, notes = self._archive_plan(meta, paths)
+            while len(self._archives) >= ARCHIVES_OPEN:
+                self._archives.pop(next(iter(self._archives))).close()
+            token = secrets.token_hex(8)
+            archive = self._archives[token] = ResultsArchive(files, dirs, notes)
+            answer = {"token": token, "name": "job-%s-results.zip" % name_text(meta.get("scheduler_id") or id),
+                      "files": len(files), "bytes": sum(size for _, _, size in files), "skipped": len(notes)}
+        data, eof = archive.next_piece()
+        if eof:
+            self._archives.pop(token, None)
+        return dict(answer, data=base64.b64encode(data).decode("ascii"), eof=eof)
 
 
 # Store: files in the home (import) ##########################################
@@ -6300,14 +6570,6 @@ def duration(seconds):
     return " ".join(shown) or "0 s"
 
 
-def human_size(n):
-    """'12.3 MiB' for a number of bytes."""
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return ("%d %s" if unit == "B" else "%.1f %s") % (n, unit)
-        n /= 1024.0
-
-
 def visible_questions(questions, answers):
     """Ids of the questions asked, given raw answers (None: the defaults),
     so pages without JavaScript show exactly the questions that apply."""
@@ -6848,6 +7110,15 @@ def _int_query(name, default):
     return int(value)
 
 
+def _query_texts(name):
+    """Every value of a query parameter, as the UTF-8 text it is (Bottle
+    gives each URL-decoded byte as a character): 400 naming it if not."""
+    try:
+        return [value.encode("latin-1").decode("utf-8") for value in bottle.request.query.getall(name)]
+    except UnicodeError:
+        raise BadRequest("%s must be UTF-8 text." % name, {name: "must be UTF-8 text"})
+
+
 def kept_fields(form):
     """The fields of a form post worth keeping when it cannot be done now
     (App.keep_form): every one, in order, but the CSRF token and the login
@@ -7314,6 +7585,14 @@ def submit_post(app, user, id):
 # Routes: jobs and files #####################################################
 
 
+@route("/api/activity", api=True)
+def api_activity(app, user):
+    """The user's unfinished jobs in brief, and the state now of the jobs
+    in ?watch=ID (repeatable): what a page's tab polls for its title, icon
+    and notifications (share/static/app.js)."""
+    return app.json(app.call(user, "jobs.activity", watch=_query_texts("watch")))
+
+
 @route("/api/jobs", api=True)
 def api_jobs(app, user):
     return app.json(app.call(user, "jobs.list", state=bottle.request.query.get("state") or None,
@@ -7402,6 +7681,61 @@ def streamed(held, call, piece, args, deadline):
             piece = call("jobs.file", dict(args, offset=offset, length=size - offset))
 
 
+def send_archive(app, user, id, paths):
+    """A .zip of a job's results (paths: chosen names relative to its
+    results directory; none: all of it), written by the worker as the user
+    (jobs.archive) and relayed a piece (at most 1 MiB) at a time, never held
+    whole; its size is not known ahead, so no Content-Length. As a file
+    download it holds one of the user's download slots and its thread for
+    at most server.download_timeout seconds. Refused before a byte is sent:
+    a chosen name the path gate refuses or that is not there (404), over
+    storage.max_archive_bytes in all (413)."""
+    held = contextlib.ExitStack()
+    call = held.enter_context(app.pool.download(user))
+    try:
+        piece = call("jobs.archive", {"id": id, "paths": paths})
+    except BaseException:
+        held.close()
+        raise
+    seconds = app.config["server"]["download_timeout"]
+    held.callback(close_connection_later(bottle.request.environ, seconds, "archive of %s's %s" % (user, name_text(id))))
+    bottle.response.set_header("Content-Type", "application/zip")
+    bottle.response.set_header("Content-Disposition", "attachment; filename*=UTF-8''%s"
+                               % urllib.parse.quote(piece["name"]))
+    bottle.response.set_header("X-Archive-Files", str(piece["files"]))
+    return archive_pieces(held, call, piece, time.monotonic() + seconds)
+
+
+def archive_pieces(held, call, piece, deadline):
+    """The pieces of an archive from its first, asked of the worker one
+    after another up to its last or the deadline; held (the download's slot
+    and timer) released when it ends however it ends, and the worker told
+    to drop an archive left unfinished (the connection closed)."""
+    with held:
+        try:
+            while True:
+                data = base64.b64decode(piece["data"])
+                if data:  # an empty piece (a sparse stretch read) is no end: waitress would end on it
+                    yield data
+                if piece["eof"] or time.monotonic() > deadline:
+                    return
+                piece = call("jobs.archive", {"token": piece["token"]})
+        finally:
+            if not piece["eof"]:
+                with contextlib.suppress(FlightJobError):
+                    call("jobs.archive", {"token": piece["token"], "close": True})
+
+
+@route("/api/jobs/<id>/archive", api=True)
+def api_archive(app, user, id):
+    return send_archive(app, user, id, _query_texts("path"))
+
+
+@route("/api/jobs/<id>/archive", "POST", api=True)
+def api_archive_chosen(app, user, id):
+    return send_archive(app, user, id, app.body_json().get("paths"))
+
+
 @route("/api/jobs/<id>/files/<path:path>", api=True)
 def api_file(app, user, id, path):
     listing = bottle.request.query.get("list") == "1"
@@ -7429,6 +7763,12 @@ def job_crumbs(job):
 
 @route("/jobs/<id>")
 def job(app, user, id):
+    return job_page(app, user, id)
+
+
+def job_page(app, user, id, status=200, archive_error=None, chosen=()):
+    """A job's page; after a refused archive (status, archive_error: the
+    error) with the files that were chosen still ticked."""
     job = app.call(user, "jobs.get", id=id, script=True)
     files = None
     if job.get("results_dir") and job["state"] != "CANCELLED":
@@ -7440,8 +7780,8 @@ def job(app, user, id):
             outputs[which] = None
             with contextlib.suppress(FlightJobError):
                 outputs[which] = with_text(app.call(user, "jobs.file", id=id, which=which, tail=16384))
-    return app.render("job", job=job, files=files, outputs=outputs,
-                      title="Job %s" % (job.get("scheduler_id") or id), crumbs=job_crumbs(job))
+    return app.render("job", status=status, job=job, files=files, outputs=outputs, archive_error=archive_error,
+                      chosen=set(chosen), title="Job %s" % (job.get("scheduler_id") or id), crumbs=job_crumbs(job))
 
 
 @route("/jobs/<id>/<action:re:cancel|remove>")
@@ -7461,6 +7801,25 @@ def cancel(app, user, id):
 def remove(app, user, id):
     app.call(user, "jobs.delete", id=id)
     return see_other("/jobs")
+
+
+@route("/jobs/<id>/archive")
+def archive(app, user, id):
+    return send_archive(app, user, id, _query_texts("path"))
+
+
+@route("/jobs/<id>/archive", "POST")
+def archive_chosen(app, user, id):
+    """The files ticked on the job's page as one .zip; none ticked, or a
+    refusal (a name not there, over the size limit): the page again, saying
+    why, with the same files ticked."""
+    chosen = app.form().getall("path")
+    try:
+        if not chosen:
+            raise Invalid("Choose at least one file to download.", {"path": "choose at least one file"})
+        return send_archive(app, user, id, chosen)
+    except (Invalid, NotFound, TooLarge) as e:
+        return job_page(app, user, id, e.status, e.message, chosen)
 
 
 @route("/jobs/<id>/files/<path:path>")

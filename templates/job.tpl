@@ -132,11 +132,21 @@
 % if len(shown) < len(files['files']):
 <p class="muted">Hidden files (names starting with a dot) are not listed.</p>
 % end
+% if archive_error:
+<p class="error" role="alert" id="archive-error">{{archive_error}}</p>
+% end
 % if shown:
+<form method="post" action="/jobs/{{job['id']}}/archive" class="archive">
+<input type="hidden" name="csrf" value="{{page['csrf']}}">
+<div class="actions">
+  <a class="button" href="/jobs/{{job['id']}}/archive">Download all as .zip</a>
+  <button type="submit" class="button">Download the chosen files as .zip</button>
+</div>
 <div class="table-wrap">
-<table class="list"><thead><tr><th scope="col">File</th><th scope="col">Size</th><th scope="col" class="opt">Modified</th><th scope="col"><span class="visually-hidden">Download</span></th></tr></thead><tbody>
-% for f in shown[:200]:
+<table class="list"><thead><tr><th scope="col"><span class="visually-hidden">Choose</span></th><th scope="col">File</th><th scope="col">Size</th><th scope="col" class="opt">Modified</th><th scope="col"><span class="visually-hidden">Download</span></th></tr></thead><tbody>
+% for loop_i, f in enumerate(shown[:200]):
 <tr{{!' class="new"' if f['new'] else ''}}>
+  <td><input type="checkbox" name="path" value="{{f['path']}}" id="pick-{{loop_i}}"{{!' checked' if f['path'] in chosen else ''}}{{!' aria-describedby="archive-error"' if archive_error else ''}}><label class="visually-hidden" for="pick-{{loop_i}}">Choose {{f['name']}}</label></td>
   <td class="wrap"><a href="/jobs/{{job['id']}}/files/{{quote(f['path'])}}">{{f['name']}}{{'/' if f['type'] == 'dir' else ''}}</a>{{' (job output)' if f['output'] else ''}}</td>
   <td>{{human_size(f['size']) if f['type'] == 'file' else ''}}</td>
   <td class="opt">{{!time_tag(f['modified_at'])}}</td>
@@ -149,6 +159,7 @@
 % end
 </tbody></table>
 </div>
+</form>
 % left = max(len(shown) - 200, 0) + files.get('more', 0)
 % if left:
 <p class="muted">{{'{:,}'.format(left)}} more entries are not listed: open the directory from a terminal to see them all.</p>

@@ -364,3 +364,28 @@ def test_results_path_and_symlink_attacks(multi_app, unix_users):
     b.post("/api/jobs/%s/cancel" % jid, headers={"X-CSRF-Token": bt}, status=404)
     b.delete("/api/jobs/" + jid, headers={"X-CSRF-Token": bt}, status=404)
     assert b.get("/api/jobs").json["total"] == 0
+
+
+def test_activity_counts_running_jobs_and_tells_how_watched_ones_ended(client, tmp_path):
+    """GET /api/activity, what every page's tab polls: the unfinished jobs
+    in brief with counts by state, and the state now of the watched ones."""
+    empty = client.api("GET", "/api/activity").json
+    assert empty["counts"] == {"PENDING": 0, "RUNNING": 0} and empty["unfinished"] == [] and empty["watched"] == []
+    held, release = gate(tmp_path / "gate")
+    sid = script_with(client, tmp_path, held + "\nexit 3", name="held")
+    job = client.submit(sid)
+    running = wait_for(lambda: (lambda a: a if a["counts"]["RUNNING"] == 1 else None)(
+        client.api("GET", "/api/activity").json), what="the job running")
+    assert running["unfinished"] == [{"id": job["id"], "scheduler_id": job["scheduler_id"], "name": "held",
+                                      "state": "RUNNING", "reason_text": ""}]
+    assert running["scheduler"]["ok"] is True
+    release()
+    wait_finished(client.web, job["id"])
+    done = client.api("GET", "/api/activity?watch=%s&watch=%s&watch=nosuchjob&watch=../x" % (job["id"], job["id"])).json
+    assert done["counts"] == {"PENDING": 0, "RUNNING": 0} and done["unfinished"] == []
+    assert [(w["id"], w["state"], w["name"]) for w in done["watched"]] == [(job["id"], "FAILED", "held")]
+    assert "exit code 3" in done["watched"][0]["reason_text"]
+    too_many = "&".join("watch=%d" % i for i in range(101))
+    r = client.api("GET", "/api/activity?" + too_many, status=422)
+    assert r.json["error"]["fields"] == {"watch": "at most 100 job ids"}
+    assert client.web.get("/api/activity", headers={"Cookie": ""}, status=401)

@@ -401,3 +401,29 @@ def test_background_refresh_catches_the_end_before_slurm_forgets(plain_site, mak
     wait_slurm_state(slurm_cluster, job["scheduler_id"], "", MIN_JOB_AGE + 240)
     job = http("GET", "/api/jobs/" + job["id"])
     assert (job["state"], job["exit_code"]) == ("FAILED", 5)
+
+
+def test_activity_and_results_archive_on_slurm(site):
+    """What a page's tab polls follows a Slurm job from running to its end
+    (through the shared poll), and its results come back as one .zip
+    written by the user's worker."""
+    import io
+    import zipfile
+    job = site.submit('echo "result of $SLURM_JOB_ID" > "result-$SLURM_JOB_ID.txt"; sleep 5')
+
+    def running():
+        brief = site.api("GET", "/api/activity")
+        return brief if any(j["id"] == job["id"] and j["state"] == "RUNNING" for j in brief["unfinished"]) else None
+    brief = wait_for(running, 120, "the job running in /api/activity", interval=1)
+    assert brief["counts"]["RUNNING"] >= 1  # the module's slow job may run too
+    site.wait(job)
+    ended = site.api("GET", "/api/activity?watch=" + job["id"])
+    assert [(w["id"], w["state"]) for w in ended["watched"]] == [(job["id"], "COMPLETED")]
+    assert job["id"] not in {j["id"] for j in ended["unfinished"]}
+    sid = site.api("GET", "/api/jobs/" + job["id"])["scheduler_id"]
+    chosen = ["result-%s.txt" % sid, "job-%s.out" % sid]
+    r = site.web.post_json("/api/jobs/%s/archive" % job["id"], {"paths": chosen}, headers=site.user.basic())
+    assert r.content_type == "application/zip"
+    with zipfile.ZipFile(io.BytesIO(r.body)) as z:
+        assert {i.filename: z.read(i) for i in z.infolist()} == {
+            "result-%s.txt" % sid: ("result of %s\n" % sid).encode(), "job-%s.out" % sid: b""}

@@ -3,6 +3,7 @@ running for real: every flow of the user documentation, an axe-core check
 of every page, and a screenshot of each key page in test-output/screenshots.
 """
 import re
+import zipfile
 
 import pytest
 from playwright.sync_api import expect
@@ -175,7 +176,15 @@ def test_submit_with_questions_and_watch_it_complete(logged_in):
     site.check_a11y("job, completed")
     site.shot("13-job-completed")
 
-    page.click("#results-h ~ .table-wrap a:has-text('.out') >> nth=0")
+    # the results as one .zip: the ticked file only (a form, no script needed)
+    page.check("#results-h ~ form.archive input[name=path][value$='.out']")
+    with page.expect_download() as got:
+        page.click("text=Download the chosen files as .zip")
+    assert re.match(r"^job-\d+-results\.zip$", got.value.suggested_filename), got.value.suggested_filename
+    with zipfile.ZipFile(got.value.path()) as z:
+        entries = [(i.filename, z.read(i)) for i in z.infolist()]
+    assert len(entries) == 1 and entries[0][0].endswith(".out") and b"all done\n" in entries[0][1], entries
+    page.click("#results-h ~ form .table-wrap a:has-text('.out') >> nth=0")
     expect(page.locator("pre.code")).to_contain_text("all done")
     expect(page.locator("nav.crumbs")).to_contain_text("Jobs")
     site.check_a11y("file view")
