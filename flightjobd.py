@@ -27,13 +27,16 @@ scheduler command" is the shared status poll (StatusPoll, multi-user Slurm):
 a worker of `scheduler.status_user` that runs squeue/sacct read-only, argv
 only, with numeric job ids and checked user names; root checks its answer
 field by field and hands each user's worker the statuses of that user's own
-jobs (by Slurm's owner uid), which the worker records.
+jobs (by Slurm's owner uid), which the worker records. It also makes the
+one partition summary (sinfo, squeue, scontrol) submit pages show.
 
 Layout in a user's home (`storage.state_dir`, default
 ~/.local/share/flight-job):
 
-    scripts/ID/meta.json    name, template, answers, times, version, and
-                            the names of the script and notes files
+    scripts/ID/meta.json    name, template, answers, times, version, the
+                            names of the script and notes files, and an
+                            imported script's origin (its file; whether
+                            it runs where it is)
     scripts/ID/script-vN-XXXXXXXX.sh, notes-vN-XXXXXXXX.md
                             the script and its notes (SCRIPT_FORMAT)
     jobs/ID/meta.json       state, scheduler id, times, answers, options
@@ -407,6 +410,7 @@ SCHEMA = {
         "state_dir": ("~/.local/share/flight-job", _str, "Where a user's scripts and jobs live, in their home."),
         "user_templates": ("~/.config/flight-job/templates", _str, "A user's own job-script templates."),
         "max_script_bytes": (1048576, _int(1024), "Largest script or notes a user may save, in bytes."),
+        "max_archive_bytes": (1073741824, _int(1), "Largest results download as one .zip: the files' sizes added up, in bytes."),
     },
     "templates": {
         "site_dirs": (["/etc/flight-job/templates"], _strings, "Site template directories, searched after the shipped ones."),
@@ -494,8 +498,9 @@ def check_id(value, what="item"):
 
 
 def check_relpath(path):
-    """Gate a path inside a results directory: relative, no '..', no NUL.
-    Refused paths are 404; the worker also resolves symlinks (see Store)."""
+    """Gate a path inside a results directory or the home: relative, no
+    '..', no NUL. Refused paths are 404; the worker also resolves symlinks
+    (resolve_inside)."""
     if (not isinstance(path, str) or not path or "\0" in path
             or path.startswith("/") or len(path) > 4096):
         raise NotFound("No such file.")
@@ -532,6 +537,29 @@ def name_path(text):
     """The name or path name_text gave as text (UnicodeError: none can be)."""
     return os.fsdecode(_ESCAPE_RE.sub(lambda m: bytes([int(m.group(1), 16)]),
                                       text.encode("utf-8", "surrogateescape")))
+
+
+def resolve_inside(root, path, outside):
+    """The path gate's second half, in the worker (as the user): `path` as
+    name_text wrote it ("" for root itself), through check_relpath, joined
+    to root with every symlink resolved. A result outside root (a symlink
+    out of it, to another user's file or /etc) is Forbidden(outside); a
+    name no file can have is 404. Used for results directories and for
+    the home (the import picker)."""
+    root = os.path.realpath(root)
+    try:
+        full = os.path.realpath(os.path.join(root, name_path(check_relpath(path)))) if path else root
+    except UnicodeError:  # a lone surrogate: no name is that
+        raise NotFound("No such file.")
+    if full != root and not full.startswith(root.rstrip("/") + "/"):
+        raise Forbidden(outside)
+    return full
+def human_size(n):
+    """'12.3 MiB' for a number of bytes."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return ("%d %s" if unit == "B" else "%.1f %s") % (n, unit)
+        n /= 1024.0
 
 
 def new_id():
@@ -1075,6 +1103,22 @@ def parse_directives(script):
     return parse_options(args)
 
 
+def directive_defaults(questions, script, home):
+    """The questions with the script's #SBATCH values as their defaults
+    (an imported script's), where a question sets that option and the
+    value is a valid answer to it; one that is not keeps the question's
+    default, and the directive itself still applies when the job runs."""
+    found = dict(parse_directives(script))
+    out = []
+    for q in questions:
+        value = found.get(q.get("option"))
+        if isinstance(value, str):
+            with contextlib.suppress(ValueError):
+                q = dict(q, default=convert_answer(dict(q, required=False), value, home), from_script=True)
+        out.append(q)
+    return out
+
+
 def submission_options(questions, values):
     """sbatch command-line options from checked submission answers."""
     options = []
@@ -1224,6 +1268,30 @@ def parse_mem(text, default_unit="M"):
     return float(m.group(1)) * _MEM_UNITS[m.group(2) or default_unit]
 
 
+def parse_req_mem(text, cpus, nodes):
+    """sacct's ReqMem -> the job's whole request in MB, or None.  Slurm
+    21.08 and later print the total ("600M" for -c 2 --mem-per-cpu=300);
+    older ones a per-CPU ("300Mc") or per-node ("4000Mn") figure, which is
+    multiplied out by AllocCPUS or NNodes (None when that is not known)."""
+    text = (text or "").strip()
+    mb = parse_mem(text)
+    if mb is None or text[-1:] not in ("c", "n"):
+        return mb
+    times = cpus if text.endswith("c") else nodes
+    return mb * times if isinstance(times, int) and times > 0 else None
+
+
+def step_mem_mb(ave_rss, ntasks, max_rss):
+    """A job step's memory, all its tasks together, in MB: AveRSS (the mean
+    of the tasks' peaks) x NTasks, i.e. the sum of each task's peak; for a
+    step of one task (or when NTasks is not given) its MaxRSS. None when
+    sacct has no figure (JobAcctGatherType=none)."""
+    ave = parse_mem(ave_rss, default_unit="K")
+    if ave is not None and isinstance(ntasks, int) and ntasks > 0:
+        return ave * ntasks
+    return parse_mem(max_rss, default_unit="K")
+
+
 def parse_tres_mem(text):
     """"cpu=2,mem=600M,node=1,billing=2" -> 600.0 (MB), or None."""
     for item in (text or "").split(","):
@@ -1242,11 +1310,13 @@ SQUEUE_FIELDS = [
 ]
 SQUEUE_FORMAT = ",".join(f + ":|" for f in SQUEUE_FIELDS)
 
-# sacct --format fields (--parsable2: "|"-separated, no trailing "|").
+# sacct --format fields (--parsable2: "|"-separated, no trailing "|").  On a
+# step row MaxRSS is the largest task's peak and AveRSS the mean of its tasks'
+# peaks, so AveRSS x NTasks is what its tasks used together (step_mem_mb).
 SACCT_FIELDS = [
     "JobID", "JobIDRaw", "State", "ExitCode", "Reason", "Start", "End",
     "Submit", "ElapsedRaw", "TotalCPU", "MaxRSS", "ReqMem", "Timelimit",
-    "UID", "Partition",
+    "UID", "Partition", "AllocCPUS", "NNodes", "NTasks", "AveRSS",
 ]
 SACCT_FORMAT = ",".join(SACCT_FIELDS)
 
@@ -1339,10 +1409,10 @@ SACCT_ROW = {
     "end": ("End", parse_slurm_time),
     "elapsed_s": ("ElapsedRaw", _int_or_none),
     "cpu_time_s": ("TotalCPU", parse_duration),
-    "requested_mem_mb": ("ReqMem", parse_mem),
     "time_limit_s": ("Timelimit", parse_duration),
     "uid": ("UID", _int_or_none),
     "partition": ("Partition", str),
+    "alloc_cpus": ("AllocCPUS", _int_or_none),
 }
 
 
@@ -1379,7 +1449,10 @@ def parse_sacct(text):
     One entry per job or array task: {"id": "5" or "4_1", "parent", "task",
     "raw_id", "raw_state", "cancelled_by" (uid or None), "reason",
     "exit_code", "signal", "submitted_at", "start", "end", "elapsed_s",
-    "cpu_time_s", "max_rss_mb" (max over steps), "requested_mem_mb",
+    "cpu_time_s", "max_rss_mb" (the largest task's peak, over all steps),
+    "mem_used_mb" and "mem_tasks" (the step whose tasks together used the
+    most: the sum of its tasks' peaks, see step_mem_mb, and its task
+    count), "requested_mem_mb" (the whole request), "alloc_cpus",
     "time_limit_s", "uid", "partition", "steps_done"}.  Step rows (5.batch,
     5.extern, 5.0) are folded into their job: steps_done is None while it
     has none, else whether all of them have ended."""
@@ -1394,6 +1467,10 @@ def parse_sacct(text):
             rss = parse_mem(f["MaxRSS"], default_unit="K")
             if rss is not None and (job["max_rss_mb"] is None or rss > job["max_rss_mb"]):
                 job["max_rss_mb"] = rss
+            ntasks = _int_or_none(f["NTasks"])
+            used = step_mem_mb(f["AveRSS"], ntasks, f["MaxRSS"])
+            if used is not None and (job["mem_used_mb"] is None or used > job["mem_used_mb"]):
+                job["mem_used_mb"], job["mem_tasks"] = used, ntasks if ntasks and ntasks > 0 else 1
             step_state, _ = _split_state(f["State"])
             step_done = STATE_MAP.get(step_state) in FINAL_STATES
             job["steps_done"] = step_done if job["steps_done"] is None else (job["steps_done"] and step_done)
@@ -1404,7 +1481,8 @@ def parse_sacct(text):
         for row in rows:
             row["raw_state"], row["cancelled_by"] = _split_state(f["State"])
             row["exit_code"], row["signal"] = _exit_signal(f["ExitCode"])
-            row["max_rss_mb"] = None
+            row["requested_mem_mb"] = parse_req_mem(f["ReqMem"], row["alloc_cpus"], _int_or_none(f["NNodes"]))
+            row["max_rss_mb"] = row["mem_used_mb"] = row["mem_tasks"] = None
             row["steps_done"] = None  # no step row yet
             if row["id"] not in jobs:
                 order.append(row["id"])
@@ -1449,6 +1527,150 @@ def parse_sinfo(text):
         del p["_nodes"]
         out.append(p)
     return out
+
+
+# What a submit page shows of each partition (the shared poll's summary):
+# sinfo per node and partition, squeue's pending jobs, scontrol's access rules.
+SINFO_FREE_FIELDS = ["NodeList", "Partition", "Available", "StateCompact", "CPUsState", "Gres", "GresUsed"]
+SINFO_FREE_FORMAT = ",".join(f + ":0|" for f in SINFO_FREE_FIELDS)  # ":0": no padding
+PARTITION_RE = re.compile(r"^[A-Za-z0-9_.+-]{1,64}$")
+MAX_PARTITIONS = 200  # the most partitions a summary holds
+MAX_RULE_NAMES = 200  # the most names one access rule of one partition holds
+ACCESS_RULES = {"allow_groups": "AllowGroups", "allow_accounts": "AllowAccounts",
+                "deny_accounts": "DenyAccounts", "allow_qos": "AllowQos", "deny_qos": "DenyQos"}
+_GPU_RE = re.compile(r"(?:^|,)gpu(?::[^:(,]+)?:([0-9]{1,6})")
+
+
+def _gpus(gres):
+    """GPUs in sinfo's Gres or GresUsed: "gpu:a40:4(S:0-1),shard:8" -> 4,
+    "gpu:a40:1(IDX:0)" -> 1, "gpu:2" -> 2, "(null)" -> 0."""
+    return sum(int(n) for n in _GPU_RE.findall(gres or ""))
+
+
+def _cpus_state(text):
+    """sinfo's CPUsState "allocated/idle/other/total" -> (idle, total), or None."""
+    parts = (text or "").split("/")
+    if len(parts) != 4 or not all(p.isdigit() and len(p) <= 9 for p in parts):
+        return None
+    return int(parts[1]), int(parts[3])
+
+
+def parse_sinfo_free(text):
+    """sinfo --noheader --Node --Format=SINFO_FREE_FORMAT -> [{"name",
+    "default", "state", "cpus_free", "cpus_total", "nodes_free" (idle
+    nodes), "nodes_total", "gpus_free", "gpus_total"}] per partition, in
+    sinfo's order. A partition that is not up has nothing free; a node
+    that is not idle or mixed (allocated, drained, down) no free GPUs."""
+    parts, order = {}, []
+    for f in _records(text, SINFO_FREE_FIELDS, trailing=True):
+        name = f["Partition"].strip()
+        default = name.endswith("*")
+        name = name.rstrip("*")
+        cpus = _cpus_state(f["CPUsState"])
+        if not PARTITION_RE.match(name) or cpus is None:
+            continue
+        p = parts.get(name)
+        if p is None:
+            if len(order) >= MAX_PARTITIONS:
+                continue
+            p = parts[name] = {"name": name, "default": default, "state": f["Available"].strip()[:20],
+                               "cpus_free": 0, "cpus_total": 0, "nodes_free": 0, "nodes_total": 0,
+                               "gpus_free": 0, "gpus_total": 0, "_nodes": set()}
+            order.append(name)
+        node = f["NodeList"].strip()
+        if node in p["_nodes"]:
+            continue
+        p["_nodes"].add(node)
+        up = p["state"] == "up"
+        state = f["StateCompact"].strip().rstrip("$@^-#!%*~")
+        gpus = _gpus(f["Gres"])
+        p["nodes_total"] += 1
+        p["cpus_total"] += cpus[1]
+        p["gpus_total"] += gpus
+        if up:
+            p["nodes_free"] += state == "idle"
+            p["cpus_free"] += cpus[0]
+            if state in ("idle", "mix", "mixed"):
+                p["gpus_free"] += max(0, gpus - _gpus(f["GresUsed"]))
+    for p in parts.values():
+        del p["_nodes"]
+    return [parts[n] for n in order]
+
+
+def parse_pending_partitions(text):
+    """squeue --noheader --states=PENDING --Format=Partition:0| -> {partition:
+    jobs waiting}; a job waiting for any of several partitions ("debug,long")
+    counts for each."""
+    waiting = {}
+    for line in (text or "").splitlines():
+        for name in line.strip().rstrip("|").split(","):
+            if PARTITION_RE.match(name):
+                waiting[name] = waiting.get(name, 0) + 1
+    return waiting
+
+
+def _rule(value):
+    """An access rule's value -> None (no rule: "ALL", or not given) or the names."""
+    if value in (None, "", "ALL", "(null)"):
+        return None
+    return [n for n in value.split(",") if n][:MAX_RULE_NAMES]
+
+
+def parse_scontrol_partitions(text):
+    """scontrol show partition --oneliner -> {name: {"allow_groups",
+    "allow_accounts", "deny_accounts", "allow_qos", "deny_qos": None (no
+    rule) or [names], "root_only": bool}}."""
+    out = {}
+    for line in (text or "").splitlines():
+        fields = dict(word.partition("=")[::2] for word in line.split() if "=" in word)
+        name = fields.get("PartitionName", "")
+        if PARTITION_RE.match(name) and len(out) < MAX_PARTITIONS:
+            out[name] = {key: _rule(fields.get(word)) for key, word in ACCESS_RULES.items()}
+            out[name]["root_only"] = fields.get("RootOnly", "NO") == "YES"
+    return out
+
+
+def partition_summary(sinfo_text, squeue_text, scontrol_text):
+    """The three commands' output -> the partitions a submit page shows: each
+    of parse_sinfo_free's, with "waiting" (pending jobs, or None when not
+    known) and its access rules (parse_scontrol_partitions; no rule when
+    scontrol does not list it)."""
+    waiting = parse_pending_partitions(squeue_text) if squeue_text is not None else None
+    rules = parse_scontrol_partitions(scontrol_text)
+    none = dict({key: None for key in ACCESS_RULES}, root_only=False)
+    return [dict(p, waiting=None if waiting is None else waiting.get(p["name"], 0),
+                 **rules.get(p["name"], none)) for p in parse_sinfo_free(sinfo_text)]
+
+
+def partition_usable(p, uid, groups, assoc):
+    """Whether a user may submit to partition p (a partition_summary entry):
+    uid, the names of their groups, assoc {"accounts": [...], "qos": [...]}
+    from Slurm's associations (None when not known, e.g. no accounting:
+    then accounts and QOS rules are left to Slurm)."""
+    if p.get("root_only") and uid != 0:
+        return False
+    if p.get("allow_groups") is not None and not set(groups) & set(p["allow_groups"]):
+        return False
+    for kind, allow, deny in (("accounts", "allow_accounts", "deny_accounts"), ("qos", "allow_qos", "deny_qos")):
+        mine = (assoc or {}).get(kind)
+        if not mine:
+            continue
+        usable = [n for n in mine if (p.get(allow) is None or n in p[allow]) and n not in (p.get(deny) or ())]
+        if not usable:
+            return False
+    return True
+
+
+def parse_assoc(text):
+    """sacctmgr --noheader --parsable2 show assoc user=NAME format=account,qos
+    -> {"accounts": [...], "qos": [...]} (each name once)."""
+    accounts, qos = [], []
+    for line in (text or "").splitlines()[:1000]:
+        account, _, names = line.strip().partition("|")
+        if account and account not in accounts:
+            accounts.append(account)
+        qos.extend(n for n in names.split(",") if n and n not in qos)
+    return {"accounts": accounts, "qos": qos}
 
 
 def parse_scontrol_config(text):
@@ -1677,6 +1899,7 @@ def _status(row, owner=None):
         estimated = row["start"]
     ended = row["end"] if final else None
     elapsed = row["elapsed_s"] if started else None
+    cpus = row.get("alloc_cpus") or None
 
     return {
         "state": state,
@@ -1691,6 +1914,11 @@ def _status(row, owner=None):
         "elapsed_s": elapsed,
         "cpu_time_s": row.get("cpu_time_s"),
         "max_rss_mb": row.get("max_rss_mb"),
+        "mem_used_mb": row.get("mem_used_mb"),
+        "mem_tasks": row.get("mem_tasks"),
+        "alloc_cpus": cpus if started else None,
+        # what the job held: its CPUs for its run time (efficiency's divisor)
+        "cpu_alloc_s": elapsed * cpus if final and started and elapsed is not None and cpus else None,
         "requested_mem_mb": row["requested_mem_mb"],
         "time_limit": format_duration(row["time_limit_s"]),
     }
@@ -1757,6 +1985,15 @@ def rollup(tasks):
     out["signal"] = sigs[0] if (final and sigs) else None
     out["cpu_time_s"] = sum(cpu) if cpu else None
     out["max_rss_mb"] = max(rss) if rss else None
+    # each task has its own CPUs and memory: held CPU time adds up, memory
+    # is the largest task's (its CPU count, the largest, for the advice)
+    held = [s["cpu_alloc_s"] for _, s in tasks if s.get("cpu_alloc_s") is not None]
+    out["cpu_alloc_s"] = sum(held) if final and held and len(held) == len(cpu) else None
+    cpus = [s["alloc_cpus"] for _, s in tasks if s.get("alloc_cpus")]
+    out["alloc_cpus"] = max(cpus) if cpus else None
+    used = [s for _, s in tasks if s.get("mem_used_mb") is not None]
+    most = max(used, key=lambda s: s["mem_used_mb"]) if used else {}
+    out["mem_used_mb"], out["mem_tasks"] = most.get("mem_used_mb"), most.get("mem_tasks")
     out["tasks"] = [
         {"id": tid, "state": s["state"], "raw_state": s["raw_state"],
          "exit_code": s["exit_code"], "reason_text": s["reason_text"]}
@@ -1880,7 +2117,8 @@ def local_job_main(jobdir):
             status["reason"], status["reason_text"] = waiting
             write_json(status_path, status)
         time.sleep(0.5)
-    deadline = time.time() + limit if limit is not None else None
+    began = time.time()
+    deadline = began + limit if limit is not None else None
     env = dict(os.environ, SLURM_JOB_ID=spec["id"], SLURM_JOBID=spec["id"],
                SLURM_SUBMIT_DIR=spec["cwd"], SLURM_CPUS_PER_TASK=str(spec["cpus"]),
                SLURM_NTASKS="1", SLURM_JOB_NUM_NODES="1", SLURM_NNODES="1",
@@ -1910,12 +2148,28 @@ def local_job_main(jobdir):
                 t.update(state="CANCELLED", raw_state="CANCELLED", reason_text="not run")
             break
     state, raw, text, code = outcome
+    status.update(_local_usage(spec, began))
     status.update(state=state, raw_state=raw, reason_text=text, exit_code=code,
                   ended_at=now_iso(), pgid=None,
                   reason={"COMPLETED": "None", "TIMEOUT": "TimeLimit", "CANCELLED": "CancelledByUser",
                           "FAILED": "NonZeroExitCode"}.get(raw, raw))
     write_json(status_path, status)
     return 0
+
+
+def _local_usage(spec, began):
+    """What a local job used, for its efficiency: the CPU time of every
+    process of its tasks that was waited for (getrusage of the supervisor's
+    children), held CPUs for its run time, and the largest single
+    process's peak memory (all the local scheduler can measure)."""
+    import resource
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    elapsed = max(0.0, time.time() - began)
+    peak = usage.ru_maxrss / 1024.0  # KiB on Linux
+    return {"elapsed_s": int(round(elapsed)), "cpu_time_s": round(usage.ru_utime + usage.ru_stime, 2),
+            "alloc_cpus": spec["cpus"], "cpu_alloc_s": round(elapsed * spec["cpus"], 2), "max_rss_mb": peak,
+            "mem_used_mb": peak, "mem_tasks": 1,
+            "time_limit": format_duration(spec["time_limit"]) if spec["time_limit"] else None}
 
 
 def _run_local_task(jobdir, out, env, deadline, status, status_path, cancelled):
@@ -2068,6 +2322,17 @@ class Scheduler:
     def read_info(self):
         """info()'s answer, asked of the scheduler."""
         raise NotImplementedError
+
+    def partition_summary(self):
+        """What a submit page shows of each partition: partition_summary()'s
+        entries (free and total CPUs, nodes and GPUs, jobs waiting, access
+        rules), or None when this scheduler cannot tell."""
+        return None
+
+    def associations(self):
+        """{"accounts": [...], "qos": [...]} the user may submit with, or
+        None when the scheduler has no such thing."""
+        return None
 
     def command(self, script_path, options):
         """The argv a submit of script_path with options runs, as pages show it."""
@@ -2225,6 +2490,25 @@ class SlurmScheduler(Scheduler):
             accounts = [a.strip() for a in text.splitlines()
                         if a.strip() and a.strip() != "root"]
         return {"partitions": parse_sinfo(out), "accounts": accounts}
+
+    def associations(self):
+        """This user's own associations (run in their worker, as them): the
+        accounts and QOS a partition's rules may let them use; None without
+        accounting."""
+        if not self.accounting():
+            return None
+        me = pwd.getpwuid(os.getuid()).pw_name
+        return parse_assoc(self._run(["sacctmgr", "--noheader", "--parsable2", "show", "assoc",
+                                      "user=" + me, "format=account,qos"]))
+
+    def partition_summary(self):
+        """Three read-only calls for every user at once (the shared poll makes
+        them once per round): sinfo per node, squeue's pending jobs, scontrol's
+        partition table."""
+        sinfo = self._run(["sinfo", "--noheader", "--Node", "--Format=" + SINFO_FREE_FORMAT])
+        squeue = self._run(["squeue", "--noheader", "--states=PENDING", "--Format=Partition:|"])
+        scontrol = self._run(["scontrol", "show", "partition", "--oneliner"])
+        return self._read(lambda text: partition_summary(text, squeue, scontrol), sinfo, "sinfo")
 
     # -- jobs -----------------------------------------------------------
 
@@ -2537,6 +2821,15 @@ class LocalScheduler(Scheduler):
                                 "memory_mb": machine_memory_mb(), "state": "up"}],
                 "accounts": []}
 
+    def partition_summary(self):
+        """The machine: its cores, those the load average leaves idle; one
+        node, free when nothing runs; jobs never wait here."""
+        cpus = os.cpu_count() or 1
+        idle = max(0, cpus - int(round(os.getloadavg()[0])))
+        return [dict({key: None for key in ACCESS_RULES}, name="local", default=True, state="up",
+                     cpus_free=idle, cpus_total=cpus, nodes_free=int(idle == cpus), nodes_total=1,
+                     gpus_free=0, gpus_total=0, waiting=0, root_only=False)]
+
     def command(self, script_path, options):
         return ["bash", script_path]
 
@@ -2771,10 +3064,13 @@ def _or_none(check):
 # value (None when missing). Any other makes the item broken, with the reason.
 SCRIPT_META = {"name": _text, "template_id": _text, "template_name": _or_none(_text),
                "answers": lambda v: isinstance(v, dict), "created_at": _time, "updated_at": _time,
-               "version": _whole}
+               "version": _whole, "origin": _or_none(lambda v: isinstance(v, dict) and _or_none(_text)(v.get("path"))
+                                                     and _or_none(_text)(v.get("file"))
+                                                     and isinstance(v.get("in_place"), bool)
+                                                     and (v["path"] is not None or not v["in_place"]))}
 JOB_META = dict({key: _or_none(_text) for key in (
     "script_name", "scheduler", "scheduler_id", "results_dir", "stdout_path", "stderr_path", "raw_state",
-    "reason", "reason_text")}, **{key: _or_none(_time) for key in (
+    "reason", "reason_text", "script_file", "run_in")}, **{key: _or_none(_time) for key in (
         "updated_at", "started_at", "estimated_start_at", "ended_at", "missing_since", "cancel_requested_at")},
     script_id=_text, state=_state, submitted_at=_time, answers=_or_none(lambda v: isinstance(v, dict)),
     options=_or_none(_texts), command=_or_none(_texts), ignored_options=_or_none(_texts),
@@ -2845,12 +3141,15 @@ class StorePart:
         self.scheduler = make_scheduler(config, user, self.root)
         self.last_refresh = 0.0
         self.notice = None  # the scheduler's last failure, shown on pages
+        self._summary = (-1e9, None)  # (when, the scheduler's partition summary) when the worker asks itself
+        self._assoc = (-1e9, None)  # (when, the user's accounts and QOS) for partitions' access rules
         self.has_unfinished = None  # what the current operation found (see perform)
         # id -> (mtime_ns, size, meta) of parsed job files; a finished job's
         # entry is only its state, a string (10,000 full records would be
         # ~45 MB): its full record is read again when shown
         self._jobs = {}
         self._templates = (None, None)
+        self._archives = {}  # token -> ResultsArchive streaming to root (ResultsPart.job_archive)
         self._sweep()
 
     def perform(self, op, args):
@@ -3069,25 +3368,84 @@ class TemplatesPart(StorePart):
                    notes=t["notes"])
         return out
 
-    def _live_questions(self, questions):
-        """Questions with options from the scheduler filled in."""
-        if not any(q.get("options_from") for q in questions):
-            return questions
+    def _info(self):
+        """The scheduler's info(), cached 30 s (Slurm's sinfo + sacctmgr take ~190 ms)."""
         at, info = self.scheduler.last_info
-        if info is None or time.monotonic() - at > 30:  # cached: Slurm's sinfo + sacctmgr take ~190 ms
+        if info is None or time.monotonic() - at > 30:
             try:
                 info = self.scheduler.info()
                 self.notice = None
             except SchedulerError as e:
                 self.notice = e.message
                 info = {"partitions": [], "accounts": []}
+        return info
+
+    def _associations(self):
+        """The scheduler's associations() of this user, cached 30 s; None
+        when it cannot tell (then accounts and QOS rules are Slurm's to judge)."""
+        at, assoc = self._assoc
+        if time.monotonic() - at > 30:
+            try:
+                assoc = self.scheduler.associations()
+            except SchedulerError as e:
+                log.warning("associations: %s", e.message)
+                assoc = None
+            self._assoc = (time.monotonic(), assoc)
+        return assoc
+
+    def _partition_view(self, cluster=None):
+        """{"partitions": those of the scheduler's partition summary this user
+        may use (AllowGroups, AllowAccounts, AllowQos, DenyAccounts, DenyQos,
+        RootOnly), "at": when it was made, "shared": whether it is the shared
+        poll's}, or None when not known. In multi-user mode with Slurm the
+        daemon hands it (cluster: the shared poll's summary, or None while it
+        has none yet: nothing is filtered then, and Slurm judges a submit):
+        no scheduler call per user; else the worker asks itself, at most
+        every 30 s. The user's groups are this process's (the worker runs
+        with them); their accounts and QOS are from associations(), asked
+        only when some partition has a rule on them."""
+        shared = self.shared_poll() and self.scheduler.name == "slurm"
+        if shared:
+            summary = cluster
+        else:
+            at, summary = self._summary
+            if summary is None or time.monotonic() - at > 30:
+                try:
+                    found = self.scheduler.partition_summary()
+                    summary = None if found is None else {"partitions": found, "at": now_iso()}
+                except SchedulerError as e:
+                    log.warning("partition summary: %s", e.message)
+                    summary = None
+                self._summary = (time.monotonic(), summary)
+        if not isinstance(summary, dict) or not isinstance(summary.get("partitions"), list):
+            return None
+        groups = []
+        for gid in set(os.getgroups()) | {os.getgid()}:
+            with contextlib.suppress(KeyError):
+                groups.append(grp.getgrgid(gid).gr_name)
+        ruled = any(isinstance(p, dict) and any(p.get(k) for k in ACCESS_RULES if k != "allow_groups")
+                    for p in summary["partitions"])
+        assoc = self._associations() if ruled else None  # accounts and QOS matter only then
+        return {"partitions": [p for p in summary["partitions"] if partition_usable(p, os.getuid(), groups, assoc)],
+                "at": summary.get("at"), "shared": shared}
+
+    def _live_questions(self, questions, view=None):
+        """Questions with options from the scheduler filled in; view (see
+        _partition_view): only the partitions the user may use are offered,
+        each with what is free in it."""
+        if not any(q.get("options_from") for q in questions):
+            return questions
+        info = self._info()
+        usable = None if view is None else {p["name"]: p for p in view["partitions"]}
         live = []
         for q in questions:
             if q.get("options_from") == "partitions":
                 q = dict(q, options=[{"value": "", "label": "(the cluster's default)"}] + [
                     {"value": p["name"], "label": p["name"] + (" (default)" if p.get("default") else "")
-                     + (", up to %s" % p["max_time"] if p.get("max_time") else "")}
-                    for p in info["partitions"]])
+                     + (", up to %s" % p["max_time"] if p.get("max_time") else "")
+                     + (", %d of %d cores free" % (usable[p["name"]]["cpus_free"], usable[p["name"]]["cpus_total"])
+                        if usable and p["name"] in usable else "")}
+                    for p in info["partitions"] if usable is None or p["name"] in usable])
             elif q.get("options_from") == "accounts":
                 q = dict(q, options=[{"value": "", "label": "(your default account)"}] + [
                     {"value": account, "label": account} for account in info.get("accounts", [])])
@@ -3156,7 +3514,7 @@ class ScriptsPart(StorePart):
         if full:
             meta, body = self._script_body(meta)
         out = {k: meta.get(k) for k in ("id", "name", "template_id", "template_name",
-                                       "answers", "created_at", "updated_at", "version")}
+                                       "answers", "created_at", "updated_at", "version", "origin")}
         out["etag"] = '"%d"' % meta["version"]
         out.update(body)
         return out
@@ -3291,6 +3649,12 @@ class ScriptsPart(StorePart):
         with self._writing():
             meta = self._script_meta(id)
             current = self._script_public(meta, full=True)
+            origin = meta.get("origin") or {}
+            if origin.get("in_place") and content is not None and content != current["content"]:
+                message = ("Content: this script runs your file %s as it is at each submit, so edit that file "
+                           "itself; this copy is only what it held when imported. Your text was not saved. "
+                           "(Copy this script to get one of your own to edit here.)" % origin["file"])
+                raise Invalid(message, {"content": message})
             if if_match not in (None, "", "*") and if_match.strip() != current["etag"]:
                 raise PreconditionFailed("This script was changed elsewhere since you opened it "
                                          "(now version %d). Your text was not saved." % meta["version"],
@@ -3330,6 +3694,8 @@ class ScriptsPart(StorePart):
             meta = {"format": SCRIPT_FORMAT, "id": script_id, "name": name, "template_id": source["template_id"],
                     "template_name": source["template_name"], "answers": source["answers"], "created_at": now,
                     "updated_at": now, "version": 1, "content_file": names["content"], "notes_file": names["notes"]}
+            if source.get("origin"):  # still imported (its questions), but the copy runs its own content
+                meta["origin"] = dict(source["origin"], in_place=False)
             return meta, {names[field]: source[field] for field in SCRIPT_BODIES}
         return self._script_public(self._create_dir(self.scripts_dir, make), full=True)
 
@@ -3365,6 +3731,10 @@ class ScriptsPart(StorePart):
         name, template_id = self._new_template_names(name, template_id)
         found, problems = self.templates()
         source = found.get(script["template_id"])
+        if script.get("origin"):  # imported: no template; those asked of imported scripts (their #SBATCH
+            # lines, in the script text, still apply)
+            source = {"name": "Imported", "priority": 100, "tags": [], "questions": [],
+                      "submission_questions": IMPORTED_SUBMISSION}
         if source is None:
             raise Conflict("The template this script was made from (%s) is gone, so the questions to save "
                            "with it are not known. Nothing was saved." % script["template_id"])
@@ -3437,19 +3807,43 @@ GENERIC_SUBMISSION = [
                                        "empty for the partition's default."},
 ]
 
+# Asked of an imported script (it has no template): the usual options, each
+# empty by default, so the script's own #SBATCH lines apply; those lines'
+# values become the defaults (directive_defaults).
+_WHOLE = {"pattern": r"^([0-9]{1,6})?$", "pattern_error": "a whole number, e.g. 4"}
+IMPORTED_SUBMISSION = GENERIC_SUBMISSION + [
+    dict({"id": "nodes", "text": "Nodes", "type": "text", "default": "", "option": "nodes", "required": False,
+          "description": "How many nodes; empty for the script's #SBATCH line or the cluster's default."},
+         **_WHOLE),
+    dict({"id": "ntasks", "text": "Tasks", "type": "text", "default": "", "option": "ntasks", "required": False,
+          "description": "How many tasks (processes); empty for the script's line or the default."}, **_WHOLE),
+    dict({"id": "cpus_per_task", "text": "CPU cores per task", "type": "text", "default": "",
+          "option": "cpus-per-task", "required": False,
+          "description": "CPU cores for each task; empty for the script's line or the default."}, **_WHOLE),
+    {"id": "mem", "text": "Memory", "type": "text", "default": "", "option": "mem", "required": False,
+     "pattern": "^([0-9]+[KMGT]?)?$", "pattern_error": "a whole number, optionally followed by K, M, G or T",
+     "description": "Memory for the job on each node (500M, 4G); empty for the script's line or the default."},
+    {"id": "account", "text": "Account", "type": "text", "default": "", "option": "account", "required": False,
+     "pattern": r"^[A-Za-z0-9_.\-]*$", "pattern_error": "use only letters, digits, dot, dash and underscore",
+     "description": "The project account charged; empty for the script's line or your default."},
+]
+
 
 def new_job_record(job_id, plan, scheduler_name, command, now):
     """A job being submitted, with every field a job record has. The
     scheduler's answer fills in its id and where output goes; refresh
     keeps the state up to date with the scheduler's status, which may add
     its own fields (Slurm: signal, elapsed_s, cpu_time_s, max_rss_mb,
-    requested_mem_mb, time_limit)."""
+    mem_used_mb, mem_tasks, alloc_cpus, cpu_alloc_s, requested_mem_mb,
+    time_limit; see job_efficiency)."""
     return {
         "format": FORMAT, "id": job_id, "updated_at": now,
         # what was submitted (plan: see JobsPart.preview)
         "script_id": plan["script"]["id"], "script_name": plan["script"]["name"],
         "answers": plan["answers"], "options": plan["options"], "command": command,
         "ignored_options": plan["ignored_options"], "scheduler": scheduler_name, "submitted_at": now,
+        # an imported script run where it is: its file, read at submit, and the directory it ran in
+        "script_file": plan.get("script_file"), "run_in": plan.get("run_in"),
         # the scheduler's answer
         "scheduler_id": None, "results_dir": None, "stdout_path": None, "stderr_path": None,
         # the state, from the scheduler's status
@@ -3475,6 +3869,96 @@ def dependency_words(dependency, reason):
     return "waiting for job %s to %s" % (dep_id, waits)
 
 
+def mem_words(mb):
+    """600.0 -> "600 MiB", 18432.0 -> "18 GiB", 1536.0 -> "1.5 GiB"."""
+    if mb < 1024:
+        return "%d MiB" % round(mb)
+    return ("%.1f GiB" % (mb / 1024.0)).replace(".0 GiB", " GiB")
+
+
+def _figure(value):
+    """A job record's number (a record may be edited by hand: anything else is None)."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < 1e15
+    return value if ok else None
+
+
+def _percent(part, whole):
+    return round(100.0 * part / whole, 1) if part is not None and whole else None
+
+
+# What makes advice worth a line: a memory request at least twice what would
+# do and at least this much more; CPUs at most half used; a limit at least
+# EFFICIENCY_TIME_LIMIT seconds of which at most a quarter was used.
+EFFICIENCY_SPARE_MB = 1024
+EFFICIENCY_TIME_LIMIT = 2 * 3600
+
+
+def job_efficiency(meta):
+    """How well a finished job used what it asked for, from its record's
+    scheduler figures (Slurm's accounting), or None when it has none:
+    {"cpu_percent": CPU time / (run time x allocated CPUs), "cores_used",
+    "alloc_cpus", "cpu_time_s", "cpu_alloc_s", "mem_used_mb" (all its tasks
+    together, mem_what says exactly what it is), "mem_requested_mb",
+    "mem_percent", "max_task_rss_mb", "time_used_s", "time_limit_s",
+    "time_percent", "advice": [one line per resource worth changing]}.
+    Not given while the accounting record is still coming (detail_pending)."""
+    if meta.get("state") not in FINAL_STATES or not meta.get("started_at") or meta.get("detail_pending"):
+        return None
+    cpu, held = _figure(meta.get("cpu_time_s")), _figure(meta.get("cpu_alloc_s"))
+    cpus = _figure(meta.get("alloc_cpus"))
+    used, asked = _figure(meta.get("mem_used_mb")), _figure(meta.get("requested_mem_mb"))
+    tasks, peak = _figure(meta.get("mem_tasks")), _figure(meta.get("max_rss_mb"))
+    arrays = bool(meta.get("tasks"))
+    run = None if arrays else _figure(meta.get("elapsed_s"))  # an array's is a span, not a run
+    limit = parse_duration(meta["time_limit"]) if isinstance(meta.get("time_limit"), str) else None
+    if cpu is None or not held:
+        cpu = held = None
+    out = {"cpu_time_s": cpu, "cpu_alloc_s": held, "alloc_cpus": cpus,
+           "cpu_percent": _percent(cpu, held),
+           "cores_used": round(cpu * cpus / held, 2) if held and cpus else None,
+           "mem_used_mb": used, "mem_requested_mb": asked or None, "mem_percent": _percent(used, asked),
+           "max_task_rss_mb": peak, "mem_what": None,
+           "time_used_s": run, "time_limit_s": limit if run is not None else None,
+           "time_percent": _percent(run, limit) if run is not None else None, "advice": []}
+    if used is not None:
+        where = "its largest array task's largest step" if arrays else "its largest step"
+        if tasks and tasks > 1:
+            out["mem_what"] = ("the peaks of the %d tasks of %s added up (sacct's AveRSS x NTasks); "
+                               "the largest single task peaked at %s" % (tasks, where, mem_words(peak or 0)))
+        elif meta.get("scheduler") == "local":
+            out["mem_what"] = "the peak of its largest single process (all the local scheduler measures)"
+        else:
+            out["mem_what"] = "the peak of %s, one task (sacct's MaxRSS)" % where
+    if out["cpu_percent"] is None and used is None and out["time_percent"] is None:
+        return None
+    advice = out["advice"]
+    if meta.get("reason") == "OutOfMemory" and asked:
+        advice.append("It ran out of the %s asked for: ask for more next time (~%s)."
+                      % (mem_words(asked), mem_words(_mem_suggestion(asked * 1.5))))
+    elif used is not None and asked:
+        enough = _mem_suggestion(used * 1.2)
+        if asked >= 2 * enough and asked - enough >= EFFICIENCY_SPARE_MB:
+            advice.append("Used %d %% of the %s asked for: next time ~%s would do."
+                          % (round(out["mem_percent"]), mem_words(asked), mem_words(enough)))
+    if out["cores_used"] is not None and cpus >= 2 and out["cores_used"] <= cpus / 2.0:
+        n = out["cores_used"]
+        advice.append("Used %s of %d cores: ask for %d next time, or make the program use them all."
+                      % ("%d" % round(n) if n >= 0.5 else "less than 1", cpus, max(1, int(-(-n // 1)))))
+    if (out["time_percent"] is not None and meta.get("state") == "COMPLETED" and limit >= EFFICIENCY_TIME_LIMIT
+            and out["time_percent"] <= 25):
+        shorter = max(-(-run * 1.5 // 3600) * 3600, 3600)
+        advice.append("Ran %s of its %s limit: a limit of %s would do, and a shorter limit can start sooner."
+                      % (format_duration(run), format_duration(limit), format_duration(shorter)))
+    return out
+
+
+def _mem_suggestion(mb):
+    """A request of at least mb, rounded up: whole GiB from 1 GiB, else 64 MiB steps."""
+    if mb >= 1024:
+        return -(-mb // 1024) * 1024.0
+    return max(64.0, -(-mb // 64) * 64.0)
+
+
 POLLED_IDS = 2000  # the most of one user's unfinished jobs the shared poll follows (the newest)
 
 
@@ -3494,25 +3978,46 @@ def outside_job_record(job_id, scheduler_name, scheduler_id, status, detail, now
 OUTSIDE_IMPORTS = 100  # the most outside jobs a refresh takes in
 
 
+ACTIVITY_JOBS = 100  # unfinished jobs a page's tab is told of, and jobs it may ask after (jobs.activity)
+
+
+def _brief_job(meta):
+    """A job as a tab's title and notifications name it."""
+    return {"id": meta["id"], "scheduler_id": meta.get("scheduler_id"), "name": meta.get("script_name"),
+            "state": meta["state"], "reason_text": meta.get("reason_text")}
+
+
 class JobsPart(StorePart):
     """The user's jobs: submitted from a script, kept up to date with the
     scheduler, cancelled, removed."""
 
-    def _submission_questions(self, meta):
+    def _submission_questions(self, meta, content=None, cluster=None):
+        """(the questions a submit of the script asks, live; the partition
+        view, see _partition_view): its template's (the generic ones when
+        it is gone); an imported script's, with its #SBATCH values as the
+        defaults (content: the text it runs, when already read)."""
+        view = self._partition_view(cluster)
+        if meta.get("origin"):
+            if content is None:
+                content = self._run_source(meta)[0]
+            return directive_defaults(self._live_questions(IMPORTED_SUBMISSION, view), content, self.home), view
         found, _ = self.templates()
         t = found.get(meta.get("template_id"))
-        return self._live_questions(t["submission_questions"] if t else GENERIC_SUBMISSION)
+        return self._live_questions(t["submission_questions"] if t else GENERIC_SUBMISSION, view), view
 
     @operation("scripts.submission")
-    def submission(self, id, from_job=None):
+    def submission(self, id, from_job=None, cluster=None):
         """The submission questions; from_job: with the answers of that job
-        of this script as their defaults (see _answers_of)."""
+        of this script as their defaults (see _answers_of); cluster: the
+        shared poll's partition summary (see _partition_view), given by the
+        daemon. "cluster" in the answer: the partitions the user may use,
+        with what is free in each (None when not known)."""
         meta = self._script_meta(id)
-        questions, source = self._submission_questions(meta), None
+        (questions, view), source = self._submission_questions(meta, cluster=cluster), None
         if from_job is not None:
             questions, source = self._answers_of(id, from_job, questions)
         return {"script": self._script_public(meta), "questions": questions, "from_job": source,
-                "scheduler": self._scheduler_state(), "after_choices": self._after_choices(),
+                "scheduler": self._scheduler_state(), "cluster": view, "after_choices": self._after_choices(),
                 "dependency_types": [(k, v[0]) for k, v in DEPENDENCY_TYPES.items()]}
 
     def _after_choices(self):
@@ -3584,12 +4089,20 @@ class JobsPart(StorePart):
                  "dropped": dropped})
 
     @operation("jobs.preview")
-    def preview(self, script, answers=None, after=None):
+    def preview(self, script, answers=None, cluster=None, after=None):
         """What a submit would do: checked answers, the options they become,
-        the exact command and where output goes; Invalid for bad answers.
-        after: start after one of the user's jobs (see _dependency)."""
+        the exact command and where output goes; Invalid for bad answers
+        (a partition the user may not use among them). after: start after
+        one of the user's jobs (see _dependency)."""
+        return self._plan(script, answers, cluster, after)[0]
+
+    def _plan(self, script, answers, cluster=None, after=None):
+        """(preview's answer, the content a submit sends): the script's, or
+        for one that runs where it is, its file as it is now (_run_source),
+        in its directory (--chdir, after the answers' options)."""
         meta = self._script_meta(script)
-        questions = self._submission_questions(meta)
+        content, chdir, run_in = self._run_source(meta)
+        questions, _ = self._submission_questions(meta, content, cluster)
         problem = None
         try:
             values = check_answers(questions, answers or {}, self.home)
@@ -3603,24 +4116,25 @@ class JobsPart(StorePart):
             problem = Invalid(problem.message + " " + e.message, dict(problem.fields, **e.fields))
         if problem is not None:
             raise problem
-        options = submission_options(questions, values)
+        options = submission_options(questions, values) + chdir
         if dependency:
             options.append("--dependency=%s:%s" % (dependency["type"], dependency["scheduler_id"]))
-        content = self._script_public(meta, full=True)["content"]
         outputs = self._outputs(content, options, "%j")
         cmd = self.scheduler.command(os.path.join(self.jobs_dir, "<job>", "script.sh"), options)
         ignored = self.scheduler.ignored_options(content, options)
-        return {"script": self._script_public(meta), "questions": questions, "answers": values,
-                "options": options, "command": cmd, "command_text": " ".join(shlex.quote(a) for a in cmd),
-                "outputs": outputs, "ignored_options": ignored, "scheduler": self.scheduler.name,
-                "dependency": dependency}
+        return ({"script": self._script_public(meta), "questions": questions, "answers": values,
+                 "options": options, "command": cmd, "command_text": " ".join(shlex.quote(a) for a in cmd),
+                 "outputs": outputs, "ignored_options": ignored, "scheduler": self.scheduler.name,
+                 "script_file": meta["origin"]["file"] if run_in else None,
+                 "run_in": name_text(run_in) if run_in else None, "dependency": dependency}, content)
 
     @operation("jobs.submit", writes=True)
-    def job_submit(self, script, answers=None, after=None):
-        """Submit a script: the job keeps a snapshot of the script. A refusal
-        by the scheduler is a FAILED job carrying the scheduler's message."""
-        plan = self.preview(script, answers, after)
-        content = self._script_public(self._script_meta(script), full=True)["content"]
+    def job_submit(self, script, answers=None, cluster=None, after=None):
+        """Submit a script: the job keeps a snapshot of the script (for one
+        that runs where it is, of its file as it was read for this submit).
+        A refusal by the scheduler is a FAILED job carrying the scheduler's
+        message."""
+        plan, content = self._plan(script, answers, cluster, after)
 
         def make(job_id):
             command = self.scheduler.command(self._job_path(job_id, "script.sh"), plan["options"])
@@ -3712,6 +4226,7 @@ class JobsPart(StorePart):
         out.pop("format", None)
         out.setdefault("ignored_options", out.pop("notes", []))  # older records called it notes
         out["finished"] = meta["state"] in FINISHED
+        out["efficiency"] = job_efficiency(meta)
         for key in ("results_dir", "stdout_path", "stderr_path"):  # any bytes: as text
             if isinstance(out.get(key), str):
                 out[key] = name_text(out[key])
@@ -3929,6 +4444,30 @@ class JobsPart(StorePart):
                 "broken": broken, "total": len(metas), "page": page, "per_page": per_page,
                 "scheduler": scheduler_state}
 
+    @operation("jobs.activity")
+    def jobs_activity(self, watch=None):
+        """What every page's tab shows of the user's jobs (the title, the
+        icon, notifications): how many are pending and running, the newest
+        ACTIVITY_JOBS of them, and the state now of each job in `watch`
+        (ids the page last saw unfinished, at most ACTIVITY_JOBS; one
+        removed since is left out), each briefly."""
+        watch = [] if watch is None else watch
+        if not _texts(watch) or len(watch) > ACTIVITY_JOBS:
+            raise Invalid("watch must be at most %d job ids." % ACTIVITY_JOBS, {"watch": "at most %d job ids"
+                                                                                % ACTIVITY_JOBS})
+        scheduler_state = self.refresh()
+        unfinished = sorted((m for m in self._all_jobs()[0] if m["state"] in UNFINISHED),
+                            key=lambda m: m["id"], reverse=True)
+        shown = {m["id"] for m in unfinished[:ACTIVITY_JOBS]}
+        watched = []
+        for job_id in dict.fromkeys(watch):
+            if ID_RE.match(job_id) and job_id not in shown:
+                with contextlib.suppress(Conflict, NotFound):  # removed, or broken, since
+                    watched.append(self._job_meta(job_id))
+        return {"counts": {state: sum(m["state"] == state for m in unfinished) for state in UNFINISHED},
+                "unfinished": [_brief_job(m) for m in unfinished[:ACTIVITY_JOBS]],
+                "watched": [_brief_job(m) for m in watched], "scheduler": scheduler_state}
+
     @operation("jobs.get")
     def job_get(self, id, script=False):
         self._job_meta(id)  # 404 before any scheduler call
@@ -4055,6 +4594,121 @@ class JobsPart(StorePart):
 LISTED_FILES = 5000  # the most entries of a results directory listed
 COUNTED_FILES = 1000000  # the most entries past those counted (more: "at least")
 
+# A results archive (jobs.archive) is a .zip the worker writes as the user
+# while root relays it: planned whole first (every name and size, so the
+# limit is checked before a byte is sent), then handed over in pieces of at
+# most ARCHIVE_PIECE bytes, one a request, each request reading at most
+# ARCHIVE_READ bytes of the files (a sparse file compresses to nothing: the
+# request still ends). A worker keeps ARCHIVES_OPEN archives at most, the
+# oldest dropped beyond, and drops one not asked for in
+# server.download_timeout seconds.
+ARCHIVE_PIECE = 1 << 20
+ARCHIVE_READ = 16 << 20
+ARCHIVE_FILES = 100000  # files and directories in one archive at most
+ARCHIVES_OPEN = 4
+ARCHIVE_NOTE = "SKIPPED-by-flight-job.txt"  # what was left out, and why; only when something was
+
+
+class ArchiveSink:
+    """Where zipfile writes the archive: bytes held until taken (no tell or
+    seek, so zipfile writes a streamed zip, sizes after each file)."""
+
+    def __init__(self):
+        self.data = bytearray()
+
+    def write(self, data):
+        self.data += data
+        return len(data)
+
+    def flush(self):
+        pass
+
+    def take(self, most):
+        piece = bytes(self.data[:most])
+        del self.data[:most]
+        return piece
+
+
+def _zip_time(mtime):
+    """A modification time as a zip entry's (local time, 1980 to 2107)."""
+    return time.localtime(min(max(mtime, 315576000), 4354819200))[:6]
+
+
+class ResultsArchive:
+    """One archive being written: the planned files (arcname, path, size),
+    the empty directories and the notes of what was left out; pieces are
+    taken with next_piece() until eof."""
+
+    def __init__(self, files, dirs, notes):
+        import zipfile
+        self.zipfile = zipfile
+        self.sink = ArchiveSink()
+        self.notes = notes
+        self.steps = self._write(files, dirs)
+        self.done = False
+        self.touched = time.monotonic()
+
+    def _write(self, files, dirs):
+        """Write the archive into the sink, yielding after each read of a
+        file (so the caller can stop when a piece is full)."""
+        zipfile = self.zipfile
+        with zipfile.ZipFile(self.sink, "w", zipfile.ZIP_DEFLATED, allowZip64=True) as archive:
+            for arcname in dirs:
+                info = zipfile.ZipInfo(arcname + "/", _zip_time(time.time()))
+                info.external_attr = (0o040700 << 16) | 0x10
+                archive.writestr(info, b"")
+            for arcname, path, size in files:
+                try:  # never a symlink followed, never a FIFO waited on (swapped in since the plan)
+                    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
+                except OSError as e:
+                    self.notes.append("%s: not read: %s" % (arcname, e.strerror or e))
+                    continue
+                with os.fdopen(fd, "rb") as f:
+                    st = os.fstat(fd)
+                    if st.st_mode & 0o170000 != 0o100000:
+                        self.notes.append("%s: not a regular file any more" % arcname)
+                        continue
+                    info = zipfile.ZipInfo(arcname, _zip_time(st.st_mtime))
+                    info.compress_type = zipfile.ZIP_DEFLATED
+                    info.external_attr = (0o100000 | (st.st_mode & 0o777)) << 16
+                    info.file_size = size  # what was counted: a file that grew is cut there
+                    with archive.open(info, "w", force_zip64=size > (1 << 30)) as out:
+                        left = size
+                        while left > 0:
+                            data = f.read(min(left, ARCHIVE_PIECE))
+                            if not data:
+                                break
+                            out.write(data)
+                            left -= len(data)
+                            yield len(data)
+                    if left > 0:
+                        self.notes.append("%s: shrank while it was archived; %d bytes are missing"
+                                          % (arcname, left))
+            if self.notes:
+                note, taken = ARCHIVE_NOTE, {arcname for arcname, _, _ in files}
+                while note in taken:  # a file of the results has that name: the note goes beside it
+                    note = "_" + note
+                info = zipfile.ZipInfo(note, _zip_time(time.time()))
+                info.external_attr = 0o100600 << 16
+                archive.writestr(info, "Left out of this archive by flight-job:\n\n%s\n" % "\n".join(
+                    self.notes[:ARCHIVE_FILES]))
+
+    def next_piece(self):
+        """(bytes, eof): at most ARCHIVE_PIECE bytes, from at most
+        ARCHIVE_READ bytes of the files read."""
+        self.touched = time.monotonic()
+        read = 0
+        while not self.done and len(self.sink.data) < ARCHIVE_PIECE and read < ARCHIVE_READ:
+            try:
+                read += next(self.steps)
+            except StopIteration:
+                self.done = True
+        piece = self.sink.take(ARCHIVE_PIECE)
+        return piece, self.done and not self.sink.data
+
+    def close(self):
+        self.steps.close()  # the open file, if any, closed
+
 
 class ResultsPart(StorePart):
     """A job's results directory and output files, read as the user."""
@@ -4067,14 +4721,8 @@ class ResultsPart(StorePart):
     def _resolve(self, meta, path):
         """A path inside the job's results directory, given as name_text
         wrote it, symlinks resolved: outside it is 403, missing is 404."""
-        root = os.path.realpath(self._results_root(meta))
-        try:
-            full = os.path.realpath(os.path.join(root, name_path(check_relpath(path)))) if path else root
-        except UnicodeError:  # a lone surrogate: no name is that
-            raise NotFound("No such file.")
-        if full != root and not full.startswith(root.rstrip("/") + "/"):
-            raise Forbidden("That path leads outside the job's results directory.")
-        return full
+        return resolve_inside(self._results_root(meta), path,
+                              "That path leads outside the job's results directory.")
 
     @operation("jobs.files")
     def job_files(self, id, path=""):
@@ -4149,11 +4797,298 @@ class ResultsPart(StorePart):
                 "modified_at": now_iso(st.st_mtime), "data": base64.b64encode(data).decode("ascii"),
                 "eof": offset + len(data) >= size}
 
+    def _archive_plan(self, meta, paths):
+        """What an archive of the chosen paths (relative to the results
+        directory, through check_relpath; none: the whole directory) holds:
+        (files as (arcname, path, size), empty directories, notes of what is
+        left out). Hidden names (a leading dot) in a directory are left out,
+        as the page's listing leaves them out (a results directory may be
+        the home), unless chosen by name. Symlinks are never followed (one on the way to a chosen
+        path too): left out with a note, as are FIFOs, sockets and devices
+        (never opened). Sizes are apparent sizes (a sparse file counts
+        whole). Refused: a chosen path that is not there (404), more than
+        ARCHIVE_FILES entries or a total over storage.max_archive_bytes (413,
+        naming both)."""
+        root = os.path.realpath(self._results_root(meta))
+        if not os.path.isdir(root):
+            raise NotFound("The job's results directory is not there (any more): %s." % name_text(root))
+        limit = self.config["storage"]["max_archive_bytes"]
+        stack = []
+        for given in paths or [""]:
+            missing = NotFound("No such file in the job's results: %s." % name_text(str(given))[:300],
+                               {"paths": "no such file: %s" % name_text(str(given))[:300]})
+            if given == "":
+                stack.append(("", root))
+                continue
+            try:
+                rel = check_relpath(given)
+                full = os.path.join(root, name_path(rel))
+            except (NotFound, UnicodeError):
+                raise missing
+            if os.path.realpath(full) != full:  # a symlink on the way: not followed
+                stack.append((rel, None))
+            elif not os.path.lexists(full):
+                raise missing
+            else:
+                stack.append((rel, full))
+        files, dirs, notes, seen, total, count, hidden = [], [], [], set(), 0, len(stack), 0
+        while stack:
+            if count > ARCHIVE_FILES:  # every entry counted as it is listed: the walk stays bounded
+                raise TooLarge("The files chosen are more than %d files and directories, more than one archive "
+                               "may hold; choose fewer." % ARCHIVE_FILES, {"paths": "too many files"})
+            arc, full = stack.pop()
+            if arc in seen:
+                continue
+            seen.add(arc)
+            try:
+                st = os.lstat(full) if full else None
+            except OSError as e:
+                notes.append("%s: not read: %s" % (arc, e.strerror or e))
+                continue
+            kind = st.st_mode & 0o170000 if st else 0o120000
+            if kind == 0o100000:
+                files.append((arc, full, st.st_size))
+                total += st.st_size
+            elif kind == 0o040000:
+                try:
+                    with os.scandir(full) as listing:
+                        names = [entry.name for entry in itertools.islice(listing, ARCHIVE_FILES + 1)]
+                except OSError as e:
+                    notes.append("%s/: not read: %s" % (arc or ".", e.strerror or e))
+                    continue
+                shown = [name for name in names if not name.startswith(".")]
+                hidden += len(names) - len(shown)
+                if not names and arc:
+                    dirs.append(arc)
+                count += len(shown)
+                for name in shown:
+                    stack.append(((arc + "/" if arc else "") + name_text(name), os.path.join(full, name)))
+            elif kind == 0o120000:
+                notes.append("%s: a symbolic link, not followed" % arc)
+            else:
+                notes.append("%s: not a regular file (a FIFO, socket or device)" % arc)
+        if hidden:
+            notes.append("%d hidden files and directories (names starting with a dot) in the directories "
+                         "chosen: choose them by name to have them" % hidden)
+        if total > limit:
+            raise TooLarge("The files chosen add up to %s (%s bytes in %d files), more than the %s (%s bytes) one "
+                           "archive may hold (storage.max_archive_bytes): choose fewer files, or download them "
+                           "one by one." % (human_size(total), "{:,}".format(total), len(files), human_size(limit),
+                                            "{:,}".format(limit)), {"paths": "more than %s in all" % human_size(limit)})
+        return sorted(files), sorted(dirs), notes
+
+    @operation("jobs.archive")
+    def job_archive(self, id=None, paths=None, token=None, close=False):
+        """A .zip of a job's results (ResultsArchive), piece by piece: the
+        first call (id, paths: see _archive_plan) plans it and answers its
+        token, name and first piece (base64); each call with the token the
+        next piece, until eof; close=True drops it."""
+        idle = self.config["server"]["download_timeout"]
+        for old in [t for t, a in self._archives.items() if time.monotonic() - a.touched > idle]:
+            self._archives.pop(old).close()
+        if token is not None:
+            archive = self._archives.get(str(token))
+            if close:
+                if archive:
+                    self._archives.pop(str(token)).close()
+                return {"token": token, "closed": True}
+            if archive is None:
+                raise NotFound("This archive is no longer being written; ask for it again.")
+            answer = {"token": token}
+        else:
+            meta = self._job_meta(id)
+            if paths is not None and not _texts(paths):
+                raise Invalid("paths must be a list of file names.", {"paths": "must be a list of file names"})
+            files, dirs, notes = self._archive_plan(meta, paths)
+            while len(self._archives) >= ARCHIVES_OPEN:
+                self._archives.pop(next(iter(self._archives))).close()
+            token = secrets.token_hex(8)
+            archive = self._archives[token] = ResultsArchive(files, dirs, notes)
+            answer = {"token": token, "name": "job-%s-results.zip" % name_text(meta.get("scheduler_id") or id),
+                      "files": len(files), "bytes": sum(size for _, _, size in files), "skipped": len(notes)}
+        data, eof = archive.next_piece()
+        if eof:
+            self._archives.pop(token, None)
+        return dict(answer, data=base64.b64encode(data).decode("ascii"), eof=eof)
+
+
+# Store: files in the home (import) ##########################################
+
+
+LISTED_HOME = 1000  # the most entries of a home directory the import picker lists
+KINDS = {0o040000: "dir", 0o100000: "file", 0o120000: "link"}  # the others: "other" (FIFO, device, socket)
+
+
+def _kind(st):
+    return KINDS.get(st.st_mode & 0o170000, "other")
+
+
+class HomePart(StorePart):
+    """The user's home as the import picker sees it, read as the user
+    through the path gate (resolve_inside): listed, a script file imported
+    from it, and that file read again at each submit of a script that runs
+    where it is. Nothing here leaves the home, follows a symlink out of it
+    or opens what is no regular file."""
+
+    OUTSIDE = "That path leads outside your home directory."
+
+    def _in_home(self, path):
+        """(the resolved path, the home's real path) of a path in the home."""
+        return resolve_inside(self.home, path, self.OUTSIDE), os.path.realpath(self.home)
+
+    @operation("home.list")
+    def home_list(self, path=""):
+        """A directory of the home: its first LISTED_HOME entries (`more`
+        counts those left out, up to COUNTED_FILES), each with its type as
+        lstat gives it (nothing is opened); a symlink says whether it leads
+        inside the home, and if so to what."""
+        if not isinstance(path, str):
+            raise NotFound("No such directory.")
+        full, root = self._in_home(path)
+        try:
+            with os.scandir(full) as listing:
+                taken = [(entry.name, entry.path) for entry in itertools.islice(listing, LISTED_HOME)]
+                more = sum(1 for _ in itertools.islice(listing, COUNTED_FILES))
+        except FileNotFoundError:
+            raise NotFound("No such directory in your home.")
+        except PermissionError:
+            raise Forbidden("You may not read that directory.")
+        except NotADirectoryError:
+            raise NotFound("Not a directory.")
+        rel = os.path.relpath(full, root)
+        rel = "" if rel == "." else rel
+        entries = []
+        for name, entry_path in taken:
+            try:
+                st = os.lstat(entry_path)
+            except OSError:
+                continue
+            entry = {"name": name_text(name), "path": name_text(os.path.join(rel, name)), "type": _kind(st),
+                     "size": st.st_size, "modified_at": now_iso(st.st_mtime)}
+            if entry["type"] == "link":
+                target = os.path.realpath(entry_path)
+                entry["inside"] = target == root or target.startswith(root.rstrip("/") + "/")
+                if entry["inside"]:
+                    try:
+                        target_st = os.stat(target)  # as the user; a stat opens nothing
+                    except OSError:
+                        entry["target"] = "missing"
+                    else:
+                        entry.update(target=_kind(target_st), size=target_st.st_size)
+            entries.append(entry)
+        entries.sort(key=lambda e: ("dir" not in (e["type"], e.get("target")), e["name"].casefold(), e["name"]))
+        return {"path": name_text(rel), "parent": name_text(os.path.dirname(rel)) if rel else None,
+                "home": name_text(root), "entries": entries, "more": more, "truncated": more > 0,
+                "listed": LISTED_HOME, "max_bytes": self.config["storage"]["max_script_bytes"]}
+
+    def _home_script(self, path):
+        """(text, real path) of a script file in the home, through the path
+        gate: a path outside the home (.., a symlink out of it) is 403; a
+        missing file, a directory, FIFO or device (opened without blocking,
+        never read) or a file that is no UTF-8 text is 422; one larger than
+        storage.max_script_bytes is 413 (no more than that is read). Each
+        names the field `path`."""
+        def refuse(cls, message):
+            return cls("Path: %s" % message, {"path": "Path: %s" % message})
+        if not isinstance(path, str) or not path.strip():
+            raise refuse(Invalid, "choose a file of your home directory.")
+        try:
+            full, _ = self._in_home(path)
+        except NotFound:
+            raise refuse(Invalid, "there is no such file in your home directory (give its path from your home, "
+                                  "e.g. project/run.sh).")
+        except Forbidden:
+            raise refuse(Forbidden, "%s leads outside your home directory, so it cannot be used." % path)
+        limit = self.config["storage"]["max_script_bytes"]
+        try:
+            data = read_file(full, limit)
+        except FileNotFoundError:
+            raise refuse(Invalid, "there is no file %s in your home directory." % path)
+        except (UnusableFile, IsADirectoryError) as e:
+            if getattr(e, "too_large", False):
+                raise refuse(TooLarge, "%s is larger than %d bytes (storage.max_script_bytes): that is no job "
+                                       "script. Import the script that uses it instead." % (path, limit))
+            raise refuse(Invalid, "%s is not a regular file (a directory, FIFO or device), so it cannot be "
+                                  "imported." % path)
+        except PermissionError:
+            raise refuse(Forbidden, "you may not read %s." % path)
+        except OSError as e:
+            raise disk_error(e, writing=False)
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise refuse(Invalid, "%s is not text (UTF-8), so it is no job script." % path)
+        if "\0" in text:
+            raise refuse(Invalid, "%s holds a NUL character, so it is no job script." % path)
+        return text, full
+
+    def _run_source(self, meta):
+        """(content, extra options, directory) of a submit of this script:
+        its own content, or for an imported script that runs where it is,
+        its file as it is now, read again through the path gate, with
+        --chdir to the file's directory (where its outputs then go). A
+        file that cannot be used now is 409 saying why."""
+        origin = meta.get("origin") or {}
+        if not origin.get("in_place"):
+            return self._script_public(meta, full=True)["content"], [], None
+        try:
+            text, full = self._home_script(origin["path"])
+        except FlightJobError as e:
+            raise Conflict("This script runs your file %s as it is when submitted, and that file cannot be "
+                           "used now: %s" % (origin["file"], e.message.replace("Path: ", "", 1)))
+        directory = os.path.dirname(full)
+        return text, ["--chdir=%s" % directory], directory
+
+    @operation("scripts.import", writes=True)
+    def script_import(self, path=None, content=None, name=None, in_place=False):
+        """A new script from a file of the home (path) or pasted text
+        (content), with no template: its #SBATCH lines are its submission
+        questions' defaults. in_place (a file only): each submit reads the
+        file again and runs it in its directory (_run_source). Errors name
+        the field: path (see _home_script), content, name, in_place."""
+        if not isinstance(in_place, bool):
+            raise Invalid("Run where it is: answer yes or no.", {"in_place": "Run where it is: answer yes or no."})
+        if path not in (None, "") and content not in (None, ""):
+            message = "Give either a file of your home directory or the script's text, not both."
+            raise Invalid(message, {"path": message})
+        now = now_iso()
+        if content not in (None, ""):
+            if in_place:
+                message = "Run where it is: only a file of your home can run where it is, not pasted text."
+                raise Invalid(message, {"in_place": message})
+            content = self._check_text(content, "Content").replace("\r\n", "\n")
+            origin = {"path": None, "file": None, "in_place": False, "imported_at": now}
+            default_name = dict(parse_directives(content)).get("job-name")
+            notes = "Imported from pasted text on %s." % now[:10]
+        else:
+            if path in (None, ""):
+                message = "Choose a file of your home directory, or paste the script's text."
+                raise Invalid(message, {"path": "Path: " + message, "content": "Script: " + message})
+            content, full = self._home_script(path)
+            self._check_text(content, "Content")
+            root = os.path.realpath(self.home)
+            origin = {"path": name_text(os.path.relpath(full, root)), "file": name_text(full),
+                      "in_place": in_place, "imported_at": now}
+            default_name = name_text(os.path.basename(full))
+            notes = "Imported from %s on %s.%s" % (origin["file"], now[:10], (
+                " It runs where it is: each submit reads that file as it is then and runs it in %s, where its "
+                "output goes." % name_text(os.path.dirname(full))) if in_place else "")
+        if name in (None, "") and isinstance(default_name, str) and default_name.strip():
+            name = default_name.strip()[:200]
+        name = self._check_name(name)
+        names = {field: body_name(field, 1) for field in SCRIPT_BODIES}
+        meta = {"format": SCRIPT_FORMAT, "name": name, "template_id": "", "template_name": "Imported",
+                "answers": {}, "created_at": now, "updated_at": now, "version": 1, "origin": origin,
+                "content_file": names["content"], "notes_file": names["notes"]}
+        meta = self._create_dir(self.scripts_dir, lambda script_id: (
+            dict(meta, id=script_id), {names["content"]: content, names["notes"]: notes}))
+        return self._script_public(meta, full=True)
+
 
 # Store: the facade ##########################################################
 
 
-class Store(TemplatesPart, ScriptsPart, JobsPart, ResultsPart):
+class Store(TemplatesPart, ScriptsPart, JobsPart, ResultsPart, HomePart):
     """A user's templates, scripts, jobs and results: the object the worker
     serves, each operation declared with @operation in its part."""
 
@@ -4931,6 +5866,9 @@ class WorkerPool:
     def call(self, user, op, args=None, **kw):
         """Worker.call for `user`, in one of its slots; what the reply says
         of unfinished jobs keeps `active` up to date."""
+        if op in CLUSTER_OPS and self.poll and self.poll.serving() and self.config["scheduler"]["type"] == "slurm":
+            # only a page showing the questions keeps the summary coming
+            args = dict(args or {}, cluster=self.poll.cluster_summary(want=op == "scripts.submission"))
         with self._slot(user) as worker:
             result, unfinished = worker.call(op, args, **kw)
         if unfinished is not None:
@@ -4985,7 +5923,8 @@ STATUS_FIELDS = dict({key: JOB_META[key] for key in (
     "state", "raw_state", "reason", "reason_text", "exit_code", "started_at", "ended_at",
     "estimated_start_at", "tasks")}, time_limit=_or_none(_text), **{key: _or_none(
         lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)) for key in (
-        "signal", "elapsed_s", "cpu_time_s", "max_rss_mb", "requested_mem_mb")},
+        "signal", "elapsed_s", "cpu_time_s", "max_rss_mb", "requested_mem_mb", "mem_used_mb",
+        "mem_tasks", "alloc_cpus", "cpu_alloc_s")},
     detail_pending=_or_none(lambda v: isinstance(v, bool)))
 STATUS_TEXT = 1000  # the longest text a status field may hold
 POLL_TICK = 0.5  # seconds between two looks at whether a poll is due
@@ -5037,6 +5976,33 @@ def _gist(statuses):
             {k: v for k, v in st.items() if k != "elapsed_s"} for i, st in statuses.items()}
 
 
+def _names(value):
+    return value is None or isinstance(value, list) and len(value) <= MAX_RULE_NAMES and all(
+        isinstance(n, str) and 0 < len(n) <= 256 for n in value)
+
+
+def _count(value):
+    return type(value) is int and 0 <= value < 10 ** 9
+
+
+# What a partition of the poll's summary may hold: field -> check.
+PARTITION_FIELDS = dict({key: _names for key in ACCESS_RULES}, **{key: _count for key in (
+    "cpus_free", "cpus_total", "nodes_free", "nodes_total", "gpus_free", "gpus_total")},
+    name=lambda v: isinstance(v, str) and bool(PARTITION_RE.match(v)), default=lambda v: isinstance(v, bool),
+    state=lambda v: isinstance(v, str) and len(v) <= 20, waiting=_or_none(_count),
+    root_only=lambda v: isinstance(v, bool))
+
+
+def checked_partitions(answer):
+    """The poll process's partition summary, field by field, or ValueError."""
+    found = answer.get("partitions") if isinstance(answer, dict) else None
+    if not isinstance(found, list) or len(found) > MAX_PARTITIONS or not all(
+            isinstance(p, dict) and set(p) == set(PARTITION_FIELDS)
+            and all(check(p[key]) for key, check in PARTITION_FIELDS.items()) for p in found):
+        raise ValueError("not a partition summary")
+    return found
+
+
 class StatusSource:
     """The shared status poll's own process, as scheduler.status_user:
     one scheduler status call (squeue, then sacct for what squeue does not
@@ -5052,6 +6018,8 @@ class StatusSource:
             ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE, 0
 
     def perform(self, op, args):
+        if op == "status.partitions":  # no argument: nothing of any user reaches it
+            return {"partitions": self.scheduler.partition_summary()}, None
         if op != "status.poll":
             raise BadRequest("No such operation of the status poll: %s." % op)
         followed = args.get("followed")
@@ -5076,6 +6044,12 @@ class StatusSource:
 # every user in turn, newest first, so no one's crowd of jobs starves others.
 MAX_POLL_IDS = 5000
 MAX_POLL_USERS = 2000  # the most users whose jobs one poll lists
+
+
+# The worker operations whose questions offer partitions: the daemon hands
+# them the shared poll's partition summary (multi-user Slurm), so a worker
+# asks no scheduler for it.
+CLUSTER_OPS = ("scripts.submission", "jobs.preview", "jobs.submit")
 
 
 class StatusPoll:
@@ -5116,6 +6090,38 @@ class StatusPoll:
         # user at a time: a stopped or slow worker holds up its own user only
         self.hands = concurrent.futures.ThreadPoolExecutor(HAND_THREADS, thread_name_prefix="poll-hand")
         self.handing = set()  # users with a hand in flight
+        # the partitions' summary for submit pages: {"partitions", "at"} or
+        # None; made at most every refresh_interval while someone was shown
+        # one in the last WATCHING seconds; failed: the last one is kept
+        self.cluster, self.cluster_made, self.cluster_wanted = None, -1e9, -1e9
+
+    def cluster_summary(self, want=True):
+        """The partitions' summary a submit page shows (None until the poll
+        has made one); want: keep it fresh for WATCHING seconds (a page
+        shown, not an API submit). No scheduler call here: the poll's
+        thread makes it."""
+        if not want:
+            return self.cluster
+        self.cluster_wanted = time.monotonic()
+        if self.thread is None and self.serving():
+            with self.lock:
+                if self.thread is None:
+                    self.thread = threading.Thread(target=self._run, daemon=True)
+                    self.thread.start()
+        return self.cluster
+
+    def _cluster_tick(self, now):
+        """One partition summary, when a page wanted one and it is due."""
+        if now - self.cluster_wanted >= WATCHING or now - self.cluster_made < self.config["scheduler"]["refresh_interval"] \
+                or self.config["scheduler"]["type"] != "slurm":
+            return
+        self.cluster_made = now
+        try:
+            answer, _ = self.source.call("status.partitions", {}, touch=False)
+            self.cluster = {"partitions": checked_partitions(answer), "at": now_iso()}
+            self.counters["partitions"] = self.counters.get("partitions", 0) + 1
+        except (FlightJobError, ValueError) as e:
+            log.warning("partition summary failed: %s", getattr(e, "message", None) or e)
 
     def serving(self):
         """Whether this poll follows users' jobs (else their workers do)."""
@@ -5179,7 +6185,8 @@ class StatusPoll:
         return sorted(active | watching)
 
     def tick(self):
-        """One poll, when one is due."""
+        """One poll, when one is due (and the partitions' summary, when due)."""
+        self._cluster_tick(time.monotonic())
         users = self.due(time.monotonic())
         if not users:
             return
@@ -5923,22 +6930,16 @@ def ago(iso, now=None):
 
 
 def duration(seconds):
-    """'1 h 5 min' for a number of seconds."""
-    if seconds is None:
+    """'1 h 5 min' for a number of seconds; '' for none (or, in a record
+    edited by hand, what is not a number)."""
+    try:
+        seconds = int(seconds)
+    except (TypeError, ValueError, OverflowError):
         return ""
-    seconds = int(seconds)
     parts = [(seconds // 86400, "d"), (seconds % 86400 // 3600, "h"),
              (seconds % 3600 // 60, "min"), (seconds % 60, "s")]
     shown = [("%d %s" % (n, u)) for n, u in parts if n][:2]
     return " ".join(shown) or "0 s"
-
-
-def human_size(n):
-    """'12.3 MiB' for a number of bytes."""
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return ("%d %s" if unit == "B" else "%.1f %s") % (n, unit)
-        n /= 1024.0
 
 
 def visible_questions(questions, answers):
@@ -5999,7 +7000,8 @@ def numbered_lines(text):
     return "".join('<span class="line">%s\n</span>' % line for line in html.escape(text).split("\n"))
 
 
-VIEW_HELPERS = {"time_tag": time_tag, "duration": duration, "human_size": human_size, "quote": urllib.parse.quote,
+VIEW_HELPERS = {"time_tag": time_tag, "duration": duration, "human_size": human_size, "mem_words": mem_words,
+                "quote": urllib.parse.quote,
                 "visible": visible_questions, "state_label": state_label, "state_text": state_text,
                 "confirm_question": confirm_question, "seconds_between": seconds_between, "now_iso": now_iso,
                 "numbered_lines": numbered_lines, "STATE_LABELS": STATE_LABELS, "UNFINISHED": UNFINISHED,
@@ -6481,6 +7483,15 @@ def _int_query(name, default):
     return int(value)
 
 
+def _query_texts(name):
+    """Every value of a query parameter, as the UTF-8 text it is (Bottle
+    gives each URL-decoded byte as a character): 400 naming it if not."""
+    try:
+        return [value.encode("latin-1").decode("utf-8") for value in bottle.request.query.getall(name)]
+    except UnicodeError:
+        raise BadRequest("%s must be UTF-8 text." % name, {name: "must be UTF-8 text"})
+
+
 def kept_fields(form):
     """The fields of a form post worth keeping when it cannot be done now
     (App.keep_form): every one, in order, but the CSRF token and the login
@@ -6837,6 +7848,72 @@ def script_delete(app, user, id):
     return see_other("/scripts")
 
 
+# Routes: import #############################################################
+
+
+@route("/api/import/files", api=True)
+def api_import_files(app, user):
+    return app.json(app.call_raw(user, "home.list", path=bottle.request.query.get("path") or ""))
+
+
+IMPORT_FIELDS = ("path", "content", "name", "in_place")
+
+
+@route("/api/import", "POST", api=True)
+def api_import(app, user):
+    data = app.body_json()
+    extra = set(data) - set(IMPORT_FIELDS)
+    if extra:
+        raise BadRequest("Unknown field %r: give path or content, and if you like name and in_place."
+                         % sorted(extra)[0])
+    script = app.call(user, "scripts.import", path=data.get("path"), content=data.get("content"),
+                      name=data.get("name"), in_place=data.get("in_place", False))
+    return script_json(app, script, 201)
+
+
+def import_page(app, user, path="", chosen=None, values=None, errors=None, status=200):
+    """The import page: a directory of the home (path) as links, the form
+    for the file chosen (its path in the home) and the form for pasted
+    text; values and errors: what was typed into a form sent back, and
+    the messages beside its fields."""
+    listing = app.call(user, "home.list", path=path)
+    entry = next((e for e in listing["entries"] if e["path"] == chosen), None) if chosen else None
+    return app.render("import", status=status, listing=listing, chosen=chosen, entry=entry,
+                      values=values or {}, errors=errors or {}, title="Import a script",
+                      crumbs=[("Scripts", "/scripts"), ("Import", None)])
+
+
+@route("/import")
+def import_get(app, user):
+    query = bottle.request.query
+    chosen = query.get("file") or None
+    path = query.get("path") or (chosen.rpartition("/")[0] if chosen else "")
+    return import_page(app, user, path, chosen)
+
+
+@route("/import", "POST")
+def import_post(app, user):
+    """Import the file chosen (source=file) or the text pasted
+    (source=paste): on to the new script, or the page again with what was
+    typed and the errors beside the fields."""
+    form = app.form()
+    values = {key: form.get(key, "") for key in ("source", "path", "content", "name")}
+    values["in_place"] = form.get("in_place") in ("on", "true", "yes", "1")
+    pasted = values["source"] == "paste"
+    try:
+        script = app.call(user, "scripts.import", path=None if pasted else values["path"],
+                          content=values["content"] if pasted else None, name=values["name"],
+                          in_place=False if pasted else values["in_place"])
+    except (Invalid, TooLarge, Forbidden, Conflict) as e:
+        chosen = None if pasted else values["path"] or None
+        where = chosen.rpartition("/")[0] if chosen else ""
+        try:
+            return import_page(app, user, where, chosen, values, form_errors(e), e.status)
+        except (NotFound, Forbidden):  # the file's directory cannot be listed: the home then
+            return import_page(app, user, "", chosen, values, form_errors(e), e.status)
+    return see_other("/scripts/%s" % script["id"])
+
+
 # Routes: submit #############################################################
 
 
@@ -6886,6 +7963,14 @@ def submit_post(app, user, id):
 
 
 # Routes: jobs and files #####################################################
+
+
+@route("/api/activity", api=True)
+def api_activity(app, user):
+    """The user's unfinished jobs in brief, and the state now of the jobs
+    in ?watch=ID (repeatable): what a page's tab polls for its title, icon
+    and notifications (share/static/app.js)."""
+    return app.json(app.call(user, "jobs.activity", watch=_query_texts("watch")))
 
 
 @route("/api/jobs", api=True)
@@ -6992,6 +8077,61 @@ def streamed(held, call, piece, args, deadline):
             piece = call("jobs.file", dict(args, offset=offset, length=size - offset))
 
 
+def send_archive(app, user, id, paths):
+    """A .zip of a job's results (paths: chosen names relative to its
+    results directory; none: all of it), written by the worker as the user
+    (jobs.archive) and relayed a piece (at most 1 MiB) at a time, never held
+    whole; its size is not known ahead, so no Content-Length. As a file
+    download it holds one of the user's download slots and its thread for
+    at most server.download_timeout seconds. Refused before a byte is sent:
+    a chosen name the path gate refuses or that is not there (404), over
+    storage.max_archive_bytes in all (413)."""
+    held = contextlib.ExitStack()
+    call = held.enter_context(app.pool.download(user))
+    try:
+        piece = call("jobs.archive", {"id": id, "paths": paths})
+    except BaseException:
+        held.close()
+        raise
+    seconds = app.config["server"]["download_timeout"]
+    held.callback(close_connection_later(bottle.request.environ, seconds, "archive of %s's %s" % (user, name_text(id))))
+    bottle.response.set_header("Content-Type", "application/zip")
+    bottle.response.set_header("Content-Disposition", "attachment; filename*=UTF-8''%s"
+                               % urllib.parse.quote(piece["name"]))
+    bottle.response.set_header("X-Archive-Files", str(piece["files"]))
+    return archive_pieces(held, call, piece, time.monotonic() + seconds)
+
+
+def archive_pieces(held, call, piece, deadline):
+    """The pieces of an archive from its first, asked of the worker one
+    after another up to its last or the deadline; held (the download's slot
+    and timer) released when it ends however it ends, and the worker told
+    to drop an archive left unfinished (the connection closed)."""
+    with held:
+        try:
+            while True:
+                data = base64.b64decode(piece["data"])
+                if data:  # an empty piece (a sparse stretch read) is no end: waitress would end on it
+                    yield data
+                if piece["eof"] or time.monotonic() > deadline:
+                    return
+                piece = call("jobs.archive", {"token": piece["token"]})
+        finally:
+            if not piece["eof"]:
+                with contextlib.suppress(FlightJobError):
+                    call("jobs.archive", {"token": piece["token"], "close": True})
+
+
+@route("/api/jobs/<id>/archive", api=True)
+def api_archive(app, user, id):
+    return send_archive(app, user, id, _query_texts("path"))
+
+
+@route("/api/jobs/<id>/archive", "POST", api=True)
+def api_archive_chosen(app, user, id):
+    return send_archive(app, user, id, app.body_json().get("paths"))
+
+
 @route("/api/jobs/<id>/files/<path:path>", api=True)
 def api_file(app, user, id, path):
     listing = bottle.request.query.get("list") == "1"
@@ -7022,9 +8162,11 @@ def job(app, user, id):
     return job_page(app, user, id)
 
 
-def job_page(app, user, id, status=200, problem=None, limit=None):
-    """A job's page; problem: why the action just asked for was not done
-    ({field or "": message}), limit: the time limit as typed, kept."""
+def job_page(app, user, id, status=200, archive_error=None, chosen=(), problem=None, limit=None):
+    """A job's page; after a refused archive (status, archive_error: the
+    error) with the files that were chosen still ticked; problem: why
+    another action just asked for was not done ({field or "": message}),
+    limit: the time limit as typed, kept."""
     job = app.call(user, "jobs.get", id=id, script=True)
     files = None
     # a cancelled job has no results, unless it is an array some of whose tasks ran to their end
@@ -7039,8 +8181,9 @@ def job_page(app, user, id, status=200, problem=None, limit=None):
             outputs[which] = None
             with contextlib.suppress(FlightJobError):
                 outputs[which] = with_text(app.call(user, "jobs.file", id=id, which=which, tail=16384))
-    return app.render("job", status=status, job=job, files=files, outputs=outputs, problem=problem or {},
-                      limit=limit, title="Job %s" % (job.get("scheduler_id") or id), crumbs=job_crumbs(job))
+    return app.render("job", status=status, job=job, files=files, outputs=outputs, archive_error=archive_error,
+                      chosen=set(chosen), problem=problem or {}, limit=limit,
+                      title="Job %s" % (job.get("scheduler_id") or id), crumbs=job_crumbs(job))
 
 
 @route("/jobs/<id>/<action:re:cancel|remove>")
@@ -7061,7 +8204,7 @@ def hold(app, user, id, action):
     try:
         app.call(user, "jobs." + action, id=id)
     except (Conflict, SchedulerRefused) as e:
-        return job_page(app, user, id, e.status, {"": e.message})
+        return job_page(app, user, id, e.status, problem={"": e.message})
     return see_other("/jobs/%s" % id)
 
 
@@ -7071,7 +8214,7 @@ def time_limit(app, user, id):
     try:
         app.call(user, "jobs.time_limit", id=id, time_limit=typed)
     except (Invalid, Conflict, SchedulerRefused) as e:
-        return job_page(app, user, id, e.status, e.fields or {"time_limit": e.message}, typed)
+        return job_page(app, user, id, e.status, problem=e.fields or {"time_limit": e.message}, limit=typed)
     return see_other("/jobs/%s" % id)
 
 
@@ -7092,6 +8235,25 @@ def cancel_task(app, user, id, task):
 def remove(app, user, id):
     app.call(user, "jobs.delete", id=id)
     return see_other("/jobs")
+
+
+@route("/jobs/<id>/archive")
+def archive(app, user, id):
+    return send_archive(app, user, id, _query_texts("path"))
+
+
+@route("/jobs/<id>/archive", "POST")
+def archive_chosen(app, user, id):
+    """The files ticked on the job's page as one .zip; none ticked, or a
+    refusal (a name not there, over the size limit): the page again, saying
+    why, with the same files ticked."""
+    chosen = app.form().getall("path")
+    try:
+        if not chosen:
+            raise Invalid("Choose at least one file to download.", {"path": "choose at least one file"})
+        return send_archive(app, user, id, chosen)
+    except (Invalid, NotFound, TooLarge) as e:
+        return job_page(app, user, id, e.status, e.message, chosen)
 
 
 @route("/jobs/<id>/files/<path:path>")

@@ -7,6 +7,9 @@
 </p>
 % if listing is not None:
 % if listing['files']:
+<div class="actions">
+  <a class="button" href="/jobs/{{job['id']}}/archive?path={{quote(path)}}">Download this directory as .zip</a>
+</div>
 <div class="table-wrap">
 <table class="list"><thead><tr><th scope="col">File</th><th scope="col">Size</th><th scope="col">Modified</th></tr></thead><tbody>
 % for f in listing['files'][:500]:

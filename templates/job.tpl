@@ -52,6 +52,9 @@
   <div><dt>ID</dt><dd>{{sid}} <span class="muted">(on the {{job['scheduler']}} scheduler; ours: {{job['id']}})</span></dd></div>
   % if job.get('script_id'):
   <div><dt>Script</dt><dd><a href="/scripts/{{job['script_id']}}">{{job['script_name']}}</a></dd></div>
+  % if job.get('script_file'):
+  <div id="ran-in-place"><dt>Ran where it is</dt><dd>your file <code>{{job['script_file']}}</code>, as it was when submitted (the job keeps a copy of that text), run in <code>{{job.get('run_in') or job.get('results_dir')}}</code>, where its output went</dd></div>
+  % end
   % else:
   <div><dt>Job name</dt><dd>{{job['script_name']}} <span class="muted">(submitted outside flightjobd)</span></dd></div>
   % end
@@ -84,12 +87,10 @@
   % # a running job's run time counts on from its start (the record's is as of its last change)
   % run = seconds_between(job['started_at'], now_iso()) if job.get('raw_state') == 'RUNNING' and job.get('started_at') else job.get('elapsed_s')
   % if run is not None:
-  <div><dt>Run time</dt><dd>{{duration(run)}}{{(' of ' + job['time_limit'] + ' allowed') if job.get('time_limit') else ''}}</dd></div>
+  <div><dt>Run time</dt><dd>{{duration(run)}}{{(' of %s allowed' % job['time_limit']) if job.get('time_limit') else ''}}</dd></div>
   % end
-  % if job.get('max_rss_mb') is not None:
-  <div><dt>Memory used</dt><dd>{{'%.0f MiB' % job['max_rss_mb']}}{{(' of %.0f MiB requested' % job['requested_mem_mb']) if job.get('requested_mem_mb') else ''}}</dd></div>
-  % end
-  % if job.get('cpu_time_s') is not None:
+  % eff = job.get('efficiency')
+  % if not eff and job.get('cpu_time_s') is not None:
   <div><dt>CPU time</dt><dd>{{duration(job['cpu_time_s'])}}</dd></div>
   % end
   % if job.get('options'):
@@ -99,6 +100,29 @@
   <div><dt>Command</dt><dd><code>{{' '.join(job['command'])}}</code></dd></div>
   % end
 </dl>
+% if eff:
+<section class="efficiency" aria-labelledby="efficiency-h">
+<h2 id="efficiency-h">Efficiency</h2>
+<dl class="facts">
+  % if eff['cpu_percent'] is not None:
+  <div><dt>CPU</dt><dd><strong data-field="cpu_percent">{{'%g %%' % round(eff['cpu_percent'])}}</strong> <span class="muted">({{duration(eff['cpu_time_s'])}} of CPU time in {{duration(eff['cpu_alloc_s'])}} held{{(': %g %s for its run time; on average %g of them busy' % (eff['alloc_cpus'], 'CPU' if eff['alloc_cpus'] == 1 else 'CPUs', eff['cores_used'])) if eff['cores_used'] is not None else ''}})</span></dd></div>
+  % end
+  % if eff['mem_used_mb'] is not None:
+  <div><dt>Memory</dt><dd><strong data-field="mem_used">{{mem_words(eff['mem_used_mb'])}}</strong>{{(' of %s asked for (%g %%)' % (mem_words(eff['mem_requested_mb']), round(eff['mem_percent']))) if eff['mem_requested_mb'] else ''}} <span class="muted">(what it is: {{eff['mem_what']}})</span></dd></div>
+  % end
+  % if eff['time_percent'] is not None:
+  <div><dt>Time</dt><dd><strong data-field="time_percent">{{'%g %%' % round(eff['time_percent'])}}</strong> of its time limit <span class="muted">({{duration(eff['time_used_s'])}} of {{duration(eff['time_limit_s'])}})</span></dd></div>
+  % end
+</dl>
+% if eff['advice']:
+<ul class="advice">
+% for line in eff['advice']:
+<li>{{line}}</li>
+% end
+</ul>
+% end
+</section>
+% end
 % if job.get('ignored_options'):
 <div class="notice" role="status"><p>Not honoured by this scheduler:</p><ul>
 % for n in job['ignored_options']:
@@ -158,11 +182,21 @@
 % if len(shown) < len(files['files']):
 <p class="muted">Hidden files (names starting with a dot) are not listed.</p>
 % end
+% if archive_error:
+<p class="error" role="alert" id="archive-error">{{archive_error}}</p>
+% end
 % if shown:
+<form method="post" action="/jobs/{{job['id']}}/archive" class="archive">
+<input type="hidden" name="csrf" value="{{page['csrf']}}">
+<div class="actions">
+  <a class="button" href="/jobs/{{job['id']}}/archive">Download all as .zip</a>
+  <button type="submit" class="button">Download the chosen files as .zip</button>
+</div>
 <div class="table-wrap">
-<table class="list"><thead><tr><th scope="col">File</th><th scope="col">Size</th><th scope="col" class="opt">Modified</th><th scope="col"><span class="visually-hidden">Download</span></th></tr></thead><tbody>
-% for f in shown[:200]:
+<table class="list"><thead><tr><th scope="col"><span class="visually-hidden">Choose</span></th><th scope="col">File</th><th scope="col">Size</th><th scope="col" class="opt">Modified</th><th scope="col"><span class="visually-hidden">Download</span></th></tr></thead><tbody>
+% for loop_i, f in enumerate(shown[:200]):
 <tr{{!' class="new"' if f['new'] else ''}}>
+  <td><input type="checkbox" name="path" value="{{f['path']}}" id="pick-{{loop_i}}"{{!' checked' if f['path'] in chosen else ''}}{{!' aria-describedby="archive-error"' if archive_error else ''}}><label class="visually-hidden" for="pick-{{loop_i}}">Choose {{f['name']}}</label></td>
   <td class="wrap"><a href="/jobs/{{job['id']}}/files/{{quote(f['path'])}}">{{f['name']}}{{'/' if f['type'] == 'dir' else ''}}</a>{{' (job output)' if f['output'] else ''}}</td>
   <td>{{human_size(f['size']) if f['type'] == 'file' else ''}}</td>
   <td class="opt">{{!time_tag(f['modified_at'])}}</td>
@@ -175,6 +209,7 @@
 % end
 </tbody></table>
 </div>
+</form>
 % left = max(len(shown) - 200, 0) + files.get('more', 0)
 % if left:
 <p class="muted">{{'{:,}'.format(left)}} more entries are not listed: open the directory from a terminal to see them all.</p>

@@ -42,7 +42,7 @@
 <div class="table-wrap">
 <table class="list" data-live-jobs>
 <caption class="visually-hidden">Your jobs, newest first</caption>
-<thead><tr><th scope="col">Job</th><th scope="col">Script</th><th scope="col">State</th><th scope="col">Submitted</th><th scope="col" class="opt">Started</th><th scope="col">Ended</th></tr></thead>
+<thead><tr><th scope="col">Job</th><th scope="col">Script</th><th scope="col">State</th><th scope="col">Submitted</th><th scope="col" class="opt">Started</th><th scope="col">Ended</th><th scope="col" class="opt"><abbr title="CPU efficiency: CPU time / (run time x CPUs)">CPU</abbr></th><th scope="col" class="opt"><abbr title="Memory used of the memory asked for (used, when none was asked for)">Memory</abbr></th><th scope="col" class="opt"><abbr title="Run time of the time limit">Time</abbr></th></tr></thead>
 <tbody>
 % for job in jobs:
 <tr data-job="{{job['id']}}" data-state="{{job['state']}}">
@@ -54,6 +54,10 @@
   % for key in ('submitted_at', 'started_at', 'ended_at'):
   <td data-field="{{key}}"{{!' class="opt"' if key == 'started_at' else ''}}>{{!time_tag(job.get(key))}}</td>
   % end
+  % eff = job.get('efficiency') or {}
+  <td class="opt" data-field="cpu_percent">{{'' if eff.get('cpu_percent') is None else '%g %%' % round(eff['cpu_percent'])}}</td>
+  <td class="opt" data-field="mem_percent">{{'%g %%' % round(eff['mem_percent']) if eff.get('mem_percent') is not None else mem_words(eff['mem_used_mb']) if eff.get('mem_used_mb') is not None else ''}}</td>
+  <td class="opt" data-field="time_percent">{{'' if eff.get('time_percent') is None else '%g %%' % round(eff['time_percent'])}}</td>
 </tr>
 % end
 </tbody></table>

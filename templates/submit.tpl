@@ -2,6 +2,14 @@
 <h1>Submit {{sub['script']['name']}}</h1>
 <p class="lead">These answers become options of the scheduler's command and override the
 script's own <code>#SBATCH</code> lines for this submission only. Next you will see a summary.</p>
+% if sub['script'].get('origin'):
+<p class="notice" role="status" id="from-script">This script was imported: the defaults below are the values of its own
+<code>#SBATCH</code> lines{{' (' + ', '.join(q['text'] for q in sub['questions'] if q.get('from_script')) + ')' if any(q.get('from_script') for q in sub['questions']) else ' (it has none these questions ask)'}}; an empty answer leaves its line to apply.
+% if sub['script']['origin']['in_place']:
+Your file <code>{{sub['script']['origin']['file']}}</code> is read again at this submit and runs in its directory.
+% end
+</p>
+% end
 % if not sub['scheduler']['ok']:
 <p class="notice warn" role="status">The scheduler did not answer: {{sub['scheduler']['message']}}</p>
 % end
@@ -21,6 +29,33 @@ script's own <code>#SBATCH</code> lines for this submission only. Next you will 
 </div>
 % elif answers is None:
 <p class="notice values-source" role="status" id="values-source">Values: the defaults.</p>
+% end
+% cluster = sub.get('cluster')
+% if cluster and cluster['partitions']:
+<section class="cluster" aria-labelledby="cluster-h">
+<h2 id="cluster-h">Will it start soon?</h2>
+<div class="table-wrap">
+<table class="list" data-cluster>
+<caption class="visually-hidden">The partitions you may submit to: what is free in each</caption>
+<thead><tr><th scope="col">Partition</th><th scope="col">Cores free</th><th scope="col">Nodes free</th><th scope="col">GPUs free</th><th scope="col">Jobs waiting</th></tr></thead>
+<tbody>
+% for p in cluster['partitions']:
+<tr data-partition="{{p['name']}}">
+  <td>{{p['name']}}{{' (default)' if p['default'] else ''}}{{'' if p['state'] == 'up' else ' (%s)' % p['state']}}</td>
+  <td data-field="cores">{{p['cpus_free']}} of {{p['cpus_total']}}</td>
+  <td data-field="nodes">{{'' if p['nodes_free'] is None else p['nodes_free']}} of {{p['nodes_total']}}</td>
+  <td data-field="gpus">{{'%d of %d' % (p['gpus_free'], p['gpus_total']) if p['gpus_total'] else 'none'}}</td>
+  <td data-field="waiting">{{'' if p['waiting'] is None else p['waiting']}}</td>
+</tr>
+% end
+</tbody></table>
+</div>
+% if sub['scheduler']['type'] == 'local':
+<p class="muted">This machine: cores left idle going by its load average; jobs here never wait.</p>
+% else:
+<p class="muted">As of {{!time_tag(cluster['at'])}}{{', the same figures for every user' if cluster['shared'] else ''}}. Free means idle now: a job that fits may still wait behind jobs with a higher priority.</p>
+% end
+</section>
 % end
 % if errors:
 <p class="error" role="alert">Some answers need another look: see the messages beside them.</p>

@@ -44,6 +44,56 @@ def test_job_completes_with_results(client, tmp_path):
     assert client.web.get("/jobs/%s/download/result.txt" % job["id"]).headers["Content-Disposition"].startswith("attachment")
 
 
+def test_efficiency_of_a_busy_and_an_idle_local_job(client, tmp_path):
+    """The local scheduler records CPU time (its tasks' processes) and the
+    largest process's peak: a CPU-bound job is near 100 %, a sleeping one
+    near 0 %, on the job page and as Monitor jobs columns."""
+    busy = client.submit(script_with(client, tmp_path, "timeout 3 sh -c 'while :; do :; done'; true",
+                                     name="busy"))
+    idle = client.submit(script_with(client, tmp_path, "sleep 3", name="idle",
+                                     extra="#SBATCH --cpus-per-task=2"))
+    busy, idle = client.wait_job(busy["id"]), client.wait_job(idle["id"])
+    eb, ei = busy["efficiency"], idle["efficiency"]
+    # a busy loop gets what the machine spares (the test machine is shared): not 100 %, but far from idle
+    assert eb["alloc_cpus"] == 1 and 10 <= eb["cpu_percent"] <= 110 and eb["cpu_time_s"] >= 0.3
+    assert ei["alloc_cpus"] == 2 and ei["cpu_percent"] <= 5 and ei["cpu_alloc_s"] >= 6
+    assert ei["advice"] == ["Used less than 1 of 2 cores: ask for 1 next time, or make the program use them all."]
+    assert busy["time_limit"] and eb["time_limit_s"] == flightjobd.parse_duration(busy["time_limit"])
+    assert eb["time_percent"] < 1 and eb["mem_used_mb"] > 0
+    assert "largest single process" in eb["mem_what"]
+    page = client.web.get("/jobs/" + idle["id"])
+    assert "Efficiency" in page.html.select_one("#efficiency-h").text
+    assert page.html.select_one('[data-field="cpu_percent"]').text.strip() == "%g %%" % round(ei["cpu_percent"])
+    assert "Used less than 1 of 2 cores" in page.html.select_one(".advice").text
+    rows = {tr["data-job"]: tr for tr in client.web.get("/jobs").html.select("tr[data-job]")}
+    cell = rows[busy["id"]].select_one('[data-field="cpu_percent"]').text
+    assert cell == "%g %%" % round(eb["cpu_percent"])
+
+
+@pytest.mark.parametrize("figures", [
+    {"alloc_cpus": None},  # CPU time and held time, no CPU count
+    {"cpu_time_s": "lots", "mem_used_mb": -3, "time_limit": 7},  # nothing a number: no efficiency at all
+    {"mem_used_mb": 3 * 1024.0, "requested_mem_mb": 64 * 1024.0, "mem_tasks": 8, "max_rss_mb": None},
+])
+def test_a_job_page_shows_whatever_figures_its_record_holds(client, tmp_path, figures):
+    """A record is a file in the user's home (edited by hand, or by an older
+    version): the efficiency shows what is a number and never fails."""
+    job = client.wait_job(client.submit(script_with(client, tmp_path, "true"))["id"])
+    path = tmp_path / "state" / "jobs" / job["id"] / "meta.json"
+    meta = json.loads(path.read_text())
+    meta.update(figures)
+    path.write_text(json.dumps(meta))
+    page = client.web.get("/jobs/" + job["id"], status=200)
+    eff = client.api("GET", "/api/jobs/" + job["id"]).json["efficiency"]
+    if eff is None:
+        assert not page.html.select("#efficiency-h")
+    else:
+        assert page.html.select_one("#efficiency-h")
+    if figures.get("mem_tasks"):
+        assert "the peaks of the 8 tasks" in page.text and "Used 5 % of the 64 GiB asked for" in page.text
+    client.web.get("/jobs", status=200)
+
+
 def test_job_snapshot_is_kept(client, tmp_path):
     sid = script_with(client, tmp_path, "echo original")
     job = client.wait_job(client.submit(sid)["id"])
@@ -123,6 +173,22 @@ def test_refused_submission_is_a_failed_job(client, tmp_path):
     assert "refused" in client.web.get("/jobs/" + job["id"]).text
     listed = client.api("GET", "/api/jobs").json["jobs"]
     assert [j["id"] for j in listed] == [job["id"]]
+
+
+def test_submit_page_shows_the_machine_s_free_cores(client, tmp_path):
+    """Will it start soon: the local scheduler's one partition is this
+    machine, its cores and those its load average leaves idle."""
+    sid = script_with(client, tmp_path, "echo hi")
+    cluster = client.api("GET", "/api/scripts/%s/submission" % sid).json["cluster"]
+    local, = cluster["partitions"]
+    cores = os.cpu_count()
+    assert (local["name"], local["cpus_total"], local["waiting"], cluster["shared"]) == ("local", cores, 0, False)
+    assert 0 <= local["cpus_free"] <= cores
+    page = client.web.get("/scripts/%s/submit" % sid)
+    row = page.html.select_one('[data-cluster] tr[data-partition="local"]')
+    assert row.select_one('[data-field="cores"]').text == "%d of %d" % (local["cpus_free"], cores)
+    assert "load average" in page.text
+    assert "cores free" in page.html.select_one('select option[value="local"]').text
 
 
 def test_submission_questions_summary_and_job_page(client, tmp_path):
@@ -298,3 +364,28 @@ def test_results_path_and_symlink_attacks(multi_app, unix_users):
     b.post("/api/jobs/%s/cancel" % jid, headers={"X-CSRF-Token": bt}, status=404)
     b.delete("/api/jobs/" + jid, headers={"X-CSRF-Token": bt}, status=404)
     assert b.get("/api/jobs").json["total"] == 0
+
+
+def test_activity_counts_running_jobs_and_tells_how_watched_ones_ended(client, tmp_path):
+    """GET /api/activity, what every page's tab polls: the unfinished jobs
+    in brief with counts by state, and the state now of the watched ones."""
+    empty = client.api("GET", "/api/activity").json
+    assert empty["counts"] == {"PENDING": 0, "RUNNING": 0} and empty["unfinished"] == [] and empty["watched"] == []
+    held, release = gate(tmp_path / "gate")
+    sid = script_with(client, tmp_path, held + "\nexit 3", name="held")
+    job = client.submit(sid)
+    running = wait_for(lambda: (lambda a: a if a["counts"]["RUNNING"] == 1 else None)(
+        client.api("GET", "/api/activity").json), what="the job running")
+    assert running["unfinished"] == [{"id": job["id"], "scheduler_id": job["scheduler_id"], "name": "held",
+                                      "state": "RUNNING", "reason_text": ""}]
+    assert running["scheduler"]["ok"] is True
+    release()
+    wait_finished(client.web, job["id"])
+    done = client.api("GET", "/api/activity?watch=%s&watch=%s&watch=nosuchjob&watch=../x" % (job["id"], job["id"])).json
+    assert done["counts"] == {"PENDING": 0, "RUNNING": 0} and done["unfinished"] == []
+    assert [(w["id"], w["state"], w["name"]) for w in done["watched"]] == [(job["id"], "FAILED", "held")]
+    assert "exit code 3" in done["watched"][0]["reason_text"]
+    too_many = "&".join("watch=%d" % i for i in range(101))
+    r = client.api("GET", "/api/activity?" + too_many, status=422)
+    assert r.json["error"]["fields"] == {"watch": "at most 100 job ids"}
+    assert client.web.get("/api/activity", headers={"Cookie": ""}, status=401)

@@ -102,6 +102,35 @@ def test_partitions_come_from_the_scheduler(site):
     assert "debug (default), up to 1:00:00" in [o["label"] for o in part["options"]]
 
 
+def test_submit_page_shows_free_cores_and_offers_only_usable_partitions(site):
+    """Will it start soon: each partition the user may use with its free and
+    total cores, nodes and GPUs and the jobs waiting, from the shared poll's
+    one summary; "staff" (AllowGroups=root) is not offered, and a submit
+    naming it is refused naming the field (Open OnDemand #3932 offered it)."""
+    sid = site.script("true")
+    wait_for(lambda: (site.api("GET", "/api/scripts/%s/submission" % sid)["cluster"] or {}).get("shared"), 30,
+             "the shared poll's partition summary")
+    sub = site.api("GET", "/api/scripts/%s/submission" % sid)
+    parts = {p["name"]: p for p in sub["cluster"]["partitions"]}
+    assert {"debug", "long"} <= set(parts) and "staff" not in parts
+    cores = int(subprocess.run(["sinfo", "--noheader", "--Node", "--partition=debug", "--format=%c"],
+                               capture_output=True, text=True, timeout=60, check=True,
+                               env=dict(os.environ, SLURM_CONF=site.app.config["scheduler"]["environment"]["SLURM_CONF"])
+                               ).stdout.split()[0])
+    debug = parts["debug"]
+    assert debug["cpus_total"] == cores and 0 <= debug["cpus_free"] <= cores and debug["nodes_total"] == 1
+    assert debug["default"] and debug["state"] == "up" and debug["waiting"] >= 0 and debug["gpus_total"] == 0
+    part = [q for q in sub["questions"] if q["id"] == "partition"][0]
+    assert "staff" not in [o["value"] for o in part["options"]]
+    page = site.pages.get("/scripts/%s/submit" % sid)
+    row = page.html.select_one('[data-cluster] tr[data-partition="debug"]')
+    assert row.select_one('[data-field="cores"]').text.endswith("of %d" % cores)
+    assert not page.html.select('option[value="staff"]') and "the same figures for every user" in page.text
+    r = site.api("POST", "/api/jobs", {"script": sid, "answers": {"partition": "staff"}}, status=422)
+    assert "partition" in r["error"]["fields"]
+    assert site.app.pool.poll.counters.get("partitions", 0) >= 1
+
+
 def test_job_completes_with_accounting_details(site):
     job = site.submit("echo hello from $SLURM_JOB_ID; sleep 2", answers={"mem": "200M"})
     assert job["scheduler"] == "slurm" and job["scheduler_id"].isdigit()
@@ -116,7 +145,42 @@ def test_job_completes_with_accounting_details(site):
     assert files[0]["name"] == "job-%s.out" % job["scheduler_id"]
     assert os.stat(job["stdout_path"]).st_uid == site.user.uid  # written by the job, as the user
     page = site.pages.get("/jobs/" + job["id"])
-    assert "Completed" in page.text and "Memory used" in page.text and "of 200 MiB requested" in page.text
+    assert "Completed" in page.text and "Efficiency" in page.text and "of 200 MiB asked for" in page.text
+
+
+def test_memory_of_a_multi_task_job_is_all_its_tasks(site):
+    """srun -n 4, each task holding 100 MB: the job used ~400 MB, not the
+    ~100 MB of one task that MaxRSS says (reportseff's bug #41)."""
+    job = site.submit("srun -n 4 python3 -c 'a = b\"1\" * (100 << 20); import time; time.sleep(4)'",
+                      directives="#SBATCH --ntasks=4", answers={"mem": "4G"})
+    job = site.wait(job, detail=True)
+    eff = job["efficiency"]
+    seen = (job["state"], job.get("mem_used_mb"), job.get("mem_tasks"), job.get("max_rss_mb"), eff)
+    assert job["state"] == "COMPLETED" and eff is not None, (seen, site_sacct(site, job["scheduler_id"]))
+    assert 380 <= eff["mem_used_mb"] <= 560 and job["mem_tasks"] == 4, (seen, site_sacct(site, job["scheduler_id"]))
+    assert 95 <= eff["max_task_rss_mb"] <= 150  # one task's peak
+    assert eff["mem_requested_mb"] == 4096 and eff["alloc_cpus"] == 4
+    assert eff["advice"][0].startswith("Used ") and "of the 4 GiB asked for: next time ~" in eff["advice"][0]
+    page = site.pages.get("/jobs/" + job["id"])
+    assert "the peaks of the 4 tasks of its largest step added up" in page.text
+    assert page.html.select_one('[data-field="mem_used"]').text == flightjobd.mem_words(eff["mem_used_mb"])
+
+
+def test_cpu_efficiency_of_a_busy_and_an_idle_job(site):
+    """CPU time / (run time x CPUs): a CPU-bound job near 100 %, a sleeping
+    one holding 2 CPUs near 0 %, told it used less than 1 of 2 cores; both
+    as columns on Monitor jobs."""
+    busy = site.submit("timeout 8 sh -c 'while :; do :; done'; true")
+    idle = site.submit("sleep 8", directives="#SBATCH --cpus-per-task=2")
+    busy, idle = site.wait(busy, detail=True), site.wait(idle, detail=True)
+    eb, ei = busy["efficiency"], idle["efficiency"]
+    assert eb and eb["alloc_cpus"] == 1 and eb["cpu_percent"] >= 60, (busy, site_sacct(site, busy["scheduler_id"]))
+    assert ei and ei["alloc_cpus"] == 2 and ei["cpu_percent"] <= 5, (idle, site_sacct(site, idle["scheduler_id"]))
+    assert "Used less than 1 of 2 cores" in ei["advice"][-1]
+    assert eb["time_limit_s"] == 3600 and eb["time_percent"] <= 1  # the template's one-hour default
+    rows = {tr["data-job"]: tr for tr in site.pages.get("/jobs").html.select("tr[data-job]")}
+    for job, eff in ((busy, eb), (idle, ei)):
+        assert rows[job["id"]].select_one('[data-field="cpu_percent"]').text == "%g %%" % round(eff["cpu_percent"])
 
 
 def test_nonzero_exit(site):
@@ -187,6 +251,42 @@ def test_array_of_four_with_one_failing(site):
     names = [f["name"] for f in site.api("GET", "/api/jobs/%s/files" % job["id"])["files"]]
     assert {"arr-%s_%d.out" % (sid, i) for i in range(1, 5)} <= set(names)
     assert "Array tasks" in site.pages.get("/jobs/" + job["id"]).text
+
+
+def test_imported_script_runs_where_it_is(site):
+    """An imported script run where it is: sbatch gets --chdir to the file's
+    directory, the job runs there and its output lands there (no copy);
+    the submission's defaults are the file's #SBATCH lines; each submit
+    reads the file as it is then."""
+    data = os.path.join(site.user.home, "run in place")
+    os.makedirs(data, exist_ok=True)
+    with open(os.path.join(data, "input.dat"), "w") as f:
+        f.write("42\n")
+    with open(os.path.join(data, "run.sh"), "w") as f:
+        f.write("#!/bin/bash\n#SBATCH --output=here-%j.out\n#SBATCH --time=0-00:05:00\n#SBATCH --mem=100M\n"
+                "pwd > where.txt\necho ran $(cat input.dat) on $SLURM_JOB_ID\n")
+    for path in (data, os.path.join(data, "input.dat"), os.path.join(data, "run.sh")):
+        os.chown(path, site.user.uid, site.user.gid)
+    script = site.api("POST", "/api/import", {"path": "run in place/run.sh", "in_place": True}, status=201)
+    sub = site.api("GET", "/api/scripts/%s/submission" % script["id"])
+    defaults = {q["id"]: q["default"] for q in sub["questions"]}
+    assert defaults["time"] == "0-00:05:00" and defaults["mem"] == "100M"
+    job = site.api("POST", "/api/jobs", {"script": script["id"], "answers": {}}, status=201)
+    assert "--chdir=" + data in job["command"] and job["run_in"] == data
+    job = site.wait(job)
+    assert job["state"] == "COMPLETED", job
+    assert job["results_dir"] == data and job["stdout_path"] == os.path.join(data, "here-%s.out" % job["scheduler_id"])
+    assert open(job["stdout_path"]).read() == "ran 42 on %s\n" % job["scheduler_id"]
+    assert open(os.path.join(data, "where.txt")).read() == data + "\n"
+    assert os.stat(job["stdout_path"]).st_uid == site.user.uid
+    files = [f["name"] for f in site.api("GET", "/api/jobs/%s/files" % job["id"])["files"]]
+    assert "here-%s.out" % job["scheduler_id"] in files and "input.dat" in files
+    assert "Ran where it is" in site.pages.get("/jobs/" + job["id"]).text
+    # changed where it is: the next job runs the new text
+    with open(os.path.join(data, "run.sh"), "w") as f:
+        f.write("#!/bin/bash\n#SBATCH --output=again-%j.out\necho again\n")
+    again = site.wait(site.api("POST", "/api/jobs", {"script": script["id"], "answers": {}}, status=201))
+    assert open(os.path.join(data, "again-%s.out" % again["scheduler_id"])).read() == "again\n"
 
 
 def test_one_squeue_and_at_most_one_sacct_per_poll(site, slurm_cluster):
@@ -301,3 +401,29 @@ def test_background_refresh_catches_the_end_before_slurm_forgets(plain_site, mak
     wait_slurm_state(slurm_cluster, job["scheduler_id"], "", MIN_JOB_AGE + 240)
     job = http("GET", "/api/jobs/" + job["id"])
     assert (job["state"], job["exit_code"]) == ("FAILED", 5)
+
+
+def test_activity_and_results_archive_on_slurm(site):
+    """What a page's tab polls follows a Slurm job from running to its end
+    (through the shared poll), and its results come back as one .zip
+    written by the user's worker."""
+    import io
+    import zipfile
+    job = site.submit('echo "result of $SLURM_JOB_ID" > "result-$SLURM_JOB_ID.txt"; sleep 5')
+
+    def running():
+        brief = site.api("GET", "/api/activity")
+        return brief if any(j["id"] == job["id"] and j["state"] == "RUNNING" for j in brief["unfinished"]) else None
+    brief = wait_for(running, 120, "the job running in /api/activity", interval=1)
+    assert brief["counts"]["RUNNING"] >= 1  # the module's slow job may run too
+    site.wait(job)
+    ended = site.api("GET", "/api/activity?watch=" + job["id"])
+    assert [(w["id"], w["state"]) for w in ended["watched"]] == [(job["id"], "COMPLETED")]
+    assert job["id"] not in {j["id"] for j in ended["unfinished"]}
+    sid = site.api("GET", "/api/jobs/" + job["id"])["scheduler_id"]
+    chosen = ["result-%s.txt" % sid, "job-%s.out" % sid]
+    r = site.web.post_json("/api/jobs/%s/archive" % job["id"], {"paths": chosen}, headers=site.user.basic())
+    assert r.content_type == "application/zip"
+    with zipfile.ZipFile(io.BytesIO(r.body)) as z:
+        assert {i.filename: z.read(i) for i in z.infolist()} == {
+            "result-%s.txt" % sid: ("result of %s\n" % sid).encode(), "job-%s.out" % sid: b""}

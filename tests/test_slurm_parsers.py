@@ -17,9 +17,19 @@ DATA = os.path.join(os.path.dirname(__file__), "data", "slurm")
 JOBS = json.load(open(os.path.join(DATA, "jobs.json")))
 
 
+# The sacct captures predate the last fields of SACCT_FIELDS (AllocCPUS,
+# NNodes, NTasks, AveRSS, for efficiency): they are read with those fields
+# empty, as sacct prints a field it has no value for.
+SACCT_CAPTURED = 15
+
+
 def data(name):
     with open(os.path.join(DATA, name)) as f:
-        return f.read()
+        text = f.read()
+    if name.startswith("sacct_"):
+        pad = "|" * (len(sa.SACCT_FIELDS) - SACCT_CAPTURED)
+        text = "".join(line + pad + "\n" for line in text.splitlines())
+    return text
 
 
 @pytest.fixture(autouse=True)
@@ -618,3 +628,254 @@ def test_out_of_memory_from_sacct_s_maxrss_and_squeue_s_request():
     st = s.status([oom])[oom]
     assert (st["state"], st["reason_text"], st["requested_mem_mb"], st["detail_pending"]) == (
         "FAILED", "ran out of memory", 100.0, False)
+
+
+# ------------------------------------------------------------ efficiency ----
+
+# sacct --noheader --parsable2 --format=SACCT_FORMAT as Slurm 22.05 prints it
+# for `sbatch -n 4 --mem-per-cpu=1G` whose script runs `srun -n 4 python3 -c
+# ...` (each task allocating 100 MB, sleeping 3 s): the job row, then its
+# batch, extern and srun steps (the steps' ReqMem, Timelimit, UID and
+# Partition are empty, as in the captures above).
+MULTI_TASK = """\
+21|21|COMPLETED|0:0|None|2026-11-26T13:40:02|2026-11-26T13:40:07|2026-11-26T13:40:01|5|00:01.532||4G|01:00:00|1001|debug|4|1||
+21.batch|21.batch|COMPLETED|0:0||2026-11-26T13:40:02|2026-11-26T13:40:07|2026-11-26T13:40:02|5|00:00.120|5120K|||||4|1|1|5120K
+21.extern|21.extern|COMPLETED|0:0||2026-11-26T13:40:02|2026-11-26T13:40:07|2026-11-26T13:40:02|5|00:00:00|0|||||4|1|1|0
+21.0|21.0|COMPLETED|0:0||2026-11-26T13:40:03|2026-11-26T13:40:07|2026-11-26T13:40:03|4|00:01.410|104204K|||||4|1|4|103876K
+"""
+
+
+def test_parse_sacct_memory_of_a_multi_task_job_is_all_its_tasks():
+    """MaxRSS is one task's peak (reportseff #41: 8 tasks using 16 GB shown
+    as 1.8 GB); the job's memory is its largest step's AveRSS x NTasks."""
+    job, = sa.parse_sacct(MULTI_TASK)
+    assert job["max_rss_mb"] == pytest.approx(104204 / 1024)
+    assert job["mem_used_mb"] == pytest.approx(4 * 103876 / 1024)  # ~406 MiB, not ~102
+    assert job["mem_tasks"] == 4 and job["alloc_cpus"] == 4
+    assert job["requested_mem_mb"] == 4096.0 and job["cpu_time_s"] == 2
+
+
+@pytest.mark.parametrize("req, cpus, nodes, mb", [
+    ("600M", 2, 1, 600.0),     # 22.05: the whole request (the capture's -c 2 --mem-per-cpu=300)
+    ("300Mc", 2, 1, 600.0),    # before 21.08: per CPU
+    ("4000Mn", 8, 2, 8000.0),  # before 21.08: per node
+    ("1Gc", None, 1, None),    # per CPU with no CPU count: not a guess
+    ("16?", 1, 1, None), ("", 1, 1, None),
+])
+def test_parse_req_mem_per_cpu_and_per_node(req, cpus, nodes, mb):
+    assert sa.parse_req_mem(req, cpus, nodes) == mb
+
+
+def test_parse_sacct_older_slurm_per_cpu_request():
+    text = MULTI_TASK.replace("||4G|01:00:00", "||1024Mc|01:00:00")
+    job, = sa.parse_sacct(text)
+    assert job["requested_mem_mb"] == 4096.0
+
+
+def test_step_memory_without_averss_or_ntasks_is_its_maxrss():
+    assert sa.step_mem_mb("", 1, "5120K") == 5.0
+    assert sa.step_mem_mb("", None, "5120K") == 5.0
+    assert sa.step_mem_mb("2048K", 3, "4096K") == 6.0
+    assert sa.step_mem_mb("", None, "") is None  # JobAcctGatherType=none
+
+
+def multi_task_status(text=MULTI_TASK):
+    monkey_now = sa.parse_iso("2026-11-26T13:45:00Z")
+    squeue = ""  # long gone from squeue: sacct alone tells
+    s, _ = scheduler(squeue, text)
+    sa_now, sa._now = sa._now, lambda: monkey_now
+    try:
+        return s.status(["21"])["21"]
+    finally:
+        sa._now = sa_now
+
+
+def test_status_carries_the_efficiency_figures_and_the_poll_accepts_them():
+    st = multi_task_status()
+    assert (st["alloc_cpus"], st["mem_tasks"], st["cpu_alloc_s"], st["detail_pending"]) == (4, 4, 20, False)
+    assert st["mem_used_mb"] == pytest.approx(405.8, abs=0.1)
+    statuses, *_ = sa.checked_statuses({"statuses": {"21": st}, "owners": {"21": 1001}}, ["21"])
+    assert statuses["21"]["mem_used_mb"] == st["mem_used_mb"]
+    with pytest.raises(ValueError):  # still checked field by field
+        sa.checked_statuses({"statuses": {"21": dict(st, alloc_cpus="4")}}, ["21"])
+
+
+def test_efficiency_of_a_multi_task_job_says_what_its_memory_figure_is():
+    job = dict(multi_task_status(), id="x")
+    eff = sa.job_efficiency(job)
+    assert eff["cpu_percent"] == 10.0  # 2 s of CPU in 5 s x 4 CPUs
+    assert eff["cores_used"] == 0.4
+    assert eff["mem_percent"] == pytest.approx(9.9, abs=0.1) and eff["mem_requested_mb"] == 4096.0
+    assert eff["time_used_s"] == 5 and eff["time_limit_s"] == 3600 and eff["time_percent"] == 0.1
+    assert "4 tasks" in eff["mem_what"] and "AveRSS x NTasks" in eff["mem_what"]
+    assert "largest single task peaked at 102 MiB" in eff["mem_what"]
+    # 4 GiB asked, ~406 MiB used: 512 MiB would do, but 3.5 GiB spare is worth a line
+    assert eff["advice"] == [
+        "Used 10 % of the 4 GiB asked for: next time ~512 MiB would do.",
+        "Used less than 1 of 4 cores: ask for 1 next time, or make the program use them all."]
+
+
+def finished(**fields):
+    job = {"id": "x", "state": "COMPLETED", "started_at": "2026-11-26T10:00:00Z", "detail_pending": False,
+           "elapsed_s": 3600, "cpu_time_s": 3600 * 16 * 0.98, "cpu_alloc_s": 3600 * 16, "alloc_cpus": 16,
+           "mem_used_mb": 15 * 1024.0, "mem_tasks": 1, "max_rss_mb": 15 * 1024.0,
+           "requested_mem_mb": 100 * 1024.0, "time_limit": "2:00:00"}
+    job.update(fields)
+    return job
+
+
+def test_efficiency_advice_only_where_it_matters():
+    eff = sa.job_efficiency(finished())
+    assert eff["cpu_percent"] == 98.0 and eff["mem_percent"] == 15.0 and eff["time_percent"] == 50.0
+    assert eff["advice"] == ["Used 15 % of the 100 GiB asked for: next time ~18 GiB would do."]
+    eff = sa.job_efficiency(finished(cpu_time_s=3600 * 1.0))
+    assert eff["advice"][1] == "Used 1 of 16 cores: ask for 1 next time, or make the program use them all."
+    # well used, small, or short: nothing to say
+    assert sa.job_efficiency(finished(mem_used_mb=90 * 1024.0))["advice"] == []
+    assert sa.job_efficiency(finished(mem_used_mb=5.0, requested_mem_mb=256.0))["advice"] == []
+    eff = sa.job_efficiency(finished(elapsed_s=600, cpu_time_s=600 * 16, cpu_alloc_s=600 * 16,
+                                     mem_used_mb=90 * 1024.0, time_limit="1-00:00:00"))
+    assert eff["advice"] == ["Ran 0:10:00 of its 1-00:00:00 limit: a limit of 1:00:00 would do, "
+                             "and a shorter limit can start sooner."]
+    eff = sa.job_efficiency(finished(state="FAILED", reason="OutOfMemory", mem_used_mb=100 * 1024.0))
+    assert eff["advice"] == ["It ran out of the 100 GiB asked for: ask for more next time (~150 GiB)."]
+
+
+def test_no_efficiency_without_figures_or_before_the_record_is_whole():
+    assert sa.job_efficiency(finished(state="RUNNING")) is None
+    assert sa.job_efficiency(finished(detail_pending=True)) is None
+    assert sa.job_efficiency(finished(started_at=None)) is None
+    bare = {"id": "x", "state": "COMPLETED", "started_at": "2026-11-26T10:00:00Z"}
+    assert sa.job_efficiency(bare) is None  # no accounting: nothing to show
+    # a record edited by hand holds anything: not a number is no figure
+    eff = sa.job_efficiency(finished(cpu_time_s="lots", mem_used_mb=True))
+    assert eff["cpu_percent"] is None and eff["mem_used_mb"] is None and eff["time_percent"] == 50.0
+    assert sa.job_efficiency(finished(cpu_time_s="lots", mem_used_mb=True, time_limit=7)) is None
+
+
+def test_efficiency_of_an_array_adds_up_its_tasks():
+    s, _ = scheduler(data("squeue_6_final.txt"), data("sacct_6_final.txt").replace(
+        "|01:00:00|1001|debug||||\n", "|01:00:00|1001|debug|1|1||\n"))
+    array = s.status([JOBS["array"]])[JOBS["array"]]
+    # 4 tasks of 1 CPU: their run times add up (the parent's elapsed is a span)
+    assert array["alloc_cpus"] == 1 and array["cpu_alloc_s"] is not None
+    eff = sa.job_efficiency(dict(array, id="x"))
+    assert eff["time_percent"] is None and eff["cpu_percent"] is not None
+
+
+# --------------------------------------------------- will it start soon ----
+
+# sinfo --noheader --Node --Format=SINFO_FREE_FORMAT (Slurm 22.05's layout:
+# each field followed by "|"): a GPU partition of two nodes, one partly
+# used, one drained; a CPU partition sharing a node; a partition that is down.
+SINFO_FREE = """\
+gpu01|gpu|up|mix|8/24/0/32|gpu:a100:4(S:0-1)|gpu:a100:1(IDX:0)|
+gpu02|gpu|up|drain|0/0/32/32|gpu:a100:4(S:0-1)|gpu:a100:0(IDX:N/A)|
+cpu01|batch*|up|idle|0/64/0/64|(null)|gpu:0|
+cpu02|batch*|up|alloc|64/0/0/64|(null)|gpu:0|
+gpu01|batch*|up|mix|8/24/0/32|gpu:a100:4(S:0-1)|gpu:a100:1(IDX:0)|
+cpu03|old|down|idle|0/64/0/64|(null)|gpu:0|
+cpu03|staff|up|idle|0/64/0/64|(null)|gpu:0|
+"""
+# squeue --noheader --states=PENDING --Format=Partition:|
+SQUEUE_PENDING = "batch|\nbatch|\ngpu|\nbatch,gpu|\n"
+# scontrol show partition --oneliner (long lines cut to the fields that matter)
+SCONTROL_PARTITIONS = "".join(line + "\n" for line in [
+    "PartitionName=batch AllowGroups=ALL AllowAccounts=ALL AllowQos=ALL AllocNodes=ALL Default=YES QoS=N/A "
+    "DefaultTime=NONE Hidden=NO MaxTime=1-00:00:00 Nodes=cpu0[1-2],gpu01 RootOnly=NO State=UP TotalCPUs=160 TotalNodes=3",
+    "PartitionName=gpu AllowGroups=ALL AllowAccounts=gpuusers,admin AllowQos=ALL AllocNodes=ALL Default=NO QoS=N/A "
+    "Hidden=NO MaxTime=2-00:00:00 Nodes=gpu0[1-2] RootOnly=NO State=UP TotalCPUs=64 TotalNodes=2",
+    "PartitionName=old AllowGroups=ALL DenyAccounts=guests AllowQos=ALL AllocNodes=ALL "
+    "Default=NO Hidden=NO Nodes=cpu03 RootOnly=NO State=DOWN",
+    "PartitionName=staff AllowGroups=staff,wheel AllowAccounts=ALL AllowQos=high AllocNodes=ALL "
+    "Default=NO Hidden=NO Nodes=cpu03 RootOnly=NO State=UP",
+])
+
+
+def test_partition_summary_free_and_total_cores_nodes_gpus_and_waiting():
+    summary = {p["name"]: p for p in sa.partition_summary(SINFO_FREE, SQUEUE_PENDING, SCONTROL_PARTITIONS)}
+    assert list(summary) == ["gpu", "batch", "old", "staff"]
+    gpu = summary["gpu"]
+    assert (gpu["cpus_free"], gpu["cpus_total"], gpu["nodes_free"], gpu["nodes_total"]) == (24, 64, 0, 2)
+    assert (gpu["gpus_free"], gpu["gpus_total"], gpu["waiting"]) == (3, 8, 2)  # the drained node's 4 are not free
+    batch = summary["batch"]
+    assert batch["default"] and (batch["cpus_free"], batch["cpus_total"], batch["nodes_free"]) == (88, 160, 1)
+    assert (batch["gpus_free"], batch["gpus_total"], batch["waiting"]) == (3, 4, 3)
+    old = summary["old"]
+    assert old["state"] == "down" and (old["cpus_free"], old["nodes_free"], old["cpus_total"]) == (0, 0, 64)
+    assert gpu["allow_accounts"] == ["gpuusers", "admin"] and gpu["allow_groups"] is None
+    assert summary["staff"]["allow_groups"] == ["staff", "wheel"] and summary["staff"]["allow_qos"] == ["high"]
+    assert old["deny_accounts"] == ["guests"] and summary["batch"]["waiting"] == 3
+    for p in summary.values():  # what the poll's answer is checked against
+        assert set(p) == set(sa.PARTITION_FIELDS)
+    assert sa.checked_partitions({"partitions": list(summary.values())}) == list(summary.values())
+
+
+def test_partition_summary_reads_defensively():
+    assert sa.parse_sinfo_free("garbage\n|||\nn1|p;rm|up|idle|0/1/0/1|||\nn1|p|up|idle|x/1/0/1|||\n") == []
+    assert sa.parse_pending_partitions("batch|\n$(x)|\n\n") == {"batch": 1}
+    assert sa.parse_scontrol_partitions("No partitions in the system\n") == {}
+    assert sa._gpus("gpu:tesla:2(S:0-1),shard:8,gpu:1") == 3 and sa._gpus("(null)") == 0
+    many = "".join("n|p%d|up|idle|0/1/0/1|(null)|(null)|\n" % i for i in range(sa.MAX_PARTITIONS + 5))
+    assert len(sa.parse_sinfo_free(many)) == sa.MAX_PARTITIONS
+
+
+@pytest.mark.parametrize("bad", [
+    None, {"partitions": "all"}, {"partitions": [{"name": "x"}]},
+    {"partitions": [dict(name="a;b")]},
+])
+def test_a_partition_summary_from_the_poll_is_checked(bad):
+    with pytest.raises(ValueError):
+        sa.checked_partitions(bad)
+    good = sa.partition_summary(SINFO_FREE, SQUEUE_PENDING, SCONTROL_PARTITIONS)[0]
+    for field, value in (("cpus_free", -1), ("cpus_free", "3"), ("allow_groups", "ALL"), ("name", "a b"),
+                         ("waiting", True), ("allow_groups", ["x" * 300])):
+        with pytest.raises(ValueError):
+            sa.checked_partitions({"partitions": [dict(good, **{field: value})]})
+    with pytest.raises(ValueError):
+        sa.checked_partitions({"partitions": [dict(good, extra=1)]})
+
+
+def test_partitions_a_user_may_not_use_are_not_usable():
+    """Open OnDemand #3932 offered them and the submit failed."""
+    summary = {p["name"]: p for p in sa.partition_summary(SINFO_FREE, SQUEUE_PENDING, SCONTROL_PARTITIONS)}
+    usable = lambda p, groups, assoc, uid=1001: sa.partition_usable(summary[p], uid, groups, assoc)  # noqa: E731
+    mine = {"accounts": ["physics"], "qos": ["normal"]}
+    assert usable("batch", ["users"], mine)
+    assert not usable("staff", ["users"], mine)  # AllowGroups
+    assert not usable("staff", ["users", "wheel"], mine)  # in the group, but AllowQos=high
+    assert usable("staff", ["wheel"], {"accounts": ["physics"], "qos": ["normal", "high"]})
+    assert not usable("gpu", ["users"], mine)  # AllowAccounts
+    assert usable("gpu", ["users"], {"accounts": ["physics", "gpuusers"], "qos": []})
+    assert not usable("old", ["users"], {"accounts": ["guests"], "qos": []})  # DenyAccounts
+    assert usable("old", ["users"], {"accounts": ["guests", "physics"], "qos": []})
+    assert usable("gpu", ["users"], None)  # no accounting: accounts and QOS are Slurm's to judge
+    root_only = dict(summary["batch"], root_only=True)
+    assert not sa.partition_usable(root_only, 1001, [], None) and sa.partition_usable(root_only, 0, [], None)
+
+
+def test_parse_assoc():
+    assert sa.parse_assoc("fjtest|normal\nfjother|normal,high\n\n") == {
+        "accounts": ["fjtest", "fjother"], "qos": ["normal", "high"]}
+
+
+def test_associations_are_the_user_s_own_and_need_accounting():
+    s, fake = scheduler("", sacctmgr="fjtest|normal\n")
+    assert s.associations() == {"accounts": ["fjtest"], "qos": ["normal"]}
+    argv = [c for c in fake.calls if c[0] == "sacctmgr"][0]
+    assert argv[-2:] == ["user=" + sa.pwd.getpwuid(os.getuid()).pw_name, "format=account,qos"]
+    s, fake = scheduler("", accounting=False)
+    assert s.associations() is None and not [c for c in fake.calls if c[0] == "sacctmgr"]
+
+
+def test_partition_summary_is_three_read_only_calls():
+    s, fake = scheduler("", sinfo=SINFO_FREE, scontrol=SCONTROL_PARTITIONS)
+    fake.answers["squeue"] = SQUEUE_PENDING
+    summary = s.partition_summary()
+    assert [p["name"] for p in summary] == ["gpu", "batch", "old", "staff"]
+    assert [c[0] for c in fake.calls] == ["sinfo", "squeue", "scontrol"]
+    assert fake.calls[0][-1] == "--Format=" + sa.SINFO_FREE_FORMAT
+    assert "--states=PENDING" in fake.calls[1] and fake.calls[2][1:] == ["show", "partition", "--oneliner"]
+    s, _ = scheduler("", sinfo="what\n", scontrol="")  # garbage is not "no partitions"
+    with pytest.raises(sa.SchedulerNoAnswer):
+        s.partition_summary()

@@ -175,3 +175,81 @@ def test_local_jobs_follow_the_same_schedule_and_pages_never_wait(multi_app, uni
         web.get("/api/jobs", headers=basic[0])
         web.get("/api/jobs/" + jobs[0]["id"], headers=basic[0])
     assert a.pool.call(users[0].name, "jobs.refresh", {"force": True})["calls"].get("status", 0) == before
+
+
+SUMMARY = [dict({key: None for key in flightjobd.ACCESS_RULES}, name=name, default=name == "batch", state="up",
+                cpus_free=10, cpus_total=16, nodes_free=0, nodes_total=1, gpus_free=0, gpus_total=0, waiting=2,
+                root_only=False, **rules)
+           for name, rules in (("batch", {}), ("staff", {"allow_groups": ["no-such-group-fj"]}),
+                               ("gpu", {"allow_accounts": ["gpuusers"]}))]
+
+
+def test_a_worker_offers_only_the_partitions_its_user_may_use(make_config, tmp_path, monkeypatch):
+    """The worker filters the partition summary by its own groups (it runs
+    with the user's) and the user's Slurm associations, and a submit to a
+    partition it does not offer is refused naming the field. Handed the
+    shared poll's summary, it asks no scheduler for one."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    store = flightjobd.Store(make_config(), "me")
+    store.scheduler.read_info = lambda: {"partitions": [{"name": n, "default": n == "batch", "max_time": None}
+                                                        for n in ("batch", "staff", "gpu")],
+                                         "accounts": ["physics"]}
+    store.scheduler.associations = lambda: {"accounts": ["physics"], "qos": []}
+    asked = []
+    store.scheduler.partition_summary = lambda: asked.append(1) or copy.deepcopy(SUMMARY)
+    s = store.script_create("serial", answers={"working_dir": str(tmp_path)})
+    sub = store.submission(s["id"])
+    part = [q for q in sub["questions"] if q["id"] == "partition"][0]
+    assert [o["value"] for o in part["options"]] == ["", "batch"]
+    assert part["options"][1]["label"] == "batch (default), 10 of 16 cores free"
+    assert [p["name"] for p in sub["cluster"]["partitions"]] == ["batch"] and sub["cluster"]["shared"] is False
+    with pytest.raises(flightjobd.Invalid) as e:
+        store.preview(s["id"], {"partition": "staff"})
+    assert "partition" in e.value.fields
+    store.submission(s["id"])
+    assert asked == [1]  # cached a while
+    # multi-user Slurm: the daemon hands the shared poll's summary; the worker asks for none
+    monkeypatch.setattr(store, "shared_poll", lambda: True)
+    monkeypatch.setattr(store.scheduler, "name", "slurm")
+    handed = {"partitions": [dict(p, cpus_free=3) for p in SUMMARY], "at": "2026-11-26T13:00:00Z"}
+    sub = store.submission(s["id"], cluster=handed)
+    assert [(p["name"], p["cpus_free"]) for p in sub["cluster"]["partitions"]] == [("batch", 3)]
+    assert sub["cluster"]["shared"] is True and asked == [1]
+
+
+def test_the_poll_makes_one_partition_summary_for_everyone_while_wanted(make_config):
+    """The summary is made by the poll's process (checked field by field),
+    at most every refresh_interval and only while a submit page wanted one
+    in the last WATCHING seconds; one that fails keeps the last."""
+    poll = flightjobd.StatusPoll.__new__(flightjobd.StatusPoll)
+    poll.config = make_config(scheduler={"type": "slurm", "refresh_interval": 5})
+    poll.cluster, poll.cluster_made, poll.cluster_wanted, poll.counters = None, -1e9, -1e9, {}
+    answers = []
+
+    class Source:
+        def call(self, op, args, touch=True):
+            assert (op, args) == ("status.partitions", {})
+            answer = answers.pop(0)
+            if isinstance(answer, Exception):
+                raise answer
+            return answer, None
+    poll.source = Source()
+    poll.thread = "its thread"  # (running)
+    assert poll.cluster_summary(want=False) is None  # an API submit: the summary as it is, no demand
+    now = time.monotonic()
+    poll._cluster_tick(now)
+    assert poll.cluster is None  # nobody wanted one: no call
+    assert poll.cluster_summary() is None  # a page wants one
+    now = poll.cluster_wanted
+    answers.append({"partitions": copy.deepcopy(SUMMARY)})
+    poll._cluster_tick(now)
+    assert [p["name"] for p in poll.cluster["partitions"]] == ["batch", "staff", "gpu"]
+    poll._cluster_tick(now + 1)  # not due: no call (answers is empty, a call would fail)
+    answers.append({"partitions": [dict(SUMMARY[0], name="x;y")]})  # refused: the last one stays
+    poll._cluster_tick(now + 6)
+    assert [p["name"] for p in poll.cluster["partitions"]] == ["batch", "staff", "gpu"]
+    answers.append(flightjobd.SchedulerError("sinfo timed out"))
+    poll._cluster_tick(now + 12)
+    assert poll.cluster is not None and poll.counters == {"partitions": 1}
+    poll._cluster_tick(now + flightjobd.WATCHING + 1)  # nobody looked since: no call
+    assert answers == []

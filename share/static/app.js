@@ -6,7 +6,10 @@
  * - ask_when questions shown and hidden as answers change;
  * - a running job's output followed live;
  * - Tab in the script editor types a tab;
- * - an edit of a script kept in this browser until it is saved.
+ * - an edit of a script kept in this browser until it is saved;
+ * - on every page, the tab's title and icon show how many of the user's
+ *   jobs run and mark one that just ended; browser notifications when a
+ *   job starts or ends, once the user asked for them with a click.
  *
  * Why polling and not server-sent events: the daemon is served by waitress,
  * which has a small fixed pool of threads, and an SSE stream holds one
@@ -111,13 +114,14 @@
   }
 
   // Calls step() (which returns a promise of "changed?") with backoff; stops
-  // when step resolves to null. Waits while the tab is hidden.
-  function poll(step) {
+  // when step resolves to null. Waits while the tab is hidden, unless
+  // evenHidden (what a hidden tab shows in its title must stay true).
+  function poll(step, evenHidden) {
     var delay = MIN_DELAY, timer = null;
     function schedule() { timer = setTimeout(run, delay); }
     function run() {
       timer = null;
-      if (document.hidden) { schedule(); return; }
+      if (document.hidden && !evenHidden) { schedule(); return; }
       step().then(function (changed) {
         tickTimes();  // keep every relative time on the page in step
         if (changed === null) { return; }
@@ -161,6 +165,16 @@
           ["submitted_at", "started_at", "ended_at"].forEach(function (key) {
             changed = setTime(tr.querySelector('[data-field="' + key + '"]'), job[key]) || changed;
           });
+          var eff = job.efficiency || {};
+          ["cpu_percent", "mem_percent", "time_percent"].forEach(function (key) {
+            var cell = tr.querySelector('[data-field="' + key + '"]');
+            if (cell) { cell.textContent = eff[key] == null ? "" : Math.round(eff[key]) + " %"; }
+          });
+          var mem = tr.querySelector('[data-field="mem_percent"]');
+          if (mem && eff.mem_percent == null && eff.mem_used_mb != null) {  // nothing asked for: what it used
+            mem.textContent = eff.mem_used_mb < 1024 ? Math.round(eff.mem_used_mb) + " MiB"
+              : (eff.mem_used_mb / 1024).toFixed(1).replace(/\.0$/, "") + " GiB";
+          }
         });
         return unfinishedRows().length ? changed : null;
       });
@@ -207,6 +221,148 @@
         return changed;
       });
     });
+  }
+
+  /* ---- the tab: running jobs in its title and icon; notifications ------- */
+
+  // Every page of a logged-in user polls /api/activity (with the same
+  // backoff: 2 s, doubling to 30 s while nothing changes, hidden tabs too,
+  // as their title is what shows). The title reads "(2 running) Jobs ·
+  // Flight Job" and the icon carries the count; a job that ended since the
+  // last look puts a mark (a tick, or a cross when it did not complete)
+  // before the title and a dot on the icon for MARK_MS of the tab being
+  // seen. The unfinished jobs last seen are kept in sessionStorage (per
+  // user), so a change between two pages of the tab is not missed: the
+  // next page asks after those jobs (?watch=). Notifications (the
+  // Notification API) only once the user pressed the header's button,
+  // which is when permission is asked; their choice is kept in
+  // localStorage. The icon is drawn on a canvas into a data: URL, which
+  // the CSP's img-src allows.
+  var ACTIVITY = "flightjob-activity:", NOTIFY = "flightjob-notify:", MARK_MS = 30000;
+
+  function readStored(kind, key) {
+    var store = storage(kind);
+    try { return store ? JSON.parse(store.getItem(key) || "null") : null; } catch (e) { return null; }
+  }
+
+  function writeStored(kind, key, value) {
+    try { window[kind].setItem(key, JSON.stringify(value)); } catch (e) { /* full or blocked */ }
+  }
+
+  function jobWords(job) {
+    return "Job " + (job.scheduler_id || job.id) + (job.name ? " (" + job.name + ")" : "");
+  }
+
+  function drawIcon(link, count, mark, plain) {
+    if (!count && !mark) { link.href = plain; return; }
+    var canvas = document.createElement("canvas");
+    canvas.width = canvas.height = 32;
+    var c = canvas.getContext("2d");
+    if (!c) { return; }
+    c.fillStyle = "#17344f";  // favicon.svg, drawn again
+    c.beginPath();
+    if (c.roundRect) { c.roundRect(0, 0, 32, 32, 7); } else { c.rect(0, 0, 32, 32); }
+    c.fill();
+    c.fillStyle = "#fff";
+    c.beginPath(); c.moveTo(7, 25); c.lineTo(25, 7); c.lineTo(25, 25); c.closePath(); c.fill();
+    c.fillStyle = "#6fb3ff";
+    c.beginPath(); c.moveTo(7, 7); c.lineTo(25, 7); c.lineTo(7, 25); c.closePath(); c.fill();
+    if (mark) {
+      c.fillStyle = mark.state === "COMPLETED" ? "#1e8e3e" : "#c5221f";
+      c.beginPath(); c.arc(26, 6, 6, 0, 2 * Math.PI); c.fill();
+    }
+    if (count) {
+      var text = count > 99 ? "99+" : String(count);
+      c.fillStyle = "#d93025";
+      c.beginPath(); c.arc(21, 21, 11, 0, 2 * Math.PI); c.fill();
+      c.fillStyle = "#fff";
+      c.font = "bold " + (text.length > 2 ? 10 : text.length > 1 ? 13 : 16) + "px sans-serif";
+      c.textAlign = "center";
+      c.textBaseline = "middle";
+      c.fillText(text, 21, 22);
+    }
+    link.href = canvas.toDataURL("image/png");
+  }
+
+  function notifyButton(button, key) {
+    function on() { return readStored("localStorage", key) === true && Notification.permission === "granted"; }
+    function show() {
+      var blocked = Notification.permission === "denied";
+      button.setAttribute("aria-pressed", on() ? "true" : "false");
+      button.disabled = blocked;
+      button.textContent = blocked ? "Notifications blocked by the browser" :
+        on() ? "Notifications on" : "Notify me when jobs start or end";
+    }
+    button.addEventListener("click", function () {
+      if (on()) { writeStored("localStorage", key, false); show(); return; }
+      // asked only here, on the user's click, never on its own
+      var asked = Notification.requestPermission(function (answer) { done(answer); });
+      function done(answer) {
+        writeStored("localStorage", key, answer === "granted");
+        show();
+      }
+      if (asked && asked.then) { asked.then(done); }
+    });
+    button.hidden = false;
+    show();
+    return on;
+  }
+
+  function tabActivity(user) {
+    var title = document.title, link = document.querySelector('link[rel="icon"]');
+    var plain = link ? link.getAttribute("href") : null;
+    var key = ACTIVITY + user, notifyOn = function () { return false; };
+    var button = document.querySelector("[data-notify]");
+    if (button && "Notification" in window) { notifyOn = notifyButton(button, NOTIFY + user); }
+
+    function show(count, mark) {
+      var prefix = (mark ? (mark.state === "COMPLETED" ? "\u2713 " : "\u2717 ") : "") +
+        (count ? "(" + count + " running) " : "");
+      if (document.title !== prefix + title) { document.title = prefix + title; }
+      if (link) { drawIcon(link, count, mark, plain); }
+    }
+
+    function tell(job, started) {
+      if (!notifyOn()) { return; }
+      var what = started ? "started" : labelOf(job.state).toLowerCase();
+      try {
+        var n = new Notification(jobWords(job) + " " + what, {
+          body: started ? "" : (job.reason_text || ""), tag: "flightjob-" + job.id + "-" + job.state });
+        n.onclick = function () { window.focus(); location.href = "/jobs/" + encodeURIComponent(job.id); };
+      } catch (e) { /* a browser that only notifies from a service worker */ }
+    }
+
+    var stored = readStored("sessionStorage", key) || {};
+    show(stored.running || 0, stored.mark || null);  // as the last page left it, until the first answer
+    poll(function () {
+      var last = readStored("sessionStorage", key) || {};
+      var seen = last.jobs || null, mark = last.mark || null;
+      var url = "/api/activity" + (seen ? "?" + Object.keys(seen).slice(0, 100).map(function (id) {
+        return "watch=" + encodeURIComponent(id);
+      }).join("&") : "");
+      return getJSON(url).then(function (data) {
+        var now = {}, changed = false;
+        (data.unfinished || []).forEach(function (job) {
+          now[job.id] = job.state;
+          if (seen && seen[job.id] !== job.state && job.state === "RUNNING") { tell(job, true); changed = true; }
+        });
+        (data.watched || []).forEach(function (job) {
+          if (!seen || !seen[job.id] || !finished(job.state)) { return; }
+          tell(job, false);
+          mark = { id: job.id, state: job.state, until: null };
+          changed = true;
+        });
+        if (seen && Object.keys(seen).length !== Object.keys(now).length) { changed = true; }
+        if (mark && !document.hidden) {  // the mark lasts MARK_MS of the tab being seen
+          if (mark.until === null) { mark.until = Date.now() + MARK_MS; }
+          if (Date.now() > mark.until) { mark = null; changed = true; }
+        }
+        var running = (data.counts || {}).RUNNING || 0;
+        writeStored("sessionStorage", key, { jobs: now, mark: mark, running: running });
+        show(running, mark);
+        return changed;
+      });
+    }, true);
   }
 
   /* ---- following a running job's output -------------------------------- */
@@ -494,6 +650,7 @@
     $all("form[data-draft]").forEach(keepDraft);
     $all("form.logout[data-user]").forEach(function (form) {
       form.addEventListener("submit", function () { dropDrafts(form.getAttribute("data-user") + "/"); });
+      tabActivity(form.getAttribute("data-user"));
     });
   }
 

@@ -3,6 +3,7 @@ running for real: every flow of the user documentation, an axe-core check
 of every page, and a screenshot of each key page in test-output/screenshots.
 """
 import re
+import zipfile
 
 import pytest
 from playwright.sync_api import expect
@@ -139,6 +140,8 @@ def test_submit_with_questions_and_watch_it_complete(logged_in):
     page.click("text=Submit")
     expect(page.locator("h1")).to_have_text("Submit Sleepy")
     page.fill("#q_time", "0-00:10:00")
+    # will it start soon: the local scheduler's one partition, this machine
+    expect(page.locator('[data-cluster] tr[data-partition="local"] [data-field=cores]')).to_contain_text(" of ")
     site.check_a11y("submit")
     site.shot("10-submit")
 
@@ -167,10 +170,21 @@ def test_submit_with_questions_and_watch_it_complete(logged_in):
     expect(page.locator("pre[data-follow=stdout]")).to_contain_text("all done")
     expect(page.locator("[data-field=exit_code]")).to_have_text("0")
     expect(page.locator(".facts").first).to_contain_text("Time to completion")
+    # efficiency: the local scheduler records CPU time and its largest process's peak
+    expect(page.locator("#efficiency-h")).to_have_text("Efficiency")
+    expect(page.locator(".efficiency [data-field=cpu_percent]")).to_contain_text("%")
     site.check_a11y("job, completed")
     site.shot("13-job-completed")
 
-    page.click("#results-h ~ .table-wrap a:has-text('.out') >> nth=0")
+    # the results as one .zip: the ticked file only (a form, no script needed)
+    page.check("#results-h ~ form.archive input[name=path][value$='.out']")
+    with page.expect_download() as got:
+        page.click("text=Download the chosen files as .zip")
+    assert re.match(r"^job-\d+-results\.zip$", got.value.suggested_filename), got.value.suggested_filename
+    with zipfile.ZipFile(got.value.path()) as z:
+        entries = [(i.filename, z.read(i)) for i in z.infolist()]
+    assert len(entries) == 1 and entries[0][0].endswith(".out") and b"all done\n" in entries[0][1], entries
+    page.click("#results-h ~ form .table-wrap a:has-text('.out') >> nth=0")
     expect(page.locator("pre.code")).to_contain_text("all done")
     expect(page.locator("nav.crumbs")).to_contain_text("Jobs")
     site.check_a11y("file view")
@@ -179,6 +193,7 @@ def test_submit_with_questions_and_watch_it_complete(logged_in):
     page.click("nav.crumbs >> text=Jobs")
     expect(page.locator("tr[data-job]")).to_have_count(1)
     expect(page.locator("tr[data-job] .badge")).to_have_text("Completed")
+    expect(page.locator("tr[data-job] [data-field=time_percent]")).to_contain_text("%")
     site.check_a11y("jobs")
     site.shot("15-jobs")
 
@@ -386,3 +401,42 @@ def test_submit_again_copy_and_save_as_template(logged_in):
     page.click("#save-template-form button[type=submit]")
     expect(page).to_have_url(site.url + "/templates")
     expect(page.locator("#template-my-own-serial .yours")).to_have_text("Your own template")
+
+
+def test_import_a_script_from_the_home_and_run_it_where_it_is(logged_in):
+    import os
+    site, page = logged_in, logged_in.page
+    user = site.user
+    data = os.path.join(user.home, "project")
+    os.mkdir(data)
+    for name, text in (("run.sh", "#!/bin/bash\n#SBATCH --job-name=analyse\n#SBATCH --time=0-00:20:00\n"
+                                  "#SBATCH --output=analyse-%j.out\necho analysed $(cat input.dat)\n"),
+                       ("input.dat", "42\n")):
+        with open(os.path.join(data, name), "w") as f:
+            f.write(text)
+    for path in (data, os.path.join(data, "run.sh"), os.path.join(data, "input.dat")):
+        os.chown(path, user.uid, user.gid)
+    site.go("/scripts")
+    page.click("text=Import a script you have")
+    expect(page.locator("h1")).to_have_text("Import a script")
+    page.click("#home-files a:has-text('project/')")
+    page.click("#home-files a:has-text('run.sh')")
+    page.check("#in_place")
+    site.check_a11y("import")
+    site.shot("23-import")
+    page.click("#import-file button[type=submit]")
+    expect(page.locator("h1")).to_have_text("run.sh")
+    expect(page.locator("#in-place")).to_contain_text("Runs where it is")
+    site.check_a11y("imported script")
+    page.click("text=Submit")
+    expect(page.locator("#from-script")).to_contain_text("Time limit")
+    expect(page.locator("#q_time")).to_have_value("0-00:20:00")
+    page.click("button[value=review]")
+    expect(page.locator("#runs-in-place")).to_contain_text(data + "/run.sh")
+    page.click("button[value=submit]")
+    expect(page).to_have_url(re.compile(r"/jobs/[\w-]+$"))
+    wait_finished(page, "Completed")
+    expect(page.locator("#ran-in-place")).to_contain_text(data)
+    expect(page.locator("pre[data-follow=stdout]")).to_contain_text("analysed 42")
+    site.check_a11y("job run where it is")
+    site.shot("24-job-run-in-place")
