@@ -7758,7 +7758,8 @@ def api_save_as_template(app, user, id):
 
 @route("/api/scripts/<id>/preview", "POST", api=True)
 def api_preview(app, user, id):
-    return app.json(app.call(user, "jobs.preview", script=id, answers=app.body_json().get("answers")))
+    data = app.body_json()
+    return app.json(app.call(user, "jobs.preview", script=id, answers=data.get("answers"), after=data.get("after")))
 
 
 @route("/scripts")

@@ -36,6 +36,10 @@ def test_afterok_waits_for_the_job_then_runs(client, tmp_path):
     sub = client.api("GET", "/api/scripts/%s/submission" % second_sid).json
     assert first["id"] in [c["id"] for c in sub["after_choices"]]
     assert [k for k, _ in sub["dependency_types"]] == ["afterok", "afterany", "afternotok"]
+    plan = client.api("POST", "/api/scripts/%s/preview" % second_sid, {"answers": {},
+                                                                      "after": after("afterok", first)}).json
+    assert plan["dependency"]["scheduler_id"] == first["scheduler_id"]
+    assert "--dependency=afterok:%s" % first["scheduler_id"] in plan["command_text"]
     second = client.api("POST", "/api/jobs", {"script": second_sid, "answers": {},
                                               "after": after("afterok", first)}, status=201).json
     assert second["dependency"] == {"type": "afterok", "job_id": first["id"],
