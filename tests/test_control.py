@@ -39,7 +39,7 @@ def test_afterok_waits_for_the_job_then_runs(client, tmp_path):
     plan = client.api("POST", "/api/scripts/%s/preview" % second_sid, {"answers": {},
                                                                       "after": after("afterok", first)}).json
     assert plan["dependency"]["scheduler_id"] == first["scheduler_id"]
-    assert "--dependency=afterok:%s" % first["scheduler_id"] in plan["command_text"]
+    assert "--dependency=afterok:%s" % first["scheduler_id"] in plan["options"]
     second = client.api("POST", "/api/jobs", {"script": second_sid, "answers": {},
                                               "after": after("afterok", first)}, status=201).json
     assert second["dependency"] == {"type": "afterok", "job_id": first["id"],
