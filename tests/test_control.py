@@ -11,6 +11,8 @@ from support import wait_for
 from test_jobs_local import script_with
 
 XSS = '<script>alert("x")</script>'
+# a job's lines that hold it running until the test opens the gate (at most 10 minutes: a failed test leaves no job)
+WAIT = "for i in $(seq 3000); do [ -e %s ] && break; sleep 0.2; done"
 
 
 def job_now(client, jid):
@@ -31,7 +33,7 @@ def after(kind, job):
 
 def test_afterok_waits_for_the_job_then_runs(client, tmp_path):
     gate = tmp_path / "go"
-    first = client.submit(script_with(client, tmp_path, "while [ ! -e %s ]; do sleep 0.1; done" % gate, "first"))
+    first = client.submit(script_with(client, tmp_path, WAIT % gate, "first"))
     second_sid = script_with(client, tmp_path, "echo second ran", "second")
     sub = client.api("GET", "/api/scripts/%s/submission" % second_sid).json
     assert first["id"] in [c["id"] for c in sub["after_choices"]]
@@ -135,7 +137,7 @@ def test_bad_dependency_names_the_field_and_keeps_the_answers(client, tmp_path):
 def waiting_job(client, tmp_path, limit="0-01:00:00", body="echo held ran"):
     """A job held behind a running one (so it cannot start meanwhile)."""
     gate = tmp_path / "go"
-    first = client.submit(script_with(client, tmp_path, "while [ ! -e %s ]; do sleep 0.1; done" % gate, "first"))
+    first = client.submit(script_with(client, tmp_path, WAIT % gate, "first"))
     second = client.api("POST", "/api/jobs", {"script": script_with(client, tmp_path, body, "second"),
                                               "answers": {"time": limit}, "after": after("afterany", first)},
                         status=201).json
@@ -201,7 +203,7 @@ def test_time_limit_lowered_not_raised(client, tmp_path):
 def test_array_task_output_links_and_cancel_one_task(client, tmp_path):
     gate = tmp_path / "go"
     sid = script_with(client, tmp_path, 'echo "task $SLURM_ARRAY_TASK_ID"\n'
-                      '[ "$SLURM_ARRAY_TASK_ID" != 1 ] || while [ ! -e %s ]; do sleep 0.1; done' % gate,
+                      '[ "$SLURM_ARRAY_TASK_ID" != 1 ] || ' + WAIT % gate,
                       extra="#SBATCH --array=1-3\n#SBATCH --output=arr-%A_%a.out")
     job = client.submit(sid)
     sched = job["scheduler_id"]
