@@ -2585,8 +2585,17 @@ class SlurmScheduler(Scheduler):
         self._control(job_id, lambda i: ["release", i])
 
     def set_time_limit(self, job_id, seconds):
+        """Slurm lets a user lower a job's limit, and raise a pending one's
+        up to its partition's MaxTime; anything else is refused, in Slurm's
+        words and then in ours."""
         limit = "UNLIMITED" if seconds is None else format_duration(seconds)
-        self._control(job_id, lambda i: ["update", "JobId=" + i, "TimeLimit=" + limit])
+        try:
+            self._control(job_id, lambda i: ["update", "JobId=" + i, "TimeLimit=" + limit])
+        except SchedulerRefused as e:
+            if "denied" in e.message.lower():
+                e.message += (" (Slurm lets you lower a job's time limit, and raise a waiting job's only up to "
+                              "its partition's maximum time.)")
+            raise
 
     DESCRIBE = ("JobID", "Name", "WorkDir", "STDOUT", "STDERR", "Command")
 
@@ -3074,7 +3083,7 @@ JOB_META = dict({key: _or_none(_text) for key in (
         "updated_at", "started_at", "estimated_start_at", "ended_at", "missing_since", "cancel_requested_at")},
     script_id=_text, state=_state, submitted_at=_time, answers=_or_none(lambda v: isinstance(v, dict)),
     options=_or_none(_texts), command=_or_none(_texts), ignored_options=_or_none(_texts),
-    exit_code=_or_none(_whole), tasks=_or_none(_tasks), origin=_or_none(lambda v: v == "outside"),
+    exit_code=_or_none(_whole), tasks=_or_none(_tasks), cancelled_tasks=_or_none(_texts), origin=_or_none(lambda v: v == "outside"),
     detail_pending=_or_none(lambda v: isinstance(v, bool)))
 
 
@@ -4407,6 +4416,14 @@ class JobsPart(StorePart):
         changes = {k: v for k, v in status.items() if k not in ("format", "supervisor", "pgid")}
         if changes.get("reason_text") == "cancelled" and meta.get("cancel_requested_at"):
             changes["reason_text"] = "cancelled by the user"  # through us; sacct may lag
+        if meta.get("cancelled_tasks") and changes.get("tasks") is not None:
+            # Slurm forgets a waiting task cancelled on its own (neither squeue nor sacct has it)
+            seen = {t["id"] for t in changes["tasks"]}
+            gone = [{"id": t, "state": "CANCELLED", "raw_state": "CANCELLED", "exit_code": None,
+                     "reason_text": "cancelled by the user"} for t in meta["cancelled_tasks"] if t not in seen]
+            if gone:
+                number = (lambda t: t["id"].rpartition("_")[2])
+                changes["tasks"] = sorted(changes["tasks"] + gone, key=lambda t: (len(number(t)), number(t)))
         if meta.get("dependency") and changes.get("state") == "PENDING" and \
                 changes.get("reason") in ("Dependency", "DependencyNeverSatisfied"):
             changes["reason_text"] = dependency_words(meta["dependency"], changes["reason"])
@@ -4569,6 +4586,8 @@ class JobsPart(StorePart):
         if found[0]["state"] not in UNFINISHED or meta["state"] not in UNFINISHED:
             raise Conflict("Task %s has already finished." % task)
         self.scheduler.cancel(found[0]["id"])
+        cancelled = [t for t in meta.get("cancelled_tasks") or [] if t != found[0]["id"]][-4999:]  # bounded: a record is read whole
+        self._update_job(id, {"cancelled_tasks": cancelled + [found[0]["id"]]})
         for _ in range(20):  # its true state, once the scheduler has it
             job = self._restatus(id)
             if any(t["id"] == found[0]["id"] and t["state"] not in UNFINISHED for t in job.get("tasks") or []):

@@ -367,7 +367,8 @@ def test_slurm_adapter_commands():
                      ["scontrol", "update", "JobId=12", "TimeLimit=UNLIMITED"], ["scancel", "12_3"]]
     with pytest.raises(flightjobd.SchedulerRefused) as e:
         s.set_time_limit("12", 7200)
-    assert e.value.message == "Access/permission denied"
+    assert e.value.message == ("Access/permission denied (Slurm lets you lower a job's time limit, and raise a "
+                               "waiting job's only up to its partition's maximum time.)")
     with pytest.raises(flightjobd.SchedulerError) as e:  # the controller, not a refusal
         s.release("12")
     assert not isinstance(e.value, flightjobd.SchedulerRefused)

@@ -59,17 +59,21 @@ def test_time_limit_lowered_then_raising_refused_in_slurms_words(site):
     job = site.wait(site.submit("true", LATER, answers={"time": "0-00:10:00"}), until=("PENDING",))
     lowered = site.api("POST", "/api/jobs/%s/time-limit" % job["id"], {"time_limit": "5"})
     assert lowered["time_limit"] == "0:05:00"
-    r = site.web.post_json("/api/jobs/%s/time-limit" % job["id"], {"time_limit": "0-00:30:00"},
+    # a waiting job's limit may be raised up to its partition's MaxTime (debug: 1 hour), no further
+    raised = site.api("POST", "/api/jobs/%s/time-limit" % job["id"], {"time_limit": "0-00:30:00"})
+    assert raised["time_limit"] == "0:30:00"
+    r = site.web.post_json("/api/jobs/%s/time-limit" % job["id"], {"time_limit": "0-02:00:00"},
                            headers=site.user.basic(), status=422)
     err = r.json["error"]
     assert err["code"] == "refused" and "denied" in err["message"].lower(), err
+    assert "partition's maximum time" in err["message"], err
     page = site.pages.get("/jobs/" + job["id"])
     r = form_of(page, "/jobs/%s/time-limit" % job["id"])
-    r["time_limit"] = "0-00:30:00"
+    r["time_limit"] = "0-02:00:00"
     r = r.submit(status=422)
     assert err["message"] in r.html.find(id="time-limit").text
-    assert r.html.find(id="time_limit")["value"] == "0-00:30:00"
-    assert site.api("GET", "/api/jobs/" + job["id"])["time_limit"] == "0:05:00"
+    assert r.html.find(id="time_limit")["value"] == "0-02:00:00"
+    assert site.api("GET", "/api/jobs/" + job["id"])["time_limit"] == "0:30:00"
     site.api("POST", "/api/jobs/%s/cancel" % job["id"])
 
 
