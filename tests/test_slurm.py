@@ -427,3 +427,27 @@ def test_activity_and_results_archive_on_slurm(site):
     with zipfile.ZipFile(io.BytesIO(r.body)) as z:
         assert {i.filename: z.read(i) for i in z.infolist()} == {
             "result-%s.txt" % sid: ("result of %s\n" % sid).encode(), "job-%s.out" % sid: b""}
+
+
+def test_submit_again_copy_and_own_template_on_slurm(site):
+    """Issue 15's first two items on the cluster: a job submitted again with
+    its answers runs with them in Slurm; a copy of the script and a script
+    from the user's own template (saved from it) run as the original does."""
+    script = site.script('echo "again from $SLURM_JOB_ID"')
+    first = site.wait(site.api("POST", "/api/jobs", {"script": script, "answers": {"time": "0-00:07:00"}},
+                               status=201))
+    assert first["state"] == "COMPLETED" and flightjobd.parse_duration(first["time_limit"]) == 420, first
+    again = site.api("GET", "/api/scripts/%s/submission?from_job=%s" % (script, first["id"]))
+    answers = {q["id"]: q["default"] for q in again["questions"]}
+    assert answers["time"] == "0-00:07:00" and again["from_job"]["scheduler_id"] == first["scheduler_id"]
+    second = site.wait(site.api("POST", "/api/jobs", {"script": script, "answers": answers}, status=201))
+    assert second["state"] == "COMPLETED" and flightjobd.parse_duration(second["time_limit"]) == 420, second
+    assert "--time=0-00:07:00" in second["command"]
+    copy = site.api("POST", "/api/scripts/%s/copy" % script, {"name": "slurm copy"}, status=201)
+    saved = site.api("POST", "/api/scripts/%s/save-as-template" % script, {"name": "My Slurm one"}, status=201)
+    made = site.api("POST", "/api/scripts", {"template": saved["id"], "name": "from my template"}, status=201)
+    for sid in (copy["id"], made["id"]):
+        job = site.wait(site.api("POST", "/api/jobs", {"script": sid, "answers": {}}, status=201))
+        assert job["state"] == "COMPLETED", job
+        out = site.web.get("/api/jobs/%s/output/stdout" % job["id"], headers=site.user.basic()).text
+        assert ("again from %s" % job["scheduler_id"]) in out, out
