@@ -3360,8 +3360,15 @@ OUTSIDE_IMPORTS = 100  # the most outside jobs a refresh takes in
 INDEX_FILE = "job-index.json"
 INDEX_FORMAT = 1
 INDEX_LIMIT = 64 << 20  # the largest index file read (a job is ~200 bytes of it)
+# text: name, script, scheduler id and state casefolded, what a search looks
+# in (made again when read: INDEX_FILE holds the fields before it)
 JobRow = collections.namedtuple("JobRow", "state name script scheduler_id submitted_at started_at ended_at "
-                                          "mtime_ns size")
+                                          "mtime_ns size text")
+INDEXED = len(JobRow._fields) - 1  # the fields of a row in INDEX_FILE
+
+
+def _row_text(name, script, scheduler_id, state):
+    return "\0".join((name, script, scheduler_id, state)).casefold()
 
 
 def _index_time(value):
@@ -3373,23 +3380,25 @@ def _index_time(value):
 def job_row(meta, st=None):
     """A job's JobRow from its record (st: its meta.json's stat). The job's
     name is the scheduler's (--job-name; older records: the script's)."""
-    return JobRow(sys.intern(meta["state"]), meta.get("job_name") or meta.get("script_name") or "",
-                  meta.get("script_name") or "", meta.get("scheduler_id") or "",
-                  _index_time(meta.get("submitted_at")), _index_time(meta.get("started_at")),
-                  _index_time(meta.get("ended_at")), st.st_mtime_ns if st else 0, st.st_size if st else 0)
+    name, script = meta.get("job_name") or meta.get("script_name") or "", meta.get("script_name") or ""
+    scheduler_id = meta.get("scheduler_id") or ""
+    return JobRow(sys.intern(meta["state"]), name, script, scheduler_id, _index_time(meta.get("submitted_at")),
+                  _index_time(meta.get("started_at")), _index_time(meta.get("ended_at")),
+                  st.st_mtime_ns if st else 0, st.st_size if st else 0,
+                  _row_text(name, script, scheduler_id, meta["state"]))
 
 
 def index_row(value):
     """A JobRow from INDEX_FILE's list; ValueError unless every field is
     what job_row makes of a finished job."""
-    if not isinstance(value, list) or len(value) != len(JobRow._fields):
-        raise ValueError("a row is not a list of %d fields" % len(JobRow._fields))
-    row = JobRow(*value)
+    if not isinstance(value, list) or len(value) != INDEXED:
+        raise ValueError("a row is not a list of %d fields" % INDEXED)
+    row = JobRow(*value, text=None)
     if not (row.state in FINISHED and all(isinstance(v, str) for v in row[1:4])
             and all(v is None or isinstance(v, str) and ISO_RE.fullmatch(v) for v in row[4:7])
             and _whole(row.mtime_ns) and _whole(row.size)):
         raise ValueError("a row is not what this version writes")
-    return row._replace(state=sys.intern(row.state))
+    return row._replace(state=sys.intern(row.state), text=_row_text(*row[1:4], row.state))
 
 
 BULK_IDS = 100  # the most jobs one bulk cancel or remove may name
@@ -3548,7 +3557,7 @@ class JobsPart(StorePart):
             self._index_dirty = self._index_dirty or hit != row
             self._jobs[job_id] = row
         else:
-            self._jobs[job_id] = (st.st_mtime_ns, st.st_size, meta)
+            self._jobs[job_id] = (st.st_mtime_ns, st.st_size, meta, job_row(meta))
         return meta
 
     def _update_job(self, job_id, changes):
@@ -3592,7 +3601,7 @@ class JobsPart(StorePart):
                     continue
                 hit = self._jobs.get(job_id)
                 if not isinstance(hit, JobRow):
-                    items.append((job_id, job_row(meta), meta))
+                    items.append((job_id, hit[3] if hit and hit[2] is meta else job_row(meta), meta))
                     continue
             items.append((job_id, hit, None))
         return items, broken
@@ -3642,7 +3651,7 @@ class JobsPart(StorePart):
         failure (a full disk) is logged: the list is served all the same."""
         if not self._index_dirty:
             return
-        rows = {job_id: list(row) for job_id, row, meta in items if meta is None}
+        rows = {job_id: list(row[:INDEXED]) for job_id, row, meta in items if meta is None}
         try:
             with self._writing():
                 atomic_write(self._index_path(), json.dumps({"format": INDEX_FORMAT, "jobs": rows},
@@ -3844,10 +3853,10 @@ class JobsPart(StorePart):
         scheduler_state = self.refresh()
         items, broken = self._scan()
         self._write_index(items)
-        rows = [(job_id, row) for job_id, row, _ in items if (not state or row.state == state) and (
-            not q or q in row.name.casefold() or q in row.script.casefold() or q in row.scheduler_id.casefold()
-            or q in row.state.casefold()) and (not since or (row.submitted_at or "") >= since) and (
-            not until or (row.submitted_at or "~") <= until + "T23:59:59Z")]
+        last = until + "T23:59:59Z" if until else None
+        rows = [(job_id, row) for job_id, row, _ in items if (not state or row.state == state)
+                and (not q or q in row.text) and (not since or (row.submitted_at or "") >= since)
+                and (not last or (row.submitted_at or "~") <= last)]
         rows.sort(key=lambda item: item[0], reverse=True)  # ids are in submission order: newest first among equals
         rows = sorted_by(rows, JOB_SORTS, sort, descending, lambda item: item[1])
         start = (page - 1) * per_page
