@@ -2611,11 +2611,12 @@ def _padded(scheduler_id):
     return "_".join(part.zfill(12) for part in scheduler_id.split("_"))
 
 
-# The columns a list sorts by: sort name -> (its value of a row, None for
+# The columns a list sorts by (a JobRow's texts are casefolded already):
+# sort name -> (its value of a row, None for
 # none: those come last; the order when none is asked: True descending).
 JOB_SORTS = {"submitted": (lambda r: r.submitted_at, True), "started": (lambda r: r.started_at, True),
              "ended": (lambda r: r.ended_at, True), "job": (lambda r: _padded(r.scheduler_id) if r.scheduler_id else None, True),
-             "name": (lambda r: _folded(r.name), False), "script": (lambda r: _folded(r.script), False),
+             "name": (lambda r: r.name, False), "script": (lambda r: r.script, False),
              "state": (lambda r: r.state, False)}
 SCRIPT_SORTS = {"updated": (lambda s: s.get("updated_at"), True), "created": (lambda s: s.get("created_at"), True),
                 "name": (lambda s: _folded(s.get("name") or ""), False),
@@ -3359,46 +3360,40 @@ OUTSIDE_IMPORTS = 100  # the most outside jobs a refresh takes in
 # with atomic_write under the lock, by a list that found rows it lacked.
 INDEX_FILE = "job-index.json"
 INDEX_FORMAT = 1
-INDEX_LIMIT = 64 << 20  # the largest index file read (a job is ~200 bytes of it)
-# text: name, script, scheduler id and state casefolded, what a search looks
-# in (made again when read: INDEX_FILE holds the fields before it)
+INDEX_LIMIT = 64 << 20  # the largest index file read (a job is ~150 bytes of it)
+# name, script, scheduler_id: casefolded, as searched and sorted (pages show
+# the records'); times: whole seconds since the epoch, None for none. ~400
+# bytes a job in memory.
 JobRow = collections.namedtuple("JobRow", "state name script scheduler_id submitted_at started_at ended_at "
-                                          "mtime_ns size text")
-INDEXED = len(JobRow._fields) - 1  # the fields of a row in INDEX_FILE
-
-
-def _row_text(name, script, scheduler_id, state):
-    return "\0".join((name, script, scheduler_id, state)).casefold()
+                                          "mtime_ns size")
+STATE_FOLDED = {state: state.casefold() for state in STATES}
 
 
 def _index_time(value):
-    """A record's time as the index keeps it: as now_iso writes it, so
-    times compare as text."""
-    return now_iso(parse_iso(value)) if value else None
+    seconds = parse_iso(value)
+    return None if seconds is None else int(seconds)
 
 
 def job_row(meta, st=None):
     """A job's JobRow from its record (st: its meta.json's stat). The job's
     name is the scheduler's (--job-name; older records: the script's)."""
-    name, script = meta.get("job_name") or meta.get("script_name") or "", meta.get("script_name") or ""
-    scheduler_id = meta.get("scheduler_id") or ""
-    return JobRow(sys.intern(meta["state"]), name, script, scheduler_id, _index_time(meta.get("submitted_at")),
-                  _index_time(meta.get("started_at")), _index_time(meta.get("ended_at")),
-                  st.st_mtime_ns if st else 0, st.st_size if st else 0,
-                  _row_text(name, script, scheduler_id, meta["state"]))
+    script = (meta.get("script_name") or "").casefold()
+    name = meta["job_name"].casefold() if meta.get("job_name") else script
+    return JobRow(sys.intern(meta["state"]), name, script, (meta.get("scheduler_id") or "").casefold(),
+                  _index_time(meta.get("submitted_at")), _index_time(meta.get("started_at")),
+                  _index_time(meta.get("ended_at")), st.st_mtime_ns if st else 0, st.st_size if st else 0)
 
 
 def index_row(value):
     """A JobRow from INDEX_FILE's list; ValueError unless every field is
     what job_row makes of a finished job."""
-    if not isinstance(value, list) or len(value) != INDEXED:
-        raise ValueError("a row is not a list of %d fields" % INDEXED)
-    row = JobRow(*value, text=None)
-    if not (row.state in FINISHED and all(isinstance(v, str) for v in row[1:4])
-            and all(v is None or isinstance(v, str) and ISO_RE.fullmatch(v) for v in row[4:7])
-            and _whole(row.mtime_ns) and _whole(row.size)):
+    if not isinstance(value, list) or len(value) != len(JobRow._fields):
+        raise ValueError("a row is not a list of %d fields" % len(JobRow._fields))
+    row = JobRow(*value)
+    if not (row.state in FINISHED and all(isinstance(v, str) and v == v.casefold() for v in row[1:4])
+            and all(v is None or _whole(v) for v in row[4:7]) and _whole(row.mtime_ns) and _whole(row.size)):
         raise ValueError("a row is not what this version writes")
-    return row._replace(state=sys.intern(row.state), text=_row_text(*row[1:4], row.state))
+    return row._replace(state=sys.intern(row.state), script=row.name if row.script == row.name else row.script)
 
 
 BULK_IDS = 100  # the most jobs one bulk cancel or remove may name
@@ -3651,7 +3646,7 @@ class JobsPart(StorePart):
         failure (a full disk) is logged: the list is served all the same."""
         if not self._index_dirty:
             return
-        rows = {job_id: list(row[:INDEXED]) for job_id, row, meta in items if meta is None}
+        rows = {job_id: list(row) for job_id, row, meta in items if meta is None}
         try:
             with self._writing():
                 atomic_write(self._index_path(), json.dumps({"format": INDEX_FORMAT, "jobs": rows},
@@ -3853,10 +3848,12 @@ class JobsPart(StorePart):
         scheduler_state = self.refresh()
         items, broken = self._scan()
         self._write_index(items)
-        last = until + "T23:59:59Z" if until else None
+        first = parse_iso(since + "T00:00:00Z") if since else None
+        last = parse_iso(until + "T23:59:59Z") if until else None
         rows = [(job_id, row) for job_id, row, _ in items if (not state or row.state == state)
-                and (not q or q in row.text) and (not since or (row.submitted_at or "") >= since)
-                and (not last or (row.submitted_at or "~") <= last)]
+                and (not q or q in row.name or q in row.script or q in row.scheduler_id or q in STATE_FOLDED[row.state])
+                and (first is None or row.submitted_at is not None and row.submitted_at >= first)
+                and (last is None or row.submitted_at is not None and row.submitted_at <= last)]
         rows.sort(key=lambda item: item[0], reverse=True)  # ids are in submission order: newest first among equals
         rows = sorted_by(rows, JOB_SORTS, sort, descending, lambda item: item[1])
         start = (page - 1) * per_page

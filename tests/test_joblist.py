@@ -308,7 +308,7 @@ def test_index_is_written_and_a_corrupt_one_rebuilt(alice_jobs, multi_app):
     index = json.load(open(index_path(alice)))
     assert index["format"] == flightjobd.INDEX_FORMAT and sorted(index["jobs"]) == sorted(ids.values())
     assert os.stat(index_path(alice)).st_uid == alice.uid
-    assert index["jobs"][ids["Gamma"]][:4] == ["CANCELLED", "Gamma", "Analysis", "100"]
+    assert index["jobs"][ids["Gamma"]][:4] == ["CANCELLED", "gamma", "analysis", "100"]
     good = open(index_path(alice)).read()
     lying = json.loads(good)
     lying["jobs"][ids["beta"]][1] = "renamed"  # a row whose record has changed since: stat differs
