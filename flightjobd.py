@@ -3896,7 +3896,8 @@ class JobsPart(StorePart):
         records (results are never touched), at most BULK_IDS; each id goes
         through check_id, and one that is not a job of this user, or not in
         a state for the action, is left as it is. Cancels are asked one job
-        at a time, then the scheduler's states read with ONE status call.
+        at a time, then the scheduler's states read with ONE status call a
+        round, for at most 2 s while any is still unfinished.
         Per id what happened: jobs_pick's answer with done True or False."""
         done = []
         for pick in self.jobs_pick(ids, action):
@@ -3911,16 +3912,21 @@ class JobsPart(StorePart):
                     pick.update(can=False, why=e.message)
             done.append(dict(pick, done=pick["can"]))
         cancelled = [d for d in done if d["done"] and action == "cancel"]
-        if cancelled:
+        for _ in range(20 if cancelled else 0):  # the true states, once the scheduler has them (as job_cancel)
             metas = []
             for d in cancelled:
                 with contextlib.suppress(Conflict, NotFound):
                     metas.append(self._job_meta(d["id"]))
-            with contextlib.suppress(SchedulerError):  # the states come with the next refresh then
+            metas = [m for m in metas if m["state"] in UNFINISHED]
+            if not metas:
+                break
+            with contextlib.suppress(SchedulerError):  # else they come with a later refresh
                 self._apply_statuses(metas, self.scheduler.status([m["scheduler_id"] for m in metas]))
-            for d in cancelled:
-                with contextlib.suppress(Conflict, NotFound):
-                    d["state"] = self._job_meta(d["id"])["state"]
+            time.sleep(0.1)
+        for d in cancelled:
+            with contextlib.suppress(Conflict, NotFound):
+                d["state"] = self._job_meta(d["id"])["state"]
+        if cancelled:
             self.has_unfinished = any(m["state"] in UNFINISHED for m in self._all_jobs()[0])
         return {"action": action, "jobs": done}
 
