@@ -32,8 +32,10 @@ jobs (by Slurm's owner uid), which the worker records.
 Layout in a user's home (`storage.state_dir`, default
 ~/.local/share/flight-job):
 
-    scripts/ID/meta.json    name, template, answers, times, version, and
-                            the names of the script and notes files
+    scripts/ID/meta.json    name, template, answers, times, version, the
+                            names of the script and notes files, and an
+                            imported script's origin (its file; whether
+                            it runs where it is)
     scripts/ID/script-vN-XXXXXXXX.sh, notes-vN-XXXXXXXX.md
                             the script and its notes (SCRIPT_FORMAT)
     jobs/ID/meta.json       state, scheduler id, times, answers, options
@@ -493,8 +495,9 @@ def check_id(value, what="item"):
 
 
 def check_relpath(path):
-    """Gate a path inside a results directory: relative, no '..', no NUL.
-    Refused paths are 404; the worker also resolves symlinks (see Store)."""
+    """Gate a path inside a results directory or the home: relative, no
+    '..', no NUL. Refused paths are 404; the worker also resolves symlinks
+    (resolve_inside)."""
     if (not isinstance(path, str) or not path or "\0" in path
             or path.startswith("/") or len(path) > 4096):
         raise NotFound("No such file.")
@@ -531,6 +534,23 @@ def name_path(text):
     """The name or path name_text gave as text (UnicodeError: none can be)."""
     return os.fsdecode(_ESCAPE_RE.sub(lambda m: bytes([int(m.group(1), 16)]),
                                       text.encode("utf-8", "surrogateescape")))
+
+
+def resolve_inside(root, path, outside):
+    """The path gate's second half, in the worker (as the user): `path` as
+    name_text wrote it ("" for root itself), through check_relpath, joined
+    to root with every symlink resolved. A result outside root (a symlink
+    out of it, to another user's file or /etc) is Forbidden(outside); a
+    name no file can have is 404. Used for results directories and for
+    the home (the import picker)."""
+    root = os.path.realpath(root)
+    try:
+        full = os.path.realpath(os.path.join(root, name_path(check_relpath(path)))) if path else root
+    except UnicodeError:  # a lone surrogate: no name is that
+        raise NotFound("No such file.")
+    if full != root and not full.startswith(root.rstrip("/") + "/"):
+        raise Forbidden(outside)
+    return full
 
 
 def new_id():
@@ -1072,6 +1092,22 @@ def parse_directives(script):
         elif stripped and not stripped.startswith("#"):
             break
     return parse_options(args)
+
+
+def directive_defaults(questions, script, home):
+    """The questions with the script's #SBATCH values as their defaults
+    (an imported script's), where a question sets that option and the
+    value is a valid answer to it; one that is not keeps the question's
+    default, and the directive itself still applies when the job runs."""
+    found = dict(parse_directives(script))
+    out = []
+    for q in questions:
+        value = found.get(q.get("option"))
+        if isinstance(value, str):
+            with contextlib.suppress(ValueError):
+                q = dict(q, default=convert_answer(dict(q, required=False), value, home), from_script=True)
+        out.append(q)
+    return out
 
 
 def submission_options(questions, values):
@@ -2559,10 +2595,13 @@ def _or_none(check):
 # value (None when missing). Any other makes the item broken, with the reason.
 SCRIPT_META = {"name": _text, "template_id": _text, "template_name": _or_none(_text),
                "answers": lambda v: isinstance(v, dict), "created_at": _time, "updated_at": _time,
-               "version": _whole}
+               "version": _whole, "origin": _or_none(lambda v: isinstance(v, dict) and _or_none(_text)(v.get("path"))
+                                                     and _or_none(_text)(v.get("file"))
+                                                     and isinstance(v.get("in_place"), bool)
+                                                     and (v["path"] is not None or not v["in_place"]))}
 JOB_META = dict({key: _or_none(_text) for key in (
-    "script_name", "scheduler", "scheduler_id", "job_name", "results_dir", "stdout_path", "stderr_path", "raw_state",
-    "reason", "reason_text")}, **{key: _or_none(_time) for key in (
+    "script_name", "scheduler", "scheduler_id", "job_name", "results_dir", "stdout_path", "stderr_path",
+    "raw_state", "reason", "reason_text", "script_file", "run_in")}, **{key: _or_none(_time) for key in (
         "updated_at", "started_at", "estimated_start_at", "ended_at", "missing_since", "cancel_requested_at")},
     script_id=_text, state=_state, submitted_at=_time, answers=_or_none(lambda v: isinstance(v, dict)),
     options=_or_none(_texts), command=_or_none(_texts), ignored_options=_or_none(_texts),
@@ -3016,7 +3055,7 @@ class ScriptsPart(StorePart):
         if full:
             meta, body = self._script_body(meta)
         out = {k: meta.get(k) for k in ("id", "name", "template_id", "template_name",
-                                       "answers", "created_at", "updated_at", "version")}
+                                       "answers", "created_at", "updated_at", "version", "origin")}
         out["etag"] = '"%d"' % meta["version"]
         out.update(body)
         return out
@@ -3158,6 +3197,12 @@ class ScriptsPart(StorePart):
         with self._writing():
             meta = self._script_meta(id)
             current = self._script_public(meta, full=True)
+            origin = meta.get("origin") or {}
+            if origin.get("in_place") and content is not None and content != current["content"]:
+                message = ("Content: this script runs your file %s as it is at each submit, so edit that file "
+                           "itself; this copy is only what it held when imported. Your text was not saved. "
+                           "(Copy this script to get one of your own to edit here.)" % origin["file"])
+                raise Invalid(message, {"content": message})
             if if_match not in (None, "", "*") and if_match.strip() != current["etag"]:
                 raise PreconditionFailed("This script was changed elsewhere since you opened it "
                                          "(now version %d). Your text was not saved." % meta["version"],
@@ -3197,6 +3242,8 @@ class ScriptsPart(StorePart):
             meta = {"format": SCRIPT_FORMAT, "id": script_id, "name": name, "template_id": source["template_id"],
                     "template_name": source["template_name"], "answers": source["answers"], "created_at": now,
                     "updated_at": now, "version": 1, "content_file": names["content"], "notes_file": names["notes"]}
+            if source.get("origin"):  # still imported (its questions), but the copy runs its own content
+                meta["origin"] = dict(source["origin"], in_place=False)
             return meta, {names[field]: source[field] for field in SCRIPT_BODIES}
         return self._script_public(self._create_dir(self.scripts_dir, make), full=True)
 
@@ -3232,6 +3279,10 @@ class ScriptsPart(StorePart):
         name, template_id = self._new_template_names(name, template_id)
         found, problems = self.templates()
         source = found.get(script["template_id"])
+        if script.get("origin"):  # imported: no template; those asked of imported scripts (their #SBATCH
+            # lines, in the script text, still apply)
+            source = {"name": "Imported", "priority": 100, "tags": [], "questions": [],
+                      "submission_questions": IMPORTED_SUBMISSION}
         if source is None:
             raise Conflict("The template this script was made from (%s) is gone, so the questions to save "
                            "with it are not known. Nothing was saved." % script["template_id"])
@@ -3304,6 +3355,27 @@ GENERIC_SUBMISSION = [
                                        "empty for the partition's default."},
 ]
 
+# Asked of an imported script (it has no template): the usual options, each
+# empty by default, so the script's own #SBATCH lines apply; those lines'
+# values become the defaults (directive_defaults).
+_WHOLE = {"pattern": r"^([0-9]{1,6})?$", "pattern_error": "a whole number, e.g. 4"}
+IMPORTED_SUBMISSION = GENERIC_SUBMISSION + [
+    dict({"id": "nodes", "text": "Nodes", "type": "text", "default": "", "option": "nodes", "required": False,
+          "description": "How many nodes; empty for the script's #SBATCH line or the cluster's default."},
+         **_WHOLE),
+    dict({"id": "ntasks", "text": "Tasks", "type": "text", "default": "", "option": "ntasks", "required": False,
+          "description": "How many tasks (processes); empty for the script's line or the default."}, **_WHOLE),
+    dict({"id": "cpus_per_task", "text": "CPU cores per task", "type": "text", "default": "",
+          "option": "cpus-per-task", "required": False,
+          "description": "CPU cores for each task; empty for the script's line or the default."}, **_WHOLE),
+    {"id": "mem", "text": "Memory", "type": "text", "default": "", "option": "mem", "required": False,
+     "pattern": "^([0-9]+[KMGT]?)?$", "pattern_error": "a whole number, optionally followed by K, M, G or T",
+     "description": "Memory for the job on each node (500M, 4G); empty for the script's line or the default."},
+    {"id": "account", "text": "Account", "type": "text", "default": "", "option": "account", "required": False,
+     "pattern": r"^[A-Za-z0-9_.\-]*$", "pattern_error": "use only letters, digits, dot, dash and underscore",
+     "description": "The project account charged; empty for the script's line or your default."},
+]
+
 
 def new_job_record(job_id, plan, scheduler_name, command, now):
     """A job being submitted, with every field a job record has. The
@@ -3317,6 +3389,8 @@ def new_job_record(job_id, plan, scheduler_name, command, now):
         "script_id": plan["script"]["id"], "script_name": plan["script"]["name"],
         "answers": plan["answers"], "options": plan["options"], "command": command,
         "ignored_options": plan["ignored_options"], "scheduler": scheduler_name, "submitted_at": now,
+        # an imported script run where it is: its file, read at submit, and the directory it ran in
+        "script_file": plan.get("script_file"), "run_in": plan.get("run_in"),
         # the scheduler's answer
         "scheduler_id": None, "job_name": None, "results_dir": None, "stdout_path": None,
         "stderr_path": None,
@@ -3418,7 +3492,15 @@ class JobsPart(StorePart):
     """The user's jobs: submitted from a script, kept up to date with the
     scheduler, cancelled, removed."""
 
-    def _submission_questions(self, meta):
+    def _submission_questions(self, meta, content=None):
+        """The questions a submit of the script asks: its template's (the
+        generic ones when it is gone); an imported script's, with its
+        #SBATCH values as the defaults (content: the text it runs, when
+        already read)."""
+        if meta.get("origin"):
+            if content is None:
+                content = self._run_source(meta)[0]
+            return directive_defaults(self._live_questions(IMPORTED_SUBMISSION), content, self.home)
         found, _ = self.templates()
         t = found.get(meta.get("template_id"))
         return self._live_questions(t["submission_questions"] if t else GENERIC_SUBMISSION)
@@ -3462,24 +3544,33 @@ class JobsPart(StorePart):
     def preview(self, script, answers=None):
         """What a submit would do: checked answers, the options they become,
         the exact command and where output goes; Invalid for bad answers."""
+        return self._plan(script, answers)[0]
+
+    def _plan(self, script, answers):
+        """(preview's answer, the content a submit sends): the script's, or
+        for one that runs where it is, its file as it is now (_run_source),
+        in its directory (--chdir, after the answers' options)."""
         meta = self._script_meta(script)
-        questions = self._submission_questions(meta)
+        content, chdir, run_in = self._run_source(meta)
+        questions = self._submission_questions(meta, content)
         values = check_answers(questions, answers or {}, self.home)
-        options = submission_options(questions, values)
-        content = self._script_public(meta, full=True)["content"]
+        options = submission_options(questions, values) + chdir
         outputs = self._outputs(content, options, "%j")
         cmd = self.scheduler.command(os.path.join(self.jobs_dir, "<job>", "script.sh"), options)
         ignored = self.scheduler.ignored_options(content, options)
-        return {"script": self._script_public(meta), "questions": questions, "answers": values,
-                "options": options, "command": cmd, "command_text": " ".join(shlex.quote(a) for a in cmd),
-                "outputs": outputs, "ignored_options": ignored, "scheduler": self.scheduler.name}
+        return ({"script": self._script_public(meta), "questions": questions, "answers": values,
+                 "options": options, "command": cmd, "command_text": " ".join(shlex.quote(a) for a in cmd),
+                 "outputs": outputs, "ignored_options": ignored, "scheduler": self.scheduler.name,
+                 "script_file": meta["origin"]["file"] if run_in else None,
+                 "run_in": name_text(run_in) if run_in else None}, content)
 
     @operation("jobs.submit", writes=True)
     def job_submit(self, script, answers=None):
-        """Submit a script: the job keeps a snapshot of the script. A refusal
-        by the scheduler is a FAILED job carrying the scheduler's message."""
-        plan = self.preview(script, answers)
-        content = self._script_public(self._script_meta(script), full=True)["content"]
+        """Submit a script: the job keeps a snapshot of the script (for one
+        that runs where it is, of its file as it was read for this submit).
+        A refusal by the scheduler is a FAILED job carrying the scheduler's
+        message."""
+        plan, content = self._plan(script, answers)
 
         def make(job_id):
             command = self.scheduler.command(self._job_path(job_id, "script.sh"), plan["options"])
@@ -3988,14 +4079,8 @@ class ResultsPart(StorePart):
     def _resolve(self, meta, path):
         """A path inside the job's results directory, given as name_text
         wrote it, symlinks resolved: outside it is 403, missing is 404."""
-        root = os.path.realpath(self._results_root(meta))
-        try:
-            full = os.path.realpath(os.path.join(root, name_path(check_relpath(path)))) if path else root
-        except UnicodeError:  # a lone surrogate: no name is that
-            raise NotFound("No such file.")
-        if full != root and not full.startswith(root.rstrip("/") + "/"):
-            raise Forbidden("That path leads outside the job's results directory.")
-        return full
+        return resolve_inside(self._results_root(meta), path,
+                              "That path leads outside the job's results directory.")
 
     @operation("jobs.files")
     def job_files(self, id, path=""):
@@ -4071,10 +4156,183 @@ class ResultsPart(StorePart):
                 "eof": offset + len(data) >= size}
 
 
+# Store: files in the home (import) ##########################################
+
+
+LISTED_HOME = 1000  # the most entries of a home directory the import picker lists
+KINDS = {0o040000: "dir", 0o100000: "file", 0o120000: "link"}  # the others: "other" (FIFO, device, socket)
+
+
+def _kind(st):
+    return KINDS.get(st.st_mode & 0o170000, "other")
+
+
+class HomePart(StorePart):
+    """The user's home as the import picker sees it, read as the user
+    through the path gate (resolve_inside): listed, a script file imported
+    from it, and that file read again at each submit of a script that runs
+    where it is. Nothing here leaves the home, follows a symlink out of it
+    or opens what is no regular file."""
+
+    OUTSIDE = "That path leads outside your home directory."
+
+    def _in_home(self, path):
+        """(the resolved path, the home's real path) of a path in the home."""
+        return resolve_inside(self.home, path, self.OUTSIDE), os.path.realpath(self.home)
+
+    @operation("home.list")
+    def home_list(self, path=""):
+        """A directory of the home: its first LISTED_HOME entries (`more`
+        counts those left out, up to COUNTED_FILES), each with its type as
+        lstat gives it (nothing is opened); a symlink says whether it leads
+        inside the home, and if so to what."""
+        if not isinstance(path, str):
+            raise NotFound("No such directory.")
+        full, root = self._in_home(path)
+        try:
+            with os.scandir(full) as listing:
+                taken = [(entry.name, entry.path) for entry in itertools.islice(listing, LISTED_HOME)]
+                more = sum(1 for _ in itertools.islice(listing, COUNTED_FILES))
+        except FileNotFoundError:
+            raise NotFound("No such directory in your home.")
+        except PermissionError:
+            raise Forbidden("You may not read that directory.")
+        except NotADirectoryError:
+            raise NotFound("Not a directory.")
+        rel = os.path.relpath(full, root)
+        rel = "" if rel == "." else rel
+        entries = []
+        for name, entry_path in taken:
+            try:
+                st = os.lstat(entry_path)
+            except OSError:
+                continue
+            entry = {"name": name_text(name), "path": name_text(os.path.join(rel, name)), "type": _kind(st),
+                     "size": st.st_size, "modified_at": now_iso(st.st_mtime)}
+            if entry["type"] == "link":
+                target = os.path.realpath(entry_path)
+                entry["inside"] = target == root or target.startswith(root.rstrip("/") + "/")
+                if entry["inside"]:
+                    try:
+                        target_st = os.stat(target)  # as the user; a stat opens nothing
+                    except OSError:
+                        entry["target"] = "missing"
+                    else:
+                        entry.update(target=_kind(target_st), size=target_st.st_size)
+            entries.append(entry)
+        entries.sort(key=lambda e: ("dir" not in (e["type"], e.get("target")), e["name"].casefold(), e["name"]))
+        return {"path": name_text(rel), "parent": name_text(os.path.dirname(rel)) if rel else None,
+                "home": name_text(root), "entries": entries, "more": more, "truncated": more > 0,
+                "listed": LISTED_HOME, "max_bytes": self.config["storage"]["max_script_bytes"]}
+
+    def _home_script(self, path):
+        """(text, real path) of a script file in the home, through the path
+        gate: a path outside the home (.., a symlink out of it) is 403; a
+        missing file, a directory, FIFO or device (opened without blocking,
+        never read) or a file that is no UTF-8 text is 422; one larger than
+        storage.max_script_bytes is 413 (no more than that is read). Each
+        names the field `path`."""
+        def refuse(cls, message):
+            return cls("Path: %s" % message, {"path": "Path: %s" % message})
+        if not isinstance(path, str) or not path.strip():
+            raise refuse(Invalid, "choose a file of your home directory.")
+        try:
+            full, _ = self._in_home(path)
+        except NotFound:
+            raise refuse(Invalid, "there is no such file in your home directory (give its path from your home, "
+                                  "e.g. project/run.sh).")
+        except Forbidden:
+            raise refuse(Forbidden, "%s leads outside your home directory, so it cannot be used." % path)
+        limit = self.config["storage"]["max_script_bytes"]
+        try:
+            data = read_file(full, limit)
+        except FileNotFoundError:
+            raise refuse(Invalid, "there is no file %s in your home directory." % path)
+        except (UnusableFile, IsADirectoryError) as e:
+            if getattr(e, "too_large", False):
+                raise refuse(TooLarge, "%s is larger than %d bytes (storage.max_script_bytes): that is no job "
+                                       "script. Import the script that uses it instead." % (path, limit))
+            raise refuse(Invalid, "%s is not a regular file (a directory, FIFO or device), so it cannot be "
+                                  "imported." % path)
+        except PermissionError:
+            raise refuse(Forbidden, "you may not read %s." % path)
+        except OSError as e:
+            raise disk_error(e, writing=False)
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise refuse(Invalid, "%s is not text (UTF-8), so it is no job script." % path)
+        if "\0" in text:
+            raise refuse(Invalid, "%s holds a NUL character, so it is no job script." % path)
+        return text, full
+
+    def _run_source(self, meta):
+        """(content, extra options, directory) of a submit of this script:
+        its own content, or for an imported script that runs where it is,
+        its file as it is now, read again through the path gate, with
+        --chdir to the file's directory (where its outputs then go). A
+        file that cannot be used now is 409 saying why."""
+        origin = meta.get("origin") or {}
+        if not origin.get("in_place"):
+            return self._script_public(meta, full=True)["content"], [], None
+        try:
+            text, full = self._home_script(origin["path"])
+        except FlightJobError as e:
+            raise Conflict("This script runs your file %s as it is when submitted, and that file cannot be "
+                           "used now: %s" % (origin["file"], e.message.replace("Path: ", "", 1)))
+        directory = os.path.dirname(full)
+        return text, ["--chdir=%s" % directory], directory
+
+    @operation("scripts.import", writes=True)
+    def script_import(self, path=None, content=None, name=None, in_place=False):
+        """A new script from a file of the home (path) or pasted text
+        (content), with no template: its #SBATCH lines are its submission
+        questions' defaults. in_place (a file only): each submit reads the
+        file again and runs it in its directory (_run_source). Errors name
+        the field: path (see _home_script), content, name, in_place."""
+        if not isinstance(in_place, bool):
+            raise Invalid("Run where it is: answer yes or no.", {"in_place": "Run where it is: answer yes or no."})
+        if path not in (None, "") and content not in (None, ""):
+            message = "Give either a file of your home directory or the script's text, not both."
+            raise Invalid(message, {"path": message})
+        now = now_iso()
+        if content not in (None, ""):
+            if in_place:
+                message = "Run where it is: only a file of your home can run where it is, not pasted text."
+                raise Invalid(message, {"in_place": message})
+            content = self._check_text(content, "Content").replace("\r\n", "\n")
+            origin = {"path": None, "file": None, "in_place": False, "imported_at": now}
+            default_name = dict(parse_directives(content)).get("job-name")
+            notes = "Imported from pasted text on %s." % now[:10]
+        else:
+            if path in (None, ""):
+                message = "Choose a file of your home directory, or paste the script's text."
+                raise Invalid(message, {"path": "Path: " + message, "content": "Script: " + message})
+            content, full = self._home_script(path)
+            self._check_text(content, "Content")
+            root = os.path.realpath(self.home)
+            origin = {"path": name_text(os.path.relpath(full, root)), "file": name_text(full),
+                      "in_place": in_place, "imported_at": now}
+            default_name = name_text(os.path.basename(full))
+            notes = "Imported from %s on %s.%s" % (origin["file"], now[:10], (
+                " It runs where it is: each submit reads that file as it is then and runs it in %s, where its "
+                "output goes." % name_text(os.path.dirname(full))) if in_place else "")
+        if name in (None, "") and isinstance(default_name, str) and default_name.strip():
+            name = default_name.strip()[:200]
+        name = self._check_name(name)
+        names = {field: body_name(field, 1) for field in SCRIPT_BODIES}
+        meta = {"format": SCRIPT_FORMAT, "name": name, "template_id": "", "template_name": "Imported",
+                "answers": {}, "created_at": now, "updated_at": now, "version": 1, "origin": origin,
+                "content_file": names["content"], "notes_file": names["notes"]}
+        meta = self._create_dir(self.scripts_dir, lambda script_id: (
+            dict(meta, id=script_id), {names["content"]: content, names["notes"]: notes}))
+        return self._script_public(meta, full=True)
+
+
 # Store: the facade ##########################################################
 
 
-class Store(TemplatesPart, ScriptsPart, JobsPart, ResultsPart):
+class Store(TemplatesPart, ScriptsPart, JobsPart, ResultsPart, HomePart):
     """A user's templates, scripts, jobs and results: the object the worker
     serves, each operation declared with @operation in its part."""
 
@@ -6806,6 +7064,72 @@ def script_delete_confirm(app, user, id):
 def script_delete(app, user, id):
     app.call(user, "scripts.delete", id=id)
     return see_other("/scripts")
+
+
+# Routes: import #############################################################
+
+
+@route("/api/import/files", api=True)
+def api_import_files(app, user):
+    return app.json(app.call_raw(user, "home.list", path=bottle.request.query.get("path") or ""))
+
+
+IMPORT_FIELDS = ("path", "content", "name", "in_place")
+
+
+@route("/api/import", "POST", api=True)
+def api_import(app, user):
+    data = app.body_json()
+    extra = set(data) - set(IMPORT_FIELDS)
+    if extra:
+        raise BadRequest("Unknown field %r: give path or content, and if you like name and in_place."
+                         % sorted(extra)[0])
+    script = app.call(user, "scripts.import", path=data.get("path"), content=data.get("content"),
+                      name=data.get("name"), in_place=data.get("in_place", False))
+    return script_json(app, script, 201)
+
+
+def import_page(app, user, path="", chosen=None, values=None, errors=None, status=200):
+    """The import page: a directory of the home (path) as links, the form
+    for the file chosen (its path in the home) and the form for pasted
+    text; values and errors: what was typed into a form sent back, and
+    the messages beside its fields."""
+    listing = app.call(user, "home.list", path=path)
+    entry = next((e for e in listing["entries"] if e["path"] == chosen), None) if chosen else None
+    return app.render("import", status=status, listing=listing, chosen=chosen, entry=entry,
+                      values=values or {}, errors=errors or {}, title="Import a script",
+                      crumbs=[("Scripts", "/scripts"), ("Import", None)])
+
+
+@route("/import")
+def import_get(app, user):
+    query = bottle.request.query
+    chosen = query.get("file") or None
+    path = query.get("path") or (chosen.rpartition("/")[0] if chosen else "")
+    return import_page(app, user, path, chosen)
+
+
+@route("/import", "POST")
+def import_post(app, user):
+    """Import the file chosen (source=file) or the text pasted
+    (source=paste): on to the new script, or the page again with what was
+    typed and the errors beside the fields."""
+    form = app.form()
+    values = {key: form.get(key, "") for key in ("source", "path", "content", "name")}
+    values["in_place"] = form.get("in_place") in ("on", "true", "yes", "1")
+    pasted = values["source"] == "paste"
+    try:
+        script = app.call(user, "scripts.import", path=None if pasted else values["path"],
+                          content=values["content"] if pasted else None, name=values["name"],
+                          in_place=False if pasted else values["in_place"])
+    except (Invalid, TooLarge, Forbidden, Conflict) as e:
+        chosen = None if pasted else values["path"] or None
+        where = chosen.rpartition("/")[0] if chosen else ""
+        try:
+            return import_page(app, user, where, chosen, values, form_errors(e), e.status)
+        except (NotFound, Forbidden):  # the file's directory cannot be listed: the home then
+            return import_page(app, user, "", chosen, values, form_errors(e), e.status)
+    return see_other("/scripts/%s" % script["id"])
 
 
 # Routes: submit #############################################################

@@ -29,6 +29,9 @@
   <div><dt>ID</dt><dd>{{sid}} <span class="muted">(on the {{job['scheduler']}} scheduler; ours: {{job['id']}})</span></dd></div>
   % if job.get('script_id'):
   <div><dt>Script</dt><dd><a href="/scripts/{{job['script_id']}}">{{job['script_name']}}</a></dd></div>
+  % if job.get('script_file'):
+  <div id="ran-in-place"><dt>Ran where it is</dt><dd>your file <code>{{job['script_file']}}</code>, as it was when submitted (the job keeps a copy of that text), run in <code>{{job.get('run_in') or job.get('results_dir')}}</code>, where its output went</dd></div>
+  % end
   % else:
   <div><dt>Job name</dt><dd>{{job['script_name']}} <span class="muted">(submitted outside flightjobd)</span></dd></div>
   % end

@@ -1,6 +1,11 @@
 % rebase('base', page=page)
 <h1 data-drafts="{{page['user']}}/{{script['id']}}" data-etag="{{script['etag']}}">{{script['name']}}</h1>
+% origin = script.get('origin')
+% if origin:
+<p class="meta">Imported from {{origin['file'] or 'pasted text'}} ·
+% else:
 <p class="meta">From the template {{script['template_name'] or script['template_id']}} ·
+% end
   created {{!time_tag(script['created_at'])}} ·
   last changed {{!time_tag(script['updated_at'])}}</p>
 <div class="actions">
@@ -16,6 +21,9 @@
   <a class="button" href="/scripts/{{script['id']}}?edit=template">Save as template</a>
   % end
 </div>
+% if origin and origin['in_place']:
+<p class="notice" role="status" id="in-place">Runs where it is: each submit reads your file <code>{{origin['file']}}</code> as it is then and runs it in its directory, where its output goes (no copy of your data). The text below is the file as it was when imported; edit the file itself.</p>
+% end
 % if error:
 <p class="error" role="alert">{{error}} Your text is below, not saved.</p>
 % end
@@ -40,7 +48,7 @@
 <div class="columns">
 <section class="script" aria-labelledby="script-h">
   <div class="section-head"><h2 id="script-h">Script</h2>
-  % if edit != 'content':
+  % if edit != 'content' and not (origin and origin['in_place']):
   <a class="button small" href="/scripts/{{script['id']}}?edit=content">Edit<span class="visually-hidden"> the script</span></a>
   % end
   </div>

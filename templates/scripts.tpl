@@ -2,7 +2,8 @@
 <div class="list-head">
 <h1>Scripts</h1>
 % if scripts:
-<a class="button primary" href="/templates">Create a new script</a>
+<span><a class="button" href="/import">Import a script</a>
+<a class="button primary" href="/templates">Create a new script</a></span>
 % end
 </div>
 % sorted_by, order = query['sort'], query['order']
@@ -35,7 +36,8 @@
   <h2>You have no job scripts yet</h2>
   <p>A job script tells the cluster what to run. Start from a template: pick the kind of job,
   answer a few questions, and the script is written for you.</p>
-  <div class="actions"><a class="button primary" href="/templates">Create a job script</a></div>
+  <div class="actions"><a class="button primary" href="/templates">Create a job script</a>
+  <a class="button" href="/import">Import a script you have</a></div>
 </div>
 % else:
 <div class="table-wrap">

@@ -2,6 +2,14 @@
 <h1>Submit {{sub['script']['name']}}</h1>
 <p class="lead">These answers become options of the scheduler's command and override the
 script's own <code>#SBATCH</code> lines for this submission only. Next you will see a summary.</p>
+% if sub['script'].get('origin'):
+<p class="notice" role="status" id="from-script">This script was imported: the defaults below are the values of its own
+<code>#SBATCH</code> lines{{' (' + ', '.join(q['text'] for q in sub['questions'] if q.get('from_script')) + ')' if any(q.get('from_script') for q in sub['questions']) else ' (it has none these questions ask)'}}; an empty answer leaves its line to apply.
+% if sub['script']['origin']['in_place']:
+Your file <code>{{sub['script']['origin']['file']}}</code> is read again at this submit and runs in its directory.
+% end
+</p>
+% end
 % if not sub['scheduler']['ok']:
 <p class="notice warn" role="status">The scheduler did not answer: {{sub['scheduler']['message']}}</p>
 % end

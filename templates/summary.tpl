@@ -9,6 +9,9 @@
   <dt>Scheduler options</dt><dd>{{' '.join(plan['options']) or '(none: the script\'s own directives apply)'}}</dd>
   <dt>Command</dt><dd><code>{{plan['command_text']}}</code></dd>
   <dt>Runs in</dt><dd><code>{{plan['outputs']['results_dir']}}</code></dd>
+  % if plan.get('script_file'):
+  <dt>Script</dt><dd id="runs-in-place">your file <code>{{plan['script_file']}}</code> as it is now (read at this submit; the job keeps a copy), run where it is: in its directory, where its output goes</dd>
+  % end
   <dt>Output</dt><dd><code>{{plan['outputs']['stdout_path']}}</code></dd>
   % if plan['outputs']['stderr_path'] != plan['outputs']['stdout_path']:
   <dt>Errors</dt><dd><code>{{plan['outputs']['stderr_path']}}</code></dd>

@@ -130,6 +130,15 @@ def scenario(s, slow_script):
     s.ok("GET", "/api/jobs/%s/files/audit-results/shadow" % job["id"], status=403)
     s.page("/jobs/%s/files/audit-results/data.txt" % job["id"])
     s.page("/jobs/%s/download/audit-results/data.txt" % job["id"])
+    # import: the picker, a file imported to run where it is, its plan (the file read again)
+    s.page("/import")
+    s.page("/import?path=audit-results")
+    s.page("/import?file=audit-results/data.txt")
+    s.ok("GET", "/api/import/files?path=audit-results")
+    s.form("/import", {"source": "file", "path": "audit-results/data.txt", "in_place": "on"})
+    imported = s.ok("POST", "/api/import", {"path": "audit-results/data.txt", "in_place": True}, status=201)
+    assert s.ok("POST", "/api/scripts/%s/preview" % imported["id"], {"answers": {}})["run_in"].endswith(
+        "/audit-results")
     # cancel one by the API and one by the form; remove by the API and by the form
     s.wait(slow_job["id"], until=("RUNNING",))
     s.page("/jobs/%s/cancel" % slow_job["id"])

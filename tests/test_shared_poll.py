@@ -106,8 +106,13 @@ def private_data(cluster, value):
         lines = [line for line in f if not line.startswith("PrivateData=")]
     if value:
         lines.append("PrivateData=%s\n" % value)
-    with open(cluster.conf, "w") as f:
+    # whole or not at all: slurmd may still be reading the file for the last
+    # reconfigure (a truncated slurm.conf is fatal to it: seen under load)
+    part = cluster.conf + ".part"
+    with open(part, "w") as f:
         f.writelines(lines)
+    os.chmod(part, 0o644)
+    os.replace(part, cluster.conf)
     subprocess.run(["scontrol", "reconfigure"], check=True, capture_output=True, timeout=60,
                    env=dict(os.environ, SLURM_CONF=cluster.conf))
 

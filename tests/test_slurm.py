@@ -209,6 +209,42 @@ def test_array_of_four_with_one_failing(site):
     assert "Array tasks" in site.pages.get("/jobs/" + job["id"]).text
 
 
+def test_imported_script_runs_where_it_is(site):
+    """An imported script run where it is: sbatch gets --chdir to the file's
+    directory, the job runs there and its output lands there (no copy);
+    the submission's defaults are the file's #SBATCH lines; each submit
+    reads the file as it is then."""
+    data = os.path.join(site.user.home, "run in place")
+    os.makedirs(data, exist_ok=True)
+    with open(os.path.join(data, "input.dat"), "w") as f:
+        f.write("42\n")
+    with open(os.path.join(data, "run.sh"), "w") as f:
+        f.write("#!/bin/bash\n#SBATCH --output=here-%j.out\n#SBATCH --time=0-00:05:00\n#SBATCH --mem=100M\n"
+                "pwd > where.txt\necho ran $(cat input.dat) on $SLURM_JOB_ID\n")
+    for path in (data, os.path.join(data, "input.dat"), os.path.join(data, "run.sh")):
+        os.chown(path, site.user.uid, site.user.gid)
+    script = site.api("POST", "/api/import", {"path": "run in place/run.sh", "in_place": True}, status=201)
+    sub = site.api("GET", "/api/scripts/%s/submission" % script["id"])
+    defaults = {q["id"]: q["default"] for q in sub["questions"]}
+    assert defaults["time"] == "0-00:05:00" and defaults["mem"] == "100M"
+    job = site.api("POST", "/api/jobs", {"script": script["id"], "answers": {}}, status=201)
+    assert "--chdir=" + data in job["command"] and job["run_in"] == data
+    job = site.wait(job)
+    assert job["state"] == "COMPLETED", job
+    assert job["results_dir"] == data and job["stdout_path"] == os.path.join(data, "here-%s.out" % job["scheduler_id"])
+    assert open(job["stdout_path"]).read() == "ran 42 on %s\n" % job["scheduler_id"]
+    assert open(os.path.join(data, "where.txt")).read() == data + "\n"
+    assert os.stat(job["stdout_path"]).st_uid == site.user.uid
+    files = [f["name"] for f in site.api("GET", "/api/jobs/%s/files" % job["id"])["files"]]
+    assert "here-%s.out" % job["scheduler_id"] in files and "input.dat" in files
+    assert "Ran where it is" in site.pages.get("/jobs/" + job["id"]).text
+    # changed where it is: the next job runs the new text
+    with open(os.path.join(data, "run.sh"), "w") as f:
+        f.write("#!/bin/bash\n#SBATCH --output=again-%j.out\necho again\n")
+    again = site.wait(site.api("POST", "/api/jobs", {"script": script["id"], "answers": {}}, status=201))
+    assert open(os.path.join(data, "again-%s.out" % again["scheduler_id"])).read() == "again\n"
+
+
 def test_one_squeue_and_at_most_one_sacct_per_poll(site, slurm_cluster):
     sid = site.script("true", "#SBATCH --hold")
     jobs = [site.api("POST", "/api/jobs", {"script": sid, "answers": {}}, status=201) for _ in range(50)]

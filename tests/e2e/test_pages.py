@@ -388,6 +388,45 @@ def test_submit_again_copy_and_save_as_template(logged_in):
     expect(page.locator("#template-my-own-serial .yours")).to_have_text("Your own template")
 
 
+def test_import_a_script_from_the_home_and_run_it_where_it_is(logged_in):
+    import os
+    site, page = logged_in, logged_in.page
+    user = site.user
+    data = os.path.join(user.home, "project")
+    os.mkdir(data)
+    for name, text in (("run.sh", "#!/bin/bash\n#SBATCH --job-name=analyse\n#SBATCH --time=0-00:20:00\n"
+                                  "#SBATCH --output=analyse-%j.out\necho analysed $(cat input.dat)\n"),
+                       ("input.dat", "42\n")):
+        with open(os.path.join(data, name), "w") as f:
+            f.write(text)
+    for path in (data, os.path.join(data, "run.sh"), os.path.join(data, "input.dat")):
+        os.chown(path, user.uid, user.gid)
+    site.go("/scripts")
+    page.click("text=Import a script you have")
+    expect(page.locator("h1")).to_have_text("Import a script")
+    page.click("#home-files a:has-text('project/')")
+    page.click("#home-files a:has-text('run.sh')")
+    page.check("#in_place")
+    site.check_a11y("import")
+    site.shot("23-import")
+    page.click("#import-file button[type=submit]")
+    expect(page.locator("h1")).to_have_text("run.sh")
+    expect(page.locator("#in-place")).to_contain_text("Runs where it is")
+    site.check_a11y("imported script")
+    page.click("text=Submit")
+    expect(page.locator("#from-script")).to_contain_text("Time limit")
+    expect(page.locator("#q_time")).to_have_value("0-00:20:00")
+    page.click("button[value=review]")
+    expect(page.locator("#runs-in-place")).to_contain_text(data + "/run.sh")
+    page.click("button[value=submit]")
+    expect(page).to_have_url(re.compile(r"/jobs/[\w-]+$"))
+    wait_finished(page, "Completed")
+    expect(page.locator("#ran-in-place")).to_contain_text(data)
+    expect(page.locator("pre[data-follow=stdout]")).to_contain_text("analysed 42")
+    site.check_a11y("job run where it is")
+    site.shot("24-job-run-in-place")
+
+
 def test_jobs_list_search_sort_and_bulk_cancel(logged_in):
     """The list controls of issue 16: search, sort by a column's header,
     per page, and a bulk cancel with one confirmation page."""
@@ -407,17 +446,17 @@ def test_jobs_list_search_sort_and_bulk_cancel(logged_in):
     expect(page.locator("tr[data-job]").first).to_have_attribute("data-job", jobs["Alpha long"])
     expect(page.locator("#q")).to_have_value("LONG")  # the search kept
     site.check_a11y("jobs list, searched and sorted")
-    site.shot("23-jobs-search-sort")
+    site.shot("25-jobs-search-sort")
     for name in ("Alpha long", "Beta long"):
         page.check("tr[data-job='%s'] input[type=checkbox]" % jobs[name])
     page.click("#bulk button[value=cancel]")
     expect(page.locator("h1")).to_have_text("Cancel jobs")
     expect(page.locator("#bulk-confirm li")).to_have_count(2)
     site.check_a11y("bulk cancel confirmation")
-    site.shot("24-jobs-bulk-confirm")
+    site.shot("26-jobs-bulk-confirm")
     page.click("#bulk-confirm button[type=submit]")
     expect(page.locator("#bulk-done")).to_contain_text("2 of 2 jobs cancelled.")
-    site.shot("25-jobs-bulk-done")
+    site.shot("27-jobs-bulk-done")
     for name in ("Alpha long", "Beta long"):  # the worker waits up to 2 s for the scheduler to say so
         for _ in range(60):
             if site.api("GET", "/api/jobs/%s" % jobs[name])["state"] == "CANCELLED":
