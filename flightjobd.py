@@ -3434,7 +3434,7 @@ OUTSIDE_IMPORTS = 100  # the most outside jobs a refresh takes in
 # with atomic_write under the lock, by a list that found rows it lacked.
 INDEX_FILE = "job-index.json"
 INDEX_FORMAT = 1
-INDEX_LIMIT = 64 << 20  # the largest index file read (a job is ~150 bytes of it)
+INDEX_LIMIT = 32 << 20  # the largest index file read (a job is ~160 bytes of it: ~200,000 jobs)
 # name, script, scheduler_id: casefolded, as searched and sorted (pages show
 # the records'); times: whole seconds since the epoch, None for none. ~400
 # bytes a job in memory.
