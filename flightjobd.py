@@ -41,6 +41,8 @@ Layout in a user's home (`storage.state_dir`, default
     jobs/ID/meta.json       state, scheduler id, times, answers, options
     jobs/ID/script.sh       the exact script that was submitted
     local/N/                the local scheduler's run of job N
+    job-index.json          what the jobs list searches and sorts by, per
+                            finished job (a cache: see INDEX_FILE)
     .lock                   flock taken for every read-modify-write
 
 Every metadata file carries a format version; every write is atomic.
