@@ -302,28 +302,47 @@ def index_path(user):
     return os.path.join(state_dir(user), flightjobd.INDEX_FILE)
 
 
+def read_index(user):
+    """(the header, {job id: row}) of the user's job index (JSON, a line each)."""
+    with open(index_path(user)) as f:
+        lines = [json.loads(line) for line in f]
+    return lines[0], {line[0]: line[1:] for line in lines[1:]}
+
+
+def index_text(header, rows):
+    return "\n".join([json.dumps(header)] + [json.dumps([job_id] + row) for job_id, row in rows.items()]) + "\n"
+
+
 def test_index_is_written_and_a_corrupt_one_rebuilt(alice_jobs, multi_app):
     a, web, h, alice, ids = alice_jobs
     expected = web.get("/api/jobs?sort=name").json["jobs"]
-    index = json.load(open(index_path(alice)))
-    assert index["format"] == flightjobd.INDEX_FORMAT and sorted(index["jobs"]) == sorted(ids.values())
+    header, rows = read_index(alice)
+    assert header == {"format": flightjobd.INDEX_FORMAT} and sorted(rows) == sorted(ids.values())
     assert os.stat(index_path(alice)).st_uid == alice.uid
-    assert index["jobs"][ids["Gamma"]][:4] == ["CANCELLED", "gamma", "analysis", "100"]
-    good = open(index_path(alice)).read()
-    lying = json.loads(good)
-    lying["jobs"][ids["beta"]][1] = "renamed"  # a row whose record has changed since: stat differs
-    lying["jobs"][ids["beta"]][7] += 1
-    for corrupt in ("not json{", "", "[]", json.dumps({"format": 99, "jobs": {}}),
-                    json.dumps({"format": 1, "jobs": {ids["beta"]: ["RUNNING", "", "", "", None, None, None, 0, 0]}}),
-                    json.dumps({"format": 1, "jobs": {ids["beta"]: "x"}}), "\xff\xfe", json.dumps(lying)):
+    assert rows[ids["Gamma"]][:4] == ["CANCELLED", "gamma", "analysis", "100"]
+    # a fresh worker uses the rows whose record has not changed since: it does not read the record
+    trusted = dict(rows, **{ids["beta"]: ["FAILED", "only-in-the-index"] + rows[ids["beta"]][2:]})
+    with open(index_path(alice), "w") as f:
+        f.write(index_text(header, trusted))
+    fresh, _ = multi_app()
+    web1, _ = login(fresh, alice)
+    assert [j["id"] for j in web1.get("/api/jobs?q=only-in-the-index").json["jobs"]] == [ids["beta"]]
+    # one whose record changed (its mtime differs) is read again; a file that cannot be used is made again
+    stale = dict(rows, **{ids["beta"]: ["FAILED", "renamed"] + rows[ids["beta"]][2:6] + [rows[ids["beta"]][7] + 1,
+                                                                                          rows[ids["beta"]][8]]})
+    bad_row = ["RUNNING", "", "", "", None, None, None, 0, 0]
+    for corrupt in ("not json{", "", "[]", "\xff\xfe", index_text({"format": 99}, rows), index_text(header, stale),
+                    index_text(header, dict(rows, **{ids["beta"]: bad_row})),
+                    index_text(header, dict(rows, **{ids["beta"]: rows[ids["beta"]][:5]})),
+                    index_text(header, dict(rows, **{"../x": rows[ids["beta"]]})),
+                    index_text(header, rows) + "\n\n" + "x" * 100):
         with open(index_path(alice), "w", encoding="latin-1") as f:
             f.write(corrupt)
         fresh, _ = multi_app()  # a fresh worker reads it
         web2, h2 = login(fresh, alice)
         assert web2.get("/api/jobs?sort=name").json["jobs"] == expected, corrupt
         assert names(web2.get("/api/jobs?q=beta").json) == ["beta"]
-        rebuilt = json.load(open(index_path(alice)))
-        assert rebuilt["jobs"] == json.loads(good)["jobs"], corrupt
+        assert read_index(alice) == (header, rows), corrupt
     # a record changed by hand after it was indexed: the fresh worker reads the record
     meta_path = os.path.join(state_dir(alice), "jobs", ids["beta"], "meta.json")
     meta = json.load(open(meta_path))
@@ -334,7 +353,7 @@ def test_index_is_written_and_a_corrupt_one_rebuilt(alice_jobs, multi_app):
     web3, _ = login(fresh, alice)
     assert names(web3.get("/api/jobs?q=renamed").json) == ["beta-renamed"]
     assert names(web3.get("/api/jobs?state=FAILED").json) == []
-    assert json.load(open(index_path(alice)))["jobs"][ids["beta"]][:2] == ["COMPLETED", "beta-renamed"]
+    assert read_index(alice)[1][ids["beta"]][:2] == ["COMPLETED", "beta-renamed"]
     # a directory where the index goes, or an unwritable one: the list is served all the same
     os.unlink(index_path(alice))
     os.mkdir(index_path(alice))
