@@ -43,6 +43,8 @@ Layout in a user's home (`storage.state_dir`, default
     jobs/ID/script.sh       the exact script that was submitted
     local/N/                the local scheduler's run of job N (spec.json, status.json,
                             markers: cancel, cancel-TASK, hold, time_limit)
+    job-index.json          what the jobs list searches and sorts by, per
+                            finished job (a cache: see INDEX_FILE)
     .lock                   flock taken for every read-modify-write
 
 Every metadata file carries a format version; every write is atomic.
@@ -90,6 +92,7 @@ __version__ = "0.1.0"
 
 import argparse
 import base64
+import collections
 import concurrent.futures
 import contextlib
 import datetime
@@ -148,6 +151,7 @@ CONFIRM = {
     "cancel_task": ("Cancel task", "Cancel task", "Cancel array task %s? It stops at once; the job's other "
                     "tasks go on."),
 }
+BULK_TITLES = {"cancel": "Cancel jobs", "remove": "Remove jobs"}  # the bulk actions' pages
 
 QUESTION_TYPES = ("text", "multiline", "integer", "number", "select",
                   "multiselect", "boolean", "time", "email", "path")
@@ -3078,8 +3082,8 @@ SCRIPT_META = {"name": _text, "template_id": _text, "template_name": _or_none(_t
                                                      and isinstance(v.get("in_place"), bool)
                                                      and (v["path"] is not None or not v["in_place"]))}
 JOB_META = dict({key: _or_none(_text) for key in (
-    "script_name", "scheduler", "scheduler_id", "results_dir", "stdout_path", "stderr_path", "raw_state",
-    "reason", "reason_text", "script_file", "run_in")}, **{key: _or_none(_time) for key in (
+    "script_name", "scheduler", "scheduler_id", "job_name", "results_dir", "stdout_path", "stderr_path",
+    "raw_state", "reason", "reason_text", "script_file", "run_in")}, **{key: _or_none(_time) for key in (
         "updated_at", "started_at", "estimated_start_at", "ended_at", "missing_since", "cancel_requested_at")},
     script_id=_text, state=_state, submitted_at=_time, answers=_or_none(lambda v: isinstance(v, dict)),
     options=_or_none(_texts), command=_or_none(_texts), ignored_options=_or_none(_texts),
@@ -3111,6 +3115,74 @@ def _meta_or_broken(path, fields, formats=(FORMAT,)):
                          % (", ".join(bad), "is" if len(bad) == 1 else "are"))
     meta["id"] = os.path.basename(os.path.dirname(path))
     return meta
+
+
+# Searching and sorting lists (of jobs: see the job index under Store: jobs)
+
+MAX_SEARCH = 200  # the longest search text (q) of a list
+DATE_RE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
+
+
+def _folded(value):
+    return value.casefold()
+
+
+def _padded(scheduler_id):
+    """A scheduler id that sorts as numbers do (12_3 before 100)."""
+    return "_".join(part.zfill(12) for part in scheduler_id.split("_"))
+
+
+# The columns a list sorts by (a JobRow's texts are casefolded already):
+# sort name -> (its value of a row, None for
+# none: those come last; the order when none is asked: True descending).
+JOB_SORTS = {"submitted": (lambda r: r.submitted_at, True), "started": (lambda r: r.started_at, True),
+             "ended": (lambda r: r.ended_at, True), "job": (lambda r: _padded(r.scheduler_id) if r.scheduler_id else None, True),
+             "name": (lambda r: r.name, False), "script": (lambda r: r.script, False),
+             "state": (lambda r: r.state, False)}
+SCRIPT_SORTS = {"updated": (lambda s: s.get("updated_at"), True), "created": (lambda s: s.get("created_at"), True),
+                "name": (lambda s: _folded(s.get("name") or ""), False),
+                "template": (lambda s: _folded(s.get("template_name") or s.get("template_id") or ""), False)}
+
+
+def list_query(q, sort, order, sorts, default):
+    """(search text casefolded or None, sort, descending) of a list's query
+    parameters q, sort and order; BadRequest naming the bad one."""
+    if q in (None, ""):
+        q = None
+    elif not isinstance(q, str) or len(q) > MAX_SEARCH or CONTROL_RE.search(q):
+        raise BadRequest("q: the search is one line of at most %d characters." % MAX_SEARCH,
+                         {"q": "one line of at most %d characters" % MAX_SEARCH})
+    sort = sort or default
+    if sort not in sorts:
+        raise BadRequest("sort: there is no column %r to sort by; use one of %s."
+                         % (str(sort)[:40], ", ".join(sorts)), {"sort": "unknown column"})
+    if order not in (None, "", "asc", "desc"):
+        raise BadRequest("order: use asc or desc.", {"order": "asc or desc"})
+    return (q.strip().casefold() or None if q else None), sort, order == "desc" if order else sorts[sort][1]
+
+
+def list_date(value, name):
+    """A date query parameter (YYYY-MM-DD, UTC) or None; BadRequest naming it."""
+    if value in (None, ""):
+        return None
+    try:
+        if not isinstance(value, str) or not DATE_RE.match(value):
+            raise ValueError
+        datetime.date(int(value[:4]), int(value[5:7]), int(value[8:]))
+    except ValueError:
+        raise BadRequest("%s: a date is YYYY-MM-DD (UTC), such as 2024-05-31." % name,
+                         {name: "not a date (YYYY-MM-DD)"})
+    return value
+
+
+def sorted_by(items, sorts, sort, descending, value=lambda item: item):
+    """items sorted by the column `sort` of sorts (value(item): what its
+    key reads), those without one last; equal ones keep their order."""
+    key = sorts[sort][0]
+    keyed = [(key(value(item)), item) for item in items]
+    have = [k for k in keyed if k[0] is not None]
+    have.sort(key=lambda k: k[0], reverse=descending)
+    return [item for _, item in have] + [item for k, item in keyed if k is None]
 
 
 # atomic_write's temporary file, left behind when the writer was killed
@@ -3154,9 +3226,12 @@ class StorePart:
         self._assoc = (-1e9, None)  # (when, the user's accounts and QOS) for partitions' access rules
         self.has_unfinished = None  # what the current operation found (see perform)
         # id -> (mtime_ns, size, meta) of parsed job files; a finished job's
-        # entry is only its state, a string (10,000 full records would be
-        # ~45 MB): its full record is read again when shown
+        # entry is only its JobRow, what the list searches and sorts by
+        # (10,000 full records would be ~45 MB): its full record is read
+        # again when shown. The rows are kept in INDEX_FILE too (see there).
         self._jobs = {}
+        self._index_read = False  # INDEX_FILE read (once per worker)
+        self._index_dirty = False  # the rows differ from INDEX_FILE's
         self._templates = (None, None)
         self._archives = {}  # token -> ResultsArchive streaming to root (ResultsPart.job_archive)
         self._sweep()
@@ -3183,6 +3258,7 @@ class StorePart:
                     if entry.name.startswith((".new-", ".gone-")) and \
                             time.time() - entry.stat(follow_symlinks=False).st_mtime > age:
                         _remove_tree(entry.path)
+        self._sweep_item(self.root, age)  # an interrupted write of INDEX_FILE
 
     def _sweep_item(self, path, age=None, unreferenced=None):
         """Remove what a crash left inside one item directory: atomic_write's
@@ -3593,15 +3669,22 @@ class ScriptsPart(StorePart):
         return name
 
     @operation("scripts.list")
-    def scripts_list(self):
-        items = []
+    def scripts_list(self, q=None, sort=None, order=None):
+        """The scripts whose name or template has q in it (any case; broken
+        ones are always listed, last), sorted by a SCRIPT_SORTS column."""
+        typed, (q, sort, descending) = q, list_query(q, sort, order, SCRIPT_SORTS, "updated")
+        items, broken = [], []
         for script_id in self._item_ids(self.scripts_dir):
             try:
                 items.append(self._script_public(self._read_script_meta(script_id)))
             except ValueError as e:
-                items.append({"id": script_id, "broken": True, "reason": str(e)})
-        items.sort(key=lambda s: s.get("updated_at") or "", reverse=True)
-        return {"scripts": items}
+                broken.append({"id": script_id, "broken": True, "reason": str(e)})
+        if q:
+            items = [s for s in items if q in s["name"].casefold()
+                     or q in (s.get("template_name") or s["template_id"]).casefold()]
+        items.sort(key=lambda s: s["id"], reverse=True)
+        return {"scripts": sorted_by(items, SCRIPT_SORTS, sort, descending) + broken,
+                "query": {"q": typed or None, "sort": sort, "order": "desc" if descending else "asc"}}
 
     def script_render(self, template, name, answers):
         """Check answers and render, without saving: the text and typed values."""
@@ -3854,7 +3937,8 @@ def new_job_record(job_id, plan, scheduler_name, command, now):
         # an imported script run where it is: its file, read at submit, and the directory it ran in
         "script_file": plan.get("script_file"), "run_in": plan.get("run_in"),
         # the scheduler's answer
-        "scheduler_id": None, "results_dir": None, "stdout_path": None, "stderr_path": None,
+        "scheduler_id": None, "job_name": None, "results_dir": None, "stdout_path": None,
+        "stderr_path": None,
         # the state, from the scheduler's status
         "state": "PENDING", "raw_state": "SUBMITTING", "reason": "Submitting",
         "reason_text": "being submitted", "exit_code": None, "started_at": None,
@@ -3979,7 +4063,7 @@ def outside_job_record(job_id, scheduler_name, scheduler_id, status, detail, now
     plan = {"script": {"id": "", "name": name}, "answers": {}, "options": [], "ignored_options": []}
     record = new_job_record(job_id, plan, scheduler_name, None, now)
     stdout = detail.get("stdout") or None
-    record.update(status, origin="outside", scheduler_id=scheduler_id, results_dir=detail.get("workdir") or None,
+    record.update(status, origin="outside", scheduler_id=scheduler_id, job_name=name, results_dir=detail.get("workdir") or None,
                   stdout_path=stdout, stderr_path=detail.get("stderr") or stdout)
     return record
 
@@ -3994,6 +4078,87 @@ def _brief_job(meta):
     """A job as a tab's title and notifications name it."""
     return {"id": meta["id"], "scheduler_id": meta.get("scheduler_id"), "name": meta.get("script_name"),
             "state": meta["state"], "reason_text": meta.get("reason_text")}
+# The job index: what the jobs list searches and sorts by, one JobRow a
+# job. A finished job's row is all the worker keeps of it in memory (see
+# StorePart._jobs) and is kept in INDEX_FILE in the state directory too, so
+# a fresh worker does not parse every record again. A row of the file is
+# used only while its record's meta.json has the mtime and size the row was
+# made from (checked when the file is read, once a worker). The file is a
+# cache: one that is missing, too large, not JSON, of another format or with
+# a single bad row (a user may edit anything in their home) is not used, and
+# is written again from the records; losing it loses nothing. It is written
+# with atomic_write under the lock, by a list that found rows it lacked.
+INDEX_FILE = "job-index.json"
+INDEX_FORMAT = 1
+INDEX_LIMIT = 32 << 20  # the largest index file read (a job is ~160 bytes of it: ~200,000 jobs)
+# name, script, scheduler_id: casefolded, as searched and sorted (pages show
+# the records'); times: whole seconds since the epoch, None for none. ~400
+# bytes a job in memory.
+JobRow = collections.namedtuple("JobRow", "state name script scheduler_id submitted_at started_at ended_at "
+                                          "mtime_ns size")
+STATE_FOLDED = {state: state.casefold() for state in STATES}
+
+
+def _index_time(value):
+    seconds = parse_iso(value)
+    return None if seconds is None else int(seconds)
+
+
+def job_row(meta, st=None):
+    """A job's JobRow from its record (st: its meta.json's stat). The job's
+    name is the scheduler's (--job-name; older records: the script's)."""
+    script = (meta.get("script_name") or "").casefold()
+    name = meta["job_name"].casefold() if meta.get("job_name") else script
+    return JobRow(sys.intern(meta["state"]), name, script, (meta.get("scheduler_id") or "").casefold(),
+                  _index_time(meta.get("submitted_at")), _index_time(meta.get("started_at")),
+                  _index_time(meta.get("ended_at")), st.st_mtime_ns if st else 0, st.st_size if st else 0)
+
+
+def index_row(value):
+    """A JobRow from INDEX_FILE's list; ValueError unless every field is
+    what job_row makes of a finished job."""
+    if not isinstance(value, list) or len(value) != len(JobRow._fields):
+        raise ValueError("a row is not a list of %d fields" % len(JobRow._fields))
+    row = JobRow(*value)
+    if not (row.state in FINISHED and all(isinstance(v, str) and v == v.casefold() for v in row[1:4])
+            and all(v is None or _whole(v) for v in row[4:7]) and _whole(row.mtime_ns) and _whole(row.size)):
+        raise ValueError("a row is not what this version writes")
+    return row._replace(state=sys.intern(row.state), script=row.name if row.script == row.name else row.script)
+
+
+def index_rows(data):
+    """(id, JobRow) of each line of INDEX_FILE's bytes, parsed one line at a
+    time (a whole 10,000-job file parsed at once would hold ~3 MB more of
+    the worker's memory for good); ValueError for a file of another format
+    or a line that is not a row."""
+    end = data.find(b"\n")
+    header = json.loads(data[:end] if end >= 0 else data)
+    if not isinstance(header, dict) or header.get("format") != INDEX_FORMAT:
+        raise ValueError("not an index of format %d" % INDEX_FORMAT)
+    while 0 <= end < len(data) - 1:
+        start, end = end + 1, data.find(b"\n", end + 1)
+        line = json.loads(data[start:end if end >= 0 else len(data)])
+        if not isinstance(line, list) or not line or not isinstance(line[0], str) or not ID_RE.match(line[0]):
+            raise ValueError("a line is not a job's row")
+        yield line[0], index_row(line[1:])
+
+
+BULK_IDS = 100  # the most jobs one bulk cancel or remove may name
+BULK_ACTIONS = ("cancel", "remove")
+
+
+def bulk_ids(ids, action):
+    """The ids of a bulk action, each once, in order; BadRequest for an
+    action not in BULK_ACTIONS, no ids, or more than BULK_IDS."""
+    if action not in BULK_ACTIONS:
+        raise BadRequest("action: use cancel or remove.", {"action": "cancel or remove"})
+    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids) or not ids:
+        raise BadRequest("id: select at least one job.", {"id": "select at least one job"})
+    ids = list(dict.fromkeys(ids))
+    if len(ids) > BULK_IDS:
+        raise BadRequest("id: at most %d jobs at a time (%d selected)." % (BULK_IDS, len(ids)),
+                         {"id": "at most %d jobs" % BULK_IDS})
+    return ids
 
 
 class JobsPart(StorePart):
@@ -4175,10 +4340,8 @@ class JobsPart(StorePart):
 
     def _submitted(self, content, options, scheduler_id):
         """A job record's changes once the scheduler has it as scheduler_id."""
-        changes = dict(self._outputs(content, options, scheduler_id), scheduler_id=scheduler_id,
-                       raw_state="PENDING", reason="None", reason_text="submitted")
-        changes.pop("job_name")
-        return changes
+        return dict(self._outputs(content, options, scheduler_id), scheduler_id=scheduler_id,
+                    raw_state="PENDING", reason="None", reason_text="submitted")
 
     def _outputs(self, content, options, job_id):
         """Where a job's output goes (job_outputs), for an array job its
@@ -4206,14 +4369,19 @@ class JobsPart(StorePart):
         except OSError as e:  # a symlink loop, an I/O error
             raise Conflict("This job record cannot be read: %s." % (e.strerror or e))
         hit = self._jobs.get(job_id)
-        if cached and isinstance(hit, tuple) and hit[0] == st.st_mtime_ns and hit[1] == st.st_size:
+        if cached and isinstance(hit, tuple) and not isinstance(hit, JobRow) \
+                and hit[0] == st.st_mtime_ns and hit[1] == st.st_size:
             return hit[2]
         try:
             meta = _meta_or_broken(path, JOB_META)
         except ValueError as e:
             raise Conflict("This job record is broken: %s." % e)
-        finished = meta["state"] in FINISHED and not meta.get("detail_pending")
-        self._jobs[job_id] = sys.intern(meta["state"]) if finished else (st.st_mtime_ns, st.st_size, meta)
+        if meta["state"] in FINISHED and not meta.get("detail_pending"):
+            row = job_row(meta, st)
+            self._index_dirty = self._index_dirty or hit != row
+            self._jobs[job_id] = row
+        else:
+            self._jobs[job_id] = (st.st_mtime_ns, st.st_size, meta, job_row(meta))
         return meta
 
     def _update_job(self, job_id, changes):
@@ -4241,22 +4409,79 @@ class JobsPart(StorePart):
                 out[key] = name_text(out[key])
         return out
 
-    def _all_jobs(self):
-        """(metas, broken) for every job, using the parse cache: unfinished
-        jobs in full, finished ones as {id, state} (see _jobs)."""
-        metas, broken = [], []
+    def _scan(self):
+        """(items, broken) for every job, using the parse cache and the
+        index: items are (id, JobRow, meta), meta the full record of an
+        unfinished job (or one whose accounting detail is pending), None for
+        a finished one (see _jobs)."""
+        self._read_index()
+        items, broken = [], []
         for job_id in self._item_ids(self.jobs_dir):
             hit = self._jobs.get(job_id)
-            if isinstance(hit, str):  # finished: no stat (10,000 jobs: 35 ms a list)
-                metas.append({"id": job_id, "state": hit})
+            if not isinstance(hit, JobRow):  # finished ones: no stat (10,000 jobs: 35 ms a list)
+                try:
+                    meta = self._job_meta(job_id)
+                except (Conflict, NotFound) as e:
+                    broken.append({"id": job_id, "broken": True, "reason": e.message})
+                    continue
+                hit = self._jobs.get(job_id)
+                if not isinstance(hit, JobRow):
+                    items.append((job_id, hit[3] if hit and hit[2] is meta else job_row(meta), meta))
+                    continue
+            items.append((job_id, hit, None))
+        return items, broken
+
+    def _all_jobs(self):
+        """(metas, broken) for every job: unfinished jobs in full, finished
+        ones as {id, state} (see _scan)."""
+        items, broken = self._scan()
+        return [meta or {"id": job_id, "state": row.state} for job_id, row, meta in items], broken
+
+    def _index_path(self):
+        return os.path.join(self.root, INDEX_FILE)
+
+    def _read_index(self):
+        """Take the rows of INDEX_FILE that still match their records, once
+        a worker; a file that cannot be used is made again (see INDEX_FILE)."""
+        if self._index_read:
+            return
+        self._index_read = True
+        try:
+            rows = dict(index_rows(read_file(self._index_path(), INDEX_LIMIT)))
+        except FileNotFoundError:
+            self._index_dirty = True
+            return
+        except (OSError, ValueError) as e:  # UnusableFile and UnicodeDecodeError are ValueErrors
+            log.warning("the job index cannot be used (%s): it is made again from the job records", e)
+            self._index_dirty = True
+            return
+        for job_id, row in rows.items():
+            if job_id in self._jobs:
                 continue
             try:
-                meta = self._job_meta(job_id)
-                metas.append(meta if meta["state"] in UNFINISHED or meta.get("detail_pending")
-                             else {"id": job_id, "state": meta["state"]})
-            except (Conflict, NotFound) as e:
-                broken.append({"id": job_id, "broken": True, "reason": e.message})
-        return metas, broken
+                st = os.stat(self._job_path(job_id, "meta.json"))
+            except OSError:  # removed meanwhile, or unreadable: its record says
+                self._index_dirty = True
+                continue
+            if (st.st_mtime_ns, st.st_size) == (row.mtime_ns, row.size):
+                self._jobs[job_id] = row
+            else:
+                self._index_dirty = True
+
+    def _write_index(self, items):
+        """Write INDEX_FILE with the finished jobs' rows, if they changed. A
+        failure (a full disk) is logged: the list is served all the same."""
+        if not self._index_dirty:
+            return
+        text = "\n".join(itertools.chain([json.dumps({"format": INDEX_FORMAT})], (
+            json.dumps([job_id] + list(row), separators=(",", ":")) for job_id, row, meta in items if meta is None)))
+        try:
+            with self._writing():
+                atomic_write(self._index_path(), text + "\n")
+        except (OSError, FlightJobError) as e:
+            log.warning("the job index could not be written: %s", getattr(e, "message", e))
+            return
+        self._index_dirty = False
 
     @operation("jobs.refresh")
     def refresh(self, force=False, statuses=None, notice=None, own=False, outside=None):
@@ -4441,24 +4666,43 @@ class JobsPart(StorePart):
                     ids=[i for _, i in ids[:POLLED_IDS]])
 
     @operation("jobs.list")
-    def jobs_list(self, state=None, page=1, per_page=50):
+    def jobs_list(self, state=None, page=1, per_page=50, q=None, sort=None, order=None, since=None, until=None):
+        """One page of the jobs that match: state, q (in the job's name,
+        script, scheduler id or state, any case), submitted between since
+        and until (dates, both included), sorted by a JOB_SORTS column
+        (order asc or desc). Searched and sorted in the index: only the page
+        shown reads records in full. BadRequest naming a bad parameter."""
         if state is not None and state not in STATES:
-            raise Invalid("Unknown state %r: use one of %s." % (state, ", ".join(STATES)),
-                          {"state": "unknown state"})
-        if not isinstance(page, int) or not isinstance(per_page, int) or page < 1 or not 1 <= per_page <= 500:
-            raise Invalid("page must be 1 or more and per_page 1 to 500.", {"page": "out of range"})
+            raise BadRequest("state: unknown state %r; use one of %s." % (str(state)[:40], ", ".join(STATES)),
+                             {"state": "unknown state"})
+        if not _whole(page) or page < 1:
+            raise BadRequest("page: give 1 or more.", {"page": "1 or more"})
+        if not _whole(per_page) or not 1 <= per_page <= 500:
+            raise BadRequest("per_page: give 1 to 500.", {"per_page": "1 to 500"})
+        typed, (q, sort, descending) = q, list_query(q, sort, order, JOB_SORTS, "submitted")
+        since, until = list_date(since, "from"), list_date(until, "to")
+        if since and until and since > until:
+            raise BadRequest("from: the first day is after the last (to).", {"from": "after to"})
         scheduler_state = self.refresh()
-        metas, broken = self._all_jobs()
-        if state:
-            metas = [m for m in metas if m["state"] == state]
-        metas.sort(key=lambda m: m["id"], reverse=True)
+        items, broken = self._scan()
+        self._write_index(items)
+        first = parse_iso(since + "T00:00:00Z") if since else None
+        last = parse_iso(until + "T23:59:59Z") if until else None
+        rows = [(job_id, row) for job_id, row, _ in items if (not state or row.state == state)
+                and (not q or q in row.name or q in row.script or q in row.scheduler_id or q in STATE_FOLDED[row.state])
+                and (first is None or row.submitted_at is not None and row.submitted_at >= first)
+                and (last is None or row.submitted_at is not None and row.submitted_at <= last)]
+        rows.sort(key=lambda item: item[0], reverse=True)  # ids are in submission order: newest first among equals
+        rows = sorted_by(rows, JOB_SORTS, sort, descending, lambda item: item[1])
         start = (page - 1) * per_page
         shown = []
-        for m in metas[start:start + per_page]:
+        for job_id, _ in rows[start:start + per_page]:
             with contextlib.suppress(Conflict, NotFound):  # removed meanwhile by another daemon
-                shown.append(self._public_job(self._job_meta(m["id"])))
+                shown.append(self._public_job(self._job_meta(job_id)))
         return {"jobs": shown,
-                "broken": broken, "total": len(metas), "page": page, "per_page": per_page,
+                "broken": broken, "total": len(rows), "page": page, "per_page": per_page,
+                "query": {"state": state, "q": typed or None, "sort": sort, "order": "desc" if descending else "asc",
+                          "from": since, "to": until},
                 "scheduler": scheduler_state}
 
     @operation("jobs.activity")
@@ -4484,6 +4728,68 @@ class JobsPart(StorePart):
         return {"counts": {state: sum(m["state"] == state for m in unfinished) for state in UNFINISHED},
                 "unfinished": [_brief_job(m) for m in unfinished[:ACTIVITY_JOBS]],
                 "watched": [_brief_job(m) for m in watched], "scheduler": scheduler_state}
+    @operation("jobs.pick")
+    def jobs_pick(self, ids, action):
+        """What a bulk action would do to each of ids (see jobs_bulk): per
+        id {id, scheduler_id, name, state, can, why}, or {id, can: False,
+        why} for one that is not a job of this user."""
+        return [self._pick(job_id, action) for job_id in bulk_ids(ids, action)]
+
+    def _pick(self, job_id, action):
+        try:
+            meta = self._job_meta(check_id(job_id, "job"))
+        except FlightJobError as e:
+            return {"id": name_text(job_id[:80]), "can": False, "why": e.message}
+        out = {"id": job_id, "scheduler_id": meta.get("scheduler_id"), "state": meta["state"],
+               "name": meta.get("job_name") or meta.get("script_name") or "", "can": True, "why": None}
+        finished = meta["state"] in FINISHED
+        if action == "remove" and not finished:
+            out.update(can=False, why="it has not finished: cancel it first, or wait")
+        elif action == "cancel" and finished:
+            out.update(can=False, why="it has already finished")
+        elif action == "cancel" and not meta.get("scheduler_id"):
+            out.update(can=False, why="its submission is not settled yet: try again in a moment")
+        return out
+
+    @operation("jobs.bulk", writes=True)
+    def jobs_bulk(self, ids, action):
+        """Cancel several unfinished jobs, or remove several finished jobs'
+        records (results are never touched), at most BULK_IDS; each id goes
+        through check_id, and one that is not a job of this user, or not in
+        a state for the action, is left as it is. Cancels are asked one job
+        at a time, then the scheduler's states read with ONE status call a
+        round, for at most 2 s while any is still unfinished.
+        Per id what happened: jobs_pick's answer with done True or False."""
+        done = []
+        for pick in self.jobs_pick(ids, action):
+            if pick["can"]:
+                try:
+                    if action == "remove":
+                        self.job_delete(pick["id"])
+                    else:
+                        self.scheduler.cancel(pick["scheduler_id"])
+                        self._update_job(pick["id"], {"cancel_requested_at": now_iso()})
+                except FlightJobError as e:
+                    pick.update(can=False, why=e.message)
+            done.append(dict(pick, done=pick["can"]))
+        cancelled = [d for d in done if d["done"] and action == "cancel"]
+        for _ in range(20 if cancelled else 0):  # the true states, once the scheduler has them (as job_cancel)
+            metas = []
+            for d in cancelled:
+                with contextlib.suppress(Conflict, NotFound):
+                    metas.append(self._job_meta(d["id"]))
+            metas = [m for m in metas if m["state"] in UNFINISHED]
+            if not metas:
+                break
+            with contextlib.suppress(SchedulerError):  # else they come with a later refresh
+                self._apply_statuses(metas, self.scheduler.status([m["scheduler_id"] for m in metas]))
+            time.sleep(0.1)
+        for d in cancelled:
+            with contextlib.suppress(Conflict, NotFound):
+                d["state"] = self._job_meta(d["id"])["state"]
+        if cancelled:
+            self.has_unfinished = any(m["state"] in UNFINISHED for m in self._all_jobs()[0])
+        return {"action": action, "jobs": done}
 
     @operation("jobs.get")
     def job_get(self, id, script=False):
@@ -4604,6 +4910,7 @@ class JobsPart(StorePart):
                 raise Conflict("This job has not finished: cancel it first, or wait.")
             self._remove_dir(self._job_path(id))
         self._jobs.pop(id, None)
+        self._index_dirty = True
         return {"deleted": id}
 
 
@@ -7498,7 +7805,7 @@ def _int_query(name, default):
     if value in (None, ""):
         return default
     if not re.match(r"^\d{1,9}$", value):
-        raise Invalid("%s must be a whole number." % name, {name: "must be a whole number"})
+        raise BadRequest("%s must be a whole number." % name, {name: "must be a whole number"})
     return int(value)
 
 
@@ -7509,6 +7816,52 @@ def _query_texts(name):
         return [value.encode("latin-1").decode("utf-8") for value in bottle.request.query.getall(name)]
     except UnicodeError:
         raise BadRequest("%s must be UTF-8 text." % name, {name: "must be UTF-8 text"})
+def _text_query(name, strict=True):
+    """A query parameter as text, None when absent; 400 naming it when it is
+    not UTF-8 (strict), else with U+FFFD for what is not (to show it)."""
+    value = bottle.request.query.get(name)
+    if value is None:
+        return None
+    try:
+        return value.encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        if strict:
+            raise BadRequest("%s is not valid UTF-8." % name, {name: "not valid UTF-8"})
+        return value.encode("latin-1").decode("utf-8", "replace")
+
+
+# A list's query parameters -> the worker's argument (see jobs.list, scripts.list)
+JOBS_QUERY = {"q": "q", "state": "state", "from": "since", "to": "until", "sort": "sort", "order": "order"}
+SCRIPTS_QUERY = {"q": "q", "sort": "sort", "order": "order"}
+PER_PAGE = (25, 50, 100, 200, 500)  # what the jobs page offers
+
+
+def list_args(names, paged=False):
+    """The worker's arguments for a list from the request's query
+    parameters (names: JOBS_QUERY or SCRIPTS_QUERY); 400 naming a bad one."""
+    args = {arg: _text_query(name) or None for name, arg in names.items()}
+    if paged:
+        args.update(page=_int_query("page", 1), per_page=_int_query("per_page", 50))
+    return args
+
+
+def list_page(app, user, op, names, paged=False):
+    """(the list, the parameters as typed, the error) for a list page: with
+    a bad parameter, the list as it is by default, what was typed kept for
+    the form and the error naming the parameter (the page answers 400)."""
+    typed = {name: _text_query(name, strict=False) or "" for name in list(names) + ["page", "per_page"]}
+    try:
+        return app.call(user, op, **list_args(names, paged)), typed, None
+    except BadRequest as e:
+        return app.call(user, op), typed, e
+
+
+def list_link(path, typed, **changes):
+    """A link to path (a list page) with the parameters typed, changed by
+    changes (a value None leaves it out)."""
+    values = dict(typed, **changes)
+    query = urllib.parse.urlencode([(k, v) for k, v in values.items() if v not in (None, "")])
+    return path + ("?" + query if query else "")
 
 
 def kept_fields(form):
@@ -7721,7 +8074,7 @@ def script_json(app, script, status=200):
 
 @route("/api/scripts", api=True)
 def api_scripts(app, user):
-    return app.json(app.call_raw(user, "scripts.list"))
+    return app.json(app.call_raw(user, "scripts.list", **list_args(SCRIPTS_QUERY)))
 
 
 @route("/api/scripts", "POST", api=True)
@@ -7783,8 +8136,11 @@ def api_preview(app, user, id):
 
 @route("/scripts")
 def scripts(app, user):
-    return app.render("scripts", title="Scripts", crumbs=[("Scripts", None)],
-                      **app.call(user, "scripts.list"))
+    listing, typed, error = list_page(app, user, "scripts.list", SCRIPTS_QUERY)
+    return app.render("scripts", status=400 if error else 200, title="Scripts", crumbs=[("Scripts", None)],
+                      typed=typed, error=error,
+                      link=lambda **changes: list_link("/scripts", {} if error else typed, **changes),
+                      **listing)
 
 
 SCRIPT_FORMS = SCRIPT_FIELDS + ("copy", "template")  # ?edit=: a field, or the copy / save-as-template form
@@ -7995,8 +8351,15 @@ def api_activity(app, user):
 
 @route("/api/jobs", api=True)
 def api_jobs(app, user):
-    return app.json(app.call(user, "jobs.list", state=bottle.request.query.get("state") or None,
-                             page=_int_query("page", 1), per_page=_int_query("per_page", 50)))
+    return app.json(app.call(user, "jobs.list", **list_args(JOBS_QUERY, paged=True)))
+
+
+@route("/api/jobs/bulk", "POST", api=True)
+def api_jobs_bulk(app, user):
+    data = app.body_json()
+    ids, action = data.get("ids"), data.get("action")
+    bulk_ids(ids, action)  # bounded here too: no more than BULK_IDS reach the worker
+    return app.json(app.call(user, "jobs.bulk", ids=ids, action=action))
 
 
 @route("/api/jobs", "POST", api=True)
@@ -8167,10 +8530,36 @@ def api_output(app, user, id, which):
 
 @route("/jobs")
 def jobs(app, user):
-    state = bottle.request.query.get("state") or None
-    listing = app.call(user, "jobs.list", state=state, page=_int_query("page", 1), per_page=50)
-    return app.render("jobs", title="Jobs", state=state, states=STATES, crumbs=[("Jobs", None)],
-                      page_no=listing["page"], **listing)
+    listing, typed, error = list_page(app, user, "jobs.list", JOBS_QUERY, paged=True)
+    return app.render("jobs", status=400 if error else 200, title="Jobs", states=STATES, crumbs=[("Jobs", None)],
+                      page_no=listing["page"], typed=typed, error=error, per_pages=PER_PAGE,
+                      link=lambda **changes: list_link("/jobs", {} if error else typed, **changes), **listing)
+
+
+@route("/jobs/bulk")
+def jobs_bulk_confirm(app, user):
+    """The page that asks before a bulk cancel or remove (the jobs page's
+    selection, sent with GET so it works without JavaScript): which of the
+    jobs it will act on, and which it cannot, and why."""
+    try:
+        ids = [value.encode("latin-1").decode("utf-8") for value in bottle.request.query.getall("id")]
+    except UnicodeError:
+        raise BadRequest("id is not valid UTF-8.", {"id": "not valid UTF-8"})
+    action = _text_query("action")
+    ids = bulk_ids(ids, action)  # 400 before the worker is asked
+    picks = app.call(user, "jobs.pick", ids=ids, action=action)
+    return app.render("bulk", title=BULK_TITLES[action], action=action, picks=picks, results=None,
+                      crumbs=[("Jobs", "/jobs"), (BULK_TITLES[action], None)])
+
+
+@route("/jobs/bulk", "POST")
+def jobs_bulk(app, user):
+    form = app.form()
+    ids, action = form.getall("id"), form.get("action")
+    ids = bulk_ids(ids, action)
+    done = app.call(user, "jobs.bulk", ids=ids, action=action)
+    return app.render("bulk", title=BULK_TITLES[action], action=action, picks=done["jobs"], results=True,
+                      crumbs=[("Jobs", "/jobs"), (BULK_TITLES[action], None)])
 
 
 def job_crumbs(job):

@@ -5,6 +5,8 @@ with what it is compared to, measured in the same run on the same machine.
     .venv/bin/python tests/bench.py              everything (Slurm rows: n/a
                                                   when the test cluster is down)
     .venv/bin/python tests/bench.py --quick      fewer samples, for a try-out
+    .venv/bin/python tests/bench.py --only joblist   one part (small, listing,
+                                                  joblist, slurm, workers, poll)
 
 The figures (issue 7): throughput of an authenticated GET /api/jobs/ID vs a
 bare Bottle+waitress route; listing latency with 10,000 finished and 200
@@ -731,6 +733,61 @@ def bench_listing(work, table, quick):
         stop(supervisor)
 
 
+def bench_joblist(work, table, quick):
+    """Issue 16: the jobs list searched and sorted at 10,000 finished jobs
+    (+ 200 running), against the same list unsearched, in the same run on
+    the same daemon; and a fresh worker's first list, which reads the job
+    index (job-index.json) instead of 10,000 records."""
+    state = os.path.join(work, "state-joblist")
+    results = os.path.join(work, "results-joblist")
+    os.makedirs(results, exist_ok=True)
+    supervisor, _ = make_local_jobs(state, 10000, 200, results)
+    sections = {"storage": {"state_dir": state, "user_templates": os.path.join(work, "no-templates")},
+                "scheduler": {"type": "local"}, "templates": {"site_dirs": []}}
+    d = Daemon(work, "joblist", sections)
+    try:
+        d.start()
+        h = d.login()
+        plain = "/api/jobs"
+        searched = "/api/jobs?q=script+001&sort=name&order=asc&from=2000-01-01"
+        page = "/jobs?q=script+001&sort=name&order=asc"
+        first = h.json("GET", plain)
+        assert first["total"] == 10200, first["total"]
+        found = h.json("GET", searched)
+        assert 0 < found["total"] < 10200, found["total"]
+        assert [j["script_name"] for j in found["jobs"]] == sorted(j["script_name"] for j in found["jobs"])
+        assert os.path.exists(os.path.join(state, "job-index.json"))
+        n_warm = 20 if quick else 60
+        n_cold = 3 if quick else 5
+        timings = {plain: [], searched: [], page: []}
+        for _ in range(3):
+            for path in timings:
+                h.timed("GET", path)
+        for _ in range(n_warm):  # interleaved: the same moments of the machine for each
+            for path in timings:
+                timings[path].append(h.timed("GET", path))
+            time.sleep(0.1)
+        cold = []
+        for _ in range(n_cold):
+            d.kill_worker()
+            cold.append(h.timed("GET", searched))
+        base = ms(pct(timings[plain], 50))
+        for name, path in (("GET /api/jobs searched (q) and sorted by name", searched),
+                           ("GET /jobs (the page) searched and sorted by name", page)):
+            p50, p95 = ms(pct(timings[path], 50)), ms(pct(timings[path], 95))
+            table.add("Job list, 10,000 finished + 200 running jobs: %s (%d matching), warm p50 / p95 (%d)"
+                      % (name, found["total"], n_warm), "%.1f / %.1f ms" % (p50, p95),
+                      "unsearched GET /api/jobs, same run: p50 %.1f ms (x%.2f)" % (base, p50 / base),
+                      verdict(p50 <= 100, "warm p50 <= 100 ms"))
+        table.add("Job list, 10,000 finished + 200 running jobs: a fresh worker's first searched list "
+                  "(reads the job index), p50 / p95 (%d)" % n_cold,
+                  "%.0f / %.0f ms" % (ms(pct(cold, 50)), ms(pct(cold, 95))),
+                  "warm searched p50: %.1f ms" % ms(pct(timings[searched], 50)), "(no target)")
+    finally:
+        d.stop()
+        stop(supervisor)
+
+
 # Slurm ######################################################################
 
 def slurm_store(state, ids, out):
@@ -915,9 +972,9 @@ def bench_submit_slurm(work, table, env, quick):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer samples")
-    parser.add_argument("--only", choices=("small", "listing", "slurm", "workers", "poll"), action="append")
+    parser.add_argument("--only", choices=("small", "listing", "joblist", "slurm", "workers", "poll"), action="append")
     args, rest = parser.parse_known_args()
-    only = set(args.only or ("small", "listing", "slurm", "workers", "poll"))
+    only = set(args.only or ("small", "listing", "joblist", "slurm", "workers", "poll"))
     started = time.time()
     load_at_start = " ".join(open("/proc/loadavg").read().split()[:3])
     work = tempfile.mkdtemp(prefix="flightjob-bench-")
@@ -933,6 +990,8 @@ def main():
                 d.stop()
         if "listing" in only:
             bench_listing(work, table, args.quick)
+        if "joblist" in only:
+            bench_joblist(work, table, args.quick)
         if "slurm" in only:
             bench_slurm(work, table, args.quick)
         if "workers" in only:

@@ -154,7 +154,7 @@ def test_template_code_runs_in_the_worker_not_the_daemon(make_app, tmp_path):
 
 
 def test_create_list_view_edit_delete_api(client):
-    assert client.api("GET", "/api/scripts").json == {"scripts": []}
+    assert client.api("GET", "/api/scripts").json["scripts"] == []
     s = client.create_script("serial", name="Ünïcode 'quotes' ../../etc", notes="first notes")
     assert s["name"] == "Ünïcode 'quotes' ../../etc" and s["notes"] == "first notes"
     assert flightjobd.ID_RE.match(s["id"])

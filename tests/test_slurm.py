@@ -239,6 +239,26 @@ def test_cancel_running_job(site):
     site.api("DELETE", "/api/jobs/" + job["id"], status=204)
 
 
+def test_bulk_cancel_then_remove_and_search_by_job_name_and_id(site, slurm_cluster):
+    """Issue 16: one request cancels a pending and a running job (each its
+    own scancel, then one status call a round); the list finds them by the
+    --job-name Slurm has and by scheduler id; one request removes both."""
+    pending = site.submit("true", "#SBATCH --begin=now+1hour\n#SBATCH --job-name=bulk-pending")
+    running = site.wait(site.submit("echo up; sleep 300", "#SBATCH --job-name=bulk-running"), until=("RUNNING",))
+    assert site.api("GET", "/api/jobs/" + pending["id"])["job_name"] == "bulk-pending"
+    found = site.api("GET", "/api/jobs?q=BULK-&sort=name&order=asc")["jobs"]
+    assert [j["id"] for j in found] == [pending["id"], running["id"]]
+    assert [j["id"] for j in site.api("GET", "/api/jobs?q=" + running["scheduler_id"])["jobs"]] == [running["id"]]
+    done = site.api("POST", "/api/jobs/bulk", {"action": "cancel", "ids": [pending["id"], running["id"]]})
+    assert [j["done"] for j in done["jobs"]] == [True, True]
+    for job in (pending, running):
+        assert site.wait(job)["state"] == "CANCELLED"
+        wait_slurm_state(slurm_cluster, job["scheduler_id"], "CANCELLED", 60)
+    gone = site.api("POST", "/api/jobs/bulk", {"action": "remove", "ids": [pending["id"], running["id"]]})
+    assert [j["done"] for j in gone["jobs"]] == [True, True]
+    assert site.api("GET", "/api/jobs?q=bulk-")["total"] == 0
+
+
 def test_array_of_four_with_one_failing(site):
     job = site.wait(site.submit('echo "task $SLURM_ARRAY_TASK_ID"; [ "$SLURM_ARRAY_TASK_ID" != 3 ] || exit 2',
                                 "#SBATCH --array=1-4\n#SBATCH --output=arr-%A_%a.out"))

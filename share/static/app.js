@@ -147,9 +147,7 @@
       return $all("tr[data-job]", table).filter(function (tr) { return !finished(tr.getAttribute("data-state")); });
     }
     if (!unfinishedRows().length) { return; }
-    var params = new URLSearchParams(location.search);
-    var url = "/api/jobs?page=" + encodeURIComponent(params.get("page") || "1");
-    if (params.get("state")) { url += "&state=" + encodeURIComponent(params.get("state")); }
+    var url = "/api/jobs" + location.search;  // the same search, sort and page as the page's
     poll(function () {
       return getJSON(url).then(function (data) {
         var byId = {}, changed = false;

@@ -440,3 +440,41 @@ def test_import_a_script_from_the_home_and_run_it_where_it_is(logged_in):
     expect(page.locator("pre[data-follow=stdout]")).to_contain_text("analysed 42")
     site.check_a11y("job run where it is")
     site.shot("24-job-run-in-place")
+
+
+def test_jobs_list_search_sort_and_bulk_cancel(logged_in):
+    """The list controls of issue 16: search, sort by a column's header,
+    per page, and a bulk cancel with one confirmation page."""
+    site, page = logged_in, logged_in.page
+    jobs = {}
+    for name, extra in (("Beta long", "sleep 300"), ("Alpha long", "sleep 300"), ("Gamma quick", "")):
+        jobs[name] = site.submit(site.make_script(name, extra)["id"])["id"]
+    site.go("/jobs")
+    expect(page.locator("tr[data-job]")).to_have_count(3)
+    page.fill("#q", "LONG")
+    page.select_option("#per_page", "25")
+    page.click("#job-search button[type=submit]")
+    expect(page.locator("tr[data-job]")).to_have_count(2)
+    assert "q=LONG" in page.url and "per_page=25" in page.url
+    page.click("a[data-sort=script]")
+    expect(page.locator("th[aria-sort=ascending] a[data-sort=script]")).to_have_count(1)
+    expect(page.locator("tr[data-job]").first).to_have_attribute("data-job", jobs["Alpha long"])
+    expect(page.locator("#q")).to_have_value("LONG")  # the search kept
+    site.check_a11y("jobs list, searched and sorted")
+    site.shot("25-jobs-search-sort")
+    for name in ("Alpha long", "Beta long"):
+        page.check("tr[data-job='%s'] input[type=checkbox]" % jobs[name])
+    page.click("#bulk button[value=cancel]")
+    expect(page.locator("h1")).to_have_text("Cancel jobs")
+    expect(page.locator("#bulk-confirm li")).to_have_count(2)
+    site.check_a11y("bulk cancel confirmation")
+    site.shot("26-jobs-bulk-confirm")
+    page.click("#bulk-confirm button[type=submit]")
+    expect(page.locator("#bulk-done")).to_contain_text("2 of 2 jobs cancelled.")
+    site.shot("27-jobs-bulk-done")
+    for name in ("Alpha long", "Beta long"):  # the worker waits up to 2 s for the scheduler to say so
+        for _ in range(60):
+            if site.api("GET", "/api/jobs/%s" % jobs[name])["state"] == "CANCELLED":
+                break
+            page.wait_for_timeout(500)
+        assert site.api("GET", "/api/jobs/%s" % jobs[name])["state"] == "CANCELLED"
