@@ -566,6 +566,22 @@ def human_size(n):
         n /= 1024.0
 
 
+def first_entries(path, limit, missing):
+    """([(name, path)] of the first `limit` entries of directory path, how
+    many more there are, up to COUNTED_FILES): NotFound(missing) when it is
+    not there, Forbidden when it may not be read, NotFound for a file."""
+    try:
+        with os.scandir(path) as listing:
+            taken = [(entry.name, entry.path) for entry in itertools.islice(listing, limit)]
+            return taken, sum(1 for _ in itertools.islice(listing, COUNTED_FILES))
+    except FileNotFoundError:
+        raise NotFound(missing)
+    except PermissionError:
+        raise Forbidden("You may not read that directory.")
+    except NotADirectoryError:
+        raise NotFound("Not a directory.")
+
+
 def new_id():
     """A URL-safe id that sorts by creation time."""
     now = time.time()
@@ -5058,16 +5074,7 @@ class ResultsPart(StorePart):
         `more` counts the entries left out (up to COUNTED_FILES)."""
         meta = self._job_meta(id)
         full = self._resolve(meta, path)
-        try:
-            with os.scandir(full) as listing:
-                taken = [(entry.name, entry.path) for entry in itertools.islice(listing, LISTED_FILES)]
-                more = sum(1 for _ in itertools.islice(listing, COUNTED_FILES))
-        except FileNotFoundError:
-            raise NotFound("No such directory.")
-        except PermissionError:
-            raise Forbidden("You may not read that directory.")
-        except NotADirectoryError:
-            raise NotFound("Not a directory.")
+        taken, more = first_entries(full, LISTED_FILES, "No such directory.")
         own = {meta.get("stdout_path"), meta.get("stderr_path")} - {None}
         if more:  # the job's own output, when the directory gave it past the first entries
             left_out = sorted(p for p in own - {p for _, p in taken}
@@ -5271,16 +5278,7 @@ class HomePart(StorePart):
         if not isinstance(path, str):
             raise NotFound("No such directory.")
         full, root = self._in_home(path)
-        try:
-            with os.scandir(full) as listing:
-                taken = [(entry.name, entry.path) for entry in itertools.islice(listing, LISTED_HOME)]
-                more = sum(1 for _ in itertools.islice(listing, COUNTED_FILES))
-        except FileNotFoundError:
-            raise NotFound("No such directory in your home.")
-        except PermissionError:
-            raise Forbidden("You may not read that directory.")
-        except NotADirectoryError:
-            raise NotFound("Not a directory.")
+        taken, more = first_entries(full, LISTED_HOME, "No such directory in your home.")
         rel = os.path.relpath(full, root)
         rel = "" if rel == "." else rel
         entries = []
