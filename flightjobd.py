@@ -3084,7 +3084,8 @@ JOB_META = dict({key: _or_none(_text) for key in (
     script_id=_text, state=_state, submitted_at=_time, answers=_or_none(lambda v: isinstance(v, dict)),
     options=_or_none(_texts), command=_or_none(_texts), ignored_options=_or_none(_texts),
     exit_code=_or_none(_whole), tasks=_or_none(_tasks), cancelled_tasks=_or_none(_texts), origin=_or_none(lambda v: v == "outside"),
-    detail_pending=_or_none(lambda v: isinstance(v, bool)))
+    detail_pending=_or_none(lambda v: isinstance(v, bool)),
+    dependency=_or_none(lambda v: isinstance(v, dict) and all(_text(v.get(k)) for k in ("type", "job_id", "scheduler_id"))))
 
 
 def _meta_or_broken(path, fields, formats=(FORMAT,)):
