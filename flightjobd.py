@@ -5033,6 +5033,11 @@ class HomePart(StorePart):
         except PermissionError:
             raise refuse(Forbidden, "you may not read %s." % path)
         except OSError as e:
+            if e.errno == errno.ENXIO:  # a socket: open() says "no such device or address"
+                raise refuse(Invalid, "%s is not a regular file (a socket), so it cannot be imported." % path)
+            if e.errno == errno.ELOOP:
+                raise refuse(Forbidden, "%s is a symbolic link that leads round in a loop, so it cannot be used."
+                             % path)
             raise disk_error(e, writing=False)
         try:
             text = data.decode("utf-8")

@@ -277,6 +277,31 @@ def test_a_fifo_is_refused_at_once_while_another_user_is_served(multi_app, unix_
     assert scripts(web, h) == []
 
 
+def test_a_socket_or_a_link_loop_is_refused_naming_the_path(alice):
+    """Red team: a socket in the home gave a 503 ("could not read from your
+    home directory") and a symlink loop a 403 naming no field; the page
+    lost what was typed. Both are refused naming `path`, the name kept."""
+    import socket
+    web, h, alice, _ = alice
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(os.path.join(alice.home, "sock.sh"))
+    os.lchown(os.path.join(alice.home, "sock.sh"), alice.uid, alice.gid)
+    link(alice, "loop1.sh", "loop2.sh")
+    link(alice, "loop2.sh", "loop1.sh")
+    try:
+        for name, status, words in (("sock.sh", 422, "is not a regular file (a socket)"),
+                                    ("loop1.sh", 403, "leads round in a loop")):
+            for in_place in (False, True):
+                r = web.post_json("/api/import", {"path": name, "in_place": in_place}, headers=h, status=status).json
+                assert words in r["error"]["fields"]["path"], r
+            r = web.post("/import", {"csrf": h["X-CSRF-Token"], "source": "file", "path": name, "name": "kept"},
+                         status=status)
+            assert words in r.text and r.forms["import-file"]["name"].value == "kept"
+        assert scripts(web, h) == []
+    finally:
+        sock.close()
+
+
 def test_a_file_over_the_script_bound_is_refused(multi_app, unix_users):
     a, web = multi_app(storage={"max_script_bytes": 4096})
     alice = unix_users.create()
