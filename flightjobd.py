@@ -3061,7 +3061,8 @@ def _state(value):
 
 
 def _tasks(value):
-    return isinstance(value, list) and all(isinstance(t, dict) and _state(t.get("state")) for t in value)
+    return isinstance(value, list) and all(isinstance(t, dict) and _state(t.get("state")) and _text(t.get("id"))
+                                           for t in value)
 
 
 def _or_none(check):

@@ -105,18 +105,21 @@ def test_dependency_through_the_pages(client, tmp_path):
     assert job["state"] == "COMPLETED" and job["dependency"]["type"] == "afternotok"
 
 
-@pytest.mark.parametrize("dependency", ["x", 7, True, [1, 2], {"a": 1}, {"type": "afterok", "job_id": 3}])
-def test_a_hand_edited_dependency_makes_the_record_broken_not_a_500(client, tmp_path, dependency):
+@pytest.mark.parametrize("field, value", [("dependency", v) for v in (
+    "x", 7, True, [1, 2], {"a": 1}, {"type": "afterok", "job_id": 3})] + [("tasks", v) for v in (
+        [{"state": "RUNNING"}], [{"state": "PENDING", "id": 5}], [{"state": "PENDING", "id": None}])])
+def test_a_hand_edited_dependency_or_task_makes_the_record_broken_not_a_500(client, tmp_path, field, value):
     """A job record is a file of the user's (red team: a dependency that is
-    no {type, job_id, scheduler_id} failed the job page with a 500): the job
-    is broken, with the reason, and the jobs list still shows."""
+    no {type, job_id, scheduler_id}, or an array task with no text id,
+    failed the job page with a 500): the job is broken, with the reason,
+    and the jobs list still shows."""
     job = client.wait_job(client.submit(script_with(client, tmp_path, "true"))["id"])
     path = tmp_path / "state" / "jobs" / job["id"] / "meta.json"
     meta = json.loads(path.read_text())
-    meta["dependency"] = dependency
+    meta[field] = value
     path.write_text(json.dumps(meta))
     page = client.web.get("/jobs/" + job["id"], status=409)
-    assert "dependency is not what this version reads" in page.text
+    assert "%s is not what this version reads" % field in page.text
     client.api("GET", "/api/jobs", status=200)
     client.web.get("/jobs", status=200)
     client.api("GET", "/api/activity?watch=" + job["id"], status=200)
