@@ -7518,6 +7518,14 @@ def _query_texts(name):
         raise BadRequest("%s must be UTF-8 text." % name, {name: "must be UTF-8 text"})
 
 
+def _query_text(name):
+    """A query parameter as the UTF-8 text it is (its last value, as
+    bottle.request.query.get gives it), "" when missing: 400 naming it if
+    it is no UTF-8 text (see _query_texts)."""
+    values = _query_texts(name)
+    return values[-1] if values else ""
+
+
 def kept_fields(form):
     """The fields of a form post worth keeping when it cannot be done now
     (App.keep_form): every one, in order, but the CSRF token and the login
@@ -7880,7 +7888,7 @@ def script_delete(app, user, id):
 
 @route("/api/import/files", api=True)
 def api_import_files(app, user):
-    return app.json(app.call_raw(user, "home.list", path=bottle.request.query.get("path") or ""))
+    return app.json(app.call_raw(user, "home.list", path=_query_text("path")))
 
 
 IMPORT_FIELDS = ("path", "content", "name", "in_place")
@@ -7912,9 +7920,8 @@ def import_page(app, user, path="", chosen=None, values=None, errors=None, statu
 
 @route("/import")
 def import_get(app, user):
-    query = bottle.request.query
-    chosen = query.get("file") or None
-    path = query.get("path") or (chosen.rpartition("/")[0] if chosen else "")
+    chosen = _query_text("file") or None  # a name of any UTF-8 text (e.g. café/run.sh), as the page links it
+    path = _query_text("path") or (chosen.rpartition("/")[0] if chosen else "")
     return import_page(app, user, path, chosen)
 
 

@@ -349,6 +349,24 @@ def test_listing_is_bounded_and_names_are_escaped(alice):
         assert XSS not in web.get(url).text, url
 
 
+def test_a_folder_with_a_non_ascii_name_opens_in_the_picker(alice):
+    """Red team: the picker read ?path= and ?file= as Bottle gives query
+    values (each byte a character), so the page's own link to a folder
+    named café (or any UTF-8 name) was a 404."""
+    web, h, alice, _ = alice
+    put(alice, "café/日本/run.sh", "echo ran\n")
+    page = web.get("/import")
+    href = "/import?path=" + urllib.parse.quote("café")
+    assert page.html.find("a", href=href)
+    page = web.get(href)
+    assert page.html.find("a", href="/import?path=" + urllib.parse.quote("café/日本"))
+    listing = web.get("/api/import/files?path=" + urllib.parse.quote("café/日本"), headers=h).json
+    assert [e["path"] for e in listing["entries"]] == ["café/日本/run.sh"]
+    page = web.get("/import?file=" + urllib.parse.quote("café/日本/run.sh"))
+    assert page.forms["import-file"]["path"].value == "café/日本/run.sh"
+    web.get("/api/import/files?path=%ff", headers=h, status=400)
+
+
 def test_import_needs_the_csrf_token(alice):
     web, h, alice, _ = alice
     put(alice, "ok.sh", "echo ok\n")
