@@ -3081,7 +3081,8 @@ def _state(value):
 
 
 def _tasks(value):
-    return isinstance(value, list) and all(isinstance(t, dict) and _state(t.get("state")) for t in value)
+    return isinstance(value, list) and all(isinstance(t, dict) and _state(t.get("state")) and _text(t.get("id"))
+                                           for t in value)
 
 
 def _or_none(check):
@@ -3104,7 +3105,8 @@ JOB_META = dict({key: _or_none(_text) for key in (
     script_id=_text, state=_state, submitted_at=_time, answers=_or_none(lambda v: isinstance(v, dict)),
     options=_or_none(_texts), command=_or_none(_texts), ignored_options=_or_none(_texts),
     exit_code=_or_none(_whole), tasks=_or_none(_tasks), cancelled_tasks=_or_none(_texts), origin=_or_none(lambda v: v == "outside"),
-    detail_pending=_or_none(lambda v: isinstance(v, bool)))
+    detail_pending=_or_none(lambda v: isinstance(v, bool)),
+    dependency=_or_none(lambda v: isinstance(v, dict) and all(_text(v.get(k)) for k in ("type", "job_id", "scheduler_id"))))
 
 
 def _meta_or_broken(path, fields, formats=(FORMAT,)):
@@ -5337,6 +5339,11 @@ class HomePart(StorePart):
         except PermissionError:
             raise refuse(Forbidden, "you may not read %s." % path)
         except OSError as e:
+            if e.errno == errno.ENXIO:  # a socket: open() says "no such device or address"
+                raise refuse(Invalid, "%s is not a regular file (a socket), so it cannot be imported." % path)
+            if e.errno == errno.ELOOP:
+                raise refuse(Forbidden, "%s is a symbolic link that leads round in a loop, so it cannot be used."
+                             % path)
             raise disk_error(e, writing=False)
         try:
             text = data.decode("utf-8")
@@ -7862,6 +7869,14 @@ def list_link(path, typed, **changes):
     return path + ("?" + query if query else "")
 
 
+def _query_text(name):
+    """A query parameter as the UTF-8 text it is (its last value, as
+    bottle.request.query.get gives it), "" when missing: 400 naming it if
+    it is no UTF-8 text (see _query_texts)."""
+    values = _query_texts(name)
+    return values[-1] if values else ""
+
+
 def kept_fields(form):
     """The fields of a form post worth keeping when it cannot be done now
     (App.keep_form): every one, in order, but the CSRF token and the login
@@ -8227,7 +8242,7 @@ def script_delete(app, user, id):
 
 @route("/api/import/files", api=True)
 def api_import_files(app, user):
-    return app.json(app.call_raw(user, "home.list", path=bottle.request.query.get("path") or ""))
+    return app.json(app.call_raw(user, "home.list", path=_query_text("path")))
 
 
 IMPORT_FIELDS = ("path", "content", "name", "in_place")
@@ -8259,9 +8274,8 @@ def import_page(app, user, path="", chosen=None, values=None, errors=None, statu
 
 @route("/import")
 def import_get(app, user):
-    query = bottle.request.query
-    chosen = query.get("file") or None
-    path = query.get("path") or (chosen.rpartition("/")[0] if chosen else "")
+    chosen = _query_text("file") or None  # a name of any UTF-8 text (e.g. café/run.sh), as the page links it
+    path = _query_text("path") or (chosen.rpartition("/")[0] if chosen else "")
     return import_page(app, user, path, chosen)
 
 

@@ -1,6 +1,7 @@
 """Start after one of my jobs, hold and release, a pending job's time limit,
 and cancelling one array task: through the real app, worker and local
 scheduler (tests/test_slurm.py does the same on Slurm)."""
+import json
 import os
 import time
 
@@ -102,6 +103,26 @@ def test_dependency_through_the_pages(client, tmp_path):
     jid = done.request.path.split("/")[-1]
     job = client.wait_job(jid)
     assert job["state"] == "COMPLETED" and job["dependency"]["type"] == "afternotok"
+
+
+@pytest.mark.parametrize("field, value", [("dependency", v) for v in (
+    "x", 7, True, [1, 2], {"a": 1}, {"type": "afterok", "job_id": 3})] + [("tasks", v) for v in (
+        [{"state": "RUNNING"}], [{"state": "PENDING", "id": 5}], [{"state": "PENDING", "id": None}])])
+def test_a_hand_edited_dependency_or_task_makes_the_record_broken_not_a_500(client, tmp_path, field, value):
+    """A job record is a file of the user's (red team: a dependency that is
+    no {type, job_id, scheduler_id}, or an array task with no text id,
+    failed the job page with a 500): the job is broken, with the reason,
+    and the jobs list still shows."""
+    job = client.wait_job(client.submit(script_with(client, tmp_path, "true"))["id"])
+    path = tmp_path / "state" / "jobs" / job["id"] / "meta.json"
+    meta = json.loads(path.read_text())
+    meta[field] = value
+    path.write_text(json.dumps(meta))
+    page = client.web.get("/jobs/" + job["id"], status=409)
+    assert "%s is not what this version reads" % field in page.text
+    client.api("GET", "/api/jobs", status=200)
+    client.web.get("/jobs", status=200)
+    client.api("GET", "/api/activity?watch=" + job["id"], status=200)
 
 
 def test_bad_dependency_names_the_field_and_keeps_the_answers(client, tmp_path):

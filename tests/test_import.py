@@ -277,6 +277,31 @@ def test_a_fifo_is_refused_at_once_while_another_user_is_served(multi_app, unix_
     assert scripts(web, h) == []
 
 
+def test_a_socket_or_a_link_loop_is_refused_naming_the_path(alice):
+    """Red team: a socket in the home gave a 503 ("could not read from your
+    home directory") and a symlink loop a 403 naming no field; the page
+    lost what was typed. Both are refused naming `path`, the name kept."""
+    import socket
+    web, h, alice, _ = alice
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(os.path.join(alice.home, "sock.sh"))
+    os.lchown(os.path.join(alice.home, "sock.sh"), alice.uid, alice.gid)
+    link(alice, "loop1.sh", "loop2.sh")
+    link(alice, "loop2.sh", "loop1.sh")
+    try:
+        for name, status, words in (("sock.sh", 422, "is not a regular file (a socket)"),
+                                    ("loop1.sh", 403, "leads round in a loop")):
+            for in_place in (False, True):
+                r = web.post_json("/api/import", {"path": name, "in_place": in_place}, headers=h, status=status).json
+                assert words in r["error"]["fields"]["path"], r
+            r = web.post("/import", {"csrf": h["X-CSRF-Token"], "source": "file", "path": name, "name": "kept"},
+                         status=status)
+            assert words in r.text and r.forms["import-file"]["name"].value == "kept"
+        assert scripts(web, h) == []
+    finally:
+        sock.close()
+
+
 def test_a_file_over_the_script_bound_is_refused(multi_app, unix_users):
     a, web = multi_app(storage={"max_script_bytes": 4096})
     alice = unix_users.create()
@@ -322,6 +347,24 @@ def test_listing_is_bounded_and_names_are_escaped(alice):
     assert s["name"] == XSS + ".sh"
     for url in ("/scripts/" + s["id"], "/scripts", "/import?file=" + urllib.parse.quote(XSS + ".sh")):
         assert XSS not in web.get(url).text, url
+
+
+def test_a_folder_with_a_non_ascii_name_opens_in_the_picker(alice):
+    """Red team: the picker read ?path= and ?file= as Bottle gives query
+    values (each byte a character), so the page's own link to a folder
+    named café (or any UTF-8 name) was a 404."""
+    web, h, alice, _ = alice
+    put(alice, "café/日本/run.sh", "echo ran\n")
+    page = web.get("/import")
+    href = "/import?path=" + urllib.parse.quote("café")
+    assert page.html.find("a", href=href)
+    page = web.get(href)
+    assert page.html.find("a", href="/import?path=" + urllib.parse.quote("café/日本"))
+    listing = web.get("/api/import/files?path=" + urllib.parse.quote("café/日本"), headers=h).json
+    assert [e["path"] for e in listing["entries"]] == ["café/日本/run.sh"]
+    page = web.get("/import?file=" + urllib.parse.quote("café/日本/run.sh"))
+    assert page.forms["import-file"]["path"].value == "café/日本/run.sh"
+    web.get("/api/import/files?path=%ff", headers=h, status=400)
 
 
 def test_import_needs_the_csrf_token(alice):
