@@ -4892,6 +4892,8 @@ class JobsPart(StorePart):
             if not isinstance(time_limit, str) or not time_limit.strip():
                 raise ValueError("give the new time limit (%s)" % TIME_HELP)
             seconds = time_limit_seconds(time_limit[:40])
+            if seconds == 0:
+                raise ValueError("give more than none (a job with no time would be ended as it starts)")
         except ValueError as e:
             raise Invalid("Time limit: %s." % e, {"time_limit": "Time limit: %s" % e})
         self.scheduler.set_time_limit(meta["scheduler_id"], seconds)

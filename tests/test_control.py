@@ -202,7 +202,7 @@ def test_time_limit_lowered_not_raised(client, tmp_path):
                         status=422)
     box = r.html.find(id="time-limit")
     assert "may only be lowered" in box.text and r.html.find(id="time_limit")["value"] == "3:00:00"
-    for bad in ("soon", "", XSS, "1:99:00"):
+    for bad in ("soon", "", XSS, "1:99:00", "0", "0:00:00"):
         r = client.web.post("/jobs/%s/time-limit" % second["id"], {"csrf": client.csrf, "time_limit": bad},
                             status=422)
         assert "Time limit:" in r.html.find(id="time-limit").text and XSS not in r.text
