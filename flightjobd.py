@@ -4125,8 +4125,9 @@ def _index_time(value):
 def job_row(meta, st=None):
     """A job's JobRow from its record (st: its meta.json's stat). The job's
     name is the scheduler's (--job-name; older records: the script's)."""
-    script = (meta.get("script_name") or "").casefold()
-    name = meta["job_name"].casefold() if meta.get("job_name") else script
+    # interned: many jobs share a script and a name (one string each, not one a job)
+    script = sys.intern((meta.get("script_name") or "").casefold())
+    name = sys.intern(meta["job_name"].casefold()) if meta.get("job_name") else script
     return JobRow(sys.intern(meta["state"]), name, script, (meta.get("scheduler_id") or "").casefold(),
                   _index_time(meta.get("submitted_at")), _index_time(meta.get("started_at")),
                   _index_time(meta.get("ended_at")), st.st_mtime_ns if st else 0, st.st_size if st else 0)
@@ -4141,7 +4142,7 @@ def index_row(value):
     if not (row.state in FINISHED and all(isinstance(v, str) and v == v.casefold() for v in row[1:4])
             and all(v is None or _whole(v) for v in row[4:7]) and _whole(row.mtime_ns) and _whole(row.size)):
         raise ValueError("a row is not what this version writes")
-    return row._replace(state=sys.intern(row.state), script=row.name if row.script == row.name else row.script)
+    return row._replace(state=sys.intern(row.state), name=sys.intern(row.name), script=sys.intern(row.script))
 
 
 def index_rows(data):
