@@ -28,7 +28,7 @@ import urllib.parse
 import pytest
 
 import flightjobd
-from support import ROOT, children, write_toml
+from support import ROOT, children, gone, wait_for, write_toml
 
 pytestmark = pytest.mark.root
 
@@ -430,7 +430,7 @@ def test_stopped_worker_holds_no_thread_and_is_replaced(daemon):
             results = at_once(alice, n, method, path, body)
             assert_freed(results)
             assert any(why in r[2]["error"]["message"] for r in results), results
-            assert not os.path.exists("/proc/%d" % pid)  # ended, to be replaced
+            wait_for(lambda: gone(pid), 5, "the stopped worker ending, to be replaced")  # killed, maybe not reaped yet
     assert alice.json("GET", path)["version"] == 1
     assert worker_of(d, alice.user) not in (None, pid)
 
