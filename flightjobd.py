@@ -4792,23 +4792,31 @@ class JobsPart(StorePart):
                     pick.update(can=False, why=e.message)
             done.append(dict(pick, done=pick["can"]))
         cancelled = [d for d in done if d["done"] and action == "cancel"]
-        for _ in range(20 if cancelled else 0):  # the true states, once the scheduler has them (as job_cancel)
-            metas = []
-            for d in cancelled:
-                with contextlib.suppress(Conflict, NotFound):
-                    metas.append(self._job_meta(d["id"]))
-            metas = [m for m in metas if m["state"] in UNFINISHED]
-            if not metas:
-                break
-            with contextlib.suppress(SchedulerError):  # else they come with a later refresh
-                self._apply_statuses(metas, self.scheduler.status([m["scheduler_id"] for m in metas]))
-            time.sleep(0.1)
+        if cancelled:
+            self._await_settled([d["id"] for d in cancelled])
         for d in cancelled:
             with contextlib.suppress(Conflict, NotFound):
                 d["state"] = self._job_meta(d["id"])["state"]
-        if cancelled:
-            self.has_unfinished = any(m["state"] in UNFINISHED for m in self._all_jobs()[0])
         return {"action": action, "jobs": done}
+
+    def _await_settled(self, ids, settled=lambda meta: meta["state"] not in UNFINISHED):
+        """After the user cancelled jobs (ids): their true states, once the
+        scheduler has them, for at most 2 s while any is not settled yet
+        (settled(record)), with ONE status call a round for those; a
+        scheduler error leaves them to a later refresh."""
+        for round in range(21):
+            metas = []
+            for id in ids:
+                with contextlib.suppress(Conflict, NotFound):
+                    metas.append(self._job_meta(id))
+            metas = [m for m in metas if not settled(m)]
+            if not metas or round == 20:
+                break
+            if round:
+                time.sleep(0.1)
+            with contextlib.suppress(SchedulerError):
+                self._apply_statuses(metas, self.scheduler.status([m["scheduler_id"] for m in metas]))
+        self.has_unfinished = any(m["state"] in UNFINISHED for m in self._all_jobs()[0])
 
     @operation("jobs.get")
     def job_get(self, id, script=False):
@@ -4845,14 +4853,7 @@ class JobsPart(StorePart):
         if meta["state"] in UNFINISHED and meta.get("scheduler_id"):
             self.scheduler.cancel(meta["scheduler_id"])
             self._update_job(id, {"cancel_requested_at": now_iso()})
-            for _ in range(20):  # the true state, once the scheduler has it (asked
-                meta = self._job_meta(id)  # here, for this job: the user's own action)
-                with contextlib.suppress(SchedulerError):
-                    self._apply_statuses([meta], self.scheduler.status([meta["scheduler_id"]]))
-                if self._job_meta(id)["state"] not in UNFINISHED:
-                    break
-                time.sleep(0.1)
-            self.has_unfinished = any(m["state"] in UNFINISHED for m in self._all_jobs()[0])
+            self._await_settled([id])
         return self._public_job(self._job_meta(id))
 
     def _restatus(self, id):
@@ -4915,12 +4916,9 @@ class JobsPart(StorePart):
         self.scheduler.cancel(found[0]["id"])
         cancelled = [t for t in meta.get("cancelled_tasks") or [] if t != found[0]["id"]][-4999:]  # bounded: a record is read whole
         self._update_job(id, {"cancelled_tasks": cancelled + [found[0]["id"]]})
-        for _ in range(20):  # its true state, once the scheduler has it
-            job = self._restatus(id)
-            if any(t["id"] == found[0]["id"] and t["state"] not in UNFINISHED for t in job.get("tasks") or []):
-                break
-            time.sleep(0.1)
-        return job
+        self._await_settled([id], lambda meta: meta["state"] not in UNFINISHED or any(
+            t.get("id") == found[0]["id"] and t.get("state") not in UNFINISHED for t in meta.get("tasks") or []))
+        return self._public_job(self._job_meta(id))
 
     @operation("jobs.delete", writes=True)
     def job_delete(self, id):
@@ -7817,25 +7815,24 @@ def _int_query(name, default):
     return int(value)
 
 
-def _query_texts(name):
+def _query_texts(name, strict=True):
     """Every value of a query parameter, as the UTF-8 text it is (Bottle
-    gives each URL-decoded byte as a character): 400 naming it if not."""
-    try:
-        return [value.encode("latin-1").decode("utf-8") for value in bottle.request.query.getall(name)]
-    except UnicodeError:
-        raise BadRequest("%s must be UTF-8 text." % name, {name: "must be UTF-8 text"})
-def _text_query(name, strict=True):
-    """A query parameter as text, None when absent; 400 naming it when it is
+    gives each URL-decoded byte as a character): 400 naming it when one is
     not UTF-8 (strict), else with U+FFFD for what is not (to show it)."""
-    value = bottle.request.query.get(name)
-    if value is None:
-        return None
+    values = bottle.request.query.getall(name)
     try:
-        return value.encode("latin-1").decode("utf-8")
+        return [value.encode("latin-1").decode("utf-8") for value in values]
     except UnicodeError:
         if strict:
             raise BadRequest("%s is not valid UTF-8." % name, {name: "not valid UTF-8"})
-        return value.encode("latin-1").decode("utf-8", "replace")
+        return [value.encode("latin-1").decode("utf-8", "replace") for value in values]
+
+
+def _text_query(name, strict=True):
+    """A query parameter as text (its last value, as bottle.request.query.get
+    gives it), None when absent; not UTF-8: see _query_texts."""
+    values = _query_texts(name, strict)
+    return values[-1] if values else None
 
 
 # A list's query parameters -> the worker's argument (see jobs.list, scripts.list)
@@ -7870,14 +7867,6 @@ def list_link(path, typed, **changes):
     values = dict(typed, **changes)
     query = urllib.parse.urlencode([(k, v) for k, v in values.items() if v not in (None, "")])
     return path + ("?" + query if query else "")
-
-
-def _query_text(name):
-    """A query parameter as the UTF-8 text it is (its last value, as
-    bottle.request.query.get gives it), "" when missing: 400 naming it if
-    it is no UTF-8 text (see _query_texts)."""
-    values = _query_texts(name)
-    return values[-1] if values else ""
 
 
 def kept_fields(form):
@@ -8245,7 +8234,7 @@ def script_delete(app, user, id):
 
 @route("/api/import/files", api=True)
 def api_import_files(app, user):
-    return app.json(app.call_raw(user, "home.list", path=_query_text("path")))
+    return app.json(app.call_raw(user, "home.list", path=(_text_query("path") or "")))
 
 
 IMPORT_FIELDS = ("path", "content", "name", "in_place")
@@ -8277,8 +8266,8 @@ def import_page(app, user, path="", chosen=None, values=None, errors=None, statu
 
 @route("/import")
 def import_get(app, user):
-    chosen = _query_text("file") or None  # a name of any UTF-8 text (e.g. café/run.sh), as the page links it
-    path = _query_text("path") or (chosen.rpartition("/")[0] if chosen else "")
+    chosen = _text_query("file") or None  # a name of any UTF-8 text (e.g. café/run.sh), as the page links it
+    path = _text_query("path") or (chosen.rpartition("/")[0] if chosen else "")
     return import_page(app, user, path, chosen)
 
 
@@ -8556,12 +8545,8 @@ def jobs_bulk_confirm(app, user):
     """The page that asks before a bulk cancel or remove (the jobs page's
     selection, sent with GET so it works without JavaScript): which of the
     jobs it will act on, and which it cannot, and why."""
-    try:
-        ids = [value.encode("latin-1").decode("utf-8") for value in bottle.request.query.getall("id")]
-    except UnicodeError:
-        raise BadRequest("id is not valid UTF-8.", {"id": "not valid UTF-8"})
     action = _text_query("action")
-    ids = bulk_ids(ids, action)  # 400 before the worker is asked
+    ids = bulk_ids(_query_texts("id"), action)  # 400 before the worker is asked
     picks = app.call(user, "jobs.pick", ids=ids, action=action)
     return app.render("bulk", title=BULK_TITLES[action], action=action, picks=picks, results=None,
                       crumbs=[("Jobs", "/jobs"), (BULK_TITLES[action], None)])

@@ -34,6 +34,37 @@ CI = os.environ.get("CI") == "true"
 SYSTEM_PYTHON = "/usr/bin/python3"
 
 
+def api_login(web, user):
+    """Log the user in on web (a TestApp) with the JSON API; the header
+    that carries its CSRF token."""
+    token = web.post_json("/api/login", {"username": user.name, "password": user.password}).json["csrf_token"]
+    return {"X-CSRF-Token": token}
+
+
+def chown_tree(path, user):
+    """Give path and all below it to the user (links themselves)."""
+    for root, dirs, files in os.walk(path):
+        for name in dirs + files:
+            os.lchown(os.path.join(root, name), user.uid, user.gid)
+    os.lchown(path, user.uid, user.gid)
+
+
+def makedirs_as(path, user, mode=0o700):
+    """mkdir -p as the user would (every new directory owned by them)."""
+    missing = []
+    while not os.path.exists(path):
+        missing.append(path)
+        path = os.path.dirname(path)
+    for d in reversed(missing):
+        os.mkdir(d, mode)
+        os.chown(d, user.uid, user.gid)
+
+
+def state_dir(user):
+    """The user's flightjobd state directory."""
+    return os.path.join(user.home, ".local", "share", "flight-job")
+
+
 def need(condition, why):
     """Skip when a real component is missing; in CI, fail instead."""
     if not condition:

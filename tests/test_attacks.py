@@ -20,37 +20,10 @@ import pytest
 import webtest
 
 import flightjobd
-from support import wait_finished
+from support import api_login as login, chown_tree, makedirs_as, state_dir as state, wait_finished
 
 XSS = ['<script>alert(1)</script>', '"><img src=x onerror=alert(2)>', "'><svg onload=alert(3)>"]
 PAYLOAD = " ".join(XSS)
-
-
-def login(web, u):
-    token = web.post_json("/api/login", {"username": u.name, "password": u.password}).json["csrf_token"]
-    return {"X-CSRF-Token": token}
-
-
-def chown_tree(path, user):
-    for root, dirs, files in os.walk(path):
-        for name in dirs + files:
-            os.lchown(os.path.join(root, name), user.uid, user.gid)
-    os.lchown(path, user.uid, user.gid)
-
-
-def makedirs_as(path, user):
-    """mkdir -p as the user would (every new directory owned by them)."""
-    missing = []
-    while not os.path.exists(path):
-        missing.append(path)
-        path = os.path.dirname(path)
-    for d in reversed(missing):
-        os.mkdir(d, 0o700)
-        os.chown(d, user.uid, user.gid)
-
-
-def state(user):
-    return os.path.join(user.home, ".local", "share", "flight-job")
 
 
 # another user's things, by id, path and symlink

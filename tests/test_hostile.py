@@ -28,7 +28,7 @@ import urllib.parse
 import pytest
 
 import flightjobd
-from support import ROOT, children, gone, wait_for, write_toml
+from support import ROOT, children, chown_tree, gone, state_dir as state, wait_for, write_toml
 
 pytestmark = pytest.mark.root
 
@@ -87,17 +87,6 @@ class Client:
         return data
 
 
-def chown_tree(path, uid):
-    for root, dirs, files in os.walk(path):
-        for name in dirs + files:
-            os.lchown(os.path.join(root, name), uid, uid)
-    os.lchown(path, uid, uid)
-
-
-def state(user):
-    return os.path.join(user.home, ".local", "share", "flight-job")
-
-
 def user_template(user, tid, script, questions=""):
     """A template of the user's own, in ~/.config/flight-job/templates: its
     script.sh is Bottle SimpleTemplate, whose `%` lines are Python run in
@@ -108,7 +97,7 @@ def user_template(user, tid, script, questions=""):
         f.write('name = "%s"\nsynopsis = "s"\ndescription = "d"\n%s' % (tid, questions))
     with open(os.path.join(d, "script.sh"), "w") as f:
         f.write(script)
-    chown_tree(os.path.join(user.home, ".config"), user.uid)
+    chown_tree(os.path.join(user.home, ".config"), user)
 
 
 def job_in(client, body, finished=True):
@@ -117,7 +106,7 @@ def job_in(client, body, finished=True):
     it to finish unless told not to."""
     out = os.path.join(client.user.home, "out")
     os.makedirs(out)
-    chown_tree(out, client.user.uid)
+    chown_tree(out, client.user)
     script = client.json("POST", "/api/scripts", {"template": "serial"}, status=201)
     client.json("PATCH", "/api/scripts/" + script["id"], {"content": (
         "#!/bin/bash\n#SBATCH --chdir=%s\n#SBATCH --output=job.out\n#SBATCH --error=job.err\n%s\n"
@@ -666,7 +655,7 @@ def test_metadata_and_templates_that_block_or_never_end_are_broken_items_at_once
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(os.path.join(base, tid, name))
             odd_file(os.path.join(base, tid, name), kind, alice.user.uid)
-    chown_tree(os.path.join(alice.user.home, ".local"), alice.user.uid)
+    chown_tree(os.path.join(alice.user.home, ".local"), alice.user)
     why = {"fifo": "is not a regular file", "device": "is not a regular file", "sparse": "is larger than 8388608 bytes"}
     with served_meanwhile(bob):
         for _ in range(2):  # a fresh worker, then its caches

@@ -12,7 +12,7 @@ import pytest
 import webtest
 
 import flightjobd
-from support import wait_finished
+from support import api_login as login, makedirs_as, wait_finished
 
 pytestmark = pytest.mark.root
 XSS = '"><img src=x onerror=alert(1)>'
@@ -21,23 +21,11 @@ SCRIPT = "#!/bin/bash\n#SBATCH --job-name=analyse\n#SBATCH --time=0-00:10:00\n#S
          "#SBATCH -N 1\n#SBATCH --partition=nosuch\npwd > where.txt\necho ran $(cat input.dat)\n"
 
 
-def login(web, u):
-    token = web.post_json("/api/login", {"username": u.name, "password": u.password}).json["csrf_token"]
-    return {"X-CSRF-Token": token}
-
-
 def put(user, rel, data, mode=0o644):
     """A file of the user's home, made as the user would (every new
     directory and the file owned by them)."""
     path = os.path.join(user.home, rel)
-    parent = os.path.dirname(path)
-    missing = []
-    while not os.path.exists(parent):
-        missing.append(parent)
-        parent = os.path.dirname(parent)
-    for d in reversed(missing):
-        os.mkdir(d, 0o755)
-        os.chown(d, user.uid, user.gid)
+    makedirs_as(os.path.dirname(path), user, 0o755)
     with open(path, "wb" if isinstance(data, bytes) else "w") as f:
         f.write(data)
     os.chmod(path, mode)

@@ -11,7 +11,7 @@ import pytest
 import webtest
 
 import flightjobd
-from support import wait_finished, wait_for
+from support import api_login, state_dir, wait_finished, wait_for
 
 pytestmark = pytest.mark.root
 
@@ -23,15 +23,10 @@ def iso(ts):
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
 
 
-def state_dir(user):
-    return os.path.join(user.home, ".local", "share", "flight-job")
-
-
 def login(a, user):
     """A TestApp of its own for the user (its own cookies), and its CSRF header."""
     web = webtest.TestApp(a.bottle, extra_environ={"REMOTE_ADDR": "127.0.0.1"})
-    token = web.post_json("/api/login", {"username": user.name, "password": user.password}).json["csrf_token"]
-    return web, {"X-CSRF-Token": token}
+    return web, api_login(web, user)
 
 
 def write_record(user, n, name, script, scheduler_id, state, submitted, ended=None):
