@@ -268,6 +268,14 @@ def install_pam_service():
     return "flight-job"
 
 
+def _uid_taken(uid):
+    try:
+        pwd.getpwuid(uid)
+        return True
+    except KeyError:
+        return False
+
+
 class UnixUsers:
     """Creates real Unix users with passwords, and groups; removes them
     afterwards."""
@@ -283,15 +291,24 @@ class UnixUsers:
         self.groups.append(name)
         return name
 
-    def create(self, prefix="fjt", uid=None, password=None, groups=()):
+    def create(self, prefix="fjt", uids=None, password=None, groups=()):
         """A new user (its own primary group, as useradd makes it), also
-        in the given supplementary groups."""
+        in the given supplementary groups; its uid one free in uids (a
+        range) when given, picked at random and tried again if another run
+        took it first (useradd's exit 4), so runs side by side never clash."""
         name = "%s%s" % (prefix, secrets.token_hex(3))
         password = password or "pw-" + secrets.token_urlsafe(9)
         argv = ["useradd", "--create-home", "--shell", "/bin/bash"]
-        if uid is not None:
-            argv += ["--uid", str(uid)]
-        subprocess.run(argv + [name], check=True, capture_output=True)
+        for _ in range(20):
+            uid = []
+            if uids is not None:
+                free = [u for u in uids if not _uid_taken(u)]
+                need(free, "no free uid in %s for a test user" % uids)
+                uid = ["--uid", str(secrets.choice(free))]
+            done = subprocess.run(argv + uid + [name], capture_output=True)
+            if done.returncode != 4 or not uid:
+                break
+        assert done.returncode == 0, "useradd %s: exit %d %s" % (name, done.returncode, done.stderr)
         self.created.append(name)
         subprocess.run(["chpasswd"], input="%s:%s" % (name, password), text=True, check=True)
         if groups:

@@ -55,7 +55,7 @@ def test_expired_account_is_refused(multi_app, unix_users):
 
 
 def test_root_and_low_uids_are_refused(multi_app, unix_users, monkeypatch):
-    u = unix_users.create(prefix="fjsys", uid=990)
+    u = unix_users.create(prefix="fjsys", uids=range(900, 1000))  # under min_uid 1000, over 900
     a, web = multi_app()
     login(web, u.name, u.password, 401)
     calls = []

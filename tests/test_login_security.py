@@ -102,10 +102,6 @@ class Web:
         return self(method, path, body)[0]
 
 
-def free_system_uid():
-    return next(uid for uid in range(900, 1000) if uid not in {p.pw_uid for p in pwd.getpwall()})
-
-
 def wait_for(predicate, bound, step=0.25):
     """Seconds until predicate() held, or None if not within bound."""
     start = time.monotonic()
@@ -251,7 +247,7 @@ def test_failed_logins_take_the_same_time_whatever_the_cause(daemon, unix_users)
     subprocess.run(["chage", "-E", "0", expired.name], check=True)
     subprocess.run(["usermod", "-L", locked.name], check=True)
     subprocess.run(["usermod", "-s", "/usr/sbin/nologin", shell.name], check=True)
-    low_user = unix_users.create(prefix="fjsys", uid=free_system_uid())
+    low_user = unix_users.create(prefix="fjsys", uids=range(900, 1000))
     causes = {"unknown user": ("fjnosuch" + secrets.token_hex(3), "whatever"),
               "wrong password": (right.name, "wrong" + right.password),
               "expired, right password": (expired.name, expired.password),
