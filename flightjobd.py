@@ -115,6 +115,7 @@ import selectors
 import shlex
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -3195,12 +3196,15 @@ def list_date(value, name):
 
 def sorted_by(items, sorts, sort, descending, value=lambda item: item):
     """items sorted by the column `sort` of sorts (value(item): what its
-    key reads), those without one last; equal ones keep their order."""
+    key reads), those without one last; equal ones keep their order. No
+    (key, item) pair is made for each item: CPython keeps up to 2,000 freed
+    tuples for reuse, and 10,000 made at once would leave those scattered
+    through memory that could otherwise be given back."""
     key = sorts[sort][0]
-    keyed = [(key(value(item)), item) for item in items]
-    have = [k for k in keyed if k[0] is not None]
-    have.sort(key=lambda k: k[0], reverse=descending)
-    return [item for _, item in have] + [item for k, item in keyed if k is None]
+    keys = [key(value(item)) for item in items]
+    have = [i for i, k in enumerate(keys) if k is not None]
+    have.sort(key=keys.__getitem__, reverse=descending)
+    return [items[i] for i in have] + [item for item, k in zip(items, keys) if k is None]
 
 
 # atomic_write's temporary file, left behind when the writer was killed
@@ -3244,7 +3248,7 @@ class StorePart:
         self._assoc = (-1e9, None)  # (when, the user's accounts and QOS) for partitions' access rules
         self.has_unfinished = None  # what the current operation found (see perform)
         # id -> (mtime_ns, size, meta) of parsed job files; a finished job's
-        # entry is only its JobRow, what the list searches and sorts by
+        # entry is only its row (a PackedRow), what the list searches and sorts by
         # (10,000 full records would be ~45 MB): its full record is read
         # again when shown. The rows are kept in INDEX_FILE too (see there).
         self._jobs = {}
@@ -4110,11 +4114,85 @@ INDEX_FILE = "job-index.json"
 INDEX_FORMAT = 1
 INDEX_LIMIT = 32 << 20  # the largest index file read (a job is ~160 bytes of it: ~200,000 jobs)
 # name, script, scheduler_id: casefolded, as searched and sorted (pages show
-# the records'); times: whole seconds since the epoch, None for none. ~400
-# bytes a job in memory.
+# the records'); times: whole seconds since the epoch, None for none. A
+# finished job's is kept packed (PackedRow).
 JobRow = collections.namedtuple("JobRow", "state name script scheduler_id submitted_at started_at ended_at "
                                           "mtime_ns size")
 STATE_FOLDED = {state: state.casefold() for state in STATES}
+
+
+class PackedRow(bytes):
+    """A finished job's JobRow as one bytes object (~100 bytes, against
+    ~400 for the JobRow with its strings and integers, which 10,000 jobs
+    would leave scattered through the worker's memory): what StorePart._jobs
+    keeps of each finished job. Read as a JobRow is (row.state, row.name,
+    ...); unpacked() gives the JobRow. A time of None is NO_TIME; the name,
+    the script and the scheduler id follow the fixed part as UTF-8 (the
+    name left out when it is the script's, as for most jobs)."""
+    __slots__ = ()
+    LAYOUT = struct.Struct("<B5qII")  # state, 3 times, mtime_ns, size, name and script lengths
+    NO_TIME = -1 << 63
+    SAME = 0xFFFFFFFF  # the name's length when it is the script
+
+    @classmethod
+    def pack(cls, row):
+        name, script = row.name.encode("utf-8", "surrogatepass"), row.script.encode("utf-8", "surrogatepass")
+        same = name == script
+        times = [cls.NO_TIME if t is None else t for t in row[4:7]]
+        return cls(cls.LAYOUT.pack(STATES.index(row.state), *times, row.mtime_ns, row.size,
+                                   cls.SAME if same else len(name), len(script))
+                   + (b"" if same else name) + script + row.scheduler_id.encode("utf-8", "surrogatepass"))
+
+    def unpacked(self):
+        return JobRow(*(getattr(self, field) for field in JobRow._fields))
+
+    def _spans(self):
+        """Where the name, the script and the scheduler id are (start, end)."""
+        name_len, script_len = _PACKED_LENGTHS.unpack_from(self, _PACKED_LENGTHS_AT)
+        start = _PACKED_TEXTS_AT
+        if name_len == PackedRow.SAME:
+            end = start + script_len
+            return (start, end), (start, end), (end, len(self))
+        end = start + name_len
+        return (start, end), (end, end + script_len), (end + script_len, len(self))
+
+    def _text(self, which):
+        start, end = self._spans()[which]
+        return str(self[start:end], "utf-8", "surrogatepass")
+
+    def has(self, text):
+        """Whether the name, the script or the scheduler id holds text (UTF-8
+        bytes, as packed): searched where it lies, nothing decoded."""
+        if self.find(text, _PACKED_TEXTS_AT) < 0:  # most rows of a search: one look
+            return False
+        return any(self.find(text, start, end) >= 0 for start, end in self._spans())
+
+    def _time(self, offset):
+        value = struct.unpack_from("<q", self, offset)[0]
+        return None if value == self.NO_TIME else value
+
+    state = property(lambda self: STATES[self[0]])
+    submitted_at = property(lambda self: self._time(1))
+    started_at = property(lambda self: self._time(9))
+    ended_at = property(lambda self: self._time(17))
+    mtime_ns = property(lambda self: struct.unpack_from("<q", self, 25)[0])
+    size = property(lambda self: struct.unpack_from("<q", self, 33)[0])
+    name = property(lambda self: self._text(0))
+    script = property(lambda self: self._text(1))
+    scheduler_id = property(lambda self: self._text(2))
+
+
+_PACKED_LENGTHS = struct.Struct("<II")
+_PACKED_LENGTHS_AT = PackedRow.LAYOUT.size - _PACKED_LENGTHS.size
+_PACKED_TEXTS_AT = PackedRow.LAYOUT.size
+
+
+def row_has(row, text, text_utf8):
+    """Whether a job's row (JobRow or PackedRow) has text (text_utf8 as
+    UTF-8) in its name, script or scheduler id."""
+    if isinstance(row, PackedRow):
+        return row.has(text_utf8)
+    return text in row.name or text in row.script or text in row.scheduler_id
 
 
 def _index_time(value):
@@ -4125,10 +4203,9 @@ def _index_time(value):
 def job_row(meta, st=None):
     """A job's JobRow from its record (st: its meta.json's stat). The job's
     name is the scheduler's (--job-name; older records: the script's)."""
-    # interned: many jobs share a script and a name (one string each, not one a job)
-    script = sys.intern((meta.get("script_name") or "").casefold())
-    name = sys.intern(meta["job_name"].casefold()) if meta.get("job_name") else script
-    return JobRow(sys.intern(meta["state"]), name, script, (meta.get("scheduler_id") or "").casefold(),
+    script = (meta.get("script_name") or "").casefold()
+    name = meta["job_name"].casefold() if meta.get("job_name") else script
+    return JobRow(meta["state"], name, script, (meta.get("scheduler_id") or "").casefold(),
                   _index_time(meta.get("submitted_at")), _index_time(meta.get("started_at")),
                   _index_time(meta.get("ended_at")), st.st_mtime_ns if st else 0, st.st_size if st else 0)
 
@@ -4140,9 +4217,10 @@ def index_row(value):
         raise ValueError("a row is not a list of %d fields" % len(JobRow._fields))
     row = JobRow(*value)
     if not (row.state in FINISHED and all(isinstance(v, str) and v == v.casefold() for v in row[1:4])
-            and all(v is None or _whole(v) for v in row[4:7]) and _whole(row.mtime_ns) and _whole(row.size)):
+            and all(v is None or _whole(v) and PackedRow.NO_TIME < v < -PackedRow.NO_TIME for v in row[4:7])
+            and all(_whole(v) and PackedRow.NO_TIME <= v < -PackedRow.NO_TIME for v in row[7:])):
         raise ValueError("a row is not what this version writes")
-    return row._replace(state=sys.intern(row.state), name=sys.intern(row.name), script=sys.intern(row.script))
+    return row
 
 
 def index_rows(data):
@@ -4216,15 +4294,15 @@ class JobsPart(StorePart):
     def _after_choices(self):
         """The jobs a submission may start after: the user's newest
         AFTER_CHOICES that the scheduler has (unfinished ones first)."""
-        metas, _ = self._all_jobs()
-        metas.sort(key=lambda m: m["id"], reverse=True)
-        metas.sort(key=lambda m: m["state"] not in UNFINISHED)  # stable: newest first in each
+        items, _ = self._scan()
+        items.sort(key=lambda item: item[0], reverse=True)
+        items.sort(key=lambda item: item[1].state not in UNFINISHED)  # stable: newest first in each
         out = []
-        for m in metas:
+        for job_id, _, _ in items:
             if len(out) >= AFTER_CHOICES:
                 break
             with contextlib.suppress(Conflict, NotFound):
-                m = self._job_meta(m["id"])
+                m = self._job_meta(job_id)
                 if m.get("scheduler_id") and m.get("scheduler") == self.scheduler.name:
                     out.append({"id": m["id"], "scheduler_id": m["scheduler_id"], "state": m["state"],
                                 "script_name": name_text(m.get("script_name") or ""),
@@ -4388,17 +4466,17 @@ class JobsPart(StorePart):
         except OSError as e:  # a symlink loop, an I/O error
             raise Conflict("This job record cannot be read: %s." % (e.strerror or e))
         hit = self._jobs.get(job_id)
-        if cached and isinstance(hit, tuple) and not isinstance(hit, JobRow) \
-                and hit[0] == st.st_mtime_ns and hit[1] == st.st_size:
+        if cached and isinstance(hit, tuple) and hit[0] == st.st_mtime_ns and hit[1] == st.st_size:
             return hit[2]
         try:
             meta = _meta_or_broken(path, JOB_META)
         except ValueError as e:
             raise Conflict("This job record is broken: %s." % e)
         if meta["state"] in FINISHED and not meta.get("detail_pending"):
-            row = job_row(meta, st)
-            self._index_dirty = self._index_dirty or hit != row
-            self._jobs[job_id] = row
+            row = PackedRow.pack(job_row(meta, st))
+            if hit != row:  # an equal one stays: a new copy a list would scatter rows through memory
+                self._index_dirty = True
+                self._jobs[job_id] = row
         else:
             self._jobs[job_id] = (st.st_mtime_ns, st.st_size, meta, job_row(meta))
         return meta
@@ -4430,31 +4508,34 @@ class JobsPart(StorePart):
 
     def _scan(self):
         """(items, broken) for every job, using the parse cache and the
-        index: items are (id, JobRow, meta), meta the full record of an
-        unfinished job (or one whose accounting detail is pending), None for
-        a finished one (see _jobs)."""
+        index: items are (id, row, meta), row a JobRow or a PackedRow, meta
+        the full record of an unfinished job (or one whose accounting detail
+        is pending), None for a finished one (see _jobs)."""
         self._read_index()
         items, broken = [], []
         for job_id in self._item_ids(self.jobs_dir):
             hit = self._jobs.get(job_id)
-            if not isinstance(hit, JobRow):  # finished ones: no stat (10,000 jobs: 35 ms a list)
+            if not isinstance(hit, PackedRow):  # finished ones: no stat (10,000 jobs: 35 ms a list)
                 try:
                     meta = self._job_meta(job_id)
                 except (Conflict, NotFound) as e:
                     broken.append({"id": job_id, "broken": True, "reason": e.message})
                     continue
                 hit = self._jobs.get(job_id)
-                if not isinstance(hit, JobRow):
+                if not isinstance(hit, PackedRow):
                     items.append((job_id, hit[3] if hit and hit[2] is meta else job_row(meta), meta))
                     continue
             items.append((job_id, hit, None))
         return items, broken
 
-    def _all_jobs(self):
-        """(metas, broken) for every job: unfinished jobs in full, finished
-        ones as {id, state} (see _scan)."""
+    def _open_jobs(self):
+        """(metas, broken): the jobs kept in full (unfinished, or with their
+        accounting detail pending) and the lost ones (UNKNOWN: few) as {id,
+        state}; other finished jobs are left out (a dict each of 10,000
+        would stay as the worker's memory: see _scan)."""
         items, broken = self._scan()
-        return [meta or {"id": job_id, "state": row.state} for job_id, row, meta in items], broken
+        return [meta or {"id": job_id, "state": row.state} for job_id, row, meta in items
+                if meta or row.state == "UNKNOWN"], broken
 
     def _index_path(self):
         return os.path.join(self.root, INDEX_FILE)
@@ -4465,8 +4546,20 @@ class JobsPart(StorePart):
         if self._index_read:
             return
         self._index_read = True
+        kept, dirty = {}, False  # all or none: a bad line makes the file unusable
         try:
-            rows = dict(index_rows(read_file(self._index_path(), INDEX_LIMIT)))
+            for job_id, row in index_rows(read_file(self._index_path(), INDEX_LIMIT)):
+                if job_id in self._jobs:
+                    continue
+                try:
+                    st = os.stat(self._job_path(job_id, "meta.json"))
+                except OSError:  # removed meanwhile, or unreadable: its record says
+                    dirty = True
+                    continue
+                if (st.st_mtime_ns, st.st_size) == (row.mtime_ns, row.size):
+                    kept[job_id] = PackedRow.pack(row)  # packed at once: 10,000 JobRows held would stay as RSS
+                else:
+                    dirty = True
         except FileNotFoundError:
             self._index_dirty = True
             return
@@ -4474,18 +4567,9 @@ class JobsPart(StorePart):
             log.warning("the job index cannot be used (%s): it is made again from the job records", e)
             self._index_dirty = True
             return
-        for job_id, row in rows.items():
-            if job_id in self._jobs:
-                continue
-            try:
-                st = os.stat(self._job_path(job_id, "meta.json"))
-            except OSError:  # removed meanwhile, or unreadable: its record says
-                self._index_dirty = True
-                continue
-            if (st.st_mtime_ns, st.st_size) == (row.mtime_ns, row.size):
-                self._jobs[job_id] = row
-            else:
-                self._index_dirty = True
+        self._jobs.update(kept)
+        self._index_dirty = self._index_dirty or dirty
+        give_back_memory()  # the file and its parse (10,000 jobs: ~4 MB)
 
     def _write_index(self, items):
         """Write INDEX_FILE with the finished jobs' rows, if they changed. A
@@ -4493,13 +4577,17 @@ class JobsPart(StorePart):
         if not self._index_dirty:
             return
         text = "\n".join(itertools.chain([json.dumps({"format": INDEX_FORMAT})], (
-            json.dumps([job_id] + list(row), separators=(",", ":")) for job_id, row, meta in items if meta is None)))
+            json.dumps([job_id] + list(row.unpacked()), separators=(",", ":"))
+            for job_id, row, meta in items if meta is None), [""]))
         try:
             with self._writing():
-                atomic_write(self._index_path(), text + "\n")
+                atomic_write(self._index_path(), text)
         except (OSError, FlightJobError) as e:
             log.warning("the job index could not be written: %s", getattr(e, "message", e))
             return
+        finally:
+            del text
+            give_back_memory()  # the text, and the records parsed for it (10,000 jobs: ~5 MB)
         self._index_dirty = False
 
     @operation("jobs.refresh")
@@ -4520,14 +4608,14 @@ class JobsPart(StorePart):
             return self._scheduler_state()
         self.last_refresh = time.time()
         problems = []
-        metas, _ = self._all_jobs()
+        metas, _ = self._open_jobs()
         unsure = [m for m in metas if m["state"] in UNFINISHED and not m.get("scheduler_id")]
         if unsure:
             try:
                 self._settle_submits(unsure)
             except SchedulerError as e:
                 problems.append(e.message)
-            metas, _ = self._all_jobs()
+            metas, _ = self._open_jobs()
         pending = [m for m in metas if m.get("scheduler_id") and (
             m["state"] in UNFINISHED or m.get("detail_pending") and not self._detail_given_up(m))]
         unfinished = sum(m["state"] in UNFINISHED and not m.get("scheduler_id") for m in metas)
@@ -4678,7 +4766,7 @@ class JobsPart(StorePart):
         unfinished, the scheduler ids of those the scheduler has (the shared
         poll's; the newest POLLED_IDS) and the scheduler calls made so far."""
         self.has_unfinished = unfinished > 0
-        ids = sorted(((m["id"], m["scheduler_id"]) for m in self._all_jobs()[0]
+        ids = sorted(((m["id"], m["scheduler_id"]) for m in self._open_jobs()[0]
                       if (m["state"] in UNFINISHED or m.get("detail_pending")) and m.get("scheduler_id")),
                      reverse=True)
         return dict(self._scheduler_state(), unfinished=unfinished, calls=dict(self.scheduler.counters),
@@ -4707,15 +4795,20 @@ class JobsPart(StorePart):
         self._write_index(items)
         first = parse_iso(since + "T00:00:00Z") if since else None
         last = parse_iso(until + "T23:59:59Z") if until else None
-        rows = [(job_id, row) for job_id, row, _ in items if (not state or row.state == state)
-                and (not q or q in row.name or q in row.script or q in row.scheduler_id or q in STATE_FOLDED[row.state])
-                and (first is None or row.submitted_at is not None and row.submitted_at >= first)
-                and (last is None or row.submitted_at is not None and row.submitted_at <= last)]
+
+        q_utf8 = q.encode("utf-8", "surrogatepass") if q else None
+
+        def wanted(row):
+            return ((not state or row.state == state)
+                    and (not q or q in STATE_FOLDED[row.state] or row_has(row, q, q_utf8))
+                    and (first is None or row.submitted_at is not None and row.submitted_at >= first)
+                    and (last is None or row.submitted_at is not None and row.submitted_at <= last))
+        rows = [item for item in items if wanted(item[1])]  # _scan's items: no new tuple each (see sorted_by)
         rows.sort(key=lambda item: item[0], reverse=True)  # ids are in submission order: newest first among equals
         rows = sorted_by(rows, JOB_SORTS, sort, descending, lambda item: item[1])
         start = (page - 1) * per_page
         shown = []
-        for job_id, _ in rows[start:start + per_page]:
+        for job_id, _, _ in rows[start:start + per_page]:
             with contextlib.suppress(Conflict, NotFound):  # removed meanwhile by another daemon
                 shown.append(self._public_job(self._job_meta(job_id)))
         return {"jobs": shown,
@@ -4736,7 +4829,7 @@ class JobsPart(StorePart):
             raise Invalid("watch must be at most %d job ids." % ACTIVITY_JOBS, {"watch": "at most %d job ids"
                                                                                 % ACTIVITY_JOBS})
         scheduler_state = self.refresh()
-        unfinished = sorted((m for m in self._all_jobs()[0] if m["state"] in UNFINISHED),
+        unfinished = sorted((m for m in self._open_jobs()[0] if m["state"] in UNFINISHED),
                             key=lambda m: m["id"], reverse=True)
         shown = {m["id"] for m in unfinished[:ACTIVITY_JOBS]}
         watched = []
@@ -4816,7 +4909,7 @@ class JobsPart(StorePart):
                 time.sleep(0.1)
             with contextlib.suppress(SchedulerError):
                 self._apply_statuses(metas, self.scheduler.status([m["scheduler_id"] for m in metas]))
-        self.has_unfinished = any(m["state"] in UNFINISHED for m in self._all_jobs()[0])
+        self.has_unfinished = any(m["state"] in UNFINISHED for m in self._open_jobs()[0])
 
     @operation("jobs.get")
     def job_get(self, id, script=False):
@@ -8689,6 +8782,15 @@ def download(app, user, id, path):
 # Main #######################################################################
 
 
+def give_back_memory():
+    """Hand the C heap's free pages back to the system (glibc's malloc_trim;
+    nothing elsewhere): what a one-off large piece of work allocated and
+    freed would otherwise stay as the process's memory for good."""
+    with contextlib.suppress(Exception):
+        import ctypes
+        ctypes.CDLL(None).malloc_trim(0)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="flightjobd", description="A web job manager for HPC login nodes.")
     parser.add_argument("--config", help="TOML configuration file (default %s)" % DEFAULT_CONFIG)
@@ -8703,9 +8805,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s flightjobd[%(process)d] %(levelname)s %(message)s")
-    with contextlib.suppress(Exception):  # run as a script, this file is compiled at every start:
-        import ctypes  # return the compiler's freed syntax tree to the OS (~8 MB)
-        ctypes.CDLL(None).malloc_trim(0)
+    give_back_memory()  # run as a script, this file is compiled at every start: its freed syntax tree (~8 MB)
     if args.worker:
         return worker_main()
     if args.fork_server:

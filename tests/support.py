@@ -318,10 +318,24 @@ class UnixUsers:
 
     def remove_all(self):
         for name in self.created:
-            subprocess.run(["pkill", "-KILL", "-u", name], capture_output=True)
-            subprocess.run(["userdel", "--remove", name], capture_output=True)
+            remove_user(name)
         for name in self.groups:
             subprocess.run(["groupdel", name], capture_output=True)
+
+
+def remove_user(name, within=15.0):
+    """Kill the user's processes and remove the user with its home.
+    userdel refuses (exit 8) while a process of the user lives, and one
+    killed a moment ago may not have ended yet: it is tried again until it
+    succeeds, or fails for another reason, within a bound (a user left
+    behind would otherwise stay on the machine for good)."""
+    deadline = time.monotonic() + within
+    while True:
+        subprocess.run(["pkill", "-KILL", "-u", name], capture_output=True)
+        done = subprocess.run(["userdel", "--remove", name], capture_output=True)
+        if done.returncode != 8 or time.monotonic() > deadline:  # 6: gone already; 12: home not all removed
+            return done.returncode
+        time.sleep(0.1)
 
 
 class User:

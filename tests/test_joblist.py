@@ -308,6 +308,29 @@ def index_text(header, rows):
     return "\n".join([json.dumps(header)] + [json.dumps([job_id] + row) for job_id, row in rows.items()]) + "\n"
 
 
+@pytest.mark.parametrize("row", [
+    ("COMPLETED", "simulation", "simulation", "1234", 1715342400, 1715342460, 1715343000, 1715343000123456789, 837),
+    ("FAILED", "café ☃", "analysis", "9_2", None, None, None, 0, 0),
+    ("UNKNOWN", "bad-\udcff-bytes", "", "", -86400, None, 2 ** 62, -5, 2 ** 63 - 1),
+    ("CANCELLED", "", "x" * 70000, "4294967295_12", 0, 0, 0, -2 ** 63, 1)])
+def test_a_packed_row_reads_back_as_the_row_it_was_made_from(row):
+    """What the worker keeps of a finished job (PackedRow) gives back every
+    field of its JobRow, odd names, no times and the extremes included."""
+    row = flightjobd.JobRow(*row)
+    packed = flightjobd.PackedRow.pack(row)
+    assert packed.unpacked() == row
+    assert [getattr(packed, field) for field in row._fields] == list(row)
+    assert flightjobd.PackedRow.pack(row) == packed and len(packed) < 100 + sum(map(len, row[1:4])) * 3
+    # the search looks in each text alone: never across the end of one and the start of the next
+    texts = row[1:4]
+    probes = {t[i:i + 3] for t in texts for i in range(min(len(t), 40))} | {"zzz", "a9", "l9", "ne9"}
+    probes |= {a[-2:] + b[:2] for a in texts for b in texts if a and b}
+    for probe in probes:
+        expected = any(probe in t for t in texts)
+        assert flightjobd.row_has(packed, probe, probe.encode("utf-8", "surrogatepass")) == expected, probe
+        assert flightjobd.row_has(row, probe, probe.encode("utf-8", "surrogatepass")) == expected, probe
+
+
 def test_index_is_written_and_a_corrupt_one_rebuilt(alice_jobs, multi_app):
     a, web, h, alice, ids = alice_jobs
     expected = web.get("/api/jobs?sort=name").json["jobs"]
@@ -330,6 +353,12 @@ def test_index_is_written_and_a_corrupt_one_rebuilt(alice_jobs, multi_app):
                     index_text(header, dict(rows, **{ids["beta"]: bad_row})),
                     index_text(header, dict(rows, **{ids["beta"]: rows[ids["beta"]][:5]})),
                     index_text(header, dict(rows, **{"../x": rows[ids["beta"]]})),
+                    # integers a row cannot hold (a time, the record's mtime or size past 64 bits)
+                    index_text(header, dict(rows, **{ids["beta"]: rows[ids["beta"]][:4] + [2 ** 70]
+                                                     + rows[ids["beta"]][5:]})),
+                    index_text(header, dict(rows, **{ids["beta"]: rows[ids["beta"]][:7] + [-2 ** 64]
+                                                     + rows[ids["beta"]][8:]})),
+                    index_text(header, dict(rows, **{ids["beta"]: rows[ids["beta"]][:8] + [2 ** 63]})),
                     index_text(header, rows) + "\n\n" + "x" * 100):
         with open(index_path(alice), "w", encoding="latin-1") as f:
             f.write(corrupt)
