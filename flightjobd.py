@@ -4472,13 +4472,15 @@ class JobsPart(StorePart):
             meta = _meta_or_broken(path, JOB_META)
         except ValueError as e:
             raise Conflict("This job record is broken: %s." % e)
+        row = None
         if meta["state"] in FINISHED and not meta.get("detail_pending"):
-            row = PackedRow.pack(job_row(meta, st))
-            if hit != row:  # an equal one stays: a new copy a list would scatter rows through memory
-                self._index_dirty = True
-                self._jobs[job_id] = row
-        else:
+            with contextlib.suppress(struct.error):  # a record stamped past 2262 (mtime_ns > 2**63): kept in full
+                row = PackedRow.pack(job_row(meta, st))
+        if row is None:
             self._jobs[job_id] = (st.st_mtime_ns, st.st_size, meta, job_row(meta))
+        elif hit != row:  # an equal one stays: a new copy a list would scatter rows through memory
+            self._index_dirty = True
+            self._jobs[job_id] = row
         return meta
 
     def _update_job(self, job_id, changes):
@@ -4510,7 +4512,8 @@ class JobsPart(StorePart):
         """(items, broken) for every job, using the parse cache and the
         index: items are (id, row, meta), row a JobRow or a PackedRow, meta
         the full record of an unfinished job (or one whose accounting detail
-        is pending), None for a finished one (see _jobs)."""
+        is pending, or whose row cannot be packed), None for a finished one
+        (see _jobs)."""
         self._read_index()
         items, broken = [], []
         for job_id in self._item_ids(self.jobs_dir):

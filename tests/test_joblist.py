@@ -331,6 +331,25 @@ def test_a_packed_row_reads_back_as_the_row_it_was_made_from(row):
         assert flightjobd.row_has(row, probe, probe.encode("utf-8", "surrogatepass")) == expected, probe
 
 
+def test_a_record_stamped_past_2262_is_listed_shown_and_removed(alice_jobs, multi_app):
+    """A meta.json whose mtime is past what 64 bits of nanoseconds hold (a
+    restored backup, a clock gone wrong; ext4 takes dates to 2446) is one
+    job like any other: it was a 500 on every list (red team)."""
+    a, web, h, alice, ids = alice_jobs
+    path = os.path.join(state_dir(alice), "jobs", ids["beta"], "meta.json")
+    os.utime(path, ns=(10 ** 19, 10 ** 19))  # 2286-11-20
+    assert os.stat(path).st_mtime_ns == 10 ** 19
+    fresh, _ = multi_app()  # a fresh worker reads every record
+    web1, h1 = login(fresh, alice)
+    assert sorted(j["id"] for j in web1.get("/api/jobs").json["jobs"]) == sorted(ids.values())
+    assert names(web1.get("/api/jobs?q=beta").json) == ["beta"]
+    assert web1.get("/jobs?q=beta").status_int == 200
+    assert web1.get("/api/jobs/%s" % ids["beta"]).json["job_name"] == "beta"
+    assert web1.delete("/api/jobs/%s" % ids["beta"], headers=h1).status_int == 204
+    assert sorted(j["id"] for j in web1.get("/api/jobs").json["jobs"]) == sorted(
+        i for name, i in ids.items() if name != "beta")
+
+
 def test_index_is_written_and_a_corrupt_one_rebuilt(alice_jobs, multi_app):
     a, web, h, alice, ids = alice_jobs
     expected = web.get("/api/jobs?sort=name").json["jobs"]
