@@ -4144,19 +4144,13 @@ class PackedRow(bytes):
                    + (b"" if same else name) + script + row.scheduler_id.encode("utf-8", "surrogatepass"))
 
     def unpacked(self):
-        state, *times, mtime_ns, size, _, _ = self.LAYOUT.unpack_from(self)
-        return JobRow(STATES[state], self.name, self.script, self.scheduler_id,
-                      *(None if t == self.NO_TIME else t for t in times), mtime_ns, size)
-
-    def _fixed(self, index):
-        """Field `index` of LAYOUT."""
-        return self.LAYOUT.unpack_from(self)[index]
+        return JobRow(*(getattr(self, field) for field in JobRow._fields))
 
     def _spans(self):
         """Where the name, the script and the scheduler id are (start, end)."""
-        name_len, script_len = self.LAYOUT.unpack_from(self)[6:]
-        start = self.LAYOUT.size
-        if name_len == self.SAME:
+        name_len, script_len = _PACKED_LENGTHS.unpack_from(self, _PACKED_LENGTHS_AT)
+        start = _PACKED_TEXTS_AT
+        if name_len == PackedRow.SAME:
             end = start + script_len
             return (start, end), (start, end), (end, len(self))
         end = start + name_len
@@ -4169,23 +4163,28 @@ class PackedRow(bytes):
     def has(self, text):
         """Whether the name, the script or the scheduler id holds text (UTF-8
         bytes, as packed): searched where it lies, nothing decoded."""
-        if self.find(text, self.LAYOUT.size) < 0:  # most rows of a search: one look
+        if self.find(text, _PACKED_TEXTS_AT) < 0:  # most rows of a search: one look
             return False
         return any(self.find(text, start, end) >= 0 for start, end in self._spans())
 
-    def _time(self, index):
-        value = self._fixed(index)
+    def _time(self, offset):
+        value = struct.unpack_from("<q", self, offset)[0]
         return None if value == self.NO_TIME else value
 
     state = property(lambda self: STATES[self[0]])
     submitted_at = property(lambda self: self._time(1))
-    started_at = property(lambda self: self._time(2))
-    ended_at = property(lambda self: self._time(3))
-    mtime_ns = property(lambda self: self._fixed(4))
-    size = property(lambda self: self._fixed(5))
+    started_at = property(lambda self: self._time(9))
+    ended_at = property(lambda self: self._time(17))
+    mtime_ns = property(lambda self: struct.unpack_from("<q", self, 25)[0])
+    size = property(lambda self: struct.unpack_from("<q", self, 33)[0])
     name = property(lambda self: self._text(0))
     script = property(lambda self: self._text(1))
     scheduler_id = property(lambda self: self._text(2))
+
+
+_PACKED_LENGTHS = struct.Struct("<II")
+_PACKED_LENGTHS_AT = PackedRow.LAYOUT.size - _PACKED_LENGTHS.size
+_PACKED_TEXTS_AT = PackedRow.LAYOUT.size
 
 
 def row_has(row, text, text_utf8):
