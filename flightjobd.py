@@ -712,13 +712,47 @@ class UnusableFile(ValueError):
         self.too_large = too_large
 
 
-def read_file(path, limit):
-    """The bytes of the regular file at path, never more than limit: opened
-    without blocking and refused (UnusableFile) when it is no regular file
-    (a FIFO would hold the reader until a writer comes, a device never
-    ends) or is larger than limit bytes (a sparse file may be any size).
-    OSError when it cannot be opened (missing, forbidden, a socket)."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+OPENAT2 = 437  # the syscall's number on every architecture; None: the walk (tests)
+
+
+def open_beneath(root, full, flags=os.O_RDONLY | os.O_NONBLOCK):
+    """A descriptor of `full`, a path resolve_inside gave under root (no link left in it), opened in one
+    step from root's descriptor following no symlink: openat2 with RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |
+    RESOLVE_NO_MAGICLINKS (Linux 5.6), else a part at a time with O_NOFOLLOW. A part swapped for a link
+    since it was resolved is an OSError (ELOOP, ENOTDIR), never followed; what was opened is checked."""
+    import ctypes
+    rel, top, fd = os.path.relpath(full, root), os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC), -1
+    try:
+        how = struct.pack("QQQ", flags | os.O_CLOEXEC | os.O_NOCTTY, 0, 0x08 | 0x04 | 0x02)
+        fd = ctypes.CDLL(None, use_errno=True).syscall(OPENAT2, top, os.fsencode(rel), how, len(how)) if OPENAT2 else -1
+        if fd < 0 and OPENAT2 and ctypes.get_errno() not in (errno.ENOSYS, errno.EPERM):  # EPERM: seccomp
+            raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()), full)
+        parts = rel.split("/") if fd < 0 else []
+        for n, part in enumerate(parts):
+            at, fd = fd, os.open(part, (flags if n == len(parts) - 1 else os.O_PATH | os.O_DIRECTORY)
+                                 | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=top if fd < 0 else fd)
+            if at >= 0:
+                os.close(at)
+        where = os.readlink("/proc/self/fd/%d" % fd)
+        if where != root and not where.startswith(root.rstrip("/") + "/"):
+            raise OSError(errno.EXDEV, "not under %s" % root, full)
+        return fd
+    except BaseException:
+        if fd >= 0:
+            os.close(fd)
+        raise
+    finally:
+        os.close(top)
+
+
+def read_file(path, limit, fd=None):
+    """The bytes of the regular file at path (or of descriptor fd), never
+    more than limit: opened without blocking and refused (UnusableFile) when
+    it is no regular file (a FIFO would hold the reader until a writer
+    comes, a device never ends) or is larger than limit bytes (a sparse file
+    may be any size). OSError when it cannot be opened (missing, forbidden,
+    a socket)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK) if fd is None else fd
     with os.fdopen(fd, "rb") as f:
         st = os.fstat(fd)
         if st.st_mode & 0o170000 != 0o100000:
@@ -5415,16 +5449,15 @@ class HomePart(StorePart):
             return cls("Path: %s" % message, {"path": "Path: %s" % message})
         if not isinstance(path, str) or not path.strip():
             raise refuse(Invalid, "choose a file of your home directory.")
-        try:
-            full, _ = self._in_home(path)
+        limit = self.config["storage"]["max_script_bytes"]
+        try:  # resolved, then opened from the home without following a link (a swap in between: refused)
+            full, root = self._in_home(path)
+            data = read_file(full, limit, open_beneath(root, full))
         except NotFound:
             raise refuse(Invalid, "there is no such file in your home directory (give its path from your home, "
                                   "e.g. project/run.sh).")
         except Forbidden:
             raise refuse(Forbidden, "%s leads outside your home directory, so it cannot be used." % path)
-        limit = self.config["storage"]["max_script_bytes"]
-        try:
-            data = read_file(full, limit)
         except FileNotFoundError:
             raise refuse(Invalid, "there is no file %s in your home directory." % path)
         except (UnusableFile, IsADirectoryError) as e:
@@ -5438,9 +5471,9 @@ class HomePart(StorePart):
         except OSError as e:
             if e.errno == errno.ENXIO:  # a socket: open() says "no such device or address"
                 raise refuse(Invalid, "%s is not a regular file (a socket), so it cannot be imported." % path)
-            if e.errno == errno.ELOOP:
-                raise refuse(Forbidden, "%s is a symbolic link that leads round in a loop, so it cannot be used."
-                             % path)
+            if e.errno in (errno.ELOOP, errno.ENOTDIR, errno.EXDEV, errno.EINVAL):  # EINVAL: realpath's readlink
+                raise refuse(Forbidden, "%s is a symbolic link that leads round in a loop, or was changed as it "
+                                        "was opened, so it cannot be used." % path)
             raise disk_error(e, writing=False)
         try:
             text = data.decode("utf-8")
