@@ -82,7 +82,7 @@ Where to add things:
 
 Tests only: FLIGHTJOB_TEST_FAULT, set in a worker's environment through
 scheduler.environment, stops the worker dead at one named step of a write, a
-rename or a submit (FAULT_POINTS), so tests can crash it exactly there. Never
+rename or a submit (FAULT_POINTS), at its N-th time, so tests can crash it exactly there. Never
 set it in production.
 """
 
@@ -614,9 +614,9 @@ def parse_iso(text):
 
 
 # Test-only fault points: the named steps where a crash is tested. Unset, as
-# in production, fault() does nothing. FLIGHTJOB_TEST_FAULT="STEP" (or
-# "STEP:MARKER") in a worker's environment makes the worker stop dead the
-# first time it reaches STEP: it writes "STEP PID" to the file MARKER and
+# in production, fault() does nothing. FLIGHTJOB_TEST_FAULT="STEP[@N][:MARKER]"
+# in a worker's environment makes the worker stop dead from the N-th time (default
+# the first) it reaches STEP: it writes "STEP PID" to the file MARKER and
 # stops itself (SIGSTOP), so a test sees it frozen at exactly that step,
 # kills it and checks what a crash there leaves. The worker reads it once, at
 # start; its environment is built clean (Worker.start), so the variable only
@@ -634,7 +634,7 @@ FAULT_POINTS = {
     "submit.before_answer": "the scheduler has the job, its answer (the id) not recorded",
     "submit.after_answer": "the scheduler's answer recorded, the reply not yet sent",
 }
-_fault_armed = []  # [step, marker] in a worker whose environment named one
+_fault_armed = []  # [step, marker, the times to pass it first] in a worker whose environment named one
 
 
 def arm_fault(value):
@@ -643,17 +643,18 @@ def arm_fault(value):
     crash test pass without its crash."""
     if not value:
         return
-    step, _, marker = value.partition(":")
+    where, _, marker = value.partition(":")
+    step, nth = re.fullmatch(r"([^@]*)(?:@([1-9][0-9]{0,5}))?|(.*)", where).group(1, 2)
     if step not in FAULT_POINTS:
-        raise SystemExit("flightjobd worker: %s=%r names no fault point (%s)"
+        raise SystemExit("flightjobd worker: %s=%r names no fault point (%s, @N after one: its N-th time)"
                          % (FAULT_ENV, value, ", ".join(FAULT_POINTS)))
-    log.warning("TEST ONLY: %s is set: this worker stops dead at %s", FAULT_ENV, step)
-    _fault_armed[:] = [step, marker]
+    log.warning("TEST ONLY: %s is set: this worker stops dead at %s", FAULT_ENV, where)
+    _fault_armed[:] = [step, marker, iter(range(int(nth or 1) - 1))]
 
 
 def fault(step):
-    """A named step of FAULT_POINTS: stop dead here if a test armed it."""
-    if _fault_armed and _fault_armed[0] == step:
+    """A named step of FAULT_POINTS: stop dead here if a test armed it (from its N-th time)."""
+    if _fault_armed and _fault_armed[0] == step and next(_fault_armed[2], None) is None:
         if _fault_armed[1]:
             with open(_fault_armed[1], "w") as f:
                 f.write("%s %d\n" % (step, os.getpid()))
@@ -3788,10 +3789,8 @@ class ScriptsPart(StorePart):
         current version so the user sees both."""
         if content is None and notes is None and name is None:
             raise BadRequest("Nothing to change: give content, notes or name.")
-        if content is not None:
-            content = self._check_text(content, "Content").replace("\r\n", "\n")
-        if notes is not None:
-            notes = self._check_text(notes, "Notes").replace("\r\n", "\n")
+        content, notes = (None if text is None else self._check_text(text, what).replace("\r\n", "\n")
+                          for text, what in ((content, "Content"), (notes, "Notes")))
         if name is not None:
             name = self._check_name(name)
         with self._writing():
