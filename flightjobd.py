@@ -87,7 +87,7 @@ Where to add things:
 
 Tests only: FLIGHTJOB_TEST_FAULT, set in a worker's environment through
 scheduler.environment, stops the worker dead at one named step of a write, a
-rename or a submit (FAULT_POINTS), so tests can crash it exactly there. Never
+rename or a submit (FAULT_POINTS), at its N-th time, so tests can crash it exactly there. Never
 set it in production.
 """
 
@@ -636,9 +636,9 @@ def parse_iso(text):
 
 
 # Test-only fault points: the named steps where a crash is tested. Unset, as
-# in production, fault() does nothing. FLIGHTJOB_TEST_FAULT="STEP" (or
-# "STEP:MARKER") in a worker's environment makes the worker stop dead the
-# first time it reaches STEP: it writes "STEP PID" to the file MARKER and
+# in production, fault() does nothing. FLIGHTJOB_TEST_FAULT="STEP[@N][:MARKER]"
+# in a worker's environment makes the worker stop dead from the N-th time (default
+# the first) it reaches STEP: it writes "STEP PID" to the file MARKER and
 # stops itself (SIGSTOP), so a test sees it frozen at exactly that step,
 # kills it and checks what a crash there leaves. The worker reads it once, at
 # start; its environment is built clean (Worker.start), so the variable only
@@ -656,7 +656,7 @@ FAULT_POINTS = {
     "submit.before_answer": "the scheduler has the job, its answer (the id) not recorded",
     "submit.after_answer": "the scheduler's answer recorded, the reply not yet sent",
 }
-_fault_armed = []  # [step, marker] in a worker whose environment named one
+_fault_armed = []  # [step, marker, the times to pass it first] in a worker whose environment named one
 
 
 def arm_fault(value):
@@ -665,17 +665,18 @@ def arm_fault(value):
     crash test pass without its crash."""
     if not value:
         return
-    step, _, marker = value.partition(":")
+    where, _, marker = value.partition(":")
+    step, nth = re.fullmatch(r"([^@]*)(?:@([1-9][0-9]{0,5}))?|(.*)", where).group(1, 2)
     if step not in FAULT_POINTS:
-        raise SystemExit("flightjobd worker: %s=%r names no fault point (%s)"
+        raise SystemExit("flightjobd worker: %s=%r names no fault point (%s, @N after one: its N-th time)"
                          % (FAULT_ENV, value, ", ".join(FAULT_POINTS)))
-    log.warning("TEST ONLY: %s is set: this worker stops dead at %s", FAULT_ENV, step)
-    _fault_armed[:] = [step, marker]
+    log.warning("TEST ONLY: %s is set: this worker stops dead at %s", FAULT_ENV, where)
+    _fault_armed[:] = [step, marker, iter(range(int(nth or 1) - 1))]
 
 
 def fault(step):
-    """A named step of FAULT_POINTS: stop dead here if a test armed it."""
-    if _fault_armed and _fault_armed[0] == step:
+    """A named step of FAULT_POINTS: stop dead here if a test armed it (from its N-th time)."""
+    if _fault_armed and _fault_armed[0] == step and next(_fault_armed[2], None) is None:
         if _fault_armed[1]:
             with open(_fault_armed[1], "w") as f:
                 f.write("%s %d\n" % (step, os.getpid()))
@@ -734,13 +735,47 @@ class UnusableFile(ValueError):
         self.too_large = too_large
 
 
-def read_file(path, limit):
-    """The bytes of the regular file at path, never more than limit: opened
-    without blocking and refused (UnusableFile) when it is no regular file
-    (a FIFO would hold the reader until a writer comes, a device never
-    ends) or is larger than limit bytes (a sparse file may be any size).
-    OSError when it cannot be opened (missing, forbidden, a socket)."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+OPENAT2 = 437  # the syscall's number on every architecture; None: the walk (tests)
+
+
+def open_beneath(root, full, flags=os.O_RDONLY | os.O_NONBLOCK):
+    """A descriptor of `full`, a path resolve_inside gave under root (no link left in it), opened in one
+    step from root's descriptor following no symlink: openat2 with RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |
+    RESOLVE_NO_MAGICLINKS (Linux 5.6), else a part at a time with O_NOFOLLOW. A part swapped for a link
+    since it was resolved is an OSError (ELOOP, ENOTDIR), never followed; what was opened is checked."""
+    import ctypes
+    rel, top, fd = os.path.relpath(full, root), os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC), -1
+    try:
+        how = struct.pack("QQQ", flags | os.O_CLOEXEC | os.O_NOCTTY, 0, 0x08 | 0x04 | 0x02)
+        fd = ctypes.CDLL(None, use_errno=True).syscall(OPENAT2, top, os.fsencode(rel), how, len(how)) if OPENAT2 else -1
+        if fd < 0 and OPENAT2 and ctypes.get_errno() not in (errno.ENOSYS, errno.EPERM):  # EPERM: seccomp
+            raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()), full)
+        parts = rel.split("/") if fd < 0 else []
+        for n, part in enumerate(parts):
+            at, fd = fd, os.open(part, (flags if n == len(parts) - 1 else os.O_PATH | os.O_DIRECTORY)
+                                 | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=top if fd < 0 else fd)
+            if at >= 0:
+                os.close(at)
+        where = os.readlink("/proc/self/fd/%d" % fd)
+        if where != root and not where.startswith(root.rstrip("/") + "/"):
+            raise OSError(errno.EXDEV, "not under %s" % root, full)
+        return fd
+    except BaseException:
+        if fd >= 0:
+            os.close(fd)
+        raise
+    finally:
+        os.close(top)
+
+
+def read_file(path, limit, fd=None):
+    """The bytes of the regular file at path (or of descriptor fd), never
+    more than limit: opened without blocking and refused (UnusableFile) when
+    it is no regular file (a FIFO would hold the reader until a writer
+    comes, a device never ends) or is larger than limit bytes (a sparse file
+    may be any size). OSError when it cannot be opened (missing, forbidden,
+    a socket)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK) if fd is None else fd
     with os.fdopen(fd, "rb") as f:
         st = os.fstat(fd)
         if st.st_mode & 0o170000 != 0o100000:
@@ -3810,10 +3845,8 @@ class ScriptsPart(StorePart):
         current version so the user sees both."""
         if content is None and notes is None and name is None:
             raise BadRequest("Nothing to change: give content, notes or name.")
-        if content is not None:
-            content = self._check_text(content, "Content").replace("\r\n", "\n")
-        if notes is not None:
-            notes = self._check_text(notes, "Notes").replace("\r\n", "\n")
+        content, notes = (None if text is None else self._check_text(text, what).replace("\r\n", "\n")
+                          for text, what in ((content, "Content"), (notes, "Notes")))
         if name is not None:
             name = self._check_name(name)
         with self._writing():
@@ -4036,16 +4069,15 @@ class HomePart(StorePart):
             return cls("Path: %s" % message, {"path": "Path: %s" % message})
         if not isinstance(path, str) or not path.strip():
             raise refuse(Invalid, "choose a file of your home directory.")
-        try:
-            full, _ = self._in_home(path)
+        limit = self.config["storage"]["max_script_bytes"]
+        try:  # resolved, then opened from the home without following a link (a swap in between: refused)
+            full, root = self._in_home(path)
+            data = read_file(full, limit, open_beneath(root, full))
         except NotFound:
             raise refuse(Invalid, "there is no such file in your home directory (give its path from your home, "
                                   "e.g. project/run.sh).")
         except Forbidden:
             raise refuse(Forbidden, "%s leads outside your home directory, so it cannot be used." % path)
-        limit = self.config["storage"]["max_script_bytes"]
-        try:
-            data = read_file(full, limit)
         except FileNotFoundError:
             raise refuse(Invalid, "there is no file %s in your home directory." % path)
         except (UnusableFile, IsADirectoryError) as e:
@@ -4059,9 +4091,9 @@ class HomePart(StorePart):
         except OSError as e:
             if e.errno == errno.ENXIO:  # a socket: open() says "no such device or address"
                 raise refuse(Invalid, "%s is not a regular file (a socket), so it cannot be imported." % path)
-            if e.errno == errno.ELOOP:
-                raise refuse(Forbidden, "%s is a symbolic link that leads round in a loop, so it cannot be used."
-                             % path)
+            if e.errno in (errno.ELOOP, errno.ENOTDIR, errno.EXDEV, errno.EINVAL):  # EINVAL: realpath's readlink
+                raise refuse(Forbidden, "%s is a symbolic link that leads round in a loop, or was changed as it "
+                                        "was opened, so it cannot be used." % path)
             raise disk_error(e, writing=False)
         try:
             text = data.decode("utf-8")
