@@ -62,11 +62,16 @@ them. Each section uses only those above it.
     Local job supervisor        the detached process that runs a local job
     Scheduler adapters          Scheduler, SlurmScheduler, LocalScheduler,
                                 SCHEDULERS, make_scheduler
-    Store: ...                  the worker side: a user's templates, scripts,
-                                jobs and results, each part under its banner
+    Store: ...                  the worker side, one part (a StorePart with its
+                                own state) under each banner: templates,
+                                scripts, files in the home, job records,
+                                submission, status, control, list, results;
+                                Store joins them
+    Shared status poll: its process
+                                StatusSource (scheduler.status_user's worker)
     Worker                      worker_main, the fork server; Worker and
                                 WorkerPool (root side)
-    Shared status poll          StatusSource (its process), StatusPoll (root)
+    Shared status poll          StatusPoll (root)
     Authentication and sessions PAM, throttling, sessions
     Web application             App, RoutePlugin, security headers, render
     Routes: ...                 the handlers, by page, in URL order
@@ -78,11 +83,11 @@ Where to add things:
     a route            a function with @route(...) under its "Routes:" banner
     a worker operation a Store part method with @operation("name"), called
                        from a route with app.call(user, "name", ...)
-    a job field        new_job_record ("Store: jobs"), which names them all
+    a job field        new_job_record ("Store: job records"), which names them all
 
 Tests only: FLIGHTJOB_TEST_FAULT, set in a worker's environment through
 scheduler.environment, stops the worker dead at one named step of a write, a
-rename or a submit (FAULT_POINTS), so tests can crash it exactly there. Never
+rename or a submit (FAULT_POINTS), at its N-th time, so tests can crash it exactly there. Never
 set it in production.
 """
 
@@ -567,6 +572,23 @@ def human_size(n):
         n /= 1024.0
 
 
+COUNTED_FILES = 1000000  # the most entries past those counted (more: "at least")
+
+
+def _remove_tree(path):
+    import shutil
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def give_back_memory():
+    """Hand the C heap's free pages back to the system (glibc's malloc_trim;
+    nothing elsewhere): what a one-off large piece of work allocated and
+    freed would otherwise stay as the process's memory for good."""
+    with contextlib.suppress(Exception):
+        import ctypes
+        ctypes.CDLL(None).malloc_trim(0)
+
+
 def first_entries(path, limit, missing):
     """([(name, path)] of the first `limit` entries of directory path, how
     many more there are, up to COUNTED_FILES): NotFound(missing) when it is
@@ -614,9 +636,9 @@ def parse_iso(text):
 
 
 # Test-only fault points: the named steps where a crash is tested. Unset, as
-# in production, fault() does nothing. FLIGHTJOB_TEST_FAULT="STEP" (or
-# "STEP:MARKER") in a worker's environment makes the worker stop dead the
-# first time it reaches STEP: it writes "STEP PID" to the file MARKER and
+# in production, fault() does nothing. FLIGHTJOB_TEST_FAULT="STEP[@N][:MARKER]"
+# in a worker's environment makes the worker stop dead from the N-th time (default
+# the first) it reaches STEP: it writes "STEP PID" to the file MARKER and
 # stops itself (SIGSTOP), so a test sees it frozen at exactly that step,
 # kills it and checks what a crash there leaves. The worker reads it once, at
 # start; its environment is built clean (Worker.start), so the variable only
@@ -634,7 +656,7 @@ FAULT_POINTS = {
     "submit.before_answer": "the scheduler has the job, its answer (the id) not recorded",
     "submit.after_answer": "the scheduler's answer recorded, the reply not yet sent",
 }
-_fault_armed = []  # [step, marker] in a worker whose environment named one
+_fault_armed = []  # [step, marker, the times to pass it first] in a worker whose environment named one
 
 
 def arm_fault(value):
@@ -643,17 +665,18 @@ def arm_fault(value):
     crash test pass without its crash."""
     if not value:
         return
-    step, _, marker = value.partition(":")
+    where, _, marker = value.partition(":")
+    step, nth = re.fullmatch(r"([^@]*)(?:@([1-9][0-9]{0,5}))?|(.*)", where).group(1, 2)
     if step not in FAULT_POINTS:
-        raise SystemExit("flightjobd worker: %s=%r names no fault point (%s)"
+        raise SystemExit("flightjobd worker: %s=%r names no fault point (%s, @N after one: its N-th time)"
                          % (FAULT_ENV, value, ", ".join(FAULT_POINTS)))
-    log.warning("TEST ONLY: %s is set: this worker stops dead at %s", FAULT_ENV, step)
-    _fault_armed[:] = [step, marker]
+    log.warning("TEST ONLY: %s is set: this worker stops dead at %s", FAULT_ENV, where)
+    _fault_armed[:] = [step, marker, iter(range(int(nth or 1) - 1))]
 
 
 def fault(step):
-    """A named step of FAULT_POINTS: stop dead here if a test armed it."""
-    if _fault_armed and _fault_armed[0] == step:
+    """A named step of FAULT_POINTS: stop dead here if a test armed it (from its N-th time)."""
+    if _fault_armed and _fault_armed[0] == step and next(_fault_armed[2], None) is None:
         if _fault_armed[1]:
             with open(_fault_armed[1], "w") as f:
                 f.write("%s %d\n" % (step, os.getpid()))
@@ -712,13 +735,47 @@ class UnusableFile(ValueError):
         self.too_large = too_large
 
 
-def read_file(path, limit):
-    """The bytes of the regular file at path, never more than limit: opened
-    without blocking and refused (UnusableFile) when it is no regular file
-    (a FIFO would hold the reader until a writer comes, a device never
-    ends) or is larger than limit bytes (a sparse file may be any size).
-    OSError when it cannot be opened (missing, forbidden, a socket)."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+OPENAT2 = 437  # the syscall's number on every architecture; None: the walk (tests)
+
+
+def open_beneath(root, full, flags=os.O_RDONLY | os.O_NONBLOCK):
+    """A descriptor of `full`, a path resolve_inside gave under root (no link left in it), opened in one
+    step from root's descriptor following no symlink: openat2 with RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |
+    RESOLVE_NO_MAGICLINKS (Linux 5.6), else a part at a time with O_NOFOLLOW. A part swapped for a link
+    since it was resolved is an OSError (ELOOP, ENOTDIR), never followed; what was opened is checked."""
+    import ctypes
+    rel, top, fd = os.path.relpath(full, root), os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC), -1
+    try:
+        how = struct.pack("QQQ", flags | os.O_CLOEXEC | os.O_NOCTTY, 0, 0x08 | 0x04 | 0x02)
+        fd = ctypes.CDLL(None, use_errno=True).syscall(OPENAT2, top, os.fsencode(rel), how, len(how)) if OPENAT2 else -1
+        if fd < 0 and OPENAT2 and ctypes.get_errno() not in (errno.ENOSYS, errno.EPERM):  # EPERM: seccomp
+            raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()), full)
+        parts = rel.split("/") if fd < 0 else []
+        for n, part in enumerate(parts):
+            at, fd = fd, os.open(part, (flags if n == len(parts) - 1 else os.O_PATH | os.O_DIRECTORY)
+                                 | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=top if fd < 0 else fd)
+            if at >= 0:
+                os.close(at)
+        where = os.readlink("/proc/self/fd/%d" % fd)
+        if where != root and not where.startswith(root.rstrip("/") + "/"):
+            raise OSError(errno.EXDEV, "not under %s" % root, full)
+        return fd
+    except BaseException:
+        if fd >= 0:
+            os.close(fd)
+        raise
+    finally:
+        os.close(top)
+
+
+def read_file(path, limit, fd=None):
+    """The bytes of the regular file at path (or of descriptor fd), never
+    more than limit: opened without blocking and refused (UnusableFile) when
+    it is no regular file (a FIFO would hold the reader until a writer
+    comes, a device never ends) or is larger than limit bytes (a sparse file
+    may be any size). OSError when it cannot be opened (missing, forbidden,
+    a socket)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK) if fd is None else fd
     with os.fdopen(fd, "rb") as f:
         st = os.fstat(fd)
         if st.st_mode & 0o170000 != 0o100000:
@@ -2271,7 +2328,7 @@ def _stop_group(proc, grace=5):
 class SchedulerNoAnswer(SchedulerError):
     """A scheduler command whose effect is not known: it timed out, its
     answer was lost on the way, or its output could not be read. A submit
-    that ends so may have made a job (see JobsPart._settle_submits)."""
+    that ends so may have made a job (see JobStatus._settle_submits)."""
 
 
 def run(argv, timeout, env=None, cwd=None):
@@ -3161,7 +3218,7 @@ def _meta_or_broken(path, fields, formats=(FORMAT,)):
     return meta
 
 
-# Searching and sorting lists (of jobs: see the job index under Store: jobs)
+# Searching and sorting lists (of jobs: see the job index under "Store: job records")
 
 MAX_SEARCH = 200  # the longest search text (q) of a list
 DATE_RE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
@@ -3259,6 +3316,8 @@ class StorePart:
     own permissions."""
 
     def __init__(self, config, user):
+        """The state every part shares; each part with state of its own sets
+        it in its own __init__ (cooperatively, through super())."""
         self.config = config
         self.user = user
         self.home = os.path.expanduser("~")
@@ -3267,20 +3326,8 @@ class StorePart:
         self.jobs_dir = os.path.join(self.root, "jobs")
         self.lock_path = os.path.join(self.root, ".lock")
         self.scheduler = make_scheduler(config, user, self.root)
-        self.last_refresh = 0.0
         self.notice = None  # the scheduler's last failure, shown on pages
-        self._summary = (-1e9, None)  # (when, the scheduler's partition summary) when the worker asks itself
-        self._assoc = (-1e9, None)  # (when, the user's accounts and QOS) for partitions' access rules
         self.has_unfinished = None  # what the current operation found (see perform)
-        # id -> (mtime_ns, size, meta) of parsed job files; a finished job's
-        # entry is only its row (a PackedRow), what the list searches and sorts by
-        # (10,000 full records would be ~45 MB): its full record is read
-        # again when shown. The rows are kept in INDEX_FILE too (see there).
-        self._jobs = {}
-        self._index_read = False  # INDEX_FILE read (once per worker)
-        self._index_dirty = False  # the rows differ from INDEX_FILE's
-        self._templates = (None, None)
-        self._archives = {}  # token -> ResultsArchive streaming to root (ResultsPart.job_archive)
         self._sweep()
 
     def perform(self, op, args):
@@ -3392,6 +3439,13 @@ class StorePart:
             raise Conflict("%s (storage.max_script_bytes), so it cannot be used here; shorten it outside "
                            "the job manager." % e if e.too_large else "%s, so it cannot be used." % e)
 
+    def shared_poll(self):
+        """Whether the daemon's shared status poll brings this user's jobs up
+        to date (multi-user mode, scheduler.shared_poll): then a page never
+        waits on the scheduler (for the local scheduler the poll has the
+        worker refresh on its schedule, `own`)."""
+        return self.config["server"]["multi_user"] and self.config["scheduler"]["shared_poll"]
+
     def _scheduler_state(self):
         return {"type": self.scheduler.name, "ok": self.notice is None, "message": self.notice}
 
@@ -3445,6 +3499,12 @@ def literal_template(text):
 
 class TemplatesPart(StorePart):
     """The job-script templates this user may use: shipped, site and their own."""
+
+    def __init__(self, config, user):
+        super().__init__(config, user)
+        self._templates = (None, None)  # (the template directories' signature, (found, problems))
+        self._summary = (-1e9, None)  # (when, the scheduler's partition summary) when the worker asks itself
+        self._assoc = (-1e9, None)  # (when, the user's accounts and QOS) for partitions' access rules
 
     def _template_dirs(self):
         dirs = [(os.path.join(HERE, "share", "job-templates"), "shipped")]
@@ -3586,6 +3646,37 @@ class TemplatesPart(StorePart):
 
 
 # Store: scripts #############################################################
+
+# Used for a script whose template has since gone away.
+GENERIC_SUBMISSION = [
+    {"id": "partition", "text": "Partition", "type": "select", "options": [],
+     "options_from": "partitions", "default": "", "option": "partition", "required": False,
+     "description": "The group of nodes to run on; empty for the cluster's default."},
+    {"id": "time", "text": "Time limit", "type": "time", "default": "", "option": "time",
+     "required": False, "description": "How long the job may run (D-HH:MM:SS, HH:MM:SS or minutes); "
+                                       "empty for the partition's default."},
+]
+
+# Asked of an imported script (it has no template): the usual options, each
+# empty by default, so the script's own #SBATCH lines apply; those lines'
+# values become the defaults (directive_defaults).
+_WHOLE = {"pattern": r"^([0-9]{1,6})?$", "pattern_error": "a whole number, e.g. 4"}
+IMPORTED_SUBMISSION = GENERIC_SUBMISSION + [
+    dict({"id": "nodes", "text": "Nodes", "type": "text", "default": "", "option": "nodes", "required": False,
+          "description": "How many nodes; empty for the script's #SBATCH line or the cluster's default."},
+         **_WHOLE),
+    dict({"id": "ntasks", "text": "Tasks", "type": "text", "default": "", "option": "ntasks", "required": False,
+          "description": "How many tasks (processes); empty for the script's line or the default."}, **_WHOLE),
+    dict({"id": "cpus_per_task", "text": "CPU cores per task", "type": "text", "default": "",
+          "option": "cpus-per-task", "required": False,
+          "description": "CPU cores for each task; empty for the script's line or the default."}, **_WHOLE),
+    {"id": "mem", "text": "Memory", "type": "text", "default": "", "option": "mem", "required": False,
+     "pattern": "^([0-9]+[KMGT]?)?$", "pattern_error": "a whole number, optionally followed by K, M, G or T",
+     "description": "Memory for the job on each node (500M, 4G); empty for the script's line or the default."},
+    {"id": "account", "text": "Account", "type": "text", "default": "", "option": "account", "required": False,
+     "pattern": r"^[A-Za-z0-9_.\-]*$", "pattern_error": "use only letters, digits, dot, dash and underscore",
+     "description": "The project account charged; empty for the script's line or your default."},
+]
 
 
 # A script's content and notes are files that meta.json names (content_file,
@@ -3779,10 +3870,8 @@ class ScriptsPart(StorePart):
         current version so the user sees both."""
         if content is None and notes is None and name is None:
             raise BadRequest("Nothing to change: give content, notes or name.")
-        if content is not None:
-            content = self._check_text(content, "Content").replace("\r\n", "\n")
-        if notes is not None:
-            notes = self._check_text(notes, "Notes").replace("\r\n", "\n")
+        content, notes = (None if text is None else self._check_text(text, what).replace("\r\n", "\n")
+                          for text, what in ((content, "Content"), (notes, "Notes")))
         if name is not None:
             name = self._check_name(name)
         with self._writing():
@@ -3934,38 +4023,175 @@ class ScriptsPart(StorePart):
         return {"deleted": id}
 
 
-# Store: jobs ################################################################
+# Store: files in the home (import) ##########################################
 
-# Used for a script whose template has since gone away.
-GENERIC_SUBMISSION = [
-    {"id": "partition", "text": "Partition", "type": "select", "options": [],
-     "options_from": "partitions", "default": "", "option": "partition", "required": False,
-     "description": "The group of nodes to run on; empty for the cluster's default."},
-    {"id": "time", "text": "Time limit", "type": "time", "default": "", "option": "time",
-     "required": False, "description": "How long the job may run (D-HH:MM:SS, HH:MM:SS or minutes); "
-                                       "empty for the partition's default."},
-]
 
-# Asked of an imported script (it has no template): the usual options, each
-# empty by default, so the script's own #SBATCH lines apply; those lines'
-# values become the defaults (directive_defaults).
-_WHOLE = {"pattern": r"^([0-9]{1,6})?$", "pattern_error": "a whole number, e.g. 4"}
-IMPORTED_SUBMISSION = GENERIC_SUBMISSION + [
-    dict({"id": "nodes", "text": "Nodes", "type": "text", "default": "", "option": "nodes", "required": False,
-          "description": "How many nodes; empty for the script's #SBATCH line or the cluster's default."},
-         **_WHOLE),
-    dict({"id": "ntasks", "text": "Tasks", "type": "text", "default": "", "option": "ntasks", "required": False,
-          "description": "How many tasks (processes); empty for the script's line or the default."}, **_WHOLE),
-    dict({"id": "cpus_per_task", "text": "CPU cores per task", "type": "text", "default": "",
-          "option": "cpus-per-task", "required": False,
-          "description": "CPU cores for each task; empty for the script's line or the default."}, **_WHOLE),
-    {"id": "mem", "text": "Memory", "type": "text", "default": "", "option": "mem", "required": False,
-     "pattern": "^([0-9]+[KMGT]?)?$", "pattern_error": "a whole number, optionally followed by K, M, G or T",
-     "description": "Memory for the job on each node (500M, 4G); empty for the script's line or the default."},
-    {"id": "account", "text": "Account", "type": "text", "default": "", "option": "account", "required": False,
-     "pattern": r"^[A-Za-z0-9_.\-]*$", "pattern_error": "use only letters, digits, dot, dash and underscore",
-     "description": "The project account charged; empty for the script's line or your default."},
-]
+LISTED_HOME = 1000  # the most entries of a home directory the import picker lists
+KINDS = {0o040000: "dir", 0o100000: "file", 0o120000: "link"}  # the others: "other" (FIFO, device, socket)
+
+
+def _kind(st):
+    return KINDS.get(st.st_mode & 0o170000, "other")
+
+
+class HomePart(StorePart):
+    """The user's home as the import picker sees it, read as the user
+    through the path gate (resolve_inside): listed, a script file imported
+    from it, and that file read again at each submit of a script that runs
+    where it is. Nothing here leaves the home, follows a symlink out of it
+    or opens what is no regular file."""
+
+    OUTSIDE = "That path leads outside your home directory."
+
+    def _in_home(self, path):
+        """(the resolved path, the home's real path) of a path in the home."""
+        return resolve_inside(self.home, path, self.OUTSIDE), os.path.realpath(self.home)
+
+    @operation("home.list")
+    def home_list(self, path=""):
+        """A directory of the home: its first LISTED_HOME entries (`more`
+        counts those left out, up to COUNTED_FILES), each with its type as
+        lstat gives it (nothing is opened); a symlink says whether it leads
+        inside the home, and if so to what."""
+        if not isinstance(path, str):
+            raise NotFound("No such directory.")
+        full, root = self._in_home(path)
+        taken, more = first_entries(full, LISTED_HOME, "No such directory in your home.")
+        rel = os.path.relpath(full, root)
+        rel = "" if rel == "." else rel
+        entries = []
+        for name, entry_path in taken:
+            try:
+                st = os.lstat(entry_path)
+            except OSError:
+                continue
+            entry = {"name": name_text(name), "path": name_text(os.path.join(rel, name)), "type": _kind(st),
+                     "size": st.st_size, "modified_at": now_iso(st.st_mtime)}
+            if entry["type"] == "link":
+                target = os.path.realpath(entry_path)
+                entry["inside"] = target == root or target.startswith(root.rstrip("/") + "/")
+                if entry["inside"]:
+                    try:
+                        target_st = os.stat(target)  # as the user; a stat opens nothing
+                    except OSError:
+                        entry["target"] = "missing"
+                    else:
+                        entry.update(target=_kind(target_st), size=target_st.st_size)
+            entries.append(entry)
+        entries.sort(key=lambda e: ("dir" not in (e["type"], e.get("target")), e["name"].casefold(), e["name"]))
+        return {"path": name_text(rel), "parent": name_text(os.path.dirname(rel)) if rel else None,
+                "home": name_text(root), "entries": entries, "more": more, "truncated": more > 0,
+                "listed": LISTED_HOME, "max_bytes": self.config["storage"]["max_script_bytes"]}
+
+    def _home_script(self, path):
+        """(text, real path) of a script file in the home, through the path
+        gate: a path outside the home (.., a symlink out of it) is 403; a
+        missing file, a directory, FIFO or device (opened without blocking,
+        never read) or a file that is no UTF-8 text is 422; one larger than
+        storage.max_script_bytes is 413 (no more than that is read). Each
+        names the field `path`."""
+        def refuse(cls, message):
+            return cls("Path: %s" % message, {"path": "Path: %s" % message})
+        if not isinstance(path, str) or not path.strip():
+            raise refuse(Invalid, "choose a file of your home directory.")
+        limit = self.config["storage"]["max_script_bytes"]
+        try:  # resolved, then opened from the home without following a link (a swap in between: refused)
+            full, root = self._in_home(path)
+            data = read_file(full, limit, open_beneath(root, full))
+        except NotFound:
+            raise refuse(Invalid, "there is no such file in your home directory (give its path from your home, "
+                                  "e.g. project/run.sh).")
+        except Forbidden:
+            raise refuse(Forbidden, "%s leads outside your home directory, so it cannot be used." % path)
+        except FileNotFoundError:
+            raise refuse(Invalid, "there is no file %s in your home directory." % path)
+        except (UnusableFile, IsADirectoryError) as e:
+            if getattr(e, "too_large", False):
+                raise refuse(TooLarge, "%s is larger than %d bytes (storage.max_script_bytes): that is no job "
+                                       "script. Import the script that uses it instead." % (path, limit))
+            raise refuse(Invalid, "%s is not a regular file (a directory, FIFO or device), so it cannot be "
+                                  "imported." % path)
+        except PermissionError:
+            raise refuse(Forbidden, "you may not read %s." % path)
+        except OSError as e:
+            if e.errno == errno.ENXIO:  # a socket: open() says "no such device or address"
+                raise refuse(Invalid, "%s is not a regular file (a socket), so it cannot be imported." % path)
+            if e.errno in (errno.ELOOP, errno.ENOTDIR, errno.EXDEV, errno.EINVAL):  # EINVAL: realpath's readlink
+                raise refuse(Forbidden, "%s is a symbolic link that leads round in a loop, or was changed as it "
+                                        "was opened, so it cannot be used." % path)
+            raise disk_error(e, writing=False)
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise refuse(Invalid, "%s is not text (UTF-8), so it is no job script." % path)
+        if "\0" in text:
+            raise refuse(Invalid, "%s holds a NUL character, so it is no job script." % path)
+        return text, full
+
+    def _run_source(self, meta):
+        """(content, extra options, directory) of a submit of this script:
+        its own content, or for an imported script that runs where it is,
+        its file as it is now, read again through the path gate, with
+        --chdir to the file's directory (where its outputs then go). A
+        file that cannot be used now is 409 saying why."""
+        origin = meta.get("origin") or {}
+        if not origin.get("in_place"):
+            return self._script_public(meta, full=True)["content"], [], None
+        try:
+            text, full = self._home_script(origin["path"])
+        except FlightJobError as e:
+            raise Conflict("This script runs your file %s as it is when submitted, and that file cannot be "
+                           "used now: %s" % (origin["file"], e.message.replace("Path: ", "", 1)))
+        directory = os.path.dirname(full)
+        return text, ["--chdir=%s" % directory], directory
+
+    @operation("scripts.import", writes=True)
+    def script_import(self, path=None, content=None, name=None, in_place=False):
+        """A new script from a file of the home (path) or pasted text
+        (content), with no template: its #SBATCH lines are its submission
+        questions' defaults. in_place (a file only): each submit reads the
+        file again and runs it in its directory (_run_source). Errors name
+        the field: path (see _home_script), content, name, in_place."""
+        if not isinstance(in_place, bool):
+            raise Invalid("Run where it is: answer yes or no.", {"in_place": "Run where it is: answer yes or no."})
+        if path not in (None, "") and content not in (None, ""):
+            message = "Give either a file of your home directory or the script's text, not both."
+            raise Invalid(message, {"path": message})
+        now = now_iso()
+        if content not in (None, ""):
+            if in_place:
+                message = "Run where it is: only a file of your home can run where it is, not pasted text."
+                raise Invalid(message, {"in_place": message})
+            content = self._check_text(content, "Content").replace("\r\n", "\n")
+            origin = {"path": None, "file": None, "in_place": False, "imported_at": now}
+            default_name = dict(parse_directives(content)).get("job-name")
+            notes = "Imported from pasted text on %s." % now[:10]
+        else:
+            if path in (None, ""):
+                message = "Choose a file of your home directory, or paste the script's text."
+                raise Invalid(message, {"path": "Path: " + message, "content": "Script: " + message})
+            content, full = self._home_script(path)
+            self._check_text(content, "Content")
+            root = os.path.realpath(self.home)
+            origin = {"path": name_text(os.path.relpath(full, root)), "file": name_text(full),
+                      "in_place": in_place, "imported_at": now}
+            default_name = name_text(os.path.basename(full))
+            notes = "Imported from %s on %s.%s" % (origin["file"], now[:10], (
+                " It runs where it is: each submit reads that file as it is then and runs it in %s, where its "
+                "output goes." % name_text(os.path.dirname(full))) if in_place else "")
+        if name in (None, "") and isinstance(default_name, str) and default_name.strip():
+            name = default_name.strip()[:200]
+        name = self._check_name(name)
+        names = {field: body_name(field, 1) for field in SCRIPT_BODIES}
+        meta = {"format": SCRIPT_FORMAT, "name": name, "template_id": "", "template_name": "Imported",
+                "answers": {}, "created_at": now, "updated_at": now, "version": 1, "origin": origin,
+                "content_file": names["content"], "notes_file": names["notes"]}
+        meta = self._create_dir(self.scripts_dir, lambda script_id: (
+            dict(meta, id=script_id), {names["content"]: content, names["notes"]: notes}))
+        return self._script_public(meta, full=True)
+
+
+# Store: job records #########################################################
 
 
 def new_job_record(job_id, plan, scheduler_name, command, now):
@@ -3977,7 +4203,7 @@ def new_job_record(job_id, plan, scheduler_name, command, now):
     time_limit; see job_efficiency)."""
     return {
         "format": FORMAT, "id": job_id, "updated_at": now,
-        # what was submitted (plan: see JobsPart.preview)
+        # what was submitted (plan: see JobSubmit.preview)
         "script_id": plan["script"]["id"], "script_name": plan["script"]["name"],
         "answers": plan["answers"], "options": plan["options"], "command": command,
         "ignored_options": plan["ignored_options"], "scheduler": scheduler_name, "submitted_at": now,
@@ -3992,21 +4218,9 @@ def new_job_record(job_id, plan, scheduler_name, command, now):
         "estimated_start_at": None, "ended_at": None, "tasks": [],
         "missing_since": None,  # since when the scheduler has not listed it
         "cancel_requested_at": None,  # when the user cancelled it here
-        # {"type", "job_id", "scheduler_id"}: it starts after that job of the user's (JobsPart._dependency)
+        # {"type", "job_id", "scheduler_id"}: it starts after that job of the user's (JobSubmit._dependency)
         "dependency": plan.get("dependency"),
     }
-
-
-AFTER_CHOICES = 30  # the most of a user's jobs offered to start a submission after
-
-
-def dependency_words(dependency, reason):
-    """A pending job's reason in words that name the job it waits for."""
-    dep_id = dependency.get("scheduler_id") or dependency.get("job_id")
-    _, waits, never = DEPENDENCY_TYPES.get(dependency.get("type"), ("", "finish", "it never will"))
-    if reason == "DependencyNeverSatisfied":
-        return "will never run: it was to start once job %s would %s, and %s" % (dep_id, waits, never)
-    return "waiting for job %s to %s" % (dep_id, waits)
 
 
 def mem_words(mb):
@@ -4099,35 +4313,9 @@ def _mem_suggestion(mb):
     return max(64.0, -(-mb // 64) * 64.0)
 
 
-POLLED_IDS = 2000  # the most of one user's unfinished jobs the shared poll follows (the newest)
-
-
-def outside_job_record(job_id, scheduler_name, scheduler_id, status, detail, now):
-    """A job the user submitted outside flightjobd (sbatch in a shell) that
-    the shared status poll saw: a record like ours, origin "outside", with
-    no script of ours, tracked until it ends."""
-    name = detail.get("name") or "job %s" % scheduler_id
-    plan = {"script": {"id": "", "name": name}, "answers": {}, "options": [], "ignored_options": []}
-    record = new_job_record(job_id, plan, scheduler_name, None, now)
-    stdout = detail.get("stdout") or None
-    record.update(status, origin="outside", scheduler_id=scheduler_id, job_name=name, results_dir=detail.get("workdir") or None,
-                  stdout_path=stdout, stderr_path=detail.get("stderr") or stdout)
-    return record
-
-
-OUTSIDE_IMPORTS = 100  # the most outside jobs a refresh takes in
-
-
-ACTIVITY_JOBS = 100  # unfinished jobs a page's tab is told of, and jobs it may ask after (jobs.activity)
-
-
-def _brief_job(meta):
-    """A job as a tab's title and notifications name it."""
-    return {"id": meta["id"], "scheduler_id": meta.get("scheduler_id"), "name": meta.get("script_name"),
-            "state": meta["state"], "reason_text": meta.get("reason_text")}
 # The job index: what the jobs list searches and sorts by, one JobRow a
 # job. A finished job's row is all the worker keeps of it in memory (see
-# StorePart._jobs) and is kept in INDEX_FILE in the state directory too, so
+# JobRecords._jobs) and is kept in INDEX_FILE in the state directory too, so
 # a fresh worker does not parse every record again. A row of the file is
 # used only while its record's meta.json has the mtime and size the row was
 # made from (checked when the file is read, once a worker). The file is a
@@ -4149,7 +4337,7 @@ STATE_FOLDED = {state: state.casefold() for state in STATES}
 class PackedRow(bytes):
     """A finished job's JobRow as one bytes object (~100 bytes, against
     ~400 for the JobRow with its strings and integers, which 10,000 jobs
-    would leave scattered through the worker's memory): what StorePart._jobs
+    would leave scattered through the worker's memory): what JobRecords._jobs
     keeps of each finished job. Read as a JobRow is (row.state, row.name,
     ...); unpacked() gives the JobRow. A time of None is NO_TIME; the name,
     the script and the scheduler id follow the fixed part as UTF-8 (the
@@ -4265,27 +4453,184 @@ def index_rows(data):
         yield line[0], index_row(line[1:])
 
 
-BULK_IDS = 100  # the most jobs one bulk cancel or remove may name
-BULK_ACTIONS = ("cancel", "remove")
+class JobRecords(StorePart):
+    """A user's job records (jobs/ID/meta.json) and the index the list
+    searches and sorts by: read through a parse cache, written under the
+    lock, shown as their public view."""
+
+    def __init__(self, config, user):
+        super().__init__(config, user)
+        # id -> (mtime_ns, size, meta, row) of parsed job files; a finished job's
+        # entry is only its row (a PackedRow), what the list searches and sorts by
+        # (10,000 full records would be ~45 MB): its full record is read
+        # again when shown. The rows are kept in INDEX_FILE too (see there).
+        self._jobs = {}
+        self._index_read = False  # INDEX_FILE read (once per worker)
+        self._index_dirty = False  # the rows differ from INDEX_FILE's
+
+    def _job_path(self, job_id, name=""):
+        return os.path.join(self.jobs_dir, check_id(job_id, "job"), name)
+
+    def _job_meta(self, job_id, cached=True):
+        path = self._job_path(job_id, "meta.json")
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            if os.path.isdir(self._job_path(job_id)):
+                raise Conflict("This job record is broken: meta.json is missing.")
+            raise NotFound("No such job.")
+        except PermissionError:  # e.g. a symlink into another user's directory: as for a script
+            raise NotFound("No such job: its record cannot be read.")
+        except OSError as e:  # a symlink loop, an I/O error
+            raise Conflict("This job record cannot be read: %s." % (e.strerror or e))
+        hit = self._jobs.get(job_id)
+        if cached and isinstance(hit, tuple) and hit[0] == st.st_mtime_ns and hit[1] == st.st_size:
+            return hit[2]
+        try:
+            meta = _meta_or_broken(path, JOB_META)
+        except ValueError as e:
+            raise Conflict("This job record is broken: %s." % e)
+        row = None
+        if meta["state"] in FINISHED and not meta.get("detail_pending"):
+            with contextlib.suppress(struct.error):  # a record stamped past 2262 (mtime_ns > 2**63): kept in full
+                row = PackedRow.pack(job_row(meta, st))
+        if row is None:
+            self._jobs[job_id] = (st.st_mtime_ns, st.st_size, meta, job_row(meta))
+        elif hit != row:  # an equal one stays: a new copy a list would scatter rows through memory
+            self._index_dirty = True
+            self._jobs[job_id] = row
+        return meta
+
+    def _update_job(self, job_id, changes):
+        """Apply changes to a job's metadata under the lock, re-read first so
+        a second daemon's change is not lost. What an interrupted write left
+        in the job's directory goes then: a record is written while the job
+        is unfinished and once more when it ends, so one that a crash
+        interrupted is always written again."""
+        with self._writing():
+            meta = dict(self._job_meta(job_id, cached=False))
+            meta.update(changes, updated_at=now_iso())
+            self._sweep_item(self._job_path(job_id))
+            write_json(self._job_path(job_id, "meta.json"), meta)
+        self._jobs.pop(job_id, None)
+        return meta
+
+    def _public_job(self, meta):
+        out = dict(meta)
+        out.pop("format", None)
+        out.setdefault("ignored_options", out.pop("notes", []))  # older records called it notes
+        out["finished"] = meta["state"] in FINISHED
+        out["efficiency"] = job_efficiency(meta)
+        for key in ("results_dir", "stdout_path", "stderr_path"):  # any bytes: as text
+            if isinstance(out.get(key), str):
+                out[key] = name_text(out[key])
+        return out
+
+    def _scan(self):
+        """(items, broken) for every job, using the parse cache and the
+        index: items are (id, row, meta), row a JobRow or a PackedRow, meta
+        the full record of an unfinished job (or one whose accounting detail
+        is pending, or whose row cannot be packed), None for a finished one
+        (see _jobs)."""
+        self._read_index()
+        items, broken = [], []
+        for job_id in self._item_ids(self.jobs_dir):
+            hit = self._jobs.get(job_id)
+            if not isinstance(hit, PackedRow):  # finished ones: no stat (10,000 jobs: 35 ms a list)
+                try:
+                    meta = self._job_meta(job_id)
+                except (Conflict, NotFound) as e:
+                    broken.append({"id": job_id, "broken": True, "reason": e.message})
+                    continue
+                hit = self._jobs.get(job_id)
+                if not isinstance(hit, PackedRow):
+                    items.append((job_id, hit[3] if hit and hit[2] is meta else job_row(meta), meta))
+                    continue
+            items.append((job_id, hit, None))
+        return items, broken
+
+    def _open_jobs(self):
+        """(metas, broken): the jobs kept in full (unfinished, or with their
+        accounting detail pending) and the lost ones (UNKNOWN: few) as {id,
+        state}; other finished jobs are left out (a dict each of 10,000
+        would stay as the worker's memory: see _scan)."""
+        items, broken = self._scan()
+        return [meta or {"id": job_id, "state": row.state} for job_id, row, meta in items
+                if meta or row.state == "UNKNOWN"], broken
+
+    def _index_path(self):
+        return os.path.join(self.root, INDEX_FILE)
+
+    def _read_index(self):
+        """Take the rows of INDEX_FILE that still match their records, once
+        a worker; a file that cannot be used is made again (see INDEX_FILE)."""
+        if self._index_read:
+            return
+        self._index_read = True
+        kept, dirty = {}, False  # all or none: a bad line makes the file unusable
+        try:
+            for job_id, row in index_rows(read_file(self._index_path(), INDEX_LIMIT)):
+                if job_id in self._jobs:
+                    continue
+                try:
+                    st = os.stat(self._job_path(job_id, "meta.json"))
+                except OSError:  # removed meanwhile, or unreadable: its record says
+                    dirty = True
+                    continue
+                if (st.st_mtime_ns, st.st_size) == (row.mtime_ns, row.size):
+                    kept[job_id] = PackedRow.pack(row)  # packed at once: 10,000 JobRows held would stay as RSS
+                else:
+                    dirty = True
+        except FileNotFoundError:
+            self._index_dirty = True
+            return
+        except (OSError, ValueError) as e:  # UnusableFile and UnicodeDecodeError are ValueErrors
+            log.warning("the job index cannot be used (%s): it is made again from the job records", e)
+            self._index_dirty = True
+            return
+        self._jobs.update(kept)
+        self._index_dirty = self._index_dirty or dirty
+        give_back_memory()  # the file and its parse (10,000 jobs: ~4 MB)
+
+    def _write_index(self, items):
+        """Write INDEX_FILE with the finished jobs' rows, if they changed. A
+        failure (a full disk) is logged: the list is served all the same."""
+        if not self._index_dirty:
+            return
+        text = "\n".join(itertools.chain([json.dumps({"format": INDEX_FORMAT})], (
+            json.dumps([job_id] + list(row.unpacked()), separators=(",", ":"))
+            for job_id, row, meta in items if meta is None), [""]))
+        try:
+            with self._writing():
+                atomic_write(self._index_path(), text)
+        except (OSError, FlightJobError) as e:
+            log.warning("the job index could not be written: %s", getattr(e, "message", e))
+            return
+        finally:
+            del text
+            give_back_memory()  # the text, and the records parsed for it (10,000 jobs: ~5 MB)
+        self._index_dirty = False
 
 
-def bulk_ids(ids, action):
-    """The ids of a bulk action, each once, in order; BadRequest for an
-    action not in BULK_ACTIONS, no ids, or more than BULK_IDS."""
-    if action not in BULK_ACTIONS:
-        raise BadRequest("action: use cancel or remove.", {"action": "cancel or remove"})
-    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids) or not ids:
-        raise BadRequest("id: select at least one job.", {"id": "select at least one job"})
-    ids = list(dict.fromkeys(ids))
-    if len(ids) > BULK_IDS:
-        raise BadRequest("id: at most %d jobs at a time (%d selected)." % (BULK_IDS, len(ids)),
-                         {"id": "at most %d jobs" % BULK_IDS})
-    return ids
+# Store: job submission ######################################################
 
 
-class JobsPart(StorePart):
-    """The user's jobs: submitted from a script, kept up to date with the
-    scheduler, cancelled, removed."""
+AFTER_CHOICES = 30  # the most of a user's jobs offered to start a submission after
+
+
+def dependency_words(dependency, reason):
+    """A pending job's reason in words that name the job it waits for."""
+    dep_id = dependency.get("scheduler_id") or dependency.get("job_id")
+    _, waits, never = DEPENDENCY_TYPES.get(dependency.get("type"), ("", "finish", "it never will"))
+    if reason == "DependencyNeverSatisfied":
+        return "will never run: it was to start once job %s would %s, and %s" % (dep_id, waits, never)
+    return "waiting for job %s to %s" % (dep_id, waits)
+
+
+class JobSubmit(StorePart):
+    """Submitting a script: the questions a submit asks, a preview of what
+    it would do, and the submit itself, recorded before the scheduler is
+    asked."""
 
     def _submission_questions(self, meta, content=None, cluster=None):
         """(the questions a submit of the script asks, live; the partition
@@ -4475,148 +4820,37 @@ class JobsPart(StorePart):
                 tasks = array_tasks(spec)
         return job_outputs(content, options, job_id, self.user, self.home, tasks)
 
-    def _job_path(self, job_id, name=""):
-        return os.path.join(self.jobs_dir, check_id(job_id, "job"), name)
 
-    def _job_meta(self, job_id, cached=True):
-        path = self._job_path(job_id, "meta.json")
-        try:
-            st = os.stat(path)
-        except FileNotFoundError:
-            if os.path.isdir(self._job_path(job_id)):
-                raise Conflict("This job record is broken: meta.json is missing.")
-            raise NotFound("No such job.")
-        except PermissionError:  # e.g. a symlink into another user's directory: as for a script
-            raise NotFound("No such job: its record cannot be read.")
-        except OSError as e:  # a symlink loop, an I/O error
-            raise Conflict("This job record cannot be read: %s." % (e.strerror or e))
-        hit = self._jobs.get(job_id)
-        if cached and isinstance(hit, tuple) and hit[0] == st.st_mtime_ns and hit[1] == st.st_size:
-            return hit[2]
-        try:
-            meta = _meta_or_broken(path, JOB_META)
-        except ValueError as e:
-            raise Conflict("This job record is broken: %s." % e)
-        row = None
-        if meta["state"] in FINISHED and not meta.get("detail_pending"):
-            with contextlib.suppress(struct.error):  # a record stamped past 2262 (mtime_ns > 2**63): kept in full
-                row = PackedRow.pack(job_row(meta, st))
-        if row is None:
-            self._jobs[job_id] = (st.st_mtime_ns, st.st_size, meta, job_row(meta))
-        elif hit != row:  # an equal one stays: a new copy a list would scatter rows through memory
-            self._index_dirty = True
-            self._jobs[job_id] = row
-        return meta
+# Store: job status ##########################################################
 
-    def _update_job(self, job_id, changes):
-        """Apply changes to a job's metadata under the lock, re-read first so
-        a second daemon's change is not lost. What an interrupted write left
-        in the job's directory goes then: a record is written while the job
-        is unfinished and once more when it ends, so one that a crash
-        interrupted is always written again."""
-        with self._writing():
-            meta = dict(self._job_meta(job_id, cached=False))
-            meta.update(changes, updated_at=now_iso())
-            self._sweep_item(self._job_path(job_id))
-            write_json(self._job_path(job_id, "meta.json"), meta)
-        self._jobs.pop(job_id, None)
-        return meta
 
-    def _public_job(self, meta):
-        out = dict(meta)
-        out.pop("format", None)
-        out.setdefault("ignored_options", out.pop("notes", []))  # older records called it notes
-        out["finished"] = meta["state"] in FINISHED
-        out["efficiency"] = job_efficiency(meta)
-        for key in ("results_dir", "stdout_path", "stderr_path"):  # any bytes: as text
-            if isinstance(out.get(key), str):
-                out[key] = name_text(out[key])
-        return out
+POLLED_IDS = 2000  # the most of one user's unfinished jobs the shared poll follows (the newest)
 
-    def _scan(self):
-        """(items, broken) for every job, using the parse cache and the
-        index: items are (id, row, meta), row a JobRow or a PackedRow, meta
-        the full record of an unfinished job (or one whose accounting detail
-        is pending, or whose row cannot be packed), None for a finished one
-        (see _jobs)."""
-        self._read_index()
-        items, broken = [], []
-        for job_id in self._item_ids(self.jobs_dir):
-            hit = self._jobs.get(job_id)
-            if not isinstance(hit, PackedRow):  # finished ones: no stat (10,000 jobs: 35 ms a list)
-                try:
-                    meta = self._job_meta(job_id)
-                except (Conflict, NotFound) as e:
-                    broken.append({"id": job_id, "broken": True, "reason": e.message})
-                    continue
-                hit = self._jobs.get(job_id)
-                if not isinstance(hit, PackedRow):
-                    items.append((job_id, hit[3] if hit and hit[2] is meta else job_row(meta), meta))
-                    continue
-            items.append((job_id, hit, None))
-        return items, broken
 
-    def _open_jobs(self):
-        """(metas, broken): the jobs kept in full (unfinished, or with their
-        accounting detail pending) and the lost ones (UNKNOWN: few) as {id,
-        state}; other finished jobs are left out (a dict each of 10,000
-        would stay as the worker's memory: see _scan)."""
-        items, broken = self._scan()
-        return [meta or {"id": job_id, "state": row.state} for job_id, row, meta in items
-                if meta or row.state == "UNKNOWN"], broken
+def outside_job_record(job_id, scheduler_name, scheduler_id, status, detail, now):
+    """A job the user submitted outside flightjobd (sbatch in a shell) that
+    the shared status poll saw: a record like ours, origin "outside", with
+    no script of ours, tracked until it ends."""
+    name = detail.get("name") or "job %s" % scheduler_id
+    plan = {"script": {"id": "", "name": name}, "answers": {}, "options": [], "ignored_options": []}
+    record = new_job_record(job_id, plan, scheduler_name, None, now)
+    stdout = detail.get("stdout") or None
+    record.update(status, origin="outside", scheduler_id=scheduler_id, job_name=name, results_dir=detail.get("workdir") or None,
+                  stdout_path=stdout, stderr_path=detail.get("stderr") or stdout)
+    return record
 
-    def _index_path(self):
-        return os.path.join(self.root, INDEX_FILE)
 
-    def _read_index(self):
-        """Take the rows of INDEX_FILE that still match their records, once
-        a worker; a file that cannot be used is made again (see INDEX_FILE)."""
-        if self._index_read:
-            return
-        self._index_read = True
-        kept, dirty = {}, False  # all or none: a bad line makes the file unusable
-        try:
-            for job_id, row in index_rows(read_file(self._index_path(), INDEX_LIMIT)):
-                if job_id in self._jobs:
-                    continue
-                try:
-                    st = os.stat(self._job_path(job_id, "meta.json"))
-                except OSError:  # removed meanwhile, or unreadable: its record says
-                    dirty = True
-                    continue
-                if (st.st_mtime_ns, st.st_size) == (row.mtime_ns, row.size):
-                    kept[job_id] = PackedRow.pack(row)  # packed at once: 10,000 JobRows held would stay as RSS
-                else:
-                    dirty = True
-        except FileNotFoundError:
-            self._index_dirty = True
-            return
-        except (OSError, ValueError) as e:  # UnusableFile and UnicodeDecodeError are ValueErrors
-            log.warning("the job index cannot be used (%s): it is made again from the job records", e)
-            self._index_dirty = True
-            return
-        self._jobs.update(kept)
-        self._index_dirty = self._index_dirty or dirty
-        give_back_memory()  # the file and its parse (10,000 jobs: ~4 MB)
+OUTSIDE_IMPORTS = 100  # the most outside jobs a refresh takes in
 
-    def _write_index(self, items):
-        """Write INDEX_FILE with the finished jobs' rows, if they changed. A
-        failure (a full disk) is logged: the list is served all the same."""
-        if not self._index_dirty:
-            return
-        text = "\n".join(itertools.chain([json.dumps({"format": INDEX_FORMAT})], (
-            json.dumps([job_id] + list(row.unpacked()), separators=(",", ":"))
-            for job_id, row, meta in items if meta is None), [""]))
-        try:
-            with self._writing():
-                atomic_write(self._index_path(), text)
-        except (OSError, FlightJobError) as e:
-            log.warning("the job index could not be written: %s", getattr(e, "message", e))
-            return
-        finally:
-            del text
-            give_back_memory()  # the text, and the records parsed for it (10,000 jobs: ~5 MB)
-        self._index_dirty = False
+
+class JobStatus(StorePart):
+    """Keeping unfinished jobs up to date with the scheduler: its statuses
+    (asked here, or handed by the shared poll) applied to the records,
+    submits of unknown outcome settled, outside jobs taken in."""
+
+    def __init__(self, config, user):
+        super().__init__(config, user)
+        self.last_refresh = 0.0
 
     @operation("jobs.refresh")
     def refresh(self, force=False, statuses=None, notice=None, own=False, outside=None):
@@ -4684,13 +4918,6 @@ class JobsPart(StorePart):
             return False
         self._update_job(meta["id"], {"detail_pending": False})
         return True
-
-    def shared_poll(self):
-        """Whether the daemon's shared status poll brings this user's jobs up
-        to date (multi-user mode, scheduler.shared_poll): then a page never
-        waits on the scheduler (for the local scheduler the poll has the
-        worker refresh on its schedule, `own`)."""
-        return self.config["server"]["multi_user"] and self.config["scheduler"]["shared_poll"]
 
     def _take_outside(self, outside, metas, pending):
         """Record the user's jobs submitted outside flightjobd that the poll
@@ -4800,126 +5027,6 @@ class JobsPart(StorePart):
         return dict(self._scheduler_state(), unfinished=unfinished, calls=dict(self.scheduler.counters),
                     ids=[i for _, i in ids[:POLLED_IDS]])
 
-    @operation("jobs.list")
-    def jobs_list(self, state=None, page=1, per_page=50, q=None, sort=None, order=None, since=None, until=None):
-        """One page of the jobs that match: state, q (in the job's name,
-        script, scheduler id or state, any case), submitted between since
-        and until (dates, both included), sorted by a JOB_SORTS column
-        (order asc or desc). Searched and sorted in the index: only the page
-        shown reads records in full. BadRequest naming a bad parameter."""
-        if state is not None and state not in STATES:
-            raise BadRequest("state: unknown state %r; use one of %s." % (str(state)[:40], ", ".join(STATES)),
-                             {"state": "unknown state"})
-        if not _whole(page) or page < 1:
-            raise BadRequest("page: give 1 or more.", {"page": "1 or more"})
-        if not _whole(per_page) or not 1 <= per_page <= 500:
-            raise BadRequest("per_page: give 1 to 500.", {"per_page": "1 to 500"})
-        typed, (q, sort, descending) = q, list_query(q, sort, order, JOB_SORTS, "submitted")
-        since, until = list_date(since, "from"), list_date(until, "to")
-        if since and until and since > until:
-            raise BadRequest("from: the first day is after the last (to).", {"from": "after to"})
-        scheduler_state = self.refresh()
-        items, broken = self._scan()
-        self._write_index(items)
-        first = parse_iso(since + "T00:00:00Z") if since else None
-        last = parse_iso(until + "T23:59:59Z") if until else None
-
-        q_utf8 = q.encode("utf-8", "surrogatepass") if q else None
-
-        def wanted(row):
-            return ((not state or row.state == state)
-                    and (not q or q in STATE_FOLDED[row.state] or row_has(row, q, q_utf8))
-                    and (first is None or row.submitted_at is not None and row.submitted_at >= first)
-                    and (last is None or row.submitted_at is not None and row.submitted_at <= last))
-        rows = [item for item in items if wanted(item[1])]  # _scan's items: no new tuple each (see sorted_by)
-        rows.sort(key=lambda item: item[0], reverse=True)  # ids are in submission order: newest first among equals
-        rows = sorted_by(rows, JOB_SORTS, sort, descending, lambda item: item[1])
-        start = (page - 1) * per_page
-        shown = []
-        for job_id, _, _ in rows[start:start + per_page]:
-            with contextlib.suppress(Conflict, NotFound):  # removed meanwhile by another daemon
-                shown.append(self._public_job(self._job_meta(job_id)))
-        return {"jobs": shown,
-                "broken": broken, "total": len(rows), "page": page, "per_page": per_page,
-                "query": {"state": state, "q": typed or None, "sort": sort, "order": "desc" if descending else "asc",
-                          "from": since, "to": until},
-                "scheduler": scheduler_state}
-
-    @operation("jobs.activity")
-    def jobs_activity(self, watch=None):
-        """What every page's tab shows of the user's jobs (the title, the
-        icon, notifications): how many are pending and running, the newest
-        ACTIVITY_JOBS of them, and the state now of each job in `watch`
-        (ids the page last saw unfinished, at most ACTIVITY_JOBS; one
-        removed since is left out), each briefly."""
-        watch = [] if watch is None else watch
-        if not _texts(watch) or len(watch) > ACTIVITY_JOBS:
-            raise Invalid("watch must be at most %d job ids." % ACTIVITY_JOBS, {"watch": "at most %d job ids"
-                                                                                % ACTIVITY_JOBS})
-        scheduler_state = self.refresh()
-        unfinished = sorted((m for m in self._open_jobs()[0] if m["state"] in UNFINISHED),
-                            key=lambda m: m["id"], reverse=True)
-        shown = {m["id"] for m in unfinished[:ACTIVITY_JOBS]}
-        watched = []
-        for job_id in dict.fromkeys(watch):
-            if ID_RE.match(job_id) and job_id not in shown:
-                with contextlib.suppress(Conflict, NotFound):  # removed, or broken, since
-                    watched.append(self._job_meta(job_id))
-        return {"counts": {state: sum(m["state"] == state for m in unfinished) for state in UNFINISHED},
-                "unfinished": [_brief_job(m) for m in unfinished[:ACTIVITY_JOBS]],
-                "watched": [_brief_job(m) for m in watched], "scheduler": scheduler_state}
-    @operation("jobs.pick")
-    def jobs_pick(self, ids, action):
-        """What a bulk action would do to each of ids (see jobs_bulk): per
-        id {id, scheduler_id, name, state, can, why}, or {id, can: False,
-        why} for one that is not a job of this user."""
-        return [self._pick(job_id, action) for job_id in bulk_ids(ids, action)]
-
-    def _pick(self, job_id, action):
-        try:
-            meta = self._job_meta(check_id(job_id, "job"))
-        except FlightJobError as e:
-            return {"id": name_text(job_id[:80]), "can": False, "why": e.message}
-        out = {"id": job_id, "scheduler_id": meta.get("scheduler_id"), "state": meta["state"],
-               "name": meta.get("job_name") or meta.get("script_name") or "", "can": True, "why": None}
-        finished = meta["state"] in FINISHED
-        if action == "remove" and not finished:
-            out.update(can=False, why="it has not finished: cancel it first, or wait")
-        elif action == "cancel" and finished:
-            out.update(can=False, why="it has already finished")
-        elif action == "cancel" and not meta.get("scheduler_id"):
-            out.update(can=False, why="its submission is not settled yet: try again in a moment")
-        return out
-
-    @operation("jobs.bulk", writes=True)
-    def jobs_bulk(self, ids, action):
-        """Cancel several unfinished jobs, or remove several finished jobs'
-        records (results are never touched), at most BULK_IDS; each id goes
-        through check_id, and one that is not a job of this user, or not in
-        a state for the action, is left as it is. Cancels are asked one job
-        at a time, then the scheduler's states read with ONE status call a
-        round, for at most 2 s while any is still unfinished.
-        Per id what happened: jobs_pick's answer with done True or False."""
-        done = []
-        for pick in self.jobs_pick(ids, action):
-            if pick["can"]:
-                try:
-                    if action == "remove":
-                        self.job_delete(pick["id"])
-                    else:
-                        self.scheduler.cancel(pick["scheduler_id"])
-                        self._update_job(pick["id"], {"cancel_requested_at": now_iso()})
-                except FlightJobError as e:
-                    pick.update(can=False, why=e.message)
-            done.append(dict(pick, done=pick["can"]))
-        cancelled = [d for d in done if d["done"] and action == "cancel"]
-        if cancelled:
-            self._await_settled([d["id"] for d in cancelled])
-        for d in cancelled:
-            with contextlib.suppress(Conflict, NotFound):
-                d["state"] = self._job_meta(d["id"])["state"]
-        return {"action": action, "jobs": done}
-
     def _await_settled(self, ids, settled=lambda meta: meta["state"] not in UNFINISHED):
         """After the user cancelled jobs (ids): their true states, once the
         scheduler has them, for at most 2 s while any is not settled yet
@@ -4938,6 +5045,22 @@ class JobsPart(StorePart):
             with contextlib.suppress(SchedulerError):
                 self._apply_statuses(metas, self.scheduler.status([m["scheduler_id"] for m in metas]))
         self.has_unfinished = any(m["state"] in UNFINISHED for m in self._open_jobs()[0])
+
+    def _restatus(self, id):
+        """The job's record brought up to date with the scheduler's status
+        at once (the user's own action), whatever the refresh interval."""
+        meta = self._job_meta(id)
+        with contextlib.suppress(SchedulerError):
+            self._apply_statuses([meta], self.scheduler.status([meta["scheduler_id"]]))
+        return self._public_job(self._job_meta(id))
+
+
+# Store: job control #########################################################
+
+
+class JobControl(StorePart):
+    """One job: shown, cancelled (or one array task), held, released, given
+    a new time limit, its record removed."""
 
     @operation("jobs.get")
     def job_get(self, id, script=False):
@@ -4975,14 +5098,6 @@ class JobsPart(StorePart):
             self.scheduler.cancel(meta["scheduler_id"])
             self._update_job(id, {"cancel_requested_at": now_iso()})
             self._await_settled([id])
-        return self._public_job(self._job_meta(id))
-
-    def _restatus(self, id):
-        """The job's record brought up to date with the scheduler's status
-        at once (the user's own action), whatever the refresh interval."""
-        meta = self._job_meta(id)
-        with contextlib.suppress(SchedulerError):
-            self._apply_statuses([meta], self.scheduler.status([meta["scheduler_id"]]))
         return self._public_job(self._job_meta(id))
 
     def _pending_job(self, id, what):
@@ -5054,11 +5169,166 @@ class JobsPart(StorePart):
         return {"deleted": id}
 
 
+# Store: job list ############################################################
+
+
+ACTIVITY_JOBS = 100  # unfinished jobs a page's tab is told of, and jobs it may ask after (jobs.activity)
+
+
+def _brief_job(meta):
+    """A job as a tab's title and notifications name it."""
+    return {"id": meta["id"], "scheduler_id": meta.get("scheduler_id"), "name": meta.get("script_name"),
+            "state": meta["state"], "reason_text": meta.get("reason_text")}
+
+
+BULK_IDS = 100  # the most jobs one bulk cancel or remove may name
+BULK_ACTIONS = ("cancel", "remove")
+
+
+def bulk_ids(ids, action):
+    """The ids of a bulk action, each once, in order; BadRequest for an
+    action not in BULK_ACTIONS, no ids, or more than BULK_IDS."""
+    if action not in BULK_ACTIONS:
+        raise BadRequest("action: use cancel or remove.", {"action": "cancel or remove"})
+    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids) or not ids:
+        raise BadRequest("id: select at least one job.", {"id": "select at least one job"})
+    ids = list(dict.fromkeys(ids))
+    if len(ids) > BULK_IDS:
+        raise BadRequest("id: at most %d jobs at a time (%d selected)." % (BULK_IDS, len(ids)),
+                         {"id": "at most %d jobs" % BULK_IDS})
+    return ids
+
+
+class JobList(StorePart):
+    """The jobs list: searched, sorted and paged in the index; what a tab
+    shows of the user's jobs; bulk cancel and remove."""
+
+    @operation("jobs.list")
+    def jobs_list(self, state=None, page=1, per_page=50, q=None, sort=None, order=None, since=None, until=None):
+        """One page of the jobs that match: state, q (in the job's name,
+        script, scheduler id or state, any case), submitted between since
+        and until (dates, both included), sorted by a JOB_SORTS column
+        (order asc or desc). Searched and sorted in the index: only the page
+        shown reads records in full. BadRequest naming a bad parameter."""
+        if state is not None and state not in STATES:
+            raise BadRequest("state: unknown state %r; use one of %s." % (str(state)[:40], ", ".join(STATES)),
+                             {"state": "unknown state"})
+        if not _whole(page) or page < 1:
+            raise BadRequest("page: give 1 or more.", {"page": "1 or more"})
+        if not _whole(per_page) or not 1 <= per_page <= 500:
+            raise BadRequest("per_page: give 1 to 500.", {"per_page": "1 to 500"})
+        typed, (q, sort, descending) = q, list_query(q, sort, order, JOB_SORTS, "submitted")
+        since, until = list_date(since, "from"), list_date(until, "to")
+        if since and until and since > until:
+            raise BadRequest("from: the first day is after the last (to).", {"from": "after to"})
+        scheduler_state = self.refresh()
+        items, broken = self._scan()
+        self._write_index(items)
+        first = parse_iso(since + "T00:00:00Z") if since else None
+        last = parse_iso(until + "T23:59:59Z") if until else None
+
+        q_utf8 = q.encode("utf-8", "surrogatepass") if q else None
+
+        def wanted(row):
+            return ((not state or row.state == state)
+                    and (not q or q in STATE_FOLDED[row.state] or row_has(row, q, q_utf8))
+                    and (first is None or row.submitted_at is not None and row.submitted_at >= first)
+                    and (last is None or row.submitted_at is not None and row.submitted_at <= last))
+        rows = [item for item in items if wanted(item[1])]  # _scan's items: no new tuple each (see sorted_by)
+        rows.sort(key=lambda item: item[0], reverse=True)  # ids are in submission order: newest first among equals
+        rows = sorted_by(rows, JOB_SORTS, sort, descending, lambda item: item[1])
+        start = (page - 1) * per_page
+        shown = []
+        for job_id, _, _ in rows[start:start + per_page]:
+            with contextlib.suppress(Conflict, NotFound):  # removed meanwhile by another daemon
+                shown.append(self._public_job(self._job_meta(job_id)))
+        return {"jobs": shown,
+                "broken": broken, "total": len(rows), "page": page, "per_page": per_page,
+                "query": {"state": state, "q": typed or None, "sort": sort, "order": "desc" if descending else "asc",
+                          "from": since, "to": until},
+                "scheduler": scheduler_state}
+
+    @operation("jobs.activity")
+    def jobs_activity(self, watch=None):
+        """What every page's tab shows of the user's jobs (the title, the
+        icon, notifications): how many are pending and running, the newest
+        ACTIVITY_JOBS of them, and the state now of each job in `watch`
+        (ids the page last saw unfinished, at most ACTIVITY_JOBS; one
+        removed since is left out), each briefly."""
+        watch = [] if watch is None else watch
+        if not _texts(watch) or len(watch) > ACTIVITY_JOBS:
+            raise Invalid("watch must be at most %d job ids." % ACTIVITY_JOBS, {"watch": "at most %d job ids"
+                                                                                % ACTIVITY_JOBS})
+        scheduler_state = self.refresh()
+        unfinished = sorted((m for m in self._open_jobs()[0] if m["state"] in UNFINISHED),
+                            key=lambda m: m["id"], reverse=True)
+        shown = {m["id"] for m in unfinished[:ACTIVITY_JOBS]}
+        watched = []
+        for job_id in dict.fromkeys(watch):
+            if ID_RE.match(job_id) and job_id not in shown:
+                with contextlib.suppress(Conflict, NotFound):  # removed, or broken, since
+                    watched.append(self._job_meta(job_id))
+        return {"counts": {state: sum(m["state"] == state for m in unfinished) for state in UNFINISHED},
+                "unfinished": [_brief_job(m) for m in unfinished[:ACTIVITY_JOBS]],
+                "watched": [_brief_job(m) for m in watched], "scheduler": scheduler_state}
+
+    @operation("jobs.pick")
+    def jobs_pick(self, ids, action):
+        """What a bulk action would do to each of ids (see jobs_bulk): per
+        id {id, scheduler_id, name, state, can, why}, or {id, can: False,
+        why} for one that is not a job of this user."""
+        return [self._pick(job_id, action) for job_id in bulk_ids(ids, action)]
+
+    def _pick(self, job_id, action):
+        try:
+            meta = self._job_meta(check_id(job_id, "job"))
+        except FlightJobError as e:
+            return {"id": name_text(job_id[:80]), "can": False, "why": e.message}
+        out = {"id": job_id, "scheduler_id": meta.get("scheduler_id"), "state": meta["state"],
+               "name": meta.get("job_name") or meta.get("script_name") or "", "can": True, "why": None}
+        finished = meta["state"] in FINISHED
+        if action == "remove" and not finished:
+            out.update(can=False, why="it has not finished: cancel it first, or wait")
+        elif action == "cancel" and finished:
+            out.update(can=False, why="it has already finished")
+        elif action == "cancel" and not meta.get("scheduler_id"):
+            out.update(can=False, why="its submission is not settled yet: try again in a moment")
+        return out
+
+    @operation("jobs.bulk", writes=True)
+    def jobs_bulk(self, ids, action):
+        """Cancel several unfinished jobs, or remove several finished jobs'
+        records (results are never touched), at most BULK_IDS; each id goes
+        through check_id, and one that is not a job of this user, or not in
+        a state for the action, is left as it is. Cancels are asked one job
+        at a time, then the scheduler's states read with ONE status call a
+        round, for at most 2 s while any is still unfinished.
+        Per id what happened: jobs_pick's answer with done True or False."""
+        done = []
+        for pick in self.jobs_pick(ids, action):
+            if pick["can"]:
+                try:
+                    if action == "remove":
+                        self.job_delete(pick["id"])
+                    else:
+                        self.scheduler.cancel(pick["scheduler_id"])
+                        self._update_job(pick["id"], {"cancel_requested_at": now_iso()})
+                except FlightJobError as e:
+                    pick.update(can=False, why=e.message)
+            done.append(dict(pick, done=pick["can"]))
+        cancelled = [d for d in done if d["done"] and action == "cancel"]
+        if cancelled:
+            self._await_settled([d["id"] for d in cancelled])
+        for d in cancelled:
+            with contextlib.suppress(Conflict, NotFound):
+                d["state"] = self._job_meta(d["id"])["state"]
+        return {"action": action, "jobs": done}
+
+
 # Store: results #############################################################
 
 
 LISTED_FILES = 5000  # the most entries of a results directory listed
-COUNTED_FILES = 1000000  # the most entries past those counted (more: "at least")
 
 # A results archive (jobs.archive) is a .zip the worker writes as the user
 # while root relays it: planned whole first (every name and size, so the
@@ -5178,6 +5448,10 @@ class ResultsArchive:
 
 class ResultsPart(StorePart):
     """A job's results directory and output files, read as the user."""
+
+    def __init__(self, config, user):
+        super().__init__(config, user)
+        self._archives = {}  # token -> ResultsArchive streaming to root (job_archive)
 
     def _results_root(self, meta):
         if not meta.get("results_dir"):
@@ -5369,179 +5643,11 @@ class ResultsPart(StorePart):
         return dict(answer, data=base64.b64encode(data).decode("ascii"), eof=eof)
 
 
-# Store: files in the home (import) ##########################################
-
-
-LISTED_HOME = 1000  # the most entries of a home directory the import picker lists
-KINDS = {0o040000: "dir", 0o100000: "file", 0o120000: "link"}  # the others: "other" (FIFO, device, socket)
-
-
-def _kind(st):
-    return KINDS.get(st.st_mode & 0o170000, "other")
-
-
-class HomePart(StorePart):
-    """The user's home as the import picker sees it, read as the user
-    through the path gate (resolve_inside): listed, a script file imported
-    from it, and that file read again at each submit of a script that runs
-    where it is. Nothing here leaves the home, follows a symlink out of it
-    or opens what is no regular file."""
-
-    OUTSIDE = "That path leads outside your home directory."
-
-    def _in_home(self, path):
-        """(the resolved path, the home's real path) of a path in the home."""
-        return resolve_inside(self.home, path, self.OUTSIDE), os.path.realpath(self.home)
-
-    @operation("home.list")
-    def home_list(self, path=""):
-        """A directory of the home: its first LISTED_HOME entries (`more`
-        counts those left out, up to COUNTED_FILES), each with its type as
-        lstat gives it (nothing is opened); a symlink says whether it leads
-        inside the home, and if so to what."""
-        if not isinstance(path, str):
-            raise NotFound("No such directory.")
-        full, root = self._in_home(path)
-        taken, more = first_entries(full, LISTED_HOME, "No such directory in your home.")
-        rel = os.path.relpath(full, root)
-        rel = "" if rel == "." else rel
-        entries = []
-        for name, entry_path in taken:
-            try:
-                st = os.lstat(entry_path)
-            except OSError:
-                continue
-            entry = {"name": name_text(name), "path": name_text(os.path.join(rel, name)), "type": _kind(st),
-                     "size": st.st_size, "modified_at": now_iso(st.st_mtime)}
-            if entry["type"] == "link":
-                target = os.path.realpath(entry_path)
-                entry["inside"] = target == root or target.startswith(root.rstrip("/") + "/")
-                if entry["inside"]:
-                    try:
-                        target_st = os.stat(target)  # as the user; a stat opens nothing
-                    except OSError:
-                        entry["target"] = "missing"
-                    else:
-                        entry.update(target=_kind(target_st), size=target_st.st_size)
-            entries.append(entry)
-        entries.sort(key=lambda e: ("dir" not in (e["type"], e.get("target")), e["name"].casefold(), e["name"]))
-        return {"path": name_text(rel), "parent": name_text(os.path.dirname(rel)) if rel else None,
-                "home": name_text(root), "entries": entries, "more": more, "truncated": more > 0,
-                "listed": LISTED_HOME, "max_bytes": self.config["storage"]["max_script_bytes"]}
-
-    def _home_script(self, path):
-        """(text, real path) of a script file in the home, through the path
-        gate: a path outside the home (.., a symlink out of it) is 403; a
-        missing file, a directory, FIFO or device (opened without blocking,
-        never read) or a file that is no UTF-8 text is 422; one larger than
-        storage.max_script_bytes is 413 (no more than that is read). Each
-        names the field `path`."""
-        def refuse(cls, message):
-            return cls("Path: %s" % message, {"path": "Path: %s" % message})
-        if not isinstance(path, str) or not path.strip():
-            raise refuse(Invalid, "choose a file of your home directory.")
-        try:
-            full, _ = self._in_home(path)
-        except NotFound:
-            raise refuse(Invalid, "there is no such file in your home directory (give its path from your home, "
-                                  "e.g. project/run.sh).")
-        except Forbidden:
-            raise refuse(Forbidden, "%s leads outside your home directory, so it cannot be used." % path)
-        limit = self.config["storage"]["max_script_bytes"]
-        try:
-            data = read_file(full, limit)
-        except FileNotFoundError:
-            raise refuse(Invalid, "there is no file %s in your home directory." % path)
-        except (UnusableFile, IsADirectoryError) as e:
-            if getattr(e, "too_large", False):
-                raise refuse(TooLarge, "%s is larger than %d bytes (storage.max_script_bytes): that is no job "
-                                       "script. Import the script that uses it instead." % (path, limit))
-            raise refuse(Invalid, "%s is not a regular file (a directory, FIFO or device), so it cannot be "
-                                  "imported." % path)
-        except PermissionError:
-            raise refuse(Forbidden, "you may not read %s." % path)
-        except OSError as e:
-            if e.errno == errno.ENXIO:  # a socket: open() says "no such device or address"
-                raise refuse(Invalid, "%s is not a regular file (a socket), so it cannot be imported." % path)
-            if e.errno == errno.ELOOP:
-                raise refuse(Forbidden, "%s is a symbolic link that leads round in a loop, so it cannot be used."
-                             % path)
-            raise disk_error(e, writing=False)
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError:
-            raise refuse(Invalid, "%s is not text (UTF-8), so it is no job script." % path)
-        if "\0" in text:
-            raise refuse(Invalid, "%s holds a NUL character, so it is no job script." % path)
-        return text, full
-
-    def _run_source(self, meta):
-        """(content, extra options, directory) of a submit of this script:
-        its own content, or for an imported script that runs where it is,
-        its file as it is now, read again through the path gate, with
-        --chdir to the file's directory (where its outputs then go). A
-        file that cannot be used now is 409 saying why."""
-        origin = meta.get("origin") or {}
-        if not origin.get("in_place"):
-            return self._script_public(meta, full=True)["content"], [], None
-        try:
-            text, full = self._home_script(origin["path"])
-        except FlightJobError as e:
-            raise Conflict("This script runs your file %s as it is when submitted, and that file cannot be "
-                           "used now: %s" % (origin["file"], e.message.replace("Path: ", "", 1)))
-        directory = os.path.dirname(full)
-        return text, ["--chdir=%s" % directory], directory
-
-    @operation("scripts.import", writes=True)
-    def script_import(self, path=None, content=None, name=None, in_place=False):
-        """A new script from a file of the home (path) or pasted text
-        (content), with no template: its #SBATCH lines are its submission
-        questions' defaults. in_place (a file only): each submit reads the
-        file again and runs it in its directory (_run_source). Errors name
-        the field: path (see _home_script), content, name, in_place."""
-        if not isinstance(in_place, bool):
-            raise Invalid("Run where it is: answer yes or no.", {"in_place": "Run where it is: answer yes or no."})
-        if path not in (None, "") and content not in (None, ""):
-            message = "Give either a file of your home directory or the script's text, not both."
-            raise Invalid(message, {"path": message})
-        now = now_iso()
-        if content not in (None, ""):
-            if in_place:
-                message = "Run where it is: only a file of your home can run where it is, not pasted text."
-                raise Invalid(message, {"in_place": message})
-            content = self._check_text(content, "Content").replace("\r\n", "\n")
-            origin = {"path": None, "file": None, "in_place": False, "imported_at": now}
-            default_name = dict(parse_directives(content)).get("job-name")
-            notes = "Imported from pasted text on %s." % now[:10]
-        else:
-            if path in (None, ""):
-                message = "Choose a file of your home directory, or paste the script's text."
-                raise Invalid(message, {"path": "Path: " + message, "content": "Script: " + message})
-            content, full = self._home_script(path)
-            self._check_text(content, "Content")
-            root = os.path.realpath(self.home)
-            origin = {"path": name_text(os.path.relpath(full, root)), "file": name_text(full),
-                      "in_place": in_place, "imported_at": now}
-            default_name = name_text(os.path.basename(full))
-            notes = "Imported from %s on %s.%s" % (origin["file"], now[:10], (
-                " It runs where it is: each submit reads that file as it is then and runs it in %s, where its "
-                "output goes." % name_text(os.path.dirname(full))) if in_place else "")
-        if name in (None, "") and isinstance(default_name, str) and default_name.strip():
-            name = default_name.strip()[:200]
-        name = self._check_name(name)
-        names = {field: body_name(field, 1) for field in SCRIPT_BODIES}
-        meta = {"format": SCRIPT_FORMAT, "name": name, "template_id": "", "template_name": "Imported",
-                "answers": {}, "created_at": now, "updated_at": now, "version": 1, "origin": origin,
-                "content_file": names["content"], "notes_file": names["notes"]}
-        meta = self._create_dir(self.scripts_dir, lambda script_id: (
-            dict(meta, id=script_id), {names["content"]: content, names["notes"]: notes}))
-        return self._script_public(meta, full=True)
-
-
 # Store: the facade ##########################################################
 
 
-class Store(TemplatesPart, ScriptsPart, JobsPart, ResultsPart, HomePart):
+class Store(TemplatesPart, ScriptsPart, HomePart, JobRecords, JobSubmit, JobStatus, JobControl, JobList,
+            ResultsPart):
     """A user's templates, scripts, jobs and results: the object the worker
     serves, each operation declared with @operation in its part."""
 
@@ -5566,9 +5672,56 @@ class Store(TemplatesPart, ScriptsPart, JobsPart, ResultsPart, HomePart):
         return {"type": self.scheduler.name, "answers": ok, "message": message}
 
 
-def _remove_tree(path):
-    import shutil
-    shutil.rmtree(path, ignore_errors=True)
+# Shared status poll: its process ############################################
+
+
+# What one poll asks about: at most this many ids in all (their --jobs= for
+# sacct stays far below Linux's 128 KiB limit on one argument), taken from
+# every user in turn, newest first, so no one's crowd of jobs starves others.
+MAX_POLL_IDS = 5000
+MAX_POLL_USERS = 2000  # the most users whose jobs one poll lists
+
+
+# The worker operations whose questions offer partitions: the daemon hands
+# them the shared poll's partition summary (multi-user Slurm), so a worker
+# asks no scheduler for it.
+CLUSTER_OPS = ("scripts.submission", "jobs.preview", "jobs.submit")
+
+
+class StatusSource:
+    """The shared status poll's own process, as scheduler.status_user:
+    one scheduler status call (squeue, then sacct for what squeue does not
+    list or lists as finished) for the validated numeric job ids root
+    sends. Nothing else of any user reaches it; it writes nothing."""
+
+    def __init__(self, config):
+        self.config = config
+        self.scheduler = make_scheduler(config, None, None)
+        self.checked = (None, -1e9)  # (why others' jobs are hidden from it, or None; when learnt)
+        with contextlib.suppress(Exception):  # no other process of this account may trace it
+            import ctypes
+            ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE, 0
+
+    def perform(self, op, args):
+        if op == "status.partitions":  # no argument: nothing of any user reaches it
+            return {"partitions": self.scheduler.partition_summary()}, None
+        if op != "status.poll":
+            raise BadRequest("No such operation of the status poll: %s." % op)
+        followed = args.get("followed")
+        if not isinstance(followed, dict) or len(followed) > MAX_POLL_USERS or not all(
+                uid.isdigit() and len(uid) <= 10 and isinstance(ids, list) and all(
+                    isinstance(i, str) and SCHEDULER_ID_RE.match(i) for i in ids)
+                for uid, ids in followed.items()) or sum(map(len, followed.values())) > MAX_POLL_IDS:
+            raise Invalid("followed must map at most %d uids to at most %d job ids in all."
+                          % (MAX_POLL_USERS, MAX_POLL_IDS))
+        if time.monotonic() - self.checked[1] > 600:  # PrivateData, again every 10 minutes
+            self.checked = (self.scheduler.hidden_jobs(), time.monotonic())
+        if self.checked[0]:
+            return {"hidden": self.checked[0]}, None
+        before = dict(self.scheduler.counters)
+        statuses, owners, outside, undecided = self.scheduler.poll(followed)
+        return {"statuses": statuses, "owners": owners, "outside": outside, "undecided": undecided,
+                "calls": {k: v - before.get(k, 0) for k, v in self.scheduler.counters.items()}}, None
 
 
 # Worker #####################################################################
@@ -6456,55 +6609,6 @@ def checked_partitions(answer):
     return found
 
 
-class StatusSource:
-    """The shared status poll's own process, as scheduler.status_user:
-    one scheduler status call (squeue, then sacct for what squeue does not
-    list or lists as finished) for the validated numeric job ids root
-    sends. Nothing else of any user reaches it; it writes nothing."""
-
-    def __init__(self, config):
-        self.config = config
-        self.scheduler = make_scheduler(config, None, None)
-        self.checked = (None, -1e9)  # (why others' jobs are hidden from it, or None; when learnt)
-        with contextlib.suppress(Exception):  # no other process of this account may trace it
-            import ctypes
-            ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE, 0
-
-    def perform(self, op, args):
-        if op == "status.partitions":  # no argument: nothing of any user reaches it
-            return {"partitions": self.scheduler.partition_summary()}, None
-        if op != "status.poll":
-            raise BadRequest("No such operation of the status poll: %s." % op)
-        followed = args.get("followed")
-        if not isinstance(followed, dict) or len(followed) > MAX_POLL_USERS or not all(
-                uid.isdigit() and len(uid) <= 10 and isinstance(ids, list) and all(
-                    isinstance(i, str) and SCHEDULER_ID_RE.match(i) for i in ids)
-                for uid, ids in followed.items()) or sum(map(len, followed.values())) > MAX_POLL_IDS:
-            raise Invalid("followed must map at most %d uids to at most %d job ids in all."
-                          % (MAX_POLL_USERS, MAX_POLL_IDS))
-        if time.monotonic() - self.checked[1] > 600:  # PrivateData, again every 10 minutes
-            self.checked = (self.scheduler.hidden_jobs(), time.monotonic())
-        if self.checked[0]:
-            return {"hidden": self.checked[0]}, None
-        before = dict(self.scheduler.counters)
-        statuses, owners, outside, undecided = self.scheduler.poll(followed)
-        return {"statuses": statuses, "owners": owners, "outside": outside, "undecided": undecided,
-                "calls": {k: v - before.get(k, 0) for k, v in self.scheduler.counters.items()}}, None
-
-
-# What one poll asks about: at most this many ids in all (their --jobs= for
-# sacct stays far below Linux's 128 KiB limit on one argument), taken from
-# every user in turn, newest first, so no one's crowd of jobs starves others.
-MAX_POLL_IDS = 5000
-MAX_POLL_USERS = 2000  # the most users whose jobs one poll lists
-
-
-# The worker operations whose questions offer partitions: the daemon hands
-# them the shared poll's partition summary (multi-user Slurm), so a worker
-# asks no scheduler for it.
-CLUSTER_OPS = ("scripts.submission", "jobs.preview", "jobs.submit")
-
-
 class StatusPoll:
     """The daemon's one status poll for every user's Slurm jobs (multi-user
     mode; DESIGN.md's one exception to "root never runs a scheduler
@@ -7361,6 +7465,34 @@ class Auth:
 
 # Web application ############################################################
 
+
+# A path on this site, with its query: printable URL characters only (no
+# tab, newline or backslash, which browsers and urljoin drop or turn into
+# "/"), and not "//", which would name another host.
+LOCAL_PATH_RE = re.compile(r"^/(?![/\\])[A-Za-z0-9._~!$&'()*+,;=:@/%-]*(?:\?[A-Za-z0-9._~!$&'()*+,;=:@/?%-]*)?$")
+
+
+def safe_next(url):
+    """Where to go after logging in: a path on this site, rebuilt by us with
+    every other character percent-encoded (a tab, a backslash, a quote),
+    else /."""
+    try:
+        url = urllib.parse.quote(url, safe="/?=&;:@!$'()*+,~%-._")
+    except (TypeError, UnicodeError):
+        return "/"
+    return url if len(url) < 4096 and LOCAL_PATH_RE.match(url) else "/"
+
+
+def see_other(path):
+    """A 303 to a path on this site that we built: relative, or under
+    server.base_url when set; never a host taken from the request."""
+    assert LOCAL_PATH_RE.match(path), path
+    response = bottle.response.copy(cls=bottle.HTTPResponse)  # with the cookies set so far
+    response.status, response.body = 303, ""
+    response.set_header("Location", bottle.request.app.config["flightjob.base"] + path)
+    raise response
+
+
 COOKIE = "flightjob_session"
 PRE_COOKIE = "flightjob_login"
 LOGIN_FIELDS = ("login_csrf", "next", "username", "password")  # the login form's own
@@ -8048,33 +8180,6 @@ def health(app, user):
 
 
 # Routes: login ##############################################################
-
-
-# A path on this site, with its query: printable URL characters only (no
-# tab, newline or backslash, which browsers and urljoin drop or turn into
-# "/"), and not "//", which would name another host.
-LOCAL_PATH_RE = re.compile(r"^/(?![/\\])[A-Za-z0-9._~!$&'()*+,;=:@/%-]*(?:\?[A-Za-z0-9._~!$&'()*+,;=:@/?%-]*)?$")
-
-
-def safe_next(url):
-    """Where to go after logging in: a path on this site, rebuilt by us with
-    every other character percent-encoded (a tab, a backslash, a quote),
-    else /."""
-    try:
-        url = urllib.parse.quote(url, safe="/?=&;:@!$'()*+,~%-._")
-    except (TypeError, UnicodeError):
-        return "/"
-    return url if len(url) < 4096 and LOCAL_PATH_RE.match(url) else "/"
-
-
-def see_other(path):
-    """A 303 to a path on this site that we built: relative, or under
-    server.base_url when set; never a host taken from the request."""
-    assert LOCAL_PATH_RE.match(path), path
-    response = bottle.response.copy(cls=bottle.HTTPResponse)  # with the cookies set so far
-    response.status, response.body = 303, ""
-    response.set_header("Location", bottle.request.app.config["flightjob.base"] + path)
-    raise response
 
 
 @route("/login", login=False)
@@ -8808,15 +8913,6 @@ def download(app, user, id, path):
 
 
 # Main #######################################################################
-
-
-def give_back_memory():
-    """Hand the C heap's free pages back to the system (glibc's malloc_trim;
-    nothing elsewhere): what a one-off large piece of work allocated and
-    freed would otherwise stay as the process's memory for good."""
-    with contextlib.suppress(Exception):
-        import ctypes
-        ctypes.CDLL(None).malloc_trim(0)
 
 
 def main(argv=None):
