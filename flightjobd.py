@@ -3177,16 +3177,18 @@ def _or_none(check):
 # value (None when missing). Any other makes the item broken, with the reason.
 SCRIPT_META = {"name": _text, "template_id": _text, "template_name": _or_none(_text),
                "answers": lambda v: isinstance(v, dict), "created_at": _time, "updated_at": _time,
-               "version": _whole, "origin": _or_none(lambda v: isinstance(v, dict) and _or_none(_text)(v.get("path"))
+               "version": lambda v: _whole(v) and v > 0, "origin": _or_none(lambda v: isinstance(v, dict) and _or_none(_text)(v.get("path"))
                                                      and _or_none(_text)(v.get("file"))
                                                      and isinstance(v.get("in_place"), bool)
                                                      and (v["path"] is not None or not v["in_place"]))}
 JOB_META = dict({key: _or_none(_text) for key in (
     "script_name", "scheduler", "scheduler_id", "job_name", "results_dir", "stdout_path", "stderr_path",
-    "raw_state", "reason", "reason_text", "script_file", "run_in")}, **{key: _or_none(_time) for key in (
+    "raw_state", "reason", "reason_text", "script_file", "run_in", "time_limit")}, **{key: _or_none(_time) for key in (
         "updated_at", "started_at", "estimated_start_at", "ended_at", "missing_since", "cancel_requested_at")},
+    **{key: _or_none(lambda v: _figure(v) is not None) for key in (  # the efficiency's figures
+        "elapsed_s", "cpu_time_s", "max_rss_mb", "mem_used_mb", "mem_tasks", "alloc_cpus", "cpu_alloc_s", "requested_mem_mb")},
     script_id=_text, state=_state, submitted_at=_time, answers=_or_none(lambda v: isinstance(v, dict)),
-    options=_or_none(_texts), command=_or_none(_texts), ignored_options=_or_none(_texts),
+    options=_or_none(_texts), command=_or_none(_texts), ignored_options=_or_none(_texts), signal=_or_none(_whole),
     exit_code=_or_none(_whole), tasks=_or_none(_tasks), cancelled_tasks=_or_none(_texts), origin=_or_none(lambda v: v == "outside"),
     detail_pending=_or_none(lambda v: isinstance(v, bool)),
     dependency=_or_none(lambda v: isinstance(v, dict) and all(_text(v.get(k)) for k in ("type", "job_id", "scheduler_id"))))
