@@ -1128,64 +1128,74 @@ def template_summary(t):
 
 # #SBATCH options ############################################################
 
-SHORT_OPTIONS = {"-J": "job-name", "-o": "output", "-e": "error", "-D": "chdir",
-                 "-t": "time", "-a": "array", "-p": "partition", "-N": "nodes",
-                 "-n": "ntasks", "-c": "cpus-per-task", "-A": "account",
-                 "-G": "gpus", "-q": "qos", "-w": "nodelist"}
+SHORT_OPTIONS = dict(w.split(":") for w in (  # sbatch's short options that flightjobd reads
+    "-J:job-name -o:output -e:error -D:chdir -t:time -a:array -p:partition -N:nodes -n:ntasks -c:cpus-per-task "
+    "-A:account -G:gpus -q:qos -w:nodelist -M:clusters -d:dependency -C:constraint -x:exclude -b:begin -H:hold "
+    "-O:overcommit -s:oversubscribe -Q:quiet -v:verbose -W:wait -k:no-kill").split())
+# sbatch's options that never take the next word as their value (22.05's
+# slurm_opt.c: no_argument and optional_argument); every other takes it
+FLAG_OPTIONS = frozenset("contiguous help hold ignore-pbs no-requeue overcommit oversubscribe parsable quiet reboot "
+                         "requeue spread-job test-only use-min-nodes verbose version usage wait exclusive "
+                         "get-user-env nice no-kill propagate".split())
+C_SPACE = " \t\n\v\f\r"  # C's isspace()
 
 
 def split_directive(text):
-    """Split an #SBATCH line's arguments as sbatch does: double quotes group,
-    a backslash escapes the next character."""
-    words, word, quoted, escaped, started = [], [], False, False, False
-    for ch in text:
-        if escaped:
+    """An #SBATCH line's words as sbatch splits them (get_argument in
+    src/sbatch/opt.c, Slurm 22.05): ' and " group, a backslash takes the next
+    character as it is (Slurm 23.11 and later also keep an escaped space,
+    which 22.05 drops, ending the word), an unquoted # ends the line, and so
+    does a word with nothing in it ('' alone)."""
+    words, i = [], 0
+    while True:
+        while i < len(text) and text[i] in C_SPACE:
+            i += 1
+        word, quote, escaped = [], None, False
+        while i < len(text) and (quote or text[i] not in C_SPACE):
+            ch = text[i]
+            if escaped:
+                escaped = False
+            elif ch == "\\" or ch == quote or not quote and ch in "\"'":
+                escaped, quote, i = ch == "\\", quote if ch == "\\" else None if ch == quote else ch, i + 1
+                continue
+            elif not quote and ch == "#":
+                break
             word.append(ch)
-            escaped = False
-        elif ch == "\\":
-            escaped = started = True
-        elif ch == '"':
-            quoted, started = not quoted, True
-        elif ch.isspace() and not quoted:
-            if started:
-                words.append("".join(word))
-            word, started = [], False
-        else:
-            word.append(ch)
-            started = True
-    if started:
+            i += 1
+        if not word:
+            return words
         words.append("".join(word))
-    return words
 
 
 def parse_options(args):
-    """[(name, value)] from sbatch-style arguments; a flag's value is True."""
+    """[(name, value)] from sbatch-style arguments, read as getopt_long reads
+    them: --name=value, --name value, -Xvalue, -X value; a flag's value is True."""
     out, i = [], 0
     while i < len(args):
         arg = args[i]
-        if arg.startswith("--"):
-            name, eq, value = arg[2:].partition("=")
-            out.append((name, value if eq else True))
-        elif arg[:2] in SHORT_OPTIONS:
-            name = SHORT_OPTIONS[arg[:2]]
-            if len(arg) > 2:
-                out.append((name, arg[2:].lstrip("=")))
-            elif i + 1 < len(args):
-                out.append((name, args[i + 1]))
-                i += 1
+        name, eq, value = arg[2:].partition("=") if arg.startswith("--") else (SHORT_OPTIONS.get(arg[:2]), "", arg[2:])
+        if name and (eq or value or name in FLAG_OPTIONS):
+            out.append((name, value if eq or value else True))
+        elif name and i + 1 < len(args):
+            out.append((name, args[i + 1]))
+            i += 1
         i += 1
     return out
 
 
 def parse_directives(script):
-    """The #SBATCH options of a script, read as sbatch reads them: from the
-    top, until the first line that is not blank or a comment."""
+    """The #SBATCH (or #SLURM) options of a script, read as sbatch reads them:
+    lines that start with the word, from the top until the first line that is
+    not blank or a comment, or a hetjob separator (the first component's)."""
     args = []
-    for line in script.splitlines():
-        stripped = line.strip()
-        if stripped.startswith("#SBATCH"):
-            args.extend(split_directive(stripped[len("#SBATCH"):]))
-        elif stripped and not stripped.startswith("#"):
+    for line in script.split("\n"):
+        magic = next((w for w in ("#SBATCH", "#SLURM") if line.startswith(w)), None)
+        if magic:
+            words = split_directive(line[len(magic):])
+            if words[:1] and words[0].lower() in ("hetjob", "packjob"):
+                break
+            args.extend(words)
+        elif line.strip(C_SPACE)[:1] not in ("", "#"):
             break
     return parse_options(args)
 
@@ -2033,13 +2043,26 @@ def parse_assoc(text):
     return {"accounts": accounts, "qos": qos}
 
 
-def parse_scontrol_config(text):
-    """`scontrol show config` -> {"Key": "value"}."""
+# fields of scontrol show job that may hold spaces: each is last on its line
+SCONTROL_WHOLE = re.compile(r"(?:^|\s)(JobName|Command|WorkDir|Comment|StdErr|StdIn|StdOut)=")
+
+
+def parse_scontrol(text):
+    """`scontrol show config` or `show job ID` (its first record: a het job's
+    first component) -> {"Key": "value"}: config's "Key = value" lines, a
+    job's "Key=value" words, its names and paths whole to their line's end."""
     conf = {}
     for line in (text or "").splitlines():
         key, sep, value = line.partition("=")
-        if sep:
+        whole = SCONTROL_WHOLE.search(line)
+        if not line.strip() and conf:
+            break
+        if sep and key.endswith(" "):
             conf[key.strip()] = value.strip()
+            continue
+        conf.update(w.partition("=")[::2] for w in line[:whole.start(1) if whole else None].split() if "=" in w)
+        if whole:
+            conf[whole.group(1)] = line[whole.end():]
     return conf
 
 
@@ -2552,7 +2575,7 @@ class SlurmScheduler(Scheduler):
 
     def _cluster_config(self, fresh=False):
         if self._conf is None or fresh:
-            self._conf = parse_scontrol_config(self._run(["scontrol", "show", "config"]))
+            self._conf = parse_scontrol(self._run(["scontrol", "show", "config"]))
         return self._conf
 
     def hidden_jobs(self):
@@ -3024,10 +3047,12 @@ class LocalScheduler(Scheduler):
                 continue  # a task is reported within its job's status
             jobdir = os.path.join(self.root, job_id)
             status = local_status(jobdir)
-            if status is None:
-                if os.path.exists(os.path.join(jobdir, "spec.json")):
-                    found[job_id] = {"state": "PENDING", "raw_state": "PENDING",
-                                  "reason": "Starting", "reason_text": "starting"}
+            if status is None:  # its supervisor has not written yet: a hold or a limit set since counts
+                with contextlib.suppress(OSError, ValueError):
+                    spec = read_json(os.path.join(jobdir, "spec.json"))
+                    why = local_waiting(jobdir, spec) or ("Starting", "starting")
+                    found[job_id] = {"state": "PENDING", "raw_state": "PENDING", "reason": why[0], "reason_text": why[1],
+                                     "time_limit": format_duration(local_time_limit(jobdir, spec))}
                 continue
             if status["state"] in UNFINISHED and status.get("tasks"):
                 # a task cancelled before its turn: the supervisor skips it when it comes

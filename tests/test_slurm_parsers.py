@@ -161,7 +161,7 @@ def test_every_slurm_state_is_mapped():
 
 
 def test_parse_scontrol_config():
-    conf = sa.parse_scontrol_config(data("scontrol_show_config.txt"))
+    conf = sa.parse_scontrol(data("scontrol_show_config.txt"))
     assert conf["AccountingStorageType"] == "accounting_storage/slurmdbd"
     assert conf["MinJobAge"] == "300 sec"
 
