@@ -53,15 +53,18 @@ Finding your way: the file is cut into banner sections, primitives on top,
 the request flow at the bottom; `grep -n '^# .* ####' flightjobd.py` lists
 them. Each section uses only those above it.
 
+    Imports
     Constants, Errors           states and their words; FlightJobError and kin
     Configuration               SCHEMA: every config key, its default and help
     Paths and files             the path gate, atomic_write, locked
     Templates and questions     template.toml, answers, render_script
     #SBATCH options             directives, submission options, output paths
-    Slurm output -> status      squeue/sacct/sinfo parsers, state tables
+    Slurm output -> status      squeue/sacct parsers, state tables, rollup
+    Slurm output -> partitions, accounts, submits
+                                sinfo/scontrol/sacctmgr/sbatch parsers
     Local job supervisor        the detached process that runs a local job
-    Scheduler adapters          Scheduler, SlurmScheduler, LocalScheduler,
-                                SCHEDULERS, make_scheduler
+    Scheduler adapters: ...     the interface (Scheduler), Slurm, local (with
+                                SCHEDULERS, make_scheduler)
     Store: ...                  the worker side, one part (a StorePart with its
                                 own state) under each banner: templates,
                                 scripts, files in the home, job records,
@@ -72,10 +75,16 @@ them. Each section uses only those above it.
     Worker                      worker_main, the fork server; Worker and
                                 WorkerPool (root side)
     Shared status poll          StatusPoll (root)
-    Authentication and sessions PAM, throttling, sessions
+    Authentication and sessions
+                                PAM, throttling, sessions
     Web application             App, RoutePlugin, security headers, render
-    Routes: ...                 the handlers, by page, in URL order
+    Routes: ...                 the handlers, by page, in URL order: page_*
+                                for pages, api_* for the JSON API
     Main                        command line, serve()
+
+tests/test_structure.py keeps this map true: the sections in this order,
+each using only names defined above it (its EXCEPTIONS say why where not),
+no class over 450 lines, no function over 150, no section over 800.
 
 Where to add things:
     a scheduler        a Scheduler subclass in "Scheduler adapters", named
@@ -1581,258 +1590,6 @@ def parse_sacct(text):
     return [jobs[j] for j in order]
 
 
-def parse_sinfo(text):
-    """sinfo --noheader --Node --format=SINFO_FORMAT -> partitions list.
-
-    memory_mb is the largest node's memory (the most one job can ask for on
-    one node); cpus and nodes are totals."""
-    parts = {}
-    order = []
-    for line in (text or "").splitlines():
-        f = line.strip().split("|")
-        if len(f) != 6:
-            continue
-        node, name, avail, limit, cpus, mem = f
-        default = name.endswith("*")
-        name = name.rstrip("*")
-        p = parts.get(name)
-        if p is None:
-            p = parts[name] = {
-                "name": name, "default": default,
-                "max_time": format_duration(parse_duration(limit)),
-                "nodes": 0, "cpus": 0, "memory_mb": 0, "state": avail,
-                "_nodes": set(),
-            }
-            order.append(name)
-        if node not in p["_nodes"]:
-            p["_nodes"].add(node)
-            p["nodes"] += 1
-            p["cpus"] += int(cpus.rstrip("+") or 0)
-            p["memory_mb"] = max(p["memory_mb"], int(mem.rstrip("+") or 0))
-    out = []
-    for name in order:
-        p = parts[name]
-        del p["_nodes"]
-        out.append(p)
-    return out
-
-
-# What a submit page shows of each partition (the shared poll's summary):
-# sinfo per node and partition, squeue's pending jobs, scontrol's access rules.
-SINFO_FREE_FIELDS = ["NodeList", "Partition", "Available", "StateCompact", "CPUsState", "Gres", "GresUsed"]
-SINFO_FREE_FORMAT = ",".join(f + ":0|" for f in SINFO_FREE_FIELDS)  # ":0": no padding
-PARTITION_RE = re.compile(r"^[A-Za-z0-9_.+-]{1,64}$")
-MAX_PARTITIONS = 200  # the most partitions a summary holds
-MAX_RULE_NAMES = 200  # the most names one access rule of one partition holds
-ACCESS_RULES = {"allow_groups": "AllowGroups", "allow_accounts": "AllowAccounts",
-                "deny_accounts": "DenyAccounts", "allow_qos": "AllowQos", "deny_qos": "DenyQos"}
-_GPU_RE = re.compile(r"(?:^|,)gpu(?::[^:(,]+)?:([0-9]{1,6})")
-
-
-def _gpus(gres):
-    """GPUs in sinfo's Gres or GresUsed: "gpu:a40:4(S:0-1),shard:8" -> 4,
-    "gpu:a40:1(IDX:0)" -> 1, "gpu:2" -> 2, "(null)" -> 0."""
-    return sum(int(n) for n in _GPU_RE.findall(gres or ""))
-
-
-def _cpus_state(text):
-    """sinfo's CPUsState "allocated/idle/other/total" -> (idle, total), or None."""
-    parts = (text or "").split("/")
-    if len(parts) != 4 or not all(p.isdigit() and len(p) <= 9 for p in parts):
-        return None
-    return int(parts[1]), int(parts[3])
-
-
-def parse_sinfo_free(text):
-    """sinfo --noheader --Node --Format=SINFO_FREE_FORMAT -> [{"name",
-    "default", "state", "cpus_free", "cpus_total", "nodes_free" (idle
-    nodes), "nodes_total", "gpus_free", "gpus_total"}] per partition, in
-    sinfo's order. A partition that is not up has nothing free; a node
-    that is not idle or mixed (allocated, drained, down) no free GPUs."""
-    parts, order = {}, []
-    for f in _records(text, SINFO_FREE_FIELDS, trailing=True):
-        name = f["Partition"].strip()
-        default = name.endswith("*")
-        name = name.rstrip("*")
-        cpus = _cpus_state(f["CPUsState"])
-        if not PARTITION_RE.match(name) or cpus is None:
-            continue
-        p = parts.get(name)
-        if p is None:
-            if len(order) >= MAX_PARTITIONS:
-                continue
-            p = parts[name] = {"name": name, "default": default, "state": f["Available"].strip()[:20],
-                               "cpus_free": 0, "cpus_total": 0, "nodes_free": 0, "nodes_total": 0,
-                               "gpus_free": 0, "gpus_total": 0, "_nodes": set()}
-            order.append(name)
-        node = f["NodeList"].strip()
-        if node in p["_nodes"]:
-            continue
-        p["_nodes"].add(node)
-        up = p["state"] == "up"
-        state = f["StateCompact"].strip().rstrip("$@^-#!%*~")
-        gpus = _gpus(f["Gres"])
-        p["nodes_total"] += 1
-        p["cpus_total"] += cpus[1]
-        p["gpus_total"] += gpus
-        if up:
-            p["nodes_free"] += state == "idle"
-            p["cpus_free"] += cpus[0]
-            if state in ("idle", "mix", "mixed"):
-                p["gpus_free"] += max(0, gpus - _gpus(f["GresUsed"]))
-    for p in parts.values():
-        del p["_nodes"]
-    return [parts[n] for n in order]
-
-
-def parse_pending_partitions(text):
-    """squeue --noheader --states=PENDING --Format=Partition:0| -> {partition:
-    jobs waiting}; a job waiting for any of several partitions ("debug,long")
-    counts for each."""
-    waiting = {}
-    for line in (text or "").splitlines():
-        for name in line.strip().rstrip("|").split(","):
-            if PARTITION_RE.match(name):
-                waiting[name] = waiting.get(name, 0) + 1
-    return waiting
-
-
-def _rule(value):
-    """An access rule's value -> None (no rule: "ALL", or not given) or the names."""
-    if value in (None, "", "ALL", "(null)"):
-        return None
-    return [n for n in value.split(",") if n][:MAX_RULE_NAMES]
-
-
-def parse_scontrol_partitions(text):
-    """scontrol show partition --oneliner -> {name: {"allow_groups",
-    "allow_accounts", "deny_accounts", "allow_qos", "deny_qos": None (no
-    rule) or [names], "root_only": bool}}."""
-    out = {}
-    for line in (text or "").splitlines():
-        fields = dict(word.partition("=")[::2] for word in line.split() if "=" in word)
-        name = fields.get("PartitionName", "")
-        if PARTITION_RE.match(name) and len(out) < MAX_PARTITIONS:
-            out[name] = {key: _rule(fields.get(word)) for key, word in ACCESS_RULES.items()}
-            out[name]["root_only"] = fields.get("RootOnly", "NO") == "YES"
-    return out
-
-
-def partition_summary(sinfo_text, squeue_text, scontrol_text):
-    """The three commands' output -> the partitions a submit page shows: each
-    of parse_sinfo_free's, with "waiting" (pending jobs, or None when not
-    known) and its access rules (parse_scontrol_partitions; no rule when
-    scontrol does not list it)."""
-    waiting = parse_pending_partitions(squeue_text) if squeue_text is not None else None
-    rules = parse_scontrol_partitions(scontrol_text)
-    none = dict({key: None for key in ACCESS_RULES}, root_only=False)
-    return [dict(p, waiting=None if waiting is None else waiting.get(p["name"], 0),
-                 **rules.get(p["name"], none)) for p in parse_sinfo_free(sinfo_text)]
-
-
-def partition_usable(p, uid, groups, assoc):
-    """Whether a user may submit to partition p (a partition_summary entry):
-    uid, the names of their groups, assoc {"accounts": [...], "qos": [...]}
-    from Slurm's associations (None when not known, e.g. no accounting:
-    then accounts and QOS rules are left to Slurm)."""
-    if p.get("root_only") and uid != 0:
-        return False
-    if p.get("allow_groups") is not None and not set(groups) & set(p["allow_groups"]):
-        return False
-    for kind, allow, deny in (("accounts", "allow_accounts", "deny_accounts"), ("qos", "allow_qos", "deny_qos")):
-        mine = (assoc or {}).get(kind)
-        if not mine:
-            continue
-        usable = [n for n in mine if (p.get(allow) is None or n in p[allow]) and n not in (p.get(deny) or ())]
-        if not usable:
-            return False
-    return True
-
-
-def parse_assoc(text):
-    """sacctmgr --noheader --parsable2 show assoc user=NAME format=account,qos
-    -> {"accounts": [...], "qos": [...]} (each name once)."""
-    accounts, qos = [], []
-    for line in (text or "").splitlines()[:1000]:
-        account, _, names = line.strip().partition("|")
-        if account and account not in accounts:
-            accounts.append(account)
-        qos.extend(n for n in names.split(",") if n and n not in qos)
-    return {"accounts": accounts, "qos": qos}
-
-
-# fields of scontrol show job that may hold spaces: each is last on its line
-SCONTROL_WHOLE = re.compile(r"(?:^|\s)(JobName|Command|WorkDir|Comment|StdErr|StdIn|StdOut)=")
-
-
-def parse_scontrol(text):
-    """`scontrol show config` or `show job ID` (its first record: a het job's
-    first component) -> {"Key": "value"}: config's "Key = value" lines, a
-    job's "Key=value" words, its names and paths whole to their line's end."""
-    conf = {}
-    for line in (text or "").splitlines():
-        key, sep, value = line.partition("=")
-        whole = SCONTROL_WHOLE.search(line)
-        if not line.strip() and conf:
-            break
-        if sep and key.endswith(" "):
-            conf[key.strip()] = value.strip()
-            continue
-        conf.update(w.partition("=")[::2] for w in line[:whole.start(1) if whole else None].split() if "=" in w)
-        if whole:
-            conf[whole.group(1)] = line[whole.end():]
-    return conf
-
-
-def parse_sbatch(text):
-    """sbatch --parsable output "123" or "123;cluster" -> "123"."""
-    for line in (text or "").splitlines():
-        line = line.strip()
-        if line:
-            job_id = line.split(";", 1)[0]
-            if re.match(r"^[0-9]+$", job_id):
-                return job_id
-    raise ValueError("no job id in sbatch output: %r" % (text,))
-
-
-def sbatch_error_message(stderr, command="sbatch"):
-    """sbatch's (or command's) stderr -> its own words, without
-    "sbatch: error: " prefixes (scontrol's: also "slurm_update error: ").
-
-    "sbatch: error: Memory specification can not be satisfied\\n
-     sbatch: error: Batch job submission failed: Requested node ..."
-    -> "Memory specification can not be satisfied; Batch job submission
-        failed: Requested node configuration is not available"."""
-    lines = []
-    for line in (stderr or "").splitlines():
-        line = line.strip()
-        for prefix in (command + ": error: ", command + ": fatal: ", "slurm_update error: ", command + ": "):
-            if line.startswith(prefix):
-                line = line[len(prefix):]
-                break
-        if line and line not in lines:
-            lines.append(line)
-    return "; ".join(lines)
-
-
-# stderr phrases meaning the controller (not the request) is the problem.
-CONTACT_ERRORS = (
-    "Unable to contact slurm controller",
-    "Socket timed out",
-    "Connection refused",
-    "Zero Bytes were transmitted",
-    "Communication connection failure",
-    "Munge",
-    "munge",
-    "Protocol authentication error",
-    "Slurm backup controller in standby mode",
-)
-
-
-def _is_contact_error(stderr):
-    return any(p in (stderr or "") for p in CONTACT_ERRORS)
-
-
 # Slurm job state -> flightjobd state.  Requeued/held jobs wait again, so they
 # are PENDING; anything holding resources is RUNNING (the page shows raw_state
 # for SUSPENDED, COMPLETING, CONFIGURING...).
@@ -2103,6 +1860,261 @@ def rollup(tasks):
     return out
 
 
+# Slurm output -> partitions, accounts, submits ##############################
+
+
+def parse_sinfo(text):
+    """sinfo --noheader --Node --format=SINFO_FORMAT -> partitions list.
+
+    memory_mb is the largest node's memory (the most one job can ask for on
+    one node); cpus and nodes are totals."""
+    parts = {}
+    order = []
+    for line in (text or "").splitlines():
+        f = line.strip().split("|")
+        if len(f) != 6:
+            continue
+        node, name, avail, limit, cpus, mem = f
+        default = name.endswith("*")
+        name = name.rstrip("*")
+        p = parts.get(name)
+        if p is None:
+            p = parts[name] = {
+                "name": name, "default": default,
+                "max_time": format_duration(parse_duration(limit)),
+                "nodes": 0, "cpus": 0, "memory_mb": 0, "state": avail,
+                "_nodes": set(),
+            }
+            order.append(name)
+        if node not in p["_nodes"]:
+            p["_nodes"].add(node)
+            p["nodes"] += 1
+            p["cpus"] += int(cpus.rstrip("+") or 0)
+            p["memory_mb"] = max(p["memory_mb"], int(mem.rstrip("+") or 0))
+    out = []
+    for name in order:
+        p = parts[name]
+        del p["_nodes"]
+        out.append(p)
+    return out
+
+
+# What a submit page shows of each partition (the shared poll's summary):
+# sinfo per node and partition, squeue's pending jobs, scontrol's access rules.
+SINFO_FREE_FIELDS = ["NodeList", "Partition", "Available", "StateCompact", "CPUsState", "Gres", "GresUsed"]
+SINFO_FREE_FORMAT = ",".join(f + ":0|" for f in SINFO_FREE_FIELDS)  # ":0": no padding
+PARTITION_RE = re.compile(r"^[A-Za-z0-9_.+-]{1,64}$")
+MAX_PARTITIONS = 200  # the most partitions a summary holds
+MAX_RULE_NAMES = 200  # the most names one access rule of one partition holds
+ACCESS_RULES = {"allow_groups": "AllowGroups", "allow_accounts": "AllowAccounts",
+                "deny_accounts": "DenyAccounts", "allow_qos": "AllowQos", "deny_qos": "DenyQos"}
+_GPU_RE = re.compile(r"(?:^|,)gpu(?::[^:(,]+)?:([0-9]{1,6})")
+
+
+def _gpus(gres):
+    """GPUs in sinfo's Gres or GresUsed: "gpu:a40:4(S:0-1),shard:8" -> 4,
+    "gpu:a40:1(IDX:0)" -> 1, "gpu:2" -> 2, "(null)" -> 0."""
+    return sum(int(n) for n in _GPU_RE.findall(gres or ""))
+
+
+def _cpus_state(text):
+    """sinfo's CPUsState "allocated/idle/other/total" -> (idle, total), or None."""
+    parts = (text or "").split("/")
+    if len(parts) != 4 or not all(p.isdigit() and len(p) <= 9 for p in parts):
+        return None
+    return int(parts[1]), int(parts[3])
+
+
+def parse_sinfo_free(text):
+    """sinfo --noheader --Node --Format=SINFO_FREE_FORMAT -> [{"name",
+    "default", "state", "cpus_free", "cpus_total", "nodes_free" (idle
+    nodes), "nodes_total", "gpus_free", "gpus_total"}] per partition, in
+    sinfo's order. A partition that is not up has nothing free; a node
+    that is not idle or mixed (allocated, drained, down) no free GPUs."""
+    parts, order = {}, []
+    for f in _records(text, SINFO_FREE_FIELDS, trailing=True):
+        name = f["Partition"].strip()
+        default = name.endswith("*")
+        name = name.rstrip("*")
+        cpus = _cpus_state(f["CPUsState"])
+        if not PARTITION_RE.match(name) or cpus is None:
+            continue
+        p = parts.get(name)
+        if p is None:
+            if len(order) >= MAX_PARTITIONS:
+                continue
+            p = parts[name] = {"name": name, "default": default, "state": f["Available"].strip()[:20],
+                               "cpus_free": 0, "cpus_total": 0, "nodes_free": 0, "nodes_total": 0,
+                               "gpus_free": 0, "gpus_total": 0, "_nodes": set()}
+            order.append(name)
+        node = f["NodeList"].strip()
+        if node in p["_nodes"]:
+            continue
+        p["_nodes"].add(node)
+        up = p["state"] == "up"
+        state = f["StateCompact"].strip().rstrip("$@^-#!%*~")
+        gpus = _gpus(f["Gres"])
+        p["nodes_total"] += 1
+        p["cpus_total"] += cpus[1]
+        p["gpus_total"] += gpus
+        if up:
+            p["nodes_free"] += state == "idle"
+            p["cpus_free"] += cpus[0]
+            if state in ("idle", "mix", "mixed"):
+                p["gpus_free"] += max(0, gpus - _gpus(f["GresUsed"]))
+    for p in parts.values():
+        del p["_nodes"]
+    return [parts[n] for n in order]
+
+
+def parse_pending_partitions(text):
+    """squeue --noheader --states=PENDING --Format=Partition:0| -> {partition:
+    jobs waiting}; a job waiting for any of several partitions ("debug,long")
+    counts for each."""
+    waiting = {}
+    for line in (text or "").splitlines():
+        for name in line.strip().rstrip("|").split(","):
+            if PARTITION_RE.match(name):
+                waiting[name] = waiting.get(name, 0) + 1
+    return waiting
+
+
+def _rule(value):
+    """An access rule's value -> None (no rule: "ALL", or not given) or the names."""
+    if value in (None, "", "ALL", "(null)"):
+        return None
+    return [n for n in value.split(",") if n][:MAX_RULE_NAMES]
+
+
+def parse_scontrol_partitions(text):
+    """scontrol show partition --oneliner -> {name: {"allow_groups",
+    "allow_accounts", "deny_accounts", "allow_qos", "deny_qos": None (no
+    rule) or [names], "root_only": bool}}."""
+    out = {}
+    for line in (text or "").splitlines():
+        fields = dict(word.partition("=")[::2] for word in line.split() if "=" in word)
+        name = fields.get("PartitionName", "")
+        if PARTITION_RE.match(name) and len(out) < MAX_PARTITIONS:
+            out[name] = {key: _rule(fields.get(word)) for key, word in ACCESS_RULES.items()}
+            out[name]["root_only"] = fields.get("RootOnly", "NO") == "YES"
+    return out
+
+
+def parse_partition_summary(sinfo_text, squeue_text, scontrol_text):
+    """The three commands' output -> the partitions a submit page shows: each
+    of parse_sinfo_free's, with "waiting" (pending jobs, or None when not
+    known) and its access rules (parse_scontrol_partitions; no rule when
+    scontrol does not list it)."""
+    waiting = parse_pending_partitions(squeue_text) if squeue_text is not None else None
+    rules = parse_scontrol_partitions(scontrol_text)
+    none = dict({key: None for key in ACCESS_RULES}, root_only=False)
+    return [dict(p, waiting=None if waiting is None else waiting.get(p["name"], 0),
+                 **rules.get(p["name"], none)) for p in parse_sinfo_free(sinfo_text)]
+
+
+def partition_usable(p, uid, groups, assoc):
+    """Whether a user may submit to partition p (a partition_summary entry):
+    uid, the names of their groups, assoc {"accounts": [...], "qos": [...]}
+    from Slurm's associations (None when not known, e.g. no accounting:
+    then accounts and QOS rules are left to Slurm)."""
+    if p.get("root_only") and uid != 0:
+        return False
+    if p.get("allow_groups") is not None and not set(groups) & set(p["allow_groups"]):
+        return False
+    for kind, allow, deny in (("accounts", "allow_accounts", "deny_accounts"), ("qos", "allow_qos", "deny_qos")):
+        mine = (assoc or {}).get(kind)
+        if not mine:
+            continue
+        usable = [n for n in mine if (p.get(allow) is None or n in p[allow]) and n not in (p.get(deny) or ())]
+        if not usable:
+            return False
+    return True
+
+
+def parse_assoc(text):
+    """sacctmgr --noheader --parsable2 show assoc user=NAME format=account,qos
+    -> {"accounts": [...], "qos": [...]} (each name once)."""
+    accounts, qos = [], []
+    for line in (text or "").splitlines()[:1000]:
+        account, _, names = line.strip().partition("|")
+        if account and account not in accounts:
+            accounts.append(account)
+        qos.extend(n for n in names.split(",") if n and n not in qos)
+    return {"accounts": accounts, "qos": qos}
+
+
+# fields of scontrol show job that may hold spaces: each is last on its line
+SCONTROL_WHOLE = re.compile(r"(?:^|\s)(JobName|Command|WorkDir|Comment|StdErr|StdIn|StdOut)=")
+
+
+def parse_scontrol(text):
+    """`scontrol show config` or `show job ID` (its first record: a het job's
+    first component) -> {"Key": "value"}: config's "Key = value" lines, a
+    job's "Key=value" words, its names and paths whole to their line's end."""
+    conf = {}
+    for line in (text or "").splitlines():
+        key, sep, value = line.partition("=")
+        whole = SCONTROL_WHOLE.search(line)
+        if not line.strip() and conf:
+            break
+        if sep and key.endswith(" "):
+            conf[key.strip()] = value.strip()
+            continue
+        conf.update(w.partition("=")[::2] for w in line[:whole.start(1) if whole else None].split() if "=" in w)
+        if whole:
+            conf[whole.group(1)] = line[whole.end():]
+    return conf
+
+
+def parse_sbatch(text):
+    """sbatch --parsable output "123" or "123;cluster" -> "123"."""
+    for line in (text or "").splitlines():
+        line = line.strip()
+        if line:
+            job_id = line.split(";", 1)[0]
+            if re.match(r"^[0-9]+$", job_id):
+                return job_id
+    raise ValueError("no job id in sbatch output: %r" % (text,))
+
+
+def sbatch_error_message(stderr, command="sbatch"):
+    """sbatch's (or command's) stderr -> its own words, without
+    "sbatch: error: " prefixes (scontrol's: also "slurm_update error: ").
+
+    "sbatch: error: Memory specification can not be satisfied\\n
+     sbatch: error: Batch job submission failed: Requested node ..."
+    -> "Memory specification can not be satisfied; Batch job submission
+        failed: Requested node configuration is not available"."""
+    lines = []
+    for line in (stderr or "").splitlines():
+        line = line.strip()
+        for prefix in (command + ": error: ", command + ": fatal: ", "slurm_update error: ", command + ": "):
+            if line.startswith(prefix):
+                line = line[len(prefix):]
+                break
+        if line and line not in lines:
+            lines.append(line)
+    return "; ".join(lines)
+
+
+# stderr phrases meaning the controller (not the request) is the problem.
+CONTACT_ERRORS = (
+    "Unable to contact slurm controller",
+    "Socket timed out",
+    "Connection refused",
+    "Zero Bytes were transmitted",
+    "Communication connection failure",
+    "Munge",
+    "munge",
+    "Protocol authentication error",
+    "Slurm backup controller in standby mode",
+)
+
+
+def _is_contact_error(stderr):
+    return any(p in (stderr or "") for p in CONTACT_ERRORS)
+
+
 # Local job supervisor #######################################################
 
 def _alive(pid, jobdir):
@@ -2323,7 +2335,7 @@ def _stop_group(proc, grace=5):
     proc.wait()
 
 
-# Scheduler adapters #########################################################
+# Scheduler adapters: the interface ##########################################
 
 class SchedulerNoAnswer(SchedulerError):
     """A scheduler command whose effect is not known: it timed out, its
@@ -2425,7 +2437,7 @@ class Scheduler:
         raise NotImplementedError
 
     def partition_summary(self):
-        """What a submit page shows of each partition: partition_summary()'s
+        """What a submit page shows of each partition: parse_partition_summary()'s
         entries (free and total CPUs, nodes and GPUs, jobs waiting, access
         rules), or None when this scheduler cannot tell."""
         return None
@@ -2496,13 +2508,16 @@ class Scheduler:
 
     # for adapters
 
-    def _count(self, what):
+    def _note_call(self, what):
         self.counters[what] = self.counters.get(what, 0) + 1
 
     @staticmethod
     def _job_ids(job_ids):
         """The distinct ids, as strings, that can be job ids."""
         return [i for i in dict.fromkeys(str(i) for i in job_ids) if SCHEDULER_ID_RE.match(i)]
+
+
+# Scheduler adapters: Slurm ##################################################
 
 
 class SlurmScheduler(Scheduler):
@@ -2530,11 +2545,11 @@ class SlurmScheduler(Scheduler):
                    env=dict(os.environ, **config["scheduler"]["environment"]))
 
     def _run(self, argv, cwd=None):
-        self._count(argv[0])
+        self._note_call(argv[0])
         return self._run_fn(argv, self.timeout, env=self.env, cwd=cwd)
 
     @staticmethod
-    def _read(parse, text, command):
+    def _parsed(parse, text, command):
         """parse(text), refusing output with nothing parse can read in it:
         garbage is not "no jobs"."""
         rows = parse(text)
@@ -2609,7 +2624,7 @@ class SlurmScheduler(Scheduler):
         sinfo = self._run(["sinfo", "--noheader", "--Node", "--Format=" + SINFO_FREE_FORMAT])
         squeue = self._run(["squeue", "--noheader", "--states=PENDING", "--Format=Partition:|"])
         scontrol = self._run(["scontrol", "show", "partition", "--oneliner"])
-        return self._read(lambda text: partition_summary(text, squeue, scontrol), sinfo, "sinfo")
+        return self._parsed(lambda text: parse_partition_summary(text, squeue, scontrol), sinfo, "sinfo")
 
     # -- jobs -----------------------------------------------------------
 
@@ -2722,7 +2737,7 @@ class SlurmScheduler(Scheduler):
         text = self._run(["squeue", "--noheader", "--states=all", "--user=%d" % os.getuid(),
                           "--Format=ArrayJobID:|,Command:|"])
         found = {}
-        for job_id, script in self._read(parse_squeue_commands, text, "squeue"):
+        for job_id, script in self._parsed(parse_squeue_commands, text, "squeue"):
             if script in wanted and (script not in found or int(job_id) < int(found[script])):
                 found[script] = job_id
         return found
@@ -2782,7 +2797,7 @@ class SlurmScheduler(Scheduler):
                 text = ""
             else:
                 raise
-        listed = self._read(parse_squeue, text, "squeue")
+        listed = self._parsed(parse_squeue, text, "squeue")
         found = self._collect(ids, listed)
         # sacct's record of a job cancelled while pending says uid 0 until
         # slurmdbd completes it: squeue's uid is the owner's
@@ -2799,7 +2814,7 @@ class SlurmScheduler(Scheduler):
         try:
             text = self._run(["sacct", "--noheader", "--parsable2",
                               "--jobs=" + ",".join(ask), "--format=" + SACCT_FORMAT])
-            rows = self._read(parse_sacct, text, "sacct")
+            rows = self._parsed(parse_sacct, text, "sacct")
         except SchedulerError:
             if any(i not in result for i in ask):
                 raise
@@ -2881,6 +2896,9 @@ class SlurmScheduler(Scheduler):
         if not tasks:
             return _status(rows[0], owner)
         return rollup([(r["id"], _status(r, owner)) for r in tasks])
+
+
+# Scheduler adapters: local ##################################################
 
 
 def machine_memory_mb():
@@ -3012,7 +3030,7 @@ class LocalScheduler(Scheduler):
                 "outputs": [job_outputs(script, options, number, self.user, home, [t] if tasks else None)
                             for t in (tasks or [None])]}
         write_json(os.path.join(jobdir, "spec.json"), spec)
-        self._count("submit")
+        self._note_call("submit")
         subprocess.Popen([self.python, os.path.abspath(__file__), "--local-job", jobdir],
                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                          stderr=subprocess.DEVNULL, cwd=home, start_new_session=True,
@@ -3022,7 +3040,7 @@ class LocalScheduler(Scheduler):
     def status(self, job_ids):
         """Each job's status.json as its supervisor last wrote it, less the
         supervisor's own fields."""
-        self._count("status")
+        self._note_call("status")
         found = {}
         for job_id in self._job_ids(job_ids):
             if "_" in job_id:
@@ -3078,12 +3096,12 @@ class LocalScheduler(Scheduler):
                 write_json(os.path.join(jobdir, "status.json"), status)
 
     def hold(self, job_id):
-        self._count("hold")
+        self._note_call("hold")
         jobdir, _, _ = self._jobdir(job_id)
         self._pending(jobdir, job_id, lambda: atomic_write(os.path.join(jobdir, "hold"), now_iso()))
 
     def release(self, job_id):
-        self._count("release")
+        self._note_call("release")
         jobdir, _, _ = self._jobdir(job_id)
 
         def release():
@@ -3093,7 +3111,7 @@ class LocalScheduler(Scheduler):
 
     def set_time_limit(self, job_id, seconds):
         """As Slurm does for a user who is not an operator: lowered only."""
-        self._count("time_limit")
+        self._note_call("time_limit")
         jobdir, spec, _ = self._jobdir(job_id)
 
         def lower():
@@ -3105,7 +3123,7 @@ class LocalScheduler(Scheduler):
         self._pending(jobdir, job_id, lower)
 
     def cancel(self, job_id):
-        self._count("cancel")
+        self._note_call("cancel")
         jobdir, _, task = self._jobdir(job_id)
         if task is not None:  # the supervisor stops that task (or skips it) within a moment
             atomic_write(os.path.join(jobdir, "cancel-%s" % task), now_iso())
@@ -3371,7 +3389,7 @@ class StorePart:
                     with contextlib.suppress(FileNotFoundError):
                         os.unlink(entry.path)
 
-    def _ensure(self):
+    def _make_dirs(self):
         for d in (self.root, self.scripts_dir, self.jobs_dir):
             try:
                 os.makedirs(d, 0o700, exist_ok=True)
@@ -3381,7 +3399,7 @@ class StorePart:
     @contextlib.contextmanager
     def _writing(self):
         """The lock for a read-modify-write, with disk errors made clear."""
-        self._ensure()
+        self._make_dirs()
         try:
             with locked(self.lock_path):
                 yield
@@ -4371,7 +4389,7 @@ class PackedRow(bytes):
         end = start + name_len
         return (start, end), (end, end + script_len), (end + script_len, len(self))
 
-    def _text(self, which):
+    def _text_at(self, which):
         start, end = self._spans()[which]
         return str(self[start:end], "utf-8", "surrogatepass")
 
@@ -4382,19 +4400,19 @@ class PackedRow(bytes):
             return False
         return any(self.find(text, start, end) >= 0 for start, end in self._spans())
 
-    def _time(self, offset):
+    def _time_at(self, offset):
         value = struct.unpack_from("<q", self, offset)[0]
         return None if value == self.NO_TIME else value
 
     state = property(lambda self: STATES[self[0]])
-    submitted_at = property(lambda self: self._time(1))
-    started_at = property(lambda self: self._time(9))
-    ended_at = property(lambda self: self._time(17))
+    submitted_at = property(lambda self: self._time_at(1))
+    started_at = property(lambda self: self._time_at(9))
+    ended_at = property(lambda self: self._time_at(17))
     mtime_ns = property(lambda self: struct.unpack_from("<q", self, 25)[0])
     size = property(lambda self: struct.unpack_from("<q", self, 33)[0])
-    name = property(lambda self: self._text(0))
-    script = property(lambda self: self._text(1))
-    scheduler_id = property(lambda self: self._text(2))
+    name = property(lambda self: self._text_at(0))
+    script = property(lambda self: self._text_at(1))
+    scheduler_id = property(lambda self: self._text_at(2))
 
 
 _PACKED_LENGTHS = struct.Struct("<II")
@@ -6589,15 +6607,15 @@ def _names(value):
         isinstance(n, str) and 0 < len(n) <= 256 for n in value)
 
 
-def _count(value):
+def _amount(value):
     return type(value) is int and 0 <= value < 10 ** 9
 
 
 # What a partition of the poll's summary may hold: field -> check.
-PARTITION_FIELDS = dict({key: _names for key in ACCESS_RULES}, **{key: _count for key in (
+PARTITION_FIELDS = dict({key: _names for key in ACCESS_RULES}, **{key: _amount for key in (
     "cpus_free", "cpus_total", "nodes_free", "nodes_total", "gpus_free", "gpus_total")},
     name=lambda v: isinstance(v, str) and bool(PARTITION_RE.match(v)), default=lambda v: isinstance(v, bool),
-    state=lambda v: isinstance(v, str) and len(v) <= 20, waiting=_or_none(_count),
+    state=lambda v: isinstance(v, str) and len(v) <= 20, waiting=_or_none(_amount),
     root_only=lambda v: isinstance(v, bool))
 
 
@@ -7935,7 +7953,7 @@ class App:
                 last_refresh = time.time()
                 self.pool.refresh_active()
 
-    def probe(self):
+    def scheduler_health(self):
         """The scheduler check for /api/health, run in a worker (root never
         runs a scheduler command), cached 30 s. When it is due, one thread
         checks while the others answer at once with the last result. A
@@ -8168,13 +8186,13 @@ def make_app(config, pool=None, daemon_user=None):
 
 
 @route("/static/<path:path>", login=False)
-def static(app, user, path):
+def page_static(app, user, path):
     return bottle.static_file(check_relpath(path), root=os.path.join(HERE, "share", "static"))
 
 
 @route("/api/health", api=True, login=False)
-def health(app, user):
-    probe = app.probe()
+def api_health(app, user):
+    probe = app.scheduler_health()
     return app.json({"status": "ok", "version": __version__, "scheduler": probe["type"],
                      "scheduler_answers": probe["answers"], "scheduler_message": probe.get("message"),
                      "multi_user": app.config["server"]["multi_user"],
@@ -8185,7 +8203,7 @@ def health(app, user):
 
 
 @route("/login", login=False)
-def login_get(app, user):
+def page_login(app, user):
     token = bottle.request.query.get("token")
     if token is not None:
         if not app.config["server"]["multi_user"] and app.auth.use_login_token(token):
@@ -8197,7 +8215,7 @@ def login_get(app, user):
 
 
 @route("/login", "POST", login=False)
-def login_post(app, user):
+def page_login_post(app, user):
     """Log in. A form kept through the login (App.keep_form) is shown to
     be sent again (resume_page), never sent from here; it stays in the
     login page while the login fails."""
@@ -8220,7 +8238,7 @@ def login_post(app, user):
 
 
 @route("/logout", "POST")
-def logout(app, user):
+def page_logout(app, user):
     app.logout()
     return see_other("/login")
 
@@ -8246,7 +8264,7 @@ def api_session(app, user):
 
 
 @route("/")
-def home(app, user):
+def page_home(app, user):
     return app.render("home", title="Job manager")
 
 
@@ -8264,7 +8282,7 @@ def api_template(app, user, id):
 
 
 @route("/templates")
-def templates(app, user):
+def page_templates(app, user):
     return app.render("templates", title="Script templates", crumbs=[("Templates", None)],
                       **app.call(user, "templates.list"))
 
@@ -8276,13 +8294,13 @@ def create_form(app, template, answers=None, name="", notes=None, errors=None, s
 
 
 @route("/templates/<id>/create")
-def create_get(app, user, id):
+def page_create(app, user, id):
     t = app.call(user, "templates.get", id=id)
     return create_form(app, t, name=t["name"], notes=t["notes"])
 
 
 @route("/templates/<id>/create", "POST")
-def create_post(app, user, id):
+def page_create_post(app, user, id):
     form = app.form()
     t = app.call(user, "templates.get", id=id)
     answers = _answers_from_form(form, t["questions"])
@@ -8368,7 +8386,7 @@ def api_preview(app, user, id):
 
 
 @route("/scripts")
-def scripts(app, user):
+def page_scripts(app, user):
     listing, typed, error = list_page(app, user, "scripts.list", SCRIPTS_QUERY)
     return app.render("scripts", status=400 if error else 200, title="Scripts", crumbs=[("Scripts", None)],
                       typed=typed, error=error,
@@ -8390,13 +8408,13 @@ def script_page(app, user, id, edit=None, draft=None, conflict=None, status=200,
 
 
 @route("/scripts/<id>")
-def script(app, user, id):
+def page_script(app, user, id):
     edit = bottle.request.query.get("edit")
     return script_page(app, user, id, edit if edit in SCRIPT_FORMS else None)
 
 
 @route("/scripts/<id>/edit", "POST")
-def script_edit(app, user, id):
+def page_script_edit(app, user, id):
     form = app.form()
     field = form.get("field")
     if field not in SCRIPT_FIELDS:
@@ -8425,12 +8443,12 @@ def _script_form(app, user, id, edit, op, args):
 
 
 @route("/scripts/<id>/copy", "POST")
-def script_copy(app, user, id):
+def page_script_copy(app, user, id):
     return _script_form(app, user, id, "copy", "scripts.copy", lambda v: {"name": v["name"]})
 
 
 @route("/scripts/<id>/save-as-template", "POST")
-def script_save_as_template(app, user, id):
+def page_script_save_as_template(app, user, id):
     return _script_form(app, user, id, "template", "scripts.save_template",
                         lambda v: {"name": v["name"], "template_id": v["id"]})
 
@@ -8445,14 +8463,14 @@ def confirm_page(app, action, name, url, crumbs):
 
 
 @route("/scripts/<id>/delete")
-def script_delete_confirm(app, user, id):
+def page_script_delete_confirm(app, user, id):
     script = app.call(user, "scripts.get", id=id)
     return confirm_page(app, "delete", script["name"], "/scripts/%s/delete" % id,
                         [("Scripts", "/scripts"), (script["name"], "/scripts/%s" % id)])
 
 
 @route("/scripts/<id>/delete", "POST")
-def script_delete(app, user, id):
+def page_script_delete(app, user, id):
     app.call(user, "scripts.delete", id=id)
     return see_other("/scripts")
 
@@ -8493,14 +8511,14 @@ def import_page(app, user, path="", chosen=None, values=None, errors=None, statu
 
 
 @route("/import")
-def import_get(app, user):
+def page_import(app, user):
     chosen = _text_query("file") or None  # a name of any UTF-8 text (e.g. café/run.sh), as the page links it
     path = _text_query("path") or (chosen.rpartition("/")[0] if chosen else "")
     return import_page(app, user, path, chosen)
 
 
 @route("/import", "POST")
-def import_post(app, user):
+def page_import_post(app, user):
     """Import the file chosen (source=file) or the text pasted
     (source=paste): on to the new script, or the page again with what was
     typed and the errors beside the fields."""
@@ -8543,12 +8561,12 @@ def submit_page(app, user, id, answers=None, errors=None, status=200, from_job=N
 
 
 @route("/scripts/<id>/submit")
-def submit_get(app, user, id):
+def page_submit(app, user, id):
     return submit_page(app, user, id, from_job=bottle.request.query.get("from_job"))
 
 
 @route("/scripts/<id>/submit", "POST")
-def submit_post(app, user, id):
+def page_submit_post(app, user, id):
     """The questions (update: re-shown), then the summary, then submit."""
     form = app.form()
     sub = app.call(user, "scripts.submission", id=id)
@@ -8761,7 +8779,7 @@ def api_output(app, user, id, which):
 
 
 @route("/jobs")
-def jobs(app, user):
+def page_jobs(app, user):
     listing, typed, error = list_page(app, user, "jobs.list", JOBS_QUERY, paged=True)
     return app.render("jobs", status=400 if error else 200, title="Jobs", states=STATES, crumbs=[("Jobs", None)],
                       page_no=listing["page"], typed=typed, error=error, per_pages=PER_PAGE,
@@ -8769,7 +8787,7 @@ def jobs(app, user):
 
 
 @route("/jobs/bulk")
-def jobs_bulk_confirm(app, user):
+def page_jobs_bulk_confirm(app, user):
     """The page that asks before a bulk cancel or remove (the jobs page's
     selection, sent with GET so it works without JavaScript): which of the
     jobs it will act on, and which it cannot, and why."""
@@ -8781,7 +8799,7 @@ def jobs_bulk_confirm(app, user):
 
 
 @route("/jobs/bulk", "POST")
-def jobs_bulk(app, user):
+def page_jobs_bulk(app, user):
     form = app.form()
     ids, action = form.getall("id"), form.get("action")
     ids = bulk_ids(ids, action)
@@ -8795,7 +8813,7 @@ def job_crumbs(job):
 
 
 @route("/jobs/<id>")
-def job(app, user, id):
+def page_job(app, user, id):
     return job_page(app, user, id)
 
 
@@ -8824,20 +8842,20 @@ def job_page(app, user, id, status=200, archive_error=None, chosen=(), problem=N
 
 
 @route("/jobs/<id>/<action:re:cancel|remove>")
-def job_confirm(app, user, id, action):
+def page_job_confirm(app, user, id, action):
     job = app.call(user, "jobs.get", id=id)
     return confirm_page(app, action, job.get("scheduler_id") or id, "/jobs/%s/%s" % (id, action),
                         job_crumbs(job))
 
 
 @route("/jobs/<id>/cancel", "POST")
-def cancel(app, user, id):
+def page_cancel(app, user, id):
     app.call(user, "jobs.cancel", id=id)
     return see_other("/jobs/%s" % id)
 
 
 @route("/jobs/<id>/<action:re:hold|release>", "POST")
-def hold(app, user, id, action):
+def page_hold(app, user, id, action):
     try:
         app.call(user, "jobs." + action, id=id)
     except (Conflict, SchedulerRefused) as e:
@@ -8846,7 +8864,7 @@ def hold(app, user, id, action):
 
 
 @route("/jobs/<id>/time-limit", "POST")
-def time_limit(app, user, id):
+def page_time_limit(app, user, id):
     typed = app.form().get("time_limit") or ""
     try:
         app.call(user, "jobs.time_limit", id=id, time_limit=typed)
@@ -8856,31 +8874,31 @@ def time_limit(app, user, id):
 
 
 @route("/jobs/<id>/tasks/<task>/cancel")
-def task_confirm(app, user, id, task):
+def page_task_confirm(app, user, id, task):
     job = app.call(user, "jobs.get", id=id)
     return confirm_page(app, "cancel_task", "%s_%s" % (job.get("scheduler_id"), check_id(task, "task")),
                         "/jobs/%s/tasks/%s/cancel" % (id, task), job_crumbs(job))
 
 
 @route("/jobs/<id>/tasks/<task>/cancel", "POST")
-def cancel_task(app, user, id, task):
+def page_cancel_task(app, user, id, task):
     app.call(user, "jobs.cancel_task", id=id, task=task)
     return see_other("/jobs/%s" % id)
 
 
 @route("/jobs/<id>/remove", "POST")
-def remove(app, user, id):
+def page_remove(app, user, id):
     app.call(user, "jobs.delete", id=id)
     return see_other("/jobs")
 
 
 @route("/jobs/<id>/archive")
-def archive(app, user, id):
+def page_archive(app, user, id):
     return send_archive(app, user, id, _query_texts("path"))
 
 
 @route("/jobs/<id>/archive", "POST")
-def archive_chosen(app, user, id):
+def page_archive_chosen(app, user, id):
     """The files ticked on the job's page as one .zip; none ticked, or a
     refusal (a name not there, over the size limit): the page again, saying
     why, with the same files ticked."""
@@ -8894,7 +8912,7 @@ def archive_chosen(app, user, id):
 
 
 @route("/jobs/<id>/files/<path:path>")
-def file_view(app, user, id, path):
+def page_file_view(app, user, id, path):
     job = app.call(user, "jobs.get", id=id)
     whole = bottle.request.query.get("all") == "1"
     try:
@@ -8910,7 +8928,7 @@ def file_view(app, user, id, path):
 
 
 @route("/jobs/<id>/download/<path:path>")
-def download(app, user, id, path):
+def page_download(app, user, id, path):
     return send_file(app, user, id, True, path=path)
 
 
@@ -9044,7 +9062,7 @@ def serve(config):
                     "the daemon there and name any client address in X-Forwarded-For, past the login "
                     "throttle. Listen on an address only the proxy reaches, or trust the proxy's own.")
     a = make_app(config)
-    probe = a.probe()
+    probe = a.scheduler_health()
     config["scheduler"]["type"] = probe["type"]  # 'auto' resolved once, by a worker
     log.info("scheduler: %s (%s)", probe["type"], "answers" if probe["answers"] else
              "does not answer: %s" % probe.get("message"))
