@@ -3197,11 +3197,10 @@ def _or_none(check):
 # (a job's: JOB_META, from JOB_FIELDS).
 SCRIPT_META = {"name": _text, "template_id": _text, "template_name": _or_none(_text),
                "answers": lambda v: isinstance(v, dict), "created_at": _time, "updated_at": _time,
-               "version": _whole, "origin": _or_none(lambda v: isinstance(v, dict) and _or_none(_text)(v.get("path"))
+               "version": lambda v: _whole(v) and v > 0, "origin": _or_none(lambda v: isinstance(v, dict) and _or_none(_text)(v.get("path"))
                                                      and _or_none(_text)(v.get("file"))
                                                      and isinstance(v.get("in_place"), bool)
                                                      and (v["path"] is not None or not v["in_place"]))}
-
 
 
 def _meta_or_broken(path, fields, formats=(FORMAT,)):
@@ -4203,9 +4202,7 @@ class HomePart(StorePart):
 #   default  its value in a new record (new_job_record); ABSENT: not written
 #   source   "submit": the submission (new_job_record takes the plan's
 #            value of that name); "answer": the scheduler's answer to the
-#            submit; "status": the scheduler's status; "figures": the
-#            status's accounting figures, read from a record only through
-#            _figure (so not checked there); "ours": kept by flightjobd
+#            submit; "status": the scheduler's status; "ours": flightjobd's
 #   public   in the public view (_public_job): True as it is, "text" a
 #            path of any bytes shown as text (name_text)
 #   sort     what the jobs list sorts and searches it by, or None: (column
@@ -4217,7 +4214,7 @@ class HomePart(StorePart):
 JobField = collections.namedtuple("JobField", "name check default source public sort")
 ABSENT = object()
 _opt_text, _opt_time = _or_none(_text), _or_none(_time)
-_opt_figure = _or_none(lambda v: isinstance(v, (int, float)) and not isinstance(v, bool))
+_opt_figure = _or_none(lambda v: _figure(v) is not None)  # the efficiency's figures
 JOB_FIELDS = [JobField(*row) for row in [
     ("state", _state, "PENDING", "status", True, ("state", "state", False, None)),
     ("job_name", _opt_text, None, "answer", True, ("name", "text", False, "script_name")),
@@ -4252,11 +4249,12 @@ JOB_FIELDS = [JobField(*row) for row in [
     ("cancel_requested_at", _opt_time, None, "ours", True, None),  # when the user cancelled it here
     ("cancelled_tasks", _or_none(_texts), ABSENT, "ours", True, None),
     ("origin", _or_none(lambda v: v == "outside"), ABSENT, "ours", True, None),  # outside_job_record
-    ("time_limit", _opt_text, ABSENT, "figures", True, None)] + [
-    (name, _opt_figure, ABSENT, "figures", True, None) for name in (
-        "signal", "elapsed_s", "cpu_time_s", "max_rss_mb", "requested_mem_mb", "mem_used_mb", "mem_tasks",
-        "alloc_cpus", "cpu_alloc_s")]]
-JOB_META = {f.name: f.check for f in JOB_FIELDS if f.source != "figures"}
+    ("time_limit", _opt_text, ABSENT, "status", True, None),
+    ("signal", _or_none(_whole), ABSENT, "status", True, None)] + [
+    (name, _opt_figure, ABSENT, "status", True, None) for name in (
+        "elapsed_s", "cpu_time_s", "max_rss_mb", "requested_mem_mb", "mem_used_mb", "mem_tasks", "alloc_cpus",
+        "cpu_alloc_s")]]
+JOB_META = {f.name: f.check for f in JOB_FIELDS}
 PUBLIC_TEXTS = [f.name for f in JOB_FIELDS if f.public == "text"]
 
 
@@ -6616,7 +6614,7 @@ class WorkerPool:
 
 # What a status from the poll's process may hold: field -> check (from
 # JOB_FIELDS). Anything else, and the whole answer is refused.
-STATUS_FIELDS = {f.name: f.check for f in JOB_FIELDS if f.source in ("status", "figures")}
+STATUS_FIELDS = {f.name: f.check for f in JOB_FIELDS if f.source == "status"}
 STATUS_TEXT = 1000  # the longest text a status field may hold
 POLL_TICK = 0.5  # seconds between two looks at whether a poll is due
 POLL_WAIT = 10  # seconds a poll waits for workers to say which jobs to ask about
