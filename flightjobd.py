@@ -1635,6 +1635,8 @@ FAILURE_CAUSES = {
     "REVOKED": ("Revoked", "revoked (moved to another cluster)"),
 }
 
+HELD_REASONS = ("JobHeldUser",)  # a pending job's reasons that say it is held (the public view's "held")
+NEVER_REASONS = ("DependencyNeverSatisfied",)  # ... that it will never run ("never_runs")
 # Slurm reason codes in plain words (pending reasons and a few end reasons).
 REASON_TEXT = {
     "None": None,
@@ -2406,6 +2408,11 @@ class Scheduler:
 
     name = None  # its SCHEDULERS key, shown on pages and kept in job records
     last_info = (0.0, None)  # (time.monotonic(), answer) of the last info()
+    # What it can do, declared (never found by comparing names):
+    SHARED_POLL = False  # one read-only account can follow every user's jobs (poll, hidden_jobs)
+    QUEUES = True  # a job may wait for others' (submit pages say what is free, not what is idle)
+    MEMORY_WHAT = None  # what its memory figure of a job is, when not its accounting's largest step
+    ACCOUNTING_LAG = 0  # seconds after a job's end that its detail may still come (detail_pending)
 
     def __init__(self, timeout=20.0):
         self.timeout = timeout  # seconds one scheduler command may take
@@ -2492,8 +2499,6 @@ class Scheduler:
         scheduler's words otherwise."""
         raise NotImplementedError
 
-    ACCOUNTING_LAG = 0  # seconds after a job's end that its detail may still come (detail_pending)
-
     def describe(self, job_ids):
         """{job id: {"name", "workdir", "stdout", "stderr", "command"}} of
         this user's jobs submitted outside flightjobd (shown on its pages),
@@ -2506,6 +2511,18 @@ class Scheduler:
         job of a submit whose outcome is not known. One that cannot look
         finds none."""
         return {}
+
+    def poll(self, followed):
+        """SHARED_POLL only: one round of every followed user's statuses
+        (followed {uid: [job ids]}) -> (statuses {id: status}, owners {id:
+        uid}, outside {uid: {job id: status}} of each user's unfinished jobs
+        not followed, undecided {id: why}); SchedulerError when it fails."""
+        raise NotImplementedError
+
+    def hidden_jobs(self):
+        """SHARED_POLL only: None when this account sees every user's jobs,
+        else why not (asked afresh)."""
+        raise NotImplementedError
 
     # for adapters
 
@@ -2525,6 +2542,7 @@ class SlurmScheduler(Scheduler):
     """flightjobd's interface to Slurm through its command-line tools."""
 
     name = "slurm"
+    SHARED_POLL = True
 
     def __init__(self, timeout=20.0, run=run, env=None):
         super().__init__(timeout)
@@ -2918,6 +2936,8 @@ class LocalScheduler(Scheduler):
     still has its exact state)."""
 
     name = "local"
+    QUEUES = False
+    MEMORY_WHAT = "the peak of its largest single process (all the local scheduler measures)"
     IGNORED_OPTIONS = {"partition": "the local scheduler has one partition, 'local'",
                "account": "accounts do not apply to the local scheduler",
                "mem": "memory is not limited by the local scheduler",
@@ -3141,6 +3161,12 @@ class LocalScheduler(Scheduler):
 
 # scheduler.type -> adapter; "auto" takes the first one whose detect() agrees
 SCHEDULERS = {"slurm": SlurmScheduler, "local": LocalScheduler}
+
+
+def scheduler_class(config):
+    """The adapter scheduler.type names (Scheduler, which can do nothing, for
+    "auto" before serve() resolves it)."""
+    return SCHEDULERS.get(config["scheduler"]["type"], Scheduler)
 
 
 def detect_scheduler(config):
@@ -3446,7 +3472,8 @@ class StorePart:
         return self.config["server"]["multi_user"] and self.config["scheduler"]["shared_poll"]
 
     def _scheduler_state(self):
-        return {"type": self.scheduler.name, "ok": self.notice is None, "message": self.notice}
+        return {"type": self.scheduler.name, "ok": self.notice is None, "message": self.notice,
+                "queues": self.scheduler.QUEUES}
 
 
 # Store: templates catalogue #################################################
@@ -3595,7 +3622,7 @@ class TemplatesPart(StorePart):
         every 30 s. The user's groups are this process's (the worker runs
         with them); their accounts and QOS are from associations(), asked
         only when some partition has a rule on them."""
-        shared = self.shared_poll() and self.scheduler.name == "slurm"
+        shared = self.shared_poll() and self.scheduler.SHARED_POLL
         if shared:
             summary = cluster
         else:
@@ -4326,8 +4353,8 @@ def job_efficiency(meta):
         if tasks and tasks > 1:
             out["mem_what"] = ("the peaks of the %d tasks of %s added up (sacct's AveRSS x NTasks); "
                                "the largest single task peaked at %s" % (tasks, where, mem_words(peak or 0)))
-        elif meta.get("scheduler") == "local":
-            out["mem_what"] = "the peak of its largest single process (all the local scheduler measures)"
+        elif getattr(SCHEDULERS.get(meta.get("scheduler")), "MEMORY_WHAT", None):
+            out["mem_what"] = SCHEDULERS[meta["scheduler"]].MEMORY_WHAT
         else:
             out["mem_what"] = "the peak of %s, one task (sacct's MaxRSS)" % where
     if out["cpu_percent"] is None and used is None and out["time_percent"] is None:
@@ -4609,6 +4636,9 @@ class JobRecords(StorePart):
         out.pop("format", None)
         out.setdefault("ignored_options", out.pop("notes", []))  # older records called it notes
         out["finished"] = meta["state"] in FINISHED
+        pending = meta["state"] == "PENDING" and bool(meta.get("scheduler_id"))
+        out["held"] = pending and meta.get("reason") in HELD_REASONS  # release lets it start
+        out["never_runs"] = pending and meta.get("reason") in NEVER_REASONS  # it waits for what cannot come
         out["efficiency"] = job_efficiency(meta)
         for key in PUBLIC_TEXTS:  # any bytes: as text
             if isinstance(out.get(key), str):
@@ -6561,7 +6591,7 @@ class WorkerPool:
     def call(self, user, op, args=None, **kw):
         """Worker.call for `user`, in one of its slots; what the reply says
         of unfinished jobs keeps `active` up to date."""
-        if op in CLUSTER_OPS and self.poll and self.poll.serving() and self.config["scheduler"]["type"] == "slurm":
+        if op in CLUSTER_OPS and self.poll and self.poll.serving() and scheduler_class(self.config).SHARED_POLL:
             # only a page showing the questions keeps the summary coming
             args = dict(args or {}, cluster=self.poll.cluster_summary(want=op == "scripts.submission"))
         with self._slot(user) as worker:
@@ -6753,7 +6783,7 @@ class StatusPoll:
     def _cluster_tick(self, now):
         """One partition summary, when a page wanted one and it is due."""
         if now - self.cluster_wanted >= WATCHING or now - self.cluster_made < self.config["scheduler"]["refresh_interval"] \
-                or self.config["scheduler"]["type"] != "slurm":
+                or not scheduler_class(self.config).SHARED_POLL:
             return
         self.cluster_made = now
         try:
@@ -6843,7 +6873,7 @@ class StatusPoll:
     def _poll(self, users):
         """One poll for users; the hands it started (futures)."""
         active = [u for u in users if u in self.pool.active]
-        if self.config["scheduler"]["type"] != "slurm" or (
+        if not scheduler_class(self.config).SHARED_POLL or (
                 self.hidden[0] and time.monotonic() - self.hidden[1] < 600):
             # the local scheduler's states are files in each home, read by its
             # worker (no controller to spare): the same schedule, a pass each
@@ -9005,7 +9035,7 @@ def main(argv=None):
     parser.add_argument("--version", action="version", version="flightjobd " + __version__)
     parser.add_argument("--listen", metavar="HOST:PORT", help="address to serve on (server.listen)")
     parser.add_argument("--multi-user", action="store_true", help="serve every user of the machine (root only)")
-    parser.add_argument("--scheduler", choices=("auto", "slurm", "local"), help="scheduler.type")
+    parser.add_argument("--scheduler", choices=("auto",) + tuple(SCHEDULERS), help="scheduler.type")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--fork-server", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--local-job", metavar="DIR", help=argparse.SUPPRESS)
