@@ -36,6 +36,10 @@ TIMEOUT = 3  # worker.request_timeout of these daemons
 TURN = 1  # their server.turn_wait
 FREED = TURN + TIMEOUT + 1.5  # by when a thread waiting on a worker (its turn, then its answer) must be free
 QUICK = 1.0  # what "served quickly" means for the bystander
+# root's peak memory (VmHWM) may grow by "+0 to 3 MB" (README) in the huge
+# files and floods: measured +0.0 and +3.0 MiB (2026-12-07, two runs, load
+# ~2); asserted with 5 MiB of margin for allocator noise on a loaded machine
+ROOT_FLAT_KIB = 8 << 10
 
 
 class Client:
@@ -349,7 +353,7 @@ def test_huge_files_and_floods_leave_root_flat(daemon):
             figures["template code writing endlessly to " + where] = peak_kb(d.proc.pid)
             shutil.rmtree(os.path.join(alice.user.home, ".config"))
     print("root's peak RSS (VmHWM, KiB): %s; download %.0f MiB/s" % (figures, rate))
-    assert peak_kb(d.proc.pid) - figures["baseline"] < 40 << 10, figures
+    assert peak_kb(d.proc.pid) - figures["baseline"] < ROOT_FLAT_KIB, figures
     assert alice.json("GET", "/api/scripts/" + script["id"])["content"] == "\0" * 10
 
 
@@ -374,7 +378,7 @@ def test_whole_10gb_download_leaves_root_flat(daemon):
     print("root's peak RSS (VmHWM) %d KiB before, %d KiB after 10 GiB in %.0f s"
           % (before, peak_kb(d.proc.pid), time.monotonic() - started))
     assert got == big
-    assert peak_kb(d.proc.pid) - before < 40 << 10
+    assert peak_kb(d.proc.pid) - before < ROOT_FLAT_KIB
 
 
 # no user holds more than a fair share of the threads; every wait is bounded
