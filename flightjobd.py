@@ -159,7 +159,9 @@ FINISHED = ("COMPLETED", "FAILED", "CANCELLED", "UNKNOWN")
 # before it acts: (page title, button, question about the item).
 STATE_LABELS = {"PENDING": "Pending", "RUNNING": "Running", "COMPLETED": "Completed",
                 "FAILED": "Failed", "CANCELLED": "Cancelled", "UNKNOWN": "Unknown"}
-SHOWN_RAW_STATES = ("SUSPENDED", "COMPLETING", "CONFIGURING", "REQUEUED", "STOPPED")
+ENDING = ("COMPLETING",)  # the scheduler's states of a job it is ending: "Ending" (not Running)
+SHOWN_RAW_STATES = ("SUSPENDED", "CONFIGURING", "REQUEUED", "STOPPED", "TIMEOUT", "OUT_OF_MEMORY",
+                    "NODE_FAIL", "BOOT_FAIL", "PREEMPTED", "DEADLINE", "REVOKED")
 CONFIRM = {
     "cancel": ("Cancel job", "Cancel", "Cancel job %s? It stops at once and its results may be incomplete."),
     "remove": ("Remove job", "Remove", "Remove job %s from the list? Its result files are kept."),
@@ -624,6 +626,30 @@ def job_umask(defs="/etc/login.defs"):
         found = re.findall(rb"(?m)^[ \t]*UMASK[ \t]+(0?[0-7]{1,3})[ \t]*$", read_file(defs, MAX_SMALL_FILE))
         return int(found[-1], 8) if found else 0o022
     return 0o022
+
+
+def folder_problem(path):
+    """Why a job could not use the folder path, asked as the user (the
+    worker): it is missing, no folder, or not the user's to write in; None
+    when it can."""
+    if not os.path.isdir(path):
+        return "%s %s" % (name_text(path), "is not a folder" if os.path.lexists(path) else "does not exist")
+    return None if os.access(path, os.W_OK | os.X_OK) else "you may not write in %s" % name_text(path)
+
+
+def launch_problems(job):
+    """[(what, path, why)] of what would make (or made) the job fail at
+    launch: its working directory, and its output files' folders."""
+    places = [("run in", job.get("results_dir"), job.get("results_dir"))] + [
+        ("write its %s to" % what, job.get(key), os.path.dirname(job.get(key) or "")) for what, key in (
+            ("output", "stdout_path"), ("errors", "stderr_path"))]
+    seen, out = set(), []
+    for what, path, folder in places:
+        problem = folder and folder not in seen and folder_problem(folder)
+        seen.add(folder)
+        if problem:
+            out.append((what, path, "the folder " + problem))
+    return out
 
 
 def new_id():
@@ -1460,12 +1486,11 @@ def _task_ids(task):
 
 
 def _wait_status(text):
-    """squeue's exit_code (a raw wait status) -> (exit code, signal)."""
-    try:
-        status = int(text)
-    except (TypeError, ValueError):
-        return None, None
-    return (status >> 8) & 0xFF, status & 0x7F
+    """squeue's exit_code, a raw wait status -> (exit code, signal), read as
+    sacct reads it (WIFSIGNALED first): 15 -> (0, 15); 768 -> (3, 0); a
+    launch failure's Slurm error lands in the signal's bits (4021 -> (0, 53))."""
+    status = _int_or_none(text)
+    return (None, None) if status is None else (0, status & 0x7F) if status & 0x7F else (status >> 8 & 0xFF, 0)
 
 
 def _exit_signal(text):
@@ -1646,6 +1671,7 @@ FAILURE_CAUSES = {
     "REVOKED": ("Revoked", "revoked (moved to another cluster)"),
 }
 
+LAUNCH_FAILURE = "the scheduler could not start it (a launch failure)"
 HELD_REASONS = ("JobHeldUser",)  # a pending job's reasons that say it is held (the public view's "held")
 NEVER_REASONS = ("DependencyNeverSatisfied",)  # ... that it will never run ("never_runs")
 # Slurm reason codes in plain words (pending reasons and a few end reasons).
@@ -1680,7 +1706,7 @@ REASON_TEXT = {
     "InvalidQOS": "the quality of service is not valid",
     "Reservation": "waiting for its reservation",
     "Licenses": "waiting for licenses",
-    "JobLaunchFailure": "the job could not be launched",
+    "JobLaunchFailure": LAUNCH_FAILURE,
     "launch failed requeued held": "launch failed; requeued and held",
     "NonZeroExitCode": "non-zero exit code",
     "TimeLimit": "ran out of time",
@@ -1706,11 +1732,17 @@ def _over_memory(sig, max_rss_mb, mem_mb):
 
 
 def _explain_failure(raw_state, reason, exit_code, sig, max_rss_mb, mem_mb):
-    """-> (reason, reason_text) for a job that ended FAILED (or similar)."""
+    """-> (reason, reason_text) for a job that ended FAILED (or similar). A
+    "signal" past the standard ones (Slurm ends a job with none of those) is
+    a launch failure's Slurm error (ESLURMD_IO_ERROR 4021 reads 0:53), and
+    so is "JobLaunchFailure" with neither code nor signal (squeue says it of
+    a job killed over its memory too, by SIGKILL)."""
     if raw_state in FAILURE_CAUSES:
         return FAILURE_CAUSES[raw_state]
     if _over_memory(sig, max_rss_mb, mem_mb):
         return "OutOfMemory", "ran out of memory"
+    if (sig or 0) > 31 or reason == "JobLaunchFailure" and not sig and not exit_code:
+        return "JobLaunchFailure", LAUNCH_FAILURE
     if exit_code:
         return "NonZeroExitCode", "exit code %d" % exit_code
     if sig:
@@ -1753,8 +1785,8 @@ def _status(row, owner=None):
     elif state == "RUNNING":
         if raw == "SUSPENDED":
             reason_text = "suspended"
-        elif raw == "COMPLETING":
-            reason_text = "finishing"
+        elif raw in ENDING:
+            reason_text = "waiting for the final figures"
         elif raw == "CONFIGURING":
             reason_text = "starting (nodes are being prepared)"
         elif reason_text is None:
@@ -2317,8 +2349,8 @@ def _run_local_task(jobdir, out, env, deadline, status, status_path, cancelled):
         return ("CANCELLED", "CANCELLED", "cancelled by the user", None)
     if code == 0:
         return ("COMPLETED", "COMPLETED", "", 0)
-    if code < 0:
-        return ("FAILED", "FAILED", "killed by signal %d" % -code, 128 - code)
+    if code < 0:  # as Slurm's: no exit code of the program's
+        return ("FAILED", "FAILED", "killed by signal %d (%s)" % (-code, _signal_name(-code)), None)
     return ("FAILED", "FAILED", "exit code %d" % code, code)
 
 
@@ -4261,7 +4293,7 @@ JOB_FIELDS = [JobField(*row) for row in [
     ("results_dir", _opt_text, None, "answer", "text", None),
     ("stdout_path", _opt_text, None, "answer", "text", None),
     ("stderr_path", _opt_text, None, "answer", "text", None),
-    ("raw_state", _opt_text, "SUBMITTING", "status", True, None),
+    ("raw_state", _opt_text, "SUBMITTING", "status", True, ("raw", "text", False, None)),  # searched: "timeout"
     ("reason", _opt_text, "Submitting", "status", True, None),
     ("reason_text", _opt_text, "being submitted", "status", True, None),
     ("exit_code", _or_none(_whole), None, "status", True, None),
@@ -4636,6 +4668,9 @@ class JobRecords(StorePart):
         out["held"] = pending and meta.get("reason") in HELD_REASONS  # release lets it start
         out["never_runs"] = pending and meta.get("reason") in NEVER_REASONS  # it waits for what cannot come
         out["efficiency"] = job_efficiency(meta)
+        # the exit code when it is the program's own (not a signal's 0, nor a launch failure's)
+        out["program_exit"] = meta.get("exit_code") if meta.get("raw_state") in ("COMPLETED", "FAILED") and not \
+            meta.get("signal") and meta.get("reason") not in ("JobLaunchFailure", "OutOfMemory") else None
         for key in PUBLIC_TEXTS:  # any bytes: as text
             if isinstance(out.get(key), str):
                 out[key] = name_text(out[key])
@@ -5158,6 +5193,9 @@ class JobStatus(StorePart):
             if gone:
                 number = (lambda t: t["id"].rpartition("_")[2])
                 changes["tasks"] = sorted(changes["tasks"] + gone, key=lambda t: (len(number(t)), number(t)))
+        if changes.get("reason") == "JobLaunchFailure":  # why, in words: Slurm's are in slurmd's log
+            changes["reason_text"] = next((LAUNCH_FAILURE + ": could not %s %s: %s" % (what, name_text(path), problem)
+                                           for what, path, problem in launch_problems(meta)), LAUNCH_FAILURE)
         if meta.get("dependency") and changes.get("state") == "PENDING" and \
                 changes.get("reason") in ("Dependency", "DependencyNeverSatisfied"):
             changes["reason_text"] = dependency_words(meta["dependency"], changes["reason"])
@@ -7814,18 +7852,21 @@ def visible_questions(questions, answers):
 
 
 def state_label(job):
-    """'Running', or 'Running · suspended' where the scheduler's own state
-    says more (SHOWN_RAW_STATES); the same words as app.js's stateLabel."""
-    label = STATE_LABELS.get(job["state"], job["state"].capitalize())
+    """'Running', 'Running · suspended' or 'Failed · timeout' where the
+    scheduler's own state says more (SHOWN_RAW_STATES), 'Ending' while it
+    ends the job (ENDING); the same words as app.js's stateLabel."""
     raw = job.get("raw_state")
+    label = "Ending" if raw in ENDING else STATE_LABELS.get(job["state"], job["state"].capitalize())
     return label + (" · " + raw.replace("_", " ").lower() if raw in SHOWN_RAW_STATES else "")
 
 
 def state_text(job):
-    """'Failed — out of memory': the label and why, for a job's page; the
+    """'Failed — ran out of time': the label and why, for a job's page; the
     same words as app.js's stateText."""
     reason = job.get("reason_text") if job["state"] != "COMPLETED" else None
-    return STATE_LABELS.get(job["state"], job["state"].capitalize()) + (" — " + reason if reason else "")
+    return (("Ending" if job.get("raw_state") in ENDING else STATE_LABELS.get(job["state"], job["state"].capitalize()))
+            + (" — " + reason if reason else "") + (" (its final figures are still coming)" if job.get("detail_pending")
+                                                     else ""))
 
 
 def confirm_question(action, name):
@@ -7859,7 +7900,7 @@ VIEW_HELPERS = {"time_tag": time_tag, "duration": duration, "human_size": human_
                 "confirm_question": confirm_question, "seconds_between": seconds_between, "now_iso": now_iso,
                 "numbered_lines": numbered_lines, "STATE_LABELS": STATE_LABELS, "UNFINISHED": UNFINISHED,
                 "DEPENDENCY_TYPES": DEPENDENCY_TYPES}
-VOCABULARY = json.dumps({"labels": STATE_LABELS, "shown_raw": SHOWN_RAW_STATES, "finished": FINISHED})
+VOCABULARY = json.dumps({"labels": STATE_LABELS, "shown_raw": SHOWN_RAW_STATES, "finished": FINISHED, "ending": ENDING})
 
 
 def security_headers():

@@ -58,7 +58,7 @@
   % else:
   <div><dt>Job name</dt><dd>{{job['script_name']}} <span class="muted">(submitted outside flightjobd)</span></dd></div>
   % end
-  <div><dt>State</dt><dd data-field="state-text">{{state_text(job)}}</dd></div>
+  <div><dt>State</dt><dd><span data-field="state-text">{{state_text(job)}}</span> <code data-field="raw_state" title="the scheduler's own word"{{!'' if job.get('raw_state') not in (None, job['state']) else ' hidden'}}>{{job.get('raw_state') or ''}}</code></dd></div>
   % dep = job.get('dependency')
   % if dep:
   <div id="dependency"><dt>Starts after</dt><dd><a href="/jobs/{{dep['job_id']}}">job {{dep['scheduler_id']}}</a> {{DEPENDENCY_TYPES.get(dep['type'], ('',))[0]}} <span class="muted">({{dep['type']}})</span></dd></div>
@@ -76,7 +76,7 @@
       % end
     </form></dd></div>
   % end
-  <div data-row="exit_code"{{!'' if job.get('exit_code') is not None else ' hidden'}}><dt>Exit code</dt><dd data-field="exit_code">{{'' if job.get('exit_code') is None else job['exit_code']}}</dd></div>
+  <div data-row="exit_code"{{!'' if job.get('program_exit') is not None else ' hidden'}}><dt>Exit code</dt><dd data-field="exit_code">{{'' if job.get('program_exit') is None else job['program_exit']}}</dd></div>
   <div><dt>Submitted</dt><dd data-field="submitted_at">{{!time_tag(job['submitted_at'])}}</dd></div>
   <div data-row="estimated_start_at"{{!'' if job['state'] == 'PENDING' and job.get('estimated_start_at') else ' hidden'}}><dt>Estimated start</dt><dd data-field="estimated_start_at">{{!time_tag(job.get('estimated_start_at'))}}</dd></div>
   <div data-row="started_at"{{!'' if job.get('started_at') else ' hidden'}}><dt>Started</dt><dd data-field="started_at">{{!time_tag(job.get('started_at'))}}</dd></div>
