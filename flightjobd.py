@@ -53,15 +53,18 @@ Finding your way: the file is cut into banner sections, primitives on top,
 the request flow at the bottom; `grep -n '^# .* ####' flightjobd.py` lists
 them. Each section uses only those above it.
 
+    Imports
     Constants, Errors           states and their words; FlightJobError and kin
     Configuration               SCHEMA: every config key, its default and help
     Paths and files             the path gate, atomic_write, locked
     Templates and questions     template.toml, answers, render_script
     #SBATCH options             directives, submission options, output paths
-    Slurm output -> status      squeue/sacct/sinfo parsers, state tables
+    Slurm output -> status      squeue/sacct parsers, state tables, rollup
+    Slurm output -> partitions, accounts, submits
+                                sinfo/scontrol/sacctmgr/sbatch parsers
     Local job supervisor        the detached process that runs a local job
-    Scheduler adapters          Scheduler, SlurmScheduler, LocalScheduler,
-                                SCHEDULERS, make_scheduler
+    Scheduler adapters: ...     the interface (Scheduler), Slurm, local (with
+                                SCHEDULERS, make_scheduler)
     Store: ...                  the worker side, one part (a StorePart with its
                                 own state) under each banner: templates,
                                 scripts, files in the home, job records,
@@ -72,10 +75,16 @@ them. Each section uses only those above it.
     Worker                      worker_main, the fork server; Worker and
                                 WorkerPool (root side)
     Shared status poll          StatusPoll (root)
-    Authentication and sessions PAM, throttling, sessions
+    Authentication and sessions
+                                PAM, throttling, sessions
     Web application             App, RoutePlugin, security headers, render
-    Routes: ...                 the handlers, by page, in URL order
+    Routes: ...                 the handlers, by page, in URL order: page_*
+                                for pages, api_* for the JSON API
     Main                        command line, serve()
+
+tests/test_structure.py keeps this map true: the sections in this order,
+each using only names defined above it (its EXCEPTIONS say why where not),
+no class over 450 lines, no function over 150, no section over 800.
 
 Where to add things:
     a scheduler        a Scheduler subclass in "Scheduler adapters", named
@@ -112,6 +121,7 @@ import ipaddress
 import itertools
 import json
 import logging
+import operator
 import os
 import pwd
 import queue
@@ -356,9 +366,9 @@ SCHEMA = {
         "listen": ("127.0.0.1:8080", _listen, "Address and port to serve HTTP on."),
         "multi_user": (False, _bool, "Serve every user of the machine (needs root); otherwise only the user running the daemon."),
         "base_url": ("", _str, "Public URL of the site, used in printed links; https:// makes cookies Secure."),
-        "threads": (8, _int(1, 256), "Waitress threads serving requests."),
+        "threads": (32, _int(1, 256), "Waitress threads serving requests."),
         "max_body": (1048576, _int(1024), "Largest JSON request body, in bytes (a page's form: 3 x this + 4 KiB, percent-encoded)."),
-        "reserved_threads": (2, _int(0), "Multi-user mode: threads kept for requests needing no worker (the rest: 503 busy)."),
+        "reserved_threads": (2, _int(0), "Multi-user mode: threads kept for requests needing no worker (the rest: worker slots)."),
         "connection_limit": (1000, _int(10), "Client connections held open at most; beyond, new ones wait in the listen backlog."),
         "channel_timeout": (30, _int(1), "Seconds an idle client connection (no data, no request in progress) stays open."),
         "cleanup_interval": (10, _int(1), "Seconds between two sweeps for connections idle past server.channel_timeout."),
@@ -366,8 +376,10 @@ SCHEMA = {
         "max_header_bytes": (65536, _int(4096), "Largest request line and headers, in bytes (431 beyond): what one connection may buffer."),
         "request_read_timeout": (30, _int(1), "Seconds a request may take to arrive whole from its first byte."),
         "connections_per_address": (100, _int(1), "Connections one address (loopback, an IPv6 /64: one) may hold; proxies excepted."),
+        "loopback_users": (True, _bool, "Count a connection from loopback (an SSH tunnel) as the local user's whose socket it is."),
         "download_timeout": (600, _int(1), "Seconds a download may take; then its connection is closed (a slow reader's thread freed)."),
-        "downloads_per_user": (2, _int(1), "Multi-user mode: one user's file downloads at once (more: 503 busy)."),
+        "downloads_per_user": (2, _int(1), "Multi-user mode: one user's file downloads at once (more wait their turn)."),
+        "turn_wait": (5.0, _number(0), "Multi-user mode: seconds a request waits for its turn when all its slots are taken (then 503)."),
         "trusted_proxies": ([], _networks, "Reverse proxies (addresses, CIDRs) whose X-Forwarded-For names the client."),
     },
     "auth": {
@@ -401,7 +413,7 @@ SCHEMA = {
         "path": ("/usr/local/bin:/usr/bin:/bin", _str, "PATH in a worker's environment (and so for scheduler commands and local jobs)."),
         "lang": ("C.UTF-8", _str, "LANG in a worker's environment."),
         "max_message": (8388608, _int(65536), "Largest answer a worker may send, in bytes, counted as it arrives (more: ended, 503)."),
-        "max_requests_per_user": (0, _int(0), "Multi-user mode: one user's requests in a worker at once (more: 503 busy); 0: threads/4."),
+        "max_requests_per_user": (0, _int(0), "Multi-user mode: one user's requests in a worker at once (more wait); 0: threads/16, >= 2."),
         "fork_server": (True, _bool, "Multi-user mode: fork workers from a loaded template process (shared memory); false: new ones."),
     },
     "scheduler": {
@@ -1582,256 +1594,6 @@ def parse_sacct(text):
     return [jobs[j] for j in order]
 
 
-def parse_sinfo(text):
-    """sinfo --noheader --Node --format=SINFO_FORMAT -> partitions list.
-
-    memory_mb is the largest node's memory (the most one job can ask for on
-    one node); cpus and nodes are totals."""
-    parts = {}
-    order = []
-    for line in (text or "").splitlines():
-        f = line.strip().split("|")
-        if len(f) != 6:
-            continue
-        node, name, avail, limit, cpus, mem = f
-        default = name.endswith("*")
-        name = name.rstrip("*")
-        p = parts.get(name)
-        if p is None:
-            p = parts[name] = {
-                "name": name, "default": default,
-                "max_time": format_duration(parse_duration(limit)),
-                "nodes": 0, "cpus": 0, "memory_mb": 0, "state": avail,
-                "_nodes": set(),
-            }
-            order.append(name)
-        if node not in p["_nodes"]:
-            p["_nodes"].add(node)
-            p["nodes"] += 1
-            p["cpus"] += int(cpus.rstrip("+") or 0)
-            p["memory_mb"] = max(p["memory_mb"], int(mem.rstrip("+") or 0))
-    out = []
-    for name in order:
-        p = parts[name]
-        del p["_nodes"]
-        out.append(p)
-    return out
-
-
-# What a submit page shows of each partition (the shared poll's summary):
-# sinfo per node and partition, squeue's pending jobs, scontrol's access rules.
-SINFO_FREE_FIELDS = ["NodeList", "Partition", "Available", "StateCompact", "CPUsState", "Gres", "GresUsed"]
-SINFO_FREE_FORMAT = ",".join(f + ":0|" for f in SINFO_FREE_FIELDS)  # ":0": no padding
-PARTITION_RE = re.compile(r"^[A-Za-z0-9_.+-]{1,64}$")
-MAX_PARTITIONS = 200  # the most partitions a summary holds
-MAX_RULE_NAMES = 200  # the most names one access rule of one partition holds
-ACCESS_RULES = {"allow_groups": "AllowGroups", "allow_accounts": "AllowAccounts",
-                "deny_accounts": "DenyAccounts", "allow_qos": "AllowQos", "deny_qos": "DenyQos"}
-_GPU_RE = re.compile(r"(?:^|,)gpu(?::[^:(,]+)?:([0-9]{1,6})")
-
-
-def _gpus(gres):
-    """GPUs in sinfo's Gres or GresUsed: "gpu:a40:4(S:0-1),shard:8" -> 4,
-    "gpu:a40:1(IDX:0)" -> 1, "gpu:2" -> 2, "(null)" -> 0."""
-    return sum(int(n) for n in _GPU_RE.findall(gres or ""))
-
-
-def _cpus_state(text):
-    """sinfo's CPUsState "allocated/idle/other/total" -> (idle, total), or None."""
-    parts = (text or "").split("/")
-    if len(parts) != 4 or not all(p.isdigit() and len(p) <= 9 for p in parts):
-        return None
-    return int(parts[1]), int(parts[3])
-
-
-def parse_sinfo_free(text):
-    """sinfo --noheader --Node --Format=SINFO_FREE_FORMAT -> [{"name",
-    "default", "state", "cpus_free", "cpus_total", "nodes_free" (idle
-    nodes), "nodes_total", "gpus_free", "gpus_total"}] per partition, in
-    sinfo's order. A partition that is not up has nothing free; a node
-    that is not idle or mixed (allocated, drained, down) no free GPUs."""
-    parts, order = {}, []
-    for f in _records(text, SINFO_FREE_FIELDS, trailing=True):
-        name = f["Partition"].strip()
-        default = name.endswith("*")
-        name = name.rstrip("*")
-        cpus = _cpus_state(f["CPUsState"])
-        if not PARTITION_RE.match(name) or cpus is None:
-            continue
-        p = parts.get(name)
-        if p is None:
-            if len(order) >= MAX_PARTITIONS:
-                continue
-            p = parts[name] = {"name": name, "default": default, "state": f["Available"].strip()[:20],
-                               "cpus_free": 0, "cpus_total": 0, "nodes_free": 0, "nodes_total": 0,
-                               "gpus_free": 0, "gpus_total": 0, "_nodes": set()}
-            order.append(name)
-        node = f["NodeList"].strip()
-        if node in p["_nodes"]:
-            continue
-        p["_nodes"].add(node)
-        up = p["state"] == "up"
-        state = f["StateCompact"].strip().rstrip("$@^-#!%*~")
-        gpus = _gpus(f["Gres"])
-        p["nodes_total"] += 1
-        p["cpus_total"] += cpus[1]
-        p["gpus_total"] += gpus
-        if up:
-            p["nodes_free"] += state == "idle"
-            p["cpus_free"] += cpus[0]
-            if state in ("idle", "mix", "mixed"):
-                p["gpus_free"] += max(0, gpus - _gpus(f["GresUsed"]))
-    for p in parts.values():
-        del p["_nodes"]
-    return [parts[n] for n in order]
-
-
-def parse_pending_partitions(text):
-    """squeue --noheader --states=PENDING --Format=Partition:0| -> {partition:
-    jobs waiting}; a job waiting for any of several partitions ("debug,long")
-    counts for each."""
-    waiting = {}
-    for line in (text or "").splitlines():
-        for name in line.strip().rstrip("|").split(","):
-            if PARTITION_RE.match(name):
-                waiting[name] = waiting.get(name, 0) + 1
-    return waiting
-
-
-def _rule(value):
-    """An access rule's value -> None (no rule: "ALL", or not given) or the names."""
-    if value in (None, "", "ALL", "(null)"):
-        return None
-    return [n for n in value.split(",") if n][:MAX_RULE_NAMES]
-
-
-def parse_scontrol_partitions(text):
-    """scontrol show partition --oneliner -> {name: {"allow_groups",
-    "allow_accounts", "deny_accounts", "allow_qos", "deny_qos": None (no
-    rule) or [names], "root_only": bool}}."""
-    out = {}
-    for line in (text or "").splitlines():
-        fields = dict(word.partition("=")[::2] for word in line.split() if "=" in word)
-        name = fields.get("PartitionName", "")
-        if PARTITION_RE.match(name) and len(out) < MAX_PARTITIONS:
-            out[name] = {key: _rule(fields.get(word)) for key, word in ACCESS_RULES.items()}
-            out[name]["root_only"] = fields.get("RootOnly", "NO") == "YES"
-    return out
-
-
-def partition_summary(sinfo_text, squeue_text, scontrol_text):
-    """The three commands' output -> the partitions a submit page shows: each
-    of parse_sinfo_free's, with "waiting" (pending jobs, or None when not
-    known) and its access rules (parse_scontrol_partitions; no rule when
-    scontrol does not list it)."""
-    waiting = parse_pending_partitions(squeue_text) if squeue_text is not None else None
-    rules = parse_scontrol_partitions(scontrol_text)
-    none = dict({key: None for key in ACCESS_RULES}, root_only=False)
-    return [dict(p, waiting=None if waiting is None else waiting.get(p["name"], 0),
-                 **rules.get(p["name"], none)) for p in parse_sinfo_free(sinfo_text)]
-
-
-def partition_usable(p, uid, groups, assoc):
-    """Whether a user may submit to partition p (a partition_summary entry):
-    uid, the names of their groups, assoc {"accounts": [...], "qos": [...]}
-    from Slurm's associations (None when not known, e.g. no accounting:
-    then accounts and QOS rules are left to Slurm)."""
-    if p.get("root_only") and uid != 0:
-        return False
-    if p.get("allow_groups") is not None and not set(groups) & set(p["allow_groups"]):
-        return False
-    for kind, allow, deny in (("accounts", "allow_accounts", "deny_accounts"), ("qos", "allow_qos", "deny_qos")):
-        mine = (assoc or {}).get(kind)
-        if not mine:
-            continue
-        usable = [n for n in mine if (p.get(allow) is None or n in p[allow]) and n not in (p.get(deny) or ())]
-        if not usable:
-            return False
-    return True
-
-
-def parse_assoc(text):
-    """sacctmgr --noheader --parsable2 show assoc user=NAME format=account,qos
-    -> {"accounts": [...], "qos": [...]} (each name once)."""
-    accounts, qos = [], []
-    for line in (text or "").splitlines()[:1000]:
-        account, _, names = line.strip().partition("|")
-        if account and account not in accounts:
-            accounts.append(account)
-        qos.extend(n for n in names.split(",") if n and n not in qos)
-    return {"accounts": accounts, "qos": qos}
-
-
-# fields of scontrol show job that may hold spaces: each is last on its line
-SCONTROL_WHOLE = re.compile(r"(?:^|\s)(JobName|Command|WorkDir|Comment|StdErr|StdIn|StdOut)=")
-
-
-def parse_scontrol(text):
-    """`scontrol show config` or `show job ID` (its first record: a het job's
-    first component) -> {"Key": "value"}: config's "Key = value" lines, a
-    job's "Key=value" words, its names and paths whole to their line's end."""
-    conf = {}
-    for line in (text or "").splitlines():
-        key, sep, value = line.partition("=")
-        whole = SCONTROL_WHOLE.search(line)
-        if not line.strip() and conf:
-            break
-        if sep and key.endswith(" "):
-            conf[key.strip()] = value.strip()
-            continue
-        conf.update(w.partition("=")[::2] for w in line[:whole.start(1) if whole else None].split() if "=" in w)
-        if whole:
-            conf[whole.group(1)] = line[whole.end():]
-    return conf
-
-
-def parse_sbatch(text):
-    """sbatch --parsable output "123" or "123;cluster" -> "123", "123@cluster"."""
-    for line in (text or "").splitlines():
-        job_id, _, cluster = line.strip().partition(";")
-        if re.match(r"^[0-9]+$", job_id):
-            return job_id + ("@" + cluster if CLUSTER_RE.match(cluster) else "")
-    raise ValueError("no job id in sbatch output: %r" % (text,))
-
-
-def sbatch_error_message(stderr, command="sbatch"):
-    """sbatch's (or command's) stderr -> its own words, without
-    "sbatch: error: " prefixes (scontrol's: also "slurm_update error: ").
-
-    "sbatch: error: Memory specification can not be satisfied\\n
-     sbatch: error: Batch job submission failed: Requested node ..."
-    -> "Memory specification can not be satisfied; Batch job submission
-        failed: Requested node configuration is not available"."""
-    lines = []
-    for line in (stderr or "").splitlines():
-        line = line.strip()
-        for prefix in (command + ": error: ", command + ": fatal: ", "slurm_update error: ", command + ": "):
-            if line.startswith(prefix):
-                line = line[len(prefix):]
-                break
-        if line and line not in lines:
-            lines.append(line)
-    return "; ".join(lines)
-
-
-# stderr phrases meaning the controller (not the request) is the problem.
-CONTACT_ERRORS = (
-    "Unable to contact slurm controller",
-    "Socket timed out",
-    "Connection refused",
-    "Zero Bytes were transmitted",
-    "Communication connection failure",
-    "Munge",
-    "munge",
-    "Protocol authentication error",
-    "Slurm backup controller in standby mode",
-)
-
-
-def _is_contact_error(stderr):
-    return any(p in (stderr or "") for p in CONTACT_ERRORS)
-
-
 # Slurm job state -> flightjobd state.  Requeued/held jobs wait again, so they
 # are PENDING; anything holding resources is RUNNING (the page shows raw_state
 # for SUSPENDED, COMPLETING, CONFIGURING...).
@@ -1876,6 +1638,8 @@ FAILURE_CAUSES = {
     "REVOKED": ("Revoked", "revoked (moved to another cluster)"),
 }
 
+HELD_REASONS = ("JobHeldUser",)  # a pending job's reasons that say it is held (the public view's "held")
+NEVER_REASONS = ("DependencyNeverSatisfied",)  # ... that it will never run ("never_runs")
 # Slurm reason codes in plain words (pending reasons and a few end reasons).
 REASON_TEXT = {
     "None": None,
@@ -2102,6 +1866,262 @@ def rollup(tasks):
     return out
 
 
+# Slurm output -> partitions, accounts, submits ##############################
+
+
+def parse_sinfo(text):
+    """sinfo --noheader --Node --format=SINFO_FORMAT -> partitions list.
+
+    memory_mb is the largest node's memory (the most one job can ask for on
+    one node); cpus and nodes are totals."""
+    parts = {}
+    order = []
+    for line in (text or "").splitlines():
+        f = line.strip().split("|")
+        if len(f) != 6:
+            continue
+        node, name, avail, limit, cpus, mem = f
+        default = name.endswith("*")
+        name = name.rstrip("*")
+        p = parts.get(name)
+        if p is None:
+            p = parts[name] = {
+                "name": name, "default": default,
+                "max_time": format_duration(parse_duration(limit)),
+                "nodes": 0, "cpus": 0, "memory_mb": 0, "state": avail,
+                "_nodes": set(),
+            }
+            order.append(name)
+        if node not in p["_nodes"]:
+            p["_nodes"].add(node)
+            p["nodes"] += 1
+            p["cpus"] += int(cpus.rstrip("+") or 0)
+            p["memory_mb"] = max(p["memory_mb"], int(mem.rstrip("+") or 0))
+    out = []
+    for name in order:
+        p = parts[name]
+        del p["_nodes"]
+        out.append(p)
+    return out
+
+
+# What a submit page shows of each partition (the shared poll's summary):
+# sinfo per node and partition, squeue's pending jobs, scontrol's access rules.
+SINFO_FREE_FIELDS = ["NodeList", "Partition", "Available", "StateCompact", "CPUsState", "Gres", "GresUsed"]
+SINFO_FREE_FORMAT = ",".join(f + ":0|" for f in SINFO_FREE_FIELDS)  # ":0": no padding
+PARTITION_RE = re.compile(r"^[A-Za-z0-9_.+-]{1,64}$")
+MAX_PARTITIONS = 200  # the most partitions a summary holds
+MAX_RULE_NAMES = 200  # the most names one access rule of one partition holds
+ACCESS_RULES = {"allow_groups": "AllowGroups", "allow_accounts": "AllowAccounts",
+                "deny_accounts": "DenyAccounts", "allow_qos": "AllowQos", "deny_qos": "DenyQos"}
+_GPU_RE = re.compile(r"(?:^|,)gpu(?::[^:(,]+)?:([0-9]{1,6})")
+
+
+def _gpus(gres):
+    """GPUs in sinfo's Gres or GresUsed: "gpu:a40:4(S:0-1),shard:8" -> 4,
+    "gpu:a40:1(IDX:0)" -> 1, "gpu:2" -> 2, "(null)" -> 0."""
+    return sum(int(n) for n in _GPU_RE.findall(gres or ""))
+
+
+def _cpus_state(text):
+    """sinfo's CPUsState "allocated/idle/other/total" -> (idle, total), or None."""
+    parts = (text or "").split("/")
+    if len(parts) != 4 or not all(p.isdigit() and len(p) <= 9 for p in parts):
+        return None
+    return int(parts[1]), int(parts[3])
+
+
+def parse_sinfo_free(text):
+    """sinfo --noheader --Node --Format=SINFO_FREE_FORMAT -> [{"name",
+    "default", "state", "cpus_free", "cpus_total", "nodes_free" (idle
+    nodes), "nodes_total", "gpus_free", "gpus_total"}] per partition, in
+    sinfo's order. A partition that is not up has nothing free; a node
+    that is not idle or mixed (allocated, drained, down) no free GPUs."""
+    parts, order = {}, []
+    for f in _records(text, SINFO_FREE_FIELDS, trailing=True):
+        name = f["Partition"].strip()
+        default = name.endswith("*")
+        name = name.rstrip("*")
+        cpus = _cpus_state(f["CPUsState"])
+        if not PARTITION_RE.match(name) or cpus is None:
+            continue
+        p = parts.get(name)
+        if p is None:
+            if len(order) >= MAX_PARTITIONS:
+                continue
+            p = parts[name] = {"name": name, "default": default, "state": f["Available"].strip()[:20],
+                               "cpus_free": 0, "cpus_total": 0, "nodes_free": 0, "nodes_total": 0,
+                               "gpus_free": 0, "gpus_total": 0, "_nodes": set()}
+            order.append(name)
+        node = f["NodeList"].strip()
+        if node in p["_nodes"]:
+            continue
+        p["_nodes"].add(node)
+        up = p["state"] == "up"
+        state = f["StateCompact"].strip().rstrip("$@^-#!%*~")
+        gpus = _gpus(f["Gres"])
+        p["nodes_total"] += 1
+        p["cpus_total"] += cpus[1]
+        p["gpus_total"] += gpus
+        if up:
+            p["nodes_free"] += state == "idle"
+            p["cpus_free"] += cpus[0]
+            if state in ("idle", "mix", "mixed"):
+                p["gpus_free"] += max(0, gpus - _gpus(f["GresUsed"]))
+    for p in parts.values():
+        del p["_nodes"]
+    return [parts[n] for n in order]
+
+
+def parse_pending_partitions(text):
+    """squeue --noheader --states=PENDING --Format=Partition:0| -> {partition:
+    jobs waiting}; a job waiting for any of several partitions ("debug,long")
+    counts for each."""
+    waiting = {}
+    for line in (text or "").splitlines():
+        for name in line.strip().rstrip("|").split(","):
+            if PARTITION_RE.match(name):
+                waiting[name] = waiting.get(name, 0) + 1
+    return waiting
+
+
+def _rule(value):
+    """An access rule's value -> None (no rule: "ALL", or not given) or the names."""
+    if value in (None, "", "ALL", "(null)"):
+        return None
+    return [n for n in value.split(",") if n][:MAX_RULE_NAMES]
+
+
+def parse_scontrol_partitions(text):
+    """scontrol show partition --oneliner -> {name: {"allow_groups",
+    "allow_accounts", "deny_accounts", "allow_qos", "deny_qos": None (no
+    rule) or [names], "root_only": bool}}."""
+    out = {}
+    for line in (text or "").splitlines():
+        fields = dict(word.partition("=")[::2] for word in line.split() if "=" in word)
+        name = fields.get("PartitionName", "")
+        if PARTITION_RE.match(name) and len(out) < MAX_PARTITIONS:
+            out[name] = {key: _rule(fields.get(word)) for key, word in ACCESS_RULES.items()}
+            out[name]["root_only"] = fields.get("RootOnly", "NO") == "YES"
+    return out
+
+
+def parse_partition_summary(sinfo_text, squeue_text, scontrol_text):
+    """The three commands' output -> the partitions a submit page shows: each
+    of parse_sinfo_free's, with "waiting" (pending jobs, or None when not
+    known) and its access rules (parse_scontrol_partitions; no rule when
+    scontrol does not list it)."""
+    waiting = parse_pending_partitions(squeue_text) if squeue_text is not None else None
+    rules = parse_scontrol_partitions(scontrol_text)
+    none = dict({key: None for key in ACCESS_RULES}, root_only=False)
+    return [dict(p, waiting=None if waiting is None else waiting.get(p["name"], 0),
+                 **rules.get(p["name"], none)) for p in parse_sinfo_free(sinfo_text)]
+
+
+def partition_usable(p, uid, groups, assoc):
+    """Whether a user may submit to partition p (a partition_summary entry):
+    uid, the names of their groups, assoc {"accounts": [...], "qos": [...]}
+    from Slurm's associations (None when not known, e.g. no accounting:
+    then accounts and QOS rules are left to Slurm)."""
+    if p.get("root_only") and uid != 0:
+        return False
+    if p.get("allow_groups") is not None and not set(groups) & set(p["allow_groups"]):
+        return False
+    for kind, allow, deny in (("accounts", "allow_accounts", "deny_accounts"), ("qos", "allow_qos", "deny_qos")):
+        mine = (assoc or {}).get(kind)
+        if not mine:
+            continue
+        usable = [n for n in mine if (p.get(allow) is None or n in p[allow]) and n not in (p.get(deny) or ())]
+        if not usable:
+            return False
+    return True
+
+
+def parse_assoc(text):
+    """sacctmgr --noheader --parsable2 show assoc user=NAME format=account,qos
+    -> {"accounts": [...], "qos": [...]} (each name once)."""
+    accounts, qos = [], []
+    for line in (text or "").splitlines()[:1000]:
+        account, _, names = line.strip().partition("|")
+        if account and account not in accounts:
+            accounts.append(account)
+        qos.extend(n for n in names.split(",") if n and n not in qos)
+    return {"accounts": accounts, "qos": qos}
+
+
+# fields of scontrol show job that may hold spaces: each is last on its line
+SCONTROL_WHOLE = re.compile(r"(?:^|\s)(JobName|Command|WorkDir|Comment|StdErr|StdIn|StdOut)=")
+
+
+def parse_scontrol(text):
+    """`scontrol show config` or `show job ID` (its first record: a het job's
+    first component) -> {"Key": "value"}: config's "Key = value" lines, a
+    job's "Key=value" words, its names and paths whole to their line's end."""
+    conf = {}
+    for line in (text or "").splitlines():
+        key, sep, value = line.partition("=")
+        whole = SCONTROL_WHOLE.search(line)
+        if not line.strip() and conf:
+            break
+        if sep and key.endswith(" "):
+            conf[key.strip()] = value.strip()
+            continue
+        conf.update(w.partition("=")[::2] for w in line[:whole.start(1) if whole else None].split() if "=" in w)
+        if whole:
+            conf[whole.group(1)] = line[whole.end():]
+    return conf
+
+
+CLUSTER_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")  # a Slurm cluster's name, as flightjobd takes it
+
+
+def parse_sbatch(text):
+    """sbatch --parsable output "123" or "123;cluster" -> "123", "123@cluster"."""
+    for line in (text or "").splitlines():
+        job_id, _, cluster = line.strip().partition(";")
+        if re.match(r"^[0-9]+$", job_id):
+            return job_id + ("@" + cluster if CLUSTER_RE.match(cluster) else "")
+    raise ValueError("no job id in sbatch output: %r" % (text,))
+
+
+def sbatch_error_message(stderr, command="sbatch"):
+    """sbatch's (or command's) stderr -> its own words, without
+    "sbatch: error: " prefixes (scontrol's: also "slurm_update error: ").
+
+    "sbatch: error: Memory specification can not be satisfied\\n
+     sbatch: error: Batch job submission failed: Requested node ..."
+    -> "Memory specification can not be satisfied; Batch job submission
+        failed: Requested node configuration is not available"."""
+    lines = []
+    for line in (stderr or "").splitlines():
+        line = line.strip()
+        for prefix in (command + ": error: ", command + ": fatal: ", "slurm_update error: ", command + ": "):
+            if line.startswith(prefix):
+                line = line[len(prefix):]
+                break
+        if line and line not in lines:
+            lines.append(line)
+    return "; ".join(lines)
+
+
+# stderr phrases meaning the controller (not the request) is the problem.
+CONTACT_ERRORS = (
+    "Unable to contact slurm controller",
+    "Socket timed out",
+    "Connection refused",
+    "Zero Bytes were transmitted",
+    "Communication connection failure",
+    "Munge",
+    "munge",
+    "Protocol authentication error",
+    "Slurm backup controller in standby mode",
+)
+
+
+def _is_contact_error(stderr):
+    return any(p in (stderr or "") for p in CONTACT_ERRORS)
+
+
 # Local job supervisor #######################################################
 
 def _alive(pid, jobdir):
@@ -2322,7 +2342,7 @@ def _stop_group(proc, grace=5):
     proc.wait()
 
 
-# Scheduler adapters #########################################################
+# Scheduler adapters: the interface ##########################################
 
 class SchedulerNoAnswer(SchedulerError):
     """A scheduler command whose effect is not known: it timed out, its
@@ -2382,7 +2402,6 @@ def parse_squeue_commands(text):
 SCHEDULER_ID_RE = re.compile(r"^[0-9]{1,10}(?:_[0-9]{1,7})?$")
 # A job as Scheduler.each and the shared poll take it (JobRecords._ref): its
 # id, and "@" and its cluster for one on another cluster than the daemon's.
-CLUSTER_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 JOB_REF_RE = re.compile(r"^[0-9]{1,10}(?:_[0-9]{1,7})?(?:@[A-Za-z0-9_.-]{1,64})?$")
 
 
@@ -2397,8 +2416,12 @@ class Scheduler:
     name = None  # its SCHEDULERS key, shown on pages and kept in job records
     last_info = (0.0, None)  # (time.monotonic(), answer) of the last info()
     PLACE = "on cluster %s"  # where a job of it ran, in words, given its record's cluster
-    LISTS_OUTSIDE = False  # poll() also tells of the user's jobs not submitted here
     TELLS_OUTPUTS = False  # describe() tells where a job's output goes (else job_outputs works it out)
+    # What it can do, declared (never found by comparing names):
+    SHARED_POLL = False  # one read-only account can follow every user's jobs (poll, hidden_jobs)
+    QUEUES = True  # a job may wait for others' (submit pages say what is free, not what is idle)
+    MEMORY_WHAT = None  # what its memory figure of a job is, when not its accounting's largest step
+    ACCOUNTING_LAG = 0  # seconds after a job's end that its detail may still come (detail_pending)
 
     def __init__(self, timeout=20.0):
         self.timeout = timeout  # seconds one scheduler command may take
@@ -2454,7 +2477,7 @@ class Scheduler:
         raise NotImplementedError
 
     def partition_summary(self):
-        """What a submit page shows of each partition: partition_summary()'s
+        """What a submit page shows of each partition: parse_partition_summary()'s
         entries (free and total CPUs, nodes and GPUs, jobs waiting, access
         rules), or None when this scheduler cannot tell."""
         return None
@@ -2508,8 +2531,6 @@ class Scheduler:
         scheduler's words otherwise."""
         raise NotImplementedError
 
-    ACCOUNTING_LAG = 0  # seconds after a job's end that its detail may still come (detail_pending)
-
     def describe(self, job_ids):
         """{job id: {"name", "workdir", "stdout", "stderr", "command"}} of
         this user's jobs submitted outside flightjobd (shown on its pages),
@@ -2523,9 +2544,21 @@ class Scheduler:
         finds none."""
         return {}
 
+    def poll(self, followed):
+        """SHARED_POLL only: one round of every followed user's statuses
+        (followed {uid: [job refs: JobRecords._ref]}) -> (statuses {id: status}, owners {id:
+        uid}, outside {uid: {job id: status}} of each user's unfinished jobs
+        not followed, undecided {id: why}); SchedulerError when it fails."""
+        raise NotImplementedError
+
+    def hidden_jobs(self):
+        """SHARED_POLL only: None when this account sees every user's jobs,
+        else why not (asked afresh)."""
+        raise NotImplementedError
+
     # for adapters
 
-    def _count(self, what):
+    def _note_call(self, what):
         self.counters[what] = self.counters.get(what, 0) + 1
 
     @staticmethod
@@ -2534,10 +2567,14 @@ class Scheduler:
         return [i for i in dict.fromkeys(str(i) for i in job_ids) if SCHEDULER_ID_RE.match(i)]
 
 
+# Scheduler adapters: Slurm ##################################################
+
+
 class SlurmScheduler(Scheduler):
     """flightjobd's interface to Slurm through its command-line tools."""
 
     name = "slurm"
+    SHARED_POLL = True
 
     def __init__(self, timeout=20.0, run=run, env=None):
         super().__init__(timeout)
@@ -2561,7 +2598,7 @@ class SlurmScheduler(Scheduler):
                    env=dict(os.environ, **config["scheduler"]["environment"]))
 
     def _run(self, argv, cwd=None):
-        self._count(argv[0])
+        self._note_call(argv[0])
         return self._run_fn(self._aim(argv), self.timeout, env=self.env, cwd=cwd)
 
     def _aim(self, argv):
@@ -2589,7 +2626,7 @@ class SlurmScheduler(Scheduler):
         return twin
 
     @staticmethod
-    def _read(parse, text, command):
+    def _parsed(parse, text, command):
         """parse(text), refusing output with nothing parse can read in it:
         garbage is not "no jobs"."""
         rows = parse(text)
@@ -2664,7 +2701,7 @@ class SlurmScheduler(Scheduler):
         sinfo = self._run(["sinfo", "--noheader", "--Node", "--Format=" + SINFO_FREE_FORMAT])
         squeue = self._run(["squeue", "--noheader", "--states=PENDING", "--Format=Partition:|"])
         scontrol = self._run(["scontrol", "show", "partition", "--oneliner"])
-        return self._read(lambda text: partition_summary(text, squeue, scontrol), sinfo, "sinfo")
+        return self._parsed(lambda text: parse_partition_summary(text, squeue, scontrol), sinfo, "sinfo")
 
     # -- jobs -----------------------------------------------------------
 
@@ -2753,7 +2790,7 @@ class SlurmScheduler(Scheduler):
                               "its partition's maximum time.)")
             raise
 
-    LISTS_OUTSIDE = TELLS_OUTPUTS = True
+    TELLS_OUTPUTS = True
 
     def describe(self, job_ids):
         """scontrol show job, as the user, for each (a job taken in, or just
@@ -2778,7 +2815,7 @@ class SlurmScheduler(Scheduler):
         text = self._run(["squeue", "--noheader", "--states=all", "--user=%d" % os.getuid(),
                           "--Format=ArrayJobID:|,Command:|"])
         found = {}
-        for job_id, script in self._read(parse_squeue_commands, text, "squeue"):
+        for job_id, script in self._parsed(parse_squeue_commands, text, "squeue"):
             if script in wanted and (script not in found or int(job_id) < int(found[script])):
                 found[script] = job_id
         return found
@@ -2863,7 +2900,7 @@ class SlurmScheduler(Scheduler):
                 text = ""
             else:
                 raise
-        listed = self._read(parse_squeue, text, "squeue")
+        listed = self._parsed(parse_squeue, text, "squeue")
         found = self._collect(ids, listed)
         # sacct's record of a job cancelled while pending says uid 0 until
         # slurmdbd completes it: squeue's uid is the owner's
@@ -2880,7 +2917,7 @@ class SlurmScheduler(Scheduler):
         try:
             text = self._run(["sacct", "--noheader", "--parsable2",
                               "--jobs=" + ",".join(ask), "--format=" + SACCT_FORMAT])
-            rows = self._read(parse_sacct, text, "sacct")
+            rows = self._parsed(parse_sacct, text, "sacct")
         except SchedulerError:
             if any(i not in result for i in ask):
                 raise
@@ -2964,6 +3001,9 @@ class SlurmScheduler(Scheduler):
         return rollup([(r["id"], _status(r, owner)) for r in tasks])
 
 
+# Scheduler adapters: local ##################################################
+
+
 def machine_memory_mb():
     with open("/proc/meminfo") as f:
         for line in f:
@@ -2981,6 +3021,8 @@ class LocalScheduler(Scheduler):
 
     name = "local"
     PLACE = "on machine %s"
+    QUEUES = False
+    MEMORY_WHAT = "the peak of its largest single process (all the local scheduler measures)"
     IGNORED_OPTIONS = {"partition": "the local scheduler has one partition, 'local'",
                "account": "accounts do not apply to the local scheduler",
                "mem": "memory is not limited by the local scheduler",
@@ -3097,7 +3139,7 @@ class LocalScheduler(Scheduler):
                 "outputs": [job_outputs(script, options, number, self.user, home, [t] if tasks else None)
                             for t in (tasks or [None])]}
         write_json(os.path.join(jobdir, "spec.json"), spec)
-        self._count("submit")
+        self._note_call("submit")
         subprocess.Popen([self.python, os.path.abspath(__file__), "--local-job", jobdir],
                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                          stderr=subprocess.DEVNULL, cwd=home, start_new_session=True,
@@ -3107,7 +3149,7 @@ class LocalScheduler(Scheduler):
     def status(self, job_ids):
         """Each job's status.json as its supervisor last wrote it, less the
         supervisor's own fields."""
-        self._count("status")
+        self._note_call("status")
         found = {}
         for job_id in self._job_ids(job_ids):
             if "_" in job_id:
@@ -3163,12 +3205,12 @@ class LocalScheduler(Scheduler):
                 write_json(os.path.join(jobdir, "status.json"), status)
 
     def hold(self, job_id):
-        self._count("hold")
+        self._note_call("hold")
         jobdir, _, _ = self._jobdir(job_id)
         self._pending(jobdir, job_id, lambda: atomic_write(os.path.join(jobdir, "hold"), now_iso()))
 
     def release(self, job_id):
-        self._count("release")
+        self._note_call("release")
         jobdir, _, _ = self._jobdir(job_id)
 
         def release():
@@ -3178,7 +3220,7 @@ class LocalScheduler(Scheduler):
 
     def set_time_limit(self, job_id, seconds):
         """As Slurm does for a user who is not an operator: lowered only."""
-        self._count("time_limit")
+        self._note_call("time_limit")
         jobdir, spec, _ = self._jobdir(job_id)
 
         def lower():
@@ -3190,7 +3232,7 @@ class LocalScheduler(Scheduler):
         self._pending(jobdir, job_id, lower)
 
     def cancel(self, job_id):
-        self._count("cancel")
+        self._note_call("cancel")
         jobdir, _, task = self._jobdir(job_id)
         if task is not None:  # the supervisor stops that task (or skips it) within a moment
             atomic_write(os.path.join(jobdir, "cancel-%s" % task), now_iso())
@@ -3207,6 +3249,12 @@ class LocalScheduler(Scheduler):
 
 # scheduler.type -> adapter; "auto" takes the first one whose detect() agrees
 SCHEDULERS = {"slurm": SlurmScheduler, "local": LocalScheduler}
+
+
+def scheduler_class(config):
+    """The adapter scheduler.type names (Scheduler, which can do nothing, for
+    "auto" before serve() resolves it)."""
+    return SCHEDULERS.get(config["scheduler"]["type"], Scheduler)
 
 
 def detect_scheduler(config):
@@ -3259,22 +3307,14 @@ def _or_none(check):
 
 # What the fields of a metadata file must be for the pages and routes that
 # show them (a file edited by hand may hold anything): field -> check of its
-# value (None when missing). Any other makes the item broken, with the reason.
+# value (None when missing). Any other makes the item broken, with the reason
+# (a job's: JOB_META, from JOB_FIELDS).
 SCRIPT_META = {"name": _text, "template_id": _text, "template_name": _or_none(_text),
                "answers": lambda v: isinstance(v, dict), "created_at": _time, "updated_at": _time,
-               "version": _whole, "origin": _or_none(lambda v: isinstance(v, dict) and _or_none(_text)(v.get("path"))
+               "version": lambda v: _whole(v) and v > 0, "origin": _or_none(lambda v: isinstance(v, dict) and _or_none(_text)(v.get("path"))
                                                      and _or_none(_text)(v.get("file"))
                                                      and isinstance(v.get("in_place"), bool)
                                                      and (v["path"] is not None or not v["in_place"]))}
-JOB_META = dict({key: _or_none(_text) for key in (
-    "script_name", "scheduler", "cluster", "scheduler_id", "job_name", "results_dir", "stdout_path", "stderr_path",
-    "raw_state", "reason", "reason_text", "script_file", "run_in")}, **{key: _or_none(_time) for key in (
-        "updated_at", "started_at", "estimated_start_at", "ended_at", "missing_since", "cancel_requested_at")},
-    script_id=_text, state=_state, submitted_at=_time, answers=_or_none(lambda v: isinstance(v, dict)),
-    options=_or_none(_texts), command=_or_none(_texts), ignored_options=_or_none(_texts),
-    exit_code=_or_none(_whole), tasks=_or_none(_tasks), cancelled_tasks=_or_none(_texts), origin=_or_none(lambda v: v == "outside"),
-    detail_pending=_or_none(lambda v: isinstance(v, bool)), outputs_guessed=_or_none(lambda v: isinstance(v, bool)),
-    dependency=_or_none(lambda v: isinstance(v, dict) and all(_text(v.get(k)) for k in ("type", "job_id", "scheduler_id"))))
 
 
 def _meta_or_broken(path, fields, formats=(FORMAT,)):
@@ -3313,18 +3353,6 @@ def _folded(value):
     return value.casefold()
 
 
-def _padded(scheduler_id):
-    """A scheduler id that sorts as numbers do (12_3 before 100)."""
-    return "_".join(part.zfill(12) for part in scheduler_id.split("_"))
-
-
-# The columns a list sorts by (a JobRow's texts are casefolded already):
-# sort name -> (its value of a row, None for
-# none: those come last; the order when none is asked: True descending).
-JOB_SORTS = {"submitted": (lambda r: r.submitted_at, True), "started": (lambda r: r.started_at, True),
-             "ended": (lambda r: r.ended_at, True), "job": (lambda r: _padded(r.scheduler_id) if r.scheduler_id else None, True),
-             "name": (lambda r: r.name, False), "script": (lambda r: r.script, False),
-             "state": (lambda r: r.state, False)}
 SCRIPT_SORTS = {"updated": (lambda s: s.get("updated_at"), True), "created": (lambda s: s.get("created_at"), True),
                 "name": (lambda s: _folded(s.get("name") or ""), False),
                 "template": (lambda s: _folded(s.get("template_name") or s.get("template_id") or ""), False)}
@@ -3454,7 +3482,7 @@ class StorePart:
                     with contextlib.suppress(FileNotFoundError):
                         os.unlink(entry.path)
 
-    def _ensure(self):
+    def _make_dirs(self):
         for d in (self.root, self.scripts_dir, self.jobs_dir):
             try:
                 os.makedirs(d, 0o700, exist_ok=True)
@@ -3464,7 +3492,7 @@ class StorePart:
     @contextlib.contextmanager
     def _writing(self):
         """The lock for a read-modify-write, with disk errors made clear."""
-        self._ensure()
+        self._make_dirs()
         try:
             with locked(self.lock_path):
                 yield
@@ -3532,7 +3560,8 @@ class StorePart:
         return self.config["server"]["multi_user"] and self.config["scheduler"]["shared_poll"]
 
     def _scheduler_state(self):
-        return {"type": self.scheduler.name, "ok": self.notice is None, "message": self.notice}
+        return {"type": self.scheduler.name, "ok": self.notice is None, "message": self.notice,
+                "queues": self.scheduler.QUEUES}
 
 
 # Store: templates catalogue #################################################
@@ -3681,7 +3710,7 @@ class TemplatesPart(StorePart):
         every 30 s. The user's groups are this process's (the worker runs
         with them); their accounts and QOS are from associations(), asked
         only when some partition has a rule on them."""
-        shared = self.shared_poll() and self.scheduler.name == "slurm"
+        shared = self.shared_poll() and self.scheduler.SHARED_POLL
         if shared:
             summary = cluster
         else:
@@ -4287,34 +4316,83 @@ class HomePart(StorePart):
 # Store: job records #########################################################
 
 
+# Every field of a job record, declared once: adding a field is one row
+# (plus the template that shows it). Each row is
+#   name     the record's key
+#   check    what its value must be (None when missing): JOB_META checks a
+#            record with it (one edited by hand may hold anything), the
+#            shared poll each status (STATUS_FIELDS)
+#   default  its value in a new record (new_job_record); ABSENT: not written
+#   source   "submit": the submission (new_job_record takes the plan's
+#            value of that name); "answer": the scheduler's answer to the
+#            submit; "status": the scheduler's status; "ours": flightjobd's
+#   public   in the public view (_public_job): True as it is, "text" a
+#            path of any bytes shown as text (name_text)
+#   sort     what the jobs list sorts and searches it by, or None: (column
+#            of JOB_SORTS and of the index row, kind, descending when no
+#            order is asked, the field used when it is empty). Kinds: "state",
+#            "text" and "id" (casefolded; an id sorts as numbers), "time"
+#            (whole seconds since the epoch). The sorted fields' order is
+#            the index row's: one read of another length is not used.
+JobField = collections.namedtuple("JobField", "name check default source public sort")
+ABSENT = object()
+_opt_text, _opt_time = _or_none(_text), _or_none(_time)
+_opt_figure = _or_none(lambda v: _figure(v) is not None)  # the efficiency's figures
+JOB_FIELDS = [JobField(*row) for row in [
+    ("state", _state, "PENDING", "status", True, ("state", "state", False, None)),
+    ("job_name", _opt_text, None, "answer", True, ("name", "text", False, "script_name")),
+    ("script_name", _opt_text, None, "submit", True, ("script", "text", False, None)),
+    ("scheduler_id", _opt_text, None, "answer", True, ("job", "id", True, None)),
+    ("submitted_at", _time, None, "ours", True, ("submitted", "time", True, None)),
+    ("started_at", _opt_time, None, "status", True, ("started", "time", True, None)),
+    ("ended_at", _opt_time, None, "status", True, ("ended", "time", True, None)),
+    ("updated_at", _opt_time, None, "ours", True, None),
+    ("script_id", _text, None, "submit", True, None),
+    ("answers", _or_none(lambda v: isinstance(v, dict)), None, "submit", True, None),
+    ("options", _or_none(_texts), None, "submit", True, None),
+    ("command", _or_none(_texts), None, "submit", True, None),
+    ("ignored_options", _or_none(_texts), None, "submit", True, None),
+    ("scheduler", _opt_text, None, "submit", True, None),
+    ("cluster", _opt_text, None, "submit", True, None),  # where it runs (Scheduler.home): with scheduler, whose job
+    ("script_file", _opt_text, None, "submit", True, None),  # an imported script run where it is: its file
+    ("run_in", _opt_text, None, "submit", True, None),  # ... and the directory it ran in
+    # {"type", "job_id", "scheduler_id"}: it starts after that job of the user's (JobSubmit._dependency)
+    ("dependency", _or_none(lambda v: isinstance(v, dict) and all(_text(v.get(k)) for k in (
+        "type", "job_id", "scheduler_id"))), None, "submit", True, None),
+    ("results_dir", _opt_text, None, "answer", "text", None),
+    ("stdout_path", _opt_text, None, "answer", "text", None),
+    ("stderr_path", _opt_text, None, "answer", "text", None),
+    ("outputs_guessed", _or_none(lambda v: isinstance(v, bool)), ABSENT, "answer", True, None),  # worked out, not told
+    ("raw_state", _opt_text, "SUBMITTING", "status", True, None),
+    ("reason", _opt_text, "Submitting", "status", True, None),
+    ("reason_text", _opt_text, "being submitted", "status", True, None),
+    ("exit_code", _or_none(_whole), None, "status", True, None),
+    ("estimated_start_at", _opt_time, None, "status", True, None),
+    ("tasks", _or_none(_tasks), [], "status", True, None),
+    ("detail_pending", _or_none(lambda v: isinstance(v, bool)), ABSENT, "status", True, None),
+    ("missing_since", _opt_time, None, "ours", True, None),  # since when the scheduler has not listed it
+    ("cancel_requested_at", _opt_time, None, "ours", True, None),  # when the user cancelled it here
+    ("cancelled_tasks", _or_none(_texts), ABSENT, "ours", True, None),
+    ("origin", _or_none(lambda v: v == "outside"), ABSENT, "ours", True, None),  # outside_job_record
+    ("time_limit", _opt_text, ABSENT, "status", True, None),
+    ("signal", _or_none(_whole), ABSENT, "status", True, None)] + [
+    (name, _opt_figure, ABSENT, "status", True, None) for name in (
+        "elapsed_s", "cpu_time_s", "max_rss_mb", "requested_mem_mb", "mem_used_mb", "mem_tasks", "alloc_cpus",
+        "cpu_alloc_s")]]
+JOB_META = {f.name: f.check for f in JOB_FIELDS}
+PUBLIC_TEXTS = [f.name for f in JOB_FIELDS if f.public == "text"]
+
+
 def new_job_record(job_id, plan, scheduler_name, command, now):
-    """A job being submitted, with every field a job record has. The
+    """A job being submitted, with every field of JOB_FIELDS that has a
+    default; the submission's from plan (see JobSubmit.preview). The
     scheduler's answer fills in its id and where output goes; refresh
-    keeps the state up to date with the scheduler's status, which may add
-    its own fields (Slurm: signal, elapsed_s, cpu_time_s, max_rss_mb,
-    mem_used_mb, mem_tasks, alloc_cpus, cpu_alloc_s, requested_mem_mb,
-    time_limit; see job_efficiency)."""
-    return {
-        "format": FORMAT, "id": job_id, "updated_at": now,
-        # what was submitted (plan: see JobSubmit.preview)
-        "script_id": plan["script"]["id"], "script_name": plan["script"]["name"],
-        "answers": plan["answers"], "options": plan["options"], "command": command,
-        "ignored_options": plan["ignored_options"], "scheduler": scheduler_name, "submitted_at": now,
-        "cluster": plan.get("cluster"),  # where it runs (Scheduler.home): with scheduler, whose job it is
-        # an imported script run where it is: its file, read at submit, and the directory it ran in
-        "script_file": plan.get("script_file"), "run_in": plan.get("run_in"),
-        # the scheduler's answer
-        "scheduler_id": None, "job_name": None, "results_dir": None, "stdout_path": None,
-        "stderr_path": None,
-        # the state, from the scheduler's status
-        "state": "PENDING", "raw_state": "SUBMITTING", "reason": "Submitting",
-        "reason_text": "being submitted", "exit_code": None, "started_at": None,
-        "estimated_start_at": None, "ended_at": None, "tasks": [],
-        "missing_since": None,  # since when the scheduler has not listed it
-        "cancel_requested_at": None,  # when the user cancelled it here
-        # {"type", "job_id", "scheduler_id"}: it starts after that job of the user's (JobSubmit._dependency)
-        "dependency": plan.get("dependency"),
-    }
+    keeps the state up to date with the scheduler's status."""
+    record = {f.name: plan.get(f.name, f.default) if f.source == "submit" else f.default
+              for f in JOB_FIELDS if f.default is not ABSENT}
+    return dict(record, format=FORMAT, id=job_id, updated_at=now, submitted_at=now, tasks=[],
+                script_id=plan["script"]["id"], script_name=plan["script"]["name"], command=command,
+                scheduler=scheduler_name)
 
 
 def mem_words(mb):
@@ -4373,8 +4451,8 @@ def job_efficiency(meta):
         if tasks and tasks > 1:
             out["mem_what"] = ("the peaks of the %d tasks of %s added up (sacct's AveRSS x NTasks); "
                                "the largest single task peaked at %s" % (tasks, where, mem_words(peak or 0)))
-        elif meta.get("scheduler") == "local":
-            out["mem_what"] = "the peak of its largest single process (all the local scheduler measures)"
+        elif getattr(SCHEDULERS.get(meta.get("scheduler")), "MEMORY_WHAT", None):
+            out["mem_what"] = SCHEDULERS[meta["scheduler"]].MEMORY_WHAT
         else:
             out["mem_what"] = "the peak of %s, one task (sacct's MaxRSS)" % where
     if out["cpu_percent"] is None and used is None and out["time_percent"] is None:
@@ -4420,86 +4498,117 @@ def _mem_suggestion(mb):
 INDEX_FILE = "job-index.json"
 INDEX_FORMAT = 1
 INDEX_LIMIT = 32 << 20  # the largest index file read (a job is ~160 bytes of it: ~200,000 jobs)
-# name, script, scheduler_id: casefolded, as searched and sorted (pages show
-# the records'); times: whole seconds since the epoch, None for none. A
-# finished job's is kept packed (PackedRow).
-JobRow = collections.namedtuple("JobRow", "state name script scheduler_id submitted_at started_at ended_at "
-                                          "mtime_ns size")
+# A job's row: its JOB_FIELDS with a sort column, grouped by kind (state,
+# texts, times; the texts casefolded, as searched and sorted: pages show the
+# records'; a time of None for none), and its meta.json's mtime_ns and size.
+# A finished job's is kept packed (PackedRow).
+ROW_KINDS = ("state", "text", "time")
+ROW_FIELDS = sorted((f for f in JOB_FIELDS if f.sort), key=lambda f: ROW_KINDS.index(f.sort[1].replace("id", "text")))
+JobRow = collections.namedtuple("JobRow", [f.sort[0] for f in ROW_FIELDS] + ["mtime_ns", "size"])
+ROW_TEXTS = [f.sort[0] for f in ROW_FIELDS if f.sort[1] in ("text", "id")]
 STATE_FOLDED = {state: state.casefold() for state in STATES}
 
 
+def _sorted_by(column, kind):
+    if kind == "id":
+        return lambda r: _padded(getattr(r, column)) or None
+    return operator.attrgetter(column)
+
+
+def _padded(scheduler_id):
+    """A scheduler id that sorts as numbers do (12_3 before 100)."""
+    return "_".join(part.zfill(12) for part in scheduler_id.split("_")) if scheduler_id else ""
+
+
+# The columns a list sorts by: sort name -> (its value of a row, None for
+# none: those come last; the order when none is asked: True descending).
+JOB_SORTS = {f.sort[0]: (_sorted_by(f.sort[0], f.sort[1]), f.sort[2]) for f in JOB_FIELDS if f.sort}
+
+
+def _read_through_layout(cls):
+    """PackedRow's property for each JobRow field, read where LAYOUT puts it."""
+    offset = 0
+    for name, fmt in cls.FIXED:
+        read = struct.Struct("<" + fmt).unpack_from
+        none = cls.NO_TIME if name not in ("state", "mtime_ns", "size") else None
+        setattr(cls, name, property((lambda self, at=offset: STATES[self[at]]) if name == "state" else
+                                    lambda self, at=offset, read=read, none=none: _none_if(read(self, at)[0], none)))
+        offset += struct.calcsize("<" + fmt)
+    for which, name in enumerate(ROW_TEXTS):
+        setattr(cls, name, property(lambda self, which=which: self._text_at(which)))
+    return cls
+
+
+def _none_if(value, none):
+    return None if value == none else value
+
+
+@_read_through_layout
 class PackedRow(bytes):
     """A finished job's JobRow as one bytes object (~100 bytes, against
     ~400 for the JobRow with its strings and integers, which 10,000 jobs
     would leave scattered through the worker's memory): what JobRecords._jobs
     keeps of each finished job. Read as a JobRow is (row.state, row.name,
-    ...); unpacked() gives the JobRow. A time of None is NO_TIME; the name,
-    the script and the scheduler id follow the fixed part as UTF-8 (the
-    name left out when it is the script's, as for most jobs)."""
+    ...); unpacked() gives the JobRow. Its LAYOUT is made from JobRow's
+    fields (FIXED: the state, the times, mtime_ns and size; a time of None
+    is NO_TIME), then the length of each text but the last; the texts follow
+    as UTF-8, one equal to the next left out (SAME: the name is most jobs'
+    script's). Each field is read where LAYOUT puts it."""
     __slots__ = ()
-    LAYOUT = struct.Struct("<B5qII")  # state, 3 times, mtime_ns, size, name and script lengths
+    FIXED = [(name, "B" if name == "state" else "q") for name in JobRow._fields if name not in ROW_TEXTS]
+    LAYOUT = struct.Struct("<" + "".join(fmt for _, fmt in FIXED) + "I" * (len(ROW_TEXTS) - 1))
+    LENGTHS = struct.Struct("<" + "I" * (len(ROW_TEXTS) - 1))
+    LENGTHS_AT = LAYOUT.size - LENGTHS.size
     NO_TIME = -1 << 63
-    SAME = 0xFFFFFFFF  # the name's length when it is the script
+    SAME = 0xFFFFFFFF  # the length of a text that is the next one (in _span too)
 
     @classmethod
     def pack(cls, row):
-        name, script = row.name.encode("utf-8", "surrogatepass"), row.script.encode("utf-8", "surrogatepass")
-        same = name == script
-        times = [cls.NO_TIME if t is None else t for t in row[4:7]]
-        return cls(cls.LAYOUT.pack(STATES.index(row.state), *times, row.mtime_ns, row.size,
-                                   cls.SAME if same else len(name), len(script))
-                   + (b"" if same else name) + script + row.scheduler_id.encode("utf-8", "surrogatepass"))
+        texts = [getattr(row, name).encode("utf-8", "surrogatepass") for name in ROW_TEXTS]
+        lengths = [cls.SAME if a == b else len(a) for a, b in zip(texts, texts[1:])]
+        fixed = [STATES.index(row.state) if name == "state" else
+                 cls.NO_TIME if getattr(row, name) is None else getattr(row, name) for name, _ in cls.FIXED]
+        return cls(cls.LAYOUT.pack(*fixed, *lengths) + b"".join(
+            text for text, n in zip(texts, lengths + [0]) if n != cls.SAME))
 
     def unpacked(self):
         return JobRow(*(getattr(self, field) for field in JobRow._fields))
 
-    def _spans(self):
-        """Where the name, the script and the scheduler id are (start, end)."""
-        name_len, script_len = _PACKED_LENGTHS.unpack_from(self, _PACKED_LENGTHS_AT)
-        start = _PACKED_TEXTS_AT
-        if name_len == PackedRow.SAME:
-            end = start + script_len
-            return (start, end), (start, end), (end, len(self))
-        end = start + name_len
-        return (start, end), (end, end + script_len), (end + script_len, len(self))
+    def _span(self, which):
+        """Where text `which` (of ROW_TEXTS) is: (start, end)."""
+        lengths, start = self.LENGTHS.unpack_from(self, self.LENGTHS_AT), self.LAYOUT.size
+        for n in lengths[:which]:
+            if n != 0xFFFFFFFF:
+                start += n
+        for n in lengths[which:]:
+            if n != 0xFFFFFFFF:
+                return start, start + n
+        return start, len(self)
 
-    def _text(self, which):
-        start, end = self._spans()[which]
+    def _text_at(self, which):
+        start, end = self._span(which)
         return str(self[start:end], "utf-8", "surrogatepass")
 
     def has(self, text):
-        """Whether the name, the script or the scheduler id holds text (UTF-8
-        bytes, as packed): searched where it lies, nothing decoded."""
-        if self.find(text, _PACKED_TEXTS_AT) < 0:  # most rows of a search: one look
+        """Whether one of the texts holds text (UTF-8 bytes, as packed):
+        searched where it lies, nothing decoded."""
+        if self.find(text, self.LAYOUT.size) < 0:  # most rows of a search: one look
             return False
-        return any(self.find(text, start, end) >= 0 for start, end in self._spans())
-
-    def _time(self, offset):
-        value = struct.unpack_from("<q", self, offset)[0]
-        return None if value == self.NO_TIME else value
-
-    state = property(lambda self: STATES[self[0]])
-    submitted_at = property(lambda self: self._time(1))
-    started_at = property(lambda self: self._time(9))
-    ended_at = property(lambda self: self._time(17))
-    mtime_ns = property(lambda self: struct.unpack_from("<q", self, 25)[0])
-    size = property(lambda self: struct.unpack_from("<q", self, 33)[0])
-    name = property(lambda self: self._text(0))
-    script = property(lambda self: self._text(1))
-    scheduler_id = property(lambda self: self._text(2))
-
-
-_PACKED_LENGTHS = struct.Struct("<II")
-_PACKED_LENGTHS_AT = PackedRow.LAYOUT.size - _PACKED_LENGTHS.size
-_PACKED_TEXTS_AT = PackedRow.LAYOUT.size
+        start = self.LAYOUT.size
+        for n in self.LENGTHS.unpack_from(self, self.LENGTHS_AT) + (len(self),):  # a SAME one: as the next
+            if n != 0xFFFFFFFF:
+                if self.find(text, start, min(start + n, len(self))) >= 0:
+                    return True
+                start += n
+        return False
 
 
 def row_has(row, text, text_utf8):
     """Whether a job's row (JobRow or PackedRow) has text (text_utf8 as
-    UTF-8) in its name, script or scheduler id."""
+    UTF-8) in one of its texts (name, script, scheduler id)."""
     if isinstance(row, PackedRow):
         return row.has(text_utf8)
-    return text in row.name or text in row.script or text in row.scheduler_id
+    return any(text in getattr(row, name) for name in ROW_TEXTS)
 
 
 def _index_time(value):
@@ -4510,11 +4619,25 @@ def _index_time(value):
 def job_row(meta, st=None):
     """A job's JobRow from its record (st: its meta.json's stat). The job's
     name is the scheduler's (--job-name; older records: the script's)."""
-    script = (meta.get("script_name") or "").casefold()
-    name = meta["job_name"].casefold() if meta.get("job_name") else script
-    return JobRow(meta["state"], name, script, (meta.get("scheduler_id") or "").casefold(),
-                  _index_time(meta.get("submitted_at")), _index_time(meta.get("started_at")),
-                  _index_time(meta.get("ended_at")), st.st_mtime_ns if st else 0, st.st_size if st else 0)
+    values = []
+    for f in ROW_FIELDS:
+        value = meta.get(f.name) or (meta.get(f.sort[3]) if f.sort[3] else None)
+        values.append(value if f.sort[1] == "state" else _index_time(value) if f.sort[1] == "time"
+                      else (value or "").casefold())
+    return JobRow(*values, st.st_mtime_ns if st else 0, st.st_size if st else 0)
+
+
+def _row_value_ok(kind, v):
+    if kind == "state":
+        return v in FINISHED
+    if kind == "time":
+        return v is None or _whole(v) and PackedRow.NO_TIME < v < -PackedRow.NO_TIME
+    if kind == "stat":
+        return _whole(v) and PackedRow.NO_TIME <= v < -PackedRow.NO_TIME
+    return isinstance(v, str) and v == v.casefold()
+
+
+ROW_CHECKS = [f.sort[1] for f in ROW_FIELDS] + ["stat", "stat"]
 
 
 def index_row(value):
@@ -4522,12 +4645,9 @@ def index_row(value):
     what job_row makes of a finished job."""
     if not isinstance(value, list) or len(value) != len(JobRow._fields):
         raise ValueError("a row is not a list of %d fields" % len(JobRow._fields))
-    row = JobRow(*value)
-    if not (row.state in FINISHED and all(isinstance(v, str) and v == v.casefold() for v in row[1:4])
-            and all(v is None or _whole(v) and PackedRow.NO_TIME < v < -PackedRow.NO_TIME for v in row[4:7])
-            and all(_whole(v) and PackedRow.NO_TIME <= v < -PackedRow.NO_TIME for v in row[7:])):
+    if not all(_row_value_ok(kind, v) for kind, v in zip(ROW_CHECKS, value)):
         raise ValueError("a row is not what this version writes")
-    return row
+    return JobRow(*value)
 
 
 def index_rows(data):
@@ -4614,12 +4734,15 @@ class JobRecords(StorePart):
         out.pop("format", None)
         out.setdefault("ignored_options", out.pop("notes", []))  # older records called it notes
         out["finished"] = meta["state"] in FINISHED
+        pending = meta["state"] == "PENDING" and bool(meta.get("scheduler_id"))
+        out["held"] = pending and meta.get("reason") in HELD_REASONS  # release lets it start
+        out["never_runs"] = pending and meta.get("reason") in NEVER_REASONS  # it waits for what cannot come
         out["efficiency"] = job_efficiency(meta)
         try:
             out["where"], out["managed"] = self._where(meta), self._aimed(meta) is not None
         except SchedulerError:  # it cannot tell its own cluster's name now: the actions will say
             out["where"], out["managed"] = None, True
-        for key in ("results_dir", "stdout_path", "stderr_path"):  # any bytes: as text
+        for key in PUBLIC_TEXTS:  # any bytes: as text
             if isinstance(out.get(key), str):
                 out[key] = name_text(out[key])
         return out
@@ -5024,7 +5147,7 @@ class JobStatus(StorePart):
             m["state"] in UNFINISHED or m.get("detail_pending") and not self._detail_given_up(m))]
         unfinished = sum(m["state"] in UNFINISHED and not m.get("scheduler_id") for m in metas)
         shared = self.shared_poll() and not own
-        if statuses is None and not shared and notice is None and (pending or self.scheduler.LISTS_OUTSIDE):
+        if statuses is None and not shared and notice is None and (pending or self.scheduler.SHARED_POLL):
             try:  # asked here: with the user's jobs not submitted here where the scheduler lists them
                 statuses, outside = self._statuses(pending, outside=True)
             except SchedulerError as e:
@@ -5184,7 +5307,7 @@ class JobStatus(StorePart):
         unfinished jobs not among them, with outside where the scheduler
         lists them): each cluster asked on its own."""
         refs = [self._ref(m) for m in metas]
-        if outside and self.scheduler.LISTS_OUTSIDE:
+        if outside and self.scheduler.SHARED_POLL:
             found, _, others, undecided = self.scheduler.poll({os.getuid(): refs})
             return {i: st for i, st in found.items() if i not in undecided}, others.get(os.getuid(), {})
         found = {}
@@ -5380,8 +5503,8 @@ class JobList(StorePart):
         def wanted(row):
             return ((not state or row.state == state)
                     and (not q or q in STATE_FOLDED[row.state] or row_has(row, q, q_utf8))
-                    and (first is None or row.submitted_at is not None and row.submitted_at >= first)
-                    and (last is None or row.submitted_at is not None and row.submitted_at <= last))
+                    and (first is None or row.submitted is not None and row.submitted >= first)
+                    and (last is None or row.submitted is not None and row.submitted <= last))
         rows = [item for item in items if wanted(item[1])]  # _scan's items: no new tuple each (see sorted_by)
         rows.sort(key=lambda item: item[0], reverse=True)  # ids are in submission order: newest first among equals
         rows = sorted_by(rows, JOB_SORTS, sort, descending, lambda item: item[1])
@@ -5655,8 +5778,9 @@ class ResultsPart(StorePart):
                 raise NotFound("This job has no %s file." % which)
         else:
             full = self._resolve(meta, path)
-        try:
-            fd = os.open(full, os.O_RDONLY | os.O_NONBLOCK)
+        try:  # a results file opened as it was resolved (a link swapped in meanwhile: refused)
+            fd = open_beneath(os.path.realpath(self._results_root(meta)), full) if which not in ("stdout", "stderr") \
+                else os.open(full, os.O_RDONLY | os.O_NONBLOCK)
         except FileNotFoundError:
             raise NotFound("No such file (yet).")
         except PermissionError:
@@ -6317,8 +6441,7 @@ class Worker:
         self.pending = {}
         self.serial = 0
         self.last_used = time.time()
-        self.inflight = 0  # calls between WorkerPool's slot and their answer (the pool's lock)
-        self.downloads = 0  # downloads streaming from this worker (WorkerPool.download; the pool's lock)
+        self.held = ([], [])  # when each call, each download in WorkerPool's slots began (the pool's lock)
 
     def alive(self):
         return self.proc is not None and self.proc is not self.ended and self.proc.poll() is None
@@ -6556,12 +6679,10 @@ class Worker:
 
 class WorkerPool:
     """One worker per user, started on first need, ended when idle. In
-    multi-user mode no user holds more than a fair share of the HTTP
-    threads: each user has at most worker.max_requests_per_user calls in
-    flight and server.downloads_per_user downloads (a download holds its
-    thread while the client takes the file), all users together
-    server.threads minus server.reserved_threads, of which downloads at
-    most half; beyond any, 503 busy at once."""
+    multi-user mode the threads are shared fairly (README: "a fair share"):
+    each user's calls and downloads in flight bounded, all users' too; a
+    request beyond waits its turn (_wait_turn); a user's stuck calls count
+    only against that user."""
 
     def __init__(self, config, switch_user):
         self.config = config
@@ -6570,6 +6691,9 @@ class WorkerPool:
         self.forks = ForkServer(config) if switch_user and config["worker"]["fork_server"] else None
         self.workers = {}
         self.lock = threading.Lock()
+        self.turns = threading.Condition(self.lock)  # notified whenever a slot or a place in the queue is freed
+        self.waiting = []  # (ticket, worker, download) of each request waiting its turn, first come first
+        self.tickets = itertools.count()
         self.active = set()  # users known to have unfinished jobs
         self.poll = None  # the shared status poll (multi-user mode: App gives it)
         self.busy = 0  # calls and downloads in flight, all users
@@ -6578,51 +6702,69 @@ class WorkerPool:
         self.limits = None  # (calls a user, downloads a user, all calls and downloads, all downloads)
         if config["server"]["multi_user"]:
             total = max(1, threads - config["server"]["reserved_threads"])
-            self.limits = (config["worker"]["max_requests_per_user"] or max(1, threads // 4),
+            self.limits = (config["worker"]["max_requests_per_user"] or max(2, threads // 16),
                            config["server"]["downloads_per_user"], total, max(1, total // 2))
 
     @contextlib.contextmanager
     def _slot(self, user, download=False):
-        """The user's worker, with this call (or download) counted in
-        flight: Busy at once when the user or everyone is at the limit."""
+        """The user's worker, this call (or download) counted in flight from its turn on."""
         with self.lock:
-            worker = self.workers.get(user)
-            if worker is None:
-                worker = self.workers[user] = Worker(user, self.config, self.switch_user, self.forks)
-            mine = worker.downloads if download else worker.inflight
-            if self.limits and mine >= self.limits[download]:
-                raise Busy("Busy: you already have %d %s in progress; try again when they have finished."
-                           % (mine, "downloads" if download else "requests"))
-            if self.limits and (self.busy >= self.limits[2] or download and self.downloads >= self.limits[3]):
-                raise Busy("Busy: the server is answering as many requests as it can; try again "
-                           "in a moment.")
-            self._count(worker, download, 1)
+            worker = self.workers.get(user) or self.workers.setdefault(user, Worker(
+                user, self.config, self.switch_user, self.forks))
+            if self.limits:
+                self._wait_turn(worker, download)
+            held, began = worker.held[download], time.monotonic()
+            held.append(began)
+            self.busy, self.downloads = self.busy + 1, self.downloads + download
         try:
             yield worker
         finally:
             with self.lock:
-                self._count(worker, download, -1)
+                held.remove(began)
+                self.busy, self.downloads = self.busy - 1, self.downloads - download
+                self.turns.notify_all()
 
-    def _count(self, worker, download, step):
-        if download:
-            worker.downloads += step
-            self.downloads += step
-        else:
-            worker.inflight += step
-        self.busy += step
+    def _wait_turn(self, worker, download):
+        """Wait (the lock held) until this request is _next, at most server.turn_wait seconds; Busy at
+        once when the user's own slots are held by calls older than that or their limit is waiting."""
+        mine, wait, limit = worker.held[download], self.config["server"]["turn_wait"], self.limits[download]
+        what = "downloads" if download else "requests"
+        if sum(1 for e in self.waiting if e[1] is worker and e[2] == download) >= limit:
+            raise Busy("Busy: you already have %d %s waiting; try again when they have finished." % (limit, what))
+        entry, deadline = (next(self.tickets), worker, download), time.monotonic() + wait
+        self.waiting.append(entry)
+        try:
+            while self._next() is not entry:
+                now, full = time.monotonic(), len(mine) >= limit
+                if full and now >= min(mine) + wait:
+                    raise Busy("Busy: you already have %d %s in progress, the oldest for %d seconds; try again "
+                               "when they have finished." % (len(mine), what, now - min(mine)))
+                if now >= deadline:
+                    raise Busy("Busy: the server is answering as many requests as it can; try again in a moment.")
+                self.turns.wait(min(deadline, min(mine) + wait if full else deadline) - now)
+        finally:
+            self.waiting.remove(entry)
+            self.turns.notify_all()
+
+    def _next(self):
+        """Of the waiting requests that may take a slot, the one whose user holds fewest, then the first."""
+        total, downloads = self.limits[2:]
+        ready = [e for e in self.waiting if self.busy < total and len(e[1].held[e[2]]) < self.limits[e[2]]
+                 and (not e[2] or self.downloads < downloads)]
+        return min(ready, key=lambda e: (len(e[1].held[0]) + len(e[1].held[1]), e[0]), default=None)
 
     @contextlib.contextmanager
     def download(self, user):
         """A download's slot, held while it streams (its thread waits on the
-        client as much as on the worker), Busy at once beyond the limits:
-        yields call(op, args), the user's worker called within this slot."""
+        client as much as on the worker), in its turn: yields call(op, args),
+        the user's worker called within this slot."""
         with self._slot(user, download=True) as worker:
             yield lambda op, args: worker.call(op, args)[0]
 
     def call(self, user, op, args=None, **kw):
         """Worker.call for `user`, in one of its slots; what the reply says
         of unfinished jobs keeps `active` up to date."""
-        if op in CLUSTER_OPS and self.poll and self.poll.serving() and self.config["scheduler"]["type"] == "slurm":
+        if op in CLUSTER_OPS and self.poll and self.poll.serving() and scheduler_class(self.config).SHARED_POLL:
             # only a page showing the questions keeps the summary coming
             args = dict(args or {}, cluster=self.poll.cluster_summary(want=op == "scripts.submission"))
         with self._slot(user) as worker:
@@ -6639,7 +6781,7 @@ class WorkerPool:
         limit = time.time() - self.config["worker"]["idle_timeout"]
         with self.lock:
             idle = [u for u, w in self.workers.items()
-                    if w.last_used < limit and not w.inflight and not w.downloads]
+                    if w.last_used < limit and not any(w.held)]
             stopped = [self.workers.pop(u) for u in idle]
         for worker in stopped:
             worker.stop()
@@ -6673,15 +6815,9 @@ class WorkerPool:
 
 # Shared status poll #########################################################
 
-# What a status from the poll's process may hold: field -> check (JOB_META's
-# where it has one). Anything else, and the whole answer is refused.
-STATUS_FIELDS = dict({key: JOB_META[key] for key in (
-    "state", "raw_state", "reason", "reason_text", "exit_code", "started_at", "ended_at",
-    "estimated_start_at", "tasks")}, time_limit=_or_none(_text), **{key: _or_none(
-        lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)) for key in (
-        "signal", "elapsed_s", "cpu_time_s", "max_rss_mb", "requested_mem_mb", "mem_used_mb",
-        "mem_tasks", "alloc_cpus", "cpu_alloc_s")},
-    detail_pending=_or_none(lambda v: isinstance(v, bool)))
+# What a status from the poll's process may hold: field -> check (from
+# JOB_FIELDS). Anything else, and the whole answer is refused.
+STATUS_FIELDS = {f.name: f.check for f in JOB_FIELDS if f.source == "status"}
 STATUS_TEXT = 1000  # the longest text a status field may hold
 POLL_TICK = 0.5  # seconds between two looks at whether a poll is due
 POLL_WAIT = 10  # seconds a poll waits for workers to say which jobs to ask about
@@ -6737,15 +6873,15 @@ def _names(value):
         isinstance(n, str) and 0 < len(n) <= 256 for n in value)
 
 
-def _count(value):
+def _amount(value):
     return type(value) is int and 0 <= value < 10 ** 9
 
 
 # What a partition of the poll's summary may hold: field -> check.
-PARTITION_FIELDS = dict({key: _names for key in ACCESS_RULES}, **{key: _count for key in (
+PARTITION_FIELDS = dict({key: _names for key in ACCESS_RULES}, **{key: _amount for key in (
     "cpus_free", "cpus_total", "nodes_free", "nodes_total", "gpus_free", "gpus_total")},
     name=lambda v: isinstance(v, str) and bool(PARTITION_RE.match(v)), default=lambda v: isinstance(v, bool),
-    state=lambda v: isinstance(v, str) and len(v) <= 20, waiting=_or_none(_count),
+    state=lambda v: isinstance(v, str) and len(v) <= 20, waiting=_or_none(_amount),
     root_only=lambda v: isinstance(v, bool))
 
 
@@ -6820,7 +6956,7 @@ class StatusPoll:
     def _cluster_tick(self, now):
         """One partition summary, when a page wanted one and it is due."""
         if now - self.cluster_wanted >= WATCHING or now - self.cluster_made < self.config["scheduler"]["refresh_interval"] \
-                or self.config["scheduler"]["type"] != "slurm":
+                or not scheduler_class(self.config).SHARED_POLL:
             return
         self.cluster_made = now
         try:
@@ -6910,7 +7046,7 @@ class StatusPoll:
     def _poll(self, users):
         """One poll for users; the hands it started (futures)."""
         active = [u for u in users if u in self.pool.active]
-        if self.config["scheduler"]["type"] != "slurm" or (
+        if not scheduler_class(self.config).SHARED_POLL or (
                 self.hidden[0] and time.monotonic() - self.hidden[1] < 600):
             # the local scheduler's states are files in each home, read by its
             # worker (no controller to spare): the same schedule, a pass each
@@ -7613,6 +7749,114 @@ class Auth:
         return lambda user, then: user in dead or _changed(then, shadow.get(user))
 
 
+# Waitress internals #########################################################
+# The one place that reaches past waitress's public adjustments (each use is
+# checked by test_login_security.py::test_the_waitress_internals_used_are_there).
+
+
+def waitress_channel(environ):
+    """The waitress connection serving this request (None under another server)."""
+    return getattr(environ.get("waitress.client_disconnected"), "__self__", None)
+
+
+def socket_owner(peer, local):
+    """The uid owning the TCP socket at `peer` connected to `local` ((host, port)): a loopback client's
+    end (an SSH tunnel's: its user's sshd), asked of the kernel (sock_diag); None if it cannot say."""
+    try:
+        addrs = [ipaddress.ip_address(a[0].split("%")[0]) for a in (peer, local)]
+        addrs = [getattr(a, "ipv4_mapped", None) or a for a in addrs]
+        request = (struct.pack("=BBBxI", socket.AF_INET6 if addrs[0].version == 6 else socket.AF_INET,
+                               socket.IPPROTO_TCP, 0, 0xffffffff) + struct.pack("!HH", peer[1], local[1])
+                   + b"".join(a.packed.ljust(16, b"\0") for a in addrs) + struct.pack("=III", 0, 0xffffffff, 0xffffffff))
+        with socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, 4) as diag:  # NETLINK_SOCK_DIAG
+            diag.settimeout(1)  # SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST; the answer's uid after its header and id
+            diag.sendto(struct.pack("=IHHII", 16 + len(request), 20, 1, 0, 0) + request, (0, 0))
+            answer = diag.recv(8192)
+        return struct.unpack_from("=I", answer, 80)[0] if struct.unpack_from("=H", answer, 4)[0] == 20 else None
+    except (OSError, ValueError, struct.error):
+        return None
+
+
+def close_connection_later(environ, seconds, why):
+    """Close this request's client connection `seconds` from now, whatever
+    the thread serving it is doing then (waiting in waitress for a client
+    that does not read what it was sent: waitress waits without a bound once
+    16 MiB are buffered): a timer shuts the socket down, waitress's loop
+    sees it closed and wakes the thread (ClientDisconnected). Returns
+    cancel(), for when the request is done; under another server nothing
+    is closed."""
+    channel = waitress_channel(environ)
+    sock = getattr(channel, "socket", None)
+    if sock is None:
+        return lambda: None
+    lock, done = threading.Lock(), []
+
+    def close():
+        with lock:
+            if done:
+                return
+            done.append(True)
+        log.warning("%s: closed after %d seconds", why, seconds)
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+        with contextlib.suppress(Exception):
+            channel.server.pull_trigger()  # the loop looks at the connection now
+
+    def cancel():
+        with lock:
+            done.append(True)
+        timer.cancel()
+    timer = threading.Timer(seconds, close)
+    timer.daemon = True
+    timer.start()
+    return cancel
+
+
+def bound_clients(server, limits, proxies):
+    """Two bounds waitress lacks: a request arrives whole within server.request_read_timeout of its first
+    byte (a trickle never idles), and one client (its address_key, trusted proxies excepted; on loopback,
+    with server.loopback_users, "loopback uid N", the owner of its socket: the channel's key, which the
+    login throttle counts too) holds at most server.connections_per_address connections."""
+    from waitress.channel import HTTPChannel
+
+    class Channel(HTTPChannel):
+        began = None  # when the first byte of the request now arriving came
+        key = None  # the client, as counted (none: a trusted proxy)
+
+        def received(self, data):
+            if data and self.request is None:
+                self.began = time.time()
+            return HTTPChannel.received(self, data)
+
+    accept, maintenance = server.handle_accept, server.maintenance
+
+    def handle_accept():
+        before = set(server.active_channels)
+        accept()
+        for fd in set(server.active_channels) - before:
+            channel = server.active_channels[fd]
+            peer = channel.addr[0] if isinstance(channel.addr, tuple) else ""
+            if _trusted(peer, proxies):
+                continue
+            channel.key = address_key(peer)
+            uid = socket_owner(channel.addr, channel.socket.getsockname()) if channel.key == "loopback" \
+                and limits["loopback_users"] else None
+            channel.key += "" if uid is None else " uid %d" % uid
+            if sum(1 for c in list(server.active_channels.values())
+                   if getattr(c, "key", None) == channel.key) > limits["connections_per_address"]:
+                channel.will_close = True  # closed by the loop, before a byte of it is read
+
+    def bounded_maintenance(now):
+        maintenance(now)
+        cutoff = now - limits["request_read_timeout"]
+        for channel in list(server.active_channels.values()):
+            if channel.request is not None and (getattr(channel, "began", None) or now) < cutoff:
+                channel.will_close = True
+
+    server.channel_class = Channel
+    server.handle_accept, server.maintenance = handle_accept, bounded_maintenance
+
+
 # Web application ############################################################
 
 
@@ -7762,42 +8006,6 @@ PLAIN_ERRORS = {404: ("not_found", "There is no such page."),
                 500: ("internal", "Something went wrong on the server; it has been logged.")}
 
 
-def close_connection_later(environ, seconds, why):
-    """Close this request's client connection `seconds` from now, whatever
-    the thread serving it is doing then (waiting in waitress for a client
-    that does not read what it was sent: waitress waits without a bound once
-    16 MiB are buffered): a timer shuts the socket down, waitress's loop
-    sees it closed and wakes the thread (ClientDisconnected). Returns
-    cancel(), for when the request is done. Waitress's environ names the
-    connection only through its client_disconnected check, a method of it;
-    under another server nothing is closed."""
-    channel = getattr(environ.get("waitress.client_disconnected"), "__self__", None)
-    sock = getattr(channel, "socket", None)
-    if sock is None:
-        return lambda: None
-    lock, done = threading.Lock(), []
-
-    def close():
-        with lock:
-            if done:
-                return
-            done.append(True)
-        log.warning("%s: closed after %d seconds", why, seconds)
-        with contextlib.suppress(OSError):
-            sock.shutdown(socket.SHUT_RDWR)
-        with contextlib.suppress(Exception):
-            channel.server.pull_trigger()  # the loop looks at the connection now
-
-    def cancel():
-        with lock:
-            done.append(True)
-        timer.cancel()
-    timer = threading.Timer(seconds, close)
-    timer.daemon = True
-    timer.start()
-    return cancel
-
-
 def form_limit(config):
     """The largest page form accepted, in bytes: percent-encoding takes at
     most three bytes for each byte of the JSON that the API takes in
@@ -7842,7 +8050,9 @@ class App:
     # requests
 
     def client_addr(self):
-        return client_address(bottle.request.environ, self.auth.proxies)
+        """client_address, or for a tunnelled user the channel's key ("loopback uid N": bound_clients)."""
+        key = getattr(waitress_channel(bottle.request.environ), "key", None) or ""
+        return key if " uid " in key else client_address(bottle.request.environ, self.auth.proxies)
 
     def user_for(self, api):
         """(user, session) for this request. Pages take the session cookie;
@@ -8083,7 +8293,7 @@ class App:
                 last_refresh = time.time()
                 self.pool.refresh_active()
 
-    def probe(self):
+    def scheduler_health(self):
         """The scheduler check for /api/health, run in a worker (root never
         runs a scheduler command), cached 30 s. When it is due, one thread
         checks while the others answer at once with the last result. A
@@ -8316,13 +8526,13 @@ def make_app(config, pool=None, daemon_user=None):
 
 
 @route("/static/<path:path>", login=False)
-def static(app, user, path):
+def page_static(app, user, path):
     return bottle.static_file(check_relpath(path), root=os.path.join(HERE, "share", "static"))
 
 
 @route("/api/health", api=True, login=False)
-def health(app, user):
-    probe = app.probe()
+def api_health(app, user):
+    probe = app.scheduler_health()
     return app.json({"status": "ok", "version": __version__, "scheduler": probe["type"],
                      "scheduler_answers": probe["answers"], "scheduler_message": probe.get("message"),
                      "multi_user": app.config["server"]["multi_user"],
@@ -8333,7 +8543,7 @@ def health(app, user):
 
 
 @route("/login", login=False)
-def login_get(app, user):
+def page_login(app, user):
     token = bottle.request.query.get("token")
     if token is not None:
         if not app.config["server"]["multi_user"] and app.auth.use_login_token(token):
@@ -8345,7 +8555,7 @@ def login_get(app, user):
 
 
 @route("/login", "POST", login=False)
-def login_post(app, user):
+def page_login_post(app, user):
     """Log in. A form kept through the login (App.keep_form) is shown to
     be sent again (resume_page), never sent from here; it stays in the
     login page while the login fails."""
@@ -8368,7 +8578,7 @@ def login_post(app, user):
 
 
 @route("/logout", "POST")
-def logout(app, user):
+def page_logout(app, user):
     app.logout()
     return see_other("/login")
 
@@ -8394,7 +8604,7 @@ def api_session(app, user):
 
 
 @route("/")
-def home(app, user):
+def page_home(app, user):
     return app.render("home", title="Job manager")
 
 
@@ -8412,7 +8622,7 @@ def api_template(app, user, id):
 
 
 @route("/templates")
-def templates(app, user):
+def page_templates(app, user):
     return app.render("templates", title="Script templates", crumbs=[("Templates", None)],
                       **app.call(user, "templates.list"))
 
@@ -8424,13 +8634,13 @@ def create_form(app, template, answers=None, name="", notes=None, errors=None, s
 
 
 @route("/templates/<id>/create")
-def create_get(app, user, id):
+def page_create(app, user, id):
     t = app.call(user, "templates.get", id=id)
     return create_form(app, t, name=t["name"], notes=t["notes"])
 
 
 @route("/templates/<id>/create", "POST")
-def create_post(app, user, id):
+def page_create_post(app, user, id):
     form = app.form()
     t = app.call(user, "templates.get", id=id)
     answers = _answers_from_form(form, t["questions"])
@@ -8516,7 +8726,7 @@ def api_preview(app, user, id):
 
 
 @route("/scripts")
-def scripts(app, user):
+def page_scripts(app, user):
     listing, typed, error = list_page(app, user, "scripts.list", SCRIPTS_QUERY)
     return app.render("scripts", status=400 if error else 200, title="Scripts", crumbs=[("Scripts", None)],
                       typed=typed, error=error,
@@ -8538,13 +8748,13 @@ def script_page(app, user, id, edit=None, draft=None, conflict=None, status=200,
 
 
 @route("/scripts/<id>")
-def script(app, user, id):
+def page_script(app, user, id):
     edit = bottle.request.query.get("edit")
     return script_page(app, user, id, edit if edit in SCRIPT_FORMS else None)
 
 
 @route("/scripts/<id>/edit", "POST")
-def script_edit(app, user, id):
+def page_script_edit(app, user, id):
     form = app.form()
     field = form.get("field")
     if field not in SCRIPT_FIELDS:
@@ -8573,12 +8783,12 @@ def _script_form(app, user, id, edit, op, args):
 
 
 @route("/scripts/<id>/copy", "POST")
-def script_copy(app, user, id):
+def page_script_copy(app, user, id):
     return _script_form(app, user, id, "copy", "scripts.copy", lambda v: {"name": v["name"]})
 
 
 @route("/scripts/<id>/save-as-template", "POST")
-def script_save_as_template(app, user, id):
+def page_script_save_as_template(app, user, id):
     return _script_form(app, user, id, "template", "scripts.save_template",
                         lambda v: {"name": v["name"], "template_id": v["id"]})
 
@@ -8593,14 +8803,14 @@ def confirm_page(app, action, name, url, crumbs):
 
 
 @route("/scripts/<id>/delete")
-def script_delete_confirm(app, user, id):
+def page_script_delete_confirm(app, user, id):
     script = app.call(user, "scripts.get", id=id)
     return confirm_page(app, "delete", script["name"], "/scripts/%s/delete" % id,
                         [("Scripts", "/scripts"), (script["name"], "/scripts/%s" % id)])
 
 
 @route("/scripts/<id>/delete", "POST")
-def script_delete(app, user, id):
+def page_script_delete(app, user, id):
     app.call(user, "scripts.delete", id=id)
     return see_other("/scripts")
 
@@ -8641,14 +8851,14 @@ def import_page(app, user, path="", chosen=None, values=None, errors=None, statu
 
 
 @route("/import")
-def import_get(app, user):
+def page_import(app, user):
     chosen = _text_query("file") or None  # a name of any UTF-8 text (e.g. café/run.sh), as the page links it
     path = _text_query("path") or (chosen.rpartition("/")[0] if chosen else "")
     return import_page(app, user, path, chosen)
 
 
 @route("/import", "POST")
-def import_post(app, user):
+def page_import_post(app, user):
     """Import the file chosen (source=file) or the text pasted
     (source=paste): on to the new script, or the page again with what was
     typed and the errors beside the fields."""
@@ -8691,12 +8901,12 @@ def submit_page(app, user, id, answers=None, errors=None, status=200, from_job=N
 
 
 @route("/scripts/<id>/submit")
-def submit_get(app, user, id):
+def page_submit(app, user, id):
     return submit_page(app, user, id, from_job=bottle.request.query.get("from_job"))
 
 
 @route("/scripts/<id>/submit", "POST")
-def submit_post(app, user, id):
+def page_submit_post(app, user, id):
     """The questions (update: re-shown), then the summary, then submit."""
     form = app.form()
     sub = app.call(user, "scripts.submission", id=id)
@@ -8909,7 +9119,7 @@ def api_output(app, user, id, which):
 
 
 @route("/jobs")
-def jobs(app, user):
+def page_jobs(app, user):
     listing, typed, error = list_page(app, user, "jobs.list", JOBS_QUERY, paged=True)
     return app.render("jobs", status=400 if error else 200, title="Jobs", states=STATES, crumbs=[("Jobs", None)],
                       page_no=listing["page"], typed=typed, error=error, per_pages=PER_PAGE,
@@ -8917,7 +9127,7 @@ def jobs(app, user):
 
 
 @route("/jobs/bulk")
-def jobs_bulk_confirm(app, user):
+def page_jobs_bulk_confirm(app, user):
     """The page that asks before a bulk cancel or remove (the jobs page's
     selection, sent with GET so it works without JavaScript): which of the
     jobs it will act on, and which it cannot, and why."""
@@ -8929,7 +9139,7 @@ def jobs_bulk_confirm(app, user):
 
 
 @route("/jobs/bulk", "POST")
-def jobs_bulk(app, user):
+def page_jobs_bulk(app, user):
     form = app.form()
     ids, action = form.getall("id"), form.get("action")
     ids = bulk_ids(ids, action)
@@ -8943,7 +9153,7 @@ def job_crumbs(job):
 
 
 @route("/jobs/<id>")
-def job(app, user, id):
+def page_job(app, user, id):
     return job_page(app, user, id)
 
 
@@ -8972,20 +9182,20 @@ def job_page(app, user, id, status=200, archive_error=None, chosen=(), problem=N
 
 
 @route("/jobs/<id>/<action:re:cancel|remove>")
-def job_confirm(app, user, id, action):
+def page_job_confirm(app, user, id, action):
     job = app.call(user, "jobs.get", id=id)
     return confirm_page(app, action, job.get("scheduler_id") or id, "/jobs/%s/%s" % (id, action),
                         job_crumbs(job))
 
 
 @route("/jobs/<id>/cancel", "POST")
-def cancel(app, user, id):
+def page_cancel(app, user, id):
     app.call(user, "jobs.cancel", id=id)
     return see_other("/jobs/%s" % id)
 
 
 @route("/jobs/<id>/<action:re:hold|release>", "POST")
-def hold(app, user, id, action):
+def page_hold(app, user, id, action):
     try:
         app.call(user, "jobs." + action, id=id)
     except (Conflict, SchedulerRefused) as e:
@@ -8994,7 +9204,7 @@ def hold(app, user, id, action):
 
 
 @route("/jobs/<id>/time-limit", "POST")
-def time_limit(app, user, id):
+def page_time_limit(app, user, id):
     typed = app.form().get("time_limit") or ""
     try:
         app.call(user, "jobs.time_limit", id=id, time_limit=typed)
@@ -9004,31 +9214,31 @@ def time_limit(app, user, id):
 
 
 @route("/jobs/<id>/tasks/<task>/cancel")
-def task_confirm(app, user, id, task):
+def page_task_confirm(app, user, id, task):
     job = app.call(user, "jobs.get", id=id)
     return confirm_page(app, "cancel_task", "%s_%s" % (job.get("scheduler_id"), check_id(task, "task")),
                         "/jobs/%s/tasks/%s/cancel" % (id, task), job_crumbs(job))
 
 
 @route("/jobs/<id>/tasks/<task>/cancel", "POST")
-def cancel_task(app, user, id, task):
+def page_cancel_task(app, user, id, task):
     app.call(user, "jobs.cancel_task", id=id, task=task)
     return see_other("/jobs/%s" % id)
 
 
 @route("/jobs/<id>/remove", "POST")
-def remove(app, user, id):
+def page_remove(app, user, id):
     app.call(user, "jobs.delete", id=id)
     return see_other("/jobs")
 
 
 @route("/jobs/<id>/archive")
-def archive(app, user, id):
+def page_archive(app, user, id):
     return send_archive(app, user, id, _query_texts("path"))
 
 
 @route("/jobs/<id>/archive", "POST")
-def archive_chosen(app, user, id):
+def page_archive_chosen(app, user, id):
     """The files ticked on the job's page as one .zip; none ticked, or a
     refusal (a name not there, over the size limit): the page again, saying
     why, with the same files ticked."""
@@ -9042,7 +9252,7 @@ def archive_chosen(app, user, id):
 
 
 @route("/jobs/<id>/files/<path:path>")
-def file_view(app, user, id, path):
+def page_file_view(app, user, id, path):
     job = app.call(user, "jobs.get", id=id)
     whole = bottle.request.query.get("all") == "1"
     try:
@@ -9058,7 +9268,7 @@ def file_view(app, user, id, path):
 
 
 @route("/jobs/<id>/download/<path:path>")
-def download(app, user, id, path):
+def page_download(app, user, id, path):
     return send_file(app, user, id, True, path=path)
 
 
@@ -9072,7 +9282,7 @@ def main(argv=None):
     parser.add_argument("--version", action="version", version="flightjobd " + __version__)
     parser.add_argument("--listen", metavar="HOST:PORT", help="address to serve on (server.listen)")
     parser.add_argument("--multi-user", action="store_true", help="serve every user of the machine (root only)")
-    parser.add_argument("--scheduler", choices=("auto", "slurm", "local"), help="scheduler.type")
+    parser.add_argument("--scheduler", choices=("auto",) + tuple(SCHEDULERS), help="scheduler.type")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--fork-server", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--local-job", metavar="DIR", help=argparse.SUPPRESS)
@@ -9125,50 +9335,6 @@ def check_bounds(config):
                           "(%d): a script and its notes, escaped as JSON" % (worker["max_message"], least))
 
 
-def bound_clients(server, limits, proxies):
-    """Two bounds waitress lacks, for clients that trickle: a request must
-    arrive whole within server.request_read_timeout of its first byte (a
-    header line every few seconds keeps a connection from ever being idle),
-    and one address (address_key; trusted proxies excepted) holds at most
-    server.connections_per_address connections, so neither a slow client
-    nor many of them from one place shut others out."""
-    from waitress.channel import HTTPChannel
-
-    class Channel(HTTPChannel):
-        began = None  # when the first byte of the request now arriving came
-
-        def received(self, data):
-            if data and self.request is None:
-                self.began = time.time()
-            return HTTPChannel.received(self, data)
-
-    accept, maintenance = server.handle_accept, server.maintenance
-
-    def handle_accept():
-        before = set(server.active_channels)
-        accept()
-        for fd in set(server.active_channels) - before:
-            channel = server.active_channels[fd]
-            peer = channel.addr[0] if isinstance(channel.addr, tuple) else ""
-            if _trusted(peer, proxies):
-                continue
-            key = address_key(peer)
-            same = sum(1 for c in list(server.active_channels.values()) if isinstance(c.addr, tuple)
-                       and address_key(c.addr[0]) == key and not _trusted(c.addr[0], proxies))
-            if same > limits["connections_per_address"]:
-                channel.will_close = True  # closed by the loop, before a byte of it is read
-
-    def bounded_maintenance(now):
-        maintenance(now)
-        cutoff = now - limits["request_read_timeout"]
-        for channel in list(server.active_channels.values()):
-            if channel.request is not None and (getattr(channel, "began", None) or now) < cutoff:
-                channel.will_close = True
-
-    server.channel_class = Channel
-    server.handle_accept, server.maintenance = handle_accept, bounded_maintenance
-
-
 def raise_file_limit(wanted):
     """Let this process open `wanted` descriptors (client connections, three
     pipes a worker) as far as the hard limit allows."""
@@ -9184,6 +9350,9 @@ def raise_file_limit(wanted):
 
 def serve(config):
     from waitress import create_server
+    with contextlib.suppress(Exception):  # large buffers (a download's pieces) mapped and unmapped, never kept
+        import ctypes  # by each thread's arena: glibc's M_MMAP_THRESHOLD fixed, not raised by each free
+        ctypes.CDLL(None).mallopt(-3, 256 << 10)
     raise_file_limit(config["server"]["connection_limit"] + 4096)
     if config["server"]["multi_user"] and any(
             ipaddress.ip_network(p, strict=False).overlaps(ipaddress.ip_network("127.0.0.0/8"))
@@ -9192,7 +9361,7 @@ def serve(config):
                     "the daemon there and name any client address in X-Forwarded-For, past the login "
                     "throttle. Listen on an address only the proxy reaches, or trust the proxy's own.")
     a = make_app(config)
-    probe = a.probe()
+    probe = a.scheduler_health()
     config["scheduler"]["type"] = probe["type"]  # 'auto' resolved once, by a worker
     log.info("scheduler: %s (%s)", probe["type"], "answers" if probe["answers"] else
              "does not answer: %s" % probe.get("message"))
