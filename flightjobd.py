@@ -2611,8 +2611,11 @@ class SlurmScheduler(Scheduler):
     def clusters(self):
         """Its own, then the others of its slurmdbd (sacctmgr show clusters)."""
         if self._clusters is None:
-            names = self._run(["sacctmgr", "--noheader", "--parsable2", "show", "clusters", "format=cluster"]) \
-                if self.accounting() else ""
+            try:
+                names = self._run(["sacctmgr", "--noheader", "--parsable2", "show", "clusters", "format=cluster"]) \
+                    if self.accounting() else ""
+            except SchedulerError:  # slurmdbd down: its own alone, until it answers
+                return [self.home()]
             self._clusters = list(dict.fromkeys([self.home()] + [n for n in names.split() if CLUSTER_RE.match(n)]))
         return self._clusters
 
