@@ -386,17 +386,23 @@ def test_job_that_ends_while_the_daemon_is_stopped(site, make_daemon, runtime, s
     assert (job["state"], job["exit_code"], job["reason_text"]) == ("FAILED", 5, "exit code 5")
 
 
-# without accounting (the cluster is restarted without slurmdbd)
+# without accounting (the cluster is restarted without slurmdbd): these
+# run after every other test of the session (the no_accounting marker), so
+# the cluster is reconfigured once
 
 
 @pytest.fixture(scope="module")
-def plain_site(site, slurm_cluster, runtime):
+def plain_site(slurm_cluster, runtime, pam_service):
     slurm_cluster.ensure(accounting=False, min_job_age=MIN_JOB_AGE)
-    s = Site(runtime, slurm_cluster, site.user)
+    users = UnixUsers()
+    s = Site(runtime, slurm_cluster, users.create())
     yield s
     s.close()
+    slurm_cluster.run("scancel", "--user", s.user.name)
+    users.remove_all()
 
 
+@pytest.mark.no_accounting
 def test_without_accounting_states_come_from_squeue(plain_site):
     job = plain_site.wait(plain_site.submit("echo hi; exit 3"))
     assert (job["state"], job["exit_code"]) == ("FAILED", 3)
@@ -404,6 +410,7 @@ def test_without_accounting_states_come_from_squeue(plain_site):
     assert calls.get("squeue", 0) >= 1 and "sacct" not in calls
 
 
+@pytest.mark.no_accounting
 def test_without_accounting_a_stopped_daemon_still_gets_the_true_state(plain_site, make_daemon, runtime, slurm_cluster):
     d, http, job = daemon_flow(make_daemon, runtime, slurm_cluster, plain_site.user)
     d.stop()
@@ -413,6 +420,7 @@ def test_without_accounting_a_stopped_daemon_still_gets_the_true_state(plain_sit
     assert (job["state"], job["exit_code"]) == ("FAILED", 5)
 
 
+@pytest.mark.no_accounting
 def test_background_refresh_catches_the_end_before_slurm_forgets(plain_site, make_daemon, runtime, slurm_cluster):
     d, http, job = daemon_flow(make_daemon, runtime, slurm_cluster, plain_site.user,
                                background_refresh=1, unknown_grace=0)
