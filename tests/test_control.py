@@ -342,11 +342,11 @@ def test_dependency_words():
         "will never run: it was to start once job 1234 would fail, and that job did not fail")
     meta = {"dependency": dep}
     for reason in ("Dependency", "DependencyNeverSatisfied"):
-        changes = flightjobd.JobsPart._status_changes(meta, {"state": "PENDING", "reason": reason,
+        changes = flightjobd.JobStatus._status_changes(meta, {"state": "PENDING", "reason": reason,
                                                              "reason_text": "x"})
         assert "job 1234" in changes["reason_text"]
     # a job without one keeps the scheduler's words
-    assert flightjobd.JobsPart._status_changes({}, {"state": "PENDING", "reason": "Dependency",
+    assert flightjobd.JobStatus._status_changes({}, {"state": "PENDING", "reason": "Dependency",
                                                     "reason_text": "waiting for the jobs it depends on"}
                                                )["reason_text"] == "waiting for the jobs it depends on"
 

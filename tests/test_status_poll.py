@@ -1,6 +1,6 @@
 """The shared status poll's two trust boundaries, without a cluster: what
 root accepts from the poll's process (checked_statuses), and what a worker
-records when handed statuses (JobsPart.refresh with statuses or notice).
+records when handed statuses (JobStatus.refresh with statuses or notice).
 The poll against real Slurm: tests/test_shared_poll.py."""
 import copy
 import time
