@@ -391,6 +391,20 @@ class UnixUsers:
         pw = pwd.getpwnam(name)
         return User(name, password, pw.pw_uid, pw.pw_gid, pw.pw_dir)
 
+    def create_many(self, n, prefix="fjt"):
+        """n new users as create makes them, their passwords set by one
+        chpasswd for all."""
+        made = []
+        for _ in range(n):
+            name = "%s%s" % (prefix, secrets.token_hex(3))
+            done = subprocess.run(["useradd", "--create-home", "--shell", "/bin/bash", name], capture_output=True)
+            assert done.returncode == 0, "useradd %s: exit %d %s" % (name, done.returncode, done.stderr)
+            self.created.append(name)
+            made.append((name, "pw-" + secrets.token_urlsafe(9)))
+        subprocess.run(["chpasswd"], input="".join("%s:%s\n" % m for m in made), text=True, check=True)
+        return [User(name, password, pw.pw_uid, pw.pw_gid, pw.pw_dir)
+                for (name, password), pw in zip(made, (pwd.getpwnam(name) for name, _ in made))]
+
     def remove_all(self):
         for name in self.created:
             remove_user(name)
@@ -447,6 +461,49 @@ def multi_app(runtime, pam_service, tmp_path):
     yield make
     for a in apps:
         a.pool.stop_all()
+
+
+BYSTANDER = r"""
+import http.client, json, select, sys, time
+port, requests, interval = int(sys.argv[1]), json.loads(sys.argv[2]), float(sys.argv[3])
+seen = []
+while True:
+    for method, path, headers, *body in requests:
+        start = time.monotonic()
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+            conn.request(method, path, body=body[0].encode() if body else None, headers=headers)
+            status = conn.getresponse().status
+            conn.close()
+        except OSError as e:
+            status = repr(e)
+        seen.append((path, status, round(time.monotonic() - start, 3)))
+    if len(seen) == len(requests):
+        print("ready", flush=True)
+    if select.select([sys.stdin], [], [], interval)[0]:
+        break
+print(json.dumps(seen), flush=True)
+"""
+
+
+@contextlib.contextmanager
+def bystander(port, requests, interval=0.1):
+    """requests ([(method, path, headers[, body])]) made to the daemon on port
+    again and again, every interval seconds, all through the block, by a
+    process of their own, so that nothing of the test's (its threads, the
+    GIL) delays them: [(path, status, seconds)], filled when the block
+    ends. The block starts once the first round has been answered."""
+    seen = []
+    proc = subprocess.Popen([sys.executable, "-c", BYSTANDER, str(port), json.dumps(requests), str(interval)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline() == "ready\n", "the bystander process did not start"
+        yield seen
+    finally:
+        proc.stdin.close()  # its cue to stop
+        out = proc.stdout.read()
+        proc.wait(60)
+    seen.extend(tuple(x) for x in json.loads(out))
 
 
 def free_port():

