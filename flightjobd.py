@@ -120,6 +120,7 @@ import ipaddress
 import itertools
 import json
 import logging
+import operator
 import os
 import pwd
 import queue
@@ -1634,6 +1635,8 @@ FAILURE_CAUSES = {
     "REVOKED": ("Revoked", "revoked (moved to another cluster)"),
 }
 
+HELD_REASONS = ("JobHeldUser",)  # a pending job's reasons that say it is held (the public view's "held")
+NEVER_REASONS = ("DependencyNeverSatisfied",)  # ... that it will never run ("never_runs")
 # Slurm reason codes in plain words (pending reasons and a few end reasons).
 REASON_TEXT = {
     "None": None,
@@ -2405,6 +2408,11 @@ class Scheduler:
 
     name = None  # its SCHEDULERS key, shown on pages and kept in job records
     last_info = (0.0, None)  # (time.monotonic(), answer) of the last info()
+    # What it can do, declared (never found by comparing names):
+    SHARED_POLL = False  # one read-only account can follow every user's jobs (poll, hidden_jobs)
+    QUEUES = True  # a job may wait for others' (submit pages say what is free, not what is idle)
+    MEMORY_WHAT = None  # what its memory figure of a job is, when not its accounting's largest step
+    ACCOUNTING_LAG = 0  # seconds after a job's end that its detail may still come (detail_pending)
 
     def __init__(self, timeout=20.0):
         self.timeout = timeout  # seconds one scheduler command may take
@@ -2491,8 +2499,6 @@ class Scheduler:
         scheduler's words otherwise."""
         raise NotImplementedError
 
-    ACCOUNTING_LAG = 0  # seconds after a job's end that its detail may still come (detail_pending)
-
     def describe(self, job_ids):
         """{job id: {"name", "workdir", "stdout", "stderr", "command"}} of
         this user's jobs submitted outside flightjobd (shown on its pages),
@@ -2505,6 +2511,18 @@ class Scheduler:
         job of a submit whose outcome is not known. One that cannot look
         finds none."""
         return {}
+
+    def poll(self, followed):
+        """SHARED_POLL only: one round of every followed user's statuses
+        (followed {uid: [job ids]}) -> (statuses {id: status}, owners {id:
+        uid}, outside {uid: {job id: status}} of each user's unfinished jobs
+        not followed, undecided {id: why}); SchedulerError when it fails."""
+        raise NotImplementedError
+
+    def hidden_jobs(self):
+        """SHARED_POLL only: None when this account sees every user's jobs,
+        else why not (asked afresh)."""
+        raise NotImplementedError
 
     # for adapters
 
@@ -2524,6 +2542,7 @@ class SlurmScheduler(Scheduler):
     """flightjobd's interface to Slurm through its command-line tools."""
 
     name = "slurm"
+    SHARED_POLL = True
 
     def __init__(self, timeout=20.0, run=run, env=None):
         super().__init__(timeout)
@@ -2917,6 +2936,8 @@ class LocalScheduler(Scheduler):
     still has its exact state)."""
 
     name = "local"
+    QUEUES = False
+    MEMORY_WHAT = "the peak of its largest single process (all the local scheduler measures)"
     IGNORED_OPTIONS = {"partition": "the local scheduler has one partition, 'local'",
                "account": "accounts do not apply to the local scheduler",
                "mem": "memory is not limited by the local scheduler",
@@ -3142,6 +3163,12 @@ class LocalScheduler(Scheduler):
 SCHEDULERS = {"slurm": SlurmScheduler, "local": LocalScheduler}
 
 
+def scheduler_class(config):
+    """The adapter scheduler.type names (Scheduler, which can do nothing, for
+    "auto" before serve() resolves it)."""
+    return SCHEDULERS.get(config["scheduler"]["type"], Scheduler)
+
+
 def detect_scheduler(config):
     """The name of the first scheduler in SCHEDULERS usable here."""
     return next(name for name, cls in SCHEDULERS.items() if cls.detect(config))
@@ -3192,22 +3219,14 @@ def _or_none(check):
 
 # What the fields of a metadata file must be for the pages and routes that
 # show them (a file edited by hand may hold anything): field -> check of its
-# value (None when missing). Any other makes the item broken, with the reason.
+# value (None when missing). Any other makes the item broken, with the reason
+# (a job's: JOB_META, from JOB_FIELDS).
 SCRIPT_META = {"name": _text, "template_id": _text, "template_name": _or_none(_text),
                "answers": lambda v: isinstance(v, dict), "created_at": _time, "updated_at": _time,
-               "version": _whole, "origin": _or_none(lambda v: isinstance(v, dict) and _or_none(_text)(v.get("path"))
+               "version": lambda v: _whole(v) and v > 0, "origin": _or_none(lambda v: isinstance(v, dict) and _or_none(_text)(v.get("path"))
                                                      and _or_none(_text)(v.get("file"))
                                                      and isinstance(v.get("in_place"), bool)
                                                      and (v["path"] is not None or not v["in_place"]))}
-JOB_META = dict({key: _or_none(_text) for key in (
-    "script_name", "scheduler", "scheduler_id", "job_name", "results_dir", "stdout_path", "stderr_path",
-    "raw_state", "reason", "reason_text", "script_file", "run_in")}, **{key: _or_none(_time) for key in (
-        "updated_at", "started_at", "estimated_start_at", "ended_at", "missing_since", "cancel_requested_at")},
-    script_id=_text, state=_state, submitted_at=_time, answers=_or_none(lambda v: isinstance(v, dict)),
-    options=_or_none(_texts), command=_or_none(_texts), ignored_options=_or_none(_texts),
-    exit_code=_or_none(_whole), tasks=_or_none(_tasks), cancelled_tasks=_or_none(_texts), origin=_or_none(lambda v: v == "outside"),
-    detail_pending=_or_none(lambda v: isinstance(v, bool)),
-    dependency=_or_none(lambda v: isinstance(v, dict) and all(_text(v.get(k)) for k in ("type", "job_id", "scheduler_id"))))
 
 
 def _meta_or_broken(path, fields, formats=(FORMAT,)):
@@ -3246,18 +3265,6 @@ def _folded(value):
     return value.casefold()
 
 
-def _padded(scheduler_id):
-    """A scheduler id that sorts as numbers do (12_3 before 100)."""
-    return "_".join(part.zfill(12) for part in scheduler_id.split("_"))
-
-
-# The columns a list sorts by (a JobRow's texts are casefolded already):
-# sort name -> (its value of a row, None for
-# none: those come last; the order when none is asked: True descending).
-JOB_SORTS = {"submitted": (lambda r: r.submitted_at, True), "started": (lambda r: r.started_at, True),
-             "ended": (lambda r: r.ended_at, True), "job": (lambda r: _padded(r.scheduler_id) if r.scheduler_id else None, True),
-             "name": (lambda r: r.name, False), "script": (lambda r: r.script, False),
-             "state": (lambda r: r.state, False)}
 SCRIPT_SORTS = {"updated": (lambda s: s.get("updated_at"), True), "created": (lambda s: s.get("created_at"), True),
                 "name": (lambda s: _folded(s.get("name") or ""), False),
                 "template": (lambda s: _folded(s.get("template_name") or s.get("template_id") or ""), False)}
@@ -3465,7 +3472,8 @@ class StorePart:
         return self.config["server"]["multi_user"] and self.config["scheduler"]["shared_poll"]
 
     def _scheduler_state(self):
-        return {"type": self.scheduler.name, "ok": self.notice is None, "message": self.notice}
+        return {"type": self.scheduler.name, "ok": self.notice is None, "message": self.notice,
+                "queues": self.scheduler.QUEUES}
 
 
 # Store: templates catalogue #################################################
@@ -3614,7 +3622,7 @@ class TemplatesPart(StorePart):
         every 30 s. The user's groups are this process's (the worker runs
         with them); their accounts and QOS are from associations(), asked
         only when some partition has a rule on them."""
-        shared = self.shared_poll() and self.scheduler.name == "slurm"
+        shared = self.shared_poll() and self.scheduler.SHARED_POLL
         if shared:
             summary = cluster
         else:
@@ -4212,33 +4220,81 @@ class HomePart(StorePart):
 # Store: job records #########################################################
 
 
+# Every field of a job record, declared once: adding a field is one row
+# (plus the template that shows it). Each row is
+#   name     the record's key
+#   check    what its value must be (None when missing): JOB_META checks a
+#            record with it (one edited by hand may hold anything), the
+#            shared poll each status (STATUS_FIELDS)
+#   default  its value in a new record (new_job_record); ABSENT: not written
+#   source   "submit": the submission (new_job_record takes the plan's
+#            value of that name); "answer": the scheduler's answer to the
+#            submit; "status": the scheduler's status; "ours": flightjobd's
+#   public   in the public view (_public_job): True as it is, "text" a
+#            path of any bytes shown as text (name_text)
+#   sort     what the jobs list sorts and searches it by, or None: (column
+#            of JOB_SORTS and of the index row, kind, descending when no
+#            order is asked, the field used when it is empty). Kinds: "state",
+#            "text" and "id" (casefolded; an id sorts as numbers), "time"
+#            (whole seconds since the epoch). The sorted fields' order is
+#            the index row's: one read of another length is not used.
+JobField = collections.namedtuple("JobField", "name check default source public sort")
+ABSENT = object()
+_opt_text, _opt_time = _or_none(_text), _or_none(_time)
+_opt_figure = _or_none(lambda v: _figure(v) is not None)  # the efficiency's figures
+JOB_FIELDS = [JobField(*row) for row in [
+    ("state", _state, "PENDING", "status", True, ("state", "state", False, None)),
+    ("job_name", _opt_text, None, "answer", True, ("name", "text", False, "script_name")),
+    ("script_name", _opt_text, None, "submit", True, ("script", "text", False, None)),
+    ("scheduler_id", _opt_text, None, "answer", True, ("job", "id", True, None)),
+    ("submitted_at", _time, None, "ours", True, ("submitted", "time", True, None)),
+    ("started_at", _opt_time, None, "status", True, ("started", "time", True, None)),
+    ("ended_at", _opt_time, None, "status", True, ("ended", "time", True, None)),
+    ("updated_at", _opt_time, None, "ours", True, None),
+    ("script_id", _text, None, "submit", True, None),
+    ("answers", _or_none(lambda v: isinstance(v, dict)), None, "submit", True, None),
+    ("options", _or_none(_texts), None, "submit", True, None),
+    ("command", _or_none(_texts), None, "submit", True, None),
+    ("ignored_options", _or_none(_texts), None, "submit", True, None),
+    ("scheduler", _opt_text, None, "submit", True, None),
+    ("script_file", _opt_text, None, "submit", True, None),  # an imported script run where it is: its file
+    ("run_in", _opt_text, None, "submit", True, None),  # ... and the directory it ran in
+    # {"type", "job_id", "scheduler_id"}: it starts after that job of the user's (JobSubmit._dependency)
+    ("dependency", _or_none(lambda v: isinstance(v, dict) and all(_text(v.get(k)) for k in (
+        "type", "job_id", "scheduler_id"))), None, "submit", True, None),
+    ("results_dir", _opt_text, None, "answer", "text", None),
+    ("stdout_path", _opt_text, None, "answer", "text", None),
+    ("stderr_path", _opt_text, None, "answer", "text", None),
+    ("raw_state", _opt_text, "SUBMITTING", "status", True, None),
+    ("reason", _opt_text, "Submitting", "status", True, None),
+    ("reason_text", _opt_text, "being submitted", "status", True, None),
+    ("exit_code", _or_none(_whole), None, "status", True, None),
+    ("estimated_start_at", _opt_time, None, "status", True, None),
+    ("tasks", _or_none(_tasks), [], "status", True, None),
+    ("detail_pending", _or_none(lambda v: isinstance(v, bool)), ABSENT, "status", True, None),
+    ("missing_since", _opt_time, None, "ours", True, None),  # since when the scheduler has not listed it
+    ("cancel_requested_at", _opt_time, None, "ours", True, None),  # when the user cancelled it here
+    ("cancelled_tasks", _or_none(_texts), ABSENT, "ours", True, None),
+    ("origin", _or_none(lambda v: v == "outside"), ABSENT, "ours", True, None),  # outside_job_record
+    ("time_limit", _opt_text, ABSENT, "status", True, None),
+    ("signal", _or_none(_whole), ABSENT, "status", True, None)] + [
+    (name, _opt_figure, ABSENT, "status", True, None) for name in (
+        "elapsed_s", "cpu_time_s", "max_rss_mb", "requested_mem_mb", "mem_used_mb", "mem_tasks", "alloc_cpus",
+        "cpu_alloc_s")]]
+JOB_META = {f.name: f.check for f in JOB_FIELDS}
+PUBLIC_TEXTS = [f.name for f in JOB_FIELDS if f.public == "text"]
+
+
 def new_job_record(job_id, plan, scheduler_name, command, now):
-    """A job being submitted, with every field a job record has. The
+    """A job being submitted, with every field of JOB_FIELDS that has a
+    default; the submission's from plan (see JobSubmit.preview). The
     scheduler's answer fills in its id and where output goes; refresh
-    keeps the state up to date with the scheduler's status, which may add
-    its own fields (Slurm: signal, elapsed_s, cpu_time_s, max_rss_mb,
-    mem_used_mb, mem_tasks, alloc_cpus, cpu_alloc_s, requested_mem_mb,
-    time_limit; see job_efficiency)."""
-    return {
-        "format": FORMAT, "id": job_id, "updated_at": now,
-        # what was submitted (plan: see JobSubmit.preview)
-        "script_id": plan["script"]["id"], "script_name": plan["script"]["name"],
-        "answers": plan["answers"], "options": plan["options"], "command": command,
-        "ignored_options": plan["ignored_options"], "scheduler": scheduler_name, "submitted_at": now,
-        # an imported script run where it is: its file, read at submit, and the directory it ran in
-        "script_file": plan.get("script_file"), "run_in": plan.get("run_in"),
-        # the scheduler's answer
-        "scheduler_id": None, "job_name": None, "results_dir": None, "stdout_path": None,
-        "stderr_path": None,
-        # the state, from the scheduler's status
-        "state": "PENDING", "raw_state": "SUBMITTING", "reason": "Submitting",
-        "reason_text": "being submitted", "exit_code": None, "started_at": None,
-        "estimated_start_at": None, "ended_at": None, "tasks": [],
-        "missing_since": None,  # since when the scheduler has not listed it
-        "cancel_requested_at": None,  # when the user cancelled it here
-        # {"type", "job_id", "scheduler_id"}: it starts after that job of the user's (JobSubmit._dependency)
-        "dependency": plan.get("dependency"),
-    }
+    keeps the state up to date with the scheduler's status."""
+    record = {f.name: plan.get(f.name, f.default) if f.source == "submit" else f.default
+              for f in JOB_FIELDS if f.default is not ABSENT}
+    return dict(record, format=FORMAT, id=job_id, updated_at=now, submitted_at=now, tasks=[],
+                script_id=plan["script"]["id"], script_name=plan["script"]["name"], command=command,
+                scheduler=scheduler_name)
 
 
 def mem_words(mb):
@@ -4297,8 +4353,8 @@ def job_efficiency(meta):
         if tasks and tasks > 1:
             out["mem_what"] = ("the peaks of the %d tasks of %s added up (sacct's AveRSS x NTasks); "
                                "the largest single task peaked at %s" % (tasks, where, mem_words(peak or 0)))
-        elif meta.get("scheduler") == "local":
-            out["mem_what"] = "the peak of its largest single process (all the local scheduler measures)"
+        elif getattr(SCHEDULERS.get(meta.get("scheduler")), "MEMORY_WHAT", None):
+            out["mem_what"] = SCHEDULERS[meta["scheduler"]].MEMORY_WHAT
         else:
             out["mem_what"] = "the peak of %s, one task (sacct's MaxRSS)" % where
     if out["cpu_percent"] is None and used is None and out["time_percent"] is None:
@@ -4344,86 +4400,117 @@ def _mem_suggestion(mb):
 INDEX_FILE = "job-index.json"
 INDEX_FORMAT = 1
 INDEX_LIMIT = 32 << 20  # the largest index file read (a job is ~160 bytes of it: ~200,000 jobs)
-# name, script, scheduler_id: casefolded, as searched and sorted (pages show
-# the records'); times: whole seconds since the epoch, None for none. A
-# finished job's is kept packed (PackedRow).
-JobRow = collections.namedtuple("JobRow", "state name script scheduler_id submitted_at started_at ended_at "
-                                          "mtime_ns size")
+# A job's row: its JOB_FIELDS with a sort column, grouped by kind (state,
+# texts, times; the texts casefolded, as searched and sorted: pages show the
+# records'; a time of None for none), and its meta.json's mtime_ns and size.
+# A finished job's is kept packed (PackedRow).
+ROW_KINDS = ("state", "text", "time")
+ROW_FIELDS = sorted((f for f in JOB_FIELDS if f.sort), key=lambda f: ROW_KINDS.index(f.sort[1].replace("id", "text")))
+JobRow = collections.namedtuple("JobRow", [f.sort[0] for f in ROW_FIELDS] + ["mtime_ns", "size"])
+ROW_TEXTS = [f.sort[0] for f in ROW_FIELDS if f.sort[1] in ("text", "id")]
 STATE_FOLDED = {state: state.casefold() for state in STATES}
 
 
+def _sorted_by(column, kind):
+    if kind == "id":
+        return lambda r: _padded(getattr(r, column)) or None
+    return operator.attrgetter(column)
+
+
+def _padded(scheduler_id):
+    """A scheduler id that sorts as numbers do (12_3 before 100)."""
+    return "_".join(part.zfill(12) for part in scheduler_id.split("_")) if scheduler_id else ""
+
+
+# The columns a list sorts by: sort name -> (its value of a row, None for
+# none: those come last; the order when none is asked: True descending).
+JOB_SORTS = {f.sort[0]: (_sorted_by(f.sort[0], f.sort[1]), f.sort[2]) for f in JOB_FIELDS if f.sort}
+
+
+def _read_through_layout(cls):
+    """PackedRow's property for each JobRow field, read where LAYOUT puts it."""
+    offset = 0
+    for name, fmt in cls.FIXED:
+        read = struct.Struct("<" + fmt).unpack_from
+        none = cls.NO_TIME if name not in ("state", "mtime_ns", "size") else None
+        setattr(cls, name, property((lambda self, at=offset: STATES[self[at]]) if name == "state" else
+                                    lambda self, at=offset, read=read, none=none: _none_if(read(self, at)[0], none)))
+        offset += struct.calcsize("<" + fmt)
+    for which, name in enumerate(ROW_TEXTS):
+        setattr(cls, name, property(lambda self, which=which: self._text_at(which)))
+    return cls
+
+
+def _none_if(value, none):
+    return None if value == none else value
+
+
+@_read_through_layout
 class PackedRow(bytes):
     """A finished job's JobRow as one bytes object (~100 bytes, against
     ~400 for the JobRow with its strings and integers, which 10,000 jobs
     would leave scattered through the worker's memory): what JobRecords._jobs
     keeps of each finished job. Read as a JobRow is (row.state, row.name,
-    ...); unpacked() gives the JobRow. A time of None is NO_TIME; the name,
-    the script and the scheduler id follow the fixed part as UTF-8 (the
-    name left out when it is the script's, as for most jobs)."""
+    ...); unpacked() gives the JobRow. Its LAYOUT is made from JobRow's
+    fields (FIXED: the state, the times, mtime_ns and size; a time of None
+    is NO_TIME), then the length of each text but the last; the texts follow
+    as UTF-8, one equal to the next left out (SAME: the name is most jobs'
+    script's). Each field is read where LAYOUT puts it."""
     __slots__ = ()
-    LAYOUT = struct.Struct("<B5qII")  # state, 3 times, mtime_ns, size, name and script lengths
+    FIXED = [(name, "B" if name == "state" else "q") for name in JobRow._fields if name not in ROW_TEXTS]
+    LAYOUT = struct.Struct("<" + "".join(fmt for _, fmt in FIXED) + "I" * (len(ROW_TEXTS) - 1))
+    LENGTHS = struct.Struct("<" + "I" * (len(ROW_TEXTS) - 1))
+    LENGTHS_AT = LAYOUT.size - LENGTHS.size
     NO_TIME = -1 << 63
-    SAME = 0xFFFFFFFF  # the name's length when it is the script
+    SAME = 0xFFFFFFFF  # the length of a text that is the next one (in _span too)
 
     @classmethod
     def pack(cls, row):
-        name, script = row.name.encode("utf-8", "surrogatepass"), row.script.encode("utf-8", "surrogatepass")
-        same = name == script
-        times = [cls.NO_TIME if t is None else t for t in row[4:7]]
-        return cls(cls.LAYOUT.pack(STATES.index(row.state), *times, row.mtime_ns, row.size,
-                                   cls.SAME if same else len(name), len(script))
-                   + (b"" if same else name) + script + row.scheduler_id.encode("utf-8", "surrogatepass"))
+        texts = [getattr(row, name).encode("utf-8", "surrogatepass") for name in ROW_TEXTS]
+        lengths = [cls.SAME if a == b else len(a) for a, b in zip(texts, texts[1:])]
+        fixed = [STATES.index(row.state) if name == "state" else
+                 cls.NO_TIME if getattr(row, name) is None else getattr(row, name) for name, _ in cls.FIXED]
+        return cls(cls.LAYOUT.pack(*fixed, *lengths) + b"".join(
+            text for text, n in zip(texts, lengths + [0]) if n != cls.SAME))
 
     def unpacked(self):
         return JobRow(*(getattr(self, field) for field in JobRow._fields))
 
-    def _spans(self):
-        """Where the name, the script and the scheduler id are (start, end)."""
-        name_len, script_len = _PACKED_LENGTHS.unpack_from(self, _PACKED_LENGTHS_AT)
-        start = _PACKED_TEXTS_AT
-        if name_len == PackedRow.SAME:
-            end = start + script_len
-            return (start, end), (start, end), (end, len(self))
-        end = start + name_len
-        return (start, end), (end, end + script_len), (end + script_len, len(self))
+    def _span(self, which):
+        """Where text `which` (of ROW_TEXTS) is: (start, end)."""
+        lengths, start = self.LENGTHS.unpack_from(self, self.LENGTHS_AT), self.LAYOUT.size
+        for n in lengths[:which]:
+            if n != 0xFFFFFFFF:
+                start += n
+        for n in lengths[which:]:
+            if n != 0xFFFFFFFF:
+                return start, start + n
+        return start, len(self)
 
     def _text_at(self, which):
-        start, end = self._spans()[which]
+        start, end = self._span(which)
         return str(self[start:end], "utf-8", "surrogatepass")
 
     def has(self, text):
-        """Whether the name, the script or the scheduler id holds text (UTF-8
-        bytes, as packed): searched where it lies, nothing decoded."""
-        if self.find(text, _PACKED_TEXTS_AT) < 0:  # most rows of a search: one look
+        """Whether one of the texts holds text (UTF-8 bytes, as packed):
+        searched where it lies, nothing decoded."""
+        if self.find(text, self.LAYOUT.size) < 0:  # most rows of a search: one look
             return False
-        return any(self.find(text, start, end) >= 0 for start, end in self._spans())
-
-    def _time_at(self, offset):
-        value = struct.unpack_from("<q", self, offset)[0]
-        return None if value == self.NO_TIME else value
-
-    state = property(lambda self: STATES[self[0]])
-    submitted_at = property(lambda self: self._time_at(1))
-    started_at = property(lambda self: self._time_at(9))
-    ended_at = property(lambda self: self._time_at(17))
-    mtime_ns = property(lambda self: struct.unpack_from("<q", self, 25)[0])
-    size = property(lambda self: struct.unpack_from("<q", self, 33)[0])
-    name = property(lambda self: self._text_at(0))
-    script = property(lambda self: self._text_at(1))
-    scheduler_id = property(lambda self: self._text_at(2))
-
-
-_PACKED_LENGTHS = struct.Struct("<II")
-_PACKED_LENGTHS_AT = PackedRow.LAYOUT.size - _PACKED_LENGTHS.size
-_PACKED_TEXTS_AT = PackedRow.LAYOUT.size
+        start = self.LAYOUT.size
+        for n in self.LENGTHS.unpack_from(self, self.LENGTHS_AT) + (len(self),):  # a SAME one: as the next
+            if n != 0xFFFFFFFF:
+                if self.find(text, start, min(start + n, len(self))) >= 0:
+                    return True
+                start += n
+        return False
 
 
 def row_has(row, text, text_utf8):
     """Whether a job's row (JobRow or PackedRow) has text (text_utf8 as
-    UTF-8) in its name, script or scheduler id."""
+    UTF-8) in one of its texts (name, script, scheduler id)."""
     if isinstance(row, PackedRow):
         return row.has(text_utf8)
-    return text in row.name or text in row.script or text in row.scheduler_id
+    return any(text in getattr(row, name) for name in ROW_TEXTS)
 
 
 def _index_time(value):
@@ -4434,11 +4521,25 @@ def _index_time(value):
 def job_row(meta, st=None):
     """A job's JobRow from its record (st: its meta.json's stat). The job's
     name is the scheduler's (--job-name; older records: the script's)."""
-    script = (meta.get("script_name") or "").casefold()
-    name = meta["job_name"].casefold() if meta.get("job_name") else script
-    return JobRow(meta["state"], name, script, (meta.get("scheduler_id") or "").casefold(),
-                  _index_time(meta.get("submitted_at")), _index_time(meta.get("started_at")),
-                  _index_time(meta.get("ended_at")), st.st_mtime_ns if st else 0, st.st_size if st else 0)
+    values = []
+    for f in ROW_FIELDS:
+        value = meta.get(f.name) or (meta.get(f.sort[3]) if f.sort[3] else None)
+        values.append(value if f.sort[1] == "state" else _index_time(value) if f.sort[1] == "time"
+                      else (value or "").casefold())
+    return JobRow(*values, st.st_mtime_ns if st else 0, st.st_size if st else 0)
+
+
+def _row_value_ok(kind, v):
+    if kind == "state":
+        return v in FINISHED
+    if kind == "time":
+        return v is None or _whole(v) and PackedRow.NO_TIME < v < -PackedRow.NO_TIME
+    if kind == "stat":
+        return _whole(v) and PackedRow.NO_TIME <= v < -PackedRow.NO_TIME
+    return isinstance(v, str) and v == v.casefold()
+
+
+ROW_CHECKS = [f.sort[1] for f in ROW_FIELDS] + ["stat", "stat"]
 
 
 def index_row(value):
@@ -4446,12 +4547,9 @@ def index_row(value):
     what job_row makes of a finished job."""
     if not isinstance(value, list) or len(value) != len(JobRow._fields):
         raise ValueError("a row is not a list of %d fields" % len(JobRow._fields))
-    row = JobRow(*value)
-    if not (row.state in FINISHED and all(isinstance(v, str) and v == v.casefold() for v in row[1:4])
-            and all(v is None or _whole(v) and PackedRow.NO_TIME < v < -PackedRow.NO_TIME for v in row[4:7])
-            and all(_whole(v) and PackedRow.NO_TIME <= v < -PackedRow.NO_TIME for v in row[7:])):
+    if not all(_row_value_ok(kind, v) for kind, v in zip(ROW_CHECKS, value)):
         raise ValueError("a row is not what this version writes")
-    return row
+    return JobRow(*value)
 
 
 def index_rows(data):
@@ -4538,8 +4636,11 @@ class JobRecords(StorePart):
         out.pop("format", None)
         out.setdefault("ignored_options", out.pop("notes", []))  # older records called it notes
         out["finished"] = meta["state"] in FINISHED
+        pending = meta["state"] == "PENDING" and bool(meta.get("scheduler_id"))
+        out["held"] = pending and meta.get("reason") in HELD_REASONS  # release lets it start
+        out["never_runs"] = pending and meta.get("reason") in NEVER_REASONS  # it waits for what cannot come
         out["efficiency"] = job_efficiency(meta)
-        for key in ("results_dir", "stdout_path", "stderr_path"):  # any bytes: as text
+        for key in PUBLIC_TEXTS:  # any bytes: as text
             if isinstance(out.get(key), str):
                 out[key] = name_text(out[key])
         return out
@@ -5250,8 +5351,8 @@ class JobList(StorePart):
         def wanted(row):
             return ((not state or row.state == state)
                     and (not q or q in STATE_FOLDED[row.state] or row_has(row, q, q_utf8))
-                    and (first is None or row.submitted_at is not None and row.submitted_at >= first)
-                    and (last is None or row.submitted_at is not None and row.submitted_at <= last))
+                    and (first is None or row.submitted is not None and row.submitted >= first)
+                    and (last is None or row.submitted is not None and row.submitted <= last))
         rows = [item for item in items if wanted(item[1])]  # _scan's items: no new tuple each (see sorted_by)
         rows.sort(key=lambda item: item[0], reverse=True)  # ids are in submission order: newest first among equals
         rows = sorted_by(rows, JOB_SORTS, sort, descending, lambda item: item[1])
@@ -6490,7 +6591,7 @@ class WorkerPool:
     def call(self, user, op, args=None, **kw):
         """Worker.call for `user`, in one of its slots; what the reply says
         of unfinished jobs keeps `active` up to date."""
-        if op in CLUSTER_OPS and self.poll and self.poll.serving() and self.config["scheduler"]["type"] == "slurm":
+        if op in CLUSTER_OPS and self.poll and self.poll.serving() and scheduler_class(self.config).SHARED_POLL:
             # only a page showing the questions keeps the summary coming
             args = dict(args or {}, cluster=self.poll.cluster_summary(want=op == "scripts.submission"))
         with self._slot(user) as worker:
@@ -6541,15 +6642,9 @@ class WorkerPool:
 
 # Shared status poll #########################################################
 
-# What a status from the poll's process may hold: field -> check (JOB_META's
-# where it has one). Anything else, and the whole answer is refused.
-STATUS_FIELDS = dict({key: JOB_META[key] for key in (
-    "state", "raw_state", "reason", "reason_text", "exit_code", "started_at", "ended_at",
-    "estimated_start_at", "tasks")}, time_limit=_or_none(_text), **{key: _or_none(
-        lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)) for key in (
-        "signal", "elapsed_s", "cpu_time_s", "max_rss_mb", "requested_mem_mb", "mem_used_mb",
-        "mem_tasks", "alloc_cpus", "cpu_alloc_s")},
-    detail_pending=_or_none(lambda v: isinstance(v, bool)))
+# What a status from the poll's process may hold: field -> check (from
+# JOB_FIELDS). Anything else, and the whole answer is refused.
+STATUS_FIELDS = {f.name: f.check for f in JOB_FIELDS if f.source == "status"}
 STATUS_TEXT = 1000  # the longest text a status field may hold
 POLL_TICK = 0.5  # seconds between two looks at whether a poll is due
 POLL_WAIT = 10  # seconds a poll waits for workers to say which jobs to ask about
@@ -6688,7 +6783,7 @@ class StatusPoll:
     def _cluster_tick(self, now):
         """One partition summary, when a page wanted one and it is due."""
         if now - self.cluster_wanted >= WATCHING or now - self.cluster_made < self.config["scheduler"]["refresh_interval"] \
-                or self.config["scheduler"]["type"] != "slurm":
+                or not scheduler_class(self.config).SHARED_POLL:
             return
         self.cluster_made = now
         try:
@@ -6778,7 +6873,7 @@ class StatusPoll:
     def _poll(self, users):
         """One poll for users; the hands it started (futures)."""
         active = [u for u in users if u in self.pool.active]
-        if self.config["scheduler"]["type"] != "slurm" or (
+        if not scheduler_class(self.config).SHARED_POLL or (
                 self.hidden[0] and time.monotonic() - self.hidden[1] < 600):
             # the local scheduler's states are files in each home, read by its
             # worker (no controller to spare): the same schedule, a pass each
@@ -8940,7 +9035,7 @@ def main(argv=None):
     parser.add_argument("--version", action="version", version="flightjobd " + __version__)
     parser.add_argument("--listen", metavar="HOST:PORT", help="address to serve on (server.listen)")
     parser.add_argument("--multi-user", action="store_true", help="serve every user of the machine (root only)")
-    parser.add_argument("--scheduler", choices=("auto", "slurm", "local"), help="scheduler.type")
+    parser.add_argument("--scheduler", choices=("auto",) + tuple(SCHEDULERS), help="scheduler.type")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--fork-server", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--local-job", metavar="DIR", help=argparse.SUPPRESS)

@@ -35,6 +35,10 @@ pytestmark = pytest.mark.root
 TIMEOUT = 3  # worker.request_timeout of these daemons
 FREED = TIMEOUT + 1.5  # by when a thread waiting on a worker must be free
 QUICK = 1.0  # what "served quickly" means for the bystander
+# root's peak memory (VmHWM) may grow by "+0 to 3 MB" (README) in the huge
+# files and floods: measured +0.0 and +3.0 MiB (2026-12-07, two runs, load
+# ~2); asserted with 5 MiB of margin for allocator noise on a loaded machine
+ROOT_FLAT_KIB = 8 << 10
 
 
 class Client:
@@ -334,7 +338,7 @@ def test_huge_files_and_floods_leave_root_flat(daemon):
             figures["template code writing endlessly to " + where] = peak_kb(d.proc.pid)
             shutil.rmtree(os.path.join(alice.user.home, ".config"))
     print("root's peak RSS (VmHWM, KiB): %s; download %.0f MiB/s" % (figures, rate))
-    assert peak_kb(d.proc.pid) - figures["baseline"] < 40 << 10, figures
+    assert peak_kb(d.proc.pid) - figures["baseline"] < ROOT_FLAT_KIB, figures
     assert alice.json("GET", "/api/scripts/" + script["id"])["content"] == "\0" * 10
 
 
