@@ -185,6 +185,28 @@ def test_cpu_efficiency_of_a_busy_and_an_idle_job(site):
         assert rows[job["id"]].select_one('[data-field="cpu_percent"]').text == "%g %%" % round(eff["cpu_percent"])
 
 
+def test_a_template_job_runs_in_a_folder_of_its_own(site):
+    """A script as the serial template made it runs each job in
+    <working dir>/<script name>-<n>, made before sbatch: Slurm's WorkDir
+    and StdOut are there, and each job's listing is its own output only."""
+    work = os.path.join(site.user.home, "folders")
+    subprocess.run(["runuser", "-u", site.user.name, "--", "mkdir", work], check=True)
+    sid = site.api("POST", "/api/scripts", {"template": "serial", "name": "per job",
+                                            "answers": {"working_dir": work}}, status=201)["id"]
+    jobs = [site.wait(site.api("POST", "/api/jobs", {"script": sid, "answers": {}}, status=201)) for _ in (1, 2)]
+    for n, job in enumerate(jobs, 1):
+        sched = job["scheduler_id"]
+        folder = os.path.join(work, "per-job-%d" % n)
+        assert job["state"] == "COMPLETED" and job["results_dir"] == folder
+        shown = site.api("GET", "/api/jobs/%s/files" % job["id"])["files"]
+        assert [f["name"] for f in shown] == ["job-%s.out" % sched]
+        asked = subprocess.run(["sacct", "-n", "-X", "-P", "-j", sched, "-o", "WorkDir"], capture_output=True,
+                               text=True, env=dict(os.environ, SLURM_CONF=site.app.config["scheduler"]["environment"][
+                                   "SLURM_CONF"])).stdout.strip()
+        assert asked == folder
+    assert sorted(os.listdir(work)) == ["per-job-1", "per-job-2"]
+
+
 def test_nonzero_exit(site):
     job = site.wait(site.submit("exit 3"))
     assert (job["state"], job["exit_code"], job["reason_text"], job["raw_state"]) == ("FAILED", 3, "exit code 3", "FAILED")
