@@ -618,6 +618,15 @@ def first_entries(path, limit, missing):
         raise NotFound("Not a directory.")
 
 
+def job_umask(defs="/etc/login.defs"):
+    """The umask a login gives (what pam_umask and login read: UMASK in
+    login.defs; 022 without one): a job's and its folder's."""
+    with contextlib.suppress(OSError, ValueError):
+        found = re.findall(rb"(?m)^[ \t]*UMASK[ \t]+(0?[0-7]{1,3})[ \t]*$", read_file(defs, MAX_SMALL_FILE))
+        return int(found[-1], 8) if found else 0o022
+    return 0o022
+
+
 def new_id():
     """A URL-safe id that sorts by creation time."""
     now = time.time()
@@ -1765,27 +1774,12 @@ def _status(row, owner=None):
     elapsed = row["elapsed_s"] if started else None
     cpus = row.get("alloc_cpus") or None
 
-    return {
-        "state": state,
-        "raw_state": raw,
-        "reason": reason,
-        "reason_text": reason_text,
-        "exit_code": exit_code,
-        "signal": sig,
-        "started_at": started,
-        "estimated_start_at": estimated,
-        "ended_at": ended,
-        "elapsed_s": elapsed,
-        "cpu_time_s": row.get("cpu_time_s"),
-        "max_rss_mb": row.get("max_rss_mb"),
-        "mem_used_mb": row.get("mem_used_mb"),
-        "mem_tasks": row.get("mem_tasks"),
-        "alloc_cpus": cpus if started else None,
-        # what the job held: its CPUs for its run time (efficiency's divisor)
-        "cpu_alloc_s": elapsed * cpus if final and started and elapsed is not None and cpus else None,
-        "requested_mem_mb": row["requested_mem_mb"],
-        "time_limit": format_duration(row["time_limit_s"]),
-    }
+    return dict({k: row.get(k) for k in ("cpu_time_s", "max_rss_mb", "mem_used_mb", "mem_tasks", "requested_mem_mb")},
+                state=state, raw_state=raw, reason=reason, reason_text=reason_text, exit_code=exit_code, signal=sig,
+                started_at=started, estimated_start_at=estimated, ended_at=ended, elapsed_s=elapsed,
+                alloc_cpus=cpus if started else None, time_limit=format_duration(row["time_limit_s"]),
+                # what the job held: its CPUs for its run time (efficiency's divisor)
+                cpu_alloc_s=elapsed * cpus if final and started and elapsed is not None and cpus else None)
 
 
 def _task_num(task_id):
@@ -4861,6 +4855,7 @@ class JobRecords(StorePart):
 # Store: job submission ######################################################
 
 
+JOB_FOLDER_RE = re.compile(r"(?m)^#FLIGHTJOB[ \t]+job-folder[ \t]*$")  # see JobSubmit._job_folder
 AFTER_CHOICES = 30  # the most of a user's jobs offered to start a submission after
 
 
@@ -4891,6 +4886,35 @@ class JobSubmit(StorePart):
         found, _ = self.templates()
         t = found.get(meta.get("template_id"))
         return self._live_questions(t["submission_questions"] if t else GENERIC_SUBMISSION, view), view
+
+    def _job_folder(self, meta, content, options, create):
+        """The folder of its own a job of a script with the line
+        "#FLIGHTJOB job-folder" (the shipped templates') runs in: <its
+        working directory>/<the script's name>-<n>, n the first number
+        after the highest taken; made (as the user, with the job's umask)
+        when create, else the one a submit would make now. None for other
+        scripts (an imported one runs where it is)."""
+        if meta.get("origin") or not JOB_FOLDER_RE.search(content):
+            return None
+        base = job_outputs(content, options, 0, self.user, self.home)["results_dir"]
+        stem = re.sub(r"[^A-Za-z0-9._-]+", "-", meta["name"]).strip("-.")[:64] or "job"
+        taken_re = re.compile(re.escape(stem) + r"-([0-9]{1,9})$")
+        try:
+            with os.scandir(base) as entries:
+                n = max([int(m.group(1)) for m in map(taken_re.match, (e.name for e in entries)) if m] + [0])
+            for n in range(n + 1, n + 100 if create else n + 2):
+                folder = os.path.join(base, "%s-%d" % (stem, n))
+                with contextlib.suppress(FileExistsError):
+                    if create:
+                        os.mkdir(folder, 0o700)
+                        os.chmod(folder, 0o777 & ~job_umask())  # not the worker's umask
+                    return folder
+        except OSError as e:
+            where = "The working directory %s " % name_text(base)
+            message = where + ("does not exist" if isinstance(e, FileNotFoundError) else "cannot be used: %s"
+                               % (e.strerror or e)) + "; change it in the script (#SBATCH --chdir)."
+            raise Invalid(message, {"working_dir": message})
+        raise Conflict("No free folder name for the job in %s." % name_text(base))
 
     @operation("scripts.submission")
     def submission(self, id, from_job=None, cluster=None):
@@ -4982,7 +5006,7 @@ class JobSubmit(StorePart):
         one of the user's jobs (see _dependency)."""
         return self._plan(script, answers, cluster, after)[0]
 
-    def _plan(self, script, answers, cluster=None, after=None):
+    def _plan(self, script, answers, cluster=None, after=None, create=False):
         """(preview's answer, the content a submit sends): the script's, or
         for one that runs where it is, its file as it is now (_run_source),
         in its directory (--chdir, after the answers' options)."""
@@ -5003,6 +5027,8 @@ class JobSubmit(StorePart):
         if problem is not None:
             raise problem
         options = submission_options(questions, values) + chdir
+        folder = self._job_folder(meta, content, options, create)
+        options += ["--chdir=%s" % folder] if folder else []
         if dependency:
             options.append("--dependency=%s:%s" % (dependency["type"], dependency["scheduler_id"]))
         outputs = self._outputs(content, options, "%j")
@@ -5022,7 +5048,7 @@ class JobSubmit(StorePart):
         that runs where it is, of its file as it was read for this submit).
         A refusal by the scheduler is a FAILED job carrying the scheduler's
         message."""
-        plan, content = self._plan(script, answers, cluster, after)
+        plan, content = self._plan(script, answers, cluster, after, create=True)
 
         def make(job_id):
             command = self.scheduler.command(self._job_path(job_id, "script.sh"), plan["options"])
