@@ -8,6 +8,8 @@ import pytest
 import flightjobd
 from support import gate, wait_finished, wait_for, wait_gone
 
+pytestmark = pytest.mark.jobs  # real local jobs and processes killed, waited for: not the fast tier
+
 
 def script_with(client, tmp_path, body, name="job", extra=""):
     """A script from the serial template whose work is `body`, running in
