@@ -635,7 +635,7 @@ def folder_problem(path):
     when it can."""
     if not os.path.isdir(path):
         return "%s %s" % (name_text(path), "is not a folder" if os.path.lexists(path) else "does not exist")
-    return None if os.access(path, os.W_OK | os.X_OK) else "you may not write in %s" % name_text(path)
+    return None if os.access(path, os.W_OK | os.X_OK) else "%s is not yours to write in" % name_text(path)
 
 
 def program_exit(job):
@@ -645,19 +645,30 @@ def program_exit(job):
         and job.get("reason") not in ("JobLaunchFailure", "OutOfMemory") else None
 
 
-def launch_problems(job):
-    """[(what, path, why)] of what would make (or made) the job fail at
-    launch: its working directory, and its output files' folders."""
+def launch_problems(job, made=None):
+    """[(what, path, folder, why)] of what would make (or made) the job fail
+    at launch: its working directory, and its output files' folders, asked
+    as the user; made: a folder a submit makes (not one of them), a folder
+    with a %-pattern: not known before the submit (left out)."""
     places = [("run in", job.get("results_dir"), job.get("results_dir"))] + [
         ("write its %s to" % what, job.get(key), os.path.dirname(job.get(key) or "")) for what, key in (
             ("output", "stdout_path"), ("errors", "stderr_path"))]
-    seen, out = set(), []
+    seen, out = {made, ""}, []
     for what, path, folder in places:
-        problem = folder and folder not in seen and folder_problem(folder)
+        problem = folder not in seen and "%" not in folder and folder_problem(folder)
         seen.add(folder)
         if problem:
-            out.append((what, path, "the folder " + problem))
+            out.append((what, path, folder, "the folder " + problem))
     return out
+
+
+def make_dirs(path, mode):
+    """path and the folders above it that are missing, each with mode."""
+    if not os.path.isdir(path):
+        make_dirs(os.path.dirname(path), mode)
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(path, 0o700)
+            os.chmod(path, mode)  # not the worker's umask
 
 
 def new_id():
@@ -1363,19 +1374,12 @@ def parse_duration(text):
     text = (text or "").strip()
     if not text or not (text[0].isdigit()):
         return None
-    days = "0"
-    if "-" in text:
-        days, text = text.split("-", 1)
-        parts = text.split(":")
-        # D-H, D-H:M, D-H:M:S
-        while len(parts) < 3:
-            parts.append("0")
-    else:
-        parts = text.split(":")
-        if len(parts) == 1:  # minutes
-            parts = ["0", parts[0], "0"]
-        elif len(parts) == 2:  # M:S
-            parts = ["0"] + parts
+    days, dash, text = text.partition("-") if "-" in text else ("0", "", text)
+    parts = text.split(":")
+    if dash:  # D-H, D-H:M, D-H:M:S
+        parts += ["0"] * (3 - len(parts))
+    else:  # M (minutes), M:S, H:M:S
+        parts = ["0", parts[0], "0"] if len(parts) == 1 else ["0"] * (3 - len(parts)) + parts
     try:
         d, h, m, s = int(days), int(parts[0]), int(parts[1]), float(parts[2])
     except (ValueError, IndexError):
@@ -1388,11 +1392,8 @@ def format_duration(seconds):
     if seconds is None:
         return None
     d, rest = divmod(int(seconds), 86400)
-    h, rest = divmod(rest, 3600)
-    m, s = divmod(rest, 60)
-    if d:
-        return "%d-%02d:%02d:%02d" % (d, h, m, s)
-    return "%d:%02d:%02d" % (h, m, s)
+    return ("%d-%02d:%02d:%02d" % (d, rest // 3600, rest // 60 % 60, rest % 60) if d else
+            "%d:%02d:%02d" % (rest // 3600, rest // 60 % 60, rest % 60))
 
 
 _MEM_UNITS = {"K": 1.0 / 1024, "M": 1.0, "G": 1024.0, "T": 1024.0 * 1024, "P": 1024.0 ** 3}
@@ -1512,16 +1513,8 @@ def _exit_signal(text):
 
 def _split_state(text):
     """"CANCELLED by 1001" -> ("CANCELLED", 1001); "RUNNING" -> ("RUNNING", None)."""
-    words = (text or "").split()
-    if not words:
-        return "", None
-    by = None
-    if len(words) >= 3 and words[1] == "by":
-        try:
-            by = int(words[2])
-        except ValueError:
-            pass
-    return words[0].rstrip("+"), by
+    words = (text or "").split() or [""]
+    return words[0].rstrip("+"), _int_or_none(words[2]) if len(words) >= 3 and words[1] == "by" else None
 
 
 def _text_or_none(text):
@@ -1638,91 +1631,51 @@ def parse_sacct(text):
 # Slurm job state -> flightjobd state.  Requeued/held jobs wait again, so they
 # are PENDING; anything holding resources is RUNNING (the page shows raw_state
 # for SUSPENDED, COMPLETING, CONFIGURING...).
-STATE_MAP = {
-    "PENDING": "PENDING",
-    "REQUEUED": "PENDING",
-    "REQUEUE_HOLD": "PENDING",
-    "REQUEUE_FED": "PENDING",
-    "SPECIAL_EXIT": "PENDING",
-    "RESV_DEL_HOLD": "PENDING",
-    "CONFIGURING": "RUNNING",
-    "RUNNING": "RUNNING",
-    "SUSPENDED": "RUNNING",
-    "COMPLETING": "RUNNING",
-    "STOPPED": "RUNNING",
-    "RESIZING": "RUNNING",
-    "SIGNALING": "RUNNING",
-    "STAGE_OUT": "RUNNING",
-    "UPDATE_DB": "RUNNING",
-    "COMPLETED": "COMPLETED",
-    "CANCELLED": "CANCELLED",
-    "FAILED": "FAILED",
-    "OUT_OF_MEMORY": "FAILED",
-    "TIMEOUT": "FAILED",
-    "NODE_FAIL": "FAILED",
-    "BOOT_FAIL": "FAILED",
-    "PREEMPTED": "FAILED",
-    "DEADLINE": "FAILED",
-    "REVOKED": "FAILED",
-}
+STATE_MAP = {raw: state for state, raws in (
+    ("PENDING", "PENDING REQUEUED REQUEUE_HOLD REQUEUE_FED SPECIAL_EXIT RESV_DEL_HOLD"),
+    ("RUNNING", "CONFIGURING RUNNING SUSPENDED COMPLETING STOPPED RESIZING SIGNALING STAGE_OUT UPDATE_DB"),
+    ("COMPLETED", "COMPLETED"), ("CANCELLED", "CANCELLED"),
+    ("FAILED", "FAILED OUT_OF_MEMORY TIMEOUT NODE_FAIL BOOT_FAIL PREEMPTED DEADLINE REVOKED")) for raw in raws.split()}
 
 FINAL_STATES = ("COMPLETED", "FAILED", "CANCELLED")
 
 # Final Slurm states that carry their own cause: raw state -> (reason, words).
 FAILURE_CAUSES = {
-    "OUT_OF_MEMORY": ("OutOfMemory", "ran out of memory"),
-    "TIMEOUT": ("TimeLimit", "ran out of time"),
-    "NODE_FAIL": ("NodeFail", "node failure"),
-    "BOOT_FAIL": ("BootFail", "the node failed to boot"),
-    "PREEMPTED": ("Preempted", "preempted by another job"),
-    "DEADLINE": ("DeadLine", "missed its deadline"),
-    "REVOKED": ("Revoked", "revoked (moved to another cluster)"),
-}
+    "OUT_OF_MEMORY": ("OutOfMemory", "ran out of memory"), "TIMEOUT": ("TimeLimit", "ran out of time"),
+    "NODE_FAIL": ("NodeFail", "its node failed"), "BOOT_FAIL": ("BootFail", "the node failed to boot"),
+    "PREEMPTED": ("Preempted", "preempted by another job"), "DEADLINE": ("DeadLine", "missed its deadline"),
+    "REVOKED": ("Revoked", "revoked (moved to another cluster)")}
 
 LAUNCH_FAILURE = "the scheduler could not start it (a launch failure)"
 HELD_REASONS = ("JobHeldUser",)  # a pending job's reasons that say it is held (the public view's "held")
 NEVER_REASONS = ("DependencyNeverSatisfied",)  # ... that it will never run ("never_runs")
 # Slurm reason codes in plain words (pending reasons and a few end reasons).
 REASON_TEXT = {
-    "None": None,
-    "Resources": "waiting for resources",
-    "Priority": "waiting for higher-priority jobs",
+    "None": None, "Resources": "waiting for resources", "Priority": "waiting for higher-priority jobs",
     "Dependency": "waiting for the jobs it depends on",
-    "DependencyNeverSatisfied": "will never run: a job it depends on failed",
-    "JobHeldUser": "held by the user",
-    "JobHeldAdmin": "held by an administrator",
-    "BeginTime": "waiting for its start time",
+    "DependencyNeverSatisfied": "will never run: a job it depends on failed", "JobHeldUser": "held by the user",
+    "JobHeldAdmin": "held by an administrator", "BeginTime": "waiting for its start time",
     "ReqNodeNotAvail": "the requested nodes are not available",
     "PartitionTimeLimit": "the time limit is more than the partition allows",
     "PartitionNodeLimit": "more nodes than the partition allows",
-    "PartitionConfig": "the partition cannot satisfy the request",
-    "PartitionDown": "the partition is down",
-    "PartitionInactive": "the partition is inactive",
-    "NodeDown": "a required node is down",
+    "PartitionConfig": "the partition cannot satisfy the request", "PartitionDown": "the partition is down",
+    "PartitionInactive": "the partition is inactive", "NodeDown": "a required node is down",
     "BadConstraints": "the cluster cannot satisfy the requested resources",
     "QOSMaxJobsPerUserLimit": "the user already has the most jobs allowed",
     "QOSMaxSubmitJobPerUserLimit": "the user has submitted the most jobs allowed",
     "QOSMaxCpuPerUserLimit": "the user is using the most CPUs allowed",
-    "QOSResourceLimit": "a quality-of-service limit was reached",
-    "QOSGrpCpuLimit": "a group CPU limit was reached",
+    "QOSResourceLimit": "a quality-of-service limit was reached", "QOSGrpCpuLimit": "a group CPU limit was reached",
     "AssocGrpCpuLimit": "the account's CPU limit was reached",
     "AssocGrpMemLimit": "the account's memory limit was reached",
     "AssocGrpJobsLimit": "the account's job limit was reached",
     "AssocMaxJobsLimit": "the most jobs allowed for the account are running",
     "AssocGrpCPUMinutesLimit": "the account's CPU time allocation is used up",
-    "InvalidAccount": "the account is not valid",
-    "InvalidQOS": "the quality of service is not valid",
-    "Reservation": "waiting for its reservation",
-    "Licenses": "waiting for licenses",
-    "JobLaunchFailure": LAUNCH_FAILURE,
-    "launch failed requeued held": "launch failed; requeued and held",
-    "NonZeroExitCode": "non-zero exit code",
-    "TimeLimit": "ran out of time",
-    "OutOfMemory": "ran out of memory",
-    "SystemFailure": "system failure",
-    "Cleaning": "waiting for the previous run to clean up",
-    "Prolog": "running the prolog",
-    "NodeFail": "node failure",
+    "InvalidAccount": "the account is not valid", "InvalidQOS": "the quality of service is not valid",
+    "Reservation": "waiting for its reservation", "Licenses": "waiting for licenses",
+    "JobLaunchFailure": LAUNCH_FAILURE, "launch failed requeued held": "launch failed; requeued and held",
+    "NonZeroExitCode": "non-zero exit code", "TimeLimit": "ran out of time", "OutOfMemory": "ran out of memory",
+    "SystemFailure": "system failure", "Cleaning": "waiting for the previous run to clean up",
+    "Prolog": "running the prolog", "NodeFail": "node failure",
 }
 
 
@@ -4411,7 +4364,8 @@ JOB_FIELDS = [JobField(*row) for row in [
     ("cancelled_tasks", _or_none(_texts), ABSENT, "ours", True, None),
     ("origin", _or_none(lambda v: v == "outside"), ABSENT, "ours", True, None),  # outside_job_record
     ("time_limit", _opt_text, ABSENT, "status", True, None),
-    ("signal", _or_none(_whole), ABSENT, "status", True, None)] + [
+    ("signal", _or_none(_whole), ABSENT, "status", True, None),
+    ("mem_asked", _or_none(lambda v: isinstance(v, bool)), None, "submit", True, None)] + [  # memory asked for
     (name, _opt_figure, ABSENT, "status", True, None) for name in (
         "elapsed_s", "cpu_time_s", "max_rss_mb", "requested_mem_mb", "mem_used_mb", "mem_tasks", "alloc_cpus",
         "cpu_alloc_s")]]
@@ -4494,10 +4448,17 @@ def job_efficiency(meta):
     if out["cpu_percent"] is None and used is None and out["time_percent"] is None:
         return None
     advice = out["advice"]
+    # memory the user did not ask for is the node's default: no advice about a request never made
+    out["mem_asked"] = meta.get("mem_asked") is not False  # older records: not known, as before
+    given = ("the %s asked for" if out["mem_asked"] else "the node's default of %s") % mem_words(asked or 0)
     if meta.get("reason") == "OutOfMemory" and asked:
-        advice.append("It ran out of the %s asked for: ask for more next time (~%s)."
-                      % (mem_words(asked), mem_words(_mem_suggestion(asked * 1.5))))
-    elif used is not None and asked:
+        advice.append("It ran out of %s: ask for more next time (Memory: ~%s)."
+                      % (given, mem_words(_mem_suggestion(asked * 1.5))))
+    elif meta.get("raw_state") == "TIMEOUT" and limit:
+        advice.append("It ran out of time: it ran %s of its %s limit. Submit it again with a longer time limit "
+                      "(~%s), or make it save its work as it goes." % (format_duration(out["time_used_s"] or limit),
+                                                                       format_duration(limit), format_duration(2 * limit)))
+    elif used is not None and asked and out["mem_asked"]:
         enough = _mem_suggestion(used * 1.2)
         if asked >= 2 * enough and asked - enough >= EFFICIENCY_SPARE_MB:
             advice.append("Used %d %% of the %s asked for: next time ~%s would do."
@@ -5046,7 +5007,7 @@ class JobSubmit(StorePart):
         one of the user's jobs (see _dependency)."""
         return self._plan(script, answers, cluster, after)[0]
 
-    def _plan(self, script, answers, cluster=None, after=None, create=False):
+    def _plan(self, script, answers, cluster=None, after=None, create=False, make_folders=False):
         """(preview's answer, the content a submit sends): the script's, or
         for one that runs where it is, its file as it is now (_run_source),
         in its directory (--chdir, after the answers' options)."""
@@ -5067,28 +5028,41 @@ class JobSubmit(StorePart):
         if problem is not None:
             raise problem
         options = submission_options(questions, values) + chdir
-        folder = self._job_folder(meta, content, options, create)
+        folder = self._job_folder(meta, content, options, False)
+        problems = launch_problems(job_outputs(content, options + (["--chdir=%s" % folder] if folder else []),
+                                               "%j", self.user, self.home), made=folder)
+        if create and problems and not (make_folders and all(p[3].endswith("does not exist") for p in problems)):
+            message = "The job would fail at launch: %s." % "; ".join(
+                "it could not %s %s: %s" % (w, name_text(p), why) for w, p, _, why in problems)
+            raise Invalid(message, {"make_folders": message})
+        folder = self._job_folder(meta, content, options, True) if create and folder else folder
         options += ["--chdir=%s" % folder] if folder else []
+        for _, _, missing, _ in problems if create else ():
+            make_dirs(missing, 0o777 & ~job_umask())
         if dependency:
             options.append("--dependency=%s:%s" % (dependency["type"], dependency["scheduler_id"]))
         outputs = self._outputs(content, options, "%j")
         cluster = effective_options(content, options).get("clusters")
         cmd = self.scheduler.command(os.path.join(self.jobs_dir, "<job>", "script.sh"), options)
         ignored = self.scheduler.ignored_options(content, options)
-        return ({"script": self._script_public(meta), "questions": questions, "answers": values,
+        asked = set(effective_options(content, options)) & {"mem", "mem-per-cpu", "mem-per-gpu"}
+        return ({"script": self._script_public(meta), "questions": questions, "answers": values, "mem_asked": bool(asked),
                  "options": options, "command": cmd, "command_text": " ".join(shlex.quote(a) for a in cmd),
                  "outputs": outputs, "ignored_options": ignored, "scheduler": self.scheduler.name,
+                 "problems": [{"what": w, "path": name_text(p), "folder": name_text(f), "why": why,
+                               "missing": why.endswith("does not exist")} for w, p, f, why in problems],
                  "script_file": meta["origin"]["file"] if run_in else None,
                  "run_in": name_text(run_in) if run_in else None, "dependency": dependency,
                  "cluster": cluster if cluster in self.scheduler.clusters() else self.scheduler.home()}, content)
 
     @operation("jobs.submit", writes=True)
-    def job_submit(self, script, answers=None, cluster=None, after=None):
+    def job_submit(self, script, answers=None, cluster=None, after=None, make_folders=False):
         """Submit a script: the job keeps a snapshot of the script (for one
         that runs where it is, of its file as it was read for this submit).
         A refusal by the scheduler is a FAILED job carrying the scheduler's
-        message."""
-        plan, content = self._plan(script, answers, cluster, after, create=True)
+        message. What would fail at launch (launch_problems) is refused,
+        naming make_folders; make_folders: true makes the missing folders."""
+        plan, content = self._plan(script, answers, cluster, after, create=True, make_folders=make_folders is True)
 
         def make(job_id):
             command = self.scheduler.command(self._job_path(job_id, "script.sh"), plan["options"])
@@ -5338,7 +5312,7 @@ class JobStatus(StorePart):
                 changes["tasks"] = sorted(changes["tasks"] + gone, key=lambda t: (len(number(t)), number(t)))
         if changes.get("reason") == "JobLaunchFailure":  # why, in words: Slurm's are in slurmd's log
             changes["reason_text"] = next((LAUNCH_FAILURE + ": could not %s %s: %s" % (what, name_text(path), problem)
-                                           for what, path, problem in launch_problems(meta)), LAUNCH_FAILURE)
+                                           for what, path, _, problem in launch_problems(meta)), LAUNCH_FAILURE)
         if meta.get("dependency") and changes.get("state") == "PENDING" and \
                 changes.get("reason") in ("Dependency", "DependencyNeverSatisfied"):
             changes["reason_text"] = dependency_words(meta["dependency"], changes["reason"])
@@ -8990,15 +8964,23 @@ def page_submit_post(app, user, id):
     action = form.get("action")
     if action == "update":
         return submit_page(app, user, id, answers, from_job=form.get("from_job"), after=after)
+    problem = None
     try:
         if action == "submit":
-            job = app.call(user, "jobs.submit", script=id, answers=answers, after=after)
-            return see_other("/jobs/%s" % job["id"])
+            try:
+                job = app.call(user, "jobs.submit", script=id, answers=answers, after=after,
+                               make_folders=form.get("make_folders") == "yes")
+                return see_other("/jobs/%s" % job["id"])
+            except Invalid as e:  # it would fail at launch: the summary again, saying why
+                if "make_folders" not in e.fields:
+                    raise
+                problem = e.message
         plan = app.call(user, "jobs.preview", script=id, answers=answers, after=after)
     except Invalid as e:
         return submit_page(app, user, id, answers, form_errors(e), 422, form.get("from_job"), after)
     name = plan["script"]["name"]
-    return app.render("summary", plan=plan, raw_answers=answers, after=after, title="Summary: " + name,
+    return app.render("summary", status=422 if problem else 200, plan=plan, problem=problem, raw_answers=answers,
+                      after=after, title="Summary: " + name,
                       crumbs=[("Scripts", "/scripts"), (name, "/scripts/%s" % id),
                               ("Submit", "/scripts/%s/submit" % id), ("Summary", None)])
 
@@ -9031,7 +9013,7 @@ def api_jobs_bulk(app, user):
 def api_submit(app, user):
     data = app.body_json()
     return app.json(app.call(user, "jobs.submit", script=data.get("script"), answers=data.get("answers"),
-                             after=data.get("after")), 201)
+                             after=data.get("after"), make_folders=data.get("make_folders") is True), 201)
 
 
 @route("/api/jobs/<id>", api=True)

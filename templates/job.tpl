@@ -112,7 +112,7 @@
   <div><dt>CPU</dt><dd><strong data-field="cpu_percent">{{'%g %%' % round(eff['cpu_percent'])}}</strong> <span class="muted">({{duration(eff['cpu_time_s'])}} of CPU time in {{duration(eff['cpu_alloc_s'])}} held{{(': %g %s for its run time; on average %g of them busy' % (eff['alloc_cpus'], 'CPU' if eff['alloc_cpus'] == 1 else 'CPUs', eff['cores_used'])) if eff['cores_used'] is not None else ''}})</span></dd></div>
   % end
   % if eff['mem_used_mb'] is not None:
-  <div><dt>Memory</dt><dd><strong data-field="mem_used">{{mem_words(eff['mem_used_mb'])}}</strong>{{(' of %s asked for (%g %%)' % (mem_words(eff['mem_requested_mb']), round(eff['mem_percent']))) if eff['mem_requested_mb'] else ''}} <span class="muted">(what it is: {{eff['mem_what']}})</span></dd></div>
+  <div><dt>Memory</dt><dd><strong data-field="mem_used">{{mem_words(eff['mem_used_mb'])}}</strong>{{(' of %s (%g %%)' % ((('%s asked for' if eff['mem_asked'] else 'the node\'s default of %s') % mem_words(eff['mem_requested_mb'])), round(eff['mem_percent']))) if eff['mem_requested_mb'] else ''}} <span class="muted">(what it is: {{eff['mem_what']}})</span></dd></div>
   % end
   % if eff['time_percent'] is not None:
   <div><dt>Time</dt><dd><strong data-field="time_percent">{{'%g %%' % round(eff['time_percent'])}}</strong> of its time limit <span class="muted">({{duration(eff['time_used_s'])}} of {{duration(eff['time_limit_s'])}})</span></dd></div>

@@ -805,7 +805,26 @@ def test_efficiency_advice_only_where_it_matters():
     assert eff["advice"] == ["Ran 0:10:00 of its 1-00:00:00 limit: a limit of 1:00:00 would do, "
                              "and a shorter limit can start sooner."]
     eff = sa.job_efficiency(finished(state="FAILED", reason="OutOfMemory", mem_used_mb=100 * 1024.0))
-    assert eff["advice"] == ["It ran out of the 100 GiB asked for: ask for more next time (~150 GiB)."]
+    assert eff["advice"] == ["It ran out of the 100 GiB asked for: ask for more next time (Memory: ~150 GiB)."]
+
+
+def test_advice_fits_the_cause_and_never_a_request_not_made():
+    """A time-out's advice is its time against its limit and a longer one;
+    memory nobody asked for is the node's default: no "asked for", no
+    advice to ask for less (the issue's 5 MiB of a 2 GiB default)."""
+    timeout = finished(state="FAILED", raw_state="TIMEOUT", reason="TimeLimit", elapsed_s=87, time_limit="0:01:00",
+                       mem_used_mb=5.0, requested_mem_mb=2048.0, mem_asked=False, cpu_time_s=0.0, cpu_alloc_s=87,
+                       alloc_cpus=1)
+    eff = sa.job_efficiency(timeout)
+    assert eff["advice"] == ["It ran out of time: it ran 0:01:27 of its 0:01:00 limit. Submit it again with a "
+                             "longer time limit (~0:02:00), or make it save its work as it goes."]
+    assert eff["mem_asked"] is False
+    assert sa.job_efficiency(dict(timeout, raw_state="COMPLETED", state="COMPLETED", reason=None))["advice"] == []
+    assert sa.job_efficiency(dict(timeout, mem_asked=True, raw_state="FAILED"))["advice"] == [
+        "Used 0 % of the 2 GiB asked for: next time ~64 MiB would do."]
+    eff = sa.job_efficiency(finished(state="FAILED", reason="OutOfMemory", mem_used_mb=300.0, requested_mem_mb=256.0,
+                                     mem_asked=False))
+    assert eff["advice"] == ["It ran out of the node's default of 256 MiB: ask for more next time (Memory: ~384 MiB)."]
 
 
 def test_no_efficiency_without_figures_or_before_the_record_is_whole():
