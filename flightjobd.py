@@ -638,6 +638,18 @@ def folder_problem(path):
     return None if os.access(path, os.W_OK | os.X_OK) else "%s is not yours to write in" % name_text(path)
 
 
+def job_label(job):
+    """What a job is called on pages: "Job 42", or for one the scheduler
+    never took (refused), its script's name."""
+    sid = job.get("scheduler_id")
+    return "Job %s" % sid if sid else "%s (not submitted)" % (job.get("script_name") or "A job")
+
+
+# A refusal's words -> the option (and so the question) it is about, for the form's way back
+REFUSAL_OPTIONS = (("memory", "mem"), ("time limit", "time"), ("partition", "partition"), ("account", "account"),
+                   ("node count", "nodes"), ("cpu", "cpus-per-task"), ("qos", "qos"))
+
+
 def program_exit(job):
     """A job's exit code when it is its program's own: None for a signal's
     0, a launch failure's, or a job the scheduler ended (time, memory)."""
@@ -4997,7 +5009,8 @@ class JobSubmit(StorePart):
                 dropped.append({"id": qid, "text": by_id[qid]["text"], "value": value, "reason": str(e)})
         return ([dict(q, default=kept[q["id"]]) if q["id"] in kept else q for q in questions],
                 {"id": job["id"], "scheduler_id": job.get("scheduler_id"), "submitted_at": job["submitted_at"],
-                 "dropped": dropped})
+                 "dropped": dropped, "label": job_label(job),
+                 "refused": job.get("reason_text") if job.get("reason") == "SubmissionRefused" else None})
 
     @operation("jobs.preview")
     def preview(self, script, answers=None, cluster=None, after=None):
@@ -8032,7 +8045,7 @@ VIEW_HELPERS = {"time_tag": time_tag, "duration": duration, "human_size": human_
                 "quote": urllib.parse.quote,
                 "visible": visible_questions, "state_label": state_label, "state_text": state_text,
                 "confirm_question": confirm_question, "seconds_between": seconds_between, "now_iso": now_iso,
-                "numbered_lines": numbered_lines, "STATE_LABELS": STATE_LABELS, "UNFINISHED": UNFINISHED,
+                "numbered_lines": numbered_lines, "STATE_LABELS": STATE_LABELS, "UNFINISHED": UNFINISHED, "job_label": job_label,
                 "DEPENDENCY_TYPES": DEPENDENCY_TYPES}
 VOCABULARY = json.dumps({"labels": STATE_LABELS, "shown_raw": SHOWN_RAW_STATES, "finished": FINISHED, "ending": ENDING})
 
@@ -8942,7 +8955,10 @@ def submit_page(app, user, id, answers=None, errors=None, status=200, from_job=N
     answers are the values, and the page says so, with a way back to the
     defaults. after: the "start after" choice as typed."""
     sub = app.call(user, "scripts.submission", id=id, from_job=from_job or None)
-    name = sub["script"]["name"]
+    name, refused = sub["script"]["name"], (sub.get("from_job") or {}).get("refused")
+    if refused and errors is None:  # the way back from a refusal: its words beside the question they are about
+        about = {o for words, o in REFUSAL_OPTIONS if words in refused.lower()}
+        errors = {q["id"]: refused for q in sub["questions"] if q.get("option") in about} or {"": refused}
     return app.render("submit", status=status, sub=sub, answers=answers, errors=errors or {},
                       after=after or {"job": "", "type": "afterok"},
                       title="Submit " + name,
@@ -9206,7 +9222,7 @@ def page_jobs_bulk(app, user):
 
 
 def job_crumbs(job):
-    return [("Jobs", "/jobs"), ("Job %s" % (job.get("scheduler_id") or job["id"]), "/jobs/%s" % job["id"])]
+    return [("Jobs", "/jobs"), (job_label(job), "/jobs/%s" % job["id"])]
 
 
 @route("/jobs/<id>")
@@ -9235,7 +9251,7 @@ def job_page(app, user, id, status=200, archive_error=None, chosen=(), problem=N
                 outputs[which] = with_text(app.call(user, "jobs.file", id=id, which=which, tail=16384))
     return app.render("job", status=status, job=job, files=files, outputs=outputs, archive_error=archive_error,
                       chosen=set(chosen), problem=problem or {}, limit=limit,
-                      title="Job %s" % (job.get("scheduler_id") or id), crumbs=job_crumbs(job))
+                      title=job_label(job), crumbs=job_crumbs(job))
 
 
 @route("/jobs/<id>/<action:re:cancel|remove>")

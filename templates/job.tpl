@@ -1,9 +1,9 @@
 % rebase('base', page=page)
-% sid = job.get('scheduler_id') or job['id']
+% sid = job.get('scheduler_id') or job_label(job)
 % unfinished = job['state'] in UNFINISHED
 % act = unfinished and job.get('managed', True)
 <div data-live-job="{{job['id']}}" data-state="{{job['state']}}">
-<h1>Job {{sid}}
+<h1>{{job_label(job)}}
 % include('badge', job=job)
 </h1>
 % if not job['scheduler_state']['ok']:
@@ -45,7 +45,7 @@
   </form>
 % end
 % if job.get('script_id'):
-  <a class="button" href="/scripts/{{job['script_id']}}/submit?from_job={{job['id']}}">Submit the script again with these answers</a>
+  <a class="button{{' primary' if job.get('reason') == 'SubmissionRefused' else ''}}" id="again-with-answers" href="/scripts/{{job['script_id']}}/submit?from_job={{job['id']}}">{{'Edit the answers and submit again' if job.get('reason') == 'SubmissionRefused' else 'Submit the script again with these answers'}}</a>
   <a class="button" href="/scripts/{{job['script_id']}}/submit">Submit the script again with the defaults</a>
 % end
 </div>

@@ -238,6 +238,17 @@ def test_more_memory_than_the_node_has_is_refused_at_submit(site):
     assert "Memory specification can not be satisfied" in job["reason_text"]
     page = site.pages.get("/jobs/" + job["id"])
     assert "Memory specification can not be satisfied" in page.text
+    # titled by its script, with the way back to the form: the answers kept, sbatch's words beside Memory
+    assert page.html.h1.text.split("\n")[0].strip() == "slurm test (not submitted)"
+    assert page.html.title.text.startswith("slurm test (not submitted)")
+    back = page.click(linkid="again-with-answers")
+    assert back.html.select_one("#again-with-answers") is None and "Edit the answers and submit again" in page.text
+    field = back.html.select_one("#field-mem")
+    assert "Memory specification can not be satisfied" in field.select_one(".field-error").text
+    assert back.html.select_one("#q_mem")["value"] == "100000000M"
+    assert not back.html.select_one("#field-time .field-error")
+    row = site.pages.get("/jobs").html.find("tr", attrs={"data-job": job["id"]})
+    assert "slurm test (not submitted)" in row.text and job["id"] not in row.text
 
 
 def test_cancel_pending_job_with_an_estimated_start(site):
