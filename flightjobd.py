@@ -77,6 +77,7 @@ them. Each section uses only those above it.
     Shared status poll          StatusPoll (root)
     Authentication and sessions
                                 PAM, throttling, sessions
+    Waitress internals          the one place past waitress's public adjustments
     Web application             App, RoutePlugin, security headers, render
     Routes: ...                 the handlers, by page, in URL order: page_*
                                 for pages, api_* for the JSON API
