@@ -3169,12 +3169,14 @@ class LocalScheduler(Scheduler):
                 continue  # a task is reported within its job's status
             jobdir = os.path.join(self.root, job_id)
             status = local_status(jobdir)
-            if status is None:  # its supervisor has not written yet: a hold or a limit set since counts
+            if status is None or status["state"] == "PENDING" and not status.get("started_at"):
+                # not started (its supervisor may not have written yet): why it waits and its limit now
                 with contextlib.suppress(OSError, ValueError):
                     spec = read_json(os.path.join(jobdir, "spec.json"))
-                    why = local_waiting(jobdir, spec) or ("Starting", "starting")
-                    found[job_id] = {"state": "PENDING", "raw_state": "PENDING", "reason": why[0], "reason_text": why[1],
-                                     "time_limit": format_duration(local_time_limit(jobdir, spec))}
+                    why = local_waiting(jobdir, spec) or (("Starting", "starting") if status is None else ("None", ""))
+                    status = dict(status or {"state": "PENDING", "raw_state": "PENDING"}, reason=why[0],
+                                  reason_text=why[1], time_limit=format_duration(local_time_limit(jobdir, spec)))
+            if status is None:
                 continue
             if status["state"] in UNFINISHED and status.get("tasks"):
                 # a task cancelled before its turn: the supervisor skips it when it comes
@@ -3204,18 +3206,12 @@ class LocalScheduler(Scheduler):
 
     def _pending(self, jobdir, job_id, change):
         """Under the job's lock, refused unless it has not started (Slurm's
-        words): change(), then the status the supervisor keeps while the job
-        waits says why it waits now."""
+        words): change() (status() reads why it waits from the markers)."""
         with locked(os.path.join(jobdir, ".lock")):
             status = local_status(jobdir)
             if status is not None and (status["state"] != "PENDING" or status.get("started_at")):
                 raise SchedulerRefused("Job is no longer pending execution for job %s" % job_id)
             change()
-            if status is not None:
-                spec = read_json(os.path.join(jobdir, "spec.json"))
-                status["reason"], status["reason_text"] = local_waiting(jobdir, spec) or ("None", "")
-                status["time_limit"] = format_duration(local_time_limit(jobdir, spec))
-                write_json(os.path.join(jobdir, "status.json"), status)
 
     def hold(self, job_id):
         self._note_call("hold")
@@ -5046,12 +5042,16 @@ class JobSubmit(StorePart):
         if problem is not None:
             raise problem
         options = submission_options(questions, values) + chdir
+        cluster = effective_options(content, options).get("clusters")
+        cluster = cluster if cluster in self.scheduler.clusters() else self.scheduler.home()
+        if dependency and (self._job_meta(dependency["job_id"]).get("cluster") or self.scheduler.home()) != cluster:
+            raise Invalid("Start after: that job runs on another cluster; a job can wait only for one on its own.",
+                          {"after_job": "runs on another cluster"})
         folder = self._job_folder(meta, content, options, create)
         options += ["--chdir=%s" % folder] if folder else []
         if dependency:
             options.append("--dependency=%s:%s" % (dependency["type"], dependency["scheduler_id"]))
         outputs = self._outputs(content, options, "%j")
-        cluster = effective_options(content, options).get("clusters")
         cmd = self.scheduler.command(os.path.join(self.jobs_dir, "<job>", "script.sh"), options)
         ignored = self.scheduler.ignored_options(content, options)
         return ({"script": self._script_public(meta), "questions": questions, "answers": values,
@@ -5059,7 +5059,7 @@ class JobSubmit(StorePart):
                  "outputs": outputs, "ignored_options": ignored, "scheduler": self.scheduler.name,
                  "script_file": meta["origin"]["file"] if run_in else None,
                  "run_in": name_text(run_in) if run_in else None, "dependency": dependency,
-                 "cluster": cluster if cluster in self.scheduler.clusters() else self.scheduler.home()}, content)
+                 "cluster": cluster}, content)
 
     @operation("jobs.submit", writes=True)
     def job_submit(self, script, answers=None, cluster=None, after=None):
@@ -5430,44 +5430,42 @@ class JobControl(StorePart):
             self._await_settled([id])
         return self._public_job(self._job_meta(id))
 
-    def _pending_job(self, id, what):
-        """(the record of a job the scheduler has that has not started, its
-        scheduler aimed at it); Conflict, saying so, for another."""
+    def _on_pending(self, id, what, act):
+        """act(its scheduler aimed at it, its scheduler id) for a job the
+        scheduler has that has not started, then its record brought up to
+        date; Conflict, saying so, for another."""
         meta = self._job_meta(id)
         if meta["state"] != "PENDING" or not meta.get("scheduler_id"):
             raise Conflict("Only a pending job can be %s: this one is %s." % (what, meta["state"].lower()))
-        return meta, self._aimed(meta, what)
+        act(self._aimed(meta, what), meta["scheduler_id"])
+        return self._restatus(id)
 
     @operation("jobs.hold", writes=True)
     def job_hold(self, id):
         """Keep a pending job from starting (scheduler's hold)."""
-        meta, sched = self._pending_job(id, "held")
-        sched.hold(meta["scheduler_id"])
-        return self._restatus(id)
+        return self._on_pending(id, "held", lambda sched, job_id: sched.hold(job_id))
 
     @operation("jobs.release", writes=True)
     def job_release(self, id):
         """Let a held job start (scheduler's release)."""
-        meta, sched = self._pending_job(id, "released")
-        sched.release(meta["scheduler_id"])
-        return self._restatus(id)
+        return self._on_pending(id, "released", lambda sched, job_id: sched.release(job_id))
 
     @operation("jobs.time_limit", writes=True)
     def job_time_limit(self, id, time_limit=None):
         """Change a pending job's time limit (a Slurm time, as the time
         question takes it): Invalid naming time_limit for a bad one; the
         scheduler's refusal (a user may only lower it) as SchedulerRefused."""
-        meta, sched = self._pending_job(id, "given a new time limit")
-        try:
-            if not isinstance(time_limit, str) or not time_limit.strip():
-                raise ValueError("give the new time limit (%s)" % TIME_HELP)
-            seconds = time_limit_seconds(time_limit[:40])
-            if seconds == 0:
-                raise ValueError("give more than none (a job with no time would be ended as it starts)")
-        except ValueError as e:
-            raise Invalid("Time limit: %s." % e, {"time_limit": "Time limit: %s" % e})
-        sched.set_time_limit(meta["scheduler_id"], seconds)
-        return self._restatus(id)
+        def act(sched, job_id):
+            try:
+                if not isinstance(time_limit, str) or not time_limit.strip():
+                    raise ValueError("give the new time limit (%s)" % TIME_HELP)
+                seconds = time_limit_seconds(time_limit[:40])
+                if seconds == 0:
+                    raise ValueError("give more than none (a job with no time would be ended as it starts)")
+            except ValueError as e:
+                raise Invalid("Time limit: %s." % e, {"time_limit": "Time limit: %s" % e})
+            sched.set_time_limit(job_id, seconds)
+        return self._on_pending(id, "given a new time limit", act)
 
     @operation("jobs.cancel_task", writes=True)
     def job_cancel_task(self, id, task=None):
