@@ -5,11 +5,9 @@ plain sbatch job shows in a single-user daemon and is cancelled there;
 where output goes is Slurm's word."""
 import os
 import subprocess
-import time
 
 import pytest
 
-import flightjobd
 from support import UnixUsers, wait_for
 from test_slurm import Site
 
