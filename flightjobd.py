@@ -5268,7 +5268,11 @@ class JobStatus(StorePart):
         time bound, one it does not have is UNKNOWN: it may or may not have
         run. A scheduler that does not answer decides nothing."""
         scripts = {m["id"]: self._job_path(m["id"], "script.sh") for m in unsure}
-        found = self.scheduler.find_submitted(list(scripts.values()))
+        found = {}
+        for cluster in {m.get("cluster") for m in unsure}:  # each asked where it was sent
+            sched = self.scheduler.on(cluster)
+            found.update((path, job_id if sched is self.scheduler else "%s@%s" % (job_id, cluster)) for path, job_id
+                         in sched.find_submitted([scripts[m["id"]] for m in unsure if m.get("cluster") == cluster]).items())
         bound = self.config["worker"]["request_timeout"] + self.config["scheduler"]["timeout"]
         for m in unsure:
             scheduler_id = found.get(scripts[m["id"]])
