@@ -109,6 +109,7 @@ import base64
 import collections
 import concurrent.futures
 import contextlib
+import copy
 import datetime
 import errno
 import fcntl
@@ -615,6 +616,15 @@ def first_entries(path, limit, missing):
         raise Forbidden("You may not read that directory.")
     except NotADirectoryError:
         raise NotFound("Not a directory.")
+
+
+def job_umask(defs="/etc/login.defs"):
+    """The umask a login gives (what pam_umask and login read: UMASK in
+    login.defs; 022 without one): a job's and its folder's."""
+    with contextlib.suppress(OSError, ValueError):
+        found = re.findall(rb"(?m)^[ \t]*UMASK[ \t]+(0?[0-7]{1,3})[ \t]*$", read_file(defs, MAX_SMALL_FILE))
+        return int(found[-1], 8) if found else 0o022
+    return 0o022
 
 
 def new_id():
@@ -1764,27 +1774,12 @@ def _status(row, owner=None):
     elapsed = row["elapsed_s"] if started else None
     cpus = row.get("alloc_cpus") or None
 
-    return {
-        "state": state,
-        "raw_state": raw,
-        "reason": reason,
-        "reason_text": reason_text,
-        "exit_code": exit_code,
-        "signal": sig,
-        "started_at": started,
-        "estimated_start_at": estimated,
-        "ended_at": ended,
-        "elapsed_s": elapsed,
-        "cpu_time_s": row.get("cpu_time_s"),
-        "max_rss_mb": row.get("max_rss_mb"),
-        "mem_used_mb": row.get("mem_used_mb"),
-        "mem_tasks": row.get("mem_tasks"),
-        "alloc_cpus": cpus if started else None,
-        # what the job held: its CPUs for its run time (efficiency's divisor)
-        "cpu_alloc_s": elapsed * cpus if final and started and elapsed is not None and cpus else None,
-        "requested_mem_mb": row["requested_mem_mb"],
-        "time_limit": format_duration(row["time_limit_s"]),
-    }
+    return dict({k: row.get(k) for k in ("cpu_time_s", "max_rss_mb", "mem_used_mb", "mem_tasks", "requested_mem_mb")},
+                state=state, raw_state=raw, reason=reason, reason_text=reason_text, exit_code=exit_code, signal=sig,
+                started_at=started, estimated_start_at=estimated, ended_at=ended, elapsed_s=elapsed,
+                alloc_cpus=cpus if started else None, time_limit=format_duration(row["time_limit_s"]),
+                # what the job held: its CPUs for its run time (efficiency's divisor)
+                cpu_alloc_s=elapsed * cpus if final and started and elapsed is not None and cpus else None)
 
 
 def _task_num(task_id):
@@ -2071,14 +2066,15 @@ def parse_scontrol(text):
     return conf
 
 
+CLUSTER_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")  # a Slurm cluster's name, as flightjobd takes it
+
+
 def parse_sbatch(text):
-    """sbatch --parsable output "123" or "123;cluster" -> "123"."""
+    """sbatch --parsable output "123" or "123;cluster" -> "123", "123@cluster"."""
     for line in (text or "").splitlines():
-        line = line.strip()
-        if line:
-            job_id = line.split(";", 1)[0]
-            if re.match(r"^[0-9]+$", job_id):
-                return job_id
+        job_id, _, cluster = line.strip().partition(";")
+        if re.match(r"^[0-9]+$", job_id):
+            return job_id + ("@" + cluster if CLUSTER_RE.match(cluster) else "")
     raise ValueError("no job id in sbatch output: %r" % (text,))
 
 
@@ -2398,6 +2394,9 @@ def parse_squeue_commands(text):
 # A scheduler's job id (a job record's scheduler_id): "5", an array task "4_1".
 # Slurm's are 32-bit (4294967294 at most), task ids below MaxArraySize.
 SCHEDULER_ID_RE = re.compile(r"^[0-9]{1,10}(?:_[0-9]{1,7})?$")
+# A job as Scheduler.each and the shared poll take it (JobRecords._ref): its
+# id, and "@" and its cluster for one on another cluster than the daemon's.
+JOB_REF_RE = re.compile(r"^[0-9]{1,10}(?:_[0-9]{1,7})?(?:@[A-Za-z0-9_.-]{1,64})?$")
 
 
 class Scheduler:
@@ -2410,6 +2409,8 @@ class Scheduler:
 
     name = None  # its SCHEDULERS key, shown on pages and kept in job records
     last_info = (0.0, None)  # (time.monotonic(), answer) of the last info()
+    PLACE = "on cluster %s"  # where a job of it ran, in words, given its record's cluster
+    TELLS_OUTPUTS = False  # describe() tells where a job's output goes (else job_outputs works it out)
     # What it can do, declared (never found by comparing names):
     SHARED_POLL = False  # one read-only account can follow every user's jobs (poll, hidden_jobs)
     QUEUES = True  # a job may wait for others' (submit pages say what is free, not what is idle)
@@ -2424,6 +2425,29 @@ class Scheduler:
     def detect(cls, config):
         """Whether scheduler.type "auto" may pick this scheduler here."""
         return False
+
+    def home(self):
+        """The name of the cluster (or machine) its commands reach, kept in
+        job records as "cluster": asked of the scheduler, never configured."""
+        raise NotImplementedError
+
+    def clusters(self):
+        """The clusters this scheduler serves, its home first."""
+        return [self.home()]
+
+    def on(self, cluster):
+        """This scheduler with its commands aimed at cluster (one of
+        clusters(); None: home)."""
+        return self
+
+    def each(self, refs):
+        """[(this scheduler aimed at a cluster, {scheduler id: ref})] for job
+        refs ("5", "5@cluster": see JobRecords._ref), grouped by cluster."""
+        groups = {}
+        for ref in refs:
+            job_id, _, cluster = str(ref).partition("@")
+            groups.setdefault(cluster or None, {})[job_id] = ref
+        return [(self.on(cluster), ids) for cluster, ids in groups.items()]
 
     @classmethod
     def from_config(cls, config, user, state_dir):
@@ -2516,7 +2540,7 @@ class Scheduler:
 
     def poll(self, followed):
         """SHARED_POLL only: one round of every followed user's statuses
-        (followed {uid: [job ids]}) -> (statuses {id: status}, owners {id:
+        (followed {uid: [job refs: JobRecords._ref]}) -> (statuses {id: status}, owners {id:
         uid}, outside {uid: {job id: status}} of each user's unfinished jobs
         not followed, undecided {id: why}); SchedulerError when it fails."""
         raise NotImplementedError
@@ -2552,6 +2576,8 @@ class SlurmScheduler(Scheduler):
         self.env = env
         self._accounting = None  # learnt once from scontrol show config
         self._conf = None  # scontrol show config, as read last
+        self._clusters = None  # clusters(), asked once
+        self.target = None  # on(): the other cluster its commands go to (--clusters)
 
     @classmethod
     def detect(cls, config):
@@ -2567,7 +2593,34 @@ class SlurmScheduler(Scheduler):
 
     def _run(self, argv, cwd=None):
         self._note_call(argv[0])
-        return self._run_fn(argv, self.timeout, env=self.env, cwd=cwd)
+        return self._run_fn(self._aim(argv), self.timeout, env=self.env, cwd=cwd)
+
+    def _aim(self, argv):
+        aim = ["--clusters=" + self.target] if self.target else []
+        return argv if argv[1:2] == aim else argv[:1] + aim + argv[1:]
+
+    def home(self):
+        return self.target or self._cluster_config().get("ClusterName") or "(unnamed)"
+
+    def clusters(self):
+        """Its own, then the others of its slurmdbd (sacctmgr show clusters)."""
+        if self._clusters is None:
+            try:
+                names = self._run(["sacctmgr", "--noheader", "--parsable2", "show", "clusters", "format=cluster"]) \
+                    if self.accounting() else ""
+            except SchedulerError:  # slurmdbd down: its own alone, until it answers
+                return [self.home()]
+            self._clusters = list(dict.fromkeys([self.home()] + [n for n in names.split() if CLUSTER_RE.match(n)]))
+        return self._clusters
+
+    def on(self, cluster):
+        if cluster in (None, self.home()):
+            return self
+        if cluster not in self.clusters():
+            raise NotFound("This service does not serve Slurm cluster %s." % name_text(cluster)[:80])
+        twin = copy.copy(self)
+        twin.target, twin._clusters = cluster, [cluster]
+        return twin
 
     @staticmethod
     def _parsed(parse, text, command):
@@ -2650,7 +2703,7 @@ class SlurmScheduler(Scheduler):
     # -- jobs -----------------------------------------------------------
 
     def command(self, script_path, options):
-        return ["sbatch", "--parsable"] + list(options) + [script_path]
+        return self._aim(["sbatch", "--parsable"] + list(options) + [script_path])
 
     # sbatch's stderr when slurmctld may have made the job but its answer was lost
     ANSWER_LOST = ("Socket timed out", "Zero Bytes were transmitted")
@@ -2734,21 +2787,22 @@ class SlurmScheduler(Scheduler):
                               "its partition's maximum time.)")
             raise
 
-    DESCRIBE = ("JobID", "Name", "WorkDir", "STDOUT", "STDERR", "Command")
+    TELLS_OUTPUTS = True
 
     def describe(self, job_ids):
-        """One squeue call, as the user: a line whose fields hold a "|" is
-        left out (its job is shown without them)."""
-        ids = self._job_ids(job_ids)
-        if not ids:
-            return {}
-        text = self._run(["squeue", "--noheader", "--states=all", "--jobs=" + ",".join(ids),
-                          "--Format=" + ",".join(f + ":|" for f in self.DESCRIBE)])
+        """scontrol show job, as the user, for each (a job taken in, or just
+        submitted: few): its paths as Slurm expanded them; a job it no
+        longer has is left out."""
         out = {}
-        for f in _records(text, self.DESCRIBE, trailing=True):
-            if f["JobID"] in ids:
-                out[f["JobID"]] = {"name": f["Name"], "workdir": f["WorkDir"], "stdout": f["STDOUT"],
-                                   "stderr": f["STDERR"], "command": f["Command"]}
+        for job_id in self._job_ids(job_ids):
+            try:
+                f = parse_scontrol(self._run(["scontrol", "show", "job", job_id]))
+            except SchedulerError as e:
+                if "Invalid job id" in e.stderr:
+                    continue
+                raise
+            out[job_id] = {"name": f.get("JobName"), "workdir": f.get("WorkDir"), "stdout": f.get("StdOut"),
+                           "stderr": f.get("StdErr"), "command": f.get("Command")}
         return out
 
     def find_submitted(self, scripts):
@@ -2777,6 +2831,31 @@ class SlurmScheduler(Scheduler):
         return result
 
     def poll(self, followed):
+        """_poll of each cluster on its own (squeue -M a,b silently leaves out
+        one that is down): followed {uid: [job refs]}, and the answer's ids,
+        as refs. Another cluster that fails leaves its ids undecided."""
+        answer = ({}, {}, {}, {})
+        for cluster in self.clusters():
+            twin = self.on(cluster)
+            mine = {uid: {ref.partition("@")[0]: ref for ref in map(str, refs)
+                          if ref.partition("@")[2] in (cluster, "" if twin is self else cluster)}
+                    for uid, refs in followed.items()}
+            refs = {i: ref for m in mine.values() for i, ref in m.items()}
+            try:
+                statuses, owners, outside, undecided = twin._poll({uid: list(m) for uid, m in mine.items()})
+            except SchedulerError as e:
+                if twin is self:
+                    raise
+                answer[3].update((ref, e.message) for ref in refs.values())
+                continue
+            for got, into in ((statuses, answer[0]), (owners, answer[1]), (undecided, answer[3])):
+                into.update((refs[i], v) for i, v in got.items())
+            for uid, jobs in outside.items():
+                answer[2].setdefault(uid, {}).update((i if twin is self else "%s@%s" % (i, cluster), st)
+                                                     for i, st in jobs.items())
+        return answer
+
+    def _poll(self, followed):
         """The shared status poll's round: followed = {uid: [job ids flightjobd
         follows for that user]}. One squeue of those users' jobs (by uid: so it
         also lists their jobs submitted outside flightjobd), then at most one
@@ -2938,6 +3017,7 @@ class LocalScheduler(Scheduler):
     still has its exact state)."""
 
     name = "local"
+    PLACE = "on machine %s"
     QUEUES = False
     MEMORY_WHAT = "the peak of its largest single process (all the local scheduler measures)"
     IGNORED_OPTIONS = {"partition": "the local scheduler has one partition, 'local'",
@@ -2957,6 +3037,9 @@ class LocalScheduler(Scheduler):
     @classmethod
     def detect(cls, config):
         return True  # the fallback: it runs on any Linux machine
+
+    def home(self):
+        return os.uname().nodename
 
     @classmethod
     def from_config(cls, config, user, state_dir):
@@ -3653,6 +3736,14 @@ class TemplatesPart(StorePart):
         """Questions with options from the scheduler filled in; view (see
         _partition_view): only the partitions the user may use are offered,
         each with what is free in it."""
+        clusters = [None]
+        with contextlib.suppress(SchedulerError):
+            clusters = self.scheduler.clusters()
+        if len(clusters) > 1 and not any(q.get("option") == "clusters" for q in questions):
+            questions = [{"id": "clusters", "text": "Cluster", "type": "select", "option": "clusters", "default": "",
+                          "required": False, "description": "Where the job runs (sbatch --clusters).",
+                          "options": [{"value": "", "label": "%s (this cluster)" % clusters[0]}]
+                          + [{"value": c, "label": c} for c in clusters[1:]]}] + questions
         if not any(q.get("options_from") for q in questions):
             return questions
         info = self._info()
@@ -4259,6 +4350,7 @@ JOB_FIELDS = [JobField(*row) for row in [
     ("command", _or_none(_texts), None, "submit", True, None),
     ("ignored_options", _or_none(_texts), None, "submit", True, None),
     ("scheduler", _opt_text, None, "submit", True, None),
+    ("cluster", _opt_text, None, "submit", True, None),  # where it runs (Scheduler.home): with scheduler, whose job
     ("script_file", _opt_text, None, "submit", True, None),  # an imported script run where it is: its file
     ("run_in", _opt_text, None, "submit", True, None),  # ... and the directory it ran in
     # {"type", "job_id", "scheduler_id"}: it starts after that job of the user's (JobSubmit._dependency)
@@ -4267,6 +4359,7 @@ JOB_FIELDS = [JobField(*row) for row in [
     ("results_dir", _opt_text, None, "answer", "text", None),
     ("stdout_path", _opt_text, None, "answer", "text", None),
     ("stderr_path", _opt_text, None, "answer", "text", None),
+    ("outputs_guessed", _or_none(lambda v: isinstance(v, bool)), ABSENT, "answer", True, None),  # worked out, not told
     ("raw_state", _opt_text, "SUBMITTING", "status", True, None),
     ("reason", _opt_text, "Submitting", "status", True, None),
     ("reason_text", _opt_text, "being submitted", "status", True, None),
@@ -4642,10 +4735,36 @@ class JobRecords(StorePart):
         out["held"] = pending and meta.get("reason") in HELD_REASONS  # release lets it start
         out["never_runs"] = pending and meta.get("reason") in NEVER_REASONS  # it waits for what cannot come
         out["efficiency"] = job_efficiency(meta)
+        try:
+            out["where"], out["managed"] = self._where(meta), self._aimed(meta) is not None
+        except SchedulerError:  # it cannot tell its own cluster's name now: the actions will say
+            out["where"], out["managed"] = None, True
         for key in PUBLIC_TEXTS:  # any bytes: as text
             if isinstance(out.get(key), str):
                 out[key] = name_text(out[key])
         return out
+
+    def _aimed(self, meta, what=None):
+        """This record's scheduler aimed at its job's cluster; for a record of
+        another scheduler or a cluster it does not serve (read-only here, the
+        README's identity rule) None, or with `what`, Conflict saying where
+        it ran. A record older than the field is of our home cluster."""
+        sched = self.scheduler
+        if meta.get("scheduler") in (None, sched.name) and meta.get("cluster") in [None] + sched.clusters():
+            return sched.on(meta.get("cluster"))
+        if what:
+            raise Conflict("This job ran %s, which this service does not manage: it cannot be %s here."
+                           % (self._where(meta), what))
+        return None
+
+    def _where(self, meta):
+        return SCHEDULERS.get(meta.get("scheduler"), type(self.scheduler)).PLACE % name_text(
+            meta.get("cluster") or self.scheduler.home())
+
+    def _ref(self, meta):
+        """A record's job as Scheduler.each and the shared poll take it."""
+        cluster = meta.get("cluster")
+        return meta["scheduler_id"] + ("@" + cluster if cluster not in (None, self.scheduler.home()) else "")
 
     def _scan(self):
         """(items, broken) for every job, using the parse cache and the
@@ -4736,6 +4855,7 @@ class JobRecords(StorePart):
 # Store: job submission ######################################################
 
 
+JOB_FOLDER_RE = re.compile(r"(?m)^#FLIGHTJOB[ \t]+job-folder[ \t]*$")  # see JobSubmit._job_folder
 AFTER_CHOICES = 30  # the most of a user's jobs offered to start a submission after
 
 
@@ -4767,6 +4887,35 @@ class JobSubmit(StorePart):
         t = found.get(meta.get("template_id"))
         return self._live_questions(t["submission_questions"] if t else GENERIC_SUBMISSION, view), view
 
+    def _job_folder(self, meta, content, options, create):
+        """The folder of its own a job of a script with the line
+        "#FLIGHTJOB job-folder" (the shipped templates') runs in: <its
+        working directory>/<the script's name>-<n>, n the first number
+        after the highest taken; made (as the user, with the job's umask)
+        when create, else the one a submit would make now. None for other
+        scripts (an imported one runs where it is)."""
+        if meta.get("origin") or not JOB_FOLDER_RE.search(content):
+            return None
+        base = job_outputs(content, options, 0, self.user, self.home)["results_dir"]
+        stem = re.sub(r"[^A-Za-z0-9._-]+", "-", meta["name"]).strip("-.")[:64] or "job"
+        taken_re = re.compile(re.escape(stem) + r"-([0-9]{1,9})$")
+        try:
+            with os.scandir(base) as entries:
+                n = max([int(m.group(1)) for m in map(taken_re.match, (e.name for e in entries)) if m] + [0])
+            for n in range(n + 1, n + 100 if create else n + 2):
+                folder = os.path.join(base, "%s-%d" % (stem, n))
+                with contextlib.suppress(FileExistsError):
+                    if create:
+                        os.mkdir(folder, 0o700)
+                        os.chmod(folder, 0o777 & ~job_umask())  # not the worker's umask
+                    return folder
+        except OSError as e:
+            where = "The working directory %s " % name_text(base)
+            message = where + ("does not exist" if isinstance(e, FileNotFoundError) else "cannot be used: %s"
+                               % (e.strerror or e)) + "; change it in the script (#SBATCH --chdir)."
+            raise Invalid(message, {"working_dir": message})
+        raise Conflict("No free folder name for the job in %s." % name_text(base))
+
     @operation("scripts.submission")
     def submission(self, id, from_job=None, cluster=None):
         """The submission questions; from_job: with the answers of that job
@@ -4794,7 +4943,7 @@ class JobSubmit(StorePart):
                 break
             with contextlib.suppress(Conflict, NotFound):
                 m = self._job_meta(job_id)
-                if m.get("scheduler_id") and m.get("scheduler") == self.scheduler.name:
+                if m.get("scheduler_id") and self._aimed(m):
                     out.append({"id": m["id"], "scheduler_id": m["scheduler_id"], "state": m["state"],
                                 "script_name": name_text(m.get("script_name") or ""),
                                 "submitted_at": m.get("submitted_at")})
@@ -4820,8 +4969,7 @@ class JobSubmit(StorePart):
             meta = self._job_meta(check_id(job, "job"))
         except (NotFound, Conflict):
             meta = None
-        if not meta or not meta.get("scheduler_id") or meta.get("scheduler") != self.scheduler.name \
-                or "_" in meta["scheduler_id"]:
+        if not meta or not meta.get("scheduler_id") or not self._aimed(meta) or "_" in meta["scheduler_id"]:
             raise Invalid("Start after: that is not one of your jobs the scheduler has.",
                           {"after_job": "not one of your jobs the scheduler has"})
         return {"type": kind, "job_id": meta["id"], "scheduler_id": meta["scheduler_id"]}
@@ -4858,7 +5006,7 @@ class JobSubmit(StorePart):
         one of the user's jobs (see _dependency)."""
         return self._plan(script, answers, cluster, after)[0]
 
-    def _plan(self, script, answers, cluster=None, after=None):
+    def _plan(self, script, answers, cluster=None, after=None, create=False):
         """(preview's answer, the content a submit sends): the script's, or
         for one that runs where it is, its file as it is now (_run_source),
         in its directory (--chdir, after the answers' options)."""
@@ -4879,16 +5027,20 @@ class JobSubmit(StorePart):
         if problem is not None:
             raise problem
         options = submission_options(questions, values) + chdir
+        folder = self._job_folder(meta, content, options, create)
+        options += ["--chdir=%s" % folder] if folder else []
         if dependency:
             options.append("--dependency=%s:%s" % (dependency["type"], dependency["scheduler_id"]))
         outputs = self._outputs(content, options, "%j")
+        cluster = effective_options(content, options).get("clusters")
         cmd = self.scheduler.command(os.path.join(self.jobs_dir, "<job>", "script.sh"), options)
         ignored = self.scheduler.ignored_options(content, options)
         return ({"script": self._script_public(meta), "questions": questions, "answers": values,
                  "options": options, "command": cmd, "command_text": " ".join(shlex.quote(a) for a in cmd),
                  "outputs": outputs, "ignored_options": ignored, "scheduler": self.scheduler.name,
                  "script_file": meta["origin"]["file"] if run_in else None,
-                 "run_in": name_text(run_in) if run_in else None, "dependency": dependency}, content)
+                 "run_in": name_text(run_in) if run_in else None, "dependency": dependency,
+                 "cluster": cluster if cluster in self.scheduler.clusters() else self.scheduler.home()}, content)
 
     @operation("jobs.submit", writes=True)
     def job_submit(self, script, answers=None, cluster=None, after=None):
@@ -4896,7 +5048,7 @@ class JobSubmit(StorePart):
         that runs where it is, of its file as it was read for this submit).
         A refusal by the scheduler is a FAILED job carrying the scheduler's
         message."""
-        plan, content = self._plan(script, answers, cluster, after)
+        plan, content = self._plan(script, answers, cluster, after, create=True)
 
         def make(job_id):
             command = self.scheduler.command(self._job_path(job_id, "script.sh"), plan["options"])
@@ -4926,10 +5078,26 @@ class JobSubmit(StorePart):
             self.has_unfinished = True
         return job
 
-    def _submitted(self, content, options, scheduler_id):
-        """A job record's changes once the scheduler has it as scheduler_id."""
-        return dict(self._outputs(content, options, scheduler_id), scheduler_id=scheduler_id,
-                    raw_state="PENDING", reason="None", reason_text="submitted")
+    def _submitted(self, content, options, ref):
+        """A job record's changes once the scheduler has it as ref (its id,
+        "@cluster" where sbatch named one): where its output goes as the
+        scheduler tells, else worked out (job_outputs), marked a guess where
+        the scheduler could have told."""
+        scheduler_id, _, cluster = ref.partition("@")
+        changes = dict(self._outputs(content, options, scheduler_id), scheduler_id=scheduler_id,
+                       raw_state="PENDING", reason="None", reason_text="submitted")
+        if cluster:
+            changes["cluster"] = cluster
+        told = {}
+        with contextlib.suppress(SchedulerError, NotFound):
+            sched = self.scheduler.on(cluster or None)
+            if sched.TELLS_OUTPUTS and effective_options(content, options).get("array") in (None, True):
+                changes["outputs_guessed"] = True
+                told = sched.describe([scheduler_id]).get(scheduler_id) or {}
+        if told.get("stdout"):
+            changes.update(results_dir=told["workdir"] or changes["results_dir"], stdout_path=told["stdout"],
+                           stderr_path=told["stderr"] or told["stdout"], outputs_guessed=False)
+        return changes
 
     def _outputs(self, content, options, job_id):
         """Where a job's output goes (job_outputs), for an array job its
@@ -4948,13 +5116,14 @@ class JobSubmit(StorePart):
 POLLED_IDS = 2000  # the most of one user's unfinished jobs the shared poll follows (the newest)
 
 
-def outside_job_record(job_id, scheduler_name, scheduler_id, status, detail, now):
+def outside_job_record(job_id, scheduler, scheduler_id, status, detail, now):
     """A job the user submitted outside flightjobd (sbatch in a shell) that
-    the shared status poll saw: a record like ours, origin "outside", with
-    no script of ours, tracked until it ends."""
+    a status poll saw: a record like ours, origin "outside", with no script
+    of ours, tracked until it ends (scheduler: aimed at its cluster)."""
     name = detail.get("name") or "job %s" % scheduler_id
-    plan = {"script": {"id": "", "name": name}, "answers": {}, "options": [], "ignored_options": []}
-    record = new_job_record(job_id, plan, scheduler_name, None, now)
+    plan = {"script": {"id": "", "name": name}, "answers": {}, "options": [], "ignored_options": [],
+            "cluster": scheduler.home()}
+    record = new_job_record(job_id, plan, scheduler.name, None, now)
     stdout = detail.get("stdout") or None
     record.update(status, origin="outside", scheduler_id=scheduler_id, job_name=name, results_dir=detail.get("workdir") or None,
                   stdout_path=stdout, stderr_path=detail.get("stderr") or stdout)
@@ -4991,30 +5160,31 @@ class JobStatus(StorePart):
             return self._scheduler_state()
         self.last_refresh = time.time()
         problems = []
-        metas, _ = self._open_jobs()
+        try:  # only our scheduler's and clusters' records: others' are read-only here
+            metas = [m for m in self._open_jobs()[0] if self._aimed(m)]
+        except SchedulerError as e:
+            self.notice = e.message
+            return self._scheduler_state()
         unsure = [m for m in metas if m["state"] in UNFINISHED and not m.get("scheduler_id")]
         if unsure:
             try:
                 self._settle_submits(unsure)
             except SchedulerError as e:
                 problems.append(e.message)
-            metas, _ = self._open_jobs()
+            metas = [m for m in self._open_jobs()[0] if self._aimed(m)]
         pending = [m for m in metas if m.get("scheduler_id") and (
             m["state"] in UNFINISHED or m.get("detail_pending") and not self._detail_given_up(m))]
         unfinished = sum(m["state"] in UNFINISHED and not m.get("scheduler_id") for m in metas)
         shared = self.shared_poll() and not own
-        if statuses is not None:  # None: polled, not found; ids not in it were not polled
-            asked = [m for m in pending if m["scheduler_id"] in statuses]
-            unfinished += len(pending) - len(asked) + self._apply_statuses(
-                asked, {i: st for i, st in statuses.items() if st is not None})
-        elif pending and not shared and notice is None:
-            try:
-                found = self.scheduler.status([m["scheduler_id"] for m in pending])
+        if statuses is None and not shared and notice is None and (pending or self.scheduler.SHARED_POLL):
+            try:  # asked here: with the user's jobs not submitted here where the scheduler lists them
+                statuses, outside = self._statuses(pending, outside=True)
             except SchedulerError as e:
                 problems.append(e.message)
-                unfinished += len(pending)
-            else:
-                unfinished += self._apply_statuses(pending, found)
+        if statuses is not None:  # None: polled, not found; ids not in it were not polled
+            asked = [m for m in pending if self._ref(m) in statuses]
+            unfinished += len(pending) - len(asked) + self._apply_statuses(
+                asked, {i: st for i, st in statuses.items() if st is not None})
         else:
             unfinished += len(pending)
         if outside and not unsure:  # a submit not settled could be one of them
@@ -5046,29 +5216,23 @@ class JobStatus(StorePart):
         time); one whose batch script is in our jobs directory is ours (a
         submit being settled), and one a record lost (UNKNOWN) is that
         record's: both are left alone. How many it took."""
-        known = {m["scheduler_id"] for m in pending}
+        known = {self._ref(m) for m in pending}
         for m in metas:  # the lost are few: read in full
-            if m["state"] == "UNKNOWN":
-                with contextlib.suppress(Conflict, NotFound):
-                    known.add(self._job_meta(m["id"]).get("scheduler_id"))
-        new = [i for i, st in sorted(outside.items()) if i not in known and SCHEDULER_ID_RE.match(i)
+            with contextlib.suppress(Conflict, NotFound):
+                if m["state"] == "UNKNOWN" and self._job_meta(m["id"]).get("scheduler_id"):
+                    known.add(self._ref(self._job_meta(m["id"])))
+        new = [i for i, st in sorted(outside.items()) if i not in known and JOB_REF_RE.match(i)
                and isinstance(st, dict) and st.get("state") in UNFINISHED][:OUTSIDE_IMPORTS]
-        if not new:
-            return 0
-        detail = self.scheduler.describe(new)
         taken = 0
-        for scheduler_id in new:
-            d = dict(detail.get(scheduler_id, {}))
-            if d.get("command", "").startswith(self.jobs_dir + os.sep):
-                continue
-            for key in ("stdout", "stderr"):  # squeue may show the pattern as given to sbatch
-                if d.get(key):
-                    path = expand_pattern(d[key], scheduler_id, d.get("name") or "", self.user)
-                    d[key] = os.path.join(d.get("workdir") or self.home, path)
-            record = outside_job_record(None, self.scheduler.name, scheduler_id, outside[scheduler_id], d, now_iso())
-            self._create_dir(self.jobs_dir, lambda job_id: (dict(record, id=job_id), {}))
-            log.info("job %s submitted outside flightjobd is followed", scheduler_id)
-            taken += 1
+        for sched, ids in self.scheduler.each(new):
+            detail = sched.describe(list(ids))  # where its output goes, as the scheduler tells
+            for scheduler_id, ref in ids.items():
+                d = detail.get(scheduler_id, {})
+                if not (d.get("command") or "").startswith(self.jobs_dir + os.sep):
+                    record = outside_job_record(None, sched, scheduler_id, outside[ref], d, now_iso())
+                    self._create_dir(self.jobs_dir, lambda job_id: (dict(record, id=job_id), {}))
+                    log.info("job %s submitted outside flightjobd is followed", ref)
+                    taken += 1
         return taken
 
     def _settle_submits(self, unsure):
@@ -5102,7 +5266,7 @@ class JobStatus(StorePart):
         grace = self.config["scheduler"]["unknown_grace"]
         unfinished = 0
         for m in pending:
-            status = found.get(m["scheduler_id"])
+            status = found.get(self._ref(m))
             if m["state"] not in UNFINISHED:  # finished, waiting for sacct's detail: never unfinished again
                 changes = self._status_changes(m, status) if status and status["state"] in FINAL_STATES \
                     else {"detail_pending": False}
@@ -5142,8 +5306,8 @@ class JobStatus(StorePart):
         unfinished, the scheduler ids of those the scheduler has (the shared
         poll's; the newest POLLED_IDS) and the scheduler calls made so far."""
         self.has_unfinished = unfinished > 0
-        ids = sorted(((m["id"], m["scheduler_id"]) for m in self._open_jobs()[0]
-                      if (m["state"] in UNFINISHED or m.get("detail_pending")) and m.get("scheduler_id")),
+        ids = sorted(((m["id"], self._ref(m)) for m in self._open_jobs()[0] if self._aimed(m)
+                      and (m["state"] in UNFINISHED or m.get("detail_pending")) and m.get("scheduler_id")),
                      reverse=True)
         return dict(self._scheduler_state(), unfinished=unfinished, calls=dict(self.scheduler.counters),
                     ids=[i for _, i in ids[:POLLED_IDS]])
@@ -5164,15 +5328,28 @@ class JobStatus(StorePart):
             if round:
                 time.sleep(0.1)
             with contextlib.suppress(SchedulerError):
-                self._apply_statuses(metas, self.scheduler.status([m["scheduler_id"] for m in metas]))
+                self._apply_statuses(metas, self._statuses(metas)[0])
         self.has_unfinished = any(m["state"] in UNFINISHED for m in self._open_jobs()[0])
+
+    def _statuses(self, metas, outside=False):
+        """({ref: status} of these records' jobs, {ref: status} of the user's
+        unfinished jobs not among them, with outside where the scheduler
+        lists them): each cluster asked on its own."""
+        refs = [self._ref(m) for m in metas]
+        if outside and self.scheduler.SHARED_POLL:
+            found, _, others, undecided = self.scheduler.poll({os.getuid(): refs})
+            return {i: st for i, st in found.items() if i not in undecided}, others.get(os.getuid(), {})
+        found = {}
+        for sched, ids in self.scheduler.each(refs):
+            found.update((ids[i], st) for i, st in sched.status(list(ids)).items() if i in ids)
+        return found, None
 
     def _restatus(self, id):
         """The job's record brought up to date with the scheduler's status
         at once (the user's own action), whatever the refresh interval."""
         meta = self._job_meta(id)
         with contextlib.suppress(SchedulerError):
-            self._apply_statuses([meta], self.scheduler.status([meta["scheduler_id"]]))
+            self._apply_statuses([meta], self._statuses([meta])[0])
         return self._public_job(self._job_meta(id))
 
 
@@ -5216,29 +5393,31 @@ class JobControl(StorePart):
     def job_cancel(self, id):
         meta = self._job_meta(id)
         if meta["state"] in UNFINISHED and meta.get("scheduler_id"):
-            self.scheduler.cancel(meta["scheduler_id"])
+            self._aimed(meta, "cancelled").cancel(meta["scheduler_id"])
             self._update_job(id, {"cancel_requested_at": now_iso()})
             self._await_settled([id])
         return self._public_job(self._job_meta(id))
 
     def _pending_job(self, id, what):
-        """The record of a job the scheduler has that has not started;
-        Conflict, saying so, for another."""
+        """(the record of a job the scheduler has that has not started, its
+        scheduler aimed at it); Conflict, saying so, for another."""
         meta = self._job_meta(id)
         if meta["state"] != "PENDING" or not meta.get("scheduler_id"):
             raise Conflict("Only a pending job can be %s: this one is %s." % (what, meta["state"].lower()))
-        return meta
+        return meta, self._aimed(meta, what)
 
     @operation("jobs.hold", writes=True)
     def job_hold(self, id):
         """Keep a pending job from starting (scheduler's hold)."""
-        self.scheduler.hold(self._pending_job(id, "held")["scheduler_id"])
+        meta, sched = self._pending_job(id, "held")
+        sched.hold(meta["scheduler_id"])
         return self._restatus(id)
 
     @operation("jobs.release", writes=True)
     def job_release(self, id):
         """Let a held job start (scheduler's release)."""
-        self.scheduler.release(self._pending_job(id, "released")["scheduler_id"])
+        meta, sched = self._pending_job(id, "released")
+        sched.release(meta["scheduler_id"])
         return self._restatus(id)
 
     @operation("jobs.time_limit", writes=True)
@@ -5246,7 +5425,7 @@ class JobControl(StorePart):
         """Change a pending job's time limit (a Slurm time, as the time
         question takes it): Invalid naming time_limit for a bad one; the
         scheduler's refusal (a user may only lower it) as SchedulerRefused."""
-        meta = self._pending_job(id, "given a new time limit")
+        meta, sched = self._pending_job(id, "given a new time limit")
         try:
             if not isinstance(time_limit, str) or not time_limit.strip():
                 raise ValueError("give the new time limit (%s)" % TIME_HELP)
@@ -5255,7 +5434,7 @@ class JobControl(StorePart):
                 raise ValueError("give more than none (a job with no time would be ended as it starts)")
         except ValueError as e:
             raise Invalid("Time limit: %s." % e, {"time_limit": "Time limit: %s" % e})
-        self.scheduler.set_time_limit(meta["scheduler_id"], seconds)
+        sched.set_time_limit(meta["scheduler_id"], seconds)
         return self._restatus(id)
 
     @operation("jobs.cancel_task", writes=True)
@@ -5270,7 +5449,7 @@ class JobControl(StorePart):
             raise NotFound("This job has no task %s." % name_text(str(task))[:20])
         if found[0]["state"] not in UNFINISHED or meta["state"] not in UNFINISHED:
             raise Conflict("Task %s has already finished." % task)
-        self.scheduler.cancel(found[0]["id"])
+        self._aimed(meta, "cancelled").cancel(found[0]["id"])
         cancelled = [t for t in meta.get("cancelled_tasks") or [] if t != found[0]["id"]][-4999:]  # bounded: a record is read whole
         self._update_job(id, {"cancelled_tasks": cancelled + [found[0]["id"]]})
         self._await_settled([id], lambda meta: meta["state"] not in UNFINISHED or any(
@@ -5414,6 +5593,8 @@ class JobList(StorePart):
             out.update(can=False, why="it has already finished")
         elif action == "cancel" and not meta.get("scheduler_id"):
             out.update(can=False, why="its submission is not settled yet: try again in a moment")
+        elif action == "cancel" and not self._aimed(meta):
+            out.update(can=False, why="it runs %s, which this service does not manage" % self._where(meta))
         return out
 
     @operation("jobs.bulk", writes=True)
@@ -5432,7 +5613,7 @@ class JobList(StorePart):
                     if action == "remove":
                         self.job_delete(pick["id"])
                     else:
-                        self.scheduler.cancel(pick["scheduler_id"])
+                        self._aimed(self._job_meta(pick["id"]), "cancelled").cancel(pick["scheduler_id"])
                         self._update_job(pick["id"], {"cancel_requested_at": now_iso()})
                 except FlightJobError as e:
                     pick.update(can=False, why=e.message)
@@ -5832,7 +6013,7 @@ class StatusSource:
         followed = args.get("followed")
         if not isinstance(followed, dict) or len(followed) > MAX_POLL_USERS or not all(
                 uid.isdigit() and len(uid) <= 10 and isinstance(ids, list) and all(
-                    isinstance(i, str) and SCHEDULER_ID_RE.match(i) for i in ids)
+                    isinstance(i, str) and JOB_REF_RE.match(i) for i in ids)
                 for uid, ids in followed.items()) or sum(map(len, followed.values())) > MAX_POLL_IDS:
             raise Invalid("followed must map at most %d uids to at most %d job ids in all."
                           % (MAX_POLL_USERS, MAX_POLL_IDS))
@@ -6696,7 +6877,7 @@ def checked_statuses(answer, ids):
     outside = answer.get("outside", {})
     if not isinstance(outside, dict) or not all(
             uid.isdigit() and isinstance(jobs, dict) and all(
-                SCHEDULER_ID_RE.match(i) and _status_ok(st) for i, st in jobs.items())
+                JOB_REF_RE.match(i) and _status_ok(st) for i, st in jobs.items())
             for uid, jobs in outside.items()):
         raise ValueError("not jobs of the users asked for")
     undecided = answer.get("undecided", {})
@@ -6994,7 +7175,7 @@ class StatusPoll:
             return
         self.sent[user] = sent
         ids = reply.get("ids") if isinstance(reply, dict) else None
-        self.ids[user] = [i for i in ids if isinstance(i, str) and SCHEDULER_ID_RE.match(i)][:POLLED_IDS] \
+        self.ids[user] = [i for i in ids if isinstance(i, str) and JOB_REF_RE.match(i)][:POLLED_IDS] \
             if isinstance(ids, list) else []
 
 
