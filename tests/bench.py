@@ -945,13 +945,13 @@ def bench_slurm(work, table, quick):
             ids = sbatch_held(env, out, n)
             submitted += ids
             store = slurm_store(os.path.join(work, "state-slurm-%d" % n), ids, out)
-            store.refresh(force=True)  # first refresh writes the jobs' states
+            store.ask_scheduler()  # first refresh writes the jobs' states
             rounds = 3 if n == 500 else 5
             calls, walls = [], []
             for _ in range(rounds):
                 before = dict(store.scheduler.counters)
                 t = time.perf_counter()
-                store.refresh(force=True)
+                store.ask_scheduler()
                 walls.append(time.perf_counter() - t)
                 after = store.scheduler.counters
                 calls.append({k: after.get(k, 0) - before.get(k, 0) for k in after
@@ -976,12 +976,12 @@ def bench_slurm(work, table, quick):
         ids = sbatch_held(env, out, 50)
         submitted += ids
         store = slurm_store(os.path.join(work, "state-slurm-ended"), ids, out)
-        store.refresh(force=True)
+        store.ask_scheduler()
         subprocess.run(["scancel"] + ids[:25], env=env, check=True, capture_output=True)
         time.sleep(1)
         before = dict(store.scheduler.counters)
         t = time.perf_counter()
-        result = store.refresh(force=True)
+        result = store.ask_scheduler()
         wall = time.perf_counter() - t
         per = {k: v - before.get(k, 0) for k, v in store.scheduler.counters.items()
                if v != before.get(k, 0)}

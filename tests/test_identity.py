@@ -5,11 +5,9 @@ plain sbatch job shows in a single-user daemon and is cancelled there;
 where output goes is Slurm's word."""
 import os
 import subprocess
-import time
 
 import pytest
 
-import flightjobd
 from support import UnixUsers, wait_for
 from test_slurm import Site
 
@@ -63,6 +61,8 @@ def test_local_and_slurm_daemons_sharing_a_home(slurm_cluster, runtime, user):
         assert job(local, theirs["id"])["where"] == "on cluster flightjob" and job(slurm, theirs["id"])["managed"]
         page = slurm.pages.get("/jobs/" + mine["id"])
         assert page.html.find(id="not-managed") and "/jobs/%s/cancel" % mine["id"] not in page.text
+        row = slurm.pages.get("/jobs").html.select_one('tr[data-job="%s"] [data-where]' % mine["id"])
+        assert row.text == "(on machine %s, read-only)" % os.uname().nodename
         r = slurm.api("POST", "/api/jobs/%s/cancel" % mine["id"], status=409)
         assert "on machine" in r["error"]["message"]
         local.api("POST", "/api/jobs/%s/cancel" % theirs["id"], status=409)
@@ -112,6 +112,9 @@ def test_two_clusters_sharing_a_home(slurm_cluster, runtime, user, second):
         number = a["scheduler_id"]
         c = first.api("POST", "/api/jobs", {"script": sid, "answers": {"clusters": "second"}}, status=201)
         assert c["cluster"] == "second" and "--clusters=second" in c["command"]
+        r = first.api("POST", "/api/jobs", {"script": sid, "answers": {"clusters": "second"},
+                                            "after": {"job": a["id"], "type": "afterany"}}, status=422)
+        assert "another cluster" in r["error"]["fields"]["after_job"]  # job N there is another job
         for site in (first, other):
             site.polled()
             got = {j: job(site, x["id"]) for j, x in (("a", a), ("b", b), ("c", c))}
