@@ -4519,8 +4519,7 @@ INDEX_LIMIT = 32 << 20  # the largest index file read (a job is ~160 bytes of it
 # texts, times; the texts casefolded, as searched and sorted: pages show the
 # records'; a time of None for none), and its meta.json's mtime_ns and size.
 # A finished job's is kept packed (PackedRow).
-ROW_KINDS = ("state", "text", "time")
-ROW_FIELDS = sorted((f for f in JOB_FIELDS if f.sort), key=lambda f: ROW_KINDS.index(f.sort[1].replace("id", "text")))
+ROW_FIELDS = sorted((f for f in JOB_FIELDS if f.sort), key=lambda f: ("state", "text", "id", "time").index(f.sort[1]) // 2 * 2)
 JobRow = collections.namedtuple("JobRow", [f.sort[0] for f in ROW_FIELDS] + ["mtime_ns", "size"])
 ROW_TEXTS = [f.sort[0] for f in ROW_FIELDS if f.sort[1] in ("text", "id")]
 STATE_FOLDED = {state: state.casefold() for state in STATES}
@@ -4639,17 +4638,11 @@ def job_row(meta, st=None):
     return JobRow(*values, st.st_mtime_ns if st else 0, st.st_size if st else 0)
 
 
-def _row_value_ok(kind, v):
-    if kind == "state":
-        return v in FINISHED
-    if kind == "time":
-        return v is None or _whole(v) and PackedRow.NO_TIME < v < -PackedRow.NO_TIME
-    if kind == "stat":
-        return _whole(v) and PackedRow.NO_TIME <= v < -PackedRow.NO_TIME
-    return isinstance(v, str) and v == v.casefold()
-
-
-ROW_CHECKS = [f.sort[1] for f in ROW_FIELDS] + ["stat", "stat"]
+# what each kind of an index row's value must be (stat: mtime_ns and size)
+ROW_CHECKS = {"state": lambda v: v in FINISHED, "text": lambda v: isinstance(v, str) and v == v.casefold(),
+              "time": lambda v: v is None or _whole(v) and PackedRow.NO_TIME < v < -PackedRow.NO_TIME,
+              "stat": lambda v: _whole(v) and PackedRow.NO_TIME <= v < -PackedRow.NO_TIME,
+              "id": lambda v: isinstance(v, str) and v == v.casefold()}
 
 
 def index_row(value):
@@ -4657,7 +4650,7 @@ def index_row(value):
     what job_row makes of a finished job."""
     if not isinstance(value, list) or len(value) != len(JobRow._fields):
         raise ValueError("a row is not a list of %d fields" % len(JobRow._fields))
-    if not all(_row_value_ok(kind, v) for kind, v in zip(ROW_CHECKS, value)):
+    if not all(ROW_CHECKS[kind](v) for kind, v in zip([f.sort[1] for f in ROW_FIELDS] + ["stat", "stat"], value)):
         raise ValueError("a row is not what this version writes")
     return JobRow(*value)
 
@@ -5275,7 +5268,11 @@ class JobStatus(StorePart):
         time bound, one it does not have is UNKNOWN: it may or may not have
         run. A scheduler that does not answer decides nothing."""
         scripts = {m["id"]: self._job_path(m["id"], "script.sh") for m in unsure}
-        found = self.scheduler.find_submitted(list(scripts.values()))
+        found = {}
+        for cluster in {m.get("cluster") for m in unsure}:  # each asked where it was sent
+            sched = self.scheduler.on(cluster)
+            found.update((path, job_id if sched is self.scheduler else "%s@%s" % (job_id, cluster)) for path, job_id
+                         in sched.find_submitted([scripts[m["id"]] for m in unsure if m.get("cluster") == cluster]).items())
         bound = self.config["worker"]["request_timeout"] + self.config["scheduler"]["timeout"]
         for m in unsure:
             scheduler_id = found.get(scripts[m["id"]])
@@ -8486,6 +8483,16 @@ def api_call(method, path, op, body=(), status=200):
     route(path, method, api=True)(handler)
 
 
+def page_call(path, op, then):
+    """Declare a page's POST route that is one worker operation, with the
+    URL's arguments, then a 303 to then % those arguments."""
+    def handler(app, user, **args):
+        app.call(user, op, **args)
+        return see_other(then % args)
+    handler.__name__ = "page_" + op.replace(".", "_")
+    route(path, "POST")(handler)
+
+
 def route(path, method="GET", **config):
     """Declare a handler, handler(app, user, **url_args), for make_app to
     bind to each new App; config (api, login) is read by RoutePlugin."""
@@ -8876,10 +8883,7 @@ def page_script_delete_confirm(app, user, id):
                         [("Scripts", "/scripts"), (script["name"], "/scripts/%s" % id)])
 
 
-@route("/scripts/<id>/delete", "POST")
-def page_script_delete(app, user, id):
-    app.call(user, "scripts.delete", id=id)
-    return see_other("/scripts")
+page_call("/scripts/<id>/delete", "scripts.delete", "/scripts")
 
 
 # Routes: import #############################################################
@@ -9225,10 +9229,7 @@ def page_job_confirm(app, user, id, action):
                         job_crumbs(job))
 
 
-@route("/jobs/<id>/cancel", "POST")
-def page_cancel(app, user, id):
-    app.call(user, "jobs.cancel", id=id)
-    return see_other("/jobs/%s" % id)
+page_call("/jobs/<id>/cancel", "jobs.cancel", "/jobs/%(id)s")
 
 
 @route("/jobs/<id>/<action:re:hold|release>", "POST")
@@ -9257,16 +9258,8 @@ def page_task_confirm(app, user, id, task):
                         "/jobs/%s/tasks/%s/cancel" % (id, task), job_crumbs(job))
 
 
-@route("/jobs/<id>/tasks/<task>/cancel", "POST")
-def page_cancel_task(app, user, id, task):
-    app.call(user, "jobs.cancel_task", id=id, task=task)
-    return see_other("/jobs/%s" % id)
-
-
-@route("/jobs/<id>/remove", "POST")
-def page_remove(app, user, id):
-    app.call(user, "jobs.delete", id=id)
-    return see_other("/jobs")
+page_call("/jobs/<id>/tasks/<task>/cancel", "jobs.cancel_task", "/jobs/%(id)s")
+page_call("/jobs/<id>/remove", "jobs.delete", "/jobs")
 
 
 @route("/jobs/<id>/archive")

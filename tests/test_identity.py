@@ -100,6 +100,8 @@ def test_two_clusters_sharing_a_home(slurm_cluster, runtime, user, second):
         question = [q for q in first.api("GET", "/api/scripts/%s/submission" % sid)["questions"]
                     if q["id"] == "clusters"][0]
         assert [o["value"] for o in question["options"]] == ["", "second"]
+        page = first.pages.get("/scripts/%s/submit" % sid)  # the page asks, the cluster's own by default
+        assert [o.text for o in page.html.select("select#q_clusters option")] == ["flightjob (this cluster)", "second"]
         a = first.api("POST", "/api/jobs", {"script": sid, "answers": {}}, status=201)
         assert a["cluster"] == "flightjob"
         while True:  # the second cluster counts from 1: run it up to the first's number
