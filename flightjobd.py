@@ -7249,30 +7249,27 @@ def client_address(environ, proxies):
     return addr
 
 
+def _ip(addr):
+    """addr as an ip_address (an IPv4-mapped one as IPv4), None for no address."""
+    with contextlib.suppress(ValueError):
+        ip = ipaddress.ip_address(addr.split("%")[0])
+        return getattr(ip, "ipv4_mapped", None) or ip
+
+
 def address_key(addr):
     """The address as the throttle and the login slots count it: one key for
-    all of loopback (a local user may connect from any 127.x.y.z) and one
-    for an IPv6 /64 (what one site or host is handed); an IPv4 address as
-    it is."""
-    try:
-        ip = ipaddress.ip_address(addr)
-    except ValueError:
-        return str(addr)
-    ip = getattr(ip, "ipv4_mapped", None) or ip
-    if ip.is_loopback:
-        return "loopback"
-    if ip.version == 6:
-        return str(ipaddress.ip_network("%s/64" % ip, strict=False))
-    return str(ip)
+    all of loopback (a local user may connect from any 127.x.y.z; bound_clients
+    tells local users apart) and one for an IPv6 /64 (what one site or host
+    is handed); an IPv4 address as it is."""
+    ip = _ip(addr)
+    if ip is None or ip.version == 4 and not ip.is_loopback:
+        return str(addr if ip is None else ip)
+    return "loopback" if ip.is_loopback else str(ipaddress.ip_network("%s/64" % ip, strict=False))
 
 
 def _trusted(addr, proxies):
-    try:
-        ip = ipaddress.ip_address(addr)
-    except ValueError:
-        return False
-    ip = getattr(ip, "ipv4_mapped", None) or ip
-    return any(ip in net for net in proxies)
+    ip = _ip(addr)
+    return ip is not None and any(ip in net for net in proxies)
 
 
 def forwarded_for_only(app):
@@ -7837,8 +7834,7 @@ def socket_owner(peer, local):
     """The uid owning the TCP socket at `peer` connected to `local` ((host, port)): a loopback client's
     end (an SSH tunnel's: its user's sshd), asked of the kernel (sock_diag); None if it cannot say."""
     try:
-        addrs = [ipaddress.ip_address(a[0].split("%")[0]) for a in (peer, local)]
-        addrs = [getattr(a, "ipv4_mapped", None) or a for a in addrs]
+        addrs = [_ip(peer[0]), _ip(local[0])]
         request = (struct.pack("=BBBxI", socket.AF_INET6 if addrs[0].version == 6 else socket.AF_INET,
                                socket.IPPROTO_TCP, 0, 0xffffffff) + struct.pack("!HH", peer[1], local[1])
                    + b"".join(a.packed.ljust(16, b"\0") for a in addrs) + struct.pack("=III", 0, 0xffffffff, 0xffffffff))
@@ -7847,18 +7843,14 @@ def socket_owner(peer, local):
             diag.sendto(struct.pack("=IHHII", 16 + len(request), 20, 1, 0, 0) + request, (0, 0))
             answer = diag.recv(8192)
         return struct.unpack_from("=I", answer, 80)[0] if struct.unpack_from("=H", answer, 4)[0] == 20 else None
-    except (OSError, ValueError, struct.error):
+    except (OSError, AttributeError, struct.error):  # AttributeError: no address (None)
         return None
 
 
 def close_connection_later(environ, seconds, why):
-    """Close this request's client connection `seconds` from now, whatever
-    the thread serving it is doing then (waiting in waitress for a client
-    that does not read what it was sent: waitress waits without a bound once
-    16 MiB are buffered): a timer shuts the socket down, waitress's loop
-    sees it closed and wakes the thread (ClientDisconnected). Returns
-    cancel(), for when the request is done; under another server nothing
-    is closed."""
+    """Close this request's connection `seconds` from now, whatever its thread is doing then (waiting
+    for a client that does not read: waitress waits without a bound once 16 MiB are buffered): the
+    socket shut down, waitress's loop wakes the thread. Returns cancel(); elsewhere closes nothing."""
     channel = waitress_channel(environ)
     sock = getattr(channel, "socket", None)
     if sock is None:
