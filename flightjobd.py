@@ -6757,7 +6757,7 @@ class WorkerPool:
         self.waiting = []  # (ticket, worker, download) of each request waiting its turn, first come first
         self.tickets = itertools.count()
         self.active = set()  # users known to have unfinished jobs
-        self.poll = None  # what watches every call (StatusPoll.watch): the shared status poll, given by App
+        self.poll = None  # what watches every call (StatusPoll.around_call): the shared status poll, given by App
         self.busy = 0  # calls and downloads in flight, all users
         self.downloads = 0  # downloads in flight, all users
         threads = config["server"]["threads"]
@@ -6827,7 +6827,7 @@ class WorkerPool:
         """Worker.call for `user`, in one of its slots; what the reply says
         of unfinished jobs keeps `active` up to date. The poll, when there
         is one, watches the call: it may add to args, and hears the reply."""
-        watch = self.poll.watch(user, op, args, kw.get("touch", True)) if self.poll else None
+        watch = self.poll.around_call(user, op, args, kw.get("touch", True)) if self.poll else None
         args = next(watch) if watch else args
         with self._slot(user) as worker:
             result, unfinished = worker.call(op, args, **kw)
@@ -7012,7 +7012,7 @@ class StatusPoll:
         if self.thread is None and self.serving():
             with self.lock:
                 if self.thread is None:
-                    self.thread = threading.Thread(target=self._run, daemon=True)
+                    self.thread = threading.Thread(target=self._loop, daemon=True)
                     self.thread.start()
         return self.cluster
 
@@ -7033,7 +7033,7 @@ class StatusPoll:
         """Whether this poll follows users' jobs (else their workers do)."""
         return self.config["scheduler"]["shared_poll"]
 
-    def watch(self, user, op, args, looked):
+    def around_call(self, user, op, args, looked):
         """The pool's hook round a worker call (a generator): yields the args
         to send (the partition summary added for CLUSTER_OPS: only a page
         showing the questions keeps it coming), then hears the reply's word
@@ -7057,7 +7057,7 @@ class StatusPoll:
         if (unfinished or looking) and self.thread is None and self.serving():
             with self.lock:
                 if self.thread is None:
-                    self.thread = threading.Thread(target=self._run, daemon=True)
+                    self.thread = threading.Thread(target=self._loop, daemon=True)
                     self.thread.start()
 
     def close(self):
@@ -7077,7 +7077,7 @@ class StatusPoll:
             hands = self.round_hands
         return not concurrent.futures.wait(hands, timeout=max(0, end - time.monotonic())).not_done
 
-    def _run(self):
+    def _loop(self):
         while not self.stopping.wait(POLL_TICK):
             try:
                 self.tick()
@@ -7125,9 +7125,9 @@ class StatusPoll:
             # the local scheduler's states are files in each home, read by its
             # worker (no controller to spare): the same schedule, a pass each
             # ("auto" is resolved by serve(); unresolved, each worker knows)
-            return [self._send(user, {}, "jobs.ask_scheduler") for user in active]
+            return [self._hand_soon(user, {}, "jobs.ask_scheduler") for user in active]
         # learn what to ask for from the workers that have not said (no scheduler call)
-        asking = [self._send(user, {}) for user in active if self.ids.get(user) is None]
+        asking = [self._hand_soon(user, {}) for user in active if self.ids.get(user) is None]
         concurrent.futures.wait([f for f in asking if f], timeout=POLL_WAIT)
         uids = {}
         for user in users:
@@ -7146,7 +7146,7 @@ class StatusPoll:
                 self.hidden = (str(answer["hidden"])[:STATUS_TEXT], time.monotonic())
                 log.warning("shared status poll off for 10 minutes, each user's worker polls: %s",
                             self.hidden[0])
-                return [self._send(user, {}, "jobs.ask_scheduler") for user in active]
+                return [self._hand_soon(user, {}, "jobs.ask_scheduler") for user in active]
             self.hidden = (None, 0)
             statuses, owners, outside, undecided = checked_statuses(
                 answer, [i for mine in followed.values() for i in mine])
@@ -7159,7 +7159,7 @@ class StatusPoll:
             log.warning("shared status poll failed: %s", notice)
             for user in active:  # asked again next time: what they follow may be what failed
                 self.ids[user] = None
-            return [self._send(user, {"notice": notice}, sent=notice) for user in active
+            return [self._hand_soon(user, {"notice": notice}, sent=notice) for user in active
                     if self.sent.get(user) != notice]
         hands = []
         for user, theirs in asked.items():
@@ -7174,7 +7174,7 @@ class StatusPoll:
                 args["notice"] = "; ".join(why)[:STATUS_TEXT]
             gist = (_gist(mine), args.get("notice"))
             if others or (mine or why) and (self.sent.get(user) != gist or None in mine.values()):
-                hands.append(self._send(user, args, sent=gist))
+                hands.append(self._hand_soon(user, args, sent=gist))
         return hands
 
     @staticmethod
@@ -7189,7 +7189,7 @@ class StatusPoll:
                     taken += 1
         return asked
 
-    def _send(self, user, args, op="jobs.take_statuses", sent=None):
+    def _hand_soon(self, user, args, op="jobs.take_statuses", sent=None):
         """_hand in one of the hand threads, unless one for the user is in
         flight: the future, or None."""
         with self.lock:
