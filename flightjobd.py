@@ -6840,11 +6840,11 @@ class WorkerPool:
 
     def reap(self):
         """End workers idle longer than worker.idle_timeout (none in use:
-        a call holds its worker counted in flight)."""
+        a call holds its worker counted in flight, or waiting its turn)."""
         limit = time.time() - self.config["worker"]["idle_timeout"]
         with self.lock:
             idle = [u for u, w in self.workers.items()
-                    if w.last_used < limit and not any(w.held)]
+                    if w.last_used < limit and not any(w.held) and all(e[1] is not w for e in self.waiting)]
             stopped = [self.workers.pop(u) for u in idle]
         for worker in stopped:
             worker.stop()
