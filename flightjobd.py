@@ -4519,8 +4519,7 @@ INDEX_LIMIT = 32 << 20  # the largest index file read (a job is ~160 bytes of it
 # texts, times; the texts casefolded, as searched and sorted: pages show the
 # records'; a time of None for none), and its meta.json's mtime_ns and size.
 # A finished job's is kept packed (PackedRow).
-ROW_KINDS = ("state", "text", "time")
-ROW_FIELDS = sorted((f for f in JOB_FIELDS if f.sort), key=lambda f: ROW_KINDS.index(f.sort[1].replace("id", "text")))
+ROW_FIELDS = sorted((f for f in JOB_FIELDS if f.sort), key=lambda f: ("state", "text", "id", "time").index(f.sort[1]) // 2 * 2)
 JobRow = collections.namedtuple("JobRow", [f.sort[0] for f in ROW_FIELDS] + ["mtime_ns", "size"])
 ROW_TEXTS = [f.sort[0] for f in ROW_FIELDS if f.sort[1] in ("text", "id")]
 STATE_FOLDED = {state: state.casefold() for state in STATES}
@@ -4639,17 +4638,11 @@ def job_row(meta, st=None):
     return JobRow(*values, st.st_mtime_ns if st else 0, st.st_size if st else 0)
 
 
-def _row_value_ok(kind, v):
-    if kind == "state":
-        return v in FINISHED
-    if kind == "time":
-        return v is None or _whole(v) and PackedRow.NO_TIME < v < -PackedRow.NO_TIME
-    if kind == "stat":
-        return _whole(v) and PackedRow.NO_TIME <= v < -PackedRow.NO_TIME
-    return isinstance(v, str) and v == v.casefold()
-
-
-ROW_CHECKS = [f.sort[1] for f in ROW_FIELDS] + ["stat", "stat"]
+# what each kind of an index row's value must be (stat: mtime_ns and size)
+ROW_CHECKS = {"state": lambda v: v in FINISHED, "text": lambda v: isinstance(v, str) and v == v.casefold(),
+              "time": lambda v: v is None or _whole(v) and PackedRow.NO_TIME < v < -PackedRow.NO_TIME,
+              "stat": lambda v: _whole(v) and PackedRow.NO_TIME <= v < -PackedRow.NO_TIME,
+              "id": lambda v: isinstance(v, str) and v == v.casefold()}
 
 
 def index_row(value):
@@ -4657,7 +4650,7 @@ def index_row(value):
     what job_row makes of a finished job."""
     if not isinstance(value, list) or len(value) != len(JobRow._fields):
         raise ValueError("a row is not a list of %d fields" % len(JobRow._fields))
-    if not all(_row_value_ok(kind, v) for kind, v in zip(ROW_CHECKS, value)):
+    if not all(ROW_CHECKS[kind](v) for kind, v in zip([f.sort[1] for f in ROW_FIELDS] + ["stat", "stat"], value)):
         raise ValueError("a row is not what this version writes")
     return JobRow(*value)
 
@@ -7256,30 +7249,27 @@ def client_address(environ, proxies):
     return addr
 
 
+def _ip(addr):
+    """addr as an ip_address (an IPv4-mapped one as IPv4), None for no address."""
+    with contextlib.suppress(ValueError):
+        ip = ipaddress.ip_address(addr.split("%")[0])
+        return getattr(ip, "ipv4_mapped", None) or ip
+
+
 def address_key(addr):
     """The address as the throttle and the login slots count it: one key for
-    all of loopback (a local user may connect from any 127.x.y.z) and one
-    for an IPv6 /64 (what one site or host is handed); an IPv4 address as
-    it is."""
-    try:
-        ip = ipaddress.ip_address(addr)
-    except ValueError:
-        return str(addr)
-    ip = getattr(ip, "ipv4_mapped", None) or ip
-    if ip.is_loopback:
-        return "loopback"
-    if ip.version == 6:
-        return str(ipaddress.ip_network("%s/64" % ip, strict=False))
-    return str(ip)
+    all of loopback (a local user may connect from any 127.x.y.z; bound_clients
+    tells local users apart) and one for an IPv6 /64 (what one site or host
+    is handed); an IPv4 address as it is."""
+    ip = _ip(addr)
+    if ip is None or ip.version == 4 and not ip.is_loopback:
+        return str(addr if ip is None else ip)
+    return "loopback" if ip.is_loopback else str(ipaddress.ip_network("%s/64" % ip, strict=False))
 
 
 def _trusted(addr, proxies):
-    try:
-        ip = ipaddress.ip_address(addr)
-    except ValueError:
-        return False
-    ip = getattr(ip, "ipv4_mapped", None) or ip
-    return any(ip in net for net in proxies)
+    ip = _ip(addr)
+    return ip is not None and any(ip in net for net in proxies)
 
 
 def forwarded_for_only(app):
@@ -7844,8 +7834,7 @@ def socket_owner(peer, local):
     """The uid owning the TCP socket at `peer` connected to `local` ((host, port)): a loopback client's
     end (an SSH tunnel's: its user's sshd), asked of the kernel (sock_diag); None if it cannot say."""
     try:
-        addrs = [ipaddress.ip_address(a[0].split("%")[0]) for a in (peer, local)]
-        addrs = [getattr(a, "ipv4_mapped", None) or a for a in addrs]
+        addrs = [_ip(peer[0]), _ip(local[0])]
         request = (struct.pack("=BBBxI", socket.AF_INET6 if addrs[0].version == 6 else socket.AF_INET,
                                socket.IPPROTO_TCP, 0, 0xffffffff) + struct.pack("!HH", peer[1], local[1])
                    + b"".join(a.packed.ljust(16, b"\0") for a in addrs) + struct.pack("=III", 0, 0xffffffff, 0xffffffff))
@@ -7854,18 +7843,14 @@ def socket_owner(peer, local):
             diag.sendto(struct.pack("=IHHII", 16 + len(request), 20, 1, 0, 0) + request, (0, 0))
             answer = diag.recv(8192)
         return struct.unpack_from("=I", answer, 80)[0] if struct.unpack_from("=H", answer, 4)[0] == 20 else None
-    except (OSError, ValueError, struct.error):
+    except (OSError, AttributeError, struct.error):  # AttributeError: no address (None)
         return None
 
 
 def close_connection_later(environ, seconds, why):
-    """Close this request's client connection `seconds` from now, whatever
-    the thread serving it is doing then (waiting in waitress for a client
-    that does not read what it was sent: waitress waits without a bound once
-    16 MiB are buffered): a timer shuts the socket down, waitress's loop
-    sees it closed and wakes the thread (ClientDisconnected). Returns
-    cancel(), for when the request is done; under another server nothing
-    is closed."""
+    """Close this request's connection `seconds` from now, whatever its thread is doing then (waiting
+    for a client that does not read: waitress waits without a bound once 16 MiB are buffered): the
+    socket shut down, waitress's loop wakes the thread. Returns cancel(); elsewhere closes nothing."""
     channel = waitress_channel(environ)
     sock = getattr(channel, "socket", None)
     if sock is None:
@@ -8498,6 +8483,16 @@ def api_call(method, path, op, body=(), status=200):
     route(path, method, api=True)(handler)
 
 
+def page_call(path, op, then):
+    """Declare a page's POST route that is one worker operation, with the
+    URL's arguments, then a 303 to then % those arguments."""
+    def handler(app, user, **args):
+        app.call(user, op, **args)
+        return see_other(then % args)
+    handler.__name__ = "page_" + op.replace(".", "_")
+    route(path, "POST")(handler)
+
+
 def route(path, method="GET", **config):
     """Declare a handler, handler(app, user, **url_args), for make_app to
     bind to each new App; config (api, login) is read by RoutePlugin."""
@@ -8888,10 +8883,7 @@ def page_script_delete_confirm(app, user, id):
                         [("Scripts", "/scripts"), (script["name"], "/scripts/%s" % id)])
 
 
-@route("/scripts/<id>/delete", "POST")
-def page_script_delete(app, user, id):
-    app.call(user, "scripts.delete", id=id)
-    return see_other("/scripts")
+page_call("/scripts/<id>/delete", "scripts.delete", "/scripts")
 
 
 # Routes: import #############################################################
@@ -9237,10 +9229,7 @@ def page_job_confirm(app, user, id, action):
                         job_crumbs(job))
 
 
-@route("/jobs/<id>/cancel", "POST")
-def page_cancel(app, user, id):
-    app.call(user, "jobs.cancel", id=id)
-    return see_other("/jobs/%s" % id)
+page_call("/jobs/<id>/cancel", "jobs.cancel", "/jobs/%(id)s")
 
 
 @route("/jobs/<id>/<action:re:hold|release>", "POST")
@@ -9269,16 +9258,8 @@ def page_task_confirm(app, user, id, task):
                         "/jobs/%s/tasks/%s/cancel" % (id, task), job_crumbs(job))
 
 
-@route("/jobs/<id>/tasks/<task>/cancel", "POST")
-def page_cancel_task(app, user, id, task):
-    app.call(user, "jobs.cancel_task", id=id, task=task)
-    return see_other("/jobs/%s" % id)
-
-
-@route("/jobs/<id>/remove", "POST")
-def page_remove(app, user, id):
-    app.call(user, "jobs.delete", id=id)
-    return see_other("/jobs")
+page_call("/jobs/<id>/tasks/<task>/cancel", "jobs.cancel_task", "/jobs/%(id)s")
+page_call("/jobs/<id>/remove", "jobs.delete", "/jobs")
 
 
 @route("/jobs/<id>/archive")
