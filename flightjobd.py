@@ -6840,11 +6840,11 @@ class WorkerPool:
 
     def reap(self):
         """End workers idle longer than worker.idle_timeout (none in use:
-        a call holds its worker counted in flight)."""
+        a call holds its worker counted in flight, or waiting its turn)."""
         limit = time.time() - self.config["worker"]["idle_timeout"]
         with self.lock:
             idle = [u for u, w in self.workers.items()
-                    if w.last_used < limit and not any(w.held)]
+                    if w.last_used < limit and not any(w.held) and all(e[1] is not w for e in self.waiting)]
             stopped = [self.workers.pop(u) for u in idle]
         for worker in stopped:
             worker.stop()
@@ -8471,13 +8471,13 @@ class RoutePlugin:
 ROUTES = []  # (path, method, config, handler), in the order declared below
 
 
-def api_call(method, path, op, body=(), status=200):
+def api_call(method, path, op, body=(), status=200, query=dict):
     """Declare an API route that is one worker operation: its arguments the
-    URL's and the JSON body's fields named in body, its answer the
-    operation's JSON with status (204: none)."""
+    URL's, the JSON body's fields named in body and what query() makes of
+    the query string; its answer the operation's JSON with status (204: none)."""
     def handler(app, user, **args):
         data = app.body_json() if body else {}
-        answer = app.call_raw(user, op, **dict(args, **{key: data.get(key) for key in body}))
+        answer = app.call_raw(user, op, **dict(args, **query(), **{key: data.get(key) for key in body}))
         return app.no_content() if status == 204 else app.json(answer, status)
     handler.__name__ = "api_" + op.replace(".", "_")
     route(path, method, api=True)(handler)
@@ -8740,9 +8740,7 @@ def script_json(app, script, status=200):
     return app.json(script, status)
 
 
-@route("/api/scripts", api=True)
-def api_scripts(app, user):
-    return app.json(app.call_raw(user, "scripts.list", **list_args(SCRIPTS_QUERY)))
+api_call("GET", "/api/scripts", "scripts.list", query=lambda: list_args(SCRIPTS_QUERY))
 
 
 @route("/api/scripts", "POST", api=True)
@@ -8772,10 +8770,8 @@ def api_script_update(app, user, id):
 api_call("DELETE", "/api/scripts/<id>", "scripts.delete", status=204)
 
 
-@route("/api/scripts/<id>/submission", api=True)
-def api_submission(app, user, id):
-    return app.json(app.call_raw(user, "scripts.submission", id=id,
-                                 from_job=bottle.request.query.get("from_job") or None))
+api_call("GET", "/api/scripts/<id>/submission", "scripts.submission",
+         query=lambda: {"from_job": bottle.request.query.get("from_job") or None})
 
 
 @route("/api/scripts/<id>/copy", "POST", api=True)
@@ -8889,9 +8885,7 @@ page_call("/scripts/<id>/delete", "scripts.delete", "/scripts")
 # Routes: import #############################################################
 
 
-@route("/api/import/files", api=True)
-def api_import_files(app, user):
-    return app.json(app.call_raw(user, "home.list", path=(_text_query("path") or "")))
+api_call("GET", "/api/import/files", "home.list", query=lambda: {"path": _text_query("path") or ""})
 
 
 IMPORT_FIELDS = ("path", "content", "name", "in_place")
@@ -9010,9 +9004,7 @@ def api_activity(app, user):
     return app.json(app.call(user, "jobs.activity", watch=_query_texts("watch")))
 
 
-@route("/api/jobs", api=True)
-def api_jobs(app, user):
-    return app.json(app.call(user, "jobs.list", **list_args(JOBS_QUERY, paged=True)))
+api_call("GET", "/api/jobs", "jobs.list", query=lambda: list_args(JOBS_QUERY, paged=True))
 
 
 @route("/api/jobs/bulk", "POST", api=True)
@@ -9026,9 +9018,7 @@ def api_jobs_bulk(app, user):
 api_call("POST", "/api/jobs", "jobs.submit", ("script", "answers", "after"), 201)
 
 
-@route("/api/jobs/<id>", api=True)
-def api_job(app, user, id):
-    return app.json(app.call_raw(user, "jobs.get", id=id, script=bottle.request.query.get("script") == "1"))
+api_call("GET", "/api/jobs/<id>", "jobs.get", query=lambda: {"script": bottle.request.query.get("script") == "1"})
 
 
 api_call("DELETE", "/api/jobs/<id>", "jobs.delete", status=204)
