@@ -777,10 +777,9 @@ OPENAT2 = 437  # the syscall's number on every architecture; None: the walk (tes
 
 
 def open_beneath(root, full, flags=os.O_RDONLY | os.O_NONBLOCK):
-    """A descriptor of `full`, a path resolve_inside gave under root (no link left in it), opened in one
-    step from root's descriptor following no symlink: openat2 with RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |
-    RESOLVE_NO_MAGICLINKS (Linux 5.6), else a part at a time with O_NOFOLLOW. A part swapped for a link
-    since it was resolved is an OSError (ELOOP, ENOTDIR), never followed; what was opened is checked."""
+    """A descriptor of `full` (resolve_inside's, under root) opened from root's following no link: openat2
+    RESOLVE_BENEATH|NO_SYMLINKS|NO_MAGICLINKS (Linux 5.6), else a part at a time with O_NOFOLLOW; a part
+    swapped for a link since it was resolved is an OSError (ELOOP, ENOTDIR); what was opened is checked."""
     import ctypes
     rel, top, fd = os.path.relpath(full, root), os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC), -1
     try:
@@ -6840,11 +6839,11 @@ class WorkerPool:
 
     def reap(self):
         """End workers idle longer than worker.idle_timeout (none in use:
-        a call holds its worker counted in flight)."""
+        a call holds its worker counted in flight, or waiting its turn)."""
         limit = time.time() - self.config["worker"]["idle_timeout"]
         with self.lock:
             idle = [u for u, w in self.workers.items()
-                    if w.last_used < limit and not any(w.held)]
+                    if w.last_used < limit and not any(w.held) and all(e[1] is not w for e in self.waiting)]
             stopped = [self.workers.pop(u) for u in idle]
         for worker in stopped:
             worker.stop()
@@ -7830,10 +7829,11 @@ def waitress_channel(environ):
     return getattr(environ.get("waitress.client_disconnected"), "__self__", None)
 
 
-def socket_owner(peer, local):
-    """The uid owning the TCP socket at `peer` connected to `local` ((host, port)): a loopback client's
-    end (an SSH tunnel's: its user's sshd), asked of the kernel (sock_diag); None if it cannot say."""
+def socket_owner(sock):
+    """The uid owning the other end of the accepted TCP socket sock, on this machine (a loopback client:
+    an SSH tunnel's is its user's sshd), asked of the kernel (sock_diag); None if it cannot say."""
     try:
+        peer, local = sock.getpeername(), sock.getsockname()
         addrs = [_ip(peer[0]), _ip(local[0])]
         request = (struct.pack("=BBBxI", socket.AF_INET6 if addrs[0].version == 6 else socket.AF_INET,
                                socket.IPPROTO_TCP, 0, 0xffffffff) + struct.pack("!HH", peer[1], local[1])
@@ -7905,8 +7905,7 @@ def bound_clients(server, limits, proxies):
             if _trusted(peer, proxies):
                 continue
             channel.key = address_key(peer)
-            uid = socket_owner(channel.addr, channel.socket.getsockname()) if channel.key == "loopback" \
-                and limits["loopback_users"] else None
+            uid = socket_owner(channel.socket) if channel.key == "loopback" and limits["loopback_users"] else None
             channel.key += "" if uid is None else " uid %d" % uid
             if sum(1 for c in list(server.active_channels.values())
                    if getattr(c, "key", None) == channel.key) > limits["connections_per_address"]:
@@ -9370,9 +9369,8 @@ def raise_file_limit(wanted):
 
 def serve(config):
     from waitress import create_server
-    with contextlib.suppress(Exception):  # large buffers (a download's pieces) mapped and unmapped, never kept
-        import ctypes  # by each thread's arena: glibc's M_MMAP_THRESHOLD fixed, not raised by each free
-        ctypes.CDLL(None).mallopt(-3, 256 << 10)
+    with contextlib.suppress(Exception):  # glibc's M_MMAP_THRESHOLD fixed, not raised by each free: large
+        __import__("ctypes").CDLL(None).mallopt(-3, 256 << 10)  # buffers (downloads) unmapped, not kept by arenas
     raise_file_limit(config["server"]["connection_limit"] + 4096)
     if config["server"]["multi_user"] and any(
             ipaddress.ip_network(p, strict=False).overlaps(ipaddress.ip_network("127.0.0.0/8"))
