@@ -3431,15 +3431,13 @@ def operation(name, writes=False):
 
 
 class Performer:
-    """What a worker serves: each operation a method declared with
-    @operation in its class."""
+    """What a worker serves: each operation a method declared with @operation."""
 
     has_unfinished = None  # what the current operation found (see perform)
 
     def perform(self, op, args):
-        """Do one declared operation of this object's class: (its answer,
-        whether this user has unfinished jobs: True or False as the
-        operation found them, None when it did not look)."""
+        """Do one operation of this object's class: (its answer, whether the
+        user has unfinished jobs as it found them, None when it did not look)."""
         method = OPERATIONS.get(op)
         if method is None or getattr(type(self), method.__name__, None) is not method:
             raise BadRequest("No such worker operation: %s." % op)
@@ -3630,11 +3628,9 @@ def literal_template(text):
 class TemplatesPart(StorePart):
     """The job-script templates this user may use: shipped, site and their own."""
 
-    def __init__(self, config, user):
-        super().__init__(config, user)
-        self._templates = (None, None)  # (the template directories' signature, (found, problems))
-        self._summary = (-1e9, None)  # (when, the scheduler's partition summary) when the worker asks itself
-        self._assoc = (-1e9, None)  # (when, the user's accounts and QOS) for partitions' access rules
+    _templates = (None, None)  # (the template directories' signature, (found, problems))
+    _summary = (-1e9, None)  # (when, the scheduler's partition summary) when the worker asks itself
+    _assoc = (-1e9, None)  # (when, the user's accounts and QOS) for partitions' access rules
 
     def _template_dirs(self):
         dirs = [(os.path.join(HERE, "share", "job-templates"), "shipped")]
@@ -5149,40 +5145,32 @@ class JobStatus(StorePart):
     (asked here, or handed by the shared poll) applied to the records,
     submits of unknown outcome settled, outside jobs taken in."""
 
-    def __init__(self, config, user):
-        super().__init__(config, user)
-        self.last_refresh = 0.0
+    last_refresh = 0.0  # when the jobs were last brought up to date (time.time())
 
     def refresh(self):
-        """A page's look at the jobs: brought up to date at most every
-        scheduler.refresh_interval, asking the scheduler here unless the
-        shared poll serves the user (then submits of unknown outcome are
-        still settled: they need the user's own squeue)."""
+        """A page's look: at most every scheduler.refresh_interval, asking the
+        scheduler here unless the shared poll serves the user."""
         if time.time() - self.last_refresh < self.config["scheduler"]["refresh_interval"]:
             return self._scheduler_state()
         return self._update(ask=not self.shared_poll())
 
     @operation("jobs.ask_scheduler")
     def ask_scheduler(self):
-        """Bring unfinished jobs up to date now, with ONE status call of the
-        user's own: the background refresh, and the shared poll's pass where
-        it cannot ask for everyone (the local scheduler; others' jobs hidden)."""
+        """Ask the scheduler now (ONE status call): the background refresh, and
+        the shared poll's pass for the local scheduler or hidden jobs."""
         return self._update(ask=True)
 
     @operation("jobs.take_statuses")
     def take_statuses(self, statuses=None, notice=None, outside=None):
-        """Record what the shared status poll (StatusPoll) hands, as only the
-        worker may write in the home: statuses (scheduler id -> status; None:
-        polled, not found; ids not in it were not polled), or the notice of
-        why it failed (no job changes); outside: the user's unfinished jobs
-        it saw that are not flightjobd's (job id -> status), each made a
-        record of its own (outside_job_record). With none, only what it is to
-        ask about (the answer's ids)."""
+        """Record what the shared poll (StatusPoll) hands, as only the worker
+        may write in the home: statuses (scheduler id -> status; None: not
+        found; ids not in it were not polled), or the notice of why it failed
+        (no job changes); outside: the user's jobs not flightjobd's (job id ->
+        status), each made a record (outside_job_record). None: the ids only."""
         return self._update(statuses=statuses, notice=notice, outside=outside)
 
     def _update(self, statuses=None, notice=None, outside=None, ask=False):
-        """Settle submits of unknown outcome, then record the statuses given
-        or, with ask, those the scheduler gives; what a refresh tells."""
+        """Settle unknown submits, record the statuses given (or, ask, asked)."""
         self.last_refresh = time.time()
         problems = []
         try:  # only our scheduler's and clusters' records: others' are read-only here
