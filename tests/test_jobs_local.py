@@ -312,13 +312,13 @@ def test_failed_status_call_changes_no_state(make_config, tmp_path, monkeypatch)
         raise flightjobd.SchedulerError("The scheduler did not answer: squeue timed out after 20 seconds.")
     store.scheduler.status = broken
     store.config["scheduler"]["unknown_grace"] = 0
-    result = store.refresh(force=True)
+    result = store.ask_scheduler()
     assert result["ok"] is False and "did not answer" in result["message"]
     assert store.job_get(job["id"])["state"] == "PENDING"
     listing = store.jobs_list()
     assert listing["scheduler"]["ok"] is False and listing["jobs"][0]["state"] == "PENDING"
     store.scheduler.status = real
-    assert store.refresh(force=True)["ok"] is True
+    assert store.ask_scheduler()["ok"] is True
     store.scheduler.cancel(job["scheduler_id"])
 
 
@@ -337,7 +337,7 @@ def test_the_pool_knows_who_has_unfinished_jobs(client, tmp_path):
     client.api("GET", "/api/jobs")
     assert me in active
     active.clear()
-    client.app.pool.call(me, "jobs.refresh", {"force": True})
+    client.app.pool.call(me, "jobs.ask_scheduler", {})
     assert me in active
     assert client.api("POST", "/api/jobs/%s/cancel" % job["id"]).json["state"] == "CANCELLED"
     assert me not in active
