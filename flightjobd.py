@@ -441,6 +441,8 @@ SCHEMA = {
         "background_refresh": (60, _int(0), "Seconds between background refreshes of users with unfinished jobs; 0 turns it off."),
         "unknown_grace": (600, _int(0), "Seconds a job may be missing from the scheduler before it is shown as UNKNOWN."),
         "environment": ({}, _env_table, "Extra variables for scheduler commands, e.g. SLURM_CONF."),
+        "job_environment": ("login", _choice("login", "none"), "What a job's environment is: login: the user's "
+                            "login shell's (sbatch runs in it, with the login umask); none: sbatch --export=NONE."),
         "shared_poll": (True, _bool, "Multi-user Slurm: one status poll for all users' jobs, as status_user; "
                         "false: each user's worker polls."),
         "status_user": ("nobody", _str, "Account of the shared status poll; must see every user's jobs "
@@ -1740,6 +1742,10 @@ def _explain_failure(raw_state, reason, exit_code, sig, max_rss_mb, mem_mb):
     return reason or "Failed", "failed"
 
 
+RUNNING_WORDS = {"SUSPENDED": "suspended", "COMPLETING": "waiting for the final figures",  # ENDING's
+                 "CONFIGURING": "starting (nodes are being prepared)"}
+
+
 def _status(row, owner=None):
     """One parsed squeue or sacct row -> a status dict. owner: the job's
     owner's uid when known better than the row's (see SlurmScheduler.status)."""
@@ -1759,36 +1765,19 @@ def _status(row, owner=None):
             raw, row["reason"], row["exit_code"], row["signal"],
             row.get("max_rss_mb"), row["requested_mem_mb"])
     elif state == "CANCELLED":
-        reason = "Cancelled"
         by = row.get("cancelled_by")
-        if by is None:
-            reason_text = "cancelled"
-        elif by == (row["uid"] if owner is None else owner):
-            reason_text = "cancelled by the user"
-        else:
-            reason_text = "cancelled by an administrator"
-    elif state == "PENDING":
-        if reason is None:  # just submitted: the scheduler has not looked yet
-            reason_text = "waiting to be scheduled"
+        reason, reason_text = "Cancelled", "cancelled" if by is None else "cancelled by the user" if by == (
+            row["uid"] if owner is None else owner) else "cancelled by an administrator"
+    elif state == "PENDING" and reason is None:  # just submitted: the scheduler has not looked yet
+        reason_text = "waiting to be scheduled"
     elif state == "RUNNING":
-        if raw == "SUSPENDED":
-            reason_text = "suspended"
-        elif raw in ENDING:
-            reason_text = "waiting for the final figures"
-        elif raw == "CONFIGURING":
-            reason_text = "starting (nodes are being prepared)"
-        elif reason_text is None:
-            reason = None
+        reason_text = RUNNING_WORDS.get(raw, reason_text)
+        reason = reason if reason_text else None
 
     started = row["start"] if state != "PENDING" else None
-    if (state == "CANCELLED" and started and started == row["end"]
-            and not row["elapsed_s"]):
-        # squeue gives a job cancelled while pending start = end = the
-        # moment of cancelling; it never started.
-        started = None
-    estimated = None
-    if state == "PENDING" and row["start"] and parse_iso(row["start"]) > _now():
-        estimated = row["start"]
+    if state == "CANCELLED" and started and started == row["end"] and not row["elapsed_s"]:
+        started = None  # squeue gives a job cancelled while pending start = end = the moment of cancelling
+    estimated = row["start"] if state == "PENDING" and row["start"] and parse_iso(row["start"]) > _now() else None
     ended = row["end"] if final else None
     elapsed = row["elapsed_s"] if started else None
     cpus = row.get("alloc_cpus") or None
@@ -2363,7 +2352,7 @@ class SchedulerNoAnswer(SchedulerError):
     that ends so may have made a job (see JobStatus._settle_submits)."""
 
 
-def run(argv, timeout, env=None, cwd=None):
+def run(argv, timeout, env=None, cwd=None, **umask):
     """The one way a scheduler command runs: an argv list, never a shell, in
     its own session so a hung command and its children can be killed.
     Returns stdout; raises SchedulerError on a non-zero exit (carrying the
@@ -2371,8 +2360,7 @@ def run(argv, timeout, env=None, cwd=None):
     start, SchedulerNoAnswer on a time-out (with what it printed before)."""
     try:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, env=env, cwd=cwd,
-                                start_new_session=True)
+                                stderr=subprocess.PIPE, env=env, cwd=cwd, start_new_session=True, **umask)
     except OSError as e:
         raise SchedulerError("Cannot run %s: %s" % (argv[0], e.strerror or e))
     try:
@@ -2391,6 +2379,36 @@ def run(argv, timeout, env=None, cwd=None):
                                                 err.strip() or "exit code %d" % proc.returncode),
                              stdout=out, stderr=err, returncode=proc.returncode)
     return out
+
+
+LOGIN_SHELLS = ("bash", "sh", "dash", "zsh", "ksh")  # shells that take -lc; any other: bash's login
+
+
+def login_environment(base, timeout=10, limit=1 << 20):
+    """The environment the user's login shell sets up (its profile read:
+    PATH, modules, conda...), from `env -0` in a login shell started, as
+    the user (the worker), with base; at most timeout seconds and limit
+    bytes; None when it cannot be had."""
+    shell = pwd.getpwuid(os.getuid()).pw_shell
+    shell = shell if os.path.basename(shell) in LOGIN_SHELLS else "/bin/bash"
+    try:
+        proc = subprocess.Popen([shell, "-lc", "exec env -0"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL, env=base, cwd=base.get("HOME"), start_new_session=True)
+    except OSError:
+        return None
+    stop = threading.Timer(timeout, lambda: os.killpg(proc.pid, signal.SIGKILL))
+    stop.start()
+    try:
+        data = proc.stdout.read(limit + 1)
+    finally:
+        stop.cancel()
+        with contextlib.suppress(OSError):
+            os.killpg(proc.pid, signal.SIGKILL)  # what its profile left running, and one that goes on writing
+        proc.stdout.close()
+        proc.wait()
+    if proc.returncode != 0 or len(data) > limit:
+        return None
+    return dict(item.split("=", 1) for item in os.fsdecode(data).split("\0") if "=" in item)
 
 
 def unreadable(command, out):
@@ -2589,10 +2607,10 @@ class SlurmScheduler(Scheduler):
     name = "slurm"
     SHARED_POLL = True
 
-    def __init__(self, timeout=20.0, run=run, env=None):
+    def __init__(self, timeout=20.0, run=run, env=None, job_environment="login"):
         super().__init__(timeout)
         self._run_fn = run
-        self.env = env
+        self.env, self.login = env, job_environment == "login"
         self._accounting = None  # learnt once from scontrol show config
         self._conf = None  # scontrol show config, as read last
         self._clusters = None  # clusters(), asked once
@@ -2607,12 +2625,25 @@ class SlurmScheduler(Scheduler):
 
     @classmethod
     def from_config(cls, config, user, state_dir):
-        return cls(timeout=config["scheduler"]["timeout"],
-                   env=dict(os.environ, **config["scheduler"]["environment"]))
+        return cls(timeout=config["scheduler"]["timeout"], env=dict(os.environ, **config["scheduler"]["environment"]),
+                   job_environment=config["scheduler"]["job_environment"])
 
-    def _run(self, argv, cwd=None):
+    def _run(self, argv, cwd=None, **how):
         self._note_call(argv[0])
-        return self._run_fn(self._aim(argv), self.timeout, env=self.env, cwd=cwd)
+        return self._run_fn(self._aim(argv), self.timeout, **dict(dict(env=self.env, cwd=cwd), **how))
+
+    def _job_env(self):
+        """sbatch's environment and umask, which the job gets (--export=ALL):
+        the user's login shell's, with the scheduler's own variables over
+        it, and the login umask (job_umask); with job_environment "none",
+        the worker's (sbatch --export=NONE gives the job none of it), and
+        so for one made without a config's environment."""
+        if not self.login or self.env is None:
+            return {}
+        base = {k: v for k, v in self.env.items() if k in ("HOME", "USER", "LOGNAME", "SHELL", "PATH", "LANG")}
+        return {"env": dict(login_environment(base) or self.env, **{k: v for k, v in self.env.items()
+                                                                    if k.startswith("SLURM_")}),
+                "umask": job_umask()}
 
     def _aim(self, argv):
         aim = ["--clusters=" + self.target] if self.target else []
@@ -2722,7 +2753,8 @@ class SlurmScheduler(Scheduler):
     # -- jobs -----------------------------------------------------------
 
     def command(self, script_path, options):
-        return self._aim(["sbatch", "--parsable"] + list(options) + [script_path])
+        return self._aim(["sbatch", "--parsable"] + ([] if self.login else ["--export=NONE"]) + list(options)
+                         + [script_path])
 
     # sbatch's stderr when slurmctld may have made the job but its answer was lost
     ANSWER_LOST = ("Socket timed out", "Zero Bytes were transmitted")
@@ -2734,7 +2766,7 @@ class SlurmScheduler(Scheduler):
         said no."""
         argv = self.command(script_path, options)
         try:
-            out = self._run(argv, cwd=cwd)
+            out = self._run(argv, cwd=cwd, **self._job_env())
         except SchedulerError as e:
             with contextlib.suppress(ValueError):
                 # it printed a job id, then failed or hung: the job exists, keep it
@@ -3231,17 +3263,12 @@ class LocalScheduler(Scheduler):
         self._pending(jobdir, job_id, release)
 
     def set_time_limit(self, job_id, seconds):
-        """As Slurm does for a user who is not an operator: lowered only."""
+        """While it waits, as Slurm lets a user within the partition's
+        MaxTime (the local scheduler has none): lowered or raised."""
         self._note_call("time_limit")
         jobdir, spec, _ = self._jobdir(job_id)
-
-        def lower():
-            now = local_time_limit(jobdir, spec)
-            if seconds is None and now is not None or seconds is not None and now is not None and seconds > now:
-                raise SchedulerRefused("Access/permission denied: a job's time limit may only be lowered "
-                                       "(job %s may run %s)" % (job_id, format_duration(now)))
-            atomic_write(os.path.join(jobdir, "time_limit"), "%d\n" % seconds if seconds is not None else "")
-        self._pending(jobdir, job_id, lower)
+        self._pending(jobdir, job_id, lambda: atomic_write(os.path.join(jobdir, "time_limit"), "%d\n" % seconds
+                                                           if seconds is not None else ""))
 
     def cancel(self, job_id):
         self._note_call("cancel")
@@ -5468,7 +5495,7 @@ class JobControl(StorePart):
     def job_time_limit(self, id, time_limit=None):
         """Change a pending job's time limit (a Slurm time, as the time
         question takes it): Invalid naming time_limit for a bad one; the
-        scheduler's refusal (a user may only lower it) as SchedulerRefused."""
+        scheduler's refusal (past the partition's MaxTime) as SchedulerRefused."""
         def act(sched, job_id):
             try:
                 if not isinstance(time_limit, str) or not time_limit.strip():
@@ -9239,7 +9266,7 @@ def page_job(app, user, id, status=200, archive_error=None, chosen=(), problem=N
             with contextlib.suppress(FlightJobError):
                 outputs[which] = with_text(app.call(user, "jobs.file", id=id, which=which, tail=16384))
     return app.render("job", status=status, job=job, files=files, outputs=outputs, archive_error=archive_error,
-                      chosen=set(chosen), problem=problem or {}, limit=limit,
+                      chosen=set(chosen), problem=problem or {}, limit=limit, done=bottle.request.query.get("done"),
                       title=job_label(job), crumbs=job_crumbs(job))
 
 
@@ -9269,7 +9296,7 @@ def page_time_limit(app, user, id):
         app.call(user, "jobs.time_limit", id=id, time_limit=typed)
     except (Invalid, Conflict, SchedulerRefused) as e:
         return page_job(app, user, id, e.status, problem=e.fields or {"time_limit": e.message}, limit=typed)
-    return see_other("/jobs/%s" % id)
+    return see_other("/jobs/%s?done=time_limit" % id)  # the page says it is done
 
 
 @route("/jobs/<id>/tasks/<task>/cancel")

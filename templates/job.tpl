@@ -12,6 +12,9 @@
 % if job['state'] == 'FAILED' and job.get('reason_text'):
 <p class="error">This job failed: {{job['reason_text']}}.</p>
 % end
+% if done == 'time_limit' and job['state'] == 'PENDING':
+<p class="notice" role="status" id="job-done">Done: the time limit is now {{job.get('time_limit') or 'the partition\'s default'}}.</p>
+% end
 % if problem.get(''):
 <p class="error" role="alert" id="job-problem">{{problem['']}}</p>
 % end
@@ -68,13 +71,13 @@
   <div id="dependency"><dt>Starts after</dt><dd><a href="/jobs/{{dep['job_id']}}">job {{dep['scheduler_id']}}</a> {{DEPENDENCY_TYPES.get(dep['type'], ('',))[0]}} <span class="muted">({{dep['type']}})</span></dd></div>
   % end
   % if pending:
-  <div id="time-limit"><dt>Time limit</dt><dd>{{job.get('time_limit') or 'the partition\'s default'}}
+  <div id="time-limit"><dt>Time limit</dt><dd>{{job.get('time_limit') or next(('%s (as asked)' % o[7:] for o in job.get('options') or [] if o.startswith('--time=')), 'the partition\'s default')}}
     <form method="post" action="/jobs/{{job['id']}}/time-limit" class="inline{{' has-error' if problem.get('time_limit') else ''}}">
       <input type="hidden" name="csrf" value="{{page['csrf']}}">
       <label for="time_limit">New time limit</label>
       <input id="time_limit" name="time_limit" value="{{limit if limit is not None else (job.get('time_limit') or '')}}" aria-describedby="time_limit-help" size="12">
       <button type="submit">Change</button>
-      <p class="help" id="time_limit-help">D-HH:MM:SS, HH:MM:SS or minutes. While the job waits it can be lowered; only an administrator can raise it.</p>
+      <p class="help" id="time_limit-help">D-HH:MM:SS, HH:MM:SS or minutes. While the job waits you may lower it, or raise it up to the longest its partition allows (Slurm's MaxTime); once it runs, only an administrator can change it.</p>
       % if problem.get('time_limit'):
       <p class="field-error" role="alert">{{problem['time_limit']}}</p>
       % end

@@ -356,7 +356,7 @@ def test_index_is_written_and_a_corrupt_one_rebuilt(alice_jobs, multi_app, caplo
     header, rows = read_index(alice)
     assert header == {"format": flightjobd.INDEX_FORMAT} and sorted(rows) == sorted(ids.values())
     assert os.stat(index_path(alice)).st_uid == alice.uid
-    assert rows[ids["Gamma"]][:4] == ["CANCELLED", "gamma", "analysis", "100"]
+    assert rows[ids["Gamma"]][:5] == ["CANCELLED", "gamma", "analysis", "cancelled", "100"]
     # a fresh worker uses the rows whose record has not changed since: it does not read the record
     trusted = dict(rows, **{ids["beta"]: ["FAILED", "only-in-the-index"] + rows[ids["beta"]][2:]})
     with open(index_path(alice), "w") as f:

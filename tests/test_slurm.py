@@ -207,6 +207,31 @@ def test_a_template_job_runs_in_a_folder_of_its_own(site):
     assert sorted(os.listdir(work)) == ["per-job-1", "per-job-2"]
 
 
+def test_a_job_runs_as_from_the_users_login_shell(site):
+    """sbatch runs in the user's login environment, with the login umask
+    (login.defs here): the job's umask, PATH and what the user's profile
+    sets are those of the same script sbatch'd from `runuser -l USER`."""
+    home, name = site.user.home, site.user.name
+    subprocess.run(["runuser", "-u", name, "--", "sh", "-c", "echo 'export FJ_PROFILE=read' >> %s/.profile" % home],
+                   check=True)
+    body = 'echo "umask=$(umask) PATH=$PATH profile=${FJ_PROFILE:-none}"'
+    ours = site.wait(site.submit(body))
+    with open(ours["stdout_path"]) as f:
+        seen = f.read().strip()
+    script = os.path.join(home, "by-hand.sh")
+    with open(script, "w") as f:
+        f.write("#!/bin/bash\n%s\n" % body)
+    os.chmod(script, 0o755)
+    with open("/etc/login.defs") as f:  # what a login's umask is on this machine (no pam_umask here: login.defs')
+        login = int(([line.split()[1] for line in f if line.split()[:1] == ["UMASK"]] or ["022"])[-1], 8)
+    conf = site.app.config["scheduler"]["environment"]["SLURM_CONF"]
+    out = os.path.join(home, "by-hand.out")
+    subprocess.run(["runuser", "-l", name, "-c", "SLURM_CONF=%s sbatch --output=%s %s" % (conf, out, script)],
+                   check=True, capture_output=True, umask=login, cwd="/")
+    theirs = wait_for(lambda: os.path.exists(out) and open(out).read().strip(), 60, "the job sbatch'd by hand")
+    assert seen == theirs and "profile=read" in seen and "umask=%04o" % login in seen, (seen, theirs)
+
+
 def test_nonzero_exit(site):
     job = site.wait(site.submit("exit 3"))
     assert (job["state"], job["exit_code"], job["reason_text"], job["raw_state"]) == ("FAILED", 3, "exit code 3", "FAILED")
