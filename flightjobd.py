@@ -3982,14 +3982,22 @@ class ScriptsPart(StorePart):
     def script_create(self, template, name=None, answers=None, notes=None):
         t, name, values, content = self.script_render(template, name, answers)
         notes = t["notes"] if notes is None else self._check_text(notes, "Notes")
+        return self._new_script({"name": name, "template_id": t["id"], "template_name": t["name"], "answers": values},
+                                content, notes)
+
+    def _new_script(self, fields, content, notes, check=lambda: None):
+        """A new script (version 1, SCRIPT_FORMAT) of meta.json fields (name,
+        template, answers, origin), content and notes, made atomically;
+        check() runs first under the lock (raising: nothing is made)."""
         now = now_iso()
         names = {field: body_name(field, 1) for field in SCRIPT_BODIES}
-        meta = {"format": SCRIPT_FORMAT, "name": name, "template_id": t["id"], "template_name": t["name"],
-                "answers": values, "created_at": now, "updated_at": now, "version": 1,
-                "content_file": names["content"], "notes_file": names["notes"]}
-        meta = self._create_dir(self.scripts_dir, lambda script_id: (
-            dict(meta, id=script_id), {names["content"]: content, names["notes"]: notes}))
-        return self._script_public(meta, full=True)
+        meta = dict({"format": SCRIPT_FORMAT, "created_at": now, "updated_at": now, "version": 1,
+                     "content_file": names["content"], "notes_file": names["notes"]}, **fields)
+
+        def make(script_id):
+            check()
+            return dict(meta, id=script_id), {names["content"]: content, names["notes"]: notes}
+        return self._script_public(self._create_dir(self.scripts_dir, make), full=True)
 
     @operation("scripts.get")
     def script_get(self, id):
@@ -4046,20 +4054,16 @@ class ScriptsPart(StorePart):
         name = self._check_name(name)
         source = self._script_public(self._script_meta(id), full=True)
 
-        def make(script_id):  # under the lock: no other script takes the name meanwhile
+        def unique():  # under the lock: no other script takes the name meanwhile
             for other in self.scripts_list()["scripts"]:
                 if other.get("name", "").casefold() == name.casefold():
                     message = "Name: you have a script named %r already; choose another name." % other["name"]
                     raise Conflict(message, {"name": message})
-            now = now_iso()
-            names = {field: body_name(field, 1) for field in SCRIPT_BODIES}
-            meta = {"format": SCRIPT_FORMAT, "id": script_id, "name": name, "template_id": source["template_id"],
-                    "template_name": source["template_name"], "answers": source["answers"], "created_at": now,
-                    "updated_at": now, "version": 1, "content_file": names["content"], "notes_file": names["notes"]}
-            if source.get("origin"):  # still imported (its questions), but the copy runs its own content
-                meta["origin"] = dict(source["origin"], in_place=False)
-            return meta, {names[field]: source[field] for field in SCRIPT_BODIES}
-        return self._script_public(self._create_dir(self.scripts_dir, make), full=True)
+        fields = {"name": name, "template_id": source["template_id"], "template_name": source["template_name"],
+                  "answers": source["answers"]}
+        if source.get("origin"):  # still imported (its questions), but the copy runs its own content
+            fields["origin"] = dict(source["origin"], in_place=False)
+        return self._new_script(fields, source["content"], source["notes"], unique)
 
     def _new_template_names(self, name, template_id):
         """(name, id) checked for a new template of the user's, the id made
@@ -4315,14 +4319,8 @@ class HomePart(StorePart):
                 "output goes." % name_text(os.path.dirname(full))) if in_place else "")
         if name in (None, "") and isinstance(default_name, str) and default_name.strip():
             name = default_name.strip()[:200]
-        name = self._check_name(name)
-        names = {field: body_name(field, 1) for field in SCRIPT_BODIES}
-        meta = {"format": SCRIPT_FORMAT, "name": name, "template_id": "", "template_name": "Imported",
-                "answers": {}, "created_at": now, "updated_at": now, "version": 1, "origin": origin,
-                "content_file": names["content"], "notes_file": names["notes"]}
-        meta = self._create_dir(self.scripts_dir, lambda script_id: (
-            dict(meta, id=script_id), {names["content"]: content, names["notes"]: notes}))
-        return self._script_public(meta, full=True)
+        return self._new_script({"name": self._check_name(name), "template_id": "", "template_name": "Imported",
+                                 "answers": {}, "origin": origin, "created_at": now, "updated_at": now}, content, notes)
 
 
 # Store: job records #########################################################
@@ -9022,6 +9020,21 @@ def with_text(piece):
     return dict(piece, text=base64.b64decode(piece["data"]).decode("utf-8", "replace"))
 
 
+def start_download(app, user, op, args, what):
+    """(held, call, its first piece, the deadline) of a download: held (one of the user's download slots, and
+    the timer closing the connection, named `what` in the log, after server.download_timeout) and call."""
+    held = contextlib.ExitStack()
+    call = held.enter_context(app.pool.download(user))
+    try:
+        piece = call(op, args)
+    except BaseException:
+        held.close()
+        raise
+    seconds = app.config["server"]["download_timeout"]
+    held.callback(close_connection_later(bottle.request.environ, seconds, what))
+    return held, call, piece, time.monotonic() + seconds
+
+
 def send_file(app, user, id, download, **where):
     """A job's file (where: path=, or which= stdout/stderr) as it is when
     asked (Content-Length: its size then), streamed from the worker in its
@@ -9030,22 +9043,13 @@ def send_file(app, user, id, download, **where):
     one of the user's download slots (WorkerPool.download; 503 busy beyond)
     and its thread for at most server.download_timeout seconds, then its
     connection is closed (the client sees fewer bytes than announced)."""
-    tail = bottle.request.query.get("tail")
-    if tail is not None:
+    if bottle.request.query.get("tail") is not None:
         piece = app.call(user, "jobs.file", id=id, tail=_int_query("tail", 0), **where)
         chunks = iter([base64.b64decode(piece["data"])])
     else:
-        held = contextlib.ExitStack()
-        call = held.enter_context(app.pool.download(user))
-        try:
-            piece = call("jobs.file", dict(where, id=id, offset=0))
-        except BaseException:
-            held.close()
-            raise
-        seconds = app.config["server"]["download_timeout"]
-        held.callback(close_connection_later(bottle.request.environ, seconds, "download of %s's %s %s" % (
-            user, id, name_text(where.get("path") or where.get("which")))))  # no control characters logged
-        chunks = streamed(held, call, piece, dict(where, id=id), time.monotonic() + seconds)
+        what = "download of %s's %s %s" % (user, id, name_text(where.get("path") or where.get("which")))  # no control chars logged
+        held, call, piece, deadline = start_download(app, user, "jobs.file", dict(where, id=id, offset=0), what)
+        chunks = streamed(held, call, piece, dict(where, id=id), deadline)
         bottle.response.set_header("Content-Length", str(piece["size"]))
     bottle.response.set_header("Content-Type", "application/octet-stream" if download
                                else "text/plain; charset=utf-8")
@@ -9081,20 +9085,13 @@ def send_archive(app, user, id, paths):
     at most server.download_timeout seconds. Refused before a byte is sent:
     a chosen name the path gate refuses or that is not there (404), over
     storage.max_archive_bytes in all (413)."""
-    held = contextlib.ExitStack()
-    call = held.enter_context(app.pool.download(user))
-    try:
-        piece = call("jobs.archive", {"id": id, "paths": paths})
-    except BaseException:
-        held.close()
-        raise
-    seconds = app.config["server"]["download_timeout"]
-    held.callback(close_connection_later(bottle.request.environ, seconds, "archive of %s's %s" % (user, name_text(id))))
+    held, call, piece, deadline = start_download(app, user, "jobs.archive", {"id": id, "paths": paths},
+                                                 "archive of %s's %s" % (user, name_text(id)))
     bottle.response.set_header("Content-Type", "application/zip")
     bottle.response.set_header("Content-Disposition", "attachment; filename*=UTF-8''%s"
                                % urllib.parse.quote(piece["name"]))
     bottle.response.set_header("X-Archive-Files", str(piece["files"]))
-    return archive_pieces(held, call, piece, time.monotonic() + seconds)
+    return archive_pieces(held, call, piece, deadline)
 
 
 def archive_pieces(held, call, piece, deadline):
