@@ -593,6 +593,8 @@ def resolve_inside(root, path, outside):
     if full != root and not full.startswith(root.rstrip("/") + "/"):
         raise Forbidden(outside)
     return full
+
+
 def human_size(n):
     """'12.3 MiB' for a number of bytes."""
     for unit in ("B", "KiB", "MiB", "GiB"):
@@ -7942,6 +7944,8 @@ COOKIE = "flightjob_session"
 PRE_COOKIE = "flightjob_login"
 LOGIN_FIELDS = ("login_csrf", "next", "username", "password")  # the login form's own
 CSP = "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'"
+SECURITY_HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY",
+                    "Referrer-Policy": "same-origin"}
 SURROGATE_RE = re.compile(r"[\ud800-\udfff]")  # what no UTF-8 page can say (render)
 
 
@@ -8046,10 +8050,8 @@ def security_headers():
     Referer to other sites. An after_request hook, and called again by the
     error handlers: Bottle answers an exception that escapes a route with a
     fresh HTTPError whose headers replace those the hook set."""
-    bottle.response.set_header("Content-Security-Policy", CSP)
-    bottle.response.set_header("X-Content-Type-Options", "nosniff")
-    bottle.response.set_header("X-Frame-Options", "DENY")
-    bottle.response.set_header("Referrer-Policy", "same-origin")
+    for name, value in SECURITY_HEADERS.items():
+        bottle.response.set_header(name, value)
 
 
 PLAIN_ERRORS = {404: ("not_found", "There is no such page."),
@@ -8557,6 +8559,14 @@ def kept_fields(form):
     return [(k, v) for k, v in form.allitems() if k != "csrf" and k not in LOGIN_FIELDS]
 
 
+def known_fields(data, fields, hint):
+    """A JSON body whose fields are all of fields; else 400 naming the first other, with hint."""
+    extra = sorted(set(data) - set(fields))
+    if extra:
+        raise BadRequest("Unknown field %r: %s." % (extra[0], hint))
+    return data
+
+
 def form_errors(e):
     """An Invalid's messages by field, for a form shown again ('': the form's)."""
     return e.fields or {"": e.message}
@@ -8743,10 +8753,7 @@ def api_script(app, user, id):
 
 @route("/api/scripts/<id>", "PATCH", api=True)
 def api_script_update(app, user, id):
-    data = app.body_json()
-    extra = set(data) - set(SCRIPT_FIELDS)
-    if extra:
-        raise BadRequest("Unknown field %r: give content, notes or name." % sorted(extra)[0])
+    data = known_fields(app.body_json(), SCRIPT_FIELDS, "give content, notes or name")
     script = app.call(user, "scripts.update", id=id, content=data.get("content"), notes=data.get("notes"),
                       name=data.get("name"), if_match=bottle.request.headers.get("If-Match"))
     return script_json(app, script)
@@ -8766,10 +8773,7 @@ def api_script_copy(app, user, id):
 
 @route("/api/scripts/<id>/save-as-template", "POST", api=True)
 def api_save_as_template(app, user, id):
-    data = app.body_json()
-    extra = set(data) - {"name", "id"}
-    if extra:
-        raise BadRequest("Unknown field %r: give name and, if you like, id." % sorted(extra)[0])
+    data = known_fields(app.body_json(), ("name", "id"), "give name and, if you like, id")
     return app.json(app.call(user, "scripts.save_template", id=id, name=data.get("name"),
                              template_id=data.get("id")), 201)
 
@@ -8878,11 +8882,7 @@ IMPORT_FIELDS = ("path", "content", "name", "in_place")
 
 @route("/api/import", "POST", api=True)
 def api_import(app, user):
-    data = app.body_json()
-    extra = set(data) - set(IMPORT_FIELDS)
-    if extra:
-        raise BadRequest("Unknown field %r: give path or content, and if you like name and in_place."
-                         % sorted(extra)[0])
+    data = known_fields(app.body_json(), IMPORT_FIELDS, "give path or content, and if you like name and in_place")
     script = app.call(user, "scripts.import", path=data.get("path"), content=data.get("content"),
                       name=data.get("name"), in_place=data.get("in_place", False))
     return script_json(app, script, 201)
@@ -9145,6 +9145,12 @@ def page_jobs(app, user):
                       link=lambda **changes: list_link("/jobs", {} if error else typed, **changes), **listing)
 
 
+def bulk_page(app, action, picks, results):
+    """The bulk action's page: the jobs it will act on (results None) or acted on, and how each went."""
+    return app.render("bulk", title=BULK_TITLES[action], action=action, picks=picks, results=results,
+                      crumbs=[("Jobs", "/jobs"), (BULK_TITLES[action], None)])
+
+
 @route("/jobs/bulk")
 def page_jobs_bulk_confirm(app, user):
     """The page that asks before a bulk cancel or remove (the jobs page's
@@ -9152,19 +9158,15 @@ def page_jobs_bulk_confirm(app, user):
     jobs it will act on, and which it cannot, and why."""
     action = _text_query("action")
     ids = bulk_ids(_query_texts("id"), action)  # 400 before the worker is asked
-    picks = app.call(user, "jobs.pick", ids=ids, action=action)
-    return app.render("bulk", title=BULK_TITLES[action], action=action, picks=picks, results=None,
-                      crumbs=[("Jobs", "/jobs"), (BULK_TITLES[action], None)])
+    return bulk_page(app, action, app.call(user, "jobs.pick", ids=ids, action=action), None)
 
 
 @route("/jobs/bulk", "POST")
 def page_jobs_bulk(app, user):
     form = app.form()
-    ids, action = form.getall("id"), form.get("action")
-    ids = bulk_ids(ids, action)
-    done = app.call(user, "jobs.bulk", ids=ids, action=action)
-    return app.render("bulk", title=BULK_TITLES[action], action=action, picks=done["jobs"], results=True,
-                      crumbs=[("Jobs", "/jobs"), (BULK_TITLES[action], None)])
+    action = form.get("action")
+    done = app.call(user, "jobs.bulk", ids=bulk_ids(form.getall("id"), action), action=action)
+    return bulk_page(app, action, done["jobs"], True)
 
 
 def job_crumbs(job):
