@@ -597,6 +597,8 @@ def resolve_inside(root, path, outside):
     if full != root and not full.startswith(root.rstrip("/") + "/"):
         raise Forbidden(outside)
     return full
+
+
 def human_size(n):
     """'12.3 MiB' for a number of bytes."""
     for unit in ("B", "KiB", "MiB", "GiB"):
@@ -4013,14 +4015,22 @@ class ScriptsPart(StorePart):
     def script_create(self, template, name=None, answers=None, notes=None):
         t, name, values, content = self.script_render(template, name, answers)
         notes = t["notes"] if notes is None else self._check_text(notes, "Notes")
+        return self._new_script({"name": name, "template_id": t["id"], "template_name": t["name"], "answers": values},
+                                content, notes)
+
+    def _new_script(self, fields, content, notes, check=lambda: None):
+        """A new script (version 1, SCRIPT_FORMAT) of meta.json fields (name,
+        template, answers, origin), content and notes, made atomically;
+        check() runs first under the lock (raising: nothing is made)."""
         now = now_iso()
         names = {field: body_name(field, 1) for field in SCRIPT_BODIES}
-        meta = {"format": SCRIPT_FORMAT, "name": name, "template_id": t["id"], "template_name": t["name"],
-                "answers": values, "created_at": now, "updated_at": now, "version": 1,
-                "content_file": names["content"], "notes_file": names["notes"]}
-        meta = self._create_dir(self.scripts_dir, lambda script_id: (
-            dict(meta, id=script_id), {names["content"]: content, names["notes"]: notes}))
-        return self._script_public(meta, full=True)
+        meta = dict({"format": SCRIPT_FORMAT, "created_at": now, "updated_at": now, "version": 1,
+                     "content_file": names["content"], "notes_file": names["notes"]}, **fields)
+
+        def make(script_id):
+            check()
+            return dict(meta, id=script_id), {names["content"]: content, names["notes"]: notes}
+        return self._script_public(self._create_dir(self.scripts_dir, make), full=True)
 
     @operation("scripts.get")
     def script_get(self, id):
@@ -4077,20 +4087,16 @@ class ScriptsPart(StorePart):
         name = self._check_name(name)
         source = self._script_public(self._script_meta(id), full=True)
 
-        def make(script_id):  # under the lock: no other script takes the name meanwhile
+        def unique():  # under the lock: no other script takes the name meanwhile
             for other in self.scripts_list()["scripts"]:
                 if other.get("name", "").casefold() == name.casefold():
                     message = "Name: you have a script named %r already; choose another name." % other["name"]
                     raise Conflict(message, {"name": message})
-            now = now_iso()
-            names = {field: body_name(field, 1) for field in SCRIPT_BODIES}
-            meta = {"format": SCRIPT_FORMAT, "id": script_id, "name": name, "template_id": source["template_id"],
-                    "template_name": source["template_name"], "answers": source["answers"], "created_at": now,
-                    "updated_at": now, "version": 1, "content_file": names["content"], "notes_file": names["notes"]}
-            if source.get("origin"):  # still imported (its questions), but the copy runs its own content
-                meta["origin"] = dict(source["origin"], in_place=False)
-            return meta, {names[field]: source[field] for field in SCRIPT_BODIES}
-        return self._script_public(self._create_dir(self.scripts_dir, make), full=True)
+        fields = {"name": name, "template_id": source["template_id"], "template_name": source["template_name"],
+                  "answers": source["answers"]}
+        if source.get("origin"):  # still imported (its questions), but the copy runs its own content
+            fields["origin"] = dict(source["origin"], in_place=False)
+        return self._new_script(fields, source["content"], source["notes"], unique)
 
     def _new_template_names(self, name, template_id):
         """(name, id) checked for a new template of the user's, the id made
@@ -4346,14 +4352,8 @@ class HomePart(StorePart):
                 "output goes." % name_text(os.path.dirname(full))) if in_place else "")
         if name in (None, "") and isinstance(default_name, str) and default_name.strip():
             name = default_name.strip()[:200]
-        name = self._check_name(name)
-        names = {field: body_name(field, 1) for field in SCRIPT_BODIES}
-        meta = {"format": SCRIPT_FORMAT, "name": name, "template_id": "", "template_name": "Imported",
-                "answers": {}, "created_at": now, "updated_at": now, "version": 1, "origin": origin,
-                "content_file": names["content"], "notes_file": names["notes"]}
-        meta = self._create_dir(self.scripts_dir, lambda script_id: (
-            dict(meta, id=script_id), {names["content"]: content, names["notes"]: notes}))
-        return self._script_public(meta, full=True)
+        return self._new_script({"name": self._check_name(name), "template_id": "", "template_name": "Imported",
+                                 "answers": {}, "origin": origin, "created_at": now, "updated_at": now}, content, notes)
 
 
 # Store: job records #########################################################
@@ -8001,6 +8001,8 @@ COOKIE = "flightjob_session"
 PRE_COOKIE = "flightjob_login"
 LOGIN_FIELDS = ("login_csrf", "next", "username", "password")  # the login form's own
 CSP = "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'"
+SECURITY_HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY",
+                    "Referrer-Policy": "same-origin"}
 SURROGATE_RE = re.compile(r"[\ud800-\udfff]")  # what no UTF-8 page can say (render)
 
 
@@ -8108,10 +8110,8 @@ def security_headers():
     Referer to other sites. An after_request hook, and called again by the
     error handlers: Bottle answers an exception that escapes a route with a
     fresh HTTPError whose headers replace those the hook set."""
-    bottle.response.set_header("Content-Security-Policy", CSP)
-    bottle.response.set_header("X-Content-Type-Options", "nosniff")
-    bottle.response.set_header("X-Frame-Options", "DENY")
-    bottle.response.set_header("Referrer-Policy", "same-origin")
+    for name, value in SECURITY_HEADERS.items():
+        bottle.response.set_header(name, value)
 
 
 PLAIN_ERRORS = {404: ("not_found", "There is no such page."),
@@ -8619,6 +8619,14 @@ def kept_fields(form):
     return [(k, v) for k, v in form.allitems() if k != "csrf" and k not in LOGIN_FIELDS]
 
 
+def known_fields(data, fields, hint):
+    """A JSON body whose fields are all of fields; else 400 naming the first other, with hint."""
+    extra = sorted(set(data) - set(fields))
+    if extra:
+        raise BadRequest("Unknown field %r: %s." % (extra[0], hint))
+    return data
+
+
 def form_errors(e):
     """An Invalid's messages by field, for a form shown again ('': the form's)."""
     return e.fields or {"": e.message}
@@ -8805,10 +8813,7 @@ def api_script(app, user, id):
 
 @route("/api/scripts/<id>", "PATCH", api=True)
 def api_script_update(app, user, id):
-    data = app.body_json()
-    extra = set(data) - set(SCRIPT_FIELDS)
-    if extra:
-        raise BadRequest("Unknown field %r: give content, notes or name." % sorted(extra)[0])
+    data = known_fields(app.body_json(), SCRIPT_FIELDS, "give content, notes or name")
     script = app.call(user, "scripts.update", id=id, content=data.get("content"), notes=data.get("notes"),
                       name=data.get("name"), if_match=bottle.request.headers.get("If-Match"))
     return script_json(app, script)
@@ -8828,10 +8833,7 @@ def api_script_copy(app, user, id):
 
 @route("/api/scripts/<id>/save-as-template", "POST", api=True)
 def api_save_as_template(app, user, id):
-    data = app.body_json()
-    extra = set(data) - {"name", "id"}
-    if extra:
-        raise BadRequest("Unknown field %r: give name and, if you like, id." % sorted(extra)[0])
+    data = known_fields(app.body_json(), ("name", "id"), "give name and, if you like, id")
     return app.json(app.call(user, "scripts.save_template", id=id, name=data.get("name"),
                              template_id=data.get("id")), 201)
 
@@ -8940,11 +8942,7 @@ IMPORT_FIELDS = ("path", "content", "name", "in_place")
 
 @route("/api/import", "POST", api=True)
 def api_import(app, user):
-    data = app.body_json()
-    extra = set(data) - set(IMPORT_FIELDS)
-    if extra:
-        raise BadRequest("Unknown field %r: give path or content, and if you like name and in_place."
-                         % sorted(extra)[0])
+    data = known_fields(app.body_json(), IMPORT_FIELDS, "give path or content, and if you like name and in_place")
     script = app.call(user, "scripts.import", path=data.get("path"), content=data.get("content"),
                       name=data.get("name"), in_place=data.get("in_place", False))
     return script_json(app, script, 201)
@@ -9093,6 +9091,21 @@ def with_text(piece):
     return dict(piece, text=base64.b64decode(piece["data"]).decode("utf-8", "replace"))
 
 
+def start_download(app, user, op, args, what):
+    """(held, call, its first piece, the deadline) of a download: held (one of the user's download slots, and
+    the timer closing the connection, named `what` in the log, after server.download_timeout) and call."""
+    held = contextlib.ExitStack()
+    call = held.enter_context(app.pool.download(user))
+    try:
+        piece = call(op, args)
+    except BaseException:
+        held.close()
+        raise
+    seconds = app.config["server"]["download_timeout"]
+    held.callback(close_connection_later(bottle.request.environ, seconds, what))
+    return held, call, piece, time.monotonic() + seconds
+
+
 def send_file(app, user, id, download, **where):
     """A job's file (where: path=, or which= stdout/stderr) as it is when
     asked (Content-Length: its size then), streamed from the worker in its
@@ -9101,22 +9114,13 @@ def send_file(app, user, id, download, **where):
     one of the user's download slots (WorkerPool.download; 503 busy beyond)
     and its thread for at most server.download_timeout seconds, then its
     connection is closed (the client sees fewer bytes than announced)."""
-    tail = bottle.request.query.get("tail")
-    if tail is not None:
+    if bottle.request.query.get("tail") is not None:
         piece = app.call(user, "jobs.file", id=id, tail=_int_query("tail", 0), **where)
         chunks = iter([base64.b64decode(piece["data"])])
     else:
-        held = contextlib.ExitStack()
-        call = held.enter_context(app.pool.download(user))
-        try:
-            piece = call("jobs.file", dict(where, id=id, offset=0))
-        except BaseException:
-            held.close()
-            raise
-        seconds = app.config["server"]["download_timeout"]
-        held.callback(close_connection_later(bottle.request.environ, seconds, "download of %s's %s %s" % (
-            user, id, name_text(where.get("path") or where.get("which")))))  # no control characters logged
-        chunks = streamed(held, call, piece, dict(where, id=id), time.monotonic() + seconds)
+        what = "download of %s's %s %s" % (user, id, name_text(where.get("path") or where.get("which")))  # no control chars logged
+        held, call, piece, deadline = start_download(app, user, "jobs.file", dict(where, id=id, offset=0), what)
+        chunks = streamed(held, call, piece, dict(where, id=id), deadline)
         bottle.response.set_header("Content-Length", str(piece["size"]))
     bottle.response.set_header("Content-Type", "application/octet-stream" if download
                                else "text/plain; charset=utf-8")
@@ -9152,20 +9156,13 @@ def send_archive(app, user, id, paths):
     at most server.download_timeout seconds. Refused before a byte is sent:
     a chosen name the path gate refuses or that is not there (404), over
     storage.max_archive_bytes in all (413)."""
-    held = contextlib.ExitStack()
-    call = held.enter_context(app.pool.download(user))
-    try:
-        piece = call("jobs.archive", {"id": id, "paths": paths})
-    except BaseException:
-        held.close()
-        raise
-    seconds = app.config["server"]["download_timeout"]
-    held.callback(close_connection_later(bottle.request.environ, seconds, "archive of %s's %s" % (user, name_text(id))))
+    held, call, piece, deadline = start_download(app, user, "jobs.archive", {"id": id, "paths": paths},
+                                                 "archive of %s's %s" % (user, name_text(id)))
     bottle.response.set_header("Content-Type", "application/zip")
     bottle.response.set_header("Content-Disposition", "attachment; filename*=UTF-8''%s"
                                % urllib.parse.quote(piece["name"]))
     bottle.response.set_header("X-Archive-Files", str(piece["files"]))
-    return archive_pieces(held, call, piece, time.monotonic() + seconds)
+    return archive_pieces(held, call, piece, deadline)
 
 
 def archive_pieces(held, call, piece, deadline):
@@ -9219,6 +9216,12 @@ def page_jobs(app, user):
                       link=lambda **changes: list_link("/jobs", {} if error else typed, **changes), **listing)
 
 
+def bulk_page(app, action, picks, results):
+    """The bulk action's page: the jobs it will act on (results None) or acted on, and how each went."""
+    return app.render("bulk", title=BULK_TITLES[action], action=action, picks=picks, results=results,
+                      crumbs=[("Jobs", "/jobs"), (BULK_TITLES[action], None)])
+
+
 @route("/jobs/bulk")
 def page_jobs_bulk_confirm(app, user):
     """The page that asks before a bulk cancel or remove (the jobs page's
@@ -9226,19 +9229,15 @@ def page_jobs_bulk_confirm(app, user):
     jobs it will act on, and which it cannot, and why."""
     action = _text_query("action")
     ids = bulk_ids(_query_texts("id"), action)  # 400 before the worker is asked
-    picks = app.call(user, "jobs.pick", ids=ids, action=action)
-    return app.render("bulk", title=BULK_TITLES[action], action=action, picks=picks, results=None,
-                      crumbs=[("Jobs", "/jobs"), (BULK_TITLES[action], None)])
+    return bulk_page(app, action, app.call(user, "jobs.pick", ids=ids, action=action), None)
 
 
 @route("/jobs/bulk", "POST")
 def page_jobs_bulk(app, user):
     form = app.form()
-    ids, action = form.getall("id"), form.get("action")
-    ids = bulk_ids(ids, action)
-    done = app.call(user, "jobs.bulk", ids=ids, action=action)
-    return app.render("bulk", title=BULK_TITLES[action], action=action, picks=done["jobs"], results=True,
-                      crumbs=[("Jobs", "/jobs"), (BULK_TITLES[action], None)])
+    action = form.get("action")
+    done = app.call(user, "jobs.bulk", ids=bulk_ids(form.getall("id"), action), action=action)
+    return bulk_page(app, action, done["jobs"], True)
 
 
 def job_crumbs(job):
