@@ -651,16 +651,14 @@ def job_umask(defs="/etc/login.defs"):
 
 def folder_problem(path):
     """Why a job could not use the folder path, asked as the user (the
-    worker): it is missing, no folder, or not the user's to write in; None
-    when it can."""
+    worker); None when it can."""
     if not os.path.isdir(path):
         return "%s %s" % (name_text(path), "is not a folder" if os.path.lexists(path) else "does not exist")
     return None if os.access(path, os.W_OK | os.X_OK) else "%s is not yours to write in" % name_text(path)
 
 
 def job_label(job):
-    """What a job is called on pages: "Job 42", or for one the scheduler
-    never took (refused), its script's name."""
+    """A job on pages: "Job 42", or one the scheduler never took by its script."""
     sid = job.get("scheduler_id")
     return "Job %s" % sid if sid else "%s (not submitted)" % (job.get("script_name") or "A job")
 
@@ -685,7 +683,7 @@ def launch_problems(job, made=None):
     places = [("run in", job.get("results_dir"), job.get("results_dir"))] + [
         ("write its %s to" % what, job.get(key), os.path.dirname(job.get(key) or "")) for what, key in (
             ("output", "stdout_path"), ("errors", "stderr_path"))]
-    seen, out = {made, ""}, []
+    seen, out = {made, "", None}, []
     for what, path, folder in places:
         problem = folder not in seen and "%" not in folder and folder_problem(folder)
         seen.add(folder)
@@ -694,8 +692,7 @@ def launch_problems(job, made=None):
     return out
 
 
-def make_dirs(path, mode):
-    """path and the folders above it that are missing, each with mode."""
+def make_dirs(path, mode):  # path and the folders above it that are missing, each with mode
     if not os.path.isdir(path):
         make_dirs(os.path.dirname(path), mode)
         with contextlib.suppress(FileExistsError):
@@ -1057,9 +1054,7 @@ def question_applies(question, values):
     if "equals" in cond:
         return other == cond["equals"]
     choices = cond["one_of"]
-    if isinstance(other, list):
-        return any(v in choices for v in other)
-    return other in choices
+    return any(v in choices for v in other) if isinstance(other, list) else other in choices
 
 
 def check_answers(questions, answers, home):
@@ -1438,9 +1433,7 @@ def parse_mem(text, default_unit="M"):
     else (e.g. "16?" seen from sacct for a suspended job) -> None."""
     text = (text or "").strip()
     m = re.match(r"^([0-9]+(?:\.[0-9]+)?)([KMGTP]?)[nc]?$", text)
-    if not m:
-        return None
-    return float(m.group(1)) * _MEM_UNITS[m.group(2) or default_unit]
+    return None if not m else float(m.group(1)) * _MEM_UNITS[m.group(2) or default_unit]
 
 
 def parse_req_mem(text, cpus, nodes):
@@ -2383,16 +2376,13 @@ def run(argv, timeout, env=None, cwd=None, **umask):
     return out
 
 
-LOGIN_SHELLS = ("bash", "sh", "dash", "zsh", "ksh")  # shells that take -lc; any other: bash's login
-
-
 def login_environment(base, timeout=10, limit=1 << 20):
-    """The environment the user's login shell sets up (its profile read:
-    PATH, modules, conda...), from `env -0` in a login shell started, as
-    the user (the worker), with base; at most timeout seconds and limit
-    bytes; None when it cannot be had."""
+    """The environment the user's login shell (bash for one that takes no
+    -lc) sets up from base, its profile read (PATH, modules, conda...): its
+    `env -0`, run as the user (the worker), in at most timeout seconds and
+    limit bytes; None when it cannot be had."""
     shell = pwd.getpwuid(os.getuid()).pw_shell
-    shell = shell if os.path.basename(shell) in LOGIN_SHELLS else "/bin/bash"
+    shell = shell if os.path.basename(shell) in ("bash", "sh", "dash", "zsh", "ksh") else "/bin/bash"
     try:
         proc = subprocess.Popen([shell, "-lc", "exec env -0"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=subprocess.DEVNULL, env=base, cwd=base.get("HOME"), start_new_session=True)
@@ -2635,17 +2625,15 @@ class SlurmScheduler(Scheduler):
         return self._run_fn(self._aim(argv), self.timeout, **dict(dict(env=self.env, cwd=cwd), **how))
 
     def _job_env(self):
-        """sbatch's environment and umask, which the job gets (--export=ALL):
-        the user's login shell's, with the scheduler's own variables over
-        it, and the login umask (job_umask); with job_environment "none",
-        the worker's (sbatch --export=NONE gives the job none of it), and
-        so for one made without a config's environment."""
+        """sbatch's environment and umask, the job's (--export=ALL): the
+        user's login shell's with the scheduler's SLURM_* over it, and the
+        login umask; none (the worker's) with job_environment "none" (sbatch
+        --export=NONE) or for one made without a config's environment."""
         if not self.login or self.env is None:
             return {}
         base = {k: v for k, v in self.env.items() if k in ("HOME", "USER", "LOGNAME", "SHELL", "PATH", "LANG")}
-        return {"env": dict(login_environment(base) or self.env, **{k: v for k, v in self.env.items()
-                                                                    if k.startswith("SLURM_")}),
-                "umask": job_umask()}
+        mine = {k: v for k, v in self.env.items() if k.startswith("SLURM_")}
+        return {"env": dict(login_environment(base) or self.env, **mine), "umask": job_umask()}
 
     def _aim(self, argv):
         aim = ["--clusters=" + self.target] if self.target else []
@@ -3046,9 +3034,7 @@ class SlurmScheduler(Scheduler):
     @staticmethod
     def _combine(job_id, rows, owner=None):
         tasks = [r for r in rows if r["task"] is not None and r["id"] != job_id]
-        if not tasks:
-            return _status(rows[0], owner)
-        return rollup([(r["id"], _status(r, owner)) for r in tasks])
+        return _status(rows[0], owner) if not tasks else rollup([(r["id"], _status(r, owner)) for r in tasks])
 
 
 # Scheduler adapters: local ##################################################
@@ -4441,9 +4427,7 @@ def new_job_record(job_id, plan, scheduler_name, command, now):
 
 def mem_words(mb):
     """600.0 -> "600 MiB", 18432.0 -> "18 GiB", 1536.0 -> "1.5 GiB"."""
-    if mb < 1024:
-        return "%d MiB" % round(mb)
-    return ("%.1f GiB" % (mb / 1024.0)).replace(".0 GiB", " GiB")
+    return "%d MiB" % round(mb) if mb < 1024 else ("%.1f GiB" % (mb / 1024.0)).replace(".0 GiB", " GiB")
 
 
 def _figure(value):
@@ -4531,9 +4515,7 @@ def job_efficiency(meta):
 
 def _mem_suggestion(mb):
     """A request of at least mb, rounded up: whole GiB from 1 GiB, else 64 MiB steps."""
-    if mb >= 1024:
-        return -(-mb // 1024) * 1024.0
-    return max(64.0, -(-mb // 64) * 64.0)
+    return -(-mb // 1024) * 1024.0 if mb >= 1024 else max(64.0, -(-mb // 64) * 64.0)
 
 
 # The job index: what the jobs list searches and sorts by, one JobRow a
@@ -4651,9 +4633,7 @@ class PackedRow(bytes):
 def row_has(row, text, text_utf8):
     """Whether a job's row (JobRow or PackedRow) has text (text_utf8 as
     UTF-8) in one of its texts (name, script, scheduler id)."""
-    if isinstance(row, PackedRow):
-        return row.has(text_utf8)
-    return any(text in getattr(row, name) for name in ROW_TEXTS)
+    return row.has(text_utf8) if isinstance(row, PackedRow) else any(text in getattr(row, name) for name in ROW_TEXTS)
 
 
 def _index_time(value):
@@ -4941,10 +4921,10 @@ class JobSubmit(StorePart):
             return None
         base = job_outputs(content, options, 0, self.user, self.home)["results_dir"]
         stem = re.sub(r"[^A-Za-z0-9._-]+", "-", meta["name"]).strip("-.")[:64] or "job"
-        taken_re = re.compile(re.escape(stem) + r"-([0-9]{1,9})$")
         try:
             with os.scandir(base) as entries:
-                n = max([int(m.group(1)) for m in map(taken_re.match, (e.name for e in entries)) if m] + [0])
+                taken = (re.match(re.escape(stem) + r"-([0-9]{1,9})$", e.name) for e in entries)
+                n = max([int(m.group(1)) for m in taken if m] + [0])
             for n in range(n + 1, n + 100 if create else n + 2):
                 folder = os.path.join(base, "%s-%d" % (stem, n))
                 with contextlib.suppress(FileExistsError):
@@ -4953,9 +4933,8 @@ class JobSubmit(StorePart):
                         os.chmod(folder, 0o777 & ~job_umask())  # not the worker's umask
                     return folder
         except OSError as e:
-            where = "The working directory %s " % name_text(base)
-            message = where + ("does not exist" if isinstance(e, FileNotFoundError) else "cannot be used: %s"
-                               % (e.strerror or e)) + "; change it in the script (#SBATCH --chdir)."
+            message = "The working directory %s; change it in the script (#SBATCH --chdir)." % (
+                folder_problem(base) or "%s cannot be used: %s" % (name_text(base), e.strerror or e))
             raise Invalid(message, {"working_dir": message})
         raise Conflict("No free folder name for the job in %s." % name_text(base))
 
@@ -7598,9 +7577,7 @@ class Auth:
         # 65534 is nobody/nfsnobody (the overflow uid): a system account above min_uid
         if pw.pw_uid in (0, 65534) or pw.pw_uid < c["min_uid"] or pw.pw_shell in c["deny_shells"]:
             return None
-        if c["allow_groups"] and not set(c["allow_groups"]) & self._groups(pw):
-            return None
-        return pw
+        return None if c["allow_groups"] and not set(c["allow_groups"]) & self._groups(pw) else pw
 
     @staticmethod
     def _groups(pw):
@@ -7684,9 +7661,7 @@ class Auth:
             return False
 
     def _shadow(self, user):
-        if not self.config["server"]["multi_user"]:
-            return None
-        return shadow_fingerprints([user]).get(user)
+        return None if not self.config["server"]["multi_user"] else shadow_fingerprints([user]).get(user)
 
     def _accounts(self, users):
         """(those of users who may no longer log in, user -> shadow
