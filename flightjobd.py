@@ -1175,19 +1175,17 @@ def expand_pattern(pattern, job_id, name, user, task=None):
                   lambda m: table[m.group(2)].zfill(int(m.group(1) or 0)), pattern)
 
 
-def array_tasks(spec):
-    """Task ids of a Slurm array spec such as 1-10, 1,3,5, 0-15:4 or 1-100%10."""
-    spec = str(spec).split("%")[0]
-    tasks = []
-    for part in spec.split(","):
-        m = re.match(r"^(\d+)(?:-(\d+)(?::(\d+))?)?$", part.strip())
-        if not m:
+def array_tasks(spec, most=100000):
+    """Task ids of a Slurm array spec such as 1-10, 1,3,5, 0-15:4 or 1-100%10
+    (ValueError past `most` apart); most=None: its ranges, not expanded."""
+    ranges = []
+    for part in str(spec).split("%")[0].split(","):
+        m = re.match(r"^(\d{1,10})(?:-(\d{1,10})(?::(\d{1,10}))?)?$", part.strip())
+        lo, hi, step = (int(m.group(1)), int(m.group(2) or m.group(1)), int(m.group(3) or 1)) if m else (1, 0, 0)
+        if hi < lo or step < 1 or most is not None and hi - lo > most:
             raise ValueError("bad array range %r" % part)
-        lo, hi, step = int(m.group(1)), int(m.group(2) or m.group(1)), int(m.group(3) or 1)
-        if hi < lo or step < 1 or hi - lo > 100000:
-            raise ValueError("bad array range %r" % part)
-        tasks.extend(range(lo, hi + 1, step))
-    return sorted(set(tasks))
+        ranges.append(range(lo, hi + 1, step))
+    return ranges if most is None else sorted(set(itertools.chain(*ranges)))
 
 
 def job_outputs(script, options, job_id, user, home, tasks=None):
@@ -1214,6 +1212,8 @@ _EMPTY = ("", "N/A", "Unknown", "None", "(null)", "n/a")
 
 # The clock, replaceable in tests (decides whether a start time is "future").
 _now = time.time
+STATUS_TEXT = 1000  # the longest text of a status (longer: cut, its end "…")
+MAX_TASKS = 1001  # the most array tasks a status lists (Slurm's default MaxArraySize); then one counts the rest
 
 
 def parse_slurm_time(text):
@@ -1365,10 +1365,13 @@ def _int_or_none(text):
 
 def _task_ids(task):
     """An array task field as single task ids: "3" -> ["3"], a pending
-    range "2-4" or "[2-4%1]" -> ["2", "3", "4"], none -> [None]."""
-    if task in _EMPTY or task is None:
-        return [None]
-    return [task] if task.isdigit() else [str(t) for t in array_tasks(task.strip("[]"))]
+    range "2-4" or "[2-4%1]" -> ["2", "3", "4"] (the first MAX_TASKS, then
+    "[+N]" standing for the N others), none -> [None]; ValueError if bad."""
+    if task in _EMPTY or task is None or task.isdigit():
+        return [None if task in _EMPTY else task]
+    ranges = array_tasks(task.strip("[]"), most=None)
+    ids = [str(t) for t in itertools.islice(itertools.chain(*ranges), MAX_TASKS)]
+    return ids + ["[+%d]" % (sum(map(len, ranges)) - MAX_TASKS)] * (sum(map(len, ranges)) > MAX_TASKS)
 
 
 def _wait_status(text):
@@ -1439,10 +1442,14 @@ SACCT_ROW = {
 
 def _rows(record, reading, parent, task):
     """The row(s) of one record: one per task id in its task field (one for
-    a plain job), each with its id, parent and task."""
-    row = {key: read(record[field]) for key, (field, read) in reading.items()}
-    return [dict(row, id=parent + "_" + t if t else parent, parent=parent, task=t)
-            for t in _task_ids(task)]
+    a plain job), each with its id, parent and task; none for a record
+    that cannot be read (logged: one job's row never fails the others)."""
+    try:
+        row = {key: read(record[field]) for key, (field, read) in reading.items()}
+        return [dict(row, id=parent + "_" + t if t else parent, parent=parent, task=t) for t in _task_ids(task)]
+    except (ValueError, ArithmeticError) as e:
+        log.warning("job %s left out: its row cannot be read (%s)", parent[:40], str(e)[:200])
+        return []
 
 
 def parse_squeue(text):
@@ -1949,7 +1956,7 @@ def _task_num(task_id):
     try:
         return int(task_id.rsplit("_", 1)[1])
     except (IndexError, ValueError):
-        return 0
+        return 1 << 62  # "ID_[+N]", standing for N tasks not listed: last
 
 
 def rollup(tasks):
@@ -1973,11 +1980,10 @@ def rollup(tasks):
                    reason_text=s["reason_text"])
     elif failed:
         tid, s = failed[0]
-        words = ["task %s: %s" % (t, x["reason_text"]) for t, x in failed]
-        if cancelled:
-            words.append("%d cancelled" % len(cancelled))
-        out.update(state="FAILED", raw_state=s["raw_state"], reason=s["reason"],
-                   reason_text="; ".join(words))
+        words = ["task %s: %s" % (t, x["reason_text"]) for t, x in failed[:100]]
+        words += ["%d more failed" % (len(failed) - 100)] * (len(failed) > 100) + \
+            ["%d cancelled" % len(cancelled)] * bool(cancelled)
+        out.update(state="FAILED", raw_state=s["raw_state"], reason=s["reason"], reason_text=_cut("; ".join(words)))
     elif cancelled:
         tid, s = cancelled[0]
         out.update(state="CANCELLED", raw_state=s["raw_state"], reason=s["reason"],
@@ -2015,12 +2021,26 @@ def rollup(tasks):
     used = [s for _, s in tasks if s.get("mem_used_mb") is not None]
     most = max(used, key=lambda s: s["mem_used_mb"]) if used else {}
     out["mem_used_mb"], out["mem_tasks"] = most.get("mem_used_mb"), most.get("mem_tasks")
-    out["tasks"] = [
-        {"id": tid, "state": s["state"], "raw_state": s["raw_state"],
-         "exit_code": s["exit_code"], "reason_text": s["reason_text"]}
-        for tid, s in tasks
-    ]
+    out["tasks"] = [{"id": tid, "state": s["state"], "raw_state": s["raw_state"], "exit_code": s["exit_code"],
+                     "reason_text": s["reason_text"]} for tid, s in tasks]
     return out
+
+
+def _cut(text, most=STATUS_TEXT):
+    return text[:most - 1] + "…" if isinstance(text, str) and len(text) > most else text
+
+
+def _fitted(status, most=MAX_TASKS):
+    """A status with its texts and its tasks' cut to STATUS_TEXT, and at
+    most `most` tasks listed, then one entry "ID_[+N]" for the N others."""
+    out = {k: _cut(v) for k, v in status.items()}
+    tasks, rest = [dict(t, reason_text=_cut(t.get("reason_text"))) for t in status.get("tasks") or []], []
+    if len(tasks) > most + 1 or len(tasks) == most + 1 and "[+" not in tasks[-1]["id"]:
+        tasks, rest = tasks[:most], tasks[most:]
+        more = sum(int(t["id"].rpartition("[+")[2].rstrip("]")) if "[+" in t["id"] else 1 for t in rest)
+        tasks.append(dict(rest[0], id="%s_[+%d]" % (rest[0]["id"].rpartition("_")[0], more), exit_code=None,
+                          reason_text="%d more tasks, not listed here" % more))
+    return dict(out, tasks=tasks) if "tasks" in status else out
 
 
 # Local job supervisor #######################################################
@@ -2687,7 +2707,9 @@ class SlurmScheduler(Scheduler):
         try:
             self._poll_detail(ids, result, owners)
         except SchedulerError as e:
-            undecided = {i: e.message for i in ids if i not in result}
+            undecided = {i: _cut(e.message, 300) for i in ids if i not in result}
+        for i in [i for i in result if i not in followed.get(owners.get(i), ())]:  # not its owner's: not found
+            del result[i], owners[i]
         return result, owners, outside, undecided
 
     def _listed(self, ids, select):
@@ -2798,9 +2820,7 @@ class SlurmScheduler(Scheduler):
     @staticmethod
     def _combine(job_id, rows, owner=None):
         tasks = [r for r in rows if r["task"] is not None and r["id"] != job_id]
-        if not tasks:
-            return _status(rows[0], owner)
-        return rollup([(r["id"], _status(r, owner)) for r in tasks])
+        return _fitted(rollup([(r["id"], _status(r, owner)) for r in tasks]) if tasks else _status(rows[0], owner))
 
 
 def machine_memory_mb():
@@ -6346,54 +6366,58 @@ class WorkerPool:
 # Shared status poll #########################################################
 
 # What a status from the poll's process may hold: field -> check (JOB_META's
-# where it has one). Anything else, and the whole answer is refused.
+# where it has one); a text at most STATUS_TEXT, at most MAX_TASKS tasks and
+# one counting the rest. Anything else, and that job is left out of the round.
 STATUS_FIELDS = dict({key: JOB_META[key] for key in (
     "state", "raw_state", "reason", "reason_text", "exit_code", "started_at", "ended_at",
-    "estimated_start_at", "tasks")}, time_limit=_or_none(_text), **{key: _or_none(
+    "estimated_start_at")}, time_limit=_or_none(_text), **{key: _or_none(
         lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)) for key in (
         "signal", "elapsed_s", "cpu_time_s", "max_rss_mb", "requested_mem_mb", "mem_used_mb",
         "mem_tasks", "alloc_cpus", "cpu_alloc_s")},
-    detail_pending=_or_none(lambda v: isinstance(v, bool)))
-STATUS_TEXT = 1000  # the longest text a status field may hold
+    detail_pending=_or_none(lambda v: isinstance(v, bool)), tasks=_or_none(lambda v: _tasks(v) and len(v) <= MAX_TASKS + 1
+        and all(set(t) <= {"id", "state", "raw_state", "exit_code", "reason_text"} and all(
+            x is None or type(x) is int or isinstance(x, str) and len(x) <= STATUS_TEXT for x in t.values()) for t in v)))
 POLL_TICK = 0.5  # seconds between two looks at whether a poll is due
 POLL_WAIT = 10  # seconds a poll waits for workers to say which jobs to ask about
 HAND_THREADS = 16  # threads handing workers their statuses (one per user at a time)
 WATCHING = 30  # seconds a user's look at their jobs counts as someone watching
 
 
-def _status_ok(st):
-    return isinstance(st, dict) and set(st) <= set(STATUS_FIELDS) and st.get("state") in STATES \
-        and all(check(st.get(key)) for key, check in STATUS_FIELDS.items()) \
-        and not any(isinstance(v, str) and len(v) > STATUS_TEXT for v in st.values())
+def _status_fault(st):
+    """None for a status as STATUS_FIELDS says, else what is wrong with it."""
+    if not isinstance(st, dict) or st.get("state") not in STATES:
+        return "no state"
+    return next(("its field %r" % k[:40] for k, v in st.items() if k not in STATUS_FIELDS or not STATUS_FIELDS[k](v)
+                 or isinstance(v, str) and len(v) > STATUS_TEXT), None)
 
 
 def checked_statuses(answer, ids):
     """The poll process's answer -> (statuses {id: status or None (polled,
     not found)} for the ids asked that it could decide, owners {id: uid},
-    outside {uid: {job id: status}}, undecided {id: why}), or ValueError:
-    an answer that is not statuses of those ids and their owners, field by
-    field, is not used at all."""
-    statuses = answer.get("statuses") if isinstance(answer, dict) else None
-    if not isinstance(statuses, dict) or not set(statuses) <= set(ids) \
-            or not all(_status_ok(st) for st in statuses.values()):
-        raise ValueError("not statuses of the jobs asked for")
-    owners = answer.get("owners", {})
-    if not isinstance(owners, dict) or not all(
-            i in statuses and type(uid) is int for i, uid in owners.items()):
-        raise ValueError("not the owners of the jobs asked for")
-    outside = answer.get("outside", {})
-    if not isinstance(outside, dict) or not all(
-            uid.isdigit() and isinstance(jobs, dict) and all(
-                SCHEDULER_ID_RE.match(i) and _status_ok(st) for i, st in jobs.items())
-            for uid, jobs in outside.items()):
-        raise ValueError("not jobs of the users asked for")
-    undecided = answer.get("undecided", {})
-    if not isinstance(undecided, dict) or not all(
-            i in ids and i not in statuses and isinstance(why, str) and len(why) <= STATUS_TEXT
-            for i, why in undecided.items()):
-        raise ValueError("not the jobs the poll could not decide")
-    return ({i: statuses.get(i) for i in ids if i not in undecided}, owners,
-            {int(uid): jobs for uid, jobs in outside.items()}, undecided)
+    outside {uid: {job id: status}}, undecided {id: why}, refused {id: (uid
+    or None, why)}), or ValueError for an answer that is no poll's answer.
+    Each job is checked on its own, field by field: one that is not a
+    status of a job asked for (a field too long or of a wrong type) is left
+    out of this round, undecided, and said in refused; never the others."""
+    parts = [answer.get(key, {}) if isinstance(answer, dict) else None
+             for key in ("statuses", "owners", "outside", "undecided")]
+    if not all(isinstance(part, dict) for part in parts) or "statuses" not in answer:
+        raise ValueError("not the shared poll's answer")
+    asked, refused, outside = set(ids), {}, {}
+    for i, st in parts[0].items():
+        if i in asked and _status_fault(st):
+            refused[i] = (None, "job %s: the status the scheduler gave cannot be used (%s)" % (i, _status_fault(st)))
+    statuses = {i: st for i, st in parts[0].items() if i in asked and i not in refused}
+    owners = {i: uid for i, uid in parts[1].items() if i in statuses and type(uid) is int}
+    for uid, jobs in parts[2].items():
+        for i, st in (jobs.items() if isinstance(uid, str) and uid.isdigit() and isinstance(jobs, dict) else ()):
+            if not (isinstance(i, str) and SCHEDULER_ID_RE.match(i)) or _status_fault(st):
+                refused[str(i)[:20]] = (int(uid), "its job %r left out: %s" % (str(i)[:20], _status_fault(st) or "no job id"))
+            else:
+                outside.setdefault(int(uid), {})[i] = st
+    undecided = {i: _cut(why) for i, why in parts[3].items() if i in asked and i not in statuses and _text(why)}
+    undecided.update({i: why for i, (uid, why) in refused.items() if uid is None})
+    return ({i: statuses.get(i) for i in ids if i not in undecided}, owners, outside, undecided, refused)
 
 
 def _gist(statuses):
@@ -6463,8 +6487,47 @@ class StatusSource:
             return {"hidden": self.checked[0]}, None
         before = dict(self.scheduler.counters)
         statuses, owners, outside, undecided = self.scheduler.poll(followed)
-        return {"statuses": statuses, "owners": owners, "outside": outside, "undecided": undecided,
-                "calls": {k: v - before.get(k, 0) for k, v in self.scheduler.counters.items()}}, None
+        outside = {uid: dict(sorted(jobs.items())[:OUTSIDE_IMPORTS]) for uid, jobs in outside.items()}
+        room = self.config["worker"]["max_message"] // 2 - len(json.dumps(undecided)) - 160 * len(owners)
+        undecided.update(_fair_room(followed, statuses, outside, room))
+        return {"statuses": statuses, "owners": {i: owners[i] for i in statuses}, "outside": outside,
+                "undecided": undecided, "calls": {k: v - before.get(k, 0) for k, v in self.scheduler.counters.items()}}, None
+
+
+def _fair_room(followed, statuses, outside, room):
+    """Cut the statuses ({id: status} of followed {uid: [ids]}, and outside
+    {uid: {id: status}}) to `room` bytes of JSON in all, shared fairly
+    between users, then between each user's statuses: what takes less than
+    an equal share of what is left is kept whole; a status past its share
+    has its tasks cut to fit (the last entry counts the rest) or, even so,
+    is left out: {id: why} of those (outside ones are dropped)."""
+    sizes = {uid: {(i, None): len(json.dumps(statuses[i])) + 30 for i in ids if i in statuses} for uid, ids in followed.items()}
+    for uid, jobs in outside.items():
+        sizes.setdefault(str(uid), {}).update({(i, uid): len(json.dumps(st)) + 30 for i, st in jobs.items()})
+    why = {}
+    for uid, share in _shares({uid: sum(mine.values()) for uid, mine in sizes.items()}, room).items():
+        for (i, theirs), most in _shares(sizes[uid], share).items():
+            where, size = outside[theirs] if theirs is not None else statuses, sizes[uid][i, theirs]
+            if size > most and where[i].get("tasks"):  # the bytes of the rest less those of the tasks' entry
+                base = len(json.dumps(dict(where[i], tasks=[]))) + 250
+                where[i] = _fitted(where[i], max(0, (most - base) * len(where[i]["tasks"]) // (size - base + 1)))
+                size = len(json.dumps(where[i])) + 30
+            if size > most:
+                del where[i]
+                if theirs is None:
+                    why[i] = "job %s: its status is larger than its share of the shared poll's answer (%d " \
+                        "bytes) this round" % (i, most)
+    return why
+
+
+def _shares(sizes, room):
+    """{key: size} -> {key: bytes it may take}: room shared out fairly
+    (the smallest first take what they need, at most an equal share)."""
+    out, left = {}, max(0, room)
+    for n, (key, size) in enumerate(sorted(sizes.items(), key=lambda kv: kv[1])):
+        out[key] = min(size, left // (len(sizes) - n))
+        left -= out[key]
+    return out
 
 
 # What one poll asks about: at most this many ids in all (their --jobs= for
@@ -6511,6 +6574,7 @@ class StatusPoll:
         self.hidden = (None, 0)  # (why the status user cannot see every user's jobs, since):
         # meanwhile each worker polls for itself, handed {"own": True}
         self.counters = {"polls": 0, "failed": 0}  # and the scheduler commands the polls ran
+        self.refused = set()  # the jobs whose statuses the last poll left out (logged when first left out)
         self.rounds = threading.Condition()  # notified after each poll that was due
         self.round, self.round_hands = 0, []
         self.thread, self.stopping = None, threading.Event()
@@ -6659,8 +6723,13 @@ class StatusPoll:
                             self.hidden[0])
                 return [self._send(user, {"own": True}) for user in active]
             self.hidden = (None, 0)
-            statuses, owners, outside, undecided = checked_statuses(
+            statuses, owners, outside, undecided, refused = checked_statuses(
                 answer, [i for mine in followed.values() for i in mine])
+            for i, (uid, why) in refused.items():  # logged once while it lasts, naming the job and its owner
+                if i not in self.refused:
+                    log.warning("shared status poll: a job of %s left out: %s", next((
+                        u for u, mine in asked.items() if i in mine and uid is None or uids[u] == uid), uid), why)
+            self.refused = set(refused)
             for command, n in answer.get("calls", {}).items():
                 if isinstance(n, int) and command in ("squeue", "sacct", "scontrol", "sacctmgr"):
                     self.counters[command] = self.counters.get(command, 0) + n
