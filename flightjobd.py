@@ -110,6 +110,7 @@ import os
 import pwd
 import queue
 import re
+import resource
 import secrets
 import selectors
 import shlex
@@ -395,6 +396,8 @@ SCHEMA = {
         "path": ("/usr/local/bin:/usr/bin:/bin", _str, "PATH in a worker's environment (and so for scheduler commands and local jobs)."),
         "lang": ("C.UTF-8", _str, "LANG in a worker's environment."),
         "max_message": (8388608, _int(65536), "Largest answer a worker may send, in bytes, counted as it arrives (more: ended, 503)."),
+        "max_memory_mb": (1024, _int(0), "Address space a worker (and the status poll's process) may use, in MiB "
+                          "(RLIMIT_AS; more: that request fails, 503 saying so); 0: no bound. Not its commands' or jobs'."),
         "max_requests_per_user": (0, _int(0), "Multi-user mode: one user's requests in a worker at once (more: 503 busy); 0: threads/4."),
         "fork_server": (True, _bool, "Multi-user mode: fork workers from a loaded template process (shared memory); false: new ones."),
     },
@@ -734,7 +737,17 @@ def read_file(path, limit):
 
 def read_json(path, limit=MAX_SMALL_FILE):
     """The JSON in the file at path (read_file: bounded, never blocking)."""
-    return json.loads(read_file(path, limit).decode("utf-8"))
+    return parse_json(read_file(path, limit).decode("utf-8"))
+
+
+def parse_json(text):
+    """json.loads, whose every failure is a ValueError: JSON nested past the
+    recursion limit (RecursionError) in a file a user controls makes a
+    broken item like any other bad JSON, never a 500."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("the JSON is nested too deeply")
 
 
 @contextlib.contextmanager
@@ -1001,8 +1014,8 @@ def load_template(directory, source):
         raise TemplateProblem("cannot read template.toml: %s" % e.strerror)
     except UnusableFile as e:  # a FIFO, a device, a sparse file of any size
         raise TemplateProblem(str(e))
-    except ValueError as e:
-        raise TemplateProblem("template.toml is not valid TOML: %s" % e)
+    except (ValueError, RecursionError) as e:
+        raise TemplateProblem("template.toml is not valid TOML: %s" % (e if isinstance(e, ValueError) else "nested too deeply"))
     extra = set(data) - TEMPLATE_KEYS
     if extra:
         raise TemplateProblem("template.toml: unknown field %s" % sorted(extra)[0])
@@ -1052,7 +1065,8 @@ def render_script(template, values):
         return bottle.SimpleTemplate(template["script_source"],
                                      noescape=True).render(**variables)
     except Exception as e:  # a template is user code: report, never crash
-        raise TemplateProblem("%s: %s" % (type(e).__name__, e))
+        raise TemplateProblem("it needs more memory than your worker may use (worker.max_memory_mb)" if isinstance(
+            e, MemoryError) else "%s: %s" % (type(e).__name__, e))
 
 
 def template_summary(t):
@@ -1166,13 +1180,14 @@ def expand_pattern(pattern, job_id, name, user, task=None):
     """A Slurm output file name pattern with %j %x %u %A %a %N %n %s %t %%
     filled in as Slurm does for a batch script (its step "batch", node and
     task 0; %a of a job that is no array: 4294967294; %N: this node's name,
-    a guess where the job ran elsewhere)."""
+    a guess where the job ran elsewhere; %5j: numbers zero-padded, to at
+    most 10 digits, as Slurm 22.05 names the file)."""
     table = {"j": str(job_id) if task is None else "%s_%s" % (job_id, task),
              "J": str(job_id), "x": name, "u": user, "A": str(job_id),
              "a": "4294967294" if task is None else str(task),
              "N": os.uname().nodename.split(".")[0], "n": "0", "s": "batch", "t": "0", "%": "%"}
-    return re.sub(r"%(\d*)([jJxuAaNnst%])",
-                  lambda m: table[m.group(2)].zfill(int(m.group(1) or 0)), pattern)
+    return re.sub(r"%(\d*)([jJxuAaNnst%])", lambda m: table[m.group(2)].zfill(  # Slurm pads numbers, to 10 at most
+        min(10, int(m.group(1).lstrip("0")[:3] or 0)) if table[m.group(2)].isdigit() else 0), pattern)
 
 
 def array_tasks(spec, most=100000):
@@ -2203,7 +2218,6 @@ def _local_usage(spec, began):
     process of its tasks that was waited for (getrusage of the supervisor's
     children), held CPUs for its run time, and the largest single
     process's peak memory (all the local scheduler can measure)."""
-    import resource
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     elapsed = max(0.0, time.time() - began)
     peak = usage.ru_maxrss / 1024.0  # KiB on Linux
@@ -2271,6 +2285,15 @@ class SchedulerNoAnswer(SchedulerError):
     that ends so may have made a job (see JobsPart._settle_submits)."""
 
 
+def unbound_memory(mb=None):
+    """Bound this process's address space (RLIMIT_AS) to mb MiB (a worker:
+    worker.max_memory_mb), or with none lift it (a worker's child: a
+    scheduler command or a local job, which would pass it on to the job:
+    sbatch propagates limits), back to the hard limit."""
+    hard = resource.getrlimit(resource.RLIMIT_AS)[1]
+    resource.setrlimit(resource.RLIMIT_AS, (min(mb << 20, hard % (1 << 64)) if mb else hard, hard))
+
+
 def run(argv, timeout, env=None, cwd=None):
     """The one way a scheduler command runs: an argv list, never a shell, in
     its own session so a hung command and its children can be killed.
@@ -2278,9 +2301,8 @@ def run(argv, timeout, env=None, cwd=None):
     command's stdout, stderr and exit status) or a command that cannot
     start, SchedulerNoAnswer on a time-out (with what it printed before)."""
     try:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, env=env, cwd=cwd,
-                                start_new_session=True)
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                env=env, cwd=cwd, start_new_session=True, preexec_fn=unbound_memory)
     except OSError as e:
         raise SchedulerError("Cannot run %s: %s" % (argv[0], e.strerror or e))
     try:
@@ -2953,10 +2975,9 @@ class LocalScheduler(Scheduler):
                             for t in (tasks or [None])]}
         write_json(os.path.join(jobdir, "spec.json"), spec)
         self._count("submit")
-        subprocess.Popen([self.python, os.path.abspath(__file__), "--local-job", jobdir],
-                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                         stderr=subprocess.DEVNULL, cwd=home, start_new_session=True,
-                         close_fds=True)
+        subprocess.Popen([self.python, os.path.abspath(__file__), "--local-job", jobdir], stdin=subprocess.DEVNULL,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=home, start_new_session=True,
+                         close_fds=True, preexec_fn=unbound_memory)
         return str(number)
 
     def status(self, job_ids):
@@ -4249,12 +4270,12 @@ def index_rows(data):
     the worker's memory for good); ValueError for a file of another format
     or a line that is not a row."""
     end = data.find(b"\n")
-    header = json.loads(data[:end] if end >= 0 else data)
+    header = parse_json(data[:end] if end >= 0 else data)
     if not isinstance(header, dict) or header.get("format") != INDEX_FORMAT:
         raise ValueError("not an index of format %d" % INDEX_FORMAT)
     while 0 <= end < len(data) - 1:
         start, end = end + 1, data.find(b"\n", end + 1)
-        line = json.loads(data[start:end if end >= 0 else len(data)])
+        line = parse_json(data[start:end if end >= 0 else len(data)])
         if not isinstance(line, list) or not line or not isinstance(line[0], str) or not ID_RE.match(line[0]):
             raise ValueError("a line is not a job's row")
         yield line[0], index_row(line[1:])
@@ -5095,6 +5116,19 @@ def _zip_time(mtime):
     return time.localtime(min(max(mtime, 315576000), 4354819200))[:6]
 
 
+_ARC_ODD_RE = re.compile(r"\\|(?:^|(?<=/))[A-Za-z]:")  # what an unzipper may read as a separator or a drive
+
+
+def _arc_safe(text, notes):
+    """A path as name_text gives it, as a .zip entry: its backslashes (a
+    control character is name_text's \\xHH) and drive letters replaced by
+    "_", and noted."""
+    safe = _ARC_ODD_RE.sub("_", text)
+    if safe != text:
+        notes.append("%s: stored as %s (a backslash, a drive letter or a control character replaced)" % (text, safe))
+    return safe
+
+
 class ResultsArchive:
     """One archive being written: the planned files (arcname, path, size),
     the empty directories and the notes of what was left out; pieces are
@@ -5284,6 +5318,7 @@ class ResultsPart(StorePart):
             else:
                 stack.append((rel, full))
         files, dirs, notes, seen, total, count, hidden = [], [], [], set(), 0, len(stack), 0
+        stack = [(_arc_safe(name_text(name_path(arc)), notes), full) for arc, full in stack]
         while stack:
             if count > ARCHIVE_FILES:  # every entry counted as it is listed: the walk stays bounded
                 raise TooLarge("The files chosen are more than %d files and directories, more than one archive "
@@ -5314,7 +5349,7 @@ class ResultsPart(StorePart):
                     dirs.append(arc)
                 count += len(shown)
                 for name in shown:
-                    stack.append(((arc + "/" if arc else "") + name_text(name), os.path.join(full, name)))
+                    stack.append((_arc_safe((arc + "/" if arc else "") + name_text(name), notes), os.path.join(full, name)))
             elif kind == 0o120000:
                 notes.append("%s: a symbolic link, not followed" % arc)
             else:
@@ -5596,11 +5631,12 @@ def worker_main():
     if not first:
         return 0
     init = json.loads(first)
-    if init.get("role") == "status":  # the shared status poll's process (StatusPoll)
-        store = StatusSource(Config(init["config"]))
-    else:
-        store = Store(Config(init["config"]), init["user"])
-    limit = store.config["worker"]["max_message"]
+    config = Config(init["config"])
+    if config["worker"]["max_memory_mb"]:
+        unbound_memory(config["worker"]["max_memory_mb"])
+    # the shared status poll's process (StatusPoll), or the user's
+    store = StatusSource(config) if init.get("role") == "status" else Store(config, init["user"])
+    limit, limit_mb = config["worker"]["max_message"], config["worker"]["max_memory_mb"]
     for line in sys.stdin:
         request, unfinished = {}, None
         try:
@@ -5614,6 +5650,9 @@ def worker_main():
             err = Forbidden("You may not read or change %s: %s." % (e.filename, e.strerror)) \
                 if isinstance(e, PermissionError) else disk_error(e, writing=str(request.get("op")) in WRITING)
             kind, body = "err", err.as_dict()
+        except MemoryError:  # worker.max_memory_mb: the request's memory is freed, the worker lives on
+            kind, body = "err", Unavailable("This request needed more memory than your worker may use "
+                                            "(worker.max_memory_mb, %d MiB)." % limit_mb).as_dict()
         except Exception:
             log.exception("worker request failed: %s", request.get("op"))
             kind, body = "err", {"code": "internal", "message": "The request failed inside your worker."}
@@ -5714,8 +5753,8 @@ def parse_answer(body, limit):
         raise Unavailable("Your worker sent an answer too large to read (more than %d MB as objects); "
                           "try again." % (4 * limit >> 20))
     try:
-        return json.loads(body)
-    except (ValueError, RecursionError):
+        return parse_json(body)
+    except ValueError:
         raise Unavailable("Your worker sent an answer that is not JSON; try again.")
 
 
@@ -8970,7 +9009,6 @@ def bound_clients(server, limits, proxies):
 def raise_file_limit(wanted):
     """Let this process open `wanted` descriptors (client connections, three
     pipes a worker) as far as the hard limit allows."""
-    import resource
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
     if soft != resource.RLIM_INFINITY and soft < target:

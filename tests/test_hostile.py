@@ -681,6 +681,75 @@ def test_metadata_and_templates_that_block_or_never_end_are_broken_items_at_once
                 assert status == 200 and seconds < QUICK, (page, status, seconds)
 
 
+def test_a_worker_s_memory_is_bounded_and_the_user_told(daemon):
+    """Issue 26, 8: workers had no memory bound. worker.max_memory_mb bounds
+    each worker's address space: template code taking 2 GiB fails that
+    request with a clear 503 naming the bound, the worker lives on for the
+    next; an output pattern padded past reason is padded as Slurm pads
+    (10 digits at most: tests/test_slurm.py); the other user is served
+    meanwhile."""
+    d, alice, bob = daemon(worker={"max_memory_mb": 300})
+    user_template(alice.user, "hog", "% import os\n% hog = os.path.exists(os.path.expanduser('~/hog')) and "
+                  "bytearray(2 << 30)\n#!/bin/bash\n")  # not while the template is checked
+    assert "hog" in [t["id"] for t in alice.json("GET", "/api/templates")["templates"]]
+    open(os.path.join(alice.user.home, "hog"), "w").close()
+    pid = worker_of(d, alice.user)
+    with open("/proc/%d/limits" % pid) as f:
+        assert re.search(r"Max address space\s+%d\s" % (300 << 20), f.read())
+    with served_meanwhile(bob):
+        status, seconds, data = alice.timed("POST", "/api/scripts", {"template": "hog"})
+        assert status == 422 and seconds < QUICK * 3, (status, seconds, data)
+        assert data["error"]["message"] == ("The template could not make a script from these answers: it needs "
+                                            "more memory than your worker may use (worker.max_memory_mb)")
+        # template code replacing an operation by one that takes 2 GiB
+        user_template(alice.user, "patch", "% import sys\n% f = sys._getframe()\n% while 'OPERATIONS' not in f.f_globals:"
+                      "\n%   f = f.f_back\n% end\n% f.f_globals['OPERATIONS']['jobs.activity'] = "
+                      "lambda self, **kw: {'hog': len(bytearray(2 << 30))}\n#!/bin/bash\n")
+        alice.json("GET", "/api/templates")
+        status, seconds, data = alice.timed("GET", "/api/activity")
+        assert status == 503 and seconds < QUICK * 3, (status, seconds, data)
+        assert data["error"]["message"] == ("This request needed more memory than your worker may use "
+                                            "(worker.max_memory_mb, 300 MiB).")
+        assert worker_of(d, alice.user) == pid  # the same worker, alive
+        script = alice.json("POST", "/api/scripts", {"template": "serial"}, status=201)
+        alice.json("PATCH", "/api/scripts/" + script["id"], {"content": "#!/bin/bash\n#SBATCH -o %999999999j\ntrue\n"})
+        status, seconds, job = alice.timed("POST", "/api/jobs", {"script": script["id"]})
+        assert status == 201 and seconds < QUICK, (status, seconds, job)
+        assert job["stdout_path"] == os.path.join(alice.user.home, "%010d" % int(job["scheduler_id"])), job
+
+
+def test_json_nested_past_the_recursion_limit_makes_broken_items_never_a_500(daemon):
+    """Issue 26, 5: a meta.json of 5,000 nested arrays (RecursionError, not
+    caught where ValueError was) gave 500s on every list, /api/activity and
+    after each worker start for a job-index.json: each is a broken item."""
+    d, alice, bob = daemon()
+    good = alice.json("POST", "/api/scripts", {"template": "serial", "name": "good"}, status=201)
+    job = alice.json("POST", "/api/jobs", {"script": good["id"]}, status=201)
+    nested = "[" * 5000 + "]" * 5000
+    for part in ("scripts", "jobs"):
+        path = os.path.join(state(alice.user), part, "20240101-000000000-deep00", "meta.json")
+        os.makedirs(os.path.dirname(path))
+        with open(path, "w") as f:
+            f.write('{"format": 1, "name": %s}' % nested)
+    with open(os.path.join(state(alice.user), "job-index.json"), "w") as f:
+        f.write('{"format": %s}\n' % nested)
+    chown_tree(os.path.join(alice.user.home, ".local"), alice.user)
+    with served_meanwhile(bob):
+        for _ in range(2):  # a fresh worker (the index read at its start), then its caches
+            pid = worker_of(d, alice.user)
+            os.kill(pid, signal.SIGKILL)
+            wait_for(lambda: gone(pid), 10)
+            for path in ("/api/jobs", "/api/activity", "/api/scripts", "/jobs", "/scripts", "/jobs/" + job["id"],
+                         "/jobs/20240101-000000000-deep00", "/scripts/" + good["id"]):
+                status, seconds, data = alice.timed("GET", path)
+                assert status == (409 if "deep" in path else 200) and seconds < QUICK * 3, (path, status, data)
+            broken = {s["id"]: s["reason"] for s in alice.json("GET", "/api/scripts")["scripts"] if s.get("broken")}
+            assert "nested too deeply" in broken["20240101-000000000-deep00"], broken
+            data = alice.json("GET", "/api/jobs")
+            assert [j["id"] for j in data["jobs"]] == [job["id"]], data
+            assert ["nested too deeply" in b["reason"] for b in data["broken"]] == [True], data["broken"]
+
+
 def test_results_directory_of_200000_files_is_listed_bounded(daemon):
     d, alice, bob = daemon()
     job = job_in(alice, "python3 -c 'import os\nfor i in range(200000): os.close(os.open(\"f%06d\" % i, os.O_CREAT))'")[1]
