@@ -53,24 +53,38 @@ Finding your way: the file is cut into banner sections, primitives on top,
 the request flow at the bottom; `grep -n '^# .* ####' flightjobd.py` lists
 them. Each section uses only those above it.
 
+    Imports
     Constants, Errors           states and their words; FlightJobError and kin
     Configuration               SCHEMA: every config key, its default and help
     Paths and files             the path gate, atomic_write, locked
     Templates and questions     template.toml, answers, render_script
     #SBATCH options             directives, submission options, output paths
-    Slurm output -> status      squeue/sacct/sinfo parsers, state tables
+    Slurm output -> status      squeue/sacct parsers, state tables, rollup
+    Slurm output -> partitions, accounts, submits
+                                sinfo/scontrol/sacctmgr/sbatch parsers
     Local job supervisor        the detached process that runs a local job
-    Scheduler adapters          Scheduler, SlurmScheduler, LocalScheduler,
-                                SCHEDULERS, make_scheduler
-    Store: ...                  the worker side: a user's templates, scripts,
-                                jobs and results, each part under its banner
+    Scheduler adapters: ...     the interface (Scheduler), Slurm, local (with
+                                SCHEDULERS, make_scheduler)
+    Store: ...                  the worker side, one part (a StorePart with its
+                                own state) under each banner: templates,
+                                scripts, files in the home, job records,
+                                submission, status, control, list, results;
+                                Store joins them
+    Shared status poll: its process
+                                StatusSource (scheduler.status_user's worker)
     Worker                      worker_main, the fork server; Worker and
                                 WorkerPool (root side)
-    Shared status poll          StatusSource (its process), StatusPoll (root)
-    Authentication and sessions PAM, throttling, sessions
+    Shared status poll          StatusPoll (root)
+    Authentication and sessions
+                                PAM, throttling, sessions
     Web application             App, RoutePlugin, security headers, render
-    Routes: ...                 the handlers, by page, in URL order
+    Routes: ...                 the handlers, by page, in URL order: page_*
+                                for pages, api_* for the JSON API
     Main                        command line, serve()
+
+tests/test_structure.py keeps this map true: the sections in this order,
+each using only names defined above it (its EXCEPTIONS say why where not),
+no class over 450 lines, no function over 150, no section over 800.
 
 Where to add things:
     a scheduler        a Scheduler subclass in "Scheduler adapters", named
@@ -78,11 +92,11 @@ Where to add things:
     a route            a function with @route(...) under its "Routes:" banner
     a worker operation a Store part method with @operation("name"), called
                        from a route with app.call(user, "name", ...)
-    a job field        new_job_record ("Store: jobs"), which names them all
+    a job field        new_job_record ("Store: job records"), which names them all
 
 Tests only: FLIGHTJOB_TEST_FAULT, set in a worker's environment through
 scheduler.environment, stops the worker dead at one named step of a write, a
-rename or a submit (FAULT_POINTS), so tests can crash it exactly there. Never
+rename or a submit (FAULT_POINTS), at its N-th time, so tests can crash it exactly there. Never
 set it in production.
 """
 
@@ -106,6 +120,7 @@ import ipaddress
 import itertools
 import json
 import logging
+import operator
 import os
 import pwd
 import queue
@@ -570,6 +585,23 @@ def human_size(n):
         n /= 1024.0
 
 
+COUNTED_FILES = 1000000  # the most entries past those counted (more: "at least")
+
+
+def _remove_tree(path):
+    import shutil
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def give_back_memory():
+    """Hand the C heap's free pages back to the system (glibc's malloc_trim;
+    nothing elsewhere): what a one-off large piece of work allocated and
+    freed would otherwise stay as the process's memory for good."""
+    with contextlib.suppress(Exception):
+        import ctypes
+        ctypes.CDLL(None).malloc_trim(0)
+
+
 def first_entries(path, limit, missing):
     """([(name, path)] of the first `limit` entries of directory path, how
     many more there are, up to COUNTED_FILES): NotFound(missing) when it is
@@ -617,9 +649,9 @@ def parse_iso(text):
 
 
 # Test-only fault points: the named steps where a crash is tested. Unset, as
-# in production, fault() does nothing. FLIGHTJOB_TEST_FAULT="STEP" (or
-# "STEP:MARKER") in a worker's environment makes the worker stop dead the
-# first time it reaches STEP: it writes "STEP PID" to the file MARKER and
+# in production, fault() does nothing. FLIGHTJOB_TEST_FAULT="STEP[@N][:MARKER]"
+# in a worker's environment makes the worker stop dead from the N-th time (default
+# the first) it reaches STEP: it writes "STEP PID" to the file MARKER and
 # stops itself (SIGSTOP), so a test sees it frozen at exactly that step,
 # kills it and checks what a crash there leaves. The worker reads it once, at
 # start; its environment is built clean (Worker.start), so the variable only
@@ -637,7 +669,7 @@ FAULT_POINTS = {
     "submit.before_answer": "the scheduler has the job, its answer (the id) not recorded",
     "submit.after_answer": "the scheduler's answer recorded, the reply not yet sent",
 }
-_fault_armed = []  # [step, marker] in a worker whose environment named one
+_fault_armed = []  # [step, marker, the times to pass it first] in a worker whose environment named one
 
 
 def arm_fault(value):
@@ -646,17 +678,18 @@ def arm_fault(value):
     crash test pass without its crash."""
     if not value:
         return
-    step, _, marker = value.partition(":")
+    where, _, marker = value.partition(":")
+    step, nth = re.fullmatch(r"([^@]*)(?:@([1-9][0-9]{0,5}))?|(.*)", where).group(1, 2)
     if step not in FAULT_POINTS:
-        raise SystemExit("flightjobd worker: %s=%r names no fault point (%s)"
+        raise SystemExit("flightjobd worker: %s=%r names no fault point (%s, @N after one: its N-th time)"
                          % (FAULT_ENV, value, ", ".join(FAULT_POINTS)))
-    log.warning("TEST ONLY: %s is set: this worker stops dead at %s", FAULT_ENV, step)
-    _fault_armed[:] = [step, marker]
+    log.warning("TEST ONLY: %s is set: this worker stops dead at %s", FAULT_ENV, where)
+    _fault_armed[:] = [step, marker, iter(range(int(nth or 1) - 1))]
 
 
 def fault(step):
-    """A named step of FAULT_POINTS: stop dead here if a test armed it."""
-    if _fault_armed and _fault_armed[0] == step:
+    """A named step of FAULT_POINTS: stop dead here if a test armed it (from its N-th time)."""
+    if _fault_armed and _fault_armed[0] == step and next(_fault_armed[2], None) is None:
         if _fault_armed[1]:
             with open(_fault_armed[1], "w") as f:
                 f.write("%s %d\n" % (step, os.getpid()))
@@ -715,13 +748,47 @@ class UnusableFile(ValueError):
         self.too_large = too_large
 
 
-def read_file(path, limit):
-    """The bytes of the regular file at path, never more than limit: opened
-    without blocking and refused (UnusableFile) when it is no regular file
-    (a FIFO would hold the reader until a writer comes, a device never
-    ends) or is larger than limit bytes (a sparse file may be any size).
-    OSError when it cannot be opened (missing, forbidden, a socket)."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+OPENAT2 = 437  # the syscall's number on every architecture; None: the walk (tests)
+
+
+def open_beneath(root, full, flags=os.O_RDONLY | os.O_NONBLOCK):
+    """A descriptor of `full`, a path resolve_inside gave under root (no link left in it), opened in one
+    step from root's descriptor following no symlink: openat2 with RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |
+    RESOLVE_NO_MAGICLINKS (Linux 5.6), else a part at a time with O_NOFOLLOW. A part swapped for a link
+    since it was resolved is an OSError (ELOOP, ENOTDIR), never followed; what was opened is checked."""
+    import ctypes
+    rel, top, fd = os.path.relpath(full, root), os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC), -1
+    try:
+        how = struct.pack("QQQ", flags | os.O_CLOEXEC | os.O_NOCTTY, 0, 0x08 | 0x04 | 0x02)
+        fd = ctypes.CDLL(None, use_errno=True).syscall(OPENAT2, top, os.fsencode(rel), how, len(how)) if OPENAT2 else -1
+        if fd < 0 and OPENAT2 and ctypes.get_errno() not in (errno.ENOSYS, errno.EPERM):  # EPERM: seccomp
+            raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()), full)
+        parts = rel.split("/") if fd < 0 else []
+        for n, part in enumerate(parts):
+            at, fd = fd, os.open(part, (flags if n == len(parts) - 1 else os.O_PATH | os.O_DIRECTORY)
+                                 | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=top if fd < 0 else fd)
+            if at >= 0:
+                os.close(at)
+        where = os.readlink("/proc/self/fd/%d" % fd)
+        if where != root and not where.startswith(root.rstrip("/") + "/"):
+            raise OSError(errno.EXDEV, "not under %s" % root, full)
+        return fd
+    except BaseException:
+        if fd >= 0:
+            os.close(fd)
+        raise
+    finally:
+        os.close(top)
+
+
+def read_file(path, limit, fd=None):
+    """The bytes of the regular file at path (or of descriptor fd), never
+    more than limit: opened without blocking and refused (UnusableFile) when
+    it is no regular file (a FIFO would hold the reader until a writer
+    comes, a device never ends) or is larger than limit bytes (a sparse file
+    may be any size). OSError when it cannot be opened (missing, forbidden,
+    a socket)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK) if fd is None else fd
     with os.fdopen(fd, "rb") as f:
         st = os.fstat(fd)
         if st.st_mode & 0o170000 != 0o100000:
@@ -1076,64 +1143,74 @@ def template_summary(t):
 
 # #SBATCH options ############################################################
 
-SHORT_OPTIONS = {"-J": "job-name", "-o": "output", "-e": "error", "-D": "chdir",
-                 "-t": "time", "-a": "array", "-p": "partition", "-N": "nodes",
-                 "-n": "ntasks", "-c": "cpus-per-task", "-A": "account",
-                 "-G": "gpus", "-q": "qos", "-w": "nodelist"}
+SHORT_OPTIONS = dict(w.split(":") for w in (  # sbatch's short options that flightjobd reads
+    "-J:job-name -o:output -e:error -D:chdir -t:time -a:array -p:partition -N:nodes -n:ntasks -c:cpus-per-task "
+    "-A:account -G:gpus -q:qos -w:nodelist -M:clusters -d:dependency -C:constraint -x:exclude -b:begin -H:hold "
+    "-O:overcommit -s:oversubscribe -Q:quiet -v:verbose -W:wait -k:no-kill").split())
+# sbatch's options that never take the next word as their value (22.05's
+# slurm_opt.c: no_argument and optional_argument); every other takes it
+FLAG_OPTIONS = frozenset("contiguous help hold ignore-pbs no-requeue overcommit oversubscribe parsable quiet reboot "
+                         "requeue spread-job test-only use-min-nodes verbose version usage wait exclusive "
+                         "get-user-env nice no-kill propagate".split())
+C_SPACE = " \t\n\v\f\r"  # C's isspace()
 
 
 def split_directive(text):
-    """Split an #SBATCH line's arguments as sbatch does: double quotes group,
-    a backslash escapes the next character."""
-    words, word, quoted, escaped, started = [], [], False, False, False
-    for ch in text:
-        if escaped:
+    """An #SBATCH line's words as sbatch splits them (get_argument in
+    src/sbatch/opt.c, Slurm 22.05): ' and " group, a backslash takes the next
+    character as it is (Slurm 23.11 and later also keep an escaped space,
+    which 22.05 drops, ending the word), an unquoted # ends the line, and so
+    does a word with nothing in it ('' alone)."""
+    words, i = [], 0
+    while True:
+        while i < len(text) and text[i] in C_SPACE:
+            i += 1
+        word, quote, escaped = [], None, False
+        while i < len(text) and (quote or text[i] not in C_SPACE):
+            ch = text[i]
+            if escaped:
+                escaped = False
+            elif ch == "\\" or ch == quote or not quote and ch in "\"'":
+                escaped, quote, i = ch == "\\", quote if ch == "\\" else None if ch == quote else ch, i + 1
+                continue
+            elif not quote and ch == "#":
+                break
             word.append(ch)
-            escaped = False
-        elif ch == "\\":
-            escaped = started = True
-        elif ch == '"':
-            quoted, started = not quoted, True
-        elif ch.isspace() and not quoted:
-            if started:
-                words.append("".join(word))
-            word, started = [], False
-        else:
-            word.append(ch)
-            started = True
-    if started:
+            i += 1
+        if not word:
+            return words
         words.append("".join(word))
-    return words
 
 
 def parse_options(args):
-    """[(name, value)] from sbatch-style arguments; a flag's value is True."""
+    """[(name, value)] from sbatch-style arguments, read as getopt_long reads
+    them: --name=value, --name value, -Xvalue, -X value; a flag's value is True."""
     out, i = [], 0
     while i < len(args):
         arg = args[i]
-        if arg.startswith("--"):
-            name, eq, value = arg[2:].partition("=")
-            out.append((name, value if eq else True))
-        elif arg[:2] in SHORT_OPTIONS:
-            name = SHORT_OPTIONS[arg[:2]]
-            if len(arg) > 2:
-                out.append((name, arg[2:].lstrip("=")))
-            elif i + 1 < len(args):
-                out.append((name, args[i + 1]))
-                i += 1
+        name, eq, value = arg[2:].partition("=") if arg.startswith("--") else (SHORT_OPTIONS.get(arg[:2]), "", arg[2:])
+        if name and (eq or value or name in FLAG_OPTIONS):
+            out.append((name, value if eq or value else True))
+        elif name and i + 1 < len(args):
+            out.append((name, args[i + 1]))
+            i += 1
         i += 1
     return out
 
 
 def parse_directives(script):
-    """The #SBATCH options of a script, read as sbatch reads them: from the
-    top, until the first line that is not blank or a comment."""
+    """The #SBATCH (or #SLURM) options of a script, read as sbatch reads them:
+    lines that start with the word, from the top until the first line that is
+    not blank or a comment, or a hetjob separator (the first component's)."""
     args = []
-    for line in script.splitlines():
-        stripped = line.strip()
-        if stripped.startswith("#SBATCH"):
-            args.extend(split_directive(stripped[len("#SBATCH"):]))
-        elif stripped and not stripped.startswith("#"):
+    for line in script.split("\n"):
+        magic = next((w for w in ("#SBATCH", "#SLURM") if line.startswith(w)), None)
+        if magic:
+            words = split_directive(line[len(magic):])
+            if words[:1] and words[0].lower() in ("hetjob", "packjob"):
+                break
+            args.extend(words)
+        elif line.strip(C_SPACE)[:1] not in ("", "#"):
             break
     return parse_options(args)
 
@@ -1536,245 +1613,6 @@ def parse_sacct(text):
     return [jobs[j] for j in order]
 
 
-def parse_sinfo(text):
-    """sinfo --noheader --Node --format=SINFO_FORMAT -> partitions list.
-
-    memory_mb is the largest node's memory (the most one job can ask for on
-    one node); cpus and nodes are totals."""
-    parts = {}
-    order = []
-    for line in (text or "").splitlines():
-        f = line.strip().split("|")
-        if len(f) != 6:
-            continue
-        node, name, avail, limit, cpus, mem = f
-        default = name.endswith("*")
-        name = name.rstrip("*")
-        p = parts.get(name)
-        if p is None:
-            p = parts[name] = {
-                "name": name, "default": default,
-                "max_time": format_duration(parse_duration(limit)),
-                "nodes": 0, "cpus": 0, "memory_mb": 0, "state": avail,
-                "_nodes": set(),
-            }
-            order.append(name)
-        if node not in p["_nodes"]:
-            p["_nodes"].add(node)
-            p["nodes"] += 1
-            p["cpus"] += int(cpus.rstrip("+") or 0)
-            p["memory_mb"] = max(p["memory_mb"], int(mem.rstrip("+") or 0))
-    out = []
-    for name in order:
-        p = parts[name]
-        del p["_nodes"]
-        out.append(p)
-    return out
-
-
-# What a submit page shows of each partition (the shared poll's summary):
-# sinfo per node and partition, squeue's pending jobs, scontrol's access rules.
-SINFO_FREE_FIELDS = ["NodeList", "Partition", "Available", "StateCompact", "CPUsState", "Gres", "GresUsed"]
-SINFO_FREE_FORMAT = ",".join(f + ":0|" for f in SINFO_FREE_FIELDS)  # ":0": no padding
-PARTITION_RE = re.compile(r"^[A-Za-z0-9_.+-]{1,64}$")
-MAX_PARTITIONS = 200  # the most partitions a summary holds
-MAX_RULE_NAMES = 200  # the most names one access rule of one partition holds
-ACCESS_RULES = {"allow_groups": "AllowGroups", "allow_accounts": "AllowAccounts",
-                "deny_accounts": "DenyAccounts", "allow_qos": "AllowQos", "deny_qos": "DenyQos"}
-_GPU_RE = re.compile(r"(?:^|,)gpu(?::[^:(,]+)?:([0-9]{1,6})")
-
-
-def _gpus(gres):
-    """GPUs in sinfo's Gres or GresUsed: "gpu:a40:4(S:0-1),shard:8" -> 4,
-    "gpu:a40:1(IDX:0)" -> 1, "gpu:2" -> 2, "(null)" -> 0."""
-    return sum(int(n) for n in _GPU_RE.findall(gres or ""))
-
-
-def _cpus_state(text):
-    """sinfo's CPUsState "allocated/idle/other/total" -> (idle, total), or None."""
-    parts = (text or "").split("/")
-    if len(parts) != 4 or not all(p.isdigit() and len(p) <= 9 for p in parts):
-        return None
-    return int(parts[1]), int(parts[3])
-
-
-def parse_sinfo_free(text):
-    """sinfo --noheader --Node --Format=SINFO_FREE_FORMAT -> [{"name",
-    "default", "state", "cpus_free", "cpus_total", "nodes_free" (idle
-    nodes), "nodes_total", "gpus_free", "gpus_total"}] per partition, in
-    sinfo's order. A partition that is not up has nothing free; a node
-    that is not idle or mixed (allocated, drained, down) no free GPUs."""
-    parts, order = {}, []
-    for f in _records(text, SINFO_FREE_FIELDS, trailing=True):
-        name = f["Partition"].strip()
-        default = name.endswith("*")
-        name = name.rstrip("*")
-        cpus = _cpus_state(f["CPUsState"])
-        if not PARTITION_RE.match(name) or cpus is None:
-            continue
-        p = parts.get(name)
-        if p is None:
-            if len(order) >= MAX_PARTITIONS:
-                continue
-            p = parts[name] = {"name": name, "default": default, "state": f["Available"].strip()[:20],
-                               "cpus_free": 0, "cpus_total": 0, "nodes_free": 0, "nodes_total": 0,
-                               "gpus_free": 0, "gpus_total": 0, "_nodes": set()}
-            order.append(name)
-        node = f["NodeList"].strip()
-        if node in p["_nodes"]:
-            continue
-        p["_nodes"].add(node)
-        up = p["state"] == "up"
-        state = f["StateCompact"].strip().rstrip("$@^-#!%*~")
-        gpus = _gpus(f["Gres"])
-        p["nodes_total"] += 1
-        p["cpus_total"] += cpus[1]
-        p["gpus_total"] += gpus
-        if up:
-            p["nodes_free"] += state == "idle"
-            p["cpus_free"] += cpus[0]
-            if state in ("idle", "mix", "mixed"):
-                p["gpus_free"] += max(0, gpus - _gpus(f["GresUsed"]))
-    for p in parts.values():
-        del p["_nodes"]
-    return [parts[n] for n in order]
-
-
-def parse_pending_partitions(text):
-    """squeue --noheader --states=PENDING --Format=Partition:0| -> {partition:
-    jobs waiting}; a job waiting for any of several partitions ("debug,long")
-    counts for each."""
-    waiting = {}
-    for line in (text or "").splitlines():
-        for name in line.strip().rstrip("|").split(","):
-            if PARTITION_RE.match(name):
-                waiting[name] = waiting.get(name, 0) + 1
-    return waiting
-
-
-def _rule(value):
-    """An access rule's value -> None (no rule: "ALL", or not given) or the names."""
-    if value in (None, "", "ALL", "(null)"):
-        return None
-    return [n for n in value.split(",") if n][:MAX_RULE_NAMES]
-
-
-def parse_scontrol_partitions(text):
-    """scontrol show partition --oneliner -> {name: {"allow_groups",
-    "allow_accounts", "deny_accounts", "allow_qos", "deny_qos": None (no
-    rule) or [names], "root_only": bool}}."""
-    out = {}
-    for line in (text or "").splitlines():
-        fields = dict(word.partition("=")[::2] for word in line.split() if "=" in word)
-        name = fields.get("PartitionName", "")
-        if PARTITION_RE.match(name) and len(out) < MAX_PARTITIONS:
-            out[name] = {key: _rule(fields.get(word)) for key, word in ACCESS_RULES.items()}
-            out[name]["root_only"] = fields.get("RootOnly", "NO") == "YES"
-    return out
-
-
-def partition_summary(sinfo_text, squeue_text, scontrol_text):
-    """The three commands' output -> the partitions a submit page shows: each
-    of parse_sinfo_free's, with "waiting" (pending jobs, or None when not
-    known) and its access rules (parse_scontrol_partitions; no rule when
-    scontrol does not list it)."""
-    waiting = parse_pending_partitions(squeue_text) if squeue_text is not None else None
-    rules = parse_scontrol_partitions(scontrol_text)
-    none = dict({key: None for key in ACCESS_RULES}, root_only=False)
-    return [dict(p, waiting=None if waiting is None else waiting.get(p["name"], 0),
-                 **rules.get(p["name"], none)) for p in parse_sinfo_free(sinfo_text)]
-
-
-def partition_usable(p, uid, groups, assoc):
-    """Whether a user may submit to partition p (a partition_summary entry):
-    uid, the names of their groups, assoc {"accounts": [...], "qos": [...]}
-    from Slurm's associations (None when not known, e.g. no accounting:
-    then accounts and QOS rules are left to Slurm)."""
-    if p.get("root_only") and uid != 0:
-        return False
-    if p.get("allow_groups") is not None and not set(groups) & set(p["allow_groups"]):
-        return False
-    for kind, allow, deny in (("accounts", "allow_accounts", "deny_accounts"), ("qos", "allow_qos", "deny_qos")):
-        mine = (assoc or {}).get(kind)
-        if not mine:
-            continue
-        usable = [n for n in mine if (p.get(allow) is None or n in p[allow]) and n not in (p.get(deny) or ())]
-        if not usable:
-            return False
-    return True
-
-
-def parse_assoc(text):
-    """sacctmgr --noheader --parsable2 show assoc user=NAME format=account,qos
-    -> {"accounts": [...], "qos": [...]} (each name once)."""
-    accounts, qos = [], []
-    for line in (text or "").splitlines()[:1000]:
-        account, _, names = line.strip().partition("|")
-        if account and account not in accounts:
-            accounts.append(account)
-        qos.extend(n for n in names.split(",") if n and n not in qos)
-    return {"accounts": accounts, "qos": qos}
-
-
-def parse_scontrol_config(text):
-    """`scontrol show config` -> {"Key": "value"}."""
-    conf = {}
-    for line in (text or "").splitlines():
-        key, sep, value = line.partition("=")
-        if sep:
-            conf[key.strip()] = value.strip()
-    return conf
-
-
-def parse_sbatch(text):
-    """sbatch --parsable output "123" or "123;cluster" -> "123"."""
-    for line in (text or "").splitlines():
-        line = line.strip()
-        if line:
-            job_id = line.split(";", 1)[0]
-            if re.match(r"^[0-9]+$", job_id):
-                return job_id
-    raise ValueError("no job id in sbatch output: %r" % (text,))
-
-
-def sbatch_error_message(stderr, command="sbatch"):
-    """sbatch's (or command's) stderr -> its own words, without
-    "sbatch: error: " prefixes (scontrol's: also "slurm_update error: ").
-
-    "sbatch: error: Memory specification can not be satisfied\\n
-     sbatch: error: Batch job submission failed: Requested node ..."
-    -> "Memory specification can not be satisfied; Batch job submission
-        failed: Requested node configuration is not available"."""
-    lines = []
-    for line in (stderr or "").splitlines():
-        line = line.strip()
-        for prefix in (command + ": error: ", command + ": fatal: ", "slurm_update error: ", command + ": "):
-            if line.startswith(prefix):
-                line = line[len(prefix):]
-                break
-        if line and line not in lines:
-            lines.append(line)
-    return "; ".join(lines)
-
-
-# stderr phrases meaning the controller (not the request) is the problem.
-CONTACT_ERRORS = (
-    "Unable to contact slurm controller",
-    "Socket timed out",
-    "Connection refused",
-    "Zero Bytes were transmitted",
-    "Communication connection failure",
-    "Munge",
-    "munge",
-    "Protocol authentication error",
-    "Slurm backup controller in standby mode",
-)
-
-
-def _is_contact_error(stderr):
-    return any(p in (stderr or "") for p in CONTACT_ERRORS)
-
-
 # Slurm job state -> flightjobd state.  Requeued/held jobs wait again, so they
 # are PENDING; anything holding resources is RUNNING (the page shows raw_state
 # for SUSPENDED, COMPLETING, CONFIGURING...).
@@ -1819,6 +1657,8 @@ FAILURE_CAUSES = {
     "REVOKED": ("Revoked", "revoked (moved to another cluster)"),
 }
 
+HELD_REASONS = ("JobHeldUser",)  # a pending job's reasons that say it is held (the public view's "held")
+NEVER_REASONS = ("DependencyNeverSatisfied",)  # ... that it will never run ("never_runs")
 # Slurm reason codes in plain words (pending reasons and a few end reasons).
 REASON_TEXT = {
     "None": None,
@@ -2058,6 +1898,261 @@ def _fitted(status, most=MAX_TASKS):
     return dict(out, tasks=tasks) if "tasks" in status else out
 
 
+# Slurm output -> partitions, accounts, submits ##############################
+
+
+def parse_sinfo(text):
+    """sinfo --noheader --Node --format=SINFO_FORMAT -> partitions list.
+
+    memory_mb is the largest node's memory (the most one job can ask for on
+    one node); cpus and nodes are totals."""
+    parts = {}
+    order = []
+    for line in (text or "").splitlines():
+        f = line.strip().split("|")
+        if len(f) != 6:
+            continue
+        node, name, avail, limit, cpus, mem = f
+        default = name.endswith("*")
+        name = name.rstrip("*")
+        p = parts.get(name)
+        if p is None:
+            p = parts[name] = {
+                "name": name, "default": default,
+                "max_time": format_duration(parse_duration(limit)),
+                "nodes": 0, "cpus": 0, "memory_mb": 0, "state": avail,
+                "_nodes": set(),
+            }
+            order.append(name)
+        if node not in p["_nodes"]:
+            p["_nodes"].add(node)
+            p["nodes"] += 1
+            p["cpus"] += int(cpus.rstrip("+") or 0)
+            p["memory_mb"] = max(p["memory_mb"], int(mem.rstrip("+") or 0))
+    out = []
+    for name in order:
+        p = parts[name]
+        del p["_nodes"]
+        out.append(p)
+    return out
+
+
+# What a submit page shows of each partition (the shared poll's summary):
+# sinfo per node and partition, squeue's pending jobs, scontrol's access rules.
+SINFO_FREE_FIELDS = ["NodeList", "Partition", "Available", "StateCompact", "CPUsState", "Gres", "GresUsed"]
+SINFO_FREE_FORMAT = ",".join(f + ":0|" for f in SINFO_FREE_FIELDS)  # ":0": no padding
+PARTITION_RE = re.compile(r"^[A-Za-z0-9_.+-]{1,64}$")
+MAX_PARTITIONS = 200  # the most partitions a summary holds
+MAX_RULE_NAMES = 200  # the most names one access rule of one partition holds
+ACCESS_RULES = {"allow_groups": "AllowGroups", "allow_accounts": "AllowAccounts",
+                "deny_accounts": "DenyAccounts", "allow_qos": "AllowQos", "deny_qos": "DenyQos"}
+_GPU_RE = re.compile(r"(?:^|,)gpu(?::[^:(,]+)?:([0-9]{1,6})")
+
+
+def _gpus(gres):
+    """GPUs in sinfo's Gres or GresUsed: "gpu:a40:4(S:0-1),shard:8" -> 4,
+    "gpu:a40:1(IDX:0)" -> 1, "gpu:2" -> 2, "(null)" -> 0."""
+    return sum(int(n) for n in _GPU_RE.findall(gres or ""))
+
+
+def _cpus_state(text):
+    """sinfo's CPUsState "allocated/idle/other/total" -> (idle, total), or None."""
+    parts = (text or "").split("/")
+    if len(parts) != 4 or not all(p.isdigit() and len(p) <= 9 for p in parts):
+        return None
+    return int(parts[1]), int(parts[3])
+
+
+def parse_sinfo_free(text):
+    """sinfo --noheader --Node --Format=SINFO_FREE_FORMAT -> [{"name",
+    "default", "state", "cpus_free", "cpus_total", "nodes_free" (idle
+    nodes), "nodes_total", "gpus_free", "gpus_total"}] per partition, in
+    sinfo's order. A partition that is not up has nothing free; a node
+    that is not idle or mixed (allocated, drained, down) no free GPUs."""
+    parts, order = {}, []
+    for f in _records(text, SINFO_FREE_FIELDS, trailing=True):
+        name = f["Partition"].strip()
+        default = name.endswith("*")
+        name = name.rstrip("*")
+        cpus = _cpus_state(f["CPUsState"])
+        if not PARTITION_RE.match(name) or cpus is None:
+            continue
+        p = parts.get(name)
+        if p is None:
+            if len(order) >= MAX_PARTITIONS:
+                continue
+            p = parts[name] = {"name": name, "default": default, "state": f["Available"].strip()[:20],
+                               "cpus_free": 0, "cpus_total": 0, "nodes_free": 0, "nodes_total": 0,
+                               "gpus_free": 0, "gpus_total": 0, "_nodes": set()}
+            order.append(name)
+        node = f["NodeList"].strip()
+        if node in p["_nodes"]:
+            continue
+        p["_nodes"].add(node)
+        up = p["state"] == "up"
+        state = f["StateCompact"].strip().rstrip("$@^-#!%*~")
+        gpus = _gpus(f["Gres"])
+        p["nodes_total"] += 1
+        p["cpus_total"] += cpus[1]
+        p["gpus_total"] += gpus
+        if up:
+            p["nodes_free"] += state == "idle"
+            p["cpus_free"] += cpus[0]
+            if state in ("idle", "mix", "mixed"):
+                p["gpus_free"] += max(0, gpus - _gpus(f["GresUsed"]))
+    for p in parts.values():
+        del p["_nodes"]
+    return [parts[n] for n in order]
+
+
+def parse_pending_partitions(text):
+    """squeue --noheader --states=PENDING --Format=Partition:0| -> {partition:
+    jobs waiting}; a job waiting for any of several partitions ("debug,long")
+    counts for each."""
+    waiting = {}
+    for line in (text or "").splitlines():
+        for name in line.strip().rstrip("|").split(","):
+            if PARTITION_RE.match(name):
+                waiting[name] = waiting.get(name, 0) + 1
+    return waiting
+
+
+def _rule(value):
+    """An access rule's value -> None (no rule: "ALL", or not given) or the names."""
+    if value in (None, "", "ALL", "(null)"):
+        return None
+    return [n for n in value.split(",") if n][:MAX_RULE_NAMES]
+
+
+def parse_scontrol_partitions(text):
+    """scontrol show partition --oneliner -> {name: {"allow_groups",
+    "allow_accounts", "deny_accounts", "allow_qos", "deny_qos": None (no
+    rule) or [names], "root_only": bool}}."""
+    out = {}
+    for line in (text or "").splitlines():
+        fields = dict(word.partition("=")[::2] for word in line.split() if "=" in word)
+        name = fields.get("PartitionName", "")
+        if PARTITION_RE.match(name) and len(out) < MAX_PARTITIONS:
+            out[name] = {key: _rule(fields.get(word)) for key, word in ACCESS_RULES.items()}
+            out[name]["root_only"] = fields.get("RootOnly", "NO") == "YES"
+    return out
+
+
+def parse_partition_summary(sinfo_text, squeue_text, scontrol_text):
+    """The three commands' output -> the partitions a submit page shows: each
+    of parse_sinfo_free's, with "waiting" (pending jobs, or None when not
+    known) and its access rules (parse_scontrol_partitions; no rule when
+    scontrol does not list it)."""
+    waiting = parse_pending_partitions(squeue_text) if squeue_text is not None else None
+    rules = parse_scontrol_partitions(scontrol_text)
+    none = dict({key: None for key in ACCESS_RULES}, root_only=False)
+    return [dict(p, waiting=None if waiting is None else waiting.get(p["name"], 0),
+                 **rules.get(p["name"], none)) for p in parse_sinfo_free(sinfo_text)]
+
+
+def partition_usable(p, uid, groups, assoc):
+    """Whether a user may submit to partition p (a partition_summary entry):
+    uid, the names of their groups, assoc {"accounts": [...], "qos": [...]}
+    from Slurm's associations (None when not known, e.g. no accounting:
+    then accounts and QOS rules are left to Slurm)."""
+    if p.get("root_only") and uid != 0:
+        return False
+    if p.get("allow_groups") is not None and not set(groups) & set(p["allow_groups"]):
+        return False
+    for kind, allow, deny in (("accounts", "allow_accounts", "deny_accounts"), ("qos", "allow_qos", "deny_qos")):
+        mine = (assoc or {}).get(kind)
+        if not mine:
+            continue
+        usable = [n for n in mine if (p.get(allow) is None or n in p[allow]) and n not in (p.get(deny) or ())]
+        if not usable:
+            return False
+    return True
+
+
+def parse_assoc(text):
+    """sacctmgr --noheader --parsable2 show assoc user=NAME format=account,qos
+    -> {"accounts": [...], "qos": [...]} (each name once)."""
+    accounts, qos = [], []
+    for line in (text or "").splitlines()[:1000]:
+        account, _, names = line.strip().partition("|")
+        if account and account not in accounts:
+            accounts.append(account)
+        qos.extend(n for n in names.split(",") if n and n not in qos)
+    return {"accounts": accounts, "qos": qos}
+
+
+# fields of scontrol show job that may hold spaces: each is last on its line
+SCONTROL_WHOLE = re.compile(r"(?:^|\s)(JobName|Command|WorkDir|Comment|StdErr|StdIn|StdOut)=")
+
+
+def parse_scontrol(text):
+    """`scontrol show config` or `show job ID` (its first record: a het job's
+    first component) -> {"Key": "value"}: config's "Key = value" lines, a
+    job's "Key=value" words, its names and paths whole to their line's end."""
+    conf = {}
+    for line in (text or "").splitlines():
+        key, sep, value = line.partition("=")
+        whole = SCONTROL_WHOLE.search(line)
+        if not line.strip() and conf:
+            break
+        if sep and key.endswith(" "):
+            conf[key.strip()] = value.strip()
+            continue
+        conf.update(w.partition("=")[::2] for w in line[:whole.start(1) if whole else None].split() if "=" in w)
+        if whole:
+            conf[whole.group(1)] = line[whole.end():]
+    return conf
+
+
+def parse_sbatch(text):
+    """sbatch --parsable output "123" or "123;cluster" -> "123"."""
+    for line in (text or "").splitlines():
+        line = line.strip()
+        if line:
+            job_id = line.split(";", 1)[0]
+            if re.match(r"^[0-9]+$", job_id):
+                return job_id
+    raise ValueError("no job id in sbatch output: %r" % (text,))
+
+
+def sbatch_error_message(stderr, command="sbatch"):
+    """sbatch's (or command's) stderr -> its own words, without
+    "sbatch: error: " prefixes (scontrol's: also "slurm_update error: ").
+
+    "sbatch: error: Memory specification can not be satisfied\\n
+     sbatch: error: Batch job submission failed: Requested node ..."
+    -> "Memory specification can not be satisfied; Batch job submission
+        failed: Requested node configuration is not available"."""
+    lines = []
+    for line in (stderr or "").splitlines():
+        line = line.strip()
+        for prefix in (command + ": error: ", command + ": fatal: ", "slurm_update error: ", command + ": "):
+            if line.startswith(prefix):
+                line = line[len(prefix):]
+                break
+        if line and line not in lines:
+            lines.append(line)
+    return "; ".join(lines)
+
+
+# stderr phrases meaning the controller (not the request) is the problem.
+CONTACT_ERRORS = (
+    "Unable to contact slurm controller",
+    "Socket timed out",
+    "Connection refused",
+    "Zero Bytes were transmitted",
+    "Communication connection failure",
+    "Munge",
+    "munge",
+    "Protocol authentication error",
+    "Slurm backup controller in standby mode",
+)
+
+
+def _is_contact_error(stderr):
+    return any(p in (stderr or "") for p in CONTACT_ERRORS)
+
+
 # Local job supervisor #######################################################
 
 def _alive(pid, jobdir):
@@ -2277,12 +2372,12 @@ def _stop_group(proc, grace=5):
     proc.wait()
 
 
-# Scheduler adapters #########################################################
+# Scheduler adapters: the interface ##########################################
 
 class SchedulerNoAnswer(SchedulerError):
     """A scheduler command whose effect is not known: it timed out, its
     answer was lost on the way, or its output could not be read. A submit
-    that ends so may have made a job (see JobsPart._settle_submits)."""
+    that ends so may have made a job (see JobStatus._settle_submits)."""
 
 
 def unbound_memory(mb=None):
@@ -2355,6 +2450,11 @@ class Scheduler:
 
     name = None  # its SCHEDULERS key, shown on pages and kept in job records
     last_info = (0.0, None)  # (time.monotonic(), answer) of the last info()
+    # What it can do, declared (never found by comparing names):
+    SHARED_POLL = False  # one read-only account can follow every user's jobs (poll, hidden_jobs)
+    QUEUES = True  # a job may wait for others' (submit pages say what is free, not what is idle)
+    MEMORY_WHAT = None  # what its memory figure of a job is, when not its accounting's largest step
+    ACCOUNTING_LAG = 0  # seconds after a job's end that its detail may still come (detail_pending)
 
     def __init__(self, timeout=20.0):
         self.timeout = timeout  # seconds one scheduler command may take
@@ -2387,7 +2487,7 @@ class Scheduler:
         raise NotImplementedError
 
     def partition_summary(self):
-        """What a submit page shows of each partition: partition_summary()'s
+        """What a submit page shows of each partition: parse_partition_summary()'s
         entries (free and total CPUs, nodes and GPUs, jobs waiting, access
         rules), or None when this scheduler cannot tell."""
         return None
@@ -2441,8 +2541,6 @@ class Scheduler:
         scheduler's words otherwise."""
         raise NotImplementedError
 
-    ACCOUNTING_LAG = 0  # seconds after a job's end that its detail may still come (detail_pending)
-
     def describe(self, job_ids):
         """{job id: {"name", "workdir", "stdout", "stderr", "command"}} of
         this user's jobs submitted outside flightjobd (shown on its pages),
@@ -2456,9 +2554,21 @@ class Scheduler:
         finds none."""
         return {}
 
+    def poll(self, followed):
+        """SHARED_POLL only: one round of every followed user's statuses
+        (followed {uid: [job ids]}) -> (statuses {id: status}, owners {id:
+        uid}, outside {uid: {job id: status}} of each user's unfinished jobs
+        not followed, undecided {id: why}); SchedulerError when it fails."""
+        raise NotImplementedError
+
+    def hidden_jobs(self):
+        """SHARED_POLL only: None when this account sees every user's jobs,
+        else why not (asked afresh)."""
+        raise NotImplementedError
+
     # for adapters
 
-    def _count(self, what):
+    def _note_call(self, what):
         self.counters[what] = self.counters.get(what, 0) + 1
 
     @staticmethod
@@ -2467,10 +2577,14 @@ class Scheduler:
         return [i for i in dict.fromkeys(str(i) for i in job_ids) if SCHEDULER_ID_RE.match(i)]
 
 
+# Scheduler adapters: Slurm ##################################################
+
+
 class SlurmScheduler(Scheduler):
     """flightjobd's interface to Slurm through its command-line tools."""
 
     name = "slurm"
+    SHARED_POLL = True
 
     def __init__(self, timeout=20.0, run=run, env=None):
         super().__init__(timeout)
@@ -2492,11 +2606,11 @@ class SlurmScheduler(Scheduler):
                    env=dict(os.environ, **config["scheduler"]["environment"]))
 
     def _run(self, argv, cwd=None):
-        self._count(argv[0])
+        self._note_call(argv[0])
         return self._run_fn(argv, self.timeout, env=self.env, cwd=cwd)
 
     @staticmethod
-    def _read(parse, text, command):
+    def _parsed(parse, text, command):
         """parse(text), refusing output with nothing parse can read in it:
         garbage is not "no jobs"."""
         rows = parse(text)
@@ -2522,7 +2636,7 @@ class SlurmScheduler(Scheduler):
 
     def _cluster_config(self, fresh=False):
         if self._conf is None or fresh:
-            self._conf = parse_scontrol_config(self._run(["scontrol", "show", "config"]))
+            self._conf = parse_scontrol(self._run(["scontrol", "show", "config"]))
         return self._conf
 
     def hidden_jobs(self):
@@ -2571,7 +2685,7 @@ class SlurmScheduler(Scheduler):
         sinfo = self._run(["sinfo", "--noheader", "--Node", "--Format=" + SINFO_FREE_FORMAT])
         squeue = self._run(["squeue", "--noheader", "--states=PENDING", "--Format=Partition:|"])
         scontrol = self._run(["scontrol", "show", "partition", "--oneliner"])
-        return self._read(lambda text: partition_summary(text, squeue, scontrol), sinfo, "sinfo")
+        return self._parsed(lambda text: parse_partition_summary(text, squeue, scontrol), sinfo, "sinfo")
 
     # -- jobs -----------------------------------------------------------
 
@@ -2684,7 +2798,7 @@ class SlurmScheduler(Scheduler):
         text = self._run(["squeue", "--noheader", "--states=all", "--user=%d" % os.getuid(),
                           "--Format=ArrayJobID:|,Command:|"])
         found = {}
-        for job_id, script in self._read(parse_squeue_commands, text, "squeue"):
+        for job_id, script in self._parsed(parse_squeue_commands, text, "squeue"):
             if script in wanted and (script not in found or int(job_id) < int(found[script])):
                 found[script] = job_id
         return found
@@ -2746,7 +2860,7 @@ class SlurmScheduler(Scheduler):
                 text = ""
             else:
                 raise
-        listed = self._read(parse_squeue, text, "squeue")
+        listed = self._parsed(parse_squeue, text, "squeue")
         found = self._collect(ids, listed)
         # sacct's record of a job cancelled while pending says uid 0 until
         # slurmdbd completes it: squeue's uid is the owner's
@@ -2763,7 +2877,7 @@ class SlurmScheduler(Scheduler):
         try:
             text = self._run(["sacct", "--noheader", "--parsable2",
                               "--jobs=" + ",".join(ask), "--format=" + SACCT_FORMAT])
-            rows = self._read(parse_sacct, text, "sacct")
+            rows = self._parsed(parse_sacct, text, "sacct")
         except SchedulerError:
             if any(i not in result for i in ask):
                 raise
@@ -2845,6 +2959,9 @@ class SlurmScheduler(Scheduler):
         return _fitted(rollup([(r["id"], _status(r, owner)) for r in tasks]) if tasks else _status(rows[0], owner))
 
 
+# Scheduler adapters: local ##################################################
+
+
 def machine_memory_mb():
     with open("/proc/meminfo") as f:
         for line in f:
@@ -2861,6 +2978,8 @@ class LocalScheduler(Scheduler):
     still has its exact state)."""
 
     name = "local"
+    QUEUES = False
+    MEMORY_WHAT = "the peak of its largest single process (all the local scheduler measures)"
     IGNORED_OPTIONS = {"partition": "the local scheduler has one partition, 'local'",
                "account": "accounts do not apply to the local scheduler",
                "mem": "memory is not limited by the local scheduler",
@@ -2974,7 +3093,7 @@ class LocalScheduler(Scheduler):
                 "outputs": [job_outputs(script, options, number, self.user, home, [t] if tasks else None)
                             for t in (tasks or [None])]}
         write_json(os.path.join(jobdir, "spec.json"), spec)
-        self._count("submit")
+        self._note_call("submit")
         subprocess.Popen([self.python, os.path.abspath(__file__), "--local-job", jobdir], stdin=subprocess.DEVNULL,
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=home, start_new_session=True,
                          close_fds=True, preexec_fn=unbound_memory)
@@ -2983,17 +3102,19 @@ class LocalScheduler(Scheduler):
     def status(self, job_ids):
         """Each job's status.json as its supervisor last wrote it, less the
         supervisor's own fields."""
-        self._count("status")
+        self._note_call("status")
         found = {}
         for job_id in self._job_ids(job_ids):
             if "_" in job_id:
                 continue  # a task is reported within its job's status
             jobdir = os.path.join(self.root, job_id)
             status = local_status(jobdir)
-            if status is None:
-                if os.path.exists(os.path.join(jobdir, "spec.json")):
-                    found[job_id] = {"state": "PENDING", "raw_state": "PENDING",
-                                  "reason": "Starting", "reason_text": "starting"}
+            if status is None:  # its supervisor has not written yet: a hold or a limit set since counts
+                with contextlib.suppress(OSError, ValueError):
+                    spec = read_json(os.path.join(jobdir, "spec.json"))
+                    why = local_waiting(jobdir, spec) or ("Starting", "starting")
+                    found[job_id] = {"state": "PENDING", "raw_state": "PENDING", "reason": why[0], "reason_text": why[1],
+                                     "time_limit": format_duration(local_time_limit(jobdir, spec))}
                 continue
             if status["state"] in UNFINISHED and status.get("tasks"):
                 # a task cancelled before its turn: the supervisor skips it when it comes
@@ -3037,12 +3158,12 @@ class LocalScheduler(Scheduler):
                 write_json(os.path.join(jobdir, "status.json"), status)
 
     def hold(self, job_id):
-        self._count("hold")
+        self._note_call("hold")
         jobdir, _, _ = self._jobdir(job_id)
         self._pending(jobdir, job_id, lambda: atomic_write(os.path.join(jobdir, "hold"), now_iso()))
 
     def release(self, job_id):
-        self._count("release")
+        self._note_call("release")
         jobdir, _, _ = self._jobdir(job_id)
 
         def release():
@@ -3052,7 +3173,7 @@ class LocalScheduler(Scheduler):
 
     def set_time_limit(self, job_id, seconds):
         """As Slurm does for a user who is not an operator: lowered only."""
-        self._count("time_limit")
+        self._note_call("time_limit")
         jobdir, spec, _ = self._jobdir(job_id)
 
         def lower():
@@ -3064,7 +3185,7 @@ class LocalScheduler(Scheduler):
         self._pending(jobdir, job_id, lower)
 
     def cancel(self, job_id):
-        self._count("cancel")
+        self._note_call("cancel")
         jobdir, _, task = self._jobdir(job_id)
         if task is not None:  # the supervisor stops that task (or skips it) within a moment
             atomic_write(os.path.join(jobdir, "cancel-%s" % task), now_iso())
@@ -3081,6 +3202,12 @@ class LocalScheduler(Scheduler):
 
 # scheduler.type -> adapter; "auto" takes the first one whose detect() agrees
 SCHEDULERS = {"slurm": SlurmScheduler, "local": LocalScheduler}
+
+
+def scheduler_class(config):
+    """The adapter scheduler.type names (Scheduler, which can do nothing, for
+    "auto" before serve() resolves it)."""
+    return SCHEDULERS.get(config["scheduler"]["type"], Scheduler)
 
 
 def detect_scheduler(config):
@@ -3133,22 +3260,14 @@ def _or_none(check):
 
 # What the fields of a metadata file must be for the pages and routes that
 # show them (a file edited by hand may hold anything): field -> check of its
-# value (None when missing). Any other makes the item broken, with the reason.
+# value (None when missing). Any other makes the item broken, with the reason
+# (a job's: JOB_META, from JOB_FIELDS).
 SCRIPT_META = {"name": _text, "template_id": _text, "template_name": _or_none(_text),
                "answers": lambda v: isinstance(v, dict), "created_at": _time, "updated_at": _time,
-               "version": _whole, "origin": _or_none(lambda v: isinstance(v, dict) and _or_none(_text)(v.get("path"))
+               "version": lambda v: _whole(v) and v > 0, "origin": _or_none(lambda v: isinstance(v, dict) and _or_none(_text)(v.get("path"))
                                                      and _or_none(_text)(v.get("file"))
                                                      and isinstance(v.get("in_place"), bool)
                                                      and (v["path"] is not None or not v["in_place"]))}
-JOB_META = dict({key: _or_none(_text) for key in (
-    "script_name", "scheduler", "scheduler_id", "job_name", "results_dir", "stdout_path", "stderr_path",
-    "raw_state", "reason", "reason_text", "script_file", "run_in")}, **{key: _or_none(_time) for key in (
-        "updated_at", "started_at", "estimated_start_at", "ended_at", "missing_since", "cancel_requested_at")},
-    script_id=_text, state=_state, submitted_at=_time, answers=_or_none(lambda v: isinstance(v, dict)),
-    options=_or_none(_texts), command=_or_none(_texts), ignored_options=_or_none(_texts),
-    exit_code=_or_none(_whole), tasks=_or_none(_tasks), cancelled_tasks=_or_none(_texts), origin=_or_none(lambda v: v == "outside"),
-    detail_pending=_or_none(lambda v: isinstance(v, bool)),
-    dependency=_or_none(lambda v: isinstance(v, dict) and all(_text(v.get(k)) for k in ("type", "job_id", "scheduler_id"))))
 
 
 def _meta_or_broken(path, fields, formats=(FORMAT,)):
@@ -3177,7 +3296,7 @@ def _meta_or_broken(path, fields, formats=(FORMAT,)):
     return meta
 
 
-# Searching and sorting lists (of jobs: see the job index under Store: jobs)
+# Searching and sorting lists (of jobs: see the job index under "Store: job records")
 
 MAX_SEARCH = 200  # the longest search text (q) of a list
 DATE_RE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
@@ -3187,18 +3306,6 @@ def _folded(value):
     return value.casefold()
 
 
-def _padded(scheduler_id):
-    """A scheduler id that sorts as numbers do (12_3 before 100)."""
-    return "_".join(part.zfill(12) for part in scheduler_id.split("_"))
-
-
-# The columns a list sorts by (a JobRow's texts are casefolded already):
-# sort name -> (its value of a row, None for
-# none: those come last; the order when none is asked: True descending).
-JOB_SORTS = {"submitted": (lambda r: r.submitted_at, True), "started": (lambda r: r.started_at, True),
-             "ended": (lambda r: r.ended_at, True), "job": (lambda r: _padded(r.scheduler_id) if r.scheduler_id else None, True),
-             "name": (lambda r: r.name, False), "script": (lambda r: r.script, False),
-             "state": (lambda r: r.state, False)}
 SCRIPT_SORTS = {"updated": (lambda s: s.get("updated_at"), True), "created": (lambda s: s.get("created_at"), True),
                 "name": (lambda s: _folded(s.get("name") or ""), False),
                 "template": (lambda s: _folded(s.get("template_name") or s.get("template_id") or ""), False)}
@@ -3275,6 +3382,8 @@ class StorePart:
     own permissions."""
 
     def __init__(self, config, user):
+        """The state every part shares; each part with state of its own sets
+        it in its own __init__ (cooperatively, through super())."""
         self.config = config
         self.user = user
         self.home = os.path.expanduser("~")
@@ -3283,20 +3392,8 @@ class StorePart:
         self.jobs_dir = os.path.join(self.root, "jobs")
         self.lock_path = os.path.join(self.root, ".lock")
         self.scheduler = make_scheduler(config, user, self.root)
-        self.last_refresh = 0.0
         self.notice = None  # the scheduler's last failure, shown on pages
-        self._summary = (-1e9, None)  # (when, the scheduler's partition summary) when the worker asks itself
-        self._assoc = (-1e9, None)  # (when, the user's accounts and QOS) for partitions' access rules
         self.has_unfinished = None  # what the current operation found (see perform)
-        # id -> (mtime_ns, size, meta) of parsed job files; a finished job's
-        # entry is only its row (a PackedRow), what the list searches and sorts by
-        # (10,000 full records would be ~45 MB): its full record is read
-        # again when shown. The rows are kept in INDEX_FILE too (see there).
-        self._jobs = {}
-        self._index_read = False  # INDEX_FILE read (once per worker)
-        self._index_dirty = False  # the rows differ from INDEX_FILE's
-        self._templates = (None, None)
-        self._archives = {}  # token -> ResultsArchive streaming to root (ResultsPart.job_archive)
         self._sweep()
 
     def perform(self, op, args):
@@ -3338,7 +3435,7 @@ class StorePart:
                     with contextlib.suppress(FileNotFoundError):
                         os.unlink(entry.path)
 
-    def _ensure(self):
+    def _make_dirs(self):
         for d in (self.root, self.scripts_dir, self.jobs_dir):
             try:
                 os.makedirs(d, 0o700, exist_ok=True)
@@ -3348,7 +3445,7 @@ class StorePart:
     @contextlib.contextmanager
     def _writing(self):
         """The lock for a read-modify-write, with disk errors made clear."""
-        self._ensure()
+        self._make_dirs()
         try:
             with locked(self.lock_path):
                 yield
@@ -3408,8 +3505,16 @@ class StorePart:
             raise Conflict("%s (storage.max_script_bytes), so it cannot be used here; shorten it outside "
                            "the job manager." % e if e.too_large else "%s, so it cannot be used." % e)
 
+    def shared_poll(self):
+        """Whether the daemon's shared status poll brings this user's jobs up
+        to date (multi-user mode, scheduler.shared_poll): then a page never
+        waits on the scheduler (for the local scheduler the poll has the
+        worker refresh on its schedule, `own`)."""
+        return self.config["server"]["multi_user"] and self.config["scheduler"]["shared_poll"]
+
     def _scheduler_state(self):
-        return {"type": self.scheduler.name, "ok": self.notice is None, "message": self.notice}
+        return {"type": self.scheduler.name, "ok": self.notice is None, "message": self.notice,
+                "queues": self.scheduler.QUEUES}
 
 
 # Store: templates catalogue #################################################
@@ -3461,6 +3566,12 @@ def literal_template(text):
 
 class TemplatesPart(StorePart):
     """The job-script templates this user may use: shipped, site and their own."""
+
+    def __init__(self, config, user):
+        super().__init__(config, user)
+        self._templates = (None, None)  # (the template directories' signature, (found, problems))
+        self._summary = (-1e9, None)  # (when, the scheduler's partition summary) when the worker asks itself
+        self._assoc = (-1e9, None)  # (when, the user's accounts and QOS) for partitions' access rules
 
     def _template_dirs(self):
         dirs = [(os.path.join(HERE, "share", "job-templates"), "shipped")]
@@ -3552,7 +3663,7 @@ class TemplatesPart(StorePart):
         every 30 s. The user's groups are this process's (the worker runs
         with them); their accounts and QOS are from associations(), asked
         only when some partition has a rule on them."""
-        shared = self.shared_poll() and self.scheduler.name == "slurm"
+        shared = self.shared_poll() and self.scheduler.SHARED_POLL
         if shared:
             summary = cluster
         else:
@@ -3602,6 +3713,37 @@ class TemplatesPart(StorePart):
 
 
 # Store: scripts #############################################################
+
+# Used for a script whose template has since gone away.
+GENERIC_SUBMISSION = [
+    {"id": "partition", "text": "Partition", "type": "select", "options": [],
+     "options_from": "partitions", "default": "", "option": "partition", "required": False,
+     "description": "The group of nodes to run on; empty for the cluster's default."},
+    {"id": "time", "text": "Time limit", "type": "time", "default": "", "option": "time",
+     "required": False, "description": "How long the job may run (D-HH:MM:SS, HH:MM:SS or minutes); "
+                                       "empty for the partition's default."},
+]
+
+# Asked of an imported script (it has no template): the usual options, each
+# empty by default, so the script's own #SBATCH lines apply; those lines'
+# values become the defaults (directive_defaults).
+_WHOLE = {"pattern": r"^([0-9]{1,6})?$", "pattern_error": "a whole number, e.g. 4"}
+IMPORTED_SUBMISSION = GENERIC_SUBMISSION + [
+    dict({"id": "nodes", "text": "Nodes", "type": "text", "default": "", "option": "nodes", "required": False,
+          "description": "How many nodes; empty for the script's #SBATCH line or the cluster's default."},
+         **_WHOLE),
+    dict({"id": "ntasks", "text": "Tasks", "type": "text", "default": "", "option": "ntasks", "required": False,
+          "description": "How many tasks (processes); empty for the script's line or the default."}, **_WHOLE),
+    dict({"id": "cpus_per_task", "text": "CPU cores per task", "type": "text", "default": "",
+          "option": "cpus-per-task", "required": False,
+          "description": "CPU cores for each task; empty for the script's line or the default."}, **_WHOLE),
+    {"id": "mem", "text": "Memory", "type": "text", "default": "", "option": "mem", "required": False,
+     "pattern": "^([0-9]+[KMGT]?)?$", "pattern_error": "a whole number, optionally followed by K, M, G or T",
+     "description": "Memory for the job on each node (500M, 4G); empty for the script's line or the default."},
+    {"id": "account", "text": "Account", "type": "text", "default": "", "option": "account", "required": False,
+     "pattern": r"^[A-Za-z0-9_.\-]*$", "pattern_error": "use only letters, digits, dot, dash and underscore",
+     "description": "The project account charged; empty for the script's line or your default."},
+]
 
 
 # A script's content and notes are files that meta.json names (content_file,
@@ -3795,10 +3937,8 @@ class ScriptsPart(StorePart):
         current version so the user sees both."""
         if content is None and notes is None and name is None:
             raise BadRequest("Nothing to change: give content, notes or name.")
-        if content is not None:
-            content = self._check_text(content, "Content").replace("\r\n", "\n")
-        if notes is not None:
-            notes = self._check_text(notes, "Notes").replace("\r\n", "\n")
+        content, notes = (None if text is None else self._check_text(text, what).replace("\r\n", "\n")
+                          for text, what in ((content, "Content"), (notes, "Notes")))
         if name is not None:
             name = self._check_name(name)
         with self._writing():
@@ -3950,79 +4090,252 @@ class ScriptsPart(StorePart):
         return {"deleted": id}
 
 
-# Store: jobs ################################################################
+# Store: files in the home (import) ##########################################
 
-# Used for a script whose template has since gone away.
-GENERIC_SUBMISSION = [
-    {"id": "partition", "text": "Partition", "type": "select", "options": [],
-     "options_from": "partitions", "default": "", "option": "partition", "required": False,
-     "description": "The group of nodes to run on; empty for the cluster's default."},
-    {"id": "time", "text": "Time limit", "type": "time", "default": "", "option": "time",
-     "required": False, "description": "How long the job may run (D-HH:MM:SS, HH:MM:SS or minutes); "
-                                       "empty for the partition's default."},
-]
 
-# Asked of an imported script (it has no template): the usual options, each
-# empty by default, so the script's own #SBATCH lines apply; those lines'
-# values become the defaults (directive_defaults).
-_WHOLE = {"pattern": r"^([0-9]{1,6})?$", "pattern_error": "a whole number, e.g. 4"}
-IMPORTED_SUBMISSION = GENERIC_SUBMISSION + [
-    dict({"id": "nodes", "text": "Nodes", "type": "text", "default": "", "option": "nodes", "required": False,
-          "description": "How many nodes; empty for the script's #SBATCH line or the cluster's default."},
-         **_WHOLE),
-    dict({"id": "ntasks", "text": "Tasks", "type": "text", "default": "", "option": "ntasks", "required": False,
-          "description": "How many tasks (processes); empty for the script's line or the default."}, **_WHOLE),
-    dict({"id": "cpus_per_task", "text": "CPU cores per task", "type": "text", "default": "",
-          "option": "cpus-per-task", "required": False,
-          "description": "CPU cores for each task; empty for the script's line or the default."}, **_WHOLE),
-    {"id": "mem", "text": "Memory", "type": "text", "default": "", "option": "mem", "required": False,
-     "pattern": "^([0-9]+[KMGT]?)?$", "pattern_error": "a whole number, optionally followed by K, M, G or T",
-     "description": "Memory for the job on each node (500M, 4G); empty for the script's line or the default."},
-    {"id": "account", "text": "Account", "type": "text", "default": "", "option": "account", "required": False,
-     "pattern": r"^[A-Za-z0-9_.\-]*$", "pattern_error": "use only letters, digits, dot, dash and underscore",
-     "description": "The project account charged; empty for the script's line or your default."},
-]
+LISTED_HOME = 1000  # the most entries of a home directory the import picker lists
+KINDS = {0o040000: "dir", 0o100000: "file", 0o120000: "link"}  # the others: "other" (FIFO, device, socket)
+
+
+def _kind(st):
+    return KINDS.get(st.st_mode & 0o170000, "other")
+
+
+class HomePart(StorePart):
+    """The user's home as the import picker sees it, read as the user
+    through the path gate (resolve_inside): listed, a script file imported
+    from it, and that file read again at each submit of a script that runs
+    where it is. Nothing here leaves the home, follows a symlink out of it
+    or opens what is no regular file."""
+
+    OUTSIDE = "That path leads outside your home directory."
+
+    def _in_home(self, path):
+        """(the resolved path, the home's real path) of a path in the home."""
+        return resolve_inside(self.home, path, self.OUTSIDE), os.path.realpath(self.home)
+
+    @operation("home.list")
+    def home_list(self, path=""):
+        """A directory of the home: its first LISTED_HOME entries (`more`
+        counts those left out, up to COUNTED_FILES), each with its type as
+        lstat gives it (nothing is opened); a symlink says whether it leads
+        inside the home, and if so to what."""
+        if not isinstance(path, str):
+            raise NotFound("No such directory.")
+        full, root = self._in_home(path)
+        taken, more = first_entries(full, LISTED_HOME, "No such directory in your home.")
+        rel = os.path.relpath(full, root)
+        rel = "" if rel == "." else rel
+        entries = []
+        for name, entry_path in taken:
+            try:
+                st = os.lstat(entry_path)
+            except OSError:
+                continue
+            entry = {"name": name_text(name), "path": name_text(os.path.join(rel, name)), "type": _kind(st),
+                     "size": st.st_size, "modified_at": now_iso(st.st_mtime)}
+            if entry["type"] == "link":
+                target = os.path.realpath(entry_path)
+                entry["inside"] = target == root or target.startswith(root.rstrip("/") + "/")
+                if entry["inside"]:
+                    try:
+                        target_st = os.stat(target)  # as the user; a stat opens nothing
+                    except OSError:
+                        entry["target"] = "missing"
+                    else:
+                        entry.update(target=_kind(target_st), size=target_st.st_size)
+            entries.append(entry)
+        entries.sort(key=lambda e: ("dir" not in (e["type"], e.get("target")), e["name"].casefold(), e["name"]))
+        return {"path": name_text(rel), "parent": name_text(os.path.dirname(rel)) if rel else None,
+                "home": name_text(root), "entries": entries, "more": more, "truncated": more > 0,
+                "listed": LISTED_HOME, "max_bytes": self.config["storage"]["max_script_bytes"]}
+
+    def _home_script(self, path):
+        """(text, real path) of a script file in the home, through the path
+        gate: a path outside the home (.., a symlink out of it) is 403; a
+        missing file, a directory, FIFO or device (opened without blocking,
+        never read) or a file that is no UTF-8 text is 422; one larger than
+        storage.max_script_bytes is 413 (no more than that is read). Each
+        names the field `path`."""
+        def refuse(cls, message):
+            return cls("Path: %s" % message, {"path": "Path: %s" % message})
+        if not isinstance(path, str) or not path.strip():
+            raise refuse(Invalid, "choose a file of your home directory.")
+        limit = self.config["storage"]["max_script_bytes"]
+        try:  # resolved, then opened from the home without following a link (a swap in between: refused)
+            full, root = self._in_home(path)
+            data = read_file(full, limit, open_beneath(root, full))
+        except NotFound:
+            raise refuse(Invalid, "there is no such file in your home directory (give its path from your home, "
+                                  "e.g. project/run.sh).")
+        except Forbidden:
+            raise refuse(Forbidden, "%s leads outside your home directory, so it cannot be used." % path)
+        except FileNotFoundError:
+            raise refuse(Invalid, "there is no file %s in your home directory." % path)
+        except (UnusableFile, IsADirectoryError) as e:
+            if getattr(e, "too_large", False):
+                raise refuse(TooLarge, "%s is larger than %d bytes (storage.max_script_bytes): that is no job "
+                                       "script. Import the script that uses it instead." % (path, limit))
+            raise refuse(Invalid, "%s is not a regular file (a directory, FIFO or device), so it cannot be "
+                                  "imported." % path)
+        except PermissionError:
+            raise refuse(Forbidden, "you may not read %s." % path)
+        except OSError as e:
+            if e.errno == errno.ENXIO:  # a socket: open() says "no such device or address"
+                raise refuse(Invalid, "%s is not a regular file (a socket), so it cannot be imported." % path)
+            if e.errno in (errno.ELOOP, errno.ENOTDIR, errno.EXDEV, errno.EINVAL):  # EINVAL: realpath's readlink
+                raise refuse(Forbidden, "%s is a symbolic link that leads round in a loop, or was changed as it "
+                                        "was opened, so it cannot be used." % path)
+            raise disk_error(e, writing=False)
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise refuse(Invalid, "%s is not text (UTF-8), so it is no job script." % path)
+        if "\0" in text:
+            raise refuse(Invalid, "%s holds a NUL character, so it is no job script." % path)
+        return text, full
+
+    def _run_source(self, meta):
+        """(content, extra options, directory) of a submit of this script:
+        its own content, or for an imported script that runs where it is,
+        its file as it is now, read again through the path gate, with
+        --chdir to the file's directory (where its outputs then go). A
+        file that cannot be used now is 409 saying why."""
+        origin = meta.get("origin") or {}
+        if not origin.get("in_place"):
+            return self._script_public(meta, full=True)["content"], [], None
+        try:
+            text, full = self._home_script(origin["path"])
+        except FlightJobError as e:
+            raise Conflict("This script runs your file %s as it is when submitted, and that file cannot be "
+                           "used now: %s" % (origin["file"], e.message.replace("Path: ", "", 1)))
+        directory = os.path.dirname(full)
+        return text, ["--chdir=%s" % directory], directory
+
+    @operation("scripts.import", writes=True)
+    def script_import(self, path=None, content=None, name=None, in_place=False):
+        """A new script from a file of the home (path) or pasted text
+        (content), with no template: its #SBATCH lines are its submission
+        questions' defaults. in_place (a file only): each submit reads the
+        file again and runs it in its directory (_run_source). Errors name
+        the field: path (see _home_script), content, name, in_place."""
+        if not isinstance(in_place, bool):
+            raise Invalid("Run where it is: answer yes or no.", {"in_place": "Run where it is: answer yes or no."})
+        if path not in (None, "") and content not in (None, ""):
+            message = "Give either a file of your home directory or the script's text, not both."
+            raise Invalid(message, {"path": message})
+        now = now_iso()
+        if content not in (None, ""):
+            if in_place:
+                message = "Run where it is: only a file of your home can run where it is, not pasted text."
+                raise Invalid(message, {"in_place": message})
+            content = self._check_text(content, "Content").replace("\r\n", "\n")
+            origin = {"path": None, "file": None, "in_place": False, "imported_at": now}
+            default_name = dict(parse_directives(content)).get("job-name")
+            notes = "Imported from pasted text on %s." % now[:10]
+        else:
+            if path in (None, ""):
+                message = "Choose a file of your home directory, or paste the script's text."
+                raise Invalid(message, {"path": "Path: " + message, "content": "Script: " + message})
+            content, full = self._home_script(path)
+            self._check_text(content, "Content")
+            root = os.path.realpath(self.home)
+            origin = {"path": name_text(os.path.relpath(full, root)), "file": name_text(full),
+                      "in_place": in_place, "imported_at": now}
+            default_name = name_text(os.path.basename(full))
+            notes = "Imported from %s on %s.%s" % (origin["file"], now[:10], (
+                " It runs where it is: each submit reads that file as it is then and runs it in %s, where its "
+                "output goes." % name_text(os.path.dirname(full))) if in_place else "")
+        if name in (None, "") and isinstance(default_name, str) and default_name.strip():
+            name = default_name.strip()[:200]
+        name = self._check_name(name)
+        names = {field: body_name(field, 1) for field in SCRIPT_BODIES}
+        meta = {"format": SCRIPT_FORMAT, "name": name, "template_id": "", "template_name": "Imported",
+                "answers": {}, "created_at": now, "updated_at": now, "version": 1, "origin": origin,
+                "content_file": names["content"], "notes_file": names["notes"]}
+        meta = self._create_dir(self.scripts_dir, lambda script_id: (
+            dict(meta, id=script_id), {names["content"]: content, names["notes"]: notes}))
+        return self._script_public(meta, full=True)
+
+
+# Store: job records #########################################################
+
+
+# Every field of a job record, declared once: adding a field is one row
+# (plus the template that shows it). Each row is
+#   name     the record's key
+#   check    what its value must be (None when missing): JOB_META checks a
+#            record with it (one edited by hand may hold anything), the
+#            shared poll each status (STATUS_FIELDS)
+#   default  its value in a new record (new_job_record); ABSENT: not written
+#   source   "submit": the submission (new_job_record takes the plan's
+#            value of that name); "answer": the scheduler's answer to the
+#            submit; "status": the scheduler's status; "ours": flightjobd's
+#   public   in the public view (_public_job): True as it is, "text" a
+#            path of any bytes shown as text (name_text)
+#   sort     what the jobs list sorts and searches it by, or None: (column
+#            of JOB_SORTS and of the index row, kind, descending when no
+#            order is asked, the field used when it is empty). Kinds: "state",
+#            "text" and "id" (casefolded; an id sorts as numbers), "time"
+#            (whole seconds since the epoch). The sorted fields' order is
+#            the index row's: one read of another length is not used.
+JobField = collections.namedtuple("JobField", "name check default source public sort")
+ABSENT = object()
+_opt_text, _opt_time = _or_none(_text), _or_none(_time)
+_opt_figure = _or_none(lambda v: _figure(v) is not None)  # the efficiency's figures
+JOB_FIELDS = [JobField(*row) for row in [
+    ("state", _state, "PENDING", "status", True, ("state", "state", False, None)),
+    ("job_name", _opt_text, None, "answer", True, ("name", "text", False, "script_name")),
+    ("script_name", _opt_text, None, "submit", True, ("script", "text", False, None)),
+    ("scheduler_id", _opt_text, None, "answer", True, ("job", "id", True, None)),
+    ("submitted_at", _time, None, "ours", True, ("submitted", "time", True, None)),
+    ("started_at", _opt_time, None, "status", True, ("started", "time", True, None)),
+    ("ended_at", _opt_time, None, "status", True, ("ended", "time", True, None)),
+    ("updated_at", _opt_time, None, "ours", True, None),
+    ("script_id", _text, None, "submit", True, None),
+    ("answers", _or_none(lambda v: isinstance(v, dict)), None, "submit", True, None),
+    ("options", _or_none(_texts), None, "submit", True, None),
+    ("command", _or_none(_texts), None, "submit", True, None),
+    ("ignored_options", _or_none(_texts), None, "submit", True, None),
+    ("scheduler", _opt_text, None, "submit", True, None),
+    ("script_file", _opt_text, None, "submit", True, None),  # an imported script run where it is: its file
+    ("run_in", _opt_text, None, "submit", True, None),  # ... and the directory it ran in
+    # {"type", "job_id", "scheduler_id"}: it starts after that job of the user's (JobSubmit._dependency)
+    ("dependency", _or_none(lambda v: isinstance(v, dict) and all(_text(v.get(k)) for k in (
+        "type", "job_id", "scheduler_id"))), None, "submit", True, None),
+    ("results_dir", _opt_text, None, "answer", "text", None),
+    ("stdout_path", _opt_text, None, "answer", "text", None),
+    ("stderr_path", _opt_text, None, "answer", "text", None),
+    ("raw_state", _opt_text, "SUBMITTING", "status", True, None),
+    ("reason", _opt_text, "Submitting", "status", True, None),
+    ("reason_text", _opt_text, "being submitted", "status", True, None),
+    ("exit_code", _or_none(_whole), None, "status", True, None),
+    ("estimated_start_at", _opt_time, None, "status", True, None),
+    ("tasks", _or_none(_tasks), [], "status", True, None),
+    ("detail_pending", _or_none(lambda v: isinstance(v, bool)), ABSENT, "status", True, None),
+    ("missing_since", _opt_time, None, "ours", True, None),  # since when the scheduler has not listed it
+    ("cancel_requested_at", _opt_time, None, "ours", True, None),  # when the user cancelled it here
+    ("cancelled_tasks", _or_none(_texts), ABSENT, "ours", True, None),
+    ("origin", _or_none(lambda v: v == "outside"), ABSENT, "ours", True, None),  # outside_job_record
+    ("time_limit", _opt_text, ABSENT, "status", True, None),
+    ("signal", _or_none(_whole), ABSENT, "status", True, None)] + [
+    (name, _opt_figure, ABSENT, "status", True, None) for name in (
+        "elapsed_s", "cpu_time_s", "max_rss_mb", "requested_mem_mb", "mem_used_mb", "mem_tasks", "alloc_cpus",
+        "cpu_alloc_s")]]
+JOB_META = {f.name: f.check for f in JOB_FIELDS}
+PUBLIC_TEXTS = [f.name for f in JOB_FIELDS if f.public == "text"]
 
 
 def new_job_record(job_id, plan, scheduler_name, command, now):
-    """A job being submitted, with every field a job record has. The
+    """A job being submitted, with every field of JOB_FIELDS that has a
+    default; the submission's from plan (see JobSubmit.preview). The
     scheduler's answer fills in its id and where output goes; refresh
-    keeps the state up to date with the scheduler's status, which may add
-    its own fields (Slurm: signal, elapsed_s, cpu_time_s, max_rss_mb,
-    mem_used_mb, mem_tasks, alloc_cpus, cpu_alloc_s, requested_mem_mb,
-    time_limit; see job_efficiency)."""
-    return {
-        "format": FORMAT, "id": job_id, "updated_at": now,
-        # what was submitted (plan: see JobsPart.preview)
-        "script_id": plan["script"]["id"], "script_name": plan["script"]["name"],
-        "answers": plan["answers"], "options": plan["options"], "command": command,
-        "ignored_options": plan["ignored_options"], "scheduler": scheduler_name, "submitted_at": now,
-        # an imported script run where it is: its file, read at submit, and the directory it ran in
-        "script_file": plan.get("script_file"), "run_in": plan.get("run_in"),
-        # the scheduler's answer
-        "scheduler_id": None, "job_name": None, "results_dir": None, "stdout_path": None,
-        "stderr_path": None,
-        # the state, from the scheduler's status
-        "state": "PENDING", "raw_state": "SUBMITTING", "reason": "Submitting",
-        "reason_text": "being submitted", "exit_code": None, "started_at": None,
-        "estimated_start_at": None, "ended_at": None, "tasks": [],
-        "missing_since": None,  # since when the scheduler has not listed it
-        "cancel_requested_at": None,  # when the user cancelled it here
-        # {"type", "job_id", "scheduler_id"}: it starts after that job of the user's (JobsPart._dependency)
-        "dependency": plan.get("dependency"),
-    }
-
-
-AFTER_CHOICES = 30  # the most of a user's jobs offered to start a submission after
-
-
-def dependency_words(dependency, reason):
-    """A pending job's reason in words that name the job it waits for."""
-    dep_id = dependency.get("scheduler_id") or dependency.get("job_id")
-    _, waits, never = DEPENDENCY_TYPES.get(dependency.get("type"), ("", "finish", "it never will"))
-    if reason == "DependencyNeverSatisfied":
-        return "will never run: it was to start once job %s would %s, and %s" % (dep_id, waits, never)
-    return "waiting for job %s to %s" % (dep_id, waits)
+    keeps the state up to date with the scheduler's status."""
+    record = {f.name: plan.get(f.name, f.default) if f.source == "submit" else f.default
+              for f in JOB_FIELDS if f.default is not ABSENT}
+    return dict(record, format=FORMAT, id=job_id, updated_at=now, submitted_at=now, tasks=[],
+                script_id=plan["script"]["id"], script_name=plan["script"]["name"], command=command,
+                scheduler=scheduler_name)
 
 
 def mem_words(mb):
@@ -4081,8 +4394,8 @@ def job_efficiency(meta):
         if tasks and tasks > 1:
             out["mem_what"] = ("the peaks of the %d tasks of %s added up (sacct's AveRSS x NTasks); "
                                "the largest single task peaked at %s" % (tasks, where, mem_words(peak or 0)))
-        elif meta.get("scheduler") == "local":
-            out["mem_what"] = "the peak of its largest single process (all the local scheduler measures)"
+        elif getattr(SCHEDULERS.get(meta.get("scheduler")), "MEMORY_WHAT", None):
+            out["mem_what"] = SCHEDULERS[meta["scheduler"]].MEMORY_WHAT
         else:
             out["mem_what"] = "the peak of %s, one task (sacct's MaxRSS)" % where
     if out["cpu_percent"] is None and used is None and out["time_percent"] is None:
@@ -4115,35 +4428,9 @@ def _mem_suggestion(mb):
     return max(64.0, -(-mb // 64) * 64.0)
 
 
-POLLED_IDS = 2000  # the most of one user's unfinished jobs the shared poll follows (the newest)
-
-
-def outside_job_record(job_id, scheduler_name, scheduler_id, status, detail, now):
-    """A job the user submitted outside flightjobd (sbatch in a shell) that
-    the shared status poll saw: a record like ours, origin "outside", with
-    no script of ours, tracked until it ends."""
-    name = detail.get("name") or "job %s" % scheduler_id
-    plan = {"script": {"id": "", "name": name}, "answers": {}, "options": [], "ignored_options": []}
-    record = new_job_record(job_id, plan, scheduler_name, None, now)
-    stdout = detail.get("stdout") or None
-    record.update(status, origin="outside", scheduler_id=scheduler_id, job_name=name, results_dir=detail.get("workdir") or None,
-                  stdout_path=stdout, stderr_path=detail.get("stderr") or stdout)
-    return record
-
-
-OUTSIDE_IMPORTS = 100  # the most outside jobs a refresh takes in
-
-
-ACTIVITY_JOBS = 100  # unfinished jobs a page's tab is told of, and jobs it may ask after (jobs.activity)
-
-
-def _brief_job(meta):
-    """A job as a tab's title and notifications name it."""
-    return {"id": meta["id"], "scheduler_id": meta.get("scheduler_id"), "name": meta.get("script_name"),
-            "state": meta["state"], "reason_text": meta.get("reason_text")}
 # The job index: what the jobs list searches and sorts by, one JobRow a
 # job. A finished job's row is all the worker keeps of it in memory (see
-# StorePart._jobs) and is kept in INDEX_FILE in the state directory too, so
+# JobRecords._jobs) and is kept in INDEX_FILE in the state directory too, so
 # a fresh worker does not parse every record again. A row of the file is
 # used only while its record's meta.json has the mtime and size the row was
 # made from (checked when the file is read, once a worker). The file is a
@@ -4154,86 +4441,117 @@ def _brief_job(meta):
 INDEX_FILE = "job-index.json"
 INDEX_FORMAT = 1
 INDEX_LIMIT = 32 << 20  # the largest index file read (a job is ~160 bytes of it: ~200,000 jobs)
-# name, script, scheduler_id: casefolded, as searched and sorted (pages show
-# the records'); times: whole seconds since the epoch, None for none. A
-# finished job's is kept packed (PackedRow).
-JobRow = collections.namedtuple("JobRow", "state name script scheduler_id submitted_at started_at ended_at "
-                                          "mtime_ns size")
+# A job's row: its JOB_FIELDS with a sort column, grouped by kind (state,
+# texts, times; the texts casefolded, as searched and sorted: pages show the
+# records'; a time of None for none), and its meta.json's mtime_ns and size.
+# A finished job's is kept packed (PackedRow).
+ROW_KINDS = ("state", "text", "time")
+ROW_FIELDS = sorted((f for f in JOB_FIELDS if f.sort), key=lambda f: ROW_KINDS.index(f.sort[1].replace("id", "text")))
+JobRow = collections.namedtuple("JobRow", [f.sort[0] for f in ROW_FIELDS] + ["mtime_ns", "size"])
+ROW_TEXTS = [f.sort[0] for f in ROW_FIELDS if f.sort[1] in ("text", "id")]
 STATE_FOLDED = {state: state.casefold() for state in STATES}
 
 
+def _sorted_by(column, kind):
+    if kind == "id":
+        return lambda r: _padded(getattr(r, column)) or None
+    return operator.attrgetter(column)
+
+
+def _padded(scheduler_id):
+    """A scheduler id that sorts as numbers do (12_3 before 100)."""
+    return "_".join(part.zfill(12) for part in scheduler_id.split("_")) if scheduler_id else ""
+
+
+# The columns a list sorts by: sort name -> (its value of a row, None for
+# none: those come last; the order when none is asked: True descending).
+JOB_SORTS = {f.sort[0]: (_sorted_by(f.sort[0], f.sort[1]), f.sort[2]) for f in JOB_FIELDS if f.sort}
+
+
+def _read_through_layout(cls):
+    """PackedRow's property for each JobRow field, read where LAYOUT puts it."""
+    offset = 0
+    for name, fmt in cls.FIXED:
+        read = struct.Struct("<" + fmt).unpack_from
+        none = cls.NO_TIME if name not in ("state", "mtime_ns", "size") else None
+        setattr(cls, name, property((lambda self, at=offset: STATES[self[at]]) if name == "state" else
+                                    lambda self, at=offset, read=read, none=none: _none_if(read(self, at)[0], none)))
+        offset += struct.calcsize("<" + fmt)
+    for which, name in enumerate(ROW_TEXTS):
+        setattr(cls, name, property(lambda self, which=which: self._text_at(which)))
+    return cls
+
+
+def _none_if(value, none):
+    return None if value == none else value
+
+
+@_read_through_layout
 class PackedRow(bytes):
     """A finished job's JobRow as one bytes object (~100 bytes, against
     ~400 for the JobRow with its strings and integers, which 10,000 jobs
-    would leave scattered through the worker's memory): what StorePart._jobs
+    would leave scattered through the worker's memory): what JobRecords._jobs
     keeps of each finished job. Read as a JobRow is (row.state, row.name,
-    ...); unpacked() gives the JobRow. A time of None is NO_TIME; the name,
-    the script and the scheduler id follow the fixed part as UTF-8 (the
-    name left out when it is the script's, as for most jobs)."""
+    ...); unpacked() gives the JobRow. Its LAYOUT is made from JobRow's
+    fields (FIXED: the state, the times, mtime_ns and size; a time of None
+    is NO_TIME), then the length of each text but the last; the texts follow
+    as UTF-8, one equal to the next left out (SAME: the name is most jobs'
+    script's). Each field is read where LAYOUT puts it."""
     __slots__ = ()
-    LAYOUT = struct.Struct("<B5qII")  # state, 3 times, mtime_ns, size, name and script lengths
+    FIXED = [(name, "B" if name == "state" else "q") for name in JobRow._fields if name not in ROW_TEXTS]
+    LAYOUT = struct.Struct("<" + "".join(fmt for _, fmt in FIXED) + "I" * (len(ROW_TEXTS) - 1))
+    LENGTHS = struct.Struct("<" + "I" * (len(ROW_TEXTS) - 1))
+    LENGTHS_AT = LAYOUT.size - LENGTHS.size
     NO_TIME = -1 << 63
-    SAME = 0xFFFFFFFF  # the name's length when it is the script
+    SAME = 0xFFFFFFFF  # the length of a text that is the next one (in _span too)
 
     @classmethod
     def pack(cls, row):
-        name, script = row.name.encode("utf-8", "surrogatepass"), row.script.encode("utf-8", "surrogatepass")
-        same = name == script
-        times = [cls.NO_TIME if t is None else t for t in row[4:7]]
-        return cls(cls.LAYOUT.pack(STATES.index(row.state), *times, row.mtime_ns, row.size,
-                                   cls.SAME if same else len(name), len(script))
-                   + (b"" if same else name) + script + row.scheduler_id.encode("utf-8", "surrogatepass"))
+        texts = [getattr(row, name).encode("utf-8", "surrogatepass") for name in ROW_TEXTS]
+        lengths = [cls.SAME if a == b else len(a) for a, b in zip(texts, texts[1:])]
+        fixed = [STATES.index(row.state) if name == "state" else
+                 cls.NO_TIME if getattr(row, name) is None else getattr(row, name) for name, _ in cls.FIXED]
+        return cls(cls.LAYOUT.pack(*fixed, *lengths) + b"".join(
+            text for text, n in zip(texts, lengths + [0]) if n != cls.SAME))
 
     def unpacked(self):
         return JobRow(*(getattr(self, field) for field in JobRow._fields))
 
-    def _spans(self):
-        """Where the name, the script and the scheduler id are (start, end)."""
-        name_len, script_len = _PACKED_LENGTHS.unpack_from(self, _PACKED_LENGTHS_AT)
-        start = _PACKED_TEXTS_AT
-        if name_len == PackedRow.SAME:
-            end = start + script_len
-            return (start, end), (start, end), (end, len(self))
-        end = start + name_len
-        return (start, end), (end, end + script_len), (end + script_len, len(self))
+    def _span(self, which):
+        """Where text `which` (of ROW_TEXTS) is: (start, end)."""
+        lengths, start = self.LENGTHS.unpack_from(self, self.LENGTHS_AT), self.LAYOUT.size
+        for n in lengths[:which]:
+            if n != 0xFFFFFFFF:
+                start += n
+        for n in lengths[which:]:
+            if n != 0xFFFFFFFF:
+                return start, start + n
+        return start, len(self)
 
-    def _text(self, which):
-        start, end = self._spans()[which]
+    def _text_at(self, which):
+        start, end = self._span(which)
         return str(self[start:end], "utf-8", "surrogatepass")
 
     def has(self, text):
-        """Whether the name, the script or the scheduler id holds text (UTF-8
-        bytes, as packed): searched where it lies, nothing decoded."""
-        if self.find(text, _PACKED_TEXTS_AT) < 0:  # most rows of a search: one look
+        """Whether one of the texts holds text (UTF-8 bytes, as packed):
+        searched where it lies, nothing decoded."""
+        if self.find(text, self.LAYOUT.size) < 0:  # most rows of a search: one look
             return False
-        return any(self.find(text, start, end) >= 0 for start, end in self._spans())
-
-    def _time(self, offset):
-        value = struct.unpack_from("<q", self, offset)[0]
-        return None if value == self.NO_TIME else value
-
-    state = property(lambda self: STATES[self[0]])
-    submitted_at = property(lambda self: self._time(1))
-    started_at = property(lambda self: self._time(9))
-    ended_at = property(lambda self: self._time(17))
-    mtime_ns = property(lambda self: struct.unpack_from("<q", self, 25)[0])
-    size = property(lambda self: struct.unpack_from("<q", self, 33)[0])
-    name = property(lambda self: self._text(0))
-    script = property(lambda self: self._text(1))
-    scheduler_id = property(lambda self: self._text(2))
-
-
-_PACKED_LENGTHS = struct.Struct("<II")
-_PACKED_LENGTHS_AT = PackedRow.LAYOUT.size - _PACKED_LENGTHS.size
-_PACKED_TEXTS_AT = PackedRow.LAYOUT.size
+        start = self.LAYOUT.size
+        for n in self.LENGTHS.unpack_from(self, self.LENGTHS_AT) + (len(self),):  # a SAME one: as the next
+            if n != 0xFFFFFFFF:
+                if self.find(text, start, min(start + n, len(self))) >= 0:
+                    return True
+                start += n
+        return False
 
 
 def row_has(row, text, text_utf8):
     """Whether a job's row (JobRow or PackedRow) has text (text_utf8 as
-    UTF-8) in its name, script or scheduler id."""
+    UTF-8) in one of its texts (name, script, scheduler id)."""
     if isinstance(row, PackedRow):
         return row.has(text_utf8)
-    return text in row.name or text in row.script or text in row.scheduler_id
+    return any(text in getattr(row, name) for name in ROW_TEXTS)
 
 
 def _index_time(value):
@@ -4244,11 +4562,25 @@ def _index_time(value):
 def job_row(meta, st=None):
     """A job's JobRow from its record (st: its meta.json's stat). The job's
     name is the scheduler's (--job-name; older records: the script's)."""
-    script = (meta.get("script_name") or "").casefold()
-    name = meta["job_name"].casefold() if meta.get("job_name") else script
-    return JobRow(meta["state"], name, script, (meta.get("scheduler_id") or "").casefold(),
-                  _index_time(meta.get("submitted_at")), _index_time(meta.get("started_at")),
-                  _index_time(meta.get("ended_at")), st.st_mtime_ns if st else 0, st.st_size if st else 0)
+    values = []
+    for f in ROW_FIELDS:
+        value = meta.get(f.name) or (meta.get(f.sort[3]) if f.sort[3] else None)
+        values.append(value if f.sort[1] == "state" else _index_time(value) if f.sort[1] == "time"
+                      else (value or "").casefold())
+    return JobRow(*values, st.st_mtime_ns if st else 0, st.st_size if st else 0)
+
+
+def _row_value_ok(kind, v):
+    if kind == "state":
+        return v in FINISHED
+    if kind == "time":
+        return v is None or _whole(v) and PackedRow.NO_TIME < v < -PackedRow.NO_TIME
+    if kind == "stat":
+        return _whole(v) and PackedRow.NO_TIME <= v < -PackedRow.NO_TIME
+    return isinstance(v, str) and v == v.casefold()
+
+
+ROW_CHECKS = [f.sort[1] for f in ROW_FIELDS] + ["stat", "stat"]
 
 
 def index_row(value):
@@ -4256,12 +4588,9 @@ def index_row(value):
     what job_row makes of a finished job."""
     if not isinstance(value, list) or len(value) != len(JobRow._fields):
         raise ValueError("a row is not a list of %d fields" % len(JobRow._fields))
-    row = JobRow(*value)
-    if not (row.state in FINISHED and all(isinstance(v, str) and v == v.casefold() for v in row[1:4])
-            and all(v is None or _whole(v) and PackedRow.NO_TIME < v < -PackedRow.NO_TIME for v in row[4:7])
-            and all(_whole(v) and PackedRow.NO_TIME <= v < -PackedRow.NO_TIME for v in row[7:])):
+    if not all(_row_value_ok(kind, v) for kind, v in zip(ROW_CHECKS, value)):
         raise ValueError("a row is not what this version writes")
-    return row
+    return JobRow(*value)
 
 
 def index_rows(data):
@@ -4281,27 +4610,187 @@ def index_rows(data):
         yield line[0], index_row(line[1:])
 
 
-BULK_IDS = 100  # the most jobs one bulk cancel or remove may name
-BULK_ACTIONS = ("cancel", "remove")
+class JobRecords(StorePart):
+    """A user's job records (jobs/ID/meta.json) and the index the list
+    searches and sorts by: read through a parse cache, written under the
+    lock, shown as their public view."""
+
+    def __init__(self, config, user):
+        super().__init__(config, user)
+        # id -> (mtime_ns, size, meta, row) of parsed job files; a finished job's
+        # entry is only its row (a PackedRow), what the list searches and sorts by
+        # (10,000 full records would be ~45 MB): its full record is read
+        # again when shown. The rows are kept in INDEX_FILE too (see there).
+        self._jobs = {}
+        self._index_read = False  # INDEX_FILE read (once per worker)
+        self._index_dirty = False  # the rows differ from INDEX_FILE's
+
+    def _job_path(self, job_id, name=""):
+        return os.path.join(self.jobs_dir, check_id(job_id, "job"), name)
+
+    def _job_meta(self, job_id, cached=True):
+        path = self._job_path(job_id, "meta.json")
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            if os.path.isdir(self._job_path(job_id)):
+                raise Conflict("This job record is broken: meta.json is missing.")
+            raise NotFound("No such job.")
+        except PermissionError:  # e.g. a symlink into another user's directory: as for a script
+            raise NotFound("No such job: its record cannot be read.")
+        except OSError as e:  # a symlink loop, an I/O error
+            raise Conflict("This job record cannot be read: %s." % (e.strerror or e))
+        hit = self._jobs.get(job_id)
+        if cached and isinstance(hit, tuple) and hit[0] == st.st_mtime_ns and hit[1] == st.st_size:
+            return hit[2]
+        try:
+            meta = _meta_or_broken(path, JOB_META)
+        except ValueError as e:
+            raise Conflict("This job record is broken: %s." % e)
+        row = None
+        if meta["state"] in FINISHED and not meta.get("detail_pending"):
+            with contextlib.suppress(struct.error):  # a record stamped past 2262 (mtime_ns > 2**63): kept in full
+                row = PackedRow.pack(job_row(meta, st))
+        if row is None:
+            self._jobs[job_id] = (st.st_mtime_ns, st.st_size, meta, job_row(meta))
+        elif hit != row:  # an equal one stays: a new copy a list would scatter rows through memory
+            self._index_dirty = True
+            self._jobs[job_id] = row
+        return meta
+
+    def _update_job(self, job_id, changes):
+        """Apply changes to a job's metadata under the lock, re-read first so
+        a second daemon's change is not lost. What an interrupted write left
+        in the job's directory goes then: a record is written while the job
+        is unfinished and once more when it ends, so one that a crash
+        interrupted is always written again."""
+        with self._writing():
+            meta = dict(self._job_meta(job_id, cached=False))
+            meta.update(changes, updated_at=now_iso())
+            self._sweep_item(self._job_path(job_id))
+            write_json(self._job_path(job_id, "meta.json"), meta)
+        self._jobs.pop(job_id, None)
+        return meta
+
+    def _public_job(self, meta):
+        out = dict(meta)
+        out.pop("format", None)
+        out.setdefault("ignored_options", out.pop("notes", []))  # older records called it notes
+        out["finished"] = meta["state"] in FINISHED
+        pending = meta["state"] == "PENDING" and bool(meta.get("scheduler_id"))
+        out["held"] = pending and meta.get("reason") in HELD_REASONS  # release lets it start
+        out["never_runs"] = pending and meta.get("reason") in NEVER_REASONS  # it waits for what cannot come
+        out["efficiency"] = job_efficiency(meta)
+        for key in PUBLIC_TEXTS:  # any bytes: as text
+            if isinstance(out.get(key), str):
+                out[key] = name_text(out[key])
+        return out
+
+    def _scan(self):
+        """(items, broken) for every job, using the parse cache and the
+        index: items are (id, row, meta), row a JobRow or a PackedRow, meta
+        the full record of an unfinished job (or one whose accounting detail
+        is pending, or whose row cannot be packed), None for a finished one
+        (see _jobs)."""
+        self._read_index()
+        items, broken = [], []
+        for job_id in self._item_ids(self.jobs_dir):
+            hit = self._jobs.get(job_id)
+            if not isinstance(hit, PackedRow):  # finished ones: no stat (10,000 jobs: 35 ms a list)
+                try:
+                    meta = self._job_meta(job_id)
+                except (Conflict, NotFound) as e:
+                    broken.append({"id": job_id, "broken": True, "reason": e.message})
+                    continue
+                hit = self._jobs.get(job_id)
+                if not isinstance(hit, PackedRow):
+                    items.append((job_id, hit[3] if hit and hit[2] is meta else job_row(meta), meta))
+                    continue
+            items.append((job_id, hit, None))
+        return items, broken
+
+    def _open_jobs(self):
+        """(metas, broken): the jobs kept in full (unfinished, or with their
+        accounting detail pending) and the lost ones (UNKNOWN: few) as {id,
+        state}; other finished jobs are left out (a dict each of 10,000
+        would stay as the worker's memory: see _scan)."""
+        items, broken = self._scan()
+        return [meta or {"id": job_id, "state": row.state} for job_id, row, meta in items
+                if meta or row.state == "UNKNOWN"], broken
+
+    def _index_path(self):
+        return os.path.join(self.root, INDEX_FILE)
+
+    def _read_index(self):
+        """Take the rows of INDEX_FILE that still match their records, once
+        a worker; a file that cannot be used is made again (see INDEX_FILE)."""
+        if self._index_read:
+            return
+        self._index_read = True
+        kept, dirty = {}, False  # all or none: a bad line makes the file unusable
+        try:
+            for job_id, row in index_rows(read_file(self._index_path(), INDEX_LIMIT)):
+                if job_id in self._jobs:
+                    continue
+                try:
+                    st = os.stat(self._job_path(job_id, "meta.json"))
+                except OSError:  # removed meanwhile, or unreadable: its record says
+                    dirty = True
+                    continue
+                if (st.st_mtime_ns, st.st_size) == (row.mtime_ns, row.size):
+                    kept[job_id] = PackedRow.pack(row)  # packed at once: 10,000 JobRows held would stay as RSS
+                else:
+                    dirty = True
+        except FileNotFoundError:
+            self._index_dirty = True
+            return
+        except (OSError, ValueError) as e:  # UnusableFile and UnicodeDecodeError are ValueErrors
+            log.warning("the job index cannot be used (%s): it is made again from the job records", e)
+            self._index_dirty = True
+            return
+        self._jobs.update(kept)
+        self._index_dirty = self._index_dirty or dirty
+        give_back_memory()  # the file and its parse (10,000 jobs: ~4 MB)
+
+    def _write_index(self, items):
+        """Write INDEX_FILE with the finished jobs' rows, if they changed. A
+        failure (a full disk) is logged: the list is served all the same."""
+        if not self._index_dirty:
+            return
+        text = "\n".join(itertools.chain([json.dumps({"format": INDEX_FORMAT})], (
+            json.dumps([job_id] + list(row.unpacked()), separators=(",", ":"))
+            for job_id, row, meta in items if meta is None), [""]))
+        try:
+            with self._writing():
+                atomic_write(self._index_path(), text)
+        except (OSError, FlightJobError) as e:
+            log.warning("the job index could not be written: %s", getattr(e, "message", e))
+            return
+        finally:
+            del text
+            give_back_memory()  # the text, and the records parsed for it (10,000 jobs: ~5 MB)
+        self._index_dirty = False
 
 
-def bulk_ids(ids, action):
-    """The ids of a bulk action, each once, in order; BadRequest for an
-    action not in BULK_ACTIONS, no ids, or more than BULK_IDS."""
-    if action not in BULK_ACTIONS:
-        raise BadRequest("action: use cancel or remove.", {"action": "cancel or remove"})
-    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids) or not ids:
-        raise BadRequest("id: select at least one job.", {"id": "select at least one job"})
-    ids = list(dict.fromkeys(ids))
-    if len(ids) > BULK_IDS:
-        raise BadRequest("id: at most %d jobs at a time (%d selected)." % (BULK_IDS, len(ids)),
-                         {"id": "at most %d jobs" % BULK_IDS})
-    return ids
+# Store: job submission ######################################################
 
 
-class JobsPart(StorePart):
-    """The user's jobs: submitted from a script, kept up to date with the
-    scheduler, cancelled, removed."""
+AFTER_CHOICES = 30  # the most of a user's jobs offered to start a submission after
+
+
+def dependency_words(dependency, reason):
+    """A pending job's reason in words that name the job it waits for."""
+    dep_id = dependency.get("scheduler_id") or dependency.get("job_id")
+    _, waits, never = DEPENDENCY_TYPES.get(dependency.get("type"), ("", "finish", "it never will"))
+    if reason == "DependencyNeverSatisfied":
+        return "will never run: it was to start once job %s would %s, and %s" % (dep_id, waits, never)
+    return "waiting for job %s to %s" % (dep_id, waits)
+
+
+class JobSubmit(StorePart):
+    """Submitting a script: the questions a submit asks, a preview of what
+    it would do, and the submit itself, recorded before the scheduler is
+    asked."""
 
     def _submission_questions(self, meta, content=None, cluster=None):
         """(the questions a submit of the script asks, live; the partition
@@ -4491,148 +4980,37 @@ class JobsPart(StorePart):
                 tasks = array_tasks(spec)
         return job_outputs(content, options, job_id, self.user, self.home, tasks)
 
-    def _job_path(self, job_id, name=""):
-        return os.path.join(self.jobs_dir, check_id(job_id, "job"), name)
 
-    def _job_meta(self, job_id, cached=True):
-        path = self._job_path(job_id, "meta.json")
-        try:
-            st = os.stat(path)
-        except FileNotFoundError:
-            if os.path.isdir(self._job_path(job_id)):
-                raise Conflict("This job record is broken: meta.json is missing.")
-            raise NotFound("No such job.")
-        except PermissionError:  # e.g. a symlink into another user's directory: as for a script
-            raise NotFound("No such job: its record cannot be read.")
-        except OSError as e:  # a symlink loop, an I/O error
-            raise Conflict("This job record cannot be read: %s." % (e.strerror or e))
-        hit = self._jobs.get(job_id)
-        if cached and isinstance(hit, tuple) and hit[0] == st.st_mtime_ns and hit[1] == st.st_size:
-            return hit[2]
-        try:
-            meta = _meta_or_broken(path, JOB_META)
-        except ValueError as e:
-            raise Conflict("This job record is broken: %s." % e)
-        row = None
-        if meta["state"] in FINISHED and not meta.get("detail_pending"):
-            with contextlib.suppress(struct.error):  # a record stamped past 2262 (mtime_ns > 2**63): kept in full
-                row = PackedRow.pack(job_row(meta, st))
-        if row is None:
-            self._jobs[job_id] = (st.st_mtime_ns, st.st_size, meta, job_row(meta))
-        elif hit != row:  # an equal one stays: a new copy a list would scatter rows through memory
-            self._index_dirty = True
-            self._jobs[job_id] = row
-        return meta
+# Store: job status ##########################################################
 
-    def _update_job(self, job_id, changes):
-        """Apply changes to a job's metadata under the lock, re-read first so
-        a second daemon's change is not lost. What an interrupted write left
-        in the job's directory goes then: a record is written while the job
-        is unfinished and once more when it ends, so one that a crash
-        interrupted is always written again."""
-        with self._writing():
-            meta = dict(self._job_meta(job_id, cached=False))
-            meta.update(changes, updated_at=now_iso())
-            self._sweep_item(self._job_path(job_id))
-            write_json(self._job_path(job_id, "meta.json"), meta)
-        self._jobs.pop(job_id, None)
-        return meta
 
-    def _public_job(self, meta):
-        out = dict(meta)
-        out.pop("format", None)
-        out.setdefault("ignored_options", out.pop("notes", []))  # older records called it notes
-        out["finished"] = meta["state"] in FINISHED
-        out["efficiency"] = job_efficiency(meta)
-        for key in ("results_dir", "stdout_path", "stderr_path"):  # any bytes: as text
-            if isinstance(out.get(key), str):
-                out[key] = name_text(out[key])
-        return out
+POLLED_IDS = 2000  # the most of one user's unfinished jobs the shared poll follows (the newest)
 
-    def _scan(self):
-        """(items, broken) for every job, using the parse cache and the
-        index: items are (id, row, meta), row a JobRow or a PackedRow, meta
-        the full record of an unfinished job (or one whose accounting detail
-        is pending, or whose row cannot be packed), None for a finished one
-        (see _jobs)."""
-        self._read_index()
-        items, broken = [], []
-        for job_id in self._item_ids(self.jobs_dir):
-            hit = self._jobs.get(job_id)
-            if not isinstance(hit, PackedRow):  # finished ones: no stat (10,000 jobs: 35 ms a list)
-                try:
-                    meta = self._job_meta(job_id)
-                except (Conflict, NotFound) as e:
-                    broken.append({"id": job_id, "broken": True, "reason": e.message})
-                    continue
-                hit = self._jobs.get(job_id)
-                if not isinstance(hit, PackedRow):
-                    items.append((job_id, hit[3] if hit and hit[2] is meta else job_row(meta), meta))
-                    continue
-            items.append((job_id, hit, None))
-        return items, broken
 
-    def _open_jobs(self):
-        """(metas, broken): the jobs kept in full (unfinished, or with their
-        accounting detail pending) and the lost ones (UNKNOWN: few) as {id,
-        state}; other finished jobs are left out (a dict each of 10,000
-        would stay as the worker's memory: see _scan)."""
-        items, broken = self._scan()
-        return [meta or {"id": job_id, "state": row.state} for job_id, row, meta in items
-                if meta or row.state == "UNKNOWN"], broken
+def outside_job_record(job_id, scheduler_name, scheduler_id, status, detail, now):
+    """A job the user submitted outside flightjobd (sbatch in a shell) that
+    the shared status poll saw: a record like ours, origin "outside", with
+    no script of ours, tracked until it ends."""
+    name = detail.get("name") or "job %s" % scheduler_id
+    plan = {"script": {"id": "", "name": name}, "answers": {}, "options": [], "ignored_options": []}
+    record = new_job_record(job_id, plan, scheduler_name, None, now)
+    stdout = detail.get("stdout") or None
+    record.update(status, origin="outside", scheduler_id=scheduler_id, job_name=name, results_dir=detail.get("workdir") or None,
+                  stdout_path=stdout, stderr_path=detail.get("stderr") or stdout)
+    return record
 
-    def _index_path(self):
-        return os.path.join(self.root, INDEX_FILE)
 
-    def _read_index(self):
-        """Take the rows of INDEX_FILE that still match their records, once
-        a worker; a file that cannot be used is made again (see INDEX_FILE)."""
-        if self._index_read:
-            return
-        self._index_read = True
-        kept, dirty = {}, False  # all or none: a bad line makes the file unusable
-        try:
-            for job_id, row in index_rows(read_file(self._index_path(), INDEX_LIMIT)):
-                if job_id in self._jobs:
-                    continue
-                try:
-                    st = os.stat(self._job_path(job_id, "meta.json"))
-                except OSError:  # removed meanwhile, or unreadable: its record says
-                    dirty = True
-                    continue
-                if (st.st_mtime_ns, st.st_size) == (row.mtime_ns, row.size):
-                    kept[job_id] = PackedRow.pack(row)  # packed at once: 10,000 JobRows held would stay as RSS
-                else:
-                    dirty = True
-        except FileNotFoundError:
-            self._index_dirty = True
-            return
-        except (OSError, ValueError) as e:  # UnusableFile and UnicodeDecodeError are ValueErrors
-            log.warning("the job index cannot be used (%s): it is made again from the job records", e)
-            self._index_dirty = True
-            return
-        self._jobs.update(kept)
-        self._index_dirty = self._index_dirty or dirty
-        give_back_memory()  # the file and its parse (10,000 jobs: ~4 MB)
+OUTSIDE_IMPORTS = 100  # the most outside jobs a refresh takes in
 
-    def _write_index(self, items):
-        """Write INDEX_FILE with the finished jobs' rows, if they changed. A
-        failure (a full disk) is logged: the list is served all the same."""
-        if not self._index_dirty:
-            return
-        text = "\n".join(itertools.chain([json.dumps({"format": INDEX_FORMAT})], (
-            json.dumps([job_id] + list(row.unpacked()), separators=(",", ":"))
-            for job_id, row, meta in items if meta is None), [""]))
-        try:
-            with self._writing():
-                atomic_write(self._index_path(), text)
-        except (OSError, FlightJobError) as e:
-            log.warning("the job index could not be written: %s", getattr(e, "message", e))
-            return
-        finally:
-            del text
-            give_back_memory()  # the text, and the records parsed for it (10,000 jobs: ~5 MB)
-        self._index_dirty = False
+
+class JobStatus(StorePart):
+    """Keeping unfinished jobs up to date with the scheduler: its statuses
+    (asked here, or handed by the shared poll) applied to the records,
+    submits of unknown outcome settled, outside jobs taken in."""
+
+    def __init__(self, config, user):
+        super().__init__(config, user)
+        self.last_refresh = 0.0
 
     @operation("jobs.refresh")
     def refresh(self, force=False, statuses=None, notice=None, own=False, outside=None):
@@ -4700,13 +5078,6 @@ class JobsPart(StorePart):
             return False
         self._update_job(meta["id"], {"detail_pending": False})
         return True
-
-    def shared_poll(self):
-        """Whether the daemon's shared status poll brings this user's jobs up
-        to date (multi-user mode, scheduler.shared_poll): then a page never
-        waits on the scheduler (for the local scheduler the poll has the
-        worker refresh on its schedule, `own`)."""
-        return self.config["server"]["multi_user"] and self.config["scheduler"]["shared_poll"]
 
     def _take_outside(self, outside, metas, pending):
         """Record the user's jobs submitted outside flightjobd that the poll
@@ -4816,126 +5187,6 @@ class JobsPart(StorePart):
         return dict(self._scheduler_state(), unfinished=unfinished, calls=dict(self.scheduler.counters),
                     ids=[i for _, i in ids[:POLLED_IDS]])
 
-    @operation("jobs.list")
-    def jobs_list(self, state=None, page=1, per_page=50, q=None, sort=None, order=None, since=None, until=None):
-        """One page of the jobs that match: state, q (in the job's name,
-        script, scheduler id or state, any case), submitted between since
-        and until (dates, both included), sorted by a JOB_SORTS column
-        (order asc or desc). Searched and sorted in the index: only the page
-        shown reads records in full. BadRequest naming a bad parameter."""
-        if state is not None and state not in STATES:
-            raise BadRequest("state: unknown state %r; use one of %s." % (str(state)[:40], ", ".join(STATES)),
-                             {"state": "unknown state"})
-        if not _whole(page) or page < 1:
-            raise BadRequest("page: give 1 or more.", {"page": "1 or more"})
-        if not _whole(per_page) or not 1 <= per_page <= 500:
-            raise BadRequest("per_page: give 1 to 500.", {"per_page": "1 to 500"})
-        typed, (q, sort, descending) = q, list_query(q, sort, order, JOB_SORTS, "submitted")
-        since, until = list_date(since, "from"), list_date(until, "to")
-        if since and until and since > until:
-            raise BadRequest("from: the first day is after the last (to).", {"from": "after to"})
-        scheduler_state = self.refresh()
-        items, broken = self._scan()
-        self._write_index(items)
-        first = parse_iso(since + "T00:00:00Z") if since else None
-        last = parse_iso(until + "T23:59:59Z") if until else None
-
-        q_utf8 = q.encode("utf-8", "surrogatepass") if q else None
-
-        def wanted(row):
-            return ((not state or row.state == state)
-                    and (not q or q in STATE_FOLDED[row.state] or row_has(row, q, q_utf8))
-                    and (first is None or row.submitted_at is not None and row.submitted_at >= first)
-                    and (last is None or row.submitted_at is not None and row.submitted_at <= last))
-        rows = [item for item in items if wanted(item[1])]  # _scan's items: no new tuple each (see sorted_by)
-        rows.sort(key=lambda item: item[0], reverse=True)  # ids are in submission order: newest first among equals
-        rows = sorted_by(rows, JOB_SORTS, sort, descending, lambda item: item[1])
-        start = (page - 1) * per_page
-        shown = []
-        for job_id, _, _ in rows[start:start + per_page]:
-            with contextlib.suppress(Conflict, NotFound):  # removed meanwhile by another daemon
-                shown.append(self._public_job(self._job_meta(job_id)))
-        return {"jobs": shown,
-                "broken": broken, "total": len(rows), "page": page, "per_page": per_page,
-                "query": {"state": state, "q": typed or None, "sort": sort, "order": "desc" if descending else "asc",
-                          "from": since, "to": until},
-                "scheduler": scheduler_state}
-
-    @operation("jobs.activity")
-    def jobs_activity(self, watch=None):
-        """What every page's tab shows of the user's jobs (the title, the
-        icon, notifications): how many are pending and running, the newest
-        ACTIVITY_JOBS of them, and the state now of each job in `watch`
-        (ids the page last saw unfinished, at most ACTIVITY_JOBS; one
-        removed since is left out), each briefly."""
-        watch = [] if watch is None else watch
-        if not _texts(watch) or len(watch) > ACTIVITY_JOBS:
-            raise Invalid("watch must be at most %d job ids." % ACTIVITY_JOBS, {"watch": "at most %d job ids"
-                                                                                % ACTIVITY_JOBS})
-        scheduler_state = self.refresh()
-        unfinished = sorted((m for m in self._open_jobs()[0] if m["state"] in UNFINISHED),
-                            key=lambda m: m["id"], reverse=True)
-        shown = {m["id"] for m in unfinished[:ACTIVITY_JOBS]}
-        watched = []
-        for job_id in dict.fromkeys(watch):
-            if ID_RE.match(job_id) and job_id not in shown:
-                with contextlib.suppress(Conflict, NotFound):  # removed, or broken, since
-                    watched.append(self._job_meta(job_id))
-        return {"counts": {state: sum(m["state"] == state for m in unfinished) for state in UNFINISHED},
-                "unfinished": [_brief_job(m) for m in unfinished[:ACTIVITY_JOBS]],
-                "watched": [_brief_job(m) for m in watched], "scheduler": scheduler_state}
-    @operation("jobs.pick")
-    def jobs_pick(self, ids, action):
-        """What a bulk action would do to each of ids (see jobs_bulk): per
-        id {id, scheduler_id, name, state, can, why}, or {id, can: False,
-        why} for one that is not a job of this user."""
-        return [self._pick(job_id, action) for job_id in bulk_ids(ids, action)]
-
-    def _pick(self, job_id, action):
-        try:
-            meta = self._job_meta(check_id(job_id, "job"))
-        except FlightJobError as e:
-            return {"id": name_text(job_id[:80]), "can": False, "why": e.message}
-        out = {"id": job_id, "scheduler_id": meta.get("scheduler_id"), "state": meta["state"],
-               "name": meta.get("job_name") or meta.get("script_name") or "", "can": True, "why": None}
-        finished = meta["state"] in FINISHED
-        if action == "remove" and not finished:
-            out.update(can=False, why="it has not finished: cancel it first, or wait")
-        elif action == "cancel" and finished:
-            out.update(can=False, why="it has already finished")
-        elif action == "cancel" and not meta.get("scheduler_id"):
-            out.update(can=False, why="its submission is not settled yet: try again in a moment")
-        return out
-
-    @operation("jobs.bulk", writes=True)
-    def jobs_bulk(self, ids, action):
-        """Cancel several unfinished jobs, or remove several finished jobs'
-        records (results are never touched), at most BULK_IDS; each id goes
-        through check_id, and one that is not a job of this user, or not in
-        a state for the action, is left as it is. Cancels are asked one job
-        at a time, then the scheduler's states read with ONE status call a
-        round, for at most 2 s while any is still unfinished.
-        Per id what happened: jobs_pick's answer with done True or False."""
-        done = []
-        for pick in self.jobs_pick(ids, action):
-            if pick["can"]:
-                try:
-                    if action == "remove":
-                        self.job_delete(pick["id"])
-                    else:
-                        self.scheduler.cancel(pick["scheduler_id"])
-                        self._update_job(pick["id"], {"cancel_requested_at": now_iso()})
-                except FlightJobError as e:
-                    pick.update(can=False, why=e.message)
-            done.append(dict(pick, done=pick["can"]))
-        cancelled = [d for d in done if d["done"] and action == "cancel"]
-        if cancelled:
-            self._await_settled([d["id"] for d in cancelled])
-        for d in cancelled:
-            with contextlib.suppress(Conflict, NotFound):
-                d["state"] = self._job_meta(d["id"])["state"]
-        return {"action": action, "jobs": done}
-
     def _await_settled(self, ids, settled=lambda meta: meta["state"] not in UNFINISHED):
         """After the user cancelled jobs (ids): their true states, once the
         scheduler has them, for at most 2 s while any is not settled yet
@@ -4954,6 +5205,22 @@ class JobsPart(StorePart):
             with contextlib.suppress(SchedulerError):
                 self._apply_statuses(metas, self.scheduler.status([m["scheduler_id"] for m in metas]))
         self.has_unfinished = any(m["state"] in UNFINISHED for m in self._open_jobs()[0])
+
+    def _restatus(self, id):
+        """The job's record brought up to date with the scheduler's status
+        at once (the user's own action), whatever the refresh interval."""
+        meta = self._job_meta(id)
+        with contextlib.suppress(SchedulerError):
+            self._apply_statuses([meta], self.scheduler.status([meta["scheduler_id"]]))
+        return self._public_job(self._job_meta(id))
+
+
+# Store: job control #########################################################
+
+
+class JobControl(StorePart):
+    """One job: shown, cancelled (or one array task), held, released, given
+    a new time limit, its record removed."""
 
     @operation("jobs.get")
     def job_get(self, id, script=False):
@@ -4991,14 +5258,6 @@ class JobsPart(StorePart):
             self.scheduler.cancel(meta["scheduler_id"])
             self._update_job(id, {"cancel_requested_at": now_iso()})
             self._await_settled([id])
-        return self._public_job(self._job_meta(id))
-
-    def _restatus(self, id):
-        """The job's record brought up to date with the scheduler's status
-        at once (the user's own action), whatever the refresh interval."""
-        meta = self._job_meta(id)
-        with contextlib.suppress(SchedulerError):
-            self._apply_statuses([meta], self.scheduler.status([meta["scheduler_id"]]))
         return self._public_job(self._job_meta(id))
 
     def _pending_job(self, id, what):
@@ -5070,11 +5329,166 @@ class JobsPart(StorePart):
         return {"deleted": id}
 
 
+# Store: job list ############################################################
+
+
+ACTIVITY_JOBS = 100  # unfinished jobs a page's tab is told of, and jobs it may ask after (jobs.activity)
+
+
+def _brief_job(meta):
+    """A job as a tab's title and notifications name it."""
+    return {"id": meta["id"], "scheduler_id": meta.get("scheduler_id"), "name": meta.get("script_name"),
+            "state": meta["state"], "reason_text": meta.get("reason_text")}
+
+
+BULK_IDS = 100  # the most jobs one bulk cancel or remove may name
+BULK_ACTIONS = ("cancel", "remove")
+
+
+def bulk_ids(ids, action):
+    """The ids of a bulk action, each once, in order; BadRequest for an
+    action not in BULK_ACTIONS, no ids, or more than BULK_IDS."""
+    if action not in BULK_ACTIONS:
+        raise BadRequest("action: use cancel or remove.", {"action": "cancel or remove"})
+    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids) or not ids:
+        raise BadRequest("id: select at least one job.", {"id": "select at least one job"})
+    ids = list(dict.fromkeys(ids))
+    if len(ids) > BULK_IDS:
+        raise BadRequest("id: at most %d jobs at a time (%d selected)." % (BULK_IDS, len(ids)),
+                         {"id": "at most %d jobs" % BULK_IDS})
+    return ids
+
+
+class JobList(StorePart):
+    """The jobs list: searched, sorted and paged in the index; what a tab
+    shows of the user's jobs; bulk cancel and remove."""
+
+    @operation("jobs.list")
+    def jobs_list(self, state=None, page=1, per_page=50, q=None, sort=None, order=None, since=None, until=None):
+        """One page of the jobs that match: state, q (in the job's name,
+        script, scheduler id or state, any case), submitted between since
+        and until (dates, both included), sorted by a JOB_SORTS column
+        (order asc or desc). Searched and sorted in the index: only the page
+        shown reads records in full. BadRequest naming a bad parameter."""
+        if state is not None and state not in STATES:
+            raise BadRequest("state: unknown state %r; use one of %s." % (str(state)[:40], ", ".join(STATES)),
+                             {"state": "unknown state"})
+        if not _whole(page) or page < 1:
+            raise BadRequest("page: give 1 or more.", {"page": "1 or more"})
+        if not _whole(per_page) or not 1 <= per_page <= 500:
+            raise BadRequest("per_page: give 1 to 500.", {"per_page": "1 to 500"})
+        typed, (q, sort, descending) = q, list_query(q, sort, order, JOB_SORTS, "submitted")
+        since, until = list_date(since, "from"), list_date(until, "to")
+        if since and until and since > until:
+            raise BadRequest("from: the first day is after the last (to).", {"from": "after to"})
+        scheduler_state = self.refresh()
+        items, broken = self._scan()
+        self._write_index(items)
+        first = parse_iso(since + "T00:00:00Z") if since else None
+        last = parse_iso(until + "T23:59:59Z") if until else None
+
+        q_utf8 = q.encode("utf-8", "surrogatepass") if q else None
+
+        def wanted(row):
+            return ((not state or row.state == state)
+                    and (not q or q in STATE_FOLDED[row.state] or row_has(row, q, q_utf8))
+                    and (first is None or row.submitted is not None and row.submitted >= first)
+                    and (last is None or row.submitted is not None and row.submitted <= last))
+        rows = [item for item in items if wanted(item[1])]  # _scan's items: no new tuple each (see sorted_by)
+        rows.sort(key=lambda item: item[0], reverse=True)  # ids are in submission order: newest first among equals
+        rows = sorted_by(rows, JOB_SORTS, sort, descending, lambda item: item[1])
+        start = (page - 1) * per_page
+        shown = []
+        for job_id, _, _ in rows[start:start + per_page]:
+            with contextlib.suppress(Conflict, NotFound):  # removed meanwhile by another daemon
+                shown.append(self._public_job(self._job_meta(job_id)))
+        return {"jobs": shown,
+                "broken": broken, "total": len(rows), "page": page, "per_page": per_page,
+                "query": {"state": state, "q": typed or None, "sort": sort, "order": "desc" if descending else "asc",
+                          "from": since, "to": until},
+                "scheduler": scheduler_state}
+
+    @operation("jobs.activity")
+    def jobs_activity(self, watch=None):
+        """What every page's tab shows of the user's jobs (the title, the
+        icon, notifications): how many are pending and running, the newest
+        ACTIVITY_JOBS of them, and the state now of each job in `watch`
+        (ids the page last saw unfinished, at most ACTIVITY_JOBS; one
+        removed since is left out), each briefly."""
+        watch = [] if watch is None else watch
+        if not _texts(watch) or len(watch) > ACTIVITY_JOBS:
+            raise Invalid("watch must be at most %d job ids." % ACTIVITY_JOBS, {"watch": "at most %d job ids"
+                                                                                % ACTIVITY_JOBS})
+        scheduler_state = self.refresh()
+        unfinished = sorted((m for m in self._open_jobs()[0] if m["state"] in UNFINISHED),
+                            key=lambda m: m["id"], reverse=True)
+        shown = {m["id"] for m in unfinished[:ACTIVITY_JOBS]}
+        watched = []
+        for job_id in dict.fromkeys(watch):
+            if ID_RE.match(job_id) and job_id not in shown:
+                with contextlib.suppress(Conflict, NotFound):  # removed, or broken, since
+                    watched.append(self._job_meta(job_id))
+        return {"counts": {state: sum(m["state"] == state for m in unfinished) for state in UNFINISHED},
+                "unfinished": [_brief_job(m) for m in unfinished[:ACTIVITY_JOBS]],
+                "watched": [_brief_job(m) for m in watched], "scheduler": scheduler_state}
+
+    @operation("jobs.pick")
+    def jobs_pick(self, ids, action):
+        """What a bulk action would do to each of ids (see jobs_bulk): per
+        id {id, scheduler_id, name, state, can, why}, or {id, can: False,
+        why} for one that is not a job of this user."""
+        return [self._pick(job_id, action) for job_id in bulk_ids(ids, action)]
+
+    def _pick(self, job_id, action):
+        try:
+            meta = self._job_meta(check_id(job_id, "job"))
+        except FlightJobError as e:
+            return {"id": name_text(job_id[:80]), "can": False, "why": e.message}
+        out = {"id": job_id, "scheduler_id": meta.get("scheduler_id"), "state": meta["state"],
+               "name": meta.get("job_name") or meta.get("script_name") or "", "can": True, "why": None}
+        finished = meta["state"] in FINISHED
+        if action == "remove" and not finished:
+            out.update(can=False, why="it has not finished: cancel it first, or wait")
+        elif action == "cancel" and finished:
+            out.update(can=False, why="it has already finished")
+        elif action == "cancel" and not meta.get("scheduler_id"):
+            out.update(can=False, why="its submission is not settled yet: try again in a moment")
+        return out
+
+    @operation("jobs.bulk", writes=True)
+    def jobs_bulk(self, ids, action):
+        """Cancel several unfinished jobs, or remove several finished jobs'
+        records (results are never touched), at most BULK_IDS; each id goes
+        through check_id, and one that is not a job of this user, or not in
+        a state for the action, is left as it is. Cancels are asked one job
+        at a time, then the scheduler's states read with ONE status call a
+        round, for at most 2 s while any is still unfinished.
+        Per id what happened: jobs_pick's answer with done True or False."""
+        done = []
+        for pick in self.jobs_pick(ids, action):
+            if pick["can"]:
+                try:
+                    if action == "remove":
+                        self.job_delete(pick["id"])
+                    else:
+                        self.scheduler.cancel(pick["scheduler_id"])
+                        self._update_job(pick["id"], {"cancel_requested_at": now_iso()})
+                except FlightJobError as e:
+                    pick.update(can=False, why=e.message)
+            done.append(dict(pick, done=pick["can"]))
+        cancelled = [d for d in done if d["done"] and action == "cancel"]
+        if cancelled:
+            self._await_settled([d["id"] for d in cancelled])
+        for d in cancelled:
+            with contextlib.suppress(Conflict, NotFound):
+                d["state"] = self._job_meta(d["id"])["state"]
+        return {"action": action, "jobs": done}
+
+
 # Store: results #############################################################
 
 
 LISTED_FILES = 5000  # the most entries of a results directory listed
-COUNTED_FILES = 1000000  # the most entries past those counted (more: "at least")
 
 # A results archive (jobs.archive) is a .zip the worker writes as the user
 # while root relays it: planned whole first (every name and size, so the
@@ -5207,6 +5621,10 @@ class ResultsArchive:
 
 class ResultsPart(StorePart):
     """A job's results directory and output files, read as the user."""
+
+    def __init__(self, config, user):
+        super().__init__(config, user)
+        self._archives = {}  # token -> ResultsArchive streaming to root (job_archive)
 
     def _results_root(self, meta):
         if not meta.get("results_dir"):
@@ -5399,179 +5817,11 @@ class ResultsPart(StorePart):
         return dict(answer, data=base64.b64encode(data).decode("ascii"), eof=eof)
 
 
-# Store: files in the home (import) ##########################################
-
-
-LISTED_HOME = 1000  # the most entries of a home directory the import picker lists
-KINDS = {0o040000: "dir", 0o100000: "file", 0o120000: "link"}  # the others: "other" (FIFO, device, socket)
-
-
-def _kind(st):
-    return KINDS.get(st.st_mode & 0o170000, "other")
-
-
-class HomePart(StorePart):
-    """The user's home as the import picker sees it, read as the user
-    through the path gate (resolve_inside): listed, a script file imported
-    from it, and that file read again at each submit of a script that runs
-    where it is. Nothing here leaves the home, follows a symlink out of it
-    or opens what is no regular file."""
-
-    OUTSIDE = "That path leads outside your home directory."
-
-    def _in_home(self, path):
-        """(the resolved path, the home's real path) of a path in the home."""
-        return resolve_inside(self.home, path, self.OUTSIDE), os.path.realpath(self.home)
-
-    @operation("home.list")
-    def home_list(self, path=""):
-        """A directory of the home: its first LISTED_HOME entries (`more`
-        counts those left out, up to COUNTED_FILES), each with its type as
-        lstat gives it (nothing is opened); a symlink says whether it leads
-        inside the home, and if so to what."""
-        if not isinstance(path, str):
-            raise NotFound("No such directory.")
-        full, root = self._in_home(path)
-        taken, more = first_entries(full, LISTED_HOME, "No such directory in your home.")
-        rel = os.path.relpath(full, root)
-        rel = "" if rel == "." else rel
-        entries = []
-        for name, entry_path in taken:
-            try:
-                st = os.lstat(entry_path)
-            except OSError:
-                continue
-            entry = {"name": name_text(name), "path": name_text(os.path.join(rel, name)), "type": _kind(st),
-                     "size": st.st_size, "modified_at": now_iso(st.st_mtime)}
-            if entry["type"] == "link":
-                target = os.path.realpath(entry_path)
-                entry["inside"] = target == root or target.startswith(root.rstrip("/") + "/")
-                if entry["inside"]:
-                    try:
-                        target_st = os.stat(target)  # as the user; a stat opens nothing
-                    except OSError:
-                        entry["target"] = "missing"
-                    else:
-                        entry.update(target=_kind(target_st), size=target_st.st_size)
-            entries.append(entry)
-        entries.sort(key=lambda e: ("dir" not in (e["type"], e.get("target")), e["name"].casefold(), e["name"]))
-        return {"path": name_text(rel), "parent": name_text(os.path.dirname(rel)) if rel else None,
-                "home": name_text(root), "entries": entries, "more": more, "truncated": more > 0,
-                "listed": LISTED_HOME, "max_bytes": self.config["storage"]["max_script_bytes"]}
-
-    def _home_script(self, path):
-        """(text, real path) of a script file in the home, through the path
-        gate: a path outside the home (.., a symlink out of it) is 403; a
-        missing file, a directory, FIFO or device (opened without blocking,
-        never read) or a file that is no UTF-8 text is 422; one larger than
-        storage.max_script_bytes is 413 (no more than that is read). Each
-        names the field `path`."""
-        def refuse(cls, message):
-            return cls("Path: %s" % message, {"path": "Path: %s" % message})
-        if not isinstance(path, str) or not path.strip():
-            raise refuse(Invalid, "choose a file of your home directory.")
-        try:
-            full, _ = self._in_home(path)
-        except NotFound:
-            raise refuse(Invalid, "there is no such file in your home directory (give its path from your home, "
-                                  "e.g. project/run.sh).")
-        except Forbidden:
-            raise refuse(Forbidden, "%s leads outside your home directory, so it cannot be used." % path)
-        limit = self.config["storage"]["max_script_bytes"]
-        try:
-            data = read_file(full, limit)
-        except FileNotFoundError:
-            raise refuse(Invalid, "there is no file %s in your home directory." % path)
-        except (UnusableFile, IsADirectoryError) as e:
-            if getattr(e, "too_large", False):
-                raise refuse(TooLarge, "%s is larger than %d bytes (storage.max_script_bytes): that is no job "
-                                       "script. Import the script that uses it instead." % (path, limit))
-            raise refuse(Invalid, "%s is not a regular file (a directory, FIFO or device), so it cannot be "
-                                  "imported." % path)
-        except PermissionError:
-            raise refuse(Forbidden, "you may not read %s." % path)
-        except OSError as e:
-            if e.errno == errno.ENXIO:  # a socket: open() says "no such device or address"
-                raise refuse(Invalid, "%s is not a regular file (a socket), so it cannot be imported." % path)
-            if e.errno == errno.ELOOP:
-                raise refuse(Forbidden, "%s is a symbolic link that leads round in a loop, so it cannot be used."
-                             % path)
-            raise disk_error(e, writing=False)
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError:
-            raise refuse(Invalid, "%s is not text (UTF-8), so it is no job script." % path)
-        if "\0" in text:
-            raise refuse(Invalid, "%s holds a NUL character, so it is no job script." % path)
-        return text, full
-
-    def _run_source(self, meta):
-        """(content, extra options, directory) of a submit of this script:
-        its own content, or for an imported script that runs where it is,
-        its file as it is now, read again through the path gate, with
-        --chdir to the file's directory (where its outputs then go). A
-        file that cannot be used now is 409 saying why."""
-        origin = meta.get("origin") or {}
-        if not origin.get("in_place"):
-            return self._script_public(meta, full=True)["content"], [], None
-        try:
-            text, full = self._home_script(origin["path"])
-        except FlightJobError as e:
-            raise Conflict("This script runs your file %s as it is when submitted, and that file cannot be "
-                           "used now: %s" % (origin["file"], e.message.replace("Path: ", "", 1)))
-        directory = os.path.dirname(full)
-        return text, ["--chdir=%s" % directory], directory
-
-    @operation("scripts.import", writes=True)
-    def script_import(self, path=None, content=None, name=None, in_place=False):
-        """A new script from a file of the home (path) or pasted text
-        (content), with no template: its #SBATCH lines are its submission
-        questions' defaults. in_place (a file only): each submit reads the
-        file again and runs it in its directory (_run_source). Errors name
-        the field: path (see _home_script), content, name, in_place."""
-        if not isinstance(in_place, bool):
-            raise Invalid("Run where it is: answer yes or no.", {"in_place": "Run where it is: answer yes or no."})
-        if path not in (None, "") and content not in (None, ""):
-            message = "Give either a file of your home directory or the script's text, not both."
-            raise Invalid(message, {"path": message})
-        now = now_iso()
-        if content not in (None, ""):
-            if in_place:
-                message = "Run where it is: only a file of your home can run where it is, not pasted text."
-                raise Invalid(message, {"in_place": message})
-            content = self._check_text(content, "Content").replace("\r\n", "\n")
-            origin = {"path": None, "file": None, "in_place": False, "imported_at": now}
-            default_name = dict(parse_directives(content)).get("job-name")
-            notes = "Imported from pasted text on %s." % now[:10]
-        else:
-            if path in (None, ""):
-                message = "Choose a file of your home directory, or paste the script's text."
-                raise Invalid(message, {"path": "Path: " + message, "content": "Script: " + message})
-            content, full = self._home_script(path)
-            self._check_text(content, "Content")
-            root = os.path.realpath(self.home)
-            origin = {"path": name_text(os.path.relpath(full, root)), "file": name_text(full),
-                      "in_place": in_place, "imported_at": now}
-            default_name = name_text(os.path.basename(full))
-            notes = "Imported from %s on %s.%s" % (origin["file"], now[:10], (
-                " It runs where it is: each submit reads that file as it is then and runs it in %s, where its "
-                "output goes." % name_text(os.path.dirname(full))) if in_place else "")
-        if name in (None, "") and isinstance(default_name, str) and default_name.strip():
-            name = default_name.strip()[:200]
-        name = self._check_name(name)
-        names = {field: body_name(field, 1) for field in SCRIPT_BODIES}
-        meta = {"format": SCRIPT_FORMAT, "name": name, "template_id": "", "template_name": "Imported",
-                "answers": {}, "created_at": now, "updated_at": now, "version": 1, "origin": origin,
-                "content_file": names["content"], "notes_file": names["notes"]}
-        meta = self._create_dir(self.scripts_dir, lambda script_id: (
-            dict(meta, id=script_id), {names["content"]: content, names["notes"]: notes}))
-        return self._script_public(meta, full=True)
-
-
 # Store: the facade ##########################################################
 
 
-class Store(TemplatesPart, ScriptsPart, JobsPart, ResultsPart, HomePart):
+class Store(TemplatesPart, ScriptsPart, HomePart, JobRecords, JobSubmit, JobStatus, JobControl, JobList,
+            ResultsPart):
     """A user's templates, scripts, jobs and results: the object the worker
     serves, each operation declared with @operation in its part."""
 
@@ -5596,9 +5846,95 @@ class Store(TemplatesPart, ScriptsPart, JobsPart, ResultsPart, HomePart):
         return {"type": self.scheduler.name, "answers": ok, "message": message}
 
 
-def _remove_tree(path):
-    import shutil
-    shutil.rmtree(path, ignore_errors=True)
+# Shared status poll: its process ############################################
+
+
+# What one poll asks about: at most this many ids in all (their --jobs= for
+# sacct stays far below Linux's 128 KiB limit on one argument), taken from
+# every user in turn, newest first, so no one's crowd of jobs starves others.
+MAX_POLL_IDS = 5000
+MAX_POLL_USERS = 2000  # the most users whose jobs one poll lists
+
+
+# The worker operations whose questions offer partitions: the daemon hands
+# them the shared poll's partition summary (multi-user Slurm), so a worker
+# asks no scheduler for it.
+CLUSTER_OPS = ("scripts.submission", "jobs.preview", "jobs.submit")
+
+
+class StatusSource:
+    """The shared status poll's own process, as scheduler.status_user:
+    one scheduler status call (squeue, then sacct for what squeue does not
+    list or lists as finished) for the validated numeric job ids root
+    sends. Nothing else of any user reaches it; it writes nothing."""
+
+    def __init__(self, config):
+        self.config = config
+        self.scheduler = make_scheduler(config, None, None)
+        self.checked = (None, -1e9)  # (why others' jobs are hidden from it, or None; when learnt)
+        with contextlib.suppress(Exception):  # no other process of this account may trace it
+            import ctypes
+            ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE, 0
+
+    def perform(self, op, args):
+        if op == "status.partitions":  # no argument: nothing of any user reaches it
+            return {"partitions": self.scheduler.partition_summary()}, None
+        if op != "status.poll":
+            raise BadRequest("No such operation of the status poll: %s." % op)
+        followed = args.get("followed")
+        if not isinstance(followed, dict) or len(followed) > MAX_POLL_USERS or not all(
+                uid.isdigit() and len(uid) <= 10 and isinstance(ids, list) and all(
+                    isinstance(i, str) and SCHEDULER_ID_RE.match(i) for i in ids)
+                for uid, ids in followed.items()) or sum(map(len, followed.values())) > MAX_POLL_IDS:
+            raise Invalid("followed must map at most %d uids to at most %d job ids in all."
+                          % (MAX_POLL_USERS, MAX_POLL_IDS))
+        if time.monotonic() - self.checked[1] > 600:  # PrivateData, again every 10 minutes
+            self.checked = (self.scheduler.hidden_jobs(), time.monotonic())
+        if self.checked[0]:
+            return {"hidden": self.checked[0]}, None
+        before = dict(self.scheduler.counters)
+        statuses, owners, outside, undecided = self.scheduler.poll(followed)
+        outside = {uid: dict(sorted(jobs.items())[:OUTSIDE_IMPORTS]) for uid, jobs in outside.items()}
+        room = self.config["worker"]["max_message"] // 2 - len(json.dumps(undecided)) - 160 * len(owners)
+        undecided.update(_fair_room(followed, statuses, outside, room))
+        return {"statuses": statuses, "owners": {i: owners[i] for i in statuses}, "outside": outside,
+                "undecided": undecided, "calls": {k: v - before.get(k, 0) for k, v in self.scheduler.counters.items()}}, None
+
+
+def _fair_room(followed, statuses, outside, room):
+    """Cut the statuses ({id: status} of followed {uid: [ids]}, and outside
+    {uid: {id: status}}) to `room` bytes of JSON in all, shared fairly
+    between users, then between each user's statuses: what takes less than
+    an equal share of what is left is kept whole; a status past its share
+    has its tasks cut to fit (the last entry counts the rest) or, even so,
+    is left out: {id: why} of those (outside ones are dropped)."""
+    sizes = {uid: {(i, None): len(json.dumps(statuses[i])) + 30 for i in ids if i in statuses} for uid, ids in followed.items()}
+    for uid, jobs in outside.items():
+        sizes.setdefault(str(uid), {}).update({(i, uid): len(json.dumps(st)) + 30 for i, st in jobs.items()})
+    why = {}
+    for uid, share in _shares({uid: sum(mine.values()) for uid, mine in sizes.items()}, room).items():
+        for (i, theirs), most in _shares(sizes[uid], share).items():
+            where, size = outside[theirs] if theirs is not None else statuses, sizes[uid][i, theirs]
+            if size > most and where[i].get("tasks"):  # the bytes of the rest less those of the tasks' entry
+                base = len(json.dumps(dict(where[i], tasks=[]))) + 250
+                where[i] = _fitted(where[i], max(0, (most - base) * len(where[i]["tasks"]) // (size - base + 1)))
+                size = len(json.dumps(where[i])) + 30
+            if size > most:
+                del where[i]
+                if theirs is None:
+                    why[i] = "job %s: its status is larger than its share of the shared poll's answer (%d " \
+                        "bytes) this round" % (i, most)
+    return why
+
+
+def _shares(sizes, room):
+    """{key: size} -> {key: bytes it may take}: room shared out fairly
+    (the smallest first take what they need, at most an equal share)."""
+    out, left = {}, max(0, room)
+    for n, (key, size) in enumerate(sorted(sizes.items(), key=lambda kv: kv[1])):
+        out[key] = min(size, left // (len(sizes) - n))
+        left -= out[key]
+    return out
 
 
 # Worker #####################################################################
@@ -6353,7 +6689,7 @@ class WorkerPool:
     def call(self, user, op, args=None, **kw):
         """Worker.call for `user`, in one of its slots; what the reply says
         of unfinished jobs keeps `active` up to date."""
-        if op in CLUSTER_OPS and self.poll and self.poll.serving() and self.config["scheduler"]["type"] == "slurm":
+        if op in CLUSTER_OPS and self.poll and self.poll.serving() and scheduler_class(self.config).SHARED_POLL:
             # only a page showing the questions keeps the summary coming
             args = dict(args or {}, cluster=self.poll.cluster_summary(want=op == "scripts.submission"))
         with self._slot(user) as worker:
@@ -6404,18 +6740,12 @@ class WorkerPool:
 
 # Shared status poll #########################################################
 
-# What a status from the poll's process may hold: field -> check (JOB_META's
-# where it has one); a text at most STATUS_TEXT, at most MAX_TASKS tasks and
-# one counting the rest. Anything else, and that job is left out of the round.
-STATUS_FIELDS = dict({key: JOB_META[key] for key in (
-    "state", "raw_state", "reason", "reason_text", "exit_code", "started_at", "ended_at",
-    "estimated_start_at")}, time_limit=_or_none(_text), **{key: _or_none(
-        lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)) for key in (
-        "signal", "elapsed_s", "cpu_time_s", "max_rss_mb", "requested_mem_mb", "mem_used_mb",
-        "mem_tasks", "alloc_cpus", "cpu_alloc_s")},
-    detail_pending=_or_none(lambda v: isinstance(v, bool)), tasks=_or_none(lambda v: _tasks(v) and len(v) <= MAX_TASKS + 1
-        and all(set(t) <= {"id", "state", "raw_state", "exit_code", "reason_text"} and all(
-            x is None or type(x) is int or isinstance(x, str) and len(x) <= STATUS_TEXT for x in t.values()) for t in v)))
+# What a status from the poll's process may hold: field -> check (from
+# JOB_FIELDS); a text at most STATUS_TEXT, at most MAX_TASKS tasks and one
+# counting the rest. Anything else, and that job is left out of the round.
+STATUS_FIELDS = dict({f.name: f.check for f in JOB_FIELDS if f.source == "status"}, tasks=_or_none(
+    lambda v: _tasks(v) and len(v) <= MAX_TASKS + 1 and all(set(t) <= {"id", "state", "raw_state", "exit_code", "reason_text"}
+                                                             and all(x is None or type(x) is int or isinstance(x, str) and len(x) <= STATUS_TEXT for x in t.values()) for t in v)))
 POLL_TICK = 0.5  # seconds between two looks at whether a poll is due
 POLL_WAIT = 10  # seconds a poll waits for workers to say which jobs to ask about
 HAND_THREADS = 16  # threads handing workers their statuses (one per user at a time)
@@ -6472,15 +6802,15 @@ def _names(value):
         isinstance(n, str) and 0 < len(n) <= 256 for n in value)
 
 
-def _count(value):
+def _amount(value):
     return type(value) is int and 0 <= value < 10 ** 9
 
 
 # What a partition of the poll's summary may hold: field -> check.
-PARTITION_FIELDS = dict({key: _names for key in ACCESS_RULES}, **{key: _count for key in (
+PARTITION_FIELDS = dict({key: _names for key in ACCESS_RULES}, **{key: _amount for key in (
     "cpus_free", "cpus_total", "nodes_free", "nodes_total", "gpus_free", "gpus_total")},
     name=lambda v: isinstance(v, str) and bool(PARTITION_RE.match(v)), default=lambda v: isinstance(v, bool),
-    state=lambda v: isinstance(v, str) and len(v) <= 20, waiting=_or_none(_count),
+    state=lambda v: isinstance(v, str) and len(v) <= 20, waiting=_or_none(_amount),
     root_only=lambda v: isinstance(v, bool))
 
 
@@ -6492,94 +6822,6 @@ def checked_partitions(answer):
             and all(check(p[key]) for key, check in PARTITION_FIELDS.items()) for p in found):
         raise ValueError("not a partition summary")
     return found
-
-
-class StatusSource:
-    """The shared status poll's own process, as scheduler.status_user:
-    one scheduler status call (squeue, then sacct for what squeue does not
-    list or lists as finished) for the validated numeric job ids root
-    sends. Nothing else of any user reaches it; it writes nothing."""
-
-    def __init__(self, config):
-        self.config = config
-        self.scheduler = make_scheduler(config, None, None)
-        self.checked = (None, -1e9)  # (why others' jobs are hidden from it, or None; when learnt)
-        with contextlib.suppress(Exception):  # no other process of this account may trace it
-            import ctypes
-            ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE, 0
-
-    def perform(self, op, args):
-        if op == "status.partitions":  # no argument: nothing of any user reaches it
-            return {"partitions": self.scheduler.partition_summary()}, None
-        if op != "status.poll":
-            raise BadRequest("No such operation of the status poll: %s." % op)
-        followed = args.get("followed")
-        if not isinstance(followed, dict) or len(followed) > MAX_POLL_USERS or not all(
-                uid.isdigit() and len(uid) <= 10 and isinstance(ids, list) and all(
-                    isinstance(i, str) and SCHEDULER_ID_RE.match(i) for i in ids)
-                for uid, ids in followed.items()) or sum(map(len, followed.values())) > MAX_POLL_IDS:
-            raise Invalid("followed must map at most %d uids to at most %d job ids in all."
-                          % (MAX_POLL_USERS, MAX_POLL_IDS))
-        if time.monotonic() - self.checked[1] > 600:  # PrivateData, again every 10 minutes
-            self.checked = (self.scheduler.hidden_jobs(), time.monotonic())
-        if self.checked[0]:
-            return {"hidden": self.checked[0]}, None
-        before = dict(self.scheduler.counters)
-        statuses, owners, outside, undecided = self.scheduler.poll(followed)
-        outside = {uid: dict(sorted(jobs.items())[:OUTSIDE_IMPORTS]) for uid, jobs in outside.items()}
-        room = self.config["worker"]["max_message"] // 2 - len(json.dumps(undecided)) - 160 * len(owners)
-        undecided.update(_fair_room(followed, statuses, outside, room))
-        return {"statuses": statuses, "owners": {i: owners[i] for i in statuses}, "outside": outside,
-                "undecided": undecided, "calls": {k: v - before.get(k, 0) for k, v in self.scheduler.counters.items()}}, None
-
-
-def _fair_room(followed, statuses, outside, room):
-    """Cut the statuses ({id: status} of followed {uid: [ids]}, and outside
-    {uid: {id: status}}) to `room` bytes of JSON in all, shared fairly
-    between users, then between each user's statuses: what takes less than
-    an equal share of what is left is kept whole; a status past its share
-    has its tasks cut to fit (the last entry counts the rest) or, even so,
-    is left out: {id: why} of those (outside ones are dropped)."""
-    sizes = {uid: {(i, None): len(json.dumps(statuses[i])) + 30 for i in ids if i in statuses} for uid, ids in followed.items()}
-    for uid, jobs in outside.items():
-        sizes.setdefault(str(uid), {}).update({(i, uid): len(json.dumps(st)) + 30 for i, st in jobs.items()})
-    why = {}
-    for uid, share in _shares({uid: sum(mine.values()) for uid, mine in sizes.items()}, room).items():
-        for (i, theirs), most in _shares(sizes[uid], share).items():
-            where, size = outside[theirs] if theirs is not None else statuses, sizes[uid][i, theirs]
-            if size > most and where[i].get("tasks"):  # the bytes of the rest less those of the tasks' entry
-                base = len(json.dumps(dict(where[i], tasks=[]))) + 250
-                where[i] = _fitted(where[i], max(0, (most - base) * len(where[i]["tasks"]) // (size - base + 1)))
-                size = len(json.dumps(where[i])) + 30
-            if size > most:
-                del where[i]
-                if theirs is None:
-                    why[i] = "job %s: its status is larger than its share of the shared poll's answer (%d " \
-                        "bytes) this round" % (i, most)
-    return why
-
-
-def _shares(sizes, room):
-    """{key: size} -> {key: bytes it may take}: room shared out fairly
-    (the smallest first take what they need, at most an equal share)."""
-    out, left = {}, max(0, room)
-    for n, (key, size) in enumerate(sorted(sizes.items(), key=lambda kv: kv[1])):
-        out[key] = min(size, left // (len(sizes) - n))
-        left -= out[key]
-    return out
-
-
-# What one poll asks about: at most this many ids in all (their --jobs= for
-# sacct stays far below Linux's 128 KiB limit on one argument), taken from
-# every user in turn, newest first, so no one's crowd of jobs starves others.
-MAX_POLL_IDS = 5000
-MAX_POLL_USERS = 2000  # the most users whose jobs one poll lists
-
-
-# The worker operations whose questions offer partitions: the daemon hands
-# them the shared poll's partition summary (multi-user Slurm), so a worker
-# asks no scheduler for it.
-CLUSTER_OPS = ("scripts.submission", "jobs.preview", "jobs.submit")
 
 
 class StatusPoll:
@@ -6644,7 +6886,7 @@ class StatusPoll:
     def _cluster_tick(self, now):
         """One partition summary, when a page wanted one and it is due."""
         if now - self.cluster_wanted >= WATCHING or now - self.cluster_made < self.config["scheduler"]["refresh_interval"] \
-                or self.config["scheduler"]["type"] != "slurm":
+                or not scheduler_class(self.config).SHARED_POLL:
             return
         self.cluster_made = now
         try:
@@ -6734,7 +6976,7 @@ class StatusPoll:
     def _poll(self, users):
         """One poll for users; the hands it started (futures)."""
         active = [u for u in users if u in self.pool.active]
-        if self.config["scheduler"]["type"] != "slurm" or (
+        if not scheduler_class(self.config).SHARED_POLL or (
                 self.hidden[0] and time.monotonic() - self.hidden[1] < 600):
             # the local scheduler's states are files in each home, read by its
             # worker (no controller to spare): the same schedule, a pass each
@@ -7444,6 +7686,34 @@ class Auth:
 
 # Web application ############################################################
 
+
+# A path on this site, with its query: printable URL characters only (no
+# tab, newline or backslash, which browsers and urljoin drop or turn into
+# "/"), and not "//", which would name another host.
+LOCAL_PATH_RE = re.compile(r"^/(?![/\\])[A-Za-z0-9._~!$&'()*+,;=:@/%-]*(?:\?[A-Za-z0-9._~!$&'()*+,;=:@/?%-]*)?$")
+
+
+def safe_next(url):
+    """Where to go after logging in: a path on this site, rebuilt by us with
+    every other character percent-encoded (a tab, a backslash, a quote),
+    else /."""
+    try:
+        url = urllib.parse.quote(url, safe="/?=&;:@!$'()*+,~%-._")
+    except (TypeError, UnicodeError):
+        return "/"
+    return url if len(url) < 4096 and LOCAL_PATH_RE.match(url) else "/"
+
+
+def see_other(path):
+    """A 303 to a path on this site that we built: relative, or under
+    server.base_url when set; never a host taken from the request."""
+    assert LOCAL_PATH_RE.match(path), path
+    response = bottle.response.copy(cls=bottle.HTTPResponse)  # with the cookies set so far
+    response.status, response.body = 303, ""
+    response.set_header("Location", bottle.request.app.config["flightjob.base"] + path)
+    raise response
+
+
 COOKIE = "flightjob_session"
 PRE_COOKIE = "flightjob_login"
 LOGIN_FIELDS = ("login_csrf", "next", "username", "password")  # the login form's own
@@ -7884,7 +8154,7 @@ class App:
                 last_refresh = time.time()
                 self.pool.refresh_active()
 
-    def probe(self):
+    def scheduler_health(self):
         """The scheduler check for /api/health, run in a worker (root never
         runs a scheduler command), cached 30 s. When it is due, one thread
         checks while the others answer at once with the last result. A
@@ -8117,13 +8387,13 @@ def make_app(config, pool=None, daemon_user=None):
 
 
 @route("/static/<path:path>", login=False)
-def static(app, user, path):
+def page_static(app, user, path):
     return bottle.static_file(check_relpath(path), root=os.path.join(HERE, "share", "static"))
 
 
 @route("/api/health", api=True, login=False)
-def health(app, user):
-    probe = app.probe()
+def api_health(app, user):
+    probe = app.scheduler_health()
     return app.json({"status": "ok", "version": __version__, "scheduler": probe["type"],
                      "scheduler_answers": probe["answers"], "scheduler_message": probe.get("message"),
                      "multi_user": app.config["server"]["multi_user"],
@@ -8133,35 +8403,8 @@ def health(app, user):
 # Routes: login ##############################################################
 
 
-# A path on this site, with its query: printable URL characters only (no
-# tab, newline or backslash, which browsers and urljoin drop or turn into
-# "/"), and not "//", which would name another host.
-LOCAL_PATH_RE = re.compile(r"^/(?![/\\])[A-Za-z0-9._~!$&'()*+,;=:@/%-]*(?:\?[A-Za-z0-9._~!$&'()*+,;=:@/?%-]*)?$")
-
-
-def safe_next(url):
-    """Where to go after logging in: a path on this site, rebuilt by us with
-    every other character percent-encoded (a tab, a backslash, a quote),
-    else /."""
-    try:
-        url = urllib.parse.quote(url, safe="/?=&;:@!$'()*+,~%-._")
-    except (TypeError, UnicodeError):
-        return "/"
-    return url if len(url) < 4096 and LOCAL_PATH_RE.match(url) else "/"
-
-
-def see_other(path):
-    """A 303 to a path on this site that we built: relative, or under
-    server.base_url when set; never a host taken from the request."""
-    assert LOCAL_PATH_RE.match(path), path
-    response = bottle.response.copy(cls=bottle.HTTPResponse)  # with the cookies set so far
-    response.status, response.body = 303, ""
-    response.set_header("Location", bottle.request.app.config["flightjob.base"] + path)
-    raise response
-
-
 @route("/login", login=False)
-def login_get(app, user):
+def page_login(app, user):
     token = bottle.request.query.get("token")
     if token is not None:
         if not app.config["server"]["multi_user"] and app.auth.use_login_token(token):
@@ -8173,7 +8416,7 @@ def login_get(app, user):
 
 
 @route("/login", "POST", login=False)
-def login_post(app, user):
+def page_login_post(app, user):
     """Log in. A form kept through the login (App.keep_form) is shown to
     be sent again (resume_page), never sent from here; it stays in the
     login page while the login fails."""
@@ -8196,7 +8439,7 @@ def login_post(app, user):
 
 
 @route("/logout", "POST")
-def logout(app, user):
+def page_logout(app, user):
     app.logout()
     return see_other("/login")
 
@@ -8222,7 +8465,7 @@ def api_session(app, user):
 
 
 @route("/")
-def home(app, user):
+def page_home(app, user):
     return app.render("home", title="Job manager")
 
 
@@ -8240,7 +8483,7 @@ def api_template(app, user, id):
 
 
 @route("/templates")
-def templates(app, user):
+def page_templates(app, user):
     return app.render("templates", title="Script templates", crumbs=[("Templates", None)],
                       **app.call(user, "templates.list"))
 
@@ -8252,13 +8495,13 @@ def create_form(app, template, answers=None, name="", notes=None, errors=None, s
 
 
 @route("/templates/<id>/create")
-def create_get(app, user, id):
+def page_create(app, user, id):
     t = app.call(user, "templates.get", id=id)
     return create_form(app, t, name=t["name"], notes=t["notes"])
 
 
 @route("/templates/<id>/create", "POST")
-def create_post(app, user, id):
+def page_create_post(app, user, id):
     form = app.form()
     t = app.call(user, "templates.get", id=id)
     answers = _answers_from_form(form, t["questions"])
@@ -8344,7 +8587,7 @@ def api_preview(app, user, id):
 
 
 @route("/scripts")
-def scripts(app, user):
+def page_scripts(app, user):
     listing, typed, error = list_page(app, user, "scripts.list", SCRIPTS_QUERY)
     return app.render("scripts", status=400 if error else 200, title="Scripts", crumbs=[("Scripts", None)],
                       typed=typed, error=error,
@@ -8366,13 +8609,13 @@ def script_page(app, user, id, edit=None, draft=None, conflict=None, status=200,
 
 
 @route("/scripts/<id>")
-def script(app, user, id):
+def page_script(app, user, id):
     edit = bottle.request.query.get("edit")
     return script_page(app, user, id, edit if edit in SCRIPT_FORMS else None)
 
 
 @route("/scripts/<id>/edit", "POST")
-def script_edit(app, user, id):
+def page_script_edit(app, user, id):
     form = app.form()
     field = form.get("field")
     if field not in SCRIPT_FIELDS:
@@ -8401,12 +8644,12 @@ def _script_form(app, user, id, edit, op, args):
 
 
 @route("/scripts/<id>/copy", "POST")
-def script_copy(app, user, id):
+def page_script_copy(app, user, id):
     return _script_form(app, user, id, "copy", "scripts.copy", lambda v: {"name": v["name"]})
 
 
 @route("/scripts/<id>/save-as-template", "POST")
-def script_save_as_template(app, user, id):
+def page_script_save_as_template(app, user, id):
     return _script_form(app, user, id, "template", "scripts.save_template",
                         lambda v: {"name": v["name"], "template_id": v["id"]})
 
@@ -8421,14 +8664,14 @@ def confirm_page(app, action, name, url, crumbs):
 
 
 @route("/scripts/<id>/delete")
-def script_delete_confirm(app, user, id):
+def page_script_delete_confirm(app, user, id):
     script = app.call(user, "scripts.get", id=id)
     return confirm_page(app, "delete", script["name"], "/scripts/%s/delete" % id,
                         [("Scripts", "/scripts"), (script["name"], "/scripts/%s" % id)])
 
 
 @route("/scripts/<id>/delete", "POST")
-def script_delete(app, user, id):
+def page_script_delete(app, user, id):
     app.call(user, "scripts.delete", id=id)
     return see_other("/scripts")
 
@@ -8469,14 +8712,14 @@ def import_page(app, user, path="", chosen=None, values=None, errors=None, statu
 
 
 @route("/import")
-def import_get(app, user):
+def page_import(app, user):
     chosen = _text_query("file") or None  # a name of any UTF-8 text (e.g. café/run.sh), as the page links it
     path = _text_query("path") or (chosen.rpartition("/")[0] if chosen else "")
     return import_page(app, user, path, chosen)
 
 
 @route("/import", "POST")
-def import_post(app, user):
+def page_import_post(app, user):
     """Import the file chosen (source=file) or the text pasted
     (source=paste): on to the new script, or the page again with what was
     typed and the errors beside the fields."""
@@ -8519,12 +8762,12 @@ def submit_page(app, user, id, answers=None, errors=None, status=200, from_job=N
 
 
 @route("/scripts/<id>/submit")
-def submit_get(app, user, id):
+def page_submit(app, user, id):
     return submit_page(app, user, id, from_job=bottle.request.query.get("from_job"))
 
 
 @route("/scripts/<id>/submit", "POST")
-def submit_post(app, user, id):
+def page_submit_post(app, user, id):
     """The questions (update: re-shown), then the summary, then submit."""
     form = app.form()
     sub = app.call(user, "scripts.submission", id=id)
@@ -8737,7 +8980,7 @@ def api_output(app, user, id, which):
 
 
 @route("/jobs")
-def jobs(app, user):
+def page_jobs(app, user):
     listing, typed, error = list_page(app, user, "jobs.list", JOBS_QUERY, paged=True)
     return app.render("jobs", status=400 if error else 200, title="Jobs", states=STATES, crumbs=[("Jobs", None)],
                       page_no=listing["page"], typed=typed, error=error, per_pages=PER_PAGE,
@@ -8745,7 +8988,7 @@ def jobs(app, user):
 
 
 @route("/jobs/bulk")
-def jobs_bulk_confirm(app, user):
+def page_jobs_bulk_confirm(app, user):
     """The page that asks before a bulk cancel or remove (the jobs page's
     selection, sent with GET so it works without JavaScript): which of the
     jobs it will act on, and which it cannot, and why."""
@@ -8757,7 +9000,7 @@ def jobs_bulk_confirm(app, user):
 
 
 @route("/jobs/bulk", "POST")
-def jobs_bulk(app, user):
+def page_jobs_bulk(app, user):
     form = app.form()
     ids, action = form.getall("id"), form.get("action")
     ids = bulk_ids(ids, action)
@@ -8771,7 +9014,7 @@ def job_crumbs(job):
 
 
 @route("/jobs/<id>")
-def job(app, user, id):
+def page_job(app, user, id):
     return job_page(app, user, id)
 
 
@@ -8800,20 +9043,20 @@ def job_page(app, user, id, status=200, archive_error=None, chosen=(), problem=N
 
 
 @route("/jobs/<id>/<action:re:cancel|remove>")
-def job_confirm(app, user, id, action):
+def page_job_confirm(app, user, id, action):
     job = app.call(user, "jobs.get", id=id)
     return confirm_page(app, action, job.get("scheduler_id") or id, "/jobs/%s/%s" % (id, action),
                         job_crumbs(job))
 
 
 @route("/jobs/<id>/cancel", "POST")
-def cancel(app, user, id):
+def page_cancel(app, user, id):
     app.call(user, "jobs.cancel", id=id)
     return see_other("/jobs/%s" % id)
 
 
 @route("/jobs/<id>/<action:re:hold|release>", "POST")
-def hold(app, user, id, action):
+def page_hold(app, user, id, action):
     try:
         app.call(user, "jobs." + action, id=id)
     except (Conflict, SchedulerRefused) as e:
@@ -8822,7 +9065,7 @@ def hold(app, user, id, action):
 
 
 @route("/jobs/<id>/time-limit", "POST")
-def time_limit(app, user, id):
+def page_time_limit(app, user, id):
     typed = app.form().get("time_limit") or ""
     try:
         app.call(user, "jobs.time_limit", id=id, time_limit=typed)
@@ -8832,31 +9075,31 @@ def time_limit(app, user, id):
 
 
 @route("/jobs/<id>/tasks/<task>/cancel")
-def task_confirm(app, user, id, task):
+def page_task_confirm(app, user, id, task):
     job = app.call(user, "jobs.get", id=id)
     return confirm_page(app, "cancel_task", "%s_%s" % (job.get("scheduler_id"), check_id(task, "task")),
                         "/jobs/%s/tasks/%s/cancel" % (id, task), job_crumbs(job))
 
 
 @route("/jobs/<id>/tasks/<task>/cancel", "POST")
-def cancel_task(app, user, id, task):
+def page_cancel_task(app, user, id, task):
     app.call(user, "jobs.cancel_task", id=id, task=task)
     return see_other("/jobs/%s" % id)
 
 
 @route("/jobs/<id>/remove", "POST")
-def remove(app, user, id):
+def page_remove(app, user, id):
     app.call(user, "jobs.delete", id=id)
     return see_other("/jobs")
 
 
 @route("/jobs/<id>/archive")
-def archive(app, user, id):
+def page_archive(app, user, id):
     return send_archive(app, user, id, _query_texts("path"))
 
 
 @route("/jobs/<id>/archive", "POST")
-def archive_chosen(app, user, id):
+def page_archive_chosen(app, user, id):
     """The files ticked on the job's page as one .zip; none ticked, or a
     refusal (a name not there, over the size limit): the page again, saying
     why, with the same files ticked."""
@@ -8870,7 +9113,7 @@ def archive_chosen(app, user, id):
 
 
 @route("/jobs/<id>/files/<path:path>")
-def file_view(app, user, id, path):
+def page_file_view(app, user, id, path):
     job = app.call(user, "jobs.get", id=id)
     whole = bottle.request.query.get("all") == "1"
     try:
@@ -8886,20 +9129,11 @@ def file_view(app, user, id, path):
 
 
 @route("/jobs/<id>/download/<path:path>")
-def download(app, user, id, path):
+def page_download(app, user, id, path):
     return send_file(app, user, id, True, path=path)
 
 
 # Main #######################################################################
-
-
-def give_back_memory():
-    """Hand the C heap's free pages back to the system (glibc's malloc_trim;
-    nothing elsewhere): what a one-off large piece of work allocated and
-    freed would otherwise stay as the process's memory for good."""
-    with contextlib.suppress(Exception):
-        import ctypes
-        ctypes.CDLL(None).malloc_trim(0)
 
 
 def main(argv=None):
@@ -8909,7 +9143,7 @@ def main(argv=None):
     parser.add_argument("--version", action="version", version="flightjobd " + __version__)
     parser.add_argument("--listen", metavar="HOST:PORT", help="address to serve on (server.listen)")
     parser.add_argument("--multi-user", action="store_true", help="serve every user of the machine (root only)")
-    parser.add_argument("--scheduler", choices=("auto", "slurm", "local"), help="scheduler.type")
+    parser.add_argument("--scheduler", choices=("auto",) + tuple(SCHEDULERS), help="scheduler.type")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--fork-server", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--local-job", metavar="DIR", help=argparse.SUPPRESS)
@@ -9028,7 +9262,7 @@ def serve(config):
                     "the daemon there and name any client address in X-Forwarded-For, past the login "
                     "throttle. Listen on an address only the proxy reaches, or trust the proxy's own.")
     a = make_app(config)
-    probe = a.probe()
+    probe = a.scheduler_health()
     config["scheduler"]["type"] = probe["type"]  # 'auto' resolved once, by a worker
     log.info("scheduler: %s (%s)", probe["type"], "answers" if probe["answers"] else
              "does not answer: %s" % probe.get("message"))

@@ -15,7 +15,7 @@
 <p class="error" role="alert" id="job-problem">{{problem['']}}</p>
 % end
 % pending = job['state'] == 'PENDING' and job.get('scheduler_id')
-% if pending and job.get('reason') == 'DependencyNeverSatisfied':
+% if job.get('never_runs'):
 <div class="notice warn" role="status" id="never-runs">
   <p>This job {{job.get('reason_text') or 'will never run: the job it depends on did not end as required'}}. It stays in the queue until you cancel it.</p>
   <form method="post" action="/jobs/{{job['id']}}/cancel">
@@ -31,9 +31,9 @@
   <a class="button danger" href="/jobs/{{job['id']}}/remove" data-confirm="{{confirm_question('remove', sid)}}" data-post="/jobs/{{job['id']}}/remove">Remove</a>
 % end
 % if pending:
-  <form method="post" action="/jobs/{{job['id']}}/{{'release' if job.get('reason') == 'JobHeldUser' else 'hold'}}" class="inline">
+  <form method="post" action="/jobs/{{job['id']}}/{{'release' if job.get('held') else 'hold'}}" class="inline">
     <input type="hidden" name="csrf" value="{{page['csrf']}}">
-    % if job.get('reason') == 'JobHeldUser':
+    % if job.get('held'):
     <button type="submit" id="release">Release (let it start)</button>
     % else:
     <button type="submit" id="hold">Hold (keep it from starting)</button>

@@ -50,7 +50,7 @@ Your file <code>{{sub['script']['origin']['file']}}</code> is read again at this
 % end
 </tbody></table>
 </div>
-% if sub['scheduler']['type'] == 'local':
+% if not sub['scheduler']['queues']:
 <p class="muted">This machine: cores left idle going by its load average; jobs here never wait.</p>
 % else:
 <p class="muted">As of {{!time_tag(cluster['at'])}}{{', the same figures for every user' if cluster['shared'] else ''}}. Free means idle now: a job that fits may still wait behind jobs with a higher priority.</p>

@@ -14,6 +14,13 @@ hook (sys.addaudithook) that writes one JSON line to LOGFILE for
 
 Paths are written absolute (a relative one joined to the cwd of the moment),
 as the text given; a call relative to a directory descriptor is marked.
+Each record names its process (pid); the first of each process says how it
+was started ("audit.start"). Only what a process does while its effective
+uid is root is recorded: run as the fork server (`--fork-server`), the
+hook stays in every child it forks, so a worker's child is recorded as root
+until its setuid (after it closed every descriptor, the log is opened again
+for each record, and closed, so the worker never holds it); a process that
+starts as a user (a worker spawned the old way) runs unaudited.
 tests/test_audit.py reads the log. Usage:
 
     python tests/audit_launch.py LOGFILE FLIGHTJOBD-ARGUMENTS...
@@ -47,9 +54,32 @@ def text(value):
     return None  # a file descriptor, or nothing
 
 
-def make_hook(fd):
+def make_hook(log):
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    ident = os.fstat(fd)
+    reopening = []
+
     def write(record):
-        os.write(fd, (json.dumps(record) + "\n").encode("utf-8", "surrogateescape"))
+        if os.geteuid() != 0 or reopening:
+            return
+        record["pid"] = os.getpid()
+        line = (json.dumps(record) + "\n").encode("utf-8", "surrogateescape")
+        try:
+            now = os.fstat(fd)
+            if (now.st_dev, now.st_ino) == (ident.st_dev, ident.st_ino):
+                os.write(fd, line)
+                return
+        except OSError:
+            pass
+        reopening.append(1)  # a forked worker closed it: its os.open is not recorded again
+        try:
+            again = os.open(log, os.O_WRONLY | os.O_APPEND)
+            try:
+                os.write(again, line)
+            finally:
+                os.close(again)
+        finally:
+            reopening.pop()
 
     def hook(event, args):
         if event in PATH_ARGS:
@@ -69,6 +99,7 @@ def make_hook(fd):
             if event == "subprocess.Popen":
                 record["cwd"] = text(args[2])
             write(record)
+    write({"event": "audit.start", "mode": sys.argv[2:]})
     return hook
 
 
@@ -89,10 +120,12 @@ def wrap_stat_family():
 
 
 def main():
-    fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    wrap_stat_family()
-    sys.addaudithook(make_hook(fd))
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    if os.geteuid() == 0:
+        wrap_stat_family()
+        sys.addaudithook(make_hook(sys.argv[1]))
+    # the checkout's flightjobd, unless the program that runs this (the
+    # fork server's, see test_audit.audited_runtime) put its own first
+    sys.path.append(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     import flightjobd
     return flightjobd.main(sys.argv[2:])
 

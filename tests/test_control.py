@@ -3,7 +3,6 @@ and cancelling one array task: through the real app, worker and local
 scheduler (tests/test_slurm.py does the same on Slurm)."""
 import json
 import os
-import time
 
 import pytest
 
@@ -29,13 +28,31 @@ def after(kind, job):
     return {"job": job["id"], "type": kind}
 
 
+def looked_again(tmp_path, job, passes=2):
+    """Wait (bounded) until the local supervisor of a waiting job has
+    written its status.json `passes` more times: each pass looks at its
+    hold and its dependency again, so what it would start, it has started."""
+    path = tmp_path / "state" / "local" / job["scheduler_id"] / "status.json"
+    seen = []
+
+    def written():
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:  # not yet written once
+            return False
+        if not seen or seen[-1] != (st.st_ino, st.st_mtime_ns):
+            seen.append((st.st_ino, st.st_mtime_ns))
+        return len(seen) > passes
+    wait_for(written, 30, "the supervisor of job %s to look again" % job["scheduler_id"], 0.02)
+
+
 # dependencies
 
 
 def test_afterok_waits_for_the_job_then_runs(client, tmp_path):
     gate = tmp_path / "go"
     first = client.submit(script_with(client, tmp_path, WAIT % gate, "first"))
-    second_sid = script_with(client, tmp_path, "echo second ran", "second")
+    second_sid = script_with(client, tmp_path, "[ -e %s ] && echo second ran || echo ran too soon" % gate, "second")
     sub = client.api("GET", "/api/scripts/%s/submission" % second_sid).json
     assert first["id"] in [c["id"] for c in sub["after_choices"]]
     assert [k for k, _ in sub["dependency_types"]] == ["afterok", "afterany", "afternotok"]
@@ -55,8 +72,8 @@ def test_afterok_waits_for_the_job_then_runs(client, tmp_path):
     assert "waiting for job %s to succeed" % first["scheduler_id"] in page.text
     dep = page.html.find(id="dependency")
     assert dep.find("a")["href"] == "/jobs/" + first["id"] and "after it succeeds" in dep.text
-    time.sleep(1)
-    assert job_now(client, second["id"])["state"] == "PENDING"  # still waiting while the first runs
+    looked_again(tmp_path, second)  # the dependency looked at while the first runs
+    assert job_now(client, second["id"])["state"] == "PENDING"  # still waiting
     gate.write_text("")
     assert client.wait_job(first["id"])["state"] == "COMPLETED"
     done = client.wait_job(second["id"])
@@ -172,7 +189,7 @@ def test_hold_then_release(client, tmp_path):
     assert (held["state"], held["reason"], held["reason_text"]) == ("PENDING", "JobHeldUser", "held by the user")
     gate.write_text("")
     client.wait_job(first["id"])
-    time.sleep(1.5)  # the dependency is met, but it is held
+    looked_again(tmp_path, second)  # the dependency is met, but it is held
     assert job_now(client, second["id"])["reason"] == "JobHeldUser"
     page = client.web.get("/jobs/" + second["id"])
     assert page.html.find(id="release") and not page.html.find(id="hold")
@@ -180,6 +197,36 @@ def test_hold_then_release(client, tmp_path):
     form.submit(status=303)
     assert client.wait_job(second["id"])["state"] == "COMPLETED"
     assert client.output(second["id"]) == "held ran\n"
+
+
+def test_every_control_route_goes_through_the_worker(client, tmp_path, monkeypatch):
+    """Hold, release, time limit and task cancel, by the API and the pages:
+    each is one call of its operation in the user's worker (the root
+    process runs no scheduler command: tests/test_audit.py), and what the
+    worker did shows in the job."""
+    first, second, gate = waiting_job(client, tmp_path)
+    ops, call = [], client.app.pool.call
+    monkeypatch.setattr(client.app.pool, "call", lambda user, op, *a, **kw: ops.append(op) or call(user, op, *a, **kw))
+    jid = second["id"]
+    for method, path, body, op, status, reason in (
+            ("api", "/api/jobs/%s/hold", None, "jobs.hold", 200, "JobHeldUser"),
+            ("api", "/api/jobs/%s/release", None, "jobs.release", 200, "Dependency"),
+            ("form", "/jobs/%s/hold", {}, "jobs.hold", 303, "JobHeldUser"),
+            ("form", "/jobs/%s/release", {}, "jobs.release", 303, "Dependency"),
+            ("api", "/api/jobs/%s/time-limit", {"time_limit": "30"}, "jobs.time_limit", 200, "Dependency"),
+            ("form", "/jobs/%s/time-limit", {"time_limit": "20"}, "jobs.time_limit", 303, "Dependency"),
+            ("api", "/api/jobs/%s/tasks/1/cancel", None, "jobs.cancel_task", 404, "Dependency"),  # no such task
+            ("form", "/jobs/%s/tasks/1/cancel", {}, "jobs.cancel_task", 404, "Dependency")):
+        del ops[:]
+        if method == "api":
+            client.api("POST", path % jid, body, status=status)
+        else:
+            client.web.post(path % jid, dict(body, csrf=client.csrf), status=status)
+        assert ops[:1] == [op], (path, ops)  # the worker asked first: nothing done before it
+        assert job_now(client, jid)["reason"] == reason, path
+    assert job_now(client, jid)["time_limit"] == "0:20:00"
+    gate.write_text("")
+    assert client.wait_job(jid)["state"] == "COMPLETED"
 
 
 def test_hold_of_a_job_that_is_not_pending_is_refused(client, tmp_path):
@@ -340,11 +387,11 @@ def test_dependency_words():
         "will never run: it was to start once job 1234 would fail, and that job did not fail")
     meta = {"dependency": dep}
     for reason in ("Dependency", "DependencyNeverSatisfied"):
-        changes = flightjobd.JobsPart._status_changes(meta, {"state": "PENDING", "reason": reason,
+        changes = flightjobd.JobStatus._status_changes(meta, {"state": "PENDING", "reason": reason,
                                                              "reason_text": "x"})
         assert "job 1234" in changes["reason_text"]
     # a job without one keeps the scheduler's words
-    assert flightjobd.JobsPart._status_changes({}, {"state": "PENDING", "reason": "Dependency",
+    assert flightjobd.JobStatus._status_changes({}, {"state": "PENDING", "reason": "Dependency",
                                                     "reason_text": "waiting for the jobs it depends on"}
                                                )["reason_text"] == "waiting for the jobs it depends on"
 

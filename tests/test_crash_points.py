@@ -102,7 +102,7 @@ class World:
                         and self.marker.read_text(), 30, "the worker to reach %s" % step, 0.05)
         name, pid = text.split()
         pid = int(pid)
-        assert name == step
+        assert name == step.partition("@")[0]
         assert pid in children(d.proc.pid), "the marker is not from the daemon's worker"
         wait_for(lambda: proc_state(pid) == "T", 30, "the worker to stop", 0.05)
         assert d.proc.poll() is None and not answer, "the request ended before the kill"
@@ -171,6 +171,49 @@ def test_script_edit_killed_inside_atomic_write_leaves_old_or_new(world, step):
     status, again = api("PATCH", "/api/scripts/" + s["id"], {"content": "#!/bin/bash\necho after\n"},
                         headers={"If-Match": now["etag"]})
     assert status == 200 and again["version"] == s["version"] + 1
+
+
+COMMIT = [s + "@3" for s in WRITE_STEPS] + ["write.after_replace@1", "write.after_replace@2"]
+
+
+@pytest.mark.parametrize("step", COMMIT)
+def test_script_commit_killed_at_each_step_leaves_the_old_script_or_the_new_one(world, step):
+    """An edit of content, notes and name writes the new content file (the
+    1st atomic write), the new notes file (2nd), then meta.json, the switch
+    (3rd): killed at every step of the switch, and after each new file is in
+    place, the daemon shows all of the old script or all of the new one."""
+    d, api = world.start()
+    old, new = text_of("old"), text_of("new")
+    s = world.script(api, content=old)
+    d.stop()
+    folder = world.state / "scripts" / s["id"]
+    switched = step == "write.after_replace@3"
+    nth = int(step[-1])
+
+    def frozen():
+        meta = json.loads((folder / "meta.json").read_text())
+        assert meta["version"] == s["version"] + switched
+        assert which((folder / meta["content_file"]).read_text(), old=old, new=new) == ("new" if switched else "old")
+        made = [p for p in folder.iterdir() if p.name.startswith(("script-", "notes-")) and p.name not in
+                (s_meta["content_file"], s_meta["notes_file"])]
+        assert len(made) == min(nth, 2) if step.startswith("write.after_replace") else len(made) == nth - 1, made
+        writing = temp_files(folder, "meta.json") if nth == 3 else list(folder.glob(".*.tmp"))
+        assert len(writing) == (0 if step.startswith("write.after_replace") else 1), writing
+    s_meta = json.loads((folder / "meta.json").read_text())
+    world.cut(step, "PATCH", "/api/scripts/" + s["id"], {"content": new, "notes": "new notes", "name": "renamed"},
+              frozen)
+
+    d, api = world.start()
+    assert [x["id"] for x in world.scripts(api)] == [s["id"]]
+    status, now = api("GET", "/api/scripts/" + s["id"])
+    assert status == 200
+    got = (which(now["content"], old=old, new=new), now["notes"], now["name"], now["version"])
+    if switched:
+        assert got == ("new", "new notes", "renamed", s["version"] + 1), got
+    else:
+        assert got == ("old", s["notes"], s["name"], s["version"]), got
+    status, again = api("PATCH", "/api/scripts/" + s["id"], {"notes": "after"}, headers={"If-Match": now["etag"]})
+    assert status == 200 and again["version"] == now["version"] + 1 and again["content"] == now["content"]
 
 
 @pytest.mark.parametrize("step", WRITE_STEPS)
@@ -352,6 +395,8 @@ def test_an_unknown_fault_point_stops_the_worker_instead_of_passing(world):
     d.stop()
     # (a short request bound: a request sent while a dying worker is still
     # exiting waits out the bound before its 503)
-    d, api = world.start(worker={"request_timeout": 3}, environment={flightjobd.FAULT_ENV: "write.after_fsnyc"})
-    status, body = api("GET", "/api/scripts")
-    assert status == 503, (status, body)
+    for misspelt in ("write.after_fsnyc", "write.after_fsync@0", "write.after_fsync@x", "write.after_fsync@"):
+        d, api = world.start(worker={"request_timeout": 3}, environment={flightjobd.FAULT_ENV: misspelt})
+        status, body = api("GET", "/api/scripts")
+        assert status == 503, (misspelt, status, body)
+        d.stop()

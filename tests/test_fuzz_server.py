@@ -5,10 +5,12 @@ a session and a wrong CSRF token, or with HTTP Basic. Whatever comes in: never
 a 5xx nor a traceback (in the answer or in the daemon's log); no route
 works without a login or with a wrong CSRF token; and afterwards no file
 appeared (or changed) anywhere in the user's home, dot directories
-included, outside the state directory and the results directory of the one
-job script the run may submit, nor anywhere in /tmp owned by the user or
-named after the run's bait paths. Bounded: FUZZ_SERVER_EXAMPLES examples a
-route (default 12), about 10-20 s."""
+included, outside the state directory, the user's own templates (saved
+from a script) and the results directory of the one job script the run
+may submit, nor anywhere in the home of a second user
+(whose paths are baits too), nor anywhere in /tmp, /dev/shm or /var/tmp
+owned by either user or named after the run's bait paths. Bounded:
+FUZZ_SERVER_EXAMPLES examples a route (default 12), about 10-20 s."""
 import base64
 import contextlib
 import http.client
@@ -24,6 +26,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import flightjobd
+from support import makedirs_as
 from test_fuzz import ANSWER_KEYS, FIELDS, ROUTES, Response, check, draw_path, encode_form, form_body, json_body
 from test_fuzz import text as fuzz_text
 
@@ -37,8 +40,16 @@ MODES = ["none", "session", "bad_csrf", "basic"]
 TOKEN = "fjfuzz%s" % secrets.token_hex(4)
 BAITS = ["/tmp/" + TOKEN, "/tmp/%s/x" % TOKEN, "../../../../../../../tmp/" + TOKEN, "~/" + TOKEN, TOKEN,
          "$HOME/" + TOKEN, "${HOME}/" + TOKEN, "$(touch /tmp/%s)" % TOKEN, "`touch /tmp/%s`" % TOKEN,
-         "/dev/shm/" + TOKEN, "~/.ssh/" + TOKEN, "~/.%s" % TOKEN]
-text = st.one_of(fuzz_text, st.sampled_from(BAITS))
+         "/dev/shm/" + TOKEN, "~/.ssh/" + TOKEN, "~/.%s" % TOKEN, "/var/tmp/" + TOKEN, "/var/tmp/%s/x" % TOKEN,
+         "../../../../../../../dev/shm/" + TOKEN]  # and the second user's home, once made (other_baits)
+SHARED_DIRS = ("/tmp", "/dev/shm", "/var/tmp")
+text = st.deferred(lambda: st.one_of(fuzz_text, st.sampled_from(BAITS)))
+
+
+def other_baits(other):
+    """Baits into the second user's home (only the test knows its name)."""
+    BAITS.extend(["%s/%s" % (other.home, TOKEN), "~%s/%s" % (other.name, TOKEN), "../%s/%s" % (
+        os.path.basename(other.home), TOKEN), "../../../../../..%s/.%s" % (other.home, TOKEN)])
 
 
 def bait_body(rule):
@@ -59,6 +70,8 @@ class World:
         self.tally = {}  # (mode, status // 100) -> count
         self.basic = "Basic " + base64.b64encode(("%s:%s" % (user.name, user.password)).encode()).decode()
         self.state = os.path.join(user.home, ".local", "share", "flight-job")
+        self.templates = os.path.join(user.home, ".config", "flight-job", "templates")  # saved from scripts
+        makedirs_as(self.templates, user)
         self.out = os.path.join(user.home, "fuzz-out")
         os.mkdir(self.out, 0o755)
         os.chown(self.out, user.uid, pwd.getpwnam(user.name).pw_gid)
@@ -137,18 +150,20 @@ def snapshot(top, skip=()):
     return found
 
 
-def strays_in_tmp(uid):
-    """Paths under /tmp owned by uid or named after this run's baits."""
+def strays_in_shared_dirs(uids):
+    """Paths under /tmp, /dev/shm and /var/tmp owned by one of uids or
+    named after this run's baits."""
     found = []
-    for root, dirs, files in os.walk("/tmp"):
-        for name in dirs + files:
-            path = os.path.join(root, name)
-            try:
-                owner = os.lstat(path).st_uid
-            except OSError:
-                continue
-            if owner == uid or TOKEN in name:
-                found.append(path)
+    for top in SHARED_DIRS:
+        for root, dirs, files in os.walk(top):
+            for name in dirs + files:
+                path = os.path.join(root, name)
+                try:
+                    owner = os.lstat(path).st_uid
+                except OSError:
+                    continue
+                if owner in uids or TOKEN in name:
+                    found.append(path)
     return found
 
 
@@ -236,7 +251,8 @@ def bait_sweep(world):
 
 def test_fuzz_through_the_real_server_as_root(unix_users, runtime, make_daemon):
     # (unix_users first: its teardown, which deletes the user, runs after the daemon's)
-    user = unix_users.create()
+    user, other = unix_users.create(), unix_users.create()
+    other_baits(other)
     d = make_daemon(server={"multi_user": True}, worker=runtime, templates={"site_dirs": []},
                     storage={"state_dir": "~/.local/share/flight-job"},
                     # fuzzed logins must not lock the run's own out, nor wait 2 s each
@@ -244,9 +260,12 @@ def test_fuzz_through_the_real_server_as_root(unix_users, runtime, make_daemon):
                           "failure_delay": 0, "login_slots": 16},
                     scheduler={"type": "local", "refresh_interval": 0, "background_refresh": 0})
     world = World(d, user)
-    home_before = snapshot(user.home, skip=(world.state, world.out))
+    home_before = snapshot(user.home, skip=(world.state, world.out, world.templates))
     assert os.path.join(user.home, ".bashrc") in home_before  # dot files are in the scan
-    tmp_before = set(strays_in_tmp(user.uid))  # (a uid may be reused: a past user's files)
+    other_before = snapshot(other.home)
+    assert os.path.join(other.home, ".bashrc") in other_before
+    uids = {user.uid, other.uid}
+    tmp_before = set(strays_in_shared_dirs(uids))  # (a uid may be reused: a past user's files)
     log_start = os.path.getsize(d.log_path)
     started = time.time()
     examples = int(os.environ.get("FUZZ_SERVER_EXAMPLES", "12"))
@@ -259,14 +278,17 @@ def test_fuzz_through_the_real_server_as_root(unix_users, runtime, make_daemon):
     assert "Traceback" not in log and " ERROR " not in log, log[-5000:]
     assert all(world.tally.get((mode, 4)) for mode in MODES) and world.tally.get(("session", 2)), world.tally
     bait_sweep(world)
-    home_after = snapshot(user.home, skip=(world.state, world.out))
+    home_after = snapshot(user.home, skip=(world.state, world.out, world.templates))
     changed = sorted(p for p in set(home_before) | set(home_after) if home_before.get(p) != home_after.get(p))
     assert changed == [], "the run changed the home outside the state directory: %s" % changed[:20]
-    strays = set(strays_in_tmp(user.uid)) - tmp_before
-    for path in strays:  # what a broken daemon left: the failure names it, /tmp keeps nothing
+    other_after = snapshot(other.home)
+    changed = sorted(p for p in set(other_before) | set(other_after) if other_before.get(p) != other_after.get(p))
+    assert changed == [], "the run changed the second user's home: %s" % changed[:20]
+    strays = set(strays_in_shared_dirs(uids)) - tmp_before
+    for path in sorted(strays, reverse=True):  # what a broken daemon left: the failure names it, nothing is kept
         if TOKEN in path:
             with contextlib.suppress(OSError):
-                os.unlink(path)
-    assert strays == set()
+                os.rmdir(path) if os.path.isdir(path) and not os.path.islink(path) else os.unlink(path)
+    assert strays == set(), "files outside the user's state: %s" % sorted(strays)[:20]
     print("%d requests (%s) to %d routes through waitress in %.1f s"
           % (sum(world.tally.values()), world.tally, len(ROUTES), elapsed))

@@ -30,19 +30,17 @@ def login(a, user):
 
 
 def write_record(user, n, name, script, scheduler_id, state, submitted, ended=None):
-    """A finished job's record as the worker writes it, owned by the user;
-    its id sorts as its submission time does (new_id's)."""
+    """A finished job's record as the worker writes it (made by the daemon's
+    own constructor, new_job_record, then ended), owned by the user; its id
+    sorts as its submission time does (new_id's)."""
     jid = "%s-%06d" % (time.strftime("%Y%m%d-%H%M%S", time.gmtime(submitted)), n)
     d = os.path.join(state_dir(user), "jobs", jid)
     os.makedirs(d, 0o700)
-    meta = {"format": flightjobd.FORMAT, "id": jid, "script_id": "s-" + script, "script_name": script,
-            "job_name": name, "scheduler": "local", "scheduler_id": scheduler_id, "state": state,
-            "raw_state": state, "reason": "None", "reason_text": "", "exit_code": 0,
-            "submitted_at": iso(submitted), "started_at": iso(submitted + 60),
-            "estimated_start_at": None, "ended_at": iso(ended or submitted + 600), "answers": {},
-            "options": [], "command": ["run", "script.sh"], "ignored_options": [], "results_dir": user.home,
-            "stdout_path": None, "stderr_path": None, "tasks": [], "updated_at": iso(submitted + 600),
-            "missing_since": None, "cancel_requested_at": None}
+    plan = {"script": {"id": "s-" + script, "name": script}, "answers": {}, "options": [], "ignored_options": []}
+    meta = flightjobd.new_job_record(jid, plan, "local", ["run", "script.sh"], iso(submitted))
+    meta.update(job_name=name, scheduler_id=scheduler_id, state=state, raw_state=state, reason="None",
+                reason_text="", exit_code=0, started_at=iso(submitted + 60), ended_at=iso(ended or submitted + 600),
+                results_dir=user.home, updated_at=iso(submitted + 600))
     with open(os.path.join(d, "meta.json"), "w") as f:
         json.dump(meta, f)
     with open(os.path.join(d, "script.sh"), "w") as f:
@@ -350,7 +348,8 @@ def test_a_record_stamped_past_2262_is_listed_shown_and_removed(alice_jobs, mult
         i for name, i in ids.items() if name != "beta")
 
 
-def test_index_is_written_and_a_corrupt_one_rebuilt(alice_jobs, multi_app):
+def test_index_is_written_and_a_corrupt_one_rebuilt(alice_jobs, multi_app, caplog):
+    caplog.set_level("INFO", logger="flightjobd")
     a, web, h, alice, ids = alice_jobs
     expected = web.get("/api/jobs?sort=name").json["jobs"]
     header, rows = read_index(alice)
@@ -398,9 +397,13 @@ def test_index_is_written_and_a_corrupt_one_rebuilt(alice_jobs, multi_app):
     assert names(web3.get("/api/jobs?state=FAILED").json) == []
     assert read_index(alice)[1][ids["beta"]][:2] == ["COMPLETED", "beta-renamed"]
     # a directory where the index goes, or an unwritable one: the list is served all the same
+    caplog.clear()
     os.unlink(index_path(alice))
     os.mkdir(index_path(alice))
     fresh2, _ = multi_app()
     web4, _ = login(fresh2, alice)
     assert web4.get("/api/jobs").json["total"] == 5
     assert web4.get("/jobs").status_int == 200
+    # and only logged: the worker's warning, in root's log under the user's name
+    wait_for(lambda: [r for r in caplog.records if r.getMessage().startswith("worker of %s: " % alice.name)
+                      and "the job index could not be written" in r.getMessage()], 10, "the warning in the log")

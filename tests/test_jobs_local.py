@@ -389,3 +389,18 @@ def test_activity_counts_running_jobs_and_tells_how_watched_ones_ended(client, t
     r = client.api("GET", "/api/activity?" + too_many, status=422)
     assert r.json["error"]["fields"] == {"watch": "at most 100 job ids"}
     assert client.web.get("/api/activity", headers={"Cookie": ""}, status=401)
+
+
+def test_hold_and_time_limit_right_after_submit_are_in_the_answer(client, tmp_path):
+    """Sent before the job's supervisor has first written its status (issue
+    24): the answers say held and the new limit, not "starting"."""
+    first = client.submit(script_with(client, tmp_path, "sleep 60", "first"))
+    second = client.api("POST", "/api/jobs", {"script": script_with(client, tmp_path, "echo hi", "second"),
+                                              "answers": {"time": "0:30"},
+                                              "after": {"job": first["id"], "type": "afterok"}}, status=201).json
+    held = client.api("POST", "/api/jobs/%s/hold" % second["id"]).json
+    assert (held["state"], held["reason"], held["time_limit"]) == ("PENDING", "JobHeldUser", "0:00:30")
+    lowered = client.api("POST", "/api/jobs/%s/time-limit" % second["id"], {"time_limit": "0:10"}).json
+    assert (lowered["reason"], lowered["time_limit"]) == ("JobHeldUser", "0:00:10")
+    for job in (second, first):
+        client.api("POST", "/api/jobs/%s/cancel" % job["id"])

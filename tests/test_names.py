@@ -148,28 +148,40 @@ def test_what_a_client_sends_that_is_no_text_is_refused(client):
 
 
 def test_metadata_of_any_shape_is_a_broken_item_never_a_500(client, tmp_path):
-    """A meta.json edited by hand may hold anything in any field: the item
-    is a 409 naming the field (a script: listed as broken), never a 500."""
+    """A meta.json edited by hand may hold anything in any field: a value
+    of another shape than the field's (SCRIPT_META, JOB_META) makes the item
+    a 409 naming the field (a script: listed as broken), never a 500; a value
+    of the field's shape is shown as it is. Every field of a record is in
+    the table (the id is the directory's, whatever the file says), and each
+    refuses at least one of the six values: the table cannot leave one out."""
     script, job, _ = finished_job(client, tmp_path)
-    for kind, item, pages in (
+    for kind, item, pages, shapes in (
             ("scripts", script["id"], ["/scripts", "/scripts/{}", "/scripts/{}/submit", "/scripts/{}/delete",
-                                       "/api/scripts", "/api/scripts/{}", "/api/scripts/{}/submission"]),
+                                       "/api/scripts", "/api/scripts/{}", "/api/scripts/{}/submission"],
+             dict(flightjobd.SCRIPT_META, content_file=lambda v: False, notes_file=lambda v: False)),
             ("jobs", job["id"], ["/jobs", "/jobs/{}", "/jobs/{}/remove", "/api/jobs", "/api/jobs/{}",
-                                 "/api/jobs/{}/files", "/api/jobs/{}/output/stdout"])):
+                                 "/api/jobs/{}/files", "/api/jobs/{}/output/stdout"], flightjobd.JOB_META)):
         path = tmp_path / "state" / kind / item / "meta.json"
         good = json.loads(path.read_text())
+        assert set(good) - {"format", "id"} <= set(shapes), set(good) - set(shapes)
         for key in sorted(set(good) - {"format"}):
+            refused = 0
             for bad in ("garbage", -5, None, [1], {"a": 1}, True):
                 path.write_text(json.dumps(dict(good, **{key: bad})))
                 for page in pages:
                     r = client.web.get(page.format(item), expect_errors=True)
                     assert r.status_int < 500, (key, bad, page, r.status_int)
                 r = client.api("GET", "/api/%s/%s" % (kind, item), expect_errors=True)
-                assert r.status_int in (200, 409), (key, bad, r.status_int)
-                if r.status_int == 409:  # the field named; in the script list, that item alone broken
-                    assert key in r.json["error"]["message"], (key, bad, r.json)
-                    if kind == "scripts":
-                        assert [s["reason"] for s in client.api("GET", "/api/scripts").json["scripts"]] == [
-                            "meta.json: %s is not what this version reads" % key]
+                if key == "id" or shapes[key](bad):
+                    assert r.status_int == 200 and r.json["id"] == item, (key, bad, r.status_int)
+                    assert key == "id" or r.json.get(key, bad) == bad or key.endswith("_file"), (key, bad, r.json)
+                    continue
+                refused += 1
+                assert r.status_int == 409, (key, bad, r.status_int)  # the field named
+                assert "meta.json: %s is not what this version reads" % key in r.json["error"]["message"], r.json
+                if kind == "scripts":  # in the script list, that item alone broken
+                    assert [s["reason"] for s in client.api("GET", "/api/scripts").json["scripts"]] == [
+                        "meta.json: %s is not what this version reads" % key]
+            assert key == "id" or refused, "%s: no value of the six was refused" % key
         path.write_text(json.dumps(good))
         assert client.api("GET", "/api/%s/%s" % (kind, item)).json["id"] == item

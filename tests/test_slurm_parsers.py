@@ -161,7 +161,7 @@ def test_every_slurm_state_is_mapped():
 
 
 def test_parse_scontrol_config():
-    conf = sa.parse_scontrol_config(data("scontrol_show_config.txt"))
+    conf = sa.parse_scontrol(data("scontrol_show_config.txt"))
     assert conf["AccountingStorageType"] == "accounting_storage/slurmdbd"
     assert conf["MinJobAge"] == "300 sec"
 
@@ -795,7 +795,7 @@ SCONTROL_PARTITIONS = "".join(line + "\n" for line in [
 
 
 def test_partition_summary_free_and_total_cores_nodes_gpus_and_waiting():
-    summary = {p["name"]: p for p in sa.partition_summary(SINFO_FREE, SQUEUE_PENDING, SCONTROL_PARTITIONS)}
+    summary = {p["name"]: p for p in sa.parse_partition_summary(SINFO_FREE, SQUEUE_PENDING, SCONTROL_PARTITIONS)}
     assert list(summary) == ["gpu", "batch", "old", "staff"]
     gpu = summary["gpu"]
     assert (gpu["cpus_free"], gpu["cpus_total"], gpu["nodes_free"], gpu["nodes_total"]) == (24, 64, 0, 2)
@@ -829,7 +829,7 @@ def test_partition_summary_reads_defensively():
 def test_a_partition_summary_from_the_poll_is_checked(bad):
     with pytest.raises(ValueError):
         sa.checked_partitions(bad)
-    good = sa.partition_summary(SINFO_FREE, SQUEUE_PENDING, SCONTROL_PARTITIONS)[0]
+    good = sa.parse_partition_summary(SINFO_FREE, SQUEUE_PENDING, SCONTROL_PARTITIONS)[0]
     for field, value in (("cpus_free", -1), ("cpus_free", "3"), ("allow_groups", "ALL"), ("name", "a b"),
                          ("waiting", True), ("allow_groups", ["x" * 300])):
         with pytest.raises(ValueError):
@@ -840,7 +840,7 @@ def test_a_partition_summary_from_the_poll_is_checked(bad):
 
 def test_partitions_a_user_may_not_use_are_not_usable():
     """Open OnDemand #3932 offered them and the submit failed."""
-    summary = {p["name"]: p for p in sa.partition_summary(SINFO_FREE, SQUEUE_PENDING, SCONTROL_PARTITIONS)}
+    summary = {p["name"]: p for p in sa.parse_partition_summary(SINFO_FREE, SQUEUE_PENDING, SCONTROL_PARTITIONS)}
     usable = lambda p, groups, assoc, uid=1001: sa.partition_usable(summary[p], uid, groups, assoc)  # noqa: E731
     mine = {"accounts": ["physics"], "qos": ["normal"]}
     assert usable("batch", ["users"], mine)

@@ -1,6 +1,6 @@
 """The shared status poll's two trust boundaries, without a cluster: what
 root accepts from the poll's process (checked_statuses), and what a worker
-records when handed statuses (JobsPart.refresh with statuses or notice).
+records when handed statuses (JobStatus.refresh with statuses or notice).
 The poll against real Slurm: tests/test_shared_poll.py."""
 import copy
 import time
@@ -219,7 +219,7 @@ def test_a_worker_offers_only_the_partitions_its_user_may_use(make_config, tmp_p
     assert asked == [1]  # cached a while
     # multi-user Slurm: the daemon hands the shared poll's summary; the worker asks for none
     monkeypatch.setattr(store, "shared_poll", lambda: True)
-    monkeypatch.setattr(store.scheduler, "name", "slurm")
+    monkeypatch.setattr(store.scheduler, "SHARED_POLL", True)  # as Slurm declares
     handed = {"partitions": [dict(p, cpus_free=3) for p in SUMMARY], "at": "2026-11-26T13:00:00Z"}
     sub = store.submission(s["id"], cluster=handed)
     assert [(p["name"], p["cpus_free"]) for p in sub["cluster"]["partitions"]] == [("batch", 3)]
