@@ -5992,7 +5992,8 @@ def worker_main():
         except Exception:
             log.exception("worker request failed: %s", request.get("op"))
             kind, body = "err", {"code": "internal", "message": "The request failed inside your worker."}
-        proto.write(worker_answer(int(request.get("id") or 0), kind, unfinished, body, limit))
+        proto.write(worker_answer(int(request.get("id") or 0), kind, unfinished, body,
+                                  ANSWERS.get(str(request.get("op")), (None,))[0] or limit))
         proto.flush()
     return 0
 
@@ -6008,7 +6009,7 @@ def worker_answer(rid, kind, unfinished, body, limit):
     if len(text) + 32 > limit:
         kind, text = "err", json.dumps(Unavailable(
             "The answer to this request is %d bytes, more than the %d bytes a worker may "
-            "send (worker.max_message)." % (len(text), limit)).as_dict())
+            "send for it (worker.max_message, or less)." % (len(text), limit)).as_dict())
     return ("%d %s %s %s\n" % (rid, kind, UNFINISHED_WORDS[unfinished], text)).encode("ascii")
 
 
@@ -6092,6 +6093,64 @@ def parse_answer(body, limit):
         return parse_json(body)
     except ValueError:
         raise Unavailable("Your worker sent an answer that is not JSON; try again.")
+
+
+def _fits(check, value):
+    """Whether value is what check says: a type, or a callable's yes."""
+    return isinstance(value, check) if isinstance(check, type) else bool(check(value))
+
+
+def _shape(**checks):
+    """A check that a value is a dict whose keys `checks` names hold what
+    each says (_fits)."""
+    return lambda v: isinstance(v, dict) and all(_fits(check, v.get(k)) for k, check in checks.items())
+
+
+def checked_answer(op, data):
+    """A worker's answer to op, if it has the shape op answers (ANSWERS),
+    else Unavailable saying so: the page or client never gets it."""
+    if op in ANSWERS and not _fits(ANSWERS[op][1], data):
+        raise Unavailable("Your worker answered %s with something that is not its answer (replaced by template "
+                          "code?); it was refused. Try again." % op)
+    return data
+
+
+def _each(check):
+    return lambda v: isinstance(v, list) and all(check(x) for x in v)
+
+
+# What each worker operation answers, as root checks it before a page shows
+# it or a client gets it (a user's template code can replace an operation):
+# the most bytes it may be (read no further; None: worker.max_message) and
+# its shape. Records are held to the checks they are read with (JOB_META,
+# SCRIPT_META). Anything else is a clear 503 for that user, never a 500.
+SMALL_ANSWER = 1 << 20
+_JOB = _shape(id=str, **JOB_META)
+_SCRIPT = _shape(id=str, etag=str, **SCRIPT_META)
+_BROKEN = _shape(id=str, reason=str)
+_TEMPLATE = _shape(id=str, name=str, synopsis=str, description=str, tags=list)
+ANSWERS = dict({op: (None, _JOB) for op in ("jobs.submit", "jobs.get", "jobs.cancel", "jobs.hold", "jobs.release",
+                                              "jobs.time_limit", "jobs.cancel_task")},
+               **{op: (None, _SCRIPT) for op in ("scripts.create", "scripts.get", "scripts.update", "scripts.copy",
+                                                  "scripts.import")}, **{
+    "templates.list": (None, _shape(templates=_each(_TEMPLATE), problems=_each(_shape(id=str, error=str)))),
+    "templates.get": (None, lambda v: _TEMPLATE(v) and _shape(questions=_each(_shape(id=str, type=str)))(v)),
+    "scripts.list": (None, _shape(scripts=_each(lambda v: _SCRIPT(v) or _BROKEN(v)), query=dict)),
+    "scripts.submission": (None, _shape(script=_SCRIPT, questions=_each(_shape(id=str, type=str)), scheduler=str)),
+    "jobs.preview": (None, _shape(script=_SCRIPT, questions=list, answers=dict, options=list, command=list,
+                                  outputs=dict, ignored_options=list)),
+    "jobs.list": (None, _shape(jobs=_each(_JOB), broken=_each(_BROKEN), total=int, page=int, per_page=int, query=dict)),
+    "jobs.files": (None, _shape(path=str, files=_each(_shape(name=str, type=str)))),
+    "jobs.file": (None, _shape(name=str, size=int, offset=int, data=str, eof=bool)),
+    "jobs.archive": (None, _shape(token=str, eof=bool)),
+    "home.list": (None, _shape(path=str, entries=list)),
+    "scripts.save_template": (None, dict),
+    "jobs.activity": (SMALL_ANSWER, _shape(counts=dict, unfinished=_each(_shape(id=str, state=str)),
+                                           watched=_each(_shape(id=str, state=str)))),
+    "jobs.pick": (SMALL_ANSWER, _each(_shape(id=str, can=bool))),
+    "jobs.bulk": (SMALL_ANSWER, _shape(action=str, jobs=list)),
+    "jobs.refresh": (SMALL_ANSWER, dict), "whoami": (SMALL_ANSWER, dict), "probe": (SMALL_ANSWER, dict),
+    "scripts.delete": (SMALL_ANSWER, _shape(deleted=str)), "jobs.delete": (SMALL_ANSWER, _shape(deleted=str))})
 
 
 def program_argv(config, mode):
@@ -6486,7 +6545,8 @@ class Worker:
         busy and leaves the worker alone."""
         timeout = timeout or self.config["worker"]["request_timeout"]
         deadline = time.monotonic() + timeout
-        slot = queue.SimpleQueue()  # the reader puts the answer, or the error
+        slot = queue.Queue()  # the reader puts the answer, or the error; and reads no more than its bound
+        slot.bound = (ANSWERS.get(op, (None,))[0] or self.config["worker"]["max_message"]) + 64
         busy = "Your worker is busy with a request that is taking too long; try again."
         if not self.lock.acquire(timeout=timeout):  # another thread's write to a stuck worker
             raise Busy(busy)
@@ -6530,11 +6590,10 @@ class Worker:
             raise reply
         kind, unfinished, body = reply
         unfinished = {b"1": True, b"0": False}.get(unfinished)
-        if raw and kind == "ok":
-            return RawJSON(body.decode("utf-8", "replace")), unfinished
-        data = parse_answer(body, self.config["worker"]["max_message"])
-        if kind == "ok":
-            return data, unfinished
+        data = parse_answer(body, slot.bound)
+        if kind == "ok":  # checked, then sent on as it came (raw) or as parsed
+            checked_answer(op, data)
+            return (RawJSON(body.decode("utf-8", "replace")) if raw else data), unfinished
         if not isinstance(data, dict):
             raise Unavailable("Your worker sent an error that is not one; try again.")
         raise error_from_dict(data)
@@ -6576,15 +6635,18 @@ class Worker:
                         waiting.unregister(proc.stdout)
                         closing = True
                     else:
+                        with self.pending_lock:  # no answer held past the bound of what is awaited
+                            answers.limit = max([slot.bound for slot in pending.values()] or [limit + 64])
                         for line, cut in answers.push(chunk):
                             if cut or not self._deliver(pending, line):
                                 failure = ("Your worker sent something that is not an answer; it was "
                                            "ended and will be restarted. Try again.")
                                 return
                         if answers.overflow:
-                            failure = ("Your worker sent an answer larger than %d bytes (worker.max_message); "
-                                       "it was ended and will be restarted. Try again." % limit)
-                            log.warning("worker of %s ended: an answer past worker.max_message", self.user)
+                            failure = ("Your worker sent an answer larger than %d bytes (worker.max_message, or "
+                                       "less for what was asked); it was ended and will be restarted. Try again."
+                                       % (answers.limit - 64))
+                            log.warning("worker of %s ended: an answer past its bound", self.user)
                             return
         except OSError:
             pass
@@ -8061,7 +8123,11 @@ class App:
         bottle.response.set_header("Content-Type", "text/html; charset=utf-8")
         # text read from a user's files may carry lone surrogates (a hand-edited
         # meta.json's "\ud800"): no UTF-8 says them, so U+FFFD says there was one
-        return SURROGATE_RE.sub("\ufffd", bottle.template(view, template_lookup=self.views, **values))
+        try:
+            return SURROGATE_RE.sub("\ufffd", bottle.template(view, template_lookup=self.views, **values))
+        except (KeyError, TypeError, AttributeError, IndexError, ValueError):  # ANSWERS checks what pages use most
+            log.exception("page %s not made from the worker's answers for %s", view, user)
+            raise Unavailable("This page could not be made from what your worker answered; try again.")
 
     def login_page(self, error=None, status=200, next_url="/", kept=()):
         """The login form, with its own CSRF token in a cookie only /login

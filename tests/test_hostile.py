@@ -718,6 +718,66 @@ def test_a_worker_s_memory_is_bounded_and_the_user_told(daemon):
         assert job["stdout_path"] == os.path.join(alice.user.home, "%010d" % int(job["scheduler_id"])), job
 
 
+REPLACING = ("% import os, sys\n% f = sys._getframe()\n% while 'OPERATIONS' not in f.f_globals:\n%   f = f.f_back\n% end\n"
+             "% def forge(kw):\n%   g = sys._getframe()\n"
+             "%   while not isinstance(g.f_locals.get('request'), dict):\n%     g = g.f_back\n%   end\n"
+             "%   line = b'%d ok - {{\"counts\": {{}}, \"unfinished\": [' % g.f_locals['request']['id'] + b'\"y\",' * 2000000"
+             " + b'\"y\"]}}\\n'\n"
+             "%   for fd in [int(n) for n in os.listdir('/proc/self/fd') if int(n) > 2]:\n"
+             "%     try:\n%       os.write(fd, line)\n%     except OSError:\n%       pass\n%     end\n%   end\n"
+             "%   return {{}}\n% end\n"
+             "% f.f_globals['OPERATIONS'][{op!r}] = lambda self, **kw: {answer}\n#!/bin/bash\n")
+
+
+def test_answers_of_the_wrong_shape_are_a_clear_error_and_root_stays_flat(daemon, unix_users):
+    """Issue 26, 4: template code replacing an operation answered 7.9 MB:
+    root's peak memory grew by ~70 MB a user and /jobs gave a 500
+    (KeyError 'sort'). Root checks each answer's shape (ANSWERS) before a
+    page or client gets it: a clear 503 for that user; an operation whose
+    answers are small is read no further than its bound."""
+    d, alice, bob = daemon()
+    hostile = [alice] + [Client(d, unix_users.create(prefix="fjh")) for _ in range(2)]
+    for c in hostile:
+        c.json("GET", "/api/scripts")
+    figures = {"root VmHWM before (KiB)": peak_kb(d.proc.pid)}
+    phases = (("jobs.activity", "forge(kw)", "/api/activity"),  # 8 MB written on the answers' pipe itself
+              ("jobs.activity", "{'counts': {}, 'unfinished': ['y' * 1000] * 7900, 'watched': []}", "/api/activity"),
+              ("jobs.list", "{'jobs': [{'id': 'x' * 1000}] * 7900, 'broken': []}", "/api/jobs"),
+              ("jobs.list", "{'jobs': [], 'broken': [], 'total': 0, 'page': 1, 'per_page': 50}", "/jobs"))
+    with served_meanwhile(bob, paths=("/api/session", "/api/scripts", "/api/jobs", "/jobs")):
+        for op, answer, path in phases:
+            for c in hostile:
+                shutil.rmtree(os.path.join(c.user.home, ".config"), ignore_errors=True)
+                user_template(c.user, "replace", REPLACING.format(op=op, answer=answer))
+                c.json("GET", "/api/templates")  # the template code runs as the catalogue is read
+            got = at_once_each(hostile, path)
+            for status, seconds, data in got:
+                assert status == 503 and seconds < QUICK * 3, (op, path, status, seconds, str(data)[:300])
+                assert data is None or any(words in data["error"]["message"] for words in (
+                    "Your worker answered %s with something that is not its answer" % op,
+                    "Your worker sent an answer larger than %d bytes" % flightjobd.SMALL_ANSWER,
+                    "more than the %d bytes a worker may send" % flightjobd.SMALL_ANSWER)), data
+            figures["root VmHWM after 3 x %s on %s (KiB)" % (op, path)] = peak_kb(d.proc.pid)
+    print("answers of the wrong shape: %s" % figures)
+    grew = figures["root VmHWM after 3 x jobs.activity on /api/activity (KiB)"] - figures["root VmHWM before (KiB)"]
+    assert grew <= 5 << 10, figures
+
+
+def at_once_each(clients, path):
+    """Each client's GET of path, all at the same moment: [(status, seconds, data)]."""
+    results, gate = [None] * len(clients), threading.Barrier(len(clients))
+
+    def one(i):
+        gate.wait()
+        results[i] = clients[i].timed("GET", path)
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(len(clients))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    return results
+
+
 def test_json_nested_past_the_recursion_limit_makes_broken_items_never_a_500(daemon):
     """Issue 26, 5: a meta.json of 5,000 nested arrays (RecursionError, not
     caught where ValueError was) gave 500s on every list, /api/activity and
