@@ -1784,27 +1784,13 @@ def _status(row, owner=None):
     elapsed = row["elapsed_s"] if started else None
     cpus = row.get("alloc_cpus") or None
 
-    return {
-        "state": state,
-        "raw_state": raw,
-        "reason": reason,
-        "reason_text": reason_text,
-        "exit_code": exit_code,
-        "signal": sig,
-        "started_at": started,
-        "estimated_start_at": estimated,
-        "ended_at": ended,
-        "elapsed_s": elapsed,
-        "cpu_time_s": row.get("cpu_time_s"),
-        "max_rss_mb": row.get("max_rss_mb"),
-        "mem_used_mb": row.get("mem_used_mb"),
-        "mem_tasks": row.get("mem_tasks"),
-        "alloc_cpus": cpus if started else None,
-        # what the job held: its CPUs for its run time (efficiency's divisor)
-        "cpu_alloc_s": elapsed * cpus if final and started and elapsed is not None and cpus else None,
-        "requested_mem_mb": row["requested_mem_mb"],
-        "time_limit": format_duration(row["time_limit_s"]),
-    }
+    # cpu_alloc_s: what the job held, its CPUs for its run time (efficiency's divisor)
+    return dict({key: row.get(key) for key in ("cpu_time_s", "max_rss_mb", "mem_used_mb", "mem_tasks",
+                                               "requested_mem_mb")},
+                state=state, raw_state=raw, reason=reason, reason_text=reason_text, exit_code=exit_code, signal=sig,
+                started_at=started, estimated_start_at=estimated, ended_at=ended, elapsed_s=elapsed,
+                alloc_cpus=cpus if started else None, time_limit=format_duration(row["time_limit_s"]),
+                cpu_alloc_s=elapsed * cpus if final and started and elapsed is not None and cpus else None)
 
 
 def _task_num(task_id):
@@ -6097,7 +6083,7 @@ def parse_answer(body, limit):
 
 def _fits(check, value):
     """Whether value is what check says: a type, or a callable's yes."""
-    return isinstance(value, check) if isinstance(check, type) else bool(check(value))
+    return isinstance(value, check) if isinstance(check, (type, tuple)) else bool(check(value))
 
 
 def _shape(**checks):
@@ -6136,13 +6122,13 @@ ANSWERS = dict({op: (None, _JOB) for op in ("jobs.submit", "jobs.get", "jobs.can
     "templates.list": (None, _shape(templates=_each(_TEMPLATE), problems=_each(_shape(id=str, error=str)))),
     "templates.get": (None, lambda v: _TEMPLATE(v) and _shape(questions=_each(_shape(id=str, type=str)))(v)),
     "scripts.list": (None, _shape(scripts=_each(lambda v: _SCRIPT(v) or _BROKEN(v)), query=dict)),
-    "scripts.submission": (None, _shape(script=_SCRIPT, questions=_each(_shape(id=str, type=str)), scheduler=str)),
+    "scripts.submission": (None, _shape(script=_SCRIPT, questions=_each(_shape(id=str, type=str)), scheduler=dict)),
     "jobs.preview": (None, _shape(script=_SCRIPT, questions=list, answers=dict, options=list, command=list,
                                   outputs=dict, ignored_options=list)),
     "jobs.list": (None, _shape(jobs=_each(_JOB), broken=_each(_BROKEN), total=int, page=int, per_page=int, query=dict)),
     "jobs.files": (None, _shape(path=str, files=_each(_shape(name=str, type=str)))),
     "jobs.file": (None, _shape(name=str, size=int, offset=int, data=str, eof=bool)),
-    "jobs.archive": (None, _shape(token=str, eof=bool)),
+    "jobs.archive": (None, _shape(token=str)),
     "home.list": (None, _shape(path=str, entries=list)),
     "scripts.save_template": (None, dict),
     "jobs.activity": (SMALL_ANSWER, _shape(counts=dict, unfinished=_each(_shape(id=str, state=str)),
