@@ -366,9 +366,9 @@ SCHEMA = {
         "listen": ("127.0.0.1:8080", _listen, "Address and port to serve HTTP on."),
         "multi_user": (False, _bool, "Serve every user of the machine (needs root); otherwise only the user running the daemon."),
         "base_url": ("", _str, "Public URL of the site, used in printed links; https:// makes cookies Secure."),
-        "threads": (8, _int(1, 256), "Waitress threads serving requests."),
+        "threads": (32, _int(1, 256), "Waitress threads serving requests."),
         "max_body": (1048576, _int(1024), "Largest JSON request body, in bytes (a page's form: 3 x this + 4 KiB, percent-encoded)."),
-        "reserved_threads": (2, _int(0), "Multi-user mode: threads kept for requests needing no worker (the rest: 503 busy)."),
+        "reserved_threads": (2, _int(0), "Multi-user mode: threads kept for requests needing no worker (the rest: worker slots)."),
         "connection_limit": (1000, _int(10), "Client connections held open at most; beyond, new ones wait in the listen backlog."),
         "channel_timeout": (30, _int(1), "Seconds an idle client connection (no data, no request in progress) stays open."),
         "cleanup_interval": (10, _int(1), "Seconds between two sweeps for connections idle past server.channel_timeout."),
@@ -376,8 +376,10 @@ SCHEMA = {
         "max_header_bytes": (65536, _int(4096), "Largest request line and headers, in bytes (431 beyond): what one connection may buffer."),
         "request_read_timeout": (30, _int(1), "Seconds a request may take to arrive whole from its first byte."),
         "connections_per_address": (100, _int(1), "Connections one address (loopback, an IPv6 /64: one) may hold; proxies excepted."),
+        "loopback_users": (True, _bool, "Count a connection from loopback (an SSH tunnel) as the local user's whose socket it is."),
         "download_timeout": (600, _int(1), "Seconds a download may take; then its connection is closed (a slow reader's thread freed)."),
-        "downloads_per_user": (2, _int(1), "Multi-user mode: one user's file downloads at once (more: 503 busy)."),
+        "downloads_per_user": (2, _int(1), "Multi-user mode: one user's file downloads at once (more wait their turn)."),
+        "turn_wait": (5.0, _number(0), "Multi-user mode: seconds a request waits for its turn when all its slots are taken (then 503)."),
         "trusted_proxies": ([], _networks, "Reverse proxies (addresses, CIDRs) whose X-Forwarded-For names the client."),
     },
     "auth": {
@@ -413,7 +415,7 @@ SCHEMA = {
         "max_message": (8388608, _int(65536), "Largest answer a worker may send, in bytes, counted as it arrives (more: ended, 503)."),
         "max_memory_mb": (1024, _int(0), "Address space a worker (and the status poll's process) may use, in MiB "
                           "(RLIMIT_AS; more: that request fails, 503 saying so); 0: no bound. Not its commands' or jobs'."),
-        "max_requests_per_user": (0, _int(0), "Multi-user mode: one user's requests in a worker at once (more: 503 busy); 0: threads/4."),
+        "max_requests_per_user": (0, _int(0), "Multi-user mode: one user's requests in a worker at once (more wait); 0: threads/16, >= 2."),
         "fork_server": (True, _bool, "Multi-user mode: fork workers from a loaded template process (shared memory); false: new ones."),
     },
     "scheduler": {
@@ -5664,8 +5666,9 @@ class ResultsPart(StorePart):
                 raise NotFound("This job has no %s file." % which)
         else:
             full = self._resolve(meta, path)
-        try:
-            fd = os.open(full, os.O_RDONLY | os.O_NONBLOCK)
+        try:  # a results file opened as it was resolved (a link swapped in meanwhile: refused)
+            fd = open_beneath(os.path.realpath(self._results_root(meta)), full) if which not in ("stdout", "stderr") \
+                else os.open(full, os.O_RDONLY | os.O_NONBLOCK)
         except FileNotFoundError:
             raise NotFound("No such file (yet).")
         except PermissionError:
@@ -6429,8 +6432,7 @@ class Worker:
         self.pending = {}
         self.serial = 0
         self.last_used = time.time()
-        self.inflight = 0  # calls between WorkerPool's slot and their answer (the pool's lock)
-        self.downloads = 0  # downloads streaming from this worker (WorkerPool.download; the pool's lock)
+        self.held = ([], [])  # when each call, each download in WorkerPool's slots began (the pool's lock)
 
     def alive(self):
         return self.proc is not None and self.proc is not self.ended and self.proc.poll() is None
@@ -6671,12 +6673,10 @@ class Worker:
 
 class WorkerPool:
     """One worker per user, started on first need, ended when idle. In
-    multi-user mode no user holds more than a fair share of the HTTP
-    threads: each user has at most worker.max_requests_per_user calls in
-    flight and server.downloads_per_user downloads (a download holds its
-    thread while the client takes the file), all users together
-    server.threads minus server.reserved_threads, of which downloads at
-    most half; beyond any, 503 busy at once."""
+    multi-user mode the threads are shared fairly (README: "a fair share"):
+    each user's calls and downloads in flight bounded, all users' too; a
+    request beyond waits its turn (_wait_turn); a user's stuck calls count
+    only against that user."""
 
     def __init__(self, config, switch_user):
         self.config = config
@@ -6685,6 +6685,9 @@ class WorkerPool:
         self.forks = ForkServer(config) if switch_user and config["worker"]["fork_server"] else None
         self.workers = {}
         self.lock = threading.Lock()
+        self.turns = threading.Condition(self.lock)  # notified whenever a slot or a place in the queue is freed
+        self.waiting = []  # (ticket, worker, download) of each request waiting its turn, first come first
+        self.tickets = itertools.count()
         self.active = set()  # users known to have unfinished jobs
         self.poll = None  # the shared status poll (multi-user mode: App gives it)
         self.busy = 0  # calls and downloads in flight, all users
@@ -6693,44 +6696,62 @@ class WorkerPool:
         self.limits = None  # (calls a user, downloads a user, all calls and downloads, all downloads)
         if config["server"]["multi_user"]:
             total = max(1, threads - config["server"]["reserved_threads"])
-            self.limits = (config["worker"]["max_requests_per_user"] or max(1, threads // 4),
+            self.limits = (config["worker"]["max_requests_per_user"] or max(2, threads // 16),
                            config["server"]["downloads_per_user"], total, max(1, total // 2))
 
     @contextlib.contextmanager
     def _slot(self, user, download=False):
-        """The user's worker, with this call (or download) counted in
-        flight: Busy at once when the user or everyone is at the limit."""
+        """The user's worker, this call (or download) counted in flight from its turn on."""
         with self.lock:
-            worker = self.workers.get(user)
-            if worker is None:
-                worker = self.workers[user] = Worker(user, self.config, self.switch_user, self.forks)
-            mine = worker.downloads if download else worker.inflight
-            if self.limits and mine >= self.limits[download]:
-                raise Busy("Busy: you already have %d %s in progress; try again when they have finished."
-                           % (mine, "downloads" if download else "requests"))
-            if self.limits and (self.busy >= self.limits[2] or download and self.downloads >= self.limits[3]):
-                raise Busy("Busy: the server is answering as many requests as it can; try again "
-                           "in a moment.")
-            self._count(worker, download, 1)
+            worker = self.workers.get(user) or self.workers.setdefault(user, Worker(
+                user, self.config, self.switch_user, self.forks))
+            if self.limits:
+                self._wait_turn(worker, download)
+            held, began = worker.held[download], time.monotonic()
+            held.append(began)
+            self.busy, self.downloads = self.busy + 1, self.downloads + download
         try:
             yield worker
         finally:
             with self.lock:
-                self._count(worker, download, -1)
+                held.remove(began)
+                self.busy, self.downloads = self.busy - 1, self.downloads - download
+                self.turns.notify_all()
 
-    def _count(self, worker, download, step):
-        if download:
-            worker.downloads += step
-            self.downloads += step
-        else:
-            worker.inflight += step
-        self.busy += step
+    def _wait_turn(self, worker, download):
+        """Wait (the lock held) until this request is _next, at most server.turn_wait seconds; Busy at
+        once when the user's own slots are held by calls older than that or their limit is waiting."""
+        mine, wait, limit = worker.held[download], self.config["server"]["turn_wait"], self.limits[download]
+        what = "downloads" if download else "requests"
+        if sum(1 for e in self.waiting if e[1] is worker and e[2] == download) >= limit:
+            raise Busy("Busy: you already have %d %s waiting; try again when they have finished." % (limit, what))
+        entry, deadline = (next(self.tickets), worker, download), time.monotonic() + wait
+        self.waiting.append(entry)
+        try:
+            while self._next() is not entry:
+                now, full = time.monotonic(), len(mine) >= limit
+                if full and now >= min(mine) + wait:
+                    raise Busy("Busy: you already have %d %s in progress, the oldest for %d seconds; try again "
+                               "when they have finished." % (len(mine), what, now - min(mine)))
+                if now >= deadline:
+                    raise Busy("Busy: the server is answering as many requests as it can; try again in a moment.")
+                self.turns.wait(min(deadline, min(mine) + wait if full else deadline) - now)
+        finally:
+            self.waiting.remove(entry)
+            self.turns.notify_all()
+
+    def _next(self):
+        """Of the waiting requests that may take a slot, the one whose user holds fewest, then the first."""
+        total, downloads = self.limits[2:]
+        ready = [e for e in self.waiting if self.busy < total and len(e[1].held[e[2]]) < self.limits[e[2]]
+                 and (not e[2] or self.downloads < downloads)]
+        return min(ready, key=lambda e: (len(e[1].held[0]) + len(e[1].held[1]), e[0]), default=None)
 
     @contextlib.contextmanager
     def download(self, user):
         """A download's slot, held while it streams (its thread waits on the
-        client as much as on the worker), Busy at once beyond the limits:
-        yields call(op, args), the user's worker called within this slot."""
+        client as much as on the worker), in its turn: yields call(op, args),
+        the user's worker called within this slot."""
         with self._slot(user, download=True) as worker:
             yield lambda op, args: worker.call(op, args)[0]
 
@@ -6754,7 +6775,7 @@ class WorkerPool:
         limit = time.time() - self.config["worker"]["idle_timeout"]
         with self.lock:
             idle = [u for u, w in self.workers.items()
-                    if w.last_used < limit and not w.inflight and not w.downloads]
+                    if w.last_used < limit and not any(w.held)]
             stopped = [self.workers.pop(u) for u in idle]
         for worker in stopped:
             worker.stop()
@@ -7732,6 +7753,114 @@ class Auth:
         return lambda user, then: user in dead or _changed(then, shadow.get(user))
 
 
+# Waitress internals #########################################################
+# The one place that reaches past waitress's public adjustments (each use is
+# checked by test_login_security.py::test_the_waitress_internals_used_are_there).
+
+
+def waitress_channel(environ):
+    """The waitress connection serving this request (None under another server)."""
+    return getattr(environ.get("waitress.client_disconnected"), "__self__", None)
+
+
+def socket_owner(peer, local):
+    """The uid owning the TCP socket at `peer` connected to `local` ((host, port)): a loopback client's
+    end (an SSH tunnel's: its user's sshd), asked of the kernel (sock_diag); None if it cannot say."""
+    try:
+        addrs = [ipaddress.ip_address(a[0].split("%")[0]) for a in (peer, local)]
+        addrs = [getattr(a, "ipv4_mapped", None) or a for a in addrs]
+        request = (struct.pack("=BBBxI", socket.AF_INET6 if addrs[0].version == 6 else socket.AF_INET,
+                               socket.IPPROTO_TCP, 0, 0xffffffff) + struct.pack("!HH", peer[1], local[1])
+                   + b"".join(a.packed.ljust(16, b"\0") for a in addrs) + struct.pack("=III", 0, 0xffffffff, 0xffffffff))
+        with socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, 4) as diag:  # NETLINK_SOCK_DIAG
+            diag.settimeout(1)  # SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST; the answer's uid after its header and id
+            diag.sendto(struct.pack("=IHHII", 16 + len(request), 20, 1, 0, 0) + request, (0, 0))
+            answer = diag.recv(8192)
+        return struct.unpack_from("=I", answer, 80)[0] if struct.unpack_from("=H", answer, 4)[0] == 20 else None
+    except (OSError, ValueError, struct.error):
+        return None
+
+
+def close_connection_later(environ, seconds, why):
+    """Close this request's client connection `seconds` from now, whatever
+    the thread serving it is doing then (waiting in waitress for a client
+    that does not read what it was sent: waitress waits without a bound once
+    16 MiB are buffered): a timer shuts the socket down, waitress's loop
+    sees it closed and wakes the thread (ClientDisconnected). Returns
+    cancel(), for when the request is done; under another server nothing
+    is closed."""
+    channel = waitress_channel(environ)
+    sock = getattr(channel, "socket", None)
+    if sock is None:
+        return lambda: None
+    lock, done = threading.Lock(), []
+
+    def close():
+        with lock:
+            if done:
+                return
+            done.append(True)
+        log.warning("%s: closed after %d seconds", why, seconds)
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+        with contextlib.suppress(Exception):
+            channel.server.pull_trigger()  # the loop looks at the connection now
+
+    def cancel():
+        with lock:
+            done.append(True)
+        timer.cancel()
+    timer = threading.Timer(seconds, close)
+    timer.daemon = True
+    timer.start()
+    return cancel
+
+
+def bound_clients(server, limits, proxies):
+    """Two bounds waitress lacks: a request arrives whole within server.request_read_timeout of its first
+    byte (a trickle never idles), and one client (its address_key, trusted proxies excepted; on loopback,
+    with server.loopback_users, "loopback uid N", the owner of its socket: the channel's key, which the
+    login throttle counts too) holds at most server.connections_per_address connections."""
+    from waitress.channel import HTTPChannel
+
+    class Channel(HTTPChannel):
+        began = None  # when the first byte of the request now arriving came
+        key = None  # the client, as counted (none: a trusted proxy)
+
+        def received(self, data):
+            if data and self.request is None:
+                self.began = time.time()
+            return HTTPChannel.received(self, data)
+
+    accept, maintenance = server.handle_accept, server.maintenance
+
+    def handle_accept():
+        before = set(server.active_channels)
+        accept()
+        for fd in set(server.active_channels) - before:
+            channel = server.active_channels[fd]
+            peer = channel.addr[0] if isinstance(channel.addr, tuple) else ""
+            if _trusted(peer, proxies):
+                continue
+            channel.key = address_key(peer)
+            uid = socket_owner(channel.addr, channel.socket.getsockname()) if channel.key == "loopback" \
+                and limits["loopback_users"] else None
+            channel.key += "" if uid is None else " uid %d" % uid
+            if sum(1 for c in list(server.active_channels.values())
+                   if getattr(c, "key", None) == channel.key) > limits["connections_per_address"]:
+                channel.will_close = True  # closed by the loop, before a byte of it is read
+
+    def bounded_maintenance(now):
+        maintenance(now)
+        cutoff = now - limits["request_read_timeout"]
+        for channel in list(server.active_channels.values()):
+            if channel.request is not None and (getattr(channel, "began", None) or now) < cutoff:
+                channel.will_close = True
+
+    server.channel_class = Channel
+    server.handle_accept, server.maintenance = handle_accept, bounded_maintenance
+
+
 # Web application ############################################################
 
 
@@ -7881,42 +8010,6 @@ PLAIN_ERRORS = {404: ("not_found", "There is no such page."),
                 500: ("internal", "Something went wrong on the server; it has been logged.")}
 
 
-def close_connection_later(environ, seconds, why):
-    """Close this request's client connection `seconds` from now, whatever
-    the thread serving it is doing then (waiting in waitress for a client
-    that does not read what it was sent: waitress waits without a bound once
-    16 MiB are buffered): a timer shuts the socket down, waitress's loop
-    sees it closed and wakes the thread (ClientDisconnected). Returns
-    cancel(), for when the request is done. Waitress's environ names the
-    connection only through its client_disconnected check, a method of it;
-    under another server nothing is closed."""
-    channel = getattr(environ.get("waitress.client_disconnected"), "__self__", None)
-    sock = getattr(channel, "socket", None)
-    if sock is None:
-        return lambda: None
-    lock, done = threading.Lock(), []
-
-    def close():
-        with lock:
-            if done:
-                return
-            done.append(True)
-        log.warning("%s: closed after %d seconds", why, seconds)
-        with contextlib.suppress(OSError):
-            sock.shutdown(socket.SHUT_RDWR)
-        with contextlib.suppress(Exception):
-            channel.server.pull_trigger()  # the loop looks at the connection now
-
-    def cancel():
-        with lock:
-            done.append(True)
-        timer.cancel()
-    timer = threading.Timer(seconds, close)
-    timer.daemon = True
-    timer.start()
-    return cancel
-
-
 def form_limit(config):
     """The largest page form accepted, in bytes: percent-encoding takes at
     most three bytes for each byte of the JSON that the API takes in
@@ -7961,7 +8054,9 @@ class App:
     # requests
 
     def client_addr(self):
-        return client_address(bottle.request.environ, self.auth.proxies)
+        """client_address, or for a tunnelled user the channel's key ("loopback uid N": bound_clients)."""
+        key = getattr(waitress_channel(bottle.request.environ), "key", None) or ""
+        return key if " uid " in key else client_address(bottle.request.environ, self.auth.proxies)
 
     def user_for(self, api):
         """(user, session) for this request. Pages take the session cookie;
@@ -9248,50 +9343,6 @@ def check_bounds(config):
                           "(%d): a script and its notes, escaped as JSON" % (worker["max_message"], least))
 
 
-def bound_clients(server, limits, proxies):
-    """Two bounds waitress lacks, for clients that trickle: a request must
-    arrive whole within server.request_read_timeout of its first byte (a
-    header line every few seconds keeps a connection from ever being idle),
-    and one address (address_key; trusted proxies excepted) holds at most
-    server.connections_per_address connections, so neither a slow client
-    nor many of them from one place shut others out."""
-    from waitress.channel import HTTPChannel
-
-    class Channel(HTTPChannel):
-        began = None  # when the first byte of the request now arriving came
-
-        def received(self, data):
-            if data and self.request is None:
-                self.began = time.time()
-            return HTTPChannel.received(self, data)
-
-    accept, maintenance = server.handle_accept, server.maintenance
-
-    def handle_accept():
-        before = set(server.active_channels)
-        accept()
-        for fd in set(server.active_channels) - before:
-            channel = server.active_channels[fd]
-            peer = channel.addr[0] if isinstance(channel.addr, tuple) else ""
-            if _trusted(peer, proxies):
-                continue
-            key = address_key(peer)
-            same = sum(1 for c in list(server.active_channels.values()) if isinstance(c.addr, tuple)
-                       and address_key(c.addr[0]) == key and not _trusted(c.addr[0], proxies))
-            if same > limits["connections_per_address"]:
-                channel.will_close = True  # closed by the loop, before a byte of it is read
-
-    def bounded_maintenance(now):
-        maintenance(now)
-        cutoff = now - limits["request_read_timeout"]
-        for channel in list(server.active_channels.values()):
-            if channel.request is not None and (getattr(channel, "began", None) or now) < cutoff:
-                channel.will_close = True
-
-    server.channel_class = Channel
-    server.handle_accept, server.maintenance = handle_accept, bounded_maintenance
-
-
 def raise_file_limit(wanted):
     """Let this process open `wanted` descriptors (client connections, three
     pipes a worker) as far as the hard limit allows."""
@@ -9306,6 +9357,9 @@ def raise_file_limit(wanted):
 
 def serve(config):
     from waitress import create_server
+    with contextlib.suppress(Exception):  # large buffers (a download's pieces) mapped and unmapped, never kept
+        import ctypes  # by each thread's arena: glibc's M_MMAP_THRESHOLD fixed, not raised by each free
+        ctypes.CDLL(None).mallopt(-3, 256 << 10)
     raise_file_limit(config["server"]["connection_limit"] + 4096)
     if config["server"]["multi_user"] and any(
             ipaddress.ip_network(p, strict=False).overlaps(ipaddress.ip_network("127.0.0.0/8"))

@@ -6,7 +6,7 @@ with what it is compared to, measured in the same run on the same machine.
                                                   when the test cluster is down)
     .venv/bin/python tests/bench.py --quick      fewer samples, for a try-out
     .venv/bin/python tests/bench.py --only joblist   one part (small, listing,
-                                                  joblist, slurm, workers, poll)
+                                                  joblist, slurm, workers, poll, fair)
 
 The figures (issue 7): throughput of an authenticated GET /api/jobs/ID vs a
 bare Bottle+waitress route; listing latency with 10,000 finished and 200
@@ -972,9 +972,10 @@ def bench_submit_slurm(work, table, env, quick):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer samples")
-    parser.add_argument("--only", choices=("small", "listing", "joblist", "slurm", "workers", "poll"), action="append")
+    parser.add_argument("--only", choices=("small", "listing", "joblist", "slurm", "workers", "poll", "fair"),
+                        action="append")
     args, rest = parser.parse_known_args()
-    only = set(args.only or ("small", "listing", "joblist", "slurm", "workers", "poll"))
+    only = set(args.only or ("small", "listing", "joblist", "slurm", "workers", "poll", "fair"))
     started = time.time()
     load_at_start = " ".join(open("/proc/loadavg").read().split()[:3])
     work = tempfile.mkdtemp(prefix="flightjob-bench-")
@@ -999,6 +1000,9 @@ def main():
         if "poll" in only:
             from bench_poll import bench_poll  # the shared status poll (issue 14)
             bench_poll(work, table, args.quick, slurm_ready, verdict, log)
+        if "fair" in only:
+            from bench_fair import bench_fair  # fair shares between users (issue 26)
+            bench_fair(work, table, args.quick, Daemon, verdict, log)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print()

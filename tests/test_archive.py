@@ -2,6 +2,7 @@
 by root a piece at a time; the whole directory or chosen files, a size limit
 from the config, symlinks never followed, FIFOs never opened."""
 import base64
+import contextlib
 import http.client
 import io
 import os
@@ -12,7 +13,7 @@ import zipfile
 import pytest
 
 import flightjobd
-from support import wait_finished
+from support import children, wait_finished, wait_for
 from test_hostile import QUICK, job_in, served_meanwhile
 import test_hostile
 
@@ -271,3 +272,101 @@ def test_a_large_archive_streams_through_root_in_pieces(daemon):
     conn.close()
     status, _, body = alice.request("GET", "/api/jobs/%s/archive?path=job.out" % job["id"], timeout=30)
     assert status == 200 and list(unzip(body)) == ["job.out"]
+
+
+def test_more_files_than_an_archive_may_hold_is_a_clear_413(client, tmp_path):
+    """Past ARCHIVE_FILES (100,000) files and directories the walk stops and
+    the archive is refused before a byte is sent, naming the bound."""
+    def many(work):
+        (work / "many").mkdir()
+        for n in range(flightjobd.ARCHIVE_FILES + 1):
+            os.close(os.open(str(work / "many" / str(n)), os.O_CREAT | os.O_WRONLY, 0o600))
+    job = finished_job(client, tmp_path, many)
+    r = client.api("GET", "/api/jobs/%s/archive?path=many" % job["id"], status=413)
+    assert "more than 100000 files and directories" in r.json["error"]["message"], r.json
+    assert r.json["error"]["fields"] == {"paths": "too many files"}
+    page = client.web.post("/jobs/%s/archive" % job["id"], {"csrf": client.csrf, "path": "many"}, status=413)
+    assert "more than 100000 files and directories" in page.text
+    assert unzip(client.api("GET", "/api/jobs/%s/archive?path=job.out" % job["id"]).body) == {"job.out": b"done\n"}
+
+
+def open_files(pid, name):
+    """The descriptors of process pid open on a file called name."""
+    found = []
+    for fd in os.listdir("/proc/%d/fd" % pid):
+        with contextlib.suppress(OSError):
+            if os.readlink("/proc/%d/fd/%s" % (pid, fd)).endswith("/" + name):
+                found.append(fd)
+    return found
+
+
+def start_archive(d, client, path):
+    """An archive download begun through the real server, its headers read
+    and its body left unread: (connection, response)."""
+    conn = http.client.HTTPConnection("127.0.0.1", d.port, timeout=60)
+    conn.request("GET", "/api/jobs/%s" % path, headers={"Cookie": client.cookie})
+    r = conn.getresponse()
+    assert r.status == 200, (r.status, r.read()[:300])
+    return conn, r
+
+
+def cut(download):
+    """The client goes away: its socket closed (the response holds it too)."""
+    download[1].close()
+    download[0].close()
+
+
+@pytest.mark.root
+def test_archives_hold_download_slots_and_a_cut_one_is_dropped(daemon):
+    """An archive being downloaded holds one of the user's download slots
+    (server.downloads_per_user, 2): a third download of the user's waits
+    its turn (server.turn_wait) and is 503 busy then, another user is served; a cut download frees its slot and
+    the worker drops that archive (it no longer holds the file it was
+    reading), without waiting for the next archive."""
+    d, alice, bob = daemon()
+    job = job_in(alice, "head -c %d /dev/urandom > big.bin" % (120 << 20))[1]
+    worker = [p for p in children(d.proc.pid) if os.stat("/proc/%d" % p).st_uid == alice.user.uid]
+    assert len(worker) == 1, worker
+    first = start_archive(d, alice, "%s/archive?path=big.bin" % job["id"])
+    second = start_archive(d, alice, "%s/archive" % job["id"])
+    wait_for(lambda: len(open_files(worker[0], "big.bin")) == 2, 10, "both archives reading big.bin", 0.05)
+    for path in ("/api/jobs/%s/archive?path=job.out" % job["id"], "/api/jobs/%s/files/job.out" % job["id"]):
+        status, seconds, data = alice.timed("GET", path)
+        assert status == 503 and seconds < test_hostile.TURN + QUICK and "2 downloads in progress" in data["error"]["message"], data
+    assert bob.timed("GET", "/api/scripts")[0] == 200
+    assert len(first[1].read(2 << 20)) == 2 << 20
+    cut(first)  # half-way: root closes the archive in the worker, which lets go of big.bin
+    wait_for(lambda: len(open_files(worker[0], "big.bin")) == 1, 30, "the cut archive to be dropped", 0.05)
+    status, _, body = alice.request("GET", "/api/jobs/%s/archive?path=job.out" % job["id"])
+    assert status == 200 and list(unzip(body)) == ["job.out"]  # its slot is free again
+    cut(second)
+    wait_for(lambda: open_files(worker[0], "big.bin") == [], 30, "the second archive to be dropped", 0.05)
+
+
+@pytest.mark.root
+def test_an_archive_download_ends_at_the_download_timeout(daemon):
+    """A reader that never reads: at server.download_timeout root closes
+    the connection (fewer bytes than the archive: the client sees it cut),
+    frees the thread and the slot, and the worker drops the archive."""
+    d, alice, bob = daemon(server={"download_timeout": 4})
+    job = job_in(alice, "head -c %d /dev/urandom > big.bin" % (64 << 20))[1]
+    worker = [p for p in children(d.proc.pid) if os.stat("/proc/%d" % p).st_uid == alice.user.uid][0]
+    started = time.monotonic()
+    conn, r = start_archive(d, alice, "%s/archive?path=big.bin" % job["id"])
+    wait_for(lambda: open_files(worker, "big.bin"), 10, "the archive to be read", 0.05)
+    # the client reads nothing until the bound has passed, then all it can
+    wait_for(lambda: time.monotonic() - started > 4, 10, "the download timeout", 0.1)
+    got = 0
+    with contextlib.suppress(http.client.IncompleteRead, ConnectionError, OSError):
+        while True:
+            piece = r.read(1 << 20)
+            if not piece:
+                break
+            got += len(piece)
+    cut((conn, r))
+    assert got < 64 << 20, got  # cut: not the whole archive
+    assert time.monotonic() - started < 4 + 20
+    wait_for(lambda: open_files(worker, "big.bin") == [], 30, "the archive to be dropped", 0.05)
+    for _ in range(2):  # both slots free
+        status, _, body = alice.request("GET", "/api/jobs/%s/archive?path=job.out" % job["id"])
+        assert status == 200 and list(unzip(body)) == ["job.out"]

@@ -307,11 +307,15 @@ def test_routes_are_all_fuzzed():
 
 
 def test_state_dir_is_never_escaped_by_names(client, tmp_path):
-    """Names, notes and answers that look like paths stay data."""
-    for evil in ("../../../escaped", "/tmp/escaped-%d" % os.getpid(), "..\\..\\x", "a/b/c"):
+    """Names, notes and answers that look like paths stay data: each bait
+    as a name and notes, and nothing named after one in /tmp, /dev/shm,
+    /var/tmp or the home."""
+    baits = [h for h in HOSTILE if TOKEN in h]
+    for evil in ["../../../escaped", "/tmp/escaped-%d" % os.getpid(), "..\\..\\x", "a/b/c"] + baits:
         s = client.create_script("serial", name=evil, notes=evil)
         assert s["name"] == evil and flightjobd.ID_RE.match(s["id"])
     assert not os.path.exists("/tmp/escaped-%d" % os.getpid())
+    assert [n for top in SHARED_DIRS + (os.path.expanduser("~"),) for n in os.listdir(top) if TOKEN in n] == []
     assert set(os.listdir(tmp_path / "state")) <= {".lock", "scripts", "jobs"}
     for name in os.listdir(tmp_path / "state" / "scripts"):
         assert flightjobd.ID_RE.match(name)

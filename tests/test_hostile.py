@@ -33,8 +33,13 @@ from support import ROOT, children, chown_tree, gone, state_dir as state, wait_f
 pytestmark = pytest.mark.root
 
 TIMEOUT = 3  # worker.request_timeout of these daemons
-FREED = TIMEOUT + 1.5  # by when a thread waiting on a worker must be free
+TURN = 1  # their server.turn_wait
+FREED = TURN + TIMEOUT + 1.5  # by when a thread waiting on a worker (its turn, then its answer) must be free
 QUICK = 1.0  # what "served quickly" means for the bystander
+# root's peak memory (VmHWM) may grow by "+0 to 3 MB" (README) in the huge
+# files and floods: measured +0.0 and +3.0 MiB (2026-12-07, two runs, load
+# ~2); asserted with 5 MiB of margin for allocator noise on a loaded machine
+ROOT_FLAT_KIB = 8 << 10
 
 
 class Client:
@@ -198,7 +203,7 @@ def daemon(make_daemon, unix_users, runtime):
     Client): a root multi-user daemon with two real users logged in, both
     workers started."""
     def start(**sections):
-        values = {"server": {"multi_user": True},
+        values = {"server": {"multi_user": True, "turn_wait": TURN},
                   "worker": dict(runtime, request_timeout=TIMEOUT),
                   "storage": {"state_dir": "~/.local/share/flight-job"},
                   "scheduler": {"type": "local", "refresh_interval": 0, "background_refresh": 0},
@@ -348,7 +353,7 @@ def test_huge_files_and_floods_leave_root_flat(daemon):
             figures["template code writing endlessly to " + where] = peak_kb(d.proc.pid)
             shutil.rmtree(os.path.join(alice.user.home, ".config"))
     print("root's peak RSS (VmHWM, KiB): %s; download %.0f MiB/s" % (figures, rate))
-    assert peak_kb(d.proc.pid) - figures["baseline"] < 40 << 10, figures
+    assert peak_kb(d.proc.pid) - figures["baseline"] < ROOT_FLAT_KIB, figures
     assert alice.json("GET", "/api/scripts/" + script["id"])["content"] == "\0" * 10
 
 
@@ -373,7 +378,7 @@ def test_whole_10gb_download_leaves_root_flat(daemon):
     print("root's peak RSS (VmHWM) %d KiB before, %d KiB after 10 GiB in %.0f s"
           % (before, peak_kb(d.proc.pid), time.monotonic() - started))
     assert got == big
-    assert peak_kb(d.proc.pid) - before < 40 << 10
+    assert peak_kb(d.proc.pid) - before < ROOT_FLAT_KIB
 
 
 # no user holds more than a fair share of the threads; every wait is bounded
@@ -424,22 +429,54 @@ def test_stopped_worker_holds_no_thread_and_is_replaced(daemon):
     assert worker_of(d, alice.user) not in (None, pid)
 
 
-def test_all_worker_slots_taken_leaves_requests_without_a_worker_quick(daemon, unix_users):
-    d, alice, bob = daemon()
-    users = [alice] + [Client(d, unix_users.create(prefix="fjh")) for _ in range(3)]
-    for c in users:
+def test_three_users_holding_their_slots_never_stall_twenty_others(daemon, unix_users):
+    """Issue 26 item 3: three users, each with two downloads to readers
+    that never read and their worker stopped (SIGSTOP) or stalled by their
+    own template code, flooding it with requests; meanwhile 20 other users
+    each look at their jobs list every half second, measured from a process
+    of their own (pollers.py). Before, the three took every worker slot (6
+    = threads - reserved_threads) and the others got 503 at once; now a
+    user's stuck calls hold only that user's slots: every other request is
+    200 (its p99 is a `make bench` figure; here a generous bound), requests
+    needing no worker stay quick, and each attacker's request ends by the
+    bound with a clear 503."""
+    import pollers
+    d, alice, bob = daemon(server={"download_timeout": 60})
+    attackers = [alice] + [Client(d, unix_users.create(prefix="fjh")) for _ in range(2)]
+    others = [bob] + [Client(d, unix_users.create(prefix="fjh")) for _ in range(19)]
+    files = {c.user.name: "/api/jobs/%s/files/big.bin" % job_in(c, "truncate -s 1G big.bin")[1]["id"]
+             for c in attackers}
+    for c in others:
+        c.json("GET", "/api/jobs")  # its worker started
+    stop, held = threading.Event(), []
+    readers = [never_reading(d, c, files[c.user.name]) for c in attackers for _ in range(2)]
+    statuses = [peeked_status(s) for s in readers]  # each download that is answered holds a thread
+
+    def attack(c):
         stalled(c.user)
-    held = []
-    threads = [threading.Thread(target=lambda c=c: held.extend(at_once(c, 2, "GET", "/api/templates")))
-               for c in users[:3]]  # 3 users x 2 = 6 = threads (8) - reserved_threads (2)
-    with served_meanwhile(bob, paths=("/api/session", "/api/health", "/login", "/static/style.css")):
+        while not stop.is_set():
+            pid = worker_of(d, c.user)
+            if pid:
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGSTOP)
+            held.extend(at_once(c, 6, "GET", "/api/templates"))
+    threads = [threading.Thread(target=attack, args=(c,)) for c in attackers]
+    try:
+        with served_meanwhile(bob, paths=("/api/session", "/api/health", "/login", "/static/style.css")):
+            for t in threads:
+                t.start()
+            results = pollers.run(d.port, [c.cookie for c in others], 15, 0.5, "/api/jobs")
+    finally:
+        stop.set()
         for t in threads:
-            t.start()
-        time.sleep(1)
-        status, seconds, data = users[3].timed("GET", "/api/templates")
-        assert status == 503 and data["error"]["code"] == "busy" and seconds < QUICK, (status, seconds, data)
-        for t in threads:
-            t.join(30)
+            t.join(60)
+        for s in readers:
+            s.close()
+    figures = pollers.summary(results)
+    print("3 attackers, 20 others polling every 0.5 s: %s" % figures)
+    assert figures["requests"] >= 20 * 15 and figures["refused"] == figures["failed"] == 0, figures
+    assert figures["max"] < 10, figures  # generous: the p99 against 1 s is bench.py's
+    assert statuses == [200] * 6, statuses
     assert_freed(held)
 
 
@@ -501,17 +538,17 @@ def test_downloads_to_readers_that_never_read_hold_no_thread_past_the_bound(daem
         return statuses, freed
 
     with served_meanwhile(bob, paths=("/api/session", "/api/scripts", "/api/jobs")) as seen:
-        # one user, 8 readers: 2 (server.downloads_per_user) held to the bound, 6 refused at once
+        # one user, 8 readers: 2 (server.downloads_per_user) held to the bound, 6 refused (2 after their turn_wait)
         statuses, freed = attack([alice] * 8)
         assert sorted(statuses) == [200] * 2 + [503] * 6, statuses
         assert BOUND - 1 < max(freed.values()) < BOUND + 1.5, freed
-        figures["one user, 8 readers"] = "2 held until %.1f s, 6 refused at once" % max(freed.values())
+        figures["one user, 8 readers"] = "2 held until %.1f s, 6 refused" % max(freed.values())
         figures["root VmHWM after one user (KiB)"] = peak_kb(d.proc.pid)
-        # four users, 2 readers each: 3 (half of threads - reserved_threads) held, 5 refused at once
+        # four users, 2 readers each: all held (each user's own share; issue 26: 3 were, 5 refused)
         statuses, freed = attack([c for c in [alice] + others for _ in range(2)])
-        assert sorted(statuses) == [200] * 3 + [503] * 5, statuses
+        assert statuses == [200] * 8, statuses
         assert BOUND - 1 < max(freed.values()) < BOUND + 1.5, freed
-        figures["four users, 2 readers each"] = "3 held until %.1f s, 5 refused at once" % max(freed.values())
+        figures["four users, 2 readers each"] = "8 held until %.1f s" % max(freed.values())
     figures["bystander's requests"] = "%d, slowest %.3f s" % (len(seen), max(x[2] for x in seen))
     figures["root VmHWM after (KiB)"] = peak_kb(d.proc.pid)
     print("readers that never read (server.download_timeout %d s): %s" % (BOUND, figures))

@@ -183,6 +183,111 @@ def test_a_spray_across_many_names_from_one_address_is_refused(daemon, unix_user
     assert Web(d, "203.0.113.51").login(alice.name, alice.password)[0] == 200  # its neighbour is fine
 
 
+HOLDER = """
+import socket, sys, time
+held = []
+for i in range(int(sys.argv[2])):
+    s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+    s.sendall(b"GET /api/session HTTP/1.1\\r\\n")  # half a request: never finished
+    held.append(s)
+print("held", flush=True)
+time.sleep(120)
+"""
+
+
+def as_user(user, *argv):
+    """The system Python running argv as the user (a local user's own process)."""
+    return subprocess.Popen(["/usr/bin/python3", "-c"] + list(argv), user=user.uid, group=user.gid,
+                            extra_groups=[], stdout=subprocess.PIPE, cwd="/")
+
+
+@pytest.mark.parametrize("apart", [True, False], ids=["apart", "one-address"])
+def test_tunnelled_users_are_counted_apart(daemon, unix_users, apart):
+    """Issue 26 item 9: users who reach the daemon through an SSH tunnel all
+    come from 127.0.0.1, one address for the connection cap and the login
+    throttle: one local user holding 150 half-open connections (as
+    themselves, as their sshd would) shut every tunnelled user out. The
+    kernel says which local user owns each client socket, so each is
+    counted apart (server.loopback_users); a site can turn that off, and
+    then all of loopback is one address again."""
+    d = daemon(server={"trusted_proxies": [], "loopback_users": apart}, failure_delay=0)
+    mallory, alice = unix_users.create(), unix_users.create()
+    holder = as_user(mallory, HOLDER, str(d.port), "150")
+    try:
+        assert holder.stdout.readline() == b"held\n"
+        time.sleep(0.5)  # the loop has accepted them all (or closed those past the cap)
+        web = Web(d, None)  # root's own connections: another local user
+        try:
+            status, took = web.login(alice.name, alice.password)
+        except (ConnectionError, http.client.HTTPException) as e:
+            status = repr(e)
+        if not apart:
+            assert status != 200, status  # past the cap: closed before a byte is read
+            return
+        assert status == 200 and web.status("GET", "/api/session") == 200, status
+    finally:
+        holder.kill()
+        holder.wait()
+    # the login throttle: mallory's failures from loopback hold back mallory's own connections only
+    guesses = as_user(mallory, GUESSER, str(d.port), alice.name)
+    seen = json.loads(guesses.communicate(timeout=120)[0])
+    assert seen[:30] == [401] * 30 and seen[-1] == 429, seen
+    assert Web(d, None).login(alice.name, alice.password)[0] == 200
+
+
+GUESSER = """
+import http.client, json, sys
+seen = []
+for i in range(32):
+    conn = http.client.HTTPConnection("127.0.0.1", int(sys.argv[1]), timeout=60)
+    conn.request("POST", "/api/login", body=json.dumps({"username": "fjspray%02d" % i, "password": "x"}),
+                 headers={"Content-Type": "application/json"})
+    seen.append(conn.getresponse().status)
+    conn.close()
+print(json.dumps(seen))
+"""
+
+
+def test_the_waitress_internals_used_are_there():
+    """flightjobd reaches past waitress's public adjustments in one place
+    (its "Waitress internals" section). Each thing it uses, used here as
+    the daemon does: this fails the day a waitress release changes one."""
+    import socket
+    from waitress import create_server
+    from waitress.channel import HTTPChannel
+    seen = []
+
+    def app(environ, start_response):
+        seen.append(flightjobd.waitress_channel(environ))
+        start_response("200 OK", [("Content-Length", "2")])
+        return [b"ok"]
+    server = create_server(app, host="127.0.0.1", port=0, threads=1)
+    assert server.channel_class is HTTPChannel and isinstance(server.active_channels, dict)
+    flightjobd.bound_clients(server, {"connections_per_address": 1, "request_read_timeout": 5,
+                                      "loopback_users": True}, [])
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", server.effective_port, timeout=10)
+        conn.request("GET", "/")
+        assert conn.getresponse().read() == b"ok"
+        channel = seen[0]  # the request's connection, through its client_disconnected method
+        assert isinstance(channel, server.channel_class) and isinstance(channel.socket, socket.socket)
+        assert channel.server is server and callable(server.pull_trigger)  # close_connection_later
+        assert channel.key == "loopback uid %d" % os.getuid() and channel.began  # handle_accept, received
+        assert list(server.active_channels.values()) == [channel]
+        second = socket.create_connection(("127.0.0.1", server.effective_port))  # past the cap of 1: closed
+        second.settimeout(5)
+        assert second.recv(1) == b""
+        second.close()
+        channel.request = object()  # a request still arriving, its first byte long ago: maintenance closes it
+        channel.began = time.time() - 60
+        server.maintenance(time.time())
+        assert channel.will_close
+    finally:
+        server.close()
+
+
 def test_blocks_grow_then_cap_and_records_expire(make_config):
     config = make_config(auth={"throttle_free": 3, "throttle_delay": 2, "throttle_cap": 10, "throttle_window": 900})
     t = flightjobd.Throttle(config)
