@@ -1333,21 +1333,15 @@ def parse_duration(text):
     as in sbatch --time (the *Raw fields, plain seconds, are not read here).
     "UNLIMITED", "INVALID", "Partition_Limit", "N/A" -> None."""
     text = (text or "").strip()
-    if not text or not (text[0].isdigit()):
+    if not text[:1].isdigit():
         return None
-    days = "0"
-    if "-" in text:
-        days, text = text.split("-", 1)
-        parts = text.split(":")
-        # D-H, D-H:M, D-H:M:S
-        while len(parts) < 3:
-            parts.append("0")
-    else:
-        parts = text.split(":")
-        if len(parts) == 1:  # minutes
-            parts = ["0", parts[0], "0"]
-        elif len(parts) == 2:  # M:S
-            parts = ["0"] + parts
+    dashed = "-" in text
+    days, _, text = text.partition("-") if dashed else ("0", "", text)
+    parts = text.split(":")
+    if dashed:  # D-H, D-H:M, D-H:M:S
+        parts += ["0"] * (3 - len(parts))
+    elif len(parts) < 3:  # minutes, or M:S
+        parts = ["0", parts[0], "0"] if len(parts) == 1 else ["0"] + parts
     try:
         d, h, m, s = int(days), int(parts[0]), int(parts[1]), float(parts[2])
     except (ValueError, IndexError):
@@ -1507,31 +1501,16 @@ def _text_or_none(text):
 # Row key -> (field, reader) of what squeue and sacct rows read field by
 # field; the parsers add id, parent, task, raw_state, exit_code and signal
 # (and sacct cancelled_by and max_rss_mb, from its step rows).
-SQUEUE_ROW = {
-    "raw_id": ("JobID", str),
-    "reason": ("Reason", _text_or_none),
-    "submitted_at": ("SubmitTime", parse_slurm_time),
-    "start": ("StartTime", parse_slurm_time),
-    "end": ("EndTime", parse_slurm_time),
-    "elapsed_s": ("TimeUsed", parse_duration),
-    "time_limit_s": ("TimeLimit", parse_duration),
-    "requested_mem_mb": ("tres-alloc", parse_tres_mem),
-    "uid": ("UserID", _int_or_none),
-    "partition": ("Partition", str),
-}
-SACCT_ROW = {
-    "raw_id": ("JobIDRaw", str),
-    "reason": ("Reason", _text_or_none),
-    "submitted_at": ("Submit", parse_slurm_time),
-    "start": ("Start", parse_slurm_time),
-    "end": ("End", parse_slurm_time),
-    "elapsed_s": ("ElapsedRaw", _int_or_none),
-    "cpu_time_s": ("TotalCPU", parse_duration),
-    "time_limit_s": ("Timelimit", parse_duration),
-    "uid": ("UID", _int_or_none),
-    "partition": ("Partition", str),
-    "alloc_cpus": ("AllocCPUS", _int_or_none),
-}
+SQUEUE_ROW = {"raw_id": ("JobID", str), "reason": ("Reason", _text_or_none),
+              "submitted_at": ("SubmitTime", parse_slurm_time), "start": ("StartTime", parse_slurm_time),
+              "end": ("EndTime", parse_slurm_time), "elapsed_s": ("TimeUsed", parse_duration),
+              "time_limit_s": ("TimeLimit", parse_duration), "requested_mem_mb": ("tres-alloc", parse_tres_mem),
+              "uid": ("UserID", _int_or_none), "partition": ("Partition", str)}
+SACCT_ROW = {"raw_id": ("JobIDRaw", str), "reason": ("Reason", _text_or_none),
+             "submitted_at": ("Submit", parse_slurm_time), "start": ("Start", parse_slurm_time),
+             "end": ("End", parse_slurm_time), "elapsed_s": ("ElapsedRaw", _int_or_none),
+             "cpu_time_s": ("TotalCPU", parse_duration), "time_limit_s": ("Timelimit", parse_duration),
+             "uid": ("UID", _int_or_none), "partition": ("Partition", str), "alloc_cpus": ("AllocCPUS", _int_or_none)}
 
 
 def _rows(record, reading, parent, task):
@@ -1812,27 +1791,17 @@ def rollup(tasks):
     def pick(state):
         return [(tid, s) for tid, s in tasks if s["state"] == state]
 
+    # the first state any task is in, in this order, and its first task's raw state and reason
+    state = next((st for st in ("RUNNING", "PENDING", "FAILED", "CANCELLED") if st in states), "COMPLETED")
+    s = pick(state)[0][1] if state != "COMPLETED" else dict(raw_state="COMPLETED", reason=None, reason_text=None)
+    out.update(state=state, raw_state=s["raw_state"], reason=s["reason"], reason_text=s["reason_text"])
     failed, cancelled = pick("FAILED"), pick("CANCELLED")
-    if "RUNNING" in states:
-        tid, s = pick("RUNNING")[0]
-        out.update(state="RUNNING", raw_state=s["raw_state"], reason=s["reason"],
-                   reason_text="%d of %d tasks running" % (len(pick("RUNNING")), len(tasks)))
-    elif "PENDING" in states:
-        tid, s = pick("PENDING")[0]
-        out.update(state="PENDING", raw_state=s["raw_state"], reason=s["reason"],
-                   reason_text=s["reason_text"])
-    elif failed:
-        tid, s = failed[0]
+    if state == "RUNNING":
+        out["reason_text"] = "%d of %d tasks running" % (len(pick("RUNNING")), len(tasks))
+    elif state == "FAILED":  # at most 100 named, then the text cut to its bound
         words = ["task %s: %s" % (t, x["reason_text"]) for t, x in failed[:100]]
-        words += ["%d more failed" % (len(failed) - 100)] * (len(failed) > 100) + \
-            ["%d cancelled" % len(cancelled)] * bool(cancelled)
-        out.update(state="FAILED", raw_state=s["raw_state"], reason=s["reason"], reason_text=_cut("; ".join(words)))
-    elif cancelled:
-        tid, s = cancelled[0]
-        out.update(state="CANCELLED", raw_state=s["raw_state"], reason=s["reason"],
-                   reason_text=s["reason_text"])
-    else:
-        out.update(state="COMPLETED", raw_state="COMPLETED", reason=None, reason_text=None)
+        out["reason_text"] = _cut("; ".join(words + ["%d more failed" % (len(failed) - 100)] * (len(failed) > 100)
+                                            + ["%d cancelled" % len(cancelled)] * bool(cancelled)))
 
     final = out["state"] in FINAL_STATES
     starts = [s["started_at"] for _, s in tasks if s["started_at"]]
@@ -1894,35 +1863,21 @@ def parse_sinfo(text):
 
     memory_mb is the largest node's memory (the most one job can ask for on
     one node); cpus and nodes are totals."""
-    parts = {}
-    order = []
+    parts, seen = {}, set()
     for line in (text or "").splitlines():
         f = line.strip().split("|")
         if len(f) != 6:
             continue
         node, name, avail, limit, cpus, mem = f
-        default = name.endswith("*")
-        name = name.rstrip("*")
-        p = parts.get(name)
-        if p is None:
-            p = parts[name] = {
-                "name": name, "default": default,
-                "max_time": format_duration(parse_duration(limit)),
-                "nodes": 0, "cpus": 0, "memory_mb": 0, "state": avail,
-                "_nodes": set(),
-            }
-            order.append(name)
-        if node not in p["_nodes"]:
-            p["_nodes"].add(node)
+        p = parts.setdefault(name.rstrip("*"), {"name": name.rstrip("*"), "default": name.endswith("*"), "nodes": 0,
+                                                "max_time": format_duration(parse_duration(limit)), "cpus": 0,
+                                                "memory_mb": 0, "state": avail})
+        if (p["name"], node) not in seen:
+            seen.add((p["name"], node))
             p["nodes"] += 1
             p["cpus"] += int(cpus.rstrip("+") or 0)
             p["memory_mb"] = max(p["memory_mb"], int(mem.rstrip("+") or 0))
-    out = []
-    for name in order:
-        p = parts[name]
-        del p["_nodes"]
-        out.append(p)
-    return out
+    return list(parts.values())
 
 
 # What a submit page shows of each partition (the shared poll's summary):
@@ -1957,40 +1912,27 @@ def parse_sinfo_free(text):
     nodes), "nodes_total", "gpus_free", "gpus_total"}] per partition, in
     sinfo's order. A partition that is not up has nothing free; a node
     that is not idle or mixed (allocated, drained, down) no free GPUs."""
-    parts, order = {}, []
+    parts, seen = {}, set()
     for f in _records(text, SINFO_FREE_FIELDS, trailing=True):
-        name = f["Partition"].strip()
-        default = name.endswith("*")
-        name = name.rstrip("*")
-        cpus = _cpus_state(f["CPUsState"])
-        if not PARTITION_RE.match(name) or cpus is None:
+        name, cpus, node = f["Partition"].strip(), _cpus_state(f["CPUsState"]), f["NodeList"].strip()
+        if not PARTITION_RE.match(name.rstrip("*")) or cpus is None or (name.rstrip("*"), node) in seen or (
+                name.rstrip("*") not in parts and len(parts) >= MAX_PARTITIONS):
             continue
-        p = parts.get(name)
-        if p is None:
-            if len(order) >= MAX_PARTITIONS:
-                continue
-            p = parts[name] = {"name": name, "default": default, "state": f["Available"].strip()[:20],
-                               "cpus_free": 0, "cpus_total": 0, "nodes_free": 0, "nodes_total": 0,
-                               "gpus_free": 0, "gpus_total": 0, "_nodes": set()}
-            order.append(name)
-        node = f["NodeList"].strip()
-        if node in p["_nodes"]:
-            continue
-        p["_nodes"].add(node)
-        up = p["state"] == "up"
-        state = f["StateCompact"].strip().rstrip("$@^-#!%*~")
-        gpus = _gpus(f["Gres"])
+        seen.add((name.rstrip("*"), node))
+        p = parts.setdefault(name.rstrip("*"), dict(dict.fromkeys(("cpus_free", "cpus_total", "nodes_free", "nodes_total",
+                                                                   "gpus_free", "gpus_total"), 0),
+                                                    name=name.rstrip("*"), default=name.endswith("*"),
+                                                    state=f["Available"].strip()[:20]))
+        state, gpus = f["StateCompact"].strip().rstrip("$@^-#!%*~"), _gpus(f["Gres"])
         p["nodes_total"] += 1
         p["cpus_total"] += cpus[1]
         p["gpus_total"] += gpus
-        if up:
+        if p["state"] == "up":
             p["nodes_free"] += state == "idle"
             p["cpus_free"] += cpus[0]
             if state in ("idle", "mix", "mixed"):
                 p["gpus_free"] += max(0, gpus - _gpus(f["GresUsed"]))
-    for p in parts.values():
-        del p["_nodes"]
-    return [parts[n] for n in order]
+    return list(parts.values())
 
 
 def parse_pending_partitions(text):
@@ -2124,17 +2066,9 @@ def sbatch_error_message(stderr, command="sbatch"):
 
 
 # stderr phrases meaning the controller (not the request) is the problem.
-CONTACT_ERRORS = (
-    "Unable to contact slurm controller",
-    "Socket timed out",
-    "Connection refused",
-    "Zero Bytes were transmitted",
-    "Communication connection failure",
-    "Munge",
-    "munge",
-    "Protocol authentication error",
-    "Slurm backup controller in standby mode",
-)
+CONTACT_ERRORS = ("Unable to contact slurm controller", "Socket timed out", "Connection refused",
+                  "Zero Bytes were transmitted", "Communication connection failure", "Munge", "munge",
+                  "Protocol authentication error", "Slurm backup controller in standby mode")
 
 
 def _is_contact_error(stderr):
@@ -6814,7 +6748,8 @@ class WorkerPool:
 # counting the rest. Anything else, and that job is left out of the round.
 STATUS_FIELDS = dict({f.name: f.check for f in JOB_FIELDS if f.source == "status"}, tasks=_or_none(
     lambda v: _tasks(v) and len(v) <= MAX_TASKS + 1 and all(set(t) <= {"id", "state", "raw_state", "exit_code", "reason_text"}
-                                                             and all(x is None or type(x) is int or isinstance(x, str) and len(x) <= STATUS_TEXT for x in t.values()) for t in v)))
+                                                             and all(x is None or type(x) is int or isinstance(x, str)
+                                                                     and len(x) <= STATUS_TEXT for x in t.values()) for t in v)))
 POLL_TICK = 0.5  # seconds between two looks at whether a poll is due
 POLL_WAIT = 10  # seconds a poll waits for workers to say which jobs to ask about
 HAND_THREADS = 16  # threads handing workers their statuses (one per user at a time)
