@@ -10,7 +10,7 @@ DESTDIR ?=
 LIBDIR = $(PREFIX)/lib/flight-job
 PY = $(VENV)/bin/python
 
-.PHONY: run test test-unit lint bench install clean
+.PHONY: run test test-fast test-unit lint bench install clean
 
 # The virtual environment, rebuilt when a requirements file changes.
 $(VENV)/stamp: requirements.txt requirements-dev.txt requirements-e2e.txt
@@ -27,15 +27,28 @@ run: $(VENV)/stamp
 test: $(VENV)/stamp
 	$(PY) -m pytest tests
 
-# The unit tests alone (no browser, Slurm, fuzz or long runs) under another
-# interpreter: make test-unit PYTHON=python3.9
-# (its own venv, .venv-3.9, rebuilt when a requirements file changes).
+# The fast tier, to run after every edit (under a minute): as any user (not
+# root), no daemon as root, no Slurm, no browser, no fuzz, no real jobs
+# waited for. A test needing one of those is left out by its marker
+# (tests/support.py marks root every test using a fixture that needs root).
+FAST = -m "not root and not slurm and not e2e and not slow and not jobs" --ignore=tests/e2e --ignore=tests/test_fuzz.py \
+	--ignore=tests/test_fuzz_server.py -p no:cacheprovider
+test-fast: $(VENV)/stamp
+	$(PY) -m pytest -q $(FAST) tests
+
+# What depends on the interpreter, under another one: make test-unit
+# PYTHON=python3.9 (its own venv, .venv-3.9, rebuilt when a requirements
+# file changes). The fast tier in-process, then (as root) workers and the
+# fork server started under that interpreter (FLIGHTJOB_TEST_WORKER_PYTHON),
+# PAM through it, and local jobs supervised by it.
 test-unit:
 	@v=.venv-$$($(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])'); \
 	if [ ! -f $$v/stamp ] || [ requirements-dev.txt -nt $$v/stamp ] || [ requirements.txt -nt $$v/stamp ]; then \
 		$(PYTHON) -m venv $$v && $$v/bin/pip install -q -r requirements-dev.txt && touch $$v/stamp || exit 1; \
 	fi; \
-	$$v/bin/python -m pytest -m "not e2e and not slurm and not slow" --ignore=tests/e2e --ignore=tests/test_fuzz.py --ignore=tests/test_fuzz_server.py tests
+	$$v/bin/python -m pytest -q $(FAST) tests && \
+	FLIGHTJOB_TEST_WORKER_PYTHON=$$(readlink -f $$v/bin/python) $$v/bin/python -m pytest -q -p no:cacheprovider \
+		-m "not slow" tests/test_workers.py tests/test_fork_server.py tests/test_auth.py tests/test_jobs_local.py
 
 lint: $(VENV)/stamp
 	$(VENV)/bin/ruff check --target-version py39 flightjobd.py tests

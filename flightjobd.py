@@ -72,11 +72,12 @@ them. Each section uses only those above it.
                                 Store joins them
     Shared status poll: its process
                                 StatusSource (scheduler.status_user's worker)
-    Worker                      worker_main, the fork server; Worker and
-                                WorkerPool (root side)
+    Worker: ...                 its process (worker_main) and the fork server;
+                                the root side: Worker and WorkerPool
     Shared status poll          StatusPoll (root)
     Authentication and sessions
                                 PAM, throttling, sessions
+    Waitress internals          the one place past waitress's public adjustments
     Web application             App, RoutePlugin, security headers, render
     Routes: ...                 the handlers, by page, in URL order: page_*
                                 for pages, api_* for the JSON API
@@ -86,13 +87,28 @@ tests/test_structure.py keeps this map true: the sections in this order,
 each using only names defined above it (its EXCEPTIONS say why where not),
 no class over 450 lines, no function over 150, no section over 800.
 
-Where to add things:
-    a scheduler        a Scheduler subclass in "Scheduler adapters", named
-                       in SCHEDULERS (and in the scheduler.type choices)
-    a route            a function with @route(...) under its "Routes:" banner
-    a worker operation a Store part method with @operation("name"), called
-                       from a route with app.call(user, "name", ...)
-    a job field        new_job_record ("Store: job records"), which names them all
+Where to add things (and how many places each touches):
+    a scheduler        3: a Scheduler subclass under a "Scheduler adapters:"
+                       banner, declaring what it can do (SHARED_POLL,
+                       QUEUES, MEMORY_WHAT, ACCOUNTING_LAG) and the methods
+                       it answers; its row in SCHEDULERS (--scheduler's
+                       choices follow); its name in scheduler.type's choices
+                       (SCHEMA: config comes first)
+    a route            1: a function page_NAME (a page) or api_NAME (JSON)
+                       with @route(...) under its "Routes:" banner, or for an
+                       API route that is one worker operation one api_call
+                       line there; an /api/ route is also a row of the
+                       README's API table
+    a worker operation 1: a method with @operation("part.name") in its Store
+                       part (or StatusSource), writes=True when it changes
+                       the user's files; a route calls app.call(user, "part.name", ...)
+    a job field        1: its row in JOB_FIELDS ("Store: job records"), which
+                       gives the new record, the checks, the public view and,
+                       with a sort column, the list's sort and search (plus
+                       the template that shows it, and for a status field
+                       the adapter that reads it)
+    a config key       2: its row in SCHEMA ("Configuration") and its line,
+                       at its default, in etc/flight-job.toml
 
 Tests only: FLIGHTJOB_TEST_FAULT, set in a worker's environment through
 scheduler.environment, stops the worker dead at one named step of a write, a
@@ -109,6 +125,7 @@ import base64
 import collections
 import concurrent.futures
 import contextlib
+import copy
 import datetime
 import errno
 import fcntl
@@ -618,6 +635,15 @@ def first_entries(path, limit, missing):
         raise Forbidden("You may not read that directory.")
     except NotADirectoryError:
         raise NotFound("Not a directory.")
+
+
+def job_umask(defs="/etc/login.defs"):
+    """The umask a login gives (what pam_umask and login read: UMASK in
+    login.defs; 022 without one): a job's and its folder's."""
+    with contextlib.suppress(OSError, ValueError):
+        found = re.findall(rb"(?m)^[ \t]*UMASK[ \t]+(0?[0-7]{1,3})[ \t]*$", read_file(defs, MAX_SMALL_FILE))
+        return int(found[-1], 8) if found else 0o022
+    return 0o022
 
 
 def new_id():
@@ -1765,12 +1791,11 @@ def _status(row, owner=None):
     elapsed = row["elapsed_s"] if started else None
     cpus = row.get("alloc_cpus") or None
 
-    # cpu_alloc_s: what the job held, its CPUs for its run time (efficiency's divisor)
-    return dict({key: row.get(key) for key in ("cpu_time_s", "max_rss_mb", "mem_used_mb", "mem_tasks",
-                                               "requested_mem_mb")},
+    return dict({k: row.get(k) for k in ("cpu_time_s", "max_rss_mb", "mem_used_mb", "mem_tasks", "requested_mem_mb")},
                 state=state, raw_state=raw, reason=reason, reason_text=reason_text, exit_code=exit_code, signal=sig,
                 started_at=started, estimated_start_at=estimated, ended_at=ended, elapsed_s=elapsed,
                 alloc_cpus=cpus if started else None, time_limit=format_duration(row["time_limit_s"]),
+                # what the job held: its CPUs for its run time (efficiency's divisor)
                 cpu_alloc_s=elapsed * cpus if final and started and elapsed is not None and cpus else None)
 
 
@@ -2034,14 +2059,15 @@ def parse_scontrol(text):
     return conf
 
 
+CLUSTER_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")  # a Slurm cluster's name, as flightjobd takes it
+
+
 def parse_sbatch(text):
-    """sbatch --parsable output "123" or "123;cluster" -> "123"."""
+    """sbatch --parsable output "123" or "123;cluster" -> "123", "123@cluster"."""
     for line in (text or "").splitlines():
-        line = line.strip()
-        if line:
-            job_id = line.split(";", 1)[0]
-            if re.match(r"^[0-9]+$", job_id):
-                return job_id
+        job_id, _, cluster = line.strip().partition(";")
+        if re.match(r"^[0-9]+$", job_id):
+            return job_id + ("@" + cluster if CLUSTER_RE.match(cluster) else "")
     raise ValueError("no job id in sbatch output: %r" % (text,))
 
 
@@ -2360,6 +2386,9 @@ def parse_squeue_commands(text):
 # A scheduler's job id (a job record's scheduler_id): "5", an array task "4_1".
 # Slurm's are 32-bit (4294967294 at most), task ids below MaxArraySize.
 SCHEDULER_ID_RE = re.compile(r"^[0-9]{1,10}(?:_[0-9]{1,7})?$")
+# A job as Scheduler.each and the shared poll take it (JobRecords._ref): its
+# id, and "@" and its cluster for one on another cluster than the daemon's.
+JOB_REF_RE = re.compile(r"^[0-9]{1,10}(?:_[0-9]{1,7})?(?:@[A-Za-z0-9_.-]{1,64})?$")
 
 
 class Scheduler:
@@ -2372,6 +2401,8 @@ class Scheduler:
 
     name = None  # its SCHEDULERS key, shown on pages and kept in job records
     last_info = (0.0, None)  # (time.monotonic(), answer) of the last info()
+    PLACE = "on cluster %s"  # where a job of it ran, in words, given its record's cluster
+    TELLS_OUTPUTS = False  # describe() tells where a job's output goes (else job_outputs works it out)
     # What it can do, declared (never found by comparing names):
     SHARED_POLL = False  # one read-only account can follow every user's jobs (poll, hidden_jobs)
     QUEUES = True  # a job may wait for others' (submit pages say what is free, not what is idle)
@@ -2386,6 +2417,29 @@ class Scheduler:
     def detect(cls, config):
         """Whether scheduler.type "auto" may pick this scheduler here."""
         return False
+
+    def home(self):
+        """The name of the cluster (or machine) its commands reach, kept in
+        job records as "cluster": asked of the scheduler, never configured."""
+        raise NotImplementedError
+
+    def clusters(self):
+        """The clusters this scheduler serves, its home first."""
+        return [self.home()]
+
+    def on(self, cluster):
+        """This scheduler with its commands aimed at cluster (one of
+        clusters(); None: home)."""
+        return self
+
+    def each(self, refs):
+        """[(this scheduler aimed at a cluster, {scheduler id: ref})] for job
+        refs ("5", "5@cluster": see JobRecords._ref), grouped by cluster."""
+        groups = {}
+        for ref in refs:
+            job_id, _, cluster = str(ref).partition("@")
+            groups.setdefault(cluster or None, {})[job_id] = ref
+        return [(self.on(cluster), ids) for cluster, ids in groups.items()]
 
     @classmethod
     def from_config(cls, config, user, state_dir):
@@ -2478,7 +2532,7 @@ class Scheduler:
 
     def poll(self, followed):
         """SHARED_POLL only: one round of every followed user's statuses
-        (followed {uid: [job ids]}) -> (statuses {id: status}, owners {id:
+        (followed {uid: [job refs: JobRecords._ref]}) -> (statuses {id: status}, owners {id:
         uid}, outside {uid: {job id: status}} of each user's unfinished jobs
         not followed, undecided {id: why}); SchedulerError when it fails."""
         raise NotImplementedError
@@ -2514,6 +2568,8 @@ class SlurmScheduler(Scheduler):
         self.env = env
         self._accounting = None  # learnt once from scontrol show config
         self._conf = None  # scontrol show config, as read last
+        self._clusters = None  # clusters(), asked once
+        self.target = None  # on(): the other cluster its commands go to (--clusters)
 
     @classmethod
     def detect(cls, config):
@@ -2529,7 +2585,34 @@ class SlurmScheduler(Scheduler):
 
     def _run(self, argv, cwd=None):
         self._note_call(argv[0])
-        return self._run_fn(argv, self.timeout, env=self.env, cwd=cwd)
+        return self._run_fn(self._aim(argv), self.timeout, env=self.env, cwd=cwd)
+
+    def _aim(self, argv):
+        aim = ["--clusters=" + self.target] if self.target else []
+        return argv if argv[1:2] == aim else argv[:1] + aim + argv[1:]
+
+    def home(self):
+        return self.target or self._cluster_config().get("ClusterName") or "(unnamed)"
+
+    def clusters(self):
+        """Its own, then the others of its slurmdbd (sacctmgr show clusters)."""
+        if self._clusters is None:
+            try:
+                names = self._run(["sacctmgr", "--noheader", "--parsable2", "show", "clusters", "format=cluster"]) \
+                    if self.accounting() else ""
+            except SchedulerError:  # slurmdbd down: its own alone, until it answers
+                return [self.home()]
+            self._clusters = list(dict.fromkeys([self.home()] + [n for n in names.split() if CLUSTER_RE.match(n)]))
+        return self._clusters
+
+    def on(self, cluster):
+        if cluster in (None, self.home()):
+            return self
+        if cluster not in self.clusters():
+            raise NotFound("This service does not serve Slurm cluster %s." % name_text(cluster)[:80])
+        twin = copy.copy(self)
+        twin.target, twin._clusters = cluster, [cluster]
+        return twin
 
     @staticmethod
     def _parsed(parse, text, command):
@@ -2612,7 +2695,7 @@ class SlurmScheduler(Scheduler):
     # -- jobs -----------------------------------------------------------
 
     def command(self, script_path, options):
-        return ["sbatch", "--parsable"] + list(options) + [script_path]
+        return self._aim(["sbatch", "--parsable"] + list(options) + [script_path])
 
     # sbatch's stderr when slurmctld may have made the job but its answer was lost
     ANSWER_LOST = ("Socket timed out", "Zero Bytes were transmitted")
@@ -2696,21 +2779,22 @@ class SlurmScheduler(Scheduler):
                               "its partition's maximum time.)")
             raise
 
-    DESCRIBE = ("JobID", "Name", "WorkDir", "STDOUT", "STDERR", "Command")
+    TELLS_OUTPUTS = True
 
     def describe(self, job_ids):
-        """One squeue call, as the user: a line whose fields hold a "|" is
-        left out (its job is shown without them)."""
-        ids = self._job_ids(job_ids)
-        if not ids:
-            return {}
-        text = self._run(["squeue", "--noheader", "--states=all", "--jobs=" + ",".join(ids),
-                          "--Format=" + ",".join(f + ":|" for f in self.DESCRIBE)])
+        """scontrol show job, as the user, for each (a job taken in, or just
+        submitted: few): its paths as Slurm expanded them; a job it no
+        longer has is left out."""
         out = {}
-        for f in _records(text, self.DESCRIBE, trailing=True):
-            if f["JobID"] in ids:
-                out[f["JobID"]] = {"name": f["Name"], "workdir": f["WorkDir"], "stdout": f["STDOUT"],
-                                   "stderr": f["STDERR"], "command": f["Command"]}
+        for job_id in self._job_ids(job_ids):
+            try:
+                f = parse_scontrol(self._run(["scontrol", "show", "job", job_id]))
+            except SchedulerError as e:
+                if "Invalid job id" in e.stderr:
+                    continue
+                raise
+            out[job_id] = {"name": f.get("JobName"), "workdir": f.get("WorkDir"), "stdout": f.get("StdOut"),
+                           "stderr": f.get("StdErr"), "command": f.get("Command")}
         return out
 
     def find_submitted(self, scripts):
@@ -2739,6 +2823,31 @@ class SlurmScheduler(Scheduler):
         return result
 
     def poll(self, followed):
+        """_poll of each cluster on its own (squeue -M a,b silently leaves out
+        one that is down): followed {uid: [job refs]}, and the answer's ids,
+        as refs. Another cluster that fails leaves its ids undecided."""
+        answer = ({}, {}, {}, {})
+        for cluster in self.clusters():
+            twin = self.on(cluster)
+            mine = {uid: {ref.partition("@")[0]: ref for ref in map(str, refs)
+                          if ref.partition("@")[2] in (cluster, "" if twin is self else cluster)}
+                    for uid, refs in followed.items()}
+            refs = {i: ref for m in mine.values() for i, ref in m.items()}
+            try:
+                statuses, owners, outside, undecided = twin._poll({uid: list(m) for uid, m in mine.items()})
+            except SchedulerError as e:
+                if twin is self:
+                    raise
+                answer[3].update((ref, e.message) for ref in refs.values())
+                continue
+            for got, into in ((statuses, answer[0]), (owners, answer[1]), (undecided, answer[3])):
+                into.update((refs[i], v) for i, v in got.items())
+            for uid, jobs in outside.items():
+                answer[2].setdefault(uid, {}).update((i if twin is self else "%s@%s" % (i, cluster), st)
+                                                     for i, st in jobs.items())
+        return answer
+
+    def _poll(self, followed):
         """The shared status poll's round: followed = {uid: [job ids flightjobd
         follows for that user]}. One squeue of those users' jobs (by uid: so it
         also lists their jobs submitted outside flightjobd), then at most one
@@ -2900,6 +3009,7 @@ class LocalScheduler(Scheduler):
     still has its exact state)."""
 
     name = "local"
+    PLACE = "on machine %s"
     QUEUES = False
     MEMORY_WHAT = "the peak of its largest single process (all the local scheduler measures)"
     IGNORED_OPTIONS = {"partition": "the local scheduler has one partition, 'local'",
@@ -2919,6 +3029,9 @@ class LocalScheduler(Scheduler):
     @classmethod
     def detect(cls, config):
         return True  # the fallback: it runs on any Linux machine
+
+    def home(self):
+        return os.uname().nodename
 
     @classmethod
     def from_config(cls, config, user, state_dir):
@@ -3031,12 +3144,14 @@ class LocalScheduler(Scheduler):
                 continue  # a task is reported within its job's status
             jobdir = os.path.join(self.root, job_id)
             status = local_status(jobdir)
-            if status is None:  # its supervisor has not written yet: a hold or a limit set since counts
+            if status is None or status["state"] == "PENDING" and not status.get("started_at"):
+                # not started (its supervisor may not have written yet): why it waits and its limit now
                 with contextlib.suppress(OSError, ValueError):
                     spec = read_json(os.path.join(jobdir, "spec.json"))
-                    why = local_waiting(jobdir, spec) or ("Starting", "starting")
-                    found[job_id] = {"state": "PENDING", "raw_state": "PENDING", "reason": why[0], "reason_text": why[1],
-                                     "time_limit": format_duration(local_time_limit(jobdir, spec))}
+                    why = local_waiting(jobdir, spec) or (("Starting", "starting") if status is None else ("None", ""))
+                    status = dict(status or {"state": "PENDING", "raw_state": "PENDING"}, reason=why[0],
+                                  reason_text=why[1], time_limit=format_duration(local_time_limit(jobdir, spec)))
+            if status is None:
                 continue
             if status["state"] in UNFINISHED and status.get("tasks"):
                 # a task cancelled before its turn: the supervisor skips it when it comes
@@ -3066,18 +3181,12 @@ class LocalScheduler(Scheduler):
 
     def _pending(self, jobdir, job_id, change):
         """Under the job's lock, refused unless it has not started (Slurm's
-        words): change(), then the status the supervisor keeps while the job
-        waits says why it waits now."""
+        words): change() (status() reads why it waits from the markers)."""
         with locked(os.path.join(jobdir, ".lock")):
             status = local_status(jobdir)
             if status is not None and (status["state"] != "PENDING" or status.get("started_at")):
                 raise SchedulerRefused("Job is no longer pending execution for job %s" % job_id)
             change()
-            if status is not None:
-                spec = read_json(os.path.join(jobdir, "spec.json"))
-                status["reason"], status["reason_text"] = local_waiting(jobdir, spec) or ("None", "")
-                status["time_limit"] = format_duration(local_time_limit(jobdir, spec))
-                write_json(os.path.join(jobdir, "status.json"), status)
 
     def hold(self, job_id):
         self._note_call("hold")
@@ -3286,8 +3395,9 @@ WRITING = set()  # the operations that change the user's files (the others only 
 
 
 def operation(name, writes=False):
-    """Declare the Store method below the worker operation `name`; writes:
-    it changes the user's files (so a failure says nothing was written)."""
+    """Declare the method below the worker operation `name` (of a Store
+    part, or of StatusSource); writes: it changes the user's files (so a
+    failure says nothing was written)."""
     def declare(method):
         OPERATIONS[name] = method
         if writes:
@@ -3296,7 +3406,24 @@ def operation(name, writes=False):
     return declare
 
 
-class StorePart:
+class Performer:
+    """What a worker serves: each operation a method declared with
+    @operation in its class."""
+
+    has_unfinished = None  # what the current operation found (see perform)
+
+    def perform(self, op, args):
+        """Do one declared operation of this object's class: (its answer,
+        whether this user has unfinished jobs: True or False as the
+        operation found them, None when it did not look)."""
+        method = OPERATIONS.get(op)
+        if method is None or getattr(type(self), method.__name__, None) is not method:
+            raise BadRequest("No such worker operation: %s." % op)
+        self.has_unfinished = None
+        return method(self, **args), self.has_unfinished
+
+
+class StorePart(Performer):
     """What every part of the Store shares: its state, the paths in the
     user's state directory, the lock, atomic item directories, the sweep.
     The Store lives in the user's worker and runs as the user: every path
@@ -3315,17 +3442,7 @@ class StorePart:
         self.lock_path = os.path.join(self.root, ".lock")
         self.scheduler = make_scheduler(config, user, self.root)
         self.notice = None  # the scheduler's last failure, shown on pages
-        self.has_unfinished = None  # what the current operation found (see perform)
         self._sweep()
-
-    def perform(self, op, args):
-        """Do one declared operation: (its answer, whether this user has
-        unfinished jobs: True or False as the operation found them, None
-        when it did not look)."""
-        if op not in OPERATIONS:
-            raise BadRequest("No such worker operation: %s." % op)
-        self.has_unfinished = None
-        return OPERATIONS[op](self, **args), self.has_unfinished
 
     def _sweep(self, age=3600):
         """Remove what a crash left behind: half-made (.new-*) and
@@ -3614,6 +3731,14 @@ class TemplatesPart(StorePart):
         """Questions with options from the scheduler filled in; view (see
         _partition_view): only the partitions the user may use are offered,
         each with what is free in it."""
+        clusters = [None]
+        with contextlib.suppress(SchedulerError):
+            clusters = self.scheduler.clusters()
+        if len(clusters) > 1 and not any(q.get("option") == "clusters" for q in questions):
+            questions = [{"id": "clusters", "text": "Cluster", "type": "select", "option": "clusters", "default": "",
+                          "required": False, "description": "Where the job runs (sbatch --clusters).",
+                          "options": [{"value": "", "label": "%s (this cluster)" % clusters[0]}]
+                          + [{"value": c, "label": c} for c in clusters[1:]]}] + questions
         if not any(q.get("options_from") for q in questions):
             return questions
         info = self._info()
@@ -4220,6 +4345,7 @@ JOB_FIELDS = [JobField(*row) for row in [
     ("command", _or_none(_texts), None, "submit", True, None),
     ("ignored_options", _or_none(_texts), None, "submit", True, None),
     ("scheduler", _opt_text, None, "submit", True, None),
+    ("cluster", _opt_text, None, "submit", True, None),  # where it runs (Scheduler.home): with scheduler, whose job
     ("script_file", _opt_text, None, "submit", True, None),  # an imported script run where it is: its file
     ("run_in", _opt_text, None, "submit", True, None),  # ... and the directory it ran in
     # {"type", "job_id", "scheduler_id"}: it starts after that job of the user's (JobSubmit._dependency)
@@ -4228,6 +4354,7 @@ JOB_FIELDS = [JobField(*row) for row in [
     ("results_dir", _opt_text, None, "answer", "text", None),
     ("stdout_path", _opt_text, None, "answer", "text", None),
     ("stderr_path", _opt_text, None, "answer", "text", None),
+    ("outputs_guessed", _or_none(lambda v: isinstance(v, bool)), ABSENT, "answer", True, None),  # worked out, not told
     ("raw_state", _opt_text, "SUBMITTING", "status", True, None),
     ("reason", _opt_text, "Submitting", "status", True, None),
     ("reason_text", _opt_text, "being submitted", "status", True, None),
@@ -4374,20 +4501,15 @@ ROW_TEXTS = [f.sort[0] for f in ROW_FIELDS if f.sort[1] in ("text", "id")]
 STATE_FOLDED = {state: state.casefold() for state in STATES}
 
 
-def _sorted_by(column, kind):
-    if kind == "id":
-        return lambda r: _padded(getattr(r, column)) or None
-    return operator.attrgetter(column)
-
-
 def _padded(scheduler_id):
-    """A scheduler id that sorts as numbers do (12_3 before 100)."""
-    return "_".join(part.zfill(12) for part in scheduler_id.split("_")) if scheduler_id else ""
+    """A scheduler id that sorts as numbers do (12_3 before 100); None for none."""
+    return "_".join(part.zfill(12) for part in scheduler_id.split("_")) if scheduler_id else None
 
 
 # The columns a list sorts by: sort name -> (its value of a row, None for
 # none: those come last; the order when none is asked: True descending).
-JOB_SORTS = {f.sort[0]: (_sorted_by(f.sort[0], f.sort[1]), f.sort[2]) for f in JOB_FIELDS if f.sort}
+JOB_SORTS = {f.sort[0]: ((lambda r, column=f.sort[0]: _padded(getattr(r, column))) if f.sort[1] == "id" else
+                         operator.attrgetter(f.sort[0]), f.sort[2]) for f in JOB_FIELDS if f.sort}
 
 
 def _read_through_layout(cls):
@@ -4603,10 +4725,36 @@ class JobRecords(StorePart):
         out["held"] = pending and meta.get("reason") in HELD_REASONS  # release lets it start
         out["never_runs"] = pending and meta.get("reason") in NEVER_REASONS  # it waits for what cannot come
         out["efficiency"] = job_efficiency(meta)
+        try:
+            out["where"], out["managed"] = self._where(meta), self._aimed(meta) is not None
+        except SchedulerError:  # it cannot tell its own cluster's name now: the actions will say
+            out["where"], out["managed"] = None, True
         for key in PUBLIC_TEXTS:  # any bytes: as text
             if isinstance(out.get(key), str):
                 out[key] = name_text(out[key])
         return out
+
+    def _aimed(self, meta, what=None):
+        """This record's scheduler aimed at its job's cluster; for a record of
+        another scheduler or a cluster it does not serve (read-only here, the
+        README's identity rule) None, or with `what`, Conflict saying where
+        it ran. A record older than the field is of our home cluster."""
+        sched = self.scheduler
+        if meta.get("scheduler") in (None, sched.name) and meta.get("cluster") in [None] + sched.clusters():
+            return sched.on(meta.get("cluster"))
+        if what:
+            raise Conflict("This job ran %s, which this service does not manage: it cannot be %s here."
+                           % (self._where(meta), what))
+        return None
+
+    def _where(self, meta):
+        return SCHEDULERS.get(meta.get("scheduler"), type(self.scheduler)).PLACE % name_text(
+            meta.get("cluster") or self.scheduler.home())
+
+    def _ref(self, meta):
+        """A record's job as Scheduler.each and the shared poll take it."""
+        cluster = meta.get("cluster")
+        return meta["scheduler_id"] + ("@" + cluster if cluster not in (None, self.scheduler.home()) else "")
 
     def _scan(self):
         """(items, broken) for every job, using the parse cache and the
@@ -4697,6 +4845,7 @@ class JobRecords(StorePart):
 # Store: job submission ######################################################
 
 
+JOB_FOLDER_RE = re.compile(r"(?m)^#FLIGHTJOB[ \t]+job-folder[ \t]*$")  # see JobSubmit._job_folder
 AFTER_CHOICES = 30  # the most of a user's jobs offered to start a submission after
 
 
@@ -4728,6 +4877,35 @@ class JobSubmit(StorePart):
         t = found.get(meta.get("template_id"))
         return self._live_questions(t["submission_questions"] if t else GENERIC_SUBMISSION, view), view
 
+    def _job_folder(self, meta, content, options, create):
+        """The folder of its own a job of a script with the line
+        "#FLIGHTJOB job-folder" (the shipped templates') runs in: <its
+        working directory>/<the script's name>-<n>, n the first number
+        after the highest taken; made (as the user, with the job's umask)
+        when create, else the one a submit would make now. None for other
+        scripts (an imported one runs where it is)."""
+        if meta.get("origin") or not JOB_FOLDER_RE.search(content):
+            return None
+        base = job_outputs(content, options, 0, self.user, self.home)["results_dir"]
+        stem = re.sub(r"[^A-Za-z0-9._-]+", "-", meta["name"]).strip("-.")[:64] or "job"
+        taken_re = re.compile(re.escape(stem) + r"-([0-9]{1,9})$")
+        try:
+            with os.scandir(base) as entries:
+                n = max([int(m.group(1)) for m in map(taken_re.match, (e.name for e in entries)) if m] + [0])
+            for n in range(n + 1, n + 100 if create else n + 2):
+                folder = os.path.join(base, "%s-%d" % (stem, n))
+                with contextlib.suppress(FileExistsError):
+                    if create:
+                        os.mkdir(folder, 0o700)
+                        os.chmod(folder, 0o777 & ~job_umask())  # not the worker's umask
+                    return folder
+        except OSError as e:
+            where = "The working directory %s " % name_text(base)
+            message = where + ("does not exist" if isinstance(e, FileNotFoundError) else "cannot be used: %s"
+                               % (e.strerror or e)) + "; change it in the script (#SBATCH --chdir)."
+            raise Invalid(message, {"working_dir": message})
+        raise Conflict("No free folder name for the job in %s." % name_text(base))
+
     @operation("scripts.submission")
     def submission(self, id, from_job=None, cluster=None):
         """The submission questions; from_job: with the answers of that job
@@ -4755,7 +4933,7 @@ class JobSubmit(StorePart):
                 break
             with contextlib.suppress(Conflict, NotFound):
                 m = self._job_meta(job_id)
-                if m.get("scheduler_id") and m.get("scheduler") == self.scheduler.name:
+                if m.get("scheduler_id") and self._aimed(m):
                     out.append({"id": m["id"], "scheduler_id": m["scheduler_id"], "state": m["state"],
                                 "script_name": name_text(m.get("script_name") or ""),
                                 "submitted_at": m.get("submitted_at")})
@@ -4781,8 +4959,7 @@ class JobSubmit(StorePart):
             meta = self._job_meta(check_id(job, "job"))
         except (NotFound, Conflict):
             meta = None
-        if not meta or not meta.get("scheduler_id") or meta.get("scheduler") != self.scheduler.name \
-                or "_" in meta["scheduler_id"]:
+        if not meta or not meta.get("scheduler_id") or not self._aimed(meta) or "_" in meta["scheduler_id"]:
             raise Invalid("Start after: that is not one of your jobs the scheduler has.",
                           {"after_job": "not one of your jobs the scheduler has"})
         return {"type": kind, "job_id": meta["id"], "scheduler_id": meta["scheduler_id"]}
@@ -4819,7 +4996,7 @@ class JobSubmit(StorePart):
         one of the user's jobs (see _dependency)."""
         return self._plan(script, answers, cluster, after)[0]
 
-    def _plan(self, script, answers, cluster=None, after=None):
+    def _plan(self, script, answers, cluster=None, after=None, create=False):
         """(preview's answer, the content a submit sends): the script's, or
         for one that runs where it is, its file as it is now (_run_source),
         in its directory (--chdir, after the answers' options)."""
@@ -4840,6 +5017,13 @@ class JobSubmit(StorePart):
         if problem is not None:
             raise problem
         options = submission_options(questions, values) + chdir
+        cluster = effective_options(content, options).get("clusters")
+        cluster = cluster if cluster in self.scheduler.clusters() else self.scheduler.home()
+        if dependency and (self._job_meta(dependency["job_id"]).get("cluster") or self.scheduler.home()) != cluster:
+            raise Invalid("Start after: that job runs on another cluster; a job can wait only for one on its own.",
+                          {"after_job": "runs on another cluster"})
+        folder = self._job_folder(meta, content, options, create)
+        options += ["--chdir=%s" % folder] if folder else []
         if dependency:
             options.append("--dependency=%s:%s" % (dependency["type"], dependency["scheduler_id"]))
         outputs = self._outputs(content, options, "%j")
@@ -4849,7 +5033,8 @@ class JobSubmit(StorePart):
                  "options": options, "command": cmd, "command_text": " ".join(shlex.quote(a) for a in cmd),
                  "outputs": outputs, "ignored_options": ignored, "scheduler": self.scheduler.name,
                  "script_file": meta["origin"]["file"] if run_in else None,
-                 "run_in": name_text(run_in) if run_in else None, "dependency": dependency}, content)
+                 "run_in": name_text(run_in) if run_in else None, "dependency": dependency,
+                 "cluster": cluster}, content)
 
     @operation("jobs.submit", writes=True)
     def job_submit(self, script, answers=None, cluster=None, after=None):
@@ -4857,7 +5042,7 @@ class JobSubmit(StorePart):
         that runs where it is, of its file as it was read for this submit).
         A refusal by the scheduler is a FAILED job carrying the scheduler's
         message."""
-        plan, content = self._plan(script, answers, cluster, after)
+        plan, content = self._plan(script, answers, cluster, after, create=True)
 
         def make(job_id):
             command = self.scheduler.command(self._job_path(job_id, "script.sh"), plan["options"])
@@ -4887,10 +5072,26 @@ class JobSubmit(StorePart):
             self.has_unfinished = True
         return job
 
-    def _submitted(self, content, options, scheduler_id):
-        """A job record's changes once the scheduler has it as scheduler_id."""
-        return dict(self._outputs(content, options, scheduler_id), scheduler_id=scheduler_id,
-                    raw_state="PENDING", reason="None", reason_text="submitted")
+    def _submitted(self, content, options, ref):
+        """A job record's changes once the scheduler has it as ref (its id,
+        "@cluster" where sbatch named one): where its output goes as the
+        scheduler tells, else worked out (job_outputs), marked a guess where
+        the scheduler could have told."""
+        scheduler_id, _, cluster = ref.partition("@")
+        changes = dict(self._outputs(content, options, scheduler_id), scheduler_id=scheduler_id,
+                       raw_state="PENDING", reason="None", reason_text="submitted")
+        if cluster:
+            changes["cluster"] = cluster
+        told = {}
+        with contextlib.suppress(SchedulerError, NotFound):
+            sched = self.scheduler.on(cluster or None)
+            if sched.TELLS_OUTPUTS and effective_options(content, options).get("array") in (None, True):
+                changes["outputs_guessed"] = True
+                told = sched.describe([scheduler_id]).get(scheduler_id) or {}
+        if told.get("stdout"):
+            changes.update(results_dir=told["workdir"] or changes["results_dir"], stdout_path=told["stdout"],
+                           stderr_path=told["stderr"] or told["stdout"], outputs_guessed=False)
+        return changes
 
     def _outputs(self, content, options, job_id):
         """Where a job's output goes (job_outputs), for an array job its
@@ -4909,13 +5110,14 @@ class JobSubmit(StorePart):
 POLLED_IDS = 2000  # the most of one user's unfinished jobs the shared poll follows (the newest)
 
 
-def outside_job_record(job_id, scheduler_name, scheduler_id, status, detail, now):
+def outside_job_record(job_id, scheduler, scheduler_id, status, detail, now):
     """A job the user submitted outside flightjobd (sbatch in a shell) that
-    the shared status poll saw: a record like ours, origin "outside", with
-    no script of ours, tracked until it ends."""
+    a status poll saw: a record like ours, origin "outside", with no script
+    of ours, tracked until it ends (scheduler: aimed at its cluster)."""
     name = detail.get("name") or "job %s" % scheduler_id
-    plan = {"script": {"id": "", "name": name}, "answers": {}, "options": [], "ignored_options": []}
-    record = new_job_record(job_id, plan, scheduler_name, None, now)
+    plan = {"script": {"id": "", "name": name}, "answers": {}, "options": [], "ignored_options": [],
+            "cluster": scheduler.home()}
+    record = new_job_record(job_id, plan, scheduler.name, None, now)
     stdout = detail.get("stdout") or None
     record.update(status, origin="outside", scheduler_id=scheduler_id, job_name=name, results_dir=detail.get("workdir") or None,
                   stdout_path=stdout, stderr_path=detail.get("stderr") or stdout)
@@ -4934,48 +5136,62 @@ class JobStatus(StorePart):
         super().__init__(config, user)
         self.last_refresh = 0.0
 
-    @operation("jobs.refresh")
-    def refresh(self, force=False, statuses=None, notice=None, own=False, outside=None):
-        """Bring unfinished jobs up to date. With `statuses` (scheduler id
-        -> status, from the daemon's shared status poll: see StatusPoll)
-        the worker records them, as only it may write in the home; when
-        that poll failed, `notice` says why and no job changes. Without,
-        the worker asks the scheduler itself, with ONE status call -- for
-        the local scheduler, in single-user mode, or when the daemon says
-        so (own) -- except where the shared poll serves the user: a page's
-        refresh then records nothing new (submits of unknown outcome are
-        still settled: they need the user's own squeue). `outside`: the
-        user's unfinished jobs the poll saw that are not flightjobd's (job id
-        -> status): each becomes a record of its own (outside_job_record)."""
-        interval = self.config["scheduler"]["refresh_interval"]
-        if statuses is None and notice is None and not force and time.time() - self.last_refresh < interval:
+    def refresh(self):
+        """A page's look at the jobs: brought up to date at most every
+        scheduler.refresh_interval, asking the scheduler here unless the
+        shared poll serves the user (then submits of unknown outcome are
+        still settled: they need the user's own squeue)."""
+        if time.time() - self.last_refresh < self.config["scheduler"]["refresh_interval"]:
             return self._scheduler_state()
+        return self._update(ask=not self.shared_poll())
+
+    @operation("jobs.ask_scheduler")
+    def ask_scheduler(self):
+        """Bring unfinished jobs up to date now, with ONE status call of the
+        user's own: the background refresh, and the shared poll's pass where
+        it cannot ask for everyone (the local scheduler; others' jobs hidden)."""
+        return self._update(ask=True)
+
+    @operation("jobs.take_statuses")
+    def take_statuses(self, statuses=None, notice=None, outside=None):
+        """Record what the shared status poll (StatusPoll) hands, as only the
+        worker may write in the home: statuses (scheduler id -> status; None:
+        polled, not found; ids not in it were not polled), or the notice of
+        why it failed (no job changes); outside: the user's unfinished jobs
+        it saw that are not flightjobd's (job id -> status), each made a
+        record of its own (outside_job_record). With none, only what it is to
+        ask about (the answer's ids)."""
+        return self._update(statuses=statuses, notice=notice, outside=outside)
+
+    def _update(self, statuses=None, notice=None, outside=None, ask=False):
+        """Settle submits of unknown outcome, then record the statuses given
+        or, with ask, those the scheduler gives; what a refresh tells."""
         self.last_refresh = time.time()
         problems = []
-        metas, _ = self._open_jobs()
+        try:  # only our scheduler's and clusters' records: others' are read-only here
+            metas = [m for m in self._open_jobs()[0] if self._aimed(m)]
+        except SchedulerError as e:
+            self.notice = e.message
+            return self._scheduler_state()
         unsure = [m for m in metas if m["state"] in UNFINISHED and not m.get("scheduler_id")]
         if unsure:
             try:
                 self._settle_submits(unsure)
             except SchedulerError as e:
                 problems.append(e.message)
-            metas, _ = self._open_jobs()
+            metas = [m for m in self._open_jobs()[0] if self._aimed(m)]
         pending = [m for m in metas if m.get("scheduler_id") and (
             m["state"] in UNFINISHED or m.get("detail_pending") and not self._detail_given_up(m))]
         unfinished = sum(m["state"] in UNFINISHED and not m.get("scheduler_id") for m in metas)
-        shared = self.shared_poll() and not own
-        if statuses is not None:  # None: polled, not found; ids not in it were not polled
-            asked = [m for m in pending if m["scheduler_id"] in statuses]
-            unfinished += len(pending) - len(asked) + self._apply_statuses(
-                asked, {i: st for i, st in statuses.items() if st is not None})
-        elif pending and not shared and notice is None:
-            try:
-                found = self.scheduler.status([m["scheduler_id"] for m in pending])
+        if statuses is None and ask and notice is None and (pending or self.scheduler.SHARED_POLL):
+            try:  # asked here: with the user's jobs not submitted here where the scheduler lists them
+                statuses, outside = self._statuses(pending, outside=True)
             except SchedulerError as e:
                 problems.append(e.message)
-                unfinished += len(pending)
-            else:
-                unfinished += self._apply_statuses(pending, found)
+        if statuses is not None:  # None: polled, not found; ids not in it were not polled
+            asked = [m for m in pending if self._ref(m) in statuses]
+            unfinished += len(pending) - len(asked) + self._apply_statuses(
+                asked, {i: st for i, st in statuses.items() if st is not None})
         else:
             unfinished += len(pending)
         if outside and not unsure:  # a submit not settled could be one of them
@@ -4985,7 +5201,7 @@ class JobStatus(StorePart):
                 problems.append(e.message)
         if notice is not None:
             problems.append(notice)
-        if problems or statuses is not None or (pending and not shared and notice is None):  # a shared poll's notice
+        if problems or statuses is not None or (pending and ask and notice is None):  # a shared poll's notice
             self.notice = "; ".join(problems) or None  # stays until the next poll's answer
             for problem in problems:
                 log.warning("status refresh failed: %s", problem)
@@ -5007,29 +5223,23 @@ class JobStatus(StorePart):
         time); one whose batch script is in our jobs directory is ours (a
         submit being settled), and one a record lost (UNKNOWN) is that
         record's: both are left alone. How many it took."""
-        known = {m["scheduler_id"] for m in pending}
+        known = {self._ref(m) for m in pending}
         for m in metas:  # the lost are few: read in full
-            if m["state"] == "UNKNOWN":
-                with contextlib.suppress(Conflict, NotFound):
-                    known.add(self._job_meta(m["id"]).get("scheduler_id"))
-        new = [i for i, st in sorted(outside.items()) if i not in known and SCHEDULER_ID_RE.match(i)
+            with contextlib.suppress(Conflict, NotFound):
+                if m["state"] == "UNKNOWN" and self._job_meta(m["id"]).get("scheduler_id"):
+                    known.add(self._ref(self._job_meta(m["id"])))
+        new = [i for i, st in sorted(outside.items()) if i not in known and JOB_REF_RE.match(i)
                and isinstance(st, dict) and st.get("state") in UNFINISHED][:OUTSIDE_IMPORTS]
-        if not new:
-            return 0
-        detail = self.scheduler.describe(new)
         taken = 0
-        for scheduler_id in new:
-            d = dict(detail.get(scheduler_id, {}))
-            if d.get("command", "").startswith(self.jobs_dir + os.sep):
-                continue
-            for key in ("stdout", "stderr"):  # squeue may show the pattern as given to sbatch
-                if d.get(key):
-                    path = expand_pattern(d[key], scheduler_id, d.get("name") or "", self.user)
-                    d[key] = os.path.join(d.get("workdir") or self.home, path)
-            record = outside_job_record(None, self.scheduler.name, scheduler_id, outside[scheduler_id], d, now_iso())
-            self._create_dir(self.jobs_dir, lambda job_id: (dict(record, id=job_id), {}))
-            log.info("job %s submitted outside flightjobd is followed", scheduler_id)
-            taken += 1
+        for sched, ids in self.scheduler.each(new):
+            detail = sched.describe(list(ids))  # where its output goes, as the scheduler tells
+            for scheduler_id, ref in ids.items():
+                d = detail.get(scheduler_id, {})
+                if not (d.get("command") or "").startswith(self.jobs_dir + os.sep):
+                    record = outside_job_record(None, sched, scheduler_id, outside[ref], d, now_iso())
+                    self._create_dir(self.jobs_dir, lambda job_id: (dict(record, id=job_id), {}))
+                    log.info("job %s submitted outside flightjobd is followed", ref)
+                    taken += 1
         return taken
 
     def _settle_submits(self, unsure):
@@ -5063,7 +5273,7 @@ class JobStatus(StorePart):
         grace = self.config["scheduler"]["unknown_grace"]
         unfinished = 0
         for m in pending:
-            status = found.get(m["scheduler_id"])
+            status = found.get(self._ref(m))
             if m["state"] not in UNFINISHED:  # finished, waiting for sacct's detail: never unfinished again
                 changes = self._status_changes(m, status) if status and status["state"] in FINAL_STATES \
                     else {"detail_pending": False}
@@ -5103,8 +5313,8 @@ class JobStatus(StorePart):
         unfinished, the scheduler ids of those the scheduler has (the shared
         poll's; the newest POLLED_IDS) and the scheduler calls made so far."""
         self.has_unfinished = unfinished > 0
-        ids = sorted(((m["id"], m["scheduler_id"]) for m in self._open_jobs()[0]
-                      if (m["state"] in UNFINISHED or m.get("detail_pending")) and m.get("scheduler_id")),
+        ids = sorted(((m["id"], self._ref(m)) for m in self._open_jobs()[0] if self._aimed(m)
+                      and (m["state"] in UNFINISHED or m.get("detail_pending")) and m.get("scheduler_id")),
                      reverse=True)
         return dict(self._scheduler_state(), unfinished=unfinished, calls=dict(self.scheduler.counters),
                     ids=[i for _, i in ids[:POLLED_IDS]])
@@ -5125,15 +5335,28 @@ class JobStatus(StorePart):
             if round:
                 time.sleep(0.1)
             with contextlib.suppress(SchedulerError):
-                self._apply_statuses(metas, self.scheduler.status([m["scheduler_id"] for m in metas]))
+                self._apply_statuses(metas, self._statuses(metas)[0])
         self.has_unfinished = any(m["state"] in UNFINISHED for m in self._open_jobs()[0])
+
+    def _statuses(self, metas, outside=False):
+        """({ref: status} of these records' jobs, {ref: status} of the user's
+        unfinished jobs not among them, with outside where the scheduler
+        lists them): each cluster asked on its own."""
+        refs = [self._ref(m) for m in metas]
+        if outside and self.scheduler.SHARED_POLL:
+            found, _, others, undecided = self.scheduler.poll({os.getuid(): refs})
+            return {i: st for i, st in found.items() if i not in undecided}, others.get(os.getuid(), {})
+        found = {}
+        for sched, ids in self.scheduler.each(refs):
+            found.update((ids[i], st) for i, st in sched.status(list(ids)).items() if i in ids)
+        return found, None
 
     def _restatus(self, id):
         """The job's record brought up to date with the scheduler's status
         at once (the user's own action), whatever the refresh interval."""
         meta = self._job_meta(id)
         with contextlib.suppress(SchedulerError):
-            self._apply_statuses([meta], self.scheduler.status([meta["scheduler_id"]]))
+            self._apply_statuses([meta], self._statuses([meta])[0])
         return self._public_job(self._job_meta(id))
 
 
@@ -5177,47 +5400,47 @@ class JobControl(StorePart):
     def job_cancel(self, id):
         meta = self._job_meta(id)
         if meta["state"] in UNFINISHED and meta.get("scheduler_id"):
-            self.scheduler.cancel(meta["scheduler_id"])
+            self._aimed(meta, "cancelled").cancel(meta["scheduler_id"])
             self._update_job(id, {"cancel_requested_at": now_iso()})
             self._await_settled([id])
         return self._public_job(self._job_meta(id))
 
-    def _pending_job(self, id, what):
-        """The record of a job the scheduler has that has not started;
-        Conflict, saying so, for another."""
+    def _on_pending(self, id, what, act):
+        """act(its scheduler aimed at it, its scheduler id) for a job the
+        scheduler has that has not started, then its record brought up to
+        date; Conflict, saying so, for another."""
         meta = self._job_meta(id)
         if meta["state"] != "PENDING" or not meta.get("scheduler_id"):
             raise Conflict("Only a pending job can be %s: this one is %s." % (what, meta["state"].lower()))
-        return meta
+        act(self._aimed(meta, what), meta["scheduler_id"])
+        return self._restatus(id)
 
     @operation("jobs.hold", writes=True)
     def job_hold(self, id):
         """Keep a pending job from starting (scheduler's hold)."""
-        self.scheduler.hold(self._pending_job(id, "held")["scheduler_id"])
-        return self._restatus(id)
+        return self._on_pending(id, "held", lambda sched, job_id: sched.hold(job_id))
 
     @operation("jobs.release", writes=True)
     def job_release(self, id):
         """Let a held job start (scheduler's release)."""
-        self.scheduler.release(self._pending_job(id, "released")["scheduler_id"])
-        return self._restatus(id)
+        return self._on_pending(id, "released", lambda sched, job_id: sched.release(job_id))
 
     @operation("jobs.time_limit", writes=True)
     def job_time_limit(self, id, time_limit=None):
         """Change a pending job's time limit (a Slurm time, as the time
         question takes it): Invalid naming time_limit for a bad one; the
         scheduler's refusal (a user may only lower it) as SchedulerRefused."""
-        meta = self._pending_job(id, "given a new time limit")
-        try:
-            if not isinstance(time_limit, str) or not time_limit.strip():
-                raise ValueError("give the new time limit (%s)" % TIME_HELP)
-            seconds = time_limit_seconds(time_limit[:40])
-            if seconds == 0:
-                raise ValueError("give more than none (a job with no time would be ended as it starts)")
-        except ValueError as e:
-            raise Invalid("Time limit: %s." % e, {"time_limit": "Time limit: %s" % e})
-        self.scheduler.set_time_limit(meta["scheduler_id"], seconds)
-        return self._restatus(id)
+        def act(sched, job_id):
+            try:
+                if not isinstance(time_limit, str) or not time_limit.strip():
+                    raise ValueError("give the new time limit (%s)" % TIME_HELP)
+                seconds = time_limit_seconds(time_limit[:40])
+                if seconds == 0:
+                    raise ValueError("give more than none (a job with no time would be ended as it starts)")
+            except ValueError as e:
+                raise Invalid("Time limit: %s." % e, {"time_limit": "Time limit: %s" % e})
+            sched.set_time_limit(job_id, seconds)
+        return self._on_pending(id, "given a new time limit", act)
 
     @operation("jobs.cancel_task", writes=True)
     def job_cancel_task(self, id, task=None):
@@ -5231,7 +5454,7 @@ class JobControl(StorePart):
             raise NotFound("This job has no task %s." % name_text(str(task))[:20])
         if found[0]["state"] not in UNFINISHED or meta["state"] not in UNFINISHED:
             raise Conflict("Task %s has already finished." % task)
-        self.scheduler.cancel(found[0]["id"])
+        self._aimed(meta, "cancelled").cancel(found[0]["id"])
         cancelled = [t for t in meta.get("cancelled_tasks") or [] if t != found[0]["id"]][-4999:]  # bounded: a record is read whole
         self._update_job(id, {"cancelled_tasks": cancelled + [found[0]["id"]]})
         self._await_settled([id], lambda meta: meta["state"] not in UNFINISHED or any(
@@ -5375,6 +5598,8 @@ class JobList(StorePart):
             out.update(can=False, why="it has already finished")
         elif action == "cancel" and not meta.get("scheduler_id"):
             out.update(can=False, why="its submission is not settled yet: try again in a moment")
+        elif action == "cancel" and not self._aimed(meta):
+            out.update(can=False, why="it runs %s, which this service does not manage" % self._where(meta))
         return out
 
     @operation("jobs.bulk", writes=True)
@@ -5393,7 +5618,7 @@ class JobList(StorePart):
                     if action == "remove":
                         self.job_delete(pick["id"])
                     else:
-                        self.scheduler.cancel(pick["scheduler_id"])
+                        self._aimed(self._job_meta(pick["id"]), "cancelled").cancel(pick["scheduler_id"])
                         self._update_job(pick["id"], {"cancel_requested_at": now_iso()})
                 except FlightJobError as e:
                     pick.update(can=False, why=e.message)
@@ -5783,9 +6008,10 @@ MAX_POLL_USERS = 2000  # the most users whose jobs one poll lists
 # them the shared poll's partition summary (multi-user Slurm), so a worker
 # asks no scheduler for it.
 CLUSTER_OPS = ("scripts.submission", "jobs.preview", "jobs.submit")
+POLL_OPS = ("jobs.take_statuses", "jobs.ask_scheduler")  # the operations the poll calls itself
 
 
-class StatusSource:
+class StatusSource(Performer):
     """The shared status poll's own process, as scheduler.status_user:
     one scheduler status call (squeue, then sacct for what squeue does not
     list or lists as finished) for the validated numeric job ids root
@@ -5799,29 +6025,31 @@ class StatusSource:
             import ctypes
             ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE, 0
 
-    def perform(self, op, args):
-        if op == "status.partitions":  # no argument: nothing of any user reaches it
-            return {"partitions": self.scheduler.partition_summary()}, None
-        if op != "status.poll":
-            raise BadRequest("No such operation of the status poll: %s." % op)
-        followed = args.get("followed")
+    @operation("status.partitions")
+    def status_partitions(self):
+        """The partition summary (no argument: nothing of any user reaches it)."""
+        return {"partitions": self.scheduler.partition_summary()}
+
+    @operation("status.poll")
+    def status_poll(self, followed=None):
+        """One round of the followed users' statuses ({uid: [job ids]})."""
         if not isinstance(followed, dict) or len(followed) > MAX_POLL_USERS or not all(
                 uid.isdigit() and len(uid) <= 10 and isinstance(ids, list) and all(
-                    isinstance(i, str) and SCHEDULER_ID_RE.match(i) for i in ids)
+                    isinstance(i, str) and JOB_REF_RE.match(i) for i in ids)
                 for uid, ids in followed.items()) or sum(map(len, followed.values())) > MAX_POLL_IDS:
             raise Invalid("followed must map at most %d uids to at most %d job ids in all."
                           % (MAX_POLL_USERS, MAX_POLL_IDS))
         if time.monotonic() - self.checked[1] > 600:  # PrivateData, again every 10 minutes
             self.checked = (self.scheduler.hidden_jobs(), time.monotonic())
         if self.checked[0]:
-            return {"hidden": self.checked[0]}, None
+            return {"hidden": self.checked[0]}
         before = dict(self.scheduler.counters)
         statuses, owners, outside, undecided = self.scheduler.poll(followed)
         outside = {uid: dict(sorted(jobs.items())[:OUTSIDE_IMPORTS]) for uid, jobs in outside.items()}
         room = self.config["worker"]["max_message"] // 2 - len(json.dumps(undecided)) - 160 * len(owners)
         undecided.update(_fair_room(followed, statuses, outside, room))
         return {"statuses": statuses, "owners": {i: owners[i] for i in statuses}, "outside": outside,
-                "undecided": undecided, "calls": {k: v - before.get(k, 0) for k, v in self.scheduler.counters.items()}}, None
+                "undecided": undecided, "calls": {k: v - before.get(k, 0) for k, v in self.scheduler.counters.items()}}
 
 
 def _fair_room(followed, statuses, outside, room):
@@ -5860,7 +6088,7 @@ def _shares(sizes, room):
     return out
 
 
-# Worker #####################################################################
+# Worker: its process and the fork server ####################################
 
 # A reply is one line, "ID ok|err UNFINISHED JSON". UNFINISHED tells whether
 # the user has unfinished jobs, as the operation found them: "1", "0", or "-"
@@ -6072,7 +6300,8 @@ ANSWERS = dict({op: (None, _JOB) for op in ("jobs.submit", "jobs.get", "jobs.can
                                            watched=_each(_shape(id=str, state=str)))),
     "jobs.pick": (SMALL_ANSWER, _each(_shape(id=str, can=bool))),
     "jobs.bulk": (SMALL_ANSWER, _shape(action=str, jobs=list)),
-    "jobs.refresh": (SMALL_ANSWER, dict), "whoami": (SMALL_ANSWER, dict), "probe": (SMALL_ANSWER, dict),
+    "jobs.ask_scheduler": (SMALL_ANSWER, dict), "jobs.take_statuses": (SMALL_ANSWER, dict),
+    "whoami": (SMALL_ANSWER, dict), "probe": (SMALL_ANSWER, dict),
     "scripts.delete": (SMALL_ANSWER, _shape(deleted=str)), "jobs.delete": (SMALL_ANSWER, _shape(deleted=str))})
 
 
@@ -6260,6 +6489,9 @@ class Forked:
         with contextlib.suppress(Exception):
             if self.returncode is None:
                 os.close(self.pidfd)
+
+
+# Worker: root side (Worker, WorkerPool) ####################################
 
 
 class ForkServer:
@@ -6623,7 +6855,7 @@ class WorkerPool:
         self.waiting = []  # (ticket, worker, download) of each request waiting its turn, first come first
         self.tickets = itertools.count()
         self.active = set()  # users known to have unfinished jobs
-        self.poll = None  # the shared status poll (multi-user mode: App gives it)
+        self.poll = None  # what watches every call (StatusPoll.watch): the shared status poll, given by App
         self.busy = 0  # calls and downloads in flight, all users
         self.downloads = 0  # downloads in flight, all users
         threads = config["server"]["threads"]
@@ -6691,16 +6923,17 @@ class WorkerPool:
 
     def call(self, user, op, args=None, **kw):
         """Worker.call for `user`, in one of its slots; what the reply says
-        of unfinished jobs keeps `active` up to date."""
-        if op in CLUSTER_OPS and self.poll and self.poll.serving() and scheduler_class(self.config).SHARED_POLL:
-            # only a page showing the questions keeps the summary coming
-            args = dict(args or {}, cluster=self.poll.cluster_summary(want=op == "scripts.submission"))
+        of unfinished jobs keeps `active` up to date. The poll, when there
+        is one, watches the call: it may add to args, and hears the reply."""
+        watch = self.poll.watch(user, op, args, kw.get("touch", True)) if self.poll else None
+        args = next(watch) if watch else args
         with self._slot(user) as worker:
             result, unfinished = worker.call(op, args, **kw)
         if unfinished is not None:
             (self.active.add if unfinished else self.active.discard)(user)
-        if self.poll and op != "jobs.refresh":
-            self.poll.heard(user, op, unfinished, kw.get("touch", True))
+        if watch:
+            with contextlib.suppress(StopIteration):
+                watch.send(unfinished)
         return result
 
     def reap(self):
@@ -6719,11 +6952,11 @@ class WorkerPool:
         """Background refresh for users with unfinished jobs, so jobs that end
         while nobody looks get their true final state (users whose jobs the
         shared status poll follows excepted)."""
-        if self.poll and self.poll.serving():
+        if self.config["server"]["multi_user"] and self.config["scheduler"]["shared_poll"]:
             return
         for user in list(self.active):
             try:
-                self.call(user, "jobs.refresh", {"force": True}, touch=False)
+                self.call(user, "jobs.ask_scheduler", {}, touch=False)
             except FlightJobError as e:
                 log.warning("background refresh for %s failed: %s", user, e.message)
 
@@ -6784,7 +7017,7 @@ def checked_statuses(answer, ids):
     owners = {i: uid for i, uid in parts[1].items() if i in statuses and type(uid) is int}
     for uid, jobs in parts[2].items():
         for i, st in (jobs.items() if isinstance(uid, str) and uid.isdigit() and isinstance(jobs, dict) else ()):
-            if not (isinstance(i, str) and SCHEDULER_ID_RE.match(i)) or _status_fault(st):
+            if not (isinstance(i, str) and JOB_REF_RE.match(i)) or _status_fault(st):
                 refused[str(i)[:20]] = (int(uid), "its job %r left out: %s" % (str(i)[:20], _status_fault(st) or "no job id"))
             else:
                 outside.setdefault(int(uid), {})[i] = st
@@ -6844,7 +7077,7 @@ class StatusPoll:
     notice instead and no job changes. Pages never wait on the scheduler:
     they read what the workers recorded. While the status user cannot see
     every user's jobs (PrivateData), each worker polls for itself on the
-    same schedule (handed {"own": True}), and the log says why; so does
+    same schedule (jobs.ask_scheduler), and the log says why; so does
     each worker on the local scheduler, whose states are files in the
     homes (no controller to spare, and root does not read there)."""
 
@@ -6857,7 +7090,7 @@ class StatusPoll:
         self.watched = {}  # user -> when (monotonic) they last looked at their jobs
         self.last = -1e9  # when the last poll began (monotonic)
         self.hidden = (None, 0)  # (why the status user cannot see every user's jobs, since):
-        # meanwhile each worker polls for itself, handed {"own": True}
+        # meanwhile each worker polls for itself (jobs.ask_scheduler)
         self.counters = {"polls": 0, "failed": 0}  # and the scheduler commands the polls ran
         self.refused = set()  # the jobs whose statuses the last poll left out (logged when first left out)
         self.rounds = threading.Condition()  # notified after each poll that was due
@@ -6903,6 +7136,17 @@ class StatusPoll:
     def serving(self):
         """Whether this poll follows users' jobs (else their workers do)."""
         return self.config["scheduler"]["shared_poll"]
+
+    def watch(self, user, op, args, looked):
+        """The pool's hook round a worker call (a generator): yields the args
+        to send (the partition summary added for CLUSTER_OPS: only a page
+        showing the questions keeps it coming), then hears the reply's word
+        on unfinished jobs (send) -- but for its own calls (POLL_OPS)."""
+        if op in CLUSTER_OPS and self.serving() and scheduler_class(self.config).SHARED_POLL:
+            args = dict(args or {}, cluster=self.cluster_summary(want=op == "scripts.submission"))
+        unfinished = yield args
+        if op not in POLL_OPS:
+            self.heard(user, op, unfinished, looked)
 
     def heard(self, user, op, unfinished, looked):
         """A worker's answer to `op`: a user with unfinished jobs is followed
@@ -6985,7 +7229,7 @@ class StatusPoll:
             # the local scheduler's states are files in each home, read by its
             # worker (no controller to spare): the same schedule, a pass each
             # ("auto" is resolved by serve(); unresolved, each worker knows)
-            return [self._send(user, {"own": True}) for user in active]
+            return [self._send(user, {}, "jobs.ask_scheduler") for user in active]
         # learn what to ask for from the workers that have not said (no scheduler call)
         asking = [self._send(user, {}) for user in active if self.ids.get(user) is None]
         concurrent.futures.wait([f for f in asking if f], timeout=POLL_WAIT)
@@ -7006,7 +7250,7 @@ class StatusPoll:
                 self.hidden = (str(answer["hidden"])[:STATUS_TEXT], time.monotonic())
                 log.warning("shared status poll off for 10 minutes, each user's worker polls: %s",
                             self.hidden[0])
-                return [self._send(user, {"own": True}) for user in active]
+                return [self._send(user, {}, "jobs.ask_scheduler") for user in active]
             self.hidden = (None, 0)
             statuses, owners, outside, undecided, refused = checked_statuses(
                 answer, [i for mine in followed.values() for i in mine])
@@ -7024,7 +7268,7 @@ class StatusPoll:
             log.warning("shared status poll failed: %s", notice)
             for user in active:  # asked again next time: what they follow may be what failed
                 self.ids[user] = None
-            return [self._send(user, {"notice": notice}, notice) for user in active
+            return [self._send(user, {"notice": notice}, sent=notice) for user in active
                     if self.sent.get(user) != notice]
         hands = []
         for user, theirs in asked.items():
@@ -7039,7 +7283,7 @@ class StatusPoll:
                 args["notice"] = "; ".join(why)[:STATUS_TEXT]
             gist = (_gist(mine), args.get("notice"))
             if others or (mine or why) and (self.sent.get(user) != gist or None in mine.values()):
-                hands.append(self._send(user, args, gist))
+                hands.append(self._send(user, args, sent=gist))
         return hands
 
     @staticmethod
@@ -7054,7 +7298,7 @@ class StatusPoll:
                     taken += 1
         return asked
 
-    def _send(self, user, args, sent=None):
+    def _send(self, user, args, op="jobs.take_statuses", sent=None):
         """_hand in one of the hand threads, unless one for the user is in
         flight: the future, or None."""
         with self.lock:
@@ -7064,7 +7308,7 @@ class StatusPoll:
 
         def hand():
             try:
-                self._hand(user, args, sent)
+                self._hand(user, op, args, sent)
             finally:
                 with self.lock:
                     self.handing.discard(user)
@@ -7075,17 +7319,17 @@ class StatusPoll:
                 self.handing.discard(user)
             return None
 
-    def _hand(self, user, args, sent=None):
-        """Call the user's worker's jobs.refresh with args: what it answers
-        tells the ids of its unfinished jobs."""
+    def _hand(self, user, op, args, sent=None):
+        """Call the user's worker's op (one of POLL_OPS) with args: what it
+        answers tells the ids of its unfinished jobs."""
         try:
-            reply = self.pool.call(user, "jobs.refresh", dict(args, force=True), touch=False)
+            reply = self.pool.call(user, op, args, touch=False)
         except FlightJobError as e:
             log.warning("status poll: the worker of %s: %s", user, e.message)
             return
         self.sent[user] = sent
         ids = reply.get("ids") if isinstance(reply, dict) else None
-        self.ids[user] = [i for i in ids if isinstance(i, str) and SCHEDULER_ID_RE.match(i)][:POLLED_IDS] \
+        self.ids[user] = [i for i in ids if isinstance(i, str) and JOB_REF_RE.match(i)][:POLLED_IDS] \
             if isinstance(ids, list) else []
 
 
@@ -8057,22 +8301,17 @@ class App:
             limit = limit or (form_limit(self.config) if self.who()[0] else self.config["server"]["max_body"])
             if (bottle.request.content_type or "").lower().startswith("multipart/"):
                 raise BadRequest("Send the form url-encoded (application/x-www-form-urlencoded).")
-            if bottle.request.content_length > limit:
+            request = type("FormRequest", (bottle.BaseRequest,), {"MEMFILE_MAX": limit})(environ)  # this form's limit
+            try:
+                form = request.forms.decode()  # each value the UTF-8 text its bytes are
+            except bottle.HTTPError:  # its 413: over the limit (Bottle reads no more than that)
                 raise TooLarge("The form is larger than %d bytes." % limit)
-            raw = bottle.request.body.read(limit + 1)
-            if len(raw) > limit:
-                raise TooLarge("The form is larger than %d bytes." % limit)
-            form = bottle.FormsDict()
-            form.recode_unicode = False  # already text
-            try:  # each byte a character, escaped or not, then the bytes read as UTF-8 (as Bottle does)
-                for key, value in urllib.parse.parse_qsl(raw.decode("latin-1"), keep_blank_values=True,
-                                                         encoding="latin-1", max_num_fields=10000):
-                    form.append(key.encode("latin-1").decode("utf-8"),
-                                value.encode("latin-1").decode("utf-8").replace("\r\n", "\n"))
             except UnicodeError:
                 raise BadRequest("The form is not valid UTF-8.")
-            except ValueError:
+            if sum(map(len, form.dict.values())) > 10000:
                 raise BadRequest("The form has more than 10,000 fields.")
+            for values in form.dict.values():  # the browser's CRLF newlines
+                values[:] = [value.replace("\r\n", "\n") for value in values]
             environ["flightjob.form"] = form
         return environ["flightjob.form"]
 
@@ -8353,6 +8592,18 @@ class RoutePlugin:
 ROUTES = []  # (path, method, config, handler), in the order declared below
 
 
+def api_call(method, path, op, body=(), status=200):
+    """Declare an API route that is one worker operation: its arguments the
+    URL's and the JSON body's fields named in body, its answer the
+    operation's JSON with status (204: none)."""
+    def handler(app, user, **args):
+        data = app.body_json() if body else {}
+        answer = app.call_raw(user, op, **dict(args, **{key: data.get(key) for key in body}))
+        return app.no_content() if status == 204 else app.json(answer, status)
+    handler.__name__ = "api_" + op.replace(".", "_")
+    route(path, method, api=True)(handler)
+
+
 def route(path, method="GET", **config):
     """Declare a handler, handler(app, user, **url_args), for make_app to
     bind to each new App; config (api, login) is read by RoutePlugin."""
@@ -8554,14 +8805,8 @@ def page_home(app, user):
 # Routes: templates and scripts ##############################################
 
 
-@route("/api/templates", api=True)
-def api_templates(app, user):
-    return app.json(app.call_raw(user, "templates.list"))
-
-
-@route("/api/templates/<id>", api=True)
-def api_template(app, user, id):
-    return app.json(app.call_raw(user, "templates.get", id=id))
+api_call("GET", "/api/templates", "templates.list")
+api_call("GET", "/api/templates/<id>", "templates.get")
 
 
 @route("/templates")
@@ -8635,10 +8880,7 @@ def api_script_update(app, user, id):
     return script_json(app, script)
 
 
-@route("/api/scripts/<id>", "DELETE", api=True)
-def api_script_delete(app, user, id):
-    app.call(user, "scripts.delete", id=id)
-    return app.no_content()
+api_call("DELETE", "/api/scripts/<id>", "scripts.delete", status=204)
 
 
 @route("/api/scripts/<id>/submission", api=True)
@@ -8895,11 +9137,7 @@ def api_jobs_bulk(app, user):
     return app.json(app.call(user, "jobs.bulk", ids=ids, action=action))
 
 
-@route("/api/jobs", "POST", api=True)
-def api_submit(app, user):
-    data = app.body_json()
-    return app.json(app.call(user, "jobs.submit", script=data.get("script"), answers=data.get("answers"),
-                             after=data.get("after")), 201)
+api_call("POST", "/api/jobs", "jobs.submit", ("script", "answers", "after"), 201)
 
 
 @route("/api/jobs/<id>", api=True)
@@ -8907,35 +9145,13 @@ def api_job(app, user, id):
     return app.json(app.call_raw(user, "jobs.get", id=id, script=bottle.request.query.get("script") == "1"))
 
 
-@route("/api/jobs/<id>", "DELETE", api=True)
-def api_job_delete(app, user, id):
-    app.call(user, "jobs.delete", id=id)
-    return app.no_content()
-
-
-@route("/api/jobs/<id>/cancel", "POST", api=True)
-def api_cancel(app, user, id):
-    return app.json(app.call(user, "jobs.cancel", id=id))
-
-
-@route("/api/jobs/<id>/<action:re:hold|release>", "POST", api=True)
-def api_hold(app, user, id, action):
-    return app.json(app.call(user, "jobs." + action, id=id))
-
-
-@route("/api/jobs/<id>/time-limit", "POST", api=True)
-def api_time_limit(app, user, id):
-    return app.json(app.call(user, "jobs.time_limit", id=id, time_limit=app.body_json().get("time_limit")))
-
-
-@route("/api/jobs/<id>/tasks/<task>/cancel", "POST", api=True)
-def api_cancel_task(app, user, id, task):
-    return app.json(app.call(user, "jobs.cancel_task", id=id, task=task))
-
-
-@route("/api/jobs/<id>/files", api=True)
-def api_files(app, user, id):
-    return app.json(app.call_raw(user, "jobs.files", id=id))
+api_call("DELETE", "/api/jobs/<id>", "jobs.delete", status=204)
+api_call("POST", "/api/jobs/<id>/cancel", "jobs.cancel")
+api_call("POST", "/api/jobs/<id>/hold", "jobs.hold")
+api_call("POST", "/api/jobs/<id>/release", "jobs.release")
+api_call("POST", "/api/jobs/<id>/time-limit", "jobs.time_limit", ("time_limit",))
+api_call("POST", "/api/jobs/<id>/tasks/<task>/cancel", "jobs.cancel_task")
+api_call("GET", "/api/jobs/<id>/files", "jobs.files")
 
 
 def with_text(piece):
@@ -9096,11 +9312,7 @@ def job_crumbs(job):
 
 
 @route("/jobs/<id>")
-def page_job(app, user, id):
-    return job_page(app, user, id)
-
-
-def job_page(app, user, id, status=200, archive_error=None, chosen=(), problem=None, limit=None):
+def page_job(app, user, id, status=200, archive_error=None, chosen=(), problem=None, limit=None):
     """A job's page; after a refused archive (status, archive_error: the
     error) with the files that were chosen still ticked; problem: why
     another action just asked for was not done ({field or "": message}),
@@ -9142,7 +9354,7 @@ def page_hold(app, user, id, action):
     try:
         app.call(user, "jobs." + action, id=id)
     except (Conflict, SchedulerRefused) as e:
-        return job_page(app, user, id, e.status, problem={"": e.message})
+        return page_job(app, user, id, e.status, problem={"": e.message})
     return see_other("/jobs/%s" % id)
 
 
@@ -9152,7 +9364,7 @@ def page_time_limit(app, user, id):
     try:
         app.call(user, "jobs.time_limit", id=id, time_limit=typed)
     except (Invalid, Conflict, SchedulerRefused) as e:
-        return job_page(app, user, id, e.status, problem=e.fields or {"time_limit": e.message}, limit=typed)
+        return page_job(app, user, id, e.status, problem=e.fields or {"time_limit": e.message}, limit=typed)
     return see_other("/jobs/%s" % id)
 
 
@@ -9191,7 +9403,7 @@ def page_archive_chosen(app, user, id):
             raise Invalid("Choose at least one file to download.", {"path": "choose at least one file"})
         return send_archive(app, user, id, chosen)
     except (Invalid, NotFound, TooLarge) as e:
-        return job_page(app, user, id, e.status, e.message, chosen)
+        return page_job(app, user, id, e.status, e.message, chosen)
 
 
 @route("/jobs/<id>/files/<path:path>")

@@ -6,7 +6,8 @@ with what it is compared to, measured in the same run on the same machine.
                                                   when the test cluster is down)
     .venv/bin/python tests/bench.py --quick      fewer samples, for a try-out
     .venv/bin/python tests/bench.py --only joblist   one part (small, listing,
-                                                  joblist, slurm, workers, poll, fair)
+                                                  joblist, slurm, workers, poll, fair,
+                                                  download)
 
 The figures (issue 7): throughput of an authenticated GET /api/jobs/ID vs a
 bare Bottle+waitress route; listing latency with 10,000 finished and 200
@@ -646,6 +647,80 @@ def bench_workers(work, table, quick):
               "fork %.0f MB" % fork[4], "spawn %.0f MB" % spawn[4], "(the sum of what they cost)")
 
 
+def bench_download(work, table, quick):
+    """Root's peak memory (VmHWM) across one whole download of a sparse
+    10 GiB result file (1 GiB with --quick) by a real user of a root
+    multi-user daemon: the whole-file figure behind the README's "root's
+    memory stays flat" (CI's test_hostile streams 512 MiB of such a file)."""
+    size = (1 if quick else 10) << 30
+    figure = "Root's peak RSS (VmHWM) across a whole %d GiB download (sparse result file)" % (size >> 30)
+    if os.geteuid() != 0 or not os.path.exists("/usr/bin/python3"):
+        table.na(figure, "needs root (a real user) and /usr/bin/python3")
+        return
+    install_pam_service()
+    runtime = make_runtime(os.path.join(work, "runtime-download"))
+    users = UnixUsers()
+    d = None
+    try:
+        u = users.create(prefix="fjb")
+        out = os.path.join(u.home, "out")
+        os.mkdir(out)
+        os.chown(out, u.uid, u.gid)
+        d = Daemon(work, "download", {"server": {"multi_user": True}, "worker": runtime,
+                                      "auth": {"session_dir": os.path.join(work, "sessions-download")},
+                                      "storage": {"state_dir": "~/.local/share/flight-job"},
+                                      "scheduler": {"type": "local", "refresh_interval": 0, "background_refresh": 0},
+                                      "templates": {"site_dirs": []}})
+        d.start()
+        import base64
+        auth = {"Authorization": "Basic " + base64.b64encode(("%s:%s" % (u.name, u.password)).encode()).decode()}
+
+        def call(method, path, body=None):
+            conn = http.client.HTTPConnection("127.0.0.1", d.port, timeout=120)
+            conn.request(method, path, body=json.dumps(body).encode() if body is not None else None,
+                         headers=dict(auth, **({"Content-Type": "application/json"} if body is not None else {})))
+            return conn, conn.getresponse()
+
+        def api(method, path, body=None):
+            conn, r = call(method, path, body)
+            raw = r.read()
+            conn.close()
+            if r.status >= 300:
+                raise RuntimeError("%s %s: %d %s" % (method, path, r.status, raw[:300]))
+            return json.loads(raw)
+        sid = api("POST", "/api/scripts", {"template": "serial", "name": "download"})["id"]
+        api("PATCH", "/api/scripts/" + sid, {"content": "#!/bin/bash\n#SBATCH --chdir=%s\n"
+                                                       "#SBATCH --output=job.out\ntruncate -s %d big.bin\n" % (out, size)})
+        jid = api("POST", "/api/jobs", {"script": sid, "answers": {}})["id"]
+        end = time.time() + 120
+        while api("GET", "/api/jobs/" + jid)["state"] in ("PENDING", "RUNNING"):
+            if time.time() > end:
+                raise RuntimeError("the download bench's job did not finish")
+            time.sleep(0.2)
+        with open("/proc/%d/status" % d.proc.pid) as f:
+            before = int([line for line in f if line.startswith("VmHWM:")][0].split()[1]) / 1024.0
+        conn, r = call("GET", "/api/jobs/%s/files/big.bin" % jid)
+        got, t0 = 0, time.perf_counter()
+        while True:
+            piece = r.read(1 << 20)
+            if not piece:
+                break
+            got += len(piece)
+        took = time.perf_counter() - t0
+        conn.close()
+        with open("/proc/%d/status" % d.proc.pid) as f:
+            after = int([line for line in f if line.startswith("VmHWM:")][0].split()[1]) / 1024.0
+    finally:
+        if d is not None:
+            d.stop()
+        users.remove_all()
+    log("download measured")
+    if got != size:
+        raise RuntimeError("the whole download gave %d bytes of %d" % (got, size))
+    table.add(figure, "+%.1f MB (%.1f -> %.1f MB)" % (after - before, before, after),
+              "%.0f MiB/s, %.0f s" % (got / took / (1 << 20), took), verdict(after - before <= 3, "+0 to 3 MB"))
+
+
 def bench_submit_local(work, table, d, quick):
     """Figure 4 on the local scheduler: POST /api/jobs vs LocalScheduler.submit."""
     import flightjobd
@@ -870,13 +945,13 @@ def bench_slurm(work, table, quick):
             ids = sbatch_held(env, out, n)
             submitted += ids
             store = slurm_store(os.path.join(work, "state-slurm-%d" % n), ids, out)
-            store.refresh(force=True)  # first refresh writes the jobs' states
+            store.ask_scheduler()  # first refresh writes the jobs' states
             rounds = 3 if n == 500 else 5
             calls, walls = [], []
             for _ in range(rounds):
                 before = dict(store.scheduler.counters)
                 t = time.perf_counter()
-                store.refresh(force=True)
+                store.ask_scheduler()
                 walls.append(time.perf_counter() - t)
                 after = store.scheduler.counters
                 calls.append({k: after.get(k, 0) - before.get(k, 0) for k in after
@@ -901,12 +976,12 @@ def bench_slurm(work, table, quick):
         ids = sbatch_held(env, out, 50)
         submitted += ids
         store = slurm_store(os.path.join(work, "state-slurm-ended"), ids, out)
-        store.refresh(force=True)
+        store.ask_scheduler()
         subprocess.run(["scancel"] + ids[:25], env=env, check=True, capture_output=True)
         time.sleep(1)
         before = dict(store.scheduler.counters)
         t = time.perf_counter()
-        result = store.refresh(force=True)
+        result = store.ask_scheduler()
         wall = time.perf_counter() - t
         per = {k: v - before.get(k, 0) for k, v in store.scheduler.counters.items()
                if v != before.get(k, 0)}
@@ -972,10 +1047,10 @@ def bench_submit_slurm(work, table, env, quick):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer samples")
-    parser.add_argument("--only", choices=("small", "listing", "joblist", "slurm", "workers", "poll", "fair"),
-                        action="append")
+    parser.add_argument("--only", choices=("small", "listing", "joblist", "slurm", "workers", "poll", "fair",
+                                           "download"), action="append")
     args, rest = parser.parse_known_args()
-    only = set(args.only or ("small", "listing", "joblist", "slurm", "workers", "poll", "fair"))
+    only = set(args.only or ("small", "listing", "joblist", "slurm", "workers", "poll", "fair", "download"))
     started = time.time()
     load_at_start = " ".join(open("/proc/loadavg").read().split()[:3])
     work = tempfile.mkdtemp(prefix="flightjob-bench-")
@@ -997,6 +1072,8 @@ def main():
             bench_slurm(work, table, args.quick)
         if "workers" in only:
             bench_workers(work, table, args.quick)
+        if "download" in only:
+            bench_download(work, table, args.quick)
         if "poll" in only:
             from bench_poll import bench_poll  # the shared status poll (issue 14)
             bench_poll(work, table, args.quick, slurm_ready, verdict, log)

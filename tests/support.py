@@ -32,6 +32,10 @@ import flightjobd  # noqa: E402
 
 CI = os.environ.get("CI") == "true"
 SYSTEM_PYTHON = "/usr/bin/python3"
+# The interpreter that runs workers, the fork server and local jobs as the
+# test users: the system's, or the one `make test-unit` names (so the 3.9
+# and 3.13 runs start them under that interpreter).
+WORKER_PYTHON = os.environ.get("FLIGHTJOB_TEST_WORKER_PYTHON") or SYSTEM_PYTHON
 
 
 def api_login(web, user):
@@ -76,9 +80,29 @@ def need(condition, why):
 def pytest_configure(config):
     for name, doc in (("slurm", "needs the real Slurm test cluster"),
                       ("e2e", "drives a real Chromium"),
-                      ("root", "needs root (real Unix users, PAM)"),
-                      ("slow", "long-running")):
+                      ("root", "needs root (real Unix users, PAM): given by the hook below to every test "
+                               "using a fixture that needs root"),
+                      ("slow", "long-running"),
+                      ("jobs", "runs real jobs or kills processes and waits for them (seconds a test): "
+                               "in make test, not make test-fast"),
+                      ("no_accounting", "restarts the Slurm test cluster without accounting: run after "
+                                        "every other test, so the cluster is started once and "
+                                        "reconfigured at most once")):
         config.addinivalue_line("markers", "%s: %s" % (name, doc))
+
+
+# Fixtures that need root (real users, PAM, workers switching user, the
+# Slurm cluster): a test using one, however indirectly, is marked root, so
+# `make test-fast` (-m "not root ...") leaves it out instead of failing.
+ROOT_FIXTURES = {"pam_service", "unix_users", "multi_app", "runtime", "slurm_cluster"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if ROOT_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.root)
+    # Stable: the order within each group is kept.
+    items.sort(key=lambda item: item.get_closest_marker("no_accounting") is not None)
 
 
 def wait_for(condition, timeout=60, what="the awaited event", interval=0.1):
@@ -131,18 +155,26 @@ def merge(base, extra):
     return out
 
 
+def config_in(path, **sections):
+    """A Config with its state under path (a pathlib.Path), a session store
+    of its own there, and the local scheduler."""
+    base = {"storage": {"state_dir": str(path / "state"), "user_templates": str(path / "user-templates")},
+            "auth": {"session_dir": str(path / ("sessions-" + secrets.token_hex(3)))},
+            "scheduler": {"type": "local", "refresh_interval": 0, "background_refresh": 0},
+            "templates": {"site_dirs": [str(path / "site-templates")]}}
+    return flightjobd.Config(merge(base, sections))
+
+
 @pytest.fixture
 def make_config(tmp_path):
     """make_config(section={key: value}) -> Config for one test, with its
     state in tmp_path and the local scheduler."""
-    def make(**sections):
-        base = {"storage": {"state_dir": str(tmp_path / "state"),
-                            "user_templates": str(tmp_path / "user-templates")},
-                "auth": {"session_dir": str(tmp_path / ("sessions-" + secrets.token_hex(3)))},
-                "scheduler": {"type": "local", "refresh_interval": 0, "background_refresh": 0},
-                "templates": {"site_dirs": [str(tmp_path / "site-templates")]}}
-        return flightjobd.Config(merge(base, sections))
-    return make
+    return lambda **sections: config_in(tmp_path, **sections)
+
+
+def client_of(app):
+    """A Client of app (a fresh single-user App), logged in by its token."""
+    return Client(app, webtest.TestApp(app.bottle, extra_environ={"REMOTE_ADDR": "127.0.0.1"})).login_token()
 
 
 class Client:
@@ -207,7 +239,7 @@ def make_app(make_config):
     def make(**sections):
         a = flightjobd.make_app(make_config(**sections))
         apps.append(a)
-        return Client(a, webtest.TestApp(a.bottle, extra_environ={"REMOTE_ADDR": "127.0.0.1"})).login_token()
+        return client_of(a)
     yield make
     for a in apps:
         a.pool.stop_all()
@@ -225,7 +257,7 @@ def runtime(tmp_path_factory):
     and its pure-Python dependencies in vendor/) run by the system Python,
     so workers running as test users can execute it wherever the checkout
     and the virtualenv live. Gives the config section for workers."""
-    need(os.path.exists(SYSTEM_PYTHON), "%s is needed to run workers as other users" % SYSTEM_PYTHON)
+    need(os.path.exists(WORKER_PYTHON), "%s is needed to run workers as other users" % WORKER_PYTHON)
     base = "/tmp/flightjob-runtime-%d" % os.getpid()
     yield make_runtime(base)
     shutil.rmtree(base, ignore_errors=True)
@@ -247,9 +279,52 @@ def make_runtime(base):
     for mod in (bottle, pamela):
         shutil.copy(mod.__file__, vendor)
     shutil.copytree(os.path.dirname(waitress.__file__), os.path.join(vendor, "waitress"))
+    try:  # before 3.11 (the test-unit runs): TOML from tomli
+        import tomli
+        shutil.copytree(os.path.dirname(tomli.__file__), os.path.join(vendor, "tomli"))
+    except ImportError:
+        pass
     subprocess.run(["chmod", "-R", "a+rX", base], check=True)
     os.chmod(base, 0o755)
-    return {"python": SYSTEM_PYTHON, "program": os.path.join(base, "flightjobd.py")}
+    return {"python": reachable_python(WORKER_PYTHON, base), "program": os.path.join(base, "flightjobd.py")}
+
+
+def reachable_python(python, base):
+    """python itself when every user can run it; else (pyenv's, under
+    root's 0700 home) its installation linked (or copied) into base: the
+    same interpreter, which workers, once they are the user, can still read.
+    The copy's binary is patched to find its libpython beside it (its
+    RUNPATH, the original's lib, becomes $ORIGIN/../lib, NUL-padded)."""
+    real = os.path.realpath(python)
+    d = os.path.dirname(real)
+    while d != "/" and os.stat(d).st_mode & 0o001:
+        d = os.path.dirname(d)
+    if d == "/":
+        return python
+    prefix = os.path.dirname(os.path.dirname(real))  # PREFIX/bin/pythonX.Y
+    copy = os.path.join(base, "python")
+
+    def link(src, dst):
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copy2(src, dst)
+    for part in ("bin", "lib"):
+        shutil.copytree(os.path.join(prefix, part), os.path.join(copy, part), symlinks=True, copy_function=link,
+                        ignore=shutil.ignore_patterns("site-packages", "test", "tests", "idlelib", "tkinter",
+                                                      "turtledemo", "ensurepip", "config-*", "*.a"))
+    binary = os.path.join(copy, "bin", os.path.basename(real))
+    with open(binary, "rb") as f:
+        elf = f.read()
+    old = os.path.join(prefix, "lib").encode() + b"\0"
+    new = b"$ORIGIN/../lib"
+    assert len(new) < len(old)
+    os.unlink(binary)  # a link to the original: write a copy
+    with open(binary, "wb") as f:
+        f.write(elf.replace(old, new + b"\0" * (len(old) - len(new))))
+    subprocess.run(["chmod", "-R", "a+rX", copy], check=True)
+    os.chmod(binary, 0o755)
+    return binary
 
 
 @pytest.fixture(scope="session")
@@ -316,6 +391,20 @@ class UnixUsers:
         pw = pwd.getpwnam(name)
         return User(name, password, pw.pw_uid, pw.pw_gid, pw.pw_dir)
 
+    def create_many(self, n, prefix="fjt"):
+        """n new users as create makes them, their passwords set by one
+        chpasswd for all."""
+        made = []
+        for _ in range(n):
+            name = "%s%s" % (prefix, secrets.token_hex(3))
+            done = subprocess.run(["useradd", "--create-home", "--shell", "/bin/bash", name], capture_output=True)
+            assert done.returncode == 0, "useradd %s: exit %d %s" % (name, done.returncode, done.stderr)
+            self.created.append(name)
+            made.append((name, "pw-" + secrets.token_urlsafe(9)))
+        subprocess.run(["chpasswd"], input="".join("%s:%s\n" % m for m in made), text=True, check=True)
+        return [User(name, password, pw.pw_uid, pw.pw_gid, pw.pw_dir)
+                for (name, password), pw in zip(made, (pwd.getpwnam(name) for name, _ in made))]
+
     def remove_all(self):
         for name in self.created:
             remove_user(name)
@@ -372,6 +461,49 @@ def multi_app(runtime, pam_service, tmp_path):
     yield make
     for a in apps:
         a.pool.stop_all()
+
+
+BYSTANDER = r"""
+import http.client, json, select, sys, time
+port, requests, interval = int(sys.argv[1]), json.loads(sys.argv[2]), float(sys.argv[3])
+seen = []
+while True:
+    for method, path, headers, *body in requests:
+        start = time.monotonic()
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+            conn.request(method, path, body=body[0].encode() if body else None, headers=headers)
+            status = conn.getresponse().status
+            conn.close()
+        except OSError as e:
+            status = repr(e)
+        seen.append((path, status, round(time.monotonic() - start, 3)))
+    if len(seen) == len(requests):
+        print("ready", flush=True)
+    if select.select([sys.stdin], [], [], interval)[0]:
+        break
+print(json.dumps(seen), flush=True)
+"""
+
+
+@contextlib.contextmanager
+def bystander(port, requests, interval=0.1):
+    """requests ([(method, path, headers[, body])]) made to the daemon on port
+    again and again, every interval seconds, all through the block, by a
+    process of their own, so that nothing of the test's (its threads, the
+    GIL) delays them: [(path, status, seconds)], filled when the block
+    ends. The block starts once the first round has been answered."""
+    seen = []
+    proc = subprocess.Popen([sys.executable, "-c", BYSTANDER, str(port), json.dumps(requests), str(interval)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline() == "ready\n", "the bystander process did not start"
+        yield seen
+    finally:
+        proc.stdin.close()  # its cue to stop
+        out = proc.stdout.read()
+        proc.wait(60)
+    seen.extend(tuple(x) for x in json.loads(out))
 
 
 def free_port():
@@ -515,6 +647,16 @@ class SlurmCluster:
     def run(self, *argv):
         return subprocess.run(list(argv), capture_output=True, text=True, timeout=60,
                               env=dict(os.environ, SLURM_CONF=self.conf)).stdout
+
+    def start_second(self, name):
+        """A second cluster NAME beside this one, under its slurmdbd
+        (tests/slurm/cluster start-second): its SLURM_CONF."""
+        r = subprocess.run([self.script, "start-second", name], capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr[-3000:]
+        return r.stdout.strip().split("SLURM_CONF=", 1)[1].split()[0]
+
+    def stop_second(self, name):
+        subprocess.run([self.script, "stop-second", name], capture_output=True, timeout=120)
 
     def stop(self):
         subprocess.run([self.script, "stop"], capture_output=True, timeout=120)

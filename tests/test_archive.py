@@ -274,6 +274,7 @@ def test_a_large_archive_streams_through_root_in_pieces(daemon):
     assert status == 200 and list(unzip(body)) == ["job.out"]
 
 
+@pytest.mark.slow  # 100,001 files made: make test, not the fast tier
 def test_more_files_than_an_archive_may_hold_is_a_clear_413(client, tmp_path):
     """Past ARCHIVE_FILES (100,000) files and directories the walk stops and
     the archive is refused before a byte is sent, naming the bound."""

@@ -10,6 +10,8 @@ import flightjobd
 from support import wait_for
 from test_jobs_local import script_with
 
+pytestmark = pytest.mark.jobs  # real local jobs and processes killed, waited for: not the fast tier
+
 XSS = '<script>alert("x")</script>'
 # a job's lines that hold it running until the test opens the gate (at most 10 minutes: a failed test leaves no job)
 WAIT = "for i in $(seq 3000); do [ -e %s ] && break; sleep 0.2; done"

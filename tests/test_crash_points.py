@@ -21,6 +21,8 @@ import flightjobd
 from support import children, wait_for, wait_gone
 from test_hardening import Api, Lost
 
+pytestmark = pytest.mark.jobs  # real local jobs and processes killed, waited for: not the fast tier
+
 WRITE_STEPS = ["write.before_write", "write.after_write", "write.after_fsync", "write.after_replace"]
 QUIET = {"type": "local", "refresh_interval": 0, "background_refresh": 0}
 

@@ -57,7 +57,11 @@ def environment_template(user):
     user_template(user, "env", "% import json, os\n#!/bin/bash\n# env: {{json.dumps(dict(os.environ), sort_keys=True)}}\n")
 
 
-def test_forked_worker_is_the_user_alone(daemon, unix_users):
+def exe(pid):
+    return os.path.realpath("/proc/%d/exe" % pid)
+
+
+def test_forked_worker_is_the_user_alone(daemon, unix_users, runtime):
     extra = [unix_users.group(), unix_users.group()]
     d, alice, bob = daemon()
     # a third user, in two supplementary groups, whose worker the fork server starts now
@@ -67,6 +71,8 @@ def test_forked_worker_is_the_user_alone(daemon, unix_users):
     content = carol.json("POST", "/api/scripts", {"template": "env"}, status=201)["content"]
     pid = worker_of(d, u)
     assert parent(pid) == fork_server(d)  # forked from the template, not spawned by the daemon
+    # worker.python runs both (make test-unit PYTHON=python3.9 makes it 3.9's: support.WORKER_PYTHON)
+    assert exe(pid) == exe(fork_server(d)) == os.path.realpath(runtime["python"])
     expected = sorted([u.gid] + [grp.getgrnam(g).gr_gid for g in extra])
     assert proc_ids(pid) == (u.uid, u.gid, expected)  # none of root's groups
     env = json.loads(content.split("# env: ", 1)[1].splitlines()[0])
@@ -149,11 +155,12 @@ def test_fork_server_death_is_recovered(daemon):
         assert "the fork server ended" in f.read()
 
 
-def test_spawned_workers_when_the_fork_server_is_off(daemon):
+def test_spawned_workers_when_the_fork_server_is_off(daemon, runtime):
     d, alice, bob = daemon(worker={"fork_server": False})
     assert children(d.proc.pid, "--fork-server") == []
     pid = worker_of(d, alice.user)
     assert parent(pid) == d.proc.pid and proc_ids(pid)[0] == alice.user.uid
+    assert exe(pid) == os.path.realpath(runtime["python"])
 
 
 def test_fork_server_refuses_what_is_no_request(runtime):

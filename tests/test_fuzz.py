@@ -8,6 +8,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import sys
 import urllib.parse
 
@@ -16,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import flightjobd
+from support import client_of, config_in
 
 ROUTES = [(r.method, r.rule) for r in flightjobd.make_app(flightjobd.Config(
     {"scheduler": {"type": "local"}})).bottle.routes]
@@ -101,19 +103,23 @@ def encode_form(fields, csrf):
 
 class World:
     """The app, a logged-in cookie session, a script and a finished job with
-    a results directory inside tmp_path/out."""
+    a results directory inside tmp_path/out (made, or given by ids: the
+    state and results of a world made before, copied back)."""
 
-    def __init__(self, client, tmp_path):
+    def __init__(self, client, tmp_path, ids=None):
         self.client, self.app, self.tmp = client, client.app, tmp_path
         self.out = tmp_path / "out"
-        self.out.mkdir()
-        (self.out / "data.txt").write_text("results\n")
-        self.script = client.create_script("serial", name="fuzz")["id"]
-        client.api("PATCH", "/api/scripts/" + self.script, {"content": (
-            "#!/bin/bash\n#SBATCH --chdir=%s\n#SBATCH --output=job.out\necho fuzz\n") % self.out})
-        self.other = client.create_script("serial", name="patch me")["id"]
-        self.job = client.submit(self.script)["id"]
-        assert client.wait_job(self.job)["state"] == "COMPLETED"
+        if ids is None:
+            self.out.mkdir()
+            (self.out / "data.txt").write_text("results\n")
+            self.script = client.create_script("serial", name="fuzz")["id"]
+            client.api("PATCH", "/api/scripts/" + self.script, {"content": (
+                "#!/bin/bash\n#SBATCH --chdir=%s\n#SBATCH --output=job.out\necho fuzz\n") % self.out})
+            self.other = client.create_script("serial", name="patch me")["id"]
+            self.job = client.submit(self.script)["id"]
+            assert client.wait_job(self.job)["state"] == "COMPLETED"
+        else:
+            self.script, self.other, self.job = ids
         self.before = self.outside()
 
     def outside(self):
@@ -211,10 +217,34 @@ SETTINGS = settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", "60")), dea
                     suppress_health_check=list(HealthCheck))
 
 
+@pytest.fixture(scope="module")
+def made_world(tmp_path_factory):
+    """The world made once a module (its job run and waited for): where it
+    lives, a copy of its state and results set aside, and its ids."""
+    where, kept = tmp_path_factory.mktemp("fuzz-world"), tmp_path_factory.mktemp("fuzz-world-made")
+    app = flightjobd.make_app(config_in(where))
+    try:
+        w = World(client_of(app), where)
+    finally:
+        app.pool.stop_all()
+    for d in ("state", "out"):
+        shutil.copytree(str(where / d), str(kept / d), symlinks=True)
+    return where, kept, (w.script, w.other, w.job)
+
+
 @pytest.fixture
-def world(make_app, tmp_path):
-    w = World(make_app(auth={"failure_delay": 0}), tmp_path)  # a fuzzed failed login answers at once
-    yield w
+def world(made_world):
+    """A fresh app on a fresh copy of the made world's state and results."""
+    where, kept, ids = made_world
+    for d in ("state", "out"):
+        shutil.rmtree(str(where / d))
+        shutil.copytree(str(kept / d), str(where / d), symlinks=True)
+    app = flightjobd.make_app(config_in(where, auth={"failure_delay": 0}))  # a fuzzed failed login answers at once
+    try:
+        w = World(client_of(app), where, ids)
+        yield w
+    finally:
+        app.pool.stop_all()
     assert w.outside() == w.before, "files appeared outside the state directory"
 
 

@@ -3,9 +3,12 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from support import ROOT, Daemon, free_port, need, write_toml
 
 
+@pytest.mark.jobs  # pip installs the vendored dependencies: not the fast tier
 def test_make_install_gives_a_working_daemon(tmp_path):
     need(os.path.exists("/usr/bin/python3"), "make install targets /usr/bin/python3")
     dest = tmp_path / "dest"

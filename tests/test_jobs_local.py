@@ -8,6 +8,8 @@ import pytest
 import flightjobd
 from support import gate, wait_finished, wait_for, wait_gone
 
+pytestmark = pytest.mark.jobs  # real local jobs and processes killed, waited for: not the fast tier
+
 
 def script_with(client, tmp_path, body, name="job", extra=""):
     """A script from the serial template whose work is `body`, running in
@@ -22,10 +24,28 @@ def script_with(client, tmp_path, body, name="job", extra=""):
 
 
 def test_job_completes_with_results(client, tmp_path):
-    sid = script_with(client, tmp_path, "echo hello from $SLURM_JOB_ID\necho data > result.txt")
+    """The job of a script with "#FLIGHTJOB job-folder" (the shipped
+    templates') runs in a folder of its own, <working dir>/<script
+    name>-<n>, made before it is submitted: its results are its own (a
+    second job of the script lists only its own), the working directory
+    and the folders of other names untouched."""
+    sid = script_with(client, tmp_path, "echo hello from $SLURM_JOB_ID\necho data > result.txt", name="My job",
+                      extra="#FLIGHTJOB job-folder")
+    (tmp_path / "work" / "My-job-7").mkdir()  # numbers go on after the highest taken
+    (tmp_path / "work" / "other.txt").write_text("not a result")
+    preview = client.api("POST", "/api/scripts/%s/preview" % sid, {"answers": {}}).json
+    assert "--chdir=%s" % (tmp_path / "work" / "My-job-8") in preview["options"]
+    assert not (tmp_path / "work" / "My-job-8").exists()  # a preview makes nothing
     job = client.submit(sid)
     assert job["state"] in ("PENDING", "RUNNING") and job["scheduler_id"]
-    assert job["stdout_path"] == str(tmp_path / "work" / ("job-%s.out" % job["scheduler_id"]))
+    folder = tmp_path / "work" / "My-job-8"
+    assert job["results_dir"] == str(folder) and folder.is_dir()
+    assert oct(folder.stat().st_mode & 0o777) == oct(0o777 & ~flightjobd.job_umask())
+    assert job["stdout_path"] == str(folder / ("job-%s.out" % job["scheduler_id"]))
+    second = client.wait_job(client.submit(sid)["id"])
+    assert second["results_dir"] == str(tmp_path / "work" / "My-job-9")
+    assert sorted(f["name"] for f in client.api("GET", "/api/jobs/%s/files" % second["id"]).json["files"]) == \
+        ["job-%s.out" % second["scheduler_id"], "result.txt"]
     job = client.wait_job(job["id"])
     assert (job["state"], job["exit_code"]) == ("COMPLETED", 0)
     assert job["started_at"] and job["ended_at"] and job["submitted_at"] <= job["ended_at"]
@@ -267,13 +287,13 @@ def test_failed_status_call_changes_no_state(make_config, tmp_path, monkeypatch)
         raise flightjobd.SchedulerError("The scheduler did not answer: squeue timed out after 20 seconds.")
     store.scheduler.status = broken
     store.config["scheduler"]["unknown_grace"] = 0
-    result = store.refresh(force=True)
+    result = store.ask_scheduler()
     assert result["ok"] is False and "did not answer" in result["message"]
     assert store.job_get(job["id"])["state"] == "PENDING"
     listing = store.jobs_list()
     assert listing["scheduler"]["ok"] is False and listing["jobs"][0]["state"] == "PENDING"
     store.scheduler.status = real
-    assert store.refresh(force=True)["ok"] is True
+    assert store.ask_scheduler()["ok"] is True
     store.scheduler.cancel(job["scheduler_id"])
 
 
@@ -292,7 +312,7 @@ def test_the_pool_knows_who_has_unfinished_jobs(client, tmp_path):
     client.api("GET", "/api/jobs")
     assert me in active
     active.clear()
-    client.app.pool.call(me, "jobs.refresh", {"force": True})
+    client.app.pool.call(me, "jobs.ask_scheduler", {})
     assert me in active
     assert client.api("POST", "/api/jobs/%s/cancel" % job["id"]).json["state"] == "CANCELLED"
     assert me not in active

@@ -12,7 +12,6 @@ import json
 import os
 import pwd
 import secrets
-import statistics
 import subprocess
 import threading
 import time
@@ -23,7 +22,7 @@ import pytest
 import webtest
 
 import flightjobd
-from support import ROOT
+from support import ROOT, bystander
 
 pytestmark = pytest.mark.root
 
@@ -366,12 +365,13 @@ def test_failed_logins_take_the_same_time_whatever_the_cause(daemon, unix_users)
             status, took = Web(d, "198.51.100.%d" % round_).login(name, password)
             assert status == 401, (cause, status)
             times[cause].append(took)
-    medians = {c: statistics.median(t) for c, t in times.items()}
-    spread = max(medians.values()) - min(medians.values())
-    print("failed-login times (median of 3):", {c: round(m, 3) for c, m in medians.items()})
-    assert min(medians.values()) >= 1.0 and spread < 0.1, medians
-    status, took = Web(d, "198.51.100.9").login(right.name, right.password)
-    assert status == 200 and took < 0.9  # the floor is for failures only
+    # a busy machine only adds time: each cause's fastest is its own cost
+    fastest = {c: min(t) for c, t in times.items()}
+    spread = max(fastest.values()) - min(fastest.values())
+    print("failed-login times (fastest of 3):", {c: round(m, 3) for c, m in fastest.items()})
+    assert min(fastest.values()) >= 1.0 and spread < 0.1, times
+    logins = [Web(d, "198.51.100.9").login(right.name, right.password) for _ in range(3)]
+    assert all(status == 200 for status, _ in logins) and min(took for _, took in logins) < 0.9, logins  # the floor is for failures only
 
 
 def test_logins_in_progress_never_hold_more_than_their_slots(daemon, unix_users):
@@ -398,12 +398,13 @@ def test_logins_in_progress_never_hold_more_than_their_slots(daemon, unix_users)
     for t in threads:
         t.start()
     time.sleep(1)
-    answers = []
-    while time.monotonic() < stop - 0.5:
-        for web, path in ((bob_web, "/api/session"), (carol_basic, "/api/scripts")):
-            status, _, _, took = web("GET", path)
-            answers.append((path, status, took))
-        time.sleep(0.2)
+    # bob and carol from a process of their own: the 40 threads here never delay them
+    with bystander(d.port, [("GET", "/api/session", {"X-Forwarded-For": bob_web.addr, "Cookie": "%s=%s" % (
+                                flightjobd.COOKIE, bob_web.cookie)}),
+                            ("GET", "/api/scripts", {"X-Forwarded-For": carol_basic.addr, "Authorization": "Basic "
+                                + base64.b64encode(("%s:%s" % carol_basic.basic).encode()).decode()})],
+                   interval=0.2) as answers:
+        time.sleep(max(0, stop - 0.5 - time.monotonic()))
     for t in threads:
         t.join()
     assert answers and all(status == 200 and took < 1.0 for path, status, took in answers), answers
@@ -429,8 +430,10 @@ def test_a_changed_account_ends_its_sessions_and_basic_checks(daemon, unix_users
             "shell": ["usermod", "-s", "/bin/false", u.name]}[change]
     subprocess.run(argv, input="%s:%s" % (u.name, new_password), text=True, check=True)
     bound = 1 + 1  # recheck_interval + the upkeep thread's tick
-    took = wait_for(lambda: web.status("GET", "/api/session") == 401, bound + 3)
-    assert took is not None and took <= bound + 1.5, took
+    # within the bound and a busy machine's margin (without the re-check: the session's whole life,
+    # and 300 s for the cached Basic check)
+    took = wait_for(lambda: web.status("GET", "/api/session") == 401, bound + 10)
+    assert took is not None and took <= bound + 5, took
     assert basic.status("GET", "/api/session") == 401  # the old password no longer passes
     assert web.status("GET", "/api/scripts") == 401
     assert others.status("GET", "/api/session") == 200  # the re-check ended nobody else's session
@@ -684,13 +687,14 @@ def test_a_guesser_with_many_addresses_never_keeps_others_from_logging_in(daemon
     for t in threads:
         t.start()
     time.sleep(1)
-    logins = []
-    while time.monotonic() < stop - 0.5:
-        logins.append(Web(d, "198.51.100.%d" % (len(logins) + 10)).login(carol.name, carol.password))
-        time.sleep(0.3)
+    # carol logs in again and again from a process of her own (the guessing threads never delay her)
+    with bystander(d.port, [("POST", "/api/login", {"X-Forwarded-For": "198.51.100.10", "Content-Type": "application/json"},
+                             json.dumps({"username": carol.name, "password": carol.password}))],
+                   interval=0.3) as logins:
+        time.sleep(max(0, stop - 0.5 - time.monotonic()))
     for t in threads:
         t.join()
-    assert logins and all(status == 200 and took < 1.5 for status, took in logins), logins
+    assert logins and all(status == 200 and took < 1.5 for _, status, took in logins), logins
     # one failing address: one login at a time, 2 s each, over 6 s
     assert statuses.get(401, 0) <= 5, statuses
     assert set(statuses) <= {401, 429}, statuses

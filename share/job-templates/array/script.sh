@@ -21,6 +21,11 @@
 
 # Run every task in this directory. It must exist when the job starts.
 #SBATCH --chdir={{sq(working_dir)}}
+# Submitted from the web job manager, each job runs in a new folder of its own
+# inside that directory, named after the script and numbered (analysis-1,
+# analysis-2, ...), made at submit: the job's output and results stay apart
+# from other jobs'. Delete the next line to run every job in the directory.
+#FLIGHTJOB job-folder
 % if job_name:
 
 # The name shown in the job list and by "squeue" (shared by all tasks).
