@@ -2783,7 +2783,8 @@ class SlurmScheduler(Scheduler):
 
     def describe(self, job_ids):
         """scontrol show job, as the user, for each (a job taken in, or just
-        submitted: few): its paths as Slurm expanded them; a job it no
+        submitted: few): its paths as Slurm expanded them (not told where
+        a padded %5j is left, as scontrol 22.05 leaves it); a job it no
         longer has is left out."""
         out = {}
         for job_id in self._job_ids(job_ids):
@@ -2793,8 +2794,9 @@ class SlurmScheduler(Scheduler):
                 if "Invalid job id" in e.stderr:
                     continue
                 raise
-            out[job_id] = {"name": f.get("JobName"), "workdir": f.get("WorkDir"), "stdout": f.get("StdOut"),
-                           "stderr": f.get("StdErr"), "command": f.get("Command")}
+            out[job_id] = {"name": f.get("JobName"), "workdir": f.get("WorkDir"), "command": f.get("Command"), **{
+                key: None if "%" in (f.get(word) or "") else f.get(word) for key, word in (("stdout", "StdOut"),
+                                                                                         ("stderr", "StdErr"))}}
         return out
 
     def find_submitted(self, scripts):

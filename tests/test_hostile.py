@@ -701,9 +701,7 @@ def test_a_worker_s_memory_is_bounded_and_the_user_told(daemon):
         assert data["error"]["message"] == ("The template could not make a script from these answers: it needs "
                                             "more memory than your worker may use (worker.max_memory_mb)")
         # template code replacing an operation by one that takes 2 GiB
-        user_template(alice.user, "patch", "% import sys\n% f = sys._getframe()\n% while 'OPERATIONS' not in f.f_globals:"
-                      "\n%   f = f.f_back\n% end\n% f.f_globals['OPERATIONS']['jobs.activity'] = "
-                      "lambda self, **kw: {'hog': len(bytearray(2 << 30))}\n#!/bin/bash\n")
+        user_template(alice.user, "patch", REPLACING.format(op="jobs.activity", answer="{'hog': len(bytearray(2 << 30))}"))
         alice.json("GET", "/api/templates")
         status, seconds, data = alice.timed("GET", "/api/activity")
         assert status == 503 and seconds < QUICK * 3, (status, seconds, data)
@@ -718,14 +716,17 @@ def test_a_worker_s_memory_is_bounded_and_the_user_told(daemon):
 
 
 REPLACING = ("% import os, sys\n% f = sys._getframe()\n% while 'OPERATIONS' not in f.f_globals:\n%   f = f.f_back\n% end\n"
-             "% def forge(kw):\n%   g = sys._getframe()\n"
-             "%   while not isinstance(g.f_locals.get('request'), dict):\n%     g = g.f_back\n%   end\n"
-             "%   line = b'%d ok - {{\"counts\": {{}}, \"unfinished\": [' % g.f_locals['request']['id'] + b'\"y\",' * 2000000"
+             "% g = f.f_globals\n% old = g['OPERATIONS'][{op!r}]\n"
+             "% def forge(kw):\n%   fr = sys._getframe()\n"
+             "%   while not isinstance(fr.f_locals.get('request'), dict):\n%     fr = fr.f_back\n%   end\n"
+             "%   line = b'%d ok - {{\"counts\": {{}}, \"unfinished\": [' % fr.f_locals['request']['id'] + b'\"y\",' * 2000000"
              " + b'\"y\"]}}\\n'\n"
              "%   for fd in [int(n) for n in os.listdir('/proc/self/fd') if int(n) > 2]:\n"
              "%     try:\n%       os.write(fd, line)\n%     except OSError:\n%       pass\n%     end\n%   end\n"
              "%   return {{}}\n% end\n"
-             "% f.f_globals['OPERATIONS'][{op!r}] = lambda self, **kw: {answer}\n#!/bin/bash\n")
+             "% new = lambda self, **kw: {answer}\n% new.__name__ = old.__name__\n"
+             "% setattr(g[old.__qualname__.split('.')[0]], old.__name__, new)\n% g['OPERATIONS'][{op!r}] = new\n"
+             "#!/bin/bash\n")  # the operation replaced where the worker looks it up: its class and OPERATIONS
 
 
 def test_answers_of_the_wrong_shape_are_a_clear_error_and_root_stays_flat(daemon, unix_users):
