@@ -780,10 +780,9 @@ OPENAT2 = 437  # the syscall's number on every architecture; None: the walk (tes
 
 
 def open_beneath(root, full, flags=os.O_RDONLY | os.O_NONBLOCK):
-    """A descriptor of `full`, a path resolve_inside gave under root (no link left in it), opened in one
-    step from root's descriptor following no symlink: openat2 with RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |
-    RESOLVE_NO_MAGICLINKS (Linux 5.6), else a part at a time with O_NOFOLLOW. A part swapped for a link
-    since it was resolved is an OSError (ELOOP, ENOTDIR), never followed; what was opened is checked."""
+    """A descriptor of `full` (resolve_inside's, under root) opened from root's following no link: openat2
+    RESOLVE_BENEATH|NO_SYMLINKS|NO_MAGICLINKS (Linux 5.6), else a part at a time with O_NOFOLLOW; a part
+    swapped for a link since it was resolved is an OSError (ELOOP, ENOTDIR); what was opened is checked."""
     import ctypes
     rel, top, fd = os.path.relpath(full, root), os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC), -1
     try:
@@ -3409,15 +3408,13 @@ def operation(name, writes=False):
 
 
 class Performer:
-    """What a worker serves: each operation a method declared with
-    @operation in its class."""
+    """What a worker serves: each operation a method declared with @operation."""
 
     has_unfinished = None  # what the current operation found (see perform)
 
     def perform(self, op, args):
-        """Do one declared operation of this object's class: (its answer,
-        whether this user has unfinished jobs: True or False as the
-        operation found them, None when it did not look)."""
+        """Do one operation of this object's class: (its answer, whether the
+        user has unfinished jobs as it found them, None when it did not look)."""
         method = OPERATIONS.get(op)
         if method is None or getattr(type(self), method.__name__, None) is not method:
             raise BadRequest("No such worker operation: %s." % op)
@@ -3608,11 +3605,9 @@ def literal_template(text):
 class TemplatesPart(StorePart):
     """The job-script templates this user may use: shipped, site and their own."""
 
-    def __init__(self, config, user):
-        super().__init__(config, user)
-        self._templates = (None, None)  # (the template directories' signature, (found, problems))
-        self._summary = (-1e9, None)  # (when, the scheduler's partition summary) when the worker asks itself
-        self._assoc = (-1e9, None)  # (when, the user's accounts and QOS) for partitions' access rules
+    _templates = (None, None)  # (the template directories' signature, (found, problems))
+    _summary = (-1e9, None)  # (when, the scheduler's partition summary) when the worker asks itself
+    _assoc = (-1e9, None)  # (when, the user's accounts and QOS) for partitions' access rules
 
     def _template_dirs(self):
         dirs = [(os.path.join(HERE, "share", "job-templates"), "shipped")]
@@ -3964,14 +3959,22 @@ class ScriptsPart(StorePart):
     def script_create(self, template, name=None, answers=None, notes=None):
         t, name, values, content = self.script_render(template, name, answers)
         notes = t["notes"] if notes is None else self._check_text(notes, "Notes")
+        return self._new_script({"name": name, "template_id": t["id"], "template_name": t["name"], "answers": values},
+                                content, notes)
+
+    def _new_script(self, fields, content, notes, check=lambda: None):
+        """A new script (version 1, SCRIPT_FORMAT) of meta.json fields (name,
+        template, answers, origin), content and notes, made atomically;
+        check() runs first under the lock (raising: nothing is made)."""
         now = now_iso()
         names = {field: body_name(field, 1) for field in SCRIPT_BODIES}
-        meta = {"format": SCRIPT_FORMAT, "name": name, "template_id": t["id"], "template_name": t["name"],
-                "answers": values, "created_at": now, "updated_at": now, "version": 1,
-                "content_file": names["content"], "notes_file": names["notes"]}
-        meta = self._create_dir(self.scripts_dir, lambda script_id: (
-            dict(meta, id=script_id), {names["content"]: content, names["notes"]: notes}))
-        return self._script_public(meta, full=True)
+        meta = dict({"format": SCRIPT_FORMAT, "created_at": now, "updated_at": now, "version": 1,
+                     "content_file": names["content"], "notes_file": names["notes"]}, **fields)
+
+        def make(script_id):
+            check()
+            return dict(meta, id=script_id), {names["content"]: content, names["notes"]: notes}
+        return self._script_public(self._create_dir(self.scripts_dir, make), full=True)
 
     @operation("scripts.get")
     def script_get(self, id):
@@ -4028,20 +4031,16 @@ class ScriptsPart(StorePart):
         name = self._check_name(name)
         source = self._script_public(self._script_meta(id), full=True)
 
-        def make(script_id):  # under the lock: no other script takes the name meanwhile
+        def unique():  # under the lock: no other script takes the name meanwhile
             for other in self.scripts_list()["scripts"]:
                 if other.get("name", "").casefold() == name.casefold():
                     message = "Name: you have a script named %r already; choose another name." % other["name"]
                     raise Conflict(message, {"name": message})
-            now = now_iso()
-            names = {field: body_name(field, 1) for field in SCRIPT_BODIES}
-            meta = {"format": SCRIPT_FORMAT, "id": script_id, "name": name, "template_id": source["template_id"],
-                    "template_name": source["template_name"], "answers": source["answers"], "created_at": now,
-                    "updated_at": now, "version": 1, "content_file": names["content"], "notes_file": names["notes"]}
-            if source.get("origin"):  # still imported (its questions), but the copy runs its own content
-                meta["origin"] = dict(source["origin"], in_place=False)
-            return meta, {names[field]: source[field] for field in SCRIPT_BODIES}
-        return self._script_public(self._create_dir(self.scripts_dir, make), full=True)
+        fields = {"name": name, "template_id": source["template_id"], "template_name": source["template_name"],
+                  "answers": source["answers"]}
+        if source.get("origin"):  # still imported (its questions), but the copy runs its own content
+            fields["origin"] = dict(source["origin"], in_place=False)
+        return self._new_script(fields, source["content"], source["notes"], unique)
 
     def _new_template_names(self, name, template_id):
         """(name, id) checked for a new template of the user's, the id made
@@ -4297,14 +4296,8 @@ class HomePart(StorePart):
                 "output goes." % name_text(os.path.dirname(full))) if in_place else "")
         if name in (None, "") and isinstance(default_name, str) and default_name.strip():
             name = default_name.strip()[:200]
-        name = self._check_name(name)
-        names = {field: body_name(field, 1) for field in SCRIPT_BODIES}
-        meta = {"format": SCRIPT_FORMAT, "name": name, "template_id": "", "template_name": "Imported",
-                "answers": {}, "created_at": now, "updated_at": now, "version": 1, "origin": origin,
-                "content_file": names["content"], "notes_file": names["notes"]}
-        meta = self._create_dir(self.scripts_dir, lambda script_id: (
-            dict(meta, id=script_id), {names["content"]: content, names["notes"]: notes}))
-        return self._script_public(meta, full=True)
+        return self._new_script({"name": self._check_name(name), "template_id": "", "template_name": "Imported",
+                                 "answers": {}, "origin": origin, "created_at": now, "updated_at": now}, content, notes)
 
 
 # Store: job records #########################################################
@@ -4496,8 +4489,7 @@ INDEX_LIMIT = 32 << 20  # the largest index file read (a job is ~160 bytes of it
 # texts, times; the texts casefolded, as searched and sorted: pages show the
 # records'; a time of None for none), and its meta.json's mtime_ns and size.
 # A finished job's is kept packed (PackedRow).
-ROW_KINDS = ("state", "text", "time")
-ROW_FIELDS = sorted((f for f in JOB_FIELDS if f.sort), key=lambda f: ROW_KINDS.index(f.sort[1].replace("id", "text")))
+ROW_FIELDS = sorted((f for f in JOB_FIELDS if f.sort), key=lambda f: ("state", "text", "id", "time").index(f.sort[1]) // 2 * 2)
 JobRow = collections.namedtuple("JobRow", [f.sort[0] for f in ROW_FIELDS] + ["mtime_ns", "size"])
 ROW_TEXTS = [f.sort[0] for f in ROW_FIELDS if f.sort[1] in ("text", "id")]
 STATE_FOLDED = {state: state.casefold() for state in STATES}
@@ -4616,17 +4608,11 @@ def job_row(meta, st=None):
     return JobRow(*values, st.st_mtime_ns if st else 0, st.st_size if st else 0)
 
 
-def _row_value_ok(kind, v):
-    if kind == "state":
-        return v in FINISHED
-    if kind == "time":
-        return v is None or _whole(v) and PackedRow.NO_TIME < v < -PackedRow.NO_TIME
-    if kind == "stat":
-        return _whole(v) and PackedRow.NO_TIME <= v < -PackedRow.NO_TIME
-    return isinstance(v, str) and v == v.casefold()
-
-
-ROW_CHECKS = [f.sort[1] for f in ROW_FIELDS] + ["stat", "stat"]
+# what each kind of an index row's value must be (stat: mtime_ns and size)
+ROW_CHECKS = {"state": lambda v: v in FINISHED, "text": lambda v: isinstance(v, str) and v == v.casefold(),
+              "time": lambda v: v is None or _whole(v) and PackedRow.NO_TIME < v < -PackedRow.NO_TIME,
+              "stat": lambda v: _whole(v) and PackedRow.NO_TIME <= v < -PackedRow.NO_TIME,
+              "id": lambda v: isinstance(v, str) and v == v.casefold()}
 
 
 def index_row(value):
@@ -4634,7 +4620,7 @@ def index_row(value):
     what job_row makes of a finished job."""
     if not isinstance(value, list) or len(value) != len(JobRow._fields):
         raise ValueError("a row is not a list of %d fields" % len(JobRow._fields))
-    if not all(_row_value_ok(kind, v) for kind, v in zip(ROW_CHECKS, value)):
+    if not all(ROW_CHECKS[kind](v) for kind, v in zip([f.sort[1] for f in ROW_FIELDS] + ["stat", "stat"], value)):
         raise ValueError("a row is not what this version writes")
     return JobRow(*value)
 
@@ -5134,40 +5120,32 @@ class JobStatus(StorePart):
     (asked here, or handed by the shared poll) applied to the records,
     submits of unknown outcome settled, outside jobs taken in."""
 
-    def __init__(self, config, user):
-        super().__init__(config, user)
-        self.last_refresh = 0.0
+    last_refresh = 0.0  # when the jobs were last brought up to date (time.time())
 
     def refresh(self):
-        """A page's look at the jobs: brought up to date at most every
-        scheduler.refresh_interval, asking the scheduler here unless the
-        shared poll serves the user (then submits of unknown outcome are
-        still settled: they need the user's own squeue)."""
+        """A page's look: at most every scheduler.refresh_interval, asking the
+        scheduler here unless the shared poll serves the user."""
         if time.time() - self.last_refresh < self.config["scheduler"]["refresh_interval"]:
             return self._scheduler_state()
         return self._update(ask=not self.shared_poll())
 
     @operation("jobs.ask_scheduler")
     def ask_scheduler(self):
-        """Bring unfinished jobs up to date now, with ONE status call of the
-        user's own: the background refresh, and the shared poll's pass where
-        it cannot ask for everyone (the local scheduler; others' jobs hidden)."""
+        """Ask the scheduler now (ONE status call): the background refresh, and
+        the shared poll's pass for the local scheduler or hidden jobs."""
         return self._update(ask=True)
 
     @operation("jobs.take_statuses")
     def take_statuses(self, statuses=None, notice=None, outside=None):
-        """Record what the shared status poll (StatusPoll) hands, as only the
-        worker may write in the home: statuses (scheduler id -> status; None:
-        polled, not found; ids not in it were not polled), or the notice of
-        why it failed (no job changes); outside: the user's unfinished jobs
-        it saw that are not flightjobd's (job id -> status), each made a
-        record of its own (outside_job_record). With none, only what it is to
-        ask about (the answer's ids)."""
+        """Record what the shared poll (StatusPoll) hands, as only the worker
+        may write in the home: statuses (scheduler id -> status; None: not
+        found; ids not in it were not polled), or the notice of why it failed
+        (no job changes); outside: the user's jobs not flightjobd's (job id ->
+        status), each made a record (outside_job_record). None: the ids only."""
         return self._update(statuses=statuses, notice=notice, outside=outside)
 
     def _update(self, statuses=None, notice=None, outside=None, ask=False):
-        """Settle submits of unknown outcome, then record the statuses given
-        or, with ask, those the scheduler gives; what a refresh tells."""
+        """Settle unknown submits, record the statuses given (or, ask, asked)."""
         self.last_refresh = time.time()
         problems = []
         try:  # only our scheduler's and clusters' records: others' are read-only here
@@ -5252,7 +5230,11 @@ class JobStatus(StorePart):
         time bound, one it does not have is UNKNOWN: it may or may not have
         run. A scheduler that does not answer decides nothing."""
         scripts = {m["id"]: self._job_path(m["id"], "script.sh") for m in unsure}
-        found = self.scheduler.find_submitted(list(scripts.values()))
+        found = {}
+        for cluster in {m.get("cluster") for m in unsure}:  # each asked where it was sent
+            sched = self.scheduler.on(cluster)
+            found.update((path, job_id if sched is self.scheduler else "%s@%s" % (job_id, cluster)) for path, job_id
+                         in sched.find_submitted([scripts[m["id"]] for m in unsure if m.get("cluster") == cluster]).items())
         bound = self.config["worker"]["request_timeout"] + self.config["scheduler"]["timeout"]
         for m in unsure:
             scheduler_id = found.get(scripts[m["id"]])
@@ -6857,7 +6839,7 @@ class WorkerPool:
         self.waiting = []  # (ticket, worker, download) of each request waiting its turn, first come first
         self.tickets = itertools.count()
         self.active = set()  # users known to have unfinished jobs
-        self.poll = None  # what watches every call (StatusPoll.watch): the shared status poll, given by App
+        self.poll = None  # what watches every call (StatusPoll.around_call): the shared status poll, given by App
         self.busy = 0  # calls and downloads in flight, all users
         self.downloads = 0  # downloads in flight, all users
         threads = config["server"]["threads"]
@@ -6927,7 +6909,7 @@ class WorkerPool:
         """Worker.call for `user`, in one of its slots; what the reply says
         of unfinished jobs keeps `active` up to date. The poll, when there
         is one, watches the call: it may add to args, and hears the reply."""
-        watch = self.poll.watch(user, op, args, kw.get("touch", True)) if self.poll else None
+        watch = self.poll.around_call(user, op, args, kw.get("touch", True)) if self.poll else None
         args = next(watch) if watch else args
         with self._slot(user) as worker:
             result, unfinished = worker.call(op, args, **kw)
@@ -6940,11 +6922,11 @@ class WorkerPool:
 
     def reap(self):
         """End workers idle longer than worker.idle_timeout (none in use:
-        a call holds its worker counted in flight)."""
+        a call holds its worker counted in flight, or waiting its turn)."""
         limit = time.time() - self.config["worker"]["idle_timeout"]
         with self.lock:
             idle = [u for u, w in self.workers.items()
-                    if w.last_used < limit and not any(w.held)]
+                    if w.last_used < limit and not any(w.held) and all(e[1] is not w for e in self.waiting)]
             stopped = [self.workers.pop(u) for u in idle]
         for worker in stopped:
             worker.stop()
@@ -7118,7 +7100,7 @@ class StatusPoll:
         if self.thread is None and self.serving():
             with self.lock:
                 if self.thread is None:
-                    self.thread = threading.Thread(target=self._run, daemon=True)
+                    self.thread = threading.Thread(target=self._loop, daemon=True)
                     self.thread.start()
         return self.cluster
 
@@ -7139,7 +7121,7 @@ class StatusPoll:
         """Whether this poll follows users' jobs (else their workers do)."""
         return self.config["scheduler"]["shared_poll"]
 
-    def watch(self, user, op, args, looked):
+    def around_call(self, user, op, args, looked):
         """The pool's hook round a worker call (a generator): yields the args
         to send (the partition summary added for CLUSTER_OPS: only a page
         showing the questions keeps it coming), then hears the reply's word
@@ -7163,7 +7145,7 @@ class StatusPoll:
         if (unfinished or looking) and self.thread is None and self.serving():
             with self.lock:
                 if self.thread is None:
-                    self.thread = threading.Thread(target=self._run, daemon=True)
+                    self.thread = threading.Thread(target=self._loop, daemon=True)
                     self.thread.start()
 
     def close(self):
@@ -7183,7 +7165,7 @@ class StatusPoll:
             hands = self.round_hands
         return not concurrent.futures.wait(hands, timeout=max(0, end - time.monotonic())).not_done
 
-    def _run(self):
+    def _loop(self):
         while not self.stopping.wait(POLL_TICK):
             try:
                 self.tick()
@@ -7231,9 +7213,9 @@ class StatusPoll:
             # the local scheduler's states are files in each home, read by its
             # worker (no controller to spare): the same schedule, a pass each
             # ("auto" is resolved by serve(); unresolved, each worker knows)
-            return [self._send(user, {}, "jobs.ask_scheduler") for user in active]
+            return [self._hand_soon(user, {}, "jobs.ask_scheduler") for user in active]
         # learn what to ask for from the workers that have not said (no scheduler call)
-        asking = [self._send(user, {}) for user in active if self.ids.get(user) is None]
+        asking = [self._hand_soon(user, {}) for user in active if self.ids.get(user) is None]
         concurrent.futures.wait([f for f in asking if f], timeout=POLL_WAIT)
         uids = {}
         for user in users:
@@ -7252,7 +7234,7 @@ class StatusPoll:
                 self.hidden = (str(answer["hidden"])[:STATUS_TEXT], time.monotonic())
                 log.warning("shared status poll off for 10 minutes, each user's worker polls: %s",
                             self.hidden[0])
-                return [self._send(user, {}, "jobs.ask_scheduler") for user in active]
+                return [self._hand_soon(user, {}, "jobs.ask_scheduler") for user in active]
             self.hidden = (None, 0)
             statuses, owners, outside, undecided, refused = checked_statuses(
                 answer, [i for mine in followed.values() for i in mine])
@@ -7270,7 +7252,7 @@ class StatusPoll:
             log.warning("shared status poll failed: %s", notice)
             for user in active:  # asked again next time: what they follow may be what failed
                 self.ids[user] = None
-            return [self._send(user, {"notice": notice}, sent=notice) for user in active
+            return [self._hand_soon(user, {"notice": notice}, sent=notice) for user in active
                     if self.sent.get(user) != notice]
         hands = []
         for user, theirs in asked.items():
@@ -7285,7 +7267,7 @@ class StatusPoll:
                 args["notice"] = "; ".join(why)[:STATUS_TEXT]
             gist = (_gist(mine), args.get("notice"))
             if others or (mine or why) and (self.sent.get(user) != gist or None in mine.values()):
-                hands.append(self._send(user, args, sent=gist))
+                hands.append(self._hand_soon(user, args, sent=gist))
         return hands
 
     @staticmethod
@@ -7300,7 +7282,7 @@ class StatusPoll:
                     taken += 1
         return asked
 
-    def _send(self, user, args, op="jobs.take_statuses", sent=None):
+    def _hand_soon(self, user, args, op="jobs.take_statuses", sent=None):
         """_hand in one of the hand threads, unless one for the user is in
         flight: the future, or None."""
         with self.lock:
@@ -7360,30 +7342,27 @@ def client_address(environ, proxies):
     return addr
 
 
+def _ip(addr):
+    """addr as an ip_address (an IPv4-mapped one as IPv4), None for no address."""
+    with contextlib.suppress(ValueError):
+        ip = ipaddress.ip_address(addr.split("%")[0])
+        return getattr(ip, "ipv4_mapped", None) or ip
+
+
 def address_key(addr):
     """The address as the throttle and the login slots count it: one key for
-    all of loopback (a local user may connect from any 127.x.y.z) and one
-    for an IPv6 /64 (what one site or host is handed); an IPv4 address as
-    it is."""
-    try:
-        ip = ipaddress.ip_address(addr)
-    except ValueError:
-        return str(addr)
-    ip = getattr(ip, "ipv4_mapped", None) or ip
-    if ip.is_loopback:
-        return "loopback"
-    if ip.version == 6:
-        return str(ipaddress.ip_network("%s/64" % ip, strict=False))
-    return str(ip)
+    all of loopback (a local user may connect from any 127.x.y.z; bound_clients
+    tells local users apart) and one for an IPv6 /64 (what one site or host
+    is handed); an IPv4 address as it is."""
+    ip = _ip(addr)
+    if ip is None or ip.version == 4 and not ip.is_loopback:
+        return str(addr if ip is None else ip)
+    return "loopback" if ip.is_loopback else str(ipaddress.ip_network("%s/64" % ip, strict=False))
 
 
 def _trusted(addr, proxies):
-    try:
-        ip = ipaddress.ip_address(addr)
-    except ValueError:
-        return False
-    ip = getattr(ip, "ipv4_mapped", None) or ip
-    return any(ip in net for net in proxies)
+    ip = _ip(addr)
+    return ip is not None and any(ip in net for net in proxies)
 
 
 def forwarded_for_only(app):
@@ -7944,12 +7923,12 @@ def waitress_channel(environ):
     return getattr(environ.get("waitress.client_disconnected"), "__self__", None)
 
 
-def socket_owner(peer, local):
-    """The uid owning the TCP socket at `peer` connected to `local` ((host, port)): a loopback client's
-    end (an SSH tunnel's: its user's sshd), asked of the kernel (sock_diag); None if it cannot say."""
+def socket_owner(sock):
+    """The uid owning the other end of the accepted TCP socket sock, on this machine (a loopback client:
+    an SSH tunnel's is its user's sshd), asked of the kernel (sock_diag); None if it cannot say."""
     try:
-        addrs = [ipaddress.ip_address(a[0].split("%")[0]) for a in (peer, local)]
-        addrs = [getattr(a, "ipv4_mapped", None) or a for a in addrs]
+        peer, local = sock.getpeername(), sock.getsockname()
+        addrs = [_ip(peer[0]), _ip(local[0])]
         request = (struct.pack("=BBBxI", socket.AF_INET6 if addrs[0].version == 6 else socket.AF_INET,
                                socket.IPPROTO_TCP, 0, 0xffffffff) + struct.pack("!HH", peer[1], local[1])
                    + b"".join(a.packed.ljust(16, b"\0") for a in addrs) + struct.pack("=III", 0, 0xffffffff, 0xffffffff))
@@ -7958,18 +7937,14 @@ def socket_owner(peer, local):
             diag.sendto(struct.pack("=IHHII", 16 + len(request), 20, 1, 0, 0) + request, (0, 0))
             answer = diag.recv(8192)
         return struct.unpack_from("=I", answer, 80)[0] if struct.unpack_from("=H", answer, 4)[0] == 20 else None
-    except (OSError, ValueError, struct.error):
+    except (OSError, AttributeError, struct.error):  # AttributeError: no address (None)
         return None
 
 
 def close_connection_later(environ, seconds, why):
-    """Close this request's client connection `seconds` from now, whatever
-    the thread serving it is doing then (waiting in waitress for a client
-    that does not read what it was sent: waitress waits without a bound once
-    16 MiB are buffered): a timer shuts the socket down, waitress's loop
-    sees it closed and wakes the thread (ClientDisconnected). Returns
-    cancel(), for when the request is done; under another server nothing
-    is closed."""
+    """Close this request's connection `seconds` from now, whatever its thread is doing then (waiting
+    for a client that does not read: waitress waits without a bound once 16 MiB are buffered): the
+    socket shut down, waitress's loop wakes the thread. Returns cancel(); elsewhere closes nothing."""
     channel = waitress_channel(environ)
     sock = getattr(channel, "socket", None)
     if sock is None:
@@ -8024,8 +7999,7 @@ def bound_clients(server, limits, proxies):
             if _trusted(peer, proxies):
                 continue
             channel.key = address_key(peer)
-            uid = socket_owner(channel.addr, channel.socket.getsockname()) if channel.key == "loopback" \
-                and limits["loopback_users"] else None
+            uid = socket_owner(channel.socket) if channel.key == "loopback" and limits["loopback_users"] else None
             channel.key += "" if uid is None else " uid %d" % uid
             if sum(1 for c in list(server.active_channels.values())
                    if getattr(c, "key", None) == channel.key) > limits["connections_per_address"]:
@@ -8594,16 +8568,26 @@ class RoutePlugin:
 ROUTES = []  # (path, method, config, handler), in the order declared below
 
 
-def api_call(method, path, op, body=(), status=200):
+def api_call(method, path, op, body=(), status=200, query=dict):
     """Declare an API route that is one worker operation: its arguments the
-    URL's and the JSON body's fields named in body, its answer the
-    operation's JSON with status (204: none)."""
+    URL's, the JSON body's fields named in body and what query() makes of
+    the query string; its answer the operation's JSON with status (204: none)."""
     def handler(app, user, **args):
         data = app.body_json() if body else {}
-        answer = app.call_raw(user, op, **dict(args, **{key: data.get(key) for key in body}))
+        answer = app.call_raw(user, op, **dict(args, **query(), **{key: data.get(key) for key in body}))
         return app.no_content() if status == 204 else app.json(answer, status)
     handler.__name__ = "api_" + op.replace(".", "_")
     route(path, method, api=True)(handler)
+
+
+def page_call(path, op, then):
+    """Declare a page's POST route that is one worker operation, with the
+    URL's arguments, then a 303 to then % those arguments."""
+    def handler(app, user, **args):
+        app.call(user, op, **args)
+        return see_other(then % args)
+    handler.__name__ = "page_" + op.replace(".", "_")
+    route(path, "POST")(handler)
 
 
 def route(path, method="GET", **config):
@@ -8853,9 +8837,7 @@ def script_json(app, script, status=200):
     return app.json(script, status)
 
 
-@route("/api/scripts", api=True)
-def api_scripts(app, user):
-    return app.json(app.call_raw(user, "scripts.list", **list_args(SCRIPTS_QUERY)))
+api_call("GET", "/api/scripts", "scripts.list", query=lambda: list_args(SCRIPTS_QUERY))
 
 
 @route("/api/scripts", "POST", api=True)
@@ -8885,10 +8867,8 @@ def api_script_update(app, user, id):
 api_call("DELETE", "/api/scripts/<id>", "scripts.delete", status=204)
 
 
-@route("/api/scripts/<id>/submission", api=True)
-def api_submission(app, user, id):
-    return app.json(app.call_raw(user, "scripts.submission", id=id,
-                                 from_job=bottle.request.query.get("from_job") or None))
+api_call("GET", "/api/scripts/<id>/submission", "scripts.submission",
+         query=lambda: {"from_job": bottle.request.query.get("from_job") or None})
 
 
 @route("/api/scripts/<id>/copy", "POST", api=True)
@@ -8996,18 +8976,13 @@ def page_script_delete_confirm(app, user, id):
                         [("Scripts", "/scripts"), (script["name"], "/scripts/%s" % id)])
 
 
-@route("/scripts/<id>/delete", "POST")
-def page_script_delete(app, user, id):
-    app.call(user, "scripts.delete", id=id)
-    return see_other("/scripts")
+page_call("/scripts/<id>/delete", "scripts.delete", "/scripts")
 
 
 # Routes: import #############################################################
 
 
-@route("/api/import/files", api=True)
-def api_import_files(app, user):
-    return app.json(app.call_raw(user, "home.list", path=(_text_query("path") or "")))
+api_call("GET", "/api/import/files", "home.list", query=lambda: {"path": _text_query("path") or ""})
 
 
 IMPORT_FIELDS = ("path", "content", "name", "in_place")
@@ -9126,9 +9101,7 @@ def api_activity(app, user):
     return app.json(app.call(user, "jobs.activity", watch=_query_texts("watch")))
 
 
-@route("/api/jobs", api=True)
-def api_jobs(app, user):
-    return app.json(app.call(user, "jobs.list", **list_args(JOBS_QUERY, paged=True)))
+api_call("GET", "/api/jobs", "jobs.list", query=lambda: list_args(JOBS_QUERY, paged=True))
 
 
 @route("/api/jobs/bulk", "POST", api=True)
@@ -9142,9 +9115,7 @@ def api_jobs_bulk(app, user):
 api_call("POST", "/api/jobs", "jobs.submit", ("script", "answers", "after"), 201)
 
 
-@route("/api/jobs/<id>", api=True)
-def api_job(app, user, id):
-    return app.json(app.call_raw(user, "jobs.get", id=id, script=bottle.request.query.get("script") == "1"))
+api_call("GET", "/api/jobs/<id>", "jobs.get", query=lambda: {"script": bottle.request.query.get("script") == "1"})
 
 
 api_call("DELETE", "/api/jobs/<id>", "jobs.delete", status=204)
@@ -9161,6 +9132,21 @@ def with_text(piece):
     return dict(piece, text=base64.b64decode(piece["data"]).decode("utf-8", "replace"))
 
 
+def start_download(app, user, op, args, what):
+    """(held, call, its first piece, the deadline) of a download: held (one of the user's download slots, and
+    the timer closing the connection, named `what` in the log, after server.download_timeout) and call."""
+    held = contextlib.ExitStack()
+    call = held.enter_context(app.pool.download(user))
+    try:
+        piece = call(op, args)
+    except BaseException:
+        held.close()
+        raise
+    seconds = app.config["server"]["download_timeout"]
+    held.callback(close_connection_later(bottle.request.environ, seconds, what))
+    return held, call, piece, time.monotonic() + seconds
+
+
 def send_file(app, user, id, download, **where):
     """A job's file (where: path=, or which= stdout/stderr) as it is when
     asked (Content-Length: its size then), streamed from the worker in its
@@ -9169,22 +9155,13 @@ def send_file(app, user, id, download, **where):
     one of the user's download slots (WorkerPool.download; 503 busy beyond)
     and its thread for at most server.download_timeout seconds, then its
     connection is closed (the client sees fewer bytes than announced)."""
-    tail = bottle.request.query.get("tail")
-    if tail is not None:
+    if bottle.request.query.get("tail") is not None:
         piece = app.call(user, "jobs.file", id=id, tail=_int_query("tail", 0), **where)
         chunks = iter([base64.b64decode(piece["data"])])
     else:
-        held = contextlib.ExitStack()
-        call = held.enter_context(app.pool.download(user))
-        try:
-            piece = call("jobs.file", dict(where, id=id, offset=0))
-        except BaseException:
-            held.close()
-            raise
-        seconds = app.config["server"]["download_timeout"]
-        held.callback(close_connection_later(bottle.request.environ, seconds, "download of %s's %s %s" % (
-            user, id, name_text(where.get("path") or where.get("which")))))  # no control characters logged
-        chunks = streamed(held, call, piece, dict(where, id=id), time.monotonic() + seconds)
+        what = "download of %s's %s %s" % (user, id, name_text(where.get("path") or where.get("which")))  # no control chars logged
+        held, call, piece, deadline = start_download(app, user, "jobs.file", dict(where, id=id, offset=0), what)
+        chunks = streamed(held, call, piece, dict(where, id=id), deadline)
         bottle.response.set_header("Content-Length", str(piece["size"]))
     bottle.response.set_header("Content-Type", "application/octet-stream" if download
                                else "text/plain; charset=utf-8")
@@ -9220,20 +9197,13 @@ def send_archive(app, user, id, paths):
     at most server.download_timeout seconds. Refused before a byte is sent:
     a chosen name the path gate refuses or that is not there (404), over
     storage.max_archive_bytes in all (413)."""
-    held = contextlib.ExitStack()
-    call = held.enter_context(app.pool.download(user))
-    try:
-        piece = call("jobs.archive", {"id": id, "paths": paths})
-    except BaseException:
-        held.close()
-        raise
-    seconds = app.config["server"]["download_timeout"]
-    held.callback(close_connection_later(bottle.request.environ, seconds, "archive of %s's %s" % (user, name_text(id))))
+    held, call, piece, deadline = start_download(app, user, "jobs.archive", {"id": id, "paths": paths},
+                                                 "archive of %s's %s" % (user, name_text(id)))
     bottle.response.set_header("Content-Type", "application/zip")
     bottle.response.set_header("Content-Disposition", "attachment; filename*=UTF-8''%s"
                                % urllib.parse.quote(piece["name"]))
     bottle.response.set_header("X-Archive-Files", str(piece["files"]))
-    return archive_pieces(held, call, piece, time.monotonic() + seconds)
+    return archive_pieces(held, call, piece, deadline)
 
 
 def archive_pieces(held, call, piece, deadline):
@@ -9345,10 +9315,7 @@ def page_job_confirm(app, user, id, action):
                         job_crumbs(job))
 
 
-@route("/jobs/<id>/cancel", "POST")
-def page_cancel(app, user, id):
-    app.call(user, "jobs.cancel", id=id)
-    return see_other("/jobs/%s" % id)
+page_call("/jobs/<id>/cancel", "jobs.cancel", "/jobs/%(id)s")
 
 
 @route("/jobs/<id>/<action:re:hold|release>", "POST")
@@ -9377,16 +9344,8 @@ def page_task_confirm(app, user, id, task):
                         "/jobs/%s/tasks/%s/cancel" % (id, task), job_crumbs(job))
 
 
-@route("/jobs/<id>/tasks/<task>/cancel", "POST")
-def page_cancel_task(app, user, id, task):
-    app.call(user, "jobs.cancel_task", id=id, task=task)
-    return see_other("/jobs/%s" % id)
-
-
-@route("/jobs/<id>/remove", "POST")
-def page_remove(app, user, id):
-    app.call(user, "jobs.delete", id=id)
-    return see_other("/jobs")
+page_call("/jobs/<id>/tasks/<task>/cancel", "jobs.cancel_task", "/jobs/%(id)s")
+page_call("/jobs/<id>/remove", "jobs.delete", "/jobs")
 
 
 @route("/jobs/<id>/archive")
@@ -9506,9 +9465,8 @@ def raise_file_limit(wanted):
 
 def serve(config):
     from waitress import create_server
-    with contextlib.suppress(Exception):  # large buffers (a download's pieces) mapped and unmapped, never kept
-        import ctypes  # by each thread's arena: glibc's M_MMAP_THRESHOLD fixed, not raised by each free
-        ctypes.CDLL(None).mallopt(-3, 256 << 10)
+    with contextlib.suppress(Exception):  # glibc's M_MMAP_THRESHOLD fixed, not raised by each free: large
+        __import__("ctypes").CDLL(None).mallopt(-3, 256 << 10)  # buffers (downloads) unmapped, not kept by arenas
     raise_file_limit(config["server"]["connection_limit"] + 4096)
     if config["server"]["multi_user"] and any(
             ipaddress.ip_network(p, strict=False).overlaps(ipaddress.ip_network("127.0.0.0/8"))

@@ -93,13 +93,15 @@ def test_two_clusters_sharing_a_home(slurm_cluster, runtime, user, second):
     clusters); the submit page offers the clusters; a plain sbatch job on
     the other cluster is taken in as an outside job of that cluster."""
     cluster = slurm_cluster
-    first = Site(runtime, cluster, user)
+    first = Site(runtime, cluster, user, scheduler={"unknown_grace": 0})  # a job missing once is UNKNOWN
     other = Site(runtime, cluster, user, scheduler={"environment": {"SLURM_CONF": second}})
     try:
         sid = first.script("sleep 300")
         question = [q for q in first.api("GET", "/api/scripts/%s/submission" % sid)["questions"]
                     if q["id"] == "clusters"][0]
         assert [o["value"] for o in question["options"]] == ["", "second"]
+        page = first.pages.get("/scripts/%s/submit" % sid)  # the page asks, the cluster's own by default
+        assert [o.text for o in page.html.select("select#q_clusters option")] == ["flightjob (this cluster)", "second"]
         a = first.api("POST", "/api/jobs", {"script": sid, "answers": {}}, status=201)
         assert a["cluster"] == "flightjob"
         while True:  # the second cluster counts from 1: run it up to the first's number
@@ -131,6 +133,14 @@ def test_two_clusters_sharing_a_home(slurm_cluster, runtime, user, second):
         wait_for(taken, 120, "the outside job on cluster second taken in", interval=0)
         taken_in = job(first, taken()[0]["id"])
         assert taken_in["cluster"] == "second" and taken_in["where"] == "on cluster second"
+        subprocess.run([cluster.script, "stop-ctld", "second"], check=True, capture_output=True, timeout=120)
+        try:  # squeue -M a,b leaves a down cluster out, exit 0; asked on its own, its jobs are left as they were
+            assert "second" not in cluster.run("squeue", "-M", "flightjob,second", "-h", "-O", "cluster,jobid")
+            first.polled()
+            first.polled()
+            assert {job(first, x["id"])["state"] for x in (b, c, taken_in)} <= {"PENDING", "RUNNING"}
+        finally:
+            subprocess.run([cluster.script, "start-ctld", "second"], check=True, capture_output=True, timeout=120)
         assert first.api("POST", "/api/jobs/%s/cancel" % b["id"])["state"] == "CANCELLED"  # the other's job, here
         wait_for(lambda: sacct_state(cluster, "second", number) == "CANCELLED", 30, "sacct of second")
         assert sacct_state(cluster, "flightjob", number) in ("PENDING", "RUNNING")
