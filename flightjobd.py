@@ -3038,12 +3038,12 @@ class LocalScheduler(Scheduler):
     QUEUES = False
     MEMORY_WHAT = "the peak of its largest single process (all the local scheduler measures)"
     IGNORED_OPTIONS = {"partition": "the local scheduler has one partition, 'local'",
-               "account": "accounts do not apply to the local scheduler",
-               "mem": "memory is not limited by the local scheduler",
-               "gpus": "GPUs are not allocated by the local scheduler",
-               "exclusive": "the local scheduler does not reserve the machine",
-               "mail-user": "the local scheduler sends no email",
-               "mail-type": "the local scheduler sends no email"}
+                       "account": "accounts do not apply to the local scheduler",
+                       "mem": "memory is not limited by the local scheduler",
+                       "gpus": "GPUs are not allocated by the local scheduler",
+                       "exclusive": "the local scheduler does not reserve the machine",
+                       "mail-user": "the local scheduler sends no email",
+                       "mail-type": "the local scheduler sends no email"}
 
     def __init__(self, state_dir, python, user, timeout=20):
         super().__init__(timeout)
@@ -3087,7 +3087,7 @@ class LocalScheduler(Scheduler):
     def ignored_options(self, script, options):
         opts = effective_options(script, options)
         ignored = ["%s (--%s%s)" % (why, k, "" if opts[k] is True else "=%s" % opts[k])
-                 for k, why in self.IGNORED_OPTIONS.items() if k in opts and opts[k] not in ("local", False)]
+                   for k, why in self.IGNORED_OPTIONS.items() if k in opts and opts[k] not in ("local", False)]
         for key in ("nodes", "ntasks"):
             if str(opts.get(key, "1")) not in ("1", "1-1"):
                 ignored.append("the local scheduler runs one task on one node (--%s=%s)" % (key, opts[key]))
@@ -3267,16 +3267,11 @@ def scheduler_class(config):
     return SCHEDULERS.get(config["scheduler"]["type"], Scheduler)
 
 
-def detect_scheduler(config):
-    """The name of the first scheduler in SCHEDULERS usable here."""
-    return next(name for name, cls in SCHEDULERS.items() if cls.detect(config))
-
-
 def make_scheduler(config, user, state_dir):
     """The scheduler of user's worker, as scheduler.type says."""
     kind = config["scheduler"]["type"]
-    if kind == "auto":
-        kind = detect_scheduler(config)
+    if kind == "auto":  # the first usable here
+        kind = next(name for name, cls in SCHEDULERS.items() if cls.detect(config))
     return SCHEDULERS[kind].from_config(config, user, state_dir)
 
 
@@ -3498,17 +3493,15 @@ class StorePart(Performer):
                     with contextlib.suppress(FileNotFoundError):
                         os.unlink(entry.path)
 
-    def _make_dirs(self):
-        for d in (self.root, self.scripts_dir, self.jobs_dir):
-            try:
-                os.makedirs(d, 0o700, exist_ok=True)
-            except OSError as e:
-                raise disk_error(e)
-
     @contextlib.contextmanager
     def _writing(self):
-        """The lock for a read-modify-write, with disk errors made clear."""
-        self._make_dirs()
+        """The lock for a read-modify-write (the state directories made
+        first), with disk errors made clear."""
+        try:
+            for d in (self.root, self.scripts_dir, self.jobs_dir):
+                os.makedirs(d, 0o700, exist_ok=True)
+        except OSError as e:
+            raise disk_error(e)
         try:
             with locked(self.lock_path):
                 yield
@@ -3634,16 +3627,12 @@ class TemplatesPart(StorePart):
     _summary = (-1e9, None)  # (when, the scheduler's partition summary) when the worker asks itself
     _assoc = (-1e9, None)  # (when, the user's accounts and QOS) for partitions' access rules
 
-    def _template_dirs(self):
-        dirs = [(os.path.join(HERE, "share", "job-templates"), "shipped")]
-        dirs += [(d, "site") for d in self.config["templates"]["site_dirs"]]
-        dirs.append((os.path.expanduser(self.config["storage"]["user_templates"]), "user"))
-        return dirs
-
     def templates(self):
         """(id -> template, problems), re-read when a file changes."""
         entries = []  # (entry, source), a later directory's after an earlier one's
-        for directory, source in self._template_dirs():
+        dirs = [(os.path.join(HERE, "share", "job-templates"), "shipped")]
+        dirs += [(d, "site") for d in self.config["templates"]["site_dirs"]]
+        for directory, source in dirs + [(os.path.expanduser(self.config["storage"]["user_templates"]), "user")]:
             with contextlib.suppress(OSError):
                 entries += [(entry, source) for entry in sorted(os.scandir(directory), key=lambda e: e.name)]
         signature = []
@@ -8188,15 +8177,6 @@ class App:
     def call(self, user, op, **args):
         return self.pool.call(user, op, args)
 
-    def call_raw(self, user, op, **args):
-        """The worker's answer as JSON text, for a route that sends it on."""
-        return self.pool.call(user, op, args, raw=True)
-
-    def set_session_cookie(self, session):
-        bottle.response.set_cookie(COOKIE, session.id, path="/", httponly=True,
-                                   samesite="lax", secure=self.secure,
-                                   max_age=self.config["auth"]["session_max"])
-
     def login(self, user):
         """A fresh session (never one the client chose), cookie set, and
         this request's from now on (a page rendered after shows it)."""
@@ -8204,7 +8184,8 @@ class App:
         if old:
             self.auth.end(old)
         session = self.auth.create(user)
-        self.set_session_cookie(session)
+        bottle.response.set_cookie(COOKIE, session.id, path="/", httponly=True, samesite="lax", secure=self.secure,
+                                   max_age=self.config["auth"]["session_max"])
         bottle.request.environ["flightjob.who"] = (user, session)
         return session
 
@@ -8313,11 +8294,8 @@ class App:
             bottle.response.set_header("WWW-Authenticate", 'Session realm="flight-job"')
         return self.json(body, err.status)
 
-    def error_page(self, err):
-        return self.render("error", status=err.status, error=err, title="Error")
-
     def error_response(self, err, api):
-        return self.error_json(err) if api else self.error_page(err)
+        return self.error_json(err) if api else self.render("error", status=err.status, error=err, title="Error")
 
     def bottle_error(self, error):
         """The answer to an error Bottle meets itself: no route (404), a
@@ -8464,7 +8442,7 @@ def api_call(method, path, op, body=(), status=200, query=dict):
     the query string; its answer the operation's JSON with status (204: none)."""
     def handler(app, user, **args):
         data = app.body_json() if body else {}
-        answer = app.call_raw(user, op, **dict(args, **query(), **{key: data.get(key) for key in body}))
+        answer = app.pool.call(user, op, dict(args, **query(), **{key: data.get(key) for key in body}), raw=True)
         return app.no_content() if status == 204 else app.json(answer, status)
     handler.__name__ = "api_" + op.replace(".", "_")
     route(path, method, api=True)(handler)
@@ -8933,11 +8911,6 @@ def page_import_post(app, user):
 # Routes: submit #############################################################
 
 
-def _after_from_form(form):
-    """The "start after one of my jobs" choice as typed: {job, type}."""
-    return {"job": form.get("after_job") or "", "type": form.get("after_type") or "afterok"}
-
-
 def submit_page(app, user, id, answers=None, errors=None, status=200, from_job=None, after=None):
     """The submission questions; from_job (a job of this script): its
     answers are the values, and the page says so, with a way back to the
@@ -8961,7 +8934,7 @@ def page_submit_post(app, user, id):
     form = app.form()
     sub = app.call(user, "scripts.submission", id=id)
     answers = _answers_from_form(form, sub["questions"])
-    after = _after_from_form(form)
+    after = {"job": form.get("after_job") or "", "type": form.get("after_type") or "afterok"}  # "start after" as typed
     action = form.get("action")
     if action == "update":
         return submit_page(app, user, id, answers, from_job=form.get("from_job"), after=after)
