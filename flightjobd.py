@@ -881,22 +881,15 @@ def time_limit_seconds(text):
     if not m:
         raise ValueError(TIME_HELP)
     days, a, b, c = m.groups()
-    a, b, c = int(a), int(b or 0), int(c or 0)
-    if days is not None:  # D-H[:M[:S]]
-        seconds = int(days) * 86400 + a * 3600 + b * 60 + c
-        if a > 23 or b > 59 or c > 59:
-            raise ValueError(TIME_HELP)
-    elif m.group(4) is not None:  # H:M:S
-        seconds, bad = a * 3600 + b * 60 + c, b > 59 or c > 59
-        if bad:
-            raise ValueError(TIME_HELP)
-    elif m.group(3) is not None:  # M:S
-        seconds = a * 60 + b
-        if b > 59:
-            raise ValueError(TIME_HELP)
-    else:  # minutes
-        seconds = a * 60
-    return seconds
+    if days is None and c is None:  # M or M:S, the minutes unbounded
+        hours, minutes, seconds = 0, int(a), int(b or 0)
+        bad = seconds > 59
+    else:  # H:M:S, the hours unbounded; D-H[:M[:S]]
+        hours, minutes, seconds = int(a), int(b or 0), int(c or 0)
+        bad = minutes > 59 or seconds > 59 or (days is not None and hours > 23)
+    if bad:
+        raise ValueError(TIME_HELP)
+    return int(days or 0) * 86400 + hours * 3600 + minutes * 60 + seconds
 
 
 def sbatch_quote(value):
@@ -3354,13 +3347,9 @@ MAX_SEARCH = 200  # the longest search text (q) of a list
 DATE_RE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
 
 
-def _folded(value):
-    return value.casefold()
-
-
 SCRIPT_SORTS = {"updated": (lambda s: s.get("updated_at"), True), "created": (lambda s: s.get("created_at"), True),
-                "name": (lambda s: _folded(s.get("name") or ""), False),
-                "template": (lambda s: _folded(s.get("template_name") or s.get("template_id") or ""), False)}
+                "name": (lambda s: (s.get("name") or "").casefold(), False),
+                "template": (lambda s: (s.get("template_name") or s.get("template_id") or "").casefold(), False)}
 
 
 def list_query(q, sort, order, sorts, default):
@@ -8954,12 +8943,10 @@ def page_submit_post(app, user, id):
 # Routes: jobs and files #####################################################
 
 
-@route("/api/activity", api=True)
-def api_activity(app, user):
-    """The user's unfinished jobs in brief, and the state now of the jobs
-    in ?watch=ID (repeatable): what a page's tab polls for its title, icon
-    and notifications (share/static/app.js)."""
-    return app.json(app.call(user, "jobs.activity", watch=_query_texts("watch")))
+# The user's unfinished jobs in brief, and the state now of the jobs in
+# ?watch=ID (repeatable): what a page's tab polls for its title, icon and
+# notifications (share/static/app.js).
+api_call("GET", "/api/activity", "jobs.activity", query=lambda: {"watch": _query_texts("watch")})
 
 
 api_call("GET", "/api/jobs", "jobs.list", query=lambda: list_args(JOBS_QUERY, paged=True))
