@@ -1878,35 +1878,23 @@ def parse_sinfo(text):
 
     memory_mb is the largest node's memory (the most one job can ask for on
     one node); cpus and nodes are totals."""
-    parts = {}
-    order = []
+    parts, seen = {}, set()  # name -> partition, in sinfo's order; (partition, node) counted
     for line in (text or "").splitlines():
         f = line.strip().split("|")
         if len(f) != 6:
             continue
         node, name, avail, limit, cpus, mem = f
-        default = name.endswith("*")
-        name = name.rstrip("*")
-        p = parts.get(name)
-        if p is None:
-            p = parts[name] = {
-                "name": name, "default": default,
-                "max_time": format_duration(parse_duration(limit)),
-                "nodes": 0, "cpus": 0, "memory_mb": 0, "state": avail,
-                "_nodes": set(),
-            }
-            order.append(name)
-        if node not in p["_nodes"]:
-            p["_nodes"].add(node)
+        if name.rstrip("*") not in parts:
+            parts[name.rstrip("*")] = {"name": name.rstrip("*"), "default": name.endswith("*"),
+                                       "max_time": format_duration(parse_duration(limit)),
+                                       "nodes": 0, "cpus": 0, "memory_mb": 0, "state": avail}
+        p = parts[name.rstrip("*")]
+        if (p["name"], node) not in seen:
+            seen.add((p["name"], node))
             p["nodes"] += 1
             p["cpus"] += int(cpus.rstrip("+") or 0)
             p["memory_mb"] = max(p["memory_mb"], int(mem.rstrip("+") or 0))
-    out = []
-    for name in order:
-        p = parts[name]
-        del p["_nodes"]
-        out.append(p)
-    return out
+    return list(parts.values())
 
 
 # What a submit page shows of each partition (the shared poll's summary):
@@ -1941,7 +1929,7 @@ def parse_sinfo_free(text):
     nodes), "nodes_total", "gpus_free", "gpus_total"}] per partition, in
     sinfo's order. A partition that is not up has nothing free; a node
     that is not idle or mixed (allocated, drained, down) no free GPUs."""
-    parts, order = {}, []
+    parts, seen = {}, set()  # name -> partition, in sinfo's order; (partition, node) counted
     for f in _records(text, SINFO_FREE_FIELDS, trailing=True):
         name = f["Partition"].strip()
         default = name.endswith("*")
@@ -1951,16 +1939,14 @@ def parse_sinfo_free(text):
             continue
         p = parts.get(name)
         if p is None:
-            if len(order) >= MAX_PARTITIONS:
+            if len(parts) >= MAX_PARTITIONS:
                 continue
             p = parts[name] = {"name": name, "default": default, "state": f["Available"].strip()[:20],
                                "cpus_free": 0, "cpus_total": 0, "nodes_free": 0, "nodes_total": 0,
-                               "gpus_free": 0, "gpus_total": 0, "_nodes": set()}
-            order.append(name)
-        node = f["NodeList"].strip()
-        if node in p["_nodes"]:
+                               "gpus_free": 0, "gpus_total": 0}
+        if (name, f["NodeList"].strip()) in seen:
             continue
-        p["_nodes"].add(node)
+        seen.add((name, f["NodeList"].strip()))
         up = p["state"] == "up"
         state = f["StateCompact"].strip().rstrip("$@^-#!%*~")
         gpus = _gpus(f["Gres"])
@@ -1972,9 +1958,7 @@ def parse_sinfo_free(text):
             p["cpus_free"] += cpus[0]
             if state in ("idle", "mix", "mixed"):
                 p["gpus_free"] += max(0, gpus - _gpus(f["GresUsed"]))
-    for p in parts.values():
-        del p["_nodes"]
-    return [parts[n] for n in order]
+    return list(parts.values())
 
 
 def parse_pending_partitions(text):
