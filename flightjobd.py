@@ -8484,23 +8484,24 @@ def list_args(names, paged=False):
     return args
 
 
-def list_page(app, user, op, names, paged=False):
-    """(the list, the parameters as typed, the error) for a list page: with
-    a bad parameter, the list as it is by default, what was typed kept for
-    the form and the error naming the parameter (the page answers 400)."""
+def list_page(app, user, op, names, path, paged=False):
+    """What the list page at path renders: the list, the parameters as
+    typed, the error, and link(**changes) to the page with the parameters
+    typed changed by changes (a value None leaves it out). With a bad
+    parameter: the list as it is by default, what was typed kept for the
+    form, the error naming the parameter, status 400 and links from the
+    default list."""
     typed = {name: _text_query(name, strict=False) or "" for name in list(names) + ["page", "per_page"]}
     try:
-        return app.call(user, op, **list_args(names, paged)), typed, None
+        listing, error = app.call(user, op, **list_args(names, paged)), None
     except BadRequest as e:
-        return app.call(user, op), typed, e
+        listing, error = app.call(user, op), e
 
-
-def list_link(path, typed, **changes):
-    """A link to path (a list page) with the parameters typed, changed by
-    changes (a value None leaves it out)."""
-    values = dict(typed, **changes)
-    query = urllib.parse.urlencode([(k, v) for k, v in values.items() if v not in (None, "")])
-    return path + ("?" + query if query else "")
+    def link(**changes):
+        values = dict({} if error else typed, **changes)
+        query = urllib.parse.urlencode([(k, v) for k, v in values.items() if v not in (None, "")])
+        return path + ("?" + query if query else "")
+    return dict(listing, status=400 if error else 200, typed=typed, error=error, link=link)
 
 
 def kept_fields(form):
@@ -8737,11 +8738,8 @@ def api_preview(app, user, id):
 
 @route("/scripts")
 def page_scripts(app, user):
-    listing, typed, error = list_page(app, user, "scripts.list", SCRIPTS_QUERY)
-    return app.render("scripts", status=400 if error else 200, title="Scripts", crumbs=[("Scripts", None)],
-                      typed=typed, error=error,
-                      link=lambda **changes: list_link("/scripts", {} if error else typed, **changes),
-                      **listing)
+    return app.render("scripts", title="Scripts", crumbs=[("Scripts", None)],
+                      **list_page(app, user, "scripts.list", SCRIPTS_QUERY, "/scripts"))
 
 
 SCRIPT_FORMS = SCRIPT_FIELDS + ("copy", "template")  # ?edit=: a field, or the copy / save-as-template form
@@ -9083,10 +9081,9 @@ def api_output(app, user, id, which):
 
 @route("/jobs")
 def page_jobs(app, user):
-    listing, typed, error = list_page(app, user, "jobs.list", JOBS_QUERY, paged=True)
-    return app.render("jobs", status=400 if error else 200, title="Jobs", states=STATES, crumbs=[("Jobs", None)],
-                      page_no=listing["page"], typed=typed, error=error, per_pages=PER_PAGE,
-                      link=lambda **changes: list_link("/jobs", {} if error else typed, **changes), **listing)
+    values = list_page(app, user, "jobs.list", JOBS_QUERY, "/jobs", paged=True)
+    return app.render("jobs", title="Jobs", states=STATES, crumbs=[("Jobs", None)], page_no=values["page"],
+                      per_pages=PER_PAGE, **values)
 
 
 def bulk_page(app, action, picks, results):
