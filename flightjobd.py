@@ -9316,15 +9316,11 @@ def serve(config):
     # a slow or idle client costs a connection, never a thread: waitress reads
     # requests whole before a thread sees them; poll(), not select(), so
     # descriptors past 1024 work
-    server = create_server(forwarded_for_only(a.bottle), host=host.strip("[]"), port=int(port),
-                           threads=limits["threads"], ident="flightjobd",
-                           clear_untrusted_proxy_headers=False,
-                           max_request_body_size=form_limit(config),
-                           max_request_header_size=limits["max_header_bytes"],
-                           connection_limit=limits["connection_limit"],
-                           channel_timeout=limits["channel_timeout"],
-                           cleanup_interval=limits["cleanup_interval"],
-                           backlog=limits["backlog"], asyncore_use_poll=True)
+    server = create_server(forwarded_for_only(a.bottle), host=host.strip("[]"), port=int(port), ident="flightjobd",
+                           clear_untrusted_proxy_headers=False, asyncore_use_poll=True,
+                           max_request_body_size=form_limit(config), max_request_header_size=limits["max_header_bytes"],
+                           **{key: limits[key] for key in ("threads", "connection_limit", "channel_timeout",
+                                                           "cleanup_interval", "backlog")})  # waitress's own names
     bound_clients(server, limits, a.auth.proxies)
     stop = threading.Event()
     threading.Thread(target=a.background, args=(stop,), daemon=True).start()
