@@ -596,6 +596,8 @@ def resolve_inside(root, path, outside):
     if full != root and not full.startswith(root.rstrip("/") + "/"):
         raise Forbidden(outside)
     return full
+
+
 def human_size(n):
     """'12.3 MiB' for a number of bytes."""
     for unit in ("B", "KiB", "MiB", "GiB"):
@@ -892,22 +894,15 @@ def time_limit_seconds(text):
     if not m:
         raise ValueError(TIME_HELP)
     days, a, b, c = m.groups()
-    a, b, c = int(a), int(b or 0), int(c or 0)
-    if days is not None:  # D-H[:M[:S]]
-        seconds = int(days) * 86400 + a * 3600 + b * 60 + c
-        if a > 23 or b > 59 or c > 59:
-            raise ValueError(TIME_HELP)
-    elif m.group(4) is not None:  # H:M:S
-        seconds, bad = a * 3600 + b * 60 + c, b > 59 or c > 59
-        if bad:
-            raise ValueError(TIME_HELP)
-    elif m.group(3) is not None:  # M:S
-        seconds = a * 60 + b
-        if b > 59:
-            raise ValueError(TIME_HELP)
-    else:  # minutes
-        seconds = a * 60
-    return seconds
+    if days is None and c is None:  # M or M:S, the minutes unbounded
+        hours, minutes, seconds = 0, int(a), int(b or 0)
+        bad = seconds > 59
+    else:  # H:M:S, the hours unbounded; D-H[:M[:S]]
+        hours, minutes, seconds = int(a), int(b or 0), int(c or 0)
+        bad = minutes > 59 or seconds > 59 or (days is not None and hours > 23)
+    if bad:
+        raise ValueError(TIME_HELP)
+    return int(days or 0) * 86400 + hours * 3600 + minutes * 60 + seconds
 
 
 def sbatch_quote(value):
@@ -1887,7 +1882,7 @@ def parse_sinfo(text):
 
     memory_mb is the largest node's memory (the most one job can ask for on
     one node); cpus and nodes are totals."""
-    parts, seen = {}, set()
+    parts, seen = {}, set()  # name -> partition, in sinfo's order; (partition, node) counted
     for line in (text or "").splitlines():
         f = line.strip().split("|")
         if len(f) != 6:
@@ -1936,7 +1931,7 @@ def parse_sinfo_free(text):
     nodes), "nodes_total", "gpus_free", "gpus_total"}] per partition, in
     sinfo's order. A partition that is not up has nothing free; a node
     that is not idle or mixed (allocated, drained, down) no free GPUs."""
-    parts, seen = {}, set()
+    parts, seen = {}, set()  # name -> partition, in sinfo's order; (partition, node) counted
     for f in _records(text, SINFO_FREE_FIELDS, trailing=True):
         name, cpus, node = f["Partition"].strip(), _cpus_state(f["CPUsState"]), f["NodeList"].strip()
         if not PARTITION_RE.match(name.rstrip("*")) or cpus is None or (name.rstrip("*"), node) in seen or (
@@ -3014,12 +3009,12 @@ class LocalScheduler(Scheduler):
     QUEUES = False
     MEMORY_WHAT = "the peak of its largest single process (all the local scheduler measures)"
     IGNORED_OPTIONS = {"partition": "the local scheduler has one partition, 'local'",
-               "account": "accounts do not apply to the local scheduler",
-               "mem": "memory is not limited by the local scheduler",
-               "gpus": "GPUs are not allocated by the local scheduler",
-               "exclusive": "the local scheduler does not reserve the machine",
-               "mail-user": "the local scheduler sends no email",
-               "mail-type": "the local scheduler sends no email"}
+                       "account": "accounts do not apply to the local scheduler",
+                       "mem": "memory is not limited by the local scheduler",
+                       "gpus": "GPUs are not allocated by the local scheduler",
+                       "exclusive": "the local scheduler does not reserve the machine",
+                       "mail-user": "the local scheduler sends no email",
+                       "mail-type": "the local scheduler sends no email"}
 
     def __init__(self, state_dir, python, user, timeout=20):
         super().__init__(timeout)
@@ -3063,7 +3058,7 @@ class LocalScheduler(Scheduler):
     def ignored_options(self, script, options):
         opts = effective_options(script, options)
         ignored = ["%s (--%s%s)" % (why, k, "" if opts[k] is True else "=%s" % opts[k])
-                 for k, why in self.IGNORED_OPTIONS.items() if k in opts and opts[k] not in ("local", False)]
+                   for k, why in self.IGNORED_OPTIONS.items() if k in opts and opts[k] not in ("local", False)]
         for key in ("nodes", "ntasks"):
             if str(opts.get(key, "1")) not in ("1", "1-1"):
                 ignored.append("the local scheduler runs one task on one node (--%s=%s)" % (key, opts[key]))
@@ -3242,16 +3237,11 @@ def scheduler_class(config):
     return SCHEDULERS.get(config["scheduler"]["type"], Scheduler)
 
 
-def detect_scheduler(config):
-    """The name of the first scheduler in SCHEDULERS usable here."""
-    return next(name for name, cls in SCHEDULERS.items() if cls.detect(config))
-
-
 def make_scheduler(config, user, state_dir):
     """The scheduler of user's worker, as scheduler.type says."""
     kind = config["scheduler"]["type"]
-    if kind == "auto":
-        kind = detect_scheduler(config)
+    if kind == "auto":  # the first usable here
+        kind = next(name for name, cls in SCHEDULERS.items() if cls.detect(config))
     return SCHEDULERS[kind].from_config(config, user, state_dir)
 
 
@@ -3334,13 +3324,9 @@ MAX_SEARCH = 200  # the longest search text (q) of a list
 DATE_RE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
 
 
-def _folded(value):
-    return value.casefold()
-
-
 SCRIPT_SORTS = {"updated": (lambda s: s.get("updated_at"), True), "created": (lambda s: s.get("created_at"), True),
-                "name": (lambda s: _folded(s.get("name") or ""), False),
-                "template": (lambda s: _folded(s.get("template_name") or s.get("template_id") or ""), False)}
+                "name": (lambda s: (s.get("name") or "").casefold(), False),
+                "template": (lambda s: (s.get("template_name") or s.get("template_id") or "").casefold(), False)}
 
 
 def list_query(q, sort, order, sorts, default):
@@ -3473,17 +3459,15 @@ class StorePart(Performer):
                     with contextlib.suppress(FileNotFoundError):
                         os.unlink(entry.path)
 
-    def _make_dirs(self):
-        for d in (self.root, self.scripts_dir, self.jobs_dir):
-            try:
-                os.makedirs(d, 0o700, exist_ok=True)
-            except OSError as e:
-                raise disk_error(e)
-
     @contextlib.contextmanager
     def _writing(self):
-        """The lock for a read-modify-write, with disk errors made clear."""
-        self._make_dirs()
+        """The lock for a read-modify-write (the state directories made
+        first), with disk errors made clear."""
+        try:
+            for d in (self.root, self.scripts_dir, self.jobs_dir):
+                os.makedirs(d, 0o700, exist_ok=True)
+        except OSError as e:
+            raise disk_error(e)
         try:
             with locked(self.lock_path):
                 yield
@@ -3609,16 +3593,12 @@ class TemplatesPart(StorePart):
     _summary = (-1e9, None)  # (when, the scheduler's partition summary) when the worker asks itself
     _assoc = (-1e9, None)  # (when, the user's accounts and QOS) for partitions' access rules
 
-    def _template_dirs(self):
-        dirs = [(os.path.join(HERE, "share", "job-templates"), "shipped")]
-        dirs += [(d, "site") for d in self.config["templates"]["site_dirs"]]
-        dirs.append((os.path.expanduser(self.config["storage"]["user_templates"]), "user"))
-        return dirs
-
     def templates(self):
         """(id -> template, problems), re-read when a file changes."""
         entries = []  # (entry, source), a later directory's after an earlier one's
-        for directory, source in self._template_dirs():
+        dirs = [(os.path.join(HERE, "share", "job-templates"), "shipped")]
+        dirs += [(d, "site") for d in self.config["templates"]["site_dirs"]]
+        for directory, source in dirs + [(os.path.expanduser(self.config["storage"]["user_templates"]), "user")]:
             with contextlib.suppress(OSError):
                 entries += [(entry, source) for entry in sorted(os.scandir(directory), key=lambda e: e.name)]
         signature = []
@@ -8050,6 +8030,8 @@ COOKIE = "flightjob_session"
 PRE_COOKIE = "flightjob_login"
 LOGIN_FIELDS = ("login_csrf", "next", "username", "password")  # the login form's own
 CSP = "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'"
+SECURITY_HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY",
+                    "Referrer-Policy": "same-origin"}
 SURROGATE_RE = re.compile(r"[\ud800-\udfff]")  # what no UTF-8 page can say (render)
 
 
@@ -8154,10 +8136,8 @@ def security_headers():
     Referer to other sites. An after_request hook, and called again by the
     error handlers: Bottle answers an exception that escapes a route with a
     fresh HTTPError whose headers replace those the hook set."""
-    bottle.response.set_header("Content-Security-Policy", CSP)
-    bottle.response.set_header("X-Content-Type-Options", "nosniff")
-    bottle.response.set_header("X-Frame-Options", "DENY")
-    bottle.response.set_header("Referrer-Policy", "same-origin")
+    for name, value in SECURITY_HEADERS.items():
+        bottle.response.set_header(name, value)
 
 
 PLAIN_ERRORS = {404: ("not_found", "There is no such page."),
@@ -8294,15 +8274,6 @@ class App:
     def call(self, user, op, **args):
         return self.pool.call(user, op, args)
 
-    def call_raw(self, user, op, **args):
-        """The worker's answer as JSON text, for a route that sends it on."""
-        return self.pool.call(user, op, args, raw=True)
-
-    def set_session_cookie(self, session):
-        bottle.response.set_cookie(COOKIE, session.id, path="/", httponly=True,
-                                   samesite="lax", secure=self.secure,
-                                   max_age=self.config["auth"]["session_max"])
-
     def login(self, user):
         """A fresh session (never one the client chose), cookie set, and
         this request's from now on (a page rendered after shows it)."""
@@ -8310,7 +8281,8 @@ class App:
         if old:
             self.auth.end(old)
         session = self.auth.create(user)
-        self.set_session_cookie(session)
+        bottle.response.set_cookie(COOKIE, session.id, path="/", httponly=True, samesite="lax", secure=self.secure,
+                                   max_age=self.config["auth"]["session_max"])
         bottle.request.environ["flightjob.who"] = (user, session)
         return session
 
@@ -8423,11 +8395,8 @@ class App:
             bottle.response.set_header("WWW-Authenticate", 'Session realm="flight-job"')
         return self.json(body, err.status)
 
-    def error_page(self, err):
-        return self.render("error", status=err.status, error=err, title="Error")
-
     def error_response(self, err, api):
-        return self.error_json(err) if api else self.error_page(err)
+        return self.error_json(err) if api else self.render("error", status=err.status, error=err, title="Error")
 
     def bottle_error(self, error):
         """The answer to an error Bottle meets itself: no route (404), a
@@ -8574,7 +8543,7 @@ def api_call(method, path, op, body=(), status=200, query=dict):
     the query string; its answer the operation's JSON with status (204: none)."""
     def handler(app, user, **args):
         data = app.body_json() if body else {}
-        answer = app.call_raw(user, op, **dict(args, **query(), **{key: data.get(key) for key in body}))
+        answer = app.pool.call(user, op, dict(args, **query(), **{key: data.get(key) for key in body}), raw=True)
         return app.no_content() if status == 204 else app.json(answer, status)
     handler.__name__ = "api_" + op.replace(".", "_")
     route(path, method, api=True)(handler)
@@ -8643,23 +8612,24 @@ def list_args(names, paged=False):
     return args
 
 
-def list_page(app, user, op, names, paged=False):
-    """(the list, the parameters as typed, the error) for a list page: with
-    a bad parameter, the list as it is by default, what was typed kept for
-    the form and the error naming the parameter (the page answers 400)."""
+def list_page(app, user, op, names, path, paged=False):
+    """What the list page at path renders: the list, the parameters as
+    typed, the error, and link(**changes) to the page with the parameters
+    typed changed by changes (a value None leaves it out). With a bad
+    parameter: the list as it is by default, what was typed kept for the
+    form, the error naming the parameter, status 400 and links from the
+    default list."""
     typed = {name: _text_query(name, strict=False) or "" for name in list(names) + ["page", "per_page"]}
     try:
-        return app.call(user, op, **list_args(names, paged)), typed, None
+        listing, error = app.call(user, op, **list_args(names, paged)), None
     except BadRequest as e:
-        return app.call(user, op), typed, e
+        listing, error = app.call(user, op), e
 
-
-def list_link(path, typed, **changes):
-    """A link to path (a list page) with the parameters typed, changed by
-    changes (a value None leaves it out)."""
-    values = dict(typed, **changes)
-    query = urllib.parse.urlencode([(k, v) for k, v in values.items() if v not in (None, "")])
-    return path + ("?" + query if query else "")
+    def link(**changes):
+        values = dict({} if error else typed, **changes)
+        query = urllib.parse.urlencode([(k, v) for k, v in values.items() if v not in (None, "")])
+        return path + ("?" + query if query else "")
+    return dict(listing, status=400 if error else 200, typed=typed, error=error, link=link)
 
 
 def kept_fields(form):
@@ -8667,6 +8637,14 @@ def kept_fields(form):
     (App.keep_form): every one, in order, but the CSRF token and the login
     form's own."""
     return [(k, v) for k, v in form.allitems() if k != "csrf" and k not in LOGIN_FIELDS]
+
+
+def known_fields(data, fields, hint):
+    """A JSON body whose fields are all of fields; else 400 naming the first other, with hint."""
+    extra = sorted(set(data) - set(fields))
+    if extra:
+        raise BadRequest("Unknown field %r: %s." % (extra[0], hint))
+    return data
 
 
 def form_errors(e):
@@ -8855,10 +8833,7 @@ def api_script(app, user, id):
 
 @route("/api/scripts/<id>", "PATCH", api=True)
 def api_script_update(app, user, id):
-    data = app.body_json()
-    extra = set(data) - set(SCRIPT_FIELDS)
-    if extra:
-        raise BadRequest("Unknown field %r: give content, notes or name." % sorted(extra)[0])
+    data = known_fields(app.body_json(), SCRIPT_FIELDS, "give content, notes or name")
     script = app.call(user, "scripts.update", id=id, content=data.get("content"), notes=data.get("notes"),
                       name=data.get("name"), if_match=bottle.request.headers.get("If-Match"))
     return script_json(app, script)
@@ -8878,10 +8853,7 @@ def api_script_copy(app, user, id):
 
 @route("/api/scripts/<id>/save-as-template", "POST", api=True)
 def api_save_as_template(app, user, id):
-    data = app.body_json()
-    extra = set(data) - {"name", "id"}
-    if extra:
-        raise BadRequest("Unknown field %r: give name and, if you like, id." % sorted(extra)[0])
+    data = known_fields(app.body_json(), ("name", "id"), "give name and, if you like, id")
     return app.json(app.call(user, "scripts.save_template", id=id, name=data.get("name"),
                              template_id=data.get("id")), 201)
 
@@ -8894,11 +8866,8 @@ def api_preview(app, user, id):
 
 @route("/scripts")
 def page_scripts(app, user):
-    listing, typed, error = list_page(app, user, "scripts.list", SCRIPTS_QUERY)
-    return app.render("scripts", status=400 if error else 200, title="Scripts", crumbs=[("Scripts", None)],
-                      typed=typed, error=error,
-                      link=lambda **changes: list_link("/scripts", {} if error else typed, **changes),
-                      **listing)
+    return app.render("scripts", title="Scripts", crumbs=[("Scripts", None)],
+                      **list_page(app, user, "scripts.list", SCRIPTS_QUERY, "/scripts"))
 
 
 SCRIPT_FORMS = SCRIPT_FIELDS + ("copy", "template")  # ?edit=: a field, or the copy / save-as-template form
@@ -8990,11 +8959,7 @@ IMPORT_FIELDS = ("path", "content", "name", "in_place")
 
 @route("/api/import", "POST", api=True)
 def api_import(app, user):
-    data = app.body_json()
-    extra = set(data) - set(IMPORT_FIELDS)
-    if extra:
-        raise BadRequest("Unknown field %r: give path or content, and if you like name and in_place."
-                         % sorted(extra)[0])
+    data = known_fields(app.body_json(), IMPORT_FIELDS, "give path or content, and if you like name and in_place")
     script = app.call(user, "scripts.import", path=data.get("path"), content=data.get("content"),
                       name=data.get("name"), in_place=data.get("in_place", False))
     return script_json(app, script, 201)
@@ -9045,11 +9010,6 @@ def page_import_post(app, user):
 # Routes: submit #############################################################
 
 
-def _after_from_form(form):
-    """The "start after one of my jobs" choice as typed: {job, type}."""
-    return {"job": form.get("after_job") or "", "type": form.get("after_type") or "afterok"}
-
-
 def submit_page(app, user, id, answers=None, errors=None, status=200, from_job=None, after=None):
     """The submission questions; from_job (a job of this script): its
     answers are the values, and the page says so, with a way back to the
@@ -9073,7 +9033,7 @@ def page_submit_post(app, user, id):
     form = app.form()
     sub = app.call(user, "scripts.submission", id=id)
     answers = _answers_from_form(form, sub["questions"])
-    after = _after_from_form(form)
+    after = {"job": form.get("after_job") or "", "type": form.get("after_type") or "afterok"}  # "start after" as typed
     action = form.get("action")
     if action == "update":
         return submit_page(app, user, id, answers, from_job=form.get("from_job"), after=after)
@@ -9093,12 +9053,10 @@ def page_submit_post(app, user, id):
 # Routes: jobs and files #####################################################
 
 
-@route("/api/activity", api=True)
-def api_activity(app, user):
-    """The user's unfinished jobs in brief, and the state now of the jobs
-    in ?watch=ID (repeatable): what a page's tab polls for its title, icon
-    and notifications (share/static/app.js)."""
-    return app.json(app.call(user, "jobs.activity", watch=_query_texts("watch")))
+# The user's unfinished jobs in brief, and the state now of the jobs in
+# ?watch=ID (repeatable): what a page's tab polls for its title, icon and
+# notifications (share/static/app.js).
+api_call("GET", "/api/activity", "jobs.activity", query=lambda: {"watch": _query_texts("watch")})
 
 
 api_call("GET", "/api/jobs", "jobs.list", query=lambda: list_args(JOBS_QUERY, paged=True))
@@ -9251,10 +9209,15 @@ def api_output(app, user, id, which):
 
 @route("/jobs")
 def page_jobs(app, user):
-    listing, typed, error = list_page(app, user, "jobs.list", JOBS_QUERY, paged=True)
-    return app.render("jobs", status=400 if error else 200, title="Jobs", states=STATES, crumbs=[("Jobs", None)],
-                      page_no=listing["page"], typed=typed, error=error, per_pages=PER_PAGE,
-                      link=lambda **changes: list_link("/jobs", {} if error else typed, **changes), **listing)
+    values = list_page(app, user, "jobs.list", JOBS_QUERY, "/jobs", paged=True)
+    return app.render("jobs", title="Jobs", states=STATES, crumbs=[("Jobs", None)], page_no=values["page"],
+                      per_pages=PER_PAGE, **values)
+
+
+def bulk_page(app, action, picks, results):
+    """The bulk action's page: the jobs it will act on (results None) or acted on, and how each went."""
+    return app.render("bulk", title=BULK_TITLES[action], action=action, picks=picks, results=results,
+                      crumbs=[("Jobs", "/jobs"), (BULK_TITLES[action], None)])
 
 
 @route("/jobs/bulk")
@@ -9264,19 +9227,15 @@ def page_jobs_bulk_confirm(app, user):
     jobs it will act on, and which it cannot, and why."""
     action = _text_query("action")
     ids = bulk_ids(_query_texts("id"), action)  # 400 before the worker is asked
-    picks = app.call(user, "jobs.pick", ids=ids, action=action)
-    return app.render("bulk", title=BULK_TITLES[action], action=action, picks=picks, results=None,
-                      crumbs=[("Jobs", "/jobs"), (BULK_TITLES[action], None)])
+    return bulk_page(app, action, app.call(user, "jobs.pick", ids=ids, action=action), None)
 
 
 @route("/jobs/bulk", "POST")
 def page_jobs_bulk(app, user):
     form = app.form()
-    ids, action = form.getall("id"), form.get("action")
-    ids = bulk_ids(ids, action)
-    done = app.call(user, "jobs.bulk", ids=ids, action=action)
-    return app.render("bulk", title=BULK_TITLES[action], action=action, picks=done["jobs"], results=True,
-                      crumbs=[("Jobs", "/jobs"), (BULK_TITLES[action], None)])
+    action = form.get("action")
+    done = app.call(user, "jobs.bulk", ids=bulk_ids(form.getall("id"), action), action=action)
+    return bulk_page(app, action, done["jobs"], True)
 
 
 def job_crumbs(job):
@@ -9484,15 +9443,11 @@ def serve(config):
     # a slow or idle client costs a connection, never a thread: waitress reads
     # requests whole before a thread sees them; poll(), not select(), so
     # descriptors past 1024 work
-    server = create_server(forwarded_for_only(a.bottle), host=host.strip("[]"), port=int(port),
-                           threads=limits["threads"], ident="flightjobd",
-                           clear_untrusted_proxy_headers=False,
-                           max_request_body_size=form_limit(config),
-                           max_request_header_size=limits["max_header_bytes"],
-                           connection_limit=limits["connection_limit"],
-                           channel_timeout=limits["channel_timeout"],
-                           cleanup_interval=limits["cleanup_interval"],
-                           backlog=limits["backlog"], asyncore_use_poll=True)
+    server = create_server(forwarded_for_only(a.bottle), host=host.strip("[]"), port=int(port), ident="flightjobd",
+                           clear_untrusted_proxy_headers=False, asyncore_use_poll=True,
+                           max_request_body_size=form_limit(config), max_request_header_size=limits["max_header_bytes"],
+                           **{key: limits[key] for key in ("threads", "connection_limit", "channel_timeout",
+                                                           "cleanup_interval", "backlog")})  # waitress's own names
     bound_clients(server, limits, a.auth.proxies)
     stop = threading.Event()
     threading.Thread(target=a.background, args=(stop,), daemon=True).start()
