@@ -8095,12 +8095,9 @@ class App:
     def body_json(self):
         """The request's JSON object: 413 when too large, 400 when it is not
         UTF-8 JSON, 415-style 400 when not sent as JSON."""
-        length = bottle.request.content_length
         limit = self.config["server"]["max_body"]
-        if length > limit:
-            raise TooLarge("The request body is larger than %d bytes." % limit)
-        raw = bottle.request.body.read(limit + 1)
-        if len(raw) > limit:
+        raw = bottle.request.body.read(limit + 1) if bottle.request.content_length <= limit else None  # said larger
+        if raw is None or len(raw) > limit:
             raise TooLarge("The request body is larger than %d bytes." % limit)
         if not raw:
             return {}
