@@ -217,6 +217,11 @@ class FlightJobError(Exception):
     def from_dict(cls, data):
         return cls(str(data.get("message", "error")), data.get("fields") or {})
 
+    @classmethod
+    def of_field(cls, field, message):
+        """The error with message, shown beside the form's field too."""
+        return cls(message, {field: message})
+
 
 class BadRequest(FlightJobError):
     status, code = 400, "bad_request"
@@ -3889,11 +3894,10 @@ class ScriptsPart(StorePart):
 
     def _check_name(self, name, what="script"):
         if not isinstance(name, str) or not name.strip():
-            raise Invalid("Name: give the %s a name." % what, {"name": "Name: give the %s a name." % what})
+            raise Invalid.of_field("name", "Name: give the %s a name." % what)
         name = name.strip()
         if len(name) > 200 or CONTROL_RE.search(name):
-            raise Invalid("Name: one line of at most 200 characters.",
-                          {"name": "Name: one line of at most 200 characters."})
+            raise Invalid.of_field("name", "Name: one line of at most 200 characters.")
         self._check_text(name, "Name")
         return name
 
@@ -3978,10 +3982,10 @@ class ScriptsPart(StorePart):
             current = self._script_public(meta, full=True)
             origin = meta.get("origin") or {}
             if origin.get("in_place") and content is not None and content != current["content"]:
-                message = ("Content: this script runs your file %s as it is at each submit, so edit that file "
-                           "itself; this copy is only what it held when imported. Your text was not saved. "
-                           "(Copy this script to get one of your own to edit here.)" % origin["file"])
-                raise Invalid(message, {"content": message})
+                raise Invalid.of_field("content", "Content: this script runs your file %s as it is at each submit, "
+                                       "so edit that file itself; this copy is only what it held when imported. Your "
+                                       "text was not saved. (Copy this script to get one of your own to edit here.)"
+                                       % origin["file"])
             if if_match not in (None, "", "*") and if_match.strip() != current["etag"]:
                 raise PreconditionFailed("This script was changed elsewhere since you opened it "
                                          "(now version %d). Your text was not saved." % meta["version"],
@@ -4014,8 +4018,8 @@ class ScriptsPart(StorePart):
         def unique():  # under the lock: no other script takes the name meanwhile
             for other in self.scripts_list()["scripts"]:
                 if other.get("name", "").casefold() == name.casefold():
-                    message = "Name: you have a script named %r already; choose another name." % other["name"]
-                    raise Conflict(message, {"name": message})
+                    raise Conflict.of_field("name", "Name: you have a script named %r already; choose another name."
+                                            % other["name"])
         fields = {"name": name, "template_id": source["template_id"], "template_name": source["template_name"],
                   "answers": source["answers"]}
         if source.get("origin"):  # still imported (its questions), but the copy runs its own content
@@ -4063,14 +4067,12 @@ class ScriptsPart(StorePart):
                            "with it are not known. Nothing was saved." % script["template_id"])
         clash = found.get(template_id) or next((p for p in problems if p["id"] == template_id), None)
         if clash:
-            message = "Id: a template with the id %r exists already (%s, from the %s templates); choose " \
-                      "another id." % (template_id, clash.get("name", "broken"), clash["source"])
-            raise Conflict(message, {"id": message})
+            raise Conflict.of_field("id", "Id: a template with the id %r exists already (%s, from the %s templates); "
+                                    "choose another id." % (template_id, clash.get("name", "broken"), clash["source"]))
         for other in found.values():
             if other["name"].casefold() == name.casefold():
-                message = "Name: a template named %r exists already (id %s); choose another name." \
-                          % (other["name"], other["id"])
-                raise Conflict(message, {"name": message})
+                raise Conflict.of_field("name", "Name: a template named %r exists already (id %s); choose another name."
+                                        % (other["name"], other["id"]))
         fields = {"name": name, "synopsis": "Your own template, saved from the script %s" % script["name"],
                   "description": "Saved on %s from your script \u201c%s\u201d, made from the template \u201c%s\u201d. "
                                  "Its script is that script's text as it was then; the questions are those of "
@@ -4098,8 +4100,7 @@ class ScriptsPart(StorePart):
                     raise Conflict("This script's text would not come back exactly from a template. "
                                    "Nothing was saved.")
                 if os.path.lexists(os.path.join(directory, template_id)):  # made meanwhile, broken or not
-                    message = "Id: %r exists already in your templates; choose another id." % template_id
-                    raise Conflict(message, {"id": message})
+                    raise Conflict.of_field("id", "Id: %r exists already in your templates; choose another id." % template_id)
                 os.rename(staged, os.path.join(directory, template_id))
                 fsync_dir(directory)
             finally:
@@ -4186,7 +4187,7 @@ class HomePart(StorePart):
         storage.max_script_bytes is 413 (no more than that is read). Each
         names the field `path`."""
         def refuse(cls, message):
-            return cls("Path: %s" % message, {"path": "Path: %s" % message})
+            return cls.of_field("path", "Path: " + message)
         if not isinstance(path, str) or not path.strip():
             raise refuse(Invalid, "choose a file of your home directory.")
         limit = self.config["storage"]["max_script_bytes"]
@@ -4248,15 +4249,13 @@ class HomePart(StorePart):
         file again and runs it in its directory (_run_source). Errors name
         the field: path (see _home_script), content, name, in_place."""
         if not isinstance(in_place, bool):
-            raise Invalid("Run where it is: answer yes or no.", {"in_place": "Run where it is: answer yes or no."})
+            raise Invalid.of_field("in_place", "Run where it is: answer yes or no.")
         if path not in (None, "") and content not in (None, ""):
-            message = "Give either a file of your home directory or the script's text, not both."
-            raise Invalid(message, {"path": message})
+            raise Invalid.of_field("path", "Give either a file of your home directory or the script's text, not both.")
         now = now_iso()
         if content not in (None, ""):
             if in_place:
-                message = "Run where it is: only a file of your home can run where it is, not pasted text."
-                raise Invalid(message, {"in_place": message})
+                raise Invalid.of_field("in_place", "Run where it is: only a file of your home can run where it is, not pasted text.")
             content = self._check_text(content, "Content").replace("\r\n", "\n")
             origin = {"path": None, "file": None, "in_place": False, "imported_at": now}
             default_name = dict(parse_directives(content)).get("job-name")
@@ -8219,12 +8218,9 @@ class App:
     def body_json(self):
         """The request's JSON object: 413 when too large, 400 when it is not
         UTF-8 JSON, 415-style 400 when not sent as JSON."""
-        length = bottle.request.content_length
         limit = self.config["server"]["max_body"]
-        if length > limit:
-            raise TooLarge("The request body is larger than %d bytes." % limit)
-        raw = bottle.request.body.read(limit + 1)
-        if len(raw) > limit:
+        raw = bottle.request.body.read(limit + 1) if bottle.request.content_length <= limit else None  # said larger
+        if raw is None or len(raw) > limit:
             raise TooLarge("The request body is larger than %d bytes." % limit)
         if not raw:
             return {}
