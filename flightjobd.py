@@ -649,8 +649,7 @@ def first_entries(path, limit, missing):
 
 
 def job_umask(defs="/etc/login.defs"):
-    """The umask a login gives (what pam_umask and login read: UMASK in
-    login.defs; 022 without one): a job's and its folder's."""
+    """The umask a login gives (login.defs' UMASK, as pam_umask reads it; 022): a job's and its folders'."""
     with contextlib.suppress(OSError, ValueError):
         found = re.findall(rb"(?m)^[ \t]*UMASK[ \t]+(0?[0-7]{1,3})[ \t]*$", read_file(defs, MAX_SMALL_FILE))
         return int(found[-1], 8) if found else 0o022
@@ -677,17 +676,14 @@ REFUSAL_OPTIONS = (("memory", "mem"), ("time limit", "time"), ("partition", "par
 
 
 def program_exit(job):
-    """A job's exit code when it is its program's own: None for a signal's
-    0, a launch failure's, or a job the scheduler ended (time, memory)."""
+    """A job's exit code when it is its program's own (not a signal's 0, a launch failure's, an OOM's)."""
     return job.get("exit_code") if job.get("raw_state") in ("COMPLETED", "FAILED") and not job.get("signal") \
         and job.get("reason") not in ("JobLaunchFailure", "OutOfMemory") else None
 
 
 def launch_problems(job, made=None):
-    """[(what, path, folder, why)] of what would make (or made) the job fail
-    at launch: its working directory, and its output files' folders, asked
-    as the user; made: a folder a submit makes (not one of them), a folder
-    with a %-pattern: not known before the submit (left out)."""
+    """[(what, path, folder, why)]: the job's folders (working directory, outputs') that would make
+    (or made) it fail at launch, asked as the user; not made (a submit makes it) nor one with a %-pattern."""
     places = [("run in", job.get("results_dir"), job.get("results_dir"))] + [
         ("write its %s to" % what, job.get(key), os.path.dirname(job.get(key) or "")) for what, key in (
             ("output", "stdout_path"), ("errors", "stderr_path"))]
@@ -1723,11 +1719,8 @@ def _over_memory(sig, max_rss_mb, mem_mb):
 
 
 def _explain_failure(raw_state, reason, exit_code, sig, max_rss_mb, mem_mb):
-    """-> (reason, reason_text) for a job that ended FAILED (or similar). A
-    "signal" past the standard ones (Slurm ends a job with none of those) is
-    a launch failure's Slurm error (ESLURMD_IO_ERROR 4021 reads 0:53), and
-    so is "JobLaunchFailure" with neither code nor signal (squeue says it of
-    a job killed over its memory too, by SIGKILL)."""
+    """-> (reason, reason_text) for a job that ended FAILED (or similar). A "signal" past the standard
+    ones is a launch failure's Slurm error (4021 reads 0:53); squeue says JobLaunchFailure of an OOM kill too."""
     if raw_state in FAILURE_CAUSES:
         return FAILURE_CAUSES[raw_state]
     if _over_memory(sig, max_rss_mb, mem_mb):
