@@ -70,7 +70,7 @@ def test_results_time_out_launch_failure_and_refusal_read_true(slurm_site):
         assert job["results_dir"] == folder == sacct(site, job["scheduler_id"], "WorkDir")
         expect(page.locator("main")).to_contain_text("Results directory")
         listed = page.locator("#results-h ~ form .table-wrap a").all_inner_texts()
-        assert [t for t in listed if t.endswith(".out")] == ["job-%s.out" % job["scheduler_id"]], listed
+        assert {t.split()[-1] for t in listed} == {"job-%s.out" % job["scheduler_id"]}, listed  # view, download
         with page.expect_download() as got:
             page.click("text=Download all as .zip")
         with open(got.value.path(), "rb") as f:
@@ -82,7 +82,8 @@ def test_results_time_out_launch_failure_and_refusal_read_true(slurm_site):
     subprocess.run(["runuser", "-u", site.user.name, "--", "mkdir", gone], check=True)
     failing = site.make_script("failing", "echo never")
     content = site.api("GET", "/api/scripts/%s" % failing["id"])["content"].replace(
-        "#SBATCH --output=job-%j.out", "#SBATCH --hold\n#SBATCH --output=%s/job-%%j.out" % gone)
+        "#SBATCH --output=\"job-%j.out\"", "#SBATCH --hold\n#SBATCH --output=%s/job-%%j.out" % gone)
+    assert "--hold" in content
     site.api("PATCH", "/api/scripts/%s" % failing["id"], {"content": content})
     launch = site.submit(failing["id"])
     os.rmdir(gone)
