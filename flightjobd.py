@@ -72,11 +72,12 @@ them. Each section uses only those above it.
                                 Store joins them
     Shared status poll: its process
                                 StatusSource (scheduler.status_user's worker)
-    Worker                      worker_main, the fork server; Worker and
-                                WorkerPool (root side)
+    Worker: ...                 its process (worker_main) and the fork server;
+                                the root side: Worker and WorkerPool
     Shared status poll          StatusPoll (root)
     Authentication and sessions
                                 PAM, throttling, sessions
+    Waitress internals          the one place past waitress's public adjustments
     Web application             App, RoutePlugin, security headers, render
     Routes: ...                 the handlers, by page, in URL order: page_*
                                 for pages, api_* for the JSON API
@@ -86,13 +87,28 @@ tests/test_structure.py keeps this map true: the sections in this order,
 each using only names defined above it (its EXCEPTIONS say why where not),
 no class over 450 lines, no function over 150, no section over 800.
 
-Where to add things:
-    a scheduler        a Scheduler subclass in "Scheduler adapters", named
-                       in SCHEDULERS (and in the scheduler.type choices)
-    a route            a function with @route(...) under its "Routes:" banner
-    a worker operation a Store part method with @operation("name"), called
-                       from a route with app.call(user, "name", ...)
-    a job field        new_job_record ("Store: job records"), which names them all
+Where to add things (and how many places each touches):
+    a scheduler        3: a Scheduler subclass under a "Scheduler adapters:"
+                       banner, declaring what it can do (SHARED_POLL,
+                       QUEUES, MEMORY_WHAT, ACCOUNTING_LAG) and the methods
+                       it answers; its row in SCHEDULERS (--scheduler's
+                       choices follow); its name in scheduler.type's choices
+                       (SCHEMA: config comes first)
+    a route            1: a function page_NAME (a page) or api_NAME (JSON)
+                       with @route(...) under its "Routes:" banner, or for an
+                       API route that is one worker operation one api_call
+                       line there; an /api/ route is also a row of the
+                       README's API table
+    a worker operation 1: a method with @operation("part.name") in its Store
+                       part (or StatusSource), writes=True when it changes
+                       the user's files; a route calls app.call(user, "part.name", ...)
+    a job field        1: its row in JOB_FIELDS ("Store: job records"), which
+                       gives the new record, the checks, the public view and,
+                       with a sort column, the list's sort and search (plus
+                       the template that shows it, and for a status field
+                       the adapter that reads it)
+    a config key       2: its row in SCHEMA ("Configuration") and its line,
+                       at its default, in etc/flight-job.toml
 
 Tests only: FLIGHTJOB_TEST_FAULT, set in a worker's environment through
 scheduler.environment, stops the worker dead at one named step of a write, a
@@ -109,6 +125,7 @@ import base64
 import collections
 import concurrent.futures
 import contextlib
+import copy
 import datetime
 import errno
 import fcntl
@@ -760,10 +777,9 @@ OPENAT2 = 437  # the syscall's number on every architecture; None: the walk (tes
 
 
 def open_beneath(root, full, flags=os.O_RDONLY | os.O_NONBLOCK):
-    """A descriptor of `full`, a path resolve_inside gave under root (no link left in it), opened in one
-    step from root's descriptor following no symlink: openat2 with RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |
-    RESOLVE_NO_MAGICLINKS (Linux 5.6), else a part at a time with O_NOFOLLOW. A part swapped for a link
-    since it was resolved is an OSError (ELOOP, ENOTDIR), never followed; what was opened is checked."""
+    """A descriptor of `full` (resolve_inside's, under root) opened from root's following no link: openat2
+    RESOLVE_BENEATH|NO_SYMLINKS|NO_MAGICLINKS (Linux 5.6), else a part at a time with O_NOFOLLOW; a part
+    swapped for a link since it was resolved is an OSError (ELOOP, ENOTDIR); what was opened is checked."""
     import ctypes
     rel, top, fd = os.path.relpath(full, root), os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC), -1
     try:
@@ -2065,14 +2081,15 @@ def parse_scontrol(text):
     return conf
 
 
+CLUSTER_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")  # a Slurm cluster's name, as flightjobd takes it
+
+
 def parse_sbatch(text):
-    """sbatch --parsable output "123" or "123;cluster" -> "123"."""
+    """sbatch --parsable output "123" or "123;cluster" -> "123", "123@cluster"."""
     for line in (text or "").splitlines():
-        line = line.strip()
-        if line:
-            job_id = line.split(";", 1)[0]
-            if re.match(r"^[0-9]+$", job_id):
-                return job_id
+        job_id, _, cluster = line.strip().partition(";")
+        if re.match(r"^[0-9]+$", job_id):
+            return job_id + ("@" + cluster if CLUSTER_RE.match(cluster) else "")
     raise ValueError("no job id in sbatch output: %r" % (text,))
 
 
@@ -2392,6 +2409,9 @@ def parse_squeue_commands(text):
 # A scheduler's job id (a job record's scheduler_id): "5", an array task "4_1".
 # Slurm's are 32-bit (4294967294 at most), task ids below MaxArraySize.
 SCHEDULER_ID_RE = re.compile(r"^[0-9]{1,10}(?:_[0-9]{1,7})?$")
+# A job as Scheduler.each and the shared poll take it (JobRecords._ref): its
+# id, and "@" and its cluster for one on another cluster than the daemon's.
+JOB_REF_RE = re.compile(r"^[0-9]{1,10}(?:_[0-9]{1,7})?(?:@[A-Za-z0-9_.-]{1,64})?$")
 
 
 class Scheduler:
@@ -2404,6 +2424,8 @@ class Scheduler:
 
     name = None  # its SCHEDULERS key, shown on pages and kept in job records
     last_info = (0.0, None)  # (time.monotonic(), answer) of the last info()
+    PLACE = "on cluster %s"  # where a job of it ran, in words, given its record's cluster
+    TELLS_OUTPUTS = False  # describe() tells where a job's output goes (else job_outputs works it out)
     # What it can do, declared (never found by comparing names):
     SHARED_POLL = False  # one read-only account can follow every user's jobs (poll, hidden_jobs)
     QUEUES = True  # a job may wait for others' (submit pages say what is free, not what is idle)
@@ -2418,6 +2440,29 @@ class Scheduler:
     def detect(cls, config):
         """Whether scheduler.type "auto" may pick this scheduler here."""
         return False
+
+    def home(self):
+        """The name of the cluster (or machine) its commands reach, kept in
+        job records as "cluster": asked of the scheduler, never configured."""
+        raise NotImplementedError
+
+    def clusters(self):
+        """The clusters this scheduler serves, its home first."""
+        return [self.home()]
+
+    def on(self, cluster):
+        """This scheduler with its commands aimed at cluster (one of
+        clusters(); None: home)."""
+        return self
+
+    def each(self, refs):
+        """[(this scheduler aimed at a cluster, {scheduler id: ref})] for job
+        refs ("5", "5@cluster": see JobRecords._ref), grouped by cluster."""
+        groups = {}
+        for ref in refs:
+            job_id, _, cluster = str(ref).partition("@")
+            groups.setdefault(cluster or None, {})[job_id] = ref
+        return [(self.on(cluster), ids) for cluster, ids in groups.items()]
 
     @classmethod
     def from_config(cls, config, user, state_dir):
@@ -2510,7 +2555,7 @@ class Scheduler:
 
     def poll(self, followed):
         """SHARED_POLL only: one round of every followed user's statuses
-        (followed {uid: [job ids]}) -> (statuses {id: status}, owners {id:
+        (followed {uid: [job refs: JobRecords._ref]}) -> (statuses {id: status}, owners {id:
         uid}, outside {uid: {job id: status}} of each user's unfinished jobs
         not followed, undecided {id: why}); SchedulerError when it fails."""
         raise NotImplementedError
@@ -2546,6 +2591,8 @@ class SlurmScheduler(Scheduler):
         self.env = env
         self._accounting = None  # learnt once from scontrol show config
         self._conf = None  # scontrol show config, as read last
+        self._clusters = None  # clusters(), asked once
+        self.target = None  # on(): the other cluster its commands go to (--clusters)
 
     @classmethod
     def detect(cls, config):
@@ -2561,7 +2608,34 @@ class SlurmScheduler(Scheduler):
 
     def _run(self, argv, cwd=None):
         self._note_call(argv[0])
-        return self._run_fn(argv, self.timeout, env=self.env, cwd=cwd)
+        return self._run_fn(self._aim(argv), self.timeout, env=self.env, cwd=cwd)
+
+    def _aim(self, argv):
+        aim = ["--clusters=" + self.target] if self.target else []
+        return argv if argv[1:2] == aim else argv[:1] + aim + argv[1:]
+
+    def home(self):
+        return self.target or self._cluster_config().get("ClusterName") or "(unnamed)"
+
+    def clusters(self):
+        """Its own, then the others of its slurmdbd (sacctmgr show clusters)."""
+        if self._clusters is None:
+            try:
+                names = self._run(["sacctmgr", "--noheader", "--parsable2", "show", "clusters", "format=cluster"]) \
+                    if self.accounting() else ""
+            except SchedulerError:  # slurmdbd down: its own alone, until it answers
+                return [self.home()]
+            self._clusters = list(dict.fromkeys([self.home()] + [n for n in names.split() if CLUSTER_RE.match(n)]))
+        return self._clusters
+
+    def on(self, cluster):
+        if cluster in (None, self.home()):
+            return self
+        if cluster not in self.clusters():
+            raise NotFound("This service does not serve Slurm cluster %s." % name_text(cluster)[:80])
+        twin = copy.copy(self)
+        twin.target, twin._clusters = cluster, [cluster]
+        return twin
 
     @staticmethod
     def _parsed(parse, text, command):
@@ -2644,7 +2718,7 @@ class SlurmScheduler(Scheduler):
     # -- jobs -----------------------------------------------------------
 
     def command(self, script_path, options):
-        return ["sbatch", "--parsable"] + list(options) + [script_path]
+        return self._aim(["sbatch", "--parsable"] + list(options) + [script_path])
 
     # sbatch's stderr when slurmctld may have made the job but its answer was lost
     ANSWER_LOST = ("Socket timed out", "Zero Bytes were transmitted")
@@ -2728,21 +2802,22 @@ class SlurmScheduler(Scheduler):
                               "its partition's maximum time.)")
             raise
 
-    DESCRIBE = ("JobID", "Name", "WorkDir", "STDOUT", "STDERR", "Command")
+    TELLS_OUTPUTS = True
 
     def describe(self, job_ids):
-        """One squeue call, as the user: a line whose fields hold a "|" is
-        left out (its job is shown without them)."""
-        ids = self._job_ids(job_ids)
-        if not ids:
-            return {}
-        text = self._run(["squeue", "--noheader", "--states=all", "--jobs=" + ",".join(ids),
-                          "--Format=" + ",".join(f + ":|" for f in self.DESCRIBE)])
+        """scontrol show job, as the user, for each (a job taken in, or just
+        submitted: few): its paths as Slurm expanded them; a job it no
+        longer has is left out."""
         out = {}
-        for f in _records(text, self.DESCRIBE, trailing=True):
-            if f["JobID"] in ids:
-                out[f["JobID"]] = {"name": f["Name"], "workdir": f["WorkDir"], "stdout": f["STDOUT"],
-                                   "stderr": f["STDERR"], "command": f["Command"]}
+        for job_id in self._job_ids(job_ids):
+            try:
+                f = parse_scontrol(self._run(["scontrol", "show", "job", job_id]))
+            except SchedulerError as e:
+                if "Invalid job id" in e.stderr:
+                    continue
+                raise
+            out[job_id] = {"name": f.get("JobName"), "workdir": f.get("WorkDir"), "stdout": f.get("StdOut"),
+                           "stderr": f.get("StdErr"), "command": f.get("Command")}
         return out
 
     def find_submitted(self, scripts):
@@ -2771,6 +2846,31 @@ class SlurmScheduler(Scheduler):
         return result
 
     def poll(self, followed):
+        """_poll of each cluster on its own (squeue -M a,b silently leaves out
+        one that is down): followed {uid: [job refs]}, and the answer's ids,
+        as refs. Another cluster that fails leaves its ids undecided."""
+        answer = ({}, {}, {}, {})
+        for cluster in self.clusters():
+            twin = self.on(cluster)
+            mine = {uid: {ref.partition("@")[0]: ref for ref in map(str, refs)
+                          if ref.partition("@")[2] in (cluster, "" if twin is self else cluster)}
+                    for uid, refs in followed.items()}
+            refs = {i: ref for m in mine.values() for i, ref in m.items()}
+            try:
+                statuses, owners, outside, undecided = twin._poll({uid: list(m) for uid, m in mine.items()})
+            except SchedulerError as e:
+                if twin is self:
+                    raise
+                answer[3].update((ref, e.message) for ref in refs.values())
+                continue
+            for got, into in ((statuses, answer[0]), (owners, answer[1]), (undecided, answer[3])):
+                into.update((refs[i], v) for i, v in got.items())
+            for uid, jobs in outside.items():
+                answer[2].setdefault(uid, {}).update((i if twin is self else "%s@%s" % (i, cluster), st)
+                                                     for i, st in jobs.items())
+        return answer
+
+    def _poll(self, followed):
         """The shared status poll's round: followed = {uid: [job ids flightjobd
         follows for that user]}. One squeue of those users' jobs (by uid: so it
         also lists their jobs submitted outside flightjobd), then at most one
@@ -2932,6 +3032,7 @@ class LocalScheduler(Scheduler):
     still has its exact state)."""
 
     name = "local"
+    PLACE = "on machine %s"
     QUEUES = False
     MEMORY_WHAT = "the peak of its largest single process (all the local scheduler measures)"
     IGNORED_OPTIONS = {"partition": "the local scheduler has one partition, 'local'",
@@ -2951,6 +3052,9 @@ class LocalScheduler(Scheduler):
     @classmethod
     def detect(cls, config):
         return True  # the fallback: it runs on any Linux machine
+
+    def home(self):
+        return os.uname().nodename
 
     @classmethod
     def from_config(cls, config, user, state_dir):
@@ -3064,12 +3168,14 @@ class LocalScheduler(Scheduler):
                 continue  # a task is reported within its job's status
             jobdir = os.path.join(self.root, job_id)
             status = local_status(jobdir)
-            if status is None:  # its supervisor has not written yet: a hold or a limit set since counts
+            if status is None or status["state"] == "PENDING" and not status.get("started_at"):
+                # not started (its supervisor may not have written yet): why it waits and its limit now
                 with contextlib.suppress(OSError, ValueError):
                     spec = read_json(os.path.join(jobdir, "spec.json"))
-                    why = local_waiting(jobdir, spec) or ("Starting", "starting")
-                    found[job_id] = {"state": "PENDING", "raw_state": "PENDING", "reason": why[0], "reason_text": why[1],
-                                     "time_limit": format_duration(local_time_limit(jobdir, spec))}
+                    why = local_waiting(jobdir, spec) or (("Starting", "starting") if status is None else ("None", ""))
+                    status = dict(status or {"state": "PENDING", "raw_state": "PENDING"}, reason=why[0],
+                                  reason_text=why[1], time_limit=format_duration(local_time_limit(jobdir, spec)))
+            if status is None:
                 continue
             if status["state"] in UNFINISHED and status.get("tasks"):
                 # a task cancelled before its turn: the supervisor skips it when it comes
@@ -3099,18 +3205,12 @@ class LocalScheduler(Scheduler):
 
     def _pending(self, jobdir, job_id, change):
         """Under the job's lock, refused unless it has not started (Slurm's
-        words): change(), then the status the supervisor keeps while the job
-        waits says why it waits now."""
+        words): change() (status() reads why it waits from the markers)."""
         with locked(os.path.join(jobdir, ".lock")):
             status = local_status(jobdir)
             if status is not None and (status["state"] != "PENDING" or status.get("started_at")):
                 raise SchedulerRefused("Job is no longer pending execution for job %s" % job_id)
             change()
-            if status is not None:
-                spec = read_json(os.path.join(jobdir, "spec.json"))
-                status["reason"], status["reason_text"] = local_waiting(jobdir, spec) or ("None", "")
-                status["time_limit"] = format_duration(local_time_limit(jobdir, spec))
-                write_json(os.path.join(jobdir, "status.json"), status)
 
     def hold(self, job_id):
         self._note_call("hold")
@@ -3319,8 +3419,9 @@ WRITING = set()  # the operations that change the user's files (the others only 
 
 
 def operation(name, writes=False):
-    """Declare the Store method below the worker operation `name`; writes:
-    it changes the user's files (so a failure says nothing was written)."""
+    """Declare the method below the worker operation `name` (of a Store
+    part, or of StatusSource); writes: it changes the user's files (so a
+    failure says nothing was written)."""
     def declare(method):
         OPERATIONS[name] = method
         if writes:
@@ -3329,7 +3430,22 @@ def operation(name, writes=False):
     return declare
 
 
-class StorePart:
+class Performer:
+    """What a worker serves: each operation a method declared with @operation."""
+
+    has_unfinished = None  # what the current operation found (see perform)
+
+    def perform(self, op, args):
+        """Do one operation of this object's class: (its answer, whether the
+        user has unfinished jobs as it found them, None when it did not look)."""
+        method = OPERATIONS.get(op)
+        if method is None or getattr(type(self), method.__name__, None) is not method:
+            raise BadRequest("No such worker operation: %s." % op)
+        self.has_unfinished = None
+        return method(self, **args), self.has_unfinished
+
+
+class StorePart(Performer):
     """What every part of the Store shares: its state, the paths in the
     user's state directory, the lock, atomic item directories, the sweep.
     The Store lives in the user's worker and runs as the user: every path
@@ -3348,17 +3464,7 @@ class StorePart:
         self.lock_path = os.path.join(self.root, ".lock")
         self.scheduler = make_scheduler(config, user, self.root)
         self.notice = None  # the scheduler's last failure, shown on pages
-        self.has_unfinished = None  # what the current operation found (see perform)
         self._sweep()
-
-    def perform(self, op, args):
-        """Do one declared operation: (its answer, whether this user has
-        unfinished jobs: True or False as the operation found them, None
-        when it did not look)."""
-        if op not in OPERATIONS:
-            raise BadRequest("No such worker operation: %s." % op)
-        self.has_unfinished = None
-        return OPERATIONS[op](self, **args), self.has_unfinished
 
     def _sweep(self, age=3600):
         """Remove what a crash left behind: half-made (.new-*) and
@@ -3522,11 +3628,9 @@ def literal_template(text):
 class TemplatesPart(StorePart):
     """The job-script templates this user may use: shipped, site and their own."""
 
-    def __init__(self, config, user):
-        super().__init__(config, user)
-        self._templates = (None, None)  # (the template directories' signature, (found, problems))
-        self._summary = (-1e9, None)  # (when, the scheduler's partition summary) when the worker asks itself
-        self._assoc = (-1e9, None)  # (when, the user's accounts and QOS) for partitions' access rules
+    _templates = (None, None)  # (the template directories' signature, (found, problems))
+    _summary = (-1e9, None)  # (when, the scheduler's partition summary) when the worker asks itself
+    _assoc = (-1e9, None)  # (when, the user's accounts and QOS) for partitions' access rules
 
     def _template_dirs(self):
         dirs = [(os.path.join(HERE, "share", "job-templates"), "shipped")]
@@ -3647,6 +3751,14 @@ class TemplatesPart(StorePart):
         """Questions with options from the scheduler filled in; view (see
         _partition_view): only the partitions the user may use are offered,
         each with what is free in it."""
+        clusters = [None]
+        with contextlib.suppress(SchedulerError):
+            clusters = self.scheduler.clusters()
+        if len(clusters) > 1 and not any(q.get("option") == "clusters" for q in questions):
+            questions = [{"id": "clusters", "text": "Cluster", "type": "select", "option": "clusters", "default": "",
+                          "required": False, "description": "Where the job runs (sbatch --clusters).",
+                          "options": [{"value": "", "label": "%s (this cluster)" % clusters[0]}]
+                          + [{"value": c, "label": c} for c in clusters[1:]]}] + questions
         if not any(q.get("options_from") for q in questions):
             return questions
         info = self._info()
@@ -3870,14 +3982,22 @@ class ScriptsPart(StorePart):
     def script_create(self, template, name=None, answers=None, notes=None):
         t, name, values, content = self.script_render(template, name, answers)
         notes = t["notes"] if notes is None else self._check_text(notes, "Notes")
+        return self._new_script({"name": name, "template_id": t["id"], "template_name": t["name"], "answers": values},
+                                content, notes)
+
+    def _new_script(self, fields, content, notes, check=lambda: None):
+        """A new script (version 1, SCRIPT_FORMAT) of meta.json fields (name,
+        template, answers, origin), content and notes, made atomically;
+        check() runs first under the lock (raising: nothing is made)."""
         now = now_iso()
         names = {field: body_name(field, 1) for field in SCRIPT_BODIES}
-        meta = {"format": SCRIPT_FORMAT, "name": name, "template_id": t["id"], "template_name": t["name"],
-                "answers": values, "created_at": now, "updated_at": now, "version": 1,
-                "content_file": names["content"], "notes_file": names["notes"]}
-        meta = self._create_dir(self.scripts_dir, lambda script_id: (
-            dict(meta, id=script_id), {names["content"]: content, names["notes"]: notes}))
-        return self._script_public(meta, full=True)
+        meta = dict({"format": SCRIPT_FORMAT, "created_at": now, "updated_at": now, "version": 1,
+                     "content_file": names["content"], "notes_file": names["notes"]}, **fields)
+
+        def make(script_id):
+            check()
+            return dict(meta, id=script_id), {names["content"]: content, names["notes"]: notes}
+        return self._script_public(self._create_dir(self.scripts_dir, make), full=True)
 
     @operation("scripts.get")
     def script_get(self, id):
@@ -3934,20 +4054,16 @@ class ScriptsPart(StorePart):
         name = self._check_name(name)
         source = self._script_public(self._script_meta(id), full=True)
 
-        def make(script_id):  # under the lock: no other script takes the name meanwhile
+        def unique():  # under the lock: no other script takes the name meanwhile
             for other in self.scripts_list()["scripts"]:
                 if other.get("name", "").casefold() == name.casefold():
                     message = "Name: you have a script named %r already; choose another name." % other["name"]
                     raise Conflict(message, {"name": message})
-            now = now_iso()
-            names = {field: body_name(field, 1) for field in SCRIPT_BODIES}
-            meta = {"format": SCRIPT_FORMAT, "id": script_id, "name": name, "template_id": source["template_id"],
-                    "template_name": source["template_name"], "answers": source["answers"], "created_at": now,
-                    "updated_at": now, "version": 1, "content_file": names["content"], "notes_file": names["notes"]}
-            if source.get("origin"):  # still imported (its questions), but the copy runs its own content
-                meta["origin"] = dict(source["origin"], in_place=False)
-            return meta, {names[field]: source[field] for field in SCRIPT_BODIES}
-        return self._script_public(self._create_dir(self.scripts_dir, make), full=True)
+        fields = {"name": name, "template_id": source["template_id"], "template_name": source["template_name"],
+                  "answers": source["answers"]}
+        if source.get("origin"):  # still imported (its questions), but the copy runs its own content
+            fields["origin"] = dict(source["origin"], in_place=False)
+        return self._new_script(fields, source["content"], source["notes"], unique)
 
     def _new_template_names(self, name, template_id):
         """(name, id) checked for a new template of the user's, the id made
@@ -4203,14 +4319,8 @@ class HomePart(StorePart):
                 "output goes." % name_text(os.path.dirname(full))) if in_place else "")
         if name in (None, "") and isinstance(default_name, str) and default_name.strip():
             name = default_name.strip()[:200]
-        name = self._check_name(name)
-        names = {field: body_name(field, 1) for field in SCRIPT_BODIES}
-        meta = {"format": SCRIPT_FORMAT, "name": name, "template_id": "", "template_name": "Imported",
-                "answers": {}, "created_at": now, "updated_at": now, "version": 1, "origin": origin,
-                "content_file": names["content"], "notes_file": names["notes"]}
-        meta = self._create_dir(self.scripts_dir, lambda script_id: (
-            dict(meta, id=script_id), {names["content"]: content, names["notes"]: notes}))
-        return self._script_public(meta, full=True)
+        return self._new_script({"name": self._check_name(name), "template_id": "", "template_name": "Imported",
+                                 "answers": {}, "origin": origin, "created_at": now, "updated_at": now}, content, notes)
 
 
 # Store: job records #########################################################
@@ -4253,6 +4363,7 @@ JOB_FIELDS = [JobField(*row) for row in [
     ("command", _or_none(_texts), None, "submit", True, None),
     ("ignored_options", _or_none(_texts), None, "submit", True, None),
     ("scheduler", _opt_text, None, "submit", True, None),
+    ("cluster", _opt_text, None, "submit", True, None),  # where it runs (Scheduler.home): with scheduler, whose job
     ("script_file", _opt_text, None, "submit", True, None),  # an imported script run where it is: its file
     ("run_in", _opt_text, None, "submit", True, None),  # ... and the directory it ran in
     # {"type", "job_id", "scheduler_id"}: it starts after that job of the user's (JobSubmit._dependency)
@@ -4261,6 +4372,7 @@ JOB_FIELDS = [JobField(*row) for row in [
     ("results_dir", _opt_text, None, "answer", "text", None),
     ("stdout_path", _opt_text, None, "answer", "text", None),
     ("stderr_path", _opt_text, None, "answer", "text", None),
+    ("outputs_guessed", _or_none(lambda v: isinstance(v, bool)), ABSENT, "answer", True, None),  # worked out, not told
     ("raw_state", _opt_text, "SUBMITTING", "status", True, None),
     ("reason", _opt_text, "Submitting", "status", True, None),
     ("reason_text", _opt_text, "being submitted", "status", True, None),
@@ -4400,27 +4512,21 @@ INDEX_LIMIT = 32 << 20  # the largest index file read (a job is ~160 bytes of it
 # texts, times; the texts casefolded, as searched and sorted: pages show the
 # records'; a time of None for none), and its meta.json's mtime_ns and size.
 # A finished job's is kept packed (PackedRow).
-ROW_KINDS = ("state", "text", "time")
-ROW_FIELDS = sorted((f for f in JOB_FIELDS if f.sort), key=lambda f: ROW_KINDS.index(f.sort[1].replace("id", "text")))
+ROW_FIELDS = sorted((f for f in JOB_FIELDS if f.sort), key=lambda f: ("state", "text", "id", "time").index(f.sort[1]) // 2 * 2)
 JobRow = collections.namedtuple("JobRow", [f.sort[0] for f in ROW_FIELDS] + ["mtime_ns", "size"])
 ROW_TEXTS = [f.sort[0] for f in ROW_FIELDS if f.sort[1] in ("text", "id")]
 STATE_FOLDED = {state: state.casefold() for state in STATES}
 
 
-def _sorted_by(column, kind):
-    if kind == "id":
-        return lambda r: _padded(getattr(r, column)) or None
-    return operator.attrgetter(column)
-
-
 def _padded(scheduler_id):
-    """A scheduler id that sorts as numbers do (12_3 before 100)."""
-    return "_".join(part.zfill(12) for part in scheduler_id.split("_")) if scheduler_id else ""
+    """A scheduler id that sorts as numbers do (12_3 before 100); None for none."""
+    return "_".join(part.zfill(12) for part in scheduler_id.split("_")) if scheduler_id else None
 
 
 # The columns a list sorts by: sort name -> (its value of a row, None for
 # none: those come last; the order when none is asked: True descending).
-JOB_SORTS = {f.sort[0]: (_sorted_by(f.sort[0], f.sort[1]), f.sort[2]) for f in JOB_FIELDS if f.sort}
+JOB_SORTS = {f.sort[0]: ((lambda r, column=f.sort[0]: _padded(getattr(r, column))) if f.sort[1] == "id" else
+                         operator.attrgetter(f.sort[0]), f.sort[2]) for f in JOB_FIELDS if f.sort}
 
 
 def _read_through_layout(cls):
@@ -4525,17 +4631,11 @@ def job_row(meta, st=None):
     return JobRow(*values, st.st_mtime_ns if st else 0, st.st_size if st else 0)
 
 
-def _row_value_ok(kind, v):
-    if kind == "state":
-        return v in FINISHED
-    if kind == "time":
-        return v is None or _whole(v) and PackedRow.NO_TIME < v < -PackedRow.NO_TIME
-    if kind == "stat":
-        return _whole(v) and PackedRow.NO_TIME <= v < -PackedRow.NO_TIME
-    return isinstance(v, str) and v == v.casefold()
-
-
-ROW_CHECKS = [f.sort[1] for f in ROW_FIELDS] + ["stat", "stat"]
+# what each kind of an index row's value must be (stat: mtime_ns and size)
+ROW_CHECKS = {"state": lambda v: v in FINISHED, "text": lambda v: isinstance(v, str) and v == v.casefold(),
+              "time": lambda v: v is None or _whole(v) and PackedRow.NO_TIME < v < -PackedRow.NO_TIME,
+              "stat": lambda v: _whole(v) and PackedRow.NO_TIME <= v < -PackedRow.NO_TIME,
+              "id": lambda v: isinstance(v, str) and v == v.casefold()}
 
 
 def index_row(value):
@@ -4543,7 +4643,7 @@ def index_row(value):
     what job_row makes of a finished job."""
     if not isinstance(value, list) or len(value) != len(JobRow._fields):
         raise ValueError("a row is not a list of %d fields" % len(JobRow._fields))
-    if not all(_row_value_ok(kind, v) for kind, v in zip(ROW_CHECKS, value)):
+    if not all(ROW_CHECKS[kind](v) for kind, v in zip([f.sort[1] for f in ROW_FIELDS] + ["stat", "stat"], value)):
         raise ValueError("a row is not what this version writes")
     return JobRow(*value)
 
@@ -4636,10 +4736,36 @@ class JobRecords(StorePart):
         out["held"] = pending and meta.get("reason") in HELD_REASONS  # release lets it start
         out["never_runs"] = pending and meta.get("reason") in NEVER_REASONS  # it waits for what cannot come
         out["efficiency"] = job_efficiency(meta)
+        try:
+            out["where"], out["managed"] = self._where(meta), self._aimed(meta) is not None
+        except SchedulerError:  # it cannot tell its own cluster's name now: the actions will say
+            out["where"], out["managed"] = None, True
         for key in PUBLIC_TEXTS:  # any bytes: as text
             if isinstance(out.get(key), str):
                 out[key] = name_text(out[key])
         return out
+
+    def _aimed(self, meta, what=None):
+        """This record's scheduler aimed at its job's cluster; for a record of
+        another scheduler or a cluster it does not serve (read-only here, the
+        README's identity rule) None, or with `what`, Conflict saying where
+        it ran. A record older than the field is of our home cluster."""
+        sched = self.scheduler
+        if meta.get("scheduler") in (None, sched.name) and meta.get("cluster") in [None] + sched.clusters():
+            return sched.on(meta.get("cluster"))
+        if what:
+            raise Conflict("This job ran %s, which this service does not manage: it cannot be %s here."
+                           % (self._where(meta), what))
+        return None
+
+    def _where(self, meta):
+        return SCHEDULERS.get(meta.get("scheduler"), type(self.scheduler)).PLACE % name_text(
+            meta.get("cluster") or self.scheduler.home())
+
+    def _ref(self, meta):
+        """A record's job as Scheduler.each and the shared poll take it."""
+        cluster = meta.get("cluster")
+        return meta["scheduler_id"] + ("@" + cluster if cluster not in (None, self.scheduler.home()) else "")
 
     def _scan(self):
         """(items, broken) for every job, using the parse cache and the
@@ -4818,7 +4944,7 @@ class JobSubmit(StorePart):
                 break
             with contextlib.suppress(Conflict, NotFound):
                 m = self._job_meta(job_id)
-                if m.get("scheduler_id") and m.get("scheduler") == self.scheduler.name:
+                if m.get("scheduler_id") and self._aimed(m):
                     out.append({"id": m["id"], "scheduler_id": m["scheduler_id"], "state": m["state"],
                                 "script_name": name_text(m.get("script_name") or ""),
                                 "submitted_at": m.get("submitted_at")})
@@ -4844,8 +4970,7 @@ class JobSubmit(StorePart):
             meta = self._job_meta(check_id(job, "job"))
         except (NotFound, Conflict):
             meta = None
-        if not meta or not meta.get("scheduler_id") or meta.get("scheduler") != self.scheduler.name \
-                or "_" in meta["scheduler_id"]:
+        if not meta or not meta.get("scheduler_id") or not self._aimed(meta) or "_" in meta["scheduler_id"]:
             raise Invalid("Start after: that is not one of your jobs the scheduler has.",
                           {"after_job": "not one of your jobs the scheduler has"})
         return {"type": kind, "job_id": meta["id"], "scheduler_id": meta["scheduler_id"]}
@@ -4903,6 +5028,11 @@ class JobSubmit(StorePart):
         if problem is not None:
             raise problem
         options = submission_options(questions, values) + chdir
+        cluster = effective_options(content, options).get("clusters")
+        cluster = cluster if cluster in self.scheduler.clusters() else self.scheduler.home()
+        if dependency and (self._job_meta(dependency["job_id"]).get("cluster") or self.scheduler.home()) != cluster:
+            raise Invalid("Start after: that job runs on another cluster; a job can wait only for one on its own.",
+                          {"after_job": "runs on another cluster"})
         folder = self._job_folder(meta, content, options, create)
         options += ["--chdir=%s" % folder] if folder else []
         if dependency:
@@ -4914,7 +5044,8 @@ class JobSubmit(StorePart):
                  "options": options, "command": cmd, "command_text": " ".join(shlex.quote(a) for a in cmd),
                  "outputs": outputs, "ignored_options": ignored, "scheduler": self.scheduler.name,
                  "script_file": meta["origin"]["file"] if run_in else None,
-                 "run_in": name_text(run_in) if run_in else None, "dependency": dependency}, content)
+                 "run_in": name_text(run_in) if run_in else None, "dependency": dependency,
+                 "cluster": cluster}, content)
 
     @operation("jobs.submit", writes=True)
     def job_submit(self, script, answers=None, cluster=None, after=None):
@@ -4952,10 +5083,26 @@ class JobSubmit(StorePart):
             self.has_unfinished = True
         return job
 
-    def _submitted(self, content, options, scheduler_id):
-        """A job record's changes once the scheduler has it as scheduler_id."""
-        return dict(self._outputs(content, options, scheduler_id), scheduler_id=scheduler_id,
-                    raw_state="PENDING", reason="None", reason_text="submitted")
+    def _submitted(self, content, options, ref):
+        """A job record's changes once the scheduler has it as ref (its id,
+        "@cluster" where sbatch named one): where its output goes as the
+        scheduler tells, else worked out (job_outputs), marked a guess where
+        the scheduler could have told."""
+        scheduler_id, _, cluster = ref.partition("@")
+        changes = dict(self._outputs(content, options, scheduler_id), scheduler_id=scheduler_id,
+                       raw_state="PENDING", reason="None", reason_text="submitted")
+        if cluster:
+            changes["cluster"] = cluster
+        told = {}
+        with contextlib.suppress(SchedulerError, NotFound):
+            sched = self.scheduler.on(cluster or None)
+            if sched.TELLS_OUTPUTS and effective_options(content, options).get("array") in (None, True):
+                changes["outputs_guessed"] = True
+                told = sched.describe([scheduler_id]).get(scheduler_id) or {}
+        if told.get("stdout"):
+            changes.update(results_dir=told["workdir"] or changes["results_dir"], stdout_path=told["stdout"],
+                           stderr_path=told["stderr"] or told["stdout"], outputs_guessed=False)
+        return changes
 
     def _outputs(self, content, options, job_id):
         """Where a job's output goes (job_outputs), for an array job its
@@ -4974,13 +5121,14 @@ class JobSubmit(StorePart):
 POLLED_IDS = 2000  # the most of one user's unfinished jobs the shared poll follows (the newest)
 
 
-def outside_job_record(job_id, scheduler_name, scheduler_id, status, detail, now):
+def outside_job_record(job_id, scheduler, scheduler_id, status, detail, now):
     """A job the user submitted outside flightjobd (sbatch in a shell) that
-    the shared status poll saw: a record like ours, origin "outside", with
-    no script of ours, tracked until it ends."""
+    a status poll saw: a record like ours, origin "outside", with no script
+    of ours, tracked until it ends (scheduler: aimed at its cluster)."""
     name = detail.get("name") or "job %s" % scheduler_id
-    plan = {"script": {"id": "", "name": name}, "answers": {}, "options": [], "ignored_options": []}
-    record = new_job_record(job_id, plan, scheduler_name, None, now)
+    plan = {"script": {"id": "", "name": name}, "answers": {}, "options": [], "ignored_options": [],
+            "cluster": scheduler.home()}
+    record = new_job_record(job_id, plan, scheduler.name, None, now)
     stdout = detail.get("stdout") or None
     record.update(status, origin="outside", scheduler_id=scheduler_id, job_name=name, results_dir=detail.get("workdir") or None,
                   stdout_path=stdout, stderr_path=detail.get("stderr") or stdout)
@@ -4995,52 +5143,58 @@ class JobStatus(StorePart):
     (asked here, or handed by the shared poll) applied to the records,
     submits of unknown outcome settled, outside jobs taken in."""
 
-    def __init__(self, config, user):
-        super().__init__(config, user)
-        self.last_refresh = 0.0
+    last_refresh = 0.0  # when the jobs were last brought up to date (time.time())
 
-    @operation("jobs.refresh")
-    def refresh(self, force=False, statuses=None, notice=None, own=False, outside=None):
-        """Bring unfinished jobs up to date. With `statuses` (scheduler id
-        -> status, from the daemon's shared status poll: see StatusPoll)
-        the worker records them, as only it may write in the home; when
-        that poll failed, `notice` says why and no job changes. Without,
-        the worker asks the scheduler itself, with ONE status call -- for
-        the local scheduler, in single-user mode, or when the daemon says
-        so (own) -- except where the shared poll serves the user: a page's
-        refresh then records nothing new (submits of unknown outcome are
-        still settled: they need the user's own squeue). `outside`: the
-        user's unfinished jobs the poll saw that are not flightjobd's (job id
-        -> status): each becomes a record of its own (outside_job_record)."""
-        interval = self.config["scheduler"]["refresh_interval"]
-        if statuses is None and notice is None and not force and time.time() - self.last_refresh < interval:
+    def refresh(self):
+        """A page's look: at most every scheduler.refresh_interval, asking the
+        scheduler here unless the shared poll serves the user."""
+        if time.time() - self.last_refresh < self.config["scheduler"]["refresh_interval"]:
             return self._scheduler_state()
+        return self._update(ask=not self.shared_poll())
+
+    @operation("jobs.ask_scheduler")
+    def ask_scheduler(self):
+        """Ask the scheduler now (ONE status call): the background refresh, and
+        the shared poll's pass for the local scheduler or hidden jobs."""
+        return self._update(ask=True)
+
+    @operation("jobs.take_statuses")
+    def take_statuses(self, statuses=None, notice=None, outside=None):
+        """Record what the shared poll (StatusPoll) hands, as only the worker
+        may write in the home: statuses (scheduler id -> status; None: not
+        found; ids not in it were not polled), or the notice of why it failed
+        (no job changes); outside: the user's jobs not flightjobd's (job id ->
+        status), each made a record (outside_job_record). None: the ids only."""
+        return self._update(statuses=statuses, notice=notice, outside=outside)
+
+    def _update(self, statuses=None, notice=None, outside=None, ask=False):
+        """Settle unknown submits, record the statuses given (or, ask, asked)."""
         self.last_refresh = time.time()
         problems = []
-        metas, _ = self._open_jobs()
+        try:  # only our scheduler's and clusters' records: others' are read-only here
+            metas = [m for m in self._open_jobs()[0] if self._aimed(m)]
+        except SchedulerError as e:
+            self.notice = e.message
+            return self._scheduler_state()
         unsure = [m for m in metas if m["state"] in UNFINISHED and not m.get("scheduler_id")]
         if unsure:
             try:
                 self._settle_submits(unsure)
             except SchedulerError as e:
                 problems.append(e.message)
-            metas, _ = self._open_jobs()
+            metas = [m for m in self._open_jobs()[0] if self._aimed(m)]
         pending = [m for m in metas if m.get("scheduler_id") and (
             m["state"] in UNFINISHED or m.get("detail_pending") and not self._detail_given_up(m))]
         unfinished = sum(m["state"] in UNFINISHED and not m.get("scheduler_id") for m in metas)
-        shared = self.shared_poll() and not own
-        if statuses is not None:  # None: polled, not found; ids not in it were not polled
-            asked = [m for m in pending if m["scheduler_id"] in statuses]
-            unfinished += len(pending) - len(asked) + self._apply_statuses(
-                asked, {i: st for i, st in statuses.items() if st is not None})
-        elif pending and not shared and notice is None:
-            try:
-                found = self.scheduler.status([m["scheduler_id"] for m in pending])
+        if statuses is None and ask and notice is None and (pending or self.scheduler.SHARED_POLL):
+            try:  # asked here: with the user's jobs not submitted here where the scheduler lists them
+                statuses, outside = self._statuses(pending, outside=True)
             except SchedulerError as e:
                 problems.append(e.message)
-                unfinished += len(pending)
-            else:
-                unfinished += self._apply_statuses(pending, found)
+        if statuses is not None:  # None: polled, not found; ids not in it were not polled
+            asked = [m for m in pending if self._ref(m) in statuses]
+            unfinished += len(pending) - len(asked) + self._apply_statuses(
+                asked, {i: st for i, st in statuses.items() if st is not None})
         else:
             unfinished += len(pending)
         if outside and not unsure:  # a submit not settled could be one of them
@@ -5050,7 +5204,7 @@ class JobStatus(StorePart):
                 problems.append(e.message)
         if notice is not None:
             problems.append(notice)
-        if problems or statuses is not None or (pending and not shared and notice is None):  # a shared poll's notice
+        if problems or statuses is not None or (pending and ask and notice is None):  # a shared poll's notice
             self.notice = "; ".join(problems) or None  # stays until the next poll's answer
             for problem in problems:
                 log.warning("status refresh failed: %s", problem)
@@ -5072,29 +5226,23 @@ class JobStatus(StorePart):
         time); one whose batch script is in our jobs directory is ours (a
         submit being settled), and one a record lost (UNKNOWN) is that
         record's: both are left alone. How many it took."""
-        known = {m["scheduler_id"] for m in pending}
+        known = {self._ref(m) for m in pending}
         for m in metas:  # the lost are few: read in full
-            if m["state"] == "UNKNOWN":
-                with contextlib.suppress(Conflict, NotFound):
-                    known.add(self._job_meta(m["id"]).get("scheduler_id"))
-        new = [i for i, st in sorted(outside.items()) if i not in known and SCHEDULER_ID_RE.match(i)
+            with contextlib.suppress(Conflict, NotFound):
+                if m["state"] == "UNKNOWN" and self._job_meta(m["id"]).get("scheduler_id"):
+                    known.add(self._ref(self._job_meta(m["id"])))
+        new = [i for i, st in sorted(outside.items()) if i not in known and JOB_REF_RE.match(i)
                and isinstance(st, dict) and st.get("state") in UNFINISHED][:OUTSIDE_IMPORTS]
-        if not new:
-            return 0
-        detail = self.scheduler.describe(new)
         taken = 0
-        for scheduler_id in new:
-            d = dict(detail.get(scheduler_id, {}))
-            if d.get("command", "").startswith(self.jobs_dir + os.sep):
-                continue
-            for key in ("stdout", "stderr"):  # squeue may show the pattern as given to sbatch
-                if d.get(key):
-                    path = expand_pattern(d[key], scheduler_id, d.get("name") or "", self.user)
-                    d[key] = os.path.join(d.get("workdir") or self.home, path)
-            record = outside_job_record(None, self.scheduler.name, scheduler_id, outside[scheduler_id], d, now_iso())
-            self._create_dir(self.jobs_dir, lambda job_id: (dict(record, id=job_id), {}))
-            log.info("job %s submitted outside flightjobd is followed", scheduler_id)
-            taken += 1
+        for sched, ids in self.scheduler.each(new):
+            detail = sched.describe(list(ids))  # where its output goes, as the scheduler tells
+            for scheduler_id, ref in ids.items():
+                d = detail.get(scheduler_id, {})
+                if not (d.get("command") or "").startswith(self.jobs_dir + os.sep):
+                    record = outside_job_record(None, sched, scheduler_id, outside[ref], d, now_iso())
+                    self._create_dir(self.jobs_dir, lambda job_id: (dict(record, id=job_id), {}))
+                    log.info("job %s submitted outside flightjobd is followed", ref)
+                    taken += 1
         return taken
 
     def _settle_submits(self, unsure):
@@ -5105,7 +5253,11 @@ class JobStatus(StorePart):
         time bound, one it does not have is UNKNOWN: it may or may not have
         run. A scheduler that does not answer decides nothing."""
         scripts = {m["id"]: self._job_path(m["id"], "script.sh") for m in unsure}
-        found = self.scheduler.find_submitted(list(scripts.values()))
+        found = {}
+        for cluster in {m.get("cluster") for m in unsure}:  # each asked where it was sent
+            sched = self.scheduler.on(cluster)
+            found.update((path, job_id if sched is self.scheduler else "%s@%s" % (job_id, cluster)) for path, job_id
+                         in sched.find_submitted([scripts[m["id"]] for m in unsure if m.get("cluster") == cluster]).items())
         bound = self.config["worker"]["request_timeout"] + self.config["scheduler"]["timeout"]
         for m in unsure:
             scheduler_id = found.get(scripts[m["id"]])
@@ -5128,7 +5280,7 @@ class JobStatus(StorePart):
         grace = self.config["scheduler"]["unknown_grace"]
         unfinished = 0
         for m in pending:
-            status = found.get(m["scheduler_id"])
+            status = found.get(self._ref(m))
             if m["state"] not in UNFINISHED:  # finished, waiting for sacct's detail: never unfinished again
                 changes = self._status_changes(m, status) if status and status["state"] in FINAL_STATES \
                     else {"detail_pending": False}
@@ -5168,8 +5320,8 @@ class JobStatus(StorePart):
         unfinished, the scheduler ids of those the scheduler has (the shared
         poll's; the newest POLLED_IDS) and the scheduler calls made so far."""
         self.has_unfinished = unfinished > 0
-        ids = sorted(((m["id"], m["scheduler_id"]) for m in self._open_jobs()[0]
-                      if (m["state"] in UNFINISHED or m.get("detail_pending")) and m.get("scheduler_id")),
+        ids = sorted(((m["id"], self._ref(m)) for m in self._open_jobs()[0] if self._aimed(m)
+                      and (m["state"] in UNFINISHED or m.get("detail_pending")) and m.get("scheduler_id")),
                      reverse=True)
         return dict(self._scheduler_state(), unfinished=unfinished, calls=dict(self.scheduler.counters),
                     ids=[i for _, i in ids[:POLLED_IDS]])
@@ -5190,15 +5342,28 @@ class JobStatus(StorePart):
             if round:
                 time.sleep(0.1)
             with contextlib.suppress(SchedulerError):
-                self._apply_statuses(metas, self.scheduler.status([m["scheduler_id"] for m in metas]))
+                self._apply_statuses(metas, self._statuses(metas)[0])
         self.has_unfinished = any(m["state"] in UNFINISHED for m in self._open_jobs()[0])
+
+    def _statuses(self, metas, outside=False):
+        """({ref: status} of these records' jobs, {ref: status} of the user's
+        unfinished jobs not among them, with outside where the scheduler
+        lists them): each cluster asked on its own."""
+        refs = [self._ref(m) for m in metas]
+        if outside and self.scheduler.SHARED_POLL:
+            found, _, others, undecided = self.scheduler.poll({os.getuid(): refs})
+            return {i: st for i, st in found.items() if i not in undecided}, others.get(os.getuid(), {})
+        found = {}
+        for sched, ids in self.scheduler.each(refs):
+            found.update((ids[i], st) for i, st in sched.status(list(ids)).items() if i in ids)
+        return found, None
 
     def _restatus(self, id):
         """The job's record brought up to date with the scheduler's status
         at once (the user's own action), whatever the refresh interval."""
         meta = self._job_meta(id)
         with contextlib.suppress(SchedulerError):
-            self._apply_statuses([meta], self.scheduler.status([meta["scheduler_id"]]))
+            self._apply_statuses([meta], self._statuses([meta])[0])
         return self._public_job(self._job_meta(id))
 
 
@@ -5242,47 +5407,47 @@ class JobControl(StorePart):
     def job_cancel(self, id):
         meta = self._job_meta(id)
         if meta["state"] in UNFINISHED and meta.get("scheduler_id"):
-            self.scheduler.cancel(meta["scheduler_id"])
+            self._aimed(meta, "cancelled").cancel(meta["scheduler_id"])
             self._update_job(id, {"cancel_requested_at": now_iso()})
             self._await_settled([id])
         return self._public_job(self._job_meta(id))
 
-    def _pending_job(self, id, what):
-        """The record of a job the scheduler has that has not started;
-        Conflict, saying so, for another."""
+    def _on_pending(self, id, what, act):
+        """act(its scheduler aimed at it, its scheduler id) for a job the
+        scheduler has that has not started, then its record brought up to
+        date; Conflict, saying so, for another."""
         meta = self._job_meta(id)
         if meta["state"] != "PENDING" or not meta.get("scheduler_id"):
             raise Conflict("Only a pending job can be %s: this one is %s." % (what, meta["state"].lower()))
-        return meta
+        act(self._aimed(meta, what), meta["scheduler_id"])
+        return self._restatus(id)
 
     @operation("jobs.hold", writes=True)
     def job_hold(self, id):
         """Keep a pending job from starting (scheduler's hold)."""
-        self.scheduler.hold(self._pending_job(id, "held")["scheduler_id"])
-        return self._restatus(id)
+        return self._on_pending(id, "held", lambda sched, job_id: sched.hold(job_id))
 
     @operation("jobs.release", writes=True)
     def job_release(self, id):
         """Let a held job start (scheduler's release)."""
-        self.scheduler.release(self._pending_job(id, "released")["scheduler_id"])
-        return self._restatus(id)
+        return self._on_pending(id, "released", lambda sched, job_id: sched.release(job_id))
 
     @operation("jobs.time_limit", writes=True)
     def job_time_limit(self, id, time_limit=None):
         """Change a pending job's time limit (a Slurm time, as the time
         question takes it): Invalid naming time_limit for a bad one; the
         scheduler's refusal (a user may only lower it) as SchedulerRefused."""
-        meta = self._pending_job(id, "given a new time limit")
-        try:
-            if not isinstance(time_limit, str) or not time_limit.strip():
-                raise ValueError("give the new time limit (%s)" % TIME_HELP)
-            seconds = time_limit_seconds(time_limit[:40])
-            if seconds == 0:
-                raise ValueError("give more than none (a job with no time would be ended as it starts)")
-        except ValueError as e:
-            raise Invalid("Time limit: %s." % e, {"time_limit": "Time limit: %s" % e})
-        self.scheduler.set_time_limit(meta["scheduler_id"], seconds)
-        return self._restatus(id)
+        def act(sched, job_id):
+            try:
+                if not isinstance(time_limit, str) or not time_limit.strip():
+                    raise ValueError("give the new time limit (%s)" % TIME_HELP)
+                seconds = time_limit_seconds(time_limit[:40])
+                if seconds == 0:
+                    raise ValueError("give more than none (a job with no time would be ended as it starts)")
+            except ValueError as e:
+                raise Invalid("Time limit: %s." % e, {"time_limit": "Time limit: %s" % e})
+            sched.set_time_limit(job_id, seconds)
+        return self._on_pending(id, "given a new time limit", act)
 
     @operation("jobs.cancel_task", writes=True)
     def job_cancel_task(self, id, task=None):
@@ -5296,7 +5461,7 @@ class JobControl(StorePart):
             raise NotFound("This job has no task %s." % name_text(str(task))[:20])
         if found[0]["state"] not in UNFINISHED or meta["state"] not in UNFINISHED:
             raise Conflict("Task %s has already finished." % task)
-        self.scheduler.cancel(found[0]["id"])
+        self._aimed(meta, "cancelled").cancel(found[0]["id"])
         cancelled = [t for t in meta.get("cancelled_tasks") or [] if t != found[0]["id"]][-4999:]  # bounded: a record is read whole
         self._update_job(id, {"cancelled_tasks": cancelled + [found[0]["id"]]})
         self._await_settled([id], lambda meta: meta["state"] not in UNFINISHED or any(
@@ -5440,6 +5605,8 @@ class JobList(StorePart):
             out.update(can=False, why="it has already finished")
         elif action == "cancel" and not meta.get("scheduler_id"):
             out.update(can=False, why="its submission is not settled yet: try again in a moment")
+        elif action == "cancel" and not self._aimed(meta):
+            out.update(can=False, why="it runs %s, which this service does not manage" % self._where(meta))
         return out
 
     @operation("jobs.bulk", writes=True)
@@ -5458,7 +5625,7 @@ class JobList(StorePart):
                     if action == "remove":
                         self.job_delete(pick["id"])
                     else:
-                        self.scheduler.cancel(pick["scheduler_id"])
+                        self._aimed(self._job_meta(pick["id"]), "cancelled").cancel(pick["scheduler_id"])
                         self._update_job(pick["id"], {"cancel_requested_at": now_iso()})
                 except FlightJobError as e:
                     pick.update(can=False, why=e.message)
@@ -5834,9 +6001,10 @@ MAX_POLL_USERS = 2000  # the most users whose jobs one poll lists
 # them the shared poll's partition summary (multi-user Slurm), so a worker
 # asks no scheduler for it.
 CLUSTER_OPS = ("scripts.submission", "jobs.preview", "jobs.submit")
+POLL_OPS = ("jobs.take_statuses", "jobs.ask_scheduler")  # the operations the poll calls itself
 
 
-class StatusSource:
+class StatusSource(Performer):
     """The shared status poll's own process, as scheduler.status_user:
     one scheduler status call (squeue, then sacct for what squeue does not
     list or lists as finished) for the validated numeric job ids root
@@ -5850,29 +6018,31 @@ class StatusSource:
             import ctypes
             ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE, 0
 
-    def perform(self, op, args):
-        if op == "status.partitions":  # no argument: nothing of any user reaches it
-            return {"partitions": self.scheduler.partition_summary()}, None
-        if op != "status.poll":
-            raise BadRequest("No such operation of the status poll: %s." % op)
-        followed = args.get("followed")
+    @operation("status.partitions")
+    def status_partitions(self):
+        """The partition summary (no argument: nothing of any user reaches it)."""
+        return {"partitions": self.scheduler.partition_summary()}
+
+    @operation("status.poll")
+    def status_poll(self, followed=None):
+        """One round of the followed users' statuses ({uid: [job ids]})."""
         if not isinstance(followed, dict) or len(followed) > MAX_POLL_USERS or not all(
                 uid.isdigit() and len(uid) <= 10 and isinstance(ids, list) and all(
-                    isinstance(i, str) and SCHEDULER_ID_RE.match(i) for i in ids)
+                    isinstance(i, str) and JOB_REF_RE.match(i) for i in ids)
                 for uid, ids in followed.items()) or sum(map(len, followed.values())) > MAX_POLL_IDS:
             raise Invalid("followed must map at most %d uids to at most %d job ids in all."
                           % (MAX_POLL_USERS, MAX_POLL_IDS))
         if time.monotonic() - self.checked[1] > 600:  # PrivateData, again every 10 minutes
             self.checked = (self.scheduler.hidden_jobs(), time.monotonic())
         if self.checked[0]:
-            return {"hidden": self.checked[0]}, None
+            return {"hidden": self.checked[0]}
         before = dict(self.scheduler.counters)
         statuses, owners, outside, undecided = self.scheduler.poll(followed)
         return {"statuses": statuses, "owners": owners, "outside": outside, "undecided": undecided,
-                "calls": {k: v - before.get(k, 0) for k, v in self.scheduler.counters.items()}}, None
+                "calls": {k: v - before.get(k, 0) for k, v in self.scheduler.counters.items()}}
 
 
-# Worker #####################################################################
+# Worker: its process and the fork server ####################################
 
 # A reply is one line, "ID ok|err UNFINISHED JSON". UNFINISHED tells whether
 # the user has unfinished jobs, as the operation found them: "1", "0", or "-"
@@ -6209,6 +6379,9 @@ class Forked:
         with contextlib.suppress(Exception):
             if self.returncode is None:
                 os.close(self.pidfd)
+
+
+# Worker: root side (Worker, WorkerPool) ####################################
 
 
 class ForkServer:
@@ -6569,7 +6742,7 @@ class WorkerPool:
         self.waiting = []  # (ticket, worker, download) of each request waiting its turn, first come first
         self.tickets = itertools.count()
         self.active = set()  # users known to have unfinished jobs
-        self.poll = None  # the shared status poll (multi-user mode: App gives it)
+        self.poll = None  # what watches every call (StatusPoll.around_call): the shared status poll, given by App
         self.busy = 0  # calls and downloads in flight, all users
         self.downloads = 0  # downloads in flight, all users
         threads = config["server"]["threads"]
@@ -6637,25 +6810,26 @@ class WorkerPool:
 
     def call(self, user, op, args=None, **kw):
         """Worker.call for `user`, in one of its slots; what the reply says
-        of unfinished jobs keeps `active` up to date."""
-        if op in CLUSTER_OPS and self.poll and self.poll.serving() and scheduler_class(self.config).SHARED_POLL:
-            # only a page showing the questions keeps the summary coming
-            args = dict(args or {}, cluster=self.poll.cluster_summary(want=op == "scripts.submission"))
+        of unfinished jobs keeps `active` up to date. The poll, when there
+        is one, watches the call: it may add to args, and hears the reply."""
+        watch = self.poll.around_call(user, op, args, kw.get("touch", True)) if self.poll else None
+        args = next(watch) if watch else args
         with self._slot(user) as worker:
             result, unfinished = worker.call(op, args, **kw)
         if unfinished is not None:
             (self.active.add if unfinished else self.active.discard)(user)
-        if self.poll and op != "jobs.refresh":
-            self.poll.heard(user, op, unfinished, kw.get("touch", True))
+        if watch:
+            with contextlib.suppress(StopIteration):
+                watch.send(unfinished)
         return result
 
     def reap(self):
         """End workers idle longer than worker.idle_timeout (none in use:
-        a call holds its worker counted in flight)."""
+        a call holds its worker counted in flight, or waiting its turn)."""
         limit = time.time() - self.config["worker"]["idle_timeout"]
         with self.lock:
             idle = [u for u, w in self.workers.items()
-                    if w.last_used < limit and not any(w.held)]
+                    if w.last_used < limit and not any(w.held) and all(e[1] is not w for e in self.waiting)]
             stopped = [self.workers.pop(u) for u in idle]
         for worker in stopped:
             worker.stop()
@@ -6665,11 +6839,11 @@ class WorkerPool:
         """Background refresh for users with unfinished jobs, so jobs that end
         while nobody looks get their true final state (users whose jobs the
         shared status poll follows excepted)."""
-        if self.poll and self.poll.serving():
+        if self.config["server"]["multi_user"] and self.config["scheduler"]["shared_poll"]:
             return
         for user in list(self.active):
             try:
-                self.call(user, "jobs.refresh", {"force": True}, touch=False)
+                self.call(user, "jobs.ask_scheduler", {}, touch=False)
             except FlightJobError as e:
                 log.warning("background refresh for %s failed: %s", user, e.message)
 
@@ -6722,7 +6896,7 @@ def checked_statuses(answer, ids):
     outside = answer.get("outside", {})
     if not isinstance(outside, dict) or not all(
             uid.isdigit() and isinstance(jobs, dict) and all(
-                SCHEDULER_ID_RE.match(i) and _status_ok(st) for i, st in jobs.items())
+                JOB_REF_RE.match(i) and _status_ok(st) for i, st in jobs.items())
             for uid, jobs in outside.items()):
         raise ValueError("not jobs of the users asked for")
     undecided = answer.get("undecided", {})
@@ -6785,7 +6959,7 @@ class StatusPoll:
     notice instead and no job changes. Pages never wait on the scheduler:
     they read what the workers recorded. While the status user cannot see
     every user's jobs (PrivateData), each worker polls for itself on the
-    same schedule (handed {"own": True}), and the log says why; so does
+    same schedule (jobs.ask_scheduler), and the log says why; so does
     each worker on the local scheduler, whose states are files in the
     homes (no controller to spare, and root does not read there)."""
 
@@ -6798,7 +6972,7 @@ class StatusPoll:
         self.watched = {}  # user -> when (monotonic) they last looked at their jobs
         self.last = -1e9  # when the last poll began (monotonic)
         self.hidden = (None, 0)  # (why the status user cannot see every user's jobs, since):
-        # meanwhile each worker polls for itself, handed {"own": True}
+        # meanwhile each worker polls for itself (jobs.ask_scheduler)
         self.counters = {"polls": 0, "failed": 0}  # and the scheduler commands the polls ran
         self.rounds = threading.Condition()  # notified after each poll that was due
         self.round, self.round_hands = 0, []
@@ -6823,7 +6997,7 @@ class StatusPoll:
         if self.thread is None and self.serving():
             with self.lock:
                 if self.thread is None:
-                    self.thread = threading.Thread(target=self._run, daemon=True)
+                    self.thread = threading.Thread(target=self._loop, daemon=True)
                     self.thread.start()
         return self.cluster
 
@@ -6844,6 +7018,17 @@ class StatusPoll:
         """Whether this poll follows users' jobs (else their workers do)."""
         return self.config["scheduler"]["shared_poll"]
 
+    def around_call(self, user, op, args, looked):
+        """The pool's hook round a worker call (a generator): yields the args
+        to send (the partition summary added for CLUSTER_OPS: only a page
+        showing the questions keeps it coming), then hears the reply's word
+        on unfinished jobs (send) -- but for its own calls (POLL_OPS)."""
+        if op in CLUSTER_OPS and self.serving() and scheduler_class(self.config).SHARED_POLL:
+            args = dict(args or {}, cluster=self.cluster_summary(want=op == "scripts.submission"))
+        unfinished = yield args
+        if op not in POLL_OPS:
+            self.heard(user, op, unfinished, looked)
+
     def heard(self, user, op, unfinished, looked):
         """A worker's answer to `op`: a user with unfinished jobs is followed
         (their ids asked again after anything but a look, a submit say);
@@ -6857,7 +7042,7 @@ class StatusPoll:
         if (unfinished or looking) and self.thread is None and self.serving():
             with self.lock:
                 if self.thread is None:
-                    self.thread = threading.Thread(target=self._run, daemon=True)
+                    self.thread = threading.Thread(target=self._loop, daemon=True)
                     self.thread.start()
 
     def close(self):
@@ -6877,7 +7062,7 @@ class StatusPoll:
             hands = self.round_hands
         return not concurrent.futures.wait(hands, timeout=max(0, end - time.monotonic())).not_done
 
-    def _run(self):
+    def _loop(self):
         while not self.stopping.wait(POLL_TICK):
             try:
                 self.tick()
@@ -6925,9 +7110,9 @@ class StatusPoll:
             # the local scheduler's states are files in each home, read by its
             # worker (no controller to spare): the same schedule, a pass each
             # ("auto" is resolved by serve(); unresolved, each worker knows)
-            return [self._send(user, {"own": True}) for user in active]
+            return [self._hand_soon(user, {}, "jobs.ask_scheduler") for user in active]
         # learn what to ask for from the workers that have not said (no scheduler call)
-        asking = [self._send(user, {}) for user in active if self.ids.get(user) is None]
+        asking = [self._hand_soon(user, {}) for user in active if self.ids.get(user) is None]
         concurrent.futures.wait([f for f in asking if f], timeout=POLL_WAIT)
         uids = {}
         for user in users:
@@ -6946,7 +7131,7 @@ class StatusPoll:
                 self.hidden = (str(answer["hidden"])[:STATUS_TEXT], time.monotonic())
                 log.warning("shared status poll off for 10 minutes, each user's worker polls: %s",
                             self.hidden[0])
-                return [self._send(user, {"own": True}) for user in active]
+                return [self._hand_soon(user, {}, "jobs.ask_scheduler") for user in active]
             self.hidden = (None, 0)
             statuses, owners, outside, undecided = checked_statuses(
                 answer, [i for mine in followed.values() for i in mine])
@@ -6959,7 +7144,7 @@ class StatusPoll:
             log.warning("shared status poll failed: %s", notice)
             for user in active:  # asked again next time: what they follow may be what failed
                 self.ids[user] = None
-            return [self._send(user, {"notice": notice}, notice) for user in active
+            return [self._hand_soon(user, {"notice": notice}, sent=notice) for user in active
                     if self.sent.get(user) != notice]
         hands = []
         for user, theirs in asked.items():
@@ -6974,7 +7159,7 @@ class StatusPoll:
                 args["notice"] = "; ".join(why)[:STATUS_TEXT]
             gist = (_gist(mine), args.get("notice"))
             if others or (mine or why) and (self.sent.get(user) != gist or None in mine.values()):
-                hands.append(self._send(user, args, gist))
+                hands.append(self._hand_soon(user, args, sent=gist))
         return hands
 
     @staticmethod
@@ -6989,7 +7174,7 @@ class StatusPoll:
                     taken += 1
         return asked
 
-    def _send(self, user, args, sent=None):
+    def _hand_soon(self, user, args, op="jobs.take_statuses", sent=None):
         """_hand in one of the hand threads, unless one for the user is in
         flight: the future, or None."""
         with self.lock:
@@ -6999,7 +7184,7 @@ class StatusPoll:
 
         def hand():
             try:
-                self._hand(user, args, sent)
+                self._hand(user, op, args, sent)
             finally:
                 with self.lock:
                     self.handing.discard(user)
@@ -7010,17 +7195,17 @@ class StatusPoll:
                 self.handing.discard(user)
             return None
 
-    def _hand(self, user, args, sent=None):
-        """Call the user's worker's jobs.refresh with args: what it answers
-        tells the ids of its unfinished jobs."""
+    def _hand(self, user, op, args, sent=None):
+        """Call the user's worker's op (one of POLL_OPS) with args: what it
+        answers tells the ids of its unfinished jobs."""
         try:
-            reply = self.pool.call(user, "jobs.refresh", dict(args, force=True), touch=False)
+            reply = self.pool.call(user, op, args, touch=False)
         except FlightJobError as e:
             log.warning("status poll: the worker of %s: %s", user, e.message)
             return
         self.sent[user] = sent
         ids = reply.get("ids") if isinstance(reply, dict) else None
-        self.ids[user] = [i for i in ids if isinstance(i, str) and SCHEDULER_ID_RE.match(i)][:POLLED_IDS] \
+        self.ids[user] = [i for i in ids if isinstance(i, str) and JOB_REF_RE.match(i)][:POLLED_IDS] \
             if isinstance(ids, list) else []
 
 
@@ -7049,30 +7234,27 @@ def client_address(environ, proxies):
     return addr
 
 
+def _ip(addr):
+    """addr as an ip_address (an IPv4-mapped one as IPv4), None for no address."""
+    with contextlib.suppress(ValueError):
+        ip = ipaddress.ip_address(addr.split("%")[0])
+        return getattr(ip, "ipv4_mapped", None) or ip
+
+
 def address_key(addr):
     """The address as the throttle and the login slots count it: one key for
-    all of loopback (a local user may connect from any 127.x.y.z) and one
-    for an IPv6 /64 (what one site or host is handed); an IPv4 address as
-    it is."""
-    try:
-        ip = ipaddress.ip_address(addr)
-    except ValueError:
-        return str(addr)
-    ip = getattr(ip, "ipv4_mapped", None) or ip
-    if ip.is_loopback:
-        return "loopback"
-    if ip.version == 6:
-        return str(ipaddress.ip_network("%s/64" % ip, strict=False))
-    return str(ip)
+    all of loopback (a local user may connect from any 127.x.y.z; bound_clients
+    tells local users apart) and one for an IPv6 /64 (what one site or host
+    is handed); an IPv4 address as it is."""
+    ip = _ip(addr)
+    if ip is None or ip.version == 4 and not ip.is_loopback:
+        return str(addr if ip is None else ip)
+    return "loopback" if ip.is_loopback else str(ipaddress.ip_network("%s/64" % ip, strict=False))
 
 
 def _trusted(addr, proxies):
-    try:
-        ip = ipaddress.ip_address(addr)
-    except ValueError:
-        return False
-    ip = getattr(ip, "ipv4_mapped", None) or ip
-    return any(ip in net for net in proxies)
+    ip = _ip(addr)
+    return ip is not None and any(ip in net for net in proxies)
 
 
 def forwarded_for_only(app):
@@ -7633,12 +7815,12 @@ def waitress_channel(environ):
     return getattr(environ.get("waitress.client_disconnected"), "__self__", None)
 
 
-def socket_owner(peer, local):
-    """The uid owning the TCP socket at `peer` connected to `local` ((host, port)): a loopback client's
-    end (an SSH tunnel's: its user's sshd), asked of the kernel (sock_diag); None if it cannot say."""
+def socket_owner(sock):
+    """The uid owning the other end of the accepted TCP socket sock, on this machine (a loopback client:
+    an SSH tunnel's is its user's sshd), asked of the kernel (sock_diag); None if it cannot say."""
     try:
-        addrs = [ipaddress.ip_address(a[0].split("%")[0]) for a in (peer, local)]
-        addrs = [getattr(a, "ipv4_mapped", None) or a for a in addrs]
+        peer, local = sock.getpeername(), sock.getsockname()
+        addrs = [_ip(peer[0]), _ip(local[0])]
         request = (struct.pack("=BBBxI", socket.AF_INET6 if addrs[0].version == 6 else socket.AF_INET,
                                socket.IPPROTO_TCP, 0, 0xffffffff) + struct.pack("!HH", peer[1], local[1])
                    + b"".join(a.packed.ljust(16, b"\0") for a in addrs) + struct.pack("=III", 0, 0xffffffff, 0xffffffff))
@@ -7647,18 +7829,14 @@ def socket_owner(peer, local):
             diag.sendto(struct.pack("=IHHII", 16 + len(request), 20, 1, 0, 0) + request, (0, 0))
             answer = diag.recv(8192)
         return struct.unpack_from("=I", answer, 80)[0] if struct.unpack_from("=H", answer, 4)[0] == 20 else None
-    except (OSError, ValueError, struct.error):
+    except (OSError, AttributeError, struct.error):  # AttributeError: no address (None)
         return None
 
 
 def close_connection_later(environ, seconds, why):
-    """Close this request's client connection `seconds` from now, whatever
-    the thread serving it is doing then (waiting in waitress for a client
-    that does not read what it was sent: waitress waits without a bound once
-    16 MiB are buffered): a timer shuts the socket down, waitress's loop
-    sees it closed and wakes the thread (ClientDisconnected). Returns
-    cancel(), for when the request is done; under another server nothing
-    is closed."""
+    """Close this request's connection `seconds` from now, whatever its thread is doing then (waiting
+    for a client that does not read: waitress waits without a bound once 16 MiB are buffered): the
+    socket shut down, waitress's loop wakes the thread. Returns cancel(); elsewhere closes nothing."""
     channel = waitress_channel(environ)
     sock = getattr(channel, "socket", None)
     if sock is None:
@@ -7713,8 +7891,7 @@ def bound_clients(server, limits, proxies):
             if _trusted(peer, proxies):
                 continue
             channel.key = address_key(peer)
-            uid = socket_owner(channel.addr, channel.socket.getsockname()) if channel.key == "loopback" \
-                and limits["loopback_users"] else None
+            uid = socket_owner(channel.socket) if channel.key == "loopback" and limits["loopback_users"] else None
             channel.key += "" if uid is None else " uid %d" % uid
             if sum(1 for c in list(server.active_channels.values())
                    if getattr(c, "key", None) == channel.key) > limits["connections_per_address"]:
@@ -7992,22 +8169,17 @@ class App:
             limit = limit or (form_limit(self.config) if self.who()[0] else self.config["server"]["max_body"])
             if (bottle.request.content_type or "").lower().startswith("multipart/"):
                 raise BadRequest("Send the form url-encoded (application/x-www-form-urlencoded).")
-            if bottle.request.content_length > limit:
+            request = type("FormRequest", (bottle.BaseRequest,), {"MEMFILE_MAX": limit})(environ)  # this form's limit
+            try:
+                form = request.forms.decode()  # each value the UTF-8 text its bytes are
+            except bottle.HTTPError:  # its 413: over the limit (Bottle reads no more than that)
                 raise TooLarge("The form is larger than %d bytes." % limit)
-            raw = bottle.request.body.read(limit + 1)
-            if len(raw) > limit:
-                raise TooLarge("The form is larger than %d bytes." % limit)
-            form = bottle.FormsDict()
-            form.recode_unicode = False  # already text
-            try:  # each byte a character, escaped or not, then the bytes read as UTF-8 (as Bottle does)
-                for key, value in urllib.parse.parse_qsl(raw.decode("latin-1"), keep_blank_values=True,
-                                                         encoding="latin-1", max_num_fields=10000):
-                    form.append(key.encode("latin-1").decode("utf-8"),
-                                value.encode("latin-1").decode("utf-8").replace("\r\n", "\n"))
             except UnicodeError:
                 raise BadRequest("The form is not valid UTF-8.")
-            except ValueError:
+            if sum(map(len, form.dict.values())) > 10000:
                 raise BadRequest("The form has more than 10,000 fields.")
+            for values in form.dict.values():  # the browser's CRLF newlines
+                values[:] = [value.replace("\r\n", "\n") for value in values]
             environ["flightjob.form"] = form
         return environ["flightjob.form"]
 
@@ -8284,6 +8456,28 @@ class RoutePlugin:
 ROUTES = []  # (path, method, config, handler), in the order declared below
 
 
+def api_call(method, path, op, body=(), status=200, query=dict):
+    """Declare an API route that is one worker operation: its arguments the
+    URL's, the JSON body's fields named in body and what query() makes of
+    the query string; its answer the operation's JSON with status (204: none)."""
+    def handler(app, user, **args):
+        data = app.body_json() if body else {}
+        answer = app.call_raw(user, op, **dict(args, **query(), **{key: data.get(key) for key in body}))
+        return app.no_content() if status == 204 else app.json(answer, status)
+    handler.__name__ = "api_" + op.replace(".", "_")
+    route(path, method, api=True)(handler)
+
+
+def page_call(path, op, then):
+    """Declare a page's POST route that is one worker operation, with the
+    URL's arguments, then a 303 to then % those arguments."""
+    def handler(app, user, **args):
+        app.call(user, op, **args)
+        return see_other(then % args)
+    handler.__name__ = "page_" + op.replace(".", "_")
+    route(path, "POST")(handler)
+
+
 def route(path, method="GET", **config):
     """Declare a handler, handler(app, user, **url_args), for make_app to
     bind to each new App; config (api, login) is read by RoutePlugin."""
@@ -8485,14 +8679,8 @@ def page_home(app, user):
 # Routes: templates and scripts ##############################################
 
 
-@route("/api/templates", api=True)
-def api_templates(app, user):
-    return app.json(app.call_raw(user, "templates.list"))
-
-
-@route("/api/templates/<id>", api=True)
-def api_template(app, user, id):
-    return app.json(app.call_raw(user, "templates.get", id=id))
+api_call("GET", "/api/templates", "templates.list")
+api_call("GET", "/api/templates/<id>", "templates.get")
 
 
 @route("/templates")
@@ -8537,9 +8725,7 @@ def script_json(app, script, status=200):
     return app.json(script, status)
 
 
-@route("/api/scripts", api=True)
-def api_scripts(app, user):
-    return app.json(app.call_raw(user, "scripts.list", **list_args(SCRIPTS_QUERY)))
+api_call("GET", "/api/scripts", "scripts.list", query=lambda: list_args(SCRIPTS_QUERY))
 
 
 @route("/api/scripts", "POST", api=True)
@@ -8566,16 +8752,11 @@ def api_script_update(app, user, id):
     return script_json(app, script)
 
 
-@route("/api/scripts/<id>", "DELETE", api=True)
-def api_script_delete(app, user, id):
-    app.call(user, "scripts.delete", id=id)
-    return app.no_content()
+api_call("DELETE", "/api/scripts/<id>", "scripts.delete", status=204)
 
 
-@route("/api/scripts/<id>/submission", api=True)
-def api_submission(app, user, id):
-    return app.json(app.call_raw(user, "scripts.submission", id=id,
-                                 from_job=bottle.request.query.get("from_job") or None))
+api_call("GET", "/api/scripts/<id>/submission", "scripts.submission",
+         query=lambda: {"from_job": bottle.request.query.get("from_job") or None})
 
 
 @route("/api/scripts/<id>/copy", "POST", api=True)
@@ -8683,18 +8864,13 @@ def page_script_delete_confirm(app, user, id):
                         [("Scripts", "/scripts"), (script["name"], "/scripts/%s" % id)])
 
 
-@route("/scripts/<id>/delete", "POST")
-def page_script_delete(app, user, id):
-    app.call(user, "scripts.delete", id=id)
-    return see_other("/scripts")
+page_call("/scripts/<id>/delete", "scripts.delete", "/scripts")
 
 
 # Routes: import #############################################################
 
 
-@route("/api/import/files", api=True)
-def api_import_files(app, user):
-    return app.json(app.call_raw(user, "home.list", path=(_text_query("path") or "")))
+api_call("GET", "/api/import/files", "home.list", query=lambda: {"path": _text_query("path") or ""})
 
 
 IMPORT_FIELDS = ("path", "content", "name", "in_place")
@@ -8813,9 +8989,7 @@ def api_activity(app, user):
     return app.json(app.call(user, "jobs.activity", watch=_query_texts("watch")))
 
 
-@route("/api/jobs", api=True)
-def api_jobs(app, user):
-    return app.json(app.call(user, "jobs.list", **list_args(JOBS_QUERY, paged=True)))
+api_call("GET", "/api/jobs", "jobs.list", query=lambda: list_args(JOBS_QUERY, paged=True))
 
 
 @route("/api/jobs/bulk", "POST", api=True)
@@ -8826,52 +9000,39 @@ def api_jobs_bulk(app, user):
     return app.json(app.call(user, "jobs.bulk", ids=ids, action=action))
 
 
-@route("/api/jobs", "POST", api=True)
-def api_submit(app, user):
-    data = app.body_json()
-    return app.json(app.call(user, "jobs.submit", script=data.get("script"), answers=data.get("answers"),
-                             after=data.get("after")), 201)
+api_call("POST", "/api/jobs", "jobs.submit", ("script", "answers", "after"), 201)
 
 
-@route("/api/jobs/<id>", api=True)
-def api_job(app, user, id):
-    return app.json(app.call_raw(user, "jobs.get", id=id, script=bottle.request.query.get("script") == "1"))
+api_call("GET", "/api/jobs/<id>", "jobs.get", query=lambda: {"script": bottle.request.query.get("script") == "1"})
 
 
-@route("/api/jobs/<id>", "DELETE", api=True)
-def api_job_delete(app, user, id):
-    app.call(user, "jobs.delete", id=id)
-    return app.no_content()
-
-
-@route("/api/jobs/<id>/cancel", "POST", api=True)
-def api_cancel(app, user, id):
-    return app.json(app.call(user, "jobs.cancel", id=id))
-
-
-@route("/api/jobs/<id>/<action:re:hold|release>", "POST", api=True)
-def api_hold(app, user, id, action):
-    return app.json(app.call(user, "jobs." + action, id=id))
-
-
-@route("/api/jobs/<id>/time-limit", "POST", api=True)
-def api_time_limit(app, user, id):
-    return app.json(app.call(user, "jobs.time_limit", id=id, time_limit=app.body_json().get("time_limit")))
-
-
-@route("/api/jobs/<id>/tasks/<task>/cancel", "POST", api=True)
-def api_cancel_task(app, user, id, task):
-    return app.json(app.call(user, "jobs.cancel_task", id=id, task=task))
-
-
-@route("/api/jobs/<id>/files", api=True)
-def api_files(app, user, id):
-    return app.json(app.call_raw(user, "jobs.files", id=id))
+api_call("DELETE", "/api/jobs/<id>", "jobs.delete", status=204)
+api_call("POST", "/api/jobs/<id>/cancel", "jobs.cancel")
+api_call("POST", "/api/jobs/<id>/hold", "jobs.hold")
+api_call("POST", "/api/jobs/<id>/release", "jobs.release")
+api_call("POST", "/api/jobs/<id>/time-limit", "jobs.time_limit", ("time_limit",))
+api_call("POST", "/api/jobs/<id>/tasks/<task>/cancel", "jobs.cancel_task")
+api_call("GET", "/api/jobs/<id>/files", "jobs.files")
 
 
 def with_text(piece):
     """A piece of a file from the worker, with its bytes as text to show."""
     return dict(piece, text=base64.b64decode(piece["data"]).decode("utf-8", "replace"))
+
+
+def start_download(app, user, op, args, what):
+    """(held, call, its first piece, the deadline) of a download: held (one of the user's download slots, and
+    the timer closing the connection, named `what` in the log, after server.download_timeout) and call."""
+    held = contextlib.ExitStack()
+    call = held.enter_context(app.pool.download(user))
+    try:
+        piece = call(op, args)
+    except BaseException:
+        held.close()
+        raise
+    seconds = app.config["server"]["download_timeout"]
+    held.callback(close_connection_later(bottle.request.environ, seconds, what))
+    return held, call, piece, time.monotonic() + seconds
 
 
 def send_file(app, user, id, download, **where):
@@ -8882,22 +9043,13 @@ def send_file(app, user, id, download, **where):
     one of the user's download slots (WorkerPool.download; 503 busy beyond)
     and its thread for at most server.download_timeout seconds, then its
     connection is closed (the client sees fewer bytes than announced)."""
-    tail = bottle.request.query.get("tail")
-    if tail is not None:
+    if bottle.request.query.get("tail") is not None:
         piece = app.call(user, "jobs.file", id=id, tail=_int_query("tail", 0), **where)
         chunks = iter([base64.b64decode(piece["data"])])
     else:
-        held = contextlib.ExitStack()
-        call = held.enter_context(app.pool.download(user))
-        try:
-            piece = call("jobs.file", dict(where, id=id, offset=0))
-        except BaseException:
-            held.close()
-            raise
-        seconds = app.config["server"]["download_timeout"]
-        held.callback(close_connection_later(bottle.request.environ, seconds, "download of %s's %s %s" % (
-            user, id, name_text(where.get("path") or where.get("which")))))  # no control characters logged
-        chunks = streamed(held, call, piece, dict(where, id=id), time.monotonic() + seconds)
+        what = "download of %s's %s %s" % (user, id, name_text(where.get("path") or where.get("which")))  # no control chars logged
+        held, call, piece, deadline = start_download(app, user, "jobs.file", dict(where, id=id, offset=0), what)
+        chunks = streamed(held, call, piece, dict(where, id=id), deadline)
         bottle.response.set_header("Content-Length", str(piece["size"]))
     bottle.response.set_header("Content-Type", "application/octet-stream" if download
                                else "text/plain; charset=utf-8")
@@ -8933,20 +9085,13 @@ def send_archive(app, user, id, paths):
     at most server.download_timeout seconds. Refused before a byte is sent:
     a chosen name the path gate refuses or that is not there (404), over
     storage.max_archive_bytes in all (413)."""
-    held = contextlib.ExitStack()
-    call = held.enter_context(app.pool.download(user))
-    try:
-        piece = call("jobs.archive", {"id": id, "paths": paths})
-    except BaseException:
-        held.close()
-        raise
-    seconds = app.config["server"]["download_timeout"]
-    held.callback(close_connection_later(bottle.request.environ, seconds, "archive of %s's %s" % (user, name_text(id))))
+    held, call, piece, deadline = start_download(app, user, "jobs.archive", {"id": id, "paths": paths},
+                                                 "archive of %s's %s" % (user, name_text(id)))
     bottle.response.set_header("Content-Type", "application/zip")
     bottle.response.set_header("Content-Disposition", "attachment; filename*=UTF-8''%s"
                                % urllib.parse.quote(piece["name"]))
     bottle.response.set_header("X-Archive-Files", str(piece["files"]))
-    return archive_pieces(held, call, piece, time.monotonic() + seconds)
+    return archive_pieces(held, call, piece, deadline)
 
 
 def archive_pieces(held, call, piece, deadline):
@@ -9027,11 +9172,7 @@ def job_crumbs(job):
 
 
 @route("/jobs/<id>")
-def page_job(app, user, id):
-    return job_page(app, user, id)
-
-
-def job_page(app, user, id, status=200, archive_error=None, chosen=(), problem=None, limit=None):
+def page_job(app, user, id, status=200, archive_error=None, chosen=(), problem=None, limit=None):
     """A job's page; after a refused archive (status, archive_error: the
     error) with the files that were chosen still ticked; problem: why
     another action just asked for was not done ({field or "": message}),
@@ -9062,10 +9203,7 @@ def page_job_confirm(app, user, id, action):
                         job_crumbs(job))
 
 
-@route("/jobs/<id>/cancel", "POST")
-def page_cancel(app, user, id):
-    app.call(user, "jobs.cancel", id=id)
-    return see_other("/jobs/%s" % id)
+page_call("/jobs/<id>/cancel", "jobs.cancel", "/jobs/%(id)s")
 
 
 @route("/jobs/<id>/<action:re:hold|release>", "POST")
@@ -9073,7 +9211,7 @@ def page_hold(app, user, id, action):
     try:
         app.call(user, "jobs." + action, id=id)
     except (Conflict, SchedulerRefused) as e:
-        return job_page(app, user, id, e.status, problem={"": e.message})
+        return page_job(app, user, id, e.status, problem={"": e.message})
     return see_other("/jobs/%s" % id)
 
 
@@ -9083,7 +9221,7 @@ def page_time_limit(app, user, id):
     try:
         app.call(user, "jobs.time_limit", id=id, time_limit=typed)
     except (Invalid, Conflict, SchedulerRefused) as e:
-        return job_page(app, user, id, e.status, problem=e.fields or {"time_limit": e.message}, limit=typed)
+        return page_job(app, user, id, e.status, problem=e.fields or {"time_limit": e.message}, limit=typed)
     return see_other("/jobs/%s" % id)
 
 
@@ -9094,16 +9232,8 @@ def page_task_confirm(app, user, id, task):
                         "/jobs/%s/tasks/%s/cancel" % (id, task), job_crumbs(job))
 
 
-@route("/jobs/<id>/tasks/<task>/cancel", "POST")
-def page_cancel_task(app, user, id, task):
-    app.call(user, "jobs.cancel_task", id=id, task=task)
-    return see_other("/jobs/%s" % id)
-
-
-@route("/jobs/<id>/remove", "POST")
-def page_remove(app, user, id):
-    app.call(user, "jobs.delete", id=id)
-    return see_other("/jobs")
+page_call("/jobs/<id>/tasks/<task>/cancel", "jobs.cancel_task", "/jobs/%(id)s")
+page_call("/jobs/<id>/remove", "jobs.delete", "/jobs")
 
 
 @route("/jobs/<id>/archive")
@@ -9122,7 +9252,7 @@ def page_archive_chosen(app, user, id):
             raise Invalid("Choose at least one file to download.", {"path": "choose at least one file"})
         return send_archive(app, user, id, chosen)
     except (Invalid, NotFound, TooLarge) as e:
-        return job_page(app, user, id, e.status, e.message, chosen)
+        return page_job(app, user, id, e.status, e.message, chosen)
 
 
 @route("/jobs/<id>/files/<path:path>")
@@ -9224,9 +9354,8 @@ def raise_file_limit(wanted):
 
 def serve(config):
     from waitress import create_server
-    with contextlib.suppress(Exception):  # large buffers (a download's pieces) mapped and unmapped, never kept
-        import ctypes  # by each thread's arena: glibc's M_MMAP_THRESHOLD fixed, not raised by each free
-        ctypes.CDLL(None).mallopt(-3, 256 << 10)
+    with contextlib.suppress(Exception):  # glibc's M_MMAP_THRESHOLD fixed, not raised by each free: large
+        __import__("ctypes").CDLL(None).mallopt(-3, 256 << 10)  # buffers (downloads) unmapped, not kept by arenas
     raise_file_limit(config["server"]["connection_limit"] + 4096)
     if config["server"]["multi_user"] and any(
             ipaddress.ip_network(p, strict=False).overlaps(ipaddress.ip_network("127.0.0.0/8"))

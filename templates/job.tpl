@@ -1,6 +1,7 @@
 % rebase('base', page=page)
 % sid = job.get('scheduler_id') or job['id']
 % unfinished = job['state'] in UNFINISHED
+% act = unfinished and job.get('managed', True)
 <div data-live-job="{{job['id']}}" data-state="{{job['state']}}">
 <h1>Job {{sid}}
 % include('badge', job=job)
@@ -14,8 +15,11 @@
 % if problem.get(''):
 <p class="error" role="alert" id="job-problem">{{problem['']}}</p>
 % end
-% pending = job['state'] == 'PENDING' and job.get('scheduler_id')
-% if job.get('never_runs'):
+% pending = job['state'] == 'PENDING' and job.get('scheduler_id') and act
+% if not job.get('managed', True):
+<p class="notice" role="status" id="not-managed">This job runs {{job['where']}} ({{job['scheduler']}} scheduler), which this service does not manage: it is shown as last recorded, and cannot be cancelled or changed here.</p>
+% end
+% if job.get('never_runs') and act:
 <div class="notice warn" role="status" id="never-runs">
   <p>This job {{job.get('reason_text') or 'will never run: the job it depends on did not end as required'}}. It stays in the queue until you cancel it.</p>
   <form method="post" action="/jobs/{{job['id']}}/cancel">
@@ -25,9 +29,9 @@
 </div>
 % end
 <div class="actions">
-% if unfinished:
+% if act:
   <a class="button danger" href="/jobs/{{job['id']}}/cancel" data-confirm="{{confirm_question('cancel', sid)}}" data-post="/jobs/{{job['id']}}/cancel">Cancel job</a>
-% else:
+% elif not unfinished:
   <a class="button danger" href="/jobs/{{job['id']}}/remove" data-confirm="{{confirm_question('remove', sid)}}" data-post="/jobs/{{job['id']}}/remove">Remove</a>
 % end
 % if pending:
@@ -49,7 +53,7 @@
 <p class="notice" role="status">This job was submitted outside flightjobd (with <code>sbatch</code>, say); it is shown and followed here until it ends.</p>
 % end
 <dl class="facts">
-  <div><dt>ID</dt><dd>{{sid}} <span class="muted">(on the {{job['scheduler']}} scheduler; ours: {{job['id']}})</span></dd></div>
+  <div><dt>ID</dt><dd>{{sid}} <span class="muted">(on the {{job['scheduler']}} scheduler{{', ' + job['where'] if job.get('where') else ''}}; ours: {{job['id']}})</span></dd></div>
   % if job.get('script_id'):
   <div><dt>Script</dt><dd><a href="/scripts/{{job['script_id']}}">{{job['script_name']}}</a></dd></div>
   % if job.get('script_file'):
@@ -144,7 +148,7 @@
 <a href="/jobs/{{job['id']}}/files/{{quote(t['output'])}}">{{t['output']}}</a>
 % end
 </td><td>
-% if unfinished and t['state'] in UNFINISHED and num.isdigit():
+% if act and t['state'] in UNFINISHED and num.isdigit():
 <a class="button danger" href="/jobs/{{job['id']}}/tasks/{{num}}/cancel" data-confirm="{{confirm_question('cancel_task', t['id'])}}" data-post="/jobs/{{job['id']}}/tasks/{{num}}/cancel">Cancel task<span class="visually-hidden"> {{t['id']}}</span></a>
 % end
 </td></tr>
@@ -163,7 +167,7 @@
   <span class="following" data-following hidden>Following live</span>
   % end
   </div>
-  <p class="muted"><code>{{job[which + '_path']}}</code></p>
+  <p class="muted"><code>{{job[which + '_path']}}</code>{{' (worked out here, not told by the scheduler: a guess)' if job.get('outputs_guessed') else ''}}</p>
   % if text and text['size'] > len(text['data']) * 3 // 4:
   <p class="muted">Showing the last part of {{human_size(text['size'])}}.</p>
   % end

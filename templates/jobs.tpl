@@ -84,7 +84,11 @@
 % label = job.get('scheduler_id') or job['id']
 <tr data-job="{{job['id']}}" data-state="{{job['state']}}">
   <td><input type="checkbox" name="id" value="{{job['id']}}" form="bulk" aria-label="Select job {{label}}"></td>
-  <td><a href="/jobs/{{job['id']}}">{{label}}</a></td>
+  <td><a href="/jobs/{{job['id']}}">{{label}}</a>
+  % if not job.get('managed', True):
+  <span class="muted" data-where>({{job['where']}}, read-only)</span>
+  % end
+  </td>
   <td class="wrap">{{job.get('job_name') or job['script_name']}}</td>
   <td class="wrap">{{job['script_name']}}{{!' <span class="muted" data-origin="outside">(outside flightjobd)</span>' if job.get('origin') == 'outside' else ''}}</td>
   <td>

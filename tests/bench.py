@@ -444,14 +444,14 @@ def bench_throughput_footprint(work, table, quick):
     os.makedirs(results, exist_ok=True)
     sections = {"storage": {"state_dir": state, "user_templates": os.path.join(work, "no-templates")},
                 "scheduler": {"type": "local"}, "templates": {"site_dirs": []}}
-    # Start-up: daemon vs bare process, alternating.
-    runs = 3 if quick else 5
+    # Start-up: daemon vs bare process, alternating; the bare one with the daemon's default threads.
+    runs, threads = (3 if quick else 5), __import__("flightjobd").SCHEMA["server"]["threads"][0]
     daemon_starts, bare_starts = [], []
     for _ in range(runs):
         d = Daemon(work, "startup", sections)
         daemon_starts.append(d.start())
         d.stop()
-        b = Bare(work, 8, b"{}")
+        b = Bare(work, threads, b"{}")
         bare_starts.append(b.start())
         b.stop()
     log("start-up measured")
@@ -468,7 +468,7 @@ def bench_throughput_footprint(work, table, quick):
     h = d.login()
     path = "/api/jobs/%s" % jid
     _, body = h.request("GET", path, expect=200)
-    bare = Bare(work, 8, body)
+    bare = Bare(work, threads, body)
     bare.start()
     time.sleep(0.5)
     bare_idle = rss_mb(bare.proc.pid)
@@ -504,8 +504,8 @@ def bench_throughput_footprint(work, table, quick):
     log("throughput measured")
     ours_rate, bare_rate = statistics.median(ours), statistics.median(theirs)
     ratio = ours_rate / bare_rate
-    table.add("Throughput: GET /api/jobs/ID, session cookie, through the worker (8 threads, "
-              "8 keep-alive connections)", "%.0f req/s" % ours_rate,
+    table.add("Throughput: GET /api/jobs/ID, session cookie, through the worker (%d threads, "
+              "8 keep-alive connections)" % threads, "%.0f req/s" % ours_rate,
               "bare Bottle+waitress constant JSON (same body): %.0f req/s; ratio %.2f%s"
               % (bare_rate, ratio, "" if not errors else "; %d errors" % errors),
               verdict(ratio >= 0.5 and not errors, ">= 0.5x"))
@@ -945,13 +945,13 @@ def bench_slurm(work, table, quick):
             ids = sbatch_held(env, out, n)
             submitted += ids
             store = slurm_store(os.path.join(work, "state-slurm-%d" % n), ids, out)
-            store.refresh(force=True)  # first refresh writes the jobs' states
+            store.ask_scheduler()  # first refresh writes the jobs' states
             rounds = 3 if n == 500 else 5
             calls, walls = [], []
             for _ in range(rounds):
                 before = dict(store.scheduler.counters)
                 t = time.perf_counter()
-                store.refresh(force=True)
+                store.ask_scheduler()
                 walls.append(time.perf_counter() - t)
                 after = store.scheduler.counters
                 calls.append({k: after.get(k, 0) - before.get(k, 0) for k in after
@@ -976,12 +976,12 @@ def bench_slurm(work, table, quick):
         ids = sbatch_held(env, out, 50)
         submitted += ids
         store = slurm_store(os.path.join(work, "state-slurm-ended"), ids, out)
-        store.refresh(force=True)
+        store.ask_scheduler()
         subprocess.run(["scancel"] + ids[:25], env=env, check=True, capture_output=True)
         time.sleep(1)
         before = dict(store.scheduler.counters)
         t = time.perf_counter()
-        result = store.refresh(force=True)
+        result = store.ask_scheduler()
         wall = time.perf_counter() - t
         per = {k: v - before.get(k, 0) for k, v in store.scheduler.counters.items()
                if v != before.get(k, 0)}

@@ -648,6 +648,16 @@ class SlurmCluster:
         return subprocess.run(list(argv), capture_output=True, text=True, timeout=60,
                               env=dict(os.environ, SLURM_CONF=self.conf)).stdout
 
+    def start_second(self, name):
+        """A second cluster NAME beside this one, under its slurmdbd
+        (tests/slurm/cluster start-second): its SLURM_CONF."""
+        r = subprocess.run([self.script, "start-second", name], capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr[-3000:]
+        return r.stdout.strip().split("SLURM_CONF=", 1)[1].split()[0]
+
+    def stop_second(self, name):
+        subprocess.run([self.script, "stop-second", name], capture_output=True, timeout=120)
+
     def stop(self):
         subprocess.run([self.script, "stop"], capture_output=True, timeout=120)
         self.accounting = None

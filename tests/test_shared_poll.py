@@ -91,7 +91,7 @@ def test_twenty_users_watching_cost_one_squeue_per_interval(users, runtime, slur
         assert 1 <= polls <= window / INTERVAL + 1 and calls["squeue"] == polls, (polls, calls)
         assert calls["sacct"] <= polls and calls["scontrol"] == calls["sacctmgr"] == 0, calls
         for user in users:
-            mine = many.app.pool.call(user.name, "jobs.refresh", {"force": True})
+            mine = many.app.pool.call(user.name, "jobs.take_statuses", {})
             assert "squeue" not in mine["calls"] and "sacct" not in mine["calls"], mine
         # slurmctld's own count: job-info RPCs of all kinds, not one per user
         job_info = sum(rpcs_after.get(k, 0) - rpcs.get(k, 0) for k in rpcs_after if k.startswith("REQUEST_JOB_INFO"))

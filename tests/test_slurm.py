@@ -338,12 +338,12 @@ def test_one_squeue_and_at_most_one_sacct_per_poll(site, slurm_cluster):
     jobs = [site.api("POST", "/api/jobs", {"script": sid, "answers": {}}, status=201) for _ in range(50)]
     site.api("GET", "/api/jobs")
     # the user's worker asks the scheduler nothing: the shared poll does
-    before = site.app.pool.call(site.user.name, "jobs.refresh", {"force": True})
+    before = site.app.pool.call(site.user.name, "jobs.take_statuses", {})
     site.polled()
     poll = site.app.pool.poll
     counted = dict(poll.counters)
     site.polled()
-    after = site.app.pool.call(site.user.name, "jobs.refresh", {"force": True})
+    after = site.app.pool.call(site.user.name, "jobs.take_statuses", {})
     assert {k: v for k, v in after["calls"].items() if v != before["calls"].get(k, 0)} == {}
     assert after["unfinished"] >= 50 and set(after["ids"]) >= {j["scheduler_id"] for j in jobs}
     polls = poll.counters["polls"] - counted["polls"]

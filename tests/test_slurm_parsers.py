@@ -125,7 +125,7 @@ def test_parse_tres_mem():
 
 def test_parse_sbatch():
     assert sa.parse_sbatch(data("sbatch_ok.txt")) == JOBS["timeout"]
-    assert sa.parse_sbatch("123;flightjob\n") == "123"
+    assert sa.parse_sbatch("123;flightjob\n") == "123@flightjob"
     with pytest.raises(ValueError):
         sa.parse_sbatch("")
 
@@ -604,13 +604,42 @@ def test_poll_lists_by_uid_and_gives_each_owner_their_other_jobs():
     line = ("{id}|{id}|N/A|RUNNING|None|0|2026-11-25T15:39:08|2026-11-25T16:39:08|2026-11-25T15:39:07|0:02|"
             "1:00:00|cpu=1,mem=256M,node=1,billing=1|{uid}|debug|\n")
     squeue = line.format(id=5, uid=1001) + line.format(id=6, uid=1001) + line.format(id=7, uid=1002)
-    s, fake = scheduler(squeue, error("sacct: error: Problem talking to the database"))
-    statuses, owners, outside, undecided = s.poll({"1001": ["5"], "1002": ["6", "99"]})
+    s, fake = scheduler(squeue, error("sacct: error: Problem talking to the database"), sacctmgr="flightjob\n")
+    statuses, owners, outside, undecided = s.poll({"1001": ["5"], "1002": ["6@flightjob", "99"]})
     argv = [c for c in fake.calls if c[0] == "squeue"][0]
     assert "--users=1001,1002" in argv and not any(a.startswith("--jobs") for a in argv)
-    assert owners == {"5": 1001, "6": 1001} and statuses["6"]["state"] == "RUNNING"
+    assert owners == {"5": 1001, "6@flightjob": 1001} and statuses["6@flightjob"]["state"] == "RUNNING"
     assert set(outside[1001]) == {"6"} and set(outside[1002]) == {"7"}  # 6 is 1001's, whoever names it
     assert set(undecided) == {"99"} and "Problem talking to the database" in undecided["99"]
+
+
+def test_poll_asks_each_cluster_on_its_own():
+    """Two clusters under one slurmdbd: the same job number on each is two
+    jobs, each cluster is asked with its own squeue (--clusters= for the
+    other), and one that does not answer leaves its ids undecided, never
+    finished, while the other's are told."""
+    line = "5|5|N/A|{state}|None|0|N/A|N/A|2026-11-25T15:39:07|0:00|1:00:00|cpu=1|1001|debug|\n"
+    calls = []
+
+    def run(argv, timeout, cwd=None, env=None):
+        calls.append(argv)
+        if argv[0] == "sacctmgr":
+            return "flightjob\nother\n"
+        if argv[0] == "scontrol":
+            return data("scontrol_show_config.txt")
+        if argv[0] == "squeue":
+            if "--clusters=other" in argv:
+                raise error("squeue: error: Unable to contact slurm controller")
+            return line.format(state="RUNNING")
+        return ""
+    s = sa.SlurmScheduler(run=run)
+    statuses, _, outside, undecided = s.poll({"1001": ["5@flightjob", "5@other"]})
+    assert statuses["5@flightjob"]["state"] == "RUNNING" and "5@other" not in statuses
+    assert "Unable to contact" in undecided["5@other"] and outside == {}
+    assert sorted(c[1] for c in calls if c[0] == "squeue") == ["--clusters=other", "--noheader"]
+    assert s.on("other").command("/x.sh", ["-J", "a"])[:2] == ["sbatch", "--clusters=other"]
+    with pytest.raises(sa.NotFound):
+        s.on("elsewhere")
 
 
 def test_out_of_memory_from_sacct_s_maxrss_and_squeue_s_request():

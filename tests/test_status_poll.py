@@ -1,6 +1,6 @@
 """The shared status poll's two trust boundaries, without a cluster: what
 root accepts from the poll's process (checked_statuses), and what a worker
-records when handed statuses (JobStatus.refresh with statuses or notice).
+records when handed statuses (JobStatus.take_statuses).
 The poll against real Slurm: tests/test_shared_poll.py."""
 import copy
 import time
@@ -72,7 +72,7 @@ def test_a_worker_records_only_what_was_polled(make_config, tmp_path, monkeypatc
     store.scheduler.status = lambda ids: asked.append(ids) or {}
     try:
         sid = {j["id"]: j["scheduler_id"] for j in (first, second, third)}
-        result = store.refresh(statuses={sid[first["id"]]: copy.deepcopy(DONE), sid[second["id"]]: None,
+        result = store.take_statuses(statuses={sid[first["id"]]: copy.deepcopy(DONE), sid[second["id"]]: None,
                                          "424242": copy.deepcopy(DONE)})
         assert asked == [] and result["ok"] is True
         states = {j["id"]: store.job_get(j["id"]) for j in (first, second, third)}
@@ -83,7 +83,7 @@ def test_a_worker_records_only_what_was_polled(make_config, tmp_path, monkeypatc
         assert states[third["id"]]["missing_since"] is None  # not polled: untouched
         assert set(result["ids"]) == {sid[second["id"]], sid[third["id"]]}
 
-        result = store.refresh(notice="The scheduler did not answer: squeue timed out after 20 seconds.")
+        result = store.take_statuses(notice="The scheduler did not answer: squeue timed out after 20 seconds.")
         assert result["ok"] is False and "did not answer" in result["message"]
         assert store.jobs_list()["scheduler"]["ok"] is False
         assert {j["id"]: j["state"] for j in store.jobs_list()["jobs"]} == {
@@ -110,7 +110,7 @@ def test_a_finished_job_waiting_for_its_detail_is_never_unfinished_again(make_co
     killed = dict(DONE, state="FAILED", raw_state="FAILED", exit_code=0, signal=9, ended_at=now,
                   reason="Signal", reason_text="killed by signal 9 (SIGKILL)", detail_pending=True)
     sid = {first["scheduler_id"]: first["id"], second["scheduler_id"]: second["id"]}
-    result = store.refresh(statuses={s: copy.deepcopy(killed) for s in sid})
+    result = store.take_statuses(statuses={s: copy.deepcopy(killed) for s in sid})
     assert set(result["ids"]) == set(sid) and result["unfinished"] == 2  # still followed
     for job_id in sid.values():
         job = store.job_get(job_id)
@@ -118,7 +118,7 @@ def test_a_finished_job_waiting_for_its_detail_is_never_unfinished_again(make_co
     oom = dict(killed, reason="OutOfMemory", reason_text="ran out of memory", max_rss_mb=700.0,
                detail_pending=False)
     a, b = sorted(sid)
-    result = store.refresh(statuses={a: oom, b: dict(RUNNING)})
+    result = store.take_statuses(statuses={a: oom, b: dict(RUNNING)})
     assert result["ids"] == [] and result["unfinished"] == 0
     assert store.job_get(sid[a])["reason_text"] == "ran out of memory"
     late = store.job_get(sid[b])
@@ -170,11 +170,11 @@ def test_local_jobs_follow_the_same_schedule_and_pages_never_wait(multi_app, uni
     assert a.pool.poll.round >= 2 and a.pool.poll.serving()
     # the poll stopped, a page's refresh asks the local scheduler nothing
     a.pool.poll.close()
-    before = a.pool.call(users[0].name, "jobs.refresh", {"force": True})["calls"].get("status", 0)
+    before = a.pool.call(users[0].name, "jobs.take_statuses", {})["calls"].get("status", 0)
     for _ in range(3):
         web.get("/api/jobs", headers=basic[0])
         web.get("/api/jobs/" + jobs[0]["id"], headers=basic[0])
-    assert a.pool.call(users[0].name, "jobs.refresh", {"force": True})["calls"].get("status", 0) == before
+    assert a.pool.call(users[0].name, "jobs.take_statuses", {})["calls"].get("status", 0) == before
 
 
 SUMMARY = [dict({key: None for key in flightjobd.ACCESS_RULES}, name=name, default=name == "batch", state="up",

@@ -83,8 +83,8 @@ def _module_names():
                 out[(a.asname or a.name).split(".")[0]].append(node.lineno)
         elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
             for target in node.targets if isinstance(node, ast.Assign) else [node.target]:
-                for n in ast.walk(target):
-                    if isinstance(n, ast.Name):
+                for n in ast.walk(target):  # names bound, not those a subscript or attribute uses
+                    if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store):
                         out[n.id].append(node.lineno)
     return out
 

@@ -150,3 +150,86 @@ def test_an_undeclared_operation_is_a_clear_error(client):
     with pytest.raises(flightjobd.BadRequest, match="No such worker operation: _template"):
         client.app.pool.call(me, "_template", {"template_id": "serial"})  # a method, but not an operation
     assert client.app.pool.call(me, "whoami")["user"] == me  # the same worker answers on
+
+
+class Held:
+    """Requests in a WorkerPool's slots (no process: a slot only counts),
+    each in a thread until released: (user, when its turn came or the Busy)."""
+
+    def __init__(self, pool):
+        self.pool, self.order, self.releases = pool, [], []
+
+    def ask(self, user):
+        release = threading.Event()
+
+        def hold():
+            started = time.monotonic()
+            try:
+                with self.pool._slot(user):
+                    self.order.append((user, time.monotonic() - started))
+                    release.wait(60)
+            except flightjobd.Busy as e:
+                self.order.append((user, e.message))
+        threading.Thread(target=hold, daemon=True).start()
+        self.releases.append(release)
+        return release
+
+    def waiting(self, n):
+        wait_for(lambda: len(self.pool.waiting) == n, 10, "%d requests waiting their turn" % n, 0.01)
+
+
+def pool_of(threads, turn_wait):
+    return flightjobd.WorkerPool(flightjobd.Config({"server": {"multi_user": True, "threads": threads,
+                                                               "reserved_threads": 1, "turn_wait": turn_wait},
+                                                    "worker": {"idle_timeout": 1}}), False)
+
+
+def test_turns_go_to_the_user_holding_fewest_and_a_waiting_worker_is_never_reaped():
+    """Issue 26 item 3, the pool alone: all 3 slots held (a: 2, its own
+    limit; b: 1), then c, a and b ask, in that order; each freed slot goes
+    to the waiting user holding fewest, the first to come among equals,
+    never refused meanwhile; a worker waiting its turn is not reaped."""
+    pool = pool_of(4, 30)
+    held = Held(pool)
+    a1, _, b1 = held.ask("a"), held.ask("a"), held.ask("b")
+    wait_for(lambda: len(held.order) == 3, 10, "the three slots taken", 0.01)
+    pool.workers["c"] = flightjobd.Worker("c", pool.config, False)
+    pool.workers["c"].last_used = 0  # idle for long
+    held.ask("c")
+    held.waiting(1)
+    held.ask("a")  # a is at its own limit
+    held.waiting(2)
+    held.ask("b")
+    held.waiting(3)
+    pool.reap()
+    assert "c" in pool.workers  # waiting its turn: kept
+    b1.set()  # a slot free: c and b both hold none now, c came first
+    wait_for(lambda: len(held.order) == 4, 10, "a turn", 0.01)
+    a1.set()  # a slot free: b holds none, a one: b's turn although a asked first
+    wait_for(lambda: len(held.order) == 5, 10, "a turn", 0.01)
+    held.releases[-1].set()  # b's: a's turn at last
+    wait_for(lambda: len(held.order) == 6, 10, "a turn", 0.01)
+    assert [user for user, _ in held.order] == ["a", "a", "b", "c", "b", "a"], held.order
+    assert all(isinstance(took, float) for _, took in held.order), held.order
+    for release in held.releases:
+        release.set()
+
+
+def test_a_users_stuck_slots_count_only_against_that_user():
+    """A user whose own slots are held past server.turn_wait (a stopped
+    worker) is refused at once for more, and more than their limit waiting
+    is refused at once; another user is served at once meanwhile."""
+    pool = pool_of(16, 0.5)
+    held = Held(pool)
+    held.ask("a"), held.ask("a")
+    wait_for(lambda: len(held.order) == 2, 10, "a's two slots taken", 0.01)
+    held.ask("a"), held.ask("a"), held.ask("a")  # 2 wait for a's own turn, the third is refused at once
+    wait_for(lambda: len(held.order) == 5, 10, "a's waiting requests refused", 0.01)
+    assert "2 requests waiting" in held.order[2][1] and "in progress, the oldest" in held.order[4][1], held.order
+    held.ask("a")  # its slots held past turn_wait: refused without waiting (not "as many requests as it can")
+    held.ask("b")
+    wait_for(lambda: len(held.order) == 7, 10, "the two answers", 0.01)
+    mine = dict(held.order[5:])
+    assert mine["a"].startswith("Busy: you already have 2 requests in progress") and isinstance(mine["b"], float)
+    for release in held.releases:
+        release.set()
