@@ -2611,6 +2611,10 @@ class SlurmScheduler(Scheduler):
         self._note_call(argv[0])
         return self._run_fn(self._aim(argv), self.timeout, env=self.env, cwd=cwd)
 
+    def _show(self, *words):
+        """sacctmgr show WORDS..., parsable, no header."""
+        return self._run(["sacctmgr", "--noheader", "--parsable2", "show"] + list(words))
+
     def _aim(self, argv):
         aim = ["--clusters=" + self.target] if self.target else []
         return argv if argv[1:2] == aim else argv[:1] + aim + argv[1:]
@@ -2622,8 +2626,7 @@ class SlurmScheduler(Scheduler):
         """Its own, then the others of its slurmdbd (sacctmgr show clusters)."""
         if self._clusters is None:
             try:
-                names = self._run(["sacctmgr", "--noheader", "--parsable2", "show", "clusters", "format=cluster"]) \
-                    if self.accounting() else ""
+                names = self._show("clusters", "format=cluster") if self.accounting() else ""
             except SchedulerError:  # slurmdbd down: its own alone, until it answers
                 return [self.home()]
             self._clusters = list(dict.fromkeys([self.home()] + [n for n in names.split() if CLUSTER_RE.match(n)]))
@@ -2679,8 +2682,7 @@ class SlurmScheduler(Scheduler):
         if os.getuid() == 0 or me == self._conf.get("SlurmUser", "").split("(")[0]:
             return None
         with contextlib.suppress(SchedulerError):
-            level = self._run(["sacctmgr", "--noheader", "--parsable2", "show", "user", me,
-                               "format=adminlevel"]).strip().lower()
+            level = self._show("user", me, "format=adminlevel").strip().lower()
             if level in ("operator", "administrator"):
                 return None
         return ("Slurm's PrivateData=%s hides other users' jobs from scheduler.status_user (%s): "
@@ -2690,10 +2692,8 @@ class SlurmScheduler(Scheduler):
         out = self._run(["sinfo", "--noheader", "--Node", "--format=" + SINFO_FORMAT])
         accounts = []
         if self.accounting():
-            text = self._run(["sacctmgr", "--noheader", "--parsable2",
-                              "show", "account", "format=account"])
             # "root" is the top of Slurm's account tree, not one to submit to
-            accounts = [a.strip() for a in text.splitlines()
+            accounts = [a.strip() for a in self._show("account", "format=account").splitlines()
                         if a.strip() and a.strip() != "root"]
         return {"partitions": parse_sinfo(out), "accounts": accounts}
 
@@ -2703,9 +2703,7 @@ class SlurmScheduler(Scheduler):
         accounting."""
         if not self.accounting():
             return None
-        me = pwd.getpwuid(os.getuid()).pw_name
-        return parse_assoc(self._run(["sacctmgr", "--noheader", "--parsable2", "show", "assoc",
-                                      "user=" + me, "format=account,qos"]))
+        return parse_assoc(self._show("assoc", "user=" + pwd.getpwuid(os.getuid()).pw_name, "format=account,qos"))
 
     def partition_summary(self):
         """Three read-only calls for every user at once (the shared poll makes
