@@ -92,17 +92,24 @@ def test_efficiency_of_a_busy_and_an_idle_local_job(client, tmp_path):
 
 @pytest.mark.parametrize("figures", [
     {"alloc_cpus": None},  # CPU time and held time, no CPU count
-    {"cpu_time_s": "lots", "mem_used_mb": -3, "time_limit": 7},  # nothing a number: no efficiency at all
+    {"cpu_time_s": "lots", "mem_used_mb": -3, "time_limit": 7},  # nothing a number: a broken record
     {"mem_used_mb": 3 * 1024.0, "requested_mem_mb": 64 * 1024.0, "mem_tasks": 8, "max_rss_mb": None},
 ])
 def test_a_job_page_shows_whatever_figures_its_record_holds(client, tmp_path, figures):
     """A record is a file in the user's home (edited by hand, or by an older
-    version): the efficiency shows what is a number and never fails."""
+    version): the efficiency shows what is a number and never fails; figures
+    of a wrong shape make the record broken (409 naming them), never a 500,
+    and the list still shows."""
     job = client.wait_job(client.submit(script_with(client, tmp_path, "true"))["id"])
     path = tmp_path / "state" / "jobs" / job["id"] / "meta.json"
     meta = json.loads(path.read_text())
     meta.update(figures)
     path.write_text(json.dumps(meta))
+    if figures.get("cpu_time_s") == "lots":
+        page = client.web.get("/jobs/" + job["id"], status=409)
+        assert "cpu_time_s, mem_used_mb, time_limit" in page.text
+        client.web.get("/jobs", status=200)
+        return
     page = client.web.get("/jobs/" + job["id"], status=200)
     eff = client.api("GET", "/api/jobs/" + job["id"]).json["efficiency"]
     if eff is None:
