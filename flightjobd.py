@@ -1381,9 +1381,7 @@ def format_duration(seconds):
     d, rest = divmod(int(seconds), 86400)
     h, rest = divmod(rest, 3600)
     m, s = divmod(rest, 60)
-    if d:
-        return "%d-%02d:%02d:%02d" % (d, h, m, s)
-    return "%d:%02d:%02d" % (h, m, s)
+    return "%d-%02d:%02d:%02d" % (d, h, m, s) if d else "%d:%02d:%02d" % (h, m, s)
 
 
 _MEM_UNITS = {"K": 1.0 / 1024, "M": 1.0, "G": 1024.0, "T": 1024.0 * 1024, "P": 1024.0 ** 3}
@@ -1397,9 +1395,7 @@ def parse_mem(text, default_unit="M"):
     else (e.g. "16?" seen from sacct for a suspended job) -> None."""
     text = (text or "").strip()
     m = re.match(r"^([0-9]+(?:\.[0-9]+)?)([KMGTP]?)[nc]?$", text)
-    if not m:
-        return None
-    return float(m.group(1)) * _MEM_UNITS[m.group(2) or default_unit]
+    return float(m.group(1)) * _MEM_UNITS[m.group(2) or default_unit] if m else None
 
 
 def parse_req_mem(text, cpus, nodes):
@@ -1421,9 +1417,8 @@ def step_mem_mb(ave_rss, ntasks, max_rss):
     step of one task (or when NTasks is not given) its MaxRSS. None when
     sacct has no figure (JobAcctGatherType=none)."""
     ave = parse_mem(ave_rss, default_unit="K")
-    if ave is not None and isinstance(ntasks, int) and ntasks > 0:
-        return ave * ntasks
-    return parse_mem(max_rss, default_unit="K")
+    return ave * ntasks if ave is not None and isinstance(ntasks, int) and ntasks > 0 else \
+        parse_mem(max_rss, default_unit="K")
 
 
 def parse_tres_mem(text):
@@ -1973,9 +1968,7 @@ def parse_pending_partitions(text):
 
 def _rule(value):
     """An access rule's value -> None (no rule: "ALL", or not given) or the names."""
-    if value in (None, "", "ALL", "(null)"):
-        return None
-    return [n for n in value.split(",") if n][:MAX_RULE_NAMES]
+    return None if value in (None, "", "ALL", "(null)") else [n for n in value.split(",") if n][:MAX_RULE_NAMES]
 
 
 def parse_scontrol_partitions(text):
@@ -2328,10 +2321,9 @@ class SchedulerNoAnswer(SchedulerError):
 
 
 def unbound_memory(mb=None):
-    """Bound this process's address space (RLIMIT_AS) to mb MiB (a worker:
-    worker.max_memory_mb), or with none lift it (a worker's child: a
-    scheduler command or a local job, which would pass it on to the job:
-    sbatch propagates limits), back to the hard limit."""
+    """Bound this process's address space (RLIMIT_AS) to mb MiB (a worker),
+    or with none lift it (a worker's child: a scheduler command, which
+    would pass it on to the job, or a local job)."""
     hard = resource.getrlimit(resource.RLIMIT_AS)[1]
     resource.setrlimit(resource.RLIMIT_AS, (min(mb << 20, hard % (1 << 64)) if mb else hard, hard))
 
@@ -5644,9 +5636,8 @@ _ARC_ODD_RE = re.compile(r"\\|(?:^|(?<=/))[A-Za-z]:")  # what an unzipper may re
 
 
 def _arc_safe(text, notes):
-    """A path as name_text gives it, as a .zip entry: its backslashes (a
-    control character is name_text's \\xHH) and drive letters replaced by
-    "_", and noted."""
+    """A path as name_text gives it (a control character: \\xHH) as a .zip
+    entry: backslashes and drive letters replaced by "_", and noted."""
     safe = _ARC_ODD_RE.sub("_", text)
     if safe != text:
         notes.append("%s: stored as %s (a backslash, a drive letter or a control character replaced)" % (text, safe))
