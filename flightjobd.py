@@ -6804,12 +6804,10 @@ class WorkerPool:
         self.workers = {}
         self.lock = threading.Lock()
         self.turns = threading.Condition(self.lock)  # notified whenever a slot or a place in the queue is freed
-        self.waiting = []  # (ticket, worker, download) of each request waiting its turn, first come first
-        self.tickets = itertools.count()
+        self.waiting, self.tickets = [], itertools.count()  # (ticket, worker, download) of each waiting request
         self.active = set()  # users known to have unfinished jobs
         self.poll = None  # what watches every call (StatusPoll.around_call): the shared status poll, given by App
-        self.busy = 0  # calls and downloads in flight, all users
-        self.downloads = 0  # downloads in flight, all users
+        self.busy = self.downloads = 0  # calls and downloads in flight, all users; downloads alone
         threads = config["server"]["threads"]
         self.limits = None  # (calls a user, downloads a user, all calls and downloads, all downloads)
         if config["server"]["multi_user"]:
@@ -6860,9 +6858,8 @@ class WorkerPool:
 
     def _next(self):
         """Of the waiting requests that may take a slot, the one whose user holds fewest, then the first."""
-        total, downloads = self.limits[2:]
-        ready = [e for e in self.waiting if self.busy < total and len(e[1].held[e[2]]) < self.limits[e[2]]
-                 and (not e[2] or self.downloads < downloads)]
+        ready = [e for e in self.waiting if self.busy < self.limits[2] and len(e[1].held[e[2]]) < self.limits[e[2]]
+                 and (not e[2] or self.downloads < self.limits[3])]
         return min(ready, key=lambda e: (len(e[1].held[0]) + len(e[1].held[1]), e[0]), default=None)
 
     @contextlib.contextmanager
@@ -7949,7 +7946,6 @@ def bound_clients(server, limits, proxies):
 
     class Channel(HTTPChannel):
         began = None  # when the first byte of the request now arriving came
-        key = None  # the client, as counted (none: a trusted proxy)
 
         def received(self, data):
             if data and self.request is None:
