@@ -142,6 +142,7 @@ import os
 import pwd
 import queue
 import re
+import resource
 import secrets
 import selectors
 import shlex
@@ -215,6 +216,11 @@ class FlightJobError(Exception):
     @classmethod
     def from_dict(cls, data):
         return cls(str(data.get("message", "error")), data.get("fields") or {})
+
+    @classmethod
+    def of_field(cls, field, message):
+        """The error with message, shown beside the form's field too."""
+        return cls(message, {field: message})
 
 
 class BadRequest(FlightJobError):
@@ -429,6 +435,8 @@ SCHEMA = {
         "path": ("/usr/local/bin:/usr/bin:/bin", _str, "PATH in a worker's environment (and so for scheduler commands and local jobs)."),
         "lang": ("C.UTF-8", _str, "LANG in a worker's environment."),
         "max_message": (8388608, _int(65536), "Largest answer a worker may send, in bytes, counted as it arrives (more: ended, 503)."),
+        "max_memory_mb": (1024, _int(0), "Address space a worker (and the status poll's process) may use, in MiB "
+                          "(RLIMIT_AS; more: that request fails, 503 saying so); 0: no bound. Not its commands' or jobs'."),
         "max_requests_per_user": (0, _int(0), "Multi-user mode: one user's requests in a worker at once (more wait); 0: threads/16, >= 2."),
         "fork_server": (True, _bool, "Multi-user mode: fork workers from a loaded template process (shared memory); false: new ones."),
     },
@@ -593,6 +601,8 @@ def resolve_inside(root, path, outside):
     if full != root and not full.startswith(root.rstrip("/") + "/"):
         raise Forbidden(outside)
     return full
+
+
 def human_size(n):
     """'12.3 MiB' for a number of bytes."""
     for unit in ("B", "KiB", "MiB", "GiB"):
@@ -828,7 +838,17 @@ def read_file(path, limit, fd=None):
 
 def read_json(path, limit=MAX_SMALL_FILE):
     """The JSON in the file at path (read_file: bounded, never blocking)."""
-    return json.loads(read_file(path, limit).decode("utf-8"))
+    return parse_json(read_file(path, limit).decode("utf-8"))
+
+
+def parse_json(text):
+    """json.loads, whose every failure is a ValueError: JSON nested past the
+    recursion limit (RecursionError) in a file a user controls makes a
+    broken item like any other bad JSON, never a 500."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("the JSON is nested too deeply")
 
 
 @contextlib.contextmanager
@@ -879,22 +899,15 @@ def time_limit_seconds(text):
     if not m:
         raise ValueError(TIME_HELP)
     days, a, b, c = m.groups()
-    a, b, c = int(a), int(b or 0), int(c or 0)
-    if days is not None:  # D-H[:M[:S]]
-        seconds = int(days) * 86400 + a * 3600 + b * 60 + c
-        if a > 23 or b > 59 or c > 59:
-            raise ValueError(TIME_HELP)
-    elif m.group(4) is not None:  # H:M:S
-        seconds, bad = a * 3600 + b * 60 + c, b > 59 or c > 59
-        if bad:
-            raise ValueError(TIME_HELP)
-    elif m.group(3) is not None:  # M:S
-        seconds = a * 60 + b
-        if b > 59:
-            raise ValueError(TIME_HELP)
-    else:  # minutes
-        seconds = a * 60
-    return seconds
+    if days is None and c is None:  # M or M:S, the minutes unbounded
+        hours, minutes, seconds = 0, int(a), int(b or 0)
+        bad = seconds > 59
+    else:  # H:M:S, the hours unbounded; D-H[:M[:S]]
+        hours, minutes, seconds = int(a), int(b or 0), int(c or 0)
+        bad = minutes > 59 or seconds > 59 or (days is not None and hours > 23)
+    if bad:
+        raise ValueError(TIME_HELP)
+    return int(days or 0) * 86400 + hours * 3600 + minutes * 60 + seconds
 
 
 def sbatch_quote(value):
@@ -1095,8 +1108,8 @@ def load_template(directory, source):
         raise TemplateProblem("cannot read template.toml: %s" % e.strerror)
     except UnusableFile as e:  # a FIFO, a device, a sparse file of any size
         raise TemplateProblem(str(e))
-    except ValueError as e:
-        raise TemplateProblem("template.toml is not valid TOML: %s" % e)
+    except (ValueError, RecursionError) as e:
+        raise TemplateProblem("template.toml is not valid TOML: %s" % (e if isinstance(e, ValueError) else "nested too deeply"))
     extra = set(data) - TEMPLATE_KEYS
     if extra:
         raise TemplateProblem("template.toml: unknown field %s" % sorted(extra)[0])
@@ -1146,7 +1159,8 @@ def render_script(template, values):
         return bottle.SimpleTemplate(template["script_source"],
                                      noescape=True).render(**variables)
     except Exception as e:  # a template is user code: report, never crash
-        raise TemplateProblem("%s: %s" % (type(e).__name__, e))
+        raise TemplateProblem("it needs more memory than your worker may use (worker.max_memory_mb)" if isinstance(
+            e, MemoryError) else "%s: %s" % (type(e).__name__, e))
 
 
 def template_summary(t):
@@ -1270,28 +1284,27 @@ def expand_pattern(pattern, job_id, name, user, task=None):
     """A Slurm output file name pattern with %j %x %u %A %a %N %n %s %t %%
     filled in as Slurm does for a batch script (its step "batch", node and
     task 0; %a of a job that is no array: 4294967294; %N: this node's name,
-    a guess where the job ran elsewhere)."""
+    a guess where the job ran elsewhere; %5j: numbers zero-padded, to at
+    most 10 digits, as Slurm 22.05 names the file)."""
     table = {"j": str(job_id) if task is None else "%s_%s" % (job_id, task),
              "J": str(job_id), "x": name, "u": user, "A": str(job_id),
              "a": "4294967294" if task is None else str(task),
              "N": os.uname().nodename.split(".")[0], "n": "0", "s": "batch", "t": "0", "%": "%"}
-    return re.sub(r"%(\d*)([jJxuAaNnst%])",
-                  lambda m: table[m.group(2)].zfill(int(m.group(1) or 0)), pattern)
+    return re.sub(r"%(\d*)([jJxuAaNnst%])", lambda m: table[m.group(2)].zfill(  # Slurm pads numbers, to 10 at most
+        min(10, int(m.group(1).lstrip("0")[:3] or 0)) if table[m.group(2)].isdigit() else 0), pattern)
 
 
-def array_tasks(spec):
-    """Task ids of a Slurm array spec such as 1-10, 1,3,5, 0-15:4 or 1-100%10."""
-    spec = str(spec).split("%")[0]
-    tasks = []
-    for part in spec.split(","):
-        m = re.match(r"^(\d+)(?:-(\d+)(?::(\d+))?)?$", part.strip())
-        if not m:
+def array_tasks(spec, most=100000):
+    """Task ids of a Slurm array spec such as 1-10, 1,3,5, 0-15:4 or 1-100%10
+    (ValueError past `most` apart); most=None: its ranges, not expanded."""
+    ranges = []
+    for part in str(spec).split("%")[0].split(","):
+        m = re.match(r"^(\d{1,10})(?:-(\d{1,10})(?::(\d{1,10}))?)?$", part.strip())
+        lo, hi, step = (int(m.group(1)), int(m.group(2) or m.group(1)), int(m.group(3) or 1)) if m else (1, 0, 0)
+        if hi < lo or step < 1 or most is not None and hi - lo > most:
             raise ValueError("bad array range %r" % part)
-        lo, hi, step = int(m.group(1)), int(m.group(2) or m.group(1)), int(m.group(3) or 1)
-        if hi < lo or step < 1 or hi - lo > 100000:
-            raise ValueError("bad array range %r" % part)
-        tasks.extend(range(lo, hi + 1, step))
-    return sorted(set(tasks))
+        ranges.append(range(lo, hi + 1, step))
+    return ranges if most is None else sorted(set(itertools.chain(*ranges)))
 
 
 def job_outputs(script, options, job_id, user, home, tasks=None):
@@ -1318,6 +1331,8 @@ _EMPTY = ("", "N/A", "Unknown", "None", "(null)", "n/a")
 
 # The clock, replaceable in tests (decides whether a start time is "future").
 _now = time.time
+STATUS_TEXT = 1000  # the longest text of a status (longer: cut, its end "…")
+MAX_TASKS = 1001  # the most array tasks a status lists (Slurm's default MaxArraySize); then one counts the rest
 
 
 def parse_slurm_time(text):
@@ -1343,21 +1358,15 @@ def parse_duration(text):
     as in sbatch --time (the *Raw fields, plain seconds, are not read here).
     "UNLIMITED", "INVALID", "Partition_Limit", "N/A" -> None."""
     text = (text or "").strip()
-    if not text or not (text[0].isdigit()):
+    if not text[:1].isdigit():
         return None
-    days = "0"
-    if "-" in text:
-        days, text = text.split("-", 1)
-        parts = text.split(":")
-        # D-H, D-H:M, D-H:M:S
-        while len(parts) < 3:
-            parts.append("0")
-    else:
-        parts = text.split(":")
-        if len(parts) == 1:  # minutes
-            parts = ["0", parts[0], "0"]
-        elif len(parts) == 2:  # M:S
-            parts = ["0"] + parts
+    dashed = "-" in text
+    days, _, text = text.partition("-") if dashed else ("0", "", text)
+    parts = text.split(":")
+    if dashed:  # D-H, D-H:M, D-H:M:S
+        parts += ["0"] * (3 - len(parts))
+    elif len(parts) < 3:  # minutes, or M:S
+        parts = ["0", parts[0], "0"] if len(parts) == 1 else ["0"] + parts
     try:
         d, h, m, s = int(days), int(parts[0]), int(parts[1]), float(parts[2])
     except (ValueError, IndexError):
@@ -1372,9 +1381,7 @@ def format_duration(seconds):
     d, rest = divmod(int(seconds), 86400)
     h, rest = divmod(rest, 3600)
     m, s = divmod(rest, 60)
-    if d:
-        return "%d-%02d:%02d:%02d" % (d, h, m, s)
-    return "%d:%02d:%02d" % (h, m, s)
+    return "%d-%02d:%02d:%02d" % (d, h, m, s) if d else "%d:%02d:%02d" % (h, m, s)
 
 
 _MEM_UNITS = {"K": 1.0 / 1024, "M": 1.0, "G": 1024.0, "T": 1024.0 * 1024, "P": 1024.0 ** 3}
@@ -1388,9 +1395,7 @@ def parse_mem(text, default_unit="M"):
     else (e.g. "16?" seen from sacct for a suspended job) -> None."""
     text = (text or "").strip()
     m = re.match(r"^([0-9]+(?:\.[0-9]+)?)([KMGTP]?)[nc]?$", text)
-    if not m:
-        return None
-    return float(m.group(1)) * _MEM_UNITS[m.group(2) or default_unit]
+    return float(m.group(1)) * _MEM_UNITS[m.group(2) or default_unit] if m else None
 
 
 def parse_req_mem(text, cpus, nodes):
@@ -1412,9 +1417,8 @@ def step_mem_mb(ave_rss, ntasks, max_rss):
     step of one task (or when NTasks is not given) its MaxRSS. None when
     sacct has no figure (JobAcctGatherType=none)."""
     ave = parse_mem(ave_rss, default_unit="K")
-    if ave is not None and isinstance(ntasks, int) and ntasks > 0:
-        return ave * ntasks
-    return parse_mem(max_rss, default_unit="K")
+    return ave * ntasks if ave is not None and isinstance(ntasks, int) and ntasks > 0 else \
+        parse_mem(max_rss, default_unit="K")
 
 
 def parse_tres_mem(text):
@@ -1469,10 +1473,13 @@ def _int_or_none(text):
 
 def _task_ids(task):
     """An array task field as single task ids: "3" -> ["3"], a pending
-    range "2-4" or "[2-4%1]" -> ["2", "3", "4"], none -> [None]."""
-    if task in _EMPTY or task is None:
-        return [None]
-    return [task] if task.isdigit() else [str(t) for t in array_tasks(task.strip("[]"))]
+    range "2-4" or "[2-4%1]" -> ["2", "3", "4"] (the first MAX_TASKS, then
+    "[+N]" standing for the N others), none -> [None]; ValueError if bad."""
+    if task in _EMPTY or task is None or task.isdigit():
+        return [None if task in _EMPTY else task]
+    ranges = array_tasks(task.strip("[]"), most=None)
+    ids = [str(t) for t in itertools.islice(itertools.chain(*ranges), MAX_TASKS)]
+    return ids + ["[+%d]" % (sum(map(len, ranges)) - MAX_TASKS)] * (sum(map(len, ranges)) > MAX_TASKS)
 
 
 def _wait_status(text):
@@ -1514,39 +1521,28 @@ def _text_or_none(text):
 # Row key -> (field, reader) of what squeue and sacct rows read field by
 # field; the parsers add id, parent, task, raw_state, exit_code and signal
 # (and sacct cancelled_by and max_rss_mb, from its step rows).
-SQUEUE_ROW = {
-    "raw_id": ("JobID", str),
-    "reason": ("Reason", _text_or_none),
-    "submitted_at": ("SubmitTime", parse_slurm_time),
-    "start": ("StartTime", parse_slurm_time),
-    "end": ("EndTime", parse_slurm_time),
-    "elapsed_s": ("TimeUsed", parse_duration),
-    "time_limit_s": ("TimeLimit", parse_duration),
-    "requested_mem_mb": ("tres-alloc", parse_tres_mem),
-    "uid": ("UserID", _int_or_none),
-    "partition": ("Partition", str),
-}
-SACCT_ROW = {
-    "raw_id": ("JobIDRaw", str),
-    "reason": ("Reason", _text_or_none),
-    "submitted_at": ("Submit", parse_slurm_time),
-    "start": ("Start", parse_slurm_time),
-    "end": ("End", parse_slurm_time),
-    "elapsed_s": ("ElapsedRaw", _int_or_none),
-    "cpu_time_s": ("TotalCPU", parse_duration),
-    "time_limit_s": ("Timelimit", parse_duration),
-    "uid": ("UID", _int_or_none),
-    "partition": ("Partition", str),
-    "alloc_cpus": ("AllocCPUS", _int_or_none),
-}
+SQUEUE_ROW = {"raw_id": ("JobID", str), "reason": ("Reason", _text_or_none),
+              "submitted_at": ("SubmitTime", parse_slurm_time), "start": ("StartTime", parse_slurm_time),
+              "end": ("EndTime", parse_slurm_time), "elapsed_s": ("TimeUsed", parse_duration),
+              "time_limit_s": ("TimeLimit", parse_duration), "requested_mem_mb": ("tres-alloc", parse_tres_mem),
+              "uid": ("UserID", _int_or_none), "partition": ("Partition", str)}
+SACCT_ROW = {"raw_id": ("JobIDRaw", str), "reason": ("Reason", _text_or_none),
+             "submitted_at": ("Submit", parse_slurm_time), "start": ("Start", parse_slurm_time),
+             "end": ("End", parse_slurm_time), "elapsed_s": ("ElapsedRaw", _int_or_none),
+             "cpu_time_s": ("TotalCPU", parse_duration), "time_limit_s": ("Timelimit", parse_duration),
+             "uid": ("UID", _int_or_none), "partition": ("Partition", str), "alloc_cpus": ("AllocCPUS", _int_or_none)}
 
 
 def _rows(record, reading, parent, task):
     """The row(s) of one record: one per task id in its task field (one for
-    a plain job), each with its id, parent and task."""
-    row = {key: read(record[field]) for key, (field, read) in reading.items()}
-    return [dict(row, id=parent + "_" + t if t else parent, parent=parent, task=t)
-            for t in _task_ids(task)]
+    a plain job), each with its id, parent and task; none for a record
+    that cannot be read (logged: one job's row never fails the others)."""
+    try:
+        row = {key: read(record[field]) for key, (field, read) in reading.items()}
+        return [dict(row, id=parent + "_" + t if t else parent, parent=parent, task=t) for t in _task_ids(task)]
+    except (ValueError, ArithmeticError) as e:
+        log.warning("job %s left out: its row cannot be read (%s)", parent[:40], str(e)[:200])
+        return []
 
 
 def parse_squeue(text):
@@ -1801,7 +1797,7 @@ def _task_num(task_id):
     try:
         return int(task_id.rsplit("_", 1)[1])
     except (IndexError, ValueError):
-        return 0
+        return 1 << 62  # "ID_[+N]", standing for N tasks not listed: last
 
 
 def rollup(tasks):
@@ -1814,28 +1810,17 @@ def rollup(tasks):
     def pick(state):
         return [(tid, s) for tid, s in tasks if s["state"] == state]
 
+    # the first state any task is in, in this order, and its first task's raw state and reason
+    state = next((st for st in ("RUNNING", "PENDING", "FAILED", "CANCELLED") if st in states), "COMPLETED")
+    s = pick(state)[0][1] if state != "COMPLETED" else dict(raw_state="COMPLETED", reason=None, reason_text=None)
+    out.update(state=state, raw_state=s["raw_state"], reason=s["reason"], reason_text=s["reason_text"])
     failed, cancelled = pick("FAILED"), pick("CANCELLED")
-    if "RUNNING" in states:
-        tid, s = pick("RUNNING")[0]
-        out.update(state="RUNNING", raw_state=s["raw_state"], reason=s["reason"],
-                   reason_text="%d of %d tasks running" % (len(pick("RUNNING")), len(tasks)))
-    elif "PENDING" in states:
-        tid, s = pick("PENDING")[0]
-        out.update(state="PENDING", raw_state=s["raw_state"], reason=s["reason"],
-                   reason_text=s["reason_text"])
-    elif failed:
-        tid, s = failed[0]
-        words = ["task %s: %s" % (t, x["reason_text"]) for t, x in failed]
-        if cancelled:
-            words.append("%d cancelled" % len(cancelled))
-        out.update(state="FAILED", raw_state=s["raw_state"], reason=s["reason"],
-                   reason_text="; ".join(words))
-    elif cancelled:
-        tid, s = cancelled[0]
-        out.update(state="CANCELLED", raw_state=s["raw_state"], reason=s["reason"],
-                   reason_text=s["reason_text"])
-    else:
-        out.update(state="COMPLETED", raw_state="COMPLETED", reason=None, reason_text=None)
+    if state == "RUNNING":
+        out["reason_text"] = "%d of %d tasks running" % (len(pick("RUNNING")), len(tasks))
+    elif state == "FAILED":  # at most 100 named, then the text cut to its bound
+        words = ["task %s: %s" % (t, x["reason_text"]) for t, x in failed[:100]]
+        out["reason_text"] = _cut("; ".join(words + ["%d more failed" % (len(failed) - 100)] * (len(failed) > 100)
+                                            + ["%d cancelled" % len(cancelled)] * bool(cancelled)))
 
     final = out["state"] in FINAL_STATES
     starts = [s["started_at"] for _, s in tasks if s["started_at"]]
@@ -1867,12 +1852,26 @@ def rollup(tasks):
     used = [s for _, s in tasks if s.get("mem_used_mb") is not None]
     most = max(used, key=lambda s: s["mem_used_mb"]) if used else {}
     out["mem_used_mb"], out["mem_tasks"] = most.get("mem_used_mb"), most.get("mem_tasks")
-    out["tasks"] = [
-        {"id": tid, "state": s["state"], "raw_state": s["raw_state"],
-         "exit_code": s["exit_code"], "reason_text": s["reason_text"]}
-        for tid, s in tasks
-    ]
+    out["tasks"] = [{"id": tid, "state": s["state"], "raw_state": s["raw_state"], "exit_code": s["exit_code"],
+                     "reason_text": s["reason_text"]} for tid, s in tasks]
     return out
+
+
+def _cut(text, most=STATUS_TEXT):
+    return text[:most - 1] + "…" if isinstance(text, str) and len(text) > most else text
+
+
+def _fitted(status, most=MAX_TASKS):
+    """A status with its texts and its tasks' cut to STATUS_TEXT, and at
+    most `most` tasks listed, then one entry "ID_[+N]" for the N others."""
+    out = {k: _cut(v) for k, v in status.items()}
+    tasks, rest = [dict(t, reason_text=_cut(t.get("reason_text"))) for t in status.get("tasks") or []], []
+    if len(tasks) > most + 1 or len(tasks) == most + 1 and "[+" not in tasks[-1]["id"]:
+        tasks, rest = tasks[:most], tasks[most:]
+        more = sum(int(t["id"].rpartition("[+")[2].rstrip("]")) if "[+" in t["id"] else 1 for t in rest)
+        tasks.append(dict(rest[0], id="%s_[+%d]" % (rest[0]["id"].rpartition("_")[0], more), exit_code=None,
+                          reason_text="%d more tasks, not listed here" % more))
+    return dict(out, tasks=tasks) if "tasks" in status else out
 
 
 # Slurm output -> partitions, accounts, submits ##############################
@@ -1883,35 +1882,21 @@ def parse_sinfo(text):
 
     memory_mb is the largest node's memory (the most one job can ask for on
     one node); cpus and nodes are totals."""
-    parts = {}
-    order = []
+    parts, seen = {}, set()  # name -> partition, in sinfo's order; (partition, node) counted
     for line in (text or "").splitlines():
         f = line.strip().split("|")
         if len(f) != 6:
             continue
         node, name, avail, limit, cpus, mem = f
-        default = name.endswith("*")
-        name = name.rstrip("*")
-        p = parts.get(name)
-        if p is None:
-            p = parts[name] = {
-                "name": name, "default": default,
-                "max_time": format_duration(parse_duration(limit)),
-                "nodes": 0, "cpus": 0, "memory_mb": 0, "state": avail,
-                "_nodes": set(),
-            }
-            order.append(name)
-        if node not in p["_nodes"]:
-            p["_nodes"].add(node)
+        p = parts.setdefault(name.rstrip("*"), {"name": name.rstrip("*"), "default": name.endswith("*"), "nodes": 0,
+                                                "max_time": format_duration(parse_duration(limit)), "cpus": 0,
+                                                "memory_mb": 0, "state": avail})
+        if (p["name"], node) not in seen:
+            seen.add((p["name"], node))
             p["nodes"] += 1
             p["cpus"] += int(cpus.rstrip("+") or 0)
             p["memory_mb"] = max(p["memory_mb"], int(mem.rstrip("+") or 0))
-    out = []
-    for name in order:
-        p = parts[name]
-        del p["_nodes"]
-        out.append(p)
-    return out
+    return list(parts.values())
 
 
 # What a submit page shows of each partition (the shared poll's summary):
@@ -1946,40 +1931,27 @@ def parse_sinfo_free(text):
     nodes), "nodes_total", "gpus_free", "gpus_total"}] per partition, in
     sinfo's order. A partition that is not up has nothing free; a node
     that is not idle or mixed (allocated, drained, down) no free GPUs."""
-    parts, order = {}, []
+    parts, seen = {}, set()  # name -> partition, in sinfo's order; (partition, node) counted
     for f in _records(text, SINFO_FREE_FIELDS, trailing=True):
-        name = f["Partition"].strip()
-        default = name.endswith("*")
-        name = name.rstrip("*")
-        cpus = _cpus_state(f["CPUsState"])
-        if not PARTITION_RE.match(name) or cpus is None:
+        name, cpus, node = f["Partition"].strip(), _cpus_state(f["CPUsState"]), f["NodeList"].strip()
+        if not PARTITION_RE.match(name.rstrip("*")) or cpus is None or (name.rstrip("*"), node) in seen or (
+                name.rstrip("*") not in parts and len(parts) >= MAX_PARTITIONS):
             continue
-        p = parts.get(name)
-        if p is None:
-            if len(order) >= MAX_PARTITIONS:
-                continue
-            p = parts[name] = {"name": name, "default": default, "state": f["Available"].strip()[:20],
-                               "cpus_free": 0, "cpus_total": 0, "nodes_free": 0, "nodes_total": 0,
-                               "gpus_free": 0, "gpus_total": 0, "_nodes": set()}
-            order.append(name)
-        node = f["NodeList"].strip()
-        if node in p["_nodes"]:
-            continue
-        p["_nodes"].add(node)
-        up = p["state"] == "up"
-        state = f["StateCompact"].strip().rstrip("$@^-#!%*~")
-        gpus = _gpus(f["Gres"])
+        seen.add((name.rstrip("*"), node))
+        p = parts.setdefault(name.rstrip("*"), dict(dict.fromkeys(("cpus_free", "cpus_total", "nodes_free", "nodes_total",
+                                                                   "gpus_free", "gpus_total"), 0),
+                                                    name=name.rstrip("*"), default=name.endswith("*"),
+                                                    state=f["Available"].strip()[:20]))
+        state, gpus = f["StateCompact"].strip().rstrip("$@^-#!%*~"), _gpus(f["Gres"])
         p["nodes_total"] += 1
         p["cpus_total"] += cpus[1]
         p["gpus_total"] += gpus
-        if up:
+        if p["state"] == "up":
             p["nodes_free"] += state == "idle"
             p["cpus_free"] += cpus[0]
             if state in ("idle", "mix", "mixed"):
                 p["gpus_free"] += max(0, gpus - _gpus(f["GresUsed"]))
-    for p in parts.values():
-        del p["_nodes"]
-    return [parts[n] for n in order]
+    return list(parts.values())
 
 
 def parse_pending_partitions(text):
@@ -1996,9 +1968,7 @@ def parse_pending_partitions(text):
 
 def _rule(value):
     """An access rule's value -> None (no rule: "ALL", or not given) or the names."""
-    if value in (None, "", "ALL", "(null)"):
-        return None
-    return [n for n in value.split(",") if n][:MAX_RULE_NAMES]
+    return None if value in (None, "", "ALL", "(null)") else [n for n in value.split(",") if n][:MAX_RULE_NAMES]
 
 
 def parse_scontrol_partitions(text):
@@ -2114,17 +2084,9 @@ def sbatch_error_message(stderr, command="sbatch"):
 
 
 # stderr phrases meaning the controller (not the request) is the problem.
-CONTACT_ERRORS = (
-    "Unable to contact slurm controller",
-    "Socket timed out",
-    "Connection refused",
-    "Zero Bytes were transmitted",
-    "Communication connection failure",
-    "Munge",
-    "munge",
-    "Protocol authentication error",
-    "Slurm backup controller in standby mode",
-)
+CONTACT_ERRORS = ("Unable to contact slurm controller", "Socket timed out", "Connection refused",
+                  "Zero Bytes were transmitted", "Communication connection failure", "Munge", "munge",
+                  "Protocol authentication error", "Slurm backup controller in standby mode")
 
 
 def _is_contact_error(stderr):
@@ -2291,7 +2253,6 @@ def _local_usage(spec, began):
     process of its tasks that was waited for (getrusage of the supervisor's
     children), held CPUs for its run time, and the largest single
     process's peak memory (all the local scheduler can measure)."""
-    import resource
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     elapsed = max(0.0, time.time() - began)
     peak = usage.ru_maxrss / 1024.0  # KiB on Linux
@@ -2359,6 +2320,14 @@ class SchedulerNoAnswer(SchedulerError):
     that ends so may have made a job (see JobStatus._settle_submits)."""
 
 
+def unbound_memory(mb=None):
+    """Bound this process's address space (RLIMIT_AS) to mb MiB (a worker),
+    or with none lift it (a worker's child: a scheduler command, which
+    would pass it on to the job, or a local job)."""
+    hard = resource.getrlimit(resource.RLIMIT_AS)[1]
+    resource.setrlimit(resource.RLIMIT_AS, (min(mb << 20, hard % (1 << 64)) if mb else hard, hard))
+
+
 def run(argv, timeout, env=None, cwd=None):
     """The one way a scheduler command runs: an argv list, never a shell, in
     its own session so a hung command and its children can be killed.
@@ -2366,9 +2335,8 @@ def run(argv, timeout, env=None, cwd=None):
     command's stdout, stderr and exit status) or a command that cannot
     start, SchedulerNoAnswer on a time-out (with what it printed before)."""
     try:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, env=env, cwd=cwd,
-                                start_new_session=True)
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                env=env, cwd=cwd, start_new_session=True, preexec_fn=unbound_memory)
     except OSError as e:
         raise SchedulerError("Cannot run %s: %s" % (argv[0], e.strerror or e))
     try:
@@ -2610,6 +2578,10 @@ class SlurmScheduler(Scheduler):
         self._note_call(argv[0])
         return self._run_fn(self._aim(argv), self.timeout, env=self.env, cwd=cwd)
 
+    def _show(self, *words):
+        """sacctmgr show WORDS..., parsable, no header."""
+        return self._run(["sacctmgr", "--noheader", "--parsable2", "show"] + list(words))
+
     def _aim(self, argv):
         aim = ["--clusters=" + self.target] if self.target else []
         return argv if argv[1:2] == aim else argv[:1] + aim + argv[1:]
@@ -2621,8 +2593,7 @@ class SlurmScheduler(Scheduler):
         """Its own, then the others of its slurmdbd (sacctmgr show clusters)."""
         if self._clusters is None:
             try:
-                names = self._run(["sacctmgr", "--noheader", "--parsable2", "show", "clusters", "format=cluster"]) \
-                    if self.accounting() else ""
+                names = self._show("clusters", "format=cluster") if self.accounting() else ""
             except SchedulerError:  # slurmdbd down: its own alone, until it answers
                 return [self.home()]
             self._clusters = list(dict.fromkeys([self.home()] + [n for n in names.split() if CLUSTER_RE.match(n)]))
@@ -2678,8 +2649,7 @@ class SlurmScheduler(Scheduler):
         if os.getuid() == 0 or me == self._conf.get("SlurmUser", "").split("(")[0]:
             return None
         with contextlib.suppress(SchedulerError):
-            level = self._run(["sacctmgr", "--noheader", "--parsable2", "show", "user", me,
-                               "format=adminlevel"]).strip().lower()
+            level = self._show("user", me, "format=adminlevel").strip().lower()
             if level in ("operator", "administrator"):
                 return None
         return ("Slurm's PrivateData=%s hides other users' jobs from scheduler.status_user (%s): "
@@ -2689,10 +2659,8 @@ class SlurmScheduler(Scheduler):
         out = self._run(["sinfo", "--noheader", "--Node", "--format=" + SINFO_FORMAT])
         accounts = []
         if self.accounting():
-            text = self._run(["sacctmgr", "--noheader", "--parsable2",
-                              "show", "account", "format=account"])
             # "root" is the top of Slurm's account tree, not one to submit to
-            accounts = [a.strip() for a in text.splitlines()
+            accounts = [a.strip() for a in self._show("account", "format=account").splitlines()
                         if a.strip() and a.strip() != "root"]
         return {"partitions": parse_sinfo(out), "accounts": accounts}
 
@@ -2702,9 +2670,7 @@ class SlurmScheduler(Scheduler):
         accounting."""
         if not self.accounting():
             return None
-        me = pwd.getpwuid(os.getuid()).pw_name
-        return parse_assoc(self._run(["sacctmgr", "--noheader", "--parsable2", "show", "assoc",
-                                      "user=" + me, "format=account,qos"]))
+        return parse_assoc(self._show("assoc", "user=" + pwd.getpwuid(os.getuid()).pw_name, "format=account,qos"))
 
     def partition_summary(self):
         """Three read-only calls for every user at once (the shared poll makes
@@ -2806,7 +2772,8 @@ class SlurmScheduler(Scheduler):
 
     def describe(self, job_ids):
         """scontrol show job, as the user, for each (a job taken in, or just
-        submitted: few): its paths as Slurm expanded them; a job it no
+        submitted: few): its paths as Slurm expanded them (not told where
+        a padded %5j is left, as scontrol 22.05 leaves it); a job it no
         longer has is left out."""
         out = {}
         for job_id in self._job_ids(job_ids):
@@ -2816,8 +2783,9 @@ class SlurmScheduler(Scheduler):
                 if "Invalid job id" in e.stderr:
                     continue
                 raise
-            out[job_id] = {"name": f.get("JobName"), "workdir": f.get("WorkDir"), "stdout": f.get("StdOut"),
-                           "stderr": f.get("StdErr"), "command": f.get("Command")}
+            out[job_id] = {"name": f.get("JobName"), "workdir": f.get("WorkDir"), "command": f.get("Command"), **{
+                key: None if "%" in (f.get(word) or "") else f.get(word) for key, word in (("stdout", "StdOut"),
+                                                                                         ("stderr", "StdErr"))}}
         return out
 
     def find_submitted(self, scripts):
@@ -2897,7 +2865,9 @@ class SlurmScheduler(Scheduler):
         try:
             self._poll_detail(ids, result, owners)
         except SchedulerError as e:
-            undecided = {i: e.message for i in ids if i not in result}
+            undecided = {i: _cut(e.message, 300) for i in ids if i not in result}
+        for i in [i for i in result if i not in followed.get(owners.get(i), ())]:  # not its owner's: not found
+            del result[i], owners[i]
         return result, owners, outside, undecided
 
     def _listed(self, ids, select):
@@ -3008,9 +2978,7 @@ class SlurmScheduler(Scheduler):
     @staticmethod
     def _combine(job_id, rows, owner=None):
         tasks = [r for r in rows if r["task"] is not None and r["id"] != job_id]
-        if not tasks:
-            return _status(rows[0], owner)
-        return rollup([(r["id"], _status(r, owner)) for r in tasks])
+        return _fitted(rollup([(r["id"], _status(r, owner)) for r in tasks]) if tasks else _status(rows[0], owner))
 
 
 # Scheduler adapters: local ##################################################
@@ -3036,12 +3004,12 @@ class LocalScheduler(Scheduler):
     QUEUES = False
     MEMORY_WHAT = "the peak of its largest single process (all the local scheduler measures)"
     IGNORED_OPTIONS = {"partition": "the local scheduler has one partition, 'local'",
-               "account": "accounts do not apply to the local scheduler",
-               "mem": "memory is not limited by the local scheduler",
-               "gpus": "GPUs are not allocated by the local scheduler",
-               "exclusive": "the local scheduler does not reserve the machine",
-               "mail-user": "the local scheduler sends no email",
-               "mail-type": "the local scheduler sends no email"}
+                       "account": "accounts do not apply to the local scheduler",
+                       "mem": "memory is not limited by the local scheduler",
+                       "gpus": "GPUs are not allocated by the local scheduler",
+                       "exclusive": "the local scheduler does not reserve the machine",
+                       "mail-user": "the local scheduler sends no email",
+                       "mail-type": "the local scheduler sends no email"}
 
     def __init__(self, state_dir, python, user, timeout=20):
         super().__init__(timeout)
@@ -3085,7 +3053,7 @@ class LocalScheduler(Scheduler):
     def ignored_options(self, script, options):
         opts = effective_options(script, options)
         ignored = ["%s (--%s%s)" % (why, k, "" if opts[k] is True else "=%s" % opts[k])
-                 for k, why in self.IGNORED_OPTIONS.items() if k in opts and opts[k] not in ("local", False)]
+                   for k, why in self.IGNORED_OPTIONS.items() if k in opts and opts[k] not in ("local", False)]
         for key in ("nodes", "ntasks"):
             if str(opts.get(key, "1")) not in ("1", "1-1"):
                 ignored.append("the local scheduler runs one task on one node (--%s=%s)" % (key, opts[key]))
@@ -3152,10 +3120,9 @@ class LocalScheduler(Scheduler):
                             for t in (tasks or [None])]}
         write_json(os.path.join(jobdir, "spec.json"), spec)
         self._note_call("submit")
-        subprocess.Popen([self.python, os.path.abspath(__file__), "--local-job", jobdir],
-                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                         stderr=subprocess.DEVNULL, cwd=home, start_new_session=True,
-                         close_fds=True)
+        subprocess.Popen([self.python, os.path.abspath(__file__), "--local-job", jobdir], stdin=subprocess.DEVNULL,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=home, start_new_session=True,
+                         close_fds=True, preexec_fn=unbound_memory)
         return str(number)
 
     def status(self, job_ids):
@@ -3265,16 +3232,11 @@ def scheduler_class(config):
     return SCHEDULERS.get(config["scheduler"]["type"], Scheduler)
 
 
-def detect_scheduler(config):
-    """The name of the first scheduler in SCHEDULERS usable here."""
-    return next(name for name, cls in SCHEDULERS.items() if cls.detect(config))
-
-
 def make_scheduler(config, user, state_dir):
     """The scheduler of user's worker, as scheduler.type says."""
     kind = config["scheduler"]["type"]
-    if kind == "auto":
-        kind = detect_scheduler(config)
+    if kind == "auto":  # the first usable here
+        kind = next(name for name, cls in SCHEDULERS.items() if cls.detect(config))
     return SCHEDULERS[kind].from_config(config, user, state_dir)
 
 
@@ -3357,13 +3319,9 @@ MAX_SEARCH = 200  # the longest search text (q) of a list
 DATE_RE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
 
 
-def _folded(value):
-    return value.casefold()
-
-
 SCRIPT_SORTS = {"updated": (lambda s: s.get("updated_at"), True), "created": (lambda s: s.get("created_at"), True),
-                "name": (lambda s: _folded(s.get("name") or ""), False),
-                "template": (lambda s: _folded(s.get("template_name") or s.get("template_id") or ""), False)}
+                "name": (lambda s: (s.get("name") or "").casefold(), False),
+                "template": (lambda s: (s.get("template_name") or s.get("template_id") or "").casefold(), False)}
 
 
 def list_query(q, sort, order, sorts, default):
@@ -3496,17 +3454,15 @@ class StorePart(Performer):
                     with contextlib.suppress(FileNotFoundError):
                         os.unlink(entry.path)
 
-    def _make_dirs(self):
-        for d in (self.root, self.scripts_dir, self.jobs_dir):
-            try:
-                os.makedirs(d, 0o700, exist_ok=True)
-            except OSError as e:
-                raise disk_error(e)
-
     @contextlib.contextmanager
     def _writing(self):
-        """The lock for a read-modify-write, with disk errors made clear."""
-        self._make_dirs()
+        """The lock for a read-modify-write (the state directories made
+        first), with disk errors made clear."""
+        try:
+            for d in (self.root, self.scripts_dir, self.jobs_dir):
+                os.makedirs(d, 0o700, exist_ok=True)
+        except OSError as e:
+            raise disk_error(e)
         try:
             with locked(self.lock_path):
                 yield
@@ -3632,16 +3588,12 @@ class TemplatesPart(StorePart):
     _summary = (-1e9, None)  # (when, the scheduler's partition summary) when the worker asks itself
     _assoc = (-1e9, None)  # (when, the user's accounts and QOS) for partitions' access rules
 
-    def _template_dirs(self):
-        dirs = [(os.path.join(HERE, "share", "job-templates"), "shipped")]
-        dirs += [(d, "site") for d in self.config["templates"]["site_dirs"]]
-        dirs.append((os.path.expanduser(self.config["storage"]["user_templates"]), "user"))
-        return dirs
-
     def templates(self):
         """(id -> template, problems), re-read when a file changes."""
         entries = []  # (entry, source), a later directory's after an earlier one's
-        for directory, source in self._template_dirs():
+        dirs = [(os.path.join(HERE, "share", "job-templates"), "shipped")]
+        dirs += [(d, "site") for d in self.config["templates"]["site_dirs"]]
+        for directory, source in dirs + [(os.path.expanduser(self.config["storage"]["user_templates"]), "user")]:
             with contextlib.suppress(OSError):
                 entries += [(entry, source) for entry in sorted(os.scandir(directory), key=lambda e: e.name)]
         signature = []
@@ -3932,11 +3884,10 @@ class ScriptsPart(StorePart):
 
     def _check_name(self, name, what="script"):
         if not isinstance(name, str) or not name.strip():
-            raise Invalid("Name: give the %s a name." % what, {"name": "Name: give the %s a name." % what})
+            raise Invalid.of_field("name", "Name: give the %s a name." % what)
         name = name.strip()
         if len(name) > 200 or CONTROL_RE.search(name):
-            raise Invalid("Name: one line of at most 200 characters.",
-                          {"name": "Name: one line of at most 200 characters."})
+            raise Invalid.of_field("name", "Name: one line of at most 200 characters.")
         self._check_text(name, "Name")
         return name
 
@@ -4021,10 +3972,10 @@ class ScriptsPart(StorePart):
             current = self._script_public(meta, full=True)
             origin = meta.get("origin") or {}
             if origin.get("in_place") and content is not None and content != current["content"]:
-                message = ("Content: this script runs your file %s as it is at each submit, so edit that file "
-                           "itself; this copy is only what it held when imported. Your text was not saved. "
-                           "(Copy this script to get one of your own to edit here.)" % origin["file"])
-                raise Invalid(message, {"content": message})
+                raise Invalid.of_field("content", "Content: this script runs your file %s as it is at each submit, "
+                                       "so edit that file itself; this copy is only what it held when imported. Your "
+                                       "text was not saved. (Copy this script to get one of your own to edit here.)"
+                                       % origin["file"])
             if if_match not in (None, "", "*") and if_match.strip() != current["etag"]:
                 raise PreconditionFailed("This script was changed elsewhere since you opened it "
                                          "(now version %d). Your text was not saved." % meta["version"],
@@ -4057,8 +4008,8 @@ class ScriptsPart(StorePart):
         def unique():  # under the lock: no other script takes the name meanwhile
             for other in self.scripts_list()["scripts"]:
                 if other.get("name", "").casefold() == name.casefold():
-                    message = "Name: you have a script named %r already; choose another name." % other["name"]
-                    raise Conflict(message, {"name": message})
+                    raise Conflict.of_field("name", "Name: you have a script named %r already; choose another name."
+                                            % other["name"])
         fields = {"name": name, "template_id": source["template_id"], "template_name": source["template_name"],
                   "answers": source["answers"]}
         if source.get("origin"):  # still imported (its questions), but the copy runs its own content
@@ -4106,14 +4057,12 @@ class ScriptsPart(StorePart):
                            "with it are not known. Nothing was saved." % script["template_id"])
         clash = found.get(template_id) or next((p for p in problems if p["id"] == template_id), None)
         if clash:
-            message = "Id: a template with the id %r exists already (%s, from the %s templates); choose " \
-                      "another id." % (template_id, clash.get("name", "broken"), clash["source"])
-            raise Conflict(message, {"id": message})
+            raise Conflict.of_field("id", "Id: a template with the id %r exists already (%s, from the %s templates); "
+                                    "choose another id." % (template_id, clash.get("name", "broken"), clash["source"]))
         for other in found.values():
             if other["name"].casefold() == name.casefold():
-                message = "Name: a template named %r exists already (id %s); choose another name." \
-                          % (other["name"], other["id"])
-                raise Conflict(message, {"name": message})
+                raise Conflict.of_field("name", "Name: a template named %r exists already (id %s); choose another name."
+                                        % (other["name"], other["id"]))
         fields = {"name": name, "synopsis": "Your own template, saved from the script %s" % script["name"],
                   "description": "Saved on %s from your script \u201c%s\u201d, made from the template \u201c%s\u201d. "
                                  "Its script is that script's text as it was then; the questions are those of "
@@ -4141,8 +4090,7 @@ class ScriptsPart(StorePart):
                     raise Conflict("This script's text would not come back exactly from a template. "
                                    "Nothing was saved.")
                 if os.path.lexists(os.path.join(directory, template_id)):  # made meanwhile, broken or not
-                    message = "Id: %r exists already in your templates; choose another id." % template_id
-                    raise Conflict(message, {"id": message})
+                    raise Conflict.of_field("id", "Id: %r exists already in your templates; choose another id." % template_id)
                 os.rename(staged, os.path.join(directory, template_id))
                 fsync_dir(directory)
             finally:
@@ -4229,7 +4177,7 @@ class HomePart(StorePart):
         storage.max_script_bytes is 413 (no more than that is read). Each
         names the field `path`."""
         def refuse(cls, message):
-            return cls("Path: %s" % message, {"path": "Path: %s" % message})
+            return cls.of_field("path", "Path: " + message)
         if not isinstance(path, str) or not path.strip():
             raise refuse(Invalid, "choose a file of your home directory.")
         limit = self.config["storage"]["max_script_bytes"]
@@ -4291,15 +4239,13 @@ class HomePart(StorePart):
         file again and runs it in its directory (_run_source). Errors name
         the field: path (see _home_script), content, name, in_place."""
         if not isinstance(in_place, bool):
-            raise Invalid("Run where it is: answer yes or no.", {"in_place": "Run where it is: answer yes or no."})
+            raise Invalid.of_field("in_place", "Run where it is: answer yes or no.")
         if path not in (None, "") and content not in (None, ""):
-            message = "Give either a file of your home directory or the script's text, not both."
-            raise Invalid(message, {"path": message})
+            raise Invalid.of_field("path", "Give either a file of your home directory or the script's text, not both.")
         now = now_iso()
         if content not in (None, ""):
             if in_place:
-                message = "Run where it is: only a file of your home can run where it is, not pasted text."
-                raise Invalid(message, {"in_place": message})
+                raise Invalid.of_field("in_place", "Run where it is: only a file of your home can run where it is, not pasted text.")
             content = self._check_text(content, "Content").replace("\r\n", "\n")
             origin = {"path": None, "file": None, "in_place": False, "imported_at": now}
             default_name = dict(parse_directives(content)).get("job-name")
@@ -4654,12 +4600,12 @@ def index_rows(data):
     the worker's memory for good); ValueError for a file of another format
     or a line that is not a row."""
     end = data.find(b"\n")
-    header = json.loads(data[:end] if end >= 0 else data)
+    header = parse_json(data[:end] if end >= 0 else data)
     if not isinstance(header, dict) or header.get("format") != INDEX_FORMAT:
         raise ValueError("not an index of format %d" % INDEX_FORMAT)
     while 0 <= end < len(data) - 1:
         start, end = end + 1, data.find(b"\n", end + 1)
-        line = json.loads(data[start:end if end >= 0 else len(data)])
+        line = parse_json(data[start:end if end >= 0 else len(data)])
         if not isinstance(line, list) or not line or not isinstance(line[0], str) or not ID_RE.match(line[0]):
             raise ValueError("a line is not a job's row")
         yield line[0], index_row(line[1:])
@@ -5684,6 +5630,18 @@ def _zip_time(mtime):
     return time.localtime(min(max(mtime, 315576000), 4354819200))[:6]
 
 
+_ARC_ODD_RE = re.compile(r"\\|(?:^|(?<=/))[A-Za-z]:")  # what an unzipper may read as a separator or a drive
+
+
+def _arc_safe(text, notes):
+    """A path as name_text gives it (a control character: \\xHH) as a .zip
+    entry: backslashes and drive letters replaced by "_", and noted."""
+    safe = _ARC_ODD_RE.sub("_", text)
+    if safe != text:
+        notes.append("%s: stored as %s (a backslash, a drive letter or a control character replaced)" % (text, safe))
+    return safe
+
+
 class ResultsArchive:
     """One archive being written: the planned files (arcname, path, size),
     the empty directories and the notes of what was left out; pieces are
@@ -5878,6 +5836,7 @@ class ResultsPart(StorePart):
             else:
                 stack.append((rel, full))
         files, dirs, notes, seen, total, count, hidden = [], [], [], set(), 0, len(stack), 0
+        stack = [(_arc_safe(name_text(name_path(arc)), notes), full) for arc, full in stack]
         while stack:
             if count > ARCHIVE_FILES:  # every entry counted as it is listed: the walk stays bounded
                 raise TooLarge("The files chosen are more than %d files and directories, more than one archive "
@@ -5908,7 +5867,7 @@ class ResultsPart(StorePart):
                     dirs.append(arc)
                 count += len(shown)
                 for name in shown:
-                    stack.append(((arc + "/" if arc else "") + name_text(name), os.path.join(full, name)))
+                    stack.append((_arc_safe((arc + "/" if arc else "") + name_text(name), notes), os.path.join(full, name)))
             elif kind == 0o120000:
                 notes.append("%s: a symbolic link, not followed" % arc)
             else:
@@ -6038,8 +5997,47 @@ class StatusSource(Performer):
             return {"hidden": self.checked[0]}
         before = dict(self.scheduler.counters)
         statuses, owners, outside, undecided = self.scheduler.poll(followed)
-        return {"statuses": statuses, "owners": owners, "outside": outside, "undecided": undecided,
-                "calls": {k: v - before.get(k, 0) for k, v in self.scheduler.counters.items()}}
+        outside = {uid: dict(sorted(jobs.items())[:OUTSIDE_IMPORTS]) for uid, jobs in outside.items()}
+        room = self.config["worker"]["max_message"] // 2 - len(json.dumps(undecided)) - 160 * len(owners)
+        undecided.update(_fair_room(followed, statuses, outside, room))
+        return {"statuses": statuses, "owners": {i: owners[i] for i in statuses}, "outside": outside,
+                "undecided": undecided, "calls": {k: v - before.get(k, 0) for k, v in self.scheduler.counters.items()}}
+
+
+def _fair_room(followed, statuses, outside, room):
+    """Cut the statuses ({id: status} of followed {uid: [ids]}, and outside
+    {uid: {id: status}}) to `room` bytes of JSON in all, shared fairly
+    between users, then between each user's statuses: what takes less than
+    an equal share of what is left is kept whole; a status past its share
+    has its tasks cut to fit (the last entry counts the rest) or, even so,
+    is left out: {id: why} of those (outside ones are dropped)."""
+    sizes = {uid: {(i, None): len(json.dumps(statuses[i])) + 30 for i in ids if i in statuses} for uid, ids in followed.items()}
+    for uid, jobs in outside.items():
+        sizes.setdefault(str(uid), {}).update({(i, uid): len(json.dumps(st)) + 30 for i, st in jobs.items()})
+    why = {}
+    for uid, share in _shares({uid: sum(mine.values()) for uid, mine in sizes.items()}, room).items():
+        for (i, theirs), most in _shares(sizes[uid], share).items():
+            where, size = outside[theirs] if theirs is not None else statuses, sizes[uid][i, theirs]
+            if size > most and where[i].get("tasks"):  # the bytes of the rest less those of the tasks' entry
+                base = len(json.dumps(dict(where[i], tasks=[]))) + 250
+                where[i] = _fitted(where[i], max(0, (most - base) * len(where[i]["tasks"]) // (size - base + 1)))
+                size = len(json.dumps(where[i])) + 30
+            if size > most:
+                del where[i]
+                if theirs is None:
+                    why[i] = "job %s: its status is larger than its share of the shared poll's answer (%d " \
+                        "bytes) this round" % (i, most)
+    return why
+
+
+def _shares(sizes, room):
+    """{key: size} -> {key: bytes it may take}: room shared out fairly
+    (the smallest first take what they need, at most an equal share)."""
+    out, left = {}, max(0, room)
+    for n, (key, size) in enumerate(sorted(sizes.items(), key=lambda kv: kv[1])):
+        out[key] = min(size, left // (len(sizes) - n))
+        left -= out[key]
+    return out
 
 
 # Worker: its process and the fork server ####################################
@@ -6072,11 +6070,12 @@ def worker_main():
     if not first:
         return 0
     init = json.loads(first)
-    if init.get("role") == "status":  # the shared status poll's process (StatusPoll)
-        store = StatusSource(Config(init["config"]))
-    else:
-        store = Store(Config(init["config"]), init["user"])
-    limit = store.config["worker"]["max_message"]
+    config = Config(init["config"])
+    if config["worker"]["max_memory_mb"]:
+        unbound_memory(config["worker"]["max_memory_mb"])
+    # the shared status poll's process (StatusPoll), or the user's
+    store = StatusSource(config) if init.get("role") == "status" else Store(config, init["user"])
+    limit, limit_mb = config["worker"]["max_message"], config["worker"]["max_memory_mb"]
     for line in sys.stdin:
         request, unfinished = {}, None
         try:
@@ -6090,10 +6089,14 @@ def worker_main():
             err = Forbidden("You may not read or change %s: %s." % (e.filename, e.strerror)) \
                 if isinstance(e, PermissionError) else disk_error(e, writing=str(request.get("op")) in WRITING)
             kind, body = "err", err.as_dict()
+        except MemoryError:  # worker.max_memory_mb: the request's memory is freed, the worker lives on
+            kind, body = "err", Unavailable("This request needed more memory than your worker may use "
+                                            "(worker.max_memory_mb, %d MiB)." % limit_mb).as_dict()
         except Exception:
             log.exception("worker request failed: %s", request.get("op"))
             kind, body = "err", {"code": "internal", "message": "The request failed inside your worker."}
-        proto.write(worker_answer(int(request.get("id") or 0), kind, unfinished, body, limit))
+        proto.write(worker_answer(int(request.get("id") or 0), kind, unfinished, body,
+                                  ANSWERS.get(str(request.get("op")), (None,))[0] or limit))
         proto.flush()
     return 0
 
@@ -6109,7 +6112,7 @@ def worker_answer(rid, kind, unfinished, body, limit):
     if len(text) + 32 > limit:
         kind, text = "err", json.dumps(Unavailable(
             "The answer to this request is %d bytes, more than the %d bytes a worker may "
-            "send (worker.max_message)." % (len(text), limit)).as_dict())
+            "send for it (worker.max_message, or less)." % (len(text), limit)).as_dict())
     return ("%d %s %s %s\n" % (rid, kind, UNFINISHED_WORDS[unfinished], text)).encode("ascii")
 
 
@@ -6190,9 +6193,68 @@ def parse_answer(body, limit):
         raise Unavailable("Your worker sent an answer too large to read (more than %d MB as objects); "
                           "try again." % (4 * limit >> 20))
     try:
-        return json.loads(body)
-    except (ValueError, RecursionError):
+        return parse_json(body)
+    except ValueError:
         raise Unavailable("Your worker sent an answer that is not JSON; try again.")
+
+
+def _fits(check, value):
+    """Whether value is what check says: a type, or a callable's yes."""
+    return isinstance(value, check) if isinstance(check, (type, tuple)) else bool(check(value))
+
+
+def _shape(**checks):
+    """A check that a value is a dict whose keys `checks` names hold what
+    each says (_fits)."""
+    return lambda v: isinstance(v, dict) and all(_fits(check, v.get(k)) for k, check in checks.items())
+
+
+def checked_answer(op, data):
+    """A worker's answer to op, if it has the shape op answers (ANSWERS),
+    else Unavailable saying so: the page or client never gets it."""
+    if op in ANSWERS and not _fits(ANSWERS[op][1], data):
+        raise Unavailable("Your worker answered %s with something that is not its answer (replaced by template "
+                          "code?); it was refused. Try again." % op)
+    return data
+
+
+def _each(check):
+    return lambda v: isinstance(v, list) and all(check(x) for x in v)
+
+
+# What each worker operation answers, as root checks it before a page shows
+# it or a client gets it (a user's template code can replace an operation):
+# the most bytes it may be (read no further; None: worker.max_message) and
+# its shape. Records are held to the checks they are read with (JOB_META,
+# SCRIPT_META). Anything else is a clear 503 for that user, never a 500.
+SMALL_ANSWER = 1 << 20
+_JOB = _shape(id=str, **JOB_META)
+_SCRIPT = _shape(id=str, etag=str, **SCRIPT_META)
+_BROKEN = _shape(id=str, reason=str)
+_TEMPLATE = _shape(id=str, name=str, synopsis=str, description=str, tags=list)
+ANSWERS = dict({op: (None, _JOB) for op in ("jobs.submit", "jobs.get", "jobs.cancel", "jobs.hold", "jobs.release",
+                                              "jobs.time_limit", "jobs.cancel_task")},
+               **{op: (None, _SCRIPT) for op in ("scripts.create", "scripts.get", "scripts.update", "scripts.copy",
+                                                  "scripts.import")}, **{
+    "templates.list": (None, _shape(templates=_each(_TEMPLATE), problems=_each(_shape(id=str, error=str)))),
+    "templates.get": (None, lambda v: _TEMPLATE(v) and _shape(questions=_each(_shape(id=str, type=str)))(v)),
+    "scripts.list": (None, _shape(scripts=_each(lambda v: _SCRIPT(v) or _BROKEN(v)), query=dict)),
+    "scripts.submission": (None, _shape(script=_SCRIPT, questions=_each(_shape(id=str, type=str)), scheduler=dict)),
+    "jobs.preview": (None, _shape(script=_SCRIPT, questions=list, answers=dict, options=list, command=list,
+                                  outputs=dict, ignored_options=list)),
+    "jobs.list": (None, _shape(jobs=_each(_JOB), broken=_each(_BROKEN), total=int, page=int, per_page=int, query=dict)),
+    "jobs.files": (None, _shape(path=str, files=_each(_shape(name=str, type=str)))),
+    "jobs.file": (None, _shape(name=str, size=int, offset=int, data=str, eof=bool)),
+    "jobs.archive": (None, _shape(token=str)),
+    "home.list": (None, _shape(path=str, entries=list)),
+    "scripts.save_template": (None, dict),
+    "jobs.activity": (SMALL_ANSWER, _shape(counts=dict, unfinished=_each(_shape(id=str, state=str)),
+                                           watched=_each(_shape(id=str, state=str)))),
+    "jobs.pick": (SMALL_ANSWER, _each(_shape(id=str, can=bool))),
+    "jobs.bulk": (SMALL_ANSWER, _shape(action=str, jobs=list)),
+    "jobs.ask_scheduler": (SMALL_ANSWER, dict), "jobs.take_statuses": (SMALL_ANSWER, dict),
+    "whoami": (SMALL_ANSWER, dict), "probe": (SMALL_ANSWER, dict),
+    "scripts.delete": (SMALL_ANSWER, _shape(deleted=str)), "jobs.delete": (SMALL_ANSWER, _shape(deleted=str))})
 
 
 def program_argv(config, mode):
@@ -6589,7 +6651,8 @@ class Worker:
         busy and leaves the worker alone."""
         timeout = timeout or self.config["worker"]["request_timeout"]
         deadline = time.monotonic() + timeout
-        slot = queue.SimpleQueue()  # the reader puts the answer, or the error
+        slot = queue.Queue()  # the reader puts the answer, or the error; and reads no more than its bound
+        slot.bound = (ANSWERS.get(op, (None,))[0] or self.config["worker"]["max_message"]) + 64
         busy = "Your worker is busy with a request that is taking too long; try again."
         if not self.lock.acquire(timeout=timeout):  # another thread's write to a stuck worker
             raise Busy(busy)
@@ -6633,11 +6696,10 @@ class Worker:
             raise reply
         kind, unfinished, body = reply
         unfinished = {b"1": True, b"0": False}.get(unfinished)
-        if raw and kind == "ok":
-            return RawJSON(body.decode("utf-8", "replace")), unfinished
-        data = parse_answer(body, self.config["worker"]["max_message"])
-        if kind == "ok":
-            return data, unfinished
+        data = parse_answer(body, slot.bound)
+        if kind == "ok":  # checked, then sent on as it came (raw) or as parsed
+            checked_answer(op, data)
+            return (RawJSON(body.decode("utf-8", "replace")) if raw else data), unfinished
         if not isinstance(data, dict):
             raise Unavailable("Your worker sent an error that is not one; try again.")
         raise error_from_dict(data)
@@ -6679,15 +6741,18 @@ class Worker:
                         waiting.unregister(proc.stdout)
                         closing = True
                     else:
+                        with self.pending_lock:  # no answer held past the bound of what is awaited
+                            answers.limit = max([slot.bound for slot in pending.values()] or [limit + 64])
                         for line, cut in answers.push(chunk):
                             if cut or not self._deliver(pending, line):
                                 failure = ("Your worker sent something that is not an answer; it was "
                                            "ended and will be restarted. Try again.")
                                 return
                         if answers.overflow:
-                            failure = ("Your worker sent an answer larger than %d bytes (worker.max_message); "
-                                       "it was ended and will be restarted. Try again." % limit)
-                            log.warning("worker of %s ended: an answer past worker.max_message", self.user)
+                            failure = ("Your worker sent an answer larger than %d bytes (worker.max_message, or "
+                                       "less for what was asked); it was ended and will be restarted. Try again."
+                                       % (answers.limit - 64))
+                            log.warning("worker of %s ended: an answer past its bound", self.user)
                             return
         except OSError:
             pass
@@ -6739,12 +6804,10 @@ class WorkerPool:
         self.workers = {}
         self.lock = threading.Lock()
         self.turns = threading.Condition(self.lock)  # notified whenever a slot or a place in the queue is freed
-        self.waiting = []  # (ticket, worker, download) of each request waiting its turn, first come first
-        self.tickets = itertools.count()
+        self.waiting, self.tickets = [], itertools.count()  # (ticket, worker, download) of each waiting request
         self.active = set()  # users known to have unfinished jobs
         self.poll = None  # what watches every call (StatusPoll.around_call): the shared status poll, given by App
-        self.busy = 0  # calls and downloads in flight, all users
-        self.downloads = 0  # downloads in flight, all users
+        self.busy = self.downloads = 0  # calls and downloads in flight, all users; downloads alone
         threads = config["server"]["threads"]
         self.limits = None  # (calls a user, downloads a user, all calls and downloads, all downloads)
         if config["server"]["multi_user"]:
@@ -6795,9 +6858,8 @@ class WorkerPool:
 
     def _next(self):
         """Of the waiting requests that may take a slot, the one whose user holds fewest, then the first."""
-        total, downloads = self.limits[2:]
-        ready = [e for e in self.waiting if self.busy < total and len(e[1].held[e[2]]) < self.limits[e[2]]
-                 and (not e[2] or self.downloads < downloads)]
+        ready = [e for e in self.waiting if self.busy < self.limits[2] and len(e[1].held[e[2]]) < self.limits[e[2]]
+                 and (not e[2] or self.downloads < self.limits[3])]
         return min(ready, key=lambda e: (len(e[1].held[0]) + len(e[1].held[1]), e[0]), default=None)
 
     @contextlib.contextmanager
@@ -6864,48 +6926,53 @@ class WorkerPool:
 # Shared status poll #########################################################
 
 # What a status from the poll's process may hold: field -> check (from
-# JOB_FIELDS). Anything else, and the whole answer is refused.
-STATUS_FIELDS = {f.name: f.check for f in JOB_FIELDS if f.source == "status"}
-STATUS_TEXT = 1000  # the longest text a status field may hold
+# JOB_FIELDS); a text at most STATUS_TEXT, at most MAX_TASKS tasks and one
+# counting the rest. Anything else, and that job is left out of the round.
+STATUS_FIELDS = dict({f.name: f.check for f in JOB_FIELDS if f.source == "status"}, tasks=_or_none(
+    lambda v: _tasks(v) and len(v) <= MAX_TASKS + 1 and all(set(t) <= {"id", "state", "raw_state", "exit_code", "reason_text"}
+                                                             and all(x is None or type(x) is int or isinstance(x, str)
+                                                                     and len(x) <= STATUS_TEXT for x in t.values()) for t in v)))
 POLL_TICK = 0.5  # seconds between two looks at whether a poll is due
 POLL_WAIT = 10  # seconds a poll waits for workers to say which jobs to ask about
 HAND_THREADS = 16  # threads handing workers their statuses (one per user at a time)
 WATCHING = 30  # seconds a user's look at their jobs counts as someone watching
 
 
-def _status_ok(st):
-    return isinstance(st, dict) and set(st) <= set(STATUS_FIELDS) and st.get("state") in STATES \
-        and all(check(st.get(key)) for key, check in STATUS_FIELDS.items()) \
-        and not any(isinstance(v, str) and len(v) > STATUS_TEXT for v in st.values())
+def _status_fault(st):
+    """None for a status as STATUS_FIELDS says, else what is wrong with it."""
+    if not isinstance(st, dict) or st.get("state") not in STATES:
+        return "no state"
+    return next(("its field %r" % k[:40] for k, v in st.items() if k not in STATUS_FIELDS or not STATUS_FIELDS[k](v)
+                 or isinstance(v, str) and len(v) > STATUS_TEXT), None)
 
 
 def checked_statuses(answer, ids):
     """The poll process's answer -> (statuses {id: status or None (polled,
     not found)} for the ids asked that it could decide, owners {id: uid},
-    outside {uid: {job id: status}}, undecided {id: why}), or ValueError:
-    an answer that is not statuses of those ids and their owners, field by
-    field, is not used at all."""
-    statuses = answer.get("statuses") if isinstance(answer, dict) else None
-    if not isinstance(statuses, dict) or not set(statuses) <= set(ids) \
-            or not all(_status_ok(st) for st in statuses.values()):
-        raise ValueError("not statuses of the jobs asked for")
-    owners = answer.get("owners", {})
-    if not isinstance(owners, dict) or not all(
-            i in statuses and type(uid) is int for i, uid in owners.items()):
-        raise ValueError("not the owners of the jobs asked for")
-    outside = answer.get("outside", {})
-    if not isinstance(outside, dict) or not all(
-            uid.isdigit() and isinstance(jobs, dict) and all(
-                JOB_REF_RE.match(i) and _status_ok(st) for i, st in jobs.items())
-            for uid, jobs in outside.items()):
-        raise ValueError("not jobs of the users asked for")
-    undecided = answer.get("undecided", {})
-    if not isinstance(undecided, dict) or not all(
-            i in ids and i not in statuses and isinstance(why, str) and len(why) <= STATUS_TEXT
-            for i, why in undecided.items()):
-        raise ValueError("not the jobs the poll could not decide")
-    return ({i: statuses.get(i) for i in ids if i not in undecided}, owners,
-            {int(uid): jobs for uid, jobs in outside.items()}, undecided)
+    outside {uid: {job id: status}}, undecided {id: why}, refused {id: (uid
+    or None, why)}), or ValueError for an answer that is no poll's answer.
+    Each job is checked on its own, field by field: one that is not a
+    status of a job asked for (a field too long or of a wrong type) is left
+    out of this round, undecided, and said in refused; never the others."""
+    parts = [answer.get(key, {}) if isinstance(answer, dict) else None
+             for key in ("statuses", "owners", "outside", "undecided")]
+    if not all(isinstance(part, dict) for part in parts) or "statuses" not in answer:
+        raise ValueError("not the shared poll's answer")
+    asked, refused, outside = set(ids), {}, {}
+    for i, st in parts[0].items():
+        if i in asked and _status_fault(st):
+            refused[i] = (None, "job %s: the status the scheduler gave cannot be used (%s)" % (i, _status_fault(st)))
+    statuses = {i: st for i, st in parts[0].items() if i in asked and i not in refused}
+    owners = {i: uid for i, uid in parts[1].items() if i in statuses and type(uid) is int}
+    for uid, jobs in parts[2].items():
+        for i, st in (jobs.items() if isinstance(uid, str) and uid.isdigit() and isinstance(jobs, dict) else ()):
+            if not (isinstance(i, str) and JOB_REF_RE.match(i)) or _status_fault(st):
+                refused[str(i)[:20]] = (int(uid), "its job %r left out: %s" % (str(i)[:20], _status_fault(st) or "no job id"))
+            else:
+                outside.setdefault(int(uid), {})[i] = st
+    undecided = {i: _cut(why) for i, why in parts[3].items() if i in asked and i not in statuses and _text(why)}
+    undecided.update({i: why for i, (uid, why) in refused.items() if uid is None})
+    return ({i: statuses.get(i) for i in ids if i not in undecided}, owners, outside, undecided, refused)
 
 
 def _gist(statuses):
@@ -6974,6 +7041,7 @@ class StatusPoll:
         self.hidden = (None, 0)  # (why the status user cannot see every user's jobs, since):
         # meanwhile each worker polls for itself (jobs.ask_scheduler)
         self.counters = {"polls": 0, "failed": 0}  # and the scheduler commands the polls ran
+        self.refused = set()  # the jobs whose statuses the last poll left out (logged when first left out)
         self.rounds = threading.Condition()  # notified after each poll that was due
         self.round, self.round_hands = 0, []
         self.thread, self.stopping = None, threading.Event()
@@ -7133,8 +7201,13 @@ class StatusPoll:
                             self.hidden[0])
                 return [self._hand_soon(user, {}, "jobs.ask_scheduler") for user in active]
             self.hidden = (None, 0)
-            statuses, owners, outside, undecided = checked_statuses(
+            statuses, owners, outside, undecided, refused = checked_statuses(
                 answer, [i for mine in followed.values() for i in mine])
+            for i, (uid, why) in refused.items():  # logged once while it lasts, naming the job and its owner
+                if i not in self.refused:
+                    log.warning("shared status poll: a job of %s left out: %s", next((
+                        u for u, mine in asked.items() if i in mine and uid is None or uids[u] == uid), uid), why)
+            self.refused = set(refused)
             for command, n in answer.get("calls", {}).items():
                 if isinstance(n, int) and command in ("squeue", "sacct", "scontrol", "sacctmgr"):
                     self.counters[command] = self.counters.get(command, 0) + n
@@ -7873,7 +7946,6 @@ def bound_clients(server, limits, proxies):
 
     class Channel(HTTPChannel):
         began = None  # when the first byte of the request now arriving came
-        key = None  # the client, as counted (none: a trusted proxy)
 
         def received(self, data):
             if data and self.request is None:
@@ -7942,6 +8014,8 @@ COOKIE = "flightjob_session"
 PRE_COOKIE = "flightjob_login"
 LOGIN_FIELDS = ("login_csrf", "next", "username", "password")  # the login form's own
 CSP = "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'"
+SECURITY_HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY",
+                    "Referrer-Policy": "same-origin"}
 SURROGATE_RE = re.compile(r"[\ud800-\udfff]")  # what no UTF-8 page can say (render)
 
 
@@ -8046,10 +8120,8 @@ def security_headers():
     Referer to other sites. An after_request hook, and called again by the
     error handlers: Bottle answers an exception that escapes a route with a
     fresh HTTPError whose headers replace those the hook set."""
-    bottle.response.set_header("Content-Security-Policy", CSP)
-    bottle.response.set_header("X-Content-Type-Options", "nosniff")
-    bottle.response.set_header("X-Frame-Options", "DENY")
-    bottle.response.set_header("Referrer-Policy", "same-origin")
+    for name, value in SECURITY_HEADERS.items():
+        bottle.response.set_header(name, value)
 
 
 PLAIN_ERRORS = {404: ("not_found", "There is no such page."),
@@ -8131,12 +8203,9 @@ class App:
     def body_json(self):
         """The request's JSON object: 413 when too large, 400 when it is not
         UTF-8 JSON, 415-style 400 when not sent as JSON."""
-        length = bottle.request.content_length
         limit = self.config["server"]["max_body"]
-        if length > limit:
-            raise TooLarge("The request body is larger than %d bytes." % limit)
-        raw = bottle.request.body.read(limit + 1)
-        if len(raw) > limit:
+        raw = bottle.request.body.read(limit + 1) if bottle.request.content_length <= limit else None  # said larger
+        if raw is None or len(raw) > limit:
             raise TooLarge("The request body is larger than %d bytes." % limit)
         if not raw:
             return {}
@@ -8186,15 +8255,6 @@ class App:
     def call(self, user, op, **args):
         return self.pool.call(user, op, args)
 
-    def call_raw(self, user, op, **args):
-        """The worker's answer as JSON text, for a route that sends it on."""
-        return self.pool.call(user, op, args, raw=True)
-
-    def set_session_cookie(self, session):
-        bottle.response.set_cookie(COOKIE, session.id, path="/", httponly=True,
-                                   samesite="lax", secure=self.secure,
-                                   max_age=self.config["auth"]["session_max"])
-
     def login(self, user):
         """A fresh session (never one the client chose), cookie set, and
         this request's from now on (a page rendered after shows it)."""
@@ -8202,7 +8262,8 @@ class App:
         if old:
             self.auth.end(old)
         session = self.auth.create(user)
-        self.set_session_cookie(session)
+        bottle.response.set_cookie(COOKIE, session.id, path="/", httponly=True, samesite="lax", secure=self.secure,
+                                   max_age=self.config["auth"]["session_max"])
         bottle.request.environ["flightjob.who"] = (user, session)
         return session
 
@@ -8246,7 +8307,11 @@ class App:
         bottle.response.set_header("Content-Type", "text/html; charset=utf-8")
         # text read from a user's files may carry lone surrogates (a hand-edited
         # meta.json's "\ud800"): no UTF-8 says them, so U+FFFD says there was one
-        return SURROGATE_RE.sub("\ufffd", bottle.template(view, template_lookup=self.views, **values))
+        try:
+            return SURROGATE_RE.sub("\ufffd", bottle.template(view, template_lookup=self.views, **values))
+        except (KeyError, TypeError, AttributeError, IndexError, ValueError):  # ANSWERS checks what pages use most
+            log.exception("page %s not made from the worker's answers for %s", view, user)
+            raise Unavailable("This page could not be made from what your worker answered; try again.")
 
     def login_page(self, error=None, status=200, next_url="/", kept=()):
         """The login form, with its own CSRF token in a cookie only /login
@@ -8311,11 +8376,8 @@ class App:
             bottle.response.set_header("WWW-Authenticate", 'Session realm="flight-job"')
         return self.json(body, err.status)
 
-    def error_page(self, err):
-        return self.render("error", status=err.status, error=err, title="Error")
-
     def error_response(self, err, api):
-        return self.error_json(err) if api else self.error_page(err)
+        return self.error_json(err) if api else self.render("error", status=err.status, error=err, title="Error")
 
     def bottle_error(self, error):
         """The answer to an error Bottle meets itself: no route (404), a
@@ -8462,7 +8524,7 @@ def api_call(method, path, op, body=(), status=200, query=dict):
     the query string; its answer the operation's JSON with status (204: none)."""
     def handler(app, user, **args):
         data = app.body_json() if body else {}
-        answer = app.call_raw(user, op, **dict(args, **query(), **{key: data.get(key) for key in body}))
+        answer = app.pool.call(user, op, dict(args, **query(), **{key: data.get(key) for key in body}), raw=True)
         return app.no_content() if status == 204 else app.json(answer, status)
     handler.__name__ = "api_" + op.replace(".", "_")
     route(path, method, api=True)(handler)
@@ -8531,23 +8593,24 @@ def list_args(names, paged=False):
     return args
 
 
-def list_page(app, user, op, names, paged=False):
-    """(the list, the parameters as typed, the error) for a list page: with
-    a bad parameter, the list as it is by default, what was typed kept for
-    the form and the error naming the parameter (the page answers 400)."""
+def list_page(app, user, op, names, path, paged=False):
+    """What the list page at path renders: the list, the parameters as
+    typed, the error, and link(**changes) to the page with the parameters
+    typed changed by changes (a value None leaves it out). With a bad
+    parameter: the list as it is by default, what was typed kept for the
+    form, the error naming the parameter, status 400 and links from the
+    default list."""
     typed = {name: _text_query(name, strict=False) or "" for name in list(names) + ["page", "per_page"]}
     try:
-        return app.call(user, op, **list_args(names, paged)), typed, None
+        listing, error = app.call(user, op, **list_args(names, paged)), None
     except BadRequest as e:
-        return app.call(user, op), typed, e
+        listing, error = app.call(user, op), e
 
-
-def list_link(path, typed, **changes):
-    """A link to path (a list page) with the parameters typed, changed by
-    changes (a value None leaves it out)."""
-    values = dict(typed, **changes)
-    query = urllib.parse.urlencode([(k, v) for k, v in values.items() if v not in (None, "")])
-    return path + ("?" + query if query else "")
+    def link(**changes):
+        values = dict({} if error else typed, **changes)
+        query = urllib.parse.urlencode([(k, v) for k, v in values.items() if v not in (None, "")])
+        return path + ("?" + query if query else "")
+    return dict(listing, status=400 if error else 200, typed=typed, error=error, link=link)
 
 
 def kept_fields(form):
@@ -8555,6 +8618,14 @@ def kept_fields(form):
     (App.keep_form): every one, in order, but the CSRF token and the login
     form's own."""
     return [(k, v) for k, v in form.allitems() if k != "csrf" and k not in LOGIN_FIELDS]
+
+
+def known_fields(data, fields, hint):
+    """A JSON body whose fields are all of fields; else 400 naming the first other, with hint."""
+    extra = sorted(set(data) - set(fields))
+    if extra:
+        raise BadRequest("Unknown field %r: %s." % (extra[0], hint))
+    return data
 
 
 def form_errors(e):
@@ -8743,10 +8814,7 @@ def api_script(app, user, id):
 
 @route("/api/scripts/<id>", "PATCH", api=True)
 def api_script_update(app, user, id):
-    data = app.body_json()
-    extra = set(data) - set(SCRIPT_FIELDS)
-    if extra:
-        raise BadRequest("Unknown field %r: give content, notes or name." % sorted(extra)[0])
+    data = known_fields(app.body_json(), SCRIPT_FIELDS, "give content, notes or name")
     script = app.call(user, "scripts.update", id=id, content=data.get("content"), notes=data.get("notes"),
                       name=data.get("name"), if_match=bottle.request.headers.get("If-Match"))
     return script_json(app, script)
@@ -8766,10 +8834,7 @@ def api_script_copy(app, user, id):
 
 @route("/api/scripts/<id>/save-as-template", "POST", api=True)
 def api_save_as_template(app, user, id):
-    data = app.body_json()
-    extra = set(data) - {"name", "id"}
-    if extra:
-        raise BadRequest("Unknown field %r: give name and, if you like, id." % sorted(extra)[0])
+    data = known_fields(app.body_json(), ("name", "id"), "give name and, if you like, id")
     return app.json(app.call(user, "scripts.save_template", id=id, name=data.get("name"),
                              template_id=data.get("id")), 201)
 
@@ -8782,11 +8847,8 @@ def api_preview(app, user, id):
 
 @route("/scripts")
 def page_scripts(app, user):
-    listing, typed, error = list_page(app, user, "scripts.list", SCRIPTS_QUERY)
-    return app.render("scripts", status=400 if error else 200, title="Scripts", crumbs=[("Scripts", None)],
-                      typed=typed, error=error,
-                      link=lambda **changes: list_link("/scripts", {} if error else typed, **changes),
-                      **listing)
+    return app.render("scripts", title="Scripts", crumbs=[("Scripts", None)],
+                      **list_page(app, user, "scripts.list", SCRIPTS_QUERY, "/scripts"))
 
 
 SCRIPT_FORMS = SCRIPT_FIELDS + ("copy", "template")  # ?edit=: a field, or the copy / save-as-template form
@@ -8878,11 +8940,7 @@ IMPORT_FIELDS = ("path", "content", "name", "in_place")
 
 @route("/api/import", "POST", api=True)
 def api_import(app, user):
-    data = app.body_json()
-    extra = set(data) - set(IMPORT_FIELDS)
-    if extra:
-        raise BadRequest("Unknown field %r: give path or content, and if you like name and in_place."
-                         % sorted(extra)[0])
+    data = known_fields(app.body_json(), IMPORT_FIELDS, "give path or content, and if you like name and in_place")
     script = app.call(user, "scripts.import", path=data.get("path"), content=data.get("content"),
                       name=data.get("name"), in_place=data.get("in_place", False))
     return script_json(app, script, 201)
@@ -8933,11 +8991,6 @@ def page_import_post(app, user):
 # Routes: submit #############################################################
 
 
-def _after_from_form(form):
-    """The "start after one of my jobs" choice as typed: {job, type}."""
-    return {"job": form.get("after_job") or "", "type": form.get("after_type") or "afterok"}
-
-
 def submit_page(app, user, id, answers=None, errors=None, status=200, from_job=None, after=None):
     """The submission questions; from_job (a job of this script): its
     answers are the values, and the page says so, with a way back to the
@@ -8961,7 +9014,7 @@ def page_submit_post(app, user, id):
     form = app.form()
     sub = app.call(user, "scripts.submission", id=id)
     answers = _answers_from_form(form, sub["questions"])
-    after = _after_from_form(form)
+    after = {"job": form.get("after_job") or "", "type": form.get("after_type") or "afterok"}  # "start after" as typed
     action = form.get("action")
     if action == "update":
         return submit_page(app, user, id, answers, from_job=form.get("from_job"), after=after)
@@ -8981,12 +9034,10 @@ def page_submit_post(app, user, id):
 # Routes: jobs and files #####################################################
 
 
-@route("/api/activity", api=True)
-def api_activity(app, user):
-    """The user's unfinished jobs in brief, and the state now of the jobs
-    in ?watch=ID (repeatable): what a page's tab polls for its title, icon
-    and notifications (share/static/app.js)."""
-    return app.json(app.call(user, "jobs.activity", watch=_query_texts("watch")))
+# The user's unfinished jobs in brief, and the state now of the jobs in
+# ?watch=ID (repeatable): what a page's tab polls for its title, icon and
+# notifications (share/static/app.js).
+api_call("GET", "/api/activity", "jobs.activity", query=lambda: {"watch": _query_texts("watch")})
 
 
 api_call("GET", "/api/jobs", "jobs.list", query=lambda: list_args(JOBS_QUERY, paged=True))
@@ -9139,10 +9190,15 @@ def api_output(app, user, id, which):
 
 @route("/jobs")
 def page_jobs(app, user):
-    listing, typed, error = list_page(app, user, "jobs.list", JOBS_QUERY, paged=True)
-    return app.render("jobs", status=400 if error else 200, title="Jobs", states=STATES, crumbs=[("Jobs", None)],
-                      page_no=listing["page"], typed=typed, error=error, per_pages=PER_PAGE,
-                      link=lambda **changes: list_link("/jobs", {} if error else typed, **changes), **listing)
+    values = list_page(app, user, "jobs.list", JOBS_QUERY, "/jobs", paged=True)
+    return app.render("jobs", title="Jobs", states=STATES, crumbs=[("Jobs", None)], page_no=values["page"],
+                      per_pages=PER_PAGE, **values)
+
+
+def bulk_page(app, action, picks, results):
+    """The bulk action's page: the jobs it will act on (results None) or acted on, and how each went."""
+    return app.render("bulk", title=BULK_TITLES[action], action=action, picks=picks, results=results,
+                      crumbs=[("Jobs", "/jobs"), (BULK_TITLES[action], None)])
 
 
 @route("/jobs/bulk")
@@ -9152,19 +9208,15 @@ def page_jobs_bulk_confirm(app, user):
     jobs it will act on, and which it cannot, and why."""
     action = _text_query("action")
     ids = bulk_ids(_query_texts("id"), action)  # 400 before the worker is asked
-    picks = app.call(user, "jobs.pick", ids=ids, action=action)
-    return app.render("bulk", title=BULK_TITLES[action], action=action, picks=picks, results=None,
-                      crumbs=[("Jobs", "/jobs"), (BULK_TITLES[action], None)])
+    return bulk_page(app, action, app.call(user, "jobs.pick", ids=ids, action=action), None)
 
 
 @route("/jobs/bulk", "POST")
 def page_jobs_bulk(app, user):
     form = app.form()
-    ids, action = form.getall("id"), form.get("action")
-    ids = bulk_ids(ids, action)
-    done = app.call(user, "jobs.bulk", ids=ids, action=action)
-    return app.render("bulk", title=BULK_TITLES[action], action=action, picks=done["jobs"], results=True,
-                      crumbs=[("Jobs", "/jobs"), (BULK_TITLES[action], None)])
+    action = form.get("action")
+    done = app.call(user, "jobs.bulk", ids=bulk_ids(form.getall("id"), action), action=action)
+    return bulk_page(app, action, done["jobs"], True)
 
 
 def job_crumbs(job):
@@ -9342,7 +9394,6 @@ def check_bounds(config):
 def raise_file_limit(wanted):
     """Let this process open `wanted` descriptors (client connections, three
     pipes a worker) as far as the hard limit allows."""
-    import resource
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
     if soft != resource.RLIM_INFINITY and soft < target:
@@ -9373,15 +9424,11 @@ def serve(config):
     # a slow or idle client costs a connection, never a thread: waitress reads
     # requests whole before a thread sees them; poll(), not select(), so
     # descriptors past 1024 work
-    server = create_server(forwarded_for_only(a.bottle), host=host.strip("[]"), port=int(port),
-                           threads=limits["threads"], ident="flightjobd",
-                           clear_untrusted_proxy_headers=False,
-                           max_request_body_size=form_limit(config),
-                           max_request_header_size=limits["max_header_bytes"],
-                           connection_limit=limits["connection_limit"],
-                           channel_timeout=limits["channel_timeout"],
-                           cleanup_interval=limits["cleanup_interval"],
-                           backlog=limits["backlog"], asyncore_use_poll=True)
+    server = create_server(forwarded_for_only(a.bottle), host=host.strip("[]"), port=int(port), ident="flightjobd",
+                           clear_untrusted_proxy_headers=False, asyncore_use_poll=True,
+                           max_request_body_size=form_limit(config), max_request_header_size=limits["max_header_bytes"],
+                           **{key: limits[key] for key in ("threads", "connection_limit", "channel_timeout",
+                                                           "cleanup_interval", "backlog")})  # waitress's own names
     bound_clients(server, limits, a.auth.proxies)
     stop = threading.Event()
     threading.Thread(target=a.background, args=(stop,), daemon=True).start()

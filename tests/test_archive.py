@@ -65,7 +65,8 @@ def test_whole_results_directory_unzips_to_exactly_its_files(client, tmp_path):
     assert "fifo: not a regular file (a FIFO, socket or device)" in note
     assert "1 hidden files and directories (names starting with a dot)" in note
     assert files == {"job.out": b"done\n", "result.txt": b"data\n", "sub/deep.bin": (work / "sub" / "deep.bin").read_bytes(),
-                     "empty/": b"", "odd name 'é' \"q\" & ;.txt": b"odd\n", "bad-\\xff\\x0a.txt": b"bytes\n"}
+                     "empty/": b"", "odd name 'é' \"q\" & ;.txt": b"odd\n", "bad-_xff_x0a.txt": b"bytes\n"}
+    assert "bad-\\xff\\x0a.txt: stored as bad-_xff_x0a.txt" in note
     # the page's "Download all" link is the same archive
     page = client.web.get("/jobs/" + job["id"])
     assert 'href="/jobs/%s/archive"' % job["id"] in page.text and "Download all as .zip" in page.text
@@ -81,9 +82,9 @@ def test_chosen_files_only_by_api_and_by_the_page_form(client, tmp_path):
     listed = {f["name"] for f in client.api("GET", "/api/jobs/%s/files" % job["id"]).json["files"]}
     chosen = ["result.txt", "odd name 'é' \"q\" & ;.txt", "bad-\\xff\\x0a.txt"]  # as the listing names them
     assert set(chosen) <= listed
-    r = client.api("POST", "/api/jobs/%s/archive" % job["id"], {"paths": chosen})
-    assert unzip(r.body) == {"result.txt": b"data\n", "odd name 'é' \"q\" & ;.txt": b"odd\n",
-                             "bad-\\xff\\x0a.txt": b"bytes\n"}
+    files = unzip(client.api("POST", "/api/jobs/%s/archive" % job["id"], {"paths": chosen}).body)
+    assert b"bad-\\xff\\x0a.txt: stored as bad-_xff_x0a.txt" in files.pop("SKIPPED-by-flight-job.txt")
+    assert files == {"result.txt": b"data\n", "odd name 'é' \"q\" & ;.txt": b"odd\n", "bad-_xff_x0a.txt": b"bytes\n"}
     # a hidden one too, when chosen by name
     assert unzip(client.api("GET", "/api/jobs/%s/archive?path=.hidden" % job["id"]).body) == \
         {".hidden/cache.bin": b"x" * (4 << 20)}
@@ -190,6 +191,30 @@ def test_another_users_file_and_a_fifo_are_left_alone_while_others_are_served(da
     # bob's own archive is his
     status, _, body = bob.request("GET", "/api/jobs/%s/archive" % bob_job["id"])
     assert status == 200 and unzip(body)["mine.txt"] == b"secret\n"
+
+
+@pytest.mark.root
+def test_names_an_unzipper_could_misread_are_replaced_and_noted_while_others_are_served(daemon):
+    """Issue 26, 7: entry names kept backslashes and drive letters (an
+    unzipper that reads "\\" as a separator writes outside its folder):
+    they, and control characters, are "_" in the archive, each noted."""
+    d, alice, bob = daemon()
+    names = {"a\\..\\..\\..\\evil.txt": "a_.._.._.._evil.txt", "C:\\Windows\\evil.txt": "__Windows_evil.txt",
+             "D:x.txt": "_x.txt", "tab\there.txt": "tab_x09here.txt"}
+    _, job, out = job_in(alice, "mkdir 'E:'\n" + "".join("echo x > $'%s'\n" % n.replace("\\", "\\\\").replace("\t", "\\t")
+                                                            for n in names))
+    assert set(os.listdir(out)) == set(names) | {"job.out", "job.err", "E:"}
+    with served_meanwhile(bob):
+        for status, _, body in (alice.request("GET", "/api/jobs/%s/archive" % job["id"]),
+                                alice.request("POST", "/api/jobs/%s/archive" % job["id"], {"paths": list(names)})):
+            assert status == 200
+            files = unzip(body)
+            note = files.pop("SKIPPED-by-flight-job.txt").decode()
+            assert {n for n in files if n not in ("job.out", "job.err", "_/")} == set(names.values()), files
+            assert not any("\\" in n or ":" in n for n in files)
+            for name, safe in names.items():
+                assert "%s: stored as %s (a backslash, a drive letter or a control character replaced)" % (
+                    flightjobd.name_text(name), safe) in note, note
 
 
 def test_pieces_are_bounded_and_an_unfinished_archive_can_be_dropped(client, tmp_path):

@@ -680,6 +680,136 @@ def test_metadata_and_templates_that_block_or_never_end_are_broken_items_at_once
                 assert status == 200 and seconds < QUICK, (page, status, seconds)
 
 
+def test_a_worker_s_memory_is_bounded_and_the_user_told(daemon):
+    """Issue 26, 8: workers had no memory bound. worker.max_memory_mb bounds
+    each worker's address space: template code taking 2 GiB fails that
+    request with a clear 503 naming the bound, the worker lives on for the
+    next; an output pattern padded past reason is padded as Slurm pads
+    (10 digits at most: tests/test_slurm.py); the other user is served
+    meanwhile."""
+    d, alice, bob = daemon(worker={"max_memory_mb": 300})
+    user_template(alice.user, "hog", "% import os\n% hog = os.path.exists(os.path.expanduser('~/hog')) and "
+                  "bytearray(2 << 30)\n#!/bin/bash\n")  # not while the template is checked
+    assert "hog" in [t["id"] for t in alice.json("GET", "/api/templates")["templates"]]
+    open(os.path.join(alice.user.home, "hog"), "w").close()
+    pid = worker_of(d, alice.user)
+    with open("/proc/%d/limits" % pid) as f:
+        assert re.search(r"Max address space\s+%d\s" % (300 << 20), f.read())
+    with served_meanwhile(bob):
+        status, seconds, data = alice.timed("POST", "/api/scripts", {"template": "hog"})
+        assert status == 422 and seconds < QUICK * 3, (status, seconds, data)
+        assert data["error"]["message"] == ("The template could not make a script from these answers: it needs "
+                                            "more memory than your worker may use (worker.max_memory_mb)")
+        # template code replacing an operation by one that takes 2 GiB
+        user_template(alice.user, "patch", REPLACING.format(op="jobs.activity", answer="{'hog': len(bytearray(2 << 30))}"))
+        alice.json("GET", "/api/templates")
+        status, seconds, data = alice.timed("GET", "/api/activity")
+        assert status == 503 and seconds < QUICK * 3, (status, seconds, data)
+        assert data["error"]["message"] == ("This request needed more memory than your worker may use "
+                                            "(worker.max_memory_mb, 300 MiB).")
+        assert worker_of(d, alice.user) == pid  # the same worker, alive
+        script = alice.json("POST", "/api/scripts", {"template": "serial"}, status=201)
+        alice.json("PATCH", "/api/scripts/" + script["id"], {"content": "#!/bin/bash\n#SBATCH -o %999999999j\ntrue\n"})
+        status, seconds, job = alice.timed("POST", "/api/jobs", {"script": script["id"]})
+        assert status == 201 and seconds < QUICK, (status, seconds, job)
+        assert job["stdout_path"] == os.path.join(alice.user.home, "%010d" % int(job["scheduler_id"])), job
+
+
+REPLACING = ("% import os, sys\n% f = sys._getframe()\n% while 'OPERATIONS' not in f.f_globals:\n%   f = f.f_back\n% end\n"
+             "% g = f.f_globals\n% old = g['OPERATIONS'][{op!r}]\n"
+             "% def forge(kw):\n%   fr = sys._getframe()\n"
+             "%   while not isinstance(fr.f_locals.get('request'), dict):\n%     fr = fr.f_back\n%   end\n"
+             "%   line = b'%d ok - {{\"counts\": {{}}, \"unfinished\": [' % fr.f_locals['request']['id'] + b'\"y\",' * 2000000"
+             " + b'\"y\"]}}\\n'\n"
+             "%   for fd in [int(n) for n in os.listdir('/proc/self/fd') if int(n) > 2]:\n"
+             "%     try:\n%       os.write(fd, line)\n%     except OSError:\n%       pass\n%     end\n%   end\n"
+             "%   return {{}}\n% end\n"
+             "% new = lambda self, **kw: {answer}\n% new.__name__ = old.__name__\n"
+             "% setattr(g[old.__qualname__.split('.')[0]], old.__name__, new)\n% g['OPERATIONS'][{op!r}] = new\n"
+             "#!/bin/bash\n")  # the operation replaced where the worker looks it up: its class and OPERATIONS
+
+
+def test_answers_of_the_wrong_shape_are_a_clear_error_and_root_stays_flat(daemon, unix_users):
+    """Issue 26, 4: template code replacing an operation answered 7.9 MB:
+    root's peak memory grew by ~70 MB a user and /jobs gave a 500
+    (KeyError 'sort'). Root checks each answer's shape (ANSWERS) before a
+    page or client gets it: a clear 503 for that user; an operation whose
+    answers are small is read no further than its bound."""
+    d, alice, bob = daemon()
+    hostile = [alice] + [Client(d, unix_users.create(prefix="fjh")) for _ in range(2)]
+    for c in hostile:
+        c.json("GET", "/api/scripts")
+    figures = {"root VmHWM before (KiB)": peak_kb(d.proc.pid)}
+    phases = (("jobs.activity", "forge(kw)", "/api/activity"),  # 8 MB written on the answers' pipe itself
+              ("jobs.activity", "{'counts': {}, 'unfinished': ['y' * 1000] * 7900, 'watched': []}", "/api/activity"),
+              ("jobs.list", "{'jobs': [{'id': 'x' * 1000}] * 7900, 'broken': []}", "/api/jobs"),
+              ("jobs.list", "{'jobs': [], 'broken': [], 'total': 0, 'page': 1, 'per_page': 50}", "/jobs"))
+    with served_meanwhile(bob, paths=("/api/session", "/api/scripts", "/api/jobs", "/jobs")):
+        for op, answer, path in phases:
+            for c in hostile:
+                shutil.rmtree(os.path.join(c.user.home, ".config"), ignore_errors=True)
+                user_template(c.user, "replace", REPLACING.format(op=op, answer=answer))
+                c.json("GET", "/api/templates")  # the template code runs as the catalogue is read
+            got = at_once_each(hostile, path)
+            for status, seconds, data in got:
+                assert status == 503 and seconds < QUICK * 3, (op, path, status, seconds, str(data)[:300])
+                assert data is None or any(words in data["error"]["message"] for words in (
+                    "Your worker answered %s with something that is not its answer" % op,
+                    "Your worker sent an answer larger than %d bytes" % flightjobd.SMALL_ANSWER,
+                    "more than the %d bytes a worker may send" % flightjobd.SMALL_ANSWER)), data
+            figures["root VmHWM after 3 x %s on %s (KiB)" % (op, path)] = peak_kb(d.proc.pid)
+    print("answers of the wrong shape: %s" % figures)
+    grew = figures["root VmHWM after 3 x jobs.activity on /api/activity (KiB)"] - figures["root VmHWM before (KiB)"]
+    assert grew <= 5 << 10, figures
+
+
+def at_once_each(clients, path):
+    """Each client's GET of path, all at the same moment: [(status, seconds, data)]."""
+    results, gate = [None] * len(clients), threading.Barrier(len(clients))
+
+    def one(i):
+        gate.wait()
+        results[i] = clients[i].timed("GET", path)
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(len(clients))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    return results
+
+
+def test_json_nested_past_the_recursion_limit_makes_broken_items_never_a_500(daemon):
+    """Issue 26, 5: a meta.json of 5,000 nested arrays (RecursionError, not
+    caught where ValueError was) gave 500s on every list, /api/activity and
+    after each worker start for a job-index.json: each is a broken item."""
+    d, alice, bob = daemon()
+    good = alice.json("POST", "/api/scripts", {"template": "serial", "name": "good"}, status=201)
+    job = alice.json("POST", "/api/jobs", {"script": good["id"]}, status=201)
+    nested = "[" * 5000 + "]" * 5000
+    for part in ("scripts", "jobs"):
+        path = os.path.join(state(alice.user), part, "20240101-000000000-deep00", "meta.json")
+        os.makedirs(os.path.dirname(path))
+        with open(path, "w") as f:
+            f.write('{"format": 1, "name": %s}' % nested)
+    with open(os.path.join(state(alice.user), "job-index.json"), "w") as f:
+        f.write('{"format": %s}\n' % nested)
+    chown_tree(os.path.join(alice.user.home, ".local"), alice.user)
+    with served_meanwhile(bob):
+        for _ in range(2):  # a fresh worker (the index read at its start), then its caches
+            pid = worker_of(d, alice.user)
+            os.kill(pid, signal.SIGKILL)
+            wait_for(lambda: gone(pid), 10)
+            for path in ("/api/jobs", "/api/activity", "/api/scripts", "/jobs", "/scripts", "/jobs/" + job["id"],
+                         "/jobs/20240101-000000000-deep00", "/scripts/" + good["id"]):
+                status, seconds, data = alice.timed("GET", path)
+                assert status == (409 if "deep" in path else 200) and seconds < QUICK * 3, (path, status, data)
+            broken = {s["id"]: s["reason"] for s in alice.json("GET", "/api/scripts")["scripts"] if s.get("broken")}
+            assert "nested too deeply" in broken["20240101-000000000-deep00"], broken
+            data = alice.json("GET", "/api/jobs")
+            assert [j["id"] for j in data["jobs"]] == [job["id"]], data
+            assert ["nested too deeply" in b["reason"] for b in data["broken"]] == [True], data["broken"]
+
+
 def test_results_directory_of_200000_files_is_listed_bounded(daemon):
     d, alice, bob = daemon(worker={"request_timeout": 20})  # reading 200,000 entries, on a busy machine
     job = job_in(alice, "python3 -c 'import os\nfor i in range(200000): os.close(os.open(\"f%06d\" % i, os.O_CREAT))'")[1]

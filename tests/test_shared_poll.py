@@ -204,3 +204,58 @@ def test_a_job_submitted_outside_flightjobd_shows_and_is_followed(users, runtime
     finally:
         many.close()
         slurm_cluster.run("scancel", long, short, theirs)
+
+
+def test_a_failing_array_never_stalls_another_user_s_jobs(users, runtime, slurm_cluster):
+    """Issue 26, 1: a 42-task array whose tasks all fail rolls up a reason
+    of ~1,100 characters, past a status's bound: root refused the whole
+    poll answer every round, and another user's finished job stayed
+    "PENDING, submitted". Now the reason is cut to its bound; the other
+    user's job ends COMPLETED and the array FAILED, and the other user is
+    answered all along."""
+    many = Many(runtime, slurm_cluster, background_refresh=1)
+    attacker, other = users[5], users[6]
+    try:
+        array = many.submit(attacker, "#SBATCH --array=1-42\nexit 101")
+        job = many.submit(other, "true")
+        job = many.wait(other, job)
+        assert (job["state"], job["exit_code"]) == ("COMPLETED", 0), job
+        array = many.wait(attacker, array, timeout=120)
+        assert array["state"] == "FAILED" and len(array["tasks"]) == 42, array
+        assert len(array["reason_text"]) == flightjobd.STATUS_TEXT and array["reason_text"].endswith("…")
+        assert array["reason_text"].startswith("task %s_1: exit code 101; " % array["scheduler_id"])
+        assert many.app.pool.poll.counters["failed"] == 0
+    finally:
+        many.close()
+
+
+def test_cancelled_pending_arrays_never_blow_the_poll_s_answer(users, runtime, slurm_cluster):
+    """Issue 26, 2: a pending 1,001-task array cancelled is one sacct row
+    that expands to 1,001 tasks (~123 KB of status): 8 of them were past
+    a 768 KiB worker.max_message and failed the poll for everyone. Now one
+    user's statuses take at most their share of half of it: the other
+    user's job ends COMPLETED; the arrays are CANCELLED, those past the
+    share with their tasks cut (the last entry counting the rest) or left
+    for a later round, saying why."""
+    many = Many(runtime, slurm_cluster, background_refresh=1)
+    many.app.config["worker"]["max_message"] = 768 << 10
+    attacker, other = users[7], users[8]
+    try:
+        arrays = [many.submit(attacker, "#SBATCH --array=0-1000\n#SBATCH --hold\ntrue") for _ in range(8)]
+        ids = [many.api(attacker, "GET", "/api/jobs/" + a["id"])["scheduler_id"] for a in arrays]
+        slurm_cluster.run("scancel", *ids)  # outside flightjobd: only the poll tells
+        job = many.wait(other, many.submit(other, "true"))
+        assert (job["state"], job["exit_code"]) == ("COMPLETED", 0), job
+        end, seen = time.time() + 60, []
+        while time.time() < end:
+            seen = [many.api(attacker, "GET", "/api/jobs/" + a["id"]) for a in arrays]
+            if all(a["state"] == "CANCELLED" and a["tasks"] for a in seen):
+                break
+            time.sleep(1)
+        assert all(a["state"] == "CANCELLED" for a in seen), [(a["state"], a["reason_text"], len(a["tasks"])) for a in seen]
+        # each array's share of a half of 768 KiB: some hundreds of tasks listed, then one entry counting the rest
+        assert all(100 < len(a["tasks"]) < 1001 and a["tasks"][-1]["reason_text"] == "%d more tasks, not listed here"
+                   % (1002 - len(a["tasks"])) for a in seen), [len(a["tasks"]) for a in seen]
+        assert many.app.pool.poll.counters["failed"] == 0
+    finally:
+        many.close()

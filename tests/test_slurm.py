@@ -503,3 +503,14 @@ def test_submit_again_copy_and_own_template_on_slurm(site):
         assert job["state"] == "COMPLETED", job
         out = site.web.get("/api/jobs/%s/output/stdout" % job["id"], headers=site.user.basic()).text
         assert ("again from %s" % job["scheduler_id"]) in out, out
+
+
+def test_output_pattern_padding_is_bounded_as_slurm_bounds_it(site):
+    """Issue 26, 8: `#SBATCH -o %999999999j` made the worker build a string
+    of a billion characters. Slurm pads a number to at most 10 digits and a
+    name not at all: the path flightjobd shows is the file Slurm wrote."""
+    job = site.wait(site.submit("true", "#SBATCH --output=pad-%999999999j-%5x-%12A-%3s.out\n#SBATCH --job-name=abc"))
+    sid = int(job["scheduler_id"])
+    assert job["state"] == "COMPLETED" and job["stdout_path"] == os.path.join(
+        job["results_dir"], "pad-%010d-abc-%010d-batch.out" % (sid, sid)), job
+    assert os.path.exists(job["stdout_path"])

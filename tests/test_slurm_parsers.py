@@ -608,7 +608,8 @@ def test_poll_lists_by_uid_and_gives_each_owner_their_other_jobs():
     statuses, owners, outside, undecided = s.poll({"1001": ["5"], "1002": ["6@flightjob", "99"]})
     argv = [c for c in fake.calls if c[0] == "squeue"][0]
     assert "--users=1001,1002" in argv and not any(a.startswith("--jobs") for a in argv)
-    assert owners == {"5": 1001, "6@flightjob": 1001} and statuses["6@flightjob"]["state"] == "RUNNING"
+    # 6 is named by 1002's records (as 6@flightjob) but owned by 1001: the poll follows it not (not found for 1002)
+    assert owners == {"5": 1001} and set(statuses) == {"5"}
     assert set(outside[1001]) == {"6"} and set(outside[1002]) == {"7"}  # 6 is 1001's, whoever names it
     assert set(undecided) == {"99"} and "Problem talking to the database" in undecided["99"]
 
@@ -725,8 +726,9 @@ def test_status_carries_the_efficiency_figures_and_the_poll_accepts_them():
     assert st["mem_used_mb"] == pytest.approx(405.8, abs=0.1)
     statuses, *_ = sa.checked_statuses({"statuses": {"21": st}, "owners": {"21": 1001}}, ["21"])
     assert statuses["21"]["mem_used_mb"] == st["mem_used_mb"]
-    with pytest.raises(ValueError):  # still checked field by field
-        sa.checked_statuses({"statuses": {"21": dict(st, alloc_cpus="4")}}, ["21"])
+    # still checked field by field: that job is left out, said why
+    got = sa.checked_statuses({"statuses": {"21": dict(st, alloc_cpus="4")}}, ["21"])
+    assert got[0] == {} and "'alloc_cpus'" in got[3]["21"]
 
 
 def test_efficiency_of_a_multi_task_job_says_what_its_memory_figure_is():
@@ -908,3 +910,78 @@ def test_partition_summary_is_three_read_only_calls():
     s, _ = scheduler("", sinfo="what\n", scontrol="")  # garbage is not "no partitions"
     with pytest.raises(sa.SchedulerNoAnswer):
         s.partition_summary()
+
+
+# ------------------------------------------------- the shared poll's bounds ----
+
+SACCT_LINE = ("{id}|{raw}|{state}|{code}|None|{start}|2026-11-25T15:39:00|2026-11-25T15:30:00|{elapsed}|00:00:00||256M|"
+              "01:00:00|{uid}|debug|1|1||\n")
+
+
+def sacct_line(id, state="CANCELLED by 1001", code="0:0", uid=1001, started=False, raw=None):
+    return SACCT_LINE.format(id=id, raw=raw or id.partition("_")[0], state=state, code=code, uid=uid,
+                             start="2026-11-25T15:38:00" if started else "None", elapsed=60 if started else 0)
+
+
+def test_one_job_s_row_never_fails_the_round_and_ranges_are_expanded_within_a_bound():
+    """A cancelled pending array is one sacct row with its range: past
+    100,000 tasks array_tasks raised ValueError inside parse_sacct and the
+    whole poll failed; now the range is expanded to MAX_TASKS and one entry
+    counts the rest, an unreadable row leaves out its own job only, and the
+    other user's job is decided."""
+    sacct = (sacct_line("145_[0-150000]") + sacct_line("147_[9-2]") + sacct_line("148_[1-99999999999999]")
+             + sacct_line("146", state="COMPLETED", uid=1002, started=True))
+    s, _ = scheduler("", sacct, sacctmgr="flightjob\n")
+    statuses, owners, outside, undecided = s.poll({"1001": ["145", "147", "148"], "1002": ["146"]})
+    assert statuses["146"]["state"] == "COMPLETED" and owners["146"] == 1002
+    big = statuses["145"]
+    assert big["state"] == "CANCELLED" and len(big["tasks"]) == sa.MAX_TASKS + 1
+    assert big["tasks"][-1]["id"] == "145_[+%d]" % (150001 - sa.MAX_TASKS), big["tasks"][-1]
+    assert "147" not in statuses and "148" not in statuses and not undecided
+    assert len(json.dumps(big)) < 200 * sa.MAX_TASKS
+    got = sa.checked_statuses({"statuses": statuses, "owners": owners}, ["145", "146", "147"])
+    assert got[0]["145"] == big and got[0]["146"]["state"] == "COMPLETED" and got[0]["147"] is None
+
+
+def test_a_failed_array_s_reason_is_cut_to_its_bound_and_accepted():
+    """42 failed tasks made a reason of ~1,100 characters, and root refused
+    the whole poll answer for it: every user's jobs stopped updating."""
+    sacct = "".join(sacct_line("93_%d" % t, state="FAILED", code="1:0", started=True, raw=str(100 + t))
+                    for t in range(1, 43)) + sacct_line("94", state="COMPLETED", uid=1002, started=True)
+    s, _ = scheduler("", sacct, sacctmgr="flightjob\n")
+    statuses, owners, _, _ = s.poll({"1001": ["93"], "1002": ["94"]})
+    failed = statuses["93"]
+    assert failed["state"] == "FAILED" and len(failed["tasks"]) == 42
+    assert len(failed["reason_text"]) == sa.STATUS_TEXT and failed["reason_text"].startswith("task 93_1: exit code 1; ")
+    got = sa.checked_statuses({"statuses": statuses, "owners": owners}, ["93", "94"])
+    assert got[0]["93"] == failed and got[0]["94"]["state"] == "COMPLETED" and not got[3]
+
+
+def test_one_user_cannot_blow_the_poll_s_answer_past_its_bound():
+    """18 cancelled 1,001-task arrays (~123 KB each) failed the poll for
+    everyone at a 2 MiB worker.max_message: each user's statuses now share
+    half of it fairly; the ordinary user keeps theirs whole, the other's
+    fill their share, tasks cut with a count of the rest, or are left out
+    this round saying why."""
+    sacct = "".join(sacct_line("%d_[0-1000]" % i) for i in range(200, 218))
+    sacct += sacct_line("300", state="COMPLETED", uid=1002, started=True)
+    config = {"worker": {"max_message": 2 << 20}}
+    source = sa.StatusSource.__new__(sa.StatusSource)
+    source.config, source.checked = config, (None, 1e18)
+    source.scheduler, _ = scheduler("", sacct, sacctmgr="flightjob\n")
+    followed = {"1001": [str(i) for i in range(217, 199, -1)], "1002": ["300"]}
+    answer, _ = source.perform("status.poll", {"followed": followed})
+    assert len(json.dumps([answer["statuses"], answer["outside"]])) <= config["worker"]["max_message"] // 2
+    assert len(json.dumps(answer)) < config["worker"]["max_message"] * 0.6
+    statuses, _, _, undecided, refused = sa.checked_statuses(answer, [i for ids in followed.values() for i in ids])
+    assert statuses["300"]["state"] == "COMPLETED" and not refused and not undecided
+    assert {st["state"] for st in statuses.values()} == {"CANCELLED", "COMPLETED"}
+    cut = [st for i, st in statuses.items() if i != "300"]
+    assert len(cut) == 18 and all(10 < len(st["tasks"]) < 1001 for st in cut)
+    assert all(st["tasks"][-1]["reason_text"] == "%d more tasks, not listed here" % (1001 - len(st["tasks"]) + 1)
+               and st["tasks"][-1]["id"].endswith("]") for st in cut)
+    # a status that cannot fit even with no task listed is left out this round, saying why
+    statuses = {"1": dict(st, reason_text="x" * 900) for st in cut[:1]}
+    assert sa._fair_room({"1001": ["1"]}, statuses, {}, 500) == {"1": (
+        "job 1: its status is larger than its share of the shared poll's answer (500 bytes) this round")}
+    assert statuses == {}

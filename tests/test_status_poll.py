@@ -22,31 +22,40 @@ def test_a_poll_answer_is_checked_field_by_field():
     got = flightjobd.checked_statuses({"statuses": {"7": RUNNING, "9_2": DONE}, "owners": {"7": 1001, "9_2": 1002},
                                        "outside": {"1001": {"12": RUNNING}}, "calls": {}}, ids)
     assert got == ({"7": RUNNING, "8": None, "9_2": DONE},  # 8: polled, not found
-                   {"7": 1001, "9_2": 1002}, {1001: {"12": RUNNING}}, {})
+                   {"7": 1001, "9_2": 1002}, {1001: {"12": RUNNING}}, {}, {})
     # sacct failed for 8, the only source of its state: left out, with why
     got = flightjobd.checked_statuses({"statuses": {"7": RUNNING}, "undecided": {"8": "sacct timed out"}}, ids)
     assert got[0] == {"7": RUNNING, "9_2": None} and got[3] == {"8": "sacct timed out"}
-    for bad in (
-        {"statuses": {"7": RUNNING}, "owners": {"8": 1001}},  # the owner of a job not listed
-        {"statuses": {"7": RUNNING}, "owners": {"7": "1001"}},
-        {"statuses": {}, "outside": {"alice": {"12": RUNNING}}},
-        {"statuses": {}, "outside": {"1001": {"12; rm": RUNNING}}},
-        {"statuses": {}, "outside": {"1001": {"12": dict(RUNNING, state="GONE")}}},
-        {"statuses": {"7": RUNNING}, "undecided": {"7": "decided after all"}},
-        {"statuses": {}, "undecided": {"10": "not asked"}},
-        {"statuses": {}, "undecided": {"8": ["not", "text"]}},
-        None, [], {"statuses": []}, {"statuses": {"7": "RUNNING"}},
-        {"statuses": {"10": RUNNING}},  # an id nobody asked for (another user's job, say)
-        {"statuses": {"7": dict(RUNNING, state="DONE")}},
-        {"statuses": {"7": dict(RUNNING, reason_text="x" * 5000)}},
-        {"statuses": {"7": dict(RUNNING, exit_code="0")}},
-        {"statuses": {"7": dict(RUNNING, started_at="yesterday")}},
-        {"statuses": {"7": dict(RUNNING, elapsed_s=True)}},
-        {"statuses": {"7": dict(RUNNING, results_dir="/etc")}},  # a field no status has
-        {"statuses": {"7": dict(RUNNING, tasks=[{"id": 1}])}},
-    ):
-        with pytest.raises(ValueError):
+    for bad in (None, [], {"statuses": []}, {"outside": {}}, {"statuses": {}, "owners": []}):
+        with pytest.raises(ValueError):  # no poll's answer at all
             flightjobd.checked_statuses(bad, ids)
+    # one job's status that is not one is left out of the round (undecided,
+    # saying why), never the others'; an entry that is not one is ignored
+    for bad, left_out in (
+        ({"statuses": {"7": RUNNING, "9_2": DONE}, "owners": {"8": 1001, "7": "1001", "9_2": 1002}}, None),
+        ({"statuses": {"9_2": DONE}, "outside": {"alice": {"12": RUNNING}, "1001": {"12; rm": RUNNING,
+                                                                                    "13": dict(RUNNING, state="GONE")}}}, None),
+        ({"statuses": {"7": RUNNING, "9_2": DONE}, "undecided": {"7": "decided after all", "10": "not asked",
+                                                                 "8": ["not", "text"]}}, None),
+        ({"statuses": {"9_2": DONE, "10": RUNNING}}, None),  # an id nobody asked for (another user's job, say)
+        ({"statuses": {"9_2": DONE, "7": "RUNNING"}}, "no state"),
+        ({"statuses": {"9_2": DONE, "7": dict(RUNNING, state="DONE")}}, "no state"),
+        ({"statuses": {"9_2": DONE, "7": dict(RUNNING, reason_text="x" * 5000)}}, "'reason_text'"),
+        ({"statuses": {"9_2": DONE, "7": dict(RUNNING, exit_code="0")}}, "'exit_code'"),
+        ({"statuses": {"9_2": DONE, "7": dict(RUNNING, started_at="yesterday")}}, "'started_at'"),
+        ({"statuses": {"9_2": DONE, "7": dict(RUNNING, elapsed_s=True)}}, "'elapsed_s'"),
+        ({"statuses": {"9_2": DONE, "7": dict(RUNNING, results_dir="/etc")}}, "'results_dir'"),  # no status has it
+        ({"statuses": {"9_2": DONE, "7": dict(RUNNING, tasks=[{"id": 1}])}}, "'tasks'"),
+        ({"statuses": {"9_2": DONE, "7": dict(RUNNING, tasks=[{"id": "7_1", "state": "RUNNING"}] * 1003)}}, "'tasks'"),
+        ({"statuses": {"9_2": DONE, "7": dict(RUNNING, tasks=[{"id": "7_1", "state": "RUNNING",
+                                                                "reason_text": "x" * 1001}])}}, "'tasks'"),
+    ):
+        statuses, owners, outside, undecided, refused = flightjobd.checked_statuses(bad, ids)
+        assert statuses["9_2"] == DONE and "10" not in statuses and set(owners) <= {"9_2"}, bad
+        assert not outside and set(undecided) == ({"7"} if left_out else set()), bad
+        if left_out:
+            assert left_out in undecided["7"] and undecided["7"].startswith("job 7: ") and "7" not in statuses
+            assert refused == {"7": (None, undecided["7"])}
 
 
 def submitted(store, tmp_path, n):
