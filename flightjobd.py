@@ -2607,6 +2607,10 @@ class SlurmScheduler(Scheduler):
         mine = {k: v for k, v in self.env.items() if k.startswith("SLURM_")}
         return {"env": dict(login_environment(base) or self.env, **mine), "umask": job_umask()}
 
+    def _show(self, *words):
+        """sacctmgr show WORDS..., parsable, no header."""
+        return self._run(["sacctmgr", "--noheader", "--parsable2", "show"] + list(words))
+
     def _aim(self, argv):
         aim = ["--clusters=" + self.target] if self.target else []
         return argv if argv[1:2] == aim else argv[:1] + aim + argv[1:]
@@ -2618,8 +2622,7 @@ class SlurmScheduler(Scheduler):
         """Its own, then the others of its slurmdbd (sacctmgr show clusters)."""
         if self._clusters is None:
             try:
-                names = self._run(["sacctmgr", "--noheader", "--parsable2", "show", "clusters", "format=cluster"]) \
-                    if self.accounting() else ""
+                names = self._show("clusters", "format=cluster") if self.accounting() else ""
             except SchedulerError:  # slurmdbd down: its own alone, until it answers
                 return [self.home()]
             self._clusters = list(dict.fromkeys([self.home()] + [n for n in names.split() if CLUSTER_RE.match(n)]))
@@ -2675,8 +2678,7 @@ class SlurmScheduler(Scheduler):
         if os.getuid() == 0 or me == self._conf.get("SlurmUser", "").split("(")[0]:
             return None
         with contextlib.suppress(SchedulerError):
-            level = self._run(["sacctmgr", "--noheader", "--parsable2", "show", "user", me,
-                               "format=adminlevel"]).strip().lower()
+            level = self._show("user", me, "format=adminlevel").strip().lower()
             if level in ("operator", "administrator"):
                 return None
         return ("Slurm's PrivateData=%s hides other users' jobs from scheduler.status_user (%s): "
@@ -2686,10 +2688,8 @@ class SlurmScheduler(Scheduler):
         out = self._run(["sinfo", "--noheader", "--Node", "--format=" + SINFO_FORMAT])
         accounts = []
         if self.accounting():
-            text = self._run(["sacctmgr", "--noheader", "--parsable2",
-                              "show", "account", "format=account"])
             # "root" is the top of Slurm's account tree, not one to submit to
-            accounts = [a.strip() for a in text.splitlines()
+            accounts = [a.strip() for a in self._show("account", "format=account").splitlines()
                         if a.strip() and a.strip() != "root"]
         return {"partitions": parse_sinfo(out), "accounts": accounts}
 
@@ -2699,9 +2699,7 @@ class SlurmScheduler(Scheduler):
         accounting."""
         if not self.accounting():
             return None
-        me = pwd.getpwuid(os.getuid()).pw_name
-        return parse_assoc(self._run(["sacctmgr", "--noheader", "--parsable2", "show", "assoc",
-                                      "user=" + me, "format=account,qos"]))
+        return parse_assoc(self._show("assoc", "user=" + pwd.getpwuid(os.getuid()).pw_name, "format=account,qos"))
 
     def partition_summary(self):
         """Three read-only calls for every user at once (the shared poll makes
@@ -6850,12 +6848,10 @@ class WorkerPool:
         self.workers = {}
         self.lock = threading.Lock()
         self.turns = threading.Condition(self.lock)  # notified whenever a slot or a place in the queue is freed
-        self.waiting = []  # (ticket, worker, download) of each request waiting its turn, first come first
-        self.tickets = itertools.count()
+        self.waiting, self.tickets = [], itertools.count()  # (ticket, worker, download) of each waiting request
         self.active = set()  # users known to have unfinished jobs
         self.poll = None  # what watches every call (StatusPoll.around_call): the shared status poll, given by App
-        self.busy = 0  # calls and downloads in flight, all users
-        self.downloads = 0  # downloads in flight, all users
+        self.busy = self.downloads = 0  # calls and downloads in flight, all users; downloads alone
         threads = config["server"]["threads"]
         self.limits = None  # (calls a user, downloads a user, all calls and downloads, all downloads)
         if config["server"]["multi_user"]:
@@ -6906,9 +6902,8 @@ class WorkerPool:
 
     def _next(self):
         """Of the waiting requests that may take a slot, the one whose user holds fewest, then the first."""
-        total, downloads = self.limits[2:]
-        ready = [e for e in self.waiting if self.busy < total and len(e[1].held[e[2]]) < self.limits[e[2]]
-                 and (not e[2] or self.downloads < downloads)]
+        ready = [e for e in self.waiting if self.busy < self.limits[2] and len(e[1].held[e[2]]) < self.limits[e[2]]
+                 and (not e[2] or self.downloads < self.limits[3])]
         return min(ready, key=lambda e: (len(e[1].held[0]) + len(e[1].held[1]), e[0]), default=None)
 
     @contextlib.contextmanager
@@ -7991,7 +7986,6 @@ def bound_clients(server, limits, proxies):
 
     class Channel(HTTPChannel):
         began = None  # when the first byte of the request now arriving came
-        key = None  # the client, as counted (none: a trusted proxy)
 
         def received(self, data):
             if data and self.request is None:

@@ -648,10 +648,12 @@ class SlurmCluster:
         return subprocess.run(list(argv), capture_output=True, text=True, timeout=60,
                               env=dict(os.environ, SLURM_CONF=self.conf)).stdout
 
-    def start_second(self, name):
+    def start_second(self, name, first_job_id=1):
         """A second cluster NAME beside this one, under its slurmdbd
-        (tests/slurm/cluster start-second): its SLURM_CONF."""
-        r = subprocess.run([self.script, "start-second", name], capture_output=True, text=True, timeout=300)
+        (tests/slurm/cluster start-second), its job numbers from
+        first_job_id: its SLURM_CONF."""
+        r = subprocess.run([self.script, "start-second", name], capture_output=True, text=True, timeout=300,
+                           env=dict(os.environ, FLIGHTJOB_SLURM_FIRSTJOBID=str(first_job_id)))
         assert r.returncode == 0, r.stderr[-3000:]
         return r.stdout.strip().split("SLURM_CONF=", 1)[1].split()[0]
 
