@@ -209,6 +209,11 @@
           exitRow.hidden = false;
           exitRow.querySelector("dd").textContent = String(job.program_exit);
         }
+        if (job.state !== "PENDING") {  // started: no Hold, Release or new time limit any more
+          $all('#time-limit, form[action$="/hold"], form[action$="/release"]', box).forEach(function (el) {
+            el.parentNode.removeChild(el);
+          });
+        }
         if (finished(job.state)) {
           // Reload once so the results, run time and Remove button appear.
           // The mark in sessionStorage stops a reload loop should the page

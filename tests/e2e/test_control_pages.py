@@ -58,6 +58,25 @@ def test_start_after_hold_time_limit(logged_in):
     expect(page.locator("main")).to_contain_text("second ran")
 
 
+def test_a_job_that_starts_no_longer_offers_hold_or_a_new_time_limit(logged_in):
+    """The page of a waiting job, left open: once the job starts, its Hold
+    and time limit form go (no 409 for a Hold pressed too late), without a
+    reload by hand."""
+    site, page = logged_in, logged_in.page
+    gated, release = site.gate("starts")
+    job = site.submit(site.make_script("Starts", gated)["id"])
+    site.api("POST", "/api/jobs/%s/hold" % job["id"])
+    site.go("/jobs/" + job["id"])
+    expect(page.locator("#release")).to_be_visible()
+    expect(page.locator("#time_limit")).to_be_visible()
+    site.api("POST", "/api/jobs/%s/release" % job["id"])
+    expect(page.locator("[data-field=state]").first).to_have_text("Running", timeout=30000)
+    expect(page.locator("#time_limit")).to_have_count(0)
+    expect(page.locator("#hold, #release")).to_have_count(0)
+    release()
+    wait_finished(page, "Completed")
+
+
 def test_never_satisfied_dependency_and_array_tasks(logged_in):
     site, page = logged_in, logged_in.page
     first = site.submit(site.make_script("Fine", "true")["id"])
