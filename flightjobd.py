@@ -2820,9 +2820,8 @@ class SlurmScheduler(Scheduler):
         answer = ({}, {}, {}, {})
         for cluster in self.clusters():
             twin = self.on(cluster)
-            mine = {uid: {ref.partition("@")[0]: ref for ref in map(str, refs)
-                          if ref.partition("@")[2] in (cluster, "" if twin is self else cluster)}
-                    for uid, refs in followed.items()}
+            mine = {uid: {ref.partition("@")[0]: ref for ref in map(str, refs) if ref.partition("@")[2] in (
+                cluster, "" if twin is self else cluster)} for uid, refs in followed.items()}
             refs = {i: {r for _, r in g} for i, g in itertools.groupby(sorted(  # each ref asked ("5", and "5@home")
                 (i, r) for m in mine.values() for i, r in m.items()), lambda p: p[0])}
             try:
@@ -7889,8 +7888,8 @@ def waitress_channel(environ):
 
 
 def socket_owner(sock):
-    """The uid owning the other end of the accepted TCP socket sock, on this machine (a loopback client:
-    an SSH tunnel's is its user's sshd), asked of the kernel (sock_diag); None if it cannot say."""
+    """The uid owning the other end of the accepted TCP socket sock, on this machine (a loopback client: an SSH
+    tunnel's is its user's sshd), asked of the kernel (sock_diag); None if it cannot say (a closed client's)."""
     try:
         peer, local = sock.getpeername(), sock.getsockname()
         addrs = [_ip(peer[0]), _ip(local[0])]
@@ -7901,7 +7900,8 @@ def socket_owner(sock):
             diag.settimeout(1)  # SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST; the answer's uid after its header and id
             diag.sendto(struct.pack("=IHHII", 16 + len(request), 20, 1, 0, 0) + request, (0, 0))
             answer = diag.recv(8192)
-        return struct.unpack_from("=I", answer, 80)[0] if struct.unpack_from("=H", answer, 4)[0] == 20 else None
+        uid, inode = struct.unpack_from("=II", answer, 80)  # no inode: closed already, in TIME_WAIT (uid 0: not root's)
+        return uid if struct.unpack_from("=H", answer, 4)[0] == 20 and inode else None
     except (OSError, AttributeError, struct.error):  # AttributeError: no address (None)
         return None
 
