@@ -10,7 +10,7 @@ DESTDIR ?=
 LIBDIR = $(PREFIX)/lib/flight-job
 PY = $(VENV)/bin/python
 
-.PHONY: run test test-fast test-unit lint bench install clean
+.PHONY: run test test-fast test-unit test-unit-venv lint bench install clean
 
 # The virtual environment, rebuilt when a requirements file changes.
 $(VENV)/stamp: requirements.txt requirements-dev.txt requirements-e2e.txt
@@ -41,11 +41,15 @@ test-fast: $(VENV)/stamp
 # file changes). The fast tier in-process, then (as root) workers and the
 # fork server started under that interpreter (FLIGHTJOB_TEST_WORKER_PYTHON),
 # PAM through it, and local jobs supervised by it.
-test-unit:
-	@v=.venv-$$($(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])'); \
+UNIT_VENV = .venv-$$($(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+test-unit-venv:
+	@v=$(UNIT_VENV); \
 	if [ ! -f $$v/stamp ] || [ requirements-dev.txt -nt $$v/stamp ] || [ requirements.txt -nt $$v/stamp ]; then \
 		$(PYTHON) -m venv $$v && $$v/bin/pip install -q -r requirements-dev.txt && touch $$v/stamp || exit 1; \
-	fi; \
+	fi
+
+test-unit: test-unit-venv
+	@v=$(UNIT_VENV); \
 	$$v/bin/python -m pytest -q $(FAST) tests && \
 	FLIGHTJOB_TEST_WORKER_PYTHON=$$(readlink -f $$v/bin/python) $$v/bin/python -m pytest -q -p no:cacheprovider \
 		-m "not slow" tests/test_workers.py tests/test_fork_server.py tests/test_auth.py tests/test_jobs_local.py
