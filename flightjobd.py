@@ -177,7 +177,9 @@ FINISHED = ("COMPLETED", "FAILED", "CANCELLED", "UNKNOWN")
 # before it acts: (page title, button, question about the item).
 STATE_LABELS = {"PENDING": "Pending", "RUNNING": "Running", "COMPLETED": "Completed",
                 "FAILED": "Failed", "CANCELLED": "Cancelled", "UNKNOWN": "Unknown"}
-SHOWN_RAW_STATES = ("SUSPENDED", "COMPLETING", "CONFIGURING", "REQUEUED", "STOPPED")
+ENDING = ("COMPLETING",)  # the scheduler's states of a job it is ending: "Ending" (not Running)
+SHOWN_RAW_STATES = ("SUSPENDED", "CONFIGURING", "REQUEUED", "STOPPED", "TIMEOUT", "OUT_OF_MEMORY",
+                    "NODE_FAIL", "BOOT_FAIL", "PREEMPTED", "DEADLINE", "REVOKED")
 CONFIRM = {
     "cancel": ("Cancel job", "Cancel", "Cancel job %s? It stops at once and its results may be incomplete."),
     "remove": ("Remove job", "Remove", "Remove job %s from the list? Its result files are kept."),
@@ -447,6 +449,8 @@ SCHEMA = {
         "background_refresh": (60, _int(0), "Seconds between background refreshes of users with unfinished jobs; 0 turns it off."),
         "unknown_grace": (600, _int(0), "Seconds a job may be missing from the scheduler before it is shown as UNKNOWN."),
         "environment": ({}, _env_table, "Extra variables for scheduler commands, e.g. SLURM_CONF."),
+        "job_environment": ("login", _choice("login", "none"), "What a job's environment is: login: the user's "
+                            "login shell's (sbatch runs in it, with the login umask); none: sbatch --export=NONE."),
         "shared_poll": (True, _bool, "Multi-user Slurm: one status poll for all users' jobs, as status_user; "
                         "false: each user's worker polls."),
         "status_user": ("nobody", _str, "Account of the shared status poll; must see every user's jobs "
@@ -645,12 +649,59 @@ def first_entries(path, limit, missing):
 
 
 def job_umask(defs="/etc/login.defs"):
-    """The umask a login gives (what pam_umask and login read: UMASK in
-    login.defs; 022 without one): a job's and its folder's."""
+    """The umask a login gives (login.defs' UMASK, as pam_umask reads it; 022): a job's and its folders'."""
     with contextlib.suppress(OSError, ValueError):
         found = re.findall(rb"(?m)^[ \t]*UMASK[ \t]+(0?[0-7]{1,3})[ \t]*$", read_file(defs, MAX_SMALL_FILE))
         return int(found[-1], 8) if found else 0o022
     return 0o022
+
+
+def folder_problem(path):
+    """Why a job could not use the folder path, asked as the user (the
+    worker); None when it can."""
+    if not os.path.isdir(path):
+        return "%s %s" % (name_text(path), "is not a folder" if os.path.lexists(path) else "does not exist")
+    return None if os.access(path, os.W_OK | os.X_OK) else "%s is not yours to write in" % name_text(path)
+
+
+def job_label(job):
+    """A job on pages: "Job 42", or one the scheduler never took by its script."""
+    sid = job.get("scheduler_id")
+    return "Job %s" % sid if sid else "%s (not submitted)" % (job.get("script_name") or "A job")
+
+
+# A refusal's words -> the option (and so the question) it is about, for the form's way back
+REFUSAL_OPTIONS = (("memory", "mem"), ("time limit", "time"), ("partition", "partition"), ("account", "account"),
+                   ("node count", "nodes"), ("cpu", "cpus-per-task"), ("qos", "qos"))
+
+
+def program_exit(job):
+    """A job's exit code when it is its program's own (not a signal's 0, a launch failure's, an OOM's)."""
+    return job.get("exit_code") if job.get("raw_state") in ("COMPLETED", "FAILED") and not job.get("signal") \
+        and job.get("reason") not in ("JobLaunchFailure", "OutOfMemory") else None
+
+
+def launch_problems(job, made=None):
+    """[(what, path, folder, why)]: the job's folders (working directory, outputs') that would make
+    (or made) it fail at launch, asked as the user; not made (a submit makes it) nor one with a %-pattern."""
+    places = [("run in", job.get("results_dir"), job.get("results_dir"))] + [
+        ("write its %s to" % what, job.get(key), os.path.dirname(job.get(key) or "")) for what, key in (
+            ("output", "stdout_path"), ("errors", "stderr_path"))]
+    seen, out = {made, "", None}, []
+    for what, path, folder in places:
+        problem = folder not in seen and "%" not in folder and folder_problem(folder)
+        seen.add(folder)
+        if problem:
+            out.append((what, path, folder, "the folder " + problem))
+    return out
+
+
+def make_dirs(path, mode):  # path and the folders above it that are missing, each with mode
+    if not os.path.isdir(path):
+        make_dirs(os.path.dirname(path), mode)
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(path, 0o700)
+            os.chmod(path, mode)  # not the worker's umask
 
 
 def new_id():
@@ -1010,9 +1061,7 @@ def question_applies(question, values):
     if "equals" in cond:
         return other == cond["equals"]
     choices = cond["one_of"]
-    if isinstance(other, list):
-        return any(v in choices for v in other)
-    return other in choices
+    return any(v in choices for v in other) if isinstance(other, list) else other in choices
 
 
 def check_answers(questions, answers, home):
@@ -1483,12 +1532,11 @@ def _task_ids(task):
 
 
 def _wait_status(text):
-    """squeue's exit_code (a raw wait status) -> (exit code, signal)."""
-    try:
-        status = int(text)
-    except (TypeError, ValueError):
-        return None, None
-    return (status >> 8) & 0xFF, status & 0x7F
+    """squeue's exit_code, a raw wait status -> (exit code, signal), read as
+    sacct reads it (WIFSIGNALED first): 15 -> (0, 15); 768 -> (3, 0); a
+    launch failure's Slurm error lands in the signal's bits (4021 -> (0, 53))."""
+    status = _int_or_none(text)
+    return (None, None) if status is None else (0, status & 0x7F) if status & 0x7F else (status >> 8 & 0xFF, 0)
 
 
 def _exit_signal(text):
@@ -1502,16 +1550,8 @@ def _exit_signal(text):
 
 def _split_state(text):
     """"CANCELLED by 1001" -> ("CANCELLED", 1001); "RUNNING" -> ("RUNNING", None)."""
-    words = (text or "").split()
-    if not words:
-        return "", None
-    by = None
-    if len(words) >= 3 and words[1] == "by":
-        try:
-            by = int(words[2])
-        except ValueError:
-            pass
-    return words[0].rstrip("+"), by
+    words = (text or "").split() or [""]
+    return words[0].rstrip("+"), _int_or_none(words[2]) if len(words) >= 3 and words[1] == "by" else None
 
 
 def _text_or_none(text):
@@ -1617,90 +1657,51 @@ def parse_sacct(text):
 # Slurm job state -> flightjobd state.  Requeued/held jobs wait again, so they
 # are PENDING; anything holding resources is RUNNING (the page shows raw_state
 # for SUSPENDED, COMPLETING, CONFIGURING...).
-STATE_MAP = {
-    "PENDING": "PENDING",
-    "REQUEUED": "PENDING",
-    "REQUEUE_HOLD": "PENDING",
-    "REQUEUE_FED": "PENDING",
-    "SPECIAL_EXIT": "PENDING",
-    "RESV_DEL_HOLD": "PENDING",
-    "CONFIGURING": "RUNNING",
-    "RUNNING": "RUNNING",
-    "SUSPENDED": "RUNNING",
-    "COMPLETING": "RUNNING",
-    "STOPPED": "RUNNING",
-    "RESIZING": "RUNNING",
-    "SIGNALING": "RUNNING",
-    "STAGE_OUT": "RUNNING",
-    "UPDATE_DB": "RUNNING",
-    "COMPLETED": "COMPLETED",
-    "CANCELLED": "CANCELLED",
-    "FAILED": "FAILED",
-    "OUT_OF_MEMORY": "FAILED",
-    "TIMEOUT": "FAILED",
-    "NODE_FAIL": "FAILED",
-    "BOOT_FAIL": "FAILED",
-    "PREEMPTED": "FAILED",
-    "DEADLINE": "FAILED",
-    "REVOKED": "FAILED",
-}
+STATE_MAP = {raw: state for state, raws in (
+    ("PENDING", "PENDING REQUEUED REQUEUE_HOLD REQUEUE_FED SPECIAL_EXIT RESV_DEL_HOLD"),
+    ("RUNNING", "CONFIGURING RUNNING SUSPENDED COMPLETING STOPPED RESIZING SIGNALING STAGE_OUT UPDATE_DB"),
+    ("COMPLETED", "COMPLETED"), ("CANCELLED", "CANCELLED"),
+    ("FAILED", "FAILED OUT_OF_MEMORY TIMEOUT NODE_FAIL BOOT_FAIL PREEMPTED DEADLINE REVOKED")) for raw in raws.split()}
 
 FINAL_STATES = ("COMPLETED", "FAILED", "CANCELLED")
 
 # Final Slurm states that carry their own cause: raw state -> (reason, words).
 FAILURE_CAUSES = {
-    "OUT_OF_MEMORY": ("OutOfMemory", "ran out of memory"),
-    "TIMEOUT": ("TimeLimit", "ran out of time"),
-    "NODE_FAIL": ("NodeFail", "node failure"),
-    "BOOT_FAIL": ("BootFail", "the node failed to boot"),
-    "PREEMPTED": ("Preempted", "preempted by another job"),
-    "DEADLINE": ("DeadLine", "missed its deadline"),
-    "REVOKED": ("Revoked", "revoked (moved to another cluster)"),
-}
+    "OUT_OF_MEMORY": ("OutOfMemory", "ran out of memory"), "TIMEOUT": ("TimeLimit", "ran out of time"),
+    "NODE_FAIL": ("NodeFail", "its node failed"), "BOOT_FAIL": ("BootFail", "the node failed to boot"),
+    "PREEMPTED": ("Preempted", "preempted by another job"), "DEADLINE": ("DeadLine", "missed its deadline"),
+    "REVOKED": ("Revoked", "revoked (moved to another cluster)")}
 
+LAUNCH_FAILURE = "the scheduler could not start it (a launch failure)"
 HELD_REASONS = ("JobHeldUser",)  # a pending job's reasons that say it is held (the public view's "held")
 NEVER_REASONS = ("DependencyNeverSatisfied",)  # ... that it will never run ("never_runs")
 # Slurm reason codes in plain words (pending reasons and a few end reasons).
 REASON_TEXT = {
-    "None": None,
-    "Resources": "waiting for resources",
-    "Priority": "waiting for higher-priority jobs",
+    "None": None, "Resources": "waiting for resources", "Priority": "waiting for higher-priority jobs",
     "Dependency": "waiting for the jobs it depends on",
-    "DependencyNeverSatisfied": "will never run: a job it depends on failed",
-    "JobHeldUser": "held by the user",
-    "JobHeldAdmin": "held by an administrator",
-    "BeginTime": "waiting for its start time",
+    "DependencyNeverSatisfied": "will never run: a job it depends on failed", "JobHeldUser": "held by the user",
+    "JobHeldAdmin": "held by an administrator", "BeginTime": "waiting for its start time",
     "ReqNodeNotAvail": "the requested nodes are not available",
     "PartitionTimeLimit": "the time limit is more than the partition allows",
     "PartitionNodeLimit": "more nodes than the partition allows",
-    "PartitionConfig": "the partition cannot satisfy the request",
-    "PartitionDown": "the partition is down",
-    "PartitionInactive": "the partition is inactive",
-    "NodeDown": "a required node is down",
+    "PartitionConfig": "the partition cannot satisfy the request", "PartitionDown": "the partition is down",
+    "PartitionInactive": "the partition is inactive", "NodeDown": "a required node is down",
     "BadConstraints": "the cluster cannot satisfy the requested resources",
     "QOSMaxJobsPerUserLimit": "the user already has the most jobs allowed",
     "QOSMaxSubmitJobPerUserLimit": "the user has submitted the most jobs allowed",
     "QOSMaxCpuPerUserLimit": "the user is using the most CPUs allowed",
-    "QOSResourceLimit": "a quality-of-service limit was reached",
-    "QOSGrpCpuLimit": "a group CPU limit was reached",
+    "QOSResourceLimit": "a quality-of-service limit was reached", "QOSGrpCpuLimit": "a group CPU limit was reached",
     "AssocGrpCpuLimit": "the account's CPU limit was reached",
     "AssocGrpMemLimit": "the account's memory limit was reached",
     "AssocGrpJobsLimit": "the account's job limit was reached",
     "AssocMaxJobsLimit": "the most jobs allowed for the account are running",
     "AssocGrpCPUMinutesLimit": "the account's CPU time allocation is used up",
-    "InvalidAccount": "the account is not valid",
-    "InvalidQOS": "the quality of service is not valid",
-    "Reservation": "waiting for its reservation",
-    "Licenses": "waiting for licenses",
-    "JobLaunchFailure": "the job could not be launched",
-    "launch failed requeued held": "launch failed; requeued and held",
-    "NonZeroExitCode": "non-zero exit code",
-    "TimeLimit": "ran out of time",
-    "OutOfMemory": "ran out of memory",
-    "SystemFailure": "system failure",
-    "Cleaning": "waiting for the previous run to clean up",
-    "Prolog": "running the prolog",
-    "NodeFail": "node failure",
+    "InvalidAccount": "the account is not valid", "InvalidQOS": "the quality of service is not valid",
+    "Reservation": "waiting for its reservation", "Licenses": "waiting for licenses",
+    "JobLaunchFailure": LAUNCH_FAILURE, "launch failed requeued held": "launch failed; requeued and held",
+    "NonZeroExitCode": "non-zero exit code", "TimeLimit": "ran out of time", "OutOfMemory": "ran out of memory",
+    "SystemFailure": "system failure", "Cleaning": "waiting for the previous run to clean up",
+    "Prolog": "running the prolog", "NodeFail": "node failure",
 }
 
 
@@ -1718,11 +1719,14 @@ def _over_memory(sig, max_rss_mb, mem_mb):
 
 
 def _explain_failure(raw_state, reason, exit_code, sig, max_rss_mb, mem_mb):
-    """-> (reason, reason_text) for a job that ended FAILED (or similar)."""
+    """-> (reason, reason_text) for a job that ended FAILED (or similar). A "signal" past the standard
+    ones is a launch failure's Slurm error (4021 reads 0:53); squeue says JobLaunchFailure of an OOM kill too."""
     if raw_state in FAILURE_CAUSES:
         return FAILURE_CAUSES[raw_state]
     if _over_memory(sig, max_rss_mb, mem_mb):
         return "OutOfMemory", "ran out of memory"
+    if (sig or 0) > 31 or reason == "JobLaunchFailure" and not sig and not exit_code:
+        return "JobLaunchFailure", LAUNCH_FAILURE
     if exit_code:
         return "NonZeroExitCode", "exit code %d" % exit_code
     if sig:
@@ -1730,6 +1734,10 @@ def _explain_failure(raw_state, reason, exit_code, sig, max_rss_mb, mem_mb):
     if reason and reason not in ("NonZeroExitCode", "JobLaunchFailure"):
         return reason, REASON_TEXT.get(reason) or reason
     return reason or "Failed", "failed"
+
+
+RUNNING_WORDS = {"SUSPENDED": "suspended", "COMPLETING": "waiting for the final figures",  # ENDING's
+                 "CONFIGURING": "starting (nodes are being prepared)"}
 
 
 def _status(row, owner=None):
@@ -1751,36 +1759,19 @@ def _status(row, owner=None):
             raw, row["reason"], row["exit_code"], row["signal"],
             row.get("max_rss_mb"), row["requested_mem_mb"])
     elif state == "CANCELLED":
-        reason = "Cancelled"
         by = row.get("cancelled_by")
-        if by is None:
-            reason_text = "cancelled"
-        elif by == (row["uid"] if owner is None else owner):
-            reason_text = "cancelled by the user"
-        else:
-            reason_text = "cancelled by an administrator"
-    elif state == "PENDING":
-        if reason is None:  # just submitted: the scheduler has not looked yet
-            reason_text = "waiting to be scheduled"
+        reason, reason_text = "Cancelled", "cancelled" if by is None else "cancelled by the user" if by == (
+            row["uid"] if owner is None else owner) else "cancelled by an administrator"
+    elif state == "PENDING" and reason is None:  # just submitted: the scheduler has not looked yet
+        reason_text = "waiting to be scheduled"
     elif state == "RUNNING":
-        if raw == "SUSPENDED":
-            reason_text = "suspended"
-        elif raw == "COMPLETING":
-            reason_text = "finishing"
-        elif raw == "CONFIGURING":
-            reason_text = "starting (nodes are being prepared)"
-        elif reason_text is None:
-            reason = None
+        reason_text = RUNNING_WORDS.get(raw, reason_text)
+        reason = reason if reason_text else None
 
     started = row["start"] if state != "PENDING" else None
-    if (state == "CANCELLED" and started and started == row["end"]
-            and not row["elapsed_s"]):
-        # squeue gives a job cancelled while pending start = end = the
-        # moment of cancelling; it never started.
-        started = None
-    estimated = None
-    if state == "PENDING" and row["start"] and parse_iso(row["start"]) > _now():
-        estimated = row["start"]
+    if state == "CANCELLED" and started and started == row["end"] and not row["elapsed_s"]:
+        started = None  # squeue gives a job cancelled while pending start = end = the moment of cancelling
+    estimated = row["start"] if state == "PENDING" and row["start"] and parse_iso(row["start"]) > _now() else None
     ended = row["end"] if final else None
     elapsed = row["elapsed_s"] if started else None
     cpus = row.get("alloc_cpus") or None
@@ -2295,8 +2286,8 @@ def _run_local_task(jobdir, out, env, deadline, status, status_path, cancelled):
         return ("CANCELLED", "CANCELLED", "cancelled by the user", None)
     if code == 0:
         return ("COMPLETED", "COMPLETED", "", 0)
-    if code < 0:
-        return ("FAILED", "FAILED", "killed by signal %d" % -code, 128 - code)
+    if code < 0:  # as Slurm's: no exit code of the program's
+        return ("FAILED", "FAILED", "killed by signal %d (%s)" % (-code, _signal_name(-code)), None)
     return ("FAILED", "FAILED", "exit code %d" % code, code)
 
 
@@ -2328,7 +2319,7 @@ def unbound_memory(mb=None):
     resource.setrlimit(resource.RLIMIT_AS, (min(mb << 20, hard % (1 << 64)) if mb else hard, hard))
 
 
-def run(argv, timeout, env=None, cwd=None):
+def run(argv, timeout, env=None, cwd=None, **umask):
     """The one way a scheduler command runs: an argv list, never a shell, in
     its own session so a hung command and its children can be killed.
     Returns stdout; raises SchedulerError on a non-zero exit (carrying the
@@ -2336,7 +2327,7 @@ def run(argv, timeout, env=None, cwd=None):
     start, SchedulerNoAnswer on a time-out (with what it printed before)."""
     try:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                env=env, cwd=cwd, start_new_session=True, preexec_fn=unbound_memory)
+                                env=env, cwd=cwd, start_new_session=True, preexec_fn=unbound_memory, **umask)
     except OSError as e:
         raise SchedulerError("Cannot run %s: %s" % (argv[0], e.strerror or e))
     try:
@@ -2355,6 +2346,33 @@ def run(argv, timeout, env=None, cwd=None):
                                                 err.strip() or "exit code %d" % proc.returncode),
                              stdout=out, stderr=err, returncode=proc.returncode)
     return out
+
+
+def login_environment(base, timeout=10, limit=1 << 20):
+    """The environment the user's login shell (bash for one that takes no
+    -lc) sets up from base, its profile read (PATH, modules, conda...): its
+    `env -0`, run as the user (the worker), in at most timeout seconds and
+    limit bytes; None when it cannot be had."""
+    shell = pwd.getpwuid(os.getuid()).pw_shell
+    shell = shell if os.path.basename(shell) in ("bash", "sh", "dash", "zsh", "ksh") else "/bin/bash"
+    try:
+        proc = subprocess.Popen([shell, "-lc", "exec env -0"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL, env=base, cwd=base.get("HOME"), start_new_session=True)
+    except OSError:
+        return None
+    stop = threading.Timer(timeout, lambda: os.killpg(proc.pid, signal.SIGKILL))
+    stop.start()
+    try:
+        data = proc.stdout.read(limit + 1)
+    finally:
+        stop.cancel()
+        with contextlib.suppress(OSError):
+            os.killpg(proc.pid, signal.SIGKILL)  # what its profile left running, and one that goes on writing
+        proc.stdout.close()
+        proc.wait()
+    if proc.returncode != 0 or len(data) > limit:
+        return None
+    return dict(item.split("=", 1) for item in os.fsdecode(data).split("\0") if "=" in item)
 
 
 def unreadable(command, out):
@@ -2553,10 +2571,10 @@ class SlurmScheduler(Scheduler):
     name = "slurm"
     SHARED_POLL = True
 
-    def __init__(self, timeout=20.0, run=run, env=None):
+    def __init__(self, timeout=20.0, run=run, env=None, job_environment="login"):
         super().__init__(timeout)
         self._run_fn = run
-        self.env = env
+        self.env, self.login = env, job_environment == "login"
         self._accounting = None  # learnt once from scontrol show config
         self._conf = None  # scontrol show config, as read last
         self._clusters = None  # clusters(), asked once
@@ -2571,12 +2589,23 @@ class SlurmScheduler(Scheduler):
 
     @classmethod
     def from_config(cls, config, user, state_dir):
-        return cls(timeout=config["scheduler"]["timeout"],
-                   env=dict(os.environ, **config["scheduler"]["environment"]))
+        return cls(timeout=config["scheduler"]["timeout"], env=dict(os.environ, **config["scheduler"]["environment"]),
+                   job_environment=config["scheduler"]["job_environment"])
 
-    def _run(self, argv, cwd=None):
+    def _run(self, argv, cwd=None, **how):
         self._note_call(argv[0])
-        return self._run_fn(self._aim(argv), self.timeout, env=self.env, cwd=cwd)
+        return self._run_fn(self._aim(argv), self.timeout, **dict(dict(env=self.env, cwd=cwd), **how))
+
+    def _job_env(self):
+        """sbatch's environment and umask, the job's (--export=ALL): the
+        user's login shell's with the scheduler's SLURM_* over it, and the
+        login umask; none (the worker's) with job_environment "none" (sbatch
+        --export=NONE) or for one made without a config's environment."""
+        if not self.login or self.env is None:
+            return {}
+        base = {k: v for k, v in self.env.items() if k in ("HOME", "USER", "LOGNAME", "SHELL", "PATH", "LANG")}
+        mine = {k: v for k, v in self.env.items() if k.startswith("SLURM_")}
+        return {"env": dict(login_environment(base) or self.env, **mine), "umask": job_umask()}
 
     def _show(self, *words):
         """sacctmgr show WORDS..., parsable, no header."""
@@ -2684,7 +2713,8 @@ class SlurmScheduler(Scheduler):
     # -- jobs -----------------------------------------------------------
 
     def command(self, script_path, options):
-        return self._aim(["sbatch", "--parsable"] + list(options) + [script_path])
+        return self._aim(["sbatch", "--parsable"] + ([] if self.login else ["--export=NONE"]) + list(options)
+                         + [script_path])
 
     # sbatch's stderr when slurmctld may have made the job but its answer was lost
     ANSWER_LOST = ("Socket timed out", "Zero Bytes were transmitted")
@@ -2696,7 +2726,7 @@ class SlurmScheduler(Scheduler):
         said no."""
         argv = self.command(script_path, options)
         try:
-            out = self._run(argv, cwd=cwd)
+            out = self._run(argv, cwd=cwd, **self._job_env())
         except SchedulerError as e:
             with contextlib.suppress(ValueError):
                 # it printed a job id, then failed or hung: the job exists, keep it
@@ -3193,17 +3223,12 @@ class LocalScheduler(Scheduler):
         self._pending(jobdir, job_id, release)
 
     def set_time_limit(self, job_id, seconds):
-        """As Slurm does for a user who is not an operator: lowered only."""
+        """While it waits, as Slurm lets a user within the partition's
+        MaxTime (the local scheduler has none): lowered or raised."""
         self._note_call("time_limit")
         jobdir, spec, _ = self._jobdir(job_id)
-
-        def lower():
-            now = local_time_limit(jobdir, spec)
-            if seconds is None and now is not None or seconds is not None and now is not None and seconds > now:
-                raise SchedulerRefused("Access/permission denied: a job's time limit may only be lowered "
-                                       "(job %s may run %s)" % (job_id, format_duration(now)))
-            atomic_write(os.path.join(jobdir, "time_limit"), "%d\n" % seconds if seconds is not None else "")
-        self._pending(jobdir, job_id, lower)
+        self._pending(jobdir, job_id, lambda: atomic_write(os.path.join(jobdir, "time_limit"), "%d\n" % seconds
+                                                           if seconds is not None else ""))
 
     def cancel(self, job_id):
         self._note_call("cancel")
@@ -4318,7 +4343,7 @@ JOB_FIELDS = [JobField(*row) for row in [
     ("stdout_path", _opt_text, None, "answer", "text", None),
     ("stderr_path", _opt_text, None, "answer", "text", None),
     ("outputs_guessed", _or_none(lambda v: isinstance(v, bool)), ABSENT, "answer", True, None),  # worked out, not told
-    ("raw_state", _opt_text, "SUBMITTING", "status", True, None),
+    ("raw_state", _opt_text, "SUBMITTING", "status", True, ("raw", "text", False, None)),  # searched: "timeout"
     ("reason", _opt_text, "Submitting", "status", True, None),
     ("reason_text", _opt_text, "being submitted", "status", True, None),
     ("exit_code", _or_none(_whole), None, "status", True, None),
@@ -4330,7 +4355,8 @@ JOB_FIELDS = [JobField(*row) for row in [
     ("cancelled_tasks", _or_none(_texts), ABSENT, "ours", True, None),
     ("origin", _or_none(lambda v: v == "outside"), ABSENT, "ours", True, None),  # outside_job_record
     ("time_limit", _opt_text, ABSENT, "status", True, None),
-    ("signal", _or_none(_whole), ABSENT, "status", True, None)] + [
+    ("signal", _or_none(_whole), ABSENT, "status", True, None),
+    ("mem_asked", _or_none(lambda v: isinstance(v, bool)), None, "submit", True, None)] + [  # memory asked for
     (name, _opt_figure, ABSENT, "status", True, None) for name in (
         "elapsed_s", "cpu_time_s", "max_rss_mb", "requested_mem_mb", "mem_used_mb", "mem_tasks", "alloc_cpus",
         "cpu_alloc_s")]]
@@ -4352,9 +4378,7 @@ def new_job_record(job_id, plan, scheduler_name, command, now):
 
 def mem_words(mb):
     """600.0 -> "600 MiB", 18432.0 -> "18 GiB", 1536.0 -> "1.5 GiB"."""
-    if mb < 1024:
-        return "%d MiB" % round(mb)
-    return ("%.1f GiB" % (mb / 1024.0)).replace(".0 GiB", " GiB")
+    return "%d MiB" % round(mb) if mb < 1024 else ("%.1f GiB" % (mb / 1024.0)).replace(".0 GiB", " GiB")
 
 
 def _figure(value):
@@ -4413,10 +4437,17 @@ def job_efficiency(meta):
     if out["cpu_percent"] is None and used is None and out["time_percent"] is None:
         return None
     advice = out["advice"]
+    # memory the user did not ask for is the node's default: no advice about a request never made
+    out["mem_asked"] = meta.get("mem_asked") is not False  # older records: not known, as before
+    given = ("the %s asked for" if out["mem_asked"] else "the node's default of %s") % mem_words(asked or 0)
     if meta.get("reason") == "OutOfMemory" and asked:
-        advice.append("It ran out of the %s asked for: ask for more next time (~%s)."
-                      % (mem_words(asked), mem_words(_mem_suggestion(asked * 1.5))))
-    elif used is not None and asked:
+        advice.append("It ran out of %s: ask for more next time (Memory: ~%s)."
+                      % (given, mem_words(_mem_suggestion(asked * 1.5))))
+    elif meta.get("raw_state") == "TIMEOUT" and limit:
+        advice.append("It ran out of time: it ran %s of its %s limit. Submit it again with a longer time limit "
+                      "(~%s), or make it save its work as it goes." % (format_duration(out["time_used_s"] or limit),
+                                                                       format_duration(limit), format_duration(2 * limit)))
+    elif used is not None and asked and out["mem_asked"]:
         enough = _mem_suggestion(used * 1.2)
         if asked >= 2 * enough and asked - enough >= EFFICIENCY_SPARE_MB:
             advice.append("Used %d %% of the %s asked for: next time ~%s would do."
@@ -4435,9 +4466,7 @@ def job_efficiency(meta):
 
 def _mem_suggestion(mb):
     """A request of at least mb, rounded up: whole GiB from 1 GiB, else 64 MiB steps."""
-    if mb >= 1024:
-        return -(-mb // 1024) * 1024.0
-    return max(64.0, -(-mb // 64) * 64.0)
+    return -(-mb // 1024) * 1024.0 if mb >= 1024 else max(64.0, -(-mb // 64) * 64.0)
 
 
 # The job index: what the jobs list searches and sorts by, one JobRow a
@@ -4555,9 +4584,7 @@ class PackedRow(bytes):
 def row_has(row, text, text_utf8):
     """Whether a job's row (JobRow or PackedRow) has text (text_utf8 as
     UTF-8) in one of its texts (name, script, scheduler id)."""
-    if isinstance(row, PackedRow):
-        return row.has(text_utf8)
-    return any(text in getattr(row, name) for name in ROW_TEXTS)
+    return row.has(text_utf8) if isinstance(row, PackedRow) else any(text in getattr(row, name) for name in ROW_TEXTS)
 
 
 def _index_time(value):
@@ -4681,6 +4708,7 @@ class JobRecords(StorePart):
         out["held"] = pending and meta.get("reason") in HELD_REASONS  # release lets it start
         out["never_runs"] = pending and meta.get("reason") in NEVER_REASONS  # it waits for what cannot come
         out["efficiency"] = job_efficiency(meta)
+        out["program_exit"] = program_exit(meta)
         try:
             out["where"], out["managed"] = self._where(meta), self._aimed(meta) is not None
         except SchedulerError:  # it cannot tell its own cluster's name now: the actions will say
@@ -4844,10 +4872,10 @@ class JobSubmit(StorePart):
             return None
         base = job_outputs(content, options, 0, self.user, self.home)["results_dir"]
         stem = re.sub(r"[^A-Za-z0-9._-]+", "-", meta["name"]).strip("-.")[:64] or "job"
-        taken_re = re.compile(re.escape(stem) + r"-([0-9]{1,9})$")
         try:
             with os.scandir(base) as entries:
-                n = max([int(m.group(1)) for m in map(taken_re.match, (e.name for e in entries)) if m] + [0])
+                taken = (re.match(re.escape(stem) + r"-([0-9]{1,9})$", e.name) for e in entries)
+                n = max([int(m.group(1)) for m in taken if m] + [0])
             for n in range(n + 1, n + 100 if create else n + 2):
                 folder = os.path.join(base, "%s-%d" % (stem, n))
                 with contextlib.suppress(FileExistsError):
@@ -4856,9 +4884,8 @@ class JobSubmit(StorePart):
                         os.chmod(folder, 0o777 & ~job_umask())  # not the worker's umask
                     return folder
         except OSError as e:
-            where = "The working directory %s " % name_text(base)
-            message = where + ("does not exist" if isinstance(e, FileNotFoundError) else "cannot be used: %s"
-                               % (e.strerror or e)) + "; change it in the script (#SBATCH --chdir)."
+            message = "The working directory %s; change it in the script (#SBATCH --chdir)." % (
+                folder_problem(base) or "%s cannot be used: %s" % (name_text(base), e.strerror or e))
             raise Invalid(message, {"working_dir": message})
         raise Conflict("No free folder name for the job in %s." % name_text(base))
 
@@ -4942,7 +4969,8 @@ class JobSubmit(StorePart):
                 dropped.append({"id": qid, "text": by_id[qid]["text"], "value": value, "reason": str(e)})
         return ([dict(q, default=kept[q["id"]]) if q["id"] in kept else q for q in questions],
                 {"id": job["id"], "scheduler_id": job.get("scheduler_id"), "submitted_at": job["submitted_at"],
-                 "dropped": dropped})
+                 "dropped": dropped, "label": job_label(job),
+                 "refused": job.get("reason_text") if job.get("reason") == "SubmissionRefused" else None})
 
     @operation("jobs.preview")
     def preview(self, script, answers=None, cluster=None, after=None):
@@ -4952,7 +4980,7 @@ class JobSubmit(StorePart):
         one of the user's jobs (see _dependency)."""
         return self._plan(script, answers, cluster, after)[0]
 
-    def _plan(self, script, answers, cluster=None, after=None, create=False):
+    def _plan(self, script, answers, cluster=None, after=None, create=False, make_folders=False):
         """(preview's answer, the content a submit sends): the script's, or
         for one that runs where it is, its file as it is now (_run_source),
         in its directory (--chdir, after the answers' options)."""
@@ -4978,27 +5006,40 @@ class JobSubmit(StorePart):
         if dependency and (self._job_meta(dependency["job_id"]).get("cluster") or self.scheduler.home()) != cluster:
             raise Invalid("Start after: that job runs on another cluster; a job can wait only for one on its own.",
                           {"after_job": "runs on another cluster"})
-        folder = self._job_folder(meta, content, options, create)
+        folder = self._job_folder(meta, content, options, False)
+        problems = launch_problems(job_outputs(content, options + (["--chdir=%s" % folder] if folder else []),
+                                               "%j", self.user, self.home), made=folder)
+        if create and problems and not (make_folders and all(p[3].endswith("does not exist") for p in problems)):
+            message = "The job would fail at launch: %s." % "; ".join(
+                "it could not %s %s: %s" % (w, name_text(p), why) for w, p, _, why in problems)
+            raise Invalid(message, {"make_folders": message})
+        folder = self._job_folder(meta, content, options, True) if create and folder else folder
         options += ["--chdir=%s" % folder] if folder else []
+        for _, _, missing, _ in problems if create else ():
+            make_dirs(missing, 0o777 & ~job_umask())
         if dependency:
             options.append("--dependency=%s:%s" % (dependency["type"], dependency["scheduler_id"]))
         outputs = self._outputs(content, options, "%j")
         cmd = self.scheduler.command(os.path.join(self.jobs_dir, "<job>", "script.sh"), options)
         ignored = self.scheduler.ignored_options(content, options)
-        return ({"script": self._script_public(meta), "questions": questions, "answers": values,
+        asked = set(effective_options(content, options)) & {"mem", "mem-per-cpu", "mem-per-gpu"}
+        return ({"script": self._script_public(meta), "questions": questions, "answers": values, "mem_asked": bool(asked),
                  "options": options, "command": cmd, "command_text": " ".join(shlex.quote(a) for a in cmd),
                  "outputs": outputs, "ignored_options": ignored, "scheduler": self.scheduler.name,
+                 "problems": [{"what": w, "path": name_text(p), "folder": name_text(f), "why": why,
+                               "missing": why.endswith("does not exist")} for w, p, f, why in problems],
                  "script_file": meta["origin"]["file"] if run_in else None,
                  "run_in": name_text(run_in) if run_in else None, "dependency": dependency,
                  "cluster": cluster}, content)
 
     @operation("jobs.submit", writes=True)
-    def job_submit(self, script, answers=None, cluster=None, after=None):
+    def job_submit(self, script, answers=None, cluster=None, after=None, make_folders=False):
         """Submit a script: the job keeps a snapshot of the script (for one
         that runs where it is, of its file as it was read for this submit).
         A refusal by the scheduler is a FAILED job carrying the scheduler's
-        message."""
-        plan, content = self._plan(script, answers, cluster, after, create=True)
+        message. What would fail at launch (launch_problems) is refused,
+        naming make_folders; make_folders: true makes the missing folders."""
+        plan, content = self._plan(script, answers, cluster, after, create=True, make_folders=make_folders is True)
 
         def make(job_id):
             command = self.scheduler.command(self._job_path(job_id, "script.sh"), plan["options"])
@@ -5255,6 +5296,9 @@ class JobStatus(StorePart):
             if gone:
                 number = (lambda t: t["id"].rpartition("_")[2])
                 changes["tasks"] = sorted(changes["tasks"] + gone, key=lambda t: (len(number(t)), number(t)))
+        if changes.get("reason") == "JobLaunchFailure":  # why, in words: Slurm's are in slurmd's log
+            changes["reason_text"] = next((LAUNCH_FAILURE + ": could not %s %s: %s" % (what, name_text(path), problem)
+                                           for what, path, _, problem in launch_problems(meta)), LAUNCH_FAILURE)
         if meta.get("dependency") and changes.get("state") == "PENDING" and \
                 changes.get("reason") in ("Dependency", "DependencyNeverSatisfied"):
             changes["reason_text"] = dependency_words(meta["dependency"], changes["reason"])
@@ -5381,7 +5425,7 @@ class JobControl(StorePart):
     def job_time_limit(self, id, time_limit=None):
         """Change a pending job's time limit (a Slurm time, as the time
         question takes it): Invalid naming time_limit for a bad one; the
-        scheduler's refusal (a user may only lower it) as SchedulerRefused."""
+        scheduler's refusal (past the partition's MaxTime) as SchedulerRefused."""
         def act(sched, job_id):
             try:
                 if not isinstance(time_limit, str) or not time_limit.strip():
@@ -7611,9 +7655,7 @@ class Auth:
         # 65534 is nobody/nfsnobody (the overflow uid): a system account above min_uid
         if pw.pw_uid in (0, 65534) or pw.pw_uid < c["min_uid"] or pw.pw_shell in c["deny_shells"]:
             return None
-        if c["allow_groups"] and not set(c["allow_groups"]) & self._groups(pw):
-            return None
-        return pw
+        return None if c["allow_groups"] and not set(c["allow_groups"]) & self._groups(pw) else pw
 
     @staticmethod
     def _groups(pw):
@@ -7697,9 +7739,7 @@ class Auth:
             return False
 
     def _shadow(self, user):
-        if not self.config["server"]["multi_user"]:
-            return None
-        return shadow_fingerprints([user]).get(user)
+        return None if not self.config["server"]["multi_user"] else shadow_fingerprints([user]).get(user)
 
     def _accounts(self, users):
         """(those of users who may no longer log in, user -> shadow
@@ -8065,18 +8105,21 @@ def visible_questions(questions, answers):
 
 
 def state_label(job):
-    """'Running', or 'Running · suspended' where the scheduler's own state
-    says more (SHOWN_RAW_STATES); the same words as app.js's stateLabel."""
-    label = STATE_LABELS.get(job["state"], job["state"].capitalize())
+    """'Running', 'Running · suspended' or 'Failed · timeout' where the
+    scheduler's own state says more (SHOWN_RAW_STATES), 'Ending' while it
+    ends the job (ENDING); the same words as app.js's stateLabel."""
     raw = job.get("raw_state")
+    label = "Ending" if raw in ENDING else STATE_LABELS.get(job["state"], job["state"].capitalize())
     return label + (" · " + raw.replace("_", " ").lower() if raw in SHOWN_RAW_STATES else "")
 
 
 def state_text(job):
-    """'Failed — out of memory': the label and why, for a job's page; the
+    """'Failed — ran out of time': the label and why, for a job's page; the
     same words as app.js's stateText."""
     reason = job.get("reason_text") if job["state"] != "COMPLETED" else None
-    return STATE_LABELS.get(job["state"], job["state"].capitalize()) + (" — " + reason if reason else "")
+    return (("Ending" if job.get("raw_state") in ENDING else STATE_LABELS.get(job["state"], job["state"].capitalize()))
+            + (" — " + reason if reason else "") + (" (its final figures are still coming)" if job.get("detail_pending")
+                                                     else ""))
 
 
 def confirm_question(action, name):
@@ -8108,9 +8151,9 @@ VIEW_HELPERS = {"time_tag": time_tag, "duration": duration, "human_size": human_
                 "quote": urllib.parse.quote,
                 "visible": visible_questions, "state_label": state_label, "state_text": state_text,
                 "confirm_question": confirm_question, "seconds_between": seconds_between, "now_iso": now_iso,
-                "numbered_lines": numbered_lines, "STATE_LABELS": STATE_LABELS, "UNFINISHED": UNFINISHED,
+                "numbered_lines": numbered_lines, "STATE_LABELS": STATE_LABELS, "UNFINISHED": UNFINISHED, "job_label": job_label,
                 "DEPENDENCY_TYPES": DEPENDENCY_TYPES}
-VOCABULARY = json.dumps({"labels": STATE_LABELS, "shown_raw": SHOWN_RAW_STATES, "finished": FINISHED})
+VOCABULARY = json.dumps({"labels": STATE_LABELS, "shown_raw": SHOWN_RAW_STATES, "finished": FINISHED, "ending": ENDING})
 
 
 def security_headers():
@@ -8996,7 +9039,10 @@ def submit_page(app, user, id, answers=None, errors=None, status=200, from_job=N
     answers are the values, and the page says so, with a way back to the
     defaults. after: the "start after" choice as typed."""
     sub = app.call(user, "scripts.submission", id=id, from_job=from_job or None)
-    name = sub["script"]["name"]
+    name, refused = sub["script"]["name"], (sub.get("from_job") or {}).get("refused")
+    if refused and errors is None:  # the way back from a refusal: its words beside the question they are about
+        about = {o for words, o in REFUSAL_OPTIONS if words in refused.lower()}
+        errors = {q["id"]: refused for q in sub["questions"] if q.get("option") in about} or {"": refused}
     return app.render("submit", status=status, sub=sub, answers=answers, errors=errors or {},
                       after=after or {"job": "", "type": "afterok"},
                       title="Submit " + name,
@@ -9018,15 +9064,23 @@ def page_submit_post(app, user, id):
     action = form.get("action")
     if action == "update":
         return submit_page(app, user, id, answers, from_job=form.get("from_job"), after=after)
+    problem = None
     try:
         if action == "submit":
-            job = app.call(user, "jobs.submit", script=id, answers=answers, after=after)
-            return see_other("/jobs/%s" % job["id"])
+            try:
+                job = app.call(user, "jobs.submit", script=id, answers=answers, after=after,
+                               make_folders=form.get("make_folders") == "yes")
+                return see_other("/jobs/%s" % job["id"])
+            except Invalid as e:  # it would fail at launch: the summary again, saying why
+                if "make_folders" not in e.fields:
+                    raise
+                problem = e.message
         plan = app.call(user, "jobs.preview", script=id, answers=answers, after=after)
     except Invalid as e:
         return submit_page(app, user, id, answers, form_errors(e), 422, form.get("from_job"), after)
     name = plan["script"]["name"]
-    return app.render("summary", plan=plan, raw_answers=answers, after=after, title="Summary: " + name,
+    return app.render("summary", status=422 if problem else 200, plan=plan, problem=problem, raw_answers=answers,
+                      after=after, title="Summary: " + name,
                       crumbs=[("Scripts", "/scripts"), (name, "/scripts/%s" % id),
                               ("Submit", "/scripts/%s/submit" % id), ("Summary", None)])
 
@@ -9051,7 +9105,7 @@ def api_jobs_bulk(app, user):
     return app.json(app.call(user, "jobs.bulk", ids=ids, action=action))
 
 
-api_call("POST", "/api/jobs", "jobs.submit", ("script", "answers", "after"), 201)
+api_call("POST", "/api/jobs", "jobs.submit", ("script", "answers", "after", "make_folders"), 201)
 
 
 api_call("GET", "/api/jobs/<id>", "jobs.get", query=lambda: {"script": bottle.request.query.get("script") == "1"})
@@ -9220,7 +9274,7 @@ def page_jobs_bulk(app, user):
 
 
 def job_crumbs(job):
-    return [("Jobs", "/jobs"), ("Job %s" % (job.get("scheduler_id") or job["id"]), "/jobs/%s" % job["id"])]
+    return [("Jobs", "/jobs"), (job_label(job), "/jobs/%s" % job["id"])]
 
 
 @route("/jobs/<id>")
@@ -9244,8 +9298,8 @@ def page_job(app, user, id, status=200, archive_error=None, chosen=(), problem=N
             with contextlib.suppress(FlightJobError):
                 outputs[which] = with_text(app.call(user, "jobs.file", id=id, which=which, tail=16384))
     return app.render("job", status=status, job=job, files=files, outputs=outputs, archive_error=archive_error,
-                      chosen=set(chosen), problem=problem or {}, limit=limit,
-                      title="Job %s" % (job.get("scheduler_id") or id), crumbs=job_crumbs(job))
+                      chosen=set(chosen), problem=problem or {}, limit=limit, done=bottle.request.query.get("done"),
+                      title=job_label(job), crumbs=job_crumbs(job))
 
 
 @route("/jobs/<id>/<action:re:cancel|remove>")
@@ -9274,7 +9328,7 @@ def page_time_limit(app, user, id):
         app.call(user, "jobs.time_limit", id=id, time_limit=typed)
     except (Invalid, Conflict, SchedulerRefused) as e:
         return page_job(app, user, id, e.status, problem=e.fields or {"time_limit": e.message}, limit=typed)
-    return see_other("/jobs/%s" % id)
+    return see_other("/jobs/%s?done=time_limit" % id)  # the page says it is done
 
 
 @route("/jobs/<id>/tasks/<task>/cancel")

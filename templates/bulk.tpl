@@ -15,7 +15,7 @@
 % for p in picks:
 <li data-job="{{p['id']}}" data-done="{{'1' if p.get('done') else '0'}}">
   % if p.get('state'):
-  <a href="/jobs/{{p['id']}}">Job {{p.get('scheduler_id') or p['id']}}</a> {{p['name']}}
+  <a href="/jobs/{{p['id']}}">{{'Job ' + p['scheduler_id'] if p.get('scheduler_id') else '(not submitted)'}}</a> {{p['name']}}
   % include('badge', job=p)
   % else:
   Job <code>{{p['id']}}</code>

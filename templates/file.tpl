@@ -1,6 +1,6 @@
 % rebase('base', page=page)
 <h1><span class="visually-hidden">File </span>{{path}}</h1>
-<p class="meta">From the results of <a href="/jobs/{{job['id']}}">job {{job.get('scheduler_id') or job['id']}}</a>
+<p class="meta">From the results of <a href="/jobs/{{job['id']}}">{{job_label(job)}}</a>
 % if piece is not None:
   · {{human_size(piece['size'])}} · modified {{!time_tag(piece['modified_at'])}}
 % end

@@ -1,9 +1,9 @@
 % rebase('base', page=page)
-% sid = job.get('scheduler_id') or job['id']
+% sid = job.get('scheduler_id') or job_label(job)
 % unfinished = job['state'] in UNFINISHED
 % act = unfinished and job.get('managed', True)
 <div data-live-job="{{job['id']}}" data-state="{{job['state']}}">
-<h1>Job {{sid}}
+<h1>{{job_label(job)}}
 % include('badge', job=job)
 </h1>
 % if not job['scheduler_state']['ok']:
@@ -11,6 +11,9 @@
 % end
 % if job['state'] == 'FAILED' and job.get('reason_text'):
 <p class="error">This job failed: {{job['reason_text']}}.</p>
+% end
+% if done == 'time_limit' and job['state'] == 'PENDING':
+<p class="notice" role="status" id="job-done">Done: the time limit is now {{job.get('time_limit') or 'the partition\'s default'}}.</p>
 % end
 % if problem.get(''):
 <p class="error" role="alert" id="job-problem">{{problem['']}}</p>
@@ -45,7 +48,7 @@
   </form>
 % end
 % if job.get('script_id'):
-  <a class="button" href="/scripts/{{job['script_id']}}/submit?from_job={{job['id']}}">Submit the script again with these answers</a>
+  <a class="button{{' primary' if job.get('reason') == 'SubmissionRefused' else ''}}" id="again-with-answers" href="/scripts/{{job['script_id']}}/submit?from_job={{job['id']}}">{{'Edit the answers and submit again' if job.get('reason') == 'SubmissionRefused' else 'Submit the script again with these answers'}}</a>
   <a class="button" href="/scripts/{{job['script_id']}}/submit">Submit the script again with the defaults</a>
 % end
 </div>
@@ -62,25 +65,25 @@
   % else:
   <div><dt>Job name</dt><dd>{{job['script_name']}} <span class="muted">(submitted outside flightjobd)</span></dd></div>
   % end
-  <div><dt>State</dt><dd data-field="state-text">{{state_text(job)}}</dd></div>
+  <div><dt>State</dt><dd><span data-field="state-text">{{state_text(job)}}</span> <code data-field="raw_state" title="the scheduler's own word"{{!'' if job.get('raw_state') not in (None, job['state']) else ' hidden'}}>{{job.get('raw_state') or ''}}</code></dd></div>
   % dep = job.get('dependency')
   % if dep:
   <div id="dependency"><dt>Starts after</dt><dd><a href="/jobs/{{dep['job_id']}}">job {{dep['scheduler_id']}}</a> {{DEPENDENCY_TYPES.get(dep['type'], ('',))[0]}} <span class="muted">({{dep['type']}})</span></dd></div>
   % end
   % if pending:
-  <div id="time-limit"><dt>Time limit</dt><dd>{{job.get('time_limit') or 'the partition\'s default'}}
+  <div id="time-limit"><dt>Time limit</dt><dd>{{job.get('time_limit') or next(('%s (as asked)' % o[7:] for o in job.get('options') or [] if o.startswith('--time=')), 'the partition\'s default')}}
     <form method="post" action="/jobs/{{job['id']}}/time-limit" class="inline{{' has-error' if problem.get('time_limit') else ''}}">
       <input type="hidden" name="csrf" value="{{page['csrf']}}">
       <label for="time_limit">New time limit</label>
       <input id="time_limit" name="time_limit" value="{{limit if limit is not None else (job.get('time_limit') or '')}}" aria-describedby="time_limit-help" size="12">
       <button type="submit">Change</button>
-      <p class="help" id="time_limit-help">D-HH:MM:SS, HH:MM:SS or minutes. While the job waits it can be lowered; only an administrator can raise it.</p>
+      <p class="help" id="time_limit-help">D-HH:MM:SS, HH:MM:SS or minutes. While the job waits you may lower it, or raise it up to the longest its partition allows (Slurm's MaxTime); once it runs, only an administrator can change it.</p>
       % if problem.get('time_limit'):
       <p class="field-error" role="alert">{{problem['time_limit']}}</p>
       % end
     </form></dd></div>
   % end
-  <div data-row="exit_code"{{!'' if job.get('exit_code') is not None else ' hidden'}}><dt>Exit code</dt><dd data-field="exit_code">{{'' if job.get('exit_code') is None else job['exit_code']}}</dd></div>
+  <div data-row="exit_code"{{!'' if job.get('program_exit') is not None else ' hidden'}}><dt>Exit code</dt><dd data-field="exit_code">{{'' if job.get('program_exit') is None else job['program_exit']}}</dd></div>
   <div><dt>Submitted</dt><dd data-field="submitted_at">{{!time_tag(job['submitted_at'])}}</dd></div>
   <div data-row="estimated_start_at"{{!'' if job['state'] == 'PENDING' and job.get('estimated_start_at') else ' hidden'}}><dt>Estimated start</dt><dd data-field="estimated_start_at">{{!time_tag(job.get('estimated_start_at'))}}</dd></div>
   <div data-row="started_at"{{!'' if job.get('started_at') else ' hidden'}}><dt>Started</dt><dd data-field="started_at">{{!time_tag(job.get('started_at'))}}</dd></div>
@@ -112,7 +115,7 @@
   <div><dt>CPU</dt><dd><strong data-field="cpu_percent">{{'%g %%' % round(eff['cpu_percent'])}}</strong> <span class="muted">({{duration(eff['cpu_time_s'])}} of CPU time in {{duration(eff['cpu_alloc_s'])}} held{{(': %g %s for its run time; on average %g of them busy' % (eff['alloc_cpus'], 'CPU' if eff['alloc_cpus'] == 1 else 'CPUs', eff['cores_used'])) if eff['cores_used'] is not None else ''}})</span></dd></div>
   % end
   % if eff['mem_used_mb'] is not None:
-  <div><dt>Memory</dt><dd><strong data-field="mem_used">{{mem_words(eff['mem_used_mb'])}}</strong>{{(' of %s asked for (%g %%)' % (mem_words(eff['mem_requested_mb']), round(eff['mem_percent']))) if eff['mem_requested_mb'] else ''}} <span class="muted">(what it is: {{eff['mem_what']}})</span></dd></div>
+  <div><dt>Memory</dt><dd><strong data-field="mem_used">{{mem_words(eff['mem_used_mb'])}}</strong>{{(' of %s (%g %%)' % ((('%s asked for' if eff['mem_asked'] else 'the node\'s default of %s') % mem_words(eff['mem_requested_mb'])), round(eff['mem_percent']))) if eff['mem_requested_mb'] else ''}} <span class="muted">(what it is: {{eff['mem_what']}})</span></dd></div>
   % end
   % if eff['time_percent'] is not None:
   <div><dt>Time</dt><dd><strong data-field="time_percent">{{'%g %%' % round(eff['time_percent'])}}</strong> of its time limit <span class="muted">({{duration(eff['time_used_s'])}} of {{duration(eff['time_limit_s'])}})</span></dd></div>

@@ -81,7 +81,7 @@
 <th scope="col" class="opt"><abbr title="CPU efficiency: CPU time / (run time x CPUs)">CPU</abbr></th><th scope="col" class="opt"><abbr title="Memory used of the memory asked for (used, when none was asked for)">Memory</abbr></th><th scope="col" class="opt"><abbr title="Run time of the time limit">Time</abbr></th></tr></thead>
 <tbody>
 % for job in jobs:
-% label = job.get('scheduler_id') or job['id']
+% label = job.get('scheduler_id') or job_label(job)
 <tr data-job="{{job['id']}}" data-state="{{job['state']}}">
   <td><input type="checkbox" name="id" value="{{job['id']}}" form="bulk" aria-label="Select job {{label}}"></td>
   <td><a href="/jobs/{{job['id']}}">{{label}}</a>

@@ -16,7 +16,7 @@ Your file <code>{{sub['script']['origin']['file']}}</code> is read again at this
 % src = sub.get('from_job')
 % if src:
 <div class="notice values-source" role="status" id="values-source">
-  <p>Values from the answers of job {{src['scheduler_id'] or src['id']}}, submitted {{!time_tag(src['submitted_at'])}}.
+  <p>Values from the answers of {{'job ' + src['scheduler_id'] if src['scheduler_id'] else src['label']}}, submitted {{!time_tag(src['submitted_at'])}}.
   <a href="/scripts/{{sub['script']['id']}}/submit">Reset to the defaults</a></p>
   % if src['dropped']:
   <p>Not used, as they no longer fit the questions:</p>

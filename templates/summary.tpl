@@ -21,6 +21,19 @@
   <dt>Errors</dt><dd><code>{{plan['outputs']['stderr_path']}}</code></dd>
   % end
 </dl>
+% if plan['problems']:
+<div class="notice warn{{' has-error' if problem else ''}}" role="{{'alert' if problem else 'status'}}" id="launch-problems"><p>{{problem or 'The job would fail at launch as things are:'}}</p><ul>
+% for p in plan['problems']:
+<li>it could not {{p['what']}} <code>{{p['path']}}</code>: {{p['why']}}</li>
+% end
+</ul>
+% if all(p['missing'] for p in plan['problems']):
+<p>Tick "Create the missing folders" below to have them made (as you) when you submit, or change the script.</p>
+% else:
+<p>Change the script, or the folders' permissions, before you submit.</p>
+% end
+</div>
+% end
 % if plan['ignored_options']:
 <div class="notice warn" role="status"><p>Not honoured here:</p><ul>
 % for n in plan['ignored_options']:
@@ -38,6 +51,9 @@
   % if after.get('job'):
   <input type="hidden" name="after_job" value="{{after['job']}}">
   <input type="hidden" name="after_type" value="{{after['type']}}">
+  % end
+  % if plan['problems'] and all(p['missing'] for p in plan['problems']):
+  <p class="question"><input type="checkbox" id="make_folders" name="make_folders" value="yes"> <label for="make_folders">Create the missing folders: {{', '.join(sorted(set(p['folder'] for p in plan['problems'])))}}</label></p>
   % end
   <div class="actions">
     <button type="submit" name="action" value="update">Change answers</button>

@@ -307,10 +307,11 @@ def index_text(header, rows):
 
 
 @pytest.mark.parametrize("row", [
-    ("COMPLETED", "simulation", "simulation", "1234", 1715342400, 1715342460, 1715343000, 1715343000123456789, 837),
-    ("FAILED", "café ☃", "analysis", "9_2", None, None, None, 0, 0),
-    ("UNKNOWN", "bad-\udcff-bytes", "", "", -86400, None, 2 ** 62, -5, 2 ** 63 - 1),
-    ("CANCELLED", "", "x" * 70000, "4294967295_12", 0, 0, 0, -2 ** 63, 1)])
+    ("COMPLETED", "simulation", "simulation", "1234", "completed", 1715342400, 1715342460, 1715343000,
+     1715343000123456789, 837),
+    ("FAILED", "café ☃", "analysis", "9_2", "timeout", None, None, None, 0, 0),
+    ("UNKNOWN", "bad-\udcff-bytes", "", "", "", -86400, None, 2 ** 62, -5, 2 ** 63 - 1),
+    ("CANCELLED", "", "x" * 70000, "4294967295_12", "cancelled", 0, 0, 0, -2 ** 63, 1)])
 def test_a_packed_row_reads_back_as_the_row_it_was_made_from(row):
     """What the worker keeps of a finished job (PackedRow) gives back every
     field of its JobRow, odd names, no times and the extremes included."""
@@ -318,9 +319,9 @@ def test_a_packed_row_reads_back_as_the_row_it_was_made_from(row):
     packed = flightjobd.PackedRow.pack(row)
     assert packed.unpacked() == row
     assert [getattr(packed, field) for field in row._fields] == list(row)
-    assert flightjobd.PackedRow.pack(row) == packed and len(packed) < 100 + sum(map(len, row[1:4])) * 3
+    assert flightjobd.PackedRow.pack(row) == packed and len(packed) < 100 + sum(map(len, row[1:5])) * 3
     # the search looks in each text alone: never across the end of one and the start of the next
-    texts = row[1:4]
+    texts = row[1:5]
     probes = {t[i:i + 3] for t in texts for i in range(min(len(t), 40))} | {"zzz", "a9", "l9", "ne9"}
     probes |= {a[-2:] + b[:2] for a in texts for b in texts if a and b}
     for probe in probes:
@@ -355,7 +356,7 @@ def test_index_is_written_and_a_corrupt_one_rebuilt(alice_jobs, multi_app, caplo
     header, rows = read_index(alice)
     assert header == {"format": flightjobd.INDEX_FORMAT} and sorted(rows) == sorted(ids.values())
     assert os.stat(index_path(alice)).st_uid == alice.uid
-    assert rows[ids["Gamma"]][:4] == ["CANCELLED", "gamma", "analysis", "100"]
+    assert rows[ids["Gamma"]][:5] == ["CANCELLED", "gamma", "analysis", "cancelled", "100"]
     # a fresh worker uses the rows whose record has not changed since: it does not read the record
     trusted = dict(rows, **{ids["beta"]: ["FAILED", "only-in-the-index"] + rows[ids["beta"]][2:]})
     with open(index_path(alice), "w") as f:

@@ -64,6 +64,31 @@ def test_job_completes_with_results(client, tmp_path):
     assert client.web.get("/jobs/%s/download/result.txt" % job["id"]).headers["Content-Disposition"].startswith("attachment")
 
 
+def test_what_would_fail_at_launch_is_checked_before_submit(client, tmp_path):
+    """An output folder that is not there: the preview and the summary say
+    so and offer to make it; a submit without that is 422 naming
+    make_folders (no job, nothing made); with it the folder is made with
+    the job's umask and the job runs."""
+    sid = script_with(client, tmp_path, "echo hi", extra="#SBATCH --output=logs/deep/job-%j.out")
+    logs = tmp_path / "work" / "logs"
+    plan = client.api("POST", "/api/scripts/%s/preview" % sid, {"answers": {}}).json
+    assert plan["problems"] == [{"what": "write its output to", "path": str(logs / "deep" / "job-%j.out"),
+                                 "folder": str(logs / "deep"), "why": "the folder %s does not exist" % (logs / "deep"),
+                                 "missing": True}]
+    summary = client.web.get("/scripts/%s/submit" % sid).forms[1].submit("action", value="review")
+    assert "would fail at launch" in summary.text and summary.html.select_one("#make_folders")
+    refused = summary.forms[1].submit("action", value="submit", status=422)
+    assert "could not write its output to" in refused.html.select_one("#launch-problems").text
+    r = client.api("POST", "/api/jobs", {"script": sid, "answers": {}}, status=422)
+    assert "make_folders" in r.json["error"]["fields"] and not logs.exists()
+    assert client.api("GET", "/api/jobs").json["total"] == 0
+    form = refused.forms[1]
+    form["make_folders"].checked = True
+    job = client.wait_job(form.submit("action", value="submit", status=303).follow().request.path.split("/")[-1])
+    assert job["state"] == "COMPLETED" and (logs / "deep" / ("job-%s.out" % job["scheduler_id"])).read_text() == "hi\n"
+    assert oct(logs.stat().st_mode & 0o777) == oct(0o777 & ~flightjobd.job_umask())
+
+
 def test_efficiency_of_a_busy_and_an_idle_local_job(client, tmp_path):
     """The local scheduler records CPU time (its tasks' processes) and the
     largest process's peak: a CPU-bound job is near 100 %, a sleeping one
@@ -93,7 +118,7 @@ def test_efficiency_of_a_busy_and_an_idle_local_job(client, tmp_path):
 @pytest.mark.parametrize("figures", [
     {"alloc_cpus": None},  # CPU time and held time, no CPU count
     {"cpu_time_s": "lots", "mem_used_mb": -3, "time_limit": 7},  # nothing a number: a broken record
-    {"mem_used_mb": 3 * 1024.0, "requested_mem_mb": 64 * 1024.0, "mem_tasks": 8, "max_rss_mb": None},
+    {"mem_used_mb": 3 * 1024.0, "requested_mem_mb": 64 * 1024.0, "mem_tasks": 8, "max_rss_mb": None, "mem_asked": True},
 ])
 def test_a_job_page_shows_whatever_figures_its_record_holds(client, tmp_path, figures):
     """A record is a file in the user's home (edited by hand, or by an older

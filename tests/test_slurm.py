@@ -207,6 +207,31 @@ def test_a_template_job_runs_in_a_folder_of_its_own(site):
     assert sorted(os.listdir(work)) == ["per-job-1", "per-job-2"]
 
 
+def test_a_job_runs_as_from_the_users_login_shell(site):
+    """sbatch runs in the user's login environment, with the login umask
+    (login.defs here): the job's umask, PATH and what the user's profile
+    sets are those of the same script sbatch'd from `runuser -l USER`."""
+    home, name = site.user.home, site.user.name
+    subprocess.run(["runuser", "-u", name, "--", "sh", "-c", "echo 'export FJ_PROFILE=read' >> %s/.profile" % home],
+                   check=True)
+    body = 'echo "umask=$(umask) PATH=$PATH profile=${FJ_PROFILE:-none}"'
+    ours = site.wait(site.submit(body))
+    with open(ours["stdout_path"]) as f:
+        seen = f.read().strip()
+    script = os.path.join(home, "by-hand.sh")
+    with open(script, "w") as f:
+        f.write("#!/bin/bash\n%s\n" % body)
+    os.chmod(script, 0o755)
+    with open("/etc/login.defs") as f:  # what a login's umask is on this machine (no pam_umask here: login.defs')
+        login = int(([line.split()[1] for line in f if line.split()[:1] == ["UMASK"]] or ["022"])[-1], 8)
+    conf = site.app.config["scheduler"]["environment"]["SLURM_CONF"]
+    out = os.path.join(home, "by-hand.out")
+    subprocess.run(["runuser", "-l", name, "-c", "SLURM_CONF=%s sbatch --output=%s %s" % (conf, out, script)],
+                   check=True, capture_output=True, umask=login, cwd="/")
+    theirs = wait_for(lambda: os.path.exists(out) and open(out).read().strip(), 60, "the job sbatch'd by hand")
+    assert seen == theirs and "profile=read" in seen and "umask=%04o" % login in seen, (seen, theirs)
+
+
 def test_nonzero_exit(site):
     job = site.wait(site.submit("exit 3"))
     assert (job["state"], job["exit_code"], job["reason_text"], job["raw_state"]) == ("FAILED", 3, "exit code 3", "FAILED")
@@ -238,6 +263,17 @@ def test_more_memory_than_the_node_has_is_refused_at_submit(site):
     assert "Memory specification can not be satisfied" in job["reason_text"]
     page = site.pages.get("/jobs/" + job["id"])
     assert "Memory specification can not be satisfied" in page.text
+    # titled by its script, with the way back to the form: the answers kept, sbatch's words beside Memory
+    assert page.html.h1.text.split("\n")[0].strip() == "slurm test (not submitted)"
+    assert page.html.title.text.startswith("slurm test (not submitted)")
+    back = page.click(linkid="again-with-answers")
+    assert back.html.select_one("#again-with-answers") is None and "Edit the answers and submit again" in page.text
+    field = back.html.select_one("#field-mem")
+    assert "Memory specification can not be satisfied" in field.select_one(".field-error").text
+    assert back.html.select_one("#q_mem")["value"] == "100000000M"
+    assert not back.html.select_one("#field-time .field-error")
+    row = site.pages.get("/jobs").html.find("tr", attrs={"data-job": job["id"]})
+    assert "slurm test (not submitted)" in row.text and job["id"] not in row.text
 
 
 def test_cancel_pending_job_with_an_estimated_start(site):
@@ -355,8 +391,51 @@ def test_one_squeue_and_at_most_one_sacct_per_poll(site, slurm_cluster):
 
 
 def test_time_limit(site):
-    job = site.wait(site.slow, timeout=300)  # a 1-minute limit, checked every 30 s
+    """A time-out reads as one: TIMEOUT beside the words, no "Exit code 0"
+    (Slurm's 0:15 is its SIGTERM, not the program's), found by "timeout"
+    in the job list and labelled so there."""
+    job = site.wait(site.slow, timeout=300, detail=True)  # a 1-minute limit, checked every 30 s
     assert (job["state"], job["raw_state"], job["reason_text"]) == ("FAILED", "TIMEOUT", "ran out of time")
+    advice = job["efficiency"]["advice"]  # no memory was asked for: the node's default, and no advice on it
+    assert advice[0].startswith("It ran out of time: it ran 0:01:") and "of its 0:01:00 limit" in advice[0], advice
+    assert len(advice) == 1 and job["mem_asked"] is False
+    memory = site.pages.get("/jobs/" + job["id"]).html.select_one('[data-field="mem_used"]').parent.text
+    assert "of the node's default of 256 MiB" in memory, (memory, job["efficiency"])
+    said = site_sacct(site, job["scheduler_id"]).splitlines()[1].split("|")
+    assert said[2] == "TIMEOUT" and job["program_exit"] is None
+    page = site.pages.get("/jobs/" + job["id"]).html
+    assert page.find(attrs={"data-field": "raw_state"}).text == "TIMEOUT"
+    assert page.find(attrs={"data-row": "exit_code"}).has_attr("hidden")
+    assert "Failed — ran out of time" in page.find(attrs={"data-field": "state-text"}).text
+    assert job["id"] in [j["id"] for j in site.api("GET", "/api/jobs?q=timeout")["jobs"]]
+    listed = site.pages.get("/jobs?q=timeout").html.find("tr", attrs={"data-job": job["id"]})
+    assert listed.find(attrs={"data-field": "state"}).text == "Failed · timeout"
+
+
+def test_a_launch_failure_says_why(site, slurm_cluster):
+    """A job whose output folder is gone when Slurm starts it: slurmd cannot
+    open the file (squeue's exit_code 4021, sacct's 0:53, reason
+    JobLaunchFailure). The page says so in words, naming the folder, and
+    shows no "exit code 15"."""
+    theirs = os.path.join(site.user.home, "not-mine")  # checked before submit, as the user: refused, no offer
+    os.mkdir(theirs, 0o755)
+    r = site.web.post_json("/api/jobs", {"script": site.script("true", "#SBATCH --output=%s/x.out" % theirs),
+                                         "answers": {}, "make_folders": True}, headers=site.user.basic(), status=422)
+    assert r.json["error"]["message"] == "The job would fail at launch: it could not write its output to %s/x.out: " \
+        "the folder %s is not yours to write in." % (theirs, theirs)
+    folder = os.path.join(site.user.home, "gone")
+    subprocess.run(["runuser", "-u", site.user.name, "--", "mkdir", folder], check=True)
+    job = site.submit("echo never", directives="#SBATCH --hold\n#SBATCH --output=%s/job-%%j.out" % folder)
+    os.rmdir(folder)
+    slurm_cluster.run("scontrol", "release", job["scheduler_id"])
+    job = site.wait(job, detail=True)
+    said = site_sacct(site, job["scheduler_id"]).splitlines()[1].split("|")
+    assert (said[2], said[3]) == ("FAILED", "0:53"), said
+    assert (job["state"], job["reason"], job["program_exit"]) == ("FAILED", "JobLaunchFailure", None)
+    assert job["reason_text"] == "%s: could not write its output to %s/job-%s.out: the folder %s does not exist" % (
+        flightjobd.LAUNCH_FAILURE, folder, job["scheduler_id"], folder), job
+    page = site.pages.get("/jobs/" + job["id"]).text
+    assert "does not exist" in page and "exit code 15" not in page.lower()
 
 
 def test_controller_down_then_back(site, slurm_cluster):

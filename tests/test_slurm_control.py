@@ -74,6 +74,12 @@ def test_time_limit_lowered_then_raising_refused_in_slurms_words(site):
     assert err["message"] in r.html.find(id="time-limit").text
     assert r.html.find(id="time_limit")["value"] == "0-02:00:00"
     assert site.api("GET", "/api/jobs/" + job["id"])["time_limit"] == "0:30:00"
+    # raised from the page: it says so, and its help says what Slurm allows
+    r = form_of(page, "/jobs/%s/time-limit" % job["id"])
+    r["time_limit"] = "0-00:40:00"
+    r = r.submit(status=303).follow()
+    assert r.html.find(id="job-done").text == "Done: the time limit is now 0:40:00."
+    assert "raise it up to the longest its partition allows" in r.html.find(id="time-limit").text
     site.api("POST", "/api/jobs/%s/cancel" % job["id"])
 
 

@@ -201,6 +201,44 @@ def test_parse_squeue_exit_code_is_a_wait_status():
     assert rows[JOBS["timeout"]]["reason"] == "TimeLimit"
 
 
+# Captured on the test cluster (Slurm 22.05, OverMemoryKill, KillWait=5):
+# 1 --output into a folder that is not there (slurmd: ESLURMD_IO_ERROR, 4021);
+# 2 --time=1 sleeping past it; 3 --mem=100M using 700 MB; 4 scancel'd running.
+ENDS_SQUEUE = """\
+4|4|N/A|CANCELLED|None|15|2026-12-07T05:20:19|2026-12-07T05:23:20|2026-12-07T05:20:16|3:01|1:00:00|cpu=1,mem=256M,node=1,billing=1|0|debug|
+1|1|N/A|FAILED|JobLaunchFailure|4021|2026-12-07T05:20:19|2026-12-07T05:20:19|2026-12-07T05:20:16|0:00|1:00:00|cpu=1,mem=256M,node=1,billing=1|0|debug|
+3|3|N/A|FAILED|JobLaunchFailure|9|2026-12-07T05:20:19|2026-12-07T05:20:20|2026-12-07T05:20:16|0:01|1:00:00|cpu=1,mem=100M,node=1,billing=1|0|debug|
+2|2|N/A|TIMEOUT|TimeLimit|15|2026-12-07T05:20:19|2026-12-07T05:21:46|2026-12-07T05:20:16|1:27|1:00|cpu=1,mem=256M,node=1,billing=1|0|debug|
+"""
+ENDS_SACCT = """\
+1|1|FAILED|0:53|None|2026-12-07T05:20:19|2026-12-07T05:20:19|2026-12-07T05:20:16|0|00:00:00||256M|01:00:00|0|debug|1|1||
+1.batch|1.batch|CANCELLED|0:53||2026-12-07T05:20:19|2026-12-07T05:20:19|2026-12-07T05:20:19|0|00:00:00||||||1|1|1|
+2|2|TIMEOUT|0:0|None|2026-12-07T05:20:19|2026-12-07T05:21:46|2026-12-07T05:20:16|87|00:00.002||256M|00:01:00|0|debug|1|1||
+2.batch|2.batch|CANCELLED|0:15||2026-12-07T05:20:19|2026-12-07T05:21:46|2026-12-07T05:20:19|87|00:00.002|4784K|||||1|1|1|4784K
+3|3|FAILED|0:9|None|2026-12-07T05:20:19|2026-12-07T05:20:20|2026-12-07T05:20:16|1|00:00.003||100M|01:00:00|0|debug|1|1||
+3.batch|3.batch|CANCELLED by 0|0:9||2026-12-07T05:20:19|2026-12-07T05:20:20|2026-12-07T05:20:19|1|00:00.003|733068K|||||1|1|1|733068K
+4|4|CANCELLED by 0|0:0|None|2026-12-07T05:20:19|2026-12-07T05:23:20|2026-12-07T05:20:16|181|00:00.004||256M|01:00:00|0|debug|1|1||
+4.batch|4.batch|CANCELLED|0:15||2026-12-07T05:20:19|2026-12-07T05:23:21|2026-12-07T05:20:19|182|00:00.004|4864K|||||1|1|1|4864K
+"""
+
+
+def test_every_way_a_job_ends_reads_as_what_it_is_from_squeue_and_sacct():
+    """squeue's raw exit code is read as sacct reads it (4021 is 0:53, not
+    "exit code 15"); a launch failure, a time-out, an out-of-memory and a
+    cancel each say what they are, from either source, and none of them
+    shows an exit code of the program's (the page's program_exit)."""
+    for rows, oom_words in ((sa.parse_squeue(ENDS_SQUEUE), "killed by signal 9 (SIGKILL)"),
+                            (sa.parse_sacct(ENDS_SACCT), "ran out of memory")):
+        st = {r["id"]: sa._status(r) for r in rows}
+        seen = {i: (s["state"], s["raw_state"], s["reason_text"], s["exit_code"], s["signal"]) for i, s in st.items()}
+        assert seen["1"] == ("FAILED", "FAILED", sa.LAUNCH_FAILURE, 0, 53), seen
+        assert seen["2"][:3] == ("FAILED", "TIMEOUT", "ran out of time"), seen
+        assert seen["3"][:3] == ("FAILED", "FAILED", oom_words), seen
+        assert seen["4"][:2] == ("CANCELLED", "CANCELLED"), seen
+        for s in st.values():
+            assert sa.program_exit(s) is None, s
+
+
 def test_parse_sacct_folds_steps_and_reads_cancelled_by():
     jobs = {j["id"]: j for j in sa.parse_sacct(data("sacct_6_final.txt"))}
     oom = jobs[JOBS["oom"]]
@@ -769,7 +807,26 @@ def test_efficiency_advice_only_where_it_matters():
     assert eff["advice"] == ["Ran 0:10:00 of its 1-00:00:00 limit: a limit of 1:00:00 would do, "
                              "and a shorter limit can start sooner."]
     eff = sa.job_efficiency(finished(state="FAILED", reason="OutOfMemory", mem_used_mb=100 * 1024.0))
-    assert eff["advice"] == ["It ran out of the 100 GiB asked for: ask for more next time (~150 GiB)."]
+    assert eff["advice"] == ["It ran out of the 100 GiB asked for: ask for more next time (Memory: ~150 GiB)."]
+
+
+def test_advice_fits_the_cause_and_never_a_request_not_made():
+    """A time-out's advice is its time against its limit and a longer one;
+    memory nobody asked for is the node's default: no "asked for", no
+    advice to ask for less (the issue's 5 MiB of a 2 GiB default)."""
+    timeout = finished(state="FAILED", raw_state="TIMEOUT", reason="TimeLimit", elapsed_s=87, time_limit="0:01:00",
+                       mem_used_mb=5.0, requested_mem_mb=2048.0, mem_asked=False, cpu_time_s=0.0, cpu_alloc_s=87,
+                       alloc_cpus=1)
+    eff = sa.job_efficiency(timeout)
+    assert eff["advice"] == ["It ran out of time: it ran 0:01:27 of its 0:01:00 limit. Submit it again with a "
+                             "longer time limit (~0:02:00), or make it save its work as it goes."]
+    assert eff["mem_asked"] is False
+    assert sa.job_efficiency(dict(timeout, raw_state="COMPLETED", state="COMPLETED", reason=None))["advice"] == []
+    assert sa.job_efficiency(dict(timeout, mem_asked=True, raw_state="FAILED"))["advice"] == [
+        "Used 0 % of the 2 GiB asked for: next time ~64 MiB would do."]
+    eff = sa.job_efficiency(finished(state="FAILED", reason="OutOfMemory", mem_used_mb=300.0, requested_mem_mb=256.0,
+                                     mem_asked=False))
+    assert eff["advice"] == ["It ran out of the node's default of 256 MiB: ask for more next time (Memory: ~384 MiB)."]
 
 
 def test_no_efficiency_without_figures_or_before_the_record_is_whole():

@@ -26,8 +26,8 @@
 
   var MIN_DELAY = 2000, MAX_DELAY = 30000;
   // The state words, from flightjobd.py (STATE_LABELS, SHOWN_RAW_STATES,
-  // FINISHED) through base.tpl's data-vocabulary; read in start().
-  var VOCABULARY = { labels: {}, shown_raw: [], finished: [] };
+  // FINISHED, ENDING) through base.tpl's data-vocabulary; read in start().
+  var VOCABULARY = { labels: {}, shown_raw: [], finished: [], ending: [] };
 
   function $all(sel, root) { return Array.prototype.slice.call((root || document).querySelectorAll(sel)); }
 
@@ -38,14 +38,17 @@
   }
 
   // The same words as the server's state_label() and state_text().
+  function ending(job) { return VOCABULARY.ending.indexOf(job.raw_state) >= 0 ? "Ending" : labelOf(job.state); }
+
   function stateLabel(job) {
     var raw = job.raw_state;
-    return labelOf(job.state) + (raw && VOCABULARY.shown_raw.indexOf(raw) >= 0 ?
+    return ending(job) + (raw && VOCABULARY.shown_raw.indexOf(raw) >= 0 ?
       " \u00b7 " + raw.replace(/_/g, " ").toLowerCase() : "");
   }
 
   function stateText(job) {
-    return labelOf(job.state) + (job.reason_text && job.state !== "COMPLETED" ? " \u2014 " + job.reason_text : "");
+    return ending(job) + (job.reason_text && job.state !== "COMPLETED" ? " \u2014 " + job.reason_text : "") +
+      (job.detail_pending ? " (its final figures are still coming)" : "");
   }
 
   /* ---- relative times ------------------------------------------------- */
@@ -199,10 +202,12 @@
           if (setTime(box.querySelector('dd[data-field="' + key + '"]'), iso)) { changed = true; }
           if (row) { row.hidden = !iso; }
         });
+        var raw = box.querySelector('[data-field="raw_state"]');
+        if (raw) { raw.textContent = job.raw_state || ""; raw.hidden = !job.raw_state || job.raw_state === job.state; }
         var exitRow = box.querySelector('[data-row="exit_code"]');
-        if (exitRow && job.exit_code !== null && job.exit_code !== undefined) {
+        if (exitRow && job.program_exit !== null && job.program_exit !== undefined) {
           exitRow.hidden = false;
-          exitRow.querySelector("dd").textContent = String(job.exit_code);
+          exitRow.querySelector("dd").textContent = String(job.program_exit);
         }
         if (finished(job.state)) {
           // Reload once so the results, run time and Remove button appear.
