@@ -2355,24 +2355,10 @@ def login_environment(base, timeout=10, limit=1 << 20):
     limit bytes; None when it cannot be had."""
     shell = pwd.getpwuid(os.getuid()).pw_shell
     shell = shell if os.path.basename(shell) in ("bash", "sh", "dash", "zsh", "ksh") else "/bin/bash"
-    try:
-        proc = subprocess.Popen([shell, "-lc", "exec env -0"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.DEVNULL, env=base, cwd=base.get("HOME"), start_new_session=True)
-    except OSError:
-        return None
-    stop = threading.Timer(timeout, lambda: os.killpg(proc.pid, signal.SIGKILL))
-    stop.start()
-    try:
-        data = proc.stdout.read(limit + 1)
-    finally:
-        stop.cancel()
-        with contextlib.suppress(OSError):
-            os.killpg(proc.pid, signal.SIGKILL)  # what its profile left running, and one that goes on writing
-        proc.stdout.close()
-        proc.wait()
-    if proc.returncode != 0 or len(data) > limit:
-        return None
-    return dict(item.split("=", 1) for item in os.fsdecode(data).split("\0") if "=" in item)
+    with contextlib.suppress(SchedulerError):
+        data = run([shell, "-lc", "env -0 | head -c %d" % (limit + 1)], timeout, env=base, cwd=base.get("HOME"))
+        return dict(item.split("=", 1) for item in data.split("\0") if "=" in item) if len(data) <= limit else None
+    return None
 
 
 def unreadable(command, out):
