@@ -2836,22 +2836,21 @@ class SlurmScheduler(Scheduler):
         answer = ({}, {}, {}, {})
         for cluster in self.clusters():
             twin = self.on(cluster)
-            mine = {uid: {ref.partition("@")[0]: ref for ref in map(str, refs)
-                          if ref.partition("@")[2] in (cluster, "" if twin is self else cluster)}
-                    for uid, refs in followed.items()}
-            refs = {i: ref for m in mine.values() for i, ref in m.items()}
+            mine = {uid: {ref.partition("@")[0]: ref for ref in map(str, refs) if ref.partition("@")[2] in (
+                cluster, "" if twin is self else cluster)} for uid, refs in followed.items()}
+            refs = {i: {r for _, r in g} for i, g in itertools.groupby(sorted(  # each ref asked ("5", and "5@home")
+                (i, r) for m in mine.values() for i, r in m.items()), lambda p: p[0])}
             try:
                 statuses, owners, outside, undecided = twin._poll({uid: list(m) for uid, m in mine.items()})
             except SchedulerError as e:
                 if twin is self:
                     raise
-                answer[3].update((ref, e.message) for ref in refs.values())
+                answer[3].update((ref, e.message) for asked in refs.values() for ref in asked)
                 continue
             for got, into in ((statuses, answer[0]), (owners, answer[1]), (undecided, answer[3])):
-                into.update((refs[i], v) for i, v in got.items())
+                into.update((ref, v) for i, v in got.items() for ref in refs[i])
             for uid, jobs in outside.items():
-                answer[2].setdefault(uid, {}).update((i if twin is self else "%s@%s" % (i, cluster), st)
-                                                     for i, st in jobs.items())
+                answer[2].setdefault(uid, {}).update((i if twin is self else "%s@%s" % (i, cluster), st) for i, st in jobs.items())
         return answer
 
     def _poll(self, followed):
@@ -6014,19 +6013,20 @@ class StatusSource(Performer):
 
     @operation("status.poll")
     def status_poll(self, followed=None):
-        """One round of the followed users' statuses ({uid: [job ids]})."""
+        """One round of the followed users' statuses ({uid: [job ids]}): each for its owner's refs alone, in their share."""
         if not isinstance(followed, dict) or len(followed) > MAX_POLL_USERS or not all(
                 uid.isdigit() and len(uid) <= 10 and isinstance(ids, list) and all(
                     isinstance(i, str) and JOB_REF_RE.match(i) for i in ids)
                 for uid, ids in followed.items()) or sum(map(len, followed.values())) > MAX_POLL_IDS:
-            raise Invalid("followed must map at most %d uids to at most %d job ids in all."
-                          % (MAX_POLL_USERS, MAX_POLL_IDS))
+            raise Invalid("followed must map at most %d uids to at most %d job ids in all." % (MAX_POLL_USERS, MAX_POLL_IDS))
         if time.monotonic() - self.checked[1] > 600:  # PrivateData, again every 10 minutes
             self.checked = (self.scheduler.hidden_jobs(), time.monotonic())
         if self.checked[0]:
             return {"hidden": self.checked[0]}
         before = dict(self.scheduler.counters)
         statuses, owners, outside, undecided = self.scheduler.poll(followed)
+        followed = {uid: [i for i in ids if i in statuses and str(owners.get(i)) == uid] for uid, ids in followed.items()}
+        statuses = {i: statuses[i] for ids in followed.values() for i in ids}
         outside = {uid: dict(sorted(jobs.items())[:OUTSIDE_IMPORTS]) for uid, jobs in outside.items()}
         room = self.config["worker"]["max_message"] // 2 - len(json.dumps(undecided)) - 160 * len(owners)
         undecided.update(_fair_room(followed, statuses, outside, room))
@@ -6055,8 +6055,7 @@ def _fair_room(followed, statuses, outside, room):
             if size > most:
                 del where[i]
                 if theirs is None:
-                    why[i] = "job %s: its status is larger than its share of the shared poll's answer (%d " \
-                        "bytes) this round" % (i, most)
+                    why[i] = "job %s: its status is larger than its share of the shared poll's answer (%d bytes) this round" % (i, most)
     return why
 
 
@@ -7915,8 +7914,8 @@ def waitress_channel(environ):
 
 
 def socket_owner(sock):
-    """The uid owning the other end of the accepted TCP socket sock, on this machine (a loopback client:
-    an SSH tunnel's is its user's sshd), asked of the kernel (sock_diag); None if it cannot say."""
+    """The uid owning the other end of the accepted TCP socket sock, on this machine (a loopback client: an SSH
+    tunnel's is its user's sshd), asked of the kernel (sock_diag); None if it cannot say (a closed client's)."""
     try:
         peer, local = sock.getpeername(), sock.getsockname()
         addrs = [_ip(peer[0]), _ip(local[0])]
@@ -7927,7 +7926,8 @@ def socket_owner(sock):
             diag.settimeout(1)  # SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST; the answer's uid after its header and id
             diag.sendto(struct.pack("=IHHII", 16 + len(request), 20, 1, 0, 0) + request, (0, 0))
             answer = diag.recv(8192)
-        return struct.unpack_from("=I", answer, 80)[0] if struct.unpack_from("=H", answer, 4)[0] == 20 else None
+        uid, inode = struct.unpack_from("=II", answer, 80)  # no inode: closed already, in TIME_WAIT (uid 0: not root's)
+        return uid if struct.unpack_from("=H", answer, 4)[0] == 20 and inode else None
     except (OSError, AttributeError, struct.error):  # AttributeError: no address (None)
         return None
 

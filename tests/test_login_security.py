@@ -4,6 +4,7 @@ failure time whatever the cause, bounded login slots, accounts that change
 while logged in, accounts that are not people, and sessions kept in a
 root-only store that survives a restart and is shared by two daemons."""
 import base64
+import contextlib
 import grp
 import hashlib
 import http.client
@@ -816,3 +817,39 @@ def test_a_kept_form_goes_only_to_a_path_of_this_site_and_only_when_sent(multi_a
     anon = webtest.TestApp(a.bottle, extra_environ={"REMOTE_ADDR": "127.0.0.1"})
     r = anon.post("/templates/serial/create", {"name": "x" * a.config["server"]["max_body"]}, status=303)
     assert "/login?next=" in r.location  # larger than any form may be: not kept, as it could not be done
+
+
+CLOSER = """
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+s.sendall(b"POST /api/login HTTP/1.0\\r\\n\\r\\n")
+if sys.argv[2] == "close":
+    s.close()
+print("sent", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_a_client_closed_before_its_accept_is_not_blamed_on_root(unix_users):
+    """Red team: a local user who sent a request and closed the socket before
+    the daemon accepted it left a TIME_WAIT socket, which sock_diag says is
+    uid 0's: the connection was counted as root's ("loopback uid 0", its
+    connection cap and login throttle). A socket with no inode has no
+    owner to tell: None (counted as loopback's); an open one is its user's."""
+    import socket
+    mallory = unix_users.create()
+    with contextlib.closing(socket.socket()) as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(4)
+        for how, owner in (("close", None), ("keep", mallory.uid)):
+            client = subprocess.Popen(["/usr/bin/python3", "-c", CLOSER, str(server.getsockname()[1]), how],
+                                      user=mallory.uid, group=mallory.gid, extra_groups=[], stdin=subprocess.PIPE,
+                                      stdout=subprocess.PIPE, cwd="/")
+            try:
+                assert client.stdout.readline() == b"sent\n"
+                conn, _ = server.accept()
+                assert wait_for(lambda: [flightjobd.socket_owner(conn)] == [owner], 10) is not None, how
+                conn.close()
+            finally:
+                client.kill()
+                client.wait()

@@ -1042,3 +1042,35 @@ def test_one_user_cannot_blow_the_poll_s_answer_past_its_bound():
     assert sa._fair_room({"1001": ["1"]}, statuses, {}, 500) == {"1": (
         "job 1: its status is larger than its share of the shared poll's answer (500 bytes) this round")}
     assert statuses == {}
+
+
+def test_another_worker_naming_a_users_job_never_hides_or_cuts_its_status():
+    """Red team: a hostile worker's ids named another user's job as
+    "5@flightjob" (the home cluster spelt out, which the poll reads as "5"):
+    the poll answered only one spelling, the later user's, so the owner's
+    "5" was left out and root told the owner "not found" (their running
+    job lost after the grace), by order of user names alone. And the same
+    ref named by both was sized in both users' shares: a hostile user's
+    many large statuses cut or dropped the owner's. Now every spelling
+    asked is answered, and a status is kept and sized for its owner only."""
+    line = "5|5|N/A|RUNNING|None|0|N/A|N/A|2026-11-25T15:39:07|0:00|1:00:00|cpu=1|1001|debug|\n"
+    for followed in ({"1001": ["5"], "1002": ["5@flightjob"]}, {"1002": ["5@flightjob"], "1001": ["5"]}):
+        s, _ = scheduler(line, sacctmgr="flightjob\n")
+        statuses, owners, _, _ = s.poll(followed)
+        assert statuses["5"]["state"] == "RUNNING" and owners["5"] == 1001, followed
+        answer, _ = sa.StatusSource.perform(_source(line), "status.poll", {"followed": followed})
+        assert set(answer["statuses"]) == {"5"} and answer["owners"] == {"5": 1001}
+    sacct = "".join(sacct_line("%d_[0-1000]" % i, uid=1002 if i > 200 else 1001) for i in range(200, 218))
+    victim = {"1001": ["200"]}
+    alone, _ = sa.StatusSource.perform(_source("", sacct, 1 << 20), "status.poll", {"followed": victim})
+    hostile = dict(victim, **{"1002": [str(i) for i in range(217, 199, -1)] + ["200@flightjob"]})
+    answer, _ = sa.StatusSource.perform(_source("", sacct, 1 << 20), "status.poll", {"followed": hostile})
+    assert answer["statuses"]["200"] == alone["statuses"]["200"] and len(alone["statuses"]["200"]["tasks"]) == 1001
+    assert "200@flightjob" not in answer["statuses"] and "200" not in answer["undecided"]
+
+
+def _source(squeue, sacct="", max_message=2 << 20):
+    source = sa.StatusSource.__new__(sa.StatusSource)
+    source.config, source.checked = {"worker": {"max_message": max_message}}, (None, 1e18)
+    source.scheduler, _ = scheduler(squeue, sacct, sacctmgr="flightjob\n")
+    return source
