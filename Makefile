@@ -24,8 +24,11 @@ $(VENV)/stamp: requirements.txt requirements-dev.txt requirements-e2e.txt
 run: $(VENV)/stamp
 	$(PY) -m flightjobd --config etc/flight-job.toml --listen $(LISTEN)
 
+# The whole suite, in three shards side by side (tests/run-shards); CI adds
+# UNIT_PYTHONS="python3.9 python3.13" to run make test-unit under each.
+UNIT_PYTHONS ?=
 test: $(VENV)/stamp
-	$(PY) -m pytest tests
+	tests/run-shards $(PY) $(UNIT_PYTHONS)
 
 # The fast tier, to run after every edit (under a minute): as any user (not
 # root), no daemon as root, no Slurm, no browser, no fuzz, no real jobs
