@@ -6238,12 +6238,15 @@ def _shape(**checks):
     return lambda v: isinstance(v, dict) and all(_fits(check, v.get(k)) for k, check in checks.items())
 
 
+NOT_ITS_ANSWER = ("Your worker answered %s with something that is not its answer (replaced by template code?); "
+                  "it was refused. Try again.")
+
+
 def checked_answer(op, data):
     """A worker's answer to op, if it has the shape op answers (ANSWERS),
     else Unavailable saying so: the page or client never gets it."""
     if op in ANSWERS and not _fits(ANSWERS[op][1], data):
-        raise Unavailable("Your worker answered %s with something that is not its answer (replaced by template "
-                          "code?); it was refused. Try again." % op)
+        raise Unavailable(NOT_ITS_ANSWER % op)
     return data
 
 
@@ -6261,6 +6264,7 @@ _JOB = _shape(id=str, **JOB_META)
 _SCRIPT = _shape(id=str, etag=str, **SCRIPT_META)
 _BROKEN = _shape(id=str, reason=str)
 _TEMPLATE = _shape(id=str, name=str, synopsis=str, description=str, tags=list)
+_ARCHIVE_PIECE = _shape(token=str, data=str, eof=bool)
 ANSWERS = dict({op: (None, _JOB) for op in ("jobs.submit", "jobs.get", "jobs.cancel", "jobs.hold", "jobs.release",
                                               "jobs.time_limit", "jobs.cancel_task")},
                **{op: (None, _SCRIPT) for op in ("scripts.create", "scripts.get", "scripts.update", "scripts.copy",
@@ -6274,7 +6278,7 @@ ANSWERS = dict({op: (None, _JOB) for op in ("jobs.submit", "jobs.get", "jobs.can
     "jobs.list": (None, _shape(jobs=_each(_JOB), broken=_each(_BROKEN), total=int, page=int, per_page=int, query=dict)),
     "jobs.files": (None, _shape(path=str, files=_each(_shape(name=str, type=str)))),
     "jobs.file": (None, _shape(name=str, size=int, offset=int, data=str, eof=bool)),
-    "jobs.archive": (None, _shape(token=str)),
+    "jobs.archive": (None, lambda v: _shape(token=str, closed=bool)(v) or _ARCHIVE_PIECE(v)),
     "home.list": (None, _shape(path=str, entries=list)),
     "scripts.save_template": (None, dict),
     "jobs.activity": (SMALL_ANSWER, _shape(counts=dict, unfinished=_each(_shape(id=str, state=str)),
@@ -9178,6 +9182,9 @@ def send_archive(app, user, id, paths):
     storage.max_archive_bytes in all (413)."""
     held, call, piece, deadline = start_download(app, user, "jobs.archive", {"id": id, "paths": paths},
                                                  "archive of %s's %s" % (user, name_text(id)))
+    if not _shape(name=str, files=int)(piece) or not _ARCHIVE_PIECE(piece):  # a first piece names the archive
+        held.close()
+        raise Unavailable(NOT_ITS_ANSWER % "jobs.archive")
     bottle.response.set_header("Content-Type", "application/zip")
     bottle.response.set_header("Content-Disposition", "attachment; filename*=UTF-8''%s"
                                % urllib.parse.quote(piece["name"]))
@@ -9199,8 +9206,11 @@ def archive_pieces(held, call, piece, deadline):
                 if piece["eof"] or time.monotonic() > deadline:
                     return
                 piece = call("jobs.archive", {"token": piece["token"]})
+                if not _ARCHIVE_PIECE(piece):  # a hostile worker's own download ends there
+                    log.warning("archive ended: its worker answered a piece with %.100r", piece)
+                    return
         finally:
-            if not piece["eof"]:
+            if not piece.get("eof"):
                 with contextlib.suppress(FlightJobError):
                     call("jobs.archive", {"token": piece["token"], "close": True})
 

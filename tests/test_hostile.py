@@ -950,3 +950,21 @@ def test_health_checks_the_scheduler_once_at_a_time_and_never_caches_busy(multi_
     assert app.health == (0.0, None)
     assert web.get("/api/health").json["scheduler_answers"] is True  # checked again at once
     assert calls == [prober.name] * 3
+
+
+def test_an_archive_answered_in_the_wrong_shape_is_a_clear_error(daemon):
+    """Red team: jobs.archive's answers were checked for a token only, so a
+    worker whose template code answered without the archive's name, files or
+    data made the download a 500 and a traceback in root's log. A first
+    piece that is not one is a clear 503 for that user; the other user is
+    served meanwhile."""
+    d, alice, bob = daemon()
+    with served_meanwhile(bob):
+        for answer in ("{'token': 'x'}", "{'token': 'x', 'closed': True}",
+                       "{'token': 'x', 'data': '', 'eof': True, 'files': 'many', 'name': 'a.zip'}"):
+            shutil.rmtree(os.path.join(alice.user.home, ".config"), ignore_errors=True)
+            user_template(alice.user, "replace", REPLACING.format(op="jobs.archive", answer=answer))
+            alice.json("GET", "/api/templates")  # the template code runs as the catalogue is read
+            status, seconds, data = alice.timed("GET", "/api/jobs/0123456789/archive")
+            assert status == 503 and data["error"]["message"] == flightjobd.NOT_ITS_ANSWER % "jobs.archive", (
+                answer, status, data)
