@@ -146,6 +146,7 @@ import resource
 import secrets
 import selectors
 import shlex
+import shutil
 import signal
 import socket
 import struct
@@ -619,7 +620,6 @@ COUNTED_FILES = 1000000  # the most entries past those counted (more: "at least"
 
 
 def _remove_tree(path):
-    import shutil
     shutil.rmtree(path, ignore_errors=True)
 
 
@@ -688,8 +688,9 @@ def launch_problems(job, made=None):
         ("write its %s to" % what, job.get(key), os.path.dirname(job.get(key) or "")) for what, key in (
             ("output", "stdout_path"), ("errors", "stderr_path"))]
     seen, out = {made, "", None}, []
-    for what, path, folder in places:
-        problem = folder not in seen and "%" not in folder and folder_problem(folder)
+    for what, path, folder in places:  # an output file it may write already (/dev/null) needs no folder of its own
+        writable = path != folder and os.access(path or "", os.W_OK) and not os.path.isdir(path)
+        problem = folder not in seen and "%" not in folder and not writable and folder_problem(folder)
         seen.add(folder)
         if problem:
             out.append((what, path, folder, "the folder " + problem))
@@ -2569,7 +2570,6 @@ class SlurmScheduler(Scheduler):
     @classmethod
     def detect(cls, config):
         """sbatch is on the worker's PATH and sinfo answers."""
-        import shutil
         return bool(shutil.which("sbatch", path=config["worker"]["path"])) \
             and cls.from_config(config, None, None).available()
 
@@ -2579,8 +2579,11 @@ class SlurmScheduler(Scheduler):
                    job_environment=config["scheduler"]["job_environment"])
 
     def _run(self, argv, cwd=None, **how):
+        """A command of ours, found on our PATH even when it runs in another environment (the job's)."""
         self._note_call(argv[0])
-        return self._run_fn(self._aim(argv), self.timeout, **dict(dict(env=self.env, cwd=cwd), **how))
+        found = shutil.which(argv[0], path=(self.env or os.environ).get("PATH")) if "env" in how else None
+        return self._run_fn(self._aim([found or argv[0]] + argv[1:]), self.timeout,
+                            **dict(dict(env=self.env, cwd=cwd), **how))
 
     def _job_env(self):
         """sbatch's environment and umask, the job's (--export=ALL): the

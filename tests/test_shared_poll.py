@@ -255,7 +255,7 @@ def test_cancelled_pending_arrays_never_blow_the_poll_s_answer(users, runtime, s
         assert all(a["state"] == "CANCELLED" for a in seen), [(a["state"], a["reason_text"], len(a["tasks"])) for a in seen]
         # each array's share of a half of 768 KiB: some hundreds of tasks listed, then one entry counting the rest
         assert all(100 < len(a["tasks"]) < 1001 and a["tasks"][-1]["reason_text"] == "%d more tasks, not listed here"
-                   % (1002 - len(a["tasks"])) for a in seen), [len(a["tasks"]) for a in seen]
+                   % (1002 - len(a["tasks"])) for a in seen), [(len(a["tasks"]), a["tasks"][-1], a["tasks"][:2]) for a in seen]
         assert many.app.pool.poll.counters["failed"] == 0
     finally:
         many.close()
