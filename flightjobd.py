@@ -2995,7 +2995,9 @@ class SlurmScheduler(Scheduler):
 
     @staticmethod
     def _combine(job_id, rows, owner=None):
-        tasks = [r for r in rows if r["task"] is not None and r["id"] != job_id]
+        """The status of job_id from its rows: an array's lists its own tasks only, never another's."""
+        own = next((r["parent"] for r in rows if job_id in (r["parent"], r["id"])), rows[0]["parent"])
+        tasks = [r for r in rows if r["task"] is not None and r["id"] != job_id and r["parent"] == own]
         return _fitted(rollup([(r["id"], _status(r, owner)) for r in tasks]) if tasks else _status(rows[0], owner))
 
 

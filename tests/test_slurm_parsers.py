@@ -1074,3 +1074,15 @@ def _source(squeue, sacct="", max_message=2 << 20):
     source.config, source.checked = {"worker": {"max_message": max_message}}, (None, 1e18)
     source.scheduler, _ = scheduler(squeue, sacct, sacctmgr="flightjob\n")
     return source
+
+
+def test_an_array_s_status_lists_its_own_tasks_only():
+    """An array's status was seen once (a loaded CI run) listing another
+    array's tasks, its last entry counting the rest with the other's id:
+    whatever groups rows together, a status is built from its own array's
+    rows only."""
+    rows = sa.parse_sacct(sacct_line("158_[0-3]") + sacct_line("163_[0-2]"))
+    got = sa.SlurmScheduler._combine("158", rows)
+    assert [t["id"] for t in got["tasks"]] == ["158_0", "158_1", "158_2", "158_3"]
+    rows = sa.parse_sacct(sacct_line("163_[0-2]") + sacct_line("158_[0-3]"))
+    assert [t["id"] for t in sa.SlurmScheduler._combine("158", rows)["tasks"]] == ["158_0", "158_1", "158_2", "158_3"]
