@@ -200,9 +200,11 @@ def test_a_template_job_runs_in_a_folder_of_its_own(site):
         assert job["state"] == "COMPLETED" and job["results_dir"] == folder
         shown = site.api("GET", "/api/jobs/%s/files" % job["id"])["files"]
         assert [f["name"] for f in shown] == ["job-%s.out" % sched]
-        asked = subprocess.run(["sacct", "-n", "-X", "-P", "-j", sched, "-o", "WorkDir"], capture_output=True,
-                               text=True, env=dict(os.environ, SLURM_CONF=site.app.config["scheduler"]["environment"][
-                                   "SLURM_CONF"])).stdout.strip()
+        # slurmdbd may not have the job's record yet when the daemon saw it end (a loaded CI run did so)
+        asked = wait_for(lambda: subprocess.run(
+            ["sacct", "-n", "-X", "-P", "-j", sched, "-o", "WorkDir"], capture_output=True, text=True, timeout=60,
+            env=dict(os.environ, SLURM_CONF=site.app.config["scheduler"]["environment"]["SLURM_CONF"])).stdout.strip(),
+            what="sacct's record of job %s" % sched, interval=0.5)
         assert asked == folder
     assert sorted(os.listdir(work)) == ["per-job-1", "per-job-2"]
 
