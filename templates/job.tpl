@@ -92,9 +92,11 @@
   <div><dt>Time to completion</dt><dd>{{duration(seconds_between(job['submitted_at'], job['ended_at']))}}</dd></div>
   % end
   % # a running job's run time counts on from its start (the record's is as of its last change)
-  % run = seconds_between(job['started_at'], now_iso()) if job.get('raw_state') == 'RUNNING' and job.get('started_at') else job.get('elapsed_s')
-  % if run is not None:
-  <div><dt>Run time</dt><dd>{{duration(run)}}{{(' of %s allowed' % job['time_limit']) if job.get('time_limit') else ''}}</dd></div>
+  % running = job.get('raw_state') == 'RUNNING' and job.get('started_at')
+  % run = seconds_between(job['started_at'], now_iso()) if running else job.get('elapsed_s')
+  % if run is not None or unfinished:
+  % # app.js counts a running job's run time on each second, and shows it (and the limit) once the job starts
+  <div data-row="run_time"{{!'' if run is not None else ' hidden'}}><dt>Run time</dt><dd><span data-field="run_time" data-since="{{job['started_at'] if running else ''}}" data-now="{{now_iso()}}">{{duration(run)}}</span><span data-field="time_limit">{{(' of %s allowed' % job['time_limit']) if job.get('time_limit') else ''}}</span></dd></div>
   % end
   % eff = job.get('efficiency')
   % if not eff and job.get('cpu_time_s') is not None:
@@ -178,6 +180,8 @@
 </section>
 % end
 % end
+% # app.js redraws this from the page itself while the job runs (new files listed as they come)
+<div id="results"{{!' data-live-results' if unfinished else ''}}>
 % if files:
 <section aria-labelledby="results-h">
 <h2 id="results-h">Results directory</h2>
@@ -228,6 +232,7 @@
 % elif not unfinished:
 <p class="muted">No results directory to show.</p>
 % end
+</div>
 % end
 % if job.get('script_content') is not None:
 <section class="submitted" aria-labelledby="script-h">

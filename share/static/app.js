@@ -99,6 +99,50 @@
     return true;
   }
 
+  // '1 h 5 min', as the pages write a duration (flightjobd's duration()).
+  function duration(seconds) {
+    seconds = Math.max(0, Math.floor(seconds));
+    var parts = [[Math.floor(seconds / 86400), "d"], [Math.floor(seconds % 86400 / 3600), "h"],
+                 [Math.floor(seconds % 3600 / 60), "min"], [seconds % 60, "s"]];
+    var shown = parts.filter(function (p) { return p[0]; }).slice(0, 2).map(function (p) { return p[0] + " " + p[1]; });
+    return shown.join(" ") || "0 s";
+  }
+
+  // A running job's run time counts on each second, on the daemon's clock
+  // (the page says what its time was when drawn: a laptop's clock may differ).
+  var LOADED = Date.now(), clockSkew = null;
+  function tickRunTimes() {
+    $all("[data-since]").forEach(function (el) {
+      var since = Date.parse(el.getAttribute("data-since"));
+      if (isNaN(since)) { return; }
+      if (clockSkew === null) {
+        var drawn = Date.parse(el.getAttribute("data-now"));
+        clockSkew = isNaN(drawn) ? 0 : drawn - LOADED;
+      }
+      var text = duration((Date.now() + clockSkew - since) / 1000);
+      if (el.textContent !== text) { el.textContent = text; }
+    });
+  }
+
+  // The job's results, redrawn from the page itself (one template draws
+  // them) when they changed; boxes the user ticked stay ticked. True if
+  // they changed. Times in words are left out of the comparison.
+  function refreshResults(holder) {
+    return fetch(location.pathname, { credentials: "same-origin" }).then(function (r) {
+      if (!r.ok) { throw new Error("HTTP " + r.status); }
+      return r.text();
+    }).then(function (text) {
+      var fresh = new DOMParser().parseFromString(text, "text/html").getElementById("results");
+      function plain(el) { return el.innerHTML.replace(/(<time[^>]*>)[^<]*<\/time>/g, "$1"); }
+      if (!fresh || plain(fresh) === plain(holder)) { return false; }
+      var ticked = $all("input[type=checkbox]:checked", holder).map(function (b) { return b.value; });
+      holder.innerHTML = fresh.innerHTML;
+      $all("input[type=checkbox]", holder).forEach(function (b) { if (ticked.indexOf(b.value) >= 0) { b.checked = true; } });
+      tickTimes();
+      return true;
+    });
+  }
+
   /* ---- live job states ------------------------------------------------ */
 
   function setBadge(badge, job) {
@@ -202,6 +246,16 @@
           if (setTime(box.querySelector('dd[data-field="' + key + '"]'), iso)) { changed = true; }
           if (row) { row.hidden = !iso; }
         });
+        var runRow = document.querySelector('[data-row="run_time"]');
+        if (runRow) {
+          var run = runRow.querySelector('[data-field="run_time"]');
+          var since = job.raw_state === "RUNNING" && job.started_at ? job.started_at : "";
+          run.setAttribute("data-since", since);
+          if (!since && job.elapsed_s !== null && job.elapsed_s !== undefined) { run.textContent = duration(job.elapsed_s); }
+          runRow.querySelector('[data-field="time_limit"]').textContent = job.time_limit ? " of " + job.time_limit + " allowed" : "";
+          runRow.hidden = !since && (job.elapsed_s === null || job.elapsed_s === undefined);
+          tickRunTimes();
+        }
         var raw = box.querySelector('[data-field="raw_state"]');
         if (raw) { raw.textContent = job.raw_state || ""; raw.hidden = !job.raw_state || job.raw_state === job.state; }
         var exitRow = box.querySelector('[data-row="exit_code"]');
@@ -226,9 +280,12 @@
           }
           return null;
         }
-        return changed;
+        var results = document.querySelector("[data-live-results]");
+        if (!results || job.state === "PENDING") { return changed; }
+        return refreshResults(results).then(function (fresh) { return changed || fresh; });
       });
     });
+    setInterval(tickRunTimes, 1000);
   }
 
   /* ---- the tab: running jobs in its title and icon; notifications ------- */

@@ -122,3 +122,31 @@ def test_results_time_out_launch_failure_and_refusal_read_true(slurm_site):
     row = page.locator("tr[data-job='%s']" % timeout["id"])
     expect(row.locator("[data-field=state]")).to_have_text("Failed · timeout")
     expect(page.locator("tr[data-job]")).to_have_count(1)
+
+
+def test_a_running_jobs_page_moves_on_its_own(slurm_site):
+    """Opened while the job waits, never reloaded: the page shows it start
+    (as squeue says), its run time counting on, and files the job writes as
+    they come into its results listing; boxes ticked stay ticked."""
+    site, page = slurm_site, slurm_site.page
+    script = site.make_script("live", "sleep 5\necho one > first.txt\nsleep 6\necho two > second.txt\nsleep 120")
+    job = site.api("POST", "/api/jobs", {"script": script["id"], "answers": {"time": "10"}})
+    site.go("/jobs/" + job["id"])
+    page.evaluate("window.stayed = true")  # gone if the page reloads
+    run = page.locator('[data-row="run_time"]')
+    expect(run).to_be_visible(timeout=120000)
+    assert site.cluster.run("squeue", "-h", "-j", job["scheduler_id"], "-o", "%T").strip() in ("RUNNING", "COMPLETING")
+    expect(run).to_contain_text("of %s allowed" % site.api("GET", "/api/jobs/" + job["id"])["time_limit"])
+    listed = page.locator("#results tbody a")
+    expect(page.locator("#results")).to_contain_text("first.txt", timeout=60000)
+    page.check("#results input[value='first.txt']")
+    first = run.locator('[data-field="run_time"]').inner_text()
+    expect(page.locator("#results")).to_contain_text("second.txt", timeout=60000)
+    expect(run.locator('[data-field="run_time"]')).not_to_have_text(first)
+    assert page.is_checked("#results input[value='first.txt']")
+    assert page.evaluate("window.stayed === true"), "the page reloaded"
+    names = {t.split()[0] for t in listed.all_inner_texts() if t.strip() and t != "Download"}
+    assert {"first.txt", "second.txt", "job-%s.out" % job["scheduler_id"]} <= names, names
+    site.check_a11y("a running job, live")
+    site.shot("64-running-job-live")
+    site.cluster.run("scancel", job["scheduler_id"])
