@@ -446,7 +446,8 @@ SCHEMA = {
     "scheduler": {
         "type": ("auto", _choice("auto", "slurm", "local"), "auto: Slurm when its commands answer, else local."),
         "timeout": (20, _int(1), "Seconds a scheduler command may take before it counts as not answering."),
-        "refresh_interval": (5, _int(0), "Seconds between two status refreshes of one user's jobs."),
+        "refresh_interval": (2, _int(0), "Seconds between two status refreshes of one user's jobs while they look "
+                                         "(a job page shows a start or end within about two)."),
         "background_refresh": (60, _int(0), "Seconds between background refreshes of users with unfinished jobs; 0 turns it off."),
         "unknown_grace": (600, _int(0), "Seconds a job may be missing from the scheduler before it is shown as UNKNOWN."),
         "environment": ({}, _env_table, "Extra variables for scheduler commands, e.g. SLURM_CONF."),

@@ -15,8 +15,9 @@
  * which has a small fixed pool of threads, and an SSE stream holds one
  * thread for as long as a tab stays open. A handful of open tabs would
  * starve everyone else. Polling with backoff (2 s, doubling to 30 s while
- * nothing changes) costs one short request now and then, and stops as soon
- * as every job shown has finished.
+ * nothing changes; an unfinished job's own page every 2 s, so its start and
+ * end show within seconds) costs one short request now and then, and stops
+ * as soon as every job shown has finished.
  *
  * The page's Content-Security-Policy is default-src 'self': no inline
  * scripts or handlers, so everything is wired up here.
@@ -160,10 +161,11 @@
       });
   }
 
-  // Calls step() (which returns a promise of "changed?") with backoff; stops
-  // when step resolves to null. Waits while the tab is hidden, unless
-  // evenHidden (what a hidden tab shows in its title must stay true).
-  function poll(step, evenHidden) {
+  // Calls step() (which returns a promise of "changed?") with backoff (up
+  // to maxDelay, default MAX_DELAY); stops when step resolves to null.
+  // Waits while the tab is hidden, unless evenHidden (what a hidden tab
+  // shows in its title must stay true).
+  function poll(step, evenHidden, maxDelay) {
     var delay = MIN_DELAY, timer = null;
     function schedule() { timer = setTimeout(run, delay); }
     function run() {
@@ -172,7 +174,7 @@
       step().then(function (changed) {
         tickTimes();  // keep every relative time on the page in step
         if (changed === null) { return; }
-        delay = changed ? MIN_DELAY : Math.min(delay * 2, MAX_DELAY);
+        delay = changed ? MIN_DELAY : Math.min(delay * 2, maxDelay || MAX_DELAY);
         schedule();
       }, function () {
         delay = Math.min(delay * 2, MAX_DELAY);  // the daemon may be restarting
@@ -229,7 +231,7 @@
   function liveJob(box) {
     var id = box.getAttribute("data-live-job");
     if (finished(box.getAttribute("data-state"))) { return; }
-    var reloadKey = "flightjob-reloaded-" + id;
+    var reloadKey = "flightjob-reloaded-" + id, looks = 0, RESULTS_EVERY = 3;
     poll(function () {
       return getJSON("/api/jobs/" + encodeURIComponent(id)).then(function (job) {
         var changed = box.getAttribute("data-state") !== job.state;
@@ -280,11 +282,12 @@
           }
           return null;
         }
+        // the results are drawn again every RESULTS_EVERY looks (a page, not a record)
         var results = document.querySelector("[data-live-results]");
-        if (!results || job.state === "PENDING") { return changed; }
-        return refreshResults(results).then(function (fresh) { return changed || fresh; });
+        if (!results || job.state === "PENDING" || (looks++ % RESULTS_EVERY && !changed)) { return changed; }
+        return refreshResults(results).then(function () { return changed; });
       });
-    });
+    }, false, MIN_DELAY);  // an unfinished job's page looks every MIN_DELAY: its start and end show within seconds
     setInterval(tickRunTimes, 1000);
   }
 
