@@ -8339,6 +8339,9 @@ class App:
         if vouched is not None:
             if session and session.user == vouched:
                 return vouched, session
+            if session:  # the proxy now names another: this browser's session is over, whether they may or not
+                self.auth.end(session.id)
+                bottle.response.delete_cookie(COOKIE, path="/")
             name = self.auth.check_vouched(vouched)
             return name, self.login(name)
         if session:
