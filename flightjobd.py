@@ -238,6 +238,11 @@ class Forbidden(FlightJobError):
     status, code = 403, "forbidden"
 
 
+class SignInRefused(Forbidden):
+    """The site's proxy sign-in refused: a header not from the proxy, or an account that may not log in."""
+    code = "sign_in_refused"
+
+
 class NotFound(FlightJobError):
     status, code = 404, "not_found"
 
@@ -7812,11 +7817,11 @@ class Auth:
         PAM's account check, no lock); else Forbidden (403), logged. The
         proxy has checked who the person is; this checks the account."""
         if not (0 < len(user) <= 256) or "\0" in user or "," in user or user != user.strip():
-            raise Forbidden("The site's sign-in named no valid user.")
+            raise SignInRefused("The site's sign-in named no valid user.")
         pw = self.usable(user)
         if pw is None:
             log.warning("the proxy signed in %r, whose account may not log in here", user)
-            raise Forbidden("The site's sign-in vouched for %s, but that account may not use Flight Job here "
+            raise SignInRefused("The site's sign-in vouched for %s, but that account may not use Flight Job here "
                             "(unknown, locked, expired or not in an allowed group): ask the site's "
                             "administrators." % user)
         return pw.pw_name
@@ -8325,7 +8330,7 @@ class App:
             sock = getattr(waitress_channel(environ), "socket", None)
             log.warning("refused a request carrying %s from %s (socket of uid %s): not the site's proxy", name,
                         environ.get("REMOTE_ADDR"), socket_owner(sock) if sock is not None else None)
-            raise Forbidden("%s is accepted only from the site's sign-in proxy." % name)
+            raise SignInRefused("%s is accepted only from the site's sign-in proxy." % name)
         return value
 
     def user_for(self, api):

@@ -131,6 +131,7 @@ def test_the_proxy_cannot_vouch_for_a_locked_expired_unallowed_or_unknown_accoun
         status, headers, text = web("GET", path)
         assert status == 403, (path, status, text[:300])
         assert "may not use Flight Job here" in text and "set-cookie" not in headers
+        assert path != "/api/session" or json.loads(text)["error"]["code"] == "sign_in_refused"
     assert web.cookie is None
 
 
@@ -169,6 +170,7 @@ def test_the_header_sent_to_the_daemon_by_anyone_but_the_proxy_is_refused(proxy_
         status, headers, text = direct("GET", path, headers={HEADER: s.alice.name})  # root, from 127.0.0.1
         assert status == 403 and "set-cookie" not in headers, (path, status, text[:300])
         assert "is accepted only from the site" in text
+    assert direct("GET", "/api/session", headers={"X_Remote_User": s.alice.name})[0] == 401  # dropped by waitress
     # a local user (as through an SSH tunnel: the connection is theirs), naming another or themselves
     for named in (s.alice.name, s.dave.name, "root"):
         status, cookie, text = as_account(s.dave.name, s.d.port, "/api/session", {HEADER: named})
