@@ -457,8 +457,9 @@ SCHEMA = {
         "throttle_table": (20000, _int(100), "Most failed-login records kept in memory; the oldest are forgotten first."),
         "proxy_header": ("", _header_name, "Header in which a proxy of server.trusted_proxies names the user it signed in "
                          "(e.g. X-Remote-User); empty: off. See the README's \"Sign-in through the site's proxy\"."),
-        "proxy_users": ([], _strings, "Accounts whose connections from this machine (loopback or its own addresses) may "
-                        "be the proxy's: its Unix user (e.g. www-data). Needed for a proxy on this machine."),
+        "proxy_users": ([], _strings, "Accounts whose connections from this machine (loopback or its own addresses) are "
+                        "the trusted proxy's: its Unix user (e.g. www-data); a local user's are their own (no "
+                        "X-Forwarded-For, no proxy_header). Needed for proxy_header with a proxy on this machine."),
         "proxy_logout_url": ("", _url, "Where logging out through the proxy leads: the proxy's own logout URL "
                              "(https://... or a /path); needed with proxy_header."),
     },
@@ -8054,11 +8055,14 @@ def close_connection_later(environ, seconds, why):
     return cancel
 
 
-def bound_clients(server, limits, proxies):
+def bound_clients(server, limits, proxies, proxy_uids=()):
     """Two bounds waitress lacks: a request arrives whole within server.request_read_timeout of its first
     byte (a trickle never idles), and one client (its address_key, trusted proxies excepted; on loopback,
     with server.loopback_users, "loopback uid N", the owner of its socket: the channel's key, which the
-    login throttle counts too) holds at most server.connections_per_address connections."""
+    login throttle counts too) holds at most server.connections_per_address connections. With
+    auth.proxy_users, a connection from a trusted address on this machine is the proxy's only when its
+    socket is one of theirs; any other is "ADDRESS uid N", counted as that user's, its X-Forwarded-For
+    never read (App.client_addr)."""
     from waitress.channel import HTTPChannel
 
     class Channel(HTTPChannel):
@@ -8077,11 +8081,15 @@ def bound_clients(server, limits, proxies):
         for fd in set(server.active_channels) - before:
             channel = server.active_channels[fd]
             peer = channel.addr[0] if isinstance(channel.addr, tuple) else ""
-            if _trusted(peer, proxies):
+            trusted = _trusted(peer, proxies)
+            if trusted and not (proxy_uids and is_local_address(peer)):
                 continue
             channel.key = address_key(peer)
-            uid = socket_owner(channel.socket) if channel.key == "loopback" and limits["loopback_users"] else None
-            channel.key += "" if uid is None else " uid %d" % uid
+            uid = socket_owner(channel.socket) if trusted or channel.key == "loopback" and limits["loopback_users"] \
+                else None
+            if trusted and uid in proxy_uids:
+                continue
+            channel.key += " uid %s" % uid if trusted or uid is not None else ""
             if sum(1 for c in list(server.active_channels.values())
                    if getattr(c, "key", None) == channel.key) > limits["connections_per_address"]:
                 channel.will_close = True  # closed by the loop, before a byte of it is read
@@ -9628,12 +9636,13 @@ def serve(config):
     with contextlib.suppress(Exception):  # glibc's M_MMAP_THRESHOLD fixed, not raised by each free: large
         __import__("ctypes").CDLL(None).mallopt(-3, 256 << 10)  # buffers (downloads) unmapped, not kept by arenas
     raise_file_limit(config["server"]["connection_limit"] + 4096)
-    if config["server"]["multi_user"] and any(
+    if config["server"]["multi_user"] and not config["auth"]["proxy_users"] and any(
             ipaddress.ip_network(p, strict=False).overlaps(ipaddress.ip_network("127.0.0.0/8"))
             for p in config["server"]["trusted_proxies"] if ":" not in p):
         log.warning("server.trusted_proxies includes a loopback address: every local user can reach "
                     "the daemon there and name any client address in X-Forwarded-For, past the login "
-                    "throttle. Listen on an address only the proxy reaches, or trust the proxy's own.")
+                    "throttle. Set auth.proxy_users to the proxy's account, listen on an address only the "
+                    "proxy reaches, or trust the proxy's own.")
     a = make_app(config)
     probe = a.scheduler_health()
     config["scheduler"]["type"] = probe["type"]  # 'auto' resolved once, by a worker
@@ -9649,7 +9658,7 @@ def serve(config):
                            max_request_body_size=form_limit(config), max_request_header_size=limits["max_header_bytes"],
                            **{key: limits[key] for key in ("threads", "connection_limit", "channel_timeout",
                                                            "cleanup_interval", "backlog")})  # waitress's own names
-    bound_clients(server, limits, a.auth.proxies)
+    bound_clients(server, limits, a.auth.proxies, a.auth.proxy_uids)
     stop = threading.Event()
     threading.Thread(target=a.background, args=(stop,), daemon=True).start()
 

@@ -208,3 +208,33 @@ def test_logout_through_the_proxy_hands_over_to_its_logout_url(proxy_site):
     assert status == 303 and headers["location"] == "/login"
     status, _, page = Browser(s.d.port)("GET", "/login")
     assert status == 200 and 'id="proxy-note"' in page and "single sign-on" in page
+
+
+SPRAY = r"""
+import http.client, json, sys
+seen = []
+for i in range(32):
+    conn = http.client.HTTPConnection("127.0.0.1", int(sys.argv[1]), timeout=60)
+    conn.request("POST", "/api/login", body=json.dumps({"username": "fjspray%02d" % i, "password": "x"}),
+                 headers={"Content-Type": "application/json", "X-Forwarded-For": "203.0.113.%d" % i})
+    seen.append(conn.getresponse().status)
+    conn.close()
+print(json.dumps(seen))
+"""
+
+
+def test_a_local_user_on_the_trusted_loopback_is_not_the_proxy_for_forwarded_for_either(
+        make_daemon, runtime, pam_service, unix_users):
+    """With auth.proxy_users, 127.0.0.1 in server.trusted_proxies is the proxy only on www-data's
+    sockets: a local user's connection from there is counted as theirs ("loopback uid N"), its
+    X-Forwarded-For never read, so 32 failed logins, each naming another address, are one
+    address's: refused after auth.throttle_address (30). Without proxy_users (before), each
+    counted for the address it named, and none was refused."""
+    mallory = unix_users.create()
+    d = make_daemon(server={"multi_user": True, "trusted_proxies": ["127.0.0.1"]}, worker=runtime,
+                    auth={"pam_service": pam_service, "proxy_users": ["www-data"], "failure_delay": 0},
+                    storage={"state_dir": "~/.local/share/flight-job"}, templates={"site_dirs": []})
+    done = subprocess.run(["setpriv", "--reuid", mallory.name, "--regid", mallory.name, "--init-groups",
+                           "/usr/bin/python3", "-c", SPRAY, str(d.port)], capture_output=True, text=True, timeout=120)
+    seen = json.loads(done.stdout)
+    assert seen[:30] == [401] * 30 and seen[-1] == 429, seen
