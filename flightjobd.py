@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """flightjobd: a web job manager for HPC login nodes.
 
-A user logs in with their cluster username and password, creates job scripts
+A user logs in with their cluster username and password (or through the
+site's sign-in proxy: auth.proxy_header), creates job scripts
 from templates by answering questions, edits them, submits them to the
 scheduler (Slurm, or the embedded `local` scheduler), watches their jobs,
 cancels them and reads their results, in a browser or as JSON with curl.
@@ -8324,14 +8325,15 @@ class App:
 
     def proxy_user(self):
         """The user named in auth.proxy_header, None when the request has
-        none (or the mode is off). Only the site's proxy may send it
+        none, or an empty one (a proxy's way of saying nobody signed in
+        there), or the mode is off. Only the site's proxy may send it
         (from_proxy): from anyone else the request is refused outright (403,
         logged with the peer), never served as if the header were not there,
         so a forged header is seen for what it is and no cookie or password
         sent beside it counts either."""
         name = self.config["auth"]["proxy_header"]
         value = bottle.request.headers.get(name) if name else None
-        if value is None:
+        if not value or not value.strip():
             return None
         if not self.from_proxy():
             environ = bottle.request.environ

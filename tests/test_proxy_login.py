@@ -178,6 +178,7 @@ def test_the_header_sent_to_the_daemon_by_anyone_but_the_proxy_is_refused(proxy_
     # the proxy's account itself is believed (what the check tells apart is the socket's owner, not the path)
     status, cookie, text = as_account("www-data", s.d.port, "/api/session", {HEADER: s.alice.name})
     assert status == 200 and json.loads(text)["user"] == s.alice.name and cookie
+    assert as_account("www-data", s.d.port, "/api/session", {HEADER: ""})[0] == 401  # empty: nobody signed in
     # a user with a session of their own (made with their password) sends it beside a forged header: refused
     own = Browser(s.d.port)
     assert own.json("POST", "/api/login", {"username": s.alice.name, "password": s.alice.password})["user"]
