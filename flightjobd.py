@@ -7823,9 +7823,9 @@ class Auth:
         pw = self.usable(user)
         if pw is None:
             log.warning("the proxy signed in %r, whose account may not log in here", user)
-            raise SignInRefused("The site's sign-in vouched for %s, but that account may not use Flight Job here "
-                            "(unknown, locked, expired or not in an allowed group): ask the site's "
-                            "administrators." % user)
+            raise SignInRefused("The site's sign-in vouched for %s, but that account may not use Flight Job "
+                                "here (unknown, locked, expired or not in an allowed group): ask the site's "
+                                "administrators." % user)
         return pw.pw_name
 
     def check_basic(self, header, addr):

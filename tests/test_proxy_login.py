@@ -65,14 +65,15 @@ class Browser:
 
 @pytest.fixture
 def proxy_site(make_daemon, runtime, pam_service, unix_users):
-    """alice (in the allowed group) and four who may not log in: bob (usermod
-    -L), carol (chage -E 0), dave (not in auth.allow_groups), erin (no such
-    account: removed). The daemon trusts X-Remote-User from 127.0.0.1 when
+    """alice (in the allowed group) and five who may not log in: bob (usermod
+    -L), carol (chage -E 0), dave (not in auth.allow_groups), frank (a
+    nologin shell, auth.deny_shells), erin (no such account). The daemon trusts X-Remote-User from 127.0.0.1 when
     the socket is www-data's (nginx's workers); nginx knows them all, with
     passwords of its own."""
     group = unix_users.group()
-    alice, bob, carol = (unix_users.create(groups=[group]) for _ in range(3))
+    alice, bob, carol, frank = (unix_users.create(groups=[group]) for _ in range(4))
     dave = unix_users.create()
+    subprocess.run(["usermod", "-s", "/usr/sbin/nologin", frank.name], check=True)
     subprocess.run(["usermod", "-L", bob.name], check=True)
     subprocess.run(["chage", "-E", "0", carol.name], check=True)
     port = free_port()
@@ -81,11 +82,11 @@ def proxy_site(make_daemon, runtime, pam_service, unix_users):
                     auth={"pam_service": pam_service, "proxy_header": HEADER, "proxy_users": ["www-data"],
                           "proxy_logout_url": logout, "allow_groups": [group], "recheck_interval": 1},
                     storage={"state_dir": "~/.local/share/flight-job"}, templates={"site_dirs": []})
-    proxy_passwords = {u.name: "proxy-" + u.name for u in (alice, bob, carol, dave)}
+    proxy_passwords = {u.name: "proxy-" + u.name for u in (alice, bob, carol, dave, frank)}
     proxy_passwords["erin"] = "proxy-erin"
     nginx = Nginx(d.port, proxy_passwords, port)
     yield type("ProxySite", (), dict(d=d, nginx=nginx, logout=logout, alice=alice, bob=bob, carol=carol, dave=dave,
-                                     via=lambda name: Browser(nginx.port, (name, proxy_passwords[name]))))
+                                     frank=frank, via=lambda name: Browser(nginx.port, (name, proxy_passwords[name]))))
     nginx.stop()
 
 
@@ -124,7 +125,7 @@ def test_who_the_proxy_signs_in_uses_pages_and_the_api_without_a_daemon_password
     assert Browser(s.d.port)("GET", "/api/session", headers={"Cookie": "%s=%s" % (flightjobd.COOKIE, old)})[0] == 401
 
 
-@pytest.mark.parametrize("who", ["bob", "carol", "dave", "erin"])
+@pytest.mark.parametrize("who", ["bob", "carol", "dave", "frank", "erin"])
 def test_the_proxy_cannot_vouch_for_a_locked_expired_unallowed_or_unknown_account(proxy_site, who):
     web = proxy_site.via(getattr(proxy_site, who).name if who != "erin" else "erin")
     for path in ("/", "/api/session", "/login"):
