@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """flightjobd: a web job manager for HPC login nodes.
 
-A user logs in with their cluster username and password, creates job scripts
+A user logs in with their cluster username and password (or through the
+site's sign-in proxy: auth.proxy_header), creates job scripts
 from templates by answering questions, edits them, submits them to the
 scheduler (Slurm, or the embedded `local` scheduler), watches their jobs,
 cancels them and reads their results, in a browser or as JSON with curl.
@@ -238,6 +239,11 @@ class Forbidden(FlightJobError):
     status, code = 403, "forbidden"
 
 
+class SignInRefused(Forbidden):
+    """The site's proxy sign-in refused: a header not from the proxy, or an account that may not log in."""
+    code = "sign_in_refused"
+
+
 class NotFound(FlightJobError):
     status, code = 404, "not_found"
 
@@ -377,6 +383,27 @@ def _env_table(value):
     return value
 
 
+# Headers the daemon reads for their own meaning: never the proxy's user header.
+OWN_HEADERS = {"authorization", "cookie", "host", "content-type", "content-length", "transfer-encoding", "connection",
+               "if-match", "x-csrf-token", "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto",
+               "x-forwarded-port", "x-forwarded-by", "forwarded", "origin", "referer"}
+
+
+def _header_name(value):
+    if _str(value) and (not re.match(r"^[A-Za-z][A-Za-z0-9-]{0,63}$", value) or value.lower() in OWN_HEADERS):
+        raise ValueError("expected a header name such as X-Remote-User (letters, digits, hyphens), "
+                         "not one the daemon reads for itself")
+    return value
+
+
+def _url(value):
+    """"", an http(s) URL with a host, or a path on this site: printable ASCII, no spaces."""
+    if _str(value) and not (re.match(r"^[\x21-\x7e]{1,2000}$", value) and (
+            re.match(r"^/(?![/\\])", value) or re.match(r"^https?://[^/?#\\]+(?:[/?#]|$)", value))):
+        raise ValueError("expected https://host/path or a /path")
+    return value
+
+
 def _listen(value):
     host, sep, port = _str(value).rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
@@ -429,6 +456,13 @@ SCHEMA = {
         "throttle_user": (10, _int(1), "Failed logins for one user name (any addresses) before its logins are slowed, never refused."),
         "throttle_user_delay": (3.0, _number(0), "Seconds each login for such a user name waits before its password is checked."),
         "throttle_table": (20000, _int(100), "Most failed-login records kept in memory; the oldest are forgotten first."),
+        "proxy_header": ("", _header_name, "Header in which a proxy of server.trusted_proxies names the user it signed in "
+                         "(e.g. X-Remote-User); empty: off. See the README's \"Sign-in through the site's proxy\"."),
+        "proxy_users": ([], _strings, "Accounts whose connections from this machine (loopback or its own addresses) are "
+                        "the trusted proxy's: its Unix user (e.g. www-data); a local user's are their own (no "
+                        "X-Forwarded-For, no proxy_header). Needed for proxy_header with a proxy on this machine."),
+        "proxy_logout_url": ("", _url, "Where logging out through the proxy leads: the proxy's own logout URL "
+                             "(https://... or a /path); needed with proxy_header."),
     },
     "worker": {
         "idle_timeout": (600, _int(1), "Seconds without requests after which a user's worker ends."),
@@ -7369,6 +7403,21 @@ def _trusted(addr, proxies):
     return ip is not None and any(ip in net for net in proxies)
 
 
+def is_local_address(addr):
+    """Whether addr is loopback or one of this machine's own addresses, from
+    which any local user can connect: asked by binding a socket to it. What
+    cannot be told (no address, another error) counts as local."""
+    ip = _ip(addr)
+    if ip is None or ip.is_loopback:
+        return True
+    try:
+        with socket.socket(socket.AF_INET6 if ip.version == 6 else socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind((str(ip), 0))
+        return True
+    except OSError as e:
+        return e.errno != errno.EADDRNOTAVAIL
+
+
 def forwarded_for_only(app):
     """The WSGI app as waitress serves it. Waitress is told to pass proxy
     headers through (clear_untrusted_proxy_headers=False) so client_address
@@ -7382,25 +7431,28 @@ def forwarded_for_only(app):
     return app_without_proxy_headers
 
 
-def shadow_fingerprints(users, path=SHADOW):
-    """user -> a digest of the shadow entry's password field and last-change
-    day, for those of users that have an entry: a new password, a lock (`!`
-    before the hash) or a forced change alters it. Empty when the file cannot
-    be read (not root; accounts in LDAP have no entry, and only PAM's account
-    check applies to them). Parsed directly: the spwd module is gone in 3.13."""
+def shadow_entries(users, path=SHADOW):
+    """user -> (password field, last-change day) of the shadow entry, for
+    those of users that have one. Empty when the file cannot be read (not
+    root; accounts in LDAP have no entry, and only PAM's account check
+    applies to them). Parsed directly: the spwd module is gone in 3.13."""
     wanted = {u.encode("utf-8", "replace") for u in users}
     try:
         with open(path, "rb") as f:
             lines = f.read().split(b"\n")
     except OSError:
         return {}
-    found = {}
-    for line in lines:
-        fields = line.split(b":")
-        if len(fields) > 2 and fields[0] in wanted:
-            digest = hashlib.sha256(b"\0".join([b"flightjob-shadow", fields[1], fields[2]]))
-            found[fields[0].decode("utf-8")] = digest.hexdigest()[:32]
-    return found
+    return {fields[0].decode("utf-8"): (fields[1], fields[2])
+            for fields in (line.split(b":") for line in lines) if len(fields) > 2 and fields[0] in wanted}
+
+
+def shadow_fingerprints(users, path=SHADOW, entries=None):
+    """user -> a digest of the shadow entry (shadow_entries, or entries
+    given): a new password, a lock (`!` before the hash) or a forced change
+    alters it."""
+    entries = shadow_entries(users, path) if entries is None else entries
+    return {user: hashlib.sha256(b"\0".join([b"flightjob-shadow", *entry])).hexdigest()[:32]
+            for user, entry in entries.items()}
 
 
 def _changed(then, now):
@@ -7628,6 +7680,7 @@ class Auth:
         self.failures = Throttle(config)
         self.in_flight = {}  # address_key -> logins being checked
         self.proxies = [ipaddress.ip_network(p, strict=False) for p in config["server"]["trusted_proxies"]]
+        self.proxy_uids = {pwd.getpwnam(name).pw_uid for name in config["auth"]["proxy_users"]}  # checked: check_bounds
         self.secret = secrets.token_bytes(32)
         self.login_token = secrets.token_urlsafe(24)
         self.lock = threading.Lock()
@@ -7737,13 +7790,44 @@ class Auth:
     def _shadow(self, user):
         return None if not self.config["server"]["multi_user"] else shadow_fingerprints([user]).get(user)
 
+    def usable(self, user, entries=None):
+        """The password entry of a user who may log in now, no password
+        asked: allowed, and in multi-user mode PAM's account check passes
+        (pam_acct_mgmt: expired, or refused by the site's account stack) and
+        the password is not locked (a shadow field starting "!": usermod -L,
+        passwd -l; pam_acct_mgmt lets those through, as sshd with PAM does for
+        keys). entries: shadow_entries already read. The check of a login the
+        site's proxy vouches for, and of every session at the re-check."""
+        pw = self.allowed(user)
+        if pw is None or not self.config["server"]["multi_user"]:
+            return pw
+        entry = (shadow_entries([user]) if entries is None else entries).get(user)
+        if entry is not None and entry[0].startswith(b"!"):
+            log.info("account %s refused: its password is locked", user)
+            return None
+        return pw if self._pam_account(user) else None
+
     def _accounts(self, users):
-        """(those of users who may no longer log in, user -> shadow
-        fingerprint now). Multi-user mode asks PAM's account check;
-        single-user mode only whether it is still the daemon's user."""
-        multi = self.config["server"]["multi_user"]
-        dead = {u for u in users if not self.allowed(u) or (multi and not self._pam_account(u))}
-        return dead, (shadow_fingerprints(users) if multi else {})
+        """(those of users who may no longer log in (usable), user -> shadow
+        fingerprint now; none in single-user mode)."""
+        entries = shadow_entries(users) if self.config["server"]["multi_user"] else {}
+        dead = {u for u in users if not self.usable(u, entries)}
+        return dead, shadow_fingerprints(users, entries=entries)
+
+    def check_vouched(self, user):
+        """The user the site's proxy signed in (App.proxy_user), if the
+        account may log in now (usable: the same checks as a password's,
+        PAM's account check, no lock); else Forbidden (403), logged. The
+        proxy has checked who the person is; this checks the account."""
+        if not (0 < len(user) <= 256) or "\0" in user or "," in user or user != user.strip():
+            raise SignInRefused("The site's sign-in named no valid user.")
+        pw = self.usable(user)
+        if pw is None:
+            log.warning("the proxy signed in %r, whose account may not log in here", user)
+            raise SignInRefused("The site's sign-in vouched for %s, but that account may not use Flight Job "
+                                "here (unknown, locked, expired or not in an allowed group): ask the site's "
+                                "administrators." % user)
+        return pw.pw_name
 
     def check_basic(self, header, addr):
         """The user of an HTTP Basic header: checked as a login, then
@@ -7973,11 +8057,14 @@ def close_connection_later(environ, seconds, why):
     return cancel
 
 
-def bound_clients(server, limits, proxies):
+def bound_clients(server, limits, proxies, proxy_uids=()):
     """Two bounds waitress lacks: a request arrives whole within server.request_read_timeout of its first
     byte (a trickle never idles), and one client (its address_key, trusted proxies excepted; on loopback,
     with server.loopback_users, "loopback uid N", the owner of its socket: the channel's key, which the
-    login throttle counts too) holds at most server.connections_per_address connections."""
+    login throttle counts too) holds at most server.connections_per_address connections. With
+    auth.proxy_users, a connection from a trusted address on this machine is the proxy's only when its
+    socket is one of theirs; any other is "ADDRESS uid N", counted as that user's, its X-Forwarded-For
+    never read (App.client_addr)."""
     from waitress.channel import HTTPChannel
 
     class Channel(HTTPChannel):
@@ -7996,11 +8083,15 @@ def bound_clients(server, limits, proxies):
         for fd in set(server.active_channels) - before:
             channel = server.active_channels[fd]
             peer = channel.addr[0] if isinstance(channel.addr, tuple) else ""
-            if _trusted(peer, proxies):
+            trusted = _trusted(peer, proxies)
+            if trusted and not (proxy_uids and is_local_address(peer)):
                 continue
             channel.key = address_key(peer)
-            uid = socket_owner(channel.socket) if channel.key == "loopback" and limits["loopback_users"] else None
-            channel.key += "" if uid is None else " uid %d" % uid
+            uid = socket_owner(channel.socket) if trusted or channel.key == "loopback" and limits["loopback_users"] \
+                else None
+            if trusted and uid in proxy_uids:
+                continue
+            channel.key += " uid %s" % uid if trusted or uid is not None else ""
             if sum(1 for c in list(server.active_channels.values())
                    if getattr(c, "key", None) == channel.key) > limits["connections_per_address"]:
                 channel.will_close = True  # closed by the loop, before a byte of it is read
@@ -8036,13 +8127,14 @@ def safe_next(url):
     return url if len(url) < 4096 and LOCAL_PATH_RE.match(url) else "/"
 
 
-def see_other(path):
+def see_other(path, url=None):
     """A 303 to a path on this site that we built: relative, or under
-    server.base_url when set; never a host taken from the request."""
-    assert LOCAL_PATH_RE.match(path), path
+    server.base_url when set; never a host taken from the request. url:
+    instead, a whole URL from the config (auth.proxy_logout_url)."""
+    assert url or LOCAL_PATH_RE.match(path), path
     response = bottle.response.copy(cls=bottle.HTTPResponse)  # with the cookies set so far
     response.status, response.body = 303, ""
-    response.set_header("Location", bottle.request.app.config["flightjob.base"] + path)
+    response.set_header("Location", url or bottle.request.app.config["flightjob.base"] + path)
     raise response
 
 
@@ -8216,11 +8308,58 @@ class App:
         key = getattr(waitress_channel(bottle.request.environ), "key", None) or ""
         return key if " uid " in key else client_address(bottle.request.environ, self.auth.proxies)
 
+    def from_proxy(self):
+        """Whether this request came from the site's proxy: its peer is in
+        server.trusted_proxies and, when that peer is on this machine
+        (loopback, or one of its own addresses, from which every local user
+        can connect), the kernel says its socket is of an account in
+        auth.proxy_users (socket_owner: a user's own connection, an SSH
+        tunnel's, one closed before we look, are not)."""
+        environ = bottle.request.environ
+        peer = environ.get("REMOTE_ADDR") or ""
+        if not _trusted(peer, self.auth.proxies):
+            return False
+        if not is_local_address(peer):
+            return True
+        sock = getattr(waitress_channel(environ), "socket", None)
+        return sock is not None and socket_owner(sock) in self.auth.proxy_uids
+
+    def proxy_user(self):
+        """The user named in auth.proxy_header, None when the request has
+        none, or an empty one (a proxy's way of saying nobody signed in
+        there), or the mode is off. Only the site's proxy may send it
+        (from_proxy): from anyone else the request is refused outright (403,
+        logged with the peer), never served as if the header were not there,
+        so a forged header is seen for what it is and no cookie or password
+        sent beside it counts either."""
+        name = self.config["auth"]["proxy_header"]
+        value = bottle.request.headers.get(name) if name else None
+        if not value or not value.strip():
+            return None
+        if not self.from_proxy():
+            environ = bottle.request.environ
+            sock = getattr(waitress_channel(environ), "socket", None)
+            log.warning("refused a request carrying %s from %s (socket of uid %s): not the site's proxy", name,
+                        environ.get("REMOTE_ADDR"), socket_owner(sock) if sock is not None else None)
+            raise SignInRefused("%s is accepted only from the site's sign-in proxy." % name)
+        return value
+
     def user_for(self, api):
-        """(user, session) for this request. Pages take the session cookie;
-        the API also takes HTTP Basic (then session is None). None when not
-        logged in."""
+        """(user, session) for this request. The user the site's proxy
+        names (proxy_user) has a session of their own: this one if it is
+        theirs, else a new one (cookie set), once check_vouched passes.
+        Otherwise pages take the session cookie; the API also takes HTTP
+        Basic (then session is None). None when not logged in."""
+        vouched = self.proxy_user()
         session = self.auth.get(bottle.request.get_cookie(COOKIE))
+        if vouched is not None:
+            if session and session.user == vouched:
+                return vouched, session
+            if session:  # the proxy now names another: this browser's session is over, whether they may or not
+                self.auth.end(session.id)
+                bottle.response.delete_cookie(COOKIE, path="/")
+            name = self.auth.check_vouched(vouched)
+            return name, self.login(name)
         if session:
             return session.user, session
         header = bottle.request.headers.get("Authorization", "")
@@ -8307,11 +8446,18 @@ class App:
         return session
 
     def logout(self):
-        """End this request's session, if any, and forget its cookie."""
+        """End this request's session, if any, and forget its cookie. Where
+        to go next: through the site's proxy (from_proxy, with proxy_header
+        set) its auth.proxy_logout_url, from the config, so the proxy ends
+        its own sign-in too (else it would sign the user in again at once);
+        None otherwise."""
         session = self.who()[1]
         if session:
             self.auth.end(session.id)
         bottle.response.delete_cookie(COOKIE, path="/")
+        if self.config["auth"]["proxy_header"] and self.from_proxy():
+            return self.config["auth"]["proxy_logout_url"]
+        return None
 
     def request_target(self):
         """This request's path and query, as sent (for safe_next to rebuild)."""
@@ -8360,7 +8506,8 @@ class App:
         bottle.response.set_cookie(PRE_COOKIE, token, path="/login", httponly=True,
                                    samesite="strict", secure=self.secure)
         return self.render("login", status=status, error=error, login_csrf=token, next_url=next_url,
-                           kept=kept, title="Log in", multi_user=self.config["server"]["multi_user"])
+                           kept=kept, title="Log in", multi_user=self.config["server"]["multi_user"],
+                           proxy=bool(self.config["auth"]["proxy_header"]), base_url=self.config["server"]["base_url"])
 
     def resume_page(self, kept, action, why, status=200):
         """The page that asks to send again a form that could not be done
@@ -8722,6 +8869,8 @@ def api_health(app, user):
 
 @route("/login", login=False)
 def page_login(app, user):
+    if app.config["auth"]["proxy_header"] and app.identify(False)[0]:  # the site's proxy signed them in
+        return see_other(safe_next(bottle.request.query.get("next")))
     token = bottle.request.query.get("token")
     if token is not None:
         if not app.config["server"]["multi_user"] and app.auth.use_login_token(token):
@@ -8757,8 +8906,7 @@ def page_login_post(app, user):
 
 @route("/logout", "POST")
 def page_logout(app, user):
-    app.logout()
-    return see_other("/login")
+    return see_other("/login", app.logout())
 
 
 @route("/api/login", "POST", api=True, login=False)
@@ -8771,8 +8919,8 @@ def api_login(app, user):
 
 @route("/api/logout", "POST", api=True)
 def api_logout(app, user):
-    app.logout()
-    return app.json({"logged_out": True})
+    then = app.logout()
+    return app.json(dict({"logged_out": True}, **({"logout_url": then} if then else {})))
 
 
 @route("/api/session", api=True)
@@ -9441,10 +9589,37 @@ def check_bounds(config):
     if server["reserved_threads"] >= server["threads"]:
         raise ConfigError("server.reserved_threads (%d) must be less than server.threads (%d)"
                           % (server["reserved_threads"], server["threads"]))
+    check_proxy_sign_in(config)
     least = 6 * config["storage"]["max_script_bytes"] + (1 << 20)
     if worker["max_message"] < least:
         raise ConfigError("worker.max_message (%d) must be at least 6 x storage.max_script_bytes + 1 MiB "
                           "(%d): a script and its notes, escaped as JSON" % (worker["max_message"], least))
+
+
+def check_proxy_sign_in(config):
+    """With auth.proxy_header set: a proxy to trust it from
+    (server.trusted_proxies), a logout URL to hand over to, every account of
+    auth.proxy_users known, and, when a trusted network includes loopback,
+    at least one of them (else the header would be refused from there)."""
+    auth, proxies = config["auth"], config["server"]["trusted_proxies"]
+    for name in auth["proxy_users"]:
+        try:
+            pwd.getpwnam(name)
+        except KeyError:
+            raise ConfigError("auth.proxy_users: no such account: %r" % name)
+    if not auth["proxy_header"]:
+        return
+    loopback = [ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128")]
+    if not proxies:
+        raise ConfigError("auth.proxy_header needs server.trusted_proxies: the proxy's addresses")
+    if not auth["proxy_logout_url"]:
+        raise ConfigError("auth.proxy_header needs auth.proxy_logout_url: logging out must end the "
+                          "proxy's sign-in too, or the proxy signs the user in again at once")
+    if not auth["proxy_users"] and any(ipaddress.ip_network(p, strict=False).version == net.version and
+                                       ipaddress.ip_network(p, strict=False).overlaps(net)
+                                       for p in proxies for net in loopback):
+        raise ConfigError("server.trusted_proxies includes loopback, where every local user can connect: "
+                          "auth.proxy_header there needs auth.proxy_users, the proxy's account")
 
 
 def raise_file_limit(wanted):
@@ -9464,12 +9639,13 @@ def serve(config):
     with contextlib.suppress(Exception):  # glibc's M_MMAP_THRESHOLD fixed, not raised by each free: large
         __import__("ctypes").CDLL(None).mallopt(-3, 256 << 10)  # buffers (downloads) unmapped, not kept by arenas
     raise_file_limit(config["server"]["connection_limit"] + 4096)
-    if config["server"]["multi_user"] and any(
+    if config["server"]["multi_user"] and not config["auth"]["proxy_users"] and any(
             ipaddress.ip_network(p, strict=False).overlaps(ipaddress.ip_network("127.0.0.0/8"))
             for p in config["server"]["trusted_proxies"] if ":" not in p):
         log.warning("server.trusted_proxies includes a loopback address: every local user can reach "
                     "the daemon there and name any client address in X-Forwarded-For, past the login "
-                    "throttle. Listen on an address only the proxy reaches, or trust the proxy's own.")
+                    "throttle. Set auth.proxy_users to the proxy's account, listen on an address only the "
+                    "proxy reaches, or trust the proxy's own.")
     a = make_app(config)
     probe = a.scheduler_health()
     config["scheduler"]["type"] = probe["type"]  # 'auto' resolved once, by a worker
@@ -9485,7 +9661,7 @@ def serve(config):
                            max_request_body_size=form_limit(config), max_request_header_size=limits["max_header_bytes"],
                            **{key: limits[key] for key in ("threads", "connection_limit", "channel_timeout",
                                                            "cleanup_interval", "backlog")})  # waitress's own names
-    bound_clients(server, limits, a.auth.proxies)
+    bound_clients(server, limits, a.auth.proxies, a.auth.proxy_uids)
     stop = threading.Event()
     threading.Thread(target=a.background, args=(stop,), daemon=True).start()
 

@@ -5,8 +5,9 @@
 <p class="code-num">Error {{error.status}}</p>
 <h1>{{titles.get(error.status, 'Something went wrong')}}</h1>
 <p>{{error.message}}</p>
-% if hints.get(error.status):
-<p class="muted">{{hints[error.status]}}</p>
+% hint = "If you think you should be let in, tell your site's administrators." if error.code == 'sign_in_refused' else hints.get(error.status)
+% if hint:
+<p class="muted">{{hint}}</p>
 % end
 <div class="actions">
   <a class="button primary" href="/">Go to the home page</a>

@@ -3,6 +3,17 @@
 <h1>Log in</h1>
 <p>Flight Job manages your cluster job scripts and jobs. Log in with the same
 username and password you use for the cluster's command line.</p>
+% if proxy:
+<p class="notice" role="status" id="proxy-note">This site signs you in through its single sign-on:
+open Flight Job at
+% if base_url:
+<a href="{{base_url}}">{{base_url}}</a>
+% else:
+the site's usual address
+% end
+and sign in there, with no password asked here. The form below is for reaching Flight Job directly
+(for example through an SSH tunnel).</p>
+% end
 % if kept:
 <p class="notice warn" role="status" id="kept-note">Your session had ended, so what you sent was not saved or
 done. It is kept in this page: log in, and you will be asked to send it again.</p>

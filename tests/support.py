@@ -11,6 +11,7 @@ CI=true it fails.
 """
 import base64
 import contextlib
+import hashlib
 import json
 import os
 import pwd
@@ -20,6 +21,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 
 import pytest
@@ -706,3 +708,81 @@ class Http:
             return json.loads(raw) if raw else None
         except ValueError:
             return raw
+
+
+NGINX_CONF = """
+user www-data;
+worker_processes 1;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log info;
+events {{ worker_connections 256; }}
+http {{
+  access_log {dir}/access.log;
+  client_body_temp_path {dir}/body;
+  proxy_temp_path {dir}/proxy;
+  fastcgi_temp_path {dir}/fastcgi;
+  uwsgi_temp_path {dir}/uwsgi;
+  scgi_temp_path {dir}/scgi;
+  server {{
+    listen 127.0.0.1:{port};
+    location = /signed-out {{
+      default_type text/html;
+      return 200 '<!doctype html><html lang="en"><head><title>Signed out</title></head>
+<body><main><h1>You are signed out of the site</h1></main></body></html>';
+    }}
+    location / {{
+      auth_basic "The site's sign-in";
+      auth_basic_user_file {dir}/htpasswd;
+      proxy_pass http://127.0.0.1:{upstream};
+      proxy_set_header X-Remote-User $remote_user;
+      proxy_set_header Authorization "";
+      proxy_set_header X-Forwarded-For $remote_addr;
+      proxy_set_header Host $http_host;
+    }}
+  }}
+}}
+"""
+
+
+class Nginx:
+    """Debian's nginx as an authenticating reverse proxy in front of a daemon
+    on loopback, as a site would put one (its own sign-in, here auth_basic
+    with its own passwords, then X-Remote-User set to whom it signed in and
+    the client's Authorization dropped): a process of the test's own, its
+    config, logs and htpasswd in a directory of its own, its workers running
+    as www-data. users: {name: the proxy's password for them}."""
+
+    def __init__(self, upstream, users, port=None):
+        need(shutil.which("nginx"), "nginx is needed for the proxy sign-in tests (apt-get install nginx)")
+        self.dir = tempfile.mkdtemp(prefix="fj-nginx-")
+        os.chmod(self.dir, 0o755)  # its workers (www-data) read the htpasswd file
+        self.port = port or free_port()
+        self.url = "http://127.0.0.1:%d" % self.port
+        with open(os.path.join(self.dir, "htpasswd"), "w") as f:
+            for name, password in users.items():
+                salt = secrets.token_bytes(8)  # nginx's {SSHA}: base64(sha1(password + salt) + salt)
+                digest = hashlib.sha1(password.encode() + salt).digest()
+                f.write("%s:{SSHA}%s\n" % (name, base64.b64encode(digest + salt).decode()))
+        os.chmod(os.path.join(self.dir, "htpasswd"), 0o644)
+        conf = os.path.join(self.dir, "nginx.conf")
+        with open(conf, "w") as f:
+            f.write(NGINX_CONF.format(dir=self.dir, port=self.port, upstream=upstream))
+        self.proc = subprocess.Popen(["nginx", "-p", self.dir, "-c", conf, "-e", os.path.join(self.dir, "error.log"),
+                                      "-g", "daemon off;"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+        def answers():
+            if self.proc.poll() is not None:
+                raise AssertionError("nginx exited: %s" % self.proc.stderr.read().decode()[-2000:])
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=2):
+                return True
+        wait_for(answers, 60, "nginx answering on %d" % self.port)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)

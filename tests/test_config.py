@@ -105,3 +105,35 @@ def test_command_line_overrides_config(tmp_path):
                                                 "scheduler": {"type": "local"}})
     assert config["server"]["listen"] == "127.0.0.1:999"
     assert config["scheduler"]["type"] == "local"
+
+
+@pytest.mark.parametrize("auth, server, words", [
+    ({"proxy_header": "X-Remote-User", "proxy_logout_url": "/out"}, {}, ["needs server.trusted_proxies"]),
+    ({"proxy_header": "X-Remote-User"}, {"trusted_proxies": ["10.1.0.5"]}, ["needs auth.proxy_logout_url"]),
+    ({"proxy_header": "X-Remote-User", "proxy_logout_url": "/out"}, {"trusted_proxies": ["127.0.0.1"]},
+     ["includes loopback", "auth.proxy_users"]),
+    ({"proxy_header": "X-Remote-User", "proxy_logout_url": "/out"}, {"trusted_proxies": ["::1"]},
+     ["includes loopback", "auth.proxy_users"]),
+    ({"proxy_users": ["no-such-account-here"]}, {}, ["auth.proxy_users", "no-such-account-here"]),
+])
+def test_proxy_sign_in_needs_its_proxy_its_logout_and_on_loopback_its_account(auth, server, words):
+    config = flightjobd.Config(flightjobd.check_config({"auth": auth, "server": server}))
+    with pytest.raises(flightjobd.ConfigError) as e:
+        flightjobd.check_bounds(config)
+    for w in words:
+        assert w in str(e.value)
+    ok = flightjobd.Config(flightjobd.check_config({"auth": dict(auth, proxy_users=["root"], proxy_logout_url="/out"),
+                                                    "server": dict(server, trusted_proxies=["127.0.0.1"])}))
+    flightjobd.check_bounds(ok)  # with each of them given, it starts
+
+
+@pytest.mark.parametrize("key, value", [
+    ("proxy_header", "Cookie"), ("proxy_header", "X-Forwarded-For"), ("proxy_header", "X_Remote_User"),
+    ("proxy_header", "X-Remote-User\r\nX: y"), ("proxy_logout_url", "//evil.example/"),
+    ("proxy_logout_url", "javascript:alert(1)"), ("proxy_logout_url", "https://sso.example.org/log out"),
+    ("proxy_logout_url", "/\\evil.example"),
+])
+def test_a_bad_proxy_header_or_logout_url_is_refused_at_start(key, value):
+    with pytest.raises(flightjobd.ConfigError) as e:
+        flightjobd.check_config({"auth": {key: value}})
+    assert "auth." + key in str(e.value)
