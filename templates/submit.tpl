@@ -72,7 +72,7 @@ Your file <code>{{sub['script']['origin']['file']}}</code> is read again at this
 <li data-partition="{{name}}" data-default="{{'yes' if d['default'] else ''}}" {{'' if name == chosen else 'hidden'}}>{{d['exclusive']}}.</li>
 % end
 % if d['memory']:
-<li data-partition="{{name}}" data-default="{{'yes' if d['default'] else ''}}" data-no-mem {{'' if name == chosen and no_mem else 'hidden'}}>On partition {{name}}: {{d['memory']}}. Give the job's Memory to leave the rest to others.</li>
+<li data-partition="{{name}}" data-default="{{'yes' if d['default'] else ''}}" data-no-mem {{'' if name == chosen and no_mem else 'hidden'}}>On partition {{name}}: {{d['memory']}}. Ask for the memory the job needs (Memory, below) to leave the rest to others' jobs.</li>
 % end
 % end
 </ul>
