@@ -6420,7 +6420,17 @@ SMALL_ANSWER = 1 << 20
 _JOB = _shape(id=str, **JOB_META)
 _SCRIPT = _shape(id=str, etag=str, **SCRIPT_META)
 _BROKEN = _shape(id=str, reason=str)
-_TEMPLATE = _shape(id=str, name=str, synopsis=str, description=str, tags=list)
+_WORDS = (str, type(None))
+_TEMPLATE = _shape(id=str, name=str, synopsis=str, description=str, tags=list, unavailable=_WORDS)
+
+
+def _job_defaults(value):
+    """scripts.submission's job_defaults: {partition: {memory, exclusive: words or None, default}}."""
+    return isinstance(value, dict) and all(_shape(memory=_WORDS, exclusive=_WORDS, default=bool)(d)
+                                           for d in value.values())
+
+
+
 _ARCHIVE_PIECE = _shape(token=str, data=str, eof=bool)
 ANSWERS = dict({op: (None, _JOB) for op in ("jobs.submit", "jobs.get", "jobs.cancel", "jobs.hold", "jobs.release",
                                               "jobs.time_limit", "jobs.cancel_task")},
@@ -6429,9 +6439,10 @@ ANSWERS = dict({op: (None, _JOB) for op in ("jobs.submit", "jobs.get", "jobs.can
     "templates.list": (None, _shape(templates=_each(_TEMPLATE), problems=_each(_shape(id=str, error=str)))),
     "templates.get": (None, lambda v: _TEMPLATE(v) and _shape(questions=_each(_shape(id=str, type=str)))(v)),
     "scripts.list": (None, _shape(scripts=_each(lambda v: _SCRIPT(v) or _BROKEN(v)), query=dict)),
-    "scripts.submission": (None, _shape(script=_SCRIPT, questions=_each(_shape(id=str, type=str)), scheduler=dict)),
+    "scripts.submission": (None, _shape(script=_SCRIPT, questions=_each(_shape(id=str, type=str)), scheduler=dict,
+                                        job_defaults=_job_defaults)),
     "jobs.preview": (None, _shape(script=_SCRIPT, questions=list, answers=dict, options=list, command=list,
-                                  outputs=dict, ignored_options=list)),
+                                  outputs=dict, ignored_options=list, job_defaults=_each(str))),
     "jobs.list": (None, _shape(jobs=_each(_JOB), broken=_each(_BROKEN), total=int, page=int, per_page=int, query=dict)),
     "jobs.files": (None, _shape(path=str, files=_each(_shape(name=str, type=str)))),
     "jobs.file": (None, _shape(name=str, size=int, offset=int, data=str, eof=bool)),

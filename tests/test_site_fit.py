@@ -214,3 +214,23 @@ def test_slurm_without_accounting_the_account_is_free_text_saying_why(slurm_clus
     finally:
         s.close()
         users.remove_all()
+
+
+def test_a_worker_answering_site_fit_in_the_wrong_shape_is_refused():
+    """What the pages print of a worker's site-fit answers is checked by root
+    first: the wrong shape is a clear 503 (Unavailable), never a 500."""
+    script = {"id": "1", "etag": "1", "name": "x", "template_id": "serial", "template_name": None, "answers": {},
+              "created_at": "2026-12-07T12:00:00Z", "updated_at": "2026-12-07T12:00:00Z", "version": 1,
+              "origin": None}
+    good = {"script": script, "questions": [], "scheduler": {},
+            "job_defaults": {"whole": {"memory": "all of it", "exclusive": None, "default": False}}}
+    assert flightjobd.checked_answer("scripts.submission", good) is good
+    with pytest.raises(flightjobd.Unavailable):
+        flightjobd.checked_answer("scripts.submission", dict(good, job_defaults={"whole": {"memory": 5}}))
+    with pytest.raises(flightjobd.Unavailable):
+        flightjobd.checked_answer("templates.list", {"templates": [
+            {"id": "gpu", "name": "G", "synopsis": "s", "description": "d", "tags": [], "unavailable": ["x"]}],
+            "problems": []})
+    assert flightjobd.checked_answer("templates.list", {"templates": [
+        {"id": "gpu", "name": "G", "synopsis": "s", "description": "d", "tags": [], "unavailable": "why"}],
+        "problems": []})
