@@ -197,7 +197,7 @@ QUESTION_KEYS = {"id", "text", "description", "type", "default", "options",
                  "required", "min", "max", "pattern", "pattern_error",
                  "ask_when", "options_from", "option"}
 TEMPLATE_KEYS = {"name", "synopsis", "description", "priority", "tags",
-                 "script", "question", "submission_question"}
+                 "script", "question", "submission_question", "needs"}
 
 # Errors #####################################################################
 
@@ -501,6 +501,8 @@ SCHEMA = {
     },
     "templates": {
         "site_dirs": (["/etc/flight-job/templates"], _strings, "Site template directories, searched after the shipped ones."),
+        "hide": ([], _strings, "Ids of shipped or site templates not offered here (a user's own template is never hidden)."),
+        "order": ([], _strings, "Ids of templates listed first, in this order; the rest follow by priority and name."),
     },
 }
 
@@ -973,6 +975,10 @@ EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 QUESTION_ID_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 TEMPLATE_ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+# What a template may say it needs (template.toml's needs): name -> (the
+# thing in words, the partition summary's count of it). It is offered only
+# where a partition the user may use has some.
+NEEDS = {"gpu": ("GPUs", "gpus_total")}
 TIME_HELP = "use D-HH:MM:SS, HH:MM:SS or minutes"
 
 
@@ -1068,7 +1074,9 @@ def convert_answer(question, raw, home):
         allowed = _option_values(question)
         if question.get("options_from"):
             if allowed and value not in allowed:
-                raise ValueError("%r is not one of the choices" % value)
+                names = [v for v in allowed if v]
+                raise ValueError("%r is not one of the choices (%s)" % (value, ", ".join(names[:20]) + (
+                    ", ..." if len(names) > 20 else "") if names else "none"))
             if not re.match(r"^[A-Za-z0-9_.,-]+$", value):
                 raise ValueError("not a valid name")
         elif value not in allowed:
@@ -1201,6 +1209,9 @@ def load_template(directory, source):
     for key in ("name", "synopsis", "description"):
         if not isinstance(data.get(key), str) or not data[key].strip():
             raise TemplateProblem("template.toml: %s is missing" % key)
+    needs = data.get("needs", [])
+    if not isinstance(needs, list) or not all(n in NEEDS for n in needs):
+        raise TemplateProblem("template.toml: needs must be a list of %s" % ", ".join(map(repr, NEEDS)))
     seen = set()
     questions = [_check_question(q, seen, "template.toml") for q in data.get("question", [])]
     submission = [_check_question(q, seen, "template.toml") for q in data.get("submission_question", [])]
@@ -1224,7 +1235,7 @@ def load_template(directory, source):
         "id": tid, "name": data["name"], "synopsis": data["synopsis"],
         "description": data["description"], "source": source,
         "priority": data.get("priority", 100) if isinstance(data.get("priority", 100), int) else 100,
-        "tags": [t for t in data.get("tags", []) if isinstance(t, str)],
+        "tags": [t for t in data.get("tags", []) if isinstance(t, str)], "needs": list(dict.fromkeys(needs)),
         "questions": questions, "submission_questions": submission,
         "script_source": source_text, "notes": notes,
     }
@@ -1250,7 +1261,17 @@ def render_script(template, values):
 
 def template_summary(t):
     return {k: t[k] for k in ("id", "name", "synopsis", "description",
-                              "priority", "tags", "source")}
+                              "priority", "tags", "source", "needs")}
+
+
+def missing_needs(template, partitions):
+    """Why a template cannot run here, in words ("needs GPUs: this cluster
+    has none"), or None: partitions (the partition summary's entries the
+    user may use) lack what its needs name. None when they are not known."""
+    if partitions is None:
+        return None
+    lacking = [NEEDS[n][0] for n in template.get("needs", ()) if not any(p.get(NEEDS[n][1]) for p in partitions)]
+    return "needs %s: this cluster has none" % " and ".join(lacking) if lacking else None
 
 
 # #SBATCH options ############################################################
@@ -1998,17 +2019,57 @@ def _rule(value):
     return None if value in (None, "", "ALL", "(null)") else [n for n in value.split(",") if n][:MAX_RULE_NAMES]
 
 
+def _mem_mb(value):
+    """A memory default of scontrol's, in MB: "256" -> 256, "UNLIMITED" -> 0
+    (none: the whole node's), anything else (not given) -> None."""
+    value = (value or "").strip()
+    return 0 if value == "UNLIMITED" else int(value) if value.isdigit() and len(value) <= 9 else None
+
+
 def parse_scontrol_partitions(text):
     """scontrol show partition --oneliner -> {name: {"allow_groups",
     "allow_accounts", "deny_accounts", "allow_qos", "deny_qos": None (no
-    rule) or [names], "root_only": bool}}."""
+    rule) or [names], "root_only": bool, "exclusive": OverSubscribe=EXCLUSIVE,
+    "def_mem_per_cpu", "def_mem_per_node": the partition's own memory
+    default in MB (0: none, a job gets the node's memory) or None (both
+    None: it sets none, the cluster's applies; scontrol prints
+    "DefMemPerNode=UNLIMITED" for that)}}."""
     out = {}
     for line in (text or "").splitlines():
         fields = dict(word.partition("=")[::2] for word in line.split() if "=" in word)
         name = fields.get("PartitionName", "")
         if PARTITION_RE.match(name) and len(out) < MAX_PARTITIONS:
             out[name] = {key: _rule(fields.get(word)) for key, word in ACCESS_RULES.items()}
-            out[name]["root_only"] = fields.get("RootOnly", "NO") == "YES"
+            per_node = _mem_mb(fields.get("DefMemPerNode"))
+            out[name].update(root_only=fields.get("RootOnly", "NO") == "YES",
+                             exclusive=fields.get("OverSubscribe", "NO") == "EXCLUSIVE",
+                             def_mem_per_cpu=_mem_mb(fields.get("DefMemPerCPU")), def_mem_per_node=per_node or None)
+    return out
+
+
+def mem_words(mb):
+    """600.0 -> "600 MiB", 18432.0 -> "18 GiB", 1536.0 -> "1.5 GiB"."""
+    return "%d MiB" % round(mb) if mb < 1024 else ("%.1f GiB" % (mb / 1024.0)).replace(".0 GiB", " GiB")
+
+
+def job_default_words(p, conf):
+    """What Slurm gives a job on partition p (a partition summary entry,
+    with its largest node's memory_mb) beyond what it asks, in words, given
+    the cluster's config (parse_scontrol of show config): {"exclusive":
+    its nodes whole (OverSubscribe=EXCLUSIVE), "memory": all of a node's
+    memory to a job asking none (memory a consumable resource, and no
+    DefMemPerCPU/DefMemPerNode of the partition's or, where it sets none,
+    the cluster's)}, each words or None."""
+    out = {"exclusive": None, "memory": None}
+    if p.get("exclusive"):
+        out["exclusive"] = ("Partition %s gives each job whole nodes (OverSubscribe=EXCLUSIVE): all of a "
+                            "node's cores and memory, however few it asks for" % p["name"])
+    per_cpu, per_node = p.get("def_mem_per_cpu"), p.get("def_mem_per_node")
+    if per_cpu is None and per_node is None:
+        per_cpu, per_node = _mem_mb(conf.get("DefMemPerCPU")), _mem_mb(conf.get("DefMemPerNode"))
+    if "MEMORY" in conf.get("SelectTypeParameters", "").upper() and not per_cpu and not per_node:
+        out["memory"] = "No memory asked: this cluster gives the job all of the node's memory%s" % (
+            " (%s)" % mem_words(p["memory_mb"]) if p.get("memory_mb") else "")
     return out
 
 
@@ -2019,7 +2080,8 @@ def parse_partition_summary(sinfo_text, squeue_text, scontrol_text):
     scontrol does not list it)."""
     waiting = parse_pending_partitions(squeue_text) if squeue_text is not None else None
     rules = parse_scontrol_partitions(scontrol_text)
-    none = dict({key: None for key in ACCESS_RULES}, root_only=False)
+    none = dict({key: None for key in ACCESS_RULES}, root_only=False, exclusive=False, def_mem_per_cpu=None,
+                def_mem_per_node=None)
     return [dict(p, waiting=None if waiting is None else waiting.get(p["name"], 0),
                  **rules.get(p["name"], none)) for p in parse_sinfo_free(sinfo_text)]
 
@@ -2438,6 +2500,7 @@ class Scheduler:
     SHARED_POLL = False  # one read-only account can follow every user's jobs (poll, hidden_jobs)
     QUEUES = True  # a job may wait for others' (submit pages say what is free, not what is idle)
     MEMORY_WHAT = None  # what its memory figure of a job is, when not its accounting's largest step
+    ACCOUNTS = False  # a job is charged to an account (and QOS) of the user's associations
     ACCOUNTING_LAG = 0  # seconds after a job's end that its detail may still come (detail_pending)
 
     def __init__(self, timeout=20.0):
@@ -2483,8 +2546,8 @@ class Scheduler:
 
     def info(self):
         """What submission questions offer: {"partitions": [{"name", "default",
-        "max_time", "nodes", "cpus", "memory_mb", "state"}], "accounts": [name]},
-        also kept in last_info for callers that reuse it a while."""
+        "max_time", "nodes", "cpus", "memory_mb", "state"}]} (accounts: the
+        user's own, associations()), kept in last_info for reuse a while."""
         answer = self.read_info()
         self.last_info = (time.monotonic(), answer)
         return answer
@@ -2502,6 +2565,18 @@ class Scheduler:
     def associations(self):
         """{"accounts": [...], "qos": [...]} the user may submit with, or
         None when the scheduler has no such thing."""
+        return None
+
+    def associations_why(self):
+        """Why associations() cannot tell (it answers None), in words, or
+        None when it can."""
+        return None
+
+    def job_defaults(self, partition):
+        """What a job asking no memory is given on partition (a
+        partition_summary() entry with its node's memory_mb) when that is a
+        whole node or all its memory: {"memory": words or None,
+        "exclusive": words or None}; None when it cannot tell."""
         return None
 
     def command(self, script_path, options):
@@ -2592,6 +2667,7 @@ class SlurmScheduler(Scheduler):
 
     name = "slurm"
     SHARED_POLL = True
+    ACCOUNTS = True
 
     def __init__(self, timeout=20.0, run=run, env=None, job_environment="login"):
         super().__init__(timeout)
@@ -2709,21 +2785,22 @@ class SlurmScheduler(Scheduler):
                 "set it to the SlurmUser, root or a Slurm operator" % (private, me))
 
     def read_info(self):
-        out = self._run(["sinfo", "--noheader", "--Node", "--format=" + SINFO_FORMAT])
-        accounts = []
-        if self.accounting():
-            # "root" is the top of Slurm's account tree, not one to submit to
-            accounts = [a.strip() for a in self._show("account", "format=account").splitlines()
-                        if a.strip() and a.strip() != "root"]
-        return {"partitions": parse_sinfo(out), "accounts": accounts}
+        return {"partitions": parse_sinfo(self._run(["sinfo", "--noheader", "--Node", "--format=" + SINFO_FORMAT]))}
 
     def associations(self):
-        """This user's own associations (run in their worker, as them): the
-        accounts and QOS a partition's rules may let them use; None without
+        """This user's own associations on its cluster (run in their worker,
+        as them): the accounts and QOS they may submit with; None without
         accounting."""
         if not self.accounting():
             return None
-        return parse_assoc(self._show("assoc", "user=" + pwd.getpwuid(os.getuid()).pw_name, "format=account,qos"))
+        return parse_assoc(self._show("assoc", "cluster=" + self.home(), "user=" + pwd.getpwuid(os.getuid()).pw_name,
+                                      "format=account,qos"))
+
+    def associations_why(self):
+        return None if self.accounting() else "this cluster keeps no accounting (no slurmdbd): your accounts cannot be listed"
+
+    def job_defaults(self, partition):
+        return job_default_words(partition, self._cluster_config())
 
     def partition_summary(self):
         """Three read-only calls for every user at once (the shared poll makes
@@ -3090,8 +3167,7 @@ class LocalScheduler(Scheduler):
     def read_info(self):
         return {"partitions": [{"name": "local", "default": True, "max_time": None,
                                 "nodes": 1, "cpus": os.cpu_count() or 1,
-                                "memory_mb": machine_memory_mb(), "state": "up"}],
-                "accounts": []}
+                                "memory_mb": machine_memory_mb(), "state": "up"}]}
 
     def partition_summary(self):
         """The machine: its cores, those the load average leaves idle; one
@@ -3667,22 +3743,40 @@ class TemplatesPart(StorePart):
         self._templates = (signature, (found, problems))
         return found, problems
 
+    def _offered(self, t):
+        """Whether the site offers template t (templates.hide names shipped
+        and site ones; a user's own is always offered)."""
+        return t["source"] == "user" or t["id"] not in self.config["templates"]["hide"]
+
+    def _summary_of(self, t, view):
+        """template_summary(t) with "unavailable": why it cannot run here
+        (missing_needs on the partitions of view), or None."""
+        return dict(template_summary(t), unavailable=missing_needs(t, view and view["partitions"]))
+
     @operation("templates.list")
-    def templates_list(self):
+    def templates_list(self, cluster=None):
+        """The templates offered, templates.order's first; each with why it
+        cannot run here when the cluster lacks what it needs (cluster: the
+        shared poll's partition summary, see _partition_view)."""
         found, problems = self.templates()
-        items = sorted(found.values(), key=lambda t: (t["priority"], t["name"].lower()))
-        return {"templates": [template_summary(t) for t in items], "problems": problems}
+        order = {tid: n for n, tid in enumerate(self.config["templates"]["order"])}
+        items = sorted((t for t in found.values() if self._offered(t)),
+                       key=lambda t: (order.get(t["id"], len(order)), t["priority"], t["name"].lower()))
+        view = self._partition_view(cluster) if any(t["needs"] for t in items) else None
+        summaries = [self._summary_of(t, view) for t in items]
+        summaries.sort(key=lambda t: t["unavailable"] is not None)  # stable: those that can run here first
+        return {"templates": summaries, "problems": problems}
 
     def _template(self, template_id):
         found, _ = self.templates()
-        if not isinstance(template_id, str) or template_id not in found:
+        if not isinstance(template_id, str) or template_id not in found or not self._offered(found[template_id]):
             raise NotFound("No such template.")
         return found[template_id]
 
     @operation("templates.get")
-    def template_get(self, id):
+    def template_get(self, id, cluster=None):
         t = self._template(id)
-        out = template_summary(t)
+        out = self._summary_of(t, self._partition_view(cluster) if t["needs"] else None)
         out.update(questions=self._live_questions(t["questions"]),
                    submission_questions=self._live_questions(t["submission_questions"]),
                    notes=t["notes"])
@@ -3697,7 +3791,7 @@ class TemplatesPart(StorePart):
                 self.notice = None
             except SchedulerError as e:
                 self.notice = e.message
-                info = {"partitions": [], "accounts": []}
+                info = {"partitions": []}
         return info
 
     def _associations(self):
@@ -3761,7 +3855,7 @@ class TemplatesPart(StorePart):
                           "required": False, "description": "Where the job runs (sbatch --clusters).",
                           "options": [{"value": "", "label": "%s (this cluster)" % clusters[0]}]
                           + [{"value": c, "label": c} for c in clusters[1:]]}] + questions
-        if not any(q.get("options_from") for q in questions):
+        if not any(q.get("options_from") or q.get("option") == "account" for q in questions):
             return questions
         info = self._info()
         usable = None if view is None else {p["name"]: p for p in view["partitions"]}
@@ -3774,11 +3868,35 @@ class TemplatesPart(StorePart):
                      + (", %d of %d cores free" % (usable[p["name"]]["cpus_free"], usable[p["name"]]["cpus_total"])
                         if usable and p["name"] in usable else "")}
                     for p in info["partitions"] if usable is None or p["name"] in usable])
-            elif q.get("options_from") == "accounts":
-                q = dict(q, options=[{"value": "", "label": "(your default account)"}] + [
-                    {"value": account, "label": account} for account in info.get("accounts", [])])
+            elif q.get("options_from") == "accounts" or q.get("option") == "account":
+                live += self._association_questions(q, questions)
+                continue
             live.append(q)
         return live
+
+    def _association_questions(self, q, questions):
+        """The account question q as a choice of the user's own accounts
+        (their associations, asked as them), followed by one of their QOS
+        when the template asks none; where the scheduler cannot list them
+        (no accounting), free text saying why."""
+        if not self.scheduler.ACCOUNTS:
+            return [q]
+        assoc = self._associations()
+        if not assoc or not assoc["accounts"]:
+            why = self.scheduler.associations_why() or ("Slurm's accounting lists no account for you" if assoc else
+                                                        "your accounts could not be listed just now")
+            return [dict(q, type="text", options_from=None, options=[], accounts_why=why,
+                         description="%s (Free text: %s.)" % (q["description"], why))]
+        out = [dict(q, type="select", options_from="accounts", pattern=None, options=[
+            {"value": "", "label": "(your default account)"}] + [{"value": a, "label": a} for a in assoc["accounts"]])]
+        if assoc["qos"] and not any(other.get("option") == "qos" for other in questions):
+            out.append({"id": "qos", "text": "QOS (quality of service)", "type": "select", "option": "qos",
+                        "options_from": "qos", "default": "", "required": False,
+                        "description": "The QOS sets the job's priority and limits; those you may use are your "
+                                       "associations' in Slurm's accounting. Leave it for your account's default.",
+                        "options": [{"value": "", "label": "(your account's default)"}]
+                        + [{"value": n, "label": n} for n in assoc["qos"]]})
+        return out
 
 
 # Store: scripts #############################################################
@@ -4402,11 +4520,6 @@ def new_job_record(job_id, plan, scheduler_name, command, now):
                 scheduler=scheduler_name)
 
 
-def mem_words(mb):
-    """600.0 -> "600 MiB", 18432.0 -> "18 GiB", 1536.0 -> "1.5 GiB"."""
-    return "%d MiB" % round(mb) if mb < 1024 else ("%.1f GiB" % (mb / 1024.0)).replace(".0 GiB", " GiB")
-
-
 def _figure(value):
     """A job record's number (a record may be edited by hand: anything else is None)."""
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < 1e15
@@ -4927,8 +5040,38 @@ class JobSubmit(StorePart):
         if from_job is not None:
             questions, source = self._answers_of(id, from_job, questions)
         return {"script": self._script_public(meta), "questions": questions, "from_job": source,
-                "scheduler": self._scheduler_state(), "cluster": view, "after_choices": self._after_choices(),
+                "scheduler": self._scheduler_state(), "cluster": view, "job_defaults": self._job_defaults(view),
+                "after_choices": self._after_choices(),
                 "dependency_types": [(k, v[0]) for k, v in DEPENDENCY_TYPES.items()]}
+
+    def _job_defaults(self, view):
+        """{partition: the scheduler's job_defaults() words} for the
+        partitions of view (see _partition_view) where its defaults give a
+        job a whole node or all its memory; {} when not known."""
+        memory = {p["name"]: p.get("memory_mb") for p in self._info()["partitions"]} if view else {}
+        out = {}
+        for p in view["partitions"] if view else ():
+            words = None
+            with contextlib.suppress(SchedulerError):
+                words = self.scheduler.job_defaults(dict(p, memory_mb=memory.get(p["name"])))
+            if words and any(words.values()):
+                out[p["name"]] = dict(words, default=bool(p.get("default")))
+        return out
+
+    def _association_problems(self, content, options):
+        """{field: why} for an account or QOS the script or the answers name
+        that is not among the user's own associations (its #SBATCH lines
+        too: refused before sbatch, naming the allowed ones)."""
+        eff = effective_options(content, options)
+        wanted = {k: eff.get(k) for k in ("account", "qos") if isinstance(eff.get(k), str)}
+        assoc = self._associations() if wanted and self.scheduler.ACCOUNTS else None
+        problems = {}
+        for key, kind, words in (("account", "accounts", "Account"), ("qos", "qos", "QOS")):
+            mine = (assoc or {}).get(kind)
+            if key in wanted and mine and wanted[key] not in mine:
+                problems[key] = "%s: %r is not one of yours in Slurm's accounting (%s)" % (
+                    words, wanted[key], ", ".join(mine[:20]))
+        return problems
 
     def _after_choices(self):
         """The jobs a submission may start after: the user's newest
@@ -5012,7 +5155,7 @@ class JobSubmit(StorePart):
         in its directory (--chdir, after the answers' options)."""
         meta = self._script_meta(script)
         content, chdir, run_in = self._run_source(meta)
-        questions, _ = self._submission_questions(meta, content, cluster)
+        questions, view = self._submission_questions(meta, content, cluster)
         problem = None
         try:
             values = check_answers(questions, answers or {}, self.home)
@@ -5029,6 +5172,10 @@ class JobSubmit(StorePart):
         options = submission_options(questions, values) + chdir
         cluster = effective_options(content, options).get("clusters")
         cluster = cluster if cluster in self.scheduler.clusters() else self.scheduler.home()
+        wrong = self._association_problems(content, options) if cluster == self.scheduler.home() else {}
+        if wrong:
+            ids = {q.get("option"): q["id"] for q in questions}
+            raise Invalid(" ".join(v + "." for v in wrong.values()), {ids.get(k, k): v for k, v in wrong.items()})
         if dependency and (self._job_meta(dependency["job_id"]).get("cluster") or self.scheduler.home()) != cluster:
             raise Invalid("Start after: that job runs on another cluster; a job can wait only for one on its own.",
                           {"after_job": "runs on another cluster"})
@@ -5049,7 +5196,12 @@ class JobSubmit(StorePart):
         cmd = self.scheduler.command(os.path.join(self.jobs_dir, "<job>", "script.sh"), options)
         ignored = self.scheduler.ignored_options(content, options)
         asked = set(effective_options(content, options)) & {"mem", "mem-per-cpu", "mem-per-gpu"}
+        defaults = self._job_defaults(view)
+        partition = (effective_options(content, options).get("partition") or "").split(",")[0] or next(
+            (name for name, d in defaults.items() if d["default"]), None)
+        given = defaults.get(partition) or {} if cluster == self.scheduler.home() else {}
         return ({"script": self._script_public(meta), "questions": questions, "answers": values, "mem_asked": bool(asked),
+                 "job_defaults": [w for w in (given.get("exclusive"), None if asked else given.get("memory")) if w],
                  "options": options, "command": cmd, "command_text": " ".join(shlex.quote(a) for a in cmd),
                  "outputs": outputs, "ignored_options": ignored, "scheduler": self.scheduler.name,
                  "problems": [{"what": w, "path": name_text(p), "folder": name_text(f), "why": why,
@@ -6028,7 +6180,7 @@ MAX_POLL_USERS = 2000  # the most users whose jobs one poll lists
 # The worker operations whose questions offer partitions: the daemon hands
 # them the shared poll's partition summary (multi-user Slurm), so a worker
 # asks no scheduler for it.
-CLUSTER_OPS = ("scripts.submission", "jobs.preview", "jobs.submit")
+CLUSTER_OPS = ("scripts.submission", "jobs.preview", "jobs.submit", "templates.list", "templates.get")
 POLL_OPS = ("jobs.take_statuses", "jobs.ask_scheduler")  # the operations the poll calls itself
 
 
@@ -6303,7 +6455,17 @@ SMALL_ANSWER = 1 << 20
 _JOB = _shape(id=str, **JOB_META)
 _SCRIPT = _shape(id=str, etag=str, **SCRIPT_META)
 _BROKEN = _shape(id=str, reason=str)
-_TEMPLATE = _shape(id=str, name=str, synopsis=str, description=str, tags=list)
+_WORDS = (str, type(None))
+_TEMPLATE = _shape(id=str, name=str, synopsis=str, description=str, tags=list, unavailable=_WORDS)
+
+
+def _job_defaults(value):
+    """scripts.submission's job_defaults: {partition: {memory, exclusive: words or None, default}}."""
+    return isinstance(value, dict) and all(_shape(memory=_WORDS, exclusive=_WORDS, default=bool)(d)
+                                           for d in value.values())
+
+
+
 _ARCHIVE_PIECE = _shape(token=str, data=str, eof=bool)
 ANSWERS = dict({op: (None, _JOB) for op in ("jobs.submit", "jobs.get", "jobs.cancel", "jobs.hold", "jobs.release",
                                               "jobs.time_limit", "jobs.cancel_task")},
@@ -6312,9 +6474,10 @@ ANSWERS = dict({op: (None, _JOB) for op in ("jobs.submit", "jobs.get", "jobs.can
     "templates.list": (None, _shape(templates=_each(_TEMPLATE), problems=_each(_shape(id=str, error=str)))),
     "templates.get": (None, lambda v: _TEMPLATE(v) and _shape(questions=_each(_shape(id=str, type=str)))(v)),
     "scripts.list": (None, _shape(scripts=_each(lambda v: _SCRIPT(v) or _BROKEN(v)), query=dict)),
-    "scripts.submission": (None, _shape(script=_SCRIPT, questions=_each(_shape(id=str, type=str)), scheduler=dict)),
+    "scripts.submission": (None, _shape(script=_SCRIPT, questions=_each(_shape(id=str, type=str)), scheduler=dict,
+                                        job_defaults=_job_defaults)),
     "jobs.preview": (None, _shape(script=_SCRIPT, questions=list, answers=dict, options=list, command=list,
-                                  outputs=dict, ignored_options=list)),
+                                  outputs=dict, ignored_options=list, job_defaults=_each(str))),
     "jobs.list": (None, _shape(jobs=_each(_JOB), broken=_each(_BROKEN), total=int, page=int, per_page=int, query=dict)),
     "jobs.files": (None, _shape(path=str, files=_each(_shape(name=str, type=str)))),
     "jobs.file": (None, _shape(name=str, size=int, offset=int, data=str, eof=bool)),
@@ -7070,7 +7233,8 @@ PARTITION_FIELDS = dict({key: _names for key in ACCESS_RULES}, **{key: _amount f
     "cpus_free", "cpus_total", "nodes_free", "nodes_total", "gpus_free", "gpus_total")},
     name=lambda v: isinstance(v, str) and bool(PARTITION_RE.match(v)), default=lambda v: isinstance(v, bool),
     state=lambda v: isinstance(v, str) and len(v) <= 20, waiting=_or_none(_amount),
-    root_only=lambda v: isinstance(v, bool))
+    root_only=lambda v: isinstance(v, bool), exclusive=lambda v: isinstance(v, bool),
+    def_mem_per_cpu=_or_none(_amount), def_mem_per_node=_or_none(_amount))
 
 
 def checked_partitions(answer):
@@ -7165,7 +7329,7 @@ class StatusPoll:
         showing the questions keeps it coming), then hears the reply's word
         on unfinished jobs (send) -- but for its own calls (POLL_OPS)."""
         if op in CLUSTER_OPS and self.serving() and scheduler_class(self.config).SHARED_POLL:
-            args = dict(args or {}, cluster=self.cluster_summary(want=op == "scripts.submission"))
+            args = dict(args or {}, cluster=self.cluster_summary(want=op in ("scripts.submission", "templates.list")))
         unfinished = yield args
         if op not in POLL_OPS:
             self.heard(user, op, unfinished, looked)

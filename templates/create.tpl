@@ -1,6 +1,9 @@
 % rebase('base', page=page)
 <h1>Create script: {{template['name']}}</h1>
 <p class="lead">{{template['description']}}</p>
+% if template.get('unavailable'):
+<p class="notice warn" role="status" data-field="unavailable">This template is not offered here: {{template['unavailable']}}. A job of it would wait for what this cluster cannot give.</p>
+% end
 % if errors:
 <p class="error" role="alert">Some answers need another look: see the messages beside them. Your answers are kept.</p>
 % end

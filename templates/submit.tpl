@@ -57,6 +57,27 @@ Your file <code>{{sub['script']['origin']['file']}}</code> is read again at this
 % end
 </section>
 % end
+% notes = sub.get('job_defaults') or {}
+% if notes:
+% by_option = {q.get('option'): q['id'] for q in sub['questions']}
+% vals = {q['id']: q['default'] if answers is None else answers.get(q['id'], q['default']) for q in sub['questions']}
+% chosen = vals.get(by_option.get('partition')) or next((n for n, d in notes.items() if d['default']), '')
+% no_mem = not vals.get(by_option.get('mem'))
+% shown = chosen in notes and (notes[chosen]['exclusive'] or notes[chosen]['memory'] and no_mem)
+<div class="notice warn" role="status" id="job-defaults" {{'' if shown else 'hidden'}} data-job-defaults data-mem-field="{{'q_' + by_option['mem'] if by_option.get('mem') else ''}}" data-partition-field="{{'q_' + by_option['partition'] if by_option.get('partition') else ''}}">
+<p>Before you submit, what this cluster's defaults give a job:</p>
+<ul>
+% for name, d in notes.items():
+% if d['exclusive']:
+<li data-partition="{{name}}" data-default="{{'yes' if d['default'] else ''}}" {{'' if name == chosen else 'hidden'}}>{{d['exclusive']}}.</li>
+% end
+% if d['memory']:
+<li data-partition="{{name}}" data-default="{{'yes' if d['default'] else ''}}" data-no-mem {{'' if name == chosen and no_mem else 'hidden'}}>On partition {{name}}: {{d['memory']}}. Ask for the memory the job needs (Memory, below) to leave the rest to others' jobs.</li>
+% end
+% end
+</ul>
+</div>
+% end
 % if errors:
 <p class="error" role="alert">Some answers need another look: see the messages beside them.</p>
 % end

@@ -21,6 +21,13 @@
   <dt>Errors</dt><dd><code>{{plan['outputs']['stderr_path']}}</code></dd>
   % end
 </dl>
+% if plan.get('job_defaults'):
+<div class="notice warn" role="status" id="job-defaults"><p>What this cluster's defaults give the job:</p><ul>
+% for w in plan['job_defaults']:
+<li>{{w}}.</li>
+% end
+</ul><p>Ask for what the job needs (Memory, in the answers) to leave the rest to others' jobs.</p></div>
+% end
 % if plan['problems']:
 <div class="notice warn{{' has-error' if problem else ''}}" role="{{'alert' if problem else 'status'}}" id="launch-problems"><p>{{problem or 'The job would fail at launch as things are:'}}</p><ul>
 % for p in plan['problems']:

@@ -9,7 +9,7 @@ your answers shape the job script, which you can still edit afterwards.</p>
 % if templates:
 <ul class="cards">
 % for t in templates:
-  <li class="card template" id="template-{{t['id']}}">
+  <li class="card template{{' unavailable' if t.get('unavailable') else ''}}" id="template-{{t['id']}}">
     <h2>{{t['name']}}</h2>
     % if t['source'] == 'user':
     <p class="meta yours">Your own template</p>
@@ -23,7 +23,11 @@ your answers shape the job script, which you can still edit afterwards.</p>
       % end
     </ul>
     % end
+    % if t.get('unavailable'):
+    <p class="why-not" data-field="unavailable">Not offered here: {{t['unavailable']}}.</p>
+    % else:
     <a class="button primary" href="/templates/{{t['id']}}/create">Create script<span class="visually-hidden"> from {{t['name']}}</span></a>
+    % end
   </li>
 % end
 </ul>

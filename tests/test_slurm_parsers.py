@@ -574,13 +574,11 @@ def test_cancel_finished_job_is_not_an_error():
 
 
 def test_info_and_available():
-    s, fake = scheduler("", sinfo=data("sinfo.txt"), sacctmgr=data("sacctmgr_accounts.txt"))
+    s, fake = scheduler("", sinfo=data("sinfo.txt"))
     info = s.info()
     assert [p["name"] for p in info["partitions"]] == ["debug", "long"]
-    assert info["accounts"] == ["fjother", "fjtest"]
+    assert "accounts" not in info and not [c for c in fake.calls if c[0] == "sacctmgr"]  # the user's own: associations()
     assert s.available()
-    s, fake = scheduler("", accounting=False, sinfo=data("sinfo.txt"))
-    assert s.info()["accounts"] == []
     s = sa.SlurmScheduler(run=FakeRun({"sinfo": sa.SchedulerError("sinfo did not answer")}))
     assert not s.available()
 
@@ -1086,3 +1084,58 @@ def test_an_array_s_status_lists_its_own_tasks_only():
     assert [t["id"] for t in got["tasks"]] == ["158_0", "158_1", "158_2", "158_3"]
     rows = sa.parse_sacct(sacct_line("163_[0-2]") + sacct_line("158_[0-3]"))
     assert [t["id"] for t in sa.SlurmScheduler._combine("158", rows)["tasks"]] == ["158_0", "158_1", "158_2", "158_3"]
+
+
+# ------------------------------------------------------------- site fit ----
+# Real output of the test cluster with its partitions whole (DefMemPerCPU=0)
+# and excl (OverSubscribe=EXCLUSIVE), and of a second cluster whose node
+# declares a GPU (tests/slurm/cluster, FLIGHTJOB_SLURM_GPU=1): see
+# tests/data/slurm/README.md.
+
+
+def test_sinfo_counts_the_gpus_a_template_needs():
+    gpu = {"id": "gpu", "needs": ["gpu"]}
+    plain = sa.parse_partition_summary(data("sinfo_free.txt"), "", data("scontrol_partitions.txt"))
+    assert [p["name"] for p in plain] == ["debug", "long", "whole", "excl"]
+    assert {p["gpus_total"] for p in plain} == {0}
+    assert sa.missing_needs(gpu, plain) == "needs GPUs: this cluster has none"
+    with_gpu = sa.parse_partition_summary(data("sinfo_free_gpu.txt"), "", data("scontrol_partitions.txt"))
+    assert [(p["gpus_total"], p["gpus_free"]) for p in with_gpu] == [(1, 1)] * 4
+    assert sa.missing_needs(gpu, with_gpu) is None
+    assert sa.missing_needs(gpu, None) is None  # not known: not greyed
+    assert sa.missing_needs({"id": "serial", "needs": []}, plain) is None
+
+
+def test_scontrol_partitions_say_their_memory_default_and_exclusive():
+    parts = sa.parse_scontrol_partitions(data("scontrol_partitions.txt"))
+    got = {n: (p["def_mem_per_cpu"], p["def_mem_per_node"], p["exclusive"]) for n, p in parts.items()}
+    # DefMemPerNode=UNLIMITED: none of its own (the cluster's applies); DefMemPerCPU=UNLIMITED: 0, none at all
+    assert got == {"debug": (None, None, False), "long": (None, None, False), "whole": (0, None, False),
+                   "excl": (None, None, True)}
+    line = data("scontrol_partitions.txt").splitlines()[0].replace("DefMemPerNode=UNLIMITED", "DefMemPerNode=4000")
+    assert sa.parse_scontrol_partitions(line)["debug"]["def_mem_per_node"] == 4000
+
+
+def test_job_default_words_on_the_real_partitions_and_config():
+    config = sa.parse_scontrol(data("scontrol_show_config.txt"))  # DefMemPerCPU = 256, CR_CORE_MEMORY
+    summary = {p["name"]: dict(p, memory_mb=21694) for p in sa.parse_partition_summary(
+        data("sinfo_free.txt"), "", data("scontrol_partitions.txt"))}
+    words = {n: sa.job_default_words(p, config) for n, p in summary.items()}
+    assert words["debug"] == words["long"] == {"exclusive": None, "memory": None}  # 256 MB a CPU
+    assert words["whole"] == {"exclusive": None, "memory": "No memory asked: this cluster gives the job all of "
+                                                           "the node's memory (21.2 GiB)"}
+    assert words["excl"]["memory"] is None and words["excl"]["exclusive"].startswith(
+        "Partition excl gives each job whole nodes (OverSubscribe=EXCLUSIVE)")
+    # a cluster without a default: every partition that sets none gives all the memory
+    bare = sa.parse_scontrol(data("scontrol_show_config.txt").replace(
+        "DefMemPerCPU            = 256", "DefMemPerNode           = UNLIMITED"))
+    assert sa.job_default_words(summary["debug"], bare)["memory"].endswith("(21.2 GiB)")
+    # memory not a consumable resource: nobody is given all of it
+    cores = dict(bare, SelectTypeParameters="CR_CORE")
+    assert sa.job_default_words(summary["whole"], cores)["memory"] is None
+
+
+def test_parse_assoc_on_the_real_sacctmgr():
+    assert sa.parse_assoc(data("sacctmgr_assoc.txt")) == {"accounts": ["fjother", "fjtest"],
+                                                          "qos": ["fjhigh", "normal"]}
+    assert sa.parse_assoc("") == {"accounts": [], "qos": []}  # a user with no association: sacctmgr prints nothing

@@ -188,7 +188,7 @@ def test_local_jobs_follow_the_same_schedule_and_pages_never_wait(multi_app, uni
 
 SUMMARY = [dict({key: None for key in flightjobd.ACCESS_RULES}, name=name, default=name == "batch", state="up",
                 cpus_free=10, cpus_total=16, nodes_free=0, nodes_total=1, gpus_free=0, gpus_total=0, waiting=2,
-                root_only=False, **rules)
+                root_only=False, exclusive=False, def_mem_per_cpu=None, def_mem_per_node=None, **rules)
            for name, rules in (("batch", {}), ("staff", {"allow_groups": ["no-such-group-fj"]}),
                                ("gpu", {"allow_accounts": ["gpuusers"]}))]
 

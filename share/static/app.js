@@ -4,6 +4,8 @@
  * - relative times ("3 minutes ago") that tick;
  * - confirm dialogs for delete / cancel / remove;
  * - ask_when questions shown and hidden as answers change;
+ * - the submit page's note on what the cluster's defaults give a job,
+ *   following the partition and memory chosen;
  * - a running job's output followed live;
  * - Tab in the script editor types a tab;
  * - an edit of a script kept in this browser until it is saved;
@@ -546,6 +548,29 @@
     form.addEventListener("input", function () { updateQuestions(form); });
   }
 
+  /* ---- what the cluster's defaults give a job -------------------------- */
+
+  // The submit page's note on the partition chosen (the default one when
+  // none is): its whole nodes, and all of a node's memory while Memory is
+  // empty; shown and hidden as the answers change.
+  function jobDefaults(note) {
+    var partition = document.getElementById(note.getAttribute("data-partition-field"));
+    var mem = document.getElementById(note.getAttribute("data-mem-field"));
+    function update() {
+      var chosen = partition ? partition.value : "", any = false;
+      $all("li[data-partition]", note).forEach(function (li) {
+        var here = chosen ? li.getAttribute("data-partition") === chosen : li.getAttribute("data-default") === "yes";
+        li.hidden = !(here && !(li.hasAttribute("data-no-mem") && mem && mem.value.trim()));
+        any = any || !li.hidden;
+      });
+      note.hidden = !any;
+    }
+    [partition, mem].forEach(function (f) {
+      if (f) { f.addEventListener("change", update); f.addEventListener("input", update); }
+    });
+    update();
+  }
+
   /* ---- a textarea that keeps tabs --------------------------------------- */
 
   function keepTabs(area) {
@@ -711,6 +736,7 @@
     $all("[data-live-job]").forEach(liveJob);
     $all("pre[data-follow][data-job]").forEach(follow);
     $all("form").forEach(askWhen);
+    $all("[data-job-defaults]").forEach(jobDefaults);
     $all("textarea[data-keep-tabs]").forEach(keepTabs);
     $all("form[data-warn-unsaved]").forEach(warnUnsaved);
     dropDrafts(null);
