@@ -34,7 +34,9 @@ Layout in a user's home (`storage.state_dir`, default
 ~/.local/share/flight-job):
 
     scripts/ID/meta.json    name, template, answers, times, version, the
-                            names of the script and notes files, and an
+                            names of the script and notes files, the hash
+                            of the text as last made from the answers
+                            (rendered_sha256), and an
                             imported script's origin (its file; whether
                             it runs where it is)
     scripts/ID/script-vN-XXXXXXXX.sh, notes-vN-XXXXXXXX.md
@@ -8998,7 +9000,8 @@ def page_create_post(app, user, id):
     t = app.call(user, "templates.get", id=id)
     answers = _answers_from_form(form, t["questions"])
     name, notes = form.get("name", ""), form.get("notes")
-    if form.get("action") != "update" and answers.get(JOB_NAME_QUESTION) == form.get("job_name_auto"):
+    if form.get("action") != "update" and JOB_NAME_QUESTION in answers and (
+            answers[JOB_NAME_QUESTION] == form.get("job_name_auto")):
         del answers[JOB_NAME_QUESTION]  # as the page made it from the name: made again from the name sent
     if form.get("action") == "update":  # no-JavaScript: re-show with ask_when applied
         return create_form(app, t, answers, name, notes)

@@ -197,3 +197,15 @@ def test_create_page_is_cut_into_steps_all_on_the_page(client):
     assert "data-steps" in text and text.count('class="step"') == 4 and "Step 4 of 4" in text
     for q in ("q_working_dir", "q_launcher", "q_notify", "notes", "name"):
         assert 'name="%s"' % q in text  # every step on the one page without JavaScript
+
+
+def test_answers_pages_escape_what_they_show(client):
+    xss = '<script>alert("x")</script>'
+    s = client.create_script("serial", name=xss, answers={"working_dir": "~/" + xss})
+    client.api("PATCH", "/api/scripts/" + s["id"], {"content": "#!/bin/bash\necho '%s'\n" % xss})
+    page = client.web.get("/scripts/%s/answers" % s["id"])
+    assert xss not in page.text and "&lt;script&gt;" in page.text
+    f = answers_form(page)
+    f["q_job_name"] = "other"
+    conflict = f.submit("action", value="save", status=409)
+    assert xss not in conflict.text and "echo &#x27;&lt;script&gt;" in conflict.text
