@@ -3719,6 +3719,8 @@ class TemplatesPart(StorePart):
         try:
             check_answers(t["questions"], answers, self.home)
         except Invalid as e:
+            if not e.fields:  # not answers at all
+                raise
             return {"errors": e.fields}
         return {"errors": {}}
 
@@ -8981,8 +8983,10 @@ def page_templates(app, user):
                       **app.call(user, "templates.list"))
 
 
-def create_form(app, template, answers=None, name="", notes=None, errors=None, status=200):
-    return app.render("create", status=status, template=template, answers=answers, name=name,
+def create_form(app, template, answers=None, name="", notes=None, errors=None, status=200, auto=None):
+    """The create page; auto: the job name it shows as made from the name
+    (not the user's), or None."""
+    return app.render("create", status=status, template=template, answers=answers, name=name, auto=auto,
                       notes=notes, errors=errors or {}, title="Create script: " + template["name"],
                       crumbs=[("Templates", "/templates"), (template["name"], None)])
 
@@ -8991,7 +8995,7 @@ def create_form(app, template, answers=None, name="", notes=None, errors=None, s
 def page_create(app, user, id):
     t = app.call(user, "templates.get", id=id)
     answers = {q["id"]: job_name_of(t["name"]) or q["default"] for q in t["questions"] if q["id"] == JOB_NAME_QUESTION}
-    return create_form(app, t, answers, name=t["name"], notes=t["notes"])
+    return create_form(app, t, answers, name=t["name"], notes=t["notes"], auto=answers.get(JOB_NAME_QUESTION))
 
 
 @route("/templates/<id>/create", "POST")
@@ -8999,16 +9003,19 @@ def page_create_post(app, user, id):
     form = app.form()
     t = app.call(user, "templates.get", id=id)
     answers = _answers_from_form(form, t["questions"])
-    name, notes = form.get("name", ""), form.get("notes")
-    if form.get("action") != "update" and JOB_NAME_QUESTION in answers and (
-            answers[JOB_NAME_QUESTION] == form.get("job_name_auto")):
-        del answers[JOB_NAME_QUESTION]  # as the page made it from the name: made again from the name sent
+    name, notes, auto = form.get("name", ""), form.get("notes"), form.get("job_name_auto")
+    sent = dict(answers)
+    if JOB_NAME_QUESTION in answers and answers[JOB_NAME_QUESTION] == auto:  # as the page made it from the name
+        del sent[JOB_NAME_QUESTION]  # made again from the name sent
+        answers[JOB_NAME_QUESTION] = auto = job_name_of(name) or auto
+    else:
+        auto = None  # the user's own: kept
     if form.get("action") == "update":  # no-JavaScript: re-show with ask_when applied
-        return create_form(app, t, answers, name, notes)
+        return create_form(app, t, answers, name, notes, auto=auto)
     try:
-        script = app.call(user, "scripts.create", template=id, name=name, answers=answers, notes=notes)
+        script = app.call(user, "scripts.create", template=id, name=name, answers=sent, notes=notes)
     except Invalid as e:
-        return create_form(app, t, answers, name, notes, form_errors(e), 422)
+        return create_form(app, t, answers, name, notes, form_errors(e), 422, auto)
     return see_other("/scripts/%s" % script["id"])
 
 

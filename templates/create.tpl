@@ -8,17 +8,16 @@
 <p class="error" role="alert">{{errors['']}}</p>
 % end
 % shown = visible(template['questions'], answers)
-% job_name = None if answers is None else answers.get('job_name')
 <form method="post" action="/templates/{{template['id']}}/create" class="questions" data-check="/api/templates/{{template['id']}}/check">
   <input type="hidden" name="csrf" value="{{page['csrf']}}">
-  % if isinstance(job_name, str):
-  <input type="hidden" name="job_name_auto" value="{{job_name}}">
+  % if auto is not None:
+  <input type="hidden" name="job_name_auto" value="{{auto}}">
   % end
   % def lead():
   <div class="question{{' has-error' if errors.get('name') else ''}}">
     <label for="name">Script name</label>
     <input id="name" name="name" value="{{name}}" aria-describedby="name-help" required>
-    <p class="help" id="name-help">A name to recognise this script by in your list{{'; the job name follows it until you change that' if isinstance(job_name, str) else ''}}.</p>
+    <p class="help" id="name-help">A name to recognise this script by in your list{{'; the job name follows it until you change that' if auto is not None else ''}}.</p>
     % if errors.get('name'):
     <p class="field-error" role="alert">{{errors['name']}}</p>
     % end

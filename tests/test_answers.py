@@ -209,3 +209,26 @@ def test_answers_pages_escape_what_they_show(client):
     f["q_job_name"] = "other"
     conflict = f.submit("action", value="save", status=409)
     assert xss not in conflict.text and "echo &#x27;&lt;script&gt;" in conflict.text
+
+
+def test_create_page_sent_back_keeps_a_chosen_job_name_and_follows_an_untouched_one(client):
+    f = client.web.get("/templates/serial/create").forms[1]
+    f["name"], f["q_job_name"], f["q_output_file"] = "named", "chosen", "bad|file"
+    r = f.submit("action", value="create", status=422)
+    f = r.forms[1]
+    assert f["q_job_name"].value == "chosen" and "job_name_auto" not in f.fields
+    f["q_output_file"], f["name"] = "ok.out", "renamed"
+    sid = f.submit("action", value="create", status=303).follow().request.path.split("/")[-1]
+    assert client.api("GET", "/api/scripts/" + sid).json["answers"]["job_name"] == "chosen"
+    f = client.web.get("/templates/serial/create").forms[1]
+    f["name"], f["q_output_file"] = "follow me", "bad|file"
+    f = f.submit("action", value="create", status=422).forms[1]
+    assert f["q_job_name"].value == f["job_name_auto"].value == "follow-me"
+    f["q_output_file"], f["name"] = "ok.out", "followed again"
+    sid = f.submit("action", value="create", status=303).follow().request.path.split("/")[-1]
+    assert client.api("GET", "/api/scripts/" + sid).json["answers"]["job_name"] == "followed-again"
+
+
+def test_check_needs_answers(client):
+    client.api("POST", "/api/templates/serial/check", {"answers": ["x"]}, status=422)
+    client.api("POST", "/api/templates/nosuch/check", {"answers": {}}, status=404)

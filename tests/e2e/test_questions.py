@@ -33,6 +33,10 @@ def test_long_template_asked_step_by_step(logged_in):
     page.fill("#q_program", "./solver")
     site.check_a11y("create, step 1")
     site.shot("questions-step-1")
+    page.set_viewport_size({"width": 390, "height": 844})
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    site.shot("questions-step-1-390")
+    page.set_viewport_size({"width": 1280, "height": 860})
     page.click("button:text-is('Next')")
     expect(page.locator("#step-2-h")).to_be_focused()
     assert visible_steps(page) == [2]
@@ -144,6 +148,11 @@ def test_edit_answers_and_the_conflict_with_edited_text(logged_in):
     expect(page.locator("details.diff pre")).to_contain_text("-echo my own line")
     site.check_a11y("edit answers conflict")
     site.shot("questions-conflict")
+    page.set_viewport_size({"width": 390, "height": 844})  # a phone: nothing wider than the screen
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    site.check_a11y("edit answers conflict at 390 px")
+    site.shot("questions-conflict-390")
+    page.set_viewport_size({"width": 1280, "height": 860})
     page.click("button:text-is('Keep my text (save the answers only)')")
     page.wait_for_url(site.url + "/scripts/" + sid)
     kept = site.api("GET", "/api/scripts/" + sid)
