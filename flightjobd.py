@@ -4172,7 +4172,8 @@ class ScriptsPart(StorePart):
         answers under a new name: Invalid (422) for a bad name, Conflict
         (409) for a name one of the user's scripts has."""
         name = self._check_name(name)
-        source = self._script_public(self._script_meta(id), full=True)
+        meta = self._script_meta(id)
+        source = self._script_public(meta, full=True)
 
         def unique():  # under the lock: no other script takes the name meanwhile
             for other in self.scripts_list()["scripts"]:
@@ -4181,7 +4182,6 @@ class ScriptsPart(StorePart):
                                             % other["name"])
         fields = {"name": name, "template_id": source["template_id"], "template_name": source["template_name"],
                   "answers": source["answers"]}
-        meta = self._script_meta(id)
         if meta.get("rendered_sha256"):
             fields["rendered_sha256"] = meta["rendered_sha256"]
         if source.get("origin"):  # still imported (its questions), but the copy runs its own content
