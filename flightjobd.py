@@ -6457,7 +6457,8 @@ _ARCHIVE_PIECE = _shape(token=str, data=str, eof=bool)
 ANSWERS = dict({op: (None, _JOB) for op in ("jobs.submit", "jobs.get", "jobs.cancel", "jobs.hold", "jobs.release",
                                               "jobs.time_limit", "jobs.cancel_task")},
                **{op: (None, _SCRIPT) for op in ("scripts.create", "scripts.get", "scripts.update", "scripts.copy",
-                                                  "scripts.import")}, **{
+                                                  "scripts.import", "scripts.answers")}, **{
+    "templates.check": (SMALL_ANSWER, _shape(errors=dict)),
     "templates.list": (None, _shape(templates=_each(_TEMPLATE), problems=_each(_shape(id=str, error=str)))),
     "templates.get": (None, lambda v: _TEMPLATE(v) and _shape(questions=_each(_shape(id=str, type=str)))(v)),
     "scripts.list": (None, _shape(scripts=_each(lambda v: _SCRIPT(v) or _BROKEN(v)), query=dict)),
@@ -9157,7 +9158,10 @@ def answers_page(app, user, id, answers=None, errors=None, status=200, message=N
                        "again. Edit the script's text instead." % script["template_id"])
     diff = None
     if diverged is not None:
-        script = diverged.current or script
+        if not (_SCRIPT(diverged.current) and isinstance(diverged.current.get("content"), str)
+                and isinstance(diverged.rendered, str)):
+            raise Unavailable(NOT_ITS_ANSWER % "scripts.answers")
+        script = diverged.current
         mine, new = script["content"].split("\n"), diverged.rendered.split("\n")
         if len(mine) + len(new) <= 4000:  # difflib's time grows faster than the text: beyond, both texts only
             diff = list(difflib.unified_diff(mine, new, "your text", "from the new answers", lineterm=""))[2:]
