@@ -603,12 +603,11 @@
         if (ok) { show(Math.min(sections.length - 1, current + 1), true); }
       });
     });
-    form.addEventListener("keydown", function (event) {  // Enter in a field before the last step: Next
-      if (event.key === "Enter" && current < sections.length - 1 && event.target.tagName === "INPUT" &&
-          event.target.type !== "submit" && event.target.type !== "button") {
-        event.preventDefault();
-        next.click();
-      }
+    form.addEventListener("keydown", function (event) {  // Enter in a field: Next, or on the last step the form's own
+      if (event.key !== "Enter" || event.target.tagName !== "INPUT" || !event.target.closest(".steps") ||
+          event.target.type === "submit" || event.target.type === "button") { return; }
+      event.preventDefault();  // not the first submit button (the hidden "Update questions")
+      if (current < sections.length - 1) { next.click(); } else if (finish[0]) { finish[0].click(); }
     });
     var failed = sections.filter(function (s) { return s.querySelector(".field-error"); })[0];
     show(failed ? sections.indexOf(failed) : 0, !!failed);

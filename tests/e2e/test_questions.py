@@ -63,7 +63,7 @@ def test_long_template_asked_step_by_step(logged_in):
     page.check("#q_notify")
     page.fill("#q_email", "me@example.org")
     site.shot("questions-step-last")
-    page.click("button:text-is('Create script')")
+    page.press("#q_email", "Enter")  # Enter on the last step creates the script
     page.wait_for_url(re.compile(r".*/scripts/[^/]+$"))
     made = site.api("GET", "/api/scripts/" + site.path().split("/")[-1])
     assert made["name"] == "Big MPI run" and '--job-name="Big-MPI-run"' in made["content"]
@@ -125,7 +125,8 @@ def test_edit_answers_and_the_conflict_with_edited_text(logged_in):
     expect(page.locator("h1")).to_have_text("Edit answers: answers run")
     expect(page.locator("#q_job_name")).to_have_value("answers-run")
     page.fill("#q_job_name", "renamed-run")
-    page.click("button:text-is('Next')")
+    page.press("#q_job_name", "Enter")  # Enter before the last step: Next
+    expect(page.locator("#step-2-h")).to_be_focused()
     page.click("button:text-is('Next')")
     site.check_a11y("edit answers")
     site.shot("questions-edit-answers")
