@@ -35,7 +35,9 @@ Layout in a user's home (`storage.state_dir`, default
 ~/.local/share/flight-job):
 
     scripts/ID/meta.json    name, template, answers, times, version, the
-                            names of the script and notes files, and an
+                            names of the script and notes files, the hash
+                            of the text as last made from the answers
+                            (rendered_sha256), and an
                             imported script's origin (its file; whether
                             it runs where it is)
     scripts/ID/script-vN-XXXXXXXX.sh, notes-vN-XXXXXXXX.md
@@ -128,6 +130,7 @@ import concurrent.futures
 import contextlib
 import copy
 import datetime
+import difflib
 import errno
 import fcntl
 import grp
@@ -275,6 +278,27 @@ class PreconditionFailed(FlightJobError):
         return err
 
 
+class Diverged(Conflict):
+    """A change would replace text the user wrote themselves: `current` is
+    the item now, `rendered` the text the change would give it, so they
+    choose (409)."""
+
+    code = "edited"
+
+    def __init__(self, message, fields=None, current=None, rendered=None):
+        super().__init__(message, fields)
+        self.current, self.rendered = current, rendered
+
+    def as_dict(self):
+        return dict(super().as_dict(), current=self.current, rendered=self.rendered)
+
+    @classmethod
+    def from_dict(cls, data):
+        err = super().from_dict(data)
+        err.current, err.rendered = data.get("current"), data.get("rendered")
+        return err
+
+
 class TooLarge(FlightJobError):
     status, code = 413, "too_large"
 
@@ -311,7 +335,7 @@ class SchedulerRefused(SchedulerError):
 
 ERRORS = {cls.code: cls for cls in (
     FlightJobError, BadRequest, Unauthorized, Forbidden, NotFound, Conflict,
-    PreconditionFailed, TooLarge, Invalid, Throttled, Unavailable,
+    Diverged, PreconditionFailed, TooLarge, Invalid, Throttled, Unavailable,
     SchedulerError, SchedulerRefused)}
 
 
@@ -1257,6 +1281,37 @@ def render_script(template, values):
     except Exception as e:  # a template is user code: report, never crash
         raise TemplateProblem("it needs more memory than your worker may use (worker.max_memory_mb)" if isinstance(
             e, MemoryError) else "%s: %s" % (type(e).__name__, e))
+
+
+JOB_NAME_QUESTION = "job_name"  # a template's question of this id is the job's --job-name
+
+
+def job_name_of(script_name):
+    """A script's name made safe for --job-name: runs of anything but
+    letters, digits, dot, dash and underscore become one dash (at most 64
+    characters); "" when nothing is left."""
+    return re.sub(r"[^A-Za-z0-9_.\-]+", "-", script_name).strip("-.")[:64].strip("-.")
+
+
+def question_steps(questions, size=4):
+    """The questions cut into steps of about `size` for a form asked step by
+    step (app.js): a question asked only when another is answered
+    (ask_when) stays in the step of the one it depends on."""
+    groups, home = [], {}
+    for q in questions:
+        parent = (q.get("ask_when") or {}).get("question")
+        if parent in home:
+            home[parent].append(q)
+            home[q["id"]] = home[parent]
+        else:
+            groups.append([q])
+            home[q["id"]] = groups[-1]
+    steps = []
+    for group in groups:
+        if not steps or len(steps[-1]) + len(group) > size:
+            steps.append([])
+        steps[-1].extend(group)
+    return steps
 
 
 def template_summary(t):
@@ -3407,7 +3462,9 @@ def _or_none(check):
 # (a job's: JOB_META, from JOB_FIELDS).
 SCRIPT_META = {"name": _text, "template_id": _text, "template_name": _or_none(_text),
                "answers": lambda v: isinstance(v, dict), "created_at": _time, "updated_at": _time,
-               "version": lambda v: _whole(v) and v > 0, "origin": _or_none(lambda v: isinstance(v, dict) and _or_none(_text)(v.get("path"))
+               "version": lambda v: _whole(v) and v > 0,
+               "rendered_sha256": _or_none(lambda v: isinstance(v, str) and re.match(r"^[0-9a-f]{64}$", v)),
+               "origin": _or_none(lambda v: isinstance(v, dict) and _or_none(_text)(v.get("path"))
                                                      and _or_none(_text)(v.get("file"))
                                                      and isinstance(v.get("in_place"), bool)
                                                      and (v["path"] is not None or not v["in_place"]))}
@@ -3782,6 +3839,20 @@ class TemplatesPart(StorePart):
                    notes=t["notes"])
         return out
 
+    @operation("templates.check")
+    def template_check(self, id, answers=None):
+        """{"errors": question id -> message} of answers to a template's
+        questions, as creating a script would find them ({} when none):
+        for a form asked step by step, before its Next."""
+        t = self._template(id)
+        try:
+            check_answers(t["questions"], answers, self.home)
+        except Invalid as e:
+            if not e.fields:  # not answers at all
+                raise
+            return {"errors": e.fields}
+        return {"errors": {}}
+
     def _info(self):
         """The scheduler's info(), cached 30 s (Slurm's sinfo + sacctmgr take ~190 ms)."""
         at, info = self.scheduler.last_info
@@ -4085,23 +4156,57 @@ class ScriptsPart(StorePart):
             name = self._check_name(name if name not in (None, "") else t["name"])
         except Invalid as e:
             errors.update(e.fields)
+        answers = {} if answers is None else answers
+        if isinstance(answers, dict) and JOB_NAME_QUESTION not in answers and "name" not in errors:
+            answers = dict(answers, **self._job_name_default(t, name))
         try:
-            values = check_answers(t["questions"], answers if answers is not None else {}, self.home)
+            values = check_answers(t["questions"], answers, self.home)
         except Invalid as e:
             errors.update(e.fields)
         if errors:
             raise Invalid(" ".join(errors.values()), errors)
+        return t, name, values, self._render(t, values)
+
+    def _render(self, t, values):
         try:
-            content = render_script(t, values)
+            return render_script(t, values)
         except TemplateProblem as e:
             raise Invalid("The template could not make a script from these answers: %s" % e)
-        return t, name, values, content
+
+    def _job_name_default(self, t, name):
+        """{job-name question: its answer for a script named `name` unless its
+        user chose one} (the name made safe for --job-name, else the
+        template's default); {} when the template asks no job name."""
+        q = next((q for q in t["questions"] if q["id"] == JOB_NAME_QUESTION and q["type"] == "text"), None)
+        if q is None:
+            return {}
+        try:
+            return {q["id"]: convert_answer(q, job_name_of(name), self.home) or q["default"]}
+        except ValueError:  # the template's own pattern refuses it
+            return {q["id"]: q["default"]}
+
+    def _rendered_as(self, t, meta, content):
+        """Whether content is as the script's answers rendered it (the hash
+        kept at its last rendering; a script from before that kept none:
+        its answers rendered again now), so not edited by its user since."""
+        if meta.get("rendered_sha256"):
+            return hashlib.sha256(content.encode("utf-8")).hexdigest() == meta["rendered_sha256"]
+        try:
+            return t is not None and render_script(t, check_answers(
+                t["questions"], self._known_answers(t, meta["answers"]), self.home)) == content
+        except (Invalid, TemplateProblem):
+            return False
+
+    @staticmethod
+    def _known_answers(t, answers):
+        return {k: v for k, v in answers.items() if any(q["id"] == k for q in t["questions"])}
 
     @operation("scripts.create", writes=True)
     def script_create(self, template, name=None, answers=None, notes=None):
         t, name, values, content = self.script_render(template, name, answers)
         notes = t["notes"] if notes is None else self._check_text(notes, "Notes")
-        return self._new_script({"name": name, "template_id": t["id"], "template_name": t["name"], "answers": values},
+        return self._new_script({"name": name, "template_id": t["id"], "template_name": t["name"], "answers": values,
+                                 "rendered_sha256": hashlib.sha256(content.encode("utf-8")).hexdigest()},
                                 content, notes)
 
     def _new_script(self, fields, content, notes, check=lambda: None):
@@ -4148,22 +4253,71 @@ class ScriptsPart(StorePart):
                 raise PreconditionFailed("This script was changed elsewhere since you opened it "
                                          "(now version %d). Your text was not saved." % meta["version"],
                                          current=current)
-            new = dict(meta, format=SCRIPT_FORMAT, version=meta["version"] + 1, updated_at=now_iso())
-            if name is not None:
-                new["name"] = name
-            changes = {"content": content, "notes": notes}
-            if meta["format"] == 1:  # its first change moves both into files of their own
-                changes = {field: current[field] if text is None else text for field, text in changes.items()}
-            try:
-                for field, kept in script_bodies(meta).items():
-                    new[field + "_file"] = kept
-                    if changes[field] is not None:
-                        new[field + "_file"] = body_name(field, new["version"])
-                        atomic_write(self._script_path(id, new[field + "_file"]), changes[field])
-                write_json(self._script_path(id, "meta.json"), new)  # the switch
-            finally:  # under the lock: the files that the meta.json now in place does not name
-                self._sweep_item(self._script_path(id), None, self._unreferenced(id))
+            return self._switch(meta, current, {"content": content, "notes": notes},
+                                {} if name is None else {"name": name})
+
+    def _switch(self, meta, current, changes, fields):
+        """Under the lock: the script's next version, with changes (field ->
+        its new text, None: kept) and meta.json fields, made in one atomic
+        switch (see SCRIPT_FORMAT)."""
+        new = dict(meta, format=SCRIPT_FORMAT, version=meta["version"] + 1, updated_at=now_iso(), **fields)
+        if meta["format"] == 1:  # its first change moves both into files of their own
+            changes = {field: current[field] if text is None else text for field, text in changes.items()}
+        try:
+            for field, kept in script_bodies(meta).items():
+                new[field + "_file"] = kept
+                if changes[field] is not None:
+                    new[field + "_file"] = body_name(field, new["version"])
+                    atomic_write(self._script_path(meta["id"], new[field + "_file"]), changes[field])
+            write_json(self._script_path(meta["id"], "meta.json"), new)  # the switch
+        finally:  # under the lock: the files that the meta.json now in place does not name
+            self._sweep_item(self._script_path(meta["id"]), None, self._unreferenced(meta["id"]))
         return self._script_public(new, full=True)
+
+    def _script_template(self, script):
+        """The template a script was made from, to ask its questions again;
+        Conflict when it has none (imported) or it is gone."""
+        if script.get("origin"):
+            raise Conflict("This script was imported, not made from a template: it has no answers to change. "
+                           "Edit its text instead.")
+        found, _ = self.templates()
+        if script["template_id"] not in found:
+            raise Conflict("The template this script was made from (%s) is gone, so its questions cannot be "
+                           "asked again. Edit the script's text instead." % script["template_id"])
+        return found[script["template_id"]]
+
+    @operation("scripts.answers", writes=True)
+    def script_answers(self, id, answers=None, if_match=None, text=None):
+        """New answers for a script made from a template (those given replace
+        its own; the rest are kept), the script rendered again from them.
+        If its user edited the text since it was last rendered, nothing
+        changes unless text says which to keep: Diverged (409) carries both
+        ("mine": keep the text, save the answers; "rendered": take the new
+        text). A stale if_match: PreconditionFailed, as for scripts.update."""
+        if text not in (None, "", "mine", "rendered"):
+            raise BadRequest("text must be mine (keep your text) or rendered (take the new one).")
+        if not isinstance(answers, dict):
+            raise Invalid("Answers must be an object of question id to answer.")
+        script = self._script_public(self._script_meta(id), full=True)
+        t = self._script_template(script)
+        values = check_answers(t["questions"], dict(self._known_answers(t, script["answers"]), **answers), self.home)
+        rendered = self._render(t, values)
+        with self._writing():
+            meta = self._script_meta(id)
+            current = self._script_public(meta, full=True)
+            if if_match not in (None, "", "*") and if_match.strip() != current["etag"]:
+                raise PreconditionFailed("This script was changed elsewhere since you opened it (now version %d). "
+                                         "Your answers were not saved." % meta["version"], current=current)
+            edited = current["content"] != rendered and not self._rendered_as(t, meta, current["content"])
+            if edited and not text:
+                raise Diverged("You have edited this script's text since it was made from its answers: "
+                               "choose whether to keep your text or take the one made from the new answers. "
+                               "Nothing was saved yet.", current=current, rendered=rendered)
+            fields = {"answers": values}
+            if text == "mine" and edited:
+                return self._switch(meta, current, {"content": None, "notes": None}, fields)
+            fields["rendered_sha256"] = hashlib.sha256(rendered.encode("utf-8")).hexdigest()
+            return self._switch(meta, current, {"content": rendered, "notes": None}, fields)
 
     @operation("scripts.copy", writes=True)
     def script_copy(self, id, name=None):
@@ -4171,7 +4325,8 @@ class ScriptsPart(StorePart):
         answers under a new name: Invalid (422) for a bad name, Conflict
         (409) for a name one of the user's scripts has."""
         name = self._check_name(name)
-        source = self._script_public(self._script_meta(id), full=True)
+        meta = self._script_meta(id)
+        source = self._script_public(meta, full=True)
 
         def unique():  # under the lock: no other script takes the name meanwhile
             for other in self.scripts_list()["scripts"]:
@@ -4180,9 +4335,38 @@ class ScriptsPart(StorePart):
                                             % other["name"])
         fields = {"name": name, "template_id": source["template_id"], "template_name": source["template_name"],
                   "answers": source["answers"]}
+        if meta.get("rendered_sha256"):
+            fields["rendered_sha256"] = meta["rendered_sha256"]
         if source.get("origin"):  # still imported (its questions), but the copy runs its own content
             fields["origin"] = dict(source["origin"], in_place=False)
-        return self._new_script(fields, source["content"], source["notes"], unique)
+        content = source["content"]
+        with contextlib.suppress(Conflict, Invalid, TemplateProblem):  # no template, or answers it no longer takes
+            content = self._renamed_job(self._script_template(source), meta, source, name, fields)
+        return self._new_script(fields, content, source["notes"], unique)
+
+    def _renamed_job(self, t, meta, source, name, fields):
+        """A copy's content, its job-name answer (in fields) the copy's name's
+        default when the source's was its own name's or the template's
+        default (not changed by its user): the text rendered again if it
+        was as rendered, else its one --job-name line changed; else as it is."""
+        old, new = self._job_name_default(t, source["name"]), self._job_name_default(t, name)
+        q = next((q for q in t["questions"] if q["id"] == JOB_NAME_QUESTION), None)
+        if not new or source["answers"].get(JOB_NAME_QUESTION) not in (old[JOB_NAME_QUESTION], q["default"]):
+            return source["content"]
+        answers = self._known_answers(t, source["answers"])
+        values = check_answers(t["questions"], dict(answers, **new), self.home)
+        before, after = render_script(t, check_answers(t["questions"], answers, self.home)), render_script(t, values)
+        content = source["content"]
+        if self._rendered_as(t, meta, content):
+            content = after
+        else:  # edited: the one line the new name changes, where the user's text has it once, as it was made
+            changed = [(a, b) for a, b in zip(before.split("\n"), after.split("\n")) if a != b]
+            lines = content.split("\n")
+            if len(changed) != 1 or before.count("\n") != after.count("\n") or lines.count(changed[0][0]) != 1:
+                return content
+            content = "\n".join(changed[0][1] if line == changed[0][0] else line for line in lines)
+        fields.update(answers=values, rendered_sha256=hashlib.sha256(after.encode("utf-8")).hexdigest())
+        return content
 
     def _new_template_names(self, name, template_id):
         """(name, id) checked for a new template of the user's, the id made
@@ -6470,7 +6654,8 @@ _ARCHIVE_PIECE = _shape(token=str, data=str, eof=bool)
 ANSWERS = dict({op: (None, _JOB) for op in ("jobs.submit", "jobs.get", "jobs.cancel", "jobs.hold", "jobs.release",
                                               "jobs.time_limit", "jobs.cancel_task")},
                **{op: (None, _SCRIPT) for op in ("scripts.create", "scripts.get", "scripts.update", "scripts.copy",
-                                                  "scripts.import")}, **{
+                                                  "scripts.import", "scripts.answers")}, **{
+    "templates.check": (SMALL_ANSWER, _shape(errors=dict)),
     "templates.list": (None, _shape(templates=_each(_TEMPLATE), problems=_each(_shape(id=str, error=str)))),
     "templates.get": (None, lambda v: _TEMPLATE(v) and _shape(questions=_each(_shape(id=str, type=str)))(v)),
     "scripts.list": (None, _shape(scripts=_each(lambda v: _SCRIPT(v) or _BROKEN(v)), query=dict)),
@@ -8401,7 +8586,7 @@ def numbered_lines(text):
 
 VIEW_HELPERS = {"time_tag": time_tag, "duration": duration, "human_size": human_size, "mem_words": mem_words,
                 "quote": urllib.parse.quote,
-                "visible": visible_questions, "state_label": state_label, "state_text": state_text,
+                "visible": visible_questions, "question_steps": question_steps, "state_label": state_label, "state_text": state_text,
                 "confirm_question": confirm_question, "seconds_between": seconds_between, "now_iso": now_iso,
                 "numbered_lines": numbered_lines, "STATE_LABELS": STATE_LABELS, "UNFINISHED": UNFINISHED, "job_label": job_label,
                 "DEPENDENCY_TYPES": DEPENDENCY_TYPES}
@@ -9103,6 +9288,7 @@ def page_home(app, user):
 
 api_call("GET", "/api/templates", "templates.list")
 api_call("GET", "/api/templates/<id>", "templates.get")
+api_call("POST", "/api/templates/<id>/check", "templates.check", body=("answers",))
 
 
 @route("/templates")
@@ -9111,8 +9297,10 @@ def page_templates(app, user):
                       **app.call(user, "templates.list"))
 
 
-def create_form(app, template, answers=None, name="", notes=None, errors=None, status=200):
-    return app.render("create", status=status, template=template, answers=answers, name=name,
+def create_form(app, template, answers=None, name="", notes=None, errors=None, status=200, auto=None):
+    """The create page; auto: the job name it shows as made from the name
+    (not the user's), or None."""
+    return app.render("create", status=status, template=template, answers=answers, name=name, auto=auto,
                       notes=notes, errors=errors or {}, title="Create script: " + template["name"],
                       crumbs=[("Templates", "/templates"), (template["name"], None)])
 
@@ -9120,7 +9308,8 @@ def create_form(app, template, answers=None, name="", notes=None, errors=None, s
 @route("/templates/<id>/create")
 def page_create(app, user, id):
     t = app.call(user, "templates.get", id=id)
-    return create_form(app, t, name=t["name"], notes=t["notes"])
+    answers = {q["id"]: job_name_of(t["name"]) or q["default"] for q in t["questions"] if q["id"] == JOB_NAME_QUESTION}
+    return create_form(app, t, answers, name=t["name"], notes=t["notes"], auto=answers.get(JOB_NAME_QUESTION))
 
 
 @route("/templates/<id>/create", "POST")
@@ -9128,13 +9317,19 @@ def page_create_post(app, user, id):
     form = app.form()
     t = app.call(user, "templates.get", id=id)
     answers = _answers_from_form(form, t["questions"])
-    name, notes = form.get("name", ""), form.get("notes")
+    name, notes, auto = form.get("name", ""), form.get("notes"), form.get("job_name_auto")
+    sent = dict(answers)
+    if JOB_NAME_QUESTION in answers and answers[JOB_NAME_QUESTION] == auto:  # as the page made it from the name
+        del sent[JOB_NAME_QUESTION]  # made again from the name sent
+        answers[JOB_NAME_QUESTION] = auto = job_name_of(name) or auto
+    else:
+        auto = None  # the user's own: kept
     if form.get("action") == "update":  # no-JavaScript: re-show with ask_when applied
-        return create_form(app, t, answers, name, notes)
+        return create_form(app, t, answers, name, notes, auto=auto)
     try:
-        script = app.call(user, "scripts.create", template=id, name=name, answers=answers, notes=notes)
+        script = app.call(user, "scripts.create", template=id, name=name, answers=sent, notes=notes)
     except Invalid as e:
-        return create_form(app, t, answers, name, notes, form_errors(e), 422)
+        return create_form(app, t, answers, name, notes, form_errors(e), 422, auto)
     return see_other("/scripts/%s" % script["id"])
 
 
@@ -9259,6 +9454,68 @@ def page_script_copy(app, user, id):
 def page_script_save_as_template(app, user, id):
     return _script_form(app, user, id, "template", "scripts.save_template",
                         lambda v: {"name": v["name"], "template_id": v["id"]})
+
+
+def answers_page(app, user, id, answers=None, errors=None, status=200, message=None, diverged=None):
+    """A script's "Edit answers" page: its template's questions with answers
+    (None: the script's own); message: why the form is back (stale);
+    diverged: the Diverged to choose from (both texts, and the answers
+    sent, kept in the form)."""
+    script = app.call(user, "scripts.get", id=id)
+    if script.get("origin"):
+        raise Conflict("This script was imported, not made from a template: it has no answers to change.")
+    try:
+        t = app.call(user, "templates.get", id=script["template_id"])
+    except NotFound:
+        raise Conflict("The template this script was made from (%s) is gone, so its questions cannot be asked "
+                       "again. Edit the script's text instead." % script["template_id"])
+    diff = None
+    if diverged is not None:
+        if not (_SCRIPT(diverged.current) and isinstance(diverged.current.get("content"), str)
+                and isinstance(diverged.rendered, str)):
+            raise Unavailable(NOT_ITS_ANSWER % "scripts.answers")
+        script = diverged.current
+        mine, new = script["content"].split("\n"), diverged.rendered.split("\n")
+        if len(mine) + len(new) <= 4000:  # difflib's time grows faster than the text: beyond, both texts only
+            diff = list(difflib.unified_diff(mine, new, "your text", "from the new answers", lineterm=""))[2:]
+    return app.render("answers", status=status, script=script, template=t,
+                      answers=script["answers"] if answers is None else answers, errors=errors or {},
+                      message=message, diverged=diverged, diff=diff, title="Edit answers: " + script["name"],
+                      crumbs=[("Scripts", "/scripts"), (script["name"], "/scripts/%s" % id), ("Edit answers", None)])
+
+
+@route("/scripts/<id>/answers")
+def page_answers(app, user, id):
+    return answers_page(app, user, id)
+
+
+@route("/scripts/<id>/answers", "POST")
+def page_answers_post(app, user, id):
+    form = app.form()
+    script = app.call(user, "scripts.get", id=id)
+    t = app.call(user, "templates.get", id=script["template_id"]) if not script.get("origin") else {"questions": []}
+    answers = _answers_from_form(form, t["questions"])
+    if form.get("action") == "update":  # no-JavaScript: re-show with ask_when applied
+        return answers_page(app, user, id, answers)
+    try:
+        app.call(user, "scripts.answers", id=id, answers=answers, if_match=form.get("etag"),
+                 text=form.get("text") or None)
+    except Diverged as e:
+        return answers_page(app, user, id, answers, status=409, diverged=e)
+    except PreconditionFailed as e:
+        return answers_page(app, user, id, answers, status=409, message=e.message + (
+            " Your answers are below: save them again to apply them to the version saved now."))
+    except Invalid as e:
+        return answers_page(app, user, id, answers, form_errors(e), 422)
+    return see_other("/scripts/%s" % id)
+
+
+@route("/api/scripts/<id>/answers", "PUT", api=True)
+def api_script_answers(app, user, id):
+    data = known_fields(app.body_json(), ("answers", "text"), "give answers and, after a 409, text")
+    script = app.call(user, "scripts.answers", id=id, answers=data.get("answers"), text=data.get("text"),
+                      if_match=bottle.request.headers.get("If-Match"))
+    return script_json(app, script)
 
 
 def confirm_page(app, action, name, url, crumbs):

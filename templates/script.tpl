@@ -17,6 +17,9 @@
   % if edit != 'copy':
   <a class="button" href="/scripts/{{script['id']}}?edit=copy">Copy</a>
   % end
+  % if not origin:
+  <a class="button" href="/scripts/{{script['id']}}/answers">Edit answers</a>
+  % end
   % if edit != 'template':
   <a class="button" href="/scripts/{{script['id']}}?edit=template">Save as template</a>
   % end

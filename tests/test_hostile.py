@@ -968,3 +968,22 @@ def test_an_archive_answered_in_the_wrong_shape_is_a_clear_error(daemon):
             status, seconds, data = alice.timed("GET", "/api/jobs/0123456789/archive")
             assert status == 503 and data["error"]["message"] == flightjobd.NOT_ITS_ANSWER % "jobs.archive", (
                 answer, status, data)
+
+
+def test_a_conflict_of_answers_in_the_wrong_shape_is_a_clear_error(daemon):
+    """The "Edit answers" page shows the two texts a worker's Diverged
+    carries: one whose script or text is not one (template code raising
+    it) is a clear 503 for that user, never a 500; the other user is
+    served meanwhile."""
+    d, alice, bob = daemon()
+    script = alice.json("POST", "/api/scripts", {"template": "serial", "name": "mine"}, status=201)
+    with served_meanwhile(bob):
+        for current, rendered in (("'not a script'", "'text'"), ("{'content': 5}", "'text'"),
+                                  (repr(script), "['not', 'text']")):
+            shutil.rmtree(os.path.join(alice.user.home, ".config"), ignore_errors=True)
+            raising = "(_ for _ in ()).throw(g['Diverged']('edited', current=%s, rendered=%s))" % (current, rendered)
+            user_template(alice.user, "replace", REPLACING.format(op="scripts.answers", answer=raising))
+            alice.json("GET", "/api/templates")  # the template code runs as the catalogue is read
+            status, seconds, data = alice.timed("POST", "/scripts/%s/answers" % script["id"],
+                                                form={"etag": script["etag"], "q_job_name": "x", "action": "save"})
+            assert status == 503 and seconds < QUICK * 3, (current, rendered, status, data)

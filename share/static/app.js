@@ -6,6 +6,7 @@
  * - ask_when questions shown and hidden as answers change;
  * - the submit page's note on what the cluster's defaults give a job,
  *   following the partition and memory chosen;
+ * - long forms of questions asked step by step, each step checked before Next;
  * - a running job's output followed live;
  * - Tab in the script editor types a tab;
  * - an edit of a script kept in this browser until it is saved;
@@ -571,6 +572,149 @@
     update();
   }
 
+  /* ---- long forms asked step by step ----------------------------------- */
+
+  // A form whose questions are cut into steps (.steps[data-steps], each a
+  // section.step with its heading) shows one step at a time, with Back and
+  // Next and a list of the steps; what was typed stays in the form, so Back
+  // keeps it. Next asks the server (form[data-check]) whether the step's
+  // answers would be taken, and shows its messages beside them instead of
+  // going on. A page sent back with errors opens at the first step that
+  // has one. Without JavaScript every step is on the one page.
+  function fieldError(div, text) {
+    var p = div.querySelector(".field-error.from-check");
+    if (!text) {
+      if (p) { p.remove(); }
+      div.classList.toggle("has-error", !!div.querySelector(".field-error"));
+      return;
+    }
+    if (!p) {
+      p = document.createElement("p");
+      p.className = "field-error from-check";
+      p.setAttribute("role", "alert");
+      div.appendChild(p);
+    }
+    p.textContent = text;
+    div.classList.add("has-error");
+  }
+
+  function steps(form) {
+    var box = form.querySelector(".steps[data-steps]");
+    if (!box) { return; }
+    var sections = $all("section.step", box), current = 0;
+    var finish = $all(".actions > button.primary", form).filter(function (b) { return !b.closest(".diverged"); });
+    var list = document.createElement("ol");
+    list.className = "step-list";
+    list.setAttribute("aria-label", "Steps");
+    sections.forEach(function (section, i) {
+      var li = document.createElement("li");
+      li.textContent = "Step " + (i + 1);
+      list.appendChild(li);
+    });
+    box.insertBefore(list, box.firstChild);
+    var nav = document.createElement("div");
+    nav.className = "actions step-nav";
+    var back = document.createElement("button"), next = document.createElement("button");
+    back.type = next.type = "button";
+    back.textContent = "Back";
+    next.textContent = "Next";
+    next.className = "primary";
+    nav.appendChild(back);
+    nav.appendChild(next);
+    box.appendChild(nav);
+
+    function show(i, focus) {
+      current = i;
+      sections.forEach(function (section, j) { section.hidden = j !== i; });
+      $all("li", list).forEach(function (li, j) {
+        if (j === i) { li.setAttribute("aria-current", "step"); } else { li.removeAttribute("aria-current"); }
+        li.className = j < i ? "done" : "";
+      });
+      back.hidden = i === 0;
+      next.hidden = i === sections.length - 1;
+      finish.forEach(function (b) { b.hidden = i !== sections.length - 1; });
+      if (focus) { sections[i].querySelector(".step-heading").focus(); }
+    }
+
+    function stepAnswers(section) {
+      var answers = {};
+      $all(".question[id^='field-']", form).forEach(function (div) {
+        var id = div.id.slice("field-".length);
+        if (!div.hidden) { answers[id] = answerOf(form, id); }
+      });
+      return answers;
+    }
+
+    function check(section) {
+      // the browser's own checks first (a required field, a number's range)
+      var bad = $all("input, select, textarea", section).filter(function (f) {
+        return !f.closest("[hidden]") && f.willValidate && !f.checkValidity();
+      })[0];
+      if (bad) { bad.reportValidity(); return Promise.resolve(false); }
+      var url = form.getAttribute("data-check");
+      if (!url) { return Promise.resolve(true); }
+      return fetch(url, {
+        method: "POST", credentials: "same-origin",
+        headers: { "Content-Type": "application/json", "X-CSRF-Token": csrfToken() },
+        body: JSON.stringify({ answers: stepAnswers(section) })
+      }).then(function (r) {
+        if (!r.ok) { return true; }  // cannot tell (a lost session...): the final submit checks
+        return r.json().then(function (data) {
+          var errors = data.errors || {}, first = null;
+          $all(".question[id^='field-']", section).forEach(function (div) {
+            var id = div.id.slice("field-".length), text = div.hidden ? null : errors[id];
+            fieldError(div, text || null);
+            if (text && !first) { first = div; }
+          });
+          if (first) {
+            var field = first.querySelector("input:not([type=hidden]), select, textarea");
+            if (field) { field.focus(); }
+            return false;
+          }
+          return true;
+        });
+      }, function () { return true; });
+    }
+
+    form.addEventListener("input", function (event) {  // a message of Next's goes once the answer changes
+      var div = event.target.closest && event.target.closest(".question");
+      if (div && div.querySelector(".from-check")) { fieldError(div, null); }
+    });
+    back.addEventListener("click", function () { show(Math.max(0, current - 1), true); });
+    next.addEventListener("click", function () {
+      next.disabled = true;
+      check(sections[current]).then(function (ok) {
+        next.disabled = false;
+        if (ok) { show(Math.min(sections.length - 1, current + 1), true); }
+      });
+    });
+    form.addEventListener("keydown", function (event) {  // Enter in a field: Next, or on the last step the form's own
+      if (event.key !== "Enter" || event.target.tagName !== "INPUT" || !event.target.closest(".steps") ||
+          event.target.type === "submit" || event.target.type === "button") { return; }
+      event.preventDefault();  // not the first submit button (the hidden "Update questions")
+      if (current < sections.length - 1) { next.click(); } else if (finish[0]) { finish[0].click(); }
+    });
+    var failed = sections.filter(function (s) { return s.querySelector(".field-error"); })[0];
+    show(failed ? sections.indexOf(failed) : 0, !!failed);
+    var choose = form.querySelector(".diverged h2");  // a conflict to settle: there first
+    if (choose && !failed) { choose.focus(); }
+  }
+
+  // The create page's job name follows the script's name (made safe for
+  // --job-name as flightjobd.job_name_of does) until the user changes it.
+  function followName(form) {
+    var name = form.querySelector("#name"), job = form.querySelector("#q_job_name");
+    var auto = form.querySelector("[name=job_name_auto]");
+    if (!name || !job || !auto) { return; }
+    var fallback = auto.value;
+    name.addEventListener("input", function () {
+      if (job.value !== auto.value) { return; }
+      var safe = name.value.replace(/[^A-Za-z0-9_.\-]+/g, "-").replace(/^[-.]+|[-.]+$/g, "").slice(0, 64)
+        .replace(/[-.]+$/, "");
+      job.value = auto.value = safe || fallback;
+    });
+  }
+
   /* ---- a textarea that keeps tabs --------------------------------------- */
 
   function keepTabs(area) {
@@ -737,6 +881,8 @@
     $all("pre[data-follow][data-job]").forEach(follow);
     $all("form").forEach(askWhen);
     $all("[data-job-defaults]").forEach(jobDefaults);
+    $all("form").forEach(steps);
+    $all("form").forEach(followName);
     $all("textarea[data-keep-tabs]").forEach(keepTabs);
     $all("form[data-warn-unsaved]").forEach(warnUnsaved);
     dropDrafts(null);

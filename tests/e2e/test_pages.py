@@ -76,14 +76,16 @@ def test_create_view_and_edit_a_script(logged_in):
     email = page.locator("#field-email")
     expect(email).to_be_hidden()
     page.fill("#name", "My analysis")
-    page.check("#q_notify")  # the email questions appear as the box is ticked
-    expect(email).to_be_visible()
-    expect(page.locator("#field-mail_events")).to_be_visible()
-    page.fill("#q_email", "me@example.org")
+    page.click("button:text-is('Next')")  # asked in steps (tests/e2e/test_questions.py)
     page.uncheck("#q_merge_output")
     expect(page.locator("#field-error_file")).to_be_visible()
     page.check("#q_merge_output")
     expect(page.locator("#field-error_file")).to_be_hidden()
+    page.click("button:text-is('Next')")
+    page.check("#q_notify")  # the email questions appear as the box is ticked
+    expect(email).to_be_visible()
+    expect(page.locator("#field-mail_events")).to_be_visible()
+    page.fill("#q_email", "me@example.org")
     site.check_a11y("create")
     site.shot("06-create")
 
