@@ -104,10 +104,10 @@
   <div id="extra-options"><dt>Extra options</dt><dd><code>{{shell_words(job['extra_options'])}}</code> <span class="muted">(your own, beside the questions')</span></dd></div>
   % end
   % if job.get('options'):
-  <div><dt>Scheduler options</dt><dd><code>{{' '.join(job['options'])}}</code></dd></div>
+  <div><dt>Scheduler options</dt><dd><code>{{shell_words(job['options'])}}</code></dd></div>
   % end
   % if job.get('command'):
-  <div><dt>Command</dt><dd><code>{{' '.join(job['command'])}}</code></dd></div>
+  <div><dt>Command</dt><dd><code>{{shell_words(job['command'])}}</code></dd></div>
   % end
 </dl>
 % if eff:

@@ -13,7 +13,7 @@
   % if plan.get('extra_options'):
   <dt>Extra options</dt><dd id="extra-options"><code>{{shell_words(plan['extra_options'])}}</code></dd>
   % end
-  <dt>Scheduler options</dt><dd>{{' '.join(plan['options']) or '(none: the script\'s own directives apply)'}}</dd>
+  <dt>Scheduler options</dt><dd>{{shell_words(plan['options']) or '(none: the script\'s own directives apply)'}}</dd>
   <dt>Command</dt><dd><code>{{plan['command_text']}}</code></dd>
   <dt>Runs in</dt><dd><code>{{plan['outputs']['results_dir']}}</code></dd>
   % if plan.get('script_file'):
