@@ -3174,6 +3174,10 @@ class LocalScheduler(Scheduler):
                        "exclusive": "the local scheduler does not reserve the machine",
                        "mail-user": "the local scheduler sends no email",
                        "mail-type": "the local scheduler sends no email"}
+    # what it does with options: the time limit, memory and CPUs checked, arrays, one dependency, where it
+    # runs and writes (job_outputs), one node and task (ignored_options says otherwise)
+    HONOURED = ("time", "mem", "cpus-per-task", "array", "dependency", "chdir", "output", "error", "job-name",
+                "nodes", "ntasks")
 
     def __init__(self, state_dir, python, user, timeout=20):
         super().__init__(timeout)
@@ -3221,7 +3225,9 @@ class LocalScheduler(Scheduler):
         for key in ("nodes", "ntasks"):
             if str(opts.get(key, "1")) not in ("1", "1-1"):
                 ignored.append("the local scheduler runs one task on one node (--%s=%s)" % (key, opts[key]))
-        return ignored
+        given = dict(parse_options(options))  # a submit's own options (extra ones among them) it has no use for
+        return ignored + ["the local scheduler does not use it (%s)" % o for o in options if o.startswith("--")
+                          and o[2:].partition("=")[0] in set(given) - set(self.IGNORED_OPTIONS) - set(self.HONOURED)]
 
     def submit(self, script_path, options, cwd):
         with open(script_path, encoding="utf-8") as f:
@@ -6430,8 +6436,8 @@ ANSWERS = dict({op: (None, _JOB) for op in ("jobs.submit", "jobs.get", "jobs.can
     "templates.get": (None, lambda v: _TEMPLATE(v) and _shape(questions=_each(_shape(id=str, type=str)))(v)),
     "scripts.list": (None, _shape(scripts=_each(lambda v: _SCRIPT(v) or _BROKEN(v)), query=dict)),
     "scripts.submission": (None, _shape(script=_SCRIPT, questions=_each(_shape(id=str, type=str)), scheduler=dict)),
-    "jobs.preview": (None, _shape(script=_SCRIPT, questions=list, answers=dict, options=list, command=list,
-                                  outputs=dict, ignored_options=list)),
+    "jobs.preview": (None, _shape(script=_SCRIPT, questions=list, answers=dict, options=_texts, command=_texts,
+                                  outputs=dict, ignored_options=list, extra_options=_texts)),
     "jobs.list": (None, _shape(jobs=_each(_JOB), broken=_each(_BROKEN), total=int, page=int, per_page=int, query=dict)),
     "jobs.files": (None, _shape(path=str, files=_each(_shape(name=str, type=str)))),
     "jobs.file": (None, _shape(name=str, size=int, offset=int, data=str, eof=bool)),
@@ -9192,11 +9198,15 @@ def submit_page(app, user, id, answers=None, errors=None, status=200, from_job=N
     name, refused = sub["script"]["name"], source.get("refused")
     if refused and errors is None:  # the way back from a refusal: its words beside the question they are about
         about = {o for words, o in REFUSAL_OPTIONS if words in refused.lower()}
-        errors = {q["id"]: refused for q in sub["questions"] if q.get("option") in about} or {
-            "extra_options" if source.get("extra_options") else "": refused}  # else the user's own options'
+        errors = {q["id"]: refused for q in sub["questions"] if q.get("option") in about}
+        own = source.get("extra_options") if isinstance(source.get("extra_options"), str) else ""
+        if own and (not errors or any("--" + n in refused for n in re.findall(r"--([a-z-]+)", own))):
+            errors = {"extra_options": refused}  # the user's own options', else the form's
+        errors = errors or {"": refused}
     return app.render("submit", status=status, sub=sub, answers=answers, errors=errors or {},
                       after=after or {"job": "", "type": "afterok"},
-                      extra=source.get("extra_options", "") if extra is None else extra,
+                      extra=extra if extra is not None else source.get("extra_options") if isinstance(
+                          source.get("extra_options"), str) else "",
                       title="Submit " + name,
                       crumbs=[("Scripts", "/scripts"), (name, "/scripts/%s" % id), ("Submit", None)])
 

@@ -147,6 +147,15 @@ def test_preview_and_submit_by_the_api_keep_the_options(client):
     assert page.html.select_one("#extra-options code").text == "'--comment=hello there' --mail-type=END"
 
 
+def test_the_local_scheduler_says_which_it_does_not_use(client):
+    s = client.create_script()
+    plan = client.api("POST", "/api/scripts/%s/preview" % s["id"], {
+        "extra_options": "--gres=gpu:1\n--comment=c\n--mail-type=END\n--array=1-2\n--job-name=n"}).json
+    assert plan["ignored_options"] == ["the local scheduler sends no email (--mail-type=END)",
+                                       "the local scheduler does not use it (--gres=gpu:1)",
+                                       "the local scheduler does not use it (--comment=c)"]
+
+
 def test_a_bad_option_is_a_422_naming_its_line_with_the_answers_own(client):
     s = client.create_script()
     r = client.api("POST", "/api/jobs", {"script": s["id"], "answers": {"mem": "lots"},
@@ -304,3 +313,16 @@ def test_an_option_slurm_refuses_is_shown_in_sbatchs_words_beside_the_field(site
     assert "Invalid feature specification" in field.select_one(".field-error").text
     assert field.select_one("textarea").text == "--constraint=nosuch\n--comment=kept"
     assert not back.html.select_one("#field-time .field-error")
+
+
+@pytest.mark.slurm
+@pytest.mark.root
+def test_a_refusal_naming_an_extra_option_stands_beside_the_field_not_a_question(site):
+    """sbatch's words name --mem-per-cpu (and "cpu", which alone points at a question's option)."""
+    sid = site.script("true")
+    job = site.api("POST", "/api/jobs", {"script": sid, "answers": {"mem": "100M"},
+                                         "extra_options": "--mem-per-cpu=100M"}, status=201)
+    assert job["state"] == "FAILED" and "mutually exclusive" in job["reason_text"]
+    back = site.pages.get("/scripts/%s/submit?from_job=%s" % (sid, job["id"]))
+    assert "mutually exclusive" in back.html.select_one("#field-extra_options .field-error").text
+    assert len(back.html.select(".field-error")) == 1
