@@ -318,8 +318,9 @@ def test_an_option_slurm_refuses_is_shown_in_sbatchs_words_beside_the_field(site
 @pytest.mark.slurm
 @pytest.mark.root
 def test_a_refusal_naming_an_extra_option_stands_beside_the_field_not_a_question(site):
-    """sbatch's words name --mem-per-cpu (and "cpu", which alone points at a question's option)."""
-    sid = site.script("true")
+    """sbatch's words name --mem-per-cpu, and "cpu", which alone points at
+    the smp template's question "CPU cores" (--cpus-per-task)."""
+    sid = site.script("true", template="smp")
     job = site.api("POST", "/api/jobs", {"script": sid, "answers": {"mem": "100M"},
                                          "extra_options": "--mem-per-cpu=100M"}, status=201)
     assert job["state"] == "FAILED" and "mutually exclusive" in job["reason_text"]
