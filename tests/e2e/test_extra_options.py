@@ -3,7 +3,7 @@
 with the text kept, the options in the summary's exact command, submitted,
 what Slurm made of them (scontrol) on the job page, and a --constraint no
 node has refused in sbatch's own words beside the field; screenshots in
-test-output/screenshots (74-77)."""
+test-output/screenshots (74-78)."""
 import importlib.util
 import os
 
@@ -86,3 +86,8 @@ def test_extra_options_typed_shown_submitted_and_refused_in_sbatchs_words(slurm_
     expect(field).to_have_value("--constraint=nosuch")
     site.check_a11y("the submit page with sbatch's refusal")
     site.shot("77-extra-options-sbatch-refused")
+    # on a phone: the field and its help fit the screen
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.click("summary:text('Options you may give')")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    site.shot("78-extra-options-phone")
