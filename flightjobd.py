@@ -58,7 +58,8 @@ them. Each section uses only those above it.
     Configuration               SCHEMA: every config key, its default and help
     Paths and files             the path gate, atomic_write, locked
     Templates and questions     template.toml, answers, render_script
-    #SBATCH options             directives, submission options, output paths
+    #SBATCH options             directives, submission options, a user's extra
+                                options (sbatch's option table), output paths
     Slurm output -> status      squeue/sacct parsers, state tables, rollup
     Slurm output -> partitions, accounts, submits
                                 sinfo/scontrol/sacctmgr/sbatch parsers
