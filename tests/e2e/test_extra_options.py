@@ -60,6 +60,11 @@ def test_extra_options_typed_shown_submitted_and_refused_in_sbatchs_words(slurm_
     assert command.startswith("sbatch --parsable") and \
         "'--comment=from the browser' --mail-type=END --begin=now+1hour" in command, command
     site.shot("75-extra-options-in-the-command")
+    # back to the form and again: the lines come back as typed (the summary carries them in the browser's form)
+    page.click("button[value=update]")
+    expect(field).to_have_value(typed.rsplit("\n", 1)[0])
+    page.click("button[value=review]")
+    expect(page.locator("#extra-options")).to_have_text("'--comment=from the browser' --mail-type=END --begin=now+1hour")
 
     # submitted: Slurm has them, the job page shows them
     page.click("button[value=submit]")
