@@ -37,6 +37,7 @@ def refused(text, asked=ASKED):
     ("--exclusive=user\n--nice=10", ["--exclusive=user", "--nice=10"]),
     ("--comment='two words'\n--job-name \"a 'b'\"", ["--comment=two words", "--job-name=a 'b'"]),
     ("--comment=", ["--comment="]),
+    ("--comment --wrap=ls\n-C--export=ALL", ["--comment=--wrap=ls", "--constraint=--export=ALL"]),  # values, one word
     ("--tasks-per-node=2", ["--ntasks-per-node=2"]),  # two names of one option: the one name
     ("", []), ("\n\n", []), (None, []), (["--comment=x", "--qos=y"], ["--comment=x", "--qos=y"]),
 ])
