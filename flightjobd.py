@@ -61,7 +61,8 @@ them. Each section uses only those above it.
     Configuration               SCHEMA: every config key, its default and help
     Paths and files             the path gate, atomic_write, locked
     Templates and questions     template.toml, answers, render_script
-    #SBATCH options             directives, submission options, output paths
+    #SBATCH options             directives, submission options, a user's extra
+                                options (sbatch's option table), output paths
     Slurm output -> status      squeue/sacct parsers, state tables, rollup
     Slurm output -> partitions, accounts, submits
                                 sinfo/scontrol/sacctmgr/sbatch parsers
@@ -1331,15 +1332,26 @@ def missing_needs(template, partitions):
 
 # #SBATCH options ############################################################
 
-SHORT_OPTIONS = dict(w.split(":") for w in (  # sbatch's short options that flightjobd reads
-    "-J:job-name -o:output -e:error -D:chdir -t:time -a:array -p:partition -N:nodes -n:ntasks -c:cpus-per-task "
-    "-A:account -G:gpus -q:qos -w:nodelist -M:clusters -d:dependency -C:constraint -x:exclude -b:begin -H:hold "
-    "-O:overcommit -s:oversubscribe -Q:quiet -v:verbose -W:wait -k:no-kill").split())
-# sbatch's options that never take the next word as their value (22.05's
-# slurm_opt.c: no_argument and optional_argument); every other takes it
-FLAG_OPTIONS = frozenset("contiguous help hold ignore-pbs no-requeue overcommit oversubscribe parsable quiet reboot "
-                         "requeue spread-job test-only use-min-nodes verbose version usage wait exclusive "
-                         "get-user-env nice no-kill propagate".split())
+# Every option of sbatch 22.05 (its slurm_opt.c), as the real sbatch takes
+# each (tests/test_extra_options.py asks it): the name, /X its short
+# letter, then "=" when it takes a value, "?" when it may (after "=" only),
+# nothing for a flag. ALIASES: two names of one option.
+SBATCH_OPTIONS = {m.group(1): (m.group(2), m.group(3)) for m in (re.match(r"([a-z-]+)(?:/(\w))?([=?]?)$", w) for w in (
+    "account/A= acctg-freq= array/a= batch= bb= bbf= begin/b= chdir/D= cluster-constraint= cluster= clusters/M= "
+    "comment= constraint/C= container= context= contiguous core-spec/S= cores-per-socket= cpu-freq= cpus-per-gpu= "
+    "cpus-per-task/c= deadline= delay-boot= dependency/d= distribution/m= error/e= exclude/x= exclusive? export= "
+    "export-file= extra-node-info/B= get-user-env? gid= gpu-bind= gpu-freq= gpus/G= gpus-per-node= gpus-per-socket= "
+    "gpus-per-task= gres= gres-flags= help/h hint= hold/H ignore-pbs input/i= job-name/J= kill-on-invalid-dep= "
+    "licenses/L= mail-type= mail-user= mcs-label= mem= mem-bind= mem-per-cpu= mem-per-gpu= mincpus= network= nice? "
+    "no-kill/k? no-requeue nodefile/F= nodelist/w= nodes/N= ntasks/n= ntasks-per-core= ntasks-per-gpu= "
+    "ntasks-per-node= ntasks-per-socket= ntasks-per-tres= open-mode= output/o= overcommit/O oversubscribe/s parsable "
+    "partition/p= power= prefer= priority= profile= propagate? qos/q= quiet/Q reboot requeue reservation= signal= "
+    "sockets-per-node= spread-job switches= tasks-per-node= test-only thread-spec= threads-per-core= time/t= "
+    "time-min= tmp= uid= usage use-min-nodes verbose/v version/V wait/W wait-all-nodes= wckey= wrap=").split())}
+ALIASES = {"cluster": "clusters", "tasks-per-node": "ntasks-per-node"}
+SHORT_OPTIONS = {"-" + short: name for name, (short, _) in SBATCH_OPTIONS.items() if short}
+# the options that never take the next word as their value: flags, and those whose value may follow "="
+FLAG_OPTIONS = frozenset(name for name, (_, kind) in SBATCH_OPTIONS.items() if kind != "=")
 C_SPACE = " \t\n\v\f\r"  # C's isspace()
 
 
@@ -1384,6 +1396,139 @@ def parse_options(args):
             i += 1
         i += 1
     return out
+
+
+# Extra options, given at a submit beside the questions' (check_extra_options):
+# those of sbatch's a user may add (they ask for resources, place or time the
+# job, or label it, and Slurm checks each as it would from the command line)
+EXTRA_ALLOWED = frozenset((
+    "account acctg-freq array begin cluster-constraint comment constraint contiguous core-spec cores-per-socket "
+    "cpu-freq cpus-per-gpu cpus-per-task deadline delay-boot dependency distribution exclude exclusive "
+    "extra-node-info gpu-bind gpu-freq gpus gpus-per-node gpus-per-socket gpus-per-task gres gres-flags hint hold "
+    "ignore-pbs job-name kill-on-invalid-dep licenses mail-type mail-user mcs-label mem mem-bind mem-per-cpu "
+    "mem-per-gpu mincpus network nice no-kill no-requeue nodelist nodes ntasks ntasks-per-core ntasks-per-gpu "
+    "ntasks-per-node ntasks-per-socket ntasks-per-tres open-mode overcommit oversubscribe partition power prefer "
+    "priority profile propagate qos reboot requeue reservation signal sockets-per-node spread-job switches "
+    "thread-spec threads-per-core time time-min tmp use-min-nodes wait-all-nodes wckey").split())
+# ... and why each other is refused
+_OUTPUTS = "where the job runs and its output goes is the script's and its job folder's (this page shows them)"
+EXTRA_REFUSED = dict({
+    "wrap": "it runs a command line of its own instead of the script",
+    "container": "it runs the job in a container (an OCI bundle) instead of as the script",
+    "get-user-env": "it runs a login shell on the node to make the job's environment",
+    "export": "it changes the job's environment (the service's setting scheduler.job_environment decides it)",
+    "export-file": "it reads the job's environment from a file",
+    "nodefile": "it reads the nodes from a file: use --nodelist",
+    "bb": "burst buffer requests stage files in and out (a site sets them in the script)",
+    "bbf": "it reads a burst buffer file",
+    "batch": "it constrains the batch step alone: use --constraint",
+    "uid": "it submits as another user", "gid": "it submits as another group",
+    "context": "it sets an SELinux context",
+    "clusters": "the job goes to this service's cluster: a job is known by its cluster and id",
+    "parsable": "flightjobd already gives it (it reads sbatch's answer)",
+    "quiet": "it changes what sbatch says, which flightjobd reads", "verbose": "it changes what sbatch says, "
+    "which flightjobd reads", "wait": "sbatch would not answer until the job ends",
+    "test-only": "it submits no job", "help": "it submits no job", "usage": "it submits no job",
+    "version": "it submits no job"}, **{name: _OUTPUTS for name in ("chdir", "output", "error", "input")})
+EXTRA_FILES = ("nodelist", "exclude")  # a value with a "/" is a file of node names to sbatch: refused
+EXTRA_MOST = (50, 8000)  # the most lines and characters of extra options
+
+
+def sbatch_option(name):
+    """The sbatch option a long option's name (after "--") is, as sbatch's
+    getopt_long reads it: itself, or the one option it is the start of
+    (two names of one option are one); ValueError saying why not."""
+    if name in SBATCH_OPTIONS:
+        return ALIASES.get(name, name)
+    found = sorted({ALIASES.get(n, n) for n in SBATCH_OPTIONS if name and n.startswith(name)})
+    if len(found) == 1:
+        return found[0]
+    if found:
+        raise ValueError("--%s could be any of %s: write the option's whole name" % (
+            name, ", ".join("--" + n for n in found[:8]) + (" ..." if len(found) > 8 else "")))
+    raise ValueError("--%s is not an option of sbatch" % name if name else "an option's name is missing after --")
+
+
+def _extra_option(words, asked):
+    """One line's words -> the one option they are, "--name[=value]" with
+    its whole name; ValueError saying what is wrong with it. asked: option
+    name -> what sets it here (a question, "Start after")."""
+    first, value = words[0], None
+    if first.startswith("--"):
+        given, eq, value = first[2:].partition("=")
+        name = sbatch_option(given)
+        value = value if eq else None
+    elif first.startswith("-") and first[1:2].isalpha():
+        name = ALIASES.get(SHORT_OPTIONS.get(first[:2]), SHORT_OPTIONS.get(first[:2]))
+        if not name:
+            raise ValueError("%s is not an option of sbatch" % first[:2])
+        given, value = first[:2], first[2:] or None
+    else:
+        raise ValueError("%s is not an option: an option starts with - or --" % first)
+    if name in EXTRA_REFUSED or name not in EXTRA_ALLOWED:
+        raise ValueError("--%s is not allowed here: %s" % (name, EXTRA_REFUSED.get(name, "not one flightjobd passes on")))
+    if name in asked:
+        raise ValueError("--%s is set by %s: answer it there" % (name, asked[name]))
+    kind, rest = SBATCH_OPTIONS[name][1], words[1:]
+    if kind == "=" and value is None:
+        if not rest:
+            raise ValueError("--%s needs a value (--%s=VALUE)" % (name, name))
+        value, rest = rest[0], rest[1:]
+    if kind == "" and value is not None:
+        raise ValueError("--%s takes no value" % name)
+    if rest:
+        raise ValueError("one option a line: %s is more than --%s" % (rest[0], name))
+    if name in EXTRA_FILES and "/" in value:
+        raise ValueError("--%s with a / reads a file of node names: write the names" % name)
+    if re.search(r"[\x00-\x1f\x7f]", value or ""):
+        raise ValueError("--%s has a control character in its value" % name)
+    return "--%s" % name if value is None else "--%s=%s" % (name, value)
+
+
+def check_extra_options(text, asked):
+    """Extra sbatch options as typed, one a line (a list: its items are the
+    lines), each line's words split as an #SBATCH line's (split_directive;
+    a blank line or a comment says nothing) -> the options for sbatch's
+    argv, each "--name[=value]" with its whole name. Refused, naming each
+    line and its problem (Invalid on field extra_options): a word that is
+    not one option of sbatch (see _extra_option; an abbreviation sbatch
+    would take is taken), an option not in EXTRA_ALLOWED (EXTRA_REFUSED
+    says why), one that asked (option name -> what) says what sets it, one
+    given twice, more than EXTRA_MOST."""
+    if isinstance(text, list) and all(isinstance(line, str) for line in text):
+        text = "\n".join(text)
+    if text is None:
+        return []
+    if not isinstance(text, str):
+        raise Invalid("Extra options: give text, one option a line.", {"extra_options": "give text, one option a line"})
+    lines, out, problems, seen = text.split("\n"), [], [], {}
+    if len(lines) > EXTRA_MOST[0] or len(text) > EXTRA_MOST[1]:
+        message = "at most %d lines and %d characters" % EXTRA_MOST
+        raise Invalid("Extra options: " + message + ".", {"extra_options": message})
+    for n, line in enumerate(lines, 1):
+        words = split_directive(line)
+        if not words:
+            continue
+        try:
+            option = _extra_option(words, asked)
+            name = option[2:].partition("=")[0]
+            if name in seen:
+                raise ValueError("--%s is given on line %d already" % (name, seen[name]))
+            seen[name] = n
+            out.append(option)
+        except ValueError as e:
+            problems.append("line %d (%s): %s." % (n, line.strip(C_SPACE)[:80], e))
+    if problems:
+        message = " ".join(p[0].upper() + p[1:] for p in problems)
+        raise Invalid("Extra options: " + message, {"extra_options": message})
+    return out
+
+
+def extra_options_text(options):
+    """Extra options as lines a user types (check_extra_options reads them back as they are)."""
+    def word(w):
+        return w if w and not re.search(r"[\s\"'\\#]", w) else '"%s"' % re.sub(r'(["\\])', r"\\\1", w)
+    return "\n".join(word(o) for o in options or ())
 
 
 def parse_directives(script):
@@ -3197,6 +3342,10 @@ class LocalScheduler(Scheduler):
                        "exclusive": "the local scheduler does not reserve the machine",
                        "mail-user": "the local scheduler sends no email",
                        "mail-type": "the local scheduler sends no email"}
+    # what it does with options: the time limit, memory and CPUs checked, arrays, one dependency, where it
+    # runs and writes (job_outputs), one node and task (ignored_options says otherwise)
+    HONOURED = ("time", "mem", "cpus-per-task", "array", "dependency", "chdir", "output", "error", "job-name",
+                "nodes", "ntasks")
 
     def __init__(self, state_dir, python, user, timeout=20):
         super().__init__(timeout)
@@ -3243,7 +3392,9 @@ class LocalScheduler(Scheduler):
         for key in ("nodes", "ntasks"):
             if str(opts.get(key, "1")) not in ("1", "1-1"):
                 ignored.append("the local scheduler runs one task on one node (--%s=%s)" % (key, opts[key]))
-        return ignored
+        given = dict(parse_options(options))  # a submit's own options (extra ones among them) it has no use for
+        return ignored + ["the local scheduler does not use it (%s)" % o for o in options if o.startswith("--")
+                          and o[2:].partition("=")[0] in set(given) - set(self.IGNORED_OPTIONS) - set(self.HONOURED)]
 
     def submit(self, script_path, options, cwd):
         with open(script_path, encoding="utf-8") as f:
@@ -4660,6 +4811,7 @@ JOB_FIELDS = [JobField(*row) for row in [
     ("options", _or_none(_texts), None, "submit", True, None),
     ("command", _or_none(_texts), None, "submit", True, None),
     ("ignored_options", _or_none(_texts), None, "submit", True, None),
+    ("extra_options", _or_none(_texts), None, "submit", True, None),  # the user's own (check_extra_options)
     ("scheduler", _opt_text, None, "submit", True, None),
     ("cluster", _opt_text, None, "submit", True, None),  # where it runs (Scheduler.home): with scheduler, whose job
     ("script_file", _opt_text, None, "submit", True, None),  # an imported script run where it is: its file
@@ -5302,7 +5454,9 @@ class JobSubmit(StorePart):
 
     def _answers_of(self, script_id, job_id, questions):
         """(questions with job_id's answers as defaults, {id, scheduler_id,
-        submitted_at, dropped}): NotFound unless it is a job of this user
+        submitted_at, dropped, extra_options: its extra options as lines
+        to type, refused: the scheduler's words when it refused the job}):
+        NotFound unless it is a job of this user
         submitted from this script. An answer that no longer fits (its
         question gone, or no longer a valid answer to it) is dropped and
         listed with the reason; its question keeps its default."""
@@ -5322,38 +5476,40 @@ class JobSubmit(StorePart):
                 dropped.append({"id": qid, "text": by_id[qid]["text"], "value": value, "reason": str(e)})
         return ([dict(q, default=kept[q["id"]]) if q["id"] in kept else q for q in questions],
                 {"id": job["id"], "scheduler_id": job.get("scheduler_id"), "submitted_at": job["submitted_at"],
-                 "dropped": dropped, "label": job_label(job),
+                 "dropped": dropped, "label": job_label(job), "extra_options": extra_options_text(job.get("extra_options")),
                  "refused": job.get("reason_text") if job.get("reason") == "SubmissionRefused" else None})
 
     @operation("jobs.preview")
-    def preview(self, script, answers=None, cluster=None, after=None):
+    def preview(self, script, answers=None, cluster=None, after=None, extra_options=None):
         """What a submit would do: checked answers, the options they become,
         the exact command and where output goes; Invalid for bad answers
         (a partition the user may not use among them). after: start after
-        one of the user's jobs (see _dependency)."""
-        return self._plan(script, answers, cluster, after)[0]
+        one of the user's jobs (see _dependency); extra_options: sbatch
+        options of the user's own, one a line (check_extra_options)."""
+        return self._plan(script, answers, cluster, after, extra_options)[0]
 
-    def _plan(self, script, answers, cluster=None, after=None, create=False, make_folders=False):
+    def _plan(self, script, answers, cluster=None, after=None, extra_text=None, create=False, make_folders=False):
         """(preview's answer, the content a submit sends): the script's, or
         for one that runs where it is, its file as it is now (_run_source),
-        in its directory (--chdir, after the answers' options)."""
+        in its directory (--chdir, after the answers' and the extra options)."""
         meta = self._script_meta(script)
         content, chdir, run_in = self._run_source(meta)
         questions, view = self._submission_questions(meta, content, cluster)
-        problem = None
-        try:
-            values = check_answers(questions, answers or {}, self.home)
-        except Invalid as e:
-            problem = e
-        try:
-            dependency = self._dependency(after)
-        except Invalid as e:  # said together with the answers' own
-            if problem is None:
-                raise
-            problem = Invalid(problem.message + " " + e.message, dict(problem.fields, **e.fields))
-        if problem is not None:
-            raise problem
-        options = submission_options(questions, values) + chdir
+        bad = []
+
+        def checked(check):  # each problem said together with the others
+            try:
+                return check()
+            except Invalid as e:
+                bad.append(e)
+        values = checked(lambda: check_answers(questions, answers or {}, self.home))
+        dependency = checked(lambda: self._dependency(after))
+        asked = dict({q["option"]: "the question “%s”" % q["text"] for q in questions if q.get("option")},
+                     **({"dependency": "“Start after”"} if dependency else {}))
+        extra = checked(lambda: check_extra_options(extra_text, asked))
+        if bad:
+            raise Invalid(" ".join(e.message for e in bad), dict(kv for e in bad for kv in e.fields.items()))
+        options = submission_options(questions, values) + extra + chdir
         cluster = effective_options(content, options).get("clusters")
         cluster = cluster if cluster in self.scheduler.clusters() else self.scheduler.home()
         wrong = self._association_problems(content, options) if cluster == self.scheduler.home() else {}
@@ -5379,13 +5535,14 @@ class JobSubmit(StorePart):
         outputs = self._outputs(content, options, "%j")
         cmd = self.scheduler.command(os.path.join(self.jobs_dir, "<job>", "script.sh"), options)
         ignored = self.scheduler.ignored_options(content, options)
-        asked = set(effective_options(content, options)) & {"mem", "mem-per-cpu", "mem-per-gpu"}
+        mem = set(effective_options(content, options)) & {"mem", "mem-per-cpu", "mem-per-gpu"}
         defaults = self._job_defaults(view)
         partition = (effective_options(content, options).get("partition") or "").split(",")[0] or next(
             (name for name, d in defaults.items() if d["default"]), None)
         given = defaults.get(partition) or {} if cluster == self.scheduler.home() else {}
-        return ({"script": self._script_public(meta), "questions": questions, "answers": values, "mem_asked": bool(asked),
-                 "job_defaults": [w for w in (given.get("exclusive"), None if asked else given.get("memory")) if w],
+        return ({"script": self._script_public(meta), "questions": questions, "answers": values, "mem_asked": bool(mem),
+                 "extra_options": extra,
+                 "job_defaults": [w for w in (given.get("exclusive"), None if mem else given.get("memory")) if w],
                  "options": options, "command": cmd, "command_text": " ".join(shlex.quote(a) for a in cmd),
                  "outputs": outputs, "ignored_options": ignored, "scheduler": self.scheduler.name,
                  "problems": [{"what": w, "path": name_text(p), "folder": name_text(f), "why": why,
@@ -5395,13 +5552,15 @@ class JobSubmit(StorePart):
                  "cluster": cluster}, content)
 
     @operation("jobs.submit", writes=True)
-    def job_submit(self, script, answers=None, cluster=None, after=None, make_folders=False):
+    def job_submit(self, script, answers=None, cluster=None, after=None, make_folders=False, extra_options=None):
         """Submit a script: the job keeps a snapshot of the script (for one
         that runs where it is, of its file as it was read for this submit).
         A refusal by the scheduler is a FAILED job carrying the scheduler's
         message. What would fail at launch (launch_problems) is refused,
-        naming make_folders; make_folders: true makes the missing folders."""
-        plan, content = self._plan(script, answers, cluster, after, create=True, make_folders=make_folders is True)
+        naming make_folders; make_folders: true makes the missing folders.
+        extra_options: as preview's; the job keeps them (extra_options)."""
+        plan, content = self._plan(script, answers, cluster, after, extra_options, create=True,
+                                   make_folders=make_folders is True)
 
         def make(job_id):
             command = self.scheduler.command(self._job_path(job_id, "script.sh"), plan["options"])
@@ -6661,8 +6820,8 @@ ANSWERS = dict({op: (None, _JOB) for op in ("jobs.submit", "jobs.get", "jobs.can
     "scripts.list": (None, _shape(scripts=_each(lambda v: _SCRIPT(v) or _BROKEN(v)), query=dict)),
     "scripts.submission": (None, _shape(script=_SCRIPT, questions=_each(_shape(id=str, type=str)), scheduler=dict,
                                         job_defaults=_job_defaults)),
-    "jobs.preview": (None, _shape(script=_SCRIPT, questions=list, answers=dict, options=list, command=list,
-                                  outputs=dict, ignored_options=list, job_defaults=_each(str))),
+    "jobs.preview": (None, _shape(script=_SCRIPT, questions=list, answers=dict, options=_texts, command=_texts,
+                                  outputs=dict, ignored_options=list, extra_options=_texts, job_defaults=_each(str))),
     "jobs.list": (None, _shape(jobs=_each(_JOB), broken=_each(_BROKEN), total=int, page=int, per_page=int, query=dict)),
     "jobs.files": (None, _shape(path=str, files=_each(_shape(name=str, type=str)))),
     "jobs.file": (None, _shape(name=str, size=int, offset=int, data=str, eof=bool)),
@@ -8585,11 +8744,12 @@ def numbered_lines(text):
 
 
 VIEW_HELPERS = {"time_tag": time_tag, "duration": duration, "human_size": human_size, "mem_words": mem_words,
-                "quote": urllib.parse.quote,
-                "visible": visible_questions, "question_steps": question_steps, "state_label": state_label, "state_text": state_text,
+                "quote": urllib.parse.quote, "shell_words": lambda words: " ".join(map(shlex.quote, words)),
+                "visible": visible_questions, "question_steps": question_steps, "state_label": state_label,
+                "state_text": state_text,
                 "confirm_question": confirm_question, "seconds_between": seconds_between, "now_iso": now_iso,
                 "numbered_lines": numbered_lines, "STATE_LABELS": STATE_LABELS, "UNFINISHED": UNFINISHED, "job_label": job_label,
-                "DEPENDENCY_TYPES": DEPENDENCY_TYPES}
+                "DEPENDENCY_TYPES": DEPENDENCY_TYPES, "EXTRA_ALLOWED": sorted(EXTRA_ALLOWED)}
 VOCABULARY = json.dumps({"labels": STATE_LABELS, "shown_raw": SHOWN_RAW_STATES, "finished": FINISHED, "ending": ENDING})
 
 
@@ -9388,7 +9548,8 @@ def api_save_as_template(app, user, id):
 @route("/api/scripts/<id>/preview", "POST", api=True)
 def api_preview(app, user, id):
     data = app.body_json()
-    return app.json(app.call(user, "jobs.preview", script=id, answers=data.get("answers"), after=data.get("after")))
+    return app.json(app.call(user, "jobs.preview", script=id, answers=data.get("answers"), after=data.get("after"),
+                             extra_options=data.get("extra_options")))
 
 
 @route("/scripts")
@@ -9599,17 +9760,25 @@ def page_import_post(app, user):
 # Routes: submit #############################################################
 
 
-def submit_page(app, user, id, answers=None, errors=None, status=200, from_job=None, after=None):
+def submit_page(app, user, id, answers=None, errors=None, status=200, from_job=None, after=None, extra=None):
     """The submission questions; from_job (a job of this script): its
-    answers are the values, and the page says so, with a way back to the
-    defaults. after: the "start after" choice as typed."""
+    answers (and extra options) are the values, and the page says so, with
+    a way back to the defaults. after: the "start after" choice as typed;
+    extra: the extra options as typed."""
     sub = app.call(user, "scripts.submission", id=id, from_job=from_job or None)
-    name, refused = sub["script"]["name"], (sub.get("from_job") or {}).get("refused")
+    source = sub.get("from_job") or {}
+    name, refused = sub["script"]["name"], source.get("refused")
     if refused and errors is None:  # the way back from a refusal: its words beside the question they are about
         about = {o for words, o in REFUSAL_OPTIONS if words in refused.lower()}
-        errors = {q["id"]: refused for q in sub["questions"] if q.get("option") in about} or {"": refused}
+        errors = {q["id"]: refused for q in sub["questions"] if q.get("option") in about}
+        own = source.get("extra_options") if isinstance(source.get("extra_options"), str) else ""
+        if own and (not errors or any("--" + n in refused for n in re.findall(r"--([a-z-]+)", own))):
+            errors = {"extra_options": refused}  # the user's own options', else the form's
+        errors = errors or {"": refused}
     return app.render("submit", status=status, sub=sub, answers=answers, errors=errors or {},
                       after=after or {"job": "", "type": "afterok"},
+                      extra=extra if extra is not None else source.get("extra_options") if isinstance(
+                          source.get("extra_options"), str) else "",
                       title="Submit " + name,
                       crumbs=[("Scripts", "/scripts"), (name, "/scripts/%s" % id), ("Submit", None)])
 
@@ -9626,26 +9795,26 @@ def page_submit_post(app, user, id):
     sub = app.call(user, "scripts.submission", id=id)
     answers = _answers_from_form(form, sub["questions"])
     after = {"job": form.get("after_job") or "", "type": form.get("after_type") or "afterok"}  # "start after" as typed
-    action = form.get("action")
+    extra, action = form.get("extra_options") or "", form.get("action")
     if action == "update":
-        return submit_page(app, user, id, answers, from_job=form.get("from_job"), after=after)
+        return submit_page(app, user, id, answers, from_job=form.get("from_job"), after=after, extra=extra)
     problem = None
     try:
         if action == "submit":
             try:
-                job = app.call(user, "jobs.submit", script=id, answers=answers, after=after,
+                job = app.call(user, "jobs.submit", script=id, answers=answers, after=after, extra_options=extra,
                                make_folders=form.get("make_folders") == "yes")
                 return see_other("/jobs/%s" % job["id"])
             except Invalid as e:  # it would fail at launch: the summary again, saying why
                 if "make_folders" not in e.fields:
                     raise
                 problem = e.message
-        plan = app.call(user, "jobs.preview", script=id, answers=answers, after=after)
+        plan = app.call(user, "jobs.preview", script=id, answers=answers, after=after, extra_options=extra)
     except Invalid as e:
-        return submit_page(app, user, id, answers, form_errors(e), 422, form.get("from_job"), after)
+        return submit_page(app, user, id, answers, form_errors(e), 422, form.get("from_job"), after, extra)
     name = plan["script"]["name"]
     return app.render("summary", status=422 if problem else 200, plan=plan, problem=problem, raw_answers=answers,
-                      after=after, title="Summary: " + name,
+                      after=after, extra=extra, title="Summary: " + name,
                       crumbs=[("Scripts", "/scripts"), (name, "/scripts/%s" % id),
                               ("Submit", "/scripts/%s/submit" % id), ("Summary", None)])
 
@@ -9670,7 +9839,7 @@ def api_jobs_bulk(app, user):
     return app.json(app.call(user, "jobs.bulk", ids=ids, action=action))
 
 
-api_call("POST", "/api/jobs", "jobs.submit", ("script", "answers", "after", "make_folders"), 201)
+api_call("POST", "/api/jobs", "jobs.submit", ("script", "answers", "after", "make_folders", "extra_options"), 201)
 
 
 api_call("GET", "/api/jobs/<id>", "jobs.get", query=lambda: {"script": bottle.request.query.get("script") == "1"})

@@ -102,11 +102,14 @@
   % if not eff and job.get('cpu_time_s') is not None:
   <div><dt>CPU time</dt><dd>{{duration(job['cpu_time_s'])}}</dd></div>
   % end
+  % if job.get('extra_options'):
+  <div id="extra-options"><dt>Extra options</dt><dd><code>{{shell_words(job['extra_options'])}}</code> <span class="muted">(your own, beside the questions')</span></dd></div>
+  % end
   % if job.get('options'):
-  <div><dt>Scheduler options</dt><dd><code>{{' '.join(job['options'])}}</code></dd></div>
+  <div><dt>Scheduler options</dt><dd><code>{{shell_words(job['options'])}}</code></dd></div>
   % end
   % if job.get('command'):
-  <div><dt>Command</dt><dd><code>{{' '.join(job['command'])}}</code></dd></div>
+  <div><dt>Command</dt><dd><code>{{shell_words(job['command'])}}</code></dd></div>
   % end
 </dl>
 % if eff:

@@ -97,6 +97,18 @@ Your file <code>{{sub['script']['origin']['file']}}</code> is read again at this
   % if not sub['questions']:
   <p>This script has no questions to answer at submission.</p>
   % end
+  % taken = sorted(set('--' + q['option'] for q in sub['questions'] if q.get('option')))
+  <div class="question{{' has-error' if errors.get('extra_options') else ''}}" id="field-extra_options">
+    <label for="extra_options">Extra scheduler options</label>
+    <textarea id="extra_options" name="extra_options" rows="{{max(2, min(8, extra.count('\n') + 2))}}" aria-describedby="extra_options-help" spellcheck="false" autocapitalize="off" autocomplete="off" placeholder="--constraint=...">{{extra}}</textarea>
+    <div class="help" id="extra_options-help">
+      <p>Options of <code>sbatch</code> these questions do not ask, one a line, as on its command line: <code>--constraint=skylake</code>, <code>--mail-type=END</code>, <code>--gres gpu:1</code>. They join the command you see next.{{(' Not those the questions set (%s), nor' % ', '.join(taken)) if taken else ' Not'}} the ones that choose where output goes, run a program or read a file.</p>
+      <details><summary>Options you may give</summary><p>{{', '.join('--' + n for n in EXTRA_ALLOWED if '--' + n not in taken)}}</p></details>
+    </div>
+    % if errors.get('extra_options'):
+    <p class="field-error" role="alert">{{errors['extra_options']}}</p>
+    % end
+  </div>
   % if sub.get('after_choices') or after['job']:
   <fieldset class="question{{' has-error' if errors.get('after_job') or errors.get('after_type') else ''}}" id="field-after" aria-describedby="after-help">
     <legend>Start after one of my jobs</legend>

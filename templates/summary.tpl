@@ -10,7 +10,10 @@
   % if dep:
   <dt>Starts after</dt><dd>job {{dep['scheduler_id']}} {{DEPENDENCY_TYPES[dep['type']][0]}} <span class="muted">({{dep['type']}})</span></dd>
   % end
-  <dt>Scheduler options</dt><dd>{{' '.join(plan['options']) or '(none: the script\'s own directives apply)'}}</dd>
+  % if plan.get('extra_options'):
+  <dt>Extra options</dt><dd id="extra-options"><code>{{shell_words(plan['extra_options'])}}</code></dd>
+  % end
+  <dt>Scheduler options</dt><dd>{{shell_words(plan['options']) or '(none: the script\'s own directives apply)'}}</dd>
   <dt>Command</dt><dd><code>{{plan['command_text']}}</code></dd>
   <dt>Runs in</dt><dd><code>{{plan['outputs']['results_dir']}}</code></dd>
   % if plan.get('script_file'):
@@ -54,6 +57,9 @@
   % for v in (value if isinstance(value, list) else [value]):
   <input type="hidden" name="q_{{key}}" value="{{v}}">
   % end
+  % end
+  % if extra:
+  <input type="hidden" name="extra_options" value="{{extra}}">
   % end
   % if after.get('job'):
   <input type="hidden" name="after_job" value="{{after['job']}}">

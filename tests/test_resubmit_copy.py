@@ -48,7 +48,7 @@ def test_submission_from_a_job_gives_its_answers_and_says_so(client):
     assert defaults(again)["time"] == "0-00:05:00" and defaults(again)["mem"] == "100M"
     assert again["from_job"] == {"id": job["id"], "scheduler_id": job["scheduler_id"],
                                  "submitted_at": job["submitted_at"], "dropped": [],
-                                 "label": "Job %s" % job["scheduler_id"], "refused": None}
+                                 "label": "Job %s" % job["scheduler_id"], "refused": None, "extra_options": ""}
     # the page: where the values came from, and one click back to the defaults
     page = client.web.get("/scripts/%s/submit?from_job=%s" % (s["id"], job["id"]))
     source = page.html.find(id="values-source")
