@@ -192,3 +192,124 @@ def test_the_slurm_adapter_notes_each_failure_by_command_and_kind():
     assert slurm._run(["sinfo"]) == "ok\n"
     assert slurm.failures == {("squeue", "timeout"): 1, ("squeue", "exit"): 1, ("sacct", "start"): 1}
     assert slurm.counters == {"squeue": 2, "sacct": 1, "sinfo": 1}
+
+
+# a real daemon as root: real PAM user, workers, the local scheduler
+
+
+class Browser:
+    """A client with a session cookie (the login form's JSON twin), as a
+    person's browser would have it, against a daemon on loopback."""
+
+    def __init__(self, url):
+        import http.cookiejar
+        self.url, self.csrf = url, None
+        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+
+    def __call__(self, method, path, body=None):
+        headers = {"Content-Type": "application/json"} if body is not None else {}
+        if self.csrf and method != "GET":
+            headers["X-CSRF-Token"] = self.csrf
+        req = urllib.request.Request(self.url + path, json.dumps(body).encode() if body is not None else None,
+                                     headers, method=method)
+        try:
+            with self.opener.open(req, timeout=60) as r:
+                status, raw = r.status, r.read()
+        except urllib.error.HTTPError as e:
+            status, raw = e.code, e.read()
+        answer = json.loads(raw) if raw and raw[:1] in b"[{" else raw
+        if path == "/api/login" and status == 200:
+            self.csrf = answer["csrf_token"]
+        return status, answer
+
+
+def metrics_of(daemon):
+    status, text = scrape(daemon.url)
+    assert status == 200, text[:300]
+    return text, samples(text)
+
+
+def workers(found):
+    """(started, running, {how: ended}) of the user workers."""
+    return (value(found, "flightjobd_workers_started_total", role="user"),
+            value(found, "flightjobd_workers_running", role="user"),
+            {how: value(found, "flightjobd_workers_ended_total", role="user", how=how) for how in flightjobd.WORKER_ENDS})
+
+
+def owner(pid):
+    with open("/proc/%d/status" % pid) as f:
+        return int(next(line for line in f if line.startswith("Uid:")).split()[1])
+
+
+def test_a_daemon_s_counts_move_with_its_use_and_name_no_one(make_daemon, unix_users, runtime):
+    user = unix_users.create(prefix="fjxyz")
+    d = make_daemon(server={"multi_user": True}, worker=dict(runtime, idle_timeout=3),
+                    storage={"state_dir": "~/.local/share/flight-job"}, templates={"site_dirs": []},
+                    scheduler={"type": "local", "refresh_interval": 0, "background_refresh": 2}, metrics=ALLOW)
+    _, before = metrics_of(d)
+    assert value(before, "flightjobd_logins_total", outcome="failure") == 0
+    b = Browser(d.url)
+    assert b("POST", "/api/login", {"username": user.name, "password": "wrong"})[0] == 401
+    assert b("POST", "/api/login", {"username": user.name, "password": user.password})[0] == 200
+    assert b("GET", "/")[0] == 200
+    assert b("GET", "/api/scripts")[0] == 200
+    status, script = b("POST", "/api/scripts", {"template": "serial", "name": "secret-name",
+                                                "answers": {"job_name": "secret-name"}})
+    assert status == 201, script
+    status, job = b("POST", "/api/jobs", {"script": script["id"], "answers": {}})
+    assert status == 201, job
+    job = wait_for(lambda: (lambda j: j if j["state"] in flightjobd.FINISHED else None)(
+        b("GET", "/api/jobs/" + job["id"])[1]), 60, "the job finishing")
+    assert job["state"] == "COMPLETED" and job["job_name"] == job["script_name"] == "secret-name"
+    assert b("GET", "/jobs/" + job["id"])[0] == 200
+
+    text, found = metrics_of(d)
+    requests = "flightjobd_http_requests_total"
+    assert value(found, "flightjobd_logins_total", outcome="success") == 1
+    assert value(found, "flightjobd_logins_total", outcome="failure") == 1
+    assert value(found, requests, method="POST", route="/api/login", status="4xx") == 1
+    assert value(found, requests, method="POST", route="/api/login", status="2xx") == 1
+    assert value(found, requests, method="GET", route="/", status="2xx") == 1
+    assert value(found, requests, method="GET", route="/api/scripts", status="2xx") == 1
+    assert value(found, requests, method="POST", route="/api/scripts", status="2xx") == 1
+    assert value(found, requests, method="POST", route="/api/jobs", status="2xx") == 1
+    assert value(found, requests, method="GET", route="/api/jobs/<id>", status="2xx") >= 1
+    assert value(found, requests, method="GET", route="/jobs/<id>", status="2xx") == 1
+    assert value(found, "flightjobd_http_request_duration_seconds_count", route="/api/jobs") == 1
+    started, running, ended = workers(found)
+    assert started >= workers(before)[0] + 1 and running == started - sum(ended.values()) >= 0
+    assert value(found, "process_resident_memory_bytes") > 0
+    # no user, job or script, nor anything of their names or paths, in any label or anywhere at all
+    for secret in (user.name, "secret-name", job["id"], script["id"], user.home, str(user.uid)):
+        assert secret not in text, secret
+    assert label_values(text) <= set(flightjobd.HTTP_METHODS) | {"other", "unmatched", "2xx", "3xx", "4xx", "5xx"} \
+        | set(flightjobd.LOGIN_OUTCOMES) | set(flightjobd.WORKER_ROLES) | set(flightjobd.WORKER_ENDS) \
+        | {r[0] for r in flightjobd.ROUTES} | {str(b) for b in flightjobd.LATENCY_BUCKETS} | {"+Inf", "ok", "failed"}
+
+    # a worker that dies is a crash; its successor, ended when idle, is stopped; root killed none
+    from support import children
+    assert b("GET", "/api/scripts")[0] == 200
+    _, found = metrics_of(d)
+    os.kill(next(p for p in children(d.proc.pid) if owner(p) == user.uid), 9)
+    wait_for(lambda: workers(metrics_of(d)[1])[2]["crashed"] == workers(found)[2]["crashed"] + 1, 30,
+             "the killed worker counted as crashed")
+    assert b("GET", "/api/scripts")[0] == 200
+    wait_for(lambda: workers(metrics_of(d)[1])[2]["stopped"] > workers(found)[2]["stopped"], 60,
+             "the idle worker counted as stopped")
+    wait_for(lambda: workers(metrics_of(d)[1])[1] == 0, 60, "no worker running")
+    started, running, ended = workers(metrics_of(d)[1])
+    assert started >= workers(found)[0] + 1 and running == started - sum(ended.values()) == 0
+    assert ended["killed"] == 0
+
+
+def test_a_client_not_in_the_allow_list_gets_no_metrics(make_daemon, unix_users, runtime):
+    user = unix_users.create(prefix="fjxyz")
+    d = make_daemon(server={"multi_user": True}, worker=runtime, templates={"site_dirs": []},
+                    storage={"state_dir": "~/.local/share/flight-job"}, metrics={"allow": ["192.0.2.0/24"]})
+    assert Http(d.url, user.name, user.password)("GET", "/api/scripts", status=200)["scripts"] == []
+    status, body = scrape(d.url)
+    missing = urllib.request.Request(d.url + "/no-such-page")
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(missing, timeout=60)
+    assert status == 404 and body == e.value.read().decode()
+    assert "flightjobd_" not in body and user.name not in body
