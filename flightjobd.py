@@ -568,6 +568,7 @@ def prometheus_library():
     except ImportError:
         raise ConfigError("metrics.allow is set, but the prometheus_client library is not installed "
                           "(requirements.txt)")
+    prometheus_client.disable_created_metrics()  # no *_created series: a counter's start is in process_*
     return prometheus_client
 
 

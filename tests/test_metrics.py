@@ -313,3 +313,63 @@ def test_a_client_not_in_the_allow_list_gets_no_metrics(make_daemon, unix_users,
         urllib.request.urlopen(missing, timeout=60)
     assert status == 404 and body == e.value.read().decode()
     assert "flightjobd_" not in body and user.name not in body
+
+
+# the real Slurm cluster: the shared status poll and the scheduler's failures
+
+
+@pytest.mark.slurm
+def test_poll_rounds_their_age_and_scheduler_failures_on_slurm(make_daemon, slurm_cluster, unix_users, runtime):
+    from test_slurm_faults import HANG, Faults, fail
+    slurm_cluster.ensure(accounting=True)
+    faults = Faults()
+    try:
+        user = unix_users.create(prefix="fjxyz")
+        d = make_daemon(server={"multi_user": True}, templates={"site_dirs": []},
+                        worker=dict(runtime, path=faults.path, request_timeout=10),
+                        storage={"state_dir": "~/.local/share/flight-job"}, metrics=ALLOW,
+                        scheduler=slurm_cluster.scheduler(timeout=2, refresh_interval=1, background_refresh=1))
+        api = Http(d.url, user.name, user.password)
+        script = api("POST", "/api/scripts", {"template": "serial", "name": "secret-name"}, status=201)
+        api("PATCH", "/api/scripts/" + script["id"], {"content": "#!/bin/bash\nsleep 300\n"}, status=200)
+        faults.set("sbatch", fail("sbatch: error: Batch job submission failed: Invalid partition name specified"))
+        refused = api("POST", "/api/jobs", {"script": script["id"], "answers": {}}, status=201)
+        assert refused["state"] == "FAILED" and "Invalid partition name" in refused["reason_text"]
+        _, found = metrics_of(d)
+        assert value(found, "flightjobd_scheduler_failures_total", command="sbatch", kind="exit") == 1
+        faults.clear()
+        job = api("POST", "/api/jobs", {"script": script["id"], "answers": {}}, status=201)
+
+        def seen(name, at_least, **labels):
+            return wait_for(lambda: (lambda f: f if value(f, name, **labels) >= at_least else None)(metrics_of(d)[1]),
+                            90, "%s%s reaching %s" % (name, labels, at_least))
+        found = seen("flightjobd_status_poll_rounds_total", 1, outcome="ok")
+        assert value(found, "flightjobd_status_poll_last_success_age_seconds") < 60
+        assert value(found, "flightjobd_workers_running", role="status") == 1
+        ok = value(found, "flightjobd_status_poll_rounds_total", outcome="ok")
+
+        # squeue fails: failed rounds, squeue's failures by kind, the last good round ageing
+        faults.set("squeue", fail("squeue: error: slurm_load_jobs error: Socket timed out on send/recv operation"))
+        found = seen("flightjobd_status_poll_rounds_total", 2, outcome="failed")
+        assert value(found, "flightjobd_scheduler_failures_total", command="squeue", kind="exit") >= 2
+        age = value(found, "flightjobd_status_poll_last_success_age_seconds")
+        faults.set("squeue", HANG)
+        found = seen("flightjobd_scheduler_failures_total", 1, command="squeue", kind="timeout")
+        assert value(found, "flightjobd_status_poll_last_success_age_seconds") > age
+        ok_meanwhile = value(found, "flightjobd_status_poll_rounds_total", outcome="ok")
+        assert ok_meanwhile <= ok + 1  # a round under way as squeue began to fail may still have been good
+
+        # squeue answers again: good rounds, the age back to a round's
+        faults.clear()
+        found = seen("flightjobd_status_poll_rounds_total", ok_meanwhile + 1, outcome="ok")
+        assert value(found, "flightjobd_status_poll_last_success_age_seconds") < age
+        assert api("GET", "/api/jobs/" + job["id"])["state"] in ("PENDING", "RUNNING")
+        api("POST", "/api/jobs/%s/cancel" % job["id"], {})
+        text, found = metrics_of(d)
+        for secret in (user.name, "secret-name", job["id"], script["id"], user.home):
+            assert secret not in text, secret
+        assert job["scheduler_id"] not in label_values(text)  # a number: as a label value, never
+        assert value(found, "flightjobd_http_requests_total", method="POST", route="/api/jobs", status="2xx") == 2
+        assert value(found, "flightjobd_logins_total", outcome="success") >= 1
+    finally:
+        faults.remove()
