@@ -9653,6 +9653,8 @@ def main(argv=None):
     try:
         config = load_config(path, overrides, required=bool(args.config))
         check_bounds(config)
+        if config["metrics"]["allow"]:
+            prometheus_library()
     except ConfigError as e:
         print("flightjobd: %s" % e, file=sys.stderr)
         return 2
