@@ -6992,7 +6992,6 @@ class Worker:
             slot.put((kind, unfinished, line))
         return True
 
-
     def _failed(self, line):
         """A "fail" line's scheduler failures (see FAILED_KINDS) counted for
         /metrics, their names mapped to the fixed sets there; False for
