@@ -242,7 +242,7 @@ def owner(pid):
 
 def test_a_daemon_s_counts_move_with_its_use_and_name_no_one(make_daemon, unix_users, runtime):
     user = unix_users.create(prefix="fjxyz")
-    d = make_daemon(server={"multi_user": True}, worker=dict(runtime, idle_timeout=3),
+    d = make_daemon(server={"multi_user": True}, worker=dict(runtime, idle_timeout=5),
                     storage={"state_dir": "~/.local/share/flight-job"}, templates={"site_dirs": []},
                     scheduler={"type": "local", "refresh_interval": 0, "background_refresh": 2}, metrics=ALLOW)
     _, before = metrics_of(d)
@@ -288,8 +288,9 @@ def test_a_daemon_s_counts_move_with_its_use_and_name_no_one(make_daemon, unix_u
     # a worker that dies is a crash; its successor, ended when idle, is stopped; root killed none
 
     assert b("GET", "/api/scripts")[0] == 200
+    pid = next(p for p in children(d.proc.pid) if owner(p) == user.uid)
     _, found = metrics_of(d)
-    os.kill(next(p for p in children(d.proc.pid) if owner(p) == user.uid), 9)
+    os.kill(pid, 9)
     wait_for(lambda: workers(metrics_of(d)[1])[2]["crashed"] == workers(found)[2]["crashed"] + 1, 30,
              "the killed worker counted as crashed")
     assert b("GET", "/api/scripts")[0] == 200
@@ -354,7 +355,8 @@ def test_poll_rounds_their_age_and_scheduler_failures_on_slurm(make_daemon, slur
         age = value(found, "flightjobd_status_poll_last_success_age_seconds")
         faults.set("squeue", HANG)
         found = seen("flightjobd_scheduler_failures_total", 1, command="squeue", kind="timeout")
-        assert value(found, "flightjobd_status_poll_last_success_age_seconds") > age
+        assert value(found, "flightjobd_status_poll_last_success_age_seconds") > age + 2  # + scheduler.timeout
+        age = value(found, "flightjobd_status_poll_last_success_age_seconds")
         ok_meanwhile = value(found, "flightjobd_status_poll_rounds_total", outcome="ok")
         assert ok_meanwhile <= ok + 1  # a round under way as squeue began to fail may still have been good
 

@@ -5,6 +5,7 @@ outcome, and nothing of the person (name, job, script) is in it."""
 import pytest
 
 from conftest import Site
+from support import wait_for
 from test_metrics import label_values, samples, value
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slurm]
@@ -32,12 +33,14 @@ def test_a_scrape_after_browsing_counts_the_pages(slurm_site):
     job = site.submit(site.make_script("secret-name", "sleep 300")["id"])
     for path in ("/templates", "/scripts", "/jobs", "/jobs/" + job["id"]):
         assert site.go(path).status == 200
-    page.wait_for_selector("text=Running", timeout=60000)  # the shared poll has seen it start
     site.shot("70-metrics-job-page-browsed")
 
-    scraped = page.context.request.get(site.url + "/metrics")  # as Prometheus would: no login needed
-    assert scraped.status == 200 and scraped.headers["content-type"].startswith("text/plain")
-    text = scraped.text()
+    def scrape():  # as Prometheus would: no login needed
+        scraped = page.context.request.get(site.url + "/metrics")
+        assert scraped.status == 200 and scraped.headers["content-type"].startswith("text/plain")
+        return scraped.text()
+    text = wait_for(lambda: (lambda t: t if value(samples(t), "flightjobd_status_poll_rounds_total", outcome="ok")
+                             else None)(scrape()), 90, "a good round of the shared status poll")
     found = samples(text)
     requests = "flightjobd_http_requests_total"
     for method, route, status in (("GET", "/login", "2xx"), ("POST", "/login", "3xx"), ("GET", "/", "2xx"),
