@@ -59,6 +59,7 @@ them. Each section uses only those above it.
     Imports
     Constants, Errors           states and their words; FlightJobError and kin
     Configuration               SCHEMA: every config key, its default and help
+    Metrics                     what GET /metrics counts (root), its fixed labels
     Paths and files             the path gate, atomic_write, locked
     Templates and questions     template.toml, answers, render_script
     #SBATCH options             directives, submission options, a user's extra
@@ -529,6 +530,9 @@ SCHEMA = {
         "hide": ([], _strings, "Ids of shipped or site templates not offered here (a user's own template is never hidden)."),
         "order": ([], _strings, "Ids of templates listed first, in this order; the rest follow by priority and name."),
     },
+    "metrics": {
+        "allow": ([], _networks, "Addresses (CIDRs) that may read GET /metrics (Prometheus); empty: off, 404 for all."),
+    },
 }
 
 
@@ -595,6 +599,136 @@ def load_config(path, overrides=None, required=False):
     for section, keys in check_config(overrides or {}, "command line").items():
         values.setdefault(section, {}).update(keys)
     return Config(values, path)
+
+
+# Metrics ####################################################################
+# What GET /metrics tells a site's Prometheus (metrics.allow), counted in
+# root. Every label value is one of the fixed sets below (a route's pattern,
+# never its path; never a user, a job or a file): what a client or a hostile
+# worker sends may move a count, never add a series.
+
+HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+SCHEDULER_COMMANDS = ("sbatch", "squeue", "sacct", "scancel", "scontrol", "sinfo", "sacctmgr")
+FAILURE_KINDS = ("timeout", "exit", "start")  # no answer in scheduler.timeout; a non-zero exit; could not run
+ERROR_CODES = ("internal", "unavailable", "busy", "scheduler")  # what a 5xx answer was (FlightJobError.code)
+LOGIN_OUTCOMES = ("success", "failure", "throttled", "busy")
+WORKER_ROLES = ("user", "status")  # a user's worker; the shared status poll's
+WORKER_ENDS = ("stopped", "killed", "crashed")  # asked to (idle, shutdown); by root (misbehaved, timed out); by itself
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
+def _one_of(value, allowed):
+    return value if value in allowed else "other"
+
+
+def prometheus_library():
+    """prometheus_client, imported only when metrics are on (root alone
+    pays for it, and only then); ConfigError when it is missing."""
+    try:
+        import prometheus_client
+        import prometheus_client.core  # noqa: F401 (GaugeMetricFamily: Metrics.collect)
+    except ImportError:
+        raise ConfigError("metrics.allow is set, but the prometheus_client library is not installed "
+                          "(requirements.txt)")
+    prometheus_client.disable_created_metrics()  # no *_created series: a counter's start is in process_*
+    return prometheus_client
+
+
+class Metrics:
+    """The daemon's counts for /metrics in a registry of its own, through
+    prometheus_client (thread-safe); with metrics.allow empty, none: the
+    library is never imported and every method does nothing."""
+
+    def __init__(self, config):
+        self.allow = [ipaddress.ip_network(n, strict=False) for n in config["metrics"]["allow"]]
+        self.registry, self.poll_good = None, None  # poll_good: the shared poll's last good round (monotonic)
+        if not self.allow:
+            return
+        pc = prometheus_library()
+        self.registry = r = pc.CollectorRegistry()
+        pc.ProcessCollector(registry=r)  # process_*: root's memory, CPU, descriptors, start time
+        self.family = pc.core.GaugeMetricFamily
+
+        def counter(name, text, *labels, each=()):
+            made = pc.Counter(name, text, labels, registry=r)
+            for values in each:  # series shown at 0 before their first count
+                made.labels(*values)
+            return made
+        self.requests = counter("flightjobd_http_requests", "HTTP requests answered, by method, route pattern "
+                                "(unmatched: no route) and status class.", "method", "route", "status")
+        self.latency = pc.Histogram("flightjobd_http_request_duration_seconds", "Seconds from a request's arrival "
+                                    "to its answer (a download's streaming not included), by route pattern.",
+                                    ("route",), buckets=LATENCY_BUCKETS, registry=r)
+        self.errors = counter("flightjobd_http_errors", "5xx answers, by route pattern and what they were: internal "
+                              "(a bug, its traceback logged), unavailable (a worker ended or timed out), busy (no free "
+                              "slot), scheduler (it did not answer).", "route", "code")
+        self.logins = counter("flightjobd_logins", "Password checks (login form, /api/login, HTTP Basic not "
+                              "remembered), by outcome.", "outcome", each=[(o,) for o in LOGIN_OUTCOMES])
+        self.running = pc.Gauge("flightjobd_workers_running", "Worker processes running, by role (user: one per "
+                                "logged-in user; status: the shared status poll's).", ("role",), registry=r)
+        self.started = counter("flightjobd_workers_started", "Worker processes started, by role.", "role",
+                               each=[(w,) for w in WORKER_ROLES])
+        self.ended = counter("flightjobd_workers_ended", "Worker processes ended, by role and how: stopped (idle, "
+                             "shutdown), killed (by root: misbehaved or timed out), crashed (by itself).",
+                             "role", "how", each=[(w, h) for w in WORKER_ROLES for h in WORKER_ENDS])
+        self.failures = counter("flightjobd_scheduler_failures", "Scheduler commands that failed, by command and "
+                                "kind: timeout (no answer in scheduler.timeout), exit (a non-zero exit), start "
+                                "(could not run).", "command", "kind")
+        self.rounds = counter("flightjobd_status_poll_rounds", "Rounds of the shared status poll (multi-user Slurm), "
+                              "by outcome.", "outcome", each=[("ok",), ("failed",)])
+        for role in WORKER_ROLES:
+            self.running.labels(role)
+        r.register(self)  # collect(): the poll's age
+
+    def collect(self):
+        """What is read when scraped: the age of the shared poll's last good
+        round (none before the first)."""
+        if self.poll_good is not None:
+            yield self.family("flightjobd_status_poll_last_success_age_seconds", "Seconds since the shared "
+                              "status poll's last good round.", value=time.monotonic() - self.poll_good)
+
+    def request(self, method, route, status, seconds, code=None):
+        """One request answered: route is its pattern (None: no route)."""
+        if self.registry is not None:
+            route = route or "unmatched"
+            self.requests.labels(_one_of(method, HTTP_METHODS), route, "%dxx" % (status // 100)).inc()
+            self.latency.labels(route).observe(seconds)
+            if status >= 500:
+                self.errors.labels(route, _one_of(code, ERROR_CODES)).inc()
+
+    def login(self, outcome):
+        if self.registry is not None:
+            self.logins.labels(_one_of(outcome, LOGIN_OUTCOMES)).inc()
+
+    def worker(self, role, change):
+        """A worker process of role "started", or ended (one of WORKER_ENDS)."""
+        if self.registry is not None:
+            role = _one_of(role, WORKER_ROLES)
+            if change == "started":
+                self.started.labels(role).inc()
+                self.running.labels(role).inc()
+            else:
+                self.ended.labels(role, _one_of(change, WORKER_ENDS)).inc()
+                self.running.labels(role).dec()
+
+    def scheduler_failed(self, command, kind, n=1):
+        if self.registry is not None:
+            self.failures.labels(_one_of(command, SCHEDULER_COMMANDS), _one_of(kind, FAILURE_KINDS)).inc(n)
+
+    def poll_round(self, ok):
+        if self.registry is not None:
+            self.rounds.labels("ok" if ok else "failed").inc()
+            if ok:
+                self.poll_good = time.monotonic()
+
+    def allowed(self, ip):
+        """Whether the client at ip (an ip_address, None for none) may read /metrics."""
+        return self.registry is not None and ip is not None and any(ip in net for net in self.allow)
+
+    def text(self):
+        """(the exposition text, its Content-Type)."""
+        import prometheus_client
+        return prometheus_client.generate_latest(self.registry), prometheus_client.CONTENT_TYPE_LATEST
 
 
 # Paths and files ############################################################
@@ -2706,6 +2840,7 @@ class Scheduler:
     def __init__(self, timeout=20.0):
         self.timeout = timeout  # seconds one scheduler command may take
         self.counters = {}  # calls made, by command: refresh answers and the bench report them
+        self.failures = {}  # (command, kind: FAILURE_KINDS) -> calls that failed: told to root (worker_main)
 
     @classmethod
     def detect(cls, config):
@@ -2853,6 +2988,18 @@ class Scheduler:
     def _note_call(self, what):
         self.counters[what] = self.counters.get(what, 0) + 1
 
+    def _counted(self, command, call, *args, **kw):
+        """call(*args, **kw), running command: noted (counters) and, when it
+        fails, its failure by kind (failures: FAILURE_KINDS)."""
+        self._note_call(command)
+        try:
+            return call(*args, **kw)
+        except SchedulerError as e:
+            key = (command, "timeout" if isinstance(e, SchedulerNoAnswer) else "start" if e.returncode is None
+                   else "exit")
+            self.failures[key] = self.failures.get(key, 0) + 1
+            raise
+
     @staticmethod
     def _job_ids(job_ids):
         """The distinct ids, as strings, that can be job ids."""
@@ -2891,10 +3038,9 @@ class SlurmScheduler(Scheduler):
 
     def _run(self, argv, cwd=None, **how):
         """A command of ours, found on our PATH even when it runs in another environment (the job's)."""
-        self._note_call(argv[0])
         found = shutil.which(argv[0], path=(self.env or os.environ).get("PATH")) if "env" in how else None
-        return self._run_fn(self._aim([found or argv[0]] + argv[1:]), self.timeout,
-                            **dict(dict(env=self.env, cwd=cwd), **how))
+        return self._counted(argv[0], self._run_fn, self._aim([found or argv[0]] + argv[1:]), self.timeout,
+                             **dict(dict(env=self.env, cwd=cwd), **how))
 
     def _job_env(self):
         """sbatch's environment and umask, the job's (--export=ALL): the
@@ -6612,6 +6758,10 @@ def _shares(sizes, room):
 # background). The reader dispatches on the id without parsing the JSON,
 # which a route may pass on to the client as it is.
 UNFINISHED_WORDS = {True: "1", False: "0", None: "-"}
+# Before an answer, a worker may send "0 fail - JSON": [[command, kind, n]]
+# of the scheduler commands that failed while it did the request (at most
+# FAILED_KINDS entries, n at most FAILED_MOST), for root's /metrics.
+FAILED_KINDS, FAILED_MOST = 32, 1000
 
 
 class Busy(Unavailable):
@@ -6640,8 +6790,9 @@ def worker_main():
     # the shared status poll's process (StatusPoll), or the user's
     store = StatusSource(config) if init.get("role") == "status" else Store(config, init["user"])
     limit, limit_mb = config["worker"]["max_message"], config["worker"]["max_memory_mb"]
+    failures = store.scheduler.failures
     for line in sys.stdin:
-        request, unfinished = {}, None
+        request, unfinished, before = {}, None, dict(failures)
         try:
             request = json.loads(line)
             body, unfinished = store.perform(str(request.get("op")), request.get("args", {}))
@@ -6659,6 +6810,10 @@ def worker_main():
         except Exception:
             log.exception("worker request failed: %s", request.get("op"))
             kind, body = "err", {"code": "internal", "message": "The request failed inside your worker."}
+        failed = [[command, how, min(FAILED_MOST, n - before.get((command, how), 0))]
+                  for (command, how), n in failures.items() if n > before.get((command, how), 0)]
+        if failed:  # the scheduler commands that failed doing it, for root's /metrics (Worker._failed)
+            proto.write(("0 fail - %s\n" % json.dumps(failed[:FAILED_KINDS])).encode("ascii"))
         proto.write(worker_answer(int(request.get("id") or 0), kind, unfinished, body,
                                   ANSWERS.get(str(request.get("op")), (None,))[0] or limit))
         proto.flush()
@@ -7117,14 +7272,16 @@ class Worker:
     (worker.max_message, STDERR_*), and every wait on it (lock, write,
     answer) ends by worker.request_timeout."""
 
-    def __init__(self, user, config, switch_user, forks=None, role=None):
+    def __init__(self, user, config, switch_user, forks=None, role=None, metrics=None):
         self.user = user
         self.config = config
         self.switch_user = switch_user
         self.forks = forks  # the ForkServer workers come from; None: spawned (Popen)
         self.role = role  # None: the user's store; "status": the shared status poll's source
+        self.metrics = metrics or Metrics(config)  # its starts, ends and scheduler failures counted
         self.proc = None
         self.ended = None  # the process last ended for misbehaving (no lock needed)
+        self.stopped = None  # the process last asked to end (stop)
         self.lock = threading.Lock()  # held to start the process or write to it
         self.pending_lock = threading.Lock()  # held only to touch `pending`
         self.pending = {}
@@ -7163,6 +7320,7 @@ class Worker:
         except OSError as e:
             raise Unavailable("Could not start your worker process: %s" % (e.strerror or e))
         os.set_blocking(self.proc.stdin.fileno(), False)  # writes wait in _send, to a deadline
+        self.metrics.worker(self.role or "user", "started")  # and its end, by its reader
         self.pending = {}  # request id -> slot, in the order sent
         threading.Thread(target=self._read, args=(self.proc, self.pending), daemon=True).start()
         log.info("worker for %s started, pid %d", self.user, self.proc.pid)
@@ -7177,6 +7335,8 @@ class Worker:
         proc, self.proc = self.proc, None
         if proc is None:
             return
+        if proc.poll() is None:  # its end is not a crash
+            self.stopped = proc
         with contextlib.suppress(OSError):
             proc.stdin.close()
         try:
@@ -7297,7 +7457,7 @@ class Worker:
         failure = "Your worker ended unexpectedly; it will be restarted. Try again."
         waiting = selectors.DefaultSelector()
         waiting.register(proc.stdout, selectors.EVENT_READ, answers)
-        stderr_open, reading_stderr, closing = True, False, False
+        stderr_open, reading_stderr, closing, broke = True, False, False, False
         buffer = bytearray(16384)  # read into, again and again: no allocation a read
         try:
             while True:
@@ -7327,8 +7487,10 @@ class Worker:
                             if cut or not self._deliver(pending, line):
                                 failure = ("Your worker sent something that is not an answer; it was "
                                            "ended and will be restarted. Try again.")
+                                broke = True
                                 return
                         if answers.overflow:
+                            broke = True
                             failure = ("Your worker sent an answer larger than %d bytes (worker.max_message, or "
                                        "less for what was asked); it was ended and will be restarted. Try again."
                                        % (answers.limit - 64))
@@ -7338,7 +7500,9 @@ class Worker:
             pass
         finally:
             waiting.close()
+            how = "killed" if broke or proc is self.ended else "stopped" if proc is self.stopped else "crashed"
             self._end(proc)
+            self.metrics.worker(self.role or "user", how)
             with self.pending_lock:
                 slots = list(pending.values())
                 pending.clear()
@@ -7359,13 +7523,31 @@ class Worker:
             rid, kind = int(rid), kind.decode("ascii")
         except ValueError:
             return False
-        if kind not in ("ok", "err") or unfinished not in (b"0", b"1", b"-"):
+        if kind not in ("ok", "err", "fail") or unfinished not in (b"0", b"1", b"-"):
             return False
         del line[:head]
+        if kind == "fail":
+            return self._failed(line)
         with self.pending_lock:
             slot = pending.pop(rid, None)
         if slot:
             slot.put((kind, unfinished, line))
+        return True
+
+    def _failed(self, line):
+        """A "fail" line's scheduler failures (see FAILED_KINDS) counted for
+        /metrics, their names mapped to the fixed sets there; False for
+        one of another shape or size."""
+        try:
+            failed = json.loads(bytes(line)) if len(line) <= 64 * FAILED_KINDS else None
+        except ValueError:
+            return False
+        if not isinstance(failed, list) or len(failed) > FAILED_KINDS or not all(
+                isinstance(f, list) and len(f) == 3 and isinstance(f[0], str) and isinstance(f[1], str)
+                and type(f[2]) is int and 0 < f[2] <= FAILED_MOST for f in failed):
+            return False
+        for command, kind, n in failed:
+            self.metrics.scheduler_failed(command, kind, n)
         return True
 
 
@@ -7376,9 +7558,10 @@ class WorkerPool:
     request beyond waits its turn (_wait_turn); a user's stuck calls count
     only against that user."""
 
-    def __init__(self, config, switch_user):
+    def __init__(self, config, switch_user, metrics=None):
         self.config = config
         self.switch_user = switch_user
+        self.metrics = metrics or Metrics(config)  # for /metrics: its workers', the poll's, the App's
         # started now, whatever the app holds later: a fresh exec that never sees root's memory
         self.forks = ForkServer(config) if switch_user and config["worker"]["fork_server"] else None
         self.workers = {}
@@ -7400,7 +7583,7 @@ class WorkerPool:
         """The user's worker, this call (or download) counted in flight from its turn on."""
         with self.lock:
             worker = self.workers.get(user) or self.workers.setdefault(user, Worker(
-                user, self.config, self.switch_user, self.forks))
+                user, self.config, self.switch_user, self.forks, metrics=self.metrics))
             if self.limits:
                 self._wait_turn(worker, download)
             held, began = worker.held[download], time.monotonic()
@@ -7613,7 +7796,8 @@ class StatusPoll:
 
     def __init__(self, config, pool):
         self.config, self.pool = config, pool
-        self.source = Worker(config["scheduler"]["status_user"], config, pool.switch_user, pool.forks, role="status")
+        self.source = Worker(config["scheduler"]["status_user"], config, pool.switch_user, pool.forks, role="status",
+                             metrics=pool.metrics)
         self.lock = threading.Lock()
         self.ids = {}  # user -> scheduler ids of their unfinished jobs; None: to ask their worker
         self.sent = {}  # user -> the statuses (or notice) their worker was last handed
@@ -7792,8 +7976,10 @@ class StatusPoll:
             for command, n in answer.get("calls", {}).items():
                 if isinstance(n, int) and command in ("squeue", "sacct", "scontrol", "sacctmgr"):
                     self.counters[command] = self.counters.get(command, 0) + n
+            self.pool.metrics.poll_round(True)
         except (FlightJobError, ValueError) as e:
             self.counters["failed"] += 1
+            self.pool.metrics.poll_round(False)
             notice = getattr(e, "message", None) or "The status poll's answer was refused: %s." % e
             log.warning("shared status poll failed: %s", notice)
             for user in active:  # asked again next time: what they follow may be what failed
@@ -8179,9 +8365,10 @@ class Auth:
     Basic-auth cache, the scheduled re-check of logged-in accounts and the
     single-user one-time login token."""
 
-    def __init__(self, config, daemon_user):
+    def __init__(self, config, daemon_user, metrics=None):
         self.config = config
         self.daemon_user = daemon_user
+        self.metrics = metrics or Metrics(config)  # logins counted by outcome, nothing else of them
         self.sessions = {}  # session id -> Session: those this process has seen, a cache of the store
         self.store = SessionStore(session_dir(config))
         self.basic = {}  # sha256(secret + user + password) -> (user, expires, shadow fingerprint)
@@ -8233,20 +8420,28 @@ class Auth:
         answers, if later), so the time tells nothing."""
         if not isinstance(user, str) or not isinstance(password, str) or not user or len(user) > 256 \
                 or len(password) > 4096 or "\0" in user + password:
+            self.metrics.login("failure")
             raise Unauthorized(WRONG_LOGIN)
         addr = address_key(addr)
         wait = self.failures.refusal(user, addr)
         if wait:
+            self.metrics.login("throttled")
             raise Throttled("Too many failed logins; try again in %d seconds." % (int(wait) + 1))
-        with self._login_slot(addr):
-            start = time.monotonic()
-            time.sleep(self.failures.slowdown(user))
-            pw = self.allowed(user)
-            if pw and self._pam(user, password):
-                self.failures.succeeded(user, addr)
-                return pw.pw_name
-            self.failures.failed(user, addr)
-            time.sleep(max(0.0, self.config["auth"]["failure_delay"] - (time.monotonic() - start)))
+        try:
+            with self._login_slot(addr):
+                start = time.monotonic()
+                time.sleep(self.failures.slowdown(user))
+                pw = self.allowed(user)
+                if pw and self._pam(user, password):
+                    self.failures.succeeded(user, addr)
+                    self.metrics.login("success")
+                    return pw.pw_name
+                self.failures.failed(user, addr)
+                time.sleep(max(0.0, self.config["auth"]["failure_delay"] - (time.monotonic() - start)))
+        except FlightJobError as e:  # no slot: throttled (one of this address's is checked) or busy
+            self.metrics.login("throttled" if isinstance(e, Throttled) else "busy")
+            raise
+        self.metrics.login("failure")
         raise Unauthorized(WRONG_LOGIN)
 
     @contextlib.contextmanager
@@ -8327,9 +8522,11 @@ class Auth:
         account may log in now (usable: the same checks as a password's,
         PAM's account check, no lock); else Forbidden (403), logged. The
         proxy has checked who the person is; this checks the account."""
-        if not (0 < len(user) <= 256) or "\0" in user or "," in user or user != user.strip():
+        valid = 0 < len(user) <= 256 and "\0" not in user and "," not in user and user == user.strip()
+        pw = self.usable(user) if valid else None
+        self.metrics.login("failure" if pw is None else "success")  # a vouched sign-in is a login too
+        if not valid:
             raise SignInRefused("The site's sign-in named no valid user.")
-        pw = self.usable(user)
         if pw is None:
             log.warning("the proxy signed in %r, whose account may not log in here", user)
             raise SignInRefused("The site's sign-in vouched for %s, but that account may not use Flight Job "
@@ -8796,9 +8993,10 @@ class App:
         self.daemon_user = daemon_user or pwd.getpwuid(os.getuid()).pw_name
         switch = config["server"]["multi_user"] and os.getuid() == 0
         self.pool = pool or WorkerPool(config, switch)
+        self.metrics = self.pool.metrics
         if config["server"]["multi_user"] and self.pool.poll is None:
             self.pool.poll = StatusPoll(config, self.pool)
-        self.auth = Auth(config, self.daemon_user)
+        self.auth = Auth(config, self.daemon_user, self.metrics)
         self.started = time.time()
         self.health = (0.0, None)  # (when, the last scheduler check) for probe
         self.probing = threading.Lock()  # held by the one thread that checks
@@ -9072,7 +9270,30 @@ class App:
         return self.json(body, err.status)
 
     def error_response(self, err, api):
+        bottle.request.environ["flightjob.error"] = err.code  # what a 5xx was, for /metrics
         return self.error_json(err) if api else self.render("error", status=err.status, error=err, title="Error")
+
+    def served(self):
+        """The WSGI application that serves: the Bottle one, each request
+        counted for /metrics when it is on (its route's pattern, status,
+        time to answer and, for a 5xx, what it was)."""
+        if self.metrics.registry is None:
+            return self.bottle
+
+        def counted(environ, start_response):
+            began, status = time.monotonic(), []
+
+            def start(line, headers, exc_info=None):
+                status[:] = [line]
+                return start_response(line, headers, exc_info)
+            try:
+                return self.bottle(environ, start)
+            finally:
+                route = environ.get("bottle.route")
+                self.metrics.request(environ.get("REQUEST_METHOD"), route.rule if route else None,
+                                     int(status[0][:3]) if status else 500, time.monotonic() - began,
+                                     environ.get("flightjob.error"))
+        return counted
 
     def bottle_error(self, error):
         """The answer to an error Bottle meets itself: no route (404), a
@@ -9371,6 +9592,21 @@ def api_health(app, user):
                      "scheduler_answers": probe["answers"], "scheduler_message": probe.get("message"),
                      "multi_user": app.config["server"]["multi_user"],
                      "uptime_s": int(time.time() - app.started)})
+
+
+@route("/metrics", login=False)
+def page_metrics(app, user):
+    """Prometheus's scrape, in its text format: no login (Prometheus has no
+    session), a GET that changes nothing, only for clients in metrics.allow
+    (their address as the login throttle has it: X-Forwarded-For only from
+    server.trusted_proxies); to everyone else, and to all while metrics are
+    off, the same 404 as a page that does not exist, so it tells nothing."""
+    if not app.metrics.allowed(_ip(client_address(bottle.request.environ, app.auth.proxies))):
+        raise bottle.HTTPError(404)
+    body, kind = app.metrics.text()
+    bottle.response.set_header("Content-Type", kind)
+    bottle.response.set_header("Cache-Control", "no-store")
+    return body
 
 
 # Routes: login ##############################################################
@@ -10157,6 +10393,8 @@ def main(argv=None):
     try:
         config = load_config(path, overrides, required=bool(args.config))
         check_bounds(config)
+        if config["metrics"]["allow"]:
+            prometheus_library()
     except ConfigError as e:
         print("flightjobd: %s" % e, file=sys.stderr)
         return 2
@@ -10246,7 +10484,7 @@ def serve(config):
     # a slow or idle client costs a connection, never a thread: waitress reads
     # requests whole before a thread sees them; poll(), not select(), so
     # descriptors past 1024 work
-    server = create_server(forwarded_for_only(a.bottle), host=host.strip("[]"), port=int(port), ident="flightjobd",
+    server = create_server(forwarded_for_only(a.served()), host=host.strip("[]"), port=int(port), ident="flightjobd",
                            clear_untrusted_proxy_headers=False, asyncore_use_poll=True,
                            max_request_body_size=form_limit(config), max_request_header_size=limits["max_header_bytes"],
                            **{key: limits[key] for key in ("threads", "connection_limit", "channel_timeout",

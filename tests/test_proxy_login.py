@@ -17,6 +17,7 @@ import pytest
 
 import flightjobd
 from support import Nginx, free_port, wait_for
+from test_metrics import samples, scrape, value
 
 pytestmark = pytest.mark.root
 
@@ -81,7 +82,8 @@ def proxy_site(make_daemon, runtime, pam_service, unix_users):
     d = make_daemon(server={"multi_user": True, "trusted_proxies": ["127.0.0.1"]}, worker=runtime,
                     auth={"pam_service": pam_service, "proxy_header": HEADER, "proxy_users": ["www-data"],
                           "proxy_logout_url": logout, "allow_groups": [group], "recheck_interval": 1},
-                    storage={"state_dir": "~/.local/share/flight-job"}, templates={"site_dirs": []})
+                    storage={"state_dir": "~/.local/share/flight-job"}, templates={"site_dirs": []},
+                    metrics={"allow": ["127.0.0.1/32"]})
     proxy_passwords = {u.name: "proxy-" + u.name for u in (alice, bob, carol, dave, frank)}
     proxy_passwords["erin"] = "proxy-erin"
     nginx = Nginx(d.port, proxy_passwords, port)
@@ -100,6 +102,7 @@ def test_who_the_proxy_signs_in_uses_pages_and_the_api_without_a_daemon_password
     web = s.via(s.alice.name)
     status, headers, page = web("GET", "/")
     assert status == 200 and s.alice.name in page and "Log out" in page and web.cookie
+    assert logins(s.d.url, "success") == 1  # a vouched sign-in counts as a login (/metrics)
     session = web.json("GET", "/api/session")
     assert session["user"] == s.alice.name
     csrf = session["csrf_token"]
@@ -134,6 +137,14 @@ def test_the_proxy_cannot_vouch_for_a_locked_expired_unallowed_or_unknown_accoun
         assert "may not use Flight Job here" in text and "set-cookie" not in headers
         assert path != "/api/session" or json.loads(text)["error"]["code"] == "sign_in_refused"
     assert web.cookie is None
+    assert logins(proxy_site.d.url, "failure") == 3 and logins(proxy_site.d.url, "success") == 0
+
+
+def logins(url, outcome):
+    """The daemon's count of logins with this outcome (GET /metrics)."""
+    status, text = scrape(url)
+    assert status == 200, text[:300]
+    return value(samples(text), "flightjobd_logins_total", outcome=outcome)
 
 
 def test_a_lock_while_signed_in_through_the_proxy_ends_it(proxy_site):
