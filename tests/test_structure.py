@@ -190,3 +190,12 @@ def test_pages_api_handlers_and_worker_operations_never_share_a_name():
     assert not shared, "named twice: %s" % shared
     twice = sorted(name for name, lines in _module_names().items() if len(lines) > 1)
     assert not twice, "module-level names defined twice: %s" % twice
+
+
+def test_no_two_test_modules_share_a_name():
+    """pytest (rootdir mode, no packages) cannot collect two test modules of
+    one name in one run: the shard holding both would error at collection."""
+    tests = os.path.dirname(os.path.abspath(__file__))
+    names = collections.Counter(name for where, _, files in os.walk(tests) if "node_modules" not in where
+                                for name in files if name.startswith("test_") and name.endswith(".py"))
+    assert not [n for n, k in names.items() if k > 1], names
