@@ -117,21 +117,26 @@ def private_data(cluster, value):
                    env=dict(os.environ, SLURM_CONF=cluster.conf))
 
 
-@pytest.mark.parametrize("status_user, shared", [("nobody", False), ("root", True), ("operator", True)])
+@pytest.mark.parametrize("status_user, shared", [("nobody", False), ("root", True), ("slurm", True), ("operator", True)])
 def test_private_data_jobs_and_the_status_user(users, runtime, slurm_cluster, status_user, shared):
     """With PrivateData=jobs "nobody" sees no one's jobs: the poll says so
-    and every user's worker polls for itself (jobs still end right); the
-    SlurmUser (root on the test cluster), root or a dedicated account made a
-    Slurm operator sees them all and the shared poll serves."""
+    and every user's worker polls for itself (jobs still end right); root,
+    the SlurmUser (the test cluster's is `slurm`, not root, as a site's) or
+    a dedicated account made a Slurm operator sees them all and the shared
+    poll serves: no worker polls for its user."""
     config = slurm_cluster.run("scontrol", "show", "config")
-    assert re.search(r"^SlurmUser\s*=\s*root\(0\)", config, re.M), "the root case is no longer the SlurmUser's"
-    if status_user == "operator":
+    slurm_user = re.search(r"^SlurmUser\s*=\s*(\w[\w.-]*)\((\d+)\)", config, re.M)
+    assert slurm_user and slurm_user.group(2) != "0", "the SlurmUser is root: its case would be root's"
+    if status_user == "slurm":
+        status_user = slurm_user.group(1)  # as the README advises, the name scontrol gives
+    elif status_user == "operator":
         status_user = users[6].name  # one of the users, but not one whose jobs are polled here
         subprocess.run([slurm_cluster.script, "add-user", status_user], check=True, capture_output=True, timeout=60)
         slurm_cluster.run("sacctmgr", "-i", "modify", "user", status_user, "set", "adminlevel=operator")
         assert slurm_cluster.run("sacctmgr", "-n", "-P", "show", "user", status_user,
                                  "format=adminlevel").strip() == "Operator"
     private_data(slurm_cluster, "jobs")
+    assert "jobs" in re.search(r"^PrivateData\s*=\s*(.*)$", slurm_cluster.run("scontrol", "show", "config"), re.M).group(1)
     many = Many(runtime, slurm_cluster, status_user=status_user)
     try:
         user, other = users[0], users[1]
@@ -140,15 +145,19 @@ def test_private_data_jobs_and_the_status_user(users, runtime, slurm_cluster, st
             job = many.wait(u, job)
             assert (job["state"], job["exit_code"]) == ("FAILED", 3), job
         poll = many.app.pool.poll
+        # what each user's worker asked the scheduler itself
+        asked = [many.app.pool.call(u.name, "jobs.take_statuses", {})["calls"] for u in (user, other)]
         if shared:
             assert poll.hidden[0] is None and poll.counters.get("squeue", 0) >= 1
+            assert not any("squeue" in calls or "sacct" in calls for calls in asked), asked
         else:
             assert "PrivateData=jobs" in poll.hidden[0] and "status_user (nobody)" in poll.hidden[0]
             assert poll.counters.get("squeue", 0) == 0
+            assert all(calls.get("squeue", 0) >= 1 for calls in asked), asked
     finally:
         many.close()
         private_data(slurm_cluster, None)
-        if status_user not in ("nobody", "root"):
+        if status_user == users[6].name:
             slurm_cluster.run("sacctmgr", "-i", "delete", "user", status_user)
 
 

@@ -14,6 +14,8 @@ import zipfile
 import pytest
 from playwright.sync_api import expect
 
+from support import wait_for
+
 _spec = importlib.util.spec_from_file_location("e2e_fixtures", os.path.join(os.path.dirname(__file__), "conftest.py"))
 _fixtures = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_fixtures)
@@ -39,7 +41,10 @@ def slurm_site(browser, axe_path, make_daemon, unix_users, runtime, slurm_cluste
 
 
 def sacct(site, sched, field):
-    return site.cluster.run("sacct", "-n", "-X", "-P", "-j", sched, "-o", field).strip()
+    """What sacct says of the job's field, once slurmdbd has its record (it
+    may lag the job's end on a loaded machine)."""
+    return wait_for(lambda: site.cluster.run("sacct", "-n", "-X", "-P", "-j", sched, "-o", field).strip(), 60,
+                    "sacct's %s of job %s" % (field, sched), interval=0.5)
 
 
 def wait_final(site, job_id, timeout=240):
