@@ -1518,11 +1518,16 @@ def split_directive(text):
 
 def parse_options(args):
     """[(name, value)] from sbatch-style arguments, read as getopt_long reads
-    them: --name=value, --name value, -Xvalue, -X value; a flag's value is True."""
+    them: --name=value, --name value, -Xvalue, -X value; a flag's value is True;
+    a long name by the option it abbreviates (--jo is --job-name; one sbatch
+    would not take is kept as written)."""
     out, i = [], 0
     while i < len(args):
         arg = args[i]
         name, eq, value = arg[2:].partition("=") if arg.startswith("--") else (SHORT_OPTIONS.get(arg[:2]), "", arg[2:])
+        if arg.startswith("--"):
+            with contextlib.suppress(ValueError):
+                name = sbatch_option(name)
         if name and (eq or value or name in FLAG_OPTIONS):
             out.append((name, value if eq or value else True))
         elif name and i + 1 < len(args):

@@ -39,6 +39,8 @@ TABLE = [
     "#SBATCH --chdir='{tmp}/a dir' --output=o.txt",
     "#SBATCH -J one\necho hi\n#SBATCH -J too-late",
     "#SBATCH -J first\n#SBATCH hetjob\n#SBATCH -J second",
+    "#SBATCH --jo=abbreviated --comm='as getopt_long takes it'",
+    "#SBATCH --outp=abbr.%j --part long -t 9",
 ]
 
 
