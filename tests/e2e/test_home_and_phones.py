@@ -25,7 +25,10 @@ def both_sizes(site, what, shot):
         page.set_viewport_size(size)
         page.wait_for_function("document.documentElement.clientWidth === %d" % size["width"])
         site.check_a11y("%s at %d px" % (what, size["width"]))
-        site.shot(shot + name)
+        if size is PHONE:
+            fits(site, what, shot + name)
+        else:
+            site.shot(shot + name)
     page.set_viewport_size(LAPTOP)
 
 
@@ -157,6 +160,26 @@ def test_phones_cards_folded_filters_and_no_page_wider_than_the_screen(slurm_sit
     # the array job's page lists its tasks, its output's link whole
     site.go("/jobs/%s" % arr["id"])
     expect(page.locator("tr[data-task='%s']" % task)).to_contain_text("Completed")
+    # what a bulk action did
+    site.go("/jobs/bulk?action=remove&id=%s" % done["id"])
+    page.click("button.danger")
+    expect(page.locator("#bulk-done")).to_contain_text("1 of 1 job removed")
+    fits(site, "bulk done", "75-phone-bulk-done")
+    # a form kept through a lost session: the login page keeping it, then the page that sends it again
+    site.go("/scripts/%s?edit=content" % script["id"])
+    page.fill("textarea#text", "#!/bin/bash\necho %s\n" % ("a long line that does not wrap " * 8))
+    other = page.context.new_page()
+    other.goto(site.url + "/")
+    other.click("text=Log out")
+    other.close()
+    page.click("text=Save script")
+    expect(page.locator("#kept-note")).to_be_visible()
+    fits(site, "login keeping a form", "75-phone-login-kept")
+    page.fill("#username", site.user.name)
+    page.fill("#password", site.user.password)
+    page.click("button[type=submit]")
+    expect(page.locator("h1")).to_have_text("Send what you typed?")
+    fits(site, "send what you typed", "75-phone-resume")
     # logged out: the login page
     page.click("text=Log out")
     expect(page).to_have_url(site.url + "/login")
