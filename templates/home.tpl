@@ -13,6 +13,9 @@
 % if not scheduler['ok']:
 <p class="notice warn" role="status">The scheduler did not answer, so states may be out of date: {{scheduler['message']}}</p>
 % end
+% if broken:
+<p class="notice warn">{{broken}} job record{{' cannot' if broken == 1 else 's cannot'}} be read: the <a href="/jobs">jobs page</a> says why.</p>
+% end
 % if jobs:
 <section class="home-jobs" aria-labelledby="jobs-h">
 <div class="section-head">
