@@ -151,6 +151,12 @@
   // One row of a list of jobs (the jobs page's, the home page's) brought up
   // to what job says: its state, times and, when it has them, efficiency.
   function updateRow(tr, job) {
+    var changed = updateCells(tr, job);
+    Array.prototype.forEach.call(tr.cells, blank);
+    return changed;
+  }
+
+  function updateCells(tr, job) {
     var changed = false;
     if (tr.getAttribute("data-state") !== job.state) {
       tr.setAttribute("data-state", job.state);
@@ -681,6 +687,16 @@
 
   /* ---- phones ----------------------------------------------------------- */
 
+  // A cell with nothing in it but spaces (a card leaves it out: CSS's :empty
+  // would not, for the spaces), marked again whenever its row changes.
+  function blank(td) {
+    if (!td.children.length && !td.textContent.trim()) {
+      td.setAttribute("data-blank", "");
+    } else {
+      td.removeAttribute("data-blank");
+    }
+  }
+
   // Each cell of a list gets its column's name (data-label), which style.css
   // shows beside it when a narrow screen shows the rows as cards: from the
   // table's own header, so any column is captioned.
@@ -693,6 +709,7 @@
     $all("tbody tr", table).forEach(function (tr) {
       Array.prototype.forEach.call(tr.cells, function (td, i) {
         if (heads[i] && !td.hasAttribute("data-label")) { td.setAttribute("data-label", heads[i]); }
+        blank(td);
       });
     });
   }

@@ -159,9 +159,13 @@ def test_phones_cards_folded_filters_and_no_page_wider_than_the_screen(slurm_sit
     page.click("button[value=review]")
     expect(page.locator("h1")).to_have_text("Summary")
     fits(site, "summary", "75-phone-summary")
-    # the array job's page lists its tasks, its output's link whole
+    # the array job's page lists its tasks as cards, each output's link on the screen
     site.go("/jobs/%s" % arr["id"])
     expect(page.locator("tr[data-task='%s']" % task)).to_contain_text("Completed")
+    link = page.locator("tr[data-task='%s'] a" % task, has_text=re.compile(r"arr-.*_2\.out"))
+    assert link.evaluate("a => a.getBoundingClientRect().right <= innerWidth"), "the task's output is off the screen"
+    link.click()
+    expect(page.locator("main")).to_contain_text("task 2")
     # what a bulk action did
     site.go("/jobs/bulk?action=remove&id=%s" % done["id"])
     page.click("button.danger")
