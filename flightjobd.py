@@ -5576,9 +5576,10 @@ class JobList(StorePart):
         scheduler_state = self.refresh()
         items, broken = self._scan()
         self._write_index(items)
-        shown = []
-        for job_id, _, _ in sorted(items, key=lambda item: (item[1].state in UNFINISHED, item[0]),
-                                   reverse=True)[:HOME_JOBS]:
+        unfinished = sorted((job_id for job_id, row, _ in items if row.state in UNFINISHED), reverse=True)
+        newest = sorted((job_id for job_id, row, _ in items if row.state not in UNFINISHED), reverse=True)
+        shown = []  # ids are in submission order; no tuple made per job (see sorted_by)
+        for job_id in (unfinished + newest)[:HOME_JOBS]:
             with contextlib.suppress(Conflict, NotFound):  # removed meanwhile by another daemon
                 shown.append(self._public_job(self._job_meta(job_id)))
         return {"jobs": shown, "total": len(items), "broken": len(broken),
