@@ -100,6 +100,10 @@ def test_home_first_step_live_jobs_and_what_is_free(slurm_site):
 
 def test_phones_cards_folded_filters_and_no_page_wider_than_the_screen(slurm_site):
     site, page = slurm_site, slurm_site.page
+    page.set_viewport_size(PHONE)  # a new user's empty lists
+    for path, what in (("/jobs", "jobs, none yet"), ("/scripts", "scripts, none yet")):
+        site.go(path)
+        fits(site, what, "75-phone-empty-" + path.strip("/"))
     long_name = "A rather long script name that a phone has to wrap somewhere"
     script = site.make_script(long_name, "echo done")
     done = site.submit(script["id"])
