@@ -31,17 +31,22 @@
 <div class="table-wrap">
 <table class="list" data-activity-jobs>
 <caption class="visually-hidden">Your unfinished jobs, then your newest ones</caption>
-<thead><tr><th scope="col">Job</th><th scope="col">Name</th><th scope="col">State</th><th scope="col">Submitted</th><th scope="col">Started</th><th scope="col">Ended</th></tr></thead>
+% times = (('submitted_at', 'Submitted'), ('started_at', 'Started'), ('ended_at', 'Ended'))
+<thead><tr>
+% for label in ('Job', 'Name', 'State') + tuple(label for _, label in times):
+<th scope="col">{{label}}</th>
+% end
+</tr></thead>
 <tbody>
 % for job in jobs:
 <tr data-job="{{job['id']}}" data-state="{{job['state']}}">
-  <td><a href="/jobs/{{job['id']}}">{{job.get('scheduler_id') or job_label(job)}}</a></td>
-  <td class="wrap">{{job.get('job_name') or job['script_name']}}</td>
-  <td>
+  <td data-label="Job"><a href="/jobs/{{job['id']}}">{{job.get('scheduler_id') or job_label(job)}}</a></td>
+  <td class="wrap" data-label="Name">{{job.get('job_name') or job['script_name']}}</td>
+  <td data-label="State">
   % include('badge', job=job)
   </td>
-  % for key in ('submitted_at', 'started_at', 'ended_at'):
-  <td data-field="{{key}}">{{!time_tag(job.get(key))}}</td>
+  % for key, label in times:
+  <td data-field="{{key}}" data-label="{{label}}">{{!time_tag(job.get(key))}}</td>
   % end
 </tr>
 % end

@@ -6,11 +6,11 @@
 <tbody>
 % for p in cluster['partitions']:
 <tr data-partition="{{p['name']}}">
-  <td>{{p['name']}}{{' (default)' if p['default'] else ''}}{{'' if p['state'] == 'up' else ' (%s)' % p['state']}}</td>
-  <td data-field="cores">{{p['cpus_free']}} of {{p['cpus_total']}}</td>
-  <td data-field="nodes">{{'' if p['nodes_free'] is None else p['nodes_free']}} of {{p['nodes_total']}}</td>
-  <td data-field="gpus">{{'%d of %d' % (p['gpus_free'], p['gpus_total']) if p['gpus_total'] else 'none'}}</td>
-  <td data-field="waiting">{{'' if p['waiting'] is None else p['waiting']}}</td>
+  <td data-label="Partition">{{p['name']}}{{' (default)' if p['default'] else ''}}{{'' if p['state'] == 'up' else ' (%s)' % p['state']}}</td>
+  <td data-field="cores" data-label="Cores free">{{p['cpus_free']}} of {{p['cpus_total']}}</td>
+  <td data-field="nodes" data-label="Nodes free">{{'' if p['nodes_free'] is None else p['nodes_free']}} of {{p['nodes_total']}}</td>
+  <td data-field="gpus" data-label="GPUs free">{{'%d of %d' % (p['gpus_free'], p['gpus_total']) if p['gpus_total'] else 'none'}}</td>
+  <td data-field="waiting" data-label="Jobs waiting">{{'' if p['waiting'] is None else p['waiting']}}</td>
 </tr>
 % end
 </tbody></table>
