@@ -194,3 +194,27 @@ def test_phones_cards_folded_filters_and_no_page_wider_than_the_screen(slurm_sit
     page.click("text=Log out")
     expect(page).to_have_url(site.url + "/login")
     fits(site, "login", "75-phone-login")
+
+
+def test_phones_without_javascript(slurm_site, browser):
+    """At 390 px without JavaScript: no page wider than the screen, the
+    home page's cards captioned by the server, the filters shown open."""
+    site = slurm_site
+    job = site.submit(site.make_script("No script", "true")["id"])
+    context = browser.new_context(java_script_enabled=False, viewport=PHONE)
+    site.page = page = context.new_page()
+    try:
+        site.login()
+        reload_until(site, "table[data-cluster] tr[data-partition]", "the partition summary on the home page")
+        cell = page.locator("tr[data-job='%s'] td[data-field=submitted_at]" % job["id"])
+        assert cell.evaluate("td => getComputedStyle(td, '::before').content") == '"Submitted"'
+        assert page.locator("table[data-cluster] td[data-field=cores]").first.evaluate(
+            "td => getComputedStyle(td, '::before').content") == '"Cores free"'
+        fits(site, "home without JavaScript", "76-phone-nojs-home")
+        site.go("/jobs")
+        expect(page.locator("#job-search")).to_be_visible()  # open as served: nothing folds it
+        fits(site, "jobs without JavaScript", "76-phone-nojs-jobs")
+        site.go("/jobs/" + job["id"])
+        fits(site, "a job without JavaScript", "76-phone-nojs-job")
+    finally:
+        context.close()
