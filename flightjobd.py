@@ -6146,12 +6146,14 @@ class JobControl(StorePart):
 
 
 ACTIVITY_JOBS = 100  # unfinished jobs a page's tab is told of, and jobs it may ask after (jobs.activity)
+HOME_JOBS = 8  # the jobs the home page lists (jobs.overview)
 
 
 def _brief_job(meta):
     """A job as a tab's title and notifications name it."""
     return {"id": meta["id"], "scheduler_id": meta.get("scheduler_id"), "name": meta.get("script_name"),
-            "state": meta["state"], "reason_text": meta.get("reason_text")}
+            "state": meta["state"], "raw_state": meta.get("raw_state"), "reason_text": meta.get("reason_text"),
+            "started_at": meta.get("started_at"), "ended_at": meta.get("ended_at")}
 
 
 BULK_IDS = 100  # the most jobs one bulk cancel or remove may name
@@ -6244,6 +6246,27 @@ class JobList(StorePart):
         return {"counts": {state: sum(m["state"] == state for m in unfinished) for state in UNFINISHED},
                 "unfinished": [_brief_job(m) for m in unfinished[:ACTIVITY_JOBS]],
                 "watched": [_brief_job(m) for m in watched], "scheduler": scheduler_state}
+
+    @operation("jobs.overview")
+    def jobs_overview(self, cluster=None):
+        """What the home page shows: the user's unfinished jobs, then their
+        newest finished ones (HOME_JOBS in all, newest first, in the public
+        view); how many are pending and running; how many scripts they
+        have; and the partitions they may use with what is free in each
+        (see _partition_view; cluster as for scripts.submission)."""
+        scheduler_state = self.refresh()
+        items, broken = self._scan()
+        self._write_index(items)
+        unfinished = sorted((job_id for job_id, row, _ in items if row.state in UNFINISHED), reverse=True)
+        newest = sorted((job_id for job_id, row, _ in items if row.state not in UNFINISHED), reverse=True)
+        shown = []  # ids are in submission order; no tuple made per job (see sorted_by)
+        for job_id in (unfinished + newest)[:HOME_JOBS]:
+            with contextlib.suppress(Conflict, NotFound):  # removed meanwhile by another daemon
+                shown.append(self._public_job(self._job_meta(job_id)))
+        return {"jobs": shown, "total": len(items), "broken": len(broken),
+                "counts": {state: sum(row.state == state for _, row, _ in items) for state in UNFINISHED},
+                "scripts": len(self._item_ids(self.scripts_dir)), "cluster": self._partition_view(cluster),
+                "scheduler": scheduler_state}
 
     @operation("jobs.pick")
     def jobs_pick(self, ids, action):
@@ -6671,10 +6694,12 @@ MAX_POLL_IDS = 5000
 MAX_POLL_USERS = 2000  # the most users whose jobs one poll lists
 
 
-# The worker operations whose questions offer partitions: the daemon hands
-# them the shared poll's partition summary (multi-user Slurm), so a worker
-# asks no scheduler for it.
-CLUSTER_OPS = ("scripts.submission", "jobs.preview", "jobs.submit", "templates.list", "templates.get")
+# The worker operations whose questions offer partitions, or whose page
+# shows what is free or which templates fit: the daemon hands them the
+# shared poll's partition summary (multi-user Slurm), so a worker asks no
+# scheduler for it; those of a page that shows it (CLUSTER_PAGES) keep it coming.
+CLUSTER_OPS = ("scripts.submission", "jobs.overview", "jobs.preview", "jobs.submit", "templates.list", "templates.get")
+CLUSTER_PAGES = ("scripts.submission", "jobs.overview", "templates.list")
 POLL_OPS = ("jobs.take_statuses", "jobs.ask_scheduler")  # the operations the poll calls itself
 
 
@@ -6983,6 +7008,8 @@ ANSWERS = dict({op: (None, _JOB) for op in ("jobs.submit", "jobs.get", "jobs.can
     "jobs.preview": (None, _shape(script=_SCRIPT, questions=list, answers=dict, options=_texts, command=_texts,
                                   outputs=dict, ignored_options=list, extra_options=_texts, job_defaults=_each(str))),
     "jobs.list": (None, _shape(jobs=_each(_JOB), broken=_each(_BROKEN), total=int, page=int, per_page=int, query=dict)),
+    "jobs.overview": (None, _shape(jobs=_each(_JOB), total=int, broken=int, counts=dict, scripts=int,
+                                   cluster=_or_none(_shape(partitions=list)))),
     "jobs.files": (None, _shape(path=str, files=_each(_shape(name=str, type=str)))),
     "jobs.file": (None, _shape(name=str, size=int, offset=int, data=str, eof=bool)),
     "jobs.archive": (None, lambda v: _shape(token=str, closed=bool)(v) or _ARCHIVE_PIECE(v)),
@@ -7862,7 +7889,7 @@ class StatusPoll:
         showing the questions keeps it coming), then hears the reply's word
         on unfinished jobs (send) -- but for its own calls (POLL_OPS)."""
         if op in CLUSTER_OPS and self.serving() and scheduler_class(self.config).SHARED_POLL:
-            args = dict(args or {}, cluster=self.cluster_summary(want=op in ("scripts.submission", "templates.list")))
+            args = dict(args or {}, cluster=self.cluster_summary(want=op in CLUSTER_PAGES))
         unfinished = yield args
         if op not in POLL_OPS:
             self.heard(user, op, unfinished, looked)
@@ -9681,7 +9708,7 @@ def api_session(app, user):
 
 @route("/")
 def page_home(app, user):
-    return app.render("home", title="Job manager")
+    return app.render("home", title="Job manager", **app.call(user, "jobs.overview"))
 
 
 # Routes: templates and scripts ##############################################

@@ -22,7 +22,6 @@
     <a href="{{href}}"{{!' aria-current="page"' if section == label and len(page['crumbs']) == 1 else (' aria-current="true"' if section == label else '')}}>{{label}}</a>
     % end
   </nav>
-  <button type="button" class="link notify" data-notify aria-pressed="false" hidden>Notify me when jobs start or end</button>
   <form class="logout" method="post" action="/logout" data-user="{{page['user']}}">
     <input type="hidden" name="csrf" value="{{page['csrf']}}">
     <span class="who"><span class="visually-hidden">Logged in as </span>{{page['user']}}</span>

@@ -3,8 +3,11 @@
 % searching = any(typed.get(k) for k in ('q', 'state', 'from', 'to'))
 <div class="list-head">
 <h1>Jobs</h1>
+<button type="button" class="notify" data-notify aria-pressed="false" hidden>Notify me when jobs start or end</button>
 </div>
 % if jobs or searching or error:
+<details class="filters" open data-collapse-narrow>
+<summary>Search and filter{{' (on)' if searching else ''}}</summary>
 <form method="get" action="/jobs" class="filter" id="job-search" role="search">
   <label for="q">Search</label>
   <input type="search" id="q" name="q" value="{{typed['q']}}" maxlength="200" placeholder="name, script, job id or state">
@@ -35,6 +38,7 @@
   <a class="button" href="/jobs">Clear</a>
   % end
 </form>
+</details>
 % end
 % if error:
 <p class="error" role="alert" id="list-error">{{error.message}} The list below is shown as it is by default.</p>

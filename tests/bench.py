@@ -768,7 +768,8 @@ def bench_listing(work, table, quick):
         d.start()
         h = d.login()
         pages = (("GET /api/jobs (first page, 50 jobs)", "/api/jobs"),
-                 ("GET /jobs (Monitor jobs page)", "/jobs"))
+                 ("GET /jobs (Monitor jobs page)", "/jobs"),
+                 ("GET / (home page: 8 jobs, what is free)", "/"))
         listing = h.json("GET", "/api/jobs")
         assert listing["total"] == 10200, listing["total"]
         assert listing["scheduler"].get("unfinished") in (None, 200), listing["scheduler"]

@@ -177,6 +177,39 @@ def test_jobs_page_search_form_and_sort_links_without_javascript(alice_jobs):
     assert "<script>x" not in none.text
 
 
+def test_home_lists_unfinished_jobs_then_the_newest_with_counts_and_a_first_step(alice_jobs):
+    """The home page (issue 27 item 1): the unfinished jobs first, then the
+    newest finished, HOME_JOBS in all; counts of running and pending; the
+    free cores of the scheduler's summary; one first step while the user
+    has no script, to the templates."""
+    a, web, h, alice, ids = alice_jobs
+    for n in range(5):  # more finished jobs than the home shows, newer than JOBS
+        ids["late%d" % n] = write_record(alice, 10 + n, "late%d" % n, "Later", "20%d" % n, "COMPLETED",
+                                         BASE + (200 + n) * HOUR)
+    for n, (name, state) in enumerate((("old-run", "RUNNING"), ("old-wait", "PENDING"))):
+        jid = write_record(alice, 20 + n, name, "Long", "30%d" % n, state, BASE - (10 - n) * HOUR)
+        path = os.path.join(state_dir(alice), "jobs", jid, "meta.json")
+        with open(path) as f:
+            meta = json.load(f)
+        meta.update(scheduler="slurm", ended_at=None, started_at=None if state == "PENDING" else meta["started_at"])
+        with open(path, "w") as f:  # a Slurm record: read-only here, so its state stays as written
+            json.dump(meta, f)
+        ids[name] = jid
+    page = web.get("/")
+    rows = [r["data-job"] for r in page.html.select("table[data-activity-jobs] tr[data-job]")]
+    assert rows == [ids[n] for n in ("old-wait", "old-run", "late4", "late3", "late2", "late1", "late0", "epsilon")]
+    assert len(rows) == flightjobd.HOME_JOBS
+    counts = page.html.find(id="jobs-counts")
+    assert counts.find(attrs={"data-count": "RUNNING"}).text == "1" and counts.find(attrs={"data-count": "PENDING"}).text == "1"
+    assert page.html.select(".home-jobs .section-head a")[0].text.strip() == "All 12 jobs"
+    assert page.html.select("tr[data-partition=local] [data-field=cores]")[0].text.endswith(" of %d" % os.cpu_count())
+    step = page.html.select(".first-step a.button.primary")
+    assert [(b.text, b["href"]) for b in step] == [("Create your first job script", "/templates")]
+    assert len(page.html.select("main .primary")) == 1  # the one obvious button
+    web.post_json("/api/scripts", {"template": "serial", "name": "mine", "answers": {}}, headers=h)
+    assert not web.get("/").html.select(".first-step")
+
+
 def test_scripts_list_search_and_sort(multi_app, unix_users):
     a, _ = multi_app()
     alice = unix_users.create()

@@ -12,7 +12,10 @@
  * - an edit of a script kept in this browser until it is saved;
  * - on every page, the tab's title and icon show how many of the user's
  *   jobs run and mark one that just ended; browser notifications when a
- *   job starts or ends, once the user asked for them with a click.
+ *   job starts or ends, once the user asked for them with a click; the
+ *   home page's jobs follow the same poll;
+ * - on a phone, a list's cells captioned by their column (the rows shown
+ *   as cards by style.css) and the jobs page's filters folded away.
  *
  * Why polling and not server-sent events: the daemon is served by waitress,
  * which has a small fixed pool of threads, and an SSE stream holds one
@@ -194,11 +197,44 @@
     schedule();
   }
 
-  function liveJobsList(table) {
-    function unfinishedRows() {
-      return $all("tr[data-job]", table).filter(function (tr) { return !finished(tr.getAttribute("data-state")); });
+  // One row of a list of jobs (the jobs page's, the home page's) brought up
+  // to what job says: its state, times and, when it has them, efficiency.
+  function updateRow(tr, job) {
+    var changed = updateCells(tr, job);
+    Array.prototype.forEach.call(tr.cells, blank);
+    return changed;
+  }
+
+  function updateCells(tr, job) {
+    var changed = false;
+    if (tr.getAttribute("data-state") !== job.state) {
+      tr.setAttribute("data-state", job.state);
+      changed = true;
     }
-    if (!unfinishedRows().length) { return; }
+    setBadge(tr.querySelector('[data-field="state"]'), job);
+    ["submitted_at", "started_at", "ended_at"].forEach(function (key) {
+      if (key in job) { changed = setTime(tr.querySelector('[data-field="' + key + '"]'), job[key]) || changed; }
+    });
+    if (!("efficiency" in job)) { return changed; }  // a job in brief (/api/activity)
+    var eff = job.efficiency || {};
+    ["cpu_percent", "mem_percent", "time_percent"].forEach(function (key) {
+      var cell = tr.querySelector('[data-field="' + key + '"]');
+      if (cell) { cell.textContent = eff[key] == null ? "" : Math.round(eff[key]) + " %"; }
+    });
+    var mem = tr.querySelector('[data-field="mem_percent"]');
+    if (mem && eff.mem_percent == null && eff.mem_used_mb != null) {  // nothing asked for: what it used
+      mem.textContent = eff.mem_used_mb < 1024 ? Math.round(eff.mem_used_mb) + " MiB"
+        : (eff.mem_used_mb / 1024).toFixed(1).replace(/\.0$/, "") + " GiB";
+    }
+    return changed;
+  }
+
+  function unfinishedRows(root) {
+    return $all("tr[data-job]", root).filter(function (tr) { return !finished(tr.getAttribute("data-state")); });
+  }
+
+  function liveJobsList(table) {
+    if (!unfinishedRows(table).length) { return; }
     var url = "/api/jobs" + location.search;  // the same search, sort and page as the page's
     poll(function () {
       return getJSON(url).then(function (data) {
@@ -206,27 +242,9 @@
         (data.jobs || []).forEach(function (j) { byId[j.id] = j; });
         $all("tr[data-job]", table).forEach(function (tr) {
           var job = byId[tr.getAttribute("data-job")];
-          if (!job) { return; }
-          if (tr.getAttribute("data-state") !== job.state) {
-            tr.setAttribute("data-state", job.state);
-            changed = true;
-          }
-          setBadge(tr.querySelector('[data-field="state"]'), job);
-          ["submitted_at", "started_at", "ended_at"].forEach(function (key) {
-            changed = setTime(tr.querySelector('[data-field="' + key + '"]'), job[key]) || changed;
-          });
-          var eff = job.efficiency || {};
-          ["cpu_percent", "mem_percent", "time_percent"].forEach(function (key) {
-            var cell = tr.querySelector('[data-field="' + key + '"]');
-            if (cell) { cell.textContent = eff[key] == null ? "" : Math.round(eff[key]) + " %"; }
-          });
-          var mem = tr.querySelector('[data-field="mem_percent"]');
-          if (mem && eff.mem_percent == null && eff.mem_used_mb != null) {  // nothing asked for: what it used
-            mem.textContent = eff.mem_used_mb < 1024 ? Math.round(eff.mem_used_mb) + " MiB"
-              : (eff.mem_used_mb / 1024).toFixed(1).replace(/\.0$/, "") + " GiB";
-          }
+          if (job) { changed = updateRow(tr, job) || changed; }
         });
-        return unfinishedRows().length ? changed : null;
+        return unfinishedRows(table).length ? changed : null;
       });
     });
   }
@@ -305,10 +323,12 @@
   // seen. The unfinished jobs last seen are kept in sessionStorage (per
   // user), so a change between two pages of the tab is not missed: the
   // next page asks after those jobs (?watch=). Notifications (the
-  // Notification API) only once the user pressed the header's button,
-  // which is when permission is asked; their choice is kept in
-  // localStorage. The icon is drawn on a canvas into a data: URL, which
-  // the CSP's img-src allows.
+  // Notification API), from every page, only once the user pressed the
+  // jobs page's button, which is when permission is asked; their choice
+  // is kept in localStorage. The home page's list of jobs takes its states
+  // from this same poll (no second one), watching its unfinished rows to
+  // their end. The icon is drawn on a canvas into a data: URL, which the
+  // CSP's img-src allows.
   var ACTIVITY = "flightjob-activity:", NOTIFY = "flightjob-notify:", MARK_MS = 30000;
 
   function readStored(kind, key) {
@@ -355,8 +375,15 @@
     link.href = canvas.toDataURL("image/png");
   }
 
+  // Whether the user asked for notifications (kept per user in localStorage)
+  // and the browser lets them be sent: every page of the tab sends them.
+  function notifying(key) {
+    return "Notification" in window && readStored("localStorage", key) === true && Notification.permission === "granted";
+  }
+
+  // The button that asks for them (the jobs page's).
   function notifyButton(button, key) {
-    function on() { return readStored("localStorage", key) === true && Notification.permission === "granted"; }
+    function on() { return notifying(key); }
     function show() {
       var blocked = Notification.permission === "denied";
       button.setAttribute("aria-pressed", on() ? "true" : "false");
@@ -376,15 +403,17 @@
     });
     button.hidden = false;
     show();
-    return on;
   }
 
   function tabActivity(user) {
     var title = document.title, link = document.querySelector('link[rel="icon"]');
     var plain = link ? link.getAttribute("href") : null;
-    var key = ACTIVITY + user, notifyOn = function () { return false; };
+    var key = ACTIVITY + user, notifyOn = function () { return notifying(NOTIFY + user); };
     var button = document.querySelector("[data-notify]");
-    if (button && "Notification" in window) { notifyOn = notifyButton(button, NOTIFY + user); }
+    if (button && "Notification" in window) { notifyButton(button, NOTIFY + user); }
+    // a list of jobs that follows this poll (the home page's): its rows
+    // take each answer, and its unfinished jobs are watched to their end
+    var rows = $all("table[data-activity-jobs]");
 
     function show(count, mark) {
       var prefix = (mark ? (mark.state === "COMPLETED" ? "\u2713 " : "\u2717 ") : "") +
@@ -408,11 +437,25 @@
     poll(function () {
       var last = readStored("sessionStorage", key) || {};
       var seen = last.jobs || null, mark = last.mark || null;
-      var url = "/api/activity" + (seen ? "?" + Object.keys(seen).slice(0, 100).map(function (id) {
+      var watch = Object.keys(seen || {});
+      rows.forEach(function (table) {
+        unfinishedRows(table).forEach(function (tr) {
+          var id = tr.getAttribute("data-job");
+          if (watch.indexOf(id) < 0) { watch.push(id); }
+        });
+      });
+      var url = "/api/activity" + (watch.length ? "?" + watch.slice(0, 100).map(function (id) {
         return "watch=" + encodeURIComponent(id);
       }).join("&") : "");
       return getJSON(url).then(function (data) {
-        var now = {}, changed = false;
+        var now = {}, changed = false, byId = {};
+        (data.unfinished || []).concat(data.watched || []).forEach(function (job) { byId[job.id] = job; });
+        rows.forEach(function (table) {
+          $all("tr[data-job]", table).forEach(function (tr) {
+            var job = byId[tr.getAttribute("data-job")];
+            if (job) { changed = updateRow(tr, job) || changed; }
+          });
+        });
         (data.unfinished || []).forEach(function (job) {
           now[job.id] = job.state;
           if (seen && seen[job.id] !== job.state && job.state === "RUNNING") { tell(job, true); changed = true; }
@@ -428,6 +471,10 @@
           if (mark.until === null) { mark.until = Date.now() + MARK_MS; }
           if (Date.now() > mark.until) { mark = null; changed = true; }
         }
+        $all("[data-count]").forEach(function (el) {  // the home page's counts
+          var n = String((data.counts || {})[el.getAttribute("data-count")] || 0);
+          if (el.textContent !== n) { el.textContent = n; }
+        });
         var running = (data.counts || {}).RUNNING || 0;
         writeStored("sessionStorage", key, { jobs: now, mark: mark, running: running });
         show(running, mark);
@@ -867,6 +914,67 @@
     });
   }
 
+  /* ---- phones ----------------------------------------------------------- */
+
+  // A cell with nothing in it but spaces (a card leaves it out: CSS's :empty
+  // would not, for the spaces), marked again whenever its row changes.
+  function blank(td) {
+    if (!td.children.length && !td.textContent.trim()) {
+      td.setAttribute("data-blank", "");
+    } else {
+      td.removeAttribute("data-blank");
+    }
+  }
+
+  // Each cell of a list gets its column's name (data-label), which style.css
+  // shows beside it when a narrow screen shows the rows as cards: from the
+  // table's own header, so any column is captioned.
+  function captionCells(table) {
+    var heads = $all("thead th", table).map(function (th) {
+      var copy = th.cloneNode(true);
+      $all('[aria-hidden="true"]', copy).forEach(function (el) { el.parentNode.removeChild(el); });
+      return copy.textContent.replace(/\s+/g, " ").trim();
+    });
+    $all("tbody tr", table).forEach(function (tr) {
+      Array.prototype.forEach.call(tr.cells, function (td, i) {
+        if (heads[i] && !td.hasAttribute("data-label")) { td.setAttribute("data-label", heads[i]); }
+        blank(td);
+      });
+    });
+  }
+
+  // A table wider than its box scrolls inside it (.table-wrap): then the box
+  // takes the keyboard's focus, named by the table's caption, so it can be
+  // scrolled without a mouse.
+  function scrollable(wrap) {
+    var caption = wrap.querySelector("caption");
+    function fit() {
+      var scrolls = wrap.scrollWidth > wrap.clientWidth;
+      if (scrolls === wrap.hasAttribute("tabindex")) { return; }
+      if (scrolls) {
+        wrap.setAttribute("tabindex", "0");
+        wrap.setAttribute("role", "region");
+        if (caption) { wrap.setAttribute("aria-label", caption.textContent.trim()); }
+      } else {
+        ["tabindex", "role", "aria-label"].forEach(function (a) { wrap.removeAttribute(a); });
+      }
+    }
+    fit();
+    window.addEventListener("resize", fit);
+  }
+
+  // Filters in a <details data-collapse-narrow> (open as served, so they
+  // show without JavaScript): folded on a narrow screen, open on a wide one.
+  var NARROW = "(max-width: 37.5rem)";
+
+  function collapseNarrow(details) {
+    if (!window.matchMedia) { return; }
+    var narrow = window.matchMedia(NARROW);
+    function fit() { details.open = !narrow.matches; }
+    fit();
+    if (narrow.addEventListener) { narrow.addEventListener("change", fit); }
+  }
+
   /* ---- start ------------------------------------------------------------ */
 
   function start() {
@@ -876,6 +984,9 @@
     $all(".js-only").forEach(function (el) { el.hidden = false; });
     tickTimes();
     setInterval(tickTimes, 5000);
+    $all("table.list").forEach(captionCells);
+    $all(".table-wrap").forEach(scrollable);
+    $all("details[data-collapse-narrow]").forEach(collapseNarrow);
     $all("table[data-live-jobs]").forEach(liveJobsList);
     $all("[data-live-job]").forEach(liveJob);
     $all("pre[data-follow][data-job]").forEach(follow);
