@@ -194,7 +194,15 @@ CONFIRM = {
     "cancel_task": ("Cancel task", "Cancel task", "Cancel array task %s? It stops at once; the job's other "
                     "tasks go on."),
 }
-BULK_TITLES = {"cancel": "Cancel jobs", "remove": "Remove jobs"}  # the bulk actions' pages
+# The bulk actions' pages: action -> (title, button, what was done, what happens, whether it is the danger kind).
+BULK_WORDS = {"cancel": ("Cancel jobs", "Cancel", "cancelled", "They stop at once and their results may be incomplete.",
+                         True),
+              "remove": ("Remove jobs", "Remove", "removed", "Their records leave the list; their result files are kept.",
+                         True),
+              "hold": ("Hold jobs", "Hold", "held", "They keep their place in the queue but do not start until "
+                       "released.", False),
+              "release": ("Release jobs", "Release", "released", "They may start as soon as the scheduler has room.",
+                          False)}
 
 QUESTION_TYPES = ("text", "multiline", "integer", "number", "select",
                   "multiselect", "boolean", "time", "email", "path")
@@ -1868,15 +1876,26 @@ def step_mem_mb(ave_rss, ntasks, max_rss):
 
 def parse_tres_mem(text):
     """"cpu=2,mem=600M,node=1,billing=2" -> 600.0 (MB), or None."""
-    for item in (text or "").split(","):
-        key, _, value = item.partition("=")
-        if key == "mem":
-            return parse_mem(value)
-    return None
+    return parse_mem(_tres(text, "mem"))
+
+
+def _tres(text, name):
+    """"cpu=2,mem=600M,node=1" and "node" -> "1"; None when not there."""
+    return next((value for key, _, value in (item.partition("=") for item in (text or "").split(","))
+                 if key == name), None)
+
+
+def slurm_time(seconds):
+    """Seconds as squeue prints a time: "0:05", "12:03", "1:00:00",
+    "2-00:00:00"; None -> None."""
+    if seconds is None:
+        return None
+    return format_duration(seconds) if seconds >= 3600 else "%d:%02d" % divmod(int(seconds), 60)
 
 
 # squeue --Format fields, each followed by "|".  tres-alloc gives the total
-# memory (MinMemory may be per CPU) and, for a pending job, what it asks for.
+# memory (MinMemory may be per CPU), the nodes and CPUs (squeue's %D and %C)
+# and, for a pending job, what it asks for.
 SQUEUE_FIELDS = [
     "JobID", "ArrayJobID", "ArrayTaskID", "State", "Reason", "exit_code",
     "StartTime", "EndTime", "SubmitTime", "TimeUsed", "TimeLimit",
@@ -1961,12 +1980,15 @@ SQUEUE_ROW = {"raw_id": ("JobID", str), "reason": ("Reason", _text_or_none),
               "submitted_at": ("SubmitTime", parse_slurm_time), "start": ("StartTime", parse_slurm_time),
               "end": ("EndTime", parse_slurm_time), "elapsed_s": ("TimeUsed", parse_duration),
               "time_limit_s": ("TimeLimit", parse_duration), "requested_mem_mb": ("tres-alloc", parse_tres_mem),
-              "uid": ("UserID", _int_or_none), "partition": ("Partition", str)}
+              "uid": ("UserID", _int_or_none), "partition": ("Partition", str),
+              "nodes": ("tres-alloc", lambda t: _int_or_none(_tres(t, "node"))),
+              "cpus": ("tres-alloc", lambda t: _int_or_none(_tres(t, "cpu")))}
 SACCT_ROW = {"raw_id": ("JobIDRaw", str), "reason": ("Reason", _text_or_none),
              "submitted_at": ("Submit", parse_slurm_time), "start": ("Start", parse_slurm_time),
              "end": ("End", parse_slurm_time), "elapsed_s": ("ElapsedRaw", _int_or_none),
              "cpu_time_s": ("TotalCPU", parse_duration), "time_limit_s": ("Timelimit", parse_duration),
-             "uid": ("UID", _int_or_none), "partition": ("Partition", str), "alloc_cpus": ("AllocCPUS", _int_or_none)}
+             "uid": ("UID", _int_or_none), "partition": ("Partition", str), "alloc_cpus": ("AllocCPUS", _int_or_none),
+             "nodes": ("NNodes", _int_or_none)}
 
 
 def _rows(record, reading, parent, task):
@@ -1987,7 +2009,7 @@ def parse_squeue(text):
     Each row: {"id": "5" or "4_1", "parent": "5" or "4", "task": None or "1",
     "raw_id", "raw_state", "reason", "exit_code", "signal", "submitted_at",
     "start", "end", "elapsed_s", "time_limit_s", "requested_mem_mb", "uid",
-    "partition"}.  start/end are UTC ISO strings or None; their meaning
+    "partition", "nodes", "cpus"}.  start/end are UTC ISO strings or None; their meaning
     depends on the state (expected times for pending/running jobs)."""
     rows = []
     for f in _records(text, SQUEUE_FIELDS, trailing=True):
@@ -2010,7 +2032,7 @@ def parse_sacct(text):
     "mem_used_mb" and "mem_tasks" (the step whose tasks together used the
     most: the sum of its tasks' peaks, see step_mem_mb, and its task
     count), "requested_mem_mb" (the whole request), "alloc_cpus",
-    "time_limit_s", "uid", "partition", "steps_done"}.  Step rows (5.batch,
+    "time_limit_s", "uid", "partition", "nodes", "steps_done"}.  Step rows (5.batch,
     5.extern, 5.0) are folded into their job: steps_done is None while it
     has none, else whether all of them have ended."""
     jobs = {}
@@ -2176,6 +2198,9 @@ def _status(row, owner=None):
                 state=state, raw_state=raw, reason=reason, reason_text=reason_text, exit_code=exit_code, signal=sig,
                 started_at=started, estimated_start_at=estimated, ended_at=ended, elapsed_s=elapsed,
                 alloc_cpus=cpus if started else None, time_limit=format_duration(row["time_limit_s"]),
+                # where and on what, as squeue says: asked for while pending, held once running
+                partition=row["partition"] or None, nodes=row.get("nodes") or None,
+                cpus=row.get("cpus") or cpus,
                 # what the job held: its CPUs for its run time (efficiency's divisor)
                 cpu_alloc_s=elapsed * cpus if final and started and elapsed is not None and cpus else None)
 
@@ -4987,10 +5012,11 @@ JOB_FIELDS = [JobField(*row) for row in [
     ("origin", _or_none(lambda v: v == "outside"), ABSENT, "ours", True, None),  # outside_job_record
     ("time_limit", _opt_text, ABSENT, "status", True, None),
     ("signal", _or_none(_whole), ABSENT, "status", True, None),
-    ("mem_asked", _or_none(lambda v: isinstance(v, bool)), None, "submit", True, None)] + [  # memory asked for
+    ("mem_asked", _or_none(lambda v: isinstance(v, bool)), None, "submit", True, None),  # memory asked for
+    ("partition", _opt_text, ABSENT, "status", True, None)] + [
     (name, _opt_figure, ABSENT, "status", True, None) for name in (
         "elapsed_s", "cpu_time_s", "max_rss_mb", "requested_mem_mb", "mem_used_mb", "mem_tasks", "alloc_cpus",
-        "cpu_alloc_s")]]
+        "cpu_alloc_s", "nodes", "cpus")]]  # nodes, cpus: squeue's %D and %C (asked for while pending)
 JOB_META = {f.name: f.check for f in JOB_FIELDS}
 PUBLIC_TEXTS = [f.name for f in JOB_FIELDS if f.public == "text"]
 
@@ -5005,6 +5031,19 @@ def new_job_record(job_id, plan, scheduler_name, command, now):
     return dict(record, format=FORMAT, id=job_id, updated_at=now, submitted_at=now, tasks=[],
                 script_id=plan["script"]["id"], script_name=plan["script"]["name"], command=command,
                 scheduler=scheduler_name)
+
+
+def elapsed_of_limit(meta):
+    """What a job has run of its time limit, as squeue prints them: "12:03 /
+    1:00:00" (a waiting job "0:00 / 1:00:00"; no limit known: the run time
+    alone); None for a job that never ran and waits no more."""
+    elapsed = _figure(meta.get("elapsed_s")) if meta.get("started_at") else None
+    if elapsed is None and meta.get("state") == "PENDING" and meta.get("scheduler_id"):
+        elapsed = 0
+    limit = parse_duration(meta["time_limit"]) if isinstance(meta.get("time_limit"), str) else None
+    if elapsed is None:
+        return None
+    return slurm_time(elapsed) + (" / " + slurm_time(limit) if limit is not None else "")
 
 
 def _figure(value):
@@ -5335,6 +5374,7 @@ class JobRecords(StorePart):
         out["never_runs"] = pending and meta.get("reason") in NEVER_REASONS  # it waits for what cannot come
         out["efficiency"] = job_efficiency(meta)
         out["program_exit"] = program_exit(meta)
+        out["elapsed_of_limit"] = elapsed_of_limit(meta)
         try:
             out["where"], out["managed"] = self._where(meta), self._aimed(meta) is not None
         except SchedulerError:  # it cannot tell its own cluster's name now: the actions will say
@@ -6156,15 +6196,39 @@ def _brief_job(meta):
             "started_at": meta.get("started_at"), "ended_at": meta.get("ended_at")}
 
 
-BULK_IDS = 100  # the most jobs one bulk cancel or remove may name
-BULK_ACTIONS = ("cancel", "remove")
+# The jobs list's columns a user may show or hide (the job and its state
+# always show): key -> (heading, shown until the user chooses). The choice
+# is kept in SETTINGS_FILE in the user's state directory (jobs.columns).
+JOB_COLUMNS = {"name": ("Name", True), "script": ("Script", True), "reason": ("Reason", True),
+               "raw": ("Scheduler state", False), "partition": ("Partition", False),
+               "nodes": ("Nodes / CPUs", False), "elapsed": ("Elapsed / limit", True),
+               "submitted": ("Submitted", True), "started": ("Started", True), "ended": ("Ended", True),
+               "cpu": ("CPU", True), "memory": ("Memory", True), "time": ("Time", True)}
+SETTINGS_FILE = "settings.json"
+SETTINGS_LIMIT = 64 << 10  # the largest settings file read
+
+
+def job_columns(columns):
+    """The columns chosen (a list of JOB_COLUMNS keys), each once, in the
+    list's order; Invalid naming one that is not a column."""
+    if not _texts(columns):
+        raise Invalid("columns: give a list of column names.", {"columns": "a list of column names"})
+    bad = [c for c in columns if c not in JOB_COLUMNS]
+    if bad:
+        raise Invalid("columns: there is no column %r; use any of %s." % (bad[0][:40], ", ".join(JOB_COLUMNS)),
+                      {"columns": "unknown column"})
+    return [c for c in JOB_COLUMNS if c in columns]
+
+
+BULK_IDS = 100  # the most jobs one bulk action may name
+BULK_ACTIONS = tuple(BULK_WORDS)
 
 
 def bulk_ids(ids, action):
     """The ids of a bulk action, each once, in order; BadRequest for an
     action not in BULK_ACTIONS, no ids, or more than BULK_IDS."""
     if action not in BULK_ACTIONS:
-        raise BadRequest("action: use cancel or remove.", {"action": "cancel or remove"})
+        raise BadRequest("action: use %s." % " or ".join(BULK_ACTIONS), {"action": " or ".join(BULK_ACTIONS)})
     if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids) or not ids:
         raise BadRequest("id: select at least one job.", {"id": "select at least one job"})
     ids = list(dict.fromkeys(ids))
@@ -6175,8 +6239,9 @@ def bulk_ids(ids, action):
 
 
 class JobList(StorePart):
-    """The jobs list: searched, sorted and paged in the index; what a tab
-    shows of the user's jobs; bulk cancel and remove."""
+    """The jobs list: searched, sorted and paged in the index; the columns
+    the user chose for it; what a tab shows of the user's jobs; bulk cancel,
+    remove, hold and release."""
 
     @operation("jobs.list")
     def jobs_list(self, state=None, page=1, per_page=50, q=None, sort=None, order=None, since=None, until=None):
@@ -6217,11 +6282,34 @@ class JobList(StorePart):
         for job_id, _, _ in rows[start:start + per_page]:
             with contextlib.suppress(Conflict, NotFound):  # removed meanwhile by another daemon
                 shown.append(self._public_job(self._job_meta(job_id)))
-        return {"jobs": shown,
+        return {"jobs": shown, "columns": self._job_columns(),
                 "broken": broken, "total": len(rows), "page": page, "per_page": per_page,
                 "query": {"state": state, "q": typed or None, "sort": sort, "order": "desc" if descending else "asc",
                           "from": since, "to": until},
                 "scheduler": scheduler_state}
+
+    def _job_columns(self):
+        """The columns the user chose for the list (SETTINGS_FILE), or the
+        defaults while they have not chosen (or the file cannot be used:
+        said in the log, never an error)."""
+        try:
+            settings = parse_json(read_file(os.path.join(self.root, SETTINGS_FILE), SETTINGS_LIMIT))
+            return job_columns(settings["job_columns"])
+        except FileNotFoundError:
+            pass
+        except (OSError, ValueError, TypeError, KeyError, FlightJobError) as e:  # edited by hand: anything
+            log.warning("%s cannot be used (%s): the list shows its default columns", SETTINGS_FILE,
+                        getattr(e, "message", e))
+        return [c for c, (_, shown) in JOB_COLUMNS.items() if shown]
+
+    @operation("jobs.columns", writes=True)
+    def jobs_columns(self, columns=None):
+        """Keep the columns the user chose for the jobs list (JOB_COLUMNS
+        keys; the rest hidden), in SETTINGS_FILE: {"columns": those kept}."""
+        columns = job_columns(columns)
+        with self._writing():
+            write_json(os.path.join(self.root, SETTINGS_FILE), {"format": FORMAT, "job_columns": columns})
+        return {"columns": columns}
 
     @operation("jobs.activity")
     def jobs_activity(self, watch=None):
@@ -6281,27 +6369,36 @@ class JobList(StorePart):
         except FlightJobError as e:
             return {"id": name_text(job_id[:80]), "can": False, "why": e.message}
         out = {"id": job_id, "scheduler_id": meta.get("scheduler_id"), "state": meta["state"],
+               "reason_text": meta.get("reason_text") if meta["state"] in UNFINISHED else None,
                "name": meta.get("job_name") or meta.get("script_name") or "", "can": True, "why": None}
         finished = meta["state"] in FINISHED
         if action == "remove" and not finished:
             out.update(can=False, why="it has not finished: cancel it first, or wait")
-        elif action == "cancel" and finished:
+        elif action != "remove" and finished:
             out.update(can=False, why="it has already finished")
-        elif action == "cancel" and not meta.get("scheduler_id"):
+        elif action != "remove" and not meta.get("scheduler_id"):
             out.update(can=False, why="its submission is not settled yet: try again in a moment")
-        elif action == "cancel" and not self._aimed(meta):
+        elif action in ("hold", "release") and meta["state"] != "PENDING":
+            out.update(can=False, why="it has already started: only a waiting job can be %s" % BULK_WORDS[action][2])
+        elif action == "hold" and meta.get("reason") in HELD_REASONS:
+            out.update(can=False, why="it is already held")
+        elif action == "release" and meta.get("reason") not in HELD_REASONS:
+            out.update(can=False, why="it is not held")
+        elif action != "remove" and not self._aimed(meta):
             out.update(can=False, why="it runs %s, which this service does not manage" % self._where(meta))
         return out
 
     @operation("jobs.bulk", writes=True)
     def jobs_bulk(self, ids, action):
-        """Cancel several unfinished jobs, or remove several finished jobs'
-        records (results are never touched), at most BULK_IDS; each id goes
-        through check_id, and one that is not a job of this user, or not in
-        a state for the action, is left as it is. Cancels are asked one job
-        at a time, then the scheduler's states read with ONE status call a
-        round, for at most 2 s while any is still unfinished.
-        Per id what happened: jobs_pick's answer with done True or False."""
+        """Cancel, hold or release several unfinished jobs, or remove several
+        finished jobs' records (results are never touched), at most
+        BULK_IDS; each id goes through check_id, and one that is not a job
+        of this user, or not in a state for the action, or that the
+        scheduler refuses, is left as it is (never failing the others). The
+        scheduler is asked one job at a time, then its states read with ONE
+        status call a round, for at most 2 s while any has not settled
+        (ended; held; released). Per id what happened: jobs_pick's answer
+        with done True or False."""
         done = []
         for pick in self.jobs_pick(ids, action):
             if pick["can"]:
@@ -6309,17 +6406,24 @@ class JobList(StorePart):
                     if action == "remove":
                         self.job_delete(pick["id"])
                     else:
-                        self._aimed(self._job_meta(pick["id"]), "cancelled").cancel(pick["scheduler_id"])
-                        self._update_job(pick["id"], {"cancel_requested_at": now_iso()})
+                        sched = self._aimed(self._job_meta(pick["id"]), BULK_WORDS[action][2])
+                        getattr(sched, action)(pick["scheduler_id"])
+                        if action == "cancel":
+                            self._update_job(pick["id"], {"cancel_requested_at": now_iso()})
                 except FlightJobError as e:
                     pick.update(can=False, why=e.message)
             done.append(dict(pick, done=pick["can"]))
-        cancelled = [d for d in done if d["done"] and action == "cancel"]
-        if cancelled:
-            self._await_settled([d["id"] for d in cancelled])
-        for d in cancelled:
+        acted = [d for d in done if d["done"] and action != "remove"]
+        if acted:
+            self._await_settled([d["id"] for d in acted], {
+                "cancel": lambda meta: meta["state"] not in UNFINISHED,
+                "hold": lambda meta: meta["state"] != "PENDING" or meta.get("reason") in HELD_REASONS,
+                "release": lambda meta: meta["state"] != "PENDING" or meta.get("reason") not in HELD_REASONS}[action])
+        for d in acted:
             with contextlib.suppress(Conflict, NotFound):
-                d["state"] = self._job_meta(d["id"])["state"]
+                meta = self._job_meta(d["id"])
+                d.update(state=meta["state"], reason_text=meta.get("reason_text") if meta["state"] in UNFINISHED
+                         else None)
         return {"action": action, "jobs": done}
 
 
@@ -6993,8 +7097,8 @@ def _job_defaults(value):
                                            for d in value.values())
 
 
-
 _ARCHIVE_PIECE = _shape(token=str, data=str, eof=bool)
+_COLUMN = (lambda v: isinstance(v, str) and v in JOB_COLUMNS)
 ANSWERS = dict({op: (None, _JOB) for op in ("jobs.submit", "jobs.get", "jobs.cancel", "jobs.hold", "jobs.release",
                                               "jobs.time_limit", "jobs.cancel_task")},
                **{op: (None, _SCRIPT) for op in ("scripts.create", "scripts.get", "scripts.update", "scripts.copy",
@@ -7007,7 +7111,9 @@ ANSWERS = dict({op: (None, _JOB) for op in ("jobs.submit", "jobs.get", "jobs.can
                                         job_defaults=_job_defaults)),
     "jobs.preview": (None, _shape(script=_SCRIPT, questions=list, answers=dict, options=_texts, command=_texts,
                                   outputs=dict, ignored_options=list, extra_options=_texts, job_defaults=_each(str))),
-    "jobs.list": (None, _shape(jobs=_each(_JOB), broken=_each(_BROKEN), total=int, page=int, per_page=int, query=dict)),
+    "jobs.list": (None, _shape(jobs=_each(_JOB), broken=_each(_BROKEN), total=int, page=int, per_page=int, query=dict,
+                               columns=_each(_COLUMN))),
+    "jobs.columns": (SMALL_ANSWER, _shape(columns=_each(_COLUMN))),
     "jobs.overview": (None, _shape(jobs=_each(_JOB), total=int, broken=int, counts=dict, scripts=int,
                                    cluster=_or_none(_shape(partitions=list)))),
     "jobs.files": (None, _shape(path=str, files=_each(_shape(name=str, type=str)))),
@@ -10107,6 +10213,7 @@ def api_jobs_bulk(app, user):
     return app.json(app.call(user, "jobs.bulk", ids=ids, action=action))
 
 
+api_call("POST", "/api/jobs/columns", "jobs.columns", ("columns",))
 api_call("POST", "/api/jobs", "jobs.submit", ("script", "answers", "after", "make_folders", "extra_options"), 201)
 
 
@@ -10254,22 +10361,33 @@ def api_output(app, user, id, which):
 def page_jobs(app, user):
     values = list_page(app, user, "jobs.list", JOBS_QUERY, "/jobs", paged=True)
     return app.render("jobs", title="Jobs", states=STATES, crumbs=[("Jobs", None)], page_no=values["page"],
-                      per_pages=PER_PAGE, **values)
+                      per_pages=PER_PAGE, sorts=JOB_SORTS, column_names=JOB_COLUMNS, **values)
+
+
+@route("/jobs/columns", "POST")
+def page_jobs_columns(app, user):
+    """The jobs page's column choice (its form, ticked columns shown), kept;
+    then the list again, with the search it was chosen on."""
+    form = app.form()
+    app.call(user, "jobs.columns", columns=form.getall("column"))
+    query = urllib.parse.urlencode([(k, form.get(k)) for k in list(JOBS_QUERY) + ["page", "per_page"] if form.get(k)])
+    return see_other("/jobs" + ("?" + query if query else ""))
 
 
 def bulk_page(app, action, picks, results):
     """The bulk action's page: the jobs it will act on (results None) or acted on, and how each went."""
-    return app.render("bulk", title=BULK_TITLES[action], action=action, picks=picks, results=results,
-                      crumbs=[("Jobs", "/jobs"), (BULK_TITLES[action], None)])
+    return app.render("bulk", title=BULK_WORDS[action][0], action=action, words=BULK_WORDS[action], picks=picks,
+                      results=results, crumbs=[("Jobs", "/jobs"), (BULK_WORDS[action][0], None)])
 
 
 @route("/jobs/bulk")
 def page_jobs_bulk_confirm(app, user):
-    """The page that asks before a bulk cancel or remove (the jobs page's
-    selection, sent with GET so it works without JavaScript): which of the
-    jobs it will act on, and which it cannot, and why."""
+    """The page that asks before a bulk action (the jobs page's selection,
+    sent with GET so it works without JavaScript; all=1, the list's
+    select-all, takes every job of the page, page_id): which of the jobs it
+    will act on, and which it cannot, and why."""
     action = _text_query("action")
-    ids = bulk_ids(_query_texts("id"), action)  # 400 before the worker is asked
+    ids = bulk_ids(_query_texts("page_id" if _text_query("all") == "1" else "id"), action)  # 400 before the worker
     return bulk_page(app, action, app.call(user, "jobs.pick", ids=ids, action=action), None)
 
 

@@ -1,15 +1,15 @@
 % rebase('base', page=page)
-% verb = {'cancel': 'cancel', 'remove': 'remove'}[action]
+% title, button, done_word, effect, danger = words
 % able = [p for p in picks if p['can']]
 <section class="card confirm" id="bulk-{{'done' if results else 'confirm'}}">
 <h1>{{page['title']}}</h1>
 % if results:
 % done = [p for p in picks if p['done']]
-<p role="status">{{len(done)}} of {{len(picks)}} {{'job' if len(picks) == 1 else 'jobs'}} {{'cancelled' if action == 'cancel' else 'removed'}}.</p>
+<p role="status">{{len(done)}} of {{len(picks)}} {{'job' if len(picks) == 1 else 'jobs'}} {{done_word}}.</p>
 % elif able:
-<p>{{'Cancel' if action == 'cancel' else 'Remove'}} {{'this job' if len(able) == 1 else 'these %d jobs' % len(able)}}? {{'They stop at once and their results may be incomplete.' if action == 'cancel' else 'Their records leave the list; their result files are kept.'}}</p>
+<p>{{button}} {{'this job' if len(able) == 1 else 'these %d jobs' % len(able)}}? {{effect}}</p>
 % else:
-<p class="error" role="alert">None of the selected jobs can be {{'cancelled' if action == 'cancel' else 'removed'}}.</p>
+<p class="error" role="alert">None of the selected jobs can be {{done_word}}.</p>
 % end
 <ul class="bulk-jobs">
 % for p in picks:
@@ -17,13 +17,16 @@
   % if p.get('state'):
   <a href="/jobs/{{p['id']}}">{{'Job ' + p['scheduler_id'] if p.get('scheduler_id') else '(not submitted)'}}</a> {{p['name']}}
   % include('badge', job=p)
+  % if p.get('reason_text'):
+  <span class="muted" data-field="reason_text">{{p['reason_text']}}</span>
+  % end
   % else:
   Job <code>{{p['id']}}</code>
   % end
   % if results:
-  — {{('cancelled' if action == 'cancel' else 'removed') if p['done'] else 'left as it is: %s' % p['why']}}
+  — {{done_word if p['done'] else 'left as it is: %s' % p['why']}}
   % elif not p['can']:
-  — cannot be {{'cancelled' if action == 'cancel' else 'removed'}}: {{p['why']}}
+  — cannot be {{done_word}}: {{p['why']}}
   % end
 </li>
 % end
@@ -38,7 +41,7 @@
   <input type="hidden" name="id" value="{{p['id']}}">
   % end
   <div class="actions">
-    <button type="submit" class="danger">{{'Cancel' if action == 'cancel' else 'Remove'}} {{len(able)}} {{'job' if len(able) == 1 else 'jobs'}}</button>
+    <button type="submit"{{!' class="danger"' if danger else ' class="primary"'}}>{{button}} {{len(able)}} {{'job' if len(able) == 1 else 'jobs'}}</button>
     <a class="button" href="/jobs">Keep {{'it' if len(able) == 1 else 'them'}}</a>
   </div>
 </form>

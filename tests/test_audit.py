@@ -231,6 +231,15 @@ def scenario(s, slow_script):
     assert s.ok("POST", "/api/jobs/%s/time-limit" % wid, {"time_limit": "30"})["time_limit"] == "0:30:00"
     s.form("/jobs/%s/time-limit" % wid, {"time_limit": "0:20:00"})
     assert s.wait(wid, test=lambda j: j["time_limit"] == "0:20:00")["state"] == "PENDING"
+    # the list's select-all (all=1, the page's ids) and bulk hold, by the pages; bulk release by the API
+    s.page("/jobs/bulk?action=hold&all=1&page_id=%s" % wid)
+    s.form("/jobs/bulk", [("csrf", s.csrf), ("action", "hold"), ("id", wid)], status=200)
+    s.wait(wid, test=lambda j: j["reason"] == "JobHeldUser")
+    assert s.ok("POST", "/api/jobs/bulk", {"action": "release", "ids": [wid]})["jobs"][0]["done"]
+    # the list's columns chosen, kept in the home by the worker: by the API and by the page's form
+    assert s.ok("POST", "/api/jobs/columns", {"columns": ["raw", "partition"]})["columns"] == ["raw", "partition"]
+    s.form("/jobs/columns", [("csrf", s.csrf), ("column", "nodes"), ("column", "reason")])
+    assert s.ok("GET", "/api/jobs")["columns"] == ["reason", "nodes"]
     # an array job: one task cancelled by the page, one by the API, then the rest
     array = s.ok("POST", "/api/scripts", {"template": "serial", "name": "array"}, status=201)
     s.ok("PATCH", "/api/scripts/" + array["id"], {"content": slow_script.replace(

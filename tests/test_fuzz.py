@@ -51,14 +51,15 @@ FIELDS = {  # keys the routes read, so hostile values reach the checks behind th
     "/api/scripts/<id>/preview": ["answers"],
     "/api/jobs": ["script", "answers"],
     "/api/jobs/bulk": ["action", "ids"],
+    "/api/jobs/columns": ["columns"],
 }
 ANSWER_KEYS = ["working_dir", "job_name", "output_file", "merge_output", "error_file",
                "partition", "time", "mem", "account", "nodes", "ntasks", "array", "cpus", "x" * 70]
 FORM_FIELDS = ["csrf", "login_csrf", "username", "password", "next", "name", "notes", "field",
                "text", "etag", "action", "id", "q_working_dir", "q_job_name", "q_output_file",
-               "q_merge_output", "q_time", "q_partition", "q_mem", "q_array"]
+               "q_merge_output", "q_time", "q_partition", "q_mem", "q_array", "column", "page_id"]
 QUERY = ["state", "page", "per_page", "tail", "list", "script", "all", "edit", "next", "token", "q", "sort", "order",
-         "from", "to", "id", "action"]
+         "from", "to", "id", "action", "page_id"]
 
 
 def deep(n):

@@ -441,3 +441,100 @@ def test_index_is_written_and_a_corrupt_one_rebuilt(alice_jobs, multi_app, caplo
     # and only logged: the worker's warning, in root's log under the user's name
     wait_for(lambda: [r for r in caplog.records if r.getMessage().startswith("worker of %s: " % alice.name)
                       and "the job index could not be written" in r.getMessage()], 10, "the warning in the log")
+
+
+# the columns a user chooses (issue 27 item 3)
+
+def column_heads(page):
+    """{column: shown} of the list's table, from its header."""
+    return {th["data-col"]: not th.has_attr("hidden") for th in page.html.select("table.list thead th[data-col]")}
+
+
+def test_the_columns_chosen_are_kept_for_the_user_across_logins_and_without_javascript(alice_jobs, unix_users):
+    a, web, h, alice, ids = alice_jobs
+    page = web.get("/jobs?q=a&per_page=25")
+    heads = column_heads(page)
+    assert heads["raw"] is heads["partition"] is heads["nodes"] is False and heads["reason"] and heads["name"]
+    cells = page.html.select("tr[data-job] td[data-col=raw]")
+    assert cells and all(td.has_attr("hidden") for td in cells)  # every row's cell hides with its heading
+    # the form, as a browser without JavaScript sends it: the boxes ticked are the columns shown
+    form = page.forms["columns"]
+    assert form.method.lower() == "post" and form.action == "/jobs/columns"
+    for box in form.fields["column"]:
+        box.checked = box._value in ("raw", "partition", "nodes", "elapsed")
+    done = form.submit(status=303)
+    assert done.headers["Location"].endswith("/jobs?q=a&per_page=25")  # the list it was chosen on
+    kept = os.path.join(state_dir(alice), flightjobd.SETTINGS_FILE)
+    assert os.stat(kept).st_uid == alice.uid  # in her home, written as her
+    assert json.load(open(kept))["job_columns"] == ["raw", "partition", "nodes", "elapsed"]
+    # a new login (another browser, no cookie of the old one) shows the same columns
+    again, _ = login(a, alice)
+    heads = column_heads(again.get("/jobs"))
+    assert [c for c, shown in heads.items() if shown] == ["select", "job", "state", "raw", "partition", "nodes",
+                                                          "elapsed"]
+    assert again.get("/api/jobs").json["columns"] == ["raw", "partition", "nodes", "elapsed"]
+    row = again.get("/jobs").html.select_one("tr[data-job='%s']" % ids["beta"])
+    assert row.select_one("td[data-col=raw]").text == "FAILED" and not row.select_one("td[data-col=raw]").has_attr("hidden")
+    # another user's are their own
+    bob = unix_users.create()
+    write_record(bob, 1, "bobs", "bobs script", "55", "COMPLETED", BASE)
+    web_bob, h_bob = login(a, bob)
+    assert not column_heads(web_bob.get("/jobs"))["raw"]
+    # the API: known columns only, named when not; with the CSRF token only
+    r = web.post_json("/api/jobs/columns", {"columns": ["raw", "shoe size"]}, headers=h, status=422)
+    assert "shoe size" in r.json["error"]["message"] and list(r.json["error"]["fields"]) == ["columns"]
+    web.post_json("/api/jobs/columns", {"columns": "raw"}, headers=h, status=422)
+    web.post_json("/api/jobs/columns", {"columns": ["name"]}, status=403)
+    web.post("/jobs/columns", {"column": "name"}, status=403)
+    assert web.post_json("/api/jobs/columns", {"columns": ["time", "name", "name"]}, headers=h).json == {
+        "columns": ["name", "time"]}
+    assert web.get("/api/jobs").json["columns"] == ["name", "time"]
+    # a settings file made unusable by hand: the defaults, never an error
+    with open(kept, "w") as f:
+        f.write('{"job_columns": ["../../etc"]}')
+    assert web.get("/api/jobs").json["columns"] == [c for c, (_, on) in flightjobd.JOB_COLUMNS.items() if on]
+
+
+def test_select_all_and_bulk_hold_then_release_job_by_job(alice_jobs):
+    """The header's box (all=1) takes every job of the page without
+    JavaScript; bulk hold holds the waiting ones and says of each other job
+    why not; bulk release lets them go."""
+    a, web, h, alice, ids = alice_jobs
+    first = running_job(web, h)
+    sid = web.get("/api/jobs/" + first).json["script_id"]
+    waiting = [web.post_json("/api/jobs", {"script": sid, "answers": {}, "after": {"job": first}}, headers=h).json["id"]
+               for _ in range(2)]
+    for jid in waiting:
+        wait_for(lambda: web.get("/api/jobs/" + jid).json["reason"] == "Dependency", 30, "waiting on the first")
+    page = web.get("/jobs?state=PENDING")
+    head = page.html.select_one("thead input#select-all")
+    assert head["name"] == "all" and head["form"] == "bulk" and head["aria-label"]
+    assert sorted(i["value"] for i in page.html.select("form#bulk input[name=page_id]")) == sorted(waiting)
+    reasons = [td.text for td in page.html.select("tr[data-job] td[data-field=reason_text]")]
+    assert reasons and all("waiting for" in r for r in reasons), reasons
+    # all=1 with the page's ids, and one more job named: the page's jobs
+    confirm = web.get("/jobs/bulk?action=hold&all=1&%s&id=%s" % ("&".join("page_id=" + i for i in waiting + [first]),
+                                                                 ids["beta"]))
+    items = {li["data-job"]: li.text for li in confirm.html.select("#bulk-confirm li")}
+    assert set(items) == set(waiting + [first])
+    assert "cannot be held: it has already started" in items[first]
+    form = [f for f in confirm.forms.values() if f.action == "/jobs/bulk"][0]
+    assert sorted(f.value for f in form.fields["id"]) == sorted(waiting)
+    done = form.submit()
+    assert "2 of 2 jobs held." in done.text
+    for jid in waiting:
+        job = web.get("/api/jobs/" + jid).json
+        assert job["held"] and job["reason_text"] == "held by the user", job
+    # release by the API: a job not held, or finished, is said why, the others go on
+    r = web.post_json("/api/jobs/bulk", {"action": "release", "ids": waiting + [ids["beta"], first]}, headers=h).json
+    outcome = {j["id"]: (j["done"], j["why"]) for j in r["jobs"]}
+    assert outcome[waiting[0]] == outcome[waiting[1]] == (True, None)
+    assert outcome[ids["beta"]] == (False, "it has already finished")
+    assert outcome[first] == (False, "it has already started: only a waiting job can be released")
+    for jid in waiting:
+        assert not web.get("/api/jobs/" + jid).json["held"]
+    hold_again = web.post_json("/api/jobs/bulk", {"action": "hold", "ids": waiting[:1]}, headers=h).json["jobs"]
+    assert hold_again[0]["done"]
+    assert web.post_json("/api/jobs/bulk", {"action": "hold", "ids": waiting[:1]}, headers=h).json["jobs"][0]["why"] \
+        == "it is already held"
+    web.post_json("/api/jobs/bulk", {"action": "cancel", "ids": waiting + [first]}, headers=h)

@@ -192,6 +192,35 @@ def test_parse_squeue_pending_jobs_and_array_tasks():
     assert rows[JOBS["completed"]]["uid"] == 1001
 
 
+def test_where_and_on_what_a_job_runs_is_squeue_s_partition_nodes_and_cpus():
+    """What the list's Partition and Nodes / CPUs columns show (issue 27):
+    squeue's own, from its Partition and tres-alloc (%D and %C), asked for
+    while the job waits; sacct's NNodes and AllocCPUS once squeue forgot it."""
+    rows = {r["id"]: r for r in sa.parse_squeue(data("squeue_1_submitted.txt"))}
+    assert (rows[JOBS["bigcpu"]]["partition"], rows[JOBS["bigcpu"]]["nodes"], rows[JOBS["bigcpu"]]["cpus"]) == (
+        "debug", 1, 2)
+    s, _ = scheduler(data("squeue_1_submitted.txt"), data("sacct_1_submitted.txt"))
+    st = s.status([JOBS["bigcpu"], JOBS["held"], JOBS["array"]])
+    assert {k: st[JOBS["bigcpu"]][k] for k in ("partition", "nodes", "cpus")} == {
+        "partition": "debug", "nodes": 1, "cpus": 2}
+    assert st[JOBS["array"]]["partition"] == "debug" and st[JOBS["array"]]["cpus"] == 1
+    row = dict(sa.parse_sacct(data("sacct_6_final.txt").replace("|debug|||", "|long|4|2|", 1))[0])
+    assert (row["partition"], row["nodes"], sa._status(row)["cpus"]) == ("long", 2, 4)
+    assert sa.parse_squeue("1|1|N/A|PENDING|None|0|N/A|N/A|N/A|0:00|1:00|billing=1|1001|debug|\n")[0]["cpus"] is None
+
+
+def test_elapsed_of_limit_reads_as_squeue_prints_its_times():
+    assert [sa.slurm_time(t) for t in (0, 5, 723, 3599, 3600, 86400 + 61, None)] == [
+        "0:00", "0:05", "12:03", "59:59", "1:00:00", "1-00:01:01", None]
+    job = {"state": "RUNNING", "scheduler_id": "5", "started_at": "2026-11-25T15:39:08Z", "elapsed_s": 723,
+           "time_limit": "1:00:00"}
+    assert sa.elapsed_of_limit(job) == "12:03 / 1:00:00"
+    assert sa.elapsed_of_limit(dict(job, state="PENDING", started_at=None, elapsed_s=None)) == "0:00 / 1:00:00"
+    assert sa.elapsed_of_limit(dict(job, time_limit=None)) == "12:03"  # UNLIMITED, or not told
+    assert sa.elapsed_of_limit(dict(job, state="CANCELLED", started_at=None)) is None  # never ran
+    assert sa.elapsed_of_limit(dict(job, state="PENDING", scheduler_id=None, started_at=None)) is None  # submitting
+
+
 def test_parse_squeue_exit_code_is_a_wait_status():
     rows = {r["id"]: r for r in sa.parse_squeue(data("squeue_6_final.txt"))}
     assert (rows[JOBS["exit3"]]["exit_code"], rows[JOBS["exit3"]]["signal"]) == (3, 0)

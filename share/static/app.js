@@ -226,6 +226,20 @@
       mem.textContent = eff.mem_used_mb < 1024 ? Math.round(eff.mem_used_mb) + " MiB"
         : (eff.mem_used_mb / 1024).toFixed(1).replace(/\.0$/, "") + " GiB";
     }
+    // the scheduler's columns, the same words as jobs.tpl's
+    var known = job.nodes != null || job.cpus != null;
+    var texts = {
+      reason_text: job.state !== "COMPLETED" ? job.reason_text || "" : "", raw_state: job.raw_state || "",
+      partition: job.partition || "", elapsed_of_limit: job.elapsed_of_limit || "",
+      nodes: known ? [job.nodes, job.cpus].map(function (n) { return n == null ? "?" : String(n); }).join(" / ") : ""
+    };
+    Object.keys(texts).forEach(function (key) {
+      var cell = tr.querySelector('[data-field="' + key + '"]');
+      if (cell && cell.textContent !== texts[key]) {
+        cell.textContent = texts[key];
+        changed = changed || key !== "elapsed_of_limit";  // a run time ticks: no reason to look sooner
+      }
+    });
     return changed;
   }
 
@@ -246,6 +260,50 @@
         });
         return unfinishedRows(table).length ? changed : null;
       });
+    });
+  }
+
+  /* ---- the jobs list: select all, the columns shown --------------------- */
+
+  // The header's checkbox (name=all, which without JavaScript makes the bulk
+  // page take every job of the page) ticks and unticks the rows' too, and
+  // shows whether all, some or none of them are ticked.
+  function selectAll(box) {
+    var table = box.closest("table");
+    function rows() { return $all('tbody input[type=checkbox][name=id]', table); }
+    function show() {
+      var ticked = rows().filter(function (r) { return r.checked; }).length;
+      box.checked = ticked > 0 && ticked === rows().length;
+      box.indeterminate = ticked > 0 && ticked < rows().length;
+    }
+    box.addEventListener("change", function () {
+      rows().forEach(function (r) { r.checked = box.checked; });
+      box.indeterminate = false;
+    });
+    table.addEventListener("change", function (event) { if (event.target !== box) { show(); } });
+    show();
+  }
+
+  // The column choice: a box ticked or not shows or hides its column at once
+  // and is kept for the user (POST /api/jobs/columns); without JavaScript
+  // the form's button does the same.
+  function chooseColumns(form) {
+    var status = form.querySelector("[data-columns-status]");
+    function say(text) { if (status) { status.textContent = text; status.hidden = !text; } }
+    form.addEventListener("change", function () {
+      var chosen = $all('input[name=column]', form).filter(function (c) { return c.checked; })
+        .map(function (c) { return c.value; });
+      $all('input[name=column]', form).forEach(function (c) {
+        $all('table[data-live-jobs] [data-col="' + CSS.escape(c.value) + '"]').forEach(function (cell) {
+          cell.hidden = !c.checked;
+        });
+      });
+      say("Saving\u2026");
+      fetch("/api/jobs/columns", { method: "POST", credentials: "same-origin",
+        headers: { "Content-Type": "application/json", "Accept": "application/json", "X-CSRF-Token": csrfToken() },
+        body: JSON.stringify({ columns: chosen }) }).then(function (r) {
+        say(r.ok ? "Saved." : "Not saved (HTTP " + r.status + "): try again.");
+      }, function () { say("Not saved: the service did not answer."); });
     });
   }
 
@@ -988,6 +1046,8 @@
     $all(".table-wrap").forEach(scrollable);
     $all("details[data-collapse-narrow]").forEach(collapseNarrow);
     $all("table[data-live-jobs]").forEach(liveJobsList);
+    $all("#select-all").forEach(selectAll);
+    $all("form[data-columns]").forEach(chooseColumns);
     $all("[data-live-job]").forEach(liveJob);
     $all("pre[data-follow][data-job]").forEach(follow);
     $all("form").forEach(askWhen);
