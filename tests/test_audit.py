@@ -140,7 +140,7 @@ class Session(Api):
 def start_audited(make_daemon, runtime, log, scheduler):
     d = make_daemon(start=False, server={"multi_user": True}, worker=runtime,
                     storage={"state_dir": "~/.local/share/flight-job"}, templates={"site_dirs": []},
-                    scheduler=scheduler)
+                    scheduler=scheduler, metrics={"allow": ["127.0.0.1/32"]})
     d.argv = [sys.executable, LAUNCHER, str(log)]
     return d.start()
 
@@ -152,6 +152,7 @@ def scenario(s, slow_script):
     s.page("/static/style.css")
     s.page("/")
     s.ok("GET", "/api/session")
+    assert "flightjobd_requests_total" in s.page("/metrics")
     s.page("/templates")
     assert "serial" in [t["id"] for t in s.ok("GET", "/api/templates")["templates"]]
     s.ok("GET", "/api/templates/serial")
@@ -176,6 +177,12 @@ def scenario(s, slow_script):
     s.ok("POST", "/api/scripts/%s/save-as-template" % sid, {"name": "Audit", "id": "audit-mine"}, status=201)
     s.form("/scripts/%s/save-as-template" % sid, {"name": "Audit by form", "id": "audit-form"})
     assert {"audit-mine", "audit-form"} <= {t["id"] for t in s.ok("GET", "/api/templates")["templates"]}
+    # a script's answers changed (its text was edited above: the answers saved, the text kept) and a step checked
+    s.ok("POST", "/api/templates/serial/check", {"answers": {"job_name": "audit"}})
+    s.page("/scripts/%s/answers" % sid)
+    changed = s.ok("PUT", "/api/scripts/%s/answers" % sid, {"answers": {"job_name": "audited"}, "text": "mine"})
+    s.form("/scripts/%s/answers" % sid, {"etag": changed["etag"], "action": "update", "q_job_name": "again"},
+           status=200)
     s.ok("GET", "/api/scripts/%s/submission" % sid)
     s.ok("POST", "/api/scripts/%s/preview" % sid, {"answers": {}})
     s.page("/scripts/%s/submit" % sid)
