@@ -152,7 +152,7 @@ def scenario(s, slow_script):
     s.page("/static/style.css")
     s.page("/")
     s.ok("GET", "/api/session")
-    assert "flightjobd_requests_total" in s.page("/metrics")
+    assert "flightjobd_status_poll_rounds_total" in s.page("/metrics")
     s.page("/templates")
     assert "serial" in [t["id"] for t in s.ok("GET", "/api/templates")["templates"]]
     s.ok("GET", "/api/templates/serial")
