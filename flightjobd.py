@@ -9107,8 +9107,10 @@ class App:
         """(user, session) for this request. The user the site's proxy
         names (proxy_user) has a session of their own: this one if it is
         theirs, else a new one (cookie set), once check_vouched passes.
-        Otherwise pages take the session cookie; the API also takes HTTP
-        Basic (then session is None). None when not logged in."""
+        Otherwise pages take the session cookie, only from the proxy while
+        auth.password_login is false (a session a password made before, a
+        cookie carried off to the daemon directly, go no further); the API
+        also takes HTTP Basic (then session is None). None when not logged in."""
         vouched = self.proxy_user()
         session = self.auth.get(bottle.request.get_cookie(COOKIE))
         if vouched is not None:
@@ -9119,7 +9121,7 @@ class App:
                 bottle.response.delete_cookie(COOKIE, path="/")
             name = self.auth.check_vouched(vouched)
             return name, self.login(name)
-        if session:
+        if session and (self.config["auth"]["password_login"] or self.from_proxy()):
             return session.user, session
         header = bottle.request.headers.get("Authorization", "")
         if api and header.lower().startswith("basic "):
@@ -9671,7 +9673,8 @@ def page_login(app, user):
         return see_other(safe_next(bottle.request.query.get("next")))
     token = bottle.request.query.get("token")
     if token is not None:
-        if not app.config["server"]["multi_user"] and app.auth.use_login_token(token):
+        if not app.config["server"]["multi_user"] and app.config["auth"]["password_login"] \
+                and app.auth.use_login_token(token):
             app.login(app.daemon_user)
             return see_other("/")
         return app.login_page("That login link has already been used or is not valid; "
@@ -10561,11 +10564,12 @@ def serve(config):
     base = config["server"]["base_url"].rstrip("/") or "http://%s:%s" % (host, server.effective_port)
     log.info("serving on %s:%s (%s mode)", host, server.effective_port,
              "multi-user" if config["server"]["multi_user"] else "single-user")
-    if not config["server"]["multi_user"]:
+    if not config["server"]["multi_user"] and config["auth"]["password_login"]:
         print("flightjobd: log in as %s at %s/login?token=%s" % (a.daemon_user, base, a.auth.login_token),
               flush=True)
     else:  # a line on stdout in both modes, for whoever waits for the start
-        print("flightjobd: serving at %s (multi-user mode)" % base, flush=True)
+        print("flightjobd: serving at %s (%s mode)" % (base, "multi-user" if config["server"]["multi_user"]
+                                                       else "single-user, passwords off"), flush=True)
     try:
         server.run()
     except (KeyboardInterrupt, SystemExit):

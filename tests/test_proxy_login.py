@@ -17,7 +17,7 @@ import urllib.parse
 import pytest
 
 import flightjobd
-from support import Nginx, free_port, wait_for
+from support import Nginx, free_port, wait_for, write_toml
 from test_metrics import samples, scrape, value
 
 pytestmark = pytest.mark.root
@@ -176,6 +176,35 @@ def test_with_password_login_off_the_proxy_is_the_only_way_in(proxy_site):
     assert status == 200 and s.alice.name in page and web.cookie
     assert web.json("GET", "/api/session")["user"] == s.alice.name
     assert logins(s.d.url, "success") == 1
+
+
+def test_with_passwords_turned_off_a_session_is_honoured_only_through_the_proxy(proxy_site):
+    """Sessions outlive a restart (the session store), so one made with a
+    password while passwords were on would outlast turning them off: once
+    off, a session is honoured only on the proxy's requests. Reached
+    directly, a password's session and a proxy's session whose cookie is
+    carried off to the daemon are not logged in (401); through the proxy
+    the same session goes on."""
+    s = proxy_site
+    own = Browser(s.d.port)
+    assert own.json("POST", "/api/login", {"username": s.alice.name, "password": s.alice.password})["user"]
+    web = s.via(s.alice.name)
+    csrf = web.json("GET", "/api/session")["csrf_token"]
+    carried = Browser(s.d.port)
+    carried.cookie = web.cookie
+    assert own.json("GET", "/api/session")["user"] == carried.json("GET", "/api/session")["user"] == s.alice.name
+    with open(s.d.config_path, "rb") as f:
+        config = flightjobd._toml().loads(f.read().decode())
+    config["auth"]["password_login"] = False
+    config["server"]["base_url"] = s.nginx.url + "/"
+    write_toml(s.d.config_path, config)
+    s.d.stop()
+    s.d.start()
+    for browser in (own, carried):
+        status, _, text = browser("GET", "/api/session")
+        assert status == 401, (status, text)
+        assert browser("GET", "/")[0] == 303  # to the login page
+    assert web.json("GET", "/api/session") == {"user": s.alice.name, "csrf_token": csrf}
 
 
 def words(page):
