@@ -2,7 +2,8 @@
 """flightjobd: a web job manager for HPC login nodes.
 
 A user logs in with their cluster username and password (or through the
-site's sign-in proxy: auth.proxy_header), creates job scripts
+site's sign-in proxy: auth.proxy_header; auth.password_login = false makes
+it the only way in), creates job scripts
 from templates by answering questions, edits them, submits them to the
 scheduler (Slurm, or the embedded `local` scheduler), watches their jobs,
 cancels them and reads their results, in a browser or as JSON with curl.
@@ -257,6 +258,11 @@ class SignInRefused(Forbidden):
     code = "sign_in_refused"
 
 
+class PasswordsOff(Forbidden):
+    """A password sent while auth.password_login is false: the site's proxy is the only way in."""
+    code = "password_login_off"
+
+
 class NotFound(FlightJobError):
     status, code = 404, "not_found"
 
@@ -497,6 +503,8 @@ SCHEMA = {
                         "X-Forwarded-For, no proxy_header). Needed for proxy_header with a proxy on this machine."),
         "proxy_logout_url": ("", _url, "Where logging out through the proxy leads: the proxy's own logout URL "
                              "(https://... or a /path); needed with proxy_header."),
+        "password_login": (True, _bool, "Accept passwords (login form, /api/login, HTTP Basic); false: the site's proxy "
+                           "(proxy_header) is the only way in, its multi-factor never skipped. Needs server.base_url."),
     },
     "worker": {
         "idle_timeout": (600, _int(1), "Seconds without requests after which a user's worker ends."),
@@ -619,7 +627,7 @@ HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 SCHEDULER_COMMANDS = ("sbatch", "squeue", "sacct", "scancel", "scontrol", "sinfo", "sacctmgr")
 FAILURE_KINDS = ("timeout", "exit", "start")  # no answer in scheduler.timeout; a non-zero exit; could not run
 ERROR_CODES = ("internal", "unavailable", "busy", "scheduler")  # what a 5xx answer was (FlightJobError.code)
-LOGIN_OUTCOMES = ("success", "failure", "throttled", "busy")
+LOGIN_OUTCOMES = ("success", "failure", "throttled", "busy", "password_off")
 WORKER_ROLES = ("user", "status")  # a user's worker; the shared status poll's
 WORKER_ENDS = ("stopped", "killed", "crashed")  # asked to (idle, shutdown); by root (misbehaved, timed out); by itself
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -671,7 +679,8 @@ class Metrics:
                               "(a bug, its traceback logged), unavailable (a worker ended or timed out), busy (no free "
                               "slot), scheduler (it did not answer).", "route", "code")
         self.logins = counter("flightjobd_logins", "Password checks (login form, /api/login, HTTP Basic not "
-                              "remembered), by outcome.", "outcome", each=[(o,) for o in LOGIN_OUTCOMES])
+                              "remembered) and sign-ins the proxy vouched for, by outcome (password_off: a "
+                              "password refused unchecked, passwords being off).", "outcome", each=[(o,) for o in LOGIN_OUTCOMES])
         self.running = pc.Gauge("flightjobd_workers_running", "Worker processes running, by role (user: one per "
                                 "logged-in user; status: the shared status poll's).", ("role",), registry=r)
         self.started = counter("flightjobd_workers_started", "Worker processes started, by role.", "role",
@@ -8190,6 +8199,7 @@ class StatusPoll:
 # Authentication and sessions ################################################
 
 WRONG_LOGIN = "Wrong username or password."
+SSO_ONLY = "This site signs you in through its single sign-on: open %s (passwords are not accepted here)."
 SHADOW = "/etc/shadow"
 # Forwarding headers other than X-Forwarded-For: dropped before Bottle sees them.
 PROXY_HEADERS = ("HTTP_X_FORWARDED_HOST", "HTTP_X_FORWARDED_PROTO", "HTTP_X_FORWARDED_PORT",
@@ -8556,6 +8566,7 @@ class Auth:
         many HTTP threads wait on logins. Or Unauthorized (401), whatever the
         cause, auth.failure_delay seconds after the check began (or when PAM
         answers, if later), so the time tells nothing."""
+        self.refuse_passwords()
         if not isinstance(user, str) or not isinstance(password, str) or not user or len(user) > 256 \
                 or len(password) > 4096 or "\0" in user + password:
             self.metrics.login("failure")
@@ -8581,6 +8592,15 @@ class Auth:
             raise
         self.metrics.login("failure")
         raise Unauthorized(WRONG_LOGIN)
+
+    def refuse_passwords(self):
+        """While auth.password_login is false, PasswordsOff (403), counted:
+        no password is checked, nor its user name, so the proxy's
+        multi-factor cannot be skipped by reaching the daemon directly. The
+        message sends the user to server.base_url, from the config."""
+        if not self.config["auth"]["password_login"]:
+            self.metrics.login("password_off")
+            raise PasswordsOff(SSO_ONLY % self.config["server"]["base_url"])
 
     @contextlib.contextmanager
     def _login_slot(self, addr):
@@ -9193,8 +9213,10 @@ class App:
         """(user, session) for this request. The user the site's proxy
         names (proxy_user) has a session of their own: this one if it is
         theirs, else a new one (cookie set), once check_vouched passes.
-        Otherwise pages take the session cookie; the API also takes HTTP
-        Basic (then session is None). None when not logged in."""
+        Otherwise pages take the session cookie, only from the proxy while
+        auth.password_login is false (a session a password made before, a
+        cookie carried off to the daemon directly, go no further); the API
+        also takes HTTP Basic (then session is None). None when not logged in."""
         vouched = self.proxy_user()
         session = self.auth.get(bottle.request.get_cookie(COOKIE))
         if vouched is not None:
@@ -9205,7 +9227,7 @@ class App:
                 bottle.response.delete_cookie(COOKIE, path="/")
             name = self.auth.check_vouched(vouched)
             return name, self.login(name)
-        if session:
+        if session and (self.config["auth"]["password_login"] or self.from_proxy()):
             return session.user, session
         header = bottle.request.headers.get("Authorization", "")
         if api and header.lower().startswith("basic "):
@@ -9352,7 +9374,8 @@ class App:
                                    samesite="strict", secure=self.secure)
         return self.render("login", status=status, error=error, login_csrf=token, next_url=next_url,
                            kept=kept, title="Log in", multi_user=self.config["server"]["multi_user"],
-                           proxy=bool(self.config["auth"]["proxy_header"]), base_url=self.config["server"]["base_url"])
+                           proxy=bool(self.config["auth"]["proxy_header"]), base_url=self.config["server"]["base_url"],
+                           passwords=self.config["auth"]["password_login"])
 
     def resume_page(self, kept, action, why, status=200):
         """The page that asks to send again a form that could not be done
@@ -9756,7 +9779,8 @@ def page_login(app, user):
         return see_other(safe_next(bottle.request.query.get("next")))
     token = bottle.request.query.get("token")
     if token is not None:
-        if not app.config["server"]["multi_user"] and app.auth.use_login_token(token):
+        if not app.config["server"]["multi_user"] and app.config["auth"]["password_login"] \
+                and app.auth.use_login_token(token):
             app.login(app.daemon_user)
             return see_other("/")
         return app.login_page("That login link has already been used or is not valid; "
@@ -9773,12 +9797,13 @@ def page_login_post(app, user):
     next_url = safe_next(form.get("next"))
     kept = kept_fields(form)
     pre = bottle.request.get_cookie(PRE_COOKIE) or ""
-    if not pre or not hmac.compare_digest(pre.encode(), (form.get("login_csrf") or "").encode()):
-        return app.login_page("Your login form had expired; please try again.", 403, next_url, kept)
     try:
+        app.auth.refuse_passwords()  # while off, that is the answer, whatever else the form holds
+        if not pre or not hmac.compare_digest(pre.encode(), (form.get("login_csrf") or "").encode()):
+            return app.login_page("Your login form had expired; please try again.", 403, next_url, kept)
         name = app.auth.check_password(form.get("username", "").strip(), form.get("password", ""),
                                        app.client_addr())
-    except (Unauthorized, Throttled, Unavailable) as e:  # Unavailable: all login slots busy
+    except (Unauthorized, Throttled, Unavailable, PasswordsOff) as e:  # Unavailable: all login slots busy
         return app.login_page(e.message, e.status, next_url, kept)
     app.login(name)
     if kept:
@@ -10578,13 +10603,19 @@ def check_proxy_sign_in(config):
     """With auth.proxy_header set: a proxy to trust it from
     (server.trusted_proxies), a logout URL to hand over to, every account of
     auth.proxy_users known, and, when a trusted network includes loopback,
-    at least one of them (else the header would be refused from there)."""
+    at least one of them (else the header would be refused from there).
+    auth.password_login = false: the proxy sign-in, and server.base_url
+    for the login page to send users to."""
     auth, proxies = config["auth"], config["server"]["trusted_proxies"]
     for name in auth["proxy_users"]:
         try:
             pwd.getpwnam(name)
         except KeyError:
             raise ConfigError("auth.proxy_users: no such account: %r" % name)
+    if not auth["password_login"] and not (auth["proxy_header"] and config["server"]["base_url"]):
+        raise ConfigError("auth.password_login = false needs %s" % (
+            "server.base_url: the login page sends users there, to the proxy" if auth["proxy_header"] else
+            "auth.proxy_header: with no password and no proxy sign-in nobody could log in"))
     if not auth["proxy_header"]:
         return
     loopback = [ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128")]
@@ -10651,11 +10682,12 @@ def serve(config):
     base = config["server"]["base_url"].rstrip("/") or "http://%s:%s" % (host, server.effective_port)
     log.info("serving on %s:%s (%s mode)", host, server.effective_port,
              "multi-user" if config["server"]["multi_user"] else "single-user")
-    if not config["server"]["multi_user"]:
+    if not config["server"]["multi_user"] and config["auth"]["password_login"]:
         print("flightjobd: log in as %s at %s/login?token=%s" % (a.daemon_user, base, a.auth.login_token),
               flush=True)
     else:  # a line on stdout in both modes, for whoever waits for the start
-        print("flightjobd: serving at %s (multi-user mode)" % base, flush=True)
+        print("flightjobd: serving at %s (%s mode)" % (base, "multi-user" if config["server"]["multi_user"]
+                                                       else "single-user, passwords off"), flush=True)
     try:
         server.run()
     except (KeyboardInterrupt, SystemExit):

@@ -1,6 +1,10 @@
 % rebase('base', page=page)
 <section class="login card">
 <h1>Log in</h1>
+% if not passwords:
+<p class="notice" role="status" id="proxy-note">This site signs you in through its single sign-on: open
+<a href="{{base_url}}">{{base_url}}</a> and sign in there. Passwords are not accepted here.</p>
+% else:
 <p>Flight Job manages your cluster job scripts and jobs. Log in with the same
 username and password you use for the cluster's command line.</p>
 % if proxy:
@@ -33,4 +37,5 @@ done. It is kept in this page: log in, and you will be asked to send it again.</
   <input id="password" name="password" type="password" autocomplete="current-password" required>
   <button type="submit" class="primary">Log in</button>
 </form>
+% end
 </section>

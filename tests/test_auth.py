@@ -85,6 +85,19 @@ def test_one_time_login_url(make_config):
     other.get("/api/session", status=401)
 
 
+def test_one_time_login_url_is_no_way_in_with_passwords_off(make_config):
+    """auth.password_login = false: the single-user mode's link logs nobody in either (the daemon
+    prints none then); the page says where the site signs people in."""
+    a = flightjobd.make_app(make_config(server={"trusted_proxies": ["10.9.9.9"], "base_url": "https://hpc.example.org/"},
+                                        auth={"proxy_header": "X-Remote-User", "proxy_logout_url": "/out",
+                                              "password_login": False}))
+    web = webtest.TestApp(a.bottle)
+    page = web.get("/login?token=" + a.auth.login_token, status=401)
+    assert "single sign-on: open\n<a href=\"https://hpc.example.org/\">" in page.text
+    assert flightjobd.COOKIE not in web.cookies
+    web.get("/api/session", status=401)
+
+
 def test_throttle_per_user_and_per_address(multi_app, unix_users):
     """A user name from one address is refused after throttle_free failures,
     never the user from elsewhere; an address that failed for many names is

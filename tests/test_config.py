@@ -127,6 +127,22 @@ def test_proxy_sign_in_needs_its_proxy_its_logout_and_on_loopback_its_account(au
     flightjobd.check_bounds(ok)  # with each of them given, it starts
 
 
+def test_password_login_off_needs_the_proxy_and_where_it_is():
+    """auth.password_login = false with no proxy sign-in: nobody could log in; with no server.base_url
+    the login page could not say where to go. Each refused at start, naming the keys."""
+    proxy = {"proxy_header": "X-Remote-User", "proxy_users": ["root"], "proxy_logout_url": "/out"}
+    for auth, server, words in (({"password_login": False}, {}, ["auth.password_login", "auth.proxy_header"]),
+                                (dict(proxy, password_login=False), {"trusted_proxies": ["127.0.0.1"]},
+                                 ["auth.password_login", "server.base_url"])):
+        with pytest.raises(flightjobd.ConfigError) as e:
+            flightjobd.check_bounds(flightjobd.Config(flightjobd.check_config({"auth": auth, "server": server})))
+        for w in words:
+            assert w in str(e.value)
+    flightjobd.check_bounds(flightjobd.Config(flightjobd.check_config(  # with both, it starts
+        {"auth": dict(proxy, password_login=False),
+         "server": {"trusted_proxies": ["127.0.0.1"], "base_url": "https://hpc.example.org/"}})))
+
+
 @pytest.mark.parametrize("key, value", [
     ("proxy_header", "Cookie"), ("proxy_header", "X-Forwarded-For"), ("proxy_header", "X_Remote_User"),
     ("proxy_header", "X-Remote-User\r\nX: y"), ("proxy_logout_url", "//evil.example/"),

@@ -10,13 +10,14 @@ import base64
 import http.client
 import json
 import os
+import re
 import subprocess
 import urllib.parse
 
 import pytest
 
 import flightjobd
-from support import Nginx, free_port, wait_for
+from support import Nginx, free_port, wait_for, write_toml
 from test_metrics import samples, scrape, value
 
 pytestmark = pytest.mark.root
@@ -65,12 +66,13 @@ class Browser:
 
 
 @pytest.fixture
-def proxy_site(make_daemon, runtime, pam_service, unix_users):
+def proxy_site(request, make_daemon, runtime, pam_service, unix_users):
     """alice (in the allowed group) and five who may not log in: bob (usermod
     -L), carol (chage -E 0), dave (not in auth.allow_groups), frank (a
     nologin shell, auth.deny_shells), erin (no such account). The daemon trusts X-Remote-User from 127.0.0.1 when
     the socket is www-data's (nginx's workers); nginx knows them all, with
-    passwords of its own."""
+    passwords of its own. request.param: more auth keys (indirect parametrization);
+    with any, server.base_url is nginx's address."""
     group = unix_users.group()
     alice, bob, carol, frank = (unix_users.create(groups=[group]) for _ in range(4))
     dave = unix_users.create()
@@ -79,9 +81,11 @@ def proxy_site(make_daemon, runtime, pam_service, unix_users):
     subprocess.run(["chage", "-E", "0", carol.name], check=True)
     port = free_port()
     logout = "http://127.0.0.1:%d/signed-out" % port
-    d = make_daemon(server={"multi_user": True, "trusted_proxies": ["127.0.0.1"]}, worker=runtime,
+    more = getattr(request, "param", {})
+    d = make_daemon(server={"multi_user": True, "trusted_proxies": ["127.0.0.1"],
+                            **({"base_url": "http://127.0.0.1:%d/" % port} if more else {})}, worker=runtime,
                     auth={"pam_service": pam_service, "proxy_header": HEADER, "proxy_users": ["www-data"],
-                          "proxy_logout_url": logout, "allow_groups": [group], "recheck_interval": 1},
+                          "proxy_logout_url": logout, "allow_groups": [group], "recheck_interval": 1, **more},
                     storage={"state_dir": "~/.local/share/flight-job"}, templates={"site_dirs": []},
                     metrics={"allow": ["127.0.0.1/32"]})
     proxy_passwords = {u.name: "proxy-" + u.name for u in (alice, bob, carol, dave, frank)}
@@ -138,6 +142,74 @@ def test_the_proxy_cannot_vouch_for_a_locked_expired_unallowed_or_unknown_accoun
         assert path != "/api/session" or json.loads(text)["error"]["code"] == "sign_in_refused"
     assert web.cookie is None
     assert logins(proxy_site.d.url, "failure") == 3 and logins(proxy_site.d.url, "success") == 0
+
+
+@pytest.mark.parametrize("proxy_site", [{"password_login": False}], indirect=True)
+def test_with_password_login_off_the_proxy_is_the_only_way_in(proxy_site):
+    """auth.password_login = false: alice, reaching the daemon directly (as
+    through an SSH tunnel), is refused with her right PAM password by the
+    login form (its own token sent as a browser sends it, or none), by
+    /api/login and by HTTP Basic on the API, each told to open the proxy's
+    address (server.base_url) and counted as password_off; through the
+    proxy she is signed in as before."""
+    s = proxy_site
+    sso = "This site signs you in through its single sign-on: open %s/" % s.nginx.url
+    direct = Browser(s.d.port)
+    status, headers, page = direct("GET", "/login")
+    assert status == 200 and sso in words(page) and 'href="%s/"' % s.nginx.url in page, page
+    assert 'type="password"' not in page and 'action="/login"' not in page  # no form to type a password into
+    token = re.search(flightjobd.PRE_COOKIE + r"=([^;]+)", headers["set-cookie"]).group(1)
+    form = {"login_csrf": token, "next": "/", "username": s.alice.name, "password": s.alice.password}
+    for cookie in ("%s=%s" % (flightjobd.PRE_COOKIE, token), None):  # the form's token as a browser sends it; none
+        status, _, page = direct("POST", "/login", form=form, headers={"Cookie": cookie} if cookie else {})
+        assert status == 403 and sso in words(page) and direct.cookie is None, (status, page[:500])
+    status, _, text = direct("POST", "/api/login", {"username": s.alice.name, "password": s.alice.password})
+    assert status == 403 and direct.cookie is None, (status, text)
+    error = json.loads(text)["error"]
+    assert error["code"] == "password_login_off" and sso in error["message"]
+    status, _, text = Browser(s.d.port, (s.alice.name, s.alice.password))("GET", "/api/scripts")  # HTTP Basic
+    assert status == 403 and json.loads(text)["error"]["code"] == "password_login_off", (status, text)
+    assert [logins(s.d.url, o) for o in ("password_off", "failure", "success")] == [4, 0, 0]
+
+    web = s.via(s.alice.name)  # the proxy's sign-in still works
+    status, _, page = web("GET", "/")
+    assert status == 200 and s.alice.name in page and web.cookie
+    assert web.json("GET", "/api/session")["user"] == s.alice.name
+    assert logins(s.d.url, "success") == 1
+
+
+def test_with_passwords_turned_off_a_session_is_honoured_only_through_the_proxy(proxy_site):
+    """Sessions outlive a restart (the session store), so one made with a
+    password while passwords were on would outlast turning them off: once
+    off, a session is honoured only on the proxy's requests. Reached
+    directly, a password's session and a proxy's session whose cookie is
+    carried off to the daemon are not logged in (401); through the proxy
+    the same session goes on."""
+    s = proxy_site
+    own = Browser(s.d.port)
+    assert own.json("POST", "/api/login", {"username": s.alice.name, "password": s.alice.password})["user"]
+    web = s.via(s.alice.name)
+    csrf = web.json("GET", "/api/session")["csrf_token"]
+    carried = Browser(s.d.port)
+    carried.cookie = web.cookie
+    assert own.json("GET", "/api/session")["user"] == carried.json("GET", "/api/session")["user"] == s.alice.name
+    with open(s.d.config_path, "rb") as f:
+        config = flightjobd._toml().loads(f.read().decode())
+    config["auth"]["password_login"] = False
+    config["server"]["base_url"] = s.nginx.url + "/"
+    write_toml(s.d.config_path, config)
+    s.d.stop()
+    s.d.start()
+    for browser in (own, carried):
+        status, _, text = browser("GET", "/api/session")
+        assert status == 401, (status, text)
+        assert browser("GET", "/")[0] == 303  # to the login page
+    assert web.json("GET", "/api/session") == {"user": s.alice.name, "csrf_token": csrf}
+
+
+def words(page):
+    """A page's text as read: tags dropped, white space one space."""
+    return " ".join(re.sub(r"<[^>]+>", " ", page).split())
 
 
 def logins(url, outcome):
