@@ -7089,32 +7089,44 @@ class SpooledJSON:
 
     def value(self):
         """The next JSON value; ValueError if it is not JSON, PastBound if
-        it is longer than `most`."""
-        size = self.peek() and 65536
+        it is longer than `most`, Unavailable if its piece of text would
+        cost more than 2 x `most` as objects (parse_answer's reckoning: tiny
+        values cost ~72 bytes each). Decoded from a piece of the text that
+        doubles while the value goes on past it."""
+        size = self.peek() and 4096
         while True:
+            piece = self.text[self.pos:self.pos + size]
+            if len(piece) + 72 * (piece.count(",") + piece.count(":")) > 2 * self.most:
+                raise Unavailable("Your worker sent an answer too large to read (a value of more than %d MB "
+                                  "as objects); try again." % (2 * self.most >> 20))
+            whole = self.eof and len(piece) == len(self.text) - self.pos  # the text to its end
             try:
-                value, end = DECODER.raw_decode(self.text, self.pos)
-                if end < len(self.text) or self.eof:  # a number may go on in the next piece
-                    self.pos = end
+                value, end = DECODER.raw_decode(piece)
+                if end < len(piece) or whole:  # a number may go on past the piece
+                    self.pos += end
                     return value
             except RecursionError:
                 raise ValueError("nested too deeply")
             except ValueError:
-                if self.eof:
+                if whole:
                     raise
-            if len(self.text) - self.pos > self.most:
+            if size >= self.most:
                 raise PastBound()
-            self._more(min(size, self.most + 1 - (len(self.text) - self.pos)))
             size *= 2
+            while len(self.text) - self.pos < size and not self.eof:
+                self._more(size)
 
 
 def streamed_fits(check, stream, depth=0):
     """Whether the next value in stream is what check says (_fits): the
-    values of a _shape and the elements of an _each read one at a time,
-    two levels deep (a job of jobs.list's is read whole); keys not in a
-    _shape are read and let be, a key twice is refused."""
+    values of the answer's _shape and the elements of an _each in it read
+    one at a time, each element whole (a job of jobs.list's), one of the wrong
+    type refused unread; keys not in a _shape are read and let be, a key
+    twice is refused."""
     keys, each, first = getattr(check, "shape_keys", None), getattr(check, "shape_each", None), stream.peek()
-    if depth > 1 or not (keys is not None and first == "{" or each is not None and first == "["):
+    if keys is not None and first != "{" or each is not None and first != "[":
+        return False  # not even the right type: refused unread
+    if depth > (0 if keys is not None else 1) or keys is None and each is None:
         return _fits(check, stream.value())
     stream.pos += 1
     seen, close = set(), "}" if keys is not None else "]"

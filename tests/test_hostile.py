@@ -291,7 +291,7 @@ def test_huge_files_and_floods_leave_root_flat(daemon):
             "% import os\n% answers = [int(n) for n in os.listdir('/proc/self/fd') if int(n) > 2]\n"
             "% while True:\n%   for fd in answers:\n%     try:\n%       os.write(fd, b'x' * 65536)\n"
             "%     except OSError:\n%       pass\n%     end\n%   end\n% end\n")),
-        ("a forged answer", "too large to read", (
+        ("a forged answer", "not its answer", (  # spooled (SPOOL), refused at its first character
             "% import os, sys\n% frame, rid = sys._getframe(), None\n% while frame is not None:\n"
             "%   for value in list(frame.f_locals.values()):\n"
             "%     if isinstance(value, dict) and 'op' in value and 'id' in value:\n%       rid = value['id']\n"
