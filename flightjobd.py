@@ -7174,9 +7174,11 @@ def spooled_answer(op, spooled, bound, raw, wait):
     if not BIG_PARSE.acquire(timeout=wait):
         raise Busy("Busy: the server is reading another large answer; try again in a moment.")
     try:
-        data = checked_answer(op, parse_answer(spooled.read(), bound))
+        data = parse_answer(spooled.read(), bound)
     finally:
         BIG_PARSE.release()
+    if whole:  # else checked above
+        checked_answer(op, data)
     return RawJSON(json.dumps(data)) if raw else data
 
 
