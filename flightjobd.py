@@ -7003,6 +7003,10 @@ def _each(check):
 # its shape. Records are held to the checks they are read with (JOB_META,
 # SCRIPT_META). Anything else is a clear 503 for that user, never a 500.
 SMALL_ANSWER = 1 << 20
+# a download's piece: at most 1 MiB of data (jobs.file's chunk, ARCHIVE_PIECE)
+# as base64, 1,398,104 characters, and its name: read in memory, never spooled
+# (SPOOL), as a download's pieces come one after another
+PIECE_ANSWER = 2 << 20
 _JOB = _shape(id=str, **JOB_META)
 _SCRIPT = _shape(id=str, etag=str, **SCRIPT_META)
 _BROKEN = _shape(id=str, reason=str)
@@ -7034,8 +7038,8 @@ ANSWERS = dict({op: (None, _JOB) for op in ("jobs.submit", "jobs.get", "jobs.can
     "jobs.overview": (None, _shape(jobs=_each(_JOB), total=int, broken=int, counts=dict, scripts=int,
                                    cluster=_or_none(_shape(partitions=list)))),
     "jobs.files": (None, _shape(path=str, files=_each(_shape(name=str, type=str)))),
-    "jobs.file": (None, _shape(name=str, size=int, offset=int, data=str, eof=bool)),
-    "jobs.archive": (None, lambda v: _shape(token=str, closed=bool)(v) or _ARCHIVE_PIECE(v)),
+    "jobs.file": (PIECE_ANSWER, _shape(name=str, size=int, offset=int, data=str, eof=bool)),
+    "jobs.archive": (PIECE_ANSWER, lambda v: _shape(token=str, closed=bool)(v) or _ARCHIVE_PIECE(v)),
     "home.list": (None, _shape(path=str, entries=list)),
     "scripts.save_template": (None, dict),
     "jobs.activity": (SMALL_ANSWER, _shape(counts=dict, unfinished=_each(_shape(id=str, state=str)),
@@ -7155,15 +7159,21 @@ def spooled_answer(op, spooled, bound, raw, wait):
     """A spooled answer to op (see SPOOL), its shape checked a value at a
     time: with raw the file itself, from the answer's start, for a route
     to send on; else (or with a value past SMALL_ANSWER) parsed whole, one
-    such answer at a time, Busy after `wait` seconds."""
-    start = spooled.tell()
+    such answer at a time, Busy after `wait` seconds. An answer a page or
+    download takes whole that holds no list and is at most 2 x SMALL_ANSWER
+    (a download's piece, a script) is parsed whole at once, its objects
+    held to 4 x SMALL_ANSWER (parse_answer)."""
+    start, check = spooled.tell(), ANSWERS.get(op, (None, object))[1]
+    size = os.fstat(spooled.fileno()).st_size - start
+    listed = hasattr(check, "shape_each") or any(hasattr(c, "shape_each")
+                                                 for c in getattr(check, "shape_keys", {}).values())
+    quick = whole = not raw and not listed and size <= 2 * SMALL_ANSWER
     stream = SpooledJSON(spooled, SMALL_ANSWER)
     try:
-        if not streamed_fits(ANSWERS.get(op, (None, object))[1], stream):
+        if not whole and not streamed_fits(check, stream):
             raise Unavailable(NOT_ITS_ANSWER % op)
-        if stream.peek():
+        if not whole and stream.peek():
             raise ValueError("more after the answer")
-        whole = False
     except ValueError:
         raise Unavailable("Your worker sent an answer that is not JSON; try again.")
     except PastBound:
@@ -7174,7 +7184,7 @@ def spooled_answer(op, spooled, bound, raw, wait):
     if not BIG_PARSE.acquire(timeout=wait):
         raise Busy("Busy: the server is reading another large answer; try again in a moment.")
     try:
-        data = parse_answer(spooled.read(), bound)
+        data = parse_answer(spooled.read(), SMALL_ANSWER if quick else bound)
     finally:
         BIG_PARSE.release()
     if whole:  # else checked above
@@ -7678,6 +7688,7 @@ class Worker:
                     else:
                         with self.pending_lock:  # no answer held past the bound of what is awaited
                             answers.limit = max([slot.bound for slot in pending.values()] or [limit + 64])
+                        answers.spill = SPOOL if answers.limit > PIECE_ANSWER + 64 else None
                         for line, cut in answers.push(chunk):
                             if cut or not self._deliver(pending, line):
                                 failure = ("Your worker sent something that is not an answer; it was "
