@@ -128,6 +128,7 @@ __version__ = "0.1.0"
 
 import argparse
 import base64
+import codecs
 import collections
 import concurrent.futures
 import contextlib
@@ -159,6 +160,7 @@ import socket
 import struct
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.parse
@@ -6985,29 +6987,44 @@ class RawJSON(str):
 class Lines:
     """Bytes cut into lines as they arrive, a line held up to `limit` bytes
     in one bytearray (no copies of a long line): push(chunk) gives the
-    complete lines as (bytearray, cut), cut when the line was longer than
-    the limit (the rest was dropped, never held); `overflow` is true while
-    the unfinished line is past the limit."""
+    complete lines as (line, cut), cut when the line was longer than the
+    limit (the rest was dropped, never held); `overflow` is true while the
+    unfinished line is past the limit. With `spill`, a line past that many
+    bytes goes on in an unlinked file of root's (tempfile), given from its
+    start instead of the bytearray: root's memory holds none of it."""
 
-    def __init__(self, limit):
-        self.limit, self.line, self.overflow = limit, bytearray(), False
+    def __init__(self, limit, spill=None):
+        self.limit, self.spill, self.line, self.size, self.overflow = limit, spill, bytearray(), 0, False
 
     def push(self, chunk):
         lines, start, view = [], 0, memoryview(chunk)
         while start < len(chunk):
             end = chunk.find(b"\n", start)
             stop = len(chunk) if end < 0 else end
-            room = self.limit - len(self.line)
+            room = self.limit - self.size
             if stop - start > room:
                 self.overflow = True
                 stop = start + room
-            self.line += view[start:stop]
+            self._add(view[start:stop])
             if end < 0:
                 break
+            if not isinstance(self.line, bytearray):
+                self.line.seek(0)
             lines.append((self.line, self.overflow))
-            self.line, self.overflow = bytearray(), False
+            self.line, self.size, self.overflow = bytearray(), 0, False
             start = end + 1
         return lines
+
+    def _add(self, piece):
+        self.size += len(piece)
+        if self.spill and isinstance(self.line, bytearray) and self.size > self.spill:
+            spooled = tempfile.TemporaryFile()
+            spooled.write(self.line)
+            self.line = spooled
+        if isinstance(self.line, bytearray):
+            self.line += piece
+        else:
+            self.line.write(piece)
 
 
 # What root reads of a worker's stderr (the worker's log, and whatever the
@@ -7067,8 +7084,10 @@ def _fits(check, value):
 
 def _shape(**checks):
     """A check that a value is a dict whose keys `checks` names hold what
-    each says (_fits)."""
-    return lambda v: isinstance(v, dict) and all(_fits(check, v.get(k)) for k, check in checks.items())
+    each says (_fits); its `shape_keys` say so to streamed_fits."""
+    check = lambda v: isinstance(v, dict) and all(_fits(c, v.get(k)) for k, c in checks.items())  # noqa: E731
+    check.shape_keys = checks
+    return check
 
 
 NOT_ITS_ANSWER = ("Your worker answered %s with something that is not its answer (replaced by template code?); "
@@ -7084,7 +7103,11 @@ def checked_answer(op, data):
 
 
 def _each(check):
-    return lambda v: isinstance(v, list) and all(check(x) for x in v)
+    """A check that a value is a list whose every element is what check
+    says; its `shape_each` says so to streamed_fits."""
+    each = lambda v: isinstance(v, list) and all(check(x) for x in v)  # noqa: E731
+    each.shape_each = check
+    return each
 
 
 # What each worker operation answers, as root checks it before a page shows
@@ -7093,6 +7116,10 @@ def _each(check):
 # its shape. Records are held to the checks they are read with (JOB_META,
 # SCRIPT_META). Anything else is a clear 503 for that user, never a 500.
 SMALL_ANSWER = 1 << 20
+# a download's piece: at most 1 MiB of data (jobs.file's chunk, ARCHIVE_PIECE)
+# as base64, 1,398,104 characters, and its name: read in memory, never spooled
+# (SPOOL), as a download's pieces come one after another
+PIECE_ANSWER = 2 << 20
 _JOB = _shape(id=str, **JOB_META)
 _SCRIPT = _shape(id=str, etag=str, **SCRIPT_META)
 _BROKEN = _shape(id=str, reason=str)
@@ -7126,8 +7153,8 @@ ANSWERS = dict({op: (None, _JOB) for op in ("jobs.submit", "jobs.get", "jobs.can
     "jobs.overview": (None, _shape(jobs=_each(_JOB), total=int, broken=int, counts=dict, scripts=int,
                                    cluster=_or_none(_shape(partitions=list)))),
     "jobs.files": (None, _shape(path=str, files=_each(_shape(name=str, type=str)))),
-    "jobs.file": (None, _shape(name=str, size=int, offset=int, data=str, eof=bool)),
-    "jobs.archive": (None, lambda v: _shape(token=str, closed=bool)(v) or _ARCHIVE_PIECE(v)),
+    "jobs.file": (PIECE_ANSWER, _shape(name=str, size=int, offset=int, data=str, eof=bool)),
+    "jobs.archive": (PIECE_ANSWER, lambda v: _shape(token=str, closed=bool)(v) or _ARCHIVE_PIECE(v)),
     "home.list": (None, _shape(path=str, entries=list)),
     "scripts.save_template": (None, dict),
     "jobs.activity": (SMALL_ANSWER, _shape(counts=dict, unfinished=_each(_shape(id=str, state=str)),
@@ -7137,6 +7164,147 @@ ANSWERS = dict({op: (None, _JOB) for op in ("jobs.submit", "jobs.get", "jobs.can
     "jobs.ask_scheduler": (SMALL_ANSWER, dict), "jobs.take_statuses": (SMALL_ANSWER, dict),
     "whoami": (SMALL_ANSWER, dict), "probe": (SMALL_ANSWER, dict),
     "scripts.delete": (SMALL_ANSWER, _shape(deleted=str)), "jobs.delete": (SMALL_ANSWER, _shape(deleted=str))})
+
+
+# An answer past SPOOL bytes goes on in an unlinked file as it arrives
+# (Lines' spill), never in root's memory: its shape is checked a value at a
+# time (SpooledJSON, streamed_fits: a _shape's values, a list's elements,
+# each at most SMALL_ANSWER bytes of JSON) and a route sends it on from the
+# file. Only a page that renders it, or a value past that bound, parses it
+# whole: one such answer at a time (BIG_PARSE), waited for at most
+# server.turn_wait. Three workers answering 8 MB at once stay out of root's
+# memory (tests/test_hostile.py measures it).
+SPOOL = 256 << 10
+BIG_PARSE = threading.Lock()
+DECODER = json.JSONDecoder()
+
+
+class PastBound(Exception):
+    """A value of a spooled answer longer than SpooledJSON's bound."""
+
+
+class SpooledJSON:
+    """A spooled answer's JSON text read a value at a time: decoded in
+    pieces, no more than `most` characters of one value held at once."""
+
+    SPACE = re.compile(r"[ \t\n\r]*")
+
+    def __init__(self, f, most):
+        self.f, self.most, self.text, self.pos, self.eof = f, most, "", 0, False
+        self.decode = codecs.getincrementaldecoder("utf-8")("replace").decode
+
+    def _more(self, n):
+        chunk = self.f.read(n)
+        self.eof = not chunk
+        self.text, self.pos = self.text[self.pos:] + self.decode(chunk, final=self.eof), 0
+
+    def peek(self):
+        """The next character past white space ("" at the end)."""
+        while True:
+            self.pos = self.SPACE.match(self.text, self.pos).end()
+            if self.pos < len(self.text) or self.eof:
+                return self.text[self.pos:self.pos + 1]
+            self._more(65536)
+
+    def value(self):
+        """The next JSON value; ValueError if it is not JSON, PastBound if
+        it is longer than `most`, Unavailable if its piece of text would
+        cost more than 2 x `most` as objects (parse_answer's reckoning: tiny
+        values cost ~72 bytes each). Decoded from a piece of the text that
+        doubles while the value goes on past it."""
+        size = self.peek() and 4096
+        while True:
+            piece = self.text[self.pos:self.pos + size]
+            if len(piece) + 72 * (piece.count(",") + piece.count(":")) > 2 * self.most:
+                raise Unavailable("Your worker sent an answer too large to read (a value of more than %d MB "
+                                  "as objects); try again." % (2 * self.most >> 20))
+            whole = self.eof and len(piece) == len(self.text) - self.pos  # the text to its end
+            try:
+                value, end = DECODER.raw_decode(piece)
+                if end < len(piece) or whole:  # a number may go on past the piece
+                    self.pos += end
+                    return value
+            except RecursionError:
+                raise ValueError("nested too deeply")
+            except ValueError:
+                if whole:
+                    raise
+            if size >= self.most:
+                raise PastBound()
+            size *= 2
+            while len(self.text) - self.pos < size and not self.eof:
+                self._more(size)
+
+
+def streamed_fits(check, stream, depth=0):
+    """Whether the next value in stream is what check says (_fits): the
+    values of the answer's _shape and the elements of an _each in it read
+    one at a time, each element whole (a job of jobs.list's), one of the wrong
+    type refused unread; keys not in a _shape are read and let be, a key
+    twice is refused."""
+    keys, each, first = getattr(check, "shape_keys", None), getattr(check, "shape_each", None), stream.peek()
+    if keys is not None and first != "{" or each is not None and first != "[":
+        return False  # not even the right type: refused unread
+    if depth > (0 if keys is not None else 1) or keys is None and each is None:
+        return _fits(check, stream.value())
+    stream.pos += 1
+    seen, close = set(), "}" if keys is not None else "]"
+    if stream.peek() == close:
+        stream.pos += 1
+    else:
+        while True:
+            if keys is not None:
+                key = stream.value()
+                if not isinstance(key, str) or key in seen or stream.peek() != ":":
+                    return False
+                stream.pos += 1
+                seen.add(key)
+            if not streamed_fits(keys.get(key, object) if keys is not None else each, stream, depth + 1):
+                return False
+            after = stream.peek()
+            stream.pos += 1
+            if after == close:
+                break
+            if after != ",":
+                raise ValueError("not JSON")
+    return keys is None or all(_fits(c, None) for k, c in keys.items() if k not in seen)
+
+
+def spooled_answer(op, spooled, bound, raw, wait):
+    """A spooled answer to op (see SPOOL), its shape checked a value at a
+    time: with raw the file itself, from the answer's start, for a route
+    to send on; else (or with a value past SMALL_ANSWER) parsed whole, one
+    such answer at a time, Busy after `wait` seconds. An answer a page or
+    download takes whole that holds no list and is at most 2 x SMALL_ANSWER
+    (a download's piece, a script) is parsed whole at once, its objects
+    held to 4 x SMALL_ANSWER (parse_answer)."""
+    start, check = spooled.tell(), ANSWERS.get(op, (None, object))[1]
+    size = os.fstat(spooled.fileno()).st_size - start
+    listed = hasattr(check, "shape_each") or any(hasattr(c, "shape_each")
+                                                 for c in getattr(check, "shape_keys", {}).values())
+    quick = whole = not raw and not listed and size <= 2 * SMALL_ANSWER
+    stream = SpooledJSON(spooled, SMALL_ANSWER)
+    try:
+        if not whole and not streamed_fits(check, stream):
+            raise Unavailable(NOT_ITS_ANSWER % op)
+        if not whole and stream.peek():
+            raise ValueError("more after the answer")
+    except ValueError:
+        raise Unavailable("Your worker sent an answer that is not JSON; try again.")
+    except PastBound:
+        whole = True
+    spooled.seek(start)
+    if raw and not whole:
+        return spooled
+    if not BIG_PARSE.acquire(timeout=wait):
+        raise Busy("Busy: the server is reading another large answer; try again in a moment.")
+    try:
+        data = parse_answer(spooled.read(), SMALL_ANSWER if quick else bound)
+    finally:
+        BIG_PARSE.release()
+    if whole:  # else checked above
+        checked_answer(op, data)
+    return RawJSON(json.dumps(data)) if raw else data
 
 
 def program_argv(config, mode):
@@ -7529,7 +7697,8 @@ class Worker:
     def call(self, op, args=None, timeout=None, touch=True, raw=False):
         """Send one request and wait for (its answer, whether the user has
         unfinished jobs: True, False or None), all by one deadline. The
-        answer is RawJSON text with raw=True, for a route to send on unparsed.
+        answer is RawJSON text with raw=True, for a route to send on unparsed
+        (past SPOOL bytes: the file it was spooled to, see spooled_answer).
         Requests are pipelined: several threads may have one in flight, and
         the worker answers them in order. A worker that dies, sends too
         much or garbage gives 503; one that does not take the request or is
@@ -7583,6 +7752,10 @@ class Worker:
             raise reply
         kind, unfinished, body = reply
         unfinished = {b"1": True, b"0": False}.get(unfinished)
+        if not isinstance(body, bytearray):  # past SPOOL bytes: in a file (errors are small)
+            if kind != "ok":
+                raise Unavailable("Your worker sent an error that is not one; try again.")
+            return spooled_answer(op, body, slot.bound, raw, self.config["server"]["turn_wait"]), unfinished
         data = parse_answer(body, slot.bound)
         if kind == "ok":  # checked, then sent on as it came (raw) or as parsed
             checked_answer(op, data)
@@ -7600,7 +7773,7 @@ class Worker:
         it left holds the pipes), the process is killed and reaped and every
         request still waiting is woken with the reason."""
         limit = self.config["worker"]["max_message"]
-        answers, stderr = Lines(limit), StderrLog(self.user)
+        answers, stderr = Lines(limit, spill=SPOOL), StderrLog(self.user)
         failure = "Your worker ended unexpectedly; it will be restarted. Try again."
         waiting = selectors.DefaultSelector()
         waiting.register(proc.stdout, selectors.EVENT_READ, answers)
@@ -7630,6 +7803,7 @@ class Worker:
                     else:
                         with self.pending_lock:  # no answer held past the bound of what is awaited
                             answers.limit = max([slot.bound for slot in pending.values()] or [limit + 64])
+                        answers.spill = SPOOL if answers.limit > PIECE_ANSWER + 64 else None
                         for line, cut in answers.push(chunk):
                             if cut or not self._deliver(pending, line):
                                 failure = ("Your worker sent something that is not an answer; it was "
@@ -7664,17 +7838,21 @@ class Worker:
         """Hand one answer line to the request waiting for it, as (kind,
         unfinished, body), the header cut off the bytearray in place; False
         if the line is no answer."""
+        spooled = not isinstance(line, bytearray)  # Lines' spill: a file, at its start
         try:
-            rid, kind, unfinished, _ = bytes(line[:64]).split(b" ", 3)
+            rid, kind, unfinished, _ = (line.read(64) if spooled else bytes(line[:64])).split(b" ", 3)
             head = len(rid) + len(kind) + len(unfinished) + 3
             rid, kind = int(rid), kind.decode("ascii")
         except ValueError:
             return False
         if kind not in ("ok", "err", "fail") or unfinished not in (b"0", b"1", b"-"):
             return False
-        del line[:head]
+        if spooled:
+            line.seek(head)
+        else:
+            del line[:head]
         if kind == "fail":
-            return self._failed(line)
+            return not spooled and self._failed(line)
         with self.pending_lock:
             slot = pending.pop(rid, None)
         if slot:
@@ -9415,6 +9593,9 @@ class App:
         bottle.response.status = status
         bottle.response.set_header("Content-Type", "application/json")
         bottle.response.set_header("Cache-Control", "no-store")
+        if hasattr(data, "read"):  # a spooled answer (spooled_answer), sent on from its file
+            bottle.response.set_header("Content-Length", str(os.fstat(data.fileno()).st_size - data.tell()))
+            return data
         return data if isinstance(data, RawJSON) else json.dumps(data)
 
     def no_content(self):
