@@ -9,7 +9,7 @@ import pytest
 
 import flightjobd
 
-LIST = {"jobs": [], "broken": [], "total": 0, "page": 1, "per_page": 50, "query": {}}
+LIST = {"jobs": [], "broken": [], "total": 0, "page": 1, "per_page": 50, "query": {}, "columns": ["name"]}
 
 
 def spooled(text):
