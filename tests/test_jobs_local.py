@@ -428,8 +428,10 @@ def test_activity_counts_running_jobs_and_tells_how_watched_ones_ended(client, t
     job = client.submit(sid)
     running = wait_for(lambda: (lambda a: a if a["counts"]["RUNNING"] == 1 else None)(
         client.api("GET", "/api/activity").json), what="the job running")
+    started = client.api("GET", "/api/jobs/" + job["id"]).json["started_at"]
     assert running["unfinished"] == [{"id": job["id"], "scheduler_id": job["scheduler_id"], "name": "held",
-                                      "state": "RUNNING", "reason_text": ""}]
+                                      "state": "RUNNING", "raw_state": "RUNNING", "reason_text": "",
+                                      "started_at": started, "ended_at": None}]
     assert running["scheduler"]["ok"] is True
     release()
     wait_finished(client.web, job["id"])
