@@ -24,7 +24,7 @@ $(VENV)/stamp: requirements.txt requirements-dev.txt requirements-e2e.txt
 run: $(VENV)/stamp
 	$(PY) -m flightjobd --config etc/flight-job.toml --listen $(LISTEN)
 
-# The whole suite, in three shards side by side (tests/run-shards); CI adds
+# The whole suite, in four shards side by side (tests/run-shards); CI adds
 # UNIT_PYTHONS="python3.9 python3.13" to run make test-unit under each.
 UNIT_PYTHONS ?=
 test: $(VENV)/stamp
