@@ -8,8 +8,10 @@ import re
 
 import pytest
 from playwright.sync_api import expect
+import test_job_truth
 
 pytestmark = pytest.mark.e2e
+slurm_site = test_job_truth.slurm_site  # the fixture: a user logged in, the daemon on the real Slurm test cluster
 
 
 def visible_steps(page):
@@ -166,3 +168,31 @@ def test_edit_answers_and_the_conflict_with_edited_text(logged_in):
     page.wait_for_url(site.url + "/scripts/" + sid)
     taken = site.api("GET", "/api/scripts/" + sid)
     assert "echo my own line" not in taken["content"] and '--job-name="fourth-name"' in taken["content"]
+
+
+@pytest.mark.slurm
+def test_a_stepped_scripts_job_runs_on_slurm_named_after_the_script(slurm_site):
+    """On the real cluster: a script made through the steps, its job name
+    following the script's name, runs under that name as Slurm says; its
+    answers changed later (the working folder's output name) reach the next
+    job, as scontrol shows."""
+    site, page = slurm_site, slurm_site.page
+    site.go("/templates/serial/create")
+    page.fill("#name", "Fold protein 3")
+    expect(page.locator("#q_job_name")).to_have_value("Fold-protein-3")
+    while page.locator("button:text-is('Next')").is_visible():
+        page.click("button:text-is('Next')")
+    page.click("button[name=action][value=create]")
+    page.wait_for_url(re.compile(r".*/scripts/[^/]+$"))
+    sid = site.path().split("/")[-1]
+    job = site.submit(sid)
+    shown = site.cluster.run("scontrol", "show", "job", job["scheduler_id"])
+    assert re.search(r"JobName=Fold-protein-3\s", shown), shown
+    site.api("PUT", "/api/scripts/%s/answers" % sid, {"answers": {"job_name": "refolded"}})
+    again = site.submit(sid)
+    shown = site.cluster.run("scontrol", "show", "job", again["scheduler_id"])
+    assert re.search(r"JobName=refolded\s", shown), shown
+    site.go("/scripts/%s/answers" % sid)
+    expect(page.locator("#q_job_name")).to_have_value("refolded")
+    site.check_a11y("edit answers, on Slurm")
+    site.shot("questions-on-slurm")
