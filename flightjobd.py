@@ -8564,6 +8564,9 @@ class Throttle:
                 del self.records[key]
 
 
+SESSIONS_PER_USER = 32  # the most sessions one user holds in a daemon: a new one ends their oldest
+
+
 class Session:
     """A login: the cookie's random id, the user, the CSRF token, when it was
     made and last used, and the user's shadow fingerprint then (None when
@@ -8890,7 +8893,10 @@ class Auth:
         return name
 
     def create(self, user):
-        """A new session, written to the store (503 when it cannot be)."""
+        """A new session, written to the store (503 when it cannot be); past
+        SESSIONS_PER_USER of that user's here, their oldest end (a client
+        that keeps no cookie, through the site's proxy, would make one a
+        request)."""
         session = Session(user, self._shadow(user))
         try:
             self.store.write(session)
@@ -8899,6 +8905,9 @@ class Auth:
             raise Unavailable("Could not record your session; the site's administrators have been told.")
         with self.lock:
             self.sessions[session.id] = session
+            theirs = sorted((s for s in self.sessions.values() if s.user == user), key=lambda s: s.created)
+        for old in theirs[:-SESSIONS_PER_USER]:
+            self.end(old.id)
         return session
 
     def _touch_every(self):
@@ -9940,10 +9949,19 @@ def api_health(app, user):
 def page_metrics(app, user):
     """Prometheus's scrape, in its text format: no login (Prometheus has no
     session), a GET that changes nothing, only for clients in metrics.allow
-    (their address as the login throttle has it: X-Forwarded-For only from
-    server.trusted_proxies); to everyone else, and to all while metrics are
-    off, the same 404 as a page that does not exist, so it tells nothing."""
-    if not app.metrics.allowed(_ip(client_address(bottle.request.environ, app.auth.proxies))):
+    (their address: X-Forwarded-For only from the site's proxy, from_proxy,
+    whose request naming no client is refused; a local user's own socket is
+    its own address); to everyone else, and to all while metrics are off,
+    the same 404 as a page that does not exist, so it tells nothing."""
+    environ = bottle.request.environ
+    peer, told = environ.get("REMOTE_ADDR") or "", client_address(environ, app.auth.proxies)
+    if app.from_proxy():  # the client it names; none (or the proxy itself) is no one allowed
+        addr = _ip(told) if told != peer else None
+    elif app.auth.proxy_uids and is_local_address(peer):  # a local user's own socket: its X-Forwarded-For unread
+        addr = _ip(peer)
+    else:
+        addr = _ip(told)
+    if not app.metrics.allowed(addr):
         raise bottle.HTTPError(404)
     body, kind = app.metrics.text()
     bottle.response.set_header("Content-Type", kind)

@@ -323,3 +323,40 @@ def test_a_local_user_on_the_trusted_loopback_is_not_the_proxy_for_forwarded_for
                            "/usr/bin/python3", "-c", SPRAY, str(d.port)], capture_output=True, text=True, timeout=120)
     seen = json.loads(done.stdout)
     assert seen[:30] == [401] * 30 and seen[-1] == 429, seen
+
+
+def test_a_client_keeping_no_cookie_through_the_proxy_holds_at_most_its_share_of_sessions(proxy_site):
+    """Red team: each cookie-less request through the proxy made a session
+    (a file in root's store, an entry in its memory), without bound. A user
+    holds at most SESSIONS_PER_USER: a new one ends their oldest."""
+    s = proxy_site
+    first = s.via(s.alice.name)
+    assert first.json("GET", "/api/session")["user"] == s.alice.name
+    for _ in range(flightjobd.SESSIONS_PER_USER + 8):
+        assert s.via(s.alice.name).json("GET", "/api/session")["user"] == s.alice.name  # a new client each time
+    kept = Browser(s.d.port)
+    kept.cookie = first.cookie
+    assert kept("GET", "/api/session")[0] == 401  # the oldest ended
+    with open(s.d.config_path, "rb") as f:
+        store = flightjobd._toml().loads(f.read().decode())["auth"]["session_dir"]
+    assert len(os.listdir(store)) <= flightjobd.SESSIONS_PER_USER, len(os.listdir(store))
+
+
+def test_metrics_read_x_forwarded_for_only_from_the_proxy(make_daemon, runtime, pam_service, unix_users):
+    """Red team: /metrics believed X-Forwarded-For from any socket on a
+    trusted loopback address (a local user naming an allowed address read
+    it), and a proxied request naming no client counted as the proxy's own
+    address. Now: the proxy's account's socket is read for X-Forwarded-For
+    and needs one; anyone else's is its own address."""
+    local = unix_users.create()
+    d = make_daemon(server={"multi_user": True, "trusted_proxies": ["127.0.0.1"]}, worker=runtime,
+                    auth={"pam_service": pam_service, "proxy_header": HEADER, "proxy_users": ["www-data"],
+                          "proxy_logout_url": "/signed-out"},
+                    metrics={"allow": ["10.1.0.5/32"]}, templates={"site_dirs": []})
+    allowed = {"X-Forwarded-For": "10.1.0.5"}
+    assert as_account(local.name, d.port, "/metrics", allowed)[0] == 404  # a local user naming an allowed address
+    assert Browser(d.port)("GET", "/metrics", headers=allowed)[0] == 404  # root's socket is not the proxy either
+    assert as_account("www-data", d.port, "/metrics", allowed)[0] == 200  # the proxy, for an allowed client
+    assert as_account("www-data", d.port, "/metrics", {})[0] == 404  # the proxy naming no client
+    assert as_account("www-data", d.port, "/metrics", {"X-Forwarded-For": "unix:"})[0] == 404
+    assert as_account("www-data", d.port, "/metrics", {"X-Forwarded-For": "203.0.113.5"})[0] == 404
