@@ -185,3 +185,22 @@ def site(browser, axe_path, make_daemon, unix_users, runtime, request):
 @pytest.fixture
 def logged_in(site):
     return site.login()
+
+
+@pytest.fixture
+def slurm_site(browser, axe_path, make_daemon, unix_users, runtime, slurm_cluster):
+    """A real PAM user logged in, the daemon in multi-user mode on the real
+    Slurm test cluster (accounting on; site.cluster is it); the user's jobs
+    cancelled afterwards."""
+    slurm_cluster.ensure(accounting=True)
+    user = unix_users.create()
+    daemon = make_daemon(server={"multi_user": True}, worker=runtime,
+                         storage={"state_dir": "~/.local/share/flight-job"},
+                         scheduler=slurm_cluster.scheduler(background_refresh=2), templates={"site_dirs": []})
+    context = browser.new_context(viewport={"width": 1280, "height": 860}, accept_downloads=True)
+    context.set_default_timeout(20000)
+    site = Site(daemon, user, context.new_page(), axe_path)
+    site.cluster = slurm_cluster
+    yield site.login()
+    context.close()
+    slurm_cluster.run("scancel", "--user", user.name)

@@ -4,36 +4,14 @@ with the text kept, the options in the summary's exact command, submitted,
 what Slurm made of them (scontrol) on the job page, and a --constraint no
 node has refused in sbatch's own words beside the field; screenshots in
 test-output/screenshots (74-78)."""
-import importlib.util
-import os
 
 import pytest
 from playwright.sync_api import expect
 
 import flightjobd
 
-_spec = importlib.util.spec_from_file_location("e2e_fixtures", os.path.join(os.path.dirname(__file__), "conftest.py"))
-_fixtures = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_fixtures)
-Site = _fixtures.Site
-
 pytestmark = [pytest.mark.e2e, pytest.mark.slurm]
 
-
-@pytest.fixture
-def slurm_site(browser, axe_path, make_daemon, unix_users, runtime, slurm_cluster):
-    slurm_cluster.ensure(accounting=True)
-    user = unix_users.create()
-    daemon = make_daemon(server={"multi_user": True}, worker=runtime,
-                         storage={"state_dir": "~/.local/share/flight-job"},
-                         scheduler=slurm_cluster.scheduler(background_refresh=2), templates={"site_dirs": []})
-    context = browser.new_context(viewport={"width": 1280, "height": 860})
-    context.set_default_timeout(20000)
-    site = Site(daemon, user, context.new_page(), axe_path)
-    site.cluster = slurm_cluster
-    yield site.login()
-    context.close()
-    slurm_cluster.run("scancel", "--user", user.name)
 
 
 def test_extra_options_typed_shown_submitted_and_refused_in_sbatchs_words(slurm_site):

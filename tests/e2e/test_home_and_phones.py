@@ -8,12 +8,10 @@ test-output/screenshots (70-79)."""
 import re
 
 import pytest
-import test_job_truth
 from playwright.sync_api import expect
 
 from support import wait_for
 
-slurm_site = test_job_truth.slurm_site  # the fixture: a user logged in, the daemon on Slurm
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slurm]
 

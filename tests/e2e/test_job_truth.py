@@ -4,7 +4,6 @@ template's job runs in a folder of its own (listing and zip its own), a
 time-out and a launch failure read as what they are (no "Exit code 0", no
 "exit code 15"), a refused submission is titled by its script with the
 way back to the form; screenshots in test-output/screenshots (60-69)."""
-import importlib.util
 import io
 import os
 import re
@@ -16,28 +15,8 @@ from playwright.sync_api import expect
 
 from support import wait_for
 
-_spec = importlib.util.spec_from_file_location("e2e_fixtures", os.path.join(os.path.dirname(__file__), "conftest.py"))
-_fixtures = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_fixtures)
-Site = _fixtures.Site
-
 pytestmark = [pytest.mark.e2e, pytest.mark.slurm]
 
-
-@pytest.fixture
-def slurm_site(browser, axe_path, make_daemon, unix_users, runtime, slurm_cluster):
-    slurm_cluster.ensure(accounting=True)
-    user = unix_users.create()
-    daemon = make_daemon(server={"multi_user": True}, worker=runtime,
-                         storage={"state_dir": "~/.local/share/flight-job"},
-                         scheduler=slurm_cluster.scheduler(background_refresh=2), templates={"site_dirs": []})
-    context = browser.new_context(viewport={"width": 1280, "height": 860}, accept_downloads=True)
-    context.set_default_timeout(20000)
-    site = Site(daemon, user, context.new_page(), axe_path)
-    site.cluster = slurm_cluster
-    yield site.login()
-    context.close()
-    slurm_cluster.run("scancel", "--user", user.name)
 
 
 def sacct(site, sched, field):

@@ -8,10 +8,8 @@ import re
 
 import pytest
 from playwright.sync_api import expect
-import test_job_truth
 
 pytestmark = pytest.mark.e2e
-slurm_site = test_job_truth.slurm_site  # the fixture: a user logged in, the daemon on the real Slurm test cluster
 
 
 def visible_steps(page):

@@ -5,8 +5,6 @@ partition, nodes / CPUs and elapsed of limit are what squeue says (asked
 here, never written down); the columns chosen stay chosen across a logout;
 select-all and bulk hold then release change the jobs in Slurm; the reason
 changes live when Slurm's does. axe at 1280 px; screenshots 70-75."""
-import importlib.util
-import os
 import re
 
 import pytest
@@ -14,28 +12,8 @@ from playwright.sync_api import expect
 
 from support import wait_for
 
-_spec = importlib.util.spec_from_file_location("e2e_fixtures", os.path.join(os.path.dirname(__file__), "conftest.py"))
-_fixtures = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_fixtures)
-Site = _fixtures.Site
-
 pytestmark = [pytest.mark.e2e, pytest.mark.slurm]
 
-
-@pytest.fixture
-def slurm_site(browser, axe_path, make_daemon, unix_users, runtime, slurm_cluster):
-    slurm_cluster.ensure(accounting=True)
-    user = unix_users.create()
-    daemon = make_daemon(server={"multi_user": True}, worker=runtime,
-                         storage={"state_dir": "~/.local/share/flight-job"},
-                         scheduler=slurm_cluster.scheduler(background_refresh=2), templates={"site_dirs": []})
-    context = browser.new_context(viewport={"width": 1280, "height": 860})
-    context.set_default_timeout(20000)
-    site = Site(daemon, user, context.new_page(), axe_path)
-    site.cluster = slurm_cluster
-    yield site.login()
-    context.close()
-    slurm_cluster.run("scancel", "--user", user.name)
 
 
 def squeue(site, sched):
