@@ -178,8 +178,9 @@ def test_a_stepped_scripts_job_runs_on_slurm_named_after_the_script(slurm_site):
     site.go("/templates/serial/create")
     page.fill("#name", "Fold protein 3")
     expect(page.locator("#q_job_name")).to_have_value("Fold-protein-3")
-    while page.locator("button:text-is('Next')").is_visible():
+    for step in range(2, page.locator("ol.step-list li").count() + 1):  # each step checked by the server first
         page.click("button:text-is('Next')")
+        expect(page.locator("#step-%d-h" % step)).to_be_focused()
     page.click("button[name=action][value=create]")
     page.wait_for_url(re.compile(r".*/scripts/[^/]+$"))
     sid = site.path().split("/")[-1]
